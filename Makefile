@@ -1,0 +1,35 @@
+# Two commands a newcomer needs: `make up` and `make test`.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TESTSTAMP := $(VENV)/.installed-test
+
+.PHONY: up test lint typecheck bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(TESTSTAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[test,bench]'
+	bash scripts/install-system-deps.sh
+	touch $@
+
+up: $(STAMP)
+	$(BIN)/sluiceway up
+
+test: $(TESTSTAMP)
+	$(BIN)/ruff check sluiceway tests bench
+	$(BIN)/mypy sluiceway
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: $(TESTSTAMP)
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/query.py
+
+clean:
+	rm -rf $(VENV) data agent-data

@@ -1,0 +1,44 @@
+"""The `sluiceway` command: each package contributes its commands from its own `_cli.py`."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    help="Sluiceway: logging stack with a Loki-compatible server, agent and in-app client.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# (module, attribute): a typer.Typer to mount as a group, or a function to add as a command.
+_COMMANDS: list[tuple[str, str, str]] = [
+    ("server", "sluiceway.server._cli", "server"),
+    ("up", "sluiceway.server._cli", "up"),
+    ("agent", "sluiceway.agent._cli", "app"),
+    ("query", "sluiceway.logql._cli", "query"),
+]
+
+
+def _register() -> None:
+    for name, module, attr in _COMMANDS:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:  # that package has no CLI yet
+                continue
+            raise
+        obj = getattr(mod, attr)
+        if isinstance(obj, typer.Typer):
+            app.add_typer(obj, name=name)
+        else:
+            app.command(name=name)(obj)
+
+
+_register()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,29 @@
+"""Core value types shared by every package: label sets and stream batches."""
+
+from sluiceway.model._batch import Metadata, StreamBatch
+from sluiceway.model._block import EntryBlock
+from sluiceway.model._labels import (
+    LABEL_NAME_RE,
+    LabelError,
+    fingerprint,
+    format_labels,
+    parse_labels,
+    quote,
+    validate_label_names,
+)
+from sluiceway.model._matcher import Matcher, matches_all
+
+__all__ = [
+    "EntryBlock",
+    "Matcher",
+    "matches_all",
+    "LABEL_NAME_RE",
+    "LabelError",
+    "Metadata",
+    "StreamBatch",
+    "fingerprint",
+    "format_labels",
+    "parse_labels",
+    "quote",
+    "validate_label_names",
+]
