@@ -1,0 +1,22 @@
+"""Errors of push decoding; the server maps them to HTTP status codes."""
+
+from __future__ import annotations
+
+
+class WireError(ValueError):
+    """A push body that cannot be decoded: answered with HTTP 400, not retryable."""
+
+
+class BodyTooLarge(WireError):
+    """The decompressed body would pass the configured limit: answered with HTTP 413.
+
+    A subclass of WireError so that callers which only catch WireError still answer
+    with a client error; the server checks for this class first.
+    """
+
+    def __init__(self, size: int | None, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        what = "passes" if size is None else f"is {size} bytes, over"
+        super().__init__(f"request body too large: decompressed body {what} the limit of "
+                         f"{limit} bytes")

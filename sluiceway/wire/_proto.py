@@ -1,0 +1,97 @@
+"""Loki's protobuf push body: `logproto.PushRequest`, raw-snappy compressed."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from operator import attrgetter
+from typing import Any
+
+import cramjam
+from google.protobuf.message import DecodeError
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from sluiceway.model import LabelError, Metadata, StreamBatch, format_labels, parse_labels
+from sluiceway.wire import _push_pb2 as pb
+from sluiceway.wire._checks import check_ts_range, fail
+from sluiceway.wire._errors import WireError
+
+NS = 1_000_000_000
+# One C-level attribute walk per entry; everything after works on whole columns.
+_ENTRY_FIELDS = attrgetter("timestamp.seconds", "timestamp.nanos", "line", "structuredMetadata")
+
+
+def decode_protobuf(data: bytes | memoryview) -> list[StreamBatch]:
+    """Decode an already snappy-decoded PushRequest."""
+    try:
+        req: Any = pb.PushRequest.FromString(data)
+        repair = False
+    except DecodeError:
+        # Most often a line that is not UTF-8 (Go clients send raw file bytes, Loki keeps
+        # them); re-read as bytes and repair. Truly corrupt bodies fail here as well.
+        req = _parse_raw(data)
+        repair = True
+    return [_stream(f"streams[{i}]", s, repair) for i, s in enumerate(req.streams)]
+
+
+def _parse_raw(data: bytes | memoryview) -> Any:
+    try:
+        return pb.RawPushRequest.FromString(data)
+    except DecodeError as exc:
+        raise WireError(f"error parsing push request: invalid protobuf: {exc}") from None
+
+
+def _stream(where: str, st: Any, repair: bool) -> StreamBatch:
+    text = st.labels.decode("utf-8", "replace") if repair else st.labels
+    labels = _labels(text)
+    rows = list(map(_ENTRY_FIELDS, st.entries))
+    if not rows:
+        return StreamBatch(labels)
+    secs, nanos, lines, mds = zip(*rows, strict=True)
+    if min(nanos) < 0 or max(nanos) >= NS:  # Go's timestamp validation rejects these too
+        raise fail(where, "timestamp nanos not in range [0, 1e9)")
+    ts = [s * NS + n for s, n in zip(secs, nanos, strict=True)]
+    check_ts_range(where, ts)
+    if repair:
+        lines = tuple(line.decode("utf-8", "replace") for line in lines)
+    metadata = _metadata(mds, repair) if any(mds) else None
+    return StreamBatch(labels, ts, list(lines), metadata)
+
+
+def _metadata(mds: tuple[Any, ...], repair: bool) -> list[Metadata | None]:
+    if repair:
+        return [{p.name.decode("utf-8", "replace"): p.value.decode("utf-8", "replace")
+                 for p in md} or None for md in mds]
+    return [{p.name: p.value for p in md} or None for md in mds]
+
+
+def _labels(text: str) -> dict[str, str]:
+    # Copy: callers (and the store) may keep or modify the dict they get.
+    return dict(_parse_labels_cached(text))
+
+
+@lru_cache(maxsize=4096)
+def _parse_labels_cached(text: str) -> dict[str, str]:
+    # A client pushes the same few label strings again and again.
+    try:
+        return parse_labels(text)
+    except LabelError as exc:
+        raise WireError(f"error parsing push request: couldn't parse labels: {exc}") from None
+
+
+def encode_push_protobuf(batches: list[StreamBatch]) -> bytes:
+    """A snappy-compressed PushRequest, labels in canonical `format_labels` form."""
+    req = pb.PushRequest(streams=[_encode_stream(b) for b in batches])
+    return bytes(cramjam.snappy.compress_raw(req.SerializeToString()))
+
+
+def _encode_stream(b: StreamBatch) -> Any:
+    entry, stamp = pb.EntryAdapter, Timestamp
+    if b.metadata is None:
+        entries = [entry(timestamp=stamp(seconds=t // NS, nanos=t % NS), line=line)
+                   for t, line in zip(b.ts, b.lines, strict=True)]
+    else:
+        pair = pb.LabelPairAdapter
+        entries = [entry(timestamp=stamp(seconds=t // NS, nanos=t % NS), line=line,
+                         structuredMetadata=[pair(name=k, value=v) for k, v in (m or {}).items()])
+                   for t, line, m in zip(b.ts, b.lines, b.metadata, strict=True)]
+    return pb.StreamAdapter(labels=format_labels(b.labels), entries=entries)
