@@ -21,6 +21,8 @@ def decode_content_encoding(body: bytes, encoding: str | None, limit: int) -> by
     """
     enc = (encoding or "").strip().lower()
     if enc in ("", "identity", "snappy"):
+        if len(body) > limit:  # uncompressed JSON counts as its own decompressed size
+            raise BodyTooLarge(len(body), limit)
         return body
     if enc == "gzip":
         return _inflate(body, _GZIP_WBITS, limit, "gzip")
