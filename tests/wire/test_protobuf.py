@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+
 import cramjam
 
 from sluiceway.wire import decode_push
@@ -43,8 +45,6 @@ def test_missing_timestamp_is_zero_and_empty_stream_is_kept() -> None:
 
 
 def test_snappy_content_encoding_is_ignored_and_gzip_applies_to_protobuf() -> None:
-    import gzip
-
     req = PushRequest(streams=[StreamAdapter(labels='{a="1"}')])
     req.streams[0].entries.add(line="x").timestamp.seconds = 1
     body = snappy(req.SerializeToString())
