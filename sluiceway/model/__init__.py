@@ -12,8 +12,13 @@ from sluiceway.model._labels import (
     validate_label_names,
 )
 from sluiceway.model._matcher import Matcher, matches_all
+from sluiceway.model._units import Bytes, Duration, parse_duration, parse_size
 
 __all__ = [
+    "Bytes",
+    "Duration",
+    "parse_duration",
+    "parse_size",
     "EntryBlock",
     "Matcher",
     "matches_all",

@@ -44,7 +44,7 @@ class EntryBlock:
         """A new block with the selected entries (index array or boolean mask), order kept."""
         if idx.dtype == np.bool_:
             idx = np.flatnonzero(idx)
-        if len(idx) == len(self):
+        if len(idx) == len(self) and bool((idx == np.arange(len(self))).all()):
             return self
         lines = self.lines()
         picked = [lines[i] for i in idx.tolist()]

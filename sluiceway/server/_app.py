@@ -1,0 +1,283 @@
+"""The HTTP API: Loki's push and query endpoints, metrics, heartbeats, and the UI."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import PlainTextResponse
+
+from sluiceway import __version__
+from sluiceway.logql import QueryError, QueryParams, evaluate, parse_selector
+from sluiceway.server._config import Config
+from sluiceway.server._distributor import PushError, validate
+from sluiceway.server._metrics import ServerMetrics
+from sluiceway.server._params import (
+    ParamError,
+    parse_direction,
+    parse_limit,
+    parse_seconds_or_duration,
+    parse_time,
+    tenants_from_header,
+    time_range,
+)
+from sluiceway.server._pipeline import PipelineRegistry
+from sluiceway.server._querier import StoreSource
+from sluiceway.store import Store, StoreConfig, WalWriteError
+from sluiceway.wire import BodyTooLarge, WireError, decode_push
+
+log = logging.getLogger("sluiceway.server")
+UI_DIR = Path(__file__).resolve().parent.parent / "ui" / "static"
+
+
+class JSONResponse(Response):
+    media_type = "application/json; charset=UTF-8"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+
+
+def store_config(cfg: Config) -> StoreConfig:
+    s = cfg.storage
+    return StoreConfig(
+        data_dir=s.data_dir, wal_sync=s.wal_sync, wal_sync_interval_s=s.wal_sync_interval,
+        wal_segment_bytes=s.wal_segment_size, max_wal_bytes=s.max_wal_size,
+        chunk_target_bytes=s.chunk_target_size, max_chunk_age_s=s.max_chunk_age,
+        chunk_idle_s=s.chunk_idle_period, compression_level=s.compression_level,
+        flush_check_interval_s=s.flush_check_period, retention_period_s=s.retention_period,
+        retention_check_interval_s=s.retention_check_interval, cache_bytes=s.cache_size,
+        flush_on_shutdown=s.flush_on_shutdown)
+
+
+def _bad(msg: str, status: int = 400) -> PlainTextResponse:
+    return PlainTextResponse(msg + "\n" if not msg.endswith("\n") else msg, status_code=status)
+
+
+def create_app(cfg: Config, store: Store | None = None) -> FastAPI:
+    """Build the app; the store is opened at startup unless one is given."""
+    state: dict[str, Any] = {"store": store}
+    metrics = ServerMetrics()
+    pipeline = PipelineRegistry(cfg.server.heartbeat_stale_factor)
+    limits = cfg.limits
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if state["store"] is None:
+            state["store"] = await run_in_threadpool(Store, store_config(cfg))
+        metrics.bind_store(state["store"])
+        yield
+        await run_in_threadpool(state["store"].close)
+
+    app = FastAPI(title="Sluiceway", version=__version__, lifespan=lifespan, docs_url=None,
+                  redoc_url=None)
+    app.state.pipeline = pipeline
+    app.state.cfg = cfg
+
+    def st() -> Store:
+        s: Store = state["store"]
+        return s
+
+    def tenants(request: Request, allow_many: bool) -> list[str]:
+        return tenants_from_header(request.headers.get("x-scope-orgid"),
+                                   cfg.server.default_tenant, cfg.server.auth_enabled,
+                                   allow_many)
+
+    @app.middleware("http")
+    async def errors_and_timing(request: Request,
+                                call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        t0 = time.perf_counter()
+        try:
+            resp = await call_next(request)
+        except ParamError as exc:
+            resp = _bad(str(exc))
+        except QueryError as exc:
+            resp = _bad(str(exc))
+        except PermissionError:
+            resp = _bad("no org id", 401)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "other")
+        metrics.requests.labels(path, str(resp.status_code)).observe(time.perf_counter() - t0)
+        return resp
+
+    # --- ingest -------------------------------------------------------------------------
+    async def push(request: Request) -> Response:
+        tenant = tenants(request, allow_many=False)[0]
+        max_body = cfg.server.max_body_size
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_body:
+            return _bad(f"request body too large: {declared} bytes, limit {max_body}", 413)
+        body = await request.body()
+        if len(body) > max_body:
+            return _bad(f"request body too large: {len(body)} bytes, limit {max_body}", 413)
+        ctype, cenc = request.headers.get("content-type"), request.headers.get("content-encoding")
+
+        def prepare() -> Any:
+            batches = decode_push(body, ctype, cenc, max_decompressed_bytes=max_body)
+            return validate(tenant, batches, limits, st())
+
+        try:
+            v = await run_in_threadpool(prepare)
+        except BodyTooLarge as exc:
+            return _bad(str(exc), 413)
+        except (WireError, PushError) as exc:
+            return _bad(str(exc))
+        for reason, n in v.rejected.items():
+            metrics.lines_rejected.labels(tenant, reason).inc(n)
+        if v.blocks:
+            try:
+                await asyncio.wrap_future(st().push(tenant, v.blocks))
+            except WalWriteError as exc:
+                log.error("push not stored: %s", exc)
+                return _bad(f"could not store the batch, retry later: {exc}", 503)
+            metrics.lines_received.labels(tenant).inc(v.lines)
+            metrics.bytes_received.labels(tenant).inc(v.bytes)
+        if v.total_rejected:
+            return _bad(v.message())
+        return Response(status_code=204)
+
+    app.add_api_route("/loki/api/v1/push", push, methods=["POST"])
+    app.add_api_route("/api/prom/push", push, methods=["POST"])
+
+    # --- queries ------------------------------------------------------------------------
+    async def params_of(request: Request) -> dict[str, str]:
+        p = dict(request.query_params)
+        if request.method == "POST":
+            form = await request.form()
+            p.update({k: str(v) for k, v in form.items()})
+        return p
+
+    async def run_query(request: Request, instant: bool) -> Response:
+        p = await params_of(request)
+        q = p.get("query")
+        if not q:
+            raise ParamError("query parameter is required")
+        ts = tenants(request, allow_many=True)
+        limit = parse_limit(p.get("limit"), 100, limits.max_entries_limit_per_query)
+        if instant:
+            start = end = parse_time(p.get("time"), time.time_ns(), "time")
+        else:
+            start, end = time_range(p, 3600)
+            if end - start > limits.max_query_length * 1e9:
+                raise ParamError(f"the query time range exceeds the limit (query length: "
+                                 f"{(end - start) / 3.6e12:.0f}h, limit: "
+                                 f"{limits.max_query_length / 3600:.0f}h)")
+        step = p.get("step")
+        interval = p.get("interval")
+        qp = QueryParams(
+            tenants=ts, start=start, end=end, limit=limit,
+            direction=parse_direction(p.get("direction")),
+            step_ns=int(parse_seconds_or_duration(step, "step") * 1e9) if step else None,
+            interval_ns=int(parse_seconds_or_duration(interval, "interval") * 1e9)
+            if interval else None,
+            instant=instant,
+            categorize_labels="categorize-labels" in request.headers.get(
+                "x-loki-response-encoding-flags", ""))
+        if qp.step_ns is not None and qp.step_ns <= 0:
+            raise ParamError("zero or negative query resolution step widths are not accepted. "
+                             "Try a positive integer")
+        result = await run_in_threadpool(evaluate, StoreSource(st()), q, qp)
+        return JSONResponse({"status": "success", "data": result.to_loki_json()})
+
+    async def query_range(request: Request) -> Response:
+        return await run_query(request, instant=False)
+
+    async def query(request: Request) -> Response:
+        return await run_query(request, instant=True)
+
+    for path, fn in (("/loki/api/v1/query_range", query_range), ("/loki/api/v1/query", query),
+                     ("/api/prom/query", query_range)):
+        app.add_api_route(path, fn, methods=["GET", "POST"])
+
+    # --- labels and series ------------------------------------------------------------
+    async def labels(request: Request) -> Response:
+        p = await params_of(request)
+        start, end = time_range(p, 6 * 3600)
+        matchers = parse_selector(p["query"]) if p.get("query") else None
+        names = await run_in_threadpool(st().label_names, tenants(request, True), start, end,
+                                        matchers)
+        return JSONResponse({"status": "success", "data": names})
+
+    async def label_values(request: Request) -> Response:
+        p = await params_of(request)
+        start, end = time_range(p, 6 * 3600)
+        matchers = parse_selector(p["query"]) if p.get("query") else None
+        vals = await run_in_threadpool(st().label_values, tenants(request, True),
+                                       request.path_params["name"], start, end, matchers)
+        return JSONResponse({"status": "success", "data": vals})
+
+    async def series(request: Request) -> Response:
+        p = await params_of(request)
+        selectors = request.query_params.getlist("match[]") or request.query_params.getlist(
+            "match")
+        if request.method == "POST":
+            form = await request.form()
+            selectors += [str(v) for v in form.getlist("match[]")]
+        if not selectors:
+            raise ParamError("at least one match[] parameter is required")
+        start, end = time_range(p, 6 * 3600)
+        ts = tenants(request, True)
+        seen: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+        for sel in selectors:
+            for s in await run_in_threadpool(st().series, ts, parse_selector(sel), start, end):
+                seen.setdefault(tuple(sorted(s.labels.items())), s.labels)
+        return JSONResponse({"status": "success", "data": list(seen.values())})
+
+    app.add_api_route("/loki/api/v1/labels", labels, methods=["GET", "POST"])
+    app.add_api_route("/loki/api/v1/label", labels, methods=["GET", "POST"])
+    app.add_api_route("/loki/api/v1/label/{name}/values", label_values, methods=["GET", "POST"])
+    app.add_api_route("/loki/api/v1/series", series, methods=["GET", "POST"])
+
+    # --- operations ---------------------------------------------------------------------
+    @app.get("/ready")
+    async def ready() -> Response:
+        if state["store"] is None or not st().ready:
+            return PlainTextResponse("starting\n", status_code=503)
+        return PlainTextResponse("ready\n")
+
+    @app.get("/metrics")
+    async def prom_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/loki/api/v1/status/buildinfo")
+    async def buildinfo() -> Response:
+        return JSONResponse({"version": __version__, "revision": "", "branch": "main",
+                             "buildDate": "", "buildUser": "", "goVersion": "",
+                             "application": "sluiceway"})
+
+    @app.post("/flush")
+    async def flush() -> Response:
+        await run_in_threadpool(st().flush_all)
+        return Response(status_code=204)
+
+    @app.post("/sluiceway/api/v1/heartbeat")
+    async def heartbeat(request: Request) -> Response:
+        try:
+            report = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            return _bad(f"heartbeat is not valid JSON: {exc}")
+        if not isinstance(report, dict) or not isinstance(report.get("id"), str) \
+                or report.get("kind") not in ("agent", "client"):
+            return _bad('heartbeat needs a JSON object with a string "id" and "kind" of '
+                        '"agent" or "client"')
+        pipeline.record(report)
+        return Response(status_code=204)
+
+    @app.get("/sluiceway/api/v1/pipeline")
+    async def pipeline_view() -> Response:
+        return JSONResponse({"status": "success", "data": pipeline.snapshot()})
+
+    @app.get("/sluiceway/api/v1/storage")
+    async def storage_view() -> Response:
+        return JSONResponse({"status": "success", "data": st().disk_usage()})
+
+    return app
+

@@ -1,0 +1,51 @@
+"""`sluiceway server` and `sluiceway up`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sluiceway.server._config import ConfigError, load_config
+from sluiceway.server._run import StartupError, serve
+
+
+def _fail(msg: str) -> None:
+    typer.echo(f"sluiceway: {msg}", err=True)
+    raise typer.Exit(2)
+
+
+def server(
+    config: Annotated[Path | None, typer.Option("-c", "--config",
+                                                help="YAML config file (see README).")] = None,
+    listen: Annotated[str | None, typer.Option(
+        help="HOST:PORT to listen on [default: 127.0.0.1:3100]")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Directory for WAL, chunks and index [default: ./data]")] = None,
+) -> None:
+    """Run the single-node server: Loki push and query API, storage, UI."""
+    overrides: dict[str, object] = {}
+    if listen is not None:
+        overrides["server.listen"] = listen
+    if data_dir is not None:
+        overrides["storage.data_dir"] = str(data_dir)
+    try:
+        cfg = load_config(config, overrides)
+        serve(cfg)
+    except (ConfigError, StartupError) as exc:
+        _fail(str(exc))
+
+
+def up(
+    listen: Annotated[str, typer.Option(help="HOST:PORT for the server")] = "127.0.0.1:3100",
+    data_dir: Annotated[Path, typer.Option(help="Server data directory")] = Path("./data"),
+    demo: Annotated[bool, typer.Option(help="Also run a demo agent shipping sample logs")] = True,
+) -> None:
+    """Start the single-node stack: server + UI, and a demo agent feeding it."""
+    from sluiceway.server._up import run_stack
+
+    try:
+        run_stack(listen, data_dir, demo)
+    except (ConfigError, StartupError) as exc:
+        _fail(str(exc))

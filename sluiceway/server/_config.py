@@ -1,0 +1,102 @@
+"""Server configuration: YAML file, then `SLUICEWAY_<SECTION>__<KEY>` environment overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from sluiceway.model import Bytes, Duration
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSection(_Section):
+    listen: str = "127.0.0.1:3100"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    max_body_size: Bytes = 64 << 20
+    default_tenant: str = "fake"
+    auth_enabled: bool = False  # when true, X-Scope-OrgID is required (401 without)
+    heartbeat_stale_factor: float = 3.0
+
+
+class StorageSection(_Section):
+    data_dir: Path = Path("./data")
+    wal_sync: Literal["always", "interval"] = "always"
+    wal_sync_interval: Duration = 0.1
+    wal_segment_size: Bytes = 128 << 20
+    max_wal_size: Bytes = 2 << 30
+    chunk_target_size: Bytes = 4 << 20
+    max_chunk_age: Duration = 7200.0
+    chunk_idle_period: Duration = 1800.0
+    compression_level: int = Field(3, ge=1, le=19)
+    flush_check_period: Duration = 10.0
+    retention_period: Duration = 0.0
+    retention_check_interval: Duration = 600.0
+    cache_size: Bytes = 512 << 20
+    flush_on_shutdown: bool = True
+
+
+class LimitsSection(_Section):
+    max_line_size: Bytes = 256_000
+    max_line_size_truncate: bool = False
+    reject_old_samples: bool = True
+    reject_old_samples_max_age: Duration = 7 * 86400.0
+    creation_grace_period: Duration = 600.0
+    unordered_window: Duration = 3600.0  # Loki: max_chunk_age / 2
+    max_label_names_per_series: int = 15
+    max_label_name_length: int = 1024
+    max_label_value_length: int = 2048
+    max_entries_limit_per_query: int = 5000
+    max_query_length: Duration = 721 * 3600.0
+    max_query_series: int = 500
+    query_timeout: Duration = 60.0
+
+
+class Config(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SLUICEWAY_", env_nested_delimiter="__",
+                                      extra="forbid")
+    server: ServerSection = ServerSection()
+    storage: StorageSection = StorageSection()
+    limits: LimitsSection = LimitsSection()
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return env_settings, init_settings  # environment wins over the YAML file
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message says what and where."""
+
+
+def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config {path} must be a mapping of sections")
+        data = loaded or {}
+    for dotted, value in (overrides or {}).items():
+        section, key = dotted.split(".", 1)
+        data.setdefault(section, {})[key] = value
+    try:
+        return Config(**data)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        where = f" in {path}" if path else ""
+        raise ConfigError(f"invalid configuration{where}:\n" + "\n".join(lines)) from exc

@@ -1,0 +1,170 @@
+"""Validate decoded pushes against the tenant limits and turn them into store blocks.
+
+A bad label set rejects the whole body (nothing written); per-line failures (too long, too
+old, too new, too far behind its stream) reject only those lines, as Loki does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from sluiceway.model import (
+    LABEL_NAME_RE,
+    EntryBlock,
+    Metadata,
+    StreamBatch,
+    format_labels,
+)
+from sluiceway.server._config import LimitsSection
+from sluiceway.store import Store
+
+_MAX_DETAILS = 10
+
+
+class PushError(ValueError):
+    """The whole push is invalid: HTTP 400, nothing stored."""
+
+
+@dataclass(slots=True)
+class Validated:
+    blocks: list[EntryBlock] = field(default_factory=list)
+    lines: int = 0
+    bytes: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    details: list[str] = field(default_factory=list)
+
+    @property
+    def total_rejected(self) -> int:
+        return sum(self.rejected.values())
+
+    def message(self) -> str:
+        total = self.lines + self.total_rejected
+        return "\n".join([*self.details, f"total ignored: {self.total_rejected} out of {total}"])
+
+
+def _rfc3339(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def check_labels(labels: dict[str, str], limits: LimitsSection) -> None:
+    if not labels:
+        raise PushError("error at least one label pair is required per stream")
+    text = format_labels(labels)
+    if len(labels) > limits.max_label_names_per_series:
+        raise PushError(f"stream '{text}' has {len(labels)} label names; limit "
+                        f"{limits.max_label_names_per_series}")
+    for name, value in labels.items():
+        if not LABEL_NAME_RE.match(name):
+            raise PushError(f"error parsing labels '{text}': invalid label name {name!r}")
+        if len(name) > limits.max_label_name_length:
+            raise PushError(f"label name too long: {name!r} for stream '{text}'")
+        if len(value) > limits.max_label_value_length:
+            raise PushError(f"label value too long: {value[:64]!r}… for stream '{text}'")
+
+
+def _merge_same_stream(batches: list[StreamBatch]) -> list[StreamBatch]:
+    """One batch per label set: clients like Fluent Bit send one stream object per line."""
+    merged: dict[str, StreamBatch] = {}
+    for b in batches:
+        key = format_labels(b.labels)
+        m = merged.get(key)
+        if m is None:
+            merged[key] = StreamBatch(b.labels, list(b.ts), list(b.lines),
+                                      None if b.metadata is None else list(b.metadata))
+            continue
+        if b.metadata is not None or m.metadata is not None:
+            m.metadata = (m.metadata or [None] * len(m.ts)) + \
+                         (b.metadata or [None] * len(b.ts))
+        m.ts.extend(b.ts)
+        m.lines.extend(b.lines)
+    return list(merged.values())
+
+
+def validate(tenant: str, batches: list[StreamBatch], limits: LimitsSection, store: Store,
+             now_ns: int | None = None) -> Validated:
+    now_ns = now_ns if now_ns is not None else time.time_ns()
+    for b in batches:
+        check_labels(b.labels, limits)
+    out = Validated()
+    for b in _merge_same_stream(batches):
+        if b.ts:
+            _validate_stream(tenant, b, limits, store, now_ns, out)
+    return out
+
+
+def _validate_stream(tenant: str, b: StreamBatch, limits: LimitsSection, store: Store,
+                     now_ns: int, out: Validated) -> None:
+    text = format_labels(b.labels)
+    ts = np.asarray(b.ts, dtype=np.int64)
+    lines = [s.encode("utf-8", "surrogatepass") for s in b.lines]
+    lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
+    ok = np.ones(len(lines), dtype=bool)
+
+    def reject(mask: np.ndarray, reason: str, detail: str) -> None:
+        hit = mask & ok
+        n = int(hit.sum())
+        if n:
+            out.rejected[reason] += n
+            ok[hit] = False
+            if len(out.details) < _MAX_DETAILS:
+                out.details.append(detail)
+
+    if limits.max_line_size:
+        too_long = lengths > limits.max_line_size
+        if too_long.any() and limits.max_line_size_truncate:
+            for i in np.flatnonzero(too_long).tolist():
+                lines[i] = lines[i][: limits.max_line_size]
+            lengths = np.minimum(lengths, limits.max_line_size)
+        elif too_long.any():
+            i = int(np.flatnonzero(too_long)[0])
+            reject(too_long, "line_too_long",
+                   f"Max entry size '{limits.max_line_size}' bytes exceeded for stream '{text}' "
+                   f"while adding an entry with length '{int(lengths[i])}' bytes")
+    if limits.reject_old_samples:
+        oldest = now_ns - int(limits.reject_old_samples_max_age * 1e9)
+        old = ts < oldest
+        if old.any():
+            i = int(np.flatnonzero(old)[0])
+            reject(old, "greater_than_max_sample_age",
+                   f"entry for stream '{text}' has timestamp too old: {_rfc3339(int(ts[i]))}, "
+                   f"oldest acceptable timestamp is: {_rfc3339(oldest)}")
+    newest = now_ns + int(limits.creation_grace_period * 1e9)
+    future = ts > newest
+    if future.any():
+        i = int(np.flatnonzero(future)[0])
+        reject(future, "too_far_in_future",
+               f"entry for stream '{text}' has timestamp too new: {_rfc3339(int(ts[i]))}")
+    max_ts = store.stream_max_ts(tenant, b.labels)
+    if max_ts is not None:
+        floor = max_ts - int(limits.unordered_window * 1e9)
+        behind = ts < floor
+        if behind.any():
+            i = int(np.flatnonzero(behind)[0])
+            reject(behind, "out_of_order",
+                   f"entry with timestamp {_rfc3339(int(ts[i]))} ignored, reason: 'entry too far "
+                   f"behind, oldest acceptable timestamp is: {_rfc3339(floor)}' for stream: {text}")
+    _append_block(b, ts, lines, lengths, ok, out)
+
+
+def _append_block(b: StreamBatch, ts: np.ndarray, lines: list[bytes], lengths: np.ndarray,
+                  ok: np.ndarray, out: Validated) -> None:
+    md: list[Metadata | None] | None = b.metadata
+    if not ok.all():
+        keep = np.flatnonzero(ok).tolist()
+        lines = [lines[i] for i in keep]
+        ts, lengths = ts[ok], lengths[ok]
+        md = None if md is None else [md[i] for i in keep]
+    if not lines:
+        return
+    offsets = np.zeros(len(lines) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    if md is not None and not any(md):
+        md = None
+    out.blocks.append(EntryBlock(b.labels, ts, b"".join(lines), offsets, md))
+    out.lines += len(lines)
+    out.bytes += int(offsets[-1])

@@ -1,0 +1,60 @@
+"""Prometheus metrics of the server (its own registry, so several apps can share a process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from sluiceway.store import Store
+
+
+class ServerMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.lines_received = Counter("sluiceway_distributor_lines_received_total",
+                                      "Lines accepted by the distributor", ["tenant"], registry=r)
+        self.bytes_received = Counter("sluiceway_distributor_bytes_received_total",
+                                      "Line bytes accepted by the distributor", ["tenant"],
+                                      registry=r)
+        self.lines_rejected = Counter("sluiceway_discarded_samples_total",
+                                      "Lines rejected, by reason (Loki's discarded_samples)",
+                                      ["tenant", "reason"], registry=r)
+        self.requests = Histogram("sluiceway_request_duration_seconds",
+                                  "HTTP request latency", ["route", "status"], registry=r,
+                                  buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1,
+                                           2.5, 5, 10, 30, 60))
+
+    def bind_store(self, store: Store) -> None:
+        self.registry.register(_StoreCollector(store))
+
+
+class _StoreCollector(Collector):
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        s = self.store
+        values = {
+            "sluiceway_wal_records_logged_total": ("WAL records written", s.wal.records),
+            "sluiceway_wal_logged_bytes_total": ("WAL bytes written", s.wal.bytes),
+            "sluiceway_wal_fsyncs_total": ("WAL fsync calls", s.wal.syncs),
+            "sluiceway_wal_write_failures_total": ("WAL writes that failed (503)",
+                                                   s.wal.failures),
+            "sluiceway_chunks_flushed_total": ("Chunks written", s.chunks_flushed),
+            "sluiceway_chunk_flush_failures_total": ("Chunk writes that failed",
+                                                     s.flush_failures),
+            "sluiceway_retention_chunks_deleted_total": ("Chunks deleted by retention",
+                                                         s.retention_deleted),
+            "sluiceway_chunk_cache_hits_total": ("Chunk cache hits", s.cache.hits),
+            "sluiceway_chunk_cache_misses_total": ("Chunk cache misses", s.cache.misses),
+        }
+        for name, (doc, v) in values.items():
+            yield CounterMetricFamily(name.removesuffix("_total"), doc, value=v)
+        streams = GaugeMetricFamily("sluiceway_streams", "Streams known", labels=["tenant"])
+        for t, ts in list(s.tenants.items()):
+            streams.add_metric([t], len(ts.streams))
+        yield streams
+        wal = GaugeMetricFamily("sluiceway_wal_bytes", "Bytes in WAL segments on disk",
+                                value=s.wal.size_bytes())
+        yield wal

@@ -1,0 +1,24 @@
+"""Adapts the store to the query engine's `LogSource` protocol (Loki's querier role)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from sluiceway.logql import SeriesRef
+from sluiceway.model import EntryBlock, Matcher
+from sluiceway.store import Store, StoreSeries
+
+
+class StoreSource:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def series(self, tenants: list[str], matchers: list[Matcher], start: int,
+               end: int) -> list[SeriesRef]:
+        return [SeriesRef(s.tenant, s.fp, s.labels)
+                for s in self.store.series(tenants, matchers, start, end)]
+
+    def blocks(self, ref: SeriesRef, start: int, end: int,
+               direction: str) -> Iterator[EntryBlock]:
+        return self.store.blocks(StoreSeries(ref.tenant, ref.fp, ref.labels), start, end,
+                                 direction)

@@ -1,0 +1,67 @@
+"""Run the server process: bind the port ourselves so failures get a clear message."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import sys
+
+import uvicorn
+
+from sluiceway.server._app import create_app
+from sluiceway.server._config import Config
+from sluiceway.store import StoreError
+
+log = logging.getLogger("sluiceway.server")
+
+
+class StartupError(RuntimeError):
+    """The server cannot start; the message is for the operator, not a traceback."""
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise StartupError(f"--listen must be HOST:PORT, got {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+def bind(listen: str) -> socket.socket:
+    host, port = split_listen(listen)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(f"cannot listen on {listen}: the port is already in use "
+                               "(another Sluiceway or Loki running?)") from None
+        raise StartupError(f"cannot listen on {listen}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(stream=sys.stderr, level=level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def serve(cfg: Config) -> None:
+    setup_logging(cfg.server.log_level)
+    sock = bind(cfg.server.listen)
+    app = create_app(cfg)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=10, ws="websockets")
+    server = uvicorn.Server(config)
+    log.info("Sluiceway server listening on http://%s, data in %s", cfg.server.listen,
+             cfg.storage.data_dir)
+    try:
+        server.run(sockets=[sock])
+    except StoreError as exc:
+        raise StartupError(str(exc)) from None
+    if not server.started:
+        raise StartupError("server failed to start (see the log above)")

@@ -1,0 +1,110 @@
+"""Chunk files: one stream's entries over a time span, zstd-compressed, checksummed.
+
+File layout (little-endian):
+  magic b"SLWC" | u8 format version | u8 flags | u16 reserved | u32 n | i64 mint | i64 maxt
+  | u64 raw_len | u32 CRC32 of the compressed payload | zstd(payload)
+payload: i64 ts-deltas[n] | u32 line lengths[n] | lines blob | metadata JSON (may be empty)
+Timestamps are stored as deltas from `mint` so zstd sees small, repetitive numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import orjson
+import zstandard
+
+from sluiceway.model import EntryBlock
+
+MAGIC = b"SLWC"
+CHUNK_VERSION = 1
+_HDR = struct.Struct("<4sBBHIqqQI")
+
+_local = threading.local()
+
+
+class ChunkError(ValueError):
+    """A chunk file that is not ours, of another version, or damaged."""
+
+
+def _cctx(level: int) -> zstandard.ZstdCompressor:
+    key = f"c{level}"
+    c = getattr(_local, key, None)
+    if c is None:
+        c = zstandard.ZstdCompressor(level=level)
+        setattr(_local, key, c)
+    return c  # type: ignore[no-any-return]
+
+
+def _dctx() -> zstandard.ZstdDecompressor:
+    d = getattr(_local, "d", None)
+    if d is None:
+        d = _local.d = zstandard.ZstdDecompressor()
+    return d  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkMeta:
+    n: int
+    mint: int
+    maxt: int
+    raw_bytes: int
+    size: int
+
+
+def encode_chunk(block: EntryBlock, level: int = 3) -> tuple[bytes, ChunkMeta]:
+    n = len(block)
+    mint, maxt = int(block.ts[0]), int(block.ts[-1])
+    parts = [
+        (block.ts - mint).astype("<i8").tobytes(),
+        np.diff(block.offsets).astype("<u4").tobytes(),
+        block.blob[int(block.offsets[0]) : int(block.offsets[-1])],
+        orjson.dumps(block.metadata) if block.metadata is not None else b"",
+    ]
+    payload = b"".join(parts)
+    z = _cctx(level).compress(payload)
+    hdr = _HDR.pack(MAGIC, CHUNK_VERSION, 0, 0, n, mint, maxt, len(payload), zlib.crc32(z))
+    data = hdr + z
+    return data, ChunkMeta(n, mint, maxt, block.nbytes, len(data))
+
+
+def decode_chunk(data: bytes, labels: dict[str, str]) -> EntryBlock:
+    if len(data) < _HDR.size:
+        raise ChunkError("chunk too short")
+    magic, version, _f, _r, n, mint, _maxt, raw_len, crc = _HDR.unpack_from(data, 0)
+    if magic != MAGIC:
+        raise ChunkError("not a Sluiceway chunk")
+    if version != CHUNK_VERSION:
+        raise ChunkError(f"chunk format version {version} is not supported (expected "
+                         f"{CHUNK_VERSION})")
+    z = memoryview(data)[_HDR.size :]
+    if zlib.crc32(z) != crc:
+        raise ChunkError("chunk checksum mismatch")
+    payload = _dctx().decompress(z, max_output_size=raw_len)
+    ts = np.frombuffer(payload, dtype="<i8", count=n).astype(np.int64) + mint
+    lengths = np.frombuffer(payload, dtype="<u4", count=n, offset=8 * n)
+    offsets = np.empty(n + 1, dtype=np.int64)
+    offsets[0] = 12 * n  # lines are addressed inside the payload, no copy
+    np.cumsum(lengths, out=offsets[1:])
+    offsets[1:] += 12 * n
+    end = int(offsets[-1])
+    md = payload[end:]
+    metadata = orjson.loads(md) if md else None
+    return EntryBlock(labels, ts, payload, offsets, metadata)
+
+
+def write_chunk_file(path: Path, data: bytes) -> None:
+    """Write atomically and durably: the index may only name complete files."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,230 @@
+"""Write-ahead log: framed, checksummed records in numbered segment files, with group commit.
+
+Frame: u32 payload length | u32 CRC32 of payload | payload. A torn or corrupt frame ends
+that segment's replay with a warning; later segments are still read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("sluiceway.wal")
+
+_HDR = struct.Struct("<II")
+_MAX_RECORD = 1 << 31
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class WalPos:
+    """Position just past a record: (segment number, byte offset)."""
+
+    segment: int
+    offset: int
+
+
+ZERO_POS = WalPos(0, 0)
+
+
+def _segment_path(wal_dir: Path, n: int) -> Path:
+    return wal_dir / f"{n:08d}.wal"
+
+
+def list_segments(wal_dir: Path) -> list[int]:
+    return sorted(int(p.stem) for p in wal_dir.glob("*.wal") if p.stem.isdigit())
+
+
+def read_segment(path: Path, segment: int) -> Iterator[tuple[WalPos, bytes]]:
+    data = path.read_bytes()
+    pos = 0
+    while pos < len(data):
+        if pos + _HDR.size > len(data):
+            log.warning("WAL %s: torn record header at offset %d skipped", path.name, pos)
+            return
+        length, crc = _HDR.unpack_from(data, pos)
+        end = pos + _HDR.size + length
+        if end > len(data):
+            log.warning("WAL %s: torn record at offset %d skipped (%d bytes missing)",
+                        path.name, pos, end - len(data))
+            return
+        payload = data[pos + _HDR.size : end]
+        if zlib.crc32(payload) != crc:
+            log.warning("WAL %s: corrupt record at offset %d (checksum mismatch); "
+                        "the rest of this segment is skipped", path.name, pos)
+            return
+        pos = end
+        yield WalPos(segment, pos), payload
+
+
+def replay(wal_dir: Path) -> Iterator[tuple[WalPos, bytes]]:
+    for n in list_segments(wal_dir):
+        yield from read_segment(_segment_path(wal_dir, n), n)
+
+
+class WalWriteError(OSError):
+    """The WAL could not be written or synced: the batch is not durable (HTTP 503)."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    payload: bytes
+    apply: Callable[[WalPos], None]
+    future: Future[WalPos]
+
+
+class WalWriter:
+    """Appends records on one thread; concurrent submitters share one write + fsync.
+
+    `apply` callbacks run on the writer thread after the group is durable (sync mode) or
+    written (interval mode), in WAL order, so replay reproduces the same state.
+    """
+
+    def __init__(self, wal_dir: Path, segment_bytes: int = 128 << 20,
+                 sync_mode: str = "always", sync_interval_s: float = 0.1) -> None:
+        self.dir = wal_dir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.segment_bytes = segment_bytes
+        self.sync_mode = sync_mode
+        self.sync_interval_s = sync_interval_s
+        segs = list_segments(wal_dir)
+        self.segment = (segs[-1] + 1) if segs else 1  # never append to a possibly torn file
+        self._fd = self._open(self.segment)
+        self._offset = 0
+        self._pending: list[_Pending] = []
+        self._cond = threading.Condition()
+        self._closed = False
+        self._last_sync = time.monotonic()
+        self.records = 0
+        self.bytes = 0
+        self.syncs = 0
+        self.failures = 0
+        self._thread = threading.Thread(target=self._run, name="wal-writer", daemon=True)
+        self._thread.start()
+
+    def _open(self, n: int) -> int:
+        fd = os.open(_segment_path(self.dir, n), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        dfd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        return fd
+
+    def submit(self, payload: bytes, apply: Callable[[WalPos], None]) -> Future[WalPos]:
+        fut: Future[WalPos] = Future()
+        with self._cond:
+            if self._closed:
+                fut.set_exception(WalWriteError("WAL is closed"))
+                return fut
+            self._pending.append(_Pending(payload, apply, fut))
+            self._cond.notify()
+        return fut
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait(self.sync_interval_s if self.sync_mode == "interval" else None)
+                    if self.sync_mode == "interval" and not self._pending:
+                        self._maybe_interval_sync(force=True)
+                group, self._pending = self._pending, []
+                if not group and self._closed:
+                    break
+            self._write_group(group)
+        self._sync()
+        os.close(self._fd)
+
+    def _write_group(self, group: list[_Pending]) -> None:
+        start = self._offset
+        frames: list[bytes] = []
+        positions: list[WalPos] = []
+        off = start
+        for p in group:
+            frames.append(_HDR.pack(len(p.payload), zlib.crc32(p.payload)))
+            frames.append(p.payload)
+            off += _HDR.size + len(p.payload)
+            positions.append(WalPos(self.segment, off))
+        try:
+            os.write(self._fd, b"".join(frames))  # O_APPEND, one write per group
+            if self.sync_mode == "always":
+                self._sync()
+            else:
+                self._maybe_interval_sync()
+        except OSError as exc:
+            self.failures += 1
+            self._recover_after_failure(start)
+            err = WalWriteError(f"WAL write failed: {exc.strerror or exc}")
+            for p in group:
+                p.future.set_exception(err)
+            return
+        self._offset = off
+        self.records += len(group)
+        self.bytes += off - start
+        for p, pos in zip(group, positions, strict=True):
+            try:
+                p.apply(pos)
+            except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the writer
+                log.exception("applying WAL record failed")
+                p.future.set_exception(exc)
+                continue
+            p.future.set_result(pos)
+        if self._offset >= self.segment_bytes:
+            self._rotate()
+
+    def _sync(self) -> None:
+        os.fdatasync(self._fd)
+        self.syncs += 1
+        self._last_sync = time.monotonic()
+
+    def _maybe_interval_sync(self, force: bool = False) -> None:
+        if time.monotonic() - self._last_sync >= self.sync_interval_s or force:
+            try:
+                self._sync()
+            except OSError:
+                log.exception("WAL interval fsync failed")
+
+    def _recover_after_failure(self, good_offset: int) -> None:
+        # A partial frame must not sit in front of later records: cut it off, or start a
+        # fresh segment when even that fails.
+        try:
+            os.ftruncate(self._fd, good_offset)
+        except OSError:
+            log.error("WAL: could not truncate partial write; starting a new segment")
+            self._rotate()
+
+    def _rotate(self) -> None:
+        try:
+            self._sync()
+        except OSError:
+            log.exception("WAL fsync before rotation failed")
+        os.close(self._fd)
+        self.segment += 1
+        self._fd = self._open(self.segment)
+        self._offset = 0
+
+    def remove_segments_before(self, segment: int) -> int:
+        """Delete closed segments numbered below `segment` (their data is in chunks)."""
+        removed = 0
+        limit = segment if self._closed else min(segment, self.segment)
+        for n in list_segments(self.dir):
+            if n < limit:
+                _segment_path(self.dir, n).unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.dir.glob("*.wal"))
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join(30)
