@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -31,11 +32,13 @@ class ServerProcess:
     """A `sluiceway server` subprocess with its own data dir and port."""
 
     def __init__(self, data_dir: Path, config: Path | None = None, port: int | None = None,
-                 extra_args: tuple[str, ...] = ()) -> None:
+                 extra_args: tuple[str, ...] = (),
+                 preexec: Callable[[], None] | None = None) -> None:
         self.data_dir = data_dir
         self.config = config
         self.port = port or free_port()
         self.extra_args = extra_args
+        self.preexec = preexec
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"server-{self.port}.log"
 
@@ -49,7 +52,8 @@ class ServerProcess:
             args += ["-c", str(self.config)]
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
         self.proc = subprocess.Popen(sluiceway_cmd(*args, *self.extra_args), stdout=log,
-                                     stderr=subprocess.STDOUT, cwd=REPO)
+                                     stderr=subprocess.STDOUT, cwd=REPO,
+                                     preexec_fn=self.preexec)
         self.wait_ready(wait)
         return self
 
