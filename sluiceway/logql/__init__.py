@@ -1,0 +1,58 @@
+"""LogQL: parser → AST, canonical formatting, and log query evaluation over a `LogSource`."""
+
+from sluiceway.logql._ast import (
+    BinaryOp,
+    Decolorize,
+    Drop,
+    Expr,
+    Grouping,
+    JsonParser,
+    Keep,
+    LabelBinary,
+    LabelCompare,
+    LabelFilter,
+    LabelFmt,
+    LabelFormat,
+    LabelReplace,
+    LabelsSpec,
+    LineFilter,
+    LineFormat,
+    Literal,
+    LogExpr,
+    LogfmtParser,
+    LogRange,
+    MetricExpr,
+    PatternParser,
+    RangeAggregation,
+    RegexpParser,
+    Stage,
+    UnpackParser,
+    Unwrap,
+    VectorAggregation,
+    VectorExpr,
+    VectorMatching,
+)
+from sluiceway.logql._engine import (
+    MetricEvaluator,
+    QueryParams,
+    evaluate,
+    register_metric_evaluator,
+    series_entries,
+)
+from sluiceway.logql._errors import ParseError, QueryError
+from sluiceway.logql._format import format_query
+from sluiceway.logql._parser import parse, parse_selector
+from sluiceway.logql._pipeline import LogPipeline, Processed
+from sluiceway.logql._result import QueryResult, QueryStats
+from sluiceway.logql._source import LogSource, MemorySource, SeriesRef
+
+__all__ = [
+    "BinaryOp", "Decolorize", "Drop", "Expr", "Grouping", "JsonParser", "Keep", "LabelBinary",
+    "LabelCompare", "LabelFilter", "LabelFmt", "LabelFormat", "LabelReplace", "LabelsSpec",
+    "LineFilter", "LineFormat", "Literal", "LogExpr", "LogPipeline", "LogRange", "LogSource",
+    "LogfmtParser", "MemorySource", "MetricEvaluator", "MetricExpr", "ParseError",
+    "PatternParser", "Processed", "QueryError", "QueryParams", "QueryResult", "QueryStats",
+    "RangeAggregation", "RegexpParser", "SeriesRef", "Stage", "UnpackParser", "Unwrap",
+    "VectorAggregation", "VectorExpr", "VectorMatching", "evaluate", "format_query", "parse",
+    "parse_selector", "register_metric_evaluator", "series_entries",
+]

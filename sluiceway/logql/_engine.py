@@ -1,0 +1,144 @@
+"""Query evaluation: parse, dispatch log vs metric, and the lazy k-way merge of series.
+
+Each matched series becomes a lazy iterator (blocks pulled one at a time, filtered as a
+whole, then staged line by line); `heapq.merge` interleaves them by time in `direction`
+order and the result loop stops after `limit` entries, so no further blocks are read.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sluiceway.logql import _ast as A
+from sluiceway.logql._errors import INSTANT_LOG_QUERY, METRIC_NOT_SUPPORTED, QueryError
+from sluiceway.logql._parser import parse
+from sluiceway.logql._pipeline import LabelKey, LogPipeline, Processed
+from sluiceway.logql._result import QueryResult, QueryStats
+from sluiceway.logql._source import LogSource, SeriesRef
+from sluiceway.model import EntryBlock, format_labels
+
+
+@dataclass(slots=True)
+class QueryParams:
+    """One query request; times are Unix ns, the range is [start, end)."""
+
+    tenants: list[str]
+    start: int
+    end: int
+    limit: int = 100
+    direction: str = "backward"
+    step_ns: int | None = None
+    interval_ns: int | None = None
+    instant: bool = False
+    categorize_labels: bool = False
+
+
+MetricEvaluator = Callable[[LogSource, A.Expr, QueryParams, QueryStats], QueryResult]
+
+
+def _no_metrics(source: LogSource, expr: A.Expr, params: QueryParams,
+                stats: QueryStats) -> QueryResult:
+    raise QueryError(METRIC_NOT_SUPPORTED)
+
+
+_metric_evaluator: MetricEvaluator = _no_metrics
+
+
+def register_metric_evaluator(fn: MetricEvaluator) -> None:
+    """Install the evaluator for metric expressions (the metric engine calls this)."""
+    global _metric_evaluator
+    _metric_evaluator = fn
+
+
+def evaluate(source: LogSource, query: str | A.Expr, params: QueryParams) -> QueryResult:
+    """Evaluate a LogQL query; raises `QueryError` (HTTP 400) for bad queries or params."""
+    started = time.perf_counter()
+    expr = parse(query) if isinstance(query, str) else query
+    if params.direction not in ("forward", "backward"):
+        raise QueryError(f"invalid direction {params.direction!r}")
+    stats = QueryStats()
+    if isinstance(expr, A.LogExpr):
+        if params.instant:
+            raise QueryError(INSTANT_LOG_QUERY)
+        result = _eval_logs(source, expr, params, stats)
+    else:
+        result = _metric_evaluator(source, expr, params, stats)
+    stats.exec_time = time.perf_counter() - started
+    result.stats = stats
+    return result
+
+
+def series_entries(source: LogSource, ref: SeriesRef, pipeline: LogPipeline, start: int,
+                   end: int, direction: str, stats: QueryStats) -> Iterator[Processed]:
+    """Processed entries of one series in `direction` order, pulling blocks lazily."""
+    reverse = direction == "backward"
+    for block in source.blocks(ref, start, end, direction):
+        block = _clip(block, start, end)
+        if not len(block):
+            continue
+        stats.blocks_read += 1
+        stats.lines_processed += len(block)
+        stats.bytes_processed += block.nbytes
+        if block.metadata is not None:
+            stats.metadata_bytes += sum(len(k) + len(v) for md in block.metadata if md
+                                        for k, v in md.items())
+        idx = pipeline.select(block)
+        stats.post_filter_lines += len(idx)
+        yield from pipeline.process(block, idx, reverse)
+
+
+def _clip(block: EntryBlock, start: int, end: int) -> EntryBlock:
+    n = len(block)
+    if not n or (block.ts[0] >= start and block.ts[-1] < end):
+        return block
+    lo = int(np.searchsorted(block.ts, start, "left"))
+    hi = int(np.searchsorted(block.ts, end, "left"))
+    return block.take(np.arange(lo, hi))
+
+
+def _keyed(entries: Iterator[Processed], tie: tuple[str, str],
+           reverse: bool) -> Iterator[tuple[Any, ...]]:
+    """Entries with a heap key: time in direction order, then the series (like Loki)."""
+    for seq, e in enumerate(entries):
+        yield (-e[0] if reverse else e[0], tie, seq, e)
+
+
+def _eval_logs(source: LogSource, expr: A.LogExpr, params: QueryParams,
+               stats: QueryStats) -> QueryResult:
+    refs = source.series(params.tenants, list(expr.matchers), params.start, params.end)
+    stats.streams = len(refs)
+    pipeline = LogPipeline(expr.stages, params.categorize_labels)
+    reverse = params.direction == "backward"
+    iters = [
+        _keyed(series_entries(source, ref, pipeline, params.start, params.end,
+                              params.direction, stats),
+               (format_labels(ref.labels), ref.tenant), reverse)
+        for ref in refs
+    ]
+    groups: dict[LabelKey, list[list[Any]]] = {}
+    interval = params.interval_ns or 0
+    last: int | None = None
+    count = 0
+    if params.limit > 0:
+        for _, _, _, (ts, line, key, extra) in heapq.merge(*iters):
+            if interval and last is not None and (
+                    ts > last - interval if reverse else ts < last + interval):
+                continue
+            value: list[Any] = [str(ts), line] if extra is None else [str(ts), line, extra]
+            groups.setdefault(key, []).append(value)
+            last = ts
+            count += 1
+            if count >= params.limit:
+                break
+    stats.entries_returned = count
+    streams = sorted(((format_labels(dict(k)), k, v) for k, v in groups.items()),
+                     key=lambda t: t[0])
+    result = [{"stream": dict(k), "values": v} for _, k, v in streams]
+    flags = ("categorize-labels",) if params.categorize_labels else ()
+    return QueryResult("streams", result, stats, flags)

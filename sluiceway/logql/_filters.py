@@ -1,0 +1,235 @@
+"""Line filters over a whole `EntryBlock`: one boolean mask per filter, C-backed scans.
+
+Literal filters run `bytes.find` over the block's blob and only visit hits; each hit is
+mapped to its line with a bisect on the offsets and the search resumes at the next
+line. Regex, pattern and ip filters test lines one by one, but only the lines that
+contain a literal the expression requires.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from bisect import bisect_right
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import re2
+
+from sluiceway.logql._ast import LineFilter
+from sluiceway.logql._pattern import compile_pattern
+from sluiceway.model import EntryBlock
+
+Mask = npt.NDArray[np.bool_]
+BlockFilter = Callable[[EntryBlock, Mask], Mask]  # (block, candidates) -> matching lines
+
+_META = set(".^$*+?()[]{}|\\")
+_IP_CANDIDATE = re2.compile(r"[0-9A-Fa-f:.]*[0-9A-Fa-f][0-9A-Fa-f:.]*")
+
+
+def contains_mask(block: EntryBlock, needle: bytes) -> Mask:
+    """Lines of `block` that contain `needle` (a hit may not straddle two lines)."""
+    n = len(block)
+    mask = np.zeros(n, dtype=np.bool_)
+    if not needle:
+        mask[:] = True
+        return mask
+    blob, offs = block.blob, block.offsets.tolist()
+    find = blob.find
+    ln = len(needle)
+    pos = offs[0]
+    end = offs[-1]
+    while True:
+        hit = find(needle, pos, end)
+        if hit < 0:
+            return mask
+        i = bisect_right(offs, hit) - 1
+        if hit + ln <= offs[i + 1]:
+            mask[i] = True
+            pos = offs[i + 1]
+        else:
+            pos = hit + 1
+
+
+def _lines_where(block: EntryBlock, cand: Mask, test: Callable[[bytes], bool]) -> Mask:
+    out = np.zeros(len(block), dtype=np.bool_)
+    blob, offs = block.blob, block.offsets
+    for i in np.flatnonzero(cand).tolist():
+        if test(blob[offs[i] : offs[i + 1]]):
+            out[i] = True
+    return out
+
+
+def required_literal(rx: str) -> str | None:
+    """The longest literal run every match of `rx` must contain, when easy to prove.
+
+    Conservative: gives up on alternation and inline flags; only looks at top level
+    and drops the last character of a run when a `?`, `*` or `{` quantifies it.
+    """
+    if "|" in rx or "(?" in rx:
+        return None
+    runs: list[str] = []
+    cur: list[str] = []
+    depth = 0
+    i = 0
+    while i < len(rx):
+        ch = rx[i]
+        lit: str | None = None
+        if ch == "\\" and i + 1 < len(rx):
+            nxt = rx[i + 1]
+            lit = nxt if not nxt.isalnum() else None
+            i += 2
+        elif ch == "[":
+            close = rx.find("]", i + 2)
+            i = len(rx) if close < 0 else close + 1
+        elif ch in "()":
+            depth += 1 if ch == "(" else -1
+            i += 1
+        elif ch in _META:
+            i += 1
+        else:
+            lit = ch
+            i += 1
+        quant = rx[i : i + 1]
+        if lit is not None and depth == 0 and quant not in ("?", "*", "{"):
+            cur.append(lit)
+            if quant == "+":
+                runs.append("".join(cur))
+                cur = []
+            continue
+        if cur:
+            runs.append("".join(cur))
+        cur = []
+    if cur:
+        runs.append("".join(cur))
+    best = max(runs, key=len, default="")
+    return best if len(best) >= 2 else None
+
+
+def _literal(value: str) -> BlockFilter:
+    needle = value.encode()
+    return lambda b, cand: contains_mask(b, needle) & cand
+
+
+def _caseless(value: str) -> BlockFilter:
+    """`(?i)literal`: lower-case the blob once (C) when the needle is ASCII."""
+    needle = value.lower().encode()
+
+    def run(b: EntryBlock, cand: Mask) -> Mask:
+        lowered = EntryBlock(b.labels, b.ts, b.blob.lower(), b.offsets)
+        return contains_mask(lowered, needle) & cand
+
+    return run
+
+
+def _regex(value: str) -> BlockFilter:
+    if not (set(value) & _META):
+        return _literal(value)
+    if value.startswith("(?i)") and value[4:].isascii() and not (set(value[4:]) & _META):
+        return _caseless(value[4:])
+    search: Any = re2.compile(value).search
+    lit = required_literal(value)
+    needle = None if lit is None else lit.encode()
+
+    def run(b: EntryBlock, cand: Mask) -> Mask:
+        if needle is not None:
+            cand = cand & contains_mask(b, needle)
+        return _lines_where(b, cand, lambda ln: search(ln.decode("utf-8", "replace")) is not None)
+
+    return run
+
+
+def _pattern(value: str) -> BlockFilter:
+    pat = compile_pattern(value, need_capture=False)
+    lits = [lit.encode() for lit in pat.literals if lit]
+
+    def run(b: EntryBlock, cand: Mask) -> Mask:
+        for lit in lits:
+            cand = cand & contains_mask(b, lit)
+        return _lines_where(b, cand, lambda ln: pat.match(ln.decode("utf-8", "replace"))
+                            is not None)
+
+    return run
+
+
+def parse_ip_range(text: str) -> Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address], bool]:
+    """`10.0.0.1`, `10.0.0.0/8` or `10.0.0.1-10.0.0.9` → membership test."""
+    t = text.strip()
+    if "-" in t:
+        lo_s, hi_s = t.split("-", 1)
+        lo: Any = ipaddress.ip_address(lo_s.strip())
+        hi: Any = ipaddress.ip_address(hi_s.strip())
+        if lo.version != hi.version or lo > hi:
+            raise ValueError(f"invalid range {text!r}")
+        return lambda a: bool(a.version == lo.version and lo <= a <= hi)
+    net = ipaddress.ip_network(t, strict=False)
+    return lambda a: a.version == net.version and a in net
+
+
+def ip_in_text(contains: Callable[[Any], bool], text: str) -> bool:
+    for m in _IP_CANDIDATE.finditer(text):
+        try:
+            if contains(ipaddress.ip_address(m.group())):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def _ip(value: str) -> BlockFilter:
+    contains = parse_ip_range(value)
+    return lambda b, cand: _lines_where(
+        b, cand, lambda ln: ip_in_text(contains, ln.decode("utf-8", "replace")))
+
+
+def compile_line_filter(f: LineFilter) -> BlockFilter:
+    """One `LineFilter` stage → a function from (block, candidate mask) to kept mask."""
+    kind = f.op[1]
+    makers: Callable[[str], BlockFilter]
+    if f.ip:
+        makers = _ip
+    elif kind == "=":
+        makers = _literal
+    elif kind == "~":
+        makers = _regex
+    else:
+        makers = _pattern
+    parts = [makers(v) for v in f.values]
+    negate = f.op[0] == "!"
+
+    def run(b: EntryBlock, cand: Mask) -> Mask:
+        hit = np.zeros(len(b), dtype=np.bool_)
+        for p in parts:
+            hit |= p(b, cand & ~hit)
+        return cand & ~hit if negate else hit
+
+    return run
+
+
+def decolorize_text(line: str) -> str:
+    return _ANSI.sub("", line)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;:?]*[ -/]*[@-~]")
+
+
+def compile_line_predicate(f: LineFilter) -> Callable[[str], bool]:
+    """The same filter for one (already transformed) line, used after non-filter stages."""
+    tests: list[Callable[[str], bool]] = []
+    for v in f.values:
+        if f.ip:
+            rng = parse_ip_range(v)
+            tests.append(lambda ln, rng=rng: ip_in_text(rng, ln))  # type: ignore[misc]
+        elif f.op[1] == "=":
+            tests.append(lambda ln, v=v: v in ln)  # type: ignore[misc]
+        elif f.op[1] == "~":
+            search = re2.compile(v).search
+            tests.append(lambda ln, s=search: s(ln) is not None)  # type: ignore[misc]
+        else:
+            pat = compile_pattern(v, need_capture=False)
+            tests.append(lambda ln, p=pat: p.match(ln) is not None)  # type: ignore[misc]
+    if f.op[0] == "!":
+        return lambda ln: not any(t(ln) for t in tests)
+    return lambda ln: any(t(ln) for t in tests)

@@ -1,0 +1,177 @@
+"""`format_query`: the canonical one-line text of an expression (Loki's /format_query).
+
+The output parses back to an equal AST: strings are Go-quoted, typed literals keep
+their original text and durations are printed in Prometheus units.
+"""
+
+from __future__ import annotations
+
+from sluiceway.logql import _ast as A
+from sluiceway.logql._parser import binary_precedence
+
+_UNITS = (("y", 31_536_000_000_000_000), ("w", 604_800_000_000_000),
+          ("d", 86_400_000_000_000), ("h", 3_600_000_000_000), ("m", 60_000_000_000),
+          ("s", 1_000_000_000), ("ms", 1_000_000), ("us", 1_000), ("ns", 1))
+
+
+def go_quote(s: str) -> str:
+    out = ['"']
+    for ch in s:
+        if ch == '"' or ch == "\\":
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        elif 0xD800 <= ord(ch) <= 0xDFFF:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def format_duration(ns: int) -> str:
+    if ns == 0:
+        return "0s"
+    sign = "-" if ns < 0 else ""
+    ns = abs(ns)
+    parts: list[str] = []
+    for unit, size in _UNITS:
+        q, ns = divmod(ns, size)
+        if q:
+            parts.append(f"{q}{unit}")
+    return sign + "".join(parts)
+
+
+def format_number(v: float) -> str:
+    if v == int(v) and abs(v) < 1e15:
+        return str(int(v))
+    return repr(v)
+
+
+def _matchers(ms: tuple[object, ...]) -> str:
+    return "{" + ", ".join(str(m) for m in ms) + "}"
+
+
+def _spec(s: A.LabelsSpec) -> str:
+    return s.name if s.matcher is None else str(s.matcher)
+
+
+def _params(ps: tuple[tuple[str, str], ...]) -> str:
+    return ", ".join(f"{k}={go_quote(v)}" for k, v in ps)
+
+
+def format_label_filter(e: A.LabelFilterExpr, parent: str = "") -> str:
+    if isinstance(e, A.LabelBinary):
+        text = f"{format_label_filter(e.left, e.op)} {e.op} {format_label_filter(e.right, e.op)}"
+        return f"({text})" if parent and parent != e.op else text
+    if e.kind == "string":
+        return f"{e.name}{e.op}{go_quote(e.raw)}"
+    if e.kind == "ip":
+        return f"{e.name}{e.op}ip({go_quote(e.raw)})"
+    return f"{e.name}{e.op}{e.raw}"
+
+
+def format_stage(st: A.Stage) -> str:
+    if isinstance(st, A.LineFilter):
+        vals = [f"ip({go_quote(v)})" if st.ip else go_quote(v) for v in st.values]
+        return f"{st.op} " + " or ".join(vals)
+    if isinstance(st, A.JsonParser):
+        return "| json" + (" " + _params(st.params) if st.params else "")
+    if isinstance(st, A.LogfmtParser):
+        flags = (" --strict" if st.strict else "") + (" --keep-empty" if st.keep_empty else "")
+        return "| logfmt" + flags + (" " + _params(st.params) if st.params else "")
+    if isinstance(st, A.RegexpParser):
+        return f"| regexp {go_quote(st.pattern)}"
+    if isinstance(st, A.PatternParser):
+        return f"| pattern {go_quote(st.pattern)}"
+    if isinstance(st, A.UnpackParser):
+        return "| unpack"
+    if isinstance(st, A.Decolorize):
+        return "| decolorize"
+    if isinstance(st, A.LabelFilter):
+        return "| " + format_label_filter(st.expr)
+    if isinstance(st, A.LineFormat):
+        return f"| line_format {go_quote(st.template)}"
+    if isinstance(st, A.LabelFormat):
+        items = [f"{i.dst}={go_quote(i.value) if i.template else i.value}" for i in st.items]
+        return "| label_format " + ", ".join(items)
+    if isinstance(st, A.Drop):
+        return "| drop " + ", ".join(_spec(s) for s in st.items)
+    return "| keep " + ", ".join(_spec(s) for s in st.items)
+
+
+def format_log(e: A.LogExpr) -> str:
+    return " ".join([_matchers(e.matchers)] + [format_stage(s) for s in e.stages])
+
+
+def _grouping(g: A.Grouping | None) -> str:
+    if g is None:
+        return ""
+    return f"{'without' if g.without else 'by'} ({', '.join(g.labels)})"
+
+
+def _range(r: A.LogRange) -> str:
+    text = format_log(r.log)
+    if r.unwrap is not None:
+        u = r.unwrap
+        target = f"{u.conv}({u.label})" if u.conv else u.label
+        text += f" | unwrap {target}"
+        for pf in u.post_filters:
+            text += " " + format_stage(pf)
+    text += f" [{format_duration(r.range_ns)}]"
+    if r.offset_ns:
+        text += f" offset {format_duration(r.offset_ns)}"
+    return text
+
+
+def _needs_parens(child: A.Expr, parent_op: str, right: bool) -> bool:
+    if not isinstance(child, A.BinaryOp):
+        return isinstance(child, A.Literal) and child.value < 0 and not right
+    cp, pp = binary_precedence(child.op), binary_precedence(parent_op)
+    if cp != pp:
+        return cp < pp
+    return right != (parent_op == "^")
+
+
+def format_query(expr: A.Expr) -> str:
+    """Canonical single-line LogQL text for an AST; parses back to an equal AST."""
+    if isinstance(expr, A.LogExpr):
+        return format_log(expr)
+    if isinstance(expr, A.Literal):
+        return format_number(expr.value)
+    if isinstance(expr, A.VectorExpr):
+        return f"vector({format_number(expr.value)})"
+    if isinstance(expr, A.RangeAggregation):
+        param = f"{format_number(expr.param)}, " if expr.param is not None else ""
+        g = _grouping(expr.grouping)
+        return f"{expr.op}({param}{_range(expr.range)})" + (f" {g}" if g else "")
+    if isinstance(expr, A.VectorAggregation):
+        g = _grouping(expr.grouping)
+        param = f"{expr.param}, " if expr.param is not None else ""
+        return f"{expr.op}{' ' + g if g else ''}({param}{format_query(expr.expr)})"
+    if isinstance(expr, A.LabelReplace):
+        args = ", ".join(go_quote(a) for a in (expr.dst, expr.replacement, expr.src, expr.regex))
+        return f"label_replace({format_query(expr.expr)}, {args})"
+    return _binary(expr)
+
+
+def _binary(e: A.BinaryOp) -> str:
+    left = format_query(e.left)
+    right = format_query(e.right)
+    if _needs_parens(e.left, e.op, False):
+        left = f"({left})"
+    if _needs_parens(e.right, e.op, True):
+        right = f"({right})"
+    mods = " bool" if e.return_bool else ""
+    m = e.matching
+    if m is not None:
+        mods += f" {'on' if m.on else 'ignoring'} ({', '.join(m.labels)})"
+        if m.card:
+            mods += f" {m.card} ({', '.join(m.include)})"
+    return f"{left} {e.op}{mods} {right}"

@@ -1,0 +1,214 @@
+"""LogQL tokens with line/column positions (columns count characters from 1, like Go)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sluiceway.logql._errors import ParseError
+
+# Kinds: IDENT STRING NUMBER DURATION BYTES FLAG OP EOF
+_OPS = ("|=", "|~", "|>", "!=", "!~", "!>", "=~", "==", ">=", "<=", "=", ">", "<", "|",
+        "(", ")", "{", "}", "[", "]", ",", "+", "-", "*", "/", "%", "^")
+_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_FLAG_RE = re.compile(r"--[A-Za-z][A-Za-z0-9_-]*")
+_NUM_RE = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_DUR_RE = re.compile(r"(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h|d|w|y))+(?![A-Za-z0-9_])")
+_BYTES_RE = re.compile(r"\d+(?:\.\d+)?(?:[kmgtpe]i?)?b(?![A-Za-z0-9_])", re.IGNORECASE)
+_SIMPLE_ESC = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "a": "\a", "b": "\b",
+               "f": "\f", "v": "\v", "'": "'"}
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    kind: str
+    text: str  # the source text (for STRING: the unquoted value)
+    line: int
+    col: int
+
+    def describe(self) -> str:
+        """How goyacc names the token in `unexpected X`."""
+        if self.kind == "EOF":
+            return "$end"
+        if self.kind == "OP":
+            return self.text
+        if self.kind == "IDENT":
+            return "IDENTIFIER"
+        return self.kind
+
+
+def _unquote(body: str, line: int, col: int) -> str:
+    """Go strconv.Unquote of a double-quoted string body."""
+    if "\\" not in body:
+        return body
+    out: list[str] = []
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch != "\\":
+            out.append(ch)
+            i += 1
+            continue
+        nxt = body[i + 1 : i + 2]
+        try:
+            if nxt in _SIMPLE_ESC:
+                out.append(_SIMPLE_ESC[nxt])
+                i += 2
+            elif nxt in ("x", "u", "U"):
+                width = {"x": 2, "u": 4, "U": 8}[nxt]
+                out.append(chr(int(body[i + 2 : i + 2 + width], 16)))
+                if len(body[i + 2 : i + 2 + width]) != width:
+                    raise ValueError
+                i += 2 + width
+            elif nxt in "01234567" and nxt:
+                out.append(chr(int(body[i + 1 : i + 4], 8)))
+                i += 4
+            else:
+                raise ValueError
+        except (ValueError, OverflowError):
+            raise ParseError("invalid syntax", line, col) from None
+    return "".join(out)
+
+
+class Lexer:
+    """Turns query text into tokens; `#` comments run to the end of the line."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+        self.line = 1
+        self.line_start = 0
+
+    def _col(self, pos: int) -> int:
+        return pos - self.line_start + 1
+
+    def _skip_space(self) -> None:
+        t = self.text
+        while self.pos < len(t):
+            ch = t[self.pos]
+            if ch == "\n":
+                self.pos += 1
+                self.line += 1
+                self.line_start = self.pos
+            elif ch in " \t\r":
+                self.pos += 1
+            elif ch == "#":
+                end = t.find("\n", self.pos)
+                self.pos = len(t) if end < 0 else end
+            else:
+                return
+
+    def tokens(self) -> list[Token]:
+        out: list[Token] = []
+        while True:
+            tok = self._next()
+            out.append(tok)
+            if tok.kind == "EOF":
+                return out
+
+    def _next(self) -> Token:
+        self._skip_space()
+        t, p = self.text, self.pos
+        line, col = self.line, self._col(p)
+        if p >= len(t):
+            return Token("EOF", "", line, col)
+        ch = t[p]
+        if ch == '"' or ch == "`":
+            return self._string(ch, line, col)
+        if ch.isdigit() or (ch == "." and t[p + 1 : p + 2].isdigit()):
+            return self._number(line, col)
+        m = _IDENT_RE.match(t, p)
+        if m:
+            self.pos = m.end()
+            return Token("IDENT", m.group(), line, col)
+        m = _FLAG_RE.match(t, p)
+        if m:
+            self.pos = m.end()
+            return Token("FLAG", m.group(), line, col)
+        for op in _OPS:
+            if t.startswith(op, p):
+                self.pos = p + len(op)
+                return Token("OP", op, line, col)
+        raise ParseError(f"syntax error: unexpected character {ch!r}", line, col)
+
+    def _string(self, quote: str, line: int, col: int) -> Token:
+        t, start = self.text, self.pos + 1
+        if quote == "`":
+            end = t.find("`", start)
+            if end < 0:
+                raise ParseError("literal not terminated", line, col)
+            body = t[start:end]
+            for _ in range(body.count("\n")):
+                self.line += 1
+            if "\n" in body:
+                self.line_start = start + body.rfind("\n") + 1
+            self.pos = end + 1
+            return Token("STRING", body, line, col)
+        i = start
+        while i < len(t):
+            c = t[i]
+            if c == "\\":
+                i += 2
+                continue
+            if c == '"':
+                self.pos = i + 1
+                return Token("STRING", _unquote(t[start:i], line, col), line, col)
+            if c == "\n":
+                break
+            i += 1
+        raise ParseError("literal not terminated", line, col)
+
+    def _number(self, line: int, col: int) -> Token:
+        t, p = self.text, self.pos
+        for kind, rx in (("DURATION", _DUR_RE), ("BYTES", _BYTES_RE)):
+            m = rx.match(t, p)
+            if m:
+                self.pos = m.end()
+                return Token(kind, m.group(), line, col)
+        m = _NUM_RE.match(t, p)
+        assert m is not None
+        self.pos = m.end()
+        return Token("NUMBER", m.group(), line, col)
+
+
+_DUR_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d|w|y)")
+_DUR_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+           "m": 60_000_000_000, "h": 3_600_000_000_000, "d": 86_400_000_000_000,
+           "w": 604_800_000_000_000, "y": 31_536_000_000_000_000}
+_BYTES_PART = re.compile(r"(\d+(?:\.\d+)?)([kmgtpe]?)(i?)b", re.IGNORECASE)
+
+
+def duration_ns(text: str) -> int:
+    """`1h30m`, `1.5s`, `2d` → ns (Prometheus units plus Go's fractional parts)."""
+    total = 0.0
+    for num, unit in _DUR_PART.findall(text):
+        total += float(num) * _DUR_NS[unit]
+    return int(round(total))
+
+
+def parse_duration(text: str) -> float | None:
+    """A label value as a Go duration (seconds), or None; accepts a sign and `0`."""
+    s = text.strip()
+    sign = -1.0 if s.startswith("-") else 1.0
+    s = s.lstrip("+-")
+    if s == "0":
+        return 0.0
+    if not s or _DUR_RE.fullmatch(s) is None:
+        return None
+    return sign * duration_ns(s) / 1e9
+
+
+def parse_bytes(text: str) -> float | None:
+    """A bytes literal/label value (`1.5KiB`, `42MB`, `10 kB`, plain `123`) → bytes, or None."""
+    s = text.strip().replace(" ", "")
+    try:
+        return float(s)
+    except ValueError:
+        pass
+    m = _BYTES_PART.fullmatch(s)
+    if m is None:
+        return None
+    num, prefix, binary = m.groups()
+    power = " kmgtpe".index(prefix.lower()) if prefix else 0
+    base = 1024 if binary else 1000
+    return float(num) * float(base**power)

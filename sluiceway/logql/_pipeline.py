@@ -1,0 +1,90 @@
+"""A compiled log pipeline: block-level line filters first, then per-line stages.
+
+The leading run of line filters works on whole blocks (masks); everything from the
+first parser/formatter on runs per surviving line on a `Row`. Output entries carry
+their final label set as a sorted tuple, the grouping key of the result streams.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from sluiceway.logql import _ast as A
+from sluiceway.logql._filters import BlockFilter, compile_line_filter
+from sluiceway.logql._stages import METADATA, PARSED, Row, RowStage, compile_row_stages
+from sluiceway.model import EntryBlock
+
+LabelKey = tuple[tuple[str, str], ...]
+# (ts, line, labels key, categorized extra or None)
+Processed = tuple[int, str, LabelKey, dict[str, Any] | None]
+
+
+def label_key(labels: dict[str, str]) -> LabelKey:
+    return tuple(sorted(labels.items()))
+
+
+class LogPipeline:
+    """Runs a `LogExpr`'s stages over `EntryBlock`s of one series.
+
+    With `categorize`, the key holds the stream labels only and the extra element is
+    Loki's `{"structuredMetadata": {...}, "parsed": {...}}` (empty groups left out).
+    """
+
+    def __init__(self, stages: tuple[A.Stage, ...], categorize: bool = False) -> None:
+        n = 0
+        while n < len(stages) and isinstance(stages[n], A.LineFilter):
+            n += 1
+        self.block_filters: list[BlockFilter] = [
+            compile_line_filter(s) for s in stages[:n] if isinstance(s, A.LineFilter)]
+        self.row_stages: list[RowStage] = compile_row_stages(stages[n:])
+        self.categorize = categorize
+
+    def select(self, block: EntryBlock) -> np.ndarray[Any, np.dtype[np.intp]]:
+        """Indexes (ascending) of the lines that pass the block-level filters."""
+        mask = np.ones(len(block), dtype=np.bool_)
+        for f in self.block_filters:
+            mask = f(block, mask)
+            if not mask.any():
+                break
+        return np.flatnonzero(mask)
+
+    def process(self, block: EntryBlock, idx: np.ndarray[Any, np.dtype[np.intp]],
+                reverse: bool) -> Iterator[Processed]:
+        """Run the per-line stages on the selected lines, newest first when `reverse`."""
+        order = idx.tolist()
+        if reverse:
+            order.reverse()
+        blob, offs, ts = block.blob, block.offsets.tolist(), block.ts.tolist()
+        meta = block.metadata
+        stream = dict(block.labels)
+        base_key = label_key(stream)
+        simple = not self.row_stages
+        for i in order:
+            line = blob[offs[i] : offs[i + 1]].decode("utf-8", "replace")
+            md = meta[i] if meta is not None else None
+            if simple and not md:
+                yield ts[i], line, base_key, ({} if self.categorize else None)
+                continue
+            row = Row(ts[i], line, dict(stream), {}, stream)
+            if md:
+                for k, v in md.items():
+                    row.labels[k] = v
+                    row.origin[k] = METADATA
+            if all(stage(row) for stage in self.row_stages):
+                yield self._finish(row)
+
+    def _finish(self, row: Row) -> Processed:
+        if not self.categorize:
+            return row.ts, row.line, label_key(row.labels), None
+        stream = {k: v for k, v in row.labels.items() if k not in row.origin}
+        extra: dict[str, Any] = {}
+        md = {k: row.labels[k] for k, o in row.origin.items() if o == METADATA}
+        parsed = {k: row.labels[k] for k, o in row.origin.items() if o == PARSED}
+        if md:
+            extra["structuredMetadata"] = dict(sorted(md.items()))
+        if parsed:
+            extra["parsed"] = dict(sorted(parsed.items()))
+        return row.ts, row.line, label_key(stream), extra

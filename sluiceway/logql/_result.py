@@ -1,0 +1,98 @@
+"""Query results and statistics in Loki's JSON shapes (`data` of the response envelope)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+_CACHE_KEYS = ("chunk", "index", "result", "statsResult", "volumeResult", "seriesResult",
+               "labelResult", "instantMetricResult", "logResult", "taskResult")
+_DATAOBJ_KEYS = ("prePredicateDecompressedRows", "prePredicateDecompressedBytes",
+                 "prePredicateDecompressedStructuredMetadataBytes", "postPredicateRows",
+                 "postPredicateDecompressedBytes", "postPredicateStructuredMetadataBytes",
+                 "postFilterRows", "pagesScanned", "pagesDownloaded", "pagesDownloadedBytes",
+                 "pageBatches", "totalRowsAvailable", "totalPageDownloadTime",
+                 "wireBytesTransferred")
+
+
+def _store(chunk: dict[str, int], referenced_metadata: bool = False) -> dict[str, Any]:
+    return {
+        "totalChunksRef": 0, "totalChunksDownloaded": 0, "chunksDownloadTime": 0,
+        "queryReferencedStructuredMetadata": referenced_metadata, "queryUsedV2Engine": False,
+        "chunk": {
+            "headChunkBytes": 0, "headChunkLines": 0,
+            "decompressedBytes": chunk.get("decompressedBytes", 0),
+            "decompressedLines": chunk.get("decompressedLines", 0),
+            "compressedBytes": 0, "totalDuplicates": 0,
+            "postFilterLines": chunk.get("postFilterLines", 0),
+            "headChunkStructuredMetadataBytes": 0,
+            "decompressedStructuredMetadataBytes":
+                chunk.get("decompressedStructuredMetadataBytes", 0),
+        },
+        "chunkRefsFetchTime": 0, "congestionControlLatency": 0,
+        "pipelineWrapperFilteredLines": 0,
+        "dataobj": dict.fromkeys(_DATAOBJ_KEYS, 0),
+    }
+
+
+@dataclass(slots=True)
+class QueryStats:
+    """What one evaluation measured; the rest of Loki's stats groups are zeros."""
+
+    bytes_processed: int = 0
+    lines_processed: int = 0
+    post_filter_lines: int = 0
+    entries_returned: int = 0
+    metadata_bytes: int = 0
+    blocks_read: int = 0
+    streams: int = 0
+    exec_time: float = 0.0
+    queue_time: float = 0.0
+
+    def to_loki_json(self) -> dict[str, Any]:
+        t = self.exec_time
+        chunk = {"decompressedBytes": self.bytes_processed,
+                 "decompressedLines": self.lines_processed,
+                 "postFilterLines": self.post_filter_lines,
+                 "decompressedStructuredMetadataBytes": self.metadata_bytes}
+        return {
+            "summary": {
+                "bytesProcessedPerSecond": int(self.bytes_processed / t) if t > 0 else 0,
+                "linesProcessedPerSecond": int(self.lines_processed / t) if t > 0 else 0,
+                "totalBytesProcessed": self.bytes_processed,
+                "totalLinesProcessed": self.lines_processed,
+                "execTime": round(t, 6), "queueTime": round(self.queue_time, 6),
+                "subqueries": 0, "totalEntriesReturned": self.entries_returned,
+                "splits": 0, "shards": 0, "totalPostFilterLines": self.post_filter_lines,
+                "totalStructuredMetadataBytesProcessed": self.metadata_bytes,
+                "estimatedQueryBytes": 0,
+            },
+            "querier": {"store": _store(chunk), "querierExecTime": round(t, 6)},
+            "ingester": {"totalReached": 0, "totalChunksMatched": 0, "totalBatches": 0,
+                         "totalLinesSent": 0, "store": _store({}), "recvWaitTime": 0},
+            "cache": {k: {"entriesFound": 0, "entriesRequested": 0, "entriesStored": 0,
+                          "bytesReceived": 0, "bytesSent": 0, "requests": 0,
+                          "downloadTime": 0, "queryLengthServed": 0} for k in _CACHE_KEYS},
+            "index": {"totalChunks": 0, "postFilterChunks": 0, "shardsDuration": 0,
+                      "usedBloomFilters": False, "totalStreams": self.streams,
+                      "chunkRefsLookupTime": 0, "bloomFilterTime": 0},
+        }
+
+
+@dataclass(slots=True)
+class QueryResult:
+    """`result_type` is streams (log queries) or matrix/vector/scalar (metric queries);
+    `result` is already in Loki's JSON shape for that type."""
+
+    result_type: str
+    result: list[Any]
+    stats: QueryStats = field(default_factory=QueryStats)
+    encoding_flags: tuple[str, ...] = ()
+
+    def to_loki_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"resultType": self.result_type}
+        if self.encoding_flags:
+            data["encodingFlags"] = list(self.encoding_flags)
+        data["result"] = self.result
+        data["stats"] = self.stats.to_loki_json()
+        return data

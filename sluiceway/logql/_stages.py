@@ -1,0 +1,375 @@
+"""Per-line pipeline stages (parsers, label filters, formatting) over a mutable `Row`.
+
+These run only on lines that survived the block-level line filters. A stage returns
+False to drop the line; parse and conversion failures keep the line and set
+`__error__` / `__error_details__` as Loki does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import re2
+
+from sluiceway.logql import _ast as A
+from sluiceway.logql._filters import compile_line_predicate, decolorize_text, parse_ip_range
+from sluiceway.logql._jsonpath import compile_path
+from sluiceway.logql._lexer import parse_bytes, parse_duration
+from sluiceway.logql._logfmt import scan_logfmt
+from sluiceway.logql._pattern import compile_pattern
+from sluiceway.logql._template import TemplateError, compile_template
+from sluiceway.model import Matcher
+
+ERROR = "__error__"
+ERROR_DETAILS = "__error_details__"
+PARSED, METADATA = "p", "m"
+
+
+@dataclass(slots=True)
+class Row:
+    """One entry moving through the pipeline; `origin` marks non-stream labels."""
+
+    ts: int
+    line: str
+    labels: dict[str, str]
+    origin: dict[str, str]
+    base: Mapping[str, str]
+
+    def set_error(self, err: str, details: str = "") -> None:
+        if ERROR in self.labels:
+            return
+        self.labels[ERROR] = err
+        self.origin[ERROR] = PARSED
+        if details:
+            self.labels[ERROR_DETAILS] = details
+            self.origin[ERROR_DETAILS] = PARSED
+
+    def add_parsed(self, key: str, value: str) -> None:
+        if key in self.base:
+            key += "_extracted"
+        self.labels[key] = value
+        self.origin[key] = PARSED
+
+    def delete(self, key: str) -> None:
+        self.labels.pop(key, None)
+        self.origin.pop(key, None)
+
+
+RowStage = Callable[[Row], bool]
+
+
+def sanitize_key(key: str, first: bool = True) -> str:
+    key = key.strip()
+    if not key:
+        return key
+    if first and key[0].isdigit():
+        key = "_" + key
+    return "".join(c if (c.isascii() and (c.isalnum() or c == "_")) else "_" for c in key)
+
+
+# --- parsers -------------------------------------------------------------------------
+
+
+def _json_text(v: Any) -> str | None:
+    """A JSON leaf as Loki prints it; None for arrays (skipped when flattening)."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return ""
+    if isinstance(v, (int, float)):
+        return repr(v) if isinstance(v, float) else str(v)
+    return None
+
+
+def _flatten(row: Row, obj: dict[str, Any], prefix: str) -> None:
+    for k, v in obj.items():
+        key = sanitize_key(k, not prefix)
+        if not key:
+            continue
+        full = f"{prefix}_{key}" if prefix else key
+        if isinstance(v, dict):
+            _flatten(row, v, full)
+            continue
+        text = _json_text(v)
+        if text is not None:
+            row.add_parsed(full, text)
+
+
+def _load_json(row: Row) -> Any:
+    try:
+        return orjson.loads(row.line)
+    except orjson.JSONDecodeError as exc:
+        row.set_error("JSONParserErr", str(exc))
+        return None
+
+
+def _json_stage(st: A.JsonParser) -> RowStage:
+    if not st.params:
+        def run_all(row: Row) -> bool:
+            obj = _load_json(row)
+            if isinstance(obj, dict):
+                _flatten(row, obj, "")
+            elif obj is not None:
+                row.set_error("JSONParserErr", "Value looks like a scalar, not an object")
+            return True
+
+        return run_all
+    paths = [(name, compile_path(path)) for name, path in st.params]
+
+    def run_params(row: Row) -> bool:
+        obj = _load_json(row)
+        if obj is None and ERROR in row.labels:
+            return True
+        for name, path in paths:
+            v = path(obj)
+            if isinstance(v, (dict, list)):
+                text = orjson.dumps(v).decode()
+            else:
+                text = "" if v is None else (_json_text(v) or "")
+            row.add_parsed(name, text)
+        return True
+
+    return run_params
+
+
+def _logfmt_stage(st: A.LogfmtParser) -> RowStage:
+    wanted = {src: name for name, src in st.params} if st.params else None
+
+    def run(row: Row) -> bool:
+        pairs, err = scan_logfmt(row.line, st.strict)
+        for k, v in pairs:
+            if wanted is not None:
+                if k not in wanted:
+                    continue
+                k = wanted[k]
+            elif not (k := sanitize_key(k)):
+                continue
+            if v or st.keep_empty:
+                row.add_parsed(k, v)
+        if err:
+            row.set_error("LogfmtParserErr", err)
+        return True
+
+    return run
+
+
+def _regexp_stage(st: A.RegexpParser) -> RowStage:
+    rx = re2.compile(st.pattern)
+    names = [n for n in rx.groupindex]
+
+    def run(row: Row) -> bool:
+        m = rx.search(row.line)
+        if m is not None:
+            for n in names:
+                v = m.group(n)
+                if v is not None:
+                    row.add_parsed(sanitize_key(n), v)
+        return True
+
+    return run
+
+
+def _pattern_stage(st: A.PatternParser) -> RowStage:
+    pat = compile_pattern(st.pattern)
+
+    def run(row: Row) -> bool:
+        got = pat.match(row.line)
+        if got:
+            for k, v in got.items():
+                row.add_parsed(k, v)
+        return True
+
+    return run
+
+
+def _unpack(row: Row) -> bool:
+    obj = _load_json(row)
+    if obj is None:
+        return True
+    if not isinstance(obj, dict):
+        row.set_error("JSONParserErr", "expecting json object")
+        return True
+    entry = None
+    for k, v in obj.items():
+        if not isinstance(v, str):
+            continue
+        if k == "_entry":
+            entry = v
+        elif key := sanitize_key(k):
+            row.add_parsed(key, v)
+    if entry is not None:
+        row.line = entry
+    return True
+
+
+def _decolorize(row: Row) -> bool:
+    row.line = decolorize_text(row.line)
+    return True
+
+
+# --- label filters -------------------------------------------------------------------
+
+_CMP: dict[str, Callable[[float, float], bool]] = {
+    "==": lambda a, b: a == b, "!=": lambda a, b: a != b, ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
+}
+
+
+def _go_float(text: str) -> float | None:
+    t = text.strip()
+    if "_" in t or not t:
+        return None
+    try:
+        return float(t)
+    except ValueError:
+        return None
+
+
+_CONVERT: dict[str, tuple[Callable[[str], float | None], str]] = {
+    "number": (_go_float, 'strconv.ParseFloat: parsing "{}": invalid syntax'),
+    "duration": (parse_duration, 'time: invalid duration "{}"'),
+    "bytes": (parse_bytes, 'strconv.ParseFloat: parsing "{}": invalid syntax'),
+}
+
+
+def compile_label_filter(e: A.LabelFilterExpr) -> RowStage:
+    if isinstance(e, A.LabelBinary):
+        left, right = compile_label_filter(e.left), compile_label_filter(e.right)
+        if e.op == "and":
+            return lambda row: left(row) and right(row)
+        return lambda row: left(row) or right(row)
+    name = e.name
+    if e.kind == "string":
+        m = Matcher(name, e.op, e.raw)
+        return lambda row: m.matches(row.labels.get(name, ""))
+    if e.kind == "ip":
+        contains = parse_ip_range(e.raw)
+        positive = e.op == "="
+
+        def ip_test(row: Row) -> bool:
+            import ipaddress
+
+            try:
+                hit = contains(ipaddress.ip_address(row.labels.get(name, "").strip()))
+            except ValueError:
+                hit = False
+            return hit == positive
+
+        return ip_test
+    convert, detail = _CONVERT[e.kind]
+    cmp, want = _CMP[e.op], e.value
+
+    def typed(row: Row) -> bool:
+        if ERROR in row.labels:  # only string matchers can filter errored lines
+            return True
+        raw = row.labels.get(name)
+        if raw is None:
+            return False
+        v = convert(raw)
+        if v is None or math.isnan(v):
+            row.set_error("LabelFilterErr", detail.format(raw))
+            return True
+        return cmp(v, want)
+
+    return typed
+
+
+# --- formatting and label sets -------------------------------------------------------
+
+
+def _line_format(st: A.LineFormat) -> RowStage:
+    tmpl = compile_template(st.template)
+
+    def run(row: Row) -> bool:
+        try:
+            row.line = tmpl.render(row.labels, row.line, row.ts)
+        except TemplateError as exc:
+            row.set_error("TemplateFormatErr", str(exc))
+        return True
+
+    return run
+
+
+def _label_format(st: A.LabelFormat) -> RowStage:
+    items = [(i.dst, i.value, compile_template(i.value) if i.template else None)
+             for i in st.items]
+
+    def run(row: Row) -> bool:
+        snapshot = dict(row.labels)
+        for dst, value, tmpl in items:
+            if tmpl is None:
+                if value in snapshot:
+                    if value != dst:
+                        row.delete(value)
+                    row.labels[dst] = snapshot[value]
+                    row.origin[dst] = PARSED
+                continue
+            try:
+                row.labels[dst] = tmpl.render(snapshot, row.line, row.ts)
+                row.origin[dst] = PARSED
+            except TemplateError as exc:
+                row.set_error("TemplateFormatErr", str(exc))
+        return True
+
+    return run
+
+
+def _spec_hits(spec: A.LabelsSpec, labels: Mapping[str, str]) -> bool:
+    if spec.name not in labels:
+        return False
+    return spec.matcher is None or spec.matcher.matches(labels[spec.name])
+
+
+def _drop(st: A.Drop) -> RowStage:
+    def run(row: Row) -> bool:
+        for spec in st.items:
+            if _spec_hits(spec, row.labels):
+                row.delete(spec.name)
+        return True
+
+    return run
+
+
+def _keep(st: A.Keep) -> RowStage:
+    def run(row: Row) -> bool:
+        kept = {s.name for s in st.items if _spec_hits(s, row.labels)}
+        for k in list(row.labels):
+            if k not in kept and k not in (ERROR, ERROR_DETAILS):
+                row.delete(k)
+        return True
+
+    return run
+
+
+def _line_filter(st: A.LineFilter) -> RowStage:
+    pred = compile_line_predicate(st)
+    return lambda row: pred(row.line)
+
+
+_FIXED: dict[type, RowStage] = {A.UnpackParser: _unpack, A.Decolorize: _decolorize}
+_MAKERS: dict[type, Callable[[Any], RowStage]] = {
+    A.JsonParser: _json_stage, A.LogfmtParser: _logfmt_stage, A.RegexpParser: _regexp_stage,
+    A.PatternParser: _pattern_stage, A.LineFormat: _line_format,
+    A.LabelFormat: _label_format, A.Drop: _drop, A.Keep: _keep, A.LineFilter: _line_filter,
+}
+
+
+def compile_stage(st: A.Stage) -> RowStage:
+    if isinstance(st, A.LabelFilter):
+        return compile_label_filter(st.expr)
+    fixed = _FIXED.get(type(st))
+    if fixed is not None:
+        return fixed
+    return _MAKERS[type(st)](st)
+
+
+def compile_row_stages(stages: tuple[A.Stage, ...]) -> list[RowStage]:
+    return [compile_stage(s) for s in stages]
+
+
