@@ -1,0 +1,173 @@
+"""The agent: inputs -> pipeline -> batcher -> buffer -> shipper, plus positions and reports.
+
+Threads: one per input, one shipper, one flusher (batch max_wait), one positions
+writer, the status HTTP server and the heartbeat. Shutdown order matters: inputs stop
+first, the shipper drains until the deadline, then the buffer closes (spilling what is
+left in spill mode) and positions are written last.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from typing import Any, Protocol
+
+from sluiceway.agent._config import (
+    AgentConfig,
+    DemoInput,
+    FileInput,
+    StdinInput,
+    SyslogInput,
+)
+from sluiceway.agent._heartbeat import Heartbeat
+from sluiceway.agent._http import StatusServer
+from sluiceway.agent._inputs import DemoGenerator, StdinReader
+from sluiceway.agent._positions import Positions
+from sluiceway.agent._queue import AgentQueue, Batcher
+from sluiceway.agent._report import status
+from sluiceway.agent._ship import Shipper
+from sluiceway.agent._stats import Stats
+from sluiceway.agent._syslog import SyslogListener
+from sluiceway.agent._tail import FileTailer
+
+log = logging.getLogger("sluiceway.agent")
+
+
+class Input(Protocol):
+    def run(self) -> None: ...
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig, listen: str | None = None) -> None:
+        self.cfg = cfg
+        self.listen = listen if listen is not None else cfg.listen
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        # Stable per data dir, so the server's pipeline page keeps one row per agent.
+        where = uuid.uuid5(uuid.NAMESPACE_URL, str(cfg.data_dir.resolve())).hex[:12]
+        self.id = f"agent-{socket.gethostname()}-{where}"
+        self.stats = Stats()
+        self.positions = Positions(cfg.data_dir / "positions.json")
+        self.queue = AgentQueue(cfg.queue, cfg.batch, cfg.data_dir, self.positions, self.stats)
+        self.batcher = Batcher(cfg.batch, cfg.format, self.queue, self.positions)
+        self.stop_inputs = threading.Event()
+        self.stop_now = threading.Event()
+        self.stopped = threading.Event()
+        self.shipper = Shipper(cfg, self.queue, self.positions, self.stats, self.stop_now)
+        self.inputs: list[Any] = [self._input(i) for i in cfg.inputs]
+        self.http: StatusServer | None = None
+        self.heartbeat: Heartbeat | None = None
+        self._threads: list[threading.Thread] = []
+        self._input_threads: list[threading.Thread] = []
+
+    def _input(self, icfg: Any) -> Any:
+        emit, stats, stop = self.batcher.add, self.stats, self.stop_inputs
+        if isinstance(icfg, FileInput):
+            return FileTailer(icfg, self.positions, emit, stats, self.cfg.batch.max_lines,
+                              self.cfg.batch.max_bytes, stop)
+        if isinstance(icfg, StdinInput):
+            return StdinReader(icfg, emit, stats, stop)
+        if isinstance(icfg, SyslogInput):
+            return SyslogListener(icfg, emit, stats, stop)
+        if isinstance(icfg, DemoInput):
+            return DemoGenerator(icfg, emit, stats, stop)
+        raise ValueError(f"unknown input {icfg!r}")
+
+    def filtered(self) -> int:
+        return sum(i.spec.filtered.value for i in self.inputs if hasattr(i, "spec"))
+
+    def status(self) -> dict[str, Any]:
+        return status(self)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def _spawn(self, target: Any, name: str, inputs: bool = False) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        (self._input_threads if inputs else self._threads).append(t)
+
+    def start(self) -> Agent:
+        seen: set[str] = set()
+        for inp in self.inputs:
+            if isinstance(inp, FileTailer):
+                seen |= inp.scan()
+        self.positions.prune(seen)
+        self.positions.save(force=True)
+        self._spawn(self.shipper.run, "agent-shipper")
+        self._spawn(self._flush_loop, "agent-flusher")
+        self._spawn(self._positions_loop, "agent-positions")
+        for n, inp in enumerate(self.inputs):
+            self._spawn(inp.run, f"agent-input-{n}", inputs=True)
+        if self.listen:
+            self.http = StatusServer(self.listen, self.status).start()
+        if self.cfg.report_url != "off":
+            self.heartbeat = Heartbeat(self.cfg, self.status, self.stop_now)
+            self.heartbeat.thread.start()
+        log.info("agent %s shipping to %s (queue %s, when_full=%s)", self.cfg.name,
+                 self.cfg.url, self.cfg.queue.capacity, self.cfg.queue.when_full)
+        return self
+
+    def _flush_loop(self) -> None:
+        tick = max(0.01, min(0.1, self.cfg.batch.max_wait / 2))
+        while not self.stop_now.wait(tick):
+            self.batcher.tick()
+
+    def _positions_loop(self) -> None:
+        while not self.stop_now.wait(self.cfg.positions_sync):
+            try:
+                self.positions.save()
+            except OSError as exc:
+                log.error("cannot write positions: %s", exc)
+
+    def shutdown(self) -> None:
+        """Stop reading, ship what the backend takes before the deadline, keep the rest."""
+        if self.stopped.is_set():
+            return
+        deadline = time.monotonic() + self.cfg.shutdown_timeout
+        log.info("agent stopping: draining for up to %.1fs", self.cfg.shutdown_timeout)
+        self.stop_inputs.set()
+        self._join(self._input_threads, deadline)
+        flush = threading.Thread(target=self.batcher.tick, args=(True,), daemon=True)
+        flush.start()
+        flush.join(max(0.0, deadline - time.monotonic()))
+        self.queue.buffer.join(max(0.0, deadline - time.monotonic()))
+        self.stop_now.set()
+        self._join(self._threads, time.monotonic() + 5)
+        # Spill mode: what is still queued goes to disk for the next run; otherwise its
+        # positions were never advanced, so files are re-read from there.
+        self.queue.buffer.close(persist=True)
+        self._join(self._input_threads, time.monotonic() + 1)
+        self.positions.save(force=True)
+        if self.http is not None:
+            self.http.stop()
+        self.stopped.set()
+        log.info("agent stopped")
+
+    @staticmethod
+    def _join(threads: list[threading.Thread], deadline: float) -> None:
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    def run_forever(self) -> None:
+        """Start, then block until SIGTERM/SIGINT (or every input ended) and shut down."""
+        done = threading.Event()
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            log.info("received %s", signal.Signals(signum).name)
+            done.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.start()
+        while not done.wait(0.5):
+            if self._input_threads and not any(t.is_alive() for t in self._input_threads):
+                log.info("all inputs finished")
+                done.set()
+        self.shutdown()
+
+
+def pid() -> int:
+    return os.getpid()

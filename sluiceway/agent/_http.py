@@ -1,0 +1,69 @@
+"""The agent's own small HTTP endpoint: /metrics (Prometheus), /status (JSON), /ready."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import orjson
+
+from sluiceway.agent._report import metrics_text
+
+log = logging.getLogger("sluiceway.agent")
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    if not port.isdigit():
+        raise ValueError(f"listen address must be host:port, got {listen!r}")
+    return host or "127.0.0.1", int(port)
+
+
+class StatusServer:
+    """Runs in a daemon thread; `status()` builds the document on every request."""
+
+    def __init__(self, listen: str, status: Callable[[], dict[str, Any]]) -> None:
+        get_status = status
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    body = metrics_text(get_status()).encode()
+                    self._send(200, body, "text/plain; version=0.0.4; charset=utf-8")
+                elif path == "/status":
+                    self._send(200, orjson.dumps(get_status(), option=orjson.OPT_INDENT_2),
+                               "application/json")
+                elif path == "/ready":
+                    self._send(200, b"ready\n", "text/plain")
+                else:
+                    self._send(404, b"not found\n", "text/plain")
+
+            def _send(self, code: int, body: bytes, ctype: str) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass  # scrapes every few seconds would drown the agent's own log
+
+        self.httpd = ThreadingHTTPServer(parse_listen(listen), Handler)
+        self.httpd.daemon_threads = True
+        host, port = self.httpd.server_address[:2]
+        self.address = f"{host!s}:{port}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True,
+                                        name="agent-http")
+
+    def start(self) -> StatusServer:
+        self._thread.start()
+        log.info("agent status on http://%s (/status, /metrics)", self.address)
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -1,0 +1,192 @@
+"""Shipper: takes items from the queue, pushes them, retries, and accounts every line.
+
+- 2xx: shipped. A 400 that names rejected lines (Loki's "total ignored: N out of M")
+  counts N lost with that reason and the rest shipped; any other non-retryable 4xx
+  loses the whole item, is logged, and never blocks the lines behind it.
+- 429, 5xx, timeouts, refused connections: retried with exponential backoff and full
+  jitter, `Retry-After` honoured. In spill mode the first failure moves the in-memory
+  queue to disk, so a long outage holds memory flat and survives SIGKILL.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import re
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from sluiceway.agent._config import AgentConfig
+from sluiceway.agent._positions import Positions
+from sluiceway.agent._queue import AgentQueue, Item
+from sluiceway.agent._stats import Stats
+from sluiceway.buffer import Batch
+
+log = logging.getLogger("sluiceway.agent")
+PUSH_PATH = "/loki/api/v1/push"
+_IGNORED_RE = re.compile(r"total ignored:\s*(\d+)\s+out of\s+(\d+)")
+_REASONS = [("too far behind", "too_far_behind"), ("too old", "too_old"),
+            ("greater_than_max_sample_age", "too_old"), ("too new", "too_far_in_future"),
+            ("too_far_in_future", "too_far_in_future"), ("max entry size", "line_too_long"),
+            ("line_too_long", "line_too_long"), ("line too long", "line_too_long")]
+_RETRYABLE = {408, 425, 429}
+_CONTENT_TYPES = {"protobuf": "application/x-protobuf", "json": "application/json"}
+
+
+@dataclass(slots=True)
+class Outcome:
+    done: bool  # True: accounted (shipped and/or lost); False: retry
+    shipped: int = 0
+    lost: int = 0
+    reason: str = ""
+    delay: float | None = None  # server's Retry-After
+    error: str | None = None
+
+
+def ssl_context(cfg: AgentConfig) -> ssl.SSLContext | bool:
+    t = cfg.tls
+    if not (t.ca_file or t.cert_file or t.insecure_skip_verify):
+        return True
+    ctx = ssl.create_default_context(cafile=str(t.ca_file) if t.ca_file else None)
+    if t.cert_file:
+        ctx.load_cert_chain(str(t.cert_file), str(t.key_file) if t.key_file else None)
+    if t.insecure_skip_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def http_client(cfg: AgentConfig, timeout: float) -> httpx.Client:
+    headers = dict(cfg.headers)
+    if cfg.tenant:
+        headers["X-Scope-OrgID"] = cfg.tenant
+    auth: httpx.BasicAuth | None = None
+    if cfg.auth.bearer_token:
+        headers["Authorization"] = f"Bearer {cfg.auth.bearer_token}"
+    elif cfg.auth.username is not None and cfg.auth.password is not None:
+        auth = httpx.BasicAuth(cfg.auth.username, cfg.auth.password)
+    return httpx.Client(headers=headers, auth=auth, timeout=timeout, verify=ssl_context(cfg))
+
+
+def retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time()) if when else None
+
+
+def classify(status: int, body: str, lines: int, ra: str | None) -> Outcome:
+    if 200 <= status < 300:
+        return Outcome(True, shipped=lines)
+    if status in _RETRYABLE or status >= 500:
+        return Outcome(False, delay=retry_after(ra), error=f"HTTP {status}: {body[:200]}")
+    text = body.lower()
+    reason = next((r for needle, r in _REASONS if needle in text), f"http_{status}")
+    if status == 400:
+        ignored = [(int(a), int(b)) for a, b in _IGNORED_RE.findall(body)]
+        if ignored:
+            bad = min(lines, sum(a for a, _ in ignored))
+            return Outcome(True, shipped=lines - bad, lost=bad, reason=reason)
+    return Outcome(True, lost=lines, reason=reason, error=f"HTTP {status}: {body[:200]}")
+
+
+class Shipper:
+    def __init__(self, cfg: AgentConfig, queue: AgentQueue, positions: Positions,
+                 stats: Stats, stop_now: threading.Event) -> None:
+        self.cfg, self.queue, self.positions, self.stats = cfg, queue, positions, stats
+        self.stop_now = stop_now
+        self.url = cfg.url + PUSH_PATH
+        self.client = http_client(cfg, cfg.timeout)
+        self._streak = 0  # consecutive failures, drives the backoff
+        self._spilled_outage = False
+        self.in_flight = 0
+
+    def backoff(self) -> float:
+        r = self.cfg.retry
+        cap = min(r.max_backoff, r.min_backoff * 2 ** min(self._streak - 1, 30))
+        return random.uniform(cap / 2, cap)  # jitter spreads retries of many agents
+
+    def post(self, item: Item) -> Outcome:
+        try:
+            resp = self.client.post(self.url, content=item.body,
+                                    headers={"Content-Type": _CONTENT_TYPES[item.fmt]})
+        except httpx.HTTPError as exc:
+            return Outcome(False, error=f"{type(exc).__name__}: {exc}"[:300])
+        return classify(resp.status_code, resp.text, item.lines,
+                        resp.headers.get("Retry-After"))
+
+    def _account(self, item: Item, out: Outcome) -> None:
+        if out.shipped:
+            self.stats.add(lines_shipped=out.shipped, bytes_shipped=len(item.body),
+                           batches_shipped=1)
+        if out.lost:
+            self.stats.lost(out.reason, out.lost)
+            log.error("backend rejected %d of %d lines (%s): %s", out.lost, item.lines,
+                      out.reason, out.error or "per-line rejections")
+        self.positions.done(item.checkpoints)
+
+    def ship(self, batch: Batch[Item]) -> bool:
+        """Deliver every item of `batch`; False if it went back to the queue."""
+        for item in batch.items:
+            attempts = 0
+            while True:
+                out = self.post(item)
+                if out.done:
+                    self._streak, self._spilled_outage = 0, False
+                    self.stats.backend(True, out.error)
+                    self._account(item, out)
+                    break
+                self._streak += 1
+                attempts += 1
+                self.stats.add(send_failures=1)
+                self.stats.backend(False, out.error)
+                if self._streak == 1:
+                    log.warning("push failed, retrying: %s", out.error)
+                r = self.cfg.retry
+                if r.max_retries is not None and attempts > r.max_retries:
+                    self._account(item, Outcome(True, lost=item.lines,
+                                                reason="retries_exhausted"))
+                    break
+                if (self.queue.cfg.when_full == "spill" and batch.source == "memory"
+                        and not self._spilled_outage):
+                    self._spilled_outage = True
+                    self.queue.buffer.nack(batch, spill=True)
+                    self._sleep(out)
+                    return False
+                if self._sleep(out):
+                    self.queue.buffer.nack(batch)
+                    return False
+                self.stats.add(retries=1)
+        self.queue.buffer.ack(batch)
+        return True
+
+    def _sleep(self, out: Outcome) -> bool:
+        """Wait before the next attempt; True if the agent must stop now."""
+        delay = out.delay if out.delay is not None else self.backoff()
+        return self.stop_now.wait(min(delay, 300.0))
+
+    def run(self) -> None:
+        while not self.stop_now.is_set():
+            batch = self.queue.get(max_wait=0.2)
+            if batch is None:
+                if self.queue.buffer.closed:
+                    return
+                continue
+            self.in_flight = len(batch)
+            try:
+                self.ship(batch)
+            except Exception:
+                log.exception("shipper error; batch returned to the queue")
+                self.queue.buffer.nack(batch)
+                self.stop_now.wait(1.0)
+            finally:
+                self.in_flight = 0
+        self.client.close()

@@ -1,0 +1,54 @@
+"""The agent's counters: one object, read by /metrics, /status and the heartbeat."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Stats:
+    """Counters are updated per batch (never per line), under one lock."""
+
+    lines_read: int = 0
+    bytes_read: int = 0
+    lines_filtered: int = 0
+    lines_enqueued: int = 0
+    lines_shipped: int = 0
+    bytes_shipped: int = 0
+    batches_shipped: int = 0
+    lines_dropped: int = 0
+    lines_spilled: int = 0
+    send_failures: int = 0
+    retries: int = 0
+    file_rotations: int = 0
+    file_truncations: int = 0
+    lost_by_reason: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    backend_ok: bool = True
+    last_error: str | None = None
+    last_error_ts: float | None = None
+    started: float = field(default_factory=time.time)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self.lock:
+            for name, n in counts.items():
+                setattr(self, name, getattr(self, name) + n)
+
+    def lost(self, reason: str, n: int) -> None:
+        if n <= 0:
+            return
+        with self.lock:
+            self.lost_by_reason[reason] += n
+
+    @property
+    def lines_lost(self) -> int:
+        return sum(self.lost_by_reason.values())
+
+    def backend(self, ok: bool, error: str | None = None) -> None:
+        with self.lock:
+            self.backend_ok = ok
+            if error is not None:
+                self.last_error, self.last_error_ts = error, time.time()

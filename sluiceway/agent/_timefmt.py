@@ -1,0 +1,116 @@
+"""Timestamp parsers for the `timestamp` stage: RFC3339, unix epochs and Go-style layouts."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+Parser = Callable[[str], int]  # text -> Unix ns; raises ValueError
+
+_RFC3339_RE = re.compile(
+    r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9}))?\s*"
+    r"([Zz]|[+-]\d\d:?\d\d)?$")
+_FRAC_RE = re.compile(r"(\d\d:\d\d:\d\d)[.,](\d{1,9})")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# Go's reference time tokens -> strptime directives; longest first so "2006" wins over "2".
+_GO_TOKENS = [
+    ("January", "%B"), ("Monday", "%A"), ("Z07:00", "%z"), ("-07:00", "%z"), ("Z0700", "%z"),
+    ("-0700", "%z"), ("2006", "%Y"), ("Jan", "%b"), ("Mon", "%a"), ("MST", "%Z"),
+    ("_2", "%d"), ("01", "%m"), ("02", "%d"), ("03", "%I"), ("04", "%M"), ("05", "%S"),
+    ("06", "%y"), ("15", "%H"), ("PM", "%p"), ("1", "%m"), ("2", "%d"), ("3", "%I"),
+    ("4", "%M"), ("5", "%S"),
+]
+_GO_TOKEN_RE = re.compile("|".join(re.escape(t) for t, _ in _GO_TOKENS))
+_GO_MAP = dict(_GO_TOKENS)
+_GO_FRAC_RE = re.compile(r"[.,](0+|9+)")
+NAMED_LAYOUTS = {
+    "ANSIC": "Mon Jan _2 15:04:05 2006",
+    "UnixDate": "Mon Jan _2 15:04:05 MST 2006",
+    "RFC822": "02 Jan 06 15:04 MST",
+    "RFC822Z": "02 Jan 06 15:04 -0700",
+    "RFC850": "Monday, 02-Jan-06 15:04:05 MST",
+    "RFC1123": "Mon, 02 Jan 2006 15:04:05 MST",
+    "RFC1123Z": "Mon, 02 Jan 2006 15:04:05 -0700",
+    "Stamp": "Jan _2 15:04:05",
+    "StampMilli": "Jan _2 15:04:05.000",
+    "StampMicro": "Jan _2 15:04:05.000000",
+    "StampNano": "Jan _2 15:04:05.000000000",
+    "DateTime": "2006-01-02 15:04:05",
+}
+
+
+def parse_rfc3339(text: str) -> int:
+    m = _RFC3339_RE.match(text.strip())
+    if m is None:
+        raise ValueError(f"not RFC3339: {text!r}")
+    y, mo, d, h, mi, s, frac, tz = m.groups()
+    secs = int(datetime(int(y), int(mo), int(d), int(h), int(mi), int(s),
+                        tzinfo=UTC).timestamp())
+    if tz and tz not in "Zz":
+        off = (int(tz[1:3]) * 60 + int(tz[-2:])) * 60
+        secs -= off if tz[0] == "+" else -off
+    ns = int((frac or "0").ljust(9, "0"))
+    return secs * 1_000_000_000 + ns
+
+
+def _unix(scale: int) -> Parser:
+    def parse(text: str) -> int:
+        t = text.strip()
+        if "." in t and scale == 1_000_000_000:
+            whole, _, frac = t.partition(".")
+            return int(whole) * scale + int(frac[:9].ljust(9, "0"))
+        return int(float(t) * scale) if "." in t else int(t) * scale
+    return parse
+
+
+def go_layout_parser(layout: str) -> Parser:
+    """A parser for a Go reference-time layout such as `2006-01-02 15:04:05.000 -0700`."""
+    has_frac = _GO_FRAC_RE.search(layout) is not None
+    base = _GO_FRAC_RE.sub("", layout) if has_frac else layout
+    fmt = _GO_TOKEN_RE.sub(lambda m: _GO_MAP[m.group(0)], base.replace("%", "%%"))
+    squeeze = "_2" in layout  # `Jan  2`: space-padded day, so compare with spaces collapsed
+    if squeeze:
+        fmt = " ".join(fmt.split())
+    has_year = "%Y" in fmt or "%y" in fmt
+
+    def parse(text: str) -> int:
+        frac_ns = 0
+        if has_frac:
+            m = _FRAC_RE.search(text)
+            if m is not None:
+                frac_ns = int(m.group(2).ljust(9, "0"))
+                text = text[: m.start(2) - 1] + text[m.end(2):]
+        dt = datetime.strptime(" ".join(text.split()) if squeeze else text.strip(), fmt)
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        if not has_year:
+            # Syslog-style stamps omit the year: this year, or last year just after New Year.
+            now = datetime.now(UTC)
+            dt = dt.replace(year=now.year)
+            if (dt - now).days >= 1:
+                dt = dt.replace(year=now.year - 1)
+        delta = dt - _EPOCH
+        return ((delta.days * 86400 + delta.seconds) * 1_000_000_000
+                + delta.microseconds * 1000 + frac_ns)
+    return parse
+
+
+def make_parser(fmt: str) -> Parser:
+    """`RFC3339`, `RFC3339Nano`, `Unix`, `UnixMs`, `UnixUs`, `UnixNs`, a Go named layout
+    (`ANSIC`, `RFC1123Z`, `Stamp`, ...) or any Go reference-time layout."""
+    if fmt in ("RFC3339", "RFC3339Nano", "ISO8601"):
+        return parse_rfc3339
+    scales = {"Unix": 1_000_000_000, "UnixMs": 1_000_000, "UnixUs": 1_000, "UnixNs": 1}
+    if fmt in scales:
+        return _unix(scales[fmt])
+    layout = NAMED_LAYOUTS.get(fmt, fmt)
+    if not _GO_TOKEN_RE.search(layout):
+        raise ValueError(f"timestamp format {fmt!r} is neither a known name nor a Go layout")
+    return go_layout_parser(layout)
+
+
+def now_ns() -> int:
+    return time.time_ns()
