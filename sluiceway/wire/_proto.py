@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from operator import attrgetter
 from typing import Any
 
@@ -10,10 +9,12 @@ import cramjam
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from sluiceway.model import LabelError, Metadata, StreamBatch, format_labels, parse_labels
+from sluiceway.model import Metadata, StreamBatch, format_labels
 from sluiceway.wire import _push_pb2 as pb
 from sluiceway.wire._checks import check_ts_range, fail
 from sluiceway.wire._errors import WireError
+from sluiceway.wire._labels import labels_from_string
+from sluiceway.wire._proto_lean import decode_lean
 
 NS = 1_000_000_000
 # One C-level attribute walk per entry; everything after works on whole columns.
@@ -22,6 +23,12 @@ _ENTRY_FIELDS = attrgetter("timestamp.seconds", "timestamp.nanos", "line", "stru
 
 def decode_protobuf(data: bytes | memoryview) -> list[StreamBatch]:
     """Decode an already snappy-decoded PushRequest."""
+    fast = decode_lean(data)
+    return fast if fast is not None else decode_exact(data)
+
+
+def decode_exact(data: bytes | memoryview) -> list[StreamBatch]:
+    """Full PushRequest objects: structured metadata, any valid encoding, repairs."""
     try:
         req: Any = pb.PushRequest.FromString(data)
         repair = False
@@ -42,7 +49,7 @@ def _parse_raw(data: bytes | memoryview) -> Any:
 
 def _stream(where: str, st: Any, repair: bool) -> StreamBatch:
     text = st.labels.decode("utf-8", "replace") if repair else st.labels
-    labels = _labels(text)
+    labels = labels_from_string(text)
     rows = list(map(_ENTRY_FIELDS, st.entries))
     if not rows:
         return StreamBatch(labels)
@@ -62,20 +69,6 @@ def _metadata(mds: tuple[Any, ...], repair: bool) -> list[Metadata | None]:
         return [{p.name.decode("utf-8", "replace"): p.value.decode("utf-8", "replace")
                  for p in md} or None for md in mds]
     return [{p.name: p.value for p in md} or None for md in mds]
-
-
-def _labels(text: str) -> dict[str, str]:
-    # Copy: callers (and the store) may keep or modify the dict they get.
-    return dict(_parse_labels_cached(text))
-
-
-@lru_cache(maxsize=4096)
-def _parse_labels_cached(text: str) -> dict[str, str]:
-    # A client pushes the same few label strings again and again.
-    try:
-        return parse_labels(text)
-    except LabelError as exc:
-        raise WireError(f"error parsing push request: couldn't parse labels: {exc}") from None
 
 
 def encode_push_protobuf(batches: list[StreamBatch]) -> bytes:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\npush.proto\x12\x08logproto\x1a\x1fgoogle/protobuf/timestamp.proto\"G\n\x0bPushRequest\x12(\n\x07streams\x18\x01 \x03(\x0b\x32\x17.logproto.StreamAdapter\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"\x0e\n\x0cPushResponse\"V\n\rStreamAdapter\x12\x0e\n\x06labels\x18\x01 \x01(\t\x12\'\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x16.logproto.EntryAdapter\x12\x0c\n\x04hash\x18\x03 \x01(\x04\"/\n\x10LabelPairAdapter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xaf\x01\n\x0c\x45ntryAdapter\x12-\n\ttimestamp\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04line\x18\x02 \x01(\t\x12\x36\n\x12structuredMetadata\x18\x03 \x03(\x0b\x32\x1a.logproto.LabelPairAdapter\x12*\n\x06parsed\x18\x04 \x03(\x0b\x32\x1a.logproto.LabelPairAdapter\"=\n\x0eRawPushRequest\x12+\n\x07streams\x18\x01 \x03(\x0b\x32\x1a.logproto.RawStreamAdapter\"N\n\x10RawStreamAdapter\x12\x0e\n\x06labels\x18\x01 \x01(\x0c\x12*\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x19.logproto.RawEntryAdapter\"2\n\x13RawLabelPairAdapter\x12\x0c\n\x04name\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x89\x01\n\x0fRawEntryAdapter\x12-\n\ttimestamp\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04line\x18\x02 \x01(\x0c\x12\x39\n\x12structuredMetadata\x18\x03 \x03(\x0b\x32\x1d.logproto.RawLabelPairAdapterb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\npush.proto\x12\x08logproto\x1a\x1fgoogle/protobuf/timestamp.proto\"G\n\x0bPushRequest\x12(\n\x07streams\x18\x01 \x03(\x0b\x32\x17.logproto.StreamAdapter\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"\x0e\n\x0cPushResponse\"V\n\rStreamAdapter\x12\x0e\n\x06labels\x18\x01 \x01(\t\x12\'\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x16.logproto.EntryAdapter\x12\x0c\n\x04hash\x18\x03 \x01(\x04\"/\n\x10LabelPairAdapter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xaf\x01\n\x0c\x45ntryAdapter\x12-\n\ttimestamp\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04line\x18\x02 \x01(\t\x12\x36\n\x12structuredMetadata\x18\x03 \x03(\x0b\x32\x1a.logproto.LabelPairAdapter\x12*\n\x06parsed\x18\x04 \x03(\x0b\x32\x1a.logproto.LabelPairAdapter\"=\n\x0eRawPushRequest\x12+\n\x07streams\x18\x01 \x03(\x0b\x32\x1a.logproto.RawStreamAdapter\"N\n\x10RawStreamAdapter\x12\x0e\n\x06labels\x18\x01 \x01(\x0c\x12*\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x19.logproto.RawEntryAdapter\"2\n\x13RawLabelPairAdapter\x12\x0c\n\x04name\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x89\x01\n\x0fRawEntryAdapter\x12-\n\ttimestamp\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04line\x18\x02 \x01(\x0c\x12\x39\n\x12structuredMetadata\x18\x03 \x03(\x0b\x32\x1d.logproto.RawLabelPairAdapter\"O\n\x0fLeanPushRequest\x12,\n\x07streams\x18\x01 \x03(\x0b\x32\x1b.logproto.LeanStreamAdapter\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"^\n\x11LeanStreamAdapter\x12\x0e\n\x06labels\x18\x01 \x01(\t\x12+\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x1a.logproto.LeanEntryAdapter\x12\x0c\n\x04hash\x18\x03 \x01(\x04\"3\n\x10LeanEntryAdapter\x12\x11\n\ttimestamp\x18\x01 \x01(\x0c\x12\x0c\n\x04line\x18\x02 \x01(\t\">\n\x10MetaProbeRequest\x12*\n\x07streams\x18\x01 \x03(\x0b\x32\x19.logproto.MetaProbeStream\"<\n\x0fMetaProbeStream\x12)\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x18.logproto.MetaProbeEntry\",\n\x0eMetaProbeEntry\x12\x1a\n\x12structuredMetadata\x18\x03 \x03(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,4 +50,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RAWLABELPAIRADAPTER']._serialized_end=654
   _globals['_RAWENTRYADAPTER']._serialized_start=657
   _globals['_RAWENTRYADAPTER']._serialized_end=794
+  _globals['_LEANPUSHREQUEST']._serialized_start=796
+  _globals['_LEANPUSHREQUEST']._serialized_end=875
+  _globals['_LEANSTREAMADAPTER']._serialized_start=877
+  _globals['_LEANSTREAMADAPTER']._serialized_end=971
+  _globals['_LEANENTRYADAPTER']._serialized_start=973
+  _globals['_LEANENTRYADAPTER']._serialized_end=1024
+  _globals['_METAPROBEREQUEST']._serialized_start=1026
+  _globals['_METAPROBEREQUEST']._serialized_end=1088
+  _globals['_METAPROBESTREAM']._serialized_start=1090
+  _globals['_METAPROBESTREAM']._serialized_end=1150
+  _globals['_METAPROBEENTRY']._serialized_start=1152
+  _globals['_METAPROBEENTRY']._serialized_end=1196
 # @@protoc_insertion_point(module_scope)

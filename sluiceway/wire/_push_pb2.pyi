@@ -82,3 +82,47 @@ class RawEntryAdapter(_message.Message):
     line: bytes
     structuredMetadata: _containers.RepeatedCompositeFieldContainer[RawLabelPairAdapter]
     def __init__(self, timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., line: _Optional[bytes] = ..., structuredMetadata: _Optional[_Iterable[_Union[RawLabelPairAdapter, _Mapping]]] = ...) -> None: ...
+
+class LeanPushRequest(_message.Message):
+    __slots__ = ("streams", "format")
+    STREAMS_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    streams: _containers.RepeatedCompositeFieldContainer[LeanStreamAdapter]
+    format: str
+    def __init__(self, streams: _Optional[_Iterable[_Union[LeanStreamAdapter, _Mapping]]] = ..., format: _Optional[str] = ...) -> None: ...
+
+class LeanStreamAdapter(_message.Message):
+    __slots__ = ("labels", "entries", "hash")
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    labels: str
+    entries: _containers.RepeatedCompositeFieldContainer[LeanEntryAdapter]
+    hash: int
+    def __init__(self, labels: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[LeanEntryAdapter, _Mapping]]] = ..., hash: _Optional[int] = ...) -> None: ...
+
+class LeanEntryAdapter(_message.Message):
+    __slots__ = ("timestamp", "line")
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    timestamp: bytes
+    line: str
+    def __init__(self, timestamp: _Optional[bytes] = ..., line: _Optional[str] = ...) -> None: ...
+
+class MetaProbeRequest(_message.Message):
+    __slots__ = ("streams",)
+    STREAMS_FIELD_NUMBER: _ClassVar[int]
+    streams: _containers.RepeatedCompositeFieldContainer[MetaProbeStream]
+    def __init__(self, streams: _Optional[_Iterable[_Union[MetaProbeStream, _Mapping]]] = ...) -> None: ...
+
+class MetaProbeStream(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[MetaProbeEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[MetaProbeEntry, _Mapping]]] = ...) -> None: ...
+
+class MetaProbeEntry(_message.Message):
+    __slots__ = ("structuredMetadata",)
+    STRUCTUREDMETADATA_FIELD_NUMBER: _ClassVar[int]
+    structuredMetadata: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, structuredMetadata: _Optional[_Iterable[bytes]] = ...) -> None: ...

@@ -1,12 +1,21 @@
-"""Protobuf details: lines that are not UTF-8, missing timestamps, structured metadata."""
+"""Protobuf details: lines that are not UTF-8, missing timestamps, structured metadata,
+and the fast path (lean messages + numpy timestamps) agreeing with the exact one."""
 
 from __future__ import annotations
 
 import gzip
 
 import cramjam
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from sluiceway.wire import decode_push
+from sluiceway.model import StreamBatch
+from sluiceway.wire import decode_push, encode_push_protobuf
+from sluiceway.wire._compress import snappy_decode
+from sluiceway.wire._proto import decode_exact
+from sluiceway.wire._proto_lean import decode_lean
 from sluiceway.wire._push_pb2 import (
     PushRequest,
     RawEntryAdapter,
@@ -15,6 +24,8 @@ from sluiceway.wire._push_pb2 import (
     RawStreamAdapter,
     StreamAdapter,
 )
+from sluiceway.wire._stamps import NS, decode_timestamps
+from tests.wire._fixtures import PUSH_DIR, load
 
 PROTO = "application/x-protobuf"
 
@@ -58,3 +69,61 @@ def test_labels_are_not_shared_between_results() -> None:
     first = decode_push(body, PROTO, None)[0]
     first.labels["mutated"] = "yes"
     assert decode_push(body, PROTO, None)[0].labels == {"a": "1"}
+
+
+def raw_of(batches: list[StreamBatch]) -> bytes:
+    return bytes(snappy_decode(encode_push_protobuf(batches), 1 << 24))
+
+
+NO_META = st.lists(st.builds(
+    lambda labels, rows: StreamBatch(labels, [t for t, _ in rows], [line for _, line in rows]),
+    st.dictionaries(st.from_regex(r"[a-z_]{1,5}", fullmatch=True), st.text(max_size=5),
+                    max_size=3),
+    st.lists(st.tuples(st.integers(-(2**63), 2**63 - 1), st.text(max_size=10)), max_size=6)),
+    max_size=4)
+
+
+@settings(max_examples=150, deadline=None)
+@given(NO_META)
+def test_fast_path_agrees_with_exact_path(batches: list[StreamBatch]) -> None:
+    raw = raw_of(batches)
+    fast = decode_lean(raw)
+    assert fast == decode_exact(raw) == batches or (
+        fast is None and any(abs(t) > 9 * 10**18 for b in batches for t in b.ts))
+
+
+@pytest.mark.parametrize("metadata", [{"k": "v"}, {"": ""}, {"a": "1", "": ""}])
+def test_fast_path_declines_any_structured_metadata(metadata: dict[str, str]) -> None:
+    raw = raw_of([StreamBatch({"a": "1"}, [1, 2], ["x", "y"], [None, metadata])])
+    assert decode_lean(raw) is None
+    assert decode_exact(raw)[0].metadata == [None, metadata]
+
+
+def test_fast_path_takes_the_promtail_batch_without_metadata() -> None:
+    fx = load(PUSH_DIR / "promtail-2.body")
+    assert decode_lean(bytes(snappy_decode(fx.body, 1 << 20))) is not None
+    fx = load(PUSH_DIR / "promtail-1.body")  # carries trace_id metadata
+    assert decode_lean(bytes(snappy_decode(fx.body, 1 << 20))) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(-(2**40), 2**40), st.integers(0, NS - 1)), max_size=20))
+def test_decode_timestamps_of_valid_messages(pairs: list[tuple[int, int]]) -> None:
+    stamps = [Timestamp(seconds=s, nanos=n).SerializeToString() for s, n in pairs]
+    want = [s * NS + n for s, n in pairs]
+    if all(abs(s) <= 9_223_372_035 for s, _ in pairs):
+        assert decode_timestamps(stamps) == want
+    else:  # could overflow int64 ns: left to the exact path, which checks with Python ints
+        assert decode_timestamps(stamps) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=14) | st.sampled_from([b"\x08\x01", b"\x10\x05", b""]),
+                max_size=8))
+def test_decode_timestamps_of_any_bytes_is_exact_or_declines(stamps: list[bytes]) -> None:
+    got = decode_timestamps(stamps)
+    if got is None:
+        return
+    for value, data in zip(got, stamps, strict=True):
+        msg = Timestamp.FromString(data)  # what the exact path would read
+        assert value == msg.seconds * NS + msg.nanos
