@@ -36,21 +36,48 @@ def contains_mask(block: EntryBlock, needle: bytes) -> Mask:
     if not needle:
         mask[:] = True
         return mask
-    blob, offs = block.blob, block.offsets.tolist()
+    blob, offsets = block.blob, block.offsets
     find = blob.find
     ln = len(needle)
-    pos = offs[0]
-    end = offs[-1]
+    pos, end = int(offsets[0]), int(offsets[-1])
+    # Few hits: map each with numpy; past a handful, a Python list + bisect is cheaper.
+    offs: list[int] | None = None
+    hits = 0
     while True:
         hit = find(needle, pos, end)
         if hit < 0:
             return mask
-        i = bisect_right(offs, hit) - 1
-        if hit + ln <= offs[i + 1]:
+        hits += 1
+        if offs is None and hits > 32:
+            offs = offsets.tolist()
+        if offs is None:
+            i = int(np.searchsorted(offsets, hit, "right")) - 1
+            stop = int(offsets[i + 1])
+        else:
+            i = bisect_right(offs, hit) - 1
+            stop = offs[i + 1]
+        if hit + ln <= stop:
             mask[i] = True
-            pos = offs[i + 1]
+            pos = stop
         else:
             pos = hit + 1
+
+
+def _contains_sparse(block: EntryBlock, needle: bytes, cand: Mask) -> Mask:
+    """Like `contains_mask` but only looks at candidate lines (when they are few)."""
+    out = np.zeros(len(block), dtype=np.bool_)
+    blob, offs = block.blob, block.offsets
+    find = blob.find
+    for i in np.flatnonzero(cand).tolist():
+        if find(needle, int(offs[i]), int(offs[i + 1])) >= 0:
+            out[i] = True
+    return out
+
+
+def _literal_mask(block: EntryBlock, needle: bytes, cand: Mask) -> Mask:
+    if int(np.count_nonzero(cand)) * 16 < len(block):
+        return _contains_sparse(block, needle, cand)
+    return contains_mask(block, needle) & cand
 
 
 def _lines_where(block: EntryBlock, cand: Mask, test: Callable[[bytes], bool]) -> Mask:
@@ -110,7 +137,7 @@ def required_literal(rx: str) -> str | None:
 
 def _literal(value: str) -> BlockFilter:
     needle = value.encode()
-    return lambda b, cand: contains_mask(b, needle) & cand
+    return lambda b, cand: _literal_mask(b, needle, cand)
 
 
 def _caseless(value: str) -> BlockFilter:
@@ -119,7 +146,7 @@ def _caseless(value: str) -> BlockFilter:
 
     def run(b: EntryBlock, cand: Mask) -> Mask:
         lowered = EntryBlock(b.labels, b.ts, b.blob.lower(), b.offsets)
-        return contains_mask(lowered, needle) & cand
+        return _literal_mask(lowered, needle, cand)
 
     return run
 
@@ -135,7 +162,7 @@ def _regex(value: str) -> BlockFilter:
 
     def run(b: EntryBlock, cand: Mask) -> Mask:
         if needle is not None:
-            cand = cand & contains_mask(b, needle)
+            cand = _literal_mask(b, needle, cand)
         return _lines_where(b, cand, lambda ln: search(ln.decode("utf-8", "replace")) is not None)
 
     return run
@@ -147,7 +174,7 @@ def _pattern(value: str) -> BlockFilter:
 
     def run(b: EntryBlock, cand: Mask) -> Mask:
         for lit in lits:
-            cand = cand & contains_mask(b, lit)
+            cand = _literal_mask(b, lit, cand)
         return _lines_where(b, cand, lambda ln: pat.match(ln.decode("utf-8", "replace"))
                             is not None)
 

@@ -39,15 +39,22 @@ class LogPipeline:
             n += 1
         self.block_filters: list[BlockFilter] = [
             compile_line_filter(s) for s in stages[:n] if isinstance(s, A.LineFilter)]
+        # Pass rates seen so far: the leading filters are ANDed predicates on the same
+        # line, so running the most selective first lets the others look at few lines.
+        self._rates = [0.0] * len(self.block_filters)
         self.row_stages: list[RowStage] = compile_row_stages(stages[n:])
         self.categorize = categorize
 
     def select(self, block: EntryBlock) -> np.ndarray[Any, np.dtype[np.intp]]:
         """Indexes (ascending) of the lines that pass the block-level filters."""
         mask = np.ones(len(block), dtype=np.bool_)
-        for f in self.block_filters:
-            mask = f(block, mask)
-            if not mask.any():
+        order = sorted(range(len(self.block_filters)), key=self._rates.__getitem__)
+        for k in order:
+            before = int(np.count_nonzero(mask))
+            mask = self.block_filters[k](block, mask)
+            after = int(np.count_nonzero(mask))
+            self._rates[k] = 0.5 * self._rates[k] + 0.5 * (after / before)
+            if not after:
                 break
         return np.flatnonzero(mask)
 
