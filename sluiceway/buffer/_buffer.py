@@ -77,6 +77,7 @@ class Buffer(Generic[T]):
         self._spill_full_events = 0
         self._dropped: dict[tuple[str, Hashable], int] = {}
         self._spilled: dict[Hashable, int] = {}
+        self._enq_tag: dict[Hashable, int] = {}
         self._log: SpillLog | None = None
         self._spiller: threading.Thread | None = None
         if cfg.when_full == "spill":
@@ -107,6 +108,7 @@ class Buffer(Generic[T]):
                 mem.append(entry)
                 self._mem_bytes += size
                 self._enqueued += 1
+                self._enq_tag[tag] = self._enq_tag.get(tag, 0) + 1
                 if len(mem) > self._hw:
                     self._hw = len(mem)
                 if self._consumers_waiting:
@@ -183,6 +185,7 @@ class Buffer(Generic[T]):
             self._mem.append(e)
             self._mem_bytes += e[1]
         self._enqueued += 1
+        self._enq_tag[e[3]] = self._enq_tag.get(e[3], 0) + 1
         depth = self._depth()
         if depth > self._hw:
             self._hw = depth
@@ -497,7 +500,9 @@ class Buffer(Generic[T]):
                 "depth": self._depth(), "capacity": self._max_items,
                 "bytes": self._mem_bytes + self._tail_bytes, "max_bytes": self._max_bytes,
                 "high_watermark": self._hw, "in_flight": self._in_flight,
-                "enqueued": self._enqueued, "acked": self._acked, "nacked": self._nacked,
+                "enqueued": self._enqueued,
+                "enqueued_by_tag": {str(k): v for k, v in self._enq_tag.items()},
+                "acked": self._acked, "nacked": self._nacked,
                 "replayed": self._replayed, "dropped": sum(by_reason.values()),
                 "dropped_by_reason": by_reason, "dropped_by_tag": by_tag,
                 "spilled": sum(self._spilled.values()),

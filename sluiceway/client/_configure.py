@@ -1,0 +1,98 @@
+"""`configure(...)`: one call that builds the pipeline and installs the stdlib handler."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sluiceway.client._handler import SluicewayHandler
+from sluiceway.client._levels import DEFAULT_PROTECTED, level_number
+from sluiceway.client._redact import DEFAULT_REDACT
+from sluiceway.client._runtime import Runtime, Settings, install, runtime, state
+
+
+def configure(sinks: Iterable[Any] | None = None, *, level: str | int = "INFO",
+              queue_size: int = 10_000, queue_bytes: int = 64 << 20,
+              when_full: str = "drop", drop: str = "newest", wait_ms: float = 0.0,
+              timeout: float | None = None, spill_dir: str | Path = ".sluiceway-spill",
+              spill_max_bytes: int = 1 << 30, when_spill_full: str = "drop",
+              fsync: str = "always", protected_levels: Iterable[str] = DEFAULT_PROTECTED,
+              redact: Iterable[str] = DEFAULT_REDACT, redact_patterns: Iterable[str] = (),
+              batch_size: int = 512, max_retries: int = 10, flush_timeout: float = 5.0,
+              capture_stdlib: bool = True, name: str = "python",
+              report_url: str | None = None, report_interval: float = 10.0,
+              metrics: bool = False) -> Runtime:
+    """Build the pipeline (replacing any previous one, which is flushed for up to 1 s).
+
+    Raises ValueError for a bad option: configuration errors surface at startup, log
+    calls never raise.
+    """
+    if when_full not in ("drop", "block", "spill"):
+        raise ValueError(f"when_full must be drop, block or spill, not {when_full!r}")
+    settings = Settings(
+        sinks=list(sinks) if sinks is not None else [], level=level,
+        queue_size=queue_size, queue_bytes=queue_bytes, when_full=when_full, drop=drop,
+        wait_ms=wait_ms, timeout=timeout, spill_dir=Path(spill_dir),
+        spill_max_bytes=spill_max_bytes, when_spill_full=when_spill_full, fsync=fsync,
+        protected_levels=frozenset(protected_levels), redact=tuple(redact),
+        redact_patterns=tuple(redact_patterns), batch_size=batch_size,
+        max_retries=max_retries, flush_timeout=flush_timeout, name=name,
+        report_url=report_url, report_interval=report_interval)
+    level_number(level)  # validate before anything starts
+    rt = install(settings)
+    if capture_stdlib:
+        _install_handler(rt.min_level)
+    if metrics:
+        register_metrics()
+    return rt
+
+
+def _install_handler(min_level: int) -> None:
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if isinstance(h, SluicewayHandler):
+            root.removeHandler(h)
+    root.addHandler(SluicewayHandler())
+    root.setLevel(min_level)
+
+
+def stats() -> dict[str, Any]:
+    """enqueued, written, dropped, spilled (totals over sinks, and by level), queue depth
+    and high watermark, sink errors, enqueue latency, and a `sinks` breakdown."""
+    return runtime().stats()
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Wait until every record was written (or dropped); True if so within `timeout`."""
+    return runtime().flush(timeout)
+
+
+def shutdown(timeout: float | None = None) -> bool:
+    """Flush within the deadline and stop the workers (also run at interpreter exit)."""
+    rt = state.rt
+    if rt is None:
+        return True
+    ok = rt.shutdown(timeout)
+    state.rt = None
+    return ok
+
+
+_registered: list[Any] = []
+
+
+def register_metrics(registry: Any = None) -> Any:
+    """Expose the client's figures as Prometheus metrics (`sluiceway_client_*`)."""
+    from prometheus_client import REGISTRY
+
+    from sluiceway.client._metrics import ClientCollector
+
+    reg = registry or REGISTRY
+    if registry is None and _registered:
+        return _registered[0]
+    collector = ClientCollector()
+    reg.register(collector)
+    if registry is None:
+        _registered.append(collector)
+    return collector

@@ -1,0 +1,60 @@
+"""Report this process's pipeline figures to a Sluiceway server (ARCHITECTURE.md §heartbeats)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    from sluiceway.client._runtime import Runtime
+
+log = logging.getLogger("sluiceway.client")
+PATH = "/sluiceway/api/v1/heartbeat"
+
+
+def heartbeat_payload(rt: Runtime) -> dict[str, Any]:
+    s = rt.stats()
+    put_drops = {r: n for r, n in s["dropped_by_reason"].items()
+                 if r not in ("rejected", "sink_error")}
+    backend = next((w for w in rt.workers if hasattr(w.sink, "base_url")),
+                   rt.workers[0] if rt.workers else None)
+    return {
+        "id": rt.id, "kind": "client", "name": rt.settings.name,
+        "host": socket.gethostname(), "pid": os.getpid(), "ts": time.time(),
+        "interval_s": rt.settings.report_interval,
+        "queue": {"depth": s["queue_depth"], "capacity": s["queue_capacity"],
+                  "bytes": sum(w["bytes"] for w in s["sinks"].values()),
+                  "max_bytes": rt.settings.queue_bytes, "when_full": rt.settings.when_full,
+                  "high_watermark": s["queue_high_watermark"]},
+        "lines": {"read": s["enqueued"] + sum(put_drops.values()), "enqueued": s["enqueued"],
+                  "shipped": s["written"], "dropped": sum(put_drops.values()),
+                  "spilled": s["spilled"], "lost": s["dropped"]},
+        "lost_by_reason": s["dropped_by_reason"], "spill_bytes": s["spill_bytes"],
+        "backend": {"ok": backend is None or backend.failures == 0,
+                    "last_error": backend.last_error if backend else None,
+                    "url": str(getattr(backend.sink, "base_url", backend.name))
+                    if backend else ""},
+        "latency_us": {"enqueue_p99": s["enqueue_latency_us"]["p99"]},
+    }
+
+
+def run_heartbeat(rt: Runtime) -> None:
+    url = str(rt.settings.report_url).rstrip("/") + PATH
+    failing = False
+    with httpx.Client(timeout=2.0) as http:
+        while not rt._hb_stop.is_set():
+            try:
+                resp = http.post(url, json=heartbeat_payload(rt))
+                ok = resp.status_code < 300
+                err = f"HTTP {resp.status_code}"
+            except Exception as exc:  # the next beat tries again
+                ok, err = False, f"{type(exc).__name__}: {exc}"
+            if not ok and not failing:
+                log.warning("sluiceway heartbeat to %s failed: %s", url, err)
+            failing = not ok
+            rt._hb_stop.wait(rt.settings.report_interval)

@@ -1,0 +1,258 @@
+"""The configured pipeline: level filter, record building, one worker per sink.
+
+`emit` is the only code that runs on the caller's thread: it builds a dict and does a
+non-blocking put into each sink's buffer. Everything else runs on worker threads.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from sluiceway.buffer import BufferConfig
+from sluiceway.client._context import RequestContext, context_var
+from sluiceway.client._levels import DEFAULT_PROTECTED, level_number
+from sluiceway.client._redact import DEFAULT_REDACT, Redactor
+from sluiceway.client._sinks import StdoutSink
+from sluiceway.client._worker import SinkWorker, percentiles
+
+log = logging.getLogger("sluiceway.client")
+_SAMPLE_EVERY = 64  # time one call in 64: enough for a p99 without taxing every call
+
+
+@dataclass
+class Settings:
+    sinks: list[Any] = field(default_factory=list)
+    level: str | int = "INFO"
+    queue_size: int = 10_000
+    queue_bytes: int = 64 << 20
+    when_full: str = "drop"
+    drop: str = "newest"
+    wait_ms: float = 0.0
+    timeout: float | None = None
+    spill_dir: Path = Path(".sluiceway-spill")
+    spill_max_bytes: int = 1 << 30
+    when_spill_full: str = "drop"
+    fsync: str = "always"
+    protected_levels: frozenset[str] = DEFAULT_PROTECTED
+    redact: tuple[str, ...] = DEFAULT_REDACT
+    redact_patterns: tuple[str, ...] = ()
+    batch_size: int = 512
+    max_retries: int = 10
+    flush_timeout: float = 5.0
+    name: str = "python"
+    report_url: str | None = None
+    report_interval: float = 10.0
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "sink"
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = s = settings
+        self.min_level = level_number(s.level)
+        self.protected = frozenset(p.upper() for p in s.protected_levels)
+        redactor = Redactor(s.redact, patterns=s.redact_patterns) \
+            if (s.redact or s.redact_patterns) else None
+        self.workers: list[SinkWorker] = []
+        seen: set[str] = set()
+        for i, sink in enumerate(s.sinks or [StdoutSink()]):
+            name = str(getattr(sink, "name", "") or type(sink).__name__)
+            if name in seen:
+                name = f"{name}#{i}"
+            seen.add(name)
+            self.workers.append(SinkWorker(sink, name, self._buffer_config(name), redactor,
+                                           batch_size=s.batch_size, max_retries=s.max_retries))
+        self._puts = tuple(w.buffer.put for w in self.workers)
+        self.internal_errors = 0
+        self.calls = 0
+        self.latency_ns: deque[int] = deque(maxlen=4096)
+        self.started = time.time()
+        self.id = f"{os.uname().nodename}:{os.getpid()}:{int(self.started * 1000)}"
+        self._closed = False
+        self._heartbeat: threading.Thread | None = None
+        self._hb_stop = threading.Event()
+        if s.report_url:
+            from sluiceway.client._heartbeat import run_heartbeat
+
+            self._heartbeat = threading.Thread(target=run_heartbeat, args=(self,),
+                                               daemon=True, name="sluiceway-heartbeat")
+            self._heartbeat.start()
+
+    def _buffer_config(self, sink_name: str) -> BufferConfig:
+        s = self.settings
+        return BufferConfig(
+            max_items=s.queue_size, max_bytes=s.queue_bytes,
+            when_full=s.when_full,  # type: ignore[arg-type]
+            drop=s.drop,  # type: ignore[arg-type]
+            drop_wait=s.wait_ms / 1000.0, block_timeout=s.timeout,
+            spill_dir=Path(s.spill_dir) / _safe(sink_name) if s.when_full == "spill" else None,
+            spill_max_bytes=s.spill_max_bytes, segment_bytes=min(64 << 20, s.spill_max_bytes),
+            record_items=s.batch_size,
+            when_spill_full=s.when_spill_full,  # type: ignore[arg-type]
+            fsync=s.fsync)  # type: ignore[arg-type]
+
+    # ---- the caller's path ------------------------------------------------------------
+
+    def emit(self, level: str, logger: str, msg: str, bound: dict[str, Any] | None,
+             fields: dict[str, Any] | None, exc: str | None = None) -> None:
+        self.calls += 1
+        sample = self.calls % _SAMPLE_EVERY == 0
+        if sample:
+            t0 = time.perf_counter_ns()
+        rec: dict[str, Any] = {"ts": time.time_ns(), "level": level, "logger": logger,
+                               "msg": msg}
+        ctx = context_var.get()
+        if ctx:
+            rec.update(ctx)
+            if type(ctx) is RequestContext:
+                route = ctx.route()
+                if route is not None:
+                    rec["route"] = route
+        if bound:
+            rec.update(bound)
+        if fields:
+            rec.update(fields)
+        if exc is not None:
+            rec["exc"] = exc
+        size = len(msg) + 160  # an estimate is enough for the byte bound
+        protected = level in self.protected
+        for put in self._puts:
+            put(rec, size, protected=protected, tag=level)
+        if sample:
+            self.latency_ns.append(time.perf_counter_ns() - t0)
+
+    # ---- lifecycle --------------------------------------------------------------------
+
+    def flush(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        ok = True
+        for w in self.workers:
+            ok = w.flush(max(0.0, deadline - time.monotonic())) and ok
+        return ok
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Flush within the deadline, then stop workers (spill keeps the rest on disk)."""
+        if self._closed:
+            return True
+        timeout = self.settings.flush_timeout if timeout is None else timeout
+        ok = self.flush(timeout)
+        self._closed = True
+        self._hb_stop.set()
+        for w in self.workers:
+            w.stop(timeout=0.5)
+        if not ok:
+            left = sum(w.buffer.stats()["depth"] + w.buffer.stats()["in_flight"]
+                       for w in self.workers)
+            where = "kept in the spill" if self.settings.when_full == "spill" else "lost"
+            log.warning("sluiceway: %d records not delivered at exit (%s)", left, where)
+        return ok
+
+    def child_copy(self) -> Runtime:
+        """A fresh runtime for a forked child: new threads, locks and buffers; sinks
+        rebuild their sockets/files; spill goes to a per-child directory."""
+        for sink in self.settings.sinks:
+            hook = getattr(sink, "after_fork", None)
+            if callable(hook):
+                hook()
+        s = replace(self.settings, report_url=self.settings.report_url,
+                    spill_dir=Path(self.settings.spill_dir) / f"child-{os.getpid()}")
+        return Runtime(s)
+
+    # ---- figures ----------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        sinks = {w.name: w.stats() for w in self.workers}
+        out: dict[str, Any] = {
+            "enqueued": 0, "written": 0, "dropped": 0, "spilled": 0, "queue_depth": 0,
+            "queue_high_watermark": 0, "queue_capacity": self.settings.queue_size,
+            "sink_errors": 0, "spill_bytes": 0, "in_flight": 0,
+            "enqueued_by_level": {}, "written_by_level": {}, "dropped_by_level": {},
+            "spilled_by_level": {}, "dropped_by_reason": {},
+        }
+        for st in sinks.values():
+            for key, src in (("enqueued", "enqueued"), ("written", "written"),
+                             ("spilled", "spilled"), ("queue_depth", "depth"),
+                             ("sink_errors", "errors"), ("spill_bytes", "spill_bytes"),
+                             ("in_flight", "in_flight")):
+                out[key] += st[src]
+            out["queue_high_watermark"] = max(out["queue_high_watermark"],
+                                              st["high_watermark"])
+            _merge(out["enqueued_by_level"], st["enqueued_by_tag"])
+            _merge(out["written_by_level"], st["written_by_level"])
+            _merge(out["spilled_by_level"], st["spilled_by_tag"])
+            _merge(out["dropped_by_reason"], st["dropped_by_reason"])
+            _merge(out["dropped_by_reason"], st["lost_by_reason"])
+            for lvl, reasons in st["dropped_by_tag"].items():
+                _merge(out["dropped_by_level"], {lvl: sum(reasons.values())})
+        out["dropped"] = sum(out["dropped_by_reason"].values())
+        lat = [n / 1000 for n in list(self.latency_ns)]
+        out["enqueue_latency_us"] = percentiles(lat)
+        out["internal_errors"] = self.internal_errors
+        out["when_full"] = self.settings.when_full
+        out["sinks"] = sinks
+        return out
+
+
+def _merge(into: dict[str, int], add: dict[str, int]) -> None:
+    for k, v in add.items():
+        into[k] = into.get(k, 0) + v
+
+
+# ---- process-wide state ------------------------------------------------------------------
+
+class _State:
+    rt: Runtime | None = None
+    lock = threading.Lock()
+
+
+state = _State()
+
+
+def install(settings: Settings) -> Runtime:
+    with state.lock:
+        old = state.rt
+        state.rt = Runtime(settings)
+    if old is not None:
+        old.shutdown(timeout=1.0)
+    return state.rt
+
+
+def runtime() -> Runtime:
+    rt = state.rt
+    if rt is None:
+        with state.lock:
+            if state.rt is None:
+                state.rt = Runtime(Settings())
+            rt = state.rt
+    return rt
+
+
+def _at_exit() -> None:
+    rt = state.rt
+    if rt is not None:
+        # exiting anyway: never turn a clean exit into a traceback
+        with contextlib.suppress(Exception):
+            rt.shutdown()
+
+
+def _after_fork_in_child() -> None:
+    state.lock = threading.Lock()
+    rt = state.rt
+    if rt is not None:
+        state.rt = rt.child_copy()
+
+
+atexit.register(_at_exit)
+os.register_at_fork(after_in_child=_after_fork_in_child)

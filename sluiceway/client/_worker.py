@@ -1,0 +1,178 @@
+"""One worker per sink: its own buffer, thread, retries and counters.
+
+A sink that raises or hangs only ever holds up its own thread; callers see nothing
+but their buffer's policy (drop, block with timeout, or spill).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Any
+
+from sluiceway.buffer import Batch, Buffer, BufferConfig
+from sluiceway.client._errors import SinkRejected, SinkRetryable
+
+log = logging.getLogger("sluiceway.client")
+Record = dict[str, Any]
+
+
+def backoff(attempt: int, base: float = 0.25, cap: float = 30.0) -> float:
+    """Exponential with full jitter, so many clients do not retry in lockstep."""
+    return random.uniform(base, min(cap, base * 2 ** attempt))  # noqa: S311 - not crypto
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    if not samples:
+        return {"p50": 0.0, "p99": 0.0, "max": 0.0}
+    s = sorted(samples)
+    return {"p50": s[len(s) // 2], "p99": s[min(len(s) - 1, int(len(s) * 0.99))],
+            "max": s[-1]}
+
+
+class SinkWorker:
+    def __init__(self, sink: Any, name: str, config: BufferConfig,
+                 redact: Callable[[Record], Record] | None, *, batch_size: int = 512,
+                 max_retries: int = 10) -> None:
+        self.sink = sink
+        self.name = name
+        self.config = config
+        self.buffer: Buffer[Record] = Buffer(config, name=name)
+        self.redact = redact
+        self.batch_size = int(getattr(sink, "max_batch", batch_size) or batch_size)
+        self.batch_wait = float(getattr(sink, "batch_wait", 0.0) or 0.0)
+        self.max_retries = max_retries
+        self.written: Counter[str] = Counter()
+        self.lost: Counter[str] = Counter()
+        self.errors = 0
+        self.failures = 0  # consecutive
+        self.last_error: str | None = None
+        self.write_ms: deque[float] = deque(maxlen=512)
+        self.busy_since: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"sluiceway-sink-{name}")
+        self._thread.start()
+
+    # ---- the loop ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                batch = self.buffer.get_batch(self.batch_size, max_wait=0.2)
+                if batch is None:
+                    continue
+                batches = [batch]
+                if self.batch_wait and len(batch) < self.batch_size:
+                    self._linger(batches)
+                self._deliver(batches)
+            except Exception:  # never let the worker die: log and keep going
+                log.exception("sluiceway sink %s: worker error", self.name)
+                self._stop.wait(0.1)
+
+    def _linger(self, batches: list[Batch[Record]]) -> None:
+        """Fill a push up to batch_size for at most batch_wait (HTTP sinks want fewer,
+        larger requests)."""
+        deadline = time.monotonic() + self.batch_wait
+        n = len(batches[0])
+        while n < self.batch_size and not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            more = self.buffer.get_batch(self.batch_size - n, max_wait=left)
+            if more is None:
+                return
+            batches.append(more)
+            n += len(more)
+
+    def _deliver(self, batches: list[Batch[Record]]) -> None:
+        records = [r for b in batches for r in b.items]
+        if self.redact is not None:
+            records = [self.redact(r) for r in records]
+        attempt = 0
+        while True:
+            t0 = time.perf_counter()
+            self.busy_since = time.monotonic()
+            try:
+                self.sink.write_batch(records)
+            except SinkRejected as exc:
+                self._failed(exc)
+                self._lose(batches, "rejected")
+                return
+            except Exception as exc:
+                self._failed(exc)
+                attempt += 1
+                delay = backoff(attempt)
+                if isinstance(exc, SinkRetryable) and exc.retry_after is not None:
+                    delay = min(max(exc.retry_after, 0.0), 300.0)
+                if self.config.when_full == "spill":
+                    # Downstream is failing: the batch and memory go to disk, so a crash
+                    # during the outage loses nothing; we read them back after the wait.
+                    for b in batches:
+                        self.buffer.nack(b, spill=True)
+                    self._stop.wait(delay)
+                    return
+                if attempt > self.max_retries:
+                    self._lose(batches, "sink_error")
+                    return
+                if self._stop.wait(delay):
+                    for b in batches:
+                        self.buffer.nack(b)
+                    return
+                continue
+            finally:
+                self.busy_since = None
+            self.write_ms.append((time.perf_counter() - t0) * 1000)
+            self.failures = 0
+            self.written.update([str(r.get("level")) for r in records])
+            for b in batches:
+                self.buffer.ack(b)
+            return
+
+    def _failed(self, exc: BaseException) -> None:
+        self.errors += 1
+        self.failures += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+        if self.failures == 1:
+            log.warning("sluiceway sink %s failed: %s", self.name, self.last_error)
+
+    def _lose(self, batches: list[Batch[Record]], reason: str) -> None:
+        for b in batches:
+            self.lost[reason] += len(b)
+            self.buffer.ack(b)
+
+    # ---- lifecycle --------------------------------------------------------------------
+
+    def flush(self, timeout: float) -> bool:
+        return self.buffer.join(timeout)
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop the thread; in spill mode what is left goes to disk for the next start."""
+        self._stop.set()
+        self._thread.join(timeout)
+        self.buffer.close(persist=True, timeout=timeout)
+        if not self._thread.is_alive():
+            close = getattr(self.sink, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:
+                    log.exception("sluiceway sink %s: close failed", self.name)
+
+    def stats(self) -> dict[str, Any]:
+        b = self.buffer.stats()
+        busy = self.busy_since
+        return {
+            **b,
+            "written": sum(self.written.values()),
+            "written_by_level": dict(self.written),
+            "lost_by_reason": dict(self.lost),
+            "errors": self.errors, "consecutive_failures": self.failures,
+            "last_error": self.last_error,
+            "write_ms": percentiles(list(self.write_ms)),
+            "stalled_s": round(time.monotonic() - busy, 3) if busy is not None else 0.0,
+        }
