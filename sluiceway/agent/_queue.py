@@ -129,6 +129,12 @@ class AgentQueue:
         self.stats.add(lines_spilled=sum(i.lines for i in items))
         for it in items:
             self.positions.done(it.checkpoints)
+        # Persist now, not at the next sync: a SIGKILL right after must not make the next
+        # run read these lines from the file again while the spill still holds them.
+        try:
+            self.positions.save()
+        except OSError as exc:
+            log.error("cannot write positions after a spill: %s", exc)
 
     def snapshot(self) -> dict[str, Any]:
         return self.buffer.stats()

@@ -67,6 +67,7 @@ class FileTailer:
         self.files: dict[str, Tracked] = {}
         self._first_scan = True
         self._last_scan = 0.0
+        self._next_ts = 0
 
     # -- discovery -------------------------------------------------------------------------
     def _matches(self) -> dict[str, os.stat_result]:
@@ -188,7 +189,9 @@ class FileTailer:
         del t.lines[:n]
         # One decode and one split for the whole piece: no Python work per line.
         lines = b"\n".join(piece).decode("utf-8", "replace").split("\n")
-        base = time.time_ns()  # distinct stamps keep identical lines from being deduped
+        # Distinct, increasing stamps: Loki drops an identical line with an identical stamp.
+        base = max(time.time_ns(), self._next_ts)
+        self._next_ts = base + n
         recs = Records(list(range(base, base + n)), lines)
         start = t.line_pos
         if t.pipeline.stateful:
