@@ -124,7 +124,8 @@ def _range(r: A.LogRange) -> str:
         text += f" | unwrap {target}"
         for pf in u.post_filters:
             text += " " + format_stage(pf)
-    text += f" [{format_duration(r.range_ns)}]"
+    sep = " " if r.log.stages or r.unwrap is not None else ""
+    text += f"{sep}[{format_duration(r.range_ns)}]"
     if r.offset_ns:
         text += f" offset {format_duration(r.offset_ns)}"
     return text

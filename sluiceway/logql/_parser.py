@@ -16,6 +16,7 @@ from sluiceway.logql._errors import ParseError
 from sluiceway.logql._jsonpath import JsonPathError, parse_path
 from sluiceway.logql._lexer import Lexer, Token, duration_ns, parse_bytes
 from sluiceway.logql._pattern import PatternError, compile_pattern
+from sluiceway.logql._regex import compile_re, error_text
 from sluiceway.model import Matcher
 
 _BIN_PREC = {"or": 1, "and": 2, "unless": 2, "==": 3, "!=": 3, ">": 3, ">=": 3, "<": 3,
@@ -200,9 +201,9 @@ class _Parser:
             args.append(self.string())
         self.expect_op(")")
         try:
-            re2.compile(args[3])
+            compile_re(args[3])
         except re2.error as exc:
-            raise ParseError(f"invalid regex in label_replace: {exc}") from None
+            raise ParseError(f"invalid regex in label_replace: {error_text(exc)}") from None
         return A.LabelReplace(inner, args[0], args[1], args[2], args[3])
 
     def grouping(self) -> A.Grouping | None:
@@ -238,9 +239,10 @@ class _Parser:
         if isinstance(inner, A.LogExpr):
             self.fail(tok=start)
         self.expect_op(")")
+        gtok = self.tok
         after = self.grouping()
         if grouping is not None and after is not None:
-            self.fail()
+            self.fail(tok=gtok)
         return A.VectorAggregation(op, inner, grouping or after, param)
 
     def range_agg(self) -> A.Expr:
@@ -349,6 +351,9 @@ class _Parser:
                 self.next()
                 continue
             break
+        if is_ip and len(values) > 1:
+            raise ParseError("syntax error: ip() cannot be combined with or", optok.line,
+                             optok.col)
         for v in values:
             _check_filter_value(op, v, optok)
         return A.LineFilter(op, tuple(values), is_ip)
@@ -549,9 +554,11 @@ class _Parser:
 
 def _matcher(name: str, op: str, value: str, tok: Token) -> Matcher:
     try:
+        if op in ("=~", "!~"):
+            compile_re(f"^(?:{value})$")
         return Matcher(name, op, value)
     except re2.error as exc:
-        raise ParseError(f"error parsing regexp: {exc}", tok.line, tok.col) from None
+        raise ParseError(f"error parsing regexp: {error_text(exc)}", tok.line, tok.col) from None
 
 
 def _non_empty(m: Matcher) -> bool:
@@ -571,20 +578,20 @@ def _check_cidr(text: str, tok: Token) -> str:
 def _check_filter_value(op: str, value: str, tok: Token) -> None:
     try:
         if op in ("|~", "!~"):
-            re2.compile(value)
+            compile_re(value)
         elif op in ("|>", "!>"):
             compile_pattern(value, need_capture=False)
     except re2.error as exc:
-        raise ParseError(f"error parsing regexp: {exc}", tok.line, tok.col) from None
+        raise ParseError(f"error parsing regexp: {error_text(exc)}", tok.line, tok.col) from None
     except PatternError as exc:
         raise ParseError(str(exc), tok.line, tok.col) from None
 
 
 def _check_regexp_parser(text: str, tok: Token) -> str:
     try:
-        rx = re2.compile(text)
+        rx = compile_re(text)
     except re2.error as exc:
-        raise ParseError(f"error parsing regexp: {exc}", tok.line, tok.col) from None
+        raise ParseError(f"error parsing regexp: {error_text(exc)}", tok.line, tok.col) from None
     if not rx.groupindex:
         raise ParseError("at least one named capture must be supplied", tok.line, tok.col)
     return text

@@ -19,6 +19,8 @@ from typing import Any, Union
 
 import re2
 
+from sluiceway.logql._regex import compile_re
+
 
 class TemplateError(ValueError):
     pass
@@ -134,7 +136,7 @@ def _trunc(n: Any, s: Any) -> str:
 
 def _regex_replace(literal: bool) -> Callable[[Any, Any, Any], str]:
     def run(rx: Any, s: Any, repl: Any) -> str:
-        compiled = re2.compile(to_text(rx))
+        compiled = compile_re(to_text(rx))
         r = to_text(repl)
         if literal:
             return str(compiled.sub(lambda _m: r, to_text(s)))
@@ -238,7 +240,7 @@ _FUNCS: dict[str, Callable[..., Any]] = {
     "ceil": lambda a: float(math.ceil(_num(a))), "floor": lambda a: float(math.floor(_num(a))),
     "round": lambda a, p=0: round(_num(a), _int(p)),
     "int": _int, "float64": _num,
-    "count": lambda rx, s: len(re2.compile(to_text(rx)).findall(to_text(s))),
+    "count": lambda rx, s: len(compile_re(to_text(rx)).findall(to_text(s))),
     "unixEpoch": lambda t: (t.ns // 1_000_000_000) if isinstance(t, Timestamp) else 0,
     "unixEpochMillis": lambda t: (t.ns // 1_000_000) if isinstance(t, Timestamp) else 0,
     "unixEpochNanos": lambda t: t.ns if isinstance(t, Timestamp) else 0,
@@ -398,6 +400,8 @@ def _parse_nodes(text: str) -> list[Node]:
     if stack:
         raise TemplateError("unexpected EOF")
     tail = text[pos:]
+    if "{{" in tail:
+        raise TemplateError("unclosed action")
     if trim_next:
         tail = tail.lstrip()
     if tail:
