@@ -1,4 +1,4 @@
-"""The unit of ingest: entries of one stream, kept column-wise so hot paths avoid per-line objects."""
+"""The unit of ingest: one stream's entries, column-wise so hot paths avoid per-line objects."""
 
 from __future__ import annotations
 

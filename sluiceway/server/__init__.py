@@ -1,6 +1,9 @@
-"""The HTTP server: Loki-compatible ingest and query API, metrics, heartbeats, UI."""
+"""The HTTP server: Loki-compatible ingest and query API, metrics, heartbeats, UI.
 
-from sluiceway.server._app import create_app
+The app itself is built by `sluiceway.server._app.create_app`; importing this package stays
+light so the CLI and the config can load without the query engine.
+"""
+
 from sluiceway.server._config import Config, ConfigError, load_config
 
-__all__ = ["Config", "ConfigError", "create_app", "load_config"]
+__all__ = ["Config", "ConfigError", "load_config"]

@@ -11,13 +11,21 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response, WebSocket, WebSocketDisconnect
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import PlainTextResponse
+from starlette.staticfiles import StaticFiles
 
 from sluiceway import __version__
-from sluiceway.logql import QueryError, QueryParams, evaluate, parse_selector
+from sluiceway.logql import (
+    QueryError,
+    QueryParams,
+    evaluate,
+    format_query,
+    parse,
+    parse_selector,
+)
 from sluiceway.server._config import Config
 from sluiceway.server._distributor import PushError, validate
 from sluiceway.server._metrics import ServerMetrics
@@ -32,7 +40,10 @@ from sluiceway.server._params import (
 )
 from sluiceway.server._pipeline import PipelineRegistry
 from sluiceway.server._querier import StoreSource
+from sluiceway.server._tail import BlocksSource, TailHub
+from sluiceway.server._volume import volume
 from sluiceway.store import Store, StoreConfig, WalWriteError
+from sluiceway.store._store import index_stats
 from sluiceway.wire import BodyTooLarge, WireError, decode_push
 
 log = logging.getLogger("sluiceway.server")
@@ -67,6 +78,7 @@ def create_app(cfg: Config, store: Store | None = None) -> FastAPI:
     state: dict[str, Any] = {"store": store}
     metrics = ServerMetrics()
     pipeline = PipelineRegistry(cfg.server.heartbeat_stale_factor)
+    hub = TailHub()
     limits = cfg.limits
 
     @asynccontextmanager
@@ -139,6 +151,7 @@ def create_app(cfg: Config, store: Store | None = None) -> FastAPI:
                 log.error("push not stored: %s", exc)
                 return _bad(f"could not store the batch, retry later: {exc}", 503)
             metrics.lines_received.labels(tenant).inc(v.lines)
+            hub.publish(tenant, v.blocks)
             metrics.bytes_received.labels(tenant).inc(v.bytes)
         if v.total_rejected:
             return _bad(v.message())
@@ -166,7 +179,7 @@ def create_app(cfg: Config, store: Store | None = None) -> FastAPI:
             start = end = parse_time(p.get("time"), time.time_ns(), "time")
         else:
             start, end = time_range(p, 3600)
-            if end - start > limits.max_query_length * 1e9:
+            if limits.max_query_length and end - start > limits.max_query_length * 1e9:
                 raise ParamError(f"the query time range exceeds the limit (query length: "
                                  f"{(end - start) / 3.6e12:.0f}h, limit: "
                                  f"{limits.max_query_length / 3600:.0f}h)")
@@ -236,6 +249,109 @@ def create_app(cfg: Config, store: Store | None = None) -> FastAPI:
     app.add_api_route("/loki/api/v1/label/{name}/values", label_values, methods=["GET", "POST"])
     app.add_api_route("/loki/api/v1/series", series, methods=["GET", "POST"])
 
+    # --- index statistics, volume, formatting -----------------------------------------
+    async def stats(request: Request) -> Response:
+        p = await params_of(request)
+        start, end = time_range(p, 3600)
+        matchers = parse_selector(p.get("query") or "{}")
+        out = await run_in_threadpool(index_stats, st(), tenants(request, True), matchers,
+                                      start, end)
+        return JSONResponse(out)
+
+    async def run_volume(request: Request, ranged: bool) -> Response:
+        p = await params_of(request)
+        if not p.get("query"):
+            raise ParamError("query parameter is required")
+        start, end = time_range(p, 3600)
+        matchers = parse_selector(p["query"])
+        step_ns: int | None = None
+        if ranged:
+            step = p.get("step")
+            secs = parse_seconds_or_duration(step, "step") if step else \
+                max(1.0, (end - start) / 1e9 / 250)
+            step_ns = int(secs * 1e9)
+        targets = [t for t in p.get("targetLabels", "").split(",") if t] or None
+        agg = p.get("aggregateBy", "series")
+        if agg not in ("series", "labels"):
+            raise ParamError(f"invalid aggregateBy {agg!r}: use series or labels")
+        res = await run_in_threadpool(
+            volume, st(), tenants(request, True), matchers, start, end, step_ns, targets,
+            parse_limit(p.get("limit"), 100, 0), agg)
+        if not ranged:
+            result = [{"metric": dict(k), "value": [end / 1e9, str(int(v[0]))]}
+                      for k, v in res.items()]
+            return JSONResponse({"status": "success", "data": {"resultType": "vector",
+                                                               "result": result}})
+        assert step_ns is not None
+        matrix = []
+        for k, v in res.items():
+            points = []
+            for i, val in enumerate(v.tolist()):
+                t = min(start + (i + 1) * step_ns - 1_000_000, end)
+                points.append([round(t / 1e9, 3), str(val)])
+            matrix.append({"metric": dict(k), "values": points})
+        return JSONResponse({"status": "success", "data": {"resultType": "matrix",
+                                                           "result": matrix}})
+
+    async def volume_instant(request: Request) -> Response:
+        return await run_volume(request, ranged=False)
+
+    async def volume_range(request: Request) -> Response:
+        return await run_volume(request, ranged=True)
+
+    async def fmt(request: Request) -> Response:
+        p = await params_of(request)
+        if not p.get("query"):
+            raise ParamError("query parameter is required")
+        return JSONResponse({"status": "success", "data": format_query(parse(p["query"]))})
+
+    app.add_api_route("/loki/api/v1/index/stats", stats, methods=["GET", "POST"])
+    app.add_api_route("/loki/api/v1/index/volume", volume_instant, methods=["GET", "POST"])
+    app.add_api_route("/loki/api/v1/index/volume_range", volume_range, methods=["GET", "POST"])
+    app.add_api_route("/loki/api/v1/format_query", fmt, methods=["GET", "POST"])
+
+    # --- live tail (websocket) -----------------------------------------------------------
+    @app.websocket("/loki/api/v1/tail")
+    async def tail(ws: WebSocket) -> None:
+        await ws.accept()
+        try:
+            await _tail_session(ws)
+        except WebSocketDisconnect:
+            return
+        except (ParamError, QueryError) as exc:
+            await ws.close(code=1008, reason=str(exc)[:120])
+
+    async def _tail_session(ws: WebSocket) -> None:
+        p = dict(ws.query_params)
+        q = p.get("query") or ""
+        expr = parse(q)
+        ts = tenants_from_header(ws.headers.get("x-scope-orgid"), cfg.server.default_tenant,
+                                 cfg.server.auth_enabled, True)
+        limit = parse_limit(p.get("limit"), 100, limits.max_entries_limit_per_query)
+        delay = parse_seconds_or_duration(p.get("delay_for") or "0", "delay_for")
+        if delay > 5:
+            raise ParamError("delay_for can't be greater than 5")
+        now = time.time_ns()
+        start = parse_time(p.get("start"), now - 3600 * 10**9, "start")
+        session = hub.open(ts)  # before the history query, so no line falls in between
+        try:
+            hist = await run_in_threadpool(evaluate, StoreSource(st()), expr, QueryParams(
+                tenants=ts, start=start, end=now + 1, limit=limit, direction="backward"))
+            await ws.send_text(_tail_message(hist.to_loki_json()).decode())
+            while True:
+                tenant, blocks = await session.queue.get()
+                if delay:
+                    await asyncio.sleep(delay)
+                res = await run_in_threadpool(evaluate, BlocksSource(tenant, blocks), expr,
+                                              QueryParams(tenants=[tenant], start=0,
+                                                          end=2**62, limit=limit,
+                                                          direction="forward"))
+                msg = res.to_loki_json()
+                if msg["result"]:
+                    await ws.send_text(_tail_message(msg).decode())
+        finally:
+            hub.close(session)
+
     # --- operations ---------------------------------------------------------------------
     @app.get("/ready")
     async def ready() -> Response:
@@ -279,5 +395,15 @@ def create_app(cfg: Config, store: Store | None = None) -> FastAPI:
     async def storage_view() -> Response:
         return JSONResponse({"status": "success", "data": st().disk_usage()})
 
+    if UI_DIR.is_dir():
+        # Last, so every API route above wins; `html=True` serves index.html at `/`.
+        app.mount("/", StaticFiles(directory=UI_DIR, html=True), name="ui")
     return app
 
+
+def _tail_message(data: dict[str, Any]) -> bytes:
+    """Loki's tail frame: one stream object per entry, oldest first."""
+    entries = [(int(v[0]), s["stream"], v) for s in data["result"] for v in s["values"]]
+    entries.sort(key=lambda e: e[0])
+    streams = [{"stream": labels, "values": [v]} for _, labels, v in entries]
+    return orjson.dumps({"streams": streams, "dropped_entries": None})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -34,7 +34,7 @@ class StorageSection(_Section):
     chunk_target_size: Bytes = 4 << 20
     max_chunk_age: Duration = 7200.0
     chunk_idle_period: Duration = 1800.0
-    compression_level: int = Field(3, ge=1, le=19)
+    compression_level: Annotated[int, Field(ge=1, le=19)] = 3
     flush_check_period: Duration = 10.0
     retention_period: Duration = 0.0
     retention_check_interval: Duration = 600.0

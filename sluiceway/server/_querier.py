@@ -20,5 +20,5 @@ class StoreSource:
 
     def blocks(self, ref: SeriesRef, start: int, end: int,
                direction: str) -> Iterator[EntryBlock]:
-        return self.store.blocks(StoreSeries(ref.tenant, ref.fp, ref.labels), start, end,
+        return self.store.blocks(StoreSeries(ref.tenant, ref.fp, dict(ref.labels)), start, end,
                                  direction)

@@ -9,7 +9,6 @@ import sys
 
 import uvicorn
 
-from sluiceway.server._app import create_app
 from sluiceway.server._config import Config
 from sluiceway.store import StoreError
 
@@ -52,16 +51,25 @@ def setup_logging(level: str) -> None:
 
 def serve(cfg: Config) -> None:
     setup_logging(cfg.server.log_level)
+    from sluiceway.server._app import (
+        create_app,  # the query engine loads only to serve
+        store_config,
+    )
+    from sluiceway.store import Store
+
     sock = bind(cfg.server.listen)
-    app = create_app(cfg)
+    try:
+        # Opened here, not in the ASGI lifespan, so a bad data dir is a clear exit 2.
+        store = Store(store_config(cfg))
+    except StoreError as exc:
+        sock.close()
+        raise StartupError(str(exc)) from None
+    app = create_app(cfg, store)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=10, ws="websockets")
     server = uvicorn.Server(config)
     log.info("Sluiceway server listening on http://%s, data in %s", cfg.server.listen,
              cfg.storage.data_dir)
-    try:
-        server.run(sockets=[sock])
-    except StoreError as exc:
-        raise StartupError(str(exc)) from None
+    server.run(sockets=[sock])
     if not server.started:
         raise StartupError("server failed to start (see the log above)")

@@ -39,14 +39,14 @@ def _cctx(level: int) -> zstandard.ZstdCompressor:
     if c is None:
         c = zstandard.ZstdCompressor(level=level)
         setattr(_local, key, c)
-    return c  # type: ignore[no-any-return]
+    return c
 
 
 def _dctx() -> zstandard.ZstdDecompressor:
     d = getattr(_local, "d", None)
     if d is None:
         d = _local.d = zstandard.ZstdDecompressor()
-    return d  # type: ignore[no-any-return]
+    return d
 
 
 @dataclass(frozen=True, slots=True)

@@ -153,7 +153,7 @@ class WalWriter:
             off += _HDR.size + len(p.payload)
             positions.append(WalPos(self.segment, off))
         try:
-            os.write(self._fd, b"".join(frames))  # O_APPEND, one write per group
+            self._write_all(b"".join(frames))
             if self.sync_mode == "always":
                 self._sync()
             else:
@@ -178,6 +178,14 @@ class WalWriter:
             p.future.set_result(pos)
         if self._offset >= self.segment_bytes:
             self._rotate()
+
+    def _write_all(self, data: bytes) -> None:
+        # A short write (file size limit, disk nearly full) is not an exception: keep going
+        # until the kernel either takes every byte or raises.
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
 
     def _sync(self) -> None:
         os.fdatasync(self._fd)

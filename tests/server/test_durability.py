@@ -13,20 +13,28 @@ from tests.procs import ServerProcess
 
 
 def _body(writer: int, batch: int, base_ns: int) -> bytes:
-    values = [[str(base_ns + writer * 10**9 + batch * 1000 + i), f"w{writer} b{batch} l{i} " + "x" * 80]
-              for i in range(50)]
+    values = [[str(base_ns + writer * 10**9 + batch * 1000 + i),
+               f"w{writer} b{batch} l{i} " + "x" * 80] for i in range(50)]
     return orjson.dumps({"streams": [{"stream": {"job": "dur", "writer": str(writer)},
                                       "values": values}]})
 
 
 def _count(srv: ServerProcess) -> list[str]:
+    """Every line of the test streams, paging forward 5000 at a time (Loki's max limit)."""
     lines: list[str] = []
     for w in range(4):
-        r = httpx.get(f"{srv.url}/loki/api/v1/query_range", timeout=30, params={
-            "query": f'{{job="dur", writer="{w}"}}', "start": str(time.time_ns() - 3600 * 10**9),
-            "end": str(time.time_ns() + 60 * 10**9), "limit": "5000", "direction": "forward"})
-        assert r.status_code == 200, r.text
-        lines += [v[1] for s in r.json()["data"]["result"] for v in s["values"]]
+        start = time.time_ns() - 3600 * 10**9
+        while True:
+            r = httpx.get(f"{srv.url}/loki/api/v1/query_range", timeout=30, params={
+                "query": f'{{job="dur", writer="{w}"}}', "start": str(start),
+                "end": str(time.time_ns() + 60 * 10**9), "limit": "5000",
+                "direction": "forward"})
+            assert r.status_code == 200, r.text
+            values = [v for s in r.json()["data"]["result"] for v in s["values"]]
+            lines += [v[1] for v in values]
+            if len(values) < 5000:
+                break
+            start = max(int(v[0]) for v in values) + 1  # timestamps are unique per writer
     return lines
 
 
