@@ -276,14 +276,22 @@ def apply_env(doc: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _expand(text: str, environ: dict[str, str]) -> str:
+def _expand(node: Any, environ: dict[str, str]) -> Any:
+    """`${VAR}` / `${VAR:-default}` in string values (after parsing, so comments and
+    YAML syntax are never touched by a variable's content)."""
     def sub(m: re.Match[str]) -> str:
         if m.group(1) in environ:
             return environ[m.group(1)]
         if m.group(2) is not None:
             return m.group(2)
         raise ConfigError(f"config refers to ${{{m.group(1)}}} but it is not set")
-    return _VAR_RE.sub(sub, text)
+    if isinstance(node, str):
+        return _VAR_RE.sub(sub, node)
+    if isinstance(node, dict):
+        return {k: _expand(v, environ) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand(v, environ) for v in node]
+    return node
 
 
 def _format_errors(exc: ValidationError) -> str:
@@ -306,7 +314,7 @@ def load_config(path: Path | str | None = None, text: str | None = None,
         except OSError as exc:
             raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
     try:
-        doc = yaml.safe_load(_expand(text, env)) or {}
+        doc = _expand(yaml.safe_load(text) or {}, env)
     except yaml.YAMLError as exc:
         raise ConfigError(f"config {path or ''} is not valid YAML: {exc}") from exc
     if not isinstance(doc, dict):

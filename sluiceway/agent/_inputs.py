@@ -14,6 +14,7 @@ import select
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from sluiceway.agent._config import DemoInput, StdinInput
 from sluiceway.agent._pipeline import Pipeline, PipelineSpec
@@ -34,11 +35,12 @@ class LineInput:
         self.emit, self.stats, self.stop = emit, stats, stop
 
     def deliver(self, lines: list[str], ts: list[int] | None = None,
-                labels: list[dict[str, str] | None] | None = None, final: bool = False) -> None:
+                labels: list[dict[str, str] | None] | None = None,
+                fields: list[dict[str, Any]] | None = None, final: bool = False) -> None:
         if ts is None:
             base = time.time_ns()
             ts = list(range(base, base + len(lines)))
-        recs = Records(ts, lines, labels=labels)
+        recs = Records(ts, lines, fields=fields, labels=labels)
         if lines:
             self.stats.add(lines_read=len(lines), bytes_read=sum(map(len, lines)))
         out = self.pipeline.run(recs, final)

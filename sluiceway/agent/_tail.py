@@ -50,7 +50,7 @@ class Tracked:
     gone_since: float | None = None
     fp_len: int = 0
     fp: str = ""
-    fp_checked: float = 0.0
+    at_eof: bool = False
 
 
 class FileTailer:
@@ -126,7 +126,7 @@ class FileTailer:
         extra = {"filename": path} if self.cfg.filename_label else {}
         self.files[key] = Tracked(key, path, fd, self.spec.new(extra), start, start, start,
                                   skips=[(s, e) for s, e, _ in fpos.pending],
-                                  fp_len=fp_len, fp=fp, fp_checked=time.monotonic())
+                                  fp_len=fp_len, fp=fp)
         log.info("tailing %s from offset %d", path, start)
 
     def _start_offset(self, key: str, fd: int, size: int,
@@ -148,8 +148,20 @@ class FileTailer:
         return 0, []
 
     # -- reading ---------------------------------------------------------------------------
+    def _rewritten(self, t: Tracked) -> bool:
+        """Shrunk below what we read, or different first bytes: truncated in place."""
+        if os.fstat(t.fd).st_size < t.read_pos:
+            return True
+        return bool(t.fp_len) and file_fingerprint(t.fd, t.fp_len)[0] != t.fp
+
     def _fill(self, t: Tracked) -> int:
         """Read the next chunk into `t.lines`; returns bytes read."""
+        if t.at_eof:
+            # New data after a pause: check first that it is not a truncated-and-regrown
+            # file, or we would read from the middle of the new content.
+            t.at_eof = False
+            if self._rewritten(t):
+                self._truncated(t)
         want = self.cfg.read_bytes
         if t.skips and t.skips[0][0] <= t.read_pos:
             # Lines in a done range are already acked or spilled: jump over them.
@@ -162,6 +174,7 @@ class FileTailer:
             want = min(want, t.skips[0][0] - t.read_pos)
         data = os.pread(t.fd, want, t.read_pos)
         if not data:
+            t.at_eof = True
             return 0
         t.read_pos += len(data)
         buf = t.partial + data if t.partial else data
@@ -223,11 +236,7 @@ class FileTailer:
             st = os.fstat(t.fd)
         except OSError:
             return self._release(t)
-        fp_changed = False
-        if t.fp_len and now - t.fp_checked > self.cfg.glob_interval:
-            t.fp_checked = now
-            fp_changed = file_fingerprint(t.fd, t.fp_len)[0] != t.fp
-        if st.st_size < t.read_pos or fp_changed:
+        if st.st_size < t.read_pos:
             self._truncated(t)
             return False
         if t.fp_len < self.cfg.fingerprint_bytes and st.st_size > t.fp_len:
