@@ -55,8 +55,8 @@ def test_overlong_frames_are_cut_not_buffered_forever() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.booleans(), st.binary(min_size=1, max_size=60).filter(
-    lambda b: b"\n" not in b and b[:1] == b"<" and not b.endswith(b"\r"))), max_size=8),
+@given(st.lists(st.tuples(st.booleans(), st.binary(max_size=60).map(
+    lambda b: b"<" + b.replace(b"\n", b"_").replace(b"\r", b"_"))), max_size=8),
        st.lists(st.integers(1, 50), max_size=30))
 def test_any_split_gives_the_same_frames(msgs: list[tuple[bool, bytes]],
                                          cuts: list[int]) -> None:
