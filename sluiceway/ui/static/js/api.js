@@ -1,0 +1,84 @@
+// The only module that knows URLs: Loki's HTTP API plus Sluiceway's pipeline endpoint.
+// Everything returns parsed `data` or throws an ApiError with the server's own message,
+// because Loki's 400 text (e.g. "parse error at line 1, col 11: ...") is the best error
+// message the user can get.
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+    // Loki reports parse errors as "parse error at line L, col C: ..."; keep the position
+    // so the editor can point at it.
+    const m = /line (\d+), col (\d+)/.exec(message);
+    this.position = m ? { line: Number(m[1]), col: Number(m[2]) } : null;
+  }
+}
+
+async function get(path, params = {}, { signal } = {}) {
+  const qs = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v !== undefined && v !== null && v !== "") qs.set(k, String(v));
+  }
+  const url = qs.toString() ? `${path}?${qs}` : path;
+  let resp;
+  try {
+    resp = await fetch(url, { signal, headers: { Accept: "application/json" } });
+  } catch (err) {
+    if (err.name === "AbortError") throw err;
+    throw new ApiError(0, `cannot reach the server: ${err.message}`);
+  }
+  const text = await resp.text();
+  if (!resp.ok) {
+    // FastAPI's own 404s are JSON ({"detail": ...}); Loki's errors are plain text.
+    let msg = text.trim();
+    try { msg = JSON.parse(text).detail ?? msg; } catch { /* plain text */ }
+    throw new ApiError(resp.status, msg || `${resp.status} ${resp.statusText}`);
+  }
+  const body = JSON.parse(text);
+  return body.data !== undefined ? body.data : body;
+}
+
+// Nanosecond timestamps travel as strings: ms * 1e6 is exact only as a BigInt.
+export const msToNs = (ms) => (BigInt(Math.floor(ms)) * 1000000n).toString();
+export const nsToMs = (ns) => Number(BigInt(ns) / 1000n) / 1000;
+
+// `startNs`/`endNs` (strings) win over the ms bounds when a caller needs exact nanoseconds.
+export function queryRange({ query, startMs, endMs, startNs, endNs, limit, direction = "backward", step }, opts) {
+  return get("loki/api/v1/query_range", {
+    query, start: startNs ?? msToNs(startMs), end: endNs ?? msToNs(endMs), limit, direction, step,
+  }, opts);
+}
+
+export function labels({ startMs, endMs, query }, opts) {
+  return get("loki/api/v1/labels", { start: msToNs(startMs), end: msToNs(endMs), query }, opts);
+}
+
+export function labelValues(name, { startMs, endMs, query }, opts) {
+  return get(`loki/api/v1/label/${encodeURIComponent(name)}/values`,
+    { start: msToNs(startMs), end: msToNs(endMs), query }, opts);
+}
+
+export function volumeRange({ query, startMs, endMs, step, targetLabels }, opts) {
+  return get("loki/api/v1/index/volume_range", {
+    query, start: msToNs(startMs), end: msToNs(endMs), step, targetLabels,
+  }, opts);
+}
+
+export function pipeline(opts) {
+  return get("sluiceway/api/v1/pipeline", {}, opts);
+}
+
+export function buildInfo(opts) {
+  return get("loki/api/v1/status/buildinfo", {}, opts);
+}
+
+// The tail websocket URL, relative to the page so a reverse proxy prefix keeps working.
+export function tailUrl({ query, startMs, limit = 100, delayFor = 0 }) {
+  const u = new URL("loki/api/v1/tail", document.baseURI);
+  u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
+  u.searchParams.set("query", query);
+  u.searchParams.set("start", msToNs(startMs));
+  u.searchParams.set("limit", String(limit));
+  if (delayFor) u.searchParams.set("delay_for", String(delayFor));
+  return u.toString();
+}

@@ -1,0 +1,176 @@
+// The Explore page: wires the editor, time picker, histogram, log list, metric chart and
+// live tail together. It owns the "run a query" flow and the URL state; each part only
+// renders what it is given.
+import { el, fmtNumber, fmtBytes } from "./dom.js";
+import * as api from "./api.js";
+import { queryEditor, remember } from "./editor.js";
+import { timePicker, resolve } from "./timerange.js";
+import { histogram, pickStep, fromMatrix, fromEntries } from "./histogram.js";
+import { resultsList, flatten } from "./results.js";
+import { metricChart } from "./chart.js";
+import { liveTail } from "./tail.js";
+import { isLogQuery, addMatcher, selectorOf, volumeQuery } from "./logql.js";
+import * as route from "./route.js";
+
+const LIMITS = [100, 500, 1000, 5000];
+const DEFAULT_LIMIT = 1000;
+const CONTEXT_LINES = 10;
+
+export function explorePage(params) {
+  const state = {
+    query: params.get("query") ?? "",
+    from: params.get("from") ?? "now-1h",
+    to: params.get("to") ?? "now",
+    limit: Number(params.get("limit")) || DEFAULT_LIMIT,
+  };
+  let inflight = null;
+
+  // Completion lists depend on the time range; cache them per range until the next run.
+  let cache = { names: null, values: new Map() };
+  const complete = {
+    names() {
+      cache.names ??= api.labels(resolve(state)).catch(() => []);
+      return cache.names;
+    },
+    values(name) {
+      if (!cache.values.has(name)) cache.values.set(name, api.labelValues(name, resolve(state)).catch(() => []));
+      return cache.values.get(name);
+    },
+  };
+
+  const editor = queryEditor({ value: state.query, complete, onRun: (q) => { state.query = q; run(true); } });
+  const picker = timePicker({
+    getRange: () => state,
+    onChange: (r) => { Object.assign(state, r); picker.update(); run(true); },
+    onRefresh: () => run(false),
+  });
+  const limitSel = el("select", { "aria-label": "line limit", title: "Maximum lines to fetch",
+    onchange: () => { state.limit = Number(limitSel.value); run(true); } },
+    LIMITS.map((n) => el("option", { value: n, selected: n === state.limit }, `${n} lines`)));
+  const info = el("span", { class: "query-info", "data-testid": "query-info" });
+
+  const zoom = (a, b) => { state.from = String(Math.floor(a)); state.to = String(Math.ceil(b)); picker.update(); run(true); };
+  const hist = histogram({ onZoom: zoom });
+  const chart = metricChart({ onZoom: zoom });
+  const results = resultsList({
+    onChip: (name, value, op) => { editor.value = addMatcher(editor.value, name, value, op); state.query = editor.value; run(true); },
+    fetchContext,
+  });
+  const tail = liveTail({
+    onStart: () => { hist.hidden = true; chart.hide(); results.hidden = false; results.showMessage("Waiting for new lines…"); },
+    onEntries: (batch) => results.prepend(batch),
+    onStop: () => run(false),
+  });
+  tail.queryGetter = () => editor.value;
+
+  const root = el("div", { class: "explore" },
+    el("div", { class: "toolbar panel" }, editor.root,
+      el("div", { class: "toolbar-row" }, picker.root, limitSel, tail.root, el("span", { class: "spacer" }), info)),
+    hist.root, chart.root, results.root);
+
+  async function fetchContext(e) {
+    const query = selectorOf(e.labels);
+    const [b, a] = await Promise.all([
+      api.queryRange({ query, startNs: api.msToNs(e.tsMs - 86400e3), endNs: e.tsNs, limit: CONTEXT_LINES, direction: "backward" }),
+      api.queryRange({ query, startNs: (BigInt(e.tsNs) + 1n).toString(), endNs: api.msToNs(Date.now() + 60e3), limit: CONTEXT_LINES, direction: "forward" }),
+    ]);
+    const before = flatten(b.result).reverse();
+    const after = flatten(a.result).reverse();
+    return { before, after };
+  }
+
+  async function run(push) {
+    const query = editor.value.trim();
+    state.query = query;
+    route.update("explore", { query, from: state.from, to: state.to, limit: state.limit === DEFAULT_LIMIT ? undefined : state.limit }, push);
+    cache = { names: null, values: new Map() };
+    editor.clearError();
+    if (!query) {
+      hist.hidden = true; chart.hide();
+      results.showMessage("Type a LogQL query, e.g. {app=\"api\"} |= \"error\", and press Enter. Start with a label from the completion list: type {");
+      info.textContent = "";
+      return;
+    }
+    if (tail.active) { tail.start(query); return; }
+    remember(query);
+    inflight?.abort();
+    const ctl = new AbortController();
+    inflight = ctl;
+    const range = resolve(state);
+    const t0 = performance.now();
+    info.textContent = "running…";
+    root.classList.add("loading");
+    try {
+      if (isLogQuery(query)) await runLogs(query, range, ctl.signal);
+      else await runMetric(query, range, ctl.signal);
+      if (ctl.signal.aborted) return;
+    } catch (err) {
+      if (err.name === "AbortError") return;
+      editor.showError(err);
+      info.textContent = "";
+      hist.hidden = true;
+      chart.hide();
+      results.hidden = false;
+      results.showMessage("");
+      return;
+    } finally {
+      if (inflight === ctl) root.classList.remove("loading");
+    }
+    info.textContent = `${info.dataset.summary} · ${Math.round(performance.now() - t0)} ms`;
+  }
+
+  function summarize(data) {
+    const s = data.stats?.summary;
+    info.dataset.summary = s ? `${fmtNumber(s.totalLinesProcessed)} lines / ${fmtBytes(s.totalBytesProcessed)} scanned` : "done";
+  }
+
+  async function runLogs(query, range, signal) {
+    chart.hide();
+    hist.hidden = false;
+    results.hidden = false;
+    const step = pickStep(range.startMs, range.endMs);
+    const volume = api.queryRange({ query: volumeQuery(query, step), ...range, step, limit: 10000 }, { signal })
+      .then((d) => ({ ok: d.resultType === "matrix", d }), (e) => ({ ok: false, e }));
+    const data = await api.queryRange({ query, ...range, limit: state.limit, direction: "backward" }, { signal });
+    if (data.resultType !== "streams") throw new api.ApiError(0, `expected log lines, got a ${data.resultType} result`);
+    const entries = flatten(data.result);
+    results.show(entries, { query, limit: state.limit });
+    summarize(data);
+    const v = await volume;
+    if (signal.aborted) return;
+    if (v.ok) hist.render(fromMatrix(v.d.result, range.startMs, range.endMs, step), step, "metric");
+    else if (entries.length) hist.render(fromEntries(entries, range.startMs, range.endMs, step), step, "lines");
+    else hist.showMessage("No lines in this time range.");
+  }
+
+  async function runMetric(query, range, signal) {
+    hist.hidden = true;
+    results.hidden = true;
+    const step = pickStep(range.startMs, range.endMs, 200);
+    const data = await api.queryRange({ query, ...range, step, limit: state.limit }, { signal });
+    if (data.resultType === "streams") {
+      // The heuristic guessed wrong (e.g. a comment first); show lines after all.
+      chart.hide();
+      results.hidden = false;
+      results.show(flatten(data.result), { query, limit: state.limit });
+    } else {
+      chart.render(data);
+    }
+    summarize(data);
+  }
+
+  // Back/forward and edited links land here without rebuilding the page.
+  function load(p) {
+    const q = p.get("query") ?? "";
+    const from = p.get("from") ?? "now-1h", to = p.get("to") ?? "now";
+    if (q === state.query && from === state.from && to === state.to) return;
+    Object.assign(state, { query: q, from, to, limit: Number(p.get("limit")) || DEFAULT_LIMIT });
+    editor.value = q;
+    picker.update();
+    run(false);
+  }
+
+  run(false);
+  requestAnimationFrame(() => editor.input.focus());
+  return { root, load, destroy() { tail.dispose(); inflight?.abort(); } };
+}

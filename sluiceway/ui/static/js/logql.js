@@ -1,0 +1,74 @@
+// Just enough LogQL text handling for the UI: tell log queries from metric queries, find
+// the stream selector, and add a label matcher to it. The server stays the real parser;
+// these work on text so the user's formatting and comments survive an edit.
+
+// Strip `#` comments that are not inside strings, for the checks below.
+function withoutComments(q) {
+  let out = "", inStr = null;
+  for (let i = 0; i < q.length; i++) {
+    const c = q[i];
+    if (inStr) {
+      out += c;
+      if (c === "\\" && inStr !== "`") { out += q[++i] ?? ""; continue; }
+      if (c === inStr) inStr = null;
+    } else if (c === '"' || c === "`") { inStr = c; out += c; }
+    else if (c === "#") { while (i < q.length && q[i] !== "\n") i++; out += "\n"; }
+    else out += c;
+  }
+  return out;
+}
+
+// A log query starts with its stream selector; anything else (a function, an aggregation,
+// a number, a parenthesis) is a metric query.
+export function isLogQuery(q) {
+  return withoutComments(q).trim().startsWith("{");
+}
+
+export const quote = (v) => '"' + String(v).replace(/\\/g, "\\\\").replace(/"/g, '\\"') + '"';
+
+export function selectorOf(labels) {
+  return "{" + Object.entries(labels).map(([k, v]) => `${k}=${quote(v)}`).join(", ") + "}";
+}
+
+// Index range [open, close] of the first top-level `{...}` selector, or null.
+export function findSelector(q) {
+  let inStr = null, start = -1;
+  for (let i = 0; i < q.length; i++) {
+    const c = q[i];
+    if (inStr) {
+      if (c === "\\" && inStr !== "`") { i++; continue; }
+      if (c === inStr) inStr = null;
+      continue;
+    }
+    if (c === "#") { while (i < q.length && q[i] !== "\n") i++; continue; }
+    if (c === '"' || c === "`") inStr = c;
+    else if (c === "{" && start < 0) start = i;
+    else if (c === "}" && start >= 0) return [start, i];
+  }
+  return null;
+}
+
+// Add (or replace) `name op "value"` in the query's stream selector. Clicking `app=api`
+// twice must not add it twice; clicking `level=warn` after `level=error` narrows to warn.
+export function addMatcher(query, name, value, op = "=") {
+  const q = query.trim() ? query : "{}";
+  const sel = findSelector(q);
+  const matcher = `${name}${op}${quote(value)}`;
+  if (!sel) return `{${matcher}} ${q}`.trim();
+  const [a, b] = sel;
+  const inner = q.slice(a + 1, b);
+  const esc = name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const existing = new RegExp(`(^|,)\\s*${esc}\\s*(=~|!~|!=|=)\\s*("(?:[^"\\\\]|\\\\.)*"|\`[^\`]*\`)\\s*(?=,|$)`);
+  let next;
+  if (existing.test(inner)) {
+    next = inner.replace(existing, (_m, lead) => `${lead}${lead ? " " : ""}${matcher}`);
+  } else {
+    next = inner.trim() ? `${inner.replace(/\s+$/, "")}, ${matcher}` : matcher;
+  }
+  return q.slice(0, a + 1) + next + q.slice(b);
+}
+
+// The whole log query wrapped as a per-level count, for the volume histogram.
+export function volumeQuery(logQuery, stepSeconds) {
+  return `sum by (level) (count_over_time(${withoutComments(logQuery).trim()} [${stepSeconds}s]))`;
+}

@@ -1,0 +1,233 @@
+// The Pipeline page: every agent and in-app client that heartbeats to this server, live.
+// Built for an outage: each card leads with one status word (BLOCKING, DROPPING, SPILLING,
+// BACKEND DOWN, STALE, OK) and a queue-fill bar, so block, drop and spill show at a glance;
+// the numbers underneath say how much and how fast.
+import { el, clear, fmtNumber, fmtBytes } from "./dom.js";
+import * as api from "./api.js";
+
+const POLL_MS = 1000;
+const HISTORY_POINTS = 300;
+const POLICY_TEXT = {
+  block: "producers wait when full",
+  drop: "lines are discarded when full",
+  spill: "overflow goes to disk when full",
+};
+
+// Fill is the worse of the line (or batch) count and the byte budget.
+export function fillOf(q = {}) {
+  const a = q.capacity ? (q.depth ?? 0) / q.capacity : 0;
+  const b = q.max_bytes ? (q.bytes ?? 0) / q.max_bytes : 0;
+  return Math.max(0, Math.min(1, Math.max(a, b)));
+}
+
+// One word for the card, worst first; `rates` are per-second deltas since the last heartbeat.
+export function statusOf(rep, rates) {
+  const fill = fillOf(rep.queue);
+  const policy = rep.queue?.when_full;
+  if (rep.stale) return ["stale", "STALE", `no heartbeat for ${fmtAge(rep.age_s)}`];
+  if ((rates.lost ?? 0) > 0 || (rates.dropped ?? 0) > 0) return ["bad", "DROPPING", "lines are being lost right now"];
+  if (fill >= 0.999 && policy === "block") return ["bad", "BLOCKING", "queue full: the application is waiting"];
+  if (fill >= 0.999 && policy === "drop") return ["bad", "DROPPING", "queue full: new lines are discarded"];
+  if (rep.backend && rep.backend.ok === false) return ["bad", "BACKEND DOWN", rep.backend.last_error || "cannot ship"];
+  if ((rates.spilled ?? 0) > 0 || (fill >= 0.999 && policy === "spill")) return ["warn", "SPILLING", "overflow is going to disk"];
+  if ((rep.spill_bytes ?? 0) > 0) return ["warn", "DRAINING SPILL", `${fmtBytes(rep.spill_bytes)} waiting on disk`];
+  if (fill >= 0.5) return ["warn", "FILLING", "the queue is more than half full"];
+  return ["ok", "OK", "shipping normally"];
+}
+
+function fmtAge(s) {
+  if (s == null) return "–";
+  if (s < 90) return `${Math.round(s)}s`;
+  if (s < 5400) return `${Math.round(s / 60)}m`;
+  return `${(s / 3600).toFixed(1)}h`;
+}
+
+function drawSpark(canvas, points) {
+  const dpr = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth, h = canvas.clientHeight;
+  if (!w || !h) return;
+  canvas.width = w * dpr; canvas.height = h * dpr;
+  const g = canvas.getContext("2d");
+  g.scale(dpr, dpr);
+  g.clearRect(0, 0, w, h);
+  // Guide lines at 50% and 100% fill.
+  g.strokeStyle = "rgba(141,151,168,0.18)";
+  g.setLineDash([3, 3]);
+  for (const f of [0.5, 1]) { g.beginPath(); g.moveTo(0, h - f * (h - 2) - 1); g.lineTo(w, h - f * (h - 2) - 1); g.stroke(); }
+  g.setLineDash([]);
+  if (points.length < 2) return;
+  const t1 = points[points.length - 1].t, t0 = Math.min(points[0].t, t1 - 60e3);
+  const x = (t) => ((t - t0) / (t1 - t0)) * (w - 2) + 1;
+  const y = (f) => h - f * (h - 2) - 1;
+  const last = points[points.length - 1].fill;
+  const color = last >= 0.9 ? "#f25c54" : last >= 0.5 ? "#f2a93b" : "#4fb3ff";
+  g.beginPath();
+  g.moveTo(x(points[0].t), h);
+  for (const p of points) g.lineTo(x(p.t), y(p.fill));
+  g.lineTo(x(t1), h);
+  g.closePath();
+  g.fillStyle = color + "33";
+  g.fill();
+  g.beginPath();
+  points.forEach((p, i) => (i ? g.lineTo(x(p.t), y(p.fill)) : g.moveTo(x(p.t), y(p.fill))));
+  g.strokeStyle = color;
+  g.lineWidth = 1.5;
+  g.stroke();
+}
+
+function stat(label, testid) {
+  const value = el("span", { class: "stat-value", "data-stat": testid });
+  const sub = el("span", { class: "stat-sub" });
+  return { node: el("div", { class: "stat" }, el("span", { class: "stat-label" }, label), value, sub), value, sub };
+}
+
+function makeCard(rep) {
+  const badge = el("span", { class: "status-badge" });
+  const why = el("span", { class: "status-why" });
+  const fillBar = el("div", { class: "fill-bar-inner" });
+  const hwm = el("div", { class: "fill-hwm", title: "high watermark" });
+  const fillText = el("span", { class: "fill-text", "data-testid": "fill-text" });
+  const fillDetail = el("span", { class: "fill-detail" });
+  const policy = el("span", { class: "policy" });
+  const spark = el("canvas", { class: "spark", "aria-label": "queue fill over time" });
+  const stats = {
+    read: stat("read", "read"), shipped: stat("shipped", "shipped"), dropped: stat("dropped", "dropped"),
+    spilled: stat("spilled", "spilled"), lost: stat("lost", "lost"), spill: stat("spill on disk", "spill_bytes"),
+  };
+  const latency = stat("enqueue p99", "latency");
+  const backend = el("div", { class: "backend" });
+  const lost = el("div", { class: "lost-reasons" });
+  const meta = el("span", { class: "card-meta" });
+  const card = el("article", { class: "card reporter", "data-testid": "reporter", "data-id": rep.id },
+    el("header", { class: "card-head" },
+      el("span", { class: `kind kind-${rep.kind}` }, rep.kind),
+      el("h3", {}, rep.name || rep.id), meta, el("span", { class: "spacer" }), badge),
+    why,
+    el("div", { class: "fill" },
+      el("div", { class: "fill-top" }, el("span", { class: "fill-label" }, "queue"), fillText, fillDetail, el("span", { class: "spacer" }), policy),
+      el("div", { class: "fill-bar" }, fillBar, hwm)),
+    spark,
+    el("div", { class: "stats" }, Object.values(stats).map((s) => s.node), latency.node),
+    backend, lost);
+  return { card, badge, why, fillBar, hwm, fillText, fillDetail, policy, spark, stats, latency, backend, lost, meta, history: [], prev: null };
+}
+
+function rateOf(prev, rep, key) {
+  if (!prev || !rep.ts || !prev.ts || rep.ts <= prev.ts) return 0;
+  return Math.max(0, ((rep.lines?.[key] ?? 0) - (prev.lines?.[key] ?? 0)) / (rep.ts - prev.ts));
+}
+
+function updateCard(c, rep) {
+  // Rates come from consecutive *heartbeats* (their own ts), not from our polls.
+  if (!c.prev || rep.ts !== c.prev.ts) {
+    if (c.prev) c.rates = Object.fromEntries(["read", "shipped", "dropped", "spilled", "lost"].map((k) => [k, rateOf(c.prev, rep, k)]));
+    c.prev = rep;
+  }
+  const rates = c.rates ?? {};
+  const q = rep.queue ?? {};
+  const fill = fillOf(q);
+  const [cls, word, reason] = statusOf(rep, rates);
+  c.card.className = `card reporter status-${cls}${rep.stale ? " is-stale" : ""}`;
+  c.card.dataset.status = word;
+  c.card.dataset.fill = (fill * 100).toFixed(1);
+  c.badge.textContent = word;
+  c.why.textContent = reason;
+  c.meta.textContent = `${rep.host ?? "?"} · pid ${rep.pid ?? "?"} · seen ${fmtAge(rep.age_s)} ago`;
+  c.fillBar.style.width = `${(fill * 100).toFixed(1)}%`;
+  c.fillBar.className = `fill-bar-inner ${fill >= 0.9 ? "bad" : fill >= 0.5 ? "warn" : "ok"}`;
+  const hw = q.capacity ? Math.min(1, (q.high_watermark ?? 0) / q.capacity) : 0;
+  c.hwm.style.left = `${(hw * 100).toFixed(1)}%`;
+  c.hwm.hidden = !hw;
+  c.fillText.textContent = `${Math.round(fill * 100)}%`;
+  c.fillDetail.textContent = `${fmtNumber(q.depth ?? 0)} / ${fmtNumber(q.capacity ?? 0)} · ${fmtBytes(q.bytes ?? 0)} / ${fmtBytes(q.max_bytes ?? 0)}`;
+  c.policy.textContent = `when full: ${q.when_full ?? "?"}`;
+  c.policy.title = POLICY_TEXT[q.when_full] ?? "";
+  c.policy.className = `policy policy-${q.when_full}`;
+  const lines = rep.lines ?? {};
+  for (const k of ["read", "shipped", "dropped", "spilled", "lost"]) {
+    const s = c.stats[k];
+    s.value.textContent = fmtNumber(lines[k] ?? 0);
+    s.sub.textContent = rates[k] ? `${fmtNumber(rates[k])}/s` : "";
+    s.node.classList.toggle("alert", (k === "dropped" || k === "lost") && (lines[k] ?? 0) > 0);
+    s.node.classList.toggle("hot", (rates[k] ?? 0) > 0 && (k === "dropped" || k === "lost" || k === "spilled"));
+  }
+  c.stats.read.node.hidden = rep.kind === "client" && !lines.read;
+  c.stats.spill.value.textContent = fmtBytes(rep.spill_bytes ?? 0);
+  c.stats.spill.node.classList.toggle("warn", (rep.spill_bytes ?? 0) > 0);
+  const p99 = rep.latency_us?.enqueue_p99;
+  c.latency.node.hidden = p99 === undefined;
+  c.latency.value.textContent = p99 === undefined ? "" : p99 >= 1000 ? `${(p99 / 1000).toFixed(1)} ms` : `${Math.round(p99)} µs`;
+  clear(c.backend);
+  const b = rep.backend ?? {};
+  c.backend.className = `backend ${b.ok === false ? "down" : "up"}`;
+  c.backend.append(el("span", { class: "dot" }), el("span", {}, b.ok === false ? "backend down" : "backend ok"),
+    el("code", {}, b.url ?? ""), b.ok === false && b.last_error ? el("span", { class: "err" }, b.last_error) : null);
+  clear(c.lost);
+  const reasons = Object.entries(rep.lost_by_reason ?? {}).filter(([, n]) => n > 0);
+  if (reasons.length) c.lost.append(el("span", {}, "lost by reason:"), ...reasons.map(([r, n]) => el("span", { class: "reason" }, `${r} ${fmtNumber(n)}`)));
+  c.history.push({ t: Date.now(), fill });
+  if (c.history.length > HISTORY_POINTS) c.history.shift();
+  drawSpark(c.spark, c.history);
+}
+
+export function pipelinePage() {
+  const summary = el("div", { class: "summary", "data-testid": "pipeline-summary" });
+  const updated = el("span", { class: "muted updated" });
+  const grid = el("div", { class: "cards" });
+  const root = el("div", { class: "pipeline" },
+    el("div", { class: "page-head" }, el("h1", {}, "Pipeline"),
+      el("p", { class: "muted" }, "Agents and in-app clients that send heartbeats to this server. Updates every second."),
+      el("span", { class: "spacer" }), updated),
+    summary, grid);
+  const cards = new Map();
+  let timer = null, stopped = false, lastOk = 0;
+
+  function renderSummary(list) {
+    clear(summary);
+    const pill = (cls, text, n) => el("span", { class: `pill ${cls}`, "data-count": n }, text);
+    const statuses = list.map((r) => cards.get(r.id)?.card.dataset.status);
+    const stale = list.filter((r) => r.stale).length;
+    const down = list.filter((r) => !r.stale && r.backend?.ok === false).length;
+    const trouble = statuses.filter((s) => ["BLOCKING", "DROPPING"].includes(s)).length;
+    const spilling = statuses.filter((s) => s === "SPILLING" || s === "DRAINING SPILL").length;
+    const lost = list.reduce((a, r) => a + (r.lines?.lost ?? 0) + (r.lines?.dropped ?? 0), 0);
+    summary.append(
+      pill("", `${list.length} reporting`, list.length),
+      pill(trouble ? "bad" : "ok", `${trouble} blocking or dropping`, trouble),
+      pill(spilling ? "warn" : "ok", `${spilling} spilling`, spilling),
+      pill(down ? "bad" : "ok", `${down} backend down`, down),
+      pill(stale ? "stale" : "ok", `${stale} stale`, stale),
+      pill(lost ? "bad" : "ok", `${fmtNumber(lost)} lines lost or dropped`, lost));
+  }
+
+  async function poll() {
+    try {
+      const list = await api.pipeline();
+      lastOk = Date.now();
+      const seen = new Set();
+      for (const rep of list) {
+        seen.add(rep.id);
+        let c = cards.get(rep.id);
+        if (!c) { c = makeCard(rep); cards.set(rep.id, c); }
+        grid.append(c.card); // re-append keeps the server's order
+        updateCard(c, rep);
+      }
+      for (const [id, c] of cards) if (!seen.has(id)) { c.card.remove(); cards.delete(id); }
+      renderSummary(list);
+      grid.querySelector(".empty")?.remove();
+      if (!list.length) {
+        grid.append(el("div", { class: "empty" },
+          "Nothing reports here yet. Point an agent's report_url (or a client's heartbeat) at this server."));
+      }
+      updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
+      updated.classList.remove("bad");
+    } catch (err) {
+      updated.textContent = `cannot load: ${err.message} (last update ${lastOk ? new Date(lastOk).toLocaleTimeString() : "never"})`;
+      updated.classList.add("bad");
+    }
+    if (!stopped) timer = setTimeout(poll, POLL_MS);
+  }
+
+  poll();
+  return { root, destroy() { stopped = true; clearTimeout(timer); } };
+}
