@@ -44,13 +44,14 @@ class LokiSink:
                  tenant: str | None = None, level_label: bool = True,
                  format: str = "protobuf", timeout: float = 5.0, batch_wait: float = 0.5,
                  max_batch: int = 1000, headers: dict[str, str] | None = None,
-                 auth: tuple[str, str] | str | None = None, verify: bool = True) -> None:
+                 auth: tuple[str, str] | str | None = None, verify: bool = True,
+                 name: str = "loki") -> None:
         if format not in ("protobuf", "json"):
             raise ValueError("format must be protobuf or json")
         base = url.rstrip("/")
         self.url = base if base.endswith(PUSH_PATH) else base + PUSH_PATH
         self.base_url = self.url[: -len(PUSH_PATH)]
-        self.name = f"loki:{self.base_url}"
+        self.name = name  # also the spill subdirectory: keep it stable across restarts
         self.labels = dict(labels or {"service_name": "python"})
         self.level_label = level_label
         self.format = format

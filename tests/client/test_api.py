@@ -1,0 +1,200 @@
+"""The logger surface: usage block of issue 4, records, levels, bind, stdlib, redaction."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import httpx
+
+from sluiceway import client
+from tests.client.helpers import MemorySink, PushServer
+from tests.procs import ServerProcess
+
+
+def test_usage_block_as_written_against_the_real_server(server: ServerProcess) -> None:
+    from sluiceway import client  # exactly the issue's lines, URL aside
+
+    client.configure(sinks=[client.LokiSink(server.url, labels={"app": "orders"})],
+                     queue_size=10_000, when_full="drop")      # or "block" / "spill"
+    log = client.get_logger("orders")
+    log.info("Fetching order", order_id=42)
+    s = client.stats()
+    assert {"enqueued", "written", "dropped", "spilled", "queue_high_watermark"} <= set(s)
+    assert client.flush(timeout=5) is True
+    assert client.stats()["written"] == 1
+    now = time.time_ns()
+    r = httpx.get(f"{server.url}/loki/api/v1/query_range",
+                  params={"query": '{app="orders"} | json', "start": now - 60 * 10**9,
+                          "end": now + 10**9})
+    result = r.json()["data"]["result"]
+    assert len(result) == 1 and result[0]["stream"]["order_id"] == "42"
+    assert result[0]["stream"]["level"] == "info"
+
+
+def test_record_shape_bind_levels_and_exception() -> None:
+    sink = MemorySink()
+    client.configure(sinks=[sink], level="DEBUG", capture_stdlib=False)
+    log = client.get_logger("orders", service="api").bind(user="ann")
+    log.debug("d")
+    log.info("i %s", "x", n=1)
+    log.audit("a")
+    log.security("s")
+    log.unbind("user").warning("w")
+    try:
+        raise ValueError("bad")
+    except ValueError:
+        log.exception("failed", order_id=7)
+    client.add_level("NOTICE", 22)
+    log.notice("custom")  # type: ignore[operator]
+    log.log("CRITICAL", "c")
+    assert client.flush(5)
+    recs = sink.records
+    assert [r["level"] for r in recs] == ["DEBUG", "INFO", "AUDIT", "SECURITY", "WARNING",
+                                          "ERROR", "NOTICE", "CRITICAL"]
+    first = recs[0]
+    assert isinstance(first["ts"], int) and abs(first["ts"] - time.time_ns()) < 10**10
+    assert first["logger"] == "orders" and first["service"] == "api" and first["user"] == "ann"
+    assert recs[1]["msg"] == "i x" and recs[1]["n"] == 1
+    assert "user" not in recs[4]
+    assert "ValueError: bad" in recs[5]["exc"] and recs[5]["order_id"] == 7
+    assert "exc" not in recs[0]
+
+
+def test_level_threshold_and_async_flavour() -> None:
+    sink = MemorySink()
+    client.configure(sinks=[sink], level="INFO", capture_stdlib=False)
+    alog = client.get_async_logger("a")
+
+    async def main() -> None:
+        await alog.debug("hidden")
+        await alog.info("shown", k=1)
+        await alog.bind(x=2).error("err")
+
+    asyncio.run(main())
+    assert client.flush(5)
+    assert [(r["msg"], r["level"]) for r in sink.records] == [("shown", "INFO"), ("err", "ERROR")]
+    assert sink.records[1]["x"] == 2
+
+
+def test_stdlib_logging_goes_through_the_same_pipeline() -> None:
+    sink = MemorySink()
+    client.configure(sinks=[sink], level="INFO")
+    lib = logging.getLogger("thirdparty.db")
+    lib.info("query took %d ms", 12, extra={"table": "orders"})
+    lib.debug("below threshold")
+    try:
+        1 / 0  # noqa: B018
+    except ZeroDivisionError:
+        lib.exception("oops")
+    logging.getLogger("httpx").info("HTTP Request: POST ...")  # never loops back
+    assert client.flush(5)
+    assert [r["msg"] for r in sink.records] == ["query took 12 ms", "oops"]
+    assert sink.records[0]["table"] == "orders" and sink.records[0]["logger"] == "thirdparty.db"
+    assert "ZeroDivisionError" in sink.records[1]["exc"]
+
+
+def test_redaction_of_sensitive_fields() -> None:
+    sink = MemorySink()
+    client.configure(sinks=[sink], capture_stdlib=False, redact=("password", "authorization"),
+                     redact_patterns=(r"\b\d{16}\b",))
+    log = client.get_logger("r")
+    log.info("card 4111111111111111 used", password="hunter2",
+             headers={"Authorization": "Bearer abc", "accept": "json"},
+             dsn="postgres://app:s3cret@db/x")
+    assert client.flush(5)
+    r = sink.records[0]
+    assert r["password"] == "***" and r["headers"] == {"Authorization": "***", "accept": "json"}
+    assert r["dsn"] == "postgres://***:***@db/x" and r["msg"] == "card *** used"
+
+
+def test_never_raises_into_the_caller() -> None:
+    class Exploding:
+        name = "exploding"
+
+        def write_batch(self, records: list[dict[str, object]]) -> None:
+            raise RuntimeError("sink bug")
+
+    good = MemorySink()
+    client.configure(sinks=[Exploding(), good], capture_stdlib=False, max_retries=0)
+    log = client.get_logger("x")
+    log.info("%d", "not a number")  # formatting error: counted, not raised
+    log.log("NO_SUCH_LEVEL", "m")
+    log.info("fine", obj=object())
+    assert client.flush(5)
+    s = client.stats()
+    assert s["internal_errors"] == 2
+    assert [r["msg"] for r in good.records] == ["fine"]
+    assert s["sinks"]["exploding"]["errors"] >= 1
+    assert s["sinks"]["exploding"]["lost_by_reason"] == {"sink_error": 1}
+
+
+def test_rotating_file_sink(tmp_path: Path) -> None:
+    path = tmp_path / "logs" / "app.log"
+    client.configure(sinks=[client.RotatingFileSink(path, max_bytes=2000, backups=2)],
+                     capture_stdlib=False)
+    log = client.get_logger("f")
+    for i in range(100):
+        log.info("line", i=i)
+        if i % 10 == 0:
+            client.flush(5)
+    assert client.flush(5)
+    client.shutdown(2)
+    files = sorted(p.name for p in path.parent.iterdir())
+    assert files == ["app.log", "app.log.1", "app.log.2"]
+    assert all(p.stat().st_size <= 2000 for p in path.parent.iterdir())
+    last = path.read_text().splitlines()[-1]
+    assert '"i":99' in last
+
+
+def test_loki_sink_honours_retry_after_and_counts_rejects() -> None:
+    srv = PushServer(respond=lambda i: (429, {"Retry-After": "1"}) if i == 0 else (204, {}))
+    try:
+        client.configure(sinks=[client.LokiSink(srv.url, batch_wait=0)], capture_stdlib=False)
+        client.get_logger("l").info("hello")
+        assert client.flush(10)
+        assert srv.lines and '"msg":"hello"' in srv.lines[0]
+        assert len(srv.requests) == 2 and srv.requests[1] - srv.requests[0] >= 0.95
+    finally:
+        srv.close()
+    bad = PushServer(respond=lambda i: (400, {}))
+    try:
+        client.configure(sinks=[client.LokiSink(bad.url, batch_wait=0)], capture_stdlib=False)
+        for i in range(3):
+            client.get_logger("l").info("rejected", i=i)
+        assert client.flush(5)
+        s = client.stats()
+        assert s["written"] == 0 and s["dropped_by_reason"] == {"rejected": 3}
+    finally:
+        bad.close()
+
+
+def test_heartbeat_reaches_the_server_pipeline_page(server: ServerProcess) -> None:
+    client.configure(sinks=[client.LokiSink(server.url)], capture_stdlib=False,
+                     report_url=server.url, report_interval=0.2, name="orders-api")
+    client.get_logger("h").info("x")
+    deadline = time.monotonic() + 10
+    rows: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        rows = httpx.get(f"{server.url}/sluiceway/api/v1/pipeline").json()["data"]
+        if rows and rows[0]["lines"]["shipped"] == 1:  # type: ignore[index]
+            break
+        time.sleep(0.1)
+    assert rows and rows[0]["kind"] == "client" and rows[0]["name"] == "orders-api"
+    assert rows[0]["lines"]["shipped"] == 1  # type: ignore[index]
+    assert rows[0]["queue"]["when_full"] == "drop"  # type: ignore[index]
+
+
+def test_prometheus_metrics_on_request() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    client.configure(sinks=[MemorySink()], capture_stdlib=False)
+    client.get_logger("m").error("e")
+    client.flush(5)
+    reg = CollectorRegistry()
+    client.register_metrics(reg)
+    text = generate_latest(reg).decode()
+    assert 'sluiceway_client_written_total{level="ERROR",sink="memory"} 1.0' in text
+    assert "sluiceway_client_queue_high_watermark" in text

@@ -1,0 +1,134 @@
+"""A stalled sink never stalls the caller beyond its policy; every loss is counted."""
+
+from __future__ import annotations
+
+import time
+
+from sluiceway import client
+from tests.client.helpers import GateSink, MemorySink, call_times_us, pct, wait_until
+
+
+def test_hanging_sink_does_not_slow_the_caller_drop() -> None:
+    gate = GateSink()
+    client.configure(sinks=[gate], queue_size=1000, when_full="drop", capture_stdlib=False)
+    log = client.get_logger("hot")
+    log.info("first")
+    assert gate.entered.wait(5)  # the worker is now stuck inside the sink, forever
+    times = call_times_us(lambda i: log.info("order", order_id=i), 20_000)
+    # Measured on the caller: the queue fills after 1000 and the rest are dropped at once.
+    assert pct(times, 0.5) < 20, times[len(times) // 2]
+    assert pct(times, 0.99) < 100, pct(times, 0.99)
+    s = client.stats()
+    assert s["enqueued"] == 1001 and s["dropped"] == 19_000
+    assert s["dropped_by_reason"] == {"full": 19_000}
+    assert s["dropped_by_level"] == {"INFO": 19_000}
+    assert not client.flush(timeout=0.2)  # honest: the sink is hung
+    gate.release()
+    assert client.flush(timeout=5)
+    assert len(gate.records) == 1001
+    assert client.stats()["written"] == 1001
+
+
+def test_drop_counts_are_exact_and_add_up() -> None:
+    gate = GateSink()
+    client.configure(sinks=[gate], queue_size=100, when_full="drop", capture_stdlib=False)
+    log = client.get_logger("x")
+    log.info("warmup")
+    assert gate.entered.wait(5)
+    for i in range(5000):
+        (log.debug if i % 2 else log.info)("m", i=i)  # DEBUG is below INFO: filtered
+    s = client.stats()
+    assert s["enqueued"] == 101 and s["dropped"] == 2400
+    gate.release()
+    assert client.flush(5)
+    delivered = [r["i"] for r in gate.records[1:]]
+    assert delivered == list(range(0, 200, 2))  # the first 100 INFO, in order
+    assert len(gate.records) + client.stats()["dropped"] == 2501
+
+
+def test_drop_with_wait_ms_waits_that_long() -> None:
+    gate = GateSink()
+    client.configure(sinks=[gate], queue_size=10, when_full="drop", wait_ms=20,
+                     capture_stdlib=False)
+    log = client.get_logger("x")
+    log.info("warmup")
+    assert gate.entered.wait(5)
+    for i in range(10):
+        log.info("fill", i=i)
+    times = call_times_us(lambda i: log.info("late", i=i), 20)
+    assert 19_000 <= times[0] and times[-1] < 200_000
+    assert client.stats()["dropped_by_reason"] == {"full": 20}
+    gate.release()
+
+
+def test_block_with_timeout_waits_then_drops() -> None:
+    gate = GateSink()
+    client.configure(sinks=[gate], queue_size=10, when_full="block", timeout=0.05,
+                     capture_stdlib=False)
+    log = client.get_logger("x")
+    log.info("warmup")
+    assert gate.entered.wait(5)
+    fill = call_times_us(lambda i: log.info("fill", i=i), 10)
+    assert fill[-1] < 5000
+    times = call_times_us(lambda i: log.info("blocked", i=i), 10)
+    assert 49_000 <= times[0] and times[-1] < 500_000  # bounded by the policy's timeout
+    assert client.stats()["dropped_by_reason"] == {"timeout": 10}
+    gate.release()
+    assert client.flush(5) and len(gate.records) == 11
+
+
+def test_block_without_timeout_loses_nothing_with_a_slow_sink() -> None:
+    class Slow(MemorySink):
+        def write_batch(self, records: list[dict[str, object]]) -> None:
+            time.sleep(0.01)
+            super().write_batch(records)
+
+    sink = Slow()
+    client.configure(sinks=[sink], queue_size=50, when_full="block", capture_stdlib=False,
+                     batch_size=20)
+    log = client.get_logger("x")
+    for i in range(1000):
+        log.info("m", i=i)
+    assert client.flush(10)
+    assert [r["i"] for r in sink.records] == list(range(1000))
+    assert client.stats()["dropped"] == 0
+
+
+def test_protected_levels_survive_a_debug_flood() -> None:
+    gate = GateSink()
+    client.configure(sinks=[gate], level="DEBUG", queue_size=200, when_full="drop",
+                     capture_stdlib=False)
+    log = client.get_logger("flood")
+    log.debug("warmup")
+    assert gate.entered.wait(5)
+    important = []
+    for i in range(20_000):
+        log.debug("noise", i=i)
+        if i % 200 == 0:
+            lvl = ["error", "critical", "audit", "security"][(i // 200) % 4]
+            getattr(log, lvl)("important", i=i)
+            important.append(i)
+    s = client.stats()
+    assert s["dropped_by_level"].get("ERROR", 0) == 0
+    assert s["dropped_by_reason"]["evicted"] == len(important) - 1  # the first found room
+    gate.release()
+    assert client.flush(5)
+    got = [r["i"] for r in gate.records if r["msg"] == "important"]
+    assert got == important  # every protected record, in order
+
+
+def test_a_slow_sink_does_not_slow_another() -> None:
+    gate, fast = GateSink("stuck"), MemorySink("fast")
+    client.configure(sinks=[gate, fast], queue_size=1000, when_full="drop",
+                     capture_stdlib=False)
+    log = client.get_logger("two")
+    for i in range(5000):
+        log.info("m", i=i)
+        if i % 500 == 0:
+            time.sleep(0.01)  # let the fast worker keep up; the stuck one cannot
+    wait_until(lambda: len(fast.records) == 5000, 10)
+    s = client.stats()["sinks"]
+    assert s["fast"]["written"] == 5000 and s["fast"]["dropped"] == 0
+    assert s["stuck"]["written"] == 0 and s["stuck"]["dropped"] == 5000 - 1000 - 1
+    assert s["stuck"]["stalled_s"] > 0
+    gate.release()
