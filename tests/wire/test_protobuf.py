@@ -26,6 +26,7 @@ from sluiceway.wire._push_pb2 import (
 )
 from sluiceway.wire._stamps import NS, decode_timestamps
 from tests.wire._fixtures import PUSH_DIR, load
+from tests.wire._strategies import BATCHES
 
 PROTO = "application/x-protobuf"
 
@@ -75,16 +76,8 @@ def raw_of(batches: list[StreamBatch]) -> bytes:
     return bytes(snappy_decode(encode_push_protobuf(batches), 1 << 24))
 
 
-NO_META = st.lists(st.builds(
-    lambda labels, rows: StreamBatch(labels, [t for t, _ in rows], [line for _, line in rows]),
-    st.dictionaries(st.from_regex(r"[a-z_]{1,5}", fullmatch=True), st.text(max_size=5),
-                    max_size=3),
-    st.lists(st.tuples(st.integers(-(2**63), 2**63 - 1), st.text(max_size=10)), max_size=6)),
-    max_size=4)
-
-
 @settings(max_examples=150, deadline=None)
-@given(NO_META)
+@given(BATCHES)
 def test_fast_path_agrees_with_exact_path(batches: list[StreamBatch]) -> None:
     raw = raw_of(batches)
     fast = decode_lean(raw)
@@ -93,17 +86,28 @@ def test_fast_path_agrees_with_exact_path(batches: list[StreamBatch]) -> None:
 
 
 @pytest.mark.parametrize("metadata", [{"k": "v"}, {"": ""}, {"a": "1", "": ""}])
-def test_fast_path_declines_any_structured_metadata(metadata: dict[str, str]) -> None:
-    raw = raw_of([StreamBatch({"a": "1"}, [1, 2], ["x", "y"], [None, metadata])])
-    assert decode_lean(raw) is None
-    assert decode_exact(raw)[0].metadata == [None, metadata]
+def test_fast_path_reads_any_structured_metadata(metadata: dict[str, str]) -> None:
+    # {"": ""} serializes as an empty pair: the probe must still notice it.
+    batches = [StreamBatch({"a": "1"}, [1, 2], ["x", "y"], [None, metadata]),
+               StreamBatch({"a": "2"}, [3], ["z"])]
+    raw = raw_of(batches)
+    assert decode_lean(raw) == decode_exact(raw) == batches
 
 
-def test_fast_path_takes_the_promtail_batch_without_metadata() -> None:
-    fx = load(PUSH_DIR / "promtail-2.body")
-    assert decode_lean(bytes(snappy_decode(fx.body, 1 << 20))) is not None
-    fx = load(PUSH_DIR / "promtail-1.body")  # carries trace_id metadata
-    assert decode_lean(bytes(snappy_decode(fx.body, 1 << 20))) is None
+def test_fast_path_handles_the_promtail_fixtures() -> None:
+    for name in ("promtail-1", "promtail-2"):  # promtail-1 carries trace_id metadata
+        raw = bytes(snappy_decode(load(PUSH_DIR / f"{name}.body").body, 1 << 20))
+        fast = decode_lean(raw)
+        assert fast is not None and fast == decode_exact(raw)
+
+
+def test_metadata_that_is_not_utf8_goes_to_the_exact_path() -> None:
+    entry = RawEntryAdapter(line=b"ok", structuredMetadata=[
+        RawLabelPairAdapter(name=b"k", value=b"\xff")])
+    raw = RawPushRequest(streams=[RawStreamAdapter(labels=b'{a="1"}', entries=[entry])])
+    data = raw.SerializeToString()
+    assert decode_lean(data) is None
+    assert decode_exact(data)[0].metadata == [{"k": "\ufffd"}]
 
 
 @settings(max_examples=300, deadline=None)
