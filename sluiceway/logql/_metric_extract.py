@@ -1,0 +1,237 @@
+"""Turning a `LogRange` into samples: the log pipeline's entries keyed by series labels.
+
+The log engine's `LogPipeline` does all filtering/parsing/formatting; this module only
+maps each surviving entry to (series labels, ts, value), applying `unwrap`, the range's
+grouping (or the one pushed down from an outer `sum`), and Loki's `__error__` rule.
+Log-line aggregations (count/bytes/rate) never keep samples: each block is folded into
+a histogram over the window edges of the step grid (`BinCounts`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sluiceway.logql import _ast as A
+from sluiceway.logql._errors import QueryError
+from sluiceway.logql._lexer import parse_bytes, parse_duration
+from sluiceway.logql._metric_types import F64, I64
+from sluiceway.logql._pipeline import LabelKey, LogPipeline
+from sluiceway.logql._result import QueryStats
+from sluiceway.logql._source import LogSource
+from sluiceway.logql._stages import ERROR, ERROR_DETAILS, Row, RowStage, compile_label_filter
+from sluiceway.model import EntryBlock, format_labels
+
+SAMPLE_ERR = "SampleExtractionErr"
+_GO_FLOAT = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity|nan)",
+                       re.IGNORECASE)
+
+
+def pipeline_error(labels: dict[str, str]) -> QueryError:
+    err = labels.get(ERROR, "")
+    return QueryError(
+        f"pipeline error: '{err}' for series: '{format_labels(labels)}'.\n"
+        f"Use a label filter to intentionally skip this error. (e.g | __error__!=\"{err}\").\n"
+        "To skip all potential errors you can match empty errors.(e.g __error__=\"\")\n"
+        "The label filter can also be specified after unwrap. "
+        "(e.g | unwrap latency | __error__=\"\" )\n")
+
+
+def _go_float(text: str) -> float | None:
+    return float(text) if _GO_FLOAT.fullmatch(text) else None
+
+
+def _go_duration(text: str) -> float | None:
+    return None if text != text.strip() else parse_duration(text)
+
+
+def _humanize_bytes(text: str) -> float | None:
+    return parse_bytes(text)
+
+
+_CONVERTERS: dict[str, tuple[Callable[[str], float | None], str]] = {
+    "": (_go_float, 'strconv.ParseFloat: parsing "{}": invalid syntax'),
+    "duration": (_go_duration, 'time: invalid duration "{}"'),
+    "duration_seconds": (_go_duration, 'time: invalid duration "{}"'),
+    "bytes": (_humanize_bytes, 'strconv.ParseFloat: parsing "{}": invalid syntax'),
+}
+
+
+class KeyMapper:
+    """Final labels of an entry → labels of its sample series (cached per label set).
+
+    Like Loki: without `by`, the unwrapped label is dropped; an entry still carrying
+    `__error__` fails the query unless the grouping names `__error__` explicitly.
+    """
+
+    def __init__(self, grouping: A.Grouping | None, unwrap_label: str | None) -> None:
+        self.by: frozenset[str] | None = None
+        self.drop: frozenset[str] = frozenset()
+        if grouping is not None and not grouping.without:
+            self.by = frozenset(grouping.labels)
+        else:
+            extra = () if unwrap_label is None else (unwrap_label,)
+            self.drop = frozenset((grouping.labels if grouping else ()) + extra)
+        self.preserve_error = self.by is not None and ERROR in self.by
+        self._cache: dict[LabelKey, LabelKey] = {}
+
+    def __call__(self, key: LabelKey) -> LabelKey:
+        out = self._cache.get(key)
+        if out is None:
+            out = self._cache[key] = self._map(key)
+        return out
+
+    def _map(self, key: LabelKey) -> LabelKey:
+        if not self.preserve_error and any(k == ERROR and v for k, v in key):
+            raise pipeline_error(dict(key))
+        if self.by is not None:
+            return tuple(kv for kv in key if kv[0] in self.by)
+        return tuple(kv for kv in key if kv[0] not in self.drop)
+
+
+@dataclass(slots=True)
+class BinCounts:
+    """Per series: sample count (or byte sum) per interval between sorted window edges.
+
+    `edges` holds every window end and start; a sample at t lands in the first edge
+    >= t, so a cumulative sum gives #samples <= edge and any window (a, b] is a
+    difference of two cumulative values: all steps are answered at once.
+    """
+
+    edges: I64
+    acc: dict[LabelKey, F64] = field(default_factory=dict)
+
+    def add(self, key: LabelKey, ts: I64, weights: Any = None) -> None:
+        if not len(ts):
+            return
+        slot = np.searchsorted(self.edges, ts, "left")
+        hist = np.bincount(slot, weights=weights, minlength=len(self.edges) + 1)
+        prev = self.acc.get(key)
+        if prev is None:
+            self.acc[key] = hist.astype(np.float64)
+        else:
+            prev += hist
+
+    def windows(self, start_idx: I64, end_idx: I64) -> dict[LabelKey, F64]:
+        """Sum over each window (edges[start_idx[i]], edges[end_idx[i]]] per series."""
+        out = {}
+        for key, hist in self.acc.items():
+            cum = np.cumsum(hist)
+            out[key] = cum[end_idx] - cum[start_idx]
+        return out
+
+
+@dataclass(slots=True)
+class Samples:
+    """Unwrapped samples per series, in arrival order until `finish` sorts them."""
+
+    ts: dict[LabelKey, list[int]] = field(default_factory=dict)
+    values: dict[LabelKey, list[float]] = field(default_factory=dict)
+
+    def add(self, key: LabelKey, ts: int, value: float) -> None:
+        t = self.ts.get(key)
+        if t is None:
+            t = self.ts[key] = []
+            self.values[key] = []
+        t.append(ts)
+        self.values[key].append(value)
+
+    def finish(self) -> dict[LabelKey, tuple[I64, F64]]:
+        out = {}
+        for key, t in self.ts.items():
+            ts = np.asarray(t, dtype=np.int64)
+            vs = np.asarray(self.values[key], dtype=np.float64)
+            order = np.argsort(ts, kind="stable")
+            out[key] = (ts[order], vs[order])
+        return out
+
+
+BlockSink = Callable[[EntryBlock, np.ndarray[Any, Any], LogPipeline], None]
+
+
+def scan(source: LogSource, tenants: list[str], lr: A.LogRange, lo: int, hi: int,
+         stats: QueryStats, sink: BlockSink) -> None:
+    """Feed every block of the matching series in [lo, hi) to `sink` after line filters."""
+    refs = source.series(tenants, list(lr.log.matchers), lo, hi)
+    stats.streams += len(refs)
+    pipeline = LogPipeline(lr.log.stages)
+    for ref in refs:
+        for block in source.blocks(ref, lo, hi, "forward"):
+            block = _clip(block, lo, hi)
+            if not len(block):
+                continue
+            stats.blocks_read += 1
+            stats.lines_processed += len(block)
+            stats.bytes_processed += block.nbytes
+            if block.metadata is not None:
+                stats.metadata_bytes += sum(len(k) + len(v) for md in block.metadata if md
+                                            for k, v in md.items())
+            idx = pipeline.select(block)
+            stats.post_filter_lines += len(idx)
+            if len(idx):
+                sink(block, idx, pipeline)
+
+
+def _clip(block: EntryBlock, lo: int, hi: int) -> EntryBlock:
+    if block.ts[0] >= lo and block.ts[-1] < hi:
+        return block
+    a = int(np.searchsorted(block.ts, lo, "left"))
+    b = int(np.searchsorted(block.ts, hi, "left"))
+    return block.take(np.arange(a, b))
+
+
+def line_sink(counts: BinCounts, mapper: KeyMapper, want_bytes: bool) -> BlockSink:
+    """Count (or sum bytes of) surviving lines; whole-array work when no stage runs per line."""
+
+    def sink(block: EntryBlock, idx: np.ndarray[Any, Any], pipeline: LogPipeline) -> None:
+        if not pipeline.row_stages and block.metadata is None:
+            key = mapper(tuple(sorted(block.labels.items())))
+            weights = np.diff(block.offsets)[idx] if want_bytes else None
+            counts.add(key, block.ts[idx], weights)
+            return
+        ts: dict[LabelKey, list[int]] = {}
+        sizes: dict[LabelKey, list[int]] = {}
+        for t, line, key, _ in pipeline.process(block, idx, False):
+            k = mapper(key)
+            if k not in ts:
+                ts[k], sizes[k] = [], []
+            ts[k].append(t)
+            if want_bytes:
+                sizes[k].append(len(line.encode()))
+        for k, t_list in ts.items():
+            w = np.asarray(sizes[k], dtype=np.float64) if want_bytes else None
+            counts.add(k, np.asarray(t_list, dtype=np.int64), w)
+
+    return sink
+
+
+def unwrap_sink(samples: Samples, mapper: KeyMapper, uw: A.Unwrap) -> BlockSink:
+    """Extract `uw.label` as a number per line; a failed conversion sets `__error__`."""
+    convert, detail = _CONVERTERS[uw.conv]
+    posts: list[RowStage] = [compile_label_filter(f.expr) for f in uw.post_filters]
+    name = uw.label
+
+    def sink(block: EntryBlock, idx: np.ndarray[Any, Any], pipeline: LogPipeline) -> None:
+        for t, line, key, _ in pipeline.process(block, idx, False):
+            labels = dict(key)
+            raw = labels.get(name, "")
+            if not raw:  # a line without the label gives no sample (Loki #6713)
+                continue
+            value = convert(raw)
+            if value is None:
+                value = 0.0
+                if ERROR not in labels:
+                    labels[ERROR] = SAMPLE_ERR
+                    labels[ERROR_DETAILS] = detail.format(raw)
+            if posts:
+                row = Row(t, line, labels, {}, {})
+                if not all(p(row) for p in posts):
+                    continue
+                labels = row.labels
+            samples.add(mapper(tuple(sorted(labels.items()))), t, value)
+
+    return sink
