@@ -41,7 +41,7 @@ from sluiceway.server._params import (
 from sluiceway.server._pipeline import PipelineRegistry
 from sluiceway.server._querier import StoreSource
 from sluiceway.server._tail import BlocksSource, TailHub
-from sluiceway.server._volume import volume
+from sluiceway.server._volume import bucket_edges, volume
 from sluiceway.store import Store, StoreConfig, WalWriteError
 from sluiceway.store._store import index_stats
 from sluiceway.wire import BodyTooLarge, WireError, decode_push
@@ -283,13 +283,12 @@ def create_app(cfg: Config, store: Store | None = None) -> FastAPI:
             return JSONResponse({"status": "success", "data": {"resultType": "vector",
                                                                "result": result}})
         assert step_ns is not None
-        matrix = []
-        for k, v in res.items():
-            points = []
-            for i, val in enumerate(v.tolist()):
-                t = min(start + (i + 1) * step_ns - 1_000_000, end)
-                points.append([round(t / 1e9, 3), str(val)])
-            matrix.append({"metric": dict(k), "values": points})
+        edges = bucket_edges(start, end, step_ns).tolist()
+        # Loki stamps each bucket 1 ms before its boundary, the last one at `end`.
+        stamps = [round((e - 1_000_000) / 1e9, 3) for e in edges[1:-1]] + [end / 1e9]
+        matrix = [{"metric": dict(k), "values": [[t, str(int(x))] for t, x in
+                                                 zip(stamps, v.tolist(), strict=True)]}
+                  for k, v in res.items()]
         return JSONResponse({"status": "success", "data": {"resultType": "matrix",
                                                            "result": matrix}})
 
@@ -337,7 +336,9 @@ def create_app(cfg: Config, store: Store | None = None) -> FastAPI:
         try:
             hist = await run_in_threadpool(evaluate, StoreSource(st()), expr, QueryParams(
                 tenants=ts, start=start, end=now + 1, limit=limit, direction="backward"))
-            await ws.send_text(_tail_message(hist.to_loki_json()).decode())
+            first = hist.to_loki_json()
+            if first["result"]:  # Loki sends no frame for an empty history
+                await ws.send_text(_tail_message(first).decode())
             while True:
                 tenant, blocks = await session.queue.get()
                 if delay:
@@ -406,4 +407,4 @@ def _tail_message(data: dict[str, Any]) -> bytes:
     entries = [(int(v[0]), s["stream"], v) for s in data["result"] for v in s["values"]]
     entries.sort(key=lambda e: e[0])
     streams = [{"stream": labels, "values": [v]} for _, labels, v in entries]
-    return orjson.dumps({"streams": streams, "dropped_entries": None})
+    return orjson.dumps({"streams": streams})

@@ -12,12 +12,20 @@ def _group_key(labels: dict[str, str], targets: list[str]) -> tuple[tuple[str, s
     return tuple((k, labels[k]) for k in targets if k in labels)
 
 
+def bucket_edges(start: int, end: int, step_ns: int) -> np.ndarray:
+    """[start, step boundaries counted from the Unix epoch inside (start, end), end]."""
+    first = (start // step_ns + 1) * step_ns
+    inner = np.arange(first, end, step_ns, dtype=np.int64)
+    return np.concatenate([[start], inner, [end]]).astype(np.int64)
+
+
 def volume(store: Store, tenants: list[str], matchers: list[Matcher], start: int, end: int,
            step_ns: int | None, targets: list[str] | None, limit: int,
            aggregate_by: str) -> dict[tuple[tuple[str, str], ...], np.ndarray]:
-    """Bytes per group: one value (step None) or one per step bucket from `start`."""
+    """Bytes per group: one value (step None) or one per bucket of `bucket_edges`."""
     names = targets or sorted({m.name for m in matchers})
-    nb = 1 if step_ns is None else max(1, -(-(end - start) // step_ns))
+    edges = bucket_edges(start, end, step_ns) if step_ns else np.array([start, end])
+    nb = len(edges) - 1
     acc: dict[tuple[tuple[str, str], ...], np.ndarray] = {}
     for ref in store.series(tenants, matchers, start, end):
         if aggregate_by == "labels":
@@ -31,7 +39,7 @@ def volume(store: Store, tenants: list[str], matchers: list[Matcher], start: int
             if step_ns is None:
                 sums[0] += int(sizes.sum())
             else:
-                idx = np.minimum((b.ts - start) // step_ns, nb - 1)
+                idx = np.minimum(np.searchsorted(edges, b.ts, "right") - 1, nb - 1)
                 sums += np.bincount(idx, weights=sizes, minlength=nb).astype(np.int64)
         for key in keys:
             acc[key] = acc.get(key, np.zeros(nb, dtype=np.int64)) + sums
