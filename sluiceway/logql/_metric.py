@@ -131,8 +131,7 @@ class _Evaluator:
         sizes = BinCounts(edges)
         mapper = KeyMapper(grouping, None)
         scan(self.source, self.tenants, lr, lo, hi, self.stats,
-             line_sink(counts, mapper, False) if not want_bytes
-             else _both(counts, sizes, mapper))
+             line_sink(counts, mapper, sizes if want_bytes else None))
         ie, istart = np.searchsorted(edges, ends), np.searchsorted(edges, starts)
         n_lines = counts.windows(istart, ie)
         totals = sizes.windows(istart, ie) if want_bytes else n_lines
@@ -188,18 +187,6 @@ class _Evaluator:
             if m.op != "=":
                 labels.pop(m.name, None)
         return Vec([Series(tuple(sorted(labels.items())), np.ones(self.n), ~seen)])
-
-
-def _both(counts: BinCounts, sizes: BinCounts, mapper: KeyMapper):  # type: ignore[no-untyped-def]
-    """A sink filling line counts (presence) and byte sums in one pass."""
-    count_sink = line_sink(counts, mapper, False)
-    size_sink = line_sink(sizes, mapper, True)
-
-    def sink(block, idx, pipeline):  # type: ignore[no-untyped-def]
-        count_sink(block, idx, pipeline)
-        size_sink(block, idx, pipeline)
-
-    return sink
 
 
 def _order(e: A.Expr) -> str:

@@ -7,6 +7,7 @@ visited in label order so float sums come out the same on every run.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 import re2
@@ -103,7 +104,7 @@ def aggregate(node: A.VectorAggregation, vec: Vec, n: int) -> Vec:
     return Vec(result)
 
 
-def _go_expand(template: str, m: re2._Match) -> str:  # type: ignore[name-defined]
+def _go_expand(template: str, m: Any) -> str:
     """Go's Regexp.Expand: `$1`, `${1}`, `$name`, `${name}`, `$$`; unknown names → ""."""
     out, i = [], 0
     while i < len(template):
@@ -136,7 +137,7 @@ def _go_expand(template: str, m: re2._Match) -> str:  # type: ignore[name-define
     return "".join(out)
 
 
-def _group(m: re2._Match, name: str) -> str:  # type: ignore[name-defined]
+def _group(m: Any, name: str) -> str:
     try:
         g = m.group(int(name) if name.isdigit() else name)
     except (IndexError, KeyError, re2.error, ValueError):

@@ -35,18 +35,13 @@ def arith(op: str, a: F64, b: F64) -> F64:
     raise QueryError(f"unsupported binary operator {op}")
 
 
+_COMPARE = {"==": np.equal, "!=": np.not_equal, ">": np.greater, ">=": np.greater_equal,
+            "<": np.less, "<=": np.less_equal}
+
+
 def compare(op: str, a: F64, b: F64) -> Mask:
-    if op == "==":
-        return a == b
-    if op == "!=":
-        return a != b
-    if op == ">":
-        return a > b
-    if op == ">=":
-        return a >= b
-    if op == "<":
-        return a < b
-    return a <= b
+    out: Mask = _COMPARE[op](a, b)
+    return out
 
 
 def binary(node: A.BinaryOp, left: Value, right: Value) -> Value:

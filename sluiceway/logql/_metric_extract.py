@@ -184,27 +184,32 @@ def _clip(block: EntryBlock, lo: int, hi: int) -> EntryBlock:
     return block.take(np.arange(a, b))
 
 
-def line_sink(counts: BinCounts, mapper: KeyMapper, want_bytes: bool) -> BlockSink:
-    """Count (or sum bytes of) surviving lines; whole-array work when no stage runs per line."""
+def line_sink(counts: BinCounts, mapper: KeyMapper, sizes: BinCounts | None = None) -> BlockSink:
+    """Count surviving lines (and sum their bytes into `sizes`); whole arrays when no
+    stage has to run per line."""
 
     def sink(block: EntryBlock, idx: np.ndarray[Any, Any], pipeline: LogPipeline) -> None:
         if not pipeline.row_stages and block.metadata is None:
             key = mapper(tuple(sorted(block.labels.items())))
-            weights = np.diff(block.offsets)[idx] if want_bytes else None
-            counts.add(key, block.ts[idx], weights)
+            ts = block.ts[idx]
+            counts.add(key, ts)
+            if sizes is not None:
+                sizes.add(key, ts, np.diff(block.offsets)[idx])
             return
-        ts: dict[LabelKey, list[int]] = {}
-        sizes: dict[LabelKey, list[int]] = {}
+        ts_by: dict[LabelKey, list[int]] = {}
+        size_by: dict[LabelKey, list[int]] = {}
         for t, line, key, _ in pipeline.process(block, idx, False):
             k = mapper(key)
-            if k not in ts:
-                ts[k], sizes[k] = [], []
-            ts[k].append(t)
-            if want_bytes:
-                sizes[k].append(len(line.encode()))
-        for k, t_list in ts.items():
-            w = np.asarray(sizes[k], dtype=np.float64) if want_bytes else None
-            counts.add(k, np.asarray(t_list, dtype=np.int64), w)
+            if k not in ts_by:
+                ts_by[k], size_by[k] = [], []
+            ts_by[k].append(t)
+            if sizes is not None:  # Loki counts the line as the pipeline left it
+                size_by[k].append(len(line.encode()))
+        for k, t_list in ts_by.items():
+            arr = np.asarray(t_list, dtype=np.int64)
+            counts.add(k, arr)
+            if sizes is not None:
+                sizes.add(k, arr, np.asarray(size_by[k], dtype=np.float64))
 
     return sink
 
