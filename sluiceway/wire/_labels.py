@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from sluiceway.model import LabelError, parse_labels
 from sluiceway.wire._errors import WireError
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def labels_from_string(text: str) -> dict[str, str]:
@@ -17,6 +20,11 @@ def labels_from_string(text: str) -> dict[str, str]:
 def _parse_labels_cached(text: str) -> dict[str, str]:
     # A client pushes the same few label strings again and again.
     try:
-        return parse_labels(text)
+        labels = parse_labels(text)
     except LabelError as exc:
         raise WireError(f"error parsing push request: couldn't parse labels: {exc}") from None
+    if "\\u" in text or "\\U" in text:
+        # An escaped lone surrogate is not text; Go's unquoting makes it U+FFFD, and so
+        # must we, or the value cannot be encoded as UTF-8 later.
+        labels = {k: _SURROGATE.sub("\ufffd", v) for k, v in labels.items()}
+    return labels

@@ -32,6 +32,10 @@ def decodes_or_wire_error(body: bytes, ctype: str | None, enc: str | None) -> No
         assert all(type(line) is str for line in b.lines)
         assert all(type(k) is str and type(v) is str for k, v in b.labels.items())
         assert b.metadata is None or len(b.metadata) == len(b.ts)
+        # Everything accepted can be stored and served as UTF-8.
+        "".join([*b.labels, *b.labels.values(), *b.lines]).encode()
+        for md in b.metadata or []:
+            "".join([*(md or {}), *(md or {}).values()]).encode()
 
 
 def plain(fx: PushFixture) -> bytes:

@@ -131,3 +131,9 @@ def test_decode_timestamps_of_any_bytes_is_exact_or_declines(stamps: list[bytes]
     for value, data in zip(got, stamps, strict=True):
         msg = Timestamp.FromString(data)  # what the exact path would read
         assert value == msg.seconds * NS + msg.nanos
+
+
+def test_escaped_lone_surrogate_in_labels_becomes_replacement_char() -> None:
+    req = PushRequest(streams=[StreamAdapter(labels='{a="x\\ud800y", b="\\U0001F600"}')])
+    [batch] = decode_push(snappy(req.SerializeToString()), PROTO, None)
+    assert batch.labels == {"a": "x\ufffdy", "b": "\U0001f600"}
