@@ -66,10 +66,12 @@ def _params(ps: tuple[tuple[str, str], ...]) -> str:
     return ", ".join(f"{k}={go_quote(v)}" for k, v in ps)
 
 
-def format_label_filter(e: A.LabelFilterExpr, parent: str = "") -> str:
+def format_label_filter(e: A.LabelFilterExpr, parent: str = "", right: bool = False) -> str:
     if isinstance(e, A.LabelBinary):
-        text = f"{format_label_filter(e.left, e.op)} {e.op} {format_label_filter(e.right, e.op)}"
-        return f"({text})" if parent and parent != e.op else text
+        left_text = format_label_filter(e.left, e.op)
+        text = f"{left_text} {e.op} {format_label_filter(e.right, e.op, True)}"
+        # Chains group to the left when parsed, so a same-op right child needs parens.
+        return f"({text})" if parent and (parent != e.op or right) else text
     if e.kind == "string":
         return f"{e.name}{e.op}{go_quote(e.raw)}"
     if e.kind == "ip":

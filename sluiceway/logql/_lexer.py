@@ -115,7 +115,8 @@ class Lexer:
         ch = t[p]
         if ch == '"' or ch == "`":
             return self._string(ch, line, col)
-        if ch.isdigit() or (ch == "." and t[p + 1 : p + 2].isdigit()):
+        if "0" <= ch <= "9" or (ch == "." and "0" <= t[p + 1 : p + 2] <= "9"
+                                and t[p + 1 : p + 2] != ""):
             return self._number(line, col)
         m = _IDENT_RE.match(t, p)
         if m:

@@ -360,12 +360,8 @@ class _Parser:
 
     def stage(self) -> A.Stage:
         t = self.tok
-        if t.kind == "IDENT" and t.text in _STAGE_WORDS and not (
-                self.peek().kind == "OP" and self.peek().text in ("=", "!=", "=~", "!~", "==",
-                                                                 ">", ">=", "<", "<=")
-                and t.text not in ("json", "logfmt", "label_format")):
-            word = self.next().text
-            return self.keyword_stage(word, t)
+        if t.kind == "IDENT" and t.text in _STAGE_WORDS:  # keywords, as in Loki's lexer
+            return self.keyword_stage(self.next().text, t)
         if t.kind == "IDENT" or self.is_op("("):
             return A.LabelFilter(self.label_filter_or())
         self.fail()

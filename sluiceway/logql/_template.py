@@ -229,6 +229,8 @@ _FUNCS: dict[str, Callable[..., Any]] = {
     "lt": lambda a, b: _num(a) < _num(b), "le": lambda a, b: _num(a) <= _num(b),
     "gt": lambda a, b: _num(a) > _num(b), "ge": lambda a, b: _num(a) >= _num(b),
     "not": lambda a: not truthy(a),
+    "and": lambda *xs: next((x for x in xs if not truthy(x)), xs[-1] if xs else None),
+    "or": lambda *xs: next((x for x in xs if truthy(x)), xs[-1] if xs else None),
     "len": lambda a: len(to_text(a)),
     "add": _arith(lambda a, b: a + b, True), "sub": _arith(lambda a, b: a - b, True),
     "mul": _arith(lambda a, b: a * b, True), "div": _arith(_div, True),
