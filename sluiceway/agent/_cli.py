@@ -33,7 +33,8 @@ def run(
         raise typer.Exit(2)
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per push is noise
+    for noisy in ("httpx", "httpcore"):  # one line per push (or per socket step) is noise
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         cfg = load_config(config)
     except ConfigError as exc:

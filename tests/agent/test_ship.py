@@ -1,0 +1,183 @@
+"""The shipper against a scripted HTTP backend on 127.0.0.1: retries, Retry-After, 4xx."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sluiceway.agent._config import load_config
+from sluiceway.agent._positions import Positions
+from sluiceway.agent._queue import AgentQueue, Item
+from sluiceway.agent._ship import Shipper, classify, retry_after
+from sluiceway.agent._stats import Stats
+from sluiceway.model import StreamBatch
+from sluiceway.wire import decode_push, encode_push_protobuf
+
+
+class Backend:
+    """Answers each push with the next scripted (status, body, headers); then 204."""
+
+    def __init__(self) -> None:
+        self.script: list[tuple[int, str, dict[str, str]]] = []
+        self.requests: list[tuple[float, dict[str, str], bytes]] = []
+        backend = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                backend.requests.append((time.monotonic(), dict(self.headers), body))
+                status, text, headers = (backend.script.pop(0) if backend.script
+                                         else (204, "", {}))
+                data = text.encode()
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def backend() -> Iterator[Backend]:
+    b = Backend()
+    yield b
+    b.httpd.shutdown()
+
+
+class Rig:
+    def __init__(self, tmp: Path, url: str, extra: str = "") -> None:
+        self.cfg = load_config(text=f"""
+url: {url}
+tenant: team-a
+data_dir: {tmp}
+retry: {{min_backoff: 50ms, max_backoff: 200ms}}
+queue: {{when_full: block}}
+{extra}
+inputs: [{{type: stdin}}]
+""", environ={})
+        self.stats = Stats()
+        self.positions = Positions(tmp / "positions.json")
+        self.queue = AgentQueue(self.cfg.queue, self.cfg.batch, tmp, self.positions, self.stats)
+        self.stop = threading.Event()
+        self.shipper = Shipper(self.cfg, self.queue, self.positions, self.stats, self.stop)
+        self.thread = threading.Thread(target=self.shipper.run, daemon=True)
+        self.thread.start()
+
+    def put(self, lines: list[str]) -> None:
+        sb = StreamBatch({"job": "t"}, list(range(1, len(lines) + 1)), lines)
+        self.queue.put(Item(encode_push_protobuf([sb]), "protobuf", len(lines), []))
+
+    def wait(self, pred: Any, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while not pred():
+            assert time.monotonic() < deadline, "timed out"
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.queue.buffer.close()
+
+
+@pytest.fixture
+def rig_factory(tmp_path: Path) -> Iterator[Any]:
+    rigs: list[Rig] = []
+
+    def make(url: str, extra: str = "") -> Rig:
+        rigs.append(Rig(tmp_path, url, extra))
+        return rigs[-1]
+    yield make
+    for r in rigs:
+        r.close()
+
+
+def test_push_carries_tenant_and_lines(backend: Backend, rig_factory: Any) -> None:
+    rig = rig_factory(backend.url, "auth: {bearer_token: s3cret}")
+    rig.put(["a", "b"])
+    rig.wait(lambda: rig.stats.lines_shipped == 2)
+    _, headers, body = backend.requests[0]
+    assert headers["X-Scope-OrgID"] == "team-a"
+    assert headers["Authorization"] == "Bearer s3cret"
+    assert headers["Content-Type"] == "application/x-protobuf"
+    (sb,) = decode_push(body, headers["Content-Type"], None)
+    assert sb.lines == ["a", "b"] and sb.labels == {"job": "t"}
+
+
+def test_429_retry_after_is_honoured(backend: Backend, rig_factory: Any) -> None:
+    backend.script = [(429, "rate limited", {"Retry-After": "1"})]
+    rig = rig_factory(backend.url)
+    rig.put(["x"])
+    rig.wait(lambda: rig.stats.lines_shipped == 1)
+    (t0, _, b0), (t1, _, b1) = backend.requests
+    assert t1 - t0 >= 0.95, "Retry-After: 1 must delay the retry by a second"
+    assert b0 == b1
+    assert rig.stats.send_failures == 1 and rig.stats.backend_ok
+
+
+def test_5xx_and_refused_connections_retry_with_backoff(backend: Backend,
+                                                        rig_factory: Any) -> None:
+    backend.script = [(503, "unavailable", {}), (500, "disk", {}), (502, "bad gw", {})]
+    rig = rig_factory(backend.url)
+    rig.put(["y"])
+    rig.wait(lambda: rig.stats.lines_shipped == 1)
+    assert len(backend.requests) == 4
+    gaps = [b[0] - a[0] for a, b in zip(backend.requests, backend.requests[1:], strict=False)]
+    assert all(g >= 0.02 for g in gaps)  # jittered backoff, never a hot loop
+    assert rig.stats.lines_lost == 0
+
+
+def test_per_line_rejections_count_lost_with_reason(backend: Backend, rig_factory: Any) -> None:
+    body = ("entry for stream '{job=\"t\"}' has timestamp too old: 1970-01-01T00:00:00Z\n"
+            "entry for stream '{job=\"t\"}' has timestamp too old: 1970-01-01T00:00:00Z\n"
+            "total ignored: 2 out of 5")
+    backend.script = [(400, body, {})]
+    rig = rig_factory(backend.url)
+    rig.put(["1", "2", "3", "4", "5"])
+    rig.put(["next"])
+    rig.wait(lambda: rig.stats.lines_shipped == 4)
+    assert dict(rig.stats.lost_by_reason) == {"too_old": 2}
+    assert len(backend.requests) == 2  # no retry of a 400
+
+
+def test_non_retryable_4xx_does_not_block_the_lines_behind(backend: Backend,
+                                                           rig_factory: Any) -> None:
+    backend.script = [(400, "error at least one label pair is required", {}),
+                      (401, "no", {}), (413, "request_body_too_large", {})]
+    rig = rig_factory(backend.url)
+    for lines in (["a"], ["b", "c"], ["d"], ["e", "f"]):
+        rig.put(lines)
+    rig.wait(lambda: rig.stats.lines_shipped == 2)
+    assert dict(rig.stats.lost_by_reason) == {"http_400": 1, "http_401": 2, "http_413": 1}
+    assert len(backend.requests) == 4
+
+
+def test_max_retries_gives_up_and_counts(tmp_path: Path, rig_factory: Any) -> None:
+    rig = rig_factory("http://127.0.0.1:9", "retry: {min_backoff: 10ms, max_backoff: 20ms,"
+                      " max_retries: 2}\ntimeout: 200ms")
+    rig.put(["lost"])
+    rig.wait(lambda: rig.stats.lines_lost == 1)
+    assert dict(rig.stats.lost_by_reason) == {"retries_exhausted": 1}
+    assert not rig.stats.backend_ok and rig.stats.last_error
+
+
+def test_classify_and_retry_after() -> None:
+    assert classify(204, "", 3, None).shipped == 3
+    out = classify(503, "", 3, "2")
+    assert not out.done and out.delay == 2.0
+    assert classify(400, "total ignored: 9 out of 9 line_too_long", 3, None).lost == 3
+    assert retry_after(formatdate(time.time() + 30, usegmt=True)) == pytest.approx(30, abs=2)
+    assert retry_after(None) is None
