@@ -76,13 +76,17 @@ def test_same_request_id_on_every_line_of_concurrent_requests() -> None:
 
 
 def test_error_statuses_and_unhandled_exceptions_get_access_lines() -> None:
-    from starlette.testclient import TestClient
-
     sink = MemorySink()
     client.configure(sinks=[sink], capture_stdlib=False)
-    with TestClient(make_app(), raise_server_exceptions=False) as tc:
-        assert tc.get("/fail", headers={"X-Request-ID": "bad id with spaces"}).status_code == 503
-        assert tc.get("/boom").status_code == 500
+
+    async def run() -> None:
+        transport = httpx.ASGITransport(app=make_app(), raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            r = await c.get("/fail", headers={"X-Request-ID": "bad id with spaces"})
+            assert r.status_code == 503
+            assert (await c.get("/boom")).status_code == 500
+
+    asyncio.run(run())
     assert client.flush(5)
     access = [r for r in sink.records if r["logger"] == "access"]
     assert [(r["status"], r["level"]) for r in access] == [(503, "ERROR"), (500, "ERROR")]

@@ -1,0 +1,336 @@
+"""In-app logger benchmark: per-call latency and delivery, then a FastAPI app under load.
+
+    .venv/bin/python bench/client.py            # the whole run, about 2-3 minutes
+    .venv/bin/python bench/client.py --quick    # smaller counts
+
+Part 1 runs each logger in its own subprocess (no shared threads or global state) with
+two sinks: `fast` serialises every record to a JSON line and discards it; `stalled`
+sleeps 200 ms per write (per record for the loggers that write one record at a time,
+per batch for sluiceway). The caller logs N records in a tight loop from one thread;
+every call is timed with perf_counter_ns. "delivered" counts records the sink got
+before the drain deadline; "deliv/s" is delivered over the time from the first call
+until the last record reached the sink.
+
+Part 2 starts uvicorn subprocesses serving the same FastAPI app without logging and
+with sluiceway (middleware + 2 log lines per request, the stalled sink) and drives them
+with concurrent httpx clients, alternating the two twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+STALL_S = 0.2
+MSG = "Fetching order"
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.n = 0
+        self.last = 0.0
+
+    def add(self, k: int) -> None:
+        self.n += k
+        self.last = time.perf_counter()
+
+
+# ---- one setup per logger: returns (log_one, shutdown) ------------------------------------
+
+Setup = tuple[Callable[[int], None], Callable[[], None]]
+
+
+def setup_stdlib(kind: str, got: Counter, queued: bool) -> Setup:
+    import logging
+    import logging.handlers
+    import queue
+
+    class JsonHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if kind == "stalled":
+                time.sleep(STALL_S)
+            orjson.dumps({"ts": record.created, "level": record.levelname,
+                          "logger": record.name, "msg": record.getMessage(),
+                          "order_id": getattr(record, "order_id", None)})
+            got.add(1)
+
+    log = logging.getLogger("bench")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    listener = None
+    if queued:
+        q: queue.Queue[Any] = queue.Queue()  # unbounded, as dictConfig builds it
+        listener = logging.handlers.QueueListener(q, JsonHandler())
+        listener.start()
+        log.addHandler(logging.handlers.QueueHandler(q))
+    else:
+        log.addHandler(JsonHandler())
+
+    def one(i: int) -> None:
+        log.info(MSG, extra={"order_id": i})
+
+    def stop() -> None:
+        if listener is not None:
+            listener._thread = None  # noqa: SLF001 - do not wait for a stalled backlog
+    return one, stop
+
+
+def setup_loguru(kind: str, got: Counter) -> Setup:
+    from loguru import logger
+
+    def sink(message: Any) -> None:
+        if kind == "stalled":
+            time.sleep(STALL_S)
+        got.add(1)  # serialize=True: loguru built the JSON line on the caller's side
+
+    logger.remove()
+    logger.add(sink, enqueue=True, serialize=True, level="INFO")
+
+    def one(i: int) -> None:
+        logger.info(MSG, order_id=i)
+
+    return one, lambda: None
+
+
+def setup_fapilog(kind: str, got: Counter) -> Setup:
+    import fapilog
+
+    class Sink:
+        name = "bench"
+
+        async def start(self) -> None:
+            pass
+
+        async def stop(self) -> None:
+            pass
+
+        async def write(self, entry: dict[str, Any]) -> None:
+            if kind == "stalled":
+                await asyncio.sleep(STALL_S)  # the kindest stall for an async worker
+            orjson.dumps(entry, default=str)
+            got.add(1)
+
+    log = fapilog.get_logger("bench", sinks=[Sink()], reuse=False)
+
+    def one(i: int) -> None:
+        log.info(MSG, order_id=i)
+
+    return one, lambda: None
+
+
+def setup_sluiceway(kind: str, got: Counter) -> Setup:
+    from sluiceway import client
+
+    class Sink:
+        name = "bench"
+
+        def write_batch(self, records: list[dict[str, Any]]) -> None:
+            if kind == "stalled":
+                time.sleep(STALL_S)
+            for r in records:
+                orjson.dumps(r)
+            got.add(len(records))
+
+    client.configure(sinks=[Sink()], capture_stdlib=False, flush_timeout=0.1)
+    log = client.get_logger("bench")
+
+    def one(i: int) -> None:
+        log.info(MSG, order_id=i)
+
+    def stop() -> None:
+        s = client.stats()
+        print(json.dumps({"sluiceway_dropped": s["dropped"]}), file=sys.stderr)
+    return one, stop
+
+
+def run_case(name: str, kind: str, n: int, drain_s: float) -> dict[str, Any]:
+    got = Counter()
+    if name == "stdlib-sync":
+        one, stop = setup_stdlib(kind, got, queued=False)
+    elif name == "stdlib-queue":
+        one, stop = setup_stdlib(kind, got, queued=True)
+    elif name == "loguru-enqueue":
+        one, stop = setup_loguru(kind, got)
+    elif name == "fapilog":
+        one, stop = setup_fapilog(kind, got)
+    else:
+        one, stop = setup_sluiceway(kind, got)
+    for i in range(min(1000, n)):  # warm up imports, threads and caches
+        one(-1)
+    deadline = time.perf_counter() + 10
+    while got.n < min(1000, n) and time.perf_counter() < deadline and kind == "fast":
+        time.sleep(0.01)
+    base = got.n
+    times = [0] * n
+    clock = time.perf_counter_ns
+    t0 = time.perf_counter()
+    for i in range(n):
+        a = clock()
+        one(i)
+        times[i] = clock() - a
+    elapsed = time.perf_counter() - t0
+    deadline = time.perf_counter() + drain_s
+    while got.n - base < n and time.perf_counter() < deadline:
+        time.sleep(0.005)
+    delivered = got.n - base
+    span = (got.last - t0) if delivered else float("nan")
+    stop()
+    times.sort()
+
+    def q(p: float) -> float:
+        return times[min(n - 1, int(n * p))] / 1000
+
+    return {"logger": name, "sink": kind, "n": n, "p50": q(0.5), "p99": q(0.99),
+            "p999": q(0.999), "max": times[-1] / 1000, "calls_s": n / elapsed,
+            "delivered": delivered, "deliv_s": delivered / span if delivered else 0.0}
+
+
+# ---- part 2: FastAPI under load -------------------------------------------------------------
+
+def serve(mode: str, port: int) -> None:
+    import uvicorn
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    if mode == "sluiceway":
+        from sluiceway import client
+
+        class Stalled:
+            def write_batch(self, records: list[dict[str, Any]]) -> None:
+                time.sleep(STALL_S)
+
+        client.configure(sinks=[Stalled()], capture_stdlib=False)
+        app.add_middleware(client.RequestContextMiddleware)
+        log = client.get_logger("api")
+
+        @app.get("/orders/{order_id}")
+        async def get_order(order_id: int) -> dict[str, int]:
+            log.info(MSG, order_id=order_id)
+            await asyncio.sleep(0.002)
+            log.info("Fetched order", order_id=order_id)
+            return {"id": order_id}
+    else:
+        @app.get("/orders/{order_id}")
+        async def get_order(order_id: int) -> dict[str, int]:
+            await asyncio.sleep(0.002)
+            return {"id": order_id}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+async def load(url: str, total: int, concurrency: int) -> list[float]:
+    import httpx
+
+    lat: list[float] = []
+    counter = iter(range(total))
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as c:
+        async def worker() -> None:
+            for i in counter:
+                t = time.perf_counter()
+                r = await c.get(f"/orders/{i}")
+                lat.append(time.perf_counter() - t)
+                assert r.status_code == 200
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return lat
+
+
+def run_http(mode: str, total: int, concurrency: int) -> dict[str, Any]:
+    import httpx
+
+    from tests.procs import free_port
+
+    port = free_port()
+    p = subprocess.Popen([sys.executable, __file__, "--serve", mode, str(port)], cwd=ROOT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                httpx.get(f"{url}/orders/0", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        asyncio.run(load(url, 300, concurrency))  # warm-up
+        t0 = time.perf_counter()
+        lat = sorted(asyncio.run(load(url, total, concurrency)))
+        el = time.perf_counter() - t0
+    finally:
+        p.terminate()
+        p.wait(10)
+    return {"mode": mode, "p50_ms": lat[len(lat) // 2] * 1000,
+            "p99_ms": lat[int(len(lat) * 0.99)] * 1000, "rps": total / el}
+
+
+# ---- driver -------------------------------------------------------------------------------
+
+LOGGERS = ["stdlib-sync", "stdlib-queue", "loguru-enqueue", "fapilog", "sluiceway"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--case", nargs=4, metavar=("LOGGER", "SINK", "N", "DRAIN"))
+    ap.add_argument("--serve", nargs=2, metavar=("MODE", "PORT"))
+    args = ap.parse_args()
+    if args.serve:
+        serve(args.serve[0], int(args.serve[1]))
+        return
+    if args.case:
+        name, kind, n, drain = args.case
+        print(json.dumps(run_case(name, kind, int(n), float(drain))))
+        return
+    n_fast = 20_000 if args.quick else 100_000
+    n_stall = 5_000 if args.quick else 20_000
+    rows = []
+    for kind in ("fast", "stalled"):
+        for name in LOGGERS:
+            n = n_fast if kind == "fast" else (10 if name == "stdlib-sync" else n_stall)
+            drain = 10.0 if kind == "fast" else 1.0
+            out = subprocess.run([sys.executable, __file__, "--case", name, kind, str(n),
+                                  str(drain)], cwd=ROOT, capture_output=True, text=True,
+                                 timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            if out.returncode != 0:
+                print(f"{name}/{kind} failed:\n{out.stderr[-2000:]}", file=sys.stderr)
+                continue
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            if name == "sluiceway":
+                rows[-1]["note"] = out.stderr.strip().splitlines()[-1]
+    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} cores\n")
+    print(f"{'logger':<16}{'sink':<9}{'calls':>8}{'p50 µs':>9}{'p99 µs':>9}{'p99.9 µs':>10}"
+          f"{'max µs':>10}{'calls/s':>11}{'delivered':>11}{'deliv/s':>10}")
+    for r in rows:
+        print(f"{r['logger']:<16}{r['sink']:<9}{r['n']:>8}{r['p50']:>9.1f}{r['p99']:>9.1f}"
+              f"{r['p999']:>10.1f}{r['max']:>10.0f}{r['calls_s']:>11,.0f}"
+              f"{r['delivered']:>11,}{r['deliv_s']:>10,.0f}")
+    for r in rows:
+        if "note" in r:
+            print(f"sluiceway/{r['sink']}: {r['note']}")
+    total = 1000 if args.quick else 3000
+    print(f"\nFastAPI, {total} requests, 16 concurrent, 2 ms handler; sluiceway: "
+          "middleware + 2 lines/request into a sink stalled 200 ms per write")
+    print(f"{'mode':<12}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}")
+    results: dict[str, list[float]] = {"none": [], "sluiceway": []}
+    for _ in range(2):
+        for mode in ("none", "sluiceway"):
+            r = run_http(mode, total, 16)
+            results[mode].append(r["p99_ms"])
+            print(f"{mode:<12}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['rps']:>9.0f}")
+    best = {m: min(v) for m, v in results.items()}
+    print(f"p99 (best of 2): none {best['none']:.2f} ms, sluiceway {best['sluiceway']:.2f} ms "
+          f"({(best['sluiceway'] / best['none'] - 1) * 100:+.1f}%)")
+
+
+if __name__ == "__main__":
+    main()
