@@ -142,8 +142,77 @@ def _needs_parens(child: A.Expr, parent_op: str, right: bool) -> bool:
     return right != (parent_op == "^")
 
 
-def format_query(expr: A.Expr) -> str:
-    """Canonical single-line LogQL text for an AST; parses back to an equal AST."""
+def format_query(expr: A.Expr, width: int = 100) -> str:
+    """Canonical LogQL text for an AST, parsing back to an equal AST.
+
+    An expression that fits in `width` characters stays on one line; a longer one is
+    split like Loki's formatter does: pipeline stages one per line, function arguments
+    and binary operands indented on their own lines. Only whitespace differs from the
+    one-line form, so both parse to the same AST.
+    """
+    return _pretty(expr, 0, width)
+
+
+def _ind(level: int) -> str:
+    return "  " * level
+
+
+def _pretty(e: A.Expr, level: int, width: int) -> str:
+    flat = format_one_line(e)
+    if len(flat) + 2 * level <= width:
+        return _ind(level) + flat
+    if isinstance(e, A.LogExpr):
+        return _pretty_log(e, level)
+    if isinstance(e, A.RangeAggregation):
+        param = f"{_ind(level + 1)}{format_number(e.param)},\n" if e.param is not None else ""
+        g = _grouping(e.grouping)
+        return (f"{_ind(level)}{e.op}(\n{param}{_pretty_range(e.range, level + 1)}\n"
+                f"{_ind(level)})" + (f" {g}" if g else ""))
+    if isinstance(e, A.VectorAggregation):
+        g = _grouping(e.grouping)
+        param = f"{_ind(level + 1)}{e.param},\n" if e.param is not None else ""
+        return (f"{_ind(level)}{e.op}{' ' + g + ' ' if g else ''}(\n{param}"
+                f"{_pretty(e.expr, level + 1, width)}\n{_ind(level)})")
+    if isinstance(e, A.LabelReplace):
+        args = ",\n".join(_ind(level + 1) + go_quote(a)
+                          for a in (e.dst, e.replacement, e.src, e.regex))
+        return (f"{_ind(level)}label_replace(\n{_pretty(e.expr, level + 1, width)},\n"
+                f"{args}\n{_ind(level)})")
+    if isinstance(e, A.BinaryOp):
+        left = _pretty_operand(e.left, _needs_parens(e.left, e.op, False), level + 1, width)
+        right = _pretty_operand(e.right, _needs_parens(e.right, e.op, True), level + 1, width)
+        return f"{left}\n{_ind(level)}{e.op}{_modifiers(e)}\n{right}"
+    return _ind(level) + flat
+
+
+def _pretty_operand(e: A.Expr, parens: bool, level: int, width: int) -> str:
+    if not parens:
+        return _pretty(e, level, width)
+    return f"{_ind(level)}(\n{_pretty(e, level + 1, width)}\n{_ind(level)})"
+
+
+def _pretty_log(e: A.LogExpr, level: int) -> str:
+    lines = [_ind(level) + _matchers(e.matchers)]
+    lines += [_ind(level + 1) + format_stage(s) for s in e.stages]
+    return "\n".join(lines)
+
+
+def _pretty_range(r: A.LogRange, level: int) -> str:
+    text = _pretty_log(r.log, level)
+    if r.unwrap is not None:
+        u = r.unwrap
+        target = f"{u.conv}({u.label})" if u.conv else u.label
+        text += f"\n{_ind(level + 1)}| unwrap {target}"
+        for pf in u.post_filters:
+            text += f"\n{_ind(level + 1)}{format_stage(pf)}"
+    text += f" [{format_duration(r.range_ns)}]"
+    if r.offset_ns:
+        text += f" offset {format_duration(r.offset_ns)}"
+    return text
+
+
+def format_one_line(expr: A.Expr) -> str:
+    """The single-line canonical text of an expression."""
     if isinstance(expr, A.LogExpr):
         return format_log(expr)
     if isinstance(expr, A.Literal):
@@ -157,24 +226,28 @@ def format_query(expr: A.Expr) -> str:
     if isinstance(expr, A.VectorAggregation):
         g = _grouping(expr.grouping)
         param = f"{expr.param}, " if expr.param is not None else ""
-        return f"{expr.op}{' ' + g if g else ''}({param}{format_query(expr.expr)})"
+        return f"{expr.op}{' ' + g + ' ' if g else ''}({param}{format_one_line(expr.expr)})"
     if isinstance(expr, A.LabelReplace):
         args = ", ".join(go_quote(a) for a in (expr.dst, expr.replacement, expr.src, expr.regex))
-        return f"label_replace({format_query(expr.expr)}, {args})"
+        return f"label_replace({format_one_line(expr.expr)}, {args})"
     return _binary(expr)
 
 
 def _binary(e: A.BinaryOp) -> str:
-    left = format_query(e.left)
-    right = format_query(e.right)
+    left = format_one_line(e.left)
+    right = format_one_line(e.right)
     if _needs_parens(e.left, e.op, False):
         left = f"({left})"
     if _needs_parens(e.right, e.op, True):
         right = f"({right})"
+    return f"{left} {e.op}{_modifiers(e)} {right}"
+
+
+def _modifiers(e: A.BinaryOp) -> str:
     mods = " bool" if e.return_bool else ""
     m = e.matching
     if m is not None:
         mods += f" {'on' if m.on else 'ignoring'} ({', '.join(m.labels)})"
         if m.card:
             mods += f" {m.card} ({', '.join(m.include)})"
-    return f"{left} {e.op}{mods} {right}"
+    return mods

@@ -262,10 +262,38 @@ def test_format_round_trip(query: str) -> None:
 @pytest.mark.parametrize("query,canonical", [
     ('{app="a"}|="x"|json|level="error"', '{app="a"} |= "x" | json | level="error"'),
     ('count_over_time( {app="a"} [ 5m ] )', 'count_over_time({app="a"}[5m])'),
-    ('sum(rate({a="b"}[90s])) by (x)', 'sum by (x)(rate({a="b"}[1m30s]))'),
+    ('sum(rate({a="b"}[90s])) by (x)', 'sum by (x) (rate({a="b"}[1m30s]))'),
+    ('topk(5,sum(rate({a="b"}[1m])))', 'topk(5, sum(rate({a="b"}[1m])))'),
     ('{a="b"} | x = 5', '{a="b"} | x==5'),
     ("1 + 2 * 3", "1 + 2 * 3"),
     ("(1 + 2) * 3", "(1 + 2) * 3"),
 ])
 def test_canonical_form(query: str, canonical: str) -> None:
     assert format_query(parse(query)) == canonical
+
+
+LONG = ('sum by (app) (quantile_over_time(0.99, {app="api", env="prod"} |= "GET" | json '
+        '| status >= 500 | unwrap duration(duration_ms) | __error__="" [5m]) by (app)) '
+        '/ on (app) sum by (app) (count_over_time({app="api"} | logfmt [5m]))')
+
+PRETTY = """\
+  sum by (app) (
+    quantile_over_time(
+      0.99,
+      {app="api", env="prod"}
+        |= "GET"
+        | json
+        | status>=500
+        | unwrap duration(duration_ms)
+        | __error__="" [5m]
+    ) by (app)
+  )
+/ on (app)
+  sum by (app) (count_over_time({app="api"} | logfmt [5m]))"""
+
+
+def test_long_queries_are_split_over_lines() -> None:
+    text = format_query(parse(LONG))
+    assert text == PRETTY
+    assert parse(text) == parse(LONG)
+    assert all(len(line) <= 100 for line in text.splitlines())

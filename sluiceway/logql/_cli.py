@@ -1,0 +1,317 @@
+"""`sluiceway query`: run LogQL against a server over HTTP, like Loki's `logcli query`.
+
+Log queries print one entry per line (`default`: time, labels, line; `raw`: the line;
+`jsonl`: one JSON object each), fetched in batches so `--limit` may exceed what the
+server returns at once. Metric queries print a table. `--tail` follows the websocket
+`/loki/api/v1/tail`. Exit codes: 0 ok, 1 server or connection error, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+import time
+import zlib
+from collections.abc import Iterator
+from enum import StrEnum
+from typing import Annotated, Any, NoReturn
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import httpx
+import orjson
+import typer
+
+from sluiceway.model import parse_duration
+
+BATCH = 1000
+_PALETTE = ("31", "32", "33", "34", "35", "36", "91", "92", "93", "94", "95", "96")
+Entry = tuple[int, dict[str, str], str]
+
+
+class Output(StrEnum):
+    default = "default"
+    raw = "raw"
+    jsonl = "jsonl"
+
+
+class CliError(Exception):
+    """A failure to report on stderr; `code` 1 = server/connection, 2 = bad input."""
+
+    def __init__(self, msg: str, code: int = 1) -> None:
+        super().__init__(msg)
+        self.code = code
+
+
+# --- input ---------------------------------------------------------------------------
+
+
+def parse_time(text: str, what: str) -> int:
+    """RFC3339 (`2026-11-23T10:00:00Z`, fractions allowed) or Unix seconds/ns → ns."""
+    t = text.strip()
+    if t.lstrip("-").isdigit():
+        n = int(t)
+        return n if abs(n) > 10**15 else n * 10**9
+    frac = 0
+    if "." in t:  # datetime keeps µs only; keep every digit of the fraction ourselves
+        head, _, rest = t.partition(".")
+        digits = "".join(c for c in rest if c.isdigit())
+        zone = rest[len(digits):]
+        frac = int((digits + "0" * 9)[:9]) if digits else 0
+        t = head + zone
+    try:
+        d = dt.datetime.fromisoformat(t.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise CliError(f"invalid {what} time {text!r}: use RFC3339, e.g. "
+                       "2026-11-23T10:00:00Z", 2) from None
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=dt.UTC)
+    return int(d.timestamp()) * 10**9 + frac
+
+
+def parse_span(text: str, what: str) -> float:
+    try:
+        secs = parse_duration(text)
+    except ValueError:
+        raise CliError(f"invalid {what} {text!r}: use e.g. 30s, 5m, 1h", 2) from None
+    if secs <= 0:
+        raise CliError(f"{what} must be positive, got {text!r}", 2)
+    return secs
+
+
+def time_range(from_: str | None, to: str | None, since: str) -> tuple[int, int]:
+    end = parse_time(to, "--to") if to else time.time_ns()
+    start = parse_time(from_, "--from") if from_ else end - int(parse_span(since, "--since")
+                                                                  * 1e9)
+    if start >= end:
+        raise CliError("--from must be before --to", 2)
+    return start, end
+
+
+def is_metric(query: str) -> bool:
+    """A query that does not start with a stream selector is a metric query."""
+    return not query.lstrip().startswith("{")
+
+
+# --- HTTP ----------------------------------------------------------------------------
+
+
+def make_client(addr: str, org_id: str | None) -> httpx.Client:
+    if not addr.startswith(("http://", "https://")):
+        raise CliError(f"invalid --addr {addr!r}: expected http://host:port", 2)
+    headers = {"X-Scope-OrgID": org_id} if org_id else {}
+    return httpx.Client(base_url=addr.rstrip("/"), headers=headers, timeout=60.0)
+
+
+def get_data(client: httpx.Client, path: str, params: dict[str, Any]) -> dict[str, Any]:
+    try:
+        resp = client.get(path, params=params)
+    except httpx.ConnectError as exc:
+        raise CliError(f"cannot connect to {client.base_url}: {exc}") from None
+    except httpx.HTTPError as exc:
+        raise CliError(f"request to {client.base_url} failed: {exc}") from None
+    if resp.status_code != 200:
+        body = resp.text.strip() or resp.reason_phrase
+        raise CliError(f"server answered {resp.status_code}: {body}")
+    data: dict[str, Any] = resp.json()["data"]
+    return data
+
+
+def entries_of(data: dict[str, Any]) -> list[Entry]:
+    return [(int(v[0]), stream["stream"], v[1]) for stream in data["result"]
+            for v in stream["values"]]
+
+
+def fetch_logs(client: httpx.Client, query: str, start: int, end: int, limit: int,
+               forward: bool) -> Iterator[Entry]:
+    """Up to `limit` entries in direction order, in batches; entries sharing the
+    timestamp where one batch ends are de-duplicated when the next batch repeats them."""
+    sent = 0
+    edge: set[tuple[int, str, str]] = set()
+    while sent < limit:
+        want = min(BATCH, limit - sent)
+        data = get_data(client, "/loki/api/v1/query_range", {
+            "query": query, "start": start, "end": end, "limit": want,
+            "direction": "forward" if forward else "backward"})
+        batch = sorted(entries_of(data), key=lambda e: e[0], reverse=not forward)
+        fresh = [e for e in batch if (e[0], repr(sorted(e[1].items())), e[2]) not in edge]
+        for e in fresh[: limit - sent]:
+            yield e
+            sent += 1
+        if len(batch) < want or not fresh:
+            return
+        last = batch[-1][0]
+        edge = {(e[0], repr(sorted(e[1].items())), e[2]) for e in batch if e[0] == last}
+        if forward:
+            start = last
+        else:
+            end = last + 1
+
+
+# --- output --------------------------------------------------------------------------
+
+
+def label_text(labels: dict[str, str]) -> str:
+    inner = ", ".join(f"{k}={orjson.dumps(v).decode()}" for k, v in sorted(labels.items()))
+    return "{" + inner + "}"
+
+
+def rfc3339(ns: int) -> str:
+    d = dt.datetime.fromtimestamp(ns // 10**9, tz=dt.UTC)
+    frac = f"{ns % 10**9:09d}".rstrip("0")
+    return d.strftime("%Y-%m-%dT%H:%M:%S") + (f".{frac}" if frac else "") + "Z"
+
+
+def paint(text: str, code: str, color: bool) -> str:
+    return f"\x1b[{code}m{text}\x1b[0m" if color else text
+
+
+def format_entry(e: Entry, output: Output, color: bool) -> str:
+    ts, labels, line = e
+    if output is Output.raw:
+        return line
+    if output is Output.jsonl:
+        return orjson.dumps({"labels": labels, "line": line,
+                             "timestamp": rfc3339(ts)}).decode()
+    lab = label_text(labels)
+    code = _PALETTE[zlib.crc32(lab.encode()) % len(_PALETTE)]
+    return f"{paint(rfc3339(ts), '2', color)} {paint(lab, code, color)} {line}"
+
+
+def metric_rows(data: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(time, labels, value) rows of a matrix, vector or scalar result."""
+    kind, result = data["resultType"], data["result"]
+    if kind == "scalar":  # Loki's scalar time is in milliseconds
+        return [(rfc3339(int(result[0]) * 10**6), "", result[1])]
+    rows = []
+    for s in result:
+        points = s["values"] if kind == "matrix" else [s["value"]]
+        for t, v in points:
+            rows.append((rfc3339(int(round(float(t) * 1000)) * 10**6),
+                         label_text(s["metric"]), v))
+    return rows
+
+
+def print_metric(data: dict[str, Any], output: Output, color: bool) -> None:
+    if output is Output.raw:
+        print(orjson.dumps({"resultType": data["resultType"],
+                            "result": data["result"]}).decode())
+        return
+    rows = metric_rows(data)
+    if output is Output.jsonl:
+        for t, lab, v in rows:
+            print(orjson.dumps({"timestamp": t, "labels": lab, "value": v}).decode())
+        return
+    head = ("TIME", "LABELS", "VALUE")
+    widths = [max([len(head[i])] + [len(r[i]) for r in rows]) for i in range(2)]
+    print(paint(f"{head[0]:<{widths[0]}}  {head[1]:<{widths[1]}}  {head[2]}", "1", color))
+    for t, lab, v in rows:
+        print(f"{t:<{widths[0]}}  {lab:<{widths[1]}}  {v}")
+
+
+# --- tail ----------------------------------------------------------------------------
+
+
+def tail_url(addr: str, params: dict[str, Any]) -> str:
+    parts = urlsplit(addr.rstrip("/"))
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    return urlunsplit((scheme, parts.netloc, parts.path + "/loki/api/v1/tail",
+                       urlencode(params), ""))
+
+
+def tail(addr: str, org_id: str | None, params: dict[str, Any], output: Output,
+         color: bool) -> None:
+    from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus
+    from websockets.sync.client import connect
+
+    headers = {"X-Scope-OrgID": org_id} if org_id else {}
+    try:
+        with connect(tail_url(addr, params), additional_headers=headers,
+                     open_timeout=10) as ws:
+            for raw in ws:
+                msg = orjson.loads(raw)
+                for e in sorted(entries_of({"result": msg.get("streams") or []}),
+                                key=lambda e: e[0]):
+                    print(format_entry(e, output, color), flush=True)
+                for d in msg.get("dropped_entries") or []:
+                    print(f"dropped entry: {label_text(d['labels'])} {d['timestamp']}",
+                          file=sys.stderr)
+    except ConnectionClosedOK as exc:
+        if exc.rcvd is not None and exc.rcvd.code != 1000:
+            raise CliError(f"server closed the tail: {exc.rcvd.reason}") from None
+    except ConnectionClosed as exc:
+        reason = exc.rcvd.reason if exc.rcvd is not None else str(exc)
+        raise CliError(f"server closed the tail: {reason}") from None
+    except InvalidStatus as exc:
+        raise CliError(f"server answered {exc.response.status_code}: "
+                       f"{exc.response.body.decode(errors='replace').strip()}") from None
+    except OSError as exc:
+        raise CliError(f"cannot connect to {addr}: {exc}") from None
+
+
+# --- the command ---------------------------------------------------------------------
+
+
+def _fail(exc: CliError) -> NoReturn:
+    print(f"Error: {exc}", file=sys.stderr)
+    raise typer.Exit(exc.code)
+
+
+Opt = typer.Option
+
+
+def query(
+    logql: Annotated[str, typer.Argument(metavar="QUERY",
+                                         help="LogQL, e.g. '{app=\"api\"} |= \"error\"'")],
+    addr: Annotated[str, Opt("--addr", envvar="SLUICEWAY_ADDR",
+                             help="Server address.")] = "http://127.0.0.1:3100",
+    org_id: Annotated[str | None, Opt("--org-id", help="Tenant (X-Scope-OrgID).")] = None,
+    from_: Annotated[str | None, Opt("--from", help="Start, RFC3339 "
+                                     "(default: --to minus --since).")] = None,
+    to: Annotated[str | None, Opt("--to", help="End (exclusive), RFC3339 "
+                                  "(default: now).")] = None,
+    since: Annotated[str, Opt("--since", help="Look-back when --from is not given.")] = "1h",
+    limit: Annotated[int, Opt("--limit", min=0, help="Log entries to print at most.")] = 30,
+    forward: Annotated[bool, Opt("--forward", help="Oldest entries first.")] = False,
+    output: Annotated[Output, Opt("--output", "-o",
+                                  help="default, raw or jsonl.")] = Output.default,
+    no_color: Annotated[bool, Opt("--no-color", help="Never colour the output.")] = False,
+    do_tail: Annotated[bool, Opt("--tail", "-t", help="Follow new lines (websocket).")] = False,
+    delay_for: Annotated[int, Opt("--delay-for", min=0, max=5,
+                                  help="Tail delay, seconds.")] = 0,
+    step: Annotated[str | None, Opt("--step", help="Metric query step, e.g. 30s.")] = None,
+    instant: Annotated[bool, Opt("--instant", help="Metric query evaluated at --to "
+                                 "only.")] = False,
+) -> None:
+    """Run a LogQL query against a Sluiceway (or Loki) server, like `logcli query`."""
+    color = not no_color and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    try:
+        _query(logql, addr, org_id, from_, to, since, limit, forward, output, color, do_tail,
+               delay_for, step, instant)
+    except CliError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def _query(logql: str, addr: str, org_id: str | None, from_: str | None, to: str | None,
+           since: str, limit: int, forward: bool, output: Output, color: bool,
+           do_tail: bool, delay_for: int, step: str | None, instant: bool) -> None:
+    start, end = time_range(from_, to, since)
+    if do_tail:
+        tail(addr, org_id, {"query": logql, "limit": limit, "delay_for": delay_for,
+                            "start": start}, output, color)
+        return
+    with make_client(addr, org_id) as client:
+        if instant:
+            print_metric(get_data(client, "/loki/api/v1/query", {"query": logql, "time": end}),
+                         output, color)
+            return
+        if is_metric(logql):
+            params: dict[str, Any] = {"query": logql, "start": start, "end": end}
+            if step:
+                params["step"] = f"{parse_span(step, '--step'):g}"
+            print_metric(get_data(client, "/loki/api/v1/query_range", params), output, color)
+            return
+        for e in fetch_logs(client, logql, start, end, limit, forward):
+            print(format_entry(e, output, color))
