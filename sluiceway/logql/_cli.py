@@ -123,13 +123,13 @@ def entries_of(data: dict[str, Any]) -> list[Entry]:
 
 
 def fetch_logs(client: httpx.Client, query: str, start: int, end: int, limit: int,
-               forward: bool) -> Iterator[Entry]:
+               forward: bool, batch_size: int = BATCH) -> Iterator[Entry]:
     """Up to `limit` entries in direction order, in batches; entries sharing the
     timestamp where one batch ends are de-duplicated when the next batch repeats them."""
     sent = 0
     edge: set[tuple[int, str, str]] = set()
     while sent < limit:
-        want = min(BATCH, limit - sent)
+        want = min(batch_size, limit - sent)
         data = get_data(client, "/loki/api/v1/query_range", {
             "query": query, "start": start, "end": end, "limit": want,
             "direction": "forward" if forward else "backward"})
@@ -282,12 +282,14 @@ def query(
     step: Annotated[str | None, Opt("--step", help="Metric query step, e.g. 30s.")] = None,
     instant: Annotated[bool, Opt("--instant", help="Metric query evaluated at --to "
                                  "only.")] = False,
+    batch: Annotated[int, Opt("--batch", min=1, help="Entries per request when "
+                              "paging through --limit.")] = BATCH,
 ) -> None:
     """Run a LogQL query against a Sluiceway (or Loki) server, like `logcli query`."""
     color = not no_color and sys.stdout.isatty() and "NO_COLOR" not in os.environ
     try:
         _query(logql, addr, org_id, from_, to, since, limit, forward, output, color, do_tail,
-               delay_for, step, instant)
+               delay_for, step, instant, batch)
     except CliError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -296,7 +298,8 @@ def query(
 
 def _query(logql: str, addr: str, org_id: str | None, from_: str | None, to: str | None,
            since: str, limit: int, forward: bool, output: Output, color: bool,
-           do_tail: bool, delay_for: int, step: str | None, instant: bool) -> None:
+           do_tail: bool, delay_for: int, step: str | None, instant: bool,
+           batch: int = BATCH) -> None:
     start, end = time_range(from_, to, since)
     if do_tail:
         tail(addr, org_id, {"query": logql, "limit": limit, "delay_for": delay_for,
@@ -313,5 +316,5 @@ def _query(logql: str, addr: str, org_id: str | None, from_: str | None, to: str
                 params["step"] = f"{parse_span(step, '--step'):g}"
             print_metric(get_data(client, "/loki/api/v1/query_range", params), output, color)
             return
-        for e in fetch_logs(client, logql, start, end, limit, forward):
+        for e in fetch_logs(client, logql, start, end, limit, forward, batch):
             print(format_entry(e, output, color))
