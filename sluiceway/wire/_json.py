@@ -14,6 +14,7 @@ from sluiceway.wire._checks import (
     parse_ts_strings,
 )
 from sluiceway.wire._errors import WireError
+from sluiceway.wire._text import scrub_batch
 
 
 def decode_json(data: bytes | memoryview) -> list[StreamBatch]:
@@ -83,6 +84,13 @@ def _metadata(where: str, values: list[list[Any]]) -> list[Metadata | None] | No
 
 def encode_push_json(batches: list[StreamBatch]) -> bytes:
     """A Loki JSON push body (uncompressed); metadata only on entries that have some."""
+    try:
+        return _dumps(batches)
+    except orjson.JSONEncodeError:  # lone surrogates: not UTF-8 encodable
+        return _dumps([scrub_batch(b) for b in batches])
+
+
+def _dumps(batches: list[StreamBatch]) -> bytes:
     return orjson.dumps({"streams": [
         {"stream": b.labels, "values": _values(b)} for b in batches
     ]})

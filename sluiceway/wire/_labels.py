@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 
 from sluiceway.model import LabelError, parse_labels
 from sluiceway.wire._errors import WireError
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
+from sluiceway.wire._text import scrub
 
 
 def labels_from_string(text: str) -> dict[str, str]:
@@ -26,5 +24,5 @@ def _parse_labels_cached(text: str) -> dict[str, str]:
     if "\\u" in text or "\\U" in text:
         # An escaped lone surrogate is not text; Go's unquoting makes it U+FFFD, and so
         # must we, or the value cannot be encoded as UTF-8 later.
-        labels = {k: _SURROGATE.sub("\ufffd", v) for k, v in labels.items()}
+        labels = {k: scrub(v) for k, v in labels.items()}
     return labels

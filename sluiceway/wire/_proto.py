@@ -12,9 +12,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sluiceway.model import Metadata, StreamBatch, format_labels
 from sluiceway.wire import _push_pb2 as pb
 from sluiceway.wire._checks import check_ts_range, fail
+from sluiceway.wire._encode_proto import encode_entries
 from sluiceway.wire._errors import WireError
 from sluiceway.wire._labels import labels_from_string
 from sluiceway.wire._proto_lean import decode_lean
+from sluiceway.wire._text import scrub, scrub_batch
 
 NS = 1_000_000_000
 # One C-level attribute walk per entry; everything after works on whole columns.
@@ -73,18 +75,36 @@ def _metadata(mds: tuple[Any, ...], repair: bool) -> list[Metadata | None]:
 
 def encode_push_protobuf(batches: list[StreamBatch]) -> bytes:
     """A snappy-compressed PushRequest, labels in canonical `format_labels` form."""
-    req = pb.PushRequest(streams=[_encode_stream(b) for b in batches])
-    return bytes(cramjam.snappy.compress_raw(req.SerializeToString()))
+    raw = b"".join(_field(0x0A, _encode_stream(b)) for b in batches)  # PushRequest.streams
+    return bytes(cramjam.snappy.compress_raw(raw))
 
 
-def _encode_stream(b: StreamBatch) -> Any:
-    entry, stamp = pb.EntryAdapter, Timestamp
-    if b.metadata is None:
-        entries = [entry(timestamp=stamp(seconds=t // NS, nanos=t % NS), line=line)
-                   for t, line in zip(b.ts, b.lines, strict=True)]
-    else:
-        pair = pb.LabelPairAdapter
-        entries = [entry(timestamp=stamp(seconds=t // NS, nanos=t % NS), line=line,
-                         structuredMetadata=[pair(name=k, value=v) for k, v in (m or {}).items()])
-                   for t, line, m in zip(b.ts, b.lines, b.metadata, strict=True)]
-    return pb.StreamAdapter(labels=format_labels(b.labels), entries=entries)
+def _encode_stream(b: StreamBatch) -> bytes:
+    if b.metadata is None or not any(b.metadata):
+        labels = scrub(format_labels(b.labels)).encode()
+        return _field(0x0A, labels) + encode_entries(b.ts, b.lines)  # labels = 1
+    try:
+        return _encode_with_metadata(b)
+    except ValueError:  # a string protobuf cannot encode as UTF-8
+        return _encode_with_metadata(scrub_batch(b))
+
+
+def _encode_with_metadata(b: StreamBatch) -> bytes:
+    """Protobuf's own objects: slower, only for batches that carry structured metadata."""
+    entry, stamp, pair = pb.EntryAdapter, Timestamp, pb.LabelPairAdapter
+    entries = [entry(timestamp=stamp(seconds=t // NS, nanos=t % NS), line=line,
+                     structuredMetadata=[pair(name=k, value=v) for k, v in (m or {}).items()])
+               for t, line, m in zip(b.ts, b.lines, b.metadata or [None] * len(b), strict=True)]
+    msg = pb.StreamAdapter(labels=format_labels(b.labels), entries=entries)
+    data: bytes = msg.SerializeToString()
+    return data
+
+
+def _field(tag: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    size, head = len(payload), bytearray([tag])
+    while size >= 0x80:
+        head.append(size & 0x7F | 0x80)
+        size >>= 7
+    head.append(size)
+    return bytes(head) + payload
