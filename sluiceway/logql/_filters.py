@@ -239,7 +239,10 @@ def decolorize_text(line: str) -> str:
     return _ANSI.sub("", line)
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;:?]*[ -/]*[@-~]")
+# CSI/OSC escape sequences (ESC or the 8-bit CSI byte), as terminal colouring emits them.
+_ANSI = re.compile(
+    "[\u001b\u009b][\\[\\]()#;?]*(?:(?:(?:[a-zA-Z\\d]*(?:;[a-zA-Z\\d]*)*)?\u0007)"
+    "|(?:(?:\\d{1,4}(?:;\\d{0,4})*)?[\\dA-PRZcf-ntqry=><~]))")
 
 
 def compile_line_predicate(f: LineFilter) -> Callable[[str], bool]:

@@ -187,16 +187,22 @@ def duration_ns(text: str) -> int:
     return int(round(total))
 
 
-def parse_duration(text: str) -> float | None:
-    """A label value as a Go duration (seconds), or None; accepts a sign and `0`."""
-    s = text.strip()
+_GO_DUR_RE = re.compile(r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+")
+_GO_DUR_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+
+
+def parse_go_duration(text: str) -> float | None:
+    """A label value parsed like Go's time.ParseDuration (seconds), or None."""
+    s = text
     sign = -1.0 if s.startswith("-") else 1.0
-    s = s.lstrip("+-")
+    if s[:1] in "+-" and s:
+        s = s[1:]
     if s == "0":
         return 0.0
-    if not s or _DUR_RE.fullmatch(s) is None:
+    if not s or _GO_DUR_RE.fullmatch(s) is None:
         return None
-    return sign * duration_ns(s) / 1e9
+    total = sum(float(n) * _DUR_NS[u] for n, u in _GO_DUR_PART.findall(s))
+    return sign * total / 1e9
 
 
 def parse_bytes(text: str) -> float | None:

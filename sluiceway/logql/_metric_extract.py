@@ -18,7 +18,7 @@ import numpy as np
 
 from sluiceway.logql import _ast as A
 from sluiceway.logql._errors import QueryError
-from sluiceway.logql._lexer import parse_bytes, parse_duration
+from sluiceway.logql._lexer import parse_bytes
 from sluiceway.logql._metric_types import F64, I64
 from sluiceway.logql._pipeline import LabelKey, LogPipeline
 from sluiceway.logql._result import QueryStats
@@ -45,8 +45,21 @@ def _go_float(text: str) -> float | None:
     return float(text) if _GO_FLOAT.fullmatch(text) else None
 
 
+_GO_DUR = re.compile(r"(?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+")
+_GO_DUR_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_GO_DUR_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0,
+                "m": 60.0, "h": 3600.0}
+
+
 def _go_duration(text: str) -> float | None:
-    return None if text != text.strip() else parse_duration(text)
+    """Go's time.ParseDuration in seconds: `1h30m`, `1.5s`, `-250ms`, `0`; no days."""
+    body = text[1:] if text[:1] in "+-" else text
+    if body == "0":
+        return 0.0
+    if not _GO_DUR.fullmatch(body):
+        return None
+    secs = sum(float(n) * _GO_DUR_UNIT[u] for n, u in _GO_DUR_PART.findall(body))
+    return -secs if text.startswith("-") else secs
 
 
 def _humanize_bytes(text: str) -> float | None:

@@ -431,7 +431,13 @@ class _Parser:
     def label_fmt_items(self) -> tuple[A.LabelFmt, ...]:
         out: list[A.LabelFmt] = []
         while True:
+            dtok = self.tok
             dst = self.ident()
+            if dst == "__error__":
+                raise ParseError("__error__ cannot be formatted", dtok.line, dtok.col)
+            if any(i.dst == dst for i in out):
+                raise ParseError(f"multiple label name '{dst}' not allowed in a single format "
+                                 "operation", dtok.line, dtok.col)
             self.expect_op("=", "=")
             if self.tok.kind == "STRING":
                 s = self.tok

@@ -18,7 +18,7 @@ import re2
 from sluiceway.logql import _ast as A
 from sluiceway.logql._filters import compile_line_predicate, decolorize_text, parse_ip_range
 from sluiceway.logql._jsonpath import compile_path
-from sluiceway.logql._lexer import parse_bytes, parse_duration
+from sluiceway.logql._lexer import parse_bytes, parse_go_duration
 from sluiceway.logql._logfmt import scan_logfmt
 from sluiceway.logql._pattern import compile_pattern
 from sluiceway.logql._template import TemplateError, compile_template
@@ -75,13 +75,11 @@ def sanitize_key(key: str, first: bool = True) -> str:
 
 
 def _json_text(v: Any) -> str | None:
-    """A JSON leaf as Loki prints it; None for arrays (skipped when flattening)."""
+    """A JSON leaf as Loki prints it; None for null and arrays (skipped when flattening)."""
     if isinstance(v, str):
         return v
     if isinstance(v, bool):
         return "true" if v else "false"
-    if v is None:
-        return ""
     if isinstance(v, (int, float)):
         return repr(v) if isinstance(v, float) else str(v)
     return None
@@ -167,9 +165,7 @@ def _regexp_stage(st: A.RegexpParser) -> RowStage:
         m = rx.search(row.line)
         if m is not None:
             for n in names:
-                v = m.group(n)
-                if v is not None:
-                    row.add_parsed(sanitize_key(n), v)
+                row.add_parsed(sanitize_key(n), m.group(n) or "")
         return True
 
     return run
@@ -189,22 +185,17 @@ def _pattern_stage(st: A.PatternParser) -> RowStage:
 
 
 def _unpack(row: Row) -> bool:
+    """Reverse Promtail's `pack`: only a line with an `_entry` key is unpacked (as Loki)."""
+    if not row.line.startswith("{"):
+        row.set_error("JSONParserErr", "expecting json object, but it is not")
+        return True
     obj = _load_json(row)
-    if obj is None:
+    if not isinstance(obj, dict) or not isinstance(obj.get("_entry"), str):
         return True
-    if not isinstance(obj, dict):
-        row.set_error("JSONParserErr", "expecting json object")
-        return True
-    entry = None
     for k, v in obj.items():
-        if not isinstance(v, str):
-            continue
-        if k == "_entry":
-            entry = v
-        elif key := sanitize_key(k):
-            row.add_parsed(key, v)
-    if entry is not None:
-        row.line = entry
+        if isinstance(v, str) and k != "_entry":
+            row.add_parsed(k, v)
+    row.line = obj["_entry"]
     return True
 
 
@@ -233,7 +224,7 @@ def _go_float(text: str) -> float | None:
 
 _CONVERT: dict[str, tuple[Callable[[str], float | None], str]] = {
     "number": (_go_float, 'strconv.ParseFloat: parsing "{}": invalid syntax'),
-    "duration": (parse_duration, 'time: invalid duration "{}"'),
+    "duration": (parse_go_duration, 'time: invalid duration "{}"'),
     "bytes": (parse_bytes, 'strconv.ParseFloat: parsing "{}": invalid syntax'),
 }
 
@@ -266,14 +257,12 @@ def compile_label_filter(e: A.LabelFilterExpr) -> RowStage:
     cmp, want = _CMP[e.op], e.value
 
     def typed(row: Row) -> bool:
-        if ERROR in row.labels:  # only string matchers can filter errored lines
-            return True
         raw = row.labels.get(name)
         if raw is None:
             return False
         v = convert(raw)
         if v is None or math.isnan(v):
-            row.set_error("LabelFilterErr", detail.format(raw))
+            row.set_error("LabelFilterErr", detail.format(raw))  # keeps an earlier error
             return True
         return cmp(v, want)
 
@@ -301,15 +290,19 @@ def _label_format(st: A.LabelFormat) -> RowStage:
              for i in st.items]
 
     def run(row: Row) -> bool:
-        snapshot = dict(row.labels)
+        # Renames apply in order; templates all see the labels as they were at the
+        # first template of the stage (Loki takes that snapshot once).
+        snapshot: dict[str, str] | None = None
         for dst, value, tmpl in items:
             if tmpl is None:
-                if value in snapshot:
-                    if value != dst:
-                        row.delete(value)
-                    row.labels[dst] = snapshot[value]
+                if value in row.labels:
+                    v = row.labels[value]
+                    row.delete(value)
+                    row.labels[dst] = v
                     row.origin[dst] = PARSED
                 continue
+            if snapshot is None:
+                snapshot = dict(row.labels)
             try:
                 row.labels[dst] = tmpl.render(snapshot, row.line, row.ts)
                 row.origin[dst] = PARSED

@@ -172,8 +172,44 @@ def _date(layout: Any, t: Any) -> str:
     return dt.strftime(text)
 
 
+def _kind(v: Any) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (int, float)):
+        return "number"
+    return "string" if isinstance(v, str) else type(v).__name__
+
+
+def _comparable(a: Any, b: Any) -> None:
+    """Go templates refuse to compare a string with a number (no implicit conversion)."""
+    if _kind(a) != _kind(b):
+        raise TemplateError("incompatible types for comparison")
+
+
 def _eq(a: Any, *bs: Any) -> bool:
+    for b in bs:
+        _comparable(a, b)
     return any(a == b for b in bs)
+
+
+def _ordered(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
+    def run(a: Any, b: Any) -> bool:
+        _comparable(a, b)
+        if _kind(a) not in ("number", "string"):
+            raise TemplateError("invalid type for comparison")
+        return op(a, b)
+
+    return run
+
+
+def _substr(start: Any, end: Any, s: Any) -> str:
+    """sprig-style substr as Loki defines it: out-of-range ends are clamped."""
+    text, a, b = to_text(s), _int(start), _int(end)
+    if a < 0:
+        return text[:b] if b >= 0 else ""
+    if b < 0 or b > len(text):
+        return text[a:]
+    return text[a:b] if a <= b else ""
 
 
 def _arith(op: Callable[[float, float], float], as_int: bool) -> Callable[..., Any]:
@@ -214,7 +250,11 @@ _FUNCS: dict[str, Callable[..., Any]] = {
     "contains": lambda sub, s: to_text(sub) in to_text(s),
     "hasPrefix": lambda p, s: to_text(s).startswith(to_text(p)),
     "hasSuffix": lambda p, s: to_text(s).endswith(to_text(p)),
-    "substr": lambda a, b, s: to_text(s)[_int(a) : _int(b) if _int(b) >= 0 else None],
+    "substr": _substr,
+    "Trim": lambda s, c: to_text(s).strip(to_text(c)),
+    "TrimLeft": lambda s, c: to_text(s).lstrip(to_text(c)),
+    "TrimRight": lambda s, c: to_text(s).rstrip(to_text(c)),
+    "print": lambda *xs: "".join(to_text(x) for x in xs),
     "repeat": lambda n, s: to_text(s) * min(max(_int(n), 0), 10_000),
     "indent": lambda n, s: "\n".join(" " * _int(n) + ln for ln in to_text(s).split("\n")),
     "nindent": lambda n, s: "\n" + "\n".join(" " * _int(n) + ln
@@ -225,9 +265,9 @@ _FUNCS: dict[str, Callable[..., Any]] = {
     "b64dec": lambda s: base64.b64decode(to_text(s)).decode("utf-8", "replace"),
     "urlencode": lambda s: urllib.parse.quote_plus(to_text(s)),
     "urldecode": lambda s: urllib.parse.unquote_plus(to_text(s)),
-    "eq": _eq, "ne": lambda a, b: a != b,
-    "lt": lambda a, b: _num(a) < _num(b), "le": lambda a, b: _num(a) <= _num(b),
-    "gt": lambda a, b: _num(a) > _num(b), "ge": lambda a, b: _num(a) >= _num(b),
+    "eq": _eq, "ne": lambda a, b: not _eq(a, b),
+    "lt": _ordered(lambda a, b: a < b), "le": _ordered(lambda a, b: a <= b),
+    "gt": _ordered(lambda a, b: a > b), "ge": _ordered(lambda a, b: a >= b),
     "not": lambda a: not truthy(a),
     "and": lambda *xs: next((x for x in xs if not truthy(x)), xs[-1] if xs else None),
     "or": lambda *xs: next((x for x in xs if truthy(x)), xs[-1] if xs else None),

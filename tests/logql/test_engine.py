@@ -205,3 +205,49 @@ def test_lines_with_invalid_utf8_do_not_crash() -> None:
 
     data = _run(Src(), '{app="x"} |= "bad"')
     assert _values(data) == [(1, "bad \ufffd byte")]
+
+
+def test_unpack_restores_packed_entries() -> None:
+    src = MemorySource()
+    src.push("t", [StreamBatch({"app": "x"}, [1, 2, 3], [
+        '{"_entry":"original line","pod":"p-1","n":5}', '{"plain":"json"}', "not json"])])
+    data = _run(src, '{app="x"} | unpack', direction="forward")
+    got = {(tuple(sorted(s["stream"].items())), v[1]) for s in data["result"]
+           for v in s["values"]}
+    assert (((("app", "x"), ("pod", "p-1"))), "original line") in got
+    assert ((("app", "x"),), '{"plain":"json"}') in got
+    errored = [s["stream"] for s in data["result"] if "__error__" in s["stream"]]
+    assert errored and errored[0]["__error__"] == "JSONParserErr"
+
+
+def test_json_nested_null_and_arrays() -> None:
+    src = MemorySource()
+    src.push("t", [StreamBatch({"app": "x"}, [1], [
+        '{"a":{"b":{"c":1.5}},"n":null,"arr":[1,2],"t":true,"1st":"x","we ird":"y"}'])])
+    data = _run(src, '{app="x"} | json')
+    assert data["result"][0]["stream"] == {"app": "x", "a_b_c": "1.5", "t": "true",
+                                           "_1st": "x", "we_ird": "y"}
+    data = _run(src, '{app="x"} | json c="a.b.c", first="arr[0]", obj="a.b", none="nope"')
+    assert data["result"][0]["stream"] == {"app": "x", "c": "1.5", "first": "1",
+                                           "obj": '{"c":1.5}', "none": ""}
+
+
+def test_decolorize_and_filters_after_it() -> None:
+    src = MemorySource()
+    src.push("t", [StreamBatch({"app": "x"}, [1, 2], ["\x1b[31mERROR\x1b[0m boom", "fine"])])
+    data = _run(src, '{app="x"} | decolorize |= "ERROR boom"')
+    assert _values(data) == [(1, "ERROR boom")]
+
+
+def test_label_format_rules() -> None:
+    src = MemorySource()
+    src.push("t", [StreamBatch({"app": "x", "env": "e"}, [1], ["line"])])
+    data = _run(src, '{app="x"} | label_format e2=env, missing=nosuch, t="{{.app}}-{{.e2}}"')
+    # renames happen in order; templates see the labels as they are at the first template
+    assert data["result"][0]["stream"] == {"app": "x", "e2": "e", "t": "x-e"}
+    from sluiceway.logql import ParseError
+
+    with pytest.raises(ParseError, match="multiple label name 'a'"):
+        parse('{app="x"} | label_format a=b, a=c')
+    with pytest.raises(ParseError, match="__error__ cannot be formatted"):
+        parse('{app="x"} | label_format __error__=b')

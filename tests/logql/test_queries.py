@@ -221,9 +221,8 @@ CASES: list[tuple[str, Oracle]] = [
     ('{app="api"} | json | label_format s="{{.status}}-{{.method}}" | keep s, status',
      json_then(lambda lb: True, only=lambda lb: {"s": f"{lb['status']}-{lb['method']}",
                                                  "status": lb["status"]})),
-    ('{app="api"} | unpack', json_then(
-        lambda lb: True, only=lambda lb: {k: v for k, v in lb.items()
-                                          if k not in ("status", "duration_ms")})),
+    # not packed by Promtail (no `_entry` key): unpack leaves the entry alone, as Loki does
+    ('{app="api"} | unpack', keep_if(app("api"))),
     # logfmt
     ('{app="worker"} | logfmt', logfmt_then(lambda lb: True)),
     ('{app="worker"} | logfmt | level="warn"', logfmt_then(lambda lb: lb["level"] == "warn")),
@@ -312,6 +311,11 @@ CASES: list[tuple[str, Oracle]] = [
     ('{app="worker"} | logfmt | msg > 5 | drop __error_details__', logfmt_then(
         lambda lb: True, only=lambda lb: {**lb, "__error__": "LabelFilterErr"})),
     ('{app="worker"} | logfmt | msg > 5 | __error__="" ', logfmt_then(lambda lb: False)),
+    ('{app="worker"} | json | seq > 5', logfmt_then(lambda lb: False)),  # label missing
+    ('{app="worker"} | logfmt | duration > 1d', logfmt_then(lambda lb: False)),
+    ('{app="worker", env="staging"} | logfmt | note > 1s | drop __error_details__',
+     logfmt_then(lambda lb: lb["env"] == "staging",
+                 only=lambda lb: {**lb, "__error__": "LabelFilterErr"})),
     ('{app="worker"} | logfmt | nope > 5', logfmt_then(lambda lb: False)),
 ]
 
