@@ -82,6 +82,7 @@ class Store:
         self._tenants_lock = threading.Lock()
         self._flush_q: list[tuple[TenantStore, Stream, Sealed]] = []
         self._flush_cond = threading.Condition()
+        self._flush_mutex = threading.Lock()  # held while chunks are being written
         self._closing = False
         self.chunks_flushed = 0
         self.flush_failures = 0
@@ -94,9 +95,10 @@ class Store:
         self.replayed_records = self._replay()
         self.wal = WalWriter(self.root / "wal", cfg.wal_segment_bytes, cfg.wal_sync,
                              cfg.wal_sync_interval_s)
+        self._last_retention = time.monotonic()  # first pass one interval after start
+        self._last_periodic = 0.0
         self._flusher = threading.Thread(target=self._flush_loop, name="flusher", daemon=True)
         self._flusher.start()
-        self._last_retention = 0.0
         self.ready = True
 
     # --- startup ---------------------------------------------------------------------
@@ -177,14 +179,18 @@ class Store:
             with self._flush_cond:
                 if not self._flush_q and not self._closing:
                     self._flush_cond.wait(self.cfg.flush_check_interval_s)
-                jobs, self._flush_q = self._flush_q, []
                 closing = self._closing
-            for ts, s, sealed in jobs:
-                self._flush_one(ts, s, sealed)
-            if closing and not jobs:
-                return
-            if not closing:
-                self._periodic()
+            with self._flush_mutex:
+                with self._flush_cond:
+                    jobs, self._flush_q = self._flush_q, []
+                for ts, s, sealed in jobs:
+                    self._flush_one(ts, s, sealed)
+                if closing and not jobs:
+                    return
+                if not closing and time.monotonic() - self._last_periodic >= \
+                        self.cfg.flush_check_interval_s:
+                    self._last_periodic = time.monotonic()
+                    self._periodic()
 
     def _flush_one(self, ts: TenantStore, s: Stream, sealed: Sealed) -> None:
         try:
@@ -225,13 +231,24 @@ class Store:
         return self.wal.remove_segments_before(oldest if oldest is not None else self.wal.segment)
 
     def flush_all(self) -> int:
-        """Seal every head and write it to chunks now (Loki's /flush)."""
+        """Seal every head and write it to chunks now (Loki's /flush); when this returns,
+        no chunk write is still in progress."""
+        n = 0
+        with self._flush_mutex:
+            with self._flush_cond:
+                jobs, self._flush_q = self._flush_q, []
+            for ts, s, sealed in jobs:
+                self._flush_one(ts, s, sealed)
+            n = len(jobs) + self._seal_and_flush_all()
+        self.truncate_wal()
+        return n
+
+    def _seal_and_flush_all(self) -> int:
         n = 0
         for ts in list(self.tenants.values()):
             for s, sealed in ts.seal_all():
                 self._flush_one(ts, s, sealed)
                 n += 1
-        self.truncate_wal()
         return n
 
     def apply_retention(self, now_ns: int | None = None) -> int:

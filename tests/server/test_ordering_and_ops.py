@@ -1,0 +1,119 @@
+"""Out-of-order window, same-timestamp lines, group commit, interval sync, ops endpoints."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+
+from tests.procs import ServerProcess
+
+JSON = {"Content-Type": "application/json"}
+
+
+def _push(srv: ServerProcess, values: list[list[str]], job: str = "ooo") -> httpx.Response:
+    body = orjson.dumps({"streams": [{"stream": {"job": job}, "values": values}]})
+    return httpx.post(f"{srv.url}/loki/api/v1/push", content=body, headers=JSON)
+
+
+def _values(srv: ServerProcess, job: str = "ooo") -> list[list[str]]:
+    r = httpx.get(f"{srv.url}/loki/api/v1/query_range", params={
+        "query": f'{{job="{job}"}}', "limit": "1000", "direction": "forward",
+        "start": str(time.time_ns() - 3 * 3600 * 10**9)})
+    return [v for s in r.json()["data"]["result"] for v in s["values"]]
+
+
+def test_out_of_order_within_window_is_accepted_and_sorted(server: ServerProcess) -> None:
+    now = time.time_ns()
+    assert _push(server, [[str(now), "newest"]]).status_code == 204
+    assert _push(server, [[str(now - 30 * 60 * 10**9), "half an hour late"],
+                          [str(now - 10**9), "one second late"]]).status_code == 204
+    r = _push(server, [[str(now - 2 * 3600 * 10**9), "two hours late"]])
+    assert r.status_code == 400 and "too far behind" in r.text
+    assert [v[1] for v in _values(server)] == ["half an hour late", "one second late", "newest"]
+
+
+def test_same_timestamp_different_lines_all_kept_exact_duplicates_once(
+        server: ServerProcess) -> None:
+    t = str(time.time_ns())
+    assert _push(server, [[t, "a"], [t, "b"], [t, "a"]], job="dup").status_code == 204
+    assert _push(server, [[t, "b"], [t, "c"]], job="dup").status_code == 204
+    assert sorted(v[1] for v in _values(server, "dup")) == ["a", "b", "c"]
+
+
+def test_concurrent_pushes_share_fsyncs(server: ServerProcess) -> None:
+    now = time.time_ns()
+
+    def push(i: int) -> None:
+        with httpx.Client() as c:
+            for b in range(20):
+                body = orjson.dumps({"streams": [{"stream": {"job": "gc", "w": str(i)}, "values": [
+                    [str(now - 10**9 + b * 1000 + k), f"w{i} b{b} k{k}"] for k in range(20)]}]})
+                assert c.post(f"{server.url}/loki/api/v1/push", content=body,
+                              headers=JSON).status_code == 204
+
+    ts = [threading.Thread(target=push, args=(i,)) for i in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    metrics = httpx.get(f"{server.url}/metrics").text
+    records = _metric(metrics, "sluiceway_wal_records_logged_total")
+    syncs = _metric(metrics, "sluiceway_wal_fsyncs_total")
+    assert records >= 160
+    assert syncs < records, "concurrent requests should share fsyncs (group commit)"
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_interval_sync_mode_acks_and_survives_clean_restart(tmp_path: Path) -> None:
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("storage:\n  wal_sync: interval\n  wal_sync_interval: 50ms\n")
+    srv = ServerProcess(tmp_path / "data", config=cfg).start()
+    now = time.time_ns()
+    assert _push(srv, [[str(now - i), f"l{i}"] for i in range(100)]).status_code == 204
+    time.sleep(0.2)  # past one sync interval the data is on disk
+    srv.kill()
+    srv.start()
+    assert len(_values(srv)) == 100
+    srv.stop()
+
+
+def test_ops_endpoints(server: ServerProcess) -> None:
+    assert httpx.get(f"{server.url}/ready").status_code == 200
+    info = httpx.get(f"{server.url}/loki/api/v1/status/buildinfo").json()
+    assert info["version"]
+    m = httpx.get(f"{server.url}/metrics")
+    assert m.status_code == 200 and "sluiceway_wal_fsyncs_total" in m.text
+    r = httpx.get(f"{server.url}/loki/api/v1/query_range",
+                  params={"query": '{job="x"}', "limit": "5001"})
+    assert r.status_code == 400 and "max entries limit" in r.text
+    r = httpx.get(f"{server.url}/loki/api/v1/query_range", params={"query": '{job="x"} |= '})
+    assert r.status_code == 400 and r.text.startswith("parse error at line 1, col")
+    r = httpx.get(f"{server.url}/loki/api/v1/format_query",
+                  params={"query": '{job="x"}|="a"   |json'})
+    assert r.json()["data"] == '{job="x"} |= "a" | json'
+
+
+def test_heartbeats_feed_the_pipeline_view(server: ServerProcess) -> None:
+    hb = {"id": "agent-1", "kind": "agent", "name": "edge", "host": "h", "pid": 1,
+          "ts": time.time(), "interval_s": 0.2,
+          "queue": {"depth": 5, "capacity": 10, "bytes": 50, "max_bytes": 100,
+                    "when_full": "spill", "high_watermark": 7}}
+    url = f"{server.url}/sluiceway/api/v1/heartbeat"
+    assert httpx.post(url, content=orjson.dumps(hb)).status_code == 204
+    assert httpx.post(url, content=b"[1]").status_code == 400
+    assert httpx.post(url, content=b"{nope").status_code == 400
+    rows = httpx.get(f"{server.url}/sluiceway/api/v1/pipeline").json()["data"]
+    assert rows[0]["id"] == "agent-1" and rows[0]["stale"] is False
+    time.sleep(0.7)
+    rows = httpx.get(f"{server.url}/sluiceway/api/v1/pipeline").json()["data"]
+    assert rows[0]["stale"] is True
