@@ -22,10 +22,26 @@ export function fillOf(q = {}) {
 
 // One word for the card, worst first; `rates` are per-second deltas since the last heartbeat.
 export function statusOf(rep, rates) {
+  const [cls, word, reason] = primaryStatus(rep, rates);
+  // The word names the worst thing; the line under it also lists what else is going on,
+  // e.g. BACKEND DOWN · spilling 300/s to disk.
+  const fill = fillOf(rep.queue);
+  const effects = [];
+  if (word !== "STALE") {
+    if (fill >= 0.999 && !/full/.test(reason)) effects.push(`queue full (${rep.queue?.when_full})`);
+    if ((rates.spilled ?? 0) > 0 && word !== "SPILLING") effects.push(`spilling ${fmtNumber(rates.spilled)}/s to disk`);
+    const losing = (rates.lost ?? 0) || (rates.dropped ?? 0);
+    if (losing > 0 && word !== "DROPPING") effects.push(`losing ${fmtNumber(losing)} lines/s`);
+  }
+  return [cls, word, [reason, ...effects].join(" · ")];
+}
+
+function primaryStatus(rep, rates) {
   const fill = fillOf(rep.queue);
   const policy = rep.queue?.when_full;
   if (rep.stale) return ["stale", "STALE", `no heartbeat for ${fmtAge(rep.age_s)}`];
-  if ((rates.lost ?? 0) > 0 || (rates.dropped ?? 0) > 0) return ["bad", "DROPPING", "lines are being lost right now"];
+  const losing = Math.max(rates.lost ?? 0, rates.dropped ?? 0);
+  if (losing > 0) return ["bad", "DROPPING", `losing ${fmtNumber(losing)} lines/s right now`];
   if (fill >= 0.999 && policy === "block") return ["bad", "BLOCKING", "queue full: the application is waiting"];
   if (fill >= 0.999 && policy === "drop") return ["bad", "DROPPING", "queue full: new lines are discarded"];
   if (rep.backend && rep.backend.ok === false) return ["bad", "BACKEND DOWN", rep.backend.last_error || "cannot ship"];
@@ -92,7 +108,7 @@ function makeCard(rep) {
   const spark = el("canvas", { class: "spark", "aria-label": "queue fill over time" });
   const stats = {
     read: stat("read", "read"), shipped: stat("shipped", "shipped"), dropped: stat("dropped", "dropped"),
-    spilled: stat("spilled", "spilled"), lost: stat("lost", "lost"), spill: stat("spill on disk", "spill_bytes"),
+    spilled: stat("spilled", "spilled"), lost: stat("lost", "lost"), spill: stat("on disk", "spill_bytes"),
   };
   const latency = stat("enqueue p99", "latency");
   const backend = el("div", { class: "backend" });
@@ -161,7 +177,8 @@ function updateCard(c, rep) {
   const b = rep.backend ?? {};
   c.backend.className = `backend ${b.ok === false ? "down" : "up"}`;
   c.backend.append(el("span", { class: "dot" }), el("span", {}, b.ok === false ? "backend down" : "backend ok"),
-    el("code", {}, b.url ?? ""), b.ok === false && b.last_error ? el("span", { class: "err" }, b.last_error) : null);
+    el("code", {}, b.url ?? ""));
+  if (b.ok === false && b.last_error) c.backend.append(el("span", { class: "err" }, b.last_error));
   clear(c.lost);
   const reasons = Object.entries(rep.lost_by_reason ?? {}).filter(([, n]) => n > 0);
   if (reasons.length) c.lost.append(el("span", {}, "lost by reason:"), ...reasons.map(([r, n]) => el("span", { class: "reason" }, `${r} ${fmtNumber(n)}`)));

@@ -147,7 +147,7 @@ export function resultsList({ onChip, fetchContext }) {
     const box = el("div", { class: "log-details" });
     const table = el("table", { class: "fields" });
     const addRow = (kind, k, v, clickable) => table.append(el("tr", {},
-      el("td", { class: "kind" }, kind), el("th", {}, k), el("td", {}, v),
+      el("td", { class: "field-kind" }, kind), el("th", {}, k), el("td", {}, v),
       el("td", {}, clickable ? el("button", { type: "button", class: "ghost small",
         title: "Filter on this label", onclick: () => onChip(k, v, "=") }, "+ filter") : "")));
     for (const [k, v] of Object.entries(e.labels)) addRow("label", k, v, true);

@@ -1,0 +1,188 @@
+"""Take the README screenshots of the web UI: docs/img/explore.png and docs/img/pipeline.png.
+
+Starts a throwaway `sluiceway server`, pushes an hour of realistic sample logs, posts
+heartbeats for a few agents and clients in different states (healthy, spilling with the
+backend down, dropping, stale), then drives Debian's /usr/bin/chromium with Playwright.
+
+    .venv/bin/python scripts/screenshots.py [--out docs/img]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.procs import ServerProcess  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+PATHS = ["/api/v1/orders", "/api/v1/orders/{id}", "/api/v1/cart", "/api/v1/users/{id}",
+         "/healthz", "/api/v1/search", "/api/v1/payments"]
+
+
+def _api_line(rnd: random.Random, level: str) -> str:
+    path = rnd.choice(PATHS).replace("{id}", str(rnd.randint(1000, 9999)))
+    method = rnd.choice(["GET", "GET", "GET", "POST", "PUT"])
+    if level == "error":
+        status, msg = rnd.choice([(500, "upstream payments timed out"),
+                                  (502, "bad gateway from inventory"),
+                                  (500, "database connection reset by peer")])
+    elif level == "debug":
+        status, msg = 200, "cache lookup"
+    elif level == "warn":
+        status, msg = rnd.choice([(429, "rate limited"), (404, "not found"), (200, "slow request")])
+    else:
+        status, msg = 200, "request completed"
+    dur = rnd.randint(3, 90) if level == "info" else rnd.randint(400, 5000)
+    return (f'level={level} method={method} path={path} status={status} duration={dur}ms '
+            f'trace_id={rnd.getrandbits(64):016x} msg="{msg}"')
+
+
+def _worker_line(rnd: random.Random, level: str) -> str:
+    job = rnd.choice(["send-invoice", "resize-image", "sync-inventory", "nightly-report"])
+    msg = {"info": "job finished", "warn": "job retried", "debug": "job picked up",
+           "error": "job failed: connection refused"}[level]
+    return json.dumps({"level": level, "msg": msg, "job": job, "attempt": rnd.randint(1, 3),
+                       "queue": rnd.choice(["default", "critical"]),
+                       "took_ms": rnd.randint(10, 4000)})
+
+
+def sample_streams(now_ns: int, seconds: int = 3600, seed: int = 7) -> list[dict]:
+    """About an hour of lines from two apps; errors cluster in an incident 15 minutes ago."""
+    rnd = random.Random(seed)
+    streams: dict[tuple[str, str, str], list[list[str]]] = {}
+    incident = (now_ns - 17 * 60 * 10**9, now_ns - 11 * 60 * 10**9)
+    for _ in range(2400):
+        ts = now_ns - rnd.randint(0, seconds * 1000) * 10**6
+        app = rnd.choice(["api", "api", "worker"])
+        in_incident = incident[0] <= ts <= incident[1]
+        level = rnd.choices(["info", "warn", "error", "debug"],
+                            [60, 12, 30 if in_incident else 3, 10])[0]
+        line = _api_line(rnd, level) if app == "api" else _worker_line(rnd, level)
+        key = (app, level, rnd.choice(["eu-west-1", "us-east-1"]))
+        streams.setdefault(key, []).append([str(ts), line])
+    out = []
+    for (app, level, region), values in streams.items():
+        values.sort(key=lambda v: int(v[0]))
+        out.append({"stream": {"app": app, "env": "prod", "level": level, "region": region},
+                    "values": values})
+    return out
+
+
+def heartbeats(now: float) -> list[dict]:
+    def hb(id_: str, kind: str, name: str, **kw: object) -> dict:
+        base = {"id": id_, "kind": kind, "name": name, "host": kw.pop("host", "web-01"),
+                "pid": kw.pop("pid", 4242), "ts": now, "interval_s": 5.0,
+                "lost_by_reason": {}, "spill_bytes": 0,
+                "backend": {"ok": True, "last_error": None, "url": "http://loki.internal:3100"}}
+        base.update(kw)
+        return base
+
+    return [
+        hb("agent-a", "agent", "edge-nginx", host="edge-01", pid=811,
+           queue={"depth": 12, "capacity": 3200, "bytes": 96_000, "max_bytes": 16 << 20,
+                  "when_full": "spill", "high_watermark": 220},
+           lines={"read": 1_284_220, "enqueued": 1_284_220, "shipped": 1_284_208,
+                  "dropped": 0, "spilled": 0, "lost": 0}),
+        hb("agent-b", "agent", "payments-host", host="pay-02", pid=1290,
+           queue={"depth": 3200, "capacity": 3200, "bytes": 14_900_000, "max_bytes": 16 << 20,
+                  "when_full": "spill", "high_watermark": 3200},
+           lines={"read": 602_118, "enqueued": 602_118, "shipped": 540_002, "dropped": 0,
+                  "spilled": 58_400, "lost": 0},
+           spill_bytes=41_800_000,
+           backend={"ok": False, "url": "http://loki.internal:3100",
+                    "last_error": "POST /loki/api/v1/push: connect timeout after 10s"}),
+        hb("client-c", "client", "checkout-api", host="web-03", pid=5120,
+           queue={"depth": 10_000, "capacity": 10_000, "bytes": 3_100_000,
+                  "max_bytes": 8 << 20, "when_full": "drop", "high_watermark": 10_000},
+           lines={"read": 0, "enqueued": 88_311, "shipped": 80_950, "dropped": 7_361,
+                  "spilled": 0, "lost": 7_361},
+           lost_by_reason={"queue_full": 7_361}, latency_us={"enqueue_p99": 14.0},
+           backend={"ok": False, "url": "http://loki.internal:3100",
+                    "last_error": "HTTP 429: ingestion rate limit exceeded"}),
+        hb("client-d", "client", "billing-worker", host="web-04", pid=733,
+           queue={"depth": 40, "capacity": 10_000, "bytes": 12_000, "max_bytes": 8 << 20,
+                  "when_full": "block", "high_watermark": 310},
+           lines={"read": 0, "enqueued": 21_004, "shipped": 20_964, "dropped": 0,
+                  "spilled": 0, "lost": 0}, latency_us={"enqueue_p99": 6.5}),
+    ]
+
+
+def advance(reports: list[dict], n: int) -> list[dict]:
+    """The n-th heartbeat of each reporter: counters move, so the page shows rates."""
+    for rep in reports:
+        moving = ["enqueued", "shipped"] + (["read"] if rep["kind"] == "agent" else [])
+        rep["lines"] = {k: v + n * 400 if k in moving else v for k, v in rep["lines"].items()}
+        if rep["id"] == "agent-b":
+            rep["lines"]["spilled"] += n * 380
+            rep["spill_bytes"] += n * 200_000
+        if rep["id"] == "client-c":
+            rep["lines"]["dropped"] += n * 150
+            rep["lines"]["lost"] += n * 150
+    return reports
+
+
+def post_heartbeats(url: str, reports: list[dict]) -> None:
+    for r in reports:
+        httpx.post(f"{url}/sluiceway/api/v1/heartbeat", json=r).raise_for_status()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=REPO / "docs" / "img")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as tmp:
+        srv = ServerProcess(Path(tmp) / "data").start()
+        try:
+            now_ns = time.time_ns()
+            r = httpx.post(f"{srv.url}/loki/api/v1/push", json={"streams": sample_streams(now_ns)})
+            r.raise_for_status()
+            # The stale one reports once with a short interval, then falls silent.
+            stale = heartbeats(time.time())[3] | {"id": "agent-e", "kind": "agent",
+                                                  "name": "batch-cron", "interval_s": 0.2,
+                                                  "host": "cron-01"}
+            post_heartbeats(srv.url, [stale])
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                page = browser.new_page(viewport={"width": 1440, "height": 1000},
+                                        device_scale_factor=1)
+                query = quote('{env="prod", app="api"} |= "status=5"', safe="")
+                page.goto(f"{srv.url}/#/explore?query={query}")
+                page.wait_for_selector(".log-row")
+                page.wait_for_selector(".histogram .uplot")
+                page.locator(".log-row").nth(2).click()  # show an expanded line
+                page.wait_for_timeout(300)
+                page.screenshot(path=str(args.out / "explore.png"))
+
+                page.goto(f"{srv.url}/#/pipeline")
+                # Two heartbeats a second apart, so the cards show rates and sparklines move.
+                for i in range(4):
+                    reports = advance(heartbeats(time.time()), 1 + i)
+                    post_heartbeats(srv.url, reports)
+                    page.wait_for_timeout(1000)
+                page.wait_for_selector("[data-testid=reporter]")
+                page.screenshot(path=str(args.out / "pipeline.png"), full_page=True)
+                browser.close()
+        finally:
+            srv.stop()
+    print(f"wrote {args.out / 'explore.png'} and {args.out / 'pipeline.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

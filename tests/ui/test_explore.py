@@ -1,0 +1,123 @@
+"""Explore: run a query, chips, completion, errors, histogram, metric chart."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from playwright.sync_api import expect
+
+from tests.procs import ServerProcess
+from tests.ui.conftest import explore_url, push, require_metric_queries
+
+
+def query_of(page: Any) -> str:
+    """The query as the URL holds it (the link a user would share)."""
+    fragment = page.url.split("#", 1)[1]
+    return parse_qs(fragment.split("?", 1)[1])["query"][0]
+
+
+def test_query_shows_lines_newest_first(page: Any, ui_server: ServerProcess) -> None:
+    push(ui_server.url, {"app": "ui-lines"},
+         ["level=info msg=first", "level=info msg=second", 'level=error msg="third one"'])
+    page.goto(explore_url(ui_server.url, '{app="ui-lines"}'))
+    rows = page.locator(".log-row")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(0)).to_contain_text("third one")  # newest first
+    expect(rows.nth(2)).to_contain_text("msg=first")
+    expect(rows.nth(0)).to_have_class(re.compile(r"\blvl-error\b"))  # level from the line
+    # Expanding a line shows its parsed logfmt fields.
+    rows.nth(0).locator(".line").click()
+    details = page.locator(".log-details")
+    expect(details).to_contain_text("logfmt")
+    expect(details.locator("tr", has_text="msg")).to_contain_text("third one")
+
+
+def test_label_chip_adds_a_matcher(page: Any, ui_server: ServerProcess) -> None:
+    push(ui_server.url, {"app": "ui-chip", "level": "info"}, ["all good"])
+    push(ui_server.url, {"app": "ui-chip", "level": "error"}, ["it broke"])
+    page.goto(explore_url(ui_server.url, '{app="ui-chip"}'))
+    expect(page.locator(".log-row")).to_have_count(2)
+    page.locator('.log-row .chip[data-name="level"][data-value="error"]').click()
+    expect(page.locator(".query-input")).to_have_value('{app="ui-chip", level="error"}')
+    expect(page.locator(".log-row")).to_have_count(1)
+    expect(page.locator(".log-row")).to_contain_text("it broke")
+    assert query_of(page) == '{app="ui-chip", level="error"}'
+    # Clicking the other value replaces the matcher instead of adding a second one.
+    page.locator('.common-labels .chip[data-name="level"]').click()
+    expect(page.locator(".query-input")).to_have_value('{app="ui-chip", level="error"}')
+
+
+def test_completion_history_and_error_position(page: Any, ui_server: ServerProcess) -> None:
+    push(ui_server.url, {"app": "ui-complete", "zone": "z1"}, ["completed"])
+    page.goto(f"{ui_server.url}/#/explore")
+    box = page.locator(".query-input")
+    box.click()
+    box.type("{zo")
+    expect(page.locator(".completion li[data-value=zone]")).to_be_visible()
+    box.press("Enter")  # accept "zone" -> zone= and the value list opens
+    expect(page.locator(".completion li[data-value=z1]")).to_be_visible()
+    box.press("Enter")
+    expect(box).to_have_value('{zone="z1"')
+    box.press("Enter")  # run the unfinished query: the server's parse error, with a caret
+    err = page.locator(".query-error")
+    expect(err).to_contain_text("parse error at line 1, col 11")
+    expect(err.locator(".caret-view")).to_contain_text(" " * 10 + "^")
+    box.type("}")
+    box.press("Enter")
+    expect(err).to_be_hidden()
+    expect(page.locator(".log-row")).to_contain_text("completed")
+    page.locator("button", has_text="History").click()
+    expect(page.locator(".history-list li").first).to_have_text('{zone="z1"}')
+
+
+def test_histogram_counts_and_zooms(page: Any, ui_server: ServerProcess) -> None:
+    now = time.time_ns()
+    ts = [now - (600 - i * 20) * 10**9 for i in range(30)]  # 30 lines over the last 10 min
+    push(ui_server.url, {"app": "ui-hist", "level": "info"}, [f"tick {i}" for i in range(20)],
+         ts[:20])
+    push(ui_server.url, {"app": "ui-hist", "level": "error"}, [f"boom {i}" for i in range(10)],
+         ts[20:])
+    page.goto(explore_url(ui_server.url, '{app="ui-hist"}', **{"from": "now-15m"}))
+    hist = page.locator("[data-testid=histogram]")
+    expect(hist.locator("canvas")).to_be_visible()
+    expect(hist).to_have_attribute("data-total", "30")
+    expect(hist.locator(".legend-item[data-level=error]")).to_contain_text("error 10")
+    expect(hist.locator(".legend-item[data-level=info]")).to_contain_text("info 20")
+    # Drag across the plot: the range becomes absolute and is kept in the URL.
+    over = hist.locator(".u-over").bounding_box()
+    y = over["y"] + over["height"] / 2
+    page.mouse.move(over["x"] + over["width"] * 0.5, y)
+    page.mouse.down()
+    page.mouse.move(over["x"] + over["width"] * 0.9, y, steps=5)
+    page.mouse.up()
+    page.wait_for_function("/from=\\d+/.test(location.hash) && /to=\\d+/.test(location.hash)")
+    expect(page.locator(".tp-custom")).to_contain_text("→")
+    # The counts must be the server's, not a count of the lines that happened to be fetched.
+    page.goto(explore_url(ui_server.url, '{app="ui-hist"}', **{"from": "now-15m"}))
+    expect(hist).to_have_attribute("data-total", "30")
+    source = hist.get_attribute("data-source")
+    assert source == "metric", (
+        "server feature missing: the histogram's metric query "
+        "(sum by (level) (count_over_time(...))) failed, so the UI fell back to counting the "
+        f"fetched lines (data-source={source!r})")
+
+
+def test_metric_query_renders_chart(page: Any, ui_server: ServerProcess) -> None:
+    push(ui_server.url, {"app": "ui-metric", "level": "info"}, ["a", "b", "c"])
+    push(ui_server.url, {"app": "ui-metric", "level": "warn"}, ["d"])
+    require_metric_queries(ui_server.url)
+    page.goto(explore_url(ui_server.url, '{app="ui-metric"}'))
+    expect(page.locator(".log-row")).to_have_count(4)
+    box = page.locator(".query-input")
+    box.fill('sum by (level) (count_over_time({app="ui-metric"}[5m]))')
+    box.press("Enter")
+    chart = page.locator("[data-testid=metric-chart]")
+    expect(chart.locator("canvas")).to_be_visible()
+    expect(chart).to_have_attribute("data-series", "2")
+    expect(chart.locator(".u-legend")).to_contain_text('{level="info"}')
+    expect(chart.locator(".u-legend")).to_contain_text('{level="warn"}')
+    expect(page.locator(".results")).to_be_hidden()
+    expect(page.locator("[data-testid=histogram]")).to_be_hidden()
