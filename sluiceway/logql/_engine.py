@@ -77,6 +77,16 @@ def evaluate(source: LogSource, query: str | A.Expr, params: QueryParams) -> Que
 def series_entries(source: LogSource, ref: SeriesRef, pipeline: LogPipeline, start: int,
                    end: int, direction: str, stats: QueryStats) -> Iterator[Processed]:
     """Processed entries of one series in `direction` order, pulling blocks lazily."""
+    for item in _series_items(source, ref, pipeline, start, end, direction, stats):
+        if item is not None and not isinstance(item, int):
+            yield item
+
+
+def _series_items(source: LogSource, ref: SeriesRef, pipeline: LogPipeline, start: int,
+                  end: int, direction: str,
+                  stats: QueryStats) -> Iterator[Processed | int]:
+    """Entries, each block followed by its edge timestamp (an int): the series' later
+    blocks hold nothing beyond that edge, which lets the merge leave them unread."""
     reverse = direction == "backward"
     for block in source.blocks(ref, start, end, direction):
         block = _clip(block, start, end)
@@ -91,6 +101,7 @@ def series_entries(source: LogSource, ref: SeriesRef, pipeline: LogPipeline, sta
         idx = pipeline.select(block)
         stats.post_filter_lines += len(idx)
         yield from pipeline.process(block, idx, reverse)
+        yield int(block.ts[0] if reverse else block.ts[-1])
 
 
 def _clip(block: EntryBlock, start: int, end: int) -> EntryBlock:
@@ -102,11 +113,20 @@ def _clip(block: EntryBlock, start: int, end: int) -> EntryBlock:
     return block.take(np.arange(lo, hi))
 
 
-def _keyed(entries: Iterator[Processed], tie: tuple[str, str],
+def _keyed(items: Iterator[Processed | int], tie: tuple[str, str],
            reverse: bool) -> Iterator[tuple[Any, ...]]:
-    """Entries with a heap key: time in direction order, then the series (like Loki)."""
-    for seq, e in enumerate(entries):
-        yield (-e[0] if reverse else e[0], tie, seq, e)
+    """Heap keys: time in direction order, then the series (like Loki), then sequence.
+
+    A block edge becomes a marker keyed at the edge time and ordered before entries of
+    the same time, so the merge pulls the series' next block only once everything else
+    it holds is further along than that edge.
+    """
+    entry_tie, marker_tie = (1, *tie), (0, *tie)
+    for seq, item in enumerate(items):
+        if isinstance(item, int):
+            yield (-item if reverse else item, marker_tie, seq, None)
+        else:
+            yield (-item[0] if reverse else item[0], entry_tie, seq, item)
 
 
 def _eval_logs(source: LogSource, expr: A.LogExpr, params: QueryParams,
@@ -116,8 +136,8 @@ def _eval_logs(source: LogSource, expr: A.LogExpr, params: QueryParams,
     pipeline = LogPipeline(expr.stages, params.categorize_labels)
     reverse = params.direction == "backward"
     iters = [
-        _keyed(series_entries(source, ref, pipeline, params.start, params.end,
-                              params.direction, stats),
+        _keyed(_series_items(source, ref, pipeline, params.start, params.end,
+                             params.direction, stats),
                (format_labels(ref.labels), ref.tenant), reverse)
         for ref in refs
     ]
@@ -126,7 +146,10 @@ def _eval_logs(source: LogSource, expr: A.LogExpr, params: QueryParams,
     last: int | None = None
     count = 0
     if params.limit > 0:
-        for _, _, _, (ts, line, key, extra) in heapq.merge(*iters):
+        for _, _, _, entry in heapq.merge(*iters):
+            if entry is None:  # a block edge: nothing to return
+                continue
+            ts, line, key, extra = entry
             if interval and last is not None and (
                     ts > last - interval if reverse else ts < last + interval):
                 continue

@@ -251,3 +251,17 @@ def test_label_format_rules() -> None:
         parse('{app="x"} | label_format a=b, a=c')
     with pytest.raises(ParseError, match="__error__ cannot be formatted"):
         parse('{app="x"} | label_format __error__=b')
+
+
+def test_series_without_recent_hits_are_not_scanned_to_the_end() -> None:
+    src = MemorySource(block_size=10)
+    busy = StreamBatch({"app": "x", "s": "busy"})
+    quiet = StreamBatch({"app": "x", "s": "quiet"})
+    for i in range(1000):
+        busy.append(10_000 + i * 10, f"hit {i}")
+        quiet.append(10_001 + i * 10, "hit old" if i < 5 else f"miss {i}")
+    src.push("t", [busy, quiet])
+    data = _run(src, '{app="x"} |= "hit"', limit=30)
+    assert len(_values(data)) == 30 and {s["stream"]["s"] for s in data["result"]} == {"busy"}
+    # 3 blocks of "busy" and a few of "quiet"; not the 100 blocks down to quiet's old hits
+    assert src.blocks_read <= 8
