@@ -2,8 +2,10 @@
 
 Reading `entry.timestamp.seconds` costs a Python wrapper object per entry; instead the
 fast path gets each Timestamp as raw bytes and decodes them all here in a few array
-operations. Anything unusual (unknown fields, a repeated field, truncation, values that
-would overflow int64 nanoseconds) returns None and the caller takes the exact path.
+operations. A canonical Timestamp is one of: empty, seconds, nanos, or seconds then
+nanos (tag 0x08 / 0x10, each followed by a varint). Anything else (unknown or repeated
+fields, truncation, values that would overflow int64 nanoseconds) returns None and the
+caller takes the exact path.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ import numpy.typing as npt
 NS = 1_000_000_000
 _TAG_SECONDS = 0x08  # field 1, varint
 _TAG_NANOS = 0x10  # field 2, varint
-# |seconds| below this cannot overflow int64 once scaled to ns and nanos added.
+# |seconds| up to this cannot overflow int64 once scaled to ns and nanos added.
 _SAFE_SECONDS = (2**63 - 1) // NS - 1
 
-U64 = npt.NDArray[np.uint64]
+I64 = npt.NDArray[np.int64]
 
 
 def decode_timestamps(stamps: Sequence[bytes]) -> list[int] | None:
@@ -28,27 +30,28 @@ def decode_timestamps(stamps: Sequence[bytes]) -> list[int] | None:
     blob = np.frombuffer(b"".join(stamps), dtype=np.uint8)
     if blob.size == 0:
         return [0] * n
-    # Message boundaries must fall on varint ends: a message's last byte has no
-    # continuation bit (this also rules out truncated varints).
     sizes = np.fromiter(map(len, stamps), dtype=np.int64, count=n)
     ends = np.cumsum(sizes)
-    nonempty = sizes > 0
-    if np.any(blob[ends[nonempty] - 1] >= 0x80):
+    # Each message must end a varint (no continuation bit on its last byte), so varints
+    # never straddle messages and truncated ones are caught.
+    if np.any(blob[ends[sizes > 0] - 1] >= 0x80):
         return None
-    parsed = _varints(blob)
-    if parsed is None or parsed[0].size % 2:  # must be tag, value, tag, value, ...
+    is_last = blob < 0x80
+    values = _varints(blob, is_last)
+    if values is None:
         return None
-    values, last_bytes = parsed
-    owner = np.searchsorted(ends, last_bytes, side="right")  # message index of each varint
-    if np.any(owner[0::2] != owner[1::2]):  # a tag and its value in different messages
-        return None
-    return _combine(n, values[0::2], values[1::2], owner[1::2])
+    # Varints before each message and in it, from a running count of varint ends.
+    done = np.zeros(blob.size + 1, dtype=np.int64)
+    np.cumsum(is_last, out=done[1:])
+    first = done[ends - sizes]
+    count = done[ends] - first
+    return _fields(values, first, count)
 
 
-def _varints(blob: npt.NDArray[np.uint8]) -> tuple[U64, npt.NDArray[np.intp]] | None:
-    """Every base-128 varint in `blob` (tags included) and the index of its last byte;
-    None if one is longer than a 64-bit varint can be."""
-    last = np.flatnonzero(blob < 0x80)
+def _varints(blob: npt.NDArray[np.uint8], is_last: npt.NDArray[np.bool_]) -> I64 | None:
+    """Every base-128 varint in `blob` (tags included), in order, as int64 (two's
+    complement, as protobuf stores negative int64); None if one is over 10 bytes."""
+    last = np.flatnonzero(is_last)
     starts = np.empty_like(last)
     starts[0] = 0
     starts[1:] = last[:-1] + 1
@@ -56,21 +59,23 @@ def _varints(blob: npt.NDArray[np.uint8]) -> tuple[U64, npt.NDArray[np.intp]] | 
     if int(pos.max()) > 9 or np.any(blob[pos == 9] > 1):
         return None
     groups = (blob & 0x7F).astype(np.uint64) << (7 * pos).astype(np.uint64)
-    return np.add.reduceat(groups, starts), last
+    values: I64 = np.add.reduceat(groups, starts).view(np.int64)
+    return values
 
 
-def _combine(n: int, tags: U64, vals: U64, owner: npt.NDArray[np.intp]) -> list[int] | None:
-    is_sec, is_ns = tags == _TAG_SECONDS, tags == _TAG_NANOS
-    if not np.all(is_sec | is_ns):
+def _fields(values: I64, first: I64, count: I64) -> list[int] | None:
+    """Seconds and nanos of each message from its 0, 2 or 4 varints."""
+    if not np.all((count == 0) | (count == 2) | (count == 4)):
         return None
-    # Canonical encoders write each field at most once, so per field the owning message
-    # index strictly increases; repeats take the exact path.
-    if np.any(np.diff(owner[is_sec]) <= 0) or np.any(np.diff(owner[is_ns]) <= 0):
+    top = values.size - 1
+    tag1, val1 = values[np.minimum(first, top)], values[np.minimum(first + 1, top)]
+    tag2, val2 = values[np.minimum(first + 2, top)], values[np.minimum(first + 3, top)]
+    one, two = count == 2, count == 4
+    if not (np.all(~one | (tag1 == _TAG_SECONDS) | (tag1 == _TAG_NANOS))
+            and np.all(~two | ((tag1 == _TAG_SECONDS) & (tag2 == _TAG_NANOS)))):
         return None
-    seconds = np.zeros(n, dtype=np.int64)
-    nanos = np.zeros(n, dtype=np.int64)
-    seconds[owner[is_sec]] = vals[is_sec].view(np.int64)
-    nanos[owner[is_ns]] = vals[is_ns].view(np.int64)
+    seconds = np.where((one | two) & (tag1 == _TAG_SECONDS), val1, 0)
+    nanos = np.where(two, val2, np.where(one & (tag1 == _TAG_NANOS), val1, 0))
     if nanos.min() < 0 or nanos.max() >= NS or \
             seconds.min() < -_SAFE_SECONDS or seconds.max() > _SAFE_SECONDS:
         return None

@@ -14,7 +14,7 @@ from sluiceway.wire._push_pb2 import EntryAdapter, LabelPairAdapter, PushRequest
 from tests.wire._strategies import BATCHES
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(BATCHES)
 def test_protobuf_round_trip(bs: list[StreamBatch]) -> None:
     body = encode_push_protobuf(bs)
@@ -22,7 +22,7 @@ def test_protobuf_round_trip(bs: list[StreamBatch]) -> None:
     assert decode_push(body, None, "snappy") == bs
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(BATCHES)
 def test_json_round_trip(bs: list[StreamBatch]) -> None:
     body = encode_push_json(bs)
