@@ -29,7 +29,8 @@ def parse_ts_strings(where: str, stamps: Sequence[Any]) -> list[int]:
         joined = "\n".join(stamps)  # TypeError: a non-string, reported below
     except TypeError:
         joined = ""
-    if not _TS_COLUMN_RE.fullmatch(joined):
+    # The count rules out a "\n" inside one of the strings passing as two timestamps.
+    if not _TS_COLUMN_RE.fullmatch(joined) or joined.count("\n") != len(stamps) - 1:
         i, bad = next((i, s) for i, s in enumerate(stamps)
                       if not (type(s) is str and _TS_ONE_RE.fullmatch(s)))
         kind = "string" if type(bad) is str else "non-string"
@@ -53,7 +54,7 @@ def check_label_names(where: str, labels: dict[str, object]) -> None:
     for name, value in labels.items():
         if type(value) is not str:
             raise fail(where, f"label {name!r} must have a string value, got {_short(value)}")
-        if not LABEL_NAME_RE.match(name):
+        if not LABEL_NAME_RE.fullmatch(name):  # fullmatch: "$" would allow a final "\n"
             raise fail(where, f"invalid label name {name!r}")
 
 
