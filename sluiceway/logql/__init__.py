@@ -41,10 +41,15 @@ from sluiceway.logql._engine import (
 )
 from sluiceway.logql._errors import ParseError, QueryError
 from sluiceway.logql._format import format_query
+from sluiceway.logql._metric import metric_evaluator as _metric_evaluator
 from sluiceway.logql._parser import parse, parse_selector
 from sluiceway.logql._pipeline import LogPipeline, Processed
 from sluiceway.logql._result import QueryResult, QueryStats
 from sluiceway.logql._source import LogSource, MemorySource, SeriesRef
+
+# Metric expressions are evaluated by `_metric` (range and vector aggregations over the
+# step grid); the log engine dispatches to whatever is registered here.
+register_metric_evaluator(_metric_evaluator)
 
 __all__ = [
     "BinaryOp", "Decolorize", "Drop", "Expr", "Grouping", "JsonParser", "Keep", "LabelBinary",

@@ -50,10 +50,11 @@ def _no_metrics(source: LogSource, expr: A.Expr, params: QueryParams,
 _metric_evaluator: MetricEvaluator = _no_metrics
 
 
-def register_metric_evaluator(fn: MetricEvaluator) -> None:
-    """Install the evaluator for metric expressions (the metric engine calls this)."""
+def register_metric_evaluator(fn: MetricEvaluator) -> MetricEvaluator:
+    """Install the evaluator for metric expressions; returns the one it replaces."""
     global _metric_evaluator
-    _metric_evaluator = fn
+    previous, _metric_evaluator = _metric_evaluator, fn
+    return previous
 
 
 def evaluate(source: LogSource, query: str | A.Expr, params: QueryParams) -> QueryResult:

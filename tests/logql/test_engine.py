@@ -146,20 +146,30 @@ def test_instant_log_query_rejected(dataset: Dataset) -> None:
         evaluate(dataset.source, '{app="api"}', QueryParams([TENANT], 0, 1, instant=True))
 
 
-def test_metric_queries_not_supported_yet_but_pluggable(dataset: Dataset) -> None:
+def test_metric_evaluator_is_pluggable(dataset: Dataset) -> None:
     params = QueryParams([TENANT], dataset.base, dataset.base + HOUR, step_ns=60 * 10**9)
-    with pytest.raises(QueryError, match="metric queries are not supported yet"):
-        evaluate(dataset.source, 'sum(count_over_time({app="api"}[5m]))', params)
-
-    def fake(source: Any, expr: Any, p: QueryParams, stats: QueryStats) -> QueryResult:
-        return QueryResult("scalar", [p.end / 1e9, "2"])
-
-    register_metric_evaluator(fake)
+    previous = register_metric_evaluator(_no_metrics)
     try:
+        with pytest.raises(QueryError, match="metric queries are not supported yet"):
+            evaluate(dataset.source, 'sum(count_over_time({app="api"}[5m]))', params)
+
+        def fake(source: Any, expr: Any, p: QueryParams, stats: QueryStats) -> QueryResult:
+            return QueryResult("scalar", [p.end / 1e9, "2"])
+
+        register_metric_evaluator(fake)
         data = evaluate(dataset.source, "1+1", params).to_loki_json()
         assert data["resultType"] == "scalar" and data["result"][1] == "2"
     finally:
-        register_metric_evaluator(_no_metrics)
+        register_metric_evaluator(previous)
+
+
+def test_metric_queries_reach_the_metric_engine(dataset: Dataset) -> None:
+    params = QueryParams([TENANT], dataset.base, dataset.base + HOUR, step_ns=600 * 10**9)
+    data = evaluate(dataset.source, 'sum by (app) (count_over_time({env="prod"}[10m]))',
+                    params).to_loki_json()
+    assert data["resultType"] == "matrix"
+    assert {s["metric"]["app"] for s in data["result"]} == {"api", "worker"}
+    assert data["stats"]["summary"]["totalLinesProcessed"] > 0
 
 
 def test_accepts_parsed_expression_and_rejects_bad_direction(dataset: Dataset) -> None:
