@@ -7,6 +7,8 @@ fresh browser context so query history and other local storage start empty.
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +32,21 @@ sync_api = pytest.importorskip(
 def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     srv = ServerProcess(tmp_path_factory.mktemp("ui") / "data").start()
     yield srv
-    srv.stop()
+    stop_quickly(srv)
+
+
+def stop_quickly(srv: ServerProcess, grace: float = 3.0) -> None:
+    """SIGTERM, then SIGKILL after `grace` s: these tests need no clean shutdown, and a
+    tail session the server has not noticed is closed can hold shutdown for its full
+    graceful timeout (10 s)."""
+    if srv.proc is None or srv.proc.poll() is not None:
+        return
+    srv.signal(signal.SIGCONT)
+    srv.proc.terminate()
+    try:
+        srv.proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        srv.kill()
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,28 @@ def test_query_shows_lines_newest_first(page: Any, ui_server: ServerProcess) -> 
     details = page.locator(".log-details")
     expect(details).to_contain_text("logfmt")
     expect(details.locator("tr", has_text="msg")).to_contain_text("third one")
+    # "Show context": the lines around this one in its stream, this one marked.
+    details.locator("button[data-action=context]").click()
+    ctx = details.locator(".ctx-row")
+    expect(ctx).to_have_count(3)
+    expect(ctx.nth(0)).to_contain_text("msg=first")  # oldest first
+    expect(details.locator(".ctx-row.self")).to_contain_text("third one")
+
+
+def test_five_thousand_lines_render_fast(page: Any, ui_server: ServerProcess) -> None:
+    now = time.time_ns()
+    n = 5000
+    lines = [f'level={("info", "warn", "error")[i % 3]} i={i} msg="line number {i}"'
+             for i in range(n)]
+    push(ui_server.url, {"app": "ui-many"}, lines, [now - (n - i) * 10**8 for i in range(n)])
+    page.goto(f"{ui_server.url}/#/explore")
+    page.wait_for_selector(".query-input")
+    t0 = time.monotonic()
+    page.goto(explore_url(ui_server.url, '{app="ui-many"}', limit="5000"))
+    page.wait_for_selector(f'[data-testid=log-list][data-rendered="{n}"]')
+    took = time.monotonic() - t0
+    assert took < 5, f"5,000 lines took {took:.1f}s to query and render"
+    expect(page.locator(".log-row").first).to_contain_text("line number 4999")
 
 
 def test_label_chip_adds_a_matcher(page: Any, ui_server: ServerProcess) -> None:

@@ -14,6 +14,7 @@ import httpx
 from playwright.sync_api import expect
 
 from tests.procs import REPO, ServerProcess, sluiceway_cmd
+from tests.ui.conftest import stop_quickly
 
 AGENT_YAML = """\
 url: {backend}
@@ -23,7 +24,7 @@ data_dir: {data}
 listen: null
 timeout: 1s
 retry: {{min_backoff: 100ms, max_backoff: 500ms}}
-queue: {{capacity: 1000, when_full: block}}
+queue: {{capacity: 500, when_full: block}}
 batch: {{max_lines: 100, max_wait: 100ms}}
 heartbeat_interval: 300ms
 inputs:
@@ -85,7 +86,7 @@ def test_real_agent_queue_fills_while_backend_is_stopped(
         except subprocess.TimeoutExpired:
             agent.kill()
         log.close()
-        backend.stop()
+        stop_quickly(backend)
 
 
 def heartbeat(id_: str, name: str, **kw: Any) -> dict[str, Any]:

@@ -129,7 +129,7 @@ export function explorePage(params) {
     hist.hidden = false;
     results.hidden = false;
     const step = pickStep(range.startMs, range.endMs);
-    const volume = api.queryRange({ query: volumeQuery(query, step), ...range, step, limit: 10000 }, { signal })
+    const volume = api.queryRange({ query: volumeQuery(query, step), ...range, step }, { signal })
       .then((d) => ({ ok: d.resultType === "matrix", d }), (e) => ({ ok: false, e }));
     const data = await api.queryRange({ query, ...range, limit: state.limit, direction: "backward" }, { signal });
     if (data.resultType !== "streams") throw new api.ApiError(0, `expected log lines, got a ${data.resultType} result`);
