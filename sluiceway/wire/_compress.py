@@ -11,6 +11,7 @@ from sluiceway.wire._errors import BodyTooLarge, WireError
 
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 _RAW_DEFLATE_WBITS = -zlib.MAX_WBITS
+_SNAPPY_MAX_RATIO = 22  # > 64/3, the best ratio any snappy block can reach
 
 
 def decode_content_encoding(body: bytes, encoding: str | None, limit: int) -> bytes:
@@ -77,6 +78,11 @@ def snappy_decode(body: bytes, limit: int) -> memoryview:
         raise WireError(f"error parsing push request: {exc}") from None
     if size > limit:
         raise BodyTooLarge(size, limit)
+    if size > _SNAPPY_MAX_RATIO * len(body):
+        # Snappy's densest op turns 3 bytes into 64: a longer claim is a lie, refused
+        # before it makes us allocate for it.
+        raise WireError("error parsing push request: snappy: corrupt input: decoded length "
+                        f"{size} is impossible for {len(body)} bytes")
     out = bytearray(size)
     try:
         written = cramjam.snappy.decompress_raw_into(body, out)

@@ -142,6 +142,16 @@ def test_bad_timestamp_nanos() -> None:
         decode_push(body, PROTO, None)
 
 
+def test_snappy_length_claim_beyond_any_ratio_is_corrupt() -> None:
+    claim = bytes([0x80, 0x80, 0x40])  # 1 MiB from a 3-byte body
+    with pytest.raises(WireError, match="impossible for 11 bytes"):
+        decode_push(claim + b"\x00" * 8, PROTO, None)
+    # The densest real block (all zeros, ~21:1) is accepted.
+    zeros = bytes(cramjam.snappy.compress_raw(b"\x00" * 2**20))
+    with pytest.raises(WireError, match="invalid protobuf"):  # zeros are not a PushRequest
+        decode_push(zeros, PROTO, None)
+
+
 def test_oversize_snappy_is_refused_before_allocating() -> None:
     # A header claiming 3 GiB of output: refused from the header alone.
     varint = bytes([0x80, 0x80, 0x80, 0x80, 0x0C])
