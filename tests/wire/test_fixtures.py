@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from sluiceway.model import StreamBatch, format_labels
+from sluiceway.model import StreamBatch, format_labels, parse_labels
 from sluiceway.wire import decode_push
+from sluiceway.wire._compress import decode_content_encoding, snappy_decode
 from tests.wire._fixtures import PushFixture, all_fixtures
 
 FIXTURES = all_fixtures()
@@ -52,10 +53,19 @@ JSON = [f for f in FIXTURES if f.is_json]
 
 @pytest.mark.parametrize("fx", PROTO, ids=[f.name for f in PROTO])
 def test_protobuf_labels_string_as_sent(fx: PushFixture) -> None:
-    # For protobuf the expected `labels` is the string as sent: it must parse to labelsMap.
+    # For protobuf the expected `labels` is the string as the client sent it.
     batches = decode_push(fx.body, fx.content_type, fx.content_encoding)
+    sent = {s["labels"] for s in fx.expected["streams"]}
     assert {format_labels(b.labels) for b in batches} == {
-        format_labels(s["labelsMap"]) for s in fx.expected["streams"]}
+        format_labels(parse_labels(text)) for text in sent}
+
+
+@pytest.mark.parametrize("fx", FIXTURES, ids=[f.name for f in FIXTURES])
+def test_decompressed_size_matches(fx: PushFixture) -> None:
+    data = decode_content_encoding(fx.body, fx.content_encoding, 1 << 20)
+    if not fx.is_json:
+        data = bytes(snappy_decode(data, 1 << 20))
+    assert len(data) == fx.expected["decodedBytes"]
 
 
 def test_fixtures_cover_every_format() -> None:
