@@ -50,7 +50,7 @@ def _stream(where: str, obj: object) -> StreamBatch:
 def _entries(where: str, labels: dict[str, str], values: list[Any]) -> StreamBatch:
     kinds = set(map(type, values))
     if kinds != {list}:
-        if type(None) in kinds:  # Loki skips null entries
+        if type(None) in kinds:  # Loki skips null entries (error indices then skip them too)
             values = [v for v in values if v is not None]
             kinds.discard(type(None))
         if kinds - {list}:
