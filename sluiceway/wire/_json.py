@@ -57,9 +57,12 @@ def _entries(where: str, labels: dict[str, str], values: list[Any]) -> StreamBat
             i = next(i for i, v in enumerate(values) if type(v) is not list)
             raise fail(f"{where}[{i}]", 'entry must be an array ["<ns>", "<line>"{, {..}}]')
     sizes = set(map(len, values))
-    if not sizes <= {2, 3}:
-        i = next(i for i, v in enumerate(values) if len(v) not in (2, 3))
+    if min(sizes, default=2) < 2:
+        i = next(i for i, v in enumerate(values) if len(v) < 2)
         raise fail(f"{where}[{i}]", f"entry must have 2 or 3 elements, got {len(values[i])}")
+    if max(sizes, default=2) > 3:  # Loki ignores elements after the third
+        values = [v[:3] for v in values]
+        sizes = set(map(len, values))
     if not values:
         return StreamBatch(labels)
     if sizes == {2}:

@@ -46,7 +46,7 @@ def proto_body(labels: str, line: str = "l") -> bytes:
     (one_stream([["1", "a", {"k": {"nested": "x"}}]]), "must be a string"),
     (one_stream([["1", "a", ["k", "v"]]]), "structured metadata must be an object"),
     (one_stream([["1"]]), "2 or 3 elements"),
-    (one_stream([["1", "a", {}, "extra"]]), "2 or 3 elements"),
+    (one_stream([["1", "a"], []]), "2 or 3 elements"),
     (one_stream(["1", "a"]), "entry must be an array"),
     (one_stream({"1": "a"}), "values: must be an array"),
     (one_stream([["1", "a"]], {"bad name!": "v"}), "invalid label name"),
@@ -63,6 +63,12 @@ def test_bad_json_push_names_the_problem(doc: object, needle: str) -> None:
             decode_push(push_json(doc, encoding), JSON, encoding)
         assert needle in str(err.value)
         assert not isinstance(err.value, BodyTooLarge)
+
+
+def test_elements_after_the_third_are_ignored_as_loki_does() -> None:
+    doc = one_stream([["1", "a", {"k": "v"}, "extra", 5], ["2", "b"]])
+    [batch] = decode_push(push_json(doc), JSON, None)
+    assert (batch.ts, batch.lines, batch.metadata) == ([1, 2], ["a", "b"], [{"k": "v"}, None])
 
 
 def test_error_points_at_the_entry() -> None:
