@@ -44,16 +44,30 @@ class EntryBlock:
         """A new block with the selected entries (index array or boolean mask), order kept."""
         if idx.dtype == np.bool_:
             idx = np.flatnonzero(idx)
-        if len(idx) == len(self) and bool((idx == np.arange(len(self))).all()):
+        n = len(idx)
+        if n == len(self) and bool((idx == np.arange(len(self))).all()):
             return self
-        lines = self.lines()
-        picked = [lines[i] for i in idx.tolist()]
-        return EntryBlock.from_lines(
-            self.labels,
-            self.ts[idx],
-            picked,
-            None if self.metadata is None else [self.metadata[i] for i in idx.tolist()],
-        )
+        if n == 0:
+            return EntryBlock(self.labels, self.ts[:0], b"", np.zeros(1, dtype=np.int64),
+                              None if self.metadata is None else [])
+        # Copy runs of consecutive entries in one slice each: a nearly sorted selection
+        # (the usual case) costs a handful of slices, not one per line.
+        breaks = np.flatnonzero(np.diff(idx) != 1) + 1
+        run_first = idx[np.concatenate([[0], breaks])]
+        run_last = idx[np.concatenate([breaks - 1, [n - 1]])]
+        starts = self.offsets[run_first].tolist()
+        ends = self.offsets[run_last + 1].tolist()
+        view = memoryview(self.blob)
+        blob = b"".join([view[a:b] for a, b in zip(starts, ends, strict=True)])
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(self.offsets[idx + 1] - self.offsets[idx], out=offsets[1:])
+        md = None if self.metadata is None else [self.metadata[i] for i in idx.tolist()]
+        return EntryBlock(self.labels, self.ts[idx], blob, offsets, md)
+
+    def slice(self, lo: int, hi: int) -> EntryBlock:
+        """Entries lo..hi-1 sharing this block's blob (no copy)."""
+        return EntryBlock(self.labels, self.ts[lo:hi], self.blob, self.offsets[lo : hi + 1],
+                          None if self.metadata is None else self.metadata[lo:hi])
 
     @staticmethod
     def from_lines(

@@ -34,7 +34,7 @@ class StorageSection(_Section):
     chunk_target_size: Bytes = 4 << 20
     max_chunk_age: Duration = 7200.0
     chunk_idle_period: Duration = 1800.0
-    compression_level: Annotated[int, Field(ge=1, le=19)] = 3
+    compression_level: Annotated[int, Field(ge=1, le=19)] = 1
     flush_check_period: Duration = 10.0
     retention_period: Duration = 0.0
     retention_check_interval: Duration = 600.0

@@ -67,5 +67,4 @@ def clip(block: EntryBlock, start: int, end: int) -> EntryBlock:
     hi = int(np.searchsorted(block.ts, end, "left"))
     if lo == 0 and hi == len(block):
         return block
-    return EntryBlock(block.labels, block.ts[lo:hi], block.blob, block.offsets[lo : hi + 1],
-                      None if block.metadata is None else block.metadata[lo:hi])
+    return block.slice(lo, hi)

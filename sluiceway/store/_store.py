@@ -41,7 +41,7 @@ class StoreConfig:
     chunk_target_bytes: int = 4 << 20
     max_chunk_age_s: float = 7200.0
     chunk_idle_s: float = 1800.0
-    compression_level: int = 3
+    compression_level: int = 1
     flush_check_interval_s: float = 10.0
     retention_period_s: float = 0.0  # 0 keeps data forever, as Loki's default
     retention_check_interval_s: float = 600.0

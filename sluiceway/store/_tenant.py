@@ -5,9 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+
+import numpy as np
 
 from sluiceway.model import EntryBlock, Matcher, fingerprint, format_labels, parse_labels
 from sluiceway.store._blocks import clip, concat, sort_dedupe
@@ -18,6 +22,10 @@ from sluiceway.store._stream import ChunkRef, HeadPiece, Sealed, Stream
 from sluiceway.store._wal import WalPos
 
 log = logging.getLogger("sluiceway.store")
+
+# Chunk decoding runs here so decompression overlaps with filtering on the query thread.
+_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="chunk-load")
+_PREFETCH = 3
 
 
 class TenantStore:
@@ -179,7 +187,12 @@ class TenantStore:
         return any(p.maxt >= start and p.mint < end for p in s.memory_pieces())
 
     def blocks(self, s: Stream, start: int, end: int, direction: str) -> Iterator[EntryBlock]:
-        """Time-disjoint sorted blocks of one stream in [start, end), in `direction` order."""
+        """Time-disjoint sorted blocks of one stream in [start, end), in `direction` order.
+
+        Chunks may overlap in time (concurrent pushers, out-of-order writes), so they are
+        merged as a stream: after each chunk, everything that lies before the next chunk's
+        start (or, backward, after its end) is final and goes out; only the rest is kept.
+        """
         with self.lock:
             chunks = [c for c in s.chunks if c.maxt >= start and c.mint < end]
             mem = [p for p in s.memory_pieces() if p.maxt >= start and p.mint < end]
@@ -187,29 +200,48 @@ class TenantStore:
             (c.mint, c.maxt, c) for c in chunks]
         if mem:
             items.append((min(p.mint for p in mem), max(p.maxt for p in mem), mem))
-        items.sort(key=lambda t: t[0])
-        clusters: list[list[ChunkRef | list[HeadPiece]]] = []
-        cmax = -(1 << 63)
-        for mint, maxt, item in items:
-            if clusters and mint <= cmax:
-                clusters[-1].append(item)
-            else:
-                clusters.append([item])
-            cmax = max(cmax, maxt)
-        if direction == "backward":
-            clusters.reverse()
-        for cluster in clusters:
-            parts: list[EntryBlock] = []
-            for item in cluster:
-                if isinstance(item, ChunkRef):
-                    parts.append(self._load(s, item))
+        forward = direction != "backward"
+        items.sort(key=(lambda t: t[0]) if forward else (lambda t: -t[1]))
+        pending: EntryBlock | None = None
+        for i, block in enumerate(self._loaded(s, [it[2] for it in items])):
+            merged = block if pending is None else sort_dedupe(concat([pending, block]))
+            if i + 1 < len(items):
+                if forward:
+                    cut = int(np.searchsorted(merged.ts, items[i + 1][0], "left"))
+                    out, pending = merged.slice(0, cut), merged.slice(cut, len(merged))
                 else:
-                    parts.extend(p.block for p in item)
-            merged = concat(parts)
-            block = clip(sort_dedupe(merged) if len(parts) > 1 or not isinstance(
-                cluster[0], ChunkRef) else merged, start, end)
-            if len(block):
-                yield block
+                    cut = int(np.searchsorted(merged.ts, items[i + 1][1], "right"))
+                    out, pending = merged.slice(cut, len(merged)), merged.slice(0, cut)
+            else:
+                out, pending = merged, None
+            out = clip(out, start, end)
+            if len(out):
+                yield out
+
+    def _loaded(self, s: Stream,
+                items: list[ChunkRef | list[HeadPiece]]) -> Iterator[EntryBlock]:
+        """Each item as one sorted, deduplicated block; chunks are decoded a few ahead on
+        the pool (zstd releases the GIL) while the caller filters the current one."""
+        ahead: deque[Future[EntryBlock]] = deque()
+        it = iter(items)
+
+        def submit() -> None:
+            item = next(it, None)
+            if item is None:
+                return
+            if isinstance(item, ChunkRef):
+                ahead.append(_POOL.submit(self._load, s, item))
+            else:
+                done: Future[EntryBlock] = Future()
+                done.set_result(sort_dedupe(concat([p.block for p in item])))
+                ahead.append(done)
+
+        for _ in range(_PREFETCH):
+            submit()
+        while ahead:
+            block = ahead.popleft().result()
+            submit()
+            yield block
 
     def _load(self, s: Stream, ref: ChunkRef) -> EntryBlock:
         key = str(self.root / ref.path)
