@@ -129,23 +129,28 @@ def fetch_logs(client: httpx.Client, query: str, start: int, end: int, limit: in
     sent = 0
     edge: set[tuple[int, str, str]] = set()
     while sent < limit:
-        want = min(batch_size, limit - sent)
+        # The batch repeats the entries at the previous edge timestamp: ask for that many more.
+        want = min(batch_size, limit - sent) + len(edge)
         data = get_data(client, "/loki/api/v1/query_range", {
             "query": query, "start": start, "end": end, "limit": want,
             "direction": "forward" if forward else "backward"})
         batch = sorted(entries_of(data), key=lambda e: e[0], reverse=not forward)
-        fresh = [e for e in batch if (e[0], repr(sorted(e[1].items())), e[2]) not in edge]
+        fresh = [e for e in batch if _entry_id(e) not in edge]
         for e in fresh[: limit - sent]:
             yield e
             sent += 1
         if len(batch) < want or not fresh:
             return
         last = batch[-1][0]
-        edge = {(e[0], repr(sorted(e[1].items())), e[2]) for e in batch if e[0] == last}
+        edge = {_entry_id(e) for e in batch if e[0] == last}
         if forward:
             start = last
         else:
             end = last + 1
+
+
+def _entry_id(e: Entry) -> tuple[int, str, str]:
+    return e[0], repr(sorted(e[1].items())), e[2]
 
 
 # --- output --------------------------------------------------------------------------
