@@ -17,7 +17,7 @@ FIXTURES = all_fixtures()
 HEADERS = [("application/json", None), ("application/json", "gzip"),
            ("application/json", "deflate"), ("application/x-protobuf", None),
            (None, "snappy"), ("application/x-protobuf", "gzip"), (None, "br")]
-FAST = settings(max_examples=300, deadline=None,
+FAST = settings(max_examples=200, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
 

@@ -110,7 +110,7 @@ def test_metadata_that_is_not_utf8_goes_to_the_exact_path() -> None:
     assert decode_exact(data)[0].metadata == [{"k": "\ufffd"}]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(-(2**40), 2**40), st.integers(0, NS - 1)), max_size=20))
 def test_decode_timestamps_of_valid_messages(pairs: list[tuple[int, int]]) -> None:
     stamps = [Timestamp(seconds=s, nanos=n).SerializeToString() for s, n in pairs]
@@ -121,7 +121,7 @@ def test_decode_timestamps_of_valid_messages(pairs: list[tuple[int, int]]) -> No
         assert decode_timestamps(stamps) is None
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(st.binary(max_size=14) | st.sampled_from([b"\x08\x01", b"\x10\x05", b""]),
                 max_size=8))
 def test_decode_timestamps_of_any_bytes_is_exact_or_declines(stamps: list[bytes]) -> None:
