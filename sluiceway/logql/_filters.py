@@ -151,18 +151,47 @@ def _caseless(value: str) -> BlockFilter:
     return run
 
 
+def _literal_alternatives(value: str) -> list[str] | None:
+    """`error|warn|fatal` (plain words only) → its alternatives, else None."""
+    parts = value.split("|")
+    if len(parts) < 2 or any(not p or set(p) & _META for p in parts):
+        return None
+    return parts
+
+
+def _any_literal(values: list[str]) -> BlockFilter:
+    needles = [v.encode() for v in values]
+
+    def run(b: EntryBlock, cand: Mask) -> Mask:
+        hit = np.zeros(len(b), dtype=np.bool_)
+        for n in needles:
+            hit |= _literal_mask(b, n, cand & ~hit)
+        return hit
+
+    return run
+
+
 def _regex(value: str) -> BlockFilter:
     if not (set(value) & _META):
         return _literal(value)
-    if value.startswith("(?i)") and value[4:].isascii() and not (set(value[4:]) & _META):
-        return _caseless(value[4:])
+    alternatives = _literal_alternatives(value)
+    if alternatives is not None:
+        return _any_literal(alternatives)
+    caseless = value.startswith("(?i)")
+    rest = value[4:] if caseless else value
+    if caseless and rest.isascii() and not (set(rest) & _META):
+        return _caseless(rest)
     search: Any = re2.compile(value).search
-    lit = required_literal(value)
-    needle = None if lit is None else lit.encode()
+    lit = required_literal(rest) if "(?" not in rest else None
+    if caseless and lit is not None and not lit.isascii():
+        lit = None
+    needle = None if lit is None else (lit.lower() if caseless else lit).encode()
 
     def run(b: EntryBlock, cand: Mask) -> Mask:
         if needle is not None:
-            cand = _literal_mask(b, needle, cand)
+            # Prefilter on a literal every match contains; for (?i) on the lowered blob.
+            probe = EntryBlock(b.labels, b.ts, b.blob.lower(), b.offsets) if caseless else b
+            cand = _literal_mask(probe, needle, cand)
         return _lines_where(b, cand, lambda ln: search(ln.decode("utf-8", "replace")) is not None)
 
     return run
