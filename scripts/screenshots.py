@@ -1,4 +1,4 @@
-"""Take the README screenshots of the web UI: docs/img/explore.png and docs/img/pipeline.png.
+"""Take the README screenshots of the web UI: docs/img/explore.png, metric.png, pipeline.png.
 
 Starts a throwaway `sluiceway server`, pushes an hour of realistic sample logs, posts
 heartbeats for a few agents and clients in different states (healthy, spilling with the
@@ -125,12 +125,15 @@ def advance(reports: list[dict], n: int) -> list[dict]:
     for rep in reports:
         moving = ["enqueued", "shipped"] + (["read"] if rep["kind"] == "agent" else [])
         rep["lines"] = {k: v + n * 400 if k in moving else v for k, v in rep["lines"].items()}
-        if rep["id"] == "agent-b":
+        if rep["id"] == "agent-b":  # its backend went down: the queue climbs to full
+            rep["queue"]["depth"] = min(3200, 1200 + n * 400)
+            rep["queue"]["bytes"] = rep["queue"]["depth"] * 4400
             rep["lines"]["spilled"] += n * 380
             rep["spill_bytes"] += n * 200_000
         if rep["id"] == "client-c":
             rep["lines"]["dropped"] += n * 150
             rep["lines"]["lost"] += n * 150
+            rep["lost_by_reason"] = {"queue_full": rep["lines"]["lost"]}
     return reports
 
 
@@ -161,17 +164,24 @@ def main() -> int:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 page = browser.new_page(viewport={"width": 1440, "height": 1000},
                                         device_scale_factor=1)
-                query = quote('{env="prod", app="api"} |= "status=5"', safe="")
+                query = quote('{env="prod"} != "healthz"', safe="")
                 page.goto(f"{srv.url}/#/explore?query={query}")
                 page.wait_for_selector(".log-row")
                 page.wait_for_selector(".histogram .uplot")
-                page.locator(".log-row").nth(2).click()  # show an expanded line
+                page.locator(".log-row.lvl-error .line").first.click()  # an expanded line
                 page.wait_for_timeout(300)
                 page.screenshot(path=str(args.out / "explore.png"))
 
+                query = quote('sum by (app, level) (rate({env="prod"} [2m]))', safe="")
+                page.goto(f"{srv.url}/#/explore?query={query}")
+                page.wait_for_selector("[data-testid=metric-chart] .uplot")
+                page.wait_for_timeout(300)
+                page.screenshot(path=str(args.out / "metric.png"), clip={
+                    "x": 0, "y": 0, "width": 1440, "height": 620})
+
                 page.goto(f"{srv.url}/#/pipeline")
-                # Two heartbeats a second apart, so the cards show rates and sparklines move.
-                for i in range(4):
+                # Heartbeats a second apart, so the cards show rates and sparklines move.
+                for i in range(7):
                     reports = advance(heartbeats(time.time()), 1 + i)
                     post_heartbeats(srv.url, reports)
                     page.wait_for_timeout(1000)
@@ -180,7 +190,7 @@ def main() -> int:
                 browser.close()
         finally:
             srv.stop()
-    print(f"wrote {args.out / 'explore.png'} and {args.out / 'pipeline.png'}")
+    print(f"wrote explore.png, metric.png and pipeline.png in {args.out}")
     return 0
 
 

@@ -12,7 +12,7 @@ let page = null, pageName = null;
 function show() {
   const { page: name, params } = route.current();
   const target = PAGES[name] ? name : "explore";
-  if (target === pageName && page.load) { page.load(params); return; }
+  if (target === pageName) { page.load?.(params); return; }
   page?.destroy?.();
   app.replaceChildren();
   pageName = target;
@@ -22,7 +22,15 @@ function show() {
   for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", a.dataset.nav === target);
 }
 
-window.addEventListener("hashchange", show);
+// The Explore tab returns to the last query, not to an empty editor.
+function rememberExplore() {
+  if (route.current().page === "explore") document.querySelector("[data-nav=explore]").href = location.hash || "#/explore";
+}
+
+// Both events: browsers differ on which one fires when Back crosses pushState entries;
+// show() is idempotent, so handling both is safe.
+for (const ev of ["hashchange", "popstate"]) window.addEventListener(ev, () => { show(); rememberExplore(); });
+window.addEventListener("routeupdate", rememberExplore);
 show();
 
 buildInfo().then((b) => {

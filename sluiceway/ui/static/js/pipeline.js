@@ -58,6 +58,17 @@ function fmtAge(s) {
   return `${(s / 3600).toFixed(1)}h`;
 }
 
+// "14 / 16 MiB": both numbers in the unit of the budget, so they compare at a glance.
+function bytesOf(used, max) {
+  const [unit, div] = max >= 2 ** 30 ? ["GiB", 2 ** 30] : max >= 2 ** 20 ? ["MiB", 2 ** 20] : max >= 1024 ? ["KiB", 1024] : ["B", 1];
+  const f = (n) => {
+    const v = n / div;
+    if (n > 0 && v < 0.1) return "<0.1";
+    return v >= 10 || Number.isInteger(v) ? String(Math.round(v)) : v.toFixed(1);
+  };
+  return `${f(used)} / ${f(max)} ${unit}`;
+}
+
 function drawSpark(canvas, points) {
   const dpr = window.devicePixelRatio || 1;
   const w = canvas.clientWidth, h = canvas.clientHeight;
@@ -72,7 +83,9 @@ function drawSpark(canvas, points) {
   for (const f of [0.5, 1]) { g.beginPath(); g.moveTo(0, h - f * (h - 2) - 1); g.lineTo(w, h - f * (h - 2) - 1); g.stroke(); }
   g.setLineDash([]);
   if (points.length < 2) return;
-  const t1 = points[points.length - 1].t, t0 = Math.min(points[0].t, t1 - 60e3);
+  // The window grows with what this page has seen (the server keeps only the last
+  // heartbeat), from 20 s up to HISTORY_POINTS polls.
+  const t1 = points[points.length - 1].t, t0 = Math.min(points[0].t, t1 - 20e3);
   const x = (t) => ((t - t0) / (t1 - t0)) * (w - 2) + 1;
   const y = (f) => h - f * (h - 2) - 1;
   const last = points[points.length - 1].fill;
@@ -105,7 +118,7 @@ function makeCard(rep) {
   const fillText = el("span", { class: "fill-text", "data-testid": "fill-text" });
   const fillDetail = el("span", { class: "fill-detail" });
   const policy = el("span", { class: "policy" });
-  const spark = el("canvas", { class: "spark", "aria-label": "queue fill over time" });
+  const spark = el("canvas", { class: "spark", "aria-label": "queue fill over time", title: "queue fill since this page opened (dashed: 50% and 100%)" });
   const stats = {
     read: stat("read", "read"), shipped: stat("shipped", "shipped"), dropped: stat("dropped", "dropped"),
     spilled: stat("spilled", "spilled"), lost: stat("lost", "lost"), spill: stat("on disk", "spill_bytes"),
@@ -120,8 +133,8 @@ function makeCard(rep) {
       el("h3", {}, rep.name || rep.id), meta, el("span", { class: "spacer" }), badge),
     why,
     el("div", { class: "fill" },
-      el("div", { class: "fill-top" }, el("span", { class: "fill-label" }, "queue"), fillText, fillDetail, el("span", { class: "spacer" }), policy),
-      el("div", { class: "fill-bar" }, fillBar, hwm)),
+      el("div", { class: "fill-top" }, el("span", { class: "fill-label" }, "queue"), fillText, el("span", { class: "spacer" }), policy),
+      el("div", { class: "fill-bar" }, fillBar, hwm), fillDetail),
     spark,
     el("div", { class: "stats" }, Object.values(stats).map((s) => s.node), latency.node),
     backend, lost);
@@ -143,6 +156,13 @@ function updateCard(c, rep) {
   const q = rep.queue ?? {};
   const fill = fillOf(q);
   const [cls, word, reason] = statusOf(rep, rates);
+  // Facts for the summary pills, independent of which one won the status word.
+  const full = fill >= 0.999;
+  c.flags = {
+    blocking: !rep.stale && full && q.when_full === "block",
+    dropping: !rep.stale && ((rates.dropped ?? 0) > 0 || (rates.lost ?? 0) > 0 || (full && q.when_full === "drop")),
+    spilling: !rep.stale && ((rates.spilled ?? 0) > 0 || (rep.spill_bytes ?? 0) > 0 || (full && q.when_full === "spill")),
+  };
   c.card.className = `card reporter status-${cls}${rep.stale ? " is-stale" : ""}`;
   c.card.dataset.status = word;
   c.card.dataset.fill = (fill * 100).toFixed(1);
@@ -155,7 +175,9 @@ function updateCard(c, rep) {
   c.hwm.style.left = `${(hw * 100).toFixed(1)}%`;
   c.hwm.hidden = !hw;
   c.fillText.textContent = `${Math.round(fill * 100)}%`;
-  c.fillDetail.textContent = `${fmtNumber(q.depth ?? 0)} / ${fmtNumber(q.capacity ?? 0)} · ${fmtBytes(q.bytes ?? 0)} / ${fmtBytes(q.max_bytes ?? 0)}`;
+  c.fillDetail.textContent = `${fmtNumber(q.depth ?? 0)} / ${fmtNumber(q.capacity ?? 0)} slots · ${bytesOf(q.bytes ?? 0, q.max_bytes ?? 0)}` +
+    (q.high_watermark ? ` · high watermark ${fmtNumber(q.high_watermark)}` : "");
+  c.fillDetail.title = `${q.depth} of ${q.capacity} queue slots, ${q.bytes} of ${q.max_bytes} bytes`;
   c.policy.textContent = `when full: ${q.when_full ?? "?"}`;
   c.policy.title = POLICY_TEXT[q.when_full] ?? "";
   c.policy.className = `policy policy-${q.when_full}`;
@@ -202,19 +224,20 @@ export function pipelinePage() {
   function renderSummary(list) {
     clear(summary);
     const pill = (cls, text, n) => el("span", { class: `pill ${cls}`, "data-count": n }, text);
-    const statuses = list.map((r) => cards.get(r.id)?.card.dataset.status);
+    const flags = list.map((r) => cards.get(r.id)?.flags ?? {});
     const stale = list.filter((r) => r.stale).length;
     const down = list.filter((r) => !r.stale && r.backend?.ok === false).length;
-    const trouble = statuses.filter((s) => ["BLOCKING", "DROPPING"].includes(s)).length;
-    const spilling = statuses.filter((s) => s === "SPILLING" || s === "DRAINING SPILL").length;
-    const lost = list.reduce((a, r) => a + (r.lines?.lost ?? 0) + (r.lines?.dropped ?? 0), 0);
+    const trouble = flags.filter((f) => f.blocking || f.dropping).length;
+    const spilling = flags.filter((f) => f.spilling).length;
+    // Clients count drops inside "lost"; agents keep them apart: take the larger, never the sum.
+    const lost = list.reduce((a, r) => a + Math.max(r.lines?.lost ?? 0, r.lines?.dropped ?? 0), 0);
     summary.append(
       pill("", `${list.length} reporting`, list.length),
       pill(trouble ? "bad" : "ok", `${trouble} blocking or dropping`, trouble),
       pill(spilling ? "warn" : "ok", `${spilling} spilling`, spilling),
       pill(down ? "bad" : "ok", `${down} backend down`, down),
       pill(stale ? "stale" : "ok", `${stale} stale`, stale),
-      pill(lost ? "bad" : "ok", `${fmtNumber(lost)} lines lost or dropped`, lost));
+      pill(lost ? "bad" : "ok", `${fmtNumber(lost)} lines lost`, lost));
   }
 
   async function poll() {

@@ -19,4 +19,5 @@ export function update(page, params, push = true) {
   if (target === location.hash) return;
   if (push) history.pushState(null, "", target);
   else history.replaceState(null, "", target);
+  window.dispatchEvent(new Event("routeupdate"));
 }
