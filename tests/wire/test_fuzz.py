@@ -94,7 +94,7 @@ JSON_VALUES = st.recursive(
     max_leaves=12)
 
 
-@FAST
+@settings(max_examples=120, deadline=None)
 @given(JSON_VALUES, JSON_VALUES)
 def test_arbitrary_json_shapes(stream: object, values: object) -> None:
     for doc in ({"streams": [{"stream": stream, "values": values}]},

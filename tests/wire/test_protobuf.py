@@ -76,7 +76,7 @@ def raw_of(batches: list[StreamBatch]) -> bytes:
     return bytes(snappy_decode(encode_push_protobuf(batches), 1 << 24))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(BATCHES)
 def test_fast_path_agrees_with_exact_path(batches: list[StreamBatch]) -> None:
     raw = raw_of(batches)

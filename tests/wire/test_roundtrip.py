@@ -30,7 +30,7 @@ def test_json_round_trip(bs: list[StreamBatch]) -> None:
     assert decode_push(gzip.compress(body), "application/json; charset=utf-8", "gzip") == bs
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(BATCHES)
 def test_protobuf_labels_are_canonical(bs: list[StreamBatch]) -> None:
     raw = bytes(snappy_decode(encode_push_protobuf(bs), 1 << 24))
@@ -56,7 +56,7 @@ def upb_serialized(batches: list[StreamBatch]) -> bytes:
         for b in batches]).SerializeToString()
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(BATCHES)
 def test_protobuf_bytes_equal_protobufs_own_serializer(bs: list[StreamBatch]) -> None:
     # The column-wise encoder must write exactly what protobuf would (any Loki decodes it).
