@@ -27,6 +27,7 @@ from sluiceway.logql._stages import ERROR, ERROR_DETAILS, Row, RowStage, compile
 from sluiceway.model import EntryBlock, format_labels
 
 SAMPLE_ERR = "SampleExtractionErr"
+_CACHE_MAX = 50_000
 _GO_FLOAT = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity|nan)",
                        re.IGNORECASE)
 
@@ -95,15 +96,18 @@ class KeyMapper:
     def __call__(self, key: LabelKey) -> LabelKey:
         out = self._cache.get(key)
         if out is None:
+            if len(self._cache) >= _CACHE_MAX:  # parsed labels can make every key unique
+                self._cache.clear()
             out = self._cache[key] = self._map(key)
         return out
 
     def _map(self, key: LabelKey) -> LabelKey:
         if not self.preserve_error and any(k == ERROR and v for k, v in key):
             raise pipeline_error(dict(key))
+        # An empty value is no label at all in Prometheus/Loki series labels.
         if self.by is not None:
-            return tuple(kv for kv in key if kv[0] in self.by)
-        return tuple(kv for kv in key if kv[0] not in self.drop)
+            return tuple(kv for kv in key if kv[0] in self.by and kv[1])
+        return tuple(kv for kv in key if kv[0] not in self.drop and kv[1])
 
 
 @dataclass(slots=True)
@@ -235,11 +239,14 @@ def unwrap_sink(samples: Samples, mapper: KeyMapper, uw: A.Unwrap) -> BlockSink:
 
     def sink(block: EntryBlock, idx: np.ndarray[Any, Any], pipeline: LogPipeline) -> None:
         for t, line, key, _ in pipeline.process(block, idx, False):
-            labels = dict(key)
-            raw = labels.get(name, "")
+            raw = next((v for k, v in key if k == name), "")
             if not raw:  # a line without the label gives no sample (Loki #6713)
                 continue
             value = convert(raw)
+            if value is not None and not posts:  # the common case: no new labels
+                samples.add(mapper(key), t, value)
+                continue
+            labels = dict(key)
             if value is None:
                 value = 0.0
                 if ERROR not in labels:

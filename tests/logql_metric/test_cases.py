@@ -102,6 +102,8 @@ INSTANT: list[tuple[str, dict[str, float]]] = [
     ('sum by (__error__) (count_over_time({app="a"} | json [1m]))',
      {'{__error__="JSONParserErr"}': 5}),
     ('sum(count_over_time({app="a"} | json | __error__="" [1m]))', {}),
+    # an empty extracted value is no label at all in series labels
+    ('count_over_time({app="c"} | regexp "(?P<x>z*)hello" [1m])', {C: 1}),
     # unwrapped range aggregations
     (f"sum_over_time({LAT} [1m])", {A: 1050}),
     (f"avg_over_time({LAT} [1m])", {A: 210}),
