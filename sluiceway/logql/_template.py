@@ -3,292 +3,30 @@
 Supported: text, `{{ pipeline }}` with `-` trim markers, `{{/* comments */}}`,
 `if` / `else if` / `else` / `end`, fields `.name`, literals (strings, numbers, booleans),
 parenthesised pipelines, `|` chaining (the piped value is the last argument) and the
-functions in `_FUNCS`. Nothing reaches Python objects beyond the label map.
+functions in `_template_funcs.FUNCS`. Nothing reaches Python objects beyond the label map.
 """
 
 from __future__ import annotations
 
-import base64
-import math
 import re
-import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Union
 
 import re2
 
-from sluiceway.logql._regex import compile_re
+from sluiceway.logql._template_funcs import (
+    FUNCS,
+    TemplateError,
+    Timestamp,
+    go_printf,
+    to_text,
+    truthy,
+)
 
+__all__ = ["Template", "TemplateError", "compile_template", "go_printf"]
 
-class TemplateError(ValueError):
-    pass
-
-
-# --- values --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Timestamp:
-    ns: int
-
-    def __str__(self) -> str:
-        dt = datetime.fromtimestamp(self.ns // 1_000_000_000, UTC)
-        frac = self.ns % 1_000_000_000
-        text = dt.strftime("%Y-%m-%d %H:%M:%S")
-        if frac:
-            text += "." + f"{frac:09d}".rstrip("0")
-        return text + " +0000 UTC"
-
-
-def to_text(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        if v == int(v) and abs(v) < 1e21:
-            return str(int(v))
-        return repr(v)
-    return str(v)
-
-
-def truthy(v: Any) -> bool:
-    if v is None:
-        return False
-    if isinstance(v, (str, bool, int, float)):
-        return bool(v)
-    return True
-
-
-def _num(v: Any) -> float:
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return float(v)
-    try:
-        return float(str(v))
-    except ValueError:
-        return 0.0
-
-
-def _int(v: Any) -> int:
-    f = _num(v)
-    return int(f) if math.isfinite(f) else 0
-
-
-# --- printf --------------------------------------------------------------------------
-
-_VERB = re.compile(r"%([-+# 0]*)(\d+|\*)?(?:\.(\d+))?([a-zA-Z%])")
-
-
-def go_printf(fmt: str, *args: Any) -> str:
-    out: list[str] = []
-    pos = 0
-    ai = 0
-    for m in _VERB.finditer(fmt):
-        out.append(fmt[pos : m.start()])
-        pos = m.end()
-        flags, width, prec, verb = m.groups()
-        if verb == "%":
-            out.append("%")
-            continue
-        if ai >= len(args):
-            out.append(f"%!{verb}(MISSING)")
-            continue
-        arg = args[ai]
-        ai += 1
-        out.append(_verb(flags, width, prec, verb, arg))
-    out.append(fmt[pos:])
-    if ai < len(args):
-        out.append("%!(EXTRA " + ", ".join(to_text(a) for a in args[ai:]) + ")")
-    return "".join(out)
-
-
-def _verb(flags: str, width: str | None, prec: str | None, verb: str, arg: Any) -> str:
-    spec = flags.replace("#", "") + (width or "") + (f".{prec}" if prec else "")
-    isnum = isinstance(arg, (int, float)) and not isinstance(arg, bool)
-    if verb in "sv":
-        return format(to_text(arg), ("<" if "-" in flags else ">") + (width or "")) \
-            if width else (to_text(arg)[: int(prec)] if prec and verb == "s" else to_text(arg))
-    if verb == "q":
-        from sluiceway.logql._format import go_quote
-
-        return go_quote(to_text(arg))
-    if verb in "dxXob" and isinstance(arg, int) and not isinstance(arg, bool):
-        return format(arg, spec.replace("-", "<") + verb.replace("d", "d"))
-    if verb in "feEgG" and isnum:
-        return format(float(arg), spec.replace("-", "<") + verb)
-    if verb == "t" and isinstance(arg, bool):
-        return to_text(arg)
-    kind = type(arg).__name__.replace("str", "string").replace("float", "float64")
-    return f"%!{verb}({kind}={to_text(arg)})"
-
-
-# --- functions -----------------------------------------------------------------------
-
-
-def _trunc(n: Any, s: Any) -> str:
-    text, k = to_text(s), _int(n)
-    if k < 0:
-        return text[max(len(text) + k, 0) :]
-    return text[:k]
-
-
-def _regex_replace(literal: bool) -> Callable[[Any, Any, Any], str]:
-    def run(rx: Any, s: Any, repl: Any) -> str:
-        compiled = compile_re(to_text(rx))
-        r = to_text(repl)
-        if literal:
-            return str(compiled.sub(lambda _m: r, to_text(s)))
-        return str(compiled.sub(lambda m: _expand(m, r), to_text(s)))
-
-    return run
-
-
-_GO_GROUP = re.compile(r"\$(\$|\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
-
-
-def _expand(m: Any, repl: str) -> str:
-    def sub(g: re.Match[str]) -> str:
-        if g.group(1) == "$":
-            return "$"
-        name = g.group(2) or g.group(3)
-        try:
-            val = m.group(int(name)) if name.isdigit() else m.group(name)
-        except (IndexError, KeyError, re2.error):
-            return ""
-        return val or ""
-
-    return _GO_GROUP.sub(sub, repl)
-
-
-def _date(layout: Any, t: Any) -> str:
-    ns = t.ns if isinstance(t, Timestamp) else _int(t) * 1_000_000_000
-    dt = datetime.fromtimestamp(ns / 1e9, UTC)
-    text = to_text(layout)
-    for go, py in (("2006", "%Y"), ("01", "%m"), ("02", "%d"), ("15", "%H"), ("04", "%M"),
-                   ("05", "%S"), ("Jan", "%b"), ("Mon", "%a"), ("MST", "UTC")):
-        text = text.replace(go, py)
-    return dt.strftime(text)
-
-
-def _kind(v: Any) -> str:
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, (int, float)):
-        return "number"
-    return "string" if isinstance(v, str) else type(v).__name__
-
-
-def _comparable(a: Any, b: Any) -> None:
-    """Go templates refuse to compare a string with a number (no implicit conversion)."""
-    if _kind(a) != _kind(b):
-        raise TemplateError("incompatible types for comparison")
-
-
-def _eq(a: Any, *bs: Any) -> bool:
-    for b in bs:
-        _comparable(a, b)
-    return any(a == b for b in bs)
-
-
-def _ordered(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
-    def run(a: Any, b: Any) -> bool:
-        _comparable(a, b)
-        if _kind(a) not in ("number", "string"):
-            raise TemplateError("invalid type for comparison")
-        return op(a, b)
-
-    return run
-
-
-def _substr(start: Any, end: Any, s: Any) -> str:
-    """sprig-style substr as Loki defines it: out-of-range ends are clamped."""
-    text, a, b = to_text(s), _int(start), _int(end)
-    if a < 0:
-        return text[:b] if b >= 0 else ""
-    if b < 0 or b > len(text):
-        return text[a:]
-    return text[a:b] if a <= b else ""
-
-
-def _arith(op: Callable[[float, float], float], as_int: bool) -> Callable[..., Any]:
-    def run(*xs: Any) -> Any:
-        vals = [_num(x) for x in xs]
-        acc = vals[0] if vals else 0.0
-        for v in vals[1:]:
-            acc = op(acc, v)
-        return int(acc) if as_int and math.isfinite(acc) else acc
-
-    return run
-
-
-def _div(a: float, b: float) -> float:
-    if b == 0:
-        raise TemplateError("integer divide by zero")
-    return a / b
-
-
-_FUNCS: dict[str, Callable[..., Any]] = {
-    "ToUpper": lambda s: to_text(s).upper(), "ToLower": lambda s: to_text(s).lower(),
-    "upper": lambda s: to_text(s).upper(), "lower": lambda s: to_text(s).lower(),
-    "title": lambda s: to_text(s).title(), "Title": lambda s: to_text(s).title(),
-    "trunc": _trunc,
-    "default": lambda d, v=None: v if truthy(v) else d,
-    "replace": lambda old, new, s: to_text(s).replace(to_text(old), to_text(new)),
-    "Replace": lambda s, old, new, n: to_text(s).replace(to_text(old), to_text(new),
-                                                          _int(n) if _int(n) >= 0 else -1),
-    "regexReplaceAll": _regex_replace(False),
-    "regexReplaceAllLiteral": _regex_replace(True),
-    "printf": lambda fmt, *a: go_printf(to_text(fmt), *a),
-    "trim": lambda s: to_text(s).strip(), "TrimSpace": lambda s: to_text(s).strip(),
-    "trimAll": lambda c, s: to_text(s).strip(to_text(c)),
-    "trimPrefix": lambda p, s: to_text(s).removeprefix(to_text(p)),
-    "trimSuffix": lambda p, s: to_text(s).removesuffix(to_text(p)),
-    "TrimPrefix": lambda s, p: to_text(s).removeprefix(to_text(p)),
-    "TrimSuffix": lambda s, p: to_text(s).removesuffix(to_text(p)),
-    "contains": lambda sub, s: to_text(sub) in to_text(s),
-    "hasPrefix": lambda p, s: to_text(s).startswith(to_text(p)),
-    "hasSuffix": lambda p, s: to_text(s).endswith(to_text(p)),
-    "substr": _substr,
-    "Trim": lambda s, c: to_text(s).strip(to_text(c)),
-    "TrimLeft": lambda s, c: to_text(s).lstrip(to_text(c)),
-    "TrimRight": lambda s, c: to_text(s).rstrip(to_text(c)),
-    "print": lambda *xs: "".join(to_text(x) for x in xs),
-    "repeat": lambda n, s: to_text(s) * min(max(_int(n), 0), 10_000),
-    "indent": lambda n, s: "\n".join(" " * _int(n) + ln for ln in to_text(s).split("\n")),
-    "nindent": lambda n, s: "\n" + "\n".join(" " * _int(n) + ln
-                                            for ln in to_text(s).split("\n")),
-    "alignLeft": lambda n, s: to_text(s)[: _int(n)].ljust(_int(n)),
-    "alignRight": lambda n, s: to_text(s)[-_int(n):].rjust(_int(n)) if _int(n) else "",
-    "b64enc": lambda s: base64.b64encode(to_text(s).encode()).decode(),
-    "b64dec": lambda s: base64.b64decode(to_text(s)).decode("utf-8", "replace"),
-    "urlencode": lambda s: urllib.parse.quote_plus(to_text(s)),
-    "urldecode": lambda s: urllib.parse.unquote_plus(to_text(s)),
-    "eq": _eq, "ne": lambda a, b: not _eq(a, b),
-    "lt": _ordered(lambda a, b: a < b), "le": _ordered(lambda a, b: a <= b),
-    "gt": _ordered(lambda a, b: a > b), "ge": _ordered(lambda a, b: a >= b),
-    "not": lambda a: not truthy(a),
-    "and": lambda *xs: next((x for x in xs if not truthy(x)), xs[-1] if xs else None),
-    "or": lambda *xs: next((x for x in xs if truthy(x)), xs[-1] if xs else None),
-    "len": lambda a: len(to_text(a)),
-    "add": _arith(lambda a, b: a + b, True), "sub": _arith(lambda a, b: a - b, True),
-    "mul": _arith(lambda a, b: a * b, True), "div": _arith(_div, True),
-    "mod": lambda a, b: _int(a) % _int(b) if _int(b) else 0,
-    "addf": _arith(lambda a, b: a + b, False), "subf": _arith(lambda a, b: a - b, False),
-    "mulf": _arith(lambda a, b: a * b, False), "divf": _arith(_div, False),
-    "max": _arith(max, True), "min": _arith(min, True),
-    "maxf": _arith(max, False), "minf": _arith(min, False),
-    "ceil": lambda a: float(math.ceil(_num(a))), "floor": lambda a: float(math.floor(_num(a))),
-    "round": lambda a, p=0: round(_num(a), _int(p)),
-    "int": _int, "float64": _num,
-    "count": lambda rx, s: len(compile_re(to_text(rx)).findall(to_text(s))),
-    "unixEpoch": lambda t: (t.ns // 1_000_000_000) if isinstance(t, Timestamp) else 0,
-    "unixEpochMillis": lambda t: (t.ns // 1_000_000) if isinstance(t, Timestamp) else 0,
-    "unixEpochNanos": lambda t: t.ns if isinstance(t, Timestamp) else 0,
-    "unixToTime": lambda s: Timestamp(_int(s) * 1_000_000_000),
-    "date": _date,
-}
 
 # --- parsing -------------------------------------------------------------------------
 
@@ -387,7 +125,7 @@ class _PipeParser:
             return ("lit", text == "true")
         if text == "nil":
             return ("lit", None)
-        if text not in _FUNCS and text not in ("__line__", "__timestamp__", "now"):
+        if text not in FUNCS and text not in ("__line__", "__timestamp__", "now"):
             raise TemplateError(f'function "{text}" not defined')
         return ("func", text)
 
@@ -523,7 +261,7 @@ def _call(name: str, args: list[Any], ctx: _Ctx) -> Any:
     if name == "now":
         return Timestamp(int(datetime.now(UTC).timestamp() * 1e9))
     try:
-        return _FUNCS[name](*args)
+        return FUNCS[name](*args)
     except TemplateError:
         raise
     except (TypeError, ValueError, ArithmeticError, re2.error) as exc:
