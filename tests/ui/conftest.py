@@ -7,25 +7,15 @@ fresh browser context so query history and other local storage start empty.
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-import httpx
 import pytest
+from playwright.sync_api import sync_playwright
 
 from tests.procs import ServerProcess
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="the playwright package is missing: `make test` installs it")
+from tests.ui._support import CHROMIUM, CHROMIUM_ARGS, stop_quickly
 
 
 @pytest.fixture(scope="session")
@@ -35,25 +25,11 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProces
     stop_quickly(srv)
 
 
-def stop_quickly(srv: ServerProcess, grace: float = 3.0) -> None:
-    """SIGTERM, then SIGKILL after `grace` s: these tests need no clean shutdown, and a
-    tail session the server has not noticed is closed can hold shutdown for its full
-    graceful timeout (10 s)."""
-    if srv.proc is None or srv.proc.poll() is not None:
-        return
-    srv.signal(signal.SIGCONT)
-    srv.proc.terminate()
-    try:
-        srv.proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        srv.kill()
-
-
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/install-system-deps.sh")
-    pw = sync_api.sync_playwright().start()
+    pw = sync_playwright().start()
     b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     yield b
     b.close()
@@ -71,29 +47,3 @@ def page(browser: Any) -> Iterator[Any]:
     ctx.close()
     # An uncaught exception in the page is a bug even if the assertions passed.
     assert not errors, f"JavaScript errors in the page: {errors}"
-
-
-def push(url: str, labels: dict[str, str], lines: list[str],
-         ts_ns: list[int] | None = None) -> list[int]:
-    """Push lines to one stream; timestamps default to just before now, 1 ms apart."""
-    now = time.time_ns()
-    ts = ts_ns or [now - (len(lines) - i) * 1_000_000 for i in range(len(lines))]
-    body = {"streams": [{"stream": labels,
-                         "values": [[str(t), line] for t, line in zip(ts, lines, strict=True)]}]}
-    r = httpx.post(f"{url}/loki/api/v1/push", json=body, timeout=10)
-    assert r.status_code == 204, r.text
-    return ts
-
-
-def explore_url(base: str, query: str, **params: str) -> str:
-    qs = "&".join(f"{k}={quote(v, safe='')}" for k, v in {"query": query, **params}.items())
-    return f"{base}/#/explore?{qs}"
-
-
-def require_metric_queries(url: str) -> None:
-    """Fail (not skip) with the server's own words when metric queries are missing."""
-    r = httpx.get(f"{url}/loki/api/v1/query_range", timeout=10,
-                  params={"query": 'sum(count_over_time({app="probe"}[1m]))', "step": "60"})
-    if r.status_code != 200 or r.json().get("data", {}).get("resultType") != "matrix":
-        pytest.fail("server feature missing: metric queries in /loki/api/v1/query_range "
-                    f"(answered {r.status_code}: {r.text.strip()[:200]})")

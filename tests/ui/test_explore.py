@@ -10,7 +10,7 @@ from urllib.parse import parse_qs
 from playwright.sync_api import expect
 
 from tests.procs import ServerProcess
-from tests.ui.conftest import explore_url, push, require_metric_queries
+from tests.ui._support import explore_url, push, require_metric_queries
 
 
 def query_of(page: Any) -> str:
@@ -143,3 +143,16 @@ def test_metric_query_renders_chart(page: Any, ui_server: ServerProcess) -> None
     expect(chart.locator(".u-legend")).to_contain_text('{level="warn"}')
     expect(page.locator(".results")).to_be_hidden()
     expect(page.locator("[data-testid=histogram]")).to_be_hidden()
+
+
+def test_histogram_splits_by_a_level_field(page: Any, ui_server: ServerProcess) -> None:
+    # No level label: the level is a JSON field, and the query has no parser.
+    lines = ['{"level":"error","msg":"e1"}', '{"level":"info","msg":"i1"}',
+             '{"level":"info","msg":"i2"}']
+    push(ui_server.url, {"app": "ui-field-level"}, lines)
+    require_metric_queries(ui_server.url)
+    page.goto(explore_url(ui_server.url, '{app="ui-field-level"}'))
+    hist = page.locator("[data-testid=histogram]")
+    expect(hist).to_have_attribute("data-source", "metric")
+    expect(hist.locator(".legend-item[data-level=error]")).to_contain_text("error 1")
+    expect(hist.locator(".legend-item[data-level=info]")).to_contain_text("info 2")

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.procs import ServerProcess
-from tests.ui.conftest import explore_url, push
+from tests.ui._support import explore_url, push
 
 
 def wait_live(page: Any) -> None:

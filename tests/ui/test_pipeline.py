@@ -14,7 +14,7 @@ import httpx
 from playwright.sync_api import expect
 
 from tests.procs import REPO, ServerProcess, sluiceway_cmd
-from tests.ui.conftest import stop_quickly
+from tests.ui._support import stop_quickly
 
 AGENT_YAML = """\
 url: {backend}

@@ -9,7 +9,7 @@ import { histogram, pickStep, fromMatrix, fromEntries } from "./histogram.js";
 import { resultsList, flatten } from "./results.js";
 import { metricChart } from "./chart.js";
 import { liveTail } from "./tail.js";
-import { isLogQuery, addMatcher, selectorOf, volumeQuery } from "./logql.js";
+import { isLogQuery, hasParser, addMatcher, selectorOf, volumeQuery } from "./logql.js";
 import * as route from "./route.js";
 
 const LIMITS = [100, 500, 1000, 5000];
@@ -138,9 +138,27 @@ export function explorePage(params) {
     summarize(data);
     const v = await volume;
     if (signal.aborted) return;
-    if (v.ok) hist.render(fromMatrix(v.d.result, range.startMs, range.endMs, step), step, "metric");
+    if (v.ok) {
+      const result = await levelsFromFields(query, v.d.result, entries, range, step, signal);
+      if (signal.aborted) return;
+      hist.render(fromMatrix(result, range.startMs, range.endMs, step), step, "metric");
+    }
     else if (entries.length) hist.render(fromEntries(entries, range.startMs, range.endMs, step), step, "lines");
     else hist.showMessage("No lines in this time range.");
+  }
+
+  // No `level` label in the counts, but the lines carry a level field (JSON or logfmt) and
+  // the query has no parser: count again with one, so the bars still split by level.
+  async function levelsFromFields(query, result, entries, range, step, signal) {
+    if (result.some((s) => s.metric.level) || hasParser(query)) return result;
+    if (!entries.some((e) => e.level !== "unknown" && !("level" in e.labels))) return result;
+    const json = entries.filter((e) => e.line.trimStart().startsWith("{")).length > entries.length / 2;
+    try {
+      const d = await api.queryRange({ query: volumeQuery(`${query} | ${json ? "json" : "logfmt"}`, step), ...range, step }, { signal });
+      return d.resultType === "matrix" && d.result.some((s) => s.metric.level) ? d.result : result;
+    } catch {
+      return result;
+    }
   }
 
   async function runMetric(query, range, signal) {

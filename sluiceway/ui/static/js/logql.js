@@ -68,6 +68,11 @@ export function addMatcher(query, name, value, op = "=") {
   return q.slice(0, a + 1) + next + q.slice(b);
 }
 
+// Does the pipeline already extract fields (so `level` may be a label already)?
+export function hasParser(q) {
+  return /\|\s*(json|logfmt|regexp|pattern|unpack)\b/.test(withoutComments(q));
+}
+
 // The whole log query wrapped as a per-level count, for the volume histogram.
 export function volumeQuery(logQuery, stepSeconds) {
   return `sum by (level) (count_over_time(${withoutComments(logQuery).trim()} [${stepSeconds}s]))`;
