@@ -7,7 +7,9 @@ False to drop the line; parse and conversion failures keep the line and set
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -101,10 +103,40 @@ def _flatten(row: Row, obj: dict[str, Any], prefix: str) -> None:
 
 def _load_json(row: Row) -> Any:
     try:
-        return orjson.loads(row.line)
+        obj = orjson.loads(row.line)
     except orjson.JSONDecodeError as exc:
         row.set_error("JSONParserErr", str(exc))
         return None
+    if _reprinted_floats(obj, row.line):
+        # Loki copies numbers as written (`1.50`, `1e3`); re-read keeping float text.
+        return json.loads(row.line, parse_float=RawNumber)
+    return obj
+
+
+class RawNumber(str):
+    """A JSON number kept as the text it was written with."""
+
+
+def _dump(v: Any) -> str:
+    """Compact JSON of an extracted object or array, raw numbers written as they were."""
+    if isinstance(v, RawNumber):
+        return str(v)
+    if isinstance(v, dict):
+        return "{" + ",".join(f"{orjson.dumps(k).decode()}:{_dump(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, list):
+        return "[" + ",".join(_dump(x) for x in v) + "]"
+    return orjson.dumps(v).decode()
+
+
+def _reprinted_floats(v: Any, line: str) -> bool:
+    """True when some float would print differently from its text in the line."""
+    if isinstance(v, float):
+        return re.search(rf"(?<![\d.]){re.escape(repr(v))}(?![\d.eE])", line) is None
+    if isinstance(v, dict):
+        return any(_reprinted_floats(x, line) for x in v.values())
+    if isinstance(v, list):
+        return any(_reprinted_floats(x, line) for x in v)
+    return False
 
 
 def _json_stage(st: A.JsonParser) -> RowStage:
@@ -127,7 +159,7 @@ def _json_stage(st: A.JsonParser) -> RowStage:
         for name, path in paths:
             v = path(obj)
             if isinstance(v, (dict, list)):
-                text = orjson.dumps(v).decode()
+                text = _dump(v)
             else:
                 text = "" if v is None else (_json_text(v) or "")
             row.add_parsed(name, text)

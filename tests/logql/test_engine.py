@@ -275,3 +275,14 @@ def test_series_without_recent_hits_are_not_scanned_to_the_end() -> None:
     assert len(_values(data)) == 30 and {s["stream"]["s"] for s in data["result"]} == {"busy"}
     # 3 blocks of "busy" and a few of "quiet"; not the 100 blocks down to quiet's old hits
     assert src.blocks_read <= 8
+
+
+def test_json_numbers_keep_their_text() -> None:
+    src = MemorySource()
+    src.push("t", [StreamBatch({"app": "x"}, [1], ['{"a":1.50,"b":1e3,"c":0.25,"d":7}'])])
+    data = _run(src, '{app="x"} | json')
+    assert data["result"][0]["stream"] == {"app": "x", "a": "1.50", "b": "1e3", "c": "0.25",
+                                           "d": "7"}
+    src.push("t", [StreamBatch({"app": "y"}, [1], ['{"o":{"p":2.50,"q":[1,"s"]}}'])])
+    data = _run(src, '{app="y"} | json o')
+    assert data["result"][0]["stream"]["o"] == '{"p":2.50,"q":[1,"s"]}'
