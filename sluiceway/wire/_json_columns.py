@@ -42,8 +42,13 @@ def decode_columns(streams: list[Any]) -> list[StreamBatch] | None:
         return None
     ts, lines, metadata = columns
     ends = list(accumulate(map(len, values)))
-    return [StreamBatch(lbls, ts[a:b], lines[a:b], _slice(metadata, a, b))
-            for lbls, a, b in zip(labels, [0, *ends[:-1]], ends, strict=True)]
+    starts = [0, *ends[:-1]]
+    if metadata is None:
+        return [StreamBatch(lbls, ts[a:b], lines[a:b])
+                for lbls, a, b in zip(labels, starts, ends, strict=True)]
+    mds = [metadata[a:b] for a, b in zip(starts, ends, strict=True)]
+    return [StreamBatch(lbls, ts[a:b], lines[a:b], md if any(md) else None)
+            for lbls, a, b, md in zip(labels, starts, ends, mds, strict=True)]
 
 
 def _labels_ok(labels: list[dict[str, Any]]) -> bool:
@@ -72,10 +77,3 @@ def _columns(entries: list[list[Any]]) -> tuple[
     if set(map(type, lines)) != {str}:
         return None
     return parse_ts_strings("", stamps), list(lines), metadata
-
-
-def _slice(metadata: list[Metadata | None] | None, a: int, b: int) -> list[Metadata | None] | None:
-    if metadata is None:
-        return None
-    part = metadata[a:b]
-    return part if any(part) else None
