@@ -64,9 +64,11 @@ def _labels_ok(labels: list[dict[str, Any]]) -> bool:
 
 def _columns(entries: list[list[Any]]) -> tuple[
         list[int], list[str], list[Metadata | None] | None] | None:
+    if not entries:
+        return [], [], None
     sizes = set(map(len, entries))
-    if not entries or not sizes <= {2, 3}:
-        return ([], [], None) if not entries else None
+    if not sizes <= {2, 3}:  # elements after the third: the exact path drops them
+        return None
     if sizes == {2}:
         stamps, lines = zip(*entries, strict=True)
         metadata = None
