@@ -95,6 +95,15 @@ def test_completion_history_and_error_position(page: Any, ui_server: ServerProce
     expect(page.locator(".history-list li").first).to_have_text('{zone="z1"}')
 
 
+def test_label_browser_starts_a_query(page: Any, ui_server: ServerProcess) -> None:
+    push(ui_server.url, {"app": "ui-browse", "team": "blue"}, ["browsed"])
+    page.goto(f"{ui_server.url}/#/explore")
+    page.locator('[data-testid=label-browser] .chip[data-name="team"]').click()
+    page.locator("[data-testid=label-browser] .lb-values .chip", has_text="blue").click()
+    expect(page.locator(".query-input")).to_have_value('{team="blue"}')
+    expect(page.locator(".log-row")).to_contain_text("browsed")
+
+
 def test_histogram_counts_and_zooms(page: Any, ui_server: ServerProcess) -> None:
     now = time.time_ns()
     ts = [now - (600 - i * 20) * 10**9 for i in range(30)]  # 30 lines over the last 10 min

@@ -57,7 +57,11 @@ export function explorePage(params) {
     fetchContext,
   });
   const tail = liveTail({
-    onStart: () => { hist.hidden = true; chart.hide(); results.hidden = false; results.showMessage("Waiting for new lines…"); },
+    onStart: () => {
+      hist.hidden = true; chart.hide(); results.hidden = false;
+      info.textContent = "";
+      results.showMessage("Waiting for new lines…");
+    },
     onEntries: (batch) => results.prepend(batch),
     onStop: () => run(false),
   });
@@ -67,6 +71,29 @@ export function explorePage(params) {
     el("div", { class: "toolbar panel" }, editor.root,
       el("div", { class: "toolbar-row" }, picker.root, limitSel, tail.root, el("span", { class: "spacer" }), info)),
     hist.root, chart.root, results.root);
+
+  // With no query yet: the label names of the range, then a name's values; a value click
+  // starts the query {name="value"}. At 3 a.m. nobody remembers the label names.
+  function labelBrowser() {
+    const box = el("div", { class: "label-browser", "data-testid": "label-browser" },
+      el("p", { class: "muted" }, "Type a LogQL query and press Enter, or start from a label:"));
+    const names = el("div", { class: "lb-names" });
+    const values = el("div", { class: "lb-values" });
+    box.append(names, values);
+    complete.names().then((list) => {
+      if (!list.length) names.append(el("span", { class: "muted" }, "No labels in this time range yet. Push some logs, or widen the range."));
+      for (const n of list.filter((x) => !x.startsWith("__"))) {
+        names.append(el("button", { type: "button", class: "chip", "data-name": n, onclick: async (ev) => {
+          for (const b of names.children) b.classList.toggle("active", b === ev.currentTarget);
+          values.replaceChildren(el("span", { class: "muted" }, "loading…"));
+          const vals = await complete.values(n);
+          values.replaceChildren(...vals.slice(0, 200).map((v) => el("button", { type: "button", class: "chip",
+            onclick: () => { editor.value = selectorOf({ [n]: v }); run(true); } }, n, "=", el("b", {}, v))));
+        } }, n));
+      }
+    });
+    return box;
+  }
 
   async function fetchContext(e) {
     const query = selectorOf(e.labels);
@@ -87,7 +114,8 @@ export function explorePage(params) {
     editor.clearError();
     if (!query) {
       hist.hidden = true; chart.hide();
-      results.showMessage("Type a LogQL query, e.g. {app=\"api\"} |= \"error\", and press Enter. Start with a label from the completion list: type {");
+      results.hidden = false;
+      results.showMessage(labelBrowser());
       info.textContent = "";
       return;
     }
@@ -121,7 +149,8 @@ export function explorePage(params) {
 
   function summarize(data) {
     const s = data.stats?.summary;
-    info.dataset.summary = s ? `${fmtNumber(s.totalLinesProcessed)} lines / ${fmtBytes(s.totalBytesProcessed)} scanned` : "done";
+    const n = s?.totalLinesProcessed;
+    info.dataset.summary = s ? `${fmtNumber(n)} line${n === 1 ? "" : "s"} / ${fmtBytes(s.totalBytesProcessed)} scanned` : "done";
   }
 
   async function runLogs(query, range, signal) {

@@ -110,7 +110,7 @@ export function resultsList({ onChip, fetchContext }) {
     varying = vary;
     clear(common);
     if (shared.length) common.insertAdjacentHTML("beforeend", `<span class="muted">Common labels</span>` + shared.map(([k, v]) => chipHtml(k, v)).join(""));
-    stats.textContent = `${fmtNumber(entries.length)} lines · ${streams} stream${streams === 1 ? "" : "s"}` +
+    stats.textContent = `${fmtNumber(entries.length)} line${entries.length === 1 ? "" : "s"} · ${streams} stream${streams === 1 ? "" : "s"}` +
       (limit && entries.length >= limit ? ` · limit ${limit} reached, narrow the range to see more` : "");
     list.dataset.count = String(entries.length);
     list.dataset.rendered = "0";
@@ -184,6 +184,7 @@ export function resultsList({ onChip, fetchContext }) {
   }
 
   list.addEventListener("click", (ev) => {
+    if (ev.target.closest(".label-browser")) return; // has its own buttons
     const chip = ev.target.closest(".chip");
     if (chip) { onChip(chip.dataset.name, chip.dataset.value, ev.altKey ? "!=" : "="); return; }
     if (ev.target.closest(".log-details")) return;
@@ -205,7 +206,7 @@ export function resultsList({ onChip, fetchContext }) {
     clear(common); clear(list);
     stats.textContent = "";
     list.dataset.count = "0";
-    if (text) list.append(el("div", { class: "empty" }, text));
+    if (text) list.append(typeof text === "string" ? el("div", { class: "empty" }, text) : text);
   }
 
   return { root, show, prepend, showMessage, set hidden(v) { root.hidden = v; } };
