@@ -99,7 +99,10 @@ def test_label_browser_starts_a_query(page: Any, ui_server: ServerProcess) -> No
     push(ui_server.url, {"app": "ui-browse", "team": "blue"}, ["browsed"])
     page.goto(f"{ui_server.url}/#/explore")
     page.locator('[data-testid=label-browser] .chip[data-name="team"]').click()
-    page.locator("[data-testid=label-browser] .lb-values .chip", has_text="blue").click()
+    blue = page.locator("[data-testid=label-browser] .lb-values .chip", has_text="blue")
+    # Values carry their byte volume in the range (from /loki/api/v1/index/volume).
+    expect(blue.locator(".lb-bytes")).to_have_text("7 B")
+    blue.click()
     expect(page.locator(".query-input")).to_have_value('{team="blue"}')
     expect(page.locator(".log-row")).to_contain_text("browsed")
 

@@ -58,6 +58,12 @@ export function labelValues(name, { startMs, endMs, query }, opts) {
     { start: msToNs(startMs), end: msToNs(endMs), query }, opts);
 }
 
+export function volume({ query, startMs, endMs, targetLabels, aggregateBy }, opts) {
+  return get("loki/api/v1/index/volume", {
+    query, start: msToNs(startMs), end: msToNs(endMs), targetLabels, aggregateBy,
+  }, opts);
+}
+
 export function volumeRange({ query, startMs, endMs, step, targetLabels }, opts) {
   return get("loki/api/v1/index/volume_range", {
     query, start: msToNs(startMs), end: msToNs(endMs), step, targetLabels,

@@ -86,13 +86,25 @@ export function explorePage(params) {
         names.append(el("button", { type: "button", class: "chip", "data-name": n, onclick: async (ev) => {
           for (const b of names.children) b.classList.toggle("active", b === ev.currentTarget);
           values.replaceChildren(el("span", { class: "muted" }, "loading…"));
-          const vals = await complete.values(n);
-          values.replaceChildren(...vals.slice(0, 200).map((v) => el("button", { type: "button", class: "chip",
-            onclick: () => { editor.value = selectorOf({ [n]: v }); run(true); } }, n, "=", el("b", {}, v))));
+          // Biggest first, by bytes in the range (index/volume), so the noisy app is one click away.
+          const [vals, bytes] = await Promise.all([complete.values(n), volumeBy(n)]);
+          const sorted = [...vals].sort((a, b) => (bytes.get(b) ?? -1) - (bytes.get(a) ?? -1) || a.localeCompare(b));
+          values.replaceChildren(...sorted.slice(0, 200).map((v) => el("button", { type: "button", class: "chip", "data-value": v,
+            onclick: () => { editor.value = selectorOf({ [n]: v }); run(true); } },
+          n, "=", el("b", {}, v), bytes.has(v) ? el("span", { class: "lb-bytes" }, fmtBytes(bytes.get(v))) : null)));
         } }, n));
       }
     });
     return box;
+  }
+
+  async function volumeBy(name) {
+    try {
+      const d = await api.volume({ query: `{${name}=~".+"}`, ...resolve(state), targetLabels: name, aggregateBy: "labels" });
+      return new Map(d.result.map((r) => [r.metric[name], Number(r.value[1])]));
+    } catch {
+      return new Map(); // an older server without index/volume: alphabetical order
+    }
   }
 
   async function fetchContext(e) {
