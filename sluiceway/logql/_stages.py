@@ -79,7 +79,7 @@ def sanitize_key(key: str, first: bool = True) -> str:
 def _json_text(v: Any) -> str | None:
     """A JSON leaf as Loki prints it; None for null and arrays (skipped when flattening)."""
     if isinstance(v, str):
-        return v
+        return str(v)  # a plain str, also for RawNumber
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
