@@ -70,7 +70,8 @@ export function addMatcher(query, name, value, op = "=") {
 
 // Does the pipeline already extract fields (so `level` may be a label already)?
 export function hasParser(q) {
-  return /\|\s*(json|logfmt|regexp|pattern|unpack)\b/.test(withoutComments(q));
+  const code = withoutComments(q).replace(/"(?:[^"\\]|\\.)*"|`[^`]*`/g, '""'); // not inside strings
+  return /\|\s*(json|logfmt|regexp|pattern|unpack)\b/.test(code);
 }
 
 // The whole log query wrapped as a per-level count, for the volume histogram.

@@ -1,0 +1,66 @@
+"""The UI's pure helpers (query text edits, completion context, line parsing), run in the
+browser itself by importing the shipped ES modules, so what is tested is what is served."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.procs import ServerProcess
+
+CASES = [
+    # (module, function, args, expected)
+    ("logql", "addMatcher", ['{app="a"}', "level", "error"], '{app="a", level="error"}'),
+    ("logql", "addMatcher", ['{app="a", level="info"}', "level", "error"],
+     '{app="a", level="error"}'),
+    ("logql", "addMatcher", ['{level="info", app="a"}', "level", "info", "!="],
+     '{level!="info", app="a"}'),
+    ("logql", "addMatcher", ['{app="a"} |= "x{y}"', "env", "p"], '{app="a", env="p"} |= "x{y}"'),
+    ("logql", "addMatcher", ['sum(rate({app="a"}[1m]))', "env", "p"],
+     'sum(rate({app="a", env="p"}[1m]))'),
+    ("logql", "addMatcher", ["", "app", "a"], '{app="a"}'),
+    ("logql", "addMatcher", ["{}", "app", 'say "hi" \\o/'], '{app="say \\"hi\\" \\\\o/"}'),
+    ("logql", "isLogQuery", ['# why\n{app="a"} |= "x"'], True),
+    ("logql", "isLogQuery", ['rate({app="a"}[1m])'], False),
+    ("logql", "isLogQuery", ["1+1"], False),
+    ("logql", "hasParser", ['{a="b"} | json'], True),
+    ("logql", "hasParser", ['{a="b"} |= "| json"'], False),
+    ("editor", "completionContext", ["{ap", 3], {"kind": "name", "from": 1, "prefix": "ap"}),
+    ("editor", "completionContext", ['{app="x", ', 10], {"kind": "name", "from": 10, "prefix": ""}),
+    ("editor", "completionContext", ["{app=", 5],
+     {"kind": "value", "name": "app", "op": "=", "from": 5, "prefix": "", "quoted": False}),
+    ("editor", "completionContext", ['{app=~"ap', 9],
+     {"kind": "value", "name": "app", "op": "=~", "from": 6, "prefix": "ap", "quoted": True}),
+    ("editor", "completionContext", ['{app="x"} |= "', 14], None),
+    ("fields", "levelOf", [{"app": "a"}, 'ts=1 level=WARNING msg="x"'], "warn"),
+    ("fields", "levelOf", [{"severity": "err"}, "whatever"], "error"),
+    ("fields", "levelOf", [{}, "2026-11-23 [ERROR] disk full"], "error"),
+    ("fields", "levelOf", [{}, "nothing to see"], "unknown"),
+    ("fields", "parseFields", ['{"a":{"b":1},"msg":"hi"}'],
+     {"format": "json", "fields": [["a_b", "1"], ["msg", "hi"]]}),
+    ("fields", "parseFields", ['level=info msg="a \\"quoted\\" word" n=3'],
+     {"format": "logfmt", "fields": [["level", "info"], ["msg", 'a "quoted" word'], ["n", "3"]]}),
+    ("histogram", "pickStep", [0, 3600_000], 60),
+    ("histogram", "pickStep", [0, 7 * 86400_000], 10800),
+    ("pipeline", "fillOf", [{"depth": 5, "capacity": 10, "bytes": 900, "max_bytes": 1000}], 0.9),
+]
+
+
+@pytest.fixture(scope="module")
+def blank(browser: Any, ui_server: ServerProcess) -> Any:
+    ctx = browser.new_context()
+    pg = ctx.new_page()
+    pg.goto(f"{ui_server.url}/#/pipeline")
+    yield pg
+    ctx.close()
+
+
+@pytest.mark.parametrize(("module", "fn", "args", "expected"), CASES,
+                         ids=[f"{c[1]}-{i}" for i, c in enumerate(CASES)])
+def test_helper(blank: Any, module: str, fn: str, args: list[Any], expected: Any) -> None:
+    got = blank.evaluate(
+        "async ([m, f, a]) => (await import(`./js/${m}.js`))[f](...a) ?? null",
+        [module, fn, args])
+    assert got == expected, f"{fn}({json.dumps(args)[1:-1]})"
