@@ -78,6 +78,8 @@ class Buffer(Generic[T]):
         self._dropped: dict[tuple[str, Hashable], int] = {}
         self._spilled: dict[Hashable, int] = {}
         self._enq_tag: dict[Hashable, int] = {}
+        self._drop_at_once = (cfg.when_full == "drop" and cfg.drop == "newest"
+                              and cfg.drop_wait == 0)
         self._log: SpillLog | None = None
         self._spiller: threading.Thread | None = None
         if cfg.when_full == "spill":
@@ -114,6 +116,11 @@ class Buffer(Generic[T]):
                 if self._consumers_waiting:
                     self._not_empty.notify()
                 return True
+            if self._drop_at_once and not protected and not self._divert and mem:
+                # the common overload case, kept short: a full queue under plain drop
+                key = ("full", tag)
+                self._dropped[key] = self._dropped.get(key, 0) + 1
+                return False
             return self._put_slow(entry)
 
     def _put_slow(self, e: Entry) -> bool:
@@ -236,6 +243,8 @@ class Buffer(Generic[T]):
             batch = self._take_disk(max_items, max_bytes)
             if batch is not None:
                 return batch
+            if time.monotonic() >= deadline:  # only damaged records were there
+                return None
 
     def _take_memory(self, max_items: int, max_bytes: int,
                      deadline: float) -> Batch[T] | bool | None:
