@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from sluiceway import client
@@ -132,3 +133,32 @@ def test_a_slow_sink_does_not_slow_another() -> None:
     assert s["stuck"]["written"] == 0 and s["stuck"]["dropped"] == 5000 - 1000 - 1
     assert s["stuck"]["stalled_s"] > 0
     gate.release()
+
+
+def test_loki_outage_with_a_stalling_server_costs_the_caller_nothing() -> None:
+    from tests.client.helpers import PushServer
+
+    stalling = {"on": True}
+
+    def respond(i: int) -> tuple[int, dict[str, str]]:
+        while stalling["on"]:  # the server accepted the request and went silent
+            time.sleep(0.02)
+        return 204, {}
+
+    srv = PushServer(respond=respond)
+    try:
+        client.configure(sinks=[client.LokiSink(srv.url, timeout=0.3, batch_wait=0.05)],
+                         queue_size=5000, capture_stdlib=False)
+        log = client.get_logger("outage")
+        times = call_times_us(lambda i: log.info("during outage", i=i), 3000)
+        assert pct(times, 0.99) < 100, pct(times, 0.99)
+        wait_until(lambda: client.stats()["sink_errors"] >= 2)  # timeouts, retried
+        stalling["on"] = False
+        assert client.flush(15)
+        s = client.stats()
+        assert s["written"] == 3000 and s["dropped"] == 0
+        got = sorted({json.loads(line)["i"] for line in srv.lines})
+        assert got == list(range(3000))
+    finally:
+        stalling["on"] = False
+        srv.close()
