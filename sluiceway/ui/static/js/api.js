@@ -79,11 +79,11 @@ export function buildInfo(opts) {
 }
 
 // The tail websocket URL, relative to the page so a reverse proxy prefix keeps working.
-export function tailUrl({ query, startMs, limit = 100, delayFor = 0 }) {
+export function tailUrl({ query, startMs, startNs, limit = 100, delayFor = 0 }) {
   const u = new URL("loki/api/v1/tail", document.baseURI);
   u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
   u.searchParams.set("query", query);
-  u.searchParams.set("start", msToNs(startMs));
+  u.searchParams.set("start", startNs ?? msToNs(startMs));
   u.searchParams.set("limit", String(limit));
   if (delayFor) u.searchParams.set("delay_for", String(delayFor));
   return u.toString();

@@ -2,7 +2,7 @@
 // While paused, lines keep arriving and are held (up to a cap) so resuming loses nothing
 // the server sent; after an unexpected close it reconnects from the last line it saw.
 import { el, fmtNumber } from "./dom.js";
-import { tailUrl, nsToMs } from "./api.js";
+import { tailUrl } from "./api.js";
 import { makeEntry } from "./results.js";
 
 const HOLD_MAX = 20000;
@@ -35,9 +35,10 @@ export function liveTail({ onStart, onEntries, onStop }) {
     rate.textContent = parts.join(" · ");
   }
 
-  function connect(startMs) {
+  // `from` is {startMs} or {startNs}; a reconnect needs the nanosecond one.
+  function connect(from) {
     setStatus("connecting", "connecting…");
-    const sock = new WebSocket(tailUrl({ query, startMs, limit: 100 }));
+    const sock = new WebSocket(tailUrl({ query, ...from, limit: 100 }));
     ws = sock;
     let opened = false;
     sock.onopen = () => { opened = true; setStatus("live", "live"); };
@@ -64,7 +65,10 @@ export function liveTail({ onStart, onEntries, onStop }) {
       const why = ev.reason || (opened ? `connection closed (code ${ev.code})` : `the server refused the tail websocket (code ${ev.code})`);
       setStatus("error", `${why}; retrying in 2 s`);
       // Resume just after the last line seen so a reconnect neither loses nor repeats lines.
-      retry = setTimeout(() => { retry = null; connect(lastNs ? nsToMs(lastNs) + 0.001 : Date.now()); }, 2000);
+      retry = setTimeout(() => {
+        retry = null;
+        connect(lastNs ? { startNs: (BigInt(lastNs) + 1n).toString() } : { startMs: Date.now() });
+      }, 2000);
     };
   }
 
@@ -78,7 +82,7 @@ export function liveTail({ onStart, onEntries, onStop }) {
     toggle.classList.add("active");
     pauseBtn.hidden = false;
     onStart?.();
-    connect(Date.now() - 60e3);
+    connect({ startMs: Date.now() - 60e3 });
     rateTimer = setInterval(updateRate, 1000);
     updateRate();
   }
