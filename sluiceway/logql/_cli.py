@@ -22,6 +22,7 @@ import httpx
 import orjson
 import typer
 
+from sluiceway.logql import LogExpr, QueryError, parse
 from sluiceway.model import parse_duration
 
 BATCH = 1000
@@ -89,8 +90,12 @@ def time_range(from_: str | None, to: str | None, since: str) -> tuple[int, int]
 
 
 def is_metric(query: str) -> bool:
-    """A query that does not start with a stream selector is a metric query."""
-    return not query.lstrip().startswith("{")
+    """Parsed locally only to pick the endpoint; a query that does not parse goes to the
+    server anyway, so the user sees the server's own error message."""
+    try:
+        return not isinstance(parse(query), LogExpr)
+    except QueryError:
+        return not query.lstrip().startswith("{")
 
 
 # --- HTTP ----------------------------------------------------------------------------
@@ -186,8 +191,9 @@ def format_entry(e: Entry, output: Output, color: bool) -> str:
 def metric_rows(data: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(time, labels, value) rows of a matrix, vector or scalar result."""
     kind, result = data["resultType"], data["result"]
-    if kind == "scalar":  # Loki's scalar time is in milliseconds
-        return [(rfc3339(int(result[0]) * 10**6), "", result[1])]
+    if kind == "scalar":  # Loki writes milliseconds here, the docs say seconds: take both
+        t = float(result[0])
+        return [(rfc3339(int(round(t * (1 if t > 1e11 else 1000))) * 10**6), "", result[1])]
     rows = []
     for s in result:
         points = s["values"] if kind == "matrix" else [s["value"]]

@@ -15,7 +15,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from sluiceway.logql._cli import metric_rows, parse_time, query, rfc3339
+from sluiceway.logql._cli import is_metric, metric_rows, parse_time, query, rfc3339
 from tests.logql_metric.helpers import load_json
 from tests.procs import REPO, ServerProcess, free_port, sluiceway_cmd
 
@@ -204,6 +204,14 @@ def test_metric_rows_from_loki_fixtures() -> None:
     assert metric_rows(scalar) == [(rfc3339(1795457460 * 10**9), "", "2")]
     vector = load_json("query_instant_vector.response.json")["data"]
     assert metric_rows(vector)[2] == (rfc3339(1795457460 * 10**9), '{app="worker"}', "60")
+
+
+def test_is_metric_and_scalar_times() -> None:
+    assert not is_metric('# a comment\n{app="api"} |= "x"')
+    assert is_metric('sum(rate({app="api"}[1m]))') and is_metric("1 + 1")
+    assert not is_metric('{app="api"')  # unparsable: sent as a log query, server explains
+    secs = metric_rows({"resultType": "scalar", "result": [1795457460.5, "2"]})
+    assert secs == [("2026-11-23T18:11:00.5Z", "", "2")]
 
 
 @pytest.mark.parametrize(("text", "ns"), [
