@@ -62,7 +62,7 @@ export function liveTail({ onStart, onEntries, onStop }) {
     sock.onclose = (ev) => {
       if (ws !== sock) return; // stopped on purpose
       ws = null;
-      const why = ev.reason || (opened ? `connection closed (code ${ev.code})` : `the server refused the tail websocket (code ${ev.code})`);
+      const why = ev.reason || (opened ? `connection lost (code ${ev.code})` : `cannot open the tail websocket (code ${ev.code})`);
       setStatus("error", `${why}; retrying in 2 s`);
       // Resume just after the last line seen so a reconnect neither loses nor repeats lines.
       retry = setTimeout(() => {
