@@ -79,12 +79,29 @@ def count_lines(url: str) -> int:
     return total
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and its live children (the ingest workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        pids += [int(x) for x in task.read_text().split()]
+    total = 0.0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bytes", default=os.environ.get("BENCH_BYTES", "1GB"))
     ap.add_argument("--batch-lines", type=int, default=2500)
     ap.add_argument("--conns", type=int, default=4)
     ap.add_argument("--keep", type=Path, help="keep the data dir here (for bench/query.py)")
+    ap.add_argument("--workers", type=int, help="server.ingest_workers (default: per cores)")
     args = ap.parse_args()
     total = parse_size(args.bytes)
     print(f"generating {total / 1e6:.0f} MB of lines ...", flush=True)
@@ -99,14 +116,18 @@ def main() -> None:
         shutil.rmtree(data)
     data.parent.mkdir(parents=True, exist_ok=True)
     cfg = data.parent / "bench.yaml"
-    cfg.write_text("limits:\n  max_query_length: 0s\n")
+    workers = f"server:\n  ingest_workers: {args.workers}\n" if args.workers is not None else ""
+    cfg.write_text(workers + "limits:\n  max_query_length: 0s\n")
     srv = ServerProcess(data, config=cfg).start()
     try:
+        assert srv.proc is not None
+        cpu0 = cpu_seconds(srv.proc.pid)
         t0 = time.perf_counter()
         send_all(srv.url, bodies, args.conns)
         t_acked = time.perf_counter() - t0
         n = count_lines(srv.url)
         t_all = time.perf_counter() - t0
+        cpu = cpu_seconds(srv.proc.pid) - cpu0
         assert n == lines, f"queryable {n} != sent {lines}"
         httpx.post(f"{srv.url}/flush", timeout=600)
         usage = httpx.get(f"{srv.url}/sluiceway/api/v1/storage").json()["data"]
@@ -118,6 +139,8 @@ def main() -> None:
           f"{lines / t_acked:10,.0f} lines/s")
     print(f"  all lines queryable in  {t_all:7.2f} s  {raw / 1e6 / t_all:7.1f} MB/s  "
           f"{lines / t_all:10,.0f} lines/s")
+    print(f"  server CPU (all processes) {cpu:7.2f} s  {raw / 1e6 / cpu:7.1f} MB per CPU-second"
+          f"  (load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     print(f"  on disk after flush: chunks {usage['chunks'] / 1e6:.1f} MB + index "
           f"{usage['index'] / 1e3:.1f} kB + WAL {usage['wal'] / 1e6:.1f} MB "
           f"= {raw / disk:.1f}x smaller than raw ({raw / (usage['chunks'] + usage['index']):.1f}x "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -27,8 +27,9 @@ from sluiceway.logql import (
     parse_selector,
 )
 from sluiceway.server._config import Config
-from sluiceway.server._distributor import PushError, validate
-from sluiceway.server._metrics import ServerMetrics
+from sluiceway.server._distributor import PushError, finish_push
+from sluiceway.server._ingest_pool import IngestPool
+from sluiceway.server._metrics import RequestMetricsMiddleware, ServerMetrics
 from sluiceway.server._params import (
     ParamError,
     parse_direction,
@@ -44,7 +45,7 @@ from sluiceway.server._tail import BlocksSource, TailHub
 from sluiceway.server._volume import bucket_edges, volume
 from sluiceway.store import Store, StoreConfig, WalWriteError
 from sluiceway.store._store import index_stats
-from sluiceway.wire import BodyTooLarge, WireError, decode_push
+from sluiceway.wire import BodyTooLarge, WireError
 
 log = logging.getLogger("sluiceway.server")
 UI_DIR = Path(__file__).resolve().parent.parent / "ui" / "static"
@@ -73,12 +74,14 @@ def _bad(msg: str, status: int = 400) -> PlainTextResponse:
     return PlainTextResponse(msg + "\n" if not msg.endswith("\n") else msg, status_code=status)
 
 
-def create_app(cfg: Config, store: Store | None = None) -> FastAPI:
+def create_app(cfg: Config, store: Store | None = None,
+               pool: IngestPool | None = None) -> FastAPI:
     """Build the app; the store is opened at startup unless one is given."""
     state: dict[str, Any] = {"store": store}
     metrics = ServerMetrics()
     pipeline = PipelineRegistry(cfg.server.heartbeat_stale_factor)
     hub = TailHub()
+    pool = pool or IngestPool(0)
     limits = cfg.limits
 
     @asynccontextmanager
@@ -87,6 +90,7 @@ def create_app(cfg: Config, store: Store | None = None) -> FastAPI:
             state["store"] = await run_in_threadpool(Store, store_config(cfg))
         metrics.bind_store(state["store"])
         yield
+        pool.close()
         await run_in_threadpool(state["store"].close)
 
     app = FastAPI(title="Sluiceway", version=__version__, lifespan=lifespan, docs_url=None,
@@ -103,22 +107,16 @@ def create_app(cfg: Config, store: Store | None = None) -> FastAPI:
                                    cfg.server.default_tenant, cfg.server.auth_enabled,
                                    allow_many)
 
-    @app.middleware("http")
-    async def errors_and_timing(request: Request,
-                                call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        t0 = time.perf_counter()
-        try:
-            resp = await call_next(request)
-        except ParamError as exc:
-            resp = _bad(str(exc))
-        except QueryError as exc:
-            resp = _bad(str(exc))
-        except PermissionError:
-            resp = _bad("no org id", 401)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "other")
-        metrics.requests.labels(path, str(resp.status_code)).observe(time.perf_counter() - t0)
-        return resp
+    async def param_error(_r: Request, exc: Exception) -> Response:
+        return _bad(str(exc))
+
+    async def no_org(_r: Request, _exc: Exception) -> Response:
+        return _bad("no org id", 401)
+
+    app.add_exception_handler(ParamError, param_error)
+    app.add_exception_handler(QueryError, param_error)
+    app.add_exception_handler(PermissionError, no_org)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
 
     # --- ingest -------------------------------------------------------------------------
     async def push(request: Request) -> Response:
@@ -132,21 +130,18 @@ def create_app(cfg: Config, store: Store | None = None) -> FastAPI:
             return _bad(f"request body too large: {len(body)} bytes, limit {max_body}", 413)
         ctype, cenc = request.headers.get("content-type"), request.headers.get("content-encoding")
 
-        def prepare() -> Any:
-            batches = decode_push(body, ctype, cenc, max_decompressed_bytes=max_body)
-            return validate(tenant, batches, limits, st())
-
         try:
-            v = await run_in_threadpool(prepare)
+            prepared = await pool.prepare(tenant, body, ctype, cenc, max_body, limits)
         except BodyTooLarge as exc:
             return _bad(str(exc), 413)
         except (WireError, PushError) as exc:
             return _bad(str(exc))
+        v, payload = await run_in_threadpool(finish_push, tenant, prepared, limits, st())
         for reason, n in v.rejected.items():
             metrics.lines_rejected.labels(tenant, reason).inc(n)
         if v.blocks:
             try:
-                await asyncio.wrap_future(st().push(tenant, v.blocks))
+                await asyncio.wrap_future(st().push(tenant, v.blocks, payload))
             except WalWriteError as exc:
                 log.error("push not stored: %s", exc)
                 return _bad(f"could not store the batch, retry later: {exc}", 503)

@@ -23,6 +23,7 @@ class ServerSection(_Section):
     default_tenant: str = "fake"
     auth_enabled: bool = False  # when true, X-Scope-OrgID is required (401 without)
     heartbeat_stale_factor: float = 3.0
+    ingest_workers: int | None = None  # decode processes; default: one per core beyond the first
 
 
 class StorageSection(_Section):

@@ -22,6 +22,8 @@ from sluiceway.model import (
 )
 from sluiceway.server._config import LimitsSection
 from sluiceway.store import Store
+from sluiceway.store._record import decode_record, encode_record
+from sluiceway.wire import decode_push
 
 _MAX_DETAILS = 10
 
@@ -85,20 +87,21 @@ def _merge_same_stream(batches: list[StreamBatch]) -> list[StreamBatch]:
     return list(merged.values())
 
 
-def validate(tenant: str, batches: list[StreamBatch], limits: LimitsSection, store: Store,
+def validate(batches: list[StreamBatch], limits: LimitsSection,
              now_ns: int | None = None) -> Validated:
+    """Label and per-line checks that need no store state (safe in a worker process)."""
     now_ns = now_ns if now_ns is not None else time.time_ns()
     for b in batches:
         check_labels(b.labels, limits)
     out = Validated()
     for b in _merge_same_stream(batches):
         if b.ts:
-            _validate_stream(tenant, b, limits, store, now_ns, out)
+            _validate_stream(b, limits, now_ns, out)
     return out
 
 
-def _validate_stream(tenant: str, b: StreamBatch, limits: LimitsSection, store: Store,
-                     now_ns: int, out: Validated) -> None:
+def _validate_stream(b: StreamBatch, limits: LimitsSection, now_ns: int,
+                     out: Validated) -> None:
     text = format_labels(b.labels)
     ts = np.asarray(b.ts, dtype=np.int64)
     lines = [s.encode("utf-8", "surrogatepass") for s in b.lines]
@@ -106,13 +109,7 @@ def _validate_stream(tenant: str, b: StreamBatch, limits: LimitsSection, store: 
     ok = np.ones(len(lines), dtype=bool)
 
     def reject(mask: np.ndarray, reason: str, detail: str) -> None:
-        hit = mask & ok
-        n = int(hit.sum())
-        if n:
-            out.rejected[reason] += n
-            ok[hit] = False
-            if len(out.details) < _MAX_DETAILS:
-                out.details.append(detail)
+        _reject(out, ok, mask, reason, detail)
 
     if limits.max_line_size:
         too_long = lengths > limits.max_line_size
@@ -139,16 +136,44 @@ def _validate_stream(tenant: str, b: StreamBatch, limits: LimitsSection, store: 
         i = int(np.flatnonzero(future)[0])
         reject(future, "too_far_in_future",
                f"entry for stream '{text}' has timestamp too new: {_rfc3339(int(ts[i]))}")
-    max_ts = store.stream_max_ts(tenant, b.labels)
-    if max_ts is not None:
-        floor = max_ts - int(limits.unordered_window * 1e9)
-        behind = ts < floor
-        if behind.any():
-            i = int(np.flatnonzero(behind)[0])
-            reject(behind, "out_of_order",
-                   f"entry with timestamp {_rfc3339(int(ts[i]))} ignored, reason: 'entry too far "
-                   f"behind, oldest acceptable timestamp is: {_rfc3339(floor)}' for stream: {text}")
     _append_block(b, ts, lines, lengths, ok, out)
+
+
+def _reject(out: Validated, ok: np.ndarray, mask: np.ndarray, reason: str, detail: str) -> None:
+    hit = mask & ok
+    n = int(hit.sum())
+    if n:
+        out.rejected[reason] += n
+        ok[hit] = False
+        if len(out.details) < _MAX_DETAILS:
+            out.details.append(detail)
+
+
+def reject_too_far_behind(tenant: str, out: Validated, limits: LimitsSection,
+                          store: Store) -> bool:
+    """Drop lines older than their stream's newest entry minus the unordered window, as
+    Loki's ingester does; True when anything was dropped."""
+    changed = False
+    for k, b in enumerate(out.blocks):
+        max_ts = store.stream_max_ts(tenant, b.labels)
+        if max_ts is None:
+            continue
+        floor = max_ts - int(limits.unordered_window * 1e9)
+        behind = b.ts < floor
+        if not behind.any():
+            continue
+        i = int(np.flatnonzero(behind)[0])
+        ok = np.ones(len(b), dtype=bool)
+        _reject(out, ok, behind, "out_of_order",
+                f"entry with timestamp {_rfc3339(int(b.ts[i]))} ignored, reason: 'entry too far "
+                f"behind, oldest acceptable timestamp is: {_rfc3339(floor)}' for stream: "
+                f"{format_labels(b.labels)}")
+        out.lines -= int(behind.sum())
+        out.bytes -= int(np.diff(b.offsets)[behind].sum())
+        out.blocks[k] = b.take(ok)
+        changed = True
+    out.blocks = [b for b in out.blocks if len(b)]
+    return changed
 
 
 def _append_block(b: StreamBatch, ts: np.ndarray, lines: list[bytes], lengths: np.ndarray,
@@ -168,3 +193,34 @@ def _append_block(b: StreamBatch, ts: np.ndarray, lines: list[bytes], lengths: n
     out.blocks.append(EntryBlock(b.labels, ts, b"".join(lines), offsets, md))
     out.lines += len(lines)
     out.bytes += int(offsets[-1])
+
+
+@dataclass(slots=True)
+class Prepared:
+    """What a worker hands back: the WAL record and the counts, no Python objects per line."""
+
+    payload: bytes
+    lines: int
+    bytes: int
+    rejected: Counter[str]
+    details: list[str]
+
+
+def prepare_push(tenant: str, body: bytes, content_type: str | None,
+                 content_encoding: str | None, max_body: int, limits: LimitsSection,
+                 now_ns: int) -> Prepared:
+    """Decode, validate and encode a push (runs in an ingest worker process)."""
+    batches = decode_push(body, content_type, content_encoding, max_decompressed_bytes=max_body)
+    v = validate(batches, limits, now_ns)
+    return Prepared(encode_record(tenant, v.blocks), v.lines, v.bytes, v.rejected, v.details)
+
+
+def finish_push(tenant: str, p: Prepared, limits: LimitsSection,
+                store: Store) -> tuple[Validated, bytes]:
+    """Back in the server process: the checks that need the store's state."""
+    _, blocks = decode_record(p.payload)
+    v = Validated(blocks, p.lines, p.bytes, p.rejected, p.details)
+    payload = p.payload
+    if reject_too_far_behind(tenant, v, limits, store):
+        payload = encode_record(tenant, v.blocks)
+    return v, payload

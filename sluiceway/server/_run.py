@@ -10,6 +10,7 @@ import sys
 import uvicorn
 
 from sluiceway.server._config import Config
+from sluiceway.server._ingest_pool import default_workers
 from sluiceway.store import StoreError
 
 log = logging.getLogger("sluiceway.server")
@@ -55,16 +56,26 @@ def serve(cfg: Config) -> None:
         create_app,  # the query engine loads only to serve
         store_config,
     )
+    from sluiceway.server._ingest_pool import IngestPool
     from sluiceway.store import Store
 
-    sock = bind(cfg.server.listen)
+    split_listen(cfg.server.listen)  # a malformed address fails before anything starts
+    workers = cfg.server.ingest_workers
+    # Fork the workers first: no thread and no listening socket exists yet to inherit.
+    pool = IngestPool(workers if workers is not None else default_workers())
+    try:
+        sock = bind(cfg.server.listen)
+    except StartupError:
+        pool.close()
+        raise
     try:
         # Opened here, not in the ASGI lifespan, so a bad data dir is a clear exit 2.
         store = Store(store_config(cfg))
     except StoreError as exc:
         sock.close()
+        pool.close()
         raise StartupError(str(exc)) from None
-    app = create_app(cfg, store)
+    app = create_app(cfg, store, pool)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=10, ws="websockets")
     server = uvicorn.Server(config)

@@ -153,9 +153,12 @@ class Store:
         return ts
 
     # --- write path ------------------------------------------------------------------
-    def push(self, tenant: str, blocks: list[EntryBlock]) -> Future[WalPos]:
-        """Append to the WAL; the future resolves once durable and applied (queryable)."""
-        payload = encode_record(tenant, blocks)
+    def push(self, tenant: str, blocks: list[EntryBlock],
+             payload: bytes | None = None) -> Future[WalPos]:
+        """Append to the WAL; the future resolves once durable and applied (queryable).
+
+        `payload` is `encode_record(tenant, blocks)` when the caller already has it."""
+        payload = payload if payload is not None else encode_record(tenant, blocks)
         ts = self.tenant(tenant)
 
         def apply(pos: WalPos) -> None:
@@ -240,6 +243,13 @@ class Store:
             for ts, s, sealed in jobs:
                 self._flush_one(ts, s, sealed)
             n = len(jobs) + self._seal_and_flush_all()
+        if self.oldest_pinned_segment() is None and self.wal.current_bytes:
+            # Everything is in chunks: close the open segment so it can be deleted too.
+            seg = self.wal.segment
+            self.wal.request_rotation()
+            deadline = time.monotonic() + 5
+            while self.wal.segment == seg and time.monotonic() < deadline:
+                time.sleep(0.005)
         self.truncate_wal()
         return n
 

@@ -102,6 +102,7 @@ class WalWriter:
         self._cond = threading.Condition()
         self._closed = False
         self._last_sync = time.monotonic()
+        self._rotate_requested = False
         self.records = 0
         self.bytes = 0
         self.syncs = 0
@@ -131,10 +132,15 @@ class WalWriter:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._pending and not self._closed:
+                while not self._pending and not self._closed and not self._rotate_requested:
                     self._cond.wait(self.sync_interval_s if self.sync_mode == "interval" else None)
                     if self.sync_mode == "interval" and not self._pending:
                         self._maybe_interval_sync(force=True)
+                if self._rotate_requested and not self._pending:
+                    self._rotate_requested = False
+                    if self._offset:
+                        self._rotate()
+                    continue
                 group, self._pending = self._pending, []
                 if not group and self._closed:
                     break
@@ -217,6 +223,17 @@ class WalWriter:
         self.segment += 1
         self._fd = self._open(self.segment)
         self._offset = 0
+
+    @property
+    def current_bytes(self) -> int:
+        """Bytes in the open segment."""
+        return self._offset
+
+    def request_rotation(self) -> None:
+        """Start a new segment when idle, so a fully flushed one can be deleted."""
+        with self._cond:
+            self._rotate_requested = True
+            self._cond.notify()
 
     def remove_segments_before(self, segment: int) -> int:
         """Delete closed segments numbered below `segment` (their data is in chunks)."""

@@ -20,3 +20,7 @@ class BodyTooLarge(WireError):
         what = "passes" if size is None else f"is {size} bytes, over"
         super().__init__(f"request body too large: decompressed body {what} the limit of "
                          f"{limit} bytes")
+
+    def __reduce__(self) -> tuple[type[BodyTooLarge], tuple[int | None, int]]:
+        # Raised in the server's ingest worker processes: it must survive pickling.
+        return (BodyTooLarge, (self.size, self.limit))

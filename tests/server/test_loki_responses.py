@@ -1,8 +1,8 @@
 """Replay the requests recorded against a real Loki and compare our answers to its answers.
 
 The recorded data set is pushed into a real server with its timestamps moved to our own
-base (an hour or two ago, in the same phase as Loki's); every recorded request is rebuilt relative to
-that base, and every timestamp in both answers is compared relative to its base.
+base (an hour or two ago, in the same phase as Loki's); every recorded request is rebuilt
+relative to that base, and every timestamp in both answers is compared relative to its base.
 """
 
 from __future__ import annotations

@@ -189,3 +189,14 @@ def test_uncompressed_body_over_the_limit() -> None:
     body = orjson.dumps(one_stream([["1", "x" * 100]]))
     with pytest.raises(BodyTooLarge):
         decode_push(body, JSON, None, max_decompressed_bytes=50)
+
+
+def test_errors_survive_pickling_for_the_server_worker_processes() -> None:
+    import pickle
+
+    from sluiceway.wire import BodyTooLarge, WireError
+
+    e = pickle.loads(pickle.dumps(BodyTooLarge(5000, 1024)))
+    assert isinstance(e, BodyTooLarge) and (e.size, e.limit) == (5000, 1024)
+    assert str(e) == str(BodyTooLarge(5000, 1024))
+    assert str(pickle.loads(pickle.dumps(WireError("bad")))) == "bad"

@@ -1,0 +1,75 @@
+"""Push decoding in worker processes, so ingest uses more than the one core the GIL allows.
+
+Workers are forked when the server starts, before any thread or listening socket exists
+(so they inherit neither), and are killed by the kernel if the server dies; each push body goes
+to a worker and comes back as a ready WAL record (bytes), which is cheap to hand over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from sluiceway.server._config import LimitsSection
+from sluiceway.server._distributor import Prepared, prepare_push
+
+_PR_SET_PDEATHSIG = 1
+log = logging.getLogger("sluiceway.server")
+
+
+def _warm(_: int) -> int:
+    return os.getpid()
+
+
+def _die_with_parent() -> None:
+    """Workers must not outlive a SIGKILLed server (they would hold its resources)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: workers exit when their pipe closes
+        pass
+
+
+class IngestPool:
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._executor: Executor
+        if workers > 0:
+            pool = ProcessPoolExecutor(max_workers=workers,
+                                       mp_context=multiprocessing.get_context("fork"),
+                                       initializer=_die_with_parent)
+            # Start every worker now, while this process has no threads to fork into.
+            list(pool.map(_warm, range(workers)))
+            self._executor = pool
+        else:
+            self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ingest")
+
+    async def prepare(self, tenant: str, body: bytes, content_type: str | None,
+                      content_encoding: str | None, max_body: int,
+                      limits: LimitsSection) -> Prepared:
+        args = (tenant, body, content_type, content_encoding, max_body, limits, time.time_ns())
+        try:
+            return await asyncio.wrap_future(self._executor.submit(prepare_push, *args))
+        except BrokenProcessPool:
+            # A worker died (OOM killer, a bug in a C library): keep serving from threads
+            # rather than answering every later push with an error.
+            log.error("ingest worker process died; decoding in threads from now on")
+            self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ingest")
+            self.workers = 0
+            return await asyncio.wrap_future(self._executor.submit(prepare_push, *args))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def default_workers() -> int:
+    """One decode process per core (at most 4): measured on 2 cores, two workers beat one
+    because decoding, not the server process, is the larger share of ingest CPU."""
+    return max(1, min(4, os.cpu_count() or 1))
