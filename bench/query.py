@@ -49,7 +49,7 @@ def main() -> None:
         ("filter  |= needle (all streams)", "/loki/api/v1/query_range",
          f'{{env=~"prod|staging"}} |= "{NEEDLE}"', '{env=~"prod|staging"}', {"limit": "5000"}),
         ("filter  |~ regex (json streams)", "/loki/api/v1/query_range",
-         f'{{job="api"}} |~ "needle-[0-9a-f]{{6}}"', '{job="api"}', {"limit": "5000"}),
+         '{job="api"} |~ "needle-[0-9a-f]{6}"', '{job="api"}', {"limit": "5000"}),
         ("metric  sum by (level) count_over_time | json | level=error",
          "/loki/api/v1/query_range",
          'sum by (level) (count_over_time({job="api"} | json | level="error" [1m]))',

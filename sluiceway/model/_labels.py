@@ -95,5 +95,5 @@ def fingerprint(labels: Mapping[str, str]) -> int:
 
 def validate_label_names(labels: Mapping[str, str]) -> None:
     for name in labels:
-        if not LABEL_NAME_RE.match(name):
+        if not LABEL_NAME_RE.fullmatch(name):
             raise LabelError(f"invalid label name {name!r}")

@@ -61,7 +61,7 @@ def check_labels(labels: dict[str, str], limits: LimitsSection) -> None:
         raise PushError(f"stream '{text}' has {len(labels)} label names; limit "
                         f"{limits.max_label_names_per_series}")
     for name, value in labels.items():
-        if not LABEL_NAME_RE.match(name):
+        if not LABEL_NAME_RE.fullmatch(name):
             raise PushError(f"error parsing labels '{text}': invalid label name {name!r}")
         if len(name) > limits.max_label_name_length:
             raise PushError(f"label name too long: {name!r} for stream '{text}'")
