@@ -57,7 +57,8 @@ class Agent:
         self.stop_inputs = threading.Event()
         self.stop_now = threading.Event()
         self.stopped = threading.Event()
-        self.shipper = Shipper(cfg, self.queue, self.positions, self.stats, self.stop_now)
+        self.shippers = [Shipper(cfg, self.queue, self.positions, self.stats, self.stop_now)
+                         for _ in range(cfg.workers)]
         self.inputs: list[Any] = [self._input(i) for i in cfg.inputs]
         self.http: StatusServer | None = None
         self.heartbeat: Heartbeat | None = None
@@ -96,7 +97,8 @@ class Agent:
                 seen |= inp.scan()
         self.positions.prune(seen)
         self.positions.save(force=True)
-        self._spawn(self.shipper.run, "agent-shipper")
+        for n, shipper in enumerate(self.shippers):
+            self._spawn(shipper.run, f"agent-shipper-{n}")
         self._spawn(self._flush_loop, "agent-flusher")
         self._spawn(self._positions_loop, "agent-positions")
         for n, inp in enumerate(self.inputs):

@@ -233,6 +233,9 @@ class AgentConfig(_Model):
     listen: str | None = "127.0.0.1:9080"
     format: Literal["protobuf", "json"] = "protobuf"
     timeout: Duration = 10.0
+    # Concurrent push requests. 1 keeps batches strictly in order; more overlap the
+    # backend's latency (Loki and Sluiceway accept out-of-order lines within a stream).
+    workers: int = Field(default=1, ge=1, le=64)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     tls: TLSConfig = Field(default_factory=TLSConfig)
     headers: dict[str, str] = {}
