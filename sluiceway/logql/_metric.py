@@ -182,7 +182,7 @@ class _Evaluator:
             for ts, _ in self._collect(lr, mapper, lo, hi).values():
                 a = np.searchsorted(ts, ends - lr.range_ns, "right")
                 seen |= np.searchsorted(ts, ends, "right") > a
-        labels = {m.name: m.value for m in lr.log.matchers if m.op == "="}
+        labels = {m.name: m.value for m in lr.log.matchers if m.op == "=" and m.value}
         for m in lr.log.matchers:
             if m.op != "=":
                 labels.pop(m.name, None)
