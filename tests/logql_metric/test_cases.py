@@ -104,6 +104,12 @@ INSTANT: list[tuple[str, dict[str, float]]] = [
     ('sum(count_over_time({app="a"} | json | __error__="" [1m]))', {}),
     # an empty extracted value is no label at all in series labels
     ('count_over_time({app="c"} | regexp "(?P<x>z*)hello" [1m])', {C: 1}),
+    # Loki bugs not copied (REFERENCE §9): the metric path sees the formatted line and
+    # filters on the new label value
+    ('sum by (x) (count_over_time({app="c"} | line_format "bye" '
+     '| label_format x="{{__line__}}" [1m]))', {'{x="bye"}': 1}),
+    ('sum(count_over_time({app="a"} | logfmt | label_format level="{{ToUpper .level}}" '
+     '| level="ERROR" [1m]))', {"{}": 2}),
     # unwrapped range aggregations
     (f"sum_over_time({LAT} [1m])", {A: 1050}),
     (f"avg_over_time({LAT} [1m])", {A: 210}),
