@@ -39,7 +39,7 @@ class QueueConfig(_Model):
     max_bytes: Size = Field(default=16 * 1024**2, ge=1024)
     when_full: Literal["block", "drop", "spill"] = "spill"
     drop: Literal["newest", "oldest"] = "newest"
-    spill_max_bytes: Size = Field(default=1024**3, ge=1024)
+    spill_max_bytes: Size = Field(default=1024**3, ge=4096)
     when_spill_full: Literal["block", "drop"] = "block"
 
 

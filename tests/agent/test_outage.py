@@ -125,3 +125,61 @@ def test_agent_sigkill_during_spill_loses_nothing(stack: Stack, tmp_path: Path) 
     dups = len(got) - len(expected)
     assert dups <= 1000 + 500, dups
     assert written == len(expected)
+
+
+def test_spill_cap_falls_back_to_drop_and_says_so(stack: Stack, tmp_path: Path) -> None:
+    srv = stack.server()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    cfg = agent_config(srv, logs, {"when_full": "spill", "spill_max_bytes": "64KiB",
+                                   "when_spill_full": "drop"})
+    cfg["format"] = "json"  # uncompressed bodies fill the small disk cap quickly
+    agent = stack.agent(cfg)
+    writer = LineWriter(logs / "app.log", "cap")
+    writer.start()
+    agent.wait_for(lambda s: s["lines"]["shipped"] >= 1000, what="first lines shipped")
+    srv.signal(signal.SIGSTOP)
+    st = agent.wait_for(lambda s: s["queue"]["spill_full"] and s["lines"]["lost"] > 0,
+                        what="spill cap reached")
+    assert st["spill_bytes"] <= 128 * 1024
+    srv.signal(signal.SIGCONT)
+    written = writer.finish()
+    st = agent.wait_for(drained(written), timeout=60, what="everything accounted")
+    got = fetch_lines(srv, '{job="outage"}')
+    assert len(got) + st["lines"]["lost"] == written
+    assert set(st["lost_by_reason"]) == {"spill_full"}
+    assert "disk cap" in agent.log()
+    metrics = __import__("httpx").get(f"{agent.url}/metrics").text
+    assert "sluiceway_agent_spill_full_events_total 1" in metrics or \
+        "sluiceway_agent_spill_full_events_total 2" in metrics
+
+
+def test_sigterm_during_outage_keeps_everything_for_the_next_run(stack: Stack,
+                                                                 tmp_path: Path) -> None:
+    srv = stack.server()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    cfg = agent_config(srv, logs, {"when_full": "spill"})
+    cfg["shutdown_timeout"] = "1s"
+    agent = stack.agent(cfg)
+    writer = LineWriter(logs / "app.log", "term")
+    writer.start()
+    agent.wait_for(lambda s: s["lines"]["shipped"] >= 1000, what="first lines shipped")
+    srv.signal(signal.SIGSTOP)
+    agent.wait_for(lambda s: not s["backend"]["ok"], what="backend seen failing")
+    t0 = time.monotonic()
+    assert agent.stop() == 0
+    assert time.monotonic() - t0 < 10, "shutdown must respect its deadline"
+    srv.signal(signal.SIGCONT)
+    agent2 = stack.agent(cfg)
+    written = writer.finish()
+    agent2.wait_for(lambda s: s["queue"]["depth"] == 0 and s["lines"]["read"] > 0,
+                    timeout=60, what="restart drained")
+    deadline = time.monotonic() + 30
+    got: list[str] = []
+    while time.monotonic() < deadline:
+        got = fetch_lines(srv, '{job="outage"}')
+        if len(got) >= written:
+            break
+        time.sleep(0.3)
+    assert sorted(got) == writer.expected()  # exactly once across a graceful restart
