@@ -64,3 +64,15 @@ def test_stats_counted() -> None:
     assert summary["totalLinesProcessed"] == 160  # the prod streams over the hour
     assert summary["totalEntriesReturned"] == 3
     assert summary["totalBytesProcessed"] > 0
+
+
+def test_public_evaluate_dispatches_metric_queries() -> None:
+    from sluiceway.logql import evaluate
+
+    src = dataset_source(ORIG_BASE)
+    req = load_json("query_instant_vector.request.json")
+    got = evaluate(src, req["params"]["query"], _params(req, ORIG_BASE)).to_loki_json()
+    got.pop("stats")
+    want = load_json("query_instant_vector.response.json")["data"]
+    want.pop("stats")
+    assert got == want
