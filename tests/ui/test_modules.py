@@ -27,6 +27,8 @@ CASES = [
     ("logql", "isLogQuery", ["1+1"], False),
     ("logql", "hasParser", ['{a="b"} | json'], True),
     ("logql", "hasParser", ['{a="b"} |= "| json"'], False),
+    ("logql", "volumeQuery", ['{a="b"} # note', 60, "json"],
+     'sum by (level) (count_over_time({a="b"} | json [60s]))'),
     ("editor", "completionContext", ["{ap", 3], {"kind": "name", "from": 1, "prefix": "ap"}),
     ("editor", "completionContext", ['{app="x", ', 10], {"kind": "name", "from": 10, "prefix": ""}),
     ("editor", "completionContext", ["{app=", 5],

@@ -58,6 +58,7 @@ export function explorePage(params) {
   });
   const tail = liveTail({
     onStart: () => {
+      inflight?.abort(); // a query still loading must not paint over the tail
       hist.hidden = true; chart.hide(); results.hidden = false;
       info.textContent = "";
       results.showMessage("Waiting for new lines…");
@@ -195,7 +196,7 @@ export function explorePage(params) {
     if (!entries.some((e) => e.level !== "unknown" && !("level" in e.labels))) return result;
     const json = entries.filter((e) => e.line.trimStart().startsWith("{")).length > entries.length / 2;
     try {
-      const d = await api.queryRange({ query: volumeQuery(`${query} | ${json ? "json" : "logfmt"}`, step), ...range, step }, { signal });
+      const d = await api.queryRange({ query: volumeQuery(query, step, json ? "json" : "logfmt"), ...range, step }, { signal });
       return d.resultType === "matrix" && d.result.some((s) => s.metric.level) ? d.result : result;
     } catch {
       return result;

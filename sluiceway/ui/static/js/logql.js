@@ -75,6 +75,8 @@ export function hasParser(q) {
 }
 
 // The whole log query wrapped as a per-level count, for the volume histogram.
-export function volumeQuery(logQuery, stepSeconds) {
-  return `sum by (level) (count_over_time(${withoutComments(logQuery).trim()} [${stepSeconds}s]))`;
+// `parser` (json, logfmt) is appended after comments are gone, so a `#` cannot swallow it.
+export function volumeQuery(logQuery, stepSeconds, parser = null) {
+  const q = withoutComments(logQuery).trim() + (parser ? ` | ${parser}` : "");
+  return `sum by (level) (count_over_time(${q} [${stepSeconds}s]))`;
 }
