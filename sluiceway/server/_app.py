@@ -67,7 +67,9 @@ def store_config(cfg: Config) -> StoreConfig:
         chunk_idle_s=s.chunk_idle_period, compression_level=s.compression_level,
         flush_check_interval_s=s.flush_check_period, retention_period_s=s.retention_period,
         retention_check_interval_s=s.retention_check_interval, cache_bytes=s.cache_size,
-        flush_on_shutdown=s.flush_on_shutdown)
+        flush_on_shutdown=s.flush_on_shutdown, compaction_enabled=s.compaction_enabled,
+        compaction_level=s.compaction_level, compaction_target_bytes=s.compaction_target_size,
+        compaction_min_age_s=s.compaction_min_age, compaction_interval_s=s.compaction_interval)
 
 
 def _bad(msg: str, status: int = 400) -> PlainTextResponse:
@@ -386,6 +388,16 @@ def create_app(cfg: Config, store: Store | None = None,
     @app.get("/sluiceway/api/v1/pipeline")
     async def pipeline_view() -> Response:
         return JSONResponse({"status": "success", "data": pipeline.snapshot()})
+
+    @app.post("/sluiceway/api/v1/compact")
+    async def compact(request: Request) -> Response:
+        """Run a compaction pass now; `min_age` (duration) overrides the configured age."""
+        age = request.query_params.get("min_age")
+        min_age = parse_seconds_or_duration(age, "min_age") if age else None
+        r = await run_in_threadpool(st().compact, min_age)
+        return JSONResponse({"status": "success", "data": {
+            "chunks_in": r.chunks_in, "chunks_out": r.chunks_out, "bytes_in": r.bytes_in,
+            "bytes_out": r.bytes_out, "seconds": round(r.seconds, 3)}})
 
     @app.get("/sluiceway/api/v1/storage")
     async def storage_view() -> Response:

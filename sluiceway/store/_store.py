@@ -15,6 +15,7 @@ import orjson
 
 from sluiceway.model import EntryBlock, Matcher, fingerprint
 from sluiceway.store._cache import ChunkCache
+from sluiceway.store._compactor import CompactionStats, Compactor
 from sluiceway.store._record import decode_record, encode_record
 from sluiceway.store._stream import Sealed, Stream
 from sluiceway.store._tenant import TenantStore
@@ -47,6 +48,11 @@ class StoreConfig:
     retention_check_interval_s: float = 600.0
     cache_bytes: int = 512 << 20
     flush_on_shutdown: bool = True
+    compaction_enabled: bool = True
+    compaction_level: int = 15
+    compaction_target_bytes: int = 16 << 20
+    compaction_min_age_s: float = 900.0
+    compaction_interval_s: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +105,12 @@ class Store:
         self._last_periodic = 0.0
         self._flusher = threading.Thread(target=self._flush_loop, name="flusher", daemon=True)
         self._flusher.start()
+        self.compactor = Compactor(cfg.compaction_level, cfg.compaction_target_bytes,
+                                   cfg.compaction_min_age_s)
+        self._compact_lock = threading.Lock()
+        self._stop = threading.Event()
+        if cfg.compaction_enabled:
+            threading.Thread(target=self._compact_loop, name="compactor", daemon=True).start()
         self.ready = True
 
     # --- startup ---------------------------------------------------------------------
@@ -268,6 +280,22 @@ class Store:
         self.retention_deleted += n
         return n
 
+    # --- compaction --------------------------------------------------------------------
+    def _compact_loop(self) -> None:
+        while not self._stop.wait(self.cfg.compaction_interval_s):
+            self.compact()
+
+    def compact(self, min_age_s: float | None = None) -> CompactionStats:
+        """Merge and recompress chunks older than `min_age_s` (default: configured)."""
+        with self._compact_lock:
+            if min_age_s is not None:
+                saved, self.compactor.min_age_s = self.compactor.min_age_s, min_age_s
+            try:
+                return self.compactor.run(list(self.tenants.values()))
+            finally:
+                if min_age_s is not None:
+                    self.compactor.min_age_s = saved
+
     # --- read path ---------------------------------------------------------------------
     def series(self, tenants: list[str], matchers: list[Matcher], start: int,
                end: int) -> list[StoreSeries]:
@@ -309,6 +337,7 @@ class Store:
         return {"chunks": chunks, "index": index, "wal": self.wal.size_bytes()}
 
     def close(self) -> None:
+        self._stop.set()
         self.wal.close()
         if self.cfg.flush_on_shutdown:
             self.flush_all()

@@ -20,6 +20,8 @@ class ChunkRef:
     raw_bytes: int
     size: int
     wal_pos: WalPos  # every WAL record of this stream up to here is in chunks
+    level: int = 1  # zstd level it was written with; the compactor raises it
+    created: float = 0.0  # unix seconds the file was written
 
 
 @dataclass(slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
@@ -50,7 +51,7 @@ class TenantStore:
                 s = self._stream(int(r["fp"]), parse_labels(r["labels"]))
                 pos = WalPos(int(r["seg"]), int(r["off"]))
                 s.chunks.append(ChunkRef(r["path"], r["mint"], r["maxt"], r["n"], r["raw"],
-                                         r["size"], pos))
+                                         r["size"], pos, r.get("lvl", 1), r.get("at", 0.0)))
                 s.flushed_pos = max(s.flushed_pos, pos)
             elif r["op"] == "del":
                 s2 = self.streams.get(int(r["fp"]))
@@ -96,24 +97,40 @@ class TenantStore:
     # --- flush path (flusher thread) -------------------------------------------------
     def flush(self, s: Stream, sealed: Sealed) -> ChunkRef:
         block = sort_dedupe(concat([p.block for p in sealed.pieces]))
-        data, meta = encode_chunk(block, self.compression_level)
-        day = datetime.fromtimestamp(meta.mint / 1e9, UTC).strftime("%Y-%m-%d")
-        rel = f"chunks/{day}/{s.fp:016x}-{meta.mint}-{uuid.uuid4().hex[:8]}.chunk"
-        write_chunk_file(self.root / rel, data)
-        ref = ChunkRef(rel, meta.mint, meta.maxt, meta.n, meta.raw_bytes, meta.size,
-                       sealed.last_pos)
-        self.index.append([{
-            "op": "add", "fp": s.fp, "labels": format_labels(s.labels), "path": rel,
-            "mint": ref.mint, "maxt": ref.maxt, "n": ref.n, "raw": ref.raw_bytes,
-            "size": ref.size, "seg": ref.wal_pos.segment, "off": ref.wal_pos.offset,
-        }])
+        ref = self.write_chunk(s, block, self.compression_level, sealed.last_pos)
+        self.index.append([self.add_record(s, ref)])
         with self.lock:
             s.chunks.append(ref)
             s.chunks.sort(key=lambda c: c.mint)
             s.sealed.remove(sealed)
             s.flushed_pos = max(s.flushed_pos, sealed.last_pos)
-        self.cache.put(str(self.root / rel), block)
+        self.cache.put(str(self.root / ref.path), block)
         return ref
+
+    def write_chunk(self, s: Stream, block: EntryBlock, level: int, pos: WalPos) -> ChunkRef:
+        data, meta = encode_chunk(block, level)
+        day = datetime.fromtimestamp(meta.mint / 1e9, UTC).strftime("%Y-%m-%d")
+        rel = f"chunks/{day}/{s.fp:016x}-{meta.mint}-{uuid.uuid4().hex[:8]}.chunk"
+        write_chunk_file(self.root / rel, data)
+        return ChunkRef(rel, meta.mint, meta.maxt, meta.n, meta.raw_bytes, meta.size, pos,
+                        level, time.time())
+
+    @staticmethod
+    def add_record(s: Stream, ref: ChunkRef) -> dict[str, object]:
+        return {"op": "add", "fp": s.fp, "labels": format_labels(s.labels), "path": ref.path,
+                "mint": ref.mint, "maxt": ref.maxt, "n": ref.n, "raw": ref.raw_bytes,
+                "size": ref.size, "seg": ref.wal_pos.segment, "off": ref.wal_pos.offset,
+                "lvl": ref.level, "at": ref.created}
+
+    def replace_chunks(self, s: Stream, old: list[ChunkRef], new: ChunkRef) -> None:
+        """Swap `old` for `new` in the index (one append) and in memory."""
+        self.index.append([self.add_record(s, new),
+                           *({"op": "del", "fp": s.fp, "path": c.path} for c in old)])
+        with self.lock:
+            s.chunks = sorted([c for c in s.chunks if c not in old] + [new],
+                              key=lambda c: c.mint)
+        for c in old:
+            self.cache.discard(str(self.root / c.path))
 
     def seal_all(self, older_than: float | None = None, idle_since: float | None = None,
                  segment_below: int | None = None) -> list[tuple[Stream, Sealed]]:
@@ -230,7 +247,7 @@ class TenantStore:
             if item is None:
                 return
             if isinstance(item, ChunkRef):
-                ahead.append(_POOL.submit(self._load, s, item))
+                ahead.append(_POOL.submit(self.load, s, item))
             else:
                 done: Future[EntryBlock] = Future()
                 done.set_result(sort_dedupe(concat([p.block for p in item])))
@@ -243,7 +260,7 @@ class TenantStore:
             submit()
             yield block
 
-    def _load(self, s: Stream, ref: ChunkRef) -> EntryBlock:
+    def load(self, s: Stream, ref: ChunkRef) -> EntryBlock:
         key = str(self.root / ref.path)
         b = self.cache.get(key)
         if b is None:

@@ -1,0 +1,88 @@
+"""Background compaction: merge a stream's older chunks and recompress them harder.
+
+Chunks are cut fast (zstd level 1) so ingest keeps up; once they are older than
+`min_age`, neighbouring chunks of a stream are merged up to `target_bytes` and written
+again at a high level, where zstd's optimal parser finds the repeats between log lines.
+Replaced files are deleted one pass later, so a query that already holds a reference to
+one can still read it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sluiceway.store._blocks import concat, sort_dedupe
+from sluiceway.store._stream import ChunkRef, Stream
+from sluiceway.store._tenant import TenantStore
+
+log = logging.getLogger("sluiceway.compactor")
+
+
+@dataclass(slots=True)
+class CompactionStats:
+    chunks_in: int = 0
+    chunks_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    seconds: float = 0.0
+    pending_deletes: list[Path] = field(default_factory=list)
+
+
+class Compactor:
+    def __init__(self, level: int, target_bytes: int, min_age_s: float) -> None:
+        self.level = level
+        self.target_bytes = target_bytes
+        self.min_age_s = min_age_s
+        self._doomed: list[Path] = []
+        self.total = CompactionStats()
+
+    def run(self, tenants: list[TenantStore], now: float | None = None) -> CompactionStats:
+        """One pass over every stream; returns what it did."""
+        now = now if now is not None else time.time()
+        for path in self._doomed:  # replaced by the previous pass
+            path.unlink(missing_ok=True)
+        self._doomed = []
+        stats = CompactionStats()
+        t0 = time.perf_counter()
+        for ts in tenants:
+            with ts.lock:
+                streams = list(ts.streams.values())
+            for s in streams:
+                for group in self._groups(s, now):
+                    self._compact(ts, s, group, stats)
+        stats.seconds = time.perf_counter() - t0
+        for k in ("chunks_in", "chunks_out", "bytes_in", "bytes_out", "seconds"):
+            setattr(self.total, k, getattr(self.total, k) + getattr(stats, k))
+        return stats
+
+    def _groups(self, s: Stream, now: float) -> list[list[ChunkRef]]:
+        cands = [c for c in s.chunks if c.level < self.level and now - c.created >= self.min_age_s]
+        groups: list[list[ChunkRef]] = []
+        size = 0
+        for c in sorted(cands, key=lambda c: c.mint):
+            if groups and size + c.raw_bytes <= self.target_bytes:
+                groups[-1].append(c)
+                size += c.raw_bytes
+            else:
+                groups.append([c])
+                size = c.raw_bytes
+        return groups
+
+    def _compact(self, ts: TenantStore, s: Stream, group: list[ChunkRef],
+                 stats: CompactionStats) -> None:
+        try:
+            block = sort_dedupe(concat([ts.load(s, c) for c in group]))
+            new = ts.write_chunk(s, block, self.level, max(c.wal_pos for c in group))
+            ts.replace_chunks(s, group, new)
+        except OSError:
+            log.exception("compacting %d chunks of %s failed; they stay as they are",
+                          len(group), s.labels)
+            return
+        self._doomed += [ts.root / c.path for c in group]
+        stats.chunks_in += len(group)
+        stats.chunks_out += 1
+        stats.bytes_in += sum(c.size for c in group)
+        stats.bytes_out += new.size
