@@ -13,6 +13,7 @@ import os
 import sys
 import time
 import zlib
+from collections import deque
 from collections.abc import Iterator
 from enum import StrEnum
 from typing import Annotated, Any, NoReturn
@@ -230,12 +231,33 @@ def tail_url(addr: str, params: dict[str, Any]) -> str:
                        urlencode(params), ""))
 
 
+class _Recent:
+    """Ids of the last entries printed by a tail. A line pushed while the server runs the
+    history query can come in both the history frame and the live feed; exact
+    duplicates (same time, labels and line) are one entry in Loki, so print it once."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.order: deque[tuple[int, str, str]] = deque()
+        self.ids: set[tuple[int, str, str]] = set()
+        self.size = size
+
+    def add(self, key: tuple[int, str, str]) -> bool:
+        if key in self.ids:
+            return False
+        self.ids.add(key)
+        self.order.append(key)
+        if len(self.order) > self.size:
+            self.ids.discard(self.order.popleft())
+        return True
+
+
 def tail(addr: str, org_id: str | None, params: dict[str, Any], output: Output,
          color: bool) -> None:
     from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus
     from websockets.sync.client import connect
 
     headers = {"X-Scope-OrgID": org_id} if org_id else {}
+    seen = _Recent()
     try:
         with connect(tail_url(addr, params), additional_headers=headers,
                      open_timeout=10) as ws:
@@ -243,7 +265,8 @@ def tail(addr: str, org_id: str | None, params: dict[str, Any], output: Output,
                 msg = orjson.loads(raw)
                 for e in sorted(entries_of({"result": msg.get("streams") or []}),
                                 key=lambda e: e[0]):
-                    print(format_entry(e, output, color), flush=True)
+                    if seen.add(_entry_id(e)):
+                        print(format_entry(e, output, color), flush=True)
                 for d in msg.get("dropped_entries") or []:
                     print(f"dropped entry: {label_text(d['labels'])} {d['timestamp']}",
                           file=sys.stderr)

@@ -206,6 +206,15 @@ def test_metric_rows_from_loki_fixtures() -> None:
     assert metric_rows(vector)[2] == (rfc3339(1795457460 * 10**9), '{app="worker"}', "60")
 
 
+def test_tail_prints_an_entry_once() -> None:
+    from sluiceway.logql._cli import _Recent
+
+    seen = _Recent(size=2)
+    assert seen.add((1, "{}", "a")) and not seen.add((1, "{}", "a"))
+    assert seen.add((2, "{}", "a")) and seen.add((3, "{}", "a"))
+    assert seen.add((1, "{}", "a"))  # forgotten once older than `size` entries
+
+
 def test_is_metric_and_scalar_times() -> None:
     assert not is_metric('# a comment\n{app="api"} |= "x"')
     assert is_metric('sum(rate({app="api"}[1m]))') and is_metric("1 + 1")
