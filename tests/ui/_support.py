@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -17,18 +20,38 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
+def _children(pid: int) -> list[int]:
+    """PIDs whose parent is `pid` (the server forks ingest workers)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
 def stop_quickly(srv: ServerProcess, grace: float = 3.0) -> None:
-    """SIGTERM, then SIGKILL after `grace` s: these tests need no clean shutdown, and a
-    tail session the server has not noticed is closed can hold shutdown for its full
-    graceful timeout (10 s)."""
+    """SIGTERM, then SIGKILL after `grace` s, for the server and the workers it forked.
+
+    These tests need no clean shutdown, and a tail session the server has not noticed is
+    closed can hold its shutdown for the full graceful timeout (10 s)."""
     if srv.proc is None or srv.proc.poll() is not None:
         return
     srv.signal(signal.SIGCONT)
+    workers = _children(srv.proc.pid)
     srv.proc.terminate()
     try:
         srv.proc.wait(grace)
     except subprocess.TimeoutExpired:
         srv.kill()
+    for pid in workers:
+        # Only a worker still running this server's command line, never a reused PID.
+        with contextlib.suppress(OSError):
+            if str(srv.data_dir).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGKILL)
 
 
 def push(url: str, labels: dict[str, str], lines: list[str],
