@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -30,20 +29,16 @@ def _push(url: str, streams: list[dict], tenant: str | None = None) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = ServerProcess(tmp_path_factory.mktemp("cli") / "data").start()
-    try:
-        _push(srv.url, [
-            {"stream": {"app": "api", "level": "info"},
-             "values": [[str(NOW + i * 10**9), f"info {i}"] for i in range(40)]},
-            {"stream": {"app": "api", "level": "error"},
-             "values": [[str(NOW + i * 10**9 + 1), f"error {i}"] for i in range(0, 40, 10)]},
-        ])
-        _push(srv.url, [{"stream": {"app": "other"}, "values": [[str(NOW), "tenant two"]]}],
-              tenant="two")
-        yield srv
-    finally:
-        srv.stop()
+def server(shared_server: ServerProcess) -> ServerProcess:
+    _push(shared_server.url, [
+        {"stream": {"app": "api", "level": "info"},
+         "values": [[str(NOW + i * 10**9), f"info {i}"] for i in range(40)]},
+        {"stream": {"app": "api", "level": "error"},
+         "values": [[str(NOW + i * 10**9 + 1), f"error {i}"] for i in range(0, 40, 10)]},
+    ])
+    _push(shared_server.url, [{"stream": {"app": "other"}, "values": [[str(NOW), "tenant two"]]}],
+          tenant="two")
+    return shared_server
 
 
 def cli(*args: str, addr: str | None = None,

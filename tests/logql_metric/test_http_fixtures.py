@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -21,20 +20,20 @@ def _base() -> int:
     return now - now % STEP_PHASE + ORIG_BASE % STEP_PHASE
 
 
+TENANT = "fixtures"  # its own tenant, so the CLI tests on the same server never see it
+
+
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+def served(shared_server: ServerProcess) -> tuple[str, int]:
     base = _base()
-    srv = ServerProcess(tmp_path_factory.mktemp("http") / "data").start()
-    try:
-        data = load_json("dataset.json")
-        streams = [{"stream": s["stream"],
-                    "values": [[str(base + int(v[0])), *v[1:]] for v in s["values"]]}
-                   for s in data["streams"]]
-        r = httpx.post(f"{srv.url}/loki/api/v1/push", json={"streams": streams})
-        assert r.status_code == 204, r.text
-        yield srv.url, base
-    finally:
-        srv.stop()
+    data = load_json("dataset.json")
+    streams = [{"stream": s["stream"],
+                "values": [[str(base + int(v[0])), *v[1:]] for v in s["values"]]}
+               for s in data["streams"]]
+    r = httpx.post(f"{shared_server.url}/loki/api/v1/push", json={"streams": streams},
+                   headers={"X-Scope-OrgID": TENANT})
+    assert r.status_code == 204, r.text
+    return shared_server.url, base
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -44,7 +43,7 @@ def test_fixture_over_http(served: tuple[str, int], name: str) -> None:
     params = dict(req["params"])
     for k, rel in req["relativeParams"].items():
         params[k] = str(base + int(rel))
-    r = httpx.get(url + req["path"], params=params)
+    r = httpx.get(url + req["path"], params=params, headers={"X-Scope-OrgID": TENANT})
     assert r.status_code == 200, r.text
     got = r.json()
     assert got["status"] == "success"
