@@ -57,7 +57,7 @@ export function metricChart({ onZoom }) {
     title.textContent = `${list.length} series · ${times.length} points`;
     current = makePlot(plotBox, {
       height: 320, series, axes: axes(fmtNumber), scales: { x: { time: true } },
-      legend: { live: true }, padding: [10, 12, 0, 0],
+      legend: { live: true }, padding: [10, 18, 0, 0],
     }, cols, onZoom);
   }
 

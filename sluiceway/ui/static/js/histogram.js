@@ -104,7 +104,7 @@ export function histogram({ onZoom }) {
     current = makePlot(plotBox, {
       height: 120, legend: { show: false }, series, axes: axes(fmtNumber),
       scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max) * 1.05] } },
-      padding: [6, 8, 0, 0],
+      padding: [6, 18, 0, 0],
     }, data, onZoom);
     plotBox.title = "Drag to zoom into a time range";
   }
