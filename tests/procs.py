@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -16,6 +18,12 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 FIXTURES = SHARED / "fixtures"
+
+
+def _die_with_test_process() -> None:
+    """A child of the tests is killed by the kernel if pytest itself dies (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -42,6 +50,11 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"server-{self.port}.log"
 
+    def _preexec(self) -> None:
+        _die_with_test_process()
+        if self.preexec is not None:
+            self.preexec()
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -53,7 +66,7 @@ class ServerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
         self.proc = subprocess.Popen(sluiceway_cmd(*args, *self.extra_args), stdout=log,
                                      stderr=subprocess.STDOUT, cwd=REPO,
-                                     preexec_fn=self.preexec)
+                                     preexec_fn=self._preexec)
         self.wait_ready(wait)
         return self
 
