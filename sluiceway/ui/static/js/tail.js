@@ -41,6 +41,7 @@ export function liveTail({ onStart, onEntries, onStop }) {
     const sock = new WebSocket(tailUrl({ query, ...from, limit: 100 }));
     ws = sock;
     let opened = false;
+    const openedAt = Date.now();
     sock.onopen = () => { opened = true; setStatus("live", "live"); };
     sock.onmessage = (ev) => {
       let msg;
@@ -53,8 +54,11 @@ export function liveTail({ onStart, onEntries, onStop }) {
       if (!batch.length) return updateRate();
       // Arrival order within a message is by time; keep it oldest first for the list.
       batch.sort((a, b) => (BigInt(a.tsNs) < BigInt(b.tsNs) ? -1 : BigInt(a.tsNs) > BigInt(b.tsNs) ? 1 : 0));
-      lastNs = batch[batch.length - 1].tsNs;
-      arrivals.push([Date.now(), batch.length]);
+      const newest = batch[batch.length - 1].tsNs;
+      if (!lastNs || BigInt(newest) > BigInt(lastNs)) lastNs = newest;
+      // The rate is about new lines: the look-back history sent on connect is not counted.
+      const fresh = batch.filter((e) => e.tsMs >= openedAt - 5000).length; // 5 s: some clock skew
+      if (fresh) arrivals.push([Date.now(), fresh]);
       if (paused) held = held.concat(batch).slice(-HOLD_MAX);
       else onEntries(batch);
       updateRate();
