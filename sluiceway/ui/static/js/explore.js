@@ -230,7 +230,18 @@ export function explorePage(params) {
     run(false);
   }
 
+  // "/" jumps to the query from anywhere on the page, as in most log and search tools.
+  function onKey(ev) {
+    const typing = ev.target.closest?.("input, textarea, select, [contenteditable]");
+    if (ev.key === "/" && !typing && !ev.ctrlKey && !ev.metaKey && !ev.altKey) {
+      ev.preventDefault();
+      editor.input.focus();
+      editor.input.select();
+    }
+  }
+  document.addEventListener("keydown", onKey);
+
   run(false);
   requestAnimationFrame(() => editor.input.focus());
-  return { root, load, destroy() { tail.dispose(); inflight?.abort(); } };
+  return { root, load, destroy() { document.removeEventListener("keydown", onKey); tail.dispose(); inflight?.abort(); } };
 }
