@@ -7,6 +7,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qs
 
+import httpx
 from playwright.sync_api import expect
 
 from tests.procs import ServerProcess
@@ -199,3 +200,16 @@ def test_absolute_range_and_refresh(page: Any, ui_server: ServerProcess) -> None
          [now - 7200 * 10**9 + 10**9])
     page.locator(".tp-refresh").click()
     expect(page.locator(".log-row")).to_have_count(2)
+
+
+def test_tenant_field_queries_another_tenant(page: Any, ui_server: ServerProcess) -> None:
+    body = {"streams": [{"stream": {"app": "ui-tenant"},
+                         "values": [[str(time.time_ns()), "only team-a sees this"]]}]}
+    r = httpx.post(f"{ui_server.url}/loki/api/v1/push", json=body,
+                   headers={"X-Scope-OrgID": "team-a"})
+    assert r.status_code == 204, r.text
+    page.goto(explore_url(ui_server.url, '{app="ui-tenant"}'))
+    expect(page.locator(".log-list .empty")).to_be_visible()  # the default tenant has none
+    page.locator("#tenant").fill("team-a")
+    page.locator("#tenant").press("Enter")
+    expect(page.locator(".log-row")).to_contain_text("only team-a sees this")

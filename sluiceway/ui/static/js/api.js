@@ -14,6 +14,16 @@ export class ApiError extends Error {
   }
 }
 
+// The tenant (X-Scope-OrgID) to query as; empty means the server's default tenant.
+// Kept per browser: it is who you are looking as, not part of a shared view.
+const TENANT_KEY = "sluiceway.tenant";
+export function getTenant() {
+  try { return localStorage.getItem(TENANT_KEY) || ""; } catch { return ""; }
+}
+export function setTenant(t) {
+  try { localStorage.setItem(TENANT_KEY, t.trim()); } catch { /* private mode */ }
+}
+
 async function get(path, params = {}, { signal } = {}) {
   const qs = new URLSearchParams();
   for (const [k, v] of Object.entries(params)) {
@@ -22,7 +32,10 @@ async function get(path, params = {}, { signal } = {}) {
   const url = qs.toString() ? `${path}?${qs}` : path;
   let resp;
   try {
-    resp = await fetch(url, { signal, headers: { Accept: "application/json" } });
+    const headers = { Accept: "application/json" };
+    const tenant = getTenant();
+    if (tenant) headers["X-Scope-OrgID"] = tenant;
+    resp = await fetch(url, { signal, headers });
   } catch (err) {
     if (err.name === "AbortError") throw err;
     throw new ApiError(0, `cannot reach the server: ${err.message}`);
@@ -86,5 +99,9 @@ export function tailUrl({ query, startMs, startNs, limit = 100, delayFor = 0 }) 
   u.searchParams.set("start", startNs ?? msToNs(startMs));
   u.searchParams.set("limit", String(limit));
   if (delayFor) u.searchParams.set("delay_for", String(delayFor));
+  // Browsers cannot set headers on a websocket; the tenant goes as a parameter instead
+  // (read by the server when no X-Scope-OrgID header is present).
+  const tenant = getTenant();
+  if (tenant) u.searchParams.set("orgId", tenant);
   return u.toString();
 }

@@ -2,7 +2,7 @@
 // torn down on exit so its timers and websockets stop with it.
 import { explorePage } from "./explore.js";
 import { pipelinePage } from "./pipeline.js";
-import { buildInfo } from "./api.js";
+import { buildInfo, getTenant, setTenant } from "./api.js";
 import * as route from "./route.js";
 
 const app = document.getElementById("app");
@@ -32,6 +32,15 @@ function rememberExplore() {
 for (const ev of ["hashchange", "popstate"]) window.addEventListener(ev, () => { show(); rememberExplore(); });
 window.addEventListener("routeupdate", rememberExplore);
 show();
+
+// Changing the tenant rebuilds the current page, so nothing from the old tenant lingers.
+const tenantInput = document.getElementById("tenant");
+tenantInput.value = getTenant();
+tenantInput.addEventListener("change", () => {
+  setTenant(tenantInput.value);
+  pageName = null;
+  show();
+});
 
 buildInfo().then((b) => {
   document.getElementById("server-info").textContent = `${b.application ?? "loki"} ${b.version ?? ""}`;
