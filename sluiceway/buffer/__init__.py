@@ -23,6 +23,8 @@ Public API::
 - `on_spilled(items)` is called from the spiller thread once items are on disk
   (fsynced under `fsync="always"`), for owners that advance positions on durability.
 - `prometheus_collector(buf.stats, prefix, labels)` exports the figures on scrape.
+- A spill directory has one owner: a second live process opening it gets
+  `SpillDirLocked` (an flock, released by the kernel even on SIGKILL).
 """
 
 from sluiceway.buffer._buffer import Batch, Buffer
@@ -35,7 +37,7 @@ from sluiceway.buffer._config import (
     WhenSpillFull,
 )
 from sluiceway.buffer._metrics import prometheus_collector
-from sluiceway.buffer._segments import SpillLog
+from sluiceway.buffer._segments import SpillDirLocked, SpillLog
 
 __all__ = [
     "Batch",
@@ -45,6 +47,7 @@ __all__ = [
     "DropWhich",
     "FsyncPolicy",
     "OrjsonCodec",
+    "SpillDirLocked",
     "SpillLog",
     "WhenFull",
     "WhenSpillFull",

@@ -13,6 +13,7 @@ opaque, so a false MAGIC inside it is caught by the checksum of the would-be rec
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import struct
@@ -62,6 +63,10 @@ def _crc(count: int, payload: bytes) -> int:
     return zlib.crc32(payload, zlib.crc32(struct.pack("<I", count)))
 
 
+class SpillDirLocked(RuntimeError):
+    """Another live process holds this spill directory."""
+
+
 class SpillLog:
     """Segments on disk with one writer and one reader position; thread-safe."""
 
@@ -82,7 +87,19 @@ class SpillLog:
         self._next_seq = 1
         self.corrupt_records = 0
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = self._lock_dir()
         self._recover()
+
+    def _lock_dir(self) -> int:
+        """One writer per directory: a second process would interleave segment numbers."""
+        fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise SpillDirLocked(f"spill directory {self.dir} is in use by another "
+                                 "process") from None
+        return fd
 
     # ---- recovery -------------------------------------------------------------------
 
@@ -365,3 +382,6 @@ class SpillLog:
                     os.fsync(self._wfd)
                 os.close(self._wfd)
                 self._wfd = None
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)  # releases the flock
+                self._lock_fd = -1

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sluiceway.buffer import BufferConfig
+from sluiceway.buffer import BufferConfig, SpillDirLocked
 from sluiceway.client._context import RequestContext, context_var
 from sluiceway.client._levels import DEFAULT_PROTECTED, level_number
 from sluiceway.client._redact import DEFAULT_REDACT, Redactor
@@ -72,8 +72,7 @@ class Runtime:
             if name in seen:
                 name = f"{name}#{i}"
             seen.add(name)
-            self.workers.append(SinkWorker(sink, name, self._buffer_config(name), redactor,
-                                           batch_size=s.batch_size, max_retries=s.max_retries))
+            self.workers.append(self._worker(sink, name, redactor))
         self._puts = tuple(w.buffer.put for w in self.workers)
         self.internal_errors = 0
         self.calls = 0
@@ -89,6 +88,20 @@ class Runtime:
             self._heartbeat = threading.Thread(target=run_heartbeat, args=(self,),
                                                daemon=True, name="sluiceway-heartbeat")
             self._heartbeat.start()
+
+    def _worker(self, sink: Any, name: str, redactor: Redactor | None) -> SinkWorker:
+        s = self.settings
+        try:
+            cfg = self._buffer_config(name)
+            return SinkWorker(sink, name, cfg, redactor, batch_size=s.batch_size,
+                              max_retries=s.max_retries)
+        except SpillDirLocked as exc:
+            # Another live process of the same app holds the directory: spill beside it
+            # rather than refuse to log. Its records replay when this pid's dir is reused.
+            cfg = replace(cfg, spill_dir=Path(str(cfg.spill_dir) + f"-pid{os.getpid()}"))
+            log.warning("sluiceway: %s; spilling to %s instead", exc, cfg.spill_dir)
+            return SinkWorker(sink, name, cfg, redactor, batch_size=s.batch_size,
+                              max_retries=s.max_retries)
 
     def _buffer_config(self, sink_name: str) -> BufferConfig:
         s = self.settings
@@ -223,10 +236,11 @@ state = _State()
 def install(settings: Settings) -> Runtime:
     with state.lock:
         old = state.rt
-        state.rt = Runtime(settings)
-    if old is not None:
-        old.shutdown(timeout=1.0)
-    return state.rt
+        if old is not None:
+            # before the new one opens the same spill directories
+            old.shutdown(timeout=1.0)
+        rt = state.rt = Runtime(settings)
+    return rt
 
 
 def runtime() -> Runtime:

@@ -198,3 +198,15 @@ def test_sigkill_then_reopen_replays_unacked(tmp_path: Path) -> None:
     buf3: Buffer[int] = Buffer(spill_cfg(tmp_path))
     assert buf3.stats()["spill_pending"] == 0
     buf3.close()
+
+
+def test_a_spill_directory_has_one_owner(tmp_path: Path) -> None:
+    import pytest
+
+    from sluiceway.buffer import SpillDirLocked
+
+    first: Buffer[int] = Buffer(spill_cfg(tmp_path))
+    with pytest.raises(SpillDirLocked):
+        Buffer(spill_cfg(tmp_path))
+    first.close()
+    Buffer(spill_cfg(tmp_path)).close()  # free again once the owner closed it
