@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from sluiceway.logql import _ast as A
-from sluiceway.logql._filters import BlockFilter, compile_line_filter
+from sluiceway.logql._filters import BlockFilter, compile_line_filter, contains_mask
 from sluiceway.logql._stages import METADATA, PARSED, Row, RowStage, compile_row_stages
 from sluiceway.model import EntryBlock
 
@@ -44,10 +44,15 @@ class LogPipeline:
         self._rates = [0.0] * len(self.block_filters)
         self.row_stages: list[RowStage] = compile_row_stages(stages[n:])
         self.categorize = categorize
+        self.prefilters = _parsed_value_prefilters(stages[n:])
 
     def select(self, block: EntryBlock) -> np.ndarray[Any, np.dtype[np.intp]]:
         """Indexes (ascending) of the lines that pass the block-level filters."""
         mask = np.ones(len(block), dtype=np.bool_)
+        if block.metadata is None:  # metadata could supply the label instead of the line
+            for name, needle in self.prefilters:
+                if name not in block.labels:
+                    mask &= contains_mask(block, needle) | contains_mask(block, b"\\")
         order = sorted(range(len(self.block_filters)), key=self._rates.__getitem__)
         for k in order:
             before = int(np.count_nonzero(mask))
@@ -95,3 +100,25 @@ class LogPipeline:
         if parsed:
             extra["parsed"] = dict(sorted(parsed.items()))
         return row.ts, row.line, label_key(stream), extra
+
+
+def _parsed_value_prefilters(stages: tuple[A.Stage, ...]) -> list[tuple[str, bytes]]:
+    """`| json | level="error"`: such a line can only pass if it holds `error` as written
+    (or an escape, which could spell it differently), so the line filter scan can drop the
+    others before any JSON is parsed. Only for a parser directly followed by the filter,
+    and applied only when the label is not a stream label or structured metadata."""
+    if len(stages) < 2 or not isinstance(stages[0], (A.JsonParser, A.LogfmtParser)):
+        return []
+    lf = stages[1]
+    if not isinstance(lf, A.LabelFilter):
+        return []
+    out: list[tuple[str, bytes]] = []
+    pending: list[A.LabelFilterExpr] = [lf.expr]
+    while pending:  # the equalities every passing line must satisfy (top-level `and`s)
+        e = pending.pop()
+        if isinstance(e, A.LabelBinary):
+            if e.op == "and":
+                pending += [e.left, e.right]
+        elif e.kind == "string" and e.op == "=" and e.raw and not e.name.startswith("__"):
+            out.append((e.name, e.raw.encode()))
+    return out
