@@ -106,6 +106,11 @@ class Positions:
             self._dirty = True
             return fpos
 
+    def tracked(self, key: str) -> bool:
+        with self._lock:
+            f = self._files.get(key)
+            return f is not None and not f.released
+
     def add(self, key: str, start: int, end: int) -> None:
         """Range [start, end) was handed downstream, not yet durable."""
         if end <= start:

@@ -51,6 +51,7 @@ class Tracked:
     fp_len: int = 0
     fp: str = ""
     at_eof: bool = False
+    unterminated: bool = False  # the last entry of `lines` has no newline after it
 
 
 class FileTailer:
@@ -94,7 +95,8 @@ class FileTailer:
             seen[key] = path
             t = self.files.get(key)
             if t is None:
-                self._open(key, path)
+                if not self.positions.tracked(key):  # else another input tails it
+                    self._open(key, path)
             elif t.path != path:
                 t.path = path  # renamed but still matched: same inode, same position
                 self.positions.update(key, path=path)
@@ -182,13 +184,22 @@ class FileTailer:
         if cut < 0:
             t.partial = buf
             if len(buf) > self.cfg.max_line_bytes:  # never stall a file on one huge line
-                t.lines.append(buf)
-                t.partial = b""
+                self._take_partial(t)
         else:
             t.lines.extend(buf[:cut].split(b"\n"))
             t.partial = buf[cut + 1:]
         self.stats.add(bytes_read=len(data))
+        self.positions.update(t.key, read_pos=t.read_pos, size=os.fstat(t.fd).st_size)
         return len(data)
+
+    @staticmethod
+    def _take_partial(t: Tracked) -> None:
+        """Emit the bytes after the last newline as a line of their own (a huge line, or
+        the end of a file being released); it has no newline byte to count."""
+        if t.partial:
+            t.lines.append(t.partial)
+            t.partial = b""
+            t.unterminated = True
 
     def _piece(self, t: Tracked) -> None:
         """Emit up to one batch worth of lines from `t.lines`."""
@@ -199,6 +210,9 @@ class FileTailer:
             n = max(1, n // 2)
             piece = t.lines[:n]
             nbytes = sum(map(len, piece)) + n
+        if t.unterminated and n == len(t.lines):
+            nbytes -= 1
+            t.unterminated = False
         del t.lines[:n]
         # One decode and one split for the whole piece: no Python work per line.
         lines = b"\n".join(piece).decode("utf-8", "replace").split("\n")
@@ -253,19 +267,16 @@ class FileTailer:
     def _truncated(self, t: Tracked) -> None:
         log.warning("file %s was truncated (copytruncate?); reading it from the start", t.path)
         self.stats.add(file_truncations=1)
-        if t.partial:
-            t.lines.append(t.partial)
+        self._take_partial(t)
         while t.lines:
             self._piece(t)
         fp, fp_len = file_fingerprint(t.fd, self.cfg.fingerprint_bytes)
         self.positions.restart(t.key, fp, fp_len)
         t.read_pos = t.mark = t.line_pos = 0
-        t.partial, t.skips, t.fp, t.fp_len = b"", [], fp, fp_len
+        t.partial, t.skips, t.fp, t.fp_len, t.unterminated = b"", [], fp, fp_len, False
 
     def _release(self, t: Tracked) -> bool:
-        if t.partial:  # the last line of a finished file has no newline
-            t.lines.append(t.partial)
-            t.partial = b""
+        self._take_partial(t)  # the last line of a finished file may lack its newline
         while t.lines:
             self._piece(t)
         self._deliver(t, Records.empty(), t.line_pos, 0, final=True)

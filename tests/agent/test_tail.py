@@ -219,3 +219,15 @@ def test_corrupt_positions_file_is_ignored(tmp_path: Path) -> None:
         "path": "/x", "offset": 10, "fp": "fp", "fp_len": 4, "done": []}
     (tmp_path / "positions.json").write_bytes(raw[:-3])  # torn
     assert Positions(tmp_path / "positions.json").saved("1:2") is None
+
+
+def test_huge_line_is_cut_without_shifting_the_position(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    big = "y" * 300_000
+    write(logs / "a.log", [big, "after"])
+    t, cap, positions = tailer(tmp_path, max_line_bytes=65536, read_bytes=65536)
+    drain(t)
+    assert "".join(cap.lines[:-1]) == big and cap.lines[-1] == "after"
+    (fpos,) = positions.snapshot().values()
+    assert fpos.committed == (logs / "a.log").stat().st_size
