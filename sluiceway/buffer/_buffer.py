@@ -75,6 +75,8 @@ class Buffer(Generic[T]):
         self._in_flight = 0
         self._enqueued = self._acked = self._nacked = self._replayed = self._hw = 0
         self._spill_full_events = 0
+        self._stalled_spills = 0
+        self._last_take = time.monotonic()
         self._dropped: dict[tuple[str, Hashable], int] = {}
         self._spilled: dict[Hashable, int] = {}
         self._enq_tag: dict[Hashable, int] = {}
@@ -249,10 +251,12 @@ class Buffer(Generic[T]):
     def _take_memory(self, max_items: int, max_bytes: int,
                      deadline: float) -> Batch[T] | bool | None:
         """Under the lock: a batch, None to read the disk, False for nothing in time."""
+        self._last_take = time.monotonic()  # the consumer is here, not stuck downstream
         while True:
             if self._retry:
                 b = self._retry.popleft()
                 self._in_flight += len(b)
+                self._last_take = time.monotonic()
                 return b
             if self._mem and not self._spill_req:
                 return self._take(max_items, max_bytes, tail=False)
@@ -287,6 +291,7 @@ class Buffer(Generic[T]):
         else:
             self._mem_bytes -= nbytes
         self._in_flight += len(entries)
+        self._last_take = time.monotonic()
         if self._producers_waiting:
             self._not_full.notify_all()
         return Batch([e[0] for e in entries], nbytes, "memory", entries=entries)
@@ -319,6 +324,7 @@ class Buffer(Generic[T]):
                 return None
             self._in_flight += len(items)
             self._replayed += len(items)
+            self._last_take = time.monotonic()
         return Batch(items, nbytes, "disk", refs=refs)
 
     def ack(self, batch: Batch[T]) -> None:
@@ -364,6 +370,7 @@ class Buffer(Generic[T]):
                     if self._closed:
                         return
                     self._spill_cv.wait(0.5)
+                    self._check_stalled()
                 entries: list[Entry] = []
                 if self._spill_req:
                     entries.extend(self._mem)
@@ -390,6 +397,20 @@ class Buffer(Generic[T]):
                     if self._closed:
                         return  # the rest stays in memory; the disk is full anyway
                     self._spill_cv.wait(0.1)
+
+    def _check_stalled(self) -> None:
+        """Under the lock: memory waiting behind a consumer stuck for too long goes to
+        disk, so a hung (not failing) destination followed by SIGKILL loses nothing."""
+        after = self.config.spill_stalled_after
+        if (after is not None and self._mem and not self._spill_req
+                and not self._consumers_waiting
+                and time.monotonic() - self._last_take > after):
+            log.warning("spill buffer %s: consumer idle for %.1f s with %d items waiting; "
+                        "moving them to disk", self.name, time.monotonic() - self._last_take,
+                        len(self._mem))
+            self._spill_req = True
+            self._update_divert()
+            self._stalled_spills += 1
 
     def _after_write(self, written: list[Entry], left: list[Entry]) -> None:
         assert self._log is not None
@@ -518,6 +539,7 @@ class Buffer(Generic[T]):
                 "spilled_by_tag": {str(k): v for k, v in self._spilled.items()},
                 "spill_pending": self._disk_unread, "spill_full": self._disk_full,
                 "spill_full_events": self._spill_full_events,
+                "stalled_spills": self._stalled_spills,
             }
         log_ = self._log
         out["spill_bytes"] = log_.disk_bytes() if log_ is not None else 0

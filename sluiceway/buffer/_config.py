@@ -41,6 +41,9 @@ class BufferConfig:
     when_spill_full: WhenSpillFull = "block"
     fsync: FsyncPolicy = "always"
     fsync_interval: float = 0.5
+    # spill: when the consumer has taken nothing for this long while items wait in
+    # memory (a hung destination that neither returns nor fails), move memory to disk.
+    spill_stalled_after: float | None = 5.0
 
     def __post_init__(self) -> None:
         if self.max_items < 1 or self.max_bytes < 1:

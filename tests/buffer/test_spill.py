@@ -210,3 +210,19 @@ def test_a_spill_directory_has_one_owner(tmp_path: Path) -> None:
         Buffer(spill_cfg(tmp_path))
     first.close()
     Buffer(spill_cfg(tmp_path)).close()  # free again once the owner closed it
+
+
+def test_memory_goes_to_disk_behind_a_hung_consumer(tmp_path: Path) -> None:
+    buf: Buffer[int] = Buffer(spill_cfg(tmp_path, max_items=1000, spill_stalled_after=0.3))
+    assert buf.get_batch(3, max_wait=0.6) is None  # merely idle: waiting is not stuck
+    threading.Timer(0.2, lambda: [buf.put(i) for i in range(10)]).start()
+    b = buf.get_batch(3, max_wait=2.0)  # woken by the puts, then hangs downstream
+    assert b is not None and b.items == list(range(len(b)))
+    time.sleep(0.1)
+    assert buf.stats()["spill_pending"] == 0
+    wait_until(lambda: buf.stats()["spill_pending"] == 10 - len(b), timeout=3)
+    s = buf.stats()
+    assert s["stalled_spills"] == 1 and s["spilled"] == 10 - len(b)
+    buf.nack(b)
+    assert drain(buf) == list(range(10))
+    buf.close()
