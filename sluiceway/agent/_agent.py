@@ -53,6 +53,7 @@ class Agent:
         self.stats = Stats()
         self.positions = Positions(cfg.data_dir / "positions.json")
         self.queue = AgentQueue(cfg.queue, cfg.batch, cfg.data_dir, self.positions, self.stats)
+        self._warn_orphan_spill()
         self.batcher = Batcher(cfg.batch, cfg.format, self.queue, self.positions)
         self.stop_inputs = threading.Event()
         self.stop_now = threading.Event()
@@ -77,6 +78,15 @@ class Agent:
         if isinstance(icfg, DemoInput):
             return DemoGenerator(icfg, emit, stats, stop)
         raise ValueError(f"unknown input {icfg!r}")
+
+    def _warn_orphan_spill(self) -> None:
+        spill = self.cfg.data_dir / "spill"
+        if self.cfg.queue.when_full == "spill" or not spill.is_dir():
+            return
+        held = sum(p.stat().st_size for p in spill.glob("*.seg"))
+        if held:
+            log.warning("%s holds %d bytes spilled by an earlier run; they are sent only "
+                        "with queue.when_full: spill", spill, held)
 
     def filtered(self) -> int:
         return sum(i.spec.filtered.value for i in self.inputs if hasattr(i, "spec"))

@@ -114,3 +114,11 @@ def test_units() -> None:
     for bad in ("1 parsec", "", True):
         with pytest.raises(ValueError):
             parse_duration(bad)
+
+
+def test_the_demo_agent_of_sluiceway_up_is_valid(tmp_path: Path) -> None:
+    from sluiceway.server._up import DEMO_AGENT_YAML
+
+    text = DEMO_AGENT_YAML.format(listen="127.0.0.1:3100", data=tmp_path)
+    cfg = load_config(text=text, environ={})
+    assert cfg.inputs[0].type == "demo"

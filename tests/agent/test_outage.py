@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.agent.agentproc import AgentProcess, LineWriter, fetch_lines
@@ -149,7 +150,7 @@ def test_spill_cap_falls_back_to_drop_and_says_so(stack: Stack, tmp_path: Path) 
     assert len(got) + st["lines"]["lost"] == written
     assert set(st["lost_by_reason"]) == {"spill_full"}
     assert "disk cap" in agent.log()
-    metrics = __import__("httpx").get(f"{agent.url}/metrics").text
+    metrics = httpx.get(f"{agent.url}/metrics").text
     assert "sluiceway_agent_spill_full_events_total 1" in metrics or \
         "sluiceway_agent_spill_full_events_total 2" in metrics
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 from sluiceway.agent._config import BatchConfig, QueueConfig
@@ -65,3 +67,22 @@ def test_batcher_merges_streams_and_cuts_by_lines(tmp_path: Path) -> None:
     assert [first.items[0].lines, second.items[0].lines] == [8, 4]
     (sb,) = decode_push(first.items[0].body, "application/json", None)
     assert sb.lines == [f"l{i}" for i in range(8)]
+
+
+def test_demo_input_generates_lines() -> None:
+    from sluiceway.agent._config import DemoInput
+    from sluiceway.agent._inputs import DemoGenerator
+
+    got: list[str] = []
+    stop = threading.Event()
+    gen = DemoGenerator(DemoInput(type="demo", rate=50, labels={"job": "demo"}),
+                        lambda streams, n, b, ck: got.extend(
+                            line for sb in streams for line in sb.lines), Stats(), stop)
+    t = threading.Thread(target=gen.run)
+    t.start()
+    deadline = time.monotonic() + 5
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    t.join(3)
+    assert got and all(line.startswith("level=") for line in got)
