@@ -42,6 +42,31 @@ def test_query_shows_lines_newest_first(page: Any, ui_server: ServerProcess) -> 
     expect(details.locator(".ctx-row.self")).to_contain_text("third one")
 
 
+def test_field_filters_go_after_the_pipeline(page: Any, ui_server: ServerProcess) -> None:
+    push(ui_server.url, {"app": "ui-fields"},
+         ['{"level":"warn","user":"ann"}', '{"level":"info","user":"bob"}'])
+    page.goto(explore_url(ui_server.url, '{app="ui-fields"} | json'))
+    rows = page.locator(".log-row")
+    expect(rows).to_have_count(2)
+    # Parsed labels are not stream labels: no chips for them, and no selector matcher either.
+    expect(page.locator(".log-row .chip")).to_have_count(0)
+    expect(rows.nth(0)).to_have_class(re.compile(r"\blvl-info\b"))  # level from parsed labels
+    rows.nth(0).locator(".line").click()
+    page.locator(".log-details tr", has=page.locator("th", has_text="user")).filter(
+        has_text="parsed").locator("button").click()
+    expect(page.locator(".query-input")).to_have_value('{app="ui-fields"} | json | user="bob"')
+    expect(rows).to_have_count(1)
+    # A field the UI parsed itself brings its parser along.
+    page.locator(".query-input").fill('{app="ui-fields"}')
+    page.locator(".query-input").press("Enter")
+    expect(rows).to_have_count(2)
+    rows.nth(1).locator(".line").click()
+    page.locator(".log-details tr", has=page.locator("th", has_text="user")).filter(
+        has_text="json").locator("button").click()
+    expect(page.locator(".query-input")).to_have_value('{app="ui-fields"} | json | user="ann"')
+    expect(rows).to_have_count(1)
+
+
 def test_five_thousand_lines_render_fast(page: Any, ui_server: ServerProcess) -> None:
     now = time.time_ns()
     n = 5000

@@ -24,7 +24,7 @@ export function setTenant(t) {
   try { localStorage.setItem(TENANT_KEY, t.trim()); } catch { /* private mode */ }
 }
 
-async function get(path, params = {}, { signal } = {}) {
+async function get(path, params = {}, { signal, headers: extra } = {}) {
   const qs = new URLSearchParams();
   for (const [k, v] of Object.entries(params)) {
     if (v !== undefined && v !== null && v !== "") qs.set(k, String(v));
@@ -32,7 +32,7 @@ async function get(path, params = {}, { signal } = {}) {
   const url = qs.toString() ? `${path}?${qs}` : path;
   let resp;
   try {
-    const headers = { Accept: "application/json" };
+    const headers = { Accept: "application/json", ...extra };
     const tenant = getTenant();
     if (tenant) headers["X-Scope-OrgID"] = tenant;
     resp = await fetch(url, { signal, headers });
@@ -56,10 +56,12 @@ export const msToNs = (ms) => (BigInt(Math.floor(ms)) * 1000000n).toString();
 export const nsToMs = (ns) => Number(BigInt(ns) / 1000n) / 1000;
 
 // `startNs`/`endNs` (strings) win over the ms bounds when a caller needs exact nanoseconds.
-export function queryRange({ query, startMs, endMs, startNs, endNs, limit, direction = "backward", step }, opts) {
+// `categorize` asks for Loki's third value element (structured metadata, parsed labels).
+export function queryRange({ query, startMs, endMs, startNs, endNs, limit, direction = "backward", step, categorize }, opts = {}) {
+  const headers = categorize ? { "X-Loki-Response-Encoding-Flags": "categorize-labels" } : undefined;
   return get("loki/api/v1/query_range", {
     query, start: startNs ?? msToNs(startMs), end: endNs ?? msToNs(endMs), limit, direction, step,
-  }, opts);
+  }, { ...opts, headers });
 }
 
 export function labels({ startMs, endMs, query }, opts) {

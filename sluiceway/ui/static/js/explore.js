@@ -9,7 +9,7 @@ import { histogram, pickStep, fromMatrix, fromEntries } from "./histogram.js";
 import { resultsList, flatten } from "./results.js";
 import { metricChart } from "./chart.js";
 import { liveTail } from "./tail.js";
-import { isLogQuery, hasParser, addMatcher, selectorOf, volumeQuery } from "./logql.js";
+import { isLogQuery, hasParser, addMatcher, appendFilter, selectorOf, volumeQuery } from "./logql.js";
 import * as route from "./route.js";
 
 const LIMITS = [100, 500, 1000, 5000];
@@ -53,7 +53,13 @@ export function explorePage(params) {
   const hist = histogram({ onZoom: zoom });
   const chart = metricChart({ onZoom: zoom });
   const results = resultsList({
-    onChip: (name, value, op) => { editor.value = addMatcher(editor.value, name, value, op); state.query = editor.value; run(true); },
+    onChip: (name, value, op) => { editor.value = addMatcher(editor.value, name, value, op); run(true); },
+    // A field the UI parsed from the line (json/logfmt) needs that parser in the query first.
+    onField: (name, value, kind) => {
+      const parser = (kind === "json" || kind === "logfmt") && !hasParser(editor.value) ? kind : null;
+      editor.value = appendFilter(editor.value, name, value, parser);
+      run(true);
+    },
     fetchContext,
   });
   const tail = liveTail({
@@ -173,7 +179,9 @@ export function explorePage(params) {
     const step = pickStep(range.startMs, range.endMs);
     const volume = api.queryRange({ query: volumeQuery(query, step), ...range, step }, { signal })
       .then((d) => ({ ok: d.resultType === "matrix", d }), (e) => ({ ok: false, e }));
-    const data = await api.queryRange({ query, ...range, limit: state.limit, direction: "backward" }, { signal });
+    // categorize-labels: stream labels stay apart from parsed labels and structured metadata,
+    // so a chip never puts a parsed label into the stream selector (where it matches nothing).
+    const data = await api.queryRange({ query, ...range, limit: state.limit, direction: "backward", categorize: true }, { signal });
     if (data.resultType !== "streams") throw new api.ApiError(0, `expected log lines, got a ${data.resultType} result`);
     const entries = flatten(data.result);
     results.show(entries, { query, limit: state.limit });

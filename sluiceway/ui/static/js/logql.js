@@ -68,6 +68,15 @@ export function addMatcher(query, name, value, op = "=") {
   return q.slice(0, a + 1) + next + q.slice(b);
 }
 
+// Append `| name="value"` (after `| parser` when given). A query with a comment gets the
+// filter on a new line, where the comment cannot swallow it. Names are sanitised the way
+// Loki's parsers sanitise extracted keys.
+export function appendFilter(query, name, value, parser = null) {
+  const key = name.replace(/[^A-Za-z0-9_]/g, "_").replace(/^(\d)/, "_$1");
+  const sep = withoutComments(query) !== query ? "\n" : " ";
+  return `${query.trimEnd()}${sep}${parser ? `| ${parser} ` : ""}| ${key}=${quote(value)}`;
+}
+
 // Does the pipeline already extract fields (so `level` may be a label already)?
 export function hasParser(q) {
   const code = withoutComments(q).replace(/"(?:[^"\\]|\\.)*"|`[^`]*`/g, '""'); // not inside strings

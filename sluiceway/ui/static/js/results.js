@@ -21,8 +21,11 @@ export function flatten(streams) {
   return out;
 }
 
+// `extra` is the optional third value element (categorize-labels): structured metadata and
+// parsed labels, which also may say the level.
 export function makeEntry(labels, tsNs, line, extra) {
-  return { labels, tsNs, tsMs: nsToMs(tsNs), line, extra, level: levelOf(labels, line) };
+  const all = extra && typeof extra === "object" ? { ...extra.structuredMetadata, ...extra.parsed, ...labels } : labels;
+  return { labels, tsNs, tsMs: nsToMs(tsNs), line, extra, level: levelOf(all, line) };
 }
 
 // `|= "text"` terms from the query, to highlight in lines.
@@ -46,7 +49,7 @@ function highlight(line, re) {
   return out + esc(line.slice(last));
 }
 
-export function resultsList({ onChip, fetchContext }) {
+export function resultsList({ onChip, onField, fetchContext }) {
   const common = el("div", { class: "common-labels" });
   const stats = el("span", { class: "results-stats" });
   const wrapToggle = el("input", { type: "checkbox", checked: true, onchange: () => list.classList.toggle("nowrap", !wrapToggle.checked) });
@@ -146,17 +149,20 @@ export function resultsList({ onChip, fetchContext }) {
     const parsed = parseFields(e.line);
     const box = el("div", { class: "log-details" });
     const table = el("table", { class: "fields" });
-    const addRow = (kind, k, v, clickable) => table.append(el("tr", {},
+    // Stream labels filter in the selector; everything else as a label filter after the
+    // pipeline (`kind` tells the page which parser, if any, the query still needs).
+    const addRow = (kind, k, v) => table.append(el("tr", {},
       el("td", { class: "field-kind" }, kind), el("th", {}, k), el("td", {}, v),
-      el("td", {}, clickable ? el("button", { type: "button", class: "ghost small",
-        title: "Filter on this label", onclick: () => onChip(k, v, "=") }, "+ filter") : "")));
-    for (const [k, v] of Object.entries(e.labels)) addRow("label", k, v, true);
+      el("td", {}, el("button", { type: "button", class: "ghost small", title: kind === "label"
+        ? `Add ${k}="${v}" to the stream selector` : `Add | ${k}="${v}" to the query`,
+      onclick: () => (kind === "label" ? onChip(k, v, "=") : onField(k, v, kind)) }, "+ filter"))));
+    for (const [k, v] of Object.entries(e.labels)) addRow("label", k, v);
     if (e.extra && typeof e.extra === "object") {
       for (const group of ["structuredMetadata", "parsed"]) {
-        for (const [k, v] of Object.entries(e.extra[group] ?? {})) addRow(group === "parsed" ? "parsed" : "metadata", k, v, false);
+        for (const [k, v] of Object.entries(e.extra[group] ?? {})) addRow(group === "parsed" ? "parsed" : "metadata", k, v);
       }
     }
-    for (const [k, v] of parsed.fields) addRow(parsed.format, k, v, false);
+    for (const [k, v] of parsed.fields) addRow(parsed.format, k, v);
     const ctxBox = el("div", { class: "context" });
     box.append(table, el("div", { class: "detail-actions" },
       el("button", { type: "button", class: "ghost small", "data-action": "context",
