@@ -193,8 +193,8 @@ function updateCard(c, rep) {
   c.stats.spill.value.textContent = fmtBytes(rep.spill_bytes ?? 0);
   c.stats.spill.node.classList.toggle("warn", (rep.spill_bytes ?? 0) > 0);
   const p99 = rep.latency_us?.enqueue_p99;
-  c.latency.node.hidden = p99 === undefined;
-  c.latency.value.textContent = p99 === undefined ? "" : p99 >= 1000 ? `${(p99 / 1000).toFixed(1)} ms` : `${Math.round(p99)} µs`;
+  c.latency.node.hidden = p99 == null;
+  c.latency.value.textContent = p99 == null ? "" : p99 >= 1000 ? `${(p99 / 1000).toFixed(1)} ms` : `${Math.round(p99)} µs`;
   clear(c.backend);
   const b = rep.backend ?? {};
   c.backend.className = `backend ${b.ok === false ? "down" : "up"}`;
