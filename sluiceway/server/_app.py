@@ -40,7 +40,7 @@ from sluiceway.server._params import (
     time_range,
 )
 from sluiceway.server._pipeline import PipelineRegistry
-from sluiceway.server._querier import StoreSource
+from sluiceway.server._querier import QueryTimeout, StoreSource
 from sluiceway.server._tail import BlocksSource, TailHub
 from sluiceway.server._volume import bucket_edges, volume
 from sluiceway.store import Store, StoreConfig, WalWriteError
@@ -118,6 +118,11 @@ def create_app(cfg: Config, store: Store | None = None,
     app.add_exception_handler(ParamError, param_error)
     app.add_exception_handler(QueryError, param_error)
     app.add_exception_handler(PermissionError, no_org)
+
+    async def timed_out(_r: Request, exc: Exception) -> Response:
+        return _bad(str(exc), 504)
+
+    app.add_exception_handler(QueryTimeout, timed_out)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
 
     # --- ingest -------------------------------------------------------------------------
@@ -194,7 +199,9 @@ def create_app(cfg: Config, store: Store | None = None,
         if qp.step_ns is not None and qp.step_ns <= 0:
             raise ParamError("zero or negative query resolution step widths are not accepted. "
                              "Try a positive integer")
-        result = await run_in_threadpool(evaluate, StoreSource(st()), q, qp)
+        timeout = limits.query_timeout
+        source = StoreSource(st(), time.monotonic() + timeout if timeout else None, timeout)
+        result = await run_in_threadpool(evaluate, source, q, qp)
         return JSONResponse({"status": "success", "data": result.to_loki_json()})
 
     async def query_range(request: Request) -> Response:

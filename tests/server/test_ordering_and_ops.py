@@ -117,3 +117,21 @@ def test_heartbeats_feed_the_pipeline_view(server: ServerProcess) -> None:
     time.sleep(0.7)
     rows = httpx.get(f"{server.url}/sluiceway/api/v1/pipeline").json()["data"]
     assert rows[0]["stale"] is True
+
+
+def test_query_timeout_is_a_504_not_a_hang(tmp_path: Path) -> None:
+    cfg = tmp_path / "s.yaml"
+    # 1 ms: past by the time the first block is read, however fast the machine is
+    cfg.write_text("storage:\n  chunk_target_size: 20KiB\nlimits:\n  query_timeout: 1ms\n")
+    srv = ServerProcess(tmp_path / "data", config=cfg).start()
+    now = time.time_ns()
+    for b in range(5):
+        assert _push(srv, [[str(now - 10**11 + b * 10**6 + i), "x" * 200 + str(i)]
+                           for i in range(500)], job="slow").status_code == 204
+    t0 = time.monotonic()
+    r = httpx.get(f"{srv.url}/loki/api/v1/query_range", timeout=30, params={
+        "query": 'sum(count_over_time({job="slow"} |~ "(x+x+)+y" [1m]))',
+        "start": str(now - 2 * 10**11), "end": str(now), "step": "1"})
+    srv.stop()
+    assert r.status_code == 504 and "timed out" in r.text
+    assert time.monotonic() - t0 < 10
