@@ -66,7 +66,9 @@ class IngestPool:
             return await asyncio.wrap_future(self._executor.submit(prepare_push, *args))
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        # Wait: leaving the pool's manager thread running into interpreter exit makes it
+        # write to closed pipes (a traceback at exit). The workers are idle by now.
+        self._executor.shutdown(wait=True, cancel_futures=True)
 
 
 def default_workers() -> int:
