@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,22 @@ inputs:
   - type: demo
     rate: 800
     labels: {{job: ui-pipeline-demo}}
+"""
+
+
+# An app using the in-app client: a small drop queue, heartbeats twice a second.
+CLIENT_APP = """\
+import sys, time
+from sluiceway import client
+client.configure(sinks=[client.LokiSink(sys.argv[1], labels={"app": "ui-client-app"})],
+                 queue_size=200, when_full="drop", name="ui-test-client",
+                 report_url=sys.argv[2], report_interval=0.3, capture_stdlib=False)
+log = client.get_logger("orders")
+i = 0
+while True:
+    log.info("order placed", order_id=i)
+    i += 1
+    time.sleep(0.001)
 """
 
 
@@ -89,6 +106,28 @@ def test_real_agent_queue_fills_while_backend_is_stopped(
         except subprocess.TimeoutExpired:
             agent.kill()
         log.close()
+        stop_quickly(backend)
+
+
+def test_real_client_drops_show_while_backend_is_stopped(
+        page: Any, ui_server: ServerProcess, tmp_path: Path) -> None:
+    backend = ServerProcess(tmp_path / "backend").start()
+    app = subprocess.Popen([sys.executable, "-c", CLIENT_APP, backend.url, ui_server.url],
+                           cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        page.goto(f"{ui_server.url}/#/pipeline")
+        c = card(page, "ui-test-client")
+        expect(c).to_have_attribute("data-status", "OK", timeout=15_000)
+        expect(c.locator("[data-stat=latency]")).to_have_text(re.compile(r"\d+(\.\d)? (µs|ms)"))
+        backend.signal(signal.SIGSTOP)
+        expect(c).to_have_attribute("data-status", "DROPPING", timeout=15_000)
+        expect(c.locator(".fill-text")).to_have_text("100%")
+        expect(c.locator(".policy")).to_have_text("when full: drop")
+        expect(c.locator(".stat.alert [data-stat=dropped]")).to_be_visible()
+        expect(c.locator(".lost-reasons")).to_contain_text("lost by reason")
+    finally:
+        app.kill()
+        app.wait(10)
         stop_quickly(backend)
 
 
