@@ -44,6 +44,7 @@ class Outcome:
     shipped: int = 0
     lost: int = 0
     reason: str = ""
+    by_reason: dict[str, int] | None = None  # per-line rejections of several kinds
     delay: float | None = None  # server's Retry-After
     error: str | None = None
 
@@ -92,14 +93,30 @@ def classify(status: int, body: str, lines: int, ra: str | None) -> Outcome:
         return Outcome(True, shipped=lines)
     if status in _RETRYABLE or status >= 500:
         return Outcome(False, delay=retry_after(ra), error=f"HTTP {status}: {body[:200]}")
-    text = body.lower()
-    reason = next((r for needle, r in _REASONS if needle in text), f"http_{status}")
+    reason = _reason(body) or f"http_{status}"
     if status == 400:
         ignored = [(int(a), int(b)) for a, b in _IGNORED_RE.findall(body)]
         if ignored:
             bad = min(lines, sum(a for a, _ in ignored))
-            return Outcome(True, shipped=lines - bad, lost=bad, reason=reason)
+            return Outcome(True, shipped=lines - bad, lost=bad, reason=reason,
+                           by_reason=_per_line_reasons(body, bad))
     return Outcome(True, lost=lines, reason=reason, error=f"HTTP {status}: {body[:200]}")
+
+
+def _reason(text: str) -> str | None:
+    low = text.lower()
+    return next((r for needle, r in _REASONS if needle in low), None)
+
+
+def _per_line_reasons(body: str, bad: int) -> dict[str, int] | None:
+    """One detail line per rejected entry (Loki's form): count them by reason, if they
+    account for all `bad` lines; otherwise the caller uses the first reason for all."""
+    counts: dict[str, int] = {}
+    for line in body.splitlines():
+        r = _reason(line)
+        if r is not None and not _IGNORED_RE.search(line):
+            counts[r] = counts.get(r, 0) + 1
+    return counts if sum(counts.values()) == bad and len(counts) > 1 else None
 
 
 class Shipper:
@@ -132,7 +149,8 @@ class Shipper:
             self.stats.add(lines_shipped=out.shipped, bytes_shipped=len(item.body),
                            batches_shipped=1)
         if out.lost:
-            self.stats.lost(out.reason, out.lost)
+            for reason, n in (out.by_reason or {out.reason: out.lost}).items():
+                self.stats.lost(reason, n)
             log.error("backend rejected %d of %d lines (%s): %s", out.lost, item.lines,
                       out.reason, out.error or "per-line rejections")
         self.positions.done(item.checkpoints)

@@ -179,5 +179,11 @@ def test_classify_and_retry_after() -> None:
     out = classify(503, "", 3, "2")
     assert not out.done and out.delay == 2.0
     assert classify(400, "total ignored: 9 out of 9 line_too_long", 3, None).lost == 3
+    mixed = classify(400, "entry for stream '{a=\"b\"}' has timestamp too old: x\n"
+                          "Max entry size '10' bytes exceeded for stream '{a=\"b\"}'\n"
+                          "entry for stream '{a=\"b\"}' has timestamp too new: y\n"
+                          "total ignored: 3 out of 7", 7, None)
+    assert (mixed.shipped, mixed.by_reason) == (4, {"too_old": 1, "line_too_long": 1,
+                                                    "too_far_in_future": 1})
     assert retry_after(formatdate(time.time() + 30, usegmt=True)) == pytest.approx(30, abs=2)
     assert retry_after(None) is None
