@@ -187,3 +187,28 @@ def test_classify_and_retry_after() -> None:
                                                     "too_far_in_future": 1})
     assert retry_after(formatdate(time.time() + 30, usegmt=True)) == pytest.approx(30, abs=2)
     assert retry_after(None) is None
+
+
+def test_tls_with_a_private_ca_and_basic_auth(tmp_path: Path, rig_factory: Any) -> None:
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl CLI not installed")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    b = Backend()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    b.httpd.socket = ctx.wrap_socket(b.httpd.socket, server_side=True)
+    try:
+        url = b.url.replace("http://", "https://")
+        rig = rig_factory(url, f"tls: {{ca_file: {cert}}}\nauth: {{username: u, password: p}}")
+        rig.put(["secret line"])
+        rig.wait(lambda: rig.stats.lines_shipped == 1)
+        assert b.requests[0][1]["Authorization"] == "Basic dTpw"
+    finally:
+        b.httpd.shutdown()
