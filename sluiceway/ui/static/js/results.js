@@ -141,6 +141,14 @@ export function resultsList({ onChip, onField, fetchContext }) {
     }
     list.insertAdjacentHTML("afterbegin", html);
     while (list.childElementCount > cap) list.lastElementChild.remove();
+    if (entries.length > cap * 5) {
+      // A long tail: forget what is no longer on screen, and re-render once so row indexes
+      // match again. Keeps memory bounded however long the tail runs.
+      entries = entries.slice(-cap);
+      let all = "";
+      for (let i = entries.length - 1; i >= 0; i--) all += rowHtml(entries[i], i, Object.keys(entries[i].labels).sort());
+      list.innerHTML = all;
+    }
     list.dataset.count = String(list.childElementCount);
     stats.textContent = `${fmtNumber(list.childElementCount)} lines (live)`;
   }
