@@ -29,7 +29,11 @@ def _warm(_: int) -> int:
 
 
 def _die_with_parent() -> None:
-    """Workers must not outlive a SIGKILLed server (they would hold its resources)."""
+    """Workers must not outlive a SIGKILLed server (they would hold its resources), and
+    leave Ctrl-C / SIGTERM (sent to the whole process group) to the server, which shuts
+    them down after the requests in flight."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

@@ -77,7 +77,7 @@ def serve(cfg: Config) -> None:
         raise StartupError(str(exc)) from None
     app = create_app(cfg, store, pool)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=10, ws="websockets")
+                            timeout_graceful_shutdown=10, ws="websockets-sansio")
     server = uvicorn.Server(config)
     log.info("Sluiceway server listening on http://%s, data in %s", cfg.server.listen,
              cfg.storage.data_dir)
