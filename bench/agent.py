@@ -32,6 +32,7 @@ from tests.procs import REPO, ServerProcess, free_port, sluiceway_cmd  # noqa: E
 
 TICKS = os.sysconf("SC_CLK_TCK")
 WORKERS = 4
+PIN: int | None = None
 LINE = ('2026-11-23T18:00:00.000Z level=info caller=orders/api.go:212 msg="request served" '
         'method=GET path=/api/v1/orders/{n} status=200 bytes=5123 duration_ms=12 trace={t}')
 
@@ -135,9 +136,10 @@ class Agent:
                            "poll_interval": "50ms"}]}
         (tmp / "agent.yaml").write_text(yaml.safe_dump(cfg))
         self.log = open(tmp / "agent.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(sluiceway_cmd("agent", "-c", str(tmp / "agent.yaml"),
-                                                   "--log-level", "warning"),
-                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
+        cmd = sluiceway_cmd("agent", "-c", str(tmp / "agent.yaml"), "--log-level", "warning")
+        if PIN is not None:  # the agent on one core, everything else on the other(s)
+            cmd = ["taskset", "-c", str(PIN), *cmd]
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
         self.url = f"http://127.0.0.1:{self.port}"
         for _ in range(200):
             try:
@@ -221,12 +223,16 @@ def main() -> None:
     ap.add_argument("--capacity", type=int, default=20_000)
     ap.add_argument("--when-full", default="spill", choices=["spill", "block", "drop"])
     ap.add_argument("--workers", type=int, default=4, help="concurrent pushes")
+    ap.add_argument("--pin", type=int, default=None, help="run the agent on this CPU only")
     args = ap.parse_args()
-    global WORKERS
-    WORKERS = args.workers
+    global WORKERS, PIN
+    WORKERS, PIN = args.workers, args.pin
+    if PIN is not None:  # keep this process (writer, sink) and the server off that core
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)) - {PIN} or {PIN})
     queue = {"capacity": args.capacity, "max_bytes": "32MiB", "when_full": args.when_full}
     print(f"agent bench: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
-          f"line ~{len(LINE) + 10} B, queue {queue}, batch 5000 lines, {WORKERS} workers")
+          f"line ~{len(LINE) + 10} B, queue {queue}, batch 5000 lines, {WORKERS} workers"
+          + (f", agent pinned to CPU {PIN}" if PIN is not None else ""))
     for fmt in (["protobuf", "json"] if args.format == "both" else [args.format]):
         n = null_run(fmt, args.lines, queue)
         print(f"\n[{fmt}] to a null sink (agent alone): {n['lines_per_s']:,.0f} lines/s, "
