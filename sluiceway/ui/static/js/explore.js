@@ -138,7 +138,10 @@ export function explorePage(params) {
       info.textContent = "";
       return;
     }
-    if (tail.active) { tail.start(query); return; }
+    if (tail.active) {
+      if (isLogQuery(query)) { tail.start(query); return; }
+      tail.dispose(); // a metric query cannot be tailed: leave live mode and run it
+    }
     remember(query);
     inflight?.abort();
     const ctl = new AbortController();

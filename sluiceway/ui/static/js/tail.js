@@ -4,6 +4,7 @@
 import { el, fmtNumber } from "./dom.js";
 import { tailUrl } from "./api.js";
 import { makeEntry } from "./results.js";
+import { isLogQuery } from "./logql.js";
 
 const HOLD_MAX = 20000;
 const RATE_WINDOW_MS = 5000;
@@ -79,6 +80,7 @@ export function liveTail({ onStart, onEntries, onStop }) {
   function start(q) {
     if (!q.trim()) return;
     teardown();
+    if (!isLogQuery(q)) { setStatus("error", "live tail needs a log query: {…}"); return; }
     query = q;
     lastNs = null; held = []; arrivals = []; dropped = 0;
     setPaused(false);
