@@ -13,15 +13,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from sluiceway.logql import _ast as A
 from sluiceway.logql._errors import INSTANT_LOG_QUERY, METRIC_NOT_SUPPORTED, QueryError
 from sluiceway.logql._parser import parse
-from sluiceway.logql._pipeline import LabelKey, LogPipeline, Processed
+from sluiceway.logql._pipeline import LabelKey, LogPipeline, Processed, selected_blocks
 from sluiceway.logql._result import QueryResult, QueryStats
 from sluiceway.logql._source import LogSource, SeriesRef
-from sluiceway.model import EntryBlock, format_labels
+from sluiceway.model import format_labels
 
 
 @dataclass(slots=True)
@@ -89,29 +87,9 @@ def _series_items(source: LogSource, ref: SeriesRef, pipeline: LogPipeline, star
     """Entries, each block followed by its edge timestamp (an int): the series' later
     blocks hold nothing beyond that edge, which lets the merge leave them unread."""
     reverse = direction == "backward"
-    for block in source.blocks(ref, start, end, direction):
-        block = _clip(block, start, end)
-        if not len(block):
-            continue
-        stats.blocks_read += 1
-        stats.lines_processed += len(block)
-        stats.bytes_processed += block.nbytes
-        if block.metadata is not None:
-            stats.metadata_bytes += sum(len(k) + len(v) for md in block.metadata if md
-                                        for k, v in md.items())
-        idx = pipeline.select(block)
-        stats.post_filter_lines += len(idx)
+    for block, idx in selected_blocks(source, ref, pipeline, start, end, direction, stats):
         yield from pipeline.process(block, idx, reverse)
         yield int(block.ts[0] if reverse else block.ts[-1])
-
-
-def _clip(block: EntryBlock, start: int, end: int) -> EntryBlock:
-    n = len(block)
-    if not n or (block.ts[0] >= start and block.ts[-1] < end):
-        return block
-    lo = int(np.searchsorted(block.ts, start, "left"))
-    hi = int(np.searchsorted(block.ts, end, "left"))
-    return block.take(np.arange(lo, hi))
 
 
 def _keyed(items: Iterator[Processed | int], tie: tuple[str, str],

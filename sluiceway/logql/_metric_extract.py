@@ -20,7 +20,7 @@ from sluiceway.logql import _ast as A
 from sluiceway.logql._errors import QueryError
 from sluiceway.logql._lexer import parse_bytes
 from sluiceway.logql._metric_types import F64, I64
-from sluiceway.logql._pipeline import LabelKey, LogPipeline
+from sluiceway.logql._pipeline import LabelKey, LogPipeline, selected_blocks
 from sluiceway.logql._result import QueryStats
 from sluiceway.logql._source import LogSource
 from sluiceway.logql._stages import ERROR, ERROR_DETAILS, Row, RowStage, compile_label_filter
@@ -177,28 +177,9 @@ def scan(source: LogSource, tenants: list[str], lr: A.LogRange, lo: int, hi: int
     stats.streams += len(refs)
     pipeline = LogPipeline(lr.log.stages)
     for ref in refs:
-        for block in source.blocks(ref, lo, hi, "forward"):
-            block = _clip(block, lo, hi)
-            if not len(block):
-                continue
-            stats.blocks_read += 1
-            stats.lines_processed += len(block)
-            stats.bytes_processed += block.nbytes
-            if block.metadata is not None:
-                stats.metadata_bytes += sum(len(k) + len(v) for md in block.metadata if md
-                                            for k, v in md.items())
-            idx = pipeline.select(block)
-            stats.post_filter_lines += len(idx)
+        for block, idx in selected_blocks(source, ref, pipeline, lo, hi, "forward", stats):
             if len(idx):
                 sink(block, idx, pipeline)
-
-
-def _clip(block: EntryBlock, lo: int, hi: int) -> EntryBlock:
-    if block.ts[0] >= lo and block.ts[-1] < hi:
-        return block
-    a = int(np.searchsorted(block.ts, lo, "left"))
-    b = int(np.searchsorted(block.ts, hi, "left"))
-    return block.take(np.arange(a, b))
 
 
 def line_sink(counts: BinCounts, mapper: KeyMapper, sizes: BinCounts | None = None) -> BlockSink:

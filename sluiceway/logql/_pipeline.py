@@ -14,6 +14,8 @@ import numpy as np
 
 from sluiceway.logql import _ast as A
 from sluiceway.logql._filters import BlockFilter, compile_line_filter, contains_mask
+from sluiceway.logql._result import QueryStats
+from sluiceway.logql._source import LogSource, SeriesRef
 from sluiceway.logql._stages import METADATA, PARSED, Row, RowStage, compile_row_stages
 from sluiceway.model import EntryBlock
 
@@ -100,6 +102,26 @@ class LogPipeline:
         if parsed:
             extra["parsed"] = dict(sorted(parsed.items()))
         return row.ts, row.line, label_key(stream), extra
+
+
+def selected_blocks(source: LogSource, ref: SeriesRef, pipeline: LogPipeline, start: int,
+                    end: int, direction: str,
+                    stats: QueryStats) -> Iterator[tuple[EntryBlock, np.ndarray[Any, Any]]]:
+    """Each block of a series in [start, end) with the indexes of the lines that pass the
+    block-level filters, counting what was read in `stats` (log and metric engines alike)."""
+    for block in source.blocks(ref, start, end, direction):
+        block = block.clip(start, end)
+        if not len(block):
+            continue
+        stats.blocks_read += 1
+        stats.lines_processed += len(block)
+        stats.bytes_processed += block.nbytes
+        if block.metadata is not None:
+            stats.metadata_bytes += sum(len(k) + len(v) for md in block.metadata if md
+                                        for k, v in md.items())
+        idx = pipeline.select(block)
+        stats.post_filter_lines += len(idx)
+        yield block, idx
 
 
 def _parsed_value_prefilters(stages: tuple[A.Stage, ...]) -> list[tuple[str, bytes]]:

@@ -64,6 +64,14 @@ class EntryBlock:
         md = None if self.metadata is None else [self.metadata[i] for i in idx.tolist()]
         return EntryBlock(self.labels, self.ts[idx], blob, offsets, md)
 
+    def clip(self, start: int, end: int) -> EntryBlock:
+        """Entries with start <= ts < end, sharing this block's blob (block sorted by ts)."""
+        if not len(self) or (self.ts[0] >= start and self.ts[-1] < end):
+            return self
+        lo = int(np.searchsorted(self.ts, start, "left"))
+        hi = int(np.searchsorted(self.ts, end, "left"))
+        return self.slice(lo, hi)
+
     def slice(self, lo: int, hi: int) -> EntryBlock:
         """Entries lo..hi-1 sharing this block's blob (no copy)."""
         return EntryBlock(self.labels, self.ts[lo:hi], self.blob, self.offsets[lo : hi + 1],

@@ -63,8 +63,4 @@ def sort_dedupe(block: EntryBlock) -> EntryBlock:
 
 def clip(block: EntryBlock, start: int, end: int) -> EntryBlock:
     """Entries with start <= ts < end (block must be sorted)."""
-    lo = int(np.searchsorted(block.ts, start, "left"))
-    hi = int(np.searchsorted(block.ts, end, "left"))
-    if lo == 0 and hi == len(block):
-        return block
-    return block.slice(lo, hi)
+    return block.clip(start, end)
