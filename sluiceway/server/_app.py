@@ -202,7 +202,12 @@ def create_app(cfg: Config, store: Store | None = None,
         timeout = limits.query_timeout
         source = StoreSource(st(), time.monotonic() + timeout if timeout else None, timeout)
         result = await run_in_threadpool(evaluate, source, q, qp)
-        return JSONResponse({"status": "success", "data": result.to_loki_json()})
+        data = result.to_loki_json()
+        if data["resultType"] in ("matrix", "vector") and limits.max_query_series and \
+                len(data["result"]) > limits.max_query_series:
+            raise ParamError(f"maximum of series ({limits.max_query_series}) reached for a "
+                             "single query")
+        return JSONResponse({"status": "success", "data": data})
 
     async def query_range(request: Request) -> Response:
         return await run_query(request, instant=False)
@@ -337,14 +342,23 @@ def create_app(cfg: Config, store: Store | None = None,
         now = time.time_ns()
         start = parse_time(p.get("start"), now - 3600 * 10**9, "start")
         session = hub.open(ts)  # before the history query, so no line falls in between
+        watcher = asyncio.create_task(_until_disconnect(ws))
         try:
             hist = await run_in_threadpool(evaluate, StoreSource(st()), expr, QueryParams(
                 tenants=ts, start=start, end=now + 1, limit=limit, direction="backward"))
             first = hist.to_loki_json()
+            # A line pushed while the history query ran is in both: send it once.
+            sent = {(v[0], v[1]) for s in first["result"] for v in s["values"]}
             if first["result"]:  # Loki sends no frame for an empty history
                 await ws.send_text(_tail_message(first).decode())
             while True:
-                tenant, blocks = await session.queue.get()
+                get = asyncio.ensure_future(session.queue.get())
+                done, _ = await asyncio.wait({get, watcher},
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if get not in done:  # the client went away
+                    get.cancel()
+                    return
+                tenant, blocks = get.result()
                 if delay:
                     await asyncio.sleep(delay)
                 res = await run_in_threadpool(evaluate, BlocksSource(tenant, blocks), expr,
@@ -352,9 +366,14 @@ def create_app(cfg: Config, store: Store | None = None,
                                                           end=2**62, limit=limit,
                                                           direction="forward"))
                 msg = res.to_loki_json()
+                if sent:
+                    for s in msg["result"]:
+                        s["values"] = [v for v in s["values"] if (v[0], v[1]) not in sent]
+                    msg["result"] = [s for s in msg["result"] if s["values"]]
                 if msg["result"]:
                     await ws.send_text(_tail_message(msg).decode())
         finally:
+            watcher.cancel()
             hub.close(session)
 
     # --- operations ---------------------------------------------------------------------
@@ -422,3 +441,9 @@ def _tail_message(data: dict[str, Any]) -> bytes:
     entries.sort(key=lambda e: e[0])
     streams = [{"stream": labels, "values": [v]} for _, labels, v in entries]
     return orjson.dumps({"streams": streams})
+
+
+async def _until_disconnect(ws: WebSocket) -> None:
+    """Returns when the tail client closes; it sends nothing else we need."""
+    while (await ws.receive())["type"] != "websocket.disconnect":
+        pass

@@ -135,3 +135,33 @@ def test_query_timeout_is_a_504_not_a_hang(tmp_path: Path) -> None:
     srv.stop()
     assert r.status_code == 504 and "timed out" in r.text
     assert time.monotonic() - t0 < 10
+
+
+def test_metric_query_over_max_series_is_a_400(tmp_path: Path) -> None:
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("limits:\n  max_query_series: 3\n")
+    srv = ServerProcess(tmp_path / "data", config=cfg).start()
+    now = time.time_ns()
+    body = orjson.dumps({"streams": [{"stream": {"job": "many", "n": str(i)},
+                                      "values": [[str(now - 10**9), "x"]]} for i in range(5)]})
+    assert httpx.post(f"{srv.url}/loki/api/v1/push", content=body, headers=JSON).status_code \
+        == 204
+    r = httpx.get(f"{srv.url}/loki/api/v1/query", params={
+        "query": 'count_over_time({job="many"}[1m])', "time": str(now)})
+    ok = httpx.get(f"{srv.url}/loki/api/v1/query", params={
+        "query": 'sum(count_over_time({job="many"}[1m]))', "time": str(now)})
+    srv.stop()
+    assert r.status_code == 400 and "maximum of series (3)" in r.text
+    assert ok.status_code == 200 and ok.json()["data"]["result"][0]["value"][1] == "5"
+
+
+def test_tail_client_leaving_is_noticed(server: ServerProcess) -> None:
+    from websockets.sync.client import connect
+
+    for _ in range(3):
+        with connect(f"ws://127.0.0.1:{server.port}/loki/api/v1/tail?query=%7Bjob%3D%22t%22%7D"):
+            time.sleep(0.2)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    server.stop()  # must not wait for the departed tail sessions
+    assert time.monotonic() - t0 < 8
