@@ -261,8 +261,10 @@ def create_app(cfg: Config, store: Store | None = None,
     # --- index statistics, volume, formatting -----------------------------------------
     async def stats(request: Request) -> Response:
         p = await params_of(request)
+        if not p.get("query"):
+            raise ParamError("query parameter is required")
         start, end = time_range(p, 3600)
-        matchers = parse_selector(p.get("query") or "{}")
+        matchers = parse_selector(p["query"])
         out = await run_in_threadpool(index_stats, st(), tenants(request, True), matchers,
                                       start, end)
         return JSONResponse(out)
