@@ -16,14 +16,14 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 $(TESTSTAMP): $(STAMP)
 	$(BIN)/pip install -q -e '.[test,bench]'
-	bash scripts/install-system-deps.sh
 	touch $@
 
 up: $(STAMP)
 	$(BIN)/sluiceway up
 
 test: $(TESTSTAMP)
-	$(BIN)/ruff check sluiceway tests bench
+	bash scripts/install-system-deps.sh
+	$(BIN)/ruff check sluiceway tests bench scripts
 	$(BIN)/mypy sluiceway
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
