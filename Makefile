@@ -28,8 +28,8 @@ test: $(TESTSTAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: $(TESTSTAMP)
-	$(BIN)/python bench/ingest.py
-	$(BIN)/python bench/query.py
+	$(BIN)/python bench/ingest.py --keep bench/out/data
+	$(BIN)/python bench/query.py --data bench/out/data
 
 clean:
 	rm -rf $(VENV) data agent-data
