@@ -363,9 +363,11 @@ def create_app(cfg: Config, store: Store | None = None,
                 tenant, blocks = get.result()
                 if delay:
                     await asyncio.sleep(delay)
+                # `limit` bounds the history only; every new line matching is sent live.
+                everything = max(1, sum(len(b) for b in blocks))
                 res = await run_in_threadpool(evaluate, BlocksSource(tenant, blocks), expr,
                                               QueryParams(tenants=[tenant], start=0,
-                                                          end=2**62, limit=limit,
+                                                          end=2**62, limit=everything,
                                                           direction="forward"))
                 msg = res.to_loki_json()
                 if sent:

@@ -144,3 +144,19 @@ def test_tail_live_frame_matches_loki(loaded: Any) -> None:
         ours = json.loads(ws.recv(timeout=5))
     loki = json.loads((RESP / "tail_live.response.json").read_text())
     assert _relative(ours, base) == _relative(loki, LOKI_BASE)
+
+
+def test_tail_sends_every_line_of_a_large_push(loaded: Any) -> None:
+    srv, _ = loaded
+    now = time.time_ns()
+    values = [[str(now + i), f"burst {i}"] for i in range(300)]
+    with connect(_ws_url(srv, {"query": '{app="burst"}', "limit": "10"}), open_timeout=5) as ws:
+        time.sleep(0.2)
+        body = orjson.dumps({"streams": [{"stream": {"app": "burst"}, "values": values}]})
+        assert httpx.post(f"{srv.url}/loki/api/v1/push", content=body,
+                          headers={"Content-Type": "application/json"}).status_code == 204
+        got: list[str] = []
+        while len(got) < 300:
+            frame = json.loads(ws.recv(timeout=5))
+            got += [v[1] for s in frame["streams"] for v in s["values"]]
+    assert got == [f"burst {i}" for i in range(300)]
