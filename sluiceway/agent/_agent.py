@@ -1,6 +1,6 @@
 """The agent: inputs -> pipeline -> batcher -> buffer -> shipper, plus positions and reports.
 
-Threads: one per input, one shipper, one flusher (batch max_wait), one positions
+Threads: one per input, `workers` shippers, one flusher (batch max_wait), one positions
 writer, the status HTTP server and the heartbeat. Shutdown order matters: inputs stop
 first, the shipper drains until the deadline, then the buffer closes (spilling what is
 left in spill mode) and positions are written last.
@@ -9,7 +9,6 @@ left in spill mode) and positions are written last.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import socket
 import threading
@@ -27,6 +26,7 @@ from sluiceway.agent._config import (
 from sluiceway.agent._heartbeat import Heartbeat
 from sluiceway.agent._http import StatusServer
 from sluiceway.agent._inputs import DemoGenerator, StdinReader
+from sluiceway.agent._pipeline import PipelineSpec
 from sluiceway.agent._positions import Positions
 from sluiceway.agent._queue import AgentQueue, Batcher
 from sluiceway.agent._report import status
@@ -39,6 +39,8 @@ log = logging.getLogger("sluiceway.agent")
 
 
 class Input(Protocol):
+    spec: PipelineSpec
+
     def run(self) -> None: ...
 
 
@@ -60,13 +62,13 @@ class Agent:
         self.stopped = threading.Event()
         self.shippers = [Shipper(cfg, self.queue, self.positions, self.stats, self.stop_now)
                          for _ in range(cfg.workers)]
-        self.inputs: list[Any] = [self._input(i) for i in cfg.inputs]
+        self.inputs: list[Input] = [self._input(i) for i in cfg.inputs]
         self.http: StatusServer | None = None
         self.heartbeat: Heartbeat | None = None
         self._threads: list[threading.Thread] = []
         self._input_threads: list[threading.Thread] = []
 
-    def _input(self, icfg: Any) -> Any:
+    def _input(self, icfg: Any) -> Input:
         emit, stats, stop = self.batcher.add, self.stats, self.stop_inputs
         if isinstance(icfg, FileInput):
             return FileTailer(icfg, self.positions, emit, stats, self.cfg.batch.max_lines,
@@ -89,7 +91,7 @@ class Agent:
                         "with queue.when_full: spill", spill, held)
 
     def filtered(self) -> int:
-        return sum(i.spec.filtered.value for i in self.inputs if hasattr(i, "spec"))
+        return sum(i.spec.filtered.value for i in self.inputs)
 
     def status(self) -> dict[str, Any]:
         return status(self)
@@ -180,6 +182,3 @@ class Agent:
                 done.set()
         self.shutdown()
 
-
-def pid() -> int:
-    return os.getpid()

@@ -60,6 +60,8 @@ class SyslogListener(LineInput):
         msgs = parse_syslog(frames)
         ts = [m.ts if m.ts is not None else time.time_ns() for m in msgs]
         labels: list[dict[str, str] | None] = []
+        if len(self._label_cache) > 10_000:  # bounded even with wild header values
+            self._label_cache.clear()
         for m in msgs:
             key = tuple((k, str(v)) for k in self.cfg.label_fields
                         if (v := (m.facility_name if k == "facility" else getattr(m, k, None)))
