@@ -60,6 +60,9 @@ def heartbeat(doc: dict[str, Any]) -> dict[str, Any]:
     q = doc["queue"]
     out["queue"] = {k: q[k] for k in ("depth", "capacity", "bytes", "max_bytes", "when_full",
                                       "high_watermark")}
+    # The pipeline page draws depth/capacity as memory fill; batches waiting on disk are
+    # reported as spill_bytes instead, or a draining spill would look like a full queue.
+    out["queue"]["depth"] = max(0, q["depth"] - q["spill_pending"])
     out["backend"] = {k: doc["backend"][k] for k in ("ok", "last_error", "url")}
     return out
 
