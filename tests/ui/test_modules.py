@@ -34,6 +34,12 @@ CASES = [
     ("logql", "hasParser", ['{a="b"} |= "| json"'], False),
     ("logql", "volumeQuery", ['{a="b"} # note', 60, "json"],
      'sum by (level) (count_over_time({a="b"} | json [60s]))'),
+    ("highlight", "highlightLogQL", ['sum by (a) ({b="c"} |= "x" [5m]) # n'],
+     '<span class="hl-fn">sum</span> <span class="hl-k">by</span> <span class="hl-p">(</span>a'
+     '<span class="hl-p">)</span> <span class="hl-p">(</span><span class="hl-p">{</span>'
+     '<span class="hl-l">b</span><span class="hl-o">=</span><span class="hl-s">"c"</span>'
+     '<span class="hl-p">}</span> <span class="hl-f">|=</span> <span class="hl-s">"x"</span> '
+     '<span class="hl-r">[5m]</span><span class="hl-p">)</span> <span class="hl-c"># n</span>\n'),
     ("editor", "completionContext", ["{ap", 3], {"kind": "name", "from": 1, "prefix": "ap"}),
     ("editor", "completionContext", ['{app="x", ', 10], {"kind": "name", "from": 10, "prefix": ""}),
     ("editor", "completionContext", ["{app=", 5],

@@ -2,6 +2,7 @@
 // error panel that points at the column the server's parser complained about.
 // Enter runs the query (the common case is one line); Shift+Enter adds a newline.
 import { el, clear } from "./dom.js";
+import { highlightLogQL } from "./highlight.js";
 
 const HISTORY_KEY = "sluiceway.history";
 const HISTORY_MAX = 50;
@@ -61,6 +62,7 @@ export function queryEditor({ value = "", onRun, complete }) {
     "aria-label": "LogQL query", placeholder: '{app="api"} |= "error"   (Enter to run, Shift+Enter for a new line)',
   });
   input.value = value;
+  const shadow = el("pre", { class: "query-shadow", "aria-hidden": "true" });
   const menu = el("ul", { class: "completion", role: "listbox", hidden: true });
   const errorBox = el("div", { class: "query-error", role: "alert", hidden: true });
   const historyList = el("ul", { class: "history-list", hidden: true });
@@ -71,8 +73,10 @@ export function queryEditor({ value = "", onRun, complete }) {
   let items = [], active = 0, ctx = null, seq = 0;
 
   function autosize() {
+    shadow.innerHTML = highlightLogQL(input.value);
     input.style.height = "auto";
     input.style.height = Math.min(input.scrollHeight + 2, 240) + "px";
+    shadow.scrollTop = input.scrollTop;
   }
 
   function run() {
@@ -82,14 +86,15 @@ export function queryEditor({ value = "", onRun, complete }) {
   }
 
   async function updateMenu() {
-    ctx = completionContext(input.value, input.selectionStart);
-    if (!ctx || input.selectionStart !== input.selectionEnd) return closeMenu();
-    const mine = ++seq;
+    const mine = ++seq; // any newer call, even one that closes the menu, wins
+    const here = completionContext(input.value, input.selectionStart);
+    if (!here || input.selectionStart !== input.selectionEnd) { ctx = null; return closeMenu(); }
     let all;
     try {
-      all = ctx.kind === "name" ? await complete.names() : await complete.values(ctx.name);
+      all = here.kind === "name" ? await complete.names() : await complete.values(here.name);
     } catch { all = []; }
-    if (mine !== seq) return; // a newer keystroke won
+    if (mine !== seq) return;
+    ctx = here;
     const p = ctx.prefix.toLowerCase();
     items = all.filter((s) => s.toLowerCase().includes(p))
       .sort((a, b) => (b.toLowerCase().startsWith(p) - a.toLowerCase().startsWith(p)) || a.localeCompare(b))
@@ -148,6 +153,7 @@ export function queryEditor({ value = "", onRun, complete }) {
 
   input.addEventListener("input", () => { autosize(); updateMenu(); });
   input.addEventListener("click", () => updateMenu());
+  input.addEventListener("scroll", () => { shadow.scrollTop = input.scrollTop; });
   input.addEventListener("blur", () => setTimeout(closeMenu, 150));
   input.addEventListener("keydown", (e) => {
     if (!menu.hidden && items.length) {
@@ -191,7 +197,7 @@ export function queryEditor({ value = "", onRun, complete }) {
 
   const root = el("div", { class: "editor" },
     el("div", { class: "editor-row" },
-      el("div", { class: "editor-field" }, input, menu),
+      el("div", { class: "editor-field" }, shadow, input, menu),
       el("div", { class: "editor-actions" }, runBtn,
         el("div", { class: "history" }, historyBtn, historyList))),
     errorBox);
