@@ -67,8 +67,7 @@ def test_live_tail_keeps_every_line_of_a_burst(page: Any, ui_server: ServerProce
         shown = rows.count()
         rate = page.locator("[data-testid=tail-rate]").inner_text()
         raise AssertionError(
-            f"server bug: a burst of 300 lines reached the tail as {shown} ({rate!r}). Loki "
-            "sends frames of at most 100 entries until all are out, and reports what it "
-            "cannot send in dropped_entries; the server cuts each pushed batch to the tail's "
-            "`limit`") from None
+            f"a burst of 300 lines reached the tail as {shown} ({rate!r}). Loki sends every "
+            "line (in frames of at most 100 entries) and reports what it cannot send in "
+            "dropped_entries; `limit` bounds only the history") from None
     expect(rows.first).to_contain_text("burst 299")
