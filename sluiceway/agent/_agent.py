@@ -38,6 +38,10 @@ from sluiceway.agent._tail import FileTailer
 log = logging.getLogger("sluiceway.agent")
 
 
+class StartError(RuntimeError):
+    """The agent could not start (port taken, data dir not writable, ...)."""
+
+
 class Input(Protocol):
     spec: PipelineSpec
 
@@ -103,6 +107,8 @@ class Agent:
         (self._input_threads if inputs else self._threads).append(t)
 
     def start(self) -> Agent:
+        if self.listen:  # first: a taken port should fail before anything runs
+            self.http = StatusServer(self.listen, self.status).start()
         seen: set[str] = set()
         for inp in self.inputs:
             if isinstance(inp, FileTailer):
@@ -115,8 +121,6 @@ class Agent:
         self._spawn(self._positions_loop, "agent-positions")
         for n, inp in enumerate(self.inputs):
             self._spawn(inp.run, f"agent-input-{n}", inputs=True)
-        if self.listen:
-            self.http = StatusServer(self.listen, self.status).start()
         if self.cfg.report_url != "off":
             self.heartbeat = Heartbeat(self.cfg, self.status, self.stop_now)
             self.heartbeat.thread.start()
@@ -175,7 +179,10 @@ class Agent:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        self.start()
+        try:
+            self.start()
+        except OSError as exc:
+            raise StartError(str(exc)) from exc
         while not done.wait(0.5):
             if self._input_threads and not any(t.is_alive() for t in self._input_threads):
                 log.info("all inputs finished")

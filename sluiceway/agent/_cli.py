@@ -40,14 +40,18 @@ def run(
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    from sluiceway.agent._agent import Agent  # heavy imports only when running
+    from sluiceway.agent._agent import Agent, StartError  # heavy imports only when running
 
     try:
         agent = Agent(cfg, listen=listen)
     except (OSError, ValueError) as exc:
         typer.echo(f"error: cannot start the agent: {exc}", err=True)
         raise typer.Exit(1) from None
-    agent.run_forever()
+    try:
+        agent.run_forever()
+    except StartError as exc:
+        typer.echo(f"error: cannot start the agent: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:

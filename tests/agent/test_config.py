@@ -122,3 +122,18 @@ def test_the_demo_agent_of_sluiceway_up_is_valid(tmp_path: Path) -> None:
     text = DEMO_AGENT_YAML.format(listen="127.0.0.1:3100", data=tmp_path)
     cfg = load_config(text=text, environ={})
     assert cfg.inputs[0].type == "demo"
+
+
+def test_cli_exits_1_when_the_status_port_is_taken(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        cfg = tmp_path / "agent.yaml"
+        cfg.write_text(f"url: http://127.0.0.1:9\nlisten: 127.0.0.1:{port}\n"
+                       f"data_dir: {tmp_path / 'ad'}\ninputs: [{{type: demo}}]\n")
+        r = subprocess.run(sluiceway_cmd("agent", "-c", str(cfg)), capture_output=True,
+                           cwd=REPO, timeout=60)
+    assert r.returncode == 1 and b"Address already in use" in r.stderr
