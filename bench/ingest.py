@@ -151,7 +151,7 @@ def main() -> None:
           f"= {raw / disk:.1f}x smaller than raw ({raw / (usage['chunks'] + usage['index']):.1f}x "
           "chunks+index)")
     kept = usage_c["chunks"] + usage_c["index"]
-    print(f"  after background compaction (zstd level 15, {comp['chunks_in']} chunks -> "
+    print(f"  after background compaction (zstd level 17, {comp['chunks_in']} chunks -> "
           f"{comp['chunks_out']}, {raw / 1e6 / comp['seconds']:.1f} MB/s of raw log): chunks "
           f"{usage_c['chunks'] / 1e6:.1f} MB + index {usage_c['index'] / 1e3:.1f} kB "
           f"= {raw / kept:.1f}x smaller than raw")

@@ -42,7 +42,7 @@ class StorageSection(_Section):
     cache_size: Bytes = 512 << 20
     flush_on_shutdown: bool = True
     compaction_enabled: bool = True
-    compaction_level: Annotated[int, Field(ge=1, le=22)] = 15
+    compaction_level: Annotated[int, Field(ge=1, le=22)] = 17
     compaction_target_size: Bytes = 16 << 20
     compaction_min_age: Duration = 900.0
     compaction_interval: Duration = 600.0

@@ -1,8 +1,9 @@
 """Background compaction: merge a stream's older chunks and recompress them harder.
 
-Chunks are cut fast (zstd level 1) so ingest keeps up; once they are older than
-`min_age`, neighbouring chunks of a stream are merged up to `target_bytes` and written
-again at a high level, where zstd's optimal parser finds the repeats between log lines.
+Chunks are cut fast (zstd level 1, about 4.4x on the benchmark's logs) so ingest keeps
+up; once they are older than `min_age`, neighbouring chunks of a stream are merged up to
+`target_bytes` and written again at a high level (17: about 5.3x, ~2 MB/s per core),
+where zstd's optimal parser finds the repeats between log lines.
 Replaced files are deleted one pass later, so a query that already holds a reference to
 one can still read it.
 """
@@ -10,7 +11,9 @@ one can still read it.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,11 +35,14 @@ class CompactionStats:
 
 
 class Compactor:
-    def __init__(self, level: int, target_bytes: int, min_age_s: float) -> None:
+    def __init__(self, level: int, target_bytes: int, min_age_s: float,
+                 threads: int = 2) -> None:
         self.level = level
+        self.threads = threads
         self.target_bytes = target_bytes
         self.min_age_s = min_age_s
         self._doomed: list[Path] = []
+        self._lock = threading.Lock()
         self.total = CompactionStats()
 
     def run(self, tenants: list[TenantStore], now: float | None = None) -> CompactionStats:
@@ -47,12 +53,16 @@ class Compactor:
         self._doomed = []
         stats = CompactionStats()
         t0 = time.perf_counter()
+        jobs: list[tuple[TenantStore, Stream, list[ChunkRef]]] = []
         for ts in tenants:
             with ts.lock:
                 streams = list(ts.streams.values())
-            for s in streams:
-                for group in self._groups(s, now):
-                    self._compact(ts, s, group, stats)
+            jobs += [(ts, s, group) for s in streams for group in self._groups(s, now)]
+        # zstd releases the GIL: merges of different streams run side by side.
+        with ThreadPoolExecutor(max_workers=self.threads,
+                                thread_name_prefix="compactor") as pool:
+            for _ in pool.map(lambda job: self._compact(job[0], job[1], job[2], stats), jobs):
+                pass
         stats.seconds = time.perf_counter() - t0
         for k in ("chunks_in", "chunks_out", "bytes_in", "bytes_out", "seconds"):
             setattr(self.total, k, getattr(self.total, k) + getattr(stats, k))
@@ -81,8 +91,9 @@ class Compactor:
             log.exception("compacting %d chunks of %s failed; they stay as they are",
                           len(group), s.labels)
             return
-        self._doomed += [ts.root / c.path for c in group]
-        stats.chunks_in += len(group)
-        stats.chunks_out += 1
-        stats.bytes_in += sum(c.size for c in group)
-        stats.bytes_out += new.size
+        with self._lock:
+            self._doomed += [ts.root / c.path for c in group]
+            stats.chunks_in += len(group)
+            stats.chunks_out += 1
+            stats.bytes_in += sum(c.size for c in group)
+            stats.bytes_out += new.size

@@ -49,7 +49,7 @@ class StoreConfig:
     cache_bytes: int = 512 << 20
     flush_on_shutdown: bool = True
     compaction_enabled: bool = True
-    compaction_level: int = 15
+    compaction_level: int = 17
     compaction_target_bytes: int = 16 << 20
     compaction_min_age_s: float = 900.0
     compaction_interval_s: float = 600.0
