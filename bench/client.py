@@ -37,7 +37,7 @@ import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 STALL_S = 0.2
-BUDGET_S = 8.0
+BUDGET_S = 5.0
 RATE = 100.0
 MSG = "Fetching order"
 
@@ -374,7 +374,7 @@ def calls(quick: bool) -> None:
     for kind in ("fast", "stalled"):
         for name in LOGGERS:
             n = n_fast if kind == "fast" else (10 if name == "stdlib-sync" else n_stall)
-            drain = 10.0 if kind == "fast" else 1.0
+            drain = 5.0 if kind == "fast" else 1.0
             out = subprocess.run([sys.executable, __file__, "--case", name, kind, str(n),
                                   str(drain)], cwd=ROOT, capture_output=True, text=True,
                                  timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -398,7 +398,7 @@ def calls(quick: bool) -> None:
 
 
 def http(quick: bool) -> None:
-    rounds, per_round = (4, 150) if quick else (10, 200)
+    rounds, per_round = (4, 150) if quick else (8, 150)
     total = rounds * per_round
     print(f"\nFastAPI under uvicorn, {total} requests per mode at {RATE:.0f}/s (open loop), "
           f"2 ms handler, {rounds} alternating rounds; sluiceway: middleware + 2 lines per "
