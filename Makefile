@@ -30,6 +30,8 @@ test: $(TESTSTAMP)
 bench: $(TESTSTAMP)
 	$(BIN)/python bench/ingest.py --keep bench/out/data
 	$(BIN)/python bench/query.py --data bench/out/data
+	$(BIN)/python bench/agent.py
+	$(BIN)/python bench/client.py
 
 clean:
 	rm -rf $(VENV) data agent-data

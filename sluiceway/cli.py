@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 
 import typer
 
@@ -13,6 +14,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+@app.callback()
+def _group() -> None:
+    """Keeps `sluiceway` a command group even when only one command is loaded."""
+
+
 # (module, attribute): a typer.Typer to mount as a group, or a function to add as a command.
 _COMMANDS: list[tuple[str, str, str]] = [
     ("server", "sluiceway.server._cli", "server"),
@@ -22,8 +28,14 @@ _COMMANDS: list[tuple[str, str, str]] = [
 ]
 
 
-def _register() -> None:
+def _register(argv: list[str]) -> None:
+    # Import only the command being run (the agent must not load the server and the query
+    # engine); everything for --help or an unknown command.
+    names = {name for name, _, _ in _COMMANDS}
+    wanted = argv[1] if len(argv) > 1 and argv[1] in names else None
     for name, module, attr in _COMMANDS:
+        if wanted is not None and name != wanted:
+            continue
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
@@ -37,7 +49,7 @@ def _register() -> None:
             app.command(name=name)(obj)
 
 
-_register()
+_register(sys.argv)
 
 
 def main() -> None:

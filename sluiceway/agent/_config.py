@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from sluiceway.agent._units import parse_duration, parse_size
+from sluiceway.model import parse_duration, parse_size
 
 Size = Annotated[int, BeforeValidator(parse_size)]
 Duration = Annotated[float, BeforeValidator(parse_duration)]

@@ -7,7 +7,7 @@ import pytest
 
 from sluiceway.agent import ConfigError, load_config
 from sluiceway.agent._config import FileInput, JsonStage, LabelsStage, StaticLabelsStage
-from sluiceway.agent._units import parse_duration, parse_size
+from sluiceway.model import parse_duration, parse_size
 from tests.procs import REPO, sluiceway_cmd
 
 EXAMPLES = sorted(REPO.glob("examples/agent*.yaml"))

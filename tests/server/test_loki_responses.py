@@ -160,3 +160,16 @@ def test_tail_sends_every_line_of_a_large_push(loaded: Any) -> None:
             frame = json.loads(ws.recv(timeout=5))
             got += [v[1] for s in frame["streams"] for v in s["values"]]
     assert got == [f"burst {i}" for i in range(300)]
+
+
+def test_tail_takes_the_tenant_from_org_id_when_no_header(loaded: Any) -> None:
+    srv, _ = loaded
+    body = orjson.dumps({"streams": [{"stream": {"app": "t-org"},
+                                      "values": [[str(time.time_ns()), "for team-z"]]}]})
+    params = {"query": '{app="t-org"}', "orgId": "team-z"}
+    with connect(_ws_url(srv, params), open_timeout=5) as ws:  # browsers cannot send headers
+        time.sleep(0.2)
+        assert httpx.post(f"{srv.url}/loki/api/v1/push", content=body, headers={
+            "Content-Type": "application/json", "X-Scope-OrgID": "team-z"}).status_code == 204
+        frame = json.loads(ws.recv(timeout=5))
+    assert [v[1] for s in frame["streams"] for v in s["values"]] == ["for team-z"]

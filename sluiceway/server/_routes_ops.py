@@ -1,0 +1,77 @@
+"""Operations: readiness, Prometheus metrics, build info, flush, compaction, heartbeats."""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import PlainTextResponse
+
+from sluiceway import __version__
+from sluiceway.server._context import JSONResponse, bad, ctx_of
+from sluiceway.server._params import parse_seconds_or_duration
+
+router = APIRouter()
+
+
+@router.get("/ready")
+async def ready(request: Request) -> Response:
+    ctx = ctx_of(request)
+    if ctx.opened_store is None or not ctx.store.ready:
+        return PlainTextResponse("starting\n", status_code=503)
+    return PlainTextResponse("ready\n")
+
+
+@router.get("/metrics")
+async def prom_metrics(request: Request) -> Response:
+    return Response(generate_latest(ctx_of(request).metrics.registry),
+                    media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/loki/api/v1/status/buildinfo")
+async def buildinfo() -> Response:
+    return JSONResponse({"version": __version__, "revision": "", "branch": "main",
+                         "buildDate": "", "buildUser": "", "goVersion": "",
+                         "application": "sluiceway"})
+
+
+@router.post("/flush")
+async def flush(request: Request) -> Response:
+    await run_in_threadpool(ctx_of(request).store.flush_all)
+    return Response(status_code=204)
+
+
+@router.post("/sluiceway/api/v1/compact")
+async def compact(request: Request) -> Response:
+    """Run a compaction pass now; `min_age` (duration) overrides the configured age."""
+    age = request.query_params.get("min_age")
+    min_age = parse_seconds_or_duration(age, "min_age") if age else None
+    r = await run_in_threadpool(ctx_of(request).store.compact, min_age)
+    return JSONResponse({"status": "success", "data": {
+        "chunks_in": r.chunks_in, "chunks_out": r.chunks_out, "bytes_in": r.bytes_in,
+        "bytes_out": r.bytes_out, "seconds": round(r.seconds, 3)}})
+
+
+@router.get("/sluiceway/api/v1/storage")
+async def storage(request: Request) -> Response:
+    return JSONResponse({"status": "success", "data": ctx_of(request).store.disk_usage()})
+
+
+@router.post("/sluiceway/api/v1/heartbeat")
+async def heartbeat(request: Request) -> Response:
+    try:
+        report = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        return bad(f"heartbeat is not valid JSON: {exc}")
+    if not isinstance(report, dict) or not isinstance(report.get("id"), str) \
+            or report.get("kind") not in ("agent", "client"):
+        return bad('heartbeat needs a JSON object with a string "id" and "kind" of '
+                   '"agent" or "client"')
+    ctx_of(request).pipeline.record(report)
+    return Response(status_code=204)
+
+
+@router.get("/sluiceway/api/v1/pipeline")
+async def pipeline(request: Request) -> Response:
+    return JSONResponse({"status": "success", "data": ctx_of(request).pipeline.snapshot()})

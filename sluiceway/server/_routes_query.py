@@ -1,0 +1,120 @@
+"""Loki's query endpoints: query_range, query, labels, label values, series."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from sluiceway.logql import QueryParams, evaluate, parse_selector
+from sluiceway.server._context import JSONResponse, ServerContext, ctx_of, params_of
+from sluiceway.server._params import (
+    ParamError,
+    parse_direction,
+    parse_limit,
+    parse_seconds_or_duration,
+    parse_time,
+    time_range,
+)
+from sluiceway.server._querier import StoreSource
+
+router = APIRouter()
+
+
+def _query_params(ctx: ServerContext, request: Request, p: dict[str, str],
+                  instant: bool) -> QueryParams:
+    limits = ctx.limits
+    limit = parse_limit(p.get("limit"), 100, limits.max_entries_limit_per_query)
+    if instant:
+        start = end = parse_time(p.get("time"), time.time_ns(), "time")
+    else:
+        start, end = time_range(p, 3600)
+        if limits.max_query_length and end - start > limits.max_query_length * 1e9:
+            raise ParamError(f"the query time range exceeds the limit (query length: "
+                             f"{(end - start) / 3.6e12:.0f}h, limit: "
+                             f"{limits.max_query_length / 3600:.0f}h)")
+    step, interval = p.get("step"), p.get("interval")
+    step_ns = int(parse_seconds_or_duration(step, "step") * 1e9) if step else None
+    if step_ns is not None and step_ns <= 0:
+        raise ParamError("zero or negative query resolution step widths are not accepted. "
+                         "Try a positive integer")
+    return QueryParams(
+        tenants=ctx.tenants(request.headers, allow_many=True), start=start, end=end,
+        limit=limit, direction=parse_direction(p.get("direction")), step_ns=step_ns,
+        interval_ns=int(parse_seconds_or_duration(interval, "interval") * 1e9)
+        if interval else None,
+        instant=instant,
+        categorize_labels="categorize-labels" in request.headers.get(
+            "x-loki-response-encoding-flags", ""))
+
+
+async def _run(request: Request, instant: bool) -> Response:
+    ctx = ctx_of(request)
+    p = await params_of(request)
+    if not p.get("query"):
+        raise ParamError("query parameter is required")
+    qp = _query_params(ctx, request, p, instant)
+    timeout = ctx.limits.query_timeout
+    source = StoreSource(ctx.store, time.monotonic() + timeout if timeout else None, timeout)
+    result = await run_in_threadpool(evaluate, source, p["query"], qp)
+    data = result.to_loki_json()
+    max_series = ctx.limits.max_query_series
+    if data["resultType"] in ("matrix", "vector") and max_series and \
+            len(data["result"]) > max_series:
+        raise ParamError(f"maximum of series ({max_series}) reached for a single query")
+    return JSONResponse({"status": "success", "data": data})
+
+
+@router.api_route("/loki/api/v1/query_range", methods=["GET", "POST"])
+@router.api_route("/api/prom/query", methods=["GET", "POST"])
+async def query_range(request: Request) -> Response:
+    return await _run(request, instant=False)
+
+
+@router.api_route("/loki/api/v1/query", methods=["GET", "POST"])
+async def query(request: Request) -> Response:
+    return await _run(request, instant=True)
+
+
+@router.api_route("/loki/api/v1/labels", methods=["GET", "POST"])
+@router.api_route("/loki/api/v1/label", methods=["GET", "POST"])
+async def labels(request: Request) -> Response:
+    ctx = ctx_of(request)
+    p = await params_of(request)
+    start, end = time_range(p, 6 * 3600)
+    matchers = parse_selector(p["query"]) if p.get("query") else None
+    names = await run_in_threadpool(ctx.store.label_names, ctx.tenants(request.headers, True),
+                                    start, end, matchers)
+    return JSONResponse({"status": "success", "data": names})
+
+
+@router.api_route("/loki/api/v1/label/{name}/values", methods=["GET", "POST"])
+async def label_values(request: Request) -> Response:
+    ctx = ctx_of(request)
+    p = await params_of(request)
+    start, end = time_range(p, 6 * 3600)
+    matchers = parse_selector(p["query"]) if p.get("query") else None
+    vals = await run_in_threadpool(ctx.store.label_values, ctx.tenants(request.headers, True),
+                                   request.path_params["name"], start, end, matchers)
+    return JSONResponse({"status": "success", "data": vals})
+
+
+@router.api_route("/loki/api/v1/series", methods=["GET", "POST"])
+async def series(request: Request) -> Response:
+    ctx = ctx_of(request)
+    p = await params_of(request)
+    selectors = request.query_params.getlist("match[]") or request.query_params.getlist("match")
+    if request.method == "POST":
+        form = await request.form()
+        selectors += [str(v) for v in form.getlist("match[]")]
+    if not selectors:
+        raise ParamError("at least one match[] parameter is required")
+    start, end = time_range(p, 6 * 3600)
+    tenants = ctx.tenants(request.headers, True)
+    seen: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+    for sel in selectors:
+        for s in await run_in_threadpool(ctx.store.series, tenants, parse_selector(sel), start,
+                                         end):
+            seen.setdefault(tuple(sorted(s.labels.items())), s.labels)
+    return JSONResponse({"status": "success", "data": list(seen.values())})
