@@ -16,9 +16,22 @@ README = ROOT / "README.md"
 _BLOCK = re.compile(r"(<!-- include: (\S+) -->\n)(.*?)(<!-- end include -->)", re.DOTALL)
 
 
+_LINK = re.compile(r"(\]\()(?!https?:|#|/)([^)\s]+)(\))")
+
+
+def _rebase(body: str, source: Path) -> str:
+    """Relative links in a section are written from its own folder; README is at the root."""
+    def fix(m: re.Match[str]) -> str:
+        target = (source.parent / m.group(2)).resolve()
+        return m.group(1) + target.relative_to(ROOT).as_posix() + m.group(3)
+
+    return _LINK.sub(fix, body)
+
+
 def render(text: str) -> str:
     def fill(m: re.Match[str]) -> str:
-        body = (ROOT / m.group(2)).read_text().rstrip() + "\n"
+        source = ROOT / m.group(2)
+        body = _rebase(source.read_text().rstrip() + "\n", source)
         return m.group(1) + body + m.group(4)
 
     return _BLOCK.sub(fill, text)
