@@ -10,13 +10,11 @@
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import random
 import re
 import ssl
 import threading
-import time
 from dataclasses import dataclass
 
 import httpx
@@ -26,6 +24,7 @@ from sluiceway.agent._positions import Positions
 from sluiceway.agent._queue import AgentQueue, Item
 from sluiceway.agent._stats import Stats
 from sluiceway.buffer import Batch
+from sluiceway.wire import parse_retry_after
 
 log = logging.getLogger("sluiceway.agent")
 PUSH_PATH = "/loki/api/v1/push"
@@ -74,25 +73,11 @@ def http_client(cfg: AgentConfig, timeout: float) -> httpx.Client:
     return httpx.Client(headers=headers, auth=auth, timeout=timeout, verify=ssl_context(cfg))
 
 
-def retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 def classify(status: int, body: str, lines: int, ra: str | None) -> Outcome:
     if 200 <= status < 300:
         return Outcome(True, shipped=lines)
     if status in _RETRYABLE or status >= 500:
-        return Outcome(False, delay=retry_after(ra), error=f"HTTP {status}: {body[:200]}")
+        return Outcome(False, delay=parse_retry_after(ra), error=f"HTTP {status}: {body[:200]}")
     reason = _reason(body) or f"http_{status}"
     if status == 400:
         ignored = [(int(a), int(b)) for a, b in _IGNORED_RE.findall(body)]

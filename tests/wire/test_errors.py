@@ -200,3 +200,17 @@ def test_errors_survive_pickling_for_the_server_worker_processes() -> None:
     assert isinstance(e, BodyTooLarge) and (e.size, e.limit) == (5000, 1024)
     assert str(e) == str(BodyTooLarge(5000, 1024))
     assert str(pickle.loads(pickle.dumps(WireError("bad")))) == "bad"
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    import email.utils
+    import time
+
+    from sluiceway.wire import parse_retry_after
+
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after("") is None and parse_retry_after("soon") is None
+    future = email.utils.formatdate(time.time() + 30, usegmt=True)
+    got = parse_retry_after(future)
+    assert got is not None and 25 < got <= 31
+    assert parse_retry_after(email.utils.formatdate(time.time() - 60, usegmt=True)) == 0.0
