@@ -15,10 +15,11 @@ import pytest
 from sluiceway.agent._config import load_config
 from sluiceway.agent._positions import Positions
 from sluiceway.agent._queue import AgentQueue, Item
-from sluiceway.agent._ship import Shipper, classify, retry_after
+from sluiceway.agent._ship import Shipper, classify
 from sluiceway.agent._stats import Stats
 from sluiceway.model import StreamBatch
 from sluiceway.wire import decode_push, encode_push_protobuf
+from sluiceway.wire import parse_retry_after as retry_after
 
 
 class Backend:
