@@ -150,9 +150,11 @@ class Buffer(Generic[T]):
                 self._append(e, tail=to_tail)
                 return True
             if policy == "drop" and cfg.drop == "oldest" and not to_tail and self._mem:
-                old = self._mem.popleft()
-                self._mem_bytes -= old[1]
-                self._count_drop("oldest", old[3])
+                # the oldest unprotected item goes; protected ones only if nothing else
+                if not self._evict(tail=False, reason="oldest"):
+                    old = self._mem.popleft()
+                    self._mem_bytes -= old[1]
+                    self._count_drop("oldest", old[3])
                 continue
             if wait is not None and wait <= 0:
                 self._count_drop(reason, e[3])
@@ -201,8 +203,8 @@ class Buffer(Generic[T]):
         if self._consumers_waiting:
             self._not_empty.notify()
 
-    def _evict(self, *, tail: bool) -> bool:
-        """Drop the oldest unprotected queued item to make room for a protected one."""
+    def _evict(self, *, tail: bool, reason: str = "evicted") -> bool:
+        """Drop the oldest unprotected queued item to make room."""
         q = self._tail if tail else self._mem
         for i, old in enumerate(q):
             if not old[2]:
@@ -211,7 +213,7 @@ class Buffer(Generic[T]):
                     self._tail_bytes -= old[1]
                 else:
                     self._mem_bytes -= old[1]
-                self._count_drop("evicted", old[3])
+                self._count_drop(reason, old[3])
                 return True
         return False
 

@@ -174,3 +174,12 @@ def test_put_is_cheap() -> None:
         buf.put(i, 100)
     per_put_us = (time.perf_counter() - t0) / n * 1e6
     assert per_put_us < 5, per_put_us
+
+
+def test_drop_oldest_spares_protected_items() -> None:
+    buf: Buffer[str] = Buffer(BufferConfig(max_items=4, when_full="drop", drop="oldest"))
+    buf.put("E0", protected=True)
+    for i in range(10):
+        buf.put(f"d{i}")
+    assert drain(buf) == ["E0", "d7", "d8", "d9"]  # type: ignore[comparison-overlap]
+    assert buf.stats()["dropped_by_reason"] == {"oldest": 7}
