@@ -190,8 +190,7 @@ class Buffer(Generic[T]):
             self._tail.append(e)
             self._tail_bytes += e[1]
             self._update_divert()
-            if self._spill_cv is not None:
-                self._spill_cv.notify()
+            self._spill_cv.notify()
         else:
             self._mem.append(e)
             self._mem_bytes += e[1]

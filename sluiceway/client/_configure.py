@@ -22,12 +22,13 @@ def configure(sinks: Iterable[Any] | None = None, *, level: str | int = "INFO",
               redact: Iterable[str] = DEFAULT_REDACT, redact_patterns: Iterable[str] = (),
               batch_size: int = 512, max_retries: int = 10, flush_timeout: float = 5.0,
               capture_stdlib: bool = True, name: str = "python",
-              report_url: str | None = None, report_interval: float = 10.0,
+              report_url: str | None = "auto", report_interval: float = 10.0,
               metrics: bool = False) -> Runtime:
     """Build the pipeline (replacing any previous one, which is flushed for up to 1 s).
 
     Raises ValueError for a bad option: configuration errors surface at startup, log
-    calls never raise.
+    calls never raise. `report_url="auto"` sends heartbeats to the first LokiSink's
+    server and stops quietly if that is a plain Loki (404); None turns them off.
     """
     if when_full not in ("drop", "block", "spill"):
         raise ValueError(f"when_full must be drop, block or spill, not {when_full!r}")

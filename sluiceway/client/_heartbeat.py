@@ -43,8 +43,23 @@ def heartbeat_payload(rt: Runtime) -> dict[str, Any]:
     }
 
 
+def report_target(rt: Runtime) -> tuple[str | None, bool]:
+    """(base URL, auto): `report_url="auto"` means the first Loki sink's server."""
+    url = rt.settings.report_url
+    if url != "auto":
+        return url, False
+    for w in rt.workers:
+        base = getattr(w.sink, "base_url", None)
+        if isinstance(base, str):
+            return base, True
+    return None, True
+
+
 def run_heartbeat(rt: Runtime) -> None:
-    url = str(rt.settings.report_url).rstrip("/") + PATH
+    base, auto = report_target(rt)
+    if base is None:
+        return
+    url = base.rstrip("/") + PATH
     failing = False
     with httpx.Client(timeout=2.0) as http:
         while not rt._hb_stop.is_set():
@@ -53,7 +68,11 @@ def run_heartbeat(rt: Runtime) -> None:
                 ok = resp.status_code < 300
                 err = f"HTTP {resp.status_code}"
             except Exception as exc:  # the next beat tries again
-                ok, err = False, f"{type(exc).__name__}: {exc}"
+                ok, err, resp = False, f"{type(exc).__name__}: {exc}", None
+            if auto and resp is not None and resp.status_code in (404, 405):
+                # a plain Loki has no pipeline page: say so once and stop
+                log.info("sluiceway: %s has no heartbeat endpoint; heartbeats off", base)
+                return
             if not ok and not failing:
                 log.warning("sluiceway heartbeat to %s failed: %s", url, err)
             failing = not ok

@@ -50,7 +50,7 @@ class Settings:
     max_retries: int = 10
     flush_timeout: float = 5.0
     name: str = "python"
-    report_url: str | None = None
+    report_url: str | None = "auto"
     report_interval: float = 10.0
 
 

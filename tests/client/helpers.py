@@ -46,6 +46,7 @@ class PushServer:
     def __init__(self, respond: Callable[[int], tuple[int, dict[str, str]]] | None = None,
                  stall: float = 0.0) -> None:
         self.lines: list[str] = []
+        self.other_paths: list[str] = []
         self.requests: list[float] = []
         self.respond = respond or (lambda i: (204, {}))
         self.stall = stall
@@ -54,6 +55,12 @@ class PushServer:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server naming
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.path != "/loki/api/v1/push":  # a plain Loki: no heartbeat page
+                    outer.other_paths.append(self.path)
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 n = len(outer.requests)
                 outer.requests.append(time.monotonic())
                 if outer.stall:

@@ -172,8 +172,9 @@ def test_loki_sink_honours_retry_after_and_counts_rejects() -> None:
 
 
 def test_heartbeat_reaches_the_server_pipeline_page(server: ServerProcess) -> None:
+    # report_url defaults to "auto": the LokiSink's server, found to be a Sluiceway one
     client.configure(sinks=[client.LokiSink(server.url)], capture_stdlib=False,
-                     report_url=server.url, report_interval=0.2, name="orders-api")
+                     report_interval=0.2, name="orders-api")
     client.get_logger("h").info("x")
     deadline = time.monotonic() + 10
     rows: list[dict[str, object]] = []
@@ -198,3 +199,17 @@ def test_prometheus_metrics_on_request() -> None:
     text = generate_latest(reg).decode()
     assert 'sluiceway_client_written_total{level="ERROR",sink="memory"} 1.0' in text
     assert "sluiceway_client_queue_high_watermark" in text
+
+
+def test_heartbeats_stop_quietly_against_a_plain_loki() -> None:
+    srv = PushServer()  # answers 404 off the push path, like Loki
+    try:
+        client.configure(sinks=[client.LokiSink(srv.url, batch_wait=0)], capture_stdlib=False,
+                         report_interval=0.05)
+        client.get_logger("h").info("x")
+        assert client.flush(5)
+        time.sleep(0.5)
+        assert srv.other_paths == ["/sluiceway/api/v1/heartbeat"]  # one try, then off
+        assert len(srv.lines) == 1
+    finally:
+        srv.close()
