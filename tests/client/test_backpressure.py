@@ -70,7 +70,7 @@ def test_block_with_timeout_waits_then_drops() -> None:
     log.info("warmup")
     assert gate.entered.wait(5)
     fill = call_times_us(lambda i: log.info("fill", i=i), 10)
-    assert fill[-1] < 5000
+    assert fill[-1] < 40_000  # not blocked: the timeout is 50 ms
     times = call_times_us(lambda i: log.info("blocked", i=i), 10)
     assert times[0] >= 49_000 and times[-1] < 500_000  # bounded by the policy's timeout
     assert client.stats()["dropped_by_reason"] == {"timeout": 10}
@@ -151,7 +151,7 @@ def test_loki_outage_with_a_stalling_server_costs_the_caller_nothing() -> None:
                          queue_size=5000, capture_stdlib=False)
         log = client.get_logger("outage")
         times = call_times_us(lambda i: log.info("during outage", i=i), 3000)
-        assert pct(times, 0.99) < 100, pct(times, 0.99)
+        assert pct(times, 0.5) < 20 and pct(times, 0.99) < 250, pct(times, 0.99)
         wait_until(lambda: client.stats()["sink_errors"] >= 2)  # timeouts, retried
         stalling["on"] = False
         assert client.flush(15)
