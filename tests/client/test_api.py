@@ -213,3 +213,18 @@ def test_heartbeats_stop_quietly_against_a_plain_loki() -> None:
         assert len(srv.lines) == 1
     finally:
         srv.close()
+
+
+def test_stdout_sink_json_and_pretty() -> None:
+    import io
+    import json
+
+    as_json, pretty = io.StringIO(), io.StringIO()
+    client.configure(sinks=[client.StdoutSink("json", stream=as_json),
+                            client.StdoutSink("pretty", stream=pretty)], capture_stdlib=False)
+    client.get_logger("s").warning("disk low", free_mb=12)
+    assert client.flush(5)
+    rec = json.loads(as_json.getvalue())
+    assert rec["msg"] == "disk low" and rec["free_mb"] == 12 and rec["level"] == "WARNING"
+    line = pretty.getvalue()
+    assert "WARNING" in line and "s: disk low" in line and "free_mb=12" in line
