@@ -19,13 +19,12 @@ from typing import Any, Generic, TypeVar
 
 from sluiceway.buffer._codec import Codec, OrjsonCodec
 from sluiceway.buffer._config import BufferConfig
+from sluiceway.buffer._records import Entry, chunk, encode
 from sluiceway.buffer._segments import SpillLog, _Read
 
 log = logging.getLogger("sluiceway.buffer")
 
 T = TypeVar("T")
-# (item, size in bytes, protected, tag): a tuple keeps the put path allocation-light.
-Entry = tuple[Any, int, bool, Hashable]
 
 
 @dataclass(slots=True, eq=False)
@@ -440,46 +439,21 @@ class Buffer(Generic[T]):
     def _write(self, entries: list[Entry]) -> tuple[list[Entry], list[Entry]]:
         """Encode entries into records and append them; returns (written, did not fit)."""
         assert self._log is not None
-        cfg = self.config
-        chunks: list[list[Entry]] = []
-        cur: list[Entry] = []
-        cur_bytes = 0
-        for e in entries:
-            if cur and (len(cur) >= cfg.record_items or cur_bytes + e[1] > cfg.record_bytes):
-                chunks.append(cur)
-                cur, cur_bytes = [], 0
-            cur.append(e)
-            cur_bytes += e[1]
-        if cur:
-            chunks.append(cur)
         records: list[tuple[bytes, int]] = []
         kept: list[list[Entry]] = []
-        for chunk in chunks:
-            encoded = self._encode(chunk)
-            if encoded is not None:
-                records.append(encoded)
-                kept.append(chunk)
+        for run in chunk(entries, self.config.record_items, self.config.record_bytes):
+            done = encode(self._codec, run, self._bad_item)
+            if done is not None:
+                records.append((done[0], len(done[1])))
+                kept.append(done[1])
         n = self._log.append(records)
-        written = [e for chunk in kept[:n] for e in chunk]
-        left = [e for chunk in kept[n:] for e in chunk]
+        written = [e for run in kept[:n] for e in run]
+        left = [e for run in kept[n:] for e in run]
         return written, left
 
-    def _encode(self, chunk: list[Entry]) -> tuple[bytes, int] | None:
-        try:
-            return self._codec.encode([e[0] for e in chunk]), len(chunk)
-        except Exception:
-            good = []
-            for e in chunk:
-                try:
-                    self._codec.encode([e[0]])
-                    good.append(e)
-                except Exception:
-                    with self._lock:
-                        self._count_drop("encode", e[3])
-            if not good:
-                return None
-            chunk[:] = good
-            return self._codec.encode([e[0] for e in good]), len(good)
+    def _bad_item(self, e: Entry) -> None:
+        with self._lock:
+            self._count_drop("encode", e[3])
 
     # ---- lifecycle and figures --------------------------------------------------------
 

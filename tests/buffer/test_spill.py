@@ -226,3 +226,25 @@ def test_memory_goes_to_disk_behind_a_hung_consumer(tmp_path: Path) -> None:
     buf.nack(b)
     assert drain(buf) == list(range(10))
     buf.close()
+
+
+def test_items_the_codec_refuses_are_dropped_and_counted(tmp_path: Path) -> None:
+    from sluiceway.buffer import OrjsonCodec
+
+    class Picky(OrjsonCodec):
+        def encode(self, items: list[object]) -> bytes:
+            if "bad" in items:
+                raise ValueError("cannot encode")
+            return super().encode(items)
+
+    buf: Buffer[str] = Buffer(spill_cfg(tmp_path, max_items=1), codec=Picky())
+    for x in ["a", "b", "bad", "c"]:
+        buf.put(x, tag="t")
+    wait_until(lambda: buf.stats()["spilled"] == 2)
+    assert buf.stats()["dropped_by_tag"] == {"t": {"encode": 1}}
+    got = []
+    while (b := buf.get_batch(10, max_wait=0.3)) is not None:
+        got.extend(b.items)
+        buf.ack(b)
+    assert got == ["a", "b", "c"]
+    buf.close()
