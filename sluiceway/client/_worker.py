@@ -14,7 +14,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
-from sluiceway.buffer import Batch, Buffer, BufferConfig
+from sluiceway.buffer import Batch, Buffer, BufferConfig, OrjsonCodec
 from sluiceway.client._errors import SinkRejected, SinkRetryable
 
 log = logging.getLogger("sluiceway.client")
@@ -34,6 +34,16 @@ def percentiles(samples: list[float]) -> dict[str, float]:
             "max": s[-1]}
 
 
+class _RedactingCodec(OrjsonCodec):
+    """Spill files must not hold what the sinks would never see: redact before disk."""
+
+    def __init__(self, redact: Callable[[Record], Record]) -> None:
+        self.redact = redact
+
+    def encode(self, items: list[Any]) -> bytes:
+        return super().encode([self.redact(r) for r in items])
+
+
 class SinkWorker:
     def __init__(self, sink: Any, name: str, config: BufferConfig,
                  redact: Callable[[Record], Record] | None, *, batch_size: int = 512,
@@ -41,7 +51,8 @@ class SinkWorker:
         self.sink = sink
         self.name = name
         self.config = config
-        self.buffer: Buffer[Record] = Buffer(config, name=name)
+        self.buffer: Buffer[Record] = Buffer(config, name=name,
+                                             codec=_RedactingCodec(redact) if redact else None)
         self.redact = redact
         self.batch_size = int(getattr(sink, "max_batch", batch_size) or batch_size)
         self.batch_wait = float(getattr(sink, "batch_wait", 0.0) or 0.0)

@@ -82,3 +82,21 @@ def test_spill_persists_memory_at_exit_and_replays(tmp_path: Path) -> None:
         assert ids == list(range(300))
     finally:
         srv.close()
+
+
+def test_spill_files_hold_no_secrets(tmp_path: Path) -> None:
+    from sluiceway import client
+    from tests.client.helpers import wait_until
+
+    class Down:
+        name = "down"
+
+        def write_batch(self, records: list[dict[str, object]]) -> None:
+            raise client.SinkRetryable("backend down", retry_after=5)
+
+    client.configure(sinks=[Down()], when_full="spill", spill_dir=tmp_path,
+                     capture_stdlib=False)
+    client.get_logger("s").info("login", user="ann", password="hunter2")
+    wait_until(lambda: client.stats()["spilled"] == 1)
+    data = b"".join(p.read_bytes() for p in tmp_path.rglob("*.seg"))
+    assert b'"user":"ann"' in data and b"hunter2" not in data
