@@ -135,7 +135,9 @@ def setup_fapilog(kind: str, got: Counter) -> Setup:
     return one, lambda: None
 
 
-def setup_sluiceway(kind: str, got: Counter) -> Setup:
+def setup_sluiceway(kind: str, got: Counter, spill: bool = False) -> Setup:
+    import tempfile
+
     from sluiceway import client
 
     class Sink:
@@ -148,7 +150,10 @@ def setup_sluiceway(kind: str, got: Counter) -> Setup:
                 orjson.dumps(r)
             got.add(len(records))
 
-    client.configure(sinks=[Sink()], capture_stdlib=False, flush_timeout=0.1)
+    spill_opts: dict[str, Any] = {}
+    if spill:  # overflow goes to disk; the directory is thrown away with the run
+        spill_opts = {"when_full": "spill", "spill_dir": tempfile.mkdtemp(prefix="bench-")}
+    client.configure(sinks=[Sink()], capture_stdlib=False, flush_timeout=0.1, **spill_opts)
     log = client.get_logger("bench")
 
     def one(i: int) -> None:
@@ -156,7 +161,12 @@ def setup_sluiceway(kind: str, got: Counter) -> Setup:
 
     def stop() -> None:
         s = client.stats()
-        print(json.dumps({"sluiceway_dropped": s["dropped"]}), file=sys.stderr)
+        print(json.dumps({"dropped": s["dropped"], "spilled": s["spilled"],
+                          "spill_bytes": s["spill_bytes"]}), file=sys.stderr)
+        if spill:
+            import shutil
+
+            shutil.rmtree(spill_opts["spill_dir"], ignore_errors=True)
     return one, stop
 
 
@@ -171,7 +181,7 @@ def run_case(name: str, kind: str, n: int, drain_s: float) -> dict[str, Any]:
     elif name == "fapilog":
         one, stop = setup_fapilog(kind, got)
     else:
-        one, stop = setup_sluiceway(kind, got)
+        one, stop = setup_sluiceway(kind, got, spill=name == "sluiceway-spill")
     # Warm up imports, threads and caches. Few calls into a stalled sink: a logger that
     # blocks its caller (loguru's pipe fills) would spend minutes here.
     warm = min(1000, n) if kind == "fast" else min(20, n // 2)
@@ -346,7 +356,8 @@ def run_http(rounds: int, per_round: int, rate: float) -> dict[str, list[float]]
 
 # ---- driver -------------------------------------------------------------------------------
 
-LOGGERS = ["stdlib-sync", "stdlib-queue", "loguru-enqueue", "fapilog", "sluiceway"]
+LOGGERS = ["stdlib-sync", "stdlib-queue", "loguru-enqueue", "fapilog", "sluiceway",
+           "sluiceway-spill"]
 
 
 def main() -> None:
@@ -385,8 +396,9 @@ def calls(quick: bool) -> None:
                 print(f"{name}/{kind} failed:\n{out.stderr[-2000:]}", file=sys.stderr)
                 continue
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            if name == "sluiceway":
-                rows[-1]["note"] = out.stderr.strip().splitlines()[-1]
+            if name.startswith("sluiceway"):
+                notes = [x for x in out.stderr.splitlines() if x.startswith("{")]
+                rows[-1]["note"] = notes[-1] if notes else "(no figures)"
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f} at the end\n")
     print(f"{'logger':<16}{'sink':<9}{'calls':>8}{'p50 µs':>9}{'p99 µs':>9}{'p99.9 µs':>10}"
@@ -397,7 +409,7 @@ def calls(quick: bool) -> None:
               f"{r['delivered']:>11,}{r['deliv_s']:>10,.0f}")
     for r in rows:
         if "note" in r:
-            print(f"sluiceway/{r['sink']}: {r['note']}")
+            print(f"{r['logger']}/{r['sink']}: {r['note']}")
 
 
 def http(quick: bool) -> None:
