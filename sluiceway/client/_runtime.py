@@ -26,6 +26,7 @@ from sluiceway.client._sinks import StdoutSink
 from sluiceway.client._worker import SinkWorker, percentiles
 
 log = logging.getLogger("sluiceway.client")
+_RESERVED = frozenset({"ts", "level", "logger", "msg"})
 _SAMPLE_EVERY = 64  # time one call in 64: enough for a p99 without taxing every call
 
 
@@ -124,8 +125,8 @@ class Runtime:
         sample = self.calls % _SAMPLE_EVERY == 0
         if sample:
             t0 = time.perf_counter_ns()
-        rec: dict[str, Any] = {"ts": time.time_ns(), "level": level, "logger": logger,
-                               "msg": msg}
+        rec_ts = time.time_ns()
+        rec: dict[str, Any] = {"ts": rec_ts, "level": level, "logger": logger, "msg": msg}
         ctx = context_var.get()
         if ctx:
             rec.update(ctx)
@@ -137,6 +138,8 @@ class Runtime:
             rec.update(bound)
         if fields:
             rec.update(fields)
+            if not _RESERVED.isdisjoint(fields):  # the record's own keys win
+                rec.update(ts=rec_ts, level=level, logger=logger, msg=msg)
         if exc is not None:
             rec["exc"] = exc
         size = len(msg) + 160  # an estimate is enough for the byte bound

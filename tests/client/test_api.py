@@ -228,3 +228,13 @@ def test_stdout_sink_json_and_pretty() -> None:
     assert rec["msg"] == "disk low" and rec["free_mb"] == 12 and rec["level"] == "WARNING"
     line = pretty.getvalue()
     assert "WARNING" in line and "s: disk low" in line and "free_mb=12" in line
+
+
+def test_fields_cannot_overwrite_the_record_keys() -> None:
+    sink = MemorySink()
+    client.configure(sinks=[sink], capture_stdlib=False)
+    client.get_logger("k").info("real", level="fake", ts=1, logger="other", extra=1)
+    assert client.flush(5)
+    r = sink.records[0]
+    assert (r["level"], r["logger"], r["msg"], r["extra"]) == ("INFO", "k", "real", 1)
+    assert r["ts"] > 1
