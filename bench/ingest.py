@@ -122,8 +122,10 @@ def main() -> None:
     try:
         assert srv.proc is not None
         cpu0 = cpu_seconds(srv.proc.pid)
+        client0 = time.process_time()
         t0 = time.perf_counter()
         send_all(srv.url, bodies, args.conns)
+        client_cpu = time.process_time() - client0
         t_acked = time.perf_counter() - t0
         n = count_lines(srv.url)
         t_all = time.perf_counter() - t0
@@ -146,6 +148,7 @@ def main() -> None:
           f"{lines / t_all:10,.0f} lines/s")
     print(f"  server CPU (all processes) {cpu:7.2f} s  {raw / 1e6 / cpu:7.1f} MB per CPU-second"
           f"  (load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    print(f"  load generator CPU (this process, same machine) {client_cpu:6.2f} s")
     print(f"  on disk after flush: chunks {usage['chunks'] / 1e6:.1f} MB + index "
           f"{usage['index'] / 1e3:.1f} kB + WAL {usage['wal'] / 1e6:.1f} MB "
           f"= {raw / disk:.1f}x smaller than raw ({raw / (usage['chunks'] + usage['index']):.1f}x "
