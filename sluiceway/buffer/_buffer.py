@@ -488,6 +488,12 @@ class Buffer(Generic[T]):
         if self._log is not None:
             self._log.close()
 
+    def forget_in_child(self) -> None:
+        """Call in a forked child that will not use this buffer: releases the inherited
+        spill descriptors (so the parent's directory lock is the parent's alone)."""
+        if self._log is not None:
+            self._log.forget_in_child()
+
     @property
     def closed(self) -> bool:
         return self._closed

@@ -13,6 +13,7 @@ opaque, so a false MAGIC inside it is caught by the checksum of the would-be rec
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -374,6 +375,16 @@ class SpillLog:
     def segment_count(self) -> int:
         with self._lock:
             return len(self._segs)
+
+    def forget_in_child(self) -> None:
+        """In a forked child: drop the inherited descriptors so the directory's lock
+        lives and dies with the parent alone. Takes no lock: a parent thread may have
+        held it at fork time."""
+        for fd in (self._wfd, self._lock_fd):
+            if fd is not None and fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._wfd, self._lock_fd = None, -1
 
     def close(self) -> None:
         with self._lock:

@@ -178,6 +178,8 @@ class Runtime:
     def child_copy(self) -> Runtime:
         """A fresh runtime for a forked child: new threads, locks and buffers; sinks
         rebuild their sockets/files; spill goes to a per-child directory."""
+        for w in self.workers:
+            w.buffer.forget_in_child()
         for sink in self.settings.sinks:
             hook = getattr(sink, "after_fork", None)
             if callable(hook):

@@ -61,3 +61,26 @@ def test_logging_works_in_a_forked_child() -> None:
     log.info("parent after")
     assert client.flush(5)
     assert [r["msg"] for r in sink.records] == ["parent before", "parent after"]
+
+
+def test_a_forked_child_does_not_keep_the_parents_spill_lock(tmp_path: Path) -> None:
+    from sluiceway.buffer import Buffer, BufferConfig
+
+    client.configure(sinks=[MemorySink()], when_full="spill", spill_dir=tmp_path,
+                     capture_stdlib=False)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child lives on after the parent let go of the directory
+        os.close(r)
+        os.write(w, b"x")
+        time.sleep(3)
+        os._exit(0)
+    os.close(w)
+    assert os.read(r, 1) == b"x"
+    client.shutdown(1)  # the parent releases the spill directory ...
+    try:
+        # ... and it is free again although the child is still alive
+        Buffer(BufferConfig(when_full="spill", spill_dir=tmp_path / "memory")).close()
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
