@@ -24,7 +24,8 @@ Public API::
   (fsynced under `fsync="always"`), for owners that advance positions on durability.
 - `prometheus_collector(buf.stats, prefix, labels)` exports the figures on scrape.
 - A spill directory has one owner: a second live process opening it gets
-  `SpillDirLocked` (an flock, released by the kernel even on SIGKILL).
+  `SpillDirLocked` (an flock, released by the kernel even on SIGKILL); a forked
+  child that will not use an inherited buffer calls `buf.forget_in_child()`.
 """
 
 from sluiceway.buffer._buffer import Batch, Buffer
