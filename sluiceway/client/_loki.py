@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import email.utils
-import time
 from typing import Any
 
 import httpx
@@ -11,24 +9,9 @@ import orjson
 
 from sluiceway.client._errors import SinkRejected, SinkRetryable
 from sluiceway.model import StreamBatch
-from sluiceway.wire import encode_push_json, encode_push_protobuf
+from sluiceway.wire import encode_push_json, encode_push_protobuf, parse_retry_after
 
 PUSH_PATH = "/loki/api/v1/push"
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 class LokiSink:
@@ -101,7 +84,7 @@ class LokiSink:
             return
         detail = f"HTTP {resp.status_code}: {resp.text[:200]}"
         if resp.status_code == 429 or resp.status_code >= 500:
-            raise SinkRetryable(detail, _retry_after(resp.headers.get("Retry-After")))
+            raise SinkRetryable(detail, parse_retry_after(resp.headers.get("Retry-After")))
         raise SinkRejected(detail)
 
     def close(self) -> None:
