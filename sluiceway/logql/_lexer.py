@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from sluiceway.logql._errors import ParseError
+from sluiceway.model import go_unquote
 
 # Kinds: IDENT STRING NUMBER DURATION BYTES FLAG OP EOF
 _OPS = ("|=", "|~", "|>", "!=", "!~", "!>", "=~", "==", ">=", "<=", "=", ">", "<", "|",
@@ -15,8 +16,6 @@ _FLAG_RE = re.compile(r"--[A-Za-z][A-Za-z0-9_-]*")
 _NUM_RE = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _DUR_RE = re.compile(r"(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h|d|w|y))+(?![A-Za-z0-9_])")
 _BYTES_RE = re.compile(r"\d+(?:\.\d+)?(?:[kmgtpe]i?)?b(?![A-Za-z0-9_])", re.IGNORECASE)
-_SIMPLE_ESC = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "a": "\a", "b": "\b",
-               "f": "\f", "v": "\v", "'": "'"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,35 +38,10 @@ class Token:
 
 def _unquote(body: str, line: int, col: int) -> str:
     """Go strconv.Unquote of a double-quoted string body."""
-    if "\\" not in body:
-        return body
-    out: list[str] = []
-    i = 0
-    while i < len(body):
-        ch = body[i]
-        if ch != "\\":
-            out.append(ch)
-            i += 1
-            continue
-        nxt = body[i + 1 : i + 2]
-        try:
-            if nxt in _SIMPLE_ESC:
-                out.append(_SIMPLE_ESC[nxt])
-                i += 2
-            elif nxt in ("x", "u", "U"):
-                width = {"x": 2, "u": 4, "U": 8}[nxt]
-                out.append(chr(int(body[i + 2 : i + 2 + width], 16)))
-                if len(body[i + 2 : i + 2 + width]) != width:
-                    raise ValueError
-                i += 2 + width
-            elif nxt in "01234567" and nxt:
-                out.append(chr(int(body[i + 1 : i + 4], 8)))
-                i += 4
-            else:
-                raise ValueError
-        except (ValueError, OverflowError):
-            raise ParseError("invalid syntax", line, col) from None
-    return "".join(out)
+    try:
+        return go_unquote(body)
+    except (ValueError, OverflowError):
+        raise ParseError("invalid syntax", line, col) from None
 
 
 class Lexer:

@@ -20,32 +20,36 @@ class LabelError(ValueError):
     """A label string or label name that Loki would reject (answered with HTTP 400)."""
 
 
-def _unquote(raw: str) -> str:
-    if "\\" not in raw:
-        return raw
+def go_unquote(body: str) -> str:
+    """Go's strconv.Unquote of a double-quoted string's body; ValueError when invalid.
+
+    Shared by label strings and the LogQL lexer, which both carry Go string literals."""
+    if "\\" not in body:
+        return body
     out: list[str] = []
     i = 0
-    while i < len(raw):
-        ch = raw[i]
+    while i < len(body):
+        ch = body[i]
         if ch != "\\":
             out.append(ch)
             i += 1
             continue
-        nxt = raw[i + 1 : i + 2]
+        nxt = body[i + 1 : i + 2]
         if nxt in _ESCAPES:
             out.append(_ESCAPES[nxt])
             i += 2
-        elif nxt == "x":
-            out.append(chr(int(raw[i + 2 : i + 4], 16)))
+        elif nxt in ("x", "u", "U"):
+            width = {"x": 2, "u": 4, "U": 8}[nxt]
+            digits = body[i + 2 : i + 2 + width]
+            if len(digits) != width:
+                raise ValueError(f"invalid escape \\{nxt}{digits}")
+            out.append(chr(int(digits, 16)))
+            i += 2 + width
+        elif nxt and nxt in "01234567":
+            out.append(chr(int(body[i + 1 : i + 4], 8)))
             i += 4
-        elif nxt == "u":
-            out.append(chr(int(raw[i + 2 : i + 6], 16)))
-            i += 6
-        elif nxt == "U":
-            out.append(chr(int(raw[i + 2 : i + 10], 16)))
-            i += 10
         else:
-            raise LabelError(f"invalid escape \\{nxt} in label value")
+            raise ValueError(f"invalid escape \\{nxt}")
     return "".join(out)
 
 
@@ -64,8 +68,8 @@ def parse_labels(text: str) -> dict[str, str]:
         if m is None:
             raise LabelError(f"parse error at position {pos + 1} in labels {text!r}")
         try:
-            out[m.group(1)] = _unquote(m.group(2))
-        except (ValueError, IndexError) as exc:
+            out[m.group(1)] = go_unquote(m.group(2))
+        except (ValueError, OverflowError) as exc:
             raise LabelError(f"parse error in labels {text!r}: {exc}") from exc
         pos = m.end()
     return out

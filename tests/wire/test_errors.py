@@ -214,3 +214,15 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     got = parse_retry_after(future)
     assert got is not None and 25 < got <= 31
     assert parse_retry_after(email.utils.formatdate(time.time() - 60, usegmt=True)) == 0.0
+
+
+def test_label_strings_unquote_like_go() -> None:
+    import pytest
+
+    from sluiceway.model import LabelError, go_unquote, parse_labels
+
+    assert parse_labels(r'{a="x\"y\n\u00e9\101"}') == {"a": 'x"y\néA'}
+    assert go_unquote(r"\x41\U0001F600") == "A\U0001F600"
+    for bad in (r'{a="\q"}', r'{a="\u12"}'):
+        with pytest.raises(LabelError):
+            parse_labels(bad)
