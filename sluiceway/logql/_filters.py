@@ -145,7 +145,8 @@ def _caseless(value: str) -> BlockFilter:
     needle = value.lower().encode()
 
     def run(b: EntryBlock, cand: Mask) -> Mask:
-        lowered = EntryBlock(b.labels, b.ts, b.blob.lower(), b.offsets)
+        c = b.compacted()  # lower only this block's lines, not a shared buffer
+        lowered = EntryBlock(c.labels, c.ts, c.blob.lower(), c.offsets)
         return _literal_mask(lowered, needle, cand)
 
     return run
@@ -190,7 +191,10 @@ def _regex(value: str) -> BlockFilter:
     def run(b: EntryBlock, cand: Mask) -> Mask:
         if needle is not None:
             # Prefilter on a literal every match contains; for (?i) on the lowered blob.
-            probe = EntryBlock(b.labels, b.ts, b.blob.lower(), b.offsets) if caseless else b
+            probe = b
+            if caseless:  # lower only this block's lines, not a shared buffer
+                c = b.compacted()
+                probe = EntryBlock(c.labels, c.ts, c.blob.lower(), c.offsets)
             cand = _literal_mask(probe, needle, cand)
         return _lines_where(b, cand, lambda ln: search(ln.decode("utf-8", "replace")) is not None)
 

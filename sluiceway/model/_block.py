@@ -72,6 +72,15 @@ class EntryBlock:
         hi = int(np.searchsorted(self.ts, end, "left"))
         return self.slice(lo, hi)
 
+    def compacted(self) -> EntryBlock:
+        """The same entries with a blob holding exactly their lines (offsets from 0): for
+        work over the whole blob, when this block shares a larger buffer."""
+        lo, hi = int(self.offsets[0]), int(self.offsets[-1])
+        if lo == 0 and hi == len(self.blob):
+            return self
+        return EntryBlock(self.labels, self.ts, self.blob[lo:hi], self.offsets - lo,
+                          self.metadata)
+
     def slice(self, lo: int, hi: int) -> EntryBlock:
         """Entries lo..hi-1 sharing this block's blob (no copy)."""
         return EntryBlock(self.labels, self.ts[lo:hi], self.blob, self.offsets[lo : hi + 1],

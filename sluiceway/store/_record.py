@@ -58,6 +58,8 @@ class _Reader:
 
 
 def decode_record(payload: bytes) -> tuple[str, list[EntryBlock]]:
+    """The blocks of a record; their lines stay in `payload` (offsets point into it), so
+    replay and the server's hand-off from its workers copy no line."""
     r = _Reader(payload)
     tenant = r.str_().decode()
     blocks: list[EntryBlock] = []
@@ -66,10 +68,12 @@ def decode_record(payload: bytes) -> tuple[str, list[EntryBlock]]:
         n = r.u32()
         ts = np.frombuffer(r.take(8 * n), dtype="<i8").astype(np.int64)
         lengths = np.frombuffer(r.take(4 * n), dtype="<u4")
-        offsets = np.zeros(n + 1, dtype=np.int64)
+        offsets = np.empty(n + 1, dtype=np.int64)
+        offsets[0] = r.pos
         np.cumsum(lengths, out=offsets[1:])
-        blob = bytes(r.take(int(offsets[-1])))
+        offsets[1:] += r.pos
+        r.take(int(offsets[-1] - offsets[0]))
         md = r.str_()
         metadata = orjson.loads(md) if md else None
-        blocks.append(EntryBlock(labels, ts, blob, offsets, metadata))
+        blocks.append(EntryBlock(labels, ts, payload, offsets, metadata))
     return tenant, blocks
