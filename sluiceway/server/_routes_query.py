@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from sluiceway.logql import QueryParams, evaluate, parse_selector
+from sluiceway.model import Matcher
 from sluiceway.server._context import JSONResponse, ServerContext, ctx_of, params_of
 from sluiceway.server._params import (
     ParamError,
@@ -77,25 +78,28 @@ async def query(request: Request) -> Response:
     return await _run(request, instant=True)
 
 
-@router.api_route("/loki/api/v1/labels", methods=["GET", "POST"])
-@router.api_route("/loki/api/v1/label", methods=["GET", "POST"])
-async def labels(request: Request) -> Response:
+async def _label_scope(request: Request) -> tuple[ServerContext, list[str], int, int,
+                                                 list[Matcher] | None]:
+    """Tenants, time range (default the last 6 h, as Loki) and the optional `query`."""
     ctx = ctx_of(request)
     p = await params_of(request)
     start, end = time_range(p, 6 * 3600)
     matchers = parse_selector(p["query"]) if p.get("query") else None
-    names = await run_in_threadpool(ctx.store.label_names, ctx.tenants(request.headers, True),
-                                    start, end, matchers)
+    return ctx, ctx.tenants(request.headers, True), start, end, matchers
+
+
+@router.api_route("/loki/api/v1/labels", methods=["GET", "POST"])
+@router.api_route("/loki/api/v1/label", methods=["GET", "POST"])
+async def labels(request: Request) -> Response:
+    ctx, tenants, start, end, matchers = await _label_scope(request)
+    names = await run_in_threadpool(ctx.store.label_names, tenants, start, end, matchers)
     return JSONResponse({"status": "success", "data": names})
 
 
 @router.api_route("/loki/api/v1/label/{name}/values", methods=["GET", "POST"])
 async def label_values(request: Request) -> Response:
-    ctx = ctx_of(request)
-    p = await params_of(request)
-    start, end = time_range(p, 6 * 3600)
-    matchers = parse_selector(p["query"]) if p.get("query") else None
-    vals = await run_in_threadpool(ctx.store.label_values, ctx.tenants(request.headers, True),
+    ctx, tenants, start, end, matchers = await _label_scope(request)
+    vals = await run_in_threadpool(ctx.store.label_values, tenants,
                                    request.path_params["name"], start, end, matchers)
     return JSONResponse({"status": "success", "data": vals})
 
