@@ -58,6 +58,8 @@ class LimitsSection(_Section):
     max_label_names_per_series: int = 15
     max_label_name_length: int = 1024
     max_label_value_length: int = 2048
+    max_structured_metadata_size: Bytes = 64 * 1024
+    max_structured_metadata_entries_count: int = 128
     max_entries_limit_per_query: int = 5000
     max_query_length: Duration = 721 * 3600.0
     max_query_series: int = 500

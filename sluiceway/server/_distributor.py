@@ -130,6 +130,8 @@ def _validate_stream(b: StreamBatch, limits: LimitsSection, now_ns: int,
             reject(old, "greater_than_max_sample_age",
                    f"entry for stream '{text}' has timestamp too old: {_rfc3339(int(ts[i]))}, "
                    f"oldest acceptable timestamp is: {_rfc3339(oldest)}")
+    if b.metadata is not None:
+        _check_metadata(b.metadata, text, limits, ok, out)
     newest = now_ns + int(limits.creation_grace_period * 1e9)
     future = ts > newest
     if future.any():
@@ -137,6 +139,26 @@ def _validate_stream(b: StreamBatch, limits: LimitsSection, now_ns: int,
         reject(future, "too_far_in_future",
                f"entry for stream '{text}' has timestamp too new: {_rfc3339(int(ts[i]))}")
     _append_block(b, ts, lines, lengths, ok, out)
+
+
+def _check_metadata(metadata: list[Metadata | None], text: str, limits: LimitsSection,
+                    ok: np.ndarray, out: Validated) -> None:
+    """Loki's per-line limits on structured metadata (only lines that carry some)."""
+    big = np.zeros(len(metadata), dtype=bool)
+    many = np.zeros(len(metadata), dtype=bool)
+    for i, md in enumerate(metadata):
+        if md:
+            many[i] = len(md) > limits.max_structured_metadata_entries_count
+            big[i] = sum(len(k) + len(v) for k, v in md.items()) > \
+                limits.max_structured_metadata_size
+    if big.any():
+        _reject(out, ok, big, "structured_metadata_too_large",
+                f"stream '{text}' has structured metadata too large: limit "
+                f"{limits.max_structured_metadata_size} bytes")
+    if many.any():
+        _reject(out, ok, many, "structured_metadata_too_many",
+                f"stream '{text}' has too many structured metadata labels: limit "
+                f"{limits.max_structured_metadata_entries_count}")
 
 
 def _reject(out: Validated, ok: np.ndarray, mask: np.ndarray, reason: str, detail: str) -> None:

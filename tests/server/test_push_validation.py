@@ -105,3 +105,15 @@ def test_a_dead_ingest_worker_does_not_break_ingest(server: ServerProcess) -> No
                            headers=JSON).status_code for _ in range(3)]
     assert statuses == [204, 204, 204]
     assert _q(server, '{job="survivor"}') == ["still here"]
+
+
+def test_structured_metadata_limits_reject_those_lines_only(server: ServerProcess) -> None:
+    now = time.time_ns()
+    values = [[str(now - 3), "small md", {"trace_id": "t1"}],
+              [str(now - 2), "huge md", {"blob": "x" * 70_000}],
+              [str(now - 1), "many md", {f"k{i}": "v" for i in range(130)}]]
+    body = orjson.dumps({"streams": [{"stream": {"job": "md"}, "values": values}]})
+    r = httpx.post(f"{server.url}/loki/api/v1/push", content=body, headers=JSON)
+    assert r.status_code == 400 and "total ignored: 2 out of 3" in r.text
+    assert "structured metadata too large" in r.text and "too many structured" in r.text
+    assert _q(server, '{job="md"}') == ["small md"]
