@@ -88,3 +88,35 @@ def test_compaction_merges_recompresses_and_keeps_every_line(tmp_path: Path) -> 
     assert not (set(tmp_path.glob("tenants/*/chunks/*/*.chunk")) & old_files)
     st.close()
     assert _all(Store(cfg)) == before  # the index log replays to the compacted state
+
+
+def test_drop_known_matches_a_brute_force_dedupe() -> None:
+    """Exact duplicates (ts and line) against memory and within a push, nothing else."""
+    import random
+
+    from sluiceway.store._stream import Stream
+    from sluiceway.store._wal import WalPos
+
+    rng = random.Random(7)
+
+    def block(n: int, span: int, ordered: bool) -> EntryBlock:
+        ts = [rng.randint(0, span) for _ in range(n)]
+        lines = [rng.choice([b"a", b"b", b"c"]) for _ in range(n)]
+        return EntryBlock.from_lines({"a": "b"}, np.array(sorted(ts) if ordered else ts,
+                                                          dtype=np.int64), lines)
+
+    for _ in range(300):
+        s, held = Stream(1, {"a": "b"}), []
+        for k in range(rng.randint(0, 4)):
+            b = s.drop_known(block(rng.randint(1, 20), 40, True))
+            if len(b):
+                held += list(zip(b.ts.tolist(), b.lines(), strict=True))
+                s.append(b, WalPos(1, k))
+        new = block(rng.randint(1, 30), 50, False)
+        seen, want = set(held), []
+        for key in zip(new.ts.tolist(), new.lines(), strict=True):
+            if key not in seen:
+                seen.add(key)
+                want.append(key)
+        got = s.drop_known(new)
+        assert list(zip(got.ts.tolist(), got.lines(), strict=True)) == want
