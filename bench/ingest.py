@@ -115,6 +115,8 @@ def main() -> None:
     ap.add_argument("--conns", type=int, default=8)
     ap.add_argument("--keep", type=Path, help="keep the data dir here (for bench/query.py)")
     ap.add_argument("--workers", type=int, help="server.ingest_workers (default: per cores)")
+    ap.add_argument("--wal-sync", choices=["always", "interval"], default="always",
+                    help="storage.wal_sync (the default, always, is what the figures use)")
     args = ap.parse_args()
     total = parse_size(args.bytes)
     print(f"generating {total / 1e6:.0f} MB of lines ...", flush=True)
@@ -130,7 +132,8 @@ def main() -> None:
     data.parent.mkdir(parents=True, exist_ok=True)
     cfg = data.parent / "bench.yaml"
     workers = f"server:\n  ingest_workers: {args.workers}\n" if args.workers is not None else ""
-    cfg.write_text(workers + "limits:\n  max_query_length: 0s\n")
+    cfg.write_text(workers + f"storage:\n  wal_sync: {args.wal_sync}\n"
+                   "limits:\n  max_query_length: 0s\n")
     srv = ServerProcess(data, config=cfg).start()
     try:
         assert srv.proc is not None
@@ -154,7 +157,8 @@ def main() -> None:
     finally:
         srv.stop()
     disk = usage["chunks"] + usage["index"] + usage["wal"]
-    print("\ningest (default wal_sync=always: fsync before every 204, group commit)")
+    print(f"\ningest (wal_sync={args.wal_sync}"
+          + (": fsync before every 204, group commit)" if args.wal_sync == "always" else ")"))
     print(f"  all pushes acked in     {t_acked:7.2f} s  {raw / 1e6 / t_acked:7.1f} MB/s  "
           f"{lines / t_acked:10,.0f} lines/s")
     print(f"  all lines queryable in  {t_all:7.2f} s  {raw / 1e6 / t_all:7.1f} MB/s  "
