@@ -5,19 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import FIXTURES, SHARED, ServerProcess
-
-
-@pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    if not SHARED.exists():
-        pytest.fail(f"shared/ not found beside the repository at {SHARED}")
-    return SHARED
-
-
-@pytest.fixture(scope="session")
-def fixtures_dir() -> Path:
-    return FIXTURES
+from tests.procs import ServerProcess
 
 
 @pytest.fixture

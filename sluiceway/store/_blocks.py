@@ -59,8 +59,3 @@ def sort_dedupe(block: EntryBlock) -> EntryBlock:
         return block
     idx = order[keep]
     return block.take(idx)
-
-
-def clip(block: EntryBlock, start: int, end: int) -> EntryBlock:
-    """Entries with start <= ts < end (block must be sorted)."""
-    return block.clip(start, end)

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from sluiceway.store._blocks import concat, sort_dedupe
@@ -31,7 +31,6 @@ class CompactionStats:
     bytes_in: int = 0
     bytes_out: int = 0
     seconds: float = 0.0
-    pending_deletes: list[Path] = field(default_factory=list)
 
 
 class Compactor:
@@ -43,7 +42,6 @@ class Compactor:
         self.min_age_s = min_age_s
         self._doomed: list[Path] = []
         self._lock = threading.Lock()
-        self.total = CompactionStats()
 
     def run(self, tenants: list[TenantStore], now: float | None = None) -> CompactionStats:
         """One pass over every stream; returns what it did."""
@@ -64,8 +62,6 @@ class Compactor:
             for _ in pool.map(lambda job: self._compact(job[0], job[1], job[2], stats), jobs):
                 pass
         stats.seconds = time.perf_counter() - t0
-        for k in ("chunks_in", "chunks_out", "bytes_in", "bytes_out", "seconds"):
-            setattr(self.total, k, getattr(self.total, k) + getattr(stats, k))
         return stats
 
     def _groups(self, s: Stream, now: float) -> list[list[ChunkRef]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from sluiceway.model import EntryBlock, Matcher, fingerprint, format_labels, parse_labels
-from sluiceway.store._blocks import clip, concat, sort_dedupe
+from sluiceway.store._blocks import concat, sort_dedupe
 from sluiceway.store._cache import ChunkCache
 from sluiceway.store._chunk import decode_chunk, encode_chunk, write_chunk_file
 from sluiceway.store._index import IndexLog, read_index
@@ -231,7 +231,7 @@ class TenantStore:
                     out, pending = merged.slice(cut, len(merged)), merged.slice(0, cut)
             else:
                 out, pending = merged, None
-            out = clip(out, start, end)
+            out = out.clip(start, end)
             if len(out):
                 yield out
 
