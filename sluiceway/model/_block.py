@@ -87,6 +87,21 @@ class EntryBlock:
                           None if self.metadata is None else self.metadata[lo:hi])
 
     @staticmethod
+    def concat(blocks: list[EntryBlock]) -> EntryBlock:
+        """The entries of `blocks` in order, as one block with the first one's labels."""
+        if len(blocks) == 1:
+            return blocks[0]
+        parts = [b.compacted() for b in blocks]
+        lengths = np.concatenate([np.diff(b.offsets) for b in parts])
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        md: list[Metadata | None] | None = None
+        if any(b.metadata is not None for b in parts):
+            md = [m for b in parts for m in (b.metadata or [None] * len(b))]
+        return EntryBlock(parts[0].labels, np.concatenate([b.ts for b in parts]),
+                          b"".join(b.blob for b in parts), offsets, md)
+
+    @staticmethod
     def from_lines(
         labels: dict[str, str],
         ts: I64,

@@ -13,17 +13,11 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from sluiceway.model import (
-    LABEL_NAME_RE,
-    EntryBlock,
-    Metadata,
-    StreamBatch,
-    format_labels,
-)
+from sluiceway.model import LABEL_NAME_RE, EntryBlock, Metadata, format_labels
 from sluiceway.server._config import LimitsSection
 from sluiceway.store import Store
 from sluiceway.store._record import decode_record, encode_record
-from sluiceway.wire import decode_push
+from sluiceway.wire import decode_push_blocks
 
 _MAX_DETAILS = 10
 
@@ -69,44 +63,32 @@ def check_labels(labels: dict[str, str], limits: LimitsSection) -> None:
             raise PushError(f"label value too long: {value[:64]!r}… for stream '{text}'")
 
 
-def _merge_same_stream(batches: list[StreamBatch]) -> list[StreamBatch]:
-    """One batch per label set: clients like Fluent Bit send one stream object per line."""
-    merged: dict[str, StreamBatch] = {}
-    for b in batches:
-        key = format_labels(b.labels)
-        m = merged.get(key)
-        if m is None:
-            merged[key] = StreamBatch(b.labels, list(b.ts), list(b.lines),
-                                      None if b.metadata is None else list(b.metadata))
-            continue
-        if b.metadata is not None or m.metadata is not None:
-            m.metadata = (m.metadata or [None] * len(m.ts)) + \
-                         (b.metadata or [None] * len(b.ts))
-        m.ts.extend(b.ts)
-        m.lines.extend(b.lines)
-    return list(merged.values())
+def _merge_same_stream(blocks: list[EntryBlock]) -> list[EntryBlock]:
+    """One block per label set: clients like Fluent Bit send one stream object per line."""
+    groups: dict[str, list[EntryBlock]] = {}
+    for b in blocks:
+        groups.setdefault(format_labels(b.labels), []).append(b)
+    return [EntryBlock.concat(g) for g in groups.values()]
 
 
-def validate(batches: list[StreamBatch], limits: LimitsSection,
+def validate(blocks: list[EntryBlock], limits: LimitsSection,
              now_ns: int | None = None) -> Validated:
     """Label and per-line checks that need no store state (safe in a worker process)."""
     now_ns = now_ns if now_ns is not None else time.time_ns()
-    for b in batches:
+    for b in blocks:
         check_labels(b.labels, limits)
     out = Validated()
-    for b in _merge_same_stream(batches):
-        if b.ts:
-            _validate_stream(b, limits, now_ns, out)
+    for b in _merge_same_stream(blocks):
+        if len(b):
+            _validate_block(b, limits, now_ns, out)
     return out
 
 
-def _validate_stream(b: StreamBatch, limits: LimitsSection, now_ns: int,
-                     out: Validated) -> None:
+def _validate_block(b: EntryBlock, limits: LimitsSection, now_ns: int, out: Validated) -> None:
     text = format_labels(b.labels)
-    ts = np.asarray(b.ts, dtype=np.int64)
-    lines = [s.encode("utf-8", "surrogatepass") for s in b.lines]
-    lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
-    ok = np.ones(len(lines), dtype=bool)
+    ts = b.ts
+    lengths = np.diff(b.offsets)
+    ok = np.ones(len(b), dtype=bool)
 
     def reject(mask: np.ndarray, reason: str, detail: str) -> None:
         _reject(out, ok, mask, reason, detail)
@@ -114,9 +96,7 @@ def _validate_stream(b: StreamBatch, limits: LimitsSection, now_ns: int,
     if limits.max_line_size:
         too_long = lengths > limits.max_line_size
         if too_long.any() and limits.max_line_size_truncate:
-            for i in np.flatnonzero(too_long).tolist():
-                lines[i] = lines[i][: limits.max_line_size]
-            lengths = np.minimum(lengths, limits.max_line_size)
+            b = _truncated(b, limits.max_line_size)
         elif too_long.any():
             i = int(np.flatnonzero(too_long)[0])
             reject(too_long, "line_too_long",
@@ -138,7 +118,12 @@ def _validate_stream(b: StreamBatch, limits: LimitsSection, now_ns: int,
         i = int(np.flatnonzero(future)[0])
         reject(future, "too_far_in_future",
                f"entry for stream '{text}' has timestamp too new: {_rfc3339(int(ts[i]))}")
-    _append_block(b, ts, lines, lengths, ok, out)
+    _append_block(b, ok, out)
+
+
+def _truncated(b: EntryBlock, size: int) -> EntryBlock:
+    return EntryBlock.from_lines(b.labels, b.ts, [line[:size] for line in b.lines()],
+                                 b.metadata)
 
 
 def _check_metadata(metadata: list[Metadata | None], text: str, limits: LimitsSection,
@@ -198,23 +183,16 @@ def reject_too_far_behind(tenant: str, out: Validated, limits: LimitsSection,
     return changed
 
 
-def _append_block(b: StreamBatch, ts: np.ndarray, lines: list[bytes], lengths: np.ndarray,
-                  ok: np.ndarray, out: Validated) -> None:
-    md: list[Metadata | None] | None = b.metadata
+def _append_block(b: EntryBlock, ok: np.ndarray, out: Validated) -> None:
     if not ok.all():
-        keep = np.flatnonzero(ok).tolist()
-        lines = [lines[i] for i in keep]
-        ts, lengths = ts[ok], lengths[ok]
-        md = None if md is None else [md[i] for i in keep]
-    if not lines:
+        b = b.take(ok)
+    if not len(b):
         return
-    offsets = np.zeros(len(lines) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    if md is not None and not any(md):
-        md = None
-    out.blocks.append(EntryBlock(b.labels, ts, b"".join(lines), offsets, md))
-    out.lines += len(lines)
-    out.bytes += int(offsets[-1])
+    if b.metadata is not None and not any(b.metadata):
+        b = EntryBlock(b.labels, b.ts, b.blob, b.offsets)
+    out.blocks.append(b)
+    out.lines += len(b)
+    out.bytes += b.nbytes
 
 
 @dataclass(slots=True)
@@ -232,8 +210,9 @@ def prepare_push(tenant: str, body: bytes, content_type: str | None,
                  content_encoding: str | None, max_body: int, limits: LimitsSection,
                  now_ns: int) -> Prepared:
     """Decode, validate and encode a push (runs in an ingest worker process)."""
-    batches = decode_push(body, content_type, content_encoding, max_decompressed_bytes=max_body)
-    v = validate(batches, limits, now_ns)
+    blocks = decode_push_blocks(body, content_type, content_encoding,
+                                max_decompressed_bytes=max_body)
+    v = validate(blocks, limits, now_ns)
     return Prepared(encode_record(tenant, v.blocks), v.lines, v.bytes, v.rejected, v.details)
 
 

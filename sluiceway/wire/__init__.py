@@ -4,7 +4,12 @@ from sluiceway.wire._errors import BodyTooLarge, WireError
 from sluiceway.wire._framing import DEFAULT_MAX_FRAME, SyslogFramer
 from sluiceway.wire._json import encode_push_json
 from sluiceway.wire._proto import encode_push_protobuf
-from sluiceway.wire._push import DEFAULT_MAX_DECOMPRESSED, decode_push, is_json
+from sluiceway.wire._push import (
+    DEFAULT_MAX_DECOMPRESSED,
+    decode_push,
+    decode_push_blocks,
+    is_json,
+)
 from sluiceway.wire._retry import parse_retry_after
 from sluiceway.wire._syslog import parse_syslog, parse_syslog_line
 from sluiceway.wire._syslog_types import (
@@ -25,6 +30,7 @@ __all__ = [
     "SyslogMessage",
     "WireError",
     "decode_push",
+    "decode_push_blocks",
     "encode_push_json",
     "encode_push_protobuf",
     "is_json",

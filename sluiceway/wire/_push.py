@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from sluiceway.model import StreamBatch
+import numpy as np
+
+from sluiceway.model import EntryBlock, StreamBatch
 from sluiceway.wire._compress import decode_content_encoding, snappy_decode
 from sluiceway.wire._json import decode_json
 from sluiceway.wire._proto import decode_protobuf
+from sluiceway.wire._proto_columns import decode_columns
 
 DEFAULT_MAX_DECOMPRESSED = 100 * 2**20
 
@@ -22,6 +25,29 @@ def decode_push(body: bytes, content_type: str | None, content_encoding: str | N
     if is_json(content_type):
         return decode_json(data)
     return decode_protobuf(snappy_decode(data, max_decompressed_bytes))
+
+
+def decode_push_blocks(body: bytes, content_type: str | None, content_encoding: str | None,
+                       *, max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED
+                       ) -> list[EntryBlock]:
+    """The same as `decode_push`, as one EntryBlock per stream object (lines as UTF-8
+    bytes): the ingest path's form. Protobuf from ordinary clients takes the columnar
+    decoder, which makes no Python object per line."""
+    data = decode_content_encoding(body, content_encoding, max_decompressed_bytes)
+    if not is_json(content_type):
+        raw = snappy_decode(data, max_decompressed_bytes)
+        blocks = decode_columns(raw)
+        if blocks is not None:
+            return blocks
+        return [_to_block(b) for b in decode_protobuf(raw)]
+    return [_to_block(b) for b in decode_json(data)]
+
+
+def _to_block(b: StreamBatch) -> EntryBlock:
+    # surrogatepass: JSON may carry lone surrogates (\ud800), which are kept as sent.
+    lines = [s.encode("utf-8", "surrogatepass") for s in b.lines]
+    return EntryBlock.from_lines(b.labels, np.asarray(b.ts, dtype=np.int64), lines,
+                                 b.metadata)
 
 
 def is_json(content_type: str | None) -> bool:

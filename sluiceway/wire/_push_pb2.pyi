@@ -126,3 +126,17 @@ class MetaProbeEntry(_message.Message):
     STRUCTUREDMETADATA_FIELD_NUMBER: _ClassVar[int]
     structuredMetadata: _containers.RepeatedScalarFieldContainer[bytes]
     def __init__(self, structuredMetadata: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class ColumnPushRequest(_message.Message):
+    __slots__ = ("streams",)
+    STREAMS_FIELD_NUMBER: _ClassVar[int]
+    streams: _containers.RepeatedCompositeFieldContainer[ColumnStreamAdapter]
+    def __init__(self, streams: _Optional[_Iterable[_Union[ColumnStreamAdapter, _Mapping]]] = ...) -> None: ...
+
+class ColumnStreamAdapter(_message.Message):
+    __slots__ = ("labels", "entries")
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    labels: str
+    entries: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, labels: _Optional[str] = ..., entries: _Optional[_Iterable[bytes]] = ...) -> None: ...

@@ -28,9 +28,15 @@ def decode_timestamps(stamps: Sequence[bytes]) -> list[int] | None:
     """Unix ns of each serialized Timestamp (b"" is 0), or None if the fast rules fail."""
     n = len(stamps)
     blob = np.frombuffer(b"".join(stamps), dtype=np.uint8)
-    if blob.size == 0:
-        return [0] * n
     sizes = np.fromiter(map(len, stamps), dtype=np.int64, count=n)
+    ts = decode_timestamp_blob(blob, sizes)
+    return None if ts is None else ts.tolist()
+
+
+def decode_timestamp_blob(blob: npt.NDArray[np.uint8], sizes: I64) -> I64 | None:
+    """The same for Timestamps laid end to end in `blob`, `sizes[i]` bytes each."""
+    if blob.size == 0:
+        return np.zeros(sizes.size, dtype=np.int64)
     ends = np.cumsum(sizes)
     # Each message must end a varint (no continuation bit on its last byte), so varints
     # never straddle messages and truncated ones are caught.
@@ -63,7 +69,7 @@ def _varints(blob: npt.NDArray[np.uint8], is_last: npt.NDArray[np.bool_]) -> I64
     return values
 
 
-def _fields(values: I64, first: I64, count: I64) -> list[int] | None:
+def _fields(values: I64, first: I64, count: I64) -> I64 | None:
     """Seconds and nanos of each message from its 0, 2 or 4 varints."""
     if not np.all((count == 0) | (count == 2) | (count == 4)):
         return None
@@ -79,5 +85,5 @@ def _fields(values: I64, first: I64, count: I64) -> list[int] | None:
     if nanos.min() < 0 or nanos.max() >= NS or \
             seconds.min() < -_SAFE_SECONDS or seconds.max() > _SAFE_SECONDS:
         return None
-    ts: list[int] = (seconds * NS + nanos).tolist()
+    ts: I64 = seconds * NS + nanos
     return ts

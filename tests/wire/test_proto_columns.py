@@ -1,0 +1,113 @@
+"""The columnar protobuf decoder: it must agree with the exact decoder on everything it
+accepts, take the common case itself, and decline (None) whatever it cannot read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+
+from sluiceway.model import EntryBlock, StreamBatch
+from sluiceway.wire import decode_push_blocks
+from sluiceway.wire._compress import snappy_decode
+from sluiceway.wire._proto import decode_exact
+from sluiceway.wire._proto_columns import decode_columns
+from sluiceway.wire._push_pb2 import (
+    PushRequest,
+    RawEntryAdapter,
+    RawPushRequest,
+    RawStreamAdapter,
+    StreamAdapter,
+)
+from tests.wire._fixtures import PUSH_DIR, load
+from tests.wire._strategies import BATCHES
+from tests.wire.test_protobuf import PROTO, raw_of, snappy
+
+
+def rows(blocks: list[EntryBlock]) -> list[tuple[Any, ...]]:
+    return [(b.labels, b.ts.tolist(), b.lines(), b.metadata) for b in blocks]
+
+
+def exact_rows(raw: bytes) -> list[tuple[Any, ...]]:
+    return [(b.labels, b.ts, [s.encode() for s in b.lines], b.metadata)
+            for b in decode_exact(raw)]
+
+
+def canonical(batches: list[StreamBatch]) -> bool:
+    """What the columnar decoder is built to take: no metadata, seconds that fit in five
+    varint bytes (any date before the year 3058)."""
+    return all(b.metadata is None and all(0 <= t < 2**35 * 10**9 for t in b.ts)
+               for b in batches)
+
+
+@settings(max_examples=200, deadline=None)
+@given(BATCHES)
+def test_agrees_with_the_exact_decoder(batches: list[StreamBatch]) -> None:
+    raw = raw_of(batches)
+    got = decode_columns(raw)
+    if got is not None:
+        assert rows(got) == exact_rows(raw)
+    elif canonical(batches):
+        pytest.fail("the columnar decoder declined an ordinary request")
+    assert rows(decode_push_blocks(snappy(raw), PROTO, None)) == exact_rows(raw)
+
+
+def test_takes_the_captured_promtail_push_without_metadata() -> None:
+    raw = bytes(snappy_decode(load(PUSH_DIR / "promtail-2.body").body, 1 << 20))
+    got = decode_columns(raw)
+    assert got is not None and rows(got) == exact_rows(raw)
+
+
+def test_structured_metadata_goes_to_the_per_entry_decoders() -> None:
+    batches = [StreamBatch({"a": "1"}, [1, 2], ["x", "y"], [None, {"trace_id": "abc"}])]
+    raw = raw_of(batches)
+    assert decode_columns(raw) is None
+    [block] = decode_push_blocks(snappy(raw), PROTO, None)
+    assert block.metadata == [None, {"trace_id": "abc"}]
+
+
+def test_missing_timestamp_empty_line_and_empty_entry() -> None:
+    req = PushRequest(streams=[StreamAdapter(labels='{a="1"}'), StreamAdapter(labels='{a="2"}')])
+    req.streams[1].entries.add(line="no ts")
+    req.streams[1].entries.add().timestamp.seconds = 7  # no line
+    req.streams[1].entries.add()  # nothing at all: zero bytes
+    e = req.streams[1].entries.add(line="nanos only")
+    e.timestamp.nanos = 5
+    raw = req.SerializeToString()
+    got = decode_columns(raw)
+    assert got is not None
+    assert rows(got) == [({"a": "1"}, [], [], None),
+                         ({"a": "2"}, [0, 7_000_000_000, 0, 5], [b"no ts", b"", b"", b"nanos only"],
+                          None)]
+
+
+def test_fields_out_of_order_are_read_by_the_exact_decoder() -> None:
+    # line (field 2) before timestamp (field 1): valid protobuf, unusual encoder.
+    entry = b"\x12\x02hi" + b"\x0a\x02\x08\x03"
+    stream = b"\x0a\x09" + b'{a="1"}'.ljust(9) + b"\x12" + bytes([len(entry)]) + entry
+    raw = b"\x0a" + bytes([len(stream)]) + stream
+    assert decode_columns(raw) is None
+    [block] = decode_push_blocks(snappy(raw), PROTO, None)
+    assert (block.ts.tolist(), block.lines()) == ([3_000_000_000], [b"hi"])
+
+
+@pytest.mark.parametrize("lines", [
+    [b"caf\xe9"],  # Latin-1, not UTF-8
+    [b"\xc3", b"\xa9"],  # valid only when joined: a line must not start inside a character
+    [b"\xed\xa0\x80"],  # an encoded surrogate
+])
+def test_lines_that_are_not_utf8_are_repaired_by_the_exact_decoder(lines: list[bytes]) -> None:
+    entries = [RawEntryAdapter(line=line) for line in lines]
+    raw = RawPushRequest(streams=[RawStreamAdapter(labels=b'{a="1"}', entries=entries)])
+    data = raw.SerializeToString()
+    assert decode_columns(data) is None
+    [block] = decode_push_blocks(snappy(data), PROTO, None)
+    assert all("\ufffd" in line.decode() for line in block.lines())
+
+
+def test_multibyte_utf8_lines_take_the_fast_path() -> None:
+    batches = [StreamBatch({"a": "1"}, [1, 2, 3], ["café", "", "日本語 ✓"])]
+    got = decode_columns(raw_of(batches))
+    assert got is not None
+    assert got[0].lines() == [b"caf\xc3\xa9", b"", "日本語 ✓".encode()]
