@@ -92,20 +92,22 @@ def count_lines(url: str) -> int:
     return total
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process and its live children (the ingest workers), from /proc."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """utime + stime of a process and of its live children (the ingest workers), from
+    /proc."""
     tick = os.sysconf("SC_CLK_TCK")
-    pids = [pid]
+    children = []
     for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        pids += [int(x) for x in task.read_text().split()]
-    total = 0.0
-    for p in pids:
+        children += [int(x) for x in task.read_text().split()]
+
+    def of(p: int) -> float:
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    return of(pid), sum(map(of, children))
 
 
 def main() -> None:
@@ -115,6 +117,8 @@ def main() -> None:
     ap.add_argument("--conns", type=int, default=8)
     ap.add_argument("--keep", type=Path, help="keep the data dir here (for bench/query.py)")
     ap.add_argument("--workers", type=int, help="server.ingest_workers (default: per cores)")
+    ap.add_argument("--no-compact", action="store_true",
+                    help="skip the compaction step (minutes at 1 GB) when only ingest matters")
     ap.add_argument("--wal-sync", choices=["always", "interval"], default="always",
                     help="storage.wal_sync (the default, always, is what the figures use)")
     args = ap.parse_args()
@@ -137,7 +141,7 @@ def main() -> None:
     srv = ServerProcess(data, config=cfg).start()
     try:
         assert srv.proc is not None
-        cpu0 = cpu_seconds(srv.proc.pid)
+        main0, workers0 = cpu_seconds(srv.proc.pid)
         client0 = time.process_time()
         t0 = time.perf_counter()
         send_all(srv.url, bodies, args.conns)
@@ -145,15 +149,19 @@ def main() -> None:
         t_acked = time.perf_counter() - t0
         n = count_lines(srv.url)
         t_all = time.perf_counter() - t0
-        cpu = cpu_seconds(srv.proc.pid) - cpu0
+        main1, workers1 = cpu_seconds(srv.proc.pid)
+        main_cpu, workers_cpu = main1 - main0, workers1 - workers0
+        cpu = main_cpu + workers_cpu
         assert n == lines, f"queryable {n} != sent {lines}"
         httpx.post(f"{srv.url}/flush", timeout=600)
         usage = httpx.get(f"{srv.url}/sluiceway/api/v1/storage").json()["data"]
         # The background compactor would do this 15 min later; run it now to measure it.
-        comp = httpx.post(f"{srv.url}/sluiceway/api/v1/compact", params={"min_age": "0s"},
-                          timeout=3600).json()["data"]
-        httpx.post(f"{srv.url}/sluiceway/api/v1/compact", timeout=600)  # deletes replaced files
-        usage_c = httpx.get(f"{srv.url}/sluiceway/api/v1/storage").json()["data"]
+        comp = usage_c = None
+        if not args.no_compact:
+            comp = httpx.post(f"{srv.url}/sluiceway/api/v1/compact", params={"min_age": "0s"},
+                              timeout=3600).json()["data"]
+            httpx.post(f"{srv.url}/sluiceway/api/v1/compact", timeout=600)  # deletes old files
+            usage_c = httpx.get(f"{srv.url}/sluiceway/api/v1/storage").json()["data"]
     finally:
         srv.stop()
     disk = usage["chunks"] + usage["index"] + usage["wal"]
@@ -165,16 +173,18 @@ def main() -> None:
           f"{lines / t_all:10,.0f} lines/s")
     print(f"  server CPU (all processes) {cpu:7.2f} s  {raw / 1e6 / cpu:7.1f} MB per CPU-second"
           f"  (load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    print(f"    server process {main_cpu:.2f} s, ingest workers {workers_cpu:.2f} s")
     print(f"  load generator CPU (this process, same machine) {client_cpu:6.2f} s")
     print(f"  on disk after flush: chunks {usage['chunks'] / 1e6:.1f} MB + index "
           f"{usage['index'] / 1e3:.1f} kB + WAL {usage['wal'] / 1e6:.1f} MB "
           f"= {raw / disk:.1f}x smaller than raw ({raw / (usage['chunks'] + usage['index']):.1f}x "
           "chunks+index)")
-    kept = usage_c["chunks"] + usage_c["index"]
-    print(f"  after background compaction (zstd level 17, {comp['chunks_in']} chunks -> "
-          f"{comp['chunks_out']}, {raw / 1e6 / comp['seconds']:.1f} MB/s of raw log): chunks "
-          f"{usage_c['chunks'] / 1e6:.1f} MB + index {usage_c['index'] / 1e3:.1f} kB "
-          f"= {raw / kept:.1f}x smaller than raw")
+    if comp is not None and usage_c is not None:
+        kept = usage_c["chunks"] + usage_c["index"]
+        print(f"  after background compaction (zstd level 17, {comp['chunks_in']} chunks -> "
+              f"{comp['chunks_out']}, {raw / 1e6 / comp['seconds']:.1f} MB/s of raw log): "
+              f"chunks {usage_c['chunks'] / 1e6:.1f} MB + index {usage_c['index'] / 1e3:.1f} kB"
+              f" = {raw / kept:.1f}x smaller than raw")
     if not args.keep:
         shutil.rmtree(data.parent, ignore_errors=True)
 

@@ -7,6 +7,7 @@ old, too new, too far behind its stream) reject only those lines, as Loki does.
 from __future__ import annotations
 
 import time
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -200,6 +201,7 @@ class Prepared:
     """What a worker hands back: the WAL record and the counts, no Python objects per line."""
 
     payload: bytes
+    crc: int  # of payload, for the WAL frame
     lines: int
     bytes: int
     rejected: Counter[str]
@@ -213,15 +215,17 @@ def prepare_push(tenant: str, body: bytes, content_type: str | None,
     blocks = decode_push_blocks(body, content_type, content_encoding,
                                 max_decompressed_bytes=max_body)
     v = validate(blocks, limits, now_ns)
-    return Prepared(encode_record(tenant, v.blocks), v.lines, v.bytes, v.rejected, v.details)
+    payload = encode_record(tenant, v.blocks)
+    return Prepared(payload, zlib.crc32(payload), v.lines, v.bytes, v.rejected, v.details)
 
 
 def finish_push(tenant: str, p: Prepared, limits: LimitsSection,
-                store: Store) -> tuple[Validated, bytes]:
-    """Back in the server process: the checks that need the store's state."""
+                store: Store) -> tuple[Validated, bytes, int]:
+    """Back in the server process: the checks that need the store's state. Returns the
+    WAL record to write and its CRC32."""
     _, blocks = decode_record(p.payload)
     v = Validated(blocks, p.lines, p.bytes, p.rejected, p.details)
-    payload = p.payload
     if reject_too_far_behind(tenant, v, limits, store):
         payload = encode_record(tenant, v.blocks)
-    return v, payload
+        return v, payload, zlib.crc32(payload)
+    return v, p.payload, p.crc

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import fcntl
 import logging
 import multiprocessing
 import os
@@ -16,6 +17,7 @@ import signal
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 from sluiceway.server._config import LimitsSection
 from sluiceway.server._distributor import Prepared, prepare_push
@@ -41,6 +43,21 @@ def _die_with_parent() -> None:
         pass
 
 
+def _widen_pipes(pool: ProcessPoolExecutor) -> None:
+    """Give the pool's two pipes room for a whole push. With Linux's default 64 KiB, a
+    0.8 MB WAL record crosses in a dozen fill/wake/drain rounds; measured, a 1 MiB pipe
+    cuts the CPU of moving it by about half on both sides. The pipes belong to the
+    executor (private attributes): if they are not where expected, nothing changes."""
+    size = 1 << 20
+    try:
+        limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+        ends = [pool._call_queue._reader, pool._result_queue._reader]  # type: ignore[attr-defined]
+        for conn in ends:
+            fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, min(size, limit))
+    except (AttributeError, OSError, ValueError) as exc:
+        log.debug("ingest pipes keep their default size: %s", exc)
+
+
 class IngestPool:
     def __init__(self, workers: int) -> None:
         self.workers = workers
@@ -49,6 +66,7 @@ class IngestPool:
             pool = ProcessPoolExecutor(max_workers=workers,
                                        mp_context=multiprocessing.get_context("fork"),
                                        initializer=_die_with_parent)
+            _widen_pipes(pool)
             # Start every worker now, while this process has no threads to fork into.
             list(pool.map(_warm, range(workers)))
             self._executor = pool

@@ -37,12 +37,13 @@ async def push(request: Request) -> Response:
         return bad(str(exc), 413)
     except (WireError, PushError) as exc:
         return bad(str(exc))
-    v, payload = await run_in_threadpool(finish_push, tenant, prepared, ctx.limits, ctx.store)
+    v, payload, crc = await run_in_threadpool(finish_push, tenant, prepared, ctx.limits,
+                                              ctx.store)
     for reason, n in v.rejected.items():
         ctx.metrics.lines_rejected.labels(tenant, reason).inc(n)
     if v.blocks:
         try:
-            await asyncio.wrap_future(ctx.store.push(tenant, v.blocks, payload))
+            await asyncio.wrap_future(ctx.store.push(tenant, v.blocks, payload, crc))
         except WalWriteError as exc:
             log.error("push not stored: %s", exc)
             return bad(f"could not store the batch, retry later: {exc}", 503)

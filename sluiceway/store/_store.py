@@ -165,11 +165,12 @@ class Store:
         return ts
 
     # --- write path ------------------------------------------------------------------
-    def push(self, tenant: str, blocks: list[EntryBlock],
-             payload: bytes | None = None) -> Future[WalPos]:
+    def push(self, tenant: str, blocks: list[EntryBlock], payload: bytes | None = None,
+             crc: int | None = None) -> Future[WalPos]:
         """Append to the WAL; the future resolves once durable and applied (queryable).
 
-        `payload` is `encode_record(tenant, blocks)` when the caller already has it."""
+        `payload` is `encode_record(tenant, blocks)` when the caller already has it, and
+        `crc` its CRC32."""
         payload = payload if payload is not None else encode_record(tenant, blocks)
         ts = self.tenant(tenant)
 
@@ -177,7 +178,7 @@ class Store:
             for s, sealed in ts.apply(blocks, pos, replay=False):
                 self._enqueue_flush(ts, s, sealed)
 
-        return self.wal.submit(payload, apply)
+        return self.wal.submit(payload, apply, crc)
 
     def stream_max_ts(self, tenant: str, labels: dict[str, str]) -> int | None:
         ts = self.tenants.get(tenant)

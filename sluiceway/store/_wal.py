@@ -21,6 +21,7 @@ log = logging.getLogger("sluiceway.wal")
 
 _HDR = struct.Struct("<II")
 _MAX_RECORD = 1 << 31
+_IOV_MAX = 1024  # Linux's limit on buffers per writev
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -76,6 +77,7 @@ class WalWriteError(OSError):
 @dataclass(slots=True)
 class _Pending:
     payload: bytes
+    crc: int
     apply: Callable[[WalPos], None]
     future: Future[WalPos]
 
@@ -119,13 +121,17 @@ class WalWriter:
             os.close(dfd)
         return fd
 
-    def submit(self, payload: bytes, apply: Callable[[WalPos], None]) -> Future[WalPos]:
+    def submit(self, payload: bytes, apply: Callable[[WalPos], None],
+               crc: int | None = None) -> Future[WalPos]:
+        """Queue a record; `crc` is `zlib.crc32(payload)` when the caller computed it
+        already (ingest workers do, off this process's GIL)."""
         fut: Future[WalPos] = Future()
+        crc = zlib.crc32(payload) if crc is None else crc
         with self._cond:
             if self._closed:
                 fut.set_exception(WalWriteError("WAL is closed"))
                 return fut
-            self._pending.append(_Pending(payload, apply, fut))
+            self._pending.append(_Pending(payload, crc, apply, fut))
             self._cond.notify()
         return fut
 
@@ -154,12 +160,12 @@ class WalWriter:
         positions: list[WalPos] = []
         off = start
         for p in group:
-            frames.append(_HDR.pack(len(p.payload), zlib.crc32(p.payload)))
+            frames.append(_HDR.pack(len(p.payload), p.crc))
             frames.append(p.payload)
             off += _HDR.size + len(p.payload)
             positions.append(WalPos(self.segment, off))
         try:
-            self._write_all(b"".join(frames))
+            self._write_all(frames)
             if self.sync_mode == "always":
                 self._sync()
             else:
@@ -185,13 +191,18 @@ class WalWriter:
         if self._offset >= self.segment_bytes:
             self._rotate()
 
-    def _write_all(self, data: bytes) -> None:
-        # A short write (file size limit, disk nearly full) is not an exception: keep going
-        # until the kernel either takes every byte or raises.
-        view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
+    def _write_all(self, frames: list[bytes]) -> None:
+        # One writev: joining the frames first would copy every record once more. A short
+        # write (file size limit, disk nearly full) is not an exception: keep going until
+        # the kernel either takes every byte or raises.
+        views = [memoryview(f) for f in frames if f]
+        while views:
+            n = os.writev(self._fd, views[:_IOV_MAX])
+            while views and n >= len(views[0]):
+                n -= len(views[0])
+                views.pop(0)
+            if n:
+                views[0] = views[0][n:]
 
     def _sync(self) -> None:
         os.fdatasync(self._fd)

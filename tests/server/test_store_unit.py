@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -120,3 +121,22 @@ def test_drop_known_matches_a_brute_force_dedupe() -> None:
                 want.append(key)
         got = s.drop_known(new)
         assert list(zip(got.ts.tolist(), got.lines(), strict=True)) == want
+
+
+def test_wal_group_survives_short_writes_and_replays_every_record(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A nearly full disk or a file size limit makes the kernel take part of a writev; the
+    # writer must continue exactly where it stopped, inside a frame or between frames.
+    from sluiceway.store import _wal
+
+    real = os.writev
+    monkeypatch.setattr(_wal.os, "writev",
+                        lambda fd, bufs: real(fd, [bytes(b"".join(bufs)[:7])]))
+    w = _wal.WalWriter(tmp_path)
+    payloads = [f"record {i} ".encode() * (i + 1) for i in range(20)]
+    futures = [w.submit(p, lambda pos: None) for p in payloads]
+    positions = [f.result(10) for f in futures]
+    w.close()
+    replayed = list(_wal.replay(tmp_path))
+    assert [p for _, p in replayed] == payloads
+    assert [pos for pos, _ in replayed] == positions
