@@ -88,18 +88,21 @@ class EntryBlock:
 
     @staticmethod
     def concat(blocks: list[EntryBlock]) -> EntryBlock:
-        """The entries of `blocks` in order, as one block with the first one's labels."""
+        """The entries of `blocks` in the given order (not sorted), as one block with the
+        first one's labels."""
         if len(blocks) == 1:
             return blocks[0]
-        parts = [b.compacted() for b in blocks]
-        lengths = np.concatenate([np.diff(b.offsets) for b in parts])
+        lengths = np.concatenate([np.diff(b.offsets) for b in blocks])
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         md: list[Metadata | None] | None = None
-        if any(b.metadata is not None for b in parts):
-            md = [m for b in parts for m in (b.metadata or [None] * len(b))]
-        return EntryBlock(parts[0].labels, np.concatenate([b.ts for b in parts]),
-                          b"".join(b.blob for b in parts), offsets, md)
+        if any(b.metadata is not None for b in blocks):
+            md = [m for b in blocks for m in (b.metadata or [None] * len(b))]
+        # Memoryview slices: the lines are copied once, into the joined blob.
+        blob = b"".join([memoryview(b.blob)[int(b.offsets[0]) : int(b.offsets[-1])]
+                         for b in blocks])
+        return EntryBlock(blocks[0].labels, np.concatenate([b.ts for b in blocks]), blob,
+                          offsets, md)
 
     @staticmethod
     def from_lines(

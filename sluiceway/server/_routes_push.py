@@ -6,7 +6,6 @@ import asyncio
 import logging
 
 from fastapi import APIRouter, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from sluiceway.server._context import bad, ctx_of
 from sluiceway.server._distributor import PushError, finish_push
@@ -37,8 +36,9 @@ async def push(request: Request) -> Response:
         return bad(str(exc), 413)
     except (WireError, PushError) as exc:
         return bad(str(exc))
-    v, payload, crc = await run_in_threadpool(finish_push, tenant, prepared, ctx.limits,
-                                              ctx.store)
+    # Inline, not in a thread: tens of microseconds (no line is touched unless the
+    # out-of-order check drops some), cheaper than two thread hand-offs per push.
+    v, payload, crc = finish_push(tenant, prepared, ctx.limits, ctx.store)
     for reason, n in v.rejected.items():
         ctx.metrics.lines_rejected.labels(tenant, reason).inc(n)
     if v.blocks:

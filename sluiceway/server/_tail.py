@@ -32,9 +32,9 @@ class BlocksSource:
 
     def blocks(self, ref: SeriesRef, start: int, end: int,
                direction: str) -> Iterator[EntryBlock]:
-        from sluiceway.store._blocks import concat, sort_dedupe
+        from sluiceway.store._blocks import sort_dedupe
 
-        merged = sort_dedupe(concat(self.by_fp.get(ref.fp, []))).clip(start, end)
+        merged = sort_dedupe(EntryBlock.concat(self.by_fp.get(ref.fp, []))).clip(start, end)
         if len(merged):
             yield merged
 

@@ -1,33 +1,10 @@
-"""Column operations on EntryBlocks: concatenate, sort by time, drop exact duplicates."""
+"""Column operations on EntryBlocks: sort by time, drop exact duplicates."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from sluiceway.model import EntryBlock, Metadata
-
-
-def concat(blocks: list[EntryBlock]) -> EntryBlock:
-    """One block holding all entries of `blocks`, in the given order (not sorted)."""
-    if len(blocks) == 1:
-        return blocks[0]
-    labels = blocks[0].labels
-    ts = np.concatenate([b.ts for b in blocks])
-    pieces: list[bytes] = []
-    offs: list[np.ndarray] = []
-    base = 0
-    for b in blocks:
-        lo, hi = int(b.offsets[0]), int(b.offsets[-1])
-        pieces.append(b.blob[lo:hi])
-        offs.append(b.offsets[:-1] - lo + base)
-        base += hi - lo
-    offsets = np.concatenate([*offs, np.array([base], dtype=np.int64)])
-    metadata: list[Metadata | None] | None = None
-    if any(b.metadata is not None for b in blocks):
-        metadata = []
-        for b in blocks:
-            metadata.extend(b.metadata if b.metadata is not None else [None] * len(b))
-    return EntryBlock(labels, ts, b"".join(pieces), offsets, metadata)
+from sluiceway.model import EntryBlock
 
 
 def sort_dedupe(block: EntryBlock) -> EntryBlock:

@@ -17,7 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from sluiceway.store._blocks import concat, sort_dedupe
+from sluiceway.model import EntryBlock
+from sluiceway.store._blocks import sort_dedupe
 from sluiceway.store._stream import ChunkRef, Stream
 from sluiceway.store._tenant import TenantStore
 
@@ -80,7 +81,7 @@ class Compactor:
     def _compact(self, ts: TenantStore, s: Stream, group: list[ChunkRef],
                  stats: CompactionStats) -> None:
         try:
-            block = sort_dedupe(concat([ts.load(s, c) for c in group]))
+            block = sort_dedupe(EntryBlock.concat([ts.load(s, c) for c in group]))
             new = ts.write_chunk(s, block, self.level, max(c.wal_pos for c in group))
             ts.replace_chunks(s, group, new)
         except OSError:

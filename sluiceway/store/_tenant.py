@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from sluiceway.model import EntryBlock, Matcher, fingerprint, format_labels, parse_labels
-from sluiceway.store._blocks import concat, sort_dedupe
+from sluiceway.store._blocks import sort_dedupe
 from sluiceway.store._cache import ChunkCache
 from sluiceway.store._chunk import decode_chunk, encode_chunk, write_chunk_file
 from sluiceway.store._index import IndexLog, read_index
@@ -96,7 +96,7 @@ class TenantStore:
 
     # --- flush path (flusher thread) -------------------------------------------------
     def flush(self, s: Stream, sealed: Sealed) -> ChunkRef:
-        block = sort_dedupe(concat([p.block for p in sealed.pieces]))
+        block = sort_dedupe(EntryBlock.concat([p.block for p in sealed.pieces]))
         ref = self.write_chunk(s, block, self.compression_level, sealed.last_pos)
         self.index.append([self.add_record(s, ref)])
         with self.lock:
@@ -221,7 +221,7 @@ class TenantStore:
         items.sort(key=(lambda t: t[0]) if forward else (lambda t: -t[1]))
         pending: EntryBlock | None = None
         for i, block in enumerate(self._loaded(s, [it[2] for it in items])):
-            merged = block if pending is None else sort_dedupe(concat([pending, block]))
+            merged = block if pending is None else sort_dedupe(EntryBlock.concat([pending, block]))
             if i + 1 < len(items):
                 if forward:
                     cut = int(np.searchsorted(merged.ts, items[i + 1][0], "left"))
@@ -250,7 +250,7 @@ class TenantStore:
                 ahead.append(_POOL.submit(self.load, s, item))
             else:
                 done: Future[EntryBlock] = Future()
-                done.set_result(sort_dedupe(concat([p.block for p in item])))
+                done.set_result(sort_dedupe(EntryBlock.concat([p.block for p in item])))
                 ahead.append(done)
 
         for _ in range(_PREFETCH):
