@@ -64,22 +64,15 @@ def check_labels(labels: dict[str, str], limits: LimitsSection) -> None:
             raise PushError(f"label value too long: {value[:64]!r}… for stream '{text}'")
 
 
-def _merge_same_stream(blocks: list[EntryBlock]) -> list[EntryBlock]:
-    """One block per label set: clients like Fluent Bit send one stream object per line."""
-    groups: dict[str, list[EntryBlock]] = {}
-    for b in blocks:
-        groups.setdefault(format_labels(b.labels), []).append(b)
-    return [EntryBlock.concat(g) for g in groups.values()]
-
-
 def validate(blocks: list[EntryBlock], limits: LimitsSection,
              now_ns: int | None = None) -> Validated:
-    """Label and per-line checks that need no store state (safe in a worker process)."""
+    """Label and per-line checks that need no store state (safe in a worker process), on
+    one block per label set as `decode_push_blocks` returns them."""
     now_ns = now_ns if now_ns is not None else time.time_ns()
     for b in blocks:
         check_labels(b.labels, limits)
     out = Validated()
-    for b in _merge_same_stream(blocks):
+    for b in blocks:
         if len(b):
             _validate_block(b, limits, now_ns, out)
     return out

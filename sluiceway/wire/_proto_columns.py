@@ -23,7 +23,7 @@ from google.protobuf.message import DecodeError
 from sluiceway.model import EntryBlock
 from sluiceway.wire import _push_pb2 as pb
 from sluiceway.wire._labels import labels_from_string
-from sluiceway.wire._stamps import decode_timestamp_blob
+from sluiceway.wire._stamps import NS, SAFE_SECONDS, decode_timestamp_blob
 
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
@@ -32,13 +32,13 @@ _TAG_TIMESTAMP = 0x0A  # field 1, length-delimited
 _TAG_LINE = 0x12  # field 2, length-delimited
 _TAG_SECONDS = 0x08  # Timestamp field 1, varint
 _TAG_NANOS = 0x10  # Timestamp field 2, varint
-NS = 1_000_000_000
 _PAD = 8  # zero bytes after the joined entries, so look-ahead reads stay in bounds
 
 
 def decode_columns(data: bytes | memoryview) -> list[EntryBlock] | None:
-    """One EntryBlock per stream object, in body order (lines as sent, not yet merged by
-    label set or validated); None when the request needs a per-entry decoder."""
+    """One EntryBlock per label set in order of first appearance (stream objects with the
+    same labels joined in body order; lines as sent, not validated); None when the
+    request needs a per-entry decoder."""
     try:
         req: Any = pb.ColumnPushRequest.FromString(data)
     except DecodeError:
@@ -61,13 +61,30 @@ def decode_columns(data: bytes | memoryview) -> list[EntryBlock] | None:
     blob, offsets = _lines(entries, line_start - starts)
     if not _utf8_lines(blob, offsets):
         return None
-    out: list[EntryBlock] = []
+    return _by_label_set(streams, EntryBlock({}, ts, blob, offsets))
+
+
+def _by_label_set(streams: list[Any], whole: EntryBlock) -> list[EntryBlock]:
+    """Split the request's entries into one block per label set."""
+    # label text as sent → (labels, key of the label set)
+    parsed: dict[str, tuple[dict[str, str], tuple[tuple[str, str], ...]]] = {}
+    ranges: dict[tuple[tuple[str, str], ...], tuple[dict[str, str], list[tuple[int, int]]]] = {}
     first = 0
     for st in streams:
         last = first + len(st.entries)
-        out.append(EntryBlock(labels_from_string(st.labels), ts[first:last], blob,
-                              offsets[first : last + 1]))
+        if st.labels not in parsed:
+            labels = labels_from_string(st.labels)
+            parsed[st.labels] = labels, tuple(sorted(labels.items()))
+        labels, key = parsed[st.labels]
+        ranges.setdefault(key, (labels, []))[1].append((first, last))
         first = last
+    out = []
+    for labels, spans in ranges.values():
+        if len(spans) == 1:
+            block = whole.slice(*spans[0])
+        else:
+            block = whole.take(np.concatenate([np.arange(a, b) for a, b in spans]))
+        out.append(EntryBlock(dict(labels), block.ts, block.blob, block.offsets))
     return out
 
 
@@ -121,7 +138,7 @@ def _timestamps(buf: U8, start: I64, length: I64) -> I64 | None:
     end = start + length
     with_nanos = has & (after < end)
     nanos, nwidth = _varint(buf, after + 1)
-    bad = has & ((width == 0) | (after > end)) | with_nanos & (
+    bad = has & ((width == 0) | (after > end) | (seconds > SAFE_SECONDS)) | with_nanos & (
         (buf[after] != _TAG_NANOS) | (nwidth == 0) | (after + 1 + nwidth != end)
         | (nanos >= NS))
     if np.any(bad):

@@ -30,17 +30,37 @@ def decode_push(body: bytes, content_type: str | None, content_encoding: str | N
 def decode_push_blocks(body: bytes, content_type: str | None, content_encoding: str | None,
                        *, max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED
                        ) -> list[EntryBlock]:
-    """The same as `decode_push`, as one EntryBlock per stream object (lines as UTF-8
-    bytes): the ingest path's form. Protobuf from ordinary clients takes the columnar
-    decoder, which makes no Python object per line."""
+    """The same body as `decode_push` reads it, as the ingest path wants it: one
+    EntryBlock per label set (stream objects with the same labels joined in body order,
+    as Fluent Bit sends one per line), lines as UTF-8 bytes. Protobuf from ordinary
+    clients takes the columnar decoder, which makes no Python object per line."""
     data = decode_content_encoding(body, content_encoding, max_decompressed_bytes)
     if not is_json(content_type):
         raw = snappy_decode(data, max_decompressed_bytes)
         blocks = decode_columns(raw)
         if blocks is not None:
             return blocks
-        return [_to_block(b) for b in decode_protobuf(raw)]
-    return [_to_block(b) for b in decode_json(data)]
+        batches = decode_protobuf(raw)
+    else:
+        batches = decode_json(data)
+    return [_to_block(b) for b in _merge_batches(batches)]
+
+
+def _merge_batches(batches: list[StreamBatch]) -> list[StreamBatch]:
+    merged: dict[tuple[tuple[str, str], ...], StreamBatch] = {}
+    for b in batches:
+        key = tuple(sorted(b.labels.items()))
+        m = merged.get(key)
+        if m is None:
+            merged[key] = StreamBatch(b.labels, list(b.ts), list(b.lines),
+                                      None if b.metadata is None else list(b.metadata))
+            continue
+        if b.metadata is not None or m.metadata is not None:
+            m.metadata = (m.metadata or [None] * len(m.ts)) + \
+                         (b.metadata or [None] * len(b.ts))
+        m.ts.extend(b.ts)
+        m.lines.extend(b.lines)
+    return list(merged.values())
 
 
 def _to_block(b: StreamBatch) -> EntryBlock:

@@ -19,7 +19,7 @@ NS = 1_000_000_000
 _TAG_SECONDS = 0x08  # field 1, varint
 _TAG_NANOS = 0x10  # field 2, varint
 # |seconds| up to this cannot overflow int64 once scaled to ns and nanos added.
-_SAFE_SECONDS = (2**63 - 1) // NS - 1
+SAFE_SECONDS = (2**63 - 1) // NS - 1
 
 I64 = npt.NDArray[np.int64]
 
@@ -83,7 +83,7 @@ def _fields(values: I64, first: I64, count: I64) -> I64 | None:
     seconds = np.where((one | two) & (tag1 == _TAG_SECONDS), val1, 0)
     nanos = np.where(two, val2, np.where(one & (tag1 == _TAG_NANOS), val1, 0))
     if nanos.min() < 0 or nanos.max() >= NS or \
-            seconds.min() < -_SAFE_SECONDS or seconds.max() > _SAFE_SECONDS:
+            seconds.min() < -SAFE_SECONDS or seconds.max() > SAFE_SECONDS:
         return None
     ts: I64 = seconds * NS + nanos
     return ts

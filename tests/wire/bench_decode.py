@@ -1,4 +1,6 @@
-"""Decode throughput of ~1 MB push bodies (5000 lines of ~200 bytes, 10 streams).
+"""Decode throughput of ~1 MB push bodies (5000 lines of ~200 bytes, 10 streams), both
+to StreamBatches (`decode_push`) and to EntryBlocks (`decode_push_blocks`, the server's
+ingest path).
 
 Run: .venv/bin/python -m tests.wire.bench_decode   (not collected by pytest)
 """
@@ -11,7 +13,12 @@ import time
 from collections.abc import Callable
 
 from sluiceway.model import StreamBatch
-from sluiceway.wire import decode_push, encode_push_json, encode_push_protobuf
+from sluiceway.wire import (
+    decode_push,
+    decode_push_blocks,
+    encode_push_json,
+    encode_push_protobuf,
+)
 
 BASE_NS = 1_795_456_962_000_000_000
 
@@ -67,8 +74,10 @@ def main() -> None:
         want = with_md if name.endswith("md") else per_record if "1/" in name else batches
         assert decode_push(body, ctype, enc) == want
         ms = best_ms(lambda b=body, c=ctype, e=enc: decode_push(b, c, e))
+        blocks_ms = best_ms(lambda b=body, c=ctype, e=enc: decode_push_blocks(b, c, e))
         print(f"{name:16s} body {len(body) / 1e6:5.2f} MB  decode {ms:6.2f} ms  "
-              f"{line_mb / ms * 1e3:6.0f} MB/s of lines  {len(body) / ms / 1e3:6.0f} MB/s of body")
+              f"{line_mb / ms * 1e3:6.0f} MB/s of lines  {len(body) / ms / 1e3:6.0f} MB/s of body"
+              f"  | as blocks {blocks_ms:6.2f} ms  {line_mb / blocks_ms * 1e3:6.0f} MB/s of lines")
     encoders = (("encode protobuf", encode_push_protobuf), ("encode json", encode_push_json))
     for name, enc_fn in encoders:
         ms = best_ms(lambda f=enc_fn: f(batches), 10)

@@ -30,14 +30,24 @@ def rows(blocks: list[EntryBlock]) -> list[tuple[Any, ...]]:
 
 
 def exact_rows(raw: bytes) -> list[tuple[Any, ...]]:
-    return [(b.labels, b.ts, [s.encode() for s in b.lines], b.metadata)
-            for b in decode_exact(raw)]
+    """The exact decoder's stream objects, joined by label set as the ingest path does."""
+    merged: dict[Any, tuple[Any, ...]] = {}
+    for b in decode_exact(raw):
+        key = tuple(sorted(b.labels.items()))
+        md = b.metadata or [None] * len(b)
+        if key not in merged:
+            merged[key] = (b.labels, list(b.ts), [s.encode() for s in b.lines], list(md))
+        else:
+            merged[key][1].extend(b.ts)
+            merged[key][2].extend(s.encode() for s in b.lines)
+            merged[key][3].extend(md)
+    return [(lb, ts, lines, md if any(md) else None) for lb, ts, lines, md in merged.values()]
 
 
 def canonical(batches: list[StreamBatch]) -> bool:
-    """What the columnar decoder is built to take: no metadata, seconds that fit in five
-    varint bytes (any date before the year 3058)."""
-    return all(b.metadata is None and all(0 <= t < 2**35 * 10**9 for t in b.ts)
+    """What the columnar decoder is built to take: no metadata, times from 1970 until
+    int64 nanoseconds run out (year 2262)."""
+    return all(b.metadata is None and all(0 <= t < 9_223_372_035 * 10**9 for t in b.ts)
                for b in batches)
 
 
@@ -111,3 +121,31 @@ def test_multibyte_utf8_lines_take_the_fast_path() -> None:
     got = decode_columns(raw_of(batches))
     assert got is not None
     assert got[0].lines() == [b"caf\xc3\xa9", b"", "日本語 ✓".encode()]
+
+
+@pytest.mark.parametrize("second_a", ['{a="1"}', '{ a = "1" }'])
+def test_stream_objects_with_the_same_labels_become_one_block(second_a: str) -> None:
+    req = PushRequest(streams=[StreamAdapter(labels='{a="1"}'), StreamAdapter(labels='{b="2"}'),
+                               StreamAdapter(labels=second_a)])
+    for i, (stream, line) in enumerate([(0, "a1"), (1, "b1"), (2, "a2"), (0, "a3")]):
+        e = req.streams[stream].entries.add(line=line)
+        e.timestamp.seconds = i + 1
+    raw = req.SerializeToString()
+    got = decode_columns(raw)
+    assert got is not None
+    want = [({"a": "1"}, [1_000_000_000, 4_000_000_000, 3_000_000_000], [b"a1", b"a3", b"a2"],
+             None),
+            ({"b": "2"}, [2_000_000_000], [b"b1"], None)]
+    assert rows(got) == want
+    # The per-entry path (here: forced by structured metadata on one entry) merges alike.
+    req.streams[1].entries[0].structuredMetadata.add(name="k", value="v")
+    merged = decode_push_blocks(snappy(req.SerializeToString()), PROTO, None)
+    assert [r[:3] for r in rows(merged)] == [w[:3] for w in want]
+    assert merged[0].metadata is None and merged[1].metadata == [{"k": "v"}]
+
+
+def test_seconds_past_int64_nanoseconds_are_not_wrapped() -> None:
+    req = PushRequest(streams=[StreamAdapter(labels='{a="1"}')])
+    e = req.streams[0].entries.add(line="far")
+    e.timestamp.seconds, e.timestamp.nanos = 9_223_372_036, 999_999_999  # > 2**63 - 1 ns
+    assert decode_columns(req.SerializeToString()) is None
