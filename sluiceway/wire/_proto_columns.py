@@ -32,7 +32,7 @@ _TAG_TIMESTAMP = 0x0A  # field 1, length-delimited
 _TAG_LINE = 0x12  # field 2, length-delimited
 _TAG_SECONDS = 0x08  # Timestamp field 1, varint
 _TAG_NANOS = 0x10  # Timestamp field 2, varint
-_PAD = 8  # zero bytes after the joined entries, so look-ahead reads stay in bounds
+_PAD = bytes(8)  # after the joined entries, so look-ahead reads stay in bounds
 
 
 def decode_columns(data: bytes | memoryview) -> list[EntryBlock] | None:
@@ -49,8 +49,7 @@ def decode_columns(data: bytes | memoryview) -> list[EntryBlock] | None:
     sizes = np.fromiter(map(len, entries), dtype=np.int64, count=n)
     ends = np.cumsum(sizes)
     starts = ends - sizes
-    joined = b"".join(entries)
-    buf = np.frombuffer(joined + bytes(_PAD), dtype=np.uint8)
+    buf = np.frombuffer(b"".join([*entries, _PAD]), dtype=np.uint8)  # one copy, padded
     layout = _layout(buf, starts, ends)
     if layout is None:
         return None
