@@ -156,6 +156,17 @@ class Batcher:
 
     def add(self, streams: list[StreamBatch], lines: int, nbytes: int,
             checkpoints: list[Checkpoint]) -> None:
+        if lines > self.cfg.max_lines:
+            # Inputs without a per-read cap (stdin, syslog, demo) can hand over more than
+            # one item's worth at once: cut it, checkpoints riding with the last part.
+            parts = _split_streams(streams, self.cfg.max_lines)
+            for i, (part, n, size) in enumerate(parts):
+                self._add(part, n, size, checkpoints if i == len(parts) - 1 else [])
+            return
+        self._add(streams, lines, nbytes, checkpoints)
+
+    def _add(self, streams: list[StreamBatch], lines: int, nbytes: int,
+             checkpoints: list[Checkpoint]) -> None:
         with self._lock:
             if self._lines and (self._lines + lines > self.cfg.max_lines
                                 or self._bytes + nbytes > self.cfg.max_bytes):
@@ -189,3 +200,31 @@ class Batcher:
             self.positions.done(cks)  # everything was filtered out: nothing to ship
             return
         self.queue.put(Item(self._encode(streams), self.fmt, lines, cks))
+
+
+def _split_streams(streams: list[StreamBatch],
+                   max_lines: int) -> list[tuple[list[StreamBatch], int, int]]:
+    """Consecutive parts of at most `max_lines` lines each, with their line and byte
+    counts (bytes as the inputs count them: characters of the line text)."""
+    parts: list[tuple[list[StreamBatch], int, int]] = []
+    cur: list[StreamBatch] = []
+    room = max_lines
+    for sb in streams:
+        start = 0
+        while start < len(sb):
+            take = min(room, len(sb) - start)
+            end = start + take
+            md = None if sb.metadata is None else sb.metadata[start:end]
+            cur.append(StreamBatch(sb.labels, sb.ts[start:end], sb.lines[start:end], md))
+            start, room = end, room - take
+            if not room:
+                parts.append(_part(cur))
+                cur, room = [], max_lines
+    if cur:
+        parts.append(_part(cur))
+    return parts
+
+
+def _part(streams: list[StreamBatch]) -> tuple[list[StreamBatch], int, int]:
+    return (streams, sum(len(sb) for sb in streams),
+            sum(len(line) for sb in streams for line in sb.lines))

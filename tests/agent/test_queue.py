@@ -86,3 +86,20 @@ def test_demo_input_generates_lines() -> None:
     stop.set()
     t.join(3)
     assert got and all(line.startswith("level=") for line in got)
+
+
+def test_batcher_cuts_a_piece_larger_than_an_item(tmp_path: Path) -> None:
+    # stdin, syslog and the demo input can hand over more lines at once than max_lines.
+    q, positions, _ = make(tmp_path, when_full="block", capacity=100)
+    b = Batcher(BatchConfig(max_lines=10, max_wait=60), "json", q, positions)
+    streams = [StreamBatch({"job": "a"}, list(range(17)), [f"a{i}" for i in range(17)]),
+               StreamBatch({"job": "b"}, list(range(8)), [f"b{i}" for i in range(8)])]
+    b.add(streams, 25, 2 * 17 + 2 * 8, [])
+    b.tick(force=True)
+    got = []
+    while (batch := q.get(0.1)) is not None:
+        got += batch.items
+    assert [i.lines for i in got] == [10, 10, 5]
+    lines = [line for i in got for sb in decode_push(i.body, "application/json", None)
+             for line in sb.lines]
+    assert lines == [f"a{i}" for i in range(17)] + [f"b{i}" for i in range(8)]
