@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -12,9 +11,16 @@ from starlette.staticfiles import StaticFiles
 
 from sluiceway import __version__
 from sluiceway.logql import QueryError
-from sluiceway.server import _routes_index, _routes_ops, _routes_push, _routes_query, _routes_tail
+from sluiceway.server import (
+    _routes_es,
+    _routes_index,
+    _routes_ops,
+    _routes_push,
+    _routes_query,
+    _routes_tail,
+)
 from sluiceway.server._config import Config
-from sluiceway.server._context import ServerContext, bad
+from sluiceway.server._context import UI_DIR, ServerContext, bad
 from sluiceway.server._ingest_pool import IngestPool
 from sluiceway.server._metrics import RequestMetricsMiddleware, ServerMetrics
 from sluiceway.server._params import ParamError
@@ -22,8 +28,6 @@ from sluiceway.server._pipeline import PipelineRegistry
 from sluiceway.server._querier import QueryTimeout
 from sluiceway.server._tail import TailHub
 from sluiceway.store import Store, StoreConfig
-
-UI_DIR = Path(__file__).resolve().parent.parent / "ui" / "static"
 
 
 def store_config(cfg: Config) -> StoreConfig:
@@ -77,7 +81,8 @@ def create_app(cfg: Config, store: Store | None = None,
     app.state.ctx = ctx
     _errors(app)
     app.add_middleware(RequestMetricsMiddleware, metrics=ctx.metrics)
-    for module in (_routes_push, _routes_query, _routes_index, _routes_tail, _routes_ops):
+    for module in (_routes_push, _routes_es, _routes_query, _routes_index, _routes_tail,
+                   _routes_ops):
         app.include_router(module.router)
     if UI_DIR.is_dir():
         # Last, so every API route wins; `html=True` serves index.html at `/`.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,6 +18,8 @@ from sluiceway.server._params import tenants_from_header
 from sluiceway.server._pipeline import PipelineRegistry
 from sluiceway.server._tail import TailHub
 from sluiceway.store import Store
+
+UI_DIR = Path(__file__).resolve().parent.parent / "ui" / "static"
 
 
 @dataclass(slots=True)

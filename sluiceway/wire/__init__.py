@@ -6,6 +6,7 @@ from sluiceway.wire._json import encode_push_json
 from sluiceway.wire._proto import encode_push_protobuf
 from sluiceway.wire._push import (
     DEFAULT_MAX_DECOMPRESSED,
+    batches_to_blocks,
     decode_push,
     decode_push_blocks,
     is_json,
@@ -29,6 +30,7 @@ __all__ = [
     "SyslogFramer",
     "SyslogMessage",
     "WireError",
+    "batches_to_blocks",
     "decode_push",
     "decode_push_blocks",
     "encode_push_json",

@@ -43,6 +43,11 @@ def decode_push_blocks(body: bytes, content_type: str | None, content_encoding: 
         batches = decode_protobuf(raw)
     else:
         batches = decode_json(data)
+    return batches_to_blocks(batches)
+
+
+def batches_to_blocks(batches: list[StreamBatch]) -> list[EntryBlock]:
+    """StreamBatches as the ingest path wants them: one EntryBlock per label set."""
     return [_to_block(b) for b in _merge_batches(batches)]
 
 

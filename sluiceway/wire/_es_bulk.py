@@ -1,0 +1,162 @@
+"""Elasticsearch `_bulk` bodies (NDJSON: an action line, then a document line) as log
+entries, so shippers with an Elasticsearch output (Filebeat, Logstash, Fluent Bit, Vector,
+the `elasticsearch` client) can send to Sluiceway.
+
+Each `index` / `create` document becomes one entry: its `@timestamp` (ISO 8601 or epoch
+milliseconds, as Elasticsearch's default date format) is the entry time, the rest of the
+document, as compact JSON, the line (so `| json` reads it back). Labels: `index` (the
+target index) plus any `_stream_fields` the caller names. `delete` and `update` cannot
+apply to an append-only log store and are answered per item.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from sluiceway.model import StreamBatch
+from sluiceway.wire._errors import WireError
+
+_ACTIONS = ("create", "delete", "index", "update")
+_FRACTION = re.compile(r"\.(\d+)")
+_LABEL_BAD = re.compile(r"[^a-zA-Z0-9_]")
+
+
+@dataclass(slots=True)
+class BulkItem:
+    """One action of the request and, for a document, the entry it becomes."""
+
+    action: str
+    index: str
+    doc_id: str | None
+    labels: dict[str, str]
+    ts: int = 0
+    line: str = ""
+    error: tuple[str, str] | None = None  # Elasticsearch error type and reason
+
+    def fail(self, kind: str, reason: str) -> None:
+        self.error = (kind, reason)
+
+
+def decode_bulk(body: bytes, default_index: str | None, stream_fields: Sequence[str],
+                now_ns: int) -> list[BulkItem]:
+    """The items of a bulk body, in order. A malformed action line fails the whole request
+    (WireError, HTTP 400) as in Elasticsearch; a bad document fails only its item."""
+    lines = [ln for ln in body.split(b"\n") if ln.strip()]
+    items: list[BulkItem] = []
+    i = 0
+    while i < len(lines):
+        action, meta = _action(lines[i], i + 1)
+        index = meta.get("_index") or default_index
+        if not isinstance(index, str) or not index:
+            raise WireError(f"Validation Failed: 1: index is missing for action [{action}] "
+                            f"on line [{i + 1}];")
+        doc_id = meta.get("_id")
+        item = BulkItem(action, index, None if doc_id is None else str(doc_id), {"index": index})
+        items.append(item)
+        i += 1
+        if action == "delete":
+            item.fail("action_request_validation_exception",
+                      "delete is not supported: Sluiceway stores logs append-only")
+            continue
+        if i >= len(lines):
+            raise WireError(f"The bulk request must be terminated by a newline [\\n]; the "
+                            f"{action} action on line [{i}] has no document")
+        doc_line, i = lines[i], i + 1
+        if action == "update":
+            item.fail("action_request_validation_exception",
+                      "update is not supported: Sluiceway stores logs append-only")
+            continue
+        _document(item, doc_line, stream_fields, now_ns)
+    return items
+
+
+def _action(raw: bytes, lineno: int) -> tuple[str, dict[str, Any]]:
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise WireError(f"Malformed action/metadata line [{lineno}]: {exc}") from None
+    if not isinstance(obj, dict) or len(obj) != 1:
+        raise WireError(f"Malformed action/metadata line [{lineno}], expected START_OBJECT "
+                        "with exactly one action")
+    action, meta = next(iter(obj.items()))
+    if action not in _ACTIONS:
+        raise WireError(f"Malformed action/metadata line [{lineno}], expected one of "
+                        f"[create, delete, index, update] but found [{action}]")
+    if not isinstance(meta, dict):
+        raise WireError(f"Malformed action/metadata line [{lineno}], expected an object "
+                        f"for [{action}]")
+    return action, meta
+
+
+def _document(item: BulkItem, raw: bytes, stream_fields: Sequence[str], now_ns: int) -> None:
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        item.fail("document_parsing_exception", f"failed to parse the document: {exc}")
+        return
+    if not isinstance(doc, dict):
+        item.fail("document_parsing_exception", "the document is not a JSON object")
+        return
+    stamp = doc.pop("@timestamp", None)
+    ts = now_ns if stamp is None else parse_es_time(stamp)
+    if ts is None:
+        item.fail("document_parsing_exception",
+                  f"failed to parse field [@timestamp] of type [date]: {stamp!r}")
+        return
+    for field in stream_fields:
+        value = _lookup(doc, field)
+        if isinstance(value, str | int | float | bool):
+            item.labels[_LABEL_BAD.sub("_", field)] = str(value)
+    item.ts = ts
+    item.line = orjson.dumps(doc).decode()
+
+
+def parse_es_time(value: object) -> int | None:
+    """Unix ns of an `@timestamp`: ISO 8601 text (nanosecond fractions kept) or epoch
+    milliseconds as a number or digit string; None when it is neither."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return int(value * 1_000_000)
+    if not isinstance(value, str):
+        return None
+    if value.isdigit():
+        return int(value) * 1_000_000
+    frac = _FRACTION.search(value)
+    digits = frac.group(1) if frac else ""
+    text = value[: frac.start()] + value[frac.end():] if frac else value
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    if dt.tzinfo is None:  # Elasticsearch reads a zone-less date as UTC
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp()) * 1_000_000_000 + int((digits + "000000000")[:9])
+
+
+def _lookup(doc: dict[str, Any], field: str) -> object:
+    """`a.b.c` as a dotted key or as nested objects (both are common in shipped logs)."""
+    if field in doc:
+        return doc[field]
+    cur: object = doc
+    for part in field.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def items_to_batches(items: list[BulkItem]) -> list[StreamBatch]:
+    """The accepted items as one StreamBatch per label set, in request order."""
+    out: dict[tuple[tuple[str, str], ...], StreamBatch] = {}
+    for it in items:
+        if it.error is None:
+            key = tuple(sorted(it.labels.items()))
+            out.setdefault(key, StreamBatch(it.labels)).append(it.ts, it.line)
+    return list(out.values())
