@@ -26,7 +26,12 @@ Mask = npt.NDArray[np.bool_]
 BlockFilter = Callable[[EntryBlock, Mask], Mask]  # (block, candidates) -> matching lines
 
 _META = set(".^$*+?()[]{}|\\")
-_IP_CANDIDATE = re2.compile(r"[0-9A-Fa-f:.]*[0-9A-Fa-f][0-9A-Fa-f:.]*")
+# Where Loki's ip scanner tries an address: a digit with a dot among the next three
+# characters (IPv4, tried first), or `::h` / one to four hex digits and a colon (IPv6).
+_IP_HINT = re.compile(r"(?=(?P<v4>[0-9](?:\.[\s\S]{2}|[\s\S]\.[\s\S]|[\s\S]{2}\.)))"
+                      r"|(?=::[0-9A-Fa-f]|[0-9A-Fa-f]{1,4}:)")
+_IPV4_SPAN = re.compile(r"[0-9.]*")
+_IPV6_SPAN = re.compile(r"[0-9A-Fa-f:.]*")
 
 
 def contains_mask(block: EntryBlock, needle: bytes) -> Mask:
@@ -229,12 +234,20 @@ def parse_ip_range(text: str) -> Callable[[ipaddress.IPv4Address | ipaddress.IPv
 
 
 def ip_in_text(contains: Callable[[Any], bool], text: str) -> bool:
-    for m in _IP_CANDIDATE.finditer(text):
+    """True when an address in `text` is in the range, found the way Loki's scanner
+    finds them: from each hint, the longest run of address characters is parsed, and
+    the scan resumes one character past a run that is not a matching address."""
+    i = 0
+    while (m := _IP_HINT.search(text, i)) is not None:
+        i = m.start()
+        span = (_IPV4_SPAN if m.group("v4") is not None else _IPV6_SPAN).match(text, i)
+        end = span.end()  # type: ignore[union-attr]  # `*` always matches
         try:
-            if contains(ipaddress.ip_address(m.group())):
+            if contains(ipaddress.ip_address(text[i:end])):
                 return True
         except ValueError:
-            continue
+            pass
+        i = end + 1
     return False
 
 

@@ -12,13 +12,20 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import orjson
 import re2
 
 from sluiceway.logql import _ast as A
-from sluiceway.logql._filters import compile_line_predicate, decolorize_text, parse_ip_range
+from sluiceway.logql._filters import (
+    compile_line_predicate,
+    decolorize_text,
+    ip_in_text,
+    parse_ip_range,
+)
+from sluiceway.logql._json_scan import JsonScanError, scan_leaves
 from sluiceway.logql._jsonpath import compile_path
 from sluiceway.logql._lexer import parse_bytes, parse_go_duration
 from sluiceway.logql._logfmt import scan_logfmt
@@ -87,18 +94,25 @@ def _json_text(v: Any) -> str | None:
     return None
 
 
-def _flatten(row: Row, obj: dict[str, Any], prefix: str) -> None:
-    for k, v in obj.items():
-        key = sanitize_key(k, not prefix)
-        if not key:
-            continue
-        full = f"{prefix}_{key}" if prefix else key
-        if isinstance(v, dict):
-            _flatten(row, v, full)
-            continue
-        text = _json_text(v)
-        if text is not None:
-            row.add_parsed(full, text)
+@lru_cache(maxsize=4096)  # the same few keys repeat on every line
+def _json_label_key(path: tuple[str, ...]) -> str:
+    """Loki's name for a nested JSON key: sanitised parts joined with `_`, blank parts
+    skipped, a leading digit prefixed with `_`."""
+    parts = [p for p in (sanitize_key(k, False) for k in path) if p]
+    key = "_".join(parts)
+    return "_" + key if key[:1].isdigit() else key
+
+
+def _flatten_json(row: Row) -> None:
+    """`| json` without parameters: every leaf becomes a label; on malformed input the
+    labels found before the error stay and the error is added (as Loki's parser does)."""
+    try:
+        for path, value in scan_leaves(row.line):
+            key = _json_label_key(path)
+            if key:
+                row.add_parsed(key, value)
+    except JsonScanError as exc:
+        row.set_error("JSONParserErr", str(exc))
 
 
 def _load_json(row: Row) -> Any:
@@ -142,11 +156,7 @@ def _reprinted_floats(v: Any, line: str) -> bool:
 def _json_stage(st: A.JsonParser) -> RowStage:
     if not st.params:
         def run_all(row: Row) -> bool:
-            obj = _load_json(row)
-            if isinstance(obj, dict):
-                _flatten(row, obj, "")
-            elif obj is not None:
-                row.set_error("JSONParserErr", "Value looks like a scalar, not an object")
+            _flatten_json(row)
             return True
 
         return run_all
@@ -261,6 +271,22 @@ _CONVERT: dict[str, tuple[Callable[[str], float | None], str]] = {
 }
 
 
+def _ip_label_filter(name: str, positive: bool, contains: Callable[[Any], bool]) -> RowStage:
+    """Loki's ip label filter: an entry that already has an error passes (only string
+    matchers may drop those), a missing label fails for `=` and `!=` alike, and the
+    value is searched for an address like a line is."""
+
+    def ip_test(row: Row) -> bool:
+        if ERROR in row.labels:
+            return True
+        value = row.labels.get(name)
+        if value is None:
+            return False
+        return ip_in_text(contains, value) == positive
+
+    return ip_test
+
+
 def compile_label_filter(e: A.LabelFilterExpr) -> RowStage:
     if isinstance(e, A.LabelBinary):
         left, right = compile_label_filter(e.left), compile_label_filter(e.right)
@@ -272,19 +298,7 @@ def compile_label_filter(e: A.LabelFilterExpr) -> RowStage:
         m = Matcher(name, e.op, e.raw)
         return lambda row: m.matches(row.labels.get(name, ""))
     if e.kind == "ip":
-        contains = parse_ip_range(e.raw)
-        positive = e.op == "="
-
-        def ip_test(row: Row) -> bool:
-            import ipaddress
-
-            try:
-                hit = contains(ipaddress.ip_address(row.labels.get(name, "").strip()))
-            except ValueError:
-                hit = False
-            return hit == positive
-
-        return ip_test
+        return _ip_label_filter(name, e.op == "=", parse_ip_range(e.raw))
     convert, detail = _CONVERT[e.kind]
     cmp, want = _CMP[e.op], e.value
 
