@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -44,9 +45,15 @@ def prepare(total: int, per_batch: int) -> tuple[list[bytes], int, int]:
     return bodies, raw, lines
 
 
-def send_all(url: str, bodies: list[bytes], conns: int) -> None:
-    """Push every body over `conns` keep-alive connections. The stdlib client costs less
-    CPU than httpx, and the load generator shares the server's two cores."""
+def _loki_ok(status: int, _body: bytes) -> bool:
+    return status == 204
+
+
+def send_all(url: str, bodies: list[bytes], conns: int, path: str = "/loki/api/v1/push",
+             content_type: str = "application/x-protobuf",
+             ok: Callable[[int, bytes], bool] = _loki_ok) -> None:
+    """Post every body to `path` over `conns` keep-alive connections. The stdlib client
+    costs less CPU than httpx, and the load generator shares the server's two cores."""
     q: queue.Queue[bytes] = queue.Queue()
     for b in bodies:
         q.put(b)
@@ -55,17 +62,17 @@ def send_all(url: str, bodies: list[bytes], conns: int) -> None:
 
     def worker() -> None:
         conn = http.client.HTTPConnection(host, int(port), timeout=60)
-        headers = {"Content-Type": "application/x-protobuf"}
+        headers = {"Content-Type": content_type}
         try:
             while True:
                 try:
                     b = q.get_nowait()
                 except queue.Empty:
                     return
-                conn.request("POST", "/loki/api/v1/push", body=b, headers=headers)
+                conn.request("POST", path, body=b, headers=headers)
                 r = conn.getresponse()
                 text = r.read()
-                if r.status != 204:
+                if not ok(r.status, text):
                     errors.append(f"{r.status} {text[:200]!r}")
         finally:
             conn.close()

@@ -15,13 +15,16 @@ import multiprocessing
 import os
 import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sluiceway.server._config import LimitsSection
 from sluiceway.server._distributor import Prepared, prepare_push
 
+T = TypeVar("T")
 _PR_SET_PDEATHSIG = 1
 log = logging.getLogger("sluiceway.server")
 
@@ -76,16 +79,20 @@ class IngestPool:
     async def prepare(self, tenant: str, body: bytes, content_type: str | None,
                       content_encoding: str | None, max_body: int,
                       limits: LimitsSection) -> Prepared:
-        args = (tenant, body, content_type, content_encoding, max_body, limits, time.time_ns())
+        return await self.run(prepare_push, tenant, body, content_type, content_encoding,
+                              max_body, limits, time.time_ns())
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in a worker (both must pickle)."""
         try:
-            return await asyncio.wrap_future(self._executor.submit(prepare_push, *args))
+            return await asyncio.wrap_future(self._executor.submit(fn, *args))
         except BrokenProcessPool:
             # A worker died (OOM killer, a bug in a C library): keep serving from threads
             # rather than answering every later push with an error.
             log.error("ingest worker process died; decoding in threads from now on")
             self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ingest")
             self.workers = 0
-            return await asyncio.wrap_future(self._executor.submit(prepare_push, *args))
+            return await asyncio.wrap_future(self._executor.submit(fn, *args))
 
     def close(self) -> None:
         # Wait: leaving the pool's manager thread running into interpreter exit makes it

@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
-import zlib
 from typing import Any
 
 import orjson
@@ -18,21 +16,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse
 
 from sluiceway import __version__
-from sluiceway.server._config import LimitsSection
 from sluiceway.server._context import UI_DIR, ctx_of
-from sluiceway.server._distributor import (
-    Prepared,
-    PushError,
-    Validated,
-    finish_push,
-    reject_too_far_behind,
-    validate,
-)
-from sluiceway.store import Store, WalWriteError
-from sluiceway.store._record import encode_record
-from sluiceway.wire import WireError, batches_to_blocks
+from sluiceway.server._distributor import PushError
+from sluiceway.server._es_ingest import finish_bulk, prepare_bulk
+from sluiceway.store import WalWriteError
+from sluiceway.wire import WireError
 from sluiceway.wire._compress import decode_content_encoding
-from sluiceway.wire._es_bulk import BulkItem, decode_bulk, items_to_batches
 
 log = logging.getLogger("sluiceway.server")
 router = APIRouter()
@@ -79,13 +68,14 @@ async def bulk(request: Request, index: str | None = None) -> Response:
         return es_error("content_too_long_exception",
                         f"request body too large: {len(body)} bytes, limit {max_body}", 413)
     fields = [f for f in request.query_params.get("_stream_fields", "").split(",") if f]
+    now_ns = time.time_ns()
     try:
         data = decode_content_encoding(body, request.headers.get("content-encoding"), max_body)
-        items = await run_in_threadpool(decode_bulk, data, index, fields, time.time_ns())
-        v, payload, crc = await run_in_threadpool(_accept, tenant, items, ctx.limits,
-                                                  ctx.store)
+        bp = await ctx.pool.run(prepare_bulk, tenant, data, index, fields, ctx.limits, now_ns)
     except (WireError, PushError) as exc:
         return es_error("illegal_argument_exception", str(exc))
+    v, payload, crc = await run_in_threadpool(finish_bulk, tenant, bp, data, index, fields,
+                                              ctx.limits, ctx.store, now_ns)
     if v.blocks:
         try:
             await asyncio.wrap_future(ctx.store.push(tenant, v.blocks, payload, crc))
@@ -98,56 +88,7 @@ async def bulk(request: Request, index: str | None = None) -> Response:
         ctx.hub.publish(tenant, v.blocks)
     for reason, n in v.rejected.items():
         ctx.metrics.lines_rejected.labels(tenant, reason).inc(n)
-    return es_json(_response(items, int((time.monotonic() - started) * 1000)))
-
-
-def _accept(tenant: str, items: list[BulkItem], limits: LimitsSection,
-            store: Store) -> tuple[Validated, bytes, int]:
-    """Validate the documents as a push and return what to store. If limits reject any
-    line, find the items they belong to (checked one by one: the rare path) so that the
-    answer marks exactly those, then validate the rest again."""
-    v, payload, crc = _checked(tenant, items, limits, store)
-    if not v.total_rejected:
-        return v, payload, crc
-    for it in items:
-        if it.error is None:
-            reason = _item_rejection(tenant, it, limits, store)
-            if reason:
-                it.fail("illegal_argument_exception", reason)
-    v, payload, crc = _checked(tenant, items, limits, store)
-    return v, payload, crc
-
-
-def _checked(tenant: str, items: list[BulkItem], limits: LimitsSection,
-             store: Store) -> tuple[Validated, bytes, int]:
-    v = validate(batches_to_blocks(items_to_batches(items)), limits)
-    payload = encode_record(tenant, v.blocks)
-    prepared = Prepared(payload, zlib.crc32(payload), v.lines, v.bytes, v.rejected, v.details)
-    return finish_push(tenant, prepared, limits, store)
-
-
-def _item_rejection(tenant: str, item: BulkItem, limits: LimitsSection,
-                    store: Store) -> str | None:
-    one = BulkItem(item.action, item.index, item.doc_id, item.labels, item.ts, item.line)
-    v = validate(batches_to_blocks(items_to_batches([one])), limits)
-    if not v.total_rejected:
-        v = Validated(v.blocks, v.lines, v.bytes)
-        reject_too_far_behind(tenant, v, limits, store)
-    return v.details[0] if v.total_rejected else None
-
-
-def _response(items: list[BulkItem], took_ms: int) -> dict[str, Any]:
-    out = []
-    for seq, it in enumerate(items):
-        doc_id = it.doc_id or uuid.uuid4().hex[:20]
-        if it.error is None:
-            out.append({it.action: {
-                "_index": it.index, "_id": doc_id, "_version": 1, "result": "created",
-                "_shards": {"total": 1, "successful": 1, "failed": 0}, "_seq_no": seq,
-                "_primary_term": 1, "status": 201}})
-        else:
-            kind, reason = it.error
-            out.append({it.action: {"_index": it.index, "_id": doc_id, "status": 400,
-                                    "error": {"type": kind, "reason": reason}}})
-    return {"took": took_ms, "errors": any(it.error for it in items), "items": out}
-
+    took = int((time.monotonic() - started) * 1000)
+    body = b'{"took":%d,"errors":%s,"items":%s}' % (took, b"true" if bp.errors else b"false",
+                                                   bp.items_json)
+    return Response(body, 200, headers=_PRODUCT, media_type="application/json")

@@ -87,3 +87,23 @@ def test_browsers_still_get_the_ui_at_root(server: ServerProcess) -> None:
     assert page.status_code == 200 and "<html" in page.text.lower()
     info = httpx.get(server.url + "/")
     assert info.json()["tagline"] == "You Know, for Search"
+
+
+def test_lines_behind_the_out_of_order_window_are_marked(server: ServerProcess) -> None:
+    now_ms = int(time.time() * 1000)
+
+    def bulk(*docs: dict[str, object]) -> list[int]:
+        body = b"".join(orjson.dumps({"index": {"_index": "ooo"}}) + b"\n" + orjson.dumps(d)
+                        + b"\n" for d in docs)
+        r = httpx.post(f"{server.url}/_bulk", content=body)
+        assert r.status_code == 200, r.text
+        return [it["index"]["status"] for it in r.json()["items"]]
+
+    assert bulk({"@timestamp": now_ms, "m": "newest"}) == [201]
+    three_hours = 3 * 3600 * 1000
+    assert bulk({"@timestamp": now_ms - three_hours, "m": "behind"},
+                {"@timestamp": now_ms - 1000, "m": "in window"}) == [400, 201]
+    assert [orjson.loads(line)["m"] for _, _, line in _query(server, '{index="ooo"}')] == \
+        ["in window", "newest"]
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert 'reason="out_of_order"' in metrics
