@@ -165,9 +165,18 @@ _GO_DUR_RE = re.compile(r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+")
 _GO_DUR_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 
 
+_GO_FLOAT = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity|nan)",
+                       re.IGNORECASE)
+
+
+def parse_go_float(text: str) -> float | None:
+    """A label value parsed like Go's strconv.ParseFloat (no spaces, no `_`), or None."""
+    return float(text) if _GO_FLOAT.fullmatch(text) else None
+
+
 def parse_go_duration(text: str) -> float | None:
     """A label value parsed like Go's time.ParseDuration (seconds), or None."""
-    s = text
+    s = text.replace("\u03bcs", "µs")  # Go takes the Greek mu as well as the micro sign
     sign = -1.0 if s.startswith("-") else 1.0
     if s[:1] in "+-" and s:
         s = s[1:]

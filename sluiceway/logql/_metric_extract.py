@@ -9,7 +9,6 @@ a histogram over the window edges of the step grid (`BinCounts`).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,18 +17,22 @@ import numpy as np
 
 from sluiceway.logql import _ast as A
 from sluiceway.logql._errors import QueryError
-from sluiceway.logql._lexer import parse_bytes
 from sluiceway.logql._metric_types import F64, I64
 from sluiceway.logql._pipeline import LabelKey, LogPipeline, selected_blocks
 from sluiceway.logql._result import QueryStats
 from sluiceway.logql._source import LogSource
-from sluiceway.logql._stages import ERROR, ERROR_DETAILS, Row, RowStage, compile_label_filter
+from sluiceway.logql._stages import (
+    CONVERTERS,
+    ERROR,
+    ERROR_DETAILS,
+    Row,
+    RowStage,
+    compile_label_filter,
+)
 from sluiceway.model import EntryBlock, format_labels
 
 SAMPLE_ERR = "SampleExtractionErr"
 _CACHE_MAX = 50_000
-_GO_FLOAT = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity|nan)",
-                       re.IGNORECASE)
 
 
 def pipeline_error(labels: dict[str, str]) -> QueryError:
@@ -40,39 +43,6 @@ def pipeline_error(labels: dict[str, str]) -> QueryError:
         "To skip all potential errors you can match empty errors.(e.g __error__=\"\")\n"
         "The label filter can also be specified after unwrap. "
         "(e.g | unwrap latency | __error__=\"\" )\n")
-
-
-def _go_float(text: str) -> float | None:
-    return float(text) if _GO_FLOAT.fullmatch(text) else None
-
-
-_GO_DUR = re.compile(r"(?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+")
-_GO_DUR_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_GO_DUR_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0,
-                "m": 60.0, "h": 3600.0}
-
-
-def _go_duration(text: str) -> float | None:
-    """Go's time.ParseDuration in seconds: `1h30m`, `1.5s`, `-250ms`, `0`; no days."""
-    body = text[1:] if text[:1] in "+-" else text
-    if body == "0":
-        return 0.0
-    if not _GO_DUR.fullmatch(body):
-        return None
-    secs = sum(float(n) * _GO_DUR_UNIT[u] for n, u in _GO_DUR_PART.findall(body))
-    return -secs if text.startswith("-") else secs
-
-
-def _humanize_bytes(text: str) -> float | None:
-    return parse_bytes(text)
-
-
-_CONVERTERS: dict[str, tuple[Callable[[str], float | None], str]] = {
-    "": (_go_float, 'strconv.ParseFloat: parsing "{}": invalid syntax'),
-    "duration": (_go_duration, 'time: invalid duration "{}"'),
-    "duration_seconds": (_go_duration, 'time: invalid duration "{}"'),
-    "bytes": (_humanize_bytes, 'strconv.ParseFloat: parsing "{}": invalid syntax'),
-}
 
 
 class KeyMapper:
@@ -214,7 +184,7 @@ def line_sink(counts: BinCounts, mapper: KeyMapper, sizes: BinCounts | None = No
 
 def unwrap_sink(samples: Samples, mapper: KeyMapper, uw: A.Unwrap) -> BlockSink:
     """Extract `uw.label` as a number per line; a failed conversion sets `__error__`."""
-    convert, detail = _CONVERTERS[uw.conv]
+    convert, detail = CONVERTERS[uw.conv or "number"]
     posts: list[RowStage] = [compile_label_filter(f.expr) for f in uw.post_filters]
     name = uw.label
 

@@ -8,7 +8,6 @@ False to drop the line; parse and conversion failures keep the line and set
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from sluiceway.logql._filters import (
 )
 from sluiceway.logql._json_scan import JsonScanError, scan_leaves
 from sluiceway.logql._jsonpath import compile_path
-from sluiceway.logql._lexer import parse_bytes, parse_go_duration
+from sluiceway.logql._lexer import parse_bytes, parse_go_duration, parse_go_float
 from sluiceway.logql._logfmt import scan_logfmt
 from sluiceway.logql._pattern import compile_pattern
 from sluiceway.logql._template import TemplateError, compile_template
@@ -254,19 +253,12 @@ _CMP: dict[str, Callable[[float, float], bool]] = {
 }
 
 
-def _go_float(text: str) -> float | None:
-    t = text.strip()
-    if "_" in t or not t:
-        return None
-    try:
-        return float(t)
-    except ValueError:
-        return None
-
-
-_CONVERT: dict[str, tuple[Callable[[str], float | None], str]] = {
-    "number": (_go_float, 'strconv.ParseFloat: parsing "{}": invalid syntax'),
+# How a label value becomes a number, for typed label filters (by literal kind) and for
+# `unwrap` (by conversion function), with the error detail Loki reports when it fails.
+CONVERTERS: dict[str, tuple[Callable[[str], float | None], str]] = {
+    "number": (parse_go_float, 'strconv.ParseFloat: parsing "{}": invalid syntax'),
     "duration": (parse_go_duration, 'time: invalid duration "{}"'),
+    "duration_seconds": (parse_go_duration, 'time: invalid duration "{}"'),
     "bytes": (parse_bytes, 'strconv.ParseFloat: parsing "{}": invalid syntax'),
 }
 
@@ -299,7 +291,7 @@ def compile_label_filter(e: A.LabelFilterExpr) -> RowStage:
         return lambda row: m.matches(row.labels.get(name, ""))
     if e.kind == "ip":
         return _ip_label_filter(name, e.op == "=", parse_ip_range(e.raw))
-    convert, detail = _CONVERT[e.kind]
+    convert, detail = CONVERTERS[e.kind]
     cmp, want = _CMP[e.op], e.value
 
     def typed(row: Row) -> bool:
@@ -307,7 +299,7 @@ def compile_label_filter(e: A.LabelFilterExpr) -> RowStage:
         if raw is None:
             return False
         v = convert(raw)
-        if v is None or math.isnan(v):
+        if v is None:  # NaN parses in Go, and compares false (true for `!=`)
             row.set_error("LabelFilterErr", detail.format(raw))  # keeps an earlier error
             return True
         return cmp(v, want)

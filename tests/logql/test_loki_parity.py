@@ -120,3 +120,43 @@ IP_LINE_CASES = [
 @pytest.mark.parametrize(("line_filter", "want"), IP_LINE_CASES)
 def test_ip_line_filter_finds_addresses_like_loki(line_filter: str, want: list[int]) -> None:
     assert _kept(IP_LINES, line_filter) == [IP_LINES[i] for i in want]
+
+
+# Typed label filters and `unwrap` share one conversion table (Go's ParseFloat,
+# ParseDuration, humanize.ParseBytes); these values used to convert differently.
+LABEL_FILTER_CASES = [
+    ('x=NaN', "| logfmt | x != 1", {"x": "NaN"}),
+    ('x=NaN', "| logfmt | x == 1", None),
+    ('x=" 5"', "| logfmt | x > 1",
+     {"x": " 5", "__error__": "LabelFilterErr",
+      "__error_details__": 'strconv.ParseFloat: parsing " 5": invalid syntax'}),
+    ("d=5\u03bcs", "| logfmt | d > 1us", {"d": "5\u03bcs"}),
+    ("d=5\u03bcs", "| logfmt | d > 1ms", None),
+]
+
+
+@pytest.mark.parametrize(("line", "pipeline", "want"), LABEL_FILTER_CASES)
+def test_typed_label_filters_convert_like_go(line: str, pipeline: str,
+                                             want: dict[str, str] | None) -> None:
+    if want is None:
+        assert _kept([line], pipeline) == []
+    else:
+        assert _labels_of(line, pipeline) == want
+
+
+UNWRAP_CASES = [
+    ("d=5\u03bcs", "duration(d)", 5e-6),
+    ("d=1h30m", "duration_seconds(d)", 5400.0),
+    ("b=1.5KiB", "bytes(b)", 1536.0),
+    ("n=1e3", "n", 1000.0),
+]
+
+
+@pytest.mark.parametrize(("line", "unwrap", "want"), UNWRAP_CASES)
+def test_unwrap_uses_the_label_filter_conversions(line: str, unwrap: str, want: float) -> None:
+    src = MemorySource()
+    src.push("t", [StreamBatch({"app": "x"}, [1], [line])])
+    q = f'sum(max_over_time({{app="x"}} | logfmt | unwrap {unwrap} [1m]))'
+    data = evaluate(src, q, QueryParams(["t"], 10**9, 10**9, instant=True)).to_loki_json()
+    [sample] = data["result"]
+    assert float(sample["value"][1]) == pytest.approx(want)
