@@ -2,8 +2,9 @@
 
 Threads: one per input, `workers` shippers, one flusher (batch max_wait), one positions
 writer, the status HTTP server and the heartbeat. Shutdown order matters: inputs stop
-first, the shipper drains until the deadline, then the buffer closes (spilling what is
-left in spill mode) and positions are written last.
+first, the shipper drains until the deadline (a push still unanswered then is given up
+and its item requeued), then the buffer closes (spilling what is left in spill mode) and
+positions are written last.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ class Agent:
         self.inputs: list[Input] = [self._input(i) for i in cfg.inputs]
         self.http: StatusServer | None = None
         self.heartbeat: Heartbeat | None = None
-        self._threads: list[threading.Thread] = []
+        self._shipper_threads: list[threading.Thread] = []
+        self._threads: list[threading.Thread] = []  # flusher, positions writer
         self._input_threads: list[threading.Thread] = []
 
     def _input(self, icfg: Any) -> Input:
@@ -101,10 +103,11 @@ class Agent:
         return status(self)
 
     # -- lifecycle -------------------------------------------------------------------------
-    def _spawn(self, target: Any, name: str, inputs: bool = False) -> None:
+    @staticmethod
+    def _spawn(target: Any, name: str, group: list[threading.Thread]) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
         t.start()
-        (self._input_threads if inputs else self._threads).append(t)
+        group.append(t)
 
     def start(self) -> Agent:
         if self.listen:  # first: a taken port should fail before anything runs
@@ -116,11 +119,11 @@ class Agent:
         self.positions.prune(seen)
         self.positions.save(force=True)
         for n, shipper in enumerate(self.shippers):
-            self._spawn(shipper.run, f"agent-shipper-{n}")
-        self._spawn(self._flush_loop, "agent-flusher")
-        self._spawn(self._positions_loop, "agent-positions")
+            self._spawn(shipper.run, f"agent-shipper-{n}", self._shipper_threads)
+        self._spawn(self._flush_loop, "agent-flusher", self._threads)
+        self._spawn(self._positions_loop, "agent-positions", self._threads)
         for n, inp in enumerate(self.inputs):
-            self._spawn(inp.run, f"agent-input-{n}", inputs=True)
+            self._spawn(inp.run, f"agent-input-{n}", self._input_threads)
         if self.cfg.report_url != "off":
             self.heartbeat = Heartbeat(self.cfg, self.status, self.stop_now)
             self.heartbeat.thread.start()
@@ -153,11 +156,15 @@ class Agent:
         flush.join(max(0.0, deadline - time.monotonic()))
         self.queue.buffer.join(max(0.0, deadline - time.monotonic()))
         self.stop_now.set()
-        self._join(self._threads, time.monotonic() + 5)
+        # Shippers give up a push still unanswered (within Shipper.post's poll) and hand
+        # its item back, so the close below keeps it with the rest of the queue.
+        self._join(self._shipper_threads, time.monotonic() + 1)
         # Spill mode: what is still queued goes to disk for the next run; otherwise its
-        # positions were never advanced, so files are re-read from there.
+        # positions were never advanced, so files are re-read from there. Closing also
+        # frees the flusher and inputs blocked on a full queue (block mode): their puts
+        # fail, and positions stay before those lines.
         self.queue.buffer.close(persist=True)
-        self._join(self._input_threads, time.monotonic() + 1)
+        self._join(self._threads + self._input_threads, time.monotonic() + 1)
         self.positions.save(force=True)
         if self.http is not None:
             self.http.stop()

@@ -56,8 +56,10 @@ class StatusServer:
         self.httpd.daemon_threads = True
         host, port = self.httpd.server_address[:2]
         self.address = f"{host!s}:{port}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True,
-                                        name="agent-http")
+        # `stop` waits for the loop to notice, up to one poll: short, so it does not eat
+        # into the margin after the shutdown deadline.
+        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.1,),
+                                        daemon=True, name="agent-http")
 
     def start(self) -> StatusServer:
         self._thread.start()

@@ -6,6 +6,9 @@
 - 429, 5xx, timeouts, refused connections: retried with exponential backoff and full
   jitter, `Retry-After` honoured. In spill mode the first failure moves the in-memory
   queue to disk, so a long outage holds memory flat and survives SIGKILL.
+- Shutdown deadline: a push still waiting for its answer when the agent must stop is
+  given up (see `Pusher`); its item goes back to the queue unshipped, so it is spilled
+  or its file positions stay put, and the next run sends it again.
 """
 
 from __future__ import annotations
@@ -15,7 +18,12 @@ import random
 import re
 import ssl
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from functools import partial
+from queue import SimpleQueue
 
 import httpx
 
@@ -35,6 +43,9 @@ _REASONS = [("too far behind", "too_far_behind"), ("too old", "too_old"),
             ("line_too_long", "line_too_long"), ("line too long", "line_too_long")]
 _RETRYABLE = {408, 425, 429}
 _CONTENT_TYPES = {"protobuf": "application/x-protobuf", "json": "application/json"}
+# How often a shipper waiting on a push looks at the stop flag: the exit may come this
+# much after the shutdown deadline. An answer wakes the wait at once, so pushes pay nothing.
+_STOP_POLL = 0.05
 
 
 @dataclass(slots=True)
@@ -104,13 +115,52 @@ def _per_line_reasons(body: str, bad: int) -> dict[str, int] | None:
     return counts if sum(counts.values()) == bad and len(counts) > 1 else None
 
 
+class Pusher:
+    """One daemon thread that makes a shipper's HTTP requests, so the shipper can stop
+    waiting for one at the shutdown deadline.
+
+    httpx cannot cancel a blocking request: closing the client from another thread does
+    not wake a read blocked on a frozen server (it still ends at the full `timeout`), and
+    a request started before SIGTERM already has its full timeout, so capping timeouts by
+    the time left would miss exactly that request. A request given up on runs on here
+    until its timeout; being a daemon thread, it does not hold the process's exit.
+    """
+
+    def __init__(self, client: httpx.Client, name: str) -> None:
+        self.client = client
+        self._jobs: SimpleQueue[tuple[Callable[[], Outcome], Future[Outcome]] | None]
+        self._jobs = SimpleQueue()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=name)
+        self._thread.start()
+
+    def submit(self, call: Callable[[], Outcome]) -> Future[Outcome]:
+        fut: Future[Outcome] = Future()
+        self._jobs.put((call, fut))
+        return fut
+
+    def close(self) -> None:
+        """The client is closed after the request under way, by the thread using it."""
+        self._jobs.put(None)
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            call, fut = job
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(call())
+            except BaseException as exc:  # handed to the shipper, which logs it
+                fut.set_exception(exc)
+        self.client.close()
+
+
 class Shipper:
     def __init__(self, cfg: AgentConfig, queue: AgentQueue, positions: Positions,
                  stats: Stats, stop_now: threading.Event) -> None:
         self.cfg, self.queue, self.positions, self.stats = cfg, queue, positions, stats
         self.stop_now = stop_now
         self.url = cfg.url + PUSH_PATH
-        self.client = http_client(cfg, cfg.timeout)
+        self.pusher = Pusher(http_client(cfg, cfg.timeout), "agent-push")
         self._streak = 0  # consecutive failures, drives the backoff
         self._spilled_outage = False
         self.in_flight = 0
@@ -120,10 +170,21 @@ class Shipper:
         cap = min(r.max_backoff, r.min_backoff * 2 ** min(self._streak - 1, 30))
         return random.uniform(cap / 2, cap)  # jitter spreads retries of many agents
 
-    def post(self, item: Item) -> Outcome:
+    def post(self, item: Item) -> Outcome | None:
+        """Push `item`; None if the agent had to stop before the answer came (the push
+        is cut short: not shipped, not failed, whatever the server later does with it)."""
+        fut = self.pusher.submit(partial(self._send, item))
+        while True:
+            try:
+                return fut.result(timeout=_STOP_POLL)
+            except FutureTimeout:
+                if self.stop_now.is_set():
+                    return None
+
+    def _send(self, item: Item) -> Outcome:
         try:
-            resp = self.client.post(self.url, content=item.body,
-                                    headers={"Content-Type": _CONTENT_TYPES[item.fmt]})
+            resp = self.pusher.client.post(self.url, content=item.body,
+                                           headers={"Content-Type": _CONTENT_TYPES[item.fmt]})
         except httpx.HTTPError as exc:
             return Outcome(False, error=f"{type(exc).__name__}: {exc}"[:300])
         return classify(resp.status_code, resp.text, item.lines,
@@ -146,6 +207,9 @@ class Shipper:
             attempts = 0
             while True:
                 out = self.post(item)
+                if out is None:
+                    self._cut_short(batch)
+                    return False
                 if out.done:
                     self._streak, self._spilled_outage = 0, False
                     self.stats.backend(True, out.error)
@@ -175,6 +239,14 @@ class Shipper:
         self.queue.buffer.ack(batch)
         return True
 
+    def _cut_short(self, batch: Batch[Item]) -> None:
+        # Back to the queue like any unsent item: closing the buffer spills it (spill
+        # mode) or its positions were never advanced (block, drop), so it is sent again
+        # next run. Not counted as a failure nor, above all, as lost.
+        log.warning("shutdown deadline reached with a push of %d lines unanswered; they "
+                    "are kept for the next run", sum(i.lines for i in batch.items))
+        self.queue.buffer.nack(batch)
+
     def _sleep(self, out: Outcome) -> bool:
         """Wait before the next attempt; True if the agent must stop now."""
         delay = out.delay if out.delay is not None else self.backoff()
@@ -196,4 +268,4 @@ class Shipper:
                 self.stop_now.wait(1.0)
             finally:
                 self.in_flight = 0
-        self.client.close()
+        self.pusher.close()

@@ -184,3 +184,50 @@ def test_sigterm_during_outage_keeps_everything_for_the_next_run(stack: Stack,
             break
         time.sleep(0.3)
     assert sorted(got) == writer.expected()  # exactly once across a graceful restart
+
+
+@pytest.mark.parametrize("policy", ["spill", "block"])
+def test_sigterm_cuts_a_hung_push_short_and_keeps_its_lines(stack: Stack, tmp_path: Path,
+                                                            policy: str) -> None:
+    """The push timeout (6 s) outlasts the shutdown deadline (1.5 s): a push hanging on a
+    frozen server must not hold the exit past the deadline, and its lines come next run."""
+    srv = stack.server()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    cfg = agent_config(srv, logs, {"when_full": policy})
+    cfg.update(timeout="6s", shutdown_timeout="1.5s")
+    agent = stack.agent(cfg)
+    writer = LineWriter(logs / "app.log", f"cut-{policy}")
+    writer.start()
+    agent.wait_for(lambda s: s["lines"]["shipped"] >= 1000, what="first lines shipped")
+    srv.signal(signal.SIGSTOP)
+    # A push is hanging on the frozen server and has not timed out yet.
+    st = agent.wait_for(lambda s: s["queue"]["in_flight"] > 0, what="a push in flight")
+    time.sleep(0.5)
+    st = agent.status()
+    assert st["queue"]["in_flight"] > 0 and st["backend"]["ok"], st
+    shipped_before = st["lines"]["shipped"]
+    t0 = time.monotonic()
+    assert agent.stop() == 0
+    took = time.monotonic() - t0
+    print(f"agent exited {took:.2f}s after SIGTERM (shutdown_timeout 1.5s, push timeout 6s)")
+    assert took < 1.5 + 1.0, f"exit took {took:.2f}s\n{agent.log()[-3000:]}"
+    assert "push of" in agent.log() and "kept for the next run" in agent.log()
+    written = writer.finish()
+    srv.signal(signal.SIGCONT)
+    agent2 = stack.agent(cfg)
+    expected = writer.expected()
+    deadline = time.monotonic() + 60
+    got: list[str] = []
+    while time.monotonic() < deadline:
+        got = fetch_lines(srv, '{job="outage"}')
+        if len(got) >= written and set(got) >= set(expected):
+            break
+        time.sleep(0.3)
+    # At-least-once: every line, nothing foreign; a cut-short push may come twice.
+    assert set(got) == set(expected), f"missing {len(set(expected) - set(got))}"
+    assert len(got) >= written
+    print(f"{written} lines written, {len(got)} arrived ({len(got) - written} twice)")
+    st2 = agent2.status()
+    assert st2["lines"]["lost"] == 0
+    assert shipped_before + st2["lines"]["shipped"] >= written
