@@ -64,6 +64,10 @@ class LimitsSection(_Section):
     max_query_length: Duration = 721 * 3600.0
     max_query_series: int = 500
     query_timeout: Duration = 60.0
+    # Loki's defaults are 4 / 6; off here until set: a single node has no neighbours to
+    # protect, and a default that refuses a busy app's logs is the surprise we avoid.
+    ingestion_rate_mb: Annotated[float, Field(ge=0)] = 0.0
+    ingestion_burst_size_mb: Annotated[float, Field(ge=0)] = 6.0
 
 
 class Config(BaseSettings):

@@ -16,6 +16,7 @@ from sluiceway.server._ingest_pool import IngestPool
 from sluiceway.server._metrics import ServerMetrics
 from sluiceway.server._params import tenants_from_header
 from sluiceway.server._pipeline import PipelineRegistry
+from sluiceway.server._ratelimit import IngestionRateLimiter
 from sluiceway.server._tail import TailHub
 from sluiceway.store import Store
 
@@ -29,6 +30,7 @@ class ServerContext:
     pipeline: PipelineRegistry
     hub: TailHub
     pool: IngestPool
+    rate: IngestionRateLimiter
     opened_store: Store | None = None
 
     @property

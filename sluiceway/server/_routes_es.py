@@ -76,6 +76,10 @@ async def bulk(request: Request, index: str | None = None) -> Response:
         return es_error("illegal_argument_exception", str(exc))
     v, payload, crc = await run_in_threadpool(finish_bulk, tenant, bp, data, index, fields,
                                               ctx.limits, ctx.store, now_ns)
+    if v.blocks and not ctx.rate.allow(tenant, v.bytes):
+        ctx.metrics.lines_rejected.labels(tenant, "rate_limited").inc(v.lines)
+        return es_error("es_rejected_execution_exception",
+                        ctx.rate.message(tenant, v.lines, v.bytes), 429)
     if v.blocks:
         try:
             await asyncio.wrap_future(ctx.store.push(tenant, v.blocks, payload, crc))

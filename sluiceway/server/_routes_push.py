@@ -39,6 +39,9 @@ async def push(request: Request) -> Response:
     # Inline, not in a thread: tens of microseconds (no line is touched unless the
     # out-of-order check drops some), cheaper than two thread hand-offs per push.
     v, payload, crc = finish_push(tenant, prepared, ctx.limits, ctx.store)
+    if v.blocks and not ctx.rate.allow(tenant, v.bytes):
+        ctx.metrics.lines_rejected.labels(tenant, "rate_limited").inc(v.lines)
+        return bad(ctx.rate.message(tenant, v.lines, v.bytes), 429)
     for reason, n in v.rejected.items():
         ctx.metrics.lines_rejected.labels(tenant, reason).inc(n)
     if v.blocks:
