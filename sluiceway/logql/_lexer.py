@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sluiceway.logql._errors import ParseError
@@ -202,3 +203,13 @@ def parse_bytes(text: str) -> float | None:
     power = " kmgtpe".index(prefix.lower()) if prefix else 0
     base = 1024 if binary else 1000
     return float(num) * float(base**power)
+
+
+# How a label value becomes a number, for typed label filters (by literal kind) and for
+# `unwrap` (by conversion function), with the error detail Loki reports when it fails.
+CONVERTERS: dict[str, tuple[Callable[[str], float | None], str]] = {
+    "number": (parse_go_float, 'strconv.ParseFloat: parsing "{}": invalid syntax'),
+    "duration": (parse_go_duration, 'time: invalid duration "{}"'),
+    "duration_seconds": (parse_go_duration, 'time: invalid duration "{}"'),
+    "bytes": (parse_bytes, 'strconv.ParseFloat: parsing "{}": invalid syntax'),
+}

@@ -17,12 +17,12 @@ import numpy as np
 
 from sluiceway.logql import _ast as A
 from sluiceway.logql._errors import QueryError
+from sluiceway.logql._lexer import CONVERTERS
 from sluiceway.logql._metric_types import F64, I64
 from sluiceway.logql._pipeline import LabelKey, LogPipeline, selected_blocks
 from sluiceway.logql._result import QueryStats
 from sluiceway.logql._source import LogSource
 from sluiceway.logql._stages import (
-    CONVERTERS,
     ERROR,
     ERROR_DETAILS,
     Row,

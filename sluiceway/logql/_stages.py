@@ -26,7 +26,7 @@ from sluiceway.logql._filters import (
 )
 from sluiceway.logql._json_scan import JsonScanError, scan_leaves
 from sluiceway.logql._jsonpath import compile_path
-from sluiceway.logql._lexer import parse_bytes, parse_go_duration, parse_go_float
+from sluiceway.logql._lexer import CONVERTERS
 from sluiceway.logql._logfmt import scan_logfmt
 from sluiceway.logql._pattern import compile_pattern
 from sluiceway.logql._template import TemplateError, compile_template
@@ -250,16 +250,6 @@ def _decolorize(row: Row) -> bool:
 _CMP: dict[str, Callable[[float, float], bool]] = {
     "==": lambda a, b: a == b, "!=": lambda a, b: a != b, ">": lambda a, b: a > b,
     ">=": lambda a, b: a >= b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
-}
-
-
-# How a label value becomes a number, for typed label filters (by literal kind) and for
-# `unwrap` (by conversion function), with the error detail Loki reports when it fails.
-CONVERTERS: dict[str, tuple[Callable[[str], float | None], str]] = {
-    "number": (parse_go_float, 'strconv.ParseFloat: parsing "{}": invalid syntax'),
-    "duration": (parse_go_duration, 'time: invalid duration "{}"'),
-    "duration_seconds": (parse_go_duration, 'time: invalid duration "{}"'),
-    "bytes": (parse_bytes, 'strconv.ParseFloat: parsing "{}": invalid syntax'),
 }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import re2
 
+from sluiceway.logql._lexer import CONVERTERS
 from sluiceway.logql._regex import compile_re
 
 
@@ -167,6 +168,29 @@ def _date(layout: Any, t: Any) -> str:
     return dt.strftime(text)
 
 
+def _converter(kind: str) -> Callable[[Any], float]:
+    """`bytes`, `duration`, `duration_seconds`: a label value converted as `unwrap` does
+    (seconds for durations); a value that does not convert fails the template, as the
+    Go function's error does in Loki."""
+    convert, detail = CONVERTERS[kind]
+
+    def call(v: Any) -> float:
+        if not isinstance(v, str):  # Go's functions take a string argument only
+            raise TypeError(f"wrong type for value; expected string; got {_go_type(v)}")
+        out = convert(v)
+        if out is None:
+            raise ValueError(detail.format(v))
+        return out
+
+    return call
+
+
+def _go_type(v: Any) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    return {int: "int", float: "float64"}.get(type(v), type(v).__name__)
+
+
 def _kind(v: Any) -> str:
     if isinstance(v, bool):
         return "bool"
@@ -283,4 +307,6 @@ FUNCS: dict[str, Callable[..., Any]] = {
     "unixEpochNanos": lambda t: t.ns if isinstance(t, Timestamp) else 0,
     "unixToTime": lambda s: Timestamp(_int(s) * 1_000_000_000),
     "date": _date,
+    "bytes": _converter("bytes"), "duration": _converter("duration"),
+    "duration_seconds": _converter("duration_seconds"),
 }

@@ -160,3 +160,10 @@ def test_unwrap_uses_the_label_filter_conversions(line: str, unwrap: str, want: 
     data = evaluate(src, q, QueryParams(["t"], 10**9, 10**9, instant=True)).to_loki_json()
     [sample] = data["result"]
     assert float(sample["value"][1]) == pytest.approx(want)
+
+
+def test_template_conversion_error_sets_template_format_err() -> None:
+    got = _labels_of("d=abc", '| logfmt | label_format s="{{ duration .d }}"')
+    assert got["__error__"] == "TemplateFormatErr"
+    assert _labels_of("d=2m", '| logfmt | label_format s="{{ duration .d }}"') == {
+        "d": "2m", "s": "120"}

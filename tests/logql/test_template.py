@@ -77,3 +77,31 @@ def test_printf_missing_and_extra() -> None:
     assert go_printf("%s %s", "a") == "a %!s(MISSING)"
     assert go_printf("%s", "a", "b") == "a%!(EXTRA b)"
     assert go_printf("100%%") == "100%"
+
+
+CONV_LABELS = {"d": "1m30s", "us": "250\u03bcs", "b": "2KiB", "mb": "1.5MB", "bad": "abc"}
+
+
+# `bytes`, `duration` and `duration_seconds` convert as `unwrap` does (Loki's functions).
+@pytest.mark.parametrize("tmpl,out", [
+    ("{{ duration .d }}", "90"),
+    ("{{ .d | duration_seconds }}", "90"),
+    ("{{ duration .us }}", "0.00025"),
+    ('{{ duration "-1.5h" }}', "-5400"),
+    ("{{ bytes .b }} {{ .mb | bytes }}", "2048 1500000"),
+    ("{{ div (bytes .b) 1024 }}", "2"),
+    ('{{ printf "%.1f" (duration .d) }}', "90.0"),
+    ('{{ if gt (duration .d) 60.0 }}slow{{ end }}', "slow"),
+])
+def test_conversion_functions(tmpl: str, out: str) -> None:
+    assert compile_template(tmpl).render(CONV_LABELS, "", 0) == out
+
+
+@pytest.mark.parametrize("tmpl,detail", [
+    ("{{ duration .bad }}", 'error calling duration: time: invalid duration "abc"'),
+    ("{{ bytes .bad }}", "error calling bytes:"),
+    ("{{ duration 5 }}", "expected string"),
+])
+def test_conversion_function_errors(tmpl: str, detail: str) -> None:
+    with pytest.raises(TemplateError, match=detail):
+        compile_template(tmpl).render(CONV_LABELS, "", 0)
