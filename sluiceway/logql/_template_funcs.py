@@ -11,11 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import re2
 
 from sluiceway.logql._lexer import CONVERTERS
 from sluiceway.logql._regex import compile_re
+from sluiceway.model._timefmt import NAMED_LAYOUTS, go_layout_parser
 
 
 class TemplateError(ValueError):
@@ -168,6 +170,31 @@ def _date(layout: Any, t: Any) -> str:
     return dt.strftime(text)
 
 
+# Go's zero time (0001-01-01 UTC): what sprig's toDate gives for text it cannot parse.
+_ZERO_TIME_NS = -62_135_596_800 * 1_000_000_000
+_ZONE_TOKENS = ("Z07", "-07", "MST")
+
+
+def _to_date(layout: Any, value: Any, zone: Any) -> Timestamp:
+    """sprig's `toDateInZone`: `value` read with a Go layout; a time without a zone in the
+    layout is in `zone` ("Local" is the server's zone)."""
+    text = NAMED_LAYOUTS.get(to_text(layout), to_text(layout))
+    try:
+        ns = go_layout_parser(text)(to_text(value))  # zone-less times come back as UTC
+    except ValueError:
+        return Timestamp(_ZERO_TIME_NS)
+    if any(tok in text for tok in _ZONE_TOKENS):
+        return Timestamp(ns)
+    name = to_text(zone)
+    try:
+        tz = datetime.now().astimezone().tzinfo if name == "Local" else ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return Timestamp(_ZERO_TIME_NS)
+    wall = datetime.fromtimestamp(ns // 1_000_000_000, UTC).replace(tzinfo=tz)
+    offset = wall.utcoffset()
+    return Timestamp(ns - int(offset.total_seconds()) * 1_000_000_000 if offset else ns)
+
+
 def _converter(kind: str) -> Callable[[Any], float]:
     """`bytes`, `duration`, `duration_seconds`: a label value converted as `unwrap` does
     (seconds for durations); a value that does not convert fails the template, as the
@@ -307,6 +334,8 @@ FUNCS: dict[str, Callable[..., Any]] = {
     "unixEpochNanos": lambda t: t.ns if isinstance(t, Timestamp) else 0,
     "unixToTime": lambda s: Timestamp(_int(s) * 1_000_000_000),
     "date": _date,
+    "toDate": lambda layout, value: _to_date(layout, value, "Local"),
+    "toDateInZone": _to_date,
     "bytes": _converter("bytes"), "duration": _converter("duration"),
     "duration_seconds": _converter("duration_seconds"),
 }

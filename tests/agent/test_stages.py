@@ -9,7 +9,7 @@ from sluiceway.agent._config import load_config
 from sluiceway.agent._joiners import PARTIAL_WAIT_S
 from sluiceway.agent._pipeline import Pipeline, PipelineSpec
 from sluiceway.agent._records import Records
-from sluiceway.agent._timefmt import make_parser
+from sluiceway.model._timefmt import make_parser
 
 
 def pipeline(stages: str, labels: dict[str, str] | None = None) -> tuple[PipelineSpec, Pipeline]:

@@ -105,3 +105,31 @@ def test_conversion_functions(tmpl: str, out: str) -> None:
 def test_conversion_function_errors(tmpl: str, detail: str) -> None:
     with pytest.raises(TemplateError, match=detail):
         compile_template(tmpl).render(CONV_LABELS, "", 0)
+
+
+# sprig's toDate / toDateInZone: a Go layout; a zone-less time is in the given zone (the
+# server's own for toDate); text that does not parse is Go's zero time.
+DATE_LABELS = {"day": "2026-11-23", "stamp": "23/Nov/2026:17:11:00 +0100",
+               "local": "2026-11-23 17:11:00", "junk": "yesterday"}
+
+
+@pytest.mark.parametrize("tmpl,out", [
+    ('{{ toDateInZone "2006-01-02" .day "UTC" | unixEpoch }}', "1795392000"),
+    ('{{ toDateInZone "2006-01-02 15:04:05" .local "Europe/Berlin" | unixEpoch }}',
+     "1795450260"),
+    ('{{ toDateInZone "02/Jan/2006:15:04:05 -0700" .stamp "Asia/Tokyo" | unixEpoch }}',
+     "1795450260"),
+    ('{{ toDateInZone "DateTime" .local "UTC" | date "2006-01-02T15:04" }}', "2026-11-23T17:11"),
+    ('{{ toDateInZone "2006-01-02" .junk "UTC" | unixEpoch }}', "-62135596800"),
+    ('{{ toDateInZone "2006-01-02" .day "Not/AZone" | unixEpoch }}', "-62135596800"),
+])
+def test_to_date(tmpl: str, out: str) -> None:
+    assert compile_template(tmpl).render(DATE_LABELS, "", 0) == out
+
+
+def test_to_date_uses_the_server_zone() -> None:
+    import time
+
+    offset = -time.localtime(1795392000).tm_gmtoff
+    got = compile_template('{{ toDate "2006-01-02" .day | unixEpoch }}').render(DATE_LABELS, "", 0)
+    assert got == str(1795392000 + offset)

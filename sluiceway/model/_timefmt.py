@@ -1,4 +1,5 @@
-"""Timestamp parsers for the `timestamp` stage: RFC3339, unix epochs and Go-style layouts."""
+"""Timestamp parsers: RFC3339, unix epochs and Go reference-time layouts (the agent's
+`timestamp` stage and LogQL's `toDate`)."""
 
 from __future__ import annotations
 
