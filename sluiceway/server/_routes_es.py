@@ -41,9 +41,11 @@ def es_error(kind: str, reason: str, status: int = 400) -> Response:
 
 @router.get("/", include_in_schema=False)
 async def root(request: Request) -> Response:
-    """Browsers get the UI; Elasticsearch clients (Filebeat, Logstash, `es.info()`) check
-    the version here before they send anything."""
-    if "text/html" in request.headers.get("accept", "") and (UI_DIR / "index.html").is_file():
+    """Elasticsearch clients check the version here before they send anything; they ask
+    for JSON (the official clients for `application/vnd.elasticsearch+json`). Everyone
+    else — browsers, `curl` — gets the UI."""
+    wants_json = "json" in request.headers.get("accept", "")
+    if not wants_json and (UI_DIR / "index.html").is_file():
         return FileResponse(UI_DIR / "index.html")
     return es_json({"name": "sluiceway", "cluster_name": "sluiceway",
                     "cluster_uuid": "sluiceway", "tagline": "You Know, for Search",
