@@ -15,6 +15,7 @@ from sluiceway.server import (
     _routes_es,
     _routes_index,
     _routes_ops,
+    _routes_otlp,
     _routes_push,
     _routes_query,
     _routes_tail,
@@ -83,8 +84,8 @@ def create_app(cfg: Config, store: Store | None = None,
     app.state.ctx = ctx
     _errors(app)
     app.add_middleware(RequestMetricsMiddleware, metrics=ctx.metrics)
-    for module in (_routes_push, _routes_es, _routes_query, _routes_index, _routes_tail,
-                   _routes_ops):
+    for module in (_routes_push, _routes_otlp, _routes_es, _routes_query, _routes_index,
+                   _routes_tail, _routes_ops):
         app.include_router(module.router)
     if UI_DIR.is_dir():
         # Last, so every API route wins; `html=True` serves index.html at `/`.

@@ -1,0 +1,129 @@
+"""An OTLP `ExportLogsServiceRequest` in Loki's model, with Loki 3's default OTLP config:
+
+- index labels: the resource attributes Loki indexes by default (`INDEX_ATTRIBUTES`),
+  as label names (`service.name` → `service_name`); `service_name` is always set, from
+  another indexed attribute naming the service or else `unknown_service`;
+- structured metadata, per entry in this order: the log record's attributes, then
+  `observed_timestamp` (when it differs in kind from the entry time), `severity_number`,
+  `severity_text`, `dropped_attributes_count`, `flags`, `trace_id`, `span_id`, then the
+  other resource attributes, then scope attributes, `scope_name`, `scope_version`;
+  map values are flattened into `parent_child` keys;
+- the line: the body's text (`as_string`); the time: `time_unix_nano`, else
+  `observed_time_unix_nano`, else the time of the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+
+from sluiceway.model import Metadata, StreamBatch
+from sluiceway.wire._errors import WireError
+from sluiceway.wire._otlp_values import as_string, label_name
+
+INDEX_ATTRIBUTES = frozenset({
+    "service.name", "service.namespace", "service.instance.id", "deployment.environment",
+    "cloud.region", "cloud.availability_zone", "k8s.cluster.name", "k8s.namespace.name",
+    "k8s.pod.name", "k8s.container.name", "container.name", "k8s.replicaset.name",
+    "k8s.deployment.name", "k8s.statefulset.name", "k8s.daemonset.name",
+    "k8s.cronjob.name", "k8s.job.name",
+})
+# Loki's default `discover_service_name`: labels that may stand for a missing service.name,
+# in order of preference; only the ones an indexed attribute can produce can match here.
+SERVICE_NAME_SOURCES = ("service", "app", "application", "app_name", "name",
+                        "app_kubernetes_io_name", "container", "container_name",
+                        "k8s_container_name", "component", "workload", "job", "k8s_job_name")
+UNKNOWN_SERVICE = "unknown_service"
+
+
+def request_to_batches(req: ExportLogsServiceRequest, now_ns: int) -> list[StreamBatch]:
+    """One StreamBatch per distinct label set, entries in request order."""
+    streams: dict[tuple[tuple[str, str], ...], StreamBatch] = {}
+    for rl in req.resource_logs:
+        labels, resource_md = _resource(rl.resource.attributes)
+        batch = streams.setdefault(tuple(sorted(labels.items())), StreamBatch(labels))
+        for sl in rl.scope_logs:
+            scope_md = _scope(sl.scope)
+            for record in sl.log_records:
+                md = _record_metadata(record)
+                md.update(resource_md)
+                md.update(scope_md)
+                batch.append(_timestamp(record, now_ns), as_string(record.body), md)
+    return [b for b in streams.values() if len(b)]
+
+
+def _resource(attrs: Iterable[KeyValue]) -> tuple[dict[str, str], Metadata]:
+    labels: dict[str, str] = {}
+    md: Metadata = {}
+    for kv in attrs:
+        target = labels if kv.key in INDEX_ATTRIBUTES else md
+        target.update(flatten(kv.key, kv.value))
+    # An empty label value means "no such label" in Loki's stream selectors.
+    labels = {k: v for k, v in labels.items() if v}
+    if "service_name" not in labels:
+        # Loki looks for a stand-in among the labels before giving up.
+        labels["service_name"] = next((labels[n] for n in SERVICE_NAME_SOURCES
+                                       if n in labels), UNKNOWN_SERVICE)
+    return labels, md
+
+
+def _scope(scope: InstrumentationScope) -> Metadata:
+    md: Metadata = {}
+    for kv in scope.attributes:
+        md.update(flatten(kv.key, kv.value))
+    if scope.name:
+        md["scope_name"] = scope.name
+    if scope.version:
+        md["scope_version"] = scope.version
+    if scope.dropped_attributes_count:
+        md["scope_dropped_attributes_count"] = str(scope.dropped_attributes_count)
+    return md
+
+
+def _record_metadata(r: LogRecord) -> Metadata:
+    md: Metadata = {}
+    for kv in r.attributes:
+        md.update(flatten(kv.key, kv.value))
+    if r.time_unix_nano and r.observed_time_unix_nano:
+        # With no time_unix_nano the observed time is the entry's time already.
+        md["observed_timestamp"] = str(r.observed_time_unix_nano)
+    if r.severity_number:
+        md["severity_number"] = str(r.severity_number)
+    if r.severity_text:
+        md["severity_text"] = r.severity_text
+    if r.dropped_attributes_count:
+        md["dropped_attributes_count"] = str(r.dropped_attributes_count)
+    if r.flags:
+        md["flags"] = str(r.flags)
+    if any(r.trace_id):
+        md["trace_id"] = _id(r.trace_id, 16, "trace_id")
+    if any(r.span_id):
+        md["span_id"] = _id(r.span_id, 8, "span_id")
+    return md
+
+
+def _id(raw: bytes, size: int, name: str) -> str:
+    # OTLP receivers refuse ids of the wrong length rather than store a malformed one.
+    if len(raw) != size:
+        raise WireError(f"error parsing OTLP request: {name} must be {size} bytes, "
+                        f"got {len(raw)}")
+    return raw.hex()
+
+
+def flatten(key: str, value: AnyValue, prefix: str = "") -> Metadata:
+    """An attribute as label pairs: a map value gives one pair per leaf, named by its
+    path (`http` → `{"request": {"method": …}}` gives `http_request_method`)."""
+    name = label_name(f"{prefix}_{key}" if prefix else key)
+    if value.WhichOneof("value") != "kvlist_value":
+        return {name: as_string(value)}
+    out: Metadata = {}
+    for kv in value.kvlist_value.values:
+        out.update(flatten(kv.key, kv.value, name))
+    return out
+
+
+def _timestamp(r: LogRecord, now_ns: int) -> int:
+    return r.time_unix_nano or r.observed_time_unix_nano or now_ns
