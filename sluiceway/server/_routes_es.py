@@ -5,7 +5,6 @@ with an error on exactly the items that were not stored."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -19,8 +18,9 @@ from sluiceway import __version__
 from sluiceway.server._context import UI_DIR, ctx_of
 from sluiceway.server._distributor import PushError
 from sluiceway.server._es_ingest import finish_bulk, prepare_bulk
+from sluiceway.server._ingest import RateLimited, commit, read_body
 from sluiceway.store import WalWriteError
-from sluiceway.wire import WireError
+from sluiceway.wire import BodyTooLarge, WireError
 from sluiceway.wire._compress import decode_content_encoding
 
 log = logging.getLogger("sluiceway.server")
@@ -64,36 +64,27 @@ async def bulk(request: Request, index: str | None = None) -> Response:
     ctx = ctx_of(request)
     started = time.monotonic()
     tenant = ctx.tenants(request.headers, allow_many=False)[0]
-    body = await request.body()
     max_body = ctx.cfg.server.max_body_size
-    if len(body) > max_body:
-        return es_error("content_too_long_exception",
-                        f"request body too large: {len(body)} bytes, limit {max_body}", 413)
     fields = [f for f in request.query_params.get("_stream_fields", "").split(",") if f]
     now_ns = time.time_ns()
     try:
+        body = await read_body(request, max_body)
         data = decode_content_encoding(body, request.headers.get("content-encoding"), max_body)
         bp = await ctx.pool.run(prepare_bulk, tenant, data, index, fields, ctx.limits, now_ns)
+    except BodyTooLarge as exc:  # a WireError too: first
+        return es_error("content_too_long_exception", str(exc), 413)
     except (WireError, PushError) as exc:
         return es_error("illegal_argument_exception", str(exc))
     v, payload, crc = await run_in_threadpool(finish_bulk, tenant, bp, data, index, fields,
                                               ctx.limits, ctx.store, now_ns)
-    if v.blocks and not ctx.rate.allow(tenant, v.bytes):
-        ctx.metrics.lines_rejected.labels(tenant, "rate_limited").inc(v.lines)
+    try:
+        await commit(ctx, tenant, v, payload, crc)
+    except RateLimited as exc:
+        return es_error("es_rejected_execution_exception", str(exc), 429)
+    except WalWriteError as exc:
+        log.error("bulk request not stored: %s", exc)
         return es_error("es_rejected_execution_exception",
-                        ctx.rate.message(tenant, v.lines, v.bytes), 429)
-    if v.blocks:
-        try:
-            await asyncio.wrap_future(ctx.store.push(tenant, v.blocks, payload, crc))
-        except WalWriteError as exc:
-            log.error("bulk request not stored: %s", exc)
-            return es_error("es_rejected_execution_exception",
-                            f"could not store the batch, retry later: {exc}", 503)
-        ctx.metrics.lines_received.labels(tenant).inc(v.lines)
-        ctx.metrics.bytes_received.labels(tenant).inc(v.bytes)
-        ctx.hub.publish(tenant, v.blocks)
-    for reason, n in v.rejected.items():
-        ctx.metrics.lines_rejected.labels(tenant, reason).inc(n)
+                        f"could not store the batch, retry later: {exc}", 503)
     took = int((time.monotonic() - started) * 1000)
     body = b'{"took":%d,"errors":%s,"items":%s}' % (took, b"true" if bp.errors else b"false",
                                                    bp.items_json)

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
 from fastapi import APIRouter, Request, Response
 
-from sluiceway.server._context import bad, ctx_of
-from sluiceway.server._distributor import PushError, finish_push
-from sluiceway.store import WalWriteError
-from sluiceway.wire import BodyTooLarge, WireError
+from sluiceway.server._context import ServerContext, ctx_of
+from sluiceway.server._distributor import Prepared
+from sluiceway.server._ingest import loki_ingest, read_body
 
-log = logging.getLogger("sluiceway.server")
 router = APIRouter()
 
 
@@ -21,38 +16,12 @@ router = APIRouter()
 async def push(request: Request) -> Response:
     ctx = ctx_of(request)
     tenant = ctx.tenants(request.headers, allow_many=False)[0]
+    return await loki_ingest(ctx, tenant, _prepare(ctx, tenant, request))
+
+
+async def _prepare(ctx: ServerContext, tenant: str, request: Request) -> Prepared:
     max_body = ctx.cfg.server.max_body_size
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_body:
-        return bad(f"request body too large: {declared} bytes, limit {max_body}", 413)
-    body = await request.body()
-    if len(body) > max_body:
-        return bad(f"request body too large: {len(body)} bytes, limit {max_body}", 413)
-    try:
-        prepared = await ctx.pool.prepare(tenant, body, request.headers.get("content-type"),
-                                          request.headers.get("content-encoding"), max_body,
-                                          ctx.limits)
-    except BodyTooLarge as exc:
-        return bad(str(exc), 413)
-    except (WireError, PushError) as exc:
-        return bad(str(exc))
-    # Inline, not in a thread: tens of microseconds (no line is touched unless the
-    # out-of-order check drops some), cheaper than two thread hand-offs per push.
-    v, payload, crc = finish_push(tenant, prepared, ctx.limits, ctx.store)
-    if v.blocks and not ctx.rate.allow(tenant, v.bytes):
-        ctx.metrics.lines_rejected.labels(tenant, "rate_limited").inc(v.lines)
-        return bad(ctx.rate.message(tenant, v.lines, v.bytes), 429)
-    for reason, n in v.rejected.items():
-        ctx.metrics.lines_rejected.labels(tenant, reason).inc(n)
-    if v.blocks:
-        try:
-            await asyncio.wrap_future(ctx.store.push(tenant, v.blocks, payload, crc))
-        except WalWriteError as exc:
-            log.error("push not stored: %s", exc)
-            return bad(f"could not store the batch, retry later: {exc}", 503)
-        ctx.metrics.lines_received.labels(tenant).inc(v.lines)
-        ctx.metrics.bytes_received.labels(tenant).inc(v.bytes)
-        ctx.hub.publish(tenant, v.blocks)
-    if v.total_rejected:
-        return bad(v.message())
-    return Response(status_code=204)
+    body = await read_body(request, max_body)
+    return await ctx.pool.prepare(tenant, body, request.headers.get("content-type"),
+                                  request.headers.get("content-encoding"), max_body,
+                                  ctx.limits)

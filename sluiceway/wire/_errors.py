@@ -14,13 +14,17 @@ class BodyTooLarge(WireError):
     with a client error; the server checks for this class first.
     """
 
-    def __init__(self, size: int | None, limit: int) -> None:
+    def __init__(self, size: int | None, limit: int, decompressed: bool = True) -> None:
         self.size = size
         self.limit = limit
-        what = "passes" if size is None else f"is {size} bytes, over"
-        super().__init__(f"request body too large: decompressed body {what} the limit of "
-                         f"{limit} bytes")
+        self.decompressed = decompressed
+        if not decompressed:
+            msg = f"request body too large: {size} bytes, limit {limit}"
+        else:
+            what = "passes" if size is None else f"is {size} bytes, over"
+            msg = f"request body too large: decompressed body {what} the limit of {limit} bytes"
+        super().__init__(msg)
 
-    def __reduce__(self) -> tuple[type[BodyTooLarge], tuple[int | None, int]]:
+    def __reduce__(self) -> tuple[type[BodyTooLarge], tuple[int | None, int, bool]]:
         # Raised in the server's ingest worker processes: it must survive pickling.
-        return (BodyTooLarge, (self.size, self.limit))
+        return (BodyTooLarge, (self.size, self.limit, self.decompressed))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import orjson
@@ -108,3 +110,18 @@ def test_lines_behind_the_out_of_order_window_are_marked(server: ServerProcess) 
         ["in window", "newest"]
     metrics = httpx.get(f"{server.url}/metrics").text
     assert 'reason="out_of_order"' in metrics
+
+
+def test_too_large_bodies_are_413_before_and_after_decompression(tmp_path: Path) -> None:
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("server:\n  max_body_size: 64KiB\n")
+    srv = ServerProcess(tmp_path / "data", config=cfg).start()
+    try:
+        doc = b'{"index":{"_index":"big"}}\n{"m":"' + b"x" * 100_000 + b'"}\n'
+        r = httpx.post(f"{srv.url}/_bulk", content=doc)
+        assert r.status_code == 413 and r.json()["error"]["type"] == "content_too_long_exception"
+        r = httpx.post(f"{srv.url}/_bulk", content=gzip.compress(doc),
+                       headers={"Content-Encoding": "gzip"})  # 0.1 MB once inflated
+        assert r.status_code == 413 and "decompressed" in r.json()["error"]["reason"]
+    finally:
+        srv.stop()
