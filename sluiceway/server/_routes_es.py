@@ -41,11 +41,11 @@ def es_error(kind: str, reason: str, status: int = 400) -> Response:
 
 @router.get("/", include_in_schema=False)
 async def root(request: Request) -> Response:
-    """Elasticsearch clients check the version here before they send anything; they ask
-    for JSON (the official clients for `application/vnd.elasticsearch+json`). Everyone
-    else — browsers, `curl` — gets the UI."""
-    wants_json = "json" in request.headers.get("accept", "")
-    if not wants_json and (UI_DIR / "index.html").is_file():
+    """Browsers (which ask for `text/html`) get the UI. Everything else gets the version
+    answer that Elasticsearch shippers (Filebeat, Logstash, the official clients) check
+    here before they send: not all of them say what they accept."""
+    wants_html = "text/html" in request.headers.get("accept", "")
+    if wants_html and (UI_DIR / "index.html").is_file():
         return FileResponse(UI_DIR / "index.html")
     return es_json({"name": "sluiceway", "cluster_name": "sluiceway",
                     "cluster_uuid": "sluiceway", "tagline": "You Know, for Search",

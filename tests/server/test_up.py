@@ -33,7 +33,7 @@ def test_up_serves_ui_and_demo_logs_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             if r.status_code == 200:
                 lines = [v[1] for s in r.json()["data"]["result"] for v in s["values"]]
         assert lines, "the demo agent shipped nothing"
-        page = httpx.get(f"{url}/")
+        page = httpx.get(f"{url}/", headers={"Accept": "text/html,application/xhtml+xml"})
         assert page.status_code == 200 and "<html" in page.text.lower()
         reporters = httpx.get(f"{url}/sluiceway/api/v1/pipeline").json()["data"]
         assert any(r["kind"] == "agent" for r in reporters)
