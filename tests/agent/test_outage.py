@@ -170,7 +170,9 @@ def test_sigterm_during_outage_keeps_everything_for_the_next_run(stack: Stack,
     agent.wait_for(lambda s: not s["backend"]["ok"], what="backend seen failing")
     t0 = time.monotonic()
     assert agent.stop() == 0
-    assert time.monotonic() - t0 < 10, "shutdown must respect its deadline"
+    # The 1 s deadline, the 1 s margin the agent promises and process exit (a push may
+    # hang on the frozen server meanwhile).
+    assert time.monotonic() - t0 < 3, "shutdown must respect its deadline"
     srv.signal(signal.SIGCONT)
     agent2 = stack.agent(cfg)
     written = writer.finish()
