@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -189,6 +190,12 @@ def _append_block(b: EntryBlock, ok: np.ndarray, out: Validated) -> None:
     out.bytes += b.nbytes
 
 
+def wal_record(tenant: str, blocks: list[EntryBlock]) -> tuple[bytes, int]:
+    """The WAL payload of `blocks` and its CRC32."""
+    payload = encode_record(tenant, blocks)
+    return payload, zlib.crc32(payload)
+
+
 @dataclass(slots=True)
 class Prepared:
     """What a worker hands back: the WAL record and the counts, no Python objects per line."""
@@ -200,6 +207,16 @@ class Prepared:
     rejected: Counter[str]
     details: list[str]
 
+    @staticmethod
+    def of(tenant: str, v: Validated) -> Prepared:
+        payload, crc = wal_record(tenant, v.blocks)
+        return Prepared(payload, crc, v.lines, v.bytes, v.rejected, v.details)
+
+
+# The signature of every worker-side decoder of a Loki-style route (push, OTLP):
+# (tenant, body, Content-Type, Content-Encoding, max body bytes, limits, now ns).
+Decoder = Callable[[str, bytes, str | None, str | None, int, LimitsSection, int], Prepared]
+
 
 def prepare_push(tenant: str, body: bytes, content_type: str | None,
                  content_encoding: str | None, max_body: int, limits: LimitsSection,
@@ -207,9 +224,7 @@ def prepare_push(tenant: str, body: bytes, content_type: str | None,
     """Decode, validate and encode a push (runs in an ingest worker process)."""
     blocks = decode_push_blocks(body, content_type, content_encoding,
                                 max_decompressed_bytes=max_body)
-    v = validate(blocks, limits, now_ns)
-    payload = encode_record(tenant, v.blocks)
-    return Prepared(payload, zlib.crc32(payload), v.lines, v.bytes, v.rejected, v.details)
+    return Prepared.of(tenant, validate(blocks, limits, now_ns))
 
 
 def finish_push(tenant: str, p: Prepared, limits: LimitsSection,
@@ -219,6 +234,5 @@ def finish_push(tenant: str, p: Prepared, limits: LimitsSection,
     _, blocks = decode_record(p.payload)
     v = Validated(blocks, p.lines, p.bytes, p.rejected, p.details)
     if reject_too_far_behind(tenant, v, limits, store):
-        payload = encode_record(tenant, v.blocks)
-        return v, payload, zlib.crc32(payload)
+        return v, *wal_record(tenant, v.blocks)
     return v, p.payload, p.crc

@@ -6,7 +6,6 @@ exactly the documents that were not stored."""
 from __future__ import annotations
 
 import uuid
-import zlib
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -20,9 +19,9 @@ from sluiceway.server._distributor import (
     finish_push,
     reject_too_far_behind,
     validate,
+    wal_record,
 )
 from sluiceway.store import Store
-from sluiceway.store._record import encode_record
 from sluiceway.wire import batches_to_blocks
 from sluiceway.wire._es_bulk import BulkItem, decode_bulk, items_to_batches
 
@@ -60,10 +59,9 @@ def prepare_bulk(tenant: str, data: bytes, index: str | None, fields: list[str],
                 if one.total_rejected:
                     it.fail("illegal_argument_exception", one.details[0])
         v = _validated(items, limits, now_ns)
-    payload = encode_record(tenant, v.blocks)
     statuses = [(it.action, it.index, it.doc_id, it.error) for it in items]
-    return BulkPrepared(Prepared(payload, zlib.crc32(payload), v.lines, v.bytes, rejected,
-                                 details), statuses, items_json(statuses))
+    first_checks = Validated(v.blocks, v.lines, v.bytes, rejected, details)
+    return BulkPrepared(Prepared.of(tenant, first_checks), statuses, items_json(statuses))
 
 
 def finish_bulk(tenant: str, bp: BulkPrepared, data: bytes, index: str | None,
@@ -85,9 +83,8 @@ def finish_bulk(tenant: str, bp: BulkPrepared, data: bytes, index: str | None,
                 bp.statuses[k] = (it.action, it.index, it.doc_id, it.error)
     bp.items_json = items_json(bp.statuses)
     v = _validated(items, limits, now_ns)
-    payload = encode_record(tenant, v.blocks)
     return (Validated(v.blocks, v.lines, v.bytes, Counter(p.rejected) + _behind(items),
-                      p.details), payload, zlib.crc32(payload))
+                      p.details), *wal_record(tenant, v.blocks))
 
 
 def items_json(statuses: list[Status]) -> bytes:

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+import time
 
 from fastapi import Request, Response
 
-from sluiceway.server._context import ServerContext, bad
-from sluiceway.server._distributor import Prepared, PushError, Validated, finish_push
+from sluiceway.server._context import ServerContext, bad, ctx_of
+from sluiceway.server._distributor import Decoder, PushError, Validated, finish_push
 from sluiceway.store import WalWriteError
 from sluiceway.wire import BodyTooLarge, WireError
 
@@ -50,11 +50,17 @@ async def commit(ctx: ServerContext, tenant: str, v: Validated, payload: bytes,
     ctx.hub.publish(tenant, v.blocks)
 
 
-async def loki_ingest(ctx: ServerContext, tenant: str, prepare: Awaitable[Prepared]) -> Response:
-    """Run `prepare` (reads and decodes the body in a worker) and store the result,
+async def loki_ingest(request: Request, decode: Decoder) -> Response:
+    """Read the body, run `decode` on it in an ingest worker, and store the result,
     answering as Loki's push endpoint does."""
+    ctx = ctx_of(request)
+    tenant = ctx.tenants(request.headers, allow_many=False)[0]
+    max_body = ctx.cfg.server.max_body_size
     try:
-        prepared = await prepare
+        body = await read_body(request, max_body)
+        prepared = await ctx.pool.run(decode, tenant, body, request.headers.get("content-type"),
+                                      request.headers.get("content-encoding"), max_body,
+                                      ctx.limits, time.time_ns())
     except BodyTooLarge as exc:  # a WireError too: first
         return bad(str(exc), 413)
     except (WireError, PushError) as exc:

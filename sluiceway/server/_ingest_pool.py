@@ -14,15 +14,11 @@ import logging
 import multiprocessing
 import os
 import signal
-import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, TypeVar
-
-from sluiceway.server._config import LimitsSection
-from sluiceway.server._distributor import Prepared, prepare_push
 
 T = TypeVar("T")
 _PR_SET_PDEATHSIG = 1
@@ -75,12 +71,6 @@ class IngestPool:
             self._executor = pool
         else:
             self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ingest")
-
-    async def prepare(self, tenant: str, body: bytes, content_type: str | None,
-                      content_encoding: str | None, max_body: int,
-                      limits: LimitsSection) -> Prepared:
-        return await self.run(prepare_push, tenant, body, content_type, content_encoding,
-                              max_body, limits, time.time_ns())
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` in a worker (both must pickle)."""

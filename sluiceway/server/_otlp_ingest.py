@@ -4,11 +4,8 @@ Loki push, so the server finishes it with `finish_push` like any other."""
 
 from __future__ import annotations
 
-import zlib
-
 from sluiceway.server._config import LimitsSection
 from sluiceway.server._distributor import Prepared, validate
-from sluiceway.store._record import encode_record
 from sluiceway.wire import batches_to_blocks
 from sluiceway.wire._otlp import decode_otlp
 
@@ -18,6 +15,4 @@ def prepare_otlp(tenant: str, body: bytes, content_type: str | None,
                  now_ns: int) -> Prepared:
     """Runs in an ingest worker process (everything here pickles)."""
     batches = decode_otlp(body, content_type, content_encoding, max_body, now_ns)
-    v = validate(batches_to_blocks(batches), limits, now_ns)
-    payload = encode_record(tenant, v.blocks)
-    return Prepared(payload, zlib.crc32(payload), v.lines, v.bytes, v.rejected, v.details)
+    return Prepared.of(tenant, validate(batches_to_blocks(batches), limits, now_ns))
