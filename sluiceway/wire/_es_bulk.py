@@ -20,10 +20,10 @@ from typing import Any
 import orjson
 
 from sluiceway.model import StreamBatch
+from sluiceway.model._timefmt import parse_rfc3339
 from sluiceway.wire._errors import WireError
 
 _ACTIONS = ("create", "delete", "index", "update")
-_FRACTION = re.compile(r"\.(\d+)")
 _LABEL_BAD = re.compile(r"[^a-zA-Z0-9_]")
 
 
@@ -128,16 +128,17 @@ def parse_es_time(value: object) -> int | None:
         return None
     if value.isdigit():
         return int(value) * 1_000_000
-    frac = _FRACTION.search(value)
-    digits = frac.group(1) if frac else ""
-    text = value[: frac.start()] + value[frac.end():] if frac else value
     try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        return parse_rfc3339(value)  # what shippers send: date, time, fraction, zone
+    except ValueError:
+        pass
+    try:  # the shorter ISO 8601 forms Elasticsearch also takes, such as a date alone
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         return None
     if dt.tzinfo is None:  # Elasticsearch reads a zone-less date as UTC
         dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp()) * 1_000_000_000 + int((digits + "000000000")[:9])
+    return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
 
 
 def _lookup(doc: dict[str, Any], field: str) -> object:
