@@ -4,7 +4,6 @@ is refused whole (429, retryable), as Loki's distributor does."""
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 
@@ -21,8 +20,7 @@ class IngestionRateLimiter:
     def __init__(self, rate_mb: float, burst_mb: float) -> None:
         self.rate = rate_mb * MB
         self.burst = max(burst_mb * MB, self.rate)
-        self._buckets: dict[str, _Bucket] = {}
-        self._lock = threading.Lock()  # the ES route checks from worker threads
+        self._buckets: dict[str, _Bucket] = {}  # only the event loop thread uses them
 
     @property
     def enabled(self) -> bool:
@@ -33,16 +31,15 @@ class IngestionRateLimiter:
         if not self.enabled:
             return True
         now = time.monotonic() if now is None else now
-        with self._lock:
-            b = self._buckets.get(tenant)
-            if b is None:
-                b = self._buckets[tenant] = _Bucket(self.burst, now)
-            b.tokens = min(self.burst, b.tokens + (now - b.at) * self.rate)
-            b.at = now
-            if nbytes > b.tokens:
-                return False
-            b.tokens -= nbytes
-            return True
+        b = self._buckets.get(tenant)
+        if b is None:
+            b = self._buckets[tenant] = _Bucket(self.burst, now)
+        b.tokens = min(self.burst, b.tokens + (now - b.at) * self.rate)
+        b.at = now
+        if nbytes > b.tokens:
+            return False
+        b.tokens -= nbytes
+        return True
 
     def message(self, tenant: str, lines: int, nbytes: int) -> str:
         return (f"Ingestion rate limit exceeded for user {tenant} (limit: {int(self.rate)} "
