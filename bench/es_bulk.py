@@ -17,12 +17,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._data import batches  # noqa: E402
-from bench.ingest import cpu_seconds, send_all  # noqa: E402
+from bench.ingest import count_lines, cpu_seconds, send_all  # noqa: E402
 from sluiceway.model import parse_size  # noqa: E402
 from tests.procs import ServerProcess  # noqa: E402
 
@@ -49,14 +48,6 @@ def bulk_ok(status: int, body: bytes) -> bool:
     return status == 200 and orjson.loads(body)["errors"] is False
 
 
-def count_docs(url: str) -> int:
-    r = httpx.get(f"{url}/loki/api/v1/index/stats", timeout=600, params={
-        "query": '{index=~".+"}', "start": str(time.time_ns() - 30 * 86400 * 10**9),
-        "end": str(time.time_ns() + 10**12)})
-    r.raise_for_status()
-    return int(r.json()["entries"])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bytes", default=os.environ.get("BENCH_BYTES", "200MB"))
@@ -77,7 +68,7 @@ def main() -> None:
             t0 = time.perf_counter()
             send_all(srv.url, bodies, args.conns, path="/_bulk",
                      content_type="application/x-ndjson", ok=bulk_ok)
-            n = count_docs(srv.url)
+            n = count_lines(srv.url, ['{index=~".+"}'])
             took = time.perf_counter() - t0
             cpu = sum(cpu_seconds(srv.proc.pid)) - cpu0
         finally:

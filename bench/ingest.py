@@ -86,11 +86,14 @@ def send_all(url: str, bodies: list[bytes], conns: int, path: str = "/loki/api/v
         raise SystemExit(f"push failed: {errors[:3]}")
 
 
-def count_lines(url: str) -> int:
-    """Entries the query path can see now (index stats read the same series and chunks)."""
+def count_lines(url: str, selectors: list[str] | None = None) -> int:
+    """Entries the query path can see now (index stats read the same series and chunks);
+    by default those of the benchmark's streams."""
     total = 0
-    for labels in STREAMS:
-        sel = "{" + ", ".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+    if selectors is None:
+        selectors = ["{" + ", ".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+                     for labels in STREAMS]
+    for sel in selectors:
         r = httpx.get(f"{url}/loki/api/v1/index/stats", timeout=600, params={
             "query": sel, "start": str(time.time_ns() - 30 * 86400 * 10**9),
             "end": str(time.time_ns() + 10**12)})
