@@ -25,6 +25,16 @@ REQUESTS = sorted(p.name.removesuffix(".request.json") for p in RESP.glob("*.req
 HTTP_JSON = [n for n in REQUESTS
              if json.loads((RESP / f"{n}.request.json").read_text()).get("responseFile", "")
              .endswith(".json") and not n.startswith(("tail_", "index_stats_unflushed"))]
+# Recorded on 2026-12-04 for features issue 15 builds (deletion, Drilldown, ruler, limits
+# with their own data sets): expected to fail until it lands. Strict, so a recording that
+# starts to pass must be moved into the suite proper.
+PENDING_ISSUE_15 = ("delete_", "detected_", "drilldown_", "patterns_", "prometheus_",
+                    "rulesapi_", "index_volume_aggregate_labels",
+                    "index_volume_range_aggregate_labels", "index_volume_target_labels",
+                    "limits_query_range_limit_ok")
+HTTP_JSON_PARAMS = [
+    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="issue 15: not built yet"))
+    if n.startswith(PENDING_ISSUE_15) else n for n in HTTP_JSON]
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +88,7 @@ def _canonical(name: str, data: Any) -> Any:
     return data
 
 
-@pytest.mark.parametrize("name", HTTP_JSON)
+@pytest.mark.parametrize("name", HTTP_JSON_PARAMS)
 def test_answer_matches_loki(loaded: Any, name: str) -> None:
     srv, base = loaded
     req, params, headers = _request(name, base)
