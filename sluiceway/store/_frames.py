@@ -33,7 +33,7 @@ class Damage:
     end: int
     offsets: list[int]  # where each damaged record starts, as far as lengths tell
     payloads: list[bytes] = field(repr=False)  # each one's bytes, for a best-effort count
-    torn: bool  # the last append, cut short by a crash: never a whole record
+    torn: bool  # the last append cut short (or never written: zeros) by a crash
 
     @property
     def records(self) -> int:
@@ -41,12 +41,14 @@ class Damage:
 
 
 def frame_end(data: bytes, pos: int) -> int | None:
-    """The end of a whole frame with a matching CRC at `pos`, else None."""
+    """The end of a whole frame with a matching CRC at `pos`, else None. Neither writer
+    writes an empty record: zeros (a tail the file system extended but never wrote) are
+    damage, not a run of empty frames whose CRC32 happens to be 0."""
     if pos + HDR.size > len(data):
         return None
     length, crc = HDR.unpack_from(data, pos)
     end: int = pos + HDR.size + length
-    if end > len(data) or zlib.crc32(memoryview(data)[pos + HDR.size : end]) != crc:
+    if not length or end > len(data) or zlib.crc32(memoryview(data)[pos + HDR.size : end]) != crc:
         return None
     return end
 
@@ -118,5 +120,6 @@ def _damage(data: bytes, start: int, end: int, plausible: Plausible) -> Damage:
         payloads.append(data[o + HDR.size : nxt])
         offsets.append(o := nxt)
     first = HDR.unpack_from(data, start)[0] if start + HDR.size <= len(data) else -1
-    torn = end == len(data) and (first < 0 or start + HDR.size + first > len(data))
+    torn = end == len(data) and (first < 0 or start + HDR.size + first > len(data)
+                                 or not any(data[start:end]))
     return Damage(start, end, offsets, payloads, torn)

@@ -150,7 +150,9 @@ class Store:
             try:
                 tenant, blocks = decode_record(payload)
             except (ValueError, KeyError) as exc:
-                log.warning("WAL record at %s could not be decoded, skipped: %s", pos, exc)
+                self.wal_records_lost += 1
+                log.warning("WAL record at %s could not be decoded, skipped (1 record, an "
+                            "unknown number of lines lost): %s", pos, exc)
                 continue
             for s, sealed in self.tenant(tenant).apply(blocks, pos, replay=True):
                 self._enqueue_flush(self.tenant(tenant), s, sealed)
@@ -163,9 +165,12 @@ class Store:
         """Count and report what a damaged stretch of a WAL segment held, as far as its
         bytes still tell: a record whose frame length was intact is usually decodable."""
         lines: list[int] = []
+        tenants: set[str] = set()
         for payload in damage.payloads:
             with contextlib.suppress(ValueError, KeyError):  # too damaged to tell
-                lines.append(sum(len(b) for b in decode_record(payload)[1]))
+                tenant, blocks = decode_record(payload)
+                lines.append(sum(len(b) for b in blocks))
+                tenants.add(tenant)
         unknown = damage.records - len(lines)
         self.wal_records_lost += damage.records
         self.wal_lines_lost += sum(lines)
@@ -173,8 +178,9 @@ class Store:
             f"{sum(lines)} lines and an unknown number more" if lines else \
             "an unknown number of lines"
         log.warning("WAL %s: damaged data at offset %d (%d bytes) skipped: %d record%s (%s) "
-                    "lost", segment, damage.start, damage.end - damage.start, damage.records,
-                    "" if damage.records == 1 else "s", what)
+                    "lost%s", segment, damage.start, damage.end - damage.start, damage.records,
+                    "" if damage.records == 1 else "s", what,
+                    f" of tenant {', '.join(sorted(tenants))}" if tenants else "")
 
     def tenant(self, tenant: str) -> TenantStore:
         ts = self.tenants.get(tenant)
