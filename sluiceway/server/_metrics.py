@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -51,9 +52,16 @@ class _StoreCollector(Collector):
                                                          s.retention_deleted),
             "sluiceway_chunk_cache_hits_total": ("Chunk cache hits", s.cache.hits),
             "sluiceway_chunk_cache_misses_total": ("Chunk cache misses", s.cache.misses),
+            "sluiceway_wal_records_lost_total": (
+                "Damaged WAL records skipped at replay (torn, never acknowledged tails not "
+                "counted)", s.wal_records_lost),
+            "sluiceway_wal_lines_lost_total": (
+                "Lines in damaged WAL records, as far as their bytes still tell",
+                s.wal_lines_lost),
         }
         for name, (doc, v) in values.items():
             yield CounterMetricFamily(name.removesuffix("_total"), doc, value=v)
+        yield from _tenant_counters(s)
         streams = GaugeMetricFamily("sluiceway_streams", "Streams known", labels=["tenant"])
         for t, ts in list(s.tenants.items()):
             streams.add_metric([t], len(ts.streams))
@@ -61,6 +69,25 @@ class _StoreCollector(Collector):
         wal = GaugeMetricFamily("sluiceway_wal_bytes", "Bytes in WAL segments on disk",
                                 value=s.wal.size_bytes())
         yield wal
+
+
+def _tenant_counters(s: Store) -> Iterator[CounterMetricFamily]:
+    lost = CounterMetricFamily(
+        "sluiceway_index_records_lost", "Damaged index records skipped at load (torn tails "
+        "not counted)", labels=["tenant"])
+    readded = CounterMetricFamily(
+        "sluiceway_index_chunks_readded", "Chunk files a damaged index no longer named, "
+        "taken back (their stream's labels were known)", labels=["tenant"])
+    out = CounterMetricFamily(
+        "sluiceway_chunks_quarantined", "Chunks taken out of service: corrupt (moved to "
+        "quarantine/corrupt), unindexed (labels unknown, moved to quarantine/unindexed), "
+        "missing (named by the index, not on disk)", labels=["tenant", "reason"])
+    for t, ts in list(s.tenants.items()):
+        lost.add_metric([t], ts.index_records_lost)
+        readded.add_metric([t], ts.chunks_readded)
+        for reason, n in list(ts.chunks_quarantined.items()):
+            out.add_metric([t, reason], n)
+    yield from (lost, readded, out)
 
 
 class RequestMetricsMiddleware:

@@ -23,6 +23,11 @@ class StoreSource:
         self.store = store
         self.deadline = deadline
         self.timeout_s = timeout_s
+        self.warnings: list[str] = []  # chunks left out of the answer (Loki's `warnings`)
+
+    def _warn(self, msg: str) -> None:
+        if msg not in self.warnings:
+            self.warnings.append(msg)
 
     def series(self, tenants: list[str], matchers: list[Matcher], start: int,
                end: int) -> list[SeriesRef]:
@@ -32,7 +37,7 @@ class StoreSource:
     def blocks(self, ref: SeriesRef, start: int, end: int,
                direction: str) -> Iterator[EntryBlock]:
         blocks = self.store.blocks(StoreSeries(ref.tenant, ref.fp, dict(ref.labels)), start,
-                                   end, direction)
+                                   end, direction, self._warn)
         return blocks if self.deadline is None else self._checked(blocks)
 
     def _checked(self, blocks: Iterator[EntryBlock]) -> Iterator[EntryBlock]:

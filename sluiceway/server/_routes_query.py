@@ -64,7 +64,10 @@ async def _run(request: Request, instant: bool) -> Response:
     if data["resultType"] in ("matrix", "vector") and max_series and \
             len(data["result"]) > max_series:
         raise ParamError(f"maximum of series ({max_series}) reached for a single query")
-    return JSONResponse({"status": "success", "data": data})
+    body = {"status": "success", "data": data}
+    if source.warnings:  # data left out (a damaged chunk): Loki's top-level warnings
+        body["warnings"] = source.warnings
+    return JSONResponse(body)
 
 
 @router.api_route("/loki/api/v1/query_range", methods=["GET", "POST"])

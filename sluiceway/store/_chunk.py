@@ -89,16 +89,30 @@ def decode_chunk(data: bytes, labels: dict[str, str]) -> EntryBlock:
     z = memoryview(data)[_HDR.size :]
     if zlib.crc32(z) != crc:
         raise ChunkError("chunk checksum mismatch")
-    payload = _dctx().decompress(z, max_output_size=raw_len)
-    ts = np.cumsum(_unshuffle(payload, 0, n, "<i8"), dtype=np.int64) + mint
-    lengths = _unshuffle(payload, 8 * n, n, "<u4")
-    offsets = np.empty(n + 1, dtype=np.int64)
-    offsets[0] = 12 * n  # lines are addressed inside the payload, no copy
-    np.cumsum(lengths, out=offsets[1:])
-    offsets[1:] += 12 * n
-    end = int(offsets[-1])
-    md = payload[end:]
-    metadata = orjson.loads(md) if md else None
+    # The header's counts are outside the checksum: every way they can be wrong is a
+    # ChunkError, never an exception of numpy, zstd or orjson.
+    try:
+        payload = _dctx().decompress(z, max_output_size=raw_len)
+        if len(payload) != raw_len or 12 * n > raw_len:
+            raise ChunkError(f"chunk payload is {len(payload)} bytes, the header says "
+                             f"{raw_len} for {n} lines")
+        ts = np.cumsum(_unshuffle(payload, 0, n, "<i8"), dtype=np.int64) + mint
+        lengths = _unshuffle(payload, 8 * n, n, "<u4")
+        offsets = np.empty(n + 1, dtype=np.int64)
+        offsets[0] = 12 * n  # lines are addressed inside the payload, no copy
+        np.cumsum(lengths, out=offsets[1:])
+        offsets[1:] += 12 * n
+        end = int(offsets[-1])
+        if end > len(payload):
+            raise ChunkError("chunk line lengths run past its payload")
+        md = payload[end:]
+        metadata = orjson.loads(md) if md else None
+        if metadata is not None and (not isinstance(metadata, list) or len(metadata) != n):
+            raise ChunkError("chunk metadata does not match its lines")
+    except (zstandard.ZstdError, orjson.JSONDecodeError, ValueError) as exc:
+        if isinstance(exc, ChunkError):
+            raise
+        raise ChunkError(f"chunk payload cannot be decoded: {exc}") from exc
     return EntryBlock(labels, ts, payload, offsets, metadata)
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,9 @@ import orjson
 from sluiceway.model import EntryBlock, Matcher, fingerprint
 from sluiceway.store._cache import ChunkCache
 from sluiceway.store._compactor import CompactionStats, Compactor
+from sluiceway.store._frames import Damage
 from sluiceway.store._record import decode_record, encode_record
+from sluiceway.store._recover import recover_chunks
 from sluiceway.store._stream import Sealed, Stream
 from sluiceway.store._tenant import TenantStore
 from sluiceway.store._wal import WalPos, WalWriter, replay
@@ -98,7 +101,11 @@ class Store:
             t = tenant_from_dirname(d.name)
             if t is not None and d.is_dir():
                 self.tenant(t)
+        self.wal_records_lost = 0
+        self.wal_lines_lost = 0
         self.replayed_records = self._replay()
+        for ts in list(self.tenants.values()):
+            recover_chunks(ts)  # after the replay: the WAL's streams' labels are known
         self.wal = WalWriter(self.root / "wal", cfg.wal_segment_bytes, cfg.wal_sync,
                              cfg.wal_sync_interval_s)
         self._last_retention = time.monotonic()  # first pass one interval after start
@@ -139,11 +146,13 @@ class Store:
     def _replay(self) -> int:
         n = 0
         t0 = time.monotonic()
-        for pos, payload in replay(self.root / "wal"):
+        for pos, payload in replay(self.root / "wal", self._wal_damage):
             try:
                 tenant, blocks = decode_record(payload)
             except (ValueError, KeyError) as exc:
-                log.warning("WAL record at %s could not be decoded, skipped: %s", pos, exc)
+                self.wal_records_lost += 1
+                log.warning("WAL record at %s could not be decoded, skipped (1 record, an "
+                            "unknown number of lines lost): %s", pos, exc)
                 continue
             for s, sealed in self.tenant(tenant).apply(blocks, pos, replay=True):
                 self._enqueue_flush(self.tenant(tenant), s, sealed)
@@ -151,6 +160,27 @@ class Store:
         if n:
             log.info("replayed %d WAL records in %.2fs", n, time.monotonic() - t0)
         return n
+
+    def _wal_damage(self, segment: str, damage: Damage) -> None:
+        """Count and report what a damaged stretch of a WAL segment held, as far as its
+        bytes still tell: a record whose frame length was intact is usually decodable."""
+        lines: list[int] = []
+        tenants: set[str] = set()
+        for payload in damage.payloads:
+            with contextlib.suppress(ValueError, KeyError):  # too damaged to tell
+                tenant, blocks = decode_record(payload)
+                lines.append(sum(len(b) for b in blocks))
+                tenants.add(tenant)
+        unknown = damage.records - len(lines)
+        self.wal_records_lost += damage.records
+        self.wal_lines_lost += sum(lines)
+        what = f"{sum(lines)} lines" if not unknown else \
+            f"{sum(lines)} lines and an unknown number more" if lines else \
+            "an unknown number of lines"
+        log.warning("WAL %s: damaged data at offset %d (%d bytes) skipped: %d record%s (%s) "
+                    "lost%s", segment, damage.start, damage.end - damage.start, damage.records,
+                    "" if damage.records == 1 else "s", what,
+                    f" of tenant {', '.join(sorted(tenants))}" if tenants else "")
 
     def tenant(self, tenant: str) -> TenantStore:
         ts = self.tenants.get(tenant)
@@ -284,7 +314,11 @@ class Store:
     # --- compaction --------------------------------------------------------------------
     def _compact_loop(self) -> None:
         while not self._stop.wait(self.cfg.compaction_interval_s):
-            self.compact()
+            try:
+                self.compact()
+            except Exception:  # noqa: BLE001 - one bad pass must not end compaction for good
+                log.exception("compaction pass failed; the next one runs in %gs",
+                              self.cfg.compaction_interval_s)
 
     def compact(self, min_age_s: float | None = None) -> CompactionStats:
         """Merge and recompress chunks older than `min_age_s` (default: configured)."""
@@ -307,13 +341,15 @@ class Store:
                 out.extend(StoreSeries(t, s.fp, s.labels) for s in ts.select(matchers, start, end))
         return out
 
-    def blocks(self, ref: StoreSeries, start: int, end: int,
-               direction: str) -> Iterator[EntryBlock]:
+    def blocks(self, ref: StoreSeries, start: int, end: int, direction: str,
+               warn: Callable[[str], None] | None = None) -> Iterator[EntryBlock]:
+        """A chunk that cannot be read is left out (and quarantined when damaged); `warn`
+        gets a sentence saying so, for Loki's `warnings` in the answer."""
         ts = self.tenants.get(ref.tenant)
         s = ts.streams.get(ref.fp) if ts is not None else None
         if ts is None or s is None:
             return iter(())
-        return ts.blocks(s, start, end, direction)
+        return ts.blocks(s, start, end, direction, warn)
 
     def label_names(self, tenants: list[str], start: int, end: int,
                     matchers: list[Matcher] | None = None) -> list[str]:

@@ -140,3 +140,30 @@ def test_wal_group_survives_short_writes_and_replays_every_record(
     replayed = list(_wal.replay(tmp_path))
     assert [p for _, p in replayed] == payloads
     assert [pos for pos, _ in replayed] == positions
+
+
+def test_zeros_in_wal_and_index_are_damage_not_empty_records(tmp_path: Path) -> None:
+    # A file system may leave zeros where a crash interrupted a write; (0, 0) reads as an
+    # empty frame with a valid CRC32 (crc32(b"") == 0), which neither writer ever writes.
+    from sluiceway.store import _wal
+
+    cfg = StoreConfig(tmp_path, compaction_enabled=False, flush_on_shutdown=False)
+    st = Store(cfg)
+    base = time.time_ns()
+    for i in range(2):
+        st.push("fake", [_block(i, base)]).result()
+        st.flush_all()
+    st.push("fake", [_block(2, base)]).result()  # stays in the WAL
+    st.close()
+    index = tmp_path / "tenants" / "t-fake" / "index.log"
+    data = index.read_bytes()
+    first_end = 8 + int.from_bytes(data[:4], "little")
+    index.write_bytes(data[:first_end] + bytes(4096) + data[first_end:] + bytes(4096))
+    seg = max((tmp_path / "wal").glob("*.wal"))
+    with open(seg, "ab") as f:
+        f.write(bytes(4096))
+    assert len(list(_wal.replay(tmp_path / "wal"))) == 1
+    st = Store(cfg)
+    assert len(_all(st)) == 30
+    assert st.tenants["fake"].index_records_lost == 1  # the zeros inside; the tail is torn
+    st.close()
