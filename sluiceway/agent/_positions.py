@@ -36,6 +36,7 @@ class FilePos:
     size: int = 0
     read_pos: int = 0
     released: bool = False
+    lag_lines: int | None = None  # whole lines past read_pos, when counted (see _tail)
 
     def done_ranges(self) -> list[list[int]]:
         return [[s, e] for s, e, d in self.pending if d]
@@ -172,7 +173,8 @@ class Positions:
     def snapshot(self) -> dict[str, FilePos]:
         with self._lock:
             return {k: FilePos(f.path, f.committed, f.gen, f.fp, f.fp_len,
-                               [list(p) for p in f.pending], f.size, f.read_pos, f.released)
+                               [list(p) for p in f.pending], f.size, f.read_pos, f.released,
+                               f.lag_lines)
                     for k, f in self._files.items()}
 
     def save(self, force: bool = False) -> None:
