@@ -112,13 +112,14 @@ class Positions:
             f = self._files.get(key)
             return f is not None and not f.released
 
-    def add(self, key: str, start: int, end: int) -> None:
-        """Range [start, end) was handed downstream, not yet durable."""
+    def add(self, key: str, gen: int, start: int, end: int) -> None:
+        """Range [start, end) of generation `gen` was handed downstream, not yet durable.
+        A range of an older generation (content a truncation replaced) is not tracked."""
         if end <= start:
             return
         with self._lock:
             f = self._files.get(key)
-            if f is not None:
+            if f is not None and f.gen == gen:
                 bisect.insort(f.pending, [start, end, 0])
 
     def restart(self, key: str, fp: str, fp_len: int) -> int:

@@ -67,6 +67,7 @@ class Tracked:
     ahead_tail: int = 0
     cut: bool = False  # truncated: start over at 0 before reading on
     cuts: int = 0
+    gen: int = 0  # positions generation of the content read (a truncation starts a new one)
 
 
 class FileTailer:
@@ -148,7 +149,8 @@ class FileTailer:
         with self._lock:
             self.files[key] = Tracked(key, path, fd, self.spec.new(extra), start, start, start,
                                       skips=[(s, e) for s, e, _ in fpos.pending],
-                                      fp_len=fp_len, fp=fp, seen_size=st.st_size)
+                                      fp_len=fp_len, fp=fp, seen_size=st.st_size,
+                                      gen=fpos.gen)
         log.info("tailing %s from offset %d", path, start)
 
     def _start_offset(self, key: str, fd: int, size: int,
@@ -181,8 +183,7 @@ class FileTailer:
         t.seen_size = st.st_size
         if t.fp_len < self.cfg.fingerprint_bytes and st.st_size > t.fp_len:
             t.fp, t.fp_len = file_fingerprint(t.fd, self.cfg.fingerprint_bytes)
-            if not t.cut:  # the saved position must keep the fingerprint of its content
-                self.positions.update(t.key, fp=t.fp, fp_len=t.fp_len)
+            self.positions.update(t.key, fp=t.fp, fp_len=t.fp_len)
         return st
 
     @staticmethod
@@ -222,6 +223,11 @@ class FileTailer:
         t.seen_size = size
         t.fp, t.fp_len = file_fingerprint(t.fd, self.cfg.fingerprint_bytes)
         t.ahead_end = t.nl_ahead = t.ahead_tail = 0
+        # The saved position restarts now (offset 0, the new fingerprint): an agent
+        # stopped before the reader gets here must not resume at the old offset. Lines
+        # of the old content still flowing keep the old generation and move nothing.
+        self.positions.restart(t.key, t.fp, t.fp_len)
+        self.positions.update(t.key, read_pos=0, size=size, lag_lines=None)
 
     def _restart(self, t: Tracked) -> None:
         """After a truncation: drop the unfinished line (counted lost) and read from 0.
@@ -229,7 +235,7 @@ class FileTailer:
         if t.pipeline.stateful:  # a record held by a joiner ends with the old content
             self._deliver(t, Records.empty(), t.line_pos, 0, final=True)
         with self._lock:
-            self.positions.restart(t.key, t.fp, t.fp_len)
+            t.gen = self.positions.gen(t.key)
             t.read_pos = t.mark = t.line_pos = t.nl_read = 0
             t.partial, t.skips, t.unterminated, t.cut = b"", [], False, False
             self.positions.update(t.key, read_pos=0, size=t.seen_size, lag_lines=self._lag(t))
@@ -367,9 +373,8 @@ class FileTailer:
         safe = end if held is None else min(held, end)
         ck: list[Checkpoint] = []
         if safe > t.mark:
-            gen = self.positions.gen(t.key)
-            self.positions.add(t.key, t.mark, safe)
-            ck.append((t.key, gen, t.mark, safe))
+            self.positions.add(t.key, t.gen, t.mark, safe)
+            ck.append((t.key, t.gen, t.mark, safe))
             t.mark = safe
         if nread:
             self.stats.add(lines_read=nread)

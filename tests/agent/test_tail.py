@@ -314,6 +314,11 @@ def test_truncation_while_the_reader_blocks_is_seen_and_its_loss_counted(
         with open(app, "r+") as f:
             f.truncate(0)
         wait_until(lambda: t.stats.file_truncations == 1, "the shrink seen")
+        # Saved now, the position says "start over": an agent stopped before the reader
+        # wakes must not resume at the old offset in a file with the same first bytes.
+        positions.save(force=True)
+        saved = Positions(tmp_path / "positions.json").saved(key)
+        assert saved is not None and saved["offset"] == 0
         new = [header, *nums("new", 0, 3000)]
         write(app, new)
         gate.release.set()
