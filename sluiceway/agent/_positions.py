@@ -36,6 +36,7 @@ class FilePos:
     size: int = 0
     read_pos: int = 0
     released: bool = False
+    lag_lines: int | None = None  # whole lines past read_pos, when counted (see _tail)
 
     def done_ranges(self) -> list[list[int]]:
         return [[s, e] for s, e, d in self.pending if d]
@@ -111,13 +112,14 @@ class Positions:
             f = self._files.get(key)
             return f is not None and not f.released
 
-    def add(self, key: str, start: int, end: int) -> None:
-        """Range [start, end) was handed downstream, not yet durable."""
+    def add(self, key: str, gen: int, start: int, end: int) -> None:
+        """Range [start, end) of generation `gen` was handed downstream, not yet durable.
+        A range of an older generation (content a truncation replaced) is not tracked."""
         if end <= start:
             return
         with self._lock:
             f = self._files.get(key)
-            if f is not None:
+            if f is not None and f.gen == gen:
                 bisect.insort(f.pending, [start, end, 0])
 
     def restart(self, key: str, fp: str, fp_len: int) -> int:
@@ -172,7 +174,8 @@ class Positions:
     def snapshot(self) -> dict[str, FilePos]:
         with self._lock:
             return {k: FilePos(f.path, f.committed, f.gen, f.fp, f.fp_len,
-                               [list(p) for p in f.pending], f.size, f.read_pos, f.released)
+                               [list(p) for p in f.pending], f.size, f.read_pos, f.released,
+                               f.lag_lines)
                     for k, f in self._files.items()}
 
     def save(self, force: bool = False) -> None:

@@ -25,6 +25,7 @@ class Stats:
     retries: int = 0
     file_rotations: int = 0
     file_truncations: int = 0
+    truncated_bytes_lost: int = 0  # bytes a truncation took before they were read
     lost_by_reason: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     backend_ok: bool = True
     last_error: str | None = None
