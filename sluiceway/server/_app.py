@@ -67,8 +67,10 @@ def create_app(cfg: Config, store: Store | None = None,
                pool: IngestPool | None = None) -> FastAPI:
     """Build the app; the store is opened at startup unless one is given."""
     rate = IngestionRateLimiter(cfg.limits.ingestion_rate_mb, cfg.limits.ingestion_burst_size_mb)
-    ctx = ServerContext(cfg, ServerMetrics(), PipelineRegistry(cfg.server.heartbeat_stale_factor),
-                        TailHub(), pool or IngestPool(0), rate, store)
+    pipeline = PipelineRegistry(cfg.server.heartbeat_stale_factor,
+                                cfg.server.heartbeat_max_reporters)
+    ctx = ServerContext(cfg, ServerMetrics(), pipeline, TailHub(), pool or IngestPool(0), rate,
+                        store)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -14,10 +14,10 @@ from starlette.responses import PlainTextResponse, Response
 from sluiceway.server._config import Config, LimitsSection
 from sluiceway.server._ingest_pool import IngestPool
 from sluiceway.server._metrics import ServerMetrics
-from sluiceway.server._params import tenants_from_header
 from sluiceway.server._pipeline import PipelineRegistry
 from sluiceway.server._ratelimit import IngestionRateLimiter
 from sluiceway.server._tail import TailHub
+from sluiceway.server._tenants import parse_tenants
 from sluiceway.store import Store
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui" / "static"
@@ -44,12 +44,14 @@ class ServerContext:
         return self.opened_store
 
     def tenants(self, headers: Headers, allow_many: bool) -> list[str]:
-        """Tenant ids from X-Scope-OrgID (`a|b` on reads), or the default tenant."""
+        """Tenant ids from X-Scope-OrgID, or the default tenant. `allow_many` marks a read:
+        `a|b` names several tenants there when multi-tenant queries are enabled."""
         return self.tenant_ids(headers.get("x-scope-orgid"), allow_many)
 
     def tenant_ids(self, value: str | None, allow_many: bool) -> list[str]:
-        return tenants_from_header(value, self.cfg.server.default_tenant,
-                                   self.cfg.server.auth_enabled, allow_many)
+        return parse_tenants(value, self.cfg.server.default_tenant,
+                             self.cfg.server.auth_enabled,
+                             allow_many and self.cfg.querier.multi_tenant_queries_enabled)
 
 
 def ctx_of(conn: HTTPConnection) -> ServerContext:

@@ -19,7 +19,8 @@ class BodyTooLarge(WireError):
         self.limit = limit
         self.decompressed = decompressed
         if not decompressed:
-            msg = f"request body too large: {size} bytes, limit {limit}"
+            what = f"more than {limit} bytes" if size is None else f"{size} bytes"
+            msg = f"request body too large: {what}, limit {limit}"
         else:
             what = "passes" if size is None else f"is {size} bytes, over"
             msg = f"request body too large: decompressed body {what} the limit of {limit} bytes"
