@@ -30,6 +30,7 @@ from sluiceway.server._querier import QueryTimeout
 from sluiceway.server._ratelimit import IngestionRateLimiter
 from sluiceway.server._tail import TailHub
 from sluiceway.store import Store, StoreConfig
+from sluiceway.wire import BodyTooLarge
 
 
 def store_config(cfg: Config) -> StoreConfig:
@@ -57,10 +58,14 @@ def _errors(app: FastAPI) -> None:
     async def timed_out(_r: Request, exc: Exception) -> Response:
         return bad(str(exc), 504)
 
+    async def too_large(_r: Request, exc: Exception) -> Response:
+        return bad(str(exc), 413)
+
     app.add_exception_handler(ParamError, as_400)
     app.add_exception_handler(QueryError, as_400)
     app.add_exception_handler(PermissionError, no_org)
     app.add_exception_handler(QueryTimeout, timed_out)
+    app.add_exception_handler(BodyTooLarge, too_large)  # a POST form on a read
 
 
 def create_app(cfg: Config, store: Store | None = None,

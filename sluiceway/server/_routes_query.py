@@ -9,7 +9,13 @@ from starlette.concurrency import run_in_threadpool
 
 from sluiceway.logql import LogSource, QueryParams, evaluate, parse_selector
 from sluiceway.model import Matcher
-from sluiceway.server._context import JSONResponse, ServerContext, ctx_of, params_of
+from sluiceway.server._context import (
+    JSONResponse,
+    ServerContext,
+    ctx_of,
+    form_of,
+    params_of,
+)
 from sluiceway.server._params import (
     ParamError,
     parse_direction,
@@ -111,9 +117,7 @@ async def series(request: Request) -> Response:
     ctx = ctx_of(request)
     p = await params_of(request)
     selectors = request.query_params.getlist("match[]") or request.query_params.getlist("match")
-    if request.method == "POST":
-        form = await request.form()
-        selectors += [str(v) for v in form.getlist("match[]")]
+    selectors += [v for k, v in await form_of(request) if k == "match[]"]
     if not selectors:
         raise ParamError("at least one match[] parameter is required")
     start, end = time_range(p, 6 * 3600)

@@ -74,3 +74,25 @@ def test_a_real_server_answers_413_before_the_body_ends(tmp_path: Path) -> None:
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     finally:
         srv.stop()
+
+
+def test_a_post_form_on_a_read_is_bounded_too(app: InProcessApp) -> None:
+    # Go's ParseForm, which Loki's handlers use, stops url-encoded bodies at 10 MiB.
+    piece = b"x" * (256 << 10)
+    body = CountingBody(b"query=" + piece, 32 << 20)
+    r = app.post("/loki/api/v1/query_range", content=body,
+                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 413 and "request body too large" in r.text, r.text
+    assert body.pulled <= (10 << 20) + len(piece) + 6
+
+
+def test_post_forms_still_work_on_reads(app: InProcessApp) -> None:
+    line = b'{"streams":[{"stream":{"job":"form"},"values":[["%d","posted"]]}]}' % (
+        time.time_ns())
+    assert app.post("/loki/api/v1/push", content=line,
+                    headers={"Content-Type": "application/json"}).status_code == 204
+    r = app.post("/loki/api/v1/query_range", data={"query": '{job="form"}', "limit": "5"})
+    assert r.status_code == 200, r.text
+    assert [v[1] for s in r.json()["data"]["result"] for v in s["values"]] == ["posted"]
+    r = app.post("/loki/api/v1/series", data={"match[]": ['{job="form"}', '{job="none"}']})
+    assert r.status_code == 200 and r.json()["data"] == [{"job": "form"}], r.text
