@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
+
+from sluiceway.client._loki import LokiSink
 
 if TYPE_CHECKING:
     from sluiceway.client._runtime import Runtime
@@ -55,18 +58,28 @@ def report_target(rt: Runtime) -> tuple[str | None, bool]:
     return None, True
 
 
+def report_client(rt: Runtime, base: str) -> httpx.Client:
+    """Heartbeats to a Loki sink's own server carry its tenant and credentials."""
+    for w in rt.workers:
+        if isinstance(w.sink, LokiSink) and w.sink.base_url == base.rstrip("/"):
+            return w.sink.report_client(2.0)
+    return httpx.Client(timeout=2.0)
+
+
 def run_heartbeat(rt: Runtime) -> None:
     base, auto = report_target(rt)
     if base is None:
         return
     url = base.rstrip("/") + PATH
+    # Made once per process: the server keeps this process's card against other callers.
+    token = secrets.token_hex(16)
     failing = False
-    with httpx.Client(timeout=2.0) as http:
+    with report_client(rt, base) as http:
         while not rt._hb_stop.is_set():
             try:
-                resp = http.post(url, json=heartbeat_payload(rt))
+                resp = http.post(url, json={**heartbeat_payload(rt), "token": token})
                 ok = resp.status_code < 300
-                err = f"HTTP {resp.status_code}"
+                err = f"HTTP {resp.status_code}: {resp.text.strip()[:300]}"
             except Exception as exc:  # the next beat tries again
                 ok, err, resp = False, f"{type(exc).__name__}: {exc}", None
             if auto and resp is not None and resp.status_code in (404, 405):

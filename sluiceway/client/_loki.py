@@ -51,6 +51,13 @@ class LokiSink:
         self._auth = auth if isinstance(auth, tuple) else None
         self._client: httpx.Client | None = None
 
+    def report_client(self, timeout: float) -> httpx.Client:
+        """A client with this sink's tenant, credentials and TLS settings, for heartbeats
+        to the same server."""
+        headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
+        return httpx.Client(timeout=timeout, verify=self._verify, auth=self._auth,
+                            headers=headers)
+
     def _http(self) -> httpx.Client:
         if self._client is None:
             self._client = httpx.Client(timeout=self._timeout, verify=self._verify,

@@ -42,6 +42,7 @@ from sluiceway.logql._engine import (
 from sluiceway.logql._errors import ParseError, QueryError
 from sluiceway.logql._format import format_query
 from sluiceway.logql._metric import metric_evaluator as _metric_evaluator
+from sluiceway.logql._parse_log import check_selector
 from sluiceway.logql._parser import parse, parse_selector
 from sluiceway.logql._pipeline import LogPipeline, Processed
 from sluiceway.logql._result import QueryResult, QueryStats
@@ -58,6 +59,6 @@ __all__ = [
     "LogfmtParser", "MemorySource", "MetricEvaluator", "MetricExpr", "ParseError",
     "PatternParser", "Processed", "QueryError", "QueryParams", "QueryResult", "QueryStats",
     "RangeAggregation", "RegexpParser", "SeriesRef", "Stage", "UnpackParser", "Unwrap",
-    "VectorAggregation", "VectorExpr", "VectorMatching", "evaluate", "format_query", "parse",
-    "parse_selector", "register_metric_evaluator", "series_entries",
+    "VectorAggregation", "VectorExpr", "VectorMatching", "check_selector", "evaluate",
+    "format_query", "parse", "parse_selector", "register_metric_evaluator", "series_entries",
 ]

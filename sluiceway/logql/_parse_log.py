@@ -3,6 +3,8 @@ formatting stages and `unwrap`; values are validated here so errors carry positi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import re2
 
 from sluiceway.logql import _ast as A
@@ -53,8 +55,8 @@ class LogParser(TokenCursor):
                 break
             self.expect_op(",", "} or ,")
         self.next()
-        if check_empty and not any(_non_empty(m) for m in out):
-            raise ParseError(EMPTY_SELECTOR)
+        if check_empty:
+            check_selector(out)
         return tuple(out)
 
     def pipeline(self, allow_unwrap: bool) -> tuple[tuple[A.Stage, ...], A.Unwrap | None]:
@@ -300,6 +302,12 @@ def _matcher(name: str, op: str, value: str, tok: Token) -> Matcher:
 
 def _non_empty(m: Matcher) -> bool:
     return m.op in ("=", "=~") and not m.matches("")
+
+
+def check_selector(matchers: Sequence[Matcher]) -> None:
+    """Loki's rule: at least one `=` or `=~` matcher that the empty value fails."""
+    if not any(_non_empty(m) for m in matchers):
+        raise ParseError(EMPTY_SELECTOR)
 
 
 def _check_cidr(text: str, tok: Token) -> str:

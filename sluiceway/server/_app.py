@@ -30,6 +30,7 @@ from sluiceway.server._querier import QueryTimeout
 from sluiceway.server._ratelimit import IngestionRateLimiter
 from sluiceway.server._tail import TailHub
 from sluiceway.store import Store, StoreConfig
+from sluiceway.wire import BodyTooLarge
 
 
 def store_config(cfg: Config) -> StoreConfig:
@@ -57,18 +58,24 @@ def _errors(app: FastAPI) -> None:
     async def timed_out(_r: Request, exc: Exception) -> Response:
         return bad(str(exc), 504)
 
+    async def too_large(_r: Request, exc: Exception) -> Response:
+        return bad(str(exc), 413)
+
     app.add_exception_handler(ParamError, as_400)
     app.add_exception_handler(QueryError, as_400)
     app.add_exception_handler(PermissionError, no_org)
     app.add_exception_handler(QueryTimeout, timed_out)
+    app.add_exception_handler(BodyTooLarge, too_large)  # a POST form on a read
 
 
 def create_app(cfg: Config, store: Store | None = None,
                pool: IngestPool | None = None) -> FastAPI:
     """Build the app; the store is opened at startup unless one is given."""
     rate = IngestionRateLimiter(cfg.limits.ingestion_rate_mb, cfg.limits.ingestion_burst_size_mb)
-    ctx = ServerContext(cfg, ServerMetrics(), PipelineRegistry(cfg.server.heartbeat_stale_factor),
-                        TailHub(), pool or IngestPool(0), rate, store)
+    pipeline = PipelineRegistry(cfg.server.heartbeat_stale_factor,
+                                cfg.server.heartbeat_max_reporters)
+    ctx = ServerContext(cfg, ServerMetrics(), pipeline, TailHub(), pool or IngestPool(0), rate,
+                        store)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

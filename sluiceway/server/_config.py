@@ -23,7 +23,14 @@ class ServerSection(_Section):
     default_tenant: str = "fake"
     auth_enabled: bool = False  # when true, X-Scope-OrgID is required (401 without)
     heartbeat_stale_factor: float = 3.0
+    heartbeat_max_size: Bytes = 64 * 1024  # larger heartbeats get 413
+    heartbeat_max_reporters: Annotated[int, Field(ge=1)] = 1000  # per tenant; then 429
     ingest_workers: int | None = None  # decode processes; default: one per core beyond the first
+
+
+class QuerierSection(_Section):
+    # Loki's flag: `X-Scope-OrgID: a|b` queries both tenants (400 while false).
+    multi_tenant_queries_enabled: bool = False
 
 
 class StorageSection(_Section):
@@ -74,6 +81,7 @@ class Config(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SLUICEWAY_", env_nested_delimiter="__",
                                       extra="forbid")
     server: ServerSection = ServerSection()
+    querier: QuerierSection = QuerierSection()
     storage: StorageSection = StorageSection()
     limits: LimitsSection = LimitsSection()
 

@@ -11,6 +11,7 @@ import time
 
 from fastapi import Request, Response
 
+from sluiceway.server._body import read_body
 from sluiceway.server._context import ServerContext, bad, ctx_of
 from sluiceway.server._distributor import Decoder, PushError, Validated, finish_push
 from sluiceway.store import WalWriteError
@@ -21,16 +22,6 @@ log = logging.getLogger("sluiceway.server")
 
 class RateLimited(Exception):
     """The tenant is over its ingestion rate: nothing stored (HTTP 429, retryable)."""
-
-
-async def read_body(request: Request, max_body: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_body:
-        raise BodyTooLarge(int(declared), max_body, decompressed=False)
-    body = await request.body()
-    if len(body) > max_body:
-        raise BodyTooLarge(len(body), max_body, decompressed=False)
-    return body
 
 
 async def commit(ctx: ServerContext, tenant: str, v: Validated, payload: bytes,

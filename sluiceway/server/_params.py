@@ -1,15 +1,12 @@
-"""Loki's HTTP parameter rules: timestamps, durations, limits, direction, tenants."""
+"""Loki's HTTP parameter rules: timestamps, durations, limits, direction."""
 
 from __future__ import annotations
 
 import math
-import re
 import time
 from datetime import datetime
 
 from sluiceway.model import parse_duration
-
-_TENANT_RE = re.compile(r"^[A-Za-z0-9!._*'()-]{1,150}$")
 
 
 class ParamError(ValueError):
@@ -90,17 +87,3 @@ def parse_direction(value: str | None) -> str:
     if v not in ("forward", "backward"):
         raise ParamError(f"invalid direction {value!r}: use forward or backward")
     return v
-
-
-def tenants_from_header(header: str | None, default: str, required: bool,
-                        allow_many: bool) -> list[str]:
-    if not header:
-        if required:
-            raise PermissionError("no org id")
-        return [default]
-    ids = header.split("|") if allow_many else [header]
-    for t in ids:
-        if not _TENANT_RE.match(t) or t in (".", ".."):
-            raise ParamError(f"invalid tenant ID {t!r}: use at most 150 of the characters "
-                             "a-z A-Z 0-9 ! - _ . * ' ( )")
-    return ids

@@ -15,10 +15,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse
 
 from sluiceway import __version__
+from sluiceway.server._body import read_body
 from sluiceway.server._context import UI_DIR, ctx_of
 from sluiceway.server._distributor import PushError
 from sluiceway.server._es_ingest import finish_bulk, prepare_bulk
-from sluiceway.server._ingest import RateLimited, commit, read_body
+from sluiceway.server._ingest import RateLimited, commit
 from sluiceway.store import WalWriteError
 from sluiceway.wire import BodyTooLarge, WireError
 from sluiceway.wire._compress import decode_content_encoding

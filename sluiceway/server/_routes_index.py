@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from sluiceway.logql import format_query, parse, parse_selector
 from sluiceway.server._context import JSONResponse, ctx_of, params_of
 from sluiceway.server._params import ParamError, parse_limit, parse_seconds_or_duration, time_range
+from sluiceway.server._tenants import read_scope
 from sluiceway.server._volume import bucket_edges, volume
 from sluiceway.store._store import index_stats
 
@@ -29,8 +30,8 @@ async def stats(request: Request) -> Response:
     ctx = ctx_of(request)
     p, q = await _required_query(request)
     start, end = time_range(p, 3600)
-    out = await run_in_threadpool(index_stats, ctx.store, ctx.tenants(request.headers, True),
-                                  parse_selector(q), start, end)
+    tenants, matchers = read_scope(ctx.tenants(request.headers, True), parse_selector(q))
+    out = await run_in_threadpool(index_stats, ctx.store, tenants, matchers, start, end)
     return JSONResponse(out)
 
 
@@ -49,9 +50,9 @@ async def _volume(request: Request, ranged: bool) -> tuple[dict[Any, np.ndarray]
     agg = p.get("aggregateBy", "series")
     if agg not in ("series", "labels"):
         raise ParamError(f"invalid aggregateBy {agg!r}: use series or labels")
-    res = await run_in_threadpool(volume, ctx.store, ctx.tenants(request.headers, True),
-                                  parse_selector(q), start, end, step_ns, targets,
-                                  parse_limit(p.get("limit"), 100, 0), agg)
+    tenants, matchers = read_scope(ctx.tenants(request.headers, True), parse_selector(q))
+    res = await run_in_threadpool(volume, ctx.store, tenants, matchers, start, end, step_ns,
+                                  targets, parse_limit(p.get("limit"), 100, 0), agg)
     return res, start, end, step_ns
 
 

@@ -7,9 +7,15 @@ import time
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from sluiceway.logql import QueryParams, evaluate, parse_selector
+from sluiceway.logql import LogSource, QueryParams, evaluate, parse_selector
 from sluiceway.model import Matcher
-from sluiceway.server._context import JSONResponse, ServerContext, ctx_of, params_of
+from sluiceway.server._context import (
+    JSONResponse,
+    ServerContext,
+    ctx_of,
+    form_of,
+    params_of,
+)
 from sluiceway.server._params import (
     ParamError,
     parse_direction,
@@ -19,6 +25,7 @@ from sluiceway.server._params import (
     time_range,
 )
 from sluiceway.server._querier import StoreSource
+from sluiceway.server._tenants import label_names, label_values, read_source
 
 router = APIRouter()
 
@@ -58,7 +65,7 @@ async def _run(request: Request, instant: bool) -> Response:
     qp = _query_params(ctx, request, p, instant)
     timeout = ctx.limits.query_timeout
     source = StoreSource(ctx.store, time.monotonic() + timeout if timeout else None, timeout)
-    result = await run_in_threadpool(evaluate, source, p["query"], qp)
+    result = await run_in_threadpool(evaluate, read_source(source, qp.tenants), p["query"], qp)
     data = result.to_loki_json()
     max_series = ctx.limits.max_query_series
     if data["resultType"] in ("matrix", "vector") and max_series and \
@@ -81,28 +88,29 @@ async def query(request: Request) -> Response:
     return await _run(request, instant=True)
 
 
-async def _label_scope(request: Request) -> tuple[ServerContext, list[str], int, int,
-                                                 list[Matcher] | None]:
-    """Tenants, time range (default the last 6 h, as Loki) and the optional `query`."""
+async def _label_scope(request: Request) -> tuple[LogSource, list[str], int, int,
+                                                 list[Matcher]]:
+    """Source, tenants, time range (default the last 6 h, as Loki) and the `query`."""
     ctx = ctx_of(request)
     p = await params_of(request)
     start, end = time_range(p, 6 * 3600)
-    matchers = parse_selector(p["query"]) if p.get("query") else None
-    return ctx, ctx.tenants(request.headers, True), start, end, matchers
+    matchers = parse_selector(p["query"]) if p.get("query") else []
+    tenants = ctx.tenants(request.headers, True)
+    return read_source(StoreSource(ctx.store), tenants), tenants, start, end, matchers
 
 
 @router.api_route("/loki/api/v1/labels", methods=["GET", "POST"])
 @router.api_route("/loki/api/v1/label", methods=["GET", "POST"])
 async def labels(request: Request) -> Response:
-    ctx, tenants, start, end, matchers = await _label_scope(request)
-    names = await run_in_threadpool(ctx.store.label_names, tenants, start, end, matchers)
+    source, tenants, start, end, matchers = await _label_scope(request)
+    names = await run_in_threadpool(label_names, source, tenants, start, end, matchers)
     return JSONResponse({"status": "success", "data": names})
 
 
 @router.api_route("/loki/api/v1/label/{name}/values", methods=["GET", "POST"])
-async def label_values(request: Request) -> Response:
-    ctx, tenants, start, end, matchers = await _label_scope(request)
-    vals = await run_in_threadpool(ctx.store.label_values, tenants,
+async def values(request: Request) -> Response:
+    source, tenants, start, end, matchers = await _label_scope(request)
+    vals = await run_in_threadpool(label_values, source, tenants,
                                    request.path_params["name"], start, end, matchers)
     return JSONResponse({"status": "success", "data": vals})
 
@@ -112,16 +120,15 @@ async def series(request: Request) -> Response:
     ctx = ctx_of(request)
     p = await params_of(request)
     selectors = request.query_params.getlist("match[]") or request.query_params.getlist("match")
-    if request.method == "POST":
-        form = await request.form()
-        selectors += [str(v) for v in form.getlist("match[]")]
+    selectors += [v for k, v in await form_of(request) if k == "match[]"]
     if not selectors:
         raise ParamError("at least one match[] parameter is required")
     start, end = time_range(p, 6 * 3600)
     tenants = ctx.tenants(request.headers, True)
+    source = read_source(StoreSource(ctx.store), tenants)
     seen: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
     for sel in selectors:
-        for s in await run_in_threadpool(ctx.store.series, tenants, parse_selector(sel), start,
+        for s in await run_in_threadpool(source.series, tenants, parse_selector(sel), start,
                                          end):
-            seen.setdefault(tuple(sorted(s.labels.items())), s.labels)
+            seen.setdefault(tuple(sorted(s.labels.items())), dict(s.labels))
     return JSONResponse({"status": "success", "data": list(seen.values())})
