@@ -7,7 +7,7 @@ import time
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from sluiceway.logql import QueryParams, evaluate, parse_selector
+from sluiceway.logql import QueryParams, check_resolution, evaluate, parse_selector
 from sluiceway.model import Matcher
 from sluiceway.server._context import JSONResponse, ServerContext, ctx_of, params_of
 from sluiceway.server._params import (
@@ -37,9 +37,8 @@ def _query_params(ctx: ServerContext, request: Request, p: dict[str, str],
                              f"{limits.max_query_length / 3600:.0f}h)")
     step, interval = p.get("step"), p.get("interval")
     step_ns = int(parse_seconds_or_duration(step, "step") * 1e9) if step else None
-    if step_ns is not None and step_ns <= 0:
-        raise ParamError("zero or negative query resolution step widths are not accepted. "
-                         "Try a positive integer")
+    if step_ns is not None:
+        check_resolution(start, end, step_ns)  # log queries too, as Loki
     return QueryParams(
         tenants=ctx.tenants(request.headers, allow_many=True), start=start, end=end,
         limit=limit, direction=parse_direction(p.get("direction")), step_ns=step_ns,
@@ -47,7 +46,9 @@ def _query_params(ctx: ServerContext, request: Request, p: dict[str, str],
         if interval else None,
         instant=instant,
         categorize_labels="categorize-labels" in request.headers.get(
-            "x-loki-response-encoding-flags", ""))
+            "x-loki-response-encoding-flags", ""),
+        max_series=limits.max_query_series, max_line_size=ctx.template_cap,
+        deadline=ctx.deadline())
 
 
 async def _run(request: Request, instant: bool) -> Response:
@@ -56,15 +57,8 @@ async def _run(request: Request, instant: bool) -> Response:
     if not p.get("query"):
         raise ParamError("query parameter is required")
     qp = _query_params(ctx, request, p, instant)
-    timeout = ctx.limits.query_timeout
-    source = StoreSource(ctx.store, time.monotonic() + timeout if timeout else None, timeout)
-    result = await run_in_threadpool(evaluate, source, p["query"], qp)
-    data = result.to_loki_json()
-    max_series = ctx.limits.max_query_series
-    if data["resultType"] in ("matrix", "vector") and max_series and \
-            len(data["result"]) > max_series:
-        raise ParamError(f"maximum of series ({max_series}) reached for a single query")
-    return JSONResponse({"status": "success", "data": data})
+    result = await run_in_threadpool(evaluate, StoreSource(ctx.store), p["query"], qp)
+    return JSONResponse({"status": "success", "data": result.to_loki_json()})
 
 
 @router.api_route("/loki/api/v1/query_range", methods=["GET", "POST"])
