@@ -194,11 +194,11 @@ def _repeat(n: Any, s: Any, *, limit: int) -> str:
     return text * k
 
 
-def _indent(n: Any, s: Any, *, limit: int) -> str:
+def _indent(n: Any, s: Any, *, limit: int, lead: str = "") -> str:
     text, k = to_text(s), max(_int(n), 0)
-    _room(len(text) + k * (text.count("\n") + 1), limit)
+    _room(len(lead) + len(text) + k * (text.count("\n") + 1), limit)
     pad = " " * k
-    return "\n".join(pad + ln for ln in text.split("\n"))
+    return lead + "\n".join(pad + ln for ln in text.split("\n"))
 
 
 def _align(right: bool) -> Callable[..., str]:
@@ -372,7 +372,7 @@ FUNCS: dict[str, Callable[..., Any]] = {
     "print": lambda *xs: "".join(to_text(x) for x in xs),
     "repeat": _repeat,
     "indent": _indent,
-    "nindent": lambda n, s, *, limit: "\n" + _indent(n, s, limit=limit - 1),
+    "nindent": lambda n, s, *, limit: _indent(n, s, limit=limit, lead="\n"),
     "alignLeft": _align(False), "alignRight": _align(True),
     "b64enc": lambda s: base64.b64encode(to_text(s).encode()).decode(),
     "b64dec": lambda s: base64.b64decode(to_text(s)).decode("utf-8", "replace"),
