@@ -60,14 +60,12 @@ register_metric_evaluator(_metric_evaluator)
 
 __all__ = [
     "DEFAULT_MAX_LINE_SIZE", "MAX_POINTS", "BinaryOp", "Deadline", "Decolorize", "Drop",
-    "Expr", "Grouping", "JsonParser", "Keep", "LabelBinary",
-    "LabelCompare", "LabelFilter", "LabelFmt", "LabelFormat", "LabelReplace", "LabelsSpec",
-    "LineFilter", "LineFormat", "Literal", "LogExpr", "LogPipeline", "LogRange", "LogSource",
-    "LogfmtParser", "MemorySource", "MetricEvaluator", "MetricExpr", "ParseError",
-    "PatternParser", "Processed", "QueryError", "QueryParams", "QueryResult", "QueryStats",
-    "QueryTimeout",
+    "Expr", "Grouping", "JsonParser", "Keep", "LabelBinary", "LabelCompare", "LabelFilter",
+    "LabelFmt", "LabelFormat", "LabelReplace", "LabelsSpec", "LineFilter", "LineFormat",
+    "Literal", "LogExpr", "LogPipeline", "LogRange", "LogSource", "LogfmtParser",
+    "MemorySource", "MetricEvaluator", "MetricExpr", "ParseError", "PatternParser",
+    "Processed", "QueryError", "QueryParams", "QueryResult", "QueryStats", "QueryTimeout",
     "RangeAggregation", "RegexpParser", "SeriesRef", "Stage", "UnpackParser", "Unwrap",
     "VectorAggregation", "VectorExpr", "VectorMatching", "check_resolution", "evaluate",
-    "format_query", "parse",
-    "parse_selector", "register_metric_evaluator", "series_entries",
+    "format_query", "parse", "parse_selector", "register_metric_evaluator", "series_entries",
 ]
