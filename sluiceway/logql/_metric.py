@@ -16,12 +16,16 @@ import numpy as np
 from sluiceway.logql import _ast as A
 from sluiceway.logql._engine import QueryParams
 from sluiceway.logql._errors import QueryError
-from sluiceway.logql._metric_agg import aggregate, label_replace
+from sluiceway.logql._limits import check_resolution, series_limit_error
+from sluiceway.logql._metric_agg import aggregate, group_key, label_replace
 from sluiceway.logql._metric_binop import binary
 from sluiceway.logql._metric_extract import (
     BinCounts,
     KeyMapper,
+    Projection,
     Samples,
+    SeriesLimit,
+    covered_slots,
     line_sink,
     scan,
     unwrap_sink,
@@ -32,18 +36,20 @@ from sluiceway.logql._metric_json import (
     scalar_matrix_json,
     vector_json,
 )
-from sluiceway.logql._metric_types import F64, I64, Grid, Scalar, Series, Value, Vec
+from sluiceway.logql._metric_types import F64, I64, Grid, LabelKey, Scalar, Series, Value, Vec
 from sluiceway.logql._metric_window import WINDOW_FNS, WindowFn, quantile_fn
 from sluiceway.logql._parser import parse
 from sluiceway.logql._result import QueryResult, QueryStats
 from sluiceway.logql._source import LogSource
 
-MAX_POINTS = 11_000
 NS = 1_000_000_000
 # An outer `sum by (...)` may group samples already at extraction for these range ops
 # (Loki's canInjectVectorGrouping): the sums are equal and far fewer series are kept.
 PUSHDOWN_OPS = frozenset({"bytes_over_time", "bytes_rate", "count_over_time", "rate",
                           "sum_over_time"})
+# Aggregations whose answer has one series per group that has a point: the groups seen
+# while samples are gathered are already series of the answer (the series limit).
+_PER_GROUP_OPS = frozenset({"sum", "avg", "min", "max", "count", "stddev", "stdvar"})
 
 
 def default_step_ns(start: int, end: int) -> int:
@@ -58,79 +64,113 @@ def step_grid(params: QueryParams) -> Grid:
     if end < start:
         raise QueryError("end timestamp must not be before start time")
     step = params.step_ns if params.step_ns is not None else default_step_ns(start, end)
-    if step <= 0:
-        raise QueryError("zero or negative query resolution step widths are not accepted. "
-                         "Try a positive integer")
-    if (end - start) // step > MAX_POINTS:
-        raise QueryError("exceeded maximum resolution of 11,000 points per timeseries. "
-                         "Try decreasing the query resolution (?step=XX)")
+    check_resolution(start, end, step)
     first = -(-start // step) * step
     last = -(-end // step) * step
     return Grid(np.arange(first, last + 1, step, dtype=np.int64), False)
 
 
+def _identity(key: LabelKey) -> LabelKey:
+    return key
+
+
+def _scalar_valued(e: A.Expr) -> bool:
+    if isinstance(e, A.Literal):
+        return True
+    return isinstance(e, A.BinaryOp) and _scalar_valued(e.left) and _scalar_valued(e.right)
+
+
+def _grouped(project: Projection, g: A.Grouping | None) -> Projection:
+    return lambda key: project(group_key(key, g))
+
+
 class _Evaluator:
+    """Evaluates a metric expression over the grid.
+
+    Each node gets the `Projection` from its series to the series of the answer, or None
+    where that is not known while samples are gathered (vector/vector operators, filters,
+    topk, label_replace); range aggregations under a known projection count the answer's
+    series as they go and stop at `max_series` (`SeriesLimit`).
+    """
+
     def __init__(self, source: LogSource, params: QueryParams, grid: Grid,
                  stats: QueryStats) -> None:
         self.source = source
-        self.tenants = params.tenants
+        self.params = params
         self.grid = grid
         self.n = len(grid)
         self.stats = stats
 
-    def eval(self, e: A.Expr) -> Value:
+    def eval(self, e: A.Expr, project: Projection | None = None) -> Value:
         if isinstance(e, A.Literal):
             return Scalar(np.full(self.n, e.value, dtype=np.float64))
         if isinstance(e, A.VectorExpr):
             return Vec([Series((), np.full(self.n, e.value, dtype=np.float64),
                                np.ones(self.n, dtype=np.bool_))])
         if isinstance(e, A.RangeAggregation):
-            return self.range_agg(e, e.grouping)
+            return self.range_agg(e, e.grouping, project)
         if isinstance(e, A.VectorAggregation):
-            return aggregate(e, self.vector_agg_input(e), self.n)
+            return aggregate(e, self.vector_agg_input(e, project), self.n)
         if isinstance(e, A.BinaryOp):
-            return binary(e, self.eval(e.left), self.eval(e.right))
+            # A vector with a scalar keeps its series (unless a comparison filters them).
+            keeps = (e.op not in A.COMPARISON_OPS or e.return_bool) and e.op not in A.SET_OPS
+            left_scalar, right_scalar = _scalar_valued(e.left), _scalar_valued(e.right)
+            return binary(e, self.eval(e.left, project if keeps and right_scalar else None),
+                          self.eval(e.right, project if keeps and left_scalar else None))
         if isinstance(e, A.LabelReplace):
             return label_replace(e, self.vec(e.expr, "label_replace"))
         raise QueryError("log queries can not be used as metric expressions")
 
-    def vec(self, e: A.Expr, what: str) -> Vec:
-        v = self.eval(e)
+    def vec(self, e: A.Expr, what: str, project: Projection | None = None) -> Vec:
+        v = self.eval(e, project)
         if not isinstance(v, Vec):
             raise QueryError(f"{what}: expected a vector expression, got a scalar")
         return v
 
-    def vector_agg_input(self, e: A.VectorAggregation) -> Vec:
+    def vector_agg_input(self, e: A.VectorAggregation, project: Projection | None) -> Vec:
+        inner_project: Projection | None = None
+        if project is not None and e.op in ("sort", "sort_desc"):
+            inner_project = project
+        elif project is not None and e.op in _PER_GROUP_OPS:
+            inner_project = _grouped(project, e.grouping)
         inner = e.expr
         if (e.op == "sum" and isinstance(inner, A.RangeAggregation)
                 and inner.grouping is None and inner.op in PUSHDOWN_OPS):
-            v = self.range_agg(inner, e.grouping or A.Grouping(()))
+            v = self.range_agg(inner, e.grouping or A.Grouping(()), inner_project)
             assert isinstance(v, Vec)
             return v
-        return self.vec(inner, e.op)
+        return self.vec(inner, e.op, inner_project)
 
     # --- range aggregations ----------------------------------------------------------
 
-    def range_agg(self, e: A.RangeAggregation, grouping: A.Grouping | None) -> Vec:
+    def range_agg(self, e: A.RangeAggregation, grouping: A.Grouping | None,
+                  project: Projection | None = None) -> Vec:
         lr = e.range
         ends: I64 = self.grid.points - lr.offset_ns
         lo, hi = int(ends.min()) - lr.range_ns + 1, int(ends.max()) + 1
         if e.op == "absent_over_time":
             return self._absent(e, ends, lo, hi)
         if lr.unwrap is None:
-            return self._over_lines(e.op, lr, grouping, ends, lo, hi)
+            return self._over_lines(e.op, lr, grouping, ends, lo, hi, project)
         fn = quantile_fn(e.param or 0.0) if e.op == "quantile_over_time" else WINDOW_FNS[e.op]
-        return self._over_values(fn, lr, grouping, ends, lo, hi)
+        return self._over_values(fn, lr, grouping, ends, lo, hi, project)
+
+    def _series_limit(self, project: Projection | None, edges: I64, starts: I64,
+                      ends: I64) -> SeriesLimit | None:
+        if project is None or not self.params.max_series:
+            return None
+        return SeriesLimit(self.params.max_series, project, edges,
+                           covered_slots(edges, starts, ends))
 
     def _over_lines(self, op: str, lr: A.LogRange, grouping: A.Grouping | None, ends: I64,
-                    lo: int, hi: int) -> Vec:
+                    lo: int, hi: int, project: Projection | None = None) -> Vec:
         starts = ends - lr.range_ns
         edges = np.unique(np.concatenate([ends, starts]))
-        counts = BinCounts(edges)
+        counts = BinCounts(edges, limit=self._series_limit(project, edges, starts, ends))
         want_bytes = op.startswith("bytes")
         sizes = BinCounts(edges)
         mapper = KeyMapper(grouping, None)
-        scan(self.source, self.tenants, lr, lo, hi, self.stats,
+        scan(self.source, self.params, lr, lo, hi, self.stats,
              line_sink(counts, mapper, sizes if want_bytes else None))
         ie, istart = np.searchsorted(edges, ends), np.searchsorted(edges, starts)
         n_lines = counts.windows(istart, ie)
@@ -144,22 +184,29 @@ class _Evaluator:
             out.append(Series(key, vals.astype(np.float64), cnt > 0))
         return Vec(out)
 
-    def _collect(self, lr: A.LogRange, mapper: KeyMapper, lo: int,
-                 hi: int) -> dict[tuple[tuple[str, str], ...], tuple[I64, F64]]:
+    def _collect(self, lr: A.LogRange, mapper: KeyMapper, lo: int, hi: int,
+                 limit: SeriesLimit | None = None,
+                 ) -> dict[tuple[tuple[str, str], ...], tuple[I64, F64]]:
         assert lr.unwrap is not None
-        samples = Samples()
-        scan(self.source, self.tenants, lr, lo, hi, self.stats,
+        samples = Samples(limit=limit)
+        scan(self.source, self.params, lr, lo, hi, self.stats,
              unwrap_sink(samples, mapper, lr.unwrap))
         return samples.finish()
 
     def _over_values(self, fn: WindowFn, lr: A.LogRange, grouping: A.Grouping | None,
-                     ends: I64, lo: int, hi: int) -> Vec:
+                     ends: I64, lo: int, hi: int, project: Projection | None = None) -> Vec:
         rng = lr.range_ns
         assert lr.unwrap is not None
+        starts = ends - rng
+        edges = np.unique(np.concatenate([ends, starts]))
+        limit = self._series_limit(project, edges, starts, ends)
+        deadline = self.params.deadline
         out = []
         for key, (ts, vs) in self._collect(lr, KeyMapper(grouping, lr.unwrap.label),
-                                           lo, hi).items():
-            a = np.searchsorted(ts, ends - rng, "right")
+                                           lo, hi, limit).items():
+            if deadline is not None:
+                deadline.check()
+            a = np.searchsorted(ts, starts, "right")
             b = np.searchsorted(ts, ends, "right")
             present = b > a
             vals = np.zeros(self.n, dtype=np.float64)
@@ -189,6 +236,15 @@ class _Evaluator:
         return Vec([Series(tuple(sorted(labels.items())), np.ones(self.n), ~seen)])
 
 
+def _check_series(value: Value, grid: Grid, max_series: int) -> None:
+    """The answer's series past `max_series` (for what was not counted on the way)."""
+    if not max_series or not isinstance(value, Vec):
+        return
+    n = sum(1 for s in value.series if bool(s.present[0] if grid.instant else s.present.any()))
+    if n > max_series:
+        raise series_limit_error(max_series)
+
+
 def _order(e: A.Expr) -> str:
     if isinstance(e, A.VectorAggregation) and e.op in ("sort", "sort_desc"):
         return "asc" if e.op == "sort" else "desc"
@@ -201,7 +257,8 @@ def metric_evaluator(source: LogSource, expr: A.Expr, params: QueryParams,
     if isinstance(expr, A.LogExpr):
         raise QueryError("not a metric query")
     grid = step_grid(params)
-    value = _Evaluator(source, params, grid, stats).eval(expr)
+    value = _Evaluator(source, params, grid, stats).eval(expr, _identity)
+    _check_series(value, grid, params.max_series)
     if isinstance(value, Scalar):
         if grid.instant:
             stats.entries_returned = 1

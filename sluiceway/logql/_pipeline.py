@@ -14,6 +14,7 @@ import numpy as np
 
 from sluiceway.logql import _ast as A
 from sluiceway.logql._filters import BlockFilter, compile_line_filter, contains_mask
+from sluiceway.logql._limits import DEFAULT_MAX_LINE_SIZE, Deadline
 from sluiceway.logql._result import QueryStats
 from sluiceway.logql._source import LogSource, SeriesRef
 from sluiceway.logql._stages import METADATA, PARSED, Row, RowStage, compile_row_stages
@@ -33,9 +34,13 @@ class LogPipeline:
 
     With `categorize`, the key holds the stream labels only and the extra element is
     Loki's `{"structuredMetadata": {...}, "parsed": {...}}` (empty groups left out).
+    Templates write at most `max_line_size` bytes; `deadline` is checked before each
+    block and every `Deadline.CHECK_EVERY` lines inside one.
     """
 
-    def __init__(self, stages: tuple[A.Stage, ...], categorize: bool = False) -> None:
+    def __init__(self, stages: tuple[A.Stage, ...], categorize: bool = False,
+                 max_line_size: int = DEFAULT_MAX_LINE_SIZE,
+                 deadline: Deadline | None = None) -> None:
         n = 0
         while n < len(stages) and isinstance(stages[n], A.LineFilter):
             n += 1
@@ -44,8 +49,9 @@ class LogPipeline:
         # Pass rates seen so far: the leading filters are ANDed predicates on the same
         # line, so running the most selective first lets the others look at few lines.
         self._rates = [0.0] * len(self.block_filters)
-        self.row_stages: list[RowStage] = compile_row_stages(stages[n:])
+        self.row_stages: list[RowStage] = compile_row_stages(stages[n:], max_line_size)
         self.categorize = categorize
+        self.deadline = deadline
         self.prefilters = _parsed_value_prefilters(stages[n:])
 
     def select(self, block: EntryBlock) -> np.ndarray[Any, np.dtype[np.intp]]:
@@ -76,7 +82,10 @@ class LogPipeline:
         stream = dict(block.labels)
         base_key = label_key(stream)
         simple = not self.row_stages
-        for i in order:
+        deadline, every = self.deadline, Deadline.CHECK_EVERY
+        for n, i in enumerate(order):
+            if deadline is not None and n % every == 0:
+                deadline.check()
             line = blob[offs[i] : offs[i + 1]].decode("utf-8", "replace")
             md = meta[i] if meta is not None else None
             if simple and not md:
@@ -109,7 +118,10 @@ def selected_blocks(source: LogSource, ref: SeriesRef, pipeline: LogPipeline, st
                     stats: QueryStats) -> Iterator[tuple[EntryBlock, np.ndarray[Any, Any]]]:
     """Each block of a series in [start, end) with the indexes of the lines that pass the
     block-level filters, counting what was read in `stats` (log and metric engines alike)."""
+    deadline = pipeline.deadline
     for block in source.blocks(ref, start, end, direction):
+        if deadline is not None:
+            deadline.check()
         block = block.clip(start, end)
         if not len(block):
             continue

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 
 from sluiceway import __version__
-from sluiceway.logql import QueryError
+from sluiceway.logql import QueryError, QueryTimeout
 from sluiceway.server import (
     _routes_es,
     _routes_index,
@@ -26,7 +26,6 @@ from sluiceway.server._ingest_pool import IngestPool
 from sluiceway.server._metrics import RequestMetricsMiddleware, ServerMetrics
 from sluiceway.server._params import ParamError
 from sluiceway.server._pipeline import PipelineRegistry
-from sluiceway.server._querier import QueryTimeout
 from sluiceway.server._ratelimit import IngestionRateLimiter
 from sluiceway.server._tail import TailHub
 from sluiceway.store import Store, StoreConfig
@@ -74,8 +73,9 @@ def create_app(cfg: Config, store: Store | None = None,
     rate = IngestionRateLimiter(cfg.limits.ingestion_rate_mb, cfg.limits.ingestion_burst_size_mb)
     pipeline = PipelineRegistry(cfg.server.heartbeat_stale_factor,
                                 cfg.server.heartbeat_max_reporters)
-    ctx = ServerContext(cfg, ServerMetrics(), pipeline, TailHub(), pool or IngestPool(0), rate,
-                        store)
+    hub = TailHub(cfg.limits.max_concurrent_tail_requests, cfg.limits.max_tail_buffer_size)
+    ctx = ServerContext(cfg, ServerMetrics(), pipeline, hub, pool or IngestPool(0), rate, store)
+    ctx.metrics.bind_tail(hub)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -71,6 +71,8 @@ class LimitsSection(_Section):
     max_query_length: Duration = 721 * 3600.0
     max_query_series: int = 500
     query_timeout: Duration = 60.0
+    max_concurrent_tail_requests: Annotated[int, Field(ge=0)] = 10  # per tenant; 0: no limit
+    max_tail_buffer_size: Bytes = 4 << 20  # per live tail session, before entries are dropped
     # Loki's defaults are 4 / 6; off here until set: a single node has no neighbours to
     # protect, and a default that refuses a busy app's logs is the surprise we avoid.
     ingestion_rate_mb: Annotated[float, Field(ge=0)] = 0.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, Response
 
+from sluiceway.logql import DEFAULT_MAX_LINE_SIZE, Deadline
 from sluiceway.server._body import read_body
 from sluiceway.server._config import Config, LimitsSection
 from sluiceway.server._ingest_pool import IngestPool
@@ -35,6 +38,7 @@ class ServerContext:
     pool: IngestPool
     rate: IngestionRateLimiter
     opened_store: Store | None = None
+    clock: Callable[[], float] = time.monotonic  # for query deadlines (tests set their own)
 
     @property
     def limits(self) -> LimitsSection:
@@ -45,6 +49,16 @@ class ServerContext:
         if self.opened_store is None:
             raise RuntimeError("the store is not open yet")
         return self.opened_store
+
+    @property
+    def template_cap(self) -> int:
+        """Bytes a query's template may write: `max_line_size` (Loki's default when 0)."""
+        return self.limits.max_line_size or DEFAULT_MAX_LINE_SIZE
+
+    def deadline(self) -> Deadline | None:
+        """When a query starting now must stop (`limits.query_timeout`; 0: never)."""
+        timeout = self.limits.query_timeout
+        return Deadline(timeout, self.clock) if timeout else None
 
     def tenants(self, headers: Headers, allow_many: bool) -> list[str]:
         """Tenant ids from X-Scope-OrgID, or the default tenant. `allow_many` marks a read:

@@ -10,6 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sluiceway.server._tail import TailHub
 from sluiceway.store import Store
 
 
@@ -31,6 +32,40 @@ class ServerMetrics:
 
     def bind_store(self, store: Store) -> None:
         self.registry.register(_StoreCollector(store))
+
+    def bind_tail(self, hub: TailHub) -> None:
+        self.registry.register(_TailCollector(hub))
+
+
+class _TailCollector(Collector):
+    """Live tail sessions, what they hold, and what slow clients lost."""
+
+    def __init__(self, hub: TailHub) -> None:
+        self.hub = hub
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        hub = self.hub
+        tenants = sorted({t for s in list(hub.sessions) for t in s.tenants})
+        sessions = GaugeMetricFamily("sluiceway_tail_sessions", "Open live tail sessions",
+                                     labels=["tenant"])
+        for t in tenants:
+            sessions.add_metric([t], hub.count(t))
+        yield sessions
+        yield GaugeMetricFamily("sluiceway_tail_buffered_bytes",
+                                "Bytes of lines held for live tail clients (all sessions)",
+                                value=hub.buffered_bytes())
+        dropped = CounterMetricFamily(
+            "sluiceway_tail_dropped_entries", "Entries not sent to a live tail client that "
+            "did not keep up (listed to it in dropped_entries)", labels=["tenant"])
+        for t, n in sorted(hub.dropped.items()):
+            dropped.add_metric([t], n)
+        yield dropped
+        refused = CounterMetricFamily(
+            "sluiceway_tail_refused", "Live tails refused by max_concurrent_tail_requests",
+            labels=["tenant"])
+        for t, n in sorted(hub.refused.items()):
+            refused.add_metric([t], n)
+        yield refused
 
 
 class _StoreCollector(Collector):

@@ -7,7 +7,7 @@ import time
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from sluiceway.logql import LogSource, QueryParams, evaluate, parse_selector
+from sluiceway.logql import LogSource, QueryParams, check_resolution, evaluate, parse_selector
 from sluiceway.model import Matcher
 from sluiceway.server._context import (
     JSONResponse,
@@ -44,9 +44,8 @@ def _query_params(ctx: ServerContext, request: Request, p: dict[str, str],
                              f"{limits.max_query_length / 3600:.0f}h)")
     step, interval = p.get("step"), p.get("interval")
     step_ns = int(parse_seconds_or_duration(step, "step") * 1e9) if step else None
-    if step_ns is not None and step_ns <= 0:
-        raise ParamError("zero or negative query resolution step widths are not accepted. "
-                         "Try a positive integer")
+    if step_ns is not None:
+        check_resolution(start, end, step_ns)  # log queries too, as Loki
     return QueryParams(
         tenants=ctx.tenants(request.headers, allow_many=True), start=start, end=end,
         limit=limit, direction=parse_direction(p.get("direction")), step_ns=step_ns,
@@ -54,7 +53,9 @@ def _query_params(ctx: ServerContext, request: Request, p: dict[str, str],
         if interval else None,
         instant=instant,
         categorize_labels="categorize-labels" in request.headers.get(
-            "x-loki-response-encoding-flags", ""))
+            "x-loki-response-encoding-flags", ""),
+        max_series=limits.max_query_series, max_line_size=ctx.template_cap,
+        deadline=ctx.deadline())
 
 
 async def _run(request: Request, instant: bool) -> Response:
@@ -63,15 +64,9 @@ async def _run(request: Request, instant: bool) -> Response:
     if not p.get("query"):
         raise ParamError("query parameter is required")
     qp = _query_params(ctx, request, p, instant)
-    timeout = ctx.limits.query_timeout
-    source = StoreSource(ctx.store, time.monotonic() + timeout if timeout else None, timeout)
+    source = StoreSource(ctx.store)
     result = await run_in_threadpool(evaluate, read_source(source, qp.tenants), p["query"], qp)
-    data = result.to_loki_json()
-    max_series = ctx.limits.max_query_series
-    if data["resultType"] in ("matrix", "vector") and max_series and \
-            len(data["result"]) > max_series:
-        raise ParamError(f"maximum of series ({max_series}) reached for a single query")
-    body = {"status": "success", "data": data}
+    body = {"status": "success", "data": result.to_loki_json()}
     if source.warnings:  # data left out (a damaged chunk): Loki's top-level warnings
         body["warnings"] = source.warnings
     return JSONResponse(body)
