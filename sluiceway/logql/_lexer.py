@@ -154,11 +154,17 @@ _DUR_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_0
 _BYTES_PART = re.compile(r"(\d+(?:\.\d+)?)([kmgtpe]?)(i?)b", re.IGNORECASE)
 
 
+MAX_DURATION_NS = 2**63 - 1  # Go's time.Duration: about 292 years
+
+
 def duration_ns(text: str) -> int:
-    """`1h30m`, `1.5s`, `2d` → ns (Prometheus units plus Go's fractional parts)."""
+    """`1h30m`, `1.5s`, `2d` → ns (Prometheus units plus Go's fractional parts). Raises
+    ValueError past int64 nanoseconds, where Loki's duration parsers fail too."""
     total = 0.0
     for num, unit in _DUR_PART.findall(text):
         total += float(num) * _DUR_NS[unit]
+    if not total <= MAX_DURATION_NS:  # also infinity, from a number of 300 digits
+        raise ValueError("duration out of range")
     return int(round(total))
 
 

@@ -40,6 +40,10 @@ from sluiceway.logql._source import LogSource
 
 MAX_POINTS = 11_000
 NS = 1_000_000_000
+# Times are int64 Unix ns; no point of a grid, and no window edge, may fall outside.
+EARLIEST_NS, LATEST_NS = -(2**63), 2**63 - 1
+_OUT_OF_RANGE = ("the query reaches past the times Unix nanoseconds can hold (1677-09-21 to "
+                 "2262-04-11): ")
 # An outer `sum by (...)` may group samples already at extraction for these range ops
 # (Loki's canInjectVectorGrouping): the sums are equal and far fewer series are kept.
 PUSHDOWN_OPS = frozenset({"bytes_over_time", "bytes_rate", "count_over_time", "rate",
@@ -52,9 +56,11 @@ def default_step_ns(start: int, end: int) -> int:
 
 
 def step_grid(params: QueryParams) -> Grid:
-    if params.instant:
-        return Grid(np.array([params.start], dtype=np.int64), True)
     start, end = params.start, params.end
+    if not (EARLIEST_NS <= start <= LATEST_NS and EARLIEST_NS <= end <= LATEST_NS):
+        raise QueryError(_OUT_OF_RANGE + "start or end")
+    if params.instant:
+        return Grid(np.array([start], dtype=np.int64), True)
     if end < start:
         raise QueryError("end timestamp must not be before start time")
     step = params.step_ns if params.step_ns is not None else default_step_ns(start, end)
@@ -66,7 +72,26 @@ def step_grid(params: QueryParams) -> Grid:
                          "Try decreasing the query resolution (?step=XX)")
     first = -(-start // step) * step
     last = -(-end // step) * step
+    if last > LATEST_NS:  # points are aligned to the step: the last may pass `end`
+        raise QueryError(_OUT_OF_RANGE + "the last step after end; use a smaller step")
     return Grid(np.arange(first, last + 1, step, dtype=np.int64), False)
+
+
+def windows(points: I64, lr: A.LogRange) -> tuple[I64, I64]:
+    """The (start, end] of each point's range window, shifted by the offset. Where an edge
+    falls outside int64 it is clamped to the limit, which no entry's time passes, so
+    each window still holds exactly the entries it should (none, when wholly outside)."""
+    first, last = int(points[0]), int(points[-1])  # points ascend
+    if (first - lr.offset_ns - lr.range_ns >= EARLIEST_NS
+            and last - lr.offset_ns <= LATEST_NS):
+        ends: I64 = points - lr.offset_ns
+        return ends - lr.range_ns, ends
+
+    def clamped(values: list[int]) -> I64:
+        return np.array([min(max(v, EARLIEST_NS), LATEST_NS) for v in values], dtype=np.int64)
+
+    exact = [p - lr.offset_ns for p in points.tolist()]
+    return clamped([e - lr.range_ns for e in exact]), clamped(exact)
 
 
 class _Evaluator:
@@ -89,10 +114,22 @@ class _Evaluator:
         if isinstance(e, A.VectorAggregation):
             return aggregate(e, self.vector_agg_input(e), self.n)
         if isinstance(e, A.BinaryOp):
-            return binary(e, self.eval(e.left), self.eval(e.right))
+            return self.binary_chain(e)
         if isinstance(e, A.LabelReplace):
             return label_replace(e, self.vec(e.expr, "label_replace"))
         raise QueryError("log queries can not be used as metric expressions")
+
+    def binary_chain(self, e: A.BinaryOp) -> Value:
+        """`a + b - c ...` parses as a left-deep tree as long as the query: walk its left
+        spine in a loop, so only genuine nesting (bounded by the parser) recurses."""
+        spine, node = [e], e
+        while isinstance(node.left, A.BinaryOp):
+            node = node.left
+            spine.append(node)
+        value = self.eval(node.left)
+        for node in reversed(spine):
+            value = binary(node, value, self.eval(node.right))
+        return value
 
     def vec(self, e: A.Expr, what: str) -> Vec:
         v = self.eval(e)
@@ -113,18 +150,17 @@ class _Evaluator:
 
     def range_agg(self, e: A.RangeAggregation, grouping: A.Grouping | None) -> Vec:
         lr = e.range
-        ends: I64 = self.grid.points - lr.offset_ns
-        lo, hi = int(ends.min()) - lr.range_ns + 1, int(ends.max()) + 1
+        starts, ends = windows(self.grid.points, lr)
+        lo, hi = min(int(starts.min()) + 1, LATEST_NS), min(int(ends.max()) + 1, LATEST_NS)
         if e.op == "absent_over_time":
-            return self._absent(e, ends, lo, hi)
+            return self._absent(e, starts, ends, lo, hi)
         if lr.unwrap is None:
-            return self._over_lines(e.op, lr, grouping, ends, lo, hi)
+            return self._over_lines(e.op, lr, grouping, starts, ends, lo, hi)
         fn = quantile_fn(e.param or 0.0) if e.op == "quantile_over_time" else WINDOW_FNS[e.op]
-        return self._over_values(fn, lr, grouping, ends, lo, hi)
+        return self._over_values(fn, lr, grouping, starts, ends, lo, hi)
 
-    def _over_lines(self, op: str, lr: A.LogRange, grouping: A.Grouping | None, ends: I64,
-                    lo: int, hi: int) -> Vec:
-        starts = ends - lr.range_ns
+    def _over_lines(self, op: str, lr: A.LogRange, grouping: A.Grouping | None,
+                    starts: I64, ends: I64, lo: int, hi: int) -> Vec:
         edges = np.unique(np.concatenate([ends, starts]))
         counts = BinCounts(edges)
         want_bytes = op.startswith("bytes")
@@ -153,13 +189,13 @@ class _Evaluator:
         return samples.finish()
 
     def _over_values(self, fn: WindowFn, lr: A.LogRange, grouping: A.Grouping | None,
-                     ends: I64, lo: int, hi: int) -> Vec:
+                     starts: I64, ends: I64, lo: int, hi: int) -> Vec:
         rng = lr.range_ns
         assert lr.unwrap is not None
         out = []
         for key, (ts, vs) in self._collect(lr, KeyMapper(grouping, lr.unwrap.label),
                                            lo, hi).items():
-            a = np.searchsorted(ts, ends - rng, "right")
+            a = np.searchsorted(ts, starts, "right")
             b = np.searchsorted(ts, ends, "right")
             present = b > a
             vals = np.zeros(self.n, dtype=np.float64)
@@ -170,17 +206,18 @@ class _Evaluator:
             out.append(Series(key, vals, present))
         return Vec(out)
 
-    def _absent(self, e: A.RangeAggregation, ends: I64, lo: int, hi: int) -> Vec:
+    def _absent(self, e: A.RangeAggregation, starts: I64, ends: I64, lo: int,
+                hi: int) -> Vec:
         lr = e.range
         mapper = KeyMapper(A.Grouping(()), None)
         seen = np.zeros(self.n, dtype=np.bool_)
         if lr.unwrap is None:
-            v = self._over_lines("count_over_time", lr, A.Grouping(()), ends, lo, hi)
+            v = self._over_lines("count_over_time", lr, A.Grouping(()), starts, ends, lo, hi)
             for s in v.series:
                 seen |= s.present
         else:
             for ts, _ in self._collect(lr, mapper, lo, hi).values():
-                a = np.searchsorted(ts, ends - lr.range_ns, "right")
+                a = np.searchsorted(ts, starts, "right")
                 seen |= np.searchsorted(ts, ends, "right") > a
         labels = {m.name: m.value for m in lr.log.matchers if m.op == "=" and m.value}
         for m in lr.log.matchers:
