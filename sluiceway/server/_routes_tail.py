@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sluiceway.logql import Expr, QueryError, QueryParams, evaluate, parse
 from sluiceway.model import EntryBlock
-from sluiceway.server._context import ServerContext, ctx_of
+from sluiceway.server._context import ServerContext, bad, ctx_of
 from sluiceway.server._params import (
     ParamError,
     parse_limit,
@@ -35,6 +35,14 @@ class _TailRequest:
     start: int
 
 
+def _tenants(ctx: ServerContext, ws: WebSocket) -> list[str]:
+    """Browsers cannot set headers on a websocket: `orgId` stands in for X-Scope-OrgID."""
+    orgid = ws.query_params.get("orgId")
+    if "x-scope-orgid" in ws.headers or not orgid:
+        return ctx.tenants(ws.headers, allow_many=True)
+    return ctx.tenant_ids(orgid, allow_many=True)
+
+
 def _tail_request(ctx: ServerContext, ws: WebSocket) -> _TailRequest:
     p = dict(ws.query_params)
     delay = parse_seconds_or_duration(p.get("delay_for") or "0", "delay_for")
@@ -42,9 +50,7 @@ def _tail_request(ctx: ServerContext, ws: WebSocket) -> _TailRequest:
         raise ParamError("delay_for can't be greater than 5")
     return _TailRequest(
         expr=parse(p.get("query") or ""),
-        # Browsers cannot set headers on a websocket: `orgId` stands in for X-Scope-OrgID.
-        tenants=ctx.tenants(ws.headers, allow_many=True) if "x-scope-orgid" in ws.headers
-        or not p.get("orgId") else ctx.tenant_ids(p["orgId"], allow_many=True),
+        tenants=_tenants(ctx, ws),
         limit=parse_limit(p.get("limit"), 100, ctx.limits.max_entries_limit_per_query),
         delay_s=delay,
         start=parse_time(p.get("start"), time.time_ns() - 3600 * 10**9, "start"))
@@ -52,8 +58,15 @@ def _tail_request(ctx: ServerContext, ws: WebSocket) -> _TailRequest:
 
 @router.websocket("/loki/api/v1/tail")
 async def tail(ws: WebSocket) -> None:
-    await ws.accept()
     ctx = ctx_of(ws)
+    try:
+        _tenants(ctx, ws)
+    except PermissionError as exc:  # auth_enabled and no tenant: 401 before the upgrade
+        await ws.send_denial_response(bad(str(exc), 401))
+        return
+    except ParamError:
+        pass  # closed with its message below, as other bad parameters are
+    await ws.accept()
     try:
         await _session(ctx, ws, _tail_request(ctx, ws))
     except WebSocketDisconnect:
