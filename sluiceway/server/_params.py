@@ -52,7 +52,7 @@ def _time_ns(v: str) -> int | None:
                 return None
             if math.isinf(f):
                 return LATEST_NS + 1 if f > 0 else EARLIEST_NS - 1
-            sec, frac = math.modf(f)
+            frac, sec = math.modf(f)  # Python's order; Go's Modf gives (int, frac)
             return int(sec) * 1_000_000_000 + round(frac * 1000) * 1_000_000
     try:
         n = int(v)

@@ -341,6 +341,23 @@ def test_step_reaching_past_2262_is_400(srv: InProcessServer) -> None:
     assert r.status_code == 400, r.text
 
 
+def test_fractional_seconds_keep_their_milliseconds(srv: InProcessServer) -> None:
+    """`start=1700000000.5` is half a second after `1700000000` (the fuzz suite found the
+    fraction dropped, and 1.8e305 a 500)."""
+    sec = time.time_ns() // 10**9 - 60
+    body = {"streams": [{"stream": {"app": "fraction"},
+                         "values": [[str(sec * 10**9), "whole"],
+                                    [str(sec * 10**9 + 600_000_000), "later"]]}]}
+    assert srv.post("/loki/api/v1/push", json=body).status_code == 204
+    r = srv.get("/loki/api/v1/query_range", params={"query": '{app="fraction"}',
+                                                     "start": f"{sec}.5", "end": f"{sec + 1}.0"})
+    assert r.status_code == 200, r.text
+    assert [v[1] for s in r.json()["data"]["result"] for v in s["values"]] == ["later"]
+    r = srv.get("/loki/api/v1/query_range", params={"query": '{app="fraction"}',
+                                                     "start": "1.797693134862316e+305"})
+    assert r.status_code == 400 and "out of range" in r.text
+
+
 # --- deep expressions -----------------------------------------------------------------
 
 CHAIN = "+".join(["1"] * 2000)
