@@ -31,14 +31,16 @@ test_config.__test__ = False  # type: ignore[attr-defined]  # not a test, despit
 
 
 class InProcessServer:
-    def __init__(self, data_dir: Path, **overrides: Any) -> None:
+    """`raise_exceptions`: an exception out of a route fails the caller with its own
+    traceback (what the fuzz suite wants) instead of becoming a 500 answer."""
+
+    def __init__(self, data_dir: Path, raise_exceptions: bool = False,
+                 **overrides: Any) -> None:
         self.cfg = test_config(data_dir, **overrides)
         self.store = Store(store_config(self.cfg))
         self.app = create_app(self.cfg, self.store, IngestPool(0))
         self.loop = asyncio.new_event_loop()
-        # Exceptions become 500 answers, as uvicorn would send: that is what the tests
-        # look for, rather than an exception out of the transport.
-        transport = httpx.ASGITransport(app=self.app, raise_app_exceptions=False)
+        transport = httpx.ASGITransport(app=self.app, raise_app_exceptions=raise_exceptions)
         self.client = httpx.AsyncClient(transport=transport, base_url="http://sluiceway",
                                          timeout=60)
 
