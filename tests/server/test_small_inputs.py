@@ -146,6 +146,19 @@ def test_bulk_timestamp_out_of_range_fails_only_its_item(srv: InProcessServer,
     assert [json.loads(x)["m"] for x in _lines(srv, f'{{index="{index}"}}')] == ["good"]
 
 
+def test_bulk_documents_not_stored_are_counted(srv: InProcessServer) -> None:
+    def counted() -> float:
+        text = srv.get("/metrics").text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("sluiceway_discarded_samples_total{")
+                   and 'reason="invalid_document"' in line)
+
+    before = counted()
+    _bulk(srv, "counted", [b'{"@timestamp":1e308}', b'{"a":' + b"[" * 300 + b"]" * 300 + b"}",
+                           b'{"m":"good"}'])
+    assert counted() == before + 2
+
+
 def test_bulk_document_nested_too_deep_fails_only_its_item(srv: InProcessServer) -> None:
     deep = b'{"a":' + b"[" * 300 + b"]" * 300 + b"}"
     out = _bulk(srv, "deepdoc", [deep, b'{"m":"good"}'])
