@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sluiceway.logql._errors import ParseError
-from sluiceway.model import go_unquote
+from sluiceway.model import go_unquote, quote
 
 # Kinds: IDENT STRING NUMBER DURATION BYTES FLAG OP EOF
 _OPS = ("|=", "|~", "|>", "!=", "!~", "!>", "=~", "==", ">=", "<=", "=", ">", "<", "|",
@@ -143,6 +144,9 @@ class Lexer:
                 return Token(kind, m.group(), line, col)
         m = _NUM_RE.match(t, p)
         assert m is not None
+        if math.isinf(float(m.group())):  # as Go's ParseFloat, which Loki's lexer uses
+            raise ParseError(f"strconv.ParseFloat: parsing {quote(m.group())}: value out of "
+                             "range", line, col)
         self.pos = m.end()
         return Token("NUMBER", m.group(), line, col)
 

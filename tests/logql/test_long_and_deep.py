@@ -112,3 +112,12 @@ def test_step_grid_past_2262_is_a_query_error() -> None:
     with pytest.raises(QueryError, match="reaches past"):
         evaluate(_source(), 'count_over_time({app="a"}[1m])',
                  QueryParams(["t"], latest - 10**12, latest, step_ns=7 * 10**18))
+
+
+@pytest.mark.parametrize("query", ["10E308", "1e309 + 1", 'vector(1e400)',
+                                   'topk(1e999, sum(rate({a="b"}[1m])))',
+                                   '{a="b"} | logfmt | x > 1e999'])
+def test_numbers_past_float64_are_parse_errors(query: str) -> None:
+    """They were infinity, which format_query could not print (found by the fuzz suite)."""
+    with pytest.raises(ParseError, match="value out of range"):
+        parse(query)
