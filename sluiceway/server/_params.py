@@ -86,7 +86,7 @@ def parse_duration_ns(value: str, name: str) -> int:
 
 
 def parse_seconds_or_duration(value: str, name: str) -> float:
-    """The same as seconds."""
+    """`parse_duration_ns` in seconds (`delay_for`, `min_age`)."""
     return parse_duration_ns(value, name) / 1e9
 
 
