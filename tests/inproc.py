@@ -19,15 +19,12 @@ from sluiceway.server._ingest_pool import IngestPool
 from sluiceway.store import Store
 
 
-def test_config(data_dir: Path, **overrides: Any) -> Config:
+def config_for(data_dir: Path, **overrides: Any) -> Config:
     """A config for tests: `overrides` are dotted keys (`server.auth_enabled`)."""
     base: dict[str, Any] = {"storage.data_dir": str(data_dir), "storage.wal_sync": "interval",
                             "storage.flush_on_shutdown": False,
                             "storage.compaction_enabled": False}
     return load_config(None, {**base, **overrides})
-
-
-test_config.__test__ = False  # type: ignore[attr-defined]  # not a test, despite its name
 
 
 class InProcessServer:
@@ -36,7 +33,7 @@ class InProcessServer:
 
     def __init__(self, data_dir: Path, raise_exceptions: bool = False,
                  **overrides: Any) -> None:
-        self.cfg = test_config(data_dir, **overrides)
+        self.cfg = config_for(data_dir, **overrides)
         self.store = Store(store_config(self.cfg))
         self.app = create_app(self.cfg, self.store, IngestPool(0))
         self.loop = asyncio.new_event_loop()
