@@ -1,13 +1,22 @@
-"""The server in the test process: `create_app` over a real store in a temp dir, served by
-uvicorn (the server's own websocket stack) on a real socket in a thread. For tests that
-need no process boundary but want to reach into the server (its clock, its store)."""
+"""The server in the test process, for tests where no process boundary is under test.
+
+- `InProcessServer`: `create_app` over `httpx.ASGITransport`, synchronous (its own event
+  loop), so hypothesis tests and plain tests call it like `httpx.Client`; bodies may be
+  async generators (`CountingBody` counts what the server pulled).
+- `inproc_server`: `create_app` served by uvicorn (the server's own websocket stack) on a
+  real socket in a thread, for websockets, and for tests that reach into the server (its
+  clock, its store) while talking to it over a socket.
+
+The store is a real one in a temporary directory; ingest decoding runs in threads
+(`IngestPool(0)`, the pool's own fallback) for `InProcessServer`."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +26,69 @@ import httpx
 import orjson
 import uvicorn
 
+from sluiceway.server import Config, load_config
 from sluiceway.server._app import create_app, store_config
-from sluiceway.server._config import Config, LimitsSection, StorageSection
+from sluiceway.server._config import LimitsSection, StorageSection
 from sluiceway.server._context import ServerContext
+from sluiceway.server._ingest_pool import IngestPool
 from sluiceway.store import Store
+
+
+def config_for(data_dir: Path, **overrides: Any) -> Config:
+    """A config for tests: `overrides` are dotted keys (`server.auth_enabled`)."""
+    base: dict[str, Any] = {"storage.data_dir": str(data_dir), "storage.wal_sync": "interval",
+                            "storage.flush_on_shutdown": False,
+                            "storage.compaction_enabled": False}
+    return load_config(None, {**base, **overrides})
+
+
+class InProcessServer:
+    """`raise_exceptions`: an exception out of a route fails the caller with its own
+    traceback (what the fuzz suite wants) instead of becoming a 500 answer."""
+
+    def __init__(self, data_dir: Path, raise_exceptions: bool = False,
+                 **overrides: Any) -> None:
+        self.cfg = config_for(data_dir, **overrides)
+        self.store = Store(store_config(self.cfg))
+        self.app = create_app(self.cfg, self.store, IngestPool(0))
+        self.loop = asyncio.new_event_loop()
+        transport = httpx.ASGITransport(app=self.app, raise_app_exceptions=raise_exceptions)
+        self.client = httpx.AsyncClient(transport=transport, base_url="http://sluiceway",
+                                         timeout=60)
+
+    @property
+    def ctx(self) -> ServerContext:
+        ctx: ServerContext = self.app.state.ctx
+        return ctx
+
+    def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        return self.loop.run_until_complete(self.client.request(method, path, **kw))
+
+    def get(self, path: str, **kw: Any) -> httpx.Response:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> httpx.Response:
+        return self.request("POST", path, **kw)
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.client.aclose())
+        self.loop.close()
+        self.app.state.ctx.pool.close()
+        self.store.close()
+
+
+class CountingBody:
+    """A chunked body (no Content-Length) of `total` bytes that counts the bytes the
+    server pulled from it."""
+
+    def __init__(self, piece: bytes, total: int) -> None:
+        self.piece, self.total = piece, total
+        self.pulled = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while self.pulled < self.total:
+            self.pulled += len(self.piece)
+            yield self.piece
 
 
 @dataclass

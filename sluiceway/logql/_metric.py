@@ -43,6 +43,10 @@ from sluiceway.logql._result import QueryResult, QueryStats
 from sluiceway.logql._source import LogSource
 
 NS = 1_000_000_000
+# Times are int64 Unix ns; no point of a grid, and no window edge, may fall outside.
+EARLIEST_NS, LATEST_NS = -(2**63), 2**63 - 1
+_OUT_OF_RANGE = ("the query reaches past the times Unix nanoseconds can hold (1677-09-21 to "
+                 "2262-04-11): ")
 # An outer `sum by (...)` may group samples already at extraction for these range ops
 # (Loki's canInjectVectorGrouping): the sums are equal and far fewer series are kept.
 PUSHDOWN_OPS = frozenset({"bytes_over_time", "bytes_rate", "count_over_time", "rate",
@@ -58,16 +62,37 @@ def default_step_ns(start: int, end: int) -> int:
 
 
 def step_grid(params: QueryParams) -> Grid:
-    if params.instant:
-        return Grid(np.array([params.start], dtype=np.int64), True)
     start, end = params.start, params.end
+    if not (EARLIEST_NS <= start <= LATEST_NS and EARLIEST_NS <= end <= LATEST_NS):
+        raise QueryError(_OUT_OF_RANGE + "start or end")
+    if params.instant:
+        return Grid(np.array([start], dtype=np.int64), True)
     if end < start:
         raise QueryError("end timestamp must not be before start time")
     step = params.step_ns if params.step_ns is not None else default_step_ns(start, end)
     check_resolution(start, end, step)
     first = -(-start // step) * step
     last = -(-end // step) * step
+    if last > LATEST_NS:  # points are aligned to the step: the last may pass `end`
+        raise QueryError(_OUT_OF_RANGE + "the last step after end; use a smaller step")
     return Grid(np.arange(first, last + 1, step, dtype=np.int64), False)
+
+
+def windows(points: I64, lr: A.LogRange) -> tuple[I64, I64]:
+    """The (start, end] of each point's range window, shifted by the offset. Where an edge
+    falls outside int64 it is clamped to the limit, which no entry's time passes, so
+    each window still holds exactly the entries it should (none, when wholly outside)."""
+    first, last = int(points[0]), int(points[-1])  # points ascend
+    if (first - lr.offset_ns - lr.range_ns >= EARLIEST_NS
+            and last - lr.offset_ns <= LATEST_NS):
+        ends: I64 = points - lr.offset_ns
+        return ends - lr.range_ns, ends
+
+    def clamped(values: list[int]) -> I64:
+        return np.array([min(max(v, EARLIEST_NS), LATEST_NS) for v in values], dtype=np.int64)
+
+    exact = [p - lr.offset_ns for p in points.tolist()]
+    return clamped([e - lr.range_ns for e in exact]), clamped(exact)
 
 
 def _identity(key: LabelKey) -> LabelKey:
@@ -75,9 +100,24 @@ def _identity(key: LabelKey) -> LabelKey:
 
 
 def _scalar_valued(e: A.Expr) -> bool:
-    if isinstance(e, A.Literal):
-        return True
-    return isinstance(e, A.BinaryOp) and _scalar_valued(e.left) and _scalar_valued(e.right)
+    """Literals joined by operators; a loop over the nodes, since a chain `1 + 1 + ...` may
+    be as long as the query."""
+    todo = [e]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, A.BinaryOp):
+            todo += (node.left, node.right)
+        elif not isinstance(node, A.Literal):
+            return False
+    return True
+
+
+def _passed(op: A.BinaryOp, project: Projection | None,
+            other_is_scalar: bool) -> Projection | None:
+    """What `op` hands one operand: its own projection when the other operand is a scalar
+    and `op` keeps the series (arithmetic, or a comparison with `bool`)."""
+    keeps = (op.op not in A.COMPARISON_OPS or op.return_bool) and op.op not in A.SET_OPS
+    return project if keeps and other_is_scalar else None
 
 
 def _grouped(project: Projection, g: A.Grouping | None) -> Projection:
@@ -112,14 +152,28 @@ class _Evaluator:
         if isinstance(e, A.VectorAggregation):
             return aggregate(e, self.vector_agg_input(e, project), self.n)
         if isinstance(e, A.BinaryOp):
-            # A vector with a scalar keeps its series (unless a comparison filters them).
-            keeps = (e.op not in A.COMPARISON_OPS or e.return_bool) and e.op not in A.SET_OPS
-            left_scalar, right_scalar = _scalar_valued(e.left), _scalar_valued(e.right)
-            return binary(e, self.eval(e.left, project if keeps and right_scalar else None),
-                          self.eval(e.right, project if keeps and left_scalar else None))
+            return self.binary_chain(e, project)
         if isinstance(e, A.LabelReplace):
             return label_replace(e, self.vec(e.expr, "label_replace"))
         raise QueryError("log queries can not be used as metric expressions")
+
+    def binary_chain(self, e: A.BinaryOp, project: Projection | None) -> Value:
+        """`a + b - c ...` parses as a left-deep tree as long as the query: walk its left
+        spine in a loop, so only genuine nesting (bounded by the parser) recurses. An
+        operand gets the answer's projection only where its series carry through: a vector
+        with a scalar keeps its series (unless a comparison or set operator filters them)."""
+        spine, received = [e], [project]  # each operator and the projection it received
+        while isinstance(spine[-1].left, A.BinaryOp):
+            n = spine[-1]
+            spine.append(n.left)  # type: ignore[arg-type]
+            received.append(_passed(n, received[-1], _scalar_valued(n.right)))
+        deepest = spine[-1]
+        value = self.eval(deepest.left, _passed(deepest, received[-1],
+                                                _scalar_valued(deepest.right)))
+        for n, got in zip(reversed(spine), reversed(received), strict=True):
+            value = binary(n, value, self.eval(n.right, _passed(n, got,
+                                                                _scalar_valued(n.left))))
+        return value
 
     def vec(self, e: A.Expr, what: str, project: Projection | None = None) -> Vec:
         v = self.eval(e, project)
@@ -146,14 +200,14 @@ class _Evaluator:
     def range_agg(self, e: A.RangeAggregation, grouping: A.Grouping | None,
                   project: Projection | None = None) -> Vec:
         lr = e.range
-        ends: I64 = self.grid.points - lr.offset_ns
-        lo, hi = int(ends.min()) - lr.range_ns + 1, int(ends.max()) + 1
+        starts, ends = windows(self.grid.points, lr)
+        lo, hi = min(int(starts.min()) + 1, LATEST_NS), min(int(ends.max()) + 1, LATEST_NS)
         if e.op == "absent_over_time":
-            return self._absent(e, ends, lo, hi)
+            return self._absent(e, starts, ends, lo, hi)
         if lr.unwrap is None:
-            return self._over_lines(e.op, lr, grouping, ends, lo, hi, project)
+            return self._over_lines(e.op, lr, grouping, starts, ends, lo, hi, project)
         fn = quantile_fn(e.param or 0.0) if e.op == "quantile_over_time" else WINDOW_FNS[e.op]
-        return self._over_values(fn, lr, grouping, ends, lo, hi, project)
+        return self._over_values(fn, lr, grouping, starts, ends, lo, hi, project)
 
     def _series_limit(self, project: Projection | None, edges: I64, starts: I64,
                       ends: I64) -> SeriesLimit | None:
@@ -162,9 +216,9 @@ class _Evaluator:
         return SeriesLimit(self.params.max_series, project, edges,
                            covered_slots(edges, starts, ends))
 
-    def _over_lines(self, op: str, lr: A.LogRange, grouping: A.Grouping | None, ends: I64,
-                    lo: int, hi: int, project: Projection | None = None) -> Vec:
-        starts = ends - lr.range_ns
+    def _over_lines(self, op: str, lr: A.LogRange, grouping: A.Grouping | None,
+                    starts: I64, ends: I64, lo: int, hi: int,
+                    project: Projection | None = None) -> Vec:
         edges = np.unique(np.concatenate([ends, starts]))
         counts = BinCounts(edges, limit=self._series_limit(project, edges, starts, ends))
         want_bytes = op.startswith("bytes")
@@ -194,10 +248,10 @@ class _Evaluator:
         return samples.finish()
 
     def _over_values(self, fn: WindowFn, lr: A.LogRange, grouping: A.Grouping | None,
-                     ends: I64, lo: int, hi: int, project: Projection | None = None) -> Vec:
+                     starts: I64, ends: I64, lo: int, hi: int,
+                     project: Projection | None = None) -> Vec:
         rng = lr.range_ns
         assert lr.unwrap is not None
-        starts = ends - rng
         edges = np.unique(np.concatenate([ends, starts]))
         limit = self._series_limit(project, edges, starts, ends)
         deadline = self.params.deadline
@@ -217,17 +271,18 @@ class _Evaluator:
             out.append(Series(key, vals, present))
         return Vec(out)
 
-    def _absent(self, e: A.RangeAggregation, ends: I64, lo: int, hi: int) -> Vec:
+    def _absent(self, e: A.RangeAggregation, starts: I64, ends: I64, lo: int,
+                hi: int) -> Vec:
         lr = e.range
         mapper = KeyMapper(A.Grouping(()), None)
         seen = np.zeros(self.n, dtype=np.bool_)
         if lr.unwrap is None:
-            v = self._over_lines("count_over_time", lr, A.Grouping(()), ends, lo, hi)
+            v = self._over_lines("count_over_time", lr, A.Grouping(()), starts, ends, lo, hi)
             for s in v.series:
                 seen |= s.present
         else:
             for ts, _ in self._collect(lr, mapper, lo, hi).values():
-                a = np.searchsorted(ts, ends - lr.range_ns, "right")
+                a = np.searchsorted(ts, starts, "right")
                 seen |= np.searchsorted(ts, ends, "right") > a
         labels = {m.name: m.value for m in lr.log.matchers if m.op == "=" and m.value}
         for m in lr.log.matchers:

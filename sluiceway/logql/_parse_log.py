@@ -10,7 +10,7 @@ import re2
 from sluiceway.logql import _ast as A
 from sluiceway.logql._errors import ParseError
 from sluiceway.logql._jsonpath import JsonPathError, parse_path
-from sluiceway.logql._lexer import Token, duration_ns, parse_bytes
+from sluiceway.logql._lexer import Token, parse_bytes
 from sluiceway.logql._parse_base import TokenCursor
 from sluiceway.logql._pattern import PatternError, compile_pattern
 from sluiceway.logql._regex import compile_re, error_text
@@ -242,7 +242,11 @@ class LogParser(TokenCursor):
     def label_filter_primary(self) -> A.LabelFilterExpr:
         if self.is_op("("):
             self.next()
-            inner = self.label_filter_or()
+            self.nest()
+            try:
+                inner = self.label_filter_or()
+            finally:
+                self.unnest()
             self.expect_op(")")
             return inner
         name = self.ident()
@@ -282,7 +286,7 @@ class LogParser(TokenCursor):
             return A.LabelCompare(name, op, "number", raw, float(raw))
         if vt.kind == "DURATION":
             self.next()
-            secs = duration_ns(vt.text) / 1e9
+            secs = self.duration(vt) / 1e9
             return A.LabelCompare(name, op, "duration", sign + vt.text, -secs if sign else secs)
         if vt.kind == "BYTES":
             self.next()

@@ -272,10 +272,15 @@ def _ip_label_filter(name: str, positive: bool, contains: Callable[[Any], bool])
 
 def compile_label_filter(e: A.LabelFilterExpr) -> RowStage:
     if isinstance(e, A.LabelBinary):
-        left, right = compile_label_filter(e.left), compile_label_filter(e.right)
+        parts = [compile_label_filter(x) for x in A.label_chain(e)]
+        if len(parts) == 2:
+            left, right = parts
+            if e.op == "and":
+                return lambda row: left(row) and right(row)
+            return lambda row: left(row) or right(row)
         if e.op == "and":
-            return lambda row: left(row) and right(row)
-        return lambda row: left(row) or right(row)
+            return lambda row: all(f(row) for f in parts)
+        return lambda row: any(f(row) for f in parts)
     name = e.name
     if e.kind == "string":
         m = Matcher(name, e.op, e.raw)

@@ -26,6 +26,7 @@ from sluiceway.wire import batches_to_blocks
 from sluiceway.wire._es_bulk import BulkItem, decode_bulk, items_to_batches
 
 _SHARDS = {"total": 1, "successful": 1, "failed": 0}
+_UNREADABLE = "document_parsing_exception"
 
 
 # action, index, _id as sent, and the error (type, reason) of an item not stored
@@ -60,6 +61,11 @@ def prepare_bulk(tenant: str, data: bytes, index: str | None, fields: list[str],
                     it.fail("illegal_argument_exception", one.details[0])
         v = _validated(items, limits, now_ns)
     statuses = [(it.action, it.index, it.doc_id, it.error) for it in items]
+    # Documents that never became a line (unreadable, a time outside int64 ns, nested
+    # too deep) are counted too, beside the lines the checks rejected.
+    unreadable = sum(1 for it in items if it.error and it.error[0] == _UNREADABLE)
+    if unreadable:
+        rejected = rejected + Counter({"invalid_document": unreadable})
     first_checks = Validated(v.blocks, v.lines, v.bytes, rejected, details)
     return BulkPrepared(Prepared.of(tenant, first_checks), statuses, items_json(statuses))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from fastapi import Request, Response
 
@@ -41,9 +42,17 @@ async def commit(ctx: ServerContext, tenant: str, v: Validated, payload: bytes,
     ctx.hub.publish(tenant, v.blocks)
 
 
-async def loki_ingest(request: Request, decode: Decoder) -> Response:
+def loki_rejected(_request: Request, v: Validated) -> Response:
+    """Loki's answer when some lines were not stored: 400 naming them (the rest is)."""
+    return bad(v.message())
+
+
+async def loki_ingest(request: Request, decode: Decoder,
+                      rejected: Callable[[Request, Validated], Response] = loki_rejected
+                      ) -> Response:
     """Read the body, run `decode` on it in an ingest worker, and store the result,
-    answering as Loki's push endpoint does."""
+    answering as Loki's push endpoint does; `rejected` answers when validation dropped
+    some lines (the route's protocol may say that differently)."""
     ctx = ctx_of(request)
     tenant = ctx.tenants(request.headers, allow_many=False)[0]
     max_body = ctx.cfg.server.max_body_size
@@ -67,5 +76,5 @@ async def loki_ingest(request: Request, decode: Decoder) -> Response:
         log.error("push not stored: %s", exc)
         return bad(f"could not store the batch, retry later: {exc}", 503)
     if v.total_rejected:
-        return bad(v.message())
+        return rejected(request, v)
     return Response(status_code=204)

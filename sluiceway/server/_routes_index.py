@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sluiceway.logql import check_resolution, format_query, parse, parse_selector
 from sluiceway.server._context import JSONResponse, ctx_of, params_of
-from sluiceway.server._params import ParamError, parse_limit, parse_seconds_or_duration, time_range
+from sluiceway.server._params import ParamError, parse_limit, parse_step, time_range
 from sluiceway.server._tenants import read_scope
 from sluiceway.server._volume import bucket_edges, volume
 from sluiceway.store._store import index_stats
@@ -43,9 +43,7 @@ async def _volume(request: Request, ranged: bool) -> tuple[dict[Any, np.ndarray]
     step_ns: int | None = None
     if ranged:
         step = p.get("step")
-        secs = parse_seconds_or_duration(step, "step") if step else \
-            max(1.0, (end - start) / 1e9 / 250)
-        step_ns = int(secs * 1e9)
+        step_ns = parse_step(step) if step else int(max(1.0, (end - start) / 1e9 / 250) * 1e9)
         check_resolution(start, end, step_ns)  # query_range's 11,000 points rule
     targets = [t for t in p.get("targetLabels", "").split(",") if t] or None
     agg = p.get("aggregateBy", "series")

@@ -19,8 +19,9 @@ from sluiceway.server._context import (
 from sluiceway.server._params import (
     ParamError,
     parse_direction,
+    parse_duration_ns,
     parse_limit,
-    parse_seconds_or_duration,
+    parse_step,
     parse_time,
     time_range,
 )
@@ -43,14 +44,13 @@ def _query_params(ctx: ServerContext, request: Request, p: dict[str, str],
                              f"{(end - start) / 3.6e12:.0f}h, limit: "
                              f"{limits.max_query_length / 3600:.0f}h)")
     step, interval = p.get("step"), p.get("interval")
-    step_ns = int(parse_seconds_or_duration(step, "step") * 1e9) if step else None
+    step_ns = parse_step(step) if step else None
     if step_ns is not None:
         check_resolution(start, end, step_ns)  # log queries too, as Loki
     return QueryParams(
         tenants=ctx.tenants(request.headers, allow_many=True), start=start, end=end,
         limit=limit, direction=parse_direction(p.get("direction")), step_ns=step_ns,
-        interval_ns=int(parse_seconds_or_duration(interval, "interval") * 1e9)
-        if interval else None,
+        interval_ns=parse_duration_ns(interval, "interval") if interval else None,
         instant=instant,
         categorize_labels="categorize-labels" in request.headers.get(
             "x-loki-response-encoding-flags", ""),

@@ -78,6 +78,9 @@ async def tail(ws: WebSocket) -> None:
     ctx = ctx_of(ws)
     try:
         _tenant(ctx, ws)
+    except PermissionError as exc:  # auth_enabled and no tenant: 401 before the upgrade
+        await ws.send_denial_response(bad(str(exc), 401))
+        return
     except ParamError as exc:  # answered before the upgrade, as Loki does
         await ws.send_denial_response(bad(str(exc)))
         return

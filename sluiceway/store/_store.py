@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import re
@@ -65,20 +66,43 @@ class StoreSeries:
     labels: dict[str, str]
 
 
+_MAX_NAME = 255  # bytes in a file name (ext4, xfs, btrfs, tmpfs)
+_HEX_MAX = (_MAX_NAME - 2) // 2  # id bytes whose hex name fits: 126
+
+
 def tenant_dirname(tenant: str) -> str:
-    # Tenant ids never become raw path components: safe ones get a prefix, others hex.
-    return f"t-{tenant}" if _SAFE_TENANT.match(tenant) else f"x-{tenant.encode().hex()}"
+    """The directory of a tenant: never the raw id (it may be `..` or hold `/`), one name
+    per id and back (`tenant_from_dirname`). Ids of letters, digits, `_` and `-` keep
+    their text after `t-`; others are hex after `x-`, or, when hex would pass 255 bytes
+    (Loki allows 150 characters), unpadded lowercase base32 after `b-`, which fits up to
+    158 bytes. Existing `t-` and `x-` directories keep their names."""
+    if _SAFE_TENANT.match(tenant):
+        return f"t-{tenant}"
+    raw = tenant.encode()
+    if len(raw) <= _HEX_MAX:
+        return f"x-{raw.hex()}"
+    name = "b-" + base64.b32encode(raw).decode("ascii").rstrip("=").lower()
+    if len(name) > _MAX_NAME:
+        raise ValueError(f"tenant id of {len(raw)} bytes is too long to store")
+    return name
 
 
 def tenant_from_dirname(name: str) -> str | None:
-    if name.startswith("t-"):
-        return name[2:]
-    if name.startswith("x-"):
-        try:
-            return bytes.fromhex(name[2:]).decode()
-        except ValueError:
+    """The tenant id of a directory, or None for one `tenant_dirname` does not make."""
+    try:
+        if name.startswith("t-"):
+            tenant = name[2:]
+        elif name.startswith("x-"):
+            tenant = bytes.fromhex(name[2:]).decode()
+        elif name.startswith("b-"):
+            text = name[2:].upper()
+            tenant = base64.b32decode(text + "=" * (-len(text) % 8)).decode()
+        else:
             return None
-    return None
+        # Only the name tenant_dirname gives the id: no two directories mean one tenant.
+        return tenant if tenant_dirname(tenant) == name else None
+    except ValueError:
+        return None
 
 
 class Store:

@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.inproc import CountingBody, InProcessServer
 from tests.procs import ServerProcess
-from tests.server.inproc_app import CountingBody, InProcessApp
 
 LIMIT = 64 * 1024
 PIECE = b" " * 16 * 1024  # whitespace: valid JSON padding, so only the size can refuse it
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[InProcessApp]:
-    a = InProcessApp(tmp_path / "data", **{"server.max_body_size": LIMIT})
+def app(tmp_path: Path) -> Iterator[InProcessServer]:
+    a = InProcessServer(tmp_path / "data", **{"server.max_body_size": LIMIT})
     yield a
     a.close()
 
@@ -32,7 +32,7 @@ def app(tmp_path: Path) -> Iterator[InProcessApp]:
     ("/_bulk", "application/x-ndjson"),
 ])
 def test_chunked_body_over_the_limit_is_413_without_reading_it_all(
-        app: InProcessApp, path: str, content_type: str) -> None:
+        app: InProcessServer, path: str, content_type: str) -> None:
     body = CountingBody(PIECE, 4 << 20)
     r = app.post(path, content=body, headers={"Content-Type": content_type})
     assert r.status_code == 413, r.text
@@ -41,7 +41,7 @@ def test_chunked_body_over_the_limit_is_413_without_reading_it_all(
     assert body.pulled == LIMIT + len(PIECE), body.pulled
 
 
-def test_chunked_body_under_the_limit_is_read_whole(app: InProcessApp) -> None:
+def test_chunked_body_under_the_limit_is_read_whole(app: InProcessServer) -> None:
     line = b'{"streams":[{"stream":{"job":"chunked"},"values":[["%d","one line"]]}]}' % (
         time.time_ns())
     body = CountingBody(line, len(line))
@@ -76,7 +76,7 @@ def test_a_real_server_answers_413_before_the_body_ends(tmp_path: Path) -> None:
         srv.stop()
 
 
-def test_a_post_form_on_a_read_is_bounded_too(app: InProcessApp) -> None:
+def test_a_post_form_on_a_read_is_bounded_too(app: InProcessServer) -> None:
     # Go's ParseForm, which Loki's handlers use, stops url-encoded bodies at 10 MiB.
     piece = b"x" * (256 << 10)
     body = CountingBody(b"query=" + piece, 32 << 20)
@@ -86,7 +86,7 @@ def test_a_post_form_on_a_read_is_bounded_too(app: InProcessApp) -> None:
     assert body.pulled <= (10 << 20) + len(piece) + 6
 
 
-def test_post_forms_still_work_on_reads(app: InProcessApp) -> None:
+def test_post_forms_still_work_on_reads(app: InProcessServer) -> None:
     line = b'{"streams":[{"stream":{"job":"form"},"values":[["%d","posted"]]}]}' % (
         time.time_ns())
     assert app.post("/loki/api/v1/push", content=line,

@@ -17,8 +17,8 @@ import pytest
 from sluiceway import client
 from sluiceway.agent import AgentConfig
 from sluiceway.agent._heartbeat import Heartbeat
+from tests.inproc import CountingBody, InProcessServer
 from tests.procs import ServerProcess
-from tests.server.inproc_app import CountingBody, InProcessApp
 
 HB = "/sluiceway/api/v1/heartbeat"
 PIPELINE = "/sluiceway/api/v1/pipeline"
@@ -39,14 +39,14 @@ def clock() -> Clock:
     return Clock()
 
 
-def _app(tmp_path: Path, clock: Clock, **overrides: Any) -> InProcessApp:
-    a = InProcessApp(tmp_path / "data", **overrides)
+def _app(tmp_path: Path, clock: Clock, **overrides: Any) -> InProcessServer:
+    a = InProcessServer(tmp_path / "data", **overrides)
     a.ctx.pipeline.clock = clock
     return a
 
 
 @pytest.fixture
-def app(tmp_path: Path, clock: Clock) -> Iterator[InProcessApp]:
+def app(tmp_path: Path, clock: Clock) -> Iterator[InProcessServer]:
     a = _app(tmp_path, clock)
     yield a
     a.close()
@@ -61,19 +61,19 @@ def beat(id_: str, token: str, **kw: Any) -> dict[str, Any]:
     return hb
 
 
-def post(app: InProcessApp, hb: dict[str, Any], tenant: str | None = None) -> httpx.Response:
+def post(app: InProcessServer, hb: dict[str, Any], tenant: str | None = None) -> httpx.Response:
     headers = {"X-Scope-OrgID": tenant} if tenant else {}
     return app.post(HB, content=orjson.dumps(hb), headers=headers)
 
 
-def cards(app: InProcessApp, tenant: str | None = None) -> list[dict[str, Any]]:
+def cards(app: InProcessServer, tenant: str | None = None) -> list[dict[str, Any]]:
     r = app.get(PIPELINE, headers={"X-Scope-OrgID": tenant} if tenant else {})
     assert r.status_code == 200, r.text
     data: list[dict[str, Any]] = r.json()["data"]
     return data
 
 
-def test_a_heartbeat_over_64_KiB_is_413_and_not_kept(app: InProcessApp) -> None:
+def test_a_heartbeat_over_64_KiB_is_413_and_not_kept(app: InProcessServer) -> None:
     big = beat("big", "t", lost_by_reason={"x" * 70_000: 1})
     r = post(app, big)
     assert r.status_code == 413 and "heartbeat_max_size" in r.text, r.text
@@ -86,7 +86,7 @@ def test_a_heartbeat_over_64_KiB_is_413_and_not_kept(app: InProcessApp) -> None:
     assert [c["id"] for c in cards(app)] == ["small"]
 
 
-def test_cards_are_per_tenant_and_pipeline_shows_the_callers_tenant(app: InProcessApp) -> None:
+def test_cards_are_per_tenant_and_pipeline_shows_the_callers_tenant(app: InProcessServer) -> None:
     assert post(app, beat("web-1", "ta", name="a's web-1"), "team-a").status_code == 204
     assert post(app, beat("web-1", "tb", name="b's web-1"), "team-b").status_code == 204
     a, b = cards(app, "team-a"), cards(app, "team-b")
@@ -98,7 +98,7 @@ def test_cards_are_per_tenant_and_pipeline_shows_the_callers_tenant(app: InProce
     assert r.status_code == 400 and "multiple org IDs present" in r.text
 
 
-def test_another_token_is_409_until_the_card_is_stale(app: InProcessApp, clock: Clock) -> None:
+def test_another_token_is_409_until_the_card_is_stale(app: InProcessServer, clock: Clock) -> None:
     assert post(app, beat("agent-x", "first", name="first")).status_code == 204
     r = post(app, beat("agent-x", "intruder", name="intruder"))
     assert r.status_code == 409 and "belongs to another process" in r.text
@@ -113,7 +113,7 @@ def test_another_token_is_409_until_the_card_is_stale(app: InProcessApp, clock: 
     assert post(app, beat("agent-x", "first", name="first")).status_code == 409
 
 
-def test_a_heartbeat_without_a_token_is_400(app: InProcessApp) -> None:
+def test_a_heartbeat_without_a_token_is_400(app: InProcessServer) -> None:
     hb = beat("x", "t")
     del hb["token"]
     r = post(app, hb)
@@ -121,7 +121,7 @@ def test_a_heartbeat_without_a_token_is_400(app: InProcessApp) -> None:
     assert post(app, beat("x", "t", interval_s="soon")).status_code == 400
 
 
-def test_at_most_1000_reporters_per_tenant(app: InProcessApp, clock: Clock) -> None:
+def test_at_most_1000_reporters_per_tenant(app: InProcessServer, clock: Clock) -> None:
     reg = app.ctx.pipeline
     for i in range(1000):
         reg.record("busy", beat(f"r{i:04}", f"t{i}"))

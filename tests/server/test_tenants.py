@@ -14,8 +14,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from tests.inproc import InProcessServer
 from tests.procs import ServerProcess
-from tests.server.inproc_app import InProcessApp
 
 NOW = time.time_ns()
 START, END = str(NOW - 3600 * 10**9), str(NOW + 10**9)
@@ -31,7 +31,7 @@ READS = [
 ]
 
 
-def push(app: InProcessApp, tenant: str, lines: list[str], **labels: str) -> None:
+def push(app: InProcessServer, tenant: str, lines: list[str], **labels: str) -> None:
     body = {"streams": [{"stream": {"job": "x", **labels},
                          "values": [[str(NOW - 10**9 * (i + 1)), line]
                                     for i, line in enumerate(lines)]}]}
@@ -40,22 +40,22 @@ def push(app: InProcessApp, tenant: str, lines: list[str], **labels: str) -> Non
     assert r.status_code == 204, r.text
 
 
-def get(app: InProcessApp, path: str, orgid: str, **params: str) -> Any:
+def get(app: InProcessServer, path: str, orgid: str, **params: str) -> Any:
     r = app.get(path, params={"start": START, "end": END, **params},
                 headers={"X-Scope-OrgID": orgid})
     assert r.status_code == 200, (path, r.status_code, r.text)
     return r.json()
 
 
-def count(app: InProcessApp, orgid: str, by: str = "") -> dict[str, int]:
+def count(app: InProcessServer, orgid: str, by: str = "") -> dict[str, int]:
     q = f'sum {by} (count_over_time({{job="x"}}[2h]))'
     res = get(app, "/loki/api/v1/query", orgid, query=q, time=END)["data"]["result"]
     return {",".join(r["metric"].values()): int(r["value"][1]) for r in res}
 
 
 @pytest.fixture
-def single(tmp_path: Path) -> Iterator[InProcessApp]:
-    app = InProcessApp(tmp_path / "data")
+def single(tmp_path: Path) -> Iterator[InProcessServer]:
+    app = InProcessServer(tmp_path / "data")
     push(app, "a", ["a1", "a2", "a3"])
     push(app, "b", ["b1"])
     push(app, "fake", ["f1", "f2"])
@@ -64,15 +64,15 @@ def single(tmp_path: Path) -> Iterator[InProcessApp]:
 
 
 @pytest.fixture
-def multi(tmp_path: Path) -> Iterator[InProcessApp]:
-    app = InProcessApp(tmp_path / "data", **{"querier.multi_tenant_queries_enabled": True})
+def multi(tmp_path: Path) -> Iterator[InProcessServer]:
+    app = InProcessServer(tmp_path / "data", **{"querier.multi_tenant_queries_enabled": True})
     push(app, "a", ["a1", "a2", "a3"])
     push(app, "b", ["b1"])
     yield app
     app.close()
 
 
-def test_a_repeated_tenant_is_counted_once(single: InProcessApp) -> None:
+def test_a_repeated_tenant_is_counted_once(single: InProcessServer) -> None:
     assert count(single, "a|a") == {"": 3}
     streams = get(single, "/loki/api/v1/query_range", "a|a", query='{job="x"}')
     assert sorted(v[1] for s in streams["data"]["result"] for v in s["values"]) == [
@@ -80,7 +80,7 @@ def test_a_repeated_tenant_is_counted_once(single: InProcessApp) -> None:
     assert get(single, "/loki/api/v1/index/stats", "a|a", query='{job="x"}')["entries"] == 3
 
 
-def test_fake_5000_times_reads_the_tenant_once(single: InProcessApp) -> None:
+def test_fake_5000_times_reads_the_tenant_once(single: InProcessServer) -> None:
     orgid = "|".join(["fake"] * 5000)
     vol = get(single, "/loki/api/v1/index/volume", orgid, query='{job="x"}')
     assert vol["data"]["result"][0]["value"][1] == str(len("f1") + len("f2"))
@@ -88,7 +88,7 @@ def test_fake_5000_times_reads_the_tenant_once(single: InProcessApp) -> None:
 
 
 @pytest.mark.parametrize(("path", "params"), READS)
-def test_several_tenants_on_reads_are_400_unless_enabled(single: InProcessApp, path: str,
+def test_several_tenants_on_reads_are_400_unless_enabled(single: InProcessServer, path: str,
                                                          params: dict[str, str]) -> None:
     r = single.get(path, params={"start": START, "end": END, **params},
                    headers={"X-Scope-OrgID": "a|b"})
@@ -96,12 +96,12 @@ def test_several_tenants_on_reads_are_400_unless_enabled(single: InProcessApp, p
 
 
 @pytest.mark.parametrize(("path", "params"), READS)
-def test_every_read_takes_several_tenants_when_enabled(multi: InProcessApp, path: str,
+def test_every_read_takes_several_tenants_when_enabled(multi: InProcessServer, path: str,
                                                        params: dict[str, str]) -> None:
     get(multi, path, "a|b", **params)
 
 
-def test_multi_tenant_streams_carry_the_tenant_label(multi: InProcessApp) -> None:
+def test_multi_tenant_streams_carry_the_tenant_label(multi: InProcessServer) -> None:
     res = get(multi, "/loki/api/v1/query_range", "b|a", query='{job="x"}')["data"]["result"]
     assert sorted((s["stream"]["__tenant_id__"], len(s["values"])) for s in res) == [
         ("a", 3), ("b", 1)]
@@ -121,7 +121,7 @@ def test_multi_tenant_streams_carry_the_tenant_label(multi: InProcessApp) -> Non
     assert stats["entries"] == 3
 
 
-def test_a_stored_tenant_label_cannot_pass_for_another_tenant(multi: InProcessApp) -> None:
+def test_a_stored_tenant_label_cannot_pass_for_another_tenant(multi: InProcessServer) -> None:
     push(multi, "a", ["spoofed"], __tenant_id__="b")
     res = get(multi, "/loki/api/v1/query_range", "a|b",
               query='{job="x", __tenant_id__="b"}')["data"]["result"]
@@ -132,13 +132,13 @@ def test_a_stored_tenant_label_cannot_pass_for_another_tenant(multi: InProcessAp
         {"job": "x", "original___tenant_id__": "b", "__tenant_id__": "a"}]
 
 
-def test_a_selector_of_tenant_matchers_only_is_refused(multi: InProcessApp) -> None:
+def test_a_selector_of_tenant_matchers_only_is_refused(multi: InProcessServer) -> None:
     r = multi.get("/loki/api/v1/query_range", params={"query": '{__tenant_id__="a"}'},
                   headers={"X-Scope-OrgID": "a|b"})
     assert r.status_code == 400 and "at least one regexp or equality matcher" in r.text
 
 
-def test_at_most_100_tenants_in_a_query(multi: InProcessApp) -> None:
+def test_at_most_100_tenants_in_a_query(multi: InProcessServer) -> None:
     ok = "|".join(f"t{i}" for i in range(100))
     get(multi, "/loki/api/v1/labels", ok + "|t0")
     r = multi.get("/loki/api/v1/labels", headers={"X-Scope-OrgID": ok + "|t100"})
@@ -151,7 +151,7 @@ def test_at_most_100_tenants_in_a_query(multi: InProcessApp) -> None:
     ("/_bulk", "application/x-ndjson", b'{"index":{"_index":"i"}}\n{"m":1}\n'),
 ])
 def test_several_tenants_on_writes_are_400_even_when_enabled(
-        multi: InProcessApp, path: str, content_type: str, body: bytes) -> None:
+        multi: InProcessServer, path: str, content_type: str, body: bytes) -> None:
     r = multi.post(path, content=body,
                    headers={"Content-Type": content_type, "X-Scope-OrgID": "a|b"})
     assert r.status_code == 400 and "multiple org IDs present" in r.text
@@ -166,7 +166,7 @@ def test_several_tenants_on_writes_are_400_even_when_enabled(
     ("..", "tenant ID is '.' or '..'"),
     ("|a", "tenant ID is empty"),
 ])
-def test_tenant_ids_are_validated_as_loki_does(multi: InProcessApp, orgid: str,
+def test_tenant_ids_are_validated_as_loki_does(multi: InProcessServer, orgid: str,
                                                message: str) -> None:
     r = multi.get("/loki/api/v1/labels", headers={"X-Scope-OrgID": orgid})
     assert r.status_code == 400 and message in r.text, r.text
