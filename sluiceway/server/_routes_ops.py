@@ -11,6 +11,7 @@ from starlette.responses import PlainTextResponse
 from sluiceway import __version__
 from sluiceway.server._context import JSONResponse, bad, ctx_of
 from sluiceway.server._params import parse_seconds_or_duration
+from sluiceway.store import ChunkWriteError
 
 router = APIRouter()
 
@@ -38,7 +39,12 @@ async def buildinfo() -> Response:
 
 @router.post("/flush")
 async def flush(request: Request) -> Response:
-    await run_in_threadpool(ctx_of(request).store.flush_all)
+    """Write every head to chunks now: 204 once all are written, 503 when some could not
+    be (disk full): their data stays in memory and in the WAL, and the store retries."""
+    try:
+        await run_in_threadpool(ctx_of(request).store.flush_all)
+    except ChunkWriteError as exc:
+        return bad(str(exc), 503)
     return Response(status_code=204)
 
 

@@ -12,7 +12,6 @@ high bytes are almost all zero and compress to nearly nothing.
 
 from __future__ import annotations
 
-import os
 import struct
 import threading
 import zlib
@@ -23,6 +22,7 @@ import numpy as np
 import orjson
 import zstandard
 
+from sluiceway.durable import atomic_write, ensure_dir
 from sluiceway.model import EntryBlock
 
 MAGIC = b"SLWC"
@@ -114,11 +114,7 @@ def _unshuffle(buf: bytes, offset: int, n: int, dtype: str) -> np.ndarray:
 
 
 def write_chunk_file(path: Path, data: bytes) -> None:
-    """Write atomically and durably: the index may only name complete files."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write atomically and durably (file, rename and directory synced): the index may
+    only name complete files. Many at once: `sluiceway.durable.write_files`."""
+    ensure_dir(path.parent)
+    atomic_write(path, data)

@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from sluiceway.durable import atomic_write, ensure_dir, fsync_dir
+
 log = logging.getLogger("sluiceway.index")
 _HDR = struct.Struct("<II")
 
@@ -39,28 +41,41 @@ def read_index(path: Path) -> Iterator[dict[str, Any]]:
 class IndexLog:
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(path.parent)
+        created = not path.exists()
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        if created:
+            fsync_dir(path.parent)  # the log's name must outlive a power cut, as its records
 
-    def append(self, records: list[dict[str, Any]]) -> None:
+    @staticmethod
+    def _frames(records: list[dict[str, Any]]) -> bytes:
         frames = []
         for r in records:
             payload = orjson.dumps(r)
             frames.append(_HDR.pack(len(payload), zlib.crc32(payload)) + payload)
-        os.write(self._fd, b"".join(frames))
-        os.fsync(self._fd)
+        return b"".join(frames)
+
+    def append(self, records: list[dict[str, Any]]) -> None:
+        """Append and fsync; on failure (disk full) the log is cut back to where it was,
+        so no torn record sits in front of later ones."""
+        data = memoryview(self._frames(records))
+        size = os.fstat(self._fd).st_size
+        try:
+            while data:  # a short write is no error: the next write raises
+                data = data[os.write(self._fd, data):]
+            os.fsync(self._fd)
+        except OSError:
+            try:
+                os.ftruncate(self._fd, size)
+            except OSError:
+                log.error("index %s: could not cut back a failed append", self.path)
+            raise
 
     def rewrite(self, records: list[dict[str, Any]]) -> None:
-        """Replace the log with `records` (compaction after many deletions), atomically."""
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            for r in records:
-                payload = orjson.dumps(r)
-                f.write(_HDR.pack(len(payload), zlib.crc32(payload)) + payload)
-            f.flush()
-            os.fsync(f.fileno())
+        """Replace the log with `records` (compaction after many deletions), atomically
+        and durably (file and directory synced)."""
+        atomic_write(self.path, self._frames(records))
         os.close(self._fd)
-        os.replace(tmp, self.path)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
 
     def close(self) -> None:
