@@ -28,6 +28,7 @@ from sluiceway.server._params import ParamError
 from sluiceway.server._pipeline import PipelineRegistry
 from sluiceway.server._querier import QueryTimeout
 from sluiceway.server._ratelimit import IngestionRateLimiter
+from sluiceway.server._streamlimit import StreamLimiter
 from sluiceway.server._tail import TailHub
 from sluiceway.store import Store, StoreConfig
 
@@ -68,7 +69,8 @@ def create_app(cfg: Config, store: Store | None = None,
     """Build the app; the store is opened at startup unless one is given."""
     rate = IngestionRateLimiter(cfg.limits.ingestion_rate_mb, cfg.limits.ingestion_burst_size_mb)
     ctx = ServerContext(cfg, ServerMetrics(), PipelineRegistry(cfg.server.heartbeat_stale_factor),
-                        TailHub(), pool or IngestPool(0), rate, store)
+                        TailHub(), pool or IngestPool(0), rate,
+                        StreamLimiter(cfg.limits.max_global_streams_per_user), store)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

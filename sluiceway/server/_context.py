@@ -17,6 +17,7 @@ from sluiceway.server._metrics import ServerMetrics
 from sluiceway.server._params import tenants_from_header
 from sluiceway.server._pipeline import PipelineRegistry
 from sluiceway.server._ratelimit import IngestionRateLimiter
+from sluiceway.server._streamlimit import StreamLimiter
 from sluiceway.server._tail import TailHub
 from sluiceway.store import Store
 
@@ -31,6 +32,7 @@ class ServerContext:
     hub: TailHub
     pool: IngestPool
     rate: IngestionRateLimiter
+    streams: StreamLimiter
     opened_store: Store | None = None
 
     @property

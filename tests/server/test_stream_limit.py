@@ -119,13 +119,32 @@ def test_streams_whose_data_is_in_chunks_and_idle_do_not_count(tmp_path: Path) -
 
 
 def test_default_limit_is_lokis_and_zero_turns_it_off(tmp_path: Path) -> None:
+    assert load_config(None).limits.max_global_streams_per_user == 5000
+
     async def run() -> None:
         base = time.time_ns() - 3600 * 10**9
-        many = {str(i): f"l{i}" for i in range(5001)}
-        async with _Server(tmp_path / "a", {}) as c:
-            r = await _push(c, _body(many, base))
-            assert r.status_code == 429 and '{app="lim", n="5000"}' in r.text
-            assert len(await _lines(c, base)) == 1000  # query limit; 5000 were stored
-        async with _Server(tmp_path / "b", {"limits.max_global_streams_per_user": 0}) as c:
+        many = {str(i): f"l{i}" for i in range(20)}
+        async with _Server(tmp_path, {"limits.max_global_streams_per_user": 0}) as c:
             assert (await _push(c, _body(many, base))).status_code == 204
+            assert len(await _lines(c, base)) == 20
+    asyncio.run(run())
+
+
+def test_bulk_items_of_refused_streams_get_a_retryable_429(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with _Server(tmp_path, {"limits.max_global_streams_per_user": 1}) as c:
+            docs = b"".join(b'{"index":{"_index":"%s"}}\n{"message":"m%d"}\n' % (ix, i)
+                            for i, ix in enumerate([b"a", b"b", b"a", b"b"]))
+            r = await c.post("/_bulk", content=docs)
+            assert r.status_code == 200
+            body = r.json()
+            assert body["errors"] is True
+            statuses = [it["index"]["status"] for it in body["items"]]
+            assert statuses == [201, 429, 201, 429]
+            err = body["items"][1]["index"]["error"]
+            assert err["type"] == "es_rejected_execution_exception"
+            assert err["reason"].startswith("maximum active stream limit exceeded when trying "
+                                            'to create stream {index="b"}')
+            metrics = (await c.get("/metrics")).text
+            assert _discarded(metrics, "fake") == 2
     asyncio.run(run())
