@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -28,6 +29,15 @@ log = logging.getLogger("sluiceway.store")
 # Chunk decoding runs here so decompression overlaps with filtering on the query thread.
 _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="chunk-load")
 _PREFETCH = 3
+
+
+_DAY_NS = 86_400 * 10**9
+
+
+@functools.lru_cache(maxsize=64)
+def _day(n: int) -> str:
+    """The chunk directory of day `n` since the epoch (UTC)."""
+    return datetime.fromtimestamp(n * 86_400, UTC).strftime("%Y-%m-%d")
 
 
 class TenantStore:
@@ -119,13 +129,14 @@ class TenantStore:
         """Write sealed heads as chunks: every file, their syncs shared (`write_files`),
         then one index append naming the ones that are durable. Returns the jobs that
         could not be written (they stay in memory and in the WAL) and the first error."""
-        files: list[tuple[Path, bytes]] = []
+        files: list[tuple[str, bytes]] = []
+        root = str(self.root)
         refs: list[ChunkRef] = []
         blocks: list[EntryBlock] = []
         for s, sealed in jobs:
             block = sort_dedupe(EntryBlock.concat([p.block for p in sealed.pieces]))
             data, ref = self._encode(s, block, self.compression_level, sealed.last_pos)
-            files.append((self.root / ref.path, data))
+            files.append((f"{root}/{ref.path}", data))
             refs.append(ref)
             blocks.append(block)
         results = write_files(files)
@@ -136,7 +147,7 @@ class TenantStore:
                 self.index.append([self.add_record(jobs[i][0], refs[i]) for i in done])
             except OSError as exc:
                 for i in done:  # never named: nothing may keep them
-                    files[i][0].unlink(missing_ok=True)
+                    Path(files[i][0]).unlink(missing_ok=True)
                 return jobs, exc
         with self.lock:
             for i in done:
@@ -152,7 +163,7 @@ class TenantStore:
     def _encode(self, s: Stream, block: EntryBlock, level: int,
                 pos: WalPos) -> tuple[bytes, ChunkRef]:
         data, meta = encode_chunk(block, level)
-        day = datetime.fromtimestamp(meta.mint / 1e9, UTC).strftime("%Y-%m-%d")
+        day = _day(meta.mint // _DAY_NS)
         rel = f"chunks/{day}/{s.fp:016x}-{meta.mint}-{uuid.uuid4().hex[:8]}.chunk"
         return data, ChunkRef(rel, meta.mint, meta.maxt, meta.n, meta.raw_bytes, meta.size,
                               pos, level, time.time())
