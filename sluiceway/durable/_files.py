@@ -8,7 +8,7 @@ import ctypes
 import os
 import platform
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -181,13 +181,19 @@ def write_files(items: Sequence[tuple[str | os.PathLike[str], bytes | memoryview
 
 
 def _each(pool: ThreadPoolExecutor | None, fn: Callable[[int], None],
-          indices: Iterable[int]) -> None:
+          indices: Sequence[int]) -> None:
     if pool is None:
         for i in indices:
             fn(i)
-    else:
-        for _ in pool.map(fn, indices):
-            pass
+        return
+
+    def run(part: Sequence[int]) -> None:
+        for i in part:
+            fn(i)
+
+    # One slice per thread: a future per file would cost more than the file's syscalls.
+    for _ in pool.map(run, [indices[k::_THREADS] for k in range(_THREADS)]):
+        pass
 
 
 def remove_temp_files(directory: str | os.PathLike[str], name: str = "") -> int:

@@ -157,7 +157,7 @@ class TenantStore:
                 s.sealed.remove(sealed)
                 s.flushed_pos = max(s.flushed_pos, sealed.last_pos)
         for i in done:
-            self.cache.put(str(self.root / refs[i].path), blocks[i])
+            self.cache.put(files[i][0], blocks[i])
         return [jobs[i] for i, r in enumerate(results) if r is not None], error
 
     def _encode(self, s: Stream, block: EntryBlock, level: int,
