@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +42,7 @@ def read_index(path: Path) -> Iterator[dict[str, Any]]:
 class IndexLog:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock = threading.Lock()  # the flusher and the compactor both append
         ensure_dir(path.parent)
         created = not path.exists()
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -59,24 +61,27 @@ class IndexLog:
         """Append and fsync; on failure (disk full) the log is cut back to where it was,
         so no torn record sits in front of later ones."""
         data = memoryview(self._frames(records))
-        size = os.fstat(self._fd).st_size
-        try:
-            while data:  # a short write is no error: the next write raises
-                data = data[os.write(self._fd, data):]
-            os.fsync(self._fd)
-        except OSError:
+        with self._lock:
+            size = os.fstat(self._fd).st_size
             try:
-                os.ftruncate(self._fd, size)
+                while data:  # a short write is no error: the next write raises
+                    data = data[os.write(self._fd, data):]
+                os.fsync(self._fd)
             except OSError:
-                log.error("index %s: could not cut back a failed append", self.path)
-            raise
+                try:
+                    os.ftruncate(self._fd, size)
+                except OSError:
+                    log.error("index %s: could not cut back a failed append", self.path)
+                raise
 
     def rewrite(self, records: list[dict[str, Any]]) -> None:
         """Replace the log with `records` (compaction after many deletions), atomically
         and durably (file and directory synced)."""
-        atomic_write(self.path, self._frames(records))
-        os.close(self._fd)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        data = self._frames(records)
+        with self._lock:
+            atomic_write(self.path, data)
+            os.close(self._fd)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
 
     def close(self) -> None:
         os.close(self._fd)

@@ -327,7 +327,9 @@ class Store:
                      time.monotonic() - self._failing_since)
 
     def _write_or_queue(self, jobs: list[Job]) -> None:
-        if self.flush_failing and time.monotonic() < self._retry_at:
+        """Write now, or, while writes fail, queue behind the failed ones: the next
+        attempt takes them all, so "works again" means nothing is left behind."""
+        if self.flush_failing:
             with self._flush_cond:
                 self._flush_q += jobs
         elif jobs:

@@ -108,3 +108,39 @@ def test_chunk_write_failure_backs_off_and_recovers(tmp_path: Path) -> None:
         assert sorted(_lines(srv, "small", base - 1)) == sorted(small)
     finally:
         srv.stop()
+
+
+INDEX_SCRIPT = """
+import resource, sys
+from pathlib import Path
+from sluiceway.store._index import IndexLog, read_index
+path = Path(sys.argv[1])
+log = IndexLog(path)
+log.append([{"op": "add", "n": i, "pad": "x" * 100} for i in range(10)])
+resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size + 500, resource.RLIM_INFINITY))
+try:
+    log.append([{"op": "add", "n": 100 + i, "pad": "y" * 100} for i in range(10)])
+    print("append did not fail")
+except OSError as exc:
+    print("failed:", exc.strerror)
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+log.append([{"op": "add", "n": 200}])
+log.close()
+print(*[r["n"] for r in read_index(path)])
+"""
+
+
+def test_index_append_that_does_not_fit_is_cut_back(tmp_path: Path) -> None:
+    """A failed append (file size limit, disk full) must not leave a torn record in
+    front of the next one: it raises, and the log is cut back to where it was."""
+    import subprocess
+    import sys
+
+    from tests.procs import REPO
+
+    r = subprocess.run([sys.executable, "-c", INDEX_SCRIPT, str(tmp_path / "index.log")],
+                       capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.splitlines()
+    assert out[0] == "failed: File too large"
+    assert out[1].split() == [*map(str, range(10)), "200"]
