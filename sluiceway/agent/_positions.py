@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import bisect
 import logging
-import os
 import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
+
+from sluiceway.durable import atomic_write, ensure_dir, remove_temp_files
 
 log = logging.getLogger("sluiceway.agent")
 _MAGIC = b"sluiceway-positions v1 crc32="
@@ -66,6 +67,8 @@ class Positions:
 
     # -- startup ---------------------------------------------------------------------------
     def _load(self) -> dict[str, dict[str, object]]:
+        if self.path.parent.is_dir():
+            remove_temp_files(self.path.parent, self.path.name)  # a save a crash cut short
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
@@ -188,22 +191,7 @@ class Positions:
                             "fp_len": f.fp_len, "done": f.done_ranges()}
             self._dirty = False
         body = orjson.dumps({"files": files})
-        _atomic_write(self.path, _MAGIC + str(zlib.crc32(body)).encode() + b"\n" + body)
+        ensure_dir(self.path.parent)
+        atomic_write(self.path, _MAGIC + str(zlib.crc32(body)).encode() + b"\n" + body,
+                     mode=0o600)
 
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write-fsync-rename-fsync(dir): the file is always either the old or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)

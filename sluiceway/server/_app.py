@@ -27,6 +27,7 @@ from sluiceway.server._metrics import RequestMetricsMiddleware, ServerMetrics
 from sluiceway.server._params import ParamError
 from sluiceway.server._pipeline import PipelineRegistry
 from sluiceway.server._ratelimit import IngestionRateLimiter
+from sluiceway.server._streamlimit import StreamLimiter
 from sluiceway.server._tail import TailHub
 from sluiceway.store import Store, StoreConfig
 from sluiceway.wire import BodyTooLarge
@@ -74,7 +75,8 @@ def create_app(cfg: Config, store: Store | None = None,
     pipeline = PipelineRegistry(cfg.server.heartbeat_stale_factor,
                                 cfg.server.heartbeat_max_reporters)
     hub = TailHub(cfg.limits.max_concurrent_tail_requests, cfg.limits.max_tail_buffer_size)
-    ctx = ServerContext(cfg, ServerMetrics(), pipeline, hub, pool or IngestPool(0), rate, store)
+    ctx = ServerContext(cfg, ServerMetrics(), pipeline, hub, pool or IngestPool(0), rate,
+                        StreamLimiter(cfg.limits.max_global_streams_per_user), store)
     ctx.metrics.bind_tail(hub)
 
     @asynccontextmanager

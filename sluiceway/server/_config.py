@@ -77,6 +77,8 @@ class LimitsSection(_Section):
     # protect, and a default that refuses a busy app's logs is the surprise we avoid.
     ingestion_rate_mb: Annotated[float, Field(ge=0)] = 0.0
     ingestion_burst_size_mb: Annotated[float, Field(ge=0)] = 6.0
+    # Loki's default: active streams per tenant; 0 = no limit.
+    max_global_streams_per_user: Annotated[int, Field(ge=0)] = 5000
 
 
 class Config(BaseSettings):

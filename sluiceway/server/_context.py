@@ -21,6 +21,7 @@ from sluiceway.server._ingest_pool import IngestPool
 from sluiceway.server._metrics import ServerMetrics
 from sluiceway.server._pipeline import PipelineRegistry
 from sluiceway.server._ratelimit import IngestionRateLimiter
+from sluiceway.server._streamlimit import StreamLimiter
 from sluiceway.server._tail import TailHub
 from sluiceway.server._tenants import parse_tenants
 from sluiceway.store import Store
@@ -37,6 +38,7 @@ class ServerContext:
     hub: TailHub
     pool: IngestPool
     rate: IngestionRateLimiter
+    streams: StreamLimiter
     opened_store: Store | None = None
     clock: Callable[[], float] = time.monotonic  # for query deadlines (tests set their own)
 

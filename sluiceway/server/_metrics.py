@@ -104,6 +104,9 @@ class _StoreCollector(Collector):
         wal = GaugeMetricFamily("sluiceway_wal_bytes", "Bytes in WAL segments on disk",
                                 value=s.wal.size_bytes())
         yield wal
+        yield GaugeMetricFamily("sluiceway_chunk_flush_failing",
+                                "1 while chunks cannot be written (the flusher backs off)",
+                                value=int(s.flush_failing))
 
 
 def _tenant_counters(s: Store) -> Iterator[CounterMetricFamily]:

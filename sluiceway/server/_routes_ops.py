@@ -12,6 +12,7 @@ from sluiceway.server._body import read_body
 from sluiceway.server._context import JSONResponse, bad, ctx_of
 from sluiceway.server._params import parse_seconds_or_duration
 from sluiceway.server._pipeline import HeartbeatRefused, parse_heartbeat
+from sluiceway.store import ChunkWriteError
 from sluiceway.wire import BodyTooLarge
 
 router = APIRouter()
@@ -40,7 +41,12 @@ async def buildinfo() -> Response:
 
 @router.post("/flush")
 async def flush(request: Request) -> Response:
-    await run_in_threadpool(ctx_of(request).store.flush_all)
+    """Write every head to chunks now: 204 once all are written, 503 when some could not
+    be (disk full): their data stays in memory and in the WAL, and the store retries."""
+    try:
+        await run_in_threadpool(ctx_of(request).store.flush_all)
+    except ChunkWriteError as exc:
+        return bad(str(exc), 503)
     return Response(status_code=204)
 
 

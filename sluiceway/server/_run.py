@@ -11,7 +11,7 @@ import uvicorn
 
 from sluiceway.server._config import Config
 from sluiceway.server._ingest_pool import default_workers
-from sluiceway.store import StoreError
+from sluiceway.store import StoreError, lock_data_dir
 
 log = logging.getLogger("sluiceway.server")
 
@@ -64,13 +64,21 @@ def serve(cfg: Config) -> None:
     # Fork the workers first: no thread and no listening socket exists yet to inherit.
     pool = IngestPool(workers if workers is not None else default_workers())
     try:
+        # The data dir is ours alone before anything in it is opened (and after the
+        # fork: a worker holding the lock could outlive a killed server for a moment).
+        lock = lock_data_dir(cfg.storage.data_dir)
+    except StoreError as exc:
+        pool.close()
+        raise StartupError(str(exc)) from None
+    try:
         sock = bind(cfg.server.listen)
     except StartupError:
+        lock.close()
         pool.close()
         raise
     try:
         # Opened here, not in the ASGI lifespan, so a bad data dir is a clear exit 2.
-        store = Store(store_config(cfg))
+        store = Store(store_config(cfg), lock)
     except StoreError as exc:
         sock.close()
         pool.close()

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from sluiceway.durable import atomic_write, ensure_dir, fsync_dir
 from sluiceway.store._frames import HDR, Damage, scan
 
 log = logging.getLogger("sluiceway.index")
@@ -79,9 +80,12 @@ class IndexLog:
 
     def __init__(self, path: Path, end: int | None = None) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the flusher and the compactor both append
+        ensure_dir(path.parent)
+        created = not path.exists()
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        if created:
+            fsync_dir(path.parent)  # the log's name must outlive a power cut, as its records
         self._size = os.fstat(self._fd).st_size
         if end is not None and self._size > end:
             log.warning("index %s: cutting %d bytes after the last valid record (offset %d) "
@@ -90,13 +94,18 @@ class IndexLog:
             os.fsync(self._fd)
             self._size = end
 
-    def append(self, records: list[dict[str, Any]]) -> None:
-        """All records or none: a failed or short write is cut back off, then raised."""
+    @staticmethod
+    def _frames(records: list[dict[str, Any]]) -> bytes:
         frames = []
         for r in records:
             payload = orjson.dumps(r)
             frames.append(HDR.pack(len(payload), zlib.crc32(payload)) + payload)
-        buf = memoryview(b"".join(frames))
+        return b"".join(frames)
+
+    def append(self, records: list[dict[str, Any]]) -> None:
+        """All records or none: a failed or short write is cut back off, then raised, so no
+        torn record sits in front of later ones."""
+        buf = memoryview(self._frames(records))
         with self._lock:
             start = self._size
             try:
@@ -121,17 +130,12 @@ class IndexLog:
                           self.path, size)
 
     def rewrite(self, records: list[dict[str, Any]]) -> None:
-        """Replace the log with `records` (compaction after many deletions), atomically."""
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            for r in records:
-                payload = orjson.dumps(r)
-                f.write(HDR.pack(len(payload), zlib.crc32(payload)) + payload)
-            f.flush()
-            os.fsync(f.fileno())
+        """Replace the log with `records` (compaction after many deletions), atomically
+        and durably (file and directory synced)."""
+        data = self._frames(records)
         with self._lock:
+            atomic_write(self.path, data)
             os.close(self._fd)
-            os.replace(tmp, self.path)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
             self._size = os.fstat(self._fd).st_size
 

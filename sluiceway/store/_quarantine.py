@@ -9,8 +9,9 @@ the reverse rename.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
+
+from sluiceway.durable import ensure_dir, replace
 
 log = logging.getLogger("sluiceway.store")
 
@@ -30,10 +31,11 @@ def set_aside(root: Path, rel: str, kind: str) -> Path | None:
 
 
 def move(src: Path, dst: Path) -> bool:
-    """Rename `src` to `dst` (directories made); False when `src` is not there."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    """Rename `src` to `dst` durably (directories made and synced); False when `src` is
+    not there."""
+    ensure_dir(dst.parent)
     try:
-        os.replace(src, dst)  # plain rename: the file's bytes are already on disk
+        replace(src, dst)  # the file's bytes are already on disk; the rename is synced
     except FileNotFoundError:
         return False
     return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from sluiceway.durable import ensure_dir, write_files
 from sluiceway.model import EntryBlock, Matcher, fingerprint, format_labels, parse_labels
 from sluiceway.store._blocks import sort_dedupe
 from sluiceway.store._cache import ChunkCache
@@ -31,6 +33,15 @@ _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="chunk-load")
 _PREFETCH = 3
 
 
+_DAY_NS = 86_400 * 10**9
+
+
+@functools.lru_cache(maxsize=64)
+def _day(n: int) -> str:
+    """The chunk directory of day `n` since the epoch (UTC)."""
+    return datetime.fromtimestamp(n * 86_400, UTC).strftime("%Y-%m-%d")
+
+
 class TenantStore:
     def __init__(self, tenant: str, root: Path, cache: ChunkCache, chunk_target_bytes: int,
                  compression_level: int) -> None:
@@ -42,7 +53,10 @@ class TenantStore:
         self.lock = threading.RLock()
         self.streams: dict[int, Stream] = {}
         self.postings: dict[str, dict[str, set[int]]] = {}
-        root.mkdir(parents=True, exist_ok=True)
+        # Streams with data in memory or written to recently (Loki's "active streams",
+        # what max_global_streams_per_user counts); see forget_idle.
+        self.active: set[int] = set()
+        ensure_dir(root)
         self.index_records_lost = 0  # damaged index records skipped at load
         self.chunks_readded = 0  # chunk files the index no longer named, taken back
         self.chunks_quarantined: dict[str, int] = {}  # by reason
@@ -107,6 +121,7 @@ class TenantStore:
                 if not len(b):
                     continue
                 s.append(b, pos)
+                self.active.add(s.fp)
                 if s.head_bytes >= self.chunk_target_bytes:
                     cut = s.seal()
                     if cut is not None:
@@ -117,26 +132,70 @@ class TenantStore:
         s = self.streams.get(fp)
         return None if s is None else s.max_ts
 
-    # --- flush path (flusher thread) -------------------------------------------------
-    def flush(self, s: Stream, sealed: Sealed) -> ChunkRef:
-        block = sort_dedupe(EntryBlock.concat([p.block for p in sealed.pieces]))
-        ref = self.write_chunk(s, block, self.compression_level, sealed.last_pos)
-        self.index.append([self.add_record(s, ref)])
+    def active_streams(self, fps: list[int]) -> tuple[int, set[int]]:
+        """How many streams are active, and which of `fps` are."""
         with self.lock:
-            s.chunks.append(ref)
-            s.chunks.sort(key=lambda c: c.mint)
-            s.sealed.remove(sealed)
-            s.flushed_pos = max(s.flushed_pos, sealed.last_pos)
-        self.cache.put(str(self.root / ref.path), block)
-        return ref
+            return len(self.active), {fp for fp in fps if fp in self.active}
+
+    def forget_idle(self, idle_before: float) -> None:
+        """Streams whose data is all in chunks and that got nothing since `idle_before`
+        (monotonic) stop being active, as Loki's ingester drops flushed, idle streams."""
+        with self.lock:
+            for fp in list(self.active):
+                s = self.streams.get(fp)
+                if s is None or (not s.head and not s.sealed and s.last_append < idle_before):
+                    self.active.discard(fp)
+
+    # --- flush path (flusher thread) -------------------------------------------------
+    def flush_many(self, jobs: list[tuple[Stream, Sealed]]
+                   ) -> tuple[list[tuple[Stream, Sealed]], BaseException | None]:
+        """Write sealed heads as chunks: every file, their syncs shared (`write_files`),
+        then one index append naming the ones that are durable. Returns the jobs that
+        could not be written (they stay in memory and in the WAL) and the first error."""
+        files: list[tuple[str, bytes]] = []
+        root = str(self.root)
+        refs: list[ChunkRef] = []
+        blocks: list[EntryBlock] = []
+        for s, sealed in jobs:
+            block = sort_dedupe(EntryBlock.concat([p.block for p in sealed.pieces]))
+            data, ref = self._encode(s, block, self.compression_level, sealed.last_pos)
+            files.append((f"{root}/{ref.path}", data))
+            refs.append(ref)
+            blocks.append(block)
+        results = write_files(files)
+        done = [i for i, r in enumerate(results) if r is None]
+        error: BaseException | None = next((r for r in results if r is not None), None)
+        if done:
+            try:
+                self.index.append([self.add_record(jobs[i][0], refs[i]) for i in done])
+            except OSError as exc:
+                for i in done:  # never named: nothing may keep them
+                    Path(files[i][0]).unlink(missing_ok=True)
+                return jobs, exc
+        with self.lock:
+            for i in done:
+                s, sealed = jobs[i]
+                s.chunks.append(refs[i])
+                s.chunks.sort(key=lambda c: c.mint)
+                s.sealed.remove(sealed)
+                s.flushed_pos = max(s.flushed_pos, sealed.last_pos)
+        for i in done:
+            self.cache.put(files[i][0], blocks[i])
+        return [jobs[i] for i, r in enumerate(results) if r is not None], error
+
+    def _encode(self, s: Stream, block: EntryBlock, level: int,
+                pos: WalPos) -> tuple[bytes, ChunkRef]:
+        data, meta = encode_chunk(block, level)
+        day = _day(meta.mint // _DAY_NS)
+        rel = f"chunks/{day}/{s.fp:016x}-{meta.mint}-{uuid.uuid4().hex[:8]}.chunk"
+        return data, ChunkRef(rel, meta.mint, meta.maxt, meta.n, meta.raw_bytes, meta.size,
+                              pos, level, time.time())
 
     def write_chunk(self, s: Stream, block: EntryBlock, level: int, pos: WalPos) -> ChunkRef:
-        data, meta = encode_chunk(block, level)
-        day = datetime.fromtimestamp(meta.mint / 1e9, UTC).strftime("%Y-%m-%d")
-        rel = f"chunks/{day}/{s.fp:016x}-{meta.mint}-{uuid.uuid4().hex[:8]}.chunk"
-        write_chunk_file(self.root / rel, data)
-        return ChunkRef(rel, meta.mint, meta.maxt, meta.n, meta.raw_bytes, meta.size, pos,
-                        level, time.time())
+        """One chunk file, durable when this returns (not yet in the index)."""
+        data, ref = self._encode(s, block, level, pos)
+        write_chunk_file(self.root / ref.path, data)
+        return ref
 
     @staticmethod
     def add_record(s: Stream, ref: ChunkRef) -> dict[str, object]:

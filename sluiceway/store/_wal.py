@@ -16,6 +16,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
+from sluiceway.durable import ensure_dir, fsync_dir
 from sluiceway.store._frames import HDR as _HDR
 from sluiceway.store._frames import Damage, scan
 
@@ -103,7 +104,7 @@ class WalWriter:
     def __init__(self, wal_dir: Path, segment_bytes: int = 128 << 20,
                  sync_mode: str = "always", sync_interval_s: float = 0.1) -> None:
         self.dir = wal_dir
-        self.dir.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.dir)
         self.segment_bytes = segment_bytes
         self.sync_mode = sync_mode
         self.sync_interval_s = sync_interval_s
@@ -125,11 +126,7 @@ class WalWriter:
 
     def _open(self, n: int) -> int:
         fd = os.open(_segment_path(self.dir, n), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        dfd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        fsync_dir(self.dir)
         return fd
 
     def submit(self, payload: bytes, apply: Callable[[WalPos], None],
@@ -245,6 +242,11 @@ class WalWriter:
         self.segment += 1
         self._fd = self._open(self.segment)
         self._offset = 0
+
+    @property
+    def closed(self) -> bool:
+        """True once `close` was called: nothing more is written, rotations included."""
+        return self._closed
 
     @property
     def current_bytes(self) -> int:
