@@ -13,10 +13,11 @@ class SinkRetryable(Exception):
     """
 
     def __init__(self, message: str, retry_after: float | None = None, *,
-                 reason: str = "sink_error") -> None:
+                 reason: str = "sink_error", status: int | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.reason = reason
+        self.status = status  # the HTTP status, when there was an answer
 
 
 class SinkConfigError(SinkRetryable):
@@ -26,8 +27,7 @@ class SinkConfigError(SinkRetryable):
     sink DOWN with `status` and the message."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message, reason="config_error")
-        self.status = status
+        super().__init__(message, reason="config_error", status=status)
 
 
 class SinkRejected(Exception):

@@ -90,7 +90,7 @@ class LokiSink:
             raise SinkConfigError(ans.detail, ans.status)
         if ans.kind == "too_large":
             raise SinkTooLarge(ans.detail)
-        raise SinkRetryable(ans.detail, ans.retry_after, reason=ans.reason)
+        raise SinkRetryable(ans.detail, ans.retry_after, reason=ans.reason, status=ans.status)
 
     def close(self) -> None:
         if self._client is not None:

@@ -200,8 +200,7 @@ class SinkWorker:
         self.failures += 1
         self.last_error = f"{type(exc).__name__}: {exc}"[:500]
         state = "down" if isinstance(exc, SinkConfigError) else "failing"
-        if isinstance(exc, SinkConfigError):
-            self.last_status = exc.status
+        self.last_status = exc.status if isinstance(exc, SinkRetryable) else None
         if state == self.state:
             return
         self.state = state

@@ -36,7 +36,7 @@ class App:
     """The test app under `runner` ("uvicorn" or "gunicorn"), in its own session so a
     signal can go to its whole process group as Ctrl-C in a terminal does."""
 
-    def __init__(self, runner: str, url: str, app: str, **env: str) -> None:
+    def __init__(self, runner: str, url: str, app: str, *args: str, **env: str) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         if runner == "uvicorn":
@@ -45,7 +45,7 @@ class App:
         else:
             cmd = [sys.executable, "-m", "gunicorn", "-k", "uvicorn.workers.UvicornWorker",
                    "-w", "1", "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "30",
-                   "tests.client.asgi_app:app"]
+                   *args, "tests.client.asgi_app:app"]
         full_env = {**os.environ, "SLW_URL": url, "SLW_APP": app, **env}
         self.proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, start_new_session=True,
@@ -131,6 +131,17 @@ def test_gunicorn_uvicorn_worker_stopped_by_a_signal_delivers_every_record(
     out = app.stop(sig, group=sig == signal.SIGINT)
     assert "Traceback" not in out, out
     assert records(server, name, len(ALL)) == ALL, out
+
+
+def test_gunicorn_preload_relies_on_the_lifespan_flush(server: ServerProcess) -> None:
+    """--preload imports the app in the master, whose signal handlers replace ours; the
+    worker resets its own to the default and dies by the re-raised SIGTERM, so neither
+    our handler nor atexit runs there: the middleware's lifespan flush delivers."""
+    app = App("gunicorn", server.url, "preload", "--preload", SLW_MIDDLEWARE="1")
+    app.serve()
+    out = app.stop(signal.SIGTERM)
+    assert "Traceback" not in out, out
+    assert records(server, "preload", len(ALL)) == ALL, out
 
 
 def test_unreachable_at_shutdown_spill_keeps_every_record_for_the_next_start(
