@@ -8,9 +8,9 @@ whose SIGTERM handler is the default dies right there and atexit never runs.
 SIGINT whose current handler is the default action (SIG_DFL): servers started after the
 app is imported find it, and call it at the end of their own shutdown. It flushes, then
 ends the process as the default action would. Handlers the app or its server had already
-installed are chained to at once, untouched (a SIGINT raising KeyboardInterrupt still
-does; the exit flush then runs at exit). Ignored signals stay ignored. A handler the app
-installs later simply replaces ours; atexit and the lifespan still flush.
+installed are left in place (Python's SIGINT still raises KeyboardInterrupt, and the
+exit flush runs at exit); ignored signals stay ignored. A handler the app installs later
+simply replaces ours; atexit and the lifespan still flush.
 
 The flush runs on a helper thread, not inside the handler: a signal handler runs on the
 main thread between two bytecodes, possibly while that thread holds a buffer lock in a
@@ -31,7 +31,7 @@ from types import FrameType
 from sluiceway.client._runtime import Settings, install, state
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: one signal's handler can interrupt another's
 _flushing: set[int] = set()  # signals whose helper is flushing before the exit
 _flushed: set[int] = set()  # signals to act on now: the flush is done
 
