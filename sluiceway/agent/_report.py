@@ -29,7 +29,8 @@ def status(agent: Agent) -> dict[str, Any]:
                  "spilled": s.lines_spilled, "lost": s.lines_lost,
                  "filtered": agent.filtered()}
         lost = dict(s.lost_by_reason)
-        backend = {"ok": s.backend_ok, "last_error": s.last_error, "url": cfg.url,
+        backend = {"ok": s.backend_ok, "state": s.backend_state,
+                   "status": s.backend_status, "last_error": s.last_error, "url": cfg.url,
                    "last_error_ts": s.last_error_ts}
         counters = {"bytes_read": s.bytes_read, "bytes_shipped": s.bytes_shipped,
                     "batches_shipped": s.batches_shipped, "send_failures": s.send_failures,

@@ -22,8 +22,10 @@ PATH = "/sluiceway/api/v1/heartbeat"
 
 def heartbeat_payload(rt: Runtime) -> dict[str, Any]:
     s = rt.stats()
-    put_drops = {r: n for r, n in s["dropped_by_reason"].items()
-                 if r not in ("rejected", "sink_error")}
+    put_drops: dict[str, int] = {}  # refused by a full queue, not lost on delivery
+    for st in s["sinks"].values():
+        for r, n in st["dropped_by_reason"].items():
+            put_drops[r] = put_drops.get(r, 0) + n
     backend = next((w for w in rt.workers if hasattr(w.sink, "base_url")),
                    rt.workers[0] if rt.workers else None)
     return {
@@ -38,7 +40,7 @@ def heartbeat_payload(rt: Runtime) -> dict[str, Any]:
                   "shipped": s["written"], "dropped": sum(put_drops.values()),
                   "spilled": s["spilled"], "lost": s["dropped"]},
         "lost_by_reason": s["dropped_by_reason"], "spill_bytes": s["spill_bytes"],
-        "backend": {"ok": backend is None or backend.failures == 0,
+        "backend": {"ok": backend is None or backend.state == "ok",
                     "last_error": backend.last_error if backend else None,
                     "url": str(getattr(backend.sink, "base_url", backend.name))
                     if backend else ""},

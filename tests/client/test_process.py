@@ -34,7 +34,7 @@ def test_a_hung_sink_cannot_hold_the_exit_past_its_deadline() -> None:
                "from sluiceway import client\n"
                "class Hung:\n"
                "    def write_batch(self, records): threading.Event().wait()\n"
-               "client.configure(sinks=[Hung()], flush_timeout=1.0)\n"
+               "client.configure(sinks=[Hung()], shutdown_timeout=1.0)\n"
                "client.get_logger('x').info('never written')\n")
     assert r.returncode == 0, r.stderr
     assert time.monotonic() - t0 < 15
