@@ -1,4 +1,4 @@
-"""Core value types shared by every package: label sets and stream batches."""
+"""Core value types shared by every package: label sets, stream batches, push records."""
 
 from sluiceway.model._batch import Metadata, StreamBatch
 from sluiceway.model._block import EntryBlock
@@ -13,6 +13,8 @@ from sluiceway.model._labels import (
     validate_label_names,
 )
 from sluiceway.model._matcher import Matcher, matches_all
+from sluiceway.model._record import PushRecord, RecordError, looks_like_record
+from sluiceway.model._timefmt import rfc3339_micros
 from sluiceway.model._units import Bytes, Duration, parse_duration, parse_size
 
 __all__ = [
@@ -26,11 +28,15 @@ __all__ = [
     "LABEL_NAME_RE",
     "LabelError",
     "Metadata",
+    "PushRecord",
+    "RecordError",
     "StreamBatch",
     "fingerprint",
     "format_labels",
     "go_unquote",
+    "looks_like_record",
     "parse_labels",
     "quote",
+    "rfc3339_micros",
     "validate_label_names",
 ]

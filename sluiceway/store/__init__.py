@@ -1,6 +1,9 @@
-"""Single-node storage: WAL with group commit, per-stream heads, zstd chunks, label index."""
+"""Single-node storage: the ingest log (WAL with group commit), the heads (applied in log
+order), zstd chunks, the label index, and the checkpoint replay starts from."""
 
 from sluiceway.store._chunk import ChunkError
+from sluiceway.store._heads import OUT_OF_ORDER, Applied, Heads, Rejection
+from sluiceway.store._ingestlog import IngestLog, Position
 from sluiceway.store._store import (
     ChunkWriteError,
     Store,
@@ -9,7 +12,8 @@ from sluiceway.store._store import (
     StoreSeries,
     lock_data_dir,
 )
-from sluiceway.store._wal import WalPos, WalWriteError
+from sluiceway.store._wal import FileWal, WalPos, WalWriteError
 
-__all__ = ["ChunkError", "ChunkWriteError", "Store", "StoreConfig", "StoreError",
+__all__ = ["OUT_OF_ORDER", "Applied", "ChunkError", "ChunkWriteError", "FileWal", "Heads",
+           "IngestLog", "Position", "Rejection", "Store", "StoreConfig", "StoreError",
            "StoreSeries", "WalPos", "WalWriteError", "lock_data_dir"]

@@ -98,8 +98,8 @@ def test_drop_known_matches_a_brute_force_dedupe() -> None:
     """Exact duplicates (ts and line) against memory and within a push, nothing else."""
     import random
 
+    from sluiceway.store import WalPos
     from sluiceway.store._stream import Stream
-    from sluiceway.store._wal import WalPos
 
     rng = random.Random(7)
 
@@ -137,7 +137,7 @@ def test_wal_group_survives_short_writes_and_replays_every_record(
                         lambda fd, bufs: real(fd, [bytes(b"".join(bufs)[:7])]))
     w = _wal.WalWriter(tmp_path)
     payloads = [f"record {i} ".encode() * (i + 1) for i in range(20)]
-    futures = [w.submit(p, lambda pos: None) for p in payloads]
+    futures = [w.submit(p) for p in payloads]
     positions = [f.result(10) for f in futures]
     w.close()
     replayed = list(_wal.replay(tmp_path))
