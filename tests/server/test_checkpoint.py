@@ -115,3 +115,26 @@ def test_replay_starts_at_the_checkpoint_and_repeats_no_line(
     log = "\n".join(r.getMessage() for r in caplog.records)
     assert re.search(r"replayed 4 WAL records in \S+ \(243 lines; 240 of them were in "
                      r"chunks already, found reading \d+ chunks\)", log), log
+
+
+def test_a_head_that_pins_old_segments_is_forced_out_past_max_wal_size(
+        tmp_path: Path) -> None:
+    """`max_wal_size`: a quiet stream's head keeps the checkpoint at its first record
+    while a busy one fills the WAL; once the WAL is over the limit, the heads that pin its
+    oldest segment are flushed and the segments go."""
+    cfg = StoreConfig(tmp_path, wal_segment_bytes=64 << 10, max_wal_bytes=256 << 10,
+                      chunk_target_bytes=16 << 10, flush_check_interval_s=0.05,
+                      compaction_enabled=False)
+    st = Store(cfg)
+    try:
+        base = time.time_ns() - 600 * 10**9
+        st.push("fake", [_block({"job": "quiet"}, base, 3, "quiet")]).result(60)
+        for k in range(200):  # about 1.3 MB of records
+            st.push("fake", [_block({"job": "busy"}, base + k * 100, 100, f"busy{k}")]).result(60)
+        quiet = next(s for s in st.tenant("fake").stream_list() if s.labels["job"] == "quiet")
+        wait_for(lambda: bool(quiet.chunks), "the quiet head to be forced out")
+        wait_for(lambda: st.wal.size_bytes() <= cfg.max_wal_bytes + cfg.wal_segment_bytes,
+                 "old segments to be released")
+        assert _count(st) == {"quiet": 3, "busy": 200 * 100}
+    finally:
+        st.close()
