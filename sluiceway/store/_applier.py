@@ -15,6 +15,7 @@ from concurrent.futures import Future
 from typing import Generic, TypeVar
 
 from sluiceway.model import PushRecord
+from sluiceway.store._wal import WalWriteError
 
 log = logging.getLogger("sluiceway.store")
 
@@ -33,8 +34,12 @@ class Applier(Generic[P, R]):
 
     def submit(self, record: PushRecord, logged: Future[P], out: Future[R]) -> None:
         """`out` resolves to `apply(record, position)` once `logged` resolved and every
-        record submitted before is applied; to `logged`'s exception if it fails."""
+        record submitted before is applied; to `logged`'s exception if it fails, and to
+        WalWriteError once closed."""
         with self._cond:
+            if self._closed:
+                out.set_exception(WalWriteError("the store is closed"))
+                return
             self._queue.append((record, logged, out))
         logged.add_done_callback(self._wake)
 

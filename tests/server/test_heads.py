@@ -14,7 +14,7 @@ import numpy as np
 import orjson
 
 from sluiceway.model import EntryBlock, Matcher, PushRecord
-from sluiceway.store import OUT_OF_ORDER, Store, StoreConfig
+from sluiceway.store import OUT_OF_ORDER, Store, StoreConfig, WalWriteError
 from sluiceway.store._applier import Applier
 from tests.inproc import InProcessServer, wait_for
 
@@ -49,6 +49,9 @@ def test_apply_follows_the_append_order_whatever_order_futures_resolve() -> None
     assert [f.exception(10) is not None for f in outs] == [False, False, False, True, False]
     ap.close()
     assert applied == ["r0", "r1", "r2", "r4"]
+    late = Future[str]()
+    ap.submit(PushRecord("late", []), Future(), late)  # after close: refused, never hangs
+    assert isinstance(late.exception(10), WalWriteError)
 
 
 def test_the_wal_writer_goes_on_while_the_heads_apply(tmp_path: Path) -> None:
