@@ -15,6 +15,7 @@ from sluiceway.model import EntryBlock, Matcher
 from sluiceway.store import ChunkError, Store, StoreConfig
 from sluiceway.store._chunk import decode_chunk, encode_chunk
 from sluiceway.store._store import tenant_dirname, tenant_from_dirname
+from tests.inproc import wait_for
 
 
 def _block(i: int, base: int, n: int = 10) -> EntryBlock:
@@ -37,8 +38,7 @@ def test_chunks_cut_by_size_and_replay_skips_what_is_flushed(tmp_path: Path) -> 
     base = time.time_ns()
     for i in range(30):
         st.push("fake", [_block(i, base)]).result()
-    time.sleep(0.3)
-    assert st.chunks_flushed >= 3  # cut by size, not only at shutdown
+    wait_for(lambda: st.chunks_flushed >= 3, "heads cut by size to be flushed")  # not at stop
     before = _all(st)
     assert len(before) == 300
     st.close()  # heads not flushed: the WAL must bring them back, chunks must not double
