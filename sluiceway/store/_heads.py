@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sluiceway.model import EntryBlock, PushRecord, fingerprint, format_labels, rfc3339_micros
+from sluiceway.store._blocks import found_in
 from sluiceway.store._ingestlog import Position
 from sluiceway.store._stream import NO_TS, HeadPiece, Sealed, Stream, drop_known
 from sluiceway.store._tenant import TenantStore
@@ -153,15 +154,19 @@ class Heads(Generic[P]):
         if lo > maxt:
             return b
         pieces: list[HeadPiece] = []
+        keep = np.ones(len(b), dtype=bool)
         for c in chunks:
             if c.maxt >= lo and c.mint <= hi:
                 block = ts.load_or_take_out(s, c)
                 self.replay_chunks_read += 1
                 if block is not None:
                     pieces.append(HeadPiece(block, c.mint, c.maxt))
+                    keep &= ~found_in(b, block)
         if not pieces:
             return b
-        kept = drop_known(b, pieces, maxt)
+        kept = b if bool(keep.all()) else b.take(keep)
+        if len(kept):  # what is left: new lines, or one whose time a chunk has twice
+            kept = drop_known(kept, pieces, maxt)
         self.replay_duplicates += len(b) - len(kept)
         return kept
 

@@ -43,6 +43,8 @@ LOCK_NAME = "LOCK"
 # Heads written per batch: the encoded chunks of one batch are held in memory together.
 _BATCH_FILES = 8192
 _BATCH_BYTES = 64 << 20
+# After chunks are written, the checkpoint moves at most this often (it scans the heads).
+_CHECKPOINT_EVERY_S = 1.0
 # Back-off between attempts while chunks cannot be written (disk full, I/O errors).
 _RETRY_FIRST_S = 0.5
 _RETRY_MAX_S = 30.0
@@ -175,6 +177,7 @@ class Store:
         self.heads: Heads[WalPos] = Heads(self.tenant, cfg.chunk_target_bytes,
                            int(cfg.unordered_window_s * 1e9), self._enqueue_flush)
         self._checkpoint_lock = threading.Lock()
+        self._last_checkpoint = 0.0
         self._checkpointed = self._read_checkpoint()
         self.wal = FileWal(self.root / "wal", cfg.wal_segment_bytes, cfg.wal_sync,
                            cfg.wal_sync_interval_s, after=self._checkpointed)
@@ -324,8 +327,9 @@ class Store:
                     if self._flush_q and not self.flush_failing:
                         self._write(self._take_queue())  # one last try, no retries
                     return
-                if self._due(now):
-                    self._write(self._take_queue())
+                if self._due(now) and self._write(self._take_queue()) is None \
+                        and now - self._last_checkpoint >= _CHECKPOINT_EVERY_S:
+                    self.checkpoint()  # less to replay after a crash
                 if now - self._last_periodic >= self.cfg.flush_check_interval_s:
                     self._last_periodic = now
                     self._periodic()
@@ -415,6 +419,7 @@ class Store:
         """Move the checkpoint to where every record before is in chunks (written
         durably), then release the WAL up to it. Returns the checkpoint."""
         with self._checkpoint_lock:
+            self._last_checkpoint = time.monotonic()
             _, upto = self.heads.flushed_upto(list(self.tenants.values()))
             if upto is not None and upto != self._checkpointed:
                 try:
