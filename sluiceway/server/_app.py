@@ -38,6 +38,7 @@ def store_config(cfg: Config) -> StoreConfig:
     return StoreConfig(
         data_dir=s.data_dir, wal_sync=s.wal_sync, wal_sync_interval_s=s.wal_sync_interval,
         wal_segment_bytes=s.wal_segment_size, max_wal_bytes=s.max_wal_size,
+        unordered_window_s=cfg.limits.unordered_window,
         chunk_target_bytes=s.chunk_target_size, max_chunk_age_s=s.max_chunk_age,
         chunk_idle_s=s.chunk_idle_period, compression_level=s.compression_level,
         flush_check_interval_s=s.flush_check_period, retention_period_s=s.retention_period,

@@ -106,6 +106,24 @@ def test_the_push_s_own_newest_line_counts_as_in_loki() -> None:
             srv.close()
 
 
+def test_the_window_is_limits_unordered_window(tmp_path: Path) -> None:
+    srv = InProcessServer(tmp_path, **{"limits.unordered_window": "10m"})
+    try:
+        now = time.time_ns() - 10**9
+
+        def push(ts: int, line: str) -> int:
+            body = orjson.dumps({"streams": [{"stream": {"job": "w"}, "values": [
+                [str(ts), line]]}]})
+            return srv.post("/loki/api/v1/push", content=body,
+                            headers={"Content-Type": "application/json"}).status_code
+
+        assert push(now, "newest") == 204
+        assert push(now - 5 * 60 * 10**9, "five minutes back") == 204
+        assert push(now - 30 * 60 * 10**9, "half an hour back") == 400
+    finally:
+        srv.close()
+
+
 def test_a_replay_refuses_what_the_push_refused(tmp_path: Path) -> None:
     """The WAL holds the refused line too (it is decided after the write); a replay
     decides it the same way."""
