@@ -72,5 +72,6 @@ __all__ = [
     "UnpackParser", "Unwrap",
     "VectorAggregation", "VectorExpr", "VectorMatching", "check_resolution",
     "check_selector", "compile_template", "evaluate", "format_loki",
-    "format_query", "go_float", "parse", "parse_selector", "register_metric_evaluator", "series_entries",
+    "format_query", "go_float", "parse", "parse_selector", "register_metric_evaluator",
+    "series_entries",
 ]

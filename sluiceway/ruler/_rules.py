@@ -125,6 +125,8 @@ class AlertingRule:
             annotations = {name: expand(text, base, value, self.external_labels,
                                         self.external_url)
                            for name, text in self.rule.annotations.items()}
+            lb = dict(sorted(lb.items()))
+            annotations = dict(sorted(annotations.items()))
             k = key_of(lb)
             if k in seen:
                 raise ValueError("vector contains metrics with the same labelset after "

@@ -19,7 +19,8 @@ class _Section(BaseModel):
 
 
 class QueueConfig(_Section):
-    capacity: Annotated[int, Field(ge=1)] = 10_000  # samples waiting per tenant; then oldest dropped
+    # samples waiting per tenant; past it the oldest are dropped (counted)
+    capacity: Annotated[int, Field(ge=1)] = 10_000
     max_samples_per_send: Annotated[int, Field(ge=1)] = 2000
     batch_send_deadline: Duration = 5.0
     min_backoff: Duration = 0.03
