@@ -29,7 +29,14 @@ from sluiceway.ruler._rulefmt import (
     parse_rule_file,
 )
 from sluiceway.ruler._ruler import Ruler
-from sluiceway.ruler._rules import Alert, AlertingRule, QueryFunc, RecordingRule, Sample
+from sluiceway.ruler._rules import (
+    Alert,
+    AlertingRule,
+    QueryFunc,
+    RecordingRule,
+    Sample,
+    samples_of,
+)
 from sluiceway.ruler._store import (
     FilesystemRuleStore,
     LoadedRules,
@@ -45,5 +52,5 @@ __all__ = [
     "RemoteWriter", "Rule", "RuleFormatError", "RuleGroup", "RuleStore", "RuleStoreError",
     "Ruler", "RulerOptions", "Sample", "alerts_json", "dump_group", "dump_namespaces",
     "dump_rule_file", "format_duration_ms", "parse_duration_ms", "parse_group",
-    "parse_rule_file", "rfc3339_nano", "rules_json",
+    "parse_rule_file", "rfc3339_nano", "rules_json", "samples_of",
 ]

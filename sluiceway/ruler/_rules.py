@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sluiceway.logql import Expr, format_loki, parse
+from sluiceway.logql import Expr, QueryResult, format_loki, parse
 from sluiceway.ruler._rulefmt import Rule
 from sluiceway.ruler._templates import expand
 
@@ -25,6 +25,18 @@ QueryFunc = Callable[[str, Expr, int], list[Sample]]
 Key = tuple[tuple[str, str], ...]
 
 RESOLVED_RETENTION_NS = 15 * 60 * 10**9  # Prometheus keeps a resolved alert this long
+
+
+NOT_A_VECTOR = "rule result is not a vector or scalar"
+
+
+def samples_of(result: QueryResult) -> list[Sample]:
+    """An instant query's answer as rule samples: a vector's, or a scalar's one."""
+    if result.result_type == "vector":
+        return [(dict(r["metric"]), float(r["value"][1])) for r in result.result]
+    if result.result_type == "scalar":
+        return [({}, float(result.result[1]))]
+    raise ValueError(NOT_A_VECTOR)
 
 
 def key_of(labels: Mapping[str, str]) -> Key:

@@ -21,13 +21,13 @@ from sluiceway.ruler import (
     RulerOptions,
     RuleStore,
     Sample,
+    samples_of,
 )
 from sluiceway.server._config import Config
 from sluiceway.server._context import ServerContext
 from sluiceway.server._querier import StoreSource
 
 USER_AGENT = f"Sluiceway-Ruler/{__version__}"
-NOT_A_VECTOR = "rule result is not a vector or scalar"
 
 
 def rules_dir(cfg: Config) -> Path:
@@ -50,12 +50,7 @@ def query_func(ctx: ServerContext) -> Callable[[str, Expr, int], list[Sample]]:
         qp = QueryParams(tenants=[tenant], start=ts, end=ts, instant=True,
                          max_series=limits.max_query_series, max_line_size=ctx.template_cap,
                          deadline=ctx.deadline())
-        result = evaluate(StoreSource(ctx.store), expr, qp)
-        if result.result_type == "vector":
-            return [(dict(r["metric"]), float(r["value"][1])) for r in result.result]
-        if result.result_type == "scalar":
-            return [({}, float(result.result[1]))]
-        raise ValueError(NOT_A_VECTOR)
+        return samples_of(evaluate(StoreSource(ctx.store), expr, qp))
 
     return query
 
