@@ -39,6 +39,7 @@ class Ruler:
         self._helpers: list[asyncio.Task[None]] = []
         self._sync_now = asyncio.Event()
         self._main: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Future[Any]] = set()
         self.synced = 0  # store reads so far (tests wait on it)
 
     # --- lifecycle -------------------------------------------------------------------
@@ -62,6 +63,8 @@ class Ruler:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=30)
         if self.writer is not None:
             self.writer.close()
 
@@ -130,8 +133,12 @@ class Ruler:
         ts = (now - offset) // interval * interval + offset + interval
         while True:
             await asyncio.sleep(max(0.0, (ts - time.time_ns()) / 1e9))
+            fut = asyncio.get_running_loop().run_in_executor(None, rt.evaluate, ts, self.query)
+            self._running.add(fut)
+            fut.add_done_callback(self._running.discard)
             try:
-                out = await asyncio.to_thread(rt.evaluate, ts, self.query)
+                # shielded: a stop waits for an evaluation under way (it reads the store)
+                out = await asyncio.shield(fut)
             except Exception:
                 log.exception("group %s/%s of tenant %s failed", rt.namespace,
                               rt.group.name, rt.tenant)
