@@ -48,6 +48,20 @@ class RemoteWriteSection(_Section):
                       sorted(self.clients.items())]
 
 
+class LocalRulesDir(_Section):
+    directory: Path | None = None
+
+
+class FilesystemRulesDir(_Section):
+    dir: Path | None = None
+
+
+class LegacyRulerStorage(_Section):
+    type: Literal["local", "filesystem"] = "local"
+    local: LocalRulesDir = LocalRulesDir()
+    filesystem: FilesystemRulesDir = FilesystemRulesDir()
+
+
 class RulerSection(_Section):
     rule_path: Path | None = None  # the ruler's own state (for-state); default data_dir/ruler_state
     alertmanager_url: str = ""  # comma-separated; empty: alerts are evaluated, not sent
@@ -63,14 +77,9 @@ class RulerSection(_Section):
     notification_timeout: Duration = 10.0
     remote_write: RemoteWriteSection = RemoteWriteSection()
     wal: dict[str, Any] = {}  # Loki's ruler WAL settings: accepted, no meaning here
-
-
-class LocalRulesDir(_Section):
-    directory: Path | None = None
-
-
-class FilesystemRulesDir(_Section):
-    dir: Path | None = None
+    # Loki's older spelling of `ruler_storage` (`type` for `backend`); used when the
+    # config has no `ruler_storage:` section.
+    storage: LegacyRulerStorage | None = None
 
 
 class RulerStorageSection(_Section):

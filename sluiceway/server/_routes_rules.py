@@ -182,7 +182,7 @@ async def ruler_status(request: Request) -> Response:
     n = ruler.notifier
     w = ruler.writer
     return JSONResponse({
-        "backend": ctx.cfg.ruler_storage.backend, "writable": ruler.store.writable,
+        "writable": ruler.store.writable,
         "evaluation_interval": ctx.cfg.ruler.evaluation_interval,
         "load_errors": errors,
         "alertmanager": None if n is None else {

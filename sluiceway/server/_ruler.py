@@ -30,16 +30,22 @@ from sluiceway.server._querier import StoreSource
 USER_AGENT = f"Sluiceway-Ruler/{__version__}"
 
 
-def rules_dir(cfg: Config) -> Path:
-    rs = cfg.ruler_storage
-    if rs.backend == "local":
-        return rs.local.directory or cfg.storage.data_dir / "rules"
-    return rs.filesystem.dir or cfg.storage.data_dir / "rules"
+def rules_backend(cfg: Config) -> tuple[str, Path]:
+    """The rule store's kind and directory: `ruler_storage`, or Loki's older
+    `ruler.storage` when the config has no `ruler_storage` section."""
+    legacy = cfg.ruler.storage
+    if legacy is not None and "ruler_storage" not in cfg.model_fields_set:
+        backend, local, fs = legacy.type, legacy.local.directory, legacy.filesystem.dir
+    else:
+        rs = cfg.ruler_storage
+        backend, local, fs = rs.backend, rs.local.directory, rs.filesystem.dir
+    directory = local if backend == "local" else fs
+    return backend, directory or cfg.storage.data_dir / "rules"
 
 
 def rule_store(cfg: Config) -> RuleStore:
-    directory = rules_dir(cfg)
-    if cfg.ruler_storage.backend == "local":
+    backend, directory = rules_backend(cfg)
+    if backend == "local":
         return LocalRuleStore(directory)
     return FilesystemRuleStore(directory)
 

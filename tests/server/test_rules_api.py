@@ -97,3 +97,16 @@ def test_auth_enabled_needs_a_tenant(tmp_path: Path) -> None:
         assert s.get("/prometheus/api/v1/alerts").status_code == 401
     finally:
         s.close()
+
+
+def test_lokis_older_ruler_storage_key(tmp_path: Path) -> None:
+    (tmp_path / "r" / "fake").mkdir(parents=True)
+    (tmp_path / "r" / "fake" / "x.yaml").write_text("groups:\n  - " + GROUP.replace(
+        "\n", "\n    ").rstrip() + "\n")
+    s = InProcessServer(tmp_path / "data", **{"ruler.storage": {
+        "type": "local", "local": {"directory": str(tmp_path / "r")}}})
+    try:
+        assert list(yaml.safe_load(s.get("/loki/api/v1/rules").text)) == ["x.yaml"]
+        assert s.post("/loki/api/v1/rules/ns", content=GROUP).status_code == 500  # read-only
+    finally:
+        s.close()
