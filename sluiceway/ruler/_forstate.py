@@ -21,6 +21,7 @@ file, if the file is younger than `for_outage_tolerance`:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -68,6 +69,12 @@ class ForStateFile:
         atomic_write(self.path, json.dumps({**self.ident, "saved_at": ts,
                                             "alerts": alerts}).encode())
         self.had_alerts = bool(alerts)
+
+
+    def remove(self) -> None:
+        """The group is gone: so is its state."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
 
 
 def restore(rules: list[AlertingRule], saved: SavedState | None, ts: int,

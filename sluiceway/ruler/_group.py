@@ -69,6 +69,8 @@ class GroupRuntime:
         for r in self.rules:
             o = prev.get((r.kind, r.name, r.rule.expr))
             if o is None:
+                if isinstance(r, AlertingRule):
+                    r.restored = not old.first  # nothing to restore for a new rule
                 continue
             r.status = o.status
             if isinstance(r, AlertingRule) and isinstance(o, AlertingRule):

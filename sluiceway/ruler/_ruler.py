@@ -98,7 +98,13 @@ class Ruler:
                     wanted[(tenant, ns, g.name)] = g
         for key in list(self.groups):
             if key not in wanted:
+                gone = self.groups[key]
                 self._drop(key)
+                if gone.forstate is not None:
+                    try:
+                        gone.forstate.remove()
+                    except OSError as exc:
+                        log.warning("cannot remove %s: %s", gone.forstate.path, exc)
         for key, group in wanted.items():
             old = self.groups.get(key)
             if old is not None and old.group == group:

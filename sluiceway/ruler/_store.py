@@ -123,8 +123,8 @@ class LocalRuleStore:
         return self._namespaces(self.root / tenant, None)
 
     def get_namespace(self, tenant: str, namespace: str) -> list[RuleGroup]:
-        if "/" in namespace or namespace in ("", ".", ".."):
-            path = self.root / tenant / namespace.replace("/", "_")
+        if "/" in namespace or "\0" in namespace or namespace in ("", ".", ".."):
+            path = self.root / tenant / namespace.replace("/", "_").replace("\0", "_")
             raise RuleStoreError(f"error parsing {path}: {path}: open {path}: no such file or "
                                  "directory", 400)
         return _read_file(self.root / tenant / namespace)

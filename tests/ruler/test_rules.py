@@ -199,3 +199,16 @@ def test_templates_and_links() -> None:
     assert generator_url("http://host:3100/", 'sum(rate({a="b"}[1m])) > 0') == (
         "http://host:3100/#/explore?query=sum%28rate%28%7Ba%3D%22b%22%7D%5B1m%5D%29%29%20"
         "%3E%200")
+
+
+def test_a_rule_added_to_a_running_group_writes_alerts_at_once() -> None:
+    logs = Logs()
+    logs.push({"app": "api", "env": "prod"}, T0 - S)
+    g = runtime()
+    g.evaluate(T0, logs.query)
+    edited = parse_group(GROUP + "  - alert: Another\n    expr: vector(1)\n")
+    g2 = GroupRuntime("fake", "ns", edited, g.opts)
+    g2.take_state(g)
+    out = g2.evaluate(T0 + 10 * S, logs.query)
+    assert ("ALERTS", "firing", 1.0) in names(out.samples)  # `Another`, new, not restored
+    assert g2.alerting()[0].active is g.alerting()[0].active  # the old rule kept its alerts

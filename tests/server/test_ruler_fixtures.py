@@ -208,7 +208,10 @@ ruler_storage:
     try:
         for name in RULER_FILE_ORDER:  # the recorded file, as Loki listed it
             replay(srv, name, rules)
-        # The same group evaluated every second, so this test does not take minutes.
+        # The same group evaluated every second, so this test does not take minutes; as a
+        # new group (removed first), so its first evaluation is a first one as Loki's was.
+        team_x.unlink()
+        wait_until(lambda: _group_interval(srv) is None, "the ruler to drop the group")
         team_x.write_text(TEAM_X.format(interval="1s"))
         wait_until(lambda: _group_interval(srv) == 1, "the ruler to reload the file")
         # Two error lines at one time, 50 s ago: in the rule's 1m window for ~10 s.

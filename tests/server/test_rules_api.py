@@ -110,3 +110,12 @@ def test_lokis_older_ruler_storage_key(tmp_path: Path) -> None:
         assert s.post("/loki/api/v1/rules/ns", content=GROUP).status_code == 500  # read-only
     finally:
         s.close()
+
+
+def test_a_nul_in_a_local_namespace_is_a_400(tmp_path: Path) -> None:
+    s = InProcessServer(tmp_path / "data", **{"ruler_storage.backend": "local"})
+    try:
+        r = s.get("/loki/api/v1/rules/a%00b")
+        assert r.status_code == 400 and "no such file or directory" in r.text
+    finally:
+        s.close()
