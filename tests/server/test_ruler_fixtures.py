@@ -209,19 +209,20 @@ ruler_storage:
         for name in RULER_FILE_ORDER:  # the recorded file, as Loki listed it
             replay(srv, name, rules)
         # The same group evaluated every second, so this test does not take minutes; as a
-        # new group (removed first), so its first evaluation is a first one as Loki's was.
+        # new group (removed first) whose first evaluation finds the lines, so that it is
+        # the first for the ruler too (no ALERTS before `for` state is restored), as the
+        # recorded one was.
         team_x.unlink()
         wait_until(lambda: _group_interval(srv) is None, "the ruler to drop the group")
-        team_x.write_text(TEAM_X.format(interval="1s"))
-        wait_until(lambda: _group_interval(srv) == 1, "the ruler to reload the file")
-        # Two error lines at one time, 50 s ago: in the rule's 1m window for ~10 s.
+        # Two error lines at one time, 45 s ago: in the rule's 1m window for ~15 s.
         pushes = json.loads((RESP / "ruler_x_pushes.json").read_text())
-        ts = time.time_ns() - 50 * 10**9
+        ts = time.time_ns() - 45 * 10**9
         body = {"streams": [{"stream": pushes["xPushStream"],
                              "values": [[str(ts), line] for line in pushes["xPushLines"]]}]}
         r = httpx.post(f"{srv.url}/loki/api/v1/push", content=orjson.dumps(body),
                        headers={"Content-Type": "application/json"})
         assert r.status_code == 204
+        team_x.write_text(TEAM_X.format(interval="1s"))
         wait_until(lambda: any(b"ALERTS" in _raw(c.body) for c in rw.on("/api/v1/write")),
                    "ALERTS to be remote-written", proc_logs=srv.log)
         firing = {n: replay(srv, n, adjust=_interval_10) for n in RULER_FIRING}

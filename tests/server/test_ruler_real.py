@@ -58,8 +58,8 @@ rules:
     labels: {severity: page}
     annotations: {summary: '{{ $value }} errors in {{ $labels.app }}'}
 """)
-        # In the 1m window for about 8 s: the alert fires, then resolves on its own.
-        push(srv, {"app": "am-test"}, ["error one", "error two"], time.time_ns() - 52 * S)
+        # In the 1m window for about 15 s: the alert fires, then resolves on its own.
+        push(srv, {"app": "am-test"}, ["error one", "error two"], time.time_ns() - 45 * S)
 
         def in_am() -> list[dict[str, Any]]:
             return [a for a in am.alerts() if a["labels"].get("alertname") == "AppErrors"]
@@ -74,9 +74,9 @@ rules:
             got = [json.loads(r.body) for r in hook.on("/hook")]
             return [p for p in got if p["status"] == status]
 
-        [fired] = wait_until(lambda: webhooks("firing"), "the firing webhook")
-        [resolved] = wait_until(lambda: webhooks("resolved"), "the resolved webhook",
-                                proc_logs=srv.log)
+        fired = wait_until(lambda: webhooks("firing"), "the firing webhook")[0]
+        resolved = wait_until(lambda: webhooks("resolved"), "the resolved webhook",
+                              proc_logs=srv.log)[0]
         assert [a["labels"]["app"] for a in fired["alerts"]] == ["am-test"]
         assert resolved["alerts"][0]["status"] == "resolved"
         assert resolved["alerts"][0]["startsAt"] == fired["alerts"][0]["startsAt"]
