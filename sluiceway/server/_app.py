@@ -18,6 +18,7 @@ from sluiceway.server import (
     _routes_otlp,
     _routes_push,
     _routes_query,
+    _routes_rules,
     _routes_tail,
 )
 from sluiceway.server._config import Config
@@ -27,6 +28,7 @@ from sluiceway.server._metrics import RequestMetricsMiddleware, ServerMetrics
 from sluiceway.server._params import ParamError
 from sluiceway.server._pipeline import PipelineRegistry
 from sluiceway.server._ratelimit import IngestionRateLimiter
+from sluiceway.server._ruler import RulerCollector, build_ruler
 from sluiceway.server._streamlimit import StreamLimiter
 from sluiceway.server._tail import TailHub
 from sluiceway.store import Store, StoreConfig
@@ -78,13 +80,19 @@ def create_app(cfg: Config, store: Store | None = None,
     ctx = ServerContext(cfg, ServerMetrics(), pipeline, hub, pool or IngestPool(0), rate,
                         StreamLimiter(cfg.limits.max_global_streams_per_user), store)
     ctx.metrics.bind_tail(hub)
+    ctx.ruler = build_ruler(cfg, ctx)
+    ctx.metrics.registry.register(RulerCollector(ctx.ruler))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if ctx.opened_store is None:
             ctx.opened_store = await run_in_threadpool(Store, store_config(cfg))
         ctx.metrics.bind_store(ctx.store)
+        if ctx.ruler is not None:
+            await ctx.ruler.start()
         yield
+        if ctx.ruler is not None:
+            await ctx.ruler.stop()
         ctx.pool.close()
         await run_in_threadpool(ctx.store.close)
 
@@ -96,6 +104,9 @@ def create_app(cfg: Config, store: Store | None = None,
     for module in (_routes_push, _routes_otlp, _routes_es, _routes_query, _routes_index,
                    _routes_tail, _routes_ops):
         app.include_router(module.router)
+    app.include_router(_routes_rules.views)
+    if cfg.ruler.enable_api:
+        app.include_router(_routes_rules.rules_api)
     if UI_DIR.is_dir():
         # Last, so every API route wins; `html=True` serves index.html at `/`.
         app.mount("/", StaticFiles(directory=UI_DIR, html=True), name="ui")

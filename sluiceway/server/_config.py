@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sluiceway.model import Bytes, Duration
+from sluiceway.server._config_ruler import RulerSection, RulerStorageSection
 
 
 class _Section(BaseModel):
@@ -88,6 +89,8 @@ class Config(BaseSettings):
     querier: QuerierSection = QuerierSection()
     storage: StorageSection = StorageSection()
     limits: LimitsSection = LimitsSection()
+    ruler: RulerSection = RulerSection()
+    ruler_storage: RulerStorageSection = RulerStorageSection()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],

@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, Response
 
 from sluiceway.logql import DEFAULT_MAX_LINE_SIZE, Deadline
+from sluiceway.ruler import Ruler
 from sluiceway.server._body import read_body
 from sluiceway.server._config import Config, LimitsSection
 from sluiceway.server._ingest_pool import IngestPool
@@ -40,6 +41,7 @@ class ServerContext:
     rate: IngestionRateLimiter
     streams: StreamLimiter
     opened_store: Store | None = None
+    ruler: Ruler | None = None
     clock: Callable[[], float] = time.monotonic  # for query deadlines (tests set their own)
 
     @property

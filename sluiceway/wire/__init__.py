@@ -1,4 +1,5 @@
-"""Wire formats: Loki push (JSON, protobuf + raw snappy, gzip/deflate) and syslog; what a
+"""Wire formats: Loki push (JSON, protobuf + raw snappy, gzip/deflate), syslog and
+Prometheus remote write; what a
 push answer means (`classify_push_answer`) and where to push (`push_url`)."""
 
 from sluiceway.wire._answer import (
@@ -20,6 +21,12 @@ from sluiceway.wire._push import (
     decode_push_blocks,
     is_json,
 )
+from sluiceway.wire._remote_write import (
+    REMOTE_WRITE_HEADERS,
+    RemoteSeries,
+    decode_write_request,
+    encode_write_request,
+)
 from sluiceway.wire._retry import parse_retry_after
 from sluiceway.wire._syslog import parse_syslog, parse_syslog_line
 from sluiceway.wire._syslog_types import (
@@ -34,10 +41,12 @@ __all__ = [
     "DEFAULT_MAX_FRAME",
     "FACILITY_NAMES",
     "PUSH_PATH",
+    "REMOTE_WRITE_HEADERS",
     "SEVERITY_LEVELS",
     "AnswerKind",
     "BodyTooLarge",
     "PushAnswer",
+    "RemoteSeries",
     "StructuredData",
     "SyslogFramer",
     "SyslogMessage",
@@ -47,8 +56,10 @@ __all__ = [
     "classify_push_answer",
     "decode_push",
     "decode_push_blocks",
+    "decode_write_request",
     "encode_push_json",
     "encode_push_protobuf",
+    "encode_write_request",
     "is_json",
     "parse_retry_after",
     "parse_syslog",
