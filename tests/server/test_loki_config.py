@@ -18,6 +18,7 @@ from sluiceway.agent import ConfigError as AgentConfigError
 from sluiceway.agent import load_config as load_agent_config
 from sluiceway.server import ConfigError, load_config
 from sluiceway.server._app import store_config
+from sluiceway.server._overrides import TenantLimits
 from tests.procs import REPO, ServerProcess, free_port
 
 FULL = """\
@@ -233,3 +234,22 @@ def test_a_full_loki_config_starts_warns_once_and_applies_its_limits(tmp_path: P
     warnings = [ln for ln in srv.log().splitlines() if "have no effect here" in ln]
     assert len(warnings) == 1, srv.log()
     assert "WARNING" in warnings[0] and "schema_config" in warnings[0]
+
+
+def _readme_yaml_after(marker: str) -> str:
+    text = (REPO / "docs" / "readme" / "server.md").read_text()
+    block = text[text.index(marker):].split("```yaml\n", 1)[1]
+    return block.split("```", 1)[0]
+
+
+def test_the_readme_examples_load(tmp_path: Path) -> None:
+    overrides = _write(tmp_path, _readme_yaml_after("**Per-tenant overrides.**"), "rt.yaml")
+    loki = _readme_yaml_after("A Loki config that works here as it is:").replace(
+        "/etc/sluiceway/overrides.yaml", str(overrides))
+    cfg = load_config(_write(tmp_path, loki))
+    assert cfg.limits.per_stream_rate_limit == 3 << 20 and cfg.runtime_config.files
+    tl = TenantLimits(cfg.limits, cfg.runtime_config)
+    tl.load()
+    assert tl.get("team-a").max_global_streams_per_user == 20000
+    assert tl.get("team-b").retention_period == 14 * 86400
+    assert cfg.retention_period(tl.get("team-b")) == 14 * 86400
