@@ -154,7 +154,6 @@ LOKI_KEYS: dict[str, frozenset[str]] = {
 LOKI_NAME = {"limits": "limits_config"}
 # Keys of Loki's `ingester` that mean what our `storage` keys of the same name mean.
 INGESTER_TO_STORAGE = ("max_chunk_age", "chunk_idle_period", "flush_check_period")
-_LOG_LEVELS = {"warn": "warning"}
 _DEFAULT_HOST, _DEFAULT_PORT = "127.0.0.1", 3100
 
 
@@ -230,9 +229,6 @@ def _renames(out: Translated) -> None:
     server = _section(doc, "server")
     if server is not None:
         _listen(out, server)
-        level = server.get("log_level")
-        if isinstance(level, str) and level in _LOG_LEVELS:
-            server["log_level"] = _LOG_LEVELS[level]
     ingester = _section(doc, "ingester")
     if ingester is not None:
         storage = _section(doc, "storage")
