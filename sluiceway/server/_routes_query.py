@@ -70,7 +70,7 @@ def _query_params(ctx: ServerContext, request: Request, p: dict[str, str],
         deadline=ctx.deadline(limits)), limits
 
 
-def _evaluate(ctx: ServerContext, source: StoreSource, query: str, qp: QueryParams,
+def _evaluate(source: StoreSource, query: str, qp: QueryParams,
               limits: LimitsSection) -> QueryResult:
     """Loki's order: the entries limit (log range queries), the lookback (which may leave
     nothing to read), the query length; then the query itself."""
@@ -99,7 +99,7 @@ async def _run(request: Request, instant: bool) -> Response:
         raise ParamError("query parameter is required")
     qp, limits = _query_params(ctx, request, p, instant)
     source = StoreSource(ctx.store)
-    result = await run_in_threadpool(_evaluate, ctx, source, p["query"], qp, limits)
+    result = await run_in_threadpool(_evaluate, source, p["query"], qp, limits)
     body = {"status": "success", "data": result.to_loki_json()}
     if source.warnings:  # data left out (a damaged chunk): Loki's top-level warnings
         body["warnings"] = source.warnings

@@ -136,7 +136,7 @@ def test_limits_answers_match_loki(server: ServerProcess) -> None:
 def test_the_loki_config_warned_once_about_what_has_no_effect(server: ServerProcess) -> None:
     lines = [ln for ln in server.log().splitlines() if "have no effect here" in ln]
     assert len(lines) == 1, server.log()
-    assert "limits_config.discover_service_name" in lines[0] and "ingester" in lines[0]
+    assert "ingester.lifecycler" in lines[0]
     assert "max_global_streams_per_user" not in lines[0]
 
 
