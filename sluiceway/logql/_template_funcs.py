@@ -298,7 +298,7 @@ def _converter(kind: str) -> Callable[[Any], float]:
             raise TypeError(f"wrong type for value; expected string; got {_go_type(v)}")
         out = convert(v)
         if out is None:
-            raise ValueError(detail.format(v))
+            raise ValueError(detail(v))
         return out
 
     return call

@@ -52,10 +52,10 @@ def rule_store(cfg: Config) -> RuleStore:
 
 def query_func(ctx: ServerContext) -> Callable[[str, Expr, int], list[Sample]]:
     def query(tenant: str, expr: Expr, ts: int) -> list[Sample]:
-        limits = ctx.limits
+        limits = ctx.limits_for(tenant)
         qp = QueryParams(tenants=[tenant], start=ts, end=ts, instant=True,
-                         max_series=limits.max_query_series, max_line_size=ctx.template_cap,
-                         deadline=ctx.deadline())
+                         max_series=limits.max_query_series,
+                         max_line_size=ctx.template_cap(limits), deadline=ctx.deadline(limits))
         return samples_of(evaluate(StoreSource(ctx.store), expr, qp))
 
     return query
