@@ -13,6 +13,13 @@ from sluiceway.model._labels import (
     validate_label_names,
 )
 from sluiceway.model._matcher import Matcher, matches_all
+from sluiceway.model._timefmt import (
+    NAMED_LAYOUTS,
+    go_layout_parser,
+    make_parser,
+    now_ns,
+    parse_rfc3339,
+)
 from sluiceway.model._units import Bytes, Duration, parse_duration, parse_size
 
 __all__ = [
@@ -33,4 +40,9 @@ __all__ = [
     "parse_labels",
     "quote",
     "validate_label_names",
+    "NAMED_LAYOUTS",
+    "go_layout_parser",
+    "make_parser",
+    "now_ns",
+    "parse_rfc3339",
 ]

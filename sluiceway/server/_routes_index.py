@@ -13,7 +13,7 @@ from sluiceway.server._context import JSONResponse, ctx_of, params_of
 from sluiceway.server._params import ParamError, parse_limit, parse_step, time_range
 from sluiceway.server._tenants import read_scope
 from sluiceway.server._volume import bucket_edges, volume
-from sluiceway.store._store import index_stats
+from sluiceway.store import index_stats
 
 router = APIRouter()
 
