@@ -3,6 +3,7 @@ all chunk bytes through an `ObjectStore` (`LocalDir` on one node)."""
 
 from sluiceway.store._blocks import sort_dedupe
 from sluiceway.store._chunk import ChunkError
+from sluiceway.store._objstore import InvalidKey, LocalDir, NotFound, ObjectInfo, ObjectStore
 from sluiceway.store._record import decode_record, encode_record
 from sluiceway.store._store import (
     ChunkWriteError,
@@ -15,6 +16,7 @@ from sluiceway.store._store import (
 )
 from sluiceway.store._wal import WalPos, WalWriteError
 
-__all__ = ["ChunkError", "ChunkWriteError", "Store", "StoreConfig", "StoreError",
-           "StoreSeries", "WalPos", "WalWriteError", "decode_record", "encode_record",
-           "index_stats", "lock_data_dir", "sort_dedupe"]
+__all__ = ["ChunkError", "ChunkWriteError", "InvalidKey", "LocalDir", "NotFound", "ObjectInfo",
+           "ObjectStore", "Store", "StoreConfig", "StoreError", "StoreSeries", "WalPos",
+           "WalWriteError", "decode_record", "encode_record", "index_stats", "lock_data_dir",
+           "sort_dedupe"]
