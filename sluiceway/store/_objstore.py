@@ -31,6 +31,7 @@ The contract, for every backend:
 from __future__ import annotations
 
 import os
+import re
 import stat
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
@@ -72,8 +73,16 @@ class ObjectInfo:
     mtime: float  # when it was last written, Unix seconds
 
 
+# The keys the store makes (ASCII names whose parts do not start with a dot, short enough
+# for every limit) pass with one match, without the checks below: a flush checks thousands.
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(?:/[A-Za-z0-9_-][A-Za-z0-9._-]*)*")
+
+
 def check_key(key: str) -> str:
     """`key` when every backend can hold it; InvalidKey says why not."""
+    if isinstance(key, str) and len(key) <= MAX_NAME_BYTES and _PLAIN_KEY.fullmatch(key) \
+            and not key.endswith(TMP_SUFFIX):
+        return key
     if not isinstance(key, str) or not key:
         raise InvalidKey(f"an object key must be a non-empty string, got {key!r}")
     if "\0" in key:
