@@ -20,6 +20,7 @@ log = logging.getLogger("sluiceway.store")
 QUARANTINE = "quarantine"
 CORRUPT = "corrupt"
 UNINDEXED = "unindexed"
+UNREADABLE = "unreadable"  # a count only: a chunk whose bytes cannot be read stays put
 
 
 def quarantine_prefix(kind: str) -> str:

@@ -17,7 +17,7 @@ import logging
 from sluiceway.model import format_labels
 from sluiceway.store._chunk import ChunkError, decode_chunk
 from sluiceway.store._objstore import ObjectInfo
-from sluiceway.store._quarantine import CORRUPT, UNINDEXED, move, quarantine_prefix
+from sluiceway.store._quarantine import CORRUPT, UNINDEXED, UNREADABLE, move, quarantine_prefix
 from sluiceway.store._stream import ChunkRef
 from sluiceway.store._tenant import TenantStore
 from sluiceway.store._wal import ZERO_POS
@@ -63,8 +63,11 @@ def recover_chunks(ts: TenantStore) -> None:
                 raise ChunkError("chunk holds no lines")
         except (ChunkError, OSError) as exc:
             if isinstance(exc, OSError):
-                log.warning("tenant %s: unindexed chunk %s cannot be read (%s); left where "
-                            "it is", ts.tenant, src, exc)
+                # No bytes to copy into the quarantine: counted, and looked at again at
+                # the next start that finds it.
+                ts.count_out(UNREADABLE)
+                log.warning("tenant %s: unindexed chunk %s cannot be read (%s); its lines "
+                            "are not served; left where it is", ts.tenant, src, exc)
                 continue
             log.warning("tenant %s: unindexed chunk %s cannot be read (%s); moved to %s",
                         ts.tenant, src, exc, corrupt_at + rel)

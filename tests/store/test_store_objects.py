@@ -8,6 +8,7 @@ store concern (WAL, index logs, FORMAT, LOCK).
 
 from __future__ import annotations
 
+import errno
 import time
 from pathlib import Path
 
@@ -148,4 +149,39 @@ def test_writes_a_crash_interrupted_are_cleaned_at_start(tmp_path: Path) -> None
     st = Store(cfg, objects=objects)
     assert not leftover.exists() and not other.exists()
     assert len(_lines(st)) == 10
+    st.close()
+
+
+class _EIOOnGet(LocalDir):
+    """A LocalDir whose disk fails to read one object (an I/O error, not a missing one):
+    fault injection for a case a test cannot make a real disk produce."""
+
+    def __init__(self, root: Path, bad: str) -> None:
+        super().__init__(root)
+        self.bad = bad
+
+    def get(self, key: str) -> bytes:
+        if key == self.bad:
+            raise OSError(errno.EIO, "Input/output error", key)
+        return super().get(key)
+
+
+def test_an_unreadable_chunk_of_a_lost_index_is_counted_not_lost_silently(
+        tmp_path: Path) -> None:
+    """A chunk the damaged index no longer names and whose bytes cannot be read cannot be
+    copied into the quarantine: it stays where it is, and is counted and logged."""
+    data = tmp_path / "data"
+    cfg = StoreConfig(data, chunk_target_bytes=1500, compaction_enabled=False)
+    st = Store(cfg, objects=LocalDir(tmp_path / "objects"))
+    for i in range(10):
+        st.push("fake", [_block(i, time.time_ns())]).result()
+    st.flush_all()
+    st.close()
+    (data / "tenants" / "t-fake" / "index.log").unlink()
+    keys = _chunk_keys(LocalDir(tmp_path / "objects"))
+    objects = _EIOOnGet(tmp_path / "objects", keys[0])
+    st = Store(cfg, objects=objects)
+    assert st.tenants["fake"].chunks_quarantined == {"unreadable": 1,
+                                                     "unindexed": len(keys) - 1}
+    assert _chunk_keys(objects) == [keys[0]]  # left in place
     st.close()
