@@ -119,7 +119,8 @@ def _tenant_counters(s: Store) -> Iterator[CounterMetricFamily]:
     out = CounterMetricFamily(
         "sluiceway_chunks_quarantined", "Chunks taken out of service: corrupt (moved to "
         "quarantine/corrupt), unindexed (labels unknown, moved to quarantine/unindexed), "
-        "missing (named by the index, not on disk)", labels=["tenant", "reason"])
+        "missing (named by the index, not on disk), unreadable (not named by a damaged "
+        "index and its bytes cannot be read: left in place)", labels=["tenant", "reason"])
     for t, ts in list(s.tenants.items()):
         lost.add_metric([t], ts.index_records_lost)
         readded.add_metric([t], ts.chunks_readded)

@@ -27,6 +27,7 @@ from sluiceway.model import EntryBlock, Matcher, fingerprint
 from sluiceway.store._cache import ChunkCache
 from sluiceway.store._compactor import CompactionStats, Compactor
 from sluiceway.store._frames import Damage
+from sluiceway.store._objstore import LocalDir, ObjectStore
 from sluiceway.store._record import decode_record, encode_record
 from sluiceway.store._recover import recover_chunks
 from sluiceway.store._stream import Sealed, Stream
@@ -143,12 +144,16 @@ def tenant_from_dirname(name: str) -> str | None:
 
 
 class Store:
-    def __init__(self, cfg: StoreConfig, lock: DirLock | None = None) -> None:
+    def __init__(self, cfg: StoreConfig, lock: DirLock | None = None,
+                 objects: ObjectStore | None = None) -> None:
         """Open the data dir; `lock` is its `lock_data_dir` when the caller took it
-        already (the store releases it on close), else the store takes it first."""
+        already (the store releases it on close), else the store takes it first.
+        `objects` holds the chunks, keyed `<tenant dir>/chunks/...`; by default a
+        `LocalDir` over `<data_dir>/tenants`, which is today's file layout."""
         self.cfg = cfg
         self.root = cfg.data_dir
         self._lock = lock if lock is not None else lock_data_dir(self.root)
+        self.objects = objects if objects is not None else LocalDir(self.root / "tenants")
         self._check_format()
         self._remove_temp_files()
         self.cache = ChunkCache(cfg.cache_bytes)
@@ -222,12 +227,12 @@ class Store:
             raise StoreError(f"data dir {self.root} is not usable: {exc}") from exc
 
     def _remove_temp_files(self) -> None:
-        """Temp files of writes a crash interrupted (chunks, index rewrites, FORMAT)."""
+        """Temp files of writes a crash interrupted (FORMAT, index rewrites) and what
+        interrupted object writes left (chunks)."""
         n = remove_temp_files(self.root)
         for t in (self.root / "tenants").glob("*"):
             n += remove_temp_files(t)
-            for d in (t / "chunks").glob("*"):
-                n += remove_temp_files(d)
+        n += self.objects.clean_interrupted()
         if n:
             log.info("removed %d temp files left by an interrupted write", n)
 
@@ -276,8 +281,9 @@ class Store:
             with self._tenants_lock:
                 ts = self.tenants.get(tenant)
                 if ts is None:
-                    ts = TenantStore(tenant, self.root / "tenants" / tenant_dirname(tenant),
-                                     self.cache, self.cfg.chunk_target_bytes,
+                    name = tenant_dirname(tenant)
+                    ts = TenantStore(tenant, self.root / "tenants" / name, self.objects,
+                                     f"{name}/", self.cache, self.cfg.chunk_target_bytes,
                                      self.cfg.compression_level)
                     self.tenants[tenant] = ts
         return ts
@@ -521,7 +527,7 @@ class Store:
     def disk_usage(self) -> dict[str, int]:
         chunks = index = 0
         for t in self.tenants.values():
-            chunks += sum(p.stat().st_size for p in t.root.glob("chunks/*/*.chunk"))
+            chunks += sum(o.size for o in t.chunk_objects().values())
             idx = t.root / "index.log"
             index += idx.stat().st_size if idx.exists() else 0
         return {"chunks": chunks, "index": index, "wal": self.wal.size_bytes()}
