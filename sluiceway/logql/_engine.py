@@ -10,11 +10,12 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sluiceway.logql import _ast as A
 from sluiceway.logql._errors import INSTANT_LOG_QUERY, METRIC_NOT_SUPPORTED, QueryError
+from sluiceway.logql._exec import ExecOptions
 from sluiceway.logql._parser import parse
 from sluiceway.logql._pipeline import LabelKey, LogPipeline, Processed, selected_blocks
 from sluiceway.logql._result import QueryResult, QueryStats
@@ -35,6 +36,7 @@ class QueryParams:
     interval_ns: int | None = None
     instant: bool = False
     categorize_labels: bool = False
+    options: ExecOptions = field(default_factory=ExecOptions)  # threads, splits, cancel
 
 
 MetricEvaluator = Callable[[LogSource, A.Expr, QueryParams, QueryStats], QueryResult]

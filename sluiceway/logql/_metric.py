@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from sluiceway.logql import _ast as A
+from sluiceway.logql._columnar import count_lines
 from sluiceway.logql._engine import QueryParams
 from sluiceway.logql._errors import QueryError
 from sluiceway.logql._metric_agg import aggregate, label_replace
@@ -77,6 +78,7 @@ class _Evaluator:
         self.grid = grid
         self.n = len(grid)
         self.stats = stats
+        self.options = params.options
 
     def eval(self, e: A.Expr) -> Value:
         if isinstance(e, A.Literal):
@@ -129,9 +131,10 @@ class _Evaluator:
         counts = BinCounts(edges)
         want_bytes = op.startswith("bytes")
         sizes = BinCounts(edges)
-        mapper = KeyMapper(grouping, None)
-        scan(self.source, self.tenants, lr, lo, hi, self.stats,
-             line_sink(counts, mapper, sizes if want_bytes else None))
+        if not count_lines(self.source, self.tenants, lr, lo, hi, self.stats, grouping,
+                           counts, sizes if want_bytes else None, self.options):
+            scan(self.source, self.tenants, lr, lo, hi, self.stats,
+                 line_sink(counts, KeyMapper(grouping, None), sizes if want_bytes else None))
         ie, istart = np.searchsorted(edges, ends), np.searchsorted(edges, starts)
         n_lines = counts.windows(istart, ie)
         totals = sizes.windows(istart, ie) if want_bytes else n_lines

@@ -58,6 +58,8 @@ class LogPipeline:
         order = sorted(range(len(self.block_filters)), key=self._rates.__getitem__)
         for k in order:
             before = int(np.count_nonzero(mask))
+            if not before:  # the parsed-value prefilter may have dropped every line
+                break
             mask = self.block_filters[k](block, mask)
             after = int(np.count_nonzero(mask))
             self._rates[k] = 0.5 * self._rates[k] + 0.5 * (after / before)

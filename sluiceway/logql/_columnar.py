@@ -1,0 +1,357 @@
+"""The columnar metric engine: `count_over_time`, `rate`, `bytes_*` grouped `by` labels,
+computed over whole blocks as arrays, on every core.
+
+`plan_lines` accepts the queries it can answer exactly (one `json` or `logfmt` parser
+without options, label filters, line filters, `drop` of names, a `by` grouping — from the
+range aggregation or pushed down from an outer `sum`) and returns None for the rest, which
+the per-line engine answers. Per block: the leading line filters select lines (the log
+engine's own `LogPipeline.select`), the parser extracts only the labels that the filters
+and the grouping name (`_columnar_scan`), the label filters become masks
+(`_columnar_filter`), and each group's timestamps are binned over the step grid's window
+edges. Lines the columnar parser cannot classify go through the per-line stages, so the
+answer is the reference engine's in every case.
+
+Work units are (time split, series); `_exec.run_units` runs them on threads — the RE2 and
+numpy kernels release the GIL — and their histograms are summed (integer counts in float64:
+any order gives the same bits).
+
+Where block filters will plug in: `Plan.required_literals()` are the byte strings every
+selected line must contain; a block whose token filter excludes one of them can be skipped
+without being read (chunk format v2).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from sluiceway.logql import _ast as A
+from sluiceway.logql._columnar_filter import (
+    ERROR,
+    ERROR_NAMES,
+    JSON_ERR,
+    ErrCodes,
+    VecFilter,
+    compile_vec_filter,
+    error_col,
+    filter_names,
+)
+from sluiceway.logql._columnar_scan import (
+    Col,
+    Mask,
+    arrow_lines,
+    extract_field,
+    json_classes,
+    logfmt_simple,
+)
+from sluiceway.logql._errors import QueryError
+from sluiceway.logql._exec import Aborted, ExecOptions, run_units, split_range, too_many_bytes
+from sluiceway.logql._filters import BlockFilter, compile_line_filter
+from sluiceway.logql._metric_extract import BinCounts, KeyMapper, pipeline_error
+from sluiceway.logql._pipeline import LabelKey, LogPipeline
+from sluiceway.logql._result import QueryStats
+from sluiceway.logql._source import LogSource, SeriesRef
+from sluiceway.model import EntryBlock
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+ERROR_DETAILS = "__error_details__"
+
+
+@dataclass(frozen=True, slots=True)
+class _Parse:
+    fmt: str  # "json" | "logfmt"
+
+
+@dataclass(frozen=True, slots=True)
+class _Drop:
+    names: tuple[str, ...]
+
+
+Op = _Parse | VecFilter | BlockFilter | _Drop
+
+
+@dataclass(slots=True)
+class Plan:
+    """A query shape the columnar engine answers: ops in stage order after the leading
+    line filters, the parsed labels it needs, and the `by` labels of the series."""
+
+    ops: list[Op]
+    fields: tuple[str, ...]
+    by: tuple[str, ...]
+    preserve_error: bool
+    literals: tuple[bytes, ...] = ()
+
+    def required_literals(self) -> tuple[bytes, ...]:
+        return self.literals
+
+
+def _names_ok(names: set[str]) -> bool:
+    # `_extracted` names depend on which stream labels a series has and on key order;
+    # error details are per-line texts: both are left to the per-line engine.
+    return not any(n == ERROR_DETAILS or n.endswith("_extracted") for n in names)
+
+
+def plan_lines(lr: A.LogRange, grouping: A.Grouping | None) -> Plan | None:
+    """The columnar plan of a count/rate/bytes range, or None when it does not apply."""
+    if lr.unwrap is not None or grouping is None or grouping.without:
+        return None
+    by = set(grouping.labels)
+    stages = lr.log.stages
+    n = 0
+    literals: list[bytes] = []
+    while n < len(stages) and isinstance(stages[n], A.LineFilter):
+        st = stages[n]
+        assert isinstance(st, A.LineFilter)
+        if st.op == "|=" and len(st.values) == 1 and not st.ip and st.values[0]:
+            literals.append(st.values[0].encode())
+        n += 1
+    ops: list[Op] = []
+    names: set[str] = set(by)
+    parser = False
+    for st in stages[n:]:
+        if isinstance(st, A.JsonParser) and not st.params and not parser:
+            ops.append(_Parse("json"))
+            parser = True
+        elif (isinstance(st, A.LogfmtParser) and not st.params and not st.strict
+              and not st.keep_empty and not parser):
+            ops.append(_Parse("logfmt"))
+            parser = True
+        elif isinstance(st, A.LabelFilter):
+            names |= filter_names(st.expr)
+            ops.append(compile_vec_filter(st.expr))
+        elif isinstance(st, A.LineFilter):
+            ops.append(compile_line_filter(st))
+        elif isinstance(st, A.Drop) and all(s.matcher is None for s in st.items):
+            ops.append(_Drop(tuple(s.name for s in st.items)))
+        else:
+            return None
+    if not _names_ok(names):
+        return None
+    fields = tuple(sorted(names - {ERROR})) if parser else ()
+    return Plan(ops, fields, tuple(sorted(by)), ERROR in by, tuple(literals))
+
+
+# --- one block -----------------------------------------------------------------------
+
+Group = tuple[LabelKey, I64, I64 | None]  # series key, ts, line sizes
+
+
+@dataclass(slots=True)
+class _BlockOut:
+    groups: list[Group] = field(default_factory=list)
+
+
+def _reference(pipeline: LogPipeline, mapper: KeyMapper, block: EntryBlock,
+               idx: npt.NDArray[np.intp], want_sizes: bool) -> list[Group]:
+    """The per-line engine on some lines of a block (as `line_sink` does)."""
+    ts_by: dict[LabelKey, list[int]] = {}
+    size_by: dict[LabelKey, list[int]] = {}
+    for t, line, key, _ in pipeline.process(block, idx, False):
+        k = mapper(key)
+        if k not in ts_by:
+            ts_by[k], size_by[k] = [], []
+        ts_by[k].append(t)
+        if want_sizes:
+            size_by[k].append(len(line.encode()))
+    return [(k, np.asarray(t, dtype=np.int64),
+             np.asarray(size_by[k], dtype=np.int64) if want_sizes else None)
+            for k, t in ts_by.items()]
+
+
+def run_block(plan: Plan, pipeline: LogPipeline, mapper: KeyMapper, block: EntryBlock,
+              idx: npt.NDArray[np.intp], want_sizes: bool) -> list[Group]:
+    """Series keys with the timestamps (and sizes) of a block's lines that pass."""
+    if block.metadata is not None:  # metadata labels: the per-line engine decides
+        return _reference(pipeline, mapper, block, idx, want_sizes)
+    if len(idx) < len(block):
+        block = block.take(idx)
+    n = len(block)
+    arr = None
+    alive: Mask = np.ones(n, dtype=np.bool_)
+    other: Mask = np.zeros(n, dtype=np.bool_)
+    err: ErrCodes = np.zeros(n, dtype=np.int8)
+    stream = dict(block.labels)
+    env: dict[str, Col] = {k: Col.constant(n, v) for k, v in stream.items()}
+    for op in plan.ops:
+        if isinstance(op, _Parse):
+            arr = arrow_lines(block)
+            if op.fmt == "json":
+                simple, not_obj = json_classes(block, arr)
+                other |= ~simple & ~not_obj
+                err[not_obj] = JSON_ERR
+            else:
+                simple = logfmt_simple(arr)
+                other |= ~simple
+            for name in plan.fields:
+                if name in stream:  # the parsed key becomes `<name>_extracted`
+                    continue
+                col, dup = extract_field(op.fmt, arr, name, simple)
+                other |= dup
+                env[name] = col
+        elif isinstance(op, VecFilter):
+            alive &= op(env, err, alive & ~other) | other
+        elif isinstance(op, _Drop):
+            for name in op.names:
+                if name == ERROR:
+                    err[:] = 0
+                else:
+                    env.pop(name, None)
+        else:  # a line filter: pure on the line, valid for every class
+            alive = op(block, alive)
+    ok = alive & ~other
+    fallback = np.flatnonzero(alive & other)
+    if not plan.preserve_error:
+        bad = np.flatnonzero(ok & (err != 0))
+        if len(bad):
+            first = int(bad[0])
+            before = fallback[fallback < first]
+            _reference(pipeline, mapper, block, before, False)  # raises if one fails first
+            _reference(pipeline, mapper, block, np.array([first]), False)
+            raise pipeline_error({ERROR: ERROR_NAMES[int(err[first])]})  # not reached
+    groups = _group(plan, env, err, ok, block, want_sizes)
+    if len(fallback):
+        groups += _reference(pipeline, mapper, block, fallback, want_sizes)
+    return groups
+
+
+def _group(plan: Plan, env: dict[str, Col], err: ErrCodes, ok: Mask, block: EntryBlock,
+           want_sizes: bool) -> list[Group]:
+    sel = np.flatnonzero(ok)
+    if not len(sel):
+        return []
+    ts = block.ts[sel]
+    sizes = np.diff(block.offsets)[sel] if want_sizes else None
+    cols: list[tuple[str, Col]] = []
+    for name in plan.by:
+        col = error_col(err) if name == ERROR else env.get(name)
+        if col is not None:
+            cols.append((name, col.take(sel)))
+    if not cols:
+        return [((), ts, sizes)]
+    code = np.zeros(len(sel), dtype=np.int64)
+    radix = 1
+    for _, col in cols:
+        width = len(col.values) + 1
+        if radix * width >= 1 << 62:
+            break
+        code += (col.codes + 1) * radix
+        radix *= width
+    else:
+        return _split_groups(cols, code, ts, sizes)
+    stacked = np.stack([c.codes for _, c in cols], axis=1)
+    _, inverse = np.unique(stacked, axis=0, return_inverse=True)
+    return _split_groups(cols, inverse.reshape(-1).astype(np.int64), ts, sizes)
+
+
+def _split_groups(cols: list[tuple[str, Col]], code: I64, ts: I64,
+                  sizes: I64 | None) -> list[Group]:
+    uniq, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+    out: list[Group] = []
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(uniq) + 1))
+    for g in range(len(uniq)):
+        i = int(first[g])
+        key = tuple((name, col.values[c]) for name, col in cols
+                    if (c := int(col.codes[i])) >= 0 and col.values[c])
+        rows = order[bounds[g]:bounds[g + 1]]
+        out.append((key, ts[rows], None if sizes is None else sizes[rows]))
+    return out
+
+
+# --- a whole range aggregation ---------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Partial:
+    counts: dict[LabelKey, F64] = field(default_factory=dict)
+    sizes: dict[LabelKey, F64] = field(default_factory=dict)
+    stats: QueryStats = field(default_factory=QueryStats)
+
+
+def _hist(edges: I64, ts: I64, weights: Any = None) -> F64:
+    slot = np.searchsorted(edges, ts, "left")
+    return np.bincount(slot, weights=weights, minlength=len(edges) + 1).astype(np.float64)
+
+
+def _add(acc: dict[LabelKey, F64], key: LabelKey, hist: F64) -> None:
+    prev = acc.get(key)
+    if prev is None:
+        acc[key] = hist
+    else:
+        prev += hist
+
+
+def _unit(source: LogSource, ref: SeriesRef, lo: int, hi: int, lr: A.LogRange, plan: Plan,
+          mapper: KeyMapper, edges: I64, want_sizes: bool,
+          opts: ExecOptions) -> Callable[[threading.Event], _Partial]:
+    def run(abort: threading.Event) -> _Partial:
+        out = _Partial()
+        st = out.stats
+        pipeline = LogPipeline(lr.log.stages)
+        for block in source.blocks(ref, lo, hi, "forward"):
+            if abort.is_set():
+                raise Aborted()
+            opts.check()
+            block = block.clip(lo, hi)
+            if not len(block):
+                continue
+            st.blocks_read += 1
+            st.lines_processed += len(block)
+            st.bytes_processed += block.nbytes
+            if block.metadata is not None:
+                st.metadata_bytes += sum(len(k) + len(v) for md in block.metadata if md
+                                         for k, v in md.items())
+            idx = pipeline.select(block)
+            st.post_filter_lines += len(idx)
+            if not len(idx):
+                continue
+            for key, ts, sizes in run_block(plan, pipeline, mapper, block, idx, want_sizes):
+                _add(out.counts, key, _hist(edges, ts))
+                if want_sizes:
+                    _add(out.sizes, key, _hist(edges, ts, sizes))
+        return out
+
+    return run
+
+
+def _merge_stats(into: QueryStats, s: QueryStats) -> None:
+    into.blocks_read += s.blocks_read
+    into.lines_processed += s.lines_processed
+    into.bytes_processed += s.bytes_processed
+    into.post_filter_lines += s.post_filter_lines
+    into.metadata_bytes += s.metadata_bytes
+
+
+def count_lines(source: LogSource, tenants: list[str], lr: A.LogRange, lo: int, hi: int,
+                stats: QueryStats, grouping: A.Grouping | None, counts: BinCounts,
+                sizes: BinCounts | None, opts: ExecOptions) -> bool:
+    """Fill `counts` (and `sizes`) as the per-line engine's `line_sink` would; False
+    (nothing done) when the query shape is not one the columnar engine answers."""
+    plan = plan_lines(lr, grouping) if opts.columnar else None
+    if plan is None:
+        return False
+    mapper = KeyMapper(grouping, None)
+    refs = source.series(tenants, list(lr.log.matchers), lo, hi)
+    stats.streams += len(refs)
+    want = sizes is not None
+    units = [_unit(source, ref, a, b, lr, plan, mapper, counts.edges, want, opts)
+             for a, b in split_range(lo, hi, opts.split_ns) for ref in refs]
+    for part in run_units(units, opts.parallelism, opts):
+        _merge_stats(stats, part.stats)
+        if opts.max_bytes_read and stats.bytes_processed > opts.max_bytes_read:
+            raise too_many_bytes(stats.bytes_processed, opts.max_bytes_read)
+        for key, hist in part.counts.items():
+            _add(counts.acc, key, hist)
+        if sizes is not None:
+            for key, hist in part.sizes.items():
+                _add(sizes.acc, key, hist)
+        if opts.max_series and len(counts.acc) > opts.max_series:
+            raise QueryError(f"maximum number of series ({opts.max_series}) reached for a "
+                             "single query")
+    return True

@@ -1,0 +1,148 @@
+"""Columnar parsers: `| json` and `| logfmt` fields of a whole block at once.
+
+A block's blob and offsets become an Arrow binary array without a copy, and RE2 kernels
+of pyarrow.compute (C++, the GIL released) run over all its lines in one call. Each line
+falls in one of three classes:
+
+- *simple*: a shape whose parse result is unambiguous and equal to the reference
+  scanner's — for JSON a flat object of identifier keys and strings without escapes,
+  numbers, booleans or nulls; for logfmt `key=value` / `key="quoted"` pairs of identifier
+  keys without `=` or escapes in values. Their fields are extracted by regex, as columns;
+- *not an object* (JSON only): the first character is not `{` or blank: the reference
+  stops at once with `JSONParserErr` and no labels, so these need no parsing either;
+- *other*: everything else (escapes, nesting, odd keys, duplicate wanted keys, malformed
+  text). The caller sends these few lines through the per-line reference stages, so every
+  answer stays exact whatever the input.
+
+A column is dictionary-encoded (`Col`): one code per line (-1 = no such label) into a
+list of distinct values, so label filters and conversions run once per distinct value.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sluiceway.model import EntryBlock
+
+Codes = npt.NDArray[np.int64]
+Mask = npt.NDArray[np.bool_]
+
+# A label name that is its own sanitised form and can never be `__error__`-like.
+_IDENT = r"(?:[A-Za-z][A-Za-z0-9_]*|_[A-Za-z0-9][A-Za-z0-9_]*)"
+IDENT_RE = re.compile(_IDENT)
+_WS = r"[ \t\n\r]*"
+_JVAL = r'(?:"[^"\\]*"|-?[0-9][0-9.eE+-]*|true|false|null)'
+_JMEMBER = rf'"{_IDENT}"{_WS}:{_WS}{_JVAL}{_WS}'
+SIMPLE_JSON = rf"^{_WS}\{{{_WS}{_JMEMBER}(?:,{_WS}{_JMEMBER})*\}}$"
+_LSEP = r"[\x00-\x20]"
+_LPAIR = rf'{_IDENT}=(?:"[^"\\=]*"|[^\x00-\x20"=]*)'
+SIMPLE_LOGFMT = rf"^{_LSEP}*(?:{_LPAIR}(?:{_LSEP}+{_LPAIR})*)?{_LSEP}*$"
+
+
+@dataclass(slots=True)
+class Col:
+    """A dictionary-encoded label column: `codes[i]` indexes `values`, -1 = absent."""
+
+    codes: Codes
+    values: list[str]
+
+    @staticmethod
+    def absent(n: int) -> Col:
+        return Col(np.full(n, -1, dtype=np.int64), [])
+
+    @staticmethod
+    def constant(n: int, value: str) -> Col:
+        return Col(np.zeros(n, dtype=np.int64), [value])
+
+    def take(self, idx: npt.NDArray[np.intp]) -> Col:
+        return Col(self.codes[idx], self.values)
+
+
+def arrow_lines(block: EntryBlock) -> pa.Array:
+    """The block's lines as an Arrow large_binary array sharing the blob's memory."""
+    offs = block.offsets
+    base = int(offs[0])
+    if base:
+        offs = offs - base
+    data = memoryview(block.blob)[base:int(block.offsets[-1])]
+    return pa.Array.from_buffers(pa.large_binary(), len(block),
+                                 [None, pa.py_buffer(np.ascontiguousarray(offs, np.int64)),
+                                  pa.py_buffer(data)])
+
+
+def _np_bool(a: Any) -> Mask:
+    return np.asarray(a.to_numpy(zero_copy_only=False), dtype=np.bool_)
+
+
+def json_classes(block: EntryBlock, arr: pa.Array) -> tuple[Mask, Mask]:
+    """(simple, not_object) masks of a block's lines for `| json`."""
+    n = len(block)
+    lens = np.diff(block.offsets)
+    first = np.full(n, 0x7B, dtype=np.uint8)  # an empty line is not an object either
+    nonempty = lens > 0
+    if nonempty.any():
+        b = np.frombuffer(block.blob, dtype=np.uint8)
+        first[nonempty] = b[block.offsets[:-1][nonempty]]
+    not_obj = ~np.isin(first, np.array([0x7B, 0x20, 0x09, 0x0A, 0x0D], dtype=np.uint8))
+    not_obj |= ~nonempty
+    simple = _np_bool(pc.match_substring_regex(arr, SIMPLE_JSON)) & ~not_obj
+    return simple, not_obj
+
+
+def logfmt_simple(arr: pa.Array) -> Mask:
+    return _np_bool(pc.match_substring_regex(arr, SIMPLE_LOGFMT))
+
+
+def _field_patterns(fmt: str, name: str) -> tuple[str, str]:
+    """(count pattern, extract pattern) of a top-level key in a simple line."""
+    key = re.escape(name)
+    if fmt == "json":
+        return (rf'"{key}"{_WS}:', rf'"{key}"{_WS}:{_WS}(?P<v>"[^"]*"|[^ \t\n\r,}}]*)')
+    return (rf"(?:^|{_LSEP}){key}=", rf'(?:^|{_LSEP}){key}=(?P<v>"[^"]*"|[^\x00-\x20]*)')
+
+
+def extract_field(fmt: str, arr: pa.Array, name: str, simple: Mask) -> tuple[Col, Mask]:
+    """The value of key `name` on the simple lines, and the simple lines where the key
+    occurs more than once (the caller moves those to the per-line path)."""
+    count_pat, extract_pat = _field_patterns(fmt, name)
+    n = len(arr)
+    dup = simple & (np.asarray(pc.count_substring_regex(arr, count_pat).to_numpy(
+        zero_copy_only=False)) > 1)
+    got = pc.extract_regex(arr, extract_pat)
+    # A line without a match is a null struct whose child still holds "" (not null).
+    enc = pc.dictionary_encode(got.field("v"))
+    codes = np.asarray(enc.indices.fill_null(-1).to_numpy(zero_copy_only=False),
+                       dtype=np.int64)
+    if got.null_count:
+        codes[~_np_bool(got.is_valid())] = -1
+    raw: list[bytes] = enc.dictionary.to_pylist()
+    values: list[str] = []
+    remap = np.full(len(raw) + 1, -1, dtype=np.int64)  # last slot: absent stays absent
+    for k, v in enumerate(raw):
+        text = _value_text(fmt, v)
+        if text is None:
+            continue
+        remap[k] = len(values)
+        values.append(text)
+    codes = remap[codes]
+    if n:
+        codes[~simple] = -1
+    return Col(codes, values), dup
+
+
+def _value_text(fmt: str, v: bytes) -> str | None:
+    """A captured value as the reference scanner labels it; None = no label."""
+    if fmt == "json":
+        if v[:1] == b'"':
+            return v[1:-1].decode("utf-8", "replace").replace("\ufffd", " ")
+        return None if v == b"null" else v.decode("utf-8", "replace")
+    if v[:1] == b'"':
+        v = v[1:-1]
+    return v.decode("utf-8", "replace") or None  # logfmt: an empty value is no label
