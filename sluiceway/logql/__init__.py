@@ -40,6 +40,7 @@ from sluiceway.logql._engine import (
     series_entries,
 )
 from sluiceway.logql._errors import ParseError, QueryError
+from sluiceway.logql._exec import ExecOptions, QueryCancelled, split_range, too_many_bytes
 from sluiceway.logql._format import format_query
 from sluiceway.logql._metric import metric_evaluator as _metric_evaluator
 from sluiceway.logql._parser import parse, parse_selector
@@ -60,4 +61,5 @@ __all__ = [
     "RangeAggregation", "RegexpParser", "SeriesRef", "Stage", "UnpackParser", "Unwrap",
     "VectorAggregation", "VectorExpr", "VectorMatching", "evaluate", "format_query", "parse",
     "parse_selector", "register_metric_evaluator", "series_entries",
+    "ExecOptions", "QueryCancelled", "split_range", "too_many_bytes",
 ]

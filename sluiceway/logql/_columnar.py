@@ -50,7 +50,7 @@ from sluiceway.logql._columnar_scan import (
     logfmt_simple,
 )
 from sluiceway.logql._errors import QueryError
-from sluiceway.logql._exec import Aborted, ExecOptions, run_units, split_range, too_many_bytes
+from sluiceway.logql._exec import Aborted, ExecOptions, run_units, split_range
 from sluiceway.logql._filters import BlockFilter, compile_line_filter
 from sluiceway.logql._metric_extract import BinCounts, KeyMapper, pipeline_error
 from sluiceway.logql._pipeline import LabelKey, LogPipeline
@@ -190,6 +190,9 @@ def run_block(plan: Plan, pipeline: LogPipeline, mapper: KeyMapper, block: Entry
                 other |= ~simple
             for name in plan.fields:
                 if name in stream:  # the parsed key becomes `<name>_extracted`
+                    continue
+                if not simple.any():  # e.g. `| json` over a plain-text stream
+                    env[name] = Col.absent(n)
                     continue
                 col, dup = extract_field(op.fmt, arr, name, simple)
                 other |= dup
@@ -340,12 +343,12 @@ def count_lines(source: LogSource, tenants: list[str], lr: A.LogRange, lo: int, 
     refs = source.series(tenants, list(lr.log.matchers), lo, hi)
     stats.streams += len(refs)
     want = sizes is not None
+    splits = split_range(lo, hi, opts.split_ns)
+    stats.splits += len(splits)
     units = [_unit(source, ref, a, b, lr, plan, mapper, counts.edges, want, opts)
-             for a, b in split_range(lo, hi, opts.split_ns) for ref in refs]
+             for a, b in splits for ref in refs]
     for part in run_units(units, opts.parallelism, opts):
         _merge_stats(stats, part.stats)
-        if opts.max_bytes_read and stats.bytes_processed > opts.max_bytes_read:
-            raise too_many_bytes(stats.bytes_processed, opts.max_bytes_read)
         for key, hist in part.counts.items():
             _add(counts.acc, key, hist)
         if sizes is not None:

@@ -64,6 +64,11 @@ class LimitsSection(_Section):
     max_query_length: Duration = 721 * 3600.0
     max_query_series: int = 500
     query_timeout: Duration = 60.0
+    # Query execution (Loki's names): threads of one query (capped by the cores), the
+    # time split, and bytes of log lines a query may read (0 = no limit).
+    max_query_parallelism: Annotated[int, Field(ge=1)] = 32
+    split_queries_by_interval: Duration = 3600.0
+    max_query_bytes_read: Bytes = 0
     # Loki's defaults are 4 / 6; off here until set: a single node has no neighbours to
     # protect, and a default that refuses a busy app's logs is the surprise we avoid.
     ingestion_rate_mb: Annotated[float, Field(ge=0)] = 0.0

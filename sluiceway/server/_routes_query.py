@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import os
 import time
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from sluiceway.logql import QueryParams, evaluate, parse_selector
+from sluiceway.logql import ExecOptions, QueryCancelled, QueryParams, evaluate, parse_selector
+from sluiceway.logql._result import QueryResult
 from sluiceway.model import Matcher
 from sluiceway.server._context import JSONResponse, ServerContext, ctx_of, params_of
 from sluiceway.server._params import (
@@ -21,6 +26,8 @@ from sluiceway.server._params import (
 from sluiceway.server._querier import StoreSource
 
 router = APIRouter()
+log = logging.getLogger("sluiceway.query")
+_DISCONNECT_POLL_S = 0.2
 
 
 def _query_params(ctx: ServerContext, request: Request, p: dict[str, str],
@@ -40,7 +47,12 @@ def _query_params(ctx: ServerContext, request: Request, p: dict[str, str],
     if step_ns is not None and step_ns <= 0:
         raise ParamError("zero or negative query resolution step widths are not accepted. "
                          "Try a positive integer")
+    options = ExecOptions(
+        parallelism=min(limits.max_query_parallelism, os.cpu_count() or 1),
+        split_ns=int(limits.split_queries_by_interval * 1e9),
+        max_bytes_read=int(limits.max_query_bytes_read))
     return QueryParams(
+        options=options,
         tenants=ctx.tenants(request.headers, allow_many=True), start=start, end=end,
         limit=limit, direction=parse_direction(p.get("direction")), step_ns=step_ns,
         interval_ns=int(parse_seconds_or_duration(interval, "interval") * 1e9)
@@ -57,14 +69,36 @@ async def _run(request: Request, instant: bool) -> Response:
         raise ParamError("query parameter is required")
     qp = _query_params(ctx, request, p, instant)
     timeout = ctx.limits.query_timeout
-    source = StoreSource(ctx.store, time.monotonic() + timeout if timeout else None, timeout)
-    result = await run_in_threadpool(evaluate, source, p["query"], qp)
+    source = StoreSource(ctx.store, time.monotonic() + timeout if timeout else None, timeout,
+                         qp.options, ctx.metrics.query_blocks.inc)
+    result = await _evaluate_until_disconnect(request, source, p["query"], qp)
+    if result is None:
+        return Response(status_code=499)  # nobody is listening any more (nginx's code)
     data = result.to_loki_json()
     max_series = ctx.limits.max_query_series
     if data["resultType"] in ("matrix", "vector") and max_series and \
             len(data["result"]) > max_series:
         raise ParamError(f"maximum of series ({max_series}) reached for a single query")
     return JSONResponse({"status": "success", "data": data})
+
+
+async def _evaluate_until_disconnect(request: Request, source: StoreSource, query: str,
+                                     qp: QueryParams) -> QueryResult | None:
+    """Run the query on a worker thread; when the client disconnects first, set its
+    cancel flag (every block read checks it), wait for the work to stop, return None."""
+    task = asyncio.ensure_future(run_in_threadpool(evaluate, source, query, qp))
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=_DISCONNECT_POLL_S)
+        if done:
+            return task.result()
+        if await request.is_disconnected():
+            break
+    qp.options.cancel.set()
+    ctx_of(request).metrics.queries_cancelled.inc()
+    with contextlib.suppress(QueryCancelled, Exception):
+        await task
+    log.info("query cancelled: client disconnected (query=%r)", query)
+    return None
 
 
 @router.api_route("/loki/api/v1/query_range", methods=["GET", "POST"])

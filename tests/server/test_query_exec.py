@@ -1,0 +1,100 @@
+"""Query execution in a real server: a query's work stops when its client disconnects;
+`max_query_bytes_read` answers 400 with Loki's text; stats count blocks and splits."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+import orjson
+
+from tests.procs import ServerProcess
+
+BLOCKS = 120
+LINES = 400
+
+
+def _push_blocks(srv: ServerProcess, now: int) -> None:
+    """BLOCKS pushes of one stream: the head keeps one block per push."""
+    for b in range(BLOCKS):
+        values = [[str(now - (BLOCKS - b) * 10**9 + i), f"k{i % 7}=v{b} a=b msg=\"x y\""]
+                  for i in range(LINES)]
+        body = {"streams": [{"stream": {"job": "cx"}, "values": values}]}
+        r = httpx.post(f"{srv.url}/loki/api/v1/push", content=orjson.dumps(body),
+                       headers={"Content-Type": "application/json"})
+        assert r.status_code == 204, r.text
+
+
+def _blocks_read(srv: ServerProcess) -> float:
+    text = httpx.get(f"{srv.url}/metrics").text
+    m = re.search(r"^sluiceway_query_blocks_read_total (\S+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def _wait(cond: object, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_query_work_stops_when_the_client_disconnects(tmp_path: Path) -> None:
+    cfg = tmp_path / "s.yaml"
+    # One thread and the per-line engine (a template): each block costs real time.
+    cfg.write_text("limits:\n  max_query_parallelism: 1\n")
+    srv = ServerProcess(tmp_path / "data", config=cfg).start()
+    try:
+        now = time.time_ns()
+        _push_blocks(srv, now)
+        q = ('sum(count_over_time({job="cx"} | logfmt | line_format "{{.k0}}{{.k1}}'
+             '{{.k2 | ToUpper | ToLower | ToUpper}}{{.msg | trunc 3}}" |~ "V.*x" [1h]))')
+        qs = urlencode({"query": q, "start": str(now - 3600 * 10**9), "end": str(now),
+                        "step": "60"})
+        sock = socket.create_connection(("127.0.0.1", srv.port))
+        sock.sendall(f"GET /loki/api/v1/query_range?{qs} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        _wait(lambda: _blocks_read(srv) > 0, "the query to start reading blocks")
+        sock.close()
+        _wait(lambda: "query cancelled: client disconnected" in srv.log(),
+              "the server to see the disconnect")
+        stopped_at = _blocks_read(srv)
+        assert stopped_at < BLOCKS, "the query read every block: it was not stopped"
+        # The work has stopped: no block is read after the cancel was logged.
+        time.sleep(0.5)
+        assert _blocks_read(srv) == stopped_at
+        metrics = httpx.get(f"{srv.url}/metrics").text
+        assert re.search(r"^sluiceway_queries_cancelled_total 1\.0$", metrics, re.M)
+    finally:
+        srv.stop()
+
+
+def test_max_query_bytes_read_and_stats(tmp_path: Path) -> None:
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("limits:\n  max_query_bytes_read: 20KB\n"
+                   "  split_queries_by_interval: 1m\n")
+    srv = ServerProcess(tmp_path / "data", config=cfg).start()
+    try:
+        now = time.time_ns()
+        _push_blocks(srv, now)
+        base = {"start": str(now - 3600 * 10**9), "end": str(now), "step": "60"}
+        r = httpx.get(f"{srv.url}/loki/api/v1/query_range",
+                      params={**base, "query": 'sum(count_over_time({job="cx"}[1h]))'})
+        assert r.status_code == 400
+        assert r.text.startswith("the query would read too many bytes (query: ")
+        assert "limit: 20.0kB); consider adding more specific stream selectors" in r.text
+        # Narrow enough: one push (one block) of the 120, in one 1m split.
+        narrow = {"start": str(now - 100 * 10**9), "end": str(now - 99 * 10**9), "step": "1"}
+        r = httpx.get(f"{srv.url}/loki/api/v1/query_range", params={
+            **narrow, "query": 'sum by (k0) (count_over_time({job="cx"} | logfmt [1s]))'})
+        assert r.status_code == 200, r.text
+        stats = r.json()["data"]["stats"]
+        assert stats["summary"]["splits"] == 1
+        assert stats["querier"]["store"]["totalChunksDownloaded"] >= 1
+        assert stats["summary"]["totalLinesProcessed"] >= LINES
+    finally:
+        srv.stop()
