@@ -177,8 +177,8 @@ def main() -> None:
         load = os.getloadavg()
         print(f"\nquery shapes over {sizes[SHAPES[0].name] / 1e6:.0f} MB (load average "
               f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores)\n")
-        print(f"| shape | MB covered | cold s | warm s | warm MB/s | server CPU-s (warm) "
-              f"| disk read MB (cold) | blocks read | blocks skipped | answer |")
+        print("| shape | MB covered | cold s | warm s | warm MB/s | server CPU-s (warm) "
+              "| disk read MB (cold) | blocks read | blocks skipped | answer |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         for s in SHAPES:
             c, w, mb = cold[s.name], warm[s.name], sizes[s.name] / 1e6
