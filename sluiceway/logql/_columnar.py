@@ -181,20 +181,23 @@ def run_block(plan: Plan, pipeline: LogPipeline, mapper: KeyMapper, block: Entry
     for op in plan.ops:
         if isinstance(op, _Parse):
             arr = arrow_lines(block)
+            wanted = [f for f in plan.fields if f not in stream]
+            # The simple-line pattern also proves the first wanted key is not repeated.
+            unique = wanted[0] if wanted else None
             if op.fmt == "json":
-                simple, not_obj = json_classes(block, arr)
+                simple, not_obj = json_classes(block, arr, unique)
                 other |= ~simple & ~not_obj
                 err[not_obj] = JSON_ERR
             else:
-                simple = logfmt_simple(arr)
+                simple = logfmt_simple(arr, unique)
                 other |= ~simple
-            for name in plan.fields:
-                if name in stream:  # the parsed key becomes `<name>_extracted`
-                    continue
+            # A stream label's own name keeps the stream's value: the parsed key
+            # becomes `<name>_extracted`.
+            for name in wanted:
                 if not simple.any():  # e.g. `| json` over a plain-text stream
                     env[name] = Col.absent(n)
                     continue
-                col, dup = extract_field(op.fmt, arr, name, simple)
+                col, dup = extract_field(op.fmt, arr, name, simple, name == unique)
                 other |= dup
                 env[name] = col
         elif isinstance(op, VecFilter):

@@ -44,6 +44,68 @@ SIMPLE_JSON = rf"^{_WS}\{{{_WS}{_JMEMBER}(?:,{_WS}{_JMEMBER})*\}}$"
 _LSEP = r"[\x00-\x20]"
 _LPAIR = rf'{_IDENT}=(?:"[^"\\=]*"|[^\x00-\x20"=]*)'
 SIMPLE_LOGFMT = rf"^{_LSEP}*(?:{_LPAIR}(?:{_LSEP}+{_LPAIR})*)?{_LSEP}*$"
+_LVAL = r'(?:"[^"\\=]*"|[^\x00-\x20"=]*)'
+
+_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_DIGITS = frozenset("0123456789")
+_WORD = _LETTERS | _DIGITS | {"_"}
+# _IDENT's two branches: fixed classes for the first characters, then _WORD*.
+_BRANCHES = ([_LETTERS], [frozenset("_"), _LETTERS | _DIGITS])
+
+
+def _cls(chars: frozenset[str]) -> str:
+    return "[" + "".join(re.escape(c) for c in sorted(chars)) + "]"
+
+
+def _branch_except(w: str, sets: list[frozenset[str]]) -> str:
+    """The branch `sets[0] sets[1] .. _WORD*` without the one word `w` (RE2 has no
+    lookahead, so the complement is spelled out: diverge at some position, stop early,
+    or go on past the end of `w`)."""
+    def at(i: int) -> frozenset[str]:
+        return sets[i] if i < len(sets) else _WORD
+
+    def tail(j: int) -> str:
+        return "".join(_cls(at(t)) for t in range(j, len(sets))) + _cls(_WORD) + "*"
+
+    full = "".join(_cls(c) for c in sets) + _cls(_WORD) + "*"
+    if len(w) < len(sets) or any(c not in at(i) for i, c in enumerate(w)):
+        return full
+    alts = []
+    for i, c in enumerate(w):
+        rest = at(i) - {c}
+        if rest:
+            alts.append(re.escape(w[:i]) + _cls(rest) + tail(i + 1))
+    alts += [re.escape(w[:i]) for i in range(max(len(sets), 1), len(w))]
+    alts.append(re.escape(w) + _cls(_WORD) + "+")
+    return "(?:" + "|".join(alts) + ")"
+
+
+def ident_except(w: str) -> str:
+    """A regex of every key `_IDENT` accepts except `w`."""
+    return "(?:" + "|".join(_branch_except(w, list(b)) for b in _BRANCHES) + ")"
+
+
+def _at_most_once(other: str, one: str, sep: str) -> str:
+    """A `sep`-separated list of items, at most one of which is `one`, at least one item."""
+    return (f"(?:{other}(?:{sep}{other})*(?:{sep}{one}(?:{sep}{other})*)?"
+            f"|{one}(?:{sep}{other})*)")
+
+
+def simple_json(unique: str | None = None) -> str:
+    """SIMPLE_JSON; with `unique`, also only lines where that key occurs at most once."""
+    if unique is None:
+        return SIMPLE_JSON
+    other = rf'"{ident_except(unique)}"{_WS}:{_WS}{_JVAL}{_WS}'
+    one = rf'"{re.escape(unique)}"{_WS}:{_WS}{_JVAL}{_WS}'
+    return rf"^{_WS}\{{{_WS}{_at_most_once(other, one, ',' + _WS)}\}}$"
+
+
+def simple_logfmt(unique: str | None = None) -> str:
+    if unique is None:
+        return SIMPLE_LOGFMT
+    other = f"{ident_except(unique)}={_LVAL}"
+    one = f"{re.escape(unique)}={_LVAL}"
+    return rf"^{_LSEP}*(?:{_at_most_once(other, one, _LSEP + '+')})?{_LSEP}*$"
 
 
 @dataclass(slots=True)
@@ -81,8 +143,10 @@ def _np_bool(a: Any) -> Mask:
     return np.asarray(a.to_numpy(zero_copy_only=False), dtype=np.bool_)
 
 
-def json_classes(block: EntryBlock, arr: pa.Array) -> tuple[Mask, Mask]:
-    """(simple, not_object) masks of a block's lines for `| json`."""
+def json_classes(block: EntryBlock, arr: pa.Array,
+                 unique: str | None = None) -> tuple[Mask, Mask]:
+    """(simple, not_object) masks of a block's lines for `| json`; with `unique`, simple
+    lines hold that key at most once (so its extraction needs no count)."""
     n = len(block)
     lens = np.diff(block.offsets)
     first = np.full(n, 0x7B, dtype=np.uint8)  # an empty line is not an object either
@@ -92,12 +156,14 @@ def json_classes(block: EntryBlock, arr: pa.Array) -> tuple[Mask, Mask]:
         first[nonempty] = b[block.offsets[:-1][nonempty]]
     not_obj = ~np.isin(first, np.array([0x7B, 0x20, 0x09, 0x0A, 0x0D], dtype=np.uint8))
     not_obj |= ~nonempty
-    simple = _np_bool(pc.match_substring_regex(arr, SIMPLE_JSON)) & ~not_obj
+    if not_obj.all():
+        return np.zeros(n, dtype=np.bool_), not_obj
+    simple = _np_bool(pc.match_substring_regex(arr, simple_json(unique))) & ~not_obj
     return simple, not_obj
 
 
-def logfmt_simple(arr: pa.Array) -> Mask:
-    return _np_bool(pc.match_substring_regex(arr, SIMPLE_LOGFMT))
+def logfmt_simple(arr: pa.Array, unique: str | None = None) -> Mask:
+    return _np_bool(pc.match_substring_regex(arr, simple_logfmt(unique)))
 
 
 def _field_patterns(fmt: str, name: str) -> tuple[str, str]:
@@ -108,13 +174,18 @@ def _field_patterns(fmt: str, name: str) -> tuple[str, str]:
     return (rf"(?:^|{_LSEP}){key}=", rf'(?:^|{_LSEP}){key}=(?P<v>"[^"]*"|[^\x00-\x20]*)')
 
 
-def extract_field(fmt: str, arr: pa.Array, name: str, simple: Mask) -> tuple[Col, Mask]:
+def extract_field(fmt: str, arr: pa.Array, name: str, simple: Mask,
+                  unique: bool = False) -> tuple[Col, Mask]:
     """The value of key `name` on the simple lines, and the simple lines where the key
-    occurs more than once (the caller moves those to the per-line path)."""
+    occurs more than once (the caller moves those to the per-line path); `unique` when the
+    simple lines are known to hold it at most once."""
     count_pat, extract_pat = _field_patterns(fmt, name)
     n = len(arr)
-    dup = simple & (np.asarray(pc.count_substring_regex(arr, count_pat).to_numpy(
-        zero_copy_only=False)) > 1)
+    if unique:
+        dup = np.zeros(n, dtype=np.bool_)
+    else:
+        dup = simple & (np.asarray(pc.count_substring_regex(arr, count_pat).to_numpy(
+            zero_copy_only=False)) > 1)
     got = pc.extract_regex(arr, extract_pat)
     # A line without a match is a null struct whose child still holds "" (not null).
     enc = pc.dictionary_encode(got.field("v"))

@@ -139,3 +139,17 @@ def test_the_generated_query_shapes_use_the_columnar_engine() -> None:
     expr = parse('count_over_time({app="a"} | json | line_format "x" [1m])')
     assert isinstance(expr, A.RangeAggregation)
     assert plan_lines(expr.range, by) is None
+
+
+@settings(max_examples=500, deadline=None)
+@given(w=st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,5}", fullmatch=True),
+       x=st.from_regex(r"[A-Za-z0-9_]{1,7}", fullmatch=True), same=st.booleans())
+def test_ident_except_is_every_key_but_one(w: str, x: str, same: bool) -> None:
+    """RE2 has no lookahead: the 'any key but w' pattern is spelled out; check it."""
+    import re
+
+    from sluiceway.logql._columnar_scan import _IDENT, ident_except
+
+    x = w if same else x
+    want = re.fullmatch(_IDENT, x) is not None and x != w
+    assert (re.fullmatch(ident_except(w), x) is not None) == want
