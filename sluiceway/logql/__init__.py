@@ -46,6 +46,7 @@ from sluiceway.logql._metric import metric_evaluator as _metric_evaluator
 from sluiceway.logql._parser import parse, parse_selector
 from sluiceway.logql._pipeline import LogPipeline, Processed
 from sluiceway.logql._result import QueryResult, QueryStats
+from sluiceway.logql._results_cache import ResultsCache
 from sluiceway.logql._source import LogSource, MemorySource, SeriesRef
 
 # Metric expressions are evaluated by `_metric` (range and vector aggregations over the
@@ -61,5 +62,5 @@ __all__ = [
     "RangeAggregation", "RegexpParser", "SeriesRef", "Stage", "UnpackParser", "Unwrap",
     "VectorAggregation", "VectorExpr", "VectorMatching", "evaluate", "format_query", "parse",
     "parse_selector", "register_metric_evaluator", "series_entries",
-    "ExecOptions", "QueryCancelled", "split_range", "too_many_bytes",
+    "ExecOptions", "QueryCancelled", "ResultsCache", "split_range", "too_many_bytes",
 ]

@@ -23,7 +23,8 @@ without being read (chunk format v2).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,7 @@ from sluiceway.logql._filters import BlockFilter, compile_line_filter
 from sluiceway.logql._metric_extract import BinCounts, KeyMapper, pipeline_error
 from sluiceway.logql._pipeline import LabelKey, LogPipeline
 from sluiceway.logql._result import QueryStats
+from sluiceway.logql._results_cache import Buckets, SplitResult
 from sluiceway.logql._source import LogSource, SeriesRef
 from sluiceway.model import EntryBlock
 
@@ -272,32 +274,52 @@ def _split_groups(cols: list[tuple[str, Col]], code: I64, ts: I64,
 
 # --- a whole range aggregation ---------------------------------------------------------
 
+MIN_BUCKET_NS = 1_000_000  # window edges on a coarser grid than this: bucket, cache
+
 
 @dataclass(slots=True)
 class _Partial:
-    counts: dict[LabelKey, F64] = field(default_factory=dict)
-    sizes: dict[LabelKey, F64] = field(default_factory=dict)
+    """One unit's lines: per series key, bucket counts (see `Buckets`)."""
+
+    split: int
+    series: dict[LabelKey, list[Buckets]] = field(default_factory=dict)
     stats: QueryStats = field(default_factory=QueryStats)
 
 
-def _hist(edges: I64, ts: I64, weights: Any = None) -> F64:
-    slot = np.searchsorted(edges, ts, "left")
-    return np.bincount(slot, weights=weights, minlength=len(edges) + 1).astype(np.float64)
+def _bucketize(ts: I64, sizes: I64 | None, g: int, edges: I64) -> Buckets:
+    """Run-length counts of ts per bucket: ids are `ceil(ts / g)`, or with g == 0 the
+    window-edge slots themselves (a grid too fine to bucket)."""
+    ids = -(-ts // g) if g else np.searchsorted(edges, ts, "left").astype(np.int64)
+    if len(ids) > 1 and not bool((ids[1:] >= ids[:-1]).all()):
+        order = np.argsort(ids, kind="stable")
+        ids = ids[order]
+        sizes = None if sizes is None else sizes[order]
+    starts = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
+    counts = np.diff(np.append(starts, len(ids))).astype(np.float64)
+    sz = None if sizes is None else np.add.reduceat(sizes.astype(np.float64), starts)
+    return Buckets(ids[starts], counts, sz)
 
 
-def _add(acc: dict[LabelKey, F64], key: LabelKey, hist: F64) -> None:
-    prev = acc.get(key)
-    if prev is None:
-        acc[key] = hist
-    else:
-        prev += hist
+def _combine(parts: list[Buckets]) -> Buckets:
+    if len(parts) == 1:
+        return parts[0]
+    ids = np.concatenate([p.ids for p in parts])
+    uniq, inv = np.unique(ids, return_inverse=True)
+    counts: F64 = np.bincount(inv, weights=np.concatenate([p.counts for p in parts]),
+                              minlength=len(uniq)).astype(np.float64)
+    sizes: F64 | None = None
+    if parts[0].sizes is not None:
+        sizes = np.bincount(inv, weights=np.concatenate(
+            [p.sizes for p in parts if p.sizes is not None]),
+            minlength=len(uniq)).astype(np.float64)
+    return Buckets(uniq.astype(np.int64), counts, sizes)
 
 
-def _unit(source: LogSource, ref: SeriesRef, lo: int, hi: int, lr: A.LogRange, plan: Plan,
-          mapper: KeyMapper, edges: I64, want_sizes: bool,
-          opts: ExecOptions) -> Callable[[threading.Event], _Partial]:
+def _unit(source: LogSource, ref: SeriesRef, split: int, lo: int, hi: int,
+          lr: A.LogRange, plan: Plan, mapper: KeyMapper, g: int, edges: I64,
+          want_sizes: bool, opts: ExecOptions) -> Callable[[threading.Event], _Partial]:
     def run(abort: threading.Event) -> _Partial:
-        out = _Partial()
+        out = _Partial(split)
         st = out.stats
         pipeline = LogPipeline(lr.log.stages)
         for block in source.blocks(ref, lo, hi, "forward"):
@@ -318,9 +340,8 @@ def _unit(source: LogSource, ref: SeriesRef, lo: int, hi: int, lr: A.LogRange, p
             if not len(idx):
                 continue
             for key, ts, sizes in run_block(plan, pipeline, mapper, block, idx, want_sizes):
-                _add(out.counts, key, _hist(edges, ts))
-                if want_sizes:
-                    _add(out.sizes, key, _hist(edges, ts, sizes))
+                if len(ts):
+                    out.series.setdefault(key, []).append(_bucketize(ts, sizes, g, edges))
         return out
 
     return run
@@ -334,11 +355,34 @@ def _merge_stats(into: QueryStats, s: QueryStats) -> None:
     into.metadata_bytes += s.metadata_bytes
 
 
+def _add_to(counts: BinCounts, sizes: BinCounts | None, g: int,
+            result: SplitResult) -> None:
+    edges = counts.edges
+    for key, b in result.items():
+        slot = np.searchsorted(edges, b.ids * g, "left") if g else b.ids
+        _add(counts.acc, key, np.bincount(slot, weights=b.counts, minlength=len(edges) + 1))
+        if sizes is not None and b.sizes is not None:
+            _add(sizes.acc, key, np.bincount(slot, weights=b.sizes,
+                                             minlength=len(edges) + 1))
+
+
+def _add(acc: dict[LabelKey, F64], key: LabelKey, hist: npt.NDArray[Any]) -> None:
+    prev = acc.get(key)
+    if prev is None:
+        acc[key] = hist.astype(np.float64)
+    else:
+        prev += hist
+
+
 def count_lines(source: LogSource, tenants: list[str], lr: A.LogRange, lo: int, hi: int,
                 stats: QueryStats, grouping: A.Grouping | None, counts: BinCounts,
                 sizes: BinCounts | None, opts: ExecOptions) -> bool:
     """Fill `counts` (and `sizes`) as the per-line engine's `line_sink` would; False
-    (nothing done) when the query shape is not one the columnar engine answers."""
+    (nothing done) when the query shape is not one the columnar engine answers.
+
+    Closed splits come from `opts.cache` when the source has a `generation` and the
+    window edges fall on a bucket grid of at least a millisecond.
+    """
     plan = plan_lines(lr, grouping) if opts.columnar else None
     if plan is None:
         return False
@@ -346,18 +390,43 @@ def count_lines(source: LogSource, tenants: list[str], lr: A.LogRange, lo: int, 
     refs = source.series(tenants, list(lr.log.matchers), lo, hi)
     stats.streams += len(refs)
     want = sizes is not None
+    edges = counts.edges
+    g = int(np.gcd.reduce(np.abs(edges))) if len(edges) else 0
+    g = g if g >= MIN_BUCKET_NS else 0
+    generation = getattr(source, "generation", None)
+    cache = opts.cache if g and isinstance(generation, int) else None
+    closed_before = time.time_ns() - opts.cache_freshness_ns
     splits = split_range(lo, hi, opts.split_ns)
     stats.splits += len(splits)
-    units = [_unit(source, ref, a, b, lr, plan, mapper, counts.edges, want, opts)
-             for a, b in splits for ref in refs]
+    shape = (tuple(tenants), repr(lr.log), lr.range_ns, lr.offset_ns, plan.by, want, g)
+    keys: dict[int, Hashable] = {}
+    units = []
+    for k, (a, b) in enumerate(splits):
+        if cache is not None and b <= closed_before:
+            keys[k] = (generation, shape, a, b)
+            stats.cache_requested += 1
+            hit = cache.get(keys[k])
+            if hit is not None:
+                stats.cache_found += 1
+                _add_to(counts, sizes, g, hit)
+                continue
+        units += [_unit(source, ref, k, a, b, lr, plan, mapper, g, edges, want, opts)
+                  for ref in refs]
+    pending = {k: len(refs) for k in keys}
+    parts: dict[int, dict[LabelKey, list[Buckets]]] = {k: {} for k in keys}
     for part in run_units(units, opts.parallelism, opts):
         _merge_stats(stats, part.stats)
-        for key, hist in part.counts.items():
-            _add(counts.acc, key, hist)
-        if sizes is not None:
-            for key, hist in part.sizes.items():
-                _add(sizes.acc, key, hist)
+        result = {key: _combine(bs) for key, bs in part.series.items()}
+        _add_to(counts, sizes, g, result)
         if opts.max_series and len(counts.acc) > opts.max_series:
             raise QueryError(f"maximum number of series ({opts.max_series}) reached for a "
                              "single query")
+        if cache is not None and part.split in pending:
+            for key, bk in result.items():
+                parts[part.split].setdefault(key, []).append(bk)
+            pending[part.split] -= 1
+            if not pending[part.split]:
+                cache.put(keys[part.split], {key: _combine(bs) for key, bs
+                                             in parts.pop(part.split).items()})
+                stats.cache_stored += 1
     return True

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from sluiceway.logql._errors import QueryError
+from sluiceway.logql._results_cache import ResultsCache
 
 T = TypeVar("T")
 HOUR_NS = 3600 * 1_000_000_000
@@ -31,7 +32,8 @@ class ExecOptions:
 
     `cancel` is set when the client disconnects; every unit checks it between blocks.
     `max_bytes_read` (Loki's `max_query_bytes_read`, 0 = off) fails the query once it
-    has read more than that many bytes of log lines.
+    has read more than that many bytes of log lines. `cache` keeps results of splits that
+    ended more than `cache_freshness_ns` ago (see `_results_cache`).
     """
 
     parallelism: int = 1
@@ -40,6 +42,8 @@ class ExecOptions:
     max_series: int = 0
     cancel: threading.Event = field(default_factory=threading.Event)
     columnar: bool = True
+    cache: ResultsCache | None = None
+    cache_freshness_ns: int = 600 * 1_000_000_000  # Loki's max_cache_freshness_per_query
 
     def check(self) -> None:
         if self.cancel.is_set():

@@ -48,6 +48,9 @@ class QueryStats:
     blocks_read: int = 0
     blocks_skipped: int = 0  # by a block filter, without reading its lines
     splits: int = 0
+    cache_requested: int = 0  # closed splits looked up in the results cache
+    cache_found: int = 0
+    cache_stored: int = 0
     streams: int = 0
     exec_time: float = 0.0
     queue_time: float = 0.0
@@ -75,8 +78,11 @@ class QueryStats:
             "querier": {"store": _store(chunk), "querierExecTime": round(t, 6)},
             "ingester": {"totalReached": 0, "totalChunksMatched": 0, "totalBatches": 0,
                          "totalLinesSent": 0, "store": _store({}), "recvWaitTime": 0},
-            "cache": {k: {"entriesFound": 0, "entriesRequested": 0, "entriesStored": 0,
-                          "bytesReceived": 0, "bytesSent": 0, "requests": 0,
+            "cache": {k: {"entriesFound": self.cache_found if k == "result" else 0,
+                          "entriesRequested": self.cache_requested if k == "result" else 0,
+                          "entriesStored": self.cache_stored if k == "result" else 0,
+                          "bytesReceived": 0, "bytesSent": 0,
+                          "requests": self.cache_requested if k == "result" else 0,
                           "downloadTime": 0, "queryLengthServed": 0} for k in _CACHE_KEYS},
             "index": {"totalChunks": self.blocks_read + self.blocks_skipped,
                       "postFilterChunks": self.blocks_read, "shardsDuration": 0,

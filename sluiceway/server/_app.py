@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 
 from sluiceway import __version__
-from sluiceway.logql import QueryError
+from sluiceway.logql import QueryError, ResultsCache
 from sluiceway.server import (
     _routes_es,
     _routes_index,
@@ -68,7 +68,9 @@ def create_app(cfg: Config, store: Store | None = None,
     """Build the app; the store is opened at startup unless one is given."""
     rate = IngestionRateLimiter(cfg.limits.ingestion_rate_mb, cfg.limits.ingestion_burst_size_mb)
     ctx = ServerContext(cfg, ServerMetrics(), PipelineRegistry(cfg.server.heartbeat_stale_factor),
-                        TailHub(), pool or IngestPool(0), rate, store)
+                        TailHub(), pool or IngestPool(0), rate, store,
+                        ResultsCache(cfg.server.results_cache_size)
+                        if cfg.server.results_cache_size else None)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -24,6 +24,8 @@ class ServerSection(_Section):
     auth_enabled: bool = False  # when true, X-Scope-OrgID is required (401 without)
     heartbeat_stale_factor: float = 3.0
     ingest_workers: int | None = None  # decode processes; default: one per core beyond the first
+    # Results of closed query splits kept in memory (Loki's results cache); 0 = off.
+    results_cache_size: Bytes = 100 << 20
 
 
 class StorageSection(_Section):
@@ -69,6 +71,7 @@ class LimitsSection(_Section):
     max_query_parallelism: Annotated[int, Field(ge=1)] = 32
     split_queries_by_interval: Duration = 3600.0
     max_query_bytes_read: Bytes = 0
+    max_cache_freshness_per_query: Duration = 600.0  # newer splits are never cached
     # Loki's defaults are 4 / 6; off here until set: a single node has no neighbours to
     # protect, and a default that refuses a busy app's logs is the surprise we avoid.
     ingestion_rate_mb: Annotated[float, Field(ge=0)] = 0.0

@@ -18,6 +18,7 @@ from sluiceway.server._params import tenants_from_header
 from sluiceway.server._pipeline import PipelineRegistry
 from sluiceway.server._ratelimit import IngestionRateLimiter
 from sluiceway.server._tail import TailHub
+from sluiceway.logql import ResultsCache
 from sluiceway.store import Store
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui" / "static"
@@ -32,6 +33,7 @@ class ServerContext:
     pool: IngestPool
     rate: IngestionRateLimiter
     opened_store: Store | None = None
+    results_cache: ResultsCache | None = None  # results of closed query splits
 
     @property
     def limits(self) -> LimitsSection:

@@ -32,6 +32,12 @@ class StoreSource:
         self.bytes_read = 0
         self._lock = threading.Lock()
 
+    @property
+    def generation(self) -> int:
+        """Changes when stored data changes other than by new lines (compaction,
+        retention): the results cache keys on it."""
+        return self.store.generation
+
     def series(self, tenants: list[str], matchers: list[Matcher], start: int,
                end: int) -> list[SeriesRef]:
         return [SeriesRef(s.tenant, s.fp, s.labels)

@@ -50,7 +50,8 @@ def _query_params(ctx: ServerContext, request: Request, p: dict[str, str],
     options = ExecOptions(
         parallelism=min(limits.max_query_parallelism, os.cpu_count() or 1),
         split_ns=int(limits.split_queries_by_interval * 1e9),
-        max_bytes_read=int(limits.max_query_bytes_read))
+        max_bytes_read=int(limits.max_query_bytes_read), cache=ctx.results_cache,
+        cache_freshness_ns=int(limits.max_cache_freshness_per_query * 1e9))
     return QueryParams(
         options=options,
         tenants=ctx.tenants(request.headers, allow_many=True), start=start, end=end,

@@ -93,6 +93,9 @@ class Store:
         self.chunks_flushed = 0
         self.flush_failures = 0
         self.retention_deleted = 0
+        # Bumped whenever stored data changes other than by new lines (compaction,
+        # retention): cached query results of closed time ranges key on it.
+        self.generation = 0
         self.ready = False
         for d in sorted((self.root / "tenants").glob("*")):
             t = tenant_from_dirname(d.name)
@@ -279,6 +282,8 @@ class Store:
         cutoff = now_ns - int(self.cfg.retention_period_s * 1e9)
         n = sum(t.apply_retention(cutoff) for t in list(self.tenants.values()))
         self.retention_deleted += n
+        if n:
+            self.generation += 1
         return n
 
     # --- compaction --------------------------------------------------------------------
@@ -292,7 +297,10 @@ class Store:
             if min_age_s is not None:
                 saved, self.compactor.min_age_s = self.compactor.min_age_s, min_age_s
             try:
-                return self.compactor.run(list(self.tenants.values()))
+                out = self.compactor.run(list(self.tenants.values()))
+                if out.chunks_in:
+                    self.generation += 1
+                return out
             finally:
                 if min_age_s is not None:
                     self.compactor.min_age_s = saved

@@ -98,3 +98,49 @@ def test_max_query_bytes_read_and_stats(tmp_path: Path) -> None:
         assert stats["summary"]["totalLinesProcessed"] >= LINES
     finally:
         srv.stop()
+
+
+def _cache_stats(r: httpx.Response) -> tuple[int, int, int]:
+    c = r.json()["data"]["stats"]["cache"]["result"]
+    return c["entriesRequested"], c["entriesFound"], c["entriesStored"]
+
+
+def test_results_cache_recomputes_only_the_newest_split(tmp_path: Path) -> None:
+    """A dashboard refresh (same query, later end) takes the closed splits from the
+    cache and computes only the newest; a compaction bumps the store's generation and
+    the next query computes everything again, with the same answer."""
+    srv = ServerProcess(tmp_path / "data").start()
+    try:
+        hour = 3600 * 10**9
+        t0 = time.time_ns() // hour * hour - 5 * hour
+        values = [[str(t0 + k * 30 * 10**9), f"level={('info', 'warn', 'error')[k % 3]} k={k}"]
+                  for k in range(480)]
+        r = httpx.post(f"{srv.url}/loki/api/v1/push", content=orjson.dumps(
+            {"streams": [{"stream": {"job": "rc"}, "values": values}]}),
+            headers={"Content-Type": "application/json"})
+        assert r.status_code == 204, r.text
+        q = 'sum by (level) (count_over_time({job="rc"} | logfmt [5m]))'
+
+        def run(end: int) -> httpx.Response:
+            r = httpx.get(f"{srv.url}/loki/api/v1/query_range", params={
+                "query": q, "start": str(t0), "end": str(end), "step": "60"}, timeout=120)
+            assert r.status_code == 200, r.text
+            return r
+
+        # Splits: the first 5 minutes before t0, three whole hours, the part of the last.
+        first = run(t0 + 3 * hour + hour // 2)
+        assert _cache_stats(first) == (5, 0, 5)
+        refresh = run(t0 + 3 * hour + 3 * hour // 4)
+        assert _cache_stats(refresh) == (5, 4, 1)  # only the newest split was computed
+        assert refresh.json()["data"]["stats"]["summary"]["splits"] == 5
+        assert httpx.post(f"{srv.url}/flush", timeout=60).status_code < 300
+        c = httpx.post(f"{srv.url}/sluiceway/api/v1/compact", params={"min_age": "0s"},
+                       timeout=120)
+        assert c.status_code == 200 and c.json()["data"]["chunks_in"] >= 1, c.text
+        again = run(t0 + 3 * hour + 3 * hour // 4)
+        assert _cache_stats(again) == (5, 0, 5)  # the generation changed: nothing reused
+        assert again.json()["data"]["result"] == refresh.json()["data"]["result"]
+        total = sum(float(v) for s in again.json()["data"]["result"] for _, v in s["values"])
+        assert total > 0
+    finally:
+        srv.stop()
