@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import re2
 
 from sluiceway.logql import _ast as A
 from sluiceway.logql._columnar_filter import (
@@ -46,9 +47,11 @@ from sluiceway.logql._columnar_scan import (
     Col,
     Mask,
     arrow_lines,
+    arrow_text,
     extract_field,
     json_classes,
     logfmt_simple,
+    regexp_fields,
 )
 from sluiceway.logql._errors import QueryError
 from sluiceway.logql._exec import Aborted, ExecOptions, run_units, split_range
@@ -58,6 +61,7 @@ from sluiceway.logql._pipeline import LabelKey, LogPipeline
 from sluiceway.logql._result import QueryStats
 from sluiceway.logql._results_cache import Buckets, SplitResult
 from sluiceway.logql._source import LogSource, SeriesRef
+from sluiceway.logql._stages import sanitize_key
 from sluiceway.model import EntryBlock
 
 F64 = npt.NDArray[np.float64]
@@ -67,7 +71,9 @@ ERROR_DETAILS = "__error_details__"
 
 @dataclass(frozen=True, slots=True)
 class _Parse:
-    fmt: str  # "json" | "logfmt"
+    fmt: str  # "json" | "logfmt" | "regexp"
+    pattern: str = ""
+    groups: tuple[tuple[str, str], ...] = ()  # regexp: (label name, group name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +97,11 @@ class Plan:
 
     def required_literals(self) -> tuple[bytes, ...]:
         return self.literals
+
+    def can_fail(self) -> bool:
+        """Can a line keep `__error__` (a 400 pipeline error)? Not when grouped by it."""
+        return not self.preserve_error and any(
+            isinstance(op, (_Parse, VecFilter)) for op in self.ops)
 
 
 def _names_ok(names: set[str]) -> bool:
@@ -124,6 +135,12 @@ def plan_lines(lr: A.LogRange, grouping: A.Grouping | None) -> Plan | None:
               and not st.keep_empty and not parser):
             ops.append(_Parse("logfmt"))
             parser = True
+        elif isinstance(st, A.RegexpParser) and not parser:
+            got = _regexp_parse(st.pattern)
+            if got is None:
+                return None
+            ops.append(got)
+            parser = True
         elif isinstance(st, A.LabelFilter):
             names |= filter_names(st.expr)
             ops.append(compile_vec_filter(st.expr))
@@ -137,6 +154,18 @@ def plan_lines(lr: A.LogRange, grouping: A.Grouping | None) -> Plan | None:
         return None
     fields = tuple(sorted(names - {ERROR})) if parser else ()
     return Plan(ops, fields, tuple(sorted(by)), ERROR in by, tuple(literals))
+
+
+def _regexp_parse(pattern: str) -> _Parse | None:
+    """Only named groups (Arrow's extract_regex takes no others), and no two that sanitise
+    to one label name (the last would win, line by line)."""
+    rx = re2.compile(pattern)
+    if rx.groups != len(rx.groupindex):
+        return None
+    labels = [(sanitize_key(g), g) for g in rx.groupindex]
+    if len({lab for lab, _ in labels}) != len(labels) or any(not lab for lab, _ in labels):
+        return None
+    return _Parse("regexp", pattern, tuple(labels))
 
 
 # --- one block -----------------------------------------------------------------------
@@ -181,7 +210,14 @@ def run_block(plan: Plan, pipeline: LogPipeline, mapper: KeyMapper, block: Entry
     stream = dict(block.labels)
     env: dict[str, Col] = {k: Col.constant(n, v) for k, v in stream.items()}
     for op in plan.ops:
-        if isinstance(op, _Parse):
+        if isinstance(op, _Parse) and op.fmt == "regexp":
+            text = arrow_text(block)
+            if text is None:  # not UTF-8: the per-line engine decides every line
+                other[:] = True
+                continue
+            named = {lab: g for lab, g in op.groups if lab in plan.fields and lab not in stream}
+            env.update(regexp_fields(text, op.pattern, named))
+        elif isinstance(op, _Parse):
             arr = arrow_lines(block)
             wanted = [f for f in plan.fields if f not in stream]
             # The simple-line pattern also proves the first wanted key is not repeated.
@@ -347,6 +383,35 @@ def _unit(source: LogSource, ref: SeriesRef, split: int, lo: int, hi: int,
     return run
 
 
+PROBE_LINES = 1024
+
+
+def _probe(source: LogSource, ref: SeriesRef, lo: int, hi: int, lr: A.LogRange,
+           plan: Plan, mapper: KeyMapper,
+           opts: ExecOptions) -> Callable[[threading.Event], None]:
+    """The first lines of a series, only to raise its pipeline error early: a query whose
+    lines keep `__error__` answers 400 as soon as any series shows one, instead of after
+    every series listed before it (their counts are discarded; the scan redoes them)."""
+    def run(abort: threading.Event) -> None:
+        blocks = source.blocks(ref, lo, hi, "forward")
+        try:
+            block = next(iter(blocks), None)
+        finally:
+            close = getattr(blocks, "close", None)
+            if close is not None:
+                close()
+        if block is None or abort.is_set():
+            return
+        block = block.clip(lo, hi)
+        head = block.slice(0, min(len(block), PROBE_LINES))
+        pipeline = LogPipeline(lr.log.stages)
+        idx = pipeline.select(head)
+        if len(idx):
+            run_block(plan, pipeline, mapper, head, idx, False)
+
+    return run
+
+
 def _merge_stats(into: QueryStats, s: QueryStats) -> None:
     into.blocks_read += s.blocks_read
     into.lines_processed += s.lines_processed
@@ -412,6 +477,10 @@ def count_lines(source: LogSource, tenants: list[str], lr: A.LogRange, lo: int, 
                 continue
         units += [_unit(source, ref, k, a, b, lr, plan, mapper, g, edges, want, opts)
                   for ref in refs]
+    if opts.parallelism > 1 and plan.can_fail():
+        for _ in run_units([_probe(source, ref, lo, hi, lr, plan, mapper, opts)
+                            for ref in refs], opts.parallelism, opts):
+            pass
     pending = {k: len(refs) for k in keys}
     parts: dict[int, dict[LabelKey, list[Buckets]]] = {k: {} for k in keys}
     for part in run_units(units, opts.parallelism, opts):

@@ -139,6 +139,36 @@ def arrow_lines(block: EntryBlock) -> pa.Array:
                                   pa.py_buffer(data)])
 
 
+def arrow_text(block: EntryBlock) -> pa.Array | None:
+    """The lines as an Arrow large_string array (RE2 in UTF-8 mode, as the per-line
+    engine's), or None when the blob is not valid UTF-8."""
+    arr = arrow_lines(block)
+    text = pa.Array.from_buffers(pa.large_string(), len(arr), arr.buffers())
+    if not block.blob.isascii():
+        try:
+            text.validate(full=True)
+        except pa.ArrowInvalid:
+            return None
+    return text
+
+
+def regexp_fields(arr: pa.Array, pattern: str, groups: dict[str, str]) -> dict[str, Col]:
+    """`| regexp`: label name -> column of its named group; a line the pattern does not
+    match has none of them, a group that did not take part is "" (as `m.group(n) or ""`)."""
+    got = pc.extract_regex(arr, pattern)
+    invalid = ~_np_bool(got.is_valid()) if got.null_count else None
+    out = {}
+    for label, group in groups.items():
+        enc = pc.dictionary_encode(got.field(group))
+        codes = np.asarray(enc.indices.fill_null(-1).to_numpy(zero_copy_only=False),
+                           dtype=np.int64)
+        values = [v or "" for v in enc.dictionary.to_pylist()]
+        if invalid is not None:
+            codes[invalid] = -1
+        out[label] = Col(codes, values)
+    return out
+
+
 def _np_bool(a: Any) -> Mask:
     return np.asarray(a.to_numpy(zero_copy_only=False), dtype=np.bool_)
 

@@ -11,6 +11,7 @@ from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, Response
 
+from sluiceway.logql import ResultsCache
 from sluiceway.server._config import Config, LimitsSection
 from sluiceway.server._ingest_pool import IngestPool
 from sluiceway.server._metrics import ServerMetrics
@@ -18,7 +19,6 @@ from sluiceway.server._params import tenants_from_header
 from sluiceway.server._pipeline import PipelineRegistry
 from sluiceway.server._ratelimit import IngestionRateLimiter
 from sluiceway.server._tail import TailHub
-from sluiceway.logql import ResultsCache
 from sluiceway.store import Store
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui" / "static"

@@ -74,7 +74,10 @@ def query(draw: st.DrawFn) -> str:
     stages = []
     if draw(st.booleans()):
         stages.append(draw(st.sampled_from(['|= "e"', '!= "404"', '|~ "l.v"'])))
-    parser = draw(st.sampled_from(["| json", "| logfmt", ""]))
+    parser = draw(st.sampled_from([
+        "| json", "| logfmt", "", "| regexp `(?P<level>\\w+)=(?P<path>\\S*)`",
+        "| regexp `(?P<status>\\d{3})|(?P<msg>é.)`", "| regexp `(?P<app>a)(?P<dur>b)?`",
+        "| regexp `(a)(?P<level>.)`", "| regexp `(?P<level>[^\\x00]{2})$`"]))
     if parser:
         stages.append(parser)
     for f in draw(st.lists(st.sampled_from(FILTERS), max_size=2)):
@@ -157,13 +160,16 @@ def test_the_generated_query_shapes_use_the_columnar_engine() -> None:
     by = A.Grouping(("level",))
     for q in ['count_over_time({app="a"} | json | __error__="" [1m])',
               'rate({app=~".+"} | json [5m])',
-              'bytes_rate({app="a"} |= "x" | logfmt | status >= 300 | drop __error__ [1m])']:
+              'bytes_rate({app="a"} |= "x" | logfmt | status >= 300 | drop __error__ [1m])',
+              'rate({app="a"} | regexp `(?P<level>\\w+) (?P<x>.)` | x!="" [1m])']:
         expr = parse(q)
         assert isinstance(expr, A.RangeAggregation)
         assert plan_lines(expr.range, by) is not None, q
-    expr = parse('count_over_time({app="a"} | json | line_format "x" [1m])')
-    assert isinstance(expr, A.RangeAggregation)
-    assert plan_lines(expr.range, by) is None
+    for q in ['count_over_time({app="a"} | json | line_format "x" [1m])',
+              'count_over_time({app="a"} | regexp `(a)(?P<level>.)` [1m])']:
+        expr = parse(q)
+        assert isinstance(expr, A.RangeAggregation)
+        assert plan_lines(expr.range, by) is None, q
 
 
 @settings(max_examples=500, deadline=None)
