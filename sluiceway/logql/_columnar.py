@@ -94,6 +94,7 @@ class Plan:
     by: tuple[str, ...]
     preserve_error: bool
     literals: tuple[bytes, ...] = ()
+    without: tuple[str, ...] | None = None  # no `by`: every label but these (no parser)
 
     def required_literals(self) -> tuple[bytes, ...]:
         return self.literals
@@ -112,9 +113,13 @@ def _names_ok(names: set[str]) -> bool:
 
 def plan_lines(lr: A.LogRange, grouping: A.Grouping | None) -> Plan | None:
     """The columnar plan of a count/rate/bytes range, or None when it does not apply."""
-    if lr.unwrap is not None or grouping is None or grouping.without:
+    if lr.unwrap is not None:
         return None
-    by = set(grouping.labels)
+    # Without `by`, a series keeps all its labels: only stream labels are known here, so
+    # that needs a query without a parser.
+    without = None if grouping is not None and not grouping.without else (
+        grouping.labels if grouping is not None else ())
+    by = set(grouping.labels) if grouping is not None and without is None else set()
     stages = lr.log.stages
     n = 0
     literals: list[bytes] = []
@@ -150,10 +155,10 @@ def plan_lines(lr: A.LogRange, grouping: A.Grouping | None) -> Plan | None:
             ops.append(_Drop(tuple(s.name for s in st.items)))
         else:
             return None
-    if not _names_ok(names):
+    if not _names_ok(names) or (without is not None and parser):
         return None
     fields = tuple(sorted(names - {ERROR})) if parser else ()
-    return Plan(ops, fields, tuple(sorted(by)), ERROR in by, tuple(literals))
+    return Plan(ops, fields, tuple(sorted(by)), ERROR in by, tuple(literals), without)
 
 
 def _regexp_parse(pattern: str) -> _Parse | None:
@@ -272,7 +277,9 @@ def _group(plan: Plan, env: dict[str, Col], err: ErrCodes, ok: Mask, block: Entr
     ts = block.ts[sel]
     sizes = np.diff(block.offsets)[sel] if want_sizes else None
     cols: list[tuple[str, Col]] = []
-    for name in plan.by:
+    names = plan.by if plan.without is None else tuple(
+        sorted(n for n in env if n not in plan.without))
+    for name in names:
         col = error_col(err) if name == ERROR else env.get(name)
         if col is not None:
             cols.append((name, col.take(sel)))

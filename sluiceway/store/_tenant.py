@@ -221,7 +221,9 @@ class TenantStore:
         items.sort(key=(lambda t: t[0]) if forward else (lambda t: -t[1]))
         pending: EntryBlock | None = None
         for i, block in enumerate(self._loaded(s, [it[2] for it in items])):
-            merged = block if pending is None else sort_dedupe(EntryBlock.concat([pending, block]))
+            # Chunks that do not overlap leave nothing pending: no copy of the next one.
+            merged = (block if pending is None or not len(pending)
+                      else sort_dedupe(EntryBlock.concat([pending, block])))
             if i + 1 < len(items):
                 if forward:
                     cut = int(np.searchsorted(merged.ts, items[i + 1][0], "left"))

@@ -90,7 +90,8 @@ def query(draw: st.DrawFn) -> str:
     by = draw(st.lists(st.sampled_from(["level", "path", "status", "app", "__error__",
                                         "nope"]), max_size=2, unique=True))
     outer = draw(st.sampled_from(["sum by ({}) ({})", "sum({1})",
-                                  "topk(2, sum by ({}) ({}))"]))
+                                  "topk(2, sum by ({}) ({}))", "{1}",
+                                  "sum without ({}) ({})"]))
     return outer.format(", ".join(by), inner)
 
 
