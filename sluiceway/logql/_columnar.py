@@ -279,13 +279,26 @@ def _group(plan: Plan, env: dict[str, Col], err: ErrCodes, ok: Mask, block: Entr
     cols: list[tuple[str, Col]] = []
     names = plan.by if plan.without is None else tuple(
         sorted(n for n in env if n not in plan.without))
+    fixed: list[tuple[str, str]] = []  # stream labels: one value for the whole block
     for name in names:
         col = error_col(err) if name == ERROR else env.get(name)
-        if col is not None:
-            cols.append((name, col.take(sel)))
+        if col is None:
+            continue
+        if col.fixed is not None:
+            if col.fixed:
+                fixed.append((name, col.fixed))
+            continue
+        cols.append((name, col.take(sel)))
     if not cols:
-        return [((), ts, sizes)]
-    code = np.zeros(len(sel), dtype=np.int64)
+        return [(tuple(fixed), ts, sizes)]
+    if fixed:
+        return [(tuple(sorted(key + tuple(fixed))), t, z)
+                for key, t, z in _group_cols(cols, ts, sizes)]
+    return _group_cols(cols, ts, sizes)
+
+
+def _group_cols(cols: list[tuple[str, Col]], ts: I64, sizes: I64 | None) -> list[Group]:
+    code = np.zeros(len(ts), dtype=np.int64)
     radix = 1
     for _, col in cols:
         width = len(col.values) + 1

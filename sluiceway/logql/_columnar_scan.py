@@ -114,6 +114,7 @@ class Col:
 
     codes: Codes
     values: list[str]
+    fixed: str | None = None  # every line has this value (a stream label)
 
     @staticmethod
     def absent(n: int) -> Col:
@@ -121,10 +122,10 @@ class Col:
 
     @staticmethod
     def constant(n: int, value: str) -> Col:
-        return Col(np.zeros(n, dtype=np.int64), [value])
+        return Col(np.zeros(n, dtype=np.int64), [value], value)
 
     def take(self, idx: npt.NDArray[np.intp]) -> Col:
-        return Col(self.codes[idx], self.values)
+        return Col(self.codes[idx], self.values, self.fixed)
 
 
 def arrow_lines(block: EntryBlock) -> pa.Array:
