@@ -200,15 +200,11 @@ def _reference(pipeline: LogPipeline, mapper: KeyMapper, block: EntryBlock,
             for k, t in ts_by.items()]
 
 
-def run_block(plan: Plan, pipeline: LogPipeline, mapper: KeyMapper, block: EntryBlock,
-              idx: npt.NDArray[np.intp], want_sizes: bool) -> list[Group]:
-    """Series keys with the timestamps (and sizes) of a block's lines that pass."""
-    if block.metadata is not None:  # metadata labels: the per-line engine decides
-        return _reference(pipeline, mapper, block, idx, want_sizes)
-    if len(idx) < len(block):
-        block = block.take(idx)
+def block_columns(plan: Plan, block: EntryBlock) -> tuple[dict[str, Col], ErrCodes, Mask,
+                                                        Mask]:
+    """Run the plan's stages on a block: (label columns, error codes, lines still alive,
+    lines only the per-line stages can decide)."""
     n = len(block)
-    arr = None
     alive: Mask = np.ones(n, dtype=np.bool_)
     other: Mask = np.zeros(n, dtype=np.bool_)
     err: ErrCodes = np.zeros(n, dtype=np.int8)
@@ -253,6 +249,17 @@ def run_block(plan: Plan, pipeline: LogPipeline, mapper: KeyMapper, block: Entry
                     env.pop(name, None)
         else:  # a line filter: pure on the line, valid for every class
             alive = op(block, alive)
+    return env, err, alive, other
+
+
+def run_block(plan: Plan, pipeline: LogPipeline, mapper: KeyMapper, block: EntryBlock,
+              idx: npt.NDArray[np.intp], want_sizes: bool) -> list[Group]:
+    """Series keys with the timestamps (and sizes) of a block's lines that pass."""
+    if block.metadata is not None:  # metadata labels: the per-line engine decides
+        return _reference(pipeline, mapper, block, idx, want_sizes)
+    if len(idx) < len(block):
+        block = block.take(idx)
+    env, err, alive, other = block_columns(plan, block)
     ok = alive & ~other
     fallback = np.flatnonzero(alive & other)
     if not plan.preserve_error:
@@ -271,11 +278,17 @@ def run_block(plan: Plan, pipeline: LogPipeline, mapper: KeyMapper, block: Entry
 
 def _group(plan: Plan, env: dict[str, Col], err: ErrCodes, ok: Mask, block: EntryBlock,
            want_sizes: bool) -> list[Group]:
+    sizes = np.diff(block.offsets) if want_sizes else None
+    return [(key, block.ts[rows], None if sizes is None else sizes[rows])
+            for key, rows in group_rows(plan, env, err, ok)]
+
+
+def group_rows(plan: Plan, env: dict[str, Col], err: ErrCodes,
+               ok: Mask) -> list[tuple[LabelKey, I64]]:
+    """The series key of each line in `ok`, as (key, the lines' indexes ascending)."""
     sel = np.flatnonzero(ok)
     if not len(sel):
         return []
-    ts = block.ts[sel]
-    sizes = np.diff(block.offsets)[sel] if want_sizes else None
     cols: list[tuple[str, Col]] = []
     names = plan.by if plan.without is None else tuple(
         sorted(n for n in env if n not in plan.without))
@@ -290,15 +303,15 @@ def _group(plan: Plan, env: dict[str, Col], err: ErrCodes, ok: Mask, block: Entr
             continue
         cols.append((name, col.take(sel)))
     if not cols:
-        return [(tuple(fixed), ts, sizes)]
+        return [(tuple(fixed), sel)]
+    groups = _group_cols(cols, sel)
     if fixed:
-        return [(tuple(sorted(key + tuple(fixed))), t, z)
-                for key, t, z in _group_cols(cols, ts, sizes)]
-    return _group_cols(cols, ts, sizes)
+        return [(tuple(sorted(key + tuple(fixed))), rows) for key, rows in groups]
+    return groups
 
 
-def _group_cols(cols: list[tuple[str, Col]], ts: I64, sizes: I64 | None) -> list[Group]:
-    code = np.zeros(len(ts), dtype=np.int64)
+def _group_cols(cols: list[tuple[str, Col]], sel: I64) -> list[tuple[LabelKey, I64]]:
+    code = np.zeros(len(sel), dtype=np.int64)
     radix = 1
     for _, col in cols:
         width = len(col.values) + 1
@@ -307,24 +320,23 @@ def _group_cols(cols: list[tuple[str, Col]], ts: I64, sizes: I64 | None) -> list
         code += (col.codes + 1) * radix
         radix *= width
     else:
-        return _split_groups(cols, code, ts, sizes)
+        return _split_groups(cols, code, sel)
     stacked = np.stack([c.codes for _, c in cols], axis=1)
     _, inverse = np.unique(stacked, axis=0, return_inverse=True)
-    return _split_groups(cols, inverse.reshape(-1).astype(np.int64), ts, sizes)
+    return _split_groups(cols, inverse.reshape(-1).astype(np.int64), sel)
 
 
-def _split_groups(cols: list[tuple[str, Col]], code: I64, ts: I64,
-                  sizes: I64 | None) -> list[Group]:
+def _split_groups(cols: list[tuple[str, Col]], code: I64,
+                  sel: I64) -> list[tuple[LabelKey, I64]]:
     uniq, first, inverse = np.unique(code, return_index=True, return_inverse=True)
-    out: list[Group] = []
+    out: list[tuple[LabelKey, I64]] = []
     order = np.argsort(inverse, kind="stable")
     bounds = np.searchsorted(inverse[order], np.arange(len(uniq) + 1))
     for g in range(len(uniq)):
         i = int(first[g])
         key = tuple((name, col.values[c]) for name, col in cols
                     if (c := int(col.codes[i])) >= 0 and col.values[c])
-        rows = order[bounds[g]:bounds[g + 1]]
-        out.append((key, ts[rows], None if sizes is None else sizes[rows]))
+        out.append((key, sel[order[bounds[g]:bounds[g + 1]]]))
     return out
 
 
@@ -432,7 +444,7 @@ def _probe(source: LogSource, ref: SeriesRef, lo: int, hi: int, lr: A.LogRange,
     return run
 
 
-def _merge_stats(into: QueryStats, s: QueryStats) -> None:
+def merge_stats(into: QueryStats, s: QueryStats) -> None:
     into.blocks_read += s.blocks_read
     into.lines_processed += s.lines_processed
     into.bytes_processed += s.bytes_processed
@@ -504,7 +516,7 @@ def count_lines(source: LogSource, tenants: list[str], lr: A.LogRange, lo: int, 
     pending = {k: len(refs) for k in keys}
     parts: dict[int, dict[LabelKey, list[Buckets]]] = {k: {} for k in keys}
     for part in run_units(units, opts.parallelism, opts):
-        _merge_stats(stats, part.stats)
+        merge_stats(stats, part.stats)
         result = {key: _combine(bs) for key, bs in part.series.items()}
         _add_to(counts, sizes, g, result)
         if opts.max_series and len(counts.acc) > opts.max_series:

@@ -23,8 +23,8 @@ from sluiceway.model import Matcher
 
 ERROR = "__error__"
 # Error codes of a line (0 = none); index = code.
-ERROR_NAMES = ("", "JSONParserErr", "LogfmtParserErr", "LabelFilterErr")
-JSON_ERR, LOGFMT_ERR, LABEL_FILTER_ERR = 1, 2, 3
+ERROR_NAMES = ("", "JSONParserErr", "LogfmtParserErr", "LabelFilterErr", "SampleExtractionErr")
+JSON_ERR, LOGFMT_ERR, LABEL_FILTER_ERR, SAMPLE_ERR = 1, 2, 3, 4
 ErrCodes = npt.NDArray[np.int8]
 _CACHE_MAX = 100_000
 

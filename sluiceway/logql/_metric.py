@@ -15,6 +15,7 @@ import numpy as np
 
 from sluiceway.logql import _ast as A
 from sluiceway.logql._columnar import count_lines
+from sluiceway.logql._columnar_unwrap import collect_values
 from sluiceway.logql._engine import QueryParams
 from sluiceway.logql._errors import QueryError
 from sluiceway.logql._metric_agg import aggregate, label_replace
@@ -150,6 +151,10 @@ class _Evaluator:
     def _collect(self, lr: A.LogRange, mapper: KeyMapper, lo: int,
                  hi: int) -> dict[tuple[tuple[str, str], ...], tuple[I64, F64]]:
         assert lr.unwrap is not None
+        got = collect_values(self.source, self.tenants, lr, lo, hi, self.stats, mapper,
+                             self.options)
+        if got is not None:
+            return got
         samples = Samples()
         scan(self.source, self.tenants, lr, lo, hi, self.stats,
              unwrap_sink(samples, mapper, lr.unwrap))
