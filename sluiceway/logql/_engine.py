@@ -10,6 +10,8 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,12 +86,13 @@ def series_entries(source: LogSource, ref: SeriesRef, pipeline: LogPipeline, sta
 
 
 def _series_items(source: LogSource, ref: SeriesRef, pipeline: LogPipeline, start: int,
-                  end: int, direction: str,
-                  stats: QueryStats) -> Iterator[Processed | int]:
+                  end: int, direction: str, stats: QueryStats,
+                  pool: Executor | None = None) -> Iterator[Processed | int]:
     """Entries, each block followed by its edge timestamp (an int): the series' later
     blocks hold nothing beyond that edge, which lets the merge leave them unread."""
     reverse = direction == "backward"
-    for block, idx in selected_blocks(source, ref, pipeline, start, end, direction, stats):
+    for block, idx in selected_blocks(source, ref, pipeline, start, end, direction, stats,
+                                      pool):
         yield from pipeline.process(block, idx, reverse)
         yield int(block.ts[0] if reverse else block.ts[-1])
 
@@ -116,9 +119,18 @@ def _eval_logs(source: LogSource, expr: A.LogExpr, params: QueryParams,
     stats.streams = len(refs)
     pipeline = LogPipeline(expr.stages, params.categorize_labels)
     reverse = params.direction == "backward"
+    # Several threads filter the series' next blocks while the merge consumes them.
+    par = params.options.parallelism
+    with ThreadPoolExecutor(par, "query-filter") if par > 1 else nullcontext() as pool:
+        return _merge_logs(source, refs, pipeline, params, stats, reverse, pool)
+
+
+def _merge_logs(source: LogSource, refs: list[SeriesRef], pipeline: LogPipeline,
+                params: QueryParams, stats: QueryStats, reverse: bool,
+                pool: Executor | None) -> QueryResult:
     iters = [
         _keyed(_series_items(source, ref, pipeline, params.start, params.end,
-                             params.direction, stats),
+                             params.direction, stats, pool),
                (format_labels(ref.labels), ref.tenant), reverse)
         for ref in refs
     ]

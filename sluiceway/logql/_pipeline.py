@@ -7,7 +7,9 @@ their final label set as a sorted tuple, the grouping key of the result streams.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Executor, Future
 from typing import Any
 
 import numpy as np
@@ -70,21 +72,24 @@ class LogPipeline:
     def process(self, block: EntryBlock, idx: np.ndarray[Any, np.dtype[np.intp]],
                 reverse: bool) -> Iterator[Processed]:
         """Run the per-line stages on the selected lines, newest first when `reverse`."""
-        order = idx.tolist()
         if reverse:
-            order.reverse()
-        blob, offs, ts = block.blob, block.offsets.tolist(), block.ts.tolist()
+            idx = idx[::-1]
+        # Only the selected lines' bounds and times (a rare match must not cost a list of
+        # the whole block).
+        order, starts = idx.tolist(), block.offsets[idx].tolist()
+        ends, times = block.offsets[idx + 1].tolist(), block.ts[idx].tolist()
+        blob = block.blob
         meta = block.metadata
         stream = dict(block.labels)
         base_key = label_key(stream)
         simple = not self.row_stages
-        for i in order:
-            line = blob[offs[i] : offs[i + 1]].decode("utf-8", "replace")
+        for i, a, b, t in zip(order, starts, ends, times, strict=True):
+            line = blob[a:b].decode("utf-8", "replace")
             md = meta[i] if meta is not None else None
             if simple and not md:
-                yield ts[i], line, base_key, ({} if self.categorize else None)
+                yield t, line, base_key, ({} if self.categorize else None)
                 continue
-            row = Row(ts[i], line, dict(stream), {}, stream)
+            row = Row(t, line, dict(stream), {}, stream)
             if md:
                 for k, v in md.items():
                     row.labels[k] = v
@@ -107,23 +112,48 @@ class LogPipeline:
 
 
 def selected_blocks(source: LogSource, ref: SeriesRef, pipeline: LogPipeline, start: int,
-                    end: int, direction: str,
-                    stats: QueryStats) -> Iterator[tuple[EntryBlock, np.ndarray[Any, Any]]]:
+                    end: int, direction: str, stats: QueryStats,
+                    pool: Executor | None = None,
+                    ) -> Iterator[tuple[EntryBlock, np.ndarray[Any, Any]]]:
     """Each block of a series in [start, end) with the indexes of the lines that pass the
-    block-level filters, counting what was read in `stats` (log and metric engines alike)."""
-    for block in source.blocks(ref, start, end, direction):
-        block = block.clip(start, end)
-        if not len(block):
-            continue
+    block-level filters, counting what was read in `stats` (log and metric engines alike).
+
+    With `pool`, the filters of the next blocks run on its threads while the caller works
+    on this one (RE2 and numpy release the GIL): the series of a log query are filtered
+    side by side. The blocks still come out one by one, in order."""
+    blocks = (b.clip(start, end) for b in source.blocks(ref, start, end, direction))
+    if pool is None:
+        selected: Iterator[tuple[EntryBlock, Any]] = (
+            (b, pipeline.select(b)) for b in blocks if len(b))
+    else:
+        selected = _read_ahead(blocks, pipeline, pool)
+    for block, idx in selected:
         stats.blocks_read += 1
         stats.lines_processed += len(block)
         stats.bytes_processed += block.nbytes
         if block.metadata is not None:
             stats.metadata_bytes += sum(len(k) + len(v) for md in block.metadata if md
                                         for k, v in md.items())
-        idx = pipeline.select(block)
         stats.post_filter_lines += len(idx)
         yield block, idx
+
+
+READ_AHEAD = 2
+
+
+def _read_ahead(blocks: Iterator[EntryBlock], pipeline: LogPipeline,
+                pool: Executor) -> Iterator[tuple[EntryBlock, Any]]:
+    ahead: deque[tuple[EntryBlock, Future[Any]]] = deque()
+    for b in blocks:
+        if not len(b):
+            continue
+        ahead.append((b, pool.submit(pipeline.select, b)))
+        if len(ahead) > READ_AHEAD:
+            block, fut = ahead.popleft()
+            yield block, fut.result()
+    while ahead:
+        block, fut = ahead.popleft()
+        yield block, fut.result()
 
 
 def _parsed_value_prefilters(stages: tuple[A.Stage, ...]) -> list[tuple[str, bytes]]:

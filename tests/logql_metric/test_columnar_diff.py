@@ -227,3 +227,22 @@ def test_ident_except_is_every_key_but_one(w: str, x: str, same: bool) -> None:
     x = w if same else x
     want = re.fullmatch(_IDENT, x) is not None and x != w
     assert (re.fullmatch(ident_except(w), x) is not None) == want
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=dataset(), filt=st.sampled_from(['|= "e"', '|= "info" != "x"', '|~ "l.v"',
+                                             '| json | level="info"', "", '|= "é"']),
+       limit=st.sampled_from([1, 3, 100]), direction=st.sampled_from(["forward", "backward"]))
+def test_log_queries_on_threads_match_one_thread(data: tuple[MemorySource, object],
+                                                 filt: str, limit: int,
+                                                 direction: str) -> None:
+    """Log queries filter the next blocks of every series on threads: same entries."""
+    src, _ = data
+    q = f'{{app=~"a|b|c"}} {filt}'
+
+    def run(par: int) -> object:
+        p = QueryParams(["t"], 0, 200 * S, limit=limit, direction=direction,
+                        options=ExecOptions(parallelism=par))
+        return evaluate(src, q, p).to_loki_json()["result"]
+
+    assert run(2) == run(1)
