@@ -509,7 +509,8 @@ def count_lines(source: LogSource, tenants: list[str], lr: A.LogRange, lo: int, 
                 continue
         units += [_unit(source, ref, k, a, b, lr, plan, mapper, g, edges, want, opts)
                   for ref in refs]
-    if opts.parallelism > 1 and plan.can_fail():
+    # With no more series than threads they all start at once anyway.
+    if 1 < opts.parallelism < len(refs) and plan.can_fail():
         for _ in run_units([_probe(source, ref, lo, hi, lr, plan, mapper, opts)
                             for ref in refs], opts.parallelism, opts):
             pass
