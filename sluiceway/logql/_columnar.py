@@ -56,6 +56,7 @@ from sluiceway.logql._columnar_scan import (
 from sluiceway.logql._errors import QueryError
 from sluiceway.logql._exec import Aborted, ExecOptions, run_units, split_range
 from sluiceway.logql._filters import BlockFilter, compile_line_filter
+from sluiceway.logql._pattern import compile_pattern
 from sluiceway.logql._metric_extract import BinCounts, KeyMapper, pipeline_error
 from sluiceway.logql._pipeline import LabelKey, LogPipeline
 from sluiceway.logql._result import QueryStats
@@ -146,6 +147,9 @@ def plan_lines(lr: A.LogRange, grouping: A.Grouping | None) -> Plan | None:
                 return None
             ops.append(got)
             parser = True
+        elif isinstance(st, A.PatternParser) and not parser:
+            ops.append(_pattern_parse(st.pattern))
+            parser = True
         elif isinstance(st, A.LabelFilter):
             names |= filter_names(st.expr)
             ops.append(compile_vec_filter(st.expr))
@@ -171,6 +175,28 @@ def _regexp_parse(pattern: str) -> _Parse | None:
     if len({lab for lab, _ in labels}) != len(labels) or any(not lab for lab, _ in labels):
         return None
     return _Parse("regexp", pattern, tuple(labels))
+
+
+def _pattern_parse(text: str) -> _Parse:
+    """`| pattern` as the equivalent RE2 regex: the first literal anchors at the start,
+    each capture stops at the first occurrence of the next literal (lazy, leftmost-first
+    matching finds exactly that), the last one takes the rest of the line."""
+    pat = compile_pattern(text)
+    out = ["^"]
+    groups: list[tuple[str, str]] = []
+    for i, (kind, val) in enumerate(pat.parts):
+        if kind == "lit":
+            out.append(re2.escape(val))
+            continue
+        last = i + 1 == len(pat.parts)
+        body = "(?s:.*)" if last else "(?s:.*?)"
+        if val == "_":
+            out.append(body)
+        else:
+            group = f"g{len(groups)}"  # capture names need not be RE2 group names
+            groups.append((val, group))
+            out.append(f"(?P<{group}>{body})")
+    return _Parse("regexp", "".join(out), tuple(groups))
 
 
 # --- one block -----------------------------------------------------------------------

@@ -77,7 +77,10 @@ def query(draw: st.DrawFn) -> str:
     parser = draw(st.sampled_from([
         "| json", "| logfmt", "", "| regexp `(?P<level>\\w+)=(?P<path>\\S*)`",
         "| regexp `(?P<status>\\d{3})|(?P<msg>é.)`", "| regexp `(?P<app>a)(?P<dur>b)?`",
-        "| regexp `(a)(?P<level>.)`", "| regexp `(?P<level>[^\\x00]{2})$`"]))
+        "| regexp `(a)(?P<level>.)`", "| regexp `(?P<level>[^\\x00]{2})$`",
+        '| pattern `{"<level>":<_>,<path>}`', '| pattern `<level>=<status> <_>`',
+        '| pattern `<_>"<app>"<msg>`', '| pattern `<status> <path>`',
+        '| pattern `level=<level> `']))
     if parser:
         stages.append(parser)
     for f in draw(st.lists(st.sampled_from(FILTERS), max_size=2)):
@@ -204,7 +207,8 @@ def test_the_generated_query_shapes_use_the_columnar_engine() -> None:
     for q in ['count_over_time({app="a"} | json | __error__="" [1m])',
               'rate({app=~".+"} | json [5m])',
               'bytes_rate({app="a"} |= "x" | logfmt | status >= 300 | drop __error__ [1m])',
-              'rate({app="a"} | regexp `(?P<level>\\w+) (?P<x>.)` | x!="" [1m])']:
+              'rate({app="a"} | regexp `(?P<level>\\w+) (?P<x>.)` | x!="" [1m])',
+              'rate({app="a"} | pattern `<_> "<method> <level> <_>"` [1m])']:
         expr = parse(q)
         assert isinstance(expr, A.RangeAggregation)
         assert plan_lines(expr.range, by) is not None, q
