@@ -56,8 +56,8 @@ from sluiceway.logql._columnar_scan import (
 from sluiceway.logql._errors import QueryError
 from sluiceway.logql._exec import Aborted, ExecOptions, run_units, split_range
 from sluiceway.logql._filters import BlockFilter, compile_line_filter
-from sluiceway.logql._pattern import compile_pattern
 from sluiceway.logql._metric_extract import BinCounts, KeyMapper, pipeline_error
+from sluiceway.logql._pattern import compile_pattern
 from sluiceway.logql._pipeline import LabelKey, LogPipeline
 from sluiceway.logql._result import QueryStats
 from sluiceway.logql._results_cache import Buckets, SplitResult
