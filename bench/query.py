@@ -2,6 +2,7 @@
 
   python bench/ingest.py --mixed --bytes 1GB --keep /work/benchdata/data
   python bench/query.py --data /work/benchdata/data [--rounds 3] [--profile]
+  python bench/query.py --data /work/benchdata/data-10g --size 10GB   # opt-in, writes it first
 
 Runs every query shape of issue 12 (JSON parse + group by a parsed field without a
 literal to prefilter, the early `pipeline error`, a rare whole-word needle, counting
@@ -157,7 +158,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="warm rounds (interleaved)")
     ap.add_argument("--profile", action="store_true", help="py-spy profile of the slowest")
     ap.add_argument("--cache", default="3GB", help="storage.cache_size of the server")
+    ap.add_argument("--size", help="write the mixed data set of this size into --data "
+                    "first, when it does not exist yet (e.g. 10GB; not compacted)")
     args = ap.parse_args()
+    if args.size and not args.data.exists():
+        subprocess.run([sys.executable, str(Path(__file__).parent / "ingest.py"), "--mixed",
+                        "--bytes", args.size, "--no-compact", "--keep", str(args.data)],
+                       check=True)
     cfg = args.data.parent / "bench-query.yaml"
     # The results cache is off for the engine's figures; a last phase measures it.
     cfg.write_text(f"server:\n  results_cache_size: 0\nstorage:\n  cache_size: {args.cache}\n"
