@@ -18,14 +18,8 @@ import numpy as np
 import numpy.typing as npt
 
 from sluiceway.logql import _ast as A
-from sluiceway.logql._columnar import (
-    ERROR_DETAILS,
-    Plan,
-    block_columns,
-    group_rows,
-    merge_stats,
-    plan_lines,
-)
+from sluiceway.logql._columnar import count_block, merge_stats
+from sluiceway.logql._columnar_block import block_columns, group_rows
 from sluiceway.logql._columnar_filter import (
     ERROR,
     SAMPLE_ERR,
@@ -34,6 +28,7 @@ from sluiceway.logql._columnar_filter import (
     compile_vec_filter,
     filter_names,
 )
+from sluiceway.logql._columnar_plan import ERROR_DETAILS, Plan, plan_lines
 from sluiceway.logql._columnar_scan import Col
 from sluiceway.logql._errors import QueryError
 from sluiceway.logql._exec import Aborted, ExecOptions, run_units, split_range
@@ -167,9 +162,7 @@ def _unit(source: LogSource, ref: SeriesRef, order: int, lo: int, hi: int,
             block = block.clip(lo, hi)
             if not len(block):
                 continue
-            st.blocks_read += 1
-            st.lines_processed += len(block)
-            st.bytes_processed += block.nbytes
+            count_block(st, block)
             idx = pipeline.select(block)
             st.post_filter_lines += len(idx)
             if not len(idx):

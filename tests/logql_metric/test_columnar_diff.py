@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from sluiceway.logql import MemorySource, QueryError, QueryParams, ResultsCache, evaluate
 from sluiceway.logql import _ast as A
-from sluiceway.logql._columnar import plan_lines
+from sluiceway.logql._columnar_plan import plan_lines
 from sluiceway.logql._exec import ExecOptions
 from sluiceway.logql._parser import parse
 from sluiceway.model import StreamBatch
