@@ -14,12 +14,13 @@ import orjson
 
 from tests.procs import ServerProcess
 
-BLOCKS = 120
-LINES = 400
+BLOCKS = 40
+LINES = 1500
 
 
 def _push_blocks(srv: ServerProcess, now: int) -> None:
-    """BLOCKS pushes of one stream: the head keeps one block per push."""
+    """BLOCKS chunks of one stream, one second apart: each push is flushed to its own
+    chunk (the in-memory head would be read as one block)."""
     for b in range(BLOCKS):
         values = [[str(now - (BLOCKS - b) * 10**9 + i), f"k{i % 7}=v{b} a=b msg=\"x y\""]
                   for i in range(LINES)]
@@ -27,6 +28,7 @@ def _push_blocks(srv: ServerProcess, now: int) -> None:
         r = httpx.post(f"{srv.url}/loki/api/v1/push", content=orjson.dumps(body),
                        headers={"Content-Type": "application/json"})
         assert r.status_code == 204, r.text
+        assert httpx.post(f"{srv.url}/flush", timeout=60).status_code < 300
 
 
 def _blocks_read(srv: ServerProcess) -> float:
@@ -75,7 +77,7 @@ def test_query_work_stops_when_the_client_disconnects(tmp_path: Path) -> None:
 
 def test_max_query_bytes_read_and_stats(tmp_path: Path) -> None:
     cfg = tmp_path / "s.yaml"
-    cfg.write_text("limits:\n  max_query_bytes_read: 20KB\n"
+    cfg.write_text("limits:\n  max_query_bytes_read: 100KB\n"
                    "  split_queries_by_interval: 1m\n")
     srv = ServerProcess(tmp_path / "data", config=cfg).start()
     try:
@@ -86,9 +88,9 @@ def test_max_query_bytes_read_and_stats(tmp_path: Path) -> None:
                       params={**base, "query": 'sum(count_over_time({job="cx"}[1h]))'})
         assert r.status_code == 400
         assert r.text.startswith("the query would read too many bytes (query: ")
-        assert "limit: 20.0kB); consider adding more specific stream selectors" in r.text
+        assert "limit: 100.0kB); consider adding more specific stream selectors" in r.text
         # Narrow enough: one push (one block) of the 120, in one 1m split.
-        narrow = {"start": str(now - 100 * 10**9), "end": str(now - 99 * 10**9), "step": "1"}
+        narrow = {"start": str(now - 30 * 10**9), "end": str(now - 29 * 10**9), "step": "1"}
         r = httpx.get(f"{srv.url}/loki/api/v1/query_range", params={
             **narrow, "query": 'sum by (k0) (count_over_time({job="cx"} | logfmt [1s]))'})
         assert r.status_code == 200, r.text
