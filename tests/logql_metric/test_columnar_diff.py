@@ -250,3 +250,24 @@ def test_log_queries_on_threads_match_one_thread(data: tuple[MemorySource, objec
         return evaluate(src, q, p).to_loki_json()["result"]
 
     assert run(2) == run(1)
+
+
+def test_pipeline_error_is_decided_at_the_first_bad_line() -> None:
+    """`| json` over a JSON series listed first and a plain-text one: the 400 comes from
+    the plain-text series' first block, not after reading every JSON block first."""
+    src = MemorySource(block_size=10)
+    n = 500
+    src.push("t", [StreamBatch({"app": "a"}, [k * S for k in range(n)],
+                               ['{"level":"info"}'] * n)])
+    src.push("t", [StreamBatch({"app": "b"}, [k * S for k in range(n)], ["GET / 200"] * n)])
+    q = 'sum by (level) (count_over_time({app=~"a|b"} | json [1h]))'
+    params = QueryParams(["t"], 0, n * S, step_ns=3600 * S,
+                         options=ExecOptions(parallelism=2, split_ns=0))
+    try:
+        evaluate(src, q, params)
+    except QueryError as exc:
+        assert str(exc).startswith("pipeline error: 'JSONParserErr' for series: ")
+        assert 'app="b"' in str(exc)
+    else:
+        raise AssertionError("no pipeline error")
+    assert src.blocks_read < 10, src.blocks_read  # of 100
