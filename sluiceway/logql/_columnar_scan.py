@@ -217,6 +217,67 @@ def extract_field(fmt: str, arr: pa.Array, name: str, simple: Mask,
     else:
         dup = simple & (np.asarray(pc.count_substring_regex(arr, count_pat).to_numpy(
             zero_copy_only=False)) > 1)
+    if fmt == "json":
+        fast = _json_strings(arr, name, simple)
+        if fast is not None:
+            codes, values, slow = fast
+            if slow.any():  # other value shapes: the regex, for those lines only
+                other = _extract(fmt, arr, extract_pat, slow)
+                codes[slow] = np.where(other.codes[slow] >= 0,
+                                       other.codes[slow] + len(values), -1)
+                values = values + other.values
+            return Col(codes, values), dup
+    col = _extract(fmt, arr, extract_pat, simple)
+    return col, dup
+
+
+def _view(data: pa.Buffer, bounds: npt.NDArray[np.int64]) -> pa.Array:
+    """Values data[bounds[0]:bounds[1]], data[bounds[1]:bounds[2]], ... without a copy."""
+    return pa.Array.from_buffers(pa.large_binary(), len(bounds) - 1,
+                                 [None, pa.py_buffer(bounds), data])
+
+
+def _json_strings(arr: pa.Array, name: str,
+                  simple: Mask) -> tuple[Codes, list[str], Mask] | None:
+    """`"name":"value"` on simple lines with literal searches instead of a regex: in a
+    simple line a string holds no quote, so the first `"name"` followed by a colon is the
+    key and its value ends at the next quote. Returns the codes, the values, and the
+    simple lines holding the key in another shape (a space, a number...)."""
+    n = len(arr)
+    if not n or arr.offset:
+        return None
+    offs = np.frombuffer(arr.buffers()[1], dtype=np.int64)[: n + 1]
+    data_buf = arr.buffers()[2]
+    data = np.frombuffer(data_buf, dtype=np.uint8)
+    pos = np.asarray(pc.find_substring(arr, f'"{name}"').to_numpy(zero_copy_only=False),
+                     dtype=np.int64)
+    rows = np.flatnonzero(simple & (pos >= 0))
+    codes = np.full(n, -1, dtype=np.int64)
+    slow = np.zeros(n, dtype=np.bool_)
+    if not len(rows):
+        return codes, [], slow
+    after = offs[rows] + pos[rows] + len(name) + 2  # just past the key's closing quote
+    quick = data[after] == 0x3A  # ':'
+    quick[quick] = data[after[quick] + 1] == 0x22  # '"' opens a string value
+    slow[rows[~quick]] = True
+    rows, start = rows[quick], after[quick] + 2
+    if not len(rows):
+        return codes, [], slow
+    spans = np.empty(2 * len(rows), dtype=np.int64)  # [start, line end] of each row
+    spans[0::2], spans[1::2] = start, offs[rows + 1]
+    dist = np.asarray(pc.find_substring(_view(data_buf, spans), '"').to_numpy(
+        zero_copy_only=False), dtype=np.int64)[0::2]
+    spans[1::2] = start + dist  # now [start, closing quote]
+    strings = pc.take(_view(data_buf, spans), pa.array(np.arange(0, 2 * len(rows) - 1, 2)))
+    enc = pc.dictionary_encode(strings)
+    codes[rows] = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    values = [v.decode("utf-8", "replace").replace("\ufffd", " ")
+              for v in enc.dictionary.to_pylist()]
+    return codes, values, slow
+
+
+def _extract(fmt: str, arr: pa.Array, extract_pat: str, simple: Mask) -> Col:
+    n = len(arr)
     got = pc.extract_regex(arr, extract_pat)
     # A line without a match is a null struct whose child still holds "" (not null).
     enc = pc.dictionary_encode(got.field("v"))
@@ -236,7 +297,7 @@ def extract_field(fmt: str, arr: pa.Array, name: str, simple: Mask,
     codes = remap[codes]
     if n:
         codes[~simple] = -1
-    return Col(codes, values), dup
+    return Col(codes, values)
 
 
 def _value_text(fmt: str, v: bytes) -> str | None:
