@@ -217,8 +217,8 @@ def extract_field(fmt: str, arr: pa.Array, name: str, simple: Mask,
     else:
         dup = simple & (np.asarray(pc.count_substring_regex(arr, count_pat).to_numpy(
             zero_copy_only=False)) > 1)
-    if fmt == "json":
-        fast = _json_strings(arr, name, simple)
+    if fmt in ("json", "logfmt"):
+        fast = (_json_strings if fmt == "json" else _logfmt_values)(arr, name, simple)
         if fast is not None:
             codes, values, slow = fast
             if slow.any():  # other value shapes: the regex, for those lines only
@@ -273,6 +273,73 @@ def _json_strings(arr: pa.Array, name: str,
     codes[rows] = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
     values = [v.decode("utf-8", "replace").replace("\ufffd", " ")
               for v in enc.dictionary.to_pylist()]
+    return codes, values, slow
+
+
+def _logfmt_values(arr: pa.Array, name: str,
+                   simple: Mask) -> tuple[Codes, list[str], Mask] | None:
+    """`name=value` / `name="value"` on simple logfmt lines with literal searches: there
+    no value holds `=`, so the first `name=` after a separator (or at the start) is the
+    key; an unquoted value ends at the next space (a value holding another control
+    character goes to the regex), a quoted one at the next quote."""
+    n = len(arr)
+    if not n or arr.offset:
+        return None
+    offs = np.frombuffer(arr.buffers()[1], dtype=np.int64)[: n + 1]
+    data_buf = arr.buffers()[2]
+    data = np.frombuffer(data_buf, dtype=np.uint8)
+    pos = np.asarray(pc.find_substring(arr, f"{name}=").to_numpy(zero_copy_only=False),
+                     dtype=np.int64)
+    rows = np.flatnonzero(simple & (pos >= 0))
+    codes = np.full(n, -1, dtype=np.int64)
+    slow = np.zeros(n, dtype=np.bool_)
+    if not len(rows):
+        return codes, [], slow
+    at = offs[rows] + pos[rows]
+    key = pos[rows] == 0
+    key[~key] = data[at[~key] - 1] <= 0x20
+    slow[rows[~key]] = True
+    rows, start = rows[key], at[key] + len(name) + 1
+    if not len(rows):
+        return codes, [], slow
+    ends = offs[rows + 1]
+    quoted = np.zeros(len(rows), dtype=np.bool_)
+    inside = start < ends
+    quoted[inside] = data[start[inside]] == 0x22
+    start = start + quoted  # a quoted value starts after its quote
+    spans = np.empty(2 * len(rows), dtype=np.int64)
+    spans[0::2], spans[1::2] = start, ends
+    dist = np.full(len(rows), -1, dtype=np.int64)
+    view = _view(data_buf, spans)
+    for sep, sel in ((b'"', quoted), (b" ", ~quoted)):
+        if sel.any():
+            found = np.asarray(pc.find_substring(view, sep.decode()).to_numpy(
+                zero_copy_only=False), dtype=np.int64)[0::2]
+            dist[sel] = found[sel]
+    stop_at = np.where(dist >= 0, start + dist, ends)
+    spans[1::2] = stop_at
+    strings = pc.take(_view(data_buf, spans), pa.array(np.arange(0, 2 * len(rows) - 1, 2)))
+    # An unquoted value that holds another control character ends earlier: the regex.
+    lens = stop_at - start
+    ctrl = np.zeros(len(rows), dtype=np.bool_)
+    if int(lens.sum()):
+        vbuf = np.frombuffer(strings.buffers()[2], dtype=np.uint8)
+        cum = np.concatenate(([0], np.cumsum(vbuf <= 0x20, dtype=np.int64)))
+        vo = np.concatenate(([0], np.cumsum(lens)))
+        ctrl = ((cum[vo[1:]] - cum[vo[:-1]]) > 0) & ~quoted
+    enc = pc.dictionary_encode(strings)
+    got = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    raw: list[bytes] = enc.dictionary.to_pylist()
+    remap = np.full(len(raw) + 1, -1, dtype=np.int64)
+    values: list[str] = []
+    for k, v in enumerate(raw):
+        if v:  # an empty value is no label
+            remap[k] = len(values)
+            values.append(v.decode("utf-8", "replace"))
+    got = remap[got]
+    got[ctrl] = -1
+    codes[rows] = got
+    slow[rows[ctrl]] = True
     return codes, values, slow
 
 
