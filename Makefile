@@ -31,6 +31,7 @@ bench: $(TESTSTAMP)
 	$(BIN)/python bench/ingest.py --keep bench/out/data
 	$(BIN)/python bench/query.py --data bench/out/data
 	$(BIN)/python bench/es_bulk.py
+	$(BIN)/python bench/shutdown.py
 	$(BIN)/python bench/agent.py
 	$(BIN)/python bench/client.py
 

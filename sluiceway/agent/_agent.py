@@ -169,7 +169,10 @@ class Agent:
         if self.http is not None:
             self.http.stop()
         self.stopped.set()
-        log.info("agent stopped")
+        s = self.stats
+        with s.lock:
+            counts = (s.lines_read, s.lines_shipped, s.lines_spilled, s.lines_lost)
+        log.info("agent stopped: %d lines read, %d shipped, %d spilled, %d lost", *counts)
 
     @staticmethod
     def _join(threads: list[threading.Thread], deadline: float) -> None:

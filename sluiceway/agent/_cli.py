@@ -60,12 +60,20 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
                      for r in rows)
 
 
+_BACKEND_STATES = {"ok": "ok", "retrying": "FAILING (retrying)",
+                   "down": "DOWN (fix the url, auth or proxy; lines are kept)"}
+
+
+def _backend_state(b: dict[str, Any]) -> str:
+    return _BACKEND_STATES.get(b.get("state", ""), "ok" if b["ok"] else "FAILING")
+
+
 def render_status(doc: dict[str, Any]) -> str:
     q, ln, b = doc["queue"], doc["lines"], doc["backend"]
     fill = f"{q['depth']}/{q['capacity']} batches of <= {q['batch_max_lines']} lines"
     lines = [
         f"agent {doc['name']} (pid {doc['pid']}, up {doc['uptime_s']:.0f}s)",
-        f"backend  {b['url']}  {'ok' if b['ok'] else 'FAILING'}"
+        f"backend  {b['url']}  {_backend_state(b)}"
         + (f"  last error: {b['last_error']}" if b["last_error"] else ""),
         f"queue    {fill}, {q['bytes']} B of {q['max_bytes']} B, when_full={q['when_full']}"
         + (f" -> {q['when_spill_full']} at the spill cap" if q["when_full"] == "spill" else ""),

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from sluiceway.model import parse_duration, parse_size
+from sluiceway.wire import base_url
 
 Size = Annotated[int, BeforeValidator(parse_size)]
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -254,7 +255,7 @@ class AgentConfig(_Model):
     def _http_url(cls, v: str) -> str:
         if not re.match(r"^https?://[^/\s]+", v):
             raise ValueError(f"url must start with http:// or https://, got {v!r}")
-        return v.rstrip("/")
+        return base_url(v)  # the base URL or the full push URL, as Promtail's is written
 
 
 def _set_path(doc: dict[str, Any], path: list[str], value: Any) -> None:

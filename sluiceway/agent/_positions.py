@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import bisect
 import logging
-import os
 import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
+
+from sluiceway.durable import atomic_write, ensure_dir, remove_temp_files
 
 log = logging.getLogger("sluiceway.agent")
 _MAGIC = b"sluiceway-positions v1 crc32="
@@ -36,6 +37,7 @@ class FilePos:
     size: int = 0
     read_pos: int = 0
     released: bool = False
+    lag_lines: int | None = None  # whole lines past read_pos, when counted (see _tail)
 
     def done_ranges(self) -> list[list[int]]:
         return [[s, e] for s, e, d in self.pending if d]
@@ -65,6 +67,8 @@ class Positions:
 
     # -- startup ---------------------------------------------------------------------------
     def _load(self) -> dict[str, dict[str, object]]:
+        if self.path.parent.is_dir():
+            remove_temp_files(self.path.parent, self.path.name)  # a save a crash cut short
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
@@ -111,13 +115,14 @@ class Positions:
             f = self._files.get(key)
             return f is not None and not f.released
 
-    def add(self, key: str, start: int, end: int) -> None:
-        """Range [start, end) was handed downstream, not yet durable."""
+    def add(self, key: str, gen: int, start: int, end: int) -> None:
+        """Range [start, end) of generation `gen` was handed downstream, not yet durable.
+        A range of an older generation (content a truncation replaced) is not tracked."""
         if end <= start:
             return
         with self._lock:
             f = self._files.get(key)
-            if f is not None:
+            if f is not None and f.gen == gen:
                 bisect.insort(f.pending, [start, end, 0])
 
     def restart(self, key: str, fp: str, fp_len: int) -> int:
@@ -172,7 +177,8 @@ class Positions:
     def snapshot(self) -> dict[str, FilePos]:
         with self._lock:
             return {k: FilePos(f.path, f.committed, f.gen, f.fp, f.fp_len,
-                               [list(p) for p in f.pending], f.size, f.read_pos, f.released)
+                               [list(p) for p in f.pending], f.size, f.read_pos, f.released,
+                               f.lag_lines)
                     for k, f in self._files.items()}
 
     def save(self, force: bool = False) -> None:
@@ -185,22 +191,7 @@ class Positions:
                             "fp_len": f.fp_len, "done": f.done_ranges()}
             self._dirty = False
         body = orjson.dumps({"files": files})
-        _atomic_write(self.path, _MAGIC + str(zlib.crc32(body)).encode() + b"\n" + body)
+        ensure_dir(self.path.parent)
+        atomic_write(self.path, _MAGIC + str(zlib.crc32(body)).encode() + b"\n" + body,
+                     mode=0o600)
 
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write-fsync-rename-fsync(dir): the file is always either the old or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)

@@ -23,7 +23,7 @@ from sluiceway.agent._positions import Checkpoint, Positions
 from sluiceway.agent._stats import Stats
 from sluiceway.buffer import Batch, Buffer, BufferConfig
 from sluiceway.model import StreamBatch
-from sluiceway.wire import encode_push_json, encode_push_protobuf
+from sluiceway.wire import WireError, decode_push, encode_push_json, encode_push_protobuf
 
 log = logging.getLogger("sluiceway.agent")
 _LEN = struct.Struct("<II")
@@ -59,6 +59,23 @@ class ItemCodec:
                               [tuple(c) for c in cks]))
             pos += bl
         return items
+
+
+CONTENT_TYPES = {"protobuf": "application/x-protobuf", "json": "application/json"}
+
+
+def split_body(body: bytes, fmt: str) -> list[tuple[bytes, int]] | None:
+    """An item's push body cut in two halves by lines, as (body, lines); None for a body
+    of one line (it cannot be cut) or one that does not decode."""
+    try:
+        streams = decode_push(body, CONTENT_TYPES[fmt], None)
+    except WireError:
+        return None
+    lines = sum(len(sb) for sb in streams)
+    if lines < 2:
+        return None
+    encode = encode_push_protobuf if fmt == "protobuf" else encode_push_json
+    return [(encode(part), n) for part, n, _ in _split_streams(streams, -(-lines // 2))]
 
 
 def buffer_config(q: QueueConfig, b: BatchConfig, data_dir: Path) -> BufferConfig:

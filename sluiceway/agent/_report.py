@@ -21,19 +21,22 @@ def status(agent: Agent) -> dict[str, Any]:
     for key, f in sorted(agent.positions.snapshot().items(), key=lambda kv: kv[1].path):
         files.append({"key": key, "path": f.path, "offset": f.committed,
                       "read_offset": f.read_pos, "size": f.size,
-                      "lag_bytes": max(0, f.size - f.committed), "released": f.released})
+                      "lag_bytes": max(0, f.size - f.committed), "lag_lines": f.lag_lines,
+                      "released": f.released})
     with s.lock:
         lines = {"read": s.lines_read, "enqueued": s.lines_enqueued,
                  "shipped": s.lines_shipped, "dropped": s.lines_dropped,
                  "spilled": s.lines_spilled, "lost": s.lines_lost,
                  "filtered": agent.filtered()}
         lost = dict(s.lost_by_reason)
-        backend = {"ok": s.backend_ok, "last_error": s.last_error, "url": cfg.url,
+        backend = {"ok": s.backend_ok, "state": s.backend_state,
+                   "status": s.backend_status, "last_error": s.last_error, "url": cfg.url,
                    "last_error_ts": s.last_error_ts}
         counters = {"bytes_read": s.bytes_read, "bytes_shipped": s.bytes_shipped,
                     "batches_shipped": s.batches_shipped, "send_failures": s.send_failures,
                     "retries": s.retries, "file_rotations": s.file_rotations,
-                    "file_truncations": s.file_truncations}
+                    "file_truncations": s.file_truncations,
+                    "truncated_bytes_lost": s.truncated_bytes_lost}
     return {
         "id": agent.id, "kind": "agent", "name": cfg.name, "host": socket.gethostname(),
         "pid": os.getpid(), "ts": time.time(), "uptime_s": time.time() - s.started,
@@ -97,7 +100,8 @@ def metrics_text(doc: dict[str, Any]) -> str:
                        ("send_failures", "failed push attempts"),
                        ("retries", "push retries"),
                        ("file_rotations", "files rotated away or deleted"),
-                       ("file_truncations", "files truncated in place")):
+                       ("file_truncations", "files truncated in place"),
+                       ("truncated_bytes_lost", "bytes a truncation took before they were read")):
         _metric(out, f"{key}_total", "counter", help_, [({}, c[key])])
     for key, help_ in (("depth", "batches queued (memory and disk)"),
                        ("capacity", "in-memory queue capacity in batches"),

@@ -1,11 +1,19 @@
 """Shipper: takes items from the queue, pushes them, retries, and accounts every line.
 
+What each answer means is `sluiceway.wire.classify_push_answer` (shared with the client):
 - 2xx: shipped. A 400 that names rejected lines (Loki's "total ignored: N out of M")
-  counts N lost with that reason and the rest shipped; any other non-retryable 4xx
+  counts N lost with Loki's reason and the rest shipped; another 400 (or 409, 422 …)
   loses the whole item, is logged, and never blocks the lines behind it.
+- 401, 403, 404, 405 (and 3xx, 407): a configuration error. Retried forever with capped
+  backoff (`retry.max_retries` does not apply), the backend shown DOWN with the status
+  and body; the lines are kept (spill or block; in drop mode the queue fills).
+- 413: the item is cut in halves and each sent again; a single line still too large is
+  lost as `too_large`.
 - 429, 5xx, timeouts, refused connections: retried with exponential backoff and full
-  jitter, `Retry-After` honoured. In spill mode the first failure moves the in-memory
-  queue to disk, so a long outage holds memory flat and survives SIGKILL.
+  jitter, `Retry-After` honoured; lost (`rate_limited`, `server_error`,
+  `retries_exhausted`) only when `retry.max_retries` gives up. In spill mode the first
+  failure moves the in-memory queue to disk, so a long outage holds memory flat and
+  survives SIGKILL.
 - Shutdown deadline: a push still waiting for its answer when the agent must stop is
   given up (see `Pusher`); its item goes back to the queue unshipped, so it is spilled
   or its file positions stay put, and the next run sends it again.
@@ -15,13 +23,12 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import ssl
 import threading
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
 from functools import partial
 from queue import SimpleQueue
 
@@ -29,34 +36,20 @@ import httpx
 
 from sluiceway.agent._config import AgentConfig
 from sluiceway.agent._positions import Positions
-from sluiceway.agent._queue import AgentQueue, Item
+from sluiceway.agent._queue import CONTENT_TYPES, AgentQueue, Item, split_body
 from sluiceway.agent._stats import Stats
 from sluiceway.buffer import Batch
-from sluiceway.wire import parse_retry_after
+from sluiceway.wire import PushAnswer, classify_push_answer, push_url
 
 log = logging.getLogger("sluiceway.agent")
-PUSH_PATH = "/loki/api/v1/push"
-_IGNORED_RE = re.compile(r"total ignored:\s*(\d+)\s+out of\s+(\d+)")
-_REASONS = [("too far behind", "too_far_behind"), ("too old", "too_old"),
-            ("greater_than_max_sample_age", "too_old"), ("too new", "too_far_in_future"),
-            ("too_far_in_future", "too_far_in_future"), ("max entry size", "line_too_long"),
-            ("line_too_long", "line_too_long"), ("line too long", "line_too_long")]
-_RETRYABLE = {408, 425, 429}
-_CONTENT_TYPES = {"protobuf": "application/x-protobuf", "json": "application/json"}
 # How often a shipper waiting on a push looks at the stop flag: the exit may come this
 # much after the shutdown deadline. An answer wakes the wait at once, so pushes pay nothing.
 _STOP_POLL = 0.05
 
 
-@dataclass(slots=True)
-class Outcome:
-    done: bool  # True: accounted (shipped and/or lost); False: retry
-    shipped: int = 0
-    lost: int = 0
-    reason: str = ""
-    by_reason: dict[str, int] | None = None  # per-line rejections of several kinds
-    delay: float | None = None  # server's Retry-After
-    error: str | None = None
+def unreachable(exc: Exception) -> PushAnswer:
+    """A push that got no answer (refused, reset, timed out): retried like a 5xx."""
+    return PushAnswer("retry", 0, "retries_exhausted", f"{type(exc).__name__}: {exc}"[:300])
 
 
 def ssl_context(cfg: AgentConfig) -> ssl.SSLContext | bool:
@@ -84,37 +77,6 @@ def http_client(cfg: AgentConfig, timeout: float) -> httpx.Client:
     return httpx.Client(headers=headers, auth=auth, timeout=timeout, verify=ssl_context(cfg))
 
 
-def classify(status: int, body: str, lines: int, ra: str | None) -> Outcome:
-    if 200 <= status < 300:
-        return Outcome(True, shipped=lines)
-    if status in _RETRYABLE or status >= 500:
-        return Outcome(False, delay=parse_retry_after(ra), error=f"HTTP {status}: {body[:200]}")
-    reason = _reason(body) or f"http_{status}"
-    if status == 400:
-        ignored = [(int(a), int(b)) for a, b in _IGNORED_RE.findall(body)]
-        if ignored:
-            bad = min(lines, sum(a for a, _ in ignored))
-            return Outcome(True, shipped=lines - bad, lost=bad, reason=reason,
-                           by_reason=_per_line_reasons(body, bad))
-    return Outcome(True, lost=lines, reason=reason, error=f"HTTP {status}: {body[:200]}")
-
-
-def _reason(text: str) -> str | None:
-    low = text.lower()
-    return next((r for needle, r in _REASONS if needle in low), None)
-
-
-def _per_line_reasons(body: str, bad: int) -> dict[str, int] | None:
-    """One detail line per rejected entry (Loki's form): count them by reason, if they
-    account for all `bad` lines; otherwise the caller uses the first reason for all."""
-    counts: dict[str, int] = {}
-    for line in body.splitlines():
-        r = _reason(line)
-        if r is not None and not _IGNORED_RE.search(line):
-            counts[r] = counts.get(r, 0) + 1
-    return counts if sum(counts.values()) == bad and len(counts) > 1 else None
-
-
 class Pusher:
     """One daemon thread that makes a shipper's HTTP requests, so the shipper can stop
     waiting for one at the shutdown deadline.
@@ -128,13 +90,13 @@ class Pusher:
 
     def __init__(self, client: httpx.Client, name: str) -> None:
         self.client = client
-        self._jobs: SimpleQueue[tuple[Callable[[], Outcome], Future[Outcome]] | None]
+        self._jobs: SimpleQueue[tuple[Callable[[], PushAnswer], Future[PushAnswer]] | None]
         self._jobs = SimpleQueue()
         self._thread = threading.Thread(target=self._run, daemon=True, name=name)
         self._thread.start()
 
-    def submit(self, call: Callable[[], Outcome]) -> Future[Outcome]:
-        fut: Future[Outcome] = Future()
+    def submit(self, call: Callable[[], PushAnswer]) -> Future[PushAnswer]:
+        fut: Future[PushAnswer] = Future()
         self._jobs.put((call, fut))
         return fut
 
@@ -159,7 +121,7 @@ class Shipper:
                  stats: Stats, stop_now: threading.Event) -> None:
         self.cfg, self.queue, self.positions, self.stats = cfg, queue, positions, stats
         self.stop_now = stop_now
-        self.url = cfg.url + PUSH_PATH
+        self.url = push_url(cfg.url)
         self.pusher = Pusher(http_client(cfg, cfg.timeout), "agent-push")
         self._streak = 0  # consecutive failures, drives the backoff
         self._spilled_outage = False
@@ -170,10 +132,10 @@ class Shipper:
         cap = min(r.max_backoff, r.min_backoff * 2 ** min(self._streak - 1, 30))
         return random.uniform(cap / 2, cap)  # jitter spreads retries of many agents
 
-    def post(self, item: Item) -> Outcome | None:
-        """Push `item`; None if the agent had to stop before the answer came (the push
+    def post(self, body: bytes, fmt: str) -> PushAnswer | None:
+        """Push one body; None if the agent had to stop before the answer came (the push
         is cut short: not shipped, not failed, whatever the server later does with it)."""
-        fut = self.pusher.submit(partial(self._send, item))
+        fut = self.pusher.submit(partial(self._send, body, fmt))
         while True:
             try:
                 return fut.result(timeout=_STOP_POLL)
@@ -181,63 +143,99 @@ class Shipper:
                 if self.stop_now.is_set():
                     return None
 
-    def _send(self, item: Item) -> Outcome:
+    def _send(self, body: bytes, fmt: str) -> PushAnswer:
         try:
-            resp = self.pusher.client.post(self.url, content=item.body,
-                                           headers={"Content-Type": _CONTENT_TYPES[item.fmt]})
+            resp = self.pusher.client.post(self.url, content=body,
+                                           headers={"Content-Type": CONTENT_TYPES[fmt]})
         except httpx.HTTPError as exc:
-            return Outcome(False, error=f"{type(exc).__name__}: {exc}"[:300])
-        return classify(resp.status_code, resp.text, item.lines,
-                        resp.headers.get("Retry-After"))
-
-    def _account(self, item: Item, out: Outcome) -> None:
-        if out.shipped:
-            self.stats.add(lines_shipped=out.shipped, bytes_shipped=len(item.body),
-                           batches_shipped=1)
-        if out.lost:
-            for reason, n in (out.by_reason or {out.reason: out.lost}).items():
-                self.stats.lost(reason, n)
-            log.error("backend rejected %d of %d lines (%s): %s", out.lost, item.lines,
-                      out.reason, out.error or "per-line rejections")
-        self.positions.done(item.checkpoints)
+            return unreachable(exc)
+        return classify_push_answer(resp.status_code, resp.text, resp.headers)
 
     def ship(self, batch: Batch[Item]) -> bool:
         """Deliver every item of `batch`; False if it went back to the queue."""
         for item in batch.items:
-            attempts = 0
-            while True:
-                out = self.post(item)
-                if out is None:
-                    self._cut_short(batch)
-                    return False
-                if out.done:
-                    self._streak, self._spilled_outage = 0, False
-                    self.stats.backend(True, out.error)
-                    self._account(item, out)
-                    break
-                self._streak += 1
-                attempts += 1
-                self.stats.add(send_failures=1)
-                self.stats.backend(False, out.error)
-                if self._streak == 1:
-                    log.warning("push failed, retrying: %s", out.error)
-                r = self.cfg.retry
-                if r.max_retries is not None and attempts > r.max_retries:
-                    self._account(item, Outcome(True, lost=item.lines,
-                                                reason="retries_exhausted"))
-                    break
-                if (self.queue.cfg.when_full == "spill" and batch.source == "memory"
-                        and not self._spilled_outage):
-                    self._spilled_outage = True
-                    self.queue.buffer.nack(batch, spill=True)
-                    self._sleep(out)
-                    return False
-                if self._sleep(out):
-                    self.queue.buffer.nack(batch)
-                    return False
-                self.stats.add(retries=1)
+            if not self._ship_item(batch, item):
+                return False
         self.queue.buffer.ack(batch)
         return True
+
+    def _ship_item(self, batch: Batch[Item], item: Item) -> bool:
+        """Push `item` (in parts, if the backend finds it too large) until every line is
+        shipped or lost; False if `batch` went back to the queue instead. Counters move
+        once, when the whole item is accounted, so a batch sent again is not counted twice.
+        """
+        parts = [(item.body, item.lines)]
+        shipped, lost = 0, Counter[str]()
+        attempts = 0
+        while parts:
+            body, lines = parts[0]
+            ans = self.post(body, item.fmt)
+            if ans is None:
+                self._cut_short(batch)
+                return False
+            if ans.kind in ("shipped", "partial", "rejected", "too_large"):
+                self._streak, self._spilled_outage, attempts = 0, False, 0
+                self._set_backend("ok", ans)
+                if ans.kind == "too_large":
+                    halves = split_body(body, item.fmt)
+                    if halves is not None:
+                        parts[0:1] = halves
+                        continue
+                    gone = {"too_large": lines}
+                else:
+                    gone = ans.lost(lines)
+                parts.pop(0)
+                shipped += lines - sum(gone.values())
+                lost.update(gone)
+                if gone:
+                    log.error("backend rejected %d of %d lines (%s): %s", sum(gone.values()),
+                              lines, ", ".join(sorted(gone)), ans.detail)
+                continue
+            self._streak += 1
+            attempts += 1
+            self.stats.add(send_failures=1)
+            self._set_backend("down" if ans.kind == "config_error" else "retrying", ans)
+            r = self.cfg.retry
+            if ans.kind == "retry" and r.max_retries is not None and attempts > r.max_retries:
+                parts.pop(0)
+                lost[ans.reason] += lines
+                attempts = 0
+                log.error("gave up on %d lines after %d attempts (%s): %s", lines,
+                          r.max_retries + 1, ans.reason, ans.detail)
+                continue
+            if (self.queue.cfg.when_full == "spill" and batch.source == "memory"
+                    and not self._spilled_outage):
+                self._spilled_outage = True
+                self.queue.buffer.nack(batch, spill=True)
+                self._sleep(ans)
+                return False
+            if self._sleep(ans):
+                self.queue.buffer.nack(batch)
+                return False
+            self.stats.add(retries=1)
+        self._account(item, shipped, lost)
+        return True
+
+    def _set_backend(self, state: str, ans: PushAnswer) -> None:
+        if state == "ok":
+            if self.stats.backend("ok"):
+                log.warning("backend %s is taking pushes again", self.url)
+            return
+        if not self.stats.backend(state, ans.detail, ans.status or None):
+            return
+        if state == "down":
+            log.warning("backend DOWN: %s answered %s; the lines are kept and the push is "
+                        "retried until the configuration is fixed", self.url, ans.detail)
+        else:
+            log.warning("push failed, retrying: %s", ans.detail)
+
+    def _account(self, item: Item, shipped: int, lost: Counter[str]) -> None:
+        if shipped:
+            self.stats.add(lines_shipped=shipped, bytes_shipped=len(item.body),
+                           batches_shipped=1)
+        for reason, n in lost.items():
+            self.stats.lost(reason, n)
+        self.positions.done(item.checkpoints)
 
     def _cut_short(self, batch: Batch[Item]) -> None:
         # Back to the queue like any unsent item: closing the buffer spills it (spill
@@ -247,9 +245,9 @@ class Shipper:
                     "are kept for the next run", sum(i.lines for i in batch.items))
         self.queue.buffer.nack(batch)
 
-    def _sleep(self, out: Outcome) -> bool:
+    def _sleep(self, ans: PushAnswer) -> bool:
         """Wait before the next attempt; True if the agent must stop now."""
-        delay = out.delay if out.delay is not None else self.backoff()
+        delay = ans.retry_after if ans.retry_after is not None else self.backoff()
         return self.stop_now.wait(min(delay, 300.0))
 
     def run(self) -> None:

@@ -25,8 +25,13 @@ class Stats:
     retries: int = 0
     file_rotations: int = 0
     file_truncations: int = 0
+    truncated_bytes_lost: int = 0  # bytes a truncation took before they were read
     lost_by_reason: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     backend_ok: bool = True
+    # "ok"; "retrying" (outage, 429, 5xx: lines wait and are retried); "down" (the backend
+    # refuses every push until its configuration is fixed: 401/403/404/405).
+    backend_state: str = "ok"
+    backend_status: int | None = None  # HTTP status of the last failed push, if any
     last_error: str | None = None
     last_error_ts: float | None = None
     started: float = field(default_factory=time.time)
@@ -47,8 +52,14 @@ class Stats:
     def lines_lost(self) -> int:
         return sum(self.lost_by_reason.values())
 
-    def backend(self, ok: bool, error: str | None = None) -> None:
+    def backend(self, state: str, error: str | None = None,
+                status: int | None = None) -> bool:
+        """Set the backend state; True if it changed (the caller logs changes only)."""
         with self.lock:
-            self.backend_ok = ok
+            changed = state != self.backend_state
+            self.backend_state = state
+            self.backend_ok = state == "ok"
             if error is not None:
                 self.last_error, self.last_error_ts = error, time.time()
+                self.backend_status = status
+            return changed

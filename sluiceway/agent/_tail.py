@@ -4,6 +4,12 @@ One thread per `file` input. Each round it reads every tracked file in large chu
 splits complete lines with one `bytes.split`, decodes a piece with one `decode`, and hands
 the piece to the pipeline and then the batcher. When the queue blocks, `emit` blocks and
 this loop stops reading: the file itself is the buffer.
+
+Truncation (copytruncate): every read is checked before its bytes are used: the file
+must not have shrunk below the largest size seen, and its first bytes must still match
+the fingerprint. While the reader waits on a full queue a watcher thread keeps making
+that check and counts the newlines the reader has not reached yet, so a truncation
+during an outage is noticed when it happens and the lines it takes are counted lost.
 """
 
 from __future__ import annotations
@@ -50,8 +56,18 @@ class Tracked:
     gone_since: float | None = None
     fp_len: int = 0
     fp: str = ""
-    at_eof: bool = False
     unterminated: bool = False  # the last entry of `lines` has no newline after it
+    # Truncation: the largest size seen of this content (a smaller one means truncated).
+    seen_size: int = 0
+    # Newlines consumed by the reader, and newlines counted ahead of it by the watcher up
+    # to `ahead_end`, both from the same origin; `ahead_tail` bytes follow the last one.
+    nl_read: int = 0
+    ahead_end: int = 0
+    nl_ahead: int = 0
+    ahead_tail: int = 0
+    cut: bool = False  # truncated: start over at 0 before reading on
+    cuts: int = 0
+    gen: int = 0  # positions generation of the content read (a truncation starts a new one)
 
 
 class FileTailer:
@@ -69,6 +85,10 @@ class FileTailer:
         self._first_scan = True
         self._last_scan = 0.0
         self._next_ts = 0
+        # Guards `files` and each file's descriptor and truncation state between the
+        # reader and the watcher; never held while emitting (emit may block).
+        self._lock = threading.Lock()
+        self._emitting_since: float | None = None
 
     # -- discovery -------------------------------------------------------------------------
     def _matches(self) -> dict[str, os.stat_result]:
@@ -126,9 +146,11 @@ class FileTailer:
         start, skips = self._start_offset(key, fd, st.st_size, fp_len)
         fpos = self.positions.register(key, path, start, fp, fp_len, skips)
         extra = {"filename": path} if self.cfg.filename_label else {}
-        self.files[key] = Tracked(key, path, fd, self.spec.new(extra), start, start, start,
-                                  skips=[(s, e) for s, e, _ in fpos.pending],
-                                  fp_len=fp_len, fp=fp)
+        with self._lock:
+            self.files[key] = Tracked(key, path, fd, self.spec.new(extra), start, start, start,
+                                      skips=[(s, e) for s, e, _ in fpos.pending],
+                                      fp_len=fp_len, fp=fp, seen_size=st.st_size,
+                                      gen=fpos.gen)
         log.info("tailing %s from offset %d", path, start)
 
     def _start_offset(self, key: str, fd: int, size: int,
@@ -149,47 +171,164 @@ class FileTailer:
             return size, []
         return 0, []
 
-    # -- reading ---------------------------------------------------------------------------
-    def _rewritten(self, t: Tracked) -> bool:
-        """Shrunk below what we read, or different first bytes: truncated in place."""
-        if os.fstat(t.fd).st_size < t.read_pos:
-            return True
-        return bool(t.fp_len) and file_fingerprint(t.fd, t.fp_len)[0] != t.fp
+    # -- truncation ------------------------------------------------------------------------
+    def _look(self, t: Tracked) -> os.stat_result:
+        """Stat the open file and note a truncation: smaller than the largest size seen,
+        or other first bytes. The caller holds the lock."""
+        st = os.fstat(t.fd)
+        if st.st_size < t.seen_size or (
+                t.fp_len and file_fingerprint(t.fd, t.fp_len)[0] != t.fp):
+            self._note_cut(t, st.st_size)
+            return st
+        t.seen_size = st.st_size
+        if t.fp_len < self.cfg.fingerprint_bytes and st.st_size > t.fp_len:
+            t.fp, t.fp_len = file_fingerprint(t.fd, self.cfg.fingerprint_bytes)
+            self.positions.update(t.key, fp=t.fp, fp_len=t.fp_len)
+        return st
 
+    @staticmethod
+    def _reader_at(t: Tracked) -> tuple[int, int, int]:
+        """Where the reader goes on: offset, bytes of its unfinished line, newlines read."""
+        return (0, 0, 0) if t.cut else (t.read_pos, len(t.partial), t.nl_read)
+
+    def _lag(self, t: Tracked) -> int | None:
+        """Whole lines between the read offset and the size seen, when the watcher has
+        counted that far (only while the reader waits; None otherwise)."""
+        pos, _, nl = self._reader_at(t)
+        if pos <= t.ahead_end == t.seen_size:
+            return t.nl_ahead - nl
+        return None
+
+    def _note_cut(self, t: Tracked, size: int) -> None:
+        """Count what the truncation took before the reader got to it; the reader starts
+        over at 0 before it reads on. The caller holds the lock."""
+        pos, plen, nl = self._reader_at(t)
+        end, counted = pos, 0
+        if t.ahead_end >= pos:
+            end, counted = t.ahead_end, t.nl_ahead - nl
+        tail = t.ahead_tail if counted else plen + end - pos
+        # Whole lines counted ahead, plus the line cut short at the end (or, past what was
+        # counted, at least one more): exact when the watcher had counted to the old end.
+        lines = counted + (1 if tail > 0 or t.seen_size > end else 0)
+        skipped = sum(min(e, t.seen_size) - max(s, pos) for s, e in t.skips
+                      if e > pos and s < t.seen_size) if not t.cut else 0
+        nbytes = t.seen_size - pos + plen - skipped
+        self.stats.add(file_truncations=1, truncated_bytes_lost=nbytes)
+        self.stats.lost("truncated", lines)
+        log.warning("file %s was truncated (copytruncate?) at %d bytes, %d of them not read "
+                    "yet: %d lines lost (reason truncated); reading it again from the start",
+                    t.path, t.seen_size, nbytes, lines)
+        t.cut = True
+        t.cuts += 1
+        t.seen_size = size
+        t.fp, t.fp_len = file_fingerprint(t.fd, self.cfg.fingerprint_bytes)
+        t.ahead_end = t.nl_ahead = t.ahead_tail = 0
+        # The saved position restarts now (offset 0, the new fingerprint): an agent
+        # stopped before the reader gets here must not resume at the old offset. Lines
+        # of the old content still flowing keep the old generation and move nothing.
+        self.positions.restart(t.key, t.fp, t.fp_len)
+        self.positions.update(t.key, read_pos=0, size=size, lag_lines=None)
+
+    def _restart(self, t: Tracked) -> None:
+        """After a truncation: drop the unfinished line (counted lost) and read from 0.
+        Lines already read keep flowing; the caller emitted them all before."""
+        if t.pipeline.stateful:  # a record held by a joiner ends with the old content
+            self._deliver(t, Records.empty(), t.line_pos, 0, final=True)
+        with self._lock:
+            t.gen = self.positions.gen(t.key)
+            t.read_pos = t.mark = t.line_pos = t.nl_read = 0
+            t.partial, t.skips, t.unterminated, t.cut = b"", [], False, False
+            self.positions.update(t.key, read_pos=0, size=t.seen_size, lag_lines=self._lag(t))
+
+    def _count_ahead(self, t: Tracked, budget: int) -> int:
+        """Count newlines past the reader, up to `budget` bytes, checking after each chunk
+        that it still belongs to the same content; returns the budget left. The caller
+        holds the lock."""
+        pos, plen, nl = self._reader_at(t)
+        if t.ahead_end < pos:
+            t.ahead_end, t.nl_ahead, t.ahead_tail = pos, nl, plen
+        limit = t.seen_size
+        if t.skips and not t.cut:  # done ranges are durable already: stop before them
+            limit = min(limit, max(t.ahead_end, t.skips[0][0]))
+        while t.ahead_end < limit and budget > 0:
+            cuts = t.cuts
+            want = min(self.cfg.read_bytes, limit - t.ahead_end, budget)
+            chunk = os.pread(t.fd, want, t.ahead_end)
+            self._look(t)
+            if not chunk or t.cuts != cuts:
+                break
+            budget -= len(chunk)
+            n = chunk.count(b"\n")
+            t.nl_ahead += n
+            t.ahead_tail = len(chunk) - chunk.rfind(b"\n") - 1 if n else t.ahead_tail + len(chunk)
+            t.ahead_end += len(chunk)
+        return budget
+
+    def _watch(self) -> None:
+        """While the reader waits on a full queue, look at its files every poll_interval
+        and count up to `8 * read_bytes` of what it has not read (all files together)."""
+        tick = self.cfg.poll_interval
+        while not self.stop.wait(tick):
+            since = self._emitting_since
+            if since is None or time.monotonic() - since < tick:
+                continue
+            budget = 8 * self.cfg.read_bytes
+            with self._lock:
+                tracked = list(self.files.values())
+            for t in tracked:
+                with self._lock:
+                    if self.files.get(t.key) is not t:  # released meanwhile
+                        continue
+                    try:
+                        self._look(t)
+                        budget = self._count_ahead(t, budget)
+                    except OSError as exc:
+                        log.debug("watching %s: %s", t.path, exc)
+                        continue
+                    self.positions.update(t.key, size=t.seen_size, lag_lines=self._lag(t))
+
+    # -- reading ---------------------------------------------------------------------------
     def _fill(self, t: Tracked) -> int:
-        """Read the next chunk into `t.lines`; returns bytes read."""
-        if t.at_eof:
-            # New data after a pause: check first that it is not a truncated-and-regrown
-            # file, or we would read from the middle of the new content.
-            t.at_eof = False
-            if self._rewritten(t):
-                self._truncated(t)
+        """Read the next chunk into `t.lines`; returns bytes read, -1 when the file turned
+        out truncated (nothing taken; the next call starts over at 0)."""
+        if t.cut:
+            self._restart(t)
         want = self.cfg.read_bytes
         if t.skips and t.skips[0][0] <= t.read_pos:
             # Lines in a done range are already acked or spilled: jump over them.
             if t.pipeline.stateful:
                 self._deliver(t, Records.empty(), t.line_pos, 0, final=True)
-            t.read_pos = t.line_pos = max(t.read_pos, t.skips[0][1])
-            t.mark = max(t.mark, t.read_pos)
-            t.skips.pop(0)
+            with self._lock:
+                t.read_pos = t.line_pos = max(t.read_pos, t.skips[0][1])
+                t.mark = max(t.mark, t.read_pos)
+                t.skips.pop(0)
         if t.skips:
             want = min(want, t.skips[0][0] - t.read_pos)
         data = os.pread(t.fd, want, t.read_pos)
-        if not data:
-            t.at_eof = True
-            return 0
-        t.read_pos += len(data)
-        buf = t.partial + data if t.partial else data
-        cut = buf.rfind(b"\n")
-        if cut < 0:
-            t.partial = buf
-            if len(buf) > self.cfg.max_line_bytes:  # never stall a file on one huge line
-                self._take_partial(t)
-        else:
-            t.lines.extend(buf[:cut].split(b"\n"))
-            t.partial = buf[cut + 1:]
+        with self._lock:
+            # Checked after the read, before the bytes are used: read at a stale offset of
+            # a file truncated and rewritten meanwhile, they would be pieces of new lines.
+            st = self._look(t)
+            if t.cut:
+                return -1
+            if not data:
+                self.positions.update(t.key, size=st.st_size, lag_lines=self._lag(t))
+                return 0
+            t.read_pos += len(data)
+            buf = t.partial + data if t.partial else data
+            cut = buf.rfind(b"\n")
+            if cut < 0:
+                t.partial = buf
+                if len(buf) > self.cfg.max_line_bytes:  # never stall a file on one huge line
+                    self._take_partial(t)
+            else:
+                done = buf[:cut].split(b"\n")
+                t.nl_read += len(done)
+                t.lines.extend(done)
+                t.partial = buf[cut + 1:]
+            self.positions.update(t.key, size=st.st_size, read_pos=t.read_pos,
+                                  lag_lines=self._lag(t))
         self.stats.add(bytes_read=len(data))
-        self.positions.update(t.key, read_pos=t.read_pos, size=os.fstat(t.fd).st_size)
         return len(data)
 
     @staticmethod
@@ -234,29 +373,25 @@ class FileTailer:
         safe = end if held is None else min(held, end)
         ck: list[Checkpoint] = []
         if safe > t.mark:
-            gen = self.positions.gen(t.key)
-            self.positions.add(t.key, t.mark, safe)
-            ck.append((t.key, gen, t.mark, safe))
+            self.positions.add(t.key, t.gen, t.mark, safe)
+            ck.append((t.key, t.gen, t.mark, safe))
             t.mark = safe
         if nread:
             self.stats.add(lines_read=nread)
         streams = t.pipeline.to_streams(out)
         if streams or ck:
-            self.emit(streams, len(out), sum(map(len, out.lines)) if out.lines else 0, ck)
+            self._emitting_since = time.monotonic()  # the watcher looks while this blocks
+            try:
+                self.emit(streams, len(out), sum(map(len, out.lines)) if out.lines else 0, ck)
+            finally:
+                self._emitting_since = None
 
     def _check_idle(self, t: Tracked, now: float) -> bool:
-        """At EOF: detect truncation, release rotated/deleted files; True if released."""
+        """At EOF: release rotated/deleted files; True if released."""
         try:
             st = os.fstat(t.fd)
         except OSError:
             return self._release(t)
-        if st.st_size < t.read_pos:
-            self._truncated(t)
-            return False
-        if t.fp_len < self.cfg.fingerprint_bytes and st.st_size > t.fp_len:
-            t.fp, t.fp_len = file_fingerprint(t.fd, self.cfg.fingerprint_bytes)
-            self.positions.update(t.key, fp=t.fp, fp_len=t.fp_len)
-        self.positions.update(t.key, size=st.st_size, read_pos=t.read_pos)
         gone = t.gone_since is not None or st.st_nlink == 0
         if gone and t.gone_since is None:
             t.gone_since = now
@@ -264,24 +399,14 @@ class FileTailer:
             return self._release(t)
         return False
 
-    def _truncated(self, t: Tracked) -> None:
-        log.warning("file %s was truncated (copytruncate?); reading it from the start", t.path)
-        self.stats.add(file_truncations=1)
-        self._take_partial(t)
-        while t.lines:
-            self._piece(t)
-        fp, fp_len = file_fingerprint(t.fd, self.cfg.fingerprint_bytes)
-        self.positions.restart(t.key, fp, fp_len)
-        t.read_pos = t.mark = t.line_pos = 0
-        t.partial, t.skips, t.fp, t.fp_len, t.unterminated = b"", [], fp, fp_len, False
-
     def _release(self, t: Tracked) -> bool:
         self._take_partial(t)  # the last line of a finished file may lack its newline
         while t.lines:
             self._piece(t)
         self._deliver(t, Records.empty(), t.line_pos, 0, final=True)
-        os.close(t.fd)
-        del self.files[t.key]
+        with self._lock:
+            os.close(t.fd)
+            del self.files[t.key]
         self.positions.release(t.key)
         log.info("released %s", t.path)
         return True
@@ -309,6 +434,7 @@ class FileTailer:
         return busy
 
     def run(self) -> None:
+        threading.Thread(target=self._watch, name="agent-tail-watch", daemon=True).start()
         while not self.stop.is_set():
             try:
                 busy = self.step()
@@ -319,6 +445,7 @@ class FileTailer:
                 self.stop.wait(self.cfg.poll_interval)
 
     def close(self) -> None:
-        for t in list(self.files.values()):
-            os.close(t.fd)
-        self.files.clear()
+        with self._lock:
+            for t in self.files.values():
+                os.close(t.fd)
+            self.files.clear()

@@ -509,6 +509,8 @@ class Buffer(Generic[T]):
             out: dict[str, Any] = {
                 "name": self.name, "when_full": self.config.when_full,
                 "depth": self._depth(), "capacity": self._max_items,
+                "in_memory": len(self._mem) + len(self._tail) + sum(
+                    len(b) for b in self._retry if b.entries is not None),
                 "bytes": self._mem_bytes + self._tail_bytes, "max_bytes": self._max_bytes,
                 "high_watermark": self._hw, "in_flight": self._in_flight,
                 "enqueued": self._enqueued,

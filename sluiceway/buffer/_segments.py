@@ -14,7 +14,6 @@ opaque, so a false MAGIC inside it is caught by the checksum of the would-be rec
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import struct
@@ -27,6 +26,15 @@ from pathlib import Path
 from typing import BinaryIO
 
 from sluiceway.buffer._config import FsyncPolicy
+from sluiceway.durable import (
+    DirLock,
+    DirLocked,
+    atomic_write,
+    ensure_dir,
+    fsync_dir,
+    lock_dir,
+    remove_temp_files,
+)
 
 log = logging.getLogger("sluiceway.buffer")
 
@@ -87,20 +95,18 @@ class SpillLog:
         self._inflight: deque[_Read] = deque()
         self._next_seq = 1
         self.corrupt_records = 0
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = self._lock_dir()
+        ensure_dir(self.dir)
+        self._dir_lock = self._lock_dir()
         self._recover()
 
-    def _lock_dir(self) -> int:
+    def _lock_dir(self) -> DirLock:
         """One writer per directory: a second process would interleave segment numbers."""
-        fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
+            return lock_dir(self.dir, "lock", 0o600)
+        except DirLocked as exc:
+            who = f" (pid {exc.pid})" if exc.pid else ""
             raise SpillDirLocked(f"spill directory {self.dir} is in use by another "
-                                 "process") from None
-        return fd
+                                 f"process{who}") from None
 
     # ---- recovery -------------------------------------------------------------------
 
@@ -123,7 +129,7 @@ class SpillLog:
         self._tmp_cleanup()
 
     def _tmp_cleanup(self) -> None:
-        (self.dir / "cursor.tmp").unlink(missing_ok=True)
+        remove_temp_files(self.dir, "cursor")  # a cursor write a crash interrupted
 
     def _load_cursor(self) -> tuple[int, int]:
         try:
@@ -212,6 +218,8 @@ class SpillLog:
         self._next_seq += 1
         seg = _Segment(seq, self._path(seq), 0, 0, sealed=False)
         self._wfd = os.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        if self.fsync != "never":
+            fsync_dir(self.dir)  # the new segment's name outlives a power cut, as its data
         if len(self._segs) == 0:
             self._read_seq, self._read_off = seq, 0
         self._segs.append(seg)
@@ -364,13 +372,8 @@ class SpillLog:
         self._write_cursor(seq, off)
 
     def _write_cursor(self, seq: int, off: int) -> None:
-        tmp = self.dir / "cursor.tmp"
-        with open(tmp, "w") as f:
-            f.write(f"{seq} {off}\n")
-            if self.fsync == "always":
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, self.dir / "cursor")
+        atomic_write(self.dir / "cursor", f"{seq} {off}\n".encode(), mode=0o600,
+                     sync=self.fsync == "always")
 
     def segment_count(self) -> int:
         with self._lock:
@@ -380,11 +383,11 @@ class SpillLog:
         """In a forked child: drop the inherited descriptors so the directory's lock
         lives and dies with the parent alone. Takes no lock: a parent thread may have
         held it at fork time."""
-        for fd in (self._wfd, self._lock_fd):
-            if fd is not None and fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._wfd, self._lock_fd = None, -1
+        if self._wfd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._wfd)
+        self._wfd = None
+        self._dir_lock.close()
 
     def close(self) -> None:
         with self._lock:
@@ -393,6 +396,4 @@ class SpillLog:
                     os.fsync(self._wfd)
                 os.close(self._wfd)
                 self._wfd = None
-            if self._lock_fd >= 0:
-                os.close(self._lock_fd)  # releases the flock
-                self._lock_fd = -1
+            self._dir_lock.close()  # releases the flock

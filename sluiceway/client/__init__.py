@@ -16,9 +16,9 @@ Public API::
 - `configure(...)` builds the pipeline and installs `SluicewayHandler` on the root
   stdlib logger; `stats()`, `flush(timeout)`, `shutdown(timeout)`, `register_metrics()`.
 - Sinks: `StdoutSink`, `RotatingFileSink`, `LokiSink`, or any object with
-  `write_batch(records: list[dict]) -> None` (raise `SinkRetryable`/`SinkRejected`
-  to steer retries). Each sink has its own queue (`sluiceway.buffer`), worker thread
-  and counters.
+  `write_batch(records: list[dict]) -> None` (raise `SinkRetryable`, `SinkRejected`,
+  `SinkConfigError` or `SinkTooLarge` to steer retries). Each sink has its own queue
+  (`sluiceway.buffer`), worker thread and counters.
 - `RequestContextMiddleware` for ASGI/FastAPI; `bind_contextvars` and friends for
   request-scoped context of your own.
 """
@@ -32,7 +32,7 @@ from sluiceway.client._context import (
     reset_contextvars,
     unbind_contextvars,
 )
-from sluiceway.client._errors import SinkRejected, SinkRetryable
+from sluiceway.client._errors import SinkConfigError, SinkRejected, SinkRetryable, SinkTooLarge
 from sluiceway.client._handler import SluicewayHandler
 from sluiceway.client._heartbeat import heartbeat_payload
 from sluiceway.client._levels import DEFAULT_PROTECTED, LEVELS, add_level
@@ -52,8 +52,10 @@ __all__ = [
     "RequestContextMiddleware",
     "RotatingFileSink",
     "Sink",
+    "SinkConfigError",
     "SinkRejected",
     "SinkRetryable",
+    "SinkTooLarge",
     "SluicewayHandler",
     "StdoutSink",
     "add_level",

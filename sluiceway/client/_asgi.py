@@ -1,11 +1,14 @@
 """ASGI middleware: a request id on every line of a request, and one access line.
 
 Pure ASGI (no BaseHTTPMiddleware), so streaming responses and background tasks keep
-working and the per-request cost is a contextvar set and reset.
+working and the per-request cost is a contextvar set and reset. It also watches the
+lifespan: when the app has shut down, the client's records are flushed (and the pipeline
+stopped) before the server is told so, before the server may end the process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 import time
@@ -13,6 +16,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from sluiceway.client._context import RequestContext, context_var
+from sluiceway.client._exit import drain_for_exit, revive_after_lifespan
 from sluiceway.client._logger import Logger, format_exc
 
 Scope = MutableMapping[str, Any]
@@ -31,6 +35,9 @@ class RequestContextMiddleware:
 
     `app.add_middleware(RequestContextMiddleware)` in FastAPI/Starlette, or wrap any
     ASGI app. An incoming id is kept only if it looks like an id (1-128 safe chars).
+
+    On the lifespan shutdown it flushes the client within `shutdown_timeout` (see
+    `configure`) before passing the app's `lifespan.shutdown.complete` on.
     """
 
     def __init__(self, app: ASGIApp, *, header: str = "X-Request-ID",
@@ -44,6 +51,9 @@ class RequestContextMiddleware:
         self.skip_paths = frozenset(skip_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, _watch_lifespan(send))
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -97,3 +107,24 @@ class RequestContextMiddleware:
         else:
             self.log.info(msg, status=status, duration_ms=ms)
 
+
+def _watch_lifespan(send: Send) -> Send:
+    async def send_after_flush(message: Message) -> None:
+        kind = message.get("type")
+        if kind == "lifespan.startup.complete":
+            revive_after_lifespan()
+        elif kind in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            await _off_loop(drain_for_exit)
+        await send(message)
+    return send_after_flush
+
+
+async def _off_loop(fn: Callable[[], None]) -> None:
+    """Run a blocking call off the event loop when there is an asyncio one (the server's
+    other shutdown work goes on meanwhile), else in place."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        fn()
+        return
+    await asyncio.to_thread(fn)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from sluiceway.client._exit import install_signal_handlers
 from sluiceway.client._handler import SluicewayHandler
 from sluiceway.client._levels import DEFAULT_PROTECTED, level_number
 from sluiceway.client._redact import DEFAULT_REDACT
@@ -20,18 +22,31 @@ def configure(sinks: Iterable[Any] | None = None, *, level: str | int = "INFO",
               spill_max_bytes: int = 1 << 30, when_spill_full: str = "drop",
               fsync: str = "always", protected_levels: Iterable[str] = DEFAULT_PROTECTED,
               redact: Iterable[str] = DEFAULT_REDACT, redact_patterns: Iterable[str] = (),
-              batch_size: int = 512, max_retries: int = 10, flush_timeout: float = 5.0,
+              batch_size: int = 512, max_retries: int = 10, shutdown_timeout: float = 5.0,
               capture_stdlib: bool = True, name: str = "python",
               report_url: str | None = "auto", report_interval: float = 10.0,
-              metrics: bool = False) -> Runtime:
+              metrics: bool = False, handle_signals: bool = True,
+              flush_timeout: float | None = None) -> Runtime:
     """Build the pipeline (replacing any previous one, which is flushed for up to 1 s).
 
     Raises ValueError for a bad option: configuration errors surface at startup, log
     calls never raise. `report_url="auto"` sends heartbeats to the first LokiSink's
     server and stops quietly if that is a plain Loki (404); None turns them off.
+
+    At exit — interpreter exit, SIGTERM/SIGINT (`handle_signals`, see `_exit.py`) or an
+    ASGI lifespan shutdown seen by `RequestContextMiddleware`, whichever comes first —
+    records are flushed for up to `shutdown_timeout` seconds; what is left is kept in
+    the spill or counted lost as `shutdown_timeout`, with one line on stderr.
+    `flush_timeout` is the old name of `shutdown_timeout`.
     """
     if when_full not in ("drop", "block", "spill"):
         raise ValueError(f"when_full must be drop, block or spill, not {when_full!r}")
+    if flush_timeout is not None:
+        warnings.warn("configure(flush_timeout=) is now shutdown_timeout=",
+                      DeprecationWarning, stacklevel=2)
+        shutdown_timeout = flush_timeout
+    if shutdown_timeout < 0:
+        raise ValueError(f"shutdown_timeout must be >= 0, not {shutdown_timeout!r}")
     settings = Settings(
         sinks=list(sinks) if sinks is not None else [], level=level,
         queue_size=queue_size, queue_bytes=queue_bytes, when_full=when_full, drop=drop,
@@ -39,7 +54,7 @@ def configure(sinks: Iterable[Any] | None = None, *, level: str | int = "INFO",
         spill_max_bytes=spill_max_bytes, when_spill_full=when_spill_full, fsync=fsync,
         protected_levels=frozenset(protected_levels), redact=tuple(redact),
         redact_patterns=tuple(redact_patterns), batch_size=batch_size,
-        max_retries=max_retries, flush_timeout=flush_timeout, name=name,
+        max_retries=max_retries, shutdown_timeout=shutdown_timeout, name=name,
         report_url=report_url, report_interval=report_interval)
     level_number(level)  # validate before anything starts
     rt = install(settings)
@@ -47,6 +62,8 @@ def configure(sinks: Iterable[Any] | None = None, *, level: str | int = "INFO",
         _install_handler(rt.min_level)
     if metrics:
         register_metrics()
+    if handle_signals:
+        install_signal_handlers()
     return rt
 
 

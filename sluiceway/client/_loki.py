@@ -7,20 +7,22 @@ from typing import Any
 import httpx
 import orjson
 
-from sluiceway.client._errors import SinkRejected, SinkRetryable
+from sluiceway.client._errors import SinkConfigError, SinkRejected, SinkRetryable, SinkTooLarge
 from sluiceway.model import StreamBatch
-from sluiceway.wire import encode_push_json, encode_push_protobuf, parse_retry_after
-
-PUSH_PATH = "/loki/api/v1/push"
+from sluiceway.wire import base_url, classify_push_answer, encode_push_json, encode_push_protobuf
+from sluiceway.wire import push_url as full_push_url
 
 
 class LokiSink:
     """Push records to `url` (a server base URL or the full push URL).
 
     Each record becomes one line: the record as JSON without `ts`. Streams are the
-    static `labels` plus `level` (lower case) unless `level_label=False`. Failures
-    raise `SinkRetryable` (connection errors, 429, 5xx; `Retry-After` honoured by the
-    worker) or `SinkRejected` (other 4xx: the batch is counted as lost, not retried).
+    static `labels` plus `level` (lower case) unless `level_label=False`. Answers are read
+    by `sluiceway.wire.classify_push_answer`, as the agent reads them: a partial 400
+    loses only the lines Loki names (`SinkRejected` with `lost`), another 400 the batch;
+    401/403/404/405 raise `SinkConfigError` (kept, retried forever, sink DOWN); 413
+    `SinkTooLarge` (the worker splits the batch); connection errors, 429 and 5xx
+    `SinkRetryable` (`Retry-After` honoured by the worker).
     """
 
     def __init__(self, url: str, labels: dict[str, str] | None = None, *,
@@ -31,9 +33,8 @@ class LokiSink:
                  name: str = "loki") -> None:
         if format not in ("protobuf", "json"):
             raise ValueError("format must be protobuf or json")
-        base = url.rstrip("/")
-        self.url = base if base.endswith(PUSH_PATH) else base + PUSH_PATH
-        self.base_url = self.url[: -len(PUSH_PATH)]
+        self.url = full_push_url(url)
+        self.base_url = base_url(url)
         self.name = name  # also the spill subdirectory: keep it stable across restarts
         self.labels = dict(labels or {"service_name": "python"})
         self.level_label = level_label
@@ -50,6 +51,13 @@ class LokiSink:
             self._headers["Authorization"] = f"Bearer {auth}"
         self._auth = auth if isinstance(auth, tuple) else None
         self._client: httpx.Client | None = None
+
+    def report_client(self, timeout: float) -> httpx.Client:
+        """A client with this sink's tenant, credentials and TLS settings, for heartbeats
+        to the same server."""
+        headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
+        return httpx.Client(timeout=timeout, verify=self._verify, auth=self._auth,
+                            headers=headers)
 
     def _http(self) -> httpx.Client:
         if self._client is None:
@@ -80,12 +88,16 @@ class LokiSink:
             resp = self._http().post(self.url, content=body)
         except httpx.HTTPError as exc:
             raise SinkRetryable(f"{type(exc).__name__}: {exc}") from exc
-        if resp.status_code < 300:
+        ans = classify_push_answer(resp.status_code, resp.text, resp.headers)
+        if ans.kind == "shipped":
             return
-        detail = f"HTTP {resp.status_code}: {resp.text[:200]}"
-        if resp.status_code == 429 or resp.status_code >= 500:
-            raise SinkRetryable(detail, parse_retry_after(resp.headers.get("Retry-After")))
-        raise SinkRejected(detail)
+        if ans.kind in ("partial", "rejected"):
+            raise SinkRejected(ans.detail, reason=ans.reason, lost=ans.lost(len(records)))
+        if ans.kind == "config_error":
+            raise SinkConfigError(ans.detail, ans.status)
+        if ans.kind == "too_large":
+            raise SinkTooLarge(ans.detail)
+        raise SinkRetryable(ans.detail, ans.retry_after, reason=ans.reason, status=ans.status)
 
     def close(self) -> None:
         if self._client is not None:

@@ -6,11 +6,10 @@ non-blocking put into each sink's buffer. Everything else runs on worker threads
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import logging
 import os
 import re
+import sys
 import threading
 import time
 from collections import deque
@@ -49,7 +48,7 @@ class Settings:
     redact_patterns: tuple[str, ...] = ()
     batch_size: int = 512
     max_retries: int = 10
-    flush_timeout: float = 5.0
+    shutdown_timeout: float = 5.0
     name: str = "python"
     report_url: str | None = "auto"
     report_interval: float = 10.0
@@ -81,6 +80,10 @@ class Runtime:
         self.started = time.time()
         self.id = f"{os.uname().nodename}:{os.getpid()}:{int(self.started * 1000)}"
         self._closed = False
+        self._shutdown_ok = True
+        self._shutdown_lock = threading.Lock()
+        self._shutdown_thread: int | None = None  # ident of the thread shutting down
+        self.stopped_by_lifespan = False
         self._heartbeat: threading.Thread | None = None
         self._hb_stop = threading.Event()
         if s.report_url:
@@ -158,22 +161,49 @@ class Runtime:
             ok = w.flush(max(0.0, deadline - time.monotonic())) and ok
         return ok
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def shutting_down_here(self) -> bool:
+        """True while this very thread is inside `shutdown` (a signal handler running on
+        top of it must not start another, nor end the process under it)."""
+        return self._shutdown_thread == threading.get_ident()
+
     def shutdown(self, timeout: float | None = None) -> bool:
-        """Flush within the deadline, then stop workers (spill keeps the rest on disk)."""
-        if self._closed:
-            return True
-        timeout = self.settings.flush_timeout if timeout is None else timeout
+        """Flush within the deadline (`shutdown_timeout`), then stop the workers. What is
+        not delivered by then stays in the spill (spill mode) or is counted lost as
+        `shutdown_timeout`; either way one line on stderr says how many. Idempotent."""
+        with self._shutdown_lock:
+            if self._closed:
+                return self._shutdown_ok
+            self._shutdown_thread = threading.get_ident()
+            try:
+                self._shutdown_ok = self._shutdown(timeout)
+            finally:
+                self._shutdown_thread = None
+            return self._shutdown_ok
+
+    def _shutdown(self, timeout: float | None) -> bool:
+        timeout = self.settings.shutdown_timeout if timeout is None else timeout
         ok = self.flush(timeout)
         self._closed = True
         self._hb_stop.set()
         for w in self.workers:
             w.stop(timeout=0.5)
-        if not ok:
-            left = sum(w.buffer.stats()["depth"] + w.buffer.stats()["in_flight"]
-                       for w in self.workers)
-            where = "kept in the spill" if self.settings.when_full == "spill" else "lost"
-            log.warning("sluiceway: %d records not delivered at exit (%s)", left, where)
-        return ok
+        if ok:
+            return True
+        lost = kept = 0
+        for w in self.workers:
+            n_lost, n_kept = w.leftovers()
+            lost, kept = lost + n_lost, kept + n_kept
+        parts = ([f"{lost} lost (counted as shutdown_timeout)"] if lost else []) + (
+            [f"{kept} kept in the spill for the next start"] if kept else [])
+        if parts:
+            # stderr itself, not logging: at exit the handlers may be gone already
+            _stderr(f"sluiceway: {lost + kept} records not delivered at exit within "
+                    f"shutdown_timeout={timeout:g}s: {', '.join(parts)}")
+        return False
 
     def child_copy(self) -> Runtime:
         """A fresh runtime for a forked child: new threads, locks and buffers; sinks
@@ -223,6 +253,14 @@ class Runtime:
         return out
 
 
+def _stderr(line: str) -> None:
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):  # closed or missing stderr: nowhere to say it
+        pass
+
+
 def _merge(into: dict[str, int], add: dict[str, int]) -> None:
     for k, v in add.items():
         into[k] = into.get(k, 0) + v
@@ -258,14 +296,6 @@ def runtime() -> Runtime:
     return rt
 
 
-def _at_exit() -> None:
-    rt = state.rt
-    if rt is not None:
-        # exiting anyway: never turn a clean exit into a traceback
-        with contextlib.suppress(Exception):
-            rt.shutdown()
-
-
 def _after_fork_in_child() -> None:
     state.lock = threading.Lock()
     rt = state.rt
@@ -273,5 +303,4 @@ def _after_fork_in_child() -> None:
         state.rt = rt.child_copy()
 
 
-atexit.register(_at_exit)
 os.register_at_fork(after_in_child=_after_fork_in_child)

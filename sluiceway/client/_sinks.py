@@ -16,6 +16,8 @@ from typing import IO, Any, Protocol, runtime_checkable
 
 import orjson
 
+from sluiceway.durable import ensure_dir, fsync_dir
+
 _OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
 
 
@@ -89,10 +91,12 @@ class RotatingFileSink:
         self.fsync = fsync
         self._f: IO[bytes] | None = None
         self._size = 0
+        self._new_name = False  # a file was created or renamed since the directory's sync
 
     def _open(self) -> IO[bytes]:
         if self._f is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            ensure_dir(self.path.parent)
+            self._new_name = self._new_name or not self.path.exists()
             self._f = open(self.path, "ab")  # noqa: SIM115 - kept open across batches
             self._size = self._f.tell()
         return self._f
@@ -107,6 +111,9 @@ class RotatingFileSink:
         f.flush()
         if self.fsync:
             os.fsync(f.fileno())
+            if self._new_name:  # the file's name (and a rotation's renames) too
+                fsync_dir(self.path.parent)
+                self._new_name = False
         self._size += len(data)
 
     def _rotate(self) -> None:
@@ -119,6 +126,7 @@ class RotatingFileSink:
             os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
         else:
             self.path.unlink(missing_ok=True)
+        self._new_name = True
 
     def close(self) -> None:
         if self._f is not None:

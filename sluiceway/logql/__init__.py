@@ -42,7 +42,15 @@ from sluiceway.logql._engine import (
 from sluiceway.logql._errors import ParseError, QueryError
 from sluiceway.logql._exec import ExecOptions, QueryCancelled, split_range, too_many_bytes
 from sluiceway.logql._format import format_query
+from sluiceway.logql._limits import (
+    DEFAULT_MAX_LINE_SIZE,
+    MAX_POINTS,
+    Deadline,
+    QueryTimeout,
+    check_resolution,
+)
 from sluiceway.logql._metric import metric_evaluator as _metric_evaluator
+from sluiceway.logql._parse_log import check_selector
 from sluiceway.logql._parser import parse, parse_selector
 from sluiceway.logql._pipeline import LogPipeline, Processed
 from sluiceway.logql._result import QueryResult, QueryStats
@@ -54,13 +62,15 @@ from sluiceway.logql._source import LogSource, MemorySource, SeriesRef
 register_metric_evaluator(_metric_evaluator)
 
 __all__ = [
-    "BinaryOp", "Decolorize", "Drop", "Expr", "Grouping", "JsonParser", "Keep", "LabelBinary",
-    "LabelCompare", "LabelFilter", "LabelFmt", "LabelFormat", "LabelReplace", "LabelsSpec",
-    "LineFilter", "LineFormat", "Literal", "LogExpr", "LogPipeline", "LogRange", "LogSource",
-    "LogfmtParser", "MemorySource", "MetricEvaluator", "MetricExpr", "ParseError",
-    "PatternParser", "Processed", "QueryError", "QueryParams", "QueryResult", "QueryStats",
-    "RangeAggregation", "RegexpParser", "SeriesRef", "Stage", "UnpackParser", "Unwrap",
-    "VectorAggregation", "VectorExpr", "VectorMatching", "evaluate", "format_query", "parse",
-    "parse_selector", "register_metric_evaluator", "series_entries",
-    "ExecOptions", "QueryCancelled", "ResultsCache", "split_range", "too_many_bytes",
+    "DEFAULT_MAX_LINE_SIZE", "MAX_POINTS", "BinaryOp", "Deadline", "Decolorize", "Drop",
+    "ExecOptions", "Expr", "Grouping", "JsonParser", "Keep", "LabelBinary", "LabelCompare",
+    "LabelFilter", "LabelFmt", "LabelFormat", "LabelReplace", "LabelsSpec", "LineFilter",
+    "LineFormat", "Literal", "LogExpr", "LogPipeline", "LogRange", "LogSource", "LogfmtParser",
+    "MemorySource", "MetricEvaluator", "MetricExpr", "ParseError", "PatternParser",
+    "Processed", "QueryCancelled", "QueryError", "QueryParams", "QueryResult", "QueryStats",
+    "QueryTimeout", "RangeAggregation", "RegexpParser", "ResultsCache", "SeriesRef", "Stage",
+    "UnpackParser", "Unwrap", "VectorAggregation", "VectorExpr", "VectorMatching",
+    "check_resolution", "check_selector", "evaluate", "format_query", "parse",
+    "parse_selector", "register_metric_evaluator", "series_entries", "split_range",
+    "too_many_bytes",
 ]

@@ -85,6 +85,18 @@ class LabelBinary:
 LabelFilterExpr: TypeAlias = LabelCompare | LabelBinary
 
 
+def label_chain(e: LabelBinary) -> list[LabelFilterExpr]:
+    """The operands of `a and b and c ...` (a left-deep tree as long as the filter) in
+    order, found by a loop: walkers that recurse per operand would not survive a long
+    chain, while genuine nesting is bounded by the parser."""
+    rights: list[LabelFilterExpr] = []
+    node: LabelFilterExpr = e
+    while isinstance(node, LabelBinary) and node.op == e.op:
+        rights.append(node.right)
+        node = node.left
+    return [node, *reversed(rights)]
+
+
 @dataclass(frozen=True, slots=True)
 class LabelFilter:
     expr: LabelFilterExpr

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,17 +28,16 @@ import numpy.typing as npt
 from sluiceway.logql import _ast as A
 from sluiceway.logql._columnar_block import run_block
 from sluiceway.logql._columnar_plan import Plan, plan_lines
-from sluiceway.logql._errors import QueryError
-from sluiceway.logql._exec import Aborted, ExecOptions, run_units, split_range
-from sluiceway.logql._metric_extract import BinCounts, KeyMapper
-from sluiceway.logql._pipeline import LabelKey, LogPipeline
+from sluiceway.logql._engine import QueryParams
+from sluiceway.logql._exec import Aborted, run_units, split_range
+from sluiceway.logql._metric_extract import BinCounts, KeyMapper, SeriesLimit, range_pipeline
+from sluiceway.logql._metric_types import F64, I64
+from sluiceway.logql._pipeline import LabelKey, LogPipeline, count_block, read_blocks
 from sluiceway.logql._result import QueryStats
 from sluiceway.logql._results_cache import Buckets, SplitResult
 from sluiceway.logql._source import LogSource, SeriesRef
 from sluiceway.model import EntryBlock
 
-F64 = npt.NDArray[np.float64]
-I64 = npt.NDArray[np.int64]
 ERROR_DETAILS = "__error_details__"
 
 
@@ -85,29 +84,41 @@ def _combine(parts: list[Buckets]) -> Buckets:
 
 def _unit(source: LogSource, ref: SeriesRef, split: int, lo: int, hi: int,
           lr: A.LogRange, plan: Plan, mapper: KeyMapper, g: int, edges: I64,
-          want_sizes: bool, opts: ExecOptions) -> Callable[[threading.Event], _Partial]:
+          want_sizes: bool, params: QueryParams,
+          limit: SeriesLimit | None) -> Callable[[threading.Event], _Partial]:
+    """One series over one split: blocks from `unit_blocks` (deadline, abort and cancel
+    checked between them); the series of each block are counted against `max_series`
+    (`limit`, shared by all units) before the next block is read."""
     def run(abort: threading.Event) -> _Partial:
         out = _Partial(split)
-        st = out.stats
-        pipeline = LogPipeline(lr.log.stages)
-        for block in source.blocks(ref, lo, hi, "forward"):
-            if abort.is_set():
-                raise Aborted()
-            opts.check()
-            block = block.clip(lo, hi)
-            if not len(block):
-                continue
-            count_block(st, block)
-            idx = pipeline.select(block)
-            st.post_filter_lines += len(idx)
-            if not len(idx):
-                continue
+        pipeline = range_pipeline(lr, params)
+        for block, idx in unit_blocks(source, ref, lo, hi, params, pipeline, abort,
+                                      out.stats):
             for key, ts, sizes in run_block(plan, pipeline, mapper, block, idx, want_sizes):
                 if len(ts):
+                    if limit is not None:
+                        limit.note_times(key, ts)
                     out.series.setdefault(key, []).append(_bucketize(ts, sizes, g, edges))
         return out
 
     return run
+
+
+def unit_blocks(source: LogSource, ref: SeriesRef, lo: int, hi: int, params: QueryParams,
+                pipeline: LogPipeline, abort: threading.Event,
+                st: QueryStats) -> Iterator[tuple[EntryBlock, npt.NDArray[np.intp]]]:
+    """A unit's blocks that have lines past the line filters, with those lines. Before
+    each block: the deadline (`read_blocks`), the abort flag (another unit failed) and
+    the query's cancel flag. Every block read is counted in the unit's own stats (merged
+    by the caller: no shared counters)."""
+    for block in read_blocks(source, ref, lo, hi, "forward", params.deadline):
+        if abort.is_set():
+            raise Aborted()
+        params.options.check()
+        idx = pipeline.select(block)
+        count_block(st, block, len(idx))
+        if len(idx):
+            yield block, idx
 
 
 PROBE_LINES = 1024
@@ -115,38 +126,25 @@ PROBE_LINES = 1024
 
 def _probe(source: LogSource, ref: SeriesRef, lo: int, hi: int, lr: A.LogRange,
            plan: Plan, mapper: KeyMapper,
-           opts: ExecOptions) -> Callable[[threading.Event], None]:
+           params: QueryParams) -> Callable[[threading.Event], None]:
     """The first lines of a series, only to raise its pipeline error early: a query whose
     lines keep `__error__` answers 400 as soon as any series shows one, instead of after
     every series listed before it (their counts are discarded; the scan redoes them)."""
     def run(abort: threading.Event) -> None:
-        blocks = source.blocks(ref, lo, hi, "forward")
+        blocks = read_blocks(source, ref, lo, hi, "forward", params.deadline)
         try:
-            block = next(iter(blocks), None)
+            block = next(blocks, None)
         finally:
-            close = getattr(blocks, "close", None)
-            if close is not None:
-                close()
+            blocks.close()
         if block is None or abort.is_set():
             return
-        block = block.clip(lo, hi)
         head = block.slice(0, min(len(block), PROBE_LINES))
-        pipeline = LogPipeline(lr.log.stages)
+        pipeline = range_pipeline(lr, params)
         idx = pipeline.select(head)
         if len(idx):
             run_block(plan, pipeline, mapper, head, idx, False)
 
     return run
-
-
-def count_block(st: QueryStats, block: EntryBlock) -> None:
-    """A block read, in a unit's own stats (merged by the caller: no shared counters)."""
-    st.blocks_read += 1
-    st.lines_processed += len(block)
-    st.bytes_processed += block.nbytes
-    if block.metadata is not None:
-        st.metadata_bytes += sum(len(k) + len(v) for md in block.metadata if md
-                                 for k, v in md.items())
 
 
 def merge_stats(into: QueryStats, s: QueryStats) -> None:
@@ -176,15 +174,19 @@ def _add(acc: dict[LabelKey, F64], key: LabelKey, hist: npt.NDArray[Any]) -> Non
         prev += hist
 
 
-def count_lines(source: LogSource, tenants: list[str], lr: A.LogRange, lo: int, hi: int,
+def count_lines(source: LogSource, params: QueryParams, lr: A.LogRange, lo: int, hi: int,
                 stats: QueryStats, grouping: A.Grouping | None, counts: BinCounts,
-                sizes: BinCounts | None, opts: ExecOptions) -> bool:
+                sizes: BinCounts | None) -> bool:
     """Fill `counts` (and `sizes`) as the per-line engine's `line_sink` would; False
     (nothing done) when the query shape is not one the columnar engine answers.
 
-    Closed splits come from `opts.cache` when the source has a `generation` and the
-    window edges fall on a bucket grid of at least a millisecond.
+    Closed splits come from `params.options.cache` when the source has a `generation`
+    and the window edges fall on a bucket grid of at least a millisecond, and are kept
+    there unless the source reported `warnings` (lines left out). The series
+    limit is `counts.limit` (the query's `max_series`), counted as units read blocks and
+    as cached splits are added; the deadline is checked before every block.
     """
+    opts, tenants, limit = params.options, params.tenants, counts.limit
     plan = plan_lines(lr, grouping) if opts.columnar else None
     if plan is None:
         return False
@@ -210,13 +212,16 @@ def count_lines(source: LogSource, tenants: list[str], lr: A.LogRange, lo: int, 
             hit = cache.get(keys[k])
             if hit is not None:
                 stats.cache_found += 1
+                if limit is not None:
+                    for key, bk in hit.items():
+                        limit.note_times(key, bk.ids * g)  # a bucket's edge is in its slot
                 _add_to(counts, sizes, g, hit)
                 continue
-        units += [_unit(source, ref, k, a, b, lr, plan, mapper, g, edges, want, opts)
-                  for ref in refs]
+        units += [_unit(source, ref, k, a, b, lr, plan, mapper, g, edges, want, params,
+                        limit) for ref in refs]
     # With no more series than threads they all start at once anyway.
     if 1 < opts.parallelism < len(refs) and plan.can_fail():
-        for _ in run_units([_probe(source, ref, lo, hi, lr, plan, mapper, opts)
+        for _ in run_units([_probe(source, ref, lo, hi, lr, plan, mapper, params)
                             for ref in refs], opts.parallelism, opts):
             pass
     pending = {k: len(refs) for k in keys}
@@ -225,14 +230,13 @@ def count_lines(source: LogSource, tenants: list[str], lr: A.LogRange, lo: int, 
         merge_stats(stats, part.stats)
         result = {key: _combine(bs) for key, bs in part.series.items()}
         _add_to(counts, sizes, g, result)
-        if opts.max_series and len(counts.acc) > opts.max_series:
-            raise QueryError(f"maximum number of series ({opts.max_series}) reached for a "
-                             "single query")
         if cache is not None and part.split in pending:
             for key, bk in result.items():
                 parts[part.split].setdefault(key, []).append(bk)
             pending[part.split] -= 1
-            if not pending[part.split]:
+            # A split read while the source left lines out (an unreadable chunk, in its
+            # `warnings`) is not kept: the next query reads it again.
+            if not pending[part.split] and not getattr(source, "warnings", None):
                 cache.put(keys[part.split], {key: _combine(bs) for key, bs
                                              in parts.pop(part.split).items()})
                 stats.cache_stored += 1

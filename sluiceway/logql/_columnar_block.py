@@ -31,10 +31,10 @@ from sluiceway.logql._columnar_scan import (
     regexp_fields,
 )
 from sluiceway.logql._metric_extract import KeyMapper, pipeline_error
+from sluiceway.logql._metric_types import I64
 from sluiceway.logql._pipeline import LabelKey, LogPipeline
 from sluiceway.model import EntryBlock
 
-I64 = npt.NDArray[np.int64]
 Group = tuple[LabelKey, I64, I64 | None]  # series key, ts, line sizes
 
 

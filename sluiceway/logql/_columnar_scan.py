@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -237,23 +237,41 @@ def _view(data: pa.Buffer, bounds: npt.NDArray[np.int64]) -> pa.Array:
                                  [None, pa.py_buffer(bounds), data])
 
 
+class _KeySearch(NamedTuple):
+    offs: npt.NDArray[np.int64]  # the lines' bounds in `data`
+    data_buf: pa.Buffer
+    data: npt.NDArray[np.uint8]
+    pos: npt.NDArray[np.int64]  # where each line holds the needle first (-1: nowhere)
+    rows: npt.NDArray[np.intp]  # simple lines that hold it
+    codes: Codes  # to fill: every line without a value (-1)
+    slow: Mask  # to fill: simple lines the regex must read
+
+
+def _key_search(arr: pa.Array, needle: str, simple: Mask) -> _KeySearch | None:
+    """Where a key's literal first occurs in each line, over zero-copy views of the
+    array's buffers; None when the array is empty or sliced (the callers' regex path)."""
+    n = len(arr)
+    if not n or arr.offset:
+        return None
+    offs = np.frombuffer(arr.buffers()[1], dtype=np.int64)[: n + 1]
+    data_buf = arr.buffers()[2]
+    pos = np.asarray(pc.find_substring(arr, needle).to_numpy(zero_copy_only=False),
+                     dtype=np.int64)
+    return _KeySearch(offs, data_buf, np.frombuffer(data_buf, dtype=np.uint8), pos,
+                      np.flatnonzero(simple & (pos >= 0)), np.full(n, -1, dtype=np.int64),
+                      np.zeros(n, dtype=np.bool_))
+
+
 def _json_strings(arr: pa.Array, name: str,
                   simple: Mask) -> tuple[Codes, list[str], Mask] | None:
     """`"name":"value"` on simple lines with literal searches instead of a regex: in a
     simple line a string holds no quote, so the first `"name"` followed by a colon is the
     key and its value ends at the next quote. Returns the codes, the values, and the
     simple lines holding the key in another shape (a space, a number...)."""
-    n = len(arr)
-    if not n or arr.offset:
+    search = _key_search(arr, f'"{name}"', simple)
+    if search is None:
         return None
-    offs = np.frombuffer(arr.buffers()[1], dtype=np.int64)[: n + 1]
-    data_buf = arr.buffers()[2]
-    data = np.frombuffer(data_buf, dtype=np.uint8)
-    pos = np.asarray(pc.find_substring(arr, f'"{name}"').to_numpy(zero_copy_only=False),
-                     dtype=np.int64)
-    rows = np.flatnonzero(simple & (pos >= 0))
-    codes = np.full(n, -1, dtype=np.int64)
-    slow = np.zeros(n, dtype=np.bool_)
+    offs, data_buf, data, pos, rows, codes, slow = search
     if not len(rows):
         return codes, [], slow
     after = offs[rows] + pos[rows] + len(name) + 2  # just past the key's closing quote
@@ -282,17 +300,10 @@ def _logfmt_values(arr: pa.Array, name: str,
     no value holds `=`, so the first `name=` after a separator (or at the start) is the
     key; an unquoted value ends at the next space (a value holding another control
     character goes to the regex), a quoted one at the next quote."""
-    n = len(arr)
-    if not n or arr.offset:
+    search = _key_search(arr, f"{name}=", simple)
+    if search is None:
         return None
-    offs = np.frombuffer(arr.buffers()[1], dtype=np.int64)[: n + 1]
-    data_buf = arr.buffers()[2]
-    data = np.frombuffer(data_buf, dtype=np.uint8)
-    pos = np.asarray(pc.find_substring(arr, f"{name}=").to_numpy(zero_copy_only=False),
-                     dtype=np.int64)
-    rows = np.flatnonzero(simple & (pos >= 0))
-    codes = np.full(n, -1, dtype=np.int64)
-    slow = np.zeros(n, dtype=np.bool_)
+    offs, data_buf, data, pos, rows, codes, slow = search
     if not len(rows):
         return codes, [], slow
     at = offs[rows] + pos[rows]

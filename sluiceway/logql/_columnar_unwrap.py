@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sluiceway.logql import _ast as A
-from sluiceway.logql._columnar import count_block, merge_stats
+from sluiceway.logql._columnar import merge_stats, unit_blocks
 from sluiceway.logql._columnar_block import block_columns, group_rows
 from sluiceway.logql._columnar_filter import (
     ERROR,
@@ -30,17 +30,22 @@ from sluiceway.logql._columnar_filter import (
 )
 from sluiceway.logql._columnar_plan import ERROR_DETAILS, Plan, plan_lines
 from sluiceway.logql._columnar_scan import Col
-from sluiceway.logql._errors import QueryError
-from sluiceway.logql._exec import Aborted, ExecOptions, run_units, split_range
+from sluiceway.logql._engine import QueryParams
+from sluiceway.logql._exec import run_units, split_range
 from sluiceway.logql._lexer import CONVERTERS
-from sluiceway.logql._metric_extract import KeyMapper, Samples, pipeline_error, unwrap_sink
+from sluiceway.logql._metric_extract import (
+    KeyMapper,
+    Samples,
+    SeriesLimit,
+    pipeline_error,
+    range_pipeline,
+    unwrap_sink,
+)
+from sluiceway.logql._metric_types import F64, I64
 from sluiceway.logql._pipeline import LabelKey, LogPipeline
 from sluiceway.logql._result import QueryStats
 from sluiceway.logql._source import LogSource, SeriesRef
 from sluiceway.model import EntryBlock
-
-F64 = npt.NDArray[np.float64]
-I64 = npt.NDArray[np.int64]
 
 # per series key: (line index in the block, ts, value) arrays of one block
 _Rows = dict[LabelKey, list[tuple[I64, I64, F64]]]
@@ -146,43 +151,37 @@ class _Part:
 
 
 def _unit(source: LogSource, ref: SeriesRef, order: int, lo: int, hi: int,
-          lr: A.LogRange, vp: ValuePlan, mapper: KeyMapper,
-          opts: ExecOptions) -> Callable[[threading.Event], _Part]:
+          lr: A.LogRange, vp: ValuePlan, mapper: KeyMapper, params: QueryParams,
+          limit: SeriesLimit | None) -> Callable[[threading.Event], _Part]:
+    """One series over one split: blocks from `unit_blocks` (deadline, abort and cancel
+    checked between them); each block's series are counted against `max_series`."""
     assert lr.unwrap is not None
     uw = lr.unwrap
-
     def run(abort: threading.Event) -> _Part:
         out = _Part(order)
-        st = out.stats
-        pipeline = LogPipeline(lr.log.stages)
-        for block in source.blocks(ref, lo, hi, "forward"):
-            if abort.is_set():
-                raise Aborted()
-            opts.check()
-            block = block.clip(lo, hi)
-            if not len(block):
-                continue
-            count_block(st, block)
-            idx = pipeline.select(block)
-            st.post_filter_lines += len(idx)
-            if not len(idx):
-                continue
+        pipeline = range_pipeline(lr, params)
+        for block, idx in unit_blocks(source, ref, lo, hi, params, pipeline, abort,
+                                      out.stats):
             for key, parts in run_block_values(vp, uw, pipeline, mapper, block, idx).items():
                 line = np.concatenate([p[0] for p in parts])
                 order_ = np.argsort(line, kind="stable")  # the block's line order
                 ts = np.concatenate([p[1] for p in parts])[order_]
                 vs = np.concatenate([p[2] for p in parts])[order_]
+                if limit is not None:
+                    limit.note_times(key, ts)
                 out.rows.setdefault(key, []).append((ts, vs))
         return out
 
     return run
 
 
-def collect_values(source: LogSource, tenants: list[str], lr: A.LogRange, lo: int, hi: int,
-                   stats: QueryStats, mapper: KeyMapper,
-                   opts: ExecOptions) -> dict[LabelKey, tuple[I64, F64]] | None:
+def collect_values(source: LogSource, params: QueryParams, lr: A.LogRange, lo: int,
+                   hi: int, stats: QueryStats, mapper: KeyMapper,
+                   limit: SeriesLimit | None) -> dict[LabelKey, tuple[I64, F64]] | None:
     """Per series (ts, value) sorted by ts (stable, arrival order kept), as
-    `Samples.finish` gives them; None when the columnar engine does not apply."""
+    `Samples.finish` gives them; None when the columnar engine does not apply. The
+    series are counted against `limit` (the query's `max_series`) block by block."""
+    opts, tenants = params.options, params.tenants
     vp = plan_values(lr, mapper) if opts.columnar else None
     if vp is None:
         return None
@@ -191,15 +190,12 @@ def collect_values(source: LogSource, tenants: list[str], lr: A.LogRange, lo: in
     splits = split_range(lo, hi, opts.split_ns)
     stats.splits += len(splits)
     # Arrival order of the per-line engine: series by series, then time.
-    units = [_unit(source, ref, r * len(splits) + k, a, b, lr, vp, mapper, opts)
+    units = [_unit(source, ref, r * len(splits) + k, a, b, lr, vp, mapper, params, limit)
              for k, (a, b) in enumerate(splits) for r, ref in enumerate(refs)]
     parts = []
     for part in run_units(units, opts.parallelism, opts):
         merge_stats(stats, part.stats)
         parts.append(part)
-        if opts.max_series and len({k for p in parts for k in p.rows}) > opts.max_series:
-            raise QueryError(f"maximum number of series ({opts.max_series}) reached for a "
-                             "single query")
     parts.sort(key=lambda p: p.order)
     acc: dict[LabelKey, tuple[list[I64], list[F64]]] = {}
     for p in parts:

@@ -18,6 +18,7 @@ from typing import Any
 from sluiceway.logql import _ast as A
 from sluiceway.logql._errors import INSTANT_LOG_QUERY, METRIC_NOT_SUPPORTED, QueryError
 from sluiceway.logql._exec import ExecOptions
+from sluiceway.logql._limits import DEFAULT_MAX_LINE_SIZE, Deadline
 from sluiceway.logql._parser import parse
 from sluiceway.logql._pipeline import LabelKey, LogPipeline, Processed, selected_blocks
 from sluiceway.logql._result import QueryResult, QueryStats
@@ -27,7 +28,14 @@ from sluiceway.model import format_labels
 
 @dataclass(slots=True)
 class QueryParams:
-    """One query request; times are Unix ns, the range is [start, end)."""
+    """One query request; times are Unix ns, the range is [start, end).
+
+    The limits: `max_series` stops a metric query as soon as its answer would hold more
+    series (0: no limit); `max_line_size` caps what a template may write (bytes);
+    `deadline` stops the query with `QueryTimeout` once it has passed. `options` says how
+    the work runs (threads, time splits, cancel flag, bytes read, results cache); every
+    engine path (per-line and columnar) honours the limits above.
+    """
 
     tenants: list[str]
     start: int
@@ -38,7 +46,10 @@ class QueryParams:
     interval_ns: int | None = None
     instant: bool = False
     categorize_labels: bool = False
-    options: ExecOptions = field(default_factory=ExecOptions)  # threads, splits, cancel
+    max_series: int = 0
+    max_line_size: int = DEFAULT_MAX_LINE_SIZE
+    deadline: Deadline | None = None
+    options: ExecOptions = field(default_factory=ExecOptions)
 
 
 MetricEvaluator = Callable[[LogSource, A.Expr, QueryParams, QueryStats], QueryResult]
@@ -117,7 +128,8 @@ def _eval_logs(source: LogSource, expr: A.LogExpr, params: QueryParams,
                stats: QueryStats) -> QueryResult:
     refs = source.series(params.tenants, list(expr.matchers), params.start, params.end)
     stats.streams = len(refs)
-    pipeline = LogPipeline(expr.stages, params.categorize_labels)
+    pipeline = LogPipeline(expr.stages, params.categorize_labels, params.max_line_size,
+                           params.deadline)
     reverse = params.direction == "backward"
     # Several threads filter the series' next blocks while the merge consumes them.
     par = params.options.parallelism

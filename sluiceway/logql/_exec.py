@@ -31,6 +31,8 @@ class ExecOptions:
     """Per-query execution settings; the server fills them from the tenant's limits.
 
     `cancel` is set when the client disconnects; every unit checks it between blocks.
+    The query's other limits (series, deadline, template cap) are `QueryParams` fields,
+    honoured by both engines.
     `max_bytes_read` (Loki's `max_query_bytes_read`, 0 = off) fails the query once it
     has read more than that many bytes of log lines. `cache` keeps results of splits that
     ended more than `cache_freshness_ns` ago (see `_results_cache`).
@@ -39,7 +41,6 @@ class ExecOptions:
     parallelism: int = 1
     split_ns: int = HOUR_NS
     max_bytes_read: int = 0
-    max_series: int = 0
     cancel: threading.Event = field(default_factory=threading.Event)
     columnar: bool = True
     cache: ResultsCache | None = None

@@ -68,9 +68,10 @@ def _params(ps: tuple[tuple[str, str], ...]) -> str:
 
 def format_label_filter(e: A.LabelFilterExpr, parent: str = "", right: bool = False) -> str:
     if isinstance(e, A.LabelBinary):
-        left_text = format_label_filter(e.left, e.op)
-        text = f"{left_text} {e.op} {format_label_filter(e.right, e.op, True)}"
+        first, *rest = A.label_chain(e)
         # Chains group to the left when parsed, so a same-op right child needs parens.
+        text = f" {e.op} ".join([format_label_filter(first, e.op),
+                                 *(format_label_filter(x, e.op, True) for x in rest)])
         return f"({text})" if parent and (parent != e.op or right) else text
     if e.kind == "string":
         return f"{e.name}{e.op}{go_quote(e.raw)}"
@@ -179,10 +180,29 @@ def _pretty(e: A.Expr, level: int, width: int) -> str:
         return (f"{_ind(level)}label_replace(\n{_pretty(e.expr, level + 1, width)},\n"
                 f"{args}\n{_ind(level)})")
     if isinstance(e, A.BinaryOp):
-        left = _pretty_operand(e.left, _needs_parens(e.left, e.op, False), level + 1, width)
-        right = _pretty_operand(e.right, _needs_parens(e.right, e.op, True), level + 1, width)
-        return f"{left}\n{_ind(level)}{e.op}{_modifiers(e)}\n{right}"
+        nodes = _same_level_chain(e)
+        first = nodes[0].left
+        lines = [_pretty_operand(first, _needs_parens(first, nodes[0].op, False), level + 1,
+                                 width)]
+        for node in nodes:
+            lines.append(f"{_ind(level)}{node.op}{_modifiers(node)}")
+            lines.append(_pretty_operand(node.right, _needs_parens(node.right, node.op, True),
+                                         level + 1, width))
+        return "\n".join(lines)
     return _ind(level) + flat
+
+
+def _same_level_chain(e: A.BinaryOp) -> list[A.BinaryOp]:
+    """`a + b - c ...` as its operator nodes, innermost first: operators of one precedence
+    that group to the left are printed at one level (Loki indents each one further in,
+    which makes a long chain's text grow with its square)."""
+    nodes, node = [e], e
+    while (isinstance(node.left, A.BinaryOp)
+           and binary_precedence(node.left.op) == binary_precedence(node.op)
+           and not _needs_parens(node.left, node.op, False)):
+        node = node.left
+        nodes.append(node)
+    return nodes[::-1]
 
 
 def _pretty_operand(e: A.Expr, parens: bool, level: int, width: int) -> str:
@@ -234,13 +254,19 @@ def format_one_line(expr: A.Expr) -> str:
 
 
 def _binary(e: A.BinaryOp) -> str:
-    left = format_one_line(e.left)
-    right = format_one_line(e.right)
-    if _needs_parens(e.left, e.op, False):
-        left = f"({left})"
-    if _needs_parens(e.right, e.op, True):
-        right = f"({right})"
-    return f"{left} {e.op}{_modifiers(e)} {right}"
+    # The left spine in a loop: a chain `a + b + ...` is as deep as it is long.
+    spine, node = [e], e
+    while isinstance(node.left, A.BinaryOp):
+        node = node.left
+        spine.append(node)
+    text = format_one_line(node.left)
+    for n in reversed(spine):
+        left = f"({text})" if _needs_parens(n.left, n.op, False) else text
+        right = format_one_line(n.right)
+        if _needs_parens(n.right, n.op, True):
+            right = f"({right})"
+        text = f"{left} {n.op}{_modifiers(n)} {right}"
+    return text
 
 
 def _modifiers(e: A.BinaryOp) -> str:

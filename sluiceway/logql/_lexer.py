@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sluiceway.logql._errors import ParseError
-from sluiceway.model import go_unquote
+from sluiceway.model import go_unquote, quote
 
 # Kinds: IDENT STRING NUMBER DURATION BYTES FLAG OP EOF
 _OPS = ("|=", "|~", "|>", "!=", "!~", "!>", "=~", "==", ">=", "<=", "=", ">", "<", "|",
@@ -143,6 +144,9 @@ class Lexer:
                 return Token(kind, m.group(), line, col)
         m = _NUM_RE.match(t, p)
         assert m is not None
+        if math.isinf(float(m.group())):  # as Go's ParseFloat, which Loki's lexer uses
+            raise ParseError(f"strconv.ParseFloat: parsing {quote(m.group())}: value out of "
+                             "range", line, col)
         self.pos = m.end()
         return Token("NUMBER", m.group(), line, col)
 
@@ -154,11 +158,17 @@ _DUR_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_0
 _BYTES_PART = re.compile(r"(\d+(?:\.\d+)?)([kmgtpe]?)(i?)b", re.IGNORECASE)
 
 
+MAX_DURATION_NS = 2**63 - 1  # Go's time.Duration: about 292 years
+
+
 def duration_ns(text: str) -> int:
-    """`1h30m`, `1.5s`, `2d` → ns (Prometheus units plus Go's fractional parts)."""
+    """`1h30m`, `1.5s`, `2d` → ns (Prometheus units plus Go's fractional parts). Raises
+    ValueError past int64 nanoseconds, where Loki's duration parsers fail too."""
     total = 0.0
     for num, unit in _DUR_PART.findall(text):
         total += float(num) * _DUR_NS[unit]
+    if not total <= MAX_DURATION_NS:  # also infinity, from a number of 300 digits
+        raise ValueError("duration out of range")
     return int(round(total))
 
 

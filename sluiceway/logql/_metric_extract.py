@@ -9,16 +9,20 @@ a histogram over the window edges of the step grid (`BinCounts`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from bisect import bisect_left
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from sluiceway.logql import _ast as A
+from sluiceway.logql._engine import QueryParams
 from sluiceway.logql._errors import QueryError
 from sluiceway.logql._lexer import CONVERTERS
-from sluiceway.logql._metric_types import F64, I64
+from sluiceway.logql._limits import series_limit_error
+from sluiceway.logql._metric_types import F64, I64, Mask
 from sluiceway.logql._pipeline import LabelKey, LogPipeline, selected_blocks
 from sluiceway.logql._result import QueryStats
 from sluiceway.logql._source import LogSource
@@ -80,6 +84,63 @@ class KeyMapper:
         return tuple(kv for kv in key if kv[0] not in self.drop and kv[1])
 
 
+Projection = Callable[[LabelKey], Hashable]
+
+
+def covered_slots(edges: I64, starts: I64, ends: I64) -> Mask:
+    """Which slots of `edges` (a sample at t is in slot searchsorted(edges, t)) fall in
+    at least one window (starts[i], ends[i]]: samples elsewhere make no point."""
+    lo, hi = np.searchsorted(edges, starts), np.searchsorted(edges, ends)
+    delta = np.zeros(len(edges) + 2, dtype=np.int64)
+    np.add.at(delta, lo + 1, 1)
+    np.add.at(delta, hi + 1, -1)
+    covered: Mask = np.cumsum(delta)[: len(edges) + 1] > 0
+    return covered
+
+
+class SeriesLimit:
+    """Counts, while samples are gathered, the series the query will answer, and stops
+    it (Loki's `max_query_series` error) as soon as there are more than `limit`.
+
+    `project` maps a sample's series to the answer's series it feeds (the grouping of
+    the aggregations above it); a series counts once it has a sample inside a window.
+    The columnar engine's units note their blocks' series from several threads: counting
+    is under a lock.
+    """
+
+    def __init__(self, limit: int, project: Projection, edges: I64, covered: Mask) -> None:
+        self.limit = limit
+        self.project = project
+        self.edges = edges
+        self.covered = covered
+        self._edges = edges.tolist()
+        self._covered = covered.tolist()
+        self.counted: set[LabelKey] = set()
+        self.answer: set[Hashable] = set()
+        self._lock = threading.Lock()
+
+    def note(self, key: LabelKey, ts: int) -> None:
+        """One sample of `key` at `ts` (callers skip keys already `counted`)."""
+        if self._covered[bisect_left(self._edges, ts)]:
+            self._count(key)
+
+    def note_slots(self, key: LabelKey, slots: np.ndarray[Any, Any]) -> None:
+        if key not in self.counted and bool(self.covered[slots].any()):
+            self._count(key)
+
+    def note_times(self, key: LabelKey, ts: I64) -> None:
+        """Samples of `key` at the times `ts` (a block's worth)."""
+        if key not in self.counted:
+            self.note_slots(key, np.searchsorted(self.edges, ts, "left"))
+
+    def _count(self, key: LabelKey) -> None:
+        with self._lock:
+            self.counted.add(key)
+            self.answer.add(self.project(key))
+            if len(self.answer) > self.limit:
+                raise series_limit_error(self.limit)
+
+
 @dataclass(slots=True)
 class BinCounts:
     """Per series: sample count (or byte sum) per interval between sorted window edges.
@@ -91,11 +152,14 @@ class BinCounts:
 
     edges: I64
     acc: dict[LabelKey, F64] = field(default_factory=dict)
+    limit: SeriesLimit | None = None
 
     def add(self, key: LabelKey, ts: I64, weights: Any = None) -> None:
         if not len(ts):
             return
         slot = np.searchsorted(self.edges, ts, "left")
+        if self.limit is not None:
+            self.limit.note_slots(key, slot)
         hist = np.bincount(slot, weights=weights, minlength=len(self.edges) + 1)
         prev = self.acc.get(key)
         if prev is None:
@@ -118,8 +182,11 @@ class Samples:
 
     ts: dict[LabelKey, list[int]] = field(default_factory=dict)
     values: dict[LabelKey, list[float]] = field(default_factory=dict)
+    limit: SeriesLimit | None = None
 
     def add(self, key: LabelKey, ts: int, value: float) -> None:
+        if self.limit is not None and key not in self.limit.counted:
+            self.limit.note(key, ts)
         t = self.ts.get(key)
         if t is None:
             t = self.ts[key] = []
@@ -140,12 +207,20 @@ class Samples:
 BlockSink = Callable[[EntryBlock, np.ndarray[Any, Any], LogPipeline], None]
 
 
-def scan(source: LogSource, tenants: list[str], lr: A.LogRange, lo: int, hi: int,
+def range_pipeline(lr: A.LogRange, params: QueryParams) -> LogPipeline:
+    """The log pipeline of a range aggregation, with the query's template cap and deadline
+    (the per-line and the columnar engine alike)."""
+    return LogPipeline(lr.log.stages, max_line_size=params.max_line_size,
+                       deadline=params.deadline)
+
+
+def scan(source: LogSource, params: QueryParams, lr: A.LogRange, lo: int, hi: int,
          stats: QueryStats, sink: BlockSink) -> None:
-    """Feed every block of the matching series in [lo, hi) to `sink` after line filters."""
-    refs = source.series(tenants, list(lr.log.matchers), lo, hi)
+    """Feed every block of the matching series in [lo, hi) to `sink` after line filters
+    (with the query's template cap and deadline)."""
+    refs = source.series(params.tenants, list(lr.log.matchers), lo, hi)
     stats.streams += len(refs)
-    pipeline = LogPipeline(lr.log.stages)
+    pipeline = range_pipeline(lr, params)
     for ref in refs:
         for block, idx in selected_blocks(source, ref, pipeline, lo, hi, "forward", stats):
             if len(idx):
@@ -166,8 +241,11 @@ def line_sink(counts: BinCounts, mapper: KeyMapper, sizes: BinCounts | None = No
             return
         ts_by: dict[LabelKey, list[int]] = {}
         size_by: dict[LabelKey, list[int]] = {}
+        limit = counts.limit
         for t, line, key, _ in pipeline.process(block, idx, False):
             k = mapper(key)
+            if limit is not None and k not in limit.counted:  # stop at once, mid-block
+                limit.note(k, t)
             if k not in ts_by:
                 ts_by[k], size_by[k] = [], []
             ts_by[k].append(t)

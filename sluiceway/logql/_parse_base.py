@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import NoReturn
 
 from sluiceway.logql._errors import ParseError
-from sluiceway.logql._lexer import Lexer, Token
+from sluiceway.logql._lexer import Lexer, Token, duration_ns
+
+# How deep parentheses, function calls, right-associative `^` and label filter groups may
+# nest. Loki's parser has no such limit; this one recurses, and so do the evaluator and the
+# formatter, so nesting is refused here, well inside Python's recursion limit, rather than
+# anywhere later. Chains (`a + b + ...`, `x=1 and y=2 and ...`) do not nest: any length.
+MAX_NESTING = 100
+NESTED_TOO_DEEPLY = f"expression nested too deeply (more than {MAX_NESTING} levels)"
 
 
 class TokenCursor:
@@ -14,6 +21,16 @@ class TokenCursor:
     def __init__(self, text: str) -> None:
         self.toks = Lexer(text).tokens()
         self.i = 0
+        self.depth = 0
+
+    def nest(self) -> None:
+        """Enter one level of nesting (`unnest` leaves it)."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise ParseError(NESTED_TOO_DEEPLY, self.tok.line, self.tok.col)
+
+    def unnest(self) -> None:
+        self.depth -= 1
 
     # --- token helpers -----------------------------------------------------------
 
@@ -52,6 +69,13 @@ class TokenCursor:
         if self.tok.kind != kind:
             self.fail(expecting)
         return self.next()
+
+    def duration(self, tok: Token) -> int:
+        """The nanoseconds of a DURATION token; a parse error at it when they overflow."""
+        try:
+            return duration_ns(tok.text)
+        except ValueError as exc:
+            raise ParseError(f"{exc}: {tok.text}", tok.line, tok.col) from None
 
     def string(self) -> str:
         return self.expect_kind("STRING", "STRING").text

@@ -3,12 +3,14 @@ formatting stages and `unwrap`; values are validated here so errors carry positi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import re2
 
 from sluiceway.logql import _ast as A
 from sluiceway.logql._errors import ParseError
 from sluiceway.logql._jsonpath import JsonPathError, parse_path
-from sluiceway.logql._lexer import Token, duration_ns, parse_bytes
+from sluiceway.logql._lexer import Token, parse_bytes
 from sluiceway.logql._parse_base import TokenCursor
 from sluiceway.logql._pattern import PatternError, compile_pattern
 from sluiceway.logql._regex import compile_re, error_text
@@ -53,8 +55,8 @@ class LogParser(TokenCursor):
                 break
             self.expect_op(",", "} or ,")
         self.next()
-        if check_empty and not any(_non_empty(m) for m in out):
-            raise ParseError(EMPTY_SELECTOR)
+        if check_empty:
+            check_selector(out)
         return tuple(out)
 
     def pipeline(self, allow_unwrap: bool) -> tuple[tuple[A.Stage, ...], A.Unwrap | None]:
@@ -240,7 +242,11 @@ class LogParser(TokenCursor):
     def label_filter_primary(self) -> A.LabelFilterExpr:
         if self.is_op("("):
             self.next()
-            inner = self.label_filter_or()
+            self.nest()
+            try:
+                inner = self.label_filter_or()
+            finally:
+                self.unnest()
             self.expect_op(")")
             return inner
         name = self.ident()
@@ -280,7 +286,7 @@ class LogParser(TokenCursor):
             return A.LabelCompare(name, op, "number", raw, float(raw))
         if vt.kind == "DURATION":
             self.next()
-            secs = duration_ns(vt.text) / 1e9
+            secs = self.duration(vt) / 1e9
             return A.LabelCompare(name, op, "duration", sign + vt.text, -secs if sign else secs)
         if vt.kind == "BYTES":
             self.next()
@@ -300,6 +306,12 @@ def _matcher(name: str, op: str, value: str, tok: Token) -> Matcher:
 
 def _non_empty(m: Matcher) -> bool:
     return m.op in ("=", "=~") and not m.matches("")
+
+
+def check_selector(matchers: Sequence[Matcher]) -> None:
+    """Loki's rule: at least one `=` or `=~` matcher that the empty value fails."""
+    if not any(_non_empty(m) for m in matchers):
+        raise ParseError(EMPTY_SELECTOR)
 
 
 def _check_cidr(text: str, tok: Token) -> str:

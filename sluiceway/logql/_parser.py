@@ -13,7 +13,8 @@ import re2
 
 from sluiceway.logql import _ast as A
 from sluiceway.logql._errors import ParseError
-from sluiceway.logql._lexer import Token, duration_ns
+from sluiceway.logql._lexer import Token
+from sluiceway.logql._parse_base import NESTED_TOO_DEEPLY
 from sluiceway.logql._parse_log import LogParser
 from sluiceway.logql._regex import compile_re, error_text
 from sluiceway.model import Matcher
@@ -36,6 +37,13 @@ class _Parser(LogParser):
         return expr
 
     def expr(self, min_prec: int) -> A.Expr:
+        self.nest()
+        try:
+            return self._expr(min_prec)
+        finally:
+            self.unnest()
+
+    def _expr(self, min_prec: int) -> A.Expr:
         left = self.unary()
         while True:
             t = self.tok
@@ -228,8 +236,8 @@ class _Parser(LogParser):
             if self.is_op("-"):
                 self.next()
                 sign = -1
-            offset = sign * duration_ns(self.expect_kind("DURATION", "DURATION").text)
-        return duration_ns(d.text), offset
+            offset = sign * self.duration(self.expect_kind("DURATION", "DURATION"))
+        return self.duration(d), offset
 
 
 def _validate_range(agg: A.RangeAggregation) -> None:
@@ -247,8 +255,8 @@ def parse(text: str) -> A.Expr:
     """Parse a LogQL query; raises `ParseError` (a `QueryError`) with Loki's message style."""
     try:
         return _Parser(text).parse_query()
-    except RecursionError:
-        raise ParseError("expression nested too deeply") from None
+    except RecursionError:  # not expected within MAX_NESTING; a clear 400 all the same
+        raise ParseError(NESTED_TOO_DEEPLY) from None
 
 
 def parse_selector(text: str, *, allow_empty: bool = False) -> list[Matcher]:
@@ -259,5 +267,5 @@ def parse_selector(text: str, *, allow_empty: bool = False) -> list[Matcher]:
         if p.tok.kind != "EOF":
             p.fail()
     except RecursionError:
-        raise ParseError("expression nested too deeply") from None
+        raise ParseError(NESTED_TOO_DEEPLY) from None
     return list(matchers)

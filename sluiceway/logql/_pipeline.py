@@ -8,7 +8,7 @@ their final label set as a sorted tuple, the grouping key of the result streams.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import Executor, Future
 from typing import Any
 
@@ -16,6 +16,7 @@ import numpy as np
 
 from sluiceway.logql import _ast as A
 from sluiceway.logql._filters import BlockFilter, compile_line_filter, contains_mask
+from sluiceway.logql._limits import DEFAULT_MAX_LINE_SIZE, Deadline
 from sluiceway.logql._result import QueryStats
 from sluiceway.logql._source import LogSource, SeriesRef
 from sluiceway.logql._stages import METADATA, PARSED, Row, RowStage, compile_row_stages
@@ -35,9 +36,13 @@ class LogPipeline:
 
     With `categorize`, the key holds the stream labels only and the extra element is
     Loki's `{"structuredMetadata": {...}, "parsed": {...}}` (empty groups left out).
+    Templates write at most `max_line_size` bytes; `deadline` is checked before each
+    block and every `Deadline.CHECK_EVERY` lines inside one.
     """
 
-    def __init__(self, stages: tuple[A.Stage, ...], categorize: bool = False) -> None:
+    def __init__(self, stages: tuple[A.Stage, ...], categorize: bool = False,
+                 max_line_size: int = DEFAULT_MAX_LINE_SIZE,
+                 deadline: Deadline | None = None) -> None:
         n = 0
         while n < len(stages) and isinstance(stages[n], A.LineFilter):
             n += 1
@@ -46,8 +51,9 @@ class LogPipeline:
         # Pass rates seen so far: the leading filters are ANDed predicates on the same
         # line, so running the most selective first lets the others look at few lines.
         self._rates = [0.0] * len(self.block_filters)
-        self.row_stages: list[RowStage] = compile_row_stages(stages[n:])
+        self.row_stages: list[RowStage] = compile_row_stages(stages[n:], max_line_size)
         self.categorize = categorize
+        self.deadline = deadline
         self.prefilters = _parsed_value_prefilters(stages[n:])
 
     def select(self, block: EntryBlock) -> np.ndarray[Any, np.dtype[np.intp]]:
@@ -83,7 +89,10 @@ class LogPipeline:
         stream = dict(block.labels)
         base_key = label_key(stream)
         simple = not self.row_stages
-        for i, a, b, t in zip(order, starts, ends, times, strict=True):
+        deadline, every = self.deadline, Deadline.CHECK_EVERY
+        for n, (i, a, b, t) in enumerate(zip(order, starts, ends, times, strict=True)):
+            if deadline is not None and n % every == 0:
+                deadline.check()
             line = blob[a:b].decode("utf-8", "replace")
             md = meta[i] if meta is not None else None
             if simple and not md:
@@ -120,22 +129,50 @@ def selected_blocks(source: LogSource, ref: SeriesRef, pipeline: LogPipeline, st
 
     With `pool`, the filters of the next blocks run on its threads while the caller works
     on this one (RE2 and numpy release the GIL): the series of a log query are filtered
-    side by side. The blocks still come out one by one, in order."""
-    blocks = (b.clip(start, end) for b in source.blocks(ref, start, end, direction))
+    side by side. The blocks still come out one by one, in order, and the deadline is
+    checked before each (`read_blocks`)."""
+    blocks = read_blocks(source, ref, start, end, direction, pipeline.deadline)
     if pool is None:
-        selected: Iterator[tuple[EntryBlock, Any]] = (
-            (b, pipeline.select(b)) for b in blocks if len(b))
+        selected: Iterator[tuple[EntryBlock, Any]] = ((b, pipeline.select(b)) for b in blocks)
     else:
         selected = _read_ahead(blocks, pipeline, pool)
     for block, idx in selected:
-        stats.blocks_read += 1
-        stats.lines_processed += len(block)
-        stats.bytes_processed += block.nbytes
-        if block.metadata is not None:
-            stats.metadata_bytes += sum(len(k) + len(v) for md in block.metadata if md
-                                        for k, v in md.items())
-        stats.post_filter_lines += len(idx)
+        count_block(stats, block, len(idx))
         yield block, idx
+
+
+def count_block(stats: QueryStats, block: EntryBlock, selected: int) -> None:
+    """A block read, `selected` of its lines past the line filters."""
+    stats.blocks_read += 1
+    stats.lines_processed += len(block)
+    stats.bytes_processed += block.nbytes
+    if block.metadata is not None:
+        stats.metadata_bytes += sum(len(k) + len(v) for md in block.metadata if md
+                                    for k, v in md.items())
+    stats.post_filter_lines += selected
+
+
+def read_blocks(source: LogSource, ref: SeriesRef, start: int, end: int, direction: str,
+                deadline: Deadline | None) -> Generator[EntryBlock, None, None]:
+    """The series' blocks clipped to [start, end), empty ones left out; the query's
+    deadline is checked before each one is handed on (every engine reads through here).
+    Blocks are bounded in size: one chunk (4 MiB of lines when flushed, at most
+    `compaction_target_size`, 16 MiB, once compacted; `MemorySource`: `block_size` lines)
+    or a stream's unflushed head, so one check per block bounds the time between two
+    checks of the columnar stages, which work on whole blocks in C; the per-line stages
+    also check every `Deadline.CHECK_EVERY` lines."""
+    blocks = source.blocks(ref, start, end, direction)
+    try:
+        for b in blocks:
+            if deadline is not None:
+                deadline.check()
+            b = b.clip(start, end)
+            if len(b):
+                yield b
+    finally:  # closed early (an error, a probe of the first block): stop the source too
+        close = getattr(blocks, "close", None)
+        if close is not None:
+            close()
 
 
 READ_AHEAD = 2
@@ -143,10 +180,10 @@ READ_AHEAD = 2
 
 def _read_ahead(blocks: Iterator[EntryBlock], pipeline: LogPipeline,
                 pool: Executor) -> Iterator[tuple[EntryBlock, Any]]:
+    """Blocks with their selected lines, the filters of up to `READ_AHEAD` later blocks
+    running on `pool` meanwhile."""
     ahead: deque[tuple[EntryBlock, Future[Any]]] = deque()
     for b in blocks:
-        if not len(b):
-            continue
         ahead.append((b, pool.submit(pipeline.select, b)))
         if len(ahead) > READ_AHEAD:
             block, fut = ahead.popleft()

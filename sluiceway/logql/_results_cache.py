@@ -15,12 +15,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-import numpy as np
-import numpy.typing as npt
-
-LabelKey = tuple[tuple[str, str], ...]
-I64 = npt.NDArray[np.int64]
-F64 = npt.NDArray[np.float64]
+from sluiceway.logql._metric_types import F64, I64, LabelKey
 
 
 @dataclass(slots=True)

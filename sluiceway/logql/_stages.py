@@ -27,6 +27,7 @@ from sluiceway.logql._filters import (
 from sluiceway.logql._json_scan import JsonScanError, scan_leaves
 from sluiceway.logql._jsonpath import compile_path
 from sluiceway.logql._lexer import CONVERTERS
+from sluiceway.logql._limits import DEFAULT_MAX_LINE_SIZE
 from sluiceway.logql._logfmt import scan_logfmt
 from sluiceway.logql._pattern import compile_pattern
 from sluiceway.logql._template import TemplateError, compile_template
@@ -271,10 +272,15 @@ def _ip_label_filter(name: str, positive: bool, contains: Callable[[Any], bool])
 
 def compile_label_filter(e: A.LabelFilterExpr) -> RowStage:
     if isinstance(e, A.LabelBinary):
-        left, right = compile_label_filter(e.left), compile_label_filter(e.right)
+        parts = [compile_label_filter(x) for x in A.label_chain(e)]
+        if len(parts) == 2:
+            left, right = parts
+            if e.op == "and":
+                return lambda row: left(row) and right(row)
+            return lambda row: left(row) or right(row)
         if e.op == "and":
-            return lambda row: left(row) and right(row)
-        return lambda row: left(row) or right(row)
+            return lambda row: all(f(row) for f in parts)
+        return lambda row: any(f(row) for f in parts)
     name = e.name
     if e.kind == "string":
         m = Matcher(name, e.op, e.raw)
@@ -300,12 +306,12 @@ def compile_label_filter(e: A.LabelFilterExpr) -> RowStage:
 # --- formatting and label sets -------------------------------------------------------
 
 
-def _line_format(st: A.LineFormat) -> RowStage:
+def _line_format(st: A.LineFormat, max_size: int) -> RowStage:
     tmpl = compile_template(st.template)
 
     def run(row: Row) -> bool:
         try:
-            row.line = tmpl.render(row.labels, row.line, row.ts)
+            row.line = tmpl.render(row.labels, row.line, row.ts, max_size)
         except TemplateError as exc:
             row.set_error("TemplateFormatErr", str(exc))
         return True
@@ -313,7 +319,7 @@ def _line_format(st: A.LineFormat) -> RowStage:
     return run
 
 
-def _label_format(st: A.LabelFormat) -> RowStage:
+def _label_format(st: A.LabelFormat, max_size: int) -> RowStage:
     items = [(i.dst, i.value, compile_template(i.value) if i.template else None)
              for i in st.items]
 
@@ -332,7 +338,7 @@ def _label_format(st: A.LabelFormat) -> RowStage:
             if snapshot is None:
                 snapshot = dict(row.labels)
             try:
-                row.labels[dst] = tmpl.render(snapshot, row.line, row.ts)
+                row.labels[dst] = tmpl.render(snapshot, row.line, row.ts, max_size)
                 row.origin[dst] = PARSED
             except TemplateError as exc:
                 row.set_error("TemplateFormatErr", str(exc))
@@ -376,21 +382,27 @@ def _line_filter(st: A.LineFilter) -> RowStage:
 _FIXED: dict[type, RowStage] = {A.UnpackParser: _unpack, A.Decolorize: _decolorize}
 _MAKERS: dict[type, Callable[[Any], RowStage]] = {
     A.JsonParser: _json_stage, A.LogfmtParser: _logfmt_stage, A.RegexpParser: _regexp_stage,
-    A.PatternParser: _pattern_stage, A.LineFormat: _line_format,
-    A.LabelFormat: _label_format, A.Drop: _drop, A.Keep: _keep, A.LineFilter: _line_filter,
+    A.PatternParser: _pattern_stage, A.Drop: _drop, A.Keep: _keep, A.LineFilter: _line_filter,
 }
+# Templates write at most `max_size` bytes (a line or a label value).
+_FORMATTERS: dict[type, Callable[[Any, int], RowStage]] = {
+    A.LineFormat: _line_format, A.LabelFormat: _label_format}
 
 
-def compile_stage(st: A.Stage) -> RowStage:
+def compile_stage(st: A.Stage, max_line_size: int = DEFAULT_MAX_LINE_SIZE) -> RowStage:
     if isinstance(st, A.LabelFilter):
         return compile_label_filter(st.expr)
     fixed = _FIXED.get(type(st))
     if fixed is not None:
         return fixed
+    formatter = _FORMATTERS.get(type(st))
+    if formatter is not None:
+        return formatter(st, max_line_size)
     return _MAKERS[type(st)](st)
 
 
-def compile_row_stages(stages: tuple[A.Stage, ...]) -> list[RowStage]:
-    return [compile_stage(s) for s in stages]
+def compile_row_stages(stages: tuple[A.Stage, ...],
+                       max_line_size: int = DEFAULT_MAX_LINE_SIZE) -> list[RowStage]:
+    return [compile_stage(s, max_line_size) for s in stages]
 
 

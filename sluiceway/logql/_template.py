@@ -4,6 +4,11 @@ Supported: text, `{{ pipeline }}` with `-` trim markers, `{{/* comments */}}`,
 `if` / `else if` / `else` / `end`, fields `.name`, literals (strings, numbers, booleans),
 parenthesised pipelines, `|` chaining (the piped value is the last argument) and the
 functions in `_template_funcs.FUNCS`. Nothing reaches Python objects beyond the label map.
+
+A render writes at most `limit` bytes (the query's `max_line_size`): functions that can
+grow text (`repeat`, `indent`, `printf` widths, `replace`, ...) check the size of what they
+would make before they make it, and every value and the output so far are checked as
+they grow, so an oversized template fails (`TemplateFormatErr`) without building it.
 """
 
 from __future__ import annotations
@@ -16,11 +21,14 @@ from typing import Any, Union
 
 import re2
 
+from sluiceway.logql._limits import DEFAULT_MAX_LINE_SIZE
 from sluiceway.logql._template_funcs import (
     FUNCS,
+    SIZED,
     TemplateError,
     Timestamp,
     go_printf,
+    over_limit,
     to_text,
     truthy,
 )
@@ -193,19 +201,27 @@ def _parse_nodes(text: str) -> list[Node]:
 
 
 class Template:
-    """A compiled template; `render(labels, line, ts)` returns the text or raises TemplateError."""
+    """A compiled template; `render(labels, line, ts, limit)` returns the text (at most
+    `limit` bytes of UTF-8) or raises TemplateError."""
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.nodes = _parse_nodes(text)
         self.static = text if "{{" not in text else None
 
-    def render(self, labels: Mapping[str, str], line: str, ts: int) -> str:
+    def render(self, labels: Mapping[str, str], line: str, ts: int,
+               limit: int = DEFAULT_MAX_LINE_SIZE) -> str:
         if self.static is not None:
-            return self.static
-        out: list[str] = []
-        _run(self.nodes, _Ctx(labels, line, ts), out)
-        return "".join(out)
+            text = self.static
+        else:
+            ctx = _Ctx(labels, line, ts, limit)
+            out: list[str] = []
+            _run(self.nodes, ctx, out)
+            text = "".join(out)
+        # Characters were counted so far; a character is 1 to 4 bytes of UTF-8.
+        if len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit):
+            raise over_limit(limit)
+        return text
 
 
 @dataclass(slots=True)
@@ -213,14 +229,23 @@ class _Ctx:
     labels: Mapping[str, str]
     line: str
     ts: int
+    limit: int  # characters the output may still take
+    written: int = 0
+
+
+def _emit(text: str, ctx: _Ctx, out: list[str]) -> None:
+    ctx.written += len(text)
+    if ctx.written > ctx.limit:
+        raise over_limit(ctx.limit)
+    out.append(text)
 
 
 def _run(nodes: list[Node], ctx: _Ctx, out: list[str]) -> None:
     for n in nodes:
         if isinstance(n, Text):
-            out.append(n.text)
+            _emit(n.text, ctx, out)
         elif isinstance(n, Action):
-            out.append(to_text(_pipe(n.pipe, ctx)))
+            _emit(to_text(_pipe(n.pipe, ctx)), ctx, out)
         else:
             for cond, body in n.branches:
                 if truthy(_pipe(cond, ctx)):
@@ -261,11 +286,14 @@ def _call(name: str, args: list[Any], ctx: _Ctx) -> Any:
     if name == "now":
         return Timestamp(int(datetime.now(UTC).timestamp() * 1e9))
     try:
-        return FUNCS[name](*args)
+        out = FUNCS[name](*args, limit=ctx.limit) if name in SIZED else FUNCS[name](*args)
     except TemplateError:
         raise
     except (TypeError, ValueError, ArithmeticError, re2.error) as exc:
         raise TemplateError(f"error calling {name}: {exc}") from None
+    if isinstance(out, str) and len(out) > ctx.limit:  # no value grows past the cap
+        raise over_limit(ctx.limit)
+    return out
 
 
 def _cmd(cmd: Cmd, ctx: _Ctx, piped: Any) -> Any:

@@ -24,6 +24,16 @@ class TemplateError(ValueError):
     pass
 
 
+def over_limit(limit: int) -> TemplateError:
+    return TemplateError(f"template output longer than max_line_size ({limit} bytes)")
+
+
+def _room(size: int, limit: int) -> None:
+    """Fail before building a text of `size` characters that could not fit."""
+    if size > limit:
+        raise over_limit(limit)
+
+
 # --- values --------------------------------------------------------------------------
 
 
@@ -79,7 +89,11 @@ def _int(v: Any) -> int:
 _VERB = re.compile(r"%([-+# 0]*)(\d+|\*)?(?:\.(\d+))?([a-zA-Z%])")
 
 
-def go_printf(fmt: str, *args: Any) -> str:
+def go_printf(fmt: str, *args: Any, limit: int | None = None) -> str:
+    """Go's fmt.Sprintf for the verbs templates use; with `limit`, a width or precision
+    that would pad past it fails before any padding is made."""
+    if limit is not None:
+        _room(_printf_padding(fmt), limit)
     out: list[str] = []
     pos = 0
     ai = 0
@@ -100,6 +114,18 @@ def go_printf(fmt: str, *args: Any) -> str:
     if ai < len(args):
         out.append("%!(EXTRA " + ", ".join(to_text(a) for a in args[ai:]) + ")")
     return "".join(out)
+
+
+def _printf_padding(fmt: str) -> int:
+    """The characters widths and float precisions ask for (a lower bound of the size)."""
+    total = 0
+    for m in _VERB.finditer(fmt):
+        _, width, prec, verb = m.groups()
+        if width and width != "*":
+            total += int(width)
+        if prec and verb in "feEgG":
+            total += int(prec)
+    return total
 
 
 def _verb(flags: str, width: str | None, prec: str | None, verb: str, arg: Any) -> str:
@@ -132,13 +158,56 @@ def _trunc(n: Any, s: Any) -> str:
     return text[:k]
 
 
-def _regex_replace(literal: bool) -> Callable[[Any, Any, Any], str]:
-    def run(rx: Any, s: Any, repl: Any) -> str:
+def _regex_replace(literal: bool) -> Callable[..., str]:
+    def run(rx: Any, s: Any, repl: Any, *, limit: int) -> str:
         compiled = compile_re(to_text(rx))
         r = to_text(repl)
-        if literal:
-            return str(compiled.sub(lambda _m: r, to_text(s)))
-        return str(compiled.sub(lambda m: _expand(m, r), to_text(s)))
+        removed = added = 0
+
+        def sub(m: Any) -> str:
+            # The output up to this match's end is already this long: stop once it is
+            # past the cap, before the rest is built.
+            nonlocal removed, added
+            out = r if literal else _expand(m, r)
+            removed += m.end() - m.start()
+            added += len(out)
+            _room(m.end() - removed + added, limit)
+            return out
+
+        return str(compiled.sub(sub, to_text(s)))
+
+    return run
+
+
+def _replace(old: Any, new: Any, s: Any, n: int = -1, *, limit: int) -> str:
+    text, o, w = to_text(s), to_text(old), to_text(new)
+    hits = text.count(o) if o else len(text) + 1
+    if n >= 0:
+        hits = min(hits, n)
+    _room(len(text) + hits * (len(w) - len(o)), limit)
+    return text.replace(o, w, n)
+
+
+def _repeat(n: Any, s: Any, *, limit: int) -> str:
+    text, k = to_text(s), max(_int(n), 0)
+    _room(k * len(text), limit)
+    return text * k
+
+
+def _indent(n: Any, s: Any, *, limit: int, lead: str = "") -> str:
+    text, k = to_text(s), max(_int(n), 0)
+    _room(len(lead) + len(text) + k * (text.count("\n") + 1), limit)
+    pad = " " * k
+    return lead + "\n".join(pad + ln for ln in text.split("\n"))
+
+
+def _align(right: bool) -> Callable[..., str]:
+    def run(n: Any, s: Any, *, limit: int) -> str:
+        text, k = to_text(s), _int(n)
+        _room(k, limit)  # padded (or cut) to k characters
+        if right:
+            return text[-k:].rjust(k) if k else ""
+        return text[:k].ljust(k)
 
     return run
 
@@ -281,12 +350,12 @@ FUNCS: dict[str, Callable[..., Any]] = {
     "title": lambda s: to_text(s).title(), "Title": lambda s: to_text(s).title(),
     "trunc": _trunc,
     "default": lambda d, v=None: v if truthy(v) else d,
-    "replace": lambda old, new, s: to_text(s).replace(to_text(old), to_text(new)),
-    "Replace": lambda s, old, new, n: to_text(s).replace(to_text(old), to_text(new),
-                                                          _int(n) if _int(n) >= 0 else -1),
+    "replace": lambda old, new, s, *, limit: _replace(old, new, s, limit=limit),
+    "Replace": lambda s, old, new, n, *, limit: _replace(old, new, s, max(_int(n), -1),
+                                                         limit=limit),
     "regexReplaceAll": _regex_replace(False),
     "regexReplaceAllLiteral": _regex_replace(True),
-    "printf": lambda fmt, *a: go_printf(to_text(fmt), *a),
+    "printf": lambda fmt, *a, limit: go_printf(to_text(fmt), *a, limit=limit),
     "trim": lambda s: to_text(s).strip(), "TrimSpace": lambda s: to_text(s).strip(),
     "trimAll": lambda c, s: to_text(s).strip(to_text(c)),
     "trimPrefix": lambda p, s: to_text(s).removeprefix(to_text(p)),
@@ -301,12 +370,10 @@ FUNCS: dict[str, Callable[..., Any]] = {
     "TrimLeft": lambda s, c: to_text(s).lstrip(to_text(c)),
     "TrimRight": lambda s, c: to_text(s).rstrip(to_text(c)),
     "print": lambda *xs: "".join(to_text(x) for x in xs),
-    "repeat": lambda n, s: to_text(s) * min(max(_int(n), 0), 10_000),
-    "indent": lambda n, s: "\n".join(" " * _int(n) + ln for ln in to_text(s).split("\n")),
-    "nindent": lambda n, s: "\n" + "\n".join(" " * _int(n) + ln
-                                            for ln in to_text(s).split("\n")),
-    "alignLeft": lambda n, s: to_text(s)[: _int(n)].ljust(_int(n)),
-    "alignRight": lambda n, s: to_text(s)[-_int(n):].rjust(_int(n)) if _int(n) else "",
+    "repeat": _repeat,
+    "indent": _indent,
+    "nindent": lambda n, s, *, limit: _indent(n, s, limit=limit, lead="\n"),
+    "alignLeft": _align(False), "alignRight": _align(True),
     "b64enc": lambda s: base64.b64encode(to_text(s).encode()).decode(),
     "b64dec": lambda s: base64.b64decode(to_text(s)).decode("utf-8", "replace"),
     "urlencode": lambda s: urllib.parse.quote_plus(to_text(s)),
@@ -339,3 +406,7 @@ FUNCS: dict[str, Callable[..., Any]] = {
     "bytes": _converter("bytes"), "duration": _converter("duration"),
     "duration_seconds": _converter("duration_seconds"),
 }
+# The functions that can make a text much longer than their arguments: they take the
+# template's size cap as `limit` and refuse to build anything past it.
+SIZED = frozenset({"repeat", "indent", "nindent", "alignLeft", "alignRight", "printf",
+                   "replace", "Replace", "regexReplaceAll", "regexReplaceAllLiteral"})

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 
 from sluiceway import __version__
-from sluiceway.logql import QueryError, ResultsCache
+from sluiceway.logql import QueryError, QueryTimeout, ResultsCache
 from sluiceway.server import (
     _routes_es,
     _routes_index,
@@ -26,10 +26,11 @@ from sluiceway.server._ingest_pool import IngestPool
 from sluiceway.server._metrics import RequestMetricsMiddleware, ServerMetrics
 from sluiceway.server._params import ParamError
 from sluiceway.server._pipeline import PipelineRegistry
-from sluiceway.server._querier import QueryTimeout
 from sluiceway.server._ratelimit import IngestionRateLimiter
+from sluiceway.server._streamlimit import StreamLimiter
 from sluiceway.server._tail import TailHub
 from sluiceway.store import Store, StoreConfig
+from sluiceway.wire import BodyTooLarge
 
 
 def store_config(cfg: Config) -> StoreConfig:
@@ -57,20 +58,29 @@ def _errors(app: FastAPI) -> None:
     async def timed_out(_r: Request, exc: Exception) -> Response:
         return bad(str(exc), 504)
 
+    async def too_large(_r: Request, exc: Exception) -> Response:
+        return bad(str(exc), 413)
+
     app.add_exception_handler(ParamError, as_400)
     app.add_exception_handler(QueryError, as_400)
     app.add_exception_handler(PermissionError, no_org)
     app.add_exception_handler(QueryTimeout, timed_out)
+    app.add_exception_handler(BodyTooLarge, too_large)  # a POST form on a read
 
 
 def create_app(cfg: Config, store: Store | None = None,
                pool: IngestPool | None = None) -> FastAPI:
     """Build the app; the store is opened at startup unless one is given."""
     rate = IngestionRateLimiter(cfg.limits.ingestion_rate_mb, cfg.limits.ingestion_burst_size_mb)
-    ctx = ServerContext(cfg, ServerMetrics(), PipelineRegistry(cfg.server.heartbeat_stale_factor),
-                        TailHub(), pool or IngestPool(0), rate, store,
-                        ResultsCache(cfg.server.results_cache_size)
-                        if cfg.server.results_cache_size else None)
+    pipeline = PipelineRegistry(cfg.server.heartbeat_stale_factor,
+                                cfg.server.heartbeat_max_reporters)
+    hub = TailHub(cfg.limits.max_concurrent_tail_requests, cfg.limits.max_tail_buffer_size)
+    results = (ResultsCache(cfg.server.results_cache_size)
+               if cfg.server.results_cache_size else None)
+    ctx = ServerContext(cfg, ServerMetrics(), pipeline, hub, pool or IngestPool(0), rate,
+                        StreamLimiter(cfg.limits.max_global_streams_per_user), store,
+                        results)
+    ctx.metrics.bind_tail(hub)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -23,9 +23,16 @@ class ServerSection(_Section):
     default_tenant: str = "fake"
     auth_enabled: bool = False  # when true, X-Scope-OrgID is required (401 without)
     heartbeat_stale_factor: float = 3.0
+    heartbeat_max_size: Bytes = 64 * 1024  # larger heartbeats get 413
+    heartbeat_max_reporters: Annotated[int, Field(ge=1)] = 1000  # per tenant; then 429
     ingest_workers: int | None = None  # decode processes; default: one per core beyond the first
     # Results of closed query splits kept in memory (Loki's results cache); 0 = off.
     results_cache_size: Bytes = 100 << 20
+
+
+class QuerierSection(_Section):
+    # Loki's flag: `X-Scope-OrgID: a|b` queries both tenants (400 while false).
+    multi_tenant_queries_enabled: bool = False
 
 
 class StorageSection(_Section):
@@ -72,16 +79,21 @@ class LimitsSection(_Section):
     split_queries_by_interval: Duration = 3600.0
     max_query_bytes_read: Bytes = 0
     max_cache_freshness_per_query: Duration = 600.0  # newer splits are never cached
+    max_concurrent_tail_requests: Annotated[int, Field(ge=0)] = 10  # per tenant; 0: no limit
+    max_tail_buffer_size: Bytes = 4 << 20  # per live tail session, before entries are dropped
     # Loki's defaults are 4 / 6; off here until set: a single node has no neighbours to
     # protect, and a default that refuses a busy app's logs is the surprise we avoid.
     ingestion_rate_mb: Annotated[float, Field(ge=0)] = 0.0
     ingestion_burst_size_mb: Annotated[float, Field(ge=0)] = 6.0
+    # Loki's default: active streams per tenant; 0 = no limit.
+    max_global_streams_per_user: Annotated[int, Field(ge=0)] = 5000
 
 
 class Config(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SLUICEWAY_", env_nested_delimiter="__",
                                       extra="forbid")
     server: ServerSection = ServerSection()
+    querier: QuerierSection = QuerierSection()
     storage: StorageSection = StorageSection()
     limits: LimitsSection = LimitsSection()
 

@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, Response
 
-from sluiceway.logql import ResultsCache
+from sluiceway.logql import DEFAULT_MAX_LINE_SIZE, Deadline, ExecOptions, ResultsCache
+from sluiceway.server._body import read_body
 from sluiceway.server._config import Config, LimitsSection
 from sluiceway.server._ingest_pool import IngestPool
 from sluiceway.server._metrics import ServerMetrics
-from sluiceway.server._params import tenants_from_header
 from sluiceway.server._pipeline import PipelineRegistry
 from sluiceway.server._ratelimit import IngestionRateLimiter
+from sluiceway.server._streamlimit import StreamLimiter
 from sluiceway.server._tail import TailHub
+from sluiceway.server._tenants import parse_tenants
 from sluiceway.store import Store
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui" / "static"
+MAX_FORM_SIZE = 10 << 20  # Go's limit on a url-encoded body in `http.Request.ParseForm`
 
 
 @dataclass(slots=True)
@@ -32,8 +39,10 @@ class ServerContext:
     hub: TailHub
     pool: IngestPool
     rate: IngestionRateLimiter
+    streams: StreamLimiter
     opened_store: Store | None = None
     results_cache: ResultsCache | None = None  # results of closed query splits
+    clock: Callable[[], float] = time.monotonic  # for query deadlines (tests set their own)
 
     @property
     def limits(self) -> LimitsSection:
@@ -45,13 +54,35 @@ class ServerContext:
             raise RuntimeError("the store is not open yet")
         return self.opened_store
 
+    @property
+    def template_cap(self) -> int:
+        """Bytes a query's template may write: `max_line_size` (Loki's default when 0)."""
+        return self.limits.max_line_size or DEFAULT_MAX_LINE_SIZE
+
+    def deadline(self) -> Deadline | None:
+        """When a query starting now must stop (`limits.query_timeout`; 0: never)."""
+        timeout = self.limits.query_timeout
+        return Deadline(timeout, self.clock) if timeout else None
+
+    def exec_options(self) -> ExecOptions:
+        """How a query's work runs, from the limits (Loki's names): threads (capped by the
+        cores), time splits, bytes it may read, the results cache."""
+        limits = self.limits
+        return ExecOptions(
+            parallelism=min(limits.max_query_parallelism, os.cpu_count() or 1),
+            split_ns=int(limits.split_queries_by_interval * 1e9),
+            max_bytes_read=int(limits.max_query_bytes_read), cache=self.results_cache,
+            cache_freshness_ns=int(limits.max_cache_freshness_per_query * 1e9))
+
     def tenants(self, headers: Headers, allow_many: bool) -> list[str]:
-        """Tenant ids from X-Scope-OrgID (`a|b` on reads), or the default tenant."""
+        """Tenant ids from X-Scope-OrgID, or the default tenant. `allow_many` marks a read:
+        `a|b` names several tenants there when multi-tenant queries are enabled."""
         return self.tenant_ids(headers.get("x-scope-orgid"), allow_many)
 
     def tenant_ids(self, value: str | None, allow_many: bool) -> list[str]:
-        return tenants_from_header(value, self.cfg.server.default_tenant,
-                                   self.cfg.server.auth_enabled, allow_many)
+        return parse_tenants(value, self.cfg.server.default_tenant,
+                             self.cfg.server.auth_enabled,
+                             allow_many and self.cfg.querier.multi_tenant_queries_enabled)
 
 
 def ctx_of(conn: HTTPConnection) -> ServerContext:
@@ -71,10 +102,24 @@ def bad(msg: str, status: int = 400) -> PlainTextResponse:
     return PlainTextResponse(msg if msg.endswith("\n") else msg + "\n", status_code=status)
 
 
+async def form_of(request: Request) -> list[tuple[str, str]]:
+    """The url-encoded form fields of a POST, as Go's `ParseForm` (which Loki's handlers
+    use) reads them: other bodies are ignored, and a body over MAX_FORM_SIZE is
+    BodyTooLarge (413) without being read whole. Read once per request."""
+    cached: list[tuple[str, str]] | None = getattr(request.state, "form_fields", None)
+    if cached is not None:
+        return cached
+    fields: list[tuple[str, str]] = []
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if request.method == "POST" and ctype == "application/x-www-form-urlencoded":
+        body = await read_body(request, MAX_FORM_SIZE)
+        fields = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+    request.state.form_fields = fields
+    return fields
+
+
 async def params_of(request: Request) -> dict[str, str]:
     """Query string, plus the form fields of a POST (Loki takes both)."""
     p = dict(request.query_params)
-    if request.method == "POST":
-        form = await request.form()
-        p.update({k: str(v) for k, v in form.items()})
+    p.update(await form_of(request))
     return p

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from sluiceway.model import EntryBlock
 from sluiceway.server._config import LimitsSection
 from sluiceway.server._distributor import (
     Prepared,
@@ -21,11 +22,14 @@ from sluiceway.server._distributor import (
     validate,
     wal_record,
 )
+from sluiceway.server._streamlimit import stream_limit_message
 from sluiceway.store import Store
 from sluiceway.wire import batches_to_blocks
 from sluiceway.wire._es_bulk import BulkItem, decode_bulk, items_to_batches
 
 _SHARDS = {"total": 1, "successful": 1, "failed": 0}
+_UNREADABLE = "document_parsing_exception"
+_REJECTED = "es_rejected_execution_exception"  # Elasticsearch's retryable 429
 
 
 # action, index, _id as sent, and the error (type, reason) of an item not stored
@@ -60,6 +64,11 @@ def prepare_bulk(tenant: str, data: bytes, index: str | None, fields: list[str],
                     it.fail("illegal_argument_exception", one.details[0])
         v = _validated(items, limits, now_ns)
     statuses = [(it.action, it.index, it.doc_id, it.error) for it in items]
+    # Documents that never became a line (unreadable, a time outside int64 ns, nested
+    # too deep) are counted too, beside the lines the checks rejected.
+    unreadable = sum(1 for it in items if it.error and it.error[0] == _UNREADABLE)
+    if unreadable:
+        rejected = rejected + Counter({"invalid_document": unreadable})
     first_checks = Validated(v.blocks, v.lines, v.bytes, rejected, details)
     return BulkPrepared(Prepared.of(tenant, first_checks), statuses, items_json(statuses))
 
@@ -87,6 +96,19 @@ def finish_bulk(tenant: str, bp: BulkPrepared, data: bytes, index: str | None,
                       p.details), *wal_record(tenant, v.blocks))
 
 
+def refuse_streams(tenant: str, bp: BulkPrepared, data: bytes, index: str | None,
+                   fields: list[str], refused: list[EntryBlock], now_ns: int) -> None:
+    """The items of streams the tenant's stream limit refused get Elasticsearch's
+    per-item 429, which shippers retry item by item; the other items were stored."""
+    keys = {tuple(sorted(b.labels.items())) for b in refused}
+    items = decode_bulk(data, index, fields, now_ns)
+    for k, (it, status) in enumerate(zip(items, bp.statuses, strict=True)):
+        if status[3] is None and tuple(sorted(it.labels.items())) in keys:
+            bp.statuses[k] = (it.action, it.index, it.doc_id, (
+                _REJECTED, stream_limit_message(it.labels, tenant)))
+    bp.items_json = items_json(bp.statuses)
+
+
 def items_json(statuses: list[Status]) -> bytes:
     """Elasticsearch's per-item answers. Documents without an `_id` get one made of a
     per-request prefix and their position (unique, and cheap to make)."""
@@ -99,7 +121,8 @@ def items_json(statuses: list[Status]) -> bytes:
                 "_index": index, "_id": doc_id, "_version": 1, "result": "created",
                 "_shards": _SHARDS, "_seq_no": seq, "_primary_term": 1, "status": 201}})
         else:
-            out.append({action: {"_index": index, "_id": doc_id, "status": 400,
+            out.append({action: {"_index": index, "_id": doc_id,
+                                 "status": 429 if error[0] == _REJECTED else 400,
                                  "error": {"type": error[0], "reason": error[1]}}})
     return orjson.dumps(out)
 

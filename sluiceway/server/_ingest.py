@@ -1,18 +1,23 @@
 """What every ingest route (Loki push, OTLP, Elasticsearch `_bulk`) does around its own
 decoder: read the body within the size limit, then — once a worker has prepared the WAL
-record — the out-of-order check, the tenant rate limit, the durable WAL write, the heads,
-metrics and live tail. `loki_ingest` adds Loki's answers (204, 400, 413, 429, 503)."""
+record — the out-of-order check, the tenant rate limit, the stream limit, the durable WAL
+write, the heads, metrics and live tail. `loki_ingest` adds Loki's answers (204, 400, 413,
+429, 503)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from fastapi import Request, Response
 
+from sluiceway.model import EntryBlock
+from sluiceway.server._body import read_body
 from sluiceway.server._context import ServerContext, bad, ctx_of
-from sluiceway.server._distributor import Decoder, PushError, Validated, finish_push
+from sluiceway.server._distributor import Decoder, PushError, Validated, finish_push, wal_record
+from sluiceway.server._streamlimit import stream_limit_message
 from sluiceway.store import WalWriteError
 from sluiceway.wire import BodyTooLarge, WireError
 
@@ -23,36 +28,48 @@ class RateLimited(Exception):
     """The tenant is over its ingestion rate: nothing stored (HTTP 429, retryable)."""
 
 
-async def read_body(request: Request, max_body: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_body:
-        raise BodyTooLarge(int(declared), max_body, decompressed=False)
-    body = await request.body()
-    if len(body) > max_body:
-        raise BodyTooLarge(len(body), max_body, decompressed=False)
-    return body
-
-
 async def commit(ctx: ServerContext, tenant: str, v: Validated, payload: bytes,
-                 crc: int) -> None:
+                 crc: int) -> list[EntryBlock]:
     """Store what validation kept; returns once it is durable and queryable. Raises
-    RateLimited or WalWriteError, in which case nothing of it was stored."""
+    RateLimited or WalWriteError, in which case nothing of it was stored. Returns the
+    blocks of streams the tenant's stream limit refused (the rest is stored; `v` is
+    updated to what was)."""
     if v.blocks and not ctx.rate.allow(tenant, v.bytes):
         ctx.metrics.lines_rejected.labels(tenant, "rate_limited").inc(v.lines)
         raise RateLimited(ctx.rate.message(tenant, v.lines, v.bytes))
     for reason, n in v.rejected.items():
         ctx.metrics.lines_rejected.labels(tenant, reason).inc(n)
+    adm = ctx.streams.admit(tenant, v.blocks, ctx.store)
+    if adm.refused:
+        ctx.metrics.lines_rejected.labels(tenant, "stream_limit").inc(
+            sum(len(b) for b in adm.refused))
+        v.blocks = adm.blocks
+        v.lines = sum(len(b) for b in v.blocks)
+        v.bytes = sum(b.nbytes for b in v.blocks)
+        payload, crc = wal_record(tenant, v.blocks)
     if not v.blocks:
-        return
-    await asyncio.wrap_future(ctx.store.push(tenant, v.blocks, payload, crc))
+        return adm.refused
+    try:
+        await asyncio.wrap_future(ctx.store.push(tenant, v.blocks, payload, crc))
+    finally:
+        ctx.streams.release(adm)
     ctx.metrics.lines_received.labels(tenant).inc(v.lines)
     ctx.metrics.bytes_received.labels(tenant).inc(v.bytes)
     ctx.hub.publish(tenant, v.blocks)
+    return adm.refused
 
 
-async def loki_ingest(request: Request, decode: Decoder) -> Response:
+def loki_rejected(_request: Request, v: Validated) -> Response:
+    """Loki's answer when some lines were not stored: 400 naming them (the rest is)."""
+    return bad(v.message())
+
+
+async def loki_ingest(request: Request, decode: Decoder,
+                      rejected: Callable[[Request, Validated], Response] = loki_rejected
+                      ) -> Response:
     """Read the body, run `decode` on it in an ingest worker, and store the result,
-    answering as Loki's push endpoint does."""
+    answering as Loki's push endpoint does; `rejected` answers when validation dropped
+    some lines (the route's protocol may say that differently)."""
     ctx = ctx_of(request)
     tenant = ctx.tenants(request.headers, allow_many=False)[0]
     max_body = ctx.cfg.server.max_body_size
@@ -69,12 +86,17 @@ async def loki_ingest(request: Request, decode: Decoder) -> Response:
     # out-of-order check drops some), cheaper than two thread hand-offs per push.
     v, payload, crc = finish_push(tenant, prepared, ctx.limits, ctx.store)
     try:
-        await commit(ctx, tenant, v, payload, crc)
+        refused = await commit(ctx, tenant, v, payload, crc)
     except RateLimited as exc:
         return bad(str(exc), 429)
     except WalWriteError as exc:
         log.error("push not stored: %s", exc)
         return bad(f"could not store the batch, retry later: {exc}", 503)
+    if refused:
+        # Loki's answer names the last stream refused. Unlike Loki (whose answer is that
+        # of the last stream it processed), any refusal is a 429: shippers retry it,
+        # and a 400 for other lines would make them drop these.
+        return bad(stream_limit_message(refused[-1].labels, tenant), 429)
     if v.total_rejected:
-        return bad(v.message())
+        return rejected(request, v)
     return Response(status_code=204)

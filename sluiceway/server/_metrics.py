@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sluiceway.server._tail import TailHub
 from sluiceway.store import Store
 
 
@@ -36,6 +38,40 @@ class ServerMetrics:
     def bind_store(self, store: Store) -> None:
         self.registry.register(_StoreCollector(store))
 
+    def bind_tail(self, hub: TailHub) -> None:
+        self.registry.register(_TailCollector(hub))
+
+
+class _TailCollector(Collector):
+    """Live tail sessions, what they hold, and what slow clients lost."""
+
+    def __init__(self, hub: TailHub) -> None:
+        self.hub = hub
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        hub = self.hub
+        tenants = sorted({t for s in list(hub.sessions) for t in s.tenants})
+        sessions = GaugeMetricFamily("sluiceway_tail_sessions", "Open live tail sessions",
+                                     labels=["tenant"])
+        for t in tenants:
+            sessions.add_metric([t], hub.count(t))
+        yield sessions
+        yield GaugeMetricFamily("sluiceway_tail_buffered_bytes",
+                                "Bytes of lines held for live tail clients (all sessions)",
+                                value=hub.buffered_bytes())
+        dropped = CounterMetricFamily(
+            "sluiceway_tail_dropped_entries", "Entries not sent to a live tail client that "
+            "did not keep up (listed to it in dropped_entries)", labels=["tenant"])
+        for t, n in sorted(hub.dropped.items()):
+            dropped.add_metric([t], n)
+        yield dropped
+        refused = CounterMetricFamily(
+            "sluiceway_tail_refused", "Live tails refused by max_concurrent_tail_requests",
+            labels=["tenant"])
+        for t, n in sorted(hub.refused.items()):
+            refused.add_metric([t], n)
+        yield refused
+
 
 class _StoreCollector(Collector):
     def __init__(self, store: Store) -> None:
@@ -56,9 +92,16 @@ class _StoreCollector(Collector):
                                                          s.retention_deleted),
             "sluiceway_chunk_cache_hits_total": ("Chunk cache hits", s.cache.hits),
             "sluiceway_chunk_cache_misses_total": ("Chunk cache misses", s.cache.misses),
+            "sluiceway_wal_records_lost_total": (
+                "Damaged WAL records skipped at replay (torn, never acknowledged tails not "
+                "counted)", s.wal_records_lost),
+            "sluiceway_wal_lines_lost_total": (
+                "Lines in damaged WAL records, as far as their bytes still tell",
+                s.wal_lines_lost),
         }
         for name, (doc, v) in values.items():
             yield CounterMetricFamily(name.removesuffix("_total"), doc, value=v)
+        yield from _tenant_counters(s)
         streams = GaugeMetricFamily("sluiceway_streams", "Streams known", labels=["tenant"])
         for t, ts in list(s.tenants.items()):
             streams.add_metric([t], len(ts.streams))
@@ -66,6 +109,28 @@ class _StoreCollector(Collector):
         wal = GaugeMetricFamily("sluiceway_wal_bytes", "Bytes in WAL segments on disk",
                                 value=s.wal.size_bytes())
         yield wal
+        yield GaugeMetricFamily("sluiceway_chunk_flush_failing",
+                                "1 while chunks cannot be written (the flusher backs off)",
+                                value=int(s.flush_failing))
+
+
+def _tenant_counters(s: Store) -> Iterator[CounterMetricFamily]:
+    lost = CounterMetricFamily(
+        "sluiceway_index_records_lost", "Damaged index records skipped at load (torn tails "
+        "not counted)", labels=["tenant"])
+    readded = CounterMetricFamily(
+        "sluiceway_index_chunks_readded", "Chunk files a damaged index no longer named, "
+        "taken back (their stream's labels were known)", labels=["tenant"])
+    out = CounterMetricFamily(
+        "sluiceway_chunks_quarantined", "Chunks taken out of service: corrupt (moved to "
+        "quarantine/corrupt), unindexed (labels unknown, moved to quarantine/unindexed), "
+        "missing (named by the index, not on disk)", labels=["tenant", "reason"])
+    for t, ts in list(s.tenants.items()):
+        lost.add_metric([t], ts.index_records_lost)
+        readded.add_metric([t], ts.chunks_readded)
+        for reason, n in list(ts.chunks_quarantined.items()):
+            out.add_metric([t, reason], n)
+    yield from (lost, readded, out)
 
 
 class RequestMetricsMiddleware:

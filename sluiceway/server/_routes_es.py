@@ -15,10 +15,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse
 
 from sluiceway import __version__
+from sluiceway.server._body import read_body
 from sluiceway.server._context import UI_DIR, ctx_of
 from sluiceway.server._distributor import PushError
-from sluiceway.server._es_ingest import finish_bulk, prepare_bulk
-from sluiceway.server._ingest import RateLimited, commit, read_body
+from sluiceway.server._es_ingest import finish_bulk, prepare_bulk, refuse_streams
+from sluiceway.server._ingest import RateLimited, commit
 from sluiceway.store import WalWriteError
 from sluiceway.wire import BodyTooLarge, WireError
 from sluiceway.wire._compress import decode_content_encoding
@@ -78,13 +79,16 @@ async def bulk(request: Request, index: str | None = None) -> Response:
     v, payload, crc = await run_in_threadpool(finish_bulk, tenant, bp, data, index, fields,
                                               ctx.limits, ctx.store, now_ns)
     try:
-        await commit(ctx, tenant, v, payload, crc)
+        refused = await commit(ctx, tenant, v, payload, crc)
     except RateLimited as exc:
         return es_error("es_rejected_execution_exception", str(exc), 429)
     except WalWriteError as exc:
         log.error("bulk request not stored: %s", exc)
         return es_error("es_rejected_execution_exception",
                         f"could not store the batch, retry later: {exc}", 503)
+    if refused:  # over the tenant's stream limit: those items get a retryable 429
+        await run_in_threadpool(refuse_streams, tenant, bp, data, index, fields, refused,
+                                now_ns)
     took = int((time.monotonic() - started) * 1000)
     body = b'{"took":%d,"errors":%s,"items":%s}' % (took, b"true" if bp.errors else b"false",
                                                    bp.items_json)

@@ -8,9 +8,10 @@ import numpy as np
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from sluiceway.logql import format_query, parse, parse_selector
+from sluiceway.logql import check_resolution, format_query, parse, parse_selector
 from sluiceway.server._context import JSONResponse, ctx_of, params_of
-from sluiceway.server._params import ParamError, parse_limit, parse_seconds_or_duration, time_range
+from sluiceway.server._params import ParamError, parse_limit, parse_step, time_range
+from sluiceway.server._tenants import read_scope
 from sluiceway.server._volume import bucket_edges, volume
 from sluiceway.store._store import index_stats
 
@@ -29,8 +30,8 @@ async def stats(request: Request) -> Response:
     ctx = ctx_of(request)
     p, q = await _required_query(request)
     start, end = time_range(p, 3600)
-    out = await run_in_threadpool(index_stats, ctx.store, ctx.tenants(request.headers, True),
-                                  parse_selector(q), start, end)
+    tenants, matchers = read_scope(ctx.tenants(request.headers, True), parse_selector(q))
+    out = await run_in_threadpool(index_stats, ctx.store, tenants, matchers, start, end)
     return JSONResponse(out)
 
 
@@ -42,16 +43,16 @@ async def _volume(request: Request, ranged: bool) -> tuple[dict[Any, np.ndarray]
     step_ns: int | None = None
     if ranged:
         step = p.get("step")
-        secs = parse_seconds_or_duration(step, "step") if step else \
-            max(1.0, (end - start) / 1e9 / 250)
-        step_ns = int(secs * 1e9)
+        step_ns = parse_step(step) if step else int(max(1.0, (end - start) / 1e9 / 250) * 1e9)
+        check_resolution(start, end, step_ns)  # query_range's 11,000 points rule
     targets = [t for t in p.get("targetLabels", "").split(",") if t] or None
     agg = p.get("aggregateBy", "series")
     if agg not in ("series", "labels"):
         raise ParamError(f"invalid aggregateBy {agg!r}: use series or labels")
-    res = await run_in_threadpool(volume, ctx.store, ctx.tenants(request.headers, True),
-                                  parse_selector(q), start, end, step_ns, targets,
-                                  parse_limit(p.get("limit"), 100, 0), agg)
+    tenants, matchers = read_scope(ctx.tenants(request.headers, True), parse_selector(q))
+    res = await run_in_threadpool(volume, ctx.store, tenants, matchers, start, end, step_ns,
+                                  targets, parse_limit(p.get("limit"), 100, 0), agg,
+                                  ctx.deadline())
     return res, start, end, step_ns
 
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import orjson
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import PlainTextResponse
 
 from sluiceway import __version__
+from sluiceway.server._body import read_body
 from sluiceway.server._context import JSONResponse, bad, ctx_of
 from sluiceway.server._params import parse_seconds_or_duration
+from sluiceway.server._pipeline import HeartbeatRefused, parse_heartbeat
+from sluiceway.store import ChunkWriteError
+from sluiceway.wire import BodyTooLarge
 
 router = APIRouter()
 
@@ -38,7 +41,12 @@ async def buildinfo() -> Response:
 
 @router.post("/flush")
 async def flush(request: Request) -> Response:
-    await run_in_threadpool(ctx_of(request).store.flush_all)
+    """Write every head to chunks now: 204 once all are written, 503 when some could not
+    be (disk full): their data stays in memory and in the WAL, and the store retries."""
+    try:
+        await run_in_threadpool(ctx_of(request).store.flush_all)
+    except ChunkWriteError as exc:
+        return bad(str(exc), 503)
     return Response(status_code=204)
 
 
@@ -60,18 +68,23 @@ async def storage(request: Request) -> Response:
 
 @router.post("/sluiceway/api/v1/heartbeat")
 async def heartbeat(request: Request) -> Response:
+    """Keep the card of (tenant, id): 204; 400 bad JSON or several tenants, 401 no tenant
+    with auth on, 409 another process's card, 413 too large, 429 tenant full."""
+    ctx = ctx_of(request)
+    tenant = ctx.tenants(request.headers, allow_many=False)[0]
     try:
-        report = orjson.loads(await request.body())
-    except orjson.JSONDecodeError as exc:
-        return bad(f"heartbeat is not valid JSON: {exc}")
-    if not isinstance(report, dict) or not isinstance(report.get("id"), str) \
-            or report.get("kind") not in ("agent", "client"):
-        return bad('heartbeat needs a JSON object with a string "id" and "kind" of '
-                   '"agent" or "client"')
-    ctx_of(request).pipeline.record(report)
+        body = await read_body(request, ctx.cfg.server.heartbeat_max_size)
+        ctx.pipeline.record(tenant, parse_heartbeat(body))
+    except BodyTooLarge as exc:
+        return bad(f"{exc} (server.heartbeat_max_size)", 413)
+    except HeartbeatRefused as exc:
+        return bad(str(exc), exc.status)
     return Response(status_code=204)
 
 
 @router.get("/sluiceway/api/v1/pipeline")
 async def pipeline(request: Request) -> Response:
-    return JSONResponse({"status": "success", "data": ctx_of(request).pipeline.snapshot()})
+    """The cards of the caller's tenant (several with multi-tenant queries enabled)."""
+    ctx = ctx_of(request)
+    cards = ctx.pipeline.snapshot(ctx.tenants(request.headers, allow_many=True))
+    return JSONResponse({"status": "success", "data": cards})

@@ -5,25 +5,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from sluiceway.logql import ExecOptions, QueryCancelled, QueryParams, evaluate, parse_selector
-from sluiceway.logql._result import QueryResult
+from sluiceway.logql import (
+    LogSource,
+    QueryCancelled,
+    QueryParams,
+    QueryResult,
+    check_resolution,
+    evaluate,
+    parse_selector,
+)
 from sluiceway.model import Matcher
-from sluiceway.server._context import JSONResponse, ServerContext, ctx_of, params_of
+from sluiceway.server._context import (
+    JSONResponse,
+    ServerContext,
+    ctx_of,
+    form_of,
+    params_of,
+)
 from sluiceway.server._params import (
     ParamError,
     parse_direction,
+    parse_duration_ns,
     parse_limit,
-    parse_seconds_or_duration,
+    parse_step,
     parse_time,
     time_range,
 )
 from sluiceway.server._querier import StoreSource
+from sluiceway.server._tenants import label_names, label_values, read_source
 
 router = APIRouter()
 log = logging.getLogger("sluiceway.query")
@@ -43,24 +57,18 @@ def _query_params(ctx: ServerContext, request: Request, p: dict[str, str],
                              f"{(end - start) / 3.6e12:.0f}h, limit: "
                              f"{limits.max_query_length / 3600:.0f}h)")
     step, interval = p.get("step"), p.get("interval")
-    step_ns = int(parse_seconds_or_duration(step, "step") * 1e9) if step else None
-    if step_ns is not None and step_ns <= 0:
-        raise ParamError("zero or negative query resolution step widths are not accepted. "
-                         "Try a positive integer")
-    options = ExecOptions(
-        parallelism=min(limits.max_query_parallelism, os.cpu_count() or 1),
-        split_ns=int(limits.split_queries_by_interval * 1e9),
-        max_bytes_read=int(limits.max_query_bytes_read), cache=ctx.results_cache,
-        cache_freshness_ns=int(limits.max_cache_freshness_per_query * 1e9))
+    step_ns = parse_step(step) if step else None
+    if step_ns is not None:
+        check_resolution(start, end, step_ns)  # log queries too, as Loki
     return QueryParams(
-        options=options,
         tenants=ctx.tenants(request.headers, allow_many=True), start=start, end=end,
         limit=limit, direction=parse_direction(p.get("direction")), step_ns=step_ns,
-        interval_ns=int(parse_seconds_or_duration(interval, "interval") * 1e9)
-        if interval else None,
+        interval_ns=parse_duration_ns(interval, "interval") if interval else None,
         instant=instant,
         categorize_labels="categorize-labels" in request.headers.get(
-            "x-loki-response-encoding-flags", ""))
+            "x-loki-response-encoding-flags", ""),
+        max_series=limits.max_query_series, max_line_size=ctx.template_cap,
+        deadline=ctx.deadline(), options=ctx.exec_options())
 
 
 async def _run(request: Request, instant: bool) -> Response:
@@ -69,21 +77,18 @@ async def _run(request: Request, instant: bool) -> Response:
     if not p.get("query"):
         raise ParamError("query parameter is required")
     qp = _query_params(ctx, request, p, instant)
-    timeout = ctx.limits.query_timeout
-    source = StoreSource(ctx.store, time.monotonic() + timeout if timeout else None, timeout,
-                         qp.options, ctx.metrics.query_blocks.inc)
-    result = await _evaluate_until_disconnect(request, source, p["query"], qp)
+    source = StoreSource(ctx.store, qp.options, ctx.metrics.query_blocks.inc)
+    result = await _evaluate_until_disconnect(request, read_source(source, qp.tenants),
+                                              p["query"], qp)
     if result is None:
         return Response(status_code=499)  # nobody is listening any more (nginx's code)
-    data = result.to_loki_json()
-    max_series = ctx.limits.max_query_series
-    if data["resultType"] in ("matrix", "vector") and max_series and \
-            len(data["result"]) > max_series:
-        raise ParamError(f"maximum of series ({max_series}) reached for a single query")
-    return JSONResponse({"status": "success", "data": data})
+    body = {"status": "success", "data": result.to_loki_json()}
+    if source.warnings:  # data left out (a damaged chunk): Loki's top-level warnings
+        body["warnings"] = source.warnings
+    return JSONResponse(body)
 
 
-async def _evaluate_until_disconnect(request: Request, source: StoreSource, query: str,
+async def _evaluate_until_disconnect(request: Request, source: LogSource, query: str,
                                      qp: QueryParams) -> QueryResult | None:
     """Run the query on a worker thread; when the client disconnects first, set its
     cancel flag (every block read checks it), wait for the work to stop, return None."""
@@ -113,28 +118,29 @@ async def query(request: Request) -> Response:
     return await _run(request, instant=True)
 
 
-async def _label_scope(request: Request) -> tuple[ServerContext, list[str], int, int,
-                                                 list[Matcher] | None]:
-    """Tenants, time range (default the last 6 h, as Loki) and the optional `query`."""
+async def _label_scope(request: Request) -> tuple[LogSource, list[str], int, int,
+                                                 list[Matcher]]:
+    """Source, tenants, time range (default the last 6 h, as Loki) and the `query`."""
     ctx = ctx_of(request)
     p = await params_of(request)
     start, end = time_range(p, 6 * 3600)
-    matchers = parse_selector(p["query"]) if p.get("query") else None
-    return ctx, ctx.tenants(request.headers, True), start, end, matchers
+    matchers = parse_selector(p["query"]) if p.get("query") else []
+    tenants = ctx.tenants(request.headers, True)
+    return read_source(StoreSource(ctx.store), tenants), tenants, start, end, matchers
 
 
 @router.api_route("/loki/api/v1/labels", methods=["GET", "POST"])
 @router.api_route("/loki/api/v1/label", methods=["GET", "POST"])
 async def labels(request: Request) -> Response:
-    ctx, tenants, start, end, matchers = await _label_scope(request)
-    names = await run_in_threadpool(ctx.store.label_names, tenants, start, end, matchers)
+    source, tenants, start, end, matchers = await _label_scope(request)
+    names = await run_in_threadpool(label_names, source, tenants, start, end, matchers)
     return JSONResponse({"status": "success", "data": names})
 
 
 @router.api_route("/loki/api/v1/label/{name}/values", methods=["GET", "POST"])
-async def label_values(request: Request) -> Response:
-    ctx, tenants, start, end, matchers = await _label_scope(request)
-    vals = await run_in_threadpool(ctx.store.label_values, tenants,
+async def values(request: Request) -> Response:
+    source, tenants, start, end, matchers = await _label_scope(request)
+    vals = await run_in_threadpool(label_values, source, tenants,
                                    request.path_params["name"], start, end, matchers)
     return JSONResponse({"status": "success", "data": vals})
 
@@ -144,16 +150,15 @@ async def series(request: Request) -> Response:
     ctx = ctx_of(request)
     p = await params_of(request)
     selectors = request.query_params.getlist("match[]") or request.query_params.getlist("match")
-    if request.method == "POST":
-        form = await request.form()
-        selectors += [str(v) for v in form.getlist("match[]")]
+    selectors += [v for k, v in await form_of(request) if k == "match[]"]
     if not selectors:
         raise ParamError("at least one match[] parameter is required")
     start, end = time_range(p, 6 * 3600)
     tenants = ctx.tenants(request.headers, True)
+    source = read_source(StoreSource(ctx.store), tenants)
     seen: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
     for sel in selectors:
-        for s in await run_in_threadpool(ctx.store.series, tenants, parse_selector(sel), start,
+        for s in await run_in_threadpool(source.series, tenants, parse_selector(sel), start,
                                          end):
-            seen.setdefault(tuple(sorted(s.labels.items())), s.labels)
+            seen.setdefault(tuple(sorted(s.labels.items())), dict(s.labels))
     return JSONResponse({"status": "success", "data": list(seen.values())})

@@ -1,8 +1,14 @@
-"""`GET /loki/api/v1/tail` (websocket): the history since `start`, then every new line."""
+"""`GET /loki/api/v1/tail` (websocket): the history since `start`, then every new line.
+
+As in Loki, a tail that cannot run is accepted and then closed with code 1011 and the
+reason (`max_concurrent_tail_requests`, or the history query past `query_timeout`);
+bad parameters close it with 1008.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -11,9 +17,17 @@ import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
-from sluiceway.logql import Expr, QueryError, QueryParams, evaluate, parse
+from sluiceway.logql import (
+    Expr,
+    LogExpr,
+    QueryError,
+    QueryParams,
+    QueryTimeout,
+    evaluate,
+    parse,
+)
 from sluiceway.model import EntryBlock
-from sluiceway.server._context import ServerContext, ctx_of
+from sluiceway.server._context import ServerContext, bad, ctx_of
 from sluiceway.server._params import (
     ParamError,
     parse_limit,
@@ -21,9 +35,10 @@ from sluiceway.server._params import (
     parse_time,
 )
 from sluiceway.server._querier import StoreSource
-from sluiceway.server._tail import BlocksSource
+from sluiceway.server._tail import BlocksSource, TailLimitExceeded, TailSession
 
 router = APIRouter()
+log = logging.getLogger("sluiceway.server")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +50,16 @@ class _TailRequest:
     start: int
 
 
+def _tenant(ctx: ServerContext, ws: WebSocket) -> list[str]:
+    """One tenant, as Loki's tail takes: `a|b` is a ParamError (400) even with
+    multi-tenant queries enabled. Browsers cannot set headers on a websocket: `orgId`
+    stands in for X-Scope-OrgID."""
+    orgid = ws.query_params.get("orgId")
+    if "x-scope-orgid" in ws.headers or not orgid:
+        return ctx.tenants(ws.headers, allow_many=False)
+    return ctx.tenant_ids(orgid, allow_many=False)
+
+
 def _tail_request(ctx: ServerContext, ws: WebSocket) -> _TailRequest:
     p = dict(ws.query_params)
     delay = parse_seconds_or_duration(p.get("delay_for") or "0", "delay_for")
@@ -42,9 +67,7 @@ def _tail_request(ctx: ServerContext, ws: WebSocket) -> _TailRequest:
         raise ParamError("delay_for can't be greater than 5")
     return _TailRequest(
         expr=parse(p.get("query") or ""),
-        # Browsers cannot set headers on a websocket: `orgId` stands in for X-Scope-OrgID.
-        tenants=ctx.tenants(ws.headers, allow_many=True) if "x-scope-orgid" in ws.headers
-        or not p.get("orgId") else ctx.tenant_ids(p["orgId"], allow_many=True),
+        tenants=_tenant(ctx, ws),
         limit=parse_limit(p.get("limit"), 100, ctx.limits.max_entries_limit_per_query),
         delay_s=delay,
         start=parse_time(p.get("start"), time.time_ns() - 3600 * 10**9, "start"))
@@ -52,51 +75,83 @@ def _tail_request(ctx: ServerContext, ws: WebSocket) -> _TailRequest:
 
 @router.websocket("/loki/api/v1/tail")
 async def tail(ws: WebSocket) -> None:
-    await ws.accept()
     ctx = ctx_of(ws)
     try:
-        await _session(ctx, ws, _tail_request(ctx, ws))
+        _tenant(ctx, ws)
+    except PermissionError as exc:  # auth_enabled and no tenant: 401 before the upgrade
+        await ws.send_denial_response(bad(str(exc), 401))
+        return
+    except ParamError as exc:  # answered before the upgrade, as Loki does
+        await ws.send_denial_response(bad(str(exc)))
+        return
+    await ws.accept()
+    session: TailSession | None = None
+    try:
+        req = _tail_request(ctx, ws)
+        selector = req.expr.matchers if isinstance(req.expr, LogExpr) else ()
+        session = ctx.hub.open(req.tenants, selector)  # before the history: no line missed
+        await _session(ctx, ws, req, session)
     except WebSocketDisconnect:
         return
     except (ParamError, QueryError) as exc:
-        await ws.close(code=1008, reason=str(exc)[:120])
+        await ws.close(code=1008, reason=_reason(exc))
+    except (TailLimitExceeded, QueryTimeout) as exc:
+        await ws.close(code=1011, reason=_reason(exc))
+    finally:
+        if session is not None:
+            ctx.hub.close(session)  # its buffer goes with it
+            if session.dropped_total:
+                log.warning("live tail for tenant(s) %s ended; %d entries were dropped "
+                            "because the client did not keep up", ",".join(session.tenants),
+                            session.dropped_total)
 
 
-async def _session(ctx: ServerContext, ws: WebSocket, req: _TailRequest) -> None:
-    session = ctx.hub.open(req.tenants)  # before the history query: no line falls between
+def _reason(exc: Exception) -> str:
+    """A close frame's reason holds at most 123 bytes."""
+    return str(exc).encode()[:123].decode("utf-8", "ignore")
+
+
+async def _session(ctx: ServerContext, ws: WebSocket, req: _TailRequest,
+                   session: TailSession) -> None:
     watcher = asyncio.create_task(_until_disconnect(ws))
+    cap = ctx.template_cap
     try:
         hist = await run_in_threadpool(evaluate, StoreSource(ctx.store), req.expr, QueryParams(
             tenants=req.tenants, start=req.start, end=time.time_ns() + 1, limit=req.limit,
-            direction="backward"))
+            direction="backward", max_line_size=cap, deadline=ctx.deadline()))
         first = hist.to_loki_json()
         # A line pushed while the history query ran is in both: send it once.
         sent = {(v[0], v[1]) for s in first["result"] for v in s["values"]}
         if first["result"]:  # Loki sends no frame for an empty history
             await ws.send_text(_frame(first))
         while True:
-            get = asyncio.ensure_future(session.queue.get())
+            get = asyncio.ensure_future(session.next())
             done, _ = await asyncio.wait({get, watcher}, return_when=asyncio.FIRST_COMPLETED)
             if get not in done:  # the client went away
                 get.cancel()
                 return
-            tenant, blocks = get.result()
+            item = get.result()
             if req.delay_s:
                 await asyncio.sleep(req.delay_s)
-            msg = await _live(req.expr, tenant, blocks, sent)
-            if msg["result"]:
-                await ws.send_text(_frame(msg))
+            msg: dict[str, Any] = {"result": []}
+            if item is not None:
+                msg = await _live(req.expr, item.tenant, item.blocks, sent, cap)
+            dropped = session.take_dropped()
+            if msg["result"] or dropped:
+                await ws.send_text(_frame(msg, dropped))
+            if item is not None:
+                session.done(item)
     finally:
         watcher.cancel()
-        ctx.hub.close(session)
 
 
 async def _live(expr: Expr, tenant: str, blocks: list[EntryBlock],
-                sent: set[tuple[str, str]]) -> dict[str, Any]:
+                sent: set[tuple[str, str]], max_line_size: int) -> dict[str, Any]:
     # `limit` bounds the history only; every new line that matches is sent.
     everything = max(1, sum(len(b) for b in blocks))
     res = await run_in_threadpool(evaluate, BlocksSource(tenant, blocks), expr, QueryParams(
-        tenants=[tenant], start=0, end=2**62, limit=everything, direction="forward"))
+        tenants=[tenant], start=0, end=2**62, limit=everything, direction="forward",
+        max_line_size=max_line_size))
     msg = res.to_loki_json()
     if sent:
         for s in msg["result"]:
@@ -105,12 +160,16 @@ async def _live(expr: Expr, tenant: str, blocks: list[EntryBlock],
     return msg
 
 
-def _frame(data: dict[str, Any]) -> str:
-    """Loki's tail frame: one stream object per entry, oldest first."""
+def _frame(data: dict[str, Any], dropped: list[dict[str, Any]] | None = None) -> str:
+    """Loki's tail frame: one stream object per entry, oldest first, and the entries
+    dropped since the last frame (`dropped_entries`, only when there are some)."""
     entries = [(int(v[0]), s["stream"], v) for s in data["result"] for v in s["values"]]
     entries.sort(key=lambda e: e[0])
-    streams = [{"stream": labels, "values": [v]} for _, labels, v in entries]
-    return orjson.dumps({"streams": streams}).decode()
+    frame: dict[str, Any] = {"streams": [{"stream": labels, "values": [v]}
+                                         for _, labels, v in entries]}
+    if dropped:
+        frame["dropped_entries"] = dropped
+    return orjson.dumps(frame).decode()
 
 
 async def _until_disconnect(ws: WebSocket) -> None:

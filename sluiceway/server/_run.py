@@ -6,12 +6,15 @@ import errno
 import logging
 import socket
 import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
 
 import uvicorn
 
 from sluiceway.server._config import Config
 from sluiceway.server._ingest_pool import default_workers
-from sluiceway.store import StoreError
+from sluiceway.store import StoreError, lock_data_dir
 
 log = logging.getLogger("sluiceway.server")
 
@@ -50,7 +53,36 @@ def setup_logging(level: str) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def serve(cfg: Config) -> None:
+class _Server(uvicorn.Server):
+    """uvicorn's server, but the first SIGINT/SIGTERM runs `before_stop` (on a thread,
+    while the server still serves) and only then starts the graceful shutdown; a second
+    signal acts at once, as in uvicorn (a second Ctrl-C forces the exit)."""
+
+    def __init__(self, config: uvicorn.Config, before_stop: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._before_stop = before_stop
+        self._stopping: threading.Thread | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._stopping is not None or self.should_exit:
+            super().handle_exit(sig, frame)
+            return
+        self._stopping = threading.Thread(target=self._stop_after, args=(sig,),
+                                          name="before-stop", daemon=True)
+        self._stopping.start()
+
+    def _stop_after(self, sig: int) -> None:
+        try:
+            self._before_stop()
+        except Exception:
+            log.exception("stopping before the server failed")
+        finally:
+            super().handle_exit(sig, None)
+
+
+def serve(cfg: Config, before_stop: Callable[[], None] | None = None) -> None:
+    """Run the server until SIGINT/SIGTERM. `before_stop` runs first, while the server
+    still takes requests (`sluiceway up` stops its demo agent there)."""
     setup_logging(cfg.server.log_level)
     from sluiceway.server._app import (
         create_app,  # the query engine loads only to serve
@@ -64,13 +96,21 @@ def serve(cfg: Config) -> None:
     # Fork the workers first: no thread and no listening socket exists yet to inherit.
     pool = IngestPool(workers if workers is not None else default_workers())
     try:
+        # The data dir is ours alone before anything in it is opened (and after the
+        # fork: a worker holding the lock could outlive a killed server for a moment).
+        lock = lock_data_dir(cfg.storage.data_dir)
+    except StoreError as exc:
+        pool.close()
+        raise StartupError(str(exc)) from None
+    try:
         sock = bind(cfg.server.listen)
     except StartupError:
+        lock.close()
         pool.close()
         raise
     try:
         # Opened here, not in the ASGI lifespan, so a bad data dir is a clear exit 2.
-        store = Store(store_config(cfg))
+        store = Store(store_config(cfg), lock)
     except StoreError as exc:
         sock.close()
         pool.close()
@@ -78,7 +118,7 @@ def serve(cfg: Config) -> None:
     app = create_app(cfg, store, pool)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=10, ws="websockets-sansio")
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(config) if before_stop is None else _Server(config, before_stop)
     log.info("Sluiceway server listening on http://%s, data in %s", cfg.server.listen,
              cfg.storage.data_dir)
     server.run(sockets=[sock])

@@ -1,8 +1,15 @@
-"""`sluiceway up`: the server in this process, plus a demo agent shipping sample logs to it."""
+"""`sluiceway up`: the server in this process, plus a demo agent shipping sample logs to it.
+
+On Ctrl-C (SIGINT) or SIGTERM the demo agent is stopped first, while the server still
+takes its last pushes, and waited for; then the server shuts down. `up` returns only
+after both have exited.
+"""
 
 from __future__ import annotations
 
 import atexit
+import errno
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +25,25 @@ inputs:
   - type: demo
     labels: {{job: demo}}
 """
+DEMO_STATUS = "127.0.0.1:9080"
+# The agent drains for its shutdown_timeout (5 s) and exits about a second later; past
+# this, it is killed so that `up` always returns.
+AGENT_STOP_WAIT = 20.0
+
+
+def _status_listen() -> str:
+    """The agent's usual status address, or a free port when another agent has it."""
+    host, port = DEMO_STATUS.rsplit(":", 1)
+    with socket.socket() as s:
+        try:
+            s.bind((host, int(port)))
+            return DEMO_STATUS
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return f"{host}:{s.getsockname()[1]}"
 
 
 def _start_demo_agent(listen: str, data_dir: Path) -> subprocess.Popen[bytes] | None:
@@ -28,14 +54,31 @@ def _start_demo_agent(listen: str, data_dir: Path) -> subprocess.Popen[bytes] | 
     cfg_path = data_dir / "demo-agent.yaml"
     data_dir.mkdir(parents=True, exist_ok=True)
     cfg_path.write_text(DEMO_AGENT_YAML.format(listen=listen, data=data_dir.resolve()))
-    proc = subprocess.Popen([sys.executable, "-m", "sluiceway", "agent", "-c", str(cfg_path)])
-    atexit.register(proc.terminate)
+    status = _status_listen()
+    proc = subprocess.Popen([sys.executable, "-m", "sluiceway", "agent", "-c", str(cfg_path),
+                             "--listen", status])
+    atexit.register(stop_agent, proc)  # if the server fails to start, or anything else
+    print(f"Demo agent: pid {proc.pid}, status on http://{status}/status", flush=True)
     return proc
+
+
+def stop_agent(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the agent and wait for it to exit (killed after AGENT_STOP_WAIT)."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(AGENT_STOP_WAIT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def run_stack(listen: str, data_dir: Path, demo: bool) -> None:
     cfg = load_config(None, {"server.listen": listen, "storage.data_dir": str(data_dir)})
-    if demo:
-        _start_demo_agent(listen, data_dir)
+    agent = _start_demo_agent(listen, data_dir) if demo else None
     print(f"Sluiceway is up: UI and Loki API on http://{listen}  (Ctrl-C stops)", flush=True)
-    serve(cfg)
+    try:
+        serve(cfg, before_stop=(lambda: stop_agent(agent)) if agent is not None else None)
+    finally:
+        if agent is not None:
+            stop_agent(agent)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sluiceway.logql import Deadline
 from sluiceway.model import Matcher
 from sluiceway.store import Store
 
@@ -21,8 +22,10 @@ def bucket_edges(start: int, end: int, step_ns: int) -> np.ndarray:
 
 def volume(store: Store, tenants: list[str], matchers: list[Matcher], start: int, end: int,
            step_ns: int | None, targets: list[str] | None, limit: int,
-           aggregate_by: str) -> dict[tuple[tuple[str, str], ...], np.ndarray]:
-    """Bytes per group: one value (step None) or one per bucket of `bucket_edges`."""
+           aggregate_by: str, deadline: Deadline | None = None,
+           ) -> dict[tuple[tuple[str, str], ...], np.ndarray]:
+    """Bytes per group: one value (step None) or one per bucket of `bucket_edges`;
+    `deadline` is checked before each block."""
     names = targets or sorted({m.name for m in matchers})
     edges = bucket_edges(start, end, step_ns) if step_ns else np.array([start, end])
     nb = len(edges) - 1
@@ -35,6 +38,8 @@ def volume(store: Store, tenants: list[str], matchers: list[Matcher], start: int
             keys = [_group_key(ref.labels, names)]
         sums = np.zeros(nb, dtype=np.int64)
         for b in store.blocks(ref, start, end, "forward"):
+            if deadline is not None:
+                deadline.check()
             sizes = np.diff(b.offsets)
             if step_ns is None:
                 sums[0] += int(sizes.sum())

@@ -12,7 +12,6 @@ high bytes are almost all zero and compress to nearly nothing.
 
 from __future__ import annotations
 
-import os
 import struct
 import threading
 import zlib
@@ -23,6 +22,7 @@ import numpy as np
 import orjson
 import zstandard
 
+from sluiceway.durable import atomic_write, ensure_dir
 from sluiceway.model import EntryBlock
 
 MAGIC = b"SLWC"
@@ -64,9 +64,15 @@ class ChunkMeta:
 def encode_chunk(block: EntryBlock, level: int = 3) -> tuple[bytes, ChunkMeta]:
     n = len(block)
     mint, maxt = int(block.ts[0]), int(block.ts[-1])
+    ts, offsets = block.ts, block.offsets
+    # Differences by subtraction: np.diff(prepend=) costs more than the rest of a small
+    # chunk (shutdown writes one per stream, often of a line or two).
+    deltas = np.empty(n, dtype="<i8")
+    deltas[0] = 0  # ts[0] is mint
+    np.subtract(ts[1:], ts[:-1], out=deltas[1:])
     parts = [
-        _shuffle(np.diff(block.ts, prepend=mint).astype("<i8")),
-        _shuffle(np.diff(block.offsets).astype("<u4")),
+        _shuffle(deltas),
+        _shuffle((offsets[1:] - offsets[:-1]).astype("<u4")),
         block.blob[int(block.offsets[0]) : int(block.offsets[-1])],
         orjson.dumps(block.metadata) if block.metadata is not None else b"",
     ]
@@ -89,16 +95,30 @@ def decode_chunk(data: bytes, labels: dict[str, str]) -> EntryBlock:
     z = memoryview(data)[_HDR.size :]
     if zlib.crc32(z) != crc:
         raise ChunkError("chunk checksum mismatch")
-    payload = _dctx().decompress(z, max_output_size=raw_len)
-    ts = np.cumsum(_unshuffle(payload, 0, n, "<i8"), dtype=np.int64) + mint
-    lengths = _unshuffle(payload, 8 * n, n, "<u4")
-    offsets = np.empty(n + 1, dtype=np.int64)
-    offsets[0] = 12 * n  # lines are addressed inside the payload, no copy
-    np.cumsum(lengths, out=offsets[1:])
-    offsets[1:] += 12 * n
-    end = int(offsets[-1])
-    md = payload[end:]
-    metadata = orjson.loads(md) if md else None
+    # The header's counts are outside the checksum: every way they can be wrong is a
+    # ChunkError, never an exception of numpy, zstd or orjson.
+    try:
+        payload = _dctx().decompress(z, max_output_size=raw_len)
+        if len(payload) != raw_len or 12 * n > raw_len:
+            raise ChunkError(f"chunk payload is {len(payload)} bytes, the header says "
+                             f"{raw_len} for {n} lines")
+        ts = np.cumsum(_unshuffle(payload, 0, n, "<i8"), dtype=np.int64) + mint
+        lengths = _unshuffle(payload, 8 * n, n, "<u4")
+        offsets = np.empty(n + 1, dtype=np.int64)
+        offsets[0] = 12 * n  # lines are addressed inside the payload, no copy
+        np.cumsum(lengths, out=offsets[1:])
+        offsets[1:] += 12 * n
+        end = int(offsets[-1])
+        if end > len(payload):
+            raise ChunkError("chunk line lengths run past its payload")
+        md = payload[end:]
+        metadata = orjson.loads(md) if md else None
+        if metadata is not None and (not isinstance(metadata, list) or len(metadata) != n):
+            raise ChunkError("chunk metadata does not match its lines")
+    except (zstandard.ZstdError, orjson.JSONDecodeError, ValueError) as exc:
+        if isinstance(exc, ChunkError):
+            raise
+        raise ChunkError(f"chunk payload cannot be decoded: {exc}") from exc
     return EntryBlock(labels, ts, payload, offsets, metadata)
 
 
@@ -114,11 +134,7 @@ def _unshuffle(buf: bytes, offset: int, n: int, dtype: str) -> np.ndarray:
 
 
 def write_chunk_file(path: Path, data: bytes) -> None:
-    """Write atomically and durably: the index may only name complete files."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write atomically and durably (file, rename and directory synced): the index may
+    only name complete files. Many at once: `sluiceway.durable.write_files`."""
+    ensure_dir(path.parent)
+    atomic_write(path, data)

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from sluiceway.model import EntryBlock
+from sluiceway.model import EntryBlock, format_labels
 from sluiceway.store._blocks import sort_dedupe
 from sluiceway.store._stream import ChunkRef, Stream
 from sluiceway.store._tenant import TenantStore
@@ -81,7 +81,13 @@ class Compactor:
     def _compact(self, ts: TenantStore, s: Stream, group: list[ChunkRef],
                  stats: CompactionStats) -> None:
         try:
-            block = sort_dedupe(EntryBlock.concat([ts.load(s, c) for c in group]))
+            loaded = [ts.load_or_take_out(s, c) for c in group]
+            if any(b is None for b in loaded):
+                log.warning("compacting %d chunks of tenant %s %s: one could not be read and "
+                            "is out of service (logged above); the others are compacted in "
+                            "a later pass", len(group), ts.tenant, format_labels(s.labels))
+                return
+            block = sort_dedupe(EntryBlock.concat([b for b in loaded if b is not None]))
             new = ts.write_chunk(s, block, self.level, max(c.wal_pos for c in group))
             ts.replace_chunks(s, group, new)
         except OSError:

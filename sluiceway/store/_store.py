@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
+from sluiceway.durable import (
+    DirLock,
+    DirLocked,
+    atomic_write,
+    ensure_dir,
+    lock_dir,
+    remove_temp_files,
+)
 from sluiceway.model import EntryBlock, Matcher, fingerprint
 from sluiceway.store._cache import ChunkCache
 from sluiceway.store._compactor import CompactionStats, Compactor
+from sluiceway.store._frames import Damage
 from sluiceway.store._record import decode_record, encode_record
+from sluiceway.store._recover import recover_chunks
 from sluiceway.store._stream import Sealed, Stream
 from sluiceway.store._tenant import TenantStore
 from sluiceway.store._wal import WalPos, WalWriter, replay
@@ -26,10 +38,39 @@ log = logging.getLogger("sluiceway.store")
 FORMAT_NAME = "sluiceway-store"
 FORMAT_VERSION = 1
 _SAFE_TENANT = re.compile(r"^[A-Za-z0-9_-]{1,150}$")
+LOCK_NAME = "LOCK"
+# Heads written per batch: the encoded chunks of one batch are held in memory together.
+_BATCH_FILES = 8192
+_BATCH_BYTES = 64 << 20
+# Back-off between attempts while chunks cannot be written (disk full, I/O errors).
+_RETRY_FIRST_S = 0.5
+_RETRY_MAX_S = 30.0
+
+Job = tuple[TenantStore, Stream, Sealed]
 
 
 class StoreError(RuntimeError):
-    """The data directory cannot be used (wrong format version, unwritable, damaged)."""
+    """The data directory cannot be used (wrong format version, unwritable, damaged,
+    in use by another process)."""
+
+
+class ChunkWriteError(StoreError):
+    """Chunks could not be written now (disk full, I/O error); their data stays in memory
+    and in the WAL, and the flusher retries with back-off."""
+
+
+def lock_data_dir(data_dir: Path) -> DirLock:
+    """Take the data directory for this process alone (an flock on `LOCK`, released by
+    the kernel even on SIGKILL); a second process gets a StoreError naming the owner."""
+    try:
+        ensure_dir(data_dir)
+        return lock_dir(data_dir, LOCK_NAME)
+    except DirLocked as exc:
+        who = f" (pid {exc.pid})" if exc.pid else ""
+        raise StoreError(f"data dir {data_dir} is in use by another Sluiceway server{who}; "
+                         "two servers cannot share one data dir") from None
+    except OSError as exc:
+        raise StoreError(f"data dir {data_dir} is not usable: {exc}") from exc
 
 
 @dataclass(slots=True)
@@ -62,46 +103,79 @@ class StoreSeries:
     labels: dict[str, str]
 
 
+_MAX_NAME = 255  # bytes in a file name (ext4, xfs, btrfs, tmpfs)
+_HEX_MAX = (_MAX_NAME - 2) // 2  # id bytes whose hex name fits: 126
+
+
 def tenant_dirname(tenant: str) -> str:
-    # Tenant ids never become raw path components: safe ones get a prefix, others hex.
-    return f"t-{tenant}" if _SAFE_TENANT.match(tenant) else f"x-{tenant.encode().hex()}"
+    """The directory of a tenant: never the raw id (it may be `..` or hold `/`), one name
+    per id and back (`tenant_from_dirname`). Ids of letters, digits, `_` and `-` keep
+    their text after `t-`; others are hex after `x-`, or, when hex would pass 255 bytes
+    (Loki allows 150 characters), unpadded lowercase base32 after `b-`, which fits up to
+    158 bytes. Existing `t-` and `x-` directories keep their names."""
+    if _SAFE_TENANT.match(tenant):
+        return f"t-{tenant}"
+    raw = tenant.encode()
+    if len(raw) <= _HEX_MAX:
+        return f"x-{raw.hex()}"
+    name = "b-" + base64.b32encode(raw).decode("ascii").rstrip("=").lower()
+    if len(name) > _MAX_NAME:
+        raise ValueError(f"tenant id of {len(raw)} bytes is too long to store")
+    return name
 
 
 def tenant_from_dirname(name: str) -> str | None:
-    if name.startswith("t-"):
-        return name[2:]
-    if name.startswith("x-"):
-        try:
-            return bytes.fromhex(name[2:]).decode()
-        except ValueError:
+    """The tenant id of a directory, or None for one `tenant_dirname` does not make."""
+    try:
+        if name.startswith("t-"):
+            tenant = name[2:]
+        elif name.startswith("x-"):
+            tenant = bytes.fromhex(name[2:]).decode()
+        elif name.startswith("b-"):
+            text = name[2:].upper()
+            tenant = base64.b32decode(text + "=" * (-len(text) % 8)).decode()
+        else:
             return None
-    return None
+        # Only the name tenant_dirname gives the id: no two directories mean one tenant.
+        return tenant if tenant_dirname(tenant) == name else None
+    except ValueError:
+        return None
 
 
 class Store:
-    def __init__(self, cfg: StoreConfig) -> None:
+    def __init__(self, cfg: StoreConfig, lock: DirLock | None = None) -> None:
+        """Open the data dir; `lock` is its `lock_data_dir` when the caller took it
+        already (the store releases it on close), else the store takes it first."""
         self.cfg = cfg
         self.root = cfg.data_dir
+        self._lock = lock if lock is not None else lock_data_dir(self.root)
         self._check_format()
+        self._remove_temp_files()
         self.cache = ChunkCache(cfg.cache_bytes)
         self.tenants: dict[str, TenantStore] = {}
         self._tenants_lock = threading.Lock()
-        self._flush_q: list[tuple[TenantStore, Stream, Sealed]] = []
+        self._flush_q: list[Job] = []  # sealed heads waiting to be written
         self._flush_cond = threading.Condition()
         self._flush_mutex = threading.Lock()  # held while chunks are being written
         self._closing = False
         self.chunks_flushed = 0
         self.flush_failures = 0
+        self.flush_failing = False  # the last attempt to write chunks failed
+        self._retry_delay = 0.0
+        self._retry_at = 0.0  # while failing, no new attempt before this (monotonic)
+        self._failing_since = 0.0
         self.retention_deleted = 0
-        # Bumped whenever stored data changes other than by new lines (compaction,
-        # retention): cached query results of closed time ranges key on it.
-        self.generation = 0
+        self._changes = 0  # compactions and retention passes that changed something
         self.ready = False
         for d in sorted((self.root / "tenants").glob("*")):
             t = tenant_from_dirname(d.name)
             if t is not None and d.is_dir():
                 self.tenant(t)
+        self.wal_records_lost = 0
+        self.wal_lines_lost = 0
         self.replayed_records = self._replay()
+        for ts in list(self.tenants.values()):
+            recover_chunks(ts)  # after the replay: the WAL's streams' labels are known
         self.wal = WalWriter(self.root / "wal", cfg.wal_segment_bytes, cfg.wal_sync,
                              cfg.wal_sync_interval_s)
         self._last_retention = time.monotonic()  # first pass one interval after start
@@ -119,6 +193,13 @@ class Store:
     # --- startup ---------------------------------------------------------------------
     def _check_format(self) -> None:
         try:
+            self._check_format_marker()
+        except BaseException:
+            self._lock.close()  # not ours after all
+            raise
+
+    def _check_format_marker(self) -> None:
+        try:
             self.root.mkdir(parents=True, exist_ok=True)
             marker = self.root / "FORMAT"
             if marker.exists():
@@ -129,8 +210,8 @@ class Store:
                         f"{info.get('version')}; this Sluiceway reads {FORMAT_NAME} version "
                         f"{FORMAT_VERSION}")
             else:
-                marker.write_bytes(orjson.dumps({"format": FORMAT_NAME,
-                                                 "version": FORMAT_VERSION}))
+                atomic_write(marker, orjson.dumps({"format": FORMAT_NAME,
+                                                   "version": FORMAT_VERSION}))
             probe = self.root / ".write-probe"
             probe.write_bytes(b"ok")
             probe.unlink()
@@ -139,14 +220,26 @@ class Store:
                 raise
             raise StoreError(f"data dir {self.root} is not usable: {exc}") from exc
 
+    def _remove_temp_files(self) -> None:
+        """Temp files of writes a crash interrupted (chunks, index rewrites, FORMAT)."""
+        n = remove_temp_files(self.root)
+        for t in (self.root / "tenants").glob("*"):
+            n += remove_temp_files(t)
+            for d in (t / "chunks").glob("*"):
+                n += remove_temp_files(d)
+        if n:
+            log.info("removed %d temp files left by an interrupted write", n)
+
     def _replay(self) -> int:
         n = 0
         t0 = time.monotonic()
-        for pos, payload in replay(self.root / "wal"):
+        for pos, payload in replay(self.root / "wal", self._wal_damage):
             try:
                 tenant, blocks = decode_record(payload)
             except (ValueError, KeyError) as exc:
-                log.warning("WAL record at %s could not be decoded, skipped: %s", pos, exc)
+                self.wal_records_lost += 1
+                log.warning("WAL record at %s could not be decoded, skipped (1 record, an "
+                            "unknown number of lines lost): %s", pos, exc)
                 continue
             for s, sealed in self.tenant(tenant).apply(blocks, pos, replay=True):
                 self._enqueue_flush(self.tenant(tenant), s, sealed)
@@ -154,6 +247,27 @@ class Store:
         if n:
             log.info("replayed %d WAL records in %.2fs", n, time.monotonic() - t0)
         return n
+
+    def _wal_damage(self, segment: str, damage: Damage) -> None:
+        """Count and report what a damaged stretch of a WAL segment held, as far as its
+        bytes still tell: a record whose frame length was intact is usually decodable."""
+        lines: list[int] = []
+        tenants: set[str] = set()
+        for payload in damage.payloads:
+            with contextlib.suppress(ValueError, KeyError):  # too damaged to tell
+                tenant, blocks = decode_record(payload)
+                lines.append(sum(len(b) for b in blocks))
+                tenants.add(tenant)
+        unknown = damage.records - len(lines)
+        self.wal_records_lost += damage.records
+        self.wal_lines_lost += sum(lines)
+        what = f"{sum(lines)} lines" if not unknown else \
+            f"{sum(lines)} lines and an unknown number more" if lines else \
+            "an unknown number of lines"
+        log.warning("WAL %s: damaged data at offset %d (%d bytes) skipped: %d record%s (%s) "
+                    "lost%s", segment, damage.start, damage.end - damage.start, damage.records,
+                    "" if damage.records == 1 else "s", what,
+                    f" of tenant {', '.join(sorted(tenants))}" if tenants else "")
 
     def tenant(self, tenant: str) -> TenantStore:
         ts = self.tenants.get(tenant)
@@ -193,47 +307,105 @@ class Store:
             self._flush_q.append((ts, s, sealed))
             self._flush_cond.notify()
 
+    def _due(self, now: float) -> bool:
+        """Queued heads may be written now (at once, or after the back-off delay)."""
+        return bool(self._flush_q) and (not self.flush_failing or now >= self._retry_at)
+
     def _flush_loop(self) -> None:
         while True:
             with self._flush_cond:
-                if not self._flush_q and not self._closing:
-                    self._flush_cond.wait(self.cfg.flush_check_interval_s)
+                now = time.monotonic()
+                if not self._closing and not self._due(now):
+                    wake = self._last_periodic + self.cfg.flush_check_interval_s
+                    if self._flush_q and self.flush_failing:
+                        wake = min(wake, self._retry_at)
+                    self._flush_cond.wait(max(0.01, wake - now))
                 closing = self._closing
             with self._flush_mutex:
-                with self._flush_cond:
-                    jobs, self._flush_q = self._flush_q, []
-                for ts, s, sealed in jobs:
-                    self._flush_one(ts, s, sealed)
-                if closing and not jobs:
+                now = time.monotonic()
+                if closing:
+                    if self._flush_q and not self.flush_failing:
+                        self._write(self._take_queue())  # one last try, no retries
                     return
-                if not closing and time.monotonic() - self._last_periodic >= \
-                        self.cfg.flush_check_interval_s:
-                    self._last_periodic = time.monotonic()
+                if self._due(now):
+                    self._write(self._take_queue())
+                if now - self._last_periodic >= self.cfg.flush_check_interval_s:
+                    self._last_periodic = now
                     self._periodic()
 
-    def _flush_one(self, ts: TenantStore, s: Stream, sealed: Sealed) -> None:
-        try:
-            ts.flush(s, sealed)
-            self.chunks_flushed += 1
-        except OSError:
-            # The data stays in memory and in the WAL; the next periodic pass retries.
-            self.flush_failures += 1
-            log.exception("flushing a chunk of tenant %s failed; will retry", ts.tenant)
+    def _take_queue(self) -> list[Job]:
+        with self._flush_cond:
+            jobs, self._flush_q = self._flush_q, []
+        return jobs
+
+    def _write(self, jobs: list[Job]) -> BaseException | None:
+        """Write `jobs` as chunks, in batches per tenant. What fails goes back to the queue
+        and the flusher backs off; the first error is returned."""
+        failed: list[Job] = []
+        error: BaseException | None = None
+        for ts, batch in _batches(jobs):
+            try:
+                bad, err = ts.flush_many([(s, sealed) for _, s, sealed in batch])
+            except Exception as exc:  # noqa: BLE001 - a bug must not kill the flusher
+                bad, err = [(s, sealed) for _, s, sealed in batch], exc
+            self.chunks_flushed += len(batch) - len(bad)
+            self.flush_failures += len(bad)
+            failed += [(ts, s, sealed) for s, sealed in bad]
+            error = error or err
+        if failed:
             with self._flush_cond:
-                self._flush_q.append((ts, s, sealed))
+                self._flush_q[:0] = failed
+            self._failed(error, len(failed))
+        elif jobs:
+            self._recovered()
+        return error
+
+    def _failed(self, error: BaseException | None, waiting: int) -> None:
+        now = time.monotonic()
+        if not self.flush_failing:
+            self.flush_failing = True
+            self._failing_since = now
+            self._retry_delay = _RETRY_FIRST_S
+            # Once per state change: this is what the operator needs, not one per attempt.
+            log.error("writing chunks failed: %s; the data of %d chunks stays in memory and "
+                      "in the WAL, retrying with back-off (up to %.0fs)", error, waiting,
+                      _RETRY_MAX_S,
+                      exc_info=None if isinstance(error, OSError) else error)
+        else:
+            self._retry_delay = min(_RETRY_MAX_S, self._retry_delay * 2)
+        self._retry_at = now + self._retry_delay
+
+    def _recovered(self) -> None:
+        if self.flush_failing:
+            self.flush_failing = False
+            log.info("writing chunks works again after %.1fs of failures",
+                     time.monotonic() - self._failing_since)
+
+    def _write_or_queue(self, jobs: list[Job]) -> None:
+        """Write now, or, while writes fail, queue behind the failed ones: the next
+        attempt takes them all, so "works again" means nothing is left behind."""
+        if self.flush_failing:
+            with self._flush_cond:
+                self._flush_q += jobs
+        elif jobs:
+            self._write(jobs)
 
     def _periodic(self) -> None:
         now = time.monotonic()
+        jobs: list[Job] = []
         for ts in list(self.tenants.values()):
-            for s, sealed in ts.seal_all(older_than=now - self.cfg.max_chunk_age_s,
-                                         idle_since=now - self.cfg.chunk_idle_s):
-                self._flush_one(ts, s, sealed)
+            jobs += [(ts, s, sealed) for s, sealed in
+                     ts.seal_all(older_than=now - self.cfg.max_chunk_age_s,
+                                 idle_since=now - self.cfg.chunk_idle_s)]
+        self._write_or_queue(jobs)
         if self.wal.size_bytes() > self.cfg.max_wal_bytes:
             oldest = self.oldest_pinned_segment()
             if oldest is not None:
-                for ts in list(self.tenants.values()):
-                    for s, sealed in ts.seal_all(segment_below=oldest + 1):
-                        self._flush_one(ts, s, sealed)
+                jobs = [(ts, s, sealed) for ts in list(self.tenants.values())
+                        for s, sealed in ts.seal_all(segment_below=oldest + 1)]
+                self._write_or_queue(jobs)
+        for ts in list(self.tenants.values()):
+            ts.forget_idle(now - self.cfg.chunk_idle_s)
         self.truncate_wal()
         if self.cfg.retention_period_s > 0 and \
                 now - self._last_retention >= self.cfg.retention_check_interval_s:
@@ -250,32 +422,44 @@ class Store:
         return self.wal.remove_segments_before(oldest if oldest is not None else self.wal.segment)
 
     def flush_all(self) -> int:
-        """Seal every head and write it to chunks now (Loki's /flush); when this returns,
-        no chunk write is still in progress."""
-        n = 0
+        """Seal every head and write it to chunks now (Loki's /flush), back-off or not;
+        returns the number of chunks written. When this returns, no chunk write is still
+        in progress. Raises ChunkWriteError when some could not be written."""
+        return self._flush_all()[0]
+
+    def _flush_all(self) -> tuple[int, int]:
+        """(chunks written, streams they belong to)."""
         with self._flush_mutex:
-            with self._flush_cond:
-                jobs, self._flush_q = self._flush_q, []
-            for ts, s, sealed in jobs:
-                self._flush_one(ts, s, sealed)
-            n = len(jobs) + self._seal_and_flush_all()
-        if self.oldest_pinned_segment() is None and self.wal.current_bytes:
+            jobs = self._take_queue()
+            for ts in list(self.tenants.values()):
+                jobs += [(ts, s, sealed) for s, sealed in ts.seal_all()]
+            error = self._write(jobs) if jobs else None
+        if error is not None:
+            raise ChunkWriteError(f"could not write chunks, retry later: {error}")
+        if self.oldest_pinned_segment() is None and self.wal.current_bytes \
+                and not self.wal.closed:
             # Everything is in chunks: close the open segment so it can be deleted too.
+            # (A closed writer rotates no more; close() deletes its segments itself.)
             seg = self.wal.segment
             self.wal.request_rotation()
             deadline = time.monotonic() + 5
             while self.wal.segment == seg and time.monotonic() < deadline:
                 time.sleep(0.005)
         self.truncate_wal()
-        return n
+        return len(jobs), len({(id(ts), s.fp) for ts, s, _ in jobs})
 
-    def _seal_and_flush_all(self) -> int:
-        n = 0
-        for ts in list(self.tenants.values()):
-            for s, sealed in ts.seal_all():
-                self._flush_one(ts, s, sealed)
-                n += 1
-        return n
+    def active_streams(self, tenant: str, fps: list[int]) -> tuple[int, set[int]]:
+        """The tenant's number of active streams (data in memory, or written to within
+        `chunk_idle_period`), and which of `fps` are among them."""
+        ts = self.tenants.get(tenant)
+        return (0, set()) if ts is None else ts.active_streams(fps)
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever stored data changes other than by new lines (compaction,
+        retention, a chunk taken out of service): cached query results of closed time
+        ranges key on it. Tenants are never dropped, so it only grows."""
+        return self._changes + sum(t.generation for t in list(self.tenants.values()))
 
     def apply_retention(self, now_ns: int | None = None) -> int:
         now_ns = now_ns if now_ns is not None else time.time_ns()
@@ -283,13 +467,17 @@ class Store:
         n = sum(t.apply_retention(cutoff) for t in list(self.tenants.values()))
         self.retention_deleted += n
         if n:
-            self.generation += 1
+            self._changes += 1
         return n
 
     # --- compaction --------------------------------------------------------------------
     def _compact_loop(self) -> None:
         while not self._stop.wait(self.cfg.compaction_interval_s):
-            self.compact()
+            try:
+                self.compact()
+            except Exception:  # noqa: BLE001 - one bad pass must not end compaction for good
+                log.exception("compaction pass failed; the next one runs in %gs",
+                              self.cfg.compaction_interval_s)
 
     def compact(self, min_age_s: float | None = None) -> CompactionStats:
         """Merge and recompress chunks older than `min_age_s` (default: configured)."""
@@ -299,7 +487,7 @@ class Store:
             try:
                 out = self.compactor.run(list(self.tenants.values()))
                 if out.chunks_in:
-                    self.generation += 1
+                    self._changes += 1
                 return out
             finally:
                 if min_age_s is not None:
@@ -315,13 +503,15 @@ class Store:
                 out.extend(StoreSeries(t, s.fp, s.labels) for s in ts.select(matchers, start, end))
         return out
 
-    def blocks(self, ref: StoreSeries, start: int, end: int,
-               direction: str) -> Iterator[EntryBlock]:
+    def blocks(self, ref: StoreSeries, start: int, end: int, direction: str,
+               warn: Callable[[str], None] | None = None) -> Iterator[EntryBlock]:
+        """A chunk that cannot be read is left out (and quarantined when damaged); `warn`
+        gets a sentence saying so, for Loki's `warnings` in the answer."""
         ts = self.tenants.get(ref.tenant)
         s = ts.streams.get(ref.fp) if ts is not None else None
         if ts is None or s is None:
             return iter(())
-        return ts.blocks(s, start, end, direction)
+        return ts.blocks(s, start, end, direction, warn)
 
     def label_names(self, tenants: list[str], start: int, end: int,
                     matchers: list[Matcher] | None = None) -> list[str]:
@@ -349,7 +539,16 @@ class Store:
         self._stop.set()
         self.wal.close()
         if self.cfg.flush_on_shutdown:
-            self.flush_all()
+            t0 = time.monotonic()
+            try:
+                chunks, streams = self._flush_all()
+            except ChunkWriteError as exc:
+                log.error("final flush failed after %.2fs: %s; what is not in chunks is in "
+                          "the WAL and is replayed at the next start", time.monotonic() - t0,
+                          exc)
+            else:
+                log.info("final flush: %d chunks of %d streams written in %.2fs", chunks,
+                         streams, time.monotonic() - t0)
             if self.oldest_pinned_segment() is None:
                 # Everything is in chunks: the closed WAL holds nothing to replay.
                 self.wal.remove_segments_before(self.wal.segment + 1)
@@ -359,6 +558,26 @@ class Store:
         self._flusher.join(60)
         for t in self.tenants.values():
             t.close()
+        self._lock.close()
+
+
+def _batches(jobs: list[Job]) -> Iterator[tuple[TenantStore, list[Job]]]:
+    """`jobs` per tenant, cut so one batch holds at most _BATCH_FILES heads and about
+    _BATCH_BYTES of their data."""
+    by_tenant: dict[int, list[Job]] = {}
+    for job in jobs:
+        by_tenant.setdefault(id(job[0]), []).append(job)
+    for group in by_tenant.values():
+        batch: list[Job] = []
+        size = 0
+        for job in group:
+            batch.append(job)
+            size += sum(p.block.nbytes for p in job[2].pieces)
+            if len(batch) >= _BATCH_FILES or size >= _BATCH_BYTES:
+                yield group[0][0], batch
+                batch, size = [], 0
+        if batch:
+            yield group[0][0], batch
 
 
 def index_stats(store: Store, tenants: list[str], matchers: list[Matcher], start: int,

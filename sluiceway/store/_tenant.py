@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from sluiceway.durable import ensure_dir, write_files
 from sluiceway.model import EntryBlock, Matcher, fingerprint, format_labels, parse_labels
 from sluiceway.store._blocks import sort_dedupe
 from sluiceway.store._cache import ChunkCache
-from sluiceway.store._chunk import decode_chunk, encode_chunk, write_chunk_file
+from sluiceway.store._chunk import ChunkError, decode_chunk, encode_chunk, write_chunk_file
 from sluiceway.store._index import IndexLog, read_index
+from sluiceway.store._quarantine import CORRUPT, set_aside
 from sluiceway.store._stream import ChunkRef, HeadPiece, Sealed, Stream
 from sluiceway.store._wal import WalPos
 
@@ -27,6 +31,15 @@ log = logging.getLogger("sluiceway.store")
 # Chunk decoding runs here so decompression overlaps with filtering on the query thread.
 _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="chunk-load")
 _PREFETCH = 3
+
+
+_DAY_NS = 86_400 * 10**9
+
+
+@functools.lru_cache(maxsize=64)
+def _day(n: int) -> str:
+    """The chunk directory of day `n` since the epoch (UTC)."""
+    return datetime.fromtimestamp(n * 86_400, UTC).strftime("%Y-%m-%d")
 
 
 class TenantStore:
@@ -40,27 +53,52 @@ class TenantStore:
         self.lock = threading.RLock()
         self.streams: dict[int, Stream] = {}
         self.postings: dict[str, dict[str, set[int]]] = {}
-        root.mkdir(parents=True, exist_ok=True)
-        self._load_index()
-        self.index = IndexLog(root / "index.log")
+        # Streams with data in memory or written to recently (Loki's "active streams",
+        # what max_global_streams_per_user counts); see forget_idle.
+        self.active: set[int] = set()
+        ensure_dir(root)
+        self.index_records_lost = 0  # damaged index records skipped at load
+        self.chunks_readded = 0  # chunk files the index no longer named, taken back
+        self.chunks_quarantined: dict[str, int] = {}  # by reason
+        self.generation = 0  # chunks taken out of service (part of `Store.generation`)
+        self.deleted_paths: set[str] = set()  # of "del" records, kept for recover_chunks
+        self.index_damaged = False
+        end = self._load_index()
+        self.index = IndexLog(root / "index.log", end)
 
     # --- loading -------------------------------------------------------------------
-    def _load_index(self) -> None:
-        for r in read_index(self.root / "index.log"):
-            if r["op"] == "add":
-                s = self._stream(int(r["fp"]), parse_labels(r["labels"]))
-                pos = WalPos(int(r["seg"]), int(r["off"]))
-                s.chunks.append(ChunkRef(r["path"], r["mint"], r["maxt"], r["n"], r["raw"],
-                                         r["size"], pos, r.get("lvl", 1), r.get("at", 0.0)))
-                s.flushed_pos = max(s.flushed_pos, pos)
-            elif r["op"] == "del":
-                s2 = self.streams.get(int(r["fp"]))
-                if s2 is not None:
-                    s2.chunks = [c for c in s2.chunks if c.path != r["path"]]
+    def _load_index(self) -> int:
+        scan = read_index(self.root / "index.log")
+        self.index_records_lost = scan.lost
+        # The index lost records (or all of them): recover_chunks compares it with the disk.
+        self.index_damaged = bool(scan.damage) or (
+            not scan.records and any(self.root.glob("chunks/*/*.chunk")))
+        for r in scan.records:
+            try:
+                self._apply_index_record(r)
+            except (KeyError, ValueError, TypeError) as exc:
+                self.index_records_lost += 1
+                self.index_damaged = True
+                log.warning("index %s: malformed record skipped (%r): %s",
+                            self.root / "index.log", exc, r)
         for s in self.streams.values():
             s.chunks.sort(key=lambda c: c.mint)
             if s.chunks:
                 s.max_ts = max(c.maxt for c in s.chunks)
+        return scan.end
+
+    def _apply_index_record(self, r: dict[str, Any]) -> None:
+        if r["op"] == "add":
+            s = self._stream(int(r["fp"]), parse_labels(r["labels"]))
+            pos = WalPos(int(r["seg"]), int(r["off"]))
+            s.chunks.append(ChunkRef(r["path"], r["mint"], r["maxt"], r["n"], r["raw"],
+                                     r["size"], pos, r.get("lvl", 1), r.get("at", 0.0)))
+            s.flushed_pos = max(s.flushed_pos, pos)
+        elif r["op"] == "del":
+            self.deleted_paths.add(r["path"])
+            s2 = self.streams.get(int(r["fp"]))
+            if s2 is not None:
+                s2.chunks = [c for c in s2.chunks if c.path != r["path"]]
 
     def _stream(self, fp: int, labels: dict[str, str]) -> Stream:
         s = self.streams.get(fp)
@@ -84,6 +122,7 @@ class TenantStore:
                 if not len(b):
                     continue
                 s.append(b, pos)
+                self.active.add(s.fp)
                 if s.head_bytes >= self.chunk_target_bytes:
                     cut = s.seal()
                     if cut is not None:
@@ -94,26 +133,70 @@ class TenantStore:
         s = self.streams.get(fp)
         return None if s is None else s.max_ts
 
-    # --- flush path (flusher thread) -------------------------------------------------
-    def flush(self, s: Stream, sealed: Sealed) -> ChunkRef:
-        block = sort_dedupe(EntryBlock.concat([p.block for p in sealed.pieces]))
-        ref = self.write_chunk(s, block, self.compression_level, sealed.last_pos)
-        self.index.append([self.add_record(s, ref)])
+    def active_streams(self, fps: list[int]) -> tuple[int, set[int]]:
+        """How many streams are active, and which of `fps` are."""
         with self.lock:
-            s.chunks.append(ref)
-            s.chunks.sort(key=lambda c: c.mint)
-            s.sealed.remove(sealed)
-            s.flushed_pos = max(s.flushed_pos, sealed.last_pos)
-        self.cache.put(str(self.root / ref.path), block)
-        return ref
+            return len(self.active), {fp for fp in fps if fp in self.active}
+
+    def forget_idle(self, idle_before: float) -> None:
+        """Streams whose data is all in chunks and that got nothing since `idle_before`
+        (monotonic) stop being active, as Loki's ingester drops flushed, idle streams."""
+        with self.lock:
+            for fp in list(self.active):
+                s = self.streams.get(fp)
+                if s is None or (not s.head and not s.sealed and s.last_append < idle_before):
+                    self.active.discard(fp)
+
+    # --- flush path (flusher thread) -------------------------------------------------
+    def flush_many(self, jobs: list[tuple[Stream, Sealed]]
+                   ) -> tuple[list[tuple[Stream, Sealed]], BaseException | None]:
+        """Write sealed heads as chunks: every file, their syncs shared (`write_files`),
+        then one index append naming the ones that are durable. Returns the jobs that
+        could not be written (they stay in memory and in the WAL) and the first error."""
+        files: list[tuple[str, bytes]] = []
+        root = str(self.root)
+        refs: list[ChunkRef] = []
+        blocks: list[EntryBlock] = []
+        for s, sealed in jobs:
+            block = sort_dedupe(EntryBlock.concat([p.block for p in sealed.pieces]))
+            data, ref = self._encode(s, block, self.compression_level, sealed.last_pos)
+            files.append((f"{root}/{ref.path}", data))
+            refs.append(ref)
+            blocks.append(block)
+        results = write_files(files)
+        done = [i for i, r in enumerate(results) if r is None]
+        error: BaseException | None = next((r for r in results if r is not None), None)
+        if done:
+            try:
+                self.index.append([self.add_record(jobs[i][0], refs[i]) for i in done])
+            except OSError as exc:
+                for i in done:  # never named: nothing may keep them
+                    Path(files[i][0]).unlink(missing_ok=True)
+                return jobs, exc
+        with self.lock:
+            for i in done:
+                s, sealed = jobs[i]
+                s.chunks.append(refs[i])
+                s.chunks.sort(key=lambda c: c.mint)
+                s.sealed.remove(sealed)
+                s.flushed_pos = max(s.flushed_pos, sealed.last_pos)
+        for i in done:
+            self.cache.put(files[i][0], blocks[i])
+        return [jobs[i] for i, r in enumerate(results) if r is not None], error
+
+    def _encode(self, s: Stream, block: EntryBlock, level: int,
+                pos: WalPos) -> tuple[bytes, ChunkRef]:
+        data, meta = encode_chunk(block, level)
+        day = _day(meta.mint // _DAY_NS)
+        rel = f"chunks/{day}/{s.fp:016x}-{meta.mint}-{uuid.uuid4().hex[:8]}.chunk"
+        return data, ChunkRef(rel, meta.mint, meta.maxt, meta.n, meta.raw_bytes, meta.size,
+                              pos, level, time.time())
 
     def write_chunk(self, s: Stream, block: EntryBlock, level: int, pos: WalPos) -> ChunkRef:
-        data, meta = encode_chunk(block, level)
-        day = datetime.fromtimestamp(meta.mint / 1e9, UTC).strftime("%Y-%m-%d")
-        rel = f"chunks/{day}/{s.fp:016x}-{meta.mint}-{uuid.uuid4().hex[:8]}.chunk"
-        write_chunk_file(self.root / rel, data)
-        return ChunkRef(rel, meta.mint, meta.maxt, meta.n, meta.raw_bytes, meta.size, pos,
-                        level, time.time())
+        """One chunk file, durable when this returns (not yet in the index)."""
+        data, ref = self._encode(s, block, level, pos)
+        write_chunk_file(self.root / ref.path, data)
+        return ref
 
     @staticmethod
     def add_record(s: Stream, ref: ChunkRef) -> dict[str, object]:
@@ -203,8 +286,10 @@ class TenantStore:
             return True
         return any(p.maxt >= start and p.mint < end for p in s.memory_pieces())
 
-    def blocks(self, s: Stream, start: int, end: int, direction: str) -> Iterator[EntryBlock]:
-        """Time-disjoint sorted blocks of one stream in [start, end), in `direction` order.
+    def blocks(self, s: Stream, start: int, end: int, direction: str,
+               warn: Callable[[str], None] | None = None) -> Iterator[EntryBlock]:
+        """Time-disjoint sorted blocks of one stream in [start, end), in `direction` order;
+        a chunk that cannot be read is left out and `warn` is told (`load_or_take_out`).
 
         Chunks may overlap in time (concurrent pushers, out-of-order writes), so they are
         merged as a stream: after each chunk, everything that lies before the next chunk's
@@ -220,10 +305,13 @@ class TenantStore:
         forward = direction != "backward"
         items.sort(key=(lambda t: t[0]) if forward else (lambda t: -t[1]))
         pending: EntryBlock | None = None
-        for i, block in enumerate(self._loaded(s, [it[2] for it in items])):
-            # Chunks that do not overlap leave nothing pending: no copy of the next one.
-            merged = (block if pending is None or not len(pending)
-                      else sort_dedupe(EntryBlock.concat([pending, block])))
+        for i, block in enumerate(self._loaded(s, [it[2] for it in items], warn)):
+            # An unreadable chunk is None; chunks that do not overlap leave an empty
+            # block pending: neither is merged, so the next chunk is not copied.
+            parts = [b for b in (pending, block) if b is not None and len(b)]
+            if not parts:
+                continue
+            merged = parts[0] if len(parts) == 1 else sort_dedupe(EntryBlock.concat(parts))
             if i + 1 < len(items):
                 if forward:
                     cut = int(np.searchsorted(merged.ts, items[i + 1][0], "left"))
@@ -237,11 +325,12 @@ class TenantStore:
             if len(out):
                 yield out
 
-    def _loaded(self, s: Stream,
-                items: list[ChunkRef | list[HeadPiece]]) -> Iterator[EntryBlock]:
+    def _loaded(self, s: Stream, items: list[ChunkRef | list[HeadPiece]],
+                warn: Callable[[str], None] | None) -> Iterator[EntryBlock | None]:
         """Each item as one sorted, deduplicated block; chunks are decoded a few ahead on
-        the pool (zstd releases the GIL) while the caller filters the current one."""
-        ahead: deque[Future[EntryBlock]] = deque()
+        the pool (zstd releases the GIL) while the caller filters the current one. A chunk
+        that cannot be read is None (and `warn` is told why)."""
+        ahead: deque[Future[EntryBlock | None]] = deque()
         it = iter(items)
 
         def submit() -> None:
@@ -249,9 +338,9 @@ class TenantStore:
             if item is None:
                 return
             if isinstance(item, ChunkRef):
-                ahead.append(_POOL.submit(self.load, s, item))
+                ahead.append(_POOL.submit(self.load_or_take_out, s, item, warn))
             else:
-                done: Future[EntryBlock] = Future()
+                done: Future[EntryBlock | None] = Future()
                 done.set_result(sort_dedupe(EntryBlock.concat([p.block for p in item])))
                 ahead.append(done)
 
@@ -263,12 +352,72 @@ class TenantStore:
             yield block
 
     def load(self, s: Stream, ref: ChunkRef) -> EntryBlock:
+        """The chunk's entries; ChunkError when the file is damaged or is not the one the
+        index describes (header fields outside the checksum), OSError when unreadable."""
         key = str(self.root / ref.path)
         b = self.cache.get(key)
         if b is None:
             b = decode_chunk((self.root / ref.path).read_bytes(), s.labels)
+            if len(b) != ref.n or int(b.ts[0]) != ref.mint or int(b.ts[-1]) != ref.maxt:
+                raise ChunkError(f"chunk holds {len(b)} lines, the index says {ref.n} "
+                                 "(or their time range differs)")
             self.cache.put(key, b)
         return b
 
+    def load_or_take_out(self, s: Stream, ref: ChunkRef,
+                         warn: Callable[[str], None] | None = None) -> EntryBlock | None:
+        """`load`, or None: a damaged chunk is quarantined, a missing one leaves the index,
+        and `warn` gets a sentence for the answer (Loki's `warnings`)."""
+        try:
+            return self.load(s, ref)
+        except ChunkError as exc:
+            msg = self.take_out(s, ref, CORRUPT, str(exc))
+        except FileNotFoundError:
+            msg = self.take_out(s, ref, "missing", "the file is not there")
+        except OSError as exc:
+            msg = f"{_describe(s, ref)} could not be read ({exc.strerror or exc}); its " \
+                  "lines are missing from this answer"
+            log.warning("%s", msg)
+        if warn is not None:
+            warn(msg)
+        return None
+
+    def take_out(self, s: Stream, ref: ChunkRef, reason: str, why: str) -> str:
+        """Stop serving a chunk that cannot be read: a "del" record for the index, the file
+        to quarantine/corrupt/ (reason "corrupt"), a count by reason and a log line.
+        Returns the warning for a query's answer."""
+        what = _describe(s, ref)
+        with self.lock:
+            mine = ref in s.chunks  # a concurrent reader may have done it already
+            if mine:
+                s.chunks = [c for c in s.chunks if c != ref]
+                self.count_out(reason)
+        if mine:
+            self.cache.discard(str(self.root / ref.path))
+            try:
+                self.index.append([{"op": "del", "fp": s.fp, "path": ref.path}])
+            except OSError:
+                log.exception("index of tenant %s: could not record that %s is out of "
+                              "service; it is checked again after a restart", self.tenant,
+                              ref.path)
+            where = set_aside(self.root, ref.path, CORRUPT) if reason == CORRUPT else None
+            log.warning("tenant %s: %s: %s; %s", self.tenant, what, why,
+                        f"moved to {where.relative_to(self.root)}" if where is not None
+                        else "dropped from the index")
+        verb = "is damaged and was quarantined" if reason == CORRUPT else "is missing"
+        return f"{what} {verb} ({why}): its lines are missing from this answer"
+
+    def count_out(self, reason: str) -> None:
+        """One more chunk taken out of service (`chunks_quarantined` by reason)."""
+        with self.lock:
+            self.chunks_quarantined[reason] = self.chunks_quarantined.get(reason, 0) + 1
+            self.generation += 1  # lines were lost: results cached before are stale
+
     def close(self) -> None:
         self.index.close()
+
+
+def _describe(s: Stream, ref: ChunkRef) -> str:
+    span = "/".join(datetime.fromtimestamp(t / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                    for t in (ref.mint, ref.maxt))
+    return f"chunk {ref.path} of {format_labels(s.labels)} ({ref.n} lines, {span})"

@@ -1,14 +1,13 @@
 """Write-ahead log: framed, checksummed records in numbered segment files, with group commit.
 
-Frame: u32 payload length | u32 CRC32 of payload | payload. A torn or corrupt frame ends
-that segment's replay with a warning; later segments are still read.
+Frame: u32 payload length | u32 CRC32 of payload | payload. A damaged record is skipped and
+replay resumes at the next valid one (`_frames`); a torn tail is skipped with a warning.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import struct
 import threading
 import time
 import zlib
@@ -17,9 +16,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
+from sluiceway.durable import ensure_dir, fsync_dir
+from sluiceway.store._frames import HDR as _HDR
+from sluiceway.store._frames import Damage, scan
+
 log = logging.getLogger("sluiceway.wal")
 
-_HDR = struct.Struct("<II")
 _MAX_RECORD = 1 << 31
 _IOV_MAX = 1024  # Linux's limit on buffers per writev
 
@@ -43,31 +45,41 @@ def list_segments(wal_dir: Path) -> list[int]:
     return sorted(int(p.stem) for p in wal_dir.glob("*.wal") if p.stem.isdigit())
 
 
-def read_segment(path: Path, segment: int) -> Iterator[tuple[WalPos, bytes]]:
+def _plausible(data: bytes, start: int, length: int) -> bool:
+    """A record starts with its tenant: u32 length (1..1024) and the id's bytes."""
+    if length < 8 or start + 4 > len(data):
+        return False
+    n = int.from_bytes(data[start : start + 4], "little")
+    return 0 < n <= 1024 and n + 8 <= length
+
+
+def read_segment(path: Path, segment: int,
+                 on_damage: Callable[[str, Damage], None] | None = None
+                 ) -> Iterator[tuple[WalPos, bytes]]:
+    """Whole records with the position just past each. Damaged ones are skipped (reading
+    resumes at the next valid record) and handed to `on_damage`; a torn tail, a write
+    cut short by a crash and so never acknowledged, is only logged."""
     data = path.read_bytes()
-    pos = 0
-    while pos < len(data):
-        if pos + _HDR.size > len(data):
-            log.warning("WAL %s: torn record header at offset %d skipped", path.name, pos)
-            return
-        length, crc = _HDR.unpack_from(data, pos)
-        end = pos + _HDR.size + length
-        if end > len(data):
-            log.warning("WAL %s: torn record at offset %d skipped (%d bytes missing)",
-                        path.name, pos, end - len(data))
-            return
-        payload = data[pos + _HDR.size : end]
-        if zlib.crc32(payload) != crc:
-            log.warning("WAL %s: corrupt record at offset %d (checksum mismatch); "
-                        "the rest of this segment is skipped", path.name, pos)
-            return
-        pos = end
-        yield WalPos(segment, pos), payload
+    for item in scan(data, _plausible):
+        if isinstance(item, Damage):
+            if item.torn:
+                log.warning("WAL %s: torn record at offset %d skipped (%d bytes; a write cut "
+                            "short by a crash, never acknowledged)", path.name, item.start,
+                            item.end - item.start)
+            elif on_damage is not None:
+                on_damage(path.name, item)
+            else:
+                log.warning("WAL %s: %d damaged record(s) at offset %d skipped", path.name,
+                            item.records, item.start)
+            continue
+        start, end = item
+        yield WalPos(segment, end), data[start + _HDR.size : end]
 
 
-def replay(wal_dir: Path) -> Iterator[tuple[WalPos, bytes]]:
+def replay(wal_dir: Path, on_damage: Callable[[str, Damage], None] | None = None
+           ) -> Iterator[tuple[WalPos, bytes]]:
     for n in list_segments(wal_dir):
-        yield from read_segment(_segment_path(wal_dir, n), n)
+        yield from read_segment(_segment_path(wal_dir, n), n, on_damage)
 
 
 class WalWriteError(OSError):
@@ -92,7 +104,7 @@ class WalWriter:
     def __init__(self, wal_dir: Path, segment_bytes: int = 128 << 20,
                  sync_mode: str = "always", sync_interval_s: float = 0.1) -> None:
         self.dir = wal_dir
-        self.dir.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.dir)
         self.segment_bytes = segment_bytes
         self.sync_mode = sync_mode
         self.sync_interval_s = sync_interval_s
@@ -114,11 +126,7 @@ class WalWriter:
 
     def _open(self, n: int) -> int:
         fd = os.open(_segment_path(self.dir, n), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        dfd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        fsync_dir(self.dir)
         return fd
 
     def submit(self, payload: bytes, apply: Callable[[WalPos], None],
@@ -234,6 +242,11 @@ class WalWriter:
         self.segment += 1
         self._fd = self._open(self.segment)
         self._offset = 0
+
+    @property
+    def closed(self) -> bool:
+        """True once `close` was called: nothing more is written, rotations included."""
+        return self._closed
 
     @property
     def current_bytes(self) -> int:

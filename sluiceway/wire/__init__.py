@@ -1,5 +1,14 @@
-"""Wire formats: Loki push (JSON, protobuf + raw snappy, gzip/deflate) and syslog."""
+"""Wire formats: Loki push (JSON, protobuf + raw snappy, gzip/deflate) and syslog; what a
+push answer means (`classify_push_answer`) and where to push (`push_url`)."""
 
+from sluiceway.wire._answer import (
+    PUSH_PATH,
+    AnswerKind,
+    PushAnswer,
+    base_url,
+    classify_push_answer,
+    push_url,
+)
 from sluiceway.wire._errors import BodyTooLarge, WireError
 from sluiceway.wire._framing import DEFAULT_MAX_FRAME, SyslogFramer
 from sluiceway.wire._json import encode_push_json
@@ -24,13 +33,18 @@ __all__ = [
     "DEFAULT_MAX_DECOMPRESSED",
     "DEFAULT_MAX_FRAME",
     "FACILITY_NAMES",
+    "PUSH_PATH",
     "SEVERITY_LEVELS",
+    "AnswerKind",
     "BodyTooLarge",
+    "PushAnswer",
     "StructuredData",
     "SyslogFramer",
     "SyslogMessage",
     "WireError",
+    "base_url",
     "batches_to_blocks",
+    "classify_push_answer",
     "decode_push",
     "decode_push_blocks",
     "encode_push_json",
@@ -39,4 +53,5 @@ __all__ = [
     "parse_retry_after",
     "parse_syslog",
     "parse_syslog_line",
+    "push_url",
 ]

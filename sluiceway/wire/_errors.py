@@ -19,7 +19,8 @@ class BodyTooLarge(WireError):
         self.limit = limit
         self.decompressed = decompressed
         if not decompressed:
-            msg = f"request body too large: {size} bytes, limit {limit}"
+            msg = (f"request body too large: over the limit of {limit} bytes" if size is None
+                   else f"request body too large: {size} bytes, limit {limit}")
         else:
             what = "passes" if size is None else f"is {size} bytes, over"
             msg = f"request body too large: decompressed body {what} the limit of {limit} bytes"

@@ -11,6 +11,7 @@ apply to an append-only log store and are answered per item.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ from sluiceway.model._timefmt import parse_rfc3339
 from sluiceway.wire._errors import WireError
 
 _ACTIONS = ("create", "delete", "index", "update")
+# What int64 Unix nanoseconds hold, as Elasticsearch's `date_nanos` says it.
+_EARLIEST_NS, _LATEST_NS = -(2**63), 2**63 - 1
+_EARLIEST_TEXT, _LATEST_TEXT = "1677-09-21T00:12:43.145224192", "2262-04-11T23:47:16.854775807"
 _LABEL_BAD = re.compile(r"[^a-zA-Z0-9_]")
 
 
@@ -105,25 +109,53 @@ def _document(item: BulkItem, raw: bytes, stream_fields: Sequence[str], now_ns: 
         return
     stamp = doc.pop("@timestamp", None)
     ts = now_ns if stamp is None else parse_es_time(stamp)
-    if ts is None:
+    problem = _time_problem(stamp, ts)
+    if problem:
         item.fail("document_parsing_exception",
-                  f"failed to parse field [@timestamp] of type [date]: {stamp!r}")
+                  f"failed to parse field [@timestamp] of type [date]: {problem}")
+        return
+    assert ts is not None
+    try:
+        # orjson reads documents up to 1024 levels deep but writes only 254.
+        line = orjson.dumps(doc).decode()
+    except orjson.JSONEncodeError as exc:
+        item.fail("document_parsing_exception",
+                  f"the document is nested too deeply to store as a log line: {exc}")
         return
     for field in stream_fields:
         value = _lookup(doc, field)
         if isinstance(value, str | int | float | bool):
             item.labels[_LABEL_BAD.sub("_", field)] = str(value)
     item.ts = ts
-    item.line = orjson.dumps(doc).decode()
+    item.line = line
+
+
+def _time_problem(stamp: object, ts: int | None) -> str:
+    """Why `ts` (from `stamp`) cannot be an entry's time, or "" when it can."""
+    if ts is None:
+        return repr(stamp)
+    if ts < _EARLIEST_NS:
+        return (f"date[{stamp}] is before {_EARLIEST_TEXT} and cannot be stored in "
+                "nanosecond resolution")
+    if ts > _LATEST_NS:
+        return (f"date[{stamp}] is after {_LATEST_TEXT} and cannot be stored in "
+                "nanosecond resolution")
+    return ""
 
 
 def parse_es_time(value: object) -> int | None:
     """Unix ns of an `@timestamp`: ISO 8601 text (nanosecond fractions kept) or epoch
-    milliseconds as a number or digit string; None when it is neither."""
+    milliseconds as a number or digit string; None when it is neither. The result may lie
+    outside int64 nanoseconds: see `_time_problem`."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return int(value * 1_000_000)
+    if isinstance(value, int):
+        return value * 1_000_000
+    if isinstance(value, float):
+        ns = value * 1_000_000
+        if not math.isfinite(ns):  # overflowed: a time far past int64 either way
+            return 2**64 if value > 0 else -(2**64)
+        return int(ns)
     if not isinstance(value, str):
         return None
     if value.isdigit():

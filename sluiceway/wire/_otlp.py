@@ -12,7 +12,10 @@ import orjson
 import zstandard
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 
 from sluiceway.model import StreamBatch, quote
 from sluiceway.wire._compress import decode_content_encoding
@@ -28,6 +31,20 @@ def decode_otlp(body: bytes, content_type: str | None, content_encoding: str | N
     decompressed body exceeds `max_decompressed`."""
     data = decompress(body, content_encoding, max_decompressed)
     return request_to_batches(parse_request(data, content_type), now_ns)
+
+
+def partial_success(rejected: int, message: str,
+                    content_type: str | None) -> tuple[bytes, str]:
+    """The body and media type of OTLP's answer to a request of which `rejected` log
+    records were not stored: an `ExportLogsServiceResponse` with `partial_success`, in the
+    request's encoding (exporters log it; they would drop a 4xx batch, good records
+    included, and never learn which were kept)."""
+    answer = ExportLogsServiceResponse()
+    answer.partial_success.rejected_log_records = rejected
+    answer.partial_success.error_message = message
+    if (content_type or "").split(";", 1)[0].strip().lower() == "application/json":
+        return json_format.MessageToJson(answer, indent=None).encode(), "application/json"
+    return answer.SerializeToString(), "application/x-protobuf"
 
 
 def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:

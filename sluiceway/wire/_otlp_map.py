@@ -125,5 +125,11 @@ def flatten(key: str, value: AnyValue, prefix: str = "") -> Metadata:
     return out
 
 
+# OTLP times are unsigned 64-bit; Unix nanoseconds past this (the year 2262) do not fit
+# the store's signed ones. Such an entry keeps this time, so validation rejects it as too
+# new (Go's int64 conversion in Loki would wrap it to a time before 1970 instead).
+LATEST_NS = 2**63 - 1
+
+
 def _timestamp(r: LogRecord, now_ns: int) -> int:
-    return r.time_unix_nano or r.observed_time_unix_nano or now_ns
+    return min(r.time_unix_nano or r.observed_time_unix_nano or now_ns, LATEST_NS)

@@ -32,7 +32,7 @@ _TAG_TIMESTAMP = 0x0A  # field 1, length-delimited
 _TAG_LINE = 0x12  # field 2, length-delimited
 _TAG_SECONDS = 0x08  # Timestamp field 1, varint
 _TAG_NANOS = 0x10  # Timestamp field 2, varint
-_PAD = bytes(8)  # after the joined entries, so look-ahead reads stay in bounds
+_PAD = bytes(8)  # after the joined entries: look-ahead past the last entry reads zeros
 
 
 def decode_columns(data: bytes | memoryview) -> list[EntryBlock] | None:
@@ -91,8 +91,8 @@ def _layout(buf: U8, starts: I64, ends: I64) -> tuple[I64, I64, I64] | None:
     """Where each entry's timestamp bytes and line start, if every entry is
     [timestamp] [line] with the line last; None otherwise."""
     sizes = ends - starts
-    has_ts = (sizes > 0) & (buf[starts] == _TAG_TIMESTAMP)
-    ts_len = np.where(has_ts, buf[starts + 1], 0).astype(np.int64)
+    has_ts = (sizes > 0) & (_at(buf, starts) == _TAG_TIMESTAMP)
+    ts_len = np.where(has_ts, _at(buf, starts + 1), 0).astype(np.int64)
     # A canonical Timestamp is at most 22 bytes: its length is one varint byte.
     if np.any(has_ts & ((sizes < 2) | (ts_len >= 0x80))):
         return None
@@ -100,7 +100,7 @@ def _layout(buf: U8, starts: I64, ends: I64) -> tuple[I64, I64, I64] | None:
     if np.any(after_ts > ends):
         return None
     has_line = after_ts < ends
-    if np.any(has_line & (buf[after_ts] != _TAG_LINE)):
+    if np.any(has_line & (_at(buf, after_ts) != _TAG_LINE)):
         return None
     length, width = _varint(buf, after_ts + 1)
     line_start = np.where(has_line, after_ts + 1 + width, ends)
@@ -111,6 +111,15 @@ def _layout(buf: U8, starts: I64, ends: I64) -> tuple[I64, I64, I64] | None:
     return starts + 2, ts_len, line_start
 
 
+def _at(buf: U8, at: I64) -> U8:
+    """The bytes at `at`, read as zero past the end of `buf`. The checks read a few bytes
+    ahead of where an entry may end (all of them at once, the ones that do not apply
+    masked out afterwards); `buf` ends in zero padding, so reading its last byte instead
+    of one further on gives the same answer, however far ahead a read looks."""
+    picked: U8 = buf[np.minimum(at, buf.size - 1)]
+    return picked
+
+
 def _varint(buf: U8, at: I64) -> tuple[I64, I64]:
     """The varint at each position (up to 5 bytes: lines under 32 GiB) and its width in
     bytes; width 0 where it is longer."""
@@ -118,7 +127,7 @@ def _varint(buf: U8, at: I64) -> tuple[I64, I64]:
     width = np.zeros(at.shape, dtype=np.int64)
     going = np.ones(at.shape, dtype=bool)
     for i in range(5):
-        byte = buf[at + i].astype(np.int64)
+        byte = _at(buf, at + i).astype(np.int64)
         value += np.where(going, (byte & 0x7F) << (7 * i), 0)
         ends_here = going & (byte < 0x80)
         width[ends_here] = i + 1
@@ -130,7 +139,7 @@ def _timestamps(buf: U8, start: I64, length: I64) -> I64 | None:
     """Unix ns of each Timestamp. Clients write `seconds` then, unless zero, `nanos`;
     that is read in place, anything else through the general decoder."""
     has = length > 0
-    if not np.all(~has | (buf[start] == _TAG_SECONDS)):
+    if not np.all(~has | (_at(buf, start) == _TAG_SECONDS)):
         return decode_timestamp_blob(_gather(buf, start, length), length)
     seconds, width = _varint(buf, start + 1)
     after = start + 1 + width
@@ -138,7 +147,7 @@ def _timestamps(buf: U8, start: I64, length: I64) -> I64 | None:
     with_nanos = has & (after < end)
     nanos, nwidth = _varint(buf, after + 1)
     bad = has & ((width == 0) | (after > end) | (seconds > SAFE_SECONDS)) | with_nanos & (
-        (buf[after] != _TAG_NANOS) | (nwidth == 0) | (after + 1 + nwidth != end)
+        (_at(buf, after) != _TAG_NANOS) | (nwidth == 0) | (after + 1 + nwidth != end)
         | (nanos >= NS))
     if np.any(bad):
         return decode_timestamp_blob(_gather(buf, start, length), length)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, tzinfo
 
-from sluiceway.wire._syslog_5424 import parse_rfc3339
+from sluiceway.wire._syslog_5424 import parse_rfc3339, unix_ns
 
 _MONTHS = {m: i + 1 for i, m in enumerate(
     (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
@@ -54,16 +54,18 @@ def _timestamp(rest: bytes, now: datetime, tz: tzinfo) -> tuple[int | None, int]
 
 def _bsd_ns(m: re.Match[bytes], now: datetime, tz: tzinfo) -> int | None:
     mon, day, year, h, mi, s, frac = m.groups()
-    local_now = now.astimezone(tz)
     try:
+        local_now = now.astimezone(tz)
         when = datetime(int(year or local_now.year), _MONTHS[mon], int(day), int(h), int(mi),
                         int(s), tzinfo=tz)
         if year is None and when - local_now > _FUTURE_SLACK:
             when = when.replace(year=when.year - 1)  # December's logs read in January
-    except ValueError:  # Feb 30, hour 25, Feb 29 of a non-leap year, ...
+        ns = int(when.timestamp()) * 1_000_000_000
+    # Feb 30, hour 25, Feb 29 of a non-leap year, ...; a year before 1 or after 9999 (a
+    # clock at either end of the calendar, a zone pushing a date over it)
+    except (ValueError, OverflowError):
         return None
-    ns = int(when.timestamp()) * 1_000_000_000
-    return ns + int((frac or b"0").ljust(9, b"0"))
+    return unix_ns(ns + int((frac or b"0").ljust(9, b"0")))
 
 
 def _str(raw: bytes) -> str:

@@ -75,7 +75,13 @@ def parse_rfc3339(text: str) -> int | None:
         return None
     delta = when - _EPOCH
     seconds = delta.days * 86400 + delta.seconds
-    return seconds * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
+    return unix_ns(seconds * 1_000_000_000 + int((frac or "0").ljust(9, "0")))
+
+
+def unix_ns(ns: int) -> int | None:
+    """`ns` when int64 holds it (1677 to 2262), else None: a time the store cannot keep
+    counts as no time, so the receive time is used, as for an unreadable one."""
+    return ns if -(2**63) <= ns < 2**63 else None
 
 
 def _text(raw: bytes) -> str:

@@ -26,7 +26,7 @@ def test_drop_oldest_counts_the_lines_it_evicts(tmp_path: Path) -> None:
     q, positions, stats = make(tmp_path, when_full="drop", drop="oldest")
     positions.register("1:1", "/f", 0, "", 0)
     for i in range(5):  # room for 2 items: the 3 oldest go
-        positions.add("1:1", i * 100, (i + 1) * 100)
+        positions.add("1:1", 0, i * 100, (i + 1) * 100)
         assert q.put(Item(b"x", "json", 10, [("1:1", 0, i * 100, (i + 1) * 100)]))
     batch = q.get(0.1)
     assert batch is not None and batch.items[0].checkpoints[0][2] == 300
@@ -42,7 +42,7 @@ def test_drop_newest_counts_and_moves_positions(tmp_path: Path) -> None:
     positions.register("1:1", "/f", 0, "", 0)
     results = []
     for i in range(3):
-        positions.add("1:1", i * 10, (i + 1) * 10)
+        positions.add("1:1", 0, i * 10, (i + 1) * 10)
         results.append(q.put(Item(b"x", "json", 10, [("1:1", 0, i * 10, (i + 1) * 10)])))
     assert results == [True, True, False]
     assert dict(stats.lost_by_reason) == {"queue_full": 10}

@@ -1,11 +1,12 @@
-"""The shipper against a scripted HTTP backend on 127.0.0.1: retries, Retry-After, 4xx."""
+"""The shipper against a scripted HTTP backend on 127.0.0.1: retries, Retry-After, 4xx,
+configuration errors (401/403/404/405), 413 splits."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Iterator
-from email.utils import formatdate
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -15,18 +16,21 @@ import pytest
 from sluiceway.agent._config import load_config
 from sluiceway.agent._positions import Positions
 from sluiceway.agent._queue import AgentQueue, Item
-from sluiceway.agent._ship import Shipper, classify
+from sluiceway.agent._ship import Shipper
 from sluiceway.agent._stats import Stats
 from sluiceway.model import StreamBatch
 from sluiceway.wire import decode_push, encode_push_protobuf
-from sluiceway.wire import parse_retry_after as retry_after
+
+Answer = tuple[int, str, dict[str, str]]
 
 
 class Backend:
-    """Answers each push with the next scripted (status, body, headers); then 204."""
+    """Answers each push with the next scripted (status, body, headers); then with
+    `judge(lines of the push)` if set, else 204."""
 
     def __init__(self) -> None:
-        self.script: list[tuple[int, str, dict[str, str]]] = []
+        self.script: list[Answer] = []
+        self.judge: Callable[[list[str]], Answer] | None = None
         self.requests: list[tuple[float, dict[str, str], bytes]] = []
         backend = self
 
@@ -34,8 +38,14 @@ class Backend:
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 backend.requests.append((time.monotonic(), dict(self.headers), body))
-                status, text, headers = (backend.script.pop(0) if backend.script
-                                         else (204, "", {}))
+                if backend.script:
+                    status, text, headers = backend.script.pop(0)
+                elif backend.judge is not None:
+                    lines = [ln for sb in decode_push(body, self.headers["Content-Type"], None)
+                             for ln in sb.lines]
+                    status, text, headers = backend.judge(lines)
+                else:
+                    status, text, headers = 204, "", {}
                 data = text.encode()
                 self.send_response(status)
                 for k, v in headers.items():
@@ -157,13 +167,70 @@ def test_per_line_rejections_count_lost_with_reason(backend: Backend, rig_factor
 def test_non_retryable_4xx_does_not_block_the_lines_behind(backend: Backend,
                                                            rig_factory: Any) -> None:
     backend.script = [(400, "error at least one label pair is required", {}),
-                      (401, "no", {}), (413, "request_body_too_large", {})]
+                      (422, "unprocessable", {})]
     rig = rig_factory(backend.url)
     for lines in (["a"], ["b", "c"], ["d"], ["e", "f"]):
         rig.put(lines)
-    rig.wait(lambda: rig.stats.lines_shipped == 2)
-    assert dict(rig.stats.lost_by_reason) == {"http_400": 1, "http_401": 2, "http_413": 1}
+    rig.wait(lambda: rig.stats.lines_shipped == 3)
+    assert dict(rig.stats.lost_by_reason) == {"http_400": 1, "http_422": 2}
     assert len(backend.requests) == 4
+    assert rig.stats.backend_state == "ok"  # the backend answers: it is the data
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 405])
+def test_configuration_errors_keep_the_lines_past_max_retries(
+        backend: Backend, rig_factory: Any, status: int,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """401/403/404/405 mean the url, auth or proxy is wrong: nothing is lost, whatever
+    max_retries says; the backend shows DOWN with the status and body until it is fixed."""
+    caplog.set_level(logging.WARNING, logger="sluiceway.agent")
+    backend.script = [(status, f"no way {status}", {})] * 6
+    rig = rig_factory(backend.url, "retry: {min_backoff: 10ms, max_backoff: 40ms, "
+                                   "max_retries: 1}")
+    rig.put(["kept-1", "kept-2"])
+    rig.wait(lambda: len(backend.requests) >= 4)
+    assert rig.stats.backend_state == "down" and not rig.stats.backend_ok
+    assert rig.stats.backend_status == status
+    assert rig.stats.last_error == f"HTTP {status}: no way {status}"
+    assert rig.stats.lines_lost == 0 and rig.stats.lines_shipped == 0
+    rig.wait(lambda: rig.stats.lines_shipped == 2)  # the script ran out: "fixed"
+    assert rig.stats.lines_lost == 0 and rig.stats.backend_state == "ok"
+    assert len(backend.requests) == 7
+    downs = [r for r in caplog.records if "backend DOWN" in r.getMessage()]
+    assert len(downs) == 1, "one warning per state change, not one per retry"
+    assert any("taking pushes again" in r.getMessage() for r in caplog.records)
+
+
+def test_413_splits_the_batch_until_it_fits(backend: Backend, rig_factory: Any) -> None:
+    """A body the backend finds too large is cut in halves and sent again; a single line
+    still too large is lost as too_large, and only that line."""
+    def judge(lines: list[str]) -> Answer:
+        if len(lines) > 2 or any(len(line) > 100 for line in lines):
+            return 413, "request_body_too_large", {}
+        return 204, "", {}
+    backend.judge = judge
+    rig = rig_factory(backend.url)
+    sent = [f"line-{i}" for i in range(5)] + ["x" * 200, "after"]
+    rig.put(sent)
+    rig.wait(lambda: rig.stats.lines_shipped + rig.stats.lines_lost == 7)
+    assert dict(rig.stats.lost_by_reason) == {"too_large": 1}
+    assert rig.stats.lines_shipped == 6
+    got = [ln for _, h, body in backend.requests
+           for sb in decode_push(body, h["Content-Type"], None) for ln in sb.lines]
+    stored = [ln for ln in sent if len(ln) <= 100]
+    assert sorted(set(got) & set(stored)) == sorted(stored)
+
+
+@pytest.mark.parametrize("status,reason", [(429, "rate_limited"), (503, "server_error")])
+def test_a_configured_retry_limit_counts_its_reason(backend: Backend, rig_factory: Any,
+                                                    status: int, reason: str) -> None:
+    backend.script = [(status, "busy", {})] * 3
+    rig = rig_factory(backend.url, "retry: {min_backoff: 10ms, max_backoff: 20ms, "
+                                   "max_retries: 2}")
+    rig.put(["gone"])
+    rig.put(["next"])
+    rig.wait(lambda: rig.stats.lines_shipped == 1)
+    assert dict(rig.stats.lost_by_reason) == {reason: 1}
 
 
 def test_max_retries_gives_up_and_counts(tmp_path: Path, rig_factory: Any) -> None:
@@ -173,21 +240,7 @@ def test_max_retries_gives_up_and_counts(tmp_path: Path, rig_factory: Any) -> No
     rig.wait(lambda: rig.stats.lines_lost == 1)
     assert dict(rig.stats.lost_by_reason) == {"retries_exhausted": 1}
     assert not rig.stats.backend_ok and rig.stats.last_error
-
-
-def test_classify_and_retry_after() -> None:
-    assert classify(204, "", 3, None).shipped == 3
-    out = classify(503, "", 3, "2")
-    assert not out.done and out.delay == 2.0
-    assert classify(400, "total ignored: 9 out of 9 line_too_long", 3, None).lost == 3
-    mixed = classify(400, "entry for stream '{a=\"b\"}' has timestamp too old: x\n"
-                          "Max entry size '10' bytes exceeded for stream '{a=\"b\"}'\n"
-                          "entry for stream '{a=\"b\"}' has timestamp too new: y\n"
-                          "total ignored: 3 out of 7", 7, None)
-    assert (mixed.shipped, mixed.by_reason) == (4, {"too_old": 1, "line_too_long": 1,
-                                                    "too_far_in_future": 1})
-    assert retry_after(formatdate(time.time() + 30, usegmt=True)) == pytest.approx(30, abs=2)
-    assert retry_after(None) is None
+    assert rig.stats.backend_state == "retrying"
 
 
 def test_tls_with_a_private_ca_and_basic_auth(tmp_path: Path, rig_factory: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -231,3 +232,104 @@ def test_huge_line_is_cut_without_shifting_the_position(tmp_path: Path) -> None:
     assert "".join(cap.lines[:-1]) == big and cap.lines[-1] == "after"
     (fpos,) = positions.snapshot().values()
     assert fpos.committed == (logs / "a.log").stat().st_size
+
+
+def test_unfinished_line_of_a_truncated_file_is_counted_lost_not_shipped(
+        tmp_path: Path) -> None:
+    """The bytes after the last newline are the head of a line whose end the truncation
+    took: shipping them would store a torn line."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    app = logs / "app.log"
+    write(app, nums("aaaa", 0, 5))
+    with open(app, "a") as f:
+        f.write("half a li")
+    t, cap, _ = tailer(tmp_path)
+    drain(t)
+    with open(app, "r+") as f:
+        f.truncate(0)
+    write(app, nums("bbbb", 0, 20))  # regrown past the old offset, other first bytes
+    drain(t)
+    assert cap.lines == nums("aaaa", 0, 5) + nums("bbbb", 0, 20)
+    assert t.stats.lost_by_reason == {"truncated": 1}
+    assert t.stats.truncated_bytes_lost == len("half a li")
+    assert t.stats.file_truncations == 1
+
+
+class Gate(Capture):
+    """A downstream that blocks on its `block_at`-th call until released: a full queue."""
+
+    def __init__(self, positions: Positions, block_at: int) -> None:
+        super().__init__(positions)
+        self.calls, self.block_at = 0, block_at
+        self.blocked, self.release = threading.Event(), threading.Event()
+
+    def __call__(self, streams: list[StreamBatch], n: int, nbytes: int,
+                 cks: list[Checkpoint]) -> None:
+        self.calls += 1
+        if self.calls == self.block_at:
+            self.blocked.set()
+            assert self.release.wait(30)
+        super().__call__(streams, n, nbytes, cks)
+
+
+def wait_until(pred: Any, what: str) -> None:
+    deadline = time.monotonic() + 20
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_truncation_while_the_reader_blocks_is_seen_and_its_loss_counted(
+        tmp_path: Path) -> None:
+    """The reader blocks in emit with lines read and the rest of the file unread; the
+    file is truncated and regrown past the offset with the same first bytes. The watcher
+    counted the unread lines and saw the shrink, so the reader starts over at 0 with no
+    piece of a line shipped, and exactly the unread lines are counted lost."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    app = logs / "app.log"
+    header = "=" * 40
+    old = [header, *nums("old", 0, 2000)]
+    write(app, old[:1000])
+    cfg = FileInput.model_validate({
+        "type": "file", "paths": [str(logs / "*.log")], "start_at": "beginning",
+        "glob_interval": 0, "poll_interval": 0.01, "fingerprint_bytes": 32,
+        "read_bytes": 4096})
+    positions = Positions(tmp_path / "positions.json")
+    gate = Gate(positions, block_at=3)
+    t = FileTailer(cfg, positions, gate, Stats(), 100, 1 << 20, threading.Event())
+    t.scan()
+    runner = threading.Thread(target=t.run, daemon=True)
+    runner.start()
+    try:
+        assert gate.blocked.wait(20)
+        write(app, old[1000:])
+        size = app.stat().st_size
+        (key,) = t.files
+        wait_until(lambda: positions.snapshot()[key].size == size
+                   and positions.snapshot()[key].lag_lines is not None, "lines counted")
+        waiting = positions.snapshot()[key].lag_lines
+        assert waiting is not None and 0 < waiting < len(old)
+        with open(app, "r+") as f:
+            f.truncate(0)
+        wait_until(lambda: t.stats.file_truncations == 1, "the shrink seen")
+        # Saved now, the position says "start over": an agent stopped before the reader
+        # wakes must not resume at the old offset in a file with the same first bytes.
+        positions.save(force=True)
+        saved = Positions(tmp_path / "positions.json").saved(key)
+        assert saved is not None and saved["offset"] == 0
+        new = [header, *nums("new", 0, 3000)]
+        write(app, new)
+        gate.release.set()
+        wait_until(lambda: len(gate.lines) >= len(old) - waiting + len(new), "new lines")
+    finally:
+        gate.release.set()
+        t.stop.set()
+        runner.join(10)
+        t.close()
+    n_old = len(old) - waiting
+    assert gate.lines == old[:n_old] + new
+    assert t.stats.lost_by_reason == {"truncated": waiting}
+    assert t.stats.truncated_bytes_lost == sum(len(x) + 1 for x in old[n_old:])
+    assert t.stats.file_truncations == 1

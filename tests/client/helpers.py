@@ -41,10 +41,13 @@ class GateSink(MemorySink):
 
 class PushServer:
     """A real HTTP server on 127.0.0.1 that decodes Loki pushes; `respond` decides the
-    status (and headers) of each request, `stall` makes it hang before answering."""
+    status (and headers) of each request — or `judge`, given the push's lines, decides
+    status, headers and body text — and `stall` makes it hang before answering."""
 
     def __init__(self, respond: Callable[[int], tuple[int, dict[str, str]]] | None = None,
-                 stall: float = 0.0) -> None:
+                 stall: float = 0.0,
+                 judge: Callable[[list[str]], tuple[int, dict[str, str], str]] | None = None
+                 ) -> None:
         self.lines: list[str] = []
         self.other_paths: list[str] = []
         self.requests: list[float] = []
@@ -65,16 +68,23 @@ class PushServer:
                 outer.requests.append(time.monotonic())
                 if outer.stall:
                     time.sleep(outer.stall)
-                status, headers = outer.respond(n)
+                lines = [ln for b in decode_push(body, self.headers.get("Content-Type", ""),
+                                                 self.headers.get("Content-Encoding", ""))
+                         for ln in b.lines]
+                text = ""
+                if judge is not None:
+                    status, headers, text = judge(lines)
+                else:
+                    status, headers = outer.respond(n)
                 if status < 300:
-                    for b in decode_push(body, self.headers.get("Content-Type", ""),
-                                         self.headers.get("Content-Encoding", "")):
-                        outer.lines.extend(b.lines)
+                    outer.lines.extend(lines)
+                data = text.encode()
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
+                self.wfile.write(data)
 
             def log_message(self, *args: Any) -> None:
                 pass

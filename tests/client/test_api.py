@@ -166,7 +166,7 @@ def test_loki_sink_honours_retry_after_and_counts_rejects() -> None:
             client.get_logger("l").info("rejected", i=i)
         assert client.flush(5)
         s = client.stats()
-        assert s["written"] == 0 and s["dropped_by_reason"] == {"rejected": 3}
+        assert s["written"] == 0 and s["dropped_by_reason"] == {"http_400": 3}
     finally:
         bad.close()
 

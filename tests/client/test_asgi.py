@@ -92,3 +92,32 @@ def test_error_statuses_and_unhandled_exceptions_get_access_lines() -> None:
     assert [(r["status"], r["level"]) for r in access] == [(503, "ERROR"), (500, "ERROR")]
     assert access[0]["request_id"] != "bad id with spaces"  # not a safe id: replaced
     assert "RuntimeError: unhandled" in str(access[1]["exc"])
+
+
+class SlowSink(MemorySink):
+    """Takes a while per batch, so records are still queued when the app shuts down."""
+
+    def write_batch(self, records: list[dict[str, object]]) -> None:
+        import time
+
+        time.sleep(0.05)
+        super().write_batch(records)
+
+
+def test_lifespan_shutdown_flushes_and_a_new_startup_revives_the_pipeline() -> None:
+    from fastapi.testclient import TestClient
+
+    sink = SlowSink()
+    client.configure(sinks=[sink], capture_stdlib=False, report_url=None, batch_size=5,
+                     handle_signals=False)
+    app = make_app()
+    with TestClient(app) as http:
+        for i in range(20):
+            assert http.get(f"/orders/{i}").status_code == 200
+    # the lifespan shutdown ran the last flush before it completed: nothing left queued
+    ids = [r["order_id"] for r in sink.records if r["msg"] == "fetched"]
+    assert ids == list(range(20))
+    assert client.stats()["queue_depth"] == 0
+    with TestClient(app) as http:  # a second run in the same process logs again
+        assert http.get("/orders/99").status_code == 200
+    assert [r["order_id"] for r in sink.records if r["msg"] == "fetched"][-1] == 99

@@ -64,7 +64,7 @@ def test_spill_persists_memory_at_exit_and_replays(tmp_path: Path) -> None:
     code = ("from sluiceway import client\n"
             f"client.configure(sinks=[client.LokiSink({dead!r}, labels={{'app': 'x'}}, "
             "batch_wait=0)], when_full='spill', "
-            f"spill_dir={str(spill)!r}, capture_stdlib=False, flush_timeout=0.5)\n"
+            f"spill_dir={str(spill)!r}, capture_stdlib=False, shutdown_timeout=0.5)\n"
             "log = client.get_logger('e')\n"
             "[log.info('rec', i=i) for i in range(300)]\n")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=30)

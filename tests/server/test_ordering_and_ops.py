@@ -105,7 +105,7 @@ def test_ops_endpoints(server: ServerProcess) -> None:
 
 def test_heartbeats_feed_the_pipeline_view(server: ServerProcess) -> None:
     hb = {"id": "agent-1", "kind": "agent", "name": "edge", "host": "h", "pid": 1,
-          "ts": time.time(), "interval_s": 0.2,
+          "token": "t1", "ts": time.time(), "interval_s": 0.2,
           "queue": {"depth": 5, "capacity": 10, "bytes": 50, "max_bytes": 100,
                     "when_full": "spill", "high_watermark": 7}}
     url = f"{server.url}/sluiceway/api/v1/heartbeat"

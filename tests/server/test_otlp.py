@@ -157,3 +157,23 @@ def test_bad_bodies_are_400_and_too_large_413(server: ServerProcess) -> None:
     r = httpx.post(url, content=bomb, headers={"Content-Type": "application/json",
                                                "Content-Encoding": "zstd"})
     assert r.status_code == 413, r.text
+
+
+def test_sdk_batch_with_a_time_past_2262_keeps_its_good_records(server: ServerProcess) -> None:
+    """The real exporter sends both records in one request. A 500 (as before) or a 400
+    would make it drop the batch; the answer is 200 with partial_success, and the good
+    record is stored."""
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    from opentelemetry.sdk.resources import Resource
+
+    provider = LoggerProvider(resource=Resource.create({"service.name": "far-future"}))
+    provider.add_log_record_processor(BatchLogRecordProcessor(
+        OTLPLogExporter(endpoint=f"{server.url}/otlp/v1/logs"), schedule_delay_millis=60_000))
+    logger = provider.get_logger("test")
+    logger.emit(timestamp=2**64 - 1, body="past 2262")
+    logger.emit(timestamp=time.time_ns(), body="kept")
+    assert provider.force_flush()
+    provider.shutdown()
+    assert [row[2] for row in _query(server, '{service_name="far-future"}')] == ["kept"]

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 import httpx
 import orjson
 
+from tests.inproc import wait_for
 from tests.procs import ServerProcess
 
 BLOCKS = 40
@@ -37,15 +38,6 @@ def _blocks_read(srv: ServerProcess) -> float:
     return float(m.group(1)) if m else 0.0
 
 
-def _wait(cond: object, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_query_work_stops_when_the_client_disconnects(tmp_path: Path) -> None:
     cfg = tmp_path / "s.yaml"
     # One thread and the per-line engine (a template): each block costs real time.
@@ -60,9 +52,9 @@ def test_query_work_stops_when_the_client_disconnects(tmp_path: Path) -> None:
                         "step": "60"})
         sock = socket.create_connection(("127.0.0.1", srv.port))
         sock.sendall(f"GET /loki/api/v1/query_range?{qs} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        _wait(lambda: _blocks_read(srv) > 0, "the query to start reading blocks")
+        wait_for(lambda: _blocks_read(srv) > 0, "the query to start reading blocks")
         sock.close()
-        _wait(lambda: "query cancelled: client disconnected" in srv.log(),
+        wait_for(lambda: "query cancelled: client disconnected" in srv.log(),
               "the server to see the disconnect")
         stopped_at = _blocks_read(srv)
         assert stopped_at < BLOCKS, "the query read every block: it was not stopped"

@@ -91,3 +91,25 @@ def test_torn_wal_tail_is_skipped_with_a_warning(tmp_path: Path) -> None:
     srv.stop()
     assert len(r.json()["data"]["result"][0]["values"]) == 10
     assert "torn record" in srv.log()
+
+
+def test_second_server_on_one_data_dir_exits_2(tmp_path: Path) -> None:
+    import httpx
+
+    first = ServerProcess(tmp_path / "data").start()
+    try:
+        assert first.proc is not None
+        r = _run("server", "--data-dir", str(tmp_path / "data"),
+                 "--listen", f"127.0.0.1:{free_port()}", timeout=120)
+        assert r.returncode == 2, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+        assert str(tmp_path / "data") in lines[0] and f"pid {first.proc.pid}" in lines[0]
+        assert httpx.get(f"{first.url}/ready").status_code == 200  # the first one runs on
+    finally:
+        first.stop()
+    # a stopped owner (and a killed one: the kernel drops its lock) frees the directory
+    second = ServerProcess(tmp_path / "data").start()
+    second.kill()
+    second.start()
+    second.stop()

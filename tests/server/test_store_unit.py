@@ -8,10 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sluiceway.model import EntryBlock, Matcher
 from sluiceway.store import ChunkError, Store, StoreConfig
 from sluiceway.store._chunk import decode_chunk, encode_chunk
+from sluiceway.store._store import tenant_dirname, tenant_from_dirname
 
 
 def _block(i: int, base: int, n: int = 10) -> EntryBlock:
@@ -140,3 +143,57 @@ def test_wal_group_survives_short_writes_and_replays_every_record(
     replayed = list(_wal.replay(tmp_path))
     assert [p for _, p in replayed] == payloads
     assert [pos for pos, _ in replayed] == positions
+
+
+def test_zeros_in_wal_and_index_are_damage_not_empty_records(tmp_path: Path) -> None:
+    # A file system may leave zeros where a crash interrupted a write; (0, 0) reads as an
+    # empty frame with a valid CRC32 (crc32(b"") == 0), which neither writer ever writes.
+    from sluiceway.store import _wal
+
+    cfg = StoreConfig(tmp_path, compaction_enabled=False, flush_on_shutdown=False)
+    st = Store(cfg)
+    base = time.time_ns()
+    for i in range(2):
+        st.push("fake", [_block(i, base)]).result()
+        st.flush_all()
+    st.push("fake", [_block(2, base)]).result()  # stays in the WAL
+    st.close()
+    index = tmp_path / "tenants" / "t-fake" / "index.log"
+    data = index.read_bytes()
+    first_end = 8 + int.from_bytes(data[:4], "little")
+    index.write_bytes(data[:first_end] + bytes(4096) + data[first_end:] + bytes(4096))
+    seg = max((tmp_path / "wal").glob("*.wal"))
+    with open(seg, "ab") as f:
+        f.write(bytes(4096))
+    assert len(list(_wal.replay(tmp_path / "wal"))) == 1
+    st = Store(cfg)
+    assert len(_all(st)) == 30
+    assert st.tenants["fake"].index_records_lost == 1  # the zeros inside; the tail is torn
+    st.close()
+TENANT_CHARS = "abcXYZ019_-.!*'()"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 150).flatmap(lambda n: st.text(TENANT_CHARS, min_size=n, max_size=n)))
+def test_tenant_directory_names_fit_and_map_back(tenant: str) -> None:
+    """Every valid tenant id (Loki: up to 150 of these characters) gets a name of at most
+    255 bytes that is never the raw id (unless plainly safe) and maps back to it alone."""
+    name = tenant_dirname(tenant)
+    assert len(name.encode()) <= 255
+    assert "/" not in name and name not in (".", "..")
+    assert name[:2] in ("t-", "x-", "b-")
+    assert tenant_from_dirname(name) == tenant
+
+
+def test_tenant_directory_names_of_short_ids_are_unchanged() -> None:
+    """Data dirs from before base32 names keep their names (and so their data)."""
+    assert tenant_dirname("team-a") == "t-team-a"
+    assert tenant_dirname("a.b") == "x-" + b"a.b".hex()
+    assert tenant_dirname("(" * 126) == "x-" + "28" * 126
+    assert tenant_dirname("(" * 127).startswith("b-")
+
+
+@pytest.mark.parametrize("name", ["t-..", "x-2F", "x-zz", "b-0", "b-" + "a" * 8, "t-a/b", "ab",
+                                  "x-" + b"ok".hex()])
+def test_directories_not_made_by_tenant_dirname_are_not_tenants(name: str) -> None:
+    assert tenant_from_dirname(name) is None

@@ -134,6 +134,7 @@ def test_real_client_drops_show_while_backend_is_stopped(
 def heartbeat(id_: str, name: str, **kw: Any) -> dict[str, Any]:
     hb: dict[str, Any] = {
         "id": id_, "kind": "client", "name": name, "host": "h", "pid": 1, "ts": time.time(),
+        "token": f"token-of-{id_}",
         "interval_s": 5.0, "lost_by_reason": {}, "spill_bytes": 0,
         "queue": {"depth": 1, "capacity": 100, "bytes": 10, "max_bytes": 1000,
                   "when_full": "drop", "high_watermark": 5},

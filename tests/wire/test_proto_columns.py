@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sluiceway.model import EntryBlock, StreamBatch
 from sluiceway.wire import decode_push_blocks
@@ -149,3 +150,39 @@ def test_seconds_past_int64_nanoseconds_are_not_wrapped() -> None:
     e = req.streams[0].entries.add(line="far")
     e.timestamp.seconds, e.timestamp.nanos = 9_223_372_036, 999_999_999  # > 2**63 - 1 ns
     assert decode_columns(req.SerializeToString()) is None
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7, 8, 9])
+def test_only_empty_entries_read_nothing_past_the_body(count: int) -> None:
+    """Empty entries at the end made the look-ahead read past the padding (a 500 for a
+    21-byte push); they decode as Loki decodes them: time 0, empty line."""
+    req = PushRequest(streams=[StreamAdapter(labels='{a="1"}')])
+    for _ in range(count):
+        req.streams[0].entries.add()
+    raw = req.SerializeToString()
+    got = decode_columns(raw)
+    assert got is not None
+    assert rows(got) == [({"a": "1"}, [0] * count, [b""] * count, None)] == exact_rows(raw)
+
+
+ENTRY_PARTS = st.lists(st.sampled_from([
+    b"", b"\x0a\x00", b"\x0a\x02\x08\x01", b"\x0a\x02\x10\x05", b"\x0a\x04\x08\x01\x10\x02",
+    b"\x0a\x02\x08\x7f", b"\x12\x00", b"\x12\x01x", b"\x0a\x00\x12\x00",
+    b"\x0a\x02\x08\x01\x12\x03abc", b"\x0a\x0b\x08\xff\xff\xff\xff\xff\xff\xff\xff\x7f\x10\x01",
+]), max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ENTRY_PARTS)
+def test_any_mix_of_short_entries_agrees_with_the_exact_decoder(entries: list[bytes]) -> None:
+    def field(tag: int, data: bytes) -> bytes:  # length-delimited: tag, varint length
+        n, size = len(data), b""
+        while n >= 0x80:
+            size, n = size + bytes([n & 0x7F | 0x80]), n >> 7
+        return bytes([tag]) + size + bytes([n]) + data
+
+    stream = field(0x0A, b'{a="1"}') + b"".join(field(0x12, e) for e in entries)
+    raw = field(0x0A, stream)
+    got = decode_columns(raw)
+    if got is not None:
+        assert rows(got) == exact_rows(raw)

@@ -133,3 +133,27 @@ def test_invalid_utf8_is_replaced() -> None:
 def test_never_raises(line: bytes) -> None:
     m = one(line)
     assert isinstance(m.message, str) and m.format in ("rfc5424", "rfc3164", "raw")
+
+
+@pytest.mark.parametrize("line", [
+    b"<13>Oct 11 9999 22:14:15 host app: year 9999",
+    b"<13>Oct 11 0001 22:14:15 host app: year 1",
+    b"<165>1 9999-12-31T23:59:59Z host app - - - year 9999",
+    b"<165>1 0001-01-01T00:00:00Z host app - - - year 1",
+    b"<165>1 2262-04-11T23:47:17Z host app - - - just past int64",
+    b"<13>2262-04-12T00:00:00Z host app: RFC 3339 in a BSD message",
+])
+def test_times_past_int64_nanoseconds_are_no_time(line: bytes) -> None:
+    """The agent ships Unix ns as int64: such a time becomes the receive time, like an
+    unreadable one, and the message is kept."""
+    m = one(line)
+    assert m.ts is None and m.format != "raw"
+    assert m.message.endswith(line.rsplit(b" ", 2)[-1].decode())
+
+
+@pytest.mark.parametrize("now", [datetime(1, 1, 1, tzinfo=UTC),
+                                 datetime(9999, 12, 31, 23, 59, tzinfo=UTC)])
+def test_clock_at_the_ends_of_the_calendar_does_not_raise(now: datetime) -> None:
+    for tz in (timezone(timedelta(hours=14)), timezone(timedelta(hours=-12))):
+        m = parse_syslog_line(b"<13>Jan  1 00:00:00 host app: x", now=now, tz=tz)
+        assert m.format == "rfc3164" and m.message.endswith("x")

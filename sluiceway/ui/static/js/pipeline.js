@@ -209,6 +209,9 @@ function updateCard(c, rep) {
   drawSpark(c.spark, c.history);
 }
 
+// The server keeps one card per tenant and id (several tenants with multi-tenant queries).
+const cardKey = (rep) => `${rep.tenant ?? ""}\u0000${rep.id}`;
+
 export function pipelinePage() {
   const summary = el("div", { class: "summary", "data-testid": "pipeline-summary" });
   const updated = el("span", { class: "muted updated" });
@@ -224,7 +227,7 @@ export function pipelinePage() {
   function renderSummary(list) {
     clear(summary);
     const pill = (cls, text, n) => el("span", { class: `pill ${cls}`, "data-count": n }, text);
-    const flags = list.map((r) => cards.get(r.id)?.flags ?? {});
+    const flags = list.map((r) => cards.get(cardKey(r))?.flags ?? {});
     const stale = list.filter((r) => r.stale).length;
     const down = list.filter((r) => !r.stale && r.backend?.ok === false).length;
     const trouble = flags.filter((f) => f.blocking || f.dropping).length;
@@ -246,9 +249,10 @@ export function pipelinePage() {
       lastOk = Date.now();
       const seen = new Set();
       for (const rep of list) {
-        seen.add(rep.id);
-        let c = cards.get(rep.id);
-        if (!c) { c = makeCard(rep); cards.set(rep.id, c); }
+        const key = cardKey(rep);
+        seen.add(key);
+        let c = cards.get(key);
+        if (!c) { c = makeCard(rep); cards.set(key, c); }
         grid.append(c.card); // re-append keeps the server's order
         updateCard(c, rep);
       }

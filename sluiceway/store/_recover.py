@@ -1,0 +1,117 @@
+"""After a damaged index: take back the chunk files it no longer names (`recover_chunks`).
+
+A chunk file carries its stream's fingerprint in its name
+(`chunks/<day>/<fp hex>-<mint>-<id>.chunk`) but not the stream's labels. A file the index
+does not name (and never deleted) is taken back when the fingerprint belongs to a stream
+known from another index record or from the WAL; the labels are never guessed. Otherwise
+the file moves to `quarantine/unindexed/`, is counted and logged, and is looked at again
+at every start until its stream is known (a push to it after the restart is enough).
+Index entries whose file is gone (their "del" record was lost) are dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sluiceway.model import format_labels
+from sluiceway.store._chunk import ChunkError, decode_chunk
+from sluiceway.store._quarantine import CORRUPT, UNINDEXED, move, quarantine_dir
+from sluiceway.store._stream import ChunkRef
+from sluiceway.store._tenant import TenantStore
+from sluiceway.store._wal import ZERO_POS
+
+log = logging.getLogger("sluiceway.store")
+
+
+def _fingerprint_of(rel: str) -> int | None:
+    try:
+        return int(Path(rel).name.split("-", 1)[0], 16)
+    except ValueError:
+        return None
+
+
+def recover_chunks(ts: TenantStore) -> None:
+    """Run once at start, after the WAL replay (which makes its streams' labels known)."""
+    records: list[dict[str, object]] = []
+    orphans: list[str] = []
+    if ts.index_damaged:
+        on_disk = {p.relative_to(ts.root).as_posix() for p in ts.root.glob("chunks/*/*.chunk")}
+        records += _drop_missing(ts, on_disk)
+        named = {c.path for s in ts.streams.values() for c in s.chunks}
+        orphans = sorted(on_disk - named - ts.deleted_paths)
+    ts.deleted_paths = set()
+    waiting_dir = quarantine_dir(ts.root, UNINDEXED)
+    waiting = sorted(p.relative_to(waiting_dir).as_posix()
+                     for p in waiting_dir.glob("chunks/*/*.chunk"))
+    left = 0
+    for rel in orphans + waiting:
+        in_quarantine = rel not in orphans
+        src = (waiting_dir if in_quarantine else ts.root) / rel
+        fp = _fingerprint_of(rel)
+        s = ts.streams.get(fp) if fp is not None else None
+        try:
+            data = src.read_bytes()
+            block = decode_chunk(data, s.labels if s is not None else {})
+            if not len(block):
+                raise ChunkError("chunk holds no lines")
+        except (ChunkError, OSError) as exc:
+            log.warning("tenant %s: unindexed chunk %s cannot be read (%s); moved to %s",
+                        ts.tenant, src.relative_to(ts.root), exc,
+                        (quarantine_dir(ts.root, CORRUPT) / rel).relative_to(ts.root))
+            move(src, quarantine_dir(ts.root, CORRUPT) / rel)
+            ts.count_out(CORRUPT)
+            continue
+        if s is None:
+            if in_quarantine:
+                left += 1
+                continue
+            move(src, waiting_dir / rel)
+            ts.count_out(UNINDEXED)
+            log.warning("tenant %s: chunk %s (%d lines) is not in the damaged index and no "
+                        "index record or WAL record names its stream's labels (fingerprint "
+                        "%016x): moved to %s; it is taken back at a start once that stream "
+                        "is known again", ts.tenant, rel, len(block), fp or 0,
+                        (waiting_dir / rel).relative_to(ts.root))
+            continue
+        if in_quarantine:
+            move(src, ts.root / rel)
+        ref = ChunkRef(rel, int(block.ts[0]), int(block.ts[-1]), len(block), block.nbytes,
+                       len(data), ZERO_POS, 1, (ts.root / rel).stat().st_mtime)
+        with ts.lock:
+            s.chunks = sorted([*s.chunks, ref], key=lambda c: c.mint)
+            s.max_ts = max(s.max_ts, ref.maxt)
+        records.append(ts.add_record(s, ref))
+        ts.chunks_readded += 1
+        log.warning("tenant %s: chunk %s (%d lines) of %s, not named by the index, is taken "
+                    "back", ts.tenant, rel, len(block), format_labels(s.labels))
+    if left:
+        log.warning("tenant %s: %d chunk file(s) in %s still wait for their stream's labels",
+                    ts.tenant, left, waiting_dir.relative_to(ts.root))
+    if records:
+        try:
+            ts.index.append(records)
+        except OSError:
+            log.exception("tenant %s: could not record the recovered chunks in the index; "
+                          "they are served until the next start", ts.tenant)
+
+
+def _drop_missing(ts: TenantStore, on_disk: set[str]) -> list[dict[str, object]]:
+    """Entries of the index whose file is gone: most likely deleted (retention, compaction)
+    with the "del" record among the damaged ones."""
+    out: list[dict[str, object]] = []
+    with ts.lock:
+        for s in ts.streams.values():
+            gone = [c for c in s.chunks if c.path not in on_disk]
+            if not gone:
+                continue
+            s.chunks = [c for c in s.chunks if c.path in on_disk]
+            for c in gone:
+                out.append({"op": "del", "fp": s.fp, "path": c.path})
+                ts.count_out("missing")
+                log.warning("tenant %s: the index names chunk %s (%d lines) of %s, which is not "
+                            "on disk (its deletion record was probably among the damaged "
+                            "ones); dropped from the index", ts.tenant, c.path, c.n,
+                            format_labels(s.labels))
+    return out
+

@@ -1,0 +1,184 @@
+"""Every file renamed (or created) into place is followed by an fsync of its directory, in
+store (chunks, index), buffer (spill cursor and segments) and agent (positions): without
+it, a power cut can take back a rename whose WAL or source was already released.
+
+The spy wraps `os.fsync` and records, in order, which regular files and which directories
+were synced, and which renames happened."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sluiceway.agent._positions import Positions
+from sluiceway.buffer import Buffer, BufferConfig
+from sluiceway.model import EntryBlock, Matcher
+from sluiceway.store import Store, StoreConfig
+from sluiceway.store._index import IndexLog, read_index
+
+Event = tuple[str, str]  # ("dir" | "file" | "rename", path)
+
+
+@pytest.fixture
+def events(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Event]]:
+    out: list[Event] = []
+    lock = threading.Lock()
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        kind = "dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"
+        real_fsync(fd)
+        with lock:
+            out.append((kind, os.readlink(f"/proc/self/fd/{fd}")))
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        real_replace(src, dst)
+        with lock:
+            out.append(("rename", str(Path(dst).resolve())))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    yield out
+
+
+def _synced_after(events: list[Event], kind: str, path: Path, after: int) -> int | None:
+    """Index of the first `kind` sync of `path` at or after event `after`."""
+    want = str(path.resolve())
+    for i in range(after, len(events)):
+        if events[i] == (kind, want):
+            return i
+    return None
+
+
+def _renamed(events: list[Event], path: Path) -> int:
+    want = str(path.resolve())
+    hits = [i for i, e in enumerate(events) if e == ("rename", want)]
+    assert hits, f"{path} was never renamed into place: {events}"
+    return hits[-1]
+
+
+def _block(labels: dict[str, str], base: int, n: int = 5) -> EntryBlock:
+    return EntryBlock.from_lines(labels, np.arange(n, dtype=np.int64) + base,
+                                 [f"{labels} line {i}".encode() for i in range(n)])
+
+
+def test_chunk_dir_is_synced_before_the_index_names_the_chunk(tmp_path: Path,
+                                                               events: list[Event]) -> None:
+    st = Store(StoreConfig(tmp_path, compaction_enabled=False))
+    try:
+        st.push("fake", [_block({"app": "a"}, time.time_ns())]).result()
+        st.flush_all()
+        chunks = list(tmp_path.glob("tenants/*/chunks/*/*.chunk"))
+        assert len(chunks) == 1
+        renamed = _renamed(events, chunks[0])
+        dir_synced = _synced_after(events, "dir", chunks[0].parent, renamed)
+        assert dir_synced is not None, "the chunk's directory was not fsynced after the rename"
+        index = chunks[0].parents[2] / "index.log"
+        named = _synced_after(events, "file", index, renamed)
+        assert named is not None and dir_synced < named, \
+            "the index named the chunk before its directory entry was durable"
+        assert not list(tmp_path.rglob("*.tmp"))
+    finally:
+        st.close()
+
+
+def test_index_rewrite_syncs_its_directory(tmp_path: Path, events: list[Event]) -> None:
+    log = IndexLog(tmp_path / "index.log")
+    log.append([{"op": "add", "n": 1}, {"op": "del", "n": 1}, {"op": "add", "n": 2}])
+    log.rewrite([{"op": "add", "n": 2}])
+    log.append([{"op": "add", "n": 3}])
+    log.close()
+    renamed = _renamed(events, tmp_path / "index.log")
+    assert _synced_after(events, "dir", tmp_path, renamed) is not None
+    assert [r["n"] for r in read_index(tmp_path / "index.log").records] == [2, 3]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_spill_cursor_and_new_segments_sync_their_directory(tmp_path: Path,
+                                                            events: list[Event]) -> None:
+    spill = tmp_path / "spill"
+    buf: Buffer[int] = Buffer(BufferConfig(max_items=10, when_full="spill", spill_dir=spill,
+                                           record_items=5, segment_bytes=4096))
+    try:
+        for i in range(200):
+            buf.put(i)
+        segs = sorted(spill.glob("*.seg"))
+        assert segs
+        first_data_sync = next(i for i, e in enumerate(events)
+                               if e == ("file", str(segs[0].resolve())))
+        # a new segment's directory entry is durable before its items count as spilled
+        dir_sync = _synced_after(events, "dir", spill, 0)
+        assert dir_sync is not None and dir_sync < first_data_sync
+        got: list[int] = []
+        while (b := buf.get_batch(50, max_wait=0.2)) is not None:
+            got += b.items
+            buf.ack(b)
+        assert got == list(range(200))
+        renamed = _renamed(events, spill / "cursor")
+        assert _synced_after(events, "dir", spill, renamed) is not None
+        assert not list(spill.glob("*.tmp"))
+    finally:
+        buf.close()
+
+
+def test_agent_positions_sync_their_directory(tmp_path: Path, events: list[Event]) -> None:
+    pos = Positions(tmp_path / "state" / "positions.json")
+    pos.register("1:2", "/var/log/x.log", 0, "fp", 10)
+    pos.add("1:2", 0, 0, 100)
+    pos.done([("1:2", 0, 0, 100)])
+    pos.save(force=True)
+    renamed = _renamed(events, tmp_path / "state" / "positions.json")
+    assert _synced_after(events, "dir", tmp_path / "state", renamed) is not None
+    assert Positions(tmp_path / "state" / "positions.json").saved("1:2") is not None
+
+
+def test_many_streams_flush_with_one_index_sync(tmp_path: Path, events: list[Event]) -> None:
+    """Shutdown with many streams: the chunk files share their syncs and the index is
+    appended (and synced) once, not once per stream; every line is there afterwards."""
+    st = Store(StoreConfig(tmp_path, compaction_enabled=False))
+    base = time.time_ns()
+    n = 300
+    blocks = [_block({"app": "many", "s": str(i)}, base, 3) for i in range(n)]
+    st.push("fake", blocks).result()
+    events.clear()
+    st.close()
+    index = next(tmp_path.glob("tenants/*/index.log"))
+    index_syncs = [e for e in events if e == ("file", str(index.resolve()))]
+    assert len(index_syncs) == 1
+    chunks = list(tmp_path.glob("tenants/*/chunks/*/*.chunk"))
+    assert len(chunks) == n
+    day_dirs = {str(c.parent.resolve()) for c in chunks}
+    dir_syncs = [e for e in events if e[0] == "dir" and e[1] in day_dirs]
+    assert len(dir_syncs) == len(day_dirs)
+    st = Store(StoreConfig(tmp_path, compaction_enabled=False))
+    try:
+        assert st.replayed_records == 0
+        series = st.series(["fake"], [Matcher("app", "=", "many")], 0, 2**62)
+        lines = [ln for ref in series for b in st.blocks(ref, 0, 2**62, "forward")
+                 for ln in b.lines()]
+        assert len(lines) == 3 * n
+    finally:
+        st.close()
+
+
+def test_client_file_sink_with_fsync_syncs_new_names(tmp_path: Path,
+                                                     events: list[Event]) -> None:
+    from sluiceway.client import RotatingFileSink
+
+    sink = RotatingFileSink(tmp_path / "logs" / "app.jsonl", max_bytes=300, backups=2,
+                            fsync=True)
+    for i in range(10):
+        sink.write_batch([{"msg": f"record {i}", "pad": "x" * 50}])
+    sink.close()
+    logs = tmp_path / "logs"
+    created = _synced_after(events, "dir", logs, 0)
+    assert created is not None  # the file's first name
+    rotated = _renamed(events, logs / "app.jsonl.1")
+    assert _synced_after(events, "dir", logs, rotated) is not None
