@@ -51,10 +51,25 @@ class ExecOptions:
             raise QueryCancelled("query cancelled")
 
 
+MAX_SPLITS = 1024  # a range wider than this many intervals is cut at a multiple of it
+
+
 def split_range(lo: int, hi: int, interval: int) -> list[tuple[int, int]]:
-    """[lo, hi) cut at multiples of `interval` (ns since the epoch); one piece if <= 0."""
+    """[lo, hi) cut at multiples of `interval` (ns since the epoch); one piece if <= 0.
+
+    A range of more than `MAX_SPLITS` intervals (`count_over_time(...[300d])`: 7,200
+    hours) is cut at multiples of the smallest multiple of `interval` that makes at most
+    that many pieces: the cuts still fall on the interval's grid, and the work per
+    piece, not the number of pieces, grows with the range."""
     if interval <= 0 or hi <= lo:
         return [(lo, hi)]
+    def pieces(step: int) -> int:
+        return (hi - 1) // step - lo // step + 1
+
+    k = -(-pieces(interval) // MAX_SPLITS)
+    while pieces(interval * k) > MAX_SPLITS:  # an unaligned range: one more piece
+        k += 1
+    interval *= k
     out = []
     a = lo
     while a < hi:

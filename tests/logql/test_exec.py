@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from sluiceway.logql import ExecOptions, QueryCancelled, split_range
-from sluiceway.logql._exec import Aborted, run_units
+from sluiceway.logql._exec import MAX_SPLITS, Aborted, run_units
 
 H = 3600 * 10**9
 
@@ -18,6 +18,17 @@ def test_splits_are_aligned_to_the_interval_from_the_epoch() -> None:
     assert split_range(0, 2 * H, H) == [(0, H), (H, 2 * H)]
     assert split_range(5, 9, 0) == [(5, 9)]  # no splitting
     assert split_range(9, 9, H) == [(9, 9)]
+
+
+def test_a_very_long_range_makes_at_most_max_splits_pieces_on_the_interval_grid() -> None:
+    # `count_over_time({...}[106751d])`: 2.5 million hours, which would be as many units.
+    lo, hi = 5 * H + 7, 106_751 * 24 * H + 3
+    pieces = split_range(lo, hi, H)
+    assert len(pieces) <= MAX_SPLITS
+    assert pieces[0][0] == lo and pieces[-1][1] == hi
+    assert all(a == b for (_, a), (b, _) in zip(pieces, pieces[1:], strict=False))
+    assert all(b % H == 0 for _, b in pieces[:-1])  # cuts on the hour grid
+    assert len(split_range(0, MAX_SPLITS * H, H)) == MAX_SPLITS  # up to the cap: unchanged
 
 
 def test_run_units_raises_the_earliest_units_error_and_stops_the_others() -> None:
