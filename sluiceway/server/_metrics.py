@@ -25,6 +25,11 @@ class ServerMetrics:
         self.lines_rejected = Counter("sluiceway_discarded_samples_total",
                                       "Lines rejected, by reason (Loki's discarded_samples)",
                                       ["tenant", "reason"], registry=r)
+        self.query_blocks = Counter("sluiceway_query_blocks_read_total",
+                                    "Blocks of log lines read by queries", registry=r)
+        self.queries_cancelled = Counter("sluiceway_queries_cancelled_total",
+                                         "Queries stopped because their client disconnected",
+                                         registry=r)
         self.requests = Histogram("sluiceway_request_duration_seconds",
                                   "HTTP request latency", ["route", "status"], registry=r,
                                   buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1,

@@ -172,6 +172,7 @@ class Store:
         self.retention_deleted = 0
         # Seconds each tenant keeps its data (0: forever); the server sets it per tenant.
         self.retention_for: Callable[[str], float] = lambda _t: cfg.retention_period_s
+        self._changes = 0  # compactions and retention passes that changed something
         self.ready = False
         for d in sorted((self.root / "tenants").glob("*")):
             t = tenant_from_dirname(d.name)
@@ -460,6 +461,13 @@ class Store:
         ts = self.tenants.get(tenant)
         return (0, set()) if ts is None else ts.active_streams(fps)
 
+    @property
+    def generation(self) -> int:
+        """Changes whenever stored data changes other than by new lines (compaction,
+        retention, a chunk taken out of service): cached query results of closed time
+        ranges key on it. Tenants are never dropped, so it only grows."""
+        return self._changes + sum(t.generation for t in list(self.tenants.values()))
+
     def apply_retention(self, now_ns: int | None = None) -> int:
         now_ns = now_ns if now_ns is not None else time.time_ns()
         n = 0
@@ -468,6 +476,8 @@ class Store:
             if period > 0:
                 n += t.apply_retention(now_ns - int(period * 1e9))
         self.retention_deleted += n
+        if n:
+            self._changes += 1
         return n
 
     # --- compaction --------------------------------------------------------------------
@@ -485,7 +495,10 @@ class Store:
             if min_age_s is not None:
                 saved, self.compactor.min_age_s = self.compactor.min_age_s, min_age_s
             try:
-                return self.compactor.run(list(self.tenants.values()))
+                out = self.compactor.run(list(self.tenants.values()))
+                if out.chunks_in:
+                    self._changes += 1
+                return out
             finally:
                 if min_age_s is not None:
                     self.compactor.min_age_s = saved

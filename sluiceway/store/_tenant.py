@@ -76,6 +76,7 @@ class TenantStore:
         self.index_records_lost = 0  # damaged index records skipped at load
         self.chunks_readded = 0  # chunk files the index no longer named, taken back
         self.chunks_quarantined: dict[str, int] = {}  # by reason
+        self.generation = 0  # chunks taken out of service (part of `Store.generation`)
         self.deleted_paths: set[str] = set()  # of "del" records, kept for recover_chunks
         self.index_damaged = False
         end = self._load_index()
@@ -338,9 +339,11 @@ class TenantStore:
         items.sort(key=(lambda t: t[0]) if forward else (lambda t: -t[1]))
         pending: EntryBlock | None = None
         for i, block in enumerate(self._loaded(s, [it[2] for it in items], warn)):
-            parts = [b for b in (pending, block) if b is not None]
+            # An unreadable chunk is None; chunks that do not overlap leave an empty
+            # block pending: neither is merged, so the next chunk is not copied.
+            parts = [b for b in (pending, block) if b is not None and len(b)]
             if not parts:
-                continue  # an unreadable chunk with nothing pending
+                continue
             merged = parts[0] if len(parts) == 1 else sort_dedupe(EntryBlock.concat(parts))
             if i + 1 < len(items):
                 if forward:
@@ -450,6 +453,7 @@ class TenantStore:
         """One more chunk taken out of service (`chunks_quarantined` by reason)."""
         with self.lock:
             self.chunks_quarantined[reason] = self.chunks_quarantined.get(reason, 0) + 1
+            self.generation += 1  # lines were lost: results cached before are stale
 
     def close(self) -> None:
         self.index.close()
