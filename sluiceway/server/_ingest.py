@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 
 from fastapi import Request, Response
 
-from sluiceway.model import EntryBlock, PushRecord
+from sluiceway.model import EntryBlock, PushRecord, fingerprint
 from sluiceway.server._body import read_body
+from sluiceway.server._config import LimitsSection
 from sluiceway.server._context import ServerContext, bad, ctx_of
 from sluiceway.server._distributor import Decoder, PushError, Rejections
+from sluiceway.server._ratelimit import entry_sizes, stream_rate_message
 from sluiceway.server._streamlimit import stream_limit_message
 from sluiceway.store import Applied, WalWriteError
 from sluiceway.wire import BodyTooLarge, WireError
@@ -29,48 +31,88 @@ class RateLimited(Exception):
     """The tenant is over its ingestion rate: nothing stored (HTTP 429, retryable)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A stream object of a push that was not stored, why (Loki's reason) and Loki's text."""
+
+    block: EntryBlock
+    reason: str  # stream_limit | per_stream_rate_limit
+    message: str
+
+
 @dataclass(slots=True)
 class Stored:
     """What `commit` did: `lines` stored (exact duplicates count as stored, as in Loki),
-    what the heads did, and the blocks of streams the tenant's stream limit refused."""
+    what the heads did, and the stream objects the tenant's stream limit or per-stream
+    rate limit refused, in push order."""
 
     lines: int = 0
     applied: Applied | None = None
-    refused: list[EntryBlock] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
+
+
+def _over_stream_rate(ctx: ServerContext, tenant: str, blocks: list[EntryBlock],
+                      keep: list[int], limits: LimitsSection
+                      ) -> tuple[list[int], list[tuple[int, Refused]]]:
+    """Of the blocks at `keep`, those within their stream's `per_stream_rate_limit`, and
+    the others (with their index in the push)."""
+    kept: list[int] = []
+    refused: list[tuple[int, Refused]] = []
+    rate, burst = limits.per_stream_rate_limit, limits.per_stream_rate_limit_burst
+    for i in keep:
+        b = blocks[i]
+        sizes = entry_sizes(b)
+        if ctx.stream_rate.allow(tenant, fingerprint(b.labels), int(sizes.sum()), rate, burst):
+            kept.append(i)
+        else:
+            refused.append((i, Refused(b, "per_stream_rate_limit",
+                                       stream_rate_message(tenant, b, sizes, rate))))
+    return kept, refused
 
 
 async def commit(ctx: ServerContext, record: PushRecord, rej: Rejections) -> Stored:
     """Store what validation kept; returns once it is durable and queryable. Raises
     RateLimited or WalWriteError, in which case nothing of it was stored. Lines the heads
-    refuse are added to `rej`."""
+    refuse are added to `rej`; the stream objects the tenant's stream limit or per-stream
+    rate limit refused are in `Stored.refused` (the rest is stored)."""
     tenant = record.tenant
-    if record.blocks and not ctx.rate.allow(tenant, record.nbytes):
+    limits = ctx.limits_for(tenant)
+    if record.blocks and not ctx.rate.allow(tenant, record.nbytes, limits.ingestion_rate_mb,
+                                            limits.ingestion_burst_size_mb):
         ctx.metrics.lines_rejected.labels(tenant, "rate_limited").inc(record.lines)
-        raise RateLimited(ctx.rate.message(tenant, record.lines, record.nbytes))
+        raise RateLimited(ctx.rate.message(tenant, record.lines, record.nbytes,
+                                           limits.ingestion_rate_mb))
     for reason, n in rej.counts.items():
         ctx.metrics.lines_rejected.labels(tenant, reason).inc(n)
-    adm = ctx.streams.admit(tenant, record.blocks, ctx.store)
-    if adm.refused:
-        ctx.metrics.lines_rejected.labels(tenant, "stream_limit").inc(
-            sum(len(b) for b in adm.refused))
-        record = record.subset(adm.keep)
-    if not record.blocks:
-        ctx.streams.release(adm)
-        return Stored(refused=adm.refused)
+    adm = ctx.streams.admit(tenant, record.blocks, ctx.store, limits.max_global_streams_per_user)
     try:
+        kept = set(adm.keep)
+        refused = [(i, Refused(b, "stream_limit", stream_limit_message(b.labels, tenant)))
+                   for i, b in enumerate(record.blocks) if i not in kept]
+        keep = adm.keep
+        if limits.per_stream_rate_limit:
+            keep, over = _over_stream_rate(ctx, tenant, record.blocks, keep, limits)
+            refused += over
+        refused.sort(key=lambda r: r[0])
+        for _, x in refused:
+            ctx.metrics.lines_rejected.labels(tenant, x.reason).inc(len(x.block))
+        if refused:
+            record = record.subset(keep)
+        if not record.blocks:
+            return Stored(refused=[x for _, x in refused])
         applied = await asyncio.wrap_future(ctx.store.ingest(record))
     finally:
         ctx.streams.release(adm)
     lines, nbytes = record.lines, record.nbytes
-    for r in applied.rejections:
-        rej.add(r.reason, len(r), r.detail())
-        ctx.metrics.lines_rejected.labels(tenant, r.reason).inc(len(r))
-        lines -= len(r)
-        nbytes -= r.lines.nbytes
+    for h in applied.rejections:
+        rej.add(h.reason, len(h), h.detail())
+        ctx.metrics.lines_rejected.labels(tenant, h.reason).inc(len(h))
+        lines -= len(h)
+        nbytes -= h.lines.nbytes
     ctx.metrics.lines_received.labels(tenant).inc(lines)
     ctx.metrics.bytes_received.labels(tenant).inc(nbytes)
     ctx.hub.publish(tenant, applied.blocks)
-    return Stored(lines, applied, adm.refused)
+    return Stored(lines, applied, [x for _, x in refused])
 
 
 def loki_rejected(_request: Request, rej: Rejections, stored: int) -> Response:
@@ -86,12 +128,13 @@ async def loki_ingest(request: Request, decode: Decoder,
     stored (the route's protocol may say that differently)."""
     ctx = ctx_of(request)
     tenant = ctx.tenants(request.headers, allow_many=False)[0]
+    limits = ctx.limits_for(tenant)
     max_body = ctx.cfg.server.max_body_size
     try:
         body = await read_body(request, max_body)
         prepared = await ctx.pool.run(decode, tenant, body, request.headers.get("content-type"),
                                       request.headers.get("content-encoding"), max_body,
-                                      ctx.limits, time.time_ns())
+                                      limits, time.time_ns())
     except BodyTooLarge as exc:  # a WireError too: first
         return bad(str(exc), 413)
     except (WireError, PushError) as exc:
@@ -106,10 +149,10 @@ async def loki_ingest(request: Request, decode: Decoder,
         log.error("push not stored: %s", exc)
         return bad(f"could not store the batch, retry later: {exc}", 503)
     if stored.refused:
-        # Loki's answer names the last stream refused. Unlike Loki (whose answer is that
-        # of the last stream it processed), any refusal is a 429: shippers retry it,
+        # Loki's answer is that of the last stream refused. Unlike Loki (whose answer is
+        # that of the last stream it processed), any refusal is a 429: shippers retry it,
         # and a 400 for other lines would make them drop these.
-        return bad(stream_limit_message(stored.refused[-1].labels, tenant), 429)
+        return bad(stored.refused[-1].message, 429)
     if rej.total:
         return rejected(request, rej, stored.lines)
     return Response(status_code=204)

@@ -71,11 +71,12 @@ P = TypeVar("P", bound=Position)
 
 
 class Heads(Generic[P]):
-    """`tenant(name)` finds or makes a tenant's store; `on_sealed` gets every head cut
+    """`tenant(name)` finds or makes a tenant's store; `window_ns(name)` is how far behind
+    its stream's newest line a tenant's line may be; `on_sealed` gets every head cut
     because it reached `chunk_target_bytes`."""
 
     def __init__(self, tenant: Callable[[str], TenantStore], chunk_target_bytes: int,
-                 window_ns: int, on_sealed: Flush) -> None:
+                 window_ns: Callable[[str], int], on_sealed: Flush) -> None:
         self._tenant = tenant
         self.chunk_target_bytes = chunk_target_bytes
         self.window_ns = window_ns
@@ -88,6 +89,7 @@ class Heads(Generic[P]):
     def apply(self, tenant: str, record: PushRecord, pos: P, replay: bool = False) -> Applied:
         """Take a durable record (at `pos`, after every earlier one) into the heads."""
         ts = self._tenant(tenant)
+        window = self.window_ns(tenant)
         out = Applied()
         after = self.last_applied
         sealed: list[tuple[Stream, Sealed]] = []
@@ -103,7 +105,7 @@ class Heads(Generic[P]):
                 with s.lock:
                     if s.gone:
                         continue  # forgotten meanwhile (retention): make it anew
-                    cut = self._apply_block(ts, s, b, after, out)
+                    cut = self._apply_block(ts, s, b, after, window, out)
                     done = True
                 if cut is not None:
                     sealed.append((s, cut))
@@ -113,13 +115,13 @@ class Heads(Generic[P]):
         return out
 
     def _apply_block(self, ts: TenantStore, s: Stream, b: EntryBlock,
-                     after: Position | None, out: Applied) -> Sealed | None:
+                     after: Position | None, window: int, out: Applied) -> Sealed | None:
         n = len(b)
         b = s.drop_known(b)
         out.duplicates += n - len(b)
         if not len(b):
             return None
-        b = self._behind(s, b, out)
+        b = self._behind(s, b, window, out)
         if not len(b):
             return None
         s.append(b, after)
@@ -127,9 +129,10 @@ class Heads(Generic[P]):
         out.blocks.append(b)
         return s.seal() if s.head_bytes >= self.chunk_target_bytes else None
 
-    def _behind(self, s: Stream, b: EntryBlock, out: Applied) -> EntryBlock:
-        """`b` without the lines too far behind; those go to `out.rejections`."""
-        lo, hi, w = int(b.ts.min()), int(b.ts.max()), self.window_ns
+    @staticmethod
+    def _behind(s: Stream, b: EntryBlock, w: int, out: Applied) -> EntryBlock:
+        """`b` without the lines more than `w` ns behind; those go to `out.rejections`."""
+        lo, hi = int(b.ts.min()), int(b.ts.max())
         if lo >= max(s.max_ts, hi) - w:
             return b  # nothing can be behind: the usual case
         newest = np.maximum.accumulate(b.ts)
