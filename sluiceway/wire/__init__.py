@@ -1,5 +1,6 @@
 """Wire formats: Loki push (JSON, protobuf + raw snappy, gzip/deflate) and syslog; what a
-push answer means (`classify_push_answer`) and where to push (`push_url`)."""
+push answer means (`classify_push_answer`) and where to push (`push_url`); `PushBuilder`
+builds one push from pieces of streams whose lines are UTF-8 bytes."""
 
 from sluiceway.wire._answer import (
     PUSH_PATH,
@@ -8,6 +9,16 @@ from sluiceway.wire._answer import (
     base_url,
     classify_push_answer,
     push_url,
+)
+from sluiceway.wire._builder import (
+    CONTENT_TYPES,
+    PushBuilder,
+    PushFormat,
+    cut_runs,
+    split_push,
+    split_streams,
+    utf8_encode,
+    utf8_lines,
 )
 from sluiceway.wire._errors import BodyTooLarge, WireError
 from sluiceway.wire._framing import DEFAULT_MAX_FRAME, SyslogFramer
@@ -30,6 +41,7 @@ from sluiceway.wire._syslog_types import (
 )
 
 __all__ = [
+    "CONTENT_TYPES",
     "DEFAULT_MAX_DECOMPRESSED",
     "DEFAULT_MAX_FRAME",
     "FACILITY_NAMES",
@@ -38,6 +50,8 @@ __all__ = [
     "AnswerKind",
     "BodyTooLarge",
     "PushAnswer",
+    "PushBuilder",
+    "PushFormat",
     "StructuredData",
     "SyslogFramer",
     "SyslogMessage",
@@ -45,6 +59,7 @@ __all__ = [
     "base_url",
     "batches_to_blocks",
     "classify_push_answer",
+    "cut_runs",
     "decode_push",
     "decode_push_blocks",
     "encode_push_json",
@@ -54,4 +69,8 @@ __all__ = [
     "parse_syslog",
     "parse_syslog_line",
     "push_url",
+    "split_push",
+    "split_streams",
+    "utf8_encode",
+    "utf8_lines",
 ]

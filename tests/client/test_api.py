@@ -192,13 +192,28 @@ def test_prometheus_metrics_on_request() -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
     client.configure(sinks=[MemorySink()], capture_stdlib=False)
-    client.get_logger("m").error("e")
-    client.flush(5)
     reg = CollectorRegistry()
     client.register_metrics(reg)
     text = generate_latest(reg).decode()
-    assert 'sluiceway_client_written_total{level="ERROR",sink="memory"} 1.0' in text
-    assert "sluiceway_client_queue_high_watermark" in text
+    # Before anything is logged every counter is there, at 0, by level and protected.
+    for line in ('sluiceway_client_lines_lost_total{level="INFO",protected="false",'
+                 'reason="full",sink="memory"} 0.0',
+                 'sluiceway_client_lines_dropped_total{level="ERROR",protected="true",'
+                 'reason="full",sink="memory"} 0.0',
+                 'sluiceway_client_lines_shipped_total{level="AUDIT",protected="true",'
+                 'sink="memory"} 0.0',
+                 'sluiceway_client_last_successful_push_timestamp_seconds{sink="memory"} 0.0'):
+        assert line in text, line
+    client.get_logger("m").error("e")
+    client.flush(5)
+    text = generate_latest(reg).decode()
+    assert 'sluiceway_client_lines_shipped_total{level="ERROR",protected="true",' \
+           'sink="memory"} 1.0' in text
+    assert 'sluiceway_client_queue_high_watermark{sink="memory"} 1.0' in text
+    assert 'sluiceway_client_push_duration_seconds_count{sink="memory",status_code="ok"} 1.0' \
+        in text
+    assert 'sluiceway_client_last_successful_push_timestamp_seconds{sink="memory"} 0.0' \
+        not in text
 
 
 def test_heartbeats_stop_quietly_against_a_plain_loki() -> None:
