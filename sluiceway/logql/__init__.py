@@ -40,7 +40,7 @@ from sluiceway.logql._engine import (
     series_entries,
 )
 from sluiceway.logql._errors import ParseError, QueryError
-from sluiceway.logql._format import format_query
+from sluiceway.logql._format import format_loki, format_query
 from sluiceway.logql._limits import (
     DEFAULT_MAX_LINE_SIZE,
     MAX_POINTS,
@@ -54,6 +54,8 @@ from sluiceway.logql._parser import parse, parse_selector
 from sluiceway.logql._pipeline import LogPipeline, Processed
 from sluiceway.logql._result import QueryResult, QueryStats
 from sluiceway.logql._source import LogSource, MemorySource, SeriesRef
+from sluiceway.logql._template import Template, TemplateError, compile_template
+from sluiceway.logql._template_funcs import go_float
 
 # Metric expressions are evaluated by `_metric` (range and vector aggregations over the
 # step grid); the log engine dispatches to whatever is registered here.
@@ -66,8 +68,10 @@ __all__ = [
     "Literal", "LogExpr", "LogPipeline", "LogRange", "LogSource", "LogfmtParser",
     "MemorySource", "MetricEvaluator", "MetricExpr", "ParseError", "PatternParser",
     "Processed", "QueryError", "QueryParams", "QueryResult", "QueryStats", "QueryTimeout",
-    "RangeAggregation", "RegexpParser", "SeriesRef", "Stage", "UnpackParser", "Unwrap",
+    "RangeAggregation", "RegexpParser", "SeriesRef", "Stage", "Template", "TemplateError",
+    "UnpackParser", "Unwrap",
     "VectorAggregation", "VectorExpr", "VectorMatching", "check_resolution",
-    "check_selector", "evaluate",
-    "format_query", "parse", "parse_selector", "register_metric_evaluator", "series_entries",
+    "check_selector", "compile_template", "evaluate", "format_loki",
+    "format_query", "go_float", "parse", "parse_selector", "register_metric_evaluator",
+    "series_entries",
 ]

@@ -24,7 +24,7 @@ import orjson
 import typer
 
 from sluiceway.logql import LogExpr, QueryError, parse
-from sluiceway.model import parse_duration
+from sluiceway.model import EARLIEST_NS, LATEST_NS, parse_duration, parse_time_param
 
 BATCH = 1000
 _PALETTE = ("31", "32", "33", "34", "35", "36", "91", "92", "93", "94", "95", "96")
@@ -49,26 +49,18 @@ class CliError(Exception):
 
 
 def parse_time(text: str, what: str) -> int:
-    """RFC3339 (`2026-11-23T10:00:00Z`, fractions allowed) or Unix seconds/ns → ns."""
-    t = text.strip()
-    if t.lstrip("-").isdigit():
-        n = int(t)
-        return n if abs(n) > 10**15 else n * 10**9
-    frac = 0
-    if "." in t:  # datetime keeps µs only; keep every digit of the fraction ourselves
-        head, _, rest = t.partition(".")
-        digits = "".join(c for c in rest if c.isdigit())
-        zone = rest[len(digits):]
-        frac = int((digits + "0" * 9)[:9]) if digits else 0
-        t = head + zone
+    """RFC3339 (`2026-11-23T10:00:00Z`, every digit of a fraction kept) or a Unix epoch in
+    seconds, milliseconds, microseconds or nanoseconds (told apart by their digits) → ns;
+    the server's own reader (`sluiceway.model.parse_time_param`)."""
     try:
-        d = dt.datetime.fromisoformat(t.replace("Z", "+00:00").replace("z", "+00:00"))
+        ns = parse_time_param(text, "auto")
     except ValueError:
         raise CliError(f"invalid {what} time {text!r}: use RFC3339, e.g. "
                        "2026-11-23T10:00:00Z", 2) from None
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=dt.UTC)
-    return int(d.timestamp()) * 10**9 + frac
+    if not EARLIEST_NS <= ns <= LATEST_NS:
+        raise CliError(f"invalid {what} time {text!r}: out of range, a time must lie between "
+                       "1677-09-21 and 2262-04-11", 2)
+    return ns
 
 
 def parse_span(text: str, what: str) -> float:

@@ -4,7 +4,8 @@ Every node is evaluated over the whole step grid at once (see `_metric_types`). 
 aggregations read the source through the log engine's pipeline (`_metric_extract`);
 vector aggregations, binary operators and `label_replace` work on the grid values.
 Grid rules follow a real Loki (REFERENCE §9): points are aligned to the step counted
-from the Unix epoch, and the default step is (end - start) / 250 whole seconds.
+from the Unix epoch — start moved down to a multiple of the step, end up, as Loki's
+query frontend does — and the default step is (end - start) / 250 whole seconds.
 """
 
 from __future__ import annotations
@@ -71,7 +72,9 @@ def step_grid(params: QueryParams) -> Grid:
         raise QueryError("end timestamp must not be before start time")
     step = params.step_ns if params.step_ns is not None else default_step_ns(start, end)
     check_resolution(start, end, step)
-    first = -(-start // step) * step
+    # Loki's query frontend moves start down and end up to a multiple of the step
+    # (Go's remainder: toward zero, so a time before 1970 moves up instead).
+    first = start + (-start) % step if start < 0 else start - start % step
     last = -(-end // step) * step
     if last > LATEST_NS:  # points are aligned to the step: the last may pass `end`
         raise QueryError(_OUT_OF_RANGE + "the last step after end; use a smaller step")

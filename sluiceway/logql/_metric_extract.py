@@ -264,7 +264,7 @@ def unwrap_sink(samples: Samples, mapper: KeyMapper, uw: A.Unwrap) -> BlockSink:
                 value = 0.0
                 if ERROR not in labels:
                     labels[ERROR] = SAMPLE_ERR
-                    labels[ERROR_DETAILS] = detail.format(raw)
+                    labels[ERROR_DETAILS] = detail(raw)
             if posts:
                 row = Row(t, line, labels, {}, {})
                 if not all(p(row) for p in posts):

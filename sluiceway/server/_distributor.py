@@ -54,7 +54,7 @@ def check_labels(labels: dict[str, str], limits: LimitsSection) -> None:
         raise PushError("error at least one label pair is required per stream")
     text = format_labels(labels)
     if len(labels) > limits.max_label_names_per_series:
-        raise PushError(f"stream '{text}' has {len(labels)} label names; limit "
+        raise PushError(f"entry for stream '{text}' has {len(labels)} label names; limit "
                         f"{limits.max_label_names_per_series}")
     for name, value in labels.items():
         if not LABEL_NAME_RE.fullmatch(name):

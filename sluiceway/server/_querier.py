@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sluiceway.logql import SeriesRef
+from sluiceway.logql import LogSource, SeriesRef
 from sluiceway.model import EntryBlock, Matcher
 from sluiceway.store import Store, StoreSeries
 
@@ -30,3 +30,22 @@ class StoreSource:
                direction: str) -> Iterator[EntryBlock]:
         return self.store.blocks(StoreSeries(ref.tenant, ref.fp, dict(ref.labels)), start,
                                  end, direction, self._warn)
+
+
+class LookbackSource:
+    """A `LogSource` that reads nothing before `floor` (Unix ns): `max_query_lookback`
+    also cuts the range windows of a metric query, as Loki's querier does."""
+
+    def __init__(self, inner: LogSource, floor: int) -> None:
+        self.inner = inner
+        self.floor = floor
+
+    def series(self, tenants: list[str], matchers: list[Matcher], start: int,
+               end: int) -> list[SeriesRef]:
+        start = max(start, self.floor)
+        return self.inner.series(tenants, matchers, start, end) if start < end else []
+
+    def blocks(self, ref: SeriesRef, start: int, end: int,
+               direction: str) -> Iterator[EntryBlock]:
+        start = max(start, self.floor)
+        return self.inner.blocks(ref, start, end, direction) if start < end else iter(())

@@ -165,6 +165,8 @@ class Store:
         self._retry_at = 0.0  # while failing, no new attempt before this (monotonic)
         self._failing_since = 0.0
         self.retention_deleted = 0
+        # Seconds each tenant keeps its data (0: forever); the server sets it per tenant.
+        self.retention_for: Callable[[str], float] = lambda _t: cfg.retention_period_s
         self.ready = False
         for d in sorted((self.root / "tenants").glob("*")):
             t = tenant_from_dirname(d.name)
@@ -406,8 +408,7 @@ class Store:
         for ts in list(self.tenants.values()):
             ts.forget_idle(now - self.cfg.chunk_idle_s)
         self.truncate_wal()
-        if self.cfg.retention_period_s > 0 and \
-                now - self._last_retention >= self.cfg.retention_check_interval_s:
+        if now - self._last_retention >= self.cfg.retention_check_interval_s:
             self._last_retention = now
             self.apply_retention()
 
@@ -455,8 +456,11 @@ class Store:
 
     def apply_retention(self, now_ns: int | None = None) -> int:
         now_ns = now_ns if now_ns is not None else time.time_ns()
-        cutoff = now_ns - int(self.cfg.retention_period_s * 1e9)
-        n = sum(t.apply_retention(cutoff) for t in list(self.tenants.values()))
+        n = 0
+        for name, t in list(self.tenants.items()):
+            period = self.retention_for(name)
+            if period > 0:
+                n += t.apply_retention(now_ns - int(period * 1e9))
         self.retention_deleted += n
         return n
 

@@ -1,6 +1,7 @@
-"""Wire formats: Loki push (JSON, protobuf + raw snappy, gzip/deflate) and syslog; what a
-push answer means (`classify_push_answer`) and where to push (`push_url`); `PushBuilder`
-builds one push from pieces of streams whose lines are UTF-8 bytes."""
+"""Wire formats: Loki push (JSON, protobuf + raw snappy, gzip/deflate), syslog and
+Prometheus remote write; what a push answer means (`classify_push_answer`) and where
+to push (`push_url`); `PushBuilder` builds one push from pieces of streams whose
+lines are UTF-8 bytes."""
 
 from sluiceway.wire._answer import (
     PUSH_PATH,
@@ -31,6 +32,12 @@ from sluiceway.wire._push import (
     decode_push_blocks,
     is_json,
 )
+from sluiceway.wire._remote_write import (
+    REMOTE_WRITE_HEADERS,
+    RemoteSeries,
+    decode_write_request,
+    encode_write_request,
+)
 from sluiceway.wire._retry import parse_retry_after
 from sluiceway.wire._syslog import parse_syslog, parse_syslog_line
 from sluiceway.wire._syslog_types import (
@@ -46,12 +53,14 @@ __all__ = [
     "DEFAULT_MAX_FRAME",
     "FACILITY_NAMES",
     "PUSH_PATH",
+    "REMOTE_WRITE_HEADERS",
     "SEVERITY_LEVELS",
     "AnswerKind",
     "BodyTooLarge",
     "PushAnswer",
     "PushBuilder",
     "PushFormat",
+    "RemoteSeries",
     "StructuredData",
     "SyslogFramer",
     "SyslogMessage",
@@ -62,8 +71,10 @@ __all__ = [
     "cut_runs",
     "decode_push",
     "decode_push_blocks",
+    "decode_write_request",
     "encode_push_json",
     "encode_push_protobuf",
+    "encode_write_request",
     "is_json",
     "parse_retry_after",
     "parse_syslog",
