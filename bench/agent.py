@@ -104,8 +104,12 @@ class NullReceiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a sender killed mid-request (the bench ends it): nothing to say
+
         lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
@@ -249,7 +253,8 @@ class Agent:
 
 
 def server_run(fmt: str, lines: int, stall_lines: int) -> None:
-    queue = {"capacity": 20_000, "max_bytes": "32MiB", "when_full": "spill"}
+    capacity = 20_000
+    queue = {"capacity": capacity, "max_bytes": "32MiB", "when_full": "spill"}
     with tempfile.TemporaryDirectory(prefix="bench-agent-") as d:
         tmp = Path(d)
         (tmp / "logs").mkdir()
@@ -271,7 +276,7 @@ def server_run(fmt: str, lines: int, stall_lines: int) -> None:
             w.start()
             w.join()
             s, peak = agent.wait(lambda s: s["lines"]["spilled"] - spilled0 >= stall_lines
-                                 - queue["capacity"])
+                                 - capacity)
             wall = time.monotonic() - t0
             n = s["lines"]["spilled"] - spilled0
             print(f"  stalled: {n:,} lines spilled in {wall:.2f}s = {n / wall:,.0f} lines/s, "
