@@ -237,7 +237,7 @@ function updateCard(c, rep) {
     const df = diskFillOf(q);
     c.diskBar.style.width = `${Math.max(df * 100, diskLines > 0 || diskBytes > 0 ? 1 : 0).toFixed(1)}%`;
     c.diskDetail.textContent = `on disk: ${fmtNumber(diskLines)} ${unit}` +
-      (q.spill_max_bytes ? ` · ${bytesOf(diskBytes, q.spill_max_bytes)}` : ` · ${fmtBytes(diskBytes)}`) +
+      ` · ${fmtBytes(diskBytes)}` + (q.spill_max_bytes ? ` of ${fmtBytes(q.spill_max_bytes)}` : "") +
       (q.spill_full ? " · FULL" : "");
   }
   renderFiles(c.files, rep);
