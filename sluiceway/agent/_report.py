@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 # Shown at 0 from the first scrape (others appear when they happen).
 LOST_REASONS = ("queue_full", "queue_full_oldest", "spill_full", "shutdown", "truncated",
                 "too_large", "too_old", "too_far_in_future", "line_too_long",
-                "too_far_behind", "rate_limited", "server_error", "retries_exhausted")
+                "too_far_behind", "rate_limited", "server_error", "retries_exhausted",
+                "sink_error")
 DROP_REASONS = ("queue_full", "queue_full_oldest", "spill_full", "shutdown")
 # A reader blocked on the queue for longer than this is shown as waiting.
 WAITING_AFTER_S = 0.25

@@ -206,6 +206,8 @@ class DeliveryLoop(Generic[T]):
         self.watch = watch if watch is not None else Watch(buffer, who, logger)
         self.hurry = 0  # flushes waiting: a lingering batch goes out at once
         self.holding: list[Batch[T]] = []  # the batches being delivered
+        self._settled = False  # the batches in hand were acked or handed back
+        self._faults = 0  # deliveries in a row that raised
         self._spill = buffer.config.when_full == "spill"
         self._spilled_outage = False
         self._sender = _Sender(f"sluiceway-send-{buffer.name}")
@@ -223,20 +225,49 @@ class DeliveryLoop(Generic[T]):
                             return
                         continue
                     batches = [batch]
-                    if self.linger and batch.count < self.max_units:
-                        self._linger(batches)
-                    self.holding = batches
+                    self.holding, self._settled = batches, False
                     try:
+                        if self.linger and batch.count < self.max_units:
+                            self._linger(batches)
                         self._deliver(batches)
+                        self._faults = 0
+                    except Exception:  # never let the loop die: log, hand back, go on
+                        self._fault(batches)
                     finally:
                         self.holding = []
-                except Exception:  # never let the loop die: log, hand back, go on
-                    self.log.exception("%s: delivery error; the batch goes back to the queue",
-                                       self.who)
+                except Exception:  # taking a batch failed (a spill read): try again
+                    self.log.exception("%s: cannot take a batch from the queue", self.who)
                     self.stop.wait(0.5)
         finally:
             self._sender.close()
             self.watch.tick(force=True)
+
+    def _fault(self, batches: list[Batch[T]]) -> None:
+        """The deliverer (or a read while lingering) raised: the batches in hand go back
+        to the queue and the next attempt waits the retry backoff. When deliveries keep
+        raising past `RetryPolicy.max_retries` (never in spill mode) the batches are
+        counted lost as `sink_error` rather than holding up the queue for good."""
+        if self._settled:  # acked or handed back already: only say what went wrong
+            self.log.exception("%s: error after the batch was settled", self.who)
+            return
+        self._settled = True
+        self._faults += 1
+        n = sum(b.count for b in batches)
+        r = self.retry
+        if self._spill or r.max_retries is None or self._faults <= r.max_retries:
+            self.log.exception("%s: delivery error; the batch of %d lines goes back to the "
+                               "queue", self.who, n)
+            for b in batches:
+                self.buffer.nack(b)
+            self.stop.wait(r.delay(self._faults))
+            return
+        self.log.exception("%s: delivery error %d times in a row; gave up on %d lines "
+                           "(sink_error)", self.who, self._faults, n)
+        self._faults = 0
+        for b in batches:
+            self.buffer.ack(b)
+        self.stats.count_lost("sink_error", n)
+        self._done([it for b in batches for it in b.items])
 
     def _linger(self, batches: list[Batch[T]]) -> None:
         deadline = time.monotonic() + self.linger
@@ -301,6 +332,7 @@ class DeliveryLoop(Generic[T]):
                 # Downstream is failing: this batch and memory go to disk now, so a crash
                 # during the outage loses nothing; they are read back after the wait.
                 self._spilled_outage = True
+                self._settled = True
                 for b in batches:
                     self.buffer.nack(b, spill=True)
                 self._sleep(ans)
@@ -310,6 +342,7 @@ class DeliveryLoop(Generic[T]):
                 return
             with self.stats.lock:
                 self.stats.retries += 1
+        self._settled = True
         for b in batches:
             self.buffer.ack(b)
         st = self.stats
@@ -318,8 +351,14 @@ class DeliveryLoop(Generic[T]):
             st.lost.update(lost)
             st.pushes += pushes
             st.bytes_shipped += nbytes
+        self._done(items)
+
+    def _done(self, items: list[T]) -> None:
         if self.on_done is not None:
-            self.on_done(items)
+            try:
+                self.on_done(items)
+            except Exception:  # the owner's bookkeeping; the lines are settled anyway
+                self.log.exception("%s: after delivery", self.who)
 
     def _send(self, part: Part) -> PushAnswer | None:
         """One send on the sender thread; None if the loop must stop before its answer."""
@@ -406,6 +445,7 @@ class DeliveryLoop(Generic[T]):
     def _cut_short(self, batches: list[Batch[T]], unanswered: bool = True) -> None:
         # Back to the queue like any unsent batch: closing the buffer spills it (spill
         # mode); else its owner still has it (a file) or counts it at exit (client).
+        self._settled = True
         if unanswered:
             self.log.warning("%s: stopping with a push of %d lines unanswered; they go back "
                              "to the queue (kept for the next run where a spill or a file "

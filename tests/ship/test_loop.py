@@ -217,3 +217,44 @@ def test_the_collector_shows_every_counter_at_0_then_latency_by_status(
     assert 't_push_duration_seconds_bucket{le="+Inf",queue="q",status_code="204"} 1.0' in text
     assert 't_lines_shipped_total{queue="q"} 1.0' in text
     assert 't_last_successful_push_timestamp_seconds{queue="q"} 0.0' not in text
+
+
+def test_a_deliverer_that_raises_gets_its_batch_back(rigs: list[Rig],
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    class Flaky(Destination):
+        raised = False
+
+        def parts(self, items: list[int]) -> list[Part]:
+            if not self.raised:
+                self.raised = True
+                raise RuntimeError("a bug in the destination")
+            return super().parts(items)
+
+    dest = Flaky()
+    rig = Rig(BufferConfig(max_items=10, when_full="block"), dest)
+    rigs.append(rig)
+    rig.buffer.put(7)
+    wait_until(lambda: dest.got == [7], "the batch delivered on the second try")
+    assert rig.buffer.join(5)  # nothing left in flight
+    assert messages(caplog, "delivery error; the batch of 1 lines goes back to the queue")
+    assert rig.loop.snapshot()["lost"] == 0
+
+
+def test_a_deliverer_that_keeps_raising_is_given_up_into_a_counted_loss(
+        rigs: list[Rig], caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(Destination):
+        def parts(self, items: list[int]) -> list[Part]:
+            raise RuntimeError("a bug in the destination")
+
+    done: list[int] = []
+    rig = Rig(BufferConfig(max_items=10, when_full="block"), Broken(), max_retries=2,
+              on_done=done.extend)
+    rigs.append(rig)
+    rig.buffer.put(7)
+    rig.buffer.put(8)
+    assert rig.buffer.join(15)  # not stuck at the head of the queue for good
+    snap = rig.loop.snapshot()
+    assert snap["lost_by_reason"] == {"sink_error": 2} and snap["shipped"] == 0
+    assert done == [7, 8]
+    assert len(messages(caplog, "goes back to the queue")) == 2
+    assert messages(caplog, "delivery error 3 times in a row; gave up on 2 lines (sink_error)")
