@@ -40,6 +40,7 @@ from sluiceway.logql._engine import (
     series_entries,
 )
 from sluiceway.logql._errors import ParseError, QueryError
+from sluiceway.logql._exec import ExecOptions, QueryCancelled, split_range, too_many_bytes
 from sluiceway.logql._format import format_loki, format_query
 from sluiceway.logql._limits import (
     DEFAULT_MAX_LINE_SIZE,
@@ -53,6 +54,7 @@ from sluiceway.logql._parse_log import check_selector
 from sluiceway.logql._parser import parse, parse_selector
 from sluiceway.logql._pipeline import LogPipeline, Processed
 from sluiceway.logql._result import QueryResult, QueryStats
+from sluiceway.logql._results_cache import ResultsCache
 from sluiceway.logql._source import LogSource, MemorySource, SeriesRef
 from sluiceway.logql._template import Template, TemplateError, compile_template
 from sluiceway.logql._template_funcs import go_float
@@ -63,15 +65,14 @@ register_metric_evaluator(_metric_evaluator)
 
 __all__ = [
     "DEFAULT_MAX_LINE_SIZE", "MAX_POINTS", "BinaryOp", "Deadline", "Decolorize", "Drop",
-    "Expr", "Grouping", "JsonParser", "Keep", "LabelBinary", "LabelCompare", "LabelFilter",
-    "LabelFmt", "LabelFormat", "LabelReplace", "LabelsSpec", "LineFilter", "LineFormat",
-    "Literal", "LogExpr", "LogPipeline", "LogRange", "LogSource", "LogfmtParser",
+    "ExecOptions", "Expr", "Grouping", "JsonParser", "Keep", "LabelBinary", "LabelCompare",
+    "LabelFilter", "LabelFmt", "LabelFormat", "LabelReplace", "LabelsSpec", "LineFilter",
+    "LineFormat", "Literal", "LogExpr", "LogPipeline", "LogRange", "LogSource", "LogfmtParser",
     "MemorySource", "MetricEvaluator", "MetricExpr", "ParseError", "PatternParser",
-    "Processed", "QueryError", "QueryParams", "QueryResult", "QueryStats", "QueryTimeout",
-    "RangeAggregation", "RegexpParser", "SeriesRef", "Stage", "Template", "TemplateError",
-    "UnpackParser", "Unwrap",
-    "VectorAggregation", "VectorExpr", "VectorMatching", "check_resolution",
-    "check_selector", "compile_template", "evaluate", "format_loki",
-    "format_query", "go_float", "parse", "parse_selector", "register_metric_evaluator",
-    "series_entries",
+    "Processed", "QueryCancelled", "QueryError", "QueryParams", "QueryResult", "QueryStats",
+    "QueryTimeout", "RangeAggregation", "RegexpParser", "ResultsCache", "SeriesRef", "Stage",
+    "Template", "TemplateError", "UnpackParser", "Unwrap", "VectorAggregation", "VectorExpr",
+    "VectorMatching", "check_resolution", "check_selector", "compile_template", "evaluate",
+    "format_loki", "format_query", "go_float", "parse", "parse_selector",
+    "register_metric_evaluator", "series_entries", "split_range", "too_many_bytes",
 ]

@@ -15,6 +15,8 @@ import time
 import numpy as np
 
 from sluiceway.logql import _ast as A
+from sluiceway.logql._columnar import count_lines
+from sluiceway.logql._columnar_unwrap import collect_values
 from sluiceway.logql._engine import QueryParams
 from sluiceway.logql._errors import QueryError
 from sluiceway.logql._limits import check_resolution, series_limit_error
@@ -226,9 +228,10 @@ class _Evaluator:
         counts = BinCounts(edges, limit=self._series_limit(project, edges, starts, ends))
         want_bytes = op.startswith("bytes")
         sizes = BinCounts(edges)
-        mapper = KeyMapper(grouping, None)
-        scan(self.source, self.params, lr, lo, hi, self.stats,
-             line_sink(counts, mapper, sizes if want_bytes else None))
+        if not count_lines(self.source, self.params, lr, lo, hi, self.stats, grouping,
+                           counts, sizes if want_bytes else None):
+            scan(self.source, self.params, lr, lo, hi, self.stats,
+                 line_sink(counts, KeyMapper(grouping, None), sizes if want_bytes else None))
         ie, istart = np.searchsorted(edges, ends), np.searchsorted(edges, starts)
         n_lines = counts.windows(istart, ie)
         totals = sizes.windows(istart, ie) if want_bytes else n_lines
@@ -245,6 +248,9 @@ class _Evaluator:
                  limit: SeriesLimit | None = None,
                  ) -> dict[tuple[tuple[str, str], ...], tuple[I64, F64]]:
         assert lr.unwrap is not None
+        got = collect_values(self.source, self.params, lr, lo, hi, self.stats, mapper, limit)
+        if got is not None:
+            return got
         samples = Samples(limit=limit)
         scan(self.source, self.params, lr, lo, hi, self.stats,
              unwrap_sink(samples, mapper, lr.unwrap))

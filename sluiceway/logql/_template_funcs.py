@@ -18,7 +18,7 @@ import re2
 
 from sluiceway.logql._lexer import CONVERTERS
 from sluiceway.logql._regex import compile_re
-from sluiceway.model._timefmt import NAMED_LAYOUTS, go_layout_parser
+from sluiceway.model import NAMED_LAYOUTS, go_layout_parser
 
 
 class TemplateError(ValueError):

@@ -38,7 +38,16 @@ from sluiceway.model._labels import (
     validate_label_names,
 )
 from sluiceway.model._matcher import Matcher, matches_all
-from sluiceway.model._timefmt import EARLIEST_NS, LATEST_NS, parse_time_param
+from sluiceway.model._timefmt import (
+    EARLIEST_NS,
+    LATEST_NS,
+    NAMED_LAYOUTS,
+    go_layout_parser,
+    make_parser,
+    now_ns,
+    parse_rfc3339,
+    parse_time_param,
+)
 from sluiceway.model._units import Bytes, Duration, LokiBytes, parse_duration, parse_size
 
 __all__ = [
@@ -80,4 +89,9 @@ __all__ = [
     "parse_labels",
     "quote",
     "validate_label_names",
+    "NAMED_LAYOUTS",
+    "go_layout_parser",
+    "make_parser",
+    "now_ns",
+    "parse_rfc3339",
 ]

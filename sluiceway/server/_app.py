@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 
 from sluiceway import __version__
-from sluiceway.logql import QueryError, QueryTimeout
+from sluiceway.logql import QueryError, QueryTimeout, ResultsCache
 from sluiceway.server import (
     _routes_es,
     _routes_index,
@@ -87,9 +87,11 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
     pipeline = PipelineRegistry(cfg.server.heartbeat_stale_factor,
                                 cfg.server.heartbeat_max_reporters)
     hub = TailHub(limits.get)
+    results = (ResultsCache(cfg.server.results_cache_size)
+               if cfg.server.results_cache_size else None)
     ctx = ServerContext(cfg, ServerMetrics(), pipeline, hub, pool or IngestPool(0),
                         IngestionRateLimiter(), StreamLimiter(), StreamRateLimiter(), limits,
-                        store)
+                        store, results_cache=results)
     ctx.metrics.bind_tail(hub)
     ctx.ruler = build_ruler(cfg, ctx)
     ctx.metrics.registry.register(RulerCollector(ctx.ruler))

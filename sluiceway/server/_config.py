@@ -36,6 +36,8 @@ class ServerSection(_Section):
     heartbeat_max_size: Bytes = 64 * 1024  # larger heartbeats get 413
     heartbeat_max_reporters: Annotated[int, Field(ge=1)] = 1000  # per tenant; then 429
     ingest_workers: int | None = None  # decode processes; default: one per core beyond the first
+    # Results of closed query splits kept in memory (Loki's results cache); 0 = off.
+    results_cache_size: Bytes = 100 << 20
 
 
 class QuerierSection(_Section):
@@ -116,6 +118,12 @@ class LimitsSection(_Section):
     max_query_lookback: Duration = 0.0
     max_query_series: int = 500
     query_timeout: Duration = 60.0
+    # Query execution (Loki's names): threads of one query (capped by the cores), the
+    # time split, and bytes of log lines a query may read (0 = no limit).
+    max_query_parallelism: Annotated[int, Field(ge=1)] = 32
+    split_queries_by_interval: Duration = 3600.0
+    max_query_bytes_read: Bytes = 0
+    max_cache_freshness_per_query: Duration = 600.0  # newer splits are never cached
     max_concurrent_tail_requests: Annotated[int, Field(ge=0)] = 10  # per tenant; 0: no limit
     max_tail_buffer_size: LokiBytes = 4 << 20  # per live tail session, then entries drop
     # Loki's defaults are 4 / 6; off here until set: a single node has no neighbours to

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, Response
 
-from sluiceway.logql import DEFAULT_MAX_LINE_SIZE, Deadline
+from sluiceway.logql import DEFAULT_MAX_LINE_SIZE, Deadline, ExecOptions, ResultsCache
 from sluiceway.ruler import Ruler
 from sluiceway.server._body import read_body
 from sluiceway.server._config import Config, LimitsSection
@@ -45,6 +46,7 @@ class ServerContext:
     overrides: TenantLimits
     opened_store: Store | None = None
     ruler: Ruler | None = None
+    results_cache: ResultsCache | None = None  # results of closed query splits
     clock: Callable[[], float] = time.monotonic  # for query deadlines (tests set their own)
 
     def limits_for(self, tenant: str) -> LimitsSection:
@@ -84,6 +86,15 @@ class ServerContext:
         """When a query starting now must stop (`query_timeout`; 0: never)."""
         timeout = limits.query_timeout
         return Deadline(timeout, self.clock) if timeout else None
+
+    def exec_options(self, limits: LimitsSection) -> ExecOptions:
+        """How a query's work runs, from the limits (Loki's names): threads (capped by the
+        cores), time splits, bytes it may read, the results cache."""
+        return ExecOptions(
+            parallelism=min(limits.max_query_parallelism, os.cpu_count() or 1),
+            split_ns=int(limits.split_queries_by_interval * 1e9),
+            max_bytes_read=int(limits.max_query_bytes_read), cache=self.results_cache,
+            cache_freshness_ns=int(limits.max_cache_freshness_per_query * 1e9))
 
     def tenants(self, headers: Headers, allow_many: bool) -> list[str]:
         """Tenant ids from X-Scope-OrgID, or the default tenant. `allow_many` marks a read:

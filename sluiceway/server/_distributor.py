@@ -17,8 +17,7 @@ import numpy as np
 
 from sluiceway.model import LABEL_NAME_RE, EntryBlock, Metadata, format_labels
 from sluiceway.server._config import LimitsSection
-from sluiceway.store import Store
-from sluiceway.store._record import decode_record, encode_record
+from sluiceway.store import Store, decode_record, encode_record
 from sluiceway.wire import decode_push_blocks
 
 _MAX_DETAILS = 10

@@ -23,8 +23,7 @@ from sluiceway.server._distributor import (
     wal_record,
 )
 from sluiceway.store import Store
-from sluiceway.wire import batches_to_blocks
-from sluiceway.wire._es_bulk import BulkItem, decode_bulk, items_to_batches
+from sluiceway.wire import BulkItem, batches_to_blocks, decode_bulk, items_to_batches
 
 _SHARDS = {"total": 1, "successful": 1, "failed": 0}
 _UNREADABLE = "document_parsing_exception"

@@ -21,8 +21,7 @@ from sluiceway.server._distributor import PushError
 from sluiceway.server._es_ingest import finish_bulk, prepare_bulk, refuse_streams
 from sluiceway.server._ingest import RateLimited, commit
 from sluiceway.store import WalWriteError
-from sluiceway.wire import BodyTooLarge, WireError
-from sluiceway.wire._compress import decode_content_encoding
+from sluiceway.wire import BodyTooLarge, WireError, decode_content_encoding
 
 log = logging.getLogger("sluiceway.server")
 router = APIRouter()

@@ -20,7 +20,7 @@ from sluiceway.server._params import (
 )
 from sluiceway.server._tenants import read_scope
 from sluiceway.server._volume import bucket_edges, volume
-from sluiceway.store._store import index_stats
+from sluiceway.store import index_stats
 
 router = APIRouter()
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 
 from fastapi import APIRouter, Request, Response
@@ -11,6 +14,7 @@ from sluiceway.logql import (
     LogExpr,
     LogSource,
     MemorySource,
+    QueryCancelled,
     QueryParams,
     QueryResult,
     check_resolution,
@@ -44,6 +48,8 @@ from sluiceway.server._querier import LookbackSource, StoreSource
 from sluiceway.server._tenants import label_names, label_values, read_source
 
 router = APIRouter()
+log = logging.getLogger("sluiceway.query")
+_DISCONNECT_POLL_S = 0.2
 
 
 def _query_params(ctx: ServerContext, request: Request, p: dict[str, str],
@@ -67,7 +73,7 @@ def _query_params(ctx: ServerContext, request: Request, p: dict[str, str],
         categorize_labels="categorize-labels" in request.headers.get(
             "x-loki-response-encoding-flags", ""),
         max_series=limits.max_query_series, max_line_size=ctx.template_cap(limits),
-        deadline=ctx.deadline(limits)), limits
+        deadline=ctx.deadline(limits), options=ctx.exec_options(limits)), limits
 
 
 def _evaluate(source: StoreSource, query: str, qp: QueryParams,
@@ -98,12 +104,34 @@ async def _run(request: Request, instant: bool) -> Response:
     if not p.get("query"):
         raise ParamError("query parameter is required")
     qp, limits = _query_params(ctx, request, p, instant)
-    source = StoreSource(ctx.store)
-    result = await run_in_threadpool(_evaluate, source, p["query"], qp, limits)
+    source = StoreSource(ctx.store, qp.options, ctx.metrics.query_blocks.inc)
+    result = await _evaluate_until_disconnect(request, source, p["query"], qp, limits)
+    if result is None:
+        return Response(status_code=499)  # nobody is listening any more (nginx's code)
     body = {"status": "success", "data": result.to_loki_json()}
     if source.warnings:  # data left out (a damaged chunk): Loki's top-level warnings
         body["warnings"] = source.warnings
     return JSONResponse(body)
+
+
+async def _evaluate_until_disconnect(request: Request, source: StoreSource, query: str,
+                                     qp: QueryParams,
+                                     limits: LimitsSection) -> QueryResult | None:
+    """Run the query on a worker thread; when the client disconnects first, set its
+    cancel flag (every block read checks it), wait for the work to stop, return None."""
+    task = asyncio.ensure_future(run_in_threadpool(_evaluate, source, query, qp, limits))
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=_DISCONNECT_POLL_S)
+        if done:
+            return task.result()
+        if await request.is_disconnected():
+            break
+    qp.options.cancel.set()
+    ctx_of(request).metrics.queries_cancelled.inc()
+    with contextlib.suppress(QueryCancelled, Exception):
+        await task
+    log.info("query cancelled: client disconnected (query=%r)", query)
+    return None
 
 
 @router.api_route("/loki/api/v1/query_range", methods=["GET", "POST"])

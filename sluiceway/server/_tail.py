@@ -46,7 +46,7 @@ class BlocksSource:
 
     def blocks(self, ref: SeriesRef, start: int, end: int,
                direction: str) -> Iterator[EntryBlock]:
-        from sluiceway.store._blocks import sort_dedupe
+        from sluiceway.store import sort_dedupe
 
         merged = sort_dedupe(EntryBlock.concat(self.by_fp.get(ref.fp, []))).clip(start, end)
         if len(merged):

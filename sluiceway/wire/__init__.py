@@ -1,7 +1,15 @@
 """Wire formats: Loki push (JSON, protobuf + raw snappy, gzip/deflate), syslog and
-Prometheus remote write; what a push answer means (`classify_push_answer`) and where
-to push (`push_url`); `PushBuilder` builds one push from pieces of streams whose
-lines are UTF-8 bytes."""
+Prometheus remote write; what a push answer means (`classify_push_answer`) and where to
+push (`push_url`); `PushBuilder` builds one push from pieces of streams whose lines are
+UTF-8 bytes; OTLP logs (`decode_otlp`, `partial_success`) and Elasticsearch `_bulk`
+(`decode_bulk`).
+
+The OTLP names load the OpenTelemetry protobuf modules on first use, so the agent and
+the in-app client, which never read OTLP, do not pay for them at import.
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from sluiceway.wire._answer import (
     PUSH_PATH,
@@ -21,7 +29,9 @@ from sluiceway.wire._builder import (
     utf8_encode,
     utf8_lines,
 )
+from sluiceway.wire._compress import decode_content_encoding
 from sluiceway.wire._errors import BodyTooLarge, WireError
+from sluiceway.wire._es_bulk import BulkItem, decode_bulk, items_to_batches
 from sluiceway.wire._framing import DEFAULT_MAX_FRAME, SyslogFramer
 from sluiceway.wire._json import encode_push_json
 from sluiceway.wire._proto import encode_push_protobuf
@@ -47,6 +57,19 @@ from sluiceway.wire._syslog_types import (
     SyslogMessage,
 )
 
+if TYPE_CHECKING:
+    from sluiceway.wire._otlp import decode_otlp, partial_success
+
+_LAZY = {"decode_otlp": "sluiceway.wire._otlp", "partial_success": "sluiceway.wire._otlp"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sluiceway.wire' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
 __all__ = [
     "CONTENT_TYPES",
     "DEFAULT_MAX_DECOMPRESSED",
@@ -57,6 +80,7 @@ __all__ = [
     "SEVERITY_LEVELS",
     "AnswerKind",
     "BodyTooLarge",
+    "BulkItem",
     "PushAnswer",
     "PushBuilder",
     "PushFormat",
@@ -69,6 +93,9 @@ __all__ = [
     "batches_to_blocks",
     "classify_push_answer",
     "cut_runs",
+    "decode_bulk",
+    "decode_content_encoding",
+    "decode_otlp",
     "decode_push",
     "decode_push_blocks",
     "decode_write_request",
@@ -76,6 +103,8 @@ __all__ = [
     "encode_push_protobuf",
     "encode_write_request",
     "is_json",
+    "items_to_batches",
+    "partial_success",
     "parse_retry_after",
     "parse_syslog",
     "parse_syslog_line",

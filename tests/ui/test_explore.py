@@ -178,6 +178,10 @@ def test_metric_query_renders_chart(page: Any, ui_server: ServerProcess) -> None
     expect(chart.locator(".u-legend")).to_contain_text('{level="warn"}')
     expect(page.locator(".results")).to_be_hidden()
     expect(page.locator("[data-testid=histogram]")).to_be_hidden()
+    # The query's stats: lines and bytes scanned, blocks read, the server's time.
+    info = page.locator("[data-testid=query-info]")
+    expect(info).to_contain_text(re.compile(r"4 lines / .* scanned · \d+ blocks? · server \d+ ms"))
+    expect(info).to_have_attribute("title", re.compile(r"blocks read: \d+, skipped by filters: 0"))
 
 
 def test_histogram_splits_by_a_level_field(page: Any, ui_server: ServerProcess) -> None:
