@@ -10,17 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 from sluiceway.agent._queue import REASONS
 from sluiceway.agent._tail import FileTailer
-from sluiceway.ship import Figures, QueueCollector
+from sluiceway.buffer import DROP_REASONS as BUFFER_DROP_REASONS
+from sluiceway.ship import LOSS_REASONS, Figures, QueueCollector
 
 if TYPE_CHECKING:
     from sluiceway.agent._agent import Agent
 
 # Shown at 0 from the first scrape (others appear when they happen).
-LOST_REASONS = ("queue_full", "queue_full_oldest", "spill_full", "shutdown", "truncated",
-                "too_large", "too_old", "too_far_in_future", "line_too_long",
-                "too_far_behind", "rate_limited", "server_error", "retries_exhausted",
-                "sink_error")
-DROP_REASONS = ("queue_full", "queue_full_oldest", "spill_full", "shutdown")
+DROP_REASONS = tuple(dict.fromkeys(REASONS.get(r, r) for r in BUFFER_DROP_REASONS))
+LOST_REASONS = tuple(dict.fromkeys((*DROP_REASONS, "truncated", *LOSS_REASONS)))
 # A reader blocked on the queue for longer than this is shown as waiting.
 WAITING_AFTER_S = 0.25
 # Heartbeats carry the files furthest behind, at most this many (they are for a page).

@@ -19,6 +19,7 @@ Public API::
   waits first), `spill` (overflow to framed, CRC-checked segment files under
   `spill_dir`, capped by `spill_max_bytes`, then `when_spill_full` block | drop).
 - Protected items evict the oldest unprotected queued item (reason `evicted`).
+  `DROP_REASONS` lists every reason a drop is counted under.
 - Items are opaque; spill encodes them with a `Codec` (default `OrjsonCodec`).
 - `count`: the units an item holds (the agent's batches hold lines); every bound and
   figure counts units. `can_wait=True`: the producer keeps its own copy (a file), so in
@@ -36,6 +37,7 @@ Public API::
 from sluiceway.buffer._buffer import Batch, Buffer
 from sluiceway.buffer._codec import Codec, OrjsonCodec
 from sluiceway.buffer._config import (
+    DROP_REASONS,
     BufferConfig,
     DropWhich,
     FsyncPolicy,
@@ -45,6 +47,7 @@ from sluiceway.buffer._config import (
 from sluiceway.buffer._segments import SpillDirLocked, SpillLog
 
 __all__ = [
+    "DROP_REASONS",
     "Batch",
     "Buffer",
     "BufferConfig",

@@ -7,16 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from sluiceway.buffer import DROP_REASONS
 from sluiceway.client._levels import LEVELS
 from sluiceway.client._runtime import Runtime, state
-from sluiceway.ship import Figures, QueueCollector
+from sluiceway.ship import LOSS_REASONS, Figures, QueueCollector
 
 # Loss reasons shown at 0 from the first scrape (others appear when they happen).
-LOST_REASONS = ("full", "oldest", "evicted", "timeout", "spill_full", "spill_backlog",
-                "closed", "too_large", "rate_limited", "server_error", "sink_error",
-                "shutdown_timeout")
-DROP_REASONS = ("full", "oldest", "evicted", "timeout", "spill_full", "spill_backlog",
-                "closed")
+LOST_REASONS = tuple(dict.fromkeys((*DROP_REASONS, *LOSS_REASONS, "shutdown_timeout")))
 
 
 def _figures(rt: Runtime) -> list[Figures]:

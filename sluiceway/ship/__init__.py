@@ -27,13 +27,21 @@ Public API::
 - `HeartbeatSender`: `sluiceway.model.Heartbeat`s to a Sluiceway server.
 - `QueueCollector` / `Figures` / `queue_metrics`: the one Prometheus collector of a
   queue and its delivery (counters present at 0 from the start, push latency histogram
-  by status code, last successful push time).
+  by status code, last successful push time); `LOSS_REASONS` (with
+  `sluiceway.buffer.DROP_REASONS`) names the reasons an owner shows at 0.
 """
 
 from sluiceway.ship._client import PushClient, PushTarget, unreachable
 from sluiceway.ship._heartbeat import HEARTBEAT_PATH, HeartbeatSender
 from sluiceway.ship._latency import BUCKETS, LatencyHistogram
-from sluiceway.ship._loop import Deliverer, DeliveryLoop, DeliveryStats, Part, RetryPolicy
+from sluiceway.ship._loop import (
+    LOSS_REASONS,
+    Deliverer,
+    DeliveryLoop,
+    DeliveryStats,
+    Part,
+    RetryPolicy,
+)
 from sluiceway.ship._metrics import Figures, QueueCollector, queue_metrics
 from sluiceway.ship._push import Push, PushCodec, PushDeliverer
 from sluiceway.ship._watch import Watch
@@ -41,6 +49,7 @@ from sluiceway.ship._watch import Watch
 __all__ = [
     "BUCKETS",
     "HEARTBEAT_PATH",
+    "LOSS_REASONS",
     "Deliverer",
     "DeliveryLoop",
     "DeliveryStats",

@@ -43,13 +43,17 @@ from typing import Any, Generic, Protocol, TypeVar
 from sluiceway.buffer import Batch, Buffer
 from sluiceway.ship._latency import LatencyHistogram
 from sluiceway.ship._watch import Watch
-from sluiceway.wire import PushAnswer
+from sluiceway.wire import ANSWER_REASONS, PushAnswer
 
 T = TypeVar("T")
 # How often a loop waiting on a send looks at its stop flag: an answer wakes the wait
 # at once, so sends pay nothing; a stop is seen within this.
 _STOP_POLL = 0.05
 _OK_KINDS = frozenset({"shipped", "partial", "rejected", "too_large"})
+# Every fixed reason the delivery path counts a loss under (besides `http_<status>`): the
+# answers', `retries_exhausted` (no answer until a retry limit gave up: `PushClient`) and
+# `sink_error` (a deliverer's own error), for counters shown at 0 from the start.
+LOSS_REASONS: tuple[str, ...] = (*ANSWER_REASONS, "retries_exhausted", "sink_error")
 
 
 @dataclass(slots=True, eq=False)

@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from sluiceway.wire._answer import (
+    ANSWER_REASONS,
     PUSH_PATH,
     AnswerKind,
     PushAnswer,
@@ -71,6 +72,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ANSWER_REASONS",
     "CONTENT_TYPES",
     "DEFAULT_MAX_DECOMPRESSED",
     "DEFAULT_MAX_FRAME",

@@ -159,13 +159,21 @@ def test_metrics_have_every_counter_at_0_and_push_latency_by_status(stack: Stack
     logs.mkdir()
     agent = stack.agent(config(srv, logs, {"when_full": "drop"}, report_url="off"))
     metrics = httpx.get(f"{agent.url}/metrics").text
-    for line in ('sluiceway_agent_lines_lost_total{reason="queue_full"} 0.0',
-                 'sluiceway_agent_lines_lost_total{reason="truncated"} 0.0',
-                 'sluiceway_agent_lines_lost_total{reason="too_old"} 0.0',
-                 'sluiceway_agent_lines_dropped_total{reason="queue_full"} 0.0',
+    # every reason a line can be lost under (docs/readme/losses.md, the agent's rows; the
+    # answers' reasons of sluiceway.wire, sluiceway.ship's own), before anything happened
+    for reason in ("queue_full", "queue_full_oldest", "spill_full", "shutdown", "truncated",
+                   "spill_error", "too_large", "too_old", "too_far_in_future",
+                   "line_too_long", "too_far_behind", "structured_metadata_too_large",
+                   "structured_metadata_too_many", "rate_limited", "server_error",
+                   "retries_exhausted", "sink_error"):
+        line = f'sluiceway_agent_lines_lost_total{{reason="{reason}"}} 0.0'
+        assert line in metrics, line
+    for line in ('sluiceway_agent_lines_dropped_total{reason="queue_full"} 0.0',
+                 'sluiceway_agent_lines_dropped_total{reason="spill_error"} 0.0',
                  "sluiceway_agent_last_successful_push_timestamp_seconds 0.0",
                  "sluiceway_agent_lines_shipped_total 0.0"):
         assert line in metrics, line
+    assert_every_counter_has_a_sample(metrics)
     write(logs / "app.log", "m", 10)
     agent.wait_for(lambda s: s["lines"]["shipped"] == 10, what="shipped")
     metrics = httpx.get(f"{agent.url}/metrics").text
@@ -175,3 +183,12 @@ def test_metrics_have_every_counter_at_0_and_push_latency_by_status(stack: Stack
                          metrics, re.M).group(1))  # type: ignore[union-attr]
     assert abs(ts - time.time()) < 60
     assert "sluiceway_agent_lines_shipped_total 10.0" in metrics
+
+
+def assert_every_counter_has_a_sample(text: str) -> None:
+    """Every counter family of a scrape has at least one sample (none is created late)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    empty = [f.name for f in text_string_to_metric_families(text)
+             if f.type == "counter" and not f.samples]
+    assert not empty, empty
