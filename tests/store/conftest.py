@@ -1,0 +1,28 @@
+"""Servers the object store backends are tested against: one of each per test session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.monitoring import require
+from tests.objservers import MotoS3, NatsJetStream, nats_server_binary
+
+
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
+    """moto's S3-compatible server, a process on a free loopback port."""
+    srv = MotoS3(tmp_path_factory.mktemp("moto"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_js(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsJetStream]:
+    """`nats-server -js` (Debian's package), a process on a free loopback port."""
+    binary = nats_server_binary() or require("nats-server", "nats-server")
+    srv = NatsJetStream(tmp_path_factory.mktemp("nats"), binary)
+    yield srv
+    srv.stop()
+
