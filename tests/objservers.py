@@ -82,9 +82,11 @@ class MotoS3(_Proc):
 class NatsJetStream(_Proc):
     """`nats-server -js` on a free loopback port, its JetStream files in `tmp`."""
 
-    def __init__(self, tmp: Path, binary: str) -> None:
+    def __init__(self, tmp: Path, binary: str, port: int | None = None,
+                 monitor: int | None = None) -> None:
+        """`port` and `monitor` given: a restart of an earlier server over the same dir."""
         tmp.mkdir(parents=True, exist_ok=True)
-        self.port, self.monitor = free_port(), free_port()
+        self.port, self.monitor = port or free_port(), monitor or free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         super().__init__([binary, "-js", "-a", "127.0.0.1", "-p", str(self.port),
                           "-m", str(self.monitor), "-sd", str(tmp / "js")], tmp / "nats.log",

@@ -36,6 +36,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import logging
 import re
 import ssl
 import threading
@@ -60,10 +61,12 @@ if TYPE_CHECKING:
     from nats.js import JetStreamContext
     from nats.js.object_store import ObjectStore as NatsObjectStore
 
+log = logging.getLogger("sluiceway.store")
 INSTALL_HINT = "the NATS backend needs the nats-py package: pip install 'sluiceway[cluster]'"
 BUCKET_NAME = re.compile(r"[A-Za-z0-9_-]+")
 DEFAULT_CHUNK = 128 * 1024  # nats-py's and the Go client's default
 _READ_ATTEMPTS = 50  # reads of an object that keeps being replaced while it is read
+_MISSING_CHUNK_TRIES = 5  # reads of one version that find a chunk missing: damage
 _CONCURRENCY = 8  # put_many / delete_many in flight at once
 T = TypeVar("T")
 
@@ -135,6 +138,7 @@ class JetStreamBucket(ObjectStore):
                                         name=f"nats-{self.name}")
         self._thread.start()
         self._nc: Client | None = None
+        self._closing = False
         try:
             self._js, self._obs = self._run(self._open(), "connect")
         except BaseException:
@@ -163,9 +167,28 @@ class JetStreamBucket(ObjectStore):
         from nats.js import api
         from nats.js.errors import BucketNotFoundError
 
-        self._nc = await nats.connect(
-            self.servers, name="sluiceway", connect_timeout=max(1, int(self._timeout)),
-            allow_reconnect=True, max_reconnect_attempts=-1, **self._auth)
+        async def on_error(exc: Exception) -> None:  # each failed attempt: not worth a line
+            log.debug("NATS object store %s: %s", self.name, exc)
+
+        async def on_disconnected() -> None:
+            if not self._closing:
+                log.warning("NATS object store %s: disconnected, reconnecting",
+                            self.name)
+
+        async def on_reconnected() -> None:
+            log.warning("NATS object store %s: reconnected", self.name)
+
+        # Once connected the client reconnects for ever; the first connection gets the
+        # timeout, so a start against a NATS that is not there ends with a clear error.
+        try:
+            self._nc = await asyncio.wait_for(nats.connect(
+                self.servers, name="sluiceway", connect_timeout=max(1, int(self._timeout)),
+                allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=1,
+                error_cb=on_error, disconnected_cb=on_disconnected,
+                reconnected_cb=on_reconnected, **self._auth), self._timeout)
+        except (TimeoutError, OSError) as exc:
+            raise OSError(f"cannot connect to NATS at {', '.join(self.servers)} within "
+                          f"{self._timeout:g}s: {str(exc) or 'no answer'}") from None
         js = self._nc.jetstream(timeout=self._timeout)
         try:
             obs = await js.object_store(self.name)
@@ -178,6 +201,7 @@ class JetStreamBucket(ObjectStore):
     def close(self) -> None:
         if self._loop.is_closed():
             return
+        self._closing = True
         if self._nc is not None and self._thread.is_alive():
             with contextlib.suppress(Exception):
                 asyncio.run_coroutine_threadsafe(self._nc.close(), self._loop).result(
@@ -217,6 +241,7 @@ class JetStreamBucket(ObjectStore):
 
     # --- reads -----------------------------------------------------------------------
     async def _read(self, key: str) -> tuple[_Meta, bytes]:
+        missing: dict[str, int] = {}  # nuid -> reads that found a chunk of it missing
         for attempt in range(_READ_ATTEMPTS):
             meta = await self._meta(key)
             cached = self._cached(key, meta.nuid)
@@ -225,7 +250,14 @@ class JetStreamBucket(ObjectStore):
             try:
                 data = await self._read_chunks(meta)
             except _Replaced:
-                await asyncio.sleep(min(0.002 * (attempt + 1), 0.1))
+                # Replaced or deleted meanwhile (then the next metadata says so), or a
+                # replica a little behind; a current version whose chunk stays missing
+                # is damage.
+                missing[meta.nuid] = missing.get(meta.nuid, 0) + 1
+                if missing[meta.nuid] >= _MISSING_CHUNK_TRIES:
+                    raise OSError(f"NATS object store {self.name}: a chunk of {key!r} is "
+                                  "missing (the object is damaged)") from None
+                await asyncio.sleep(min(0.002 * (attempt + 1), 0.05))
                 continue
             self._remember(key, meta.nuid, data)
             return meta, data

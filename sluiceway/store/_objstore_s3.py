@@ -101,14 +101,14 @@ class S3Bucket(ObjectStore):
     def _error(self, op: str, key: str, exc: Exception) -> OSError:
         """A failure of the service as an OSError that names the bucket and the key
         (obstore's own text has a debug dump after its first line)."""
-        if isinstance(exc, FileNotFoundError):
-            return NotFound(key)
-        if isinstance(exc, OSError):
+        text = str(exc).strip()
+        if isinstance(exc, FileNotFoundError) and "NoSuchBucket" not in text:
+            return NotFound(key)  # a missing bucket is a failure, not a missing object
+        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
             return exc
         from obstore.exceptions import PermissionDeniedError, UnauthenticatedError
 
-        first = str(exc).strip().split("\n", 1)[0]
-        text = f"S3 {op} of {key!r} in {self!r} failed: {first}"
+        text = f"S3 {op} of {key!r} in {self!r} failed: {text.split(chr(10), 1)[0]}"
         if isinstance(exc, (PermissionDeniedError, UnauthenticatedError)):
             return PermissionError(text)
         return OSError(text)
@@ -159,8 +159,8 @@ class S3Bucket(ObjectStore):
             return b""
         try:
             return obstore.get_range(self._store, key, start=offset, length=length).to_bytes()
-        except FileNotFoundError:
-            raise NotFound(key) from None
+        except FileNotFoundError as exc:
+            raise self._error("get_range", key, exc) from exc
         except Exception as exc:
             # 416 for a range past the end (S3 has no empty slice): the size decides.
             if offset >= self._size(key):
@@ -181,9 +181,11 @@ class S3Bucket(ObjectStore):
         check_key(key)
         try:
             obstore.delete(self._store, key)
-        except FileNotFoundError:
-            return
         except Exception as exc:
+            err = self._error("delete", key, exc)
+            if isinstance(err, NotFound):
+                return
+            raise err from exc
             raise self._error("delete", key, exc) from exc
 
     def delete_many(self, keys: Iterable[str]) -> None:
@@ -194,11 +196,10 @@ class S3Bucket(ObjectStore):
             batch = todo[i:i + 1000]
             try:
                 obstore.delete(self._store, batch)
-            except FileNotFoundError:
-                continue
             except Exception as exc:
-                raise self._error("delete", f"{batch[0]} (and {len(batch) - 1} more)",
-                                  exc) from exc
+                err = self._error("delete", f"{batch[0]} (and {len(batch) - 1} more)", exc)
+                if not isinstance(err, NotFound):
+                    raise err from exc
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         import obstore
