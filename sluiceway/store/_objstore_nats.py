@@ -475,5 +475,9 @@ class JetStreamBucket(ObjectStore):
             n += 1
         return n
 
+    def check(self) -> None:
+        """The bucket's stream answers (the connection and the bucket were made already)."""
+        self._run(self._js.stream_info(self.stream), "check")
+
     def clean_interrupted(self) -> int:
         return self._run(self._clean(), "clean_interrupted")

@@ -219,6 +219,17 @@ class S3Bucket(ObjectStore):
         out.sort(key=lambda o: o.key)
         return out
 
+    def check(self) -> None:
+        """A listing of one key's worth: fails for a missing bucket, refused credentials or
+        an endpoint that does not answer."""
+        import obstore
+
+        try:
+            stream = obstore.list(self._store, "sluiceway-check", chunk_size=1)
+            next(iter(stream), None)
+        except Exception as exc:
+            raise self._error("list", "sluiceway-check/", exc) from exc
+
     def clean_interrupted(self) -> int:
         return 0  # one PUT per object: S3 never shows, nor keeps, a part of one
 
