@@ -41,6 +41,15 @@ from sluiceway.logql._engine import (
 )
 from sluiceway.logql._errors import ParseError, QueryError
 from sluiceway.logql._format import format_query
+from sluiceway.logql._levels import (
+    DEFAULT_LEVEL_FIELDS,
+    DETECTED_LEVEL,
+    LevelRules,
+    block_levels,
+    entry_level,
+    normalize_level,
+    stream_level,
+)
 from sluiceway.logql._limits import (
     DEFAULT_MAX_LINE_SIZE,
     MAX_POINTS,
@@ -60,14 +69,15 @@ from sluiceway.logql._source import LogSource, MemorySource, SeriesRef
 register_metric_evaluator(_metric_evaluator)
 
 __all__ = [
-    "DEFAULT_MAX_LINE_SIZE", "MAX_POINTS", "BinaryOp", "Deadline", "Decolorize", "Drop",
+    "DEFAULT_LEVEL_FIELDS", "DEFAULT_MAX_LINE_SIZE", "DETECTED_LEVEL", "MAX_POINTS", "BinaryOp", "Deadline", "Decolorize", "Drop",
     "Expr", "Grouping", "JsonParser", "Keep", "LabelBinary", "LabelCompare", "LabelFilter",
-    "LabelFmt", "LabelFormat", "LabelReplace", "LabelsSpec", "LineFilter", "LineFormat",
+    "LabelFmt", "LabelFormat", "LabelReplace", "LabelsSpec", "LevelRules", "LineFilter",
+    "LineFormat",
     "Literal", "LogExpr", "LogPipeline", "LogRange", "LogSource", "LogfmtParser",
     "MemorySource", "MetricEvaluator", "MetricExpr", "ParseError", "PatternParser",
     "Processed", "QueryError", "QueryParams", "QueryResult", "QueryStats", "QueryTimeout",
     "RangeAggregation", "RegexpParser", "SeriesRef", "Stage", "UnpackParser", "Unwrap",
-    "VectorAggregation", "VectorExpr", "VectorMatching", "check_resolution",
-    "check_selector", "evaluate",
+    "VectorAggregation", "VectorExpr", "VectorMatching", "block_levels", "check_resolution",
+    "check_selector", "entry_level", "evaluate", "normalize_level", "stream_level",
     "format_query", "parse", "parse_selector", "register_metric_evaluator", "series_entries",
 ]

@@ -15,6 +15,7 @@ from typing import Any
 
 from sluiceway.logql import _ast as A
 from sluiceway.logql._errors import INSTANT_LOG_QUERY, METRIC_NOT_SUPPORTED, QueryError
+from sluiceway.logql._levels import LevelRules
 from sluiceway.logql._limits import DEFAULT_MAX_LINE_SIZE, Deadline
 from sluiceway.logql._parser import parse
 from sluiceway.logql._pipeline import LabelKey, LogPipeline, Processed, selected_blocks
@@ -29,7 +30,9 @@ class QueryParams:
 
     The limits: `max_series` stops a metric query as soon as its answer would hold more
     series (0: no limit); `max_line_size` caps what a template may write (bytes);
-    `deadline` stops the query with `QueryTimeout` once it has passed.
+    `deadline` stops the query with `QueryTimeout` once it has passed. With `levels`,
+    entries carry `detected_level` (Loki's `discover_log_levels`): log queries always,
+    metric queries where the label can reach the answer or a stage names it.
     """
 
     tenants: list[str]
@@ -44,6 +47,7 @@ class QueryParams:
     max_series: int = 0
     max_line_size: int = DEFAULT_MAX_LINE_SIZE
     deadline: Deadline | None = None
+    levels: LevelRules | None = None
 
 
 MetricEvaluator = Callable[[LogSource, A.Expr, QueryParams, QueryStats], QueryResult]
@@ -122,7 +126,7 @@ def _eval_logs(source: LogSource, expr: A.LogExpr, params: QueryParams,
     refs = source.series(params.tenants, list(expr.matchers), params.start, params.end)
     stats.streams = len(refs)
     pipeline = LogPipeline(expr.stages, params.categorize_labels, params.max_line_size,
-                           params.deadline)
+                           params.deadline, params.levels)
     reverse = params.direction == "backward"
     iters = [
         _keyed(_series_items(source, ref, pipeline, params.start, params.end,

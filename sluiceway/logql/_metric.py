@@ -225,7 +225,7 @@ class _Evaluator:
         sizes = BinCounts(edges)
         mapper = KeyMapper(grouping, None)
         scan(self.source, self.params, lr, lo, hi, self.stats,
-             line_sink(counts, mapper, sizes if want_bytes else None))
+             line_sink(counts, mapper, sizes if want_bytes else None), mapper)
         ie, istart = np.searchsorted(edges, ends), np.searchsorted(edges, starts)
         n_lines = counts.windows(istart, ie)
         totals = sizes.windows(istart, ie) if want_bytes else n_lines
@@ -244,7 +244,7 @@ class _Evaluator:
         assert lr.unwrap is not None
         samples = Samples(limit=limit)
         scan(self.source, self.params, lr, lo, hi, self.stats,
-             unwrap_sink(samples, mapper, lr.unwrap))
+             unwrap_sink(samples, mapper, lr.unwrap), mapper)
         return samples.finish()
 
     def _over_values(self, fn: WindowFn, lr: A.LogRange, grouping: A.Grouping | None,
