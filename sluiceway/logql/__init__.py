@@ -50,6 +50,7 @@ from sluiceway.logql._levels import (
     normalize_level,
     stream_level,
 )
+from sluiceway.logql._logfmt import scan_logfmt
 from sluiceway.logql._limits import (
     DEFAULT_MAX_LINE_SIZE,
     MAX_POINTS,
@@ -78,6 +79,6 @@ __all__ = [
     "Processed", "QueryError", "QueryParams", "QueryResult", "QueryStats", "QueryTimeout",
     "RangeAggregation", "RegexpParser", "SeriesRef", "Stage", "UnpackParser", "Unwrap",
     "VectorAggregation", "VectorExpr", "VectorMatching", "block_levels", "check_resolution",
-    "check_selector", "entry_level", "evaluate", "normalize_level", "stream_level",
+    "check_selector", "entry_level", "evaluate", "normalize_level", "scan_logfmt", "stream_level",
     "format_query", "parse", "parse_selector", "register_metric_evaluator", "series_entries",
 ]

@@ -6,10 +6,21 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from sluiceway.logql import DEFAULT_LEVEL_FIELDS
 from sluiceway.model import Bytes, Duration
+
+
+def _csv(value: Any) -> Any:
+    """Loki's comma-separated string lists (`a,b,c`) or a YAML list."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], BeforeValidator(_csv)]
 
 
 class _Section(BaseModel):
@@ -79,6 +90,41 @@ class LimitsSection(_Section):
     ingestion_burst_size_mb: Annotated[float, Field(ge=0)] = 6.0
     # Loki's default: active streams per tenant; 0 = no limit.
     max_global_streams_per_user: Annotated[int, Field(ge=0)] = 5000
+    # Structured metadata on pushes (Loki's default: allowed); false refuses such lines.
+    allow_structured_metadata: bool = True
+    # Every line gets `detected_level` (Loki's discover_log_levels, on by default): worked
+    # out when lines are read, from these fields (labels, metadata, JSON, logfmt) or words.
+    discover_log_levels: bool = True
+    log_level_fields: CsvList = list(DEFAULT_LEVEL_FIELDS)
+    log_level_from_json_max_depth: int = 2
+    # JSON lines are mined for patterns from the first of these string fields (Loki's).
+    pattern_ingester_tokenizable_json_fields_default: CsvList = [
+        "log", "message", "msg", "msg_", "_msg", "content"]
+    pattern_ingester_tokenizable_json_fields_append: CsvList = []
+    pattern_ingester_tokenizable_json_fields_delete: CsvList = []
+
+    def tokenizable_json_fields(self) -> list[str]:
+        drop = set(self.pattern_ingester_tokenizable_json_fields_delete)
+        fields = (self.pattern_ingester_tokenizable_json_fields_default
+                  + self.pattern_ingester_tokenizable_json_fields_append)
+        return [f for f in dict.fromkeys(fields) if f not in drop]
+
+
+class PatternIngesterSection(_Section):
+    """Loki's `pattern_ingester`: Drain patterns mined from pushed lines, per stream and
+    level, for `/loki/api/v1/patterns`. On by default here (Loki: off): the miner is its
+    own low-priority process, so pushes do not wait for it."""
+
+    enabled: bool = True
+    retain_for: Duration = 3 * 3600.0
+    max_clusters: Annotated[int, Field(ge=1)] = 300  # per stream and level
+    max_eviction_ratio: Annotated[float, Field(ge=0)] = 0.25
+    max_allowed_line_length: Annotated[int, Field(ge=1)] = 3000
+    pattern_sample_interval: Duration = 10.0
+    # Sluiceway's bounds: streams mined per tenant (the rest are counted, not mined) and
+    # bytes of pushes waiting for the miner (past it, pushes are counted, not mined).
+    max_streams_per_tenant: Annotated[int, Field(ge=1)] = 10_000
+    max_queued_bytes: Bytes = 64 << 20
 
 
 class Config(BaseSettings):
@@ -88,6 +134,7 @@ class Config(BaseSettings):
     querier: QuerierSection = QuerierSection()
     storage: StorageSection = StorageSection()
     limits: LimitsSection = LimitsSection()
+    pattern_ingester: PatternIngesterSection = PatternIngesterSection()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],

@@ -1,0 +1,8 @@
+"""Log patterns mined from pushed lines (Drain, as Loki's pattern ingester does)."""
+
+from sluiceway.patterns._drain import Drain, DrainConfig
+from sluiceway.patterns._miner import MIN_LINES, MinerConfig, PatternMiner, PatternSeries
+from sluiceway.patterns._tokenize import PARAM, detect_format, tokenizer_for
+
+__all__ = ["MIN_LINES", "PARAM", "Drain", "DrainConfig", "MinerConfig", "PatternMiner",
+           "PatternSeries", "detect_format", "tokenizer_for"]
