@@ -32,6 +32,7 @@ from sluiceway.logql._ast import (
     VectorExpr,
     VectorMatching,
 )
+from sluiceway.logql._detected import detected_field_values, detected_fields
 from sluiceway.logql._engine import (
     MetricEvaluator,
     QueryParams,
@@ -50,7 +51,7 @@ from sluiceway.logql._levels import (
     normalize_level,
     stream_level,
 )
-from sluiceway.logql._logfmt import scan_logfmt
+from sluiceway.logql._lexer import parse_go_float
 from sluiceway.logql._limits import (
     DEFAULT_MAX_LINE_SIZE,
     MAX_POINTS,
@@ -58,6 +59,7 @@ from sluiceway.logql._limits import (
     QueryTimeout,
     check_resolution,
 )
+from sluiceway.logql._logfmt import scan_logfmt
 from sluiceway.logql._metric import metric_evaluator as _metric_evaluator
 from sluiceway.logql._parse_log import check_selector
 from sluiceway.logql._parser import parse, parse_selector
@@ -70,15 +72,15 @@ from sluiceway.logql._source import LogSource, MemorySource, SeriesRef
 register_metric_evaluator(_metric_evaluator)
 
 __all__ = [
-    "DEFAULT_LEVEL_FIELDS", "DEFAULT_MAX_LINE_SIZE", "DETECTED_LEVEL", "MAX_POINTS", "BinaryOp", "Deadline", "Decolorize", "Drop",
-    "Expr", "Grouping", "JsonParser", "Keep", "LabelBinary", "LabelCompare", "LabelFilter",
-    "LabelFmt", "LabelFormat", "LabelReplace", "LabelsSpec", "LevelRules", "LineFilter",
-    "LineFormat",
-    "Literal", "LogExpr", "LogPipeline", "LogRange", "LogSource", "LogfmtParser",
-    "MemorySource", "MetricEvaluator", "MetricExpr", "ParseError", "PatternParser",
-    "Processed", "QueryError", "QueryParams", "QueryResult", "QueryStats", "QueryTimeout",
-    "RangeAggregation", "RegexpParser", "SeriesRef", "Stage", "UnpackParser", "Unwrap",
-    "VectorAggregation", "VectorExpr", "VectorMatching", "block_levels", "check_resolution",
-    "check_selector", "entry_level", "evaluate", "normalize_level", "scan_logfmt", "stream_level",
+    "DEFAULT_LEVEL_FIELDS", "DEFAULT_MAX_LINE_SIZE", "DETECTED_LEVEL", "MAX_POINTS", "BinaryOp",
+    "Deadline", "Decolorize", "Drop", "Expr", "Grouping", "JsonParser", "Keep", "LabelBinary",
+    "LabelCompare", "LabelFilter", "LabelFmt", "LabelFormat", "LabelReplace", "LabelsSpec",
+    "LevelRules", "LineFilter", "LineFormat", "Literal", "LogExpr", "LogPipeline", "LogRange",
+    "LogSource", "LogfmtParser", "MemorySource", "MetricEvaluator", "MetricExpr", "ParseError",
+    "PatternParser", "Processed", "QueryError", "QueryParams", "QueryResult", "QueryStats",
+    "QueryTimeout", "RangeAggregation", "RegexpParser", "SeriesRef", "Stage", "UnpackParser",
+    "Unwrap", "VectorAggregation", "VectorExpr", "VectorMatching", "block_levels",
+    "check_resolution", "check_selector", "detected_field_values", "detected_fields",
+    "entry_level", "evaluate", "normalize_level", "parse_go_float", "scan_logfmt", "stream_level",
     "format_query", "parse", "parse_selector", "register_metric_evaluator", "series_entries",
 ]

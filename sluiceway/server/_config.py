@@ -9,7 +9,6 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from sluiceway.logql import DEFAULT_LEVEL_FIELDS
 from sluiceway.model import Bytes, Duration
 
 
@@ -93,9 +92,10 @@ class LimitsSection(_Section):
     # Structured metadata on pushes (Loki's default: allowed); false refuses such lines.
     allow_structured_metadata: bool = True
     # Every line gets `detected_level` (Loki's discover_log_levels, on by default): worked
-    # out when lines are read, from these fields (labels, metadata, JSON, logfmt) or words.
+    # out when lines are read, from these fields (labels, metadata, JSON, logfmt) or words;
+    # empty: Loki's list (level, LEVEL, Level, log.level, severity, …, lvl, …).
     discover_log_levels: bool = True
-    log_level_fields: CsvList = list(DEFAULT_LEVEL_FIELDS)
+    log_level_fields: CsvList = []
     log_level_from_json_max_depth: int = 2
     # JSON lines are mined for patterns from the first of these string fields (Loki's).
     pattern_ingester_tokenizable_json_fields_default: CsvList = [

@@ -14,7 +14,8 @@ from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, Response
 
-from sluiceway.logql import DEFAULT_MAX_LINE_SIZE, Deadline
+from sluiceway.logql import DEFAULT_MAX_LINE_SIZE, Deadline, LevelRules
+from sluiceway.patterns import PatternService
 from sluiceway.server._body import read_body
 from sluiceway.server._config import Config, LimitsSection
 from sluiceway.server._ingest_pool import IngestPool
@@ -41,6 +42,7 @@ class ServerContext:
     streams: StreamLimiter
     opened_store: Store | None = None
     clock: Callable[[], float] = time.monotonic  # for query deadlines (tests set their own)
+    patterns: PatternService | None = None  # the pattern ingester, while it runs
 
     @property
     def limits(self) -> LimitsSection:
@@ -56,6 +58,14 @@ class ServerContext:
     def template_cap(self) -> int:
         """Bytes a query's template may write: `max_line_size` (Loki's default when 0)."""
         return self.limits.max_line_size or DEFAULT_MAX_LINE_SIZE
+
+    def level_rules(self) -> LevelRules | None:
+        """How lines get `detected_level` (None: `discover_log_levels` is off, or structured
+        metadata is not allowed, as in Loki)."""
+        lim = self.limits
+        if not (lim.discover_log_levels and lim.allow_structured_metadata):
+            return None
+        return LevelRules(tuple(lim.log_level_fields), lim.log_level_from_json_max_depth)
 
     def deadline(self) -> Deadline | None:
         """When a query starting now must stop (`limits.query_timeout`; 0: never)."""
