@@ -55,7 +55,7 @@ def _query_params(ctx: ServerContext, request: Request, p: dict[str, str],
         categorize_labels="categorize-labels" in request.headers.get(
             "x-loki-response-encoding-flags", ""),
         max_series=limits.max_query_series, max_line_size=ctx.template_cap,
-        deadline=ctx.deadline())
+        deadline=ctx.deadline(), levels=ctx.level_rules())
 
 
 async def _run(request: Request, instant: bool) -> Response:
