@@ -47,8 +47,6 @@ _WORD = re.compile(r"(?<![^ \t\n\[({\"'=|])(trace|debug|fatal|critical|error|err
 _WORD_LEVEL = {"trace": "trace", "debug": "debug", "fatal": "fatal", "critical": "critical",
                "error": "error", "err": "error", "warning": "warn", "warn": "warn",
                "info": "info"}
-# logfmt pairs; a quoted value is consumed whole, so `msg="level=x"` holds no key.
-_LOGFMT_PAIR = re.compile(r'([^\s="]+)=("(?:[^"\\]|\\.)*"|[^\s"]*)')
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +57,7 @@ class LevelRules:
     json_max_depth: int = 2
     json_keys: frozenset[str] = field(init=False, compare=False, repr=False)
     ranks: dict[str, int] = field(init=False, compare=False, repr=False)  # logfmt, any case
+    logfmt_keys: re.Pattern[str] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         fields = tuple(self.fields) or DEFAULT_LEVEL_FIELDS
@@ -68,6 +67,10 @@ class LevelRules:
         for i, f in enumerate(fields):
             ranks.setdefault(f.lower(), i)
         object.__setattr__(self, "ranks", ranks)
+        # A level key at the start of a pair, and its value (quoted whole, or bare).
+        keys = "|".join(re.escape(k) for k in sorted(ranks, key=len, reverse=True))
+        object.__setattr__(self, "logfmt_keys", re.compile(
+            rf'(?<![^\s])({keys})=("(?:[^"\\]|\\.)*"|[^\s"]*)', re.IGNORECASE))
 
 
 def normalize_level(value: str) -> str:
@@ -75,7 +78,13 @@ def normalize_level(value: str) -> str:
     return _KNOWN.get(value.lower(), value)
 
 
+_STEMS = ("err", "warn", "info", "debug", "trace", "fatal", "critical")
+
+
 def keyword_level(line: str) -> str:
+    low = line.lower()
+    if not any(stem in low for stem in _STEMS):  # most lines: a few C scans, no regex
+        return UNKNOWN
     m = _WORD.search(line)
     return _WORD_LEVEL[m.group(1).lower()] if m else UNKNOWN
 
@@ -110,11 +119,13 @@ def _json_walk(o: dict[str, Any], fields: frozenset[str], max_depth: int,
     return None
 
 
-def _logfmt_level(line: str, order: dict[str, int]) -> str | None:
-    best, found = len(order), None
-    for m in _LOGFMT_PAIR.finditer(line):
-        rank = order.get(m.group(1).lower())
-        if rank is not None and rank < best:
+def _logfmt_level(line: str, rules: LevelRules) -> str | None:
+    best, found = len(rules.ranks), None
+    for m in rules.logfmt_keys.finditer(line):
+        if line.count('"', 0, m.start()) % 2:  # inside a quoted value: not a key
+            continue
+        rank = rules.ranks[m.group(1).lower()]
+        if rank < best:
             best, found = rank, m.group(2)
             if rank == 0:
                 break
@@ -131,7 +142,7 @@ def line_level(rules: LevelRules, line: str) -> str:
     if _is_json(line):
         value = _json_level(line, rules.json_keys, rules.json_max_depth)
     elif "=" in line:
-        value = _logfmt_level(line, rules.ranks)
+        value = _logfmt_level(line, rules)
     else:
         return keyword_level(line)
     known = _KNOWN.get(value.lower()) if value else None
@@ -164,15 +175,19 @@ def _otlp_level(text: str) -> str:
     return UNKNOWN
 
 
+_UNSET: Any = object()
+
+
 def entry_level(rules: LevelRules, labels: Mapping[str, str],
                 metadata: Mapping[str, str] | None, line: str,
-                from_stream: str | None = None) -> str:
-    """The `detected_level` of one entry (`from_stream`: `stream_level`, if known)."""
+                from_stream: str | None = _UNSET) -> str:
+    """The `detected_level` of one entry (`from_stream`: `stream_level(rules, labels)`,
+    when the caller has it already)."""
     if metadata:
         sent = metadata.get(DETECTED_LEVEL)
         if sent is not None:
             return normalize_level(sent)
-    if from_stream is None:
+    if from_stream is _UNSET:
         from_stream = stream_level(rules, labels)
     if from_stream is not None:
         return from_stream
@@ -186,15 +201,26 @@ def entry_level(rules: LevelRules, labels: Mapping[str, str],
     return line_level(rules, line)
 
 
-def block_levels(rules: LevelRules, block: EntryBlock,
-                 idx: np.ndarray[Any, Any] | None = None) -> str | list[str]:
-    """Levels of a block's entries: one string when the stream labels decide for all of
-    them, else one per entry (only those in `idx` worked out; the others are "")."""
+def block_level(rules: LevelRules, block: EntryBlock) -> str | None:
+    """The level of every entry of the block when its stream labels decide it (and no
+    entry sent a `detected_level` of its own), else None."""
     from_stream = stream_level(rules, block.labels)
     md = block.metadata
     if from_stream is not None and (md is None or not any(
             m and DETECTED_LEVEL in m for m in md)):
         return from_stream
+    return None
+
+
+def block_levels(rules: LevelRules, block: EntryBlock,
+                 idx: np.ndarray[Any, Any] | None = None) -> str | list[str]:
+    """Levels of a block's entries: one string when the stream labels decide for all of
+    them, else one per entry (only those in `idx` worked out; the others are "")."""
+    uniform = block_level(rules, block)
+    if uniform is not None:
+        return uniform
+    from_stream = stream_level(rules, block.labels)
+    md = block.metadata
     n = len(block)
     out = [""] * n
     blob, offs = block.blob, block.offsets

@@ -14,7 +14,13 @@ import numpy as np
 
 from sluiceway.logql import _ast as A
 from sluiceway.logql._filters import BlockFilter, compile_line_filter, contains_mask
-from sluiceway.logql._levels import DETECTED_LEVEL, LevelRules, block_levels
+from sluiceway.logql._levels import (
+    DETECTED_LEVEL,
+    LevelRules,
+    block_level,
+    entry_level,
+    stream_level,
+)
 from sluiceway.logql._limits import DEFAULT_MAX_LINE_SIZE, Deadline
 from sluiceway.logql._result import QueryStats
 from sluiceway.logql._source import LogSource, SeriesRef
@@ -88,15 +94,19 @@ class LogPipeline:
         base_key = label_key(stream)
         simple = not self.row_stages
         deadline, every = self.deadline, Deadline.CHECK_EVERY
-        levels = block_levels(self.levels, block, idx) if self.levels is not None else None
-        level = levels if isinstance(levels, str) else None
+        # detected_level: the same for the whole block, or worked out per line as lines
+        # are taken (a query that needs 100 lines of a big block pays for 100).
+        rules = self.levels
+        level = block_level(rules, block) if rules is not None else None
+        per_line = rules is not None and level is None
+        from_stream = stream_level(rules, stream) if per_line and rules is not None else None
         for n, i in enumerate(order):
             if deadline is not None and n % every == 0:
                 deadline.check()
             line = blob[offs[i] : offs[i + 1]].decode("utf-8", "replace")
             md = meta[i] if meta is not None else None
-            if levels is not None and not isinstance(levels, str):
-                level = levels[i]
+            if per_line and rules is not None:
+                level = entry_level(rules, stream, md, line, from_stream)
             if simple and not md:
                 if level is None:
                     yield ts[i], line, base_key, ({} if self.categorize else None)

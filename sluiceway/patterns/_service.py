@@ -211,15 +211,15 @@ class PatternService:
         return [PatternSeries(p, lvl, s) for p, lvl, s in body]
 
     def close(self) -> None:
+        """Stop at once: patterns live in memory only (as in Loki), so the miner is killed
+        rather than waited for, which also frees a feeder blocked on a full pipe."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.join(timeout=5)
         self._feeder.join(timeout=5)
         for conn in (self._records, self._queries):
             if conn is not None:
                 conn.close()
-        if self._proc is not None:
-            self._proc.join(timeout=2)
-            if self._proc.is_alive():
-                self._proc.kill()
-                self._proc.join(timeout=2)
