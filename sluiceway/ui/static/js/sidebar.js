@@ -2,7 +2,7 @@
 // metadata (with `detected_level`) and JSON/logfmt fields — as Loki's detected_fields
 // lists them (from the newest lines), and, for a field opened, how its values are spread
 // over the whole time range (counted by the server, not from the fetched lines).
-import { el, clear, fmtNumber } from "./dom.js";
+import { el, clear, fmtNumber, LEVEL_COLORS } from "./dom.js";
 import * as api from "./api.js";
 import { fieldCountQuery } from "./logql.js";
 
@@ -97,7 +97,9 @@ export function fieldsSidebar({ onValue }) {
     return el("button", { type: "button", class: "value-row", "data-value": value,
       title: `Click: only lines with ${f.label}="${value}" · Alt-click: without them`,
       onclick: (ev) => onValue(f, value, ev.altKey ? "!=" : "=") },
-    el("span", { class: "vbar", style: { width: `${pct.toFixed(1)}%` } }),
+    // detected_level's values in their level colours, as in the histogram and the lines
+    el("span", { class: "vbar", style: { width: `${pct.toFixed(1)}%`,
+      ...(f.label === "detected_level" && LEVEL_COLORS[value] ? { background: `${LEVEL_COLORS[value]}40` } : {}) } }),
     el("span", { class: "vname" }, value === "" ? "(empty)" : value),
     el("span", { class: "vcount" }, `${fmtNumber(n)} · ${pct < 1 && pct > 0 ? "<1" : Math.round(pct)}%`));
   }
