@@ -163,16 +163,16 @@ class Drain:
             node = nxt
             depth += 1
         best, best_sim, best_params = None, -1.0, -1
+        literal_param = PARAM in tokens  # rare: then `<_>` = `<_>` must not count as equal
         for cid in node.clusters:
             c = self._get(cid)
             if c is None:
                 continue
-            same = params = 0
-            for a, b in zip(c.tokens, tokens, strict=True):
-                if a == PARAM:
-                    params += 1
-                elif a == b:
-                    same += 1
+            params = c.tokens.count(PARAM)
+            same = sum(map(str.__eq__, c.tokens, tokens))  # equal tokens, in C
+            if literal_param:
+                same -= sum(1 for a, b in zip(c.tokens, tokens, strict=True)
+                            if a == PARAM and b == PARAM)
             sim = same / n
             if sim > best_sim or (sim == best_sim and params > best_params):
                 best, best_sim, best_params = c, sim, params

@@ -19,7 +19,6 @@ import re2
 from sluiceway.logql import scan_logfmt
 
 PARAM = "<_>"
-MAX_TOKENS_PER_LINE = 127  # the rest of a longer line is one more token
 
 Tokens = tuple[list[str], list[int] | None]
 
@@ -48,62 +47,52 @@ class Tokenizer(Protocol):
 _KEEP = set("_-.:/")
 _ASCII_CUT = "".join(c for c in map(chr, range(33, 127))
                      if c == "=" or (unicodedata.category(c).startswith("P") and c not in _KEEP))
-_ASCII_TOKEN = re.compile("[^ " + re.escape(_ASCII_CUT) + "]+|[ " + re.escape(_ASCII_CUT) + "]")
+_CUT_CLASS = "[" + re.escape(_ASCII_CUT) + "]"
+# A token (a run of other characters, or one cut character) and the spaces after it.
+_ASCII_TOKEN = re.compile("([^ " + re.escape(_ASCII_CUT) + "]+|" + _CUT_CLASS + ")( *)")
 
 
 def _cuts(c: str) -> bool:
     return c == " " or c == "=" or (unicodedata.category(c)[0] == "P" and c not in _KEEP)
 
 
-def _pieces(line: str) -> list[str]:
-    """Tokens and single cut characters, in order."""
+def _pieces(line: str) -> list[tuple[str, str]]:
+    """(token, the spaces after it), in order; spaces before the first token dropped."""
+    line = line.lstrip(" ")
     if line.isascii():
         return _ASCII_TOKEN.findall(line)
-    out: list[str] = []
+    out: list[tuple[str, str]] = []
     start = 0
     for i, c in enumerate(line):
         if _cuts(c):
             if i > start:
-                out.append(line[start:i])
-            out.append(c)
+                out.append((line[start:i], ""))
+            if c == " ":
+                if out:
+                    out[-1] = (out[-1][0], out[-1][1] + " ")
+            else:
+                out.append((c, ""))
             start = i + 1
     if start < len(line):
-        out.append(line[start:])
+        out.append((line[start:], ""))
     return out
 
 
 class PunctuationTokenizer:
+    """Tokens, and as state the number of spaces after each (to write the line back)."""
+
     def __init__(self, max_line_length: int) -> None:
         self.max_line_length = max_line_length
 
     def tokenize(self, line: str) -> Tokens | None:
         if len(line) > self.max_line_length:
             return None
-        tokens: list[str] = []
-        spaces: list[int] = []
-        pos = 0
-        for piece in _pieces(line):
-            if len(tokens) >= MAX_TOKENS_PER_LINE:
-                tokens.append(line[pos:])
-                pos = len(line)
-                break
-            if piece == " ":
-                spaces.append(len(tokens) - 1)
-            else:
-                tokens.append(piece)
-            pos += len(piece)
-        return tokens, spaces
+        pieces = _pieces(line)
+        return [t for t, _ in pieces], [len(sp) for _, sp in pieces]
 
     def join(self, tokens: list[str], state: list[int] | None) -> str:
-        spaces = state or []
-        out: list[str] = []
-        k = 0
-        for i, tok in enumerate(tokens):
-            out.append(tok)
-            while k < len(spaces) and spaces[k] == i:
-                out.append(" ")
-                k += 1
-        return "".join(out)
+        spaces = state or [0] * len(tokens)
+        return "".join(t + " " * n for t, n in zip(tokens, spaces, strict=False))
 
 
 _TIME_KEYS = {"ts", "traceid", "time", "timestamp"}  # any case; and `t` as written
@@ -119,6 +108,26 @@ def _quote_logfmt(value: str) -> str:
     return orjson.dumps(value).decode()
 
 
+# Plain logfmt (`k=v k="quoted \\" v" bare`): checked whole with RE2 (linear time), then
+# cut with a regex; anything else goes through the exact (slower) decoder.
+_LF_PAIR = r'([^\s="]+)(?:=("(?:[^"\\]|\\.)*"|[^\s"=]*))?'
+_LF_PLAIN = re2.compile(rf"\s*(?:{_LF_PAIR}(?:\s+|$))*")
+_LF_FIND = re.compile(_LF_PAIR)
+
+
+def _logfmt_pairs(line: str) -> list[tuple[str, str]] | None:
+    """go-logfmt's (key, value) pairs of a line, or None when it is no valid logfmt."""
+    if _LF_PLAIN.fullmatch(line):
+        out = []
+        for k, v in _LF_FIND.findall(line):
+            if v.startswith('"'):
+                v = str(orjson.loads(v)) if "\\" in v else v[1:-1]
+            out.append((k, v))
+        return out
+    pairs, err = scan_logfmt(line, strict=True)
+    return None if err else pairs
+
+
 class LogfmtTokenizer:
     def __init__(self, max_line_length: int) -> None:
         self.max_line_length = max_line_length
@@ -126,8 +135,12 @@ class LogfmtTokenizer:
     def tokenize(self, line: str) -> Tokens | None:
         if len(line) > self.max_line_length:
             return None
-        pairs, err = scan_logfmt(line, strict=True)
-        if err:
+        try:
+            pairs = _logfmt_pairs(line)
+        except orjson.JSONDecodeError:  # an escape JSON does not know
+            pairs, err = scan_logfmt(line, strict=True)
+            pairs = None if err else pairs
+        if pairs is None:
             return None
         tokens: list[str] = []
         for k, v in pairs:

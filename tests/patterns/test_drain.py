@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from sluiceway.logql import parse_selector
+from sluiceway.logql import parse_selector, scan_logfmt
 from sluiceway.model import EntryBlock
 from sluiceway.patterns import (
     Drain,
@@ -14,6 +17,7 @@ from sluiceway.patterns import (
     detect_format,
     tokenizer_for,
 )
+from sluiceway.patterns._tokenize import _logfmt_pairs
 
 S = 10**9
 MS = 10**6
@@ -139,3 +143,14 @@ def test_levels_come_from_the_one_rule() -> None:
     off = PatternMiner(MinerConfig(levels=None))  # discover_log_levels off: unknown
     off.add("t", _block({"app": "a"}, 1000, lines))
     assert {p.level for p in off.query(["t"], [], 0, 3000 * S, 300 * S)} == {"unknown"}
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet='ab=" \\\tx\u00e9', max_size=16))
+def test_the_fast_logfmt_cut_agrees_with_the_decoder(line: str) -> None:
+    try:
+        fast = _logfmt_pairs(line)
+    except orjson.JSONDecodeError:  # the tokenizer falls back to the decoder then
+        return
+    pairs, err = scan_logfmt(line, strict=True)
+    assert fast == (None if err else pairs)
