@@ -7,19 +7,31 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from sluiceway.model import Bytes, Duration
 
 
 def _csv(value: Any) -> Any:
-    """Loki's comma-separated string lists (`a,b,c`) or a YAML list."""
+    """Loki's comma-separated string lists (`a,b,c`), or a list (YAML, or `[...]` in an
+    environment variable)."""
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value  # not a list: the validation error names the field
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
     return value
 
 
-CsvList = Annotated[list[str], BeforeValidator(_csv)]
+# NoDecode: an environment value is a comma-separated list too, not only JSON.
+CsvList = Annotated[list[str], NoDecode, BeforeValidator(_csv)]
 
 
 class _Section(BaseModel):

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
+from sluiceway.server import ConfigError, load_config
 from sluiceway.server._app import pattern_service
 from tests.inproc import InProcessServer, wait_for
 
@@ -190,3 +191,20 @@ def test_empty_answers(srv: InProcessServer) -> None:
     assert srv.get("/loki/api/v1/detected_labels", params=q).json() == {}
     assert srv.get("/loki/api/v1/patterns", params=q).json() == {"status": "success",
                                                                   "data": []}
+
+
+@pytest.mark.parametrize(("value", "fields"), [
+    ("level,lvl", ["level", "lvl"]),  # Loki's comma-separated form
+    ('["level", "lvl"]', ["level", "lvl"]),
+    ("", []),  # empty: Loki's list
+])
+def test_level_fields_from_the_environment(monkeypatch: pytest.MonkeyPatch, value: str,
+                                           fields: list[str]) -> None:
+    monkeypatch.setenv("SLUICEWAY_LIMITS__LOG_LEVEL_FIELDS", value)
+    assert load_config(None).limits.log_level_fields == fields
+
+
+def test_a_bad_level_field_list_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLUICEWAY_LIMITS__LOG_LEVEL_FIELDS", "[unclosed")
+    with pytest.raises(ConfigError, match="limits.log_level_fields"):
+        load_config(None)
