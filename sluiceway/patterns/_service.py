@@ -169,14 +169,18 @@ class PatternService:
     def _feed(self) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._closed:
+                if not self._queue and not self._closed:
                     self._cond.wait(PRUNE_EVERY_S)
-                    if not self._queue and self._local is not None and not self._closed:
-                        self._local.tick()  # idle: a chance to prune
                 if self._closed:
                     return
-                payload, lines = self._queue.popleft()
-                self._queued_bytes -= len(payload)
+                item = self._queue.popleft() if self._queue else None
+                if item is not None:
+                    self._queued_bytes -= len(item[0])
+            if item is None:  # idle: a chance to prune (never while holding the queue)
+                if self._local is not None:
+                    self._local.tick()
+                continue
+            payload, lines = item
             try:
                 if self._local is not None:
                     self._local.consume(payload)
