@@ -132,6 +132,7 @@ class PatternService:
         self.skipped: Counter[str] = Counter()  # lines of pushes not mined, by reason
         self._queue: deque[tuple[bytes, int]] = deque()
         self._queued_bytes = 0
+        self._in_flight = 0  # the push the feeder holds
         self._cond = threading.Condition()
         self._closed = False
         self._query_lock = threading.Lock()
@@ -176,6 +177,7 @@ class PatternService:
                 item = self._queue.popleft() if self._queue else None
                 if item is not None:
                     self._queued_bytes -= len(item[0])
+                    self._in_flight = 1
             if item is None:  # idle: a chance to prune (never while holding the queue)
                 if self._local is not None:
                     self._local.tick()
@@ -193,11 +195,14 @@ class PatternService:
             except Exception:
                 self.skipped["miner_error"] += lines
                 log.exception("pattern mining failed for a push")
+            finally:
+                self._in_flight = 0
 
     def pending(self) -> int:
-        """Pushes queued and not yet handed to the miner."""
+        """Pushes queued or being handed over: not yet mined (in-process) or not yet with
+        the miner process."""
         with self._cond:
-            return len(self._queue)
+            return len(self._queue) + self._in_flight
 
     # -- the query side -------------------------------------------------------------
 
