@@ -41,7 +41,8 @@ from sluiceway.logql._engine import (
     series_entries,
 )
 from sluiceway.logql._errors import ParseError, QueryError
-from sluiceway.logql._format import format_query
+from sluiceway.logql._exec import ExecOptions, QueryCancelled, split_range, too_many_bytes
+from sluiceway.logql._format import format_loki, format_query
 from sluiceway.logql._levels import (
     DEFAULT_LEVEL_FIELDS,
     DETECTED_LEVEL,
@@ -65,7 +66,10 @@ from sluiceway.logql._parse_log import check_selector
 from sluiceway.logql._parser import parse, parse_selector
 from sluiceway.logql._pipeline import LogPipeline, Processed
 from sluiceway.logql._result import QueryResult, QueryStats
+from sluiceway.logql._results_cache import ResultsCache
 from sluiceway.logql._source import LogSource, MemorySource, SeriesRef
+from sluiceway.logql._template import Template, TemplateError, compile_template
+from sluiceway.logql._template_funcs import go_float
 
 # Metric expressions are evaluated by `_metric` (range and vector aggregations over the
 # step grid); the log engine dispatches to whatever is registered here.
@@ -73,14 +77,16 @@ register_metric_evaluator(_metric_evaluator)
 
 __all__ = [
     "DEFAULT_LEVEL_FIELDS", "DEFAULT_MAX_LINE_SIZE", "DETECTED_LEVEL", "MAX_POINTS", "BinaryOp",
-    "Deadline", "Decolorize", "Drop", "Expr", "Grouping", "JsonParser", "Keep", "LabelBinary",
-    "LabelCompare", "LabelFilter", "LabelFmt", "LabelFormat", "LabelReplace", "LabelsSpec",
-    "LevelRules", "LineFilter", "LineFormat", "Literal", "LogExpr", "LogPipeline", "LogRange",
-    "LogSource", "LogfmtParser", "MemorySource", "MetricEvaluator", "MetricExpr", "ParseError",
-    "PatternParser", "Processed", "QueryError", "QueryParams", "QueryResult", "QueryStats",
-    "QueryTimeout", "RangeAggregation", "RegexpParser", "SeriesRef", "Stage", "UnpackParser",
-    "Unwrap", "VectorAggregation", "VectorExpr", "VectorMatching", "block_levels",
-    "check_resolution", "check_selector", "detected_field_values", "detected_fields",
-    "entry_level", "evaluate", "normalize_level", "parse_go_float", "scan_logfmt", "stream_level",
-    "format_query", "parse", "parse_selector", "register_metric_evaluator", "series_entries",
+    "Deadline", "Decolorize", "Drop", "ExecOptions", "Expr", "Grouping", "JsonParser", "Keep",
+    "LabelBinary", "LabelCompare", "LabelFilter", "LabelFmt", "LabelFormat", "LabelReplace",
+    "LabelsSpec", "LevelRules", "LineFilter", "LineFormat", "Literal", "LogExpr", "LogPipeline",
+    "LogRange", "LogSource", "LogfmtParser", "MemorySource", "MetricEvaluator", "MetricExpr",
+    "ParseError", "PatternParser", "Processed", "QueryCancelled", "QueryError", "QueryParams",
+    "QueryResult", "QueryStats", "QueryTimeout", "RangeAggregation", "RegexpParser",
+    "ResultsCache", "SeriesRef", "Stage", "Template", "TemplateError", "UnpackParser", "Unwrap",
+    "VectorAggregation", "VectorExpr", "VectorMatching", "block_levels", "check_resolution",
+    "check_selector", "compile_template", "detected_field_values", "detected_fields",
+    "entry_level", "evaluate", "format_loki", "format_query", "go_float", "normalize_level",
+    "parse", "parse_go_float", "parse_selector", "register_metric_evaluator", "scan_logfmt",
+    "series_entries", "split_range", "stream_level", "too_many_bytes",
 ]

@@ -9,6 +9,7 @@ a histogram over the window edges of the step grid (`BinCounts`).
 
 from __future__ import annotations
 
+import threading
 from bisect import bisect_left
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import numpy as np
 from sluiceway.logql import _ast as A
 from sluiceway.logql._engine import QueryParams
 from sluiceway.logql._errors import QueryError
-from sluiceway.logql._format import format_query
+from sluiceway.logql._format import format_query, format_stage
 from sluiceway.logql._levels import DETECTED_LEVEL, block_levels
 from sluiceway.logql._lexer import CONVERTERS
 from sluiceway.logql._limits import series_limit_error
@@ -109,6 +110,8 @@ class SeriesLimit:
 
     `project` maps a sample's series to the answer's series it feeds (the grouping of
     the aggregations above it); a series counts once it has a sample inside a window.
+    The columnar engine's units note their blocks' series from several threads: counting
+    is under a lock.
     """
 
     def __init__(self, limit: int, project: Projection, edges: I64, covered: Mask) -> None:
@@ -120,6 +123,7 @@ class SeriesLimit:
         self._covered = covered.tolist()
         self.counted: set[LabelKey] = set()
         self.answer: set[Hashable] = set()
+        self._lock = threading.Lock()
 
     def note(self, key: LabelKey, ts: int) -> None:
         """One sample of `key` at `ts` (callers skip keys already `counted`)."""
@@ -130,11 +134,17 @@ class SeriesLimit:
         if key not in self.counted and bool(self.covered[slots].any()):
             self._count(key)
 
+    def note_times(self, key: LabelKey, ts: I64) -> None:
+        """Samples of `key` at the times `ts` (a block's worth)."""
+        if key not in self.counted:
+            self.note_slots(key, np.searchsorted(self.edges, ts, "left"))
+
     def _count(self, key: LabelKey) -> None:
-        self.counted.add(key)
-        self.answer.add(self.project(key))
-        if len(self.answer) > self.limit:
-            raise series_limit_error(self.limit)
+        with self._lock:
+            self.counted.add(key)
+            self.answer.add(self.project(key))
+            if len(self.answer) > self.limit:
+                raise series_limit_error(self.limit)
 
 
 @dataclass(slots=True)
@@ -205,9 +215,25 @@ BlockSink = Callable[[EntryBlock, np.ndarray[Any, Any], LogPipeline], None]
 
 def wants_levels(lr: A.LogRange, mapper: KeyMapper) -> bool:
     """`detected_level` costs work per line: worked out only where it reaches the sample
-    series (`count_over_time(...)`, `sum by (detected_level)`) or a stage names it."""
-    return mapper.keeps(DETECTED_LEVEL) or (
-        bool(lr.log.stages) and DETECTED_LEVEL in format_query(lr.log))
+    series (`count_over_time(...)`, `sum by (detected_level)`) or a stage names it (one
+    of the log pipeline, or `unwrap` and the label filters after it)."""
+    if mapper.keeps(DETECTED_LEVEL):
+        return True
+    uw = lr.unwrap
+    if uw is not None and (uw.label == DETECTED_LEVEL or any(
+            DETECTED_LEVEL in format_stage(f) for f in uw.post_filters)):
+        return True
+    return bool(lr.log.stages) and DETECTED_LEVEL in format_query(lr.log)
+
+
+def range_pipeline(lr: A.LogRange, params: QueryParams,
+                   mapper: KeyMapper | None = None) -> LogPipeline:
+    """The log pipeline of a range aggregation, with the query's template cap and deadline,
+    and `detected_level` when `mapper`'s series keep it (see `wants_levels`; every level
+    without a mapper): the per-line and the columnar engine alike."""
+    levels = params.levels if mapper is None or wants_levels(lr, mapper) else None
+    return LogPipeline(lr.log.stages, max_line_size=params.max_line_size,
+                       deadline=params.deadline, levels=levels)
 
 
 def scan(source: LogSource, params: QueryParams, lr: A.LogRange, lo: int, hi: int,
@@ -217,9 +243,7 @@ def scan(source: LogSource, params: QueryParams, lr: A.LogRange, lo: int, hi: in
     keep it, see `wants_levels`)."""
     refs = source.series(params.tenants, list(lr.log.matchers), lo, hi)
     stats.streams += len(refs)
-    levels = params.levels if mapper is None or wants_levels(lr, mapper) else None
-    pipeline = LogPipeline(lr.log.stages, max_line_size=params.max_line_size,
-                           deadline=params.deadline, levels=levels)
+    pipeline = range_pipeline(lr, params, mapper)
     for ref in refs:
         for block, idx in selected_blocks(source, ref, pipeline, lo, hi, "forward", stats):
             if len(idx):
@@ -292,7 +316,7 @@ def unwrap_sink(samples: Samples, mapper: KeyMapper, uw: A.Unwrap) -> BlockSink:
                 value = 0.0
                 if ERROR not in labels:
                     labels[ERROR] = SAMPLE_ERR
-                    labels[ERROR_DETAILS] = detail.format(raw)
+                    labels[ERROR_DETAILS] = detail(raw)
             if posts:
                 row = Row(t, line, labels, {}, {})
                 if not all(p(row) for p in posts):

@@ -54,18 +54,18 @@ async def _fields_answer(request: Request, name: str | None) -> Response:
         raise ParamError("detected fields need a log query, not a metric query")
     start, end = time_range(p, 3600)
     _step(p, start, end)
-    lim = ctx.limits
+    tenants = ctx.tenants(request.headers, True)
+    lim = ctx.read_limits(tenants)
     line_limit = parse_limit(p.get("line_limit"), DEFAULT_LINE_LIMIT, 0)
     if lim.max_entries_limit_per_query and line_limit > lim.max_entries_limit_per_query:
         raise ParamError(f"max entries limit per query exceeded, limit > "
                          f"max_entries_limit_per_query ({line_limit} > "
                          f"{lim.max_entries_limit_per_query})")
     limit = parse_limit(p.get("limit") or p.get("field_limit"), DEFAULT_FIELD_LIMIT, 0)
-    tenants = ctx.tenants(request.headers, True)
     qp = QueryParams(tenants, start, end, limit=line_limit, direction="backward",
                      categorize_labels=True, max_series=lim.max_query_series,
-                     max_line_size=ctx.template_cap, deadline=ctx.deadline(),
-                     levels=ctx.level_rules())
+                     max_line_size=ctx.template_cap(lim), deadline=ctx.deadline(lim),
+                     levels=ctx.level_rules(lim), options=ctx.exec_options(lim))
     res = await run_in_threadpool(evaluate, read_source(StoreSource(ctx.store), tenants), expr,
                                   qp)
     if name is None:
@@ -166,19 +166,18 @@ def prom_duration(seconds: float) -> str:
     return out
 
 
-def drilldown_limits(ctx: ServerContext) -> dict[str, Any]:
-    lim, cfg = ctx.limits, ctx.cfg
-    lookback = float(getattr(lim, "max_query_lookback", 0.0) or 0.0)
+def drilldown_limits(ctx: ServerContext, tenant: str) -> dict[str, Any]:
+    lim, cfg = ctx.limits_for(tenant), ctx.cfg
     return {
         "limits": {
-            "discover_log_levels": ctx.level_rules() is not None,
+            "discover_log_levels": ctx.level_rules(lim) is not None,
             "discover_service_name": [],  # service_name is added to OTLP pushes only
             "log_level_fields": list(LevelRules(tuple(lim.log_level_fields)).fields),
             "max_entries_limit_per_query": lim.max_entries_limit_per_query,
             "max_line_size_truncate": lim.max_line_size_truncate,
             "max_query_bytes_read": "0B",
             "max_query_length": prom_duration(lim.max_query_length),
-            "max_query_lookback": prom_duration(lookback),
+            "max_query_lookback": prom_duration(lim.max_query_lookback),
             "max_query_range": "0s",
             "max_query_series": lim.max_query_series,
             "metric_aggregation_enabled": False,
@@ -186,7 +185,7 @@ def drilldown_limits(ctx: ServerContext) -> dict[str, Any]:
                 {"action": "index_label", "attributes": sorted(OTLP_INDEX_ATTRIBUTES)}]}},
             "pattern_persistence_enabled": False,
             "query_timeout": prom_duration(lim.query_timeout),
-            "retention_period": prom_duration(cfg.storage.retention_period),
+            "retention_period": prom_duration(cfg.retention_period(lim)),
             "volume_enabled": True,
             "volume_max_series": 1000,
         },
@@ -201,5 +200,5 @@ async def limits(request: Request) -> Response:
     # As Loki: this handler wants the header itself, even when auth is off.
     if not request.headers.get("x-scope-orgid"):
         return bad("no org id", 401)
-    ctx.tenants(request.headers, False)  # one valid tenant id
-    return JSONResponse(drilldown_limits(ctx), media_type="application/json")
+    tenant = ctx.tenants(request.headers, False)[0]  # one valid tenant id
+    return JSONResponse(drilldown_limits(ctx, tenant), media_type="application/json")
