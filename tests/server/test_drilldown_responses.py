@@ -22,6 +22,7 @@ import pytest
 
 from tests.inproc import wait_for
 from tests.procs import FIXTURES, ServerProcess
+from tests.replay import check_volume_bytes
 
 RESP = FIXTURES / "responses"
 HOUR = 3600 * 10**9
@@ -143,6 +144,8 @@ def test_answer_matches_loki(loaded: Any, name: str) -> None:
         assert ours["status"] == loki["status"]
         assert ours["data"]["resultType"] == loki["data"]["resultType"]
         assert _volume_shape(ours, base) == _volume_shape(loki, loki_base)
+        check_volume_bytes(ours, dict(req["params"]), [json.loads(
+            (RESP / f).read_text()) for f in ("dataset.json", "patterns_dataset.json")])
     else:
         raise AssertionError(f"no comparison for {name}")
 
