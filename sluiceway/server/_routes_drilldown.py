@@ -22,6 +22,7 @@ from sluiceway.logql import (
     parse_go_float,
     parse_selector,
 )
+from sluiceway.model import format_loki_size, format_prom_duration
 from sluiceway.patterns import MinerUnavailable
 from sluiceway.server._context import JSONResponse, ServerContext, bad, ctx_of, params_of
 from sluiceway.server._params import ParamError, parse_limit, parse_step, time_range
@@ -149,21 +150,8 @@ class HTMLEscapedJSON(JSONResponse):
 
 
 def prom_duration(seconds: float) -> str:
-    """A duration as Prometheus writes one (`30d1h`, `1m`, `0s`): years and weeks only
-    when they divide it exactly."""
-    ms = int(round(seconds * 1000))
-    if ms == 0:
-        return "0s"
-    out = ""
-    for unit, mult, exact in (("y", 31_536_000_000, True), ("w", 604_800_000, True),
-                              ("d", 86_400_000, False), ("h", 3_600_000, False),
-                              ("m", 60_000, False), ("s", 1000, False), ("ms", 1, False)):
-        if exact and ms % mult:
-            continue
-        if ms >= mult:
-            out += f"{ms // mult}{unit}"
-            ms %= mult
-    return out
+    """A duration limit as Loki writes one (Prometheus' form: `30d1h`, `1m`, `0s`)."""
+    return format_prom_duration(round(seconds * 1e9))
 
 
 def drilldown_limits(ctx: ServerContext, tenant: str) -> dict[str, Any]:
@@ -175,7 +163,7 @@ def drilldown_limits(ctx: ServerContext, tenant: str) -> dict[str, Any]:
             "log_level_fields": list(LevelRules(tuple(lim.log_level_fields)).fields),
             "max_entries_limit_per_query": lim.max_entries_limit_per_query,
             "max_line_size_truncate": lim.max_line_size_truncate,
-            "max_query_bytes_read": "0B",
+            "max_query_bytes_read": format_loki_size(int(lim.max_query_bytes_read)),
             "max_query_length": prom_duration(lim.max_query_length),
             "max_query_lookback": prom_duration(lim.max_query_lookback),
             "max_query_range": "0s",

@@ -208,3 +208,43 @@ def test_a_bad_level_field_list_is_a_config_error(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("SLUICEWAY_LIMITS__LOG_LEVEL_FIELDS", "[unclosed")
     with pytest.raises(ConfigError, match="limits.log_level_fields"):
         load_config(None)
+
+
+def test_levels_and_drilldown_limits_are_the_tenants(tmp_path: Path) -> None:
+    """A tenant's runtime overrides decide its lines' `detected_level` and what
+    drilldown-limits reports for it; other tenants keep the config's."""
+    rt = tmp_path / "overrides.yaml"
+    rt.write_text("overrides:\n  quiet:\n    discover_log_levels: false\n"
+                  "    max_query_length: 1d\n    max_query_bytes_read: 1GiB\n"
+                  "  custom:\n    log_level_fields: sev\n")
+    s = InProcessServer(tmp_path / "data", **{"runtime_config.file": str(rt)})
+    try:
+        now = time.time_ns()
+        line = "sev=warn level=error x=1"
+        q = {"query": '{app="a"}', **_range(now)}
+        levels = {}
+        for tenant in ("fake", "quiet", "custom"):
+            h = {"X-Scope-OrgID": tenant}
+            _push(s, [{"stream": {"app": "a"}, "values": [[str(now - S), line]]}], tenant)
+            r = s.get("/loki/api/v1/query_range", params=q, headers=h)
+            levels[tenant] = [x["stream"].get("detected_level")
+                              for x in r.json()["data"]["result"]]
+            r = s.get("/loki/api/v1/query", headers=h, params={
+                "query": 'sum by (detected_level) (count_over_time({app="a"}[1h]))',
+                "time": str(now)})
+            assert [x["metric"] for x in r.json()["data"]["result"]] == [
+                {"detected_level": levels[tenant][0]} if levels[tenant][0] else {}]
+        assert levels == {"fake": ["error"], "quiet": [None], "custom": ["warn"]}
+        mine = s.get("/loki/api/v1/drilldown-limits", headers={"X-Scope-OrgID": "quiet"})
+        lim = mine.json()["limits"]
+        assert lim["discover_log_levels"] is False
+        assert (lim["max_query_length"], lim["max_query_bytes_read"]) == ("1d", "1GB")
+        lim = s.get("/loki/api/v1/drilldown-limits",
+                    headers={"X-Scope-OrgID": "fake"}).json()["limits"]
+        assert lim["discover_log_levels"] is True
+        assert (lim["max_query_length"], lim["max_query_bytes_read"]) == ("30d1h", "0B")
+        lim = s.get("/loki/api/v1/drilldown-limits",
+                    headers={"X-Scope-OrgID": "custom"}).json()["limits"]
+        assert lim["log_level_fields"] == ["sev"]
+    finally:
+        s.close()
