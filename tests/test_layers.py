@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "sluiceway"
 
 # package -> the sluiceway packages it may import. `durable` is the lowest layer and may
-# be imported by all. `ship` does not exist yet: it will sit between buffer/wire and the
-# shippers (client, agent).
+# be imported by all. `ship` (the one delivery path) sits between buffer/wire and the
+# shippers (client, agent); nothing else imports it.
 LAYERS: dict[str, frozenset[str]] = {
     "durable": frozenset(),
     "model": frozenset({"durable"}),
@@ -232,6 +232,15 @@ def _fake_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str,
      "private _app of server"),
     ("server/_x.py", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
      "    from sluiceway.client import Logger\n", "server may not import client"),
+    # ship: between buffer/wire and the shippers, below both of them
+    ("ship/_x.py", "from sluiceway.client import LokiSink\n", "ship may not import client"),
+    ("ship/_x.py", "def f():\n    import sluiceway.agent\n", "ship may not import agent"),
+    ("ship/_x.py", "from sluiceway.store import Store\n", "ship may not import store"),
+    ("buffer/_x.py", "from sluiceway.ship import Part\n", "buffer may not import ship"),
+    ("wire/_x.py", "from sluiceway.ship import PushClient\n", "wire may not import ship"),
+    ("server/_x.py", "from sluiceway.ship import Watch\n", "server may not import ship"),
+    ("agent/_x.py", "from sluiceway.ship._loop import DeliveryLoop\n", "private _loop of ship"),
+    ("client/_x.py", "from sluiceway.wire import _answer\n", "private _answer of wire"),
 ])
 def test_checker_finds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str,
                        source: str, expect: str) -> None:
@@ -250,8 +259,56 @@ def test_checker_finds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: 
     ("buffer/_x.py", "def f():\n    import prometheus_client\n"),
     ("cli.py", "MODS = ['sluiceway.server._cli']\nfrom sluiceway.server import serve\n"),
     ("_up.py", "from sluiceway.agent import run\nfrom sluiceway.server import serve\n"),
+    ("ship/_x.py", "from sluiceway.buffer import Buffer\nfrom sluiceway.wire import PushAnswer\n"
+     "from sluiceway.model import Heartbeat\nfrom sluiceway.durable import atomic_write\n"),
+    ("ship/_x.py", "from sluiceway.ship._loop import Part\n"),
+    ("client/_x.py", "from sluiceway.ship import DeliveryLoop, PushClient\n"),
+    ("agent/_x.py", "from sluiceway.ship import Push, PushDeliverer\n"),
 ])
 def test_checker_allows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str,
                         source: str) -> None:
     path = _fake_tree(tmp_path, monkeypatch, module, source)
     assert violations_of(path) == []
+
+
+# --- one delivery path ----------------------------------------------------------------------
+
+# What only `sluiceway.ship` does for the shippers: reading a push answer, Retry-After, the
+# push latency histogram, HTTP POSTs (pushes, heartbeats). (The agent's own input
+# counters are its own, so counter families are not on the list.)
+SHIP_ONLY_NAMES = frozenset({"classify_push_answer", "parse_retry_after",
+                             "HistogramMetricFamily"})
+SHIPPERS = ("client", "agent")
+
+
+def delivery_copies_in(path: Path) -> list[str]:
+    """Pieces of the delivery path a shipper module does itself instead of `ship`."""
+    rel = path.relative_to(ROOT)
+    found = [f"{rel}:{imp.line}: imports {name} (the delivery path is sluiceway.ship's)"
+             for imp in _imports(path) for name in imp.names if name in SHIP_ONLY_NAMES]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "post"):
+            found.append(f"{rel}:{node.lineno}: an HTTP POST of its own (pushes and "
+                         f"heartbeats go through sluiceway.ship)")
+    return found
+
+
+def test_client_and_agent_keep_no_copy_of_the_delivery_path() -> None:
+    found = [v for p in _modules() if _package_of(_module_name(p)) in SHIPPERS
+             for v in delivery_copies_in(p)]
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize(("source", "expect"), [
+    ("from sluiceway.wire import classify_push_answer\n", "imports classify_push_answer"),
+    ("from sluiceway.wire import parse_retry_after as p\n", "imports parse_retry_after"),
+    ("def f():\n    from prometheus_client.core import HistogramMetricFamily\n",
+     "imports HistogramMetricFamily"),
+    ("import httpx\nhttpx.Client().post('u', content=b'')\n", "an HTTP POST of its own"),
+])
+def test_copy_checker_finds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str,
+                            expect: str) -> None:
+    path = _fake_tree(tmp_path, monkeypatch, "agent/_x.py", source)
+    found = delivery_copies_in(path)
+    assert any(expect in v for v in found), found
