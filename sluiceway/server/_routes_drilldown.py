@@ -25,7 +25,14 @@ from sluiceway.logql import (
 from sluiceway.model import format_loki_size, format_prom_duration
 from sluiceway.patterns import MinerUnavailable
 from sluiceway.server._context import JSONResponse, ServerContext, bad, ctx_of, params_of
-from sluiceway.server._params import ParamError, parse_limit, parse_step, time_range
+from sluiceway.server._params import (
+    ParamError,
+    lookback_floor,
+    parse_limit,
+    parse_step,
+    time_range,
+    within_lookback,
+)
 from sluiceway.server._querier import StoreSource
 from sluiceway.server._tenants import read_source
 from sluiceway.wire import OTLP_INDEX_ATTRIBUTES
@@ -43,6 +50,14 @@ def _step(p: dict[str, str], start: int, end: int) -> int:
     step = parse_step(p["step"]) if p.get("step") else max(1, (end - start) // 10**9 // 250) * 10**9
     check_resolution(start, end, step)
     return step
+
+
+def _scope(ctx: ServerContext, tenants: list[str], start: int,
+           end: int) -> tuple[int, int] | None:
+    """The range a read may see under the tenants' `max_query_lookback` (None: none of
+    it; Loki answers empty)."""
+    return within_lookback(start, end,
+                           lookback_floor(ctx.read_limits(tenants).max_query_lookback))
 
 
 async def _fields_answer(request: Request, name: str | None) -> Response:
@@ -63,6 +78,10 @@ async def _fields_answer(request: Request, name: str | None) -> Response:
                          f"max_entries_limit_per_query ({line_limit} > "
                          f"{lim.max_entries_limit_per_query})")
     limit = parse_limit(p.get("limit") or p.get("field_limit"), DEFAULT_FIELD_LIMIT, 0)
+    scope = _scope(ctx, tenants, start, end)
+    if scope is None:
+        return JSONResponse({})
+    start = scope[0]
     qp = QueryParams(tenants, start, end, limit=line_limit, direction="backward",
                      categorize_labels=True, max_series=lim.max_query_series,
                      max_line_size=ctx.template_cap(lim), deadline=ctx.deadline(lim),
@@ -118,8 +137,10 @@ async def labels(request: Request) -> Response:
     ctx = ctx_of(request)
     p = await params_of(request)
     start, end = time_range(p, 3600)
-    found = await run_in_threadpool(detected_labels, ctx, ctx.tenants(request.headers, True),
-                                    p.get("query"), start, end)
+    tenants = ctx.tenants(request.headers, True)
+    scope = _scope(ctx, tenants, start, end)
+    found = [] if scope is None else await run_in_threadpool(
+        detected_labels, ctx, tenants, p.get("query"), *scope)
     return JSONResponse({"detectedLabels": found} if found else {})
 
 
@@ -132,9 +153,11 @@ async def patterns(request: Request) -> Response:
     matchers = parse_selector(p.get("query") or "")
     start, end = time_range(p, 3600)
     step = _step(p, start, end)
+    tenants = ctx.tenants(request.headers, True)
+    scope = _scope(ctx, tenants, start, end)
     try:
-        found = await run_in_threadpool(ctx.patterns.query, ctx.tenants(request.headers, True),
-                                        matchers, start, end, step)
+        found = [] if scope is None else await run_in_threadpool(
+            ctx.patterns.query, tenants, matchers, *scope, step)
     except MinerUnavailable as exc:
         return bad(str(exc), 503)
     return HTMLEscapedJSON({"status": "success", "data": [s.to_json() for s in found]})

@@ -248,3 +248,49 @@ def test_levels_and_drilldown_limits_are_the_tenants(tmp_path: Path) -> None:
         assert lim["log_level_fields"] == ["sev"]
     finally:
         s.close()
+
+
+def test_drilldown_reads_see_no_further_back_than_max_query_lookback(tmp_path: Path) -> None:
+    """As every other read: a tenant's `max_query_lookback` bounds detected fields, their
+    values, detected labels and patterns (wholly before it: an empty answer)."""
+    rt = tmp_path / "overrides.yaml"
+    rt.write_text("overrides:\n  short:\n    max_query_lookback: 1h\n")
+    s = InProcessServer(tmp_path / "data", **{"runtime_config.file": str(rt)})
+    s.ctx.patterns = pattern_service(s.ctx, in_process=True)
+    try:
+        now = time.time_ns()
+        old = [[str(now - 2 * 3600 * S + i * S), f"user=old{i % 2} took={i}ms"]
+               for i in range(40)]
+        new = [[str(now - 600 * S + i * S), "user=new took=3ms"] for i in range(40)]
+        got: dict[str, Any] = {}
+        for tenant in ("fake", "short"):
+            _push(s, [{"stream": {"app": "old"}, "values": old},
+                      {"stream": {"app": "new"}, "values": new}], tenant)
+        assert s.ctx.patterns is not None
+        wait_for(lambda: s.ctx.patterns is not None and not s.ctx.patterns.pending(),
+                 "the pushes to be mined")
+        for tenant in ("fake", "short"):
+            h = {"X-Scope-OrgID": tenant}
+            q = {"query": '{app=~"old|new"}', "start": str(now - 3 * 3600 * S),
+                 "end": str(now), "line_limit": "1000"}
+            got[tenant] = (
+                sorted(s.get("/loki/api/v1/detected_field/user/values", params=q,
+                             headers=h).json()["values"]),
+                sorted(x["cardinality"] for x in s.get("/loki/api/v1/detected_labels",
+                                                       params=q, headers=h)
+                       .json()["detectedLabels"]),
+                len(s.get("/loki/api/v1/patterns", params={**q, "step": "60"},
+                          headers=h).json()["data"]))
+            before = {"query": '{app="old"}', "start": str(now - 3 * 3600 * S),
+                      "end": str(now - 90 * 60 * S)}
+            got[tenant + "-before"] = [s.get(f"/loki/api/v1/{path}", params=before,
+                                             headers=h).json()
+                                       for path in ("detected_fields", "detected_labels")]
+        assert got["fake"] == (["new", "old0", "old1"], [2], 2)
+        assert got["short"] == (["new"], [1], 1)
+        assert got["short-before"] == [{}, {}]
+        assert got["fake-before"][0]["fields"] and got["fake-before"][1]["detectedLabels"]
+    finally:
+        if s.ctx.patterns is not None:
+            s.ctx.patterns.close()
+        s.close()
