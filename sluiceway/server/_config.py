@@ -16,6 +16,7 @@ from pydantic_settings import (
 )
 
 from sluiceway.model import Bytes, Duration, LokiBytes, config_error_text, validation_messages
+from sluiceway.server._config_objects import ObjectsFields
 from sluiceway.server._config_ruler import RulerSection, RulerStorageSection
 from sluiceway.server._loki_config import translate
 
@@ -67,7 +68,7 @@ class QuerierSection(_Section):
     multi_tenant_queries_enabled: bool = False
 
 
-class StorageSection(_Section):
+class StorageSection(ObjectsFields):
     data_dir: Path = Path("./data")
     wal_sync: Literal["always", "interval"] = "always"
     wal_sync_interval: Duration = 0.1
