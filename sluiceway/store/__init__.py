@@ -19,10 +19,10 @@ from sluiceway.store._store import (
     index_stats,
     lock_data_dir,
 )
-from sluiceway.store._wal import FileWal, WalPos, WalWriteError
+from sluiceway.store._wal import FileWal, WalPos, WalWriteError, decode_record
 
 __all__ = ["OUT_OF_ORDER", "Applied", "ChunkError", "ChunkWriteError", "FileWal", "Heads",
            "IngestLog", "InvalidKey", "JetStreamBucket", "LocalDir", "NotFound", "ObjectInfo",
            "ObjectStore", "Position", "Rejection", "S3Bucket", "Store", "StoreConfig",
-           "StoreError", "StoreSeries", "WalPos", "WalWriteError", "index_stats",
-           "lock_data_dir", "sort_dedupe"]
+           "StoreError", "StoreSeries", "WalPos", "WalWriteError", "decode_record",
+           "index_stats", "lock_data_dir", "sort_dedupe"]
