@@ -35,6 +35,8 @@ LAYERS: dict[str, frozenset[str]] = {
     "agent": frozenset({"ship", "buffer", "wire", "model", "durable"}),
     "store": frozenset({"model", "durable"}),
     "logql": frozenset({"model", "durable"}),
+    # The logcli-style commands: an HTTP client that parses LogQL to pick the endpoint.
+    "logcli": frozenset({"logql", "model", "durable"}),
     "ruler": frozenset({"logql", "wire", "model", "durable"}),
     "server": frozenset({"store", "logql", "ruler", "wire", "model", "durable", "buffer",
                          "ui"}),
