@@ -6,7 +6,6 @@ import importlib
 import sys
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperOption
 
@@ -39,7 +38,7 @@ def _group(
 _display_type = TyperOption.display_type_rich
 
 
-def _flag_display_type(self: TyperOption, ctx: click.Context) -> str | None:
+def _flag_display_type(self: TyperOption, ctx: Any) -> str | None:
     return None if self.is_flag and self.metavar is None else _display_type(self, ctx)
 
 

@@ -196,6 +196,9 @@ class Batcher:
                 if cur is None:
                     self._streams[key] = sb
                 else:
+                    if sb.metadata is not None or cur.metadata is not None:
+                        cur.metadata = ((cur.metadata or [None] * len(cur.ts))
+                                        + (sb.metadata or [None] * len(sb.ts)))
                     cur.ts.extend(sb.ts)
                     cur.lines.extend(sb.lines)
             self._cks.extend(checkpoints)

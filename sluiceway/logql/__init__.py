@@ -41,6 +41,7 @@ from sluiceway.logql._engine import (
 )
 from sluiceway.logql._errors import ParseError, QueryError
 from sluiceway.logql._exec import ExecOptions, QueryCancelled, split_range, too_many_bytes
+from sluiceway.logql._filters import decolorize_text
 from sluiceway.logql._format import format_loki, format_query
 from sluiceway.logql._limits import (
     DEFAULT_MAX_LINE_SIZE,
@@ -72,7 +73,8 @@ __all__ = [
     "Processed", "QueryCancelled", "QueryError", "QueryParams", "QueryResult", "QueryStats",
     "QueryTimeout", "RangeAggregation", "RegexpParser", "ResultsCache", "SeriesRef", "Stage",
     "Template", "TemplateError", "UnpackParser", "Unwrap", "VectorAggregation", "VectorExpr",
-    "VectorMatching", "check_resolution", "check_selector", "compile_template", "evaluate",
+    "VectorMatching", "check_resolution", "check_selector", "compile_template",
+    "decolorize_text", "evaluate",
     "format_loki", "format_query", "go_float", "parse", "parse_selector",
     "register_metric_evaluator", "series_entries", "split_range", "too_many_bytes",
 ]
