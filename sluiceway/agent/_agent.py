@@ -115,6 +115,13 @@ class Agent:
     def filtered(self) -> int:
         return sum(i.spec.filtered.value for i in self.inputs)
 
+    def filtered_by_reason(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for i in self.inputs:
+            for reason, n in i.spec.filtered.by_reason.items():
+                out[reason] = out.get(reason, 0) + n
+        return out
+
     def status(self) -> dict[str, Any]:
         return status(self)
 

@@ -160,7 +160,9 @@ def convert(
     """Print the agent config a Promtail config amounts to, differences marked."""
     try:
         doc, notes = native_doc(config, expand_env=expand_env)
-        load_config(config, expand_env=expand_env)  # what would not run fails here
+        # What would not run fails here (the printed config keeps ${VAR}s: an agent
+        # config always expands them).
+        load_config(config, expand_env=True)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

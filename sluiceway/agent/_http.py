@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from sluiceway.agent._promtail_metrics import promtail_metrics
 from sluiceway.agent._report import metrics_text
 
 log = logging.getLogger("sluiceway.agent")
@@ -32,7 +33,8 @@ class StatusServer:
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
-                    body = metrics_text(get_status()).encode()
+                    doc = get_status()
+                    body = (metrics_text(doc) + promtail_metrics(doc)).encode()
                     self._send(200, body, "text/plain; version=0.0.4; charset=utf-8")
                 elif path == "/status":
                     self._send(200, orjson.dumps(get_status(), option=orjson.OPT_INDENT_2),

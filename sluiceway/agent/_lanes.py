@@ -24,6 +24,7 @@ import orjson
 
 from sluiceway.agent._config import AgentConfig, ClientConfig
 from sluiceway.agent._positions import Checkpoint, Positions
+from sluiceway.agent._promtail_metrics import RequestDurations
 from sluiceway.agent._queue import AgentQueue, Batcher
 from sluiceway.agent._ship import Shipper
 from sluiceway.agent._stats import Stats
@@ -81,13 +82,15 @@ def lane_config(cfg: AgentConfig, client: ClientConfig, tenant: str | None,
 
 class Lane:
     def __init__(self, cfg: AgentConfig, index: int, positions: FanIn, stats: Stats,
-                 stop_now: threading.Event) -> None:
+                 stop_now: threading.Event, durations: RequestDurations) -> None:
         self.cfg, self.client_index, self.stats = cfg, index, stats
         self.queue = AgentQueue(cfg.queue, cfg.batch, cfg.data_dir, positions,  # type: ignore[arg-type]
                                 stats)
         self.batcher = Batcher(cfg.batch, cfg.format, self.queue, positions)  # type: ignore[arg-type]
         self.shippers = [Shipper(cfg, self.queue, positions, stats, stop_now)  # type: ignore[arg-type]
                          for _ in range(cfg.workers)]
+        for shipper in self.shippers:
+            durations.watch(shipper.pusher.client, cfg.url)
         self.threads: list[threading.Thread] = []
 
     def start(self, name: str) -> None:
@@ -102,6 +105,7 @@ class Lane:
         with s.lock:
             return {"url": self.cfg.url, "tenant": self.cfg.tenant, "client": self.client_index,
                     "shipped": s.lines_shipped, "enqueued": s.lines_enqueued,
+                    "bytes_shipped": s.bytes_shipped,
                     "spilled": s.lines_spilled, "lost_by_reason": dict(s.lost_by_reason),
                     "backend": s.backend_state, "last_error": s.last_error,
                     "queue_depth": self.queue.snapshot()["depth"]}
@@ -125,6 +129,7 @@ class Lanes:
         self.cfg, self.stop_now = cfg, stop_now
         self.clients = cfg.client_configs()
         self.fan = FanIn(positions)
+        self.durations = RequestDurations()
         self._lock = threading.Lock()
         self._lanes: dict[tuple[int, str | None], Lane] = {}
         self._started = False
@@ -148,7 +153,7 @@ class Lanes:
         if not first:
             atomic_write(where / "lane.json", orjson.dumps({"url": c.url, "tenant": tenant}))
         lane = Lane(lane_config(self.cfg, c, tenant, where), index, self.fan, stats,
-                    self.stop_now)
+                    self.stop_now, self.durations)
         self._lanes[(index, tenant)] = lane
         if self._started:
             lane.start(f"{index}-{tenant or ''}")

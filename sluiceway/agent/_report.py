@@ -52,6 +52,11 @@ def status(agent: Agent) -> dict[str, Any]:
                   "spill_full_events": q["spill_full_events"]},
         "lines": lines, "lost_by_reason": lost, "spill_bytes": q["spill_bytes"],
         "backend": backend, "counters": counters, "files": files,
+        # Every client's lanes (the top-level figures are the first one's), and Promtail's
+        # request histogram: what /metrics serves under Promtail's names.
+        "clients": [lane.summary() for lane in agent.lanes.all()],
+        "request_durations": agent.lanes.durations.snapshot(),
+        "filtered_by_reason": agent.filtered_by_reason(),
     }
 
 
