@@ -63,6 +63,9 @@ class RetryConfig(_Model):
     max_backoff: Duration = 30.0
     # None: retry retryable failures forever (the queue, not the shipper, decides what is lost).
     max_retries: int | None = None
+    # In spill mode the spill holds lines through any outage and max_retries is not used;
+    # true: it is (Promtail's backoff_config.max_retries: dropped after that many attempts).
+    max_retries_in_spill: bool = False
 
 
 class AuthConfig(_Model):

@@ -9,8 +9,8 @@ import threading
 from typing import Any, TextIO
 
 from sluiceway.agent._positions import Checkpoint
-from sluiceway.agent._records import Records
-from sluiceway.model import StreamBatch, format_labels
+from sluiceway.agent._records import Piece, Records
+from sluiceway.model import format_labels
 
 _lock = threading.Lock()
 
@@ -29,11 +29,11 @@ class DryRun:
         self.out = out or sys.stdout
         self.entries = 0
 
-    def emit(self, streams: list[StreamBatch], lines: int, nbytes: int,
-             checkpoints: list[Checkpoint]) -> None:
-        rows = sorted((t, format_labels(sb.labels), line, md)
-                      for sb in streams
-                      for t, line, md in zip(sb.ts, sb.lines, sb.metadata or [None] * len(sb),
+    def emit(self, pieces: list[Piece], lines: int, nbytes: int,
+             checkpoints: list[Checkpoint], can_wait: bool = False) -> None:
+        rows = sorted((int(t), format_labels(p.labels), line.decode("utf-8", "replace"), md)
+                      for p in pieces
+                      for t, line, md in zip(p.ts, p.lines, p.metadata or [None] * len(p),
                                              strict=True))
         with _lock:
             for t, labels, line, md in rows:

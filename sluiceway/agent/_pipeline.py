@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+import numpy as np
 import re2
 
 from sluiceway.agent import _parsers as p
@@ -35,8 +36,8 @@ from sluiceway.agent._config import (
     TimestampStage,
 )
 from sluiceway.agent._joiners import Cri, Docker, Multiline
-from sluiceway.agent._records import Records
-from sluiceway.model import StreamBatch
+from sluiceway.agent._records import Piece, Records
+from sluiceway.wire import utf8_encode
 
 Stateless = Callable[[Records], Records]
 
@@ -153,6 +154,7 @@ class Pipeline:
         self.stages = stages
         self.labels = labels
         self.stateful = stateful  # needs `Records.starts`
+        self.plain = not stages  # no stages: lines go from the read to the wire as bytes
         self.names = names or []
         self.inspect: Inspect | None = None
         self._joiners = [s for s in stages if hasattr(s, "held_from")]
@@ -174,28 +176,32 @@ class Pipeline:
         held = [h for j in self._joiners if (h := j.held_from()) is not None]
         return min(held) if held else None
 
-    def to_streams(self, recs: Records) -> list[StreamBatch]:
-        """Group records into one StreamBatch per label set (one when no stage set labels);
+    def to_pieces(self, recs: Records) -> list[Piece]:
+        """Group records into one Piece per label set (one when no stage set labels);
         a label set to "" by a stage is left out."""
         if not recs.lines:
             return []
         md = recs.metadata if recs.metadata is not None and any(recs.metadata) else None
         if recs.labels is None or not any(recs.labels):
-            return [StreamBatch(self.labels, recs.ts, recs.lines, md)]
-        groups: dict[tuple[tuple[str, str], ...], StreamBatch] = {}
-        base = self.labels
+            return [Piece(self.labels, np.asarray(recs.ts, dtype=np.int64),
+                          utf8_encode(recs.lines), md)]
+        groups: dict[tuple[tuple[str, str], ...],
+                     tuple[list[int], list[str], list[dict[str, str] | None]]] = {}
         for i, (t, line, extra) in enumerate(zip(recs.ts, recs.lines, recs.labels,
                                                  strict=True)):
             key = tuple(sorted(extra.items())) if extra else ()
-            sb = groups.get(key)
-            if sb is None:
-                labels = {k: v for k, v in {**base, **dict(key)}.items() if v != ""}
-                sb = groups[key] = StreamBatch(labels, metadata=[] if md is not None else None)
-            sb.ts.append(t)
-            sb.lines.append(line)
-            if md is not None and sb.metadata is not None:
-                sb.metadata.append(md[i])
-        return list(groups.values())
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = ([], [], [])
+            group[0].append(t)
+            group[1].append(line)
+            if md is not None:
+                group[2].append(md[i])
+        base = self.labels
+        return [Piece({k: v for k, v in {**base, **dict(key)}.items() if v != ""},
+                      np.asarray(ts, dtype=np.int64), utf8_encode(lines),
+                      mds if md is not None else None)
+                for key, (ts, lines, mds) in groups.items()]
 
 
 def _copy(recs: Records) -> Records:

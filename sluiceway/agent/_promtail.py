@@ -158,6 +158,8 @@ def _client(c: dict[str, Any], i: int, notes: Notes) -> dict[str, Any]:
         n = int(backoff["max_retries"])
         # Promtail's count is of attempts: after the n-th failed send the batch is dropped.
         retry["max_retries"] = None if n <= 0 else n - 1
+        if n > 0:  # whatever holds the batch, the spill included
+            retry["max_retries_in_spill"] = True
         if n > 0:
             notes.kept.append((where, f"backoff_config.max_retries: {n} — a batch that still "
                                f"fails (429, 5xx, no answer) after {n} attempts is dropped "

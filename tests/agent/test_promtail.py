@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -298,6 +299,10 @@ def test_a_promtail_config_runs_with_every_stage_and_two_clients(
         assert f'promtail_sent_entries_total{{host="{host2}"}}' in metrics
         assert f'promtail_request_duration_seconds_count{{host="{host1}",status_code="204"}}' \
             in metrics
+        # the agent's own queue metrics, one series per lane
+        for url, tenant in ((first.url, ""), (second.url, "team-b"), (first.url, "acme")):
+            assert re.search(rf'^sluiceway_agent_lines_shipped_total\{{client="{url}",'
+                             rf'tenant="{tenant}"\}} [1-9]', metrics, re.M), (url, tenant)
         assert f'promtail_read_bytes_total{{path="{logs / "app.log"}"}}' in metrics
         assert f'promtail_file_bytes_total{{path="{logs / "app.log"}"}}' in metrics
         assert "promtail_dropped_entries_total" in metrics
@@ -337,6 +342,42 @@ def test_convert_marks_the_differences(tmp_path: Path) -> None:
                            cwd=REPO, capture_output=True, text=True, timeout=60,
                            env={**os.environ, "FIRST_URL": "http://a:1"})
     assert check.returncode == 0, check.stderr
+
+
+def test_max_retries_gives_up_as_promtail_does_though_the_queue_spills(
+        tmp_path: Path) -> None:
+    """`backoff_config.max_retries: 3`: after 3 attempts the batch is dropped and counted,
+    as in Promtail, although the agent's queue spills by default (its first failure
+    still put it on disk)."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    _write(logs / "a.log", [f"line {i}" for i in range(3)])
+    port, dead = free_port(), free_port()  # nothing listens on `dead`
+    cfg = f"""
+server: {{http_listen_port: {port}, http_listen_address: 127.0.0.1}}
+positions: {{filename: {tmp_path}/pos.yaml}}
+clients:
+  - url: 'http://127.0.0.1:{dead}/loki/api/v1/push'
+    batchwait: 50ms
+    backoff_config: {{min_period: 10ms, max_period: 50ms, max_retries: 3}}
+scrape_configs:
+  - job_name: a
+    static_configs: [{{labels: {{job: a, __path__: {logs}/a.log}}}}]
+"""
+    agent = Promtail(tmp_path, cfg)
+    try:
+        agent.wait_ready()
+        wait_for(lambda: agent.status()["lost_by_reason"].get("retries_exhausted") == 3,
+                 "the batch given up")
+        st = agent.status()
+        assert st["queue"]["when_full"] == "spill" and st["lines"]["spilled"] >= 3, st
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        assert (f'promtail_dropped_entries_total{{host="127.0.0.1:{dead}",'
+                'reason="ingester_error",tenant=""} 3.0') in metrics
+        assert 'sluiceway_agent_lines_lost_total{reason="retries_exhausted"} 3.0' in metrics
+    finally:
+        agent.stop()
+    assert "gave up on 3 lines after 3 attempts (retries_exhausted)" in agent.log()
 
 
 def test_dry_run_prints_entries_and_inspect_shows_each_stage(tmp_path: Path) -> None:
