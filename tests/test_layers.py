@@ -40,8 +40,9 @@ LAYERS: dict[str, frozenset[str]] = {
     # The logcli-style commands: an HTTP client that parses LogQL to pick the endpoint.
     "logcli": frozenset({"logql", "model", "durable"}),
     "ruler": frozenset({"logql", "wire", "model", "durable"}),
-    "server": frozenset({"store", "logql", "ruler", "wire", "model", "durable", "buffer",
-                         "ui"}),
+    "patterns": frozenset({"logql", "model", "durable"}),
+    "server": frozenset({"store", "logql", "ruler", "patterns", "wire", "model", "durable",
+                         "buffer", "ui"}),
     "ui": frozenset(),  # static files only
 }
 # Top-level modules (`sluiceway/cli.py`, `__main__.py`, `__init__.py`, `_up.py`) wire
@@ -56,7 +57,8 @@ STDLIB = frozenset(sys.stdlib_module_names) | {"__future__"}
 THIRD_PARTY: dict[str, dict[str, bool]] = {
     "durable": {},
     "buffer": {"orjson": True, "prometheus_client": False},
-    "model": {"numpy": True, "re2": True, "pydantic": True},
+    # orjson: a PushRecord's structured metadata (encoded in the workers, read at replay).
+    "model": {"numpy": True, "re2": True, "pydantic": True, "orjson": True},
 }
 # Optional dependencies (extras): the packages that may use each, and only inside a
 # function or under TYPE_CHECKING, so `import sluiceway` works without them. The object
