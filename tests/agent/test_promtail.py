@@ -77,15 +77,16 @@ def stamp(offset_s: int = 0, frac: str = "") -> str:
 
 def query(srv: ServerProcess, selector: str, tenant: str | None = None) -> list[
         tuple[dict[str, str], str, int]]:
-    """(labels, line, ts) of every entry of `selector`, oldest first."""
+    """(labels, line, ts) of every entry of `selector`, oldest first; labels as the agent
+    sent them (without the server's own `detected_level`)."""
     headers = {"X-Scope-OrgID": tenant} if tenant else {}
     r = httpx.get(f"{srv.url}/loki/api/v1/query_range", headers=headers, params={
         "query": selector, "start": str((BASE_S - 86400) * 10**9),
         "end": str(time.time_ns() + 10**12),
         "limit": "1000", "direction": "forward"}, timeout=30)
     assert r.status_code == 200, r.text
-    out = [(s["stream"], v[1], int(v[0])) for s in r.json()["data"]["result"]
-           for v in s["values"]]
+    out = [({k: v for k, v in s["stream"].items() if k != "detected_level"}, v[1], int(v[0]))
+           for s in r.json()["data"]["result"] for v in s["values"]]
     return sorted(out, key=lambda e: e[2])
 
 
