@@ -71,8 +71,16 @@ _U32 = struct.Struct("<I")
 _CODEC_ZSTD = 1
 DICT_NONE, DICT_ZSTD, DICT_RAW = 0, 1, 2
 
-BLOCK_BYTES = 256 << 10  # raw bytes per block (12 per line + the line), about
-TAIL_BYTES = 64 << 10  # the first read of a chunk's tail
+# Raw bytes per block (12 per line + the line), about. Measured (bench/chunk_format.py,
+# README "Benchmarks"): independent blocks lose zstd's long history, which on logs full of
+# random ids costs ~6 % of the size at 256 KiB and ~3 % at 1 MiB after compaction (level
+# 17), where the store must stay >= 5x; a per-chunk dictionary does not win it back. So
+# fresh chunks (level 1, compacted within the hour) use 256 KiB blocks and compacted
+# chunks 1 MiB (`block_bytes_for`).
+BLOCK_BYTES = 256 << 10
+COMPACTED_BLOCK_BYTES = 1 << 20
+COMPACTED_LEVEL = 10  # levels from here on are the compactor's
+TAIL_BYTES = 16 << 10  # the first read of a chunk's tail: footers are ~1-2 KiB
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +153,12 @@ class Footer:
 
 # --- writing -----------------------------------------------------------------------------
 
+def block_bytes_for(level: int) -> int:
+    """The block size for a chunk written at zstd `level`: fresh chunks (the flusher's
+    level 1) get small blocks, compacted ones (level 17) larger ones."""
+    return COMPACTED_BLOCK_BYTES if level >= COMPACTED_LEVEL else BLOCK_BYTES
+
+
 def cut_points(block: EntryBlock, block_bytes: int = BLOCK_BYTES) -> list[int]:
     """Where `block` (ascending) is cut into blocks of about `block_bytes` raw bytes:
     the end index of each, never inside a run of equal timestamps."""
@@ -167,14 +181,17 @@ def cut_points(block: EntryBlock, block_bytes: int = BLOCK_BYTES) -> list[int]:
 
 
 def encode_chunk_v2(block: EntryBlock, level: int, *, tenant: str, labels: str,
-                    log_pos: bytes = b"", block_bytes: int = BLOCK_BYTES,
+                    log_pos: bytes = b"", block_bytes: int | None = None,
                     dictionary: zstandard.ZstdCompressionDict | None = None,
                     filters: Callable[[EntryBlock], bytes] | None = None,
                     ) -> tuple[bytes, ChunkMeta]:
     """`block` (n >= 1, ascending by ts, as the flusher and compactor hand it over) as a
-    format-2 chunk. `dictionary` (optional) compresses every block and is stored in the
-    footer; `filters` (optional) makes each block's filter bytes."""
+    format-2 chunk, cut in blocks of about `block_bytes` (default: `block_bytes_for`).
+    `log_pos` is the ingest log position the chunk covers, as the log encodes it.
+    `dictionary` (optional) compresses every block and is stored in the footer;
+    `filters` (optional) makes each block's filter bytes."""
     n = len(block)
+    block_bytes = block_bytes if block_bytes is not None else block_bytes_for(level)
     if not n:
         raise ValueError("a chunk holds at least one line")
     if dictionary is not None:
@@ -215,12 +232,14 @@ def encode_chunk_v2(block: EntryBlock, level: int, *, tenant: str, labels: str,
 
 
 def train_dictionary(block: EntryBlock, size: int = 32 << 10, level: int = 17,
-                     samples: int = 20_000) -> zstandard.ZstdCompressionDict:
-    """A zstd dictionary of about `size` bytes trained on up to `samples` lines of `block`
-    spread over it (ZstdError when zstd cannot train one: too few or too small lines)."""
-    step = max(1, len(block) // samples)
+                     sample_bytes: int = 1 << 20) -> zstandard.ZstdCompressionDict:
+    """A zstd dictionary of `size` bytes trained on lines of `block` spread over it (about
+    `sample_bytes` of them), with fixed fastcover parameters: zstd's search for the best
+    parameters costs ~5x more for the same dictionary. ZstdError when zstd cannot train
+    one (too few or too small lines)."""
+    step = max(1, block.nbytes // sample_bytes)
     lines: list[bytes | bytearray | memoryview] = [*block.lines()[::step]]
-    return zstandard.train_dictionary(size, lines, level=level)
+    return zstandard.train_dictionary(size, lines, k=1024, d=8, f=20, accel=1, level=level)
 
 
 def _str(b: bytes) -> bytes:

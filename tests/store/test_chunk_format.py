@@ -102,6 +102,17 @@ def test_blocks_are_about_the_size_asked_for() -> None:
     assert all(64 << 10 <= r < (64 << 10) + 12 + 212 for r in raw[:-1])
 
 
+def test_fresh_chunks_get_small_blocks_and_compacted_ones_larger() -> None:
+    assert fmt.block_bytes_for(1) == fmt.BLOCK_BYTES == 256 << 10
+    assert fmt.block_bytes_for(17) == fmt.COMPACTED_BLOCK_BYTES == 1 << 20
+    lines = [f"{i:07d} ".encode() + b"y" * 500 for i in range(2400)]  # ~1.2 MiB
+    b = EntryBlock.from_lines(LABELS, np.arange(len(lines), dtype=np.int64), lines)
+    fresh, _ = fmt.encode_chunk_v2(b, 1, tenant="t", labels=LABELS_TEXT)
+    assert len(fmt.footer_of(fresh).blocks) == 5
+    compacted, _ = fmt.encode_chunk_v2(b, 17, tenant="t", labels=LABELS_TEXT)
+    assert len(fmt.footer_of(compacted).blocks) == 2
+
+
 def test_a_run_of_equal_timestamps_longer_than_a_block_stays_in_one() -> None:
     ts = np.array([1] * 5 + [2] * 400 + [3] * 5, dtype=np.int64)
     b = EntryBlock.from_lines(LABELS, ts, [f"l{i}".encode() for i in range(len(ts))])
