@@ -23,17 +23,17 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._data import STREAMS, batches  # noqa: E402
+from bench._data import STREAMS, batches, mixed_batches  # noqa: E402
 from sluiceway.model import StreamBatch, parse_size  # noqa: E402
 from sluiceway.wire import encode_push_protobuf  # noqa: E402
 from tests.procs import ServerProcess  # noqa: E402
 
 
-def prepare(total: int, per_batch: int) -> tuple[list[bytes], int, int]:
+def prepare(total: int, per_batch: int, mixed: bool = False) -> tuple[list[bytes], int, int]:
     bodies: list[bytes] = []
     raw = lines = 0
     group: list[StreamBatch] = []
-    for labels, ts, ls in batches(total, per_batch):
+    for labels, ts, ls in (mixed_batches if mixed else batches)(total, per_batch):
         group.append(StreamBatch(dict(labels), ts, ls))
         raw += sum(len(x.encode()) for x in ls)
         lines += len(ls)
@@ -131,11 +131,14 @@ def main() -> None:
                     help="skip the compaction step (minutes at 1 GB) when only ingest matters")
     ap.add_argument("--wal-sync", choices=["always", "interval"], default="always",
                     help="storage.wal_sync (the default, always, is what the figures use)")
+    ap.add_argument("--mixed", action="store_true",
+                    help="the query benchmark's data set: 20 `app` streams of JSON access logs,"
+                         " logfmt and nginx lines over 2.1 h (bench/query.py reads it)")
     args = ap.parse_args()
     total = parse_size(args.bytes)
     print(f"generating {total / 1e6:.0f} MB of lines ...", flush=True)
     t0 = time.perf_counter()
-    bodies, raw, lines = prepare(total, args.batch_lines)
+    bodies, raw, lines = prepare(total, args.batch_lines, args.mixed)
     wire = sum(map(len, bodies))
     print(f"  {lines:,} lines, {raw / 1e6:.0f} MB raw, {len(bodies)} pushes, "
           f"{wire / 1e6:.0f} MB on the wire (protobuf+snappy), prepared in "
@@ -157,7 +160,7 @@ def main() -> None:
         send_all(srv.url, bodies, args.conns)
         client_cpu = time.process_time() - client0
         t_acked = time.perf_counter() - t0
-        n = count_lines(srv.url)
+        n = count_lines(srv.url, ['{app=~".+"}'] if args.mixed else None)
         t_all = time.perf_counter() - t0
         main1, workers1 = cpu_seconds(srv.proc.pid)
         main_cpu, workers_cpu = main1 - main0, workers1 - workers0

@@ -1,76 +1,236 @@
-"""Query scan speed of a real `sluiceway server` over data written by bench/ingest.py.
+"""Query speed of a real `sluiceway server` over the mixed data set of bench/ingest.py.
 
-  python bench/ingest.py --bytes 1GB --keep /tmp/slw-bench/data
-  python bench/query.py --data /tmp/slw-bench/data
+  python bench/ingest.py --mixed --bytes 1GB --keep /work/benchdata/data
+  python bench/query.py --data /work/benchdata/data [--rounds 3] [--profile]
+  python bench/query.py --data /work/benchdata/data-10g --size 10GB   # opt-in, writes it first
 
-Measures `{...} |= "needle"` (needle in ~1 line in 100,000, limit above the match count),
-cold (fresh server process: empty chunk cache) and warm, and metric queries, in MB/s of
-raw log covered.
+Runs every query shape of issue 12 (JSON parse + group by a parsed field without a
+literal to prefilter, the early `pipeline error`, a rare whole-word needle, counting
+without a parser, logfmt, regexp) against one server process: a cold round (first run in a
+fresh process; the OS page cache is warm) and warm rounds interleaved (query A, B, C, A,
+B, C, ...), keeping the best warm time. For each shape it prints wall time, MB/s of raw
+log covered (index stats of the selector), the server's CPU-seconds (user + sys from
+/proc, all threads), bytes it read from disk (/proc/PID/io), blocks read and skipped
+(the answer's stats), and at the end the server's peak RSS. With `--profile` the slowest
+shape is sampled with py-spy while it runs again, and its hottest frames are printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._data import NEEDLE  # noqa: E402
+from bench._data import RARE_NEEDLE  # noqa: E402
 from tests.procs import ServerProcess  # noqa: E402
 
-# bench/ingest.py writes timestamps from 3 h ago onwards.
-WIDE = {"start": str(time.time_ns() - 4 * 3600 * 10**9), "end": str(time.time_ns() + 10**12)}
+# bench/ingest.py --mixed writes 2.1 h of timestamps ending about when it ran.
+NOW = time.time_ns()
+WIDE = {"start": str(NOW - 8 * 3600 * 10**9), "end": str(NOW + 10**12)}
 
 
-def raw_bytes(url: str, selector: str) -> int:
-    r = httpx.get(f"{url}/loki/api/v1/index/stats", params={"query": selector, **WIDE})
+@dataclass
+class Shape:
+    name: str
+    query: str
+    selector: str  # for the bytes covered
+    params: dict[str, str]
+    expect: int = 200
+
+
+SHAPES = [
+    Shape("json | __error__=\"\" sum by (level) count_over_time",
+          'sum by (level) (count_over_time({app=~".+"} | json | __error__="" [5m]))',
+          '{app=~".+"}', {"step": "60"}),
+    Shape("json | __error__=\"\" topk(5, sum by (path) rate)",
+          'topk(5, sum by (path) (rate({app=~".+"} | json | __error__="" [5m])))',
+          '{app=~".+"}', {"step": "60"}),
+    Shape("json (no error filter) -> 400 pipeline error",
+          'topk(5, sum by (path) (rate({app=~".+"} | json [5m])))',
+          '{app=~".+"}', {"step": "60"}, expect=400),
+    Shape("|= rare whole-word needle (logs)", f'{{app=~".+"}} |= "{RARE_NEEDLE}"',
+          '{app=~".+"}', {"limit": "1000"}),
+    Shape("count_over_time({app=\"api\"}[1m]), no parser",
+          'count_over_time({app="api"}[1m])', '{app="api"}', {"step": "60"}),
+    Shape("logfmt | sum by (level) count_over_time",
+          'sum by (level) (count_over_time({app=~"worker-.+"} | logfmt | __error__="" [5m]))',
+          '{app=~"worker-.+"}', {"step": "60"}),
+    Shape("regexp two captures | sum by (method)",
+          'sum by (method) (count_over_time({app=~"nginx-.+"} '
+          '| regexp "\\"(?P<method>[A-Z]+) (?P<path>[^ ?]+)" [5m]))',
+          '{app=~"nginx-.+"}', {"step": "60"}),
+]
+
+
+def proc_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_read_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("read_bytes:"):
+            return int(line.split()[1])
+    return 0
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def covered(url: str, selector: str) -> int:
+    r = httpx.get(f"{url}/loki/api/v1/index/stats", params={"query": selector, **WIDE},
+                  timeout=600)
     return int(r.json()["bytes"])
 
 
-def timed(url: str, path: str, params: dict[str, str]) -> tuple[float, dict]:  # type: ignore[type-arg]
+@dataclass
+class Run:
+    wall: float
+    cpu: float
+    disk: int
+    blocks: int
+    skipped: int
+    status: int
+    results: int
+
+
+def run(url: str, pid: int, shape: Shape) -> Run:
+    path = "/loki/api/v1/query_range"
+    cpu0, disk0 = proc_cpu(pid), proc_read_bytes(pid)
     t0 = time.perf_counter()
-    r = httpx.get(f"{url}{path}", params={**WIDE, **params}, timeout=900)
-    dt = time.perf_counter() - t0
-    if r.status_code != 200:
-        raise SystemExit(f"{params['query']}: {r.status_code} {r.text[:300]}")
-    return dt, r.json()
+    r = httpx.get(f"{url}{path}", params={**WIDE, "query": shape.query, **shape.params},
+                  timeout=900)
+    wall = time.perf_counter() - t0
+    cpu, disk = proc_cpu(pid) - cpu0, proc_read_bytes(pid) - disk0
+    if r.status_code != shape.expect:
+        raise SystemExit(f"{shape.name}: {r.status_code} {r.text[:300]}")
+    blocks = skipped = results = 0
+    if r.status_code == 200:
+        data: dict[str, Any] = r.json()["data"]
+        store = data["stats"]["querier"]["store"]
+        blocks = int(store["totalChunksDownloaded"])
+        skipped = int(store["totalChunksRef"]) - blocks
+        results = len(data["result"])
+    return Run(wall, cpu, disk, blocks, skipped, r.status_code, results)
+
+
+def profile(url: str, pid: int, shape: Shape, seconds: float) -> list[str]:
+    """Sample the server with py-spy while the shape runs again; the hottest frames."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    out = Path(tempfile.mkdtemp()) / "profile.txt"
+    p = subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(max(2, int(seconds) + 2)),
+                          "-r", "200", "-f", "raw", "-o", str(out), "--nonblocking"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    run(url, pid, shape)
+    p.wait()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        frames = stack.split(";")
+        if not frames or "idle" in frames[-1] or "wait" in frames[-1].split(" ")[0]:
+            continue
+        total += int(n)
+        own[frames[-1]] += int(n)
+    return [f"  {100 * c / max(total, 1):5.1f}%  {f}" for f, c in own.most_common(12)]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--data", type=Path, required=True, help="data dir from bench/ingest.py")
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, required=True, help="data dir of bench/ingest.py")
+    ap.add_argument("--rounds", type=int, default=3, help="warm rounds (interleaved)")
+    ap.add_argument("--profile", action="store_true", help="py-spy profile of the slowest")
+    ap.add_argument("--cache", default="3GB", help="storage.cache_size of the server")
+    ap.add_argument("--size", help="write the mixed data set of this size into --data "
+                    "first, when it does not exist yet (e.g. 10GB; not compacted)")
     args = ap.parse_args()
-    cfg = args.data.parent / "bench.yaml"
-    cfg.write_text("limits:\n  max_query_length: 0s\n")
-    cases = [
-        ("filter  |= needle (all streams)", "/loki/api/v1/query_range",
-         f'{{env=~"prod|staging"}} |= "{NEEDLE}"', '{env=~"prod|staging"}', {"limit": "5000"}),
-        ("filter  |~ regex (json streams)", "/loki/api/v1/query_range",
-         '{job="api"} |~ "needle-[0-9a-f]{6}"', '{job="api"}', {"limit": "5000"}),
-        ("metric  sum by (level) count_over_time | json | level=error",
-         "/loki/api/v1/query_range",
-         'sum by (level) (count_over_time({job="api"} | json | level="error" [1m]))',
-         '{job="api"}', {"step": "60"}),
-        ("metric  sum(count_over_time({env=\"prod\"}[5m]))", "/loki/api/v1/query_range",
-         'sum(count_over_time({env="prod"}[5m]))', '{env="prod"}', {"step": "300"}),
-    ]
-    for phase in ("cold", "warm"):
-        srv = ServerProcess(args.data, config=cfg).start()
-        try:
-            for name, path, q, sel, extra in cases:
-                covered = raw_bytes(srv.url, sel)
-                dt, body = timed(srv.url, path, {"query": q, **extra})
-                res = body["data"]["result"]
-                n = sum(len(s.get("values", [])) for s in res)
-                if phase == "warm":  # second run of the same process: chunk cache is warm
-                    dt, body = timed(srv.url, path, {"query": q, **extra})
-                print(f"{phase:4}  {name:58} {dt:7.2f} s  {covered / 1e6 / dt:8.0f} MB/s  "
-                      f"({covered / 1e6:.0f} MB covered, {n} results)", flush=True)
-        finally:
-            srv.stop()
+    if args.size and not args.data.exists():
+        subprocess.run([sys.executable, str(Path(__file__).parent / "ingest.py"), "--mixed",
+                        "--bytes", args.size, "--no-compact", "--keep", str(args.data)],
+                       check=True)
+    cfg = args.data.parent / "bench-query.yaml"
+    # The results cache is off for the engine's figures; a last phase measures it.
+    cfg.write_text(f"server:\n  results_cache_size: 0\nstorage:\n  cache_size: {args.cache}\n"
+                   "limits:\n  max_query_length: 0s\n  query_timeout: 600s\n")
+    srv = ServerProcess(args.data, config=cfg).start()
+    assert srv.proc is not None
+    pid = srv.proc.pid
+    try:
+        sizes = {s.name: covered(srv.url, s.selector) for s in SHAPES}
+        cold: dict[str, Run] = {}
+        for s in SHAPES:
+            cold[s.name] = run(srv.url, pid, s)
+            print(f"cold  {cold[s.name].wall:7.2f} s  {s.name}", flush=True)
+        warm: dict[str, Run] = {}
+        for k in range(args.rounds):
+            for s in SHAPES:
+                r = run(srv.url, pid, s)
+                print(f"warm{k}  {r.wall:6.2f} s  {r.cpu:6.2f} CPU-s  {s.name}", flush=True)
+                if s.name not in warm or r.wall < warm[s.name].wall:
+                    warm[s.name] = r
+        peak = peak_rss_mb(pid)
+        load = os.getloadavg()
+        print(f"\nquery shapes over {sizes[SHAPES[0].name] / 1e6:.0f} MB (load average "
+              f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores)\n")
+        print("| shape | MB covered | cold s | warm s | warm MB/s | server CPU-s (warm) "
+              "| disk read MB (cold) | blocks read | blocks skipped | answer |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for s in SHAPES:
+            c, w, mb = cold[s.name], warm[s.name], sizes[s.name] / 1e6
+            answer = (f"{w.results} series" if w.status == 200 and "logs" not in s.name
+                      else f"{w.results} streams" if w.status == 200 else str(w.status))
+            print(f"| `{s.query}` | {mb:.0f} | {c.wall:.2f} | {w.wall:.2f} | "
+                  f"{mb / w.wall:.0f} | {w.cpu:.2f} | {c.disk / 1e6:.0f} | {w.blocks} | "
+                  f"{w.skipped} | {answer} |")
+        print(f"\nserver peak RSS: {peak:.0f} MB (chunk cache {args.cache})")
+        if args.profile:
+            slow = max(SHAPES, key=lambda s: warm[s.name].wall)
+            print(f"\nprofile of the slowest shape ({slow.name}), own time by frame:")
+            print("\n".join(profile(srv.url, pid, slow, warm[slow.name].wall)))
+    finally:
+        srv.stop()
+    refresh(args)
+
+
+def refresh(args: argparse.Namespace) -> None:
+    """A dashboard refresh with the results cache on (the default 100 MB): the same
+    query again, a minute later in its end, recomputes only the newest split."""
+    cfg = args.data.parent / "bench-query-cache.yaml"
+    cfg.write_text(f"storage:\n  cache_size: {args.cache}\n"
+                   "limits:\n  max_query_length: 0s\n  query_timeout: 600s\n")
+    srv = ServerProcess(args.data, config=cfg).start()
+    try:
+        shape = SHAPES[0]
+        times = []
+        for k in range(3):
+            end = str(NOW + k * 60 * 10**9)
+            t0 = time.perf_counter()
+            r = httpx.get(f"{srv.url}/loki/api/v1/query_range", timeout=900, params={
+                **shape.params, "query": shape.query, "start": WIDE["start"], "end": end})
+            c = r.json()["data"]["stats"]["cache"]["result"]
+            times.append(f"{time.perf_counter() - t0:.2f} s ({c['entriesFound']}/"
+                         f"{c['entriesRequested']} closed splits from the cache)")
+        print(f"\nresults cache, `{shape.query}` then two refreshes a minute later: "
+              + ", ".join(times))
+    finally:
+        srv.stop()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@
 set -u
 need=()
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
+# The ruler's tests run the real Alertmanager and Prometheus (remote-write receiver).
+command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 # nats-server joins this list when cluster mode (and its tests) lands.
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ]; then

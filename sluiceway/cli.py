@@ -22,7 +22,7 @@ def _group() -> None:
 # (module, attribute): a typer.Typer to mount as a group, or a function to add as a command.
 _COMMANDS: list[tuple[str, str, str]] = [
     ("server", "sluiceway.server._cli", "server"),
-    ("up", "sluiceway.server._cli", "up"),
+    ("up", "sluiceway._up", "up"),
     ("agent", "sluiceway.agent._cli", "app"),
     ("query", "sluiceway.logql._cli", "query"),
 ]

@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from sluiceway.model import parse_duration, parse_size
+from sluiceway.model import config_error_text, parse_duration, parse_size, validation_messages
 from sluiceway.wire import base_url
 
 Size = Annotated[int, BeforeValidator(parse_size)]
@@ -298,14 +298,6 @@ def _expand(node: Any, environ: dict[str, str]) -> Any:
     return node
 
 
-def _format_errors(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        lines.append(f"  {where}: {err['msg']}")
-    return "\n".join(lines)
-
-
 def load_config(path: Path | str | None = None, text: str | None = None,
                 environ: dict[str, str] | None = None) -> AgentConfig:
     """Read YAML (with `${VAR}` / `${VAR:-default}`), apply env overrides, validate."""
@@ -326,4 +318,6 @@ def load_config(path: Path | str | None = None, text: str | None = None,
     try:
         return AgentConfig.model_validate(apply_env(doc, env))
     except ValidationError as exc:
-        raise ConfigError(f"invalid agent config {path or ''}:\n{_format_errors(exc)}") from exc
+        what = f"invalid agent config {path}" if path else "invalid agent config"
+        raise ConfigError(config_error_text(
+            what, validation_messages(exc, AgentConfig))) from exc

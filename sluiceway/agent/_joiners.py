@@ -14,7 +14,7 @@ import re2
 
 from sluiceway.agent._config import CriStage, DockerStage, MultilineStage
 from sluiceway.agent._records import Records
-from sluiceway.model._timefmt import parse_rfc3339
+from sluiceway.model import parse_rfc3339
 
 # A held partial is released after this long without its continuation.
 PARTIAL_WAIT_S = 3.0

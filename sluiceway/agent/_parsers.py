@@ -23,7 +23,7 @@ from sluiceway.agent._config import (
     TimestampStage,
 )
 from sluiceway.agent._records import Records
-from sluiceway.model._timefmt import make_parser, now_ns
+from sluiceway.model import make_parser, now_ns
 
 _PATH_RE = re.compile(r"[^.\[\]]+|\[\d+\]")
 _LOGFMT_RE = re.compile(r'([^\s=]+)=("(?:[^"\\]|\\.)*"|[^\s"]*)')

@@ -40,7 +40,8 @@ from sluiceway.logql._engine import (
     series_entries,
 )
 from sluiceway.logql._errors import ParseError, QueryError
-from sluiceway.logql._format import format_query
+from sluiceway.logql._exec import ExecOptions, QueryCancelled, split_range, too_many_bytes
+from sluiceway.logql._format import format_loki, format_query
 from sluiceway.logql._limits import (
     DEFAULT_MAX_LINE_SIZE,
     MAX_POINTS,
@@ -53,7 +54,10 @@ from sluiceway.logql._parse_log import check_selector
 from sluiceway.logql._parser import parse, parse_selector
 from sluiceway.logql._pipeline import LogPipeline, Processed
 from sluiceway.logql._result import QueryResult, QueryStats
+from sluiceway.logql._results_cache import ResultsCache
 from sluiceway.logql._source import LogSource, MemorySource, SeriesRef
+from sluiceway.logql._template import Template, TemplateError, compile_template
+from sluiceway.logql._template_funcs import go_float
 
 # Metric expressions are evaluated by `_metric` (range and vector aggregations over the
 # step grid); the log engine dispatches to whatever is registered here.
@@ -61,13 +65,14 @@ register_metric_evaluator(_metric_evaluator)
 
 __all__ = [
     "DEFAULT_MAX_LINE_SIZE", "MAX_POINTS", "BinaryOp", "Deadline", "Decolorize", "Drop",
-    "Expr", "Grouping", "JsonParser", "Keep", "LabelBinary", "LabelCompare", "LabelFilter",
-    "LabelFmt", "LabelFormat", "LabelReplace", "LabelsSpec", "LineFilter", "LineFormat",
-    "Literal", "LogExpr", "LogPipeline", "LogRange", "LogSource", "LogfmtParser",
+    "ExecOptions", "Expr", "Grouping", "JsonParser", "Keep", "LabelBinary", "LabelCompare",
+    "LabelFilter", "LabelFmt", "LabelFormat", "LabelReplace", "LabelsSpec", "LineFilter",
+    "LineFormat", "Literal", "LogExpr", "LogPipeline", "LogRange", "LogSource", "LogfmtParser",
     "MemorySource", "MetricEvaluator", "MetricExpr", "ParseError", "PatternParser",
-    "Processed", "QueryError", "QueryParams", "QueryResult", "QueryStats", "QueryTimeout",
-    "RangeAggregation", "RegexpParser", "SeriesRef", "Stage", "UnpackParser", "Unwrap",
-    "VectorAggregation", "VectorExpr", "VectorMatching", "check_resolution",
-    "check_selector", "evaluate",
-    "format_query", "parse", "parse_selector", "register_metric_evaluator", "series_entries",
+    "Processed", "QueryCancelled", "QueryError", "QueryParams", "QueryResult", "QueryStats",
+    "QueryTimeout", "RangeAggregation", "RegexpParser", "ResultsCache", "SeriesRef", "Stage",
+    "Template", "TemplateError", "UnpackParser", "Unwrap", "VectorAggregation", "VectorExpr",
+    "VectorMatching", "check_resolution", "check_selector", "compile_template", "evaluate",
+    "format_loki", "format_query", "go_float", "parse", "parse_selector",
+    "register_metric_evaluator", "series_entries", "split_range", "too_many_bytes",
 ]

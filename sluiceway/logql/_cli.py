@@ -24,7 +24,7 @@ import orjson
 import typer
 
 from sluiceway.logql import LogExpr, QueryError, parse
-from sluiceway.model import parse_duration
+from sluiceway.model import EARLIEST_NS, LATEST_NS, parse_duration, parse_time_param
 
 BATCH = 1000
 _PALETTE = ("31", "32", "33", "34", "35", "36", "91", "92", "93", "94", "95", "96")
@@ -49,26 +49,18 @@ class CliError(Exception):
 
 
 def parse_time(text: str, what: str) -> int:
-    """RFC3339 (`2026-11-23T10:00:00Z`, fractions allowed) or Unix seconds/ns → ns."""
-    t = text.strip()
-    if t.lstrip("-").isdigit():
-        n = int(t)
-        return n if abs(n) > 10**15 else n * 10**9
-    frac = 0
-    if "." in t:  # datetime keeps µs only; keep every digit of the fraction ourselves
-        head, _, rest = t.partition(".")
-        digits = "".join(c for c in rest if c.isdigit())
-        zone = rest[len(digits):]
-        frac = int((digits + "0" * 9)[:9]) if digits else 0
-        t = head + zone
+    """RFC3339 (`2026-11-23T10:00:00Z`, every digit of a fraction kept) or a Unix epoch in
+    seconds, milliseconds, microseconds or nanoseconds (told apart by their digits) → ns;
+    the server's own reader (`sluiceway.model.parse_time_param`)."""
     try:
-        d = dt.datetime.fromisoformat(t.replace("Z", "+00:00").replace("z", "+00:00"))
+        ns = parse_time_param(text, "auto")
     except ValueError:
         raise CliError(f"invalid {what} time {text!r}: use RFC3339, e.g. "
                        "2026-11-23T10:00:00Z", 2) from None
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=dt.UTC)
-    return int(d.timestamp()) * 10**9 + frac
+    if not EARLIEST_NS <= ns <= LATEST_NS:
+        raise CliError(f"invalid {what} time {text!r}: out of range, a time must lie between "
+                       "1677-09-21 and 2262-04-11", 2)
+    return ns
 
 
 def parse_span(text: str, what: str) -> float:
@@ -109,7 +101,9 @@ def make_client(addr: str, org_id: str | None) -> httpx.Client:
     return httpx.Client(base_url=addr.rstrip("/"), headers=headers, timeout=60.0)
 
 
-def get_data(client: httpx.Client, path: str, params: dict[str, Any]) -> dict[str, Any]:
+def get_data(client: httpx.Client, path: str, params: dict[str, Any],
+             stats: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The `data` of a Loki answer; its `stats` is appended to `stats` when given."""
     try:
         resp = client.get(path, params=params)
     except httpx.ConnectError as exc:
@@ -120,7 +114,51 @@ def get_data(client: httpx.Client, path: str, params: dict[str, Any]) -> dict[st
         body = resp.text.strip() or resp.reason_phrase
         raise CliError(f"server answered {resp.status_code}: {body}")
     data: dict[str, Any] = resp.json()["data"]
+    if stats is not None and isinstance(data.get("stats"), dict):
+        stats.append(data["stats"])
     return data
+
+
+def _human_bytes(n: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def print_stats(answers: list[dict[str, Any]]) -> None:
+    """`--stats`: the summed stats of every request, on stderr (as logcli prints them)."""
+    def total(group: str, *path: str) -> float:
+        out = 0.0
+        for a in answers:
+            v: Any = a.get(group, {})
+            for k in path:
+                v = v.get(k, 0) if isinstance(v, dict) else 0
+            out += float(v or 0)
+        return out
+
+    secs = total("summary", "execTime")
+    nbytes, lines = total("summary", "totalBytesProcessed"), total("summary",
+                                                                    "totalLinesProcessed")
+    ref = total("querier", "store", "totalChunksRef")
+    read = total("querier", "store", "totalChunksDownloaded")
+    rows = [
+        ("Summary.BytesProcessedPerSecond", _human_bytes(nbytes / secs if secs else 0) + "/s"),
+        ("Summary.LinesProcessedPerSecond", f"{lines / secs if secs else 0:.0f}"),
+        ("Summary.TotalBytesProcessed", _human_bytes(nbytes)),
+        ("Summary.TotalLinesProcessed", f"{lines:.0f}"),
+        ("Summary.TotalPostFilterLines", f"{total('summary', 'totalPostFilterLines'):.0f}"),
+        ("Summary.TotalEntriesReturned", f"{total('summary', 'totalEntriesReturned'):.0f}"),
+        ("Summary.Splits", f"{total('summary', 'splits'):.0f}"),
+        ("Summary.ExecTime", f"{secs:.3f}s"),
+        ("Querier.Store.BlocksRead", f"{read:.0f}"),
+        ("Querier.Store.BlocksSkipped", f"{ref - read:.0f}"),
+        ("Index.TotalStreams", f"{total('index', 'totalStreams'):.0f}"),
+        ("Requests", str(len(answers))),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}", file=sys.stderr)
 
 
 def entries_of(data: dict[str, Any]) -> list[Entry]:
@@ -129,7 +167,8 @@ def entries_of(data: dict[str, Any]) -> list[Entry]:
 
 
 def fetch_logs(client: httpx.Client, query: str, start: int, end: int, limit: int,
-               forward: bool, batch_size: int = BATCH) -> Iterator[Entry]:
+               forward: bool, batch_size: int = BATCH,
+               stats: list[dict[str, Any]] | None = None) -> Iterator[Entry]:
     """Up to `limit` entries in direction order, in batches; entries sharing the
     timestamp where one batch ends are de-duplicated when the next batch repeats them."""
     sent = 0
@@ -139,7 +178,7 @@ def fetch_logs(client: httpx.Client, query: str, start: int, end: int, limit: in
         want = min(batch_size, limit - sent) + len(edge)
         data = get_data(client, "/loki/api/v1/query_range", {
             "query": query, "start": start, "end": end, "limit": want,
-            "direction": "forward" if forward else "backward"})
+            "direction": "forward" if forward else "backward"}, stats)
         batch = sorted(entries_of(data), key=lambda e: e[0], reverse=not forward)
         fresh = [e for e in batch if _entry_id(e) not in edge]
         for e in fresh[: limit - sent]:
@@ -318,12 +357,14 @@ def query(
                                  "only.")] = False,
     batch: Annotated[int, Opt("--batch", min=1, help="Entries per request when "
                               "paging through --limit.")] = BATCH,
+    stats: Annotated[bool, Opt("--stats", help="Print the query's statistics (bytes and "
+                               "lines processed, blocks read and skipped) on stderr.")] = False,
 ) -> None:
     """Run a LogQL query against a Sluiceway (or Loki) server, like `logcli query`."""
     color = not no_color and sys.stdout.isatty() and "NO_COLOR" not in os.environ
     try:
         _query(logql, addr, org_id, from_, to, since, limit, forward, output, color, do_tail,
-               delay_for, step, instant, batch)
+               delay_for, step, instant, batch, stats)
     except CliError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -333,22 +374,36 @@ def query(
 def _query(logql: str, addr: str, org_id: str | None, from_: str | None, to: str | None,
            since: str, limit: int, forward: bool, output: Output, color: bool,
            do_tail: bool, delay_for: int, step: str | None, instant: bool,
-           batch: int = BATCH) -> None:
+           batch: int = BATCH, want_stats: bool = False) -> None:
     start, end = time_range(from_, to, since)
+    answers: list[dict[str, Any]] | None = [] if want_stats else None
+    try:
+        _run_query(logql, addr, org_id, start, end, limit, forward, output, color, do_tail,
+                   delay_for, step, instant, batch, answers)
+    finally:
+        if answers:
+            print_stats(answers)
+
+
+def _run_query(logql: str, addr: str, org_id: str | None, start: int, end: int, limit: int,
+               forward: bool, output: Output, color: bool, do_tail: bool, delay_for: int,
+               step: str | None, instant: bool, batch: int,
+               answers: list[dict[str, Any]] | None) -> None:
     if do_tail:
         tail(addr, org_id, {"query": logql, "limit": limit, "delay_for": delay_for,
                             "start": start}, output, color)
         return
     with make_client(addr, org_id) as client:
         if instant:
-            print_metric(get_data(client, "/loki/api/v1/query", {"query": logql, "time": end}),
-                         output, color)
+            print_metric(get_data(client, "/loki/api/v1/query", {"query": logql, "time": end},
+                                  answers), output, color)
             return
         if is_metric(logql):
             params: dict[str, Any] = {"query": logql, "start": start, "end": end}
             if step:
                 params["step"] = f"{parse_span(step, '--step'):g}"
-            print_metric(get_data(client, "/loki/api/v1/query_range", params), output, color)
+            print_metric(get_data(client, "/loki/api/v1/query_range", params, answers), output,
+                         color)
             return
-        for e in fetch_logs(client, logql, start, end, limit, forward, batch):
+        for e in fetch_logs(client, logql, start, end, limit, forward, batch, answers):
             print(format_entry(e, output, color))

@@ -10,11 +10,14 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from typing import Any
 
 from sluiceway.logql import _ast as A
 from sluiceway.logql._errors import INSTANT_LOG_QUERY, METRIC_NOT_SUPPORTED, QueryError
+from sluiceway.logql._exec import ExecOptions
 from sluiceway.logql._limits import DEFAULT_MAX_LINE_SIZE, Deadline
 from sluiceway.logql._parser import parse
 from sluiceway.logql._pipeline import LabelKey, LogPipeline, Processed, selected_blocks
@@ -29,7 +32,9 @@ class QueryParams:
 
     The limits: `max_series` stops a metric query as soon as its answer would hold more
     series (0: no limit); `max_line_size` caps what a template may write (bytes);
-    `deadline` stops the query with `QueryTimeout` once it has passed.
+    `deadline` stops the query with `QueryTimeout` once it has passed. `options` says how
+    the work runs (threads, time splits, cancel flag, bytes read, results cache); every
+    engine path (per-line and columnar) honours the limits above.
     """
 
     tenants: list[str]
@@ -44,6 +49,7 @@ class QueryParams:
     max_series: int = 0
     max_line_size: int = DEFAULT_MAX_LINE_SIZE
     deadline: Deadline | None = None
+    options: ExecOptions = field(default_factory=ExecOptions)
 
 
 MetricEvaluator = Callable[[LogSource, A.Expr, QueryParams, QueryStats], QueryResult]
@@ -91,12 +97,13 @@ def series_entries(source: LogSource, ref: SeriesRef, pipeline: LogPipeline, sta
 
 
 def _series_items(source: LogSource, ref: SeriesRef, pipeline: LogPipeline, start: int,
-                  end: int, direction: str,
-                  stats: QueryStats) -> Iterator[Processed | int]:
+                  end: int, direction: str, stats: QueryStats,
+                  pool: Executor | None = None) -> Iterator[Processed | int]:
     """Entries, each block followed by its edge timestamp (an int): the series' later
     blocks hold nothing beyond that edge, which lets the merge leave them unread."""
     reverse = direction == "backward"
-    for block, idx in selected_blocks(source, ref, pipeline, start, end, direction, stats):
+    for block, idx in selected_blocks(source, ref, pipeline, start, end, direction, stats,
+                                      pool):
         yield from pipeline.process(block, idx, reverse)
         yield int(block.ts[0] if reverse else block.ts[-1])
 
@@ -124,9 +131,18 @@ def _eval_logs(source: LogSource, expr: A.LogExpr, params: QueryParams,
     pipeline = LogPipeline(expr.stages, params.categorize_labels, params.max_line_size,
                            params.deadline)
     reverse = params.direction == "backward"
+    # Several threads filter the series' next blocks while the merge consumes them.
+    par = params.options.parallelism
+    with ThreadPoolExecutor(par, "query-filter") if par > 1 else nullcontext() as pool:
+        return _merge_logs(source, refs, pipeline, params, stats, reverse, pool)
+
+
+def _merge_logs(source: LogSource, refs: list[SeriesRef], pipeline: LogPipeline,
+                params: QueryParams, stats: QueryStats, reverse: bool,
+                pool: Executor | None) -> QueryResult:
     iters = [
         _keyed(_series_items(source, ref, pipeline, params.start, params.end,
-                             params.direction, stats),
+                             params.direction, stats, pool),
                (format_labels(ref.labels), ref.tenant), reverse)
         for ref in refs
     ]

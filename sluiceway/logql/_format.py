@@ -277,3 +277,107 @@ def _modifiers(e: A.BinaryOp) -> str:
         if m.card:
             mods += f" {m.card} ({', '.join(m.include)})"
     return mods
+
+
+# --- Loki's own String() form --------------------------------------------------------
+# What Loki prints for a parsed expression where it shows one back (the `query` of
+# /prometheus/api/v1/rules): binary operations always in parentheses, no space between a
+# pipeline and its range, `by (a,b)` without spaces after commas.
+
+
+def _go_duration(ns: int) -> str:
+    """Go's time.Duration.String() (used for `offset`): 1h0m0s, 1m30s, 500ms."""
+    if ns == 0:
+        return "0s"
+    sign, ns = ("-" if ns < 0 else ""), abs(ns)
+    if ns < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if ns >= size:
+                return sign + f"{ns / size:.9f}".rstrip("0").rstrip(".") + unit
+    h, rest = divmod(ns, 3_600_000_000_000)
+    m, rest = divmod(rest, 60_000_000_000)
+    secs = f"{rest / 1e9:.9f}".rstrip("0").rstrip(".") + "s"
+    if h:
+        return f"{sign}{h}h{m}m{secs}"
+    return f"{sign}{m}m{secs}" if m else sign + secs
+
+
+def _loki_grouping(g: A.Grouping | None, singleton_hidden: bool) -> str:
+    if g is None or (singleton_hidden and not g.labels and not g.without):
+        return ""
+    return f" {'without' if g.without else 'by'} ({','.join(g.labels)})"
+
+
+def _loki_stage(st: A.Stage) -> str:
+    if isinstance(st, A.LabelFormat):
+        return "| label_format " + ",".join(
+            f"{i.dst}={go_quote(i.value) if i.template else i.value}" for i in st.items)
+    if isinstance(st, A.JsonParser) and st.params:
+        return "| json " + ",".join(f"{k}={go_quote(v)}" for k, v in st.params)
+    if isinstance(st, A.Drop | A.Keep):
+        return f"| {'drop' if isinstance(st, A.Drop) else 'keep'} " + ",".join(
+            _spec(s) for s in st.items)
+    return format_stage(st)
+
+
+def _loki_log(e: A.LogExpr) -> str:
+    return " ".join([_matchers(e.matchers)] + [_loki_stage(s) for s in e.stages])
+
+
+def _loki_range(r: A.LogRange) -> str:
+    text = _loki_log(r.log)
+    if r.unwrap is not None:
+        u = r.unwrap
+        text += f" | unwrap {u.conv}({u.label})" if u.conv else f" | unwrap {u.label}"
+        text += "".join(" " + format_stage(pf) for pf in u.post_filters)
+    text += f"[{format_duration(r.range_ns)}]"
+    if r.offset_ns:
+        text += f" offset {_go_duration(r.offset_ns)}"
+    return text
+
+
+def format_loki(expr: A.Expr) -> str:
+    """The expression as Loki's AST prints it (`syntax.Expr.String()`)."""
+    from sluiceway.logql._template_funcs import go_float
+
+    if isinstance(expr, A.LogExpr):
+        return _loki_log(expr)
+    if isinstance(expr, A.Literal):
+        return go_float(expr.value)
+    if isinstance(expr, A.VectorExpr):
+        return f"vector({expr.value:f})"
+    if isinstance(expr, A.RangeAggregation):
+        param = "" if expr.param is None else f"{format_number(expr.param)},"
+        return (f"{expr.op}({param}{_loki_range(expr.range)})"
+                + _loki_grouping(expr.grouping, False))
+    if isinstance(expr, A.VectorAggregation):
+        args = [format_loki(expr.expr)]
+        if expr.param is not None and (expr.param or expr.op in ("topk", "bottomk")):
+            args.insert(0, str(expr.param))
+        return f"{expr.op}{_loki_grouping(expr.grouping, True)}({','.join(args)})"
+    if isinstance(expr, A.LabelReplace):
+        quoted = ",".join(go_quote(a) for a in (expr.dst, expr.replacement, expr.src,
+                                                expr.regex))
+        return f"label_replace({format_loki(expr.expr)},{quoted})"
+    return _loki_binary(expr)
+
+
+def _loki_binary(e: A.BinaryOp) -> str:
+    # The left spine in a loop, as `_binary`: chains are as deep as they are long.
+    spine, node = [e], e
+    while isinstance(node.left, A.BinaryOp):
+        node = node.left
+        spine.append(node)
+    text = format_loki(node.left)
+    for n in reversed(spine):
+        text = f"({text} {_loki_op(n)} {format_loki(n.right)})"
+    return text
+
+
+def _loki_op(e: A.BinaryOp) -> str:
+    op = e.op + (" bool" if e.return_bool else "")
+    m = e.matching
+    if m is not None:
+        group = f"{m.card} ({','.join(m.include)})" if (m.include or m.card) else ""
+        op = f"{op} {'on' if m.on else 'ignoring'} ({','.join(m.labels)}) {group}"
+    return op

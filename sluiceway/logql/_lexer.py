@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sluiceway.logql._errors import ParseError
-from sluiceway.model import go_unquote, quote
+from sluiceway.model import go_unquote, parse_humanize_bytes, quote
 
 # Kinds: IDENT STRING NUMBER DURATION BYTES FLAG OP EOF
 _OPS = ("|=", "|~", "|>", "!=", "!~", "!>", "=~", "==", ">=", "<=", "=", ">", "<", "|",
@@ -17,7 +18,8 @@ _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FLAG_RE = re.compile(r"--[A-Za-z][A-Za-z0-9_-]*")
 _NUM_RE = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _DUR_RE = re.compile(r"(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h|d|w|y))+(?![A-Za-z0-9_])")
-_BYTES_RE = re.compile(r"\d+(?:\.\d+)?(?:[kmgtpe]i?)?b(?![A-Za-z0-9_])", re.IGNORECASE)
+# What may follow a number in a bytes literal (Loki's lexer): units without EB, digits, `.`.
+_BYTES_RUNES = frozenset("BikKMGTP.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,13 +139,24 @@ class Lexer:
 
     def _number(self, line: int, col: int) -> Token:
         t, p = self.text, self.pos
-        for kind, rx in (("DURATION", _DUR_RE), ("BYTES", _BYTES_RE)):
-            m = rx.match(t, p)
-            if m:
-                self.pos = m.end()
-                return Token(kind, m.group(), line, col)
+        m = _DUR_RE.match(t, p)
+        if m:
+            self.pos = m.end()
+            return Token("DURATION", m.group(), line, col)
         m = _NUM_RE.match(t, p)
         assert m is not None
+        end = m.end()  # a bytes literal as Loki's lexer takes one: the number, then units
+        while end < len(t) and (t[end] in _BYTES_RUNES
+                                or unicodedata.category(t[end]).startswith("N")):
+            end += 1
+        if end > m.end():
+            try:
+                parse_humanize_bytes(t[p:end])
+            except ValueError:
+                pass
+            else:
+                self.pos = end
+                return Token("BYTES", t[p:end], line, col)
         if math.isinf(float(m.group())):  # as Go's ParseFloat, which Loki's lexer uses
             raise ParseError(f"strconv.ParseFloat: parsing {quote(m.group())}: value out of "
                              "range", line, col)
@@ -155,7 +168,6 @@ _DUR_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d|w|y)")
 _DUR_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
            "m": 60_000_000_000, "h": 3_600_000_000_000, "d": 86_400_000_000_000,
            "w": 604_800_000_000_000, "y": 31_536_000_000_000_000}
-_BYTES_PART = re.compile(r"(\d+(?:\.\d+)?)([kmgtpe]?)(i?)b", re.IGNORECASE)
 
 
 MAX_DURATION_NS = 2**63 - 1  # Go's time.Duration: about 292 years
@@ -200,26 +212,27 @@ def parse_go_duration(text: str) -> float | None:
 
 
 def parse_bytes(text: str) -> float | None:
-    """A bytes literal/label value (`1.5KiB`, `42MB`, `10 kB`, plain `123`) → bytes, or None."""
-    s = text.strip().replace(" ", "")
+    """A bytes literal or label value as Go's humanize.ParseBytes reads it (`10k`,
+    `1.5 MB`, `1 KiB`, `1,000`; no sign), or None."""
     try:
-        return float(s)
+        return float(parse_humanize_bytes(text))
     except ValueError:
-        pass
-    m = _BYTES_PART.fullmatch(s)
-    if m is None:
         return None
-    num, prefix, binary = m.groups()
-    power = " kmgtpe".index(prefix.lower()) if prefix else 0
-    base = 1024 if binary else 1000
-    return float(num) * float(base**power)
+
+
+def _bytes_error(text: str) -> str:
+    try:
+        parse_humanize_bytes(text)
+    except ValueError as exc:
+        return str(exc)
+    return ""
 
 
 # How a label value becomes a number, for typed label filters (by literal kind) and for
-# `unwrap` (by conversion function), with the error detail Loki reports when it fails.
-CONVERTERS: dict[str, tuple[Callable[[str], float | None], str]] = {
-    "number": (parse_go_float, 'strconv.ParseFloat: parsing "{}": invalid syntax'),
-    "duration": (parse_go_duration, 'time: invalid duration "{}"'),
-    "duration_seconds": (parse_go_duration, 'time: invalid duration "{}"'),
-    "bytes": (parse_bytes, 'strconv.ParseFloat: parsing "{}": invalid syntax'),
+# `unwrap` (by conversion function), and the error detail Loki reports when it fails.
+CONVERTERS: dict[str, tuple[Callable[[str], float | None], Callable[[str], str]]] = {
+    "number": (parse_go_float, 'strconv.ParseFloat: parsing "{}": invalid syntax'.format),
+    "duration": (parse_go_duration, 'time: invalid duration "{}"'.format),
+    "duration_seconds": (parse_go_duration, 'time: invalid duration "{}"'.format),
+    "bytes": (parse_bytes, _bytes_error),
 }

@@ -4,7 +4,8 @@ Every node is evaluated over the whole step grid at once (see `_metric_types`). 
 aggregations read the source through the log engine's pipeline (`_metric_extract`);
 vector aggregations, binary operators and `label_replace` work on the grid values.
 Grid rules follow a real Loki (REFERENCE §9): points are aligned to the step counted
-from the Unix epoch, and the default step is (end - start) / 250 whole seconds.
+from the Unix epoch — start moved down to a multiple of the step, end up, as Loki's
+query frontend does — and the default step is (end - start) / 250 whole seconds.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import time
 import numpy as np
 
 from sluiceway.logql import _ast as A
+from sluiceway.logql._columnar import count_lines
+from sluiceway.logql._columnar_unwrap import collect_values
 from sluiceway.logql._engine import QueryParams
 from sluiceway.logql._errors import QueryError
 from sluiceway.logql._limits import check_resolution, series_limit_error
@@ -71,7 +74,9 @@ def step_grid(params: QueryParams) -> Grid:
         raise QueryError("end timestamp must not be before start time")
     step = params.step_ns if params.step_ns is not None else default_step_ns(start, end)
     check_resolution(start, end, step)
-    first = -(-start // step) * step
+    # Loki's query frontend moves start down and end up to a multiple of the step
+    # (Go's remainder: toward zero, so a time before 1970 moves up instead).
+    first = start + (-start) % step if start < 0 else start - start % step
     last = -(-end // step) * step
     if last > LATEST_NS:  # points are aligned to the step: the last may pass `end`
         raise QueryError(_OUT_OF_RANGE + "the last step after end; use a smaller step")
@@ -223,9 +228,10 @@ class _Evaluator:
         counts = BinCounts(edges, limit=self._series_limit(project, edges, starts, ends))
         want_bytes = op.startswith("bytes")
         sizes = BinCounts(edges)
-        mapper = KeyMapper(grouping, None)
-        scan(self.source, self.params, lr, lo, hi, self.stats,
-             line_sink(counts, mapper, sizes if want_bytes else None))
+        if not count_lines(self.source, self.params, lr, lo, hi, self.stats, grouping,
+                           counts, sizes if want_bytes else None):
+            scan(self.source, self.params, lr, lo, hi, self.stats,
+                 line_sink(counts, KeyMapper(grouping, None), sizes if want_bytes else None))
         ie, istart = np.searchsorted(edges, ends), np.searchsorted(edges, starts)
         n_lines = counts.windows(istart, ie)
         totals = sizes.windows(istart, ie) if want_bytes else n_lines
@@ -242,6 +248,9 @@ class _Evaluator:
                  limit: SeriesLimit | None = None,
                  ) -> dict[tuple[tuple[str, str], ...], tuple[I64, F64]]:
         assert lr.unwrap is not None
+        got = collect_values(self.source, self.params, lr, lo, hi, self.stats, mapper, limit)
+        if got is not None:
+            return got
         samples = Samples(limit=limit)
         scan(self.source, self.params, lr, lo, hi, self.stats,
              unwrap_sink(samples, mapper, lr.unwrap))

@@ -9,6 +9,7 @@ a histogram over the window edges of the step grid (`BinCounts`).
 
 from __future__ import annotations
 
+import threading
 from bisect import bisect_left
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -103,6 +104,8 @@ class SeriesLimit:
 
     `project` maps a sample's series to the answer's series it feeds (the grouping of
     the aggregations above it); a series counts once it has a sample inside a window.
+    The columnar engine's units note their blocks' series from several threads: counting
+    is under a lock.
     """
 
     def __init__(self, limit: int, project: Projection, edges: I64, covered: Mask) -> None:
@@ -114,6 +117,7 @@ class SeriesLimit:
         self._covered = covered.tolist()
         self.counted: set[LabelKey] = set()
         self.answer: set[Hashable] = set()
+        self._lock = threading.Lock()
 
     def note(self, key: LabelKey, ts: int) -> None:
         """One sample of `key` at `ts` (callers skip keys already `counted`)."""
@@ -124,11 +128,17 @@ class SeriesLimit:
         if key not in self.counted and bool(self.covered[slots].any()):
             self._count(key)
 
+    def note_times(self, key: LabelKey, ts: I64) -> None:
+        """Samples of `key` at the times `ts` (a block's worth)."""
+        if key not in self.counted:
+            self.note_slots(key, np.searchsorted(self.edges, ts, "left"))
+
     def _count(self, key: LabelKey) -> None:
-        self.counted.add(key)
-        self.answer.add(self.project(key))
-        if len(self.answer) > self.limit:
-            raise series_limit_error(self.limit)
+        with self._lock:
+            self.counted.add(key)
+            self.answer.add(self.project(key))
+            if len(self.answer) > self.limit:
+                raise series_limit_error(self.limit)
 
 
 @dataclass(slots=True)
@@ -197,14 +207,20 @@ class Samples:
 BlockSink = Callable[[EntryBlock, np.ndarray[Any, Any], LogPipeline], None]
 
 
+def range_pipeline(lr: A.LogRange, params: QueryParams) -> LogPipeline:
+    """The log pipeline of a range aggregation, with the query's template cap and deadline
+    (the per-line and the columnar engine alike)."""
+    return LogPipeline(lr.log.stages, max_line_size=params.max_line_size,
+                       deadline=params.deadline)
+
+
 def scan(source: LogSource, params: QueryParams, lr: A.LogRange, lo: int, hi: int,
          stats: QueryStats, sink: BlockSink) -> None:
     """Feed every block of the matching series in [lo, hi) to `sink` after line filters
     (with the query's template cap and deadline)."""
     refs = source.series(params.tenants, list(lr.log.matchers), lo, hi)
     stats.streams += len(refs)
-    pipeline = LogPipeline(lr.log.stages, max_line_size=params.max_line_size,
-                           deadline=params.deadline)
+    pipeline = range_pipeline(lr, params)
     for ref in refs:
         for block, idx in selected_blocks(source, ref, pipeline, lo, hi, "forward", stats):
             if len(idx):
@@ -264,7 +280,7 @@ def unwrap_sink(samples: Samples, mapper: KeyMapper, uw: A.Unwrap) -> BlockSink:
                 value = 0.0
                 if ERROR not in labels:
                     labels[ERROR] = SAMPLE_ERR
-                    labels[ERROR_DETAILS] = detail.format(raw)
+                    labels[ERROR_DETAILS] = detail(raw)
             if posts:
                 row = Row(t, line, labels, {}, {})
                 if not all(p(row) for p in posts):

@@ -289,9 +289,10 @@ class LogParser(TokenCursor):
             secs = self.duration(vt) / 1e9
             return A.LabelCompare(name, op, "duration", sign + vt.text, -secs if sign else secs)
         if vt.kind == "BYTES":
+            if sign:  # Loki's grammar takes no sign before a bytes literal
+                self.fail("NUMBER")
             self.next()
-            b = parse_bytes(vt.text) or 0.0
-            return A.LabelCompare(name, op, "bytes", sign + vt.text, -b if sign else b)
+            return A.LabelCompare(name, op, "bytes", vt.text, parse_bytes(vt.text) or 0.0)
         self.fail("STRING, NUMBER, DURATION or BYTES")
 
 

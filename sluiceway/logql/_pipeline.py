@@ -7,7 +7,9 @@ their final label set as a sorted tuple, the grouping key of the result streams.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Generator, Iterator
+from concurrent.futures import Executor, Future
 from typing import Any
 
 import numpy as np
@@ -64,6 +66,8 @@ class LogPipeline:
         order = sorted(range(len(self.block_filters)), key=self._rates.__getitem__)
         for k in order:
             before = int(np.count_nonzero(mask))
+            if not before:  # the parsed-value prefilter may have dropped every line
+                break
             mask = self.block_filters[k](block, mask)
             after = int(np.count_nonzero(mask))
             self._rates[k] = 0.5 * self._rates[k] + 0.5 * (after / before)
@@ -74,24 +78,27 @@ class LogPipeline:
     def process(self, block: EntryBlock, idx: np.ndarray[Any, np.dtype[np.intp]],
                 reverse: bool) -> Iterator[Processed]:
         """Run the per-line stages on the selected lines, newest first when `reverse`."""
-        order = idx.tolist()
         if reverse:
-            order.reverse()
-        blob, offs, ts = block.blob, block.offsets.tolist(), block.ts.tolist()
+            idx = idx[::-1]
+        # Only the selected lines' bounds and times (a rare match must not cost a list of
+        # the whole block).
+        order, starts = idx.tolist(), block.offsets[idx].tolist()
+        ends, times = block.offsets[idx + 1].tolist(), block.ts[idx].tolist()
+        blob = block.blob
         meta = block.metadata
         stream = dict(block.labels)
         base_key = label_key(stream)
         simple = not self.row_stages
         deadline, every = self.deadline, Deadline.CHECK_EVERY
-        for n, i in enumerate(order):
+        for n, (i, a, b, t) in enumerate(zip(order, starts, ends, times, strict=True)):
             if deadline is not None and n % every == 0:
                 deadline.check()
-            line = blob[offs[i] : offs[i + 1]].decode("utf-8", "replace")
+            line = blob[a:b].decode("utf-8", "replace")
             md = meta[i] if meta is not None else None
             if simple and not md:
-                yield ts[i], line, base_key, ({} if self.categorize else None)
+                yield t, line, base_key, ({} if self.categorize else None)
                 continue
-            row = Row(ts[i], line, dict(stream), {}, stream)
+            row = Row(t, line, dict(stream), {}, stream)
             if md:
                 for k, v in md.items():
                     row.labels[k] = v
@@ -114,26 +121,76 @@ class LogPipeline:
 
 
 def selected_blocks(source: LogSource, ref: SeriesRef, pipeline: LogPipeline, start: int,
-                    end: int, direction: str,
-                    stats: QueryStats) -> Iterator[tuple[EntryBlock, np.ndarray[Any, Any]]]:
+                    end: int, direction: str, stats: QueryStats,
+                    pool: Executor | None = None,
+                    ) -> Iterator[tuple[EntryBlock, np.ndarray[Any, Any]]]:
     """Each block of a series in [start, end) with the indexes of the lines that pass the
-    block-level filters, counting what was read in `stats` (log and metric engines alike)."""
-    deadline = pipeline.deadline
-    for block in source.blocks(ref, start, end, direction):
-        if deadline is not None:
-            deadline.check()
-        block = block.clip(start, end)
-        if not len(block):
-            continue
-        stats.blocks_read += 1
-        stats.lines_processed += len(block)
-        stats.bytes_processed += block.nbytes
-        if block.metadata is not None:
-            stats.metadata_bytes += sum(len(k) + len(v) for md in block.metadata if md
-                                        for k, v in md.items())
-        idx = pipeline.select(block)
-        stats.post_filter_lines += len(idx)
+    block-level filters, counting what was read in `stats` (log and metric engines alike).
+
+    With `pool`, the filters of the next blocks run on its threads while the caller works
+    on this one (RE2 and numpy release the GIL): the series of a log query are filtered
+    side by side. The blocks still come out one by one, in order, and the deadline is
+    checked before each (`read_blocks`)."""
+    blocks = read_blocks(source, ref, start, end, direction, pipeline.deadline)
+    if pool is None:
+        selected: Iterator[tuple[EntryBlock, Any]] = ((b, pipeline.select(b)) for b in blocks)
+    else:
+        selected = _read_ahead(blocks, pipeline, pool)
+    for block, idx in selected:
+        count_block(stats, block, len(idx))
         yield block, idx
+
+
+def count_block(stats: QueryStats, block: EntryBlock, selected: int) -> None:
+    """A block read, `selected` of its lines past the line filters."""
+    stats.blocks_read += 1
+    stats.lines_processed += len(block)
+    stats.bytes_processed += block.nbytes
+    if block.metadata is not None:
+        stats.metadata_bytes += sum(len(k) + len(v) for md in block.metadata if md
+                                    for k, v in md.items())
+    stats.post_filter_lines += selected
+
+
+def read_blocks(source: LogSource, ref: SeriesRef, start: int, end: int, direction: str,
+                deadline: Deadline | None) -> Generator[EntryBlock, None, None]:
+    """The series' blocks clipped to [start, end), empty ones left out; the query's
+    deadline is checked before each one is handed on (every engine reads through here).
+    Blocks are bounded in size: one chunk (4 MiB of lines when flushed, at most
+    `compaction_target_size`, 16 MiB, once compacted; `MemorySource`: `block_size` lines)
+    or a stream's unflushed head, so one check per block bounds the time between two
+    checks of the columnar stages, which work on whole blocks in C; the per-line stages
+    also check every `Deadline.CHECK_EVERY` lines."""
+    blocks = source.blocks(ref, start, end, direction)
+    try:
+        for b in blocks:
+            if deadline is not None:
+                deadline.check()
+            b = b.clip(start, end)
+            if len(b):
+                yield b
+    finally:  # closed early (an error, a probe of the first block): stop the source too
+        close = getattr(blocks, "close", None)
+        if close is not None:
+            close()
+
+
+READ_AHEAD = 2
+
+
+def _read_ahead(blocks: Iterator[EntryBlock], pipeline: LogPipeline,
+                pool: Executor) -> Iterator[tuple[EntryBlock, Any]]:
+    """Blocks with their selected lines, the filters of up to `READ_AHEAD` later blocks
+    running on `pool` meanwhile."""
+    ahead: deque[tuple[EntryBlock, Future[Any]]] = deque()
+    for b in blocks:
+        ahead.append((b, pool.submit(pipeline.select, b)))
+        if len(ahead) > READ_AHEAD:
+            block, fut = ahead.popleft()
+            yield block, fut.result()
+    while ahead:
+        block, fut = ahead.popleft()
+        yield block, fut.result()
 
 
 def _parsed_value_prefilters(stages: tuple[A.Stage, ...]) -> list[tuple[str, bytes]]:

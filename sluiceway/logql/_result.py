@@ -17,7 +17,8 @@ _DATAOBJ_KEYS = ("prePredicateDecompressedRows", "prePredicateDecompressedBytes"
 
 def _store(chunk: dict[str, int], referenced_metadata: bool = False) -> dict[str, Any]:
     return {
-        "totalChunksRef": 0, "totalChunksDownloaded": 0, "chunksDownloadTime": 0,
+        "totalChunksRef": chunk.get("chunksRef", 0),
+        "totalChunksDownloaded": chunk.get("chunksDownloaded", 0), "chunksDownloadTime": 0,
         "queryReferencedStructuredMetadata": referenced_metadata, "queryUsedV2Engine": False,
         "chunk": {
             "headChunkBytes": 0, "headChunkLines": 0,
@@ -45,6 +46,11 @@ class QueryStats:
     entries_returned: int = 0
     metadata_bytes: int = 0
     blocks_read: int = 0
+    blocks_skipped: int = 0  # by a block filter, without reading its lines
+    splits: int = 0
+    cache_requested: int = 0  # closed splits looked up in the results cache
+    cache_found: int = 0
+    cache_stored: int = 0
     streams: int = 0
     exec_time: float = 0.0
     queue_time: float = 0.0
@@ -54,7 +60,9 @@ class QueryStats:
         chunk = {"decompressedBytes": self.bytes_processed,
                  "decompressedLines": self.lines_processed,
                  "postFilterLines": self.post_filter_lines,
-                 "decompressedStructuredMetadataBytes": self.metadata_bytes}
+                 "decompressedStructuredMetadataBytes": self.metadata_bytes,
+                 "chunksRef": self.blocks_read + self.blocks_skipped,
+                 "chunksDownloaded": self.blocks_read}
         return {
             "summary": {
                 "bytesProcessedPerSecond": int(self.bytes_processed / t) if t > 0 else 0,
@@ -63,17 +71,21 @@ class QueryStats:
                 "totalLinesProcessed": self.lines_processed,
                 "execTime": round(t, 6), "queueTime": round(self.queue_time, 6),
                 "subqueries": 0, "totalEntriesReturned": self.entries_returned,
-                "splits": 0, "shards": 0, "totalPostFilterLines": self.post_filter_lines,
+                "splits": self.splits, "shards": 0, "totalPostFilterLines": self.post_filter_lines,
                 "totalStructuredMetadataBytesProcessed": self.metadata_bytes,
                 "estimatedQueryBytes": 0,
             },
             "querier": {"store": _store(chunk), "querierExecTime": round(t, 6)},
             "ingester": {"totalReached": 0, "totalChunksMatched": 0, "totalBatches": 0,
                          "totalLinesSent": 0, "store": _store({}), "recvWaitTime": 0},
-            "cache": {k: {"entriesFound": 0, "entriesRequested": 0, "entriesStored": 0,
-                          "bytesReceived": 0, "bytesSent": 0, "requests": 0,
+            "cache": {k: {"entriesFound": self.cache_found if k == "result" else 0,
+                          "entriesRequested": self.cache_requested if k == "result" else 0,
+                          "entriesStored": self.cache_stored if k == "result" else 0,
+                          "bytesReceived": 0, "bytesSent": 0,
+                          "requests": self.cache_requested if k == "result" else 0,
                           "downloadTime": 0, "queryLengthServed": 0} for k in _CACHE_KEYS},
-            "index": {"totalChunks": 0, "postFilterChunks": 0, "shardsDuration": 0,
+            "index": {"totalChunks": self.blocks_read + self.blocks_skipped,
+                      "postFilterChunks": self.blocks_read, "shardsDuration": 0,
                       "usedBloomFilters": False, "totalStreams": self.streams,
                       "chunkRefsLookupTime": 0, "bloomFilterTime": 0},
         }

@@ -296,7 +296,7 @@ def compile_label_filter(e: A.LabelFilterExpr) -> RowStage:
             return False
         v = convert(raw)
         if v is None:  # NaN parses in Go, and compares false (true for `!=`)
-            row.set_error("LabelFilterErr", detail.format(raw))  # keeps an earlier error
+            row.set_error("LabelFilterErr", detail(raw))  # keeps an earlier error
             return True
         return cmp(v, want)
 

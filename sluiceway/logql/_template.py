@@ -5,6 +5,10 @@ Supported: text, `{{ pipeline }}` with `-` trim markers, `{{/* comments */}}`,
 parenthesised pipelines, `|` chaining (the piped value is the last argument) and the
 functions in `_template_funcs.FUNCS`. Nothing reaches Python objects beyond the label map.
 
+For other users of the same language (the ruler's alert labels and annotations), a
+template may be given extra functions, a `data` map its fields walk (`.Labels.job`) and
+variables (`$value`, `$labels.job`); a missing map key is Go's `<no value>` there.
+
 A render writes at most `limit` bytes (the query's `max_line_size`): functions that can
 grow text (`repeat`, `indent`, `printf` widths, `replace`, ...) check the size of what they
 would make before they make it, and every value and the output so far are checked as
@@ -14,7 +18,7 @@ they grow, so an oversized template fails (`TemplateFormatErr`) without building
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Union
@@ -69,7 +73,8 @@ class If:
 
 _ACTION = re.compile(r"\{\{(-\s)?(.*?)(\s-)?\}\}", re.DOTALL)
 _TOKEN = re.compile(r"""\s*(?:("(?:[^"\\]|\\.)*")|(`[^`]*`)|(\.[A-Za-z_0-9.]*)|"""
-                    r"""(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)|([A-Za-z_][A-Za-z0-9_]*)|(\|)|(\()|(\)))""")
+                    r"""(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)|([A-Za-z_][A-Za-z0-9_]*)|(\|)|(\()|(\))|"""
+                    r"""(\$[A-Za-z_0-9]*(?:\.[A-Za-z_0-9.]+)?))""")
 
 
 def _tokens(src: str) -> list[tuple[int, str]]:
@@ -87,9 +92,10 @@ def _tokens(src: str) -> list[tuple[int, str]]:
 
 
 class _PipeParser:
-    def __init__(self, src: str) -> None:
+    def __init__(self, src: str, extra: frozenset[str] = frozenset()) -> None:
         self.toks = _tokens(src)
         self.i = 0
+        self.extra = extra
 
     def pipe(self) -> Pipe:
         cmds = [self.cmd()]
@@ -118,6 +124,8 @@ class _PipeParser:
                              else int(text)))
             elif kind == 5:
                 args.append(self.ident(text))
+            elif kind == 9:
+                args.append(("var", text[1:]))
             elif kind == 7:
                 inner = self.pipe()
                 if self.i >= len(self.toks) or self.toks[self.i][0] != 8:
@@ -133,20 +141,21 @@ class _PipeParser:
             return ("lit", text == "true")
         if text == "nil":
             return ("lit", None)
-        if text not in FUNCS and text not in ("__line__", "__timestamp__", "now"):
+        if (text not in FUNCS and text not in self.extra
+                and text not in ("__line__", "__timestamp__", "now")):
             raise TemplateError(f'function "{text}" not defined')
         return ("func", text)
 
 
-def _parse_pipe(src: str) -> Pipe:
-    p = _PipeParser(src)
+def _parse_pipe(src: str, extra: frozenset[str] = frozenset()) -> Pipe:
+    p = _PipeParser(src, extra)
     pipe = p.pipe()
     if p.i != len(p.toks):
         raise TemplateError(f"unexpected {p.toks[p.i][1]!r} in action")
     return pipe
 
 
-def _parse_nodes(text: str) -> list[Node]:
+def _parse_nodes(text: str, extra: frozenset[str] = frozenset()) -> list[Node]:
     root: list[Node] = []
     stack: list[tuple[If, list[Node]]] = []
     cur = root
@@ -167,7 +176,7 @@ def _parse_nodes(text: str) -> list[Node]:
         if body.startswith("/*"):
             continue
         if word == "if":
-            node = If([(_parse_pipe(body[2:]), [])], [])
+            node = If([(_parse_pipe(body[2:], extra), [])], [])
             cur.append(node)
             stack.append((node, cur))
             cur = node.branches[0][1]
@@ -175,7 +184,7 @@ def _parse_nodes(text: str) -> list[Node]:
             node = stack[-1][0]
             rest = body[4:].strip()
             if rest.startswith("if "):
-                node.branches.append((_parse_pipe(rest[3:]), []))
+                node.branches.append((_parse_pipe(rest[3:], extra), []))
                 cur = node.branches[-1][1]
             else:
                 cur = node.otherwise
@@ -184,7 +193,7 @@ def _parse_nodes(text: str) -> list[Node]:
         elif word in ("else", "end", "range", "with", "define", "template", "block"):
             raise TemplateError(f"unexpected {{{{{word}}}}}")
         else:
-            cur.append(Action(_parse_pipe(body)))
+            cur.append(Action(_parse_pipe(body, extra)))
     if stack:
         raise TemplateError("unexpected EOF")
     tail = text[pos:]
@@ -204,17 +213,20 @@ class Template:
     """A compiled template; `render(labels, line, ts, limit)` returns the text (at most
     `limit` bytes of UTF-8) or raises TemplateError."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, funcs: Mapping[str, Callable[..., Any]] | None = None) -> None:
         self.text = text
-        self.nodes = _parse_nodes(text)
+        self.funcs = dict(funcs or {})
+        self.nodes = _parse_nodes(text, frozenset(self.funcs))
         self.static = text if "{{" not in text else None
 
     def render(self, labels: Mapping[str, str], line: str, ts: int,
-               limit: int = DEFAULT_MAX_LINE_SIZE) -> str:
+               limit: int = DEFAULT_MAX_LINE_SIZE, data: Mapping[str, Any] | None = None,
+               variables: Mapping[str, Any] | None = None) -> str:
+        """`data`: what fields walk instead of the labels; `variables`: `$name`s."""
         if self.static is not None:
             text = self.static
         else:
-            ctx = _Ctx(labels, line, ts, limit)
+            ctx = _Ctx(labels, line, ts, limit, self.funcs, data, variables or {})
             out: list[str] = []
             _run(self.nodes, ctx, out)
             text = "".join(out)
@@ -230,7 +242,22 @@ class _Ctx:
     line: str
     ts: int
     limit: int  # characters the output may still take
+    funcs: Mapping[str, Callable[..., Any]]
+    data: Mapping[str, Any] | None
+    variables: Mapping[str, Any]
     written: int = 0
+
+
+def _walk(value: Any, path: str) -> Any:
+    """`.a.b` over nested maps, as Go's text/template walks a map: `<no value>` when a
+    key is missing."""
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            raise TemplateError(f"can't evaluate field {part} in type {type(value).__name__}")
+        if part not in value:
+            return "<no value>"
+        value = value[part]
+    return value
 
 
 def _emit(text: str, ctx: _Ctx, out: list[str]) -> None:
@@ -270,9 +297,16 @@ def _arg(a: tuple[str, Any], ctx: _Ctx) -> Any:
     if kind == "lit":
         return v
     if kind == "field":
+        if ctx.data is not None:
+            return ctx.data if v == "" else _walk(ctx.data, v)
         if v == "":
             return dict(ctx.labels)
         return ctx.labels.get(v, "")
+    if kind == "var":
+        name, _, path = v.partition(".")
+        if name not in ctx.variables:
+            raise TemplateError(f'undefined variable "${name}"')
+        return _walk(ctx.variables[name], path) if path else ctx.variables[name]
     if kind == "pipe":
         return _pipe(v, ctx)
     return _call(v, [], ctx)
@@ -286,7 +320,10 @@ def _call(name: str, args: list[Any], ctx: _Ctx) -> Any:
     if name == "now":
         return Timestamp(int(datetime.now(UTC).timestamp() * 1e9))
     try:
-        out = FUNCS[name](*args, limit=ctx.limit) if name in SIZED else FUNCS[name](*args)
+        if name in ctx.funcs:
+            out = ctx.funcs[name](*args)
+        else:
+            out = FUNCS[name](*args, limit=ctx.limit) if name in SIZED else FUNCS[name](*args)
     except TemplateError:
         raise
     except (TypeError, ValueError, ArithmeticError, re2.error) as exc:
@@ -308,5 +345,6 @@ def _cmd(cmd: Cmd, ctx: _Ctx, piped: Any) -> Any:
     return _arg(head, ctx)
 
 
-def compile_template(text: str) -> Template:
-    return Template(text)
+def compile_template(text: str, funcs: Mapping[str, Callable[..., Any]] | None = None
+                     ) -> Template:
+    return Template(text, funcs)

@@ -10,6 +10,7 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -17,7 +18,7 @@ import re2
 
 from sluiceway.logql._lexer import CONVERTERS
 from sluiceway.logql._regex import compile_re
-from sluiceway.model._timefmt import NAMED_LAYOUTS, go_layout_parser
+from sluiceway.model import NAMED_LAYOUTS, go_layout_parser
 
 
 class TemplateError(ValueError):
@@ -50,15 +51,37 @@ class Timestamp:
         return text + " +0000 UTC"
 
 
+def go_float(v: float, verb: str = "g") -> str:
+    """Go's `strconv.FormatFloat(v, verb, -1, 64)` for verb `g` (what `fmt.Sprint` and
+    templates print: `2`, `0.5`, `1e+06`) or `e` (Prometheus' alert values: `2e+00`)."""
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    sign = "-" if math.copysign(1.0, v) < 0 else ""
+    if v == 0:
+        return sign + ("0e+00" if verb == "e" else "0")
+    _, digits_t, exp = Decimal(repr(abs(v))).as_tuple()
+    digits = "".join(map(str, digits_t)).rstrip("0") or "0"
+    assert isinstance(exp, int)
+    x = exp + len(digits_t) - 1  # the exponent of d.ddd form
+    if verb == "e" or x < -4 or x >= 6:  # shortest %g switches to %e from 1e+06 on
+        mant = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{sign}{mant}e{'-' if x < 0 else '+'}{abs(x):02d}"
+    if x < 0:
+        return f"{sign}0.{'0' * (-x - 1)}{digits}"
+    whole = digits[: x + 1].ljust(x + 1, "0")
+    frac = digits[x + 1 :]
+    return sign + whole + ("." + frac if frac else "")
+
+
 def to_text(v: Any) -> str:
     if v is None:
         return ""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
-        if v == int(v) and abs(v) < 1e21:
-            return str(int(v))
-        return repr(v)
+        return go_float(v)
     return str(v)
 
 
@@ -275,7 +298,7 @@ def _converter(kind: str) -> Callable[[Any], float]:
             raise TypeError(f"wrong type for value; expected string; got {_go_type(v)}")
         out = convert(v)
         if out is None:
-            raise ValueError(detail.format(v))
+            raise ValueError(detail(v))
         return out
 
     return call

@@ -1,7 +1,24 @@
-"""Core value types shared by every package: label sets and stream batches."""
+"""Core value types shared by every package: label sets and stream batches; config units,
+the config loaders' messages, and Go's ways of reading and writing sizes, durations and
+times."""
 
 from sluiceway.model._batch import Metadata, StreamBatch
 from sluiceway.model._block import EntryBlock
+from sluiceway.model._config_keys import (
+    config_error_text,
+    did_you_mean,
+    known_keys,
+    unknown_key,
+    validation_messages,
+)
+from sluiceway.model._gofmt import (
+    format_go_duration,
+    format_go_time,
+    format_loki_size,
+    format_prom_duration,
+    parse_humanize_bytes,
+    parse_loki_size,
+)
 from sluiceway.model._labels import (
     LABEL_NAME_RE,
     LabelError,
@@ -13,10 +30,35 @@ from sluiceway.model._labels import (
     validate_label_names,
 )
 from sluiceway.model._matcher import Matcher, matches_all
-from sluiceway.model._units import Bytes, Duration, parse_duration, parse_size
+from sluiceway.model._timefmt import (
+    EARLIEST_NS,
+    LATEST_NS,
+    NAMED_LAYOUTS,
+    go_layout_parser,
+    make_parser,
+    now_ns,
+    parse_rfc3339,
+    parse_time_param,
+)
+from sluiceway.model._units import Bytes, Duration, LokiBytes, parse_duration, parse_size
 
 __all__ = [
+    "EARLIEST_NS",
+    "LATEST_NS",
     "Bytes",
+    "LokiBytes",
+    "config_error_text",
+    "did_you_mean",
+    "format_go_duration",
+    "format_go_time",
+    "format_loki_size",
+    "format_prom_duration",
+    "known_keys",
+    "parse_humanize_bytes",
+    "parse_loki_size",
+    "parse_time_param",
+    "unknown_key",
+    "validation_messages",
     "Duration",
     "parse_duration",
     "parse_size",
@@ -33,4 +75,9 @@ __all__ = [
     "parse_labels",
     "quote",
     "validate_label_names",
+    "NAMED_LAYOUTS",
+    "go_layout_parser",
+    "make_parser",
+    "now_ns",
+    "parse_rfc3339",
 ]

@@ -1,12 +1,15 @@
 """Timestamp parsers: RFC3339, unix epochs and Go reference-time layouts (the agent's
-`timestamp` stage and LogQL's `toDate`)."""
+`timestamp` stage and LogQL's `toDate`), and `parse_time_param`, the one reader of time
+parameters for the server's API and the query CLI."""
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Literal
 
 Parser = Callable[[str], int]  # text -> Unix ns; raises ValueError
 
@@ -115,3 +118,48 @@ def make_parser(fmt: str) -> Parser:
 
 def now_ns() -> int:
     return time.time_ns()
+
+
+# Unix nanoseconds as Loki holds them (int64).
+EARLIEST_NS, LATEST_NS = -(2**63), 2**63 - 1
+EpochDigits = Literal["loki", "auto"]
+
+
+def parse_time_param(text: str, epoch: EpochDigits = "loki") -> int:
+    """A time as Loki's HTTP API reads one, in Unix ns (the server's `start`/`end`/`time`
+    and `sluiceway query --from/--to` share this):
+
+    - with a `.`: Unix seconds as a float, the fraction rounded to the millisecond, as
+      Loki does;
+    - an integer: `epoch="loki"` reads up to 10 digits as seconds and longer ones as
+      nanoseconds (Loki's rule); `epoch="auto"` (the CLI) reads it by its number of digits:
+      up to 10 seconds, 13 milliseconds, 16 microseconds, more nanoseconds;
+    - else RFC3339, every digit of the fraction kept (nanoseconds); no zone means UTC.
+
+    Raises ValueError for text that is none of these. The result may lie outside int64
+    (`EARLIEST_NS`..`LATEST_NS`); callers check that with their own message."""
+    v = text.strip()
+    if "." in v:
+        try:
+            f = float(v)
+        except ValueError:
+            pass
+        else:
+            if math.isnan(f):
+                raise ValueError(f"not a time: {text!r}")
+            if math.isinf(f):
+                return LATEST_NS + 1 if f > 0 else EARLIEST_NS - 1
+            frac, sec = math.modf(f)
+            return int(sec) * 1_000_000_000 + round(frac * 1000) * 1_000_000
+    digits = v[1:] if v[:1] in "+-" else v
+    if digits.isascii() and digits.isdigit():
+        n = int(v)
+        if epoch == "loki":
+            return n * 1_000_000_000 if len(digits) <= 10 else n
+        scale = (1_000_000_000 if len(digits) <= 10 else 1_000_000 if len(digits) <= 13
+                 else 1_000 if len(digits) <= 16 else 1)
+        return n * scale
+    try:
+        return parse_rfc3339(v)
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"not a time: {text!r}") from exc

@@ -8,6 +8,8 @@ from typing import Annotated, TypeVar
 
 from pydantic import BeforeValidator
 
+from sluiceway.model._gofmt import parse_loki_size
+
 T = TypeVar("T")
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
@@ -71,3 +73,5 @@ def _validated(parse: Callable[[object], T]) -> Callable[[object], T]:
 # Config field types: accept `16MiB` / `1h30m` in YAML and environment variables.
 Bytes = Annotated[int, BeforeValidator(_validated(parse_size))]
 Duration = Annotated[float, BeforeValidator(_validated(parse_duration))]
+# Sizes in Loki's limits (`flagext.ByteSize`): `1KB` is 1024 bytes there.
+LokiBytes = Annotated[int, BeforeValidator(_validated(parse_loki_size))]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 
 from sluiceway import __version__
-from sluiceway.logql import QueryError, QueryTimeout
+from sluiceway.logql import QueryError, QueryTimeout, ResultsCache
 from sluiceway.server import (
     _routes_es,
     _routes_index,
@@ -18,15 +19,18 @@ from sluiceway.server import (
     _routes_otlp,
     _routes_push,
     _routes_query,
+    _routes_rules,
     _routes_tail,
 )
 from sluiceway.server._config import Config
 from sluiceway.server._context import UI_DIR, ServerContext, bad
 from sluiceway.server._ingest_pool import IngestPool
 from sluiceway.server._metrics import RequestMetricsMiddleware, ServerMetrics
+from sluiceway.server._overrides import TenantLimits
 from sluiceway.server._params import ParamError
 from sluiceway.server._pipeline import PipelineRegistry
-from sluiceway.server._ratelimit import IngestionRateLimiter
+from sluiceway.server._ratelimit import IngestionRateLimiter, StreamRateLimiter
+from sluiceway.server._ruler import RulerCollector, build_ruler
 from sluiceway.server._streamlimit import StreamLimiter
 from sluiceway.server._tail import TailHub
 from sluiceway.store import Store, StoreConfig
@@ -34,17 +38,22 @@ from sluiceway.wire import BodyTooLarge
 
 
 def store_config(cfg: Config) -> StoreConfig:
-    s = cfg.storage
+    """The store's settings; Loki's `compactor` keys, when set, win over ours."""
+    s, c = cfg.storage, cfg.compactor
+    compaction_interval = c.compaction_interval or s.compaction_interval
+    retention_interval = (c.apply_retention_interval or c.compaction_interval
+                          or s.retention_check_interval)
     return StoreConfig(
         data_dir=s.data_dir, wal_sync=s.wal_sync, wal_sync_interval_s=s.wal_sync_interval,
         wal_segment_bytes=s.wal_segment_size, max_wal_bytes=s.max_wal_size,
         chunk_target_bytes=s.chunk_target_size, max_chunk_age_s=s.max_chunk_age,
         chunk_idle_s=s.chunk_idle_period, compression_level=s.compression_level,
-        flush_check_interval_s=s.flush_check_period, retention_period_s=s.retention_period,
-        retention_check_interval_s=s.retention_check_interval, cache_bytes=s.cache_size,
+        flush_check_interval_s=s.flush_check_period,
+        retention_period_s=cfg.retention_period(cfg.limits),
+        retention_check_interval_s=retention_interval, cache_bytes=s.cache_size,
         flush_on_shutdown=s.flush_on_shutdown, compaction_enabled=s.compaction_enabled,
         compaction_level=s.compaction_level, compaction_target_bytes=s.compaction_target_size,
-        compaction_min_age_s=s.compaction_min_age, compaction_interval_s=s.compaction_interval)
+        compaction_min_age_s=s.compaction_min_age, compaction_interval_s=compaction_interval)
 
 
 def _errors(app: FastAPI) -> None:
@@ -68,23 +77,45 @@ def _errors(app: FastAPI) -> None:
     app.add_exception_handler(BodyTooLarge, too_large)  # a POST form on a read
 
 
-def create_app(cfg: Config, store: Store | None = None,
-               pool: IngestPool | None = None) -> FastAPI:
-    """Build the app; the store is opened at startup unless one is given."""
-    rate = IngestionRateLimiter(cfg.limits.ingestion_rate_mb, cfg.limits.ingestion_burst_size_mb)
+def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None = None,
+               limits: TenantLimits | None = None) -> FastAPI:
+    """Build the app; the store is opened at startup unless one is given. `limits`: the
+    per-tenant limits already loaded (else read here; ConfigError when they cannot be)."""
+    if limits is None:
+        limits = TenantLimits(cfg.limits, cfg.runtime_config)
+        limits.load()
     pipeline = PipelineRegistry(cfg.server.heartbeat_stale_factor,
                                 cfg.server.heartbeat_max_reporters)
-    hub = TailHub(cfg.limits.max_concurrent_tail_requests, cfg.limits.max_tail_buffer_size)
-    ctx = ServerContext(cfg, ServerMetrics(), pipeline, hub, pool or IngestPool(0), rate,
-                        StreamLimiter(cfg.limits.max_global_streams_per_user), store)
+    hub = TailHub(limits.get)
+    results = (ResultsCache(cfg.server.results_cache_size)
+               if cfg.server.results_cache_size else None)
+    ctx = ServerContext(cfg, ServerMetrics(), pipeline, hub, pool or IngestPool(0),
+                        IngestionRateLimiter(), StreamLimiter(), StreamRateLimiter(), limits,
+                        store, results_cache=results)
     ctx.metrics.bind_tail(hub)
+    ctx.ruler = build_ruler(cfg, ctx)
+    ctx.metrics.registry.register(RulerCollector(ctx.ruler))
+
+    def retention_for(tenant: str) -> float:
+        return cfg.retention_period(limits.get(tenant))
+
+    if store is not None:
+        store.retention_for = retention_for
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if ctx.opened_store is None:
             ctx.opened_store = await run_in_threadpool(Store, store_config(cfg))
+            ctx.store.retention_for = retention_for
         ctx.metrics.bind_store(ctx.store)
+        watcher = asyncio.create_task(limits.watch()) if limits.files else None
+        if ctx.ruler is not None:
+            await ctx.ruler.start()
         yield
+        if ctx.ruler is not None:
+            await ctx.ruler.stop()
+        if watcher is not None:
+            watcher.cancel()
         ctx.pool.close()
         await run_in_threadpool(ctx.store.close)
 
@@ -96,6 +127,9 @@ def create_app(cfg: Config, store: Store | None = None,
     for module in (_routes_push, _routes_otlp, _routes_es, _routes_query, _routes_index,
                    _routes_tail, _routes_ops):
         app.include_router(module.router)
+    app.include_router(_routes_rules.views)
+    if cfg.ruler.enable_api:
+        app.include_router(_routes_rules.rules_api)
     if UI_DIR.is_dir():
         # Last, so every API route wins; `html=True` serves index.html at `/`.
         app.mount("/", StaticFiles(directory=UI_DIR, html=True), name="ui")

@@ -1,4 +1,4 @@
-"""`sluiceway server` and `sluiceway up`."""
+"""`sluiceway server` (`sluiceway up` is the top-level `sluiceway._up`)."""
 
 from __future__ import annotations
 
@@ -36,16 +36,3 @@ def server(
     except (ConfigError, StartupError) as exc:
         _fail(str(exc))
 
-
-def up(
-    listen: Annotated[str, typer.Option(help="HOST:PORT for the server")] = "127.0.0.1:3100",
-    data_dir: Annotated[Path, typer.Option(help="Server data directory")] = Path("./data"),
-    demo: Annotated[bool, typer.Option(help="Also run a demo agent shipping sample logs")] = True,
-) -> None:
-    """Start the single-node stack: server + UI, and a demo agent feeding it."""
-    from sluiceway.server._up import run_stack
-
-    try:
-        run_stack(listen, data_dir, demo)
-    except (ConfigError, StartupError) as exc:
-        _fail(str(exc))

@@ -1,4 +1,5 @@
-"""Server configuration: YAML file, then `SLUICEWAY_<SECTION>__<KEY>` environment overrides."""
+"""Server configuration: YAML file (ours, or Loki's: see `_loki_config`), then
+`SLUICEWAY_<SECTION>__<KEY>` environment overrides."""
 
 from __future__ import annotations
 
@@ -6,10 +7,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from sluiceway.model import Bytes, Duration
+from sluiceway.model import Bytes, Duration, LokiBytes, config_error_text, validation_messages
+from sluiceway.server._config_ruler import RulerSection, RulerStorageSection
+from sluiceway.server._loki_config import translate
+
+DeletionMode = Literal["disabled", "filter-only", "filter-and-delete"]
+
+
+def _log_level(value: object) -> object:
+    return "warning" if value == "warn" else value  # Loki's spelling
 
 
 class _Section(BaseModel):
@@ -18,7 +27,8 @@ class _Section(BaseModel):
 
 class ServerSection(_Section):
     listen: str = "127.0.0.1:3100"
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Annotated[Literal["debug", "info", "warning", "error"],
+                         BeforeValidator(_log_level)] = "info"
     max_body_size: Bytes = 64 << 20
     default_tenant: str = "fake"
     auth_enabled: bool = False  # when true, X-Scope-OrgID is required (401 without)
@@ -26,6 +36,8 @@ class ServerSection(_Section):
     heartbeat_max_size: Bytes = 64 * 1024  # larger heartbeats get 413
     heartbeat_max_reporters: Annotated[int, Field(ge=1)] = 1000  # per tenant; then 429
     ingest_workers: int | None = None  # decode processes; default: one per core beyond the first
+    # Results of closed query splits kept in memory (Loki's results cache); 0 = off.
+    results_cache_size: Bytes = 100 << 20
 
 
 class QuerierSection(_Section):
@@ -55,8 +67,41 @@ class StorageSection(_Section):
     compaction_interval: Duration = 600.0
 
 
+class CompactorSection(_Section):
+    """Loki's `compactor` keys. `compaction_interval` and `apply_retention_interval`, when
+    set, replace `storage.compaction_interval` / `retention_check_interval`;
+    `retention_enabled` makes `limits.retention_period` apply (as in Loki). The deletion
+    keys are read for the delete API."""
+
+    working_directory: Path | None = None
+    compaction_interval: Duration | None = None
+    apply_retention_interval: Duration = 0.0  # 0: with every compaction (Loki)
+    retention_enabled: bool = False
+    retention_delete_delay: Duration = 7200.0
+    delete_request_store: str | None = None
+    delete_request_cancel_period: Duration = 86400.0
+    delete_max_interval: Duration = 86400.0
+    deletion_mode: DeletionMode | None = None  # Loki 2.x's place; limits.deletion_mode since
+
+
+class RuntimeConfigSection(_Section):
+    """Loki's `runtime_config`: per-tenant `overrides:` of the limits in these YAML files
+    (comma-separated), re-read every `period` without a restart."""
+
+    file: str | None = None
+    period: Duration = Field(default=10.0, gt=0)
+
+    @property
+    def files(self) -> list[Path]:
+        return [Path(f.strip()) for f in (self.file or "").split(",") if f.strip()]
+
+
 class LimitsSection(_Section):
-    max_line_size: Bytes = 256_000
+    """Loki's `limits_config`, per tenant (`runtime_config` overrides). Sizes here are
+    Loki's: `1KB` is 1024 bytes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_line_size: LokiBytes = 256 << 10  # Loki's 256KB
     max_line_size_truncate: bool = False
     reject_old_samples: bool = True
     reject_old_samples_max_age: Duration = 7 * 86400.0
@@ -65,20 +110,35 @@ class LimitsSection(_Section):
     max_label_names_per_series: int = 15
     max_label_name_length: int = 1024
     max_label_value_length: int = 2048
-    max_structured_metadata_size: Bytes = 64 * 1024
+    max_structured_metadata_size: LokiBytes = 64 << 10
     max_structured_metadata_entries_count: int = 128
     max_entries_limit_per_query: int = 5000
     max_query_length: Duration = 721 * 3600.0
+    # Loki's: reads see at most this far back (start moved up, or an empty answer); 0: all.
+    max_query_lookback: Duration = 0.0
     max_query_series: int = 500
     query_timeout: Duration = 60.0
+    # Query execution (Loki's names): threads of one query (capped by the cores), the
+    # time split, and bytes of log lines a query may read (0 = no limit).
+    max_query_parallelism: Annotated[int, Field(ge=1)] = 32
+    split_queries_by_interval: Duration = 3600.0
+    max_query_bytes_read: Bytes = 0
+    max_cache_freshness_per_query: Duration = 600.0  # newer splits are never cached
     max_concurrent_tail_requests: Annotated[int, Field(ge=0)] = 10  # per tenant; 0: no limit
-    max_tail_buffer_size: Bytes = 4 << 20  # per live tail session, before entries are dropped
+    max_tail_buffer_size: LokiBytes = 4 << 20  # per live tail session, then entries drop
     # Loki's defaults are 4 / 6; off here until set: a single node has no neighbours to
     # protect, and a default that refuses a busy app's logs is the surprise we avoid.
     ingestion_rate_mb: Annotated[float, Field(ge=0)] = 0.0
     ingestion_burst_size_mb: Annotated[float, Field(ge=0)] = 6.0
     # Loki's default: active streams per tenant; 0 = no limit.
     max_global_streams_per_user: Annotated[int, Field(ge=0)] = 5000
+    # Bytes per second per stream, bursts to `_burst` (Loki's 15MB). 0 = no limit: off
+    # until set, like the tenant rate (Loki's default is 3MB).
+    per_stream_rate_limit: LokiBytes = 0
+    per_stream_rate_limit_burst: LokiBytes = 15 << 20
+    # Applies only with `compactor.retention_enabled` (Loki's rule); 0: keep forever.
+    retention_period: Duration = 0.0
+    deletion_mode: DeletionMode = "filter-and-delete"
 
 
 class Config(BaseSettings):
@@ -88,6 +148,23 @@ class Config(BaseSettings):
     querier: QuerierSection = QuerierSection()
     storage: StorageSection = StorageSection()
     limits: LimitsSection = LimitsSection()
+    ruler: RulerSection = RulerSection()
+    ruler_storage: RulerStorageSection = RulerStorageSection()
+    compactor: CompactorSection = CompactorSection()
+    runtime_config: RuntimeConfigSection = RuntimeConfigSection()
+    # Keys of a Loki config that have no effect here (dotted, as the file spells them).
+    _loki_ignored: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def loki_ignored(self) -> list[str]:
+        return self._loki_ignored
+
+    def retention_period(self, limits: LimitsSection) -> float:
+        """Seconds a tenant with `limits` keeps its data (0: forever): Loki's
+        `retention_period` with `compactor.retention_enabled`, else `storage.retention_period`."""
+        if self.compactor.retention_enabled and limits.retention_period > 0:
+            return limits.retention_period
+        return self.storage.retention_period
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],
@@ -103,8 +180,19 @@ class ConfigError(ValueError):
     """A config file or override that cannot be used; the message says what and where."""
 
 
+def _sections() -> dict[str, type[BaseModel]]:
+    out: dict[str, type[BaseModel]] = {}
+    for name, f in Config.model_fields.items():
+        if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel):
+            out[name] = f.annotation
+    return out
+
+
 def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read `path` (our YAML, or a Loki config), apply dotted `overrides` (CLI flags) and
+    the environment. Raises ConfigError with one line per problem."""
     data: dict[str, Any] = {}
+    where = f"invalid configuration in {path}" if path else "invalid configuration"
     if path is not None:
         try:
             loaded = yaml.safe_load(path.read_text())
@@ -115,12 +203,29 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> C
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config {path} must be a mapping of sections")
         data = loaded or {}
+    t = translate(data, _sections())
+    data = t.data
     for dotted, value in (overrides or {}).items():
         section, key = dotted.split(".", 1)
-        data.setdefault(section, {})[key] = value
+        if not isinstance(data.get(section), dict):
+            data[section] = {}
+        data[section][key] = value
+
+    def spell(loc: tuple[str | int, ...]) -> str:
+        parts = [str(p) for p in loc]
+        if parts and parts[0] in t.spelled:
+            parts[0] = t.spelled[parts[0]]
+        return ".".join(parts)
+
     try:
-        return Config(**data)
+        cfg = Config(**data)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        where = f" in {path}" if path else ""
-        raise ConfigError(f"invalid configuration{where}:\n" + "\n".join(lines)) from exc
+        errors = [*t.errors, *validation_messages(exc, Config, spell)]
+        raise ConfigError(config_error_text(where, errors)) from exc
+    if t.errors:
+        raise ConfigError(config_error_text(where, t.errors))
+    cfg._loki_ignored = t.ignored
+    if cfg.limits.retention_period and not cfg.compactor.retention_enabled:
+        cfg._loki_ignored.append(f"{t.spelled.get('limits', 'limits')}.retention_period "
+                                 "(without compactor.retention_enabled: true, as in Loki)")
+    return cfg

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,13 +15,15 @@ from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, Response
 
-from sluiceway.logql import DEFAULT_MAX_LINE_SIZE, Deadline
+from sluiceway.logql import DEFAULT_MAX_LINE_SIZE, Deadline, ExecOptions, ResultsCache
+from sluiceway.ruler import Ruler
 from sluiceway.server._body import read_body
 from sluiceway.server._config import Config, LimitsSection
 from sluiceway.server._ingest_pool import IngestPool
 from sluiceway.server._metrics import ServerMetrics
+from sluiceway.server._overrides import TenantLimits
 from sluiceway.server._pipeline import PipelineRegistry
-from sluiceway.server._ratelimit import IngestionRateLimiter
+from sluiceway.server._ratelimit import IngestionRateLimiter, StreamRateLimiter
 from sluiceway.server._streamlimit import StreamLimiter
 from sluiceway.server._tail import TailHub
 from sluiceway.server._tenants import parse_tenants
@@ -39,12 +42,34 @@ class ServerContext:
     pool: IngestPool
     rate: IngestionRateLimiter
     streams: StreamLimiter
+    stream_rate: StreamRateLimiter
+    overrides: TenantLimits
     opened_store: Store | None = None
+    ruler: Ruler | None = None
+    results_cache: ResultsCache | None = None  # results of closed query splits
     clock: Callable[[], float] = time.monotonic  # for query deadlines (tests set their own)
 
-    @property
-    def limits(self) -> LimitsSection:
-        return self.cfg.limits
+    def limits_for(self, tenant: str) -> LimitsSection:
+        """The tenant's limits: the config's, with its runtime overrides."""
+        return self.overrides.get(tenant)
+
+    def read_limits(self, tenants: list[str]) -> LimitsSection:
+        """The limits of a read over `tenants`, as Loki combines them: the smallest
+        non-zero of each size and length limit, the longest timeout."""
+        first = self.limits_for(tenants[0])
+        if len(tenants) == 1:
+            return first
+        each = [self.limits_for(t) for t in tenants]
+
+        def smallest(name: str) -> float:
+            values = [v for x in each if (v := getattr(x, name))]
+            return min(values) if values else 0
+
+        names = ("max_entries_limit_per_query", "max_query_length", "max_query_lookback",
+                 "max_query_series", "max_line_size")
+        update: dict[str, float] = {n: smallest(n) for n in names}
+        update["query_timeout"] = max(x.query_timeout for x in each)
+        return first.model_copy(update=update)
 
     @property
     def store(self) -> Store:
@@ -52,15 +77,24 @@ class ServerContext:
             raise RuntimeError("the store is not open yet")
         return self.opened_store
 
-    @property
-    def template_cap(self) -> int:
+    @staticmethod
+    def template_cap(limits: LimitsSection) -> int:
         """Bytes a query's template may write: `max_line_size` (Loki's default when 0)."""
-        return self.limits.max_line_size or DEFAULT_MAX_LINE_SIZE
+        return limits.max_line_size or DEFAULT_MAX_LINE_SIZE
 
-    def deadline(self) -> Deadline | None:
-        """When a query starting now must stop (`limits.query_timeout`; 0: never)."""
-        timeout = self.limits.query_timeout
+    def deadline(self, limits: LimitsSection) -> Deadline | None:
+        """When a query starting now must stop (`query_timeout`; 0: never)."""
+        timeout = limits.query_timeout
         return Deadline(timeout, self.clock) if timeout else None
+
+    def exec_options(self, limits: LimitsSection) -> ExecOptions:
+        """How a query's work runs, from the limits (Loki's names): threads (capped by the
+        cores), time splits, bytes it may read, the results cache."""
+        return ExecOptions(
+            parallelism=min(limits.max_query_parallelism, os.cpu_count() or 1),
+            split_ns=int(limits.split_queries_by_interval * 1e9),
+            max_bytes_read=int(limits.max_query_bytes_read), cache=self.results_cache,
+            cache_freshness_ns=int(limits.max_cache_freshness_per_query * 1e9))
 
     def tenants(self, headers: Headers, allow_many: bool) -> list[str]:
         """Tenant ids from X-Scope-OrgID, or the default tenant. `allow_many` marks a read:

@@ -17,8 +17,7 @@ import numpy as np
 
 from sluiceway.model import LABEL_NAME_RE, EntryBlock, Metadata, format_labels
 from sluiceway.server._config import LimitsSection
-from sluiceway.store import Store
-from sluiceway.store._record import decode_record, encode_record
+from sluiceway.store import Store, decode_record, encode_record
 from sluiceway.wire import decode_push_blocks
 
 _MAX_DETAILS = 10
@@ -54,7 +53,7 @@ def check_labels(labels: dict[str, str], limits: LimitsSection) -> None:
         raise PushError("error at least one label pair is required per stream")
     text = format_labels(labels)
     if len(labels) > limits.max_label_names_per_series:
-        raise PushError(f"stream '{text}' has {len(labels)} label names; limit "
+        raise PushError(f"entry for stream '{text}' has {len(labels)} label names; limit "
                         f"{limits.max_label_names_per_series}")
     for name, value in labels.items():
         if not LABEL_NAME_RE.fullmatch(name):

@@ -22,10 +22,8 @@ from sluiceway.server._distributor import (
     validate,
     wal_record,
 )
-from sluiceway.server._streamlimit import stream_limit_message
 from sluiceway.store import Store
-from sluiceway.wire import batches_to_blocks
-from sluiceway.wire._es_bulk import BulkItem, decode_bulk, items_to_batches
+from sluiceway.wire import BulkItem, batches_to_blocks, decode_bulk, items_to_batches
 
 _SHARDS = {"total": 1, "successful": 1, "failed": 0}
 _UNREADABLE = "document_parsing_exception"
@@ -96,16 +94,17 @@ def finish_bulk(tenant: str, bp: BulkPrepared, data: bytes, index: str | None,
                       p.details), *wal_record(tenant, v.blocks))
 
 
-def refuse_streams(tenant: str, bp: BulkPrepared, data: bytes, index: str | None,
-                   fields: list[str], refused: list[EntryBlock], now_ns: int) -> None:
-    """The items of streams the tenant's stream limit refused get Elasticsearch's
-    per-item 429, which shippers retry item by item; the other items were stored."""
-    keys = {tuple(sorted(b.labels.items())) for b in refused}
+def refuse_streams(bp: BulkPrepared, data: bytes, index: str | None, fields: list[str],
+                   refused: list[tuple[EntryBlock, str]], now_ns: int) -> None:
+    """The items of streams the tenant's stream limit or per-stream rate limit refused
+    (block, Loki's text) get Elasticsearch's per-item 429, which shippers retry item by
+    item; the other items were stored."""
+    keys = {tuple(sorted(b.labels.items())): msg for b, msg in refused}
     items = decode_bulk(data, index, fields, now_ns)
     for k, (it, status) in enumerate(zip(items, bp.statuses, strict=True)):
-        if status[3] is None and tuple(sorted(it.labels.items())) in keys:
-            bp.statuses[k] = (it.action, it.index, it.doc_id, (
-                _REJECTED, stream_limit_message(it.labels, tenant)))
+        msg = keys.get(tuple(sorted(it.labels.items())))
+        if status[3] is None and msg is not None:
+            bp.statuses[k] = (it.action, it.index, it.doc_id, (_REJECTED, msg))
     bp.items_json = items_json(bp.statuses)
 
 

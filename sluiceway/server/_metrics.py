@@ -25,6 +25,11 @@ class ServerMetrics:
         self.lines_rejected = Counter("sluiceway_discarded_samples_total",
                                       "Lines rejected, by reason (Loki's discarded_samples)",
                                       ["tenant", "reason"], registry=r)
+        self.query_blocks = Counter("sluiceway_query_blocks_read_total",
+                                    "Blocks of log lines read by queries", registry=r)
+        self.queries_cancelled = Counter("sluiceway_queries_cancelled_total",
+                                         "Queries stopped because their client disconnected",
+                                         registry=r)
         self.requests = Histogram("sluiceway_request_duration_seconds",
                                   "HTTP request latency", ["route", "status"], registry=r,
                                   buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1,
@@ -119,7 +124,8 @@ def _tenant_counters(s: Store) -> Iterator[CounterMetricFamily]:
     out = CounterMetricFamily(
         "sluiceway_chunks_quarantined", "Chunks taken out of service: corrupt (moved to "
         "quarantine/corrupt), unindexed (labels unknown, moved to quarantine/unindexed), "
-        "missing (named by the index, not on disk)", labels=["tenant", "reason"])
+        "missing (named by the index, not on disk), unreadable (not named by a damaged "
+        "index and its bytes cannot be read: left in place)", labels=["tenant", "reason"])
     for t, ts in list(s.tenants.items()):
         lost.add_metric([t], ts.index_records_lost)
         readded.add_metric([t], ts.chunks_readded)

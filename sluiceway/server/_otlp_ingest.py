@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from sluiceway.server._config import LimitsSection
 from sluiceway.server._distributor import Prepared, validate
-from sluiceway.wire import batches_to_blocks
-from sluiceway.wire._otlp import decode_otlp
+from sluiceway.wire import batches_to_blocks, decode_otlp
 
 
 def prepare_otlp(tenant: str, body: bytes, content_type: str | None,

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime
 
-from sluiceway.model import parse_duration, quote
+from sluiceway.model import (
+    EARLIEST_NS,
+    LATEST_NS,
+    format_go_duration,
+    format_prom_duration,
+    parse_duration,
+    parse_time_param,
+    quote,
+)
 
 
 class ParamError(ValueError):
     """A bad request parameter: HTTP 400 with this message."""
 
 
-# Unix nanoseconds as Loki holds them (int64): every time parameter, and every time
-# derived from one, must fall in here or the request is a 400.
-EARLIEST_NS, LATEST_NS = -(2**63), 2**63 - 1
 _NS_SPAN = "between 1677-09-21T00:12:44Z and 2262-04-11T23:47:16Z"
 
 
@@ -25,41 +29,18 @@ def _out_of_range(name: str, value: str) -> ParamError:
 
 
 def parse_time(value: str | None, default_ns: int, name: str = "time") -> int:
-    """Integer = ns (or s when at most 10 digits), float = s, or RFC3339 — as Loki reads them."""
+    """Integer = ns (or s when at most 10 digits), float = s, or RFC3339 with all its
+    digits — as Loki reads them (`sluiceway.model.parse_time_param`)."""
     if value is None or value == "":
         return default_ns
-    ns = _time_ns(value.strip())
-    if ns is None:
+    try:
+        ns = parse_time_param(value)
+    except ValueError:
         raise ParamError(f"invalid {name} parameter {quote(value)}: use Unix nanoseconds, "
-                         "Unix seconds with a fraction, or RFC3339")
+                         "Unix seconds with a fraction, or RFC3339") from None
     if not EARLIEST_NS <= ns <= LATEST_NS:
         raise _out_of_range(name, value)
     return ns
-
-
-def _time_ns(v: str) -> int | None:
-    if "." in v:
-        try:
-            f = float(v)
-        except ValueError:
-            pass
-        else:
-            if math.isnan(f):
-                return None
-            if math.isinf(f):
-                return LATEST_NS + 1 if f > 0 else EARLIEST_NS - 1
-            frac, sec = math.modf(f)  # Python's order; Go's Modf gives (int, frac)
-            return int(sec) * 1_000_000_000 + round(frac * 1000) * 1_000_000
-    try:
-        n = int(v)
-        return n * 1_000_000_000 if len(v.lstrip("-")) <= 10 else n
-    except ValueError:
-        pass
-    try:
-        dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
-        return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
-    except (ValueError, OverflowError, OSError):  # a zone-less date near year 1 or 9999
-        return None
 
 
 def parse_duration_ns(value: str, name: str) -> int:
@@ -116,10 +97,44 @@ def parse_limit(value: str | None, default: int, max_limit: int) -> int:
         raise ParamError(f"invalid limit parameter {value!r}: must be an integer") from None
     if limit <= 0:
         raise ParamError("limit must be a positive value")
-    if max_limit and limit > max_limit:
-        raise ParamError(f"max entries limit per query exceeded, limit > max_entries_limit "
-                         f"({limit} > {max_limit})")
+    if max_limit:
+        check_entries_limit(limit, max_limit)
     return limit
+
+
+def check_entries_limit(limit: int, max_limit: int) -> None:
+    """Loki's `max_entries_limit_per_query` (log queries only; 0: none)."""
+    if max_limit and limit > max_limit:
+        raise ParamError(f"max entries limit per query exceeded, limit > "
+                         f"max_entries_limit_per_query ({limit} > {max_limit})")
+
+
+def check_query_length(start: int, end: int, max_length_s: float) -> None:
+    """Loki's `max_query_length` (0: none), its length counted in whole milliseconds."""
+    if not max_length_s:
+        return
+    length_ms = end // 1_000_000 - start // 1_000_000
+    if length_ms * 1_000_000 > max_length_s * 1e9:
+        raise ParamError(f"the query time range exceeds the limit (query length: "
+                         f"{format_go_duration(length_ms * 1_000_000)}, limit: "
+                         f"{format_prom_duration(round(max_length_s * 1e9))})")
+
+
+def lookback_floor(lookback_s: float, now_ns: int | None = None) -> int | None:
+    """The earliest time a read may see under `max_query_lookback` (0: no limit)."""
+    if not lookback_s:
+        return None
+    return (time.time_ns() if now_ns is None else now_ns) - int(lookback_s * 1e9)
+
+
+def within_lookback(start: int, end: int, floor: int | None) -> tuple[int, int] | None:
+    """Loki's `max_query_lookback`: the range moved to start no earlier than `floor`, or
+    None when it ends before that (an empty answer)."""
+    if floor is None:
+        return start, end
+    if end < floor:
+        return None
+    return max(start, floor), end
 
 
 def parse_direction(value: str | None) -> str:

@@ -21,8 +21,7 @@ from sluiceway.server._distributor import PushError
 from sluiceway.server._es_ingest import finish_bulk, prepare_bulk, refuse_streams
 from sluiceway.server._ingest import RateLimited, commit
 from sluiceway.store import WalWriteError
-from sluiceway.wire import BodyTooLarge, WireError
-from sluiceway.wire._compress import decode_content_encoding
+from sluiceway.wire import BodyTooLarge, WireError, decode_content_encoding
 
 log = logging.getLogger("sluiceway.server")
 router = APIRouter()
@@ -65,19 +64,20 @@ async def bulk(request: Request, index: str | None = None) -> Response:
     ctx = ctx_of(request)
     started = time.monotonic()
     tenant = ctx.tenants(request.headers, allow_many=False)[0]
+    limits = ctx.limits_for(tenant)
     max_body = ctx.cfg.server.max_body_size
     fields = [f for f in request.query_params.get("_stream_fields", "").split(",") if f]
     now_ns = time.time_ns()
     try:
         body = await read_body(request, max_body)
         data = decode_content_encoding(body, request.headers.get("content-encoding"), max_body)
-        bp = await ctx.pool.run(prepare_bulk, tenant, data, index, fields, ctx.limits, now_ns)
+        bp = await ctx.pool.run(prepare_bulk, tenant, data, index, fields, limits, now_ns)
     except BodyTooLarge as exc:  # a WireError too: first
         return es_error("content_too_long_exception", str(exc), 413)
     except (WireError, PushError) as exc:
         return es_error("illegal_argument_exception", str(exc))
     v, payload, crc = await run_in_threadpool(finish_bulk, tenant, bp, data, index, fields,
-                                              ctx.limits, ctx.store, now_ns)
+                                              limits, ctx.store, now_ns)
     try:
         refused = await commit(ctx, tenant, v, payload, crc)
     except RateLimited as exc:
@@ -86,9 +86,9 @@ async def bulk(request: Request, index: str | None = None) -> Response:
         log.error("bulk request not stored: %s", exc)
         return es_error("es_rejected_execution_exception",
                         f"could not store the batch, retry later: {exc}", 503)
-    if refused:  # over the tenant's stream limit: those items get a retryable 429
-        await run_in_threadpool(refuse_streams, tenant, bp, data, index, fields, refused,
-                                now_ns)
+    if refused:  # over a stream limit: those items get a retryable 429
+        await run_in_threadpool(refuse_streams, bp, data, index, fields,
+                                [(r.block, r.message) for r in refused], now_ns)
     took = int((time.monotonic() - started) * 1000)
     body = b'{"took":%d,"errors":%s,"items":%s}' % (took, b"true" if bp.errors else b"false",
                                                    bp.items_json)

@@ -10,10 +10,17 @@ from starlette.concurrency import run_in_threadpool
 
 from sluiceway.logql import check_resolution, format_query, parse, parse_selector
 from sluiceway.server._context import JSONResponse, ctx_of, params_of
-from sluiceway.server._params import ParamError, parse_limit, parse_step, time_range
+from sluiceway.server._params import (
+    ParamError,
+    lookback_floor,
+    parse_limit,
+    parse_step,
+    time_range,
+    within_lookback,
+)
 from sluiceway.server._tenants import read_scope
 from sluiceway.server._volume import bucket_edges, volume
-from sluiceway.store._store import index_stats
+from sluiceway.store import index_stats
 
 router = APIRouter()
 
@@ -31,7 +38,11 @@ async def stats(request: Request) -> Response:
     p, q = await _required_query(request)
     start, end = time_range(p, 3600)
     tenants, matchers = read_scope(ctx.tenants(request.headers, True), parse_selector(q))
-    out = await run_in_threadpool(index_stats, ctx.store, tenants, matchers, start, end)
+    scope = within_lookback(start, end,
+                            lookback_floor(ctx.read_limits(tenants).max_query_lookback))
+    if scope is None:  # wholly before max_query_lookback
+        return JSONResponse({"streams": 0, "chunks": 0, "entries": 0, "bytes": 0})
+    out = await run_in_threadpool(index_stats, ctx.store, tenants, matchers, *scope)
     return JSONResponse(out)
 
 
@@ -52,7 +63,7 @@ async def _volume(request: Request, ranged: bool) -> tuple[dict[Any, np.ndarray]
     tenants, matchers = read_scope(ctx.tenants(request.headers, True), parse_selector(q))
     res = await run_in_threadpool(volume, ctx.store, tenants, matchers, start, end, step_ns,
                                   targets, parse_limit(p.get("limit"), 100, 0), agg,
-                                  ctx.deadline())
+                                  ctx.deadline(ctx.read_limits(tenants)))
     return res, start, end, step_ns
 
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from sluiceway.server._distributor import Validated
 from sluiceway.server._ingest import loki_ingest
 from sluiceway.server._otlp_ingest import prepare_otlp
-from sluiceway.wire._otlp import partial_success
+from sluiceway.wire import partial_success
 
 router = APIRouter()
 

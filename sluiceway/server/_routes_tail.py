@@ -65,12 +65,18 @@ def _tail_request(ctx: ServerContext, ws: WebSocket) -> _TailRequest:
     delay = parse_seconds_or_duration(p.get("delay_for") or "0", "delay_for")
     if delay > 5:
         raise ParamError("delay_for can't be greater than 5")
+    tenants = _tenant(ctx, ws)
+    limits = ctx.read_limits(tenants)
+    now = time.time_ns()
+    start = parse_time(p.get("start"), now - 3600 * 10**9, "start")
+    if limits.max_query_lookback:  # the history reaches no further back
+        start = max(start, now - int(limits.max_query_lookback * 1e9))
     return _TailRequest(
         expr=parse(p.get("query") or ""),
-        tenants=_tenant(ctx, ws),
-        limit=parse_limit(p.get("limit"), 100, ctx.limits.max_entries_limit_per_query),
+        tenants=tenants,
+        limit=parse_limit(p.get("limit"), 100, limits.max_entries_limit_per_query),
         delay_s=delay,
-        start=parse_time(p.get("start"), time.time_ns() - 3600 * 10**9, "start"))
+        start=start)
 
 
 @router.websocket("/loki/api/v1/tail")
@@ -114,11 +120,12 @@ def _reason(exc: Exception) -> str:
 async def _session(ctx: ServerContext, ws: WebSocket, req: _TailRequest,
                    session: TailSession) -> None:
     watcher = asyncio.create_task(_until_disconnect(ws))
-    cap = ctx.template_cap
+    limits = ctx.read_limits(req.tenants)
+    cap = ctx.template_cap(limits)
     try:
         hist = await run_in_threadpool(evaluate, StoreSource(ctx.store), req.expr, QueryParams(
             tenants=req.tenants, start=req.start, end=time.time_ns() + 1, limit=req.limit,
-            direction="backward", max_line_size=cap, deadline=ctx.deadline()))
+            direction="backward", max_line_size=cap, deadline=ctx.deadline(limits)))
         first = hist.to_loki_json()
         # A line pushed while the history query ran is in both: send it once.
         sent = {(v[0], v[1]) for s in first["result"] for v in s["values"]}

@@ -89,9 +89,15 @@ def serve(cfg: Config, before_stop: Callable[[], None] | None = None) -> None:
         store_config,
     )
     from sluiceway.server._ingest_pool import IngestPool
+    from sluiceway.server._overrides import TenantLimits
     from sluiceway.store import Store
 
+    if cfg.loki_ignored:
+        log.warning("config: these keys of a Loki config have no effect here: %s",
+                    ", ".join(cfg.loki_ignored))
     split_listen(cfg.server.listen)  # a malformed address fails before anything starts
+    limits = TenantLimits(cfg.limits, cfg.runtime_config)
+    limits.load()  # a bad runtime config: ConfigError, exit 2 before anything starts
     workers = cfg.server.ingest_workers
     # Fork the workers first: no thread and no listening socket exists yet to inherit.
     pool = IngestPool(workers if workers is not None else default_workers())
@@ -115,7 +121,7 @@ def serve(cfg: Config, before_stop: Callable[[], None] | None = None) -> None:
         sock.close()
         pool.close()
         raise StartupError(str(exc)) from None
-    app = create_app(cfg, store, pool)
+    app = create_app(cfg, store, pool, limits)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=10, ws="websockets-sansio")
     server = uvicorn.Server(config) if before_stop is None else _Server(config, before_stop)

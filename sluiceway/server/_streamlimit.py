@@ -36,12 +36,13 @@ class Admission:
 
 
 class StreamLimiter:
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
+    def __init__(self) -> None:
         self._inflight: dict[str, Counter[int]] = {}
 
-    def admit(self, tenant: str, blocks: list[EntryBlock], store: Store) -> Admission:
-        if self.limit <= 0 or not blocks:
+    def admit(self, tenant: str, blocks: list[EntryBlock], store: Store,
+              limit: int) -> Admission:
+        """`limit`: the tenant's `max_global_streams_per_user` (0: none)."""
+        if limit <= 0 or not blocks:
             return Admission(tenant, blocks)
         fps = [fingerprint(b.labels) for b in blocks]
         inflight = self._inflight.setdefault(tenant, Counter())
@@ -52,7 +53,7 @@ class StreamLimiter:
         for b, fp in zip(blocks, fps, strict=True):
             if fp in active or fp in inflight or fp in new:
                 out.blocks.append(b)
-            elif count < self.limit:
+            elif count < limit:
                 count += 1
                 new.add(fp)
                 out.blocks.append(b)

@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sluiceway.logql import SeriesRef
 from sluiceway.model import EntryBlock, Matcher, fingerprint, matches_all
@@ -46,7 +46,7 @@ class BlocksSource:
 
     def blocks(self, ref: SeriesRef, start: int, end: int,
                direction: str) -> Iterator[EntryBlock]:
-        from sluiceway.store._blocks import sort_dedupe
+        from sluiceway.store import sort_dedupe
 
         merged = sort_dedupe(EntryBlock.concat(self.by_fp.get(ref.fp, []))).clip(start, end)
         if len(merged):
@@ -142,12 +142,20 @@ class TailSession:
         self.buffered = 0
 
 
-class TailHub:
-    """The open sessions; `publish` offers each accepted push to those of its tenant."""
+class TailLimits(Protocol):
+    @property
+    def max_concurrent_tail_requests(self) -> int: ...
 
-    def __init__(self, max_per_tenant: int = 10, max_buffer_bytes: int = 4 << 20) -> None:
-        self.max_per_tenant = max_per_tenant
-        self.max_buffer_bytes = max_buffer_bytes
+    @property
+    def max_tail_buffer_size(self) -> int: ...
+
+
+class TailHub:
+    """The open sessions; `publish` offers each accepted push to those of its tenant.
+    `limits_of(tenant)` gives a tenant's limits (its runtime overrides)."""
+
+    def __init__(self, limits_of: Callable[[str], TailLimits]) -> None:
+        self.limits_of = limits_of
         self.sessions: set[TailSession] = set()
         self.dropped: dict[str, int] = {}  # entries dropped for slow clients, by tenant
         self.refused: dict[str, int] = {}  # tails refused by max_concurrent_tail_requests
@@ -156,14 +164,17 @@ class TailHub:
         return sum(1 for s in self.sessions if tenant in s.tenants)
 
     def open(self, tenants: list[str], matchers: Sequence[Matcher] = ()) -> TailSession:
-        """A new session; raises TailLimitExceeded when a tenant has its maximum."""
-        if self.max_per_tenant:
-            for t in tenants:
-                n = self.count(t)
-                if n >= self.max_per_tenant:
-                    self.refused[t] = self.refused.get(t, 0) + 1
-                    raise TailLimitExceeded(n + 1, self.max_per_tenant)
-        s = TailSession(list(tenants), list(matchers), self.max_buffer_bytes)
+        """A new session; raises TailLimitExceeded when a tenant has its maximum. It
+        holds at most the smallest `max_tail_buffer_size` of its tenants."""
+        limits = [self.limits_of(t) for t in tenants]
+        for t, lim in zip(tenants, limits, strict=True):
+            most = lim.max_concurrent_tail_requests
+            n = self.count(t)
+            if most and n >= most:
+                self.refused[t] = self.refused.get(t, 0) + 1
+                raise TailLimitExceeded(n + 1, most)
+        s = TailSession(list(tenants), list(matchers),
+                        min(lim.max_tail_buffer_size for lim in limits))
         self.sessions.add(s)
         return s
 

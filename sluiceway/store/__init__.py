@@ -1,15 +1,22 @@
-"""Single-node storage: WAL with group commit, per-stream heads, zstd chunks, label index."""
+"""Single-node storage: WAL with group commit, per-stream heads, zstd chunks, label index,
+all chunk bytes through an `ObjectStore` (`LocalDir` on one node)."""
 
+from sluiceway.store._blocks import sort_dedupe
 from sluiceway.store._chunk import ChunkError
+from sluiceway.store._objstore import InvalidKey, LocalDir, NotFound, ObjectInfo, ObjectStore
+from sluiceway.store._record import decode_record, encode_record
 from sluiceway.store._store import (
     ChunkWriteError,
     Store,
     StoreConfig,
     StoreError,
     StoreSeries,
+    index_stats,
     lock_data_dir,
 )
 from sluiceway.store._wal import WalPos, WalWriteError
 
-__all__ = ["ChunkError", "ChunkWriteError", "Store", "StoreConfig", "StoreError",
-           "StoreSeries", "WalPos", "WalWriteError", "lock_data_dir"]
+__all__ = ["ChunkError", "ChunkWriteError", "InvalidKey", "LocalDir", "NotFound", "ObjectInfo",
+           "ObjectStore", "Store", "StoreConfig", "StoreError", "StoreSeries", "WalPos",
+           "WalWriteError", "decode_record", "encode_record", "index_stats", "lock_data_dir",
+           "sort_dedupe"]

@@ -16,13 +16,11 @@ import struct
 import threading
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import orjson
 import zstandard
 
-from sluiceway.durable import atomic_write, ensure_dir
 from sluiceway.model import EntryBlock
 
 MAGIC = b"SLWC"
@@ -156,9 +154,3 @@ def _unshuffle(buf: bytes, offset: int, n: int, dtype: str) -> np.ndarray:
     raw = np.frombuffer(buf, dtype=np.uint8, count=n * size, offset=offset)
     return raw.reshape(size, n).T.copy().view(dtype).reshape(n)
 
-
-def write_chunk_file(path: Path, data: bytes) -> None:
-    """Write atomically and durably (file, rename and directory synced): the index may
-    only name complete files. Many at once: `sluiceway.durable.write_files`."""
-    ensure_dir(path.parent)
-    atomic_write(path, data)

@@ -15,7 +15,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 from sluiceway.model import EntryBlock, format_labels
 from sluiceway.store._blocks import sort_dedupe
@@ -41,14 +40,17 @@ class Compactor:
         self.threads = threads
         self.target_bytes = target_bytes
         self.min_age_s = min_age_s
-        self._doomed: list[Path] = []
+        self._doomed: list[tuple[TenantStore, str]] = []  # (tenant, chunk path)
         self._lock = threading.Lock()
 
     def run(self, tenants: list[TenantStore], now: float | None = None) -> CompactionStats:
         """One pass over every stream; returns what it did."""
         now = now if now is not None else time.time()
-        for path in self._doomed:  # replaced by the previous pass
-            path.unlink(missing_ok=True)
+        by_tenant: dict[int, tuple[TenantStore, list[str]]] = {}
+        for ts, path in self._doomed:  # replaced by the previous pass
+            by_tenant.setdefault(id(ts), (ts, []))[1].append(path)
+        for ts, paths in by_tenant.values():
+            ts.delete_chunk_objects(paths)
         self._doomed = []
         stats = CompactionStats()
         t0 = time.perf_counter()
@@ -95,7 +97,7 @@ class Compactor:
                           len(group), s.labels)
             return
         with self._lock:
-            self._doomed += [ts.root / c.path for c in group]
+            self._doomed += [(ts, c.path) for c in group]
             stats.chunks_in += len(group)
             stats.chunks_out += 1
             stats.bytes_in += sum(c.size for c in group)

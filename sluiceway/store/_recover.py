@@ -1,22 +1,23 @@
-"""After a damaged index: take back the chunk files it no longer names (`recover_chunks`).
+"""After a damaged index: take back the chunks it no longer names (`recover_chunks`).
 
-A chunk file carries its stream's fingerprint in its name
-(`chunks/<day>/<fp hex>-<mint>-<id>.chunk`) but not the stream's labels. A file the index
-does not name (and never deleted) is taken back when the fingerprint belongs to a stream
-known from another index record or from the WAL; the labels are never guessed. Otherwise
-the file moves to `quarantine/unindexed/`, is counted and logged, and is looked at again
-at every start until its stream is known (a push to it after the restart is enough).
-Index entries whose file is gone (their "del" record was lost) are dropped.
+Chunks are listed, read and moved through the tenant's object store. A chunk carries its
+stream's fingerprint in its name (`chunks/<day>/<fp hex>-<mint>-<id>.chunk`) but not the
+stream's labels. A chunk the index does not name (and never deleted) is taken back when
+the fingerprint belongs to a stream known from another index record or from the WAL; the
+labels are never guessed. Otherwise the chunk moves to `quarantine/unindexed/`, is
+counted and logged, and is looked at again at every start until its stream is known (a
+push to it after the restart is enough). Index entries whose chunk is gone (their "del"
+record was lost) are dropped.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from sluiceway.model import format_labels
 from sluiceway.store._chunk import ChunkError, decode_chunk
-from sluiceway.store._quarantine import CORRUPT, UNINDEXED, move, quarantine_dir
+from sluiceway.store._objstore import ObjectInfo
+from sluiceway.store._quarantine import CORRUPT, UNINDEXED, UNREADABLE, move, quarantine_prefix
 from sluiceway.store._stream import ChunkRef
 from sluiceway.store._tenant import TenantStore
 from sluiceway.store._wal import ZERO_POS
@@ -26,7 +27,7 @@ log = logging.getLogger("sluiceway.store")
 
 def _fingerprint_of(rel: str) -> int | None:
     try:
-        return int(Path(rel).name.split("-", 1)[0], 16)
+        return int(rel.rsplit("/", 1)[-1].split("-", 1)[0], 16)
     except ValueError:
         return None
 
@@ -34,50 +35,62 @@ def _fingerprint_of(rel: str) -> int | None:
 def recover_chunks(ts: TenantStore) -> None:
     """Run once at start, after the WAL replay (which makes its streams' labels known)."""
     records: list[dict[str, object]] = []
-    orphans: list[str] = []
+    orphans: dict[str, ObjectInfo] = {}
     if ts.index_damaged:
-        on_disk = {p.relative_to(ts.root).as_posix() for p in ts.root.glob("chunks/*/*.chunk")}
-        records += _drop_missing(ts, on_disk)
+        on_disk = ts.chunk_objects()
+        records += _drop_missing(ts, set(on_disk))
         named = {c.path for s in ts.streams.values() for c in s.chunks}
-        orphans = sorted(on_disk - named - ts.deleted_paths)
+        orphans = {rel: on_disk[rel] for rel in sorted(set(on_disk) - named - ts.deleted_paths)}
     ts.deleted_paths = set()
-    waiting_dir = quarantine_dir(ts.root, UNINDEXED)
-    waiting = sorted(p.relative_to(waiting_dir).as_posix()
-                     for p in waiting_dir.glob("chunks/*/*.chunk"))
+    waiting_at = quarantine_prefix(UNINDEXED)
+    corrupt_at = quarantine_prefix(CORRUPT)
+    waiting = ts.chunk_objects(waiting_at)
+    named = {c.path for s in ts.streams.values() for c in s.chunks}
     left = 0
-    for rel in orphans + waiting:
+    for rel, info in [*orphans.items(), *sorted(waiting.items())]:
         in_quarantine = rel not in orphans
-        src = (waiting_dir if in_quarantine else ts.root) / rel
+        src = (waiting_at if in_quarantine else "") + rel
+        if in_quarantine and rel in named:
+            # Taken back before, and the start stopped before the copy here was deleted.
+            ts.objects.delete(ts.key(src))
+            continue
         fp = _fingerprint_of(rel)
         s = ts.streams.get(fp) if fp is not None else None
         try:
-            data = src.read_bytes()
+            data = ts.objects.get(ts.key(src))
             block = decode_chunk(data, s.labels if s is not None else {})
             if not len(block):
                 raise ChunkError("chunk holds no lines")
         except (ChunkError, OSError) as exc:
+            if isinstance(exc, OSError):
+                # No bytes to copy into the quarantine: counted, and looked at again at
+                # the next start that finds it.
+                ts.count_out(UNREADABLE)
+                log.warning("tenant %s: unindexed chunk %s cannot be read (%s); its lines "
+                            "are not served; left where it is", ts.tenant, src, exc)
+                continue
             log.warning("tenant %s: unindexed chunk %s cannot be read (%s); moved to %s",
-                        ts.tenant, src.relative_to(ts.root), exc,
-                        (quarantine_dir(ts.root, CORRUPT) / rel).relative_to(ts.root))
-            move(src, quarantine_dir(ts.root, CORRUPT) / rel)
+                        ts.tenant, src, exc, corrupt_at + rel)
+            move(ts.objects, ts.key(src), ts.key(corrupt_at + rel), data)
             ts.count_out(CORRUPT)
             continue
         if s is None:
             if in_quarantine:
                 left += 1
                 continue
-            move(src, waiting_dir / rel)
+            move(ts.objects, ts.key(src), ts.key(waiting_at + rel), data)
             ts.count_out(UNINDEXED)
             log.warning("tenant %s: chunk %s (%d lines) is not in the damaged index and no "
                         "index record or WAL record names its stream's labels (fingerprint "
                         "%016x): moved to %s; it is taken back at a start once that stream "
                         "is known again", ts.tenant, rel, len(block), fp or 0,
-                        (waiting_dir / rel).relative_to(ts.root))
+                        waiting_at + rel)
             continue
         if in_quarantine:
-            move(src, ts.root / rel)
+            move(ts.objects, ts.key(src), ts.key(rel), data)
+        # Its first write's time (a copy's mtime would be now), as compaction's age.
         ref = ChunkRef(rel, int(block.ts[0]), int(block.ts[-1]), len(block), block.nbytes,
-                       len(data), ZERO_POS, 1, (ts.root / rel).stat().st_mtime)
+                       len(data), ZERO_POS, 1, info.mtime)
         with ts.lock:
             s.chunks = sorted([*s.chunks, ref], key=lambda c: c.mint)
             s.max_ts = max(s.max_ts, ref.maxt)
@@ -87,7 +100,7 @@ def recover_chunks(ts: TenantStore) -> None:
                     "back", ts.tenant, rel, len(block), format_labels(s.labels))
     if left:
         log.warning("tenant %s: %d chunk file(s) in %s still wait for their stream's labels",
-                    ts.tenant, left, waiting_dir.relative_to(ts.root))
+                    ts.tenant, left, waiting_at.rstrip("/"))
     if records:
         try:
             ts.index.append(records)

@@ -27,6 +27,7 @@ from sluiceway.model import EntryBlock, Matcher, fingerprint
 from sluiceway.store._cache import ChunkCache
 from sluiceway.store._compactor import CompactionStats, Compactor
 from sluiceway.store._frames import Damage
+from sluiceway.store._objstore import LocalDir, ObjectStore
 from sluiceway.store._record import decode_record, encode_record
 from sluiceway.store._recover import recover_chunks
 from sluiceway.store._stream import Sealed, Stream
@@ -143,12 +144,16 @@ def tenant_from_dirname(name: str) -> str | None:
 
 
 class Store:
-    def __init__(self, cfg: StoreConfig, lock: DirLock | None = None) -> None:
+    def __init__(self, cfg: StoreConfig, lock: DirLock | None = None,
+                 objects: ObjectStore | None = None) -> None:
         """Open the data dir; `lock` is its `lock_data_dir` when the caller took it
-        already (the store releases it on close), else the store takes it first."""
+        already (the store releases it on close), else the store takes it first.
+        `objects` holds the chunks, keyed `<tenant dir>/chunks/...`; by default a
+        `LocalDir` over `<data_dir>/tenants`, which is today's file layout."""
         self.cfg = cfg
         self.root = cfg.data_dir
         self._lock = lock if lock is not None else lock_data_dir(self.root)
+        self.objects = objects if objects is not None else LocalDir(self.root / "tenants")
         self._check_format()
         self._remove_temp_files()
         self.cache = ChunkCache(cfg.cache_bytes)
@@ -165,6 +170,9 @@ class Store:
         self._retry_at = 0.0  # while failing, no new attempt before this (monotonic)
         self._failing_since = 0.0
         self.retention_deleted = 0
+        # Seconds each tenant keeps its data (0: forever); the server sets it per tenant.
+        self.retention_for: Callable[[str], float] = lambda _t: cfg.retention_period_s
+        self._changes = 0  # compactions and retention passes that changed something
         self.ready = False
         for d in sorted((self.root / "tenants").glob("*")):
             t = tenant_from_dirname(d.name)
@@ -220,12 +228,12 @@ class Store:
             raise StoreError(f"data dir {self.root} is not usable: {exc}") from exc
 
     def _remove_temp_files(self) -> None:
-        """Temp files of writes a crash interrupted (chunks, index rewrites, FORMAT)."""
+        """Temp files of writes a crash interrupted (FORMAT, index rewrites) and what
+        interrupted object writes left (chunks)."""
         n = remove_temp_files(self.root)
         for t in (self.root / "tenants").glob("*"):
             n += remove_temp_files(t)
-            for d in (t / "chunks").glob("*"):
-                n += remove_temp_files(d)
+        n += self.objects.clean_interrupted()
         if n:
             log.info("removed %d temp files left by an interrupted write", n)
 
@@ -274,8 +282,9 @@ class Store:
             with self._tenants_lock:
                 ts = self.tenants.get(tenant)
                 if ts is None:
-                    ts = TenantStore(tenant, self.root / "tenants" / tenant_dirname(tenant),
-                                     self.cache, self.cfg.chunk_target_bytes,
+                    name = tenant_dirname(tenant)
+                    ts = TenantStore(tenant, self.root / "tenants" / name, self.objects,
+                                     f"{name}/", self.cache, self.cfg.chunk_target_bytes,
                                      self.cfg.compression_level)
                     self.tenants[tenant] = ts
         return ts
@@ -406,8 +415,7 @@ class Store:
         for ts in list(self.tenants.values()):
             ts.forget_idle(now - self.cfg.chunk_idle_s)
         self.truncate_wal()
-        if self.cfg.retention_period_s > 0 and \
-                now - self._last_retention >= self.cfg.retention_check_interval_s:
+        if now - self._last_retention >= self.cfg.retention_check_interval_s:
             self._last_retention = now
             self.apply_retention()
 
@@ -453,11 +461,23 @@ class Store:
         ts = self.tenants.get(tenant)
         return (0, set()) if ts is None else ts.active_streams(fps)
 
+    @property
+    def generation(self) -> int:
+        """Changes whenever stored data changes other than by new lines (compaction,
+        retention, a chunk taken out of service): cached query results of closed time
+        ranges key on it. Tenants are never dropped, so it only grows."""
+        return self._changes + sum(t.generation for t in list(self.tenants.values()))
+
     def apply_retention(self, now_ns: int | None = None) -> int:
         now_ns = now_ns if now_ns is not None else time.time_ns()
-        cutoff = now_ns - int(self.cfg.retention_period_s * 1e9)
-        n = sum(t.apply_retention(cutoff) for t in list(self.tenants.values()))
+        n = 0
+        for name, t in list(self.tenants.items()):
+            period = self.retention_for(name)
+            if period > 0:
+                n += t.apply_retention(now_ns - int(period * 1e9))
         self.retention_deleted += n
+        if n:
+            self._changes += 1
         return n
 
     # --- compaction --------------------------------------------------------------------
@@ -475,7 +495,10 @@ class Store:
             if min_age_s is not None:
                 saved, self.compactor.min_age_s = self.compactor.min_age_s, min_age_s
             try:
-                return self.compactor.run(list(self.tenants.values()))
+                out = self.compactor.run(list(self.tenants.values()))
+                if out.chunks_in:
+                    self._changes += 1
+                return out
             finally:
                 if min_age_s is not None:
                     self.compactor.min_age_s = saved
@@ -517,7 +540,7 @@ class Store:
     def disk_usage(self) -> dict[str, int]:
         chunks = index = 0
         for t in self.tenants.values():
-            chunks += sum(p.stat().st_size for p in t.root.glob("chunks/*/*.chunk"))
+            chunks += sum(o.size for o in t.chunk_objects().values())
             idx = t.root / "index.log"
             index += idx.stat().st_size if idx.exists() else 0
         return {"chunks": chunks, "index": index, "wal": self.wal.size_bytes()}

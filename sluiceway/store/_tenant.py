@@ -1,4 +1,9 @@
-"""All streams of one tenant: apply WAL records, flush sealed heads to chunks, answer reads."""
+"""All streams of one tenant: apply WAL records, flush sealed heads to chunks, answer reads.
+
+Chunk bytes are read, written and deleted only through the store's `ObjectStore`, under
+the tenant's key prefix (`<tenant dir>/`); a chunk's key below it is its index path
+(`chunks/<day>/<fp hex>-<mint>-<id>.chunk`). The index log stays a local file in `root`.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from sluiceway.durable import ensure_dir, write_files
+from sluiceway.durable import ensure_dir
 from sluiceway.model import EntryBlock, Matcher, fingerprint, format_labels, parse_labels
 from sluiceway.store._blocks import sort_dedupe
 from sluiceway.store._cache import ChunkCache
-from sluiceway.store._chunk import ChunkError, decode_chunk, encode_chunk, write_chunk_file
+from sluiceway.store._chunk import ChunkError, decode_chunk, encode_chunk
 from sluiceway.store._index import IndexLog, read_index
+from sluiceway.store._objstore import NotFound, ObjectInfo, ObjectStore
 from sluiceway.store._quarantine import CORRUPT, set_aside
 from sluiceway.store._stream import ChunkRef, HeadPiece, Sealed, Stream
 from sluiceway.store._wal import WalPos
@@ -42,11 +48,21 @@ def _day(n: int) -> str:
     return datetime.fromtimestamp(n * 86_400, UTC).strftime("%Y-%m-%d")
 
 
+def is_chunk_key(rel: str) -> bool:
+    """A tenant-relative key of the chunk layout: `chunks/<day>/<name>.chunk`."""
+    parts = rel.split("/")
+    return len(parts) == 3 and parts[0] == "chunks" and parts[2].endswith(".chunk")
+
+
 class TenantStore:
-    def __init__(self, tenant: str, root: Path, cache: ChunkCache, chunk_target_bytes: int,
-                 compression_level: int) -> None:
+    def __init__(self, tenant: str, root: Path, objects: ObjectStore, prefix: str,
+                 cache: ChunkCache, chunk_target_bytes: int, compression_level: int) -> None:
+        """`root`: the tenant's local directory (its index log); `objects` and `prefix`:
+        where its chunks are (`prefix` + a chunk's path is its key)."""
         self.tenant = tenant
         self.root = root
+        self.objects = objects
+        self.prefix = prefix
         self.cache = cache
         self.chunk_target_bytes = chunk_target_bytes
         self.compression_level = compression_level
@@ -60,6 +76,7 @@ class TenantStore:
         self.index_records_lost = 0  # damaged index records skipped at load
         self.chunks_readded = 0  # chunk files the index no longer named, taken back
         self.chunks_quarantined: dict[str, int] = {}  # by reason
+        self.generation = 0  # chunks taken out of service (part of `Store.generation`)
         self.deleted_paths: set[str] = set()  # of "del" records, kept for recover_chunks
         self.index_damaged = False
         end = self._load_index()
@@ -71,7 +88,7 @@ class TenantStore:
         self.index_records_lost = scan.lost
         # The index lost records (or all of them): recover_chunks compares it with the disk.
         self.index_damaged = bool(scan.damage) or (
-            not scan.records and any(self.root.glob("chunks/*/*.chunk")))
+            not scan.records and bool(self.chunk_objects()))
         for r in scan.records:
             try:
                 self._apply_index_record(r)
@@ -98,6 +115,25 @@ class TenantStore:
             s2 = self.streams.get(int(r["fp"]))
             if s2 is not None:
                 s2.chunks = [c for c in s2.chunks if c.path != r["path"]]
+
+    def key(self, rel: str) -> str:
+        """The object key of a tenant-relative path (a chunk's `path`)."""
+        return self.prefix + rel
+
+    def chunk_objects(self, under: str = "") -> dict[str, ObjectInfo]:
+        """The chunk objects of the chunk layout below `under` (a tenant-relative prefix
+        such as `quarantine/unindexed/`), by their path relative to `under`."""
+        cut = len(self.prefix) + len(under)
+        out: dict[str, ObjectInfo] = {}
+        for o in self.objects.list(self.key(f"{under}chunks/")):
+            rel = o.key[cut:]
+            if is_chunk_key(rel):
+                out[rel] = o
+        return out
+
+    def delete_chunk_objects(self, rels: list[str]) -> None:
+        """Delete chunks no index record names any more (idempotent)."""
+        self.objects.delete_many([self.key(r) for r in rels])
 
     def _stream(self, fp: int, labels: dict[str, str]) -> Stream:
         s = self.streams.get(fp)
@@ -149,28 +185,27 @@ class TenantStore:
     # --- flush path (flusher thread) -------------------------------------------------
     def flush_many(self, jobs: list[tuple[Stream, Sealed]]
                    ) -> tuple[list[tuple[Stream, Sealed]], BaseException | None]:
-        """Write sealed heads as chunks: every file, their syncs shared (`write_files`),
+        """Write sealed heads as chunks: every object, their syncs shared (`put_many`),
         then one index append naming the ones that are durable. Returns the jobs that
         could not be written (they stay in memory and in the WAL) and the first error."""
         files: list[tuple[str, bytes]] = []
-        root = str(self.root)
         refs: list[ChunkRef] = []
         blocks: list[EntryBlock] = []
         for s, sealed in jobs:
             block = sort_dedupe(EntryBlock.concat([p.block for p in sealed.pieces]))
             data, ref = self._encode(s, block, self.compression_level, sealed.last_pos)
-            files.append((f"{root}/{ref.path}", data))
+            files.append((self.key(ref.path), data))
             refs.append(ref)
             blocks.append(block)
-        results = write_files(files)
+        results = self.objects.put_many(files)
         done = [i for i, r in enumerate(results) if r is None]
         error: BaseException | None = next((r for r in results if r is not None), None)
         if done:
             try:
                 self.index.append([self.add_record(jobs[i][0], refs[i]) for i in done])
             except OSError as exc:
-                for i in done:  # never named: nothing may keep them
-                    Path(files[i][0]).unlink(missing_ok=True)
+                # Never named: nothing may keep them.
+                self.objects.delete_many([files[i][0] for i in done])
                 return jobs, exc
         with self.lock:
             for i in done:
@@ -192,9 +227,9 @@ class TenantStore:
                               pos, level, time.time())
 
     def write_chunk(self, s: Stream, block: EntryBlock, level: int, pos: WalPos) -> ChunkRef:
-        """One chunk file, durable when this returns (not yet in the index)."""
+        """One chunk object, durable when this returns (not yet in the index)."""
         data, ref = self._encode(s, block, level, pos)
-        write_chunk_file(self.root / ref.path, data)
+        self.objects.put(self.key(ref.path), data)
         return ref
 
     @staticmethod
@@ -212,7 +247,7 @@ class TenantStore:
             s.chunks = sorted([c for c in s.chunks if c not in old] + [new],
                               key=lambda c: c.mint)
         for c in old:
-            self.cache.discard(str(self.root / c.path))
+            self.cache.discard(self.key(c.path))
 
     def seal_all(self, older_than: float | None = None, idle_since: float | None = None,
                  segment_below: int | None = None) -> list[tuple[Stream, Sealed]]:
@@ -252,10 +287,9 @@ class TenantStore:
             self.index.append([{"op": "del", "fp": s.fp, "path": c.path} for s, c in doomed])
             for s, c in doomed:
                 s.chunks.remove(c)
-                self.cache.discard(str(self.root / c.path))
+                self.cache.discard(self.key(c.path))
             self._forget_empty_streams()
-        for _s, c in doomed:
-            (self.root / c.path).unlink(missing_ok=True)
+        self.delete_chunk_objects([c.path for _s, c in doomed])
         return len(doomed)
 
     def _forget_empty_streams(self) -> None:
@@ -305,9 +339,11 @@ class TenantStore:
         items.sort(key=(lambda t: t[0]) if forward else (lambda t: -t[1]))
         pending: EntryBlock | None = None
         for i, block in enumerate(self._loaded(s, [it[2] for it in items], warn)):
-            parts = [b for b in (pending, block) if b is not None]
+            # An unreadable chunk is None; chunks that do not overlap leave an empty
+            # block pending: neither is merged, so the next chunk is not copied.
+            parts = [b for b in (pending, block) if b is not None and len(b)]
             if not parts:
-                continue  # an unreadable chunk with nothing pending
+                continue
             merged = parts[0] if len(parts) == 1 else sort_dedupe(EntryBlock.concat(parts))
             if i + 1 < len(items):
                 if forward:
@@ -351,10 +387,10 @@ class TenantStore:
     def load(self, s: Stream, ref: ChunkRef) -> EntryBlock:
         """The chunk's entries; ChunkError when the file is damaged or is not the one the
         index describes (header fields outside the checksum), OSError when unreadable."""
-        key = str(self.root / ref.path)
+        key = self.key(ref.path)
         b = self.cache.get(key)
         if b is None:
-            b = decode_chunk((self.root / ref.path).read_bytes(), s.labels)
+            b = decode_chunk(self.objects.get(key), s.labels)
             if len(b) != ref.n or int(b.ts[0]) != ref.mint or int(b.ts[-1]) != ref.maxt:
                 raise ChunkError(f"chunk holds {len(b)} lines, the index says {ref.n} "
                                  "(or their time range differs)")
@@ -369,7 +405,7 @@ class TenantStore:
             return self.load(s, ref)
         except ChunkError as exc:
             msg = self.take_out(s, ref, CORRUPT, str(exc))
-        except FileNotFoundError:
+        except NotFound:
             msg = self.take_out(s, ref, "missing", "the file is not there")
         except OSError as exc:
             msg = f"{_describe(s, ref)} could not be read ({exc.strerror or exc}); its " \
@@ -390,24 +426,34 @@ class TenantStore:
                 s.chunks = [c for c in s.chunks if c != ref]
                 self.count_out(reason)
         if mine:
-            self.cache.discard(str(self.root / ref.path))
+            self.cache.discard(self.key(ref.path))
             try:
                 self.index.append([{"op": "del", "fp": s.fp, "path": ref.path}])
             except OSError:
                 log.exception("index of tenant %s: could not record that %s is out of "
                               "service; it is checked again after a restart", self.tenant,
                               ref.path)
-            where = set_aside(self.root, ref.path, CORRUPT) if reason == CORRUPT else None
+            where = self._set_aside(ref.path) if reason == CORRUPT else None
             log.warning("tenant %s: %s: %s; %s", self.tenant, what, why,
-                        f"moved to {where.relative_to(self.root)}" if where is not None
-                        else "dropped from the index")
+                        f"moved to {where}" if where is not None else "dropped from the index")
         verb = "is damaged and was quarantined" if reason == CORRUPT else "is missing"
         return f"{what} {verb} ({why}): its lines are missing from this answer"
+
+    def _set_aside(self, rel: str) -> str | None:
+        """Move a damaged chunk into quarantine/corrupt/; its new tenant-relative key, or
+        None when it is gone or cannot be moved (it stays; the index no longer names it)."""
+        try:
+            return set_aside(self.objects, self.prefix, rel, CORRUPT)
+        except OSError as exc:
+            log.warning("tenant %s: could not move damaged chunk %s to quarantine: %s",
+                        self.tenant, rel, exc)
+            return None
 
     def count_out(self, reason: str) -> None:
         """One more chunk taken out of service (`chunks_quarantined` by reason)."""
         with self.lock:
             self.chunks_quarantined[reason] = self.chunks_quarantined.get(reason, 0) + 1
+            self.generation += 1  # lines were lost: results cached before are stale
 
     def close(self) -> None:
         self.index.close()

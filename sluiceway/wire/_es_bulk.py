@@ -20,8 +20,7 @@ from typing import Any
 
 import orjson
 
-from sluiceway.model import StreamBatch
-from sluiceway.model._timefmt import parse_rfc3339
+from sluiceway.model import StreamBatch, parse_rfc3339
 from sluiceway.wire._errors import WireError
 
 _ACTIONS = ("create", "delete", "index", "update")

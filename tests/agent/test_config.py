@@ -117,7 +117,7 @@ def test_units() -> None:
 
 
 def test_the_demo_agent_of_sluiceway_up_is_valid(tmp_path: Path) -> None:
-    from sluiceway.server._up import DEMO_AGENT_YAML
+    from sluiceway._up import DEMO_AGENT_YAML
 
     text = DEMO_AGENT_YAML.format(listen="127.0.0.1:3100", data=tmp_path)
     cfg = load_config(text=text, environ={})

@@ -58,3 +58,15 @@ def test_prefilter_is_used_and_keeps_escaped_values() -> None:
     assert p.prefilters == [("level", b"error")]
     got = sorted(_run('{job="a"} | json | level="error"', {"job": "a"}))
     assert got == sorted([LINES[0], LINES[1]])
+
+
+def test_prefilter_dropping_every_line_before_a_line_filter() -> None:
+    """`|= "e" | json | level="info"` over a block without `info`: the prefilter leaves
+    no line for the line filter (this divided by zero: an HTTP 500)."""
+    from sluiceway.logql import MemorySource, QueryParams, evaluate
+    from sluiceway.model import StreamBatch
+
+    src = MemorySource()
+    src.push("t", [StreamBatch({"app": "c"}, [1], ["GET /a 200"])])
+    q = '{app="c"} |= "e" | json | level="info"'
+    assert evaluate(src, q, QueryParams(["t"], 0, 10)).to_loki_json()["result"] == []

@@ -88,7 +88,8 @@ CONV_LABELS = {"d": "1m30s", "us": "250\u03bcs", "b": "2KiB", "mb": "1.5MB", "ba
     ("{{ .d | duration_seconds }}", "90"),
     ("{{ duration .us }}", "0.00025"),
     ('{{ duration "-1.5h" }}', "-5400"),
-    ("{{ bytes .b }} {{ .mb | bytes }}", "2048 1500000"),
+    # Go prints a float64 with %v: 1.5e+06 (strconv shortest %g)
+    ("{{ bytes .b }} {{ .mb | bytes }}", "2048 1.5e+06"),
     ("{{ div (bytes .b) 1024 }}", "2"),
     ('{{ printf "%.1f" (duration .d) }}', "90.0"),
     ('{{ if gt (duration .d) 60.0 }}slow{{ end }}', "slow"),

@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+import sluiceway.logql._metric as metric_engine
 from sluiceway.logql import MemorySource, QueryParams
 from sluiceway.logql._metric import evaluate_metric
 from sluiceway.model import StreamBatch
@@ -67,3 +70,13 @@ def run(src: MemorySource, query: str, start: float, end: float | None = None,
 
 def path_of(name: str) -> Path:
     return RESPONSES / name
+
+
+def columnar_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if a range aggregation reaches the per-line engine: the query shapes
+    it runs must all be taken by the columnar one."""
+    def per_line(*_args: Any) -> None:
+        raise AssertionError("the per-line engine ran: the query was meant for the "
+                             "columnar one")
+
+    monkeypatch.setattr(metric_engine, "scan", per_line)

@@ -227,3 +227,23 @@ def test_is_metric_and_scalar_times() -> None:
 def test_parse_time(text: str, ns: int) -> None:
     assert parse_time(text, "--from") == ns
     assert Path(sys.executable).exists()
+
+
+def test_stats_printed_on_stderr(server: ServerProcess) -> None:
+    """`--stats` sums the answers' stats (every page of a log query) on stderr; stdout
+    keeps only the result."""
+    r = cli('{app="api"}', "--from", FROM, "--to", TO, "--limit", "44", "--batch", "20",
+            "--stats", addr=server.url)
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.splitlines()) == 44
+    rows = dict(line.split(None, 1) for line in r.stderr.splitlines())
+    assert rows["Requests"] == "3"
+    assert int(rows["Summary.TotalEntriesReturned"]) >= 44  # pages repeat their edge
+    assert int(rows["Summary.TotalLinesProcessed"]) >= 44
+    assert int(rows["Querier.Store.BlocksRead"]) >= 1
+    assert rows["Querier.Store.BlocksSkipped"] == "0"
+    m = cli('sum by (level) (count_over_time({app="api"}[1m]))', "--from", FROM, "--to", TO,
+            "--stats", addr=server.url)
+    assert m.returncode == 0, m.stderr
+    assert "Summary.TotalBytesProcessed" in m.stderr and "Summary.Splits" in m.stderr
+    assert "Summary" not in m.stdout

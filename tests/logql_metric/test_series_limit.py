@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from sluiceway.logql import MemorySource, QueryError, QueryParams, evaluate
+from sluiceway.logql import ExecOptions, MemorySource, QueryError, QueryParams, evaluate
 from sluiceway.logql._template_funcs import FUNCS
 from sluiceway.model import StreamBatch
-from tests.logql_metric.helpers import TENANT, S
+from tests.logql_metric.helpers import TENANT, S, columnar_only
 
 STREAMS = 50
 LIMIT = 3
@@ -92,3 +92,43 @@ def test_stops_inside_a_block(monkeypatch: pytest.MonkeyPatch) -> None:
         evaluate(src, query, _instant(query))
     assert src.blocks_read == 1
     assert len(lines_seen) == LIMIT + 1
+
+
+@pytest.mark.parametrize("query", [
+    'count_over_time({job="many"}[1m])',
+    'sum by (n) (rate({job="many"} | logfmt | v="1" [1m]))',
+    'sum by (n) (bytes_over_time({job="many"} | logfmt [1m])) * 2',
+    'sum by (n) (sum_over_time({job="many"} | logfmt | unwrap v [1m]))',
+])
+def test_the_columnar_engine_stops_at_the_first_series_past_the_limit(
+        query: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The per-line engine is out of the way: these shapes run on the columnar one, whose
+    # units count each block's series on the query's limit as they read.
+    columnar_only(monkeypatch)
+    src = _many()
+    with pytest.raises(QueryError) as err:
+        evaluate(src, query, _instant(query))
+    assert str(err.value) == MESSAGE
+    assert src.blocks_read == LIMIT + 1  # of 50: one block per stream
+
+
+def test_the_columnar_engine_on_threads_stops_near_the_limit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    columnar_only(monkeypatch)
+    src = _many()
+    query = 'count_over_time({job="many"}[1m])'
+    params = _instant(query)
+    params.options = ExecOptions(parallelism=2)
+    with pytest.raises(QueryError) as err:
+        evaluate(src, query, params)
+    assert str(err.value) == MESSAGE
+    # Whichever thread counts the fourth series stops the query; the other thread may
+    # have read one more block by then.
+    assert LIMIT + 1 <= src.blocks_read <= LIMIT + 2
+
+
+def test_the_columnar_engine_answers_within_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    columnar_only(monkeypatch)
+    query = 'sum by (job) (count_over_time({job="many"}[1m]))'
+    res = evaluate(_many(), query, _instant(query)).to_loki_json()
+    assert [r["value"][1] for r in res["result"]] == [str(STREAMS)]

@@ -1,4 +1,5 @@
-// The only module that knows URLs: Loki's HTTP API plus Sluiceway's pipeline endpoint.
+// The only module that knows URLs: Loki's HTTP API plus Sluiceway's pipeline and ruler
+// endpoints.
 // Everything returns parsed `data` or throws an ApiError with the server's own message,
 // because Loki's 400 text (e.g. "parse error at line 1, col 11: ...") is the best error
 // message the user can get.
@@ -87,6 +88,16 @@ export function volumeRange({ query, startMs, endMs, step, targetLabels }, opts)
 
 export function pipeline(opts) {
   return get("sluiceway/api/v1/pipeline", {}, opts);
+}
+
+// The ruler: rule groups with their state (Loki's /prometheus/api/v1/rules shape) and
+// what the Alerts page shows besides (files not loaded, Alertmanager, remote write).
+export function rules(opts) {
+  return get("prometheus/api/v1/rules", {}, opts);
+}
+
+export function rulerStatus(opts) {
+  return get("sluiceway/api/v1/ruler", {}, opts);
 }
 
 export function buildInfo(opts) {

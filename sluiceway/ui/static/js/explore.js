@@ -172,7 +172,21 @@ export function explorePage(params) {
   function summarize(data) {
     const s = data.stats?.summary;
     const n = s?.totalLinesProcessed;
-    info.dataset.summary = s ? `${fmtNumber(n)} line${n === 1 ? "" : "s"} / ${fmtBytes(s.totalBytesProcessed)} scanned` : "done";
+    if (!s) {
+      info.dataset.summary = "done";
+      return;
+    }
+    // Blocks read and skipped come as Loki's chunk counters (referenced vs downloaded).
+    const store = data.stats?.querier?.store ?? {};
+    const read = store.totalChunksDownloaded ?? 0, skipped = (store.totalChunksRef ?? 0) - read;
+    const blocks = `${fmtNumber(read)} block${read === 1 ? "" : "s"}` + (skipped > 0 ? ` (+${fmtNumber(skipped)} skipped)` : "");
+    info.dataset.summary = `${fmtNumber(n)} line${n === 1 ? "" : "s"} / ${fmtBytes(s.totalBytesProcessed)} scanned · ${blocks} · server ${Math.round((s.execTime ?? 0) * 1000)} ms`;
+    info.title = [
+      `bytes processed: ${fmtBytes(s.totalBytesProcessed)} (${fmtBytes(s.bytesProcessedPerSecond ?? 0)}/s)`,
+      `lines processed: ${fmtNumber(n)}, after line filters: ${fmtNumber(s.totalPostFilterLines ?? 0)}`,
+      `blocks read: ${fmtNumber(read)}, skipped by filters: ${fmtNumber(Math.max(skipped, 0))}`,
+      `time splits: ${fmtNumber(s.splits ?? 0)}`,
+    ].join("\n");
   }
 
   async function runLogs(query, range, signal) {

@@ -1,12 +1,14 @@
-// Entry point: a two-page hash router (Explore, Pipeline). Each page is built on entry and
+// Entry point: a hash router over the pages (Explore, Pipeline, Alerts). Each page is built on entry and
 // torn down on exit so its timers and websockets stop with it.
 import { explorePage } from "./explore.js";
 import { pipelinePage } from "./pipeline.js";
+import { alertsPage } from "./alerts.js";
 import { buildInfo, getTenant, setTenant } from "./api.js";
 import * as route from "./route.js";
 
 const app = document.getElementById("app");
-const PAGES = { explore: explorePage, pipeline: pipelinePage };
+const PAGES = { explore: explorePage, pipeline: pipelinePage, alerts: alertsPage };
+const TITLES = { explore: "Explore", pipeline: "Pipeline", alerts: "Alerts" };
 let page = null, pageName = null;
 
 function show() {
@@ -18,7 +20,7 @@ function show() {
   pageName = target;
   page = PAGES[target](params);
   app.append(page.root);
-  document.title = `${target === "pipeline" ? "Pipeline" : "Explore"} · Sluiceway`;
+  document.title = `${TITLES[target]} · Sluiceway`;
   for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", a.dataset.nav === target);
 }
 

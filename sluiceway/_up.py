@@ -1,5 +1,8 @@
 """`sluiceway up`: the server in this process, plus a demo agent shipping sample logs to it.
 
+A top-level module: it composes two packages (server and agent) that may not import each
+other, as `sluiceway/cli.py` wires every package's commands.
+
 On Ctrl-C (SIGINT) or SIGTERM the demo agent is stopped first, while the server still
 takes its last pushes, and waited for; then the server shuts down. `up` returns only
 after both have exited.
@@ -13,9 +16,11 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Annotated
 
-from sluiceway.server._config import load_config
-from sluiceway.server._run import serve
+import typer
+
+from sluiceway.server import ConfigError, StartupError, load_config, serve
 
 DEMO_AGENT_YAML = """\
 url: http://{listen}
@@ -82,3 +87,16 @@ def run_stack(listen: str, data_dir: Path, demo: bool) -> None:
     finally:
         if agent is not None:
             stop_agent(agent)
+
+
+def up(
+    listen: Annotated[str, typer.Option(help="HOST:PORT for the server")] = "127.0.0.1:3100",
+    data_dir: Annotated[Path, typer.Option(help="Server data directory")] = Path("./data"),
+    demo: Annotated[bool, typer.Option(help="Also run a demo agent shipping sample logs")] = True,
+) -> None:
+    """Start the single-node stack: server + UI, and a demo agent feeding it."""
+    try:
+        run_stack(listen, data_dir, demo)
+    except (ConfigError, StartupError) as exc:
+        typer.echo(f"sluiceway: {exc}", err=True)
+        raise typer.Exit(2) from None

@@ -1,0 +1,243 @@
+"""The columnar metric engine: `count_over_time`, `rate`, `bytes_*` grouped `by` labels,
+computed over whole blocks as arrays, on every core.
+
+`_columnar_plan.plan_lines` decides whether a query shape is answered here; per block
+(`_columnar_block`): the leading line filters select lines (the log engine's own
+`LogPipeline.select`), the parser extracts only the labels that the filters and the
+grouping name, the label filters become masks, and each group's timestamps become bucket
+counts, binned over the step grid's window edges. Lines the columnar parser cannot
+classify go through the per-line stages, so the answer is the reference engine's in every
+case.
+
+Work units are (time split, series); `_exec.run_units` runs them on threads — the RE2 and
+numpy kernels release the GIL — and their histograms are summed (integer counts in float64:
+any order gives the same bits).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from sluiceway.logql import _ast as A
+from sluiceway.logql._columnar_block import run_block
+from sluiceway.logql._columnar_plan import Plan, plan_lines
+from sluiceway.logql._engine import QueryParams
+from sluiceway.logql._exec import Aborted, run_units, split_range
+from sluiceway.logql._metric_extract import BinCounts, KeyMapper, SeriesLimit, range_pipeline
+from sluiceway.logql._metric_types import F64, I64
+from sluiceway.logql._pipeline import LabelKey, LogPipeline, count_block, read_blocks
+from sluiceway.logql._result import QueryStats
+from sluiceway.logql._results_cache import Buckets, SplitResult
+from sluiceway.logql._source import LogSource, SeriesRef
+from sluiceway.model import EntryBlock
+
+ERROR_DETAILS = "__error_details__"
+
+
+MIN_BUCKET_NS = 1_000_000  # window edges on a coarser grid than this: bucket, cache
+
+
+@dataclass(slots=True)
+class _Partial:
+    """One unit's lines: per series key, bucket counts (see `Buckets`)."""
+
+    split: int
+    series: dict[LabelKey, list[Buckets]] = field(default_factory=dict)
+    stats: QueryStats = field(default_factory=QueryStats)
+
+
+def _bucketize(ts: I64, sizes: I64 | None, g: int, edges: I64) -> Buckets:
+    """Run-length counts of ts per bucket: ids are `ceil(ts / g)`, or with g == 0 the
+    window-edge slots themselves (a grid too fine to bucket)."""
+    ids = -(-ts // g) if g else np.searchsorted(edges, ts, "left").astype(np.int64)
+    if len(ids) > 1 and not bool((ids[1:] >= ids[:-1]).all()):
+        order = np.argsort(ids, kind="stable")
+        ids = ids[order]
+        sizes = None if sizes is None else sizes[order]
+    starts = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
+    counts = np.diff(np.append(starts, len(ids))).astype(np.float64)
+    sz = None if sizes is None else np.add.reduceat(sizes.astype(np.float64), starts)
+    return Buckets(ids[starts], counts, sz)
+
+
+def _combine(parts: list[Buckets]) -> Buckets:
+    if len(parts) == 1:
+        return parts[0]
+    ids = np.concatenate([p.ids for p in parts])
+    uniq, inv = np.unique(ids, return_inverse=True)
+    counts: F64 = np.bincount(inv, weights=np.concatenate([p.counts for p in parts]),
+                              minlength=len(uniq)).astype(np.float64)
+    sizes: F64 | None = None
+    if parts[0].sizes is not None:
+        sizes = np.bincount(inv, weights=np.concatenate(
+            [p.sizes for p in parts if p.sizes is not None]),
+            minlength=len(uniq)).astype(np.float64)
+    return Buckets(uniq.astype(np.int64), counts, sizes)
+
+
+def _unit(source: LogSource, ref: SeriesRef, split: int, lo: int, hi: int,
+          lr: A.LogRange, plan: Plan, mapper: KeyMapper, g: int, edges: I64,
+          want_sizes: bool, params: QueryParams,
+          limit: SeriesLimit | None) -> Callable[[threading.Event], _Partial]:
+    """One series over one split: blocks from `unit_blocks` (deadline, abort and cancel
+    checked between them); the series of each block are counted against `max_series`
+    (`limit`, shared by all units) before the next block is read."""
+    def run(abort: threading.Event) -> _Partial:
+        out = _Partial(split)
+        pipeline = range_pipeline(lr, params)
+        for block, idx in unit_blocks(source, ref, lo, hi, params, pipeline, abort,
+                                      out.stats):
+            for key, ts, sizes in run_block(plan, pipeline, mapper, block, idx, want_sizes):
+                if len(ts):
+                    if limit is not None:
+                        limit.note_times(key, ts)
+                    out.series.setdefault(key, []).append(_bucketize(ts, sizes, g, edges))
+        return out
+
+    return run
+
+
+def unit_blocks(source: LogSource, ref: SeriesRef, lo: int, hi: int, params: QueryParams,
+                pipeline: LogPipeline, abort: threading.Event,
+                st: QueryStats) -> Iterator[tuple[EntryBlock, npt.NDArray[np.intp]]]:
+    """A unit's blocks that have lines past the line filters, with those lines. Before
+    each block: the deadline (`read_blocks`), the abort flag (another unit failed) and
+    the query's cancel flag. Every block read is counted in the unit's own stats (merged
+    by the caller: no shared counters)."""
+    for block in read_blocks(source, ref, lo, hi, "forward", params.deadline):
+        if abort.is_set():
+            raise Aborted()
+        params.options.check()
+        idx = pipeline.select(block)
+        count_block(st, block, len(idx))
+        if len(idx):
+            yield block, idx
+
+
+PROBE_LINES = 1024
+
+
+def _probe(source: LogSource, ref: SeriesRef, lo: int, hi: int, lr: A.LogRange,
+           plan: Plan, mapper: KeyMapper,
+           params: QueryParams) -> Callable[[threading.Event], None]:
+    """The first lines of a series, only to raise its pipeline error early: a query whose
+    lines keep `__error__` answers 400 as soon as any series shows one, instead of after
+    every series listed before it (their counts are discarded; the scan redoes them)."""
+    def run(abort: threading.Event) -> None:
+        blocks = read_blocks(source, ref, lo, hi, "forward", params.deadline)
+        try:
+            block = next(blocks, None)
+        finally:
+            blocks.close()
+        if block is None or abort.is_set():
+            return
+        head = block.slice(0, min(len(block), PROBE_LINES))
+        pipeline = range_pipeline(lr, params)
+        idx = pipeline.select(head)
+        if len(idx):
+            run_block(plan, pipeline, mapper, head, idx, False)
+
+    return run
+
+
+def merge_stats(into: QueryStats, s: QueryStats) -> None:
+    into.blocks_read += s.blocks_read
+    into.lines_processed += s.lines_processed
+    into.bytes_processed += s.bytes_processed
+    into.post_filter_lines += s.post_filter_lines
+    into.metadata_bytes += s.metadata_bytes
+
+
+def _add_to(counts: BinCounts, sizes: BinCounts | None, g: int,
+            result: SplitResult) -> None:
+    edges = counts.edges
+    for key, b in result.items():
+        slot = np.searchsorted(edges, b.ids * g, "left") if g else b.ids
+        _add(counts.acc, key, np.bincount(slot, weights=b.counts, minlength=len(edges) + 1))
+        if sizes is not None and b.sizes is not None:
+            _add(sizes.acc, key, np.bincount(slot, weights=b.sizes,
+                                             minlength=len(edges) + 1))
+
+
+def _add(acc: dict[LabelKey, F64], key: LabelKey, hist: npt.NDArray[Any]) -> None:
+    prev = acc.get(key)
+    if prev is None:
+        acc[key] = hist.astype(np.float64)
+    else:
+        prev += hist
+
+
+def count_lines(source: LogSource, params: QueryParams, lr: A.LogRange, lo: int, hi: int,
+                stats: QueryStats, grouping: A.Grouping | None, counts: BinCounts,
+                sizes: BinCounts | None) -> bool:
+    """Fill `counts` (and `sizes`) as the per-line engine's `line_sink` would; False
+    (nothing done) when the query shape is not one the columnar engine answers.
+
+    Closed splits come from `params.options.cache` when the source has a `generation`
+    and the window edges fall on a bucket grid of at least a millisecond, and are kept
+    there unless the source reported `warnings` (lines left out). The series
+    limit is `counts.limit` (the query's `max_series`), counted as units read blocks and
+    as cached splits are added; the deadline is checked before every block.
+    """
+    opts, tenants, limit = params.options, params.tenants, counts.limit
+    plan = plan_lines(lr, grouping) if opts.columnar else None
+    if plan is None:
+        return False
+    mapper = KeyMapper(grouping, None)
+    refs = source.series(tenants, list(lr.log.matchers), lo, hi)
+    stats.streams += len(refs)
+    want = sizes is not None
+    edges = counts.edges
+    g = int(np.gcd.reduce(np.abs(edges))) if len(edges) else 0
+    g = g if g >= MIN_BUCKET_NS else 0
+    generation = getattr(source, "generation", None)
+    cache = opts.cache if g and isinstance(generation, int) else None
+    closed_before = time.time_ns() - opts.cache_freshness_ns
+    splits = split_range(lo, hi, opts.split_ns)
+    stats.splits += len(splits)
+    shape = (tuple(tenants), repr(lr.log), lr.range_ns, lr.offset_ns, plan.by, want, g)
+    keys: dict[int, Hashable] = {}
+    units = []
+    for k, (a, b) in enumerate(splits):
+        if cache is not None and b <= closed_before:
+            keys[k] = (generation, shape, a, b)
+            stats.cache_requested += 1
+            hit = cache.get(keys[k])
+            if hit is not None:
+                stats.cache_found += 1
+                if limit is not None:
+                    for key, bk in hit.items():
+                        limit.note_times(key, bk.ids * g)  # a bucket's edge is in its slot
+                _add_to(counts, sizes, g, hit)
+                continue
+        units += [_unit(source, ref, k, a, b, lr, plan, mapper, g, edges, want, params,
+                        limit) for ref in refs]
+    # With no more series than threads they all start at once anyway.
+    if 1 < opts.parallelism < len(refs) and plan.can_fail():
+        for _ in run_units([_probe(source, ref, lo, hi, lr, plan, mapper, params)
+                            for ref in refs], opts.parallelism, opts):
+            pass
+    pending = {k: len(refs) for k in keys}
+    parts: dict[int, dict[LabelKey, list[Buckets]]] = {k: {} for k in keys}
+    for part in run_units(units, opts.parallelism, opts):
+        merge_stats(stats, part.stats)
+        result = {key: _combine(bs) for key, bs in part.series.items()}
+        _add_to(counts, sizes, g, result)
+        if cache is not None and part.split in pending:
+            for key, bk in result.items():
+                parts[part.split].setdefault(key, []).append(bk)
+            pending[part.split] -= 1
+            # A split read while the source left lines out (an unreadable chunk, in its
+            # `warnings`) is not kept: the next query reads it again.
+            if not pending[part.split] and not getattr(source, "warnings", None):
+                cache.put(keys[part.split], {key: _combine(bs) for key, bs
+                                             in parts.pop(part.split).items()})
+                stats.cache_stored += 1
+    return True

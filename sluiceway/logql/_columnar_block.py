@@ -1,0 +1,195 @@
+"""One block through a columnar `Plan`: label columns, masks, series keys.
+
+`block_columns` runs the plan's stages on a whole block (`_columnar_scan` parses,
+`_columnar_filter` masks); `run_block` adds the pipeline-error rule and sends the lines the
+columnar parser cannot classify through the per-line stages, so the answer is the
+reference engine's in every case; `group_rows` gives each surviving line its series key.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from sluiceway.logql._columnar_filter import (
+    ERROR,
+    ERROR_NAMES,
+    JSON_ERR,
+    ErrCodes,
+    VecFilter,
+    error_col,
+)
+from sluiceway.logql._columnar_plan import Plan, _Drop, _Parse
+from sluiceway.logql._columnar_scan import (
+    Col,
+    Mask,
+    arrow_lines,
+    arrow_text,
+    extract_field,
+    json_classes,
+    logfmt_simple,
+    regexp_fields,
+)
+from sluiceway.logql._metric_extract import KeyMapper, pipeline_error
+from sluiceway.logql._metric_types import I64
+from sluiceway.logql._pipeline import LabelKey, LogPipeline
+from sluiceway.model import EntryBlock
+
+Group = tuple[LabelKey, I64, I64 | None]  # series key, ts, line sizes
+
+
+def _reference(pipeline: LogPipeline, mapper: KeyMapper, block: EntryBlock,
+               idx: npt.NDArray[np.intp], want_sizes: bool) -> list[Group]:
+    """The per-line engine on some lines of a block (as `line_sink` does)."""
+    ts_by: dict[LabelKey, list[int]] = {}
+    size_by: dict[LabelKey, list[int]] = {}
+    for t, line, key, _ in pipeline.process(block, idx, False):
+        k = mapper(key)
+        if k not in ts_by:
+            ts_by[k], size_by[k] = [], []
+        ts_by[k].append(t)
+        if want_sizes:
+            size_by[k].append(len(line.encode()))
+    return [(k, np.asarray(t, dtype=np.int64),
+             np.asarray(size_by[k], dtype=np.int64) if want_sizes else None)
+            for k, t in ts_by.items()]
+
+
+def block_columns(plan: Plan, block: EntryBlock) -> tuple[dict[str, Col], ErrCodes, Mask,
+                                                        Mask]:
+    """Run the plan's stages on a block: (label columns, error codes, lines still alive,
+    lines only the per-line stages can decide)."""
+    n = len(block)
+    alive: Mask = np.ones(n, dtype=np.bool_)
+    other: Mask = np.zeros(n, dtype=np.bool_)
+    err: ErrCodes = np.zeros(n, dtype=np.int8)
+    stream = dict(block.labels)
+    env: dict[str, Col] = {k: Col.constant(n, v) for k, v in stream.items()}
+    for op in plan.ops:
+        if isinstance(op, _Parse) and op.fmt == "regexp":
+            text = arrow_text(block)
+            if text is None:  # not UTF-8: the per-line engine decides every line
+                other[:] = True
+                continue
+            named = {lab: g for lab, g in op.groups if lab in plan.fields and lab not in stream}
+            env.update(regexp_fields(text, op.pattern, named))
+        elif isinstance(op, _Parse):
+            arr = arrow_lines(block)
+            wanted = [f for f in plan.fields if f not in stream]
+            # The simple-line pattern also proves the first wanted key is not repeated.
+            unique = wanted[0] if wanted else None
+            if op.fmt == "json":
+                simple, not_obj = json_classes(block, arr, unique)
+                other |= ~simple & ~not_obj
+                err[not_obj] = JSON_ERR
+            else:
+                simple = logfmt_simple(arr, unique)
+                other |= ~simple
+            # A stream label's own name keeps the stream's value: the parsed key
+            # becomes `<name>_extracted`.
+            for name in wanted:
+                if not simple.any():  # e.g. `| json` over a plain-text stream
+                    env[name] = Col.absent(n)
+                    continue
+                col, dup = extract_field(op.fmt, arr, name, simple, name == unique)
+                other |= dup
+                env[name] = col
+        elif isinstance(op, VecFilter):
+            alive &= op(env, err, alive & ~other) | other
+        elif isinstance(op, _Drop):
+            for name in op.names:
+                if name == ERROR:
+                    err[:] = 0
+                else:
+                    env.pop(name, None)
+        else:  # a line filter: pure on the line, valid for every class
+            alive = op(block, alive)
+    return env, err, alive, other
+
+
+def run_block(plan: Plan, pipeline: LogPipeline, mapper: KeyMapper, block: EntryBlock,
+              idx: npt.NDArray[np.intp], want_sizes: bool) -> list[Group]:
+    """Series keys with the timestamps (and sizes) of a block's lines that pass."""
+    if block.metadata is not None:  # metadata labels: the per-line engine decides
+        return _reference(pipeline, mapper, block, idx, want_sizes)
+    if len(idx) < len(block):
+        block = block.take(idx)
+    env, err, alive, other = block_columns(plan, block)
+    ok = alive & ~other
+    fallback = np.flatnonzero(alive & other)
+    if not plan.preserve_error:
+        bad = np.flatnonzero(ok & (err != 0))
+        if len(bad):
+            first = int(bad[0])
+            before = fallback[fallback < first]
+            _reference(pipeline, mapper, block, before, False)  # raises if one fails first
+            _reference(pipeline, mapper, block, np.array([first]), False)
+            raise pipeline_error({ERROR: ERROR_NAMES[int(err[first])]})  # not reached
+    groups = _group(plan, env, err, ok, block, want_sizes)
+    if len(fallback):
+        groups += _reference(pipeline, mapper, block, fallback, want_sizes)
+    return groups
+
+
+def _group(plan: Plan, env: dict[str, Col], err: ErrCodes, ok: Mask, block: EntryBlock,
+           want_sizes: bool) -> list[Group]:
+    sizes = np.diff(block.offsets) if want_sizes else None
+    return [(key, block.ts[rows], None if sizes is None else sizes[rows])
+            for key, rows in group_rows(plan, env, err, ok)]
+
+
+def group_rows(plan: Plan, env: dict[str, Col], err: ErrCodes,
+               ok: Mask) -> list[tuple[LabelKey, I64]]:
+    """The series key of each line in `ok`, as (key, the lines' indexes ascending)."""
+    sel = np.flatnonzero(ok)
+    if not len(sel):
+        return []
+    cols: list[tuple[str, Col]] = []
+    names = plan.by if plan.without is None else tuple(
+        sorted(n for n in env if n not in plan.without))
+    fixed: list[tuple[str, str]] = []  # stream labels: one value for the whole block
+    for name in names:
+        col = error_col(err) if name == ERROR else env.get(name)
+        if col is None:
+            continue
+        if col.fixed is not None:
+            if col.fixed:
+                fixed.append((name, col.fixed))
+            continue
+        cols.append((name, col.take(sel)))
+    if not cols:
+        return [(tuple(fixed), sel)]
+    groups = _group_cols(cols, sel)
+    if fixed:
+        return [(tuple(sorted(key + tuple(fixed))), rows) for key, rows in groups]
+    return groups
+
+
+def _group_cols(cols: list[tuple[str, Col]], sel: I64) -> list[tuple[LabelKey, I64]]:
+    code = np.zeros(len(sel), dtype=np.int64)
+    radix = 1
+    for _, col in cols:
+        width = len(col.values) + 1
+        if radix * width >= 1 << 62:
+            break
+        code += (col.codes + 1) * radix
+        radix *= width
+    else:
+        return _split_groups(cols, code, sel)
+    stacked = np.stack([c.codes for _, c in cols], axis=1)
+    _, inverse = np.unique(stacked, axis=0, return_inverse=True)
+    return _split_groups(cols, inverse.reshape(-1).astype(np.int64), sel)
+
+
+def _split_groups(cols: list[tuple[str, Col]], code: I64,
+                  sel: I64) -> list[tuple[LabelKey, I64]]:
+    uniq, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+    out: list[tuple[LabelKey, I64]] = []
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(uniq) + 1))
+    for g in range(len(uniq)):
+        i = int(first[g])
+        key = tuple((name, col.values[c]) for name, col in cols
+                    if (c := int(col.codes[i])) >= 0 and col.values[c])
+        out.append((key, sel[order[bounds[g]:bounds[g + 1]]]))
+    return out

@@ -1,0 +1,155 @@
+"""What the columnar engine can answer: a `Plan` of a range aggregation's stages.
+
+`plan_lines` accepts the shapes the columnar engine answers exactly — one `json`, `logfmt`,
+`regexp` or `pattern` parser without options, label filters, line filters, `drop` of
+names, a `by` grouping (from the range aggregation or pushed down from an outer `sum`), or
+no grouping at all without a parser — and returns None for the rest, which the per-line
+engine answers.
+
+Where block filters will plug in (chunk format v2): `Plan.required_literals()` are the
+byte strings every selected line must contain; a block whose token filter excludes one of
+them can be skipped without being read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import re2
+
+from sluiceway.logql import _ast as A
+from sluiceway.logql._columnar_filter import ERROR, VecFilter, compile_vec_filter, filter_names
+from sluiceway.logql._filters import BlockFilter, compile_line_filter
+from sluiceway.logql._pattern import compile_pattern
+from sluiceway.logql._stages import sanitize_key
+
+ERROR_DETAILS = "__error_details__"
+
+
+@dataclass(frozen=True, slots=True)
+class _Parse:
+    fmt: str  # "json" | "logfmt" | "regexp"
+    pattern: str = ""
+    groups: tuple[tuple[str, str], ...] = ()  # regexp: (label name, group name)
+
+
+@dataclass(frozen=True, slots=True)
+class _Drop:
+    names: tuple[str, ...]
+
+
+Op = _Parse | VecFilter | BlockFilter | _Drop
+
+
+@dataclass(slots=True)
+class Plan:
+    """A query shape the columnar engine answers: ops in stage order after the leading
+    line filters, the parsed labels it needs, and the `by` labels of the series."""
+
+    ops: list[Op]
+    fields: tuple[str, ...]
+    by: tuple[str, ...]
+    preserve_error: bool
+    literals: tuple[bytes, ...] = ()
+    without: tuple[str, ...] | None = None  # no `by`: every label but these (no parser)
+
+    def required_literals(self) -> tuple[bytes, ...]:
+        return self.literals
+
+    def can_fail(self) -> bool:
+        """Can a line keep `__error__` (a 400 pipeline error)? Not when grouped by it."""
+        return not self.preserve_error and any(
+            isinstance(op, (_Parse, VecFilter)) for op in self.ops)
+
+
+def _names_ok(names: set[str]) -> bool:
+    # `_extracted` names depend on which stream labels a series has and on key order;
+    # error details are per-line texts: both are left to the per-line engine.
+    return not any(n == ERROR_DETAILS or n.endswith("_extracted") for n in names)
+
+
+def plan_lines(lr: A.LogRange, grouping: A.Grouping | None) -> Plan | None:
+    """The columnar plan of a count/rate/bytes range, or None when it does not apply."""
+    if lr.unwrap is not None:
+        return None
+    # Without `by`, a series keeps all its labels: only stream labels are known here, so
+    # that needs a query without a parser.
+    without = None if grouping is not None and not grouping.without else (
+        grouping.labels if grouping is not None else ())
+    by = set(grouping.labels) if grouping is not None and without is None else set()
+    stages = lr.log.stages
+    n = 0
+    literals: list[bytes] = []
+    while n < len(stages) and isinstance(stages[n], A.LineFilter):
+        st = stages[n]
+        assert isinstance(st, A.LineFilter)
+        if st.op == "|=" and len(st.values) == 1 and not st.ip and st.values[0]:
+            literals.append(st.values[0].encode())
+        n += 1
+    ops: list[Op] = []
+    names: set[str] = set(by)
+    parser = False
+    for st in stages[n:]:
+        if isinstance(st, A.JsonParser) and not st.params and not parser:
+            ops.append(_Parse("json"))
+            parser = True
+        elif (isinstance(st, A.LogfmtParser) and not st.params and not st.strict
+              and not st.keep_empty and not parser):
+            ops.append(_Parse("logfmt"))
+            parser = True
+        elif isinstance(st, A.RegexpParser) and not parser:
+            got = _regexp_parse(st.pattern)
+            if got is None:
+                return None
+            ops.append(got)
+            parser = True
+        elif isinstance(st, A.PatternParser) and not parser:
+            ops.append(_pattern_parse(st.pattern))
+            parser = True
+        elif isinstance(st, A.LabelFilter):
+            names |= filter_names(st.expr)
+            ops.append(compile_vec_filter(st.expr))
+        elif isinstance(st, A.LineFilter):
+            ops.append(compile_line_filter(st))
+        elif isinstance(st, A.Drop) and all(s.matcher is None for s in st.items):
+            ops.append(_Drop(tuple(s.name for s in st.items)))
+        else:
+            return None
+    if not _names_ok(names) or (without is not None and parser):
+        return None
+    fields = tuple(sorted(names - {ERROR})) if parser else ()
+    return Plan(ops, fields, tuple(sorted(by)), ERROR in by, tuple(literals), without)
+
+
+def _regexp_parse(pattern: str) -> _Parse | None:
+    """Only named groups (Arrow's extract_regex takes no others), and no two that sanitise
+    to one label name (the last would win, line by line)."""
+    rx = re2.compile(pattern)
+    if rx.groups != len(rx.groupindex):
+        return None
+    labels = [(sanitize_key(g), g) for g in rx.groupindex]
+    if len({lab for lab, _ in labels}) != len(labels) or any(not lab for lab, _ in labels):
+        return None
+    return _Parse("regexp", pattern, tuple(labels))
+
+
+def _pattern_parse(text: str) -> _Parse:
+    """`| pattern` as the equivalent RE2 regex: the first literal anchors at the start,
+    each capture stops at the first occurrence of the next literal (lazy, leftmost-first
+    matching finds exactly that), the last one takes the rest of the line."""
+    pat = compile_pattern(text)
+    out = ["^"]
+    groups: list[tuple[str, str]] = []
+    for i, (kind, val) in enumerate(pat.parts):
+        if kind == "lit":
+            out.append(re2.escape(val))
+            continue
+        last = i + 1 == len(pat.parts)
+        body = "(?s:.*)" if last else "(?s:.*?)"
+        if val == "_":
+            out.append(body)
+        else:
+            group = f"g{len(groups)}"  # capture names need not be RE2 group names
+            groups.append((val, group))
+            out.append(f"(?P<{group}>{body})")
+    return _Parse("regexp", "".join(out), tuple(groups))

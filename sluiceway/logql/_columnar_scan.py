@@ -1,0 +1,389 @@
+"""Columnar parsers: `| json` and `| logfmt` fields of a whole block at once.
+
+A block's blob and offsets become an Arrow binary array without a copy, and RE2 kernels
+of pyarrow.compute (C++, the GIL released) run over all its lines in one call. Each line
+falls in one of three classes:
+
+- *simple*: a shape whose parse result is unambiguous and equal to the reference
+  scanner's — for JSON a flat object of identifier keys and strings without escapes,
+  numbers, booleans or nulls; for logfmt `key=value` / `key="quoted"` pairs of identifier
+  keys without `=` or escapes in values. Their fields are extracted by regex, as columns;
+- *not an object* (JSON only): the first character is not `{` or blank: the reference
+  stops at once with `JSONParserErr` and no labels, so these need no parsing either;
+- *other*: everything else (escapes, nesting, odd keys, duplicate wanted keys, malformed
+  text). The caller sends these few lines through the per-line reference stages, so every
+  answer stays exact whatever the input.
+
+A column is dictionary-encoded (`Col`): one code per line (-1 = no such label) into a
+list of distinct values, so label filters and conversions run once per distinct value.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sluiceway.model import EntryBlock
+
+Codes = npt.NDArray[np.int64]
+Mask = npt.NDArray[np.bool_]
+
+# A label name that is its own sanitised form and can never be `__error__`-like.
+_IDENT = r"(?:[A-Za-z][A-Za-z0-9_]*|_[A-Za-z0-9][A-Za-z0-9_]*)"
+IDENT_RE = re.compile(_IDENT)
+_WS = r"[ \t\n\r]*"
+_JVAL = r'(?:"[^"\\]*"|-?[0-9][0-9.eE+-]*|true|false|null)'
+_JMEMBER = rf'"{_IDENT}"{_WS}:{_WS}{_JVAL}{_WS}'
+SIMPLE_JSON = rf"^{_WS}\{{{_WS}{_JMEMBER}(?:,{_WS}{_JMEMBER})*\}}$"
+_LSEP = r"[\x00-\x20]"
+_LPAIR = rf'{_IDENT}=(?:"[^"\\=]*"|[^\x00-\x20"=]*)'
+SIMPLE_LOGFMT = rf"^{_LSEP}*(?:{_LPAIR}(?:{_LSEP}+{_LPAIR})*)?{_LSEP}*$"
+_LVAL = r'(?:"[^"\\=]*"|[^\x00-\x20"=]*)'
+
+_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_DIGITS = frozenset("0123456789")
+_WORD = _LETTERS | _DIGITS | {"_"}
+# _IDENT's two branches: fixed classes for the first characters, then _WORD*.
+_BRANCHES = ([_LETTERS], [frozenset("_"), _LETTERS | _DIGITS])
+
+
+def _cls(chars: frozenset[str]) -> str:
+    return "[" + "".join(re.escape(c) for c in sorted(chars)) + "]"
+
+
+def _branch_except(w: str, sets: list[frozenset[str]]) -> str:
+    """The branch `sets[0] sets[1] .. _WORD*` without the one word `w` (RE2 has no
+    lookahead, so the complement is spelled out: diverge at some position, stop early,
+    or go on past the end of `w`)."""
+    def at(i: int) -> frozenset[str]:
+        return sets[i] if i < len(sets) else _WORD
+
+    def tail(j: int) -> str:
+        return "".join(_cls(at(t)) for t in range(j, len(sets))) + _cls(_WORD) + "*"
+
+    full = "".join(_cls(c) for c in sets) + _cls(_WORD) + "*"
+    if len(w) < len(sets) or any(c not in at(i) for i, c in enumerate(w)):
+        return full
+    alts = []
+    for i, c in enumerate(w):
+        rest = at(i) - {c}
+        if rest:
+            alts.append(re.escape(w[:i]) + _cls(rest) + tail(i + 1))
+    alts += [re.escape(w[:i]) for i in range(max(len(sets), 1), len(w))]
+    alts.append(re.escape(w) + _cls(_WORD) + "+")
+    return "(?:" + "|".join(alts) + ")"
+
+
+def ident_except(w: str) -> str:
+    """A regex of every key `_IDENT` accepts except `w`."""
+    return "(?:" + "|".join(_branch_except(w, list(b)) for b in _BRANCHES) + ")"
+
+
+def _at_most_once(other: str, one: str, sep: str) -> str:
+    """A `sep`-separated list of items, at most one of which is `one`, at least one item."""
+    return (f"(?:{other}(?:{sep}{other})*(?:{sep}{one}(?:{sep}{other})*)?"
+            f"|{one}(?:{sep}{other})*)")
+
+
+def simple_json(unique: str | None = None) -> str:
+    """SIMPLE_JSON; with `unique`, also only lines where that key occurs at most once."""
+    if unique is None:
+        return SIMPLE_JSON
+    other = rf'"{ident_except(unique)}"{_WS}:{_WS}{_JVAL}{_WS}'
+    one = rf'"{re.escape(unique)}"{_WS}:{_WS}{_JVAL}{_WS}'
+    return rf"^{_WS}\{{{_WS}{_at_most_once(other, one, ',' + _WS)}\}}$"
+
+
+def simple_logfmt(unique: str | None = None) -> str:
+    if unique is None:
+        return SIMPLE_LOGFMT
+    other = f"{ident_except(unique)}={_LVAL}"
+    one = f"{re.escape(unique)}={_LVAL}"
+    return rf"^{_LSEP}*(?:{_at_most_once(other, one, _LSEP + '+')})?{_LSEP}*$"
+
+
+@dataclass(slots=True)
+class Col:
+    """A dictionary-encoded label column: `codes[i]` indexes `values`, -1 = absent."""
+
+    codes: Codes
+    values: list[str]
+    fixed: str | None = None  # every line has this value (a stream label)
+
+    @staticmethod
+    def absent(n: int) -> Col:
+        return Col(np.full(n, -1, dtype=np.int64), [])
+
+    @staticmethod
+    def constant(n: int, value: str) -> Col:
+        return Col(np.zeros(n, dtype=np.int64), [value], value)
+
+    def take(self, idx: npt.NDArray[np.intp]) -> Col:
+        return Col(self.codes[idx], self.values, self.fixed)
+
+
+def arrow_lines(block: EntryBlock) -> pa.Array:
+    """The block's lines as an Arrow large_binary array sharing the blob's memory."""
+    offs = block.offsets
+    base = int(offs[0])
+    if base:
+        offs = offs - base
+    data = memoryview(block.blob)[base:int(block.offsets[-1])]
+    return pa.Array.from_buffers(pa.large_binary(), len(block),
+                                 [None, pa.py_buffer(np.ascontiguousarray(offs, np.int64)),
+                                  pa.py_buffer(data)])
+
+
+def arrow_text(block: EntryBlock) -> pa.Array | None:
+    """The lines as an Arrow large_string array (RE2 in UTF-8 mode, as the per-line
+    engine's), or None when the blob is not valid UTF-8."""
+    arr = arrow_lines(block)
+    text = pa.Array.from_buffers(pa.large_string(), len(arr), arr.buffers())
+    if not block.blob.isascii():
+        try:
+            text.validate(full=True)
+        except pa.ArrowInvalid:
+            return None
+    return text
+
+
+def regexp_fields(arr: pa.Array, pattern: str, groups: dict[str, str]) -> dict[str, Col]:
+    """`| regexp`: label name -> column of its named group; a line the pattern does not
+    match has none of them, a group that did not take part is "" (as `m.group(n) or ""`)."""
+    got = pc.extract_regex(arr, pattern)
+    invalid = ~_np_bool(got.is_valid()) if got.null_count else None
+    out = {}
+    for label, group in groups.items():
+        enc = pc.dictionary_encode(got.field(group))
+        codes = np.asarray(enc.indices.fill_null(-1).to_numpy(zero_copy_only=False),
+                           dtype=np.int64)
+        values = [v or "" for v in enc.dictionary.to_pylist()]
+        if invalid is not None:
+            codes[invalid] = -1
+        out[label] = Col(codes, values)
+    return out
+
+
+def _np_bool(a: Any) -> Mask:
+    return np.asarray(a.to_numpy(zero_copy_only=False), dtype=np.bool_)
+
+
+def json_classes(block: EntryBlock, arr: pa.Array,
+                 unique: str | None = None) -> tuple[Mask, Mask]:
+    """(simple, not_object) masks of a block's lines for `| json`; with `unique`, simple
+    lines hold that key at most once (so its extraction needs no count)."""
+    n = len(block)
+    lens = np.diff(block.offsets)
+    first = np.full(n, 0x7B, dtype=np.uint8)  # an empty line is not an object either
+    nonempty = lens > 0
+    if nonempty.any():
+        b = np.frombuffer(block.blob, dtype=np.uint8)
+        first[nonempty] = b[block.offsets[:-1][nonempty]]
+    not_obj = ~np.isin(first, np.array([0x7B, 0x20, 0x09, 0x0A, 0x0D], dtype=np.uint8))
+    not_obj |= ~nonempty
+    if not_obj.all():
+        return np.zeros(n, dtype=np.bool_), not_obj
+    simple = _np_bool(pc.match_substring_regex(arr, simple_json(unique))) & ~not_obj
+    return simple, not_obj
+
+
+def logfmt_simple(arr: pa.Array, unique: str | None = None) -> Mask:
+    return _np_bool(pc.match_substring_regex(arr, simple_logfmt(unique)))
+
+
+def _field_patterns(fmt: str, name: str) -> tuple[str, str]:
+    """(count pattern, extract pattern) of a top-level key in a simple line."""
+    key = re.escape(name)
+    if fmt == "json":
+        return (rf'"{key}"{_WS}:', rf'"{key}"{_WS}:{_WS}(?P<v>"[^"]*"|[^ \t\n\r,}}]*)')
+    return (rf"(?:^|{_LSEP}){key}=", rf'(?:^|{_LSEP}){key}=(?P<v>"[^"]*"|[^\x00-\x20]*)')
+
+
+def extract_field(fmt: str, arr: pa.Array, name: str, simple: Mask,
+                  unique: bool = False) -> tuple[Col, Mask]:
+    """The value of key `name` on the simple lines, and the simple lines where the key
+    occurs more than once (the caller moves those to the per-line path); `unique` when the
+    simple lines are known to hold it at most once."""
+    count_pat, extract_pat = _field_patterns(fmt, name)
+    n = len(arr)
+    if unique:
+        dup = np.zeros(n, dtype=np.bool_)
+    else:
+        dup = simple & (np.asarray(pc.count_substring_regex(arr, count_pat).to_numpy(
+            zero_copy_only=False)) > 1)
+    if fmt in ("json", "logfmt"):
+        fast = (_json_strings if fmt == "json" else _logfmt_values)(arr, name, simple)
+        if fast is not None:
+            codes, values, slow = fast
+            if slow.any():  # other value shapes: the regex, for those lines only
+                other = _extract(fmt, arr, extract_pat, slow)
+                codes[slow] = np.where(other.codes[slow] >= 0,
+                                       other.codes[slow] + len(values), -1)
+                values = values + other.values
+            return Col(codes, values), dup
+    col = _extract(fmt, arr, extract_pat, simple)
+    return col, dup
+
+
+def _view(data: pa.Buffer, bounds: npt.NDArray[np.int64]) -> pa.Array:
+    """Values data[bounds[0]:bounds[1]], data[bounds[1]:bounds[2]], ... without a copy."""
+    return pa.Array.from_buffers(pa.large_binary(), len(bounds) - 1,
+                                 [None, pa.py_buffer(bounds), data])
+
+
+class _KeySearch(NamedTuple):
+    offs: npt.NDArray[np.int64]  # the lines' bounds in `data`
+    data_buf: pa.Buffer
+    data: npt.NDArray[np.uint8]
+    pos: npt.NDArray[np.int64]  # where each line holds the needle first (-1: nowhere)
+    rows: npt.NDArray[np.intp]  # simple lines that hold it
+    codes: Codes  # to fill: every line without a value (-1)
+    slow: Mask  # to fill: simple lines the regex must read
+
+
+def _key_search(arr: pa.Array, needle: str, simple: Mask) -> _KeySearch | None:
+    """Where a key's literal first occurs in each line, over zero-copy views of the
+    array's buffers; None when the array is empty or sliced (the callers' regex path)."""
+    n = len(arr)
+    if not n or arr.offset:
+        return None
+    offs = np.frombuffer(arr.buffers()[1], dtype=np.int64)[: n + 1]
+    data_buf = arr.buffers()[2]
+    pos = np.asarray(pc.find_substring(arr, needle).to_numpy(zero_copy_only=False),
+                     dtype=np.int64)
+    return _KeySearch(offs, data_buf, np.frombuffer(data_buf, dtype=np.uint8), pos,
+                      np.flatnonzero(simple & (pos >= 0)), np.full(n, -1, dtype=np.int64),
+                      np.zeros(n, dtype=np.bool_))
+
+
+def _json_strings(arr: pa.Array, name: str,
+                  simple: Mask) -> tuple[Codes, list[str], Mask] | None:
+    """`"name":"value"` on simple lines with literal searches instead of a regex: in a
+    simple line a string holds no quote, so the first `"name"` followed by a colon is the
+    key and its value ends at the next quote. Returns the codes, the values, and the
+    simple lines holding the key in another shape (a space, a number...)."""
+    search = _key_search(arr, f'"{name}"', simple)
+    if search is None:
+        return None
+    offs, data_buf, data, pos, rows, codes, slow = search
+    if not len(rows):
+        return codes, [], slow
+    after = offs[rows] + pos[rows] + len(name) + 2  # just past the key's closing quote
+    quick = data[after] == 0x3A  # ':'
+    quick[quick] = data[after[quick] + 1] == 0x22  # '"' opens a string value
+    slow[rows[~quick]] = True
+    rows, start = rows[quick], after[quick] + 2
+    if not len(rows):
+        return codes, [], slow
+    spans = np.empty(2 * len(rows), dtype=np.int64)  # [start, line end] of each row
+    spans[0::2], spans[1::2] = start, offs[rows + 1]
+    dist = np.asarray(pc.find_substring(_view(data_buf, spans), '"').to_numpy(
+        zero_copy_only=False), dtype=np.int64)[0::2]
+    spans[1::2] = start + dist  # now [start, closing quote]
+    strings = pc.take(_view(data_buf, spans), pa.array(np.arange(0, 2 * len(rows) - 1, 2)))
+    enc = pc.dictionary_encode(strings)
+    codes[rows] = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    values = [v.decode("utf-8", "replace").replace("\ufffd", " ")
+              for v in enc.dictionary.to_pylist()]
+    return codes, values, slow
+
+
+def _logfmt_values(arr: pa.Array, name: str,
+                   simple: Mask) -> tuple[Codes, list[str], Mask] | None:
+    """`name=value` / `name="value"` on simple logfmt lines with literal searches: there
+    no value holds `=`, so the first `name=` after a separator (or at the start) is the
+    key; an unquoted value ends at the next space (a value holding another control
+    character goes to the regex), a quoted one at the next quote."""
+    search = _key_search(arr, f"{name}=", simple)
+    if search is None:
+        return None
+    offs, data_buf, data, pos, rows, codes, slow = search
+    if not len(rows):
+        return codes, [], slow
+    at = offs[rows] + pos[rows]
+    key = pos[rows] == 0
+    key[~key] = data[at[~key] - 1] <= 0x20
+    slow[rows[~key]] = True
+    rows, start = rows[key], at[key] + len(name) + 1
+    if not len(rows):
+        return codes, [], slow
+    ends = offs[rows + 1]
+    quoted = np.zeros(len(rows), dtype=np.bool_)
+    inside = start < ends
+    quoted[inside] = data[start[inside]] == 0x22
+    start = start + quoted  # a quoted value starts after its quote
+    spans = np.empty(2 * len(rows), dtype=np.int64)
+    spans[0::2], spans[1::2] = start, ends
+    dist = np.full(len(rows), -1, dtype=np.int64)
+    view = _view(data_buf, spans)
+    for sep, sel in ((b'"', quoted), (b" ", ~quoted)):
+        if sel.any():
+            found = np.asarray(pc.find_substring(view, sep.decode()).to_numpy(
+                zero_copy_only=False), dtype=np.int64)[0::2]
+            dist[sel] = found[sel]
+    stop_at = np.where(dist >= 0, start + dist, ends)
+    spans[1::2] = stop_at
+    strings = pc.take(_view(data_buf, spans), pa.array(np.arange(0, 2 * len(rows) - 1, 2)))
+    # An unquoted value that holds another control character ends earlier: the regex.
+    lens = stop_at - start
+    ctrl = np.zeros(len(rows), dtype=np.bool_)
+    if int(lens.sum()):
+        vbuf = np.frombuffer(strings.buffers()[2], dtype=np.uint8)
+        cum = np.concatenate(([0], np.cumsum(vbuf <= 0x20, dtype=np.int64)))
+        vo = np.concatenate(([0], np.cumsum(lens)))
+        ctrl = ((cum[vo[1:]] - cum[vo[:-1]]) > 0) & ~quoted
+    enc = pc.dictionary_encode(strings)
+    got = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    raw: list[bytes] = enc.dictionary.to_pylist()
+    remap = np.full(len(raw) + 1, -1, dtype=np.int64)
+    values: list[str] = []
+    for k, v in enumerate(raw):
+        if v:  # an empty value is no label
+            remap[k] = len(values)
+            values.append(v.decode("utf-8", "replace"))
+    got = remap[got]
+    got[ctrl] = -1
+    codes[rows] = got
+    slow[rows[ctrl]] = True
+    return codes, values, slow
+
+
+def _extract(fmt: str, arr: pa.Array, extract_pat: str, simple: Mask) -> Col:
+    n = len(arr)
+    got = pc.extract_regex(arr, extract_pat)
+    # A line without a match is a null struct whose child still holds "" (not null).
+    enc = pc.dictionary_encode(got.field("v"))
+    codes = np.asarray(enc.indices.fill_null(-1).to_numpy(zero_copy_only=False),
+                       dtype=np.int64)
+    if got.null_count:
+        codes[~_np_bool(got.is_valid())] = -1
+    raw: list[bytes] = enc.dictionary.to_pylist()
+    values: list[str] = []
+    remap = np.full(len(raw) + 1, -1, dtype=np.int64)  # last slot: absent stays absent
+    for k, v in enumerate(raw):
+        text = _value_text(fmt, v)
+        if text is None:
+            continue
+        remap[k] = len(values)
+        values.append(text)
+    codes = remap[codes]
+    if n:
+        codes[~simple] = -1
+    return Col(codes, values)
+
+
+def _value_text(fmt: str, v: bytes) -> str | None:
+    """A captured value as the reference scanner labels it; None = no label."""
+    if fmt == "json":
+        if v[:1] == b'"':
+            return v[1:-1].decode("utf-8", "replace").replace("\ufffd", " ")
+        return None if v == b"null" else v.decode("utf-8", "replace")
+    if v[:1] == b'"':
+        v = v[1:-1]
+    return v.decode("utf-8", "replace") or None  # logfmt: an empty value is no label

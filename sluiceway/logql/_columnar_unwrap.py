@@ -1,0 +1,213 @@
+"""Columnar `unwrap`: the samples of `sum_over_time`, `quantile_over_time`, ... by labels.
+
+The same plan and block steps as the line counts (`_columnar`), then the unwrapped label
+is converted once per distinct value (`CONVERTERS`, the per-line engine's table), a value
+that does not convert sets `__error__="SampleExtractionErr"`, the label filters after
+`unwrap` become masks, and each series gets its (ts, value) arrays. Samples keep the
+per-line engine's arrival order — series by series, blocks and lines in order — so the
+window functions (sequential sums, Welford, first/last) see exactly the same sequence.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from sluiceway.logql import _ast as A
+from sluiceway.logql._columnar import merge_stats, unit_blocks
+from sluiceway.logql._columnar_block import block_columns, group_rows
+from sluiceway.logql._columnar_filter import (
+    ERROR,
+    SAMPLE_ERR,
+    ErrCodes,
+    VecFilter,
+    compile_vec_filter,
+    filter_names,
+)
+from sluiceway.logql._columnar_plan import ERROR_DETAILS, Plan, plan_lines
+from sluiceway.logql._columnar_scan import Col
+from sluiceway.logql._engine import QueryParams
+from sluiceway.logql._exec import run_units, split_range
+from sluiceway.logql._lexer import CONVERTERS
+from sluiceway.logql._metric_extract import (
+    KeyMapper,
+    Samples,
+    SeriesLimit,
+    pipeline_error,
+    range_pipeline,
+    unwrap_sink,
+)
+from sluiceway.logql._metric_types import F64, I64
+from sluiceway.logql._pipeline import LabelKey, LogPipeline
+from sluiceway.logql._result import QueryStats
+from sluiceway.logql._source import LogSource, SeriesRef
+from sluiceway.model import EntryBlock
+
+# per series key: (line index in the block, ts, value) arrays of one block
+_Rows = dict[LabelKey, list[tuple[I64, I64, F64]]]
+
+
+@dataclass(slots=True)
+class ValuePlan:
+    lines: Plan
+    label: str
+    convert: Callable[[str], float | None]
+    posts: list[VecFilter]
+
+
+def plan_values(lr: A.LogRange, mapper: KeyMapper) -> ValuePlan | None:
+    uw = lr.unwrap
+    if uw is None or mapper.by is None:
+        return None
+    names = {uw.label} | set().union(*(filter_names(f.expr) for f in uw.post_filters))
+    if any(n == ERROR_DETAILS or n.endswith("_extracted") for n in names):
+        return None
+    base = A.LogRange(lr.log, lr.range_ns, lr.offset_ns, None)
+    plan = plan_lines(base, A.Grouping(tuple(sorted(mapper.by | names))))
+    if plan is None or plan.without is not None:
+        return None
+    plan.by = tuple(sorted(mapper.by))
+    plan.preserve_error = ERROR in mapper.by
+    convert, _ = CONVERTERS[uw.conv or "number"]
+    return ValuePlan(plan, uw.label, convert,
+                     [compile_vec_filter(f.expr) for f in uw.post_filters])
+
+
+def _reference_rows(pipeline: LogPipeline, mapper: KeyMapper, uw: A.Unwrap,
+                    block: EntryBlock, lines: npt.NDArray[np.intp]) -> _Rows:
+    """The per-line engine's samples of some lines, each tagged with its line index."""
+    out: _Rows = {}
+    for i in lines.tolist():
+        samples = Samples()
+        unwrap_sink(samples, mapper, uw)(block, np.array([i]), pipeline)
+        for key, ts in samples.ts.items():
+            vs = samples.values[key]
+            out.setdefault(key, []).append((np.full(len(ts), i, dtype=np.int64),
+                                            np.asarray(ts, dtype=np.int64),
+                                            np.asarray(vs, dtype=np.float64)))
+    return out
+
+
+def run_block_values(vp: ValuePlan, uw: A.Unwrap, pipeline: LogPipeline,
+                     mapper: KeyMapper, block: EntryBlock,
+                     idx: npt.NDArray[np.intp]) -> _Rows:
+    if block.metadata is not None:
+        return _reference_rows(pipeline, mapper, uw, block, idx)
+    if len(idx) < len(block):
+        block = block.take(idx)
+    env, err, alive, other = block_columns(vp.lines, block)
+    col = env.get(vp.label) or Col.absent(len(block))
+    values: list[float] = []
+    ok_v = np.zeros(len(col.values) + 1, dtype=np.bool_)  # has a sample
+    bad_v = np.zeros(len(col.values) + 1, dtype=np.bool_)  # does not convert
+    for k, raw in enumerate(col.values):
+        x = vp.convert(raw) if raw else None
+        values.append(0.0 if x is None else x)
+        ok_v[k] = bool(raw)
+        bad_v[k] = bool(raw) and x is None
+    values.append(0.0)
+    codes = col.codes
+    sample = alive & ~other & ok_v[codes]
+    bad = sample & bad_v[codes] & (err == 0)
+    if bad.any():
+        err = err.copy()
+        err[bad] = SAMPLE_ERR
+    for post in vp.posts:
+        sample &= post(env, err, sample)
+    fallback = np.flatnonzero(alive & other)
+    if not vp.lines.preserve_error:
+        wrong = np.flatnonzero(sample & (err != 0))
+        if len(wrong):
+            first = int(wrong[0])
+            _reference_rows(pipeline, mapper, uw, block, fallback[fallback < first])
+            _reference_rows(pipeline, mapper, uw, block, np.array([first]))
+            raise pipeline_error({ERROR: "SampleExtractionErr"})  # not reached
+    out = _group_values(vp.lines, env, err, sample, block, codes, np.asarray(values))
+    if len(fallback):
+        for key, rows in _reference_rows(pipeline, mapper, uw, block, fallback).items():
+            out.setdefault(key, []).extend(rows)
+    return out
+
+
+def _group_values(plan: Plan, env: dict[str, Col], err: ErrCodes,
+                  sel_mask: npt.NDArray[np.bool_], block: EntryBlock, codes: I64,
+                  values: F64) -> _Rows:
+    out: _Rows = {}
+    for key, rows in group_rows(plan, env, err, sel_mask):
+        out.setdefault(key, []).append((rows.astype(np.int64), block.ts[rows],
+                                        values[codes[rows]]))
+    return out
+
+
+@dataclass(slots=True)
+class _Part:
+    order: int
+    rows: dict[LabelKey, list[tuple[I64, F64]]] = field(default_factory=dict)
+    stats: QueryStats = field(default_factory=QueryStats)
+
+
+def _unit(source: LogSource, ref: SeriesRef, order: int, lo: int, hi: int,
+          lr: A.LogRange, vp: ValuePlan, mapper: KeyMapper, params: QueryParams,
+          limit: SeriesLimit | None) -> Callable[[threading.Event], _Part]:
+    """One series over one split: blocks from `unit_blocks` (deadline, abort and cancel
+    checked between them); each block's series are counted against `max_series`."""
+    assert lr.unwrap is not None
+    uw = lr.unwrap
+    def run(abort: threading.Event) -> _Part:
+        out = _Part(order)
+        pipeline = range_pipeline(lr, params)
+        for block, idx in unit_blocks(source, ref, lo, hi, params, pipeline, abort,
+                                      out.stats):
+            for key, parts in run_block_values(vp, uw, pipeline, mapper, block, idx).items():
+                line = np.concatenate([p[0] for p in parts])
+                order_ = np.argsort(line, kind="stable")  # the block's line order
+                ts = np.concatenate([p[1] for p in parts])[order_]
+                vs = np.concatenate([p[2] for p in parts])[order_]
+                if limit is not None:
+                    limit.note_times(key, ts)
+                out.rows.setdefault(key, []).append((ts, vs))
+        return out
+
+    return run
+
+
+def collect_values(source: LogSource, params: QueryParams, lr: A.LogRange, lo: int,
+                   hi: int, stats: QueryStats, mapper: KeyMapper,
+                   limit: SeriesLimit | None) -> dict[LabelKey, tuple[I64, F64]] | None:
+    """Per series (ts, value) sorted by ts (stable, arrival order kept), as
+    `Samples.finish` gives them; None when the columnar engine does not apply. The
+    series are counted against `limit` (the query's `max_series`) block by block."""
+    opts, tenants = params.options, params.tenants
+    vp = plan_values(lr, mapper) if opts.columnar else None
+    if vp is None:
+        return None
+    refs = source.series(tenants, list(lr.log.matchers), lo, hi)
+    stats.streams += len(refs)
+    splits = split_range(lo, hi, opts.split_ns)
+    stats.splits += len(splits)
+    # Arrival order of the per-line engine: series by series, then time.
+    units = [_unit(source, ref, r * len(splits) + k, a, b, lr, vp, mapper, params, limit)
+             for k, (a, b) in enumerate(splits) for r, ref in enumerate(refs)]
+    parts = []
+    for part in run_units(units, opts.parallelism, opts):
+        merge_stats(stats, part.stats)
+        parts.append(part)
+    parts.sort(key=lambda p: p.order)
+    acc: dict[LabelKey, tuple[list[I64], list[F64]]] = {}
+    for p in parts:
+        for key, rows in p.rows.items():
+            t_list, v_list = acc.setdefault(key, ([], []))
+            for ts, vs in rows:
+                t_list.append(ts)
+                v_list.append(vs)
+    out = {}
+    for key, (t_list, v_list) in acc.items():
+        ts = np.concatenate(t_list)
+        vs = np.concatenate(v_list)
+        order = np.argsort(ts, kind="stable")
+        out[key] = (ts[order], vs[order])
+    return out

@@ -1,0 +1,99 @@
+"""`for` state across restarts.
+
+Prometheus restores how long an alert has been pending from the `ALERTS_FOR_STATE`
+series in its own TSDB; Loki's ruler from the WAL of what it remote-writes. Our ruler
+keeps the same facts in a small local file per group, replaced atomically after every
+evaluation that has (or just stopped having) pending or firing alerts: for each alert
+its label set and `active_at`, and the evaluation time the file was written at (the
+last `ALERTS_FOR_STATE` sample: "down at"). The series themselves still go out by
+remote write for dashboards.
+
+After a restart, the group's first evaluation creates its alerts afresh (active now);
+then `restore` applies Prometheus' rule (`RestoreForState`) to each alert found in the
+file, if the file is younger than `for_outage_tolerance`:
+- rules whose `for` is shorter than `for_grace_period` are not restored;
+- an alert that had already been pending for `for` keeps its old `active_at` (it fires
+  at the next evaluation);
+- one with less than `for_grace_period` left fires `for_grace_period` from now;
+- otherwise the time it spent pending before the outage counts: `active_at` moves
+  forward by the length of the outage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sluiceway.durable import atomic_write, ensure_dir
+from sluiceway.ruler._rules import AlertingRule, key_of
+
+log = logging.getLogger("sluiceway.ruler")
+
+
+@dataclass(slots=True)
+class SavedState:
+    saved_at: int  # Unix ns of the evaluation that wrote it ("down at")
+    alerts: dict[tuple[str, tuple[tuple[str, str], ...]], int]  # (rule, labels) -> active_at
+
+
+class ForStateFile:
+    def __init__(self, directory: Path, tenant: str, namespace: str, group: str) -> None:
+        ident = "\0".join((tenant, namespace, group)).encode()
+        self.path = directory / f"{hashlib.sha256(ident).hexdigest()[:32]}.json"
+        self.ident = {"tenant": tenant, "namespace": namespace, "group": group}
+        self.had_alerts = self.path.exists()
+
+    def load(self) -> SavedState | None:
+        try:
+            raw: dict[str, Any] = json.loads(self.path.read_bytes())
+            alerts = {(a["rule"], key_of(a["labels"])): int(a["active_at"])
+                      for a in raw["alerts"]}
+            return SavedState(int(raw["saved_at"]), alerts)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring unreadable for-state file %s: %s", self.path, exc)
+            return None
+
+    def save(self, ts: int, rules: list[AlertingRule]) -> None:
+        alerts = [{"rule": r.name, "labels": a.labels, "active_at": a.active_at,
+                   "state": a.state} for r in rules for a in r.active_alerts()]
+        if not alerts and not self.had_alerts:
+            return
+        ensure_dir(self.path.parent)
+        atomic_write(self.path, json.dumps({**self.ident, "saved_at": ts,
+                                            "alerts": alerts}).encode())
+        self.had_alerts = bool(alerts)
+
+
+    def remove(self) -> None:
+        """The group is gone: so is its state."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+def restore(rules: list[AlertingRule], saved: SavedState | None, ts: int,
+            outage_tolerance_ns: int, grace_ns: int) -> None:
+    """Prometheus' `RestoreForState` over the saved state, after the first evaluation at
+    `ts`; every rule counts as restored afterwards."""
+    usable = saved is not None and ts - saved.saved_at <= outage_tolerance_ns
+    for rule in rules:
+        if usable and rule.hold_ns >= grace_ns:
+            assert saved is not None
+            for a in rule.active_alerts():
+                old = saved.alerts.get((rule.name, key_of(a.labels)))
+                if old is None:
+                    continue
+                remaining = rule.hold_ns - (saved.saved_at - old)
+                if remaining <= 0:
+                    a.active_at = old
+                elif remaining < grace_ns:
+                    a.active_at = ts + grace_ns - rule.hold_ns
+                else:
+                    a.active_at = old + (ts - saved.saved_at)
+        rule.restored = True

@@ -1,0 +1,140 @@
+"""The server's ruler: built from `ruler:` / `ruler_storage:`, querying the LogQL engine
+over the store at one instant per tenant."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from sluiceway import __version__
+from sluiceway.logql import Expr, QueryParams, evaluate
+from sluiceway.ruler import (
+    ClientOptions,
+    FilesystemRuleStore,
+    LocalRuleStore,
+    Notifier,
+    RemoteWriter,
+    Ruler,
+    RulerOptions,
+    RuleStore,
+    Sample,
+    samples_of,
+)
+from sluiceway.server._config import Config
+from sluiceway.server._context import ServerContext
+from sluiceway.server._querier import StoreSource
+
+USER_AGENT = f"Sluiceway-Ruler/{__version__}"
+
+
+def rules_backend(cfg: Config) -> tuple[str, Path]:
+    """The rule store's kind and directory: `ruler_storage`, or Loki's older
+    `ruler.storage` when the config has no `ruler_storage` section."""
+    legacy = cfg.ruler.storage
+    if legacy is not None and "ruler_storage" not in cfg.model_fields_set:
+        backend, local, fs = legacy.type, legacy.local.directory, legacy.filesystem.dir
+    else:
+        rs = cfg.ruler_storage
+        backend, local, fs = rs.backend, rs.local.directory, rs.filesystem.dir
+    directory = local if backend == "local" else fs
+    return backend, directory or cfg.storage.data_dir / "rules"
+
+
+def rule_store(cfg: Config) -> RuleStore:
+    backend, directory = rules_backend(cfg)
+    if backend == "local":
+        return LocalRuleStore(directory)
+    return FilesystemRuleStore(directory)
+
+
+def query_func(ctx: ServerContext) -> Callable[[str, Expr, int], list[Sample]]:
+    def query(tenant: str, expr: Expr, ts: int) -> list[Sample]:
+        limits = ctx.limits_for(tenant)
+        qp = QueryParams(tenants=[tenant], start=ts, end=ts, instant=True,
+                         max_series=limits.max_query_series,
+                         max_line_size=ctx.template_cap(limits), deadline=ctx.deadline(limits))
+        return samples_of(evaluate(StoreSource(ctx.store), expr, qp))
+
+    return query
+
+
+def build_ruler(cfg: Config, ctx: ServerContext) -> Ruler:
+    r = cfg.ruler
+    opts = RulerOptions(
+        evaluation_interval_ns=round(r.evaluation_interval * 1e9),
+        poll_interval_s=r.poll_interval, resend_delay_ns=round(r.resend_delay * 1e9),
+        for_outage_tolerance_ns=round(r.for_outage_tolerance * 1e9),
+        for_grace_period_ns=round(r.for_grace_period * 1e9),
+        external_labels=dict(r.external_labels), external_url=r.external_url,
+        state_dir=(r.rule_path or cfg.storage.data_dir / "ruler_state") / "for-state")
+    urls = [u.strip() for u in r.alertmanager_url.split(",") if u.strip()]
+    notifier = Notifier(urls, r.notification_timeout, r.notification_queue_capacity,
+                        USER_AGENT) if urls else None
+    rw = r.remote_write
+    writer = None
+    if rw.enabled and rw.all_clients():
+        clients = [ClientOptions(
+            url=c.url, name=c.name, timeout_s=c.remote_timeout, headers=dict(c.headers),
+            capacity=c.queue_config.capacity,
+            max_samples_per_send=c.queue_config.max_samples_per_send,
+            batch_send_deadline_s=c.queue_config.batch_send_deadline,
+            min_backoff_s=c.queue_config.min_backoff,
+            max_backoff_s=c.queue_config.max_backoff) for c in rw.all_clients()]
+        writer = RemoteWriter(clients, rw.add_org_id_header, r.external_labels, USER_AGENT)
+    return Ruler(rule_store(cfg), query_func(ctx), opts, notifier, writer)
+
+
+class RulerCollector(Collector):
+    """The ruler's counters on /metrics."""
+
+    def __init__(self, ruler: Ruler) -> None:
+        self.ruler = ruler
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        evals = CounterMetricFamily("sluiceway_ruler_group_evaluations",
+                                    "Rule group evaluations", labels=["tenant"])
+        fails = CounterMetricFamily("sluiceway_ruler_rule_evaluation_failures",
+                                    "Rule evaluations that failed", labels=["tenant"])
+        by_tenant: dict[str, list[int]] = {}
+        for g in list(self.ruler.groups.values()):
+            acc = by_tenant.setdefault(g.tenant, [0, 0])
+            acc[0] += g.evaluations
+            acc[1] += g.failures
+        for t, (e, f) in sorted(by_tenant.items()):
+            evals.add_metric([t], e)
+            fails.add_metric([t], f)
+        yield evals
+        yield fails
+        n = self.ruler.notifier
+        if n is not None:
+            for name, what, counts in (
+                    ("sent", "Alerts sent to the Alertmanager", n.sent),
+                    ("errors", "Alerts the Alertmanager did not take", n.errors),
+                    ("dropped", "Alerts dropped from a full notification queue", n.dropped)):
+                fam = CounterMetricFamily(f"sluiceway_ruler_notifications_{name}", what,
+                                          labels=["tenant"])
+                for t, v in sorted(counts.items()):
+                    fam.add_metric([t], v)
+                yield fam
+        w = self.ruler.writer
+        if w is not None:
+            sent = CounterMetricFamily("sluiceway_ruler_remote_write_samples_sent",
+                                       "Samples remote-written", labels=["url", "tenant"])
+            lost = CounterMetricFamily("sluiceway_ruler_remote_write_samples_dropped",
+                                       "Samples not remote-written, by reason",
+                                       labels=["url", "tenant", "reason"])
+            pending = GaugeMetricFamily("sluiceway_ruler_remote_write_pending_samples",
+                                        "Samples waiting to be remote-written",
+                                        labels=["url"])
+            for c in w.clients:
+                for t, v in sorted(c.sent.items()):
+                    sent.add_metric([c.opts.url, t], v)
+                for (t, reason), v in sorted(c.dropped.items()):
+                    lost.add_metric([c.opts.url, t, reason], v)
+                pending.add_metric([c.opts.url], c.pending())
+            yield sent
+            yield lost
+            yield pending
