@@ -72,12 +72,13 @@ class ChunkIO:
 
     def written(self, key: str, data: bytes, block: EntryBlock) -> None:
         """`data` (a chunk just written under `key`, made from `block`) into the cache:
-        its footer and its blocks as slices of `block`, each costing its own share."""
+        its footer and its blocks, each with a blob of its own lines (a query's work over
+        a block's blob never covers its neighbours')."""
         footer = footer_of(data)
         self.cache.put_footer(key, footer)
         lo = 0
         for b in footer.blocks:
-            self.cache.put(key, block.slice(lo, lo + b.n), b.index, b.raw)
+            self.cache.put(key, block.slice(lo, lo + b.n).compacted(), b.index)
             lo += b.n
 
     # --- reading ---------------------------------------------------------------------

@@ -88,6 +88,11 @@ def test_a_version_1_data_dir_opens_with_every_line(tmp_path: Path) -> None:
     assert sum(len(v) for s in expected.values() for v in s.values()) == 870
     srv = ServerProcess(data).start()
     try:
+        # Read as it is; the marker says new chunks are format 2 (an older release refuses
+        # the dir instead of quarantining them), and the log says so.
+        assert orjson.loads((data / "FORMAT").read_bytes()) == {
+            "format": "sluiceway-store", "version": 2}
+        assert "format version 1 raised to 2" in srv.log()
         _check_every_line(srv, expected)
         # Whatever the first start changed (recovered chunks, a migration, the WAL's
         # heads flushed at shutdown) holds at the next start too.
