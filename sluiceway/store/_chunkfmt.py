@@ -72,7 +72,7 @@ _CODEC_ZSTD = 1
 DICT_NONE, DICT_ZSTD, DICT_RAW = 0, 1, 2
 
 # Raw bytes per block (12 per line + the line), about. Measured (bench/chunk_format.py,
-# README "Benchmarks"): independent blocks lose zstd's long history, which on logs full of
+# README "Storage"): independent blocks lose zstd's long history, which on logs full of
 # random ids costs ~6 % of the size at 256 KiB and ~3 % at 1 MiB after compaction (level
 # 17), where the store must stay >= 5x; a per-chunk dictionary does not win it back. So
 # fresh chunks (level 1, compacted within the hour) use 256 KiB blocks and compacted
