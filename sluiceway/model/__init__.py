@@ -1,6 +1,6 @@
-"""Core value types shared by every package: label sets and stream batches; config units,
-the config loaders' messages, and Go's ways of reading and writing sizes, durations and
-times."""
+"""Core value types shared by every package: label sets and stream batches; the
+heartbeat model; config units, the config loaders' messages, and Go's ways of
+reading and writing sizes, durations and times."""
 
 from sluiceway.model._batch import Metadata, StreamBatch
 from sluiceway.model._block import EntryBlock
@@ -18,6 +18,14 @@ from sluiceway.model._gofmt import (
     format_prom_duration,
     parse_humanize_bytes,
     parse_loki_size,
+)
+from sluiceway.model._heartbeat import (
+    HEARTBEAT_VERSION,
+    Heartbeat,
+    HeartbeatBackend,
+    HeartbeatFile,
+    HeartbeatLines,
+    HeartbeatQueue,
 )
 from sluiceway.model._labels import (
     LABEL_NAME_RE,
@@ -43,6 +51,12 @@ from sluiceway.model._timefmt import (
 from sluiceway.model._units import Bytes, Duration, LokiBytes, parse_duration, parse_size
 
 __all__ = [
+    "HEARTBEAT_VERSION",
+    "Heartbeat",
+    "HeartbeatBackend",
+    "HeartbeatFile",
+    "HeartbeatLines",
+    "HeartbeatQueue",
     "EARLIEST_NS",
     "LATEST_NS",
     "Bytes",

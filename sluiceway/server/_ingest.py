@@ -93,6 +93,8 @@ async def commit(ctx: ServerContext, tenant: str, v: Validated, payload: bytes,
     ctx.metrics.lines_received.labels(tenant).inc(v.lines)
     ctx.metrics.bytes_received.labels(tenant).inc(v.bytes)
     ctx.hub.publish(tenant, v.blocks)
+    if ctx.patterns is not None:
+        ctx.patterns.offer(payload, v.lines)  # mined later, elsewhere: never waits
     return refused
 
 

@@ -1,6 +1,7 @@
 """Wire formats: Loki push (JSON, protobuf + raw snappy, gzip/deflate), syslog and
 Prometheus remote write; what a push answer means (`classify_push_answer`) and where to
-push (`push_url`); OTLP logs (`decode_otlp`, `partial_success`) and Elasticsearch `_bulk`
+push (`push_url`); `PushBuilder` builds one push from pieces of streams whose lines are
+UTF-8 bytes; OTLP logs (`decode_otlp`, `partial_success`) and Elasticsearch `_bulk`
 (`decode_bulk`).
 
 The OTLP names load the OpenTelemetry protobuf modules on first use, so the agent and
@@ -11,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from sluiceway.wire._answer import (
+    ANSWER_REASONS,
     PUSH_PATH,
     AnswerKind,
     PushAnswer,
@@ -18,11 +20,22 @@ from sluiceway.wire._answer import (
     classify_push_answer,
     push_url,
 )
+from sluiceway.wire._builder import (
+    CONTENT_TYPES,
+    PushBuilder,
+    PushFormat,
+    cut_runs,
+    split_push,
+    split_streams,
+    utf8_encode,
+    utf8_lines,
+)
 from sluiceway.wire._compress import decode_content_encoding
 from sluiceway.wire._errors import BodyTooLarge, WireError
 from sluiceway.wire._es_bulk import BulkItem, decode_bulk, items_to_batches
 from sluiceway.wire._framing import DEFAULT_MAX_FRAME, SyslogFramer
 from sluiceway.wire._json import encode_push_json
+from sluiceway.wire._otlp_names import INDEX_ATTRIBUTES as OTLP_INDEX_ATTRIBUTES
 from sluiceway.wire._proto import encode_push_protobuf
 from sluiceway.wire._push import (
     DEFAULT_MAX_DECOMPRESSED,
@@ -60,9 +73,12 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ANSWER_REASONS",
+    "CONTENT_TYPES",
     "DEFAULT_MAX_DECOMPRESSED",
     "DEFAULT_MAX_FRAME",
     "FACILITY_NAMES",
+    "OTLP_INDEX_ATTRIBUTES",
     "PUSH_PATH",
     "REMOTE_WRITE_HEADERS",
     "SEVERITY_LEVELS",
@@ -70,6 +86,8 @@ __all__ = [
     "BodyTooLarge",
     "BulkItem",
     "PushAnswer",
+    "PushBuilder",
+    "PushFormat",
     "RemoteSeries",
     "StructuredData",
     "SyslogFramer",
@@ -78,6 +96,7 @@ __all__ = [
     "base_url",
     "batches_to_blocks",
     "classify_push_answer",
+    "cut_runs",
     "decode_bulk",
     "decode_content_encoding",
     "decode_otlp",
@@ -94,4 +113,8 @@ __all__ = [
     "parse_syslog",
     "parse_syslog_line",
     "push_url",
+    "split_push",
+    "split_streams",
+    "utf8_encode",
+    "utf8_lines",
 ]

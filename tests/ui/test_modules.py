@@ -33,7 +33,17 @@ CASES = [
     ("logql", "hasParser", ['{a="b"} | json'], True),
     ("logql", "hasParser", ['{a="b"} |= "| json"'], False),
     ("logql", "volumeQuery", ['{a="b"} # note', 60, "json"],
-     'sum by (level) (count_over_time({a="b"} | json [60s]))'),
+     'sum by (detected_level, level) (count_over_time({a="b"} | json [60s]))'),
+    ("logql", "appendFilter", ['{a="b"}', "trace_id", "t1", None, "!="],
+     '{a="b"} | trace_id!="t1"'),
+    ("logql", "appendLineFilter", ['{a="b"}', "|>", 'user <_> said "hi"'],
+     '{a="b"} |> "user <_> said \\"hi\\""'),
+    ("logql", "selectorText", ['# c\n{a="b", c=~"d"} |= "{x}" | json'], '{a="b", c=~"d"}'),
+    ("logql", "fieldCountQuery", ['{a="b"}', "method", ["json"], 3600, 10],
+     'topk(10, sum by (method) (count_over_time({a="b"} | json | drop __error__, '
+     '__error_details__ | method!="" [3600s])))'),
+    ("logql", "fieldCountQuery", ['{a="b"}', "detected_level", None, 60],
+     'sum(count_over_time({a="b"} | detected_level!="" [60s]))'),
     ("highlight", "highlightLogQL", ['sum by (a) ({b="c"} |= "x" [5m]) # n'],
      '<span class="hl-fn">sum</span> <span class="hl-k">by</span> <span class="hl-p">(</span>a'
      '<span class="hl-p">)</span> <span class="hl-p">(</span><span class="hl-p">{</span>'
@@ -51,6 +61,15 @@ CASES = [
     ("fields", "levelOf", [{"severity": "err"}, "whatever"], "error"),
     ("fields", "levelOf", [{}, "2026-11-23 [ERROR] disk full"], "error"),
     ("fields", "levelOf", [{}, "nothing to see"], "unknown"),
+    ("fields", "levelOf", [{"detected_level": "warn", "level": "error"}, "ERROR x"], "warn"),
+    ("fields", "levelOf", [{"detected_level": "notice"}, "ERROR x"], "unknown"),
+    ("fields", "entryFields", [{"labels": {"level": "info"}, "line": '{"level":"warn","a b":1}',
+                                "extra": {"structuredMetadata": {"detected_level": "info"},
+                                          "parsed": {"a_b": "1"}}}],
+     [{"kind": "label", "name": "level", "value": "info"},
+      {"kind": "metadata", "name": "detected_level", "value": "info"},
+      {"kind": "parsed", "name": "a_b", "value": "1"},
+      {"kind": "json", "name": "level_extracted", "value": "warn"}]),
     ("fields", "parseFields", ['{"a":{"b":1},"msg":"hi"}'],
      {"format": "json", "fields": [["a_b", "1"], ["msg", "hi"]]}),
     ("fields", "parseFields", ['level=info msg="a \\"quoted\\" word" n=3'],
@@ -58,6 +77,12 @@ CASES = [
     ("histogram", "pickStep", [0, 3600_000], 60),
     ("histogram", "pickStep", [0, 7 * 86400_000], 10800),
     ("pipeline", "fillOf", [{"depth": 5, "capacity": 10, "bytes": 900, "max_bytes": 1000}], 0.9),
+    # what waits on disk counts: a backlog is never an empty queue
+    ("pipeline", "fillOf", [{"depth": 0, "capacity": 10, "spill_bytes": 300,
+                             "spill_max_bytes": 1000}], 0.3),
+    ("pipeline", "memoryFillOf", [{"depth": 0, "capacity": 10, "spill_bytes": 300,
+                                   "spill_max_bytes": 1000}], 0),
+    ("pipeline", "diskLinesOf", [{"spill_lines": 42}], 42),
 ]
 
 
