@@ -46,6 +46,10 @@ class ChunkCache:
         assert isinstance(value, EntryBlock)
         return value
 
+    def has(self, key: str, part: int = 0) -> bool:
+        """Whether block `part` of `key` is held (not counted as a hit or a miss)."""
+        return (key, part) in self._items
+
     def put(self, key: str, block: EntryBlock, part: int = 0, size: int | None = None) -> None:
         """Hold block `part` of `key`; `size` is what it costs (default: its blob's bytes;
         a block sharing a larger blob gives its own share)."""

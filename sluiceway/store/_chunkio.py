@@ -5,14 +5,18 @@ The formats themselves are `_chunk` (1) and `_chunkfmt` (2, and the one reader o
 this module is the narrow seam the tenant store uses:
 - `encode`: a sorted block as a format-2 chunk of one stream (block size by level);
 - `footer`: a chunk's footer, from the cache or one read of its tail (`get_range`);
-- `read_block`: one block's entries, from the cache, the tail read above, or one
-  `get_range` of exactly its bytes;
+- `fetch`: the bytes of the blocks a read needs that are not cached, one `get_range` per
+  run of neighbouring blocks (blocks overlapping a time range are one run);
+- `read_block`: one block's entries, from the cache or the bytes read above;
 - `written`: what a flush just wrote goes into the cache without reading it back.
-A chunk that does not check out is a `ChunkError`, a missing one `NotFound`.
+A backend whose range reads fetch the whole object anyway (`ranged_reads` False) is read
+once, whole, by `footer`. A chunk that does not check out is a `ChunkError`, a missing
+one `NotFound`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -21,8 +25,10 @@ from sluiceway.model import EntryBlock
 from sluiceway.store._cache import ChunkCache
 from sluiceway.store._chunk import ChunkError, ChunkMeta
 from sluiceway.store._chunkfmt import (
+    TAIL_BYTES,
     BlockInfo,
     Footer,
+    byte_ranges,
     decode_blocks,
     encode_chunk_v2,
     footer_of,
@@ -39,27 +45,32 @@ def log_position(pos: WalPos) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class Tail:
-    """The bytes of a chunk's first (tail) read, from `offset` on: blocks inside them
-    need no read of their own (a small chunk is read once, whole)."""
+class Held:
+    """Bytes of one chunk already read, as (file offset, bytes) pieces: blocks inside
+    them need no read of their own."""
 
-    offset: int
-    data: bytes
+    pieces: tuple[tuple[int, bytes], ...] = ()
 
     def slice(self, b: BlockInfo) -> bytes | None:
-        lo = b.offset - self.offset
-        if lo < 0 or lo + b.length > len(self.data):
-            return None
-        return self.data[lo : lo + b.length]
+        for offset, data in self.pieces:
+            lo = b.offset - offset
+            if lo >= 0 and lo + b.length <= len(data):
+                return data if (lo, b.length) == (0, len(data)) else data[lo : lo + b.length]
+        return None
+
+    def __add__(self, other: Held) -> Held:
+        return Held(self.pieces + other.pieces)
 
 
-NO_TAIL = Tail(0, b"")
+NOTHING = Held()
 
 
 class ChunkIO:
     def __init__(self, objects: ObjectStore, cache: ChunkCache) -> None:
         self.objects = objects
         self.cache = cache
+        # Without real range reads, the first read of a chunk takes all of it.
+        self.tail_bytes = TAIL_BYTES if objects.ranged_reads else 1 << 62
 
     # --- writing ---------------------------------------------------------------------
     @staticmethod
@@ -82,13 +93,13 @@ class ChunkIO:
             lo += b.n
 
     # --- reading ---------------------------------------------------------------------
-    def footer(self, key: str, size: int) -> tuple[Footer, Tail, bool]:
-        """The footer of the chunk `key` of `size` bytes, the tail read that found it
-        (`NO_TAIL` from the cache), and whether it was read now (not cached: the caller
+    def footer(self, key: str, size: int) -> tuple[Footer, Held, bool]:
+        """The footer of the chunk `key` of `size` bytes, the bytes read to find it
+        (`NOTHING` from the cache), and whether it was read now (not cached: the caller
         checks it against what it expects, then `keep_footer`s it)."""
         footer = self.cache.footer(key)
         if footer is not None:
-            return footer, NO_TAIL, False
+            return footer, NOTHING, False
         reads: list[tuple[int, bytes]] = []
 
         def read(offset: int, length: int) -> bytes:
@@ -96,24 +107,38 @@ class ChunkIO:
             reads.append((offset, data))
             return data
 
-        footer = read_footer(read, size)
-        return footer, Tail(*reads[0]), True
+        footer = read_footer(read, size, self.tail_bytes)
+        return footer, Held(tuple(reads)), True
 
     def keep_footer(self, key: str, footer: Footer) -> None:
         self.cache.put_footer(key, footer)
 
+    def fetch(self, key: str, blocks: Sequence[BlockInfo], held: Held = NOTHING) -> Held:
+        """`held` and the bytes of those of `blocks` (file order) that are neither cached
+        nor held: one range read per run of neighbours."""
+        missing = [b for b in blocks
+                   if held.slice(b) is None and not self.cache.has(key, b.index)]
+        pieces = tuple((offset, self._read(key, offset, length))
+                       for offset, length in byte_ranges(missing))
+        return held + Held(pieces) if pieces else held
+
+    def _read(self, key: str, offset: int, length: int) -> bytes:
+        data = self.objects.get_range(key, offset, length)
+        if len(data) != length:
+            raise ChunkError(f"chunk is shorter than its footer says ({offset + len(data)} "
+                             f"bytes, its blocks end at {offset + length})")
+        return data
+
     def read_block(self, key: str, footer: Footer, b: BlockInfo, labels: dict[str, str],
-                   tail: Tail = NO_TAIL) -> EntryBlock:
-        """Block `b` of the chunk `key`, every byte checked."""
+                   held: Held = NOTHING) -> EntryBlock:
+        """Block `b` of the chunk `key`, every byte checked: from the cache, `held`, or
+        (the cache dropped it since `fetch`) a range read of its own."""
         cached = self.cache.get(key, b.index)
         if cached is not None:
             return cached
-        data = tail.slice(b)
+        data = held.slice(b)
         if data is None:
-            data = self.objects.get_range(key, b.offset, b.length)
-            if len(data) != b.length:
-                raise ChunkError(f"chunk is shorter than its footer says ({b.offset + len(data)}"
-                                 f" bytes, block {b.index} ends at {b.end})")
+            data = self._read(key, b.offset, b.length)
         block = decode_blocks(footer, [b], data, b.offset, labels)[0]
         self.cache.put(key, block, b.index)
         return block

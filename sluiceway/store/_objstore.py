@@ -137,6 +137,11 @@ def _is_utf8(text: str) -> bool:
 class ObjectStore(ABC):
     """Objects by key: see the module's docstring for the contract every backend keeps."""
 
+    # Whether `get_range` costs about the bytes it returns. False for a backend that
+    # reads the whole object for it (a JetStream object store): a reader that needs
+    # several parts of an object then reads it once, whole.
+    ranged_reads: bool = True
+
     @abstractmethod
     def put(self, key: str, data: Data) -> None:
         """Store `data` under `key` (replacing any object there), atomically and durably."""

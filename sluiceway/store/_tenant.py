@@ -27,7 +27,7 @@ from sluiceway.store._blocks import sort_dedupe
 from sluiceway.store._cache import ChunkCache
 from sluiceway.store._chunk import ChunkError
 from sluiceway.store._chunkfmt import BlockInfo, Footer
-from sluiceway.store._chunkio import ChunkIO, Tail
+from sluiceway.store._chunkio import ChunkIO, Held
 from sluiceway.store._index import IndexLog, read_index
 from sluiceway.store._objstore import NotFound, ObjectInfo, ObjectStore
 from sluiceway.store._quarantine import CORRUPT, set_aside
@@ -410,8 +410,10 @@ class TenantStore:
     def _plan(self, s: Stream, items: list[ChunkRef | list[HeadPiece]], start: int,
               end: int, forward: bool, warn: Callable[[str], None] | None
               ) -> Iterator[tuple[int, Future[Loaded], int | None, ChunkRef | None]]:
-        """`_loaded`'s blocks as futures, each read submitted to the pool when its turn
-        comes; a chunk's footer is read here (one range read of its tail, or the cache)."""
+        """`_loaded`'s blocks as futures, each decoded on the pool when its turn comes.
+        When a chunk's turn comes, its footer (the cache, or one range read of its tail)
+        and the bytes of the blocks the range needs (one range read: they are
+        neighbours) are read here."""
         for i, item in enumerate(items):
             if not isinstance(item, ChunkRef):
                 done: Future[Loaded] = Future()
@@ -419,26 +421,28 @@ class TenantStore:
                 yield i, done, None, None
                 continue
             try:
-                footer, tail = self.footer(s, item)
+                footer, held = self.footer(s, item)
+                wanted = footer.overlapping(start, end)
+                held = self.chunkio.fetch(self.key(item.path), wanted, held)
             except (ChunkError, OSError) as exc:
                 self._unreadable(s, item, exc, warn)
                 continue
-            wanted = footer.overlapping(start, end)
             if not forward:
                 wanted.reverse()
             for j, b in enumerate(wanted):
                 inner = None if j + 1 == len(wanted) else \
                     wanted[j + 1].mint if forward else wanted[j + 1].maxt
-                yield i, _POOL.submit(self._block_or_error, s, item, footer, b, tail), inner, \
+                yield i, _POOL.submit(self._block_or_error, s, item, footer, b, held), inner, \
                     item
 
-    def footer(self, s: Stream, ref: ChunkRef) -> tuple[Footer, Tail]:
-        """The footer of chunk `ref` (cached, or one range read of its tail) and that read.
+    def footer(self, s: Stream, ref: ChunkRef) -> tuple[Footer, Held]:
+        """The footer of chunk `ref` (cached, or one range read of its tail) and the
+        bytes read for it.
         ChunkError when it is damaged or is not the chunk the index describes (its lines,
         time range, tenant or stream differ), NotFound when missing, OSError when
         unreadable."""
         key = self.key(ref.path)
-        footer, tail, fresh = self.chunkio.footer(key, ref.size)
+        footer, held, fresh = self.chunkio.footer(key, ref.size)
         if fresh:
             if footer.n != ref.n or footer.mint != ref.mint or footer.maxt != ref.maxt:
                 raise ChunkError(f"chunk holds {footer.n} lines from {footer.mint} to "
@@ -449,12 +453,12 @@ class TenantStore:
                 raise ChunkError(f"chunk belongs to {footer.labels} of tenant "
                                  f"{footer.tenant!r}, not to this stream")
             self.chunkio.keep_footer(key, footer)
-        return footer, tail
+        return footer, held
 
     def _block_or_error(self, s: Stream, ref: ChunkRef, footer: Footer, b: BlockInfo,
-                        tail: Tail) -> Loaded:
+                        held: Held) -> Loaded:
         try:
-            return self.chunkio.read_block(self.key(ref.path), footer, b, s.labels, tail)
+            return self.chunkio.read_block(self.key(ref.path), footer, b, s.labels, held)
         except (ChunkError, OSError) as exc:
             return exc
 
@@ -462,9 +466,10 @@ class TenantStore:
         """Every entry of the chunk, as one block; ChunkError when the file is damaged or
         is not the one the index describes, NotFound when missing, OSError when
         unreadable."""
-        footer, tail = self.footer(s, ref)
+        footer, held = self.footer(s, ref)
         key = self.key(ref.path)
-        blocks = [self.chunkio.read_block(key, footer, b, s.labels, tail)
+        held = self.chunkio.fetch(key, footer.blocks, held)
+        blocks = [self.chunkio.read_block(key, footer, b, s.labels, held)
                   for b in footer.blocks]
         return EntryBlock.concat(blocks)
 

@@ -28,6 +28,8 @@ END = START + 4 * 86_400 * 10**9
 LIMIT = 5000  # the default max_entries_limit_per_query; every stream holds fewer lines
 
 Entry = tuple[int, str, tuple[tuple[str, str], ...]]
+# The lines as stored: no `detected_level` worked out at read time.
+_LIMITS = "limits:\n  discover_log_levels: false\n"
 
 
 def _expected() -> dict[str, dict[str, list[Entry]]]:
@@ -86,7 +88,9 @@ def test_a_version_1_data_dir_opens_with_every_line(tmp_path: Path) -> None:
     shutil.copytree(DATA / "store-v1", data)
     expected = _expected()
     assert sum(len(v) for s in expected.values() for v in s.values()) == 870
-    srv = ServerProcess(data).start()
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(_LIMITS)
+    srv = ServerProcess(data, config=cfg).start()
     try:
         # Read as it is; the marker says new chunks are format 2 (an older release refuses
         # the dir instead of quarantining them), and the log says so.
@@ -141,7 +145,7 @@ def test_format_2_chunks_join_the_format_1_chunks_of_a_version_1_data_dir(
     shutil.copytree(DATA / "store-v1", data)
     expected = _expected()
     cfg = tmp_path / "s.yaml"
-    limits = "limits:\n  reject_old_samples: false\n  unordered_window: 100000h\n"
+    limits = _LIMITS + "  reject_old_samples: false\n  unordered_window: 100000h\n"
     cfg.write_text(limits + "storage:\n  compaction_enabled: false\n")
     srv = ServerProcess(data, config=cfg).start()
     try:
