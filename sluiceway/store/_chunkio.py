@@ -16,8 +16,9 @@ one `NotFound`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -34,14 +35,52 @@ from sluiceway.store._chunkfmt import (
     footer_of,
     read_footer,
 )
+from sluiceway.store._ingestlog import Position
 from sluiceway.store._objstore import ObjectStore
-from sluiceway.store._wal import WalPos
 
 
-def log_position(pos: WalPos) -> bytes:
-    """The footer's log position of WAL position `pos`: JSON `[segment, offset]`, the
-    form the WAL's positions take in JSON elsewhere (opaque to the chunk format)."""
-    return orjson.dumps([pos.segment, pos.offset])
+class LogPositions:
+    """The footer's log position (opaque bytes to the chunk format): JSON
+    `{"after": P}`, P a position of the ingest log in the log's own JSON form
+    (`position_to_json`, as in the checkpoint) or null for the log's start: every line
+    of the chunk comes from a log record after P. A flushed head knows its P (what was
+    applied before its first line); a merge of chunks takes the earliest of theirs
+    (null when any is null or unknown: written before positions were kept, or format 1)."""
+
+    def __init__(self, to_json: Callable[[Any], object],
+                 from_json: Callable[[object], Position]) -> None:
+        self.to_json = to_json
+        self.from_json = from_json
+
+    def encode(self, after: Position | None) -> bytes:
+        return orjson.dumps({"after": None if after is None else self.to_json(after)})
+
+    def decode(self, raw: bytes) -> Position | None:
+        """The `after` of a footer's log position; ValueError when there is none."""
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"not a log position: {raw!r}") from exc
+        if not isinstance(obj, dict) or "after" not in obj:
+            raise ValueError(f"not a log position: {raw!r}")
+        return None if obj["after"] is None else self.from_json(obj["after"])
+
+    def earliest(self, footers: Sequence[Footer]) -> bytes:
+        """The log position of a chunk that merges the chunks of `footers`."""
+        afters: list[Position] = []
+        for f in footers:
+            try:
+                after = self.decode(f.log_pos)
+            except ValueError:
+                after = None
+            if after is None:
+                return self.encode(None)
+            afters.append(after)
+        first = afters[0]
+        for a in afters[1:]:
+            if a < first:
+                first = a
+        return self.encode(first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +114,11 @@ class ChunkIO:
     # --- writing ---------------------------------------------------------------------
     @staticmethod
     def encode(block: EntryBlock, level: int, *, tenant: str, labels: str,
-               pos: WalPos) -> tuple[bytes, ChunkMeta]:
+               log_pos: bytes) -> tuple[bytes, ChunkMeta]:
         """`block` (sorted, deduplicated, n >= 1) as a format-2 chunk of stream `labels`
-        (Loki's text form) of `tenant`, covering the WAL up to `pos`."""
-        return encode_chunk_v2(block, level, tenant=tenant, labels=labels,
-                               log_pos=log_position(pos))
+        (Loki's text form) of `tenant`, from the log records `log_pos` says
+        (`LogPositions`)."""
+        return encode_chunk_v2(block, level, tenant=tenant, labels=labels, log_pos=log_pos)
 
     def written(self, key: str, data: bytes, block: EntryBlock) -> None:
         """`data` (a chunk just written under `key`, made from `block`) into the cache:

@@ -87,20 +87,31 @@ def _chunk_files(data: Path) -> list[Path]:
     return sorted(data.glob("tenants/*/chunks/*/*.chunk"))
 
 
+def _after(footer: v2.Footer) -> list[int] | None:
+    """The WAL position a chunk's lines come after, as its footer names it."""
+    pos = orjson.loads(footer.log_pos)
+    assert set(pos) == {"after"}, pos
+    after: list[int] | None = pos["after"]
+    return after
+
+
 def test_flushed_chunks_are_format_2_naming_tenant_stream_and_wal_position(
         tmp_path: Path) -> None:
     data = tmp_path / "data"
     st = _store(data)
     ts, lines = _lines()
-    _push(st, ts, lines)
+    _push(st, ts, lines)  # 4 WAL records, the first ones of the WAL
+    st.flush_all()
     other = {"app": "worker"}
     st.push(TENANT, [EntryBlock.from_lines(other, ts[:5], lines[:5])]).result()
     st.flush_all()
     st.close()
+    checkpoint = orjson.loads((data / "checkpoint.json").read_bytes())["after"]
     [index] = data.glob("tenants/*/index.log")
     adds = {r["path"]: r for r in read_index(index).records if r["op"] == "add"}
     files = _chunk_files(data)
     assert len(files) == len(adds) == 2
+    footers = {}
     for f in files:
         raw = f.read_bytes()
         assert raw[:5] == v1.MAGIC + b"\x02"
@@ -110,11 +121,14 @@ def test_flushed_chunks_are_format_2_naming_tenant_stream_and_wal_position(
         assert footer.labels == rec["labels"]
         assert (footer.n, footer.mint, footer.maxt, footer.line_bytes) == (
             rec["n"], rec["mint"], rec["maxt"], rec["raw"])
-        # The WAL position the chunk covers: the one the index names (today's store).
-        assert orjson.loads(footer.log_pos) == [rec["seg"], rec["off"]]
         assert all(b.filters == b"" for b in footer.blocks)  # the slot, empty for now
-    big = v2.footer_of(next(f for f in files if adds[f.relative_to(index.parent)
-                                                      .as_posix()]["n"] == N).read_bytes())
+        footers[footer.labels] = footer
+    big, small = footers[format_labels(LABELS)], footers[format_labels(other)]
+    # Where their lines come from in the WAL: the first head from its start, the other
+    # after the first four records, whose last one is before the checkpoint's.
+    assert _after(big) is None
+    after = _after(small)
+    assert after is not None and after < checkpoint
     assert len(big.blocks) >= 5  # fresh chunks: ~256 KiB blocks
     assert all(a.maxt < b.mint for a, b in zip(big.blocks, big.blocks[1:], strict=False))
     st = _store(data)
@@ -129,17 +143,23 @@ def test_compaction_writes_format_2_in_larger_blocks(tmp_path: Path) -> None:
     st = _store(data, compaction_level=17)
     ts, lines = _lines()
     try:
+        st.push("someone else", [EntryBlock.from_lines(LABELS, ts[:1], lines[:1])]).result()
+        afters = []
         for k in range(3):  # three fresh chunks
             lo, hi = N * k // 3, N * (k + 1) // 3
             st.push(TENANT, [EntryBlock.from_lines(LABELS, ts[lo:hi], lines[lo:hi])]).result()
             st.flush_all()
-        assert len(_chunk_files(data)) == 3
+            [f] = [f for f in _chunk_files(data) if "x-7465616d2e6575" in f.as_posix()
+                   and _after(v2.footer_of(f.read_bytes())) not in afters]
+            afters.append(_after(v2.footer_of(f.read_bytes())))
+        assert len(_chunk_files(data)) == 4 and None not in afters and afters == sorted(afters)
         out = st.compact(min_age_s=0)
-        assert (out.chunks_in, out.chunks_out) == (3, 1)
+        assert (out.chunks_in, out.chunks_out) == (4, 2)
         st.compact(min_age_s=0)  # deletes the replaced files
-        [f] = _chunk_files(data)
+        [f] = [f for f in _chunk_files(data) if "x-7465616d2e6575" in f.as_posix()]
         footer = v2.footer_of(f.read_bytes())
         assert footer.version == 2 and footer.labels == format_labels(LABELS)
+        assert _after(footer) == afters[0]  # the earliest of what it merged
         assert len(footer.blocks) == 2  # ~1 MiB blocks for compacted chunks
         assert _read(st) == list(zip(ts.tolist(), lines, strict=True))
         assert _read(st, direction="backward") == list(zip(ts.tolist(), lines,
