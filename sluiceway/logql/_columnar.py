@@ -26,17 +26,24 @@ import numpy as np
 import numpy.typing as npt
 
 from sluiceway.logql import _ast as A
-from sluiceway.logql._columnar_block import run_block
+from sluiceway.logql._columnar_block import run_block, summary_key
 from sluiceway.logql._columnar_plan import Plan, plan_lines
 from sluiceway.logql._engine import QueryParams
 from sluiceway.logql._exec import Aborted, run_units, split_range
+from sluiceway.logql._levels import stream_level
 from sluiceway.logql._metric_extract import BinCounts, KeyMapper, SeriesLimit, range_pipeline
 from sluiceway.logql._metric_types import F64, I64
-from sluiceway.logql._pipeline import LabelKey, LogPipeline, count_block, read_blocks
+from sluiceway.logql._pipeline import (
+    LabelKey,
+    LogPipeline,
+    count_block,
+    read_blocks,
+    read_summarized,
+)
 from sluiceway.logql._result import QueryStats
 from sluiceway.logql._results_cache import Buckets, SplitResult
 from sluiceway.logql._source import LogSource, SeriesRef
-from sluiceway.model import EntryBlock
+from sluiceway.model import BlockSummary, EntryBlock
 
 ERROR_DETAILS = "__error_details__"
 
@@ -86,14 +93,25 @@ def _unit(source: LogSource, ref: SeriesRef, split: int, lo: int, hi: int,
           lr: A.LogRange, plan: Plan, mapper: KeyMapper, g: int, edges: I64,
           want_sizes: bool, params: QueryParams,
           limit: SeriesLimit | None) -> Callable[[threading.Event], _Partial]:
-    """One series over one split: blocks from `unit_blocks` (deadline, abort and cancel
+    """One series over one split: blocks from `unit_reads` (deadline, abort and cancel
     checked between them); the series of each block are counted against `max_series`
-    (`limit`, shared by all units) before the next block is read."""
+    (`limit`, shared by all units) before the next block is read. A block the source
+    hands out as a summary (see `summary_grid`) counts its lines in one bucket."""
     def run(abort: threading.Event) -> _Partial:
         out = _Partial(split)
         pipeline = range_pipeline(lr, params, mapper)
-        for block, idx in unit_blocks(source, ref, lo, hi, params, pipeline, abort,
-                                      out.stats):
+        grid = summary_grid(lr, plan, pipeline, ref, g)
+        for block, idx in unit_reads(source, ref, lo, hi, params, pipeline, abort,
+                                     out.stats, grid):
+            if isinstance(block, BlockSummary):
+                key = summary_key(plan, pipeline, block)
+                bucket = -(-block.maxt // g)
+                if limit is not None:
+                    limit.note_times(key, np.array([block.maxt], dtype=np.int64))
+                out.series.setdefault(key, []).append(Buckets(
+                    np.array([bucket], dtype=np.int64), np.array([float(block.n)]),
+                    np.array([float(block.nbytes)]) if want_sizes else None))
+                continue
             for key, ts, sizes in run_block(plan, pipeline, mapper, block, idx, want_sizes):
                 if len(ts):
                     if limit is not None:
@@ -104,23 +122,53 @@ def _unit(source: LogSource, ref: SeriesRef, split: int, lo: int, hi: int,
     return run
 
 
+def summary_grid(lr: A.LogRange, plan: Plan, pipeline: LogPipeline, ref: SeriesRef,
+                 g: int) -> int:
+    """The bucket size a unit may take block summaries on (0: none): the query counts
+    every line of the series (no stage at all) into buckets of `g`, and each line's
+    series is the stream's (with its `detected_level`, when the series keep it, only
+    where the stream labels decide it for every line)."""
+    if g <= 0 or lr.log.stages or plan.ops:
+        return 0
+    if pipeline.levels is not None and stream_level(pipeline.levels, ref.labels) is None:
+        return 0
+    return g
+
+
 def unit_blocks(source: LogSource, ref: SeriesRef, lo: int, hi: int, params: QueryParams,
                 pipeline: LogPipeline, abort: threading.Event,
                 st: QueryStats) -> Iterator[tuple[EntryBlock, npt.NDArray[np.intp]]]:
-    """A unit's blocks that have lines past the line filters, with those lines. Before
+    """A unit's blocks that have lines past the line filters, with those lines (no
+    summaries: see `unit_reads`)."""
+    for block, idx in unit_reads(source, ref, lo, hi, params, pipeline, abort, st, 0):
+        if isinstance(block, EntryBlock):
+            yield block, idx
+
+
+def unit_reads(source: LogSource, ref: SeriesRef, lo: int, hi: int, params: QueryParams,
+               pipeline: LogPipeline, abort: threading.Event, st: QueryStats, grid: int,
+               ) -> Iterator[tuple[EntryBlock | BlockSummary, npt.NDArray[np.intp]]]:
+    """A unit's blocks that have lines past the line filters, with those lines, and
+    with `grid` the blocks the source summarizes (their index array is empty). Before
     each block: the deadline (`read_blocks`), the abort flag (another unit failed) and
     the query's cancel flag. Every block read is counted in the unit's own stats (merged
-    by the caller: no shared counters)."""
-    for block in read_blocks(source, ref, lo, hi, "forward", params.deadline):
+    by the caller: no shared counters); blocks the token needs rule out are not read."""
+    hints = pipeline.needs.hints(dict(ref.labels), grid)
+    for block in read_summarized(source, ref, lo, hi, "forward", params.deadline, hints, st):
         if abort.is_set():
             raise Aborted()
         params.options.check()
+        if isinstance(block, BlockSummary):
+            count_block(st, block, block.n)
+            yield block, _NO_LINES
+            continue
         idx = pipeline.select(block)
         count_block(st, block, len(idx))
         if len(idx):
             yield block, idx
 
 
+_NO_LINES: npt.NDArray[np.intp] = np.zeros(0, dtype=np.intp)
 PROBE_LINES = 1024
 
 
@@ -131,7 +179,9 @@ def _probe(source: LogSource, ref: SeriesRef, lo: int, hi: int, lr: A.LogRange,
     lines keep `__error__` answers 400 as soon as any series shows one, instead of after
     every series listed before it (their counts are discarded; the scan redoes them)."""
     def run(abort: threading.Event) -> None:
-        blocks = read_blocks(source, ref, lo, hi, "forward", params.deadline)
+        pipeline = range_pipeline(lr, params, mapper)
+        blocks = read_blocks(source, ref, lo, hi, "forward", params.deadline,
+                             pipeline.needs.hints(dict(ref.labels)))
         try:
             block = next(blocks, None)
         finally:
@@ -139,7 +189,6 @@ def _probe(source: LogSource, ref: SeriesRef, lo: int, hi: int, lr: A.LogRange,
         if block is None or abort.is_set():
             return
         head = block.slice(0, min(len(block), PROBE_LINES))
-        pipeline = range_pipeline(lr, params, mapper)
         idx = pipeline.select(head)
         if len(idx):
             run_block(plan, pipeline, mapper, head, idx, False)
@@ -149,6 +198,8 @@ def _probe(source: LogSource, ref: SeriesRef, lo: int, hi: int, lr: A.LogRange,
 
 def merge_stats(into: QueryStats, s: QueryStats) -> None:
     into.blocks_read += s.blocks_read
+    into.blocks_skipped += s.blocks_skipped
+    into.blocks_summarized += s.blocks_summarized
     into.lines_processed += s.lines_processed
     into.bytes_processed += s.bytes_processed
     into.post_filter_lines += s.post_filter_lines

@@ -31,11 +31,11 @@ from sluiceway.logql._columnar_scan import (
     logfmt_simple,
     regexp_fields,
 )
-from sluiceway.logql._levels import DETECTED_LEVEL, LevelRules, block_levels
+from sluiceway.logql._levels import DETECTED_LEVEL, LevelRules, block_levels, stream_level
 from sluiceway.logql._metric_extract import KeyMapper, pipeline_error
 from sluiceway.logql._metric_types import I64
 from sluiceway.logql._pipeline import LabelKey, LogPipeline
-from sluiceway.model import EntryBlock
+from sluiceway.model import BlockSummary, EntryBlock
 
 Group = tuple[LabelKey, I64, I64 | None]  # series key, ts, line sizes
 
@@ -160,6 +160,20 @@ def run_block(plan: Plan, pipeline: LogPipeline, mapper: KeyMapper, block: Entry
     if len(fallback):
         groups += _reference(pipeline, mapper, block, fallback, want_sizes)
     return groups
+
+
+def summary_key(plan: Plan, pipeline: LogPipeline, summary: BlockSummary) -> LabelKey:
+    """The series key of every line of a summarized block (a plan without stages: the
+    stream's labels, with the level the stream labels decide when the series keep it)."""
+    env = {k: Col.constant(1, v) for k, v in summary.labels.items()}
+    if pipeline.levels is not None:
+        level = stream_level(pipeline.levels, summary.labels)
+        if level is None:
+            raise ValueError("a block summary of a stream whose lines decide their level")
+        env[DETECTED_LEVEL] = Col.constant(1, level)
+    ((key, _rows),) = group_rows(plan, env, np.zeros(1, dtype=np.int8),
+                                 np.ones(1, dtype=np.bool_))
+    return key
 
 
 def _group(plan: Plan, env: dict[str, Col], err: ErrCodes, ok: Mask, block: EntryBlock,

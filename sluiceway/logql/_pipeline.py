@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from sluiceway.logql import _ast as A
+from sluiceway.logql._block_needs import BlockNeeds, block_needs
 from sluiceway.logql._filters import BlockFilter, compile_line_filter, contains_mask
 from sluiceway.logql._levels import (
     DETECTED_LEVEL,
@@ -27,7 +28,7 @@ from sluiceway.logql._limits import DEFAULT_MAX_LINE_SIZE, Deadline
 from sluiceway.logql._result import QueryStats
 from sluiceway.logql._source import LogSource, SeriesRef
 from sluiceway.logql._stages import METADATA, PARSED, Row, RowStage, compile_row_stages
-from sluiceway.model import EntryBlock
+from sluiceway.model import BlockSummary, EntryBlock, ReadHints
 
 LabelKey = tuple[tuple[str, str], ...]
 # (ts, line, labels key, categorized extra or None)
@@ -66,6 +67,7 @@ class LogPipeline:
         self.prefilters = [(name, needle) for name, needle in _parsed_value_prefilters(stages[n:])
                            if levels is None or name != DETECTED_LEVEL]
         self._level_keys: dict[tuple[LabelKey, str], LabelKey] = {}
+        self.needs: BlockNeeds = block_needs(tuple(stages))  # what blocks may be skipped
 
     def select(self, block: EntryBlock) -> np.ndarray[Any, np.dtype[np.intp]]:
         """Indexes (ascending) of the lines that pass the block-level filters."""
@@ -167,8 +169,10 @@ def selected_blocks(source: LogSource, ref: SeriesRef, pipeline: LogPipeline, st
     With `pool`, the filters of the next blocks run on its threads while the caller works
     on this one (RE2 and numpy release the GIL): the series of a log query are filtered
     side by side. The blocks still come out one by one, in order, and the deadline is
-    checked before each (`read_blocks`)."""
-    blocks = read_blocks(source, ref, start, end, direction, pipeline.deadline)
+    checked before each (`read_blocks`); blocks the pipeline's token needs rule out are
+    not read (`BlockNeeds`, counted in `stats.blocks_skipped`)."""
+    blocks = read_blocks(source, ref, start, end, direction, pipeline.deadline,
+                         pipeline.needs.hints(dict(ref.labels)), stats)
     if pool is None:
         selected: Iterator[tuple[EntryBlock, Any]] = ((b, pipeline.select(b)) for b in blocks)
     else:
@@ -178,8 +182,15 @@ def selected_blocks(source: LogSource, ref: SeriesRef, pipeline: LogPipeline, st
         yield block, idx
 
 
-def count_block(stats: QueryStats, block: EntryBlock, selected: int) -> None:
-    """A block read, `selected` of its lines past the line filters."""
+def count_block(stats: QueryStats, block: EntryBlock | BlockSummary, selected: int) -> None:
+    """A block read (or answered from its summary), `selected` of its lines past the line
+    filters."""
+    if isinstance(block, BlockSummary):
+        stats.blocks_summarized += 1
+        stats.lines_processed += block.n
+        stats.bytes_processed += block.nbytes
+        stats.post_filter_lines += selected
+        return
     stats.blocks_read += 1
     stats.lines_processed += len(block)
     stats.bytes_processed += block.nbytes
@@ -190,19 +201,39 @@ def count_block(stats: QueryStats, block: EntryBlock, selected: int) -> None:
 
 
 def read_blocks(source: LogSource, ref: SeriesRef, start: int, end: int, direction: str,
-                deadline: Deadline | None) -> Generator[EntryBlock, None, None]:
+                deadline: Deadline | None, hints: ReadHints | None = None,
+                stats: QueryStats | None = None) -> Generator[EntryBlock, None, None]:
     """The series' blocks clipped to [start, end), empty ones left out; the query's
     deadline is checked before each one is handed on (every engine reads through here).
-    Blocks are bounded in size: one chunk (4 MiB of lines when flushed, at most
-    `compaction_target_size`, 16 MiB, once compacted; `MemorySource`: `block_size` lines)
-    or a stream's unflushed head, so one check per block bounds the time between two
-    checks of the columnar stages, which work on whole blocks in C; the per-line stages
-    also check every `Deadline.CHECK_EVERY` lines."""
-    blocks = source.blocks(ref, start, end, direction)
+    Blocks are bounded in size: one chunk block (about 256 KiB of lines when flushed,
+    1 MiB once compacted; `MemorySource`: `block_size` lines) or a stream's unflushed
+    head, so one check per block bounds the time between two checks of the columnar
+    stages, which work on whole blocks in C; the per-line stages also check every
+    `Deadline.CHECK_EVERY` lines. `hints` go to the source (no summaries asked for
+    here); the blocks it skipped are added to `stats.blocks_skipped`."""
+    if hints is not None and hints.summary_grid:
+        raise ValueError("read_blocks takes no summaries: use read_summarized")
+    for b in read_summarized(source, ref, start, end, direction, deadline, hints, stats):
+        if isinstance(b, BlockSummary):
+            raise TypeError(f"{type(source).__name__} handed out a summary not asked for")
+        yield b
+
+
+def read_summarized(source: LogSource, ref: SeriesRef, start: int, end: int,
+                    direction: str, deadline: Deadline | None,
+                    hints: ReadHints | None = None, stats: QueryStats | None = None,
+                    ) -> Generator[EntryBlock | BlockSummary, None, None]:
+    """`read_blocks`, with the summaries `hints.summary_grid` asks for (whole, unclipped:
+    the source hands out only those wholly inside the range)."""
+    blocks = source.blocks(ref, start, end, direction, hints=hints) if hints is not None \
+        else source.blocks(ref, start, end, direction)
     try:
         for b in blocks:
             if deadline is not None:
                 deadline.check()
+            if isinstance(b, BlockSummary):
+                yield b
+                continue
             b = b.clip(start, end)
             if len(b):
                 yield b
@@ -210,6 +241,9 @@ def read_blocks(source: LogSource, ref: SeriesRef, start: int, end: int, directi
         close = getattr(blocks, "close", None)
         if close is not None:
             close()
+        if hints is not None and stats is not None:
+            stats.blocks_skipped += hints.skipped
+            hints.skipped = 0
 
 
 READ_AHEAD = 2

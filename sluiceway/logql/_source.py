@@ -8,7 +8,16 @@ from typing import Protocol
 
 import numpy as np
 
-from sluiceway.model import EntryBlock, Matcher, Metadata, StreamBatch, fingerprint, matches_all
+from sluiceway.model import (
+    BlockSummary,
+    EntryBlock,
+    Matcher,
+    Metadata,
+    ReadHints,
+    StreamBatch,
+    fingerprint,
+    matches_all,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,10 +37,13 @@ class LogSource(Protocol):
         """Series of `tenants` matching all `matchers` with data in [start, end)."""
         ...
 
-    def blocks(self, ref: SeriesRef, start: int, end: int,
-               direction: str) -> Iterator[EntryBlock]:
+    def blocks(self, ref: SeriesRef, start: int, end: int, direction: str, *,
+               hints: ReadHints | None = None) -> Iterator[EntryBlock | BlockSummary]:
         """Entries of `ref` in [start, end): time-disjoint blocks in `direction` order
-        (forward = oldest block first), ascending inside a block, exact duplicates removed."""
+        (forward = oldest block first), ascending inside a block, exact duplicates removed.
+        `hints` (`ReadHints`): blocks may be left out that hold no line with all of
+        `hints.tokens`, and with `hints.summary_grid` blocks may come as `BlockSummary`s
+        (never otherwise); what was left out is counted on `hints`."""
         ...
 
 
@@ -98,8 +110,8 @@ class MemorySource:
                 out.append(s.ref)
         return out
 
-    def blocks(self, ref: SeriesRef, start: int, end: int,
-               direction: str) -> Iterator[EntryBlock]:
+    def blocks(self, ref: SeriesRef, start: int, end: int, direction: str, *,
+               hints: ReadHints | None = None) -> Iterator[EntryBlock]:
         blocks = self._blocks_of(self._series[(ref.tenant, ref.fp)])
         if direction == "backward":
             blocks = blocks[::-1]

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 from sluiceway.logql import ExecOptions, LogSource, QueryCancelled, SeriesRef, too_many_bytes
-from sluiceway.model import EntryBlock, Matcher
+from sluiceway.model import BlockSummary, EntryBlock, Matcher, ReadHints
 from sluiceway.store import Store, StoreSeries
 
 
@@ -42,15 +42,16 @@ class StoreSource:
         return [SeriesRef(s.tenant, s.fp, s.labels)
                 for s in self.store.series(tenants, matchers, start, end)]
 
-    def blocks(self, ref: SeriesRef, start: int, end: int,
-               direction: str) -> Iterator[EntryBlock]:
-        blocks = self.store.blocks(StoreSeries(ref.tenant, ref.fp, dict(ref.labels)), start,
-                                   end, direction, self._warn)
+    def blocks(self, ref: SeriesRef, start: int, end: int, direction: str, *,
+               hints: ReadHints | None = None) -> Iterator[EntryBlock | BlockSummary]:
+        blocks = self.store.read(StoreSeries(ref.tenant, ref.fp, dict(ref.labels)), start,
+                                 end, direction, self._warn, hints)
         if self.options is None and self.on_block is None:
             return blocks
         return self._checked(blocks)
 
-    def _checked(self, blocks: Iterator[EntryBlock]) -> Iterator[EntryBlock]:
+    def _checked(self, blocks: Iterator[EntryBlock | BlockSummary]
+                 ) -> Iterator[EntryBlock | BlockSummary]:
         opts = self.options
         for b in blocks:
             if opts is not None:
@@ -80,7 +81,8 @@ class LookbackSource:
         start = max(start, self.floor)
         return self.inner.series(tenants, matchers, start, end) if start < end else []
 
-    def blocks(self, ref: SeriesRef, start: int, end: int,
-               direction: str) -> Iterator[EntryBlock]:
+    def blocks(self, ref: SeriesRef, start: int, end: int, direction: str, *,
+               hints: ReadHints | None = None) -> Iterator[EntryBlock | BlockSummary]:
         start = max(start, self.floor)
-        return self.inner.blocks(ref, start, end, direction) if start < end else iter(())
+        return self.inner.blocks(ref, start, end, direction, hints=hints) if start < end \
+            else iter(())

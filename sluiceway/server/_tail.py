@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sluiceway.logql import SeriesRef
-from sluiceway.model import EntryBlock, Matcher, fingerprint, matches_all
+from sluiceway.model import EntryBlock, Matcher, ReadHints, fingerprint, matches_all
 
 log = logging.getLogger("sluiceway.server")
 # Loki lists at most this many dropped entries per tail frame (and counts the rest).
@@ -44,8 +44,8 @@ class BlocksSource:
         return [SeriesRef(self.tenant, fp, bs[0].labels) for fp, bs in self.by_fp.items()
                 if matches_all(matchers, bs[0].labels)]
 
-    def blocks(self, ref: SeriesRef, start: int, end: int,
-               direction: str) -> Iterator[EntryBlock]:
+    def blocks(self, ref: SeriesRef, start: int, end: int, direction: str, *,
+               hints: ReadHints | None = None) -> Iterator[EntryBlock]:
         from sluiceway.store import sort_dedupe
 
         merged = sort_dedupe(EntryBlock.concat(self.by_fp.get(ref.fp, []))).clip(start, end)

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 
 from sluiceway.logql import LogSource, SeriesRef, check_selector
-from sluiceway.model import EntryBlock, Matcher
+from sluiceway.model import BlockSummary, EntryBlock, Matcher, ReadHints
 from sluiceway.server._params import ParamError
 
 TENANT_LABEL = "__tenant_id__"
@@ -111,10 +111,10 @@ class MultiTenantSource:
         return [SeriesRef(r.tenant, r.fp, with_tenant_label(r.labels, r.tenant))
                 for r in self.inner.series(kept, rest, start, end)]
 
-    def blocks(self, ref: SeriesRef, start: int, end: int,
-               direction: str) -> Iterator[EntryBlock]:
+    def blocks(self, ref: SeriesRef, start: int, end: int, direction: str, *,
+               hints: ReadHints | None = None) -> Iterator[EntryBlock | BlockSummary]:
         labels = dict(ref.labels)
-        for b in self.inner.blocks(ref, start, end, direction):
+        for b in self.inner.blocks(ref, start, end, direction, hints=hints):
             yield replace(b, labels=labels)
 
 

@@ -23,7 +23,7 @@ from sluiceway.durable import (
     lock_dir,
     remove_temp_files,
 )
-from sluiceway.model import EntryBlock, Matcher, PushRecord
+from sluiceway.model import BlockSummary, EntryBlock, Matcher, PushRecord, ReadHints
 from sluiceway.store._applier import Applier
 from sluiceway.store._cache import ChunkCache
 from sluiceway.store._checkpoint import read_checkpoint, write_checkpoint
@@ -550,14 +550,26 @@ class Store:
         return out
 
     def blocks(self, ref: StoreSeries, start: int, end: int, direction: str,
-               warn: Callable[[str], None] | None = None) -> Iterator[EntryBlock]:
+               warn: Callable[[str], None] | None = None,
+               hints: ReadHints | None = None) -> Iterator[EntryBlock]:
         """A chunk that cannot be read is left out (and quarantined when damaged); `warn`
-        gets a sentence saying so, for Loki's `warnings` in the answer."""
+        gets a sentence saying so, for Loki's `warnings` in the answer. `hints`: blocks
+        whose token filter rules them out are not read (`TenantStore.read`)."""
         ts = self.tenants.get(ref.tenant)
         s = ts.streams.get(ref.fp) if ts is not None else None
         if ts is None or s is None:
             return iter(())
-        return ts.blocks(s, start, end, direction, warn)
+        return ts.blocks(s, start, end, direction, warn, hints)
+
+    def read(self, ref: StoreSeries, start: int, end: int, direction: str,
+             warn: Callable[[str], None] | None = None,
+             hints: ReadHints | None = None) -> Iterator[EntryBlock | BlockSummary]:
+        """`blocks`, and with `hints.summary_grid` some blocks as `BlockSummary`s."""
+        ts = self.tenants.get(ref.tenant)
+        s = ts.streams.get(ref.fp) if ts is not None else None
+        if ts is None or s is None:
+            return iter(())
+        return ts.read(s, start, end, direction, warn, hints)
 
     def label_names(self, tenants: list[str], start: int, end: int,
                     matchers: list[Matcher] | None = None) -> list[str]:

@@ -27,11 +27,19 @@ from typing import Any
 import numpy as np
 
 from sluiceway.durable import ensure_dir
-from sluiceway.model import EntryBlock, Matcher, format_labels, parse_labels
+from sluiceway.model import (
+    BlockSummary,
+    EntryBlock,
+    Matcher,
+    ReadHints,
+    format_labels,
+    parse_labels,
+)
+from sluiceway.store._blockfilter import TokenProbe
 from sluiceway.store._blocks import sort_dedupe
 from sluiceway.store._cache import ChunkCache
 from sluiceway.store._chunk import ChunkError
-from sluiceway.store._chunkfmt import BlockInfo, Footer
+from sluiceway.store._chunkfmt import VERSION, BlockInfo, Footer
 from sluiceway.store._chunkio import ChunkIO, Held, LogPositions
 from sluiceway.store._index import IndexLog, read_index
 from sluiceway.store._ingestlog import Position
@@ -44,7 +52,7 @@ log = logging.getLogger("sluiceway.store")
 # Chunk decoding runs here so decompression overlaps with filtering on the query thread.
 _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="chunk-load")
 _PREFETCH = 3
-Loaded = EntryBlock | ChunkError | OSError  # a block read on the pool, or why it failed
+Loaded = EntryBlock | BlockSummary | ChunkError | OSError  # a block read, or why it failed
 
 
 _DAY_NS = 86_400 * 10**9
@@ -229,26 +237,29 @@ class TenantStore:
             self.chunkio.written(files[i][0], files[i][1], blocks[i])
         return [jobs[i] for i, r in enumerate(results) if r is not None], error
 
-    def _encode(self, s: Stream, block: EntryBlock, level: int,
-                log_pos: bytes) -> tuple[bytes, ChunkRef]:
+    def _encode(self, s: Stream, block: EntryBlock, level: int, log_pos: bytes,
+                filters: bool = False) -> tuple[bytes, ChunkRef]:
         data, meta = self.chunkio.encode(block, level, tenant=self.tenant,
-                                         labels=format_labels(s.labels), log_pos=log_pos)
+                                         labels=format_labels(s.labels), log_pos=log_pos,
+                                         filters=filters)
         day = _day(meta.mint // _DAY_NS)
         rel = f"chunks/{day}/{s.fp:016x}-{meta.mint}-{uuid.uuid4().hex[:8]}.chunk"
         return data, ChunkRef(rel, meta.mint, meta.maxt, meta.n, meta.raw_bytes, meta.size,
                               level, time.time())
 
     def write_chunk(self, s: Stream, block: EntryBlock, level: int,
-                    sources: Sequence[ChunkRef] = ()) -> ChunkRef:
+                    sources: Sequence[ChunkRef] = (), filters: bool = True) -> ChunkRef:
         """One chunk object, durable when this returns (not yet in the index); `sources`:
-        the chunks it merges (its log position is the earliest of theirs)."""
+        the chunks it merges (its log position is the earliest of theirs); `filters`:
+        with each block's token filter (the compactor's chunks; fresh chunks have none,
+        see `_blockfilter`)."""
         log_pos = b""
         if self.positions is not None and sources:
             try:
                 log_pos = self.positions.earliest([self.footer(s, c)[0] for c in sources])
             except (ChunkError, OSError):  # read a moment ago: not known after all
                 log_pos = self.positions.encode(None)
-        data, ref = self._encode(s, block, level, log_pos)
+        data, ref = self._encode(s, block, level, log_pos, filters)
         self.objects.put(self.key(ref.path), data)
         return ref
 
@@ -360,7 +371,18 @@ class TenantStore:
                 [p for p in mem if p.maxt >= start and p.mint < end])
 
     def blocks(self, s: Stream, start: int, end: int, direction: str,
-               warn: Callable[[str], None] | None = None) -> Iterator[EntryBlock]:
+               warn: Callable[[str], None] | None = None,
+               hints: ReadHints | None = None) -> Iterator[EntryBlock]:
+        """`read` for a reader that takes no summaries (`hints.summary_grid` is ignored)."""
+        if hints is not None and hints.summary_grid:
+            hints = ReadHints(hints.tokens)
+        for b in self.read(s, start, end, direction, warn, hints):
+            if isinstance(b, EntryBlock):
+                yield b
+
+    def read(self, s: Stream, start: int, end: int, direction: str,
+             warn: Callable[[str], None] | None = None,
+             hints: ReadHints | None = None) -> Iterator[EntryBlock | BlockSummary]:
         """Time-disjoint sorted blocks of one stream in [start, end), in `direction` order;
         a chunk that cannot be read is left out and `warn` is told (`take_out`).
 
@@ -369,6 +391,11 @@ class TenantStore:
         out-of-order writes), so blocks are merged as a stream: after each block,
         everything that lies before the start of every block still to come (or, backward,
         after their end) is final and goes out; only the rest is kept.
+
+        `hints` (see `ReadHints`): a block whose token filter lacks one of `hints.tokens`
+        is not read; with `hints.summary_grid` (forward only), a block of a chunk that no
+        other chunk (nor the head) overlaps in time comes as a `BlockSummary` when it
+        qualifies (`_summary`) — no other data can hold a duplicate of its entries.
         """
         chunks, mem = self.snapshot(s, start, end)
         items: list[tuple[int, int, ChunkRef | list[HeadPiece]]] = [
@@ -377,9 +404,15 @@ class TenantStore:
             items.append((min(p.mint for p in mem), max(p.maxt for p in mem), mem))
         forward = direction != "backward"
         items.sort(key=(lambda t: t[0]) if forward else (lambda t: -t[1]))
+        read = _Read(start, end, hints, forward, items)
         pending: EntryBlock | None = None
-        for i, block, inner in self._loaded(s, [it[2] for it in items], start, end,
-                                            forward, warn):
+        for i, block, inner in self._loaded(s, [it[2] for it in items], read, warn):
+            if isinstance(block, BlockSummary):
+                # Its chunk overlaps nothing else: nothing can be pending.
+                if pending is not None and len(pending):
+                    raise AssertionError("a summarized block met pending entries")
+                yield block
+                continue
             # An unreadable block is None; blocks that do not overlap leave an empty
             # block pending: neither is merged, so the next block is not copied.
             parts = [b for b in (pending, block) if b is not None and len(b)]
@@ -406,18 +439,18 @@ class TenantStore:
             if len(out):
                 yield out
 
-    def _loaded(self, s: Stream, items: list[ChunkRef | list[HeadPiece]], start: int,
-                end: int, forward: bool, warn: Callable[[str], None] | None
-                ) -> Iterator[tuple[int, EntryBlock | None, int | None]]:
+    def _loaded(self, s: Stream, items: list[ChunkRef | list[HeadPiece]], read: _Read,
+                warn: Callable[[str], None] | None
+                ) -> Iterator[tuple[int, EntryBlock | BlockSummary | None, int | None]]:
         """(item index, block, where the item's next block starts) for every block of
-        `items` overlapping [start, end), in order: each chunk's blocks in `forward` order
-        (the start is their first timestamp forward, their last backward; None after the
-        item's last block), the in-memory pieces as one sorted, deduplicated block.
-        Blocks are read and decoded a few ahead on the pool (zstd releases the GIL) while
-        the caller filters the current one. A chunk that cannot be read is taken out of
-        service (`warn` is told why) and its blocks from there on are None."""
+        `items` overlapping the read's range, in order: each chunk's blocks in the read's
+        direction (the start is their first timestamp forward, their last backward; None
+        after the item's last block), the in-memory pieces as one sorted, deduplicated
+        block. Blocks are read and decoded a few ahead on the pool (zstd releases the GIL)
+        while the caller filters the current one. A chunk that cannot be read is taken
+        out of service (`warn` is told why) and its blocks from there on are None."""
         ahead: deque[tuple[int, Future[Loaded], int | None, ChunkRef | None]] = deque()
-        plan = self._plan(s, items, start, end, forward, warn)
+        plan = self._plan(s, items, read, warn)
         failed: set[str] = set()  # chunks taken out during this read
 
         def submit() -> None:
@@ -431,22 +464,23 @@ class TenantStore:
             i, fut, inner, ref = ahead.popleft()
             submit()
             got = fut.result()
-            block: EntryBlock | None = None
+            block: EntryBlock | BlockSummary | None = None
             if ref is None or ref.path not in failed:
-                if isinstance(got, EntryBlock):
+                if isinstance(got, (EntryBlock, BlockSummary)):
                     block = got
                 elif ref is not None:
                     failed.add(ref.path)
                     self._unreadable(s, ref, got, warn)
             yield i, block, inner
 
-    def _plan(self, s: Stream, items: list[ChunkRef | list[HeadPiece]], start: int,
-              end: int, forward: bool, warn: Callable[[str], None] | None
+    def _plan(self, s: Stream, items: list[ChunkRef | list[HeadPiece]], read: _Read,
+              warn: Callable[[str], None] | None
               ) -> Iterator[tuple[int, Future[Loaded], int | None, ChunkRef | None]]:
         """`_loaded`'s blocks as futures, each decoded on the pool when its turn comes.
         When a chunk's turn comes, its footer (the cache, or one range read of its tail)
         and the bytes of the blocks the range needs (one range read: they are
-        neighbours) are read here."""
+        neighbours) are read here; blocks the read's token filter rules out are left
+        out, blocks it may summarize are not read."""
         for i, item in enumerate(items):
             if not isinstance(item, ChunkRef):
                 done: Future[Loaded] = Future()
@@ -455,16 +489,25 @@ class TenantStore:
                 continue
             try:
                 footer, held = self.footer(s, item)
-                wanted = footer.overlapping(start, end)
-                held = self.chunkio.fetch(self.key(item.path), wanted, held)
+                wanted = read.wanted(footer, i)
+                summaries = read.summaries(footer, i, wanted, s.labels)
+                held = self.chunkio.fetch(self.key(item.path),
+                                          [b for b in wanted if b.index not in summaries],
+                                          held)
             except (ChunkError, OSError) as exc:
                 self._unreadable(s, item, exc, warn)
                 continue
-            if not forward:
+            if not read.forward:
                 wanted.reverse()
             for j, b in enumerate(wanted):
                 inner = None if j + 1 == len(wanted) else \
-                    wanted[j + 1].mint if forward else wanted[j + 1].maxt
+                    wanted[j + 1].mint if read.forward else wanted[j + 1].maxt
+                summary = summaries.get(b.index)
+                if summary is not None:
+                    ready: Future[Loaded] = Future()
+                    ready.set_result(summary)
+                    yield i, ready, inner, item
+                    continue
                 yield i, _POOL.submit(self._block_or_error, s, item, footer, b, held), inner, \
                     item
 
@@ -579,3 +622,48 @@ def _describe(s: Stream, ref: ChunkRef) -> str:
     span = "/".join(datetime.fromtimestamp(t / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
                     for t in (ref.mint, ref.maxt))
     return f"chunk {ref.path} of {format_labels(s.labels)} ({ref.n} lines, {span})"
+
+
+class _Read:
+    """One read of a stream's blocks: its range, direction and hints, and which of its
+    items (chunks, the head) no other item overlaps in time."""
+
+    def __init__(self, start: int, end: int, hints: ReadHints | None, forward: bool,
+                 items: Sequence[tuple[int, int, object]]) -> None:
+        self.start, self.end, self.forward, self.hints = start, end, forward, hints
+        self.probe = TokenProbe(hints.tokens) if hints is not None and hints.tokens else None
+        self.grid = hints.summary_grid if hints is not None and forward else 0
+        self.alone: set[int] = set()
+        if self.grid > 0:  # items are in time order (forward): a sweep finds the lone ones
+            reach = None
+            for i, (mint, maxt, _item) in enumerate(items):
+                before_ok = reach is None or reach < mint
+                after_ok = i + 1 == len(items) or maxt < items[i + 1][0]
+                if before_ok and after_ok:
+                    self.alone.add(i)
+                reach = maxt if reach is None else max(reach, maxt)
+
+    def wanted(self, footer: Footer, i: int) -> list[BlockInfo]:
+        """The blocks of a chunk overlapping the range that its filters do not rule out
+        (those that do are counted in `hints.skipped`)."""
+        wanted = footer.overlapping(self.start, self.end)
+        if self.probe is not None and self.hints is not None:
+            kept = [b for b in wanted if not self.probe.excludes(b.filters)]
+            self.hints.skipped += len(wanted) - len(kept)
+            return kept
+        return wanted
+
+    def summaries(self, footer: Footer, i: int, wanted: list[BlockInfo],
+                  labels: dict[str, str]) -> dict[int, BlockSummary]:
+        """The blocks of item `i` handed out as summaries (by block index): format 2, no
+        metadata, wholly inside the range and one bucket of the grid, and of a chunk no
+        other item overlaps."""
+        g = self.grid
+        if not g or i not in self.alone or footer.version != VERSION or self.hints is None:
+            return {}
+        out = {b.index: BlockSummary(labels, b.n, b.line_bytes, b.mint, b.maxt)
+               for b in wanted
+               if self.start <= b.mint and b.maxt < self.end and not b.has_metadata
+               and -(-b.mint // g) == -(-b.maxt // g)}
+        self.hints.summarized += len(out)
+        return out

@@ -21,7 +21,7 @@ from sluiceway.logql import (
     SeriesRef,
     evaluate,
 )
-from sluiceway.model import EntryBlock, StreamBatch
+from sluiceway.model import EntryBlock, ReadHints, StreamBatch
 from tests.logql_metric.helpers import TENANT, S, columnar_only
 
 BLOCKS = 40  # per stream
@@ -38,9 +38,9 @@ class BlockClock(MemorySource):
     def clock(self) -> float:
         return self.now
 
-    def blocks(self, ref: SeriesRef, start: int, end: int,
-               direction: str) -> Iterator[EntryBlock]:
-        for b in super().blocks(ref, start, end, direction):
+    def blocks(self, ref: SeriesRef, start: int, end: int, direction: str, *,
+               hints: ReadHints | None = None) -> Iterator[EntryBlock]:
+        for b in super().blocks(ref, start, end, direction, hints=hints):
             self.now += 1.0
             yield b
 

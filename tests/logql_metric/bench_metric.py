@@ -39,8 +39,8 @@ class BlockSource:
         return [ref for ref, _ in self.streams.values()
                 if ref.tenant in tenants and matches_all(matchers, dict(ref.labels))]
 
-    def blocks(self, ref: SeriesRef, start: int, end: int,
-               direction: str) -> Iterator[EntryBlock]:
+    def blocks(self, ref: SeriesRef, start: int, end: int, direction: str, *,
+               hints: object = None) -> Iterator[EntryBlock]:
         for b in self.streams[ref.fp][1]:
             if b.ts[-1] >= start and b.ts[0] < end:
                 yield b
