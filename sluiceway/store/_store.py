@@ -1,5 +1,6 @@
 """The single-node store: the ingest log (one WAL for all tenants) → the heads, applied in
-log order → chunks and the per-tenant index, with the checkpoint replay starts from."""
+log order → chunks and index objects in the object store, with the checkpoint replay
+starts from."""
 
 from __future__ import annotations
 
@@ -29,7 +30,10 @@ from sluiceway.store._cache import ChunkCache
 from sluiceway.store._checkpoint import read_checkpoint, write_checkpoint
 from sluiceway.store._compactor import CompactionStats, Compactor
 from sluiceway.store._heads import Applied, Heads
-from sluiceway.store._objstore import LocalDir, ObjectStore
+from sluiceway.store._index import PREFIX as INDEX_PREFIX
+from sluiceway.store._index import Writer, tenant_dirs
+from sluiceway.store._indexlog import Migrated, finish, migrate
+from sluiceway.store._objstore import LocalDir, ObjectInfo, ObjectStore
 from sluiceway.store._recover import recover_chunks
 from sluiceway.store._stream import Sealed, Stream
 from sluiceway.store._tenant import TenantStore
@@ -38,7 +42,11 @@ from sluiceway.store._wal import FileWal, WalPos
 log = logging.getLogger("sluiceway.store")
 
 FORMAT_NAME = "sluiceway-store"
-FORMAT_VERSION = 1
+# 2: the index is immutable objects in the object store (`_index`). A version-1 dir (an
+# index log per tenant) is migrated at open and its marker raised to 2, so a release that
+# reads only index logs refuses the dir instead of finding every chunk unindexed.
+FORMAT_VERSION = 2
+READS_VERSIONS = (1, 2)
 _SAFE_TENANT = re.compile(r"^[A-Za-z0-9_-]{1,150}$")
 LOCK_NAME = "LOCK"
 # Heads written per batch: the encoded chunks of one batch are held in memory together.
@@ -99,6 +107,13 @@ class StoreConfig:
     compaction_target_bytes: int = 16 << 20
     compaction_min_age_s: float = 900.0
     compaction_interval_s: float = 600.0
+    # Other processes' index objects are seen within this (and right after a flush); 0: at
+    # start and after flushes only.
+    index_sync_period_s: float = 30.0
+    # Chunks and index objects out of service are deleted this much later (Loki's
+    # compactor `retention_delete_delay`): longer than the longest query and than
+    # `index_sync_period`, so no reader, here or in another process, still needs them.
+    delete_delay_s: float = 7200.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,8 +177,9 @@ class Store:
         self.root = cfg.data_dir
         self._lock = lock if lock is not None else lock_data_dir(self.root)
         self.objects = objects if objects is not None else LocalDir(self.root / "tenants")
-        self._check_format()
+        found = self._check_format()
         self._remove_temp_files()
+        self.writer = Writer()  # names this store's index objects
         self.cache = ChunkCache(cfg.cache_bytes)
         self.tenants: dict[str, TenantStore] = {}
         self._tenants_lock = threading.Lock()
@@ -185,10 +201,9 @@ class Store:
             unordered_window_for or (lambda _t: cfg.unordered_window_s))
         self._changes = 0  # compactions and retention passes that changed something
         self.ready = False
-        for d in sorted((self.root / "tenants").glob("*")):
-            t = tenant_from_dirname(d.name)
-            if t is not None and d.is_dir():
-                self.tenant(t)
+        self.garbage_deleted = 0  # chunks and index objects deleted after delete_delay
+        migrated = self._migrate_index_logs()
+        self._load_index(migrated)
         self.heads: Heads[WalPos] = Heads(
             self.tenant, cfg.chunk_target_bytes,
             lambda t: int(self.unordered_window_for(t) * 1e9), self._enqueue_flush)
@@ -200,6 +215,7 @@ class Store:
         self.replayed_records = self._replay(self._checkpointed)
         for ts in list(self.tenants.values()):
             recover_chunks(ts)  # after the replay: the WAL's streams' labels are known
+        self._finish_migration(found, migrated)
         self._append_lock = threading.Lock()
         self._applier: Applier[WalPos, Applied] = Applier(
             lambda record, pos: self.heads.apply(record.tenant, record, pos))
@@ -213,30 +229,36 @@ class Store:
         self._stop = threading.Event()
         if cfg.compaction_enabled:
             threading.Thread(target=self._compact_loop, name="compactor", daemon=True).start()
+        if cfg.index_sync_period_s > 0:
+            threading.Thread(target=self._sync_loop, name="index-sync", daemon=True).start()
         self.ready = True
 
     # --- startup ---------------------------------------------------------------------
-    def _check_format(self) -> None:
+    def _check_format(self) -> int:
         try:
-            self._check_format_marker()
+            return self._check_format_marker()
         except BaseException:
             self._lock.close()  # not ours after all
             raise
 
-    def _check_format_marker(self) -> None:
+    def _check_format_marker(self) -> int:
+        """The data dir's format version (written as this release's when new)."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             marker = self.root / "FORMAT"
             if marker.exists():
                 info = orjson.loads(marker.read_bytes())
-                if info.get("format") != FORMAT_NAME or info.get("version") != FORMAT_VERSION:
+                if info.get("format") != FORMAT_NAME or \
+                        info.get("version") not in READS_VERSIONS:
                     raise StoreError(
                         f"data dir {self.root} holds {info.get('format')} format version "
-                        f"{info.get('version')}; this Sluiceway reads {FORMAT_NAME} version "
-                        f"{FORMAT_VERSION}")
+                        f"{info.get('version')}; this Sluiceway reads {FORMAT_NAME} versions "
+                        f"{', '.join(map(str, READS_VERSIONS))}")
+                found = int(info["version"])
             else:
                 atomic_write(marker, orjson.dumps({"format": FORMAT_NAME,
                                                    "version": FORMAT_VERSION}))
+                found = FORMAT_VERSION
             probe = self.root / ".write-probe"
             probe.write_bytes(b"ok")
             probe.unlink()
@@ -244,6 +266,62 @@ class Store:
             if isinstance(exc, StoreError):
                 raise
             raise StoreError(f"data dir {self.root} is not usable: {exc}") from exc
+        return found
+
+    def _local_tenant_dirs(self) -> dict[str, Path]:
+        out: dict[str, Path] = {}
+        for d in sorted((self.root / "tenants").glob("*")):
+            if tenant_from_dirname(d.name) is not None and d.is_dir():
+                out[d.name] = d
+        return out
+
+    def _migrate_index_logs(self) -> dict[str, Migrated]:
+        """Each version-1 index log as index objects (`_indexlog`); by tenant."""
+        out: dict[str, Migrated] = {}
+        for name, d in self._local_tenant_dirs().items():
+            tenant = tenant_from_dirname(name)
+            assert tenant is not None
+            try:
+                m = migrate(d, self.tenant(tenant).index)
+            except OSError as exc:
+                raise StoreError(f"the index log of tenant {tenant!r} ({d}) could not be "
+                                 f"migrated to index objects: {exc}") from exc
+            if m is not None:
+                out[tenant] = m
+        return out
+
+    def _load_index(self, migrated: dict[str, Migrated]) -> None:
+        """Every tenant's index objects, and the tenants that have none but a directory."""
+        try:
+            by_dir = tenant_dirs(self.objects.list(INDEX_PREFIX))
+        except OSError as exc:
+            raise StoreError(f"the index objects cannot be listed: {exc}") from exc
+        for name in sorted(set(by_dir) | set(self._local_tenant_dirs())):
+            tenant = tenant_from_dirname(name)
+            if tenant is None:
+                continue
+            ts = self.tenant(tenant)
+            m = migrated.get(tenant)
+            if m is not None:
+                ts.legacy_lost, ts.legacy_damaged = m.lost, m.damaged
+            try:
+                ts.load_index(by_dir.get(name, []))
+            except OSError as exc:
+                raise StoreError(f"the index of tenant {tenant!r} cannot be read: "
+                                 f"{exc}") from exc
+
+    def _finish_migration(self, found: int, migrated: dict[str, Migrated]) -> None:
+        """The start that migrated version-1 index logs is done with them: they go, and the
+        marker says version 2."""
+        for m in migrated.values():
+            finish(m)
+        if found != FORMAT_VERSION:
+            atomic_write(self.root / "FORMAT", orjson.dumps({"format": FORMAT_NAME,
+                                                             "version": FORMAT_VERSION}))
+            log.info("data dir %s: format version %d raised to %d: the index logs of %d "
+                     "tenants are index objects now (%d chunks); releases before this one "
+                     "no longer open it", self.root, found, FORMAT_VERSION, len(migrated),
+                     sum(m.chunks for m in migrated.values()))
 
     def _remove_temp_files(self) -> None:
         """Temp files of writes a crash interrupted (FORMAT, index rewrites) and what
@@ -299,7 +377,7 @@ class Store:
                     name = tenant_dirname(tenant)
                     ts = TenantStore(tenant, self.root / "tenants" / name, self.objects,
                                      f"{name}/", self.cache, self.cfg.chunk_target_bytes,
-                                     self.cfg.compression_level)
+                                     self.cfg.compression_level, self.writer)
                     self.tenants[tenant] = ts
         return ts
 
@@ -368,6 +446,8 @@ class Store:
                 bad, err = [(s, sealed) for _, s, sealed in batch], exc
             self.chunks_flushed += len(batch) - len(bad)
             self.flush_failures += len(bad)
+            if len(bad) < len(batch):
+                self._sync_tenant(ts)  # what other processes wrote meanwhile
             failed += [(ts, s, sealed) for s, sealed in bad]
             error = error or err
         if failed:
@@ -431,6 +511,35 @@ class Store:
             self._last_retention = now
             self.apply_retention()
 
+    # --- the index of other processes ---------------------------------------------------
+    def _sync_loop(self) -> None:
+        while not self._stop.wait(self.cfg.index_sync_period_s):
+            self.sync_index()
+
+    def sync_index(self) -> None:
+        """List every tenant's index objects and fold in what other processes wrote (and
+        forget what was deleted): their chunks are served without a restart."""
+        try:
+            by_dir = tenant_dirs(self.objects.list(INDEX_PREFIX))
+        except OSError as exc:
+            log.warning("index objects cannot be listed now (%s); tried again in %gs", exc,
+                        self.cfg.index_sync_period_s)
+            return
+        for name, infos in by_dir.items():
+            tenant = tenant_from_dirname(name)
+            if tenant is not None:
+                self._sync_tenant(self.tenant(tenant), infos)
+        for ts in list(self.tenants.values()):
+            if ts.prefix.rstrip("/") not in by_dir and ts.index.object_count():
+                self._sync_tenant(ts, [])
+
+    def _sync_tenant(self, ts: TenantStore, listing: list[ObjectInfo] | None = None) -> None:
+        try:
+            ts.sync_index(listing)
+        except OSError as exc:
+            log.warning("index of tenant %s cannot be read now (%s); tried again at the "
+                        "next sync", ts.tenant, exc)
+
     def checkpoint(self) -> WalPos | None:
         """Move the checkpoint to where every record before is in chunks (written
         durably), then release the WAL up to it. Returns the checkpoint."""
@@ -485,8 +594,9 @@ class Store:
     @property
     def generation(self) -> int:
         """Changes whenever stored data changes other than by new lines (compaction,
-        retention, a chunk taken out of service): cached query results of closed time
-        ranges key on it. Tenants are never dropped, so it only grows."""
+        retention, a chunk taken out of service, and any change another process made to
+        the index, which may add lines to closed time ranges): cached query results of
+        closed time ranges key on it. Tenants are never dropped, so it only grows."""
         return self._changes + sum(t.generation for t in list(self.tenants.values()))
 
     def apply_retention(self, now_ns: int | None = None) -> int:
@@ -499,6 +609,23 @@ class Store:
         self.retention_deleted += n
         if n:
             self._changes += 1
+            self.collect_garbage()
+        return n
+
+    def collect_garbage(self, now: float | None = None) -> int:
+        """Delete for good the chunks and index objects out of service for longer than
+        `delete_delay`; how many."""
+        now = now if now is not None else time.time()
+        n = 0
+        for ts in list(self.tenants.values()):
+            try:
+                chunks, objs = ts.collect_garbage(now, self.cfg.delete_delay_s)
+            except OSError as exc:
+                log.warning("tenant %s: deleting chunks and index objects out of service "
+                            "failed (%s); tried again at the next pass", ts.tenant, exc)
+                continue
+            n += chunks + objs
+        self.garbage_deleted += n
         return n
 
     # --- compaction --------------------------------------------------------------------
@@ -511,14 +638,19 @@ class Store:
                               self.cfg.compaction_interval_s)
 
     def compact(self, min_age_s: float | None = None) -> CompactionStats:
-        """Merge and recompress chunks older than `min_age_s` (default: configured)."""
+        """One compactor pass: delete what is out of service past `delete_delay`, merge
+        and recompress chunks older than `min_age_s` (default: configured), then fold each
+        period's index objects into one."""
         with self._compact_lock:
             if min_age_s is not None:
                 saved, self.compactor.min_age_s = self.compactor.min_age_s, min_age_s
             try:
+                self.collect_garbage()
                 out = self.compactor.run(list(self.tenants.values()))
                 if out.chunks_in:
                     self._changes += 1
+                for ts in list(self.tenants.values()):
+                    out.index_objects_in += ts.compact_index()
                 return out
             finally:
                 if min_age_s is not None:
@@ -562,8 +694,7 @@ class Store:
         chunks = index = 0
         for t in self.tenants.values():
             chunks += sum(o.size for o in t.chunk_objects().values())
-            idx = t.root / "index.log"
-            index += idx.stat().st_size if idx.exists() else 0
+            index += t.index.size_bytes()
         return {"chunks": chunks, "index": index, "wal": self.wal.size_bytes()}
 
     def close(self) -> None:
@@ -586,8 +717,6 @@ class Store:
             self._closing = True
             self._flush_cond.notify()
         self._flusher.join(60)
-        for t in self.tenants.values():
-            t.close()
         self._lock.close()
 
 
