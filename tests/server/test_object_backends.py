@@ -1,5 +1,5 @@
-"""The single-node server with its chunks in S3 (moto's server) or a NATS JetStream
-object store (`nats-server -js`), the WAL and the index staying in the data dir; and the
+"""The single-node server with its chunks and index objects in S3 (moto's server) or a
+NATS JetStream object store (`nats-server -js`), the WAL staying in the data dir; and the
 clear exit 2 for an object store that cannot be used."""
 
 from __future__ import annotations
@@ -68,8 +68,9 @@ def _query(srv: ServerProcess, base: int) -> list[str]:
 @pytest.mark.parametrize("backend", sorted(SETUPS))
 def test_chunks_live_in_the_object_store(tmp_path: Path, request: pytest.FixtureRequest,
                                          backend: str) -> None:
-    """Lines pushed and flushed are chunks in the bucket (none in the data dir), read
-    back by queries, and again after a restart, when only the index is local."""
+    """Lines pushed and flushed are chunks and index objects in the bucket (none in the
+    data dir), read back by queries, and again after a restart, when only the WAL (and
+    checkpoint) is local."""
     section, objects = SETUPS[backend](request)
     cfg = tmp_path / "sluiceway.yaml"
     cfg.write_text(yaml.safe_dump({"storage": section}))
@@ -79,10 +80,12 @@ def test_chunks_live_in_the_object_store(tmp_path: Path, request: pytest.Fixture
         first = _push(srv, base, 500)
         assert httpx.post(f"{srv.url}/flush", timeout=60).status_code == 204
         keys = [o.key for o in objects.list()]
-        assert keys and all(k.startswith("t-fake/chunks/") and k.endswith(".chunk")
-                            for k in keys), keys
+        chunks = [k for k in keys if k.startswith("t-fake/chunks/") and k.endswith(".chunk")]
+        index = [k for k in keys if k.startswith("index/t-fake/") and k.endswith(".idx")]
+        assert chunks and index and len(chunks) + len(index) == len(keys), keys
         assert not list((tmp_path / "data").rglob("*.chunk"))
-        assert (tmp_path / "data" / "tenants" / "t-fake" / "index.log").exists()
+        assert not list((tmp_path / "data").rglob("*.idx"))
+        assert not list((tmp_path / "data").rglob("index.log"))
         more = _push(srv, base + 10**6, 300)  # stays in the WAL and the head
         assert _query(srv, base) == first + more
         assert "chunks in" in srv.log() and "Traceback" not in srv.log()
