@@ -183,9 +183,11 @@ def decode(data: bytes, where: str) -> Decoded:
     object is put whole, so a frame cut short at its end is damage too."""
     out = Decoded(None, [], [], 0, [])
     first = True
+    header_counted = False  # the first record was lost (counted) where the header belongs
     for item in scan(data, plausible, _RECORD):
         first_here, first = first, False
         if isinstance(item, Damage):
+            header_counted = header_counted or first_here
             out.damage.append(item)
             out.lost += item.records
             for off in item.offsets:
@@ -211,10 +213,11 @@ def decode(data: bytes, where: str) -> Decoded:
             else:
                 raise ValueError(f"a record of kind {op!r} this release does not know here")
         except (KeyError, ValueError, TypeError) as exc:
+            header_counted = header_counted or first_here
             out.lost += 1
             log.warning("index %s: record at offset %d skipped (%s): %.200r", where, start,
                         exc, rec)
-    if out.header is None and not (out.damage and out.damage[0].start == 0):
+    if out.header is None and not header_counted:
         out.lost += 1  # no header, and not counted with damage at the start
         log.warning("index %s: the object has no header: what it supersedes is unknown", where)
     return out
@@ -384,7 +387,7 @@ class TenantIndex:
         """An object gone from the listing: deleted once superseded (or by hand)."""
         obj = self._objects.pop(name)
         touched: set[str] = set()
-        if obj.loaded and name not in self._superseded:
+        if obj.loaded and name not in self._superseded and (obj.adds or obj.dels):
             log.warning("index object %s of tenant %s was live and is gone (deleted by "
                         "hand?); the chunks it named leave service", self.key(name),
                         self.tenant)
@@ -574,12 +577,17 @@ class TenantIndex:
 
     def garbage(self, now: float, delay: float) -> tuple[list[str], list[str]]:
         """(chunk paths, index object names) to delete for good: out of service for
-        `delay` seconds."""
+        `delay` seconds. An object that says nothing (a compaction of records that no
+        longer said anything) goes too, once none of the objects it supersedes is left."""
         with self.lock:
             chunks = [path for path, p in self._paths.items()
                       if p.dels > 0 and p.deleted_at + delay <= now and path not in self._gone]
             objs = [n for n, t in self._superseded.items()
                     if t + delay <= now and n in self._objects]
+            objs += [n for n, o in self._objects.items()
+                     if o.loaded and not o.adds and not o.dels and not o.lost
+                     and n not in self._superseded and o.created + delay <= now
+                     and not any(x in self._objects for x in o.supersedes)]
         return chunks, objs
 
     def chunks_deleted(self, paths: Iterable[str]) -> None:
