@@ -521,7 +521,7 @@ class Store:
         forget what was deleted): their chunks are served without a restart."""
         try:
             by_dir = tenant_dirs(self.objects.list(INDEX_PREFIX))
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 - the sync loop must go on
             log.warning("index objects cannot be listed now (%s); tried again in %gs", exc,
                         self.cfg.index_sync_period_s)
             return
@@ -539,6 +539,9 @@ class Store:
         except OSError as exc:
             log.warning("index of tenant %s cannot be read now (%s); tried again at the "
                         "next sync", ts.tenant, exc)
+        except Exception:  # noqa: BLE001 - a bug must not kill the flusher or the sync
+            log.exception("syncing the index of tenant %s failed; tried again at the next "
+                          "sync", ts.tenant)
 
     def checkpoint(self) -> WalPos | None:
         """Move the checkpoint to where every record before is in chunks (written

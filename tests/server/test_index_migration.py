@@ -29,12 +29,14 @@ from sluiceway.store import FileWal, IndexReader, LocalDir, Store, StoreConfig
 from sluiceway.store._chunk import encode_chunk
 from sluiceway.store._index import TenantIndex, Writer
 from sluiceway.store._indexlog import migrate
+from sluiceway.store._store import tenant_dirname
 from tests.procs import ServerProcess
 
 _FRAME = struct.Struct("<II")
 DAY = 86_400 * 10**9
 T0 = 1_709_251_200 * 10**9  # 2024-03-01T00:00:00Z
-TENANTS = {"acme": "t-acme", "team.eu": "x-" + b"team.eu".hex()}
+LONG = "long.tenant-" + "x" * 138  # 150 characters: a `b-` directory of 255 bytes
+TENANTS = {"acme": "t-acme", "team.eu": "x-" + b"team.eu".hex(), LONG: tenant_dirname(LONG)}
 APPS = ("api", "web")
 
 
@@ -133,7 +135,7 @@ def test_a_version_1_data_dir_is_migrated_with_every_line_once(tmp_path: Path) -
     try:
         _check(srv, expected)
         log = srv.log()
-        assert "format version 1 raised to 2: the index logs of 2 tenants are index " \
+        assert "format version 1 raised to 2: the index logs of 3 tenants are index " \
                "objects now" in log
         assert "t-acme/index.log: torn record at offset" in log
         assert "damaged record at offset" in log and "is taken back" in log
@@ -151,7 +153,9 @@ def test_a_version_1_data_dir_is_migrated_with_every_line_once(tmp_path: Path) -
         srv.stop()
         srv.start()
         _check(srv, expected)
+        srv.stop()
         assert srv.log().count("raised to 2") == 1
+        assert "Traceback" not in srv.log() and " ERROR " not in srv.log()
     finally:
         srv.stop()
 
