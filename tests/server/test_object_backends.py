@@ -101,6 +101,41 @@ def test_chunks_live_in_the_object_store(tmp_path: Path, request: pytest.Fixture
         objects.close()
 
 
+@pytest.mark.parametrize("backend", sorted(SETUPS))
+def test_a_second_server_on_the_same_bucket_serves_what_the_first_flushed(
+        tmp_path: Path, request: pytest.FixtureRequest, backend: str) -> None:
+    """Two server processes, each with its own data dir (WAL), on one bucket: what one
+    flushes, the other serves within its `index_sync_period`, without a restart, once."""
+    section, objects = SETUPS[backend](request)
+    objects.close()
+    writer_cfg, reader_cfg = tmp_path / "w.yaml", tmp_path / "r.yaml"
+    writer_cfg.write_text(yaml.safe_dump({"storage": {**section, "index_sync_period": "0s"}}))
+    reader_cfg.write_text(yaml.safe_dump({"storage": {
+        **section, "index_sync_period": "300ms", "compaction_enabled": False}}))
+    base = time.time_ns() - 600 * 10**9
+    writer = ServerProcess(tmp_path / "w", config=writer_cfg).start()
+    reader = ServerProcess(tmp_path / "r", config=reader_cfg).start()
+    try:
+        assert _query(reader, base) == []
+        first = _push(writer, base, 300)
+        assert httpx.post(f"{writer.url}/flush", timeout=60).status_code == 204
+        deadline = time.monotonic() + 60
+        while _query(reader, base) != first and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _query(reader, base) == first
+        more = _push(writer, base + 10**6, 200)
+        assert _query(reader, base) == first  # in the writer's head: not in the bucket yet
+        assert httpx.post(f"{writer.url}/flush", timeout=60).status_code == 204
+        deadline = time.monotonic() + 60
+        while _query(reader, base) != first + more and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _query(reader, base) == first + more
+    finally:
+        reader.stop()
+        writer.stop()
+    assert "Traceback" not in reader.log() + writer.log()
+
+
 def _run(cfg: Path, tmp: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "sluiceway", "server", "-c", str(cfg), "--data-dir",
