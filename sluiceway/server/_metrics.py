@@ -138,8 +138,9 @@ class _StoreCollector(Collector):
 
 def _tenant_counters(s: Store) -> Iterator[CounterMetricFamily]:
     lost = CounterMetricFamily(
-        "sluiceway_index_records_lost", "Damaged index records skipped at load (torn tails "
-        "not counted)", labels=["tenant"])
+        "sluiceway_index_records_lost", "Index records lost: damaged records of index "
+        "objects (and of a migrated version-1 index log, whose torn tail is not counted), "
+        "and the records of an index object gone while in service", labels=["tenant"])
     readded = CounterMetricFamily(
         "sluiceway_index_chunks_readded", "Chunk files a damaged index no longer named, "
         "taken back (their stream's labels were known)", labels=["tenant"])

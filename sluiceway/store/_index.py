@@ -388,9 +388,12 @@ class TenantIndex:
         obj = self._objects.pop(name)
         touched: set[str] = set()
         if obj.loaded and name not in self._superseded and (obj.adds or obj.dels):
+            lost = len(obj.adds) + len(obj.dels)
             log.warning("index object %s of tenant %s was live and is gone (deleted by "
-                        "hand?); the chunks it named leave service", self.key(name),
-                        self.tenant)
+                        "hand?): its %d records are lost; the chunks it named leave "
+                        "service", self.key(name), self.tenant, lost)
+            self.records_lost += lost
+            self.damaged = True
             self._count(obj, -1, touched)
         return self._settle(touched)
 

@@ -110,6 +110,9 @@ class StoreConfig:
     # Other processes' index objects are seen within this (and right after a flush); 0: at
     # start and after flushes only.
     index_sync_period_s: float = 30.0
+    # ... and right after a flush, unless they were listed this recently (a listing of a
+    # JetStream bucket reads every object's metadata).
+    index_relist_after_write_s: float = 1.0
     # Chunks and index objects out of service are deleted this much later (Loki's
     # compactor `retention_delete_delay`): longer than the longest query and than
     # `index_sync_period`, so no reader, here or in another process, still needs them.
@@ -202,6 +205,7 @@ class Store:
         self._changes = 0  # compactions and retention passes that changed something
         self.ready = False
         self.garbage_deleted = 0  # chunks and index objects deleted after delete_delay
+        self._last_sync = time.monotonic()  # the index was listed (at start, just below)
         migrated = self._migrate_index_logs()
         self._load_index(migrated)
         self.heads: Heads[WalPos] = Heads(
@@ -446,8 +450,6 @@ class Store:
                 bad, err = [(s, sealed) for _, s, sealed in batch], exc
             self.chunks_flushed += len(batch) - len(bad)
             self.flush_failures += len(bad)
-            if len(bad) < len(batch):
-                self._sync_tenant(ts)  # what other processes wrote meanwhile
             failed += [(ts, s, sealed) for s, sealed in bad]
             error = error or err
         if failed:
@@ -456,6 +458,9 @@ class Store:
             self._failed(error, len(failed))
         elif jobs:
             self._recovered()
+        if len(failed) < len(jobs) and \
+                time.monotonic() - self._last_sync >= self.cfg.index_relist_after_write_s:
+            self.sync_index()  # right after our own writes: what others wrote meanwhile
         return error
 
     def _failed(self, error: BaseException | None, waiting: int) -> None:
@@ -519,6 +524,7 @@ class Store:
     def sync_index(self) -> None:
         """List every tenant's index objects and fold in what other processes wrote (and
         forget what was deleted): their chunks are served without a restart."""
+        self._last_sync = time.monotonic()
         try:
             by_dir = tenant_dirs(self.objects.list(INDEX_PREFIX))
         except Exception as exc:  # noqa: BLE001 - the sync loop must go on

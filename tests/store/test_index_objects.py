@@ -247,8 +247,8 @@ def test_a_store_lists_again_right_after_its_own_flush(tmp_path: Path) -> None:
     objects = LocalDir(tmp_path / "objects")
     a = Store(StoreConfig(tmp_path / "a", compaction_enabled=False, index_sync_period_s=0),
               objects=objects)
-    b = Store(StoreConfig(tmp_path / "b", compaction_enabled=False, index_sync_period_s=0),
-              objects=objects)
+    b = Store(StoreConfig(tmp_path / "b", compaction_enabled=False, index_sync_period_s=0,
+                          index_relist_after_write_s=0), objects=objects)
     try:
         base = time.time_ns() - 600 * 10**9
         a.push("fake", [_block("x", base, 10, "from a")]).result()
@@ -295,3 +295,20 @@ def test_a_chunk_deleted_under_a_stale_reader_is_a_warning(tmp_path: Path) -> No
     finally:
         b.close()
         a.close()
+
+
+def test_an_index_object_gone_while_in_service_is_counted(tmp_path: Path) -> None:
+    """An index object that disappears while it is live (deleted by hand, lost by the
+    object store): the chunks it named leave service at the next sync, and its records
+    are counted lost, with a warning."""
+    objects = LocalDir(tmp_path)
+    w = TenantIndex("fake", objects, "t-fake", Writer())
+    w.add([_entry(1, 0, 1), _entry(1, 0, 2)])
+    w.add([_entry(2, 0, 3)])
+    r = _reader(objects)
+    assert len(_paths(r)) == 3
+    first = sorted(o.key for o in objects.list("index/"))[0]
+    objects.delete(first)
+    delta = r.sync()
+    assert len(delta.removed) == 2 and len(_paths(r)) == 1
+    assert r.records_lost == 2 and r.damaged
