@@ -265,15 +265,24 @@ class TenantIndex:
     def key(self, name: str) -> str:
         return self.prefix + name
 
-    def sync(self, listing: Sequence[ObjectInfo] | None = None) -> Delta:
+    @property
+    def step(self) -> int:
+        """Grows with every object folded in: take it before a listing, for `sync`."""
+        return self._step
+
+    def sync(self, listing: Sequence[ObjectInfo] | None = None,
+             listed_at: int | None = None) -> Delta:
         """Fold in the objects of `listing` (of this tenant's prefix; listed now when None)
-        that are new, and forget those gone from it."""
+        that are new, and forget those gone from it. `listed_at`: `step` just before the
+        listing was made (an object folded in since, our own write, is not in it but not
+        gone either)."""
         if listing is None:
+            listed_at = self._step
             listing = self.objects.list(self.prefix)
         cut = len(self.prefix)
         listed = {o.key[cut:]: o for o in listing if o.key.startswith(self.prefix)}
         with self.lock:
-            step = self._step
+            step = self._step if listed_at is None else listed_at
             new = [n for n in listed if n not in self._objects]
         out = Delta()
         for n in sorted(new, key=_load_order):

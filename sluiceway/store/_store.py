@@ -307,7 +307,7 @@ class Store:
             ts = self.tenant(tenant)
             m = migrated.get(tenant)
             if m is not None:
-                ts.legacy_lost, ts.legacy_damaged = m.lost, m.damaged
+                ts.legacy_lost, ts.damaged_at_start = m.lost, m.damaged
             try:
                 ts.load_index(by_dir.get(name, []))
             except OSError as exc:
@@ -525,6 +525,9 @@ class Store:
         """List every tenant's index objects and fold in what other processes wrote (and
         forget what was deleted): their chunks are served without a restart."""
         self._last_sync = time.monotonic()
+        # Where each tenant's index stood before the listing: what it folds in meanwhile
+        # (its own writes) is not in the listing, and not gone.
+        steps = {name: ts.index.step for name, ts in list(self.tenants.items())}
         try:
             by_dir = tenant_dirs(self.objects.list(INDEX_PREFIX))
         except Exception as exc:  # noqa: BLE001 - the sync loop must go on
@@ -534,14 +537,15 @@ class Store:
         for name, infos in by_dir.items():
             tenant = tenant_from_dirname(name)
             if tenant is not None:
-                self._sync_tenant(self.tenant(tenant), infos)
-        for ts in list(self.tenants.values()):
+                self._sync_tenant(self.tenant(tenant), infos, steps.get(tenant, 0))
+        for tenant, ts in list(self.tenants.items()):
             if ts.prefix.rstrip("/") not in by_dir and ts.index.object_count():
-                self._sync_tenant(ts, [])
+                self._sync_tenant(ts, [], steps.get(tenant, 0))
 
-    def _sync_tenant(self, ts: TenantStore, listing: list[ObjectInfo] | None = None) -> None:
+    def _sync_tenant(self, ts: TenantStore, listing: list[ObjectInfo] | None = None,
+                     listed_at: int | None = None) -> None:
         try:
-            ts.sync_index(listing)
+            ts.sync_index(listing, listed_at=listed_at)
         except OSError as exc:
             log.warning("index of tenant %s cannot be read now (%s); tried again at the "
                         "next sync", ts.tenant, exc)
@@ -614,7 +618,11 @@ class Store:
         for name, t in list(self.tenants.items()):
             period = self.retention_for(name)
             if period > 0:
-                n += t.apply_retention(now_ns - int(period * 1e9))
+                try:
+                    n += t.apply_retention(now_ns - int(period * 1e9))
+                except OSError as exc:
+                    log.error("retention of tenant %s: the index object could not be "
+                              "written (%s); tried again at the next pass", name, exc)
         self.retention_deleted += n
         if n:
             self._changes += 1

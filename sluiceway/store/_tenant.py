@@ -90,7 +90,7 @@ class TenantStore:
         self.chunks_quarantined: dict[str, int] = {}  # by reason
         self.generation = 0  # chunks taken out of service (part of `Store.generation`)
         self.legacy_lost = 0  # damaged records of a version-1 index log this start migrated
-        self.legacy_damaged = False
+        self.damaged_at_start = False  # that log was damaged, or no index while chunks are
         # Its changes are applied to the streams holding `index.lock`, in the order made.
         self.index = TenantIndex(tenant, objects, prefix.rstrip("/"), writer)
 
@@ -103,7 +103,7 @@ class TenantStore:
     @property
     def index_damaged(self) -> bool:
         """The index lost records: `recover_chunks` compares it with the chunks."""
-        return self.index.damaged or self.legacy_damaged
+        return self.index.damaged or self.damaged_at_start
 
     def load_index(self, listing: list[ObjectInfo] | None = None) -> None:
         """Read the tenant's index objects (at start; `listing` when the store listed them
@@ -111,13 +111,15 @@ class TenantStore:
         self.sync_index(listing, count=False)
         if not self.index.object_count() and not self.index.unreadable \
                 and self.chunk_objects():
-            self.legacy_damaged = True
+            self.damaged_at_start = True
 
-    def sync_index(self, listing: list[ObjectInfo] | None = None, count: bool = True) -> None:
+    def sync_index(self, listing: list[ObjectInfo] | None = None, count: bool = True,
+                   listed_at: int | None = None) -> None:
         """Fold in index objects written since the last sync (by any process) and forget
-        those deleted; a change bumps the generation (`count`)."""
+        those deleted (`listed_at`: `index.step` before `listing` was made); a change
+        bumps the generation (`count`)."""
         with self.index.lock:
-            delta = self.index.sync(listing)
+            delta = self.index.sync(listing, listed_at)
             self.apply_delta(delta)
         if delta and count:
             with self._count_lock:

@@ -312,3 +312,16 @@ def test_an_index_object_gone_while_in_service_is_counted(tmp_path: Path) -> Non
     delta = r.sync()
     assert len(delta.removed) == 2 and len(_paths(r)) == 1
     assert r.records_lost == 2 and r.damaged
+
+
+def test_an_object_written_after_the_listing_is_not_taken_for_gone(tmp_path: Path) -> None:
+    """The sync thread lists, the flusher writes an object, then the listing is folded
+    in: the new object is missing from the listing but is not gone (`listed_at`)."""
+    objects = LocalDir(tmp_path)
+    w = TenantIndex("fake", objects, "t-fake", Writer())
+    w.add([_entry(1, 0, 1)])
+    listed_at = w.step
+    listing = objects.list(w.prefix)
+    w.add([_entry(1, 0, 2)])
+    assert not w.sync(listing, listed_at)
+    assert len(_paths(w)) == 2 and w.records_lost == 0
