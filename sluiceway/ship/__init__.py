@@ -27,7 +27,8 @@ Public API::
 - `HeartbeatSender`: `sluiceway.model.Heartbeat`s to a Sluiceway server.
 - `QueueCollector` / `Figures` / `queue_metrics`: the one Prometheus collector of a
   queue and its delivery (counters present at 0 from the start, push latency histogram
-  by status code, last successful push time); `LOSS_REASONS` (with
+  by status code, last successful push time); `latency_family` / `merge_latency` for an
+  owner's alias of that histogram (the agent's Promtail names); `LOSS_REASONS` (with
   `sluiceway.buffer.DROP_REASONS`) names the reasons an owner shows at 0.
 """
 
@@ -42,7 +43,14 @@ from sluiceway.ship._loop import (
     Part,
     RetryPolicy,
 )
-from sluiceway.ship._metrics import Figures, QueueCollector, queue_metrics
+from sluiceway.ship._metrics import (
+    Figures,
+    LatencySnapshot,
+    QueueCollector,
+    latency_family,
+    merge_latency,
+    queue_metrics,
+)
 from sluiceway.ship._push import Push, PushCodec, PushDeliverer
 from sluiceway.ship._watch import Watch
 
@@ -56,6 +64,7 @@ __all__ = [
     "Figures",
     "HeartbeatSender",
     "LatencyHistogram",
+    "LatencySnapshot",
     "Part",
     "Push",
     "PushClient",
@@ -65,6 +74,8 @@ __all__ = [
     "QueueCollector",
     "RetryPolicy",
     "Watch",
+    "latency_family",
+    "merge_latency",
     "queue_metrics",
     "unreachable",
 ]

@@ -28,6 +28,7 @@ from sluiceway.model import EntryBlock, Matcher, PushRecord
 from sluiceway.store._applier import Applier
 from sluiceway.store._cache import ChunkCache
 from sluiceway.store._checkpoint import read_checkpoint, write_checkpoint
+from sluiceway.store._chunkio import LogPositions
 from sluiceway.store._compactor import CompactionStats, Compactor
 from sluiceway.store._heads import Applied, Heads
 from sluiceway.store._index import PREFIX as INDEX_PREFIX
@@ -41,12 +42,17 @@ from sluiceway.store._wal import FileWal, WalPos
 
 log = logging.getLogger("sluiceway.store")
 
+# How chunk footers name positions of the ingest log (the WAL's JSON form).
+_POSITIONS = LogPositions(FileWal.position_to_json, FileWal.position_from_json)
 FORMAT_NAME = "sluiceway-store"
-# 2: the index is immutable objects in the object store (`_index`). A version-1 dir (an
-# index log per tenant) is migrated at open and its marker raised to 2, so a release that
-# reads only index logs refuses the dir instead of finding every chunk unindexed.
-FORMAT_VERSION = 2
-READS_VERSIONS = (1, 2)
+# 2: new chunks are chunk format 2 (`_chunkfmt`); a release that reads only format-1
+# chunks refuses the dir instead of quarantining every newer chunk.
+# 3: the index is immutable objects in the object store (`_index`); a release that reads
+# only index logs refuses the dir instead of finding every chunk unindexed.
+# A version-1 or -2 dir is opened as it is (chunks of both formats are read), its index
+# logs are migrated to index objects, and its marker is raised to 3, with a log line.
+FORMAT_VERSION = 3
+READS_VERSIONS = (1, 2, 3)
 _SAFE_TENANT = re.compile(r"^[A-Za-z0-9_-]{1,150}$")
 LOCK_NAME = "LOCK"
 # Heads written per batch: the encoded chunks of one batch are held in memory together.
@@ -315,17 +321,19 @@ class Store:
                                  f"{exc}") from exc
 
     def _finish_migration(self, found: int, migrated: dict[str, Migrated]) -> None:
-        """The start that migrated version-1 index logs is done with them: they go, and the
-        marker says version 2."""
+        """The start that migrated index logs is done with them: they go, and the marker
+        says this release's version."""
         for m in migrated.values():
             finish(m)
         if found != FORMAT_VERSION:
             atomic_write(self.root / "FORMAT", orjson.dumps({"format": FORMAT_NAME,
                                                              "version": FORMAT_VERSION}))
-            log.info("data dir %s: format version %d raised to %d: the index logs of %d "
+            chunks = "" if found >= 2 else "its chunks are read as they are, new chunks " \
+                "are written in chunk format 2; "
+            log.info("data dir %s: format version %d raised to %d: %sthe index logs of %d "
                      "tenants are index objects now (%d chunks); releases before this one "
-                     "no longer open it", self.root, found, FORMAT_VERSION, len(migrated),
-                     sum(m.chunks for m in migrated.values()))
+                     "no longer open it", self.root, found, FORMAT_VERSION, chunks,
+                     len(migrated), sum(m.chunks for m in migrated.values()))
 
     def _remove_temp_files(self) -> None:
         """Temp files of writes a crash interrupted (FORMAT, index rewrites) and what
@@ -381,7 +389,7 @@ class Store:
                     name = tenant_dirname(tenant)
                     ts = TenantStore(tenant, self.root / "tenants" / name, self.objects,
                                      f"{name}/", self.cache, self.cfg.chunk_target_bytes,
-                                     self.cfg.compression_level, self.writer)
+                                     self.cfg.compression_level, _POSITIONS, self.writer)
                     self.tenants[tenant] = ts
         return ts
 

@@ -1,6 +1,7 @@
 """A version-1 data dir (an index log per tenant, in the data dir) opens in this release:
-its logs become index objects with a log line, the marker says version 2, and every line
-comes back exactly once, at this start and the next ones.
+its logs become index objects with a log line, the marker says version 3, and every line
+comes back exactly once, at this start and the next ones. A version-2 dir (chunk format
+2, index logs still) is migrated the same way.
 
 The dir is built here the way the version-1 store left it: chunk files written by the
 chunk encoder (format 1, unchanged), index logs of framed JSON records as `IndexLog`
@@ -69,11 +70,13 @@ def _v1_chunk(root: Path, labels: dict[str, str], lo: int, hi: int, level: int,
             "size": meta.size, "lvl": level, "at": 1_709_300_000.0 + lo}
 
 
-def build_v1(data: Path) -> dict[str, dict[str, list[str]]]:
-    """A version-1 data dir; the lines each tenant's streams hold, by labels."""
+def build_v1(data: Path, version: int = 1) -> dict[str, dict[str, list[str]]]:
+    """A version-1 data dir (its marker says `version`); the lines each tenant's streams
+    hold, by labels."""
     expected: dict[str, dict[str, list[str]]] = {}
     (data / "wal").mkdir(parents=True)
-    (data / "FORMAT").write_bytes(orjson.dumps({"format": "sluiceway-store", "version": 1}))
+    (data / "FORMAT").write_bytes(orjson.dumps({"format": "sluiceway-store",
+                                                "version": version}))
     wal = FileWal(data / "wal")
     for tenant, dirname in TENANTS.items():
         root = data / "tenants" / dirname
@@ -135,11 +138,12 @@ def test_a_version_1_data_dir_is_migrated_with_every_line_once(tmp_path: Path) -
     try:
         _check(srv, expected)
         log = srv.log()
-        assert "format version 1 raised to 2: the index logs of 3 tenants are index " \
+        assert "format version 1 raised to 3: its chunks are read as they are, new chunks " \
+               "are written in chunk format 2; the index logs of 3 tenants are index " \
                "objects now" in log
         assert "t-acme/index.log: torn record at offset" in log
         assert "damaged record at offset" in log and "is taken back" in log
-        assert orjson.loads((data / "FORMAT").read_bytes())["version"] == 2
+        assert orjson.loads((data / "FORMAT").read_bytes())["version"] == 3
         assert not list(data.glob("tenants/*/index.log"))
         reader = IndexReader(LocalDir(data / "tenants"))
         reader.sync()
@@ -154,7 +158,7 @@ def test_a_version_1_data_dir_is_migrated_with_every_line_once(tmp_path: Path) -
         srv.start()
         _check(srv, expected)
         srv.stop()
-        assert srv.log().count("raised to 2") == 1
+        assert srv.log().count("raised to 3") == 1
         assert "Traceback" not in srv.log() and " ERROR " not in srv.log()
     finally:
         srv.stop()
@@ -189,12 +193,32 @@ def test_an_interrupted_migration_runs_again_to_the_same_objects(tmp_path: Path)
         st.close()
 
 
-@pytest.mark.parametrize("version", [0, 3])
+def test_a_version_2_data_dir_is_migrated_too(tmp_path: Path,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    """Version 2 (chunk format 2, index logs): the logs become objects, the marker 3."""
+    data = tmp_path / "data"
+    expected = build_v1(data, version=2)
+    caplog.set_level("INFO", "sluiceway.store")
+    st = Store(StoreConfig(data, compaction_enabled=False, index_sync_period_s=0))
+    try:
+        n = sum(len(v) for streams in expected.values() for v in streams.values())
+        got = [(r.tenant, ln) for r in st.series(list(TENANTS), [], 0, 2**62)
+               for b in st.blocks(r, 0, 2**62, "forward") for ln in b.lines()]
+        assert len(got) == len(set(got)) == n
+    finally:
+        st.close()
+    assert "format version 2 raised to 3: the index logs of 3 tenants are index objects " \
+           "now" in caplog.text
+    assert orjson.loads((data / "FORMAT").read_bytes())["version"] == 3
+    assert not list(data.glob("tenants/*/index.log"))
+
+
+@pytest.mark.parametrize("version", [0, 4])
 def test_a_data_dir_of_an_unknown_version_is_refused(tmp_path: Path, version: int) -> None:
     (tmp_path / "FORMAT").write_bytes(orjson.dumps({"format": "sluiceway-store",
                                                     "version": version}))
     from sluiceway.store import StoreError
 
     with pytest.raises(StoreError, match=f"format version {version}; this Sluiceway reads "
-                                         "sluiceway-store versions 1, 2"):
+                                         "sluiceway-store versions 1, 2, 3"):
         Store(StoreConfig(tmp_path))
