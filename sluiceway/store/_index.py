@@ -259,7 +259,6 @@ class TenantIndex:
         self.unreadable: set[str] = set()  # objects that could not be read (retried)
         self.records_lost = 0
         self.damaged = False
-        self.syncs = 0
 
     # --- reading ----------------------------------------------------------------------
     def key(self, name: str) -> str:
@@ -316,7 +315,6 @@ class TenantIndex:
         with self.lock:
             for n in [n for n, o in self._objects.items() if n not in listed and o.seen <= step]:
                 out.extend(self._forget(n))
-            self.syncs += 1
         return out
 
     def _parse(self, name: str, m: re.Match[str], data: bytes
@@ -415,9 +413,6 @@ class TenantIndex:
         """Chunk paths some live object deletes (their objects may still exist)."""
         with self.lock:
             return {path for path, p in self._paths.items() if p.dels > 0}
-
-    def is_live(self, path: str) -> bool:
-        return path in self._live
 
     def object_count(self) -> int:
         with self.lock:
@@ -678,6 +673,3 @@ class IndexReader:
         """`<tenant dir>/<chunk path>` → the "add" record of every chunk in service."""
         return {f"{d}/{e.ref.path}": e.record() for d in self.tenant_dirs()
                 for e in self.refs(d)}
-
-    def tenant_index(self, tenant_dir: str) -> TenantIndex | None:
-        return self._tenants.get(tenant_dir)
