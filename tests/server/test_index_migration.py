@@ -154,6 +154,11 @@ def test_a_version_1_data_dir_is_migrated_with_every_line_once(tmp_path: Path) -
         while leftover.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not leftover.exists()
+        metrics = httpx.get(f"{srv.url}/metrics", timeout=30).text
+        assert 'sluiceway_index_objects{tenant="acme"}' in metrics
+        deleted = next(float(ln.split()[-1]) for ln in metrics.splitlines()
+                       if ln.startswith("sluiceway_index_garbage_deleted_total "))
+        assert deleted >= 1
         srv.stop()
         srv.start()
         _check(srv, expected)
