@@ -35,6 +35,7 @@ from sluiceway.agent._ship import push_target, shippers
 from sluiceway.agent._stats import Stats
 from sluiceway.agent._syslog import SyslogListener
 from sluiceway.agent._tail import FileTailer
+from sluiceway.agent._view import PipelineView, view_url
 from sluiceway.ship import HeartbeatSender
 
 log = logging.getLogger("sluiceway.agent")
@@ -71,6 +72,9 @@ class Agent:
         self.delivery = self.shippers[0].stats  # shared by every worker
         self.inputs: list[Input] = [self._input(i) for i in cfg.inputs]
         self.http: StatusServer | None = None
+        self.view = PipelineView(lambda: heartbeat(self.status()),
+                                 cfg.heartbeat_interval, cfg.heartbeat_forget_after,
+                                 self.stop_now)
         self.heartbeat: HeartbeatSender | None = None
         self._shipper_threads: list[threading.Thread] = []
         self._threads: list[threading.Thread] = []  # flusher, positions writer
@@ -123,7 +127,9 @@ class Agent:
 
     def start(self) -> Agent:
         if self.listen:  # first: a taken port should fail before anything runs
-            self.http = StatusServer(self.listen, self.status, self.metrics).start()
+            self.http = StatusServer(self.listen, self.status, self.metrics,
+                                     self.view).start()
+            self.view.url = view_url(self.http.address)
         seen: set[str] = set()
         for inp in self.inputs:
             if isinstance(inp, FileTailer):
@@ -139,6 +145,8 @@ class Agent:
         if self.cfg.report_url != "off":
             self.heartbeat = self._heartbeat()
             self.heartbeat.thread.start()
+        if self.http is not None:  # the view, and the relay of its reporters' heartbeats
+            self.view.start(self.heartbeat)
         log.info("agent %s shipping to %s (queue %s, when_full=%s)", self.cfg.name,
                  self.cfg.url, self.cfg.queue.capacity, self.cfg.queue.when_full)
         return self
@@ -148,7 +156,7 @@ class Agent:
         cfg, target = self.cfg, push_target(self.cfg)
         auto = cfg.report_url == "auto"
         return HeartbeatSender(target.base_url if auto else cfg.report_url,
-                               lambda: heartbeat(self.status()),
+                               self.view.own,
                                lambda: target.http(min(5.0, cfg.heartbeat_interval)),
                                cfg.heartbeat_interval, self.stop_now, auto=auto, log=log,
                                name="agent-heartbeat")

@@ -38,6 +38,13 @@ from sluiceway.model._labels import (
     validate_label_names,
 )
 from sluiceway.model._matcher import Matcher, matches_all
+from sluiceway.model._reporters import (
+    LOSS_WINDOWS,
+    HeartbeatRefused,
+    LossHistory,
+    PipelineRegistry,
+    parse_heartbeat,
+)
 from sluiceway.model._timefmt import (
     EARLIEST_NS,
     LATEST_NS,
@@ -51,6 +58,11 @@ from sluiceway.model._timefmt import (
 from sluiceway.model._units import Bytes, Duration, LokiBytes, parse_duration, parse_size
 
 __all__ = [
+    "LOSS_WINDOWS",
+    "HeartbeatRefused",
+    "LossHistory",
+    "PipelineRegistry",
+    "parse_heartbeat",
     "HEARTBEAT_VERSION",
     "Heartbeat",
     "HeartbeatBackend",
