@@ -89,9 +89,10 @@ export function labelsText(labels) {
   return "{" + Object.keys(labels).sort().map((k) => `${k}=${JSON.stringify(labels[k])}`).join(", ") + "}";
 }
 
-// A line's id in a link: its nanosecond timestamp and a hash of its stream and text.
+// A line's id in a link: its nanosecond timestamp and a hash of its text (not of its
+// labels: a live tail's lines carry structured metadata among them, a query's do not).
 export function lineId(e) {
-  return `${e.tsNs}-${fnv1a(labelsText(e.labels) + "\n" + e.line).toString(36)}`;
+  return `${e.tsNs}-${fnv1a(e.line).toString(36)}`;
 }
 
 const pad = (n, w = 2) => String(n).padStart(w, "0");
