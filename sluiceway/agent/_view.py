@@ -64,7 +64,8 @@ class PipelineView:
         self.interval = interval
         self.stop = stop
         self.url: str | None = None
-        self.cards = PipelineRegistry(max_reporters=MAX_REPORTERS, forget_after_s=forget_after)
+        self.cards = PipelineRegistry(max_reporters=MAX_REPORTERS, forget_after_s=forget_after,
+                                      limit_name="the agent's pipeline view keeps that many")
         self._token = secrets.token_hex(16)
         self._own_id = ""
         self.max_body = MAX_HEARTBEAT

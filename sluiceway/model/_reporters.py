@@ -139,8 +139,10 @@ def _lost(report: dict[str, Any]) -> int:
 class PipelineRegistry:
     def __init__(self, stale_factor: float = 3.0, max_reporters: int = 1000,
                  forget_after_s: float = DEFAULT_FORGET_AFTER_S,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 limit_name: str = "server.heartbeat_max_reporters") -> None:
         self.stale_factor = stale_factor
+        self.limit_name = limit_name
         self.max_reporters = max_reporters
         self.forget_after_s = forget_after_s
         self.clock = clock
@@ -174,7 +176,7 @@ class PipelineRegistry:
                     if not stale:
                         raise HeartbeatRefused(429, (
                             f"too many reporters for tenant {tenant!r}: "
-                            f"{self.max_reporters} (server.heartbeat_max_reporters), none "
+                            f"{self.max_reporters} ({self.limit_name}), none "
                             "of them stale; a new one is kept once one goes stale"))
                     del cards[min(stale)[1]]
             if old is not None and old.token == token:

@@ -301,7 +301,7 @@ function updateCard(c, rep) {
   }
   if (b.ok === false && b.last_error) c.backend.append(el("span", { class: "err" }, b.last_error));
   c.lostWindow.textContent = lostWindowText(rep);
-  c.lostWindow.hidden = !rep.lost_recent;
+  c.lostWindow.hidden = !rep.lost_recent || !(rep.lines?.lost ?? 0); // nothing lost: nothing to say
   c.lostWindow.classList.toggle("alert", (rep.lost_recent?.["5m"] ?? 0) > 0);
   c.viewLink.hidden = !rep.view_url || rep.here;
   if (rep.view_url) c.viewLink.href = rep.view_url;
