@@ -58,7 +58,7 @@ class StatusServer:
                     self._send(413, f"body larger than {view.max_body} bytes\n".encode(),
                                "text/plain")
                 else:
-                    self._send(*view.post(self.path.split("?", 1)[0],
+                    self._send(*view.receive(self.path.split("?", 1)[0],
                                           self.rfile.read(int(length))))
 
             def _send(self, code: int, body: bytes, ctype: str) -> None:

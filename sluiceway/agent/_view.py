@@ -5,9 +5,9 @@ address, so it keeps working while the server the agent reports to is down.
   the agent (`report_url: http://<agent listen>`). Each heartbeat is validated with
   `sluiceway.model.Heartbeat`, kept as a card by the same `PipelineRegistry` the server
   uses (token ownership, staleness, `heartbeat_forget_after`) and relayed as it came to
-  the agent's own report target, with the agent's tenant and credentials. The relay
-  keeps only the newest heartbeat of each reporter while the server does not answer,
-  and never holds up the reporter.
+  the agent's own report target, with the agent's tenant and credentials
+  (`sluiceway.ship.HeartbeatRelay`: only the newest heartbeat of each reporter waits
+  while the server does not answer, and the reporter is never held up).
 - `GET /sluiceway/api/v1/pipeline`: the agent's own card (taken afresh) and the cards
   of the reporters it keeps, in the server's shape.
 - `GET /`: `pipeline.html`, the UI's Pipeline page alone, and the UI's static files.
@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from sluiceway.model import HeartbeatRefused, PipelineRegistry, parse_heartbeat
-from sluiceway.ship import HEARTBEAT_PATH, HeartbeatSender
+from sluiceway.ship import HEARTBEAT_PATH, HeartbeatRelay, HeartbeatSender
 
 log = logging.getLogger("sluiceway.agent")
 
@@ -69,13 +69,7 @@ class PipelineView:
         self._token = secrets.token_hex(16)
         self._own_id = ""
         self.max_body = MAX_HEARTBEAT
-        self._relay: HeartbeatSender | None = None
-        self._pending: dict[str, bytes] = {}  # reporter id -> its newest heartbeat
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._refused: dict[str, int] = {}  # reporter id -> the refusal last logged
-        self._failing = False
-        self.relayed = 0
+        self._relay: HeartbeatRelay | None = None
         self.thread = threading.Thread(target=self._run, daemon=True, name="agent-view")
 
     # -- the agent's own card --------------------------------------------------------------
@@ -121,7 +115,7 @@ class PipelineView:
             ctype += "; charset=utf-8"
         return 200, target.read_bytes(), ctype
 
-    def post(self, path: str, body: bytes) -> Answer:
+    def receive(self, path: str, body: bytes) -> Answer:
         """A reporter's heartbeat: 204 kept (and queued for the relay), 400, 409, 429."""
         if path != HEARTBEAT_PATH:
             return _text(404, "not found")
@@ -131,16 +125,15 @@ class PipelineView:
         except HeartbeatRefused as exc:
             return _text(exc.status, str(exc))
         if self._relay is not None:
-            with self._lock:
-                self._pending[str(report["id"])] = body
-            self._wake.set()
+            self._relay.offer(str(report["id"]), body)
         return 204, b"", "text/plain"
 
     # -- relay and history -------------------------------------------------------------
-    def start(self, relay: HeartbeatSender | None) -> PipelineView:
-        """Relay reporters' heartbeats where `relay` sends the agent's (None: keep them
+    def start(self, sender: HeartbeatSender | None) -> PipelineView:
+        """Relay reporters' heartbeats where `sender` sends the agent's (None: keep them
         here only), and take the agent's own card every interval."""
-        self._relay = relay
+        if sender is not None:
+            self._relay = HeartbeatRelay(sender, log, max_pending=MAX_REPORTERS)
         self.thread.start()
         return self
 
@@ -151,49 +144,16 @@ class PipelineView:
         try:
             while not self.stop.is_set():
                 self._record_own()
-                if self._relay is not None:
+                relay = self._relay
+                if relay is not None:
                     if client is None:
-                        client = self._relay.http()
-                    if not self._forward(client, self._relay):
+                        client = relay.http()
+                    if not relay.forward(client, self.stop):
                         self._relay = None
-                self._wake.wait(self.interval)
-                self._wake.clear()
+                    relay.wake.wait(self.interval)
+                    relay.wake.clear()
+                else:
+                    self.stop.wait(self.interval)
         finally:
             if client is not None:
                 client.close()
-
-    def _forward(self, client: httpx.Client, relay: HeartbeatSender) -> bool:
-        """Send what is pending; False when the target is a plain Loki (relay off)."""
-        with self._lock:
-            pending, self._pending = self._pending, {}
-        for rid, body in pending.items():
-            if self.stop.is_set():
-                return True
-            try:
-                resp = client.post(relay.url, content=body,
-                                   headers={"Content-Type": "application/json"})
-            except httpx.HTTPError as exc:
-                if not self._failing:
-                    log.warning("relaying heartbeats to %s failed, keeping each reporter's "
-                                "newest: %s", relay.url, exc)
-                self._failing = True
-                with self._lock:  # a newer one that came meanwhile wins
-                    for k, b in pending.items():
-                        self._pending.setdefault(k, b)
-                return True
-            if self._failing:
-                log.info("relaying heartbeats to %s works again", relay.url)
-            self._failing = False
-            if resp.status_code in (404, 405) and relay.auto:
-                log.info("%s has no heartbeat endpoint (plain Loki?); relay off", relay.url)
-                return False
-            if resp.status_code < 300:
-                self.relayed += 1
-                self._refused.pop(rid, None)
-            elif self._refused.get(rid) != resp.status_code:
-                if len(self._refused) >= MAX_REPORTERS:
-                    self._refused.clear()
-                self._refused[rid] = resp.status_code
-                log.info("%s refused the heartbeat of %s (HTTP %d): %s", relay.url, rid,
-                         resp.status_code, resp.text.strip()[:300])
-        return True
