@@ -53,7 +53,8 @@ STDLIB = frozenset(sys.stdlib_module_names) | {"__future__"}
 THIRD_PARTY: dict[str, dict[str, bool]] = {
     "durable": {},
     "buffer": {"orjson": True, "prometheus_client": False},
-    "model": {"numpy": True, "re2": True, "pydantic": True},
+    # orjson: a PushRecord's structured metadata (encoded in the workers, read at replay).
+    "model": {"numpy": True, "re2": True, "pydantic": True, "orjson": True},
 }
 # Optional dependencies (extras): the packages that may use each, and only inside a
 # function or under TYPE_CHECKING, so `import sluiceway` works without them. The object

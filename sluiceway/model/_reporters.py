@@ -16,7 +16,6 @@ lost in the last 5 and 60 minutes beside the total since the process started.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from array import array
@@ -25,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from sluiceway.model._heartbeat import Heartbeat
@@ -100,7 +100,7 @@ class _Card:
     interval_s: float
     kind: str
     name: str
-    report: str  # the heartbeat as sent, without its token (JSON)
+    report: bytes  # the heartbeat as sent, without its token (JSON)
     losses: LossHistory
 
 
@@ -108,8 +108,8 @@ def parse_heartbeat(body: bytes) -> dict[str, Any]:
     """The heartbeat (`sluiceway.model.Heartbeat`, validated) as plain data, or
     HeartbeatRefused(400) naming each field that is wrong."""
     try:
-        report = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        report = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise HeartbeatRefused(400, f"heartbeat is not valid JSON: {exc}") from None
     if not isinstance(report, dict):
         raise HeartbeatRefused(400, "heartbeat must be a JSON object (see "
@@ -186,7 +186,7 @@ class PipelineRegistry:
                 losses = LossHistory(now, lost)
             cards[rid] = _Card(token, now, float(report.get("interval_s", DEFAULT_INTERVAL_S)),
                                str(report["kind"]), str(body.get("name", "")),
-                               json.dumps(body, separators=(",", ":")), losses)
+                               orjson.dumps(body), losses)
 
     def _forget(self, cards: dict[str, _Card], now: float) -> None:
         for key in [k for k, c in cards.items() if now - c.received > self.forget_after_s]:
@@ -214,7 +214,7 @@ class PipelineRegistry:
         for tenant, _, _, rid, c in sorted(out, key=lambda r: r[:4]):
             age = now - c.received
             lost_recent, covers = recent[tenant, rid]
-            rows.append({**json.loads(c.report), "tenant": tenant, "received_at": c.received,
+            rows.append({**orjson.loads(c.report), "tenant": tenant, "received_at": c.received,
                          "age_s": round(age, 3), "stale": self._stale(c, now),
                          "lost_recent": lost_recent, "history_s": round(covers, 3),
                          "forget_after_s": self.forget_after_s})

@@ -48,6 +48,7 @@ def store_config(cfg: Config) -> StoreConfig:
     return StoreConfig(
         data_dir=s.data_dir, wal_sync=s.wal_sync, wal_sync_interval_s=s.wal_sync_interval,
         wal_segment_bytes=s.wal_segment_size, max_wal_bytes=s.max_wal_size,
+        unordered_window_s=cfg.limits.unordered_window,
         chunk_target_bytes=s.chunk_target_size, max_chunk_age_s=s.max_chunk_age,
         chunk_idle_s=s.chunk_idle_period, compression_level=s.compression_level,
         flush_check_interval_s=s.flush_check_period,
@@ -117,13 +118,18 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
     def retention_for(tenant: str) -> float:
         return cfg.retention_period(limits.get(tenant))
 
+    def unordered_window_for(tenant: str) -> float:
+        return limits.get(tenant).unordered_window
+
     if store is not None:
         store.retention_for = retention_for
+        store.unordered_window_for = unordered_window_for
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if ctx.opened_store is None:
-            ctx.opened_store = await run_in_threadpool(Store, store_config(cfg))
+            ctx.opened_store = await run_in_threadpool(
+                lambda: Store(store_config(cfg), unordered_window_for=unordered_window_for))
             ctx.store.retention_for = retention_for
         ctx.metrics.bind_store(ctx.store)
         # A process of its own beside a real server's ingest workers; a thread in an app

@@ -125,7 +125,8 @@ def serve(cfg: Config, before_stop: Callable[[], None] | None = None) -> None:
         pool.close()
         raise StartupError(str(exc)) from None
     try:
-        store = Store(store_config(cfg), lock, objects=objects)
+        store = Store(store_config(cfg), lock, objects=objects,
+                      unordered_window_for=lambda t: limits.get(t).unordered_window)
     except (StoreError, OSError) as exc:
         sock.close()
         pool.close()

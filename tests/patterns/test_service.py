@@ -9,10 +9,9 @@ import time
 import numpy as np
 import pytest
 
-from sluiceway.model import EntryBlock
+from sluiceway.model import EntryBlock, PushRecord
 from sluiceway.patterns import MinerConfig, MinerUnavailable, PatternService
 from sluiceway.store import decode_record
-from sluiceway.store._record import encode_record
 from tests.inproc import wait_for
 
 S = 10**9
@@ -23,7 +22,7 @@ def _record(n: int, start_s: int) -> bytes:
     ts = np.array([(now - 600 + start_s + i) * S for i in range(n)], dtype=np.int64)
     block = EntryBlock.from_lines({"app": "a"}, ts,
                                   [f"request {i} served in {i}ms".encode() for i in range(n)])
-    return encode_record("t", [block])
+    return PushRecord("t", [block]).encode()
 
 
 def _total(service: PatternService) -> int:
