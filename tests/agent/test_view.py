@@ -148,3 +148,22 @@ def test_the_agent_serves_the_pipeline_page_and_its_files(stack: Stack, tmp_path
         assert r.status_code == 200 and ctype in r.headers["content-type"], (path, r.headers)
     # /status, /metrics and /ready are the agent's as before.
     assert httpx.get(f"{agent.url}/ready", timeout=5).text == "ready\n"
+
+
+def test_the_view_forgets_a_reporter_after_heartbeat_forget_after(tmp_path: Path) -> None:
+    from sluiceway.agent import Agent, AgentConfig
+
+    base = {"url": "http://127.0.0.1:9", "inputs": [{"type": "stdin"}]}
+    default = Agent(AgentConfig(**base, data_dir=tmp_path / "a"), listen="")
+    assert default.view.cards.forget_after_s == 3600
+    agent = Agent(AgentConfig(**base, data_dir=tmp_path / "b", heartbeat_forget_after="10m"),
+                  listen="")
+    cards = agent.view.cards
+    assert cards.forget_after_s == 600
+    now = [1_800_000_000.0]
+    cards.clock = lambda: now[0]
+    assert agent.view.receive(HB, json.dumps(beat("gone", "t")).encode())[0] == 204
+    now[0] += 599
+    assert [r["id"] for r in cards.snapshot([""])] == ["gone"]
+    now[0] += 2
+    assert cards.snapshot([""]) == []

@@ -45,7 +45,7 @@ def kolkata(browser: Any) -> Iterator[Any]:
 
 
 def lines_of(page: Any) -> list[str]:
-    out: list[str] = page.locator(".log-row .line").all_inner_texts()
+    out: list[str] = page.locator(".log-row .line").all_text_contents()
     return out
 
 
@@ -56,11 +56,11 @@ def test_json_lines_are_prettified_on_demand(page: Any, ui_server: ServerProcess
     rows = page.locator(".log-row")
     expect(rows).to_have_count(2)
     json_row = rows.nth(1)
-    assert json_row.locator(".line").inner_text() == (
+    assert json_row.locator(".line").text_content() == (
         '{"level":"info","user":"ann","n":3,"ok":true,"tags":["a","b"]}')
     page.locator("[data-testid=pretty-json]").check()
     expect(json_row.locator(".line.json")).to_be_visible()
-    assert json_row.locator(".line").inner_text() == json.dumps(
+    assert json_row.locator(".line").text_content() == json.dumps(
         {"level": "info", "user": "ann", "n": 3, "ok": True, "tags": ["a", "b"]}, indent=2)
     expect(json_row.locator(".j-key", has_text='"user"')).to_be_visible()
     expect(json_row.locator(".j-number")).to_have_text("3")
@@ -103,9 +103,10 @@ def test_dedup_folds_consecutive_duplicates(page: Any, ui_server: ServerProcess,
     page.locator("[data-testid=dedup]").select_option(mode)
     rows = page.locator(".log-row")
     expect(rows).to_have_count(len(shown))
-    got = [(r.locator(".line").inner_text(),
-            int(r.locator(".dups").inner_text()[:-1]) - 1 if r.locator(".dups").count() else 0)
-           for r in rows.all()]
+    def folded(r: Any) -> int:  # "3×": the row and the two it hides
+        return int((r.locator(".dups").text_content() or "")[:-1]) - 1 \
+            if r.locator(".dups").count() else 0
+    got = [(r.locator(".line").text_content(), folded(r)) for r in rows.all()]
     assert got == shown
     if mode != "none":
         assert url_params(page)["dedup"] == mode

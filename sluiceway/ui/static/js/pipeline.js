@@ -436,6 +436,8 @@ export function pipelinePage(_params, { standalone = false } = {}) {
       if (standalone && here) {
         title.textContent = `Pipeline · agent ${here.name || here.id}`;
         if (here.backend?.url) { mainLink.href = here.backend.url; mainLink.hidden = false; }
+      } else if (standalone) {  // pipeline.html as the server serves it: no agent here
+        intro.textContent = "The Pipeline page alone, with this server's reporters. Updates every second.";
       }
       renderSummary(list);
       grid.querySelector(".empty")?.remove();
