@@ -21,6 +21,7 @@ import mimetypes
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,9 @@ PAGE = "pipeline.html"
 MAX_HEARTBEAT = 64 * 1024  # as the server's default heartbeat_max_size
 MAX_REPORTERS = 1000
 TENANT = ""  # the agent keeps one set of cards: its reporters are relayed as its tenant
+# The thread takes the agent's own card at most this often (its loss history keeps one
+# sample per 15 s); a page's poll takes it afresh.
+OWN_EVERY_S = 5.0
 
 Answer = tuple[int, bytes, str]
 
@@ -68,6 +72,7 @@ class PipelineView:
                                       limit_name="the agent's pipeline view keeps that many")
         self._token = secrets.token_hex(16)
         self._own_id = ""
+        self._own_at = 0.0  # when the thread last took the agent's own card
         self.max_body = MAX_HEARTBEAT
         self._relay: HeartbeatRelay | None = None
         self.thread = threading.Thread(target=self._run, daemon=True, name="agent-view")
@@ -138,12 +143,15 @@ class PipelineView:
         return self
 
     def _run(self) -> None:
-        """Every interval the agent's own card is taken (its loss history grows while
-        nobody looks), and reporters' heartbeats are relayed as they come."""
+        """The agent's own card is taken every interval (at least 5 s apart: its loss
+        history grows while nobody looks); reporters' heartbeats are relayed as they come."""
         client: httpx.Client | None = None
         try:
             while not self.stop.is_set():
-                self._record_own()
+                now = time.monotonic()
+                if now - self._own_at >= max(self.interval, OWN_EVERY_S):
+                    self._own_at = now
+                    self._record_own()
                 relay = self._relay
                 if relay is not None:
                     if client is None:

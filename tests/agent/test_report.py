@@ -84,7 +84,9 @@ def test_the_queue_in_lines_and_the_spill_backlog_are_what_is_shown(stack: Stack
         pending = float(re.search(r"^sluiceway_agent_queue_spill_pending (\S+)", metrics,
                                   re.M).group(1))  # type: ignore[union-attr]
         assert pending >= 3000
-        assert "spilling to disk (the backend is failing)" in agent.log()
+        # Said by the loop's watch at its next tick (at most a second later), so waited for.
+        agent.wait_for(lambda s: "spilling to disk (the backend is failing)" in agent.log(),
+                       what="the spilling line")
         srv.signal(signal.SIGCONT)
         # The card carries the backlog while it drains: never an empty queue.
         deadline = time.monotonic() + 20
