@@ -11,10 +11,10 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sluiceway.agent._config import BatchConfig, QueueConfig
-from sluiceway.agent._positions import Checkpoint, Positions
+from sluiceway.agent._positions import Checkpoint
 from sluiceway.agent._records import Piece
 from sluiceway.buffer import Buffer, BufferConfig
 from sluiceway.ship import Push, PushCodec
@@ -26,6 +26,24 @@ log = logging.getLogger("sluiceway.agent")
 REASONS = {"full": "queue_full", "oldest": "queue_full_oldest", "closed": "shutdown",
            "spill_backlog": "spill_full", "timeout": "queue_full",
            "evicted": "queue_full_oldest", "encode": "spill_error", "decode": "spill_error"}
+
+
+def renamed(drops: dict[str, int]) -> dict[str, int]:
+    """The buffer's drop counts by reason, under the agent's names (`REASONS`)."""
+    out: dict[str, int] = {}
+    for r, n in drops.items():
+        name = REASONS.get(r, r)
+        out[name] = out.get(name, 0) + n
+    return out
+
+
+class Done(Protocol):
+    """Where finished file ranges go: the positions tracker, or (several clients) the
+    fan-in that hands a range on once every client's queue has it."""
+
+    def done(self, checkpoints: list[Checkpoint] | list[list[object]]) -> None: ...
+
+    def save(self, force: bool = False) -> None: ...
 
 
 def buffer_config(q: QueueConfig, data_dir: Path) -> BufferConfig:
@@ -44,10 +62,11 @@ def batch_lines(q: QueueConfig, b: BatchConfig) -> int:
 class AgentQueue:
     """`Buffer[Push]` in lines, moving file positions as lines become safe or lost."""
 
-    def __init__(self, q: QueueConfig, data_dir: Path, positions: Positions) -> None:
+    def __init__(self, q: QueueConfig, data_dir: Path, positions: Done,
+                 name: str = "agent") -> None:
         self.cfg = q
         self.positions = positions
-        self.buffer: Buffer[Push] = Buffer(buffer_config(q, data_dir), name="agent",
+        self.buffer: Buffer[Push] = Buffer(buffer_config(q, data_dir), name=name,
                                            codec=PushCodec(), on_spilled=self._spilled,
                                            on_dropped=self._dropped)
 
@@ -89,7 +108,7 @@ class Batcher:
     encoded as it comes (`PushBuilder`); `add` blocks when the queue blocks."""
 
     def __init__(self, cfg: BatchConfig, fmt: PushFormat, queue: AgentQueue,
-                 positions: Positions, max_lines: int | None = None) -> None:
+                 positions: Done, max_lines: int | None = None) -> None:
         self.cfg, self.fmt, self.queue, self.positions = cfg, fmt, queue, positions
         self.max_lines = max_lines or cfg.max_lines
         self._lock = threading.Lock()
@@ -123,7 +142,7 @@ class Batcher:
             if not (b.lines or self._cks):
                 self._since = time.monotonic()
             for p in pieces:
-                self._builder.add(p.labels, p.ts, p.lines)
+                self._builder.add(p.labels, p.ts, p.lines, metadata=p.metadata)
             self._cks.extend(checkpoints)
             self._bytes += nbytes
             self._can_wait = self._can_wait and can_wait
