@@ -39,6 +39,13 @@ from sluiceway.model._labels import (
 )
 from sluiceway.model._matcher import Matcher, matches_all
 from sluiceway.model._record import PushRecord, RecordError, looks_like_record
+from sluiceway.model._reporters import (
+    LOSS_WINDOWS,
+    HeartbeatRefused,
+    LossHistory,
+    PipelineRegistry,
+    parse_heartbeat,
+)
 from sluiceway.model._timefmt import (
     EARLIEST_NS,
     LATEST_NS,
@@ -53,6 +60,11 @@ from sluiceway.model._timefmt import (
 from sluiceway.model._units import Bytes, Duration, LokiBytes, parse_duration, parse_size
 
 __all__ = [
+    "LOSS_WINDOWS",
+    "HeartbeatRefused",
+    "LossHistory",
+    "PipelineRegistry",
+    "parse_heartbeat",
     "HEARTBEAT_VERSION",
     "Heartbeat",
     "HeartbeatBackend",
