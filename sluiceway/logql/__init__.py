@@ -41,6 +41,7 @@ from sluiceway.logql._engine import (
 )
 from sluiceway.logql._errors import ParseError, QueryError
 from sluiceway.logql._exec import ExecOptions, QueryCancelled, split_range, too_many_bytes
+from sluiceway.logql._filters import LinePrefilter
 from sluiceway.logql._format import format_loki, format_query
 from sluiceway.logql._limits import (
     DEFAULT_MAX_LINE_SIZE,
@@ -55,16 +56,27 @@ from sluiceway.logql._parser import parse, parse_selector
 from sluiceway.logql._pipeline import LogPipeline, Processed
 from sluiceway.logql._result import QueryResult, QueryStats
 from sluiceway.logql._results_cache import ResultsCache
-from sluiceway.logql._source import LogSource, MemorySource, SeriesRef
+from sluiceway.logql._source import (
+    DerivedSource,
+    IndexStats,
+    LogSource,
+    MemorySource,
+    SeriesVolume,
+    bucket_bytes,
+    names_of,
+    values_of,
+)
 from sluiceway.logql._template import Template, TemplateError, compile_template
 from sluiceway.logql._template_funcs import go_float
+from sluiceway.model import SeriesRef
 
 # Metric expressions are evaluated by `_metric` (range and vector aggregations over the
 # step grid); the log engine dispatches to whatever is registered here.
 register_metric_evaluator(_metric_evaluator)
 
 __all__ = [
-    "DEFAULT_MAX_LINE_SIZE", "MAX_POINTS", "BinaryOp", "Deadline", "Decolorize", "Drop",
+    "DEFAULT_MAX_LINE_SIZE", "MAX_POINTS", "BinaryOp", "Deadline", "Decolorize", "DerivedSource",
+    "Drop", "IndexStats", "LinePrefilter", "SeriesVolume", "bucket_bytes", "names_of", "values_of",
     "ExecOptions", "Expr", "Grouping", "JsonParser", "Keep", "LabelBinary", "LabelCompare",
     "LabelFilter", "LabelFmt", "LabelFormat", "LabelReplace", "LabelsSpec", "LineFilter",
     "LineFormat", "Literal", "LogExpr", "LogPipeline", "LogRange", "LogSource", "LogfmtParser",

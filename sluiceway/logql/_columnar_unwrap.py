@@ -44,8 +44,8 @@ from sluiceway.logql._metric_extract import (
 from sluiceway.logql._metric_types import F64, I64
 from sluiceway.logql._pipeline import LabelKey, LogPipeline
 from sluiceway.logql._result import QueryStats
-from sluiceway.logql._source import LogSource, SeriesRef
-from sluiceway.model import EntryBlock
+from sluiceway.logql._source import LogSource
+from sluiceway.model import EntryBlock, SeriesRef
 
 # per series key: (line index in the block, ts, value) arrays of one block
 _Rows = dict[LabelKey, list[tuple[I64, I64, F64]]]

@@ -22,8 +22,8 @@ from sluiceway.logql._limits import DEFAULT_MAX_LINE_SIZE, Deadline
 from sluiceway.logql._parser import parse
 from sluiceway.logql._pipeline import LabelKey, LogPipeline, Processed, selected_blocks
 from sluiceway.logql._result import QueryResult, QueryStats
-from sluiceway.logql._source import LogSource, SeriesRef
-from sluiceway.model import format_labels
+from sluiceway.logql._source import LogSource
+from sluiceway.model import SeriesRef, format_labels
 
 
 @dataclass(slots=True)

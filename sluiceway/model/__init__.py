@@ -1,4 +1,5 @@
-"""Core value types shared by every package: label sets, stream batches and push records;
+"""Core value types shared by every package: label sets, stream batches and push records,
+entry blocks and the one merge of a stream's blocks, `SeriesRef`;
 config units, the config loaders' messages, and Go's ways of reading and writing sizes,
 durations and times."""
 
@@ -30,7 +31,9 @@ from sluiceway.model._labels import (
     validate_label_names,
 )
 from sluiceway.model._matcher import Matcher, matches_all
+from sluiceway.model._merge import in_read_order, merge_blocks, sort_dedupe
 from sluiceway.model._record import PushRecord, RecordError, looks_like_record
+from sluiceway.model._series import SeriesRef
 from sluiceway.model._timefmt import (
     EARLIEST_NS,
     LATEST_NS,
@@ -67,6 +70,10 @@ __all__ = [
     "EntryBlock",
     "Matcher",
     "matches_all",
+    "in_read_order",
+    "merge_blocks",
+    "sort_dedupe",
+    "SeriesRef",
     "LABEL_NAME_RE",
     "LabelError",
     "Metadata",

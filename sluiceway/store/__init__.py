@@ -2,7 +2,6 @@
 order), zstd chunks, the label index, and the checkpoint replay starts from; all chunk
 bytes go through an `ObjectStore` (`LocalDir` on one node)."""
 
-from sluiceway.store._blocks import sort_dedupe
 from sluiceway.store._chunk import ChunkError
 from sluiceway.store._heads import OUT_OF_ORDER, Applied, Heads, Rejection
 from sluiceway.store._ingestlog import IngestLog, Position
@@ -12,13 +11,11 @@ from sluiceway.store._store import (
     Store,
     StoreConfig,
     StoreError,
-    StoreSeries,
-    index_stats,
     lock_data_dir,
 )
 from sluiceway.store._wal import FileWal, WalPos, WalWriteError
 
 __all__ = ["OUT_OF_ORDER", "Applied", "ChunkError", "ChunkWriteError", "FileWal", "Heads",
            "IngestLog", "InvalidKey", "LocalDir", "NotFound", "ObjectInfo", "ObjectStore",
-           "Position", "Rejection", "Store", "StoreConfig", "StoreError", "StoreSeries",
-           "WalPos", "WalWriteError", "index_stats", "lock_data_dir", "sort_dedupe"]
+           "Position", "Rejection", "Store", "StoreConfig", "StoreError", "WalPos",
+           "WalWriteError", "lock_data_dir"]

@@ -24,11 +24,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from sluiceway.durable import ensure_dir
-from sluiceway.model import EntryBlock, Matcher, format_labels, parse_labels
-from sluiceway.store._blocks import sort_dedupe
+from sluiceway.model import (
+    EntryBlock,
+    Matcher,
+    format_labels,
+    in_read_order,
+    merge_blocks,
+    parse_labels,
+    sort_dedupe,
+)
 from sluiceway.store._cache import ChunkCache
 from sluiceway.store._chunk import ChunkError, decode_chunk, encode_chunk
 from sluiceway.store._index import IndexLog, read_index
@@ -346,37 +351,27 @@ class TenantStore:
         """Time-disjoint sorted blocks of one stream in [start, end), in `direction` order;
         a chunk that cannot be read is left out and `warn` is told (`load_or_take_out`).
 
-        Chunks may overlap in time (concurrent pushers, out-of-order writes), so they are
-        merged as a stream: after each chunk, everything that lies before the next chunk's
-        start (or, backward, after its end) is final and goes out; only the rest is kept.
+        Chunks may overlap in time (concurrent pushers, out-of-order writes): the chunks
+        and the head are merged by `sluiceway.model.merge_blocks`, pulled one at a time
+        while the next ones are decoded ahead.
         """
         chunks, mem = self.snapshot(s, start, end)
-        items: list[tuple[int, int, ChunkRef | list[HeadPiece]]] = [
+        spans: list[tuple[int, int, ChunkRef | list[HeadPiece]]] = [
             (c.mint, c.maxt, c) for c in chunks]
         if mem:
-            items.append((min(p.mint for p in mem), max(p.maxt for p in mem), mem))
-        forward = direction != "backward"
-        items.sort(key=(lambda t: t[0]) if forward else (lambda t: -t[1]))
-        pending: EntryBlock | None = None
-        for i, block in enumerate(self._loaded(s, [it[2] for it in items], warn)):
-            # An unreadable chunk is None; chunks that do not overlap leave an empty
-            # block pending: neither is merged, so the next chunk is not copied.
-            parts = [b for b in (pending, block) if b is not None and len(b)]
-            if not parts:
-                continue
-            merged = parts[0] if len(parts) == 1 else sort_dedupe(EntryBlock.concat(parts))
-            if i + 1 < len(items):
-                if forward:
-                    cut = int(np.searchsorted(merged.ts, items[i + 1][0], "left"))
-                    out, pending = merged.slice(0, cut), merged.slice(cut, len(merged))
-                else:
-                    cut = int(np.searchsorted(merged.ts, items[i + 1][1], "right"))
-                    out, pending = merged.slice(cut, len(merged)), merged.slice(0, cut)
-            else:
-                out, pending = merged, None
-            out = out.clip(start, end)
-            if len(out):
-                yield out
+            spans.append((min(p.mint for p in mem), max(p.maxt for p in mem), mem))
+        ordered = in_read_order(spans, direction)
+        return merge_blocks([(a, b) for a, b, _ in ordered],
+                            self._loaded(s, [it for _, _, it in ordered], warn),
+                            direction, start, end)
+
+    def stats(self, s: Stream, start: int, end: int) -> tuple[int, int, int]:
+        """Chunks, entries and bytes of the chunks (and the head, as one chunk) of `s`
+        overlapping [start, end), from chunk metadata alone (nothing is decoded)."""
+        chunks, mem = self.snapshot(s, start, end)
+        return (len(chunks) + (1 if mem else 0),
+                sum(c.n for c in chunks) + sum(len(p.block) for p in mem),
+                sum(c.raw_bytes for c in chunks) + sum(p.block.nbytes for p in mem))
 
     def _loaded(self, s: Stream, items: list[ChunkRef | list[HeadPiece]],
                 warn: Callable[[str], None] | None) -> Iterator[EntryBlock | None]:

@@ -197,7 +197,7 @@ class _WideBlocks:
 
         return [SeriesRef("t", 1, {"app": "x"})]
 
-    def blocks(self, ref: Any, start: int, end: int, direction: str) -> Any:
+    def blocks(self, ref: Any, start: int, end: int, direction: str, **_: Any) -> Any:
         ts = np.arange(0, 100, 10, dtype=np.int64)
         yield EntryBlock.from_lines({"app": "x"}, ts, [str(t).encode() for t in ts.tolist()])
 
@@ -209,7 +209,7 @@ def test_engine_clips_blocks_to_range() -> None:
 
 def test_lines_with_invalid_utf8_do_not_crash() -> None:
     class Src(_WideBlocks):
-        def blocks(self, ref: Any, start: int, end: int, direction: str) -> Any:
+        def blocks(self, ref: Any, start: int, end: int, direction: str, **_: Any) -> Any:
             yield EntryBlock.from_lines({"app": "x"}, np.array([1], dtype=np.int64),
                                         [b"bad \xff byte"])
 

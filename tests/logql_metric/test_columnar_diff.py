@@ -197,8 +197,8 @@ class _Generational:
     def series(self, *a: Any) -> Any:
         return self.src.series(*a)
 
-    def blocks(self, *a: Any) -> Any:
-        return self.src.blocks(*a)
+    def blocks(self, *a: Any, **kw: Any) -> Any:
+        return self.src.blocks(*a, **kw)
 
 
 def test_the_generated_query_shapes_use_the_columnar_engine() -> None:
