@@ -137,3 +137,27 @@ def test_a_head_that_pins_old_segments_is_forced_out_past_max_wal_size(
         assert _count(st) == {"quiet": 3, "busy": 200 * 100}
     finally:
         st.close()
+
+
+def test_the_index_names_no_log_position(tmp_path: Path) -> None:
+    """Where replay starts is the checkpoint's business alone: index records (written by
+    flushes and compaction) name no WAL position, so another ingest log's positions never
+    have to fit the index."""
+    from sluiceway.store._index import read_index
+
+    st = Store(StoreConfig(tmp_path, compaction_enabled=False))
+    try:
+        base = time.time_ns() - 600 * 10**9
+        for k in range(3):
+            st.push("fake", [_block({"job": f"j{k}"}, base, 5, f"j{k}")]).result(60)
+            st.flush_all()
+        st.compact(min_age_s=0)
+        root = st.tenant("fake").root
+    finally:
+        st.close()
+    records = read_index(root / "index.log").records
+    adds = [r for r in records if r["op"] == "add"]
+    assert len(adds) >= 3 and {r["lvl"] for r in adds} == {1, 17}  # flushed and compacted
+    assert all(set(r) == {"op", "fp", "labels", "path", "mint", "maxt", "n", "raw", "size",
+                          "lvl", "at"} for r in adds), adds
+    assert all(set(r) == {"op", "fp", "path"} for r in records if r["op"] != "add"), records

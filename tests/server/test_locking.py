@@ -1,6 +1,6 @@
-"""Reads hold no lock a push waits for: a `/series` scan of one tenant, held at a pause
-point inside it, delays no push to another tenant, nor to another stream (existing or new)
-of the same tenant; and those pushes are queryable at once."""
+"""Reads hold no lock a push waits for: a `/series`, `/labels` or label values scan of one
+tenant, held at a pause point inside it, delays no push to another tenant, nor to another
+stream (existing or new) of the same tenant; and those pushes are queryable at once."""
 
 from __future__ import annotations
 
@@ -10,12 +10,19 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 
 from sluiceway.store._stream import Stream
 from tests.inproc import inproc_server
 
 
-def test_a_paused_series_scan_delays_no_push(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("path", "params"), [
+    ("/loki/api/v1/series", {"match[]": '{job=~".+"}'}),
+    ("/loki/api/v1/labels", {}),
+    ("/loki/api/v1/label/job/values", {"query": '{job=~".+"}'}),
+])
+def test_a_paused_series_scan_delays_no_push(tmp_path: Path, path: str,
+                                             params: dict[str, str]) -> None:
     with inproc_server(tmp_path / "data") as srv:
         srv.push({"job": "one"}, ["a one"], tenant="a")
         srv.push({"job": "two"}, ["a two"], tenant="a")
@@ -29,8 +36,7 @@ def test_a_paused_series_scan_delays_no_push(tmp_path: Path) -> None:
         srv.ctx.store.tenant("a").scan_hook = pause
         series: list[httpx.Response] = []
         scan = threading.Thread(target=lambda: series.append(httpx.get(
-            f"{srv.url}/loki/api/v1/series", params={"match[]": '{job=~".+"}'},
-            headers={"X-Scope-OrgID": "a"}, timeout=180)))
+            f"{srv.url}{path}", params=params, headers={"X-Scope-OrgID": "a"}, timeout=180)))
         scan.start()
         try:
             assert entered.wait(60), "the series scan never reached its pause point"

@@ -175,3 +175,37 @@ def test_a_data_dir_of_the_release_before_opens_with_every_line_once(tmp_path: P
             st_.close()
     assert (data / "checkpoint.json").exists()
     assert not [p for p in (data / "wal").glob("*.wal") if p.stat().st_size]
+
+
+def test_the_distributor_imports_nothing_of_the_store() -> None:
+    """Validation is stateless (it runs in the ingest workers, and in a cluster on any
+    node): the distributor module may not reach the store, public or private."""
+    import ast
+
+    import sluiceway.server._distributor as dist
+
+    tree = ast.parse(Path(dist.__file__).read_text())
+    imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert imported and not [m for m in imported if m.startswith("sluiceway.store")]
+
+
+def test_validate_makes_the_record_of_what_passes() -> None:
+    """`validate(tenant, blocks, limits)`: a PushRecord of the tenant holding the lines
+    that pass (one block per stream), and the refusals; it round-trips through its
+    encoding as the workers send it."""
+    from sluiceway.server import load_config
+    from sluiceway.server._distributor import Prepared, validate
+
+    limits = load_config(None, {"limits.max_line_size": 10}).limits
+    now = time.time_ns()
+    blocks = [EntryBlock.from_lines({"job": "a"}, np.array([now, now + 1], dtype=np.int64),
+                                    [b"short", b"far too long a line"]),
+              EntryBlock.from_lines({"job": "b"}, np.array([now], dtype=np.int64), [b"ok"])]
+    record, rej = validate("team", blocks, limits, now)
+    assert isinstance(record, PushRecord) and record.tenant == "team"
+    assert [(b.labels, b.lines()) for b in record.blocks] == [
+        ({"job": "a"}, [b"short"]), ({"job": "b"}, [b"ok"])]
+    assert dict(rej.counts) == {"line_too_long": 1} and record.lines == 2
+    back = Prepared.of(record, rej).record()
+    assert back.tenant == "team" and [b.lines() for b in back.blocks] == [[b"short"], [b"ok"]]
