@@ -64,6 +64,7 @@ from sluiceway.logql._source import (
     SeriesVolume,
     bucket_bytes,
     names_of,
+    until_deadline,
     values_of,
 )
 from sluiceway.logql._template import Template, TemplateError, compile_template
@@ -76,7 +77,8 @@ register_metric_evaluator(_metric_evaluator)
 
 __all__ = [
     "DEFAULT_MAX_LINE_SIZE", "MAX_POINTS", "BinaryOp", "Deadline", "Decolorize", "DerivedSource",
-    "Drop", "IndexStats", "LinePrefilter", "SeriesVolume", "bucket_bytes", "names_of", "values_of",
+    "Drop", "IndexStats", "LinePrefilter", "SeriesVolume", "bucket_bytes", "names_of",
+    "until_deadline", "values_of",
     "ExecOptions", "Expr", "Grouping", "JsonParser", "Keep", "LabelBinary", "LabelCompare",
     "LabelFilter", "LabelFmt", "LabelFormat", "LabelReplace", "LabelsSpec", "LineFilter",
     "LineFormat", "Literal", "LogExpr", "LogPipeline", "LogRange", "LogSource", "LogfmtParser",

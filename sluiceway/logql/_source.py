@@ -66,8 +66,9 @@ class LogSource(Protocol):
                deadline: Deadline | None = None) -> Iterator[EntryBlock]:
         """Entries of `ref` in [start, end): time-disjoint blocks in `direction` order
         (forward = oldest block first), ascending inside a block, exact duplicates removed.
-        `prefilter`: lines without its literals may be left out (`LinePrefilter`);
-        `deadline`: the query's, for a source that works away from the engine."""
+        `prefilter`: lines without its literals may be left out (`LinePrefilter`).
+        `deadline`: checked before each block is handed out (`QueryTimeout`), so a source
+        that works away from the engine stops too."""
         ...
 
     def label_names(self, tenants: list[str], matchers: list[Matcher], start: int,
@@ -90,6 +91,15 @@ class LogSource(Protocol):
         """Per series `series` would give: bytes of its lines in [start, end), one sum per
         bucket [edges[i], edges[i+1]) (a line past the last edge counts in the last)."""
         ...
+
+
+def until_deadline(blocks: Iterable[EntryBlock],
+                   deadline: Deadline | None) -> Iterator[EntryBlock]:
+    """`blocks`, the deadline checked before each is handed out (`QueryTimeout`)."""
+    for b in blocks:
+        if deadline is not None:
+            deadline.check()
+        yield b
 
 
 def names_of(refs: Iterable[SeriesRef]) -> list[str]:
@@ -236,11 +246,9 @@ class MemorySource(DerivedSource):
         blocks = self._blocks_of(s) if s is not None else []
         if direction == "backward":
             blocks = blocks[::-1]
-        for b in blocks:
+        for b in until_deadline(blocks, deadline):
             if not len(b) or b.ts[-1] < start or b.ts[0] >= end:
                 continue
-            if deadline is not None:
-                deadline.check()
             self.blocks_read += 1
             b = b.clip(start, end)
             if prefilter is not None and self.apply_prefilter:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sluiceway.logql import Deadline, DerivedSource, LinePrefilter
+from sluiceway.logql import Deadline, DerivedSource, LinePrefilter, until_deadline
 from sluiceway.model import (
     EntryBlock,
     Matcher,
@@ -61,8 +61,9 @@ class BlocksSource(DerivedSource):
         spans = in_read_order(((int(b.ts[0]), int(b.ts[-1]), b)
                                for b in self.by_fp.get(ref.fp, []) if ref.tenant == self.tenant),
                               direction)
-        return merge_blocks([(a, z) for a, z, _ in spans], (b for _, _, b in spans),
-                            direction, start, end)
+        return until_deadline(merge_blocks([(a, z) for a, z, _ in spans],
+                                           (b for _, _, b in spans), direction, start, end),
+                              deadline)
 
 
 class TailLimitExceeded(Exception):
