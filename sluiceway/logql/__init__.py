@@ -54,7 +54,17 @@ from sluiceway.logql._metric import metric_evaluator as _metric_evaluator
 from sluiceway.logql._parse_log import check_selector
 from sluiceway.logql._parser import parse, parse_selector
 from sluiceway.logql._pipeline import LogPipeline, Processed
-from sluiceway.logql._result import QueryResult, QueryStats
+from sluiceway.logql._result import (
+    MatrixResult,
+    MatrixSeries,
+    QueryResult,
+    QueryStats,
+    ResultData,
+    ScalarResult,
+    Stream,
+    StreamsResult,
+    VectorResult,
+)
 from sluiceway.logql._results_cache import ResultsCache
 from sluiceway.logql._source import (
     DerivedSource,
@@ -78,7 +88,8 @@ register_metric_evaluator(_metric_evaluator)
 __all__ = [
     "DEFAULT_MAX_LINE_SIZE", "MAX_POINTS", "BinaryOp", "Deadline", "Decolorize", "DerivedSource",
     "Drop", "IndexStats", "LinePrefilter", "SeriesVolume", "bucket_bytes", "names_of",
-    "until_deadline", "values_of",
+    "until_deadline", "values_of", "MatrixResult", "MatrixSeries", "ResultData", "ScalarResult",
+    "Stream", "StreamsResult", "VectorResult",
     "ExecOptions", "Expr", "Grouping", "JsonParser", "Keep", "LabelBinary", "LabelCompare",
     "LabelFilter", "LabelFmt", "LabelFormat", "LabelReplace", "LabelsSpec", "LineFilter",
     "LineFormat", "Literal", "LogExpr", "LogPipeline", "LogRange", "LogSource", "LogfmtParser",

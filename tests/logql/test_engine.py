@@ -13,6 +13,7 @@ from sluiceway.logql import (
     QueryParams,
     QueryResult,
     QueryStats,
+    ScalarResult,
     evaluate,
     parse,
     register_metric_evaluator,
@@ -154,7 +155,7 @@ def test_metric_evaluator_is_pluggable(dataset: Dataset) -> None:
             evaluate(dataset.source, 'sum(count_over_time({app="api"}[5m]))', params)
 
         def fake(source: Any, expr: Any, p: QueryParams, stats: QueryStats) -> QueryResult:
-            return QueryResult("scalar", [p.end / 1e9, "2"])
+            return QueryResult(ScalarResult(p.end, 2.0))
 
         register_metric_evaluator(fake)
         data = evaluate(dataset.source, "1+1", params).to_loki_json()
