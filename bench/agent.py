@@ -1,13 +1,18 @@
-"""Agent throughput: a growing file shipped to a local `sluiceway server`, then a stall.
+"""Agent CPU per line: tail a 1,000,000-line, 218 MB file from the beginning to a null Loki
+receiver that answers 204 at once, no pipeline stages; the figure is the agent process's
+user+system CPU from /proc, from its start until the receiver has every line.
 
-Phase 1 (flowing): a writer appends N lines of ~200 bytes to a file the agent tails;
-timed from the first write until the agent reports every line acked. Reports lines/s,
-MB/s, the agent's CPU seconds (so lines per CPU-second, i.e. on one core) and RSS.
-Phase 2 (stalled): the server is SIGSTOPped while M more lines are written; reports the
-spill rate to disk and the agent's peak RSS, then SIGCONT and the drain rate.
-The agent runs as its own process; figures come from /proc/<pid> and its /status.
+Issue 14 measured on this machine: Sluiceway 8.0 CPU-s, Fluent Bit 5.1.1 3.1 CPU-s,
+promtail 3.6.15 12.2 CPU-s per million such lines; the target is <= 3.3.
 
-Usage: python bench/agent.py [--lines 600000] [--stall-lines 600000] [--format protobuf]
+    .venv/bin/python bench/agent.py                  # 5 runs, the median
+    .venv/bin/python bench/agent.py --against /tmp/base   # interleaved with another tree
+    .venv/bin/python bench/agent.py --part server    # the old flowing + stall phases
+
+`--against DIR` runs the agent of another source tree (e.g. `git archive <rev> | tar -x
+-C DIR`) in turn with this one, run by run, so a neighbour's load hits both alike.
+The machine is shared: CPU-seconds are less sensitive to load than wall time, but not
+immune (caches, frequency), so the load average is printed with every run.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,14 +33,17 @@ from typing import Any
 import httpx
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from sluiceway.wire import decode_push_blocks  # noqa: E402
 from tests.procs import REPO, ServerProcess, free_port, sluiceway_cmd  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
-WORKERS = 4
-PIN: int | None = None
+# 217 characters and a newline: 1,000,000 lines make the issue's 218 MB file.
 LINE = ('2026-11-23T18:00:00.000Z level=info caller=orders/api.go:212 msg="request served" '
-        'method=GET path=/api/v1/orders/{n} status=200 bytes=5123 duration_ms=12 trace={t}')
+        'method=GET path=/api/v1/orders/{n:08d} status=200 bytes=5123 duration_ms=12 '
+        'user=u{n:07d} region=eu-west-1 az=b trace={t}')
+FLUENT_BIT, PROMTAIL, TARGET = 3.1, 12.2, 3.3
 
 
 def cpu_s(pid: int) -> float:
@@ -50,9 +59,136 @@ def rss_mb(pid: int, key: str = "VmRSS") -> float:
 
 
 def block(start: int, n: int) -> bytes:
-    return "".join(LINE.format(n=start + i, t=f"{start + i:016x}") + "\n"
-                   for i in range(n)).encode()
+    return "".join(LINE.format(n=i, t=f"{i * 2654435761 % 2**64:016x}") + "\n"
+                   for i in range(start, start + n)).encode()
 
+
+def make_file(lines: int) -> Path:
+    """The test file, made once per size and kept in the temp dir between runs."""
+    path = Path(tempfile.gettempdir()) / f"sluiceway-bench-agent-{lines}.log"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            for s in range(0, lines, 10_000):
+                f.write(block(s, min(10_000, lines - s)))
+        tmp.rename(path)
+    return path
+
+
+class NullReceiver:
+    """Answers every push 204 at once and counts the lines it got (decoded here, in the
+    bench process, so the count proves delivery and costs the agent nothing)."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.done = threading.Event()
+        self.want = 0
+        me = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                self.wfile.flush()
+                blocks = decode_push_blocks(body, self.headers.get("Content-Type"),
+                                            self.headers.get("Content-Encoding"))
+                with lock:
+                    me.lines += sum(len(b.ts) for b in blocks)
+                    if me.want and me.lines >= me.want:
+                        me.done.set()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a sender killed mid-request (the bench ends it): nothing to say
+
+        lock = threading.Lock()
+        self.httpd = Server(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def cpu_run(tree: Path, path: Path, lines: int, fmt: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """One agent process of `tree` ships `path` to a null receiver; its CPU until done."""
+    sink = NullReceiver()
+    sink.want = lines
+    with tempfile.TemporaryDirectory(prefix="bench-agent-") as d:
+        tmp = Path(d)
+        cfg = {"url": sink.url, "data_dir": str(tmp / "agent-data"), "format": fmt,
+               "listen": None, "report_url": "off",
+               "inputs": [{"type": "file", "paths": [str(path)], "start_at": "beginning",
+                           "labels": {"job": "bench"}}], **extra}
+        (tmp / "agent.yaml").write_text(yaml.safe_dump(cfg))
+        log = open(tmp / "agent.log", "wb")  # noqa: SIM115 - closed below
+        t0 = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-m", "sluiceway", "agent", "-c",
+                                 str(tmp / "agent.yaml"), "--log-level", "warning"],
+                                cwd=tree, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONPATH": str(tree)})
+        try:
+            peak = 0.0
+            while not sink.done.wait(0.2):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"agent exited {proc.returncode}: "
+                                       + (tmp / "agent.log").read_text()[-2000:])
+                peak = max(peak, rss_mb(proc.pid))
+                if time.monotonic() - t0 > 600:
+                    raise TimeoutError(f"{sink.lines} of {lines} lines after 600 s")
+            cpu, wall = cpu_s(proc.pid), time.monotonic() - t0
+            peak = max(peak, rss_mb(proc.pid, "VmHWM"))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+            sink.close()
+    return {"cpu_s": cpu, "wall_s": wall, "rss_peak_mb": peak, "got": sink.lines,
+            "load": os.getloadavg()[0]}
+
+
+def cpu_part(args: argparse.Namespace) -> None:
+    path = make_file(args.lines)
+    size = path.stat().st_size
+    trees = {"this tree": REPO}
+    if args.against:
+        trees = {f"{args.against}": Path(args.against).resolve(), **trees}
+    extra = yaml.safe_load(args.agent_yaml) if args.agent_yaml else {}
+    print(f"agent CPU bench: {args.lines:,} lines, {size / 1e6:.0f} MB "
+          f"({size / args.lines:.0f} B a line), {args.format}, {os.cpu_count()} CPUs, "
+          f"Python {sys.version.split()[0]}, {args.runs} interleaved runs"
+          + (f", config {extra}" if extra else ""))
+    got: dict[str, list[float]] = {name: [] for name in trees}
+    for i in range(args.runs):
+        for name, tree in trees.items():
+            r = cpu_run(tree, path, args.lines, args.format, extra)
+            per_m = r["cpu_s"] / args.lines * 1e6
+            got[name].append(per_m)
+            print(f"  run {i + 1} {name}: {r['cpu_s']:.2f} CPU-s ({per_m:.2f} per million "
+                  f"lines), wall {r['wall_s']:.1f} s, RSS peak {r['rss_peak_mb']:.0f} MB, "
+                  f"load average {r['load']:.1f}", flush=True)
+    print()
+    for name, xs in got.items():
+        med = statistics.median(xs)
+        print(f"{name}: median {med:.2f} CPU-s per million lines "
+              f"({1e6 / med:,.0f} lines per CPU-second; runs {min(xs):.2f}–{max(xs):.2f})")
+    print(f"issue 14's figures on this machine: Fluent Bit 5.1.1 {FLUENT_BIT} CPU-s, "
+          f"promtail 3.6.15 {PROMTAIL} CPU-s; target <= {TARGET}")
+
+
+# ---- part "server": a growing file to a local server, then a stall ------------------------
 
 class Writer(threading.Thread):
     """Appends `total` lines in 10k-line blocks as fast as the disk takes them."""
@@ -60,7 +196,6 @@ class Writer(threading.Thread):
     def __init__(self, path: Path, start: int, total: int) -> None:
         super().__init__(daemon=True)
         self.path, self.start_no, self.total, self.bytes = path, start, total, 0
-
         # Built before timing starts, so the writer is never what limits the rate.
         self.blocks = [block(s, min(10_000, start + total - s))
                        for s in range(start, start + total, 10_000)]
@@ -73,62 +208,12 @@ class Writer(threading.Thread):
                 self.bytes += len(data)
 
 
-class NullSink:
-    """Answers every push 204 at once: shows what the agent alone can do."""
-
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:  # noqa: N802
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                self.send_response(204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-
-def flowing(agent: Agent, tmp: Path, fmt: str, lines: int, start: int = 0) -> dict[str, Any]:
-    pid = agent.proc.pid
-    shipped0 = agent.status()["lines"]["shipped"]
-    w = Writer(tmp / "logs" / "app.log", start, lines)
-    rss0, cpu0, t0 = rss_mb(pid), cpu_s(pid), time.monotonic()
-    w.start()
-    _, peak = agent.wait(lambda s: s["lines"]["shipped"] - shipped0 >= lines)
-    wall, cpu = time.monotonic() - t0, cpu_s(pid) - cpu0
-    w.join()
-    return {"format": fmt, "lines": lines, "bytes": w.bytes, "wall_s": wall,
-            "lines_per_s": lines / wall, "mb_per_s": w.bytes / wall / 1e6,
-            "agent_cpu_s": cpu, "lines_per_cpu_s": lines / cpu,
-            "rss_start_mb": rss0, "rss_peak_mb": peak}
-
-
-def null_run(fmt: str, lines: int, queue: dict[str, Any]) -> dict[str, Any]:
-    sink = NullSink()
-    with tempfile.TemporaryDirectory(prefix="bench-agent-") as d:
-        tmp = Path(d)
-        (tmp / "logs").mkdir()
-        agent = Agent(tmp, sink.url, fmt, queue)
-        try:
-            return flowing(agent, tmp, fmt, lines)
-        finally:
-            agent.stop()
-            sink.httpd.shutdown()
-
-
 class Agent:
     def __init__(self, tmp: Path, server_url: str, fmt: str, queue: dict[str, Any]) -> None:
         self.port = free_port()
         cfg = {"url": server_url, "data_dir": str(tmp / "agent-data"), "format": fmt,
                "listen": f"127.0.0.1:{self.port}", "timeout": "2s", "report_url": "off",
-               "workers": WORKERS,
-               "retry": {"min_backoff": "100ms", "max_backoff": "1s"},
+               "workers": 4, "retry": {"min_backoff": "100ms", "max_backoff": "1s"},
                "batch": {"max_lines": 5000, "max_bytes": "2MiB", "max_wait": "200ms"},
                "queue": queue,
                "inputs": [{"type": "file", "paths": [str(tmp / "logs" / "*.log")],
@@ -137,8 +222,6 @@ class Agent:
         (tmp / "agent.yaml").write_text(yaml.safe_dump(cfg))
         self.log = open(tmp / "agent.log", "ab")  # noqa: SIM115
         cmd = sluiceway_cmd("agent", "-c", str(tmp / "agent.yaml"), "--log-level", "warning")
-        if PIN is not None:  # the agent on one core, everything else on the other(s)
-            cmd = ["taskset", "-c", str(PIN), *cmd]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
         self.url = f"http://127.0.0.1:{self.port}"
         for _ in range(200):
@@ -169,7 +252,9 @@ class Agent:
         self.proc.wait(30)
 
 
-def run(fmt: str, lines: int, stall_lines: int, queue: dict[str, Any]) -> dict[str, Any]:
+def server_run(fmt: str, lines: int, stall_lines: int) -> None:
+    capacity = 20_000
+    queue = {"capacity": capacity, "max_bytes": "32MiB", "when_full": "spill"}
     with tempfile.TemporaryDirectory(prefix="bench-agent-") as d:
         tmp = Path(d)
         (tmp / "logs").mkdir()
@@ -177,39 +262,31 @@ def run(fmt: str, lines: int, stall_lines: int, queue: dict[str, Any]) -> dict[s
         agent = Agent(tmp, srv.url, fmt, queue)
         pid = agent.proc.pid
         try:
-            out = flowing(agent, tmp, fmt, lines)
-            s = agent.status()
-            if queue["when_full"] != "spill" or not stall_lines:
-                return out
-            # Phase 2: backend stalled, the file keeps growing.
+            w = Writer(tmp / "logs" / "app.log", 0, lines)
+            cpu0, t0 = cpu_s(pid), time.monotonic()
+            w.start()
+            s, peak = agent.wait(lambda s: s["lines"]["shipped"] >= lines)
+            wall, cpu = time.monotonic() - t0, cpu_s(pid) - cpu0
+            print(f"[{fmt}] growing file to the local server: {lines:,} lines in {wall:.2f}s "
+                  f"= {lines / wall:,.0f} lines/s; agent CPU {cpu:.2f}s; RSS peak {peak:.0f} MB")
+            # The backend stalls while the file keeps growing: the overflow goes to disk.
             srv.signal(signal.SIGSTOP)
-            shipped0 = s["lines"]["shipped"]
-            w = Writer(tmp / "logs" / "app.log", lines, stall_lines)
             spilled0, cpu0, t0 = s["lines"]["spilled"], cpu_s(pid), time.monotonic()
+            w = Writer(tmp / "logs" / "app.log", lines, stall_lines)
             w.start()
             w.join()
-            s, peak = agent.wait(lambda s: s["lines"]["read"] >= lines + stall_lines
-                                 and s["queue"]["depth"] - s["queue"]["spill_pending"] <= 2)
+            s, peak = agent.wait(lambda s: s["lines"]["spilled"] - spilled0 >= stall_lines
+                                 - capacity)
             wall = time.monotonic() - t0
-            s, peak2 = agent.wait(lambda s: s["lines"]["spilled"] - spilled0 >= stall_lines)
-            peak = max(peak, peak2)
-            wall = time.monotonic() - t0
-            out.update({
-                "stall_lines": stall_lines, "stall_wall_s": wall,
-                "spilled": s["lines"]["spilled"] - spilled0,
-                "spill_lines_per_s": (s["lines"]["spilled"] - spilled0) / wall,
-                "spill_mb_on_disk": s["spill_bytes"] / 1e6,
-                "stall_cpu_s": cpu_s(pid) - cpu0, "stall_rss_peak_mb": peak})
+            n = s["lines"]["spilled"] - spilled0
+            print(f"  stalled: {n:,} lines spilled in {wall:.2f}s = {n / wall:,.0f} lines/s, "
+                  f"{s['spill_bytes'] / 1e6:.0f} MB on disk, CPU {cpu_s(pid) - cpu0:.2f}s, "
+                  f"RSS peak {peak:.0f} MB")
             srv.signal(signal.SIGCONT)
             t0 = time.monotonic()
-            s, _ = agent.wait(lambda s: s["lines"]["shipped"] >= shipped0 + stall_lines)
-            out["drain_lines_per_s"] = stall_lines / (time.monotonic() - t0)
-            out["rss_end_mb"] = rss_mb(pid)
-            out["rss_hwm_mb"] = rss_mb(pid, "VmHWM")
-            return out
-        except Exception:
-            print("server log tail:\n" + srv.log()[-3000:], file=sys.stderr)
-            raise
+            agent.wait(lambda s: s["lines"]["shipped"] >= lines + stall_lines)
+            print(f"  recovered: drained at {stall_lines / (time.monotonic() - t0):,.0f} "
+                  f"lines/s; RSS high-water {rss_mb(pid, 'VmHWM'):.0f} MB")
         finally:
             agent.stop()
             srv.stop()
@@ -217,41 +294,18 @@ def run(fmt: str, lines: int, stall_lines: int, queue: dict[str, Any]) -> dict[s
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--lines", type=int, default=600_000)
+    ap.add_argument("--part", choices=["cpu", "server"], default="cpu")
+    ap.add_argument("--lines", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--format", default="protobuf", choices=["protobuf", "json"])
+    ap.add_argument("--against", help="another source tree to run in turn with this one")
+    ap.add_argument("--agent-yaml", help="extra agent config (YAML mapping) for the cpu part")
     ap.add_argument("--stall-lines", type=int, default=600_000)
-    ap.add_argument("--format", default="both", choices=["protobuf", "json", "both"])
-    ap.add_argument("--capacity", type=int, default=20_000)
-    ap.add_argument("--when-full", default="spill", choices=["spill", "block", "drop"])
-    ap.add_argument("--workers", type=int, default=4, help="concurrent pushes")
-    ap.add_argument("--pin", type=int, default=None, help="run the agent on this CPU only")
     args = ap.parse_args()
-    global WORKERS, PIN
-    WORKERS, PIN = args.workers, args.pin
-    if PIN is not None:  # keep this process (writer, sink) and the server off that core
-        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)) - {PIN} or {PIN})
-    queue = {"capacity": args.capacity, "max_bytes": "32MiB", "when_full": args.when_full}
-    print(f"agent bench: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
-          f"line ~{len(LINE) + 10} B, queue {queue}, batch 5000 lines, {WORKERS} workers"
-          + (f", agent pinned to CPU {PIN}" if PIN is not None else ""))
-    for fmt in (["protobuf", "json"] if args.format == "both" else [args.format]):
-        n = null_run(fmt, args.lines, queue)
-        print(f"\n[{fmt}] to a null sink (agent alone): {n['lines_per_s']:,.0f} lines/s, "
-              f"{n['mb_per_s']:.1f} MB/s; agent CPU {n['agent_cpu_s']:.2f}s = "
-              f"{n['lines_per_cpu_s']:,.0f} lines per CPU-second; RSS peak "
-              f"{n['rss_peak_mb']:.0f} MB")
-        r = run(fmt, args.lines, args.stall_lines, queue)
-        print(f"[{fmt}] to the local server: {r['lines']:,} lines ({r['bytes'] / 1e6:.0f} MB) in "
-              f"{r['wall_s']:.2f}s = {r['lines_per_s']:,.0f} lines/s, {r['mb_per_s']:.1f} MB/s")
-        print(f"  agent CPU {r['agent_cpu_s']:.2f}s = {r['lines_per_cpu_s']:,.0f} lines per "
-              f"CPU-second; RSS {r['rss_start_mb']:.0f} MB at start, peak "
-              f"{r['rss_peak_mb']:.0f} MB")
-        if "spilled" not in r:
-            continue
-        print(f"  stalled: {r['spilled']:,} lines spilled in {r['stall_wall_s']:.2f}s = "
-              f"{r['spill_lines_per_s']:,.0f} lines/s to disk, {r['spill_mb_on_disk']:.0f} MB "
-              f"on disk, CPU {r['stall_cpu_s']:.2f}s, RSS peak {r['stall_rss_peak_mb']:.0f} MB")
-        print(f"  recovered: drained at {r['drain_lines_per_s']:,.0f} lines/s; RSS "
-              f"{r['rss_end_mb']:.0f} MB (high-water {r['rss_hwm_mb']:.0f} MB)")
+    if args.part == "cpu":
+        cpu_part(args)
+    else:
+        server_run(args.format, args.lines, args.stall_lines)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,17 @@
-"""In-app logger benchmark: per-call latency and delivery, then a FastAPI app under load.
+"""In-app logger benchmark: CPU per line to Loki, per-call latency and delivery, then a
+FastAPI app under load.
 
     .venv/bin/python bench/client.py            # the whole run, about 3 minutes
-    .venv/bin/python bench/client.py --part http   # or calls: one half
+    .venv/bin/python bench/client.py --part cpu    # or calls, or http: one part
+    .venv/bin/python bench/client.py --part cpu --against /tmp/base   # before/after
     .venv/bin/python bench/client.py --quick    # smaller counts
+
+Part 0 (`cpu`): an app process logs N records through a `LokiSink` (protobuf + snappy,
+`when_full="block"` so every record is delivered) to a null Loki receiver in this
+process that answers 204 at once; the figure is the app process's user+system CPU from
+/proc, from its first log call until the receiver has every line, per million lines —
+the client's whole cost: the log call, the worker's encoding and the pushes. With
+`--against DIR` the app of another source tree runs in turn with this one.
 
 Part 1 runs each logger in its own subprocess (no shared threads or global state) with
 two sinks: `fast` serialises every record to a JSON line and discards it; `stalled`
@@ -354,6 +363,74 @@ def run_http(rounds: int, per_round: int, rate: float) -> dict[str, list[float]]
     return lat
 
 
+# ---- part 0: CPU per line to a null Loki -------------------------------------------------
+
+def cpu_child(url: str, n: int) -> None:
+    """The app: configure, say ready, wait for "go", log `n` records, then idle."""
+    from sluiceway import client
+
+    client.configure(sinks=[client.LokiSink(url, labels={"app": "bench"})],
+                     when_full="block", capture_stdlib=False, report_url=None)
+    log = client.get_logger("orders")
+    print("ready", flush=True)
+    sys.stdin.readline()
+    for i in range(n):
+        log.info("request served", method="GET", path=f"/api/v1/orders/{i}", status=200,
+                 duration_ms=12, user_id=i % 5000)
+    sys.stdin.readline()  # killed by the parent
+
+
+def cpu_run(tree: Path, n: int) -> tuple[float, float]:
+    """(CPU-s of the app from its first log call until every line arrived, wall s)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from agent import NullReceiver, cpu_s  # noqa: PLC0415 - the agent bench's receiver
+
+    sink = NullReceiver()
+    sink.want = n
+    p = subprocess.Popen([sys.executable, str(ROOT / "bench" / "client.py"), "--cpu-child",
+                          sink.url, str(n)], cwd=tree, stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHONPATH": str(tree)})
+    try:
+        assert p.stdout is not None and p.stdin is not None
+        assert p.stdout.readline().strip() == "ready"
+        cpu0, t0 = cpu_s(p.pid), time.monotonic()
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        if not sink.done.wait(600):
+            raise TimeoutError(f"{sink.lines} of {n} lines after 600 s")
+        return cpu_s(p.pid) - cpu0, time.monotonic() - t0
+    finally:
+        p.kill()
+        p.wait(10)
+        sink.close()
+
+
+def cpu(args: argparse.Namespace) -> None:
+    import statistics
+
+    n = 100_000 if args.quick else 300_000
+    trees = {"this tree": ROOT}
+    if args.against:
+        trees = {args.against: Path(args.against).resolve(), **trees}
+    print(f"client CPU bench: {n:,} records through a LokiSink to a null receiver, "
+          f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {args.runs} "
+          "interleaved runs")
+    got: dict[str, list[float]] = {name: [] for name in trees}
+    for i in range(args.runs):
+        for name, tree in trees.items():
+            cpu_used, wall = cpu_run(tree, n)
+            per_m = cpu_used / n * 1e6
+            got[name].append(per_m)
+            print(f"  run {i + 1} {name}: {cpu_used:.2f} CPU-s = {per_m:.2f} per million "
+                  f"lines, wall {wall:.1f} s, load average {os.getloadavg()[0]:.1f}",
+                  flush=True)
+    for name, xs in got.items():
+        med = statistics.median(xs)
+        print(f"{name}: median {med:.2f} CPU-s per million lines ({1e6 / med:,.0f} lines "
+              f"per CPU-second; runs {min(xs):.2f}–{max(xs):.2f})")
+
+
 # ---- driver -------------------------------------------------------------------------------
 
 LOGGERS = ["stdlib-sync", "stdlib-queue", "loguru-enqueue", "fapilog", "sluiceway",
@@ -363,10 +440,16 @@ LOGGERS = ["stdlib-sync", "stdlib-queue", "loguru-enqueue", "fapilog", "sluicewa
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--part", choices=["all", "calls", "http"], default="all")
+    ap.add_argument("--part", choices=["all", "cpu", "calls", "http"], default="all")
     ap.add_argument("--case", nargs=4, metavar=("LOGGER", "SINK", "N", "DRAIN"))
     ap.add_argument("--serve", nargs=2, metavar=("MODE", "PORT"))
+    ap.add_argument("--cpu-child", nargs=2, metavar=("URL", "N"))
+    ap.add_argument("--against", help="cpu part: another source tree run in turn")
+    ap.add_argument("--runs", type=int, default=3, help="cpu part: interleaved runs")
     args = ap.parse_args()
+    if args.cpu_child:
+        cpu_child(args.cpu_child[0], int(args.cpu_child[1]))
+        return
     if args.serve:
         serve(args.serve[0], int(args.serve[1]))
         return
@@ -375,6 +458,8 @@ def main() -> None:
         print(json.dumps(run_case(name, kind, int(n), float(drain))), flush=True)
         sys.stderr.flush()
         os._exit(0)  # a stalled backlog must not hold the exit (loguru joins its writer)
+    if args.part in ("all", "cpu"):
+        cpu(args)
     if args.part in ("all", "calls"):
         calls(args.quick)
     if args.part in ("all", "http"):

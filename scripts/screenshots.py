@@ -84,36 +84,54 @@ def heartbeats(now: float) -> list[dict]:
         base = {"id": id_, "kind": kind, "name": name, "host": kw.pop("host", "web-01"),
                 "pid": kw.pop("pid", 4242), "ts": now, "interval_s": 5.0,
                 "lost_by_reason": {}, "spill_bytes": 0,
-                "backend": {"ok": True, "last_error": None, "url": "http://loki.internal:3100"}}
+                "backend": {"ok": True, "last_error": None, "url": "http://loki.internal:3100",
+                            "last_success_ts": now - 1}}
         base.update(kw)
         return base
 
     return [
         hb("agent-a", "agent", "edge-nginx", host="edge-01", pid=811,
-           queue={"depth": 12, "capacity": 3200, "bytes": 96_000, "max_bytes": 16 << 20,
-                  "when_full": "spill", "high_watermark": 220},
+           queue={"depth": 1200, "capacity": 3200, "bytes": 96_000, "max_bytes": 16 << 20,
+                  "when_full": "spill", "high_watermark": 2200, "in_flight": 1000,
+                  "spill_max_bytes": 1 << 30},
            lines={"read": 1_284_220, "enqueued": 1_284_220, "shipped": 1_284_208,
-                  "dropped": 0, "spilled": 0, "lost": 0}),
+                  "dropped": 0, "spilled": 0, "lost": 0},
+           files=[{"path": "/var/log/nginx/access.log", "lag_bytes": 22_000,
+                   "lag_lines": 0, "waiting": False}]),
         hb("agent-b", "agent", "payments-host", host="pay-02", pid=1290,
            queue={"depth": 3200, "capacity": 3200, "bytes": 14_900_000, "max_bytes": 16 << 20,
-                  "when_full": "spill", "high_watermark": 3200},
+                  "when_full": "spill", "high_watermark": 3200, "spill_lines": 58_400,
+                  "spill_bytes": 41_800_000, "spill_max_bytes": 1 << 30},
            lines={"read": 602_118, "enqueued": 602_118, "shipped": 540_002, "dropped": 0,
                   "spilled": 58_400, "lost": 0},
            spill_bytes=41_800_000,
-           backend={"ok": False, "url": "http://loki.internal:3100",
-                    "last_error": "POST /loki/api/v1/push: connect timeout after 10s"}),
+           backend={"ok": False, "state": "retrying", "url": "http://loki.internal:3100",
+                    "last_error": "POST /loki/api/v1/push: connect timeout after 10s",
+                    "last_success_ts": now - 95}),
+        hb("agent-f", "agent", "ledger-db", host="db-01", pid=2077,
+           queue={"depth": 2900, "capacity": 3200, "bytes": 1_900_000, "max_bytes": 16 << 20,
+                  "when_full": "block", "high_watermark": 3200, "in_flight": 300,
+                  "waiting_s": 41.0},
+           lines={"read": 88_002, "enqueued": 88_002, "shipped": 84_802, "dropped": 0,
+                  "spilled": 0, "lost": 0},
+           files=[{"path": "/var/log/postgresql/postgresql-main.log", "lag_bytes": 9_800_000,
+                   "lag_lines": 41_230, "waiting": True}],
+           backend={"ok": False, "state": "retrying", "url": "http://loki.internal:3100",
+                    "last_error": "HTTP 503: ingester unavailable",
+                    "last_status": 503, "last_success_ts": now - 41}),
         hb("client-c", "client", "checkout-api", host="web-03", pid=5120,
            queue={"depth": 10_000, "capacity": 10_000, "bytes": 3_100_000,
                   "max_bytes": 8 << 20, "when_full": "drop", "high_watermark": 10_000},
-           lines={"read": 0, "enqueued": 88_311, "shipped": 80_950, "dropped": 7_361,
+           lines={"read": 95_672, "enqueued": 88_311, "shipped": 80_950, "dropped": 7_361,
                   "spilled": 0, "lost": 7_361},
-           lost_by_reason={"queue_full": 7_361}, latency_us={"enqueue_p99": 14.0},
-           backend={"ok": False, "url": "http://loki.internal:3100",
-                    "last_error": "HTTP 429: ingestion rate limit exceeded"}),
+           lost_by_reason={"full": 7_361}, latency_us={"enqueue_p99": 14.0},
+           backend={"ok": False, "state": "retrying", "url": "http://loki.internal:3100",
+                    "last_error": "HTTP 429: ingestion rate limit exceeded",
+                    "last_status": 429, "last_success_ts": now - 12}),
         hb("client-d", "client", "billing-worker", host="web-04", pid=733,
            queue={"depth": 40, "capacity": 10_000, "bytes": 12_000, "max_bytes": 8 << 20,
                   "when_full": "block", "high_watermark": 310},
-           lines={"read": 0, "enqueued": 21_004, "shipped": 20_964, "dropped": 0,
+           lines={"read": 21_004, "enqueued": 21_004, "shipped": 20_964, "dropped": 0,
                   "spilled": 0, "lost": 0}, latency_us={"enqueue_p99": 6.5}),
     ]
 
@@ -123,15 +141,19 @@ def advance(reports: list[dict], n: int) -> list[dict]:
     for rep in reports:
         moving = ["enqueued", "shipped"] + (["read"] if rep["kind"] == "agent" else [])
         rep["lines"] = {k: v + n * 400 if k in moving else v for k, v in rep["lines"].items()}
-        if rep["id"] == "agent-b":  # its backend went down: the queue climbs to full
-            rep["queue"]["depth"] = min(3200, 1200 + n * 400)
-            rep["queue"]["bytes"] = rep["queue"]["depth"] * 4400
+        if rep["id"] == "agent-b":  # its backend went down: overflow goes to disk
             rep["lines"]["spilled"] += n * 380
+            rep["queue"]["spill_lines"] += n * 380
             rep["spill_bytes"] += n * 200_000
+            rep["queue"]["spill_bytes"] = rep["spill_bytes"]
+        if rep["id"] == "agent-f":  # blocked: nothing moves, the file falls behind
+            rep["lines"] = {**rep["lines"], "read": 88_002, "enqueued": 88_002,
+                            "shipped": 84_802}
+            rep["files"][0]["lag_lines"] += n * 300
         if rep["id"] == "client-c":
             rep["lines"]["dropped"] += n * 150
             rep["lines"]["lost"] += n * 150
-            rep["lost_by_reason"] = {"queue_full": rep["lines"]["lost"]}
+            rep["lost_by_reason"] = {"full": rep["lines"]["lost"]}
     return reports
 
 
@@ -157,7 +179,7 @@ def main() -> int:
             r = httpx.post(f"{srv.url}/loki/api/v1/push", json={"streams": sample_streams(now_ns)})
             r.raise_for_status()
             # The stale one reports once with a short interval, then falls silent.
-            stale = heartbeats(time.time())[3] | {"id": "agent-e", "kind": "agent",
+            stale = heartbeats(time.time())[4] | {"id": "agent-e", "kind": "agent",
                                                   "name": "batch-cron", "interval_s": 0.2,
                                                   "host": "cron-01"}
             post_heartbeats(srv.url, [stale])

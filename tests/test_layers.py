@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "sluiceway"
 
 # package -> the sluiceway packages it may import. `durable` is the lowest layer and may
-# be imported by all. `ship` does not exist yet: it will sit between buffer/wire and the
-# shippers (client, agent).
+# be imported by all. `ship` (the one delivery path) sits between buffer/wire and the
+# shippers (client, agent); nothing else imports it.
 LAYERS: dict[str, frozenset[str]] = {
     "durable": frozenset(),
     "model": frozenset({"durable"}),
@@ -54,6 +54,14 @@ THIRD_PARTY: dict[str, dict[str, bool]] = {
     "buffer": {"orjson": True, "prometheus_client": False},
     # orjson: a PushRecord's structured metadata (encoded in the workers, read at replay).
     "model": {"numpy": True, "re2": True, "pydantic": True, "orjson": True},
+}
+# Optional dependencies (extras): the packages that may use each, and only inside a
+# function or under TYPE_CHECKING, so `import sluiceway` works without them. The object
+# store backends of `store` load their client library when one is made; the cluster
+# package joins the `nats` row when it lands.
+OPTIONAL: dict[str, frozenset[str]] = {
+    "obstore": frozenset({"store"}),  # extra `s3`
+    "nats": frozenset({"store"}),  # extra `cluster`
 }
 
 
@@ -89,8 +97,10 @@ def _imports(path: Path) -> list[Import]:
 
     def walk(node: ast.AST, top: bool) -> None:
         for child in ast.iter_child_nodes(node):
+            # Imports in a function, or under `if TYPE_CHECKING:`, do not run on import.
             inner = top and not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef,
-                                                   ast.Lambda))
+                                                   ast.Lambda)) \
+                and not _is_type_checking(child)
             if isinstance(child, ast.Import):
                 out.extend(Import(child.lineno, a.name, (), top) for a in child.names)
             elif isinstance(child, ast.ImportFrom):
@@ -119,6 +129,14 @@ def _imports(path: Path) -> list[Import]:
     return out
 
 
+def _is_type_checking(node: ast.AST) -> bool:
+    if not isinstance(node, ast.If):
+        return False
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
+        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
 def _is_module(name: str) -> bool:
     parts = name.split(".")
     if parts[0] != "sluiceway" or not all(p.isidentifier() for p in parts):
@@ -140,6 +158,15 @@ def violations_of(path: Path) -> list[str]:
     for imp in _imports(path):
         where = f"{rel}:{imp.line}"
         top = imp.target.split(".")[0]
+        if top in OPTIONAL:
+            if mine not in OPTIONAL[top]:
+                found.append(f"{where}: {mine} may not import the optional dependency "
+                             f"{imp.target} (only {', '.join(sorted(OPTIONAL[top]))})")
+            elif imp.top_level:
+                found.append(f"{where}: the optional dependency {imp.target} is imported "
+                             "at module level; import it inside the function that needs it "
+                             "(or under TYPE_CHECKING)")
+            continue
         if top != "sluiceway":
             allowed = THIRD_PARTY.get(mine)
             if allowed is not None and top not in STDLIB and top and \
@@ -232,6 +259,20 @@ def _fake_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str,
      "private _app of server"),
     ("server/_x.py", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
      "    from sluiceway.client import Logger\n", "server may not import client"),
+    ("store/_x.py", "import obstore\n", "optional dependency obstore is imported at module"),
+    ("store/_x.py", "from nats.js import api\n", "optional dependency nats.js"),
+    ("server/_x.py", "def f():\n    import nats\n", "server may not import the optional"),
+    ("agent/_x.py", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+     "    import obstore\n", "agent may not import the optional dependency obstore"),
+    # ship: between buffer/wire and the shippers, below both of them
+    ("ship/_x.py", "from sluiceway.client import LokiSink\n", "ship may not import client"),
+    ("ship/_x.py", "def f():\n    import sluiceway.agent\n", "ship may not import agent"),
+    ("ship/_x.py", "from sluiceway.store import Store\n", "ship may not import store"),
+    ("buffer/_x.py", "from sluiceway.ship import Part\n", "buffer may not import ship"),
+    ("wire/_x.py", "from sluiceway.ship import PushClient\n", "wire may not import ship"),
+    ("server/_x.py", "from sluiceway.ship import Watch\n", "server may not import ship"),
+    ("agent/_x.py", "from sluiceway.ship._loop import DeliveryLoop\n", "private _loop of ship"),
+    ("client/_x.py", "from sluiceway.wire import _answer\n", "private _answer of wire"),
 ])
 def test_checker_finds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str,
                        source: str, expect: str) -> None:
@@ -248,10 +289,61 @@ def test_checker_finds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: 
     ("store/_x.py", "from sluiceway.store._tenant import TenantStore\n"),
     ("store/_x.py", "from . import _tenant\nfrom ._chunk import ChunkError\n"),
     ("buffer/_x.py", "def f():\n    import prometheus_client\n"),
+    ("buffer/_x.py", "import typing\nif typing.TYPE_CHECKING:\n    import prometheus_client\n"),
+    ("store/_x.py", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+     "    from obstore.store import S3Store\ndef f():\n    import obstore\n"),
     ("cli.py", "MODS = ['sluiceway.server._cli']\nfrom sluiceway.server import serve\n"),
     ("_up.py", "from sluiceway.agent import run\nfrom sluiceway.server import serve\n"),
+    ("ship/_x.py", "from sluiceway.buffer import Buffer\nfrom sluiceway.wire import PushAnswer\n"
+     "from sluiceway.model import Heartbeat\nfrom sluiceway.durable import atomic_write\n"),
+    ("ship/_x.py", "from sluiceway.ship._loop import Part\n"),
+    ("client/_x.py", "from sluiceway.ship import DeliveryLoop, PushClient\n"),
+    ("agent/_x.py", "from sluiceway.ship import Push, PushDeliverer\n"),
 ])
 def test_checker_allows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str,
                         source: str) -> None:
     path = _fake_tree(tmp_path, monkeypatch, module, source)
     assert violations_of(path) == []
+
+
+# --- one delivery path ----------------------------------------------------------------------
+
+# What only `sluiceway.ship` does for the shippers: reading a push answer, Retry-After, the
+# push latency histogram, HTTP POSTs (pushes, heartbeats). (The agent's own input
+# counters are its own, so counter families are not on the list.)
+SHIP_ONLY_NAMES = frozenset({"classify_push_answer", "parse_retry_after",
+                             "HistogramMetricFamily"})
+SHIPPERS = ("client", "agent")
+
+
+def delivery_copies_in(path: Path) -> list[str]:
+    """Pieces of the delivery path a shipper module does itself instead of `ship`."""
+    rel = path.relative_to(ROOT)
+    found = [f"{rel}:{imp.line}: imports {name} (the delivery path is sluiceway.ship's)"
+             for imp in _imports(path) for name in imp.names if name in SHIP_ONLY_NAMES]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "post"):
+            found.append(f"{rel}:{node.lineno}: an HTTP POST of its own (pushes and "
+                         f"heartbeats go through sluiceway.ship)")
+    return found
+
+
+def test_client_and_agent_keep_no_copy_of_the_delivery_path() -> None:
+    found = [v for p in _modules() if _package_of(_module_name(p)) in SHIPPERS
+             for v in delivery_copies_in(p)]
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize(("source", "expect"), [
+    ("from sluiceway.wire import classify_push_answer\n", "imports classify_push_answer"),
+    ("from sluiceway.wire import parse_retry_after as p\n", "imports parse_retry_after"),
+    ("def f():\n    from prometheus_client.core import HistogramMetricFamily\n",
+     "imports HistogramMetricFamily"),
+    ("import httpx\nhttpx.Client().post('u', content=b'')\n", "an HTTP POST of its own"),
+])
+def test_copy_checker_finds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str,
+                            expect: str) -> None:
+    path = _fake_tree(tmp_path, monkeypatch, "agent/_x.py", source)
+    found = delivery_copies_in(path)
+    assert any(expect in v for v in found), found

@@ -1,10 +1,11 @@
-"""The agent: inputs -> pipeline -> batcher -> buffer -> shipper, plus positions and reports.
+"""The agent: inputs -> pipeline -> batcher -> buffer -> shippers, plus positions and
+reports.
 
-Threads: one per input, `workers` shippers, one flusher (batch max_wait), one positions
-writer, the status HTTP server and the heartbeat. Shutdown order matters: inputs stop
-first, the shipper drains until the deadline (a push still unanswered then is given up
-and its item requeued), then the buffer closes (spilling what is left in spill mode) and
-positions are written last.
+Threads: one per input, `workers` delivery loops (`sluiceway.ship`), one flusher (batch
+max_wait), one positions writer, the status HTTP server and the heartbeat. Shutdown
+order matters: inputs stop first, the loops drain until the deadline (a push still
+unanswered then is given up and its lines requeued), then the buffer closes (spilling
+what is left in spill mode) and positions are written last.
 """
 
 from __future__ import annotations
@@ -24,17 +25,17 @@ from sluiceway.agent._config import (
     StdinInput,
     SyslogInput,
 )
-from sluiceway.agent._heartbeat import Heartbeat
 from sluiceway.agent._http import StatusServer
 from sluiceway.agent._inputs import DemoGenerator, StdinReader
 from sluiceway.agent._pipeline import PipelineSpec
 from sluiceway.agent._positions import Positions
-from sluiceway.agent._queue import AgentQueue, Batcher
-from sluiceway.agent._report import status
-from sluiceway.agent._ship import Shipper
+from sluiceway.agent._queue import AgentQueue, Batcher, batch_lines
+from sluiceway.agent._report import collector, heartbeat, status
+from sluiceway.agent._ship import push_target, shippers
 from sluiceway.agent._stats import Stats
 from sluiceway.agent._syslog import SyslogListener
 from sluiceway.agent._tail import FileTailer
+from sluiceway.ship import HeartbeatSender
 
 log = logging.getLogger("sluiceway.agent")
 
@@ -59,25 +60,27 @@ class Agent:
         self.id = f"agent-{socket.gethostname()}-{where}"
         self.stats = Stats()
         self.positions = Positions(cfg.data_dir / "positions.json")
-        self.queue = AgentQueue(cfg.queue, cfg.batch, cfg.data_dir, self.positions, self.stats)
+        self.queue = AgentQueue(cfg.queue, cfg.data_dir, self.positions)
         self._warn_orphan_spill()
-        self.batcher = Batcher(cfg.batch, cfg.format, self.queue, self.positions)
+        self.batcher = Batcher(cfg.batch, cfg.format, self.queue, self.positions,
+                               batch_lines(cfg.queue, cfg.batch))
         self.stop_inputs = threading.Event()
         self.stop_now = threading.Event()
         self.stopped = threading.Event()
-        self.shippers = [Shipper(cfg, self.queue, self.positions, self.stats, self.stop_now)
-                         for _ in range(cfg.workers)]
+        self.shippers = shippers(cfg, self.queue, self.stop_now)
+        self.delivery = self.shippers[0].stats  # shared by every worker
         self.inputs: list[Input] = [self._input(i) for i in cfg.inputs]
         self.http: StatusServer | None = None
-        self.heartbeat: Heartbeat | None = None
+        self.heartbeat: HeartbeatSender | None = None
         self._shipper_threads: list[threading.Thread] = []
         self._threads: list[threading.Thread] = []  # flusher, positions writer
         self._input_threads: list[threading.Thread] = []
+        self._registry: Any = None
 
     def _input(self, icfg: Any) -> Input:
         emit, stats, stop = self.batcher.add, self.stats, self.stop_inputs
         if isinstance(icfg, FileInput):
-            return FileTailer(icfg, self.positions, emit, stats, self.cfg.batch.max_lines,
+            return FileTailer(icfg, self.positions, emit, stats, self.batcher.max_lines,
                               self.cfg.batch.max_bytes, stop)
         if isinstance(icfg, StdinInput):
             return StdinReader(icfg, emit, stats, stop)
@@ -102,6 +105,15 @@ class Agent:
     def status(self) -> dict[str, Any]:
         return status(self)
 
+    def metrics(self) -> bytes:
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        if self._registry is None:
+            self._registry = CollectorRegistry(auto_describe=False)
+            self._registry.register(collector(self))
+        out: bytes = generate_latest(self._registry)
+        return out
+
     # -- lifecycle -------------------------------------------------------------------------
     @staticmethod
     def _spawn(target: Any, name: str, group: list[threading.Thread]) -> None:
@@ -111,25 +123,35 @@ class Agent:
 
     def start(self) -> Agent:
         if self.listen:  # first: a taken port should fail before anything runs
-            self.http = StatusServer(self.listen, self.status).start()
+            self.http = StatusServer(self.listen, self.status, self.metrics).start()
         seen: set[str] = set()
         for inp in self.inputs:
             if isinstance(inp, FileTailer):
                 seen |= inp.scan()
         self.positions.prune(seen)
         self.positions.save(force=True)
-        for n, shipper in enumerate(self.shippers):
-            self._spawn(shipper.run, f"agent-shipper-{n}", self._shipper_threads)
+        for n, loop in enumerate(self.shippers):
+            self._spawn(loop.run, f"agent-shipper-{n}", self._shipper_threads)
         self._spawn(self._flush_loop, "agent-flusher", self._threads)
         self._spawn(self._positions_loop, "agent-positions", self._threads)
         for n, inp in enumerate(self.inputs):
             self._spawn(inp.run, f"agent-input-{n}", self._input_threads)
         if self.cfg.report_url != "off":
-            self.heartbeat = Heartbeat(self.cfg, self.status, self.stop_now)
+            self.heartbeat = self._heartbeat()
             self.heartbeat.thread.start()
         log.info("agent %s shipping to %s (queue %s, when_full=%s)", self.cfg.name,
                  self.cfg.url, self.cfg.queue.capacity, self.cfg.queue.when_full)
         return self
+
+    def _heartbeat(self) -> HeartbeatSender:
+        """Heartbeats to `report_url`; `auto`: to the push target, off if it is a Loki."""
+        cfg, target = self.cfg, push_target(self.cfg)
+        auto = cfg.report_url == "auto"
+        return HeartbeatSender(target.base_url if auto else cfg.report_url,
+                               lambda: heartbeat(self.status()),
+                               lambda: target.http(min(5.0, cfg.heartbeat_interval)),
+                               cfg.heartbeat_interval, self.stop_now, auto=auto, log=log,
+                               name="agent-heartbeat")
 
     def _flush_loop(self) -> None:
         tick = max(0.01, min(0.1, self.cfg.batch.max_wait / 2))
@@ -156,8 +178,8 @@ class Agent:
         flush.join(max(0.0, deadline - time.monotonic()))
         self.queue.buffer.join(max(0.0, deadline - time.monotonic()))
         self.stop_now.set()
-        # Shippers give up a push still unanswered (within Shipper.post's poll) and hand
-        # its item back, so the close below keeps it with the rest of the queue.
+        # Loops give up a push still unanswered (within a poll of 50 ms) and hand its
+        # lines back, so the close below keeps them with the rest of the queue.
         self._join(self._shipper_threads, time.monotonic() + 1)
         # Spill mode: what is still queued goes to disk for the next run; otherwise its
         # positions were never advanced, so files are re-read from there. Closing also
@@ -169,10 +191,9 @@ class Agent:
         if self.http is not None:
             self.http.stop()
         self.stopped.set()
-        s = self.stats
-        with s.lock:
-            counts = (s.lines_read, s.lines_shipped, s.lines_spilled, s.lines_lost)
-        log.info("agent stopped: %d lines read, %d shipped, %d spilled, %d lost", *counts)
+        ln = self.status()["lines"]
+        log.info("agent stopped: %d lines read, %d shipped, %d spilled, %d lost", ln["read"],
+                 ln["shipped"], ln["spilled"], ln["lost"])
 
     @staticmethod
     def _join(threads: list[threading.Thread], deadline: float) -> None:

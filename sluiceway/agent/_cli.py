@@ -70,7 +70,9 @@ def _backend_state(b: dict[str, Any]) -> str:
 
 def render_status(doc: dict[str, Any]) -> str:
     q, ln, b = doc["queue"], doc["lines"], doc["backend"]
-    fill = f"{q['depth']}/{q['capacity']} batches of <= {q['batch_max_lines']} lines"
+    fill = f"{q['depth']}/{q['capacity']} lines in memory"
+    if q.get("in_flight"):
+        fill += f" (+{q['in_flight']} in flight)"
     lines = [
         f"agent {doc['name']} (pid {doc['pid']}, up {doc['uptime_s']:.0f}s)",
         f"backend  {b['url']}  {_backend_state(b)}"
@@ -78,7 +80,7 @@ def render_status(doc: dict[str, Any]) -> str:
         f"queue    {fill}, {q['bytes']} B of {q['max_bytes']} B, when_full={q['when_full']}"
         + (f" -> {q['when_spill_full']} at the spill cap" if q["when_full"] == "spill" else ""),
         f"spill    {doc['spill_bytes']} B on disk of {q['spill_max_bytes']} B, "
-        f"{q['spill_pending']} batches pending" + ("  (FULL)" if q["spill_full"] else ""),
+        f"{q['spill_pending']} lines pending" + ("  (FULL)" if q["spill_full"] else ""),
         "",
         _table([("read", "enqueued", "shipped", "spilled", "dropped", "lost", "filtered"),
                 tuple(str(ln[k]) for k in ("read", "enqueued", "shipped", "spilled",
@@ -88,9 +90,9 @@ def render_status(doc: dict[str, Any]) -> str:
         lines += ["", "lost by reason: " + ", ".join(
             f"{k}={v}" for k, v in sorted(doc["lost_by_reason"].items()))]
     if doc["files"]:
-        rows = [("file", "offset", "size", "lag")]
-        rows += [(f["path"], str(f["offset"]), str(f["size"]), str(f["lag_bytes"]))
-                 for f in doc["files"]]
+        rows = [("file", "offset", "size", "lag", "")]
+        rows += [(f["path"], str(f["offset"]), str(f["size"]), str(f["lag_bytes"]),
+                  "reader waiting" if f.get("waiting") else "") for f in doc["files"]]
         lines += ["", _table(rows)]
     return "\n".join(lines)
 

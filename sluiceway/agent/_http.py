@@ -10,9 +10,8 @@ from typing import Any
 
 import orjson
 
-from sluiceway.agent._report import metrics_text
-
 log = logging.getLogger("sluiceway.agent")
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -23,17 +22,17 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 
 class StatusServer:
-    """Runs in a daemon thread; `status()` builds the document on every request."""
+    """Runs in a daemon thread; `status()` and `metrics()` are built on every request."""
 
-    def __init__(self, listen: str, status: Callable[[], dict[str, Any]]) -> None:
-        get_status = status
+    def __init__(self, listen: str, status: Callable[[], dict[str, Any]],
+                 metrics: Callable[[], bytes]) -> None:
+        get_status, get_metrics = status, metrics
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
-                    body = metrics_text(get_status()).encode()
-                    self._send(200, body, "text/plain; version=0.0.4; charset=utf-8")
+                    self._send(200, get_metrics(), METRICS_TYPE)
                 elif path == "/status":
                     self._send(200, orjson.dumps(get_status(), option=orjson.OPT_INDENT_2),
                                "application/json")

@@ -44,9 +44,9 @@ class LineInput:
         if lines:
             self.stats.add(lines_read=len(lines), bytes_read=sum(map(len, lines)))
         out = self.pipeline.run(recs, final)
-        streams = self.pipeline.to_streams(out)
-        if streams:
-            self.emit(streams, len(out), sum(map(len, out.lines)), [])
+        pieces = self.pipeline.to_pieces(out)
+        if pieces:
+            self.emit(pieces, len(out), sum(len(line) for p in pieces for line in p.lines), [])
 
 
 class StdinReader(LineInput):

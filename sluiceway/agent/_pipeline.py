@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+import numpy as np
 import re2
 
 from sluiceway.agent import _parsers as p
@@ -23,8 +24,8 @@ from sluiceway.agent._config import (
     TimestampStage,
 )
 from sluiceway.agent._joiners import Cri, Docker, Multiline
-from sluiceway.agent._records import Records
-from sluiceway.model import StreamBatch
+from sluiceway.agent._records import Piece, Records
+from sluiceway.wire import utf8_encode
 
 Stateless = Callable[[Records], Records]
 
@@ -93,6 +94,7 @@ class Pipeline:
         self.stages = stages
         self.labels = labels
         self.stateful = stateful  # needs `Records.starts`
+        self.plain = not stages  # no stages: lines go from the read to the wire as bytes
         self._joiners = [s for s in stages if hasattr(s, "held_from")]
 
     def run(self, recs: Records, final: bool = False) -> Records:
@@ -107,19 +109,20 @@ class Pipeline:
         held = [h for j in self._joiners if (h := j.held_from()) is not None]
         return min(held) if held else None
 
-    def to_streams(self, recs: Records) -> list[StreamBatch]:
-        """Group records into one StreamBatch per label set (one when no stage set labels)."""
+    def to_pieces(self, recs: Records) -> list[Piece]:
+        """Group records into one Piece per label set (one when no stage set labels)."""
         if not recs.lines:
             return []
         if recs.labels is None or not any(recs.labels):
-            return [StreamBatch(self.labels, recs.ts, recs.lines)]
-        groups: dict[tuple[tuple[str, str], ...], StreamBatch] = {}
-        base = self.labels
+            return [Piece(self.labels, np.asarray(recs.ts, dtype=np.int64),
+                          utf8_encode(recs.lines))]
+        groups: dict[tuple[tuple[str, str], ...], tuple[list[int], list[str]]] = {}
         for t, line, extra in zip(recs.ts, recs.lines, recs.labels, strict=True):
             key = tuple(sorted(extra.items())) if extra else ()
-            sb = groups.get(key)
-            if sb is None:
-                sb = groups[key] = StreamBatch({**base, **dict(key)})
-            sb.ts.append(t)
-            sb.lines.append(line)
-        return list(groups.values())
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = ([], [])
+            group[0].append(t)
+            group[1].append(line)
+        return [Piece({**self.labels, **dict(key)}, np.asarray(ts, dtype=np.int64),
+                      utf8_encode(lines)) for key, (ts, lines) in groups.items()]

@@ -1,11 +1,32 @@
-"""`Records`: the column-wise batch that flows through an input's pipeline stages."""
+"""`Records`: the column-wise batch that flows through an input's pipeline stages;
+`Piece`: what an input hands the batcher, lines as the UTF-8 bytes they go out as."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 Fields = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Piece:
+    """Lines of one stream on their way to a push: `labels`, stamps (Unix ns) and the
+    lines as UTF-8 bytes. A file read without stages stays bytes from the read to the
+    wire: never decoded to `str`, never merged into other lists."""
+
+    labels: dict[str, str]
+    ts: npt.NDArray[np.int64]
+    lines: list[bytes]
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def cut(self, start: int, end: int) -> Piece:
+        return Piece(self.labels, self.ts[start:end], self.lines[start:end])
 
 
 @dataclass(slots=True)

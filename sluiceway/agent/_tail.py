@@ -21,19 +21,28 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
+from typing import Protocol
+
+import numpy as np
 
 from sluiceway.agent._config import FileInput
 from sluiceway.agent._pipeline import Pipeline, PipelineSpec
 from sluiceway.agent._positions import Checkpoint, Positions
-from sluiceway.agent._records import Records
+from sluiceway.agent._records import Piece, Records
 from sluiceway.agent._stats import Stats
-from sluiceway.model import StreamBatch
+from sluiceway.wire import utf8_lines
 
 log = logging.getLogger("sluiceway.agent")
-Emit = Callable[[list[StreamBatch], int, int, list[Checkpoint]], None]
+
+
+class Emit(Protocol):
+    """The batcher's `add`: pieces of `lines` lines (`nbytes` of text) and the file
+    ranges they finish; `can_wait` when the input can read them again (a file)."""
+
+    def __call__(self, pieces: list[Piece], lines: int, nbytes: int,
+                 checkpoints: list[Checkpoint], can_wait: bool = False) -> None: ...
 
 
 def file_fingerprint(fd: int, n: int) -> tuple[str, int]:
@@ -88,7 +97,7 @@ class FileTailer:
         # Guards `files` and each file's descriptor and truncation state between the
         # reader and the watcher; never held while emitting (emit may block).
         self._lock = threading.Lock()
-        self._emitting_since: float | None = None
+        self.emitting_since: float | None = None
 
     # -- discovery -------------------------------------------------------------------------
     def _matches(self) -> dict[str, os.stat_result]:
@@ -240,6 +249,16 @@ class FileTailer:
             t.partial, t.skips, t.unterminated, t.cut = b"", [], False, False
             self.positions.update(t.key, read_pos=0, size=t.seen_size, lag_lines=self._lag(t))
 
+    def waiting(self) -> float:
+        """Seconds the reader has been waiting for room in the queue (0: reading)."""
+        since = self.emitting_since
+        return 0.0 if since is None else max(0.0, time.monotonic() - since)
+
+    def pending(self) -> dict[str, int]:
+        """Per file: lines read but not handed to the queue yet (waiting in the reader)."""
+        with self._lock:
+            return {key: len(t.lines) for key, t in self.files.items()}
+
     def _count_ahead(self, t: Tracked, budget: int) -> int:
         """Count newlines past the reader, up to `budget` bytes, checking after each chunk
         that it still belongs to the same content; returns the budget left. The caller
@@ -269,7 +288,7 @@ class FileTailer:
         and count up to `8 * read_bytes` of what it has not read (all files together)."""
         tick = self.cfg.poll_interval
         while not self.stop.wait(tick):
-            since = self._emitting_since
+            since = self.emitting_since
             if since is None or time.monotonic() - since < tick:
                 continue
             budget = 8 * self.cfg.read_bytes
@@ -316,16 +335,17 @@ class FileTailer:
                 return 0
             t.read_pos += len(data)
             buf = t.partial + data if t.partial else data
-            cut = buf.rfind(b"\n")
-            if cut < 0:
+            if buf.rfind(b"\n") < 0:
                 t.partial = buf
                 if len(buf) > self.cfg.max_line_bytes:  # never stall a file on one huge line
                     self._take_partial(t)
             else:
-                done = buf[:cut].split(b"\n")
+                done = buf.split(b"\n")
+                t.partial = done.pop()
                 t.nl_read += len(done)
-                t.lines.extend(done)
-                t.partial = buf[cut + 1:]
+                # Lines go out as the bytes they are: valid UTF-8 is checked once for the
+                # whole read (one pass over ASCII text); invalid bytes become U+FFFD.
+                t.lines.extend(done if buf.isascii() else utf8_lines(done))
             self.positions.update(t.key, size=st.st_size, read_pos=t.read_pos,
                                   lag_lines=self._lag(t))
         self.stats.add(bytes_read=len(data))
@@ -336,7 +356,7 @@ class FileTailer:
         """Emit the bytes after the last newline as a line of their own (a huge line, or
         the end of a file being released); it has no newline byte to count."""
         if t.partial:
-            t.lines.append(t.partial)
+            t.lines.extend(utf8_lines([t.partial]))
             t.partial = b""
             t.unterminated = True
 
@@ -353,22 +373,33 @@ class FileTailer:
             nbytes -= 1
             t.unterminated = False
         del t.lines[:n]
-        # One decode and one split for the whole piece: no Python work per line.
-        lines = b"\n".join(piece).decode("utf-8", "replace").split("\n")
         # Distinct, increasing stamps: Loki drops an identical line with an identical stamp.
         base = max(time.time_ns(), self._next_ts)
         self._next_ts = base + n
-        recs = Records(list(range(base, base + n)), lines)
         start = t.line_pos
+        t.line_pos = start + nbytes
+        if t.pipeline.plain:  # no stages: the bytes as read are the lines on the wire
+            ts = np.arange(base, base + n, dtype=np.int64)
+            self._emit(t, [Piece(t.pipeline.labels, ts, piece)], n, nbytes - n,
+                       t.line_pos, n)
+            return
+        # One decode and one split for the whole piece: no Python work per line.
+        lines = b"\n".join(piece).decode("utf-8", "replace").split("\n")
+        recs = Records(list(range(base, base + n)), lines)
         if t.pipeline.stateful:
             recs.starts = list(itertools.accumulate((len(b) + 1 for b in piece[:-1]),
                                                     initial=start))
-        t.line_pos = start + nbytes
         self._deliver(t, recs, t.line_pos, n)
 
     def _deliver(self, t: Tracked, recs: Records, end: int, nread: int,
                  final: bool = False) -> None:
         out = t.pipeline.run(recs, final)
+        pieces = t.pipeline.to_pieces(out)
+        nbytes = sum(len(line) for p in pieces for line in p.lines)
+        self._emit(t, pieces, len(out), nbytes, end, nread)
+
+    def _emit(self, t: Tracked, pieces: list[Piece], lines: int, nbytes: int, end: int,
+              nread: int) -> None:
         held = t.pipeline.held_from()
         safe = end if held is None else min(held, end)
         ck: list[Checkpoint] = []
@@ -378,13 +409,12 @@ class FileTailer:
             t.mark = safe
         if nread:
             self.stats.add(lines_read=nread)
-        streams = t.pipeline.to_streams(out)
-        if streams or ck:
-            self._emitting_since = time.monotonic()  # the watcher looks while this blocks
+        if pieces or ck:
+            self.emitting_since = time.monotonic()  # the watcher looks while this blocks
             try:
-                self.emit(streams, len(out), sum(map(len, out.lines)) if out.lines else 0, ck)
+                self.emit(pieces, lines, nbytes, ck, True)
             finally:
-                self._emitting_since = None
+                self.emitting_since = None
 
     def _check_idle(self, t: Tracked, now: float) -> bool:
         """At EOF: release rotated/deleted files; True if released."""

@@ -7,6 +7,11 @@ from pathlib import Path
 from typing import Literal
 
 WhenFull = Literal["block", "drop", "spill"]
+# Every reason the buffer counts a drop under: the policies' (`full`, `oldest`, `evicted`,
+# `timeout`, `spill_full`, `spill_backlog`), `closed` (put after close) and the spill's
+# codec failing on an item (`encode`) or a record read back (`decode`).
+DROP_REASONS: tuple[str, ...] = ("full", "oldest", "evicted", "timeout", "spill_full",
+                                 "spill_backlog", "closed", "encode", "decode")
 DropWhich = Literal["newest", "oldest"]
 WhenSpillFull = Literal["block", "drop"]
 FsyncPolicy = Literal["always", "interval", "never"]

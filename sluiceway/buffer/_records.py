@@ -7,8 +7,8 @@ from typing import Any
 
 from sluiceway.buffer._codec import Codec
 
-# (item, size in bytes, protected, tag): a tuple keeps the put path allocation-light.
-Entry = tuple[Any, int, bool, Hashable]
+# (item, size in bytes, protected, tag, units): a tuple keeps the put path light.
+Entry = tuple[Any, int, bool, Hashable, int]
 
 
 def chunk(entries: list[Entry], max_items: int, max_bytes: int) -> list[list[Entry]]:

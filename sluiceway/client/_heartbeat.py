@@ -1,10 +1,15 @@
-"""Report this process's pipeline figures to a Sluiceway server (ARCHITECTURE.md §heartbeats)."""
+"""Report this process's pipeline to a Sluiceway server: a `sluiceway.model.Heartbeat`
+sent by `sluiceway.ship.HeartbeatSender` (ARCHITECTURE.md §heartbeats).
+
+The card shows the queue and the counters of the sink that ships to the reported
+server (the first LokiSink; else the first sink), in records; `lines.read` is every
+record handed to that sink (accepted, or refused by its queue).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-import secrets
 import socket
 import time
 from typing import TYPE_CHECKING, Any
@@ -12,38 +17,57 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from sluiceway.client._loki import LokiSink
+from sluiceway.ship import HeartbeatSender
 
 if TYPE_CHECKING:
     from sluiceway.client._runtime import Runtime
+    from sluiceway.client._worker import SinkWorker
 
 log = logging.getLogger("sluiceway.client")
-PATH = "/sluiceway/api/v1/heartbeat"
+# Queue drop reasons of records refused at the door (the others were accepted first).
+REFUSED = frozenset({"full", "timeout", "spill_full", "spill_backlog", "closed"})
+
+
+def primary(rt: Runtime) -> SinkWorker | None:
+    """The sink the card is about: the first LokiSink, else the first sink."""
+    return next((w for w in rt.workers if isinstance(w.sink, LokiSink)),
+                rt.workers[0] if rt.workers else None)
 
 
 def heartbeat_payload(rt: Runtime) -> dict[str, Any]:
+    """The heartbeat's fields (token aside)."""
     s = rt.stats()
-    put_drops: dict[str, int] = {}  # refused by a full queue, not lost on delivery
-    for st in s["sinks"].values():
-        for r, n in st["dropped_by_reason"].items():
-            put_drops[r] = put_drops.get(r, 0) + n
-    backend = next((w for w in rt.workers if hasattr(w.sink, "base_url")),
-                   rt.workers[0] if rt.workers else None)
+    w = primary(rt)
+    st = s["sinks"][w.name] if w is not None else None
+    queue: dict[str, Any] = {"capacity": rt.settings.queue_size, "depth": 0,
+                             "max_bytes": rt.settings.queue_bytes,
+                             "when_full": rt.settings.when_full}
+    lines: dict[str, int] = {}
+    lost: dict[str, int] = {}
+    backend: dict[str, Any] | None = None
+    if w is not None and st is not None:
+        queue.update(depth=st["depth"], capacity=st["capacity"],
+                     high_watermark=st["high_watermark"], in_flight=st["in_flight"],
+                     bytes=st["bytes"], max_bytes=st["max_bytes"],
+                     spill_lines=st["spill_pending"], spill_bytes=st["spill_bytes"],
+                     spill_max_bytes=st["spill_max_bytes"], spill_full=st["spill_full"])
+        lost = {**st["dropped_by_reason"]}
+        for r, n in st["lost_by_reason"].items():
+            lost[r] = lost.get(r, 0) + n
+        refused = sum(n for r, n in st["dropped_by_reason"].items() if r in REFUSED)
+        lines.update(read=st["enqueued"] + refused, enqueued=st["enqueued"],
+                     shipped=st["written"], dropped=st["dropped"], spilled=st["spilled"],
+                     lost=sum(lost.values()))
+        backend = {"ok": st["state"] == "ok", "state": st["state"],
+                   "url": str(getattr(w.sink, "base_url", w.name)),
+                   "last_error": st["last_error"], "last_status": st["last_status"],
+                   "last_success_ts": st["last_success_ts"]}
     return {
         "id": rt.id, "kind": "client", "name": rt.settings.name,
         "host": socket.gethostname(), "pid": os.getpid(), "ts": time.time(),
-        "interval_s": rt.settings.report_interval,
-        "queue": {"depth": s["queue_depth"], "capacity": s["queue_capacity"],
-                  "bytes": sum(w["bytes"] for w in s["sinks"].values()),
-                  "max_bytes": rt.settings.queue_bytes, "when_full": rt.settings.when_full,
-                  "high_watermark": s["queue_high_watermark"]},
-        "lines": {"read": s["enqueued"] + sum(put_drops.values()), "enqueued": s["enqueued"],
-                  "shipped": s["written"], "dropped": sum(put_drops.values()),
-                  "spilled": s["spilled"], "lost": s["dropped"]},
-        "lost_by_reason": s["dropped_by_reason"], "spill_bytes": s["spill_bytes"],
-        "backend": {"ok": backend is None or backend.state == "ok",
-                    "last_error": backend.last_error if backend else None,
-                    "url": str(getattr(backend.sink, "base_url", backend.name))
-                    if backend else ""},
+        "interval_s": rt.settings.report_interval, "queue": queue, "lines": lines,
+        "lost_by_reason": lost, "spill_bytes": queue.get("spill_bytes", 0),
+        "backend": backend,
         "latency_us": {"enqueue_p99": s["enqueue_latency_us"]["p99"]},
     }
 
@@ -68,27 +92,9 @@ def report_client(rt: Runtime, base: str) -> httpx.Client:
     return httpx.Client(timeout=2.0)
 
 
-def run_heartbeat(rt: Runtime) -> None:
+def heartbeat_sender(rt: Runtime) -> HeartbeatSender | None:
     base, auto = report_target(rt)
     if base is None:
-        return
-    url = base.rstrip("/") + PATH
-    # Made once per process: the server keeps this process's card against other callers.
-    token = secrets.token_hex(16)
-    failing = False
-    with report_client(rt, base) as http:
-        while not rt._hb_stop.is_set():
-            try:
-                resp = http.post(url, json={**heartbeat_payload(rt), "token": token})
-                ok = resp.status_code < 300
-                err = f"HTTP {resp.status_code}: {resp.text.strip()[:300]}"
-            except Exception as exc:  # the next beat tries again
-                ok, err, resp = False, f"{type(exc).__name__}: {exc}", None
-            if auto and resp is not None and resp.status_code in (404, 405):
-                # a plain Loki has no pipeline page: say so once and stop
-                log.info("sluiceway: %s has no heartbeat endpoint; heartbeats off", base)
-                return
-            if not ok and not failing:
-                log.warning("sluiceway heartbeat to %s failed: %s", url, err)
-            failing = not ok
-            rt._hb_stop.wait(rt.settings.report_interval)
+        return None
+    return HeartbeatSender(base, lambda: heartbeat_payload(rt), lambda: report_client(rt, base),
+                           rt.settings.report_interval, rt._hb_stop, auto=auto, log=log)

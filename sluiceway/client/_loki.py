@@ -8,21 +8,22 @@ import httpx
 import orjson
 
 from sluiceway.client._errors import SinkConfigError, SinkRejected, SinkRetryable, SinkTooLarge
-from sluiceway.model import StreamBatch
-from sluiceway.wire import base_url, classify_push_answer, encode_push_json, encode_push_protobuf
-from sluiceway.wire import push_url as full_push_url
+from sluiceway.ship import Part, PushClient, PushTarget
+from sluiceway.wire import PushAnswer, PushBuilder
+
+_JSON = orjson.OPT_NON_STR_KEYS
 
 
 class LokiSink:
     """Push records to `url` (a server base URL or the full push URL).
 
     Each record becomes one line: the record as JSON without `ts`. Streams are the
-    static `labels` plus `level` (lower case) unless `level_label=False`. Answers are read
-    by `sluiceway.wire.classify_push_answer`, as the agent reads them: a partial 400
-    loses only the lines Loki names (`SinkRejected` with `lost`), another 400 the batch;
-    401/403/404/405 raise `SinkConfigError` (kept, retried forever, sink DOWN); 413
-    `SinkTooLarge` (the worker splits the batch); connection errors, 429 and 5xx
-    `SinkRetryable` (`Retry-After` honoured by the worker).
+    static `labels` plus `level` (lower case) unless `level_label=False`. Pushes go
+    through `sluiceway.ship`'s push client and answers mean what they mean to the agent
+    (`sluiceway.wire.classify_push_answer`): a partial 400 loses only the lines Loki
+    names, another 400 the batch; 401/403/404/405 are kept and retried forever (sink
+    DOWN); 413 splits the batch; connection errors, 429 and 5xx are retried
+    (`Retry-After` honoured).
     """
 
     def __init__(self, url: str, labels: dict[str, str] | None = None, *,
@@ -33,62 +34,54 @@ class LokiSink:
                  name: str = "loki") -> None:
         if format not in ("protobuf", "json"):
             raise ValueError("format must be protobuf or json")
-        self.url = full_push_url(url)
-        self.base_url = base_url(url)
+        self.target = PushTarget(url, tenant=tenant, headers=dict(headers or {}),
+                                 basic=auth if isinstance(auth, tuple) else None,
+                                 bearer=auth if isinstance(auth, str) else None,
+                                 verify=verify, timeout=timeout)
+        self.url = self.target.push_url
+        self.base_url = self.target.base_url
         self.name = name  # also the spill subdirectory: keep it stable across restarts
         self.labels = dict(labels or {"service_name": "python"})
         self.level_label = level_label
         self.format = format
         self.batch_wait = batch_wait
         self.max_batch = max_batch
-        self._timeout = timeout
-        self._verify = verify
-        self._headers = {"Content-Type": "application/x-protobuf" if format == "protobuf"
-                         else "application/json", **(headers or {})}
-        if tenant:
-            self._headers["X-Scope-OrgID"] = tenant
-        if isinstance(auth, str):
-            self._headers["Authorization"] = f"Bearer {auth}"
-        self._auth = auth if isinstance(auth, tuple) else None
-        self._client: httpx.Client | None = None
+        self._client = PushClient(self.target)
 
     def report_client(self, timeout: float) -> httpx.Client:
         """A client with this sink's tenant, credentials and TLS settings, for heartbeats
         to the same server."""
-        headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
-        return httpx.Client(timeout=timeout, verify=self._verify, auth=self._auth,
-                            headers=headers)
-
-    def _http(self) -> httpx.Client:
-        if self._client is None:
-            self._client = httpx.Client(timeout=self._timeout, verify=self._verify,
-                                        auth=self._auth, headers=self._headers)
-        return self._client
+        return self.target.http(timeout)
 
     def encode(self, records: list[dict[str, Any]]) -> bytes:
-        streams: dict[str, StreamBatch] = {}
+        """One push body: a stream per level, each record a JSON line without `ts`."""
+        streams: dict[str, tuple[list[int], list[bytes]]] = {}
         for r in records:
             level = str(r.get("level", "info")).lower() if self.level_label else ""
-            sb = streams.get(level)
-            if sb is None:
-                labels = {**self.labels, "level": level} if self.level_label else self.labels
-                sb = streams[level] = StreamBatch(labels=labels)
-            line = {k: v for k, v in r.items() if k != "ts"}
-            sb.ts.append(int(r["ts"]))
-            sb.lines.append(orjson.dumps(line, default=str,
-                                         option=orjson.OPT_NON_STR_KEYS).decode())
-        batches = list(streams.values())
-        if self.format == "protobuf":
-            return encode_push_protobuf(batches)
-        return encode_push_json(batches)
+            s = streams.get(level)
+            if s is None:
+                s = streams[level] = ([], [])
+            s[0].append(int(r["ts"]))
+            s[1].append(orjson.dumps({k: v for k, v in r.items() if k != "ts"},
+                                     default=str, option=_JSON))
+        builder = PushBuilder("protobuf" if self.format == "protobuf" else "json")
+        for level, (ts, lines) in streams.items():
+            labels = {**self.labels, "level": level} if self.level_label else self.labels
+            builder.add(labels, ts, lines)
+        return builder.body()
+
+    def send_records(self, records: list[dict[str, Any]], part: Part | None = None) -> PushAnswer:
+        """Push `records` (the body is built once per part, kept for its retries)."""
+        body = part.memo if part is not None and part.memo is not None else self.encode(records)
+        if part is not None:
+            part.memo = body
+            part.nbytes = len(body)
+        ctype = "application/x-protobuf" if self.format == "protobuf" else "application/json"
+        return self._client.push(body, ctype)
 
     def write_batch(self, records: list[dict[str, Any]]) -> None:
-        body = self.encode(records)
-        try:
-            resp = self._http().post(self.url, content=body)
-        except httpx.HTTPError as exc:
-            raise SinkRetryable(f"{type(exc).__name__}: {exc}") from exc
-        ans = classify_push_answer(resp.status_code, resp.text, resp.headers)
+        """Push `records` now; raise what the answer means (the `Sink` protocol)."""
+        ans = self.send_records(records)
         if ans.kind == "shipped":
             return
         if ans.kind in ("partial", "rejected"):
@@ -100,9 +93,7 @@ class LokiSink:
         raise SinkRetryable(ans.detail, ans.retry_after, reason=ans.reason, status=ans.status)
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        self._client.close()
 
     def after_fork(self) -> None:
-        self._client = None  # never share the parent's pooled sockets
+        self._client.after_fork()  # never share the parent's pooled sockets

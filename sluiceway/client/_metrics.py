@@ -1,56 +1,68 @@
-"""Prometheus view of `stats()`, computed at scrape time so log calls pay nothing."""
+"""Prometheus view of the client, computed at scrape time so log calls pay nothing: the
+shared queue collector of `sluiceway.ship` (one queue per sink, label `sink`; counts by
+`level` and `protected`), plus the sampled p99 of a log call."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
 
-from sluiceway.client._runtime import state
+from sluiceway.buffer import DROP_REASONS
+from sluiceway.client._levels import LEVELS
+from sluiceway.client._runtime import Runtime, state
+from sluiceway.ship import LOSS_REASONS, Figures, QueueCollector
+
+# Loss reasons shown at 0 from the first scrape (others appear when they happen).
+LOST_REASONS = tuple(dict.fromkeys((*DROP_REASONS, *LOSS_REASONS, "shutdown_timeout")))
 
 
-class ClientCollector:
-    def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+def _figures(rt: Runtime) -> list[Figures]:
+    protected = rt.protected
+    levels = [name for name, n in LEVELS.items() if n >= rt.min_level]
 
+    def tag_labels(tag: str) -> dict[str, str]:
+        return {"level": tag, "protected": "true" if tag in protected else "false"}
+
+    out = []
+    for w in rt.workers:
+        out.append(Figures(w.buffer.stats(), w.loop.snapshot(),
+                           w.loop.stats.latency.snapshot(),
+                           url=str(getattr(w.sink, "base_url", "")), labels={"sink": w.name},
+                           reasons=LOST_REASONS, drop_reasons=DROP_REASONS, tags=levels,
+                           tag_labels=tag_labels))
+    return out
+
+
+def _extra(rt: Runtime) -> Iterator[Any]:
+    from prometheus_client.core import GaugeMetricFamily
+
+    s = rt.stats()
+    lat = GaugeMetricFamily("sluiceway_client_enqueue_p99_seconds",
+                            "p99 time of a log call (sampled)")
+    lat.add_metric([], s["enqueue_latency_us"]["p99"] / 1e6)
+    yield lat
+    p99 = GaugeMetricFamily("sluiceway_client_write_p99_seconds",
+                            "p99 sink write time, recent batches", labels=["sink"])
+    for sink, st in s["sinks"].items():
+        p99.add_metric([sink], st["write_ms"]["p99"] / 1000)
+    yield p99
+
+
+class ClientCollector(QueueCollector):
+    """Reads whichever pipeline is configured when scraped (none: no metrics)."""
+
+    def __init__(self) -> None:
+        super().__init__("sluiceway_client", self._current_figures, self._current_extra)
+
+    @staticmethod
+    def _current_figures() -> list[Figures]:
         rt = state.rt
-        if rt is None:
-            return
-        s = rt.stats()
-        by_level = (("enqueued", "records accepted into a sink queue"),
-                    ("written", "records written by a sink"),
-                    ("spilled", "records spilled to disk"))
-        for key, help_ in by_level:
-            c = CounterMetricFamily(f"sluiceway_client_{key}", help_, labels=["sink", "level"])
-            for sink, st in s["sinks"].items():
-                src = st.get(f"{key}_by_level") or st.get(f"{key}_by_tag") or {}
-                for level, n in src.items():
-                    c.add_metric([sink, level], float(n))
-            yield c
-        d = CounterMetricFamily("sluiceway_client_dropped", "records dropped or lost",
-                                labels=["sink", "reason"])
-        e = CounterMetricFamily("sluiceway_client_sink_errors", "failed sink writes",
-                                labels=["sink"])
-        g_depth = GaugeMetricFamily("sluiceway_client_queue_depth", "queued records",
-                                    labels=["sink"])
-        g_hw = GaugeMetricFamily("sluiceway_client_queue_high_watermark",
-                                 "highest queue depth seen", labels=["sink"])
-        g_spill = GaugeMetricFamily("sluiceway_client_spill_bytes", "spill bytes on disk",
-                                    labels=["sink"])
-        g_p99 = GaugeMetricFamily("sluiceway_client_write_p99_seconds",
-                                  "p99 sink write time, recent batches", labels=["sink"])
-        for sink, st in s["sinks"].items():
-            for reason, n in {**st["dropped_by_reason"], **st["lost_by_reason"]}.items():
-                d.add_metric([sink, reason], float(n))
-            e.add_metric([sink], float(st["errors"]))
-            g_depth.add_metric([sink], float(st["depth"]))
-            g_hw.add_metric([sink], float(st["high_watermark"]))
-            g_spill.add_metric([sink], float(st["spill_bytes"]))
-            g_p99.add_metric([sink], st["write_ms"]["p99"] / 1000)
-        yield from (d, e, g_depth, g_hw, g_spill, g_p99)
-        lat = GaugeMetricFamily("sluiceway_client_enqueue_p99_seconds",
-                                "p99 time of a log call (sampled)")
-        lat.add_metric([], s["enqueue_latency_us"]["p99"] / 1e6)
-        yield lat
+        return _figures(rt) if rt is not None else []
 
-    def describe(self) -> list[Any]:
-        return []
+    @staticmethod
+    def _current_extra() -> Iterator[Any]:
+        rt = state.rt
+        if rt is not None:
+            yield from _extra(rt)
+
+

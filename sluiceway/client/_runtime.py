@@ -87,11 +87,12 @@ class Runtime:
         self._heartbeat: threading.Thread | None = None
         self._hb_stop = threading.Event()
         if s.report_url:
-            from sluiceway.client._heartbeat import run_heartbeat
+            from sluiceway.client._heartbeat import heartbeat_sender
 
-            self._heartbeat = threading.Thread(target=run_heartbeat, args=(self,),
-                                               daemon=True, name="sluiceway-heartbeat")
-            self._heartbeat.start()
+            sender = heartbeat_sender(self)
+            if sender is not None:
+                self._heartbeat = sender.thread
+                sender.thread.start()
 
     def _worker(self, sink: Any, name: str, redactor: Redactor | None) -> SinkWorker:
         s = self.settings

@@ -1,5 +1,5 @@
-"""Core value types shared by every package: label sets, stream batches and push records,
-entry blocks and the one merge of a stream's blocks, `SeriesRef`;
+"""Core value types shared by every package: label sets, stream batches and push records;
+entry blocks and the one merge of a stream's blocks, `SeriesRef`; the heartbeat model;
 config units, the config loaders' messages, and Go's ways of reading and writing sizes,
 durations and times."""
 
@@ -19,6 +19,14 @@ from sluiceway.model._gofmt import (
     format_prom_duration,
     parse_humanize_bytes,
     parse_loki_size,
+)
+from sluiceway.model._heartbeat import (
+    HEARTBEAT_VERSION,
+    Heartbeat,
+    HeartbeatBackend,
+    HeartbeatFile,
+    HeartbeatLines,
+    HeartbeatQueue,
 )
 from sluiceway.model._labels import (
     LABEL_NAME_RE,
@@ -48,6 +56,12 @@ from sluiceway.model._timefmt import (
 from sluiceway.model._units import Bytes, Duration, LokiBytes, parse_duration, parse_size
 
 __all__ = [
+    "HEARTBEAT_VERSION",
+    "Heartbeat",
+    "HeartbeatBackend",
+    "HeartbeatFile",
+    "HeartbeatLines",
+    "HeartbeatQueue",
     "EARLIEST_NS",
     "LATEST_NS",
     "Bytes",

@@ -11,6 +11,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sluiceway.model import Bytes, Duration, LokiBytes, config_error_text, validation_messages
+from sluiceway.server._config_objects import ObjectsFields
 from sluiceway.server._config_ruler import RulerSection, RulerStorageSection
 from sluiceway.server._loki_config import translate
 
@@ -45,7 +46,7 @@ class QuerierSection(_Section):
     multi_tenant_queries_enabled: bool = False
 
 
-class StorageSection(_Section):
+class StorageSection(ObjectsFields):
     data_dir: Path = Path("./data")
     wal_sync: Literal["always", "interval"] = "always"
     wal_sync_interval: Duration = 0.1

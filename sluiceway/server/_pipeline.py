@@ -10,7 +10,6 @@ refused when every card is fresh.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -18,9 +17,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
+
+from sluiceway.model import Heartbeat
 
 DEFAULT_INTERVAL_S = 5.0
-MAX_TOKEN_LENGTH = 256
+# What a field is for, added to the message when it is the one that is wrong.
+_HINTS = {
+    "token": "a string of 1 to 256 characters made once per process: it proves the card "
+             "is this process's",
+    "interval_s": "a positive number of seconds",
+    "kind": '"agent" or "client"',
+}
 
 
 class HeartbeatRefused(Exception):
@@ -42,26 +50,30 @@ class _Card:
 
 
 def parse_heartbeat(body: bytes) -> dict[str, Any]:
-    """The heartbeat object, or HeartbeatRefused(400) saying what is wrong with it."""
+    """The heartbeat (`sluiceway.model.Heartbeat`, validated) as plain data, or
+    HeartbeatRefused(400) naming each field that is wrong."""
     try:
         report = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise HeartbeatRefused(400, f"heartbeat is not valid JSON: {exc}") from None
-    if not isinstance(report, dict) or not isinstance(report.get("id"), str) \
-            or report.get("kind") not in ("agent", "client"):
-        raise HeartbeatRefused(400, 'heartbeat needs a JSON object with a string "id" and '
-                                    '"kind" of "agent" or "client"')
-    token = report.get("token")
-    if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_LENGTH:
-        raise HeartbeatRefused(400, 'heartbeat needs a string "token" (1 to '
-                                    f'{MAX_TOKEN_LENGTH} characters) made once per '
-                                    'process: it proves the card is this process\'s')
-    interval = report.get("interval_s", DEFAULT_INTERVAL_S)
-    if isinstance(interval, bool) or not isinstance(interval, int | float) \
-            or not math.isfinite(interval) or interval <= 0:
-        raise HeartbeatRefused(400, 'heartbeat "interval_s" must be a positive number of '
-                                    'seconds')
-    return report
+    if not isinstance(report, dict):
+        raise HeartbeatRefused(400, "heartbeat must be a JSON object (see "
+                                    "sluiceway.model.Heartbeat)")
+    try:
+        hb = Heartbeat.model_validate(report)
+    except ValidationError as exc:
+        raise HeartbeatRefused(400, "invalid heartbeat: " + _errors(exc)) from None
+    return hb.model_dump(mode="json")
+
+
+def _errors(exc: ValidationError) -> str:
+    out = []
+    for err in exc.errors()[:10]:
+        where = ".".join(str(p) for p in err["loc"]) or "(the object)"
+        hint = _HINTS.get(where)
+        out.append(f'"{where}": {err["msg"]}' + (f" ({hint})" if hint else ""))
+    more = exc.error_count() - 10
+    return "; ".join(out) + (f"; and {more} more" if more > 0 else "")
 
 
 class PipelineRegistry:

@@ -1,6 +1,7 @@
 """Wire formats: Loki push (JSON, protobuf + raw snappy, gzip/deflate), syslog and
 Prometheus remote write; what a push answer means (`classify_push_answer`) and where to
-push (`push_url`); OTLP logs (`decode_otlp`, `partial_success`) and Elasticsearch `_bulk`
+push (`push_url`); `PushBuilder` builds one push from pieces of streams whose lines are
+UTF-8 bytes; OTLP logs (`decode_otlp`, `partial_success`) and Elasticsearch `_bulk`
 (`decode_bulk`).
 
 The OTLP names load the OpenTelemetry protobuf modules on first use, so the agent and
@@ -11,12 +12,23 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from sluiceway.wire._answer import (
+    ANSWER_REASONS,
     PUSH_PATH,
     AnswerKind,
     PushAnswer,
     base_url,
     classify_push_answer,
     push_url,
+)
+from sluiceway.wire._builder import (
+    CONTENT_TYPES,
+    PushBuilder,
+    PushFormat,
+    cut_runs,
+    split_push,
+    split_streams,
+    utf8_encode,
+    utf8_lines,
 )
 from sluiceway.wire._compress import decode_content_encoding
 from sluiceway.wire._errors import BodyTooLarge, WireError
@@ -60,6 +72,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ANSWER_REASONS",
+    "CONTENT_TYPES",
     "DEFAULT_MAX_DECOMPRESSED",
     "DEFAULT_MAX_FRAME",
     "FACILITY_NAMES",
@@ -70,6 +84,8 @@ __all__ = [
     "BodyTooLarge",
     "BulkItem",
     "PushAnswer",
+    "PushBuilder",
+    "PushFormat",
     "RemoteSeries",
     "StructuredData",
     "SyslogFramer",
@@ -78,6 +94,7 @@ __all__ = [
     "base_url",
     "batches_to_blocks",
     "classify_push_answer",
+    "cut_runs",
     "decode_bulk",
     "decode_content_encoding",
     "decode_otlp",
@@ -94,4 +111,8 @@ __all__ = [
     "parse_syslog",
     "parse_syslog_line",
     "push_url",
+    "split_push",
+    "split_streams",
+    "utf8_encode",
+    "utf8_lines",
 ]

@@ -40,6 +40,10 @@ _REASONS = (("too far behind", "too_far_behind"), ("out of order", "too_far_behi
             ("line too long", "line_too_long"),
             ("structured metadata too large", "structured_metadata_too_large"),
             ("too many structured metadata", "structured_metadata_too_many"))
+# Every fixed reason `classify_push_answer` names (besides `http_<status>`), for counters
+# shown at 0 before anything happened.
+ANSWER_REASONS: tuple[str, ...] = ("too_large", "rate_limited", "server_error",
+                                   *dict.fromkeys(r for _, r in _REASONS))
 _CONFIG_ERRORS = frozenset({401, 403, 404, 405, 407})
 _RETRY = frozenset({408, 425, 429})
 

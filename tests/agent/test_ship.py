@@ -1,5 +1,6 @@
-"""The shipper against a scripted HTTP backend on 127.0.0.1: retries, Retry-After, 4xx,
-configuration errors (401/403/404/405), 413 splits."""
+"""The agent's shipping (its queue drained by `sluiceway.ship`'s delivery loop) against a
+scripted HTTP backend on 127.0.0.1: retries, Retry-After, 4xx, configuration errors
+(401/403/404/405), 413 splits."""
 
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ import pytest
 
 from sluiceway.agent._config import load_config
 from sluiceway.agent._positions import Positions
-from sluiceway.agent._queue import AgentQueue, Item
-from sluiceway.agent._ship import Shipper
-from sluiceway.agent._stats import Stats
+from sluiceway.agent._queue import AgentQueue
+from sluiceway.agent._ship import shippers
 from sluiceway.model import StreamBatch
+from sluiceway.ship import Push
 from sluiceway.wire import decode_push, encode_push_protobuf
 
 Answer = tuple[int, str, dict[str, str]]
@@ -69,6 +70,20 @@ def backend() -> Iterator[Backend]:
     b.httpd.shutdown()
 
 
+class Stats:
+    """The delivery counters under the names these tests were written with."""
+
+    def __init__(self, snap: dict[str, Any]) -> None:
+        self.lines_shipped = snap["shipped"]
+        self.lines_lost = snap["lost"]
+        self.lost_by_reason = snap["lost_by_reason"]
+        self.send_failures = snap["send_failures"]
+        self.backend_ok = snap["ok"]
+        self.backend_state = snap["state"]
+        self.backend_status = snap["last_status"]
+        self.last_error = snap["last_error"]
+
+
 class Rig:
     def __init__(self, tmp: Path, url: str, extra: str = "") -> None:
         self.cfg = load_config(text=f"""
@@ -80,17 +95,20 @@ queue: {{when_full: block}}
 {extra}
 inputs: [{{type: stdin}}]
 """, environ={})
-        self.stats = Stats()
         self.positions = Positions(tmp / "positions.json")
-        self.queue = AgentQueue(self.cfg.queue, self.cfg.batch, tmp, self.positions, self.stats)
+        self.queue = AgentQueue(self.cfg.queue, tmp, self.positions)
         self.stop = threading.Event()
-        self.shipper = Shipper(self.cfg, self.queue, self.positions, self.stats, self.stop)
-        self.thread = threading.Thread(target=self.shipper.run, daemon=True)
+        (self.loop,) = shippers(self.cfg, self.queue, self.stop)
+        self.thread = threading.Thread(target=self.loop.run, daemon=True)
         self.thread.start()
+
+    @property
+    def stats(self) -> Stats:
+        return Stats(self.loop.snapshot())
 
     def put(self, lines: list[str]) -> None:
         sb = StreamBatch({"job": "t"}, list(range(1, len(lines) + 1)), lines)
-        self.queue.put(Item(encode_push_protobuf([sb]), "protobuf", len(lines), []))
+        self.queue.put(Push(encode_push_protobuf([sb]), "protobuf", len(lines), []))
 
     def wait(self, pred: Any, timeout: float = 10) -> None:
         deadline = time.monotonic() + timeout

@@ -31,8 +31,9 @@ def recs(lines: list[str], start: int = 0) -> Records:
 
 def streams(p: Pipeline, r: Records) -> dict[str, list[str]]:
     out = {}
-    for sb in p.to_streams(r):
-        out[",".join(f"{k}={v}" for k, v in sorted(sb.labels.items()))] = sb.lines
+    for piece in p.to_pieces(r):
+        out[",".join(f"{k}={v}" for k, v in sorted(piece.labels.items()))] = [
+            line.decode() for line in piece.lines]
     return out
 
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from sluiceway.agent._config import FileInput
 from sluiceway.agent._positions import Checkpoint, Positions
+from sluiceway.agent._records import Piece
 from sluiceway.agent._stats import Stats
 from sluiceway.agent._tail import FileTailer
-from sluiceway.model import StreamBatch
 
 
 class Capture:
@@ -25,11 +25,13 @@ class Capture:
         self.by_file: dict[str, list[str]] = {}
         self.cks: list[Checkpoint] = []
 
-    def __call__(self, streams: list[StreamBatch], n: int, nbytes: int,
-                 cks: list[Checkpoint]) -> None:
-        for sb in streams:
-            self.lines += sb.lines
-            self.by_file.setdefault(sb.labels.get("filename", ""), []).extend(sb.lines)
+    def __call__(self, pieces: list[Piece], n: int, nbytes: int,
+                 cks: list[Checkpoint], can_wait: bool = False) -> None:
+        assert can_wait, "a file's lines can be read again: the reader may wait"
+        for p in pieces:
+            lines = [line.decode() for line in p.lines]
+            self.lines += lines
+            self.by_file.setdefault(p.labels.get("filename", ""), []).extend(lines)
         self.cks += cks
         if self.ack:
             self.positions.done(cks)
@@ -264,13 +266,13 @@ class Gate(Capture):
         self.calls, self.block_at = 0, block_at
         self.blocked, self.release = threading.Event(), threading.Event()
 
-    def __call__(self, streams: list[StreamBatch], n: int, nbytes: int,
-                 cks: list[Checkpoint]) -> None:
+    def __call__(self, pieces: list[Piece], n: int, nbytes: int,
+                 cks: list[Checkpoint], can_wait: bool = False) -> None:
         self.calls += 1
         if self.calls == self.block_at:
             self.blocked.set()
             assert self.release.wait(30)
-        super().__call__(streams, n, nbytes, cks)
+        super().__call__(pieces, n, nbytes, cks, can_wait)
 
 
 def wait_until(pred: Any, what: str) -> None:

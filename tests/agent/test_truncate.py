@@ -56,7 +56,8 @@ def block_reader(srv: ServerProcess, agent: AgentProcess, app: Path,
     append(app, old[1000:])
     # Full queue and a read offset short of the end: with 3000 more lines than the queue,
     # batcher and one read hold together, the reader is stuck in the middle of the file.
-    agent.wait_for(lambda s: s["queue"]["depth"] >= s["queue"]["capacity"]
+    agent.wait_for(lambda s: s["files"][0]["waiting"] and s["queue"]["waiting_s"] > 0
+                   and s["queue"]["depth"] + 500 > s["queue"]["capacity"]
                    and s["files"][0]["read_offset"] < app.stat().st_size,
                    what="the reader blocked on the full queue")
 

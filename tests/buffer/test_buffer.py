@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from sluiceway.buffer import Buffer, BufferConfig, prometheus_collector
+from sluiceway.buffer import Buffer, BufferConfig
 
 
 def drain(buf: Buffer[int], wait: float = 0.05) -> list[int]:
@@ -154,16 +154,6 @@ def test_bad_config_is_rejected() -> None:
         BufferConfig(when_full="sometimes")  # type: ignore[arg-type]
 
 
-def test_prometheus_collector_exports_stats() -> None:
-    from prometheus_client import CollectorRegistry, generate_latest
-
-    buf: Buffer[int] = Buffer(BufferConfig(max_items=1, when_full="drop"))
-    buf.put(1), buf.put(2)
-    reg = CollectorRegistry()
-    reg.register(prometheus_collector(buf.stats, "t_buf", {"sink": "x"}))
-    text = generate_latest(reg).decode()
-    assert 't_buf_dropped_total{reason="full",sink="x"} 1.0' in text
-    assert 't_buf_depth{sink="x"} 1.0' in text
 
 
 def test_drop_oldest_spares_protected_items() -> None:

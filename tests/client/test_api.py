@@ -190,15 +190,44 @@ def test_heartbeat_reaches_the_server_pipeline_page(server: ServerProcess) -> No
 
 def test_prometheus_metrics_on_request() -> None:
     from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
 
     client.configure(sinks=[MemorySink()], capture_stdlib=False)
-    client.get_logger("m").error("e")
-    client.flush(5)
     reg = CollectorRegistry()
     client.register_metrics(reg)
     text = generate_latest(reg).decode()
-    assert 'sluiceway_client_written_total{level="ERROR",sink="memory"} 1.0' in text
-    assert "sluiceway_client_queue_high_watermark" in text
+    # Before anything is logged every counter is there, at 0, by level and protected.
+    for line in ('sluiceway_client_lines_lost_total{level="INFO",protected="false",'
+                 'reason="full",sink="memory"} 0.0',
+                 'sluiceway_client_lines_dropped_total{level="ERROR",protected="true",'
+                 'reason="full",sink="memory"} 0.0',
+                 'sluiceway_client_lines_shipped_total{level="AUDIT",protected="true",'
+                 'sink="memory"} 0.0',
+                 'sluiceway_client_last_successful_push_timestamp_seconds{sink="memory"} 0.0'):
+        assert line in text, line
+    # every reason a record can be lost under (docs/readme/losses.md, the client's rows;
+    # the answers' reasons of sluiceway.wire; sluiceway.ship's own), before any loss
+    for reason in ("full", "oldest", "evicted", "timeout", "spill_full", "spill_backlog",
+                   "closed", "encode", "decode", "too_large", "too_old", "too_far_in_future",
+                   "line_too_long", "too_far_behind", "structured_metadata_too_large",
+                   "structured_metadata_too_many", "rate_limited", "server_error",
+                   "retries_exhausted", "sink_error", "shutdown_timeout"):
+        line = (f'sluiceway_client_lines_lost_total{{level="WARNING",protected="false",'
+                f'reason="{reason}",sink="memory"}} 0.0')
+        assert line in text, line
+    empty = [f.name for f in text_string_to_metric_families(text)
+             if f.type == "counter" and not f.samples]
+    assert not empty, empty
+    client.get_logger("m").error("e")
+    client.flush(5)
+    text = generate_latest(reg).decode()
+    assert 'sluiceway_client_lines_shipped_total{level="ERROR",protected="true",' \
+           'sink="memory"} 1.0' in text
+    assert 'sluiceway_client_queue_high_watermark{sink="memory"} 1.0' in text
+    assert 'sluiceway_client_push_duration_seconds_count{sink="memory",status_code="ok"} 1.0' \
+        in text
+    assert 'sluiceway_client_last_successful_push_timestamp_seconds{sink="memory"} 0.0' \
+        not in text
 
 
 def test_heartbeats_stop_quietly_against_a_plain_loki() -> None:

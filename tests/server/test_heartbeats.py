@@ -4,7 +4,6 @@ token made them (409 for another token until the card is stale), at most 1,000 p
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +14,8 @@ import orjson
 import pytest
 
 from sluiceway import client
-from sluiceway.agent import AgentConfig
-from sluiceway.agent._heartbeat import Heartbeat
+from sluiceway.agent import Agent, AgentConfig
+from sluiceway.model import Heartbeat
 from tests.inproc import CountingBody, InProcessServer
 from tests.procs import ServerProcess
 
@@ -167,20 +166,51 @@ def test_multi_tenant_pipeline_lists_each_tenants_cards(tmp_path: Path, clock: C
 def test_the_agent_sends_its_token_and_a_second_process_gets_409(server: ServerProcess,
                                                                    tmp_path: Path) -> None:
     cfg = AgentConfig(url=server.url, tenant="team-h", heartbeat_interval=60,
-                      data_dir=tmp_path / "agent", inputs=[{"type": "stdin"}])
-    status = {**beat("agent-h", "ignored"), "lines": {}, "lost_by_reason": {},
-              "spill_bytes": 0, "backend": {"ok": True, "last_error": None, "url": ""}}
-    status["queue"] = {**status["queue"], "spill_pending": 0}
-    del status["token"]
-    first = Heartbeat(cfg, lambda: status, threading.Event())
-    second = Heartbeat(cfg, lambda: status, threading.Event())  # another process, same id
-    assert first.token != second.token
+                      data_dir=tmp_path / "agent", queue={"when_full": "block"},
+                      inputs=[{"type": "stdin"}])
+    a, b = Agent(cfg, listen=""), Agent(cfg, listen="")  # two processes of one agent
+    first, second = a._heartbeat(), b._heartbeat()
+    assert first.token != second.token and a.id == b.id
     with httpx.Client(headers={"X-Scope-OrgID": "team-h"}) as http:
         assert first.send(http) and first.sent == 1
         assert second.send(http) and second.sent == 0 and second.refused == 409
         assert first.send(http) and first.sent == 2
     rows = httpx.get(f"{server.url}{PIPELINE}", headers={"X-Scope-OrgID": "team-h"}).json()
-    assert [r["id"] for r in rows["data"]] == ["agent-h"]
+    assert [r["id"] for r in rows["data"]] == [a.id]
+    assert rows["data"][0]["queue"]["unit"] == "lines"
+    Heartbeat.model_validate({**rows["data"][0], "token": "t"})  # the card is the model
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"queue": None}, '"queue"'),
+    ({"queue": {"depth": "many", "capacity": 10, "when_full": "drop"}}, '"queue.depth"'),
+    ({"queue": {"depth": 1, "capacity": 10, "when_full": "sometimes"}}, '"queue.when_full"'),
+    ({"lines": {"shipped": -1}}, '"lines.shipped"'),
+    ({"kind": "robot"}, '"kind"'),
+    ({"ts": "yesterday"}, '"ts"'),
+    ({"interval_s": 0}, '"interval_s"'),
+    ({"lost_by_reason": {"full": 1.5}}, '"lost_by_reason.full"'),
+    ({"version": 2}, '"version"'),
+])
+def test_a_malformed_heartbeat_is_400_naming_the_field(app: InProcessServer,
+                                                        change: dict[str, Any],
+                                                        field: str) -> None:
+    hb = {**beat("bad", "t"), **change}
+    if change.get("queue", 0) is None:
+        del hb["queue"]
+    r = post(app, hb)
+    assert r.status_code == 400 and field in r.text, r.text
+    assert "invalid heartbeat" in r.text
+    assert cards(app) == []
+    assert app.post(HB, content=b"[1, 2]").status_code == 400  # not an object
+    r = app.post(HB, content=b"{not json")
+    assert r.status_code == 400 and "not valid JSON" in r.text
+
+
+def test_unknown_fields_of_a_newer_sender_are_ignored(app: InProcessServer) -> None:
+    assert post(app, beat("newer", "t", ledger={"emitted": 5})).status_code == 204
+    (card,) = cards(app)
+    assert "ledger" not in card and card["version"] == 1
 
 
 def test_the_client_reports_under_its_sinks_tenant(server: ServerProcess) -> None:

@@ -61,12 +61,12 @@ def test_a_bad_file_at_start_is_a_config_error(tmp_path: Path, text: str, messag
 
 def test_loki_keys_without_meaning_here_are_a_warning(tmp_path: Path,
                                                       caplog: pytest.LogCaptureFixture) -> None:
-    tl = _limits(tmp_path, "overrides:\n  a:\n    split_queries_by_interval: 1h\n"
+    tl = _limits(tmp_path, "overrides:\n  a:\n    bloom_creation_enabled: true\n"
                            "    max_query_series: 7\nconfigs: {}\n")
     with caplog.at_level(logging.WARNING, "sluiceway.server"):
         tl.load()
     assert tl.get("a").max_query_series == 7
-    assert "overrides.a.split_queries_by_interval" in caplog.text and "configs" in caplog.text
+    assert "overrides.a.bloom_creation_enabled" in caplog.text and "configs" in caplog.text
 
 
 def test_a_bad_version_keeps_the_last_good_one_and_is_logged_once(

@@ -58,6 +58,12 @@ CASES = [
     ("histogram", "pickStep", [0, 3600_000], 60),
     ("histogram", "pickStep", [0, 7 * 86400_000], 10800),
     ("pipeline", "fillOf", [{"depth": 5, "capacity": 10, "bytes": 900, "max_bytes": 1000}], 0.9),
+    # what waits on disk counts: a backlog is never an empty queue
+    ("pipeline", "fillOf", [{"depth": 0, "capacity": 10, "spill_bytes": 300,
+                             "spill_max_bytes": 1000}], 0.3),
+    ("pipeline", "memoryFillOf", [{"depth": 0, "capacity": 10, "spill_bytes": 300,
+                                   "spill_max_bytes": 1000}], 0),
+    ("pipeline", "diskLinesOf", [{"spill_lines": 42}], 42),
 ]
 
 

@@ -3,11 +3,13 @@ heartbeats show every status word (block, drop, spill, stale) the page promises.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +27,15 @@ data_dir: {data}
 listen: null
 timeout: 1s
 retry: {{min_backoff: 100ms, max_backoff: 500ms}}
-queue: {{capacity: 500, when_full: block}}
-batch: {{max_lines: 100, max_wait: 100ms}}
+queue: {{capacity: {capacity}, when_full: block}}
+batch: {{max_lines: {batch}, max_wait: 100ms}}
 heartbeat_interval: 300ms
 inputs:
-  - type: demo
-    rate: 800
-    labels: {{job: ui-pipeline-demo}}
+  - {input}
 """
+DEMO_INPUT = "{type: demo, rate: 800, labels: {job: ui-pipeline-demo}}"
+FILE_INPUT = ('{{type: file, paths: ["{logs}/*.log"], start_at: beginning, '
+              'poll_interval: 50ms, labels: {{job: ui-pipeline-file}}}}')
 
 
 # An app using the in-app client: a small drop queue, heartbeats twice a second.
@@ -59,16 +62,36 @@ def fill_of(page: Any, name: str) -> float:
     return float(card(page, name).get_attribute("data-fill") or "0")
 
 
-def test_real_agent_queue_fills_while_backend_is_stopped(
-        page: Any, ui_server: ServerProcess, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def agent_and_backend(tmp_path: Path, report: ServerProcess, name: str, capacity: int,
+                      batch: int, input_: str) -> Iterator[ServerProcess]:
+    """A backend server and a real agent shipping to it, reporting to `report`; both
+    stopped at the end (the backend resumed first if a test froze it)."""
     backend = ServerProcess(tmp_path / "backend").start()
     cfg = tmp_path / "agent.yaml"
-    cfg.write_text(AGENT_YAML.format(backend=backend.url, report=ui_server.url,
-                                     name="ui-test-agent", data=tmp_path / "agent-data"))
+    cfg.write_text(AGENT_YAML.format(backend=backend.url, report=report.url, name=name,
+                                     data=tmp_path / "agent-data", capacity=capacity,
+                                     batch=batch, input=input_))
     log = open(tmp_path / "agent.log", "wb")  # noqa: SIM115 - closed in finally
     agent = subprocess.Popen(sluiceway_cmd("agent", "-c", str(cfg)), cwd=REPO, stdout=log,
                              stderr=subprocess.STDOUT)
     try:
+        yield backend
+    finally:
+        backend.signal(signal.SIGCONT)
+        agent.terminate()
+        try:
+            agent.wait(10)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+        log.close()
+        stop_quickly(backend)
+
+
+def test_real_agent_queue_fills_while_backend_is_stopped(
+        page: Any, ui_server: ServerProcess, tmp_path: Path) -> None:
+    with agent_and_backend(tmp_path, ui_server, "ui-test-agent", 500, 100,
+                           DEMO_INPUT) as backend:
         page.goto(f"{ui_server.url}/#/pipeline")
         c = card(page, "ui-test-agent")
         try:
@@ -99,14 +122,6 @@ def test_real_agent_queue_fills_while_backend_is_stopped(
 
         backend.signal(signal.SIGCONT)  # it drains again
         expect(c).to_have_attribute("data-status", "OK", timeout=20_000)
-    finally:
-        agent.terminate()
-        try:
-            agent.wait(10)
-        except subprocess.TimeoutExpired:
-            agent.kill()
-        log.close()
-        stop_quickly(backend)
 
 
 def test_real_client_drops_show_while_backend_is_stopped(
@@ -167,3 +182,80 @@ def test_status_words_for_drop_spill_and_stale(page: Any, ui_server: ServerProce
     expect(card(page, "syn-spiller").locator("[data-stat=spill_bytes]")).to_have_text("5.0 MiB")
     expect(card(page, "syn-stale")).to_have_attribute("data-status", "STALE")
     expect(card(page, "syn-dropper").locator(".fill-text")).to_have_text("100%")
+
+
+def test_a_real_agents_file_reader_waiting_shows_with_its_lag(
+        page: Any, ui_server: ServerProcess, tmp_path: Path) -> None:
+    """Block mode with a file input and a stopped backend: the card says BLOCKING, that
+    the file reader waits and how many lines behind it is; the queue never passes its
+    capacity in lines."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    with agent_and_backend(tmp_path, ui_server, "ui-file-agent", 1000, 200,
+                           FILE_INPUT.format(logs=logs)) as backend:
+        page.goto(f"{ui_server.url}/#/pipeline")
+        c = card(page, "ui-file-agent")
+        expect(c).to_have_attribute("data-status", "OK", timeout=15_000)
+        backend.signal(signal.SIGSTOP)
+        with open(logs / "app.log", "w") as f:
+            f.write("".join(f"line {i:06d} " + "z" * 80 + "\n" for i in range(8000)))
+        expect(c).to_have_attribute("data-status", "BLOCKING", timeout=20_000)
+        expect(c.locator(".status-why")).to_contain_text(
+            re.compile(r"file reader waiting, [\d.]+k? lines behind"))
+        f = c.locator("[data-testid=file]")
+        expect(f).to_contain_text("file reader waiting")
+        expect(f).to_contain_text(re.compile(r"[\d.]+k? lines behind"))
+        expect(c.locator("[data-testid=memory]")).to_contain_text(re.compile(r"/ 1000 lines"))
+        depth, cap = re.search(r"(\d+) / (\d+) lines", c.locator(  # type: ignore[union-attr]
+            "[data-testid=memory]").inner_text()).groups()
+        assert int(depth) <= int(cap) == 1000
+        backend.signal(signal.SIGCONT)
+        expect(c).to_have_attribute("data-status", "OK", timeout=30_000)
+        expect(c.locator("[data-testid=last-push]")).to_contain_text("last push accepted")
+
+
+def test_a_spill_backlog_never_reads_as_an_empty_queue(page: Any,
+                                                       ui_server: ServerProcess) -> None:
+    q = {"depth": 0, "capacity": 1000, "bytes": 0, "max_bytes": 1 << 24, "high_watermark": 1000,
+         "when_full": "spill", "spill_max_bytes": 1 << 30}
+    reports = [
+        heartbeat("syn-backlog", "syn-backlog", kind="agent",
+                  queue={**q, "spill_lines": 40_000, "spill_bytes": 300 << 20},
+                  spill_bytes=300 << 20),
+        heartbeat("syn-crumb", "syn-crumb", kind="agent",
+                  queue={**q, "spill_lines": 3, "spill_bytes": 2048}, spill_bytes=2048),
+    ]
+    for r in reports:
+        assert httpx.post(f"{ui_server.url}/sluiceway/api/v1/heartbeat", json=r).status_code == 204
+    page.goto(f"{ui_server.url}/#/pipeline")
+    big, crumb = card(page, "syn-backlog"), card(page, "syn-crumb")
+    expect(big).to_have_attribute("data-status", "DRAINING SPILL")
+    expect(big.locator(".fill-text")).to_have_text("29%")  # 300 MiB of the 1 GiB spill
+    expect(big.locator("[data-testid=disk]")).to_contain_text("on disk: 40.0k lines")
+    expect(big.locator("[data-testid=memory]")).to_contain_text("0 / 1000 lines in memory")
+    expect(crumb).to_have_attribute("data-status", "DRAINING SPILL")
+    expect(crumb.locator(".fill-text")).to_have_text("<1%")
+    expect(crumb.locator(".status-why")).to_contain_text("3 lines")
+
+
+def test_block_mode_shows_each_files_lag_and_the_waiting_reader(
+        page: Any, ui_server: ServerProcess) -> None:
+    files = [{"path": "/var/log/app/slow.log", "lag_bytes": 900_000, "lag_lines": 1234,
+              "waiting": True},
+             {"path": "/var/log/app/quiet.log", "lag_bytes": 0, "lag_lines": 0,
+              "waiting": False}]
+    hb = heartbeat("syn-block", "syn-blocker", kind="agent", files=files,
+                   queue={"depth": 800, "capacity": 1000, "bytes": 10, "max_bytes": 1000,
+                          "when_full": "block", "high_watermark": 1000, "waiting_s": 4.0})
+    assert httpx.post(f"{ui_server.url}/sluiceway/api/v1/heartbeat", json=hb).status_code == 204
+    page.goto(f"{ui_server.url}/#/pipeline")
+    c = card(page, "syn-blocker")
+    expect(c).to_have_attribute("data-status", "BLOCKING")
+    expect(c.locator(".status-why")).to_contain_text("file reader waiting, 1234 lines behind")
+    rows = c.locator("[data-testid=file]")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text("app/slow.log")
+    expect(rows.nth(0)).to_contain_text("1234 lines behind")
+    expect(rows.nth(0)).to_contain_text("file reader waiting")
+    expect(rows.nth(1)).not_to_contain_text("waiting")
+    expect(c.locator("[data-testid=memory]")).to_contain_text("800 / 1000 lines in memory")

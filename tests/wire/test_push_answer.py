@@ -9,7 +9,13 @@ from email.utils import formatdate
 
 import pytest
 
-from sluiceway.wire import base_url, classify_push_answer, parse_retry_after, push_url
+from sluiceway.wire import (
+    ANSWER_REASONS,
+    base_url,
+    classify_push_answer,
+    parse_retry_after,
+    push_url,
+)
 from tests.procs import FIXTURES
 
 RESPONSES = FIXTURES / "responses"
@@ -94,3 +100,25 @@ def test_push_url_accepts_the_base_or_the_full_push_url(url: str, push: str,
                                                          base: str) -> None:
     assert push_url(url) == push
     assert base_url(url) == base
+
+
+def test_every_reason_the_classifier_names_is_listed_for_counters_at_0() -> None:
+    """Shippers show `ANSWER_REASONS` at 0 from the start: a reason missing there would
+    make its counter appear only once lines are lost."""
+    texts = ["timestamp too old", "timestamp too new", "Max entry size '10' bytes exceeded",
+             "line too long", "entry too far behind", "entry out of order",
+             "structured metadata too large", "too many structured metadata labels",
+             "greater_than_max_sample_age", "too_far_in_future", "line_too_long",
+             "something else"]
+    bodies = [""] + [f"entry for stream '{{a=\"b\"}}' has {t}\ntotal ignored: 1 out of 2"
+                     for t in texts] + [t for t in texts]
+    bodies += [(RESPONSES / p.name).read_text() for p in RESPONSES.glob("limits_push_*.txt")]
+    named: set[str] = set()
+    for status in range(200, 600):
+        for body in bodies:
+            ans = classify_push_answer(status, body)
+            named |= {ans.reason, *ans.by_reason} - {""}
+    unlisted = {r for r in named if r not in ANSWER_REASONS and not r.startswith("http_")}
+    assert not unlisted, unlisted
+    assert {"structured_metadata_too_large", "structured_metadata_too_many", "too_old",
+            "too_large", "rate_limited", "server_error"} <= named

@@ -2,6 +2,11 @@
 // Built for an outage: each card leads with one status word (BLOCKING, DROPPING, SPILLING,
 // BACKEND DOWN, STALE, OK) and a queue-fill bar, so block, drop and spill show at a glance;
 // the numbers underneath say how much and how fast.
+//
+// What it shows is what the heartbeat says (sluiceway.model.Heartbeat), in lines: the
+// memory queue against its capacity (never more), what waits on disk against the spill's
+// cap (a spill backlog never reads as an empty queue), and for an agent's files how far
+// behind each is and whether its reader waits for room.
 import { el, clear, fmtNumber, fmtBytes } from "./dom.js";
 import * as api from "./api.js";
 
@@ -13,11 +18,33 @@ const POLICY_TEXT = {
   spill: "overflow goes to disk when full",
 };
 
-// Fill is the worse of the line (or batch) count and the byte budget.
-export function fillOf(q = {}) {
+const clamp = (x) => Math.max(0, Math.min(1, x));
+
+// Memory fill: the worse of the line count and the byte budget.
+export function memoryFillOf(q = {}) {
   const a = q.capacity ? (q.depth ?? 0) / q.capacity : 0;
   const b = q.max_bytes ? (q.bytes ?? 0) / q.max_bytes : 0;
-  return Math.max(0, Math.min(1, Math.max(a, b)));
+  return clamp(Math.max(a, b));
+}
+
+// Disk fill: the spill's bytes against its cap.
+export function diskFillOf(q = {}) {
+  return q.spill_max_bytes ? clamp((q.spill_bytes ?? 0) / q.spill_max_bytes) : 0;
+}
+
+// The queue's fill includes what waits on disk: the worse of memory and disk.
+export function fillOf(q = {}) {
+  return Math.max(memoryFillOf(q), diskFillOf(q));
+}
+
+// Lines waiting on disk (or on their way there): a backlog is never an empty queue.
+export function diskLinesOf(q = {}) {
+  return q.spill_lines ?? 0;
+}
+
+// Files whose reader waits for room in the queue, furthest behind first.
+export function waitingFiles(rep) {
+  return (rep.files ?? []).filter((f) => f.waiting);
 }
 
 // One word for the card, worst first; `rates` are per-second deltas since the last heartbeat.
@@ -25,10 +52,10 @@ export function statusOf(rep, rates) {
   const [cls, word, reason] = primaryStatus(rep, rates);
   // The word names the worst thing; the line under it also lists what else is going on,
   // e.g. BACKEND DOWN · spilling 300/s to disk.
-  const fill = fillOf(rep.queue);
+  const memFull = memoryFillOf(rep.queue) >= 0.999;
   const effects = [];
   if (word !== "STALE") {
-    if (fill >= 0.999 && !/full/.test(reason)) effects.push(`queue full (${rep.queue?.when_full})`);
+    if (memFull && !/full/.test(reason)) effects.push(`queue full (${rep.queue?.when_full})`);
     if ((rates.spilled ?? 0) > 0 && word !== "SPILLING") effects.push(`spilling ${fmtNumber(rates.spilled)}/s to disk`);
     const losing = (rates.lost ?? 0) || (rates.dropped ?? 0);
     if (losing > 0 && word !== "DROPPING") effects.push(`losing ${fmtNumber(losing)} lines/s`);
@@ -36,18 +63,31 @@ export function statusOf(rep, rates) {
   return [cls, word, [reason, ...effects].join(" · ")];
 }
 
+// Who waits when the queue is full: the file readers, or the application itself.
+function waiterText(rep) {
+  const files = waitingFiles(rep);
+  if (!files.length) return rep.kind === "client" ? "the application is waiting" : "the input is waiting";
+  const behind = files.reduce((a, f) => a + (f.lag_lines ?? 0), 0);
+  const which = files.length === 1 ? "file reader waiting" : `${files.length} file readers waiting`;
+  return behind ? `${which}, ${fmtNumber(behind)} lines behind` : which;
+}
+
 function primaryStatus(rep, rates) {
-  const fill = fillOf(rep.queue);
-  const policy = rep.queue?.when_full;
+  const q = rep.queue ?? {};
+  const memFull = memoryFillOf(q) >= 0.999;
+  const waiting = (q.waiting_s ?? 0) > 0 || waitingFiles(rep).length > 0;
+  const policy = q.when_full;
+  const onDisk = diskLinesOf(q) > 0 || (q.spill_bytes ?? rep.spill_bytes ?? 0) > 0;
   if (rep.stale) return ["stale", "STALE", `no heartbeat for ${fmtAge(rep.age_s)}`];
   const losing = Math.max(rates.lost ?? 0, rates.dropped ?? 0);
   if (losing > 0) return ["bad", "DROPPING", `losing ${fmtNumber(losing)} lines/s right now`];
-  if (fill >= 0.999 && policy === "block") return ["bad", "BLOCKING", "queue full: the application is waiting"];
-  if (fill >= 0.999 && policy === "drop") return ["bad", "DROPPING", "queue full: new lines are discarded"];
+  if (policy === "block" && (waiting || memFull)) return ["bad", "BLOCKING", `queue full: ${waiterText(rep)}`];
+  if (policy === "drop" && memFull) return ["bad", "DROPPING", "queue full: new lines are discarded"];
   if (rep.backend && rep.backend.ok === false) return ["bad", "BACKEND DOWN", rep.backend.last_error || "cannot ship"];
-  if ((rates.spilled ?? 0) > 0 || (fill >= 0.999 && policy === "spill")) return ["warn", "SPILLING", "overflow is going to disk"];
-  if ((rep.spill_bytes ?? 0) > 0) return ["warn", "DRAINING SPILL", `${fmtBytes(rep.spill_bytes)} waiting on disk`];
-  if (fill >= 0.5) return ["warn", "FILLING", "the queue is more than half full"];
+  if ((rates.spilled ?? 0) > 0 || (memFull && policy === "spill" && !waiting)) return ["warn", "SPILLING", "overflow is going to disk"];
+  if (onDisk) return ["warn", "DRAINING SPILL", `${fmtNumber(diskLinesOf(q))} lines (${fmtBytes(q.spill_bytes ?? rep.spill_bytes ?? 0)}) waiting on disk`];
+  if (waiting) return ["warn", "READER WAITING", `the backend takes lines slower than they come: ${waiterText(rep)}`];
+  if (fillOf(q) >= 0.5) return ["warn", "FILLING", "the queue is more than half full"];
   return ["ok", "OK", "shipping normally"];
 }
 
@@ -116,7 +156,12 @@ function makeCard(rep) {
   const fillBar = el("div", { class: "fill-bar-inner" });
   const hwm = el("div", { class: "fill-hwm", title: "high watermark" });
   const fillText = el("span", { class: "fill-text", "data-testid": "fill-text" });
-  const fillDetail = el("span", { class: "fill-detail" });
+  const fillDetail = el("span", { class: "fill-detail", "data-testid": "memory" });
+  const diskBar = el("div", { class: "fill-bar-inner disk" });
+  const diskDetail = el("span", { class: "fill-detail", "data-testid": "disk" });
+  const disk = el("div", { class: "disk-fill", hidden: true },
+    el("div", { class: "fill-bar disk-bar", title: "spill on disk" }, diskBar), diskDetail);
+  const files = el("div", { class: "files", "data-testid": "files" });
   const policy = el("span", { class: "policy" });
   const spark = el("canvas", { class: "spark", "aria-label": "queue fill over time", title: "queue fill since this page opened (dashed: 50% and 100%)" });
   const stats = {
@@ -134,11 +179,11 @@ function makeCard(rep) {
     why,
     el("div", { class: "fill" },
       el("div", { class: "fill-top" }, el("span", { class: "fill-label" }, "queue"), fillText, el("span", { class: "spacer" }), policy),
-      el("div", { class: "fill-bar" }, fillBar, hwm), fillDetail),
-    spark,
+      el("div", { class: "fill-bar", title: "lines in memory" }, fillBar, hwm), fillDetail, disk),
+    spark, files,
     el("div", { class: "stats" }, Object.values(stats).map((s) => s.node), latency.node),
     backend, lost);
-  return { card, badge, why, fillBar, hwm, fillText, fillDetail, policy, spark, stats, latency, backend, lost, meta, history: [], prev: null };
+  return { card, badge, why, fillBar, hwm, fillText, fillDetail, disk, diskBar, diskDetail, files, policy, spark, stats, latency, backend, lost, meta, history: [], prev: null };
 }
 
 function rateOf(prev, rep, key) {
@@ -157,11 +202,13 @@ function updateCard(c, rep) {
   const fill = fillOf(q);
   const [cls, word, reason] = statusOf(rep, rates);
   // Facts for the summary pills, independent of which one won the status word.
-  const full = fill >= 0.999;
+  const memFill = memoryFillOf(q);
+  const full = memFill >= 0.999;
+  const waiting = (q.waiting_s ?? 0) > 0 || waitingFiles(rep).length > 0;
   c.flags = {
-    blocking: !rep.stale && full && q.when_full === "block",
+    blocking: !rep.stale && q.when_full === "block" && (full || waiting),
     dropping: !rep.stale && ((rates.dropped ?? 0) > 0 || (rates.lost ?? 0) > 0 || (full && q.when_full === "drop")),
-    spilling: !rep.stale && ((rates.spilled ?? 0) > 0 || (rep.spill_bytes ?? 0) > 0 || (full && q.when_full === "spill")),
+    spilling: !rep.stale && ((rates.spilled ?? 0) > 0 || diskLinesOf(q) > 0 || (rep.spill_bytes ?? 0) > 0 || (full && q.when_full === "spill" && !waiting)),
   };
   c.card.className = `card reporter status-${cls}${rep.stale ? " is-stale" : ""}`;
   c.card.dataset.status = word;
@@ -169,15 +216,31 @@ function updateCard(c, rep) {
   c.badge.textContent = word;
   c.why.textContent = reason;
   c.meta.textContent = `${rep.host ?? "?"} · pid ${rep.pid ?? "?"} · seen ${fmtAge(rep.age_s)} ago`;
-  c.fillBar.style.width = `${(fill * 100).toFixed(1)}%`;
-  c.fillBar.className = `fill-bar-inner ${fill >= 0.9 ? "bad" : fill >= 0.5 ? "warn" : "ok"}`;
+  c.fillBar.style.width = `${(memFill * 100).toFixed(1)}%`;
+  c.fillBar.className = `fill-bar-inner ${memFill >= 0.9 ? "bad" : memFill >= 0.5 ? "warn" : "ok"}`;
   const hw = q.capacity ? Math.min(1, (q.high_watermark ?? 0) / q.capacity) : 0;
   c.hwm.style.left = `${(hw * 100).toFixed(1)}%`;
   c.hwm.hidden = !hw;
-  c.fillText.textContent = `${Math.round(fill * 100)}%`;
-  c.fillDetail.textContent = `${fmtNumber(q.depth ?? 0)} / ${fmtNumber(q.capacity ?? 0)} slots · ${bytesOf(q.bytes ?? 0, q.max_bytes ?? 0)}` +
+  const diskLines = diskLinesOf(q), diskBytes = q.spill_bytes ?? rep.spill_bytes ?? 0;
+  // Never "0%" over a backlog: the disk's share is shown, and at least "<1%".
+  const pct = Math.round(fill * 100);
+  c.fillText.textContent = pct === 0 && (diskLines > 0 || diskBytes > 0) ? "<1%" : `${pct}%`;
+  const unit = q.unit ?? "lines";
+  c.fillDetail.textContent = `${fmtNumber(q.depth ?? 0)} / ${fmtNumber(q.capacity ?? 0)} ${unit} in memory` +
+    ((q.in_flight ?? 0) ? ` (+${fmtNumber(q.in_flight)} in flight)` : "") +
+    ` · ${bytesOf(q.bytes ?? 0, q.max_bytes ?? 0)}` +
     (q.high_watermark ? ` · high watermark ${fmtNumber(q.high_watermark)}` : "");
-  c.fillDetail.title = `${q.depth} of ${q.capacity} queue slots, ${q.bytes} of ${q.max_bytes} bytes`;
+  c.fillDetail.title = `${q.depth} of ${q.capacity} ${unit} wait in memory, ${q.bytes} of ${q.max_bytes} bytes`;
+  const spillMode = q.when_full === "spill" || diskLines > 0 || diskBytes > 0;
+  c.disk.hidden = !spillMode;
+  if (spillMode) {
+    const df = diskFillOf(q);
+    c.diskBar.style.width = `${Math.max(df * 100, diskLines > 0 || diskBytes > 0 ? 1 : 0).toFixed(1)}%`;
+    c.diskDetail.textContent = `on disk: ${fmtNumber(diskLines)} ${unit}` +
+      ` · ${fmtBytes(diskBytes)}` + (q.spill_max_bytes ? ` of ${fmtBytes(q.spill_max_bytes)}` : "") +
+      (q.spill_full ? " · FULL" : "");
+  }
+  renderFiles(c.files, rep);
   c.policy.textContent = `when full: ${q.when_full ?? "?"}`;
   c.policy.title = POLICY_TEXT[q.when_full] ?? "";
   c.policy.className = `policy policy-${q.when_full}`;
@@ -198,8 +261,12 @@ function updateCard(c, rep) {
   clear(c.backend);
   const b = rep.backend ?? {};
   c.backend.className = `backend ${b.ok === false ? "down" : "up"}`;
-  c.backend.append(el("span", { class: "dot" }), el("span", {}, b.ok === false ? "backend down" : "backend ok"),
-    el("code", {}, b.url ?? ""));
+  const bword = b.ok === false ? (b.state === "retrying" ? "backend down (retrying)" : "backend down") : "backend ok";
+  c.backend.append(el("span", { class: "dot" }), el("span", {}, bword), el("code", {}, b.url ?? ""));
+  if (b.last_success_ts) {
+    const ago = Math.max(0, (rep.ts ?? Date.now() / 1000) - b.last_success_ts);
+    c.backend.append(el("span", { class: "muted", "data-testid": "last-push" }, `last push accepted ${fmtAge(ago)} ago`));
+  }
   if (b.ok === false && b.last_error) c.backend.append(el("span", { class: "err" }, b.last_error));
   clear(c.lost);
   const reasons = Object.entries(rep.lost_by_reason ?? {}).filter(([, n]) => n > 0);
@@ -207,6 +274,22 @@ function updateCard(c, rep) {
   c.history.push({ t: Date.now(), fill });
   if (c.history.length > HISTORY_POINTS) c.history.shift();
   drawSpark(c.spark, c.history);
+}
+
+// An agent's files: how far behind each is and whether its reader waits for room.
+function renderFiles(node, rep) {
+  clear(node);
+  const files = [...(rep.files ?? [])].sort((a, b) => (b.waiting - a.waiting) || (b.lag_bytes - a.lag_bytes)).slice(0, 5);
+  node.hidden = !files.length;
+  for (const f of files) {
+    const lag = f.lag_lines != null ? `${fmtNumber(f.lag_lines)} lines behind` : (f.lag_bytes ? `${fmtBytes(f.lag_bytes)} behind` : "up to date");
+    node.append(el("div", { class: `file${f.waiting ? " waiting" : ""}`, "data-testid": "file", title: f.path },
+      el("code", { class: "file-path" }, f.path.split("/").slice(-2).join("/")),
+      el("span", { class: "file-lag" }, lag),
+      f.waiting ? el("span", { class: "file-waiting" }, "file reader waiting") : null));
+  }
+  const more = (rep.files ?? []).length - files.length;
+  if (more > 0) node.append(el("div", { class: "muted file-more" }, `+ ${more} more files`));
 }
 
 // The server keeps one card per tenant and id (several tenants with multi-tenant queries).
@@ -232,7 +315,7 @@ export function pipelinePage() {
     const down = list.filter((r) => !r.stale && r.backend?.ok === false).length;
     const trouble = flags.filter((f) => f.blocking || f.dropping).length;
     const spilling = flags.filter((f) => f.spilling).length;
-    // Clients count drops inside "lost"; agents keep them apart: take the larger, never the sum.
+    // "lost" counts every line that will never arrive, drops included.
     const lost = list.reduce((a, r) => a + Math.max(r.lines?.lost ?? 0, r.lines?.dropped ?? 0), 0);
     summary.append(
       pill("", `${list.length} reporting`, list.length),
