@@ -36,8 +36,9 @@ LAYERS: dict[str, frozenset[str]] = {
     "store": frozenset({"model", "durable"}),
     "logql": frozenset({"model", "durable"}),
     "ruler": frozenset({"logql", "wire", "model", "durable"}),
-    "server": frozenset({"store", "logql", "ruler", "wire", "model", "durable", "buffer",
-                         "ui"}),
+    "patterns": frozenset({"logql", "model", "durable"}),
+    "server": frozenset({"store", "logql", "ruler", "patterns", "wire", "model", "durable",
+                         "buffer", "ui"}),
     "ui": frozenset(),  # static files only
 }
 # Top-level modules (`sluiceway/cli.py`, `__main__.py`, `__init__.py`, `_up.py`) wire

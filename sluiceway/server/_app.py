@@ -12,7 +12,9 @@ from starlette.staticfiles import StaticFiles
 
 from sluiceway import __version__
 from sluiceway.logql import QueryError, QueryTimeout, ResultsCache
+from sluiceway.patterns import DrainConfig, MinerConfig, PatternService, record_blocks
 from sluiceway.server import (
+    _routes_drilldown,
     _routes_es,
     _routes_index,
     _routes_ops,
@@ -55,6 +57,21 @@ def store_config(cfg: Config) -> StoreConfig:
         flush_on_shutdown=s.flush_on_shutdown, compaction_enabled=s.compaction_enabled,
         compaction_level=s.compaction_level, compaction_target_bytes=s.compaction_target_size,
         compaction_min_age_s=s.compaction_min_age, compaction_interval_s=compaction_interval)
+
+
+def pattern_service(ctx: ServerContext, in_process: bool) -> PatternService | None:
+    """The pattern ingester of `pattern_ingester` (None when disabled)."""
+    # One miner for every tenant: the config's limits (not a tenant's runtime overrides).
+    pi, lim = ctx.cfg.pattern_ingester, ctx.cfg.limits
+    if not pi.enabled:
+        return None
+    drain = DrainConfig(max_clusters=pi.max_clusters, max_eviction_ratio=pi.max_eviction_ratio,
+                        sample_interval_ms=max(1, int(pi.pattern_sample_interval * 1000)))
+    cfg = MinerConfig(drain, pi.retain_for, pi.max_allowed_line_length,
+                      pi.max_streams_per_tenant, tuple(lim.tokenizable_json_fields()),
+                      ctx.level_rules(lim))
+    return PatternService(cfg, record_blocks, pi.max_queued_bytes, in_process,
+                          lim.query_timeout)
 
 
 def _errors(app: FastAPI) -> None:
@@ -114,6 +131,10 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
                 lambda: Store(store_config(cfg), unordered_window_for=unordered_window_for))
             ctx.store.retention_for = retention_for
         ctx.metrics.bind_store(ctx.store)
+        # A process of its own beside a real server's ingest workers; a thread in an app
+        # built in-process (tests), where spawning processes would cost more than mining.
+        ctx.patterns = await run_in_threadpool(pattern_service, ctx, ctx.pool.workers == 0)
+        ctx.metrics.bind_patterns(ctx)
         watcher = asyncio.create_task(limits.watch()) if limits.files else None
         if ctx.ruler is not None:
             await ctx.ruler.start()
@@ -123,6 +144,8 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
         if watcher is not None:
             watcher.cancel()
         ctx.pool.close()
+        if ctx.patterns is not None:
+            await run_in_threadpool(ctx.patterns.close)
         await run_in_threadpool(ctx.store.close)
 
     app = FastAPI(title="Sluiceway", version=__version__, lifespan=lifespan, docs_url=None,
@@ -131,7 +154,7 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
     _errors(app)
     app.add_middleware(RequestMetricsMiddleware, metrics=ctx.metrics)
     for module in (_routes_push, _routes_otlp, _routes_es, _routes_query, _routes_index,
-                   _routes_tail, _routes_ops):
+                   _routes_drilldown, _routes_tail, _routes_ops):
         app.include_router(module.router)
     app.include_router(_routes_rules.views)
     if cfg.ruler.enable_api:

@@ -141,6 +141,14 @@ def _truncated(b: EntryBlock, size: int) -> EntryBlock:
 def _check_metadata(metadata: list[Metadata | None], text: str, limits: LimitsSection,
                     ok: np.ndarray, out: Rejections) -> None:
     """Loki's per-line limits on structured metadata (only lines that carry some)."""
+    if not limits.allow_structured_metadata:
+        carry = np.array([bool(md) for md in metadata], dtype=bool)
+        if carry.any():
+            _reject(out, ok, carry, "disallowed_structured_metadata",
+                    f"stream '{text}' includes structured metadata, but this feature is "
+                    "disallowed. Please see `limits_config.allow_structured_metadata` or "
+                    "contact your Loki administrator to enable it")
+        return
     big = np.zeros(len(metadata), dtype=bool)
     many = np.zeros(len(metadata), dtype=bool)
     for i, md in enumerate(metadata):

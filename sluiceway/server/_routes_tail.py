@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sluiceway.logql import (
     Expr,
+    LevelRules,
     LogExpr,
     QueryError,
     QueryParams,
@@ -128,7 +129,8 @@ async def _session(ctx: ServerContext, ws: WebSocket, req: _TailRequest,
     try:
         hist = await run_in_threadpool(evaluate, StoreSource(ctx.store), req.expr, QueryParams(
             tenants=req.tenants, start=req.start, end=time.time_ns() + 1, limit=req.limit,
-            direction="backward", max_line_size=cap, deadline=ctx.deadline(limits)))
+            direction="backward", max_line_size=cap, deadline=ctx.deadline(limits),
+            levels=ctx.level_rules(limits)))
         first = _streams(hist)
         # A line pushed while the history query ran is in both: send it once.
         sent = {(t, line) for s in first for t, line, _ in s.entries}
@@ -145,7 +147,8 @@ async def _session(ctx: ServerContext, ws: WebSocket, req: _TailRequest,
                 await asyncio.sleep(req.delay_s)
             streams: list[Stream] = []
             if item is not None:
-                streams = await _live(req.expr, item.tenant, item.blocks, sent, cap)
+                streams = await _live(req.expr, item.tenant, item.blocks, sent, cap,
+                                      ctx.level_rules(ctx.limits_for(item.tenant)))
             dropped = session.take_dropped()
             if streams or dropped:
                 await ws.send_text(_frame(streams, dropped))
@@ -162,12 +165,13 @@ def _streams(res: QueryResult) -> list[Stream]:
 
 
 async def _live(expr: Expr, tenant: str, blocks: list[EntryBlock],
-                sent: set[tuple[int, str]], max_line_size: int) -> list[Stream]:
+                sent: set[tuple[int, str]], max_line_size: int,
+                levels: LevelRules | None) -> list[Stream]:
     # `limit` bounds the history only; every new line that matches is sent.
     everything = max(1, sum(len(b) for b in blocks))
     res = await run_in_threadpool(evaluate, BlocksSource(tenant, blocks), expr, QueryParams(
         tenants=[tenant], start=0, end=2**62, limit=everything, direction="forward",
-        max_line_size=max_line_size))
+        max_line_size=max_line_size, levels=levels))
     streams = _streams(res)
     if sent:
         streams = [Stream(s.labels, [e for e in s.entries if (e[0], e[1]) not in sent])

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from sluiceway.logql import Deadline, LogSource
-from sluiceway.model import Matcher
+from sluiceway.model import Matcher, format_labels
 
 
 def _group_key(labels: Mapping[str, str], targets: list[str]) -> tuple[tuple[str, str], ...]:
@@ -26,8 +26,15 @@ def volume(source: LogSource, tenants: list[str], matchers: list[Matcher], start
            aggregate_by: str, deadline: Deadline | None = None,
            ) -> dict[tuple[tuple[str, str], ...], np.ndarray]:
     """Bytes per group: one value (step None) or one per bucket of `bucket_edges`, from
-    the per-series sums of `source.volume`; `deadline` is checked before each block."""
+    the per-series sums of `source.volume`; `deadline` is checked before each block. As
+    Loki: `aggregate_by` "series" groups by the `targets` (default: the selector's label
+    names), "labels" by label *name* (the value left empty); a target the selector does
+    not name must be present (`=~".+"`); the largest first (ties by name), at most
+    `limit`."""
     names = targets or sorted({m.name for m in matchers})
+    if targets:
+        named = {m.name for m in matchers}
+        matchers = matchers + [Matcher(t, "=~", ".+") for t in targets if t not in named]
     edges = bucket_edges(start, end, step_ns) if step_ns else np.array([start, end],
                                                                        dtype=np.int64)
     nb = len(edges) - 1
@@ -35,10 +42,11 @@ def volume(source: LogSource, tenants: list[str], matchers: list[Matcher], start
     for ref, sums in source.volume(tenants, matchers, start, end, edges, deadline=deadline):
         if aggregate_by == "labels":
             keys: list[tuple[tuple[str, str], ...]] = [
-                ((k, v),) for k, v in ref.labels.items() if not targets or k in targets]
+                ((k, ""),) for k in ref.labels if not targets or k in targets]
         else:
             keys = [_group_key(ref.labels, names)]
         for key in keys:
             acc[key] = acc.get(key, np.zeros(nb, dtype=np.int64)) + sums
-    top = sorted(acc.items(), key=lambda kv: -int(kv[1].sum()))[:limit]
+    top = sorted(acc.items(), key=lambda kv: (-int(kv[1].sum()),
+                                              format_labels(dict(kv[0]))))[:limit]
     return dict(top)
