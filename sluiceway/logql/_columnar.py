@@ -208,7 +208,7 @@ def count_lines(source: LogSource, params: QueryParams, lr: A.LogRange, lo: int,
     shape = (tuple(tenants), repr(lr.log), lr.range_ns, lr.offset_ns, plan.by, want, g,
              levels)
     keys: dict[int, Hashable] = {}
-    units = []
+    todo: list[tuple[int, int, int]] = []  # splits to read: (index, start, end)
     for k, (a, b) in enumerate(splits):
         if cache is not None and b <= closed_before:
             keys[k] = (generation, shape, a, b)
@@ -221,8 +221,11 @@ def count_lines(source: LogSource, params: QueryParams, lr: A.LogRange, lo: int,
                         limit.note_times(key, bk.ids * g)  # a bucket's edge is in its slot
                 _add_to(counts, sizes, g, hit)
                 continue
-        units += [_unit(source, ref, k, a, b, lr, plan, mapper, g, edges, want, params,
-                        limit) for ref in refs]
+        todo.append((k, a, b))
+    # Series by series, then time: with one thread the first pipeline error is the one the
+    # per-line engine meets (`run_units` raises the earliest unit's).
+    units = [_unit(source, ref, k, a, b, lr, plan, mapper, g, edges, want, params, limit)
+             for ref in refs for k, a, b in todo]
     # With no more series than threads they all start at once anyway.
     if 1 < opts.parallelism < len(refs) and plan.can_fail():
         for _ in run_units([_probe(source, ref, lo, hi, lr, plan, mapper, params)

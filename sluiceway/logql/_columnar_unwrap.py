@@ -190,8 +190,10 @@ def collect_values(source: LogSource, params: QueryParams, lr: A.LogRange, lo: i
     splits = split_range(lo, hi, opts.split_ns)
     stats.splits += len(splits)
     # Arrival order of the per-line engine: series by series, then time.
+    # (and with one thread the first pipeline error is the one the per-line engine meets:
+    # `run_units` raises the earliest unit's)
     units = [_unit(source, ref, r * len(splits) + k, a, b, lr, vp, mapper, params, limit)
-             for k, (a, b) in enumerate(splits) for r, ref in enumerate(refs)]
+             for r, ref in enumerate(refs) for k, (a, b) in enumerate(splits)]
     parts = []
     for part in run_units(units, opts.parallelism, opts):
         merge_stats(stats, part.stats)
