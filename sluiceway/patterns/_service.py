@@ -28,7 +28,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from sluiceway.model import EntryBlock, Matcher, PushRecord
+from sluiceway.model import EntryBlock, Matcher
 from sluiceway.patterns._miner import MinerConfig, PatternMiner, PatternSeries
 
 log = logging.getLogger("sluiceway.patterns")
@@ -36,13 +36,6 @@ PRUNE_EVERY_S = 60.0
 _PR_SET_PDEATHSIG = 1
 # A WAL record → (tenant, blocks); module-level, so it pickles to the spawned process.
 Decode = Callable[[bytes], tuple[str, list[EntryBlock]]]
-
-
-def record_blocks(payload: bytes) -> tuple[str, list[EntryBlock]]:
-    """The `Decode` of a stored push: the tenant and blocks of a `model.PushRecord`'s
-    bytes (no line copied)."""
-    record = PushRecord.decode(payload)
-    return record.tenant, record.blocks
 
 
 class MinerUnavailable(RuntimeError):

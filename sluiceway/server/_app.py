@@ -12,7 +12,7 @@ from starlette.staticfiles import StaticFiles
 
 from sluiceway import __version__
 from sluiceway.logql import QueryError, QueryTimeout, ResultsCache
-from sluiceway.patterns import DrainConfig, MinerConfig, PatternService, record_blocks
+from sluiceway.patterns import DrainConfig, MinerConfig, PatternService
 from sluiceway.server import (
     _routes_drilldown,
     _routes_es,
@@ -35,7 +35,7 @@ from sluiceway.server._ratelimit import IngestionRateLimiter, StreamRateLimiter
 from sluiceway.server._ruler import RulerCollector, build_ruler
 from sluiceway.server._streamlimit import StreamLimiter
 from sluiceway.server._tail import TailHub
-from sluiceway.store import Store, StoreConfig
+from sluiceway.store import Store, StoreConfig, decode_record
 from sluiceway.wire import BodyTooLarge
 
 
@@ -70,7 +70,7 @@ def pattern_service(ctx: ServerContext, in_process: bool) -> PatternService | No
     cfg = MinerConfig(drain, pi.retain_for, pi.max_allowed_line_length,
                       pi.max_streams_per_tenant, tuple(lim.tokenizable_json_fields()),
                       ctx.level_rules(lim))
-    return PatternService(cfg, record_blocks, pi.max_queued_bytes, in_process,
+    return PatternService(cfg, decode_record, pi.max_queued_bytes, in_process,
                           lim.query_timeout)
 
 

@@ -112,10 +112,12 @@ async def commit(ctx: ServerContext, record: PushRecord, rej: Rejections) -> Sto
     ctx.metrics.lines_received.labels(tenant).inc(lines)
     ctx.metrics.bytes_received.labels(tenant).inc(nbytes)
     ctx.hub.publish(tenant, applied.blocks)
-    if ctx.patterns is not None:
-        # The record's bytes (made already: no line is copied); mined later, elsewhere,
-        # never waited for. Lines the heads refused (rare) are mined with the rest.
-        ctx.patterns.offer(record.encode(), lines)
+    if ctx.patterns is not None:  # mined later, elsewhere: never waits
+        if applied.rejections or applied.duplicates:  # rare: only what the heads took
+            taken = PushRecord(tenant, applied.blocks)
+            ctx.patterns.offer(taken.encode(), taken.lines)
+        else:
+            ctx.patterns.offer(record.encode(), lines)  # the WAL's bytes, made once
     return Stored(lines, applied, [x for _, x in refused])
 
 

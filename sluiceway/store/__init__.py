@@ -16,9 +16,9 @@ from sluiceway.store._store import (
     StoreError,
     lock_data_dir,
 )
-from sluiceway.store._wal import FileWal, WalPos, WalWriteError
+from sluiceway.store._wal import FileWal, WalPos, WalWriteError, decode_record
 
 __all__ = ["OUT_OF_ORDER", "Applied", "ChunkError", "ChunkWriteError", "FileWal", "Heads",
            "IngestLog", "InvalidKey", "JetStreamBucket", "LocalDir", "NotFound", "ObjectInfo",
            "ObjectStore", "Position", "Rejection", "S3Bucket", "Store", "StoreConfig",
-           "StoreError", "WalPos", "WalWriteError", "lock_data_dir"]
+           "StoreError", "WalPos", "WalWriteError", "decode_record", "lock_data_dir"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sluiceway.durable import ensure_dir, fsync_dir
-from sluiceway.model import PushRecord, RecordError, looks_like_record
+from sluiceway.model import EntryBlock, PushRecord, RecordError, looks_like_record
 from sluiceway.store._frames import HDR as _HDR
 from sluiceway.store._frames import Damage, scan
 
@@ -35,6 +35,13 @@ class WalPos:
 
     segment: int
     offset: int
+
+
+def decode_record(payload: bytes) -> tuple[str, list[EntryBlock]]:
+    """A WAL record's tenant and blocks (what the pattern miner reads). Module-level, so it
+    pickles by name to a spawned process. Raises RecordError."""
+    record = PushRecord.decode(payload)
+    return record.tenant, record.blocks
 
 
 def _segment_path(wal_dir: Path, n: int) -> Path:

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from sluiceway.model import EntryBlock, PushRecord
-from sluiceway.patterns import MinerConfig, MinerUnavailable, PatternService, record_blocks
+from sluiceway.patterns import MinerConfig, MinerUnavailable, PatternService
+from sluiceway.store import decode_record
 from tests.inproc import wait_for
 
 S = 10**9
@@ -39,7 +40,7 @@ class _Gate:
     def __call__(self, payload: bytes) -> tuple[str, list[EntryBlock]]:
         self.entered.set()
         self.release.wait(10)
-        return record_blocks(payload)
+        return decode_record(payload)
 
 
 def test_a_push_that_does_not_fit_the_queue_is_counted_not_waited_for() -> None:
@@ -63,7 +64,7 @@ def test_a_push_that_does_not_fit_the_queue_is_counted_not_waited_for() -> None:
 
 @pytest.mark.timeout(60)
 def test_the_miner_process_mines_and_a_dead_one_is_reported() -> None:
-    service = PatternService(MinerConfig(), record_blocks, 1 << 20, in_process=False,
+    service = PatternService(MinerConfig(), decode_record, 1 << 20, in_process=False,
                              query_timeout=10)
     try:
         service.offer(_record(40, 0), 40)

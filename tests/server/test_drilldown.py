@@ -294,3 +294,24 @@ def test_drilldown_reads_see_no_further_back_than_max_query_lookback(tmp_path: P
         if s.ctx.patterns is not None:
             s.ctx.patterns.close()
         s.close()
+
+
+def test_patterns_are_mined_from_what_the_heads_stored(srv: InProcessServer) -> None:
+    """The miner gets what the heads stored: a push they answered with a partial 400 is
+    mined without the exact duplicates they dropped (here: all its recent lines, sent
+    again), so the pattern counts what a query finds. (The refused lines, too far
+    behind, are left out too; the miner would skip those on its own.)"""
+    now = time.time_ns()
+    recent = [[str(now - (600 - i) * S), f"request {i} served in {i}ms"] for i in range(40)]
+    _push(srv, [{"stream": {"app": "p"}, "values": recent}])
+    behind = [[str(now - 5400 * S + i * S), f"stale job {i} done in {i}ms"] for i in range(40)]
+    text = _push(srv, [{"stream": {"app": "p"}, "values": behind + recent}], status=400)
+    assert "entry too far behind" in text and "total ignored: 40 out of 80" in text
+    q = {"query": '{app="p"}', "start": str(now - 4 * 3600 * S), "end": str(now + S),
+         "step": "60"}
+    assert srv.ctx.patterns is not None
+    wait_for(lambda: srv.ctx.patterns is not None and not srv.ctx.patterns.pending(),
+             "the pushes to be mined")
+    found = srv.get("/loki/api/v1/patterns", params=q).json()["data"]
+    assert [(p["pattern"], sum(n for _, n in p["samples"])) for p in found] == [
+        ("request <_> served in <_>", 40)]
