@@ -40,6 +40,7 @@ from sluiceway.agent._ship import push_target
 from sluiceway.agent._stats import Stats
 from sluiceway.agent._syslog import SyslogListener
 from sluiceway.agent._tail import FileTailer
+from sluiceway.agent._view import PipelineView, view_url
 from sluiceway.ship import HeartbeatSender
 
 log = logging.getLogger("sluiceway.agent")
@@ -83,6 +84,9 @@ class Agent:
         self.dry_run = DryRun() if dry_run else None
         self.inputs: list[Input] = [self._input(i) for i in cfg.inputs]
         self.http: StatusServer | None = None
+        self.view = PipelineView(lambda: heartbeat(self.status()),
+                                 cfg.heartbeat_interval, cfg.heartbeat_forget_after,
+                                 self.stop_now)
         self.heartbeat: HeartbeatSender | None = None
         self._threads: list[threading.Thread] = []  # flusher, positions writer
         self._input_threads: list[threading.Thread] = []
@@ -146,7 +150,9 @@ class Agent:
 
     def start(self) -> Agent:
         if self.listen:  # first: a taken port should fail before anything runs
-            self.http = StatusServer(self.listen, self.status, self.metrics).start()
+            self.http = StatusServer(self.listen, self.status, self.metrics,
+                                     self.view).start()
+            self.view.url = view_url(self.http.address)
         seen: set[str] = set()
         for inp in self.inputs:
             if isinstance(inp, FileTailer):
@@ -162,6 +168,8 @@ class Agent:
         if self.cfg.report_url != "off" and self.dry_run is None:
             self.heartbeat = self._heartbeat()
             self.heartbeat.thread.start()
+        if self.http is not None:  # the view, and the relay of its reporters' heartbeats
+            self.view.start(self.heartbeat)
         log.info("agent %s shipping to %s (queue %s, when_full=%s)", self.cfg.name,
                  ", ".join(c.url for c in self.lanes.clients), self.cfg.queue.capacity,
                  self.cfg.queue.when_full)
@@ -172,7 +180,7 @@ class Agent:
         cfg, target = self.cfg, push_target(self.cfg)
         auto = cfg.report_url == "auto"
         return HeartbeatSender(target.base_url if auto else cfg.report_url,
-                               lambda: heartbeat(self.status()),
+                               self.view.own,
                                lambda: target.http(min(5.0, cfg.heartbeat_interval)),
                                cfg.heartbeat_interval, self.stop_now, auto=auto, log=log,
                                name="agent-heartbeat")

@@ -1,6 +1,7 @@
 """Core value types shared by every package: label sets, stream batches and push records;
-the heartbeat model; config units, the config loaders' messages, and Go's ways of
-reading and writing sizes, durations and times."""
+entry blocks and the one merge of a stream's blocks, `SeriesRef`; the heartbeat model;
+config units, the config loaders' messages, and Go's ways of reading and writing sizes,
+durations and times."""
 
 from sluiceway.model._batch import Metadata, StreamBatch
 from sluiceway.model._block import EntryBlock
@@ -38,7 +39,16 @@ from sluiceway.model._labels import (
     validate_label_names,
 )
 from sluiceway.model._matcher import Matcher, matches_all
+from sluiceway.model._merge import in_read_order, merge_blocks, merge_stream, sort_dedupe
 from sluiceway.model._record import PushRecord, RecordError, looks_like_record
+from sluiceway.model._reporters import (
+    LOSS_WINDOWS,
+    HeartbeatRefused,
+    LossHistory,
+    PipelineRegistry,
+    parse_heartbeat,
+)
+from sluiceway.model._series import SeriesRef
 from sluiceway.model._timefmt import (
     EARLIEST_NS,
     LATEST_NS,
@@ -53,6 +63,11 @@ from sluiceway.model._timefmt import (
 from sluiceway.model._units import Bytes, Duration, LokiBytes, parse_duration, parse_size
 
 __all__ = [
+    "LOSS_WINDOWS",
+    "HeartbeatRefused",
+    "LossHistory",
+    "PipelineRegistry",
+    "parse_heartbeat",
     "HEARTBEAT_VERSION",
     "Heartbeat",
     "HeartbeatBackend",
@@ -81,6 +96,11 @@ __all__ = [
     "EntryBlock",
     "Matcher",
     "matches_all",
+    "in_read_order",
+    "merge_blocks",
+    "merge_stream",
+    "sort_dedupe",
+    "SeriesRef",
     "LABEL_NAME_RE",
     "LabelError",
     "Metadata",

@@ -25,6 +25,8 @@ Public API::
   spill started / drained, with counts and durations.
 - `Push` / `PushCodec` / `PushDeliverer`: finished push bodies as queue items.
 - `HeartbeatSender`: `sluiceway.model.Heartbeat`s to a Sluiceway server.
+- `HeartbeatRelay`: other processes' heartbeats (an agent's reporters) passed on with a
+  sender's identity, the newest of each reporter kept while the target does not answer.
 - `QueueCollector` / `Figures` / `queue_metrics`: the one Prometheus collector of a
   queue and its delivery (counters present at 0 from the start, push latency histogram
   by status code, last successful push time); `latency_family` / `merge_latency` for an
@@ -52,6 +54,7 @@ from sluiceway.ship._metrics import (
     queue_metrics,
 )
 from sluiceway.ship._push import Push, PushCodec, PushDeliverer
+from sluiceway.ship._relay import HeartbeatRelay
 from sluiceway.ship._watch import Watch
 
 __all__ = [
@@ -62,6 +65,7 @@ __all__ = [
     "DeliveryLoop",
     "DeliveryStats",
     "Figures",
+    "HeartbeatRelay",
     "HeartbeatSender",
     "LatencyHistogram",
     "LatencySnapshot",

@@ -4,7 +4,6 @@ starts from; chunks and index objects go through an `ObjectStore` (`LocalDir` on
 node; `S3Bucket` and `JetStreamBucket` for shared storage, their client libraries loaded
 when one is made)."""
 
-from sluiceway.store._blocks import sort_dedupe
 from sluiceway.store._chunk import ChunkError
 from sluiceway.store._heads import OUT_OF_ORDER, Applied, Heads, Rejection
 from sluiceway.store._index import IndexEntry, IndexReader
@@ -17,8 +16,6 @@ from sluiceway.store._store import (
     Store,
     StoreConfig,
     StoreError,
-    StoreSeries,
-    index_stats,
     lock_data_dir,
 )
 from sluiceway.store._wal import FileWal, WalPos, WalWriteError, decode_record
@@ -26,5 +23,5 @@ from sluiceway.store._wal import FileWal, WalPos, WalWriteError, decode_record
 __all__ = ["OUT_OF_ORDER", "Applied", "ChunkError", "ChunkWriteError", "FileWal", "Heads",
            "IndexEntry", "IndexReader", "IngestLog", "InvalidKey", "JetStreamBucket",
            "LocalDir", "NotFound", "ObjectInfo", "ObjectStore", "Position", "Rejection",
-           "S3Bucket", "Store", "StoreConfig", "StoreError", "StoreSeries", "WalPos",
-           "WalWriteError", "decode_record", "index_stats", "lock_data_dir", "sort_dedupe"]
+           "S3Bucket", "Store", "StoreConfig", "StoreError", "WalPos", "WalWriteError",
+           "decode_record", "lock_data_dir"]
