@@ -3,8 +3,7 @@
 README.md holds `<!-- include: docs/readme/NAME.md -->` ... `<!-- end include -->` pairs;
 this script replaces what stands between them with the file's current text. It then
 writes the table of contents between `<!-- toc -->` and `<!-- end toc -->` from the
-README's `##` and `###` headings (anchors as GitHub makes them; the heading just
-above the marker is the toc's own and is left out), so it never goes stale.
+README's `##`, `###` and `####` headings (anchors as GitHub makes them), so it never goes stale.
 `--check` exits 1 when README.md is out of date (the test suite runs it).
 """
 
@@ -18,7 +17,6 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 _BLOCK = re.compile(r"(<!-- include: (\S+) -->\n)(.*?)(<!-- end include -->)", re.DOTALL)
 _TOC = re.compile(r"(<!-- toc -->\n)(.*?)(<!-- end toc -->)", re.DOTALL)
-TOC_LEVELS = (2, 3)
 
 
 _LINK = re.compile(r"(\]\()(?!https?:|#|/)([^)\s]+)(\))")
@@ -50,31 +48,45 @@ def headings(text: str) -> list[tuple[int, str]]:
 
 def _plain(title: str) -> str:
     """A heading's text as rendered: links keep their text; code and emphasis marks go."""
-    title = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", title)
-    return title.replace("`", "").replace("**", "").replace("*", "")
+    return _linkless(title).replace("`", "").replace("**", "").replace("*", "")
+
+
+def _linkless(title: str) -> str:
+    return re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", title)
 
 
 def anchors(text: str) -> list[tuple[int, str, str]]:
-    """(level, plain title, anchor) per heading, with GitHub's -1, -2 for repeated titles."""
+    """(level, title, anchor) per heading, with GitHub's -1, -2 for repeated titles."""
     seen: dict[str, int] = {}
     out = []
     for level, title in headings(text):
-        plain = _plain(title)
-        slug = re.sub(r"[^\w\- ]", "", plain.strip().lower()).replace(" ", "-")
+        slug = re.sub(r"[^\w\- ]", "", _plain(title).strip().lower()).replace(" ", "-")
         n = seen.get(slug, 0)
         seen[slug] = n + 1
-        out.append((level, plain, slug if n == 0 else f"{slug}-{n}"))
+        out.append((level, _linkless(title), slug if n == 0 else f"{slug}-{n}"))
     return out
 
 
 def toc(text: str) -> str:
-    """The table of contents of `text`: its `##` and `###` headings but the toc's own."""
+    """The table of contents of `text`: a bullet per `##` heading, a nested one per `###`,
+    and the `####` headings on the line of the bullet above them. The heading just above
+    the toc marker (the toc's own) is left out, and so is a `###` that repeats its
+    `##` (its `####` go on the `##` line)."""
     own = len(headings(text[:text.find("<!-- toc -->")])) - 1
-    lines = []
-    for i, (level, plain, slug) in enumerate(anchors(text)):
-        if level in TOC_LEVELS and i != own:
-            indent = "  " * (level - TOC_LEVELS[0])
-            lines.append(f"{indent}- [{plain}](#{slug})")
+    lines: list[str] = []
+    parent, children = "", False
+    for i, (level, title, slug) in enumerate(anchors(text)):
+        if i == own:
+            continue
+        if level == 2:
+            parent, children = title, False
+            lines.append(f"- [{title}](#{slug})")
+        elif level == 3 and title != parent:
+            children = False
+            lines.append(f"  - [{title}](#{slug})")
+        elif level == 4 and lines:
+            lines[-1] += f"{' · ' if children else ' — '}[{title}](#{slug})"
+            children = True
     return "\n".join(lines) + "\n"
 
 
