@@ -56,7 +56,20 @@ def store_config(cfg: Config) -> StoreConfig:
         retention_check_interval_s=retention_interval, cache_bytes=s.cache_size,
         flush_on_shutdown=s.flush_on_shutdown, compaction_enabled=s.compaction_enabled,
         compaction_level=s.compaction_level, compaction_target_bytes=s.compaction_target_size,
-        compaction_min_age_s=s.compaction_min_age, compaction_interval_s=compaction_interval)
+        compaction_min_age_s=s.compaction_min_age, compaction_interval_s=compaction_interval,
+        index_sync_period_s=s.index_sync_period, delete_delay_s=c.retention_delete_delay)
+
+
+def check_delete_delay(cfg: Config) -> str | None:
+    """A warning when `retention_delete_delay` is not longer than the longest query plus
+    `index_sync_period`: a reader may then find a chunk gone (counted, and said in the
+    answer's warnings), though its lines are in the chunk that replaced it."""
+    need = cfg.limits.query_timeout + cfg.storage.index_sync_period
+    if cfg.compactor.retention_delete_delay > need:
+        return None
+    return (f"compactor.retention_delete_delay ({cfg.compactor.retention_delete_delay:g}s) "
+            f"is not longer than limits.query_timeout plus storage.index_sync_period "
+            f"({need:g}s): a query may find a replaced chunk deleted under it")
 
 
 def pattern_service(ctx: ServerContext, in_process: bool) -> PatternService | None:

@@ -89,6 +89,9 @@ class StorageSection(ObjectsFields):
     compaction_target_size: Bytes = 16 << 20
     compaction_min_age: Duration = 900.0
     compaction_interval: Duration = 600.0
+    # Index objects other processes write (a server reading the same bucket) are seen
+    # within this; 0: only at start and after this server's own flushes.
+    index_sync_period: Duration = 30.0
 
 
 class CompactorSection(_Section):
@@ -101,6 +104,8 @@ class CompactorSection(_Section):
     compaction_interval: Duration | None = None
     apply_retention_interval: Duration = 0.0  # 0: with every compaction (Loki)
     retention_enabled: bool = False
+    # Chunks and index objects out of service (compaction, retention) are deleted this
+    # much later: longer than any query and than `storage.index_sync_period`.
     retention_delete_delay: Duration = 7200.0
     delete_request_store: str | None = None
     delete_request_cancel_period: Duration = 86400.0

@@ -112,6 +112,9 @@ class _StoreCollector(Collector):
                                                      s.flush_failures),
             "sluiceway_retention_chunks_deleted_total": ("Chunks deleted by retention",
                                                          s.retention_deleted),
+            "sluiceway_index_garbage_deleted_total": (
+                "Chunks and index objects deleted for good, retention_delete_delay after "
+                "they were taken out of service", s.garbage_deleted),
             "sluiceway_chunk_cache_hits_total": ("Chunk cache hits", s.cache.hits),
             "sluiceway_chunk_cache_misses_total": ("Chunk cache misses", s.cache.misses),
             "sluiceway_wal_records_lost_total": (
@@ -125,9 +128,13 @@ class _StoreCollector(Collector):
             yield CounterMetricFamily(name.removesuffix("_total"), doc, value=v)
         yield from _tenant_counters(s)
         streams = GaugeMetricFamily("sluiceway_streams", "Streams known", labels=["tenant"])
+        objects = GaugeMetricFamily("sluiceway_index_objects", "Index objects in service (not "
+                                    "superseded)", labels=["tenant"])
         for t, ts in list(s.tenants.items()):
             streams.add_metric([t], len(ts.streams))
+            objects.add_metric([t], ts.index.object_count())
         yield streams
+        yield objects
         wal = GaugeMetricFamily("sluiceway_wal_bytes", "Bytes in WAL segments on disk",
                                 value=s.wal.size_bytes())
         yield wal
@@ -138,8 +145,9 @@ class _StoreCollector(Collector):
 
 def _tenant_counters(s: Store) -> Iterator[CounterMetricFamily]:
     lost = CounterMetricFamily(
-        "sluiceway_index_records_lost", "Damaged index records skipped at load (torn tails "
-        "not counted)", labels=["tenant"])
+        "sluiceway_index_records_lost", "Index records lost: damaged records of index "
+        "objects (and of a migrated version-1 index log, whose torn tail is not counted), "
+        "and the records of an index object gone while in service", labels=["tenant"])
     readded = CounterMetricFamily(
         "sluiceway_index_chunks_readded", "Chunk files a damaged index no longer named, "
         "taken back (their stream's labels were known)", labels=["tenant"])

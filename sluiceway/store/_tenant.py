@@ -7,7 +7,8 @@ they scan: a `/series` or `/labels` call, however long, delays no push.
 
 Chunk bytes are read, written and deleted only through the store's `ObjectStore`, under
 the tenant's key prefix (`<tenant dir>/`); a chunk's key below it is its index path
-(`chunks/<day>/<fp hex>-<mint>-<id>.chunk`). The index log stays a local file in `root`.
+(`chunks/<day>/<fp hex>-<mint>-<id>.chunk`). Its index is `index.TenantIndex`: immutable
+objects in the same object store, below `index/<tenant dir>/`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from sluiceway.durable import ensure_dir
 from sluiceway.model import (
@@ -38,7 +38,7 @@ from sluiceway.store._cache import ChunkCache
 from sluiceway.store._chunk import ChunkError
 from sluiceway.store._chunkfmt import BlockInfo, Footer
 from sluiceway.store._chunkio import ChunkIO, Held, LogPositions
-from sluiceway.store._index import IndexLog, read_index
+from sluiceway.store._index import Delta, IndexEntry, Removal, TenantIndex, Writer
 from sluiceway.store._ingestlog import Position
 from sluiceway.store._objstore import NotFound, ObjectInfo, ObjectStore
 from sluiceway.store._quarantine import CORRUPT, set_aside
@@ -70,10 +70,12 @@ def is_chunk_key(rel: str) -> bool:
 class TenantStore:
     def __init__(self, tenant: str, root: Path, objects: ObjectStore, prefix: str,
                  cache: ChunkCache, chunk_target_bytes: int, compression_level: int,
-                 positions: LogPositions | None = None) -> None:
-        """`root`: the tenant's local directory (its index log); `objects` and `prefix`:
-        where its chunks are (`prefix` + a chunk's path is its key); `positions`: how
-        chunk footers name ingest-log positions (None: they name none)."""
+                 positions: LogPositions | None = None, writer: Writer | None = None) -> None:
+        """`root`: the tenant's local directory (it marks a tenant this data dir has
+        written, so a start finds it even when every index object is gone); `objects` and
+        `prefix`: where its chunks are (`prefix` + a chunk's path is its key) and, below
+        `index/<prefix>`, its index objects, named by `writer`; `positions`: how chunk
+        footers name ingest-log positions (None: they name none)."""
         self.positions = positions
         self.tenant = tenant
         self.root = root
@@ -95,48 +97,93 @@ class TenantStore:
         # Called with each stream a series scan looks at, no lock held (a test's pause).
         self.scan_hook: Callable[[Stream], None] | None = None
         ensure_dir(root)
-        self.index_records_lost = 0  # damaged index records skipped at load
         self.chunks_readded = 0  # chunk files the index no longer named, taken back
         self.chunks_quarantined: dict[str, int] = {}  # by reason
         self.generation = 0  # chunks taken out of service (part of `Store.generation`)
-        self.deleted_paths: set[str] = set()  # of "del" records, kept for recover_chunks
-        self.index_damaged = False
-        end = self._load_index()
-        self.index = IndexLog(root / "index.log", end)
+        self.legacy_lost = 0  # damaged records of a version-1 index log this start migrated
+        self.damaged_at_start = False  # that log was damaged, or no index while chunks are
+        # Its changes are applied to the streams holding `index.lock`, in the order made.
+        self.index = TenantIndex(tenant, objects, prefix.rstrip("/"), writer)
 
-    # --- loading -------------------------------------------------------------------
-    def _load_index(self) -> int:
-        scan = read_index(self.root / "index.log")
-        self.index_records_lost = scan.lost
-        # The index lost records (or all of them): recover_chunks compares it with the disk.
-        self.index_damaged = bool(scan.damage) or (
-            not scan.records and bool(self.chunk_objects()))
-        for r in scan.records:
-            try:
-                self._apply_index_record(r)
-            except (KeyError, ValueError, TypeError) as exc:
-                self.index_records_lost += 1
-                self.index_damaged = True
-                log.warning("index %s: malformed record skipped (%r): %s",
-                            self.root / "index.log", exc, r)
-        for s in self.streams.values():
-            s.chunks = sorted(s.chunks, key=lambda c: c.mint)
-            if s.chunks:
-                s.max_ts = max(c.maxt for c in s.chunks)
-        return scan.end
+    # --- the index ---------------------------------------------------------------------
+    @property
+    def index_records_lost(self) -> int:
+        """Damaged index records skipped (objects read, and a migrated version-1 log)."""
+        return self.index.records_lost + self.legacy_lost
 
-    def _apply_index_record(self, r: dict[str, Any]) -> None:
-        # Records before the ingest log seam also name a WAL position ("seg", "off"):
-        # replay no longer needs it (`Heads` drops what chunks hold), so it is not read.
-        if r["op"] == "add":
-            s = self.stream(int(r["fp"]), parse_labels(r["labels"]))
-            s.chunks.append(ChunkRef(r["path"], r["mint"], r["maxt"], r["n"], r["raw"],
-                                     r["size"], r.get("lvl", 1), r.get("at", 0.0)))
-        elif r["op"] == "del":
-            self.deleted_paths.add(r["path"])
-            s2 = self.streams.get(int(r["fp"]))
+    @property
+    def index_damaged(self) -> bool:
+        """The index lost records: `recover_chunks` compares it with the chunks."""
+        return self.index.damaged or self.damaged_at_start
+
+    def load_index(self, listing: list[ObjectInfo] | None = None) -> None:
+        """Read the tenant's index objects (at start; `listing` when the store listed them
+        already). No object while chunks exist: the index is lost, and is damaged."""
+        self.sync_index(listing, count=False)
+        if not self.index.object_count() and not self.index.unreadable \
+                and self.chunk_objects():
+            self.damaged_at_start = True
+
+    def sync_index(self, listing: list[ObjectInfo] | None = None, count: bool = True,
+                   listed_at: int | None = None) -> None:
+        """Fold in index objects written since the last sync (by any process) and forget
+        those deleted (`listed_at`: `index.step` before `listing` was made); a change
+        bumps the generation (`count`)."""
+        with self.index.lock:
+            delta = self.index.sync(listing, listed_at)
+            self.apply_delta(delta)
+        if delta and count:
+            with self._count_lock:
+                self.generation += 1
+
+    def apply_delta(self, delta: Delta) -> None:
+        """Chunks into and out of their streams' lists (the caller holds `index.lock`)."""
+        added: dict[int, list[IndexEntry]] = {}
+        for e in delta.added:
+            added.setdefault(e.fp, []).append(e)
+        for fp, entries in added.items():
+            s = self.streams.get(fp) or self.stream(fp, parse_labels(entries[0].labels))
+            paths = {e.ref.path for e in entries}
+            with s.lock:
+                s.chunks = sorted([*(c for c in s.chunks if c.path not in paths),
+                                   *(e.ref for e in entries)], key=lambda c: c.mint)
+                s.max_ts = max(s.max_ts, max(e.ref.maxt for e in entries))
+        removed: dict[int, set[str]] = {}
+        for e in delta.removed:
+            removed.setdefault(e.fp, set()).add(e.ref.path)
+            self.cache.discard(self.key(e.ref.path))
+        for fp, gone in removed.items():
+            s2 = self.streams.get(fp)
             if s2 is not None:
-                s2.chunks = [c for c in s2.chunks if c.path != r["path"]]
+                with s2.lock:
+                    s2.chunks = [c for c in s2.chunks if c.path not in gone]
+
+    def entry(self, s: Stream, ref: ChunkRef) -> IndexEntry:
+        return IndexEntry(s.fp, format_labels(s.labels), ref)
+
+    def remove_chunks(self, removals: list[Removal]) -> None:
+        """Take chunks out of service: in the index (OSError when it cannot be written)
+        and in the streams."""
+        with self.index.lock:
+            self.apply_delta(self.index.remove(removals))
+
+    def collect_garbage(self, now: float, delay: float) -> tuple[int, int]:
+        """Delete for good the chunks and index objects out of service for `delay`
+        seconds; how many of each."""
+        chunks, names = self.index.garbage(now, delay)
+        if chunks:
+            self.objects.delete_many([self.key(p) for p in chunks])
+            self.index.chunks_deleted(chunks)
+        if names:
+            self.objects.delete_many([self.index.key(n) for n in names])
+            with self.index.lock:
+                self.apply_delta(self.index.objects_deleted(names))
+        return len(chunks), len(names)
+
+    def compact_index(self) -> int:
+        """One index object per period (`TenantIndex.compact`)."""
+        with self.index.lock:
+            return self.index.compact()
 
     def key(self, rel: str) -> str:
         """The object key of a tenant-relative path (a chunk's `path`)."""
@@ -152,10 +199,6 @@ class TenantStore:
             if is_chunk_key(rel):
                 out[rel] = o
         return out
-
-    def delete_chunk_objects(self, rels: list[str]) -> None:
-        """Delete chunks no index record names any more (idempotent)."""
-        self.objects.delete_many([self.key(r) for r in rels])
 
     def stream(self, fp: int, labels: dict[str, str]) -> Stream:
         """The stream `fp`, made (and put in the postings) if new."""
@@ -203,8 +246,9 @@ class TenantStore:
     def flush_many(self, jobs: list[tuple[Stream, Sealed]]
                    ) -> tuple[list[tuple[Stream, Sealed]], BaseException | None]:
         """Write sealed heads as chunks: every object, their syncs shared (`put_many`),
-        then one index append naming the ones that are durable. Returns the jobs that
-        could not be written (they stay in memory and in the WAL) and the first error."""
+        then an index object per period naming the ones that are durable; only then do
+        their heads leave memory. Returns the jobs that could not be written (they stay
+        in memory and in the WAL) and the first error."""
         files: list[tuple[str, bytes]] = []
         refs: list[ChunkRef] = []
         blocks: list[EntryBlock] = []
@@ -219,20 +263,28 @@ class TenantStore:
         done = [i for i, r in enumerate(results) if r is None]
         error: BaseException | None = next((r for r in results if r is not None), None)
         if done:
-            try:
-                self.index.append([self.add_record(jobs[i][0], refs[i]) for i in done])
-            except OSError as exc:
-                # Never named: nothing may keep them.
-                self.objects.delete_many([files[i][0] for i in done])
-                return jobs, exc
+            with self.index.lock:
+                delta, unnamed, err = self.index.add([self.entry(jobs[i][0], refs[i])
+                                                      for i in done])
+                self.apply_delta(delta)
+            if unnamed:
+                # Never named: nothing may keep them; their heads stay and are written again.
+                lost = {e.ref.path for e in unnamed}
+                try:
+                    self.objects.delete_many([self.key(p) for p in lost])
+                except OSError as exc:  # left unnamed: never read
+                    log.warning("tenant %s: chunks no index object names could not be "
+                                "deleted: %s", self.tenant, exc)
+                error = error or err
+                done = [i for i in done if refs[i].path not in lost]
         for i in done:
             s, sealed = jobs[i]
-            with s.lock:  # the chunk in, then the memory out: a reader never misses both
-                s.chunks = sorted([*s.chunks, refs[i]], key=lambda c: c.mint)
+            with s.lock:  # the chunk is in (apply_delta), then the memory out
                 s.sealed = [x for x in s.sealed if x is not sealed]
         for i in done:
             self.chunkio.written(files[i][0], files[i][1], blocks[i])
-        return [jobs[i] for i, r in enumerate(results) if r is not None], error
+        kept = set(done)
+        return [jobs[i] for i in range(len(jobs)) if i not in kept], error
 
     def _encode(self, s: Stream, block: EntryBlock, level: int,
                 log_pos: bytes) -> tuple[bytes, ChunkRef]:
@@ -257,21 +309,17 @@ class TenantStore:
         self.objects.put(self.key(ref.path), data)
         return ref
 
-    @staticmethod
-    def add_record(s: Stream, ref: ChunkRef) -> dict[str, object]:
-        return {"op": "add", "fp": s.fp, "labels": format_labels(s.labels), "path": ref.path,
-                "mint": ref.mint, "maxt": ref.maxt, "n": ref.n, "raw": ref.raw_bytes,
-                "size": ref.size, "lvl": ref.level, "at": ref.created}
-
     def replace_chunks(self, s: Stream, old: list[ChunkRef], new: ChunkRef) -> None:
-        """Swap `old` for `new` in the index (one append) and in memory."""
-        self.index.append([self.add_record(s, new),
-                           *({"op": "del", "fp": s.fp, "path": c.path} for c in old)])
-        with s.lock:
-            s.chunks = sorted([c for c in s.chunks if c not in old] + [new],
-                              key=lambda c: c.mint)
-        for c in old:
-            self.cache.discard(self.key(c.path))
+        """Swap `old` for `new`: one index object adds the new chunk and takes the old ones
+        out of service (deleted `delete_delay` later). When it cannot be written, the new
+        chunk is deleted and the OSError raised."""
+        try:
+            with self.index.lock:
+                self.apply_delta(self.index.replace(self.entry(s, new),
+                                                    [Removal(s.fp, c.path) for c in old]))
+        except OSError:
+            self.objects.delete_many([self.key(new.path)])
+            raise
 
     def seal_all(self, older_than: float | None = None, idle_since: float | None = None,
                  after_below: Position | None = None) -> list[tuple[Stream, Sealed]]:
@@ -297,17 +345,9 @@ class TenantStore:
         doomed = [(s, c) for s in self.stream_list() for c in s.chunks if c.maxt < cutoff_ns]
         if not doomed:
             return 0
-        self.index.append([{"op": "del", "fp": s.fp, "path": c.path} for s, c in doomed])
-        by_stream: dict[int, tuple[Stream, list[ChunkRef]]] = {}
-        for s, c in doomed:
-            by_stream.setdefault(id(s), (s, []))[1].append(c)
-        for s, gone in by_stream.values():
-            with s.lock:
-                s.chunks = [c for c in s.chunks if c not in gone]
-            for c in gone:
-                self.cache.discard(self.key(c.path))
-        self._forget_empty_streams([s for s, _ in by_stream.values()])
-        self.delete_chunk_objects([c.path for _s, c in doomed])
+        # Out of service now; the files go `delete_delay` later (`collect_garbage`).
+        self.remove_chunks([Removal(s.fp, c.path) for s, c in doomed])
+        self._forget_empty_streams(list({id(s): s for s, _ in doomed}.values()))
         return len(doomed)
 
     def _forget_empty_streams(self, streams: list[Stream]) -> None:
@@ -532,19 +572,20 @@ class TenantStore:
         to quarantine/corrupt/ (reason "corrupt"), a count by reason and a log line.
         Returns the warning for a query's answer."""
         what = _describe(s, ref)
-        with s.lock:
+        with self.index.lock:
             mine = ref in s.chunks  # a concurrent reader may have done it already
             if mine:
-                s.chunks = [c for c in s.chunks if c != ref]
+                try:
+                    self.remove_chunks([Removal(s.fp, ref.path)])
+                except OSError:
+                    log.exception("index of tenant %s: could not record that %s is out of "
+                                  "service; it is checked again after a restart", self.tenant,
+                                  ref.path)
+                with s.lock:
+                    s.chunks = [c for c in s.chunks if c != ref]
         if mine:
             self.count_out(reason)
             self.cache.discard(self.key(ref.path))
-            try:
-                self.index.append([{"op": "del", "fp": s.fp, "path": ref.path}])
-            except OSError:
-                log.exception("index of tenant %s: could not record that %s is out of "
-                              "service; it is checked again after a restart", self.tenant,
-                              ref.path)
             where = self._set_aside(ref.path) if reason == CORRUPT else None
             log.warning("tenant %s: %s: %s; %s", self.tenant, what, why,
                         f"moved to {where}" if where is not None else "dropped from the index")
@@ -567,8 +608,6 @@ class TenantStore:
             self.chunks_quarantined[reason] = self.chunks_quarantined.get(reason, 0) + 1
             self.generation += 1  # lines were lost: results cached before are stale
 
-    def close(self) -> None:
-        self.index.close()
 
 
 def _describe(s: Stream, ref: ChunkRef) -> str:
