@@ -8,10 +8,15 @@ import httpx
 import orjson
 
 from sluiceway.client._errors import SinkConfigError, SinkRejected, SinkRetryable, SinkTooLarge
-from sluiceway.ship import Part, PushClient, PushTarget
+from sluiceway.model import LEDGER_HEADER
+from sluiceway.ship import HEADER_BUDGET, Part, PushClient, PushTarget, groups_of, header_of
 from sluiceway.wire import PushAnswer, PushBuilder
 
 _JSON = orjson.OPT_NON_STR_KEYS
+# Keys a line never shows: the stamp (the entry's own) and the ledger's numbering.
+_NOT_IN_LINE = frozenset({"ts", "_ep", "_seq"})
+# Bytes a run of numbers may take in the header, at most ("<start>+<count>,").
+_RUN_BYTES = 24
 
 
 class LokiSink:
@@ -47,6 +52,9 @@ class LokiSink:
         self.batch_wait = batch_wait
         self.max_batch = max_batch
         self._client = PushClient(self.target)
+        # The ledger's source of this sink (set by the runtime): pushes then carry their
+        # records' numbers in the X-Sluiceway-Ledger header (a real Loki ignores it).
+        self.ledger_source: str | None = None
 
     def report_client(self, timeout: float) -> httpx.Client:
         """A client with this sink's tenant, credentials and TLS settings, for heartbeats
@@ -62,7 +70,7 @@ class LokiSink:
             if s is None:
                 s = streams[level] = ([], [])
             s[0].append(int(r["ts"]))
-            s[1].append(orjson.dumps({k: v for k, v in r.items() if k != "ts"},
+            s[1].append(orjson.dumps({k: v for k, v in r.items() if k not in _NOT_IN_LINE},
                                      default=str, option=_JSON))
         builder = PushBuilder("protobuf" if self.format == "protobuf" else "json")
         for level, (ts, lines) in streams.items():
@@ -70,14 +78,52 @@ class LokiSink:
             builder.add(labels, ts, lines)
         return builder.body()
 
+    def ledger_header(self, records: list[dict[str, Any]]) -> str | None:
+        """The X-Sluiceway-Ledger value of a push of `records` (None: not numbered)."""
+        if self.ledger_source is None:
+            return None
+        return header_of(groups_of(self.ledger_source, [
+            (str(r["_ep"]), int(r["_seq"])) for r in records if "_seq" in r]))
+
+    def ledger_parts(self, records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        """`records` cut so that each push's header stays within its 1 KiB: a run of
+        numbers ends wherever a record was dropped before, so a queue that drops makes
+        many runs."""
+        if self.ledger_source is None:
+            return [records]
+        budget = HEADER_BUDGET
+        group = len(self.ledger_source) * 3 + 8  # a group's source (percent-encoded) etc.
+        parts: list[list[dict[str, Any]]] = []
+        start, used = 0, 0
+        prev_ep: Any = None
+        prev_seq = -2
+        for i, r in enumerate(records):
+            ep, seq = r.get("_ep"), r.get("_seq")
+            cost = 0
+            if ep != prev_ep:
+                cost = group + len(str(ep)) * 3 + _RUN_BYTES
+            elif seq != prev_seq + 1:
+                cost = _RUN_BYTES
+            if cost and used + cost > budget and i > start:
+                parts.append(records[start:i])
+                start, used = i, group + len(str(ep)) * 3 + _RUN_BYTES
+            else:
+                used += cost
+            prev_ep, prev_seq = ep, seq if isinstance(seq, int) else -2
+        parts.append(records[start:])
+        return parts
+
     def send_records(self, records: list[dict[str, Any]], part: Part | None = None) -> PushAnswer:
         """Push `records` (the body is built once per part, kept for its retries)."""
-        body = part.memo if part is not None and part.memo is not None else self.encode(records)
+        if part is not None and part.memo is not None:
+            body, header = part.memo
+        else:
+            body, header = self.encode(records), self.ledger_header(records)
         if part is not None:
-            part.memo = body
+            part.memo = (body, header)
             part.nbytes = len(body)
         ctype = "application/x-protobuf" if self.format == "protobuf" else "application/json"
-        return self._client.push(body, ctype)
+        return self._client.push(body, ctype, {LEDGER_HEADER: header} if header else None)
 
     def write_batch(self, records: list[dict[str, Any]]) -> None:
         """Push `records` now; raise what the answer means (the `Sink` protocol)."""

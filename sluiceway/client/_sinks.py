@@ -33,7 +33,10 @@ def json_lines(records: list[dict[str, Any]]) -> bytes:
 
 _COLORS = {"DEBUG": "\x1b[2m", "INFO": "\x1b[32m", "WARNING": "\x1b[33m", "ERROR": "\x1b[31m",
            "CRITICAL": "\x1b[41m", "AUDIT": "\x1b[36m", "SECURITY": "\x1b[35m"}
-_SKIP = ("ts", "level", "logger", "msg", "exc")
+_SKIP = ("ts", "level", "logger", "msg", "exc", "_ep", "_seq")
+# The ledger's numbering (`_ep`, `_seq`): written by the file sink (an agent tailing the
+# file reads it back), never shown on stdout.
+_NUMBERING = ("_ep", "_seq")
 
 
 def pretty_line(r: dict[str, Any], color: bool = True) -> str:
@@ -68,7 +71,8 @@ class StdoutSink:
             stream.write("".join(pretty_line(r) + "\n" for r in records))
             stream.flush()
             return
-        data = json_lines(records)
+        data = json_lines([{k: v for k, v in r.items() if k not in _NUMBERING}
+                           if "_seq" in r else r for r in records])
         buf = getattr(stream, "buffer", None)
         if buf is not None:
             stream.flush()

@@ -1,6 +1,7 @@
 """Core value types shared by every package: label sets and stream batches; the
-heartbeat model; config units, the config loaders' messages, and Go's ways of
-reading and writing sizes, durations and times."""
+heartbeat model; the ledger's number sets (`RangeSet`) and push header; config units,
+the config loaders' messages, and Go's ways of reading and writing sizes, durations and
+times."""
 
 from sluiceway.model._batch import Metadata, StreamBatch
 from sluiceway.model._block import EntryBlock
@@ -26,6 +27,8 @@ from sluiceway.model._heartbeat import (
     HeartbeatFile,
     HeartbeatLines,
     HeartbeatQueue,
+    LedgerEntry,
+    LedgerGroupReport,
 )
 from sluiceway.model._labels import (
     LABEL_NAME_RE,
@@ -37,7 +40,19 @@ from sluiceway.model._labels import (
     quote,
     validate_label_names,
 )
+from sluiceway.model._ledger import (
+    LEDGER_HEADER,
+    MAX_HEADER,
+    LedgerGroup,
+    LedgerHeaderError,
+    decode_ledger,
+    encode_ledger,
+    group_sets,
+    header_size,
+    split_ledger_order,
+)
 from sluiceway.model._matcher import Matcher, matches_all
+from sluiceway.model._ranges import RangeSet, runs_of
 from sluiceway.model._timefmt import (
     EARLIEST_NS,
     LATEST_NS,
@@ -57,6 +72,19 @@ __all__ = [
     "HeartbeatFile",
     "HeartbeatLines",
     "HeartbeatQueue",
+    "LEDGER_HEADER",
+    "MAX_HEADER",
+    "LedgerEntry",
+    "LedgerGroup",
+    "LedgerGroupReport",
+    "LedgerHeaderError",
+    "RangeSet",
+    "decode_ledger",
+    "encode_ledger",
+    "group_sets",
+    "header_size",
+    "runs_of",
+    "split_ledger_order",
     "EARLIEST_NS",
     "LATEST_NS",
     "Bytes",

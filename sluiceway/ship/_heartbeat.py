@@ -76,6 +76,27 @@ class HeartbeatSender:
                          "%s", self.url, resp.status_code, resp.text.strip()[:300])
         return True
 
+    def final(self, timeout: float = 2.0) -> bool:
+        """One last beat, marked `final`, from a process that stopped cleanly (its
+        figures are settled); True if the server took it."""
+        build = self.build
+
+        def last() -> dict[str, Any]:
+            return {**build(), "final": True}
+
+        self.build = last
+        try:
+            with self.http() as client:
+                client.timeout = httpx.Timeout(timeout)
+                sent = self.sent
+                self.send(client)
+                return self.sent > sent
+        except Exception:  # exiting: say it, never raise
+            self.log.debug("final heartbeat not sent", exc_info=True)
+            return False
+        finally:
+            self.build = build
+
     def run(self) -> None:
         with self.http() as client:
             while not self.stop.is_set():

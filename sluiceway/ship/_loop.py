@@ -22,8 +22,10 @@ holds for all of them:
   spill mode, else left to the owner (a file is read again; the client counts it).
 
 Counters move once per batch, when it is acked, so a batch sent again is never counted
-twice. Numbering (the ledger) will travel with the items: a `Part` keeps the items it
-was made from, and `on_done` gets them once they are shipped or counted lost.
+twice. Numbering (the ledger) travels with the items: a `Part` keeps what it was made
+from; `on_lost(part, gone)` tells the owner which part lost how many lines by reason
+(by the ledger's convention, the last lines of the part in ledger order), and
+`on_done` gets the items once they are shipped or counted lost.
 """
 
 from __future__ import annotations
@@ -192,7 +194,8 @@ class DeliveryLoop(Generic[T]):
                  max_units: int = 1000, max_bytes: int = 1 << 20, linger: float = 0.0,
                  stop: threading.Event | None = None,
                  on_done: Callable[[list[T]], None] | None = None,
-                 stats: DeliveryStats | None = None, watch: Watch | None = None) -> None:
+                 stats: DeliveryStats | None = None, watch: Watch | None = None,
+                 on_lost: Callable[[Part, dict[str, int]], None] | None = None) -> None:
         self.buffer = buffer
         self.deliverer = deliverer
         self.who = who
@@ -204,6 +207,7 @@ class DeliveryLoop(Generic[T]):
         self.linger = linger
         self.stop = stop or threading.Event()
         self.on_done = on_done
+        self.on_lost = on_lost
         # Loops (workers) feeding one destination share its counters and its watcher,
         # so a state change is counted and said once.
         self.stats = stats if stats is not None else DeliveryStats()
@@ -271,7 +275,13 @@ class DeliveryLoop(Generic[T]):
         for b in batches:
             self.buffer.ack(b)
         self.stats.count_lost("sink_error", n)
-        self._done([it for b in batches for it in b.items])
+        items = [it for b in batches for it in b.items]
+        if self.on_lost is not None:
+            try:
+                self._lost([(p, {"sink_error": p.lines}) for p in self.deliverer.parts(items)])
+            except Exception:  # the deliverer is what failed: its parts may fail too
+                self.log.exception("%s: cannot tell which lines were lost", self.who)
+        self._done(items)
 
     def _linger(self, batches: list[Batch[T]]) -> None:
         deadline = time.monotonic() + self.linger
@@ -292,6 +302,7 @@ class DeliveryLoop(Generic[T]):
         parts = self.deliverer.parts(items)
         shipped: Counter[Hashable] = Counter()
         lost: Counter[tuple[str, Hashable]] = Counter()
+        lost_parts: list[tuple[Part, dict[str, int]]] = []
         pushes = nbytes = attempts = 0
         while parts:
             part = parts[0]
@@ -312,6 +323,8 @@ class DeliveryLoop(Generic[T]):
                     gone = ans.lost(part.lines)
                 parts.pop(0)
                 _tally(part, gone, shipped, lost)
+                if gone:
+                    lost_parts.append((part, gone))
                 if ans.kind in ("shipped", "partial"):
                     pushes += 1
                     nbytes += part.nbytes
@@ -327,6 +340,7 @@ class DeliveryLoop(Generic[T]):
                     and attempts > r.max_retries):
                 parts.pop(0)
                 _tally(part, {ans.reason: part.lines}, shipped, lost)
+                lost_parts.append((part, {ans.reason: part.lines}))
                 self.log.error("%s: gave up on %d lines after %d attempts (%s): %s",
                                self.who, part.lines, attempts, ans.reason, ans.detail)
                 attempts = 0
@@ -355,7 +369,18 @@ class DeliveryLoop(Generic[T]):
             st.lost.update(lost)
             st.pushes += pushes
             st.bytes_shipped += nbytes
+        if lost_parts:
+            self._lost(lost_parts)
         self._done(items)
+
+    def _lost(self, parts: list[tuple[Part, dict[str, int]]]) -> None:
+        if self.on_lost is None:
+            return
+        for part, gone in parts:
+            try:
+                self.on_lost(part, gone)
+            except Exception:  # the owner's bookkeeping; the lines are counted anyway
+                self.log.exception("%s: counting lost lines", self.who)
 
     def _done(self, items: list[T]) -> None:
         if self.on_done is not None:
