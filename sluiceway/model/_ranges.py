@@ -80,6 +80,20 @@ class RangeSet:
         self._count += (new_end - new_start) - before
         return (end - start) - covered
 
+    def gaps(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The parts of `[start, end)` the set does not hold."""
+        out: list[tuple[int, int]] = []
+        pos = start
+        k = bisect.bisect_right(self._ends, start)
+        while k < len(self._starts) and self._starts[k] < end:
+            if self._starts[k] > pos:
+                out.append((pos, self._starts[k]))
+            pos = max(pos, self._ends[k])
+            k += 1
+        if pos < end:
+            out.append((pos, end))
+        return out
+
     def add_set(self, other: RangeSet) -> int:
         return sum(self.add(a, b) for a, b in other)
 

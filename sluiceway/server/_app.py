@@ -15,6 +15,7 @@ from sluiceway.logql import QueryError, QueryTimeout, ResultsCache
 from sluiceway.server import (
     _routes_es,
     _routes_index,
+    _routes_ledger,
     _routes_ops,
     _routes_otlp,
     _routes_push,
@@ -25,6 +26,7 @@ from sluiceway.server import (
 from sluiceway.server._config import Config
 from sluiceway.server._context import UI_DIR, ServerContext, bad
 from sluiceway.server._ingest_pool import IngestPool
+from sluiceway.server._ledger import Ledger
 from sluiceway.server._metrics import RequestMetricsMiddleware, ServerMetrics
 from sluiceway.server._overrides import TenantLimits
 from sluiceway.server._params import ParamError
@@ -54,6 +56,13 @@ def store_config(cfg: Config) -> StoreConfig:
         flush_on_shutdown=s.flush_on_shutdown, compaction_enabled=s.compaction_enabled,
         compaction_level=s.compaction_level, compaction_target_bytes=s.compaction_target_size,
         compaction_min_age_s=s.compaction_min_age, compaction_interval_s=compaction_interval)
+
+
+def open_ledger(cfg: Config, store: Store) -> Ledger:
+    """The ledger lives beside the store, in `<data_dir>/ledger/`."""
+    return Ledger(store.root / "ledger", sync=cfg.storage.wal_sync == "always",
+                  max_sources=cfg.server.ledger_max_sources,
+                  stale_factor=cfg.server.heartbeat_stale_factor)
 
 
 def _errors(app: FastAPI) -> None:
@@ -101,6 +110,8 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
 
     if store is not None:
         store.retention_for = retention_for
+        ctx.opened_ledger = open_ledger(cfg, store)
+        ctx.metrics.bind_ledger(ctx.ledger)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -108,6 +119,9 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
             ctx.opened_store = await run_in_threadpool(Store, store_config(cfg))
             ctx.store.retention_for = retention_for
         ctx.metrics.bind_store(ctx.store)
+        if ctx.opened_ledger is None:
+            ctx.opened_ledger = await run_in_threadpool(open_ledger, cfg, ctx.store)
+        ctx.metrics.bind_ledger(ctx.ledger)
         watcher = asyncio.create_task(limits.watch()) if limits.files else None
         if ctx.ruler is not None:
             await ctx.ruler.start()
@@ -117,6 +131,7 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
         if watcher is not None:
             watcher.cancel()
         ctx.pool.close()
+        await run_in_threadpool(ctx.ledger.close)
         await run_in_threadpool(ctx.store.close)
 
     app = FastAPI(title="Sluiceway", version=__version__, lifespan=lifespan, docs_url=None,
@@ -125,7 +140,7 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
     _errors(app)
     app.add_middleware(RequestMetricsMiddleware, metrics=ctx.metrics)
     for module in (_routes_push, _routes_otlp, _routes_es, _routes_query, _routes_index,
-                   _routes_tail, _routes_ops):
+                   _routes_tail, _routes_ops, _routes_ledger):
         app.include_router(module.router)
     app.include_router(_routes_rules.views)
     if cfg.ruler.enable_api:
