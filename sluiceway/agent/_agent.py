@@ -26,7 +26,8 @@ from sluiceway.agent._config import (
     SyslogInput,
 )
 from sluiceway.agent._http import StatusServer
-from sluiceway.agent._inputs import DemoGenerator, StdinReader
+from sluiceway.agent._inputs import DemoGenerator, LineInput, StdinReader
+from sluiceway.agent._ledger import AgentLedger, input_source
 from sluiceway.agent._pipeline import PipelineSpec
 from sluiceway.agent._positions import Positions
 from sluiceway.agent._queue import AgentQueue, Batcher, batch_lines
@@ -60,7 +61,8 @@ class Agent:
         self.id = f"agent-{socket.gethostname()}-{where}"
         self.stats = Stats()
         self.positions = Positions(cfg.data_dir / "positions.json")
-        self.queue = AgentQueue(cfg.queue, cfg.data_dir, self.positions)
+        self.ledger = AgentLedger(self.positions)
+        self.queue = AgentQueue(cfg.queue, cfg.data_dir, self.positions, self.ledger)
         self._warn_orphan_spill()
         self.batcher = Batcher(cfg.batch, cfg.format, self.queue, self.positions,
                                batch_lines(cfg.queue, cfg.batch))
@@ -81,14 +83,19 @@ class Agent:
         emit, stats, stop = self.batcher.add, self.stats, self.stop_inputs
         if isinstance(icfg, FileInput):
             return FileTailer(icfg, self.positions, emit, stats, self.batcher.max_lines,
-                              self.cfg.batch.max_bytes, stop)
+                              self.cfg.batch.max_bytes, stop,
+                              source=input_source(self.id, "file", ",".join(icfg.paths)))
+        inp: LineInput
         if isinstance(icfg, StdinInput):
-            return StdinReader(icfg, emit, stats, stop)
-        if isinstance(icfg, SyslogInput):
-            return SyslogListener(icfg, emit, stats, stop)
-        if isinstance(icfg, DemoInput):
-            return DemoGenerator(icfg, emit, stats, stop)
-        raise ValueError(f"unknown input {icfg!r}")
+            inp, what = StdinReader(icfg, emit, stats, stop), "stdin"
+        elif isinstance(icfg, SyslogInput):
+            inp, what = SyslogListener(icfg, emit, stats, stop), f"syslog:{icfg.listen}"
+        elif isinstance(icfg, DemoInput):
+            inp, what = DemoGenerator(icfg, emit, stats, stop), "demo"
+        else:
+            raise ValueError(f"unknown input {icfg!r}")
+        inp.numbers = self.ledger.line_input(input_source(self.id, what.split(":")[0], what))
+        return inp
 
     def _warn_orphan_spill(self) -> None:
         spill = self.cfg.data_dir / "spill"
@@ -190,6 +197,8 @@ class Agent:
         self.positions.save(force=True)
         if self.http is not None:
             self.http.stop()
+        if self.heartbeat is not None:  # the settled figures, once more
+            self.heartbeat.final(timeout=min(2.0, self.cfg.heartbeat_interval))
         self.stopped.set()
         ln = self.status()["lines"]
         log.info("agent stopped: %d lines read, %d shipped, %d spilled, %d lost", ln["read"],

@@ -44,6 +44,7 @@ class Records:
     starts: list[int] | None = None
     fields: list[Fields] | None = None
     labels: list[dict[str, str] | None] | None = None
+    seqs: list[int] | None = None  # the ledger's numbers, when the input numbers lines
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -70,13 +71,15 @@ class Records:
             out.fields = [self.fields[i] for i in keep]
         if self.labels is not None:
             out.labels = [self.labels[i] for i in keep]
+        if self.seqs is not None:
+            out.seqs = [self.seqs[i] for i in keep]
         return out
 
     def extend(self, other: Records) -> None:
         n0 = len(self.lines)
         self.ts.extend(other.ts)
         self.lines.extend(other.lines)
-        for col in ("starts", "fields", "labels"):
+        for col in ("starts", "fields", "labels", "seqs"):
             mine, theirs = getattr(self, col), getattr(other, col)
             if mine is None and theirs is None:
                 continue

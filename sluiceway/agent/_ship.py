@@ -51,5 +51,6 @@ def shippers(cfg: AgentConfig, queue: AgentQueue,
     watch = Watch(queue.buffer, "agent", log)
     return [DeliveryLoop(queue.buffer, PushDeliverer(PushClient(target)), who="agent",
                          target=target.push_url, logger=log, retry=retry, max_units=1,
-                         stop=stop, on_done=queue.done, stats=stats, watch=watch)
+                         stop=stop, on_done=queue.done, stats=stats, watch=watch,
+                         on_lost=queue.ledger.lose_part)
             for _ in range(cfg.workers)]
