@@ -1,0 +1,82 @@
+"""The agent's numbers reach the server's ledger: a file's lines are stored or counted
+lost by number, across an agent SIGKILL and restart (lines read again keep their
+numbers and count once)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.agent.agentproc import AgentProcess
+from tests.procs import ServerProcess
+
+
+def rows(url: str) -> list[dict[str, Any]]:
+    r = httpx.get(f"{url}/sluiceway/api/v1/ledger", timeout=10)
+    assert r.status_code == 200, r.text
+    out: list[dict[str, Any]] = r.json()["data"]["sources"]
+    return out
+
+
+def wait_balanced(url: str, emitted: int, timeout: float = 90.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    last: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        last = rows(url)
+        if len(last) == 1 and last[0]["emitted"] == emitted and last[0]["in_flight"] == 0 \
+                and last[0]["unexplained"] == 0 and last[0]["overcounted"] == 0:
+            return last[0]
+        time.sleep(0.2)
+    raise AssertionError(f"the ledger did not settle at {emitted}: {last}")
+
+
+def agent_config(server: ServerProcess, logs: Path, **queue: Any) -> dict[str, Any]:
+    return {"url": server.url, "heartbeat_interval": 0.3, "positions_sync": 0.2,
+            "batch": {"max_lines": 50, "max_wait": 0.05},
+            "queue": queue, "inputs": [{"type": "file", "paths": [str(logs / "*.log")],
+                                        "start_at": "beginning", "poll_interval": 0.05}]}
+
+
+def write(path: Path, start: int, n: int) -> None:
+    with open(path, "a") as f:
+        f.write("".join(f"line {i} " + "x" * 40 + "\n" for i in range(start, start + n)))
+
+
+def test_a_dropping_agent_loses_exactly_the_numbers_it_counts(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data").start()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    write(logs / "a.log", 0, 4000)
+    agent = AgentProcess(tmp_path, agent_config(server, logs, when_full="drop", capacity=60))
+    try:
+        agent.start()
+        row = wait_balanced(server.url, 4000)
+        lost = sum(x["lines"] for x in row["lost_by"])
+        assert lost > 0 and row["stored"] + lost == 4000
+        assert row["missing"] == row["lost_ranges"]
+        assert all(x["hop"] == "agent" for x in row["lost_by"])
+    finally:
+        agent.kill()
+        server.stop()
+
+
+def test_an_agent_killed_and_restarted_counts_each_line_once(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data").start()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    write(logs / "a.log", 0, 3000)
+    agent = AgentProcess(tmp_path, agent_config(server, logs, when_full="spill"))
+    try:
+        agent.start()
+        agent.wait_for(lambda s: s["lines"]["shipped"] >= 500, what="some lines shipped")
+        agent.kill()  # SIGKILL: positions a little behind what the server has
+        write(logs / "a.log", 3000, 1000)
+        agent.start()
+        row = wait_balanced(server.url, 4000)
+        assert row["stored"] == 4000 and row["lost"] == 0 and row["missing"] == []
+    finally:
+        agent.kill()
+        server.stop()
