@@ -7,7 +7,9 @@ command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromi
 # The ruler's tests run the real Alertmanager and Prometheus (remote-write receiver).
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
-# nats-server joins this list when cluster mode (and its tests) lands.
+# The JetStream object store backend's tests run the real nats-server (Debian's 2.9.10 is
+# the oldest version Sluiceway supports); Debian puts it in /usr/sbin.
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ]; then
   echo "installing Debian packages: ${need[*]}"

@@ -1,4 +1,5 @@
-"""Take the README screenshots of the web UI: docs/img/explore.png, metric.png, pipeline.png.
+"""Take the README screenshots of the web UI: docs/img/explore.png, metric.png, patterns.png,
+pipeline.png.
 
 Starts a throwaway `sluiceway server`, pushes an hour of realistic sample logs, posts
 heartbeats for a few agents and clients in different states (healthy, spilling with the
@@ -165,6 +166,17 @@ def post_heartbeats(url: str, reports: list[dict]) -> None:
         httpx.post(f"{url}/sluiceway/api/v1/heartbeat", json=body).raise_for_status()
 
 
+def wait_mined(url: str, deadline_s: float = 60.0) -> None:
+    """The pattern ingester mines behind the pushes: wait until it has patterns."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        r = httpx.get(f"{url}/loki/api/v1/patterns", params={"query": '{app="api"}'})
+        if r.status_code == 200 and r.json()["data"]:
+            return
+        time.sleep(0.5)
+    raise SystemExit("no patterns were mined within a minute")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "img")
@@ -191,9 +203,21 @@ def main() -> int:
                 page.goto(f"{srv.url}/#/explore?query={query}")
                 page.wait_for_selector(".log-row")
                 page.wait_for_selector(".histogram .uplot")
+                # The fields sidebar with one field's spread open.
+                page.wait_for_selector("[data-testid=fields-sidebar] .field-row")
+                page.locator('.field-name[data-field="detected_level"]').click()
+                page.wait_for_selector('.field-row[data-field="detected_level"] .value-row')
                 page.locator(".log-row.lvl-error .line").first.click()  # an expanded line
                 page.wait_for_timeout(300)
                 page.screenshot(path=str(args.out / "explore.png"))
+
+                wait_mined(srv.url)
+                query = quote('{app="api"}', safe="")
+                page.goto(f"{srv.url}/#/explore?query={query}&tab=patterns")
+                page.wait_for_selector(".pattern-row")
+                page.wait_for_timeout(300)
+                page.screenshot(path=str(args.out / "patterns.png"), clip={
+                    "x": 0, "y": 0, "width": 1440, "height": 760})
 
                 query = quote('sum by (app, level) (rate({env="prod"} [2m]))', safe="")
                 page.goto(f"{srv.url}/#/explore?query={query}")
@@ -213,7 +237,7 @@ def main() -> int:
                 browser.close()
         finally:
             srv.stop()
-    print(f"wrote explore.png, metric.png and pipeline.png in {args.out}")
+    print(f"wrote explore.png, metric.png, patterns.png and pipeline.png in {args.out}")
     return 0
 
 

@@ -89,6 +89,34 @@ def test_chunk_dir_is_synced_before_the_index_names_the_chunk(tmp_path: Path,
         st.close()
 
 
+def test_the_checkpoint_is_durable_before_wal_segments_are_released(
+        tmp_path: Path, events: list[Event], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunk named in the (synced) index → checkpoint renamed into place and its
+    directory synced → only then the WAL segment it covers is deleted."""
+    real_unlink = os.unlink
+
+    def unlink(path: str | os.PathLike[str], *args: object, **kw: object) -> None:
+        real_unlink(path, *args, **kw)  # type: ignore[arg-type]
+        events.append(("unlink", str(Path(path).resolve())))
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    st = Store(StoreConfig(tmp_path, compaction_enabled=False))
+    try:
+        st.push("fake", [_block({"app": "a"}, time.time_ns())]).result()
+        segment = (tmp_path / "wal" / f"{st.wal.segment:08d}.wal").resolve()
+        st.flush_all()  # rotates, so the segment holding the record can go
+        assert not segment.exists()
+    finally:
+        st.close()
+    index = next(tmp_path.glob("tenants/*/index.log"))
+    indexed = _synced_after(events, "file", index, 0)
+    checkpoint = _renamed(events, tmp_path / "checkpoint.json")
+    dir_synced = _synced_after(events, "dir", tmp_path, checkpoint)
+    released = events.index(("unlink", str(segment)))
+    assert indexed is not None and dir_synced is not None
+    assert indexed < checkpoint < dir_synced < released
+
+
 def test_index_rewrite_syncs_its_directory(tmp_path: Path, events: list[Event]) -> None:
     log = IndexLog(tmp_path / "index.log")
     log.append([{"op": "add", "n": 1}, {"op": "del", "n": 1}, {"op": "add", "n": 2}])

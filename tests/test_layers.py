@@ -36,8 +36,9 @@ LAYERS: dict[str, frozenset[str]] = {
     "store": frozenset({"model", "durable"}),
     "logql": frozenset({"model", "durable"}),
     "ruler": frozenset({"logql", "wire", "model", "durable"}),
-    "server": frozenset({"store", "logql", "ruler", "wire", "model", "durable", "buffer",
-                         "ui"}),
+    "patterns": frozenset({"logql", "model", "durable"}),
+    "server": frozenset({"store", "logql", "ruler", "patterns", "wire", "model", "durable",
+                         "buffer", "ui"}),
     "ui": frozenset(),  # static files only
 }
 # Top-level modules (`sluiceway/cli.py`, `__main__.py`, `__init__.py`, `_up.py`) wire
@@ -52,7 +53,16 @@ STDLIB = frozenset(sys.stdlib_module_names) | {"__future__"}
 THIRD_PARTY: dict[str, dict[str, bool]] = {
     "durable": {},
     "buffer": {"orjson": True, "prometheus_client": False},
-    "model": {"numpy": True, "re2": True, "pydantic": True},
+    # orjson: a PushRecord's structured metadata (encoded in the workers, read at replay).
+    "model": {"numpy": True, "re2": True, "pydantic": True, "orjson": True},
+}
+# Optional dependencies (extras): the packages that may use each, and only inside a
+# function or under TYPE_CHECKING, so `import sluiceway` works without them. The object
+# store backends of `store` load their client library when one is made; the cluster
+# package joins the `nats` row when it lands.
+OPTIONAL: dict[str, frozenset[str]] = {
+    "obstore": frozenset({"store"}),  # extra `s3`
+    "nats": frozenset({"store"}),  # extra `cluster`
 }
 
 
@@ -88,8 +98,10 @@ def _imports(path: Path) -> list[Import]:
 
     def walk(node: ast.AST, top: bool) -> None:
         for child in ast.iter_child_nodes(node):
+            # Imports in a function, or under `if TYPE_CHECKING:`, do not run on import.
             inner = top and not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef,
-                                                   ast.Lambda))
+                                                   ast.Lambda)) \
+                and not _is_type_checking(child)
             if isinstance(child, ast.Import):
                 out.extend(Import(child.lineno, a.name, (), top) for a in child.names)
             elif isinstance(child, ast.ImportFrom):
@@ -118,6 +130,14 @@ def _imports(path: Path) -> list[Import]:
     return out
 
 
+def _is_type_checking(node: ast.AST) -> bool:
+    if not isinstance(node, ast.If):
+        return False
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
+        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
 def _is_module(name: str) -> bool:
     parts = name.split(".")
     if parts[0] != "sluiceway" or not all(p.isidentifier() for p in parts):
@@ -139,6 +159,15 @@ def violations_of(path: Path) -> list[str]:
     for imp in _imports(path):
         where = f"{rel}:{imp.line}"
         top = imp.target.split(".")[0]
+        if top in OPTIONAL:
+            if mine not in OPTIONAL[top]:
+                found.append(f"{where}: {mine} may not import the optional dependency "
+                             f"{imp.target} (only {', '.join(sorted(OPTIONAL[top]))})")
+            elif imp.top_level:
+                found.append(f"{where}: the optional dependency {imp.target} is imported "
+                             "at module level; import it inside the function that needs it "
+                             "(or under TYPE_CHECKING)")
+            continue
         if top != "sluiceway":
             allowed = THIRD_PARTY.get(mine)
             if allowed is not None and top not in STDLIB and top and \
@@ -231,6 +260,11 @@ def _fake_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str,
      "private _app of server"),
     ("server/_x.py", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
      "    from sluiceway.client import Logger\n", "server may not import client"),
+    ("store/_x.py", "import obstore\n", "optional dependency obstore is imported at module"),
+    ("store/_x.py", "from nats.js import api\n", "optional dependency nats.js"),
+    ("server/_x.py", "def f():\n    import nats\n", "server may not import the optional"),
+    ("agent/_x.py", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+     "    import obstore\n", "agent may not import the optional dependency obstore"),
     # ship: between buffer/wire and the shippers, below both of them
     ("ship/_x.py", "from sluiceway.client import LokiSink\n", "ship may not import client"),
     ("ship/_x.py", "def f():\n    import sluiceway.agent\n", "ship may not import agent"),
@@ -256,6 +290,9 @@ def test_checker_finds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: 
     ("store/_x.py", "from sluiceway.store._tenant import TenantStore\n"),
     ("store/_x.py", "from . import _tenant\nfrom ._chunk import ChunkError\n"),
     ("buffer/_x.py", "def f():\n    import prometheus_client\n"),
+    ("buffer/_x.py", "import typing\nif typing.TYPE_CHECKING:\n    import prometheus_client\n"),
+    ("store/_x.py", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+     "    from obstore.store import S3Store\ndef f():\n    import obstore\n"),
     ("cli.py", "MODS = ['sluiceway.server._cli']\nfrom sluiceway.server import serve\n"),
     ("_up.py", "from sluiceway.agent import run\nfrom sluiceway.server import serve\n"),
     ("ship/_x.py", "from sluiceway.buffer import Buffer\nfrom sluiceway.wire import PushAnswer\n"

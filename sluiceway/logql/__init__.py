@@ -32,6 +32,7 @@ from sluiceway.logql._ast import (
     VectorExpr,
     VectorMatching,
 )
+from sluiceway.logql._detected import detected_field_values, detected_fields
 from sluiceway.logql._engine import (
     MetricEvaluator,
     QueryParams,
@@ -42,6 +43,16 @@ from sluiceway.logql._engine import (
 from sluiceway.logql._errors import ParseError, QueryError
 from sluiceway.logql._exec import ExecOptions, QueryCancelled, split_range, too_many_bytes
 from sluiceway.logql._format import format_loki, format_query
+from sluiceway.logql._levels import (
+    DEFAULT_LEVEL_FIELDS,
+    DETECTED_LEVEL,
+    LevelRules,
+    block_levels,
+    entry_level,
+    normalize_level,
+    stream_level,
+)
+from sluiceway.logql._lexer import parse_go_float
 from sluiceway.logql._limits import (
     DEFAULT_MAX_LINE_SIZE,
     MAX_POINTS,
@@ -49,6 +60,7 @@ from sluiceway.logql._limits import (
     QueryTimeout,
     check_resolution,
 )
+from sluiceway.logql._logfmt import scan_logfmt
 from sluiceway.logql._metric import metric_evaluator as _metric_evaluator
 from sluiceway.logql._parse_log import check_selector
 from sluiceway.logql._parser import parse, parse_selector
@@ -64,15 +76,17 @@ from sluiceway.logql._template_funcs import go_float
 register_metric_evaluator(_metric_evaluator)
 
 __all__ = [
-    "DEFAULT_MAX_LINE_SIZE", "MAX_POINTS", "BinaryOp", "Deadline", "Decolorize", "Drop",
-    "ExecOptions", "Expr", "Grouping", "JsonParser", "Keep", "LabelBinary", "LabelCompare",
-    "LabelFilter", "LabelFmt", "LabelFormat", "LabelReplace", "LabelsSpec", "LineFilter",
-    "LineFormat", "Literal", "LogExpr", "LogPipeline", "LogRange", "LogSource", "LogfmtParser",
-    "MemorySource", "MetricEvaluator", "MetricExpr", "ParseError", "PatternParser",
-    "Processed", "QueryCancelled", "QueryError", "QueryParams", "QueryResult", "QueryStats",
-    "QueryTimeout", "RangeAggregation", "RegexpParser", "ResultsCache", "SeriesRef", "Stage",
-    "Template", "TemplateError", "UnpackParser", "Unwrap", "VectorAggregation", "VectorExpr",
-    "VectorMatching", "check_resolution", "check_selector", "compile_template", "evaluate",
-    "format_loki", "format_query", "go_float", "parse", "parse_selector",
-    "register_metric_evaluator", "series_entries", "split_range", "too_many_bytes",
+    "DEFAULT_LEVEL_FIELDS", "DEFAULT_MAX_LINE_SIZE", "DETECTED_LEVEL", "MAX_POINTS", "BinaryOp",
+    "Deadline", "Decolorize", "Drop", "ExecOptions", "Expr", "Grouping", "JsonParser", "Keep",
+    "LabelBinary", "LabelCompare", "LabelFilter", "LabelFmt", "LabelFormat", "LabelReplace",
+    "LabelsSpec", "LevelRules", "LineFilter", "LineFormat", "Literal", "LogExpr", "LogPipeline",
+    "LogRange", "LogSource", "LogfmtParser", "MemorySource", "MetricEvaluator", "MetricExpr",
+    "ParseError", "PatternParser", "Processed", "QueryCancelled", "QueryError", "QueryParams",
+    "QueryResult", "QueryStats", "QueryTimeout", "RangeAggregation", "RegexpParser",
+    "ResultsCache", "SeriesRef", "Stage", "Template", "TemplateError", "UnpackParser", "Unwrap",
+    "VectorAggregation", "VectorExpr", "VectorMatching", "block_levels", "check_resolution",
+    "check_selector", "compile_template", "detected_field_values", "detected_fields",
+    "entry_level", "evaluate", "format_loki", "format_query", "go_float", "normalize_level",
+    "parse", "parse_go_float", "parse_selector", "register_metric_evaluator", "scan_logfmt",
+    "series_entries", "split_range", "stream_level", "too_many_bytes",
 ]

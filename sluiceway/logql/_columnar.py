@@ -91,7 +91,7 @@ def _unit(source: LogSource, ref: SeriesRef, split: int, lo: int, hi: int,
     (`limit`, shared by all units) before the next block is read."""
     def run(abort: threading.Event) -> _Partial:
         out = _Partial(split)
-        pipeline = range_pipeline(lr, params)
+        pipeline = range_pipeline(lr, params, mapper)
         for block, idx in unit_blocks(source, ref, lo, hi, params, pipeline, abort,
                                       out.stats):
             for key, ts, sizes in run_block(plan, pipeline, mapper, block, idx, want_sizes):
@@ -139,7 +139,7 @@ def _probe(source: LogSource, ref: SeriesRef, lo: int, hi: int, lr: A.LogRange,
         if block is None or abort.is_set():
             return
         head = block.slice(0, min(len(block), PROBE_LINES))
-        pipeline = range_pipeline(lr, params)
+        pipeline = range_pipeline(lr, params, mapper)
         idx = pipeline.select(head)
         if len(idx):
             run_block(plan, pipeline, mapper, head, idx, False)
@@ -202,7 +202,9 @@ def count_lines(source: LogSource, params: QueryParams, lr: A.LogRange, lo: int,
     closed_before = time.time_ns() - opts.cache_freshness_ns
     splits = split_range(lo, hi, opts.split_ns)
     stats.splits += len(splits)
-    shape = (tuple(tenants), repr(lr.log), lr.range_ns, lr.offset_ns, plan.by, want, g)
+    levels = range_pipeline(lr, params, mapper).levels  # a tenant's rules may change
+    shape = (tuple(tenants), repr(lr.log), lr.range_ns, lr.offset_ns, plan.by, want, g,
+             levels)
     keys: dict[int, Hashable] = {}
     units = []
     for k, (a, b) in enumerate(splits):

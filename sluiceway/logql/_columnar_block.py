@@ -1,9 +1,10 @@
 """One block through a columnar `Plan`: label columns, masks, series keys.
 
 `block_columns` runs the plan's stages on a whole block (`_columnar_scan` parses,
-`_columnar_filter` masks); `run_block` adds the pipeline-error rule and sends the lines the
-columnar parser cannot classify through the per-line stages, so the answer is the
-reference engine's in every case; `group_rows` gives each surviving line its series key.
+`_columnar_filter` masks), with `detected_level` as a column when the pipeline has level
+rules; `run_block` adds the pipeline-error rule and sends the lines the columnar parser
+cannot classify through the per-line stages, so the answer is the reference engine's in
+every case; `group_rows` gives each surviving line its series key.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sluiceway.logql._columnar_scan import (
     logfmt_simple,
     regexp_fields,
 )
+from sluiceway.logql._levels import DETECTED_LEVEL, LevelRules, block_levels
 from sluiceway.logql._metric_extract import KeyMapper, pipeline_error
 from sluiceway.logql._metric_types import I64
 from sluiceway.logql._pipeline import LabelKey, LogPipeline
@@ -55,16 +57,41 @@ def _reference(pipeline: LogPipeline, mapper: KeyMapper, block: EntryBlock,
             for k, t in ts_by.items()]
 
 
-def block_columns(plan: Plan, block: EntryBlock) -> tuple[dict[str, Col], ErrCodes, Mask,
-                                                        Mask]:
+def level_col(rules: LevelRules, block: EntryBlock) -> Col:
+    """`detected_level` of every line of a block (without metadata), as a column."""
+    levels = block_levels(rules, block)
+    if isinstance(levels, str):
+        return Col.constant(len(block), levels)
+    codes: dict[str, int] = {}
+    idx = np.fromiter((codes.setdefault(v, len(codes)) for v in levels), dtype=np.int64,
+                      count=len(levels))
+    return Col(idx, list(codes))
+
+
+def _parsed_level(env: dict[str, Col], level: Col, other: Mask) -> None:
+    """A parser that extracted a `detected_level` of its own: the per-line stages decide
+    the lines that have one (the parsed value replaces the level there); the others keep
+    the line's level."""
+    parsed = env.get(DETECTED_LEVEL)
+    if parsed is not None and parsed is not level:
+        other |= parsed.codes >= 0
+    env[DETECTED_LEVEL] = level
+
+
+def block_columns(plan: Plan, block: EntryBlock, levels: LevelRules | None = None,
+                  ) -> tuple[dict[str, Col], ErrCodes, Mask, Mask]:
     """Run the plan's stages on a block: (label columns, error codes, lines still alive,
-    lines only the per-line stages can decide)."""
+    lines only the per-line stages can decide). With `levels`, the lines carry
+    `detected_level` (as structured metadata does: before any stage, not a stream label)."""
     n = len(block)
     alive: Mask = np.ones(n, dtype=np.bool_)
     other: Mask = np.zeros(n, dtype=np.bool_)
     err: ErrCodes = np.zeros(n, dtype=np.int8)
     stream = dict(block.labels)
     env: dict[str, Col] = {k: Col.constant(n, v) for k, v in stream.items()}
+    level = level_col(levels, block) if levels is not None else None
+    if level is not None:
+        env[DETECTED_LEVEL] = level
     for op in plan.ops:
         if isinstance(op, _Parse) and op.fmt == "regexp":
             text = arrow_text(block)
@@ -73,6 +100,8 @@ def block_columns(plan: Plan, block: EntryBlock) -> tuple[dict[str, Col], ErrCod
                 continue
             named = {lab: g for lab, g in op.groups if lab in plan.fields and lab not in stream}
             env.update(regexp_fields(text, op.pattern, named))
+            if level is not None:
+                _parsed_level(env, level, other)
         elif isinstance(op, _Parse):
             arr = arrow_lines(block)
             wanted = [f for f in plan.fields if f not in stream]
@@ -94,6 +123,8 @@ def block_columns(plan: Plan, block: EntryBlock) -> tuple[dict[str, Col], ErrCod
                 col, dup = extract_field(op.fmt, arr, name, simple, name == unique)
                 other |= dup
                 env[name] = col
+            if level is not None:
+                _parsed_level(env, level, other)
         elif isinstance(op, VecFilter):
             alive &= op(env, err, alive & ~other) | other
         elif isinstance(op, _Drop):
@@ -114,7 +145,7 @@ def run_block(plan: Plan, pipeline: LogPipeline, mapper: KeyMapper, block: Entry
         return _reference(pipeline, mapper, block, idx, want_sizes)
     if len(idx) < len(block):
         block = block.take(idx)
-    env, err, alive, other = block_columns(plan, block)
+    env, err, alive, other = block_columns(plan, block, pipeline.levels)
     ok = alive & ~other
     fallback = np.flatnonzero(alive & other)
     if not plan.preserve_error:

@@ -99,7 +99,7 @@ def run_block_values(vp: ValuePlan, uw: A.Unwrap, pipeline: LogPipeline,
         return _reference_rows(pipeline, mapper, uw, block, idx)
     if len(idx) < len(block):
         block = block.take(idx)
-    env, err, alive, other = block_columns(vp.lines, block)
+    env, err, alive, other = block_columns(vp.lines, block, pipeline.levels)
     col = env.get(vp.label) or Col.absent(len(block))
     values: list[float] = []
     ok_v = np.zeros(len(col.values) + 1, dtype=np.bool_)  # has a sample
@@ -159,7 +159,7 @@ def _unit(source: LogSource, ref: SeriesRef, order: int, lo: int, hi: int,
     uw = lr.unwrap
     def run(abort: threading.Event) -> _Part:
         out = _Part(order)
-        pipeline = range_pipeline(lr, params)
+        pipeline = range_pipeline(lr, params, mapper)
         for block, idx in unit_blocks(source, ref, lo, hi, params, pipeline, abort,
                                       out.stats):
             for key, parts in run_block_values(vp, uw, pipeline, mapper, block, idx).items():

@@ -18,6 +18,7 @@ from typing import Any
 from sluiceway.logql import _ast as A
 from sluiceway.logql._errors import INSTANT_LOG_QUERY, METRIC_NOT_SUPPORTED, QueryError
 from sluiceway.logql._exec import ExecOptions
+from sluiceway.logql._levels import LevelRules
 from sluiceway.logql._limits import DEFAULT_MAX_LINE_SIZE, Deadline
 from sluiceway.logql._parser import parse
 from sluiceway.logql._pipeline import LabelKey, LogPipeline, Processed, selected_blocks
@@ -32,9 +33,11 @@ class QueryParams:
 
     The limits: `max_series` stops a metric query as soon as its answer would hold more
     series (0: no limit); `max_line_size` caps what a template may write (bytes);
-    `deadline` stops the query with `QueryTimeout` once it has passed. `options` says how
-    the work runs (threads, time splits, cancel flag, bytes read, results cache); every
-    engine path (per-line and columnar) honours the limits above.
+    `deadline` stops the query with `QueryTimeout` once it has passed. With `levels`,
+    entries carry `detected_level` (Loki's `discover_log_levels`): log queries always,
+    metric queries where the label can reach the answer or a stage names it. `options`
+    says how the work runs (threads, time splits, cancel flag, bytes read, results cache);
+    every engine path (per-line and columnar) honours the limits and levels above.
     """
 
     tenants: list[str]
@@ -49,6 +52,7 @@ class QueryParams:
     max_series: int = 0
     max_line_size: int = DEFAULT_MAX_LINE_SIZE
     deadline: Deadline | None = None
+    levels: LevelRules | None = None
     options: ExecOptions = field(default_factory=ExecOptions)
 
 
@@ -129,7 +133,7 @@ def _eval_logs(source: LogSource, expr: A.LogExpr, params: QueryParams,
     refs = source.series(params.tenants, list(expr.matchers), params.start, params.end)
     stats.streams = len(refs)
     pipeline = LogPipeline(expr.stages, params.categorize_labels, params.max_line_size,
-                           params.deadline)
+                           params.deadline, params.levels)
     reverse = params.direction == "backward"
     # Several threads filter the series' next blocks while the merge consumes them.
     par = params.options.parallelism

@@ -230,8 +230,9 @@ class _Evaluator:
         sizes = BinCounts(edges)
         if not count_lines(self.source, self.params, lr, lo, hi, self.stats, grouping,
                            counts, sizes if want_bytes else None):
+            mapper = KeyMapper(grouping, None)
             scan(self.source, self.params, lr, lo, hi, self.stats,
-                 line_sink(counts, KeyMapper(grouping, None), sizes if want_bytes else None))
+                 line_sink(counts, mapper, sizes if want_bytes else None), mapper)
         ie, istart = np.searchsorted(edges, ends), np.searchsorted(edges, starts)
         n_lines = counts.windows(istart, ie)
         totals = sizes.windows(istart, ie) if want_bytes else n_lines
@@ -253,7 +254,7 @@ class _Evaluator:
             return got
         samples = Samples(limit=limit)
         scan(self.source, self.params, lr, lo, hi, self.stats,
-             unwrap_sink(samples, mapper, lr.unwrap))
+             unwrap_sink(samples, mapper, lr.unwrap), mapper)
         return samples.finish()
 
     def _over_values(self, fn: WindowFn, lr: A.LogRange, grouping: A.Grouping | None,

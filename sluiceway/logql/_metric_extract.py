@@ -20,6 +20,8 @@ import numpy as np
 from sluiceway.logql import _ast as A
 from sluiceway.logql._engine import QueryParams
 from sluiceway.logql._errors import QueryError
+from sluiceway.logql._format import format_query, format_stage
+from sluiceway.logql._levels import DETECTED_LEVEL, block_levels
 from sluiceway.logql._lexer import CONVERTERS
 from sluiceway.logql._limits import series_limit_error
 from sluiceway.logql._metric_types import F64, I64, Mask
@@ -66,6 +68,10 @@ class KeyMapper:
             self.drop = frozenset((grouping.labels if grouping else ()) + extra)
         self.preserve_error = self.by is not None and ERROR in self.by
         self._cache: dict[LabelKey, LabelKey] = {}
+
+    def keeps(self, name: str) -> bool:
+        """Whether a label of that name reaches the sample series."""
+        return name in self.by if self.by is not None else name not in self.drop
 
     def __call__(self, key: LabelKey) -> LabelKey:
         out = self._cache.get(key)
@@ -207,20 +213,37 @@ class Samples:
 BlockSink = Callable[[EntryBlock, np.ndarray[Any, Any], LogPipeline], None]
 
 
-def range_pipeline(lr: A.LogRange, params: QueryParams) -> LogPipeline:
-    """The log pipeline of a range aggregation, with the query's template cap and deadline
-    (the per-line and the columnar engine alike)."""
+def wants_levels(lr: A.LogRange, mapper: KeyMapper) -> bool:
+    """`detected_level` costs work per line: worked out only where it reaches the sample
+    series (`count_over_time(...)`, `sum by (detected_level)`) or a stage names it (one
+    of the log pipeline, or `unwrap` and the label filters after it)."""
+    if mapper.keeps(DETECTED_LEVEL):
+        return True
+    uw = lr.unwrap
+    if uw is not None and (uw.label == DETECTED_LEVEL or any(
+            DETECTED_LEVEL in format_stage(f) for f in uw.post_filters)):
+        return True
+    return bool(lr.log.stages) and DETECTED_LEVEL in format_query(lr.log)
+
+
+def range_pipeline(lr: A.LogRange, params: QueryParams,
+                   mapper: KeyMapper | None = None) -> LogPipeline:
+    """The log pipeline of a range aggregation, with the query's template cap and deadline,
+    and `detected_level` when `mapper`'s series keep it (see `wants_levels`; every level
+    without a mapper): the per-line and the columnar engine alike."""
+    levels = params.levels if mapper is None or wants_levels(lr, mapper) else None
     return LogPipeline(lr.log.stages, max_line_size=params.max_line_size,
-                       deadline=params.deadline)
+                       deadline=params.deadline, levels=levels)
 
 
 def scan(source: LogSource, params: QueryParams, lr: A.LogRange, lo: int, hi: int,
-         stats: QueryStats, sink: BlockSink) -> None:
+         stats: QueryStats, sink: BlockSink, mapper: KeyMapper | None = None) -> None:
     """Feed every block of the matching series in [lo, hi) to `sink` after line filters
-    (with the query's template cap and deadline)."""
+    (with the query's template cap and deadline; `detected_level` when `mapper`'s series
+    keep it, see `wants_levels`)."""
     refs = source.series(params.tenants, list(lr.log.matchers), lo, hi)
     stats.streams += len(refs)
-    pipeline = range_pipeline(lr, params)
+    pipeline = range_pipeline(lr, params, mapper)
     for ref in refs:
         for block, idx in selected_blocks(source, ref, pipeline, lo, hi, "forward", stats):
             if len(idx):
@@ -231,13 +254,26 @@ def line_sink(counts: BinCounts, mapper: KeyMapper, sizes: BinCounts | None = No
     """Count surviving lines (and sum their bytes into `sizes`); whole arrays when no
     stage has to run per line."""
 
+    def whole(block: EntryBlock, key: LabelKey, sel: np.ndarray[Any, Any]) -> None:
+        ts = block.ts[sel]
+        counts.add(key, ts)
+        if sizes is not None:
+            sizes.add(key, ts, np.diff(block.offsets)[sel])
+
     def sink(block: EntryBlock, idx: np.ndarray[Any, Any], pipeline: LogPipeline) -> None:
         if not pipeline.row_stages and block.metadata is None:
-            key = mapper(tuple(sorted(block.labels.items())))
-            ts = block.ts[idx]
-            counts.add(key, ts)
-            if sizes is not None:
-                sizes.add(key, ts, np.diff(block.offsets)[idx])
+            base = tuple(sorted(block.labels.items()))
+            levels = None if pipeline.levels is None else block_levels(pipeline.levels,
+                                                                       block, idx)
+            if levels is None:
+                whole(block, mapper(base), idx)
+            elif isinstance(levels, str):
+                whole(block, mapper(pipeline.level_key(base, levels)), idx)
+            else:  # one group of lines per level, each counted whole
+                per_line = np.array([levels[i] for i in idx.tolist()])
+                for level in np.unique(per_line).tolist():
+                    whole(block, mapper(pipeline.level_key(base, level)),
+                          idx[per_line == level])
             return
         ts_by: dict[LabelKey, list[int]] = {}
         size_by: dict[LabelKey, list[int]] = {}

@@ -16,6 +16,13 @@ import numpy as np
 
 from sluiceway.logql import _ast as A
 from sluiceway.logql._filters import BlockFilter, compile_line_filter, contains_mask
+from sluiceway.logql._levels import (
+    DETECTED_LEVEL,
+    LevelRules,
+    block_level,
+    entry_level,
+    stream_level,
+)
 from sluiceway.logql._limits import DEFAULT_MAX_LINE_SIZE, Deadline
 from sluiceway.logql._result import QueryStats
 from sluiceway.logql._source import LogSource, SeriesRef
@@ -37,12 +44,13 @@ class LogPipeline:
     With `categorize`, the key holds the stream labels only and the extra element is
     Loki's `{"structuredMetadata": {...}, "parsed": {...}}` (empty groups left out).
     Templates write at most `max_line_size` bytes; `deadline` is checked before each
-    block and every `Deadline.CHECK_EVERY` lines inside one.
+    block and every `Deadline.CHECK_EVERY` lines inside one. With `levels`, every entry
+    carries `detected_level` as structured metadata (`_levels`), before any stage runs.
     """
 
     def __init__(self, stages: tuple[A.Stage, ...], categorize: bool = False,
                  max_line_size: int = DEFAULT_MAX_LINE_SIZE,
-                 deadline: Deadline | None = None) -> None:
+                 deadline: Deadline | None = None, levels: LevelRules | None = None) -> None:
         n = 0
         while n < len(stages) and isinstance(stages[n], A.LineFilter):
             n += 1
@@ -54,7 +62,10 @@ class LogPipeline:
         self.row_stages: list[RowStage] = compile_row_stages(stages[n:], max_line_size)
         self.categorize = categorize
         self.deadline = deadline
-        self.prefilters = _parsed_value_prefilters(stages[n:])
+        self.levels = levels
+        self.prefilters = [(name, needle) for name, needle in _parsed_value_prefilters(stages[n:])
+                           if levels is None or name != DETECTED_LEVEL]
+        self._level_keys: dict[tuple[LabelKey, str], LabelKey] = {}
 
     def select(self, block: EntryBlock) -> np.ndarray[Any, np.dtype[np.intp]]:
         """Indexes (ascending) of the lines that pass the block-level filters."""
@@ -90,21 +101,47 @@ class LogPipeline:
         base_key = label_key(stream)
         simple = not self.row_stages
         deadline, every = self.deadline, Deadline.CHECK_EVERY
+        # detected_level: the same for the whole block, or worked out per line as lines
+        # are taken (a query that needs 100 lines of a big block pays for 100).
+        rules = self.levels
+        level = block_level(rules, block) if rules is not None else None
+        per_line = rules is not None and level is None
+        from_stream = stream_level(rules, stream) if per_line and rules is not None else None
         for n, (i, a, b, t) in enumerate(zip(order, starts, ends, times, strict=True)):
             if deadline is not None and n % every == 0:
                 deadline.check()
             line = blob[a:b].decode("utf-8", "replace")
             md = meta[i] if meta is not None else None
+            if per_line and rules is not None:
+                level = entry_level(rules, stream, md, line, from_stream)
             if simple and not md:
-                yield t, line, base_key, ({} if self.categorize else None)
+                if level is None:
+                    yield t, line, base_key, ({} if self.categorize else None)
+                elif self.categorize:
+                    yield t, line, base_key, {"structuredMetadata": {DETECTED_LEVEL: level}}
+                else:
+                    yield t, line, self.level_key(base_key, level), None
                 continue
             row = Row(t, line, dict(stream), {}, stream)
             if md:
                 for k, v in md.items():
                     row.labels[k] = v
                     row.origin[k] = METADATA
+            if level is not None:
+                row.labels[DETECTED_LEVEL] = level
+                row.origin[DETECTED_LEVEL] = METADATA
             if all(stage(row) for stage in self.row_stages):
                 yield self._finish(row)
+
+    def level_key(self, key: LabelKey, level: str) -> LabelKey:
+        """`key` with `detected_level` added (cached: few streams, fewer levels)."""
+        out = self._level_keys.get((key, level))
+        if out is None:
+            if len(self._level_keys) > 4096:
+                self._level_keys.clear()
+            out = self._level_keys[(key, level)] = label_key({**dict(key),
+                                                              DETECTED_LEVEL: level})
+        return out
 
     def _finish(self, row: Row) -> Processed:
         if not self.categorize:

@@ -1,5 +1,5 @@
-"""Core value types shared by every package: label sets and stream batches; the
-heartbeat model; the ledger's number sets (`RangeSet`) and push header; config units,
+"""Core value types shared by every package: label sets, stream batches and push records;
+the heartbeat model; the ledger's number sets (`RangeSet`) and push header; config units,
 the config loaders' messages, and Go's ways of reading and writing sizes, durations and
 times."""
 
@@ -53,6 +53,7 @@ from sluiceway.model._ledger import (
 )
 from sluiceway.model._matcher import Matcher, matches_all
 from sluiceway.model._ranges import RangeSet, runs_of
+from sluiceway.model._record import PushRecord, RecordError, looks_like_record
 from sluiceway.model._timefmt import (
     EARLIEST_NS,
     LATEST_NS,
@@ -62,6 +63,7 @@ from sluiceway.model._timefmt import (
     now_ns,
     parse_rfc3339,
     parse_time_param,
+    rfc3339_micros,
 )
 from sluiceway.model._units import Bytes, Duration, LokiBytes, parse_duration, parse_size
 
@@ -110,12 +112,16 @@ __all__ = [
     "LABEL_NAME_RE",
     "LabelError",
     "Metadata",
+    "PushRecord",
+    "RecordError",
     "StreamBatch",
     "fingerprint",
     "format_labels",
     "go_unquote",
+    "looks_like_record",
     "parse_labels",
     "quote",
+    "rfc3339_micros",
     "validate_label_names",
     "NAMED_LAYOUTS",
     "go_layout_parser",

@@ -120,6 +120,12 @@ def now_ns() -> int:
     return time.time_ns()
 
 
+def rfc3339_micros(ns: int) -> str:
+    """Unix ns as RFC3339 UTC with microseconds (`2024-05-01T12:00:00.000000Z`), the form
+    of the times in Loki's push rejection texts."""
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 # Unix nanoseconds as Loki holds them (int64).
 EARLIEST_NS, LATEST_NS = -(2**63), 2**63 - 1
 EpochDigits = Literal["loki", "auto"]

@@ -12,7 +12,9 @@ from starlette.staticfiles import StaticFiles
 
 from sluiceway import __version__
 from sluiceway.logql import QueryError, QueryTimeout, ResultsCache
+from sluiceway.patterns import DrainConfig, MinerConfig, PatternService
 from sluiceway.server import (
+    _routes_drilldown,
     _routes_es,
     _routes_index,
     _routes_ledger,
@@ -35,7 +37,7 @@ from sluiceway.server._ratelimit import IngestionRateLimiter, StreamRateLimiter
 from sluiceway.server._ruler import RulerCollector, build_ruler
 from sluiceway.server._streamlimit import StreamLimiter
 from sluiceway.server._tail import TailHub
-from sluiceway.store import Store, StoreConfig
+from sluiceway.store import Store, StoreConfig, decode_record
 from sluiceway.wire import BodyTooLarge
 
 
@@ -48,6 +50,7 @@ def store_config(cfg: Config) -> StoreConfig:
     return StoreConfig(
         data_dir=s.data_dir, wal_sync=s.wal_sync, wal_sync_interval_s=s.wal_sync_interval,
         wal_segment_bytes=s.wal_segment_size, max_wal_bytes=s.max_wal_size,
+        unordered_window_s=cfg.limits.unordered_window,
         chunk_target_bytes=s.chunk_target_size, max_chunk_age_s=s.max_chunk_age,
         chunk_idle_s=s.chunk_idle_period, compression_level=s.compression_level,
         flush_check_interval_s=s.flush_check_period,
@@ -63,6 +66,21 @@ def open_ledger(cfg: Config, store: Store) -> Ledger:
     return Ledger(store.root / "ledger", sync=cfg.storage.wal_sync == "always",
                   max_sources=cfg.server.ledger_max_sources,
                   stale_factor=cfg.server.heartbeat_stale_factor)
+
+
+def pattern_service(ctx: ServerContext, in_process: bool) -> PatternService | None:
+    """The pattern ingester of `pattern_ingester` (None when disabled)."""
+    # One miner for every tenant: the config's limits (not a tenant's runtime overrides).
+    pi, lim = ctx.cfg.pattern_ingester, ctx.cfg.limits
+    if not pi.enabled:
+        return None
+    drain = DrainConfig(max_clusters=pi.max_clusters, max_eviction_ratio=pi.max_eviction_ratio,
+                        sample_interval_ms=max(1, int(pi.pattern_sample_interval * 1000)))
+    cfg = MinerConfig(drain, pi.retain_for, pi.max_allowed_line_length,
+                      pi.max_streams_per_tenant, tuple(lim.tokenizable_json_fields()),
+                      ctx.level_rules(lim))
+    return PatternService(cfg, decode_record, pi.max_queued_bytes, in_process,
+                          lim.query_timeout)
 
 
 def _errors(app: FastAPI) -> None:
@@ -108,20 +126,29 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
     def retention_for(tenant: str) -> float:
         return cfg.retention_period(limits.get(tenant))
 
+    def unordered_window_for(tenant: str) -> float:
+        return limits.get(tenant).unordered_window
+
     if store is not None:
         store.retention_for = retention_for
         ctx.opened_ledger = open_ledger(cfg, store)
         ctx.metrics.bind_ledger(ctx.ledger)
+        store.unordered_window_for = unordered_window_for
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if ctx.opened_store is None:
-            ctx.opened_store = await run_in_threadpool(Store, store_config(cfg))
+            ctx.opened_store = await run_in_threadpool(
+                lambda: Store(store_config(cfg), unordered_window_for=unordered_window_for))
             ctx.store.retention_for = retention_for
         ctx.metrics.bind_store(ctx.store)
         if ctx.opened_ledger is None:
             ctx.opened_ledger = await run_in_threadpool(open_ledger, cfg, ctx.store)
         ctx.metrics.bind_ledger(ctx.ledger)
+        # A process of its own beside a real server's ingest workers; a thread in an app
+        # built in-process (tests), where spawning processes would cost more than mining.
+        ctx.patterns = await run_in_threadpool(pattern_service, ctx, ctx.pool.workers == 0)
+        ctx.metrics.bind_patterns(ctx)
         watcher = asyncio.create_task(limits.watch()) if limits.files else None
         if ctx.ruler is not None:
             await ctx.ruler.start()
@@ -132,6 +159,8 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
             watcher.cancel()
         ctx.pool.close()
         await run_in_threadpool(ctx.ledger.close)
+        if ctx.patterns is not None:
+            await run_in_threadpool(ctx.patterns.close)
         await run_in_threadpool(ctx.store.close)
 
     app = FastAPI(title="Sluiceway", version=__version__, lifespan=lifespan, docs_url=None,
@@ -140,7 +169,7 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
     _errors(app)
     app.add_middleware(RequestMetricsMiddleware, metrics=ctx.metrics)
     for module in (_routes_push, _routes_otlp, _routes_es, _routes_query, _routes_index,
-                   _routes_tail, _routes_ops, _routes_ledger):
+                   _routes_drilldown, _routes_tail, _routes_ops, _routes_ledger):
         app.include_router(module.router)
     app.include_router(_routes_rules.views)
     if cfg.ruler.enable_api:

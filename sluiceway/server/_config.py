@@ -8,9 +8,15 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from sluiceway.model import Bytes, Duration, LokiBytes, config_error_text, validation_messages
+from sluiceway.server._config_objects import ObjectsFields
 from sluiceway.server._config_ruler import RulerSection, RulerStorageSection
 from sluiceway.server._loki_config import translate
 
@@ -19,6 +25,23 @@ DeletionMode = Literal["disabled", "filter-only", "filter-and-delete"]
 
 def _log_level(value: object) -> object:
     return "warning" if value == "warn" else value  # Loki's spelling
+
+
+def _csv(value: Any) -> Any:
+    """Loki's comma-separated string lists (`a,b,c`), or a list (YAML, or `[...]` in an
+    environment variable)."""
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value  # not a list: the validation error names the field
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+# NoDecode: an environment value is a comma-separated list too, not only JSON.
+CsvList = Annotated[list[str], NoDecode, BeforeValidator(_csv)]
 
 
 class _Section(BaseModel):
@@ -47,7 +70,7 @@ class QuerierSection(_Section):
     multi_tenant_queries_enabled: bool = False
 
 
-class StorageSection(_Section):
+class StorageSection(ObjectsFields):
     data_dir: Path = Path("./data")
     wal_sync: Literal["always", "interval"] = "always"
     wal_sync_interval: Duration = 0.1
@@ -141,6 +164,42 @@ class LimitsSection(_Section):
     # Applies only with `compactor.retention_enabled` (Loki's rule); 0: keep forever.
     retention_period: Duration = 0.0
     deletion_mode: DeletionMode = "filter-and-delete"
+    # Structured metadata on pushes (Loki's default: allowed); false refuses such lines.
+    allow_structured_metadata: bool = True
+    # Every line gets `detected_level` (Loki's discover_log_levels, on by default): worked
+    # out when lines are read, from these fields (labels, metadata, JSON, logfmt) or words;
+    # empty: Loki's list (level, LEVEL, Level, log.level, severity, …, lvl, …).
+    discover_log_levels: bool = True
+    log_level_fields: CsvList = []
+    log_level_from_json_max_depth: int = 2
+    # JSON lines are mined for patterns from the first of these string fields (Loki's).
+    pattern_ingester_tokenizable_json_fields_default: CsvList = [
+        "log", "message", "msg", "msg_", "_msg", "content"]
+    pattern_ingester_tokenizable_json_fields_append: CsvList = []
+    pattern_ingester_tokenizable_json_fields_delete: CsvList = []
+
+    def tokenizable_json_fields(self) -> list[str]:
+        drop = set(self.pattern_ingester_tokenizable_json_fields_delete)
+        fields = (self.pattern_ingester_tokenizable_json_fields_default
+                  + self.pattern_ingester_tokenizable_json_fields_append)
+        return [f for f in dict.fromkeys(fields) if f not in drop]
+
+
+class PatternIngesterSection(_Section):
+    """Loki's `pattern_ingester`: Drain patterns mined from pushed lines, per stream and
+    level, for `/loki/api/v1/patterns`. On by default here (Loki: off): the miner is its
+    own low-priority process, so pushes do not wait for it."""
+
+    enabled: bool = True
+    retain_for: Duration = 3 * 3600.0
+    max_clusters: Annotated[int, Field(ge=1)] = 300  # per stream and level
+    max_eviction_ratio: Annotated[float, Field(ge=0)] = 0.25
+    max_allowed_line_length: Annotated[int, Field(ge=1)] = 3000
+    pattern_sample_interval: Duration = 10.0
+    # Sluiceway's bounds: streams mined per tenant (the rest are counted, not mined) and
+    # bytes of pushes waiting for the miner (past it, pushes are counted, not mined).
+    max_streams_per_tenant: Annotated[int, Field(ge=1)] = 10_000
+    max_queued_bytes: Bytes = 64 << 20
 
 
 class Config(BaseSettings):
@@ -150,6 +209,7 @@ class Config(BaseSettings):
     querier: QuerierSection = QuerierSection()
     storage: StorageSection = StorageSection()
     limits: LimitsSection = LimitsSection()
+    pattern_ingester: PatternIngesterSection = PatternIngesterSection()
     ruler: RulerSection = RulerSection()
     ruler_storage: RulerStorageSection = RulerStorageSection()
     compactor: CompactorSection = CompactorSection()

@@ -15,7 +15,8 @@ from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, Response
 
-from sluiceway.logql import DEFAULT_MAX_LINE_SIZE, Deadline, ExecOptions, ResultsCache
+from sluiceway.logql import DEFAULT_MAX_LINE_SIZE, Deadline, ExecOptions, LevelRules, ResultsCache
+from sluiceway.patterns import PatternService
 from sluiceway.ruler import Ruler
 from sluiceway.server._body import read_body
 from sluiceway.server._config import Config, LimitsSection
@@ -50,6 +51,7 @@ class ServerContext:
     ruler: Ruler | None = None
     results_cache: ResultsCache | None = None  # results of closed query splits
     clock: Callable[[], float] = time.monotonic  # for query deadlines (tests set their own)
+    patterns: PatternService | None = None  # the pattern ingester, while it runs
 
     def limits_for(self, tenant: str) -> LimitsSection:
         """The tenant's limits: the config's, with its runtime overrides."""
@@ -89,6 +91,14 @@ class ServerContext:
     def template_cap(limits: LimitsSection) -> int:
         """Bytes a query's template may write: `max_line_size` (Loki's default when 0)."""
         return limits.max_line_size or DEFAULT_MAX_LINE_SIZE
+
+    @staticmethod
+    def level_rules(limits: LimitsSection) -> LevelRules | None:
+        """How lines get `detected_level` under `limits` (None: `discover_log_levels` is
+        off, or structured metadata is not allowed, as in Loki)."""
+        if not (limits.discover_log_levels and limits.allow_structured_metadata):
+            return None
+        return LevelRules(tuple(limits.log_level_fields), limits.log_level_from_json_max_depth)
 
     def deadline(self, limits: LimitsSection) -> Deadline | None:
         """When a query starting now must stop (`query_timeout`; 0: never)."""

@@ -1,23 +1,30 @@
-"""Validate decoded pushes against the tenant limits and turn them into store blocks.
+"""The distributor: validate decoded pushes against the tenant limits and make them a
+`PushRecord`. Stateless: it runs in the ingest worker processes and knows nothing of the
+store. What depends on a stream's state (exact duplicates, lines too far behind their
+stream's newest) is decided by the heads (`sluiceway.store.Heads`), in log order.
 
 A bad label set rejects the whole body (nothing written); per-line failures (too long, too
-old, too new, too far behind its stream) reject only those lines, as Loki does.
+old, too new) reject only those lines, as Loki does.
 """
 
 from __future__ import annotations
 
 import time
-import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import numpy as np
 
-from sluiceway.model import LABEL_NAME_RE, EntryBlock, Metadata, format_labels
+from sluiceway.model import (
+    LABEL_NAME_RE,
+    EntryBlock,
+    Metadata,
+    PushRecord,
+    format_labels,
+    rfc3339_micros,
+)
 from sluiceway.server._config import LimitsSection
-from sluiceway.store import Store, decode_record, encode_record
 from sluiceway.wire import decode_push_blocks
 
 _MAX_DETAILS = 10
@@ -28,24 +35,33 @@ class PushError(ValueError):
 
 
 @dataclass(slots=True)
-class Validated:
-    blocks: list[EntryBlock] = field(default_factory=list)
-    lines: int = 0
-    bytes: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
+class Rejections:
+    """Lines not stored, by Loki's discarded-samples reason, with Loki's detail texts (one
+    per stream and reason, at most 10)."""
+
+    counts: Counter[str] = field(default_factory=Counter)
     details: list[str] = field(default_factory=list)
 
     @property
-    def total_rejected(self) -> int:
-        return sum(self.rejected.values())
+    def total(self) -> int:
+        return sum(self.counts.values())
 
-    def message(self) -> str:
-        total = self.lines + self.total_rejected
-        return "\n".join([*self.details, f"total ignored: {self.total_rejected} out of {total}"])
+    def add(self, reason: str, n: int, detail: str) -> None:
+        if n:
+            self.counts[reason] += n
+            if len(self.details) < _MAX_DETAILS:
+                self.details.append(detail)
+
+    def message(self, stored: int) -> str:
+        """Loki's answer text when some lines of a push were not stored."""
+        total = stored + self.total
+        return "\n".join([*self.details, f"total ignored: {self.total} out of {total}"])
 
 
-def _rfc3339(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+@dataclass(slots=True)
+class _Kept:
+    blocks: list[EntryBlock] = field(default_factory=list)
+    rejections: Rejections = field(default_factory=Rejections)
 
 
 def check_labels(labels: dict[str, str], limits: LimitsSection) -> None:
@@ -64,28 +80,29 @@ def check_labels(labels: dict[str, str], limits: LimitsSection) -> None:
             raise PushError(f"label value too long: {value[:64]!r}… for stream '{text}'")
 
 
-def validate(blocks: list[EntryBlock], limits: LimitsSection,
-             now_ns: int | None = None) -> Validated:
-    """Label and per-line checks that need no store state (safe in a worker process), on
-    one block per label set as `decode_push_blocks` returns them."""
+def validate(tenant: str, blocks: list[EntryBlock], limits: LimitsSection,
+             now_ns: int | None = None) -> tuple[PushRecord, Rejections]:
+    """The record of what passes the label and per-line checks, and what did not; on one
+    block per label set as `decode_push_blocks` returns them. Raises PushError when the
+    whole push is refused."""
     now_ns = now_ns if now_ns is not None else time.time_ns()
     for b in blocks:
         check_labels(b.labels, limits)
-    out = Validated()
+    out = _Kept()
     for b in blocks:
         if len(b):
             _validate_block(b, limits, now_ns, out)
-    return out
+    return PushRecord(tenant, out.blocks), out.rejections
 
 
-def _validate_block(b: EntryBlock, limits: LimitsSection, now_ns: int, out: Validated) -> None:
+def _validate_block(b: EntryBlock, limits: LimitsSection, now_ns: int, out: _Kept) -> None:
     text = format_labels(b.labels)
     ts = b.ts
     lengths = np.diff(b.offsets)
     ok = np.ones(len(b), dtype=bool)
 
     def reject(mask: np.ndarray, reason: str, detail: str) -> None:
-        _reject(out, ok, mask, reason, detail)
+        _reject(out.rejections, ok, mask, reason, detail)
 
     if limits.max_line_size:
         too_long = lengths > limits.max_line_size
@@ -102,16 +119,17 @@ def _validate_block(b: EntryBlock, limits: LimitsSection, now_ns: int, out: Vali
         if old.any():
             i = int(np.flatnonzero(old)[0])
             reject(old, "greater_than_max_sample_age",
-                   f"entry for stream '{text}' has timestamp too old: {_rfc3339(int(ts[i]))}, "
-                   f"oldest acceptable timestamp is: {_rfc3339(oldest)}")
+                   f"entry for stream '{text}' has timestamp too old: "
+                   f"{rfc3339_micros(int(ts[i]))}, oldest acceptable timestamp is: "
+                   f"{rfc3339_micros(oldest)}")
     if b.metadata is not None:
-        _check_metadata(b.metadata, text, limits, ok, out)
+        _check_metadata(b.metadata, text, limits, ok, out.rejections)
     newest = now_ns + int(limits.creation_grace_period * 1e9)
     future = ts > newest
     if future.any():
         i = int(np.flatnonzero(future)[0])
         reject(future, "too_far_in_future",
-               f"entry for stream '{text}' has timestamp too new: {_rfc3339(int(ts[i]))}")
+               f"entry for stream '{text}' has timestamp too new: {rfc3339_micros(int(ts[i]))}")
     _append_block(b, ok, out)
 
 
@@ -121,8 +139,16 @@ def _truncated(b: EntryBlock, size: int) -> EntryBlock:
 
 
 def _check_metadata(metadata: list[Metadata | None], text: str, limits: LimitsSection,
-                    ok: np.ndarray, out: Validated) -> None:
+                    ok: np.ndarray, out: Rejections) -> None:
     """Loki's per-line limits on structured metadata (only lines that carry some)."""
+    if not limits.allow_structured_metadata:
+        carry = np.array([bool(md) for md in metadata], dtype=bool)
+        if carry.any():
+            _reject(out, ok, carry, "disallowed_structured_metadata",
+                    f"stream '{text}' includes structured metadata, but this feature is "
+                    "disallowed. Please see `limits_config.allow_structured_metadata` or "
+                    "contact your Loki administrator to enable it")
+        return
     big = np.zeros(len(metadata), dtype=bool)
     many = np.zeros(len(metadata), dtype=bool)
     for i, md in enumerate(metadata):
@@ -140,44 +166,15 @@ def _check_metadata(metadata: list[Metadata | None], text: str, limits: LimitsSe
                 f"{limits.max_structured_metadata_entries_count}")
 
 
-def _reject(out: Validated, ok: np.ndarray, mask: np.ndarray, reason: str, detail: str) -> None:
+def _reject(out: Rejections, ok: np.ndarray, mask: np.ndarray, reason: str, detail: str) -> None:
     hit = mask & ok
     n = int(hit.sum())
     if n:
-        out.rejected[reason] += n
         ok[hit] = False
-        if len(out.details) < _MAX_DETAILS:
-            out.details.append(detail)
+        out.add(reason, n, detail)
 
 
-def reject_too_far_behind(tenant: str, out: Validated, limits: LimitsSection,
-                          store: Store) -> bool:
-    """Drop lines older than their stream's newest entry minus the unordered window, as
-    Loki's ingester does; True when anything was dropped."""
-    changed = False
-    for k, b in enumerate(out.blocks):
-        max_ts = store.stream_max_ts(tenant, b.labels)
-        if max_ts is None:
-            continue
-        floor = max_ts - int(limits.unordered_window * 1e9)
-        behind = b.ts < floor
-        if not behind.any():
-            continue
-        i = int(np.flatnonzero(behind)[0])
-        ok = np.ones(len(b), dtype=bool)
-        _reject(out, ok, behind, "out_of_order",
-                f"entry with timestamp {_rfc3339(int(b.ts[i]))} ignored, reason: 'entry too far "
-                f"behind, oldest acceptable timestamp is: {_rfc3339(floor)}' for stream: "
-                f"{format_labels(b.labels)}")
-        out.lines -= int(behind.sum())
-        out.bytes -= int(np.diff(b.offsets)[behind].sum())
-        out.blocks[k] = b.take(ok)
-        changed = True
-    out.blocks = [b for b in out.blocks if len(b)]
-    return changed
-
-
-def _append_block(b: EntryBlock, ok: np.ndarray, out: Validated) -> None:
+def _append_block(b: EntryBlock, ok: np.ndarray, out: _Kept) -> None:
     if not ok.all():
         b = b.take(ok)
     if not len(b):
@@ -185,31 +182,24 @@ def _append_block(b: EntryBlock, ok: np.ndarray, out: Validated) -> None:
     if b.metadata is not None and not any(b.metadata):
         b = EntryBlock(b.labels, b.ts, b.blob, b.offsets)
     out.blocks.append(b)
-    out.lines += len(b)
-    out.bytes += b.nbytes
-
-
-def wal_record(tenant: str, blocks: list[EntryBlock]) -> tuple[bytes, int]:
-    """The WAL payload of `blocks` and its CRC32."""
-    payload = encode_record(tenant, blocks)
-    return payload, zlib.crc32(payload)
 
 
 @dataclass(slots=True)
 class Prepared:
-    """What a worker hands back: the WAL record and the counts, no Python objects per line."""
+    """What a worker hands back: the encoded record (and its CRC32, made off the server's
+    GIL) and what validation refused; no Python object per line."""
 
     payload: bytes
-    crc: int  # of payload, for the WAL frame
-    lines: int
-    bytes: int
-    rejected: Counter[str]
-    details: list[str]
+    crc: int
+    rejections: Rejections
 
     @staticmethod
-    def of(tenant: str, v: Validated) -> Prepared:
-        payload, crc = wal_record(tenant, v.blocks)
-        return Prepared(payload, crc, v.lines, v.bytes, v.rejected, v.details)
+    def of(record: PushRecord, rejections: Rejections) -> Prepared:
+        return Prepared(record.encode(), record.crc32, rejections)
+
+    def record(self) -> PushRecord:
+        """The record again, in the server process (its lines stay in `payload`)."""
+        return PushRecord.decode(self.payload, self.crc)
 
 
 # The signature of every worker-side decoder of a Loki-style route (push, OTLP):
@@ -223,15 +213,4 @@ def prepare_push(tenant: str, body: bytes, content_type: str | None,
     """Decode, validate and encode a push (runs in an ingest worker process)."""
     blocks = decode_push_blocks(body, content_type, content_encoding,
                                 max_decompressed_bytes=max_body)
-    return Prepared.of(tenant, validate(blocks, limits, now_ns))
-
-
-def finish_push(tenant: str, p: Prepared, limits: LimitsSection,
-                store: Store) -> tuple[Validated, bytes, int]:
-    """Back in the server process: the checks that need the store's state. Returns the
-    WAL record to write and its CRC32."""
-    _, blocks = decode_record(p.payload)
-    v = Validated(blocks, p.lines, p.bytes, p.rejected, p.details)
-    if reject_too_far_behind(tenant, v, limits, store):
-        return v, *wal_record(tenant, v.blocks)
-    return v, p.payload, p.crc
+    return Prepared.of(*validate(tenant, blocks, limits, now_ns))

@@ -1,7 +1,7 @@
 """Elasticsearch bulk documents through the ingest checks: decoding and the limit checks
-in an ingest worker, the out-of-order check (it needs the store) in the server. Items are
-marked one by one only when a check rejected something, so the bulk answer can name
-exactly the documents that were not stored."""
+in an ingest worker; the heads refuse lines too far behind their stream when the record
+is applied. Items are marked one by one only when something was refused, so the bulk
+answer can name exactly the documents that were not stored."""
 
 from __future__ import annotations
 
@@ -12,17 +12,10 @@ from typing import Any
 
 import orjson
 
-from sluiceway.model import EntryBlock
+from sluiceway.model import EntryBlock, PushRecord
 from sluiceway.server._config import LimitsSection
-from sluiceway.server._distributor import (
-    Prepared,
-    Validated,
-    finish_push,
-    reject_too_far_behind,
-    validate,
-    wal_record,
-)
-from sluiceway.store import Store
+from sluiceway.server._distributor import Prepared, Rejections, validate
+from sluiceway.store import Rejection
 from sluiceway.wire import BulkItem, batches_to_blocks, decode_bulk, items_to_batches
 
 _SHARDS = {"total": 1, "successful": 1, "failed": 0}
@@ -36,7 +29,7 @@ Status = tuple[str, str, str | None, tuple[str, str] | None]
 
 @dataclass(slots=True)
 class BulkPrepared:
-    """What a worker hands back: the WAL record, each item's status, and the bulk answer's
+    """What a worker hands back: the push record, each item's status, and the bulk answer's
     `items` array already encoded (the server only rebuilds it on the rare path)."""
 
     prepared: Prepared
@@ -52,46 +45,46 @@ def prepare_bulk(tenant: str, data: bytes, index: str | None, fields: list[str],
                  limits: LimitsSection, now_ns: int) -> BulkPrepared:
     """Decode and validate (runs in an ingest worker)."""
     items = decode_bulk(data, index, fields, now_ns)
-    v = _validated(items, limits, now_ns)
-    rejected, details = v.rejected, v.details
-    if v.total_rejected:
+    record, rej = _validated(tenant, items, limits, now_ns)
+    if rej.total:
         for it in items:
             if it.error is None:
-                one = _validated([it], limits, now_ns)
-                if one.total_rejected:
+                _, one = _validated(tenant, [it], limits, now_ns)
+                if one.total:
                     it.fail("illegal_argument_exception", one.details[0])
-        v = _validated(items, limits, now_ns)
+        record, _ = _validated(tenant, items, limits, now_ns)
     statuses = [(it.action, it.index, it.doc_id, it.error) for it in items]
     # Documents that never became a line (unreadable, a time outside int64 ns, nested
     # too deep) are counted too, beside the lines the checks rejected.
     unreadable = sum(1 for it in items if it.error and it.error[0] == _UNREADABLE)
     if unreadable:
-        rejected = rejected + Counter({"invalid_document": unreadable})
-    first_checks = Validated(v.blocks, v.lines, v.bytes, rejected, details)
-    return BulkPrepared(Prepared.of(tenant, first_checks), statuses, items_json(statuses))
+        rej.counts += Counter({"invalid_document": unreadable})
+    return BulkPrepared(Prepared.of(record, rej), statuses, items_json(statuses))
 
 
-def finish_bulk(tenant: str, bp: BulkPrepared, data: bytes, index: str | None,
-                fields: list[str], limits: LimitsSection, store: Store,
-                now_ns: int) -> tuple[Validated, bytes, int]:
-    """The server's part; when lines fall behind their stream's out-of-order window
-    (rare), the body is decoded again to find their items, and `bp` is updated."""
-    p = bp.prepared
-    v, payload, crc = finish_push(tenant, p, limits, store)
-    if v.lines == p.lines:
-        return v, payload, crc
+def mark_refused(tenant: str, bp: BulkPrepared, data: bytes, index: str | None,
+                 fields: list[str], refused: list[Rejection], limits: LimitsSection,
+                 now_ns: int) -> None:
+    """The items whose lines the heads refused (too far behind their stream: rare) get
+    Loki's text as their error; found by decoding the body again."""
+    why: dict[tuple[tuple[tuple[str, str], ...], int, bytes], str] = {}
+    for r in refused:
+        key = tuple(sorted(r.lines.labels.items()))
+        for i in range(len(r)):
+            why.setdefault((key, int(r.lines.ts[i]), r.lines.line(i)), r.detail(i))
     items = decode_bulk(data, index, fields, now_ns)
     for k, (it, status) in enumerate(zip(items, bp.statuses, strict=True)):
-        it.error = status[3]
-        if it.error is None:
-            one = Validated(_validated([it], limits, now_ns).blocks)
-            if reject_too_far_behind(tenant, one, limits, store):
-                it.fail("illegal_argument_exception", one.details[0])
-                bp.statuses[k] = (it.action, it.index, it.doc_id, it.error)
+        if status[3] is not None:
+            continue
+        record, _ = _validated(tenant, [it], limits, now_ns)  # the line as it was stored
+        for b in record.blocks:
+            key = tuple(sorted(b.labels.items()))
+            detail = next((d for i in range(len(b))
+                           if (d := why.get((key, int(b.ts[i]), b.line(i)))) is not None), None)
+            if detail is not None:
+                bp.statuses[k] = (it.action, it.index, it.doc_id,
+                                  ("illegal_argument_exception", detail))
     bp.items_json = items_json(bp.statuses)
-    v = _validated(items, limits, now_ns)
-    return (Validated(v.blocks, v.lines, v.bytes, Counter(p.rejected) + _behind(items),
-                      p.details), *wal_record(tenant, v.blocks))
 
 
 def refuse_streams(bp: BulkPrepared, data: bytes, index: str | None, fields: list[str],
@@ -126,10 +119,6 @@ def items_json(statuses: list[Status]) -> bytes:
     return orjson.dumps(out)
 
 
-def _behind(items: list[BulkItem]) -> Counter[str]:
-    return Counter("out_of_order" for it in items
-                   if it.error is not None and "too far behind" in it.error[1])
-
-
-def _validated(items: list[BulkItem], limits: LimitsSection, now_ns: int) -> Validated:
-    return validate(batches_to_blocks(items_to_batches(items)), limits, now_ns)
+def _validated(tenant: str, items: list[BulkItem], limits: LimitsSection,
+               now_ns: int) -> tuple[PushRecord, Rejections]:
+    return validate(tenant, batches_to_blocks(items_to_batches(items)), limits, now_ns)

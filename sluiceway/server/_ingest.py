@@ -1,8 +1,8 @@
 """What every ingest route (Loki push, OTLP, Elasticsearch `_bulk`) does around its own
-decoder: read the body within the size limit, then — once a worker has prepared the WAL
-record — the out-of-order check, the tenant rate limit, the stream limit, the durable WAL
-write, the heads, metrics and live tail. `loki_ingest` adds Loki's answers (204, 400, 413,
-429, 503)."""
+decoder: read the body within the size limit, then — once a worker has validated the push
+and encoded its record — the tenant rate limit, the stream limit, the store (durable in
+the WAL, then applied to the heads, which may refuse lines too far behind), metrics and
+live tail. `loki_ingest` adds Loki's answers (204, 400, 413, 429, 503)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,18 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request, Response
 
-from sluiceway.model import LEDGER_HEADER, EntryBlock, fingerprint
+from sluiceway.model import LEDGER_HEADER, EntryBlock, PushRecord, fingerprint
 from sluiceway.server._body import read_body
 from sluiceway.server._config import LimitsSection
 from sluiceway.server._context import ServerContext, bad, ctx_of
-from sluiceway.server._distributor import Decoder, PushError, Validated, finish_push, wal_record
+from sluiceway.server._distributor import Decoder, PushError, Rejections
 from sluiceway.server._ratelimit import entry_sizes, stream_rate_message
 from sluiceway.server._streamlimit import stream_limit_message
-from sluiceway.store import WalWriteError
+from sluiceway.store import Applied, WalWriteError
 from sluiceway.wire import BodyTooLarge, WireError
 
 log = logging.getLogger("sluiceway.server")
@@ -40,73 +40,98 @@ class Refused:
     message: str
 
 
+@dataclass(slots=True)
+class Stored:
+    """What `commit` did: `lines` stored (exact duplicates count as stored, as in Loki),
+    what the heads did, and the stream objects the tenant's stream limit or per-stream
+    rate limit refused, in push order."""
+
+    lines: int = 0
+    applied: Applied | None = None
+    refused: list[Refused] = field(default_factory=list)
+
+
 def _over_stream_rate(ctx: ServerContext, tenant: str, blocks: list[EntryBlock],
-                      limits: LimitsSection) -> tuple[list[EntryBlock], list[Refused]]:
-    kept: list[EntryBlock] = []
-    refused: list[Refused] = []
+                      keep: list[int], limits: LimitsSection
+                      ) -> tuple[list[int], list[tuple[int, Refused]]]:
+    """Of the blocks at `keep`, those within their stream's `per_stream_rate_limit`, and
+    the others (with their index in the push)."""
+    kept: list[int] = []
+    refused: list[tuple[int, Refused]] = []
     rate, burst = limits.per_stream_rate_limit, limits.per_stream_rate_limit_burst
-    for b in blocks:
+    for i in keep:
+        b = blocks[i]
         sizes = entry_sizes(b)
         if ctx.stream_rate.allow(tenant, fingerprint(b.labels), int(sizes.sum()), rate, burst):
-            kept.append(b)
+            kept.append(i)
         else:
-            refused.append(Refused(b, "per_stream_rate_limit",
-                                   stream_rate_message(tenant, b, sizes, rate)))
+            refused.append((i, Refused(b, "per_stream_rate_limit",
+                                       stream_rate_message(tenant, b, sizes, rate))))
     return kept, refused
 
 
-async def commit(ctx: ServerContext, tenant: str, v: Validated, payload: bytes,
-                 crc: int) -> list[Refused]:
+async def commit(ctx: ServerContext, record: PushRecord, rej: Rejections) -> Stored:
     """Store what validation kept; returns once it is durable and queryable. Raises
-    RateLimited or WalWriteError, in which case nothing of it was stored. Returns the
-    stream objects the tenant's stream limit or per-stream rate limit refused, in push
-    order (the rest is stored; `v` is updated to what was)."""
+    RateLimited or WalWriteError, in which case nothing of it was stored. Lines the heads
+    refuse are added to `rej`; the stream objects the tenant's stream limit or per-stream
+    rate limit refused are in `Stored.refused` (the rest is stored)."""
+    tenant = record.tenant
     limits = ctx.limits_for(tenant)
-    if v.blocks and not ctx.rate.allow(tenant, v.bytes, limits.ingestion_rate_mb,
-                                       limits.ingestion_burst_size_mb):
-        ctx.metrics.lines_rejected.labels(tenant, "rate_limited").inc(v.lines)
-        raise RateLimited(ctx.rate.message(tenant, v.lines, v.bytes, limits.ingestion_rate_mb))
-    for reason, n in v.rejected.items():
+    if record.blocks and not ctx.rate.allow(tenant, record.nbytes, limits.ingestion_rate_mb,
+                                            limits.ingestion_burst_size_mb):
+        ctx.metrics.lines_rejected.labels(tenant, "rate_limited").inc(record.lines)
+        raise RateLimited(ctx.rate.message(tenant, record.lines, record.nbytes,
+                                           limits.ingestion_rate_mb))
+    for reason, n in rej.counts.items():
         ctx.metrics.lines_rejected.labels(tenant, reason).inc(n)
-    adm = ctx.streams.admit(tenant, v.blocks, ctx.store, limits.max_global_streams_per_user)
+    adm = ctx.streams.admit(tenant, record.blocks, ctx.store, limits.max_global_streams_per_user)
     try:
-        refused = [Refused(b, "stream_limit", stream_limit_message(b.labels, tenant))
-                   for b in adm.refused]
-        kept = adm.blocks
+        kept = set(adm.keep)
+        refused = [(i, Refused(b, "stream_limit", stream_limit_message(b.labels, tenant)))
+                   for i, b in enumerate(record.blocks) if i not in kept]
+        keep = adm.keep
         if limits.per_stream_rate_limit:
-            kept, over = _over_stream_rate(ctx, tenant, kept, limits)
+            keep, over = _over_stream_rate(ctx, tenant, record.blocks, keep, limits)
             refused += over
+        refused.sort(key=lambda r: r[0])
+        for _, x in refused:
+            ctx.metrics.lines_rejected.labels(tenant, x.reason).inc(len(x.block))
         if refused:
-            order = {id(b): i for i, b in enumerate(v.blocks)}
-            refused.sort(key=lambda r: order[id(r.block)])
-            for r in refused:
-                ctx.metrics.lines_rejected.labels(tenant, r.reason).inc(len(r.block))
-            v.blocks = kept
-            v.lines = sum(len(b) for b in v.blocks)
-            v.bytes = sum(b.nbytes for b in v.blocks)
-            payload, crc = wal_record(tenant, v.blocks)
-        if not v.blocks:
-            return refused
-        await asyncio.wrap_future(ctx.store.push(tenant, v.blocks, payload, crc))
+            record = record.subset(keep)
+        if not record.blocks:
+            return Stored(refused=[x for _, x in refused])
+        applied = await asyncio.wrap_future(ctx.store.ingest(record))
     finally:
         ctx.streams.release(adm)
-    ctx.metrics.lines_received.labels(tenant).inc(v.lines)
-    ctx.metrics.bytes_received.labels(tenant).inc(v.bytes)
-    ctx.hub.publish(tenant, v.blocks)
-    return refused
+    lines, nbytes = record.lines, record.nbytes
+    for h in applied.rejections:
+        rej.add(h.reason, len(h), h.detail())
+        ctx.metrics.lines_rejected.labels(tenant, h.reason).inc(len(h))
+        lines -= len(h)
+        nbytes -= h.lines.nbytes
+    ctx.metrics.lines_received.labels(tenant).inc(lines)
+    ctx.metrics.bytes_received.labels(tenant).inc(nbytes)
+    ctx.hub.publish(tenant, applied.blocks)
+    if ctx.patterns is not None:  # mined later, elsewhere: never waits
+        if applied.rejections or applied.duplicates:  # rare: only what the heads took
+            taken = PushRecord(tenant, applied.blocks)
+            ctx.patterns.offer(taken.encode(), taken.lines)
+        else:
+            ctx.patterns.offer(record.encode(), lines)  # the WAL's bytes, made once
+    return Stored(lines, applied, [x for _, x in refused])
 
 
-def loki_rejected(_request: Request, v: Validated) -> Response:
+def loki_rejected(_request: Request, rej: Rejections, stored: int) -> Response:
     """Loki's answer when some lines were not stored: 400 naming them (the rest is)."""
-    return bad(v.message())
+    return bad(rej.message(stored))
 
 
 async def loki_ingest(request: Request, decode: Decoder,
-                      rejected: Callable[[Request, Validated], Response] = loki_rejected
+                      rejected: Callable[[Request, Rejections, int], Response] = loki_rejected
                       ) -> Response:
     """Read the body, run `decode` on it in an ingest worker, and store the result,
-    answering as Loki's push endpoint does; `rejected` answers when validation dropped
-    some lines (the route's protocol may say that differently)."""
+    answering as Loki's push endpoint does; `rejected` answers when some lines were not
+    stored (the route's protocol may say that differently)."""
     ctx = ctx_of(request)
     tenant = ctx.tenants(request.headers, allow_many=False)[0]
     limits = ctx.limits_for(tenant)
@@ -120,21 +145,20 @@ async def loki_ingest(request: Request, decode: Decoder,
         return bad(str(exc), 413)
     except (WireError, PushError) as exc:
         return bad(str(exc))
-    # Inline, not in a thread: tens of microseconds (no line is touched unless the
-    # out-of-order check drops some), cheaper than two thread hand-offs per push.
-    v, payload, crc = finish_push(tenant, prepared, limits, ctx.store)
+    rej = prepared.rejections
     try:
-        refused = await commit(ctx, tenant, v, payload, crc)
+        # Inline, not in a thread: the record's lines stay in the worker's bytes.
+        stored = await commit(ctx, prepared.record(), rej)
     except RateLimited as exc:
         return bad(str(exc), 429)
     except WalWriteError as exc:
         log.error("push not stored: %s", exc)
         return bad(f"could not store the batch, retry later: {exc}", 503)
-    if not refused:
+    if not stored.refused:
         # The ledger: the push's numbered lines that were stored, durable before the
         # answer (a refused stream makes the shipper send the push again: noted then).
-        done = ctx.ledger.stored(tenant, request.headers.get(LEDGER_HEADER), v.lines,
-                                 v.lines + v.total_rejected)
+        done = ctx.ledger.stored(tenant, request.headers.get(LEDGER_HEADER), stored.lines,
+                                 stored.lines + rej.total)
         if done is not None:
             try:
                 await asyncio.wrap_future(done)
@@ -142,11 +166,11 @@ async def loki_ingest(request: Request, decode: Decoder,
                 log.error("push stored, its ledger record not: %s", exc)
                 return bad(f"could not record the batch in the ledger, retry later: {exc}",
                            503)
-    if refused:
+    if stored.refused:
         # Loki's answer is that of the last stream refused. Unlike Loki (whose answer is
         # that of the last stream it processed), any refusal is a 429: shippers retry it,
         # and a 400 for other lines would make them drop these.
-        return bad(refused[-1].message, 429)
-    if v.total_rejected:
-        return rejected(request, v)
+        return bad(stored.refused[-1].message, 429)
+    if rej.total:
+        return rejected(request, rej, stored.lines)
     return Response(status_code=204)

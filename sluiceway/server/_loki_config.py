@@ -144,6 +144,12 @@ LOKI_KEYS: dict[str, frozenset[str]] = {
         "flush_period", "enable_api", "enabled_tenants", "disabled_tenants", "query_stats_enabled",
         "disable_rule_group_label", "wal", "wal_cleaner", "remote_write", "evaluation"
     ]),
+    "pattern_ingester": frozenset([
+        "enabled", "lifecycler", "client_config", "concurrent_flushes", "flush_check_period",
+        "max_clusters", "max_eviction_ratio", "metric_aggregation", "pattern_persistence",
+        "tee_config", "connection_timeout", "max_allowed_line_length", "retain_for",
+        "max_chunk_age", "pattern_sample_interval", "volume_threshold"
+    ]),
     "ruler_storage": frozenset([
         "backend", "local", "s3", "gcs", "azure", "swift", "filesystem", "alibaba", "bos",
         "storage_prefix"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -47,6 +48,27 @@ class ServerMetrics:
 
     def bind_tail(self, hub: TailHub) -> None:
         self.registry.register(_TailCollector(hub))
+
+    def bind_patterns(self, ctx: Any) -> None:
+        """`ctx.patterns` (a `PatternService` or None) as it is when scraped."""
+        self.registry.register(_PatternCollector(ctx))
+
+
+class _PatternCollector(Collector):
+    """Lines of stored pushes that the pattern ingester did not mine (the lines are
+    stored all the same: only their share in `/patterns` is missing)."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        skipped = CounterMetricFamily(
+            "sluiceway_pattern_lines_skipped", "Lines of stored pushes not mined for "
+            "patterns: queue_full (the miner fell behind), miner_down", labels=["reason"])
+        service = self.ctx.patterns
+        for reason, n in sorted((service.skipped if service else {}).items()):
+            skipped.add_metric([reason], n)
+        yield skipped
 
 
 class _LedgerCollector(Collector):

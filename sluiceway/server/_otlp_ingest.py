@@ -1,6 +1,6 @@
 """OTLP logs through the ingest checks: the worker's part (decompress, decode, map to
-Loki's model, validate, encode the WAL record), handing back the same `Prepared` as a
-Loki push, so the server finishes it with `finish_push` like any other."""
+Loki's model, validate, encode the push record), handing back the same `Prepared` as a
+Loki push, so the server stores it like any other."""
 
 from __future__ import annotations
 
@@ -14,4 +14,4 @@ def prepare_otlp(tenant: str, body: bytes, content_type: str | None,
                  now_ns: int) -> Prepared:
     """Runs in an ingest worker process (everything here pickles)."""
     batches = decode_otlp(body, content_type, content_encoding, max_body, now_ns)
-    return Prepared.of(tenant, validate(batches_to_blocks(batches), limits, now_ns))
+    return Prepared.of(*validate(tenant, batches_to_blocks(batches), limits, now_ns))

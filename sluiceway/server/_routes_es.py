@@ -18,7 +18,7 @@ from sluiceway import __version__
 from sluiceway.server._body import read_body
 from sluiceway.server._context import UI_DIR, ctx_of
 from sluiceway.server._distributor import PushError
-from sluiceway.server._es_ingest import finish_bulk, prepare_bulk, refuse_streams
+from sluiceway.server._es_ingest import mark_refused, prepare_bulk, refuse_streams
 from sluiceway.server._ingest import RateLimited, commit
 from sluiceway.store import WalWriteError
 from sluiceway.wire import BodyTooLarge, WireError, decode_content_encoding
@@ -76,19 +76,20 @@ async def bulk(request: Request, index: str | None = None) -> Response:
         return es_error("content_too_long_exception", str(exc), 413)
     except (WireError, PushError) as exc:
         return es_error("illegal_argument_exception", str(exc))
-    v, payload, crc = await run_in_threadpool(finish_bulk, tenant, bp, data, index, fields,
-                                              limits, ctx.store, now_ns)
     try:
-        refused = await commit(ctx, tenant, v, payload, crc)
+        stored = await commit(ctx, bp.prepared.record(), bp.prepared.rejections)
     except RateLimited as exc:
         return es_error("es_rejected_execution_exception", str(exc), 429)
     except WalWriteError as exc:
         log.error("bulk request not stored: %s", exc)
         return es_error("es_rejected_execution_exception",
                         f"could not store the batch, retry later: {exc}", 503)
-    if refused:  # over a stream limit: those items get a retryable 429
+    if stored.refused:  # over a stream limit: those items get a retryable 429
         await run_in_threadpool(refuse_streams, bp, data, index, fields,
-                                [(r.block, r.message) for r in refused], now_ns)
+                                [(r.block, r.message) for r in stored.refused], now_ns)
+    if stored.applied is not None and stored.applied.rejections:
+        await run_in_threadpool(mark_refused, tenant, bp, data, index, fields,
+                                stored.applied.rejections, limits, now_ns)
     took = int((time.monotonic() - started) * 1000)
     body = b'{"took":%d,"errors":%s,"items":%s}' % (took, b"true" if bp.errors else b"false",
                                                    bp.items_json)

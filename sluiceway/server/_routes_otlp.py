@@ -1,13 +1,13 @@
 """`POST /otlp/v1/logs` (OTLP/HTTP logs, as Loki 3 serves it): decode in a worker, then
-the same store checks, rate limit, WAL and 204 as a Loki push. Records that validation
-rejects (too old, too new, too long) are answered the OTLP way: 200 with
+the same rate limit, store and 204 as a Loki push. Records that are refused (too old,
+too new, too long, too far behind their stream) are answered the OTLP way: 200 with
 `partial_success`, the others stored."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from sluiceway.server._distributor import Validated
+from sluiceway.server._distributor import Rejections
 from sluiceway.server._ingest import loki_ingest
 from sluiceway.server._otlp_ingest import prepare_otlp
 from sluiceway.wire import partial_success
@@ -15,8 +15,8 @@ from sluiceway.wire import partial_success
 router = APIRouter()
 
 
-def _partial(request: Request, v: Validated) -> Response:
-    body, media = partial_success(v.total_rejected, v.message(),
+def _partial(request: Request, rej: Rejections, stored: int) -> Response:
+    body, media = partial_success(rej.total, rej.message(stored),
                                   request.headers.get("content-type"))
     return Response(body, 200, media_type=media)
 

@@ -1,4 +1,4 @@
-"""`POST /loki/api/v1/push`: decode in a worker, check against the store, WAL, 204."""
+"""`POST /loki/api/v1/push`: decode and validate in a worker, then WAL, heads, 204."""
 
 from __future__ import annotations
 

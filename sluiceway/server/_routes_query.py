@@ -73,7 +73,8 @@ def _query_params(ctx: ServerContext, request: Request, p: dict[str, str],
         categorize_labels="categorize-labels" in request.headers.get(
             "x-loki-response-encoding-flags", ""),
         max_series=limits.max_query_series, max_line_size=ctx.template_cap(limits),
-        deadline=ctx.deadline(limits), options=ctx.exec_options(limits)), limits
+        deadline=ctx.deadline(limits), levels=ctx.level_rules(limits),
+        options=ctx.exec_options(limits)), limits
 
 
 def _evaluate(source: StoreSource, query: str, qp: QueryParams,

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sluiceway.logql import (
     Expr,
+    LevelRules,
     LogExpr,
     QueryError,
     QueryParams,
@@ -125,7 +126,8 @@ async def _session(ctx: ServerContext, ws: WebSocket, req: _TailRequest,
     try:
         hist = await run_in_threadpool(evaluate, StoreSource(ctx.store), req.expr, QueryParams(
             tenants=req.tenants, start=req.start, end=time.time_ns() + 1, limit=req.limit,
-            direction="backward", max_line_size=cap, deadline=ctx.deadline(limits)))
+            direction="backward", max_line_size=cap, deadline=ctx.deadline(limits),
+            levels=ctx.level_rules(limits)))
         first = hist.to_loki_json()
         # A line pushed while the history query ran is in both: send it once.
         sent = {(v[0], v[1]) for s in first["result"] for v in s["values"]}
@@ -142,7 +144,8 @@ async def _session(ctx: ServerContext, ws: WebSocket, req: _TailRequest,
                 await asyncio.sleep(req.delay_s)
             msg: dict[str, Any] = {"result": []}
             if item is not None:
-                msg = await _live(req.expr, item.tenant, item.blocks, sent, cap)
+                msg = await _live(req.expr, item.tenant, item.blocks, sent, cap,
+                                  ctx.level_rules(ctx.limits_for(item.tenant)))
             dropped = session.take_dropped()
             if msg["result"] or dropped:
                 await ws.send_text(_frame(msg, dropped))
@@ -153,12 +156,13 @@ async def _session(ctx: ServerContext, ws: WebSocket, req: _TailRequest,
 
 
 async def _live(expr: Expr, tenant: str, blocks: list[EntryBlock],
-                sent: set[tuple[str, str]], max_line_size: int) -> dict[str, Any]:
+                sent: set[tuple[str, str]], max_line_size: int,
+                levels: LevelRules | None) -> dict[str, Any]:
     # `limit` bounds the history only; every new line that matches is sent.
     everything = max(1, sum(len(b) for b in blocks))
     res = await run_in_threadpool(evaluate, BlocksSource(tenant, blocks), expr, QueryParams(
         tenants=[tenant], start=0, end=2**62, limit=everything, direction="forward",
-        max_line_size=max_line_size))
+        max_line_size=max_line_size, levels=levels))
     msg = res.to_loki_json()
     if sent:
         for s in msg["result"]:

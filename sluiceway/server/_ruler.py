@@ -55,7 +55,8 @@ def query_func(ctx: ServerContext) -> Callable[[str, Expr, int], list[Sample]]:
         limits = ctx.limits_for(tenant)
         qp = QueryParams(tenants=[tenant], start=ts, end=ts, instant=True,
                          max_series=limits.max_query_series,
-                         max_line_size=ctx.template_cap(limits), deadline=ctx.deadline(limits))
+                         max_line_size=ctx.template_cap(limits), deadline=ctx.deadline(limits),
+                         levels=ctx.level_rules(limits))
         return samples_of(evaluate(StoreSource(ctx.store), expr, qp))
 
     return query

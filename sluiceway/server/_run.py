@@ -89,6 +89,7 @@ def serve(cfg: Config, before_stop: Callable[[], None] | None = None) -> None:
         store_config,
     )
     from sluiceway.server._ingest_pool import IngestPool
+    from sluiceway.server._objects import ObjectStoreUnusable, open_objects
     from sluiceway.server._overrides import TenantLimits
     from sluiceway.store import Store
 
@@ -115,18 +116,34 @@ def serve(cfg: Config, before_stop: Callable[[], None] | None = None) -> None:
         pool.close()
         raise
     try:
-        # Opened here, not in the ASGI lifespan, so a bad data dir is a clear exit 2.
-        store = Store(store_config(cfg), lock)
-    except StoreError as exc:
+        # Opened here, not in the ASGI lifespan, so a bad data dir or an object store
+        # that cannot be used is a clear exit 2.
+        objects = open_objects(cfg.storage)
+    except ObjectStoreUnusable as exc:
         sock.close()
+        lock.close()
         pool.close()
         raise StartupError(str(exc)) from None
+    try:
+        store = Store(store_config(cfg), lock, objects=objects,
+                      unordered_window_for=lambda t: limits.get(t).unordered_window)
+    except (StoreError, OSError) as exc:
+        sock.close()
+        pool.close()
+        if objects is not None:
+            objects.close()
+        what = "" if isinstance(exc, StoreError) else f"chunks in {objects!r}: "
+        raise StartupError(f"{what}{exc}") from None
     app = create_app(cfg, store, pool, limits)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=10, ws="websockets-sansio")
     server = uvicorn.Server(config) if before_stop is None else _Server(config, before_stop)
     log.info("Sluiceway server listening on http://%s, data in %s", cfg.server.listen,
              cfg.storage.data_dir)
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if objects is not None:
+            objects.close()
     if not server.started:
         raise StartupError("server failed to start (see the log above)")

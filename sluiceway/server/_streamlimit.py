@@ -26,11 +26,12 @@ def stream_limit_message(labels: dict[str, str], tenant: str) -> str:
 
 @dataclass(slots=True)
 class Admission:
-    """The blocks a push may store, the ones refused, and the new streams it reserved
-    (release them once the push is stored or failed)."""
+    """The blocks a push may store (`keep`: their indexes in the push), the ones refused,
+    and the new streams it reserved (release them once the push is stored or failed)."""
 
     tenant: str
     blocks: list[EntryBlock]
+    keep: list[int] = field(default_factory=list)
     refused: list[EntryBlock] = field(default_factory=list)
     reserved: list[int] = field(default_factory=list)
 
@@ -43,20 +44,22 @@ class StreamLimiter:
               limit: int) -> Admission:
         """`limit`: the tenant's `max_global_streams_per_user` (0: none)."""
         if limit <= 0 or not blocks:
-            return Admission(tenant, blocks)
+            return Admission(tenant, blocks, list(range(len(blocks))))
         fps = [fingerprint(b.labels) for b in blocks]
         inflight = self._inflight.setdefault(tenant, Counter())
         count, active = store.active_streams(tenant, [*fps, *inflight])
         count += sum(1 for fp in inflight if fp not in active)
         out = Admission(tenant, [])
         new: set[int] = set()
-        for b, fp in zip(blocks, fps, strict=True):
+        for i, (b, fp) in enumerate(zip(blocks, fps, strict=True)):
             if fp in active or fp in inflight or fp in new:
                 out.blocks.append(b)
+                out.keep.append(i)
             elif count < limit:
                 count += 1
                 new.add(fp)
                 out.blocks.append(b)
+                out.keep.append(i)
             else:
                 out.refused.append(b)
         out.reserved = list(new)

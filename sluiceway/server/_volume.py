@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from sluiceway.logql import Deadline
-from sluiceway.model import Matcher
+from sluiceway.model import Matcher, format_labels
 from sluiceway.store import Store
 
 
@@ -25,15 +25,21 @@ def volume(store: Store, tenants: list[str], matchers: list[Matcher], start: int
            aggregate_by: str, deadline: Deadline | None = None,
            ) -> dict[tuple[tuple[str, str], ...], np.ndarray]:
     """Bytes per group: one value (step None) or one per bucket of `bucket_edges`;
-    `deadline` is checked before each block."""
+    `deadline` is checked before each block. As Loki: `aggregate_by` "series" groups by
+    the `targets` (default: the selector's label names), "labels" by label *name* (the
+    value left empty); a target the selector does not name must be present (`=~".+"`);
+    the largest first (ties by name), at most `limit`."""
     names = targets or sorted({m.name for m in matchers})
+    if targets:
+        named = {m.name for m in matchers}
+        matchers = matchers + [Matcher(t, "=~", ".+") for t in targets if t not in named]
     edges = bucket_edges(start, end, step_ns) if step_ns else np.array([start, end])
     nb = len(edges) - 1
     acc: dict[tuple[tuple[str, str], ...], np.ndarray] = {}
     for ref in store.series(tenants, matchers, start, end):
         if aggregate_by == "labels":
             keys: list[tuple[tuple[str, str], ...]] = [
-                ((k, v),) for k, v in ref.labels.items() if not targets or k in targets]
+                ((k, ""),) for k in ref.labels if not targets or k in targets]
         else:
             keys = [_group_key(ref.labels, names)]
         sums = np.zeros(nb, dtype=np.int64)
@@ -48,5 +54,6 @@ def volume(store: Store, tenants: list[str], matchers: list[Matcher], start: int
                 sums += np.bincount(idx, weights=sizes, minlength=nb).astype(np.int64)
         for key in keys:
             acc[key] = acc.get(key, np.zeros(nb, dtype=np.int64)) + sums
-    top = sorted(acc.items(), key=lambda kv: -int(kv[1].sum()))[:limit]
+    top = sorted(acc.items(), key=lambda kv: (-int(kv[1].sum()),
+                                              format_labels(dict(kv[0]))))[:limit]
     return dict(top)

@@ -1,10 +1,15 @@
-"""Single-node storage: WAL with group commit, per-stream heads, zstd chunks, label index,
-all chunk bytes through an `ObjectStore` (`LocalDir` on one node)."""
+"""Single-node storage: the ingest log (WAL with group commit), the heads (applied in log
+order), zstd chunks, the label index, and the checkpoint replay starts from; all chunk
+bytes go through an `ObjectStore` (`LocalDir` on one node; `S3Bucket` and
+`JetStreamBucket` for shared storage, their client libraries loaded when one is made)."""
 
 from sluiceway.store._blocks import sort_dedupe
 from sluiceway.store._chunk import ChunkError
+from sluiceway.store._heads import OUT_OF_ORDER, Applied, Heads, Rejection
+from sluiceway.store._ingestlog import IngestLog, Position
 from sluiceway.store._objstore import InvalidKey, LocalDir, NotFound, ObjectInfo, ObjectStore
-from sluiceway.store._record import decode_record, encode_record
+from sluiceway.store._objstore_nats import JetStreamBucket
+from sluiceway.store._objstore_s3 import S3Bucket
 from sluiceway.store._store import (
     ChunkWriteError,
     Store,
@@ -14,9 +19,10 @@ from sluiceway.store._store import (
     index_stats,
     lock_data_dir,
 )
-from sluiceway.store._wal import WalPos, WalWriteError
+from sluiceway.store._wal import FileWal, WalPos, WalWriteError, decode_record
 
-__all__ = ["ChunkError", "ChunkWriteError", "InvalidKey", "LocalDir", "NotFound", "ObjectInfo",
-           "ObjectStore", "Store", "StoreConfig", "StoreError", "StoreSeries", "WalPos",
-           "WalWriteError", "decode_record", "encode_record", "index_stats", "lock_data_dir",
-           "sort_dedupe"]
+__all__ = ["OUT_OF_ORDER", "Applied", "ChunkError", "ChunkWriteError", "FileWal", "Heads",
+           "IngestLog", "InvalidKey", "JetStreamBucket", "LocalDir", "NotFound", "ObjectInfo",
+           "ObjectStore", "Position", "Rejection", "S3Bucket", "Store", "StoreConfig",
+           "StoreError", "StoreSeries", "WalPos", "WalWriteError", "decode_record",
+           "index_stats", "lock_data_dir", "sort_dedupe"]

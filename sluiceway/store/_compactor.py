@@ -56,9 +56,7 @@ class Compactor:
         t0 = time.perf_counter()
         jobs: list[tuple[TenantStore, Stream, list[ChunkRef]]] = []
         for ts in tenants:
-            with ts.lock:
-                streams = list(ts.streams.values())
-            jobs += [(ts, s, group) for s in streams for group in self._groups(s, now)]
+            jobs += [(ts, s, group) for s in ts.stream_list() for group in self._groups(s, now)]
         # zstd releases the GIL: merges of different streams run side by side.
         with ThreadPoolExecutor(max_workers=self.threads,
                                 thread_name_prefix="compactor") as pool:
@@ -90,7 +88,7 @@ class Compactor:
                             "a later pass", len(group), ts.tenant, format_labels(s.labels))
                 return
             block = sort_dedupe(EntryBlock.concat([b for b in loaded if b is not None]))
-            new = ts.write_chunk(s, block, self.level, max(c.wal_pos for c in group))
+            new = ts.write_chunk(s, block, self.level)
             ts.replace_chunks(s, group, new)
         except OSError:
             log.exception("compacting %d chunks of %s failed; they stay as they are",

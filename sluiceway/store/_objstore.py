@@ -26,6 +26,12 @@ The contract, for every backend:
   retries on OSError works with every backend.
 - `clean_interrupted()` removes what writes interrupted by a crash left behind; the one
   owner of the store calls it once at start, before anything writes.
+- `check()` makes one cheap request and raises OSError when the backend cannot be used;
+  `close()` releases what the backend holds (connections, threads); nothing after it.
+
+Backends: `LocalDir` here; `S3Bucket` (`_objstore_s3.py`, an S3-compatible bucket) and
+`JetStreamBucket` (`_objstore_nats.py`, a NATS JetStream object store bucket), whose
+client libraries are optional dependencies loaded when one is made.
 """
 
 from __future__ import annotations
@@ -176,6 +182,13 @@ class ObjectStore(ABC):
     def clean_interrupted(self) -> int:
         """Remove what interrupted writes left; how many. Only the store's one owner calls
         it, once at start, before anything writes."""
+
+    def check(self) -> None:  # noqa: B027 - a local directory is checked by the store
+        """One cheap request that fails (OSError) when the backend cannot be used (no such
+        bucket, refused credentials, nothing listening): for a clear error at start."""
+
+    def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
+        """Release connections and threads; the store is not used after this."""
 
 
 class LocalDir(ObjectStore):

@@ -20,7 +20,6 @@ from sluiceway.store._objstore import ObjectInfo
 from sluiceway.store._quarantine import CORRUPT, UNINDEXED, UNREADABLE, move, quarantine_prefix
 from sluiceway.store._stream import ChunkRef
 from sluiceway.store._tenant import TenantStore
-from sluiceway.store._wal import ZERO_POS
 
 log = logging.getLogger("sluiceway.store")
 
@@ -90,8 +89,8 @@ def recover_chunks(ts: TenantStore) -> None:
             move(ts.objects, ts.key(src), ts.key(rel), data)
         # Its first write's time (a copy's mtime would be now), as compaction's age.
         ref = ChunkRef(rel, int(block.ts[0]), int(block.ts[-1]), len(block), block.nbytes,
-                       len(data), ZERO_POS, 1, info.mtime)
-        with ts.lock:
+                       len(data), 1, info.mtime)
+        with s.lock:
             s.chunks = sorted([*s.chunks, ref], key=lambda c: c.mint)
             s.max_ts = max(s.max_ts, ref.maxt)
         records.append(ts.add_record(s, ref))
@@ -113,18 +112,16 @@ def _drop_missing(ts: TenantStore, on_disk: set[str]) -> list[dict[str, object]]
     """Entries of the index whose file is gone: most likely deleted (retention, compaction)
     with the "del" record among the damaged ones."""
     out: list[dict[str, object]] = []
-    with ts.lock:
-        for s in ts.streams.values():
+    for s in ts.stream_list():
+        with s.lock:
             gone = [c for c in s.chunks if c.path not in on_disk]
-            if not gone:
-                continue
             s.chunks = [c for c in s.chunks if c.path in on_disk]
-            for c in gone:
-                out.append({"op": "del", "fp": s.fp, "path": c.path})
-                ts.count_out("missing")
-                log.warning("tenant %s: the index names chunk %s (%d lines) of %s, which is not "
-                            "on disk (its deletion record was probably among the damaged "
-                            "ones); dropped from the index", ts.tenant, c.path, c.n,
-                            format_labels(s.labels))
+        for c in gone:
+            out.append({"op": "del", "fp": s.fp, "path": c.path})
+            ts.count_out("missing")
+            log.warning("tenant %s: the index names chunk %s (%d lines) of %s, which is not "
+                        "on disk (its deletion record was probably among the damaged "
+                        "ones); dropped from the index", ts.tenant, c.path, c.n,
+                        format_labels(s.labels))
     return out
 

@@ -1,9 +1,9 @@
-"""The single-node store: one WAL for all tenants, per-tenant heads, chunks and index."""
+"""The single-node store: the ingest log (one WAL for all tenants) → the heads, applied in
+log order → chunks and the per-tenant index, with the checkpoint replay starts from."""
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import logging
 import re
 import threading
@@ -23,16 +23,17 @@ from sluiceway.durable import (
     lock_dir,
     remove_temp_files,
 )
-from sluiceway.model import EntryBlock, Matcher, fingerprint
+from sluiceway.model import EntryBlock, Matcher, PushRecord
+from sluiceway.store._applier import Applier
 from sluiceway.store._cache import ChunkCache
+from sluiceway.store._checkpoint import read_checkpoint, write_checkpoint
 from sluiceway.store._compactor import CompactionStats, Compactor
-from sluiceway.store._frames import Damage
+from sluiceway.store._heads import Applied, Heads
 from sluiceway.store._objstore import LocalDir, ObjectStore
-from sluiceway.store._record import decode_record, encode_record
 from sluiceway.store._recover import recover_chunks
 from sluiceway.store._stream import Sealed, Stream
 from sluiceway.store._tenant import TenantStore
-from sluiceway.store._wal import WalPos, WalWriter, replay
+from sluiceway.store._wal import FileWal, WalPos
 
 log = logging.getLogger("sluiceway.store")
 
@@ -43,6 +44,8 @@ LOCK_NAME = "LOCK"
 # Heads written per batch: the encoded chunks of one batch are held in memory together.
 _BATCH_FILES = 8192
 _BATCH_BYTES = 64 << 20
+# After chunks are written, the checkpoint moves at most this often (it scans the heads).
+_CHECKPOINT_EVERY_S = 1.0
 # Back-off between attempts while chunks cannot be written (disk full, I/O errors).
 _RETRY_FIRST_S = 0.5
 _RETRY_MAX_S = 30.0
@@ -81,6 +84,7 @@ class StoreConfig:
     wal_sync_interval_s: float = 0.1
     wal_segment_bytes: int = 128 << 20
     max_wal_bytes: int = 2 << 30
+    unordered_window_s: float = 3600.0  # lines further behind their stream are refused
     chunk_target_bytes: int = 4 << 20
     max_chunk_age_s: float = 7200.0
     chunk_idle_s: float = 1800.0
@@ -145,11 +149,15 @@ def tenant_from_dirname(name: str) -> str | None:
 
 class Store:
     def __init__(self, cfg: StoreConfig, lock: DirLock | None = None,
-                 objects: ObjectStore | None = None) -> None:
+                 objects: ObjectStore | None = None,
+                 unordered_window_for: Callable[[str], float] | None = None) -> None:
         """Open the data dir; `lock` is its `lock_data_dir` when the caller took it
         already (the store releases it on close), else the store takes it first.
         `objects` holds the chunks, keyed `<tenant dir>/chunks/...`; by default a
-        `LocalDir` over `<data_dir>/tenants`, which is today's file layout."""
+        `LocalDir` over `<data_dir>/tenants`, which is today's file layout.
+        `unordered_window_for(tenant)`: seconds a tenant's line may be behind its stream's
+        newest (default `cfg.unordered_window_s` for all); given here, the WAL replay
+        decides as the pushes were decided."""
         self.cfg = cfg
         self.root = cfg.data_dir
         self._lock = lock if lock is not None else lock_data_dir(self.root)
@@ -172,19 +180,29 @@ class Store:
         self.retention_deleted = 0
         # Seconds each tenant keeps its data (0: forever); the server sets it per tenant.
         self.retention_for: Callable[[str], float] = lambda _t: cfg.retention_period_s
+        # Seconds a tenant's line may lie behind its stream's newest; the server sets it.
+        self.unordered_window_for: Callable[[str], float] = (
+            unordered_window_for or (lambda _t: cfg.unordered_window_s))
         self._changes = 0  # compactions and retention passes that changed something
         self.ready = False
         for d in sorted((self.root / "tenants").glob("*")):
             t = tenant_from_dirname(d.name)
             if t is not None and d.is_dir():
                 self.tenant(t)
-        self.wal_records_lost = 0
-        self.wal_lines_lost = 0
-        self.replayed_records = self._replay()
+        self.heads: Heads[WalPos] = Heads(
+            self.tenant, cfg.chunk_target_bytes,
+            lambda t: int(self.unordered_window_for(t) * 1e9), self._enqueue_flush)
+        self._checkpoint_lock = threading.Lock()
+        self._last_checkpoint = 0.0
+        self._checkpointed = self._read_checkpoint()
+        self.wal = FileWal(self.root / "wal", cfg.wal_segment_bytes, cfg.wal_sync,
+                           cfg.wal_sync_interval_s, after=self._checkpointed)
+        self.replayed_records = self._replay(self._checkpointed)
         for ts in list(self.tenants.values()):
             recover_chunks(ts)  # after the replay: the WAL's streams' labels are known
-        self.wal = WalWriter(self.root / "wal", cfg.wal_segment_bytes, cfg.wal_sync,
-                             cfg.wal_sync_interval_s)
+        self._append_lock = threading.Lock()
+        self._applier: Applier[WalPos, Applied] = Applier(
+            lambda record, pos: self.heads.apply(record.tenant, record, pos))
         self._last_retention = time.monotonic()  # first pass one interval after start
         self._last_periodic = 0.0
         self._flusher = threading.Thread(target=self._flush_loop, name="flusher", daemon=True)
@@ -237,44 +255,40 @@ class Store:
         if n:
             log.info("removed %d temp files left by an interrupted write", n)
 
-    def _replay(self) -> int:
-        n = 0
+    def _read_checkpoint(self) -> WalPos | None:
+        after = read_checkpoint(self.root)
+        try:
+            return None if after is None else FileWal.position_from_json(after)
+        except ValueError as exc:
+            log.warning("checkpoint: %s; replaying the whole WAL", exc)
+            return None
+
+    def _replay(self, after: WalPos | None) -> int:
+        """Apply the WAL's records after the checkpoint, as when they were pushed."""
+        n = lines = 0
         t0 = time.monotonic()
-        for pos, payload in replay(self.root / "wal", self._wal_damage):
-            try:
-                tenant, blocks = decode_record(payload)
-            except (ValueError, KeyError) as exc:
-                self.wal_records_lost += 1
-                log.warning("WAL record at %s could not be decoded, skipped (1 record, an "
-                            "unknown number of lines lost): %s", pos, exc)
-                continue
-            for s, sealed in self.tenant(tenant).apply(blocks, pos, replay=True):
-                self._enqueue_flush(self.tenant(tenant), s, sealed)
+        self.heads.last_applied = after
+        for pos, record in self.wal.replay(after):
+            self.heads.apply(record.tenant, record, pos, replay=True)
             n += 1
+            lines += record.lines
+        self.heads.end_replay()
+        if after is not None:
+            self.wal.release(after)  # a crash may have come between checkpoint and release
         if n:
-            log.info("replayed %d WAL records in %.2fs", n, time.monotonic() - t0)
+            h = self.heads
+            log.info("replayed %d WAL records in %.2fs (%d lines; %d of them were in chunks "
+                     "already, found reading %d chunks)", n, time.monotonic() - t0, lines,
+                     h.replay_duplicates, h.replay_chunks_read)
         return n
 
-    def _wal_damage(self, segment: str, damage: Damage) -> None:
-        """Count and report what a damaged stretch of a WAL segment held, as far as its
-        bytes still tell: a record whose frame length was intact is usually decodable."""
-        lines: list[int] = []
-        tenants: set[str] = set()
-        for payload in damage.payloads:
-            with contextlib.suppress(ValueError, KeyError):  # too damaged to tell
-                tenant, blocks = decode_record(payload)
-                lines.append(sum(len(b) for b in blocks))
-                tenants.add(tenant)
-        unknown = damage.records - len(lines)
-        self.wal_records_lost += damage.records
-        self.wal_lines_lost += sum(lines)
-        what = f"{sum(lines)} lines" if not unknown else \
-            f"{sum(lines)} lines and an unknown number more" if lines else \
-            "an unknown number of lines"
-        log.warning("WAL %s: damaged data at offset %d (%d bytes) skipped: %d record%s (%s) "
-                    "lost%s", segment, damage.start, damage.end - damage.start, damage.records,
-                    "" if damage.records == 1 else "s", what,
-                    f" of tenant {', '.join(sorted(tenants))}" if tenants else "")
+    @property
+    def wal_records_lost(self) -> int:
+        return self.wal.records_lost
+
+    @property
+    def wal_lines_lost(self) -> int:
+        return self.wal.lines_lost
 
     def tenant(self, tenant: str) -> TenantStore:
         ts = self.tenants.get(tenant)
@@ -290,24 +304,19 @@ class Store:
         return ts
 
     # --- write path ------------------------------------------------------------------
-    def push(self, tenant: str, blocks: list[EntryBlock], payload: bytes | None = None,
-             crc: int | None = None) -> Future[WalPos]:
-        """Append to the WAL; the future resolves once durable and applied (queryable).
+    def ingest(self, record: PushRecord) -> Future[Applied]:
+        """Append to the ingest log, then apply to the heads in log order: the future
+        resolves once the record is durable and applied (queryable), to what the heads
+        did with it (lines refused, duplicates dropped); to WalWriteError when it could
+        not be stored."""
+        out: Future[Applied] = Future()
+        with self._append_lock:  # the applier's order is the log's
+            self._applier.submit(record, self.wal.append(record), out)
+        return out
 
-        `payload` is `encode_record(tenant, blocks)` when the caller already has it, and
-        `crc` its CRC32."""
-        payload = payload if payload is not None else encode_record(tenant, blocks)
-        ts = self.tenant(tenant)
-
-        def apply(pos: WalPos) -> None:
-            for s, sealed in ts.apply(blocks, pos, replay=False):
-                self._enqueue_flush(ts, s, sealed)
-
-        return self.wal.submit(payload, apply, crc)
-
-    def stream_max_ts(self, tenant: str, labels: dict[str, str]) -> int | None:
-        ts = self.tenants.get(tenant)
-        return None if ts is None else ts.max_ts(fingerprint(labels))
+    def push(self, tenant: str, blocks: list[EntryBlock]) -> Future[Applied]:
+        """`ingest` of a record of `blocks`."""
+        return self.ingest(PushRecord(tenant, blocks))
 
     # --- flushing --------------------------------------------------------------------
     def _enqueue_flush(self, ts: TenantStore, s: Stream, sealed: Sealed) -> None:
@@ -335,8 +344,9 @@ class Store:
                     if self._flush_q and not self.flush_failing:
                         self._write(self._take_queue())  # one last try, no retries
                     return
-                if self._due(now):
-                    self._write(self._take_queue())
+                if self._due(now) and self._write(self._take_queue()) is None \
+                        and now - self._last_checkpoint >= _CHECKPOINT_EVERY_S:
+                    self.checkpoint()  # less to replay after a crash
                 if now - self._last_periodic >= self.cfg.flush_check_interval_s:
                     self._last_periodic = now
                     self._periodic()
@@ -407,26 +417,37 @@ class Store:
                                  idle_since=now - self.cfg.chunk_idle_s)]
         self._write_or_queue(jobs)
         if self.wal.size_bytes() > self.cfg.max_wal_bytes:
-            oldest = self.oldest_pinned_segment()
-            if oldest is not None:
+            # Force out the heads that pin the oldest segment.
+            pinned, upto = self.heads.flushed_upto(list(self.tenants.values()))
+            if pinned:
+                below = self.wal.next_unit(upto)
                 jobs = [(ts, s, sealed) for ts in list(self.tenants.values())
-                        for s, sealed in ts.seal_all(segment_below=oldest + 1)]
+                        for s, sealed in ts.seal_all(after_below=below)]
                 self._write_or_queue(jobs)
         for ts in list(self.tenants.values()):
             ts.forget_idle(now - self.cfg.chunk_idle_s)
-        self.truncate_wal()
+        self.checkpoint()
         if now - self._last_retention >= self.cfg.retention_check_interval_s:
             self._last_retention = now
             self.apply_retention()
 
-    def oldest_pinned_segment(self) -> int | None:
-        segs = [x for t in list(self.tenants.values())
-                if (x := t.oldest_pinned_segment()) is not None]
-        return min(segs) if segs else None
-
-    def truncate_wal(self) -> int:
-        oldest = self.oldest_pinned_segment()
-        return self.wal.remove_segments_before(oldest if oldest is not None else self.wal.segment)
+    def checkpoint(self) -> WalPos | None:
+        """Move the checkpoint to where every record before is in chunks (written
+        durably), then release the WAL up to it. Returns the checkpoint."""
+        with self._checkpoint_lock:
+            self._last_checkpoint = time.monotonic()
+            _, upto = self.heads.flushed_upto(list(self.tenants.values()))
+            if upto is not None and upto != self._checkpointed:
+                try:
+                    write_checkpoint(self.root, self.wal.position_to_json(upto))
+                except OSError as exc:
+                    log.error("checkpoint could not be written (%s); the WAL is kept until "
+                              "it can be", exc)
+                    return self._checkpointed
+                self._checkpointed = upto
+            if self._checkpointed is not None:
+                self.wal.release(self._checkpointed)
+            return self._checkpointed
 
     def flush_all(self) -> int:
         """Seal every head and write it to chunks now (Loki's /flush), back-off or not;
@@ -443,8 +464,8 @@ class Store:
             error = self._write(jobs) if jobs else None
         if error is not None:
             raise ChunkWriteError(f"could not write chunks, retry later: {error}")
-        if self.oldest_pinned_segment() is None and self.wal.current_bytes \
-                and not self.wal.closed:
+        pinned, _ = self.heads.flushed_upto(list(self.tenants.values()))
+        if not pinned and self.wal.current_bytes and not self.wal.closed:
             # Everything is in chunks: close the open segment so it can be deleted too.
             # (A closed writer rotates no more; close() deletes its segments itself.)
             seg = self.wal.segment
@@ -452,7 +473,7 @@ class Store:
             deadline = time.monotonic() + 5
             while self.wal.segment == seg and time.monotonic() < deadline:
                 time.sleep(0.005)
-        self.truncate_wal()
+        self.checkpoint()
         return len(jobs), len({(id(ts), s.fp) for ts, s, _ in jobs})
 
     def active_streams(self, tenant: str, fps: list[int]) -> tuple[int, set[int]]:
@@ -548,6 +569,7 @@ class Store:
     def close(self) -> None:
         self._stop.set()
         self.wal.close()
+        self._applier.close()  # every durable record applied before the last flush
         if self.cfg.flush_on_shutdown:
             t0 = time.monotonic()
             try:
@@ -559,9 +581,7 @@ class Store:
             else:
                 log.info("final flush: %d chunks of %d streams written in %.2fs", chunks,
                          streams, time.monotonic() - t0)
-            if self.oldest_pinned_segment() is None:
-                # Everything is in chunks: the closed WAL holds nothing to replay.
-                self.wal.remove_segments_before(self.wal.segment + 1)
+        self.checkpoint()  # what is in chunks leaves the (closed) WAL
         with self._flush_cond:
             self._closing = True
             self._flush_cond.notify()
@@ -597,12 +617,10 @@ def index_stats(store: Store, tenants: list[str], matchers: list[Matcher], start
     out = {"streams": 0, "chunks": 0, "entries": 0, "bytes": 0}
     for ref in store.series(tenants, matchers, start, end):
         ts = store.tenants[ref.tenant]
-        with ts.lock:
-            s = ts.streams.get(ref.fp)
-            if s is None:
-                continue
-            chunks = [c for c in s.chunks if c.maxt >= start and c.mint < end]
-            mem = [p for p in s.memory_pieces() if p.maxt >= start and p.mint < end]
+        s = ts.streams.get(ref.fp)
+        if s is None:
+            continue
+        chunks, mem = ts.snapshot(s, start, end)
         out["streams"] += 1
         out["chunks"] += len(chunks) + (1 if mem else 0)
         out["entries"] += sum(c.n for c in chunks) + sum(len(p.block) for p in mem)

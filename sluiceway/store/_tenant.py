@@ -1,4 +1,9 @@
-"""All streams of one tenant: apply WAL records, flush sealed heads to chunks, answer reads.
+"""All streams of one tenant: its streams and label postings, flushing sealed heads to
+chunks, the index, and reads.
+
+Locking: each stream has its own lock (`Stream.lock`, see `_stream`); the tenant's lock
+(`_streams_lock`) is held only to add or forget a stream. Reads never hold a lock while
+they scan: a `/series` or `/labels` call, however long, delays no push.
 
 Chunk bytes are read, written and deleted only through the store's `ObjectStore`, under
 the tenant's key prefix (`<tenant dir>/`); a chunk's key below it is its index path
@@ -22,15 +27,15 @@ from typing import Any
 import numpy as np
 
 from sluiceway.durable import ensure_dir
-from sluiceway.model import EntryBlock, Matcher, fingerprint, format_labels, parse_labels
+from sluiceway.model import EntryBlock, Matcher, format_labels, parse_labels
 from sluiceway.store._blocks import sort_dedupe
 from sluiceway.store._cache import ChunkCache
 from sluiceway.store._chunk import ChunkError, decode_chunk, encode_chunk
 from sluiceway.store._index import IndexLog, read_index
+from sluiceway.store._ingestlog import Position
 from sluiceway.store._objstore import NotFound, ObjectInfo, ObjectStore
 from sluiceway.store._quarantine import CORRUPT, set_aside
 from sluiceway.store._stream import ChunkRef, HeadPiece, Sealed, Stream
-from sluiceway.store._wal import WalPos
 
 log = logging.getLogger("sluiceway.store")
 
@@ -66,12 +71,17 @@ class TenantStore:
         self.cache = cache
         self.chunk_target_bytes = chunk_target_bytes
         self.compression_level = compression_level
-        self.lock = threading.RLock()
+        self._streams_lock = threading.Lock()  # adding or forgetting a stream
+        self._count_lock = threading.Lock()
         self.streams: dict[int, Stream] = {}
         self.postings: dict[str, dict[str, set[int]]] = {}
         # Streams with data in memory or written to recently (Loki's "active streams",
-        # what max_global_streams_per_user counts); see forget_idle.
-        self.active: set[int] = set()
+        # what max_global_streams_per_user counts); see forget_idle. Changed and read with
+        # single dict operations (atomic under the GIL); a dict keeps the order streams
+        # became active in, so heads are flushed (and indexed) in that order.
+        self.active: dict[int, None] = {}
+        # Called with each stream a series scan looks at, no lock held (a test's pause).
+        self.scan_hook: Callable[[Stream], None] | None = None
         ensure_dir(root)
         self.index_records_lost = 0  # damaged index records skipped at load
         self.chunks_readded = 0  # chunk files the index no longer named, taken back
@@ -98,18 +108,18 @@ class TenantStore:
                 log.warning("index %s: malformed record skipped (%r): %s",
                             self.root / "index.log", exc, r)
         for s in self.streams.values():
-            s.chunks.sort(key=lambda c: c.mint)
+            s.chunks = sorted(s.chunks, key=lambda c: c.mint)
             if s.chunks:
                 s.max_ts = max(c.maxt for c in s.chunks)
         return scan.end
 
     def _apply_index_record(self, r: dict[str, Any]) -> None:
+        # Records before the ingest log seam also name a WAL position ("seg", "off"):
+        # replay no longer needs it (`Heads` drops what chunks hold), so it is not read.
         if r["op"] == "add":
-            s = self._stream(int(r["fp"]), parse_labels(r["labels"]))
-            pos = WalPos(int(r["seg"]), int(r["off"]))
+            s = self.stream(int(r["fp"]), parse_labels(r["labels"]))
             s.chunks.append(ChunkRef(r["path"], r["mint"], r["maxt"], r["n"], r["raw"],
-                                     r["size"], pos, r.get("lvl", 1), r.get("at", 0.0)))
-            s.flushed_pos = max(s.flushed_pos, pos)
+                                     r["size"], r.get("lvl", 1), r.get("at", 0.0)))
         elif r["op"] == "del":
             self.deleted_paths.add(r["path"])
             s2 = self.streams.get(int(r["fp"]))
@@ -135,52 +145,47 @@ class TenantStore:
         """Delete chunks no index record names any more (idempotent)."""
         self.objects.delete_many([self.key(r) for r in rels])
 
-    def _stream(self, fp: int, labels: dict[str, str]) -> Stream:
+    def stream(self, fp: int, labels: dict[str, str]) -> Stream:
+        """The stream `fp`, made (and put in the postings) if new."""
         s = self.streams.get(fp)
         if s is None:
-            s = self.streams[fp] = Stream(fp, labels)
-            for k, v in labels.items():
-                self.postings.setdefault(k, {}).setdefault(v, set()).add(fp)
+            with self._streams_lock:
+                s = self.streams.get(fp)
+                if s is None:
+                    s = Stream(fp, labels)
+                    for k, v in labels.items():
+                        self.postings.setdefault(k, {}).setdefault(v, set()).add(fp)
+                    self.streams[fp] = s  # last: a reader that finds it finds its postings
         return s
 
-    # --- write path (WAL writer thread) --------------------------------------------
-    def apply(self, blocks: list[EntryBlock], pos: WalPos, replay: bool) -> list[tuple[Stream,
-                                                                                      Sealed]]:
-        """Add a durable record's blocks to the heads; return heads sealed for flushing."""
-        sealed: list[tuple[Stream, Sealed]] = []
-        with self.lock:
-            for b in blocks:
-                s = self._stream(fingerprint(b.labels), b.labels)
-                if replay and pos <= s.flushed_pos:
-                    continue  # already in a chunk
-                b = s.drop_known(b)
-                if not len(b):
-                    continue
-                s.append(b, pos)
-                self.active.add(s.fp)
-                if s.head_bytes >= self.chunk_target_bytes:
-                    cut = s.seal()
-                    if cut is not None:
-                        sealed.append((s, cut))
-        return sealed
+    def stream_list(self) -> list[Stream]:
+        return list(self.streams.values())
 
-    def max_ts(self, fp: int) -> int | None:
-        s = self.streams.get(fp)
-        return None if s is None else s.max_ts
+    # --- heads ---------------------------------------------------------------------
+    def mark_active(self, fp: int) -> None:
+        self.active[fp] = None
+
+    def memory_streams(self) -> list[Stream]:
+        """Streams that may have data in memory (every one that has is active)."""
+        streams = self.streams
+        return [s for fp in list(self.active) if (s := streams.get(fp)) is not None]
 
     def active_streams(self, fps: list[int]) -> tuple[int, set[int]]:
         """How many streams are active, and which of `fps` are."""
-        with self.lock:
-            return len(self.active), {fp for fp in fps if fp in self.active}
+        active = self.active.copy()
+        return len(active), {fp for fp in fps if fp in active}
 
     def forget_idle(self, idle_before: float) -> None:
         """Streams whose data is all in chunks and that got nothing since `idle_before`
         (monotonic) stop being active, as Loki's ingester drops flushed, idle streams."""
-        with self.lock:
-            for fp in list(self.active):
-                s = self.streams.get(fp)
-                if s is None or (not s.head and not s.sealed and s.last_append < idle_before):
-                    self.active.discard(fp)
+        for fp in list(self.active):
+            s = self.streams.get(fp)
+            if s is None:
+                self.active.pop(fp, None)
+                continue
+            with s.lock:  # an apply between the check and the discard marks it again
+                if not s.has_memory() and s.last_append < idle_before:
+                    self.active.pop(fp, None)
 
     # --- flush path (flusher thread) -------------------------------------------------
     def flush_many(self, jobs: list[tuple[Stream, Sealed]]
@@ -193,7 +198,7 @@ class TenantStore:
         blocks: list[EntryBlock] = []
         for s, sealed in jobs:
             block = sort_dedupe(EntryBlock.concat([p.block for p in sealed.pieces]))
-            data, ref = self._encode(s, block, self.compression_level, sealed.last_pos)
+            data, ref = self._encode(s, block, self.compression_level)
             files.append((self.key(ref.path), data))
             refs.append(ref)
             blocks.append(block)
@@ -207,28 +212,25 @@ class TenantStore:
                 # Never named: nothing may keep them.
                 self.objects.delete_many([files[i][0] for i in done])
                 return jobs, exc
-        with self.lock:
-            for i in done:
-                s, sealed = jobs[i]
-                s.chunks.append(refs[i])
-                s.chunks.sort(key=lambda c: c.mint)
-                s.sealed.remove(sealed)
-                s.flushed_pos = max(s.flushed_pos, sealed.last_pos)
+        for i in done:
+            s, sealed = jobs[i]
+            with s.lock:  # the chunk in, then the memory out: a reader never misses both
+                s.chunks = sorted([*s.chunks, refs[i]], key=lambda c: c.mint)
+                s.sealed = [x for x in s.sealed if x is not sealed]
         for i in done:
             self.cache.put(files[i][0], blocks[i])
         return [jobs[i] for i, r in enumerate(results) if r is not None], error
 
-    def _encode(self, s: Stream, block: EntryBlock, level: int,
-                pos: WalPos) -> tuple[bytes, ChunkRef]:
+    def _encode(self, s: Stream, block: EntryBlock, level: int) -> tuple[bytes, ChunkRef]:
         data, meta = encode_chunk(block, level)
         day = _day(meta.mint // _DAY_NS)
         rel = f"chunks/{day}/{s.fp:016x}-{meta.mint}-{uuid.uuid4().hex[:8]}.chunk"
         return data, ChunkRef(rel, meta.mint, meta.maxt, meta.n, meta.raw_bytes, meta.size,
-                              pos, level, time.time())
+                              level, time.time())
 
-    def write_chunk(self, s: Stream, block: EntryBlock, level: int, pos: WalPos) -> ChunkRef:
+    def write_chunk(self, s: Stream, block: EntryBlock, level: int) -> ChunkRef:
         """One chunk object, durable when this returns (not yet in the index)."""
-        data, ref = self._encode(s, block, level, pos)
+        data, ref = self._encode(s, block, level)
         self.objects.put(self.key(ref.path), data)
         return ref
 
@@ -236,88 +238,108 @@ class TenantStore:
     def add_record(s: Stream, ref: ChunkRef) -> dict[str, object]:
         return {"op": "add", "fp": s.fp, "labels": format_labels(s.labels), "path": ref.path,
                 "mint": ref.mint, "maxt": ref.maxt, "n": ref.n, "raw": ref.raw_bytes,
-                "size": ref.size, "seg": ref.wal_pos.segment, "off": ref.wal_pos.offset,
-                "lvl": ref.level, "at": ref.created}
+                "size": ref.size, "lvl": ref.level, "at": ref.created}
 
     def replace_chunks(self, s: Stream, old: list[ChunkRef], new: ChunkRef) -> None:
         """Swap `old` for `new` in the index (one append) and in memory."""
         self.index.append([self.add_record(s, new),
                            *({"op": "del", "fp": s.fp, "path": c.path} for c in old)])
-        with self.lock:
+        with s.lock:
             s.chunks = sorted([c for c in s.chunks if c not in old] + [new],
                               key=lambda c: c.mint)
         for c in old:
             self.cache.discard(self.key(c.path))
 
     def seal_all(self, older_than: float | None = None, idle_since: float | None = None,
-                 segment_below: int | None = None) -> list[tuple[Stream, Sealed]]:
-        """Seal heads matching any given condition (all heads when none is given)."""
+                 after_below: Position | None = None) -> list[tuple[Stream, Sealed]]:
+        """Seal heads matching any given condition (all heads when none is given);
+        `after_below`: heads whose data goes back before that log position."""
+        every = older_than is None and idle_since is None and after_below is None
         out: list[tuple[Stream, Sealed]] = []
-        with self.lock:
-            for s in self.streams.values():
+        for s in self.memory_streams():
+            with s.lock:
                 if not s.head:
                     continue
-                cond = older_than is None and idle_since is None and segment_below is None
-                cond = cond or (older_than is not None and s.head_started < older_than)
+                cond = every or (older_than is not None and s.head_started < older_than)
                 cond = cond or (idle_since is not None and s.last_append < idle_since)
-                cond = cond or (segment_below is not None and s.head_first_pos is not None
-                                and s.head_first_pos.segment < segment_below)
-                if cond:
-                    cut = s.seal()
-                    if cut is not None:
-                        out.append((s, cut))
+                cond = cond or (after_below is not None and (
+                    s.head_after is None or s.head_after < after_below))
+                cut = s.seal() if cond else None
+            if cut is not None:
+                out.append((s, cut))
         return out
-
-    def oldest_pinned_segment(self) -> int | None:
-        with self.lock:
-            segs = [x for s in self.streams.values()
-                    if (x := s.oldest_pinned_segment()) is not None]
-        return min(segs) if segs else None
 
     def apply_retention(self, cutoff_ns: int) -> int:
         """Delete whole chunks whose newest entry is older than `cutoff_ns`."""
-        doomed: list[tuple[Stream, ChunkRef]] = []
-        with self.lock:
-            for s in self.streams.values():
-                for c in s.chunks:
-                    if c.maxt < cutoff_ns:
-                        doomed.append((s, c))
-            if not doomed:
-                return 0
-            self.index.append([{"op": "del", "fp": s.fp, "path": c.path} for s, c in doomed])
-            for s, c in doomed:
-                s.chunks.remove(c)
+        doomed = [(s, c) for s in self.stream_list() for c in s.chunks if c.maxt < cutoff_ns]
+        if not doomed:
+            return 0
+        self.index.append([{"op": "del", "fp": s.fp, "path": c.path} for s, c in doomed])
+        by_stream: dict[int, tuple[Stream, list[ChunkRef]]] = {}
+        for s, c in doomed:
+            by_stream.setdefault(id(s), (s, []))[1].append(c)
+        for s, gone in by_stream.values():
+            with s.lock:
+                s.chunks = [c for c in s.chunks if c not in gone]
+            for c in gone:
                 self.cache.discard(self.key(c.path))
-            self._forget_empty_streams()
+        self._forget_empty_streams([s for s, _ in by_stream.values()])
         self.delete_chunk_objects([c.path for _s, c in doomed])
         return len(doomed)
 
-    def _forget_empty_streams(self) -> None:
-        for fp in [fp for fp, s in self.streams.items()
-                   if not s.chunks and not s.head and not s.sealed]:
-            s = self.streams.pop(fp)
-            for k, v in s.labels.items():
-                self.postings.get(k, {}).get(v, set()).discard(fp)
+    def _forget_empty_streams(self, streams: list[Stream]) -> None:
+        """Streams without chunks or memory leave the tenant (and its postings). An apply
+        that finds one gone (`Stream.gone`) makes it anew."""
+        with self._streams_lock:
+            for s in streams:
+                with s.lock:
+                    if s.chunks or s.has_memory():
+                        continue
+                    s.gone = True
+                if self.streams.get(s.fp) is s:
+                    del self.streams[s.fp]
+                    for k, v in s.labels.items():
+                        self.postings.get(k, {}).get(v, set()).discard(s.fp)
 
     # --- read path ---------------------------------------------------------------------
     def select(self, matchers: list[Matcher], start: int, end: int) -> list[Stream]:
-        with self.lock:
-            cands: set[int] | None = None
-            for m in matchers:
-                if m.op == "=" and m.value:
-                    fps = self.postings.get(m.name, {}).get(m.value, set())
-                    cands = set(fps) if cands is None else cands & fps
-            pool = (self.streams[fp] for fp in cands) if cands is not None \
-                else iter(self.streams.values())
-            return [s for s in pool
-                    if all(m.matches(s.labels.get(m.name, "")) for m in matchers)
-                    and self._has_data(s, start, end)]
+        """Streams matching `matchers` with data in [start, end). Holds no lock while it
+        scans (each stream's own only to look at its data)."""
+        cands: set[int] | None = None
+        for m in matchers:
+            if m.op == "=" and m.value:
+                # One C-level copy or intersection each: atomic against a new stream.
+                fps = self.postings.get(m.name, {}).get(m.value, set())
+                cands = fps.copy() if cands is None else cands & fps
+        streams = self.streams
+        pool = [s for fp in cands if (s := streams.get(fp)) is not None] \
+            if cands is not None else list(streams.values())
+        out: list[Stream] = []
+        hook = self.scan_hook
+        for s in pool:
+            if hook is not None:
+                hook(s)
+            if all(m.matches(s.labels.get(m.name, "")) for m in matchers) \
+                    and self._has_data(s, start, end):
+                out.append(s)
+        return out
 
     @staticmethod
     def _has_data(s: Stream, start: int, end: int) -> bool:
-        if any(c.maxt >= start and c.mint < end for c in s.chunks):
+        with s.lock:
+            chunks, mem = s.chunks, s.memory_pieces()
+        if any(c.maxt >= start and c.mint < end for c in chunks):
             return True
-        return any(p.maxt >= start and p.mint < end for p in s.memory_pieces())
+        return any(p.maxt >= start and p.mint < end for p in mem)
+
+    def snapshot(self, s: Stream, start: int, end: int) -> tuple[list[ChunkRef],
+                                                                 list[HeadPiece]]:
+        """The chunks and in-memory pieces of `s` overlapping [start, end), as one
+        consistent view."""
+        with s.lock:
+            chunks, mem = s.chunks, s.memory_pieces()
+        return ([c for c in chunks if c.maxt >= start and c.mint < end],
+                [p for p in mem if p.maxt >= start and p.mint < end])
 
     def blocks(self, s: Stream, start: int, end: int, direction: str,
                warn: Callable[[str], None] | None = None) -> Iterator[EntryBlock]:
@@ -328,9 +350,7 @@ class TenantStore:
         merged as a stream: after each chunk, everything that lies before the next chunk's
         start (or, backward, after its end) is final and goes out; only the rest is kept.
         """
-        with self.lock:
-            chunks = [c for c in s.chunks if c.maxt >= start and c.mint < end]
-            mem = [p for p in s.memory_pieces() if p.maxt >= start and p.mint < end]
+        chunks, mem = self.snapshot(s, start, end)
         items: list[tuple[int, int, ChunkRef | list[HeadPiece]]] = [
             (c.mint, c.maxt, c) for c in chunks]
         if mem:
@@ -420,12 +440,12 @@ class TenantStore:
         to quarantine/corrupt/ (reason "corrupt"), a count by reason and a log line.
         Returns the warning for a query's answer."""
         what = _describe(s, ref)
-        with self.lock:
+        with s.lock:
             mine = ref in s.chunks  # a concurrent reader may have done it already
             if mine:
                 s.chunks = [c for c in s.chunks if c != ref]
-                self.count_out(reason)
         if mine:
+            self.count_out(reason)
             self.cache.discard(self.key(ref.path))
             try:
                 self.index.append([{"op": "del", "fp": s.fp, "path": ref.path}])
@@ -451,7 +471,7 @@ class TenantStore:
 
     def count_out(self, reason: str) -> None:
         """One more chunk taken out of service (`chunks_quarantined` by reason)."""
-        with self.lock:
+        with self._count_lock:
             self.chunks_quarantined[reason] = self.chunks_quarantined.get(reason, 0) + 1
             self.generation += 1  # lines were lost: results cached before are stale
 

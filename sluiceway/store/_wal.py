@@ -1,7 +1,9 @@
-"""Write-ahead log: framed, checksummed records in numbered segment files, with group commit.
+"""Write-ahead log: framed, checksummed records in numbered segment files, with group
+commit; `FileWal` is the single-node `IngestLog`.
 
-Frame: u32 payload length | u32 CRC32 of payload | payload. A damaged record is skipped and
-replay resumes at the next valid one (`_frames`); a torn tail is skipped with a warning.
+Frame: u32 payload length | u32 CRC32 of payload | payload (a `PushRecord`). A damaged
+record is skipped and replay resumes at the next valid one (`_frames`); a torn tail is
+skipped with a warning. A position is (segment number, offset just past the record).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sluiceway.durable import ensure_dir, fsync_dir
+from sluiceway.model import EntryBlock, PushRecord, RecordError, looks_like_record
 from sluiceway.store._frames import HDR as _HDR
 from sluiceway.store._frames import Damage, scan
 
@@ -34,7 +37,11 @@ class WalPos:
     offset: int
 
 
-ZERO_POS = WalPos(0, 0)
+def decode_record(payload: bytes) -> tuple[str, list[EntryBlock]]:
+    """A WAL record's tenant and blocks (what the pattern miner reads). Module-level, so it
+    pickles by name to a spawned process. Raises RecordError."""
+    record = PushRecord.decode(payload)
+    return record.tenant, record.blocks
 
 
 def _segment_path(wal_dir: Path, n: int) -> Path:
@@ -46,11 +53,7 @@ def list_segments(wal_dir: Path) -> list[int]:
 
 
 def _plausible(data: bytes, start: int, length: int) -> bool:
-    """A record starts with its tenant: u32 length (1..1024) and the id's bytes."""
-    if length < 8 or start + 4 > len(data):
-        return False
-    n = int.from_bytes(data[start : start + 4], "little")
-    return 0 < n <= 1024 and n + 8 <= length
+    return looks_like_record(data, start, length)
 
 
 def read_segment(path: Path, segment: int,
@@ -90,26 +93,28 @@ class WalWriteError(OSError):
 class _Pending:
     payload: bytes
     crc: int
-    apply: Callable[[WalPos], None]
     future: Future[WalPos]
 
 
 class WalWriter:
     """Appends records on one thread; concurrent submitters share one write + fsync.
 
-    `apply` callbacks run on the writer thread after the group is durable (sync mode) or
-    written (interval mode), in WAL order, so replay reproduces the same state.
+    A record's future resolves once its group is durable (sync mode "always") or written
+    (mode "interval"), futures in WAL order. `first_segment`: the lowest number the first
+    new segment may take (it also follows every segment on disk).
     """
 
     def __init__(self, wal_dir: Path, segment_bytes: int = 128 << 20,
-                 sync_mode: str = "always", sync_interval_s: float = 0.1) -> None:
+                 sync_mode: str = "always", sync_interval_s: float = 0.1,
+                 first_segment: int = 1) -> None:
         self.dir = wal_dir
         ensure_dir(self.dir)
         self.segment_bytes = segment_bytes
         self.sync_mode = sync_mode
         self.sync_interval_s = sync_interval_s
         segs = list_segments(wal_dir)
-        self.segment = (segs[-1] + 1) if segs else 1  # never append to a possibly torn file
+        # Never append to a possibly torn file, never reuse a number a position named.
+        self.segment = max([first_segment, *(n + 1 for n in segs[-1:])])
         self._fd = self._open(self.segment)
         self._offset = 0
         self._pending: list[_Pending] = []
@@ -129,8 +134,7 @@ class WalWriter:
         fsync_dir(self.dir)
         return fd
 
-    def submit(self, payload: bytes, apply: Callable[[WalPos], None],
-               crc: int | None = None) -> Future[WalPos]:
+    def submit(self, payload: bytes, crc: int | None = None) -> Future[WalPos]:
         """Queue a record; `crc` is `zlib.crc32(payload)` when the caller computed it
         already (ingest workers do, off this process's GIL)."""
         fut: Future[WalPos] = Future()
@@ -139,7 +143,7 @@ class WalWriter:
             if self._closed:
                 fut.set_exception(WalWriteError("WAL is closed"))
                 return fut
-            self._pending.append(_Pending(payload, crc, apply, fut))
+            self._pending.append(_Pending(payload, crc, fut))
             self._cond.notify()
         return fut
 
@@ -189,12 +193,6 @@ class WalWriter:
         self.records += len(group)
         self.bytes += off - start
         for p, pos in zip(group, positions, strict=True):
-            try:
-                p.apply(pos)
-            except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the writer
-                log.exception("applying WAL record failed")
-                p.future.set_exception(exc)
-                continue
             p.future.set_result(pos)
         if self._offset >= self.segment_bytes:
             self._rotate()
@@ -259,16 +257,6 @@ class WalWriter:
             self._rotate_requested = True
             self._cond.notify()
 
-    def remove_segments_before(self, segment: int) -> int:
-        """Delete closed segments numbered below `segment` (their data is in chunks)."""
-        removed = 0
-        limit = segment if self._closed else min(segment, self.segment)
-        for n in list_segments(self.dir):
-            if n < limit:
-                _segment_path(self.dir, n).unlink(missing_ok=True)
-                removed += 1
-        return removed
-
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.dir.glob("*.wal"))
 
@@ -277,3 +265,142 @@ class WalWriter:
             self._closed = True
             self._cond.notify()
         self._thread.join(30)
+
+
+class FileWal:
+    """The ingest log of one node (`IngestLog[WalPos]`): a `WalWriter` appending to new
+    segments, replay of the segments on disk, and release of segments whose records are
+    all at or before a position. `after` is the checkpoint the log is opened at: new
+    segments are numbered past it, so a position is never handed out twice even when
+    every segment was released."""
+
+    def __init__(self, wal_dir: Path, segment_bytes: int = 128 << 20,
+                 sync_mode: str = "always", sync_interval_s: float = 0.1,
+                 after: WalPos | None = None) -> None:
+        self.dir = wal_dir
+        self.records_lost = 0  # damaged records skipped at replay (torn tails not counted)
+        self.lines_lost = 0  # lines in them, as far as their bytes still tell
+        self._writer = WalWriter(wal_dir, segment_bytes, sync_mode, sync_interval_s,
+                                 after.segment + 1 if after is not None else 1)
+
+    # --- IngestLog -------------------------------------------------------------------
+    def append(self, record: PushRecord) -> Future[WalPos]:
+        """Durable (or, in interval mode, written) when the future resolves; futures
+        resolve in the order of `append` calls, which is the order of positions."""
+        return self._writer.submit(record.encode(), record.crc32)
+
+    def replay(self, after: WalPos | None) -> Iterator[tuple[WalPos, PushRecord]]:
+        """The records after `after` (all when None) in segments written before this log
+        was opened, oldest first. Damaged ones are skipped, counted and logged."""
+        for n in list_segments(self.dir):
+            if n >= self._writer.segment or (after is not None and n < after.segment):
+                continue
+            for pos, payload in read_segment(_segment_path(self.dir, n), n, self._damage):
+                if after is not None and pos <= after:
+                    continue
+                try:
+                    record = PushRecord.decode(payload)
+                except RecordError as exc:
+                    self.records_lost += 1
+                    log.warning("WAL record at %s could not be decoded, skipped (1 record, "
+                                "an unknown number of lines lost): %s", pos, exc)
+                    continue
+                yield pos, record
+
+    def release(self, upto: WalPos) -> int:
+        """Delete closed segments whose records all lie at or before `upto` (empty ones
+        too); returns how many."""
+        removed = 0
+        for n in list_segments(self.dir):
+            if n >= self._writer.segment and not self._writer.closed:
+                continue  # the segment being written
+            path = _segment_path(self.dir, n)
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                continue
+            if n < upto.segment or size == 0 or (n == upto.segment and size == upto.offset):
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def next_unit(self, pos: WalPos | None) -> WalPos:
+        """The first position past the segment holding `pos` (the oldest segment when
+        None): what must be released to free that segment."""
+        if pos is not None:
+            return WalPos(pos.segment + 1, 0)
+        segs = list_segments(self.dir)
+        return WalPos((segs[0] if segs else self._writer.segment) + 1, 0)
+
+    @staticmethod
+    def position_to_json(pos: WalPos) -> object:
+        return [pos.segment, pos.offset]
+
+    @staticmethod
+    def position_from_json(obj: object) -> WalPos:
+        if (not isinstance(obj, list) or len(obj) != 2
+                or not all(isinstance(x, int) and x >= 0 for x in obj)):
+            raise ValueError(f"not a WAL position: {obj!r}")
+        return WalPos(obj[0], obj[1])
+
+    def size_bytes(self) -> int:
+        return self._writer.size_bytes()
+
+    def close(self) -> None:
+        self._writer.close()
+
+    # --- the file WAL's own ----------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._writer.closed
+
+    @property
+    def segment(self) -> int:
+        """The number of the segment being written."""
+        return self._writer.segment
+
+    @property
+    def current_bytes(self) -> int:
+        return self._writer.current_bytes
+
+    def request_rotation(self) -> None:
+        self._writer.request_rotation()
+
+    @property
+    def records(self) -> int:
+        return self._writer.records
+
+    @property
+    def bytes(self) -> int:
+        return self._writer.bytes
+
+    @property
+    def syncs(self) -> int:
+        return self._writer.syncs
+
+    @property
+    def failures(self) -> int:
+        return self._writer.failures
+
+    def _damage(self, segment: str, damage: Damage) -> None:
+        """Count and report what a damaged stretch of a segment held, as far as its bytes
+        still tell: a record whose frame length was intact is usually decodable."""
+        lines: list[int] = []
+        tenants: set[str] = set()
+        for payload in damage.payloads:
+            try:
+                record = PushRecord.decode(payload)
+            except RecordError:
+                continue  # too damaged to tell
+            lines.append(record.lines)
+            tenants.add(record.tenant)
+        unknown = damage.records - len(lines)
+        self.records_lost += damage.records
+        self.lines_lost += sum(lines)
+        what = f"{sum(lines)} lines" if not unknown else \
+            f"{sum(lines)} lines and an unknown number more" if lines else \
+            "an unknown number of lines"
+        log.warning("WAL %s: damaged data at offset %d (%d bytes) skipped: %d record%s (%s) "
+                    "lost%s", segment, damage.start, damage.end - damage.start, damage.records,
+                    "" if damage.records == 1 else "s", what,
+                    f" of tenant {', '.join(sorted(tenants))}" if tenants else "")

@@ -35,6 +35,7 @@ from sluiceway.wire._errors import BodyTooLarge, WireError
 from sluiceway.wire._es_bulk import BulkItem, decode_bulk, items_to_batches
 from sluiceway.wire._framing import DEFAULT_MAX_FRAME, SyslogFramer
 from sluiceway.wire._json import encode_push_json
+from sluiceway.wire._otlp_names import INDEX_ATTRIBUTES as OTLP_INDEX_ATTRIBUTES
 from sluiceway.wire._proto import encode_push_protobuf
 from sluiceway.wire._push import (
     DEFAULT_MAX_DECOMPRESSED,
@@ -77,6 +78,7 @@ __all__ = [
     "DEFAULT_MAX_DECOMPRESSED",
     "DEFAULT_MAX_FRAME",
     "FACILITY_NAMES",
+    "OTLP_INDEX_ATTRIBUTES",
     "PUSH_PATH",
     "REMOTE_WRITE_HEADERS",
     "SEVERITY_LEVELS",

@@ -22,20 +22,9 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from sluiceway.model import Metadata, StreamBatch
 from sluiceway.wire._errors import WireError
+from sluiceway.wire._otlp_names import INDEX_ATTRIBUTES, SERVICE_NAME_SOURCES
 from sluiceway.wire._otlp_values import as_string, label_name
 
-INDEX_ATTRIBUTES = frozenset({
-    "service.name", "service.namespace", "service.instance.id", "deployment.environment",
-    "cloud.region", "cloud.availability_zone", "k8s.cluster.name", "k8s.namespace.name",
-    "k8s.pod.name", "k8s.container.name", "container.name", "k8s.replicaset.name",
-    "k8s.deployment.name", "k8s.statefulset.name", "k8s.daemonset.name",
-    "k8s.cronjob.name", "k8s.job.name",
-})
-# Loki's default `discover_service_name`: labels that may stand for a missing service.name,
-# in order of preference; only the ones an indexed attribute can produce can match here.
-SERVICE_NAME_SOURCES = ("service", "app", "application", "app_name", "name",
-                        "app_kubernetes_io_name", "container", "container_name",
-                        "k8s_container_name", "component", "workload", "job", "k8s_job_name")
 UNKNOWN_SERVICE = "unknown_service"
 
 

@@ -52,10 +52,12 @@ def test_default_output_newest_first(server: ServerProcess) -> None:
     r = cli('{app="api"}', "--from", FROM, "--to", TO, "--limit", "3", addr=server.url)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
+    # detected_level: the server's (Loki's discover_log_levels), shown as logcli shows it
+    labels = '{app="api", detected_level="info", level="info"}'
     assert lines == [
-        f'{rfc3339(NOW + 39 * 10**9)} {{app="api", level="info"}} info 39',
-        f'{rfc3339(NOW + 38 * 10**9)} {{app="api", level="info"}} info 38',
-        f'{rfc3339(NOW + 37 * 10**9)} {{app="api", level="info"}} info 37',
+        f"{rfc3339(NOW + 39 * 10**9)} {labels} info 39",
+        f"{rfc3339(NOW + 38 * 10**9)} {labels} info 38",
+        f"{rfc3339(NOW + 37 * 10**9)} {labels} info 37",
     ]
     assert "\x1b[" not in r.stdout  # not a terminal: no colours
 
@@ -68,7 +70,7 @@ def test_forward_raw_and_jsonl(server: ServerProcess) -> None:
             addr=server.url)
     rows = [json.loads(x) for x in r.stdout.splitlines()]
     assert [x["line"] for x in rows] == ["error 30", "error 20", "error 10", "error 0"]
-    assert rows[0]["labels"] == {"app": "api", "level": "error"}
+    assert rows[0]["labels"] == {"app": "api", "detected_level": "error", "level": "error"}
     assert rows[0]["timestamp"] == rfc3339(NOW + 30 * 10**9 + 1)
 
 

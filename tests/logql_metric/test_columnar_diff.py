@@ -13,7 +13,14 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from sluiceway.logql import MemorySource, QueryError, QueryParams, ResultsCache, evaluate
+from sluiceway.logql import (
+    LevelRules,
+    MemorySource,
+    QueryError,
+    QueryParams,
+    ResultsCache,
+    evaluate,
+)
 from sluiceway.logql import _ast as A
 from sluiceway.logql._columnar_plan import plan_lines
 from sluiceway.logql._exec import ExecOptions
@@ -271,3 +278,126 @@ def test_pipeline_error_is_decided_at_the_first_bad_line() -> None:
     else:
         raise AssertionError("no pipeline error")
     assert src.blocks_read < 10, src.blocks_read  # of 100
+
+
+# detected_level (Loki's discover_log_levels) on both engines: level words, JSON and
+# logfmt levels, a JSON key named like the label, a stream label that decides every
+# line's level, a stream with an unknown level, structured metadata that sends one.
+_LEVEL_LINES = ["ERROR boom", "level=warn msg=x", '{"level":"debug","msg":"m"}',
+                "info: started", "WARN disk", '{"msg":"a","lvl":"err"}', "no clue here",
+                '{"detected_level":"custom","status":"500"}', "detected_level=fatal dur=1s",
+                "level=Info status=404 path=/a", '{"level":"nonsense","path":"/p"}']
+LEVEL_LINE = st.one_of(LINE, st.sampled_from(_LEVEL_LINES))
+
+
+@st.composite
+def level_dataset(draw: st.DrawFn) -> MemorySource:
+    src = MemorySource(block_size=draw(st.sampled_from([3, 16, 64])))
+    for app, extra in (("a", {}), ("b", {"level": "WARNING"}), ("c", {"severity": "x"}),
+                       ("d", {})):
+        lines = draw(st.lists(LEVEL_LINE, max_size=20))
+        ts = [((k * 7) // 3 + 1) * S for k in range(len(lines))]
+        md = None
+        if app == "d":  # structured metadata: a level sent with some lines
+            md = [draw(st.sampled_from([None, {"detected_level": "Error"}, {"lvl": "dbg"},
+                                        {"trace_id": "t1"}])) for _ in lines]
+        src.push("t", [StreamBatch({"app": app, **extra}, ts, lines, md)])
+    return src
+
+
+@st.composite
+def level_query(draw: st.DrawFn) -> str:
+    stages = []
+    if draw(st.booleans()):
+        stages.append(draw(st.sampled_from(['|= "e"', '!= "x"'])))
+    parser = draw(st.sampled_from(["", "", "| json", "| logfmt",
+                                   "| regexp `(?P<detected_level>[a-z]+)=`"]))
+    if parser:
+        stages.append(parser)
+        if draw(st.booleans()):
+            stages.append('| __error__=""')
+    for f in draw(st.lists(st.sampled_from([
+            'detected_level="error"', 'detected_level=~"info|unknown|warn"',
+            'detected_level!="debug"', '__error__=""', 'status >= 400']), max_size=2)):
+        stages.append("| " + f)
+    if draw(st.integers(0, 4)) == 0:
+        stages.append("| drop detected_level")
+    op = draw(st.sampled_from(["count_over_time", "rate", "bytes_over_time"]))
+    inner = f'{op}({{app=~"a|b|c|d"}} {" ".join(stages)} [1m])'
+    by = draw(st.lists(st.sampled_from(["detected_level", "app", "level", "status"]),
+                       max_size=2, unique=True))
+    outer = draw(st.sampled_from(["sum by ({}) ({})", "sum({1})", "{1}",
+                                  "sum without ({}) ({})"]))
+    return outer.format(", ".join(by), inner)
+
+
+@st.composite
+def level_unwrap_query(draw: st.DrawFn) -> str:
+    parser = draw(st.sampled_from(["| json", "| logfmt"]))
+    filt = draw(st.sampled_from(["", '| detected_level!="info"', '| detected_level="error"']))
+    label = draw(st.sampled_from(["status", "dur"]))
+    by = draw(st.sampled_from(["detected_level", "app, detected_level", "app"]))
+    return (f'sum_over_time({{app=~"a|b|c|d"}} {parser} {filt} | unwrap {label} '
+            f'| __error__="" [1m]) by ({by})')
+
+
+def _run_levels(src: MemorySource, q: str, opts: ExecOptions) -> object:
+    params = QueryParams(["t"], 0, 200 * S, step_ns=20 * S, levels=LevelRules(),
+                         options=opts)
+    try:
+        return evaluate(src, q, params).to_loki_json()["result"]
+    except QueryError as exc:
+        return ("error", str(exc))
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
+@given(src=level_dataset(), q=st.one_of(level_query(), level_unwrap_query()),
+       par=st.sampled_from([1, 2]), split=st.sampled_from([0, 60 * S]))
+def test_columnar_detected_level_matches_reference(src: MemorySource, q: str, par: int,
+                                                   split: int) -> None:
+    ref = _run_levels(src, q, ExecOptions(columnar=False))
+    new = _run_levels(src, q, ExecOptions(columnar=True, parallelism=par, split_ns=split))
+    event("error" if isinstance(ref, tuple) else "empty" if not ref else "series")
+    if isinstance(ref, tuple):
+        assert isinstance(new, tuple) and (par > 1 or new == ref), (q, ref, new)
+        return
+    assert new == ref, q
+
+
+def test_detected_level_queries_take_the_columnar_path(monkeypatch: Any) -> None:
+    """Grafana's level volume (`sum by (detected_level)`), an ungrouped count and a level
+    filter run columnar, with the levels the per-line engine gives."""
+    from tests.logql_metric.helpers import columnar_only
+
+    src = MemorySource(block_size=4)
+    lines = ["ERROR a", "level=warn b", '{"level":"info"}', "plain", "WARN c", "ERROR d"]
+    src.push("t", [StreamBatch({"app": "a"}, [(k + 1) * S for k in range(6)], lines)])
+    src.push("t", [StreamBatch({"app": "b", "level": "debug"}, [S, 2 * S], ["x", "y"])])
+    # A parsed `detected_level` replaces the line's own (as a parsed label does).
+    src.push("t", [StreamBatch({"app": "c"}, [S, 2 * S, 3 * S], [
+        '{"detected_level":"custom","level":"warn"}', '{"level":"error"}', "ERROR x_"])])
+    src.push("t", [StreamBatch({"app": "d"}, [S, 2 * S], ["level=warn dur=5",
+                                                           "level=error dur=7"])])
+    queries = ['sum by (detected_level) (count_over_time({app=~"a|b"}[1m]))',
+               'count_over_time({app=~"a|b"}[1m])',
+               'sum by (app) (count_over_time({app=~"a|b"} | detected_level="error" [1m]))',
+               'sum by (detected_level) (count_over_time({app="c"} | json | __error__="" '
+               '[1m]))',
+               'sum by (detected_level) (count_over_time({app="c"} '
+               '| regexp `(?P<detected_level>[A-Z]+) x_` [1m]))',
+               # a level filter after `unwrap`
+               'sum by (app) (sum_over_time({app="d"} | logfmt | unwrap dur '
+               '| detected_level="warn" [1m]))']
+    want = [_run_levels(src, q, ExecOptions(columnar=False)) for q in queries]
+    columnar_only(monkeypatch)
+    got = [_run_levels(src, q, ExecOptions(columnar=True)) for q in queries]
+    assert got == want
+
+    def levels(result: Any) -> dict[str, str]:
+        return {s["metric"]["detected_level"]: s["values"][0][1] for s in result}
+
+    assert levels(want[0]) == {"error": "2", "warn": "2", "info": "1", "unknown": "1",
+                               "debug": "2"}
+    assert levels(want[3]) == {"custom": "1", "error": "1"}
+    assert levels(want[4]) == {"ERROR": "1", "warn": "1", "error": "1"}
+    assert want[5] == [{"metric": {"app": "d"}, "values": [[20, "5"], [40, "5"], [60, "5"]]}]

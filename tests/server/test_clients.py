@@ -61,7 +61,8 @@ def test_hand_built_protobuf_with_structured_metadata(server: ServerProcess) -> 
     got = _lines(server, '{job="proto"}')
     assert sorted(line for _, line in got) == ["proto line 0", "proto line 1", "proto line 2"]
     with_md = [lbl for lbl, line in got if line == "proto line 1"][0]
-    assert with_md == {"job": "proto", "env": "dev", "trace_id": "t1"}
+    # Structured metadata joins the labels, with the level Loki's discover_log_levels adds.
+    assert with_md == {"job": "proto", "env": "dev", "trace_id": "t1", "detected_level": "unknown"}
     r = httpx.get(f"{server.url}/loki/api/v1/query_range",
                   params={"query": '{job="proto"} | trace_id="t1"'})
     assert [v[1] for s in r.json()["data"]["result"] for v in s["values"]] == ["proto line 1"]

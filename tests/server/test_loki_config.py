@@ -91,6 +91,9 @@ runtime_config:
 
 pattern_ingester:
   enabled: true
+  retain_for: 1h
+  metric_aggregation:
+    loki_address: localhost:3100
 
 ruler:
   alertmanager_url: http://localhost:9093
@@ -134,9 +137,11 @@ def test_a_full_loki_config_maps_onto_ours(tmp_path: Path) -> None:
         Path("/tmp/loki-never-used/compactor"), 3600)
     assert (c.delete_request_store, c.delete_request_cancel_period) == ("filesystem", 43200)
     assert set(cfg.loki_ignored) >= {
-        "common", "schema_config", "query_range", "pattern_ingester", "frontend",
+        "common", "schema_config", "query_range", "pattern_ingester.metric_aggregation",
+        "frontend",
         "memberlist", "analytics", "server.grpc_listen_port", "ingester.wal",
         "limits_config.metric_aggregation_enabled", "querier.max_concurrent"}
+    assert cfg.pattern_ingester.enabled and cfg.pattern_ingester.retain_for == 3600
     assert not any("max_label_names" in k or "http_listen" in k or "max_chunk_age" in k
                    for k in cfg.loki_ignored)
 

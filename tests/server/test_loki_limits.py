@@ -40,9 +40,11 @@ ORDER = [
     "limits_query_limit_too_big",
     "limits_query_range_limit_ok",
 ]
-# The group's Loki config (fixtures README), as a Loki config file.
+# The group's Loki config (fixtures README), as a Loki config file. Recorded with
+# discover_log_levels off (the README's "unless said"): no `detected_level` in its answers.
 LOKI_CONFIG = """\
 limits_config:
+  discover_log_levels: false
   max_global_streams_per_user: 5
   per_stream_rate_limit: 1KB
   per_stream_rate_limit_burst: 2KB

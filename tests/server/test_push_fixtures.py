@@ -43,9 +43,10 @@ def _query_all(srv: ServerProcess, tenant: str | None, selector: str,
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory: pytest.TempPathFactory) -> Any:
     # The fixtures carry real 2026-11-23 timestamps: accept old samples as the README says.
+    # What Loki stored was recorded with its discover_log_levels off: no detected_level.
     cfg = tmp_path_factory.mktemp("cfg") / "s.yaml"
     cfg.write_text("limits:\n  reject_old_samples: false\n  creation_grace_period: 1000d\n"
-                   "  max_query_length: 0s\n")
+                   "  max_query_length: 0s\n  discover_log_levels: false\n")
     srv = ServerProcess(tmp_path_factory.mktemp("srv") / "data", config=cfg).start()
     statuses = {name: _push(srv, name).status_code for name in NAMES}
     yield srv, statuses

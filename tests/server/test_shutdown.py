@@ -53,7 +53,7 @@ def test_close_never_asks_the_closed_wal_writer_to_rotate(tmp_path: Path) -> Non
     real = st.wal.request_rotation
 
     def request_rotation() -> None:
-        asked.append(st.wal._closed)
+        asked.append(st.wal.closed)
         real()
 
     st.wal.request_rotation = request_rotation  # type: ignore[method-assign]

@@ -15,6 +15,7 @@ from sluiceway.model import EntryBlock, Matcher
 from sluiceway.store import ChunkError, Store, StoreConfig
 from sluiceway.store._chunk import decode_chunk, encode_chunk
 from sluiceway.store._store import tenant_dirname, tenant_from_dirname
+from tests.inproc import wait_for
 
 
 def _block(i: int, base: int, n: int = 10) -> EntryBlock:
@@ -37,8 +38,7 @@ def test_chunks_cut_by_size_and_replay_skips_what_is_flushed(tmp_path: Path) -> 
     base = time.time_ns()
     for i in range(30):
         st.push("fake", [_block(i, base)]).result()
-    time.sleep(0.3)
-    assert st.chunks_flushed >= 3  # cut by size, not only at shutdown
+    wait_for(lambda: st.chunks_flushed >= 3, "heads cut by size to be flushed")  # not at stop
     before = _all(st)
     assert len(before) == 300
     st.close()  # heads not flushed: the WAL must bring them back, chunks must not double
@@ -98,8 +98,8 @@ def test_drop_known_matches_a_brute_force_dedupe() -> None:
     """Exact duplicates (ts and line) against memory and within a push, nothing else."""
     import random
 
+    from sluiceway.store import WalPos
     from sluiceway.store._stream import Stream
-    from sluiceway.store._wal import WalPos
 
     rng = random.Random(7)
 
@@ -137,7 +137,7 @@ def test_wal_group_survives_short_writes_and_replays_every_record(
                         lambda fd, bufs: real(fd, [bytes(b"".join(bufs)[:7])]))
     w = _wal.WalWriter(tmp_path)
     payloads = [f"record {i} ".encode() * (i + 1) for i in range(20)]
-    futures = [w.submit(p, lambda pos: None) for p in payloads]
+    futures = [w.submit(p) for p in payloads]
     positions = [f.result(10) for f in futures]
     w.close()
     replayed = list(_wal.replay(tmp_path))
@@ -197,3 +197,45 @@ def test_tenant_directory_names_of_short_ids_are_unchanged() -> None:
                                   "x-" + b"ok".hex()])
 def test_directories_not_made_by_tenant_dirname_are_not_tenants(name: str) -> None:
     assert tenant_from_dirname(name) is None
+
+
+def test_replay_finds_exactly_the_lines_a_chunk_holds() -> None:
+    """At replay, a record's lines that a chunk holds already are dropped: runs found in
+    the chunk are compared a run at a time (`found_in`), what is left line by line;
+    together exactly the brute-force answer, whatever the times and lines."""
+    import random
+
+    from sluiceway.store._blocks import found_in, sort_dedupe
+    from sluiceway.store._stream import HeadPiece, drop_known
+
+    rng = random.Random(11)
+    for _ in range(400):
+        held_rows = [(rng.randint(0, 30), rng.choice([b"a", b"b", b"cc", b"ddd"]))
+                     for _ in range(rng.randint(0, 25))]
+        chunk = sort_dedupe(EntryBlock.from_lines(
+            {"a": "b"}, np.array([t for t, _ in held_rows], dtype=np.int64),
+            [line for _, line in held_rows]))
+        rows = list(zip(chunk.ts.tolist(), chunk.lines(), strict=True))
+        start = rng.randint(0, len(rows))
+        new = rows[start : start + rng.randint(0, len(rows))]  # a run the chunk holds
+        new += [(rng.randint(0, 35), rng.choice([b"a", b"b", b"e"]))
+                for _ in range(rng.randint(0, 8))]
+        if rng.random() < 0.5:
+            rng.shuffle(new)
+        if not new:
+            continue
+        block = EntryBlock.from_lines({"a": "b"}, np.array([t for t, _ in new], dtype=np.int64),
+                                      [line for _, line in new])
+        keep = ~found_in(block, chunk)
+        assert all((int(block.ts[i]), block.line(i)) in set(rows)
+                   for i in np.flatnonzero(~keep).tolist())  # only what the chunk holds
+        rest = block.take(keep)
+        pieces = [HeadPiece(chunk, int(chunk.ts[0]), int(chunk.ts[-1]))] if len(chunk) else []
+        if len(rest):
+            rest = drop_known(rest, pieces, int(chunk.ts[-1]) if len(chunk) else -1)
+        seen, want = set(rows), []
+        for key in new:
+            if key not in seen:
+                seen.add(key)
+                want.append(key)
+        assert list(zip(rest.ts.tolist(), rest.lines(), strict=True)) == want

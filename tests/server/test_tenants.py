@@ -109,7 +109,9 @@ def test_multi_tenant_streams_carry_the_tenant_label(multi: InProcessServer) -> 
     assert count(multi, "b|a|b|a") == {"": 4}  # sorted and de-duplicated
     assert count(multi, "a") == {"": 3}  # one tenant: no label, as in Loki
     one = get(multi, "/loki/api/v1/query_range", "a|b", query='{job="x", __tenant_id__="b"}')
-    assert [s["stream"] for s in one["data"]["result"]] == [{"job": "x", "__tenant_id__": "b"}]
+    # (`detected_level`: structured metadata, which Loki merges into the stream labels)
+    assert [s["stream"] for s in one["data"]["result"]] == [
+        {"job": "x", "__tenant_id__": "b", "detected_level": "unknown"}]
     assert count(multi, "a|b", "by (__tenant_id__)") == {"a": 3, "b": 1}
     labels = get(multi, "/loki/api/v1/labels", "a|b")["data"]
     assert labels == ["__tenant_id__", "job"]
@@ -129,7 +131,8 @@ def test_a_stored_tenant_label_cannot_pass_for_another_tenant(multi: InProcessSe
     res = get(multi, "/loki/api/v1/query_range", "a|b",
               query='{original___tenant_id__="b"}')["data"]["result"]
     assert [s["stream"] for s in res] == [
-        {"job": "x", "original___tenant_id__": "b", "__tenant_id__": "a"}]
+        {"job": "x", "original___tenant_id__": "b", "__tenant_id__": "a",
+         "detected_level": "unknown"}]
 
 
 def test_a_selector_of_tenant_matchers_only_is_refused(multi: InProcessServer) -> None:

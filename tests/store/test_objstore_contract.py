@@ -1,13 +1,15 @@
 """The `ObjectStore` contract, run against every backend.
 
 Every test takes the `make_store` fixture: a factory that gives a fresh, empty store of
-one backend per call. It is parametrized over the backends; today there is one,
-`LocalDir` (files under a directory). A backend joins the suite by adding one entry to
-`BACKENDS` (a name and a factory from a fresh temp directory; a remote backend, such as
-a JetStream object store or S3 behind a test server, uses a fresh bucket or key prefix
-per call) — every test then runs against it too. Backend-specific behaviour (LocalDir's
-file layout, its temp files, its directory syncs) is tested at the end, outside the
-contract.
+one backend per call. It is parametrized over the backends: `LocalDir` (files under a
+directory), `S3Bucket` (against moto's S3-compatible server, a fresh bucket and key prefix
+per store, with objects outside the prefix that must never show) and `JetStreamBucket`
+(against `nats-server -js`, a fresh bucket per store). A backend joins the suite by adding
+one entry to `BACKENDS` (a name and a factory from a fresh temp directory and the test's
+request, through which it gets its session's server) — every test then runs against it
+too. Backend-specific behaviour (LocalDir's file layout, its temp files, its directory
+syncs) is tested at the end, outside the contract; the remote backends' own behaviour is
+in test_objstore_remote.py.
 
 The contract itself is the docstring of `sluiceway/store/_objstore.py`: atomic, durable
 put (a reader sees the old object or the new one, never part of one); get and byte
@@ -31,32 +33,69 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
 from sluiceway.durable import TMP_SUFFIX
-from sluiceway.store import InvalidKey, LocalDir, NotFound, ObjectInfo, ObjectStore
+from sluiceway.store import (
+    InvalidKey,
+    JetStreamBucket,
+    LocalDir,
+    NotFound,
+    ObjectInfo,
+    ObjectStore,
+    S3Bucket,
+)
+from tests.objservers import S3_KEY_ID, S3_REGION, S3_SECRET, MotoS3, NatsJetStream
 
 MakeStore = Callable[[], ObjectStore]
 
 
-def _local_dir(root: Path) -> ObjectStore:
+def _local_dir(root: Path, _request: pytest.FixtureRequest) -> ObjectStore:
     return LocalDir(root)
 
 
-# name -> factory(fresh empty directory) -> a fresh, empty store of that backend.
-BACKENDS: dict[str, Callable[[Path], ObjectStore]] = {
+def _s3(root: Path, request: pytest.FixtureRequest) -> ObjectStore:
+    s3: MotoS3 = request.getfixturevalue("moto_s3")
+    bucket = s3.create_bucket()
+    # Objects beside the prefix: no operation of the store may see or touch them.
+    outside = S3Bucket(bucket, endpoint=s3.endpoint, region=S3_REGION,
+                       access_key_id=S3_KEY_ID, secret_access_key=S3_SECRET)
+    outside.put_many([("other/a", b"not mine"), ("store", b"not mine"),
+                      ("store-other/x", b"not mine")])
+    outside.close()
+    return S3Bucket(bucket, prefix="store/", endpoint=s3.endpoint, region=S3_REGION,
+                    access_key_id=S3_KEY_ID, secret_access_key=S3_SECRET)
+
+
+_nats_buckets = itertools.count()
+
+
+def _jetstream(root: Path, request: pytest.FixtureRequest) -> ObjectStore:
+    nats: NatsJetStream = request.getfixturevalue("nats_js")
+    return JetStreamBucket(nats.url, f"contract-{next(_nats_buckets)}",
+                           name_prefix=f"t{os.getpid()}-", orphan_grace_s=0.0)
+
+
+# name -> factory(fresh empty directory, the test's request) -> a fresh, empty store.
+BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], ObjectStore]] = {
     "LocalDir": _local_dir,
+    "S3Bucket": _s3,
+    "JetStreamBucket": _jetstream,
 }
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> MakeStore:
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeStore]:
     factory = BACKENDS[request.param]
     counter = itertools.count()
+    made: list[ObjectStore] = []
 
     def make() -> ObjectStore:
         d = tmp_path / f"store-{next(counter)}"
         d.mkdir()
-        return factory(d)
+        made.append(factory(d, request))
+        return made[-1]
 
-    return make
+    yield make
+    for s in made:
+        s.close()
 
 
 @pytest.fixture

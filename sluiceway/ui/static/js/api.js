@@ -86,6 +86,27 @@ export function volumeRange({ query, startMs, endMs, step, targetLabels }, opts)
   }, opts);
 }
 
+// An instant query (metric): `time` in ms.
+export function instantQuery({ query, timeMs }, opts = {}) {
+  return get("loki/api/v1/query", { query, time: msToNs(timeMs) }, opts);
+}
+
+// Loki's detected fields of a log query: the newest `lineLimit` lines, their structured
+// metadata and JSON/logfmt fields, with type and number of distinct values.
+export function detectedFields({ query, startMs, endMs, lineLimit }, opts) {
+  return get("loki/api/v1/detected_fields", {
+    query, start: msToNs(startMs), end: msToNs(endMs), line_limit: lineLimit,
+  }, opts);
+}
+
+// Patterns of the streams a selector matches (Loki's pattern ingester): `data` is a list
+// of {pattern, level, samples: [[unix s, lines], ...]}.
+export function patterns({ query, startMs, endMs, step }, opts) {
+  return get("loki/api/v1/patterns", {
+    query, start: msToNs(startMs), end: msToNs(endMs), step,
+  }, opts);
+}
+
 export function pipeline(opts) {
   return get("sluiceway/api/v1/pipeline", {}, opts);
 }

@@ -9,7 +9,9 @@ import { histogram, pickStep, fromMatrix, fromEntries } from "./histogram.js";
 import { resultsList, flatten } from "./results.js";
 import { metricChart } from "./chart.js";
 import { liveTail } from "./tail.js";
-import { isLogQuery, hasParser, addMatcher, appendFilter, selectorOf, volumeQuery } from "./logql.js";
+import { fieldsSidebar } from "./sidebar.js";
+import { patternsView } from "./patterns.js";
+import { isLogQuery, hasParser, addMatcher, appendFilter, appendLineFilter, selectorOf, volumeQuery } from "./logql.js";
 import * as route from "./route.js";
 
 const LIMITS = [100, 500, 1000, 5000];
@@ -22,6 +24,7 @@ export function explorePage(params) {
     from: params.get("from") ?? "now-1h",
     to: params.get("to") ?? "now",
     limit: Number(params.get("limit")) || DEFAULT_LIMIT,
+    tab: params.get("tab") === "patterns" ? "patterns" : "logs",
   };
   let inflight = null;
 
@@ -62,9 +65,52 @@ export function explorePage(params) {
     },
     fetchContext,
   });
+  // Fields of the lines (sidebar) and their patterns (a tab beside the lines).
+  const sidebar = fieldsSidebar({
+    onValue: (f, value, op) => {
+      const parser = f.parsers?.length && !hasParser(editor.value) ? f.parsers[0] : null;
+      editor.value = appendFilter(editor.value, f.label, value, parser, op);
+      run(true);
+    },
+  });
+  const patterns = patternsView({
+    onPattern: (pattern, op) => {
+      editor.value = appendLineFilter(editor.value, op, pattern);
+      showTab("logs");
+      run(true);
+    },
+  });
+  const tabButtons = ["logs", "patterns"].map((t) => el("button", { type: "button", role: "tab",
+    class: "tab", "data-tab": t, onclick: () => { showTab(t); route.update("explore", routeParams(), false); if (t === "patterns") loadPatterns(); } },
+  t === "logs" ? "Logs" : "Patterns"));
+  const tabs = el("div", { class: "tabs", role: "tablist" }, tabButtons);
+  let lastLogRun = null; // {query, range, step}: what the patterns tab shows when opened
+
+  function showTab(t) {
+    state.tab = t;
+    for (const b of tabButtons) b.classList.toggle("active", b.dataset.tab === t);
+    results.hidden = t !== "logs";
+    patterns.hidden = t !== "patterns";
+  }
+
+  function loadPatterns() {
+    if (lastLogRun && !lastLogRun.patternsLoaded) {
+      lastLogRun.patternsLoaded = true;
+      patterns.load(lastLogRun);
+    }
+  }
+
+  function logsView(on) {
+    sidebar.hidden = !on;
+    tabs.hidden = !on;
+    if (on) showTab(state.tab);
+    else { patterns.hidden = true; results.hidden = false; }
+  }
+
   const tail = liveTail({
     onStart: () => {
       inflight?.abort(); // a query still loading must not paint over the tail
+      logsView(false);
       hist.hidden = true; chart.hide(); results.hidden = false;
       info.textContent = "";
       results.showMessage("Waiting for new lines…");
@@ -77,7 +123,9 @@ export function explorePage(params) {
   const root = el("div", { class: "explore" },
     el("div", { class: "toolbar panel" }, editor.root,
       el("div", { class: "toolbar-row" }, picker.root, limitSel, tail.root, el("span", { class: "spacer" }), info)),
-    hist.root, chart.root, results.root);
+    hist.root, chart.root,
+    el("div", { class: "explore-body" }, sidebar.root,
+      el("div", { class: "explore-main" }, tabs, results.root, patterns.root)));
 
   // With no query yet: the label names of the range, then a name's values; a value click
   // starts the query {name="value"}. At 3 a.m. nobody remembers the label names.
@@ -107,7 +155,7 @@ export function explorePage(params) {
 
   async function volumeBy(name) {
     try {
-      const d = await api.volume({ query: `{${name}=~".+"}`, ...resolve(state), targetLabels: name, aggregateBy: "labels" });
+      const d = await api.volume({ query: `{${name}=~".+"}`, ...resolve(state), targetLabels: name, aggregateBy: "series" });
       return new Map(d.result.map((r) => [r.metric[name], Number(r.value[1])]));
     } catch {
       return new Map(); // an older server without index/volume: alphabetical order
@@ -125,14 +173,23 @@ export function explorePage(params) {
     return { before, after };
   }
 
+  function routeParams() {
+    return { query: state.query, from: state.from, to: state.to,
+      limit: state.limit === DEFAULT_LIMIT ? undefined : state.limit,
+      tab: state.tab === "patterns" ? "patterns" : undefined };
+  }
+
   async function run(push) {
     const query = editor.value.trim();
     state.query = query;
-    route.update("explore", { query, from: state.from, to: state.to, limit: state.limit === DEFAULT_LIMIT ? undefined : state.limit }, push);
+    route.update("explore", routeParams(), push);
     cache = { names: null, values: new Map() };
     editor.clearError();
+    lastLogRun = null;
+    patterns.reset();
     if (!query) {
       hist.hidden = true; chart.hide();
+      logsView(false);
       results.hidden = false;
       results.showMessage(labelBrowser());
       info.textContent = "";
@@ -160,6 +217,7 @@ export function explorePage(params) {
       info.textContent = "";
       hist.hidden = true;
       chart.hide();
+      logsView(false);
       results.hidden = false;
       results.showMessage("");
       return;
@@ -192,8 +250,11 @@ export function explorePage(params) {
   async function runLogs(query, range, signal) {
     chart.hide();
     hist.hidden = false;
-    results.hidden = false;
+    logsView(true);
     const step = pickStep(range.startMs, range.endMs);
+    lastLogRun = { query, range, step, patternsLoaded: false };
+    sidebar.load({ query, range, lineLimit: state.limit }, signal);
+    if (state.tab === "patterns") loadPatterns();
     const volume = api.queryRange({ query: volumeQuery(query, step), ...range, step }, { signal })
       .then((d) => ({ ok: d.resultType === "matrix", d }), (e) => ({ ok: false, e }));
     // categorize-labels: stream labels stay apart from parsed labels and structured metadata,
@@ -217,7 +278,7 @@ export function explorePage(params) {
   // No `level` label in the counts, but the lines carry a level field (JSON or logfmt) and
   // the query has no parser: count again with one, so the bars still split by level.
   async function levelsFromFields(query, result, entries, range, step, signal) {
-    if (result.some((s) => s.metric.level) || hasParser(query)) return result;
+    if (result.some((s) => s.metric.level || s.metric.detected_level) || hasParser(query)) return result;
     if (!entries.some((e) => e.level !== "unknown" && !("level" in e.labels))) return result;
     const json = entries.filter((e) => e.line.trimStart().startsWith("{")).length > entries.length / 2;
     try {
@@ -230,13 +291,15 @@ export function explorePage(params) {
 
   async function runMetric(query, range, signal) {
     hist.hidden = true;
+    logsView(false);
     results.hidden = true;
     const step = pickStep(range.startMs, range.endMs, 200);
     const data = await api.queryRange({ query, ...range, step, limit: state.limit }, { signal });
     if (data.resultType === "streams") {
       // The heuristic guessed wrong (e.g. a comment first); show lines after all.
       chart.hide();
-      results.hidden = false;
+      logsView(true);
+      showTab("logs");
       results.show(flatten(data.result), { query, limit: state.limit });
     } else {
       chart.render(data);
@@ -248,8 +311,12 @@ export function explorePage(params) {
   function load(p) {
     const q = p.get("query") ?? "";
     const from = p.get("from") ?? "now-1h", to = p.get("to") ?? "now";
-    if (q === state.query && from === state.from && to === state.to) return;
-    Object.assign(state, { query: q, from, to, limit: Number(p.get("limit")) || DEFAULT_LIMIT });
+    const tab = p.get("tab") === "patterns" ? "patterns" : "logs";
+    if (q === state.query && from === state.from && to === state.to) {
+      if (tab !== state.tab && isLogQuery(q)) { showTab(tab); if (tab === "patterns") loadPatterns(); }
+      return;
+    }
+    Object.assign(state, { query: q, from, to, limit: Number(p.get("limit")) || DEFAULT_LIMIT, tab });
     editor.value = q;
     picker.update();
     run(false);

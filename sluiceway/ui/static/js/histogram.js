@@ -1,10 +1,11 @@
 // The log-volume histogram: stacked bars per level over the whole time range.
-// Preferred source is the server (`sum by (level) (count_over_time(<query> [step]))`), which
+// Preferred source is the server (`sum by (detected_level, level) (count_over_time(<query>
+// [step]))`: the level every other view shows, or a `level` label from older servers), which
 // counts every matching line; when that fails it falls back to bucketing the lines already
 // fetched, and says so, because a partial count must never look like a complete one.
 import { el, clear, fmtNumber, LEVEL_COLORS } from "./dom.js";
 import { makePlot, axes, uPlot } from "./plot.js";
-import { normalizeLevel, levelOf } from "./fields.js";
+import { normalizeLevel, levelOf, detectedLevel } from "./fields.js";
 
 const STACK_ORDER = ["critical", "fatal", "error", "warn", "info", "debug", "trace", "unknown"];
 const NICE_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800,
@@ -22,12 +23,15 @@ function buckets(startMs, endMs, step) {
   return { t0, n, times: Array.from({ length: n }, (_, i) => t0 + i * step) };
 }
 
-// From a matrix answer: one series per level (metric.level, or "unknown").
+// From a matrix answer: one series per level (metric.detected_level, else metric.level,
+// or "unknown").
 export function fromMatrix(result, startMs, endMs, step) {
   const { t0, n, times } = buckets(startMs, endMs, step);
   const byLevel = new Map();
   for (const s of result) {
-    const level = normalizeLevel(s.metric.level) ?? (s.metric.level ? s.metric.level : "unknown");
+    const m = s.metric;
+    const level = m.detected_level ? detectedLevel(m.detected_level)
+      : normalizeLevel(m.level) ?? (m.level ? m.level : "unknown");
     const counts = byLevel.get(level) ?? new Array(n).fill(0);
     for (const [t, v] of s.values) {
       // A point at t counts the window (t-step, t]: it belongs to the bucket that ends at t.

@@ -68,13 +68,37 @@ export function addMatcher(query, name, value, op = "=") {
   return q.slice(0, a + 1) + next + q.slice(b);
 }
 
-// Append `| name="value"` (after `| parser` when given). A query with a comment gets the
-// filter on a new line, where the comment cannot swallow it. Names are sanitised the way
-// Loki's parsers sanitise extracted keys.
-export function appendFilter(query, name, value, parser = null) {
+// Append `| name="value"` (after `| parser` when given; `op` "!=" excludes). A query with
+// a comment gets the filter on a new line, where the comment cannot swallow it. Names are
+// sanitised the way Loki's parsers sanitise extracted keys.
+export function appendFilter(query, name, value, parser = null, op = "=") {
   const key = name.replace(/[^A-Za-z0-9_]/g, "_").replace(/^(\d)/, "_$1");
   const sep = withoutComments(query) !== query ? "\n" : " ";
-  return `${query.trimEnd()}${sep}${parser ? `| ${parser} ` : ""}| ${key}=${quote(value)}`;
+  return `${query.trimEnd()}${sep}${parser ? `| ${parser} ` : ""}| ${key}${op}${quote(value)}`;
+}
+
+// Append a line filter (`|=`, `!=`, or the pattern match `|>` / `!>` of a pattern).
+export function appendLineFilter(query, op, text) {
+  const sep = withoutComments(query) !== query ? "\n" : " ";
+  return `${query.trimEnd()}${sep}${op} ${quote(text)}`;
+}
+
+// The stream selector of a query, as written (`{app="a"}` of `{app="a"} |= "x"`).
+export function selectorText(query) {
+  const q = withoutComments(query);
+  const sel = findSelector(q);
+  return sel ? q.slice(sel[0], sel[1] + 1) : "";
+}
+
+// How many lines of `logQuery` in the last `rangeSeconds` have each value of a field, as an
+// instant query: the `topk` most frequent values, or with `topk` 0 the lines with the field
+// at all. `parsers` (json, logfmt) are those that found the field; their errors are dropped
+// so lines of another format do not fail the count.
+export function fieldCountQuery(logQuery, name, parsers, rangeSeconds, topk = 0) {
+  const stages = (parsers ?? []).map((p) => ` | ${p}`).join("") +
+    (parsers?.length ? " | drop __error__, __error_details__" : "");
+  const inner = `count_over_time(${withoutComments(logQuery).trim()}${stages} | ${name}!="" [${rangeSeconds}s])`;
+  return topk ? `topk(${topk}, sum by (${name}) (${inner}))` : `sum(${inner})`;
 }
 
 // Does the pipeline already extract fields (so `level` may be a label already)?
@@ -83,9 +107,10 @@ export function hasParser(q) {
   return /\|\s*(json|logfmt|regexp|pattern|unpack)\b/.test(code);
 }
 
-// The whole log query wrapped as a per-level count, for the volume histogram.
+// The whole log query wrapped as a per-level count, for the volume histogram: by the
+// server's `detected_level` (and a `level` label, for servers that detect none).
 // `parser` (json, logfmt) is appended after comments are gone, so a `#` cannot swallow it.
 export function volumeQuery(logQuery, stepSeconds, parser = null) {
   const q = withoutComments(logQuery).trim() + (parser ? ` | ${parser}` : "");
-  return `sum by (level) (count_over_time(${q} [${stepSeconds}s]))`;
+  return `sum by (detected_level, level) (count_over_time(${q} [${stepSeconds}s]))`;
 }

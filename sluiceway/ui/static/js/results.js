@@ -5,10 +5,16 @@
 import { el, clear, fmtNumber } from "./dom.js";
 import { nsToMs } from "./api.js";
 import { formatTime } from "./timerange.js";
-import { levelOf, parseFields } from "./fields.js";
+import { levelOf, entryFields } from "./fields.js";
 
 const CHUNK = 800;
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+
+// A live tail frame carries structured metadata among the labels (Loki's tail is not
+// categorized); `detected_level` shows as the row's colour, not as a selector chip.
+function tailChips(e) {
+  return Object.keys(e.labels).filter((k) => k !== "detected_level").sort();
+}
 
 // Loki streams -> flat entries, newest first (ties keep stream order).
 export function flatten(streams) {
@@ -21,8 +27,8 @@ export function flatten(streams) {
   return out;
 }
 
-// `extra` is the optional third value element (categorize-labels): structured metadata and
-// parsed labels, which also may say the level.
+// `extra` is the optional third value element (categorize-labels): structured metadata
+// (where the server's `detected_level` is) and parsed labels.
 export function makeEntry(labels, tsNs, line, extra) {
   const all = extra && typeof extra === "object" ? { ...extra.structuredMetadata, ...extra.parsed, ...labels } : labels;
   return { labels, tsNs, tsMs: nsToMs(tsNs), line, extra, level: levelOf(all, line) };
@@ -137,7 +143,7 @@ export function resultsList({ onChip, onField, fetchContext }) {
     let html = "";
     // Tail rows show all their labels: there is no result set yet to tell shared from varying.
     for (let i = newEntries.length - 1; i >= 0; i--) {
-      html += rowHtml(newEntries[i], base + i, Object.keys(newEntries[i].labels).sort());
+      html += rowHtml(newEntries[i], base + i, tailChips(newEntries[i]));
     }
     list.insertAdjacentHTML("afterbegin", html);
     while (list.childElementCount > cap) list.lastElementChild.remove();
@@ -146,31 +152,26 @@ export function resultsList({ onChip, onField, fetchContext }) {
       // match again. Keeps memory bounded however long the tail runs.
       entries = entries.slice(-cap);
       let all = "";
-      for (let i = entries.length - 1; i >= 0; i--) all += rowHtml(entries[i], i, Object.keys(entries[i].labels).sort());
+      for (let i = entries.length - 1; i >= 0; i--) all += rowHtml(entries[i], i, tailChips(entries[i]));
       list.innerHTML = all;
     }
     list.dataset.count = String(list.childElementCount);
     stats.textContent = `${fmtNumber(list.childElementCount)} lines (live)`;
   }
 
+  // One list of fields per line (`entryFields`): stream labels filter in the selector;
+  // everything else as a label filter after the pipeline (`kind` tells the page which
+  // parser, if any, the query still needs).
   function details(e) {
-    const parsed = parseFields(e.line);
     const box = el("div", { class: "log-details" });
     const table = el("table", { class: "fields" });
-    // Stream labels filter in the selector; everything else as a label filter after the
-    // pipeline (`kind` tells the page which parser, if any, the query still needs).
-    const addRow = (kind, k, v) => table.append(el("tr", {},
-      el("td", { class: "field-kind" }, kind), el("th", {}, k), el("td", {}, v),
-      el("td", {}, el("button", { type: "button", class: "ghost small", title: kind === "label"
-        ? `Add ${k}="${v}" to the stream selector` : `Add | ${k}="${v}" to the query`,
-      onclick: () => (kind === "label" ? onChip(k, v, "=") : onField(k, v, kind)) }, "+ filter"))));
-    for (const [k, v] of Object.entries(e.labels)) addRow("label", k, v);
-    if (e.extra && typeof e.extra === "object") {
-      for (const group of ["structuredMetadata", "parsed"]) {
-        for (const [k, v] of Object.entries(e.extra[group] ?? {})) addRow(group === "parsed" ? "parsed" : "metadata", k, v);
-      }
+    for (const { kind, name: k, value: v } of entryFields(e)) {
+      table.append(el("tr", { "data-kind": kind },
+        el("td", { class: "field-kind" }, kind), el("th", {}, k), el("td", {}, v),
+        el("td", {}, el("button", { type: "button", class: "ghost small", title: kind === "label"
+          ? `Add ${k}="${v}" to the stream selector` : `Add | ${k}="${v}" to the query`,
+        onclick: () => (kind === "label" ? onChip(k, v, "=") : onField(k, v, kind)) }, "+ filter"))));
     }
-    for (const [k, v] of parsed.fields) addRow(parsed.format, k, v);
     const ctxBox = el("div", { class: "context" });
     box.append(table, el("div", { class: "detail-actions" },
       el("button", { type: "button", class: "ghost small", "data-action": "context",
