@@ -25,6 +25,7 @@ _COMMANDS: list[tuple[str, str, str]] = [
     ("up", "sluiceway._up", "up"),
     ("agent", "sluiceway.agent._cli", "app"),
     ("query", "sluiceway.logql._cli", "query"),
+    ("ledger", "sluiceway.server._cli", "ledger"),
 ]
 
 
