@@ -292,6 +292,43 @@ function renderFiles(node, rep) {
   if (more > 0) node.append(el("div", { class: "muted file-more" }, `+ ${more} more files`));
 }
 
+// The ledger table: one row per source and epoch (emitted = stored + lost + in flight +
+// unexplained), the total last; unexplained lines are in red, since a healthy stack
+// has none.
+const breakdown = (parts, key) =>
+  (parts ?? []).map((p) => `${p.hop} ${p[key]}: ${fmtNumber(p.lines)}`).join(", ");
+
+export function renderLedger(node, data) {
+  clear(node);
+  const rows = data?.sources ?? [];
+  const t = data?.total ?? {};
+  node.append(el("h2", {}, "Ledger"),
+    el("p", { class: "muted" }, "Every line a client sink or an agent input numbered: stored by this server, counted lost at a hop, held in flight, or unexplained."));
+  if (!rows.length) {
+    node.append(el("div", { class: "empty" }, "No numbered lines yet."));
+    return;
+  }
+  const num = (n, extra = "") => el("td", { class: `num ${extra}`.trim() }, fmtNumber(n ?? 0));
+  const head = el("tr", {}, ...["Source", "Epoch", "Emitted", "Stored", "Lost", "In flight", "Unexplained"]
+    .map((h) => el("th", {}, h)));
+  const body = rows.map((r) => el("tr", { "data-testid": "ledger-row", "data-source": r.source,
+    class: r.unexplained ? "unexplained" : "" },
+    el("td", { class: "src", title: r.source }, el("code", {}, r.source)),
+    el("td", { class: "muted" }, el("code", {}, r.epoch)),
+    num(r.emitted), num(r.stored),
+    el("td", { class: `num${r.lost ? " lost" : ""}`, title: breakdown(r.lost_by, "reason") },
+      fmtNumber(r.lost), r.lost ? el("div", { class: "why muted" }, breakdown(r.lost_by, "reason")) : null),
+    el("td", { class: "num", title: breakdown(r.in_flight_by, "where") }, fmtNumber(r.in_flight),
+      r.in_flight ? el("div", { class: "why muted" }, breakdown(r.in_flight_by, "where")) : null),
+    el("td", { class: `num ${r.unexplained ? "bad" : "ok"}`, "data-testid": "unexplained" },
+      fmtNumber(r.unexplained))));
+  const total = el("tr", { class: "total", "data-testid": "ledger-total" },
+    el("td", {}, "total"), el("td", {}), num(t.emitted), num(t.stored), num(t.lost), num(t.in_flight),
+    el("td", { class: `num ${t.unexplained ? "bad" : "ok"}` }, fmtNumber(t.unexplained ?? 0)));
+  node.append(el("table", { class: "ledger" }, el("thead", {}, head), el("tbody", {}, ...body, total)),
+    el("p", { class: "muted" }, `Lines stored without numbers (unattributed): ${fmtNumber(data.unattributed ?? 0)}`));
+}
+
 // The server keeps one card per tenant and id (several tenants with multi-tenant queries).
 const cardKey = (rep) => `${rep.tenant ?? ""}\u0000${rep.id}`;
 
@@ -299,11 +336,12 @@ export function pipelinePage() {
   const summary = el("div", { class: "summary", "data-testid": "pipeline-summary" });
   const updated = el("span", { class: "muted updated" });
   const grid = el("div", { class: "cards" });
+  const ledgerNode = el("section", { class: "ledger-box", "data-testid": "ledger" });
   const root = el("div", { class: "pipeline" },
     el("div", { class: "page-head" }, el("h1", {}, "Pipeline"),
       el("p", { class: "muted" }, "Agents and in-app clients that send heartbeats to this server. Updates every second."),
       el("span", { class: "spacer" }), updated),
-    summary, grid);
+    summary, grid, ledgerNode);
   const cards = new Map();
   let timer = null, stopped = false, lastOk = 0;
 
@@ -345,6 +383,12 @@ export function pipelinePage() {
       if (!list.length) {
         grid.append(el("div", { class: "empty" },
           "Nothing reports here yet. Point an agent's report_url (or a client's heartbeat) at this server."));
+      }
+      try {
+        renderLedger(ledgerNode, await api.ledger());
+      } catch (err) {
+        clear(ledgerNode);
+        ledgerNode.append(el("p", { class: "muted bad" }, `ledger: ${err.message}`));
       }
       updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
       updated.classList.remove("bad");
