@@ -21,6 +21,7 @@ from sluiceway.buffer import BufferConfig, SpillDirLocked
 from sluiceway.client._context import RequestContext, context_var
 from sluiceway.client._ledger import Numbering, SinkLedger, source_id
 from sluiceway.client._levels import DEFAULT_PROTECTED, level_number
+from sluiceway.client._otel import trace_ids
 from sluiceway.client._redact import DEFAULT_REDACT, Redactor
 from sluiceway.client._sinks import StdoutSink
 from sluiceway.client._worker import SinkWorker, percentiles
@@ -53,6 +54,7 @@ class Settings:
     name: str = "python"
     report_url: str | None = "auto"
     report_interval: float = 10.0
+    trace_ids: bool = True  # OpenTelemetry trace_id/span_id inside an active span
 
 
 def _safe(name: str) -> str:
@@ -83,6 +85,7 @@ class Runtime:
             w.start(led)
         self._puts = tuple((w.buffer.put, led.refused)
                            for w, led in zip(self.workers, self.ledgers, strict=True))
+        self._trace_ids = trace_ids() if s.trace_ids else None
         self.internal_errors = 0
         self.calls = 0
         self.latency_ns: deque[int] = deque(maxlen=4096)
@@ -157,6 +160,8 @@ class Runtime:
                 rec.update(ts=rec_ts, level=level, logger=logger, msg=msg)
         if exc is not None:
             rec["exc"] = exc
+        if self._trace_ids is not None:
+            self._trace_ids(rec)
         rec["_ep"] = self.numbering.epoch
         rec["_seq"] = self.numbering.next()
         size = len(msg) + 160  # an estimate is enough for the byte bound
