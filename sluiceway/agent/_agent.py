@@ -84,7 +84,8 @@ class Agent:
         if isinstance(icfg, FileInput):
             return FileTailer(icfg, self.positions, emit, stats, self.batcher.max_lines,
                               self.cfg.batch.max_bytes, stop,
-                              source=input_source(self.id, "file", ",".join(icfg.paths)))
+                              source=input_source(self.id, "file", ",".join(icfg.paths)),
+                              inherit=self.ledger.received)
         inp: LineInput
         if isinstance(icfg, StdinInput):
             inp, what = StdinReader(icfg, emit, stats, stop), "stdin"

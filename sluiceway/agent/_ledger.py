@@ -41,10 +41,30 @@ class LineNumbers:
         return list(range(first, first + n))
 
 
+@dataclass
+class Inherited:
+    """Lineage: a client's numbers read from a file, and what this hop lost of them."""
+
+    received_up_to: int = 0
+    lost: dict[str, int] = field(default_factory=dict)
+    lost_set: RangeSet = field(default_factory=RangeSet)
+
+
 class AgentLedger:
     def __init__(self, positions: Positions) -> None:
         self.positions = positions
         self.inputs: dict[str, LineNumbers] = {}  # epoch -> numbers of a line input
+        self.inherited: dict[tuple[str, str], Inherited] = {}
+        self._lock = threading.Lock()
+
+    def received(self, groups: list[LedgerGroup]) -> None:
+        """Lines that carry a client's numbers were read (lineage)."""
+        with self._lock:
+            for g in groups:
+                inh = self.inherited.setdefault((g.source, g.epoch), Inherited())
+                top = max(b for _, b in g.runs)
+                if top > inh.received_up_to:
+                    inh.received_up_to = top
 
     def line_input(self, source: str) -> LineNumbers:
         nums = LineNumbers(source)
@@ -60,6 +80,12 @@ class AgentLedger:
                 with nums.lock:
                     for a, b in g.runs:
                         nums.lost[reason] = nums.lost.get(reason, 0) + nums.lost_set.add(a, b)
+                continue
+            with self._lock:
+                inh = self.inherited.get((g.source, g.epoch))
+                if inh is not None:
+                    for a, b in g.runs:
+                        inh.lost[reason] = inh.lost.get(reason, 0) + inh.lost_set.add(a, b)
 
     def lose_pushes(self, pushes: list[Push], reason: str) -> None:
         for p in pushes:
@@ -83,8 +109,8 @@ class AgentLedger:
         entries: list[dict[str, Any]] = []
         files = sorted(self.positions.snapshot().values(), key=lambda f: -f.emitted)
         for f in files:
-            if not f.numbered or not f.source:
-                continue
+            if not f.numbered or not f.source or not (f.emitted or f.lost):
+                continue  # nothing numbered yet (or every line was a client's: lineage)
             known = not f.lost_unknown and f.lost_set.runs <= MAX_LOST_RUNS
             entries.append({"source": f.source, "epoch": f.epoch, "emitted": f.emitted,
                             "lost": dict(f.lost),
@@ -95,6 +121,13 @@ class AgentLedger:
                 entries.append({"source": nums.source, "epoch": nums.epoch,
                                 "emitted": nums.next, "lost": dict(nums.lost),
                                 "lost_ranges": nums.lost_set.ranges() if known else None})
+        with self._lock:
+            for (src, ep), inh in self.inherited.items():
+                known = inh.lost_set.runs <= MAX_LOST_RUNS
+                entries.append({"source": src, "epoch": ep, "emitted": 0,
+                                "lost": dict(inh.lost),
+                                "lost_ranges": inh.lost_set.ranges() if known else None,
+                                "received_up_to": inh.received_up_to})
         return {"in_flight": in_flight, "entries": entries}
 
     def reread_backlog(self) -> int:

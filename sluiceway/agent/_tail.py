@@ -21,11 +21,13 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from typing import Protocol
 
 import numpy as np
+import orjson
 
 from sluiceway.agent._config import FileInput
 from sluiceway.agent._pipeline import Pipeline, PipelineSpec
@@ -36,6 +38,8 @@ from sluiceway.model import LedgerGroup, runs_of
 from sluiceway.wire import utf8_lines
 
 log = logging.getLogger("sluiceway.agent")
+# What a line a client's file sink numbered contains (lineage).
+_MARK = b'"_seq":'
 
 
 class Emit(Protocol):
@@ -87,14 +91,17 @@ class Tracked:
     gen: int = 0  # positions generation of the content read (a truncation starts a new one)
     line_no: int = 0  # the ledger's number of `lines[0]`
     epoch: str = ""
+    lineage: bool = False  # lines carry a client's numbers (`_src`, `_ep`, `_seq`)
 
 
 class FileTailer:
     def __init__(self, cfg: FileInput, positions: Positions, emit: Emit, stats: Stats,
                  max_lines: int, max_bytes: int, stop: threading.Event,
-                 source: str = "") -> None:
+                 source: str = "",
+                 inherit: Callable[[list[LedgerGroup]], None] | None = None) -> None:
         self.cfg = cfg
         self.source = source  # the ledger's source id of this input
+        self.inherit = inherit  # told the client numbers read (lineage)
         self.positions = positions
         self.emit = emit
         self.stats = stats
@@ -358,6 +365,8 @@ class FileTailer:
                 self.positions.update(t.key, size=st.st_size, lag_lines=self._lag(t))
                 return 0
             t.read_pos += len(data)
+            if not t.lineage and self.source and _MARK in data:
+                t.lineage = True  # a client's file sink wrote it: lines keep its numbers
             buf = t.partial + data if t.partial else data
             if buf.rfind(b"\n") < 0:
                 t.partial = buf
@@ -403,14 +412,19 @@ class FileTailer:
         start = t.line_pos
         t.line_pos = start + nbytes
         first = t.line_no
-        t.line_no += n
         if t.pipeline.plain:  # no stages: the bytes as read are the lines on the wire
             ts = np.arange(base, base + n, dtype=np.int64)
-            nums = [LedgerGroup(self.source, t.epoch, [(first, first + n)])] \
-                if self.source else None
+            nums: list[LedgerGroup] | None = None
+            own = n
+            if t.lineage:
+                nums, own = self._inherited(piece, t.epoch, first)
+            elif self.source:
+                nums = [LedgerGroup(self.source, t.epoch, [(first, first + n)])]
+            t.line_no += own
             self._emit(t, [Piece(t.pipeline.labels, ts, piece)], n, nbytes - n,
-                       t.line_pos, n, nums, (first, first + n))
+                       t.line_pos, n, nums, (first, first + own))
             return
+        t.line_no += n
         # One decode and one split for the whole piece: no Python work per line.
         lines = b"\n".join(piece).decode("utf-8", "replace").split("\n")
         recs = Records(list(range(base, base + n)), lines)
@@ -420,6 +434,44 @@ class FileTailer:
         elif self.source:
             recs.seqs = list(range(first, first + n))
         self._deliver(t, recs, t.line_pos, n, numbers=(first, first + n))
+
+    def _inherited(self, piece: list[bytes], epoch: str,
+                   first: int) -> tuple[list[LedgerGroup], int]:
+        """Lineage: lines a client's file sink numbered keep their numbers; the others
+        get this input's (returns the groups in line order, and how many were ours)."""
+        keys: list[tuple[str, str, int] | None] = []
+        for line in piece:
+            key = None
+            if _MARK in line:
+                try:
+                    rec = orjson.loads(line)
+                    key = (str(rec["_src"]), str(rec["_ep"]), int(rec["_seq"]))
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                    key = None
+            keys.append(key)
+        groups: list[LedgerGroup] = []
+        inherited: list[LedgerGroup] = []
+        own = 0
+        i = 0
+        while i < len(keys):
+            k = keys[i]
+            j = i
+            if k is None:
+                while j < len(keys) and keys[j] is None:
+                    j += 1
+                groups.append(LedgerGroup(self.source, epoch, [(first + own,
+                                                                first + own + j - i)]))
+                own += j - i
+            else:
+                while j < len(keys) and keys[j] is not None and keys[j][:2] == k[:2]:  # type: ignore[index]
+                    j += 1
+                g = LedgerGroup(k[0], k[1], runs_of(x[2] for x in keys[i:j] if x))
+                groups.append(g)
+                inherited.append(g)
+            i = j
+        if inherited and self.inherit is not None:
+            self.inherit(inherited)
+        return groups, own
 
     def _deliver(self, t: Tracked, recs: Records, end: int, nread: int,
                  final: bool = False, numbers: tuple[int, int] = (0, 0)) -> None:

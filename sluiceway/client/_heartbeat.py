@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from sluiceway.client._loki import LokiSink
+from sluiceway.client._sinks import RotatingFileSink
 from sluiceway.ship import HeartbeatSender
 
 if TYPE_CHECKING:
@@ -75,7 +76,8 @@ def heartbeat_payload(rt: Runtime) -> dict[str, Any]:
 
 def ledger_groups(rt: Runtime, s: dict[str, Any]) -> list[dict[str, Any]]:
     """One ledger group per Loki sink that pushes to the server the heartbeats go to
-    (a sink pushing elsewhere would read there as all unexplained)."""
+    (a sink pushing elsewhere would read there as all unexplained), and per file sink
+    whose lines carry their numbers (an agent ships them on: lineage)."""
     base, _ = report_target(rt)
     out = []
     for w, led in zip(rt.workers, rt.ledgers, strict=True):
@@ -83,6 +85,8 @@ def ledger_groups(rt: Runtime, s: dict[str, Any]) -> list[dict[str, Any]]:
         if isinstance(sink, LokiSink) and sink.ledger_source and base is not None \
                 and sink.base_url == base.rstrip("/"):
             out.append(led.report(s["sinks"][w.name]))
+        elif isinstance(sink, RotatingFileSink) and sink.lineage and sink.ledger_source:
+            out.append(led.report(s["sinks"][w.name], lineage=True))
     return out
 
 

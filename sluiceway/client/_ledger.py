@@ -100,6 +100,7 @@ class SinkLedger:
         self.source = source
         self.numbering = numbering
         self.losses = numbering.losses
+        self.handed_on = 0  # numbers of this epoch below it were delivered (lineage)
 
     def refused(self, rec: dict[str, Any]) -> None:
         seq = rec["_seq"]
@@ -119,11 +120,19 @@ class SinkLedger:
                 self.losses.lose(self.source, str(r.get("_ep")),
                                  [(int(r["_seq"]), int(r["_seq"]) + 1)])
 
+    def handed(self, items: list[Any]) -> None:
+        ep = self.numbering.epoch
+        top = max((int(r["_seq"]) for r in items
+                   if isinstance(r, dict) and "_seq" in r and r.get("_ep") == ep), default=-1)
+        if top >= self.handed_on:
+            self.handed_on = top + 1
+
     def unknown(self, n: int) -> None:
         self.losses.lose_unknown(self.source, self.numbering.epoch, n)
 
-    def report(self, st: dict[str, Any]) -> dict[str, Any]:
-        """The sink's ledger group for a heartbeat, from its `SinkWorker.stats()`."""
+    def report(self, st: dict[str, Any], lineage: bool = False) -> dict[str, Any]:
+        """The sink's ledger group for a heartbeat, from its `SinkWorker.stats()`;
+        `lineage`: the sink hands its lines to another hop (a file an agent tails)."""
         lost = dict(st["dropped_by_reason"])
         for r, n in st["lost_by_reason"].items():
             lost[r] = lost.get(r, 0) + n
@@ -132,6 +141,8 @@ class SinkLedger:
         entries = [{"source": self.source, "epoch": ep,
                     "emitted": self.numbering.base + st["enqueued"] + refused,
                     "lost": lost, "lost_ranges": self.losses.ranges(self.source, ep)}]
+        if lineage:
+            entries[0]["handed_on"] = max(self.handed_on, self.numbering.base)
         for src, old in self.losses.epochs():  # records of earlier epochs, replayed
             if src == self.source and old != ep:
                 entries.append({"source": src, "epoch": old, "emitted": 0, "lost": {},

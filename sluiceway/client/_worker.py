@@ -123,7 +123,8 @@ class SinkWorker:
             target=str(target or name), logger=log,
             retry=RetryPolicy(MIN_BACKOFF, MAX_BACKOFF, max_retries),
             max_units=self.batch_size, max_bytes=1 << 62,
-            linger=float(getattr(sink, "batch_wait", 0.0) or 0.0), on_lost=self._lost)
+            linger=float(getattr(sink, "batch_wait", 0.0) or 0.0), on_lost=self._lost,
+            on_done=self._done)
         self._hurry_lock = threading.Lock()
         self._thread = threading.Thread(target=self.loop.run, daemon=True,
                                         name=f"sluiceway-sink-{name}")
@@ -137,6 +138,10 @@ class SinkWorker:
     def _dropped(self, items: list[Record], reason: str) -> None:
         if self.ledger is not None:
             self.ledger.dropped(items, reason)
+
+    def _done(self, items: list[Record]) -> None:
+        if self.ledger is not None:
+            self.ledger.handed(items)
 
     def _lost(self, part: Part, gone: dict[str, int]) -> None:
         if self.ledger is not None:

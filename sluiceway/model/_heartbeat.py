@@ -97,6 +97,11 @@ class LedgerEntry(_Part):
     emitted: Count
     lost: dict[str, Count] = {}
     lost_ranges: list[tuple[Count, Count]] | None = None
+    # Lineage (a client's file sink and the agent tailing the file): the numbers below
+    # `handed_on` were passed to the next hop (written to the file); the numbers below
+    # `received_up_to` were read by this hop. What lies between is in the file.
+    handed_on: Count | None = None
+    received_up_to: Count | None = None
 
 
 class LedgerGroupReport(_Part):

@@ -65,6 +65,8 @@ class _Point:
     emitted: int
     lost: dict[str, int]
     lost_ranges: list[list[int]] | None
+    handed_on: int | None = None  # lineage: numbers below it went on to a file
+    received_up_to: int | None = None  # lineage: numbers below it were read from it
 
 
 @dataclass
@@ -240,7 +242,8 @@ class Ledger:
                 keys.append(key)
                 _thin(t.points.setdefault(key, {}).setdefault(reporter, []),
                       _Point(ts, hop, int(e.get("emitted", 0)), dict(e.get("lost") or {}),
-                             e.get("lost_ranges")))
+                             e.get("lost_ranges"), e.get("handed_on"),
+                             e.get("received_up_to")))
                 ep = t.epochs.get(key)
                 if ep is None:
                     ep = t.epochs[key] = _Epoch()
@@ -275,7 +278,8 @@ class Ledger:
                                 [[b, rs.ranges()] for b, rs in e.buckets.items()]]
                                for k, e in t.epochs.items()],
                     "points": [[k[0], k[1], rid, [[p.ts, p.hop, p.emitted, p.lost,
-                                                   p.lost_ranges] for p in pts]]
+                                                   p.lost_ranges, p.handed_on,
+                                                   p.received_up_to] for p in pts]]
                                for k, by in t.points.items() for rid, pts in by.items()],
                     "groups": [[rid, [[g.ts, g.interval, g.final, g.hop,
                                        [[f, [list(k) for k in keys]] for f, keys in g.groups]]
@@ -298,7 +302,8 @@ class Ledger:
                 t.sources.add(src)
             for src, ep, rid, pts in s["points"]:
                 t.points.setdefault((src, ep), {})[rid] = [
-                    _Point(float(a), str(h), int(em), dict(lo), lr) for a, h, em, lo, lr in pts]
+                    _Point(float(x[0]), str(x[1]), int(x[2]), dict(x[3]), x[4],
+                           *(x[5:7] if len(x) >= 7 else (None, None))) for x in pts]
                 t.sources.add(src)
             for rid, pts in s["groups"]:
                 t.groups[rid] = [_GroupPoint(float(a), float(iv), bool(fi), str(h),
@@ -373,10 +378,20 @@ class Ledger:
                 if b < until:
                     stored_set.add_set(rs)
             missing = stored_set.missing(emitted)
+            # Lineage: lines a client wrote to a file that the agent has not read yet.
+            handed = max((p.handed_on for p in pts if p.handed_on is not None), default=None)
+            read = max((p.received_up_to for p in pts if p.received_up_to is not None),
+                       default=0)
+            in_file = 0
+            if handed is not None and handed > read:
+                in_file = handed - read - (lost_set.count_below(handed)
+                                           - lost_set.count_below(read))
+                in_file = max(0, min(in_file, emitted - stored - sum(lost.values())))
             figures[key] = {
                 "tenant": tenant, "source": key[0], "epoch": key[1], "emitted": emitted,
                 "stored": stored, "lost_by": lost, "lost": sum(lost.values()),
-                "in_flight_by": {}, "in_flight": 0,
+                "in_flight_by": {("agent", "file"): in_file} if in_file > 0 else {},
+                "in_flight": max(0, in_file),
                 "last_report": max((p.ts for p in pts), default=None),
                 "missing": missing.ranges() if missing.runs <= MAX_RUNS_SHOWN else None,
                 "lost_ranges": (lost_set.ranges() if known
@@ -409,7 +424,7 @@ class Ledger:
             for _, keys in g.groups:
                 for src, _ep in keys:
                     newest_by_source[src] = max(newest_by_source.get(src, 0.0), g.ts)
-        pending = {k: max(0, f["emitted"] - f["stored"] - f["lost"])
+        pending = {k: max(0, f["emitted"] - f["stored"] - f["lost"] - f["in_flight"])
                    for k, f in figures.items()}
         for _rid, g in sorted(latest, key=lambda x: -x[1].ts):
             stale = not g.final and now - g.ts > self.stale_factor * g.interval

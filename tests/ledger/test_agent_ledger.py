@@ -80,3 +80,43 @@ def test_an_agent_killed_and_restarted_counts_each_line_once(tmp_path: Path) -> 
     finally:
         agent.kill()
         server.stop()
+
+
+def test_a_client_file_read_by_the_agent_keeps_the_client_numbers(tmp_path: Path) -> None:
+    """Lineage: the app's file sink numbers its lines; until an agent reads them they
+    are in flight in the file (not unexplained); the agent ships them under the app's
+    source and numbers."""
+    import subprocess
+    import sys
+
+    import orjson
+
+    from tests.procs import REPO
+
+    server = ServerProcess(tmp_path / "data").start()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    app = {"url": server.url, "name": "lineage", "when_full": "block", "count": 300,
+           "file": str(logs / "app.log"), "flush": 30}
+    out = subprocess.run([sys.executable, "-m", "tests.ledger.app",
+                          orjson.dumps(app).decode()], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    agent = AgentProcess(tmp_path, agent_config(server, logs, when_full="spill"))
+    try:
+        [row] = [r for r in rows(server.url) if "/file:" in r["source"]]
+        assert row["emitted"] == 300 and row["stored"] == 0 and row["unexplained"] == 0
+        assert row["in_flight_by"] == [{"hop": "agent", "where": "file", "lines": 300}]
+        agent.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            [row] = [r for r in rows(server.url) if "/file:" in r["source"]]
+            if row["stored"] == 300:
+                break
+            time.sleep(0.2)
+        assert row["stored"] == 300 and row["in_flight"] == 0 and row["unexplained"] == 0
+        assert row["source"].startswith("client/lineage/")
+        assert not [r for r in rows(server.url) if r["source"].startswith("agent-")]
+    finally:
+        agent.kill()
+        server.stop()
