@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import httpx
 import orjson
 
 from sluiceway.client._errors import SinkConfigError, SinkRejected, SinkRetryable, SinkTooLarge
-from sluiceway.model import LEDGER_HEADER, StreamBatch
+from sluiceway.model import LEDGER_HEADER, LedgerGroup, StreamBatch, encode_ledger
 from sluiceway.ship import HEADER_BUDGET, Part, PushClient, PushTarget, groups_of, header_of
 from sluiceway.wire import PushAnswer, PushBuilder, encode_push_json, encode_push_protobuf
 
@@ -18,6 +19,24 @@ _NOT_IN_LINE = frozenset({"ts", "_ep", "_seq"})
 _TRACE = ("trace_id", "span_id")
 # Bytes a run of numbers may take in the header, at most ("<start>+<count>,").
 _RUN_BYTES = 24
+
+
+_SEQ = operator.itemgetter("_seq")
+_EP = operator.itemgetter("_ep")
+
+
+def _one_run(records: list[dict[str, Any]]) -> tuple[str, int] | None:
+    """(epoch, first number) when `records` are one epoch's consecutive numbers in
+    order, else None — checked in C loops (a Loki sink's every batch asks)."""
+    try:
+        seqs = list(map(_SEQ, records))
+        eps = set(map(_EP, records))
+    except KeyError:
+        return None
+    first = seqs[0]
+    if len(eps) != 1 or seqs[-1] - first != len(seqs) - 1 or seqs != sorted(seqs):
+        return None
+    return str(next(iter(eps))), int(first)
 
 
 class LokiSink:
@@ -106,8 +125,13 @@ class LokiSink:
 
     def ledger_header(self, records: list[dict[str, Any]]) -> str | None:
         """The X-Sluiceway-Ledger value of a push of `records` (None: not numbered)."""
-        if self.ledger_source is None:
+        if self.ledger_source is None or not records:
             return None
+        run = _one_run(records)
+        if run is not None:  # the common case: one epoch, consecutive numbers
+            ep, first = run
+            return encode_ledger([LedgerGroup(self.ledger_source, ep,
+                                              [(first, first + len(records))])])
         return header_of(groups_of(self.ledger_source, [
             (str(r["_ep"]), int(r["_seq"])) for r in records if "_seq" in r]))
 
@@ -115,7 +139,7 @@ class LokiSink:
         """`records` cut so that each push's header stays within its 1 KiB: a run of
         numbers ends wherever a record was dropped before, so a queue that drops makes
         many runs."""
-        if self.ledger_source is None:
+        if self.ledger_source is None or not records or _one_run(records) is not None:
             return [records]
         budget = HEADER_BUDGET
         group = len(self.ledger_source) * 3 + 8  # a group's source (percent-encoded) etc.

@@ -83,6 +83,7 @@ class Runtime:
             led = SinkLedger(source_id(s.name, w.name, w.config.spill_dir), self.numbering)
             self.ledgers.append(led)
             w.start(led)
+        self._epoch, self._next = self.numbering.epoch, self.numbering.next
         self._puts = tuple((w.buffer.put, led.refused)
                            for w, led in zip(self.workers, self.ledgers, strict=True))
         self._trace_ids = trace_ids() if s.trace_ids else None
@@ -162,8 +163,8 @@ class Runtime:
             rec["exc"] = exc
         if self._trace_ids is not None:
             self._trace_ids(rec)
-        rec["_ep"] = self.numbering.epoch
-        rec["_seq"] = self.numbering.next()
+        rec["_ep"] = self._epoch
+        rec["_seq"] = self._next()
         size = len(msg) + 160  # an estimate is enough for the byte bound
         protected = level in self.protected
         for put, refused in self._puts:

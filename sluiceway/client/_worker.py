@@ -112,6 +112,7 @@ class SinkWorker:
         self.name = name
         self.config = config
         self.ledger: SinkLedger | None = None  # set by the runtime before start()
+        self._lineage = False
         self.buffer: Buffer[Record] = Buffer(config, name=name,
                                              codec=_RedactingCodec(redact) if redact else None,
                                              on_dropped=self._dropped)
@@ -133,6 +134,8 @@ class SinkWorker:
         self.ledger = ledger
         if ledger is not None and hasattr(self.sink, "ledger_source"):
             self.sink.ledger_source = ledger.source  # its pushes carry the numbers
+        # a sink that hands its lines on (a file an agent tails) says how far it got
+        self._lineage = ledger is not None and bool(getattr(self.sink, "lineage", False))
         self._thread.start()
 
     def _dropped(self, items: list[Record], reason: str) -> None:
@@ -140,7 +143,7 @@ class SinkWorker:
             self.ledger.dropped(items, reason)
 
     def _done(self, items: list[Record]) -> None:
-        if self.ledger is not None:
+        if self._lineage and self.ledger is not None:
             self.ledger.handed(items)
 
     def _lost(self, part: Part, gone: dict[str, int]) -> None:
