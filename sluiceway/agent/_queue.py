@@ -112,6 +112,7 @@ class Batcher:
         self._cks: list[Checkpoint] = []
         self._numbers: list[LedgerGroup] = []
         self._header = 0  # bytes the push's ledger header will take, about
+        self._putting = 0  # lines of a push waiting for room in the queue
         self._bytes = 0
         self._can_wait = True
         self._since = 0.0
@@ -165,8 +166,8 @@ class Batcher:
 
     @property
     def lines(self) -> int:
-        """Lines waiting here for their push."""
-        return self._builder.lines
+        """Lines waiting here: for their push, or in a push waiting for the queue."""
+        return self._builder.lines + self._putting
 
     def _flush(self) -> None:
         builder, cks, can_wait = self._builder, self._cks, self._can_wait
@@ -176,8 +177,12 @@ class Batcher:
         if not builder.lines:
             self.positions.done(cks)  # everything was filtered out: nothing to ship
             return
-        self.queue.put(Push(builder.body(), self.fmt, builder.lines, cks,
-                            encode_ledger(numbers) if numbers else None), can_wait)
+        self._putting = builder.lines
+        try:
+            self.queue.put(Push(builder.body(), self.fmt, builder.lines, cks,
+                                encode_ledger(numbers) if numbers else None), can_wait)
+        finally:
+            self._putting = 0
 
 
 def _merged(groups: list[LedgerGroup]) -> list[LedgerGroup]:

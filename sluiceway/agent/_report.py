@@ -78,6 +78,7 @@ def status(agent: Agent) -> dict[str, Any]:
                     "last_success_ts": d["last_success_ts"]},
         "counters": counters, "files": files,
         "ledger": [agent.ledger.group({
+            "reader": sum(i.emitting_lines for i in agent.inputs if isinstance(i, FileTailer)),
             "queue": agent.batcher.lines + q["depth"], "sending": q["in_flight"],
             "disk": q["spill_pending"], "file": agent.ledger.reread_backlog()})],
     }

@@ -117,6 +117,7 @@ class FileTailer:
         # reader and the watcher; never held while emitting (emit may block).
         self._lock = threading.Lock()
         self.emitting_since: float | None = None
+        self.emitting_lines = 0  # numbered lines on their way into the batcher
 
     # -- discovery -------------------------------------------------------------------------
     def _matches(self) -> dict[str, os.stat_result]:
@@ -502,6 +503,7 @@ class FileTailer:
             self.stats.add(lines_read=nread)
         if pieces or ck:
             self.emitting_since = time.monotonic()  # the watcher looks while this blocks
+            self.emitting_lines = sum(g.lines for g in numbers) if numbers else 0
             try:
                 if numbers:
                     self.emit(pieces, lines, nbytes, ck, True, numbers)
@@ -509,6 +511,7 @@ class FileTailer:
                     self.emit(pieces, lines, nbytes, ck, True)
             finally:
                 self.emitting_since = None
+                self.emitting_lines = 0
 
     def _check_idle(self, t: Tracked, now: float) -> bool:
         """At EOF: release rotated/deleted files; True if released."""

@@ -25,7 +25,8 @@ Counters move once per batch, when it is acked, so a batch sent again is never c
 twice. Numbering (the ledger) travels with the items: a `Part` keeps what it was made
 from; `on_lost(part, gone)` tells the owner which part lost how many lines by reason
 (by the ledger's convention, the last lines of the part in ledger order), and
-`on_done` gets the items once they are shipped or counted lost.
+`on_done` gets the items once they are shipped or counted lost. Counters and `on_lost`
+move before the ack: a figure read in between sees lines twice, never nowhere.
 """
 
 from __future__ import annotations
@@ -272,15 +273,15 @@ class DeliveryLoop(Generic[T]):
         self.log.exception("%s: delivery error %d times in a row; gave up on %d lines "
                            "(sink_error)", self.who, self._faults, n)
         self._faults = 0
-        for b in batches:
-            self.buffer.ack(b)
-        self.stats.count_lost("sink_error", n)
+        self.stats.count_lost("sink_error", n)  # before the ack, as in _deliver
         items = [it for b in batches for it in b.items]
         if self.on_lost is not None:
             try:
                 self._lost([(p, {"sink_error": p.lines}) for p in self.deliverer.parts(items)])
             except Exception:  # the deliverer is what failed: its parts may fail too
                 self.log.exception("%s: cannot tell which lines were lost", self.who)
+        for b in batches:
+            self.buffer.ack(b)
         self._done(items)
 
     def _linger(self, batches: list[Batch[T]]) -> None:
@@ -361,9 +362,9 @@ class DeliveryLoop(Generic[T]):
             with self.stats.lock:
                 self.stats.retries += 1
         self._settled = True
-        for b in batches:
-            self.buffer.ack(b)
         st = self.stats
+        # Counted before the ack: a figure read in between sees the lines twice (in
+        # flight and shipped or lost), never nowhere — the ledger relies on it.
         with st.lock:
             st.shipped.update(shipped)
             st.lost.update(lost)
@@ -371,6 +372,8 @@ class DeliveryLoop(Generic[T]):
             st.bytes_shipped += nbytes
         if lost_parts:
             self._lost(lost_parts)
+        for b in batches:
+            self.buffer.ack(b)
         self._done(items)
 
     def _lost(self, parts: list[tuple[Part, dict[str, int]]]) -> None:
