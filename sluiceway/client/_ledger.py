@@ -1,10 +1,11 @@
 """The client's numbering (ARCHITECTURE.md §ledger).
 
 Every record that passes the level filter gets the next number of the process's
-numbering, in two record keys that no sink shows as a field (`_ep`: the epoch, `_seq`:
-the number); the spill keeps them, so a record replayed by a later run keeps its
-number. Each sink is a source (`client/<name>/<host>/<sink>`, plus its spill
-directory in spill mode), numbered alike: every sink gets every record.
+numbering, in record keys that no sink shows as a field (`_seq`: the number; in spill
+mode also `_ep`: the epoch, since the spill keeps records for a later run, which
+replays them with their numbers; without it a record is of the current epoch). Each
+sink is a source (`client/<name>/<host>/<sink>`, plus its spill directory in spill
+mode), numbered alike: every sink gets every record.
 
 The epoch changes when numbering starts over. In spill mode it survives a clean stop:
 `ledger.json` in the first sink's spill directory says where numbering stopped, and
@@ -104,26 +105,24 @@ class SinkLedger:
 
     def refused(self, rec: dict[str, Any]) -> None:
         seq = rec["_seq"]
-        self.losses.lose(self.source, rec["_ep"], [(seq, seq + 1)])
+        self.losses.lose(self.source, rec.get("_ep", self.numbering.epoch), [(seq, seq + 1)])
 
     def dropped(self, items: list[Any], _reason: str) -> None:
         for r in items:
             if isinstance(r, dict) and "_seq" in r:
-                self.losses.lose(self.source, str(r.get("_ep")),
+                self.losses.lose(self.source, str(r.get("_ep", self.numbering.epoch)),
                                  [(int(r["_seq"]), int(r["_seq"]) + 1)])
 
     def lost(self, part: Part, gone: dict[str, int]) -> None:
         records = part.payload if isinstance(part.payload, list) else []
         n = min(part.lines, sum(gone.values()))
-        for r in records[len(records) - n:]:
-            if isinstance(r, dict) and "_seq" in r:
-                self.losses.lose(self.source, str(r.get("_ep")),
-                                 [(int(r["_seq"]), int(r["_seq"]) + 1)])
+        self.dropped(records[len(records) - n:], "")
 
     def handed(self, items: list[Any]) -> None:
         ep = self.numbering.epoch
         top = max((int(r["_seq"]) for r in items
-                   if isinstance(r, dict) and "_seq" in r and r.get("_ep") == ep), default=-1)
+                   if isinstance(r, dict) and "_seq" in r and r.get("_ep", ep) == ep),
+                  default=-1)
         if top >= self.handed_on:
             self.handed_on = top + 1
 

@@ -25,12 +25,13 @@ _SEQ = operator.itemgetter("_seq")
 _EP = operator.itemgetter("_ep")
 
 
-def _one_run(records: list[dict[str, Any]]) -> tuple[str, int] | None:
+def _one_run(records: list[dict[str, Any]], epoch: str) -> tuple[str, int] | None:
     """(epoch, first number) when `records` are one epoch's consecutive numbers in
-    order, else None — checked in C loops (a Loki sink's every batch asks)."""
+    order, else None — checked in C loops (a Loki sink's every batch asks). Records
+    carry their epoch in spill mode only (`_ep`), else they are of `epoch`."""
     try:
         seqs = list(map(_SEQ, records))
-        eps = set(map(_EP, records))
+        eps = set(map(_EP, records)) if "_ep" in records[0] else {epoch}
     except KeyError:
         return None
     first = seqs[0]
@@ -76,8 +77,11 @@ class LokiSink:
         self.trace_metadata = trace_metadata
         self._client = PushClient(self.target)
         # The ledger's source of this sink (set by the runtime): pushes then carry their
-        # records' numbers in the X-Sluiceway-Ledger header (a real Loki ignores it).
+        # records' numbers in the X-Sluiceway-Ledger header (a real Loki ignores it);
+        # records without `_ep` are of `ledger_epoch`.
         self.ledger_source: str | None = None
+        self.ledger_epoch = ""
+        self._run: tuple[list[dict[str, Any]], tuple[str, int] | None] | None = None
 
     def report_client(self, timeout: float) -> httpx.Client:
         """A client with this sink's tenant, credentials and TLS settings, for heartbeats
@@ -95,8 +99,11 @@ class LokiSink:
             if s is None:
                 s = streams[level] = ([], [])
             s[0].append(int(r["ts"]))
-            s[1].append(orjson.dumps({k: v for k, v in r.items() if k not in _NOT_IN_LINE},
-                                     default=str, option=_JSON))
+            line = r.copy()  # a copy and three deletes: cheaper than a comprehension
+            del line["ts"]
+            line.pop("_seq", None)
+            line.pop("_ep", None)
+            s[1].append(orjson.dumps(line, default=str, option=_JSON))
         builder = PushBuilder("protobuf" if self.format == "protobuf" else "json")
         for level, (ts, lines) in streams.items():
             labels = {**self.labels, "level": level} if self.level_label else self.labels
@@ -127,19 +134,29 @@ class LokiSink:
         """The X-Sluiceway-Ledger value of a push of `records` (None: not numbered)."""
         if self.ledger_source is None or not records:
             return None
-        run = _one_run(records)
+        run = self._one_run(records)
         if run is not None:  # the common case: one epoch, consecutive numbers
             ep, first = run
             return encode_ledger([LedgerGroup(self.ledger_source, ep,
                                               [(first, first + len(records))])])
+        ep = self.ledger_epoch
         return header_of(groups_of(self.ledger_source, [
-            (str(r["_ep"]), int(r["_seq"])) for r in records if "_seq" in r]))
+            (str(r.get("_ep", ep)), int(r["_seq"])) for r in records if "_seq" in r]))
+
+    def _one_run(self, records: list[dict[str, Any]]) -> tuple[str, int] | None:
+        """`_one_run` of `records`, asked once per part (cut, then header)."""
+        last = self._run
+        if last is not None and last[0] is records:
+            return last[1]
+        run = _one_run(records, self.ledger_epoch)
+        self._run = (records, run)
+        return run
 
     def ledger_parts(self, records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         """`records` cut so that each push's header stays within its 1 KiB: a run of
         numbers ends wherever a record was dropped before, so a queue that drops makes
         many runs."""
-        if self.ledger_source is None or not records or _one_run(records) is not None:
+        if self.ledger_source is None or not records or self._one_run(records) is not None:
             return [records]
         budget = HEADER_BUDGET
         group = len(self.ledger_source) * 3 + 8  # a group's source (percent-encoded) etc.
@@ -147,8 +164,9 @@ class LokiSink:
         start, used = 0, 0
         prev_ep: Any = None
         prev_seq = -2
+        cur = self.ledger_epoch
         for i, r in enumerate(records):
-            ep, seq = r.get("_ep"), r.get("_seq")
+            ep, seq = r.get("_ep", cur), r.get("_seq")
             cost = 0
             if ep != prev_ep:
                 cost = group + len(str(ep)) * 3 + _RUN_BYTES

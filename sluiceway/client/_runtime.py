@@ -84,6 +84,7 @@ class Runtime:
             self.ledgers.append(led)
             w.start(led)
         self._epoch, self._next = self.numbering.epoch, self.numbering.next
+        self._keep_epoch = s.when_full == "spill"
         self._puts = tuple((w.buffer.put, led.refused)
                            for w, led in zip(self.workers, self.ledgers, strict=True))
         self._trace_ids = trace_ids() if s.trace_ids else None
@@ -163,7 +164,8 @@ class Runtime:
             rec["exc"] = exc
         if self._trace_ids is not None:
             self._trace_ids(rec)
-        rec["_ep"] = self._epoch
+        if self._keep_epoch:  # a record that may outlive the process says its epoch
+            rec["_ep"] = self._epoch
         rec["_seq"] = self._next()
         size = len(msg) + 160  # an estimate is enough for the byte bound
         protected = level in self.protected

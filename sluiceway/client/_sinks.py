@@ -94,6 +94,7 @@ class RotatingFileSink:
         # this sink's numbers (lineage). `lineage=False` writes none of the three.
         self.lineage = lineage
         self.ledger_source: str | None = None
+        self.ledger_epoch = ""
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.backups = backups
@@ -116,7 +117,8 @@ class RotatingFileSink:
             records = [{k: v for k, v in r.items() if k not in _NUMBERING} if "_seq" in r
                        else r for r in records]
         elif src is not None:
-            records = [{**r, "_src": src} if "_seq" in r else r for r in records]
+            ep = self.ledger_epoch
+            records = [{"_ep": ep, **r, "_src": src} if "_seq" in r else r for r in records]
         data = json_lines(records)
         f = self._open()
         if self._size and self._size + len(data) > self.max_bytes:

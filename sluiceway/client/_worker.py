@@ -134,6 +134,7 @@ class SinkWorker:
         self.ledger = ledger
         if ledger is not None and hasattr(self.sink, "ledger_source"):
             self.sink.ledger_source = ledger.source  # its pushes carry the numbers
+            self.sink.ledger_epoch = ledger.numbering.epoch  # of records without `_ep`
         # a sink that hands its lines on (a file an agent tails) says how far it got
         self._lineage = ledger is not None and bool(getattr(self.sink, "lineage", False))
         self._thread.start()
