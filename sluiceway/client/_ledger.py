@@ -43,6 +43,8 @@ def new_epoch() -> str:
 
 
 def source_id(app: str, sink: str, spill_dir: Path | None) -> str:
+    if sink.startswith("file:"):  # written on every line of the file: kept short
+        sink = "file-" + hashlib.blake2b(sink.encode(), digest_size=4).hexdigest()
     src = f"client/{app}/{socket.gethostname()}/{sink}"
     if spill_dir is not None:
         where = hashlib.blake2b(str(spill_dir.resolve()).encode(), digest_size=4).hexdigest()

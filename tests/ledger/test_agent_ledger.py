@@ -104,13 +104,13 @@ def test_a_client_file_read_by_the_agent_keeps_the_client_numbers(tmp_path: Path
     assert out.returncode == 0, out.stderr
     agent = AgentProcess(tmp_path, agent_config(server, logs, when_full="spill"))
     try:
-        [row] = [r for r in rows(server.url) if "/file:" in r["source"]]
+        [row] = [r for r in rows(server.url) if "/file-" in r["source"]]
         assert row["emitted"] == 300 and row["stored"] == 0 and row["unexplained"] == 0
         assert row["in_flight_by"] == [{"hop": "agent", "where": "file", "lines": 300}]
         agent.start()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            [row] = [r for r in rows(server.url) if "/file:" in r["source"]]
+            [row] = [r for r in rows(server.url) if "/file-" in r["source"]]
             if row["stored"] == 300:
                 break
             time.sleep(0.2)

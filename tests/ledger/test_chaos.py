@@ -125,7 +125,7 @@ def test_every_source_balances_after_chaos(tmp_path: Path) -> None:
 
 def _kind(source: str) -> str:
     if source.startswith("client/spiller/"):
-        return "spiller-file" if "/file:" in source else "spiller"
+        return "spiller-file" if "/file-" in source else "spiller"
     if source.startswith("client/dropper/"):
         return "dropper"
     return "agent" if source.startswith("agent-") else source
