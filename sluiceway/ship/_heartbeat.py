@@ -42,6 +42,7 @@ class HeartbeatSender:
         self.sent = 0
         self.refused: int | None = None  # the last refusal logged, so it is logged once
         self.failing = False
+        self.off = False  # the target turned out a plain Loki: no more heartbeats
         self.thread = threading.Thread(target=self.run, daemon=True, name=name)
 
     def heartbeat(self) -> Heartbeat:
@@ -61,8 +62,10 @@ class HeartbeatSender:
             return True
         self.failing = False
         if resp.status_code in (404, 405) and self.auto:
-            self.log.info("%s has no heartbeat endpoint (plain Loki?); heartbeats off",
-                          self.url)
+            if not self.off:
+                self.log.info("%s has no heartbeat endpoint (plain Loki?); heartbeats off",
+                              self.url)
+            self.off = True
             return False
         if resp.status_code < 300:
             self.sent += 1
@@ -79,6 +82,8 @@ class HeartbeatSender:
     def final(self, timeout: float = 2.0) -> bool:
         """One last beat, marked `final`, from a process that stopped cleanly (its
         figures are settled); True if the server took it."""
+        if self.off:
+            return False
         build = self.build
 
         def last() -> dict[str, Any]:
