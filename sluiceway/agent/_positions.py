@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
+import yaml
 
 from sluiceway.durable import atomic_write, ensure_dir, remove_temp_files
 from sluiceway.model import RangeSet
@@ -91,9 +92,11 @@ class Positions:
         self.path = path
         self._lock = threading.Lock()
         self._files: dict[str, FilePos] = {}
+        self._first_start = not self.path.exists()
         self._saved: dict[str, dict[str, object]] = self._load()
         self._dirty = True
         self._by_epoch: dict[str, str] = {}  # epoch -> key
+        self._imported: dict[str, int] = {}
 
     # -- startup ---------------------------------------------------------------------------
     def _load(self) -> dict[str, dict[str, object]]:
@@ -119,6 +122,39 @@ class Positions:
 
     def saved(self, key: str) -> dict[str, object] | None:
         return self._saved.get(key)
+
+    def import_promtail(self, path: Path, ignore_invalid: bool = False) -> int:
+        """At the first start (no positions of our own yet), take the read offsets of a
+        Promtail positions file (`positions: {<path>: "<offset>"}`) for files that have no
+        position here; returns how many. A file Promtail cannot read makes the agent
+        refuse to start, as Promtail does, unless `ignore_invalid` (its
+        `ignore_invalid_yaml`)."""
+        if not self._first_start:
+            return 0
+        try:
+            doc = yaml.safe_load(path.read_text())
+            found = (doc or {}).get("positions") or {}
+            if not isinstance(found, dict):
+                raise ValueError("positions is not a map")
+            offsets = {str(k): int(str(v)) for k, v in found.items()
+                       if str(k).startswith("/")}  # journal cursors and the like are not files
+        except FileNotFoundError:
+            log.info("no Promtail positions file at %s; files start as configured", path)
+            return 0
+        except (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError) as exc:
+            if not ignore_invalid:
+                raise ValueError(f"Promtail positions file {path} is invalid ({exc}); set "
+                                 "positions.ignore_invalid_yaml to start without it") from None
+            log.warning("Promtail positions file %s is invalid (%s); ignored", path, exc)
+            return 0
+        self._imported = {k: v for k, v in offsets.items() if v >= 0}
+        log.info("read %d file positions from the Promtail positions file %s",
+                 len(self._imported), path)
+        return len(self._imported)
+
+    def imported(self, path: str) -> int | None:
+        """The Promtail offset of `path`, for a file with no position of its own."""
+        return self._imported.get(path)
 
     def prune(self, seen: set[str]) -> None:
         """Forget saved positions of files no input found at startup (deleted meanwhile)."""

@@ -11,11 +11,11 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sluiceway.agent._config import BatchConfig, QueueConfig
 from sluiceway.agent._ledger import AgentLedger
-from sluiceway.agent._positions import Checkpoint, Positions
+from sluiceway.agent._positions import Checkpoint
 from sluiceway.agent._records import Piece
 from sluiceway.buffer import Buffer, BufferConfig
 from sluiceway.model import LedgerGroup, encode_ledger, split_ledger_order
@@ -28,6 +28,24 @@ log = logging.getLogger("sluiceway.agent")
 REASONS = {"full": "queue_full", "oldest": "queue_full_oldest", "closed": "shutdown",
            "spill_backlog": "spill_full", "timeout": "queue_full",
            "evicted": "queue_full_oldest", "encode": "spill_error", "decode": "spill_error"}
+
+
+def renamed(drops: dict[str, int]) -> dict[str, int]:
+    """The buffer's drop counts by reason, under the agent's names (`REASONS`)."""
+    out: dict[str, int] = {}
+    for r, n in drops.items():
+        name = REASONS.get(r, r)
+        out[name] = out.get(name, 0) + n
+    return out
+
+
+class Done(Protocol):
+    """Where finished file ranges go: the positions tracker, or (several clients) the
+    fan-in that hands a range on once every client's queue has it."""
+
+    def done(self, checkpoints: list[Checkpoint] | list[list[object]]) -> None: ...
+
+    def save(self, force: bool = False) -> None: ...
 
 
 def buffer_config(q: QueueConfig, data_dir: Path) -> BufferConfig:
@@ -46,12 +64,14 @@ def batch_lines(q: QueueConfig, b: BatchConfig) -> int:
 class AgentQueue:
     """`Buffer[Push]` in lines, moving file positions as lines become safe or lost."""
 
-    def __init__(self, q: QueueConfig, data_dir: Path, positions: Positions,
-                 ledger: AgentLedger | None = None) -> None:
+    def __init__(self, q: QueueConfig, data_dir: Path, positions: Done,
+                 name: str = "agent", ledger: AgentLedger | None = None) -> None:
         self.cfg = q
         self.positions = positions
-        self.ledger = ledger or AgentLedger(positions)
-        self.buffer: Buffer[Push] = Buffer(buffer_config(q, data_dir), name="agent",
+        # The ledger notes the numbers this queue loses (the first client's lane: the
+        # server the heartbeats go to); None for the other lanes.
+        self.ledger = ledger
+        self.buffer: Buffer[Push] = Buffer(buffer_config(q, data_dir), name=name,
                                            codec=PushCodec(), on_spilled=self._spilled,
                                            on_dropped=self._dropped)
 
@@ -61,7 +81,8 @@ class AgentQueue:
             # Dropped by the policy and counted by the buffer: those lines are accounted,
             # so their file positions move on. (A file's lines refused at shutdown are
             # not: their positions stay, and the next run reads them again.)
-            self.ledger.lose_pushes([push], self._refusal())
+            if self.ledger is not None:
+                self.ledger.lose_pushes([push], self._refusal())
             self.positions.done(push.meta or [])
         return ok
 
@@ -75,7 +96,8 @@ class AgentQueue:
         return REASONS["timeout" if c.when_full == "block" else "full"]
 
     def _dropped(self, pushes: list[Push], reason: str) -> None:
-        self.ledger.lose_pushes(pushes, REASONS.get(reason, reason))
+        if self.ledger is not None:
+            self.ledger.lose_pushes(pushes, REASONS.get(reason, reason))
         for p in pushes:
             self.positions.done(p.meta or [])
 
@@ -104,7 +126,7 @@ class Batcher:
     encoded as it comes (`PushBuilder`); `add` blocks when the queue blocks."""
 
     def __init__(self, cfg: BatchConfig, fmt: PushFormat, queue: AgentQueue,
-                 positions: Positions, max_lines: int | None = None) -> None:
+                 positions: Done, max_lines: int | None = None) -> None:
         self.cfg, self.fmt, self.queue, self.positions = cfg, fmt, queue, positions
         self.max_lines = max_lines or cfg.max_lines
         self._lock = threading.Lock()
@@ -150,7 +172,7 @@ class Batcher:
             if not (b.lines or self._cks):
                 self._since = time.monotonic()
             for p in pieces:
-                self._builder.add(p.labels, p.ts, p.lines)
+                self._builder.add(p.labels, p.ts, p.lines, metadata=p.metadata)
             self._cks.extend(checkpoints)
             self._bytes += nbytes
             self._can_wait = self._can_wait and can_wait

@@ -34,6 +34,7 @@ from sluiceway.agent._pipeline import Pipeline, PipelineSpec
 from sluiceway.agent._positions import Checkpoint, Positions
 from sluiceway.agent._records import Piece, Records
 from sluiceway.agent._stats import Stats
+from sluiceway.agent._targets import Targets
 from sluiceway.model import LedgerGroup, runs_of
 from sluiceway.wire import utf8_lines
 
@@ -108,7 +109,9 @@ class FileTailer:
         self.max_lines = max_lines
         self.max_bytes = max_bytes
         self.stop = stop
-        self.spec = PipelineSpec(list(cfg.pipeline), dict(cfg.labels))
+        # Stream labels come from each target (the input's labels, relabeled).
+        self.spec = PipelineSpec(list(cfg.pipeline), {})
+        self.targets = Targets(cfg)
         self.files: dict[str, Tracked] = {}
         self._first_scan = True
         self._last_scan = 0.0
@@ -120,18 +123,20 @@ class FileTailer:
         self.emitting_lines = 0  # numbered lines on their way into the batcher
 
     # -- discovery -------------------------------------------------------------------------
-    def _matches(self) -> dict[str, os.stat_result]:
-        found: dict[str, os.stat_result] = {}
-        for pattern in self.cfg.paths:
-            for path in glob.glob(pattern, recursive=True):
-                if any(fnmatch(path, ex) for ex in self.cfg.exclude):
+    def _matches(self) -> dict[str, tuple[os.stat_result, dict[str, str]]]:
+        found: dict[str, tuple[os.stat_result, dict[str, str]]] = {}
+        for target in self.targets.current():
+            for path in glob.glob(target.path, recursive=True):
+                if path in found or any(fnmatch(path, ex) for ex in self.cfg.exclude):
+                    continue
+                if target.exclude is not None and fnmatch(path, target.exclude):
                     continue
                 try:
                     st = os.stat(path)
                 except OSError:
                     continue
                 if os.path.isfile(path):
-                    found[path] = st
+                    found[path] = (st, target.labels)
         return found
 
     def scan(self) -> set[str]:
@@ -139,13 +144,13 @@ class FileTailer:
         self._last_scan = time.monotonic()
         matches = self._matches()
         seen: dict[str, str] = {}
-        for path, st in sorted(matches.items()):
+        for path, (st, labels) in sorted(matches.items()):
             key = f"{st.st_dev}:{st.st_ino}"
             seen[key] = path
             t = self.files.get(key)
             if t is None:
                 if not self.positions.tracked(key):  # else another input tails it
-                    self._open(key, path)
+                    self._open(key, path, labels)
             elif t.path != path:
                 t.path = path  # renamed but still matched: same inode, same position
                 self.positions.update(key, path=path)
@@ -161,7 +166,7 @@ class FileTailer:
         self._first_scan = False
         return set(seen)
 
-    def _open(self, key: str, path: str) -> None:
+    def _open(self, key: str, path: str, labels: dict[str, str]) -> None:
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError as exc:
@@ -172,11 +177,11 @@ class FileTailer:
             os.close(fd)
             return
         fp, fp_len = file_fingerprint(fd, self.cfg.fingerprint_bytes)
-        start, skips, ledger = self._start_offset(key, fd, st.st_size, fp_len)
+        start, skips, ledger = self._start_offset(key, fd, st.st_size, fp_len, path)
         fpos = self.positions.register(key, path, start, fp, fp_len, skips,
                                        source=self.source, ledger=ledger,
                                        numbered=bool(self.source) and not self.spec.stateful)
-        extra = {"filename": path} if self.cfg.filename_label else {}
+        extra = {**labels, "filename": path} if self.cfg.filename_label else dict(labels)
         with self._lock:
             self.files[key] = Tracked(key, path, fd, self.spec.new(extra), start, start, start,
                                       skips=[(s, e, a, b) for s, e, _, a, b in fpos.pending],
@@ -184,7 +189,7 @@ class FileTailer:
                                       gen=fpos.gen, line_no=fpos.line, epoch=fpos.epoch)
         log.info("tailing %s from offset %d", path, start)
 
-    def _start_offset(self, key: str, fd: int, size: int, fp_len: int
+    def _start_offset(self, key: str, fd: int, size: int, fp_len: int, path: str
                       ) -> tuple[int, list[tuple[int, int, int, int]], dict[str, object] | None]:
         """Where to start, the done ranges to jump over, and the saved ledger figures of
         this content (None: its numbering starts now, a new epoch)."""
@@ -201,6 +206,15 @@ class FileTailer:
                 return (offset, [d for d in done if d[1] <= size],
                         saved if known else None)
             log.info("saved position of %s does not match the file any more; rereading", key)
+            return 0, [], None
+        imported = self.positions.imported(path)
+        if imported is not None:
+            if imported <= size:
+                log.info("%s: starting at offset %d from the Promtail positions file",
+                         path, imported)
+                return imported, [], None
+            log.info("%s is smaller than its Promtail position %d (truncated or replaced "
+                     "since); reading it from the start", path, imported)
             return 0, [], None
         # New files found after startup are read from the start: they are usually the
         # fresh file of a rotation, and skipping them would lose its first lines.

@@ -42,6 +42,7 @@ from sluiceway.logql._engine import (
 )
 from sluiceway.logql._errors import ParseError, QueryError
 from sluiceway.logql._exec import ExecOptions, QueryCancelled, split_range, too_many_bytes
+from sluiceway.logql._filters import decolorize_text
 from sluiceway.logql._format import format_loki, format_query
 from sluiceway.logql._levels import (
     DEFAULT_LEVEL_FIELDS,
@@ -85,7 +86,8 @@ __all__ = [
     "QueryResult", "QueryStats", "QueryTimeout", "RangeAggregation", "RegexpParser",
     "ResultsCache", "SeriesRef", "Stage", "Template", "TemplateError", "UnpackParser", "Unwrap",
     "VectorAggregation", "VectorExpr", "VectorMatching", "block_levels", "check_resolution",
-    "check_selector", "compile_template", "detected_field_values", "detected_fields",
+    "check_selector", "compile_template", "decolorize_text", "detected_field_values",
+    "detected_fields",
     "entry_level", "evaluate", "format_loki", "format_query", "go_float", "normalize_level",
     "parse", "parse_go_float", "parse_selector", "register_metric_evaluator", "scan_logfmt",
     "series_entries", "split_range", "stream_level", "too_many_bytes",

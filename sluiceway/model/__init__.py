@@ -54,6 +54,13 @@ from sluiceway.model._ledger import (
 from sluiceway.model._matcher import Matcher, matches_all
 from sluiceway.model._ranges import RangeSet, runs_of
 from sluiceway.model._record import PushRecord, RecordError, looks_like_record
+from sluiceway.model._reporters import (
+    LOSS_WINDOWS,
+    HeartbeatRefused,
+    LossHistory,
+    PipelineRegistry,
+    parse_heartbeat,
+)
 from sluiceway.model._timefmt import (
     EARLIEST_NS,
     LATEST_NS,
@@ -68,6 +75,11 @@ from sluiceway.model._timefmt import (
 from sluiceway.model._units import Bytes, Duration, LokiBytes, parse_duration, parse_size
 
 __all__ = [
+    "LOSS_WINDOWS",
+    "HeartbeatRefused",
+    "LossHistory",
+    "PipelineRegistry",
+    "parse_heartbeat",
     "HEARTBEAT_VERSION",
     "Heartbeat",
     "HeartbeatBackend",

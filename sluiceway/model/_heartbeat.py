@@ -130,6 +130,9 @@ class Heartbeat(_Part):
     pid: Count = 0
     ts: float  # Unix seconds when the figures were taken
     interval_s: Annotated[float, Field(gt=0)] = 5.0
+    # An agent's own pipeline view (`http://<listen>/`), which keeps working while the
+    # server it reports to is down; the server's pipeline page links to it.
+    view_url: Annotated[str, Field(max_length=2048)] | None = None
     queue: HeartbeatQueue
     lines: HeartbeatLines = HeartbeatLines()
     lost_by_reason: dict[str, Count] = {}

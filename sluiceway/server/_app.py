@@ -12,6 +12,7 @@ from starlette.staticfiles import StaticFiles
 
 from sluiceway import __version__
 from sluiceway.logql import QueryError, QueryTimeout, ResultsCache
+from sluiceway.model import PipelineRegistry
 from sluiceway.patterns import DrainConfig, MinerConfig, PatternService
 from sluiceway.server import (
     _routes_drilldown,
@@ -32,7 +33,6 @@ from sluiceway.server._ledger import Ledger
 from sluiceway.server._metrics import RequestMetricsMiddleware, ServerMetrics
 from sluiceway.server._overrides import TenantLimits
 from sluiceway.server._params import ParamError
-from sluiceway.server._pipeline import PipelineRegistry
 from sluiceway.server._ratelimit import IngestionRateLimiter, StreamRateLimiter
 from sluiceway.server._ruler import RulerCollector, build_ruler
 from sluiceway.server._streamlimit import StreamLimiter
@@ -112,7 +112,8 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
         limits = TenantLimits(cfg.limits, cfg.runtime_config)
         limits.load()
     pipeline = PipelineRegistry(cfg.server.heartbeat_stale_factor,
-                                cfg.server.heartbeat_max_reporters)
+                                cfg.server.heartbeat_max_reporters,
+                                cfg.server.heartbeat_forget_after)
     hub = TailHub(limits.get)
     results = (ResultsCache(cfg.server.results_cache_size)
                if cfg.server.results_cache_size else None)

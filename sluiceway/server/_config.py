@@ -56,6 +56,7 @@ class ServerSection(_Section):
     default_tenant: str = "fake"
     auth_enabled: bool = False  # when true, X-Scope-OrgID is required (401 without)
     heartbeat_stale_factor: float = 3.0
+    heartbeat_forget_after: Duration = Field(default=3600.0, gt=0)  # a card without one
     heartbeat_max_size: Bytes = 64 * 1024  # larger heartbeats get 413
     heartbeat_max_reporters: Annotated[int, Field(ge=1)] = 1000  # per tenant; then 429
     # The ledger's sources per tenant (lines of sources past it count as unattributed).

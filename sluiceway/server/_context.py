@@ -16,6 +16,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, Response
 
 from sluiceway.logql import DEFAULT_MAX_LINE_SIZE, Deadline, ExecOptions, LevelRules, ResultsCache
+from sluiceway.model import PipelineRegistry
 from sluiceway.patterns import PatternService
 from sluiceway.ruler import Ruler
 from sluiceway.server._body import read_body
@@ -24,7 +25,6 @@ from sluiceway.server._ingest_pool import IngestPool
 from sluiceway.server._ledger import Ledger
 from sluiceway.server._metrics import ServerMetrics
 from sluiceway.server._overrides import TenantLimits
-from sluiceway.server._pipeline import PipelineRegistry
 from sluiceway.server._ratelimit import IngestionRateLimiter, StreamRateLimiter
 from sluiceway.server._streamlimit import StreamLimiter
 from sluiceway.server._tail import TailHub

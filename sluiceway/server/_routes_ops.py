@@ -8,10 +8,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import PlainTextResponse
 
 from sluiceway import __version__
+from sluiceway.model import HeartbeatRefused, parse_heartbeat
 from sluiceway.server._body import read_body
 from sluiceway.server._context import JSONResponse, bad, ctx_of
 from sluiceway.server._params import parse_seconds_or_duration
-from sluiceway.server._pipeline import HeartbeatRefused, parse_heartbeat
 from sluiceway.store import ChunkWriteError
 from sluiceway.wire import BodyTooLarge
 

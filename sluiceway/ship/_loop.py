@@ -13,7 +13,10 @@ holds for all of them:
 - config_error: kept and retried forever with capped backoff; the backend is `down`.
 - retry: retried with exponential backoff and full jitter, `Retry-After` honoured; lost
   by the answer's reason only when `RetryPolicy.max_retries` gives up — never in spill
-  mode, where the spill holds the lines through any outage.
+  mode, where the spill holds the lines through any outage, unless
+  `RetryPolicy.max_retries_in_spill` says the limit holds there too (Promtail's
+  `backoff_config.max_retries`: a batch is dropped after that many attempts, whatever
+  holds it; the attempt that moved it to disk counts as its first).
 - In spill mode the first failure of a batch from memory hands it back with
   `nack(spill=True)`: it and the rest of memory go to disk, so an outage followed by
   SIGKILL loses nothing.
@@ -86,11 +89,17 @@ class Deliverer(Protocol[T]):
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """Backoff from `min_backoff` doubling to `max_backoff` (full jitter in its upper
-    half); `max_retries` None retries without limit."""
+    half); `max_retries` None retries without limit. In spill mode `max_retries` gives up
+    only with `max_retries_in_spill`."""
 
     min_backoff: float = 0.5
     max_backoff: float = 30.0
     max_retries: int | None = None
+    max_retries_in_spill: bool = False
+
+    def gives_up(self, spill: bool) -> bool:
+        """Whether `max_retries` can lose lines in this mode."""
+        return self.max_retries is not None and (self.max_retries_in_spill or not spill)
 
     def delay(self, streak: int) -> float:
         cap = min(self.max_backoff, self.min_backoff * 2 ** min(max(streak, 1) - 1, 30))
@@ -219,6 +228,9 @@ class DeliveryLoop(Generic[T]):
         self._faults = 0  # deliveries in a row that raised
         self._spill = buffer.config.when_full == "spill"
         self._spilled_outage = False
+        # Failed attempts of the batch an outage moved to disk, carried to the first
+        # batch read back (`max_retries_in_spill`: that batch's count goes on).
+        self._carry = 0
         self._sender = _Sender(f"sluiceway-send-{buffer.name}")
 
     # ---- the loop -----------------------------------------------------------------------
@@ -263,7 +275,7 @@ class DeliveryLoop(Generic[T]):
         self._faults += 1
         n = sum(b.count for b in batches)
         r = self.retry
-        if self._spill or r.max_retries is None or self._faults <= r.max_retries:
+        if not r.gives_up(self._spill) or self._faults <= (r.max_retries or 0):
             self.log.exception("%s: delivery error; the batch of %d lines goes back to the "
                                "queue", self.who, n)
             for b in batches:
@@ -305,6 +317,8 @@ class DeliveryLoop(Generic[T]):
         lost: Counter[tuple[str, Hashable]] = Counter()
         lost_parts: list[tuple[Part, dict[str, int]]] = []
         pushes = nbytes = attempts = 0
+        if self._carry and batches[0].source != "memory":
+            attempts, self._carry = self._carry, 0
         while parts:
             part = parts[0]
             ans = self._send(part)
@@ -337,8 +351,8 @@ class DeliveryLoop(Generic[T]):
             attempts += 1
             self._failed(ans)
             r = self.retry
-            if (ans.kind == "retry" and not self._spill and r.max_retries is not None
-                    and attempts > r.max_retries):
+            if (ans.kind == "retry" and r.gives_up(self._spill)
+                    and attempts > (r.max_retries or 0)):
                 parts.pop(0)
                 _tally(part, {ans.reason: part.lines}, shipped, lost)
                 lost_parts.append((part, {ans.reason: part.lines}))
@@ -352,6 +366,7 @@ class DeliveryLoop(Generic[T]):
                 # during the outage loses nothing; they are read back after the wait.
                 self._spilled_outage = True
                 self._settled = True
+                self._carry = attempts
                 for b in batches:
                     self.buffer.nack(b, spill=True)
                 self._sleep(ans)

@@ -88,7 +88,7 @@ class Compactor:
                             "a later pass", len(group), ts.tenant, format_labels(s.labels))
                 return
             block = sort_dedupe(EntryBlock.concat([b for b in loaded if b is not None]))
-            new = ts.write_chunk(s, block, self.level)
+            new = ts.write_chunk(s, block, self.level, group)
             ts.replace_chunks(s, group, new)
         except OSError:
             log.exception("compacting %d chunks of %s failed; they stay as they are",

@@ -91,6 +91,8 @@ class JetStreamBucket(ObjectStore):
     first use with `replicas` copies, file storage). See the module docstring for what
     the object store can and cannot do."""
 
+    ranged_reads = False  # get_range reads the whole object
+
     def __init__(self, servers: str | Sequence[str], bucket: str = "chunks", *,
                  name_prefix: str = "sluiceway-", replicas: int = 1, timeout_s: float = 10.0,
                  chunk_size: int = DEFAULT_CHUNK, cache_bytes: int = 64 << 20,

@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 
 from sluiceway.model import format_labels
-from sluiceway.store._chunk import ChunkError, decode_chunk
+from sluiceway.store._chunk import ChunkError
+from sluiceway.store._chunkfmt import decode_chunk
 from sluiceway.store._objstore import ObjectInfo
 from sluiceway.store._quarantine import CORRUPT, UNINDEXED, UNREADABLE, move, quarantine_prefix
 from sluiceway.store._stream import ChunkRef

@@ -27,6 +27,7 @@ from sluiceway.model import EntryBlock, Matcher, PushRecord
 from sluiceway.store._applier import Applier
 from sluiceway.store._cache import ChunkCache
 from sluiceway.store._checkpoint import read_checkpoint, write_checkpoint
+from sluiceway.store._chunkio import LogPositions
 from sluiceway.store._compactor import CompactionStats, Compactor
 from sluiceway.store._heads import Applied, Heads
 from sluiceway.store._objstore import LocalDir, ObjectStore
@@ -37,8 +38,14 @@ from sluiceway.store._wal import FileWal, WalPos
 
 log = logging.getLogger("sluiceway.store")
 
+# How chunk footers name positions of the ingest log (the WAL's JSON form).
+_POSITIONS = LogPositions(FileWal.position_to_json, FileWal.position_from_json)
 FORMAT_NAME = "sluiceway-store"
-FORMAT_VERSION = 1
+# 2: new chunks are chunk format 2 (`_chunkfmt`). A version-1 dir (format-1 chunks only)
+# is read as it is and its marker raised to 2 at open, so a release that reads only
+# format-1 chunks refuses the dir instead of quarantining every newer chunk.
+FORMAT_VERSION = 2
+READS_VERSIONS = (1, 2)
 _SAFE_TENANT = re.compile(r"^[A-Za-z0-9_-]{1,150}$")
 LOCK_NAME = "LOCK"
 # Heads written per batch: the encoded chunks of one batch are held in memory together.
@@ -229,11 +236,19 @@ class Store:
             marker = self.root / "FORMAT"
             if marker.exists():
                 info = orjson.loads(marker.read_bytes())
-                if info.get("format") != FORMAT_NAME or info.get("version") != FORMAT_VERSION:
+                if info.get("format") != FORMAT_NAME or \
+                        info.get("version") not in READS_VERSIONS:
                     raise StoreError(
                         f"data dir {self.root} holds {info.get('format')} format version "
-                        f"{info.get('version')}; this Sluiceway reads {FORMAT_NAME} version "
-                        f"{FORMAT_VERSION}")
+                        f"{info.get('version')}; this Sluiceway reads {FORMAT_NAME} versions "
+                        f"{', '.join(map(str, READS_VERSIONS))}")
+                if info["version"] != FORMAT_VERSION:
+                    atomic_write(marker, orjson.dumps({"format": FORMAT_NAME,
+                                                       "version": FORMAT_VERSION}))
+                    log.info("data dir %s: format version %d raised to %d: its chunks are "
+                             "read as they are, new chunks are written in chunk format 2; "
+                             "releases before this one no longer open it", self.root,
+                             info["version"], FORMAT_VERSION)
             else:
                 atomic_write(marker, orjson.dumps({"format": FORMAT_NAME,
                                                    "version": FORMAT_VERSION}))
@@ -299,7 +314,7 @@ class Store:
                     name = tenant_dirname(tenant)
                     ts = TenantStore(tenant, self.root / "tenants" / name, self.objects,
                                      f"{name}/", self.cache, self.cfg.chunk_target_bytes,
-                                     self.cfg.compression_level)
+                                     self.cfg.compression_level, _POSITIONS)
                     self.tenants[tenant] = ts
         return ts
 

@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +30,9 @@ from sluiceway.durable import ensure_dir
 from sluiceway.model import EntryBlock, Matcher, format_labels, parse_labels
 from sluiceway.store._blocks import sort_dedupe
 from sluiceway.store._cache import ChunkCache
-from sluiceway.store._chunk import ChunkError, decode_chunk, encode_chunk
+from sluiceway.store._chunk import ChunkError
+from sluiceway.store._chunkfmt import BlockInfo, Footer
+from sluiceway.store._chunkio import ChunkIO, Held, LogPositions
 from sluiceway.store._index import IndexLog, read_index
 from sluiceway.store._ingestlog import Position
 from sluiceway.store._objstore import NotFound, ObjectInfo, ObjectStore
@@ -42,6 +44,7 @@ log = logging.getLogger("sluiceway.store")
 # Chunk decoding runs here so decompression overlaps with filtering on the query thread.
 _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="chunk-load")
 _PREFETCH = 3
+Loaded = EntryBlock | ChunkError | OSError  # a block read on the pool, or why it failed
 
 
 _DAY_NS = 86_400 * 10**9
@@ -61,14 +64,18 @@ def is_chunk_key(rel: str) -> bool:
 
 class TenantStore:
     def __init__(self, tenant: str, root: Path, objects: ObjectStore, prefix: str,
-                 cache: ChunkCache, chunk_target_bytes: int, compression_level: int) -> None:
+                 cache: ChunkCache, chunk_target_bytes: int, compression_level: int,
+                 positions: LogPositions | None = None) -> None:
         """`root`: the tenant's local directory (its index log); `objects` and `prefix`:
-        where its chunks are (`prefix` + a chunk's path is its key)."""
+        where its chunks are (`prefix` + a chunk's path is its key); `positions`: how
+        chunk footers name ingest-log positions (None: they name none)."""
+        self.positions = positions
         self.tenant = tenant
         self.root = root
         self.objects = objects
         self.prefix = prefix
         self.cache = cache
+        self.chunkio = ChunkIO(objects, cache)
         self.chunk_target_bytes = chunk_target_bytes
         self.compression_level = compression_level
         self._streams_lock = threading.Lock()  # adding or forgetting a stream
@@ -198,7 +205,8 @@ class TenantStore:
         blocks: list[EntryBlock] = []
         for s, sealed in jobs:
             block = sort_dedupe(EntryBlock.concat([p.block for p in sealed.pieces]))
-            data, ref = self._encode(s, block, self.compression_level)
+            log_pos = self.positions.encode(sealed.after) if self.positions else b""
+            data, ref = self._encode(s, block, self.compression_level, log_pos)
             files.append((self.key(ref.path), data))
             refs.append(ref)
             blocks.append(block)
@@ -218,19 +226,29 @@ class TenantStore:
                 s.chunks = sorted([*s.chunks, refs[i]], key=lambda c: c.mint)
                 s.sealed = [x for x in s.sealed if x is not sealed]
         for i in done:
-            self.cache.put(files[i][0], blocks[i])
+            self.chunkio.written(files[i][0], files[i][1], blocks[i])
         return [jobs[i] for i, r in enumerate(results) if r is not None], error
 
-    def _encode(self, s: Stream, block: EntryBlock, level: int) -> tuple[bytes, ChunkRef]:
-        data, meta = encode_chunk(block, level)
+    def _encode(self, s: Stream, block: EntryBlock, level: int,
+                log_pos: bytes) -> tuple[bytes, ChunkRef]:
+        data, meta = self.chunkio.encode(block, level, tenant=self.tenant,
+                                         labels=format_labels(s.labels), log_pos=log_pos)
         day = _day(meta.mint // _DAY_NS)
         rel = f"chunks/{day}/{s.fp:016x}-{meta.mint}-{uuid.uuid4().hex[:8]}.chunk"
         return data, ChunkRef(rel, meta.mint, meta.maxt, meta.n, meta.raw_bytes, meta.size,
                               level, time.time())
 
-    def write_chunk(self, s: Stream, block: EntryBlock, level: int) -> ChunkRef:
-        """One chunk object, durable when this returns (not yet in the index)."""
-        data, ref = self._encode(s, block, level)
+    def write_chunk(self, s: Stream, block: EntryBlock, level: int,
+                    sources: Sequence[ChunkRef] = ()) -> ChunkRef:
+        """One chunk object, durable when this returns (not yet in the index); `sources`:
+        the chunks it merges (its log position is the earliest of theirs)."""
+        log_pos = b""
+        if self.positions is not None and sources:
+            try:
+                log_pos = self.positions.earliest([self.footer(s, c)[0] for c in sources])
+            except (ChunkError, OSError):  # read a moment ago: not known after all
+                log_pos = self.positions.encode(None)
+        data, ref = self._encode(s, block, level, log_pos)
         self.objects.put(self.key(ref.path), data)
         return ref
 
@@ -344,11 +362,13 @@ class TenantStore:
     def blocks(self, s: Stream, start: int, end: int, direction: str,
                warn: Callable[[str], None] | None = None) -> Iterator[EntryBlock]:
         """Time-disjoint sorted blocks of one stream in [start, end), in `direction` order;
-        a chunk that cannot be read is left out and `warn` is told (`load_or_take_out`).
+        a chunk that cannot be read is left out and `warn` is told (`take_out`).
 
-        Chunks may overlap in time (concurrent pushers, out-of-order writes), so they are
-        merged as a stream: after each chunk, everything that lies before the next chunk's
-        start (or, backward, after its end) is final and goes out; only the rest is kept.
+        Only the blocks of a chunk that overlap [start, end) are read (format 2; a
+        format-1 chunk is one block). Chunks may overlap in time (concurrent pushers,
+        out-of-order writes), so blocks are merged as a stream: after each block,
+        everything that lies before the start of every block still to come (or, backward,
+        after their end) is final and goes out; only the rest is kept.
         """
         chunks, mem = self.snapshot(s, start, end)
         items: list[tuple[int, int, ChunkRef | list[HeadPiece]]] = [
@@ -358,64 +378,133 @@ class TenantStore:
         forward = direction != "backward"
         items.sort(key=(lambda t: t[0]) if forward else (lambda t: -t[1]))
         pending: EntryBlock | None = None
-        for i, block in enumerate(self._loaded(s, [it[2] for it in items], warn)):
-            # An unreadable chunk is None; chunks that do not overlap leave an empty
-            # block pending: neither is merged, so the next chunk is not copied.
+        for i, block, inner in self._loaded(s, [it[2] for it in items], start, end,
+                                            forward, warn):
+            # An unreadable block is None; blocks that do not overlap leave an empty
+            # block pending: neither is merged, so the next block is not copied.
             parts = [b for b in (pending, block) if b is not None and len(b)]
             if not parts:
                 continue
             merged = parts[0] if len(parts) == 1 else sort_dedupe(EntryBlock.concat(parts))
+            # Where the blocks still to come start: this item's next block, the next item.
+            bounds = [inner] if inner is not None else []
             if i + 1 < len(items):
-                if forward:
-                    cut = int(np.searchsorted(merged.ts, items[i + 1][0], "left"))
-                    out, pending = merged.slice(0, cut), merged.slice(cut, len(merged))
-                else:
-                    cut = int(np.searchsorted(merged.ts, items[i + 1][1], "right"))
-                    out, pending = merged.slice(cut, len(merged)), merged.slice(0, cut)
-            else:
+                bounds.append(items[i + 1][0] if forward else items[i + 1][1])
+            if not bounds:
                 out, pending = merged, None
+            elif forward:
+                cut = int(np.searchsorted(merged.ts, min(bounds), "left"))
+                out, pending = merged.slice(0, cut), merged.slice(cut, len(merged))
+            else:
+                cut = int(np.searchsorted(merged.ts, max(bounds), "right"))
+                out, pending = merged.slice(cut, len(merged)), merged.slice(0, cut)
             out = out.clip(start, end)
             if len(out):
                 yield out
+        if pending is not None and len(pending):  # the blocks it waited for were unreadable
+            out = pending.clip(start, end)
+            if len(out):
+                yield out
 
-    def _loaded(self, s: Stream, items: list[ChunkRef | list[HeadPiece]],
-                warn: Callable[[str], None] | None) -> Iterator[EntryBlock | None]:
-        """Each item as one sorted, deduplicated block; chunks are decoded a few ahead on
-        the pool (zstd releases the GIL) while the caller filters the current one. A chunk
-        that cannot be read is None (and `warn` is told why)."""
-        ahead: deque[Future[EntryBlock | None]] = deque()
-        it = iter(items)
+    def _loaded(self, s: Stream, items: list[ChunkRef | list[HeadPiece]], start: int,
+                end: int, forward: bool, warn: Callable[[str], None] | None
+                ) -> Iterator[tuple[int, EntryBlock | None, int | None]]:
+        """(item index, block, where the item's next block starts) for every block of
+        `items` overlapping [start, end), in order: each chunk's blocks in `forward` order
+        (the start is their first timestamp forward, their last backward; None after the
+        item's last block), the in-memory pieces as one sorted, deduplicated block.
+        Blocks are read and decoded a few ahead on the pool (zstd releases the GIL) while
+        the caller filters the current one. A chunk that cannot be read is taken out of
+        service (`warn` is told why) and its blocks from there on are None."""
+        ahead: deque[tuple[int, Future[Loaded], int | None, ChunkRef | None]] = deque()
+        plan = self._plan(s, items, start, end, forward, warn)
+        failed: set[str] = set()  # chunks taken out during this read
 
         def submit() -> None:
-            item = next(it, None)
-            if item is None:
-                return
-            if isinstance(item, ChunkRef):
-                ahead.append(_POOL.submit(self.load_or_take_out, s, item, warn))
-            else:
-                done: Future[EntryBlock | None] = Future()
-                done.set_result(sort_dedupe(EntryBlock.concat([p.block for p in item])))
-                ahead.append(done)
+            nxt = next(plan, None)
+            if nxt is not None:
+                ahead.append(nxt)
 
         for _ in range(_PREFETCH):
             submit()
         while ahead:
-            block = ahead.popleft().result()
+            i, fut, inner, ref = ahead.popleft()
             submit()
-            yield block
+            got = fut.result()
+            block: EntryBlock | None = None
+            if ref is None or ref.path not in failed:
+                if isinstance(got, EntryBlock):
+                    block = got
+                elif ref is not None:
+                    failed.add(ref.path)
+                    self._unreadable(s, ref, got, warn)
+            yield i, block, inner
+
+    def _plan(self, s: Stream, items: list[ChunkRef | list[HeadPiece]], start: int,
+              end: int, forward: bool, warn: Callable[[str], None] | None
+              ) -> Iterator[tuple[int, Future[Loaded], int | None, ChunkRef | None]]:
+        """`_loaded`'s blocks as futures, each decoded on the pool when its turn comes.
+        When a chunk's turn comes, its footer (the cache, or one range read of its tail)
+        and the bytes of the blocks the range needs (one range read: they are
+        neighbours) are read here."""
+        for i, item in enumerate(items):
+            if not isinstance(item, ChunkRef):
+                done: Future[Loaded] = Future()
+                done.set_result(sort_dedupe(EntryBlock.concat([p.block for p in item])))
+                yield i, done, None, None
+                continue
+            try:
+                footer, held = self.footer(s, item)
+                wanted = footer.overlapping(start, end)
+                held = self.chunkio.fetch(self.key(item.path), wanted, held)
+            except (ChunkError, OSError) as exc:
+                self._unreadable(s, item, exc, warn)
+                continue
+            if not forward:
+                wanted.reverse()
+            for j, b in enumerate(wanted):
+                inner = None if j + 1 == len(wanted) else \
+                    wanted[j + 1].mint if forward else wanted[j + 1].maxt
+                yield i, _POOL.submit(self._block_or_error, s, item, footer, b, held), inner, \
+                    item
+
+    def footer(self, s: Stream, ref: ChunkRef) -> tuple[Footer, Held]:
+        """The footer of chunk `ref` (cached, or one range read of its tail) and the
+        bytes read for it.
+        ChunkError when it is damaged or is not the chunk the index describes (its lines,
+        time range, tenant or stream differ), NotFound when missing, OSError when
+        unreadable."""
+        key = self.key(ref.path)
+        footer, held, fresh = self.chunkio.footer(key, ref.size)
+        if fresh:
+            if footer.n != ref.n or footer.mint != ref.mint or footer.maxt != ref.maxt:
+                raise ChunkError(f"chunk holds {footer.n} lines from {footer.mint} to "
+                                 f"{footer.maxt}, the index says {ref.n} from {ref.mint} to "
+                                 f"{ref.maxt}")
+            if footer.labels is not None and (footer.tenant != self.tenant or
+                                              footer.labels != format_labels(s.labels)):
+                raise ChunkError(f"chunk belongs to {footer.labels} of tenant "
+                                 f"{footer.tenant!r}, not to this stream")
+            self.chunkio.keep_footer(key, footer)
+        return footer, held
+
+    def _block_or_error(self, s: Stream, ref: ChunkRef, footer: Footer, b: BlockInfo,
+                        held: Held) -> Loaded:
+        try:
+            return self.chunkio.read_block(self.key(ref.path), footer, b, s.labels, held)
+        except (ChunkError, OSError) as exc:
+            return exc
 
     def load(self, s: Stream, ref: ChunkRef) -> EntryBlock:
-        """The chunk's entries; ChunkError when the file is damaged or is not the one the
-        index describes (header fields outside the checksum), OSError when unreadable."""
+        """Every entry of the chunk, as one block; ChunkError when the file is damaged or
+        is not the one the index describes, NotFound when missing, OSError when
+        unreadable."""
+        footer, held = self.footer(s, ref)
         key = self.key(ref.path)
-        b = self.cache.get(key)
-        if b is None:
-            b = decode_chunk(self.objects.get(key), s.labels)
-            if len(b) != ref.n or int(b.ts[0]) != ref.mint or int(b.ts[-1]) != ref.maxt:
-                raise ChunkError(f"chunk holds {len(b)} lines, the index says {ref.n} "
-                                 "(or their time range differs)")
-            self.cache.put(key, b)
-        return b
+        held = self.chunkio.fetch(key, footer.blocks, held)
+        blocks = [self.chunkio.read_block(key, footer, b, s.labels, held)
+                  for b in footer.blocks]
+        return EntryBlock.concat(blocks)
 
     def load_or_take_out(self, s: Stream, ref: ChunkRef,
                          warn: Callable[[str], None] | None = None) -> EntryBlock | None:
@@ -423,17 +512,24 @@ class TenantStore:
         and `warn` gets a sentence for the answer (Loki's `warnings`)."""
         try:
             return self.load(s, ref)
-        except ChunkError as exc:
+        except (ChunkError, OSError) as exc:
+            self._unreadable(s, ref, exc, warn)
+            return None
+
+    def _unreadable(self, s: Stream, ref: ChunkRef, exc: ChunkError | OSError,
+                    warn: Callable[[str], None] | None) -> None:
+        """A damaged chunk is quarantined, a missing one leaves the index, one that cannot
+        be read now stays; `warn` gets a sentence for the answer (Loki's `warnings`)."""
+        if isinstance(exc, ChunkError):
             msg = self.take_out(s, ref, CORRUPT, str(exc))
-        except NotFound:
+        elif isinstance(exc, NotFound):
             msg = self.take_out(s, ref, "missing", "the file is not there")
-        except OSError as exc:
+        else:
             msg = f"{_describe(s, ref)} could not be read ({exc.strerror or exc}); its " \
                   "lines are missing from this answer"
             log.warning("%s", msg)
         if warn is not None:
             warn(msg)
-        return None
 
     def take_out(self, s: Stream, ref: ChunkRef, reason: str, why: str) -> str:
         """Stop serving a chunk that cannot be read: a "del" record for the index, the file
