@@ -1,7 +1,7 @@
 """Core value types shared by every package: label sets, stream batches and push records;
-the heartbeat model; the ledger's number sets (`RangeSet`) and push header; config units,
-the config loaders' messages, and Go's ways of reading and writing sizes, durations and
-times."""
+entry blocks and the one merge of a stream's blocks, `SeriesRef`; the heartbeat model;
+the ledger's number sets (`RangeSet`) and push header; config units, the config loaders'
+messages, and Go's ways of reading and writing sizes, durations and times."""
 
 from sluiceway.model._batch import Metadata, StreamBatch
 from sluiceway.model._block import EntryBlock
@@ -52,6 +52,7 @@ from sluiceway.model._ledger import (
     split_ledger_order,
 )
 from sluiceway.model._matcher import Matcher, matches_all
+from sluiceway.model._merge import in_read_order, merge_blocks, merge_stream, sort_dedupe
 from sluiceway.model._ranges import RangeSet, runs_of
 from sluiceway.model._record import PushRecord, RecordError, looks_like_record
 from sluiceway.model._reporters import (
@@ -61,6 +62,7 @@ from sluiceway.model._reporters import (
     PipelineRegistry,
     parse_heartbeat,
 )
+from sluiceway.model._series import SeriesRef
 from sluiceway.model._timefmt import (
     EARLIEST_NS,
     LATEST_NS,
@@ -121,6 +123,11 @@ __all__ = [
     "EntryBlock",
     "Matcher",
     "matches_all",
+    "in_read_order",
+    "merge_blocks",
+    "merge_stream",
+    "sort_dedupe",
+    "SeriesRef",
     "LABEL_NAME_RE",
     "LabelError",
     "Metadata",

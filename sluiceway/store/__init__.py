@@ -3,7 +3,6 @@ order), zstd chunks, the label index, and the checkpoint replay starts from; all
 bytes go through an `ObjectStore` (`LocalDir` on one node; `S3Bucket` and
 `JetStreamBucket` for shared storage, their client libraries loaded when one is made)."""
 
-from sluiceway.store._blocks import sort_dedupe
 from sluiceway.store._chunk import ChunkError
 from sluiceway.store._heads import OUT_OF_ORDER, Applied, Heads, Rejection
 from sluiceway.store._ingestlog import IngestLog, Position
@@ -15,8 +14,6 @@ from sluiceway.store._store import (
     Store,
     StoreConfig,
     StoreError,
-    StoreSeries,
-    index_stats,
     lock_data_dir,
 )
 from sluiceway.store._wal import FileWal, WalPos, WalWriteError, decode_record
@@ -24,5 +21,4 @@ from sluiceway.store._wal import FileWal, WalPos, WalWriteError, decode_record
 __all__ = ["OUT_OF_ORDER", "Applied", "ChunkError", "ChunkWriteError", "FileWal", "Heads",
            "IngestLog", "InvalidKey", "JetStreamBucket", "LocalDir", "NotFound", "ObjectInfo",
            "ObjectStore", "Position", "Rejection", "S3Bucket", "Store", "StoreConfig",
-           "StoreError", "StoreSeries", "WalPos", "WalWriteError", "decode_record",
-           "index_stats", "lock_data_dir", "sort_dedupe"]
+           "StoreError", "WalPos", "WalWriteError", "decode_record", "lock_data_dir"]

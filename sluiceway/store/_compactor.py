@@ -16,8 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sluiceway.model import EntryBlock, format_labels
-from sluiceway.store._blocks import sort_dedupe
+from sluiceway.model import EntryBlock, format_labels, sort_dedupe
 from sluiceway.store._stream import ChunkRef, Stream
 from sluiceway.store._tenant import TenantStore
 

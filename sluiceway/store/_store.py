@@ -23,7 +23,7 @@ from sluiceway.durable import (
     lock_dir,
     remove_temp_files,
 )
-from sluiceway.model import EntryBlock, Matcher, PushRecord
+from sluiceway.model import EntryBlock, Matcher, PushRecord, SeriesRef
 from sluiceway.store._applier import Applier
 from sluiceway.store._cache import ChunkCache
 from sluiceway.store._checkpoint import read_checkpoint, write_checkpoint
@@ -106,13 +106,6 @@ class StoreConfig:
     compaction_target_bytes: int = 16 << 20
     compaction_min_age_s: float = 900.0
     compaction_interval_s: float = 600.0
-
-
-@dataclass(frozen=True, slots=True)
-class StoreSeries:
-    tenant: str
-    fp: int
-    labels: dict[str, str]
 
 
 _MAX_NAME = 255  # bytes in a file name (ext4, xfs, btrfs, tmpfs)
@@ -540,37 +533,48 @@ class Store:
                     self.compactor.min_age_s = saved
 
     # --- read path ---------------------------------------------------------------------
+    # What the server's `StoreSource` (the query engine's `LogSource`) reads through; none
+    # of these holds a lock while it scans a tenant's streams (each stream's own lock
+    # only to take a snapshot of its chunk list and head), so no read delays a push.
     def series(self, tenants: list[str], matchers: list[Matcher], start: int,
-               end: int) -> list[StoreSeries]:
-        out: list[StoreSeries] = []
+               end: int) -> list[SeriesRef]:
+        """Streams of `tenants` matching all `matchers` with data in [start, end)."""
+        out: list[SeriesRef] = []
         for t in tenants:
             ts = self.tenants.get(t)
             if ts is not None:
-                out.extend(StoreSeries(t, s.fp, s.labels) for s in ts.select(matchers, start, end))
+                out.extend(SeriesRef(t, s.fp, s.labels) for s in ts.select(matchers, start, end))
         return out
 
-    def blocks(self, ref: StoreSeries, start: int, end: int, direction: str,
+    def blocks(self, ref: SeriesRef, start: int, end: int, direction: str,
                warn: Callable[[str], None] | None = None) -> Iterator[EntryBlock]:
-        """A chunk that cannot be read is left out (and quarantined when damaged); `warn`
-        gets a sentence saying so, for Loki's `warnings` in the answer."""
+        """The entries of `ref` in [start, end): time-disjoint blocks in `direction` order,
+        duplicates removed (`TenantStore.blocks`). A chunk that cannot be read is left out
+        (and quarantined when damaged); `warn` gets a sentence saying so, for Loki's
+        `warnings` in the answer."""
         ts = self.tenants.get(ref.tenant)
         s = ts.streams.get(ref.fp) if ts is not None else None
         if ts is None or s is None:
             return iter(())
         return ts.blocks(s, start, end, direction, warn)
 
-    def label_names(self, tenants: list[str], start: int, end: int,
-                    matchers: list[Matcher] | None = None) -> list[str]:
-        names: set[str] = set()
-        for s in self.series(tenants, matchers or [], start, end):
-            names.update(s.labels)
-        return sorted(names)
-
-    def label_values(self, tenants: list[str], name: str, start: int, end: int,
-                     matchers: list[Matcher] | None = None) -> list[str]:
-        vals = {s.labels[name] for s in self.series(tenants, matchers or [], start, end)
-                if name in s.labels}
-        return sorted(vals)
+    def index_stats(self, tenants: list[str], matchers: list[Matcher], start: int,
+                    end: int) -> dict[str, int]:
+        """Loki's /index/stats from chunk metadata alone (no decompression): streams, and
+        chunks, entries and bytes of the chunks overlapping [start, end). In-memory head
+        data counts as one chunk per stream, since our store has no ingester/store gap."""
+        out = {"streams": 0, "chunks": 0, "entries": 0, "bytes": 0}
+        for ref in self.series(tenants, matchers, start, end):
+            ts = self.tenants[ref.tenant]
+            s = ts.streams.get(ref.fp)
+            if s is None:  # gone since (retention)
+                continue
+            chunks, entries, nbytes = ts.stats(s, start, end)
+            out["streams"] += 1
+            out["chunks"] += chunks
+            out["entries"] += entries
+            out["bytes"] += nbytes
+        return out
 
     # --- stats and shutdown ----------------------------------------------------------
     def disk_usage(self) -> dict[str, int]:
@@ -624,20 +628,3 @@ def _batches(jobs: list[Job]) -> Iterator[tuple[TenantStore, list[Job]]]:
         if batch:
             yield group[0][0], batch
 
-
-def index_stats(store: Store, tenants: list[str], matchers: list[Matcher], start: int,
-                end: int) -> dict[str, int]:
-    """Loki's /index/stats from chunk metadata alone (no decompression); in-memory head
-    data counts as one chunk per stream, since our store has no ingester/store gap."""
-    out = {"streams": 0, "chunks": 0, "entries": 0, "bytes": 0}
-    for ref in store.series(tenants, matchers, start, end):
-        ts = store.tenants[ref.tenant]
-        s = ts.streams.get(ref.fp)
-        if s is None:
-            continue
-        chunks, mem = ts.snapshot(s, start, end)
-        out["streams"] += 1
-        out["chunks"] += len(chunks) + (1 if mem else 0)
-        out["entries"] += sum(c.n for c in chunks) + sum(len(p.block) for p in mem)
-        out["bytes"] += sum(c.raw_bytes for c in chunks) + sum(p.block.nbytes for p in mem)
-    return out

@@ -24,11 +24,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from sluiceway.durable import ensure_dir
-from sluiceway.model import EntryBlock, Matcher, format_labels, parse_labels
-from sluiceway.store._blocks import sort_dedupe
+from sluiceway.model import (
+    EntryBlock,
+    Matcher,
+    format_labels,
+    in_read_order,
+    merge_stream,
+    parse_labels,
+    sort_dedupe,
+)
 from sluiceway.store._cache import ChunkCache
 from sluiceway.store._chunk import ChunkError
 from sluiceway.store._chunkfmt import BlockInfo, Footer
@@ -366,45 +371,36 @@ class TenantStore:
 
         Only the blocks of a chunk that overlap [start, end) are read (format 2; a
         format-1 chunk is one block). Chunks may overlap in time (concurrent pushers,
-        out-of-order writes), so blocks are merged as a stream: after each block,
-        everything that lies before the start of every block still to come (or, backward,
-        after their end) is final and goes out; only the rest is kept.
+        out-of-order writes): blocks are merged as a stream by `sluiceway.model.merge_stream`,
+        each with where the blocks still to come start (the chunk's next block, the next
+        chunk), pulled one at a time while the next ones are decoded ahead.
         """
         chunks, mem = self.snapshot(s, start, end)
-        items: list[tuple[int, int, ChunkRef | list[HeadPiece]]] = [
+        spans: list[tuple[int, int, ChunkRef | list[HeadPiece]]] = [
             (c.mint, c.maxt, c) for c in chunks]
         if mem:
-            items.append((min(p.mint for p in mem), max(p.maxt for p in mem), mem))
+            spans.append((min(p.mint for p in mem), max(p.maxt for p in mem), mem))
         forward = direction != "backward"
-        items.sort(key=(lambda t: t[0]) if forward else (lambda t: -t[1]))
-        pending: EntryBlock | None = None
-        for i, block, inner in self._loaded(s, [it[2] for it in items], start, end,
-                                            forward, warn):
-            # An unreadable block is None; blocks that do not overlap leave an empty
-            # block pending: neither is merged, so the next block is not copied.
-            parts = [b for b in (pending, block) if b is not None and len(b)]
-            if not parts:
-                continue
-            merged = parts[0] if len(parts) == 1 else sort_dedupe(EntryBlock.concat(parts))
-            # Where the blocks still to come start: this item's next block, the next item.
-            bounds = [inner] if inner is not None else []
-            if i + 1 < len(items):
-                bounds.append(items[i + 1][0] if forward else items[i + 1][1])
-            if not bounds:
-                out, pending = merged, None
-            elif forward:
-                cut = int(np.searchsorted(merged.ts, min(bounds), "left"))
-                out, pending = merged.slice(0, cut), merged.slice(cut, len(merged))
-            else:
-                cut = int(np.searchsorted(merged.ts, max(bounds), "right"))
-                out, pending = merged.slice(cut, len(merged)), merged.slice(0, cut)
-            out = out.clip(start, end)
-            if len(out):
-                yield out
-        if pending is not None and len(pending):  # the blocks it waited for were unreadable
-            out = pending.clip(start, end)
-            if len(out):
-                yield out
+        ordered = in_read_order(spans, direction)
+
+        def bounded() -> Iterator[tuple[EntryBlock | None, int | None]]:
+            for i, block, inner in self._loaded(s, [it for _, _, it in ordered], start, end,
+                                                forward, warn):
+                # Where the blocks still to come start: this item's next block, the next item.
+                bounds = [inner] if inner is not None else []
+                if i + 1 < len(ordered):
+                    bounds.append(ordered[i + 1][0] if forward else ordered[i + 1][1])
+                yield block, (None if not bounds else min(bounds) if forward else max(bounds))
+
+        return merge_stream(bounded(), direction, start, end)
+
+    def stats(self, s: Stream, start: int, end: int) -> tuple[int, int, int]:
+        """Chunks, entries and bytes of the chunks (and the head, as one chunk) of `s`
+        overlapping [start, end), from chunk metadata alone (nothing is decoded)."""
+        chunks, mem = self.snapshot(s, start, end)
+        return (len(chunks) + (1 if mem else 0),
+                sum(c.n for c in chunks) + sum(len(p.block) for p in mem),
+                sum(c.raw_bytes for c in chunks) + sum(p.block.nbytes for p in mem))
 
     def _loaded(self, s: Stream, items: list[ChunkRef | list[HeadPiece]], start: int,
                 end: int, forward: bool, warn: Callable[[str], None] | None

@@ -15,7 +15,6 @@ import pytest
 
 from sluiceway.model import EntryBlock, Matcher
 from sluiceway.store import Store, StoreConfig
-from sluiceway.store._store import index_stats
 from tests.inproc import wait_for
 from tests.procs import ServerProcess
 
@@ -106,7 +105,7 @@ def test_replay_starts_at_the_checkpoint_and_repeats_no_line(
         assert st.replayed_records == 4  # everything after the checkpoint
         assert st.heads.replay_duplicates == 4 * 60  # busy's lines, all in chunks
         assert _count(st) == {"first": 5, "busy": 240, "slow": 3}
-        stats = index_stats(st, ["fake"], [Matcher("job", "=~", ".+")], 0, 2**62)
+        stats = st.index_stats(["fake"], [Matcher("job", "=~", ".+")], 0, 2**62)
         assert (stats["streams"], stats["entries"]) == (3, 248)
         st.flush_all()
         assert not [p for p in (tmp_path / "wal").glob("*.wal") if p.stat().st_size]

@@ -205,7 +205,8 @@ def test_replay_finds_exactly_the_lines_a_chunk_holds() -> None:
     together exactly the brute-force answer, whatever the times and lines."""
     import random
 
-    from sluiceway.store._blocks import found_in, sort_dedupe
+    from sluiceway.model import sort_dedupe
+    from sluiceway.store._blocks import found_in
     from sluiceway.store._stream import HeadPiece, drop_known
 
     rng = random.Random(11)
