@@ -1,5 +1,5 @@
 """Take the README screenshots of the web UI: docs/img/explore.png, metric.png, patterns.png,
-pipeline.png, agent-view.png.
+pipeline.png, ledger.png, agent-view.png.
 
 Starts a throwaway `sluiceway server`, pushes an hour of realistic sample logs, posts
 heartbeats for a few agents and clients in different states (healthy, spilling with the
@@ -166,6 +166,44 @@ def advance(reports: list[dict], n: int) -> list[dict]:
     return reports
 
 
+# The ledger: numbered lines pushed for a few sources, and what their producers report.
+# (source, epoch, stored, reporter, emitted, lost by reason, in flight by where)
+LEDGER = [
+    ("client/checkout-api/web-03/loki", "18c4a2f9e10-1400", 6_000, "client-c", 6_450,
+     {"full": 410}, {"queue": 40}),
+    ("agent-edge-01-3be1/file:9a1f22c0", "b71c0e9f2a44", 9_000, "agent-a", 9_120, {},
+     {"sending": 120}),
+    ("agent-pay-02-77d0/file:51ce0b8d", "0d3f9a6c1e27", 4_000, "agent-b", 7_300, {},
+     {"disk": 3_263}),
+    ("client/billing-worker/web-04/loki", "18c4a1b7d02-2dd", 3_000, "client-d", 3_000, {},
+     {}),
+]
+
+
+def push_numbered(url: str) -> None:
+    """Numbered lines for the ledger table (the header a client or agent sends)."""
+    from sluiceway.model import LEDGER_HEADER, LedgerGroup, encode_ledger
+
+    now = time.time_ns() - 60 * 10**9
+    for n, (source, epoch, stored, *_rest) in enumerate(LEDGER):
+        for start in range(0, stored, 1000):
+            values = [[str(now + n * 10**8 + start + i), f"level=info msg=\"ledger {i}\""]
+                      for i in range(min(1000, stored - start))]
+            header = encode_ledger([LedgerGroup(source, epoch,
+                                                [(start, start + len(values))])])
+            httpx.post(f"{url}/loki/api/v1/push",
+                       json={"streams": [{"stream": {"app": "ledger-demo"}, "values": values}]},
+                       headers={LEDGER_HEADER: header}).raise_for_status()
+
+
+def with_ledger(reports: list[dict]) -> list[dict]:
+    by = {r["id"]: r for r in reports}
+    for source, epoch, _stored, rid, emitted, lost, in_flight in LEDGER:
+        by[rid]["ledger"] = [{"in_flight": in_flight, "entries": [
+            {"source": source, "epoch": epoch, "emitted": emitted, "lost": lost}]}]
+    return reports
+
+
 def post_heartbeats(url: str, reports: list[dict]) -> None:
     for r in reports:
         # One token per reporter, as each real process makes one: the server keeps a
@@ -283,22 +321,27 @@ def main() -> int:
                 page.screenshot(path=str(args.out / "metric.png"), clip={
                     "x": 0, "y": 0, "width": 1440, "height": 620})
 
+                push_numbered(srv.url)
                 page.goto(f"{srv.url}/#/pipeline")
                 # Heartbeats a second apart, so the cards show rates and sparklines move.
                 for i in range(7):
-                    reports = advance(heartbeats(time.time()), 1 + i)
+                    reports = with_ledger(advance(heartbeats(time.time()), 1 + i))
                     post_heartbeats(srv.url, reports)
                     page.wait_for_timeout(1000)
                 page.wait_for_selector("[data-testid=reporter]")
+                page.wait_for_selector("[data-testid=ledger-row]")
                 page.locator("[data-testid=stale-row] summary").click()
                 page.wait_for_timeout(300)
                 page.screenshot(path=str(args.out / "pipeline.png"), full_page=True)
+                page.locator("[data-testid=ledger]").screenshot(
+                    path=str(args.out / "ledger.png"))
                 agent_view(srv, Path(tmp), browser, args.out)
                 browser.close()
         finally:
             srv.signal(signal.SIGCONT)
             srv.stop()
-    print(f"wrote explore.png, metric.png, patterns.png, pipeline.png and agent-view.png in "
+    print(f"wrote explore.png, metric.png, patterns.png, pipeline.png, ledger.png and "
+          f"agent-view.png in "
           f"{args.out}")
     return 0
 

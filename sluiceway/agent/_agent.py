@@ -29,9 +29,10 @@ from sluiceway.agent._config import (
 )
 from sluiceway.agent._dryrun import DryRun
 from sluiceway.agent._http import StatusServer
-from sluiceway.agent._inputs import DemoGenerator, StdinReader
+from sluiceway.agent._inputs import DemoGenerator, LineInput, StdinReader
 from sluiceway.agent._journal import JournalReader
 from sluiceway.agent._lanes import Lanes
+from sluiceway.agent._ledger import AgentLedger, input_source
 from sluiceway.agent._pipeline import PipelineSpec
 from sluiceway.agent._positions import Positions
 from sluiceway.agent._push_input import PushReceiver
@@ -70,10 +71,11 @@ class Agent:
         if cfg.promtail_positions is not None:
             self.positions.import_promtail(cfg.promtail_positions,
                                            cfg.promtail_positions_ignore_invalid)
+        self.ledger = AgentLedger(self.positions)
         self.stop_inputs = threading.Event()
         self.stop_now = threading.Event()
         self.stopped = threading.Event()
-        self.lanes = Lanes(cfg, self.positions, self.stop_now)
+        self.lanes = Lanes(cfg, self.positions, self.stop_now, self.ledger)
         first = self.lanes.first
         # The first client's lane is what /status, /metrics and heartbeats describe at
         # the top; every lane is listed under `clients` (and labelled on /metrics).
@@ -97,18 +99,24 @@ class Agent:
         stats, stop = self.stats, self.stop_inputs
         if isinstance(icfg, FileInput):
             return FileTailer(icfg, self.positions, emit, stats, self.batcher.max_lines,
-                              self.cfg.batch.max_bytes, stop)
+                              self.cfg.batch.max_bytes, stop,
+                              source=input_source(self.id, "file", ",".join(icfg.paths)),
+                              inherit=self.ledger.received)
+        inp: LineInput
         if isinstance(icfg, StdinInput):
-            return StdinReader(icfg, emit, stats, stop)
-        if isinstance(icfg, SyslogInput):
-            return SyslogListener(icfg, emit, stats, stop)
-        if isinstance(icfg, LokiPushInput):
+            inp, what = StdinReader(icfg, emit, stats, stop), "stdin"
+        elif isinstance(icfg, SyslogInput):
+            inp, what = SyslogListener(icfg, emit, stats, stop), f"syslog:{icfg.listen}"
+        elif isinstance(icfg, DemoInput):
+            inp, what = DemoGenerator(icfg, emit, stats, stop), "demo"
+        elif isinstance(icfg, LokiPushInput):  # not numbered: its lines keep their own
             return PushReceiver(icfg, emit, stats, stop)
-        if isinstance(icfg, JournalInput):
+        elif isinstance(icfg, JournalInput):  # not numbered yet
             return JournalReader(icfg, self.config.data_dir, emit, stats, stop)
-        if isinstance(icfg, DemoInput):
-            return DemoGenerator(icfg, emit, stats, stop)
-        raise ValueError(f"unknown input {icfg!r}")
+        else:
+            raise ValueError(f"unknown input {icfg!r}")
+        inp.numbers = self.ledger.line_input(input_source(self.id, what.split(":")[0], what))
+        return inp
 
     def _warn_orphan_spill(self) -> None:
         spill = self.cfg.data_dir / "spill"
@@ -226,6 +234,8 @@ class Agent:
             self.positions.save(force=True)
         if self.http is not None:
             self.http.stop()
+        if self.heartbeat is not None:  # the settled figures, once more
+            self.heartbeat.final(timeout=min(2.0, self.cfg.heartbeat_interval))
         self.stopped.set()
         ln = self.status()["lines"]
         log.info("agent stopped: %d lines read, %d shipped, %d spilled, %d lost", ln["read"],

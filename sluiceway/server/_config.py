@@ -59,6 +59,8 @@ class ServerSection(_Section):
     heartbeat_forget_after: Duration = Field(default=3600.0, gt=0)  # a card without one
     heartbeat_max_size: Bytes = 64 * 1024  # larger heartbeats get 413
     heartbeat_max_reporters: Annotated[int, Field(ge=1)] = 1000  # per tenant; then 429
+    # The ledger's sources per tenant (lines of sources past it count as unattributed).
+    ledger_max_sources: Annotated[int, Field(ge=1)] = 10_000
     ingest_workers: int | None = None  # decode processes; default: one per core beyond the first
     # Results of closed query splits kept in memory (Loki's results cache); 0 = off.
     results_cache_size: Bytes = 100 << 20

@@ -74,7 +74,9 @@ async def heartbeat(request: Request) -> Response:
     tenant = ctx.tenants(request.headers, allow_many=False)[0]
     try:
         body = await read_body(request, ctx.cfg.server.heartbeat_max_size)
-        ctx.pipeline.record(tenant, parse_heartbeat(body))
+        hb = parse_heartbeat(body)
+        ctx.pipeline.record(tenant, hb)
+        ctx.ledger.reported(tenant, str(hb["id"]), hb)
     except BodyTooLarge as exc:
         return bad(f"{exc} (server.heartbeat_max_size)", 413)
     except HeartbeatRefused as exc:

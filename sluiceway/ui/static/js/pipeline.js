@@ -329,6 +329,43 @@ function renderFiles(node, rep) {
   if (more > 0) node.append(el("div", { class: "muted file-more" }, `+ ${more} more files`));
 }
 
+// The ledger table: one row per source and epoch (emitted = stored + lost + in flight +
+// unexplained), the total last; unexplained lines are in red, since a healthy stack
+// has none.
+const breakdown = (parts, key) =>
+  (parts ?? []).map((p) => `${p.hop} ${p[key]}: ${fmtNumber(p.lines)}`).join(", ");
+
+export function renderLedger(node, data) {
+  clear(node);
+  const rows = data?.sources ?? [];
+  const t = data?.total ?? {};
+  node.append(el("h2", {}, "Ledger"),
+    el("p", { class: "muted" }, "Every line a client sink or an agent input numbered: stored by this server, counted lost at a hop, held in flight, or unexplained."));
+  if (!rows.length) {
+    node.append(el("div", { class: "empty" }, "No numbered lines yet."));
+    return;
+  }
+  const num = (n, extra = "") => el("td", { class: `num ${extra}`.trim() }, fmtNumber(n ?? 0));
+  const head = el("tr", {}, ...["Source", "Epoch", "Emitted", "Stored", "Lost", "In flight", "Unexplained"]
+    .map((h) => el("th", {}, h)));
+  const body = rows.map((r) => el("tr", { "data-testid": "ledger-row", "data-source": r.source,
+    class: r.unexplained ? "unexplained" : "" },
+    el("td", { class: "src", title: r.source }, el("code", {}, r.source)),
+    el("td", { class: "muted" }, el("code", {}, r.epoch)),
+    num(r.emitted), num(r.stored),
+    el("td", { class: `num${r.lost ? " lost" : ""}`, title: breakdown(r.lost_by, "reason") },
+      fmtNumber(r.lost), r.lost ? el("div", { class: "why muted" }, breakdown(r.lost_by, "reason")) : null),
+    el("td", { class: "num", title: breakdown(r.in_flight_by, "where") }, fmtNumber(r.in_flight),
+      r.in_flight ? el("div", { class: "why muted" }, breakdown(r.in_flight_by, "where")) : null),
+    el("td", { class: `num ${r.unexplained ? "bad" : "ok"}`, "data-testid": "unexplained" },
+      fmtNumber(r.unexplained))));
+  const total = el("tr", { class: "total", "data-testid": "ledger-total" },
+    el("td", {}, "total"), el("td", {}), num(t.emitted), num(t.stored), num(t.lost), num(t.in_flight),
+    el("td", { class: `num ${t.unexplained ? "bad" : "ok"}` }, fmtNumber(t.unexplained ?? 0)));
+  node.append(el("table", { class: "ledger" }, el("thead", {}, head), el("tbody", {}, ...body, total)),
+    el("p", { class: "muted" }, `Lines stored without numbers (unattributed): ${fmtNumber(data.unattributed ?? 0)}`));
+}
+
 // The server keeps one card per tenant and id (several tenants with multi-tenant queries).
 const cardKey = (rep) => `${rep.tenant ?? ""}\u0000${rep.id}`;
 
@@ -373,6 +410,8 @@ export function pipelinePage(_params, { standalone = false } = {}) {
   const summary = el("div", { class: "summary", "data-testid": "pipeline-summary" });
   const updated = el("span", { class: "muted updated", "data-testid": "updated" });
   const grid = el("div", { class: "cards" });
+  // The ledger is the server's (an agent's own view has none).
+  const ledgerNode = el("section", { class: "ledger-box", "data-testid": "ledger", hidden: standalone });
   const silentRow = staleRow();
   const title = el("h1", {}, "Pipeline");
   const intro = el("p", { class: "muted" }, standalone
@@ -382,7 +421,7 @@ export function pipelinePage(_params, { standalone = false } = {}) {
     title: "The server's UI (it does not answer while the server is down)" }, "Sluiceway UI ↗");
   const root = el("div", { class: "pipeline", "data-source": standalone ? "agent" : "server" },
     el("div", { class: "page-head" }, title, intro, mainLink, el("span", { class: "spacer" }), updated),
-    summary, grid);
+    summary, grid, ledgerNode);
   const cards = new Map();
   let timer = null, stopped = false, lastOk = 0;
 
@@ -445,6 +484,12 @@ export function pipelinePage(_params, { standalone = false } = {}) {
         grid.append(el("div", { class: "empty" }, standalone
           ? "Nothing reports here yet. Point a client's report_url at this agent's address."
           : "Nothing reports here yet. Point an agent's report_url (or a client's heartbeat) at this server."));
+      }
+      try {
+        if (!standalone) renderLedger(ledgerNode, await api.ledger());
+      } catch (err) {
+        clear(ledgerNode);
+        ledgerNode.append(el("p", { class: "muted bad" }, `ledger: ${err.message}`));
       }
       updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
       updated.classList.remove("bad");
