@@ -63,7 +63,8 @@ def _start_demo_agent(listen: str, data_dir: Path) -> subprocess.Popen[bytes] | 
     proc = subprocess.Popen([sys.executable, "-m", "sluiceway", "agent", "-c", str(cfg_path),
                              "--listen", status])
     atexit.register(stop_agent, proc)  # if the server fails to start, or anything else
-    print(f"Demo agent: pid {proc.pid}, status on http://{status}/status", flush=True)
+    print(f"Demo agent: pid {proc.pid}, its pipeline view on http://{status}/ (works while "
+          f"the server is down), status on http://{status}/status", flush=True)
     return proc
 
 

@@ -55,6 +55,7 @@ _COMMANDS: list[tuple[str, str, str]] = [
     ("series", "sluiceway.logcli._cli", "series"),
     ("volume", "sluiceway.logcli._cli", "volume"),
     ("volume_range", "sluiceway.logcli._cli", "volume_range"),
+    ("ledger", "sluiceway.server._cli", "ledger"),
 ]
 
 

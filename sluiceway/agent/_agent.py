@@ -29,9 +29,10 @@ from sluiceway.agent._config import (
 )
 from sluiceway.agent._dryrun import DryRun
 from sluiceway.agent._http import StatusServer
-from sluiceway.agent._inputs import DemoGenerator, StdinReader
+from sluiceway.agent._inputs import DemoGenerator, LineInput, StdinReader
 from sluiceway.agent._journal import JournalReader
 from sluiceway.agent._lanes import Lanes
+from sluiceway.agent._ledger import AgentLedger, input_source
 from sluiceway.agent._pipeline import PipelineSpec
 from sluiceway.agent._positions import Positions
 from sluiceway.agent._push_input import PushReceiver
@@ -40,6 +41,7 @@ from sluiceway.agent._ship import push_target
 from sluiceway.agent._stats import Stats
 from sluiceway.agent._syslog import SyslogListener
 from sluiceway.agent._tail import FileTailer
+from sluiceway.agent._view import PipelineView, view_url
 from sluiceway.ship import HeartbeatSender
 
 log = logging.getLogger("sluiceway.agent")
@@ -69,10 +71,11 @@ class Agent:
         if cfg.promtail_positions is not None:
             self.positions.import_promtail(cfg.promtail_positions,
                                            cfg.promtail_positions_ignore_invalid)
+        self.ledger = AgentLedger(self.positions)
         self.stop_inputs = threading.Event()
         self.stop_now = threading.Event()
         self.stopped = threading.Event()
-        self.lanes = Lanes(cfg, self.positions, self.stop_now)
+        self.lanes = Lanes(cfg, self.positions, self.stop_now, self.ledger)
         first = self.lanes.first
         # The first client's lane is what /status, /metrics and heartbeats describe at
         # the top; every lane is listed under `clients` (and labelled on /metrics).
@@ -83,6 +86,9 @@ class Agent:
         self.dry_run = DryRun() if dry_run else None
         self.inputs: list[Input] = [self._input(i) for i in cfg.inputs]
         self.http: StatusServer | None = None
+        self.view = PipelineView(lambda: heartbeat(self.status()),
+                                 cfg.heartbeat_interval, cfg.heartbeat_forget_after,
+                                 self.stop_now)
         self.heartbeat: HeartbeatSender | None = None
         self._threads: list[threading.Thread] = []  # flusher, positions writer
         self._input_threads: list[threading.Thread] = []
@@ -93,18 +99,24 @@ class Agent:
         stats, stop = self.stats, self.stop_inputs
         if isinstance(icfg, FileInput):
             return FileTailer(icfg, self.positions, emit, stats, self.batcher.max_lines,
-                              self.cfg.batch.max_bytes, stop)
+                              self.cfg.batch.max_bytes, stop,
+                              source=input_source(self.id, "file", ",".join(icfg.paths)),
+                              inherit=self.ledger.received)
+        inp: LineInput
         if isinstance(icfg, StdinInput):
-            return StdinReader(icfg, emit, stats, stop)
-        if isinstance(icfg, SyslogInput):
-            return SyslogListener(icfg, emit, stats, stop)
-        if isinstance(icfg, LokiPushInput):
+            inp, what = StdinReader(icfg, emit, stats, stop), "stdin"
+        elif isinstance(icfg, SyslogInput):
+            inp, what = SyslogListener(icfg, emit, stats, stop), f"syslog:{icfg.listen}"
+        elif isinstance(icfg, DemoInput):
+            inp, what = DemoGenerator(icfg, emit, stats, stop), "demo"
+        elif isinstance(icfg, LokiPushInput):  # not numbered: its lines keep their own
             return PushReceiver(icfg, emit, stats, stop)
-        if isinstance(icfg, JournalInput):
+        elif isinstance(icfg, JournalInput):  # not numbered yet
             return JournalReader(icfg, self.config.data_dir, emit, stats, stop)
-        if isinstance(icfg, DemoInput):
-            return DemoGenerator(icfg, emit, stats, stop)
-        raise ValueError(f"unknown input {icfg!r}")
+        else:
+            raise ValueError(f"unknown input {icfg!r}")
+        inp.numbers = self.ledger.line_input(input_source(self.id, what.split(":")[0], what))
+        return inp
 
     def _warn_orphan_spill(self) -> None:
         spill = self.cfg.data_dir / "spill"
@@ -146,7 +158,9 @@ class Agent:
 
     def start(self) -> Agent:
         if self.listen:  # first: a taken port should fail before anything runs
-            self.http = StatusServer(self.listen, self.status, self.metrics).start()
+            self.http = StatusServer(self.listen, self.status, self.metrics,
+                                     self.view).start()
+            self.view.url = view_url(self.http.address)
         seen: set[str] = set()
         for inp in self.inputs:
             if isinstance(inp, FileTailer):
@@ -162,6 +176,8 @@ class Agent:
         if self.cfg.report_url != "off" and self.dry_run is None:
             self.heartbeat = self._heartbeat()
             self.heartbeat.thread.start()
+        if self.http is not None:  # the view, and the relay of its reporters' heartbeats
+            self.view.start(self.heartbeat)
         log.info("agent %s shipping to %s (queue %s, when_full=%s)", self.cfg.name,
                  ", ".join(c.url for c in self.lanes.clients), self.cfg.queue.capacity,
                  self.cfg.queue.when_full)
@@ -172,7 +188,7 @@ class Agent:
         cfg, target = self.cfg, push_target(self.cfg)
         auto = cfg.report_url == "auto"
         return HeartbeatSender(target.base_url if auto else cfg.report_url,
-                               lambda: heartbeat(self.status()),
+                               self.view.own,
                                lambda: target.http(min(5.0, cfg.heartbeat_interval)),
                                cfg.heartbeat_interval, self.stop_now, auto=auto, log=log,
                                name="agent-heartbeat")
@@ -218,6 +234,8 @@ class Agent:
             self.positions.save(force=True)
         if self.http is not None:
             self.http.stop()
+        if self.heartbeat is not None:  # the settled figures, once more
+            self.heartbeat.final(timeout=min(2.0, self.cfg.heartbeat_interval))
         self.stopped.set()
         ln = self.status()["lines"]
         log.info("agent stopped: %d lines read, %d shipped, %d spilled, %d lost", ln["read"],

@@ -487,6 +487,8 @@ class AgentConfig(_Model):
     # "auto": heartbeat to `url` if it is a Sluiceway server; "off"; or an explicit base URL.
     report_url: Annotated[str, BeforeValidator(_report_url)] = "auto"
     heartbeat_interval: Duration = Field(default=5.0, gt=0)
+    # The pipeline view on `listen` forgets a reporter this long after its last heartbeat.
+    heartbeat_forget_after: Duration = Field(default=3600.0, gt=0)
     positions_sync: Duration = Field(default=1.0, gt=0)
     # A Promtail positions file (`positions: {path: offset}`) read when this agent has no
     # positions of its own yet, so a migration does not send every file again.

@@ -30,7 +30,8 @@ class DryRun:
         self.entries = 0
 
     def emit(self, pieces: list[Piece], lines: int, nbytes: int,
-             checkpoints: list[Checkpoint], can_wait: bool = False) -> None:
+             checkpoints: list[Checkpoint], can_wait: bool = False,
+             numbers: object = None) -> None:
         rows = sorted((int(t), format_labels(p.labels), line.decode("utf-8", "replace"), md)
                       for p in pieces
                       for t, line, md in zip(p.ts, p.lines, p.metadata or [None] * len(p),

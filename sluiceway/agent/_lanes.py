@@ -29,11 +29,13 @@ from typing import Any
 import orjson
 
 from sluiceway.agent._config import AgentConfig, ClientConfig, MatchStage, TenantStage
+from sluiceway.agent._ledger import AgentLedger
 from sluiceway.agent._positions import Checkpoint, Positions
 from sluiceway.agent._queue import AgentQueue, Batcher, batch_lines, renamed
 from sluiceway.agent._records import Piece
 from sluiceway.agent._ship import shippers
 from sluiceway.durable import atomic_write, ensure_dir
+from sluiceway.model import LedgerGroup
 from sluiceway.ship import DeliveryLoop, DeliveryStats, Push
 
 log = logging.getLogger("sluiceway.agent")
@@ -52,7 +54,7 @@ class FanIn:
         if lanes <= 1:
             return
         with self._lock:
-            for key, gen, start, _end in checkpoints:
+            for key, gen, start, *_rest in checkpoints:
                 self._left[(key, gen, start)] += lanes - 1
 
     def done(self, checkpoints: list[Checkpoint] | list[list[object]]) -> None:
@@ -89,13 +91,16 @@ class Lane:
     """One client (and tenant): its queue, batcher and delivery loops."""
 
     def __init__(self, cfg: AgentConfig, index: int, first: bool, positions: FanIn,
-                 stop_now: threading.Event) -> None:
+                 stop_now: threading.Event, ledger: AgentLedger | None = None) -> None:
         self.cfg, self.client_index, self.first = cfg, index, first
         tenant = f" tenant {cfg.tenant}" if cfg.tenant else ""
         # The first lane speaks as the agent always has; others say which client they are.
         self.who = "agent" if first else f"agent client {index + 1}{tenant}"
         name = "agent" if first else f"agent-{index + 1}-{cfg.tenant or ''}"
-        self.queue = AgentQueue(cfg.queue, cfg.data_dir, positions, name=name)
+        # The ledger counts the losses of the first client's lane (the server the
+        # heartbeats go to); every lane's pushes carry the numbers.
+        self.queue = AgentQueue(cfg.queue, cfg.data_dir, positions, name=name,
+                                ledger=ledger if first else None)
         self.batcher = Batcher(cfg.batch, cfg.format, self.queue, positions,
                                batch_lines(cfg.queue, cfg.batch))
         self.loops: list[DeliveryLoop[Push]] = shippers(cfg, self.queue, stop_now, self.who)
@@ -140,8 +145,9 @@ class Lanes:
     stage names; `emit` is what inputs hand their pieces to."""
 
     def __init__(self, cfg: AgentConfig, positions: Positions,
-                 stop_now: threading.Event) -> None:
+                 stop_now: threading.Event, ledger: AgentLedger | None = None) -> None:
         self.cfg, self.stop_now = cfg, stop_now
+        self.ledger = ledger
         self.clients = cfg.client_configs()
         self.fan = FanIn(positions)
         self._lock = threading.Lock()
@@ -172,7 +178,7 @@ class Lanes:
         if not first:
             atomic_write(where / "lane.json", orjson.dumps({"url": c.url, "tenant": tenant}))
         lane = Lane(lane_config(self.cfg, c, tenant, where), index, first, self.fan,
-                    self.stop_now)
+                    self.stop_now, self.ledger)
         self._lanes[(index, tenant)] = lane
         if self._started:
             lane.start()
@@ -211,10 +217,13 @@ class Lanes:
             return lane
 
     def emit(self, pieces: list[Piece], lines: int, nbytes: int,
-             checkpoints: list[Checkpoint], can_wait: bool = False) -> None:
-        """Hand pieces to every client's lanes (blocks when a lane's queue blocks)."""
+             checkpoints: list[Checkpoint], can_wait: bool = False,
+             numbers: list[LedgerGroup] | None = None) -> None:
+        """Hand pieces to every client's lanes (blocks when a lane's queue blocks).
+        `numbers` (the ledger's) go with the pieces to every lane whole: a lane that
+        gets only some of the pieces (a tenant stage) ships them unnumbered."""
         if self._direct and not any(TENANT_LABEL in p.labels for p in pieces):
-            self.first.batcher.add(pieces, lines, nbytes, checkpoints, can_wait)
+            self.first.batcher.add(pieces, lines, nbytes, checkpoints, can_wait, numbers)
             return
         deliveries: list[tuple[Lane, list[Piece]]] = []
         for i, c in enumerate(self.clients):
@@ -237,7 +246,9 @@ class Lanes:
         for lane, part in deliveries:
             n = sum(map(len, part))
             size = sum(len(line) for p in part for line in p.lines) if n != lines else nbytes
-            lane.batcher.add(part, n, size, checkpoints, can_wait)
+            whole = n == lines
+            lane.batcher.add(part, n, size, checkpoints, can_wait,
+                             numbers if whole else None)
 
     def tick(self, force: bool = False) -> None:
         for lane in self.all():

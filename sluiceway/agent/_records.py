@@ -47,6 +47,7 @@ class Records:
     starts: list[int] | None = None
     fields: list[Fields] | None = None
     labels: list[dict[str, str] | None] | None = None
+    seqs: list[int] | None = None  # the ledger's numbers, when the input numbers lines
     metadata: list[dict[str, str] | None] | None = None
     tags: list[int] | None = None  # a `match` stage's own record numbers
     # The stream labels every record starts with (the pipeline's), for stages that read
@@ -103,6 +104,8 @@ class Records:
             out.fields = [self.fields[i] for i in keep]
         if self.labels is not None:
             out.labels = [self.labels[i] for i in keep]
+        if self.seqs is not None:
+            out.seqs = [self.seqs[i] for i in keep]
         if self.metadata is not None:
             out.metadata = [self.metadata[i] for i in keep]
         if self.tags is not None:
@@ -114,7 +117,7 @@ class Records:
         n0 = len(self.lines)
         self.ts.extend(other.ts)
         self.lines.extend(other.lines)
-        for col in ("starts", "fields", "labels", "metadata"):
+        for col in ("starts", "fields", "labels", "metadata", "seqs"):
             mine, theirs = getattr(self, col), getattr(other, col)
             if mine is None and theirs is None:
                 continue
@@ -127,7 +130,7 @@ class Records:
     def pick(order: list[tuple[Records, int]], base: dict[str, str] | None) -> Records:
         """A batch of the given records of other batches, in this order."""
         out = Records([r.ts[i] for r, i in order], [r.lines[i] for r, i in order], base=base)
-        for col in ("starts", "fields", "labels", "metadata"):
+        for col in ("starts", "fields", "labels", "metadata", "seqs"):
             if any(getattr(r, col) is not None for r, _ in order):
                 setattr(out, col, [getattr(r, col)[i] if getattr(r, col) is not None
                                    else _blank(col, 1)[0] for r, i in order])

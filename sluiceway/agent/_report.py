@@ -78,6 +78,10 @@ def status(agent: Agent) -> dict[str, Any]:
                     "last_error_ts": d["last_error_ts"],
                     "last_success_ts": d["last_success_ts"]},
         "counters": counters, "files": files,
+        "ledger": [agent.ledger.group({
+            "reader": sum(i.emitting_lines for i in agent.inputs if isinstance(i, FileTailer)),
+            "queue": agent.batcher.lines + q["depth"], "sending": q["in_flight"],
+            "disk": q["spill_pending"], "file": agent.ledger.reread_backlog()})],
         # Every client's lanes (the figures above are the first one's).
         "clients": [lane.summary() for lane in agent.lanes.all()],
         "filtered_by_reason": agent.filtered_by_reason(),
@@ -91,7 +95,7 @@ def heartbeat(doc: dict[str, Any]) -> dict[str, Any]:
     files = sorted(doc["files"], key=lambda f: (-f["lag_bytes"], f["path"]))[:HEARTBEAT_FILES]
     return {
         **{k: doc[k] for k in ("id", "kind", "name", "host", "pid", "ts", "interval_s",
-                               "lines", "lost_by_reason", "spill_bytes")},
+                               "lines", "lost_by_reason", "spill_bytes", "ledger")},
         "queue": {**{k: q[k] for k in ("unit", "depth", "capacity", "high_watermark",
                                        "in_flight", "bytes", "max_bytes", "when_full",
                                        "spill_full", "spill_max_bytes", "waiting_s")},

@@ -54,5 +54,6 @@ def shippers(cfg: AgentConfig, queue: AgentQueue, stop: threading.Event,
     watch = Watch(queue.buffer, who, log)
     return [DeliveryLoop(queue.buffer, PushDeliverer(PushClient(target)), who=who,
                          target=target.push_url, logger=log, retry=retry, max_units=1,
-                         stop=stop, on_done=queue.done, stats=stats, watch=watch)
+                         stop=stop, on_done=queue.done, stats=stats, watch=watch,
+                         on_lost=queue.ledger.lose_part if queue.ledger is not None else None)
             for _ in range(cfg.workers)]

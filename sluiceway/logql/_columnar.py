@@ -33,17 +33,11 @@ from sluiceway.logql._exec import Aborted, run_units, split_range
 from sluiceway.logql._levels import stream_level
 from sluiceway.logql._metric_extract import BinCounts, KeyMapper, SeriesLimit, range_pipeline
 from sluiceway.logql._metric_types import F64, I64
-from sluiceway.logql._pipeline import (
-    LabelKey,
-    LogPipeline,
-    count_block,
-    read_blocks,
-    read_summarized,
-)
+from sluiceway.logql._pipeline import LabelKey, LogPipeline, count_block, read_blocks
 from sluiceway.logql._result import QueryStats
 from sluiceway.logql._results_cache import Buckets, SplitResult
-from sluiceway.logql._source import LogSource, SeriesRef
-from sluiceway.model import BlockSummary, EntryBlock
+from sluiceway.logql._source import LogSource
+from sluiceway.model import EntryBlock, ReadHints, SeriesRef
 
 ERROR_DETAILS = "__error_details__"
 
@@ -93,30 +87,27 @@ def _unit(source: LogSource, ref: SeriesRef, split: int, lo: int, hi: int,
           lr: A.LogRange, plan: Plan, mapper: KeyMapper, g: int, edges: I64,
           want_sizes: bool, params: QueryParams,
           limit: SeriesLimit | None) -> Callable[[threading.Event], _Partial]:
-    """One series over one split: blocks from `unit_reads` (deadline, abort and cancel
+    """One series over one split: blocks from `unit_blocks` (deadline, abort and cancel
     checked between them); the series of each block are counted against `max_series`
-    (`limit`, shared by all units) before the next block is read. A block the source
-    hands out as a summary (see `summary_grid`) counts its lines in one bucket."""
+    (`limit`, shared by all units) before the next block is read. Blocks the source
+    left unread and summarized (see `summary_grid`) count their lines in one bucket."""
     def run(abort: threading.Event) -> _Partial:
         out = _Partial(split)
         pipeline = range_pipeline(lr, params, mapper)
-        grid = summary_grid(lr, plan, pipeline, ref, g)
-        for block, idx in unit_reads(source, ref, lo, hi, params, pipeline, abort,
-                                     out.stats, grid):
-            if isinstance(block, BlockSummary):
-                key = summary_key(plan, pipeline, block)
-                bucket = -(-block.maxt // g)
-                if limit is not None:
-                    limit.note_times(key, np.array([block.maxt], dtype=np.int64))
-                out.series.setdefault(key, []).append(Buckets(
-                    np.array([bucket], dtype=np.int64), np.array([float(block.n)]),
-                    np.array([float(block.nbytes)]) if want_sizes else None))
-                continue
-            for key, ts, sizes in run_block(plan, pipeline, mapper, block, idx, want_sizes):
+        hints = pipeline.needs.hints(dict(ref.labels), summary_grid(lr, plan, pipeline,
+                                                                    ref, g))
+        key: LabelKey | None = None
+        for block, idx in unit_blocks(source, ref, lo, hi, params, pipeline, abort,
+                                      out.stats, hints):
+            if hints is not None and hints.summaries:
+                key = _summarized(plan, pipeline, ref, g, want_sizes, hints, out, limit, key)
+            for k, ts, sizes in run_block(plan, pipeline, mapper, block, idx, want_sizes):
                 if len(ts):
                     if limit is not None:
-                        limit.note_times(key, ts)
-                    out.series.setdefault(key, []).append(_bucketize(ts, sizes, g, edges))
+                        limit.note_times(k, ts)
+                    out.series.setdefault(k, []).append(_bucketize(ts, sizes, g, edges))
+        if hints is not None and hints.summaries:
+            _summarized(plan, pipeline, ref, g, want_sizes, hints, out, limit, key)
         return out
 
     return run
@@ -124,7 +115,7 @@ def _unit(source: LogSource, ref: SeriesRef, split: int, lo: int, hi: int,
 
 def summary_grid(lr: A.LogRange, plan: Plan, pipeline: LogPipeline, ref: SeriesRef,
                  g: int) -> int:
-    """The bucket size a unit may take block summaries on (0: none): the query counts
+    """The bucket size the source may summarize blocks on (0: none): the query counts
     every line of the series (no stage at all) into buckets of `g`, and each line's
     series is the stream's (with its `detected_level`, when the series keep it, only
     where the stream labels decide it for every line)."""
@@ -135,40 +126,55 @@ def summary_grid(lr: A.LogRange, plan: Plan, pipeline: LogPipeline, ref: SeriesR
     return g
 
 
+def _summarized(plan: Plan, pipeline: LogPipeline, ref: SeriesRef, g: int, want_sizes: bool,
+                hints: ReadHints, out: _Partial, limit: SeriesLimit | None,
+                key: LabelKey | None) -> LabelKey:
+    """The blocks the source summarized so far into the unit's buckets (and stats)."""
+    if key is None:
+        key = summary_key(plan, pipeline, ref.labels)
+    done, hints.summaries = hints.summaries, []
+    ends = np.fromiter((b.maxt for b in done), dtype=np.int64, count=len(done))
+    if limit is not None:
+        limit.note_times(key, ends)
+    ids, inv = np.unique(-(-ends // g), return_inverse=True)
+    n_lines = np.fromiter((b.n for b in done), dtype=np.float64, count=len(done))
+    n_bytes = np.fromiter((b.nbytes for b in done), dtype=np.float64, count=len(done))
+    out.series.setdefault(key, []).append(Buckets(
+        ids.astype(np.int64),
+        np.bincount(inv, weights=n_lines, minlength=len(ids)).astype(np.float64),
+        np.bincount(inv, weights=n_bytes, minlength=len(ids)).astype(np.float64)
+        if want_sizes else None))
+    st = out.stats
+    st.blocks_summarized += len(done)
+    n = sum(b.n for b in done)
+    st.lines_processed += n
+    st.post_filter_lines += n
+    st.bytes_processed += sum(b.nbytes for b in done)
+    return key
+
+
 def unit_blocks(source: LogSource, ref: SeriesRef, lo: int, hi: int, params: QueryParams,
-                pipeline: LogPipeline, abort: threading.Event,
-                st: QueryStats) -> Iterator[tuple[EntryBlock, npt.NDArray[np.intp]]]:
-    """A unit's blocks that have lines past the line filters, with those lines (no
-    summaries: see `unit_reads`)."""
-    for block, idx in unit_reads(source, ref, lo, hi, params, pipeline, abort, st, 0):
-        if isinstance(block, EntryBlock):
-            yield block, idx
-
-
-def unit_reads(source: LogSource, ref: SeriesRef, lo: int, hi: int, params: QueryParams,
-               pipeline: LogPipeline, abort: threading.Event, st: QueryStats, grid: int,
-               ) -> Iterator[tuple[EntryBlock | BlockSummary, npt.NDArray[np.intp]]]:
-    """A unit's blocks that have lines past the line filters, with those lines, and
-    with `grid` the blocks the source summarizes (their index array is empty). Before
+                pipeline: LogPipeline, abort: threading.Event, st: QueryStats,
+                hints: ReadHints | None = None,
+                ) -> Iterator[tuple[EntryBlock, npt.NDArray[np.intp]]]:
+    """A unit's blocks that have lines past the line filters, with those lines. Before
     each block: the deadline (`read_blocks`), the abort flag (another unit failed) and
     the query's cancel flag. Every block read is counted in the unit's own stats (merged
-    by the caller: no shared counters); blocks the token needs rule out are not read."""
-    hints = pipeline.needs.hints(dict(ref.labels), grid)
-    for block in read_summarized(source, ref, lo, hi, "forward", params.deadline, hints, st):
+    by the caller: no shared counters). `hints` (default: the pipeline's token needs for
+    the series) go to the source: what they leave unread is counted in `st`."""
+    if hints is None:
+        hints = pipeline.needs.hints(dict(ref.labels))
+    for block in read_blocks(source, ref, lo, hi, "forward", params.deadline,
+                             pipeline.prefilter, hints, st):
         if abort.is_set():
             raise Aborted()
         params.options.check()
-        if isinstance(block, BlockSummary):
-            count_block(st, block, block.n)
-            yield block, _NO_LINES
-            continue
         idx = pipeline.select(block)
         count_block(st, block, len(idx))
         if len(idx):
             yield block, idx
 
 
-_NO_LINES: npt.NDArray[np.intp] = np.zeros(0, dtype=np.intp)
 PROBE_LINES = 1024
 
 
@@ -181,7 +187,7 @@ def _probe(source: LogSource, ref: SeriesRef, lo: int, hi: int, lr: A.LogRange,
     def run(abort: threading.Event) -> None:
         pipeline = range_pipeline(lr, params, mapper)
         blocks = read_blocks(source, ref, lo, hi, "forward", params.deadline,
-                             pipeline.needs.hints(dict(ref.labels)))
+                             pipeline.prefilter, pipeline.needs.hints(dict(ref.labels)))
         try:
             block = next(blocks, None)
         finally:
@@ -257,7 +263,7 @@ def count_lines(source: LogSource, params: QueryParams, lr: A.LogRange, lo: int,
     shape = (tuple(tenants), repr(lr.log), lr.range_ns, lr.offset_ns, plan.by, want, g,
              levels)
     keys: dict[int, Hashable] = {}
-    units = []
+    todo: list[tuple[int, int, int]] = []  # splits to read: (index, start, end)
     for k, (a, b) in enumerate(splits):
         if cache is not None and b <= closed_before:
             keys[k] = (generation, shape, a, b)
@@ -270,8 +276,11 @@ def count_lines(source: LogSource, params: QueryParams, lr: A.LogRange, lo: int,
                         limit.note_times(key, bk.ids * g)  # a bucket's edge is in its slot
                 _add_to(counts, sizes, g, hit)
                 continue
-        units += [_unit(source, ref, k, a, b, lr, plan, mapper, g, edges, want, params,
-                        limit) for ref in refs]
+        todo.append((k, a, b))
+    # Series by series, then time: with one thread the first pipeline error is the one the
+    # per-line engine meets (`run_units` raises the earliest unit's).
+    units = [_unit(source, ref, k, a, b, lr, plan, mapper, g, edges, want, params, limit)
+             for ref in refs for k, a, b in todo]
     # With no more series than threads they all start at once anyway.
     if 1 < opts.parallelism < len(refs) and plan.can_fail():
         for _ in run_units([_probe(source, ref, lo, hi, lr, plan, mapper, params)

@@ -9,6 +9,8 @@ every case; `group_rows` gives each surviving line its series key.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import numpy.typing as npt
 
@@ -35,7 +37,7 @@ from sluiceway.logql._levels import DETECTED_LEVEL, LevelRules, block_levels, st
 from sluiceway.logql._metric_extract import KeyMapper, pipeline_error
 from sluiceway.logql._metric_types import I64
 from sluiceway.logql._pipeline import LabelKey, LogPipeline
-from sluiceway.model import BlockSummary, EntryBlock
+from sluiceway.model import EntryBlock
 
 Group = tuple[LabelKey, I64, I64 | None]  # series key, ts, line sizes
 
@@ -162,12 +164,13 @@ def run_block(plan: Plan, pipeline: LogPipeline, mapper: KeyMapper, block: Entry
     return groups
 
 
-def summary_key(plan: Plan, pipeline: LogPipeline, summary: BlockSummary) -> LabelKey:
-    """The series key of every line of a summarized block (a plan without stages: the
-    stream's labels, with the level the stream labels decide when the series keep it)."""
-    env = {k: Col.constant(1, v) for k, v in summary.labels.items()}
+def summary_key(plan: Plan, pipeline: LogPipeline, labels: Mapping[str, str]) -> LabelKey:
+    """The series key of every line of a summarized block of a stream with these labels
+    (a plan without stages: the stream's labels, with the level its labels decide when
+    the series keep it)."""
+    env = {k: Col.constant(1, v) for k, v in labels.items()}
     if pipeline.levels is not None:
-        level = stream_level(pipeline.levels, summary.labels)
+        level = stream_level(pipeline.levels, labels)
         if level is None:
             raise ValueError("a block summary of a stream whose lines decide their level")
         env[DETECTED_LEVEL] = Col.constant(1, level)

@@ -16,7 +16,12 @@ import numpy as np
 
 from sluiceway.logql import _ast as A
 from sluiceway.logql._block_needs import BlockNeeds, block_needs
-from sluiceway.logql._filters import BlockFilter, compile_line_filter, contains_mask
+from sluiceway.logql._filters import (
+    BlockFilter,
+    LinePrefilter,
+    compile_line_filter,
+    contains_mask,
+)
 from sluiceway.logql._levels import (
     DETECTED_LEVEL,
     LevelRules,
@@ -26,9 +31,9 @@ from sluiceway.logql._levels import (
 )
 from sluiceway.logql._limits import DEFAULT_MAX_LINE_SIZE, Deadline
 from sluiceway.logql._result import QueryStats
-from sluiceway.logql._source import LogSource, SeriesRef
+from sluiceway.logql._source import LogSource
 from sluiceway.logql._stages import METADATA, PARSED, Row, RowStage, compile_row_stages
-from sluiceway.model import BlockSummary, EntryBlock, ReadHints
+from sluiceway.model import EntryBlock, ReadHints, SeriesRef
 
 LabelKey = tuple[tuple[str, str], ...]
 # (ts, line, labels key, categorized extra or None)
@@ -57,6 +62,8 @@ class LogPipeline:
             n += 1
         self.block_filters: list[BlockFilter] = [
             compile_line_filter(s) for s in stages[:n] if isinstance(s, A.LineFilter)]
+        # What the source may filter by next to the data (`LogSource.blocks`).
+        self.prefilter = LinePrefilter.of(stages[:n])
         # Pass rates seen so far: the leading filters are ANDed predicates on the same
         # line, so running the most selective first lets the others look at few lines.
         self._rates = [0.0] * len(self.block_filters)
@@ -172,7 +179,7 @@ def selected_blocks(source: LogSource, ref: SeriesRef, pipeline: LogPipeline, st
     checked before each (`read_blocks`); blocks the pipeline's token needs rule out are
     not read (`BlockNeeds`, counted in `stats.blocks_skipped`)."""
     blocks = read_blocks(source, ref, start, end, direction, pipeline.deadline,
-                         pipeline.needs.hints(dict(ref.labels)), stats)
+                         pipeline.prefilter, pipeline.needs.hints(dict(ref.labels)), stats)
     if pool is None:
         selected: Iterator[tuple[EntryBlock, Any]] = ((b, pipeline.select(b)) for b in blocks)
     else:
@@ -182,15 +189,8 @@ def selected_blocks(source: LogSource, ref: SeriesRef, pipeline: LogPipeline, st
         yield block, idx
 
 
-def count_block(stats: QueryStats, block: EntryBlock | BlockSummary, selected: int) -> None:
-    """A block read (or answered from its summary), `selected` of its lines past the line
-    filters."""
-    if isinstance(block, BlockSummary):
-        stats.blocks_summarized += 1
-        stats.lines_processed += block.n
-        stats.bytes_processed += block.nbytes
-        stats.post_filter_lines += selected
-        return
+def count_block(stats: QueryStats, block: EntryBlock, selected: int) -> None:
+    """A block read, `selected` of its lines past the line filters."""
     stats.blocks_read += 1
     stats.lines_processed += len(block)
     stats.bytes_processed += block.nbytes
@@ -201,39 +201,29 @@ def count_block(stats: QueryStats, block: EntryBlock | BlockSummary, selected: i
 
 
 def read_blocks(source: LogSource, ref: SeriesRef, start: int, end: int, direction: str,
-                deadline: Deadline | None, hints: ReadHints | None = None,
-                stats: QueryStats | None = None) -> Generator[EntryBlock, None, None]:
+                deadline: Deadline | None, prefilter: LinePrefilter | None,
+                hints: ReadHints | None = None, stats: QueryStats | None = None,
+                ) -> Generator[EntryBlock, None, None]:
     """The series' blocks clipped to [start, end), empty ones left out; the query's
     deadline is checked before each one is handed on (every engine reads through here).
+    The source gets the deadline and the query's line prefilter too (`LogSource.blocks`),
+    and `hints` when given (what it may leave unread: the blocks it skipped are added to
+    `stats.blocks_skipped` once the read ends; its summaries stay on `hints`).
     Blocks are bounded in size: one chunk block (about 256 KiB of lines when flushed,
     1 MiB once compacted; `MemorySource`: `block_size` lines) or a stream's unflushed
     head, so one check per block bounds the time between two checks of the columnar
     stages, which work on whole blocks in C; the per-line stages also check every
-    `Deadline.CHECK_EVERY` lines. `hints` go to the source (no summaries asked for
-    here); the blocks it skipped are added to `stats.blocks_skipped`."""
-    if hints is not None and hints.summary_grid:
-        raise ValueError("read_blocks takes no summaries: use read_summarized")
-    for b in read_summarized(source, ref, start, end, direction, deadline, hints, stats):
-        if isinstance(b, BlockSummary):
-            raise TypeError(f"{type(source).__name__} handed out a summary not asked for")
-        yield b
-
-
-def read_summarized(source: LogSource, ref: SeriesRef, start: int, end: int,
-                    direction: str, deadline: Deadline | None,
-                    hints: ReadHints | None = None, stats: QueryStats | None = None,
-                    ) -> Generator[EntryBlock | BlockSummary, None, None]:
-    """`read_blocks`, with the summaries `hints.summary_grid` asks for (whole, unclipped:
-    the source hands out only those wholly inside the range)."""
-    blocks = source.blocks(ref, start, end, direction, hints=hints) if hints is not None \
-        else source.blocks(ref, start, end, direction)
+    `Deadline.CHECK_EVERY` lines."""
+    if hints is None:
+        blocks = source.blocks(ref, start, end, direction, prefilter=prefilter,
+                               deadline=deadline)
+    else:
+        blocks = source.blocks(ref, start, end, direction, prefilter=prefilter,
+                               deadline=deadline, hints=hints)
     try:
         for b in blocks:
             if deadline is not None:
                 deadline.check()
-            if isinstance(b, BlockSummary):
-                yield b
-                continue
             b = b.clip(start, end)
             if len(b):
                 yield b

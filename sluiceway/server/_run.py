@@ -96,6 +96,7 @@ def serve(cfg: Config, before_stop: Callable[[], None] | None = None,
     once the server is bound and serving (`sluiceway up` says so only then)."""
     setup_logging(cfg.server.log_level)
     from sluiceway.server._app import (
+        check_delete_delay,
         create_app,  # the query engine loads only to serve
         store_config,
     )
@@ -107,6 +108,8 @@ def serve(cfg: Config, before_stop: Callable[[], None] | None = None,
     if cfg.loki_ignored:
         log.warning("config: these keys of a Loki config have no effect here: %s",
                     ", ".join(cfg.loki_ignored))
+    if (short := check_delete_delay(cfg)) is not None:
+        log.warning("config: %s", short)
     split_listen(cfg.server.listen)  # a malformed address fails before anything starts
     limits = TenantLimits(cfg.limits, cfg.runtime_config)
     limits.load()  # a bad runtime config: ConfigError, exit 2 before anything starts

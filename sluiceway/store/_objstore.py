@@ -124,7 +124,9 @@ def check_prefix(prefix: str) -> str:
         raise InvalidKey(f"list prefix {prefix!r} is not the beginning of a key")
     head, _, _last = prefix.rpartition("/")
     if head:
-        check_key(head)
+        # The complete parts are directories of keys, never a key's last part: a part of
+        # up to MAX_PART_BYTES (a tenant directory's name) is fine there.
+        check_key(head + "/x")
     return prefix
 
 

@@ -7,7 +7,8 @@ they scan: a `/series` or `/labels` call, however long, delays no push.
 
 Chunk bytes are read, written and deleted only through the store's `ObjectStore`, under
 the tenant's key prefix (`<tenant dir>/`); a chunk's key below it is its index path
-(`chunks/<day>/<fp hex>-<mint>-<id>.chunk`). The index log stays a local file in `root`.
+(`chunks/<day>/<fp hex>-<mint>-<id>.chunk`). Its index is `index.TenantIndex`: immutable
+objects in the same object store, below `index/<tenant dir>/`.
 """
 
 from __future__ import annotations
@@ -22,9 +23,6 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from sluiceway.durable import ensure_dir
 from sluiceway.model import (
@@ -33,15 +31,17 @@ from sluiceway.model import (
     Matcher,
     ReadHints,
     format_labels,
+    in_read_order,
+    merge_stream,
     parse_labels,
+    sort_dedupe,
 )
 from sluiceway.store._blockfilter import TokenProbe
-from sluiceway.store._blocks import sort_dedupe
 from sluiceway.store._cache import ChunkCache
 from sluiceway.store._chunk import ChunkError
 from sluiceway.store._chunkfmt import VERSION, BlockInfo, Footer
 from sluiceway.store._chunkio import ChunkIO, Held, LogPositions
-from sluiceway.store._index import IndexLog, read_index
+from sluiceway.store._index import Delta, IndexEntry, Removal, TenantIndex, Writer
 from sluiceway.store._ingestlog import Position
 from sluiceway.store._objstore import NotFound, ObjectInfo, ObjectStore
 from sluiceway.store._quarantine import CORRUPT, set_aside
@@ -52,7 +52,7 @@ log = logging.getLogger("sluiceway.store")
 # Chunk decoding runs here so decompression overlaps with filtering on the query thread.
 _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="chunk-load")
 _PREFETCH = 3
-Loaded = EntryBlock | BlockSummary | ChunkError | OSError  # a block read, or why it failed
+Loaded = EntryBlock | ChunkError | OSError  # a block read on the pool, or why it failed
 
 
 _DAY_NS = 86_400 * 10**9
@@ -73,10 +73,12 @@ def is_chunk_key(rel: str) -> bool:
 class TenantStore:
     def __init__(self, tenant: str, root: Path, objects: ObjectStore, prefix: str,
                  cache: ChunkCache, chunk_target_bytes: int, compression_level: int,
-                 positions: LogPositions | None = None) -> None:
-        """`root`: the tenant's local directory (its index log); `objects` and `prefix`:
-        where its chunks are (`prefix` + a chunk's path is its key); `positions`: how
-        chunk footers name ingest-log positions (None: they name none)."""
+                 positions: LogPositions | None = None, writer: Writer | None = None) -> None:
+        """`root`: the tenant's local directory (it marks a tenant this data dir has
+        written, so a start finds it even when every index object is gone); `objects` and
+        `prefix`: where its chunks are (`prefix` + a chunk's path is its key) and, below
+        `index/<prefix>`, its index objects, named by `writer`; `positions`: how chunk
+        footers name ingest-log positions (None: they name none)."""
         self.positions = positions
         self.tenant = tenant
         self.root = root
@@ -98,48 +100,93 @@ class TenantStore:
         # Called with each stream a series scan looks at, no lock held (a test's pause).
         self.scan_hook: Callable[[Stream], None] | None = None
         ensure_dir(root)
-        self.index_records_lost = 0  # damaged index records skipped at load
         self.chunks_readded = 0  # chunk files the index no longer named, taken back
         self.chunks_quarantined: dict[str, int] = {}  # by reason
         self.generation = 0  # chunks taken out of service (part of `Store.generation`)
-        self.deleted_paths: set[str] = set()  # of "del" records, kept for recover_chunks
-        self.index_damaged = False
-        end = self._load_index()
-        self.index = IndexLog(root / "index.log", end)
+        self.legacy_lost = 0  # damaged records of a version-1 index log this start migrated
+        self.damaged_at_start = False  # that log was damaged, or no index while chunks are
+        # Its changes are applied to the streams holding `index.lock`, in the order made.
+        self.index = TenantIndex(tenant, objects, prefix.rstrip("/"), writer)
 
-    # --- loading -------------------------------------------------------------------
-    def _load_index(self) -> int:
-        scan = read_index(self.root / "index.log")
-        self.index_records_lost = scan.lost
-        # The index lost records (or all of them): recover_chunks compares it with the disk.
-        self.index_damaged = bool(scan.damage) or (
-            not scan.records and bool(self.chunk_objects()))
-        for r in scan.records:
-            try:
-                self._apply_index_record(r)
-            except (KeyError, ValueError, TypeError) as exc:
-                self.index_records_lost += 1
-                self.index_damaged = True
-                log.warning("index %s: malformed record skipped (%r): %s",
-                            self.root / "index.log", exc, r)
-        for s in self.streams.values():
-            s.chunks = sorted(s.chunks, key=lambda c: c.mint)
-            if s.chunks:
-                s.max_ts = max(c.maxt for c in s.chunks)
-        return scan.end
+    # --- the index ---------------------------------------------------------------------
+    @property
+    def index_records_lost(self) -> int:
+        """Damaged index records skipped (objects read, and a migrated version-1 log)."""
+        return self.index.records_lost + self.legacy_lost
 
-    def _apply_index_record(self, r: dict[str, Any]) -> None:
-        # Records before the ingest log seam also name a WAL position ("seg", "off"):
-        # replay no longer needs it (`Heads` drops what chunks hold), so it is not read.
-        if r["op"] == "add":
-            s = self.stream(int(r["fp"]), parse_labels(r["labels"]))
-            s.chunks.append(ChunkRef(r["path"], r["mint"], r["maxt"], r["n"], r["raw"],
-                                     r["size"], r.get("lvl", 1), r.get("at", 0.0)))
-        elif r["op"] == "del":
-            self.deleted_paths.add(r["path"])
-            s2 = self.streams.get(int(r["fp"]))
+    @property
+    def index_damaged(self) -> bool:
+        """The index lost records: `recover_chunks` compares it with the chunks."""
+        return self.index.damaged or self.damaged_at_start
+
+    def load_index(self, listing: list[ObjectInfo] | None = None) -> None:
+        """Read the tenant's index objects (at start; `listing` when the store listed them
+        already). No object while chunks exist: the index is lost, and is damaged."""
+        self.sync_index(listing, count=False)
+        if not self.index.object_count() and not self.index.unreadable \
+                and self.chunk_objects():
+            self.damaged_at_start = True
+
+    def sync_index(self, listing: list[ObjectInfo] | None = None, count: bool = True,
+                   listed_at: int | None = None) -> None:
+        """Fold in index objects written since the last sync (by any process) and forget
+        those deleted (`listed_at`: `index.step` before `listing` was made); a change
+        bumps the generation (`count`)."""
+        with self.index.lock:
+            delta = self.index.sync(listing, listed_at)
+            self.apply_delta(delta)
+        if delta and count:
+            with self._count_lock:
+                self.generation += 1
+
+    def apply_delta(self, delta: Delta) -> None:
+        """Chunks into and out of their streams' lists (the caller holds `index.lock`)."""
+        added: dict[int, list[IndexEntry]] = {}
+        for e in delta.added:
+            added.setdefault(e.fp, []).append(e)
+        for fp, entries in added.items():
+            s = self.streams.get(fp) or self.stream(fp, parse_labels(entries[0].labels))
+            paths = {e.ref.path for e in entries}
+            with s.lock:
+                s.chunks = sorted([*(c for c in s.chunks if c.path not in paths),
+                                   *(e.ref for e in entries)], key=lambda c: c.mint)
+                s.max_ts = max(s.max_ts, max(e.ref.maxt for e in entries))
+        removed: dict[int, set[str]] = {}
+        for e in delta.removed:
+            removed.setdefault(e.fp, set()).add(e.ref.path)
+            self.cache.discard(self.key(e.ref.path))
+        for fp, gone in removed.items():
+            s2 = self.streams.get(fp)
             if s2 is not None:
-                s2.chunks = [c for c in s2.chunks if c.path != r["path"]]
+                with s2.lock:
+                    s2.chunks = [c for c in s2.chunks if c.path not in gone]
+
+    def entry(self, s: Stream, ref: ChunkRef) -> IndexEntry:
+        return IndexEntry(s.fp, format_labels(s.labels), ref)
+
+    def remove_chunks(self, removals: list[Removal]) -> None:
+        """Take chunks out of service: in the index (OSError when it cannot be written)
+        and in the streams."""
+        with self.index.lock:
+            self.apply_delta(self.index.remove(removals))
+
+    def collect_garbage(self, now: float, delay: float) -> tuple[int, int]:
+        """Delete for good the chunks and index objects out of service for `delay`
+        seconds; how many of each."""
+        chunks, names = self.index.garbage(now, delay)
+        if chunks:
+            self.objects.delete_many([self.key(p) for p in chunks])
+            self.index.chunks_deleted(chunks)
+        if names:
+            self.objects.delete_many([self.index.key(n) for n in names])
+            with self.index.lock:
+                self.apply_delta(self.index.objects_deleted(names))
+        return len(chunks), len(names)
+
+    def compact_index(self) -> int:
+        """One index object per period (`TenantIndex.compact`)."""
+        with self.index.lock:
+            return self.index.compact()
 
     def key(self, rel: str) -> str:
         """The object key of a tenant-relative path (a chunk's `path`)."""
@@ -155,10 +202,6 @@ class TenantStore:
             if is_chunk_key(rel):
                 out[rel] = o
         return out
-
-    def delete_chunk_objects(self, rels: list[str]) -> None:
-        """Delete chunks no index record names any more (idempotent)."""
-        self.objects.delete_many([self.key(r) for r in rels])
 
     def stream(self, fp: int, labels: dict[str, str]) -> Stream:
         """The stream `fp`, made (and put in the postings) if new."""
@@ -206,8 +249,9 @@ class TenantStore:
     def flush_many(self, jobs: list[tuple[Stream, Sealed]]
                    ) -> tuple[list[tuple[Stream, Sealed]], BaseException | None]:
         """Write sealed heads as chunks: every object, their syncs shared (`put_many`),
-        then one index append naming the ones that are durable. Returns the jobs that
-        could not be written (they stay in memory and in the WAL) and the first error."""
+        then an index object per period naming the ones that are durable; only then do
+        their heads leave memory. Returns the jobs that could not be written (they stay
+        in memory and in the WAL) and the first error."""
         files: list[tuple[str, bytes]] = []
         refs: list[ChunkRef] = []
         blocks: list[EntryBlock] = []
@@ -222,20 +266,28 @@ class TenantStore:
         done = [i for i, r in enumerate(results) if r is None]
         error: BaseException | None = next((r for r in results if r is not None), None)
         if done:
-            try:
-                self.index.append([self.add_record(jobs[i][0], refs[i]) for i in done])
-            except OSError as exc:
-                # Never named: nothing may keep them.
-                self.objects.delete_many([files[i][0] for i in done])
-                return jobs, exc
+            with self.index.lock:
+                delta, unnamed, err = self.index.add([self.entry(jobs[i][0], refs[i])
+                                                      for i in done])
+                self.apply_delta(delta)
+            if unnamed:
+                # Never named: nothing may keep them; their heads stay and are written again.
+                lost = {e.ref.path for e in unnamed}
+                try:
+                    self.objects.delete_many([self.key(p) for p in lost])
+                except OSError as exc:  # left unnamed: never read
+                    log.warning("tenant %s: chunks no index object names could not be "
+                                "deleted: %s", self.tenant, exc)
+                error = error or err
+                done = [i for i in done if refs[i].path not in lost]
         for i in done:
             s, sealed = jobs[i]
-            with s.lock:  # the chunk in, then the memory out: a reader never misses both
-                s.chunks = sorted([*s.chunks, refs[i]], key=lambda c: c.mint)
+            with s.lock:  # the chunk is in (apply_delta), then the memory out
                 s.sealed = [x for x in s.sealed if x is not sealed]
         for i in done:
             self.chunkio.written(files[i][0], files[i][1], blocks[i])
-        return [jobs[i] for i, r in enumerate(results) if r is not None], error
+        kept = set(done)
+        return [jobs[i] for i in range(len(jobs)) if i not in kept], error
 
     def _encode(self, s: Stream, block: EntryBlock, level: int, log_pos: bytes,
                 filters: bool = False) -> tuple[bytes, ChunkRef]:
@@ -263,21 +315,17 @@ class TenantStore:
         self.objects.put(self.key(ref.path), data)
         return ref
 
-    @staticmethod
-    def add_record(s: Stream, ref: ChunkRef) -> dict[str, object]:
-        return {"op": "add", "fp": s.fp, "labels": format_labels(s.labels), "path": ref.path,
-                "mint": ref.mint, "maxt": ref.maxt, "n": ref.n, "raw": ref.raw_bytes,
-                "size": ref.size, "lvl": ref.level, "at": ref.created}
-
     def replace_chunks(self, s: Stream, old: list[ChunkRef], new: ChunkRef) -> None:
-        """Swap `old` for `new` in the index (one append) and in memory."""
-        self.index.append([self.add_record(s, new),
-                           *({"op": "del", "fp": s.fp, "path": c.path} for c in old)])
-        with s.lock:
-            s.chunks = sorted([c for c in s.chunks if c not in old] + [new],
-                              key=lambda c: c.mint)
-        for c in old:
-            self.cache.discard(self.key(c.path))
+        """Swap `old` for `new`: one index object adds the new chunk and takes the old ones
+        out of service (deleted `delete_delay` later). When it cannot be written, the new
+        chunk is deleted and the OSError raised."""
+        try:
+            with self.index.lock:
+                self.apply_delta(self.index.replace(self.entry(s, new),
+                                                    [Removal(s.fp, c.path) for c in old]))
+        except OSError:
+            self.objects.delete_many([self.key(new.path)])
+            raise
 
     def seal_all(self, older_than: float | None = None, idle_since: float | None = None,
                  after_below: Position | None = None) -> list[tuple[Stream, Sealed]]:
@@ -303,17 +351,9 @@ class TenantStore:
         doomed = [(s, c) for s in self.stream_list() for c in s.chunks if c.maxt < cutoff_ns]
         if not doomed:
             return 0
-        self.index.append([{"op": "del", "fp": s.fp, "path": c.path} for s, c in doomed])
-        by_stream: dict[int, tuple[Stream, list[ChunkRef]]] = {}
-        for s, c in doomed:
-            by_stream.setdefault(id(s), (s, []))[1].append(c)
-        for s, gone in by_stream.values():
-            with s.lock:
-                s.chunks = [c for c in s.chunks if c not in gone]
-            for c in gone:
-                self.cache.discard(self.key(c.path))
-        self._forget_empty_streams([s for s, _ in by_stream.values()])
-        self.delete_chunk_objects([c.path for _s, c in doomed])
+        # Out of service now; the files go `delete_delay` later (`collect_garbage`).
+        self.remove_chunks([Removal(s.fp, c.path) for s, c in doomed])
+        self._forget_empty_streams(list({id(s): s for s, _ in doomed}.values()))
         return len(doomed)
 
     def _forget_empty_streams(self, streams: list[Stream]) -> None:
@@ -373,75 +413,52 @@ class TenantStore:
     def blocks(self, s: Stream, start: int, end: int, direction: str,
                warn: Callable[[str], None] | None = None,
                hints: ReadHints | None = None) -> Iterator[EntryBlock]:
-        """`read` for a reader that takes no summaries (`hints.summary_grid` is ignored)."""
-        if hints is not None and hints.summary_grid:
-            hints = ReadHints(hints.tokens)
-        for b in self.read(s, start, end, direction, warn, hints):
-            if isinstance(b, EntryBlock):
-                yield b
-
-    def read(self, s: Stream, start: int, end: int, direction: str,
-             warn: Callable[[str], None] | None = None,
-             hints: ReadHints | None = None) -> Iterator[EntryBlock | BlockSummary]:
         """Time-disjoint sorted blocks of one stream in [start, end), in `direction` order;
         a chunk that cannot be read is left out and `warn` is told (`take_out`).
 
         Only the blocks of a chunk that overlap [start, end) are read (format 2; a
         format-1 chunk is one block). Chunks may overlap in time (concurrent pushers,
-        out-of-order writes), so blocks are merged as a stream: after each block,
-        everything that lies before the start of every block still to come (or, backward,
-        after their end) is final and goes out; only the rest is kept.
+        out-of-order writes): blocks are merged as a stream by `sluiceway.model.merge_stream`,
+        each with where the blocks still to come start (the chunk's next block, the next
+        chunk), pulled one at a time while the next ones are decoded ahead.
 
         `hints` (see `ReadHints`): a block whose token filter lacks one of `hints.tokens`
-        is not read; with `hints.summary_grid` (forward only), a block of a chunk that no
-        other chunk (nor the head) overlaps in time comes as a `BlockSummary` when it
-        qualifies (`_summary`) — no other data can hold a duplicate of its entries.
+        is not read (counted in `hints.skipped`); with `hints.summary_grid` (forward
+        only), a block of a chunk that no other chunk (nor the head) overlaps in time goes
+        to `hints.summaries` instead of being read when it qualifies (`_Read.summaries`):
+        no other data can hold a duplicate of its entries, so nothing of it is pending in
+        the merge.
         """
         chunks, mem = self.snapshot(s, start, end)
-        items: list[tuple[int, int, ChunkRef | list[HeadPiece]]] = [
+        spans: list[tuple[int, int, ChunkRef | list[HeadPiece]]] = [
             (c.mint, c.maxt, c) for c in chunks]
         if mem:
-            items.append((min(p.mint for p in mem), max(p.maxt for p in mem), mem))
+            spans.append((min(p.mint for p in mem), max(p.maxt for p in mem), mem))
         forward = direction != "backward"
-        items.sort(key=(lambda t: t[0]) if forward else (lambda t: -t[1]))
-        read = _Read(start, end, hints, forward, items)
-        pending: EntryBlock | None = None
-        for i, block, inner in self._loaded(s, [it[2] for it in items], read, warn):
-            if isinstance(block, BlockSummary):
-                # Its chunk overlaps nothing else: nothing can be pending.
-                if pending is not None and len(pending):
-                    raise AssertionError("a summarized block met pending entries")
-                yield block
-                continue
-            # An unreadable block is None; blocks that do not overlap leave an empty
-            # block pending: neither is merged, so the next block is not copied.
-            parts = [b for b in (pending, block) if b is not None and len(b)]
-            if not parts:
-                continue
-            merged = parts[0] if len(parts) == 1 else sort_dedupe(EntryBlock.concat(parts))
-            # Where the blocks still to come start: this item's next block, the next item.
-            bounds = [inner] if inner is not None else []
-            if i + 1 < len(items):
-                bounds.append(items[i + 1][0] if forward else items[i + 1][1])
-            if not bounds:
-                out, pending = merged, None
-            elif forward:
-                cut = int(np.searchsorted(merged.ts, min(bounds), "left"))
-                out, pending = merged.slice(0, cut), merged.slice(cut, len(merged))
-            else:
-                cut = int(np.searchsorted(merged.ts, max(bounds), "right"))
-                out, pending = merged.slice(cut, len(merged)), merged.slice(0, cut)
-            out = out.clip(start, end)
-            if len(out):
-                yield out
-        if pending is not None and len(pending):  # the blocks it waited for were unreadable
-            out = pending.clip(start, end)
-            if len(out):
-                yield out
+        ordered = in_read_order(spans, direction)
+        read = _Read(start, end, hints, forward, ordered)
+
+        def bounded() -> Iterator[tuple[EntryBlock | None, int | None]]:
+            for i, block, inner in self._loaded(s, [it for _, _, it in ordered], read, warn):
+                # Where the blocks still to come start: this item's next block, the next item.
+                bounds = [inner] if inner is not None else []
+                if i + 1 < len(ordered):
+                    bounds.append(ordered[i + 1][0] if forward else ordered[i + 1][1])
+                yield block, (None if not bounds else min(bounds) if forward else max(bounds))
+
+        return merge_stream(bounded(), direction, start, end)
+
+    def stats(self, s: Stream, start: int, end: int) -> tuple[int, int, int]:
+        """Chunks, entries and bytes of the chunks (and the head, as one chunk) of `s`
+        overlapping [start, end), from chunk metadata alone (nothing is decoded)."""
+        chunks, mem = self.snapshot(s, start, end)
+        return (len(chunks) + (1 if mem else 0),
+                sum(c.n for c in chunks) + sum(len(p.block) for p in mem),
+                sum(c.raw_bytes for c in chunks) + sum(p.block.nbytes for p in mem))
 
     def _loaded(self, s: Stream, items: list[ChunkRef | list[HeadPiece]], read: _Read,
                 warn: Callable[[str], None] | None
-                ) -> Iterator[tuple[int, EntryBlock | BlockSummary | None, int | None]]:
+                ) -> Iterator[tuple[int, EntryBlock | None, int | None]]:
         """(item index, block, where the item's next block starts) for every block of
         `items` overlapping the read's range, in order: each chunk's blocks in the read's
         direction (the start is their first timestamp forward, their last backward; None
@@ -464,9 +481,9 @@ class TenantStore:
             i, fut, inner, ref = ahead.popleft()
             submit()
             got = fut.result()
-            block: EntryBlock | BlockSummary | None = None
+            block: EntryBlock | None = None
             if ref is None or ref.path not in failed:
-                if isinstance(got, (EntryBlock, BlockSummary)):
+                if isinstance(got, EntryBlock):
                     block = got
                 elif ref is not None:
                     failed.add(ref.path)
@@ -480,7 +497,7 @@ class TenantStore:
         When a chunk's turn comes, its footer (the cache, or one range read of its tail)
         and the bytes of the blocks the range needs (one range read: they are
         neighbours) are read here; blocks the read's token filter rules out are left
-        out, blocks it may summarize are not read."""
+        out, and the blocks it summarizes are not read either."""
         for i, item in enumerate(items):
             if not isinstance(item, ChunkRef):
                 done: Future[Loaded] = Future()
@@ -489,11 +506,9 @@ class TenantStore:
                 continue
             try:
                 footer, held = self.footer(s, item)
-                wanted = read.wanted(footer, i)
-                summaries = read.summaries(footer, i, wanted, s.labels)
-                held = self.chunkio.fetch(self.key(item.path),
-                                          [b for b in wanted if b.index not in summaries],
-                                          held)
+                wanted = read.wanted(footer)
+                wanted = read.summarize(footer, i, wanted)
+                held = self.chunkio.fetch(self.key(item.path), wanted, held)
             except (ChunkError, OSError) as exc:
                 self._unreadable(s, item, exc, warn)
                 continue
@@ -502,12 +517,6 @@ class TenantStore:
             for j, b in enumerate(wanted):
                 inner = None if j + 1 == len(wanted) else \
                     wanted[j + 1].mint if read.forward else wanted[j + 1].maxt
-                summary = summaries.get(b.index)
-                if summary is not None:
-                    ready: Future[Loaded] = Future()
-                    ready.set_result(summary)
-                    yield i, ready, inner, item
-                    continue
                 yield i, _POOL.submit(self._block_or_error, s, item, footer, b, held), inner, \
                     item
 
@@ -579,19 +588,20 @@ class TenantStore:
         to quarantine/corrupt/ (reason "corrupt"), a count by reason and a log line.
         Returns the warning for a query's answer."""
         what = _describe(s, ref)
-        with s.lock:
+        with self.index.lock:
             mine = ref in s.chunks  # a concurrent reader may have done it already
             if mine:
-                s.chunks = [c for c in s.chunks if c != ref]
+                try:
+                    self.remove_chunks([Removal(s.fp, ref.path)])
+                except OSError:
+                    log.exception("index of tenant %s: could not record that %s is out of "
+                                  "service; it is checked again after a restart", self.tenant,
+                                  ref.path)
+                with s.lock:
+                    s.chunks = [c for c in s.chunks if c != ref]
         if mine:
             self.count_out(reason)
             self.cache.discard(self.key(ref.path))
-            try:
-                self.index.append([{"op": "del", "fp": s.fp, "path": ref.path}])
-            except OSError:
-                log.exception("index of tenant %s: could not record that %s is out of "
-                              "service; it is checked again after a restart", self.tenant,
-                              ref.path)
             where = self._set_aside(ref.path) if reason == CORRUPT else None
             log.warning("tenant %s: %s: %s; %s", self.tenant, what, why,
                         f"moved to {where}" if where is not None else "dropped from the index")
@@ -614,8 +624,6 @@ class TenantStore:
             self.chunks_quarantined[reason] = self.chunks_quarantined.get(reason, 0) + 1
             self.generation += 1  # lines were lost: results cached before are stale
 
-    def close(self) -> None:
-        self.index.close()
 
 
 def _describe(s: Stream, ref: ChunkRef) -> str:
@@ -635,7 +643,7 @@ class _Read:
         self.grid = hints.summary_grid if hints is not None and forward else 0
         self.alone: set[int] = set()
         if self.grid > 0:  # items are in time order (forward): a sweep finds the lone ones
-            reach = None
+            reach: int | None = None
             for i, (mint, maxt, _item) in enumerate(items):
                 before_ok = reach is None or reach < mint
                 after_ok = i + 1 == len(items) or maxt < items[i + 1][0]
@@ -643,7 +651,7 @@ class _Read:
                     self.alone.add(i)
                 reach = maxt if reach is None else max(reach, maxt)
 
-    def wanted(self, footer: Footer, i: int) -> list[BlockInfo]:
+    def wanted(self, footer: Footer) -> list[BlockInfo]:
         """The blocks of a chunk overlapping the range that its filters do not rule out
         (those that do are counted in `hints.skipped`)."""
         wanted = footer.overlapping(self.start, self.end)
@@ -653,17 +661,18 @@ class _Read:
             return kept
         return wanted
 
-    def summaries(self, footer: Footer, i: int, wanted: list[BlockInfo],
-                  labels: dict[str, str]) -> dict[int, BlockSummary]:
-        """The blocks of item `i` handed out as summaries (by block index): format 2, no
-        metadata, wholly inside the range and one bucket of the grid, and of a chunk no
-        other item overlaps."""
-        g = self.grid
-        if not g or i not in self.alone or footer.version != VERSION or self.hints is None:
-            return {}
-        out = {b.index: BlockSummary(labels, b.n, b.line_bytes, b.mint, b.maxt)
-               for b in wanted
-               if self.start <= b.mint and b.maxt < self.end and not b.has_metadata
-               and -(-b.mint // g) == -(-b.maxt // g)}
-        self.hints.summarized += len(out)
-        return out
+    def summarize(self, footer: Footer, i: int, wanted: list[BlockInfo]) -> list[BlockInfo]:
+        """`wanted` without the blocks of item `i` that go to `hints.summaries`: format 2,
+        no metadata, wholly inside the range and one bucket `((k-1)·g, k·g]` of the grid,
+        of a chunk no other item overlaps."""
+        g, hints = self.grid, self.hints
+        if not g or i not in self.alone or footer.version != VERSION or hints is None:
+            return wanted
+        rest = []
+        for b in wanted:
+            if self.start <= b.mint and b.maxt < self.end and not b.has_metadata \
+                    and -(-b.mint // g) == -(-b.maxt // g):
+                hints.summaries.append(BlockSummary(b.n, b.line_bytes, b.mint, b.maxt))
+            else:
+                rest.append(b)
+        return rest

@@ -15,6 +15,7 @@ import pytest
 from sluiceway.logql import (
     Deadline,
     ExecOptions,
+    LinePrefilter,
     MemorySource,
     QueryParams,
     QueryTimeout,
@@ -39,8 +40,11 @@ class BlockClock(MemorySource):
         return self.now
 
     def blocks(self, ref: SeriesRef, start: int, end: int, direction: str, *,
+               prefilter: LinePrefilter | None = None,
+               deadline: Deadline | None = None,
                hints: ReadHints | None = None) -> Iterator[EntryBlock]:
-        for b in super().blocks(ref, start, end, direction, hints=hints):
+        for b in super().blocks(ref, start, end, direction, prefilter=prefilter,
+                                deadline=deadline, hints=hints):
             self.now += 1.0
             yield b
 

@@ -19,7 +19,7 @@ import httpx
 import orjson
 
 from sluiceway.model import parse_labels
-from sluiceway.store._index import read_index
+from sluiceway.store import IndexReader, LocalDir
 from tests.procs import REPO, ServerProcess
 
 DATA = REPO / "tests" / "data"
@@ -92,11 +92,14 @@ def test_a_version_1_data_dir_opens_with_every_line(tmp_path: Path) -> None:
     cfg.write_text(_LIMITS)
     srv = ServerProcess(data, config=cfg).start()
     try:
-        # Read as it is; the marker says new chunks are format 2 (an older release refuses
-        # the dir instead of quarantining them), and the log says so.
+        # Chunks read as they are, index logs migrated to index objects; the marker says
+        # so (an older release refuses the dir instead of quarantining format-2 chunks or
+        # finding every chunk unindexed), and the log says so.
         assert orjson.loads((data / "FORMAT").read_bytes()) == {
-            "format": "sluiceway-store", "version": 2}
-        assert "format version 1 raised to 2" in srv.log()
+            "format": "sluiceway-store", "version": 3}
+        assert "format version 1 raised to 3: its chunks are read as they are" in srv.log()
+        assert "the index logs of 3 tenants are index objects now" in srv.log()
+        assert not list(data.glob("tenants/*/index.log"))
         _check_every_line(srv, expected)
         # Whatever the first start changed (recovered chunks, a migration, the WAL's
         # heads flushed at shutdown) holds at the next start too.
@@ -108,18 +111,11 @@ def test_a_version_1_data_dir_opens_with_every_line(tmp_path: Path) -> None:
 
 
 def _live_chunks(data: Path) -> dict[str, dict[str, Any]]:
-    """Chunk path (below `tenants/`) -> its index record, for every chunk the indexes
-    name now (read while the server may be appending: a torn tail is left out)."""
-    out: dict[str, dict[str, Any]] = {}
-    for index in sorted(data.glob("tenants/*/index.log")):
-        live: dict[str, dict[str, Any]] = {}
-        for r in read_index(index).records:
-            if r["op"] == "add":
-                live[r["path"]] = r
-            else:
-                live.pop(r["path"], None)
-        out.update({f"{index.parent.name}/{p}": r for p, r in live.items()})
-    return out
+    """Chunk path (below `tenants/`) -> its index record, for every chunk the index
+    objects name now."""
+    reader = IndexReader(LocalDir(data / "tenants"))
+    reader.sync()
+    return reader.records()
 
 
 def _format_of(data: Path, rel: str) -> int:

@@ -9,6 +9,7 @@ engine gets a chunk's blocks one by one and answers as over the same lines in me
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
@@ -18,10 +19,10 @@ import orjson
 from sluiceway.logql import ExecOptions, MemorySource, QueryParams, evaluate
 from sluiceway.model import EntryBlock, Matcher, StreamBatch, format_labels
 from sluiceway.server._querier import StoreSource
-from sluiceway.store import LocalDir, Store, StoreConfig
+from sluiceway.store import IndexReader, LocalDir, Store, StoreConfig
 from sluiceway.store import _chunk as v1
 from sluiceway.store import _chunkfmt as v2
-from sluiceway.store._index import IndexLog, read_index
+from sluiceway.store._index import IndexEntry, TenantIndex, Writer
 
 S = 10**9
 T0 = 1_700_000_000 * S
@@ -107,8 +108,10 @@ def test_flushed_chunks_are_format_2_naming_tenant_stream_and_wal_position(
     st.flush_all()
     st.close()
     checkpoint = orjson.loads((data / "checkpoint.json").read_bytes())["after"]
-    [index] = data.glob("tenants/*/index.log")
-    adds = {r["path"]: r for r in read_index(index).records if r["op"] == "add"}
+    reader = IndexReader(LocalDir(data / "tenants"))
+    reader.sync()
+    [tenant_dir] = reader.tenant_dirs()
+    adds = {e.ref.path: e.record() for e in reader.refs(tenant_dir)}
     files = _chunk_files(data)
     assert len(files) == len(adds) == 2
     footers = {}
@@ -116,7 +119,7 @@ def test_flushed_chunks_are_format_2_naming_tenant_stream_and_wal_position(
         raw = f.read_bytes()
         assert raw[:5] == v1.MAGIC + b"\x02"
         footer = v2.footer_of(raw)
-        rec = adds[f.relative_to(index.parent).as_posix()]
+        rec = adds[f.relative_to(data / "tenants" / tenant_dir).as_posix()]
         assert footer.version == 2 and footer.tenant == TENANT
         assert footer.labels == rec["labels"]
         assert (footer.n, footer.mint, footer.maxt, footer.line_bytes) == (
@@ -140,7 +143,7 @@ def test_flushed_chunks_are_format_2_naming_tenant_stream_and_wal_position(
 
 def test_compaction_writes_format_2_in_larger_blocks(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    st = _store(data, compaction_level=17)
+    st = _store(data, compaction_level=17, delete_delay_s=0)
     ts, lines = _lines()
     try:
         st.push("someone else", [EntryBlock.from_lines(LABELS, ts[:1], lines[:1])]).result()
@@ -155,7 +158,7 @@ def test_compaction_writes_format_2_in_larger_blocks(tmp_path: Path) -> None:
         assert len(_chunk_files(data)) == 4 and None not in afters and afters == sorted(afters)
         out = st.compact(min_age_s=0)
         assert (out.chunks_in, out.chunks_out) == (4, 2)
-        st.compact(min_age_s=0)  # deletes the replaced files
+        st.compact(min_age_s=0)  # deletes the replaced files (delete_delay 0)
         [f] = [f for f in _chunk_files(data) if "x-7465616d2e6575" in f.as_posix()]
         footer = v2.footer_of(f.read_bytes())
         assert footer.version == 2 and footer.labels == format_labels(LABELS)
@@ -281,7 +284,7 @@ def test_format_1_and_format_2_chunks_of_one_stream_merge_and_compact(
         st.close()
     # The index's size must match the file: it is what a range read starts from.
     _fix_index_size(data, f1)
-    st = _store(data)
+    st = _store(data, delete_delay_s=0)
     try:
         assert _read(st) == list(zip(ts[first].tolist(), lines[first], strict=True))
         # Format 2 on top: the second half, and every 10th line of the first half again
@@ -318,17 +321,18 @@ def test_format_1_and_format_2_chunks_of_one_stream_merge_and_compact(
 
 
 def _fix_index_size(data: Path, chunk: Path) -> None:
-    """Append a record that names `chunk` again with its current size (the file was
-    rewritten in format 1 in place)."""
-    [index] = data.glob("tenants/*/index.log")
-    rel = chunk.relative_to(index.parent).as_posix()
-    rec = next(r for r in read_index(index).records if r["op"] == "add" and r["path"] == rel)
-    log = IndexLog(index, index.stat().st_size)
-    try:
-        log.append([{"op": "del", "fp": rec["fp"], "path": rel},
-                    {**rec, "size": chunk.stat().st_size}])
-    finally:
-        log.close()
+    """Write the tenant's index again, naming `chunk` with its current size (the file was
+    rewritten in format 1 in place; a chunk's path is never named again once taken out,
+    so the index objects are replaced, as an earlier release's index would say it)."""
+    objects = LocalDir(data / "tenants")
+    tenant_dir = chunk.relative_to(data / "tenants").parts[0]
+    index = TenantIndex(TENANT, objects, tenant_dir, Writer())
+    index.sync()
+    rel = chunk.relative_to(data / "tenants" / tenant_dir).as_posix()
+    [e] = [e for e in index.live() if e.ref.path == rel]
+    objects.delete_many([o.key for o in objects.list(index.prefix)])
+    fixed = IndexEntry(e.fp, e.labels, dataclasses.replace(e.ref, size=chunk.stat().st_size))
+    TenantIndex(TENANT, objects, tenant_dir, Writer()).add([fixed])
 
 
 QUERIES = [
