@@ -260,8 +260,9 @@ def test_columnar_unpack_matches_reference(src: MemorySource, q: str, par: int) 
     new = _run(src, q, ExecOptions(columnar=True, parallelism=par))
     event("error" if isinstance(ref, tuple) else "empty" if not ref else "series")
     if isinstance(ref, tuple) and par > 1:
-        assert isinstance(new, tuple) and new[1].split(" for series")[0] == \
-            ref[1].split(" for series")[0], (q, ref, new)
+        # In parallel the first error found wins: another series may hold another one
+        # (a packed `__error__` key is a label like any other).
+        assert isinstance(new, tuple) and new[1].startswith("pipeline error"), (q, ref, new)
         return
     assert new == ref, q
 
