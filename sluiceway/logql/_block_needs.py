@@ -55,12 +55,13 @@ class BlockNeeds:
             self._cache[names] = out
         return out
 
-    def hints(self, labels: dict[str, str], summary_grid: int = 0) -> ReadHints | None:
+    def hints(self, labels: dict[str, str], summary_grid: int = 0,
+              label_key: str = "") -> ReadHints | None:
         """Read hints for one series (None when there is nothing to hint)."""
         tokens = self.tokens_for(labels)
         if not tokens and not summary_grid:
             return None
-        return ReadHints(tokens, summary_grid)
+        return ReadHints(tokens, summary_grid, label_key)
 
 
 NOTHING = BlockNeeds()

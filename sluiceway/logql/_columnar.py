@@ -94,63 +94,69 @@ def _unit(source: LogSource, ref: SeriesRef, split: int, lo: int, hi: int,
     def run(abort: threading.Event) -> _Partial:
         out = _Partial(split)
         pipeline = range_pipeline(lr, params, mapper)
-        hints = pipeline.needs.hints(dict(ref.labels), summary_grid(lr, plan, pipeline,
-                                                                    ref, g))
-        key: LabelKey | None = None
+        grid, label_key = summary_grid(lr, plan, pipeline, ref, g)
+        hints = pipeline.needs.hints(dict(ref.labels), grid, label_key)
         for block, idx in unit_blocks(source, ref, lo, hi, params, pipeline, abort,
                                       out.stats, hints):
             if hints is not None and hints.summaries:
-                key = _summarized(plan, pipeline, ref, g, want_sizes, hints, out, limit, key)
+                _summarized(plan, pipeline, ref, g, want_sizes, hints, out, limit)
             for k, ts, sizes in run_block(plan, pipeline, mapper, block, idx, want_sizes):
                 if len(ts):
                     if limit is not None:
                         limit.note_times(k, ts)
                     out.series.setdefault(k, []).append(_bucketize(ts, sizes, g, edges))
         if hints is not None and hints.summaries:
-            _summarized(plan, pipeline, ref, g, want_sizes, hints, out, limit, key)
+            _summarized(plan, pipeline, ref, g, want_sizes, hints, out, limit)
         return out
 
     return run
 
 
 def summary_grid(lr: A.LogRange, plan: Plan, pipeline: LogPipeline, ref: SeriesRef,
-                 g: int) -> int:
-    """The bucket size the source may summarize blocks on (0: none): the query counts
-    every line of the series (no stage at all) into buckets of `g`, and each line's
-    series is the stream's (with its `detected_level`, when the series keep it, only
-    where the stream labels decide it for every line)."""
+                 g: int) -> tuple[int, str]:
+    """The bucket size the source may summarize blocks on (0: none), and the rules key of
+    the levels the summaries must split their counts by ("" when the series keep no
+    level, or the stream labels decide it for every line): the query counts every line
+    of the series (no stage at all) into buckets of `g`."""
     if g <= 0 or lr.log.stages or plan.ops:
-        return 0
-    if pipeline.levels is not None and stream_level(pipeline.levels, ref.labels) is None:
-        return 0
-    return g
+        return 0, ""
+    rules = pipeline.levels
+    if rules is not None and stream_level(rules, ref.labels) is None:
+        return g, rules.key
+    return g, ""
 
 
 def _summarized(plan: Plan, pipeline: LogPipeline, ref: SeriesRef, g: int, want_sizes: bool,
-                hints: ReadHints, out: _Partial, limit: SeriesLimit | None,
-                key: LabelKey | None) -> LabelKey:
-    """The blocks the source summarized so far into the unit's buckets (and stats)."""
-    if key is None:
-        key = summary_key(plan, pipeline, ref.labels)
+                hints: ReadHints, out: _Partial, limit: SeriesLimit | None) -> None:
+    """The blocks the source summarized so far into the unit's buckets (and stats): each
+    block's lines in the bucket of its entries, by level when the summary splits them."""
     done, hints.summaries = hints.summaries, []
-    ends = np.fromiter((b.maxt for b in done), dtype=np.int64, count=len(done))
-    if limit is not None:
-        limit.note_times(key, ends)
-    ids, inv = np.unique(-(-ends // g), return_inverse=True)
-    n_lines = np.fromiter((b.n for b in done), dtype=np.float64, count=len(done))
-    n_bytes = np.fromiter((b.nbytes for b in done), dtype=np.float64, count=len(done))
-    out.series.setdefault(key, []).append(Buckets(
-        ids.astype(np.int64),
-        np.bincount(inv, weights=n_lines, minlength=len(ids)).astype(np.float64),
-        np.bincount(inv, weights=n_bytes, minlength=len(ids)).astype(np.float64)
-        if want_sizes else None))
+    rows: dict[LabelKey, list[tuple[int, int, int]]] = {}
+    for b in done:
+        bucket = -(-b.maxt // g)
+        if b.by_value is None:
+            rows.setdefault(summary_key(plan, pipeline, ref.labels), []).append(
+                (bucket, b.n, b.nbytes))
+            continue
+        for value, n, nbytes in b.by_value:
+            rows.setdefault(summary_key(plan, pipeline, ref.labels, value), []).append(
+                (bucket, n, nbytes))
+    for key, got in rows.items():
+        arr = np.array(got, dtype=np.int64)
+        ids, inv = np.unique(arr[:, 0], return_inverse=True)
+        if limit is not None:
+            limit.note_times(key, ids * g)
+        out.series.setdefault(key, []).append(Buckets(
+            ids.astype(np.int64),
+            np.bincount(inv, weights=arr[:, 1], minlength=len(ids)).astype(np.float64),
+            np.bincount(inv, weights=arr[:, 2], minlength=len(ids)).astype(np.float64)
+            if want_sizes else None))
     st = out.stats
     st.blocks_summarized += len(done)
-    n = sum(b.n for b in done)
-    st.lines_processed += n
-    st.post_filter_lines += n
+    n_lines = sum(b.n for b in done)
+    st.lines_processed += n_lines
+    st.post_filter_lines += n_lines
     st.bytes_processed += sum(b.nbytes for b in done)
-    return key
 
 
 def unit_blocks(source: LogSource, ref: SeriesRef, lo: int, hi: int, params: QueryParams,

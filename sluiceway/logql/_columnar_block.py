@@ -284,13 +284,15 @@ def run_block(plan: Plan, pipeline: LogPipeline, mapper: KeyMapper, block: Entry
     return groups
 
 
-def summary_key(plan: Plan, pipeline: LogPipeline, labels: Mapping[str, str]) -> LabelKey:
-    """The series key of every line of a summarized block of a stream with these labels
-    (a plan without stages: the stream's labels, with the level its labels decide when
-    the series keep it)."""
+def summary_key(plan: Plan, pipeline: LogPipeline, labels: Mapping[str, str],
+                level: str | None = None) -> LabelKey:
+    """The series key of the lines of a summarized block of a stream with these labels
+    (a plan without stages: the stream's labels, with `detected_level` when the series
+    keep it: `level`, else the one the stream labels decide)."""
     env = {k: Col.constant(1, v) for k, v in labels.items()}
     if pipeline.levels is not None:
-        level = stream_level(pipeline.levels, labels)
+        if level is None:
+            level = stream_level(pipeline.levels, labels)
         if level is None:
             raise ValueError("a block summary of a stream whose lines decide their level")
         env[DETECTED_LEVEL] = Col.constant(1, level)

@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True, slots=True)
 class BlockSummary:
     """A block left unread: `n` entries holding `nbytes` bytes of lines, all with
-    `mint <= ts <= maxt` (see `ReadHints.summary_grid`)."""
+    `mint <= ts <= maxt` (see `ReadHints.summary_grid`); with `by_value`, the same split
+    by the label `ReadHints.label_key` names: (value, lines, bytes)."""
 
     n: int
     nbytes: int
     mint: int
     maxt: int
+    by_value: tuple[tuple[str, int, int], ...] | None = None
 
 
 @dataclass(slots=True)
@@ -33,12 +35,16 @@ class ReadHints:
     bucket `((k-1)·g, k·g]`, in any order, so a block may go to `summaries` instead of
     being handed out when all its entries fall in one bucket and in the range asked for,
     it holds no structured metadata, and no other data of the series overlaps it in time
-    (so none of its entries is an exact duplicate the read would have removed).
+    (so none of its entries is an exact duplicate the read would have removed). With
+    `label_key`, the counts must also be split by the read-time label that rules key
+    names (`detected_level` under those `LevelRules`): only blocks that keep such counts
+    qualify.
 
     The source fills in what it did: `skipped` (blocks left out by their filter) and
     `summaries`; the reader takes both once it has read the blocks."""
 
     tokens: frozenset[bytes] = field(default_factory=frozenset)
     summary_grid: int = 0
+    label_key: str = ""
     skipped: int = 0
     summaries: list[BlockSummary] = field(default_factory=list)

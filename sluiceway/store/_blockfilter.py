@@ -1,6 +1,7 @@
-"""Per-block token filters: a Bloom filter of a block's whole-word tokens, kept in the
-chunk footer's filters slot, so a query can leave out the blocks that cannot hold a line
-it selects without reading them.
+"""Per-block token filters and counts, kept in the chunk footer's filters slot: a Bloom
+filter of a block's whole-word tokens, so a query can leave out the blocks that cannot
+hold a line it selects without reading them; and optionally the block's lines counted by
+a label worked out at read time (`detected_level`), so a count by it needs no lines.
 
 What is indexed (`block_tokens`, the rule `sluiceway.model.words` defines): the tokens
 of every line, of every line with its JSON escapes decoded (`model.decode_escapes`), and
@@ -9,10 +10,14 @@ for tokens a matching line must hold in one of those forms, so a filter never ru
 out a block holding a matching line; a block it lets through may still hold none (a
 false positive, about 0.8 % at the size below).
 
-Layout of one block's filter bytes (an empty slot: no filter, never skipped):
-  u8 kind (1: Bloom) | u8 probes k | u16 0 | u32 bits m | ceil(m / 8) bytes of bits
-Bit i is bit (i & 7) of byte i >> 3. A token's probes are `(h1 + j·h2) mod m` for
-j < k, h1 and h2 the low and high 32 bits of `token_hashes` (h2 made odd).
+Layout of one block's slot: sections back to back (an empty slot: no filter, never
+skipped; an unknown kind is passed over), each `u8 kind | u8 | u16 0 | u32 n` and then:
+  kind 1, Bloom: the u8 is the probes k, n the bits m; ceil(m / 8) bytes of bits. Bit i
+    is bit (i & 7) of byte i >> 3. A token's probes are `(h1 + j·h2) mod m` for j < k, h1
+    and h2 the low and high 32 bits of `token_hashes` (h2 made odd).
+  kind 2, counts: n is the length of what follows: str key (the rules that made the
+    values, `LevelRules.key`) | u32 values | per value: str value | u32 lines | u64 bytes
+    (`str`: a u16 length and that many bytes of UTF-8).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import numpy.typing as npt
 from sluiceway.model import EntryBlock, decode_escapes, words
 
 KIND_BLOOM = 1
+KIND_COUNTS = 2
 PROBES = 7
 BITS_PER_TOKEN = 10  # with 7 probes: a false-positive rate of about 0.82 %
 _HEAD = struct.Struct("<BBHI")
@@ -108,6 +114,80 @@ def _probes(h: U64, m: int, k: int) -> npt.NDArray[np.int64]:
     return (h1[:, None] + j[None, :] * h2[:, None]) % m
 
 
+def sections(slot: bytes) -> dict[int, memoryview]:
+    """The sections of a block's slot by kind (the bytes after each header); a slot cut
+    short yields what is whole."""
+    out: dict[int, memoryview] = {}
+    view = memoryview(slot)
+    pos = 0
+    while pos + _HEAD.size <= len(view):
+        kind, _a, _r, n = _HEAD.unpack_from(view, pos)
+        size = -(-n // 8) if kind == KIND_BLOOM else n
+        if pos + _HEAD.size + size > len(view):
+            break
+        out.setdefault(kind, view[pos:pos + _HEAD.size + size])
+        pos += _HEAD.size + size
+    return out
+
+
+_STR = struct.Struct("<H")
+_COUNT = struct.Struct("<IQ")
+
+
+def build_counts(key: str, values: str | list[str], block: EntryBlock) -> bytes:
+    """The counts section of a block whose line i has label value `values[i]` (a str:
+    every line), worked out under the rules `key`."""
+    if isinstance(values, str):
+        by = {values: (len(block), block.nbytes)}
+    else:
+        sizes = np.diff(block.offsets)
+        codes: dict[str, int] = {}
+        idx = np.fromiter((codes.setdefault(v, len(codes)) for v in values), dtype=np.int64,
+                          count=len(values))
+        n = np.bincount(idx, minlength=len(codes))
+        b = np.bincount(idx, weights=sizes, minlength=len(codes))
+        by = {v: (int(n[c]), int(b[c])) for v, c in codes.items()}
+    body = [_str(key), struct.pack("<I", len(by))]
+    for v, (n_lines, n_bytes) in sorted(by.items()):
+        body += [_str(v), _COUNT.pack(n_lines, n_bytes)]
+    payload = b"".join(body)
+    return _HEAD.pack(KIND_COUNTS, 0, 0, len(payload)) + payload
+
+
+def _str(text: str) -> bytes:
+    raw = text.encode()[:0xFFFF]
+    return _STR.pack(len(raw)) + raw
+
+
+def block_counts(slot: bytes, key: str) -> tuple[tuple[str, int, int], ...] | None:
+    """(value, lines, bytes) of a block's counts section made under the rules `key`, or
+    None (no such section, other rules, damaged)."""
+    sec = sections(slot).get(KIND_COUNTS)
+    if sec is None:
+        return None
+    try:
+        pos = _HEAD.size
+        (klen,) = _STR.unpack_from(sec, pos)
+        pos += 2
+        if bytes(sec[pos:pos + klen]).decode() != key:
+            return None
+        pos += klen
+        (nv,) = struct.unpack_from("<I", sec, pos)
+        pos += 4
+        out = []
+        for _ in range(nv):
+            (vlen,) = _STR.unpack_from(sec, pos)
+            pos += 2
+            value = bytes(sec[pos:pos + vlen]).decode()
+            pos += vlen
+            n_lines, n_bytes = _COUNT.unpack_from(sec, pos)
+            pos += _COUNT.size
+            out.append((value, n_lines, n_bytes))
+    except (struct.error, UnicodeDecodeError):
+        return None
+    return tuple(out)
+
+
 class TokenProbe:
     """A query's required tokens, hashed once, tested against block filters."""
 
@@ -125,9 +205,15 @@ class TokenProbe:
         if not self._pairs or len(filt) < _HEAD.size:
             return False
         kind, k, _r, m = _HEAD.unpack_from(filt)
-        if kind != KIND_BLOOM or not m or not k or len(filt) < _HEAD.size + m // 8:
-            return False
         base = _HEAD.size
+        if kind != KIND_BLOOM:  # the Bloom section comes first when there is one
+            sec = sections(filt).get(KIND_BLOOM)
+            if sec is None:
+                return False
+            filt = bytes(sec)
+            kind, k, _r, m = _HEAD.unpack_from(filt)
+        if not m or not k or len(filt) < _HEAD.size + m // 8:
+            return False
         for h1, h2 in self._pairs:
             for j in range(k):
                 p = (h1 + j * h2) % m

@@ -23,7 +23,6 @@ from typing import Any
 import orjson
 
 from sluiceway.model import EntryBlock
-from sluiceway.store._blockfilter import build_filter
 from sluiceway.store._cache import ChunkCache
 from sluiceway.store._chunk import ChunkError, ChunkMeta
 from sluiceway.store._chunkfmt import (
@@ -114,14 +113,15 @@ class ChunkIO:
 
     # --- writing ---------------------------------------------------------------------
     @staticmethod
-    def encode(block: EntryBlock, level: int, *, tenant: str, labels: str,
-               log_pos: bytes, filters: bool = False) -> tuple[bytes, ChunkMeta]:
+    def encode(block: EntryBlock, level: int, *, tenant: str, labels: str, log_pos: bytes,
+               filters: Callable[[EntryBlock], bytes] | None = None,
+               ) -> tuple[bytes, ChunkMeta]:
         """`block` (sorted, deduplicated, n >= 1) as a format-2 chunk of stream `labels`
         (Loki's text form) of `tenant`, from the log records `log_pos` says
-        (`LogPositions`); with `filters`, each block's token filter in the footer
-        (`_blockfilter`: the compactor's chunks)."""
+        (`LogPositions`); `filters` makes each block's filters slot (`_blockfilter`: the
+        compactor's chunks)."""
         return encode_chunk_v2(block, level, tenant=tenant, labels=labels, log_pos=log_pos,
-                               filters=build_filter if filters else None)
+                               filters=filters)
 
     def written(self, key: str, data: bytes, block: EntryBlock) -> None:
         """`data` (a chunk just written under `key`, made from `block`) into the cache:

@@ -5,6 +5,7 @@ starts from."""
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import re
 import threading
@@ -201,6 +202,11 @@ class Store:
         # Seconds a tenant's line may lie behind its stream's newest; the server sets it.
         self.unordered_window_for: Callable[[str], float] = (
             unordered_window_for or (lambda _t: cfg.unordered_window_s))
+        # How a compacted block's lines are labelled at read time (`detected_level`), to
+        # keep their counts by it in the footer: tenant, block -> (rules key, one value
+        # per line or one for all) or None. The server sets it; None: no counts kept.
+        self.block_labels: Callable[[str, EntryBlock],
+                                    tuple[str, str | list[str]] | None] | None = None
         self._changes = 0  # compactions and retention passes that changed something
         self.ready = False
         self.garbage_deleted = 0  # chunks and index objects deleted after delete_delay
@@ -383,8 +389,14 @@ class Store:
                     ts = TenantStore(tenant, self.root / "tenants" / name, self.objects,
                                      f"{name}/", self.cache, self.cfg.chunk_target_bytes,
                                      self.cfg.compression_level, _POSITIONS, self.writer)
+                    ts.block_labels = functools.partial(self._block_labels, tenant)
                     self.tenants[tenant] = ts
         return ts
+
+    def _block_labels(self, tenant: str, block: EntryBlock
+                      ) -> tuple[str, str | list[str]] | None:
+        labeler = self.block_labels
+        return labeler(tenant, block) if labeler is not None else None
 
     # --- write path ------------------------------------------------------------------
     def ingest(self, record: PushRecord) -> Future[Applied]:

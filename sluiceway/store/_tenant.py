@@ -36,7 +36,7 @@ from sluiceway.model import (
     parse_labels,
     sort_dedupe,
 )
-from sluiceway.store._blockfilter import TokenProbe
+from sluiceway.store._blockfilter import TokenProbe, block_counts, build_counts, build_filter
 from sluiceway.store._cache import ChunkCache
 from sluiceway.store._chunk import ChunkError
 from sluiceway.store._chunkfmt import VERSION, BlockInfo, Footer
@@ -99,6 +99,10 @@ class TenantStore:
         self.active: dict[int, None] = {}
         # Called with each stream a series scan looks at, no lock held (a test's pause).
         self.scan_hook: Callable[[Stream], None] | None = None
+        # What a compacted block's lines are labelled at read time, to count them by it
+        # (its rules key and one value per line, or one for all; None: not counted).
+        self.block_labels: Callable[[EntryBlock], tuple[str, str | list[str]] | None] \
+            | None = None
         ensure_dir(root)
         self.chunks_readded = 0  # chunk files the index no longer named, taken back
         self.chunks_quarantined: dict[str, int] = {}  # by reason
@@ -293,7 +297,7 @@ class TenantStore:
                 filters: bool = False) -> tuple[bytes, ChunkRef]:
         data, meta = self.chunkio.encode(block, level, tenant=self.tenant,
                                          labels=format_labels(s.labels), log_pos=log_pos,
-                                         filters=filters)
+                                         filters=self._slot if filters else None)
         day = _day(meta.mint // _DAY_NS)
         rel = f"chunks/{day}/{s.fp:016x}-{meta.mint}-{uuid.uuid4().hex[:8]}.chunk"
         return data, ChunkRef(rel, meta.mint, meta.maxt, meta.n, meta.raw_bytes, meta.size,
@@ -314,6 +318,16 @@ class TenantStore:
         data, ref = self._encode(s, block, level, log_pos, filters)
         self.objects.put(self.key(ref.path), data)
         return ref
+
+    def _slot(self, part: EntryBlock) -> bytes:
+        """A compacted block's filters slot: its token filter, and its lines counted by
+        `detected_level` when the owner says how (`block_labels`)."""
+        out = build_filter(part)
+        labeler = self.block_labels
+        got = labeler(part) if labeler is not None and part.metadata is None else None
+        if got is not None:
+            out += build_counts(got[0], got[1], part)
+        return out
 
     def replace_chunks(self, s: Stream, old: list[ChunkRef], new: ChunkRef) -> None:
         """Swap `old` for `new`: one index object adds the new chunk and takes the old ones
@@ -664,7 +678,8 @@ class _Read:
     def summarize(self, footer: Footer, i: int, wanted: list[BlockInfo]) -> list[BlockInfo]:
         """`wanted` without the blocks of item `i` that go to `hints.summaries`: format 2,
         no metadata, wholly inside the range and one bucket `((k-1)·g, k·g]` of the grid,
-        of a chunk no other item overlaps."""
+        of a chunk no other item overlaps; with `hints.label_key`, a block whose counts
+        by that label were kept under those rules."""
         g, hints = self.grid, self.hints
         if not g or i not in self.alone or footer.version != VERSION or hints is None:
             return wanted
@@ -672,7 +687,10 @@ class _Read:
         for b in wanted:
             if self.start <= b.mint and b.maxt < self.end and not b.has_metadata \
                     and -(-b.mint // g) == -(-b.maxt // g):
-                hints.summaries.append(BlockSummary(b.n, b.line_bytes, b.mint, b.maxt))
-            else:
-                rest.append(b)
+                by = block_counts(b.filters, hints.label_key) if hints.label_key else None
+                if by is not None or not hints.label_key:
+                    hints.summaries.append(BlockSummary(b.n, b.line_bytes, b.mint, b.maxt,
+                                                        by))
+                    continue
+            rest.append(b)
         return rest

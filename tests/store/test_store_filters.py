@@ -18,7 +18,14 @@ import numpy as np
 import orjson
 import pytest
 
-from sluiceway.logql import ExecOptions, LevelRules, MemorySource, QueryParams, evaluate
+from sluiceway.logql import (
+    ExecOptions,
+    LevelRules,
+    MemorySource,
+    QueryParams,
+    block_levels,
+    evaluate,
+)
 from sluiceway.model import EntryBlock, StreamBatch
 from sluiceway.server._querier import StoreSource
 from sluiceway.store import Store, StoreConfig
@@ -31,6 +38,7 @@ API = {"app": "api", "env": "prod"}
 JOBS = {"app": "jobs", "env": "prod", "level": "warn"}
 WEB = {"app": "web", "env": "edge", "level": "info"}  # its label decides every line's level
 NEEDLE = "qz7kv93xw"
+RULES = LevelRules()
 
 
 def _store(data: Path, **kw: object) -> Store:
@@ -75,6 +83,8 @@ def compacted(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
     """A store whose data is compacted (filters in every block) plus a reference."""
     data = tmp_path_factory.mktemp("filters") / "data"
     st = _store(data)
+    # As the server does: the compactor counts each block's lines by detected_level.
+    st.block_labels = lambda _tenant, b: (RULES.key, block_levels(RULES, b))
     mem = MemorySource(block_size=500)
     ts, lines = _lines(40_000, 5_000_000, 1, needle_every=30_000)  # 200 s, ~3.5 MB
     _push(st, API, ts, lines, mem)
@@ -169,9 +179,9 @@ def test_a_token_in_every_block_skips_nothing_and_a_fresh_chunk_is_read(
 
 
 METRIC = [  # query, step (s), blocks from footers at least: without levels, with them
-    ('count_over_time({app="api"}[1m])', 60, 2, 0),  # its lines say their level
+    ('count_over_time({app="api"}[1m])', 60, 2, 2),  # its lines say their level
     ('sum by (env) (count_over_time({app=~".+"}[1m]))', 60, 4, 4),
-    ('bytes_over_time({app="api"}[2m])', 60, 2, 0),
+    ('bytes_over_time({app="api"}[2m])', 60, 2, 2),
     ('sum(rate({app=~".+"}[5m]))', 300, 4, 4),
     ('count_over_time({app="api"}[1m])', 10, 0, 0),  # 10 s buckets: blocks straddle
     ('sum without (env) (bytes_rate({app=~".+"}[1m]))', 30, 0, 0),
@@ -187,7 +197,7 @@ def test_counts_from_block_metadata_equal_the_lines(compacted, q: str, step: int
     """The differential: the store's answer (some blocks counted from their footers)
     is the per-line engine's over the same lines in memory."""
     st, mem = compacted
-    rules = LevelRules() if levels else None
+    rules = RULES if levels else None
     kw = {"start": T0 - 60 * S, "end": T0 + 700 * S, "step_ns": step * S, "levels": rules}
     want = _result(mem, q, options=ExecOptions(columnar=False), **kw)
     for par in (1, 2):
@@ -197,6 +207,19 @@ def test_counts_from_block_metadata_equal_the_lines(compacted, q: str, step: int
         s = got.stats
         assert s.blocks_summarized >= (leveled if levels else plain), s
         assert s.lines_processed == s.post_filter_lines  # summaries count their lines
+
+
+def test_counts_kept_under_other_level_rules_are_not_used(compacted) -> None:  # type: ignore[no-untyped-def]
+    """The tenant's level fields changed since compaction: the kept counts by level say
+    nothing of the levels now, so the lines are read."""
+    st, mem = compacted
+    q = 'count_over_time({app="api"}[1m])'
+    kw = {"start": T0, "end": T0 + 700 * S, "step_ns": 60 * S,
+          "levels": LevelRules(("lvl",))}
+    got = evaluate(StoreSource(st), q, QueryParams([TENANT], **kw))  # type: ignore[arg-type]
+    assert got.to_loki_json()["result"] == _result(
+        mem, q, options=ExecOptions(columnar=False), **kw)["result"]
+    assert got.stats.blocks_summarized == 0 and got.stats.blocks_read >= 4
 
 
 def test_blocks_straddling_a_bucket_edge_are_read(compacted) -> None:  # type: ignore[no-untyped-def]
