@@ -25,7 +25,14 @@ from sluiceway.durable import (
     lock_dir,
     remove_temp_files,
 )
-from sluiceway.model import EntryBlock, Matcher, PushRecord, ReadHints, SeriesRef
+from sluiceway.model import (
+    BlockSummary,
+    EntryBlock,
+    Matcher,
+    PushRecord,
+    ReadHints,
+    SeriesRef,
+)
 from sluiceway.store._applier import Applier
 from sluiceway.store._cache import ChunkCache
 from sluiceway.store._checkpoint import read_checkpoint, write_checkpoint
@@ -702,16 +709,20 @@ class Store:
 
     def blocks(self, ref: SeriesRef, start: int, end: int, direction: str,
                warn: Callable[[str], None] | None = None,
-               hints: ReadHints | None = None) -> Iterator[EntryBlock]:
+               hints: ReadHints | None = None,
+               on_summary: Callable[[BlockSummary], None] | None = None,
+               ) -> Iterator[EntryBlock]:
         """The entries of `ref` in [start, end): time-disjoint blocks in `direction` order,
         duplicates removed (`TenantStore.blocks`). A chunk that cannot be read is left out
         (and quarantined when damaged); `warn` gets a sentence saying so, for Loki's
-        `warnings` in the answer. `hints`: what may be left unread (`TenantStore.blocks`)."""
+        `warnings` in the answer. `hints`: what may be left unread (`TenantStore.blocks`);
+        `on_summary` is called with each block summarized instead of read (the caller's
+        byte count: it may raise to stop the read)."""
         ts = self.tenants.get(ref.tenant)
         s = ts.streams.get(ref.fp) if ts is not None else None
         if ts is None or s is None:
             return iter(())
-        return ts.blocks(s, start, end, direction, warn, hints)
+        return ts.blocks(s, start, end, direction, warn, hints, on_summary)
 
     def index_stats(self, tenants: list[str], matchers: list[Matcher], start: int,
                     end: int) -> dict[str, int]:

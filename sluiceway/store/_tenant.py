@@ -426,7 +426,9 @@ class TenantStore:
 
     def blocks(self, s: Stream, start: int, end: int, direction: str,
                warn: Callable[[str], None] | None = None,
-               hints: ReadHints | None = None) -> Iterator[EntryBlock]:
+               hints: ReadHints | None = None,
+               on_summary: Callable[[BlockSummary], None] | None = None,
+               ) -> Iterator[EntryBlock]:
         """Time-disjoint sorted blocks of one stream in [start, end), in `direction` order;
         a chunk that cannot be read is left out and `warn` is told (`take_out`).
 
@@ -441,7 +443,7 @@ class TenantStore:
         only), a block of a chunk that no other chunk (nor the head) overlaps in time goes
         to `hints.summaries` instead of being read when it qualifies (`_Read.summaries`):
         no other data can hold a duplicate of its entries, so nothing of it is pending in
-        the merge.
+        the merge. `on_summary` is called with each (it may raise: the read stops).
         """
         chunks, mem = self.snapshot(s, start, end)
         spans: list[tuple[int, int, ChunkRef | list[HeadPiece]]] = [
@@ -450,7 +452,7 @@ class TenantStore:
             spans.append((min(p.mint for p in mem), max(p.maxt for p in mem), mem))
         forward = direction != "backward"
         ordered = in_read_order(spans, direction)
-        read = _Read(start, end, hints, forward, ordered)
+        read = _Read(start, end, hints, forward, ordered, on_summary)
 
         def bounded() -> Iterator[tuple[EntryBlock | None, int | None]]:
             for i, block, inner in self._loaded(s, [it for _, _, it in ordered], read, warn):
@@ -651,8 +653,10 @@ class _Read:
     items (chunks, the head) no other item overlaps in time."""
 
     def __init__(self, start: int, end: int, hints: ReadHints | None, forward: bool,
-                 items: Sequence[tuple[int, int, object]]) -> None:
+                 items: Sequence[tuple[int, int, object]],
+                 on_summary: Callable[[BlockSummary], None] | None = None) -> None:
         self.start, self.end, self.forward, self.hints = start, end, forward, hints
+        self.on_summary = on_summary
         self.probe = TokenProbe(hints.tokens) if hints is not None and hints.tokens else None
         self.grid = hints.summary_grid if hints is not None and forward else 0
         self.alone: set[int] = set()
@@ -689,8 +693,10 @@ class _Read:
                     and -(-b.mint // g) == -(-b.maxt // g):
                 by = block_counts(b.filters, hints.label_key) if hints.label_key else None
                 if by is not None or not hints.label_key:
-                    hints.summaries.append(BlockSummary(b.n, b.line_bytes, b.mint, b.maxt,
-                                                        by))
+                    summary = BlockSummary(b.n, b.line_bytes, b.mint, b.maxt, by)
+                    if self.on_summary is not None:
+                        self.on_summary(summary)
+                    hints.summaries.append(summary)
                     continue
             rest.append(b)
         return rest
