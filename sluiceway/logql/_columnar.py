@@ -129,18 +129,16 @@ def summary_grid(lr: A.LogRange, plan: Plan, pipeline: LogPipeline, ref: SeriesR
 def _summarized(plan: Plan, pipeline: LogPipeline, ref: SeriesRef, g: int, want_sizes: bool,
                 hints: ReadHints, out: _Partial, limit: SeriesLimit | None) -> None:
     """The blocks the source summarized so far into the unit's buckets (and stats): each
-    block's lines in the bucket of its entries, by level when the summary splits them."""
+    block's lines per bucket, and per level when the summary splits them by level."""
     done, hints.summaries = hints.summaries, []
     rows: dict[LabelKey, list[tuple[int, int, int]]] = {}
+    keys: dict[str, LabelKey] = {}
     for b in done:
-        bucket = -(-b.maxt // g)
-        if b.by_value is None:
-            rows.setdefault(summary_key(plan, pipeline, ref.labels), []).append(
-                (bucket, b.n, b.nbytes))
-            continue
-        for value, n, nbytes in b.by_value:
-            rows.setdefault(summary_key(plan, pipeline, ref.labels, value), []).append(
-                (bucket, n, nbytes))
+        for bucket, value, n, nbytes in b.rows:
+            key = keys.get(value)
+            if key is None:
+                key = keys[value] = summary_key(plan, pipeline, ref.labels, value or None)
+            rows.setdefault(key, []).append((bucket, n, nbytes))
     for key, got in rows.items():
         arr = np.array(got, dtype=np.int64)
         ids, inv = np.unique(arr[:, 0], return_inverse=True)

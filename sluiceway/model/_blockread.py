@@ -16,14 +16,15 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True, slots=True)
 class BlockSummary:
     """A block left unread: `n` entries holding `nbytes` bytes of lines, all with
-    `mint <= ts <= maxt` (see `ReadHints.summary_grid`); with `by_value`, the same split
-    by the label `ReadHints.label_key` names: (value, lines, bytes)."""
+    `mint <= ts <= maxt`, and `rows` of (bucket id k, value, lines, bytes): its lines
+    per bucket `((k-1)·g, k·g]` of the read's `ReadHints.summary_grid` g, and per value
+    of the label `ReadHints.label_key` names (value "" when it names none)."""
 
     n: int
     nbytes: int
     mint: int
     maxt: int
-    by_value: tuple[tuple[str, int, int], ...] | None = None
+    rows: tuple[tuple[int, str, int, int], ...] = ()
 
 
 @dataclass(slots=True)
@@ -33,12 +34,12 @@ class ReadHints:
 
     `summary_grid` (ns, 0: never): the query only counts lines (and their bytes) per
     bucket `((k-1)·g, k·g]`, in any order, so a block may go to `summaries` instead of
-    being handed out when all its entries fall in one bucket and in the range asked for,
-    it holds no structured metadata, and no other data of the series overlaps it in time
-    (so none of its entries is an exact duplicate the read would have removed). With
-    `label_key`, the counts must also be split by the read-time label that rules key
-    names (`detected_level` under those `LevelRules`): only blocks that keep such counts
-    qualify.
+    being handed out when it lies in the range asked for, holds no structured metadata,
+    no other data of the series overlaps it in time (so none of its entries is an exact
+    duplicate the read would have removed), and its lines per bucket are known: all in
+    one bucket, or counted per minute in its footer. With `label_key`, the counts must
+    also be split by the read-time label that rules key names (`detected_level` under
+    those `LevelRules`): only blocks whose footer keeps such counts qualify.
 
     The source fills in what it did: `skipped` (blocks left out by their filter) and
     `summaries`; the reader takes both once it has read the blocks."""

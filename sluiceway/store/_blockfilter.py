@@ -1,7 +1,8 @@
 """Per-block token filters and counts, kept in the chunk footer's filters slot: a Bloom
 filter of a block's whole-word tokens, so a query can leave out the blocks that cannot
-hold a line it selects without reading them; and optionally the block's lines counted by
-a label worked out at read time (`detected_level`), so a count by it needs no lines.
+hold a line it selects without reading them; and the block's lines and bytes per minute
+(and per `detected_level`, a label worked out at read time, when the owner says how), so
+a count over it needs no lines even when it spans a bucket edge.
 
 What is indexed (`block_tokens`, the rule `sluiceway.model.words` defines): the tokens
 of every line, of every line with its JSON escapes decoded (`model.decode_escapes`), and
@@ -15,9 +16,11 @@ skipped; an unknown kind is passed over), each `u8 kind | u8 | u16 0 | u32 n` an
   kind 1, Bloom: the u8 is the probes k, n the bits m; ceil(m / 8) bytes of bits. Bit i
     is bit (i & 7) of byte i >> 3. A token's probes are `(h1 + j·h2) mod m` for j < k, h1
     and h2 the low and high 32 bits of `token_hashes` (h2 made odd).
-  kind 2, counts: n is the length of what follows: str key (the rules that made the
-    values, `LevelRules.key`) | u32 values | per value: str value | u32 lines | u64 bytes
-    (`str`: a u16 length and that many bytes of UTF-8).
+  kind 2, counts (the u8: layout version 1): n is the length of what follows: str key
+    (the rules that made the values, `LevelRules.key`; "" for none) | u16 values | that
+    many str values | u32 rows | rows of (i64 minute m | u16 value index | u32 lines |
+    u64 bytes): the block's lines and bytes in minute `((m-1)·60 s, m·60 s]` with that
+    value (`str`: a u16 length and that many bytes of UTF-8).
 """
 
 from __future__ import annotations
@@ -131,27 +134,38 @@ def sections(slot: bytes) -> dict[int, memoryview]:
 
 
 _STR = struct.Struct("<H")
-_COUNT = struct.Struct("<IQ")
+_ROW = np.dtype([("minute", "<i8"), ("value", "<u2"), ("n", "<u4"), ("bytes", "<u8")])
+MINUTE_NS = 60 * 10**9
+MAX_ROWS = 1024  # (minute, value) pairs a block's counts keep at most; past it, none
+COUNTS_VERSION = 1  # the layout of a counts section (its header's second byte)
 
 
 def build_counts(key: str, values: str | list[str], block: EntryBlock) -> bytes:
     """The counts section of a block whose line i has label value `values[i]` (a str:
-    every line), worked out under the rules `key`."""
+    every line; "" for no label), worked out under the rules `key` ("" for none): lines
+    and bytes per minute `((m-1)·60 s, m·60 s]` and value. Empty when there would be more
+    than `MAX_ROWS` of them (a sparse stream's block over many hours)."""
+    minutes = -(-block.ts // MINUTE_NS)
     if isinstance(values, str):
-        by = {values: (len(block), block.nbytes)}
+        names, codes = [values], np.zeros(len(block), dtype=np.int64)
     else:
-        sizes = np.diff(block.offsets)
-        codes: dict[str, int] = {}
-        idx = np.fromiter((codes.setdefault(v, len(codes)) for v in values), dtype=np.int64,
-                          count=len(values))
-        n = np.bincount(idx, minlength=len(codes))
-        b = np.bincount(idx, weights=sizes, minlength=len(codes))
-        by = {v: (int(n[c]), int(b[c])) for v, c in codes.items()}
-    body = [_str(key), struct.pack("<I", len(by))]
-    for v, (n_lines, n_bytes) in sorted(by.items()):
-        body += [_str(v), _COUNT.pack(n_lines, n_bytes)]
-    payload = b"".join(body)
-    return _HEAD.pack(KIND_COUNTS, 0, 0, len(payload)) + payload
+        index: dict[str, int] = {}
+        codes = np.fromiter((index.setdefault(v, len(index)) for v in values),
+                            dtype=np.int64, count=len(values))
+        names = list(index)
+    if len(names) > 0xFFFF:
+        return b""
+    pairs, inv = np.unique(minutes * len(names) + codes, return_inverse=True)
+    if len(pairs) > MAX_ROWS:
+        return b""
+    rows = np.zeros(len(pairs), dtype=_ROW)
+    rows["minute"] = pairs // len(names)
+    rows["value"] = pairs % len(names)
+    rows["n"] = np.bincount(inv, minlength=len(pairs))
+    rows["bytes"] = np.bincount(inv, weights=np.diff(block.offsets), minlength=len(pairs))
+    payload = b"".join([_str(key), _STR.pack(len(names)), *map(_str, names),
+                        struct.pack("<I", len(rows)), rows.tobytes()])
+    return _HEAD.pack(KIND_COUNTS, COUNTS_VERSION, 0, len(payload)) + payload
 
 
 def _str(text: str) -> bytes:
@@ -159,33 +173,57 @@ def _str(text: str) -> bytes:
     return _STR.pack(len(raw)) + raw
 
 
-def block_counts(slot: bytes, key: str) -> tuple[tuple[str, int, int], ...] | None:
-    """(value, lines, bytes) of a block's counts section made under the rules `key`, or
-    None (no such section, other rules, damaged)."""
+def _read_str(buf: memoryview, pos: int) -> tuple[str, int]:
+    (size,) = _STR.unpack_from(buf, pos)
+    if pos + 2 + size > len(buf):
+        raise ValueError("cut short")
+    return bytes(buf[pos + 2:pos + 2 + size]).decode(), pos + 2 + size
+
+
+Rows = tuple[tuple[int, str, int, int], ...]  # (bucket id, value, lines, bytes)
+
+
+def block_rows(slot: bytes, key: str, grid: int, one_bucket: bool,
+               lines: int, nbytes: int, maxt: int) -> Rows | None:
+    """A block's lines and bytes per bucket `((k-1)·grid, k·grid]` (by its id k) and per
+    value of the label `key`'s rules made (value "" when `key` is ""), or None when the
+    block's slot cannot say: no counts under those rules (when `key` is not ""), or a
+    block over several buckets without counts by minute (or a grid that is no whole
+    number of minutes). `one_bucket`: the block lies in one bucket (then its totals
+    `lines`, `nbytes` serve when no split by value is asked for)."""
+    if not key and one_bucket:
+        return ((-(-maxt // grid), "", lines, nbytes),)
     sec = sections(slot).get(KIND_COUNTS)
-    if sec is None:
+    if sec is None or sec[1] != COUNTS_VERSION or (not one_bucket and grid % MINUTE_NS):
         return None
     try:
-        pos = _HEAD.size
-        (klen,) = _STR.unpack_from(sec, pos)
-        pos += 2
-        if bytes(sec[pos:pos + klen]).decode() != key:
+        made_by, pos = _read_str(sec, _HEAD.size)
+        if key and made_by != key:
             return None
-        pos += klen
-        (nv,) = struct.unpack_from("<I", sec, pos)
-        pos += 4
-        out = []
+        (nv,) = _STR.unpack_from(sec, pos)
+        pos += 2
+        names = []
         for _ in range(nv):
-            (vlen,) = _STR.unpack_from(sec, pos)
-            pos += 2
-            value = bytes(sec[pos:pos + vlen]).decode()
-            pos += vlen
-            n_lines, n_bytes = _COUNT.unpack_from(sec, pos)
-            pos += _COUNT.size
-            out.append((value, n_lines, n_bytes))
-    except (struct.error, UnicodeDecodeError):
+            name, pos = _read_str(sec, pos)
+            names.append(name)
+        (nr,) = struct.unpack_from("<I", sec, pos)
+        rows = np.frombuffer(sec, dtype=_ROW, count=nr, offset=pos + 4)
+    except (struct.error, UnicodeDecodeError, ValueError):
         return None
-    return tuple(out)
+    if not names or int(rows["value"].max(initial=0)) >= len(names):
+        return None
+    if one_bucket:  # the minutes may reach past the bucket's edges: the block does not
+        buckets = np.full(len(rows), -(-maxt // grid), dtype=np.int64)
+    else:  # a whole number of minutes: each minute lies in one bucket
+        buckets = -(-(rows["minute"] * MINUTE_NS) // grid)
+    values = rows["value"] if key else np.zeros(len(rows), dtype=np.uint16)
+    out: dict[tuple[int, int], list[int]] = {}
+    for b, v, n, nb in zip(buckets.tolist(), values.tolist(), rows["n"].tolist(),
+                           rows["bytes"].tolist(), strict=True):
+        acc = out.setdefault((b, v), [0, 0])
+        acc[0] += n
+        acc[1] += nb
+    return tuple((b, names[v] if key else "", n, nb) for (b, v), (n, nb) in out.items())
 
 
 class TokenProbe:

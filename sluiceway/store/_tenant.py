@@ -24,6 +24,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 from sluiceway.durable import ensure_dir
 from sluiceway.model import (
     BlockSummary,
@@ -36,7 +38,7 @@ from sluiceway.model import (
     parse_labels,
     sort_dedupe,
 )
-from sluiceway.store._blockfilter import TokenProbe, block_counts, build_counts, build_filter
+from sluiceway.store._blockfilter import TokenProbe, block_rows, build_counts, build_filter
 from sluiceway.store._cache import ChunkCache
 from sluiceway.store._chunk import ChunkError
 from sluiceway.store._chunkfmt import VERSION, BlockInfo, Footer
@@ -320,13 +322,14 @@ class TenantStore:
         return ref
 
     def _slot(self, part: EntryBlock) -> bytes:
-        """A compacted block's filters slot: its token filter, and its lines counted by
-        `detected_level` when the owner says how (`block_labels`)."""
+        """A compacted block's filters slot: its token filter, and (without structured
+        metadata: a block with some is always read) its lines counted per minute, and
+        per `detected_level` when the owner says how (`block_labels`)."""
         out = build_filter(part)
-        labeler = self.block_labels
-        got = labeler(part) if labeler is not None and part.metadata is None else None
-        if got is not None:
-            out += build_counts(got[0], got[1], part)
+        if part.metadata is None:
+            labeler = self.block_labels
+            got = labeler(part) if labeler is not None else None
+            out += build_counts(*(got or ("", "")), part)
         return out
 
     def replace_chunks(self, s: Stream, old: list[ChunkRef], new: ChunkRef) -> None:
@@ -649,8 +652,8 @@ def _describe(s: Stream, ref: ChunkRef) -> str:
 
 
 class _Read:
-    """One read of a stream's blocks: its range, direction and hints, and which of its
-    items (chunks, the head) no other item overlaps in time."""
+    """One read of a stream's blocks: its range, direction and hints, and the time spans
+    of its items (chunks, the head), to tell which blocks no other item overlaps."""
 
     def __init__(self, start: int, end: int, hints: ReadHints | None, forward: bool,
                  items: Sequence[tuple[int, int, object]],
@@ -659,15 +662,8 @@ class _Read:
         self.on_summary = on_summary
         self.probe = TokenProbe(hints.tokens) if hints is not None and hints.tokens else None
         self.grid = hints.summary_grid if hints is not None and forward else 0
-        self.alone: set[int] = set()
-        if self.grid > 0:  # items are in time order (forward): a sweep finds the lone ones
-            reach: int | None = None
-            for i, (mint, maxt, _item) in enumerate(items):
-                before_ok = reach is None or reach < mint
-                after_ok = i + 1 == len(items) or maxt < items[i + 1][0]
-                if before_ok and after_ok:
-                    self.alone.add(i)
-                reach = maxt if reach is None else max(reach, maxt)
+        self.mints = np.array([it[0] for it in items], dtype=np.int64)
+        self.maxts = np.array([it[1] for it in items], dtype=np.int64)
 
     def wanted(self, footer: Footer) -> list[BlockInfo]:
         """The blocks of a chunk overlapping the range that its filters do not rule out
@@ -681,22 +677,31 @@ class _Read:
 
     def summarize(self, footer: Footer, i: int, wanted: list[BlockInfo]) -> list[BlockInfo]:
         """`wanted` without the blocks of item `i` that go to `hints.summaries`: format 2,
-        no metadata, wholly inside the range and one bucket `((k-1)·g, k·g]` of the grid,
-        of a chunk no other item overlaps; with `hints.label_key`, a block whose counts
-        by that label were kept under those rules."""
+        no metadata, wholly inside the range, no other item (chunk, head) overlapping its
+        time span, so none of its entries can be a duplicate the merge would remove, and
+        its lines per bucket of the grid (and per value of `hints.label_key`) known from
+        its footer (`block_rows`)."""
         g, hints = self.grid, self.hints
-        if not g or i not in self.alone or footer.version != VERSION or hints is None:
+        if not g or footer.version != VERSION or hints is None:
             return wanted
         rest = []
         for b in wanted:
+            rows = None
             if self.start <= b.mint and b.maxt < self.end and not b.has_metadata \
-                    and -(-b.mint // g) == -(-b.maxt // g):
-                by = block_counts(b.filters, hints.label_key) if hints.label_key else None
-                if by is not None or not hints.label_key:
-                    summary = BlockSummary(b.n, b.line_bytes, b.mint, b.maxt, by)
-                    if self.on_summary is not None:
-                        self.on_summary(summary)
-                    hints.summaries.append(summary)
-                    continue
-            rest.append(b)
+                    and self._alone(i, b):
+                rows = block_rows(b.filters, hints.label_key, g,
+                                  -(-b.mint // g) == -(-b.maxt // g), b.n, b.line_bytes,
+                                  b.maxt)
+            if rows is None:
+                rest.append(b)
+                continue
+            summary = BlockSummary(b.n, b.line_bytes, b.mint, b.maxt, rows)
+            if self.on_summary is not None:
+                self.on_summary(summary)
+            hints.summaries.append(summary)
         return rest
+
+    def _alone(self, i: int, b: BlockInfo) -> bool:
+        """No item but `i` has data in [b.mint, b.maxt] (by its span)."""
+        over = (self.mints <= b.maxt) & (self.maxts >= b.mint)
+        return int(np.count_nonzero(over)) == 1 and bool(over[i])

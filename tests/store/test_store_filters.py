@@ -222,20 +222,42 @@ def test_counts_kept_under_other_level_rules_are_not_used(compacted) -> None:  #
     assert got.stats.blocks_summarized == 0 and got.stats.blocks_read >= 4
 
 
-def test_blocks_straddling_a_bucket_edge_are_read(compacted) -> None:  # type: ignore[no-untyped-def]
-    """The sparse stream's blocks span many minutes: a 1-minute count must read them
-    (counted from the footer, every line would land in one bucket)."""
+def test_blocks_straddling_a_bucket_edge_count_by_minute_or_are_read(
+        compacted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The sparse stream's blocks span many minutes. Counted in whole minutes, their
+    footers' counts per minute answer; in 30-second buckets, or without counts (a fresh
+    chunk), they must be read (counted from the footer as one bucket, every line would
+    land in the wrong one)."""
     st, mem = compacted
-    q = 'count_over_time({app="jobs"}[1m])'
-    kw = {"start": T0, "end": T0 + 700 * S, "step_ns": 60 * S}
     footers = [f for f in _footers(st) if f.labels is not None and "jobs" in f.labels]
     spans = [(b.mint, b.maxt) for f in footers for b in f.blocks]
-    assert any(-(-a // (60 * S)) != -(-b // (60 * S)) for a, b in spans)
-    got = evaluate(StoreSource(st), q, QueryParams([TENANT], **kw))  # type: ignore[arg-type]
-    assert got.to_loki_json()["result"] == _result(
-        mem, q, options=ExecOptions(columnar=False), **kw)["result"]
-    straddling = sum(1 for a, b in spans if -(-a // (60 * S)) != -(-b // (60 * S)))
-    assert got.stats.blocks_read >= straddling
+    straddling = sum(1 for a, b in spans if -(-a // (30 * S)) != -(-b // (30 * S)))
+    assert straddling >= 1
+    for q, step, read in (('count_over_time({app="jobs"}[1m])', 60, 0),
+                          ('bytes_over_time({app="jobs"}[5m])', 60, 0),
+                          ('count_over_time({app="jobs"}[30s])', 30, straddling),
+                          ('count_over_time({app="jobs"}[1m])', 30, straddling)):
+        kw = {"start": T0, "end": T0 + 700 * S, "step_ns": step * S}
+        got = evaluate(StoreSource(st), q, QueryParams([TENANT], **kw))  # type: ignore[arg-type]
+        assert got.to_loki_json()["result"] == _result(
+            mem, q, options=ExecOptions(columnar=False), **kw)["result"], (q, step)
+        assert got.stats.blocks_read >= read, (q, step)
+        if not read:
+            assert got.stats.blocks_summarized == len(spans), (q, step)
+    fresh = _store(tmp_path / "data")
+    fresh_mem = MemorySource(block_size=500)
+    try:
+        ts, lines = _lines(3000, 200_000_000, 2)
+        _push(fresh, JOBS, ts, lines, fresh_mem)
+        fresh.flush_all()
+        q = 'count_over_time({app="jobs"}[1m])'
+        kw = {"start": T0, "end": T0 + 700 * S, "step_ns": 60 * S}
+        got = evaluate(StoreSource(fresh), q, QueryParams([TENANT], **kw))  # type: ignore[arg-type]
+        assert got.to_loki_json()["result"] == _result(
+            fresh_mem, q, options=ExecOptions(columnar=False), **kw)["result"]
+        assert got.stats.blocks_read >= 1
+    finally:
+        fresh.close()
 
 
 def test_chunks_holding_exact_duplicates_of_each_other_are_read(tmp_path: Path) -> None:
@@ -266,5 +288,30 @@ def test_chunks_holding_exact_duplicates_of_each_other_are_read(tmp_path: Path) 
         assert 1 <= got.stats.blocks_summarized <= sum(len(f.blocks) for f in lone)
         assert got.stats.blocks_read >= len(overlapping[0].blocks)
         assert got.stats.lines_processed == 40_000
+    finally:
+        st.close()
+
+
+def test_chunks_overlapping_at_an_edge_read_only_the_blocks_there(tmp_path: Path) -> None:
+    """Two chunks whose time spans meet in a few seconds (out-of-order pushes, with
+    exact duplicates there): the blocks in that stretch are read and merged, the others
+    are counted from their footers."""
+    st = _store(tmp_path / "data")
+    mem = MemorySource(block_size=500)
+    try:
+        ts, lines = _lines(40_000, 5_000_000, 6)  # 200 s
+        _push(st, API, ts[:30_000], lines[:30_000], mem)
+        st.flush_all()
+        # The second chunk starts 10 s before the first ends, repeating 1,000 of its lines.
+        _push(st, API, ts[28_000:], lines[28_000:], mem)
+        st.flush_all()
+        spans = sorted((f.mint, f.maxt) for f in _footers(st))
+        assert len(spans) == 2 and spans[1][0] <= spans[0][1]
+        q = 'count_over_time({app="api"}[1m])'
+        kw = {"start": T0, "end": T0 + 300 * S, "step_ns": 60 * S}
+        got = evaluate(StoreSource(st), q, QueryParams([TENANT], **kw))  # type: ignore[arg-type]
+        assert got.to_loki_json()["result"] == _result(
+            mem, q, options=ExecOptions(columnar=False), **kw)["result"]
+        assert got.stats.blocks_summarized >= 4 and got.stats.blocks_read >= 2
     finally:
         st.close()
