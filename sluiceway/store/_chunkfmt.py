@@ -171,6 +171,7 @@ def block_bytes_for(level: int) -> int:
 # edge of a query whose window edges lie on that grid (a minute, an hour...), so a count
 # over it can be answered from its footer (`ReadHints.summary_grid`) without reading it.
 GRIDS_NS = tuple(s * 10**9 for s in (3600, 600, 300, 60, 30, 10, 5, 1))
+SPLIT_NS = 3600 * 10**9  # no block reaches over an hour's edge (`split_queries_by_interval`)
 
 
 def cut_points(block: EntryBlock, block_bytes: int = BLOCK_BYTES) -> list[int]:
@@ -178,7 +179,8 @@ def cut_points(block: EntryBlock, block_bytes: int = BLOCK_BYTES) -> list[int]:
     end index of each, never inside a run of equal timestamps. A block ends where its
     last entry is at or before a multiple of the coarsest grid of `GRIDS_NS` that gives
     it between 1/2 and 5/4 of `block_bytes`, and the next one starts after it; without
-    such a multiple (dense data: under a second), at `block_bytes`."""
+    such a multiple (dense data: under a second), at `block_bytes`. No block reaches
+    over an hour's edge (`_split_edge`: the first and last block of a chunk may be small)."""
     n = len(block)
     ts = block.ts
     sizes = np.diff(block.offsets) + 12
@@ -189,8 +191,12 @@ def cut_points(block: EntryBlock, block_bytes: int = BLOCK_BYTES) -> list[int]:
         base = int(cum[start - 1]) if start else 0
         end = int(np.searchsorted(cum, base + block_bytes, "left")) + 1
         if end >= n:
-            ends.append(n)
-            break
+            end = _split_edge(ts, start, n)
+            ends.append(end)
+            if end == n:
+                break
+            start = end
+            continue
         longest = min(n, int(np.searchsorted(cum, base + block_bytes * 5 // 4, "left")) + 1)
         shortest = max(start + 1, int(np.searchsorted(cum, base + block_bytes // 2, "left"))
                        + 1)
@@ -198,9 +204,22 @@ def cut_points(block: EntryBlock, block_bytes: int = BLOCK_BYTES) -> list[int]:
         # Keep equal timestamps together: blocks stay strictly time-disjoint.
         end = aligned if aligned is not None else int(
             np.searchsorted(ts, ts[end - 1], "right"))
+        end = _split_edge(ts, start, end)
         ends.append(end)
         start = end
     return ends
+
+
+def _split_edge(ts: np.ndarray[Any, np.dtype[np.int64]], start: int, end: int) -> int:
+    """`end`, or an earlier one so that the block does not reach over a multiple of
+    `SPLIT_NS` (a query's time splits are counted apart: a block over their edge is read
+    by both, never counted from its footer)."""
+    edge = (int(ts[start]) // SPLIT_NS + 1) * SPLIT_NS  # the first edge past its start
+    if edge <= int(ts[end - 1]):  # a split is [edge - SPLIT_NS, edge): cut before `edge`
+        cut = int(np.searchsorted(ts, edge, "left"))
+        if start < cut < end:
+            return cut
+    return end
 
 
 def _aligned_end(ts: np.ndarray[Any, np.dtype[np.int64]], shortest: int, nominal: int,
