@@ -138,6 +138,12 @@ def test_blocks_end_on_coarse_time_edges() -> None:
     assert len(regular) >= 30
     assert all((1 << 20) // 2 <= sz <= (1 << 20) * 5 // 4 for sz in regular)
     assert len({lo // hour for lo, _ in spans}) == 2
+    # A chunk smaller than a block, over an hour's edge: two blocks, cut at the edge.
+    edge = 1_699_999_200 * s
+    small = EntryBlock.from_lines(LABELS, np.arange(edge - 5 * s, edge + 5 * s, s // 100),
+                                  [b"y" * 100] * 1000)
+    cuts = fmt.cut_points(small, fmt.COMPACTED_BLOCK_BYTES)
+    assert cuts == [int(np.searchsorted(small.ts, edge)), 1000]
 
 
 def test_a_run_of_equal_timestamps_longer_than_a_block_stays_in_one() -> None:
