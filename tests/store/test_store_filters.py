@@ -315,3 +315,30 @@ def test_chunks_overlapping_at_an_edge_read_only_the_blocks_there(tmp_path: Path
         assert got.stats.blocks_summarized >= 4 and got.stats.blocks_read >= 2
     finally:
         st.close()
+
+
+def test_compaction_merges_chunks_that_overlap_so_compacted_ones_do_not(
+        tmp_path: Path) -> None:
+    """Fresh chunks that overlap in time (pushes out of order) go into one compacted chunk
+    even past the target size (up to twice), so compacted chunks do not overlap and their
+    blocks can be counted from their footers."""
+    st = _store(tmp_path / "data", compaction_target_bytes=1 << 20)
+    mem = MemorySource(block_size=500)
+    try:
+        for k, start in enumerate((0, 10, 30, 40)):  # [0,15] [10,25] [30,45] [40,55] s
+            ts, lines = _lines(9000, 15 * S // 9000, 10 + k, start=T0 + start * S)
+            _push(st, API, ts, lines, mem, parts=1)
+            st.flush_all()
+        assert len(_footers(st)) == 4
+        st.compact(min_age_s=0)
+        spans = sorted((f.mint, f.maxt) for f in _footers(st))
+        assert len(spans) == 2
+        assert all(a[1] < b[0] for a, b in zip(spans, spans[1:], strict=False))
+        q = 'count_over_time({app="api"}[1m])'
+        kw = {"start": T0, "end": T0 + 120 * S, "step_ns": 60 * S}
+        got = evaluate(StoreSource(st), q, QueryParams([TENANT], **kw))  # type: ignore[arg-type]
+        assert got.to_loki_json()["result"] == _result(
+            mem, q, options=ExecOptions(columnar=False), **kw)["result"]
+        assert got.stats.blocks_read == 0 and got.stats.blocks_summarized >= 2
+    finally:
+        st.close()
