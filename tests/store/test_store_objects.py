@@ -119,13 +119,11 @@ def _as_format_1(objects: LocalDir, keys: list[str]) -> None:
         objects.put(k, encode_chunk(block, 1)[0])
 
 
-def test_chunks_of_a_lost_index_come_back_from_their_footers(tmp_path: Path) -> None:
-    """The index is gone and no record or WAL names the stream: a format-2 chunk's footer
-    names its tenant and labels, so every chunk is taken back at once. A chunk whose
-    footer's labels are not those of the fingerprint in its name (a file renamed or copied
-    from elsewhere) is not trusted: it waits in the quarantine."""
-    data, objects = tmp_path / "data", LocalDir(tmp_path / "objects")
-    cfg = StoreConfig(data, chunk_target_bytes=1500, compaction_enabled=False)
+def _lose_the_index(tmp_path: Path) -> tuple[StoreConfig, LocalDir, list[str], list[bytes],
+                                             int]:
+    """Ten flushed chunks of one stream, then every index object deleted."""
+    objects = LocalDir(tmp_path / "objects")
+    cfg = StoreConfig(tmp_path / "data", chunk_target_bytes=1500, compaction_enabled=False)
     st = Store(cfg, objects=objects)
     base = time.time_ns()
     for i in range(10):
@@ -135,6 +133,15 @@ def test_chunks_of_a_lost_index_come_back_from_their_footers(tmp_path: Path) -> 
     st.close()
     keys = _chunk_keys(objects)
     objects.delete_many(_index_keys(objects))
+    return cfg, objects, keys, before, base
+
+
+def test_chunks_of_a_lost_index_come_back_from_their_footers(tmp_path: Path) -> None:
+    """The index is gone and no record or WAL names the stream: a format-2 chunk's footer
+    names its tenant and labels, so every chunk is taken back at once. A chunk whose
+    footer's labels are not those of the fingerprint in its name (a file renamed or copied
+    from elsewhere) is not trusted: it waits in the quarantine."""
+    cfg, objects, keys, before, base = _lose_the_index(tmp_path)
     # One chunk under another stream's fingerprint: its footer does not match its name.
     moved = keys[0].replace(keys[0].rsplit("/", 1)[1][:16], "00000000deadbeef")
     objects.put(moved, objects.get(keys[0]))
@@ -155,17 +162,7 @@ def test_chunks_of_a_lost_index_wait_in_the_object_store_and_come_back(tmp_path:
     """The index is gone and no record names the stream of format-1 chunks (an older
     release's, without labels in them): they move to quarantine/unindexed/ in the object
     store; once a push makes the stream known again, the next start takes them back."""
-    data, objects = tmp_path / "data", LocalDir(tmp_path / "objects")
-    cfg = StoreConfig(data, chunk_target_bytes=1500, compaction_enabled=False)
-    st = Store(cfg, objects=objects)
-    base = time.time_ns()
-    for i in range(10):
-        st.push("fake", [_block(i, base)]).result()
-    st.flush_all()
-    before = _lines(st)
-    st.close()
-    keys = _chunk_keys(objects)
-    objects.delete_many(_index_keys(objects))
+    cfg, objects, keys, before, base = _lose_the_index(tmp_path)
     _as_format_1(objects, keys)
 
     st = Store(cfg, objects=objects)
