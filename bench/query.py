@@ -193,6 +193,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="warm rounds (interleaved)")
     ap.add_argument("--profile", action="store_true", help="py-spy profile of the slowest")
     ap.add_argument("--cache", default="3GB", help="storage.cache_size of the server")
+    ap.add_argument("--memory-only", action="store_true",
+                    help="only the peak RSS of a fresh server over the first shape")
+    ap.add_argument("--no-refresh", action="store_true",
+                    help="leave out the results-cache refresh (three more runs of a JSON shape)")
     ap.add_argument("--hours", type=float, default=8,
                     help="how far back the queries reach (the data set must lie inside)")
     ap.add_argument("--size", help="write the mixed data set of this size into --data "
@@ -203,6 +207,9 @@ def main() -> None:
         subprocess.run([sys.executable, str(Path(__file__).parent / "ingest.py"), "--mixed",
                         "--bytes", args.size, "--no-compact", "--keep", str(args.data)],
                        check=True)
+    if args.memory_only:
+        memory(args)
+        return
     cfg = args.data.parent / "bench-query.yaml"
     # The results cache is off for the engine's figures; a last phase measures it.
     cfg.write_text(f"server:\n  results_cache_size: 0\nstorage:\n  cache_size: {args.cache}\n"
@@ -246,7 +253,8 @@ def main() -> None:
             print("\n".join(profile(srv.url, pid, slow, warm[slow.name].wall)))
     finally:
         srv.stop()
-    refresh(args)
+    if not args.no_refresh:
+        refresh(args)
     memory(args)
 
 
