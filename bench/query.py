@@ -13,7 +13,12 @@ B, C, ...), keeping the best warm time. For each shape it prints wall time, MB/s
 log covered (index stats of the selector), the server's CPU-seconds (user + sys from
 /proc, all threads), bytes it read from disk (/proc/PID/io), blocks read, skipped by
 their filters and counted from their footers (the answer's stats), and at the end the
-server's peak RSS.
+server's peak RSS. Requests go over one kept-alive HTTP connection, as a dashboard's do
+(a new `httpx` client per request costs the client 10-100 ms of its own, mostly TLS
+set-up, which is not the server's time). The server does not compact while it runs.
+Then a fresh server with a 256 MB chunk cache runs the first shape once: its peak RSS
+before and after (`--size` runs print the same, to compare: memory is bounded by the
+blocks in flight and the cache, not by the data size).
 Block filters and footer counts exist only in compacted chunks: compact the data first
 (bench/ingest.py does, unless --no-compact). With `--profile` the slowest
 shape is sampled with py-spy while it runs again, and its hottest frames are printed.
@@ -117,8 +122,11 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+CLIENT = httpx.Client(timeout=900)  # one kept-alive connection per server
+
+
 def covered(url: str, selector: str) -> int:
-    r = httpx.get(f"{url}/loki/api/v1/index/stats", params={"query": selector, **WIDE},
+    r = CLIENT.get(f"{url}/loki/api/v1/index/stats", params={"query": selector, **WIDE},
                   timeout=600)
     return int(r.json()["bytes"])
 
@@ -139,8 +147,7 @@ def run(url: str, pid: int, shape: Shape) -> Run:
     path = "/loki/api/v1/query_range"
     cpu0, disk0 = proc_cpu(pid), proc_read_bytes(pid)
     t0 = time.perf_counter()
-    r = httpx.get(f"{url}{path}", params={**WIDE, "query": shape.query, **shape.params},
-                  timeout=900)
+    r = CLIENT.get(f"{url}{path}", params={**WIDE, "query": shape.query, **shape.params})
     wall = time.perf_counter() - t0
     cpu, disk = proc_cpu(pid) - cpu0, proc_read_bytes(pid) - disk0
     if r.status_code != shape.expect:
@@ -186,17 +193,28 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="warm rounds (interleaved)")
     ap.add_argument("--profile", action="store_true", help="py-spy profile of the slowest")
     ap.add_argument("--cache", default="3GB", help="storage.cache_size of the server")
+    ap.add_argument("--memory-only", action="store_true",
+                    help="only the peak RSS of a fresh server over the first shape")
+    ap.add_argument("--no-refresh", action="store_true",
+                    help="leave out the results-cache refresh (three more runs of a JSON shape)")
+    ap.add_argument("--hours", type=float, default=8,
+                    help="how far back the queries reach (the data set must lie inside)")
     ap.add_argument("--size", help="write the mixed data set of this size into --data "
                     "first, when it does not exist yet (e.g. 10GB; not compacted)")
     args = ap.parse_args()
+    WIDE["start"] = str(NOW - int(args.hours * 3600) * 10**9)
     if args.size and not args.data.exists():
         subprocess.run([sys.executable, str(Path(__file__).parent / "ingest.py"), "--mixed",
                         "--bytes", args.size, "--no-compact", "--keep", str(args.data)],
                        check=True)
+    if args.memory_only:
+        memory(args)
+        return
     cfg = args.data.parent / "bench-query.yaml"
     # The results cache is off for the engine's figures; a last phase measures it.
     cfg.write_text(f"server:\n  results_cache_size: 0\nstorage:\n  cache_size: {args.cache}\n"
-                   "limits:\n  max_query_length: 0s\n  query_timeout: 600s\n")
+                   "  compaction_enabled: false\n"
+                   "limits:\n  max_query_length: 0s\n  query_timeout: 900s\n")
     srv = ServerProcess(args.data, config=cfg).start()
     assert srv.proc is not None
     pid = srv.proc.pid
@@ -235,15 +253,17 @@ def main() -> None:
             print("\n".join(profile(srv.url, pid, slow, warm[slow.name].wall)))
     finally:
         srv.stop()
-    refresh(args)
+    if not args.no_refresh:
+        refresh(args)
+    memory(args)
 
 
 def refresh(args: argparse.Namespace) -> None:
     """A dashboard refresh with the results cache on (the default 100 MB): the same
     query again, a minute later in its end, recomputes only the newest split."""
     cfg = args.data.parent / "bench-query-cache.yaml"
-    cfg.write_text(f"storage:\n  cache_size: {args.cache}\n"
-                   "limits:\n  max_query_length: 0s\n  query_timeout: 600s\n")
+    cfg.write_text(f"storage:\n  cache_size: {args.cache}\n  compaction_enabled: false\n"
+                   "limits:\n  max_query_length: 0s\n  query_timeout: 900s\n")
     srv = ServerProcess(args.data, config=cfg).start()
     try:
         shape = SHAPES[0]
@@ -251,13 +271,32 @@ def refresh(args: argparse.Namespace) -> None:
         for k in range(3):
             end = str(NOW + k * 60 * 10**9)
             t0 = time.perf_counter()
-            r = httpx.get(f"{srv.url}/loki/api/v1/query_range", timeout=900, params={
+            r = CLIENT.get(f"{srv.url}/loki/api/v1/query_range", params={
                 **shape.params, "query": shape.query, "start": WIDE["start"], "end": end})
             c = r.json()["data"]["stats"]["cache"]["result"]
             times.append(f"{time.perf_counter() - t0:.2f} s ({c['entriesFound']}/"
                          f"{c['entriesRequested']} closed splits from the cache)")
         print(f"\nresults cache, `{shape.query}` then two refreshes a minute later: "
               + ", ".join(times))
+    finally:
+        srv.stop()
+
+
+def memory(args: argparse.Namespace) -> None:
+    """Peak RSS of a fresh server (256 MB chunk cache, results cache off) before and
+    after the first shape over all the data."""
+    cfg = args.data.parent / "bench-query-memory.yaml"
+    cfg.write_text("server:\n  results_cache_size: 0\nstorage:\n  cache_size: 256MB\n"
+                   "  compaction_enabled: false\n"
+                   "limits:\n  max_query_length: 0s\n  query_timeout: 900s\n")
+    srv = ServerProcess(args.data, config=cfg).start()
+    assert srv.proc is not None
+    try:
+        before = peak_rss_mb(srv.proc.pid)
+        r = run(srv.url, srv.proc.pid, SHAPES[0])
+        print(f"\nmemory: a fresh server with a 256 MB chunk cache, `{SHAPES[0].query}` over "
+              f"{covered(srv.url, SHAPES[0].selector) / 1e6:.0f} MB in {r.wall:.1f} s: peak RSS "
+              f"{peak_rss_mb(srv.proc.pid):.0f} MB ({before:.0f} MB before the query)")
     finally:
         srv.stop()
 

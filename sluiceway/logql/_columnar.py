@@ -131,24 +131,23 @@ def _summarized(plan: Plan, pipeline: LogPipeline, ref: SeriesRef, g: int, want_
     """The blocks the source summarized so far into the unit's buckets (and stats): each
     block's lines per bucket, and per level when the summary splits them by level."""
     done, hints.summaries = hints.summaries, []
-    rows: dict[LabelKey, list[tuple[int, int, int]]] = {}
-    keys: dict[str, LabelKey] = {}
-    for b in done:
-        for bucket, value, n, nbytes in b.rows:
-            key = keys.get(value)
-            if key is None:
-                key = keys[value] = summary_key(plan, pipeline, ref.labels, value or None)
-            rows.setdefault(key, []).append((bucket, n, nbytes))
-    for key, got in rows.items():
-        arr = np.array(got, dtype=np.int64)
-        ids, inv = np.unique(arr[:, 0], return_inverse=True)
-        if limit is not None:
-            limit.note_times(key, ids * g)
-        out.series.setdefault(key, []).append(Buckets(
-            ids.astype(np.int64),
-            np.bincount(inv, weights=arr[:, 1], minlength=len(ids)).astype(np.float64),
-            np.bincount(inv, weights=arr[:, 2], minlength=len(ids)).astype(np.float64)
-            if want_sizes else None))
+    rows = [r for b in done for r in b.rows]
+    if rows:
+        buckets, values, lines, nbytes = zip(*rows, strict=True)
+        ids_all = np.array(buckets, dtype=np.int64)
+        n_all = np.array(lines, dtype=np.float64)
+        b_all = np.array(nbytes, dtype=np.float64) if want_sizes else None
+        names, codes = np.unique(np.array(values, dtype=str), return_inverse=True)
+        for c, value in enumerate(names.tolist()):
+            sel = codes == c if len(names) > 1 else slice(None)
+            key = summary_key(plan, pipeline, ref.labels, value or None)
+            ids, inv = np.unique(ids_all[sel], return_inverse=True)
+            if limit is not None:
+                limit.note_times(key, ids * g)
+            out.series.setdefault(key, []).append(Buckets(
+                ids, np.bincount(inv, weights=n_all[sel], minlength=len(ids)).astype(np.float64),
+                None if b_all is None else
+                np.bincount(inv, weights=b_all[sel], minlength=len(ids)).astype(np.float64)))
     st = out.stats
     st.blocks_summarized += len(done)
     n_lines = sum(b.n for b in done)

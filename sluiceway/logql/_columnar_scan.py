@@ -20,6 +20,7 @@ list of distinct values, so label filters and conversions run once per distinct 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -97,8 +98,10 @@ def _at_most_once(other: str, one: str, sep: str) -> str:
             f"|{one}(?:{sep}{other})*)")
 
 
+@functools.lru_cache(maxsize=256)
 def simple_json(unique: str | None = None) -> str:
-    """SIMPLE_JSON; with `unique`, also only lines where that key occurs at most once."""
+    """SIMPLE_JSON; with `unique`, also only lines where that key occurs at most once
+    (kept: every block asks, and spelling it out takes about 0.2 ms)."""
     if unique is None:
         return SIMPLE_JSON
     other = rf'"{ident_except(unique)}"{_WS}:{_WS}{_JVAL}{_WS}'
@@ -106,6 +109,7 @@ def simple_json(unique: str | None = None) -> str:
     return rf"^{_WS}\{{{_WS}{_at_most_once(other, one, ',' + _WS)}\}}$"
 
 
+@functools.lru_cache(maxsize=256)
 def simple_logfmt(unique: str | None = None) -> str:
     if unique is None:
         return SIMPLE_LOGFMT

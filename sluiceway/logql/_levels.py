@@ -58,6 +58,9 @@ class LevelRules:
     json_keys: frozenset[str] = field(init=False, compare=False, repr=False)
     ranks: dict[str, int] = field(init=False, compare=False, repr=False)  # logfmt, any case
     logfmt_keys: re.Pattern[str] = field(init=False, compare=False, repr=False)
+    # `key=` of each logfmt key in lower case, when every key is ASCII: an ASCII line
+    # without any of them (in lower case) has no level pair, and needs no regex.
+    logfmt_needles: tuple[str, ...] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         fields = tuple(self.fields) or DEFAULT_LEVEL_FIELDS
@@ -69,8 +72,19 @@ class LevelRules:
         object.__setattr__(self, "ranks", ranks)
         # A level key at the start of a pair, and its value (quoted whole, or bare).
         keys = "|".join(re.escape(k) for k in sorted(ranks, key=len, reverse=True))
+        object.__setattr__(self, "logfmt_needles", tuple(f"{k}=" for k in ranks)
+                           if all(k.isascii() for k in ranks) else ())
         object.__setattr__(self, "logfmt_keys", re.compile(
             rf'(?<![^\s])({keys})=("(?:[^"\\]|\\.)*"|[^\s"]*)', re.IGNORECASE))
+
+    def rank(self, key: str) -> int:
+        """The rank of a logfmt key `logfmt_keys` matched. Its case folding is the
+        regex's: `ſ` and the Kelvin sign match `s` and `k`, which `lower()` keeps."""
+        rank = self.ranks.get(key.lower())
+        if rank is None:
+            rank = min(i for k, i in self.ranks.items()
+                       if re.fullmatch(re.escape(k), key, re.IGNORECASE))
+        return rank
 
     @property
     def key(self) -> str:
@@ -130,11 +144,16 @@ def _json_walk(o: dict[str, Any], fields: frozenset[str], max_depth: int,
 
 
 def _logfmt_level(line: str, rules: LevelRules) -> str | None:
+    needles = rules.logfmt_needles
+    if needles and line.isascii():  # ASCII only: there, IGNORECASE is `lower()`
+        low = line.lower()
+        if not any(n in low for n in needles):
+            return None
     best, found = len(rules.ranks), None
     for m in rules.logfmt_keys.finditer(line):
         if line.count('"', 0, m.start()) % 2:  # inside a quoted value: not a key
             continue
-        rank = rules.ranks[m.group(1).lower()]
+        rank = rules.rank(m.group(1))
         if rank < best:
             best, found = rank, m.group(2)
             if rank == 0:

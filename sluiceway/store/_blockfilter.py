@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Collection
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from sluiceway.model import EntryBlock, decode_escapes, words
+from sluiceway.store._chunkfmt import BlockInfo, Footer
 
 KIND_BLOOM = 1
 KIND_COUNTS = 2
@@ -183,23 +185,27 @@ def _read_str(buf: memoryview, pos: int) -> tuple[str, int]:
 Rows = tuple[tuple[int, str, int, int], ...]  # (bucket id, value, lines, bytes)
 
 
-def block_rows(slot: bytes, key: str, grid: int, one_bucket: bool,
-               lines: int, nbytes: int, maxt: int) -> Rows | None:
-    """A block's lines and bytes per bucket `((k-1)·grid, k·grid]` (by its id k) and per
-    value of the label `key`'s rules made (value "" when `key` is ""), or None when the
-    block's slot cannot say: no counts under those rules (when `key` is not ""), or a
-    block over several buckets without counts by minute (or a grid that is no whole
-    number of minutes). `one_bucket`: the block lies in one bucket (then its totals
-    `lines`, `nbytes` serve when no split by value is asked for)."""
-    if not key and one_bucket:
-        return ((-(-maxt // grid), "", lines, nbytes),)
+@dataclass(frozen=True, slots=True)
+class BlockCounts:
+    """A block's counts section, parsed: the rules key that made the values, the values,
+    and per row its minute, value index, lines and bytes."""
+
+    made_by: str
+    names: tuple[str, ...]
+    minutes: npt.NDArray[np.int64]
+    values: npt.NDArray[np.uint16]
+    lines: npt.NDArray[np.int64]
+    nbytes: npt.NDArray[np.int64]
+
+
+def read_counts(slot: bytes) -> BlockCounts | None:
+    """The counts section of a block's slot, or None when it has none it can read (no
+    section, another layout, cut short, a value index past the values)."""
     sec = sections(slot).get(KIND_COUNTS)
-    if sec is None or sec[1] != COUNTS_VERSION or (not one_bucket and grid % MINUTE_NS):
+    if sec is None or sec[1] != COUNTS_VERSION:
         return None
     try:
         made_by, pos = _read_str(sec, _HEAD.size)
-        if key and made_by != key:
-            return None
         (nv,) = _STR.unpack_from(sec, pos)
         pos += 2
         names = []
@@ -212,17 +218,72 @@ def block_rows(slot: bytes, key: str, grid: int, one_bucket: bool,
         return None
     if not names or int(rows["value"].max(initial=0)) >= len(names):
         return None
+    return BlockCounts(made_by, tuple(names), rows["minute"].astype(np.int64),
+                       rows["value"].copy(), rows["n"].astype(np.int64),
+                       rows["bytes"].astype(np.int64))
+
+
+MEMO_GRIDS = 4  # (rules key, grid) pairs whose rows a footer keeps per block, at most
+
+
+def summary_rows(footer: Footer, b: BlockInfo, key: str, grid: int) -> Rows | None:
+    """`block_rows` of block `b` of `footer`, kept in the footer's `memo` (with the
+    block's parsed counts) for up to `MEMO_GRIDS` pairs of rules key and grid a block:
+    dashboards ask the same few again and again, and the footer stays cached. Several
+    query threads may fill the memo at once: they work out the same values."""
+    memo = footer.memo
+    k = (b.index, key, grid)
+    got = memo.get(k, memo)  # (the memo itself: not there; another thread may clear it)
+    if got is not memo:
+        return got  # type: ignore[return-value]
+    one_bucket = -(-b.mint // grid) == -(-b.maxt // grid)
+    if not key and one_bucket:
+        rows: Rows | None = ((-(-b.maxt // grid), "", b.n, b.line_bytes),)
+    else:
+        ck = (b.index, "counts")
+        counts = memo.get(ck, memo)
+        if counts is memo:
+            counts = memo[ck] = read_counts(b.filters)
+        assert counts is None or isinstance(counts, BlockCounts)
+        rows = None if counts is None else \
+            counts_rows(counts, key, grid, one_bucket, b.maxt)
+    if len(memo) > (MEMO_GRIDS + 1) * len(footer.blocks):
+        memo.clear()  # more grids than that: start again
+    memo[k] = rows
+    return rows
+
+
+def block_rows(slot: bytes, key: str, grid: int, one_bucket: bool,
+               lines: int, nbytes: int, maxt: int) -> Rows | None:
+    """A block's lines and bytes per bucket `((k-1)·grid, k·grid]` (by its id k) and per
+    value of the label `key`'s rules made (value "" when `key` is ""), or None when the
+    block's slot cannot say: no counts under those rules (when `key` is not ""), or a
+    block over several buckets without counts by minute (or a grid that is no whole
+    number of minutes). `one_bucket`: the block lies in one bucket (then its totals
+    `lines`, `nbytes` serve when no split by value is asked for)."""
+    if not key and one_bucket:
+        return ((-(-maxt // grid), "", lines, nbytes),)
+    counts = read_counts(slot)
+    return None if counts is None else counts_rows(counts, key, grid, one_bucket, maxt)
+
+
+def counts_rows(counts: BlockCounts, key: str, grid: int, one_bucket: bool,
+                maxt: int) -> Rows | None:
+    """`block_rows` from a block's parsed counts."""
+    if (not one_bucket and grid % MINUTE_NS) or (key and counts.made_by != key):
+        return None
     if one_bucket:  # the minutes may reach past the bucket's edges: the block does not
-        buckets = np.full(len(rows), -(-maxt // grid), dtype=np.int64)
+        buckets = np.full(len(counts.minutes), -(-maxt // grid), dtype=np.int64)
     else:  # a whole number of minutes: each minute lies in one bucket
-        buckets = -(-(rows["minute"] * MINUTE_NS) // grid)
-    values = rows["value"] if key else np.zeros(len(rows), dtype=np.uint16)
+        buckets = -(-(counts.minutes * MINUTE_NS) // grid)
+    values = counts.values if key else np.zeros(len(buckets), dtype=np.uint16)
     out: dict[tuple[int, int], list[int]] = {}
-    for b, v, n, nb in zip(buckets.tolist(), values.tolist(), rows["n"].tolist(),
-                           rows["bytes"].tolist(), strict=True):
+    for b, v, n, nb in zip(buckets.tolist(), values.tolist(), counts.lines.tolist(),
+                           counts.nbytes.tolist(), strict=True):
         acc = out.setdefault((b, v), [0, 0])
         acc[0] += n
         acc[1] += nb
+    names = counts.names
     return tuple((b, names[v] if key else "", n, nb) for (b, v), (n, nb) in out.items())
 
 

@@ -126,6 +126,10 @@ class Footer:
     extension: bytes = b""
     _zdict: list[zstandard.ZstdCompressionDict] = field(default_factory=list, init=False,
                                                         repr=False, compare=False)
+    # What reads work out from the footer alone (a block's counts per bucket of a grid:
+    # `_blockfilter.summary_rows`), kept as long as the footer is (the chunk cache's).
+    memo: dict[object, object] = field(default_factory=dict, init=False, repr=False,
+                                       compare=False)
 
     @property
     def n(self) -> int:

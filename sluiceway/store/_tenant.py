@@ -38,7 +38,7 @@ from sluiceway.model import (
     parse_labels,
     sort_dedupe,
 )
-from sluiceway.store._blockfilter import TokenProbe, block_rows, build_counts, build_filter
+from sluiceway.store._blockfilter import TokenProbe, build_counts, build_filter, summary_rows
 from sluiceway.store._cache import ChunkCache
 from sluiceway.store._chunk import ChunkError
 from sluiceway.store._chunkfmt import VERSION, BlockInfo, Footer
@@ -680,18 +680,17 @@ class _Read:
         no metadata, wholly inside the range, no other item (chunk, head) overlapping its
         time span, so none of its entries can be a duplicate the merge would remove, and
         its lines per bucket of the grid (and per value of `hints.label_key`) known from
-        its footer (`block_rows`)."""
+        its footer (`summary_rows`: kept with the cached footer)."""
         g, hints = self.grid, self.hints
         if not g or footer.version != VERSION or hints is None:
             return wanted
         rest = []
+        alone = self._alone(i, int(self.mints[i]), int(self.maxts[i]))  # all its blocks
         for b in wanted:
             rows = None
             if self.start <= b.mint and b.maxt < self.end and not b.has_metadata \
-                    and self._alone(i, b):
-                rows = block_rows(b.filters, hints.label_key, g,
-                                  -(-b.mint // g) == -(-b.maxt // g), b.n, b.line_bytes,
-                                  b.maxt)
+                    and (alone or self._alone(i, b.mint, b.maxt)):
+                rows = summary_rows(footer, b, hints.label_key, g)
             if rows is None:
                 rest.append(b)
                 continue
@@ -701,7 +700,7 @@ class _Read:
             hints.summaries.append(summary)
         return rest
 
-    def _alone(self, i: int, b: BlockInfo) -> bool:
-        """No item but `i` has data in [b.mint, b.maxt] (by its span)."""
-        over = (self.mints <= b.maxt) & (self.maxts >= b.mint)
+    def _alone(self, i: int, mint: int, maxt: int) -> bool:
+        """No item but `i` has data in [mint, maxt] (by its span)."""
+        over = (self.mints <= maxt) & (self.maxts >= mint)
         return int(np.count_nonzero(over)) == 1 and bool(over[i])

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import sluiceway.logql._metric  # noqa: F401  (registers the metric evaluator)
 from sluiceway.logql import (
@@ -15,6 +17,7 @@ from sluiceway.logql import (
     entry_level,
     evaluate,
 )
+from sluiceway.logql._levels import _logfmt_level, line_level
 from sluiceway.model import EntryBlock, StreamBatch
 
 RULES = LevelRules()
@@ -32,6 +35,7 @@ NOW = 1_700_000_000 * S
     ('{"msg":"x","severity":"fatal","level":"info"}', "fatal"),  # first in the document
     ("LEVEL=Error msg=x", "error"),  # logfmt keys in any case
     ("severity=warn level=info", "info"),  # `level` ranks before `severity`
+    ("\u017feverity=error", "error"),  # a key in any case folds as the regex folds it
     ('msg="level=error" x=1', "error"),  # a quoted value holds no key; the word decides
     ("ts=1 msg=hello", "unknown"),
     ("2024-01-01 [ERROR] disk full", "error"),
@@ -128,3 +132,23 @@ def test_metric_series_by_detected_level() -> None:
         "[]": 2.0}
     assert _metric('sum by (detected_level) (count_over_time({app="a"} | logfmt [1m]))') == {
         "[('detected_level', 'error')]": 2.0, "[('detected_level', 'info')]": 1.0}
+
+
+_PIECES = ["level=", "LEVEL=", "Level=", "lvl=", "severity=", "SeverityText=", "log.level=",
+           "severity_text=", "leve", "l=", "=", " ", "\t", '"', "\\", "info", "error", "WARN",
+           "x", "msg=", "ſeverity=", "İ", "K", "lеvel=", "é"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=12),
+       st.sampled_from([RULES, LevelRules(("Lvl", "sev")), LevelRules(("sKu",))]))
+def test_the_logfmt_key_prefilter_changes_no_level(pieces: list[str],
+                                                   rules: LevelRules) -> None:
+    """An ASCII line without any `key=` (in lower case) is passed over without the
+    logfmt regex: every line gets the level the regex alone gives it (non-ASCII
+    lines, whose case folding `lower()` does not match, always take the regex)."""
+    line = "".join(pieces)
+    bare = LevelRules(rules.fields, rules.json_max_depth)
+    object.__setattr__(bare, "logfmt_needles", ())
+    assert _logfmt_level(line, rules) == _logfmt_level(line, bare)
+    assert line_level(rules, line) == line_level(bare, line)

@@ -342,3 +342,36 @@ def test_compaction_merges_chunks_that_overlap_so_compacted_ones_do_not(
         assert got.stats.blocks_read == 0 and got.stats.blocks_summarized >= 2
     finally:
         st.close()
+
+
+def test_a_footer_keeps_the_rows_of_its_blocks_for_the_grids_asked(compacted) -> None:  # type: ignore[no-untyped-def]
+    """A count reads each block's counts section once: the rows per bucket stay with the
+    cached footer for up to `MEMO_GRIDS` grids a block (a dashboard's refreshes ask the
+    same again), they are what the section says, and answers stay exact."""
+    from sluiceway.store._blockfilter import MEMO_GRIDS, block_rows
+
+    st, mem = compacted
+    q = 'count_over_time({app="jobs"}[1m])'
+    footers = [f for f in _footers(st) if f.labels is not None and "jobs" in f.labels]
+    for f in footers:
+        f.memo.clear()
+    for step, levels in ((60, RULES), (60, None), (120, RULES), (300, RULES), (600, RULES),
+                         (900, RULES), (60, RULES)):
+        kw = {"start": T0, "end": T0 + 700 * S, "step_ns": step * S, "levels": levels}
+        got = evaluate(StoreSource(st), q, QueryParams([TENANT], **kw))  # type: ignore[arg-type]
+        assert got.to_loki_json()["result"] == _result(
+            mem, q, options=ExecOptions(columnar=False), **kw)["result"], step
+        assert got.stats.blocks_summarized >= 1
+    kept = 0
+    for f in footers:
+        assert len(f.memo) <= (MEMO_GRIDS + 1) * len(f.blocks)
+        for k, rows in f.memo.items():
+            assert isinstance(k, tuple)
+            if len(k) != 3:
+                continue  # a block's parsed counts section
+            index, key, grid = k
+            b = f.blocks[index]
+            one = -(-b.mint // grid) == -(-b.maxt // grid)
+            assert rows == block_rows(b.filters, key, grid, one, b.n, b.line_bytes, b.maxt)
+            kept += 1
+    assert kept >= 1
