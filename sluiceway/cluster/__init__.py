@@ -1,0 +1,32 @@
+"""Cluster mode on NATS JetStream (`sluiceway server --cluster nats://...`).
+
+The pieces, each small and on its own so later work can build on them:
+
+- `ClusterConfig` and the names it derives (streams, subjects, buckets under one prefix),
+  `partition_of(tenant, fp, partitions)`;
+- `NatsConn`: the process's one NATS connection (its own event loop thread; `run` waits
+  for a coroutine from any thread; the first connection is retried, logged, for ever);
+- `Leases`: a KV bucket with a TTL, compare-and-set on the revision — partitions,
+  the compactor and any other singleton;
+- `MemberRegistry` / `Member`: who is in the cluster (id, role, address, version, last
+  seen), in a KV bucket whose TTL forgets the dead;
+- `Publisher` / `split_record` (write path), `Ingester` (partitions → heads → chunks,
+  sequences recorded in KV), `HeadsServer` / `HeadsClient` (unflushed data over NATS
+  request/reply), `ClusterSource` (the read seam), and `ClusterNode`, which wires a
+  process's role together for the server.
+"""
+
+from sluiceway.cluster._config import ROLES, ClusterConfig, partition_of
+from sluiceway.cluster._conn import ClusterError, NatsConn
+from sluiceway.cluster._heads import HeadsClient, HeadsServer
+from sluiceway.cluster._ingester import Ingester
+from sluiceway.cluster._lease import Leases
+from sluiceway.cluster._members import Member, MemberRegistry
+from sluiceway.cluster._node import ClusterNode, default_objects
+from sluiceway.cluster._publish import PayloadTooLarge, Publisher, PublishError, split_record
+from sluiceway.cluster._source import ClusterSource
+
+__all__ = ["ROLES", "ClusterConfig", "ClusterError", "ClusterNode", "ClusterSource",
+           "HeadsClient", "HeadsServer", "Ingester", "Leases", "Member", "MemberRegistry",
+           "NatsConn", "PayloadTooLarge", "PublishError", "Publisher", "default_objects",
+           "partition_of", "split_record"]
