@@ -500,7 +500,9 @@ class Ledger:
                 now: float) -> None:
         """Give each reporter's queues' lines to the unsettled numbers of its entries."""
         latest: list[tuple[str, _GroupPoint]] = []
-        newest_by_source: dict[str, float] = {}
+        # (source, hop): a client and the agent that carries its numbers (lineage,
+        # relay) both speak for the source, each for its own hop.
+        newest_by_source: dict[tuple[str, str], float] = {}
         for rid, pts in t.groups.items():
             g = _at(pts, until)
             if g is None:
@@ -508,13 +510,14 @@ class Ledger:
             latest.append((rid, g))
             for _, keys in g.groups:
                 for src, _ep in keys:
-                    newest_by_source[src] = max(newest_by_source.get(src, 0.0), g.ts)
+                    k = (src, g.hop)
+                    newest_by_source[k] = max(newest_by_source.get(k, 0.0), g.ts)
         pending = {k: max(0, f["emitted"] - f["stored"] - f["lost"] - f["in_flight"])
                    for k, f in figures.items()}
         for _rid, g in sorted(latest, key=lambda x: -x[1].ts):
             stale = not g.final and now - g.ts > self.stale_factor * g.interval
             for in_flight, keys in g.groups:
-                if any(newest_by_source.get(src, 0.0) > g.ts for src, _ in keys):
+                if any(newest_by_source.get((src, g.hop), 0.0) > g.ts for src, _ in keys):
                     continue  # a newer reporter speaks for this queue's source
                 held = [(w, int(n)) for w, n in sorted(in_flight.items())
                         if n and not (stale and w in MEMORY)]
