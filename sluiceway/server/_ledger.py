@@ -22,7 +22,7 @@ emitted = stored + lost(hop, reason) + in flight(hop, where) + unexplained, over
 numbers below the emitted count of the last report. In-flight lines are what the
 producers' queues hold, spread over the unsettled numbers of the entries that share a
 queue (newest epoch first); a reporter that went stale without a final heartbeat holds
-nothing in memory any more, and one whose source a newer reporter speaks for holds
+nothing in memory any more, and one whose source a newer reporter (of the same hop) speaks for holds
 nothing at all (the newer one holds its disk).
 """
 
