@@ -93,7 +93,11 @@ class Multiline(_Joiner):
         self._cfg, self._rx = cfg, rx
 
     def __call__(self, recs: Records, final: bool = False) -> Records:
-        out = self._new_out(recs.labels is not None)
+        # A held entry keeps its own labels when it is released by an empty call (a
+        # timeout, a stop): without them it would go out with none.
+        held = self._held
+        out = self._new_out(recs.labels is not None
+                            or (held is not None and held.labels is not None))
         starts = recs.starts or [0] * len(recs.lines)
         labels = recs.labels
         match, max_lines = self._rx.search, self._cfg.max_lines

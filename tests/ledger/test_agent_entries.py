@@ -142,3 +142,40 @@ def test_a_client_relayed_through_the_push_input_reaches_the_ledger(tmp_path: Pa
     finally:
         agent.kill()
         server.stop()
+
+
+def test_a_push_input_with_a_joiner_numbers_its_entries(tmp_path: Path) -> None:
+    """A line input (no file to read again) with a multiline stage: one number per
+    entry; the last entry, held at a clean stop, is sent and counted."""
+    server = ServerProcess(tmp_path / "data").start()
+    port = free_port()
+    agent = AgentProcess(tmp_path, push_config(server, port, labels={"job": "raw"}, pipeline=[
+        {"multiline": {"firstline": "^ENTRY ", "max_wait_time": "1h"}}]))
+    try:
+        agent.start()
+        rnd = random.Random(5)
+        for k in range(3):
+            body = "".join(f"ENTRY {i} " + "x" * 20 + "\n"
+                           + "".join(f"  frame {j}\n" for j in range(rnd.randrange(4)))
+                           for i in range(k * 100, k * 100 + 100))
+            r = httpx.post(f"http://127.0.0.1:{port}/promtail/api/v1/raw",
+                           content=body.encode(), timeout=10)
+            assert r.status_code == 204, r.text
+        # 299 entries went out; the 300th is held (in flight at the reader) until the stop
+        deadline = time.monotonic() + 90
+        row: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            row = next((r for r in rows(server.url) if "/loki_push:" in r["source"]), {})
+            if row.get("stored") == 299 and row.get("emitted") == 300 \
+                    and row.get("in_flight") == 1:
+                break
+            time.sleep(0.2)
+        assert row["stored"] == 299, row
+        assert row["in_flight_by"] == [{"hop": "agent", "where": "reader", "lines": 1}], row
+        assert row["unexplained"] == 0
+        assert agent.stop() == 0
+        row = wait_settled(server.url, lambda s: "/loki_push:" in s, 300)
+        assert row["stored"] == 300 and row["missing"] == [], row["lost_by"]
+    finally:
+        agent.kill()
+        server.stop()
