@@ -8,6 +8,8 @@ promtail 3.6.15 12.2 CPU-s per million such lines; the target is <= 3.3.
     .venv/bin/python bench/agent.py                  # 5 runs, the median
     .venv/bin/python bench/agent.py --against /tmp/base   # interleaved with another tree
     .venv/bin/python bench/agent.py --part server    # the old flowing + stall phases
+    .venv/bin/python bench/agent.py --pipeline '[{multiline: {firstline: "^20"}}]'
+                                                     # the joining-stage path
 
 `--against DIR` runs the agent of another source tree (e.g. `git archive <rev> | tar -x
 -C DIR`) in turn with this one, run by run, so a neighbour's load hits both alike.
@@ -119,8 +121,10 @@ class NullReceiver:
         self.httpd.server_close()
 
 
-def cpu_run(tree: Path, path: Path, lines: int, fmt: str, extra: dict[str, Any]) -> dict[str, Any]:
-    """One agent process of `tree` ships `path` to a null receiver; its CPU until done."""
+def cpu_run(tree: Path, path: Path, lines: int, fmt: str, extra: dict[str, Any],
+            pipeline: list[Any] | None = None) -> dict[str, Any]:
+    """One agent process of `tree` ships `path` to a null receiver; its CPU until done.
+    `pipeline`: the input's stages (they must keep every line: the receiver counts)."""
     sink = NullReceiver()
     sink.want = lines
     with tempfile.TemporaryDirectory(prefix="bench-agent-") as d:
@@ -128,7 +132,8 @@ def cpu_run(tree: Path, path: Path, lines: int, fmt: str, extra: dict[str, Any])
         cfg = {"url": sink.url, "data_dir": str(tmp / "agent-data"), "format": fmt,
                "listen": None, "report_url": "off",
                "inputs": [{"type": "file", "paths": [str(path)], "start_at": "beginning",
-                           "labels": {"job": "bench"}}], **extra}
+                           "labels": {"job": "bench"},
+                           **({"pipeline": pipeline} if pipeline else {})}], **extra}
         (tmp / "agent.yaml").write_text(yaml.safe_dump(cfg))
         log = open(tmp / "agent.log", "wb")  # noqa: SIM115 - closed below
         t0 = time.monotonic()
@@ -166,14 +171,16 @@ def cpu_part(args: argparse.Namespace) -> None:
     if args.against:
         trees = {f"{args.against}": Path(args.against).resolve(), **trees}
     extra = yaml.safe_load(args.agent_yaml) if args.agent_yaml else {}
+    pipeline = yaml.safe_load(args.pipeline) if args.pipeline else None
     print(f"agent CPU bench: {args.lines:,} lines, {size / 1e6:.0f} MB "
           f"({size / args.lines:.0f} B a line), {args.format}, {os.cpu_count()} CPUs, "
           f"Python {sys.version.split()[0]}, {args.runs} interleaved runs"
-          + (f", config {extra}" if extra else ""))
+          + (f", config {extra}" if extra else "")
+          + (f", pipeline {pipeline}" if pipeline else ""))
     got: dict[str, list[float]] = {name: [] for name in trees}
     for i in range(args.runs):
         for name, tree in trees.items():
-            r = cpu_run(tree, path, args.lines, args.format, extra)
+            r = cpu_run(tree, path, args.lines, args.format, extra, pipeline)
             per_m = r["cpu_s"] / args.lines * 1e6
             got[name].append(per_m)
             print(f"  run {i + 1} {name}: {r['cpu_s']:.2f} CPU-s ({per_m:.2f} per million "
@@ -300,6 +307,7 @@ def main() -> None:
     ap.add_argument("--format", default="protobuf", choices=["protobuf", "json"])
     ap.add_argument("--against", help="another source tree to run in turn with this one")
     ap.add_argument("--agent-yaml", help="extra agent config (YAML mapping) for the cpu part")
+    ap.add_argument("--pipeline", help="the file input's stages (YAML list) for the cpu part")
     ap.add_argument("--stall-lines", type=int, default=600_000)
     args = ap.parse_args()
     if args.part == "cpu":

@@ -31,7 +31,7 @@ from sluiceway.agent._dryrun import DryRun
 from sluiceway.agent._http import StatusServer
 from sluiceway.agent._inputs import DemoGenerator, LineInput, StdinReader
 from sluiceway.agent._journal import JournalReader
-from sluiceway.agent._lanes import Lanes
+from sluiceway.agent._lanes import Lane, Lanes
 from sluiceway.agent._ledger import AgentLedger, input_source
 from sluiceway.agent._pipeline import PipelineSpec
 from sluiceway.agent._positions import Positions
@@ -71,7 +71,7 @@ class Agent:
         if cfg.promtail_positions is not None:
             self.positions.import_promtail(cfg.promtail_positions,
                                            cfg.promtail_positions_ignore_invalid)
-        self.ledger = AgentLedger(self.positions)
+        self.ledger = AgentLedger(self.positions, self.id)
         self.stop_inputs = threading.Event()
         self.stop_now = threading.Event()
         self.stopped = threading.Event()
@@ -84,12 +84,14 @@ class Agent:
         self._warn_orphan_spill()
         # --dry-run: entries are printed instead of sent, and no position is saved.
         self.dry_run = DryRun() if dry_run else None
-        self.inputs: list[Input] = [self._input(i) for i in cfg.inputs]
-        self.http: StatusServer | None = None
         self.view = PipelineView(lambda: heartbeat(self.status()),
                                  cfg.heartbeat_interval, cfg.heartbeat_forget_after,
                                  self.stop_now)
+        self.inputs: list[Input] = [self._input(i) for i in cfg.inputs]
+        self.http: StatusServer | None = None
         self.heartbeat: HeartbeatSender | None = None
+        # Every other lane reports its own ledger to its own backend and tenant.
+        self.lane_beats: dict[str, HeartbeatSender] = {}
         self._threads: list[threading.Thread] = []  # flusher, positions writer
         self._input_threads: list[threading.Thread] = []
         self._registry: Any = None
@@ -109,10 +111,13 @@ class Agent:
             inp, what = SyslogListener(icfg, emit, stats, stop), f"syslog:{icfg.listen}"
         elif isinstance(icfg, DemoInput):
             inp, what = DemoGenerator(icfg, emit, stats, stop), "demo"
-        elif isinstance(icfg, LokiPushInput):  # not numbered: its lines keep their own
-            return PushReceiver(icfg, emit, stats, stop)
-        elif isinstance(icfg, JournalInput):  # not numbered yet
-            return JournalReader(icfg, self.config.data_dir, emit, stats, stop)
+        elif isinstance(icfg, LokiPushInput):  # a relayed push keeps its own numbers
+            inp = PushReceiver(icfg, emit, stats, stop, received=self.ledger.received,
+                               lose=self.ledger.lose, heartbeat=self.view.receive)
+            what = f"loki_push:{icfg.listen}"
+        elif isinstance(icfg, JournalInput):
+            inp = JournalReader(icfg, self.config.data_dir, emit, stats, stop)
+            what = f"journal:{inp.cursor_file.name}"
         else:
             raise ValueError(f"unknown input {icfg!r}")
         inp.numbers = self.ledger.line_input(input_source(self.id, what.split(":")[0], what))
@@ -176,22 +181,41 @@ class Agent:
         if self.cfg.report_url != "off" and self.dry_run is None:
             self.heartbeat = self._heartbeat()
             self.heartbeat.thread.start()
-        if self.http is not None:  # the view, and the relay of its reporters' heartbeats
+            self._spawn(self._lane_heartbeats, "agent-lane-heartbeats", self._threads)
+        # The view, and the relay of its reporters' heartbeats (posted to the listen
+        # address, or to a Loki push input by the clients that push there).
+        if self.http is not None or any(isinstance(i, PushReceiver) for i in self.inputs):
             self.view.start(self.heartbeat)
         log.info("agent %s shipping to %s (queue %s, when_full=%s)", self.cfg.name,
                  ", ".join(c.url for c in self.lanes.clients), self.cfg.queue.capacity,
                  self.cfg.queue.when_full)
         return self
 
-    def _heartbeat(self) -> HeartbeatSender:
-        """Heartbeats to `report_url`; `auto`: to the push target, off if it is a Loki."""
-        cfg, target = self.cfg, push_target(self.cfg)
+    def _heartbeat(self, lane: Lane | None = None) -> HeartbeatSender:
+        """Heartbeats to `report_url`; `auto`: to the push target, off if it is a Loki.
+        `lane`: another lane's own (its client's URL and tenant)."""
+        cfg = self.cfg
+        target = push_target(lane.cfg if lane is not None else cfg)
         auto = cfg.report_url == "auto"
-        return HeartbeatSender(target.base_url if auto else cfg.report_url,
-                               self.view.own,
+        build = self.view.own if lane is None else (
+            lambda: heartbeat(status(self, lane)))
+        return HeartbeatSender(target.base_url if auto else cfg.report_url, build,
                                lambda: target.http(min(5.0, cfg.heartbeat_interval)),
                                cfg.heartbeat_interval, self.stop_now, auto=auto, log=log,
                                name="agent-heartbeat")
+
+    def _lane_heartbeats(self) -> None:
+        """A heartbeat sender for each lane but the first, as lanes appear (a `tenant`
+        stage makes them as it goes)."""
+        while True:
+            for lane in self.lanes.all():
+                if lane.first or lane.tag is None or lane.tag in self.lane_beats:
+                    continue
+                sender = self._heartbeat(lane)
+                self.lane_beats[lane.tag] = sender
+                sender.thread.start()
+            if self.stop_now.wait(self.cfg.heartbeat_interval):
+                return
 
     def _flush_loop(self) -> None:
         tick = max(0.01, min(0.1, self.cfg.batch.max_wait / 2))
@@ -236,6 +260,8 @@ class Agent:
             self.http.stop()
         if self.heartbeat is not None:  # the settled figures, once more
             self.heartbeat.final(timeout=min(2.0, self.cfg.heartbeat_interval))
+        for sender in list(self.lane_beats.values()):
+            sender.final(timeout=min(2.0, self.cfg.heartbeat_interval))
         self.stopped.set()
         ln = self.status()["lines"]
         log.info("agent stopped: %d lines read, %d shipped, %d spilled, %d lost", ln["read"],

@@ -36,24 +36,41 @@ class LineInput:
         self.pipeline: Pipeline = self.spec.new()
         self.emit, self.stats, self.stop = emit, stats, stop
         # The ledger's numbers of this input (set by the agent; None: not numbered).
-        # With a joining stage (multiline, cri, docker) lines are not numbered: a
-        # joined record is many lines.
+        # With a joining stage (multiline, cri, docker) the entry is the unit: the last
+        # joiner numbers each entry as it opens it (`Pipeline.set_numbering`).
         self.numbers: LineNumbers | None = None
+        self.emitting_lines = 0  # numbered entries on their way into the batcher
+
+    def held(self) -> int:
+        """Numbered entries a joiner still holds (in flight at the reader)."""
+        return 1 if self.pipeline.held_seq() is not None else 0
 
     def deliver(self, lines: list[str], ts: list[int] | None = None,
                 labels: list[dict[str, str] | None] | None = None,
-                fields: list[dict[str, Any]] | None = None, final: bool = False) -> None:
+                fields: list[dict[str, Any]] | None = None, final: bool = False,
+                count: bool = True) -> None:
         if ts is None:
             base = time.time_ns()
             ts = list(range(base, base + len(lines)))
         recs = Records(ts, lines, fields=fields, labels=labels)
-        nums = self.numbers if not self.pipeline.stateful else None
-        if lines:
+        nums = self.numbers
+        stateful = self.pipeline.stateful
+        if lines and count:
             self.stats.add(lines_read=len(lines), bytes_read=sum(map(len, lines)))
-            if nums is not None:
-                recs.seqs = nums.take(len(lines))
+        if lines and nums is not None and not stateful:
+            recs.seqs = nums.take(len(lines))
+        if nums is not None and stateful and not self.pipeline.numbering:
+            self.pipeline.set_numbering(nums.take_one)
         seqs = recs.seqs
         out = self.pipeline.run(recs, final)
+        if stateful:
+            seqs = self.pipeline.joined
+        self.hand_on(out, seqs)
+
+    def hand_on(self, out: Records, seqs: list[int] | None) -> None:
+        """The pipeline's output to the lanes, with its numbers (`seqs`: the numbers
+        that went into the stages that may drop: those gone are lost as `filtered`)."""
+        nums = self.numbers
         pieces = self.pipeline.to_pieces(out)
         groups = None
         if nums is not None and seqs is not None and out.seqs is not None:
@@ -66,7 +83,11 @@ class LineInput:
         if pieces:
             nbytes = sum(len(line) for p in pieces for line in p.lines)
             if groups:
-                self.emit(pieces, len(out), nbytes, [], False, groups)
+                self.emitting_lines = len(out)
+                try:
+                    self.emit(pieces, len(out), nbytes, [], False, groups)
+                finally:
+                    self.emitting_lines = 0
             else:
                 self.emit(pieces, len(out), nbytes, [])
 
@@ -127,3 +148,4 @@ class DemoGenerator(LineInput):
                 text = msg.format(ms=rnd.randint(1, 900), n=rnd.randint(1, 99999))
                 lines.append(f'level={level} msg="{text}"')
             self.deliver(lines)
+        self.deliver([], final=True)

@@ -3,11 +3,18 @@
 They hold records across batches, so each reports `held_from()`: the file offset of the
 first byte still held. The positions tracker never advances past it, so a crash while
 a stack trace is half collected re-reads the whole trace.
+
+The ledger (ARCHITECTURE.md §ledger): the entry is the unit. The pipeline's last
+joiner numbers each entry when it opens it (`number`, set by the input), so an entry
+still held has its number already (`held_seq()`): a file reads it again after a
+restart, from its first line, and it gets the same number; an input that cannot read
+again loses it at a SIGKILL with its number emitted, so the ledger shows it.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import orjson
 import re2
@@ -23,11 +30,12 @@ PARTIAL_WAIT_S = 3.0
 class _Held:
     """One record being assembled: its parts, first timestamp, start offset, labels."""
 
-    __slots__ = ("parts", "ts", "start", "labels", "since")
+    __slots__ = ("parts", "ts", "start", "labels", "since", "seq")
 
-    def __init__(self, ts: int, start: int, labels: dict[str, str] | None) -> None:
+    def __init__(self, ts: int, start: int, labels: dict[str, str] | None,
+                 seq: int = -1) -> None:
         self.parts: list[str] = []
-        self.ts, self.start, self.labels = ts, start, labels
+        self.ts, self.start, self.labels, self.seq = ts, start, labels, seq
         self.since = time.monotonic()
 
 
@@ -36,15 +44,28 @@ class _Joiner:
 
     def __init__(self) -> None:
         self._held: _Held | None = None
+        # The ledger's next number (the input's), when this joiner numbers entries.
+        self.number: Callable[[], int] | None = None
 
     def held_from(self) -> int | None:
         return self._held.start if self._held is not None else None
 
-    @staticmethod
-    def _new_out(with_labels: bool) -> Records:
+    def held_seq(self) -> int | None:
+        """The number of the entry held (None: none held, or not numbering)."""
+        h = self._held
+        return h.seq if h is not None and self.number is not None else None
+
+    def _open(self, ts: int, start: int, labels: dict[str, str] | None) -> _Held:
+        number = self.number
+        h = self._held = _Held(ts, start, labels, number() if number is not None else -1)
+        return h
+
+    def _new_out(self, with_labels: bool) -> Records:
         out = Records([], [], starts=[])
         if with_labels:
             out.labels = []
+        if self.number is not None:
+            out.seqs = []
         return out
 
     def _emit(self, out: Records, h: _Held, sep: str) -> None:
@@ -54,6 +75,8 @@ class _Joiner:
         out.starts.append(h.start)
         if out.labels is not None:
             out.labels.append(h.labels)
+        if out.seqs is not None:
+            out.seqs.append(h.seq)
 
     def _release_if_due(self, out: Records, wait: float, final: bool, sep: str) -> None:
         h = self._held
@@ -70,7 +93,11 @@ class Multiline(_Joiner):
         self._cfg, self._rx = cfg, rx
 
     def __call__(self, recs: Records, final: bool = False) -> Records:
-        out = self._new_out(recs.labels is not None)
+        # A held entry keeps its own labels when it is released by an empty call (a
+        # timeout, a stop): without them it would go out with none.
+        held = self._held
+        out = self._new_out(recs.labels is not None
+                            or (held is not None and held.labels is not None))
         starts = recs.starts or [0] * len(recs.lines)
         labels = recs.labels
         match, max_lines = self._rx.search, self._cfg.max_lines
@@ -81,7 +108,7 @@ class Multiline(_Joiner):
                 continue
             if h is not None:
                 self._emit(out, h, "\n")
-            self._held = h = _Held(recs.ts[i], starts[i], labels[i] if labels else None)
+            h = self._open(recs.ts[i], starts[i], labels[i] if labels else None)
             h.parts.append(line)
         self._release_if_due(out, self._cfg.max_wait_time, final, "\n")
         return out
@@ -116,8 +143,8 @@ class Cri(_Joiner):
                 ts, msg = recs.ts[i], line
             h = self._held
             if h is None:
-                h = self._held = _Held(ts, starts[i],
-                                       self._labels(stream, labels[i] if labels else None))
+                h = self._open(ts, starts[i],
+                               self._labels(stream, labels[i] if labels else None))
             h.parts.append(msg)
             if tag == "F" or len(h.parts) >= self._cfg.max_partial_lines:
                 self._emit(out, h, "")
@@ -150,7 +177,7 @@ class Docker(_Joiner):
             if h is None:
                 lab = self._stream_labels.setdefault(stream, {"stream": stream})
                 base = labels[i] if labels else None
-                h = self._held = _Held(ts, starts[i], lab if base is None else {**base, **lab})
+                h = self._open(ts, starts[i], lab if base is None else {**base, **lab})
             done = msg.endswith("\n")
             h.parts.append(msg[:-1] if done else msg)
             if done or len(h.parts) >= self._cfg.max_partial_lines:

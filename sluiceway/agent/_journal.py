@@ -106,3 +106,4 @@ class JournalReader(LineInput):
             if isinstance(cursor, str):
                 atomic_write(self.cursor_file, cursor.encode())
         proc.wait()
+        self.deliver([], final=True)

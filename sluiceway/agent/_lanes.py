@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from sluiceway.agent._config import AgentConfig, ClientConfig, MatchStage, TenantStage
-from sluiceway.agent._ledger import AgentLedger
+from sluiceway.agent._ledger import AgentLedger, lane_source
 from sluiceway.agent._positions import Checkpoint, Positions
 from sluiceway.agent._queue import AgentQueue, Batcher, batch_lines, renamed
 from sluiceway.agent._records import Piece
@@ -87,6 +87,14 @@ def lane_config(cfg: AgentConfig, client: ClientConfig, tenant: str | None,
         "data_dir": data_dir})
 
 
+def lane_tag(index: int, tenant: str | None) -> str:
+    """A lane's name in the ledger (its sources are `<input source>@<tag>`)."""
+    tag = f"c{index + 1}"
+    if tenant:
+        tag += "-" + "".join(ch if ch.isalnum() or ch in "_.-" else "_" for ch in tenant)
+    return tag
+
+
 class Lane:
     """One client (and tenant): its queue, batcher and delivery loops."""
 
@@ -97,10 +105,12 @@ class Lane:
         # The first lane speaks as the agent always has; others say which client they are.
         self.who = "agent" if first else f"agent client {index + 1}{tenant}"
         name = "agent" if first else f"agent-{index + 1}-{cfg.tenant or ''}"
-        # The ledger counts the losses of the first client's lane (the server the
-        # heartbeats go to); every lane's pushes carry the numbers.
+        # The ledger: the first lane ships the inputs' numbers as they are; every other
+        # lane ships its own copy (`<source>@<tag>`) and counts its own losses of it.
+        self.tag = None if first else lane_tag(index, cfg.tenant)
+        self.ledger = ledger
         self.queue = AgentQueue(cfg.queue, cfg.data_dir, positions, name=name,
-                                ledger=ledger if first else None)
+                                ledger=ledger.lane(self.tag) if ledger is not None else None)
         self.batcher = Batcher(cfg.batch, cfg.format, self.queue, positions,
                                batch_lines(cfg.queue, cfg.batch))
         self.loops: list[DeliveryLoop[Push]] = shippers(cfg, self.queue, stop_now, self.who)
@@ -248,7 +258,18 @@ class Lanes:
             size = sum(len(line) for p in part for line in p.lines) if n != lines else nbytes
             whole = n == lines
             lane.batcher.add(part, n, size, checkpoints, can_wait,
-                             numbers if whole else None)
+                             self._numbers(lane, numbers) if whole else None)
+
+    def _numbers(self, lane: Lane, numbers: list[LedgerGroup] | None
+                 ) -> list[LedgerGroup] | None:
+        """The numbers a lane ships: the first lane's as they are; another lane's, the
+        agent's own as that lane's copy (a client's numbers travel on the first lane
+        only: on the others those lines go unnumbered)."""
+        if not numbers or lane.tag is None or self.ledger is None:
+            return numbers
+        own = [LedgerGroup(lane_source(g.source, lane.tag), g.epoch, g.runs)
+               for g in numbers if self.ledger.is_own(g.source)]
+        return own or None
 
     def tick(self, force: bool = False) -> None:
         for lane in self.all():

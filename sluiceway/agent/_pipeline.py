@@ -43,8 +43,11 @@ Stateless = Callable[[Records], Records]
 
 
 class Joiner(Protocol):
+    number: Callable[[], int] | None
+
     def __call__(self, recs: Records, final: bool = False) -> Records: ...
     def held_from(self) -> int | None: ...
+    def held_seq(self) -> int | None: ...
 
 
 # Called after each stage with (stage name, records before, records after), for --inspect.
@@ -157,15 +160,36 @@ class Pipeline:
         self.plain = not stages  # no stages: lines go from the read to the wire as bytes
         self.names = names or []
         self.inspect: Inspect | None = None
-        self._joiners = [s for s in stages if hasattr(s, "held_from")]
+        self._joiners: list[Joiner] = [s for s in stages  # type: ignore[misc]
+                                       if hasattr(s, "held_from")]
+        # The ledger with joining stages: the last joiner numbers the entries; `joined`
+        # is the numbers of the entries it handed on in the last `run` (before the
+        # stages after it, which may drop some).
+        self._last: Joiner | None = self._joiners[-1] if self._joiners else None
+        self.joined: list[int] | None = None
+
+    def set_numbering(self, number: Callable[[], int] | None) -> None:
+        """Number entries (one number per joined entry) with `number()`."""
+        if self._last is not None:
+            self._last.number = number
+
+    @property
+    def numbering(self) -> bool:
+        return self._last is not None and self._last.number is not None
+
+    def held_seq(self) -> int | None:
+        return self._last.held_seq() if self._last is not None else None
 
     def run(self, recs: Records, final: bool = False) -> Records:
         recs.base = self.labels
+        self.joined = None
         for n, stage in enumerate(self.stages):
             before = _copy(recs) if self.inspect is not None and recs.lines else None
             if hasattr(stage, "held_from"):
                 recs = stage(recs, final)  # type: ignore[call-arg]
                 recs.base = self.labels
+                if stage is self._last:
+                    self.joined = recs.seqs
             elif recs.lines:
                 recs = stage(recs)
             if before is not None and self.inspect is not None:

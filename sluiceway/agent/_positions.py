@@ -22,8 +22,10 @@ import logging
 import secrets
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 import yaml
@@ -93,6 +95,11 @@ class Positions:
         self._lock = threading.Lock()
         self._files: dict[str, FilePos] = {}
         self._first_start = not self.path.exists()
+        # The ledger's figures that no file holds (numbers of other sources this agent
+        # carries, `AgentLedger.carried`): saved in the same atomic write, after the
+        # files' figures are taken, so a range saved done has its losses saved too.
+        self.ledger_state: Callable[[], Any] | None = None
+        self.saved_ledger: Any = None
         self._saved: dict[str, dict[str, object]] = self._load()
         self._dirty = True
         self._by_epoch: dict[str, str] = {}  # epoch -> key
@@ -110,9 +117,11 @@ class Positions:
         try:
             if not head.startswith(_MAGIC) or int(head[len(_MAGIC):]) != zlib.crc32(body):
                 raise ValueError("checksum mismatch")
-            files = orjson.loads(body)["files"]
+            doc = orjson.loads(body)
+            files = doc["files"]
             if not isinstance(files, dict):
                 raise ValueError("no files map")
+            self.saved_ledger = doc.get("ledger")
             return files
         except (ValueError, KeyError, TypeError) as exc:
             # A torn or corrupt file must not crash-loop the agent (grafana/loki#1457).
@@ -191,6 +200,10 @@ class Positions:
             self._by_epoch[fpos.epoch] = key
             self._dirty = True
             return fpos
+
+    def touch(self) -> None:
+        """Something saved with the positions changed (the ledger's figures)."""
+        self._dirty = True
 
     def tracked(self, key: str) -> bool:
         with self._lock:
@@ -308,7 +321,10 @@ class Positions:
                             "lost_ranges": f.lost_set.ranges(),
                             "lost_unknown": f.lost_unknown}
             self._dirty = False
-        body = orjson.dumps({"files": files})
+        doc: dict[str, Any] = {"files": files}
+        if self.ledger_state is not None:
+            doc["ledger"] = self.ledger_state()
+        body = orjson.dumps(doc)
         ensure_dir(self.path.parent)
         atomic_write(self.path, _MAGIC + str(zlib.crc32(body)).encode() + b"\n" + body,
                      mode=0o600)

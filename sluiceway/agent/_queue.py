@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sluiceway.agent._config import BatchConfig, QueueConfig
-from sluiceway.agent._ledger import AgentLedger
+from sluiceway.agent._ledger import LaneLedger
 from sluiceway.agent._positions import Checkpoint
 from sluiceway.agent._records import Piece
 from sluiceway.buffer import Buffer, BufferConfig
@@ -65,11 +65,10 @@ class AgentQueue:
     """`Buffer[Push]` in lines, moving file positions as lines become safe or lost."""
 
     def __init__(self, q: QueueConfig, data_dir: Path, positions: Done,
-                 name: str = "agent", ledger: AgentLedger | None = None) -> None:
+                 name: str = "agent", ledger: LaneLedger | None = None) -> None:
         self.cfg = q
         self.positions = positions
-        # The ledger notes the numbers this queue loses (the first client's lane: the
-        # server the heartbeats go to); None for the other lanes.
+        # The ledger notes the numbers this lane's queue (and delivery) loses.
         self.ledger = ledger
         self.buffer: Buffer[Push] = Buffer(buffer_config(q, data_dir), name=name,
                                            codec=PushCodec(), on_spilled=self._spilled,

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from sluiceway.agent._inputs import LineInput
 from sluiceway.agent._promtail_metrics import promtail_metrics
 from sluiceway.agent._queue import REASONS, renamed
 from sluiceway.agent._tail import FileTailer
@@ -16,6 +17,7 @@ from sluiceway.ship import LOSS_REASONS, Figures, QueueCollector
 
 if TYPE_CHECKING:
     from sluiceway.agent._agent import Agent
+    from sluiceway.agent._lanes import Lane
 
 # Shown at 0 from the first scrape (others appear when they happen).
 DROP_REASONS = tuple(dict.fromkeys(REASONS.get(r, r) for r in BUFFER_DROP_REASONS))
@@ -26,11 +28,17 @@ WAITING_AFTER_S = 0.25
 HEARTBEAT_FILES = 50
 
 
-def status(agent: Agent) -> dict[str, Any]:
-    """The figures behind /status, /metrics and the heartbeat (one snapshot)."""
+def status(agent: Agent, lane: Lane | None = None) -> dict[str, Any]:
+    """The figures behind /status, /metrics and the heartbeat (one snapshot); `lane`:
+    another lane than the first, as its own heartbeat tells it (its queue, delivery and
+    ledger group; the id `<agent id>/<lane tag>`)."""
     s, cfg = agent.stats, agent.cfg
-    q = agent.queue.snapshot()
-    d = agent.delivery.snapshot()
+    queue, batcher, delivery, tag = agent.queue, agent.batcher, agent.delivery, None
+    if lane is not None and not lane.first:
+        cfg, queue, batcher, delivery, tag = (lane.cfg, lane.queue, lane.batcher,
+                                              lane.delivery, lane.tag)
+    q = queue.snapshot()
+    d = delivery.snapshot()
     waiting: dict[str, float] = {}
     pending: dict[str, int] = {}
     for inp in agent.inputs:
@@ -57,14 +65,16 @@ def status(agent: Agent) -> dict[str, Any]:
     counters.update(bytes_shipped=d["bytes_shipped"], batches_shipped=d["pushes"],
                     send_failures=d["send_failures"], retries=d["retries"])
     return {
-        "id": agent.id, "kind": "agent", "name": cfg.name, "host": socket.gethostname(),
+        "id": agent.id if tag is None else f"{agent.id}/{tag}", "kind": "agent",
+        "name": cfg.name if tag is None else f"{cfg.name} ({tag})",
+        "host": socket.gethostname(),
         "pid": os.getpid(), "ts": time.time(), "uptime_s": time.time() - s.started,
         "interval_s": cfg.heartbeat_interval,
         "queue": {"unit": "lines", "depth": q["depth"], "capacity": q["capacity"],
                   "high_watermark": q["high_watermark"], "in_flight": q["in_flight"],
                   "bytes": q["bytes"], "max_bytes": q["max_bytes"],
                   "when_full": cfg.queue.when_full, "drop": cfg.queue.drop,
-                  "batch_max_lines": agent.batcher.max_lines,
+                  "batch_max_lines": batcher.max_lines,
                   "spill_pending": q["spill_pending"], "spill_full": q["spill_full"],
                   "spill_max_bytes": cfg.queue.spill_max_bytes,
                   "when_spill_full": cfg.queue.when_spill_full,
@@ -79,13 +89,25 @@ def status(agent: Agent) -> dict[str, Any]:
                     "last_success_ts": d["last_success_ts"]},
         "counters": counters, "files": files,
         "ledger": [agent.ledger.group({
-            "reader": sum(i.emitting_lines for i in agent.inputs if isinstance(i, FileTailer)),
-            "queue": agent.batcher.lines + q["depth"], "sending": q["in_flight"],
-            "disk": q["spill_pending"], "file": agent.ledger.reread_backlog()})],
+            "reader": reader_lines(agent),
+            "queue": batcher.lines + q["depth"], "sending": q["in_flight"],
+            "disk": q["spill_pending"], "file": agent.ledger.reread_backlog()}, tag)],
         # Every client's lanes (the figures above are the first one's).
         "clients": [lane.summary() for lane in agent.lanes.all()],
         "filtered_by_reason": agent.filtered_by_reason(),
     }
+
+
+def reader_lines(agent: Agent) -> int:
+    """Numbered entries at the inputs: on their way into the batcher, or held by a
+    joiner of an input that cannot read them again (a file's count as `file`)."""
+    n = 0
+    for i in agent.inputs:
+        if isinstance(i, FileTailer):
+            n += i.emitting_lines
+        elif isinstance(i, LineInput):
+            n += i.emitting_lines + i.held()
+    return n
 
 
 def heartbeat(doc: dict[str, Any]) -> dict[str, Any]:

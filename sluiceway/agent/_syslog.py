@@ -200,6 +200,9 @@ class SyslogListener(LineInput):
                     self.deliver([])
         for t in threads:
             t.join(1)
+        if self.pipeline.stateful:  # a clean stop: a joiner's last entry goes out
+            with self._lock:
+                self.deliver([], final=True)
         for s in (self.udp, self.tcp):
             if s is not None:
                 s.close()

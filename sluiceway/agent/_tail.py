@@ -90,7 +90,8 @@ class Tracked:
     cut: bool = False  # truncated: start over at 0 before reading on
     cuts: int = 0
     gen: int = 0  # positions generation of the content read (a truncation starts a new one)
-    line_no: int = 0  # the ledger's number of `lines[0]`
+    line_no: int = 0  # the ledger's number of `lines[0]` (with a joiner: the next entry's)
+    num_mark: int = 0  # with a joiner: the number at `mark`
     epoch: str = ""
     lineage: bool = False  # lines carry a client's numbers (`_src`, `_ep`, `_seq`)
 
@@ -180,14 +181,24 @@ class FileTailer:
         start, skips, ledger = self._start_offset(key, fd, st.st_size, fp_len, path)
         fpos = self.positions.register(key, path, start, fp, fp_len, skips,
                                        source=self.source, ledger=ledger,
-                                       numbered=bool(self.source) and not self.spec.stateful)
+                                       numbered=bool(self.source))
         extra = {**labels, "filename": path} if self.cfg.filename_label else dict(labels)
         with self._lock:
-            self.files[key] = Tracked(key, path, fd, self.spec.new(extra), start, start, start,
-                                      skips=[(s, e, a, b) for s, e, _, a, b in fpos.pending],
-                                      fp_len=fp_len, fp=fp, seen_size=st.st_size,
-                                      gen=fpos.gen, line_no=fpos.line, epoch=fpos.epoch)
+            t = self.files[key] = Tracked(
+                key, path, fd, self.spec.new(extra), start, start, start,
+                skips=[(s, e, a, b) for s, e, _, a, b in fpos.pending], fp_len=fp_len,
+                fp=fp, seen_size=st.st_size, gen=fpos.gen, line_no=fpos.line,
+                num_mark=fpos.line, epoch=fpos.epoch)
+            if self.source and t.pipeline.stateful:  # the entry is the unit
+                t.pipeline.set_numbering(lambda: self._next_entry(t))
         log.info("tailing %s from offset %d", path, start)
+
+    @staticmethod
+    def _next_entry(t: Tracked) -> int:
+        """With a joiner: the number of an entry it opens (on the reader's thread)."""
+        n = t.line_no
+        t.line_no = n + 1
+        return n
 
     def _start_offset(self, key: str, fd: int, size: int, fp_len: int, path: str
                       ) -> tuple[int, list[tuple[int, int, int, int]], dict[str, object] | None]:
@@ -288,7 +299,7 @@ class FileTailer:
         with self._lock:
             t.gen = self.positions.gen(t.key)
             t.epoch = self.positions.snapshot_of(t.key).epoch
-            t.line_no = 0
+            t.line_no = t.num_mark = 0
             t.read_pos = t.mark = t.line_pos = t.nl_read = 0
             t.partial, t.skips, t.unterminated, t.cut = b"", [], False, False
             self.positions.update(t.key, read_pos=0, size=t.seen_size, lag_lines=self._lag(t))
@@ -366,6 +377,7 @@ class FileTailer:
                 t.mark = max(t.mark, t.read_pos)
                 if t.skips[0][3] >= 0:  # the numbers go on after the range's
                     t.line_no = max(t.line_no, t.skips[0][3])
+                    t.num_mark = max(t.num_mark, t.line_no)
                 t.skips.pop(0)
         if t.skips:
             want = min(want, t.skips[0][0] - t.read_pos)
@@ -439,15 +451,16 @@ class FileTailer:
             self._emit(t, [Piece(t.pipeline.labels, ts, piece)], n, nbytes - n,
                        t.line_pos, n, nums, (first, first + own))
             return
-        t.line_no += n
         # One decode and one split for the whole piece: no Python work per line.
         lines = b"\n".join(piece).decode("utf-8", "replace").split("\n")
         recs = Records(list(range(base, base + n)), lines)
-        if t.pipeline.stateful:
+        if t.pipeline.stateful:  # entries are numbered by the last joiner
             recs.starts = list(itertools.accumulate((len(b) + 1 for b in piece[:-1]),
                                                     initial=start))
-        elif self.source:
-            recs.seqs = list(range(first, first + n))
+        else:
+            t.line_no += n
+            if self.source:
+                recs.seqs = list(range(first, first + n))
         self._deliver(t, recs, t.line_pos, n, numbers=(first, first + n))
 
     def _inherited(self, piece: list[bytes], epoch: str,
@@ -492,6 +505,8 @@ class FileTailer:
                  final: bool = False, numbers: tuple[int, int] = (0, 0)) -> None:
         seqs = recs.seqs
         out = t.pipeline.run(recs, final)
+        if t.pipeline.numbering:
+            seqs = t.pipeline.joined
         pieces = t.pipeline.to_pieces(out)
         nbytes = sum(len(line) for p in pieces for line in p.lines)
         nums = None
@@ -509,7 +524,12 @@ class FileTailer:
         safe = end if held is None else min(held, end)
         ck: list[Checkpoint] = []
         if safe > t.mark:
-            first, stop = span if held is None else (0, 0)
+            if t.pipeline.numbering:  # the entries that start in [mark, safe)
+                seq = t.pipeline.held_seq()
+                first, stop = t.num_mark, t.line_no if seq is None else seq
+                t.num_mark = stop
+            else:
+                first, stop = span if held is None else (0, 0)
             self.positions.add(t.key, t.gen, t.mark, safe, first, stop)
             ck.append((t.key, t.gen, t.mark, safe, first, stop))
             t.mark = safe

@@ -29,16 +29,19 @@ log = logging.getLogger("sluiceway.client")
 REFUSED = frozenset({"full", "timeout", "spill_full", "spill_backlog", "closed"})
 
 
-def primary(rt: Runtime) -> SinkWorker | None:
-    """The sink the card is about: the first LokiSink, else the first sink."""
-    return next((w for w in rt.workers if isinstance(w.sink, LokiSink)),
+def primary(rt: Runtime, base: str | None = None) -> SinkWorker | None:
+    """The sink the card is about: the first LokiSink (pushing to `base`, when given),
+    else the first sink."""
+    return next((w for w in rt.workers if isinstance(w.sink, LokiSink)
+                 and (base is None or w.sink.base_url == base)),
                 rt.workers[0] if rt.workers else None)
 
 
-def heartbeat_payload(rt: Runtime) -> dict[str, Any]:
-    """The heartbeat's fields (token aside)."""
+def heartbeat_payload(rt: Runtime, base: str | None = None) -> dict[str, Any]:
+    """The heartbeat's fields (token aside); `base`: the card of the Loki sinks that
+    push to another server than the reported one, sent to that server (its own id)."""
     s = rt.stats()
-    w = primary(rt)
+    w = primary(rt, base)
     st = s["sinks"][w.name] if w is not None else None
     queue: dict[str, Any] = {"capacity": rt.settings.queue_size, "depth": 0,
                              "max_bytes": rt.settings.queue_bytes,
@@ -64,8 +67,9 @@ def heartbeat_payload(rt: Runtime) -> dict[str, Any]:
                    "last_error": st["last_error"], "last_status": st["last_status"],
                    "last_success_ts": st["last_success_ts"]}
     return {
-        "ledger": ledger_groups(rt, s),
-        "id": rt.id, "kind": "client", "name": rt.settings.name,
+        "ledger": ledger_groups(rt, s, base),
+        "id": rt.id if base is None or w is None else f"{rt.id}/{w.name}",
+        "kind": "client", "name": rt.settings.name,
         "host": socket.gethostname(), "pid": os.getpid(), "ts": time.time(),
         "interval_s": rt.settings.report_interval, "queue": queue, "lines": lines,
         "lost_by_reason": lost, "spill_bytes": queue.get("spill_bytes", 0),
@@ -74,19 +78,37 @@ def heartbeat_payload(rt: Runtime) -> dict[str, Any]:
     }
 
 
-def ledger_groups(rt: Runtime, s: dict[str, Any]) -> list[dict[str, Any]]:
+def ledger_groups(rt: Runtime, s: dict[str, Any],
+                  other: str | None = None) -> list[dict[str, Any]]:
     """One ledger group per Loki sink that pushes to the server the heartbeats go to
-    (a sink pushing elsewhere would read there as all unexplained), and per file sink
-    whose lines carry their numbers (an agent ships them on: lineage)."""
-    base, _ = report_target(rt)
+    (a sink pushing elsewhere would read there as all unexplained: it reports to its
+    own server, `other`), and per file sink whose lines carry their numbers (an agent
+    ships them on: lineage)."""
+    base = other if other is not None else report_target(rt)[0]
     out = []
     for w, led in zip(rt.workers, rt.ledgers, strict=True):
         sink = w.sink
         if isinstance(sink, LokiSink) and sink.ledger_source and base is not None \
                 and sink.base_url == base.rstrip("/"):
             out.append(led.report(s["sinks"][w.name]))
-        elif isinstance(sink, RotatingFileSink) and sink.lineage and sink.ledger_source:
+        elif isinstance(sink, RotatingFileSink) and sink.lineage and sink.ledger_source \
+                and other is None:
             out.append(led.report(s["sinks"][w.name], lineage=True))
+    return out
+
+
+def other_servers(rt: Runtime) -> list[str]:
+    """With `report_url="auto"`: the servers of Loki sinks other than the reported one;
+    each gets its sinks' figures in heartbeats of their own."""
+    base, auto = report_target(rt)
+    if not auto or base is None:
+        return []
+    out: list[str] = []
+    for w in rt.workers:
+        sink = w.sink
+        if isinstance(sink, LokiSink) and sink.ledger_source \
+                and sink.base_url != base.rstrip("/") and sink.base_url not in out:
+            out.append(sink.base_url)
     return out
 
 
@@ -116,3 +138,18 @@ def heartbeat_sender(rt: Runtime) -> HeartbeatSender | None:
         return None
     return HeartbeatSender(base, lambda: heartbeat_payload(rt), lambda: report_client(rt, base),
                            rt.settings.report_interval, rt._hb_stop, auto=auto, log=log)
+
+
+def other_senders(rt: Runtime) -> list[HeartbeatSender]:
+    """A sender per other server a Loki sink pushes to (`other_servers`)."""
+    out = []
+    for base in other_servers(rt):
+        def build(b: str = base) -> dict[str, Any]:
+            return heartbeat_payload(rt, b)
+
+        def client(b: str = base) -> httpx.Client:
+            return report_client(rt, b)
+
+        out.append(HeartbeatSender(base, build, client, rt.settings.report_interval,
+                                   rt._hb_stop, auto=True, log=log))
+    return out

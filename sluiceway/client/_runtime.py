@@ -101,14 +101,18 @@ class Runtime:
         self._heartbeat: threading.Thread | None = None
         self._hb_stop = threading.Event()
         self.heartbeats: Any = None  # the HeartbeatSender, when reporting
+        self.other_heartbeats: list[Any] = []  # Loki sinks' other servers (their ledger)
         if s.report_url:
-            from sluiceway.client._heartbeat import heartbeat_sender
+            from sluiceway.client._heartbeat import heartbeat_sender, other_senders
 
             sender = heartbeat_sender(self)
             if sender is not None:
                 self.heartbeats = sender
                 self._heartbeat = sender.thread
                 sender.thread.start()
+                self.other_heartbeats = other_senders(self)
+                for other in self.other_heartbeats:
+                    other.thread.start()
 
     def _worker(self, sink: Any, name: str, redactor: Redactor | None) -> SinkWorker:
         s = self.settings
@@ -236,6 +240,8 @@ class Runtime:
         self.numbering.stop()
         if self.heartbeats is not None:
             self.heartbeats.final()
+        for other in self.other_heartbeats:
+            other.final()
 
     def child_copy(self) -> Runtime:
         """A fresh runtime for a forked child: new threads, locks and buffers; sinks

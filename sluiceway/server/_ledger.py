@@ -6,6 +6,11 @@ What is kept, per tenant, durably in `<data_dir>/ledger/` (`_ledger_log.py`):
   (a number stored again — a retry, a re-read — counts once, in its first minute);
 - lines stored without numbers (`unattributed`), per minute;
 - each reporter's ledger part of its heartbeats (per minute, the last one of it).
+Past `COARSE_AFTER_S` (a day) the grain is an hour (`coarsen`): the minute buckets of
+an hour merge into one, and of the reporters' points the last of each hour stays, so
+the state (and the log's snapshot) stays bounded; `since`/`until` then fall on that
+hour's bucket (a bucket counts wholly when it starts before `until` and ends after
+`since`).
 
 The hook is narrow: `stored(tenant, header, kept, total)` where a push was applied
 (the numbers of its first `kept` lines in ledger order were stored), and `reported(...)`
@@ -17,7 +22,7 @@ emitted = stored + lost(hop, reason) + in flight(hop, where) + unexplained, over
 numbers below the emitted count of the last report. In-flight lines are what the
 producers' queues hold, spread over the unsettled numbers of the entries that share a
 queue (newest epoch first); a reporter that went stale without a final heartbeat holds
-nothing in memory any more, and one whose source a newer reporter speaks for holds
+nothing in memory any more, and one whose source a newer reporter (of the same hop) speaks for holds
 nothing at all (the newer one holds its disk).
 """
 
@@ -37,6 +42,9 @@ from sluiceway.server._ledger_log import LedgerLog, read_log
 
 log = logging.getLogger("sluiceway.ledger")
 BUCKET_S = 60
+COARSE_S = 3600  # the grain of what is older than COARSE_AFTER_S
+COARSE_AFTER_S = 86400
+COARSEN_EVERY_S = 60.0
 MAX_SOURCES = 10_000
 MAX_EPOCHS = 1000  # per source; the least recently active go first
 MAX_RUNS_SHOWN = 512
@@ -88,6 +96,33 @@ class _Tenant:
     refused: int = 0  # lines of sources past the cap (counted unattributed too)
 
 
+def _hour(ts: float) -> int:
+    return int(ts // COARSE_S) * COARSE_S
+
+
+def _merge_buckets(buckets: dict[int, Any], cutoff: int, add: Any) -> None:
+    """Buckets that start before `cutoff` merge into hourly ones (in place)."""
+    old = [b for b in buckets if b < cutoff and b % COARSE_S]
+    for b in sorted(old):
+        h = _hour(b)
+        v = buckets.pop(b)
+        if h in buckets:
+            buckets[h] = add(buckets[h], v)
+        else:
+            buckets[h] = v
+
+
+def _thin_old(points: list[Any], cutoff: float) -> list[Any]:
+    """Of the points before `cutoff`, the last of each hour; the others as they are."""
+    out: list[Any] = []
+    for p in points:
+        if p.ts < cutoff and out and out[-1].ts < cutoff and _hour(out[-1].ts) == _hour(p.ts):
+            out[-1] = p
+        else:
+            out.append(p)
+    return out
+
+
 def _thin(points: list[Any], new: Any) -> None:
     """Keep one point per minute (the last), plus the new one."""
     if points and _bucket(points[-1].ts) == _bucket(new.ts):
@@ -114,11 +149,52 @@ class Ledger:
         self._tenants: dict[str, _Tenant] = {}
         self.bad_headers = 0
         self._bad_logged = 0.0
+        self.coarse_before = 0  # buckets starting before it are an hour wide
+        self._coarsened = float("-inf")
         self.log: LedgerLog | None = None
         if directory is not None:
             for rec in read_log(directory / "ledger.log"):
                 self._replay(rec)
             self.log = LedgerLog(directory, self.state, sync=sync)
+        self.coarsen()
+
+    # ---- the grain --------------------------------------------------------------------
+
+    def _bucket(self, ts: float) -> int:
+        return _hour(ts) if ts < self.coarse_before else _bucket(ts)
+
+    def _width(self, b: int) -> int:
+        return COARSE_S if b < self.coarse_before else BUCKET_S
+
+    def coarsen(self, now: float | None = None) -> None:
+        """Merge what is older than `COARSE_AFTER_S` into hourly buckets (and keep the
+        last point of each hour). Deterministic from the clock, so a replayed log comes
+        out the same; called at start and at most once a minute after."""
+        now = self.clock() if now is None else now
+        with self._lock:
+            self._coarsened = now
+            cutoff = _hour(now - COARSE_AFTER_S)
+            if cutoff <= self.coarse_before:
+                return
+            self.coarse_before = cutoff
+
+            def union(a: RangeSet, b: RangeSet) -> RangeSet:
+                a.add_set(b)
+                return a
+
+            for t in self._tenants.values():
+                for e in t.epochs.values():
+                    _merge_buckets(e.buckets, cutoff, union)
+                _merge_buckets(t.unattributed, cutoff, lambda a, b: a + b)
+                for by in t.points.values():
+                    for rid, pts in by.items():
+                        by[rid] = _thin_old(pts, cutoff)
+                for rid, gps in t.groups.items():
+                    t.groups[rid] = _thin_old(gps, cutoff)
+
+    def _maybe_coarsen(self, now: float) -> None:
+        if now - self._coarsened >= COARSEN_EVERY_S:
+            self.coarsen(now)
 
     # ---- the hooks --------------------------------------------------------------------
 
@@ -127,6 +203,7 @@ class Ledger:
         """A push was applied: `kept` of its `total` lines were stored. Returns a future
         that resolves once the record is durable (None: nothing to wait for)."""
         now = self.clock()
+        self._maybe_coarsen(now)
         if not header:
             if kept:
                 self._unattributed(tenant, now, kept, durable=False)
@@ -155,7 +232,9 @@ class Ledger:
         groups = hb.get("ledger")
         if not groups:
             return
-        rec = {"t": "r", "tn": tenant, "id": reporter, "ts": self.clock(),
+        now = self.clock()
+        self._maybe_coarsen(now)
+        rec = {"t": "r", "tn": tenant, "id": reporter, "ts": now,
                "hop": hb["kind"], "iv": hb.get("interval_s", 5.0),
                "final": bool(hb.get("final")), "g": groups}
         with self._lock:
@@ -197,7 +276,7 @@ class Ledger:
     def _apply_stored(self, rec: dict[str, Any]) -> None:
         t = self._tenant(rec["tn"])
         ts = float(rec["ts"])
-        b = _bucket(ts)
+        b = self._bucket(ts)
         for source, epoch, runs in rec["g"]:
             if not self._admit(t, source):
                 n = sum(int(y) - int(x) for x, y in runs)
@@ -226,7 +305,7 @@ class Ledger:
 
     def _apply_unattributed(self, rec: dict[str, Any]) -> None:
         t = self._tenant(rec["tn"])
-        b = _bucket(float(rec["ts"]))
+        b = self._bucket(float(rec["ts"]))
         t.unattributed[b] = t.unattributed.get(b, 0) + int(rec["n"])
 
     def _apply_report(self, rec: dict[str, Any]) -> None:
@@ -330,6 +409,11 @@ class Ledger:
         now = self.clock()
         until = now if until is None else until
         since = float("-inf") if since is None else since
+        with self._lock:
+            if until < self.coarse_before:  # the hour's grain: whole hours, outward
+                until = float(min(self.coarse_before, -(-until // COARSE_S) * COARSE_S))
+            if since < self.coarse_before:
+                since = float(_hour(since)) if since != float("-inf") else since
         rows: list[dict[str, Any]] = []
         unattributed = refused = 0
         with self._lock:
@@ -339,7 +423,7 @@ class Ledger:
                     continue
                 rows += self._rows(name, t, since, until, min(now, until))
                 unattributed += sum(n for b, n in t.unattributed.items()
-                                    if b + BUCKET_S > since and b < until)
+                                    if b + self._width(b) > since and b < until)
                 refused += t.refused
         total = {"emitted": 0, "stored": 0, "lost": 0, "in_flight": 0, "unexplained": 0,
                  "overcounted": 0}
@@ -356,7 +440,8 @@ class Ledger:
         for key, e in t.epochs.items():
             by = t.points.get(key, {})
             pts = [p for p in (_at(v, until) for v in by.values()) if p is not None]
-            active = any(b + BUCKET_S > since and b < until for b in e.buckets) or any(
+            active = any(b + self._width(b) > since and b < until
+                         for b in e.buckets) or any(
                 p.ts >= since for p in pts)
             if not active:
                 continue
@@ -415,7 +500,9 @@ class Ledger:
                 now: float) -> None:
         """Give each reporter's queues' lines to the unsettled numbers of its entries."""
         latest: list[tuple[str, _GroupPoint]] = []
-        newest_by_source: dict[str, float] = {}
+        # (source, hop): a client and the agent that carries its numbers (lineage,
+        # relay) both speak for the source, each for its own hop.
+        newest_by_source: dict[tuple[str, str], float] = {}
         for rid, pts in t.groups.items():
             g = _at(pts, until)
             if g is None:
@@ -423,13 +510,14 @@ class Ledger:
             latest.append((rid, g))
             for _, keys in g.groups:
                 for src, _ep in keys:
-                    newest_by_source[src] = max(newest_by_source.get(src, 0.0), g.ts)
+                    k = (src, g.hop)
+                    newest_by_source[k] = max(newest_by_source.get(k, 0.0), g.ts)
         pending = {k: max(0, f["emitted"] - f["stored"] - f["lost"] - f["in_flight"])
                    for k, f in figures.items()}
         for _rid, g in sorted(latest, key=lambda x: -x[1].ts):
             stale = not g.final and now - g.ts > self.stale_factor * g.interval
             for in_flight, keys in g.groups:
-                if any(newest_by_source.get(src, 0.0) > g.ts for src, _ in keys):
+                if any(newest_by_source.get((src, g.hop), 0.0) > g.ts for src, _ in keys):
                     continue  # a newer reporter speaks for this queue's source
                 held = [(w, int(n)) for w, n in sorted(in_flight.items())
                         if n and not (stale and w in MEMORY)]

@@ -19,6 +19,10 @@ def main() -> None:
     sinks: list[object] = [client.LokiSink(cfg["url"], labels={"app": cfg["name"]},
                                            timeout=cfg.get("timeout", 1.0), batch_wait=0.05,
                                            max_batch=cfg.get("batch", 100))]
+    if cfg.get("url2"):  # a second Loki sink, to another server
+        sinks.append(client.LokiSink(cfg["url2"], labels={"app": cfg["name"]},
+                                     timeout=cfg.get("timeout", 1.0), batch_wait=0.05,
+                                     max_batch=cfg.get("batch", 100)))
     if cfg.get("file"):
         sinks.append(client.RotatingFileSink(cfg["file"], max_bytes=1 << 30))
     client.configure(sinks, when_full=cfg["when_full"], spill_dir=cfg.get("spill_dir", "spill"),
