@@ -162,6 +162,7 @@ def test_sigterm_during_outage_keeps_everything_for_the_next_run(stack: Stack,
     logs.mkdir()
     cfg = agent_config(srv, logs, {"when_full": "spill"})
     cfg["shutdown_timeout"] = "1s"
+    cfg["timeout"] = "30s"  # a push hanging on the frozen server would hold this long
     agent = stack.agent(cfg)
     writer = LineWriter(logs / "app.log", "term")
     writer.start()
@@ -170,9 +171,10 @@ def test_sigterm_during_outage_keeps_everything_for_the_next_run(stack: Stack,
     agent.wait_for(lambda s: not s["backend"]["ok"], what="backend seen failing")
     t0 = time.monotonic()
     assert agent.stop() == 0
-    # The 1 s deadline, the 1 s margin the agent promises and process exit (a push may
-    # hang on the frozen server meanwhile).
-    assert time.monotonic() - t0 < 3, "shutdown must respect its deadline"
+    # The exit came with the 1 s deadline, not with the 30 s push timeout of the retry that
+    # hangs on the frozen server (the bound tells the two apart on a loaded machine too;
+    # the time itself belongs in bench/shutdown.py).
+    assert time.monotonic() - t0 < 20, "shutdown must respect its deadline"
     srv.signal(signal.SIGCONT)
     agent2 = stack.agent(cfg)
     written = writer.finish()
