@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -15,6 +23,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from sluiceway.logql import QueryError, parse_selector
 from sluiceway.model import Bytes, Duration, LokiBytes, config_error_text, validation_messages
 from sluiceway.server._config_objects import ObjectsFields
 from sluiceway.server._config_ruler import RulerSection, RulerStorageSection
@@ -127,6 +136,26 @@ class RuntimeConfigSection(_Section):
         return [Path(f.strip()) for f in (self.file or "").split(",") if f.strip()]
 
 
+class StreamRetention(_Section):
+    """One rule of Loki's `retention_stream`: streams `selector` matches keep their data
+    `period`; of several matching rules the highest `priority` wins, then the shortest
+    period."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    selector: str
+    period: Duration
+    priority: int = 0
+
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, v: str) -> str:
+        try:
+            parse_selector(v)
+        except QueryError as exc:
+            raise ValueError(f"not a stream selector: {exc}") from None
+        return v
+
+
 class LimitsSection(_Section):
     """Loki's `limits_config`, per tenant (`runtime_config` overrides). Sizes here are
     Loki's: `1KB` is 1024 bytes."""
@@ -169,6 +198,10 @@ class LimitsSection(_Section):
     per_stream_rate_limit_burst: LokiBytes = 15 << 20
     # Applies only with `compactor.retention_enabled` (Loki's rule); 0: keep forever.
     retention_period: Duration = 0.0
+    # Per-stream retention (Loki's shape), with `compactor.retention_enabled` too.
+    retention_stream: tuple[StreamRetention, ...] = ()
+    # Loki's delete API per tenant: `filter-only` hides lines at read, `filter-and-delete`
+    # also has the compactor remove them after `delete_request_cancel_period`.
     deletion_mode: DeletionMode = "filter-and-delete"
     # Structured metadata on pushes (Loki's default: allowed); false refuses such lines.
     allow_structured_metadata: bool = True
