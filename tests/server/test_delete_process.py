@@ -91,6 +91,8 @@ def test_delete_through_restarts_and_compaction(tmp_path: Path) -> None:
         assert [x for x in on_disk if "secret" in x] == [f"web {i} 4111-secret"
                                                          for i in range(5)]
         assert len(_lines(srv, '{app="api"}')) == 75
+        metrics = httpx.get(f"{srv.url}/metrics").text
+        assert "sluiceway_delete_lines_removed_total 35.0" in metrics
 
         srv.stop()
         srv = ServerProcess(data, config=cfg, port=srv.port).start()
