@@ -641,7 +641,8 @@ class Store:
     @property
     def generation(self) -> int:
         """Changes whenever stored data changes other than by new lines (compaction,
-        retention, a chunk taken out of service, and any change another process made to
+        retention, a chunk taken out of service, a delete request made or cancelled or
+        processed, and any change another process made to
         the index, which may add lines to closed time ranges): cached query results of
         closed time ranges key on it. Tenants are never dropped, so it only grows."""
         return (self._changes + self.deletes.version
