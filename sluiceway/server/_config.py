@@ -182,7 +182,7 @@ class LimitsSection(_Section):
     # time split, and bytes of log lines a query may read (0 = no limit).
     max_query_parallelism: Annotated[int, Field(ge=1)] = 32
     split_queries_by_interval: Duration = 3600.0
-    max_query_bytes_read: Bytes = 0
+    max_query_bytes_read: LokiBytes = 0  # flagext.ByteSize: 1KB = 1024, as Loki
     max_cache_freshness_per_query: Duration = 600.0  # newer splits are never cached
     max_concurrent_tail_requests: Annotated[int, Field(ge=0)] = 10  # per tenant; 0: no limit
     max_tail_buffer_size: LokiBytes = 4 << 20  # per live tail session, then entries drop
