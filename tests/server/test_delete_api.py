@@ -274,3 +274,17 @@ def test_stream_retention_precedence(rules: list[tuple[str, float, int]],
     from sluiceway.server._deletion import stream_retention
     compiled = [(parse_selector(s), p, pr) for s, p, pr in rules]
     assert stream_retention(compiled, labels, 7.0) == want
+
+
+def test_a_request_with_parser_stages_and_another_tenant(tmp_path: Path) -> None:
+    """Any log pipeline selects the lines (Loki takes one); other tenants are untouched."""
+    srv = _server(tmp_path)
+    try:
+        _push(srv, {"app": "api"}, _api_lines())
+        _push(srv, {"app": "api"}, _api_lines(), tenant="other")
+        _delete(srv, '{app="api"} | regexp "n=(?P<n>\\\\d+)" | n >= 90')
+        left = _lines(srv, '{app="api"}')
+        assert len(left) == 90 and all(int(x.split("n=")[1]) < 90 for x in left)
+        assert len(_lines(srv, '{app="api"}', tenant="other")) == 100
+    finally:
+        srv.close()
