@@ -326,7 +326,8 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> C
     if t.errors:
         raise ConfigError(config_error_text(where, t.errors))
     cfg._loki_ignored = t.ignored
-    if cfg.limits.retention_period and not cfg.compactor.retention_enabled:
-        cfg._loki_ignored.append(f"{t.spelled.get('limits', 'limits')}.retention_period "
-                                 "(without compactor.retention_enabled: true, as in Loki)")
+    for key in ("retention_period", "retention_stream"):
+        if getattr(cfg.limits, key) and not cfg.compactor.retention_enabled:
+            cfg._loki_ignored.append(f"{t.spelled.get('limits', 'limits')}.{key} "
+                                     "(without compactor.retention_enabled: true, as in Loki)")
     return cfg

@@ -4,6 +4,7 @@ API's parameters with Loki's messages, and `retention_stream`'s precedence."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,7 +12,7 @@ import numpy.typing as npt
 
 from sluiceway.logql import LogExpr, LogPipeline, QueryError, parse, parse_selector
 from sluiceway.model import EntryBlock, Matcher, parse_rfc3339, parse_time_param
-from sluiceway.server._config import LimitsSection
+from sluiceway.server._config import LimitsSection, StreamRetention
 from sluiceway.server._params import ParamError
 from sluiceway.store import DeleteRequest
 
@@ -101,8 +102,14 @@ def compile_delete(_tenant: str, req: DeleteRequest) -> QueryDeleter:
 StreamRule = tuple[list[Matcher], float, int]  # matchers, period (s), priority
 
 
-def stream_rules(limits: LimitsSection) -> list[StreamRule]:
-    return [(parse_selector(r.selector), r.period, r.priority) for r in limits.retention_stream]
+def stream_rules(limits: LimitsSection) -> tuple[StreamRule, ...]:
+    """A tenant's `retention_stream`, its selectors parsed (once per distinct list)."""
+    return _parsed(limits.retention_stream)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(rules: tuple[StreamRetention, ...]) -> tuple[StreamRule, ...]:
+    return tuple((parse_selector(r.selector), r.period, r.priority) for r in rules)
 
 
 def stream_retention(rules: Sequence[StreamRule], labels: dict[str, str],

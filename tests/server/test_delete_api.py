@@ -288,3 +288,14 @@ def test_a_request_with_parser_stages_and_another_tenant(tmp_path: Path) -> None
         assert len(_lines(srv, '{app="api"}', tenant="other")) == 100
     finally:
         srv.close()
+
+
+def test_retention_stream_without_retention_enabled_is_said_to_have_no_effect(
+        tmp_path: Path) -> None:
+    from sluiceway.server import load_config
+    cfg = tmp_path / "loki.yaml"
+    cfg.write_text("limits_config:\n  retention_stream:\n"
+                   "  - {selector: '{a=\"b\"}', period: 24h, priority: 1}\n")
+    loaded = load_config(cfg)
+    assert any(k.startswith("limits_config.retention_stream (without compactor.retention_enabled")
+               for k in loaded.loki_ignored), loaded.loki_ignored
