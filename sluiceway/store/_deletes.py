@@ -127,6 +127,8 @@ class DeleteRequests:
         self.dirname = dirname
         self.tenant_of = tenant_of
         self._lock = threading.Lock()
+        # Held by writes and by `sync`, so a listing made before a write never undoes it.
+        self._write_lock = threading.Lock()
         self._by_tenant: dict[str, dict[str, DeleteRequest]] = {}
         self._compiled: dict[tuple[str, str], LineDeleter | None] = {}
         self.version = 0  # bumped by every request made or cancelled (the generation)
@@ -137,25 +139,52 @@ class DeleteRequests:
         return f"{PREFIX}{self.dirname(tenant)}/{request_id}.json"
 
     def load(self) -> int:
-        """Read every request (at start); OSError when they cannot be listed."""
-        n = 0
+        """Read every request (at start); OSError when they cannot be listed. Returns how
+        many there are."""
+        self.sync()
+        with self._lock:
+            return sum(len(r) for r in self._by_tenant.values())
+
+    def sync(self) -> bool:
+        """Fold in what other processes sharing the object store did (requests made,
+        processed or cancelled there): a listing, and a read of each object that is new
+        or changed size (the status is part of it). True when something changed (the
+        version moves: cached results are stale). OSError when they cannot be listed."""
+        with self._write_lock:
+            return self._sync()
+
+    def _sync(self) -> bool:
+        listed: dict[tuple[str, str], int] = {}
         for info in self.objects.list(PREFIX):
             parts = info.key[len(PREFIX):].split("/")
             tenant = self.tenant_of(parts[0]) if len(parts) == 2 else None
-            if tenant is None or not parts[1].endswith(".json"):
+            if tenant is not None and parts[1].endswith(".json"):
+                listed[(tenant, parts[1].removesuffix(".json"))] = info.size
+        changed = False
+        for (tenant, rid), size in listed.items():
+            known = self.get(tenant, rid)
+            if known is not None and len(known.record()) == size:
                 continue
             try:
-                req = DeleteRequest.of(self.objects.get(info.key))
+                req = DeleteRequest.of(self.objects.get(self.key(tenant, rid)))
             except NotFound:
                 continue
             except (ValueError, KeyError, TypeError) as exc:
-                log.error("delete request %s cannot be read (%s): it is not applied",
-                          info.key, exc)
+                log.error("delete request %s of tenant %s cannot be read (%s): it is not "
+                          "applied", rid, tenant, exc)
                 continue
             with self._lock:
                 self._by_tenant.setdefault(tenant, {})[req.id] = req
-            n += 1
-        return n
+            changed = True
+        with self._lock:
+            for tenant, reqs in self._by_tenant.items():
+                for rid in [r for r in reqs if (tenant, r) not in listed]:
+                    del reqs[rid]  # cancelled by another process
+                    self._compiled.pop((tenant, rid), None)
+                    changed = True
+            if changed:
+                self.version += 1
+        return changed
 
     def add(self, tenant: str, query: str, start_ms: int, end_ms: int,
             now: float) -> DeleteRequest:
@@ -166,10 +195,11 @@ class DeleteRequests:
             while rid in taken:
                 rid = secrets.token_hex(4)
         req = DeleteRequest(rid, query, start_ms, end_ms, round(now, 3))
-        self.objects.put(self.key(tenant, rid), req.record())
-        with self._lock:
-            self._by_tenant.setdefault(tenant, {})[rid] = req
-            self.version += 1
+        with self._write_lock:
+            self.objects.put(self.key(tenant, rid), req.record())
+            with self._lock:
+                self._by_tenant.setdefault(tenant, {})[rid] = req
+                self.version += 1
         log.info("delete request %s of tenant %s: %s from %d to %d (ms)", rid, tenant, query,
                  start_ms, end_ms)
         return req
@@ -186,20 +216,23 @@ class DeleteRequests:
 
     def cancel(self, tenant: str, request_id: str) -> None:
         """Forget a request (its object deleted durably first)."""
-        self.objects.delete(self.key(tenant, request_id))
-        with self._lock:
-            self._by_tenant.get(tenant, {}).pop(request_id, None)
-            self._compiled.pop((tenant, request_id), None)
-            self.version += 1
+        with self._write_lock:
+            self.objects.delete(self.key(tenant, request_id))
+            with self._lock:
+                self._by_tenant.get(tenant, {}).pop(request_id, None)
+                self._compiled.pop((tenant, request_id), None)
+                self.version += 1
         log.info("delete request %s of tenant %s cancelled", request_id, tenant)
 
     def processed(self, tenant: str, req: DeleteRequest) -> None:
         """The compactor removed the request's lines: its status says so."""
         done = replace(req, status=PROCESSED)
-        self.objects.put(self.key(tenant, req.id), done.record())
-        with self._lock:
-            if req.id in self._by_tenant.get(tenant, {}):
-                self._by_tenant[tenant][req.id] = done
+        with self._write_lock:
+            if self.get(tenant, req.id) is None:
+                return  # cancelled meanwhile: not put back
+            self.objects.put(self.key(tenant, req.id), done.record())
+            with self._lock:
+                self._by_tenant.setdefault(tenant, {})[req.id] = done
 
     def _deleter(self, tenant: str, req: DeleteRequest) -> LineDeleter | None:
         key = (tenant, req.id)

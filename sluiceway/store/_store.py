@@ -557,8 +557,14 @@ class Store:
 
     def sync_index(self) -> None:
         """List every tenant's index objects and fold in what other processes wrote (and
-        forget what was deleted): their chunks are served without a restart."""
+        forget what was deleted): their chunks are served without a restart. Delete
+        requests made, processed or cancelled by another process are folded in too."""
         self._last_sync = time.monotonic()
+        try:
+            self.deletes.sync()
+        except OSError as exc:
+            log.warning("delete requests cannot be listed now (%s); tried again in %gs", exc,
+                        self.cfg.index_sync_period_s)
         # Where each tenant's index stood before the listing: what it folds in meanwhile
         # (its own writes) is not in the listing, and not gone.
         steps = {name: ts.index.step for name, ts in list(self.tenants.items())}
