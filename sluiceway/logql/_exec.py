@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from sluiceway.logql._errors import QueryError
 from sluiceway.logql._results_cache import ResultsCache
+from sluiceway.model import format_humanize_ibytes
 
 T = TypeVar("T")
 HOUR_NS = 3600 * 1_000_000_000
@@ -80,16 +81,11 @@ def split_range(lo: int, hi: int, interval: int) -> list[tuple[int, int]]:
 
 
 def too_many_bytes(read: int, limit: int) -> QueryError:
-    return QueryError(f"the query would read too many bytes (query: {_size(read)}, limit: "
-                      f"{_size(limit)}); consider adding more specific stream selectors or "
-                      "reduce the time range of the query")
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
-        if n >= scale:
-            return f"{n / scale:.1f}{unit}"
-    return f"{n}B"
+    """Loki's answer (its sizes as Go's `humanize.IBytes` writes them)."""
+    return QueryError(f"the query would read too many bytes (query: "
+                      f"{format_humanize_ibytes(read)}, limit: {format_humanize_ibytes(limit)}); "
+                      "consider adding more specific stream selectors or reduce the time range "
+                      "of the query")
 
 
 class Aborted(Exception):

@@ -16,6 +16,7 @@ from sluiceway.model._config_keys import (
 from sluiceway.model._gofmt import (
     format_go_duration,
     format_go_time,
+    format_humanize_ibytes,
     format_loki_size,
     format_prom_duration,
     parse_humanize_bytes,
@@ -111,6 +112,7 @@ __all__ = [
     "did_you_mean",
     "format_go_duration",
     "format_go_time",
+    "format_humanize_ibytes",
     "format_loki_size",
     "format_prom_duration",
     "known_keys",

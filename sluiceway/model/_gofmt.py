@@ -15,6 +15,7 @@ answers and our reading of a Loki config or a LogQL literal match Loki's byte fo
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
@@ -95,6 +96,19 @@ def format_loki_size(n: int) -> str:
         if n % 1024**power == 0:
             return f"{n // 1024**power}{unit}"
     return f"{n}B"
+
+
+def format_humanize_ibytes(n: int) -> str:
+    """Go's `humanize.IBytes` (what Loki's `max_query_bytes_read` answer prints): powers of
+    1024, one decimal below 10 of a unit, `1.5 KiB`, `100 KiB`, `999 B`."""
+    if n < 10:
+        return f"{n} B"
+    e = 0
+    while e < 6 and n >= 1024 ** (e + 1):
+        e += 1
+    val = math.floor(n / 1024**e * 10 + 0.5) / 10
+    unit = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")[e]
+    return f"{val:.1f} {unit}" if val < 10 else f"{val:.0f} {unit}"
 
 
 def _fraction(value: int, unit: int) -> str:

@@ -18,6 +18,7 @@ from sluiceway.logql import QueryError, QueryTimeout, ResultsCache, block_levels
 from sluiceway.model import EntryBlock, PipelineRegistry
 from sluiceway.patterns import DrainConfig, MinerConfig, PatternService
 from sluiceway.server import (
+    _routes_delete,
     _routes_drilldown,
     _routes_es,
     _routes_index,
@@ -31,6 +32,7 @@ from sluiceway.server import (
 )
 from sluiceway.server._config import Config
 from sluiceway.server._context import UI_DIR, NotReady, ServerContext, bad
+from sluiceway.server._deletion import compile_delete, stream_retention, stream_rules
 from sluiceway.server._ingest_pool import IngestPool
 from sluiceway.server._ledger import Ledger
 from sluiceway.server._metrics import RequestMetricsMiddleware, ServerMetrics
@@ -63,7 +65,8 @@ def store_config(cfg: Config) -> StoreConfig:
         flush_on_shutdown=s.flush_on_shutdown, compaction_enabled=s.compaction_enabled,
         compaction_level=s.compaction_level, compaction_target_bytes=s.compaction_target_size,
         compaction_min_age_s=s.compaction_min_age, compaction_interval_s=compaction_interval,
-        index_sync_period_s=s.index_sync_period, delete_delay_s=c.retention_delete_delay)
+        index_sync_period_s=s.index_sync_period, delete_delay_s=c.retention_delete_delay,
+        delete_cancel_period_s=c.delete_request_cancel_period)
 
 
 def cluster_store_config(cfg: Config) -> StoreConfig:
@@ -181,6 +184,21 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
     def retention_for(tenant: str) -> float:
         return cfg.retention_period(limits.get(tenant))
 
+    def stream_retention_for(tenant: str, labels: dict[str, str]) -> float:
+        lim = limits.get(tenant)
+        return stream_retention(stream_rules(lim), labels, cfg.retention_period(lim))
+
+    def wire(st: Store) -> None:
+        """What the store asks the server: retention per tenant and stream, how blocks
+        are labelled, and how delete requests are applied (`deletion_mode` per tenant)."""
+        st.retention_for = retention_for
+        # Loki's retention_stream applies with compactor.retention_enabled only.
+        st.stream_retention_for = stream_retention_for if cfg.compactor.retention_enabled \
+            else None
+        st.block_labels = block_labels
+        st.deletes.compile = compile_delete
+        st.deletes.mode_for = lambda tenant: limits.get(tenant).deletion_mode
+
     def unordered_window_for(tenant: str) -> float:
         return limits.get(tenant).unordered_window
 
@@ -191,8 +209,7 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
         return None if rules is None else (rules.key, block_levels(rules, block))
 
     if store is not None:
-        store.retention_for = retention_for
-        store.block_labels = block_labels
+        wire(store)
         ctx.opened_ledger = open_ledger(cfg, store)
         ctx.metrics.bind_ledger(ctx.ledger)
         store.unordered_window_for = unordered_window_for
@@ -220,8 +237,7 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
         await run_in_threadpool(node.start)
         if node.store is None:
             return  # stopped before NATS was reachable
-        node.store.retention_for = retention_for
-        node.store.block_labels = block_labels
+        wire(node.store)
         ctx.opened_store = node.store
         await opened()
 
@@ -234,8 +250,7 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
             if ctx.opened_store is None:
                 ctx.opened_store = await run_in_threadpool(
                     lambda: Store(store_config(cfg), unordered_window_for=unordered_window_for))
-                ctx.store.retention_for = retention_for
-                ctx.store.block_labels = block_labels
+                wire(ctx.store)
             await opened()
         watcher = asyncio.create_task(limits.watch()) if limits.files else None
         yield
@@ -266,7 +281,8 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
     _errors(app)
     app.add_middleware(RequestMetricsMiddleware, metrics=ctx.metrics)
     for module in (_routes_push, _routes_otlp, _routes_es, _routes_query, _routes_index,
-                   _routes_drilldown, _routes_tail, _routes_ops, _routes_ledger):
+                   _routes_drilldown, _routes_tail, _routes_ops, _routes_ledger,
+                   _routes_delete):
         app.include_router(module.router)
     app.include_router(_routes_rules.views)
     if cfg.ruler.enable_api:

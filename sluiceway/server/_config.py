@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -15,6 +23,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from sluiceway.logql import QueryError, parse_selector
 from sluiceway.model import Bytes, Duration, LokiBytes, config_error_text, validation_messages
 from sluiceway.server._config_cluster import ClusterSection
 from sluiceway.server._config_objects import ObjectsFields
@@ -128,6 +137,26 @@ class RuntimeConfigSection(_Section):
         return [Path(f.strip()) for f in (self.file or "").split(",") if f.strip()]
 
 
+class StreamRetention(_Section):
+    """One rule of Loki's `retention_stream`: streams `selector` matches keep their data
+    `period`; of several matching rules the highest `priority` wins, then the shortest
+    period."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    selector: str
+    period: Duration
+    priority: int = 0
+
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, v: str) -> str:
+        try:
+            parse_selector(v)
+        except QueryError as exc:
+            raise ValueError(f"not a stream selector: {exc}") from None
+        return v
+
+
 class LimitsSection(_Section):
     """Loki's `limits_config`, per tenant (`runtime_config` overrides). Sizes here are
     Loki's: `1KB` is 1024 bytes."""
@@ -154,7 +183,7 @@ class LimitsSection(_Section):
     # time split, and bytes of log lines a query may read (0 = no limit).
     max_query_parallelism: Annotated[int, Field(ge=1)] = 32
     split_queries_by_interval: Duration = 3600.0
-    max_query_bytes_read: Bytes = 0
+    max_query_bytes_read: LokiBytes = 0  # flagext.ByteSize: 1KB = 1024, as Loki
     max_cache_freshness_per_query: Duration = 600.0  # newer splits are never cached
     max_concurrent_tail_requests: Annotated[int, Field(ge=0)] = 10  # per tenant; 0: no limit
     max_tail_buffer_size: LokiBytes = 4 << 20  # per live tail session, then entries drop
@@ -170,6 +199,10 @@ class LimitsSection(_Section):
     per_stream_rate_limit_burst: LokiBytes = 15 << 20
     # Applies only with `compactor.retention_enabled` (Loki's rule); 0: keep forever.
     retention_period: Duration = 0.0
+    # Per-stream retention (Loki's shape), with `compactor.retention_enabled` too.
+    retention_stream: tuple[StreamRetention, ...] = ()
+    # Loki's delete API per tenant: `filter-only` hides lines at read, `filter-and-delete`
+    # also has the compactor remove them after `delete_request_cancel_period`.
     deletion_mode: DeletionMode = "filter-and-delete"
     # Structured metadata on pushes (Loki's default: allowed); false refuses such lines.
     allow_structured_metadata: bool = True
@@ -295,7 +328,8 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> C
     if t.errors:
         raise ConfigError(config_error_text(where, t.errors))
     cfg._loki_ignored = t.ignored
-    if cfg.limits.retention_period and not cfg.compactor.retention_enabled:
-        cfg._loki_ignored.append(f"{t.spelled.get('limits', 'limits')}.retention_period "
-                                 "(without compactor.retention_enabled: true, as in Loki)")
+    for key in ("retention_period", "retention_stream"):
+        if getattr(cfg.limits, key) and not cfg.compactor.retention_enabled:
+            cfg._loki_ignored.append(f"{t.spelled.get('limits', 'limits')}.{key} "
+                                     "(without compactor.retention_enabled: true, as in Loki)")
     return cfg

@@ -203,6 +203,9 @@ class _StoreCollector(Collector):
                                                      s.flush_failures),
             "sluiceway_retention_chunks_deleted_total": ("Chunks deleted by retention",
                                                          s.retention_deleted),
+            "sluiceway_delete_lines_removed_total": (
+                "Lines the compactor removed from chunks for delete requests (Loki's delete "
+                "API)", s.lines_deleted),
             "sluiceway_index_garbage_deleted_total": (
                 "Chunks and index objects deleted for good, retention_delete_delay after "
                 "they were taken out of service", s.garbage_deleted),

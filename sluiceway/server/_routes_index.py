@@ -64,6 +64,12 @@ async def _volume(request: Request, ranged: bool) -> tuple[dict[Any, np.ndarray]
     if agg not in ("series", "labels"):
         raise ParamError(f"invalid aggregateBy {agg!r}: use series or labels")
     tenants, matchers = read_scope(ctx.tenants(request.headers, True), parse_selector(q))
+    # Loki's frontend clamps index requests to max_query_lookback, volume as stats.
+    scope = within_lookback(start, end,
+                            lookback_floor(ctx.read_limits(tenants).max_query_lookback))
+    if scope is None:  # wholly before it: an empty answer
+        return {}, start, end, step_ns
+    start, end = scope
     res = await run_in_threadpool(volume, ctx.source(), tenants, matchers, start,
                                   end, step_ns, targets, parse_limit(p.get("limit"), 100, 0),
                                   agg, ctx.deadline(ctx.read_limits(tenants)))

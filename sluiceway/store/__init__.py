@@ -5,6 +5,16 @@ node; `S3Bucket` and `JetStreamBucket` for shared storage, their client librarie
 when one is made)."""
 
 from sluiceway.store._chunk import ChunkError
+from sluiceway.store._deletes import (
+    DISABLED,
+    FILTER_AND_DELETE,
+    FILTER_ONLY,
+    PROCESSED,
+    RECEIVED,
+    DeleteRequest,
+    DeleteRequests,
+    LineDeleter,
+)
 from sluiceway.store._heads import OUT_OF_ORDER, Applied, Heads, Rejection
 from sluiceway.store._index import IndexEntry, IndexReader
 from sluiceway.store._ingestlog import IngestLog, Position
@@ -20,7 +30,9 @@ from sluiceway.store._store import (
 )
 from sluiceway.store._wal import FileWal, WalPos, WalWriteError, decode_record
 
-__all__ = ["OUT_OF_ORDER", "Applied", "ChunkError", "ChunkWriteError", "FileWal", "Heads",
+__all__ = ["DISABLED", "FILTER_AND_DELETE", "FILTER_ONLY", "OUT_OF_ORDER", "PROCESSED",
+           "RECEIVED", "Applied", "ChunkError", "ChunkWriteError", "DeleteRequest",
+           "DeleteRequests", "FileWal", "Heads", "LineDeleter",
            "IndexEntry", "IndexReader", "IngestLog", "InvalidKey", "JetStreamBucket",
            "LocalDir", "NotFound", "ObjectInfo", "ObjectStore", "Position", "Rejection",
            "S3Bucket", "Store", "StoreConfig", "StoreError", "WalPos", "WalWriteError",

@@ -32,6 +32,7 @@ class CompactionStats:
     bytes_out: int = 0
     seconds: float = 0.0
     index_objects_in: int = 0  # index objects folded into one per period
+    lines_deleted: int = 0  # lines removed for delete requests
 
 
 class Compactor:

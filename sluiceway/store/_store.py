@@ -39,6 +39,7 @@ from sluiceway.store._cache import ChunkCache
 from sluiceway.store._checkpoint import read_checkpoint, write_checkpoint
 from sluiceway.store._chunkio import LogPositions
 from sluiceway.store._compactor import CompactionStats, Compactor
+from sluiceway.store._deletes import DeleteRequests, without_deleted
 from sluiceway.store._heads import Applied, Heads
 from sluiceway.store._index import PREFIX as INDEX_PREFIX
 from sluiceway.store._index import Writer, tenant_dirs
@@ -132,6 +133,9 @@ class StoreConfig:
     # compactor `retention_delete_delay`): longer than the longest query and than
     # `index_sync_period`, so no reader, here or in another process, still needs them.
     delete_delay_s: float = 7200.0
+    # Delete requests may be cancelled this long; the compactor removes their lines after
+    # it (Loki's compactor `delete_request_cancel_period`).
+    delete_cancel_period_s: float = 86400.0
 
 
 _MAX_NAME = 255  # bytes in a file name (ext4, xfs, btrfs, tmpfs)
@@ -212,6 +216,9 @@ class Store:
         self.retention_deleted = 0
         # Seconds each tenant keeps its data (0: forever); the server sets it per tenant.
         self.retention_for: Callable[[str], float] = lambda _t: cfg.retention_period_s
+        # Per-stream retention (Loki's `retention_stream`): tenant, stream labels -> the
+        # seconds that stream keeps its data (0: forever); None: the tenant's for all.
+        self.stream_retention_for: Callable[[str, dict[str, str]], float] | None = None
         # Seconds a tenant's line may lie behind its stream's newest; the server sets it.
         self.unordered_window_for: Callable[[str], float] = (
             unordered_window_for or (lambda _t: cfg.unordered_window_s))
@@ -224,6 +231,13 @@ class Store:
         self.ready = False
         self.garbage_deleted = 0  # chunks and index objects deleted after delete_delay
         self._last_sync = time.monotonic()  # the index was listed (at start, just below)
+        # Delete requests (Loki's delete API), read before any query can run.
+        self.deletes = DeleteRequests(self.objects, tenant_dirname, tenant_from_dirname)
+        try:
+            self.deletes.load()
+        except OSError as exc:
+            raise StoreError(f"the delete requests cannot be read: {exc}") from exc
+        self.lines_deleted = 0  # lines the compactor removed for delete requests
         migrated = self._migrate_index_logs()
         self._load_index(migrated)
         self.heads: Heads[WalPos] = Heads(
@@ -559,8 +573,14 @@ class Store:
 
     def sync_index(self) -> None:
         """List every tenant's index objects and fold in what other processes wrote (and
-        forget what was deleted): their chunks are served without a restart."""
+        forget what was deleted): their chunks are served without a restart. Delete
+        requests made, processed or cancelled by another process are folded in too."""
         self._last_sync = time.monotonic()
+        try:
+            self.deletes.sync()
+        except OSError as exc:
+            log.warning("delete requests cannot be listed now (%s); tried again in %gs", exc,
+                        self.cfg.index_sync_period_s)
         # Where each tenant's index stood before the listing: what it folds in meanwhile
         # (its own writes) is not in the listing, and not gone.
         steps = {name: ts.index.step for name, ts in list(self.tenants.items())}
@@ -672,19 +692,26 @@ class Store:
     @property
     def generation(self) -> int:
         """Changes whenever stored data changes other than by new lines (compaction,
-        retention, a chunk taken out of service, and any change another process made to
+        retention, a chunk taken out of service, a delete request made or cancelled or
+        processed, and any change another process made to
         the index, which may add lines to closed time ranges): cached query results of
         closed time ranges key on it. Tenants are never dropped, so it only grows."""
-        return self._changes + sum(t.generation for t in list(self.tenants.values()))
+        return (self._changes + self.deletes.version
+                + sum(t.generation for t in list(self.tenants.values())))
 
     def apply_retention(self, now_ns: int | None = None) -> int:
         now_ns = now_ns if now_ns is not None else time.time_ns()
         n = 0
+        per_stream = self.stream_retention_for
         for name, t in list(self.tenants.items()):
             period = self.retention_for(name)
-            if period > 0:
+            if period > 0 or per_stream is not None:
+                def cutoff(labels: dict[str, str], tenant: str = name,
+                           default: float = period) -> int | None:
+                    p = per_stream(tenant, labels) if per_stream is not None else default
+                    return now_ns - int(p * 1e9) if p > 0 else None
                 try:
-                    n += t.apply_retention(now_ns - int(period * 1e9))
+                    n += t.apply_retention(cutoff)
                 except OSError as exc:
                     log.error("retention of tenant %s: the index object could not be "
                               "written (%s); tried again at the next pass", name, exc)
@@ -731,12 +758,49 @@ class Store:
                 out = self.compactor.run(list(self.tenants.values()))
                 if out.chunks_in:
                     self._changes += 1
+                out.lines_deleted = self.process_deletes()
                 for ts in list(self.tenants.values()):
                     out.index_objects_in += ts.compact_index()
                 return out
             finally:
                 if min_age_s is not None:
                     self.compactor.min_age_s = saved
+
+    def process_deletes(self, now: float | None = None) -> int:
+        """Remove for good the lines of delete requests past their cancel period (tenants
+        in `filter-and-delete` mode): what is in memory is written to chunks first, then
+        each chunk holding such lines is written again without them (or taken out whole)
+        and the request is `processed`. A request whose chunks could not all be done stays
+        `received` (still filtered at read) and is tried again at the next pass. Returns
+        the lines removed."""
+        now = now if now is not None else time.time()
+        due = self.deletes.due(now, self.cfg.delete_cancel_period_s)
+        if not due:
+            return 0
+        try:
+            self.flush_all()  # lines still in memory are in chunks before they are cut
+        except ChunkWriteError as exc:
+            log.warning("delete requests wait: %s", exc)
+            return 0
+        removed = 0
+        for tenant, req, deleter in due:
+            ts = self.tenants.get(tenant)
+            ok, n = (True, 0) if ts is None else ts.apply_delete(deleter, req.lo, req.hi)
+            removed += n
+            if n:
+                self._changes += 1
+            if not ok:
+                continue
+            try:
+                self.deletes.processed(tenant, req)
+            except OSError as exc:
+                log.warning("delete request %s of tenant %s: its status could not be "
+                            "written (%s); tried again at the next pass", req.id, tenant, exc)
+                continue
+            log.info("delete request %s of tenant %s processed: %d lines removed", req.id,
+                     tenant, n)
+        self.lines_deleted += removed
+        return removed
 
     # --- read path ---------------------------------------------------------------------
     # What the server's `StoreSource` (the query engine's `LogSource`) reads through; none
@@ -767,7 +831,15 @@ class Store:
         s = ts.streams.get(ref.fp) if ts is not None else None
         if ts is None or s is None:
             return iter(())
-        return ts.blocks(s, start, end, direction, warn, hints, on_summary)
+        deleting = self.deletes.for_read(ref.tenant, s.labels, start, end)
+        if not deleting:
+            return ts.blocks(s, start, end, direction, warn, hints, on_summary)
+        # Delete requests stand over this stream: every block is read (none is counted
+        # from its footer, whose counts hold the deleted lines) and their lines dropped.
+        if hints is not None:
+            hints.summary_grid = 0
+        return (kept for b in ts.blocks(s, start, end, direction, warn, hints, on_summary)
+                if len(kept := without_deleted(b, deleting)))
 
     def index_stats(self, tenants: list[str], matchers: list[Matcher], start: int,
                     end: int) -> dict[str, int]:

@@ -43,6 +43,7 @@ from sluiceway.store._cache import ChunkCache
 from sluiceway.store._chunk import ChunkError
 from sluiceway.store._chunkfmt import VERSION, BlockInfo, Footer
 from sluiceway.store._chunkio import ChunkIO, Held, LogPositions
+from sluiceway.store._deletes import LineDeleter, deleted_mask
 from sluiceway.store._index import Delta, IndexEntry, Removal, TenantIndex, Writer
 from sluiceway.store._ingestlog import Position
 from sluiceway.store._objstore import NotFound, ObjectInfo, ObjectStore
@@ -363,15 +364,70 @@ class TenantStore:
                 out.append((s, cut))
         return out
 
-    def apply_retention(self, cutoff_ns: int) -> int:
-        """Delete whole chunks whose newest entry is older than `cutoff_ns`."""
-        doomed = [(s, c) for s in self.stream_list() for c in s.chunks if c.maxt < cutoff_ns]
+    def apply_retention(self, cutoff: Callable[[dict[str, str]], int | None]) -> int:
+        """Delete whole chunks whose newest entry is older than their stream's cutoff
+        (`cutoff(labels)`, Unix ns; None keeps the stream's data)."""
+        doomed = []
+        for s in self.stream_list():
+            cut = cutoff(s.labels)
+            if cut is not None:
+                doomed += [(s, c) for c in s.chunks if c.maxt < cut]
         if not doomed:
             return 0
         # Out of service now; the files go `delete_delay` later (`collect_garbage`).
         self.remove_chunks([Removal(s.fp, c.path) for s, c in doomed])
         self._forget_empty_streams(list({id(s): s for s, _ in doomed}.values()))
         return len(doomed)
+
+    def apply_delete(self, deleter: LineDeleter, lo: int, hi: int) -> tuple[bool, int]:
+        """Remove for good the lines of the chunks `deleter` deletes in [lo, hi] (ns,
+        inclusive): a chunk with some is written again without them (with its filters
+        and counts) and swapped in by one index object; a chunk they fill is taken out
+        whole, without being read when the request has no filter. Returns (every chunk
+        done, lines removed)."""
+        ok, n = True, 0
+        whole: list[tuple[Stream, ChunkRef]] = []
+        for s in self.stream_list():
+            if not deleter.selects(s.labels):
+                continue
+            for c in list(s.chunks):
+                if c.maxt < lo or c.mint > hi:
+                    continue
+                if deleter.every_line and lo <= c.mint and c.maxt <= hi:
+                    whole.append((s, c))
+                    n += c.n
+                    continue
+                block = self.load_or_take_out(s, c)
+                if block is None:
+                    ok = False
+                    continue
+                mask = deleted_mask(block, [(lo, hi, deleter)])
+                gone = int(np.count_nonzero(mask))
+                if not gone:
+                    continue
+                if gone == len(block):
+                    whole.append((s, c))
+                    n += gone
+                    continue
+                try:
+                    new = self.write_chunk(s, block.take(~mask), c.level, [c])
+                    self.replace_chunks(s, [c], new)
+                except OSError as exc:
+                    log.warning("tenant %s: chunk %s could not be written again without "
+                                "deleted lines (%s); tried again at the next pass",
+                                self.tenant, c.path, exc)
+                    ok = False
+                    continue
+                n += gone
+        if whole:
+            try:
+                self.remove_chunks([Removal(s.fp, c.path) for s, c in whole])
+            except OSError as exc:
+                log.warning("tenant %s: chunks of deleted lines could not be taken out "
+                            "(%s); tried again at the next pass", self.tenant, exc)
+                return False, 0
+            self._forget_empty_streams(list({id(s): s for s, _ in whole}.values()))
+        return ok, n
 
     def _forget_empty_streams(self, streams: list[Stream]) -> None:
         """Streams without chunks or memory leave the tenant (and its postings). An apply

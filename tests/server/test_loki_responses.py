@@ -36,19 +36,16 @@ HTTP_JSON = [n for n in REQUESTS
              # limits_*: their own Loki config and pushes (tests/server/test_loki_limits.py)
              and not n.startswith(("tail_", "index_stats_unflushed", "limits_",
                                    *RULER_RECORDINGS, *DRILLDOWN_GROUP))]
-# Recorded on 2026-12-04 for the deletion part of issue 15: expected to fail until it
-# lands. Strict, so a recording that starts to pass must be moved into the suite proper.
-PENDING_ISSUE_15 = ("delete_",)
-# Queries of the deletion group made before its delete request took effect: plain
-# queries over dataset.json, which replay here (with their own recorded base).
+# The deletion group's flow (requests, processing, queries after it) replays in
+# test_delete_responses.py; its queries made before the request are plain queries over
+# dataset.json, which replay here (with their own recorded base).
 BEFORE_DELETION = ("delete_query_range_before", "delete_query_range_filtered_before",
                    "delete_query_range_pending")
 # These recordings were made with Loki's discover_log_levels off (its default is on):
 # no `detected_level` in their answers.
 CONFIG = "limits:\n  discover_log_levels: false\n"
-HTTP_JSON_PARAMS = [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="issue 15: not built yet"))
-    if n.startswith(PENDING_ISSUE_15) and n not in BEFORE_DELETION else n for n in HTTP_JSON]
+HTTP_JSON_PARAMS = [n for n in HTTP_JSON
+                    if not n.startswith("delete_") or n in BEFORE_DELETION]
 
 
 @pytest.fixture(scope="module")

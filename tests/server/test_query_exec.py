@@ -80,7 +80,7 @@ def test_max_query_bytes_read_and_stats(tmp_path: Path) -> None:
                       params={**base, "query": 'sum(count_over_time({job="cx"}[1h]))'})
         assert r.status_code == 400
         assert r.text.startswith("the query would read too many bytes (query: ")
-        assert "limit: 100.0kB); consider adding more specific stream selectors" in r.text
+        assert "limit: 100 KiB); consider adding more specific stream selectors" in r.text
         # Narrow enough: one push (one block) of the 120, in one 1m split.
         narrow = {"start": str(now - 30 * 10**9), "end": str(now - 29 * 10**9), "step": "1"}
         r = httpx.get(f"{srv.url}/loki/api/v1/query_range", params={
