@@ -42,7 +42,9 @@ LAYERS: dict[str, frozenset[str]] = {
     "ruler": frozenset({"logql", "wire", "model", "durable"}),
     "patterns": frozenset({"logql", "model", "durable"}),
     "server": frozenset({"store", "logql", "ruler", "patterns", "wire", "model", "durable",
-                         "buffer", "ui"}),
+                         "buffer", "ui", "cluster"}),
+    # Cluster mode: NATS transports around the store's seams and the engine's splits.
+    "cluster": frozenset({"store", "logql", "wire", "model", "durable"}),
     "ui": frozenset(),  # static files only
 }
 # Top-level modules (`sluiceway/cli.py`, `__main__.py`, `__init__.py`, `_up.py`) wire
@@ -66,7 +68,7 @@ THIRD_PARTY: dict[str, dict[str, bool]] = {
 # package joins the `nats` row when it lands.
 OPTIONAL: dict[str, frozenset[str]] = {
     "obstore": frozenset({"store"}),  # extra `s3`
-    "nats": frozenset({"store"}),  # extra `cluster`
+    "nats": frozenset({"store", "cluster"}),  # extra `cluster`
 }
 
 
