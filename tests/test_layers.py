@@ -41,10 +41,11 @@ LAYERS: dict[str, frozenset[str]] = {
     "logcli": frozenset({"logql", "model", "durable"}),
     "ruler": frozenset({"logql", "wire", "model", "durable"}),
     "patterns": frozenset({"logql", "model", "durable"}),
-    "server": frozenset({"store", "logql", "ruler", "patterns", "wire", "model", "durable",
-                         "buffer", "ui", "cluster"}),
-    # Cluster mode: NATS transports around the store's seams and the engine's splits.
+    # Cluster mode: the write path into JetStream, ingesters over the store, the read
+    # path's sources; the server wires it (never the reverse).
     "cluster": frozenset({"store", "logql", "wire", "model", "durable"}),
+    "server": frozenset({"cluster", "store", "logql", "ruler", "patterns", "wire", "model",
+                         "durable", "buffer", "ui"}),
     "ui": frozenset(),  # static files only
 }
 # Top-level modules (`sluiceway/cli.py`, `__main__.py`, `__init__.py`, `_up.py`) wire
@@ -64,8 +65,8 @@ THIRD_PARTY: dict[str, dict[str, bool]] = {
 }
 # Optional dependencies (extras): the packages that may use each, and only inside a
 # function or under TYPE_CHECKING, so `import sluiceway` works without them. The object
-# store backends of `store` load their client library when one is made; the cluster
-# package joins the `nats` row when it lands.
+# store backends of `store` load their client library when one is made, and the cluster
+# package its NATS client when a cluster process starts.
 OPTIONAL: dict[str, frozenset[str]] = {
     "obstore": frozenset({"store"}),  # extra `s3`
     "nats": frozenset({"store", "cluster"}),  # extra `cluster`

@@ -1,6 +1,27 @@
-"""Cluster mode on NATS JetStream (see ARCHITECTURE.md, "Cluster mode")."""
+"""Cluster mode on NATS JetStream (`sluiceway server --cluster nats://...`).
 
-from sluiceway.cluster._fanout import (
+The pieces, each small and on its own so later work can build on them:
+
+- `ClusterConfig` and the names it derives (streams, subjects, buckets under one prefix),
+  `partition_of(tenant, fp, partitions)`;
+- `NatsConn`: the process's one NATS connection (its own event loop thread; `run` waits
+  for a coroutine from any thread; the first connection is retried, logged, for ever);
+- `Leases`: a KV bucket with a TTL, compare-and-set on the revision — partitions,
+  the compactor and any other singleton;
+- `MemberRegistry` / `Member`: who is in the cluster (id, role, address, version, last
+  seen), in a KV bucket whose TTL forgets the dead.
+"""
+
+from sluiceway.cluster._config import ROLES, ClusterConfig, partition_of
+from sluiceway.cluster._conn import ClusterError, NatsConn
+from sluiceway.cluster._lease import Leases
+from sluiceway.cluster._members import Member, MemberRegistry
+
+__all__ = ["ROLES", "ClusterConfig", "ClusterError", "Leases", "Member", "MemberRegistry",
+           "NatsConn", "partition_of"]
+
+# Query fan-out, shared heartbeats, the compactor's lease, status (steps 5-8).
+from sluiceway.cluster._fanout import (  # noqa: E402
     QUEUE_GROUP,
     FanoutCounts,
     NatsSplitRunner,
@@ -8,4 +29,5 @@ from sluiceway.cluster._fanout import (
     split_subject,
 )
 
-__all__ = ["QUEUE_GROUP", "FanoutCounts", "NatsSplitRunner", "SplitQuerier", "split_subject"]
+__all__ += ["QUEUE_GROUP", "FanoutCounts", "NatsSplitRunner", "SplitQuerier",
+            "split_subject"]

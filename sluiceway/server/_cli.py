@@ -25,13 +25,24 @@ def server(
         help="HOST:PORT to listen on [default: 127.0.0.1:3100]")] = None,
     data_dir: Annotated[Path | None, typer.Option(
         help="Directory for WAL, chunks and index [default: ./data]")] = None,
+    cluster: Annotated[str | None, typer.Option(
+        "--cluster", help="Cluster mode: NATS URLs, comma-separated "
+        "(nats://h:p,...); see README 'Cluster mode'.")] = None,
+    role: Annotated[str | None, typer.Option(
+        "--role", help="Cluster role: all|distributor|ingester|querier|compactor "
+        "[default: all]")] = None,
 ) -> None:
-    """Run the single-node server: Loki push and query API, storage, UI."""
+    """Run the server: Loki push and query API, storage, UI (one node, or with --cluster
+    one process of a cluster on NATS JetStream)."""
     overrides: dict[str, object] = {}
     if listen is not None:
         overrides["server.listen"] = listen
     if data_dir is not None:
         overrides["storage.data_dir"] = str(data_dir)
+    if cluster is not None:
+        overrides["cluster.urls"] = cluster
+    if role is not None:
+        overrides["cluster.role"] = role
     try:
         cfg = load_config(config, overrides)
         serve(cfg)

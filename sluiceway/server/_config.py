@@ -16,6 +16,7 @@ from pydantic_settings import (
 )
 
 from sluiceway.model import Bytes, Duration, LokiBytes, config_error_text, validation_messages
+from sluiceway.server._config_cluster import ClusterSection
 from sluiceway.server._config_objects import ObjectsFields
 from sluiceway.server._config_ruler import RulerSection, RulerStorageSection
 from sluiceway.server._loki_config import translate
@@ -223,6 +224,7 @@ class Config(BaseSettings):
     ruler_storage: RulerStorageSection = RulerStorageSection()
     compactor: CompactorSection = CompactorSection()
     runtime_config: RuntimeConfigSection = RuntimeConfigSection()
+    cluster: ClusterSection = ClusterSection()
     # Keys of a Loki config that have no effect here (dotted, as the file spells them).
     _loki_ignored: list[str] = PrivateAttr(default_factory=list)
 

@@ -1,0 +1,82 @@
+"""Streams and KV buckets made on first use, with the replicas the NATS cluster can
+hold: `replicas` is capped at the cluster's size (nats-server refuses more, e.g. "replicas
+> 1 not supported in non-clustered mode"), with one log line saying so."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nats.js import JetStreamContext
+    from nats.js.kv import KeyValue
+
+log = logging.getLogger("sluiceway.cluster")
+
+
+def _too_many_replicas(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "replicas" in text or "insufficient resources" in text or "peer" in text
+
+
+async def ensure_stream(js: JetStreamContext, name: str, subjects: list[str],
+                        replicas: int, description: str) -> int:
+    """The stream `name` over `subjects` (file storage, limits retention without limits:
+    messages go only when purged). Returns the replicas it has."""
+    from nats.js import api
+    from nats.js.errors import APIError, NotFoundError
+
+    try:
+        info = await js.stream_info(name)
+        return info.config.num_replicas or 1
+    except NotFoundError:
+        pass
+    want = replicas
+    while True:
+        cfg = api.StreamConfig(name=name, subjects=subjects, description=description,
+                               storage=api.StorageType.FILE, num_replicas=replicas,
+                               retention=api.RetentionPolicy.LIMITS,
+                               discard=api.DiscardPolicy.OLD, duplicate_window=120.0)
+        try:
+            await js.add_stream(cfg)
+        except APIError as exc:
+            if replicas > 1 and _too_many_replicas(exc):
+                replicas -= 1
+                continue
+            if "already in use" in str(exc):
+                return (await js.stream_info(name)).config.num_replicas or 1
+            raise
+        if replicas < want:
+            log.warning("cluster: stream %s has %d replicas, not %d: the NATS cluster has "
+                        "fewer servers", name, replicas, want)
+        return replicas
+
+
+async def ensure_kv(js: JetStreamContext, name: str, replicas: int, ttl_s: float | None,
+                    history: int = 1) -> KeyValue:
+    """The KV bucket `name` (with a bucket TTL when given: every key expires that long
+    after its last write)."""
+    from nats.js import api
+    from nats.js.errors import APIError, BucketNotFoundError
+
+    try:
+        return await js.key_value(name)
+    except BucketNotFoundError:
+        pass
+    want = replicas
+    while True:
+        try:
+            kv = await js.create_key_value(api.KeyValueConfig(
+                bucket=name, history=history, ttl=ttl_s, replicas=replicas,
+                storage=api.StorageType.FILE))
+        except APIError as exc:
+            if replicas > 1 and _too_many_replicas(exc):
+                replicas -= 1
+                continue
+            if "already in use" in str(exc):
+                return await js.key_value(name)
+            raise
+        if replicas < want:
+            log.warning("cluster: KV bucket %s has %d replicas, not %d: the NATS cluster "
+                        "has fewer servers", name, replicas, want)
+        return kv
