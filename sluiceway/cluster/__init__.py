@@ -28,6 +28,7 @@ from sluiceway.cluster._fanout import (  # noqa: E402
     SplitQuerier,
     split_subject,
 )
+from sluiceway.cluster._heartbeats import SharedHeartbeats  # noqa: E402
 
-__all__ += ["QUEUE_GROUP", "FanoutCounts", "NatsSplitRunner", "SplitQuerier",
-            "split_subject"]
+__all__ += ["QUEUE_GROUP", "FanoutCounts", "NatsSplitRunner", "SharedHeartbeats",
+            "SplitQuerier", "split_subject"]
