@@ -29,6 +29,7 @@ from sluiceway.cluster._fanout import (  # noqa: E402
     split_subject,
 )
 from sluiceway.cluster._heartbeats import SharedHeartbeats  # noqa: E402
+from sluiceway.cluster._tail import TailRelay  # noqa: E402
 
 __all__ += ["QUEUE_GROUP", "FanoutCounts", "NatsSplitRunner", "SharedHeartbeats",
-            "SplitQuerier", "split_subject"]
+            "SplitQuerier", "TailRelay", "split_subject"]
