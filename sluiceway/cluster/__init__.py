@@ -29,10 +29,9 @@ from sluiceway.cluster._fanout import (  # noqa: E402
     split_subject,
 )
 from sluiceway.cluster._heartbeats import SharedHeartbeats  # noqa: E402
-from sluiceway.cluster._singleton import SingletonLease  # noqa: E402
 from sluiceway.cluster._status import ClusterStatus, PartitionStatus  # noqa: E402
 from sluiceway.cluster._tail import TailRelay  # noqa: E402
 
 __all__ += ["QUEUE_GROUP", "ClusterStatus", "FanoutCounts", "NatsSplitRunner",
-            "PartitionStatus", "SharedHeartbeats", "SingletonLease",
+            "PartitionStatus", "SharedHeartbeats",
             "SplitQuerier", "TailRelay", "split_subject"]
