@@ -9,16 +9,27 @@ The pieces, each small and on its own so later work can build on them:
 - `Leases`: a KV bucket with a TTL, compare-and-set on the revision — partitions,
   the compactor and any other singleton;
 - `MemberRegistry` / `Member`: who is in the cluster (id, role, address, version, last
-  seen), in a KV bucket whose TTL forgets the dead.
+  seen), in a KV bucket whose TTL forgets the dead;
+- `Publisher` / `split_record` (write path), `Ingester` (partitions → heads → chunks,
+  sequences recorded in KV), `HeadsServer` / `HeadsClient` (unflushed data over NATS
+  request/reply), `ClusterSource` (the read seam), and `ClusterNode`, which wires a
+  process's role together for the server.
 """
 
 from sluiceway.cluster._config import ROLES, ClusterConfig, partition_of
 from sluiceway.cluster._conn import ClusterError, NatsConn
+from sluiceway.cluster._heads import HeadsClient, HeadsServer
+from sluiceway.cluster._ingester import Ingester
 from sluiceway.cluster._lease import Leases
 from sluiceway.cluster._members import Member, MemberRegistry
+from sluiceway.cluster._node import ClusterNode, default_objects
+from sluiceway.cluster._publish import PayloadTooLarge, Publisher, PublishError, split_record
+from sluiceway.cluster._source import ClusterSource
 
-__all__ = ["ROLES", "ClusterConfig", "ClusterError", "Leases", "Member", "MemberRegistry",
-           "NatsConn", "partition_of"]
+__all__ = ["ROLES", "ClusterConfig", "ClusterError", "ClusterNode", "ClusterSource",
+           "HeadsClient", "HeadsServer", "Ingester", "Leases", "Member", "MemberRegistry",
+           "NatsConn", "PayloadTooLarge", "PublishError", "Publisher", "default_objects",
+           "partition_of", "split_record"]
 
 # Query fan-out, shared heartbeats, the compactor's lease, status (steps 5-8).
 from sluiceway.cluster._fanout import (  # noqa: E402

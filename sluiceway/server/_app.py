@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import shutil
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
@@ -11,6 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 
 from sluiceway import __version__
+from sluiceway.cluster import ClusterNode
+from sluiceway.durable import DirLock
 from sluiceway.logql import QueryError, QueryTimeout, ResultsCache, block_levels
 from sluiceway.model import EntryBlock, PipelineRegistry
 from sluiceway.patterns import DrainConfig, MinerConfig, PatternService
@@ -27,17 +30,18 @@ from sluiceway.server import (
     _routes_tail,
 )
 from sluiceway.server._config import Config
-from sluiceway.server._context import UI_DIR, ServerContext, bad
+from sluiceway.server._context import UI_DIR, NotReady, ServerContext, bad
 from sluiceway.server._ingest_pool import IngestPool
 from sluiceway.server._ledger import Ledger
 from sluiceway.server._metrics import RequestMetricsMiddleware, ServerMetrics
+from sluiceway.server._objects import open_objects
 from sluiceway.server._overrides import TenantLimits
 from sluiceway.server._params import ParamError
 from sluiceway.server._ratelimit import IngestionRateLimiter, StreamRateLimiter
 from sluiceway.server._ruler import RulerCollector, build_ruler
 from sluiceway.server._streamlimit import StreamLimiter
 from sluiceway.server._tail import TailHub
-from sluiceway.store import Store, StoreConfig, decode_record
+from sluiceway.store import ObjectStore, Store, StoreConfig, decode_record
 from sluiceway.wire import BodyTooLarge
 
 
@@ -60,6 +64,37 @@ def store_config(cfg: Config) -> StoreConfig:
         compaction_level=s.compaction_level, compaction_target_bytes=s.compaction_target_size,
         compaction_min_age_s=s.compaction_min_age, compaction_interval_s=compaction_interval,
         index_sync_period_s=s.index_sync_period, delete_delay_s=c.retention_delete_delay)
+
+
+def cluster_store_config(cfg: Config) -> StoreConfig:
+    """Cluster mode: the local store's log is a cache of JetStream (the durable log), so
+    it is synced on an interval and started empty; compaction runs only on the member
+    holding the compactor lease (`ClusterNode`)."""
+    sc = store_config(cfg)
+    sc.wal_sync = "interval"
+    sc.compaction_enabled = False
+    return sc
+
+
+def _cluster_node(cfg: Config, lock: DirLock | None,
+                  unordered_window_for: Callable[[str], float]) -> ClusterNode:
+    """This process's part of the cluster; its store is opened once NATS is reachable."""
+    def open_store(objects: ObjectStore) -> Store:
+        data = cfg.storage.data_dir
+        # Nothing the cluster needs lives only here: what the last run's local log held
+        # is in JetStream, replayed by whoever owns its partitions now.
+        shutil.rmtree(data / "wal", ignore_errors=True)
+        (data / "checkpoint.json").unlink(missing_ok=True)
+        return Store(cluster_store_config(cfg), lock, objects=objects,
+                     unordered_window_for=unordered_window_for)
+
+    def open_explicit() -> ObjectStore | None:
+        # storage.backend s3 or nats: that one; filesystem: the cluster's own bucket.
+        return open_objects(cfg.storage) if cfg.storage.backend != "filesystem" else None
+
+    return ClusterNode(cfg.cluster.config(), cfg.server.listen, __version__, open_store,
+                       open_explicit, cfg.compactor.compaction_interval
+                       or cfg.storage.compaction_interval)
 
 
 def check_delete_delay(cfg: Config) -> str | None:
@@ -110,17 +145,23 @@ def _errors(app: FastAPI) -> None:
     async def too_large(_r: Request, exc: Exception) -> Response:
         return bad(str(exc), 413)
 
+    async def not_ready(_r: Request, exc: Exception) -> Response:
+        return bad(f"not ready: {exc}", 503)
+
     app.add_exception_handler(ParamError, as_400)
     app.add_exception_handler(QueryError, as_400)
     app.add_exception_handler(PermissionError, no_org)
     app.add_exception_handler(QueryTimeout, timed_out)
     app.add_exception_handler(BodyTooLarge, too_large)  # a POST form on a read
+    app.add_exception_handler(NotReady, not_ready)  # cluster mode before NATS answered
 
 
 def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None = None,
-               limits: TenantLimits | None = None) -> FastAPI:
+               limits: TenantLimits | None = None, lock: DirLock | None = None) -> FastAPI:
     """Build the app; the store is opened at startup unless one is given. `limits`: the
-    per-tenant limits already loaded (else read here; ConfigError when they cannot be)."""
+    per-tenant limits already loaded (else read here; ConfigError when they cannot be).
+    In cluster mode (`cluster.urls`) the store is opened once NATS is reachable, and
+    `lock` is the data dir's lock the caller took."""
     if limits is None:
         limits = TenantLimits(cfg.limits, cfg.runtime_config)
         limits.load()
@@ -156,13 +197,11 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
         ctx.metrics.bind_ledger(ctx.ledger)
         store.unordered_window_for = unordered_window_for
 
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if ctx.opened_store is None:
-            ctx.opened_store = await run_in_threadpool(
-                lambda: Store(store_config(cfg), unordered_window_for=unordered_window_for))
-            ctx.store.retention_for = retention_for
-            ctx.store.block_labels = block_labels
+    if cfg.cluster.enabled and store is None:
+        ctx.cluster = _cluster_node(cfg, lock, unordered_window_for)
+
+    async def opened() -> None:
+        """Everything that needs the store, once it is open."""
         ctx.metrics.bind_store(ctx.store)
         if ctx.opened_ledger is None:
             ctx.opened_ledger = await run_in_threadpool(open_ledger, cfg, ctx.store)
@@ -171,19 +210,54 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
         # built in-process (tests), where spawning processes would cost more than mining.
         ctx.patterns = await run_in_threadpool(pattern_service, ctx, ctx.pool.workers == 0)
         ctx.metrics.bind_patterns(ctx)
-        watcher = asyncio.create_task(limits.watch()) if limits.files else None
         if ctx.ruler is not None:
             await ctx.ruler.start()
+
+    async def cluster_start(node: ClusterNode) -> None:
+        """Cluster mode: the store opens once NATS is reachable (meanwhile /ready and
+        the API answer 503)."""
+        await run_in_threadpool(node.start)
+        if node.store is None:
+            return  # stopped before NATS was reachable
+        node.store.retention_for = retention_for
+        node.store.block_labels = block_labels
+        ctx.opened_store = node.store
+        await opened()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        starting: asyncio.Task[None] | None = None
+        if ctx.cluster is not None:
+            starting = asyncio.create_task(cluster_start(ctx.cluster))
+        else:
+            if ctx.opened_store is None:
+                ctx.opened_store = await run_in_threadpool(
+                    lambda: Store(store_config(cfg), unordered_window_for=unordered_window_for))
+                ctx.store.retention_for = retention_for
+                ctx.store.block_labels = block_labels
+            await opened()
+        watcher = asyncio.create_task(limits.watch()) if limits.files else None
         yield
-        if ctx.ruler is not None:
+        if ctx.cluster is not None:
+            ctx.cluster.stopping()
+            if starting is not None:
+                await starting
+            await run_in_threadpool(ctx.cluster.close_roles)
+        if ctx.ruler is not None and ctx.opened_store is not None:
             await ctx.ruler.stop()
         if watcher is not None:
             watcher.cancel()
         ctx.pool.close()
-        await run_in_threadpool(ctx.ledger.close)
+        if ctx.opened_ledger is not None:
+            await run_in_threadpool(ctx.ledger.close)
         if ctx.patterns is not None:
             await run_in_threadpool(ctx.patterns.close)
-        await run_in_threadpool(ctx.store.close)
+        if ctx.opened_store is not None:
+            await run_in_threadpool(ctx.store.close)
+        elif lock is not None:
+            lock.close()
+        if ctx.cluster is not None:
+            await run_in_threadpool(ctx.cluster.close)
 
     app = FastAPI(title="Sluiceway", version=__version__, lifespan=lifespan, docs_url=None,
                   redoc_url=None)

@@ -15,7 +15,15 @@ from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, Response
 
-from sluiceway.logql import DEFAULT_MAX_LINE_SIZE, Deadline, ExecOptions, LevelRules, ResultsCache
+from sluiceway.cluster import ClusterError, ClusterNode
+from sluiceway.logql import (
+    DEFAULT_MAX_LINE_SIZE,
+    Deadline,
+    ExecOptions,
+    LevelRules,
+    LogSource,
+    ResultsCache,
+)
 from sluiceway.model import PipelineRegistry
 from sluiceway.patterns import PatternService
 from sluiceway.ruler import Ruler
@@ -25,6 +33,7 @@ from sluiceway.server._ingest_pool import IngestPool
 from sluiceway.server._ledger import Ledger
 from sluiceway.server._metrics import ServerMetrics
 from sluiceway.server._overrides import TenantLimits
+from sluiceway.server._querier import StoreSource
 from sluiceway.server._ratelimit import IngestionRateLimiter, StreamRateLimiter
 from sluiceway.server._streamlimit import StreamLimiter
 from sluiceway.server._tail import TailHub
@@ -33,6 +42,10 @@ from sluiceway.store import Store
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui" / "static"
 MAX_FORM_SIZE = 10 << 20  # Go's limit on a url-encoded body in `http.Request.ParseForm`
+
+
+class NotReady(RuntimeError):
+    """The store (or, in cluster mode, the connection to NATS) is not open yet: 503."""
 
 
 @dataclass(slots=True)
@@ -52,6 +65,7 @@ class ServerContext:
     results_cache: ResultsCache | None = None  # results of closed query splits
     clock: Callable[[], float] = time.monotonic  # for query deadlines (tests set their own)
     patterns: PatternService | None = None  # the pattern ingester, while it runs
+    cluster: ClusterNode | None = None  # cluster mode: this process's part of it
 
     def limits_for(self, tenant: str) -> LimitsSection:
         """The tenant's limits: the config's, with its runtime overrides."""
@@ -78,14 +92,26 @@ class ServerContext:
     @property
     def ledger(self) -> Ledger:
         if self.opened_ledger is None:
-            raise RuntimeError("the ledger is not open yet")
+            raise NotReady("the ledger is not open yet")
         return self.opened_ledger
 
     @property
     def store(self) -> Store:
         if self.opened_store is None:
-            raise RuntimeError("the store is not open yet")
+            raise NotReady("the store is not open yet")
         return self.opened_store
+
+    def source(self, options: ExecOptions | None = None,
+               on_block: Callable[[], None] | None = None) -> LogSource:
+        """The read source of a request: the store's (`StoreSource`); in cluster mode
+        merged with the other ingesters' unflushed data (`ClusterSource`)."""
+        local = StoreSource(self.store, options, on_block)
+        if self.cluster is None:
+            return local
+        try:
+            return self.cluster.source(local)
+        except ClusterError as exc:
+            raise NotReady(str(exc)) from None
 
     @staticmethod
     def template_cap(limits: LimitsSection) -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request, Response
 
+from sluiceway.cluster import ClusterError, PayloadTooLarge
 from sluiceway.model import LEDGER_HEADER, EntryBlock, PushRecord, fingerprint
 from sluiceway.server._body import read_body
 from sluiceway.server._config import LimitsSection
@@ -101,7 +102,10 @@ async def commit(ctx: ServerContext, record: PushRecord, rej: Rejections) -> Sto
             record = record.subset(keep)
         if not record.blocks:
             return Stored(refused=[x for _, x in refused])
-        applied = await asyncio.wrap_future(ctx.store.ingest(record))
+        if ctx.cluster is not None:
+            applied = await _publish(ctx, record)
+        else:
+            applied = await asyncio.wrap_future(ctx.store.ingest(record))
     finally:
         ctx.streams.release(adm)
     lines, nbytes = record.lines, record.nbytes
@@ -120,6 +124,18 @@ async def commit(ctx: ServerContext, record: PushRecord, rej: Rejections) -> Sto
         else:
             ctx.patterns.offer(record.encode(), lines)  # the WAL's bytes, made once
     return Stored(lines, applied, [x for _, x in refused])
+
+
+async def _publish(ctx: ServerContext, record: PushRecord) -> Applied:
+    """Cluster mode: stored means acked by JetStream (every partition's part); the
+    ingesters apply it to their heads afterwards (lines they refuse as too far behind
+    are counted there: `sluiceway_cluster_refused_lines_total`)."""
+    assert ctx.cluster is not None
+    try:
+        await ctx.cluster.publish(record)
+    except ClusterError as exc:
+        raise WalWriteError(str(exc)) from None
+    return Applied(blocks=list(record.blocks))
 
 
 def loki_rejected(_request: Request, rej: Rejections, stored: int) -> Response:
@@ -152,6 +168,8 @@ async def loki_ingest(request: Request, decode: Decoder,
         stored = await commit(ctx, prepared.record(), rej)
     except RateLimited as exc:
         return bad(str(exc), 429)
+    except PayloadTooLarge as exc:  # cluster mode: a line past NATS's max_payload
+        return bad(str(exc), 413)
     except WalWriteError as exc:
         log.error("push not stored: %s", exc)
         return bad(f"could not store the batch, retry later: {exc}", 503)

@@ -34,7 +34,6 @@ from sluiceway.server._params import (
     time_range,
     within_lookback,
 )
-from sluiceway.server._querier import StoreSource
 from sluiceway.server._tenants import read_source
 from sluiceway.wire import OTLP_INDEX_ATTRIBUTES
 
@@ -87,7 +86,7 @@ async def _fields_answer(request: Request, name: str | None) -> Response:
                      categorize_labels=True, max_series=lim.max_query_series,
                      max_line_size=ctx.template_cap(lim), deadline=ctx.deadline(lim),
                      levels=ctx.level_rules(lim), options=ctx.exec_options(lim))
-    res = await run_in_threadpool(evaluate, read_source(StoreSource(ctx.store), tenants), expr,
+    res = await run_in_threadpool(evaluate, read_source(ctx.source(), tenants), expr,
                                   qp)
     assert isinstance(res.data, StreamsResult)  # a log query answers streams
     if name is None:
@@ -126,7 +125,7 @@ def detected_labels(ctx: ServerContext, tenants: list[str], query: str | None, s
                     end: int) -> list[dict[str, Any]]:
     matchers = parse_selector(query) if query else []
     values: dict[str, set[str]] = {}
-    source = read_source(StoreSource(ctx.store), tenants)
+    source = read_source(ctx.source(), tenants)
     for s in source.series(tenants, matchers, start, end):
         for k, v in s.labels.items():
             values.setdefault(k, set()).add(v)

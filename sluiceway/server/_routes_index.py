@@ -22,7 +22,6 @@ from sluiceway.server._params import (
     time_range,
     within_lookback,
 )
-from sluiceway.server._querier import StoreSource
 from sluiceway.server._tenants import read_scope
 from sluiceway.server._volume import bucket_edges, volume
 
@@ -46,7 +45,7 @@ async def stats(request: Request) -> Response:
                             lookback_floor(ctx.read_limits(tenants).max_query_lookback))
     out = IndexStats()  # wholly before max_query_lookback: nothing
     if scope is not None:
-        out = await run_in_threadpool(StoreSource(ctx.store).stats, tenants, matchers, *scope)
+        out = await run_in_threadpool(ctx.source().stats, tenants, matchers, *scope)
     return JSONResponse(dataclasses.asdict(out))
 
 
@@ -65,7 +64,7 @@ async def _volume(request: Request, ranged: bool) -> tuple[dict[Any, np.ndarray]
     if agg not in ("series", "labels"):
         raise ParamError(f"invalid aggregateBy {agg!r}: use series or labels")
     tenants, matchers = read_scope(ctx.tenants(request.headers, True), parse_selector(q))
-    res = await run_in_threadpool(volume, StoreSource(ctx.store), tenants, matchers, start,
+    res = await run_in_threadpool(volume, ctx.source(), tenants, matchers, start,
                                   end, step_ns, targets, parse_limit(p.get("limit"), 100, 0),
                                   agg, ctx.deadline(ctx.read_limits(tenants)))
     return res, start, end, step_ns

@@ -21,6 +21,8 @@ router = APIRouter()
 @router.get("/ready")
 async def ready(request: Request) -> Response:
     ctx = ctx_of(request)
+    if ctx.cluster is not None and not ctx.cluster.ready.is_set():
+        return PlainTextResponse("waiting for NATS (cluster mode)\n", status_code=503)
     if ctx.opened_store is None or not ctx.store.ready:
         return PlainTextResponse("starting\n", status_code=503)
     return PlainTextResponse("ready\n")

@@ -44,7 +44,7 @@ from sluiceway.server._params import (
     time_range,
     within_lookback,
 )
-from sluiceway.server._querier import LookbackSource, StoreSource
+from sluiceway.server._querier import LookbackSource
 from sluiceway.server._tenants import read_source
 
 router = APIRouter()
@@ -77,7 +77,7 @@ def _query_params(ctx: ServerContext, request: Request, p: dict[str, str],
         options=ctx.exec_options(limits)), limits
 
 
-def _evaluate(source: StoreSource, query: str, qp: QueryParams,
+def _evaluate(source: LogSource, query: str, qp: QueryParams,
               limits: LimitsSection) -> QueryResult:
     """Loki's order: the entries limit (log range queries), the lookback (which may leave
     nothing to read), the query length; then the query itself."""
@@ -105,17 +105,18 @@ async def _run(request: Request, instant: bool) -> Response:
     if not p.get("query"):
         raise ParamError("query parameter is required")
     qp, limits = _query_params(ctx, request, p, instant)
-    source = StoreSource(ctx.store, qp.options, ctx.metrics.query_blocks.inc)
+    source = ctx.source(qp.options, ctx.metrics.query_blocks.inc)
     result = await _evaluate_until_disconnect(request, source, p["query"], qp, limits)
     if result is None:
         return Response(status_code=499)  # nobody is listening any more (nginx's code)
     body = {"status": "success", "data": result.to_loki_json()}
-    if source.warnings:  # data left out (a damaged chunk): Loki's top-level warnings
-        body["warnings"] = source.warnings
+    warnings: list[str] = getattr(source, "warnings", [])
+    if warnings:  # data left out (a damaged chunk): Loki's top-level warnings
+        body["warnings"] = warnings
     return JSONResponse(body)
 
 
-async def _evaluate_until_disconnect(request: Request, source: StoreSource, query: str,
+async def _evaluate_until_disconnect(request: Request, source: LogSource, query: str,
                                      qp: QueryParams,
                                      limits: LimitsSection) -> QueryResult | None:
     """Run the query on a worker thread; when the client disconnects first, set its
@@ -169,7 +170,7 @@ def read_scope_of(ctx: ServerContext, tenants: list[str], start: int,
     if scope is None:
         return MemorySource(), start, end
     check_query_length(scope[0], end, limits.max_query_length)
-    return scoped(read_source(StoreSource(ctx.store), tenants), floor), scope[0], end
+    return scoped(read_source(ctx.source(), tenants), floor), scope[0], end
 
 
 @router.api_route("/loki/api/v1/labels", methods=["GET", "POST"])

@@ -38,7 +38,6 @@ from sluiceway.server._params import (
     parse_seconds_or_duration,
     parse_time,
 )
-from sluiceway.server._querier import StoreSource
 from sluiceway.server._tail import BlocksSource, TailLimitExceeded, TailSession
 
 router = APIRouter()
@@ -127,7 +126,7 @@ async def _session(ctx: ServerContext, ws: WebSocket, req: _TailRequest,
     limits = ctx.read_limits(req.tenants)
     cap = ctx.template_cap(limits)
     try:
-        hist = await run_in_threadpool(evaluate, StoreSource(ctx.store), req.expr, QueryParams(
+        hist = await run_in_threadpool(evaluate, ctx.source(), req.expr, QueryParams(
             tenants=req.tenants, start=req.start, end=time.time_ns() + 1, limit=req.limit,
             direction="backward", max_line_size=cap, deadline=ctx.deadline(limits),
             levels=ctx.level_rules(limits)))

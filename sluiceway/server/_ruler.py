@@ -25,7 +25,6 @@ from sluiceway.ruler import (
 )
 from sluiceway.server._config import Config
 from sluiceway.server._context import ServerContext
-from sluiceway.server._querier import StoreSource
 
 USER_AGENT = f"Sluiceway-Ruler/{__version__}"
 
@@ -57,7 +56,7 @@ def query_func(ctx: ServerContext) -> Callable[[str, Expr, int], list[Sample]]:
                          max_series=limits.max_query_series,
                          max_line_size=ctx.template_cap(limits), deadline=ctx.deadline(limits),
                          levels=ctx.level_rules(limits))
-        return samples_of(evaluate(StoreSource(ctx.store), expr, qp))
+        return samples_of(evaluate(ctx.source(), expr, qp))
 
     return query
 

@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
@@ -129,6 +130,11 @@ def serve(cfg: Config, before_stop: Callable[[], None] | None = None,
         lock.close()
         pool.close()
         raise
+    if cfg.cluster.enabled:
+        # The store opens once NATS is reachable (retried, logged; /ready says 503).
+        _run_server(cfg, create_app(cfg, None, pool, limits, lock=lock), sock, before_stop,
+                    on_ready)
+        return
     try:
         # Opened here, not in the ASGI lifespan, so a bad data dir or an object store
         # that cannot be used is a clear exit 2.
@@ -149,16 +155,24 @@ def serve(cfg: Config, before_stop: Callable[[], None] | None = None,
         what = "" if isinstance(exc, StoreError) else f"chunks in {objects!r}: "
         raise StartupError(f"{what}{exc}") from None
     app = create_app(cfg, store, pool, limits)
+    try:
+        _run_server(cfg, app, sock, before_stop, on_ready)
+    finally:
+        if objects is not None:
+            objects.close()
+
+
+def _run_server(cfg: Config, app: Any, sock: socket.socket,
+                before_stop: Callable[[], None] | None,
+                on_ready: Callable[[], None] | None) -> None:
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=10, ws="websockets-sansio")
     server = (uvicorn.Server(config) if before_stop is None and on_ready is None
               else _Server(config, before_stop, on_ready))
-    log.info("Sluiceway server listening on http://%s, data in %s", cfg.server.listen,
-             cfg.storage.data_dir)
-    try:
-        server.run(sockets=[sock])
-    finally:
-        if objects is not None:
-            objects.close()
+    mode = (f", cluster mode (role {cfg.cluster.role}) on NATS {','.join(cfg.cluster.urls)}"
+            if cfg.cluster.enabled else "")
+    log.info("Sluiceway server listening on http://%s, data in %s%s", cfg.server.listen,
+             cfg.storage.data_dir, mode)
+    server.run(sockets=[sock])
     if not server.started:
         raise StartupError("server failed to start (see the log above)")

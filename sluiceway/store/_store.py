@@ -32,6 +32,7 @@ from sluiceway.model import (
     PushRecord,
     ReadHints,
     SeriesRef,
+    sort_dedupe,
 )
 from sluiceway.store._applier import Applier
 from sluiceway.store._cache import ChunkCache
@@ -198,6 +199,11 @@ class Store:
         self._flush_mutex = threading.Lock()  # held while chunks are being written
         self._closing = False
         self.chunks_flushed = 0
+        # Batches of heads begun and finished being written (chunks, index object, heads
+        # released): a reader that snapshots the heads and then waits until every write
+        # begun before has finished knows every line it missed is in an index object.
+        self.writes_started = 0
+        self.writes_done = 0
         self.flush_failures = 0
         self.flush_failing = False  # the last attempt to write chunks failed
         self._retry_delay = 0.0
@@ -411,10 +417,17 @@ class Store:
         resolves once the record is durable and applied (queryable), to what the heads
         did with it (lines refused, duplicates dropped); to WalWriteError when it could
         not be stored."""
+        return self.ingest_at(record)[1]
+
+    def ingest_at(self, record: PushRecord) -> tuple[Future[WalPos], Future[Applied]]:
+        """`ingest`, with the future of the record's position in the ingest log too (the
+        cluster maps it to the JetStream sequence the record came from: once the
+        checkpoint passes it, that sequence is in chunks)."""
         out: Future[Applied] = Future()
         with self._append_lock:  # the applier's order is the log's
-            self._applier.submit(record, self.wal.append(record), out)
-        return out
+            logged = self.wal.append(record)
+            self._applier.submit(record, logged, out)
+        return logged, out
 
     def push(self, tenant: str, blocks: list[EntryBlock]) -> Future[Applied]:
         """`ingest` of a record of `blocks`."""
@@ -464,10 +477,13 @@ class Store:
         failed: list[Job] = []
         error: BaseException | None = None
         for ts, batch in _batches(jobs):
+            self.writes_started += 1
             try:
                 bad, err = ts.flush_many([(s, sealed) for _, s, sealed in batch])
             except Exception as exc:  # noqa: BLE001 - a bug must not kill the flusher
                 bad, err = [(s, sealed) for _, s, sealed in batch], exc
+            finally:
+                self.writes_done += 1
             self.chunks_flushed += len(batch) - len(bad)
             self.flush_failures += len(bad)
             failed += [(ts, s, sealed) for s, sealed in bad]
@@ -617,6 +633,35 @@ class Store:
                 time.sleep(0.005)
         self.checkpoint()
         return len(jobs), len({(id(ts), s.fp) for ts, s, _ in jobs})
+
+    def flush_before(self, pos: WalPos) -> int:
+        """Write now the heads that hold data of records before `pos` (a cluster
+        partition's cap on unflushed bytes); returns the number of heads written."""
+        with self._flush_mutex:
+            jobs = [(ts, s, sealed) for ts in list(self.tenants.values())
+                    for s, sealed in ts.seal_all(after_below=pos)]
+            self._write_or_queue(jobs)
+        self.checkpoint()
+        return len(jobs)
+
+    def memory_blocks(self, tenants: list[str], matchers: list[Matcher], start: int,
+                      end: int) -> list[tuple[SeriesRef, EntryBlock]]:
+        """What is not in chunks yet (heads, and heads being written) of the streams of
+        `tenants` matching `matchers`, in [start, end): one sorted block per stream,
+        exact duplicates removed (an ingester's answer to the cluster's read path)."""
+        out: list[tuple[SeriesRef, EntryBlock]] = []
+        for t in tenants:
+            ts = self.tenants.get(t)
+            if ts is None:
+                continue
+            for s in ts.select(matchers, start, end):
+                _, mem = ts.snapshot(s, start, end)
+                if not mem:
+                    continue
+                block = sort_dedupe(EntryBlock.concat([p.block for p in mem])).clip(start, end)
+                if len(block):
+                    out.append((SeriesRef(t, s.fp, s.labels), block))
+        return out
 
     def active_streams(self, tenant: str, fps: list[int]) -> tuple[int, set[int]]:
         """The tenant's number of active streams (data in memory, or written to within
