@@ -40,9 +40,11 @@ from sluiceway.cluster._fanout import (  # noqa: E402
     split_subject,
 )
 from sluiceway.cluster._heartbeats import SharedHeartbeats  # noqa: E402
+from sluiceway.cluster._metrics import ClusterCollector  # noqa: E402
+from sluiceway.cluster._ops import ClusterOps  # noqa: E402
 from sluiceway.cluster._status import ClusterStatus, PartitionStatus  # noqa: E402
 from sluiceway.cluster._tail import TailRelay  # noqa: E402
 
-__all__ += ["QUEUE_GROUP", "ClusterStatus", "FanoutCounts", "NatsSplitRunner",
-            "PartitionStatus", "SharedHeartbeats",
-            "SplitQuerier", "TailRelay", "split_subject"]
+__all__ += ["QUEUE_GROUP", "ClusterCollector", "ClusterOps", "ClusterStatus", "FanoutCounts",
+            "NatsSplitRunner", "PartitionStatus", "SharedHeartbeats", "SplitQuerier",
+            "TailRelay", "split_subject"]

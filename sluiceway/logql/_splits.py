@@ -24,6 +24,7 @@ import copy
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from sluiceway.logql import _ast as A
 from sluiceway.logql._engine import QueryParams, evaluate
@@ -227,7 +228,19 @@ def local_runner(source_of: Callable[[QueryParams], LogSource]) -> SplitRunner:
 
 def run_split(source: LogSource, expr: A.Expr, sub: QueryParams) -> SplitAnswer:
     """One split on `source`: the answer, with the bytes read and warnings the source
-    counted (`bytes_read`, `warnings` attributes, when it has them)."""
+    counted (`bytes_read`, `warnings` attributes of the source or of the sources it
+    wraps: `inner`, `local`)."""
     result = evaluate(source, expr, sub)
-    return SplitAnswer(result, int(getattr(source, "bytes_read", 0) or 0),
-                       list(getattr(source, "warnings", None) or ()))
+    return SplitAnswer(result, int(_metered(source, "bytes_read") or 0),
+                       list(_metered(source, "warnings") or ()))
+
+
+def _metered(source: object, name: str) -> Any:
+    for _ in range(8):
+        value = getattr(source, name, None)
+        if value is not None:
+            return value
+        source = getattr(source, "inner", None) or getattr(source, "local", None)
+        if source is None:
+            break
+    return None

@@ -116,7 +116,8 @@ async def commit(ctx: ServerContext, record: PushRecord, rej: Rejections) -> Sto
         nbytes -= h.lines.nbytes
     ctx.metrics.lines_received.labels(tenant).inc(lines)
     ctx.metrics.bytes_received.labels(tenant).inc(nbytes)
-    ctx.hub.publish(tenant, applied.blocks)
+    if ctx.cluster is None:  # cluster mode: every node's tail relay hands it to its hub
+        ctx.hub.publish(tenant, applied.blocks)
     if ctx.patterns is not None:  # mined later, elsewhere: never waits
         if applied.rejections or applied.duplicates:  # rare: only what the heads took
             taken = PushRecord(tenant, applied.blocks)
