@@ -114,3 +114,19 @@ def single_node(binary: str, tmp: Path) -> NatsNode:
     node = NatsNode(binary, tmp)
     node.wait_healthy()
     return node
+
+
+def cluster_config(path: Path, urls: str, **cluster: object) -> Path:
+    """A server config for a cluster process: fast failover and index sync for tests,
+    no ingest worker processes (fewer processes on a shared 2-core machine)."""
+    import yaml
+
+    section: dict[str, object] = {"urls": urls, "partitions": 6, "partitions_per_stream": 2,
+                                  "lease_ttl": "3s", "timeout": "3s"}
+    section.update(cluster)
+    path.write_text(yaml.safe_dump({
+        "cluster": section,
+        "storage": {"index_sync_period": "2s"},
+        "server": {"ingest_workers": 0},
+    }))
+    return path

@@ -3,7 +3,8 @@ chunks through the shared object store's index objects, and this process's own h
 merged with what the other ingesters' heads hold (`HeadsClient.fetch`).
 
 One answer per (tenants, matchers, range) is fetched from the ingesters when `series`
-is asked, and kept for the `blocks` calls of the same query (a source is made per
+is asked — before the local store is read, since an answer may make the local index
+sync first (`HeadsClient`) — and kept for the `blocks` calls of the same query (a source is made per
 request); a `blocks` call that no kept answer covers asks for that one series. Blocks
 of a series that other ingesters also hold are merged with `model.merge_blocks` (sorted,
 exact duplicates removed: a line replayed by a new owner, or both in a chunk and still
@@ -73,9 +74,10 @@ class ClusterSource(DerivedSource):
 
     def series(self, tenants: list[str], matchers: list[Matcher], start: int,
                end: int) -> list[SeriesRef]:
+        # The other ingesters first: an answer may make the local index sync first.
+        answer = self._remote(tenants, matchers, start, end)
         out = self.local.series(tenants, matchers, start, end)
         seen = {(r.tenant, r.fp) for r in out}
-        answer = self._remote(tenants, matchers, start, end)
         out.extend(ref for key, (ref, _) in answer.series.items() if key not in seen)
         return out
 
@@ -87,21 +89,29 @@ class ClusterSource(DerivedSource):
         if not remote:
             return self.local.blocks(ref, start, end, direction, prefilter=prefilter,
                                      deadline=deadline, hints=hints)
+        return self._merged(ref, start, end, direction, prefilter, deadline, remote)
+
+    def _merged(self, ref: SeriesRef, start: int, end: int, direction: str,
+                prefilter: LinePrefilter | None, deadline: Deadline | None,
+                remote: list[EntryBlock]) -> Iterator[EntryBlock]:
         # Other data overlaps: nothing may be summarized unread (hints left out).
         local = list(self.local.blocks(ref, start, end, direction, prefilter=prefilter,
                                        deadline=deadline))
         spans = in_read_order([(int(b.ts[0]), int(b.ts[-1]), b) for b in local + remote],
                               direction)
-        return merge_blocks([(lo, hi) for lo, hi, _ in spans], (b for _, _, b in spans),
-                            direction, start, end)
+        for block in merge_blocks([(lo, hi) for lo, hi, _ in spans],
+                                  (b for _, _, b in spans), direction, start, end):
+            if deadline is not None:
+                deadline.check()
+            yield block
 
     def stats(self, tenants: list[str], matchers: list[Matcher], start: int,
               end: int) -> IndexStats:
         """The local source's stats (chunk metadata, its own heads as one chunk per
         stream) plus each other ingester's heads as one chunk per stream."""
+        answer = self._remote(tenants, matchers, start, end)
         out = self.local.stats(tenants, matchers, start, end)
         local = {(r.tenant, r.fp) for r in self.local.series(tenants, matchers, start, end)}
-        answer = self._remote(tenants, matchers, start, end)
         for key, (_, blocks) in answer.series.items():
             if key not in local:
                 out.streams += 1

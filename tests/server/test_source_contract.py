@@ -39,6 +39,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
+from sluiceway.cluster import ClusterSource
 from sluiceway.logql import (
     Deadline,
     LinePrefilter,
@@ -173,6 +174,22 @@ def _tail(_: Path) -> Iterator[Backend]:
     yield Backend(BlocksSource("a", blocks), _same, ("a",))
 
 
+def _cluster(path: Path) -> Iterator[Backend]:
+    # A cluster process: its own store (round 1 in chunks, round 2 in its heads) merged
+    # with another ingester's heads, which hold round 2 again (a partition replayed by
+    # its new owner): every entry must still come once. The other ingester's answer is
+    # `Store.memory_blocks`, what `HeadsServer` sends over NATS (tests/cluster run that).
+    other = Store(StoreConfig(path.parent / "other", compaction_enabled=False,
+                              flush_on_shutdown=False))
+    try:
+        for tenant, pushes in ROUND_2.items():
+            other.push(tenant, [_block(labels, es) for labels, es in pushes]).result()
+        for st in _store(path):
+            yield Backend(ClusterSource(StoreSource(st), other.memory_blocks), _same, TENANTS)
+    finally:
+        other.close()
+
+
 # name -> factory(fresh empty directory) -> the rounds loaded into one implementation.
 BACKENDS: dict[str, Callable[[Path], Iterator[Backend]]] = {
     "MemorySource": _memory,
@@ -181,6 +198,7 @@ BACKENDS: dict[str, Callable[[Path], Iterator[Backend]]] = {
     "LookbackSource": _lookback,
     "MultiTenantSource": _multi_tenant,
     "BlocksSource": _tail,
+    "ClusterSource": _cluster,
 }
 
 
