@@ -221,6 +221,7 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
 
     if cfg.cluster.enabled and store is None:
         ctx.cluster = _cluster_node(cfg, lock, unordered_window_for)
+        ctx.metrics.bind_cluster(ctx.cluster)
 
     async def opened() -> None:
         """Everything that needs the store, once it is open."""

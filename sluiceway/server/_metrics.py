@@ -11,6 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sluiceway.cluster import ClusterNode
 from sluiceway.server._ledger import Ledger
 from sluiceway.server._tail import TailHub
 from sluiceway.store import Store
@@ -46,12 +47,50 @@ class ServerMetrics:
         self._ledger_bound = True
         self.registry.register(_LedgerCollector(ledger))
 
+    def bind_cluster(self, node: ClusterNode) -> None:
+        self.registry.register(_ClusterCollector(node))
+
     def bind_tail(self, hub: TailHub) -> None:
         self.registry.register(_TailCollector(hub))
 
     def bind_patterns(self, ctx: Any) -> None:
         """`ctx.patterns` (a `PatternService` or None) as it is when scraped."""
         self.registry.register(_PatternCollector(ctx))
+
+
+class _ClusterCollector(Collector):
+    """Cluster mode: what this process's distributor published and its ingester
+    applied, the partitions it owns, and the lines its heads refused after the push was
+    acked (too far behind their stream: counted here, never answered to the client)."""
+
+    def __init__(self, node: ClusterNode) -> None:
+        self.node = node
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        n = self.node
+        ing = n.ingester
+        for name, doc, value in (
+                ("sluiceway_cluster_published_total", "Push parts acked by JetStream.",
+                 n.publisher.published),
+                ("sluiceway_cluster_publish_failures_total",
+                 "Push parts JetStream did not ack (the push was answered 503).",
+                 n.publisher.failed),
+                ("sluiceway_cluster_records_applied_total",
+                 "Partition messages applied to this process's heads.",
+                 ing.records if ing else 0),
+                ("sluiceway_cluster_refused_lines_total",
+                 "Lines of acked pushes the heads refused (entry too far behind).",
+                 ing.refused_lines if ing else 0),
+                ("sluiceway_cluster_partition_takeovers_total",
+                 "Partitions this process took (start, rebalancing, failover).",
+                 ing.takeovers if ing else 0)):
+            c = CounterMetricFamily(name.removesuffix("_total"), doc)
+            c.add_metric([], value)
+            yield c
+        g = GaugeMetricFamily("sluiceway_cluster_partitions_owned",
+                              "Partitions this process consumes now.")
+        g.add_metric([], len(ing.owned()) if ing else 0)
+        yield g
 
 
 class _PatternCollector(Collector):
