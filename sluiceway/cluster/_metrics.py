@@ -34,7 +34,8 @@ class ClusterCollector(Collector):
                                 labels=["partition", "owner"])
         unowned = 0
         for p in ops.last_partitions:
-            lag.add_metric([str(p.partition), p.owner or ""], p.lag)
+            if p.lag is not None:
+                lag.add_metric([str(p.partition), p.owner or ""], p.lag)
             unowned += p.owner is None
         yield lag
         yield GaugeMetricFamily("sluiceway_cluster_partitions_unowned",

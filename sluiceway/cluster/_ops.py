@@ -8,8 +8,9 @@
 - the live distributors, for the tenants' rate limits (Loki's `global` strategy);
 - `/cluster/status` (`ClusterStatus`) and the Prometheus metrics: partitions (owner,
   lag) are read every `refresh_s` by a thread of its own, so a scrape or a page costs
-  NATS nothing; owner changes whose old owner left the member registry are counted as
-  failovers.
+  NATS nothing; each ingester writes its own partitions' lag to the KV bucket
+  `<prefix>lag` on the same beat; owner changes whose old owner left the member registry
+  are counted as failovers.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from sluiceway.cluster._heartbeats import SharedHeartbeats
 from sluiceway.cluster._ingester import COMPACTOR, lease_key, offset_key
 from sluiceway.cluster._members import Member
 from sluiceway.cluster._node import ClusterNode
-from sluiceway.cluster._status import ClusterStatus, PartitionStatus, partition_lag
+from sluiceway.cluster._status import ClusterStatus, PartitionStatus
 from sluiceway.cluster._tail import TailRelay
 from sluiceway.logql import ExecOptions, LogSource, QueryParams
 from sluiceway.model import EntryBlock, PipelineRegistry
@@ -69,6 +70,10 @@ class ClusterOps:
         self._offsets: KeyValue = self.conn.run(
             ensure_kv(self.conn.js, self.cfg.bucket("offsets"), self.cfg.replicas, None),
             "offsets bucket")
+        # Each owner's count of its partitions' lag, forgotten when not renewed.
+        self._lags: KeyValue = self.conn.run(
+            ensure_kv(self.conn.js, self.cfg.bucket("lag"), self.cfg.replicas,
+                      3 * refresh_s), "lag bucket")
         self._distributors = 1
         self.live_members: list[Member] = []
         self.failovers = 0  # partitions whose owner left and another took over (seen here)
@@ -134,8 +139,8 @@ class ClusterOps:
                 return
 
     def refresh(self) -> None:
-        """Read the members, and every partition's owner, flushed sequence and lag
-        (concurrently)."""
+        """Read the members; write this ingester's partitions' lag; read every
+        partition's owner, flushed sequence and lag (concurrently)."""
         members = self.members.members()
         self.live_members = members
         live = {m.id for m in members}
@@ -149,11 +154,38 @@ class ClusterOps:
                 self.failovers += 1
         self._parts, self._parts_at, self._parts_error = parts, time.time(), None
 
+    async def _own_lags(self) -> None:
+        """Each partition this process consumes: messages after its flushed sequence =
+        those consumed and not yet in chunks (the ingester's pending records) + those
+        not yet delivered (its consumer's `num_pending`, asked of the stream's server:
+        no new consumer, no Raft operation)."""
+        import json
+
+        ingester = self.node.ingester
+        if ingester is None:
+            return
+        with ingester._lock:  # the ingester's own table of the partitions it consumes
+            mine = list(ingester.parts.values())
+
+        async def one(part: Any) -> None:
+            undelivered = 0
+            if part.sub is not None:
+                try:
+                    undelivered = int((await part.sub.consumer_info()).num_pending or 0)
+                except Exception:  # noqa: BLE001 - a consumer being reset: next time
+                    return
+            value = {"owner": self.node.id, "lag": len(part.pending) + undelivered,
+                     "consumed": part.last_seq, "flushed": part.recorded, "at": time.time()}
+            await self._lags.put(offset_key(part.n), json.dumps(value).encode())
+
+        await asyncio.gather(*(one(part) for part in mine), return_exceptions=True)
+
     async def _read_partitions(self) -> list[PartitionStatus]:
         import json
 
         from nats.js.errors import KeyNotFoundError
 
+        await self._own_lags()
         leases_kv = await self.conn.js.key_value(self.cfg.bucket("leases"))
 
         async def value(kv: KeyValue, key: str) -> bytes | None:
@@ -164,12 +196,16 @@ class ClusterOps:
             return entry.value or None
 
         async def one(p: int) -> PartitionStatus:
-            owner_b, offset_b = await asyncio.gather(value(leases_kv, lease_key(p)),
-                                                     value(self._offsets, offset_key(p)))
+            owner_b, offset_b, lag_b = await asyncio.gather(
+                value(leases_kv, lease_key(p)), value(self._offsets, offset_key(p)),
+                value(self._lags, offset_key(p)))
+            owner = owner_b.decode() if owner_b else None
             flushed = int(json.loads(offset_b).get("seq", 0)) if offset_b else 0
-            last, lag = await partition_lag(self.conn, self.cfg, p, flushed)
-            return PartitionStatus(p, self.cfg.stream_of(p),
-                                   owner_b.decode() if owner_b else None, flushed, last, lag)
+            said = json.loads(lag_b) if lag_b else {}
+            fresh = said.get("owner") == owner and owner is not None
+            return PartitionStatus(p, self.cfg.stream_of(p), owner, flushed,
+                                   int(said.get("consumed", 0)) if fresh else 0,
+                                   int(said["lag"]) if fresh else None)
 
         return list(await asyncio.gather(*(one(p) for p in range(self.cfg.partitions))))
 

@@ -2,9 +2,10 @@
 
 - `members`: every live member (the member registry) with role, HTTP address, version,
   when it started and when it last wrote its entry (`age_s` ago);
-- `partitions`: each partition's stream, owner (the ingester holding its lease, or null)
-  and `lag`: messages of the partition not yet in chunks (the stream's messages after the
-  sequence the owner recorded as flushed);
+- `partitions`: each partition's stream, owner (the ingester holding its lease, or null),
+  flushed and consumed sequences and `lag`: its messages not yet in chunks, as its owner
+  counts them (consumed but not flushed, plus not yet delivered to it), or null when no
+  owner has said so lately;
 - `streams`: each ingest stream's messages, bytes, sequences, and health: its Raft
   leader and each replica's state (`current`, `offline`, `lag` in operations behind);
   `healthy` is a leader and every replica current and online;
@@ -18,7 +19,6 @@ Every part is read when asked and each fails alone: a part NATS cannot answer no
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -39,10 +39,10 @@ OBJECT_STATS_S = 30.0
 class PartitionStatus:
     partition: int
     stream: str
-    owner: str | None
+    owner: str | None  # the ingester holding its lease (None: nobody now)
     flushed_seq: int  # the stream sequence that is fully in chunks (0: none yet)
-    last_seq: int  # the partition's last message in the stream (0: none)
-    lag: int  # messages after flushed_seq (not yet in chunks)
+    consumed_seq: int  # the last sequence its owner consumed (0: unknown)
+    lag: int | None  # messages after flushed_seq (None: no owner has said lately)
 
 
 async def stream_health(conn: NatsConn, name: str) -> dict[str, Any]:
@@ -59,31 +59,6 @@ async def stream_health(conn: NatsConn, name: str) -> dict[str, Any]:
             # a single server has no cluster info: its one copy is the leader
             "healthy": (cl is None or bool(leader))
             and all(r["current"] and not r["offline"] for r in replicas)}
-
-
-async def partition_lag(conn: NatsConn, cfg: ClusterConfig, partition: int,
-                        flushed_seq: int) -> tuple[int, int]:
-    """(last sequence of the partition, its messages after `flushed_seq`), from the
-    stream: an ephemeral consumer filtered on the partition's subject, starting after
-    `flushed_seq`, counts them (`num_pending`) and is deleted at once."""
-    from nats.js import api
-    from nats.js.errors import NotFoundError
-
-    stream, subject = cfg.stream_of(partition), cfg.subject(partition)
-    try:
-        last = (await conn.js.get_last_msg(stream, subject)).seq or 0
-    except NotFoundError:
-        return 0, 0
-    if last <= flushed_seq:
-        return last, 0
-    ccfg = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-                              opt_start_seq=flushed_seq + 1, filter_subject=subject,
-                              ack_policy=api.AckPolicy.NONE, inactive_threshold=5.0,
-                              mem_storage=True, num_replicas=1)
-    info = await conn.js.add_consumer(stream, ccfg)
-    with contextlib.suppress(Exception):  # else it goes by itself after inactive_threshold
-        await conn.js.delete_consumer(stream, info.name)
-    return last, int(info.num_pending or 0)
 
 
 class ClusterStatus:

@@ -38,13 +38,13 @@ function partitionsPanel(doc) {
     el("td", { class: "num" }, String(p.partition)),
     el("td", {}, p.stream),
     el("td", { class: p.owner ? "" : "bad" }, p.owner ?? "no owner"),
-    el("td", { class: `num ${p.lag > LAG_WARN ? "warn" : ""}`, "data-testid": "lag" }, fmtNumber(p.lag)),
-    el("td", { class: "num muted" }, `${p.flushed_seq} / ${p.last_seq}`)));
+    el("td", { class: `num ${p.lag > LAG_WARN ? "warn" : ""}`, "data-testid": "lag" }, p.lag === null ? "–" : fmtNumber(p.lag)),
+    el("td", { class: "num muted" }, `${p.flushed_seq} / ${p.consumed_seq}`)));
   const unowned = parts.filter((p) => !p.owner).length;
   return el("section", { class: `panel ${unowned ? "bad" : ""}`, "data-testid": "partitions" },
     el("div", { class: "panel-head" }, el("h2", {}, "Partitions"),
-      el("span", { class: "muted" }, `${parts.length} partitions, ${unowned} without an owner, ${fmtNumber(parts.reduce((a, p) => a + p.lag, 0))} messages not yet in chunks`)),
-    rows.length ? table(["partition", "stream", "owner", "lag (messages)", "flushed / last sequence"], rows) : el("p", { class: "empty small" }, "no partition listed"));
+      el("span", { class: "muted" }, `${parts.length} partitions, ${unowned} without an owner, ${fmtNumber(parts.reduce((a, p) => a + (p.lag ?? 0), 0))} messages not yet in chunks`)),
+    rows.length ? table(["partition", "stream", "owner", "lag (messages)", "flushed / consumed sequence"], rows) : el("p", { class: "empty small" }, "no partition listed"));
 }
 
 function streamsPanel(doc) {
