@@ -158,7 +158,12 @@ class Ingester:
         part = _Partition(p, seq, seq)
         with self._lock:
             self.parts[p] = part
-        part.sub = self.conn.run(self._subscribe(part), f"consume partition {p}")
+        try:
+            part.sub = self.conn.run(self._subscribe(part), f"consume partition {p}")
+        except BaseException:
+            with self._lock:
+                self.parts.pop(p, None)
+            raise
         self.takeovers += 1
         log.info("cluster: partition %d taken, consuming from sequence %d", p, seq + 1)
 

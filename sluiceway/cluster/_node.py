@@ -50,8 +50,8 @@ def default_objects(cfg: ClusterConfig) -> ObjectStore:
                 tls_ca_file=cfg.tls_ca_file or None, tls_cert_file=cfg.tls_cert_file or None,
                 tls_key_file=cfg.tls_key_file or None)
         except OSError as exc:
-            if replicas > 1 and "replicas" in str(exc).lower() or \
-                    "insufficient resources" in str(exc).lower():
+            text = str(exc).lower()
+            if replicas > 1 and ("replicas" in text or "insufficient resources" in text):
                 replicas -= 1
                 log.warning("cluster: object store bucket gets %d replicas: the NATS "
                             "cluster has fewer servers than %d", replicas, cfg.replicas)
