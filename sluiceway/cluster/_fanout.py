@@ -53,7 +53,7 @@ _POLL_S = 0.1  # how often a waiting query looks at its cancel flag
 
 def split_subject(prefix: str) -> str:
     """The subject queriers take splits on, under the cluster's name prefix."""
-    return f"{prefix.rstrip('-_.')}.query.split"
+    return f"{prefix}query.split"
 
 
 # The source a split reads on this node: its params (tenants, range) and the lookback
