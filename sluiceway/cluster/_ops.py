@@ -91,8 +91,10 @@ class ClusterOps:
     def runner(self, local: Callable[[QueryParams], LogSource], floor: int | None,
                parallelism: int) -> NatsSplitRunner:
         """The split runner of one query taken here: up to `parallelism` splits per live
-        querier in flight."""
-        queriers = sum(1 for m in self.members.members() if m.has("querier")) or 1
+        querier in flight (the queriers as the status thread last counted them)."""
+        # The status thread's last reading: a query never waits for NATS (nor fails
+        # because the member registry did not answer) just to size its fan-out.
+        queriers = sum(1 for m in self.live_members if m.has("querier")) or 1
         return NatsSplitRunner(self.conn.nc, self.conn.loop, self.subject, local, floor,
                                max(1, parallelism) * queriers, self.counts)
 

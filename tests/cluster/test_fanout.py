@@ -188,3 +188,34 @@ def test_a_split_too_large_for_one_nats_message_runs_here(nodes: list[Node],
     got, _ = evaluate_splits('{app="big"}', p, runner(nodes[0], subject, src, counts))
     assert got.to_loki_json()["result"] == want.to_loki_json()["result"]
     assert served.served >= 1 and counts.local >= 1  # answered, too big to send back
+
+
+def test_a_query_taken_while_nats_is_away_runs_its_splits_here(tmp_path: Any) -> None:
+    """The fan-out of a query is sized from the members the status thread last read and
+    never waits for NATS: with NATS gone (the member registry cannot answer) the query
+    runs its splits where it was taken, and answers as the local engine does."""
+    from sluiceway.cluster import ClusterConfig, ClusterOps, Member, MemberRegistry, NatsConn
+    from tests.natsprocs import nats_or_skip, single_node
+
+    nats_node = single_node(nats_or_skip(), tmp_path / "nats")
+    conn = NatsConn(ClusterConfig(urls=(nats_node.url,), request_timeout_s=1.0))
+    try:
+        assert conn.wait_connected(30)
+        me = Member("n1", "all", "127.0.0.1:1", "0", 0.0)
+        registry = MemberRegistry(conn, "fo-members", me, 60.0, 1)
+        registry.beat()
+        ops = ClusterOps.__new__(ClusterOps)  # only the query side: no status thread
+        ops.conn, ops.members, ops.counts = conn, registry, FanoutCounts()
+        ops.subject, ops.live_members = split_subject("fo-"), registry.members(fresh=True)
+        nats_node.stop()
+        registry._cache = (0.0, [])  # the registry's cache has expired: it would ask NATS
+        src = data()
+        query, kw = QUERIES[3]
+        want = evaluate(src, query, params(**kw))
+        got, _ = evaluate_splits(query, params(**kw),
+                                 ops.runner(lambda p: src, None, parallelism=2))
+        assert got.to_loki_json()["result"] == want.to_loki_json()["result"]
+        assert ops.counts.sent == 0 and ops.counts.local >= 5
+    finally:
+        conn.close()
+        nats_node.stop()
