@@ -68,3 +68,23 @@ def test_a_push_through_another_node_reaches_this_nodes_tail(nats: NatsNode) -> 
     finally:
         writer.close()
         reader.close()
+
+
+def test_a_tail_session_opens_while_nats_is_away(nats: NatsNode) -> None:
+    """NATS gone: the session opens all the same; the client keeps the subscription and
+    sends it again when it reconnects."""
+    cfg = ClusterConfig(urls=(nats.url,), name_prefix="tw-", replicas=1, request_timeout_s=1.0)
+    reader = NatsConn(cfg)
+    assert reader.wait_connected(30)
+    try:
+        nats.stop()
+
+        async def scenario() -> TailRelay:
+            relay = TailRelay(reader, cfg, lambda t, bs: None, asyncio.get_running_loop())
+            await asyncio.wait_for(relay.acquire(), 30)
+            return relay
+
+        relay = asyncio.run(scenario())
+        assert relay.users == 1 and relay._sub is not None
+    finally:
+        reader.close()
