@@ -50,7 +50,9 @@ class TailRelay:
 
     async def acquire(self) -> None:
         """A tail session opens: subscribed (and the subscription known to the server)
-        before this returns, so nothing published after is missed."""
+        before this returns, so nothing published after is missed. With NATS out of
+        reach the session opens all the same; the client sends the subscription when it
+        reconnects."""
         async with self._lock:
             self.users += 1
             if self._sub is None:
@@ -58,7 +60,11 @@ class TailRelay:
 
     async def _subscribe(self) -> Any:
         sub = await self.conn.nc.subscribe(self.subject, cb=self._on_msg)
-        await self.conn.nc.flush()
+        try:
+            await self.conn.nc.flush(timeout=max(1, int(self.cfg.request_timeout_s)))
+        except Exception as exc:  # noqa: BLE001 - NATS away: the client re-sends it later
+            log.warning("cluster: live tail cannot reach NATS now (%s); it sees other "
+                        "processes' pushes once NATS is back", exc)
         return sub
 
     async def release(self) -> None:
