@@ -12,7 +12,9 @@ Consistency with the index: an answer made after a flush released its heads must
 miss what that flush wrote. Each answer carries the ingester's count of finished chunk
 writes, taken after its snapshot and after every write that had begun before it ended
 (`Store.writes_done`); a querier that sees a count it has not synced past lists the
-index first (`Store.sync_index`), so a line is always in the answer or in the index.
+index first (`Store.sync_index`), so a line is always in the answer or in the index. An
+ingester that leaves the member list makes the querier list the index too: what it wrote
+just before it died is not in its partitions' replay.
 
 Answer messages: records (`PushRecord.encode`, one tenant each, below `max_payload`) to
 the request's reply subject, then an end message (header `Sluiceway-End`: the count of
@@ -141,6 +143,7 @@ class HeadsClient:
         self.conn, self.cfg, self.store, self.members, self.me = conn, cfg, store, members, me
         self.local = local
         self._synced: dict[str, int] = {}  # member -> its write count listed past
+        self._known: set[str] = set()  # the other ingesters at the last fetch
         self.missing = 0  # answers not received in time (members left out)
 
     def fetch(self, tenants: list[str], matchers: list[Matcher], start: int,
@@ -149,6 +152,14 @@ class HeadsClient:
         read with the local store."""
         others = [m.id for m in self.members.members()
                   if m.has("ingester") and m.id != self.me]
+        gone = self._known - set(others)
+        self._known = set(others)
+        if gone:
+            # An ingester left (died, or stopped): what it flushed last may not be listed
+            # here yet, and its partitions' new owners replay only after that.
+            for member in gone:
+                self._synced.pop(member, None)
+            self.store.sync_index()
         if not others:
             return []
         req = encode_request(tenants, matchers, start, end)
