@@ -30,3 +30,21 @@ __all__ = ["ROLES", "ClusterConfig", "ClusterError", "ClusterNode", "ClusterSour
            "HeadsClient", "HeadsServer", "Ingester", "Leases", "Member", "MemberRegistry",
            "NatsConn", "PayloadTooLarge", "PublishError", "Publisher", "default_objects",
            "partition_of", "split_record"]
+
+# Query fan-out, shared heartbeats, the compactor's lease, status (steps 5-8).
+from sluiceway.cluster._fanout import (  # noqa: E402
+    QUEUE_GROUP,
+    FanoutCounts,
+    NatsSplitRunner,
+    SplitQuerier,
+    split_subject,
+)
+from sluiceway.cluster._heartbeats import SharedHeartbeats  # noqa: E402
+from sluiceway.cluster._metrics import ClusterCollector  # noqa: E402
+from sluiceway.cluster._ops import ClusterOps  # noqa: E402
+from sluiceway.cluster._status import ClusterStatus, PartitionStatus  # noqa: E402
+from sluiceway.cluster._tail import TailRelay  # noqa: E402
+
+__all__ += ["QUEUE_GROUP", "ClusterCollector", "ClusterOps", "ClusterStatus", "FanoutCounts",
+            "NatsSplitRunner", "PartitionStatus", "SharedHeartbeats", "SplitQuerier",
+            "TailRelay", "split_subject"]

@@ -89,6 +89,24 @@ from sluiceway.logql._source import (
     until_deadline,
     values_of,
 )
+from sluiceway.logql._split_codec import (
+    SplitFailed,
+    SplitRequest,
+    decode_answer,
+    decode_request,
+    encode_answer,
+    encode_error,
+    encode_request,
+)
+from sluiceway.logql._splits import (
+    SplitAnswer,
+    SplitRunner,
+    evaluate_splits,
+    local_runner,
+    merge_splits,
+    query_splits,
+    run_split,
+)
 from sluiceway.logql._template import Template, TemplateError, compile_template
 from sluiceway.logql._template_funcs import go_float
 from sluiceway.model import SeriesRef
@@ -106,10 +124,13 @@ __all__ = [
     "MatrixResult", "MatrixSeries", "MemorySource", "MetricEvaluator", "MetricExpr", "ParseError",
     "PatternParser", "Processed", "QueryCancelled", "QueryError", "QueryParams", "QueryResult",
     "QueryStats", "QueryTimeout", "RangeAggregation", "RegexpParser", "ResultData",
-    "ResultsCache", "ScalarResult", "SeriesRef", "SeriesVolume", "Stage", "Stream",
+    "ResultsCache", "ScalarResult", "SeriesRef", "SeriesVolume", "SplitAnswer", "SplitFailed",
+    "SplitRequest", "SplitRunner", "Stage", "Stream",
     "StreamsResult", "Template", "TemplateError", "UnpackParser", "Unwrap", "VectorAggregation",
     "VectorExpr", "VectorMatching", "VectorResult", "block_levels", "bucket_bytes",
-    "check_resolution", "check_selector", "compile_template", "decolorize_text",
+    "check_resolution", "check_selector", "compile_template", "decode_answer",
+    "decode_request", "decolorize_text", "encode_answer", "encode_error", "encode_request",
+    "evaluate_splits", "local_runner", "merge_splits", "query_splits", "run_split",
     "detected_field_values", "detected_fields", "entry_level", "evaluate", "format_loki",
     "format_query", "go_float", "names_of", "normalize_level", "parse", "parse_go_float",
     "parse_selector", "register_metric_evaluator", "scan_logfmt", "series_entries", "split_range",

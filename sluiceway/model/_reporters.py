@@ -152,10 +152,12 @@ class PipelineRegistry:
     def _stale(self, card: _Card, now: float) -> bool:
         return now - card.received > self.stale_factor * card.interval_s
 
-    def record(self, tenant: str, report: dict[str, Any]) -> None:
+    def record(self, tenant: str, report: dict[str, Any],
+               received: float | None = None) -> None:
         """Keep `report` (from `parse_heartbeat`) as the card of (tenant, id); raises
-        HeartbeatRefused 409 (the card is another process's) or 429 (tenant full)."""
-        now = self.clock()
+        HeartbeatRefused 409 (the card is another process's) or 429 (tenant full).
+        `received`: when it came (by `clock`), if not now (one another node accepted)."""
+        now = self.clock() if received is None else received
         rid, token = str(report["id"]), str(report["token"])
         body = {k: v for k, v in report.items() if k != "token"}
         lost = _lost(report)

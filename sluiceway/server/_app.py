@@ -12,9 +12,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 
 from sluiceway import __version__
-from sluiceway.cluster import ClusterNode
+from sluiceway.cluster import ClusterCollector, ClusterNode, ClusterOps
 from sluiceway.durable import DirLock
-from sluiceway.logql import QueryError, QueryTimeout, ResultsCache, block_levels
+from sluiceway.logql import (
+    LogSource,
+    QueryError,
+    QueryParams,
+    QueryTimeout,
+    ResultsCache,
+    block_levels,
+)
 from sluiceway.model import EntryBlock, PipelineRegistry
 from sluiceway.patterns import DrainConfig, MinerConfig, PatternService
 from sluiceway.server import (
@@ -40,6 +47,7 @@ from sluiceway.server._objects import open_objects
 from sluiceway.server._overrides import TenantLimits
 from sluiceway.server._params import ParamError
 from sluiceway.server._ratelimit import IngestionRateLimiter, StreamRateLimiter
+from sluiceway.server._routes_query import split_source
 from sluiceway.server._ruler import RulerCollector, build_ruler
 from sluiceway.server._streamlimit import StreamLimiter
 from sluiceway.server._tail import TailHub
@@ -98,6 +106,20 @@ def _cluster_node(cfg: Config, lock: DirLock | None,
     return ClusterNode(cfg.cluster.config(), cfg.server.listen, __version__, open_store,
                        open_explicit, cfg.compactor.compaction_interval
                        or cfg.storage.compaction_interval)
+
+
+def cluster_ops(ctx: ServerContext, node: ClusterNode,
+                loop: asyncio.AbstractEventLoop) -> ClusterOps:
+    """The node's fan-out, tail, shared heartbeats and status, once it is ready: splits
+    asked of this node read its cluster source (scoped as the query's own), with this
+    node's threads."""
+    cfg = ctx.cfg
+
+    def source_of(params: QueryParams, floor: int | None) -> LogSource:
+        return split_source(ctx, params, floor)
+
+    return ClusterOps(node, ctx.pipeline, ctx.hub.publish, loop, source_of,
+                      lambda: ctx.exec_options(cfg.limits), cfg.server.heartbeat_forget_after)
 
 
 def check_delete_delay(cfg: Config) -> str | None:
@@ -240,6 +262,10 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
         wire(node.store)
         ctx.opened_store = node.store
         await opened()
+        ctx.cluster_ops = await run_in_threadpool(cluster_ops, ctx, node,
+                                                  asyncio.get_running_loop())
+        ctx.rate.distributors = ctx.cluster_ops.distributors
+        ctx.metrics.registry.register(ClusterCollector(ctx.cluster_ops))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -258,6 +284,8 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
             ctx.cluster.stopping()
             if starting is not None:
                 await starting
+            if ctx.cluster_ops is not None:
+                await run_in_threadpool(ctx.cluster_ops.close)
             await run_in_threadpool(ctx.cluster.close_roles)
         if ctx.ruler is not None and ctx.opened_store is not None:
             await ctx.ruler.stop()

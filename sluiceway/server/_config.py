@@ -191,6 +191,9 @@ class LimitsSection(_Section):
     # protect, and a default that refuses a busy app's logs is the surprise we avoid.
     ingestion_rate_mb: Annotated[float, Field(ge=0)] = 0.0
     ingestion_burst_size_mb: Annotated[float, Field(ge=0)] = 6.0
+    # Loki's: "global" (each of N distributors of a cluster enforces rate / N; one
+    # process alone enforces all of it) or "local" (each enforces the whole rate).
+    ingestion_rate_strategy: Literal["global", "local"] = "global"
     # Loki's default: active streams per tenant; 0 = no limit.
     max_global_streams_per_user: Annotated[int, Field(ge=0)] = 5000
     # Bytes per second per stream, bursts to `_burst` (Loki's 15MB). 0 = no limit: off

@@ -15,7 +15,7 @@ from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, Response
 
-from sluiceway.cluster import ClusterError, ClusterNode
+from sluiceway.cluster import ClusterError, ClusterNode, ClusterOps
 from sluiceway.logql import (
     DEFAULT_MAX_LINE_SIZE,
     Deadline,
@@ -66,6 +66,7 @@ class ServerContext:
     clock: Callable[[], float] = time.monotonic  # for query deadlines (tests set their own)
     patterns: PatternService | None = None  # the pattern ingester, while it runs
     cluster: ClusterNode | None = None  # cluster mode: this process's part of it
+    cluster_ops: ClusterOps | None = None  # and its fan-out, tail, heartbeats, status
 
     def limits_for(self, tenant: str) -> LimitsSection:
         """The tenant's limits: the config's, with its runtime overrides."""

@@ -78,11 +78,12 @@ async def commit(ctx: ServerContext, record: PushRecord, rej: Rejections) -> Sto
     rate limit refused are in `Stored.refused` (the rest is stored)."""
     tenant = record.tenant
     limits = ctx.limits_for(tenant)
+    strategy = limits.ingestion_rate_strategy
     if record.blocks and not ctx.rate.allow(tenant, record.nbytes, limits.ingestion_rate_mb,
-                                            limits.ingestion_burst_size_mb):
+                                            limits.ingestion_burst_size_mb, strategy=strategy):
         ctx.metrics.lines_rejected.labels(tenant, "rate_limited").inc(record.lines)
         raise RateLimited(ctx.rate.message(tenant, record.lines, record.nbytes,
-                                           limits.ingestion_rate_mb))
+                                           limits.ingestion_rate_mb, strategy))
     for reason, n in rej.counts.items():
         ctx.metrics.lines_rejected.labels(tenant, reason).inc(n)
     adm = ctx.streams.admit(tenant, record.blocks, ctx.store, limits.max_global_streams_per_user)
@@ -115,7 +116,8 @@ async def commit(ctx: ServerContext, record: PushRecord, rej: Rejections) -> Sto
         nbytes -= h.lines.nbytes
     ctx.metrics.lines_received.labels(tenant).inc(lines)
     ctx.metrics.bytes_received.labels(tenant).inc(nbytes)
-    ctx.hub.publish(tenant, applied.blocks)
+    if ctx.cluster is None:  # cluster mode: every node's tail relay hands it to its hub
+        ctx.hub.publish(tenant, applied.blocks)
     if ctx.patterns is not None:  # mined later, elsewhere: never waits
         if applied.rejections or applied.duplicates:  # rare: only what the heads took
             taken = PushRecord(tenant, applied.blocks)

@@ -14,7 +14,7 @@ event loop thread uses the buckets.
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,21 +74,33 @@ class TokenBuckets:
 
 
 class IngestionRateLimiter:
-    """The tenant's `ingestion_rate_mb` / `ingestion_burst_size_mb` (0 MB/s: no limit)."""
+    """The tenant's `ingestion_rate_mb` / `ingestion_burst_size_mb` (0 MB/s: no limit).
 
-    def __init__(self) -> None:
+    With Loki's `global` strategy (the default) each distributor enforces its share: the
+    rate divided by `distributors()`, the live distributors of the cluster (1 for a
+    single process); the burst is each distributor's own, as in Loki. `local`: each
+    enforces the whole rate."""
+
+    def __init__(self, distributors: Callable[[], int] | None = None) -> None:
         self.buckets = TokenBuckets()
+        self.distributors = distributors or (lambda: 1)
+
+    def local_rate(self, rate_mb: float, strategy: str = "global") -> float:
+        """Bytes per second this process lets through for a tenant."""
+        share = max(1, self.distributors()) if strategy == "global" else 1
+        return rate_mb * MB / share
 
     def allow(self, tenant: str, nbytes: int, rate_mb: float, burst_mb: float,
-              now: float | None = None) -> bool:
+              now: float | None = None, strategy: str = "global") -> bool:
         if rate_mb <= 0:
             return True
-        rate = rate_mb * MB
+        rate = self.local_rate(rate_mb, strategy)
         return self.buckets.allow(tenant, nbytes, rate, max(burst_mb * MB, rate), now)
 
-    @staticmethod
-    def message(tenant: str, lines: int, nbytes: int, rate_mb: float) -> str:
-        return (f"Ingestion rate limit exceeded for user {tenant} (limit: {int(rate_mb * MB)} "
+    def message(self, tenant: str, lines: int, nbytes: int, rate_mb: float,
+                strategy: str = "global") -> str:
+        return (f"Ingestion rate limit exceeded for user {tenant} (limit: "
+                f"{int(self.local_rate(rate_mb, strategy))} "
                 f"bytes/sec) while attempting to ingest '{lines}' lines totaling '{nbytes}' "
                 "bytes, reduce log volume or contact your Loki administrator to see if the "
                 "limit can be increased")

@@ -81,11 +81,27 @@ async def heartbeat(request: Request) -> Response:
         hb = parse_heartbeat(body)
         ctx.pipeline.record(tenant, hb)
         ctx.ledger.reported(tenant, str(hb["id"]), hb)
+        if ctx.cluster_ops is not None:  # every node's pipeline page shows it
+            ctx.cluster_ops.heartbeats.publish(tenant, hb)
     except BodyTooLarge as exc:
         return bad(f"{exc} (server.heartbeat_max_size)", 413)
     except HeartbeatRefused as exc:
         return bad(str(exc), exc.status)
     return Response(status_code=204)
+
+
+@router.get("/cluster/status")
+async def cluster_status(request: Request) -> Response:
+    """The cluster as this node sees it (`sluiceway.cluster.ClusterStatus`); a single
+    node says `mode: single`; 503 while a cluster node is not connected yet."""
+    ctx = ctx_of(request)
+    if ctx.cluster is None:
+        return JSONResponse({"status": "success", "data": {"mode": "single"}})
+    ops = ctx.cluster_ops
+    if ops is None:
+        return bad("not ready: cluster mode is not connected to NATS yet", 503)
+    return JSONResponse({"status": "success",
+                         "data": await run_in_threadpool(ops.status.snapshot)})
 
 
 @router.get("/sluiceway/api/v1/pipeline")

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -17,8 +18,10 @@ from sluiceway.logql import (
     QueryCancelled,
     QueryParams,
     QueryResult,
+    SplitRunner,
     check_resolution,
     evaluate,
+    evaluate_splits,
     parse,
     parse_selector,
 )
@@ -78,9 +81,12 @@ def _query_params(ctx: ServerContext, request: Request, p: dict[str, str],
 
 
 def _evaluate(source: LogSource, query: str, qp: QueryParams,
-              limits: LimitsSection) -> QueryResult:
+              limits: LimitsSection, fan: Fan | None = None,
+              warnings: list[str] | None = None) -> QueryResult:
     """Loki's order: the entries limit (log range queries), the lookback (which may leave
-    nothing to read), the query length; then the query itself."""
+    nothing to read), the query length; then the query itself. With `fan` (cluster
+    mode) the query's time splits run on the cluster's queriers (`fan(floor)` is the
+    runner) and their warnings are added to `warnings`."""
     expr = parse(query)
     if isinstance(expr, LogExpr) and not qp.instant:
         check_entries_limit(qp.limit, limits.max_entries_limit_per_query)
@@ -91,7 +97,36 @@ def _evaluate(source: LogSource, query: str, qp: QueryParams,
     if not qp.instant:
         qp.start = scope[0]
         check_query_length(qp.start, qp.end, limits.max_query_length)
+    if fan is not None:
+        result, more = evaluate_splits(expr, qp, fan(floor))
+        if warnings is not None:
+            warnings.extend(w for w in more if w not in warnings)
+        return result
     return evaluate(scoped(read_source(source, qp.tenants), floor), expr, qp)
+
+
+# Cluster mode: the split runner of one query, given its lookback floor.
+Fan = Callable[[int | None], SplitRunner]
+
+
+def split_source(ctx: ServerContext, params: QueryParams, floor: int | None) -> LogSource:
+    """What one time split of a query reads on this node: a source of its own (its bytes
+    and warnings counted apart), scoped as the whole query's."""
+    return scoped(read_source(ctx.source(params.options, ctx.metrics.query_blocks.inc),
+                              params.tenants), floor)
+
+
+def _fan(ctx: ServerContext, qp: QueryParams) -> Fan | None:
+    """The fan-out of a query taken here (None: single-node mode, or not started)."""
+    ops = ctx.cluster_ops
+    if ops is None:
+        return None
+
+    def fan(floor: int | None) -> SplitRunner:
+        return ops.runner(lambda sub: split_source(ctx, sub, floor), floor,
+                          qp.options.parallelism)
+
+    return fan
 
 
 def scoped(source: LogSource, floor: int | None) -> LogSource:
@@ -106,22 +141,27 @@ async def _run(request: Request, instant: bool) -> Response:
         raise ParamError("query parameter is required")
     qp, limits = _query_params(ctx, request, p, instant)
     source = ctx.source(qp.options, ctx.metrics.query_blocks.inc)
-    result = await _evaluate_until_disconnect(request, source, p["query"], qp, limits)
+    fanned: list[str] = []
+    result = await _evaluate_until_disconnect(request, source, p["query"], qp, limits,
+                                              _fan(ctx, qp), fanned)
     if result is None:
         return Response(status_code=499)  # nobody is listening any more (nginx's code)
     body = {"status": "success", "data": result.to_loki_json()}
-    warnings: list[str] = getattr(source, "warnings", [])
+    warnings: list[str] = getattr(source, "warnings", []) + fanned
     if warnings:  # data left out (a damaged chunk): Loki's top-level warnings
         body["warnings"] = warnings
     return JSONResponse(body)
 
 
 async def _evaluate_until_disconnect(request: Request, source: LogSource, query: str,
-                                     qp: QueryParams,
-                                     limits: LimitsSection) -> QueryResult | None:
+                                     qp: QueryParams, limits: LimitsSection,
+                                     fan: Fan | None = None,
+                                     warnings: list[str] | None = None
+                                     ) -> QueryResult | None:
     """Run the query on a worker thread; when the client disconnects first, set its
     cancel flag (every block read checks it), wait for the work to stop, return None."""
-    task = asyncio.ensure_future(run_in_threadpool(_evaluate, source, query, qp, limits))
+    task = asyncio.ensure_future(run_in_threadpool(_evaluate, source, query, qp, limits,
+                                                   fan, warnings))
     while True:
         done, _ = await asyncio.wait({task}, timeout=_DISCONNECT_POLL_S)
         if done:

@@ -98,8 +98,15 @@ async def tail(ws: WebSocket) -> None:
     try:
         req = _tail_request(ctx, ws)
         selector = req.expr.matchers if isinstance(req.expr, LogExpr) else ()
-        session = ctx.hub.open(req.tenants, selector)  # before the history: no line missed
-        await _session(ctx, ws, req, session)
+        relay = ctx.cluster_ops.tail if ctx.cluster_ops is not None else None
+        if relay is not None:  # cluster mode: pushes through every node reach the hub
+            await relay.acquire()
+        try:
+            session = ctx.hub.open(req.tenants, selector)  # before the history: no line missed
+            await _session(ctx, ws, req, session)
+        finally:
+            if relay is not None:
+                await relay.release()
     except WebSocketDisconnect:
         return
     except (ParamError, QueryError) as exc:

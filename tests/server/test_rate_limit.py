@@ -63,3 +63,22 @@ def test_tenant_over_its_rate_gets_429_and_nothing_is_stored(tmp_path: Path) -> 
 def test_no_rate_limit_by_default(server: ServerProcess) -> None:
     for _ in range(8):  # 8 MB at once: past Loki's default burst of 6 MB
         assert _push(server, "fake", 1000).status_code == 204
+
+
+def test_global_strategy_enforces_the_share_of_each_live_distributor() -> None:
+    """Loki's `global` strategy: with N distributors each lets rate / N through (the burst
+    stays each one's own); `local` lets the whole rate through each."""
+    from sluiceway.server._ratelimit import MB, IngestionRateLimiter
+
+    live = [3]
+    rl = IngestionRateLimiter(lambda: live[0])
+    assert rl.local_rate(3.0) == MB and rl.local_rate(3.0, "local") == 3 * MB
+    assert rl.message("t", 1, 10, 3.0).startswith(
+        f"Ingestion rate limit exceeded for user t (limit: {MB} bytes/sec)")
+    # A burst of 1 MiB, refilled at 1 MiB/s of the 3: two seconds give 2 MiB more.
+    assert rl.allow("t", MB, 3.0, 1.0, now=0.0)
+    assert not rl.allow("t", MB, 3.0, 1.0, now=0.5)
+    assert rl.allow("t", MB // 2, 3.0, 1.0, now=0.5)
+    live[0] = 1  # the others left: the whole rate here (a new limit: a full bucket)
+    assert rl.allow("t", 3 * MB, 3.0, 1.0, now=0.6)
+    assert IngestionRateLimiter().local_rate(3.0) == 3 * MB  # one process: all of it

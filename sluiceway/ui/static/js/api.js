@@ -1,5 +1,5 @@
-// The only module that knows URLs: Loki's HTTP API plus Sluiceway's pipeline and ruler
-// endpoints.
+// The only module that knows URLs: Loki's HTTP API plus Sluiceway's pipeline, ruler and
+// cluster endpoints.
 // Everything returns parsed `data` or throws an ApiError with the server's own message,
 // because Loki's 400 text (e.g. "parse error at line 1, col 11: ...") is the best error
 // message the user can get.
@@ -124,6 +124,11 @@ export function rules(opts) {
 
 export function rulerStatus(opts) {
   return get("sluiceway/api/v1/ruler", {}, opts);
+}
+
+// Cluster mode: members, partitions (owner, lag), stream health, object store size.
+export function clusterStatus(opts) {
+  return get("cluster/status", {}, opts);
 }
 
 export function buildInfo(opts) {

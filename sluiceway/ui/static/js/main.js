@@ -1,14 +1,15 @@
-// Entry point: a hash router over the pages (Explore, Pipeline, Alerts). Each page is built on entry and
+// Entry point: a hash router over the pages (Explore, Pipeline, Alerts, Cluster). Each page is built on entry and
 // torn down on exit so its timers and websockets stop with it.
 import { explorePage } from "./explore.js";
 import { pipelinePage } from "./pipeline.js";
 import { alertsPage } from "./alerts.js";
+import { clusterPage } from "./cluster.js";
 import { buildInfo, getTenant, setTenant } from "./api.js";
 import * as route from "./route.js";
 
 const app = document.getElementById("app");
-const PAGES = { explore: explorePage, pipeline: pipelinePage, alerts: alertsPage };
-const TITLES = { explore: "Explore", pipeline: "Pipeline", alerts: "Alerts" };
+const PAGES = { explore: explorePage, pipeline: pipelinePage, alerts: alertsPage, cluster: clusterPage };
+const TITLES = { explore: "Explore", pipeline: "Pipeline", alerts: "Alerts", cluster: "Cluster" };
 let page = null, pageName = null;
 
 function show() {
