@@ -170,12 +170,17 @@ def test_cluster_status_and_metrics(cluster: Cluster) -> None:
     assert len(ids) == 2 and doc["me"] in ids
     assert {m["address"] for m in doc["members"]} == {f"127.0.0.1:{n.port}" for n in (a, b)}
     assert {p["owner"] for p in doc["partitions"]} == ids  # both ingesters own some
-    # Every owner says its partitions' lag: the lines of the tests above are in heads.
+    # Every owner says its partitions' lag: lines of its own, not yet flushed, are in heads
+    # (this test's, so it does not lean on what the tests before it left unflushed).
+    t = time.time_ns()
+    for i in range(12):
+        assert push(a.url, f"lag{i}", [(t + i, f"lag line {i}")]) == 204
     _poll(lambda: all(p["lag"] is not None for p in status(a.url)["partitions"]), 60,
           "every partition's lag")
+    _poll(lambda: sum(p["lag"] for p in status(a.url)["partitions"]) > 0, 60,
+          "lag of the unflushed lines")
     doc = status(a.url)
     assert all(p["consumed_seq"] >= p["flushed_seq"] for p in doc["partitions"])
-    assert sum(p["lag"] for p in doc["partitions"]) > 0
     assert [s["name"] for s in doc["streams"]] == ["ops-ingest-0", "ops-ingest-1",
                                                     "ops-ingest-2"]
     assert all(s["healthy"] for s in doc["streams"])
