@@ -132,6 +132,7 @@ class PatternService:
         self.skipped: Counter[str] = Counter()  # lines of pushes not mined, by reason
         self._queue: deque[tuple[bytes, int]] = deque()
         self._queued_bytes = 0
+        self.peak_queued_bytes = 0  # the most the queue held
         self._in_flight = 0  # the push the feeder holds
         self._cond = threading.Condition()
         self._closed = False
@@ -165,6 +166,7 @@ class PatternService:
                 return
             self._queue.append((payload, lines))
             self._queued_bytes += len(payload)
+            self.peak_queued_bytes = max(self.peak_queued_bytes, self._queued_bytes)
             self._cond.notify()
 
     def _feed(self) -> None:
@@ -197,6 +199,11 @@ class PatternService:
                 log.exception("pattern mining failed for a push")
             finally:
                 self._in_flight = 0
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of pushes waiting for the miner."""
+        return self._queued_bytes
 
     def pending(self) -> int:
         """Pushes queued or being handed over: not yet mined (in-process) or not yet with

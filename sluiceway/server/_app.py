@@ -26,7 +26,9 @@ from sluiceway.server import (
 )
 from sluiceway.server._config import Config
 from sluiceway.server._context import UI_DIR, ServerContext, bad
+from sluiceway.server._inflight import InflightPushes
 from sluiceway.server._ingest_pool import IngestPool
+from sluiceway.server._memory import MemoryCollector
 from sluiceway.server._metrics import RequestMetricsMiddleware, ServerMetrics
 from sluiceway.server._overrides import TenantLimits
 from sluiceway.server._params import ParamError
@@ -35,7 +37,7 @@ from sluiceway.server._ratelimit import IngestionRateLimiter, StreamRateLimiter
 from sluiceway.server._ruler import RulerCollector, build_ruler
 from sluiceway.server._streamlimit import StreamLimiter
 from sluiceway.server._tail import TailHub
-from sluiceway.store import Store, StoreConfig, decode_record
+from sluiceway.store import Held, Store, StoreConfig, decode_record
 from sluiceway.wire import BodyTooLarge
 
 
@@ -54,6 +56,7 @@ def store_config(cfg: Config) -> StoreConfig:
         flush_check_interval_s=s.flush_check_period,
         retention_period_s=cfg.retention_period(cfg.limits),
         retention_check_interval_s=retention_interval, cache_bytes=s.cache_size,
+        max_heads_bytes=s.max_heads_size,
         flush_on_shutdown=s.flush_on_shutdown, compaction_enabled=s.compaction_enabled,
         compaction_level=s.compaction_level, compaction_target_bytes=s.compaction_target_size,
         compaction_min_age_s=s.compaction_min_age, compaction_interval_s=compaction_interval)
@@ -109,7 +112,8 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
                if cfg.server.results_cache_size else None)
     ctx = ServerContext(cfg, ServerMetrics(), pipeline, hub, pool or IngestPool(0),
                         IngestionRateLimiter(), StreamLimiter(), StreamRateLimiter(), limits,
-                        store, results_cache=results)
+                        store, results_cache=results,
+                        inflight=InflightPushes(Held(cfg.server.max_inflight_push_bytes)))
     ctx.metrics.bind_tail(hub)
     ctx.ruler = build_ruler(cfg, ctx)
     ctx.metrics.registry.register(RulerCollector(ctx.ruler))
@@ -131,6 +135,7 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
                 lambda: Store(store_config(cfg), unordered_window_for=unordered_window_for))
             ctx.store.retention_for = retention_for
         ctx.metrics.bind_store(ctx.store)
+        ctx.metrics.registry.register(MemoryCollector(ctx))
         # A process of its own beside a real server's ingest workers; a thread in an app
         # built in-process (tests), where spawning processes would cost more than mining.
         ctx.patterns = await run_in_threadpool(pattern_service, ctx, ctx.pool.workers == 0)

@@ -59,6 +59,9 @@ class ServerSection(_Section):
     heartbeat_max_size: Bytes = 64 * 1024  # larger heartbeats get 413
     heartbeat_max_reporters: Annotated[int, Field(ge=1)] = 1000  # per tenant; then 429
     ingest_workers: int | None = None  # decode processes; default: one per core beyond the first
+    # Bytes of pushes being handled (bodies, then their records, until answered); a push
+    # that would pass it waits for room before its body is read. 0: no bound.
+    max_inflight_push_bytes: Bytes = 64 << 20
     # Results of closed query splits kept in memory (Loki's results cache); 0 = off.
     results_cache_size: Bytes = 100 << 20
 
@@ -82,6 +85,10 @@ class StorageSection(ObjectsFields):
     retention_period: Duration = 0.0
     retention_check_interval: Duration = 600.0
     cache_size: Bytes = 512 << 20
+    # Lines of all streams not yet in chunks (in heads, or being written): past it the
+    # largest heads are cut into chunks early, pushes wait for the flusher, and a WAL
+    # replay writes chunks as it goes (Loki's replay_memory_ceiling).
+    max_heads_size: Bytes = 256 << 20
     flush_on_shutdown: bool = True
     compaction_enabled: bool = True
     compaction_level: Annotated[int, Field(ge=1, le=22)] = 17

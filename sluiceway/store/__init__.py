@@ -7,6 +7,7 @@ from sluiceway.store._blocks import sort_dedupe
 from sluiceway.store._chunk import ChunkError
 from sluiceway.store._heads import OUT_OF_ORDER, Applied, Heads, Rejection
 from sluiceway.store._ingestlog import IngestLog, Position
+from sluiceway.store._memory import Held, MemoryPart, StoreMemory
 from sluiceway.store._objstore import InvalidKey, LocalDir, NotFound, ObjectInfo, ObjectStore
 from sluiceway.store._objstore_nats import JetStreamBucket
 from sluiceway.store._objstore_s3 import S3Bucket
@@ -22,7 +23,7 @@ from sluiceway.store._store import (
 from sluiceway.store._wal import FileWal, WalPos, WalWriteError, decode_record
 
 __all__ = ["OUT_OF_ORDER", "Applied", "ChunkError", "ChunkWriteError", "FileWal", "Heads",
-           "IngestLog", "InvalidKey", "JetStreamBucket", "LocalDir", "NotFound", "ObjectInfo",
-           "ObjectStore", "Position", "Rejection", "S3Bucket", "Store", "StoreConfig",
-           "StoreError", "StoreSeries", "WalPos", "WalWriteError", "decode_record",
-           "index_stats", "lock_data_dir", "sort_dedupe"]
+           "Held", "IngestLog", "InvalidKey", "JetStreamBucket", "LocalDir", "MemoryPart",
+           "NotFound", "ObjectInfo", "ObjectStore", "Position", "Rejection", "S3Bucket",
+           "Store", "StoreConfig", "StoreError", "StoreMemory", "StoreSeries", "WalPos",
+           "WalWriteError", "decode_record", "index_stats", "lock_data_dir", "sort_dedupe"]

@@ -1,4 +1,9 @@
-"""A small LRU of decoded chunks, bounded by bytes, shared by all tenants."""
+"""A small LRU of decoded chunks, bounded by bytes, shared by all tenants.
+
+A chunk costs what its decoded block keeps alive: its lines and its arrays
+(`_memory.block_bytes`). Chunks are put here when they are read, and when they are written
+(the newest data is what queries read most).
+"""
 
 from __future__ import annotations
 
@@ -6,47 +11,54 @@ import threading
 from collections import OrderedDict
 
 from sluiceway.model import EntryBlock
+from sluiceway.store._memory import Held, block_bytes
 
 
 class ChunkCache:
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, held: Held | None = None) -> None:
+        """`held`: where its bytes are counted (a new one of `max_bytes` when None)."""
         self.max_bytes = max_bytes
-        self._items: OrderedDict[str, EntryBlock] = OrderedDict()
-        self._bytes = 0
+        self.held = held if held is not None else Held(max_bytes)
+        self._items: OrderedDict[str, tuple[EntryBlock, int]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
+    @property
+    def bytes(self) -> int:
+        return self.held.bytes
+
     def get(self, key: str) -> EntryBlock | None:
         with self._lock:
-            b = self._items.get(key)
-            if b is None:
+            item = self._items.get(key)
+            if item is None:
                 self.misses += 1
                 return None
             self._items.move_to_end(key)
             self.hits += 1
-            return b
+            return item[0]
 
     def put(self, key: str, block: EntryBlock) -> None:
-        size = len(block.blob)
+        size = block_bytes(block)
         if size > self.max_bytes // 4:
             return  # one huge chunk must not flush the whole cache
         with self._lock:
             if key in self._items:
                 return
-            self._items[key] = block
-            self._bytes += size
-            while self._bytes > self.max_bytes and self._items:
-                _, old = self._items.popitem(last=False)
-                self._bytes -= len(old.blob)
+            self._items[key] = (block, size)
+            total = self.held.bytes + size
+            while total > self.max_bytes and self._items:
+                _, (_, old) = self._items.popitem(last=False)
+                total -= old
+            self.held.set(total)
 
     def discard(self, key: str) -> None:
         with self._lock:
-            b = self._items.pop(key, None)
-            if b is not None:
-                self._bytes -= len(b.blob)
+            item = self._items.pop(key, None)
+            if item is not None:
+                self.held.sub(item[1])
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
-            self._bytes = 0
+            self.held.set(0)

@@ -29,6 +29,7 @@ from sluiceway.store._cache import ChunkCache
 from sluiceway.store._checkpoint import read_checkpoint, write_checkpoint
 from sluiceway.store._compactor import CompactionStats, Compactor
 from sluiceway.store._heads import Applied, Heads
+from sluiceway.store._memory import StoreMemory
 from sluiceway.store._objstore import LocalDir, ObjectStore
 from sluiceway.store._recover import recover_chunks
 from sluiceway.store._stream import Sealed, Stream
@@ -93,6 +94,9 @@ class StoreConfig:
     retention_period_s: float = 0.0  # 0 keeps data forever, as Loki's default
     retention_check_interval_s: float = 600.0
     cache_bytes: int = 512 << 20
+    # Lines of all streams not yet in chunks (in heads, or cut and being written): past it
+    # the largest heads are cut early; replay writes chunks as it goes.
+    max_heads_bytes: int = 256 << 20
     flush_on_shutdown: bool = True
     compaction_enabled: bool = True
     compaction_level: int = 17
@@ -164,7 +168,8 @@ class Store:
         self.objects = objects if objects is not None else LocalDir(self.root / "tenants")
         self._check_format()
         self._remove_temp_files()
-        self.cache = ChunkCache(cfg.cache_bytes)
+        self.memory = StoreMemory(cfg.max_heads_bytes, cfg.cache_bytes)
+        self.cache = ChunkCache(cfg.cache_bytes, self.memory.chunk_cache)
         self.tenants: dict[str, TenantStore] = {}
         self._tenants_lock = threading.Lock()
         self._flush_q: list[Job] = []  # sealed heads waiting to be written
@@ -178,6 +183,7 @@ class Store:
         self._retry_at = 0.0  # while failing, no new attempt before this (monotonic)
         self._failing_since = 0.0
         self.retention_deleted = 0
+        self.heads_cut_early = 0  # heads cut before their target size: max_heads_bytes
         # Seconds each tenant keeps its data (0: forever); the server sets it per tenant.
         self.retention_for: Callable[[str], float] = lambda _t: cfg.retention_period_s
         # Seconds a tenant's line may lie behind its stream's newest; the server sets it.
@@ -191,18 +197,19 @@ class Store:
                 self.tenant(t)
         self.heads: Heads[WalPos] = Heads(
             self.tenant, cfg.chunk_target_bytes,
-            lambda t: int(self.unordered_window_for(t) * 1e9), self._enqueue_flush)
+            lambda t: int(self.unordered_window_for(t) * 1e9), self._enqueue_flush,
+            self.memory)
         self._checkpoint_lock = threading.Lock()
         self._last_checkpoint = 0.0
         self._checkpointed = self._read_checkpoint()
         self.wal = FileWal(self.root / "wal", cfg.wal_segment_bytes, cfg.wal_sync,
-                           cfg.wal_sync_interval_s, after=self._checkpointed)
+                           cfg.wal_sync_interval_s, after=self._checkpointed,
+                           held=self.memory.wal)
         self.replayed_records = self._replay(self._checkpointed)
         for ts in list(self.tenants.values()):
             recover_chunks(ts)  # after the replay: the WAL's streams' labels are known
         self._append_lock = threading.Lock()
-        self._applier: Applier[WalPos, Applied] = Applier(
-            lambda record, pos: self.heads.apply(record.tenant, record, pos))
+        self._applier: Applier[WalPos, Applied] = Applier(self._apply)
         self._last_retention = time.monotonic()  # first pass one interval after start
         self._last_periodic = 0.0
         self._flusher = threading.Thread(target=self._flush_loop, name="flusher", daemon=True)
@@ -272,6 +279,11 @@ class Store:
             self.heads.apply(record.tenant, record, pos, replay=True)
             n += 1
             lines += record.lines
+            if self.memory.over():
+                # As Loki's replay_memory_ceiling: write chunks and carry on, so a WAL
+                # larger than memory replays (the flusher does not run yet).
+                self._relieve()
+                self._write(self._take_queue())
         self.heads.end_replay()
         if after is not None:
             self.wal.release(after)  # a crash may have come between checkpoint and release
@@ -299,7 +311,7 @@ class Store:
                     name = tenant_dirname(tenant)
                     ts = TenantStore(tenant, self.root / "tenants" / name, self.objects,
                                      f"{name}/", self.cache, self.cfg.chunk_target_bytes,
-                                     self.cfg.compression_level)
+                                     self.cfg.compression_level, self.memory)
                     self.tenants[tenant] = ts
         return ts
 
@@ -313,6 +325,37 @@ class Store:
         with self._append_lock:  # the applier's order is the log's
             self._applier.submit(record, self.wal.append(record), out)
         return out
+
+    def _apply(self, record: PushRecord, pos: WalPos) -> Applied:
+        out = self.heads.apply(record.tenant, record, pos)
+        if self.memory.over():
+            self._relieve()
+        return out
+
+    def _relieve(self) -> None:
+        """The streams hold more than `max_heads_bytes`: cut the largest heads until at most
+        half of it is left in heads, for the flusher to write."""
+        m = self.memory
+        keep = m.max_heads_bytes // 2
+        if m.heads.bytes <= keep:
+            return  # what is over is cut already: the flusher is on it
+        streams = [(s.head_held, ts, s) for ts in list(self.tenants.values())
+                   for s in ts.memory_streams() if s.head_held]
+        streams.sort(key=lambda x: x[0], reverse=True)
+        cuts = 0
+        for _, ts, s in streams:
+            if m.heads.bytes <= keep:
+                break
+            cut = ts.seal_stream(s)
+            if cut is not None:
+                cuts += 1
+                self._enqueue_flush(ts, s, cut)
+        self.heads_cut_early += cuts
+
+    def over_memory(self) -> bool:
+        """The streams hold more than `max_heads_bytes` (pushes should wait for the
+        flusher)."""
+        return self.memory.over()
 
     def push(self, tenant: str, blocks: list[EntryBlock]) -> Future[Applied]:
         """`ingest` of a record of `blocks`."""

@@ -33,6 +33,7 @@ from sluiceway.store._cache import ChunkCache
 from sluiceway.store._chunk import ChunkError, decode_chunk, encode_chunk
 from sluiceway.store._index import IndexLog, read_index
 from sluiceway.store._ingestlog import Position
+from sluiceway.store._memory import Held, StoreMemory, block_bytes
 from sluiceway.store._objstore import NotFound, ObjectInfo, ObjectStore
 from sluiceway.store._quarantine import CORRUPT, set_aside
 from sluiceway.store._stream import ChunkRef, HeadPiece, Sealed, Stream
@@ -61,9 +62,11 @@ def is_chunk_key(rel: str) -> bool:
 
 class TenantStore:
     def __init__(self, tenant: str, root: Path, objects: ObjectStore, prefix: str,
-                 cache: ChunkCache, chunk_target_bytes: int, compression_level: int) -> None:
+                 cache: ChunkCache, chunk_target_bytes: int, compression_level: int,
+                 memory: StoreMemory | None = None) -> None:
         """`root`: the tenant's local directory (its index log); `objects` and `prefix`:
-        where its chunks are (`prefix` + a chunk's path is its key)."""
+        where its chunks are (`prefix` + a chunk's path is its key); `memory`: the store's
+        accounting of what its heads hold."""
         self.tenant = tenant
         self.root = root
         self.objects = objects
@@ -71,6 +74,7 @@ class TenantStore:
         self.cache = cache
         self.chunk_target_bytes = chunk_target_bytes
         self.compression_level = compression_level
+        self.memory = memory if memory is not None else StoreMemory(0, cache.max_bytes)
         self._streams_lock = threading.Lock()  # adding or forgetting a stream
         self._count_lock = threading.Lock()
         self.streams: dict[int, Stream] = {}
@@ -196,12 +200,19 @@ class TenantStore:
         files: list[tuple[str, bytes]] = []
         refs: list[ChunkRef] = []
         blocks: list[EntryBlock] = []
-        for s, sealed in jobs:
-            block = sort_dedupe(EntryBlock.concat([p.block for p in sealed.pieces]))
-            data, ref = self._encode(s, block, self.compression_level)
-            files.append((self.key(ref.path), data))
-            refs.append(ref)
-            blocks.append(block)
+        with _BatchBytes(self.memory.flush_batch) as batch:
+            for s, sealed in jobs:
+                block = sort_dedupe(EntryBlock.concat([p.block for p in sealed.pieces]))
+                data, ref = self._encode(s, block, self.compression_level)
+                files.append((self.key(ref.path), data))
+                refs.append(ref)
+                blocks.append(block)
+                batch.add(len(data), block, sealed)
+            return self._write_batch(jobs, files, refs, blocks)
+
+    def _write_batch(self, jobs: list[tuple[Stream, Sealed]], files: list[tuple[str, bytes]],
+                     refs: list[ChunkRef], blocks: list[EntryBlock]
+                     ) -> tuple[list[tuple[Stream, Sealed]], BaseException | None]:
         results = self.objects.put_many(files)
         done = [i for i, r in enumerate(results) if r is None]
         error: BaseException | None = next((r for r in results if r is not None), None)
@@ -217,6 +228,7 @@ class TenantStore:
             with s.lock:  # the chunk in, then the memory out: a reader never misses both
                 s.chunks = sorted([*s.chunks, refs[i]], key=lambda c: c.mint)
                 s.sealed = [x for x in s.sealed if x is not sealed]
+            self.memory.flushing.sub(sealed.held)
         for i in done:
             self.cache.put(files[i][0], blocks[i])
         return [jobs[i] for i, r in enumerate(results) if r is not None], error
@@ -266,8 +278,17 @@ class TenantStore:
                     s.head_after is None or s.head_after < after_below))
                 cut = s.seal() if cond else None
             if cut is not None:
+                self.memory.heads.move(cut.held, self.memory.flushing)
                 out.append((s, cut))
         return out
+
+    def seal_stream(self, s: Stream) -> Sealed | None:
+        """Cut the head of `s` now (None when it is empty)."""
+        with s.lock:
+            cut = s.seal()
+        if cut is not None:
+            self.memory.heads.move(cut.held, self.memory.flushing)
+        return cut
 
     def apply_retention(self, cutoff_ns: int) -> int:
         """Delete whole chunks whose newest entry is older than `cutoff_ns`."""
@@ -477,6 +498,27 @@ class TenantStore:
 
     def close(self) -> None:
         self.index.close()
+
+
+class _BatchBytes:
+    """Counts what a batch of the flusher makes (encoded chunks, and merged copies of heads
+    of several pieces) in `held` while it is written."""
+
+    def __init__(self, held: Held) -> None:
+        self.held = held
+        self.total = 0
+
+    def __enter__(self) -> _BatchBytes:
+        return self
+
+    def add(self, encoded: int, block: EntryBlock, sealed: Sealed) -> None:
+        own = len(sealed.pieces) != 1 or block is not sealed.pieces[0].block
+        n = encoded + (block_bytes(block) if own else 0)
+        self.held.add(n)
+        self.total += n
+
+    def __exit__(self, *_exc: object) -> None:
+        self.held.sub(self.total)
 
 
 def _describe(s: Stream, ref: ChunkRef) -> str:

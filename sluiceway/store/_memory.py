@@ -1,0 +1,116 @@
+"""What the store holds in memory, part by part: bytes now, the peak since start, and the
+configured bound. The server's `/sluiceway/api/v1/memory` and `/metrics` report them.
+
+Every part counts what it really keeps alive: a block costs its blob (the bytes it
+references, which may be more than its own lines: see `own_block`) plus its timestamp and
+offset arrays (16 bytes per entry).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from sluiceway.model import EntryBlock
+
+# Bytes of a block's arrays per entry: int64 timestamps and int64 offsets.
+PER_ENTRY = 16
+# A block that shares a buffer with other streams' lines (a push record with several
+# streams) is copied out when that buffer is larger than its lines by more than this
+# share and `_SHARED_SLACK`: held in a head, it would keep the others' lines alive.
+_SHARED_WASTE = 0.25
+_SHARED_SLACK = 64 << 10
+
+
+def block_bytes(b: EntryBlock) -> int:
+    """The memory `b` keeps alive: its whole blob and its arrays."""
+    return len(b.blob) + PER_ENTRY * len(b)
+
+
+def own_block(b: EntryBlock) -> EntryBlock:
+    """`b`, or a copy of it with a blob of its own lines when the buffer it shares holds
+    much more than them (one slice: a stream's lines are contiguous in a push record)."""
+    waste = len(b.blob) - b.nbytes
+    if waste > max(_SHARED_SLACK, int(b.nbytes * _SHARED_WASTE)):
+        return b.compacted()
+    return b
+
+
+class Held:
+    """Bytes one part holds now (`bytes`), the most it held (`peak`), its bound (`limit`,
+    0: none configured). Thread-safe."""
+
+    __slots__ = ("_lock", "bytes", "limit", "peak")
+
+    def __init__(self, limit: int = 0) -> None:
+        self.limit = limit
+        self.bytes = 0
+        self.peak = 0
+        self._lock = threading.Lock()
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.bytes += n
+            if self.bytes > self.peak:
+                self.peak = self.bytes
+
+    def sub(self, n: int) -> None:
+        with self._lock:
+            self.bytes -= n
+
+    def move(self, n: int, to: Held) -> None:
+        """`n` bytes change part (a head sealed for flushing): never counted twice, and the
+        peak of `to` sees them at once."""
+        to.add(n)
+        self.sub(n)
+
+    def set(self, n: int) -> None:
+        with self._lock:
+            self.bytes = n
+            if n > self.peak:
+                self.peak = n
+
+    def reset_peak(self) -> None:
+        with self._lock:
+            self.peak = self.bytes
+
+    def view(self) -> MemoryPart:
+        return MemoryPart(self.bytes, self.peak, self.limit)
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryPart:
+    bytes: int
+    peak: int
+    limit: int  # 0: no bound of its own
+
+    def to_json(self) -> dict[str, int]:
+        return {"bytes": self.bytes, "peak": self.peak, "limit": self.limit}
+
+
+class StoreMemory:
+    """The store's parts. `heads` and `flushing` share one bound, `max_heads_bytes`: the
+    lines of every stream not yet in chunks, whether still in a head or cut and waiting
+    for (or being written by) the flusher."""
+
+    def __init__(self, max_heads_bytes: int, cache_bytes: int) -> None:
+        self.max_heads_bytes = max_heads_bytes
+        self.heads = Held(max_heads_bytes)  # lines in heads not cut yet
+        self.flushing = Held(max_heads_bytes)  # heads cut, not yet in chunks
+        # The batch the flusher writes: merged copies of its heads and the encoded chunks.
+        self.flush_batch = Held()
+        self.chunk_cache = Held(cache_bytes)
+        self.wal = Held()  # records waiting for the WAL writer, and the group it writes
+
+    @property
+    def in_streams(self) -> int:
+        """Bytes the streams hold (heads and cut heads): what `max_heads_bytes` bounds."""
+        return self.heads.bytes + self.flushing.bytes
+
+    def over(self) -> bool:
+        return self.in_streams > self.max_heads_bytes
+
+    def parts(self) -> dict[str, MemoryPart]:
+        return {"heads": self.heads.view(), "flushing": self.flushing.view(),
+                "flush_batch": self.flush_batch.view(), "chunk_cache": self.chunk_cache.view(),
+                "wal_queue": self.wal.view()}
