@@ -43,7 +43,7 @@ def role(pid: int, root: int) -> str:
         return "gone"
     if b"resource_tracker" in cmd:
         return "resource tracker"
-    if b"spawn_main" in cmd:
+    if b"spawn_main" in cmd or b"sluiceway.patterns" in cmd:
         return "pattern miner"  # the server's only spawned child
     return "ingest worker"  # forked: the server's command line
 

@@ -204,7 +204,7 @@ class PatternIngesterSection(_Section):
     # Sluiceway's bounds: streams mined per tenant (the rest are counted, not mined) and
     # bytes of pushes waiting for the miner (past it, pushes are counted, not mined).
     max_streams_per_tenant: Annotated[int, Field(ge=1)] = 10_000
-    max_queued_bytes: Bytes = 64 << 20
+    max_queued_bytes: Bytes = 16 << 20
 
 
 class Config(BaseSettings):

@@ -84,14 +84,12 @@ def serve(cfg: Config, before_stop: Callable[[], None] | None = None) -> None:
     """Run the server until SIGINT/SIGTERM. `before_stop` runs first, while the server
     still takes requests (`sluiceway up` stops its demo agent there)."""
     setup_logging(cfg.server.log_level)
-    from sluiceway.server._app import (
-        create_app,  # the query engine loads only to serve
-        store_config,
-    )
+    # What the ingest workers run, imported before they are forked (its pages are then
+    # shared with them); the web app and the query engine load after the fork, in this
+    # process alone, so no worker carries them.
+    from sluiceway.server import _distributor, _es_ingest, _otlp_ingest  # noqa: F401
     from sluiceway.server._ingest_pool import IngestPool
-    from sluiceway.server._objects import ObjectStoreUnusable, open_objects
     from sluiceway.server._overrides import TenantLimits
-    from sluiceway.store import Store
 
     if cfg.loki_ignored:
         log.warning("config: these keys of a Loki config have no effect here: %s",
@@ -115,6 +113,12 @@ def serve(cfg: Config, before_stop: Callable[[], None] | None = None) -> None:
         lock.close()
         pool.close()
         raise
+    from sluiceway.server._app import (
+        create_app,  # the query engine loads only to serve
+        store_config,
+    )
+    from sluiceway.server._objects import ObjectStoreUnusable, open_objects
+    from sluiceway.store import Store
     try:
         # Opened here, not in the ASGI lifespan, so a bad data dir or an object store
         # that cannot be used is a clear exit 2.

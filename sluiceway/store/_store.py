@@ -44,7 +44,7 @@ _SAFE_TENANT = re.compile(r"^[A-Za-z0-9_-]{1,150}$")
 LOCK_NAME = "LOCK"
 # Heads written per batch: the encoded chunks of one batch are held in memory together.
 _BATCH_FILES = 8192
-_BATCH_BYTES = 64 << 20
+_BATCH_BYTES = 16 << 20
 # After chunks are written, the checkpoint moves at most this often (it scans the heads).
 _CHECKPOINT_EVERY_S = 1.0
 # Back-off between attempts while chunks cannot be written (disk full, I/O errors).
