@@ -84,11 +84,13 @@ class StorageSection(ObjectsFields):
     flush_check_period: Duration = 10.0
     retention_period: Duration = 0.0
     retention_check_interval: Duration = 600.0
-    cache_size: Bytes = 512 << 20
+    # Decoded chunks kept for queries (Loki's embedded chunk cache, max_size_mb): chunks
+    # read, and chunks just written (the newest data is what queries read most).
+    cache_size: Bytes = 128 << 20
     # Lines of all streams not yet in chunks (in heads, or being written): past it the
     # largest heads are cut into chunks early, pushes wait for the flusher, and a WAL
-    # replay writes chunks as it goes (Loki's replay_memory_ceiling).
-    max_heads_size: Bytes = 256 << 20
+    # replay writes chunks as it goes (as Loki's replay_memory_ceiling). 0: no bound.
+    max_heads_size: Bytes = 128 << 20
     flush_on_shutdown: bool = True
     compaction_enabled: bool = True
     compaction_level: Annotated[int, Field(ge=1, le=22)] = 17

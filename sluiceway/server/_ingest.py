@@ -74,22 +74,17 @@ def _over_stream_rate(ctx: ServerContext, tenant: str, blocks: list[EntryBlock],
 # How long a push waits for the flusher while the heads are over `storage.max_heads_size`
 # before it is answered 503 (chunks cannot be written: disk full, object store down).
 HEADS_WAIT_S = 10.0
-_HEADS_POLL_S = 0.005
 
 
 async def room_in_heads(ctx: ServerContext) -> None:
     """Wait while the streams hold more than `storage.max_heads_size` (the flusher is
     writing what was cut); WalWriteError (503) when no room comes in `HEADS_WAIT_S`."""
     store = ctx.store
-    if not store.over_memory():
-        return
-    deadline = time.monotonic() + HEADS_WAIT_S
-    while store.over_memory():
-        if time.monotonic() >= deadline:
-            raise WalWriteError(
-                f"the heads hold more than storage.max_heads_size "
-                f"({store.memory.max_heads_bytes} bytes) and chunks are not being written")
-        await asyncio.sleep(_HEADS_POLL_S)
+    if store.over_memory() and not await asyncio.to_thread(store.wait_for_room,
+                                                           HEADS_WAIT_S):
+        raise WalWriteError(
+            f"the heads hold more than storage.max_heads_size "
+            f"({store.memory.max_heads_bytes} bytes) and chunks are not being written")
 
 
 async def commit(ctx: ServerContext, record: PushRecord, rej: Rejections) -> Stored:

@@ -135,7 +135,7 @@ class Heads(Generic[P]):
             return None
         cut = s.seal()
         if cut is not None:
-            self.memory.heads.move(cut.held, self.memory.flushing)
+            self.memory.flushing.add(cut.held)
         return cut
 
     @staticmethod

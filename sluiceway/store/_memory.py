@@ -17,9 +17,8 @@ from sluiceway.model import EntryBlock
 PER_ENTRY = 16
 # A block that shares a buffer with other streams' lines (a push record with several
 # streams) is copied out when that buffer is larger than its lines by more than this
-# share and `_SHARED_SLACK`: held in a head, it would keep the others' lines alive.
+# share: held in a head, it would keep the others' lines alive.
 _SHARED_WASTE = 0.25
-_SHARED_SLACK = 64 << 10
 
 
 def block_bytes(b: EntryBlock) -> int:
@@ -30,8 +29,7 @@ def block_bytes(b: EntryBlock) -> int:
 def own_block(b: EntryBlock) -> EntryBlock:
     """`b`, or a copy of it with a blob of its own lines when the buffer it shares holds
     much more than them (one slice: a stream's lines are contiguous in a push record)."""
-    waste = len(b.blob) - b.nbytes
-    if waste > max(_SHARED_SLACK, int(b.nbytes * _SHARED_WASTE)):
+    if len(b.blob) - b.nbytes > b.nbytes * _SHARED_WASTE:
         return b.compacted()
     return b
 
@@ -58,12 +56,6 @@ class Held:
         with self._lock:
             self.bytes -= n
 
-    def move(self, n: int, to: Held) -> None:
-        """`n` bytes change part (a head sealed for flushing): never counted twice, and the
-        peak of `to` sees them at once."""
-        to.add(n)
-        self.sub(n)
-
     def set(self, n: int) -> None:
         with self._lock:
             self.bytes = n
@@ -89,28 +81,42 @@ class MemoryPart:
 
 
 class StoreMemory:
-    """The store's parts. `heads` and `flushing` share one bound, `max_heads_bytes`: the
-    lines of every stream not yet in chunks, whether still in a head or cut and waiting
+    """The store's parts. `heads` is every stream's data not yet in chunks, bounded by
+    `max_heads_bytes`; `flushing` is the part of it already cut into chunks-to-be, waiting
     for (or being written by) the flusher."""
 
     def __init__(self, max_heads_bytes: int, cache_bytes: int) -> None:
         self.max_heads_bytes = max_heads_bytes
-        self.heads = Held(max_heads_bytes)  # lines in heads not cut yet
-        self.flushing = Held(max_heads_bytes)  # heads cut, not yet in chunks
+        self.heads = Held(max_heads_bytes)
+        self.flushing = Held()
         # The batch the flusher writes: merged copies of its heads and the encoded chunks.
         self.flush_batch = Held()
         self.chunk_cache = Held(cache_bytes)
         self.wal = Held()  # records waiting for the WAL writer, and the group it writes
+        self._room = threading.Condition()
 
     @property
-    def in_streams(self) -> int:
-        """Bytes the streams hold (heads and cut heads): what `max_heads_bytes` bounds."""
-        return self.heads.bytes + self.flushing.bytes
+    def uncut(self) -> int:
+        """Bytes in heads not cut yet."""
+        return self.heads.bytes - self.flushing.bytes
+
+    def written(self, n: int) -> None:
+        """A cut head of `n` bytes is in chunks now: it leaves memory."""
+        self.flushing.sub(n)
+        self.heads.sub(n)
+        with self._room:
+            self._room.notify_all()
+
+    def wait_for_room(self, timeout: float) -> bool:
+        """Wait until the heads are within their bound; False when `timeout` passed first
+        (chunks are not being written)."""
+        with self._room:
+            return self._room.wait_for(lambda: not self.over(), timeout)
 
     def over(self) -> bool:
-        return self.in_streams > self.max_heads_bytes
+        return bool(self.max_heads_bytes) and self.heads.bytes > self.max_heads_bytes
 
     def parts(self) -> dict[str, MemoryPart]:
-        return {"heads": self.heads.view(), "flushing": self.flushing.view(),
+        return {"heads": self.heads.view(), "heads_flushing": self.flushing.view(),
                 "flush_batch": self.flush_batch.view(), "chunk_cache": self.chunk_cache.view(),
                 "wal_queue": self.wal.view()}

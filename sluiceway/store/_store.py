@@ -93,10 +93,10 @@ class StoreConfig:
     flush_check_interval_s: float = 10.0
     retention_period_s: float = 0.0  # 0 keeps data forever, as Loki's default
     retention_check_interval_s: float = 600.0
-    cache_bytes: int = 512 << 20
+    cache_bytes: int = 128 << 20
     # Lines of all streams not yet in chunks (in heads, or cut and being written): past it
-    # the largest heads are cut early; replay writes chunks as it goes.
-    max_heads_bytes: int = 256 << 20
+    # the largest heads are cut early; replay writes chunks as it goes. 0: no bound.
+    max_heads_bytes: int = 128 << 20
     flush_on_shutdown: bool = True
     compaction_enabled: bool = True
     compaction_level: int = 17
@@ -337,14 +337,14 @@ class Store:
         half of it is left in heads, for the flusher to write."""
         m = self.memory
         keep = m.max_heads_bytes // 2
-        if m.heads.bytes <= keep:
+        if m.uncut <= keep:
             return  # what is over is cut already: the flusher is on it
         streams = [(s.head_held, ts, s) for ts in list(self.tenants.values())
                    for s in ts.memory_streams() if s.head_held]
         streams.sort(key=lambda x: x[0], reverse=True)
         cuts = 0
         for _, ts, s in streams:
-            if m.heads.bytes <= keep:
+            if m.uncut <= keep:
                 break
             cut = ts.seal_stream(s)
             if cut is not None:
@@ -353,9 +353,13 @@ class Store:
         self.heads_cut_early += cuts
 
     def over_memory(self) -> bool:
-        """The streams hold more than `max_heads_bytes` (pushes should wait for the
-        flusher)."""
+        """The streams hold more than `max_heads_bytes`: a writer should wait for room."""
         return self.memory.over()
+
+    def wait_for_room(self, timeout: float) -> bool:
+        """Wait until the streams hold at most `max_heads_bytes` (the flusher writes what
+        was cut); False when `timeout` passed first."""
+        return self.memory.wait_for_room(timeout)
 
     def push(self, tenant: str, blocks: list[EntryBlock]) -> Future[Applied]:
         """`ingest` of a record of `blocks`."""

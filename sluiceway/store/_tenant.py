@@ -228,7 +228,7 @@ class TenantStore:
             with s.lock:  # the chunk in, then the memory out: a reader never misses both
                 s.chunks = sorted([*s.chunks, refs[i]], key=lambda c: c.mint)
                 s.sealed = [x for x in s.sealed if x is not sealed]
-            self.memory.flushing.sub(sealed.held)
+            self.memory.written(sealed.held)
         for i in done:
             self.cache.put(files[i][0], blocks[i])
         return [jobs[i] for i, r in enumerate(results) if r is not None], error
@@ -278,7 +278,7 @@ class TenantStore:
                     s.head_after is None or s.head_after < after_below))
                 cut = s.seal() if cond else None
             if cut is not None:
-                self.memory.heads.move(cut.held, self.memory.flushing)
+                self.memory.flushing.add(cut.held)
                 out.append((s, cut))
         return out
 
@@ -287,7 +287,7 @@ class TenantStore:
         with s.lock:
             cut = s.seal()
         if cut is not None:
-            self.memory.heads.move(cut.held, self.memory.flushing)
+            self.memory.flushing.add(cut.held)
         return cut
 
     def apply_retention(self, cutoff_ns: int) -> int:
