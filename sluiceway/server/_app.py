@@ -59,7 +59,8 @@ def store_config(cfg: Config) -> StoreConfig:
         max_heads_bytes=s.max_heads_size,
         flush_on_shutdown=s.flush_on_shutdown, compaction_enabled=s.compaction_enabled,
         compaction_level=s.compaction_level, compaction_target_bytes=s.compaction_target_size,
-        compaction_min_age_s=s.compaction_min_age, compaction_interval_s=compaction_interval)
+        compaction_min_age_s=s.compaction_min_age, compaction_interval_s=compaction_interval,
+        compaction_threads=c.max_compaction_parallelism)
 
 
 def pattern_service(ctx: ServerContext, in_process: bool) -> PatternService | None:

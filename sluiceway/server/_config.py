@@ -114,6 +114,9 @@ class CompactorSection(_Section):
     delete_request_cancel_period: Duration = 86400.0
     delete_max_interval: Duration = 86400.0
     deletion_mode: DeletionMode | None = None  # Loki 2.x's place; limits.deletion_mode since
+    # Streams compacted at once (Loki's default, 1): each holds its chunks, their merged
+    # copy and a zstd context (about 50 MB at level 17) while it is compressed.
+    max_compaction_parallelism: Annotated[int, Field(ge=1)] = 1
 
 
 class RuntimeConfigSection(_Section):

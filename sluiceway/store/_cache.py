@@ -1,8 +1,8 @@
 """A small LRU of decoded chunks, bounded by bytes, shared by all tenants.
 
 A chunk costs what its decoded block keeps alive: its lines and its arrays
-(`_memory.block_bytes`). Chunks are put here when they are read, and when they are written
-(the newest data is what queries read most).
+(`_memory.block_bytes`). Only chunks queries read are put here: not those just written,
+nor those the compactor or a replay reads.
 """
 
 from __future__ import annotations

@@ -169,7 +169,7 @@ class Heads(Generic[P]):
         keep = np.ones(len(b), dtype=bool)
         for c in chunks:
             if c.maxt >= lo and c.mint <= hi:
-                block = ts.load_or_take_out(s, c)
+                block = ts.load_or_take_out(s, c, keep=False)
                 self.replay_chunks_read += 1
                 if block is not None:
                     pieces.append(HeadPiece(block, c.mint, c.maxt))

@@ -8,6 +8,8 @@ offset arrays (16 bytes per entry).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import threading
 from dataclasses import dataclass
 
@@ -19,6 +21,27 @@ PER_ENTRY = 16
 # streams) is copied out when that buffer is larger than its lines by more than this
 # share: held in a head, it would keep the others' lines alive.
 _SHARED_WASTE = 0.25
+
+
+def _malloc_trim() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    try:
+        fn = ctypes.CDLL(ctypes.util.find_library("c") or None).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+    fn.argtypes = [ctypes.c_size_t]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_TRIM = _malloc_trim()
+
+
+def give_back_free_memory() -> None:
+    """Hand the allocator's free pages back to the kernel (glibc's `malloc_trim`), after
+    large buffers were freed: without it, what a burst of ingest or a compaction freed
+    stays in the process's heaps and counts in its RSS."""
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 def block_bytes(b: EntryBlock) -> int:
@@ -93,6 +116,8 @@ class StoreMemory:
         self.flush_batch = Held()
         self.chunk_cache = Held(cache_bytes)
         self.wal = Held()  # records waiting for the WAL writer, and the group it writes
+        # The groups being compacted: their chunks and the merged copy.
+        self.compaction = Held()
         self._room = threading.Condition()
 
     @property
@@ -119,4 +144,4 @@ class StoreMemory:
     def parts(self) -> dict[str, MemoryPart]:
         return {"heads": self.heads.view(), "heads_flushing": self.flushing.view(),
                 "flush_batch": self.flush_batch.view(), "chunk_cache": self.chunk_cache.view(),
-                "wal_queue": self.wal.view()}
+                "wal_queue": self.wal.view(), "compaction": self.compaction.view()}

@@ -29,7 +29,7 @@ from sluiceway.store._cache import ChunkCache
 from sluiceway.store._checkpoint import read_checkpoint, write_checkpoint
 from sluiceway.store._compactor import CompactionStats, Compactor
 from sluiceway.store._heads import Applied, Heads
-from sluiceway.store._memory import StoreMemory
+from sluiceway.store._memory import StoreMemory, give_back_free_memory
 from sluiceway.store._objstore import LocalDir, ObjectStore
 from sluiceway.store._recover import recover_chunks
 from sluiceway.store._stream import Sealed, Stream
@@ -103,6 +103,7 @@ class StoreConfig:
     compaction_target_bytes: int = 16 << 20
     compaction_min_age_s: float = 900.0
     compaction_interval_s: float = 600.0
+    compaction_threads: int = 1  # streams compacted at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +216,7 @@ class Store:
         self._flusher = threading.Thread(target=self._flush_loop, name="flusher", daemon=True)
         self._flusher.start()
         self.compactor = Compactor(cfg.compaction_level, cfg.compaction_target_bytes,
-                                   cfg.compaction_min_age_s)
+                                   cfg.compaction_min_age_s, cfg.compaction_threads)
         self._compact_lock = threading.Lock()
         self._stop = threading.Event()
         if cfg.compaction_enabled:
@@ -394,6 +395,7 @@ class Store:
                 if self._due(now) and self._write(self._take_queue()) is None \
                         and now - self._last_checkpoint >= _CHECKPOINT_EVERY_S:
                     self.checkpoint()  # less to replay after a crash
+                    give_back_free_memory()  # what the written heads held
                 if now - self._last_periodic >= self.cfg.flush_check_interval_s:
                     self._last_periodic = now
                     self._periodic()
@@ -473,6 +475,7 @@ class Store:
                 self._write_or_queue(jobs)
         for ts in list(self.tenants.values()):
             ts.forget_idle(now - self.cfg.chunk_idle_s)
+        give_back_free_memory()  # what heads written since the last pass left free
         self.checkpoint()
         if now - self._last_retention >= self.cfg.retention_check_interval_s:
             self._last_retention = now
@@ -509,6 +512,7 @@ class Store:
             for ts in list(self.tenants.values()):
                 jobs += [(ts, s, sealed) for s, sealed in ts.seal_all()]
             error = self._write(jobs) if jobs else None
+        give_back_free_memory()  # what the heads held
         if error is not None:
             raise ChunkWriteError(f"could not write chunks, retry later: {error}")
         pinned, _ = self.heads.flushed_upto(list(self.tenants.values()))

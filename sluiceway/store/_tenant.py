@@ -33,7 +33,7 @@ from sluiceway.store._cache import ChunkCache
 from sluiceway.store._chunk import ChunkError, decode_chunk, encode_chunk
 from sluiceway.store._index import IndexLog, read_index
 from sluiceway.store._ingestlog import Position
-from sluiceway.store._memory import Held, StoreMemory, block_bytes
+from sluiceway.store._memory import StoreMemory
 from sluiceway.store._objstore import NotFound, ObjectInfo, ObjectStore
 from sluiceway.store._quarantine import CORRUPT, set_aside
 from sluiceway.store._stream import ChunkRef, HeadPiece, Sealed, Stream
@@ -199,19 +199,21 @@ class TenantStore:
         could not be written (they stay in memory and in the WAL) and the first error."""
         files: list[tuple[str, bytes]] = []
         refs: list[ChunkRef] = []
-        blocks: list[EntryBlock] = []
-        with _BatchBytes(self.memory.flush_batch) as batch:
+        encoded = 0  # the chunks made, counted in `flush_batch` until they are written
+        try:
             for s, sealed in jobs:
                 block = sort_dedupe(EntryBlock.concat([p.block for p in sealed.pieces]))
                 data, ref = self._encode(s, block, self.compression_level)
                 files.append((self.key(ref.path), data))
                 refs.append(ref)
-                blocks.append(block)
-                batch.add(len(data), block, sealed)
-            return self._write_batch(jobs, files, refs, blocks)
+                self.memory.flush_batch.add(len(data))
+                encoded += len(data)
+            return self._write_batch(jobs, files, refs)
+        finally:
+            self.memory.flush_batch.sub(encoded)
 
     def _write_batch(self, jobs: list[tuple[Stream, Sealed]], files: list[tuple[str, bytes]],
-                     refs: list[ChunkRef], blocks: list[EntryBlock]
+                     refs: list[ChunkRef]
                      ) -> tuple[list[tuple[Stream, Sealed]], BaseException | None]:
         results = self.objects.put_many(files)
         done = [i for i, r in enumerate(results) if r is None]
@@ -229,8 +231,8 @@ class TenantStore:
                 s.chunks = sorted([*s.chunks, refs[i]], key=lambda c: c.mint)
                 s.sealed = [x for x in s.sealed if x is not sealed]
             self.memory.written(sealed.held)
-        for i in done:
-            self.cache.put(files[i][0], blocks[i])
+        # Not put in the chunk cache: under ingest it would hold only what was just
+        # written (nobody asked for it) and push out what queries read.
         return [jobs[i] for i, r in enumerate(results) if r is not None], error
 
     def _encode(self, s: Stream, block: EntryBlock, level: int) -> tuple[bytes, ChunkRef]:
@@ -425,9 +427,11 @@ class TenantStore:
             submit()
             yield block
 
-    def load(self, s: Stream, ref: ChunkRef) -> EntryBlock:
+    def load(self, s: Stream, ref: ChunkRef, keep: bool = True) -> EntryBlock:
         """The chunk's entries; ChunkError when the file is damaged or is not the one the
-        index describes (header fields outside the checksum), OSError when unreadable."""
+        index describes (header fields outside the checksum), OSError when unreadable.
+        `keep`: put it in the chunk cache (for queries; not for the store's own reads, the
+        compactor's and the replay's, which would only push out what queries read)."""
         key = self.key(ref.path)
         b = self.cache.get(key)
         if b is None:
@@ -435,15 +439,17 @@ class TenantStore:
             if len(b) != ref.n or int(b.ts[0]) != ref.mint or int(b.ts[-1]) != ref.maxt:
                 raise ChunkError(f"chunk holds {len(b)} lines, the index says {ref.n} "
                                  "(or their time range differs)")
-            self.cache.put(key, b)
+            if keep:
+                self.cache.put(key, b)
         return b
 
     def load_or_take_out(self, s: Stream, ref: ChunkRef,
-                         warn: Callable[[str], None] | None = None) -> EntryBlock | None:
+                         warn: Callable[[str], None] | None = None,
+                         keep: bool = True) -> EntryBlock | None:
         """`load`, or None: a damaged chunk is quarantined, a missing one leaves the index,
         and `warn` gets a sentence for the answer (Loki's `warnings`)."""
         try:
-            return self.load(s, ref)
+            return self.load(s, ref, keep)
         except ChunkError as exc:
             msg = self.take_out(s, ref, CORRUPT, str(exc))
         except NotFound:
@@ -498,27 +504,6 @@ class TenantStore:
 
     def close(self) -> None:
         self.index.close()
-
-
-class _BatchBytes:
-    """Counts what a batch of the flusher makes (encoded chunks, and merged copies of heads
-    of several pieces) in `held` while it is written."""
-
-    def __init__(self, held: Held) -> None:
-        self.held = held
-        self.total = 0
-
-    def __enter__(self) -> _BatchBytes:
-        return self
-
-    def add(self, encoded: int, block: EntryBlock, sealed: Sealed) -> None:
-        own = len(sealed.pieces) != 1 or block is not sealed.pieces[0].block
-        n = encoded + (block_bytes(block) if own else 0)
-        self.held.add(n)
-        self.total += n
-
-    def __exit__(self, *_exc: object) -> None:
-        self.held.sub(self.total)
 
 
 def _describe(s: Stream, ref: ChunkRef) -> str:

@@ -15,7 +15,8 @@ import httpx
 import orjson
 import pytest
 
-from sluiceway.server import _ingest
+from sluiceway.server import _ingest, load_config
+from sluiceway.server._app import store_config
 from tests.inproc import InProcessServer, wait_for
 from tests.procs import ServerProcess
 
@@ -158,3 +159,12 @@ def test_full_heads_and_unwritable_chunks_answer_503_and_lose_nothing(
         assert memory["heads"]["bytes"] < 64 * 1024
     finally:
         srv.close()
+
+
+def test_loki_compaction_parallelism_sets_the_compactor_threads(tmp_path: Path) -> None:
+    assert store_config(load_config(None)).compaction_threads == 1  # Loki's default
+    path = tmp_path / "loki.yaml"
+    path.write_text("compactor:\n  max_compaction_parallelism: 3\n")
+    cfg = load_config(path)
+    assert store_config(cfg).compaction_threads == 3
+    assert "compactor.max_compaction_parallelism" not in cfg.loki_ignored

@@ -116,3 +116,23 @@ def test_the_chunk_cache_counts_arrays_and_stays_within_its_size() -> None:
     assert cache.bytes == sum(block_bytes(b) for b in held)
     assert block_bytes(blocks[0]) == len(blocks[0].blob) + 16 * len(blocks[0])
     assert cache.held.peak <= 200_000
+
+
+def test_compaction_holds_one_group_at_a_time_by_default(tmp_path: Path) -> None:
+    target = 200_000
+    st = Store(StoreConfig(tmp_path, chunk_target_bytes=40_000, compaction_target_bytes=target,
+                           wal_sync="interval", compaction_enabled=False))
+    base = time.time_ns()
+    try:
+        for i in range(40):  # 40 x 4 streams x 100 lines x 200 B: 3.2 MB, chunks of ~40 kB
+            st.ingest(_record([_block(f"app{k}", i * 100, 100, base) for k in range(4)])).result()
+        st.flush_all()
+        out = st.compact(min_age_s=0)
+        assert out.chunks_in > out.chunks_out > 4
+        # One group's chunks and their merged copy: two target sizes and their arrays.
+        assert 0 < st.memory.compaction.peak <= 2 * target * 1.1
+        assert st.memory.compaction.bytes == 0
+        for k in range(4):
+            assert _count(st, f"app{k}") == 4000
+    finally:
+        st.close()
