@@ -130,7 +130,7 @@ def test_compaction_holds_one_group_at_a_time_by_default(tmp_path: Path) -> None
         out = st.compact(min_age_s=0)
         assert out.chunks_in > out.chunks_out > 4
         # One group's chunks and their merged copy: two target sizes and their arrays.
-        assert 0 < st.memory.compaction.peak <= 2 * target * 1.1
+        assert 0 < st.memory.compaction.peak <= 2 * target * 1.25
         assert st.memory.compaction.bytes == 0
         for k in range(4):
             assert _count(st, f"app{k}") == 4000
