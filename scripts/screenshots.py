@@ -1,9 +1,11 @@
 """Take the README screenshots of the web UI: docs/img/explore.png, metric.png, patterns.png,
-pipeline.png.
+pipeline.png, ledger.png, agent-view.png.
 
 Starts a throwaway `sluiceway server`, pushes an hour of realistic sample logs, posts
 heartbeats for a few agents and clients in different states (healthy, spilling with the
 backend down, dropping, stale), then drives Debian's /usr/bin/chromium with Playwright.
+For agent-view.png it runs a real agent and an app whose client reports to the agent,
+stops the server with SIGSTOP and loads the agent's own pipeline view.
 
     .venv/bin/python scripts/screenshots.py [--out docs/img]
 """
@@ -13,6 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +28,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.agent.agentproc import AgentProcess  # noqa: E402
 from tests.procs import ServerProcess  # noqa: E402
 from tests.ui._support import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
@@ -92,6 +97,7 @@ def heartbeats(now: float) -> list[dict]:
 
     return [
         hb("agent-a", "agent", "edge-nginx", host="edge-01", pid=811,
+           view_url="http://edge-01:9080/",
            queue={"depth": 1200, "capacity": 3200, "bytes": 96_000, "max_bytes": 16 << 20,
                   "when_full": "spill", "high_watermark": 2200, "in_flight": 1000,
                   "spill_max_bytes": 1 << 30},
@@ -100,6 +106,7 @@ def heartbeats(now: float) -> list[dict]:
            files=[{"path": "/var/log/nginx/access.log", "lag_bytes": 22_000,
                    "lag_lines": 0, "waiting": False}]),
         hb("agent-b", "agent", "payments-host", host="pay-02", pid=1290,
+           view_url="http://pay-02:9080/",
            queue={"depth": 3200, "capacity": 3200, "bytes": 14_900_000, "max_bytes": 16 << 20,
                   "when_full": "spill", "high_watermark": 3200, "spill_lines": 58_400,
                   "spill_bytes": 41_800_000, "spill_max_bytes": 1 << 30},
@@ -110,6 +117,7 @@ def heartbeats(now: float) -> list[dict]:
                     "last_error": "POST /loki/api/v1/push: connect timeout after 10s",
                     "last_success_ts": now - 95}),
         hb("agent-f", "agent", "ledger-db", host="db-01", pid=2077,
+           view_url="http://db-01:9080/",
            queue={"depth": 2900, "capacity": 3200, "bytes": 1_900_000, "max_bytes": 16 << 20,
                   "when_full": "block", "high_watermark": 3200, "in_flight": 300,
                   "waiting_s": 41.0},
@@ -158,12 +166,97 @@ def advance(reports: list[dict], n: int) -> list[dict]:
     return reports
 
 
+# The ledger: numbered lines pushed for a few sources, and what their producers report.
+# (source, epoch, stored, reporter, emitted, lost by reason, in flight by where)
+LEDGER = [
+    ("client/checkout-api/web-03/loki", "18c4a2f9e10-1400", 6_000, "client-c", 6_450,
+     {"full": 410}, {"queue": 40}),
+    ("agent-edge-01-3be1/file:9a1f22c0", "b71c0e9f2a44", 9_000, "agent-a", 9_120, {},
+     {"sending": 120}),
+    ("agent-pay-02-77d0/file:51ce0b8d", "0d3f9a6c1e27", 4_000, "agent-b", 7_300, {},
+     {"disk": 3_263}),
+    ("client/billing-worker/web-04/loki", "18c4a1b7d02-2dd", 3_000, "client-d", 3_000, {},
+     {}),
+]
+
+
+def push_numbered(url: str) -> None:
+    """Numbered lines for the ledger table (the header a client or agent sends)."""
+    from sluiceway.model import LEDGER_HEADER, LedgerGroup, encode_ledger
+
+    now = time.time_ns() - 60 * 10**9
+    for n, (source, epoch, stored, *_rest) in enumerate(LEDGER):
+        for start in range(0, stored, 1000):
+            values = [[str(now + n * 10**8 + start + i), f"level=info msg=\"ledger {i}\""]
+                      for i in range(min(1000, stored - start))]
+            header = encode_ledger([LedgerGroup(source, epoch,
+                                                [(start, start + len(values))])])
+            httpx.post(f"{url}/loki/api/v1/push",
+                       json={"streams": [{"stream": {"app": "ledger-demo"}, "values": values}]},
+                       headers={LEDGER_HEADER: header}).raise_for_status()
+
+
+def with_ledger(reports: list[dict]) -> list[dict]:
+    by = {r["id"]: r for r in reports}
+    for source, epoch, _stored, rid, emitted, lost, in_flight in LEDGER:
+        by[rid]["ledger"] = [{"in_flight": in_flight, "entries": [
+            {"source": source, "epoch": epoch, "emitted": emitted, "lost": lost}]}]
+    return reports
+
+
 def post_heartbeats(url: str, reports: list[dict]) -> None:
     for r in reports:
         # One token per reporter, as each real process makes one: the server keeps a
         # card for the token that made it.
         body = {**r, "token": f"screenshots-{r['id']}"}
         httpx.post(f"{url}/sluiceway/api/v1/heartbeat", json=body).raise_for_status()
+
+
+# An app using the in-app client: ships to the server, reports to the agent.
+CLIENT_APP = """\
+import sys, time
+from sluiceway import client
+client.configure(sinks=[client.LokiSink(sys.argv[1], labels={"app": "checkout"})],
+                 queue_size=2000, when_full="drop", name="checkout-api",
+                 report_url=sys.argv[2], report_interval=1, capture_stdlib=False)
+log = client.get_logger("orders")
+i = 0
+while True:
+    log.info("order placed", order_id=i)
+    i += 1
+    time.sleep(0.002)
+"""
+
+
+def agent_view(srv: ServerProcess, tmp: Path, browser: object, out: Path) -> None:
+    """A real agent and a client reporting to it; the server stopped; the agent's view."""
+    agent = AgentProcess(tmp, {
+        "url": srv.url, "name": "edge-nginx", "timeout": "2s", "heartbeat_interval": "1s",
+        "queue": {"capacity": 3200, "when_full": "spill"},
+        "inputs": [{"type": "demo", "rate": 400, "labels": {"job": "nginx"}}]}).start()
+    app = subprocess.Popen([sys.executable, "-c", CLIENT_APP, srv.url, agent.url], cwd=REPO,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            rows = httpx.get(f"{agent.url}/sluiceway/api/v1/pipeline").json()["data"]
+            if len(rows) == 2 and all(r["lines"]["shipped"] for r in rows):
+                break
+            time.sleep(0.2)
+        srv.signal(signal.SIGSTOP)
+        page = browser.new_page(viewport={"width": 1440, "height": 900},  # type: ignore[attr-defined]
+                                device_scale_factor=1)
+        page.goto(f"{agent.url}/")
+        page.wait_for_selector('[data-testid=reporter][data-status="DROPPING"]', timeout=30_000)
+        page.wait_for_selector('[data-testid=reporter] .backend.down', timeout=30_000)
+        page.wait_for_timeout(3000)
+        page.screenshot(path=str(out / "agent-view.png"), full_page=True)
+        page.close()
+    finally:
+        srv.signal(signal.SIGCONT)
+        app.kill()
+        app.wait()
+        agent.stop(10)
 
 
 def wait_mined(url: str, deadline_s: float = 60.0) -> None:
@@ -190,11 +283,13 @@ def main() -> int:
             now_ns = time.time_ns()
             r = httpx.post(f"{srv.url}/loki/api/v1/push", json={"streams": sample_streams(now_ns)})
             r.raise_for_status()
-            # The stale one reports once with a short interval, then falls silent.
-            stale = heartbeats(time.time())[4] | {"id": "agent-e", "kind": "agent",
-                                                  "name": "batch-cron", "interval_s": 0.2,
-                                                  "host": "cron-01"}
-            post_heartbeats(srv.url, [stale])
+            # The stale ones report once with a short interval, then fall silent.
+            stale = [heartbeats(time.time())[4] | {"id": "agent-e", "kind": "agent",
+                                                   "name": "batch-cron", "interval_s": 0.2,
+                                                   "host": "cron-01"},
+                     heartbeats(time.time())[4] | {"id": "client-g", "name": "report-job",
+                                                   "interval_s": 0.2, "host": "cron-02"}]
+            post_heartbeats(srv.url, stale)
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 page = browser.new_page(viewport={"width": 1440, "height": 1000},
@@ -226,18 +321,28 @@ def main() -> int:
                 page.screenshot(path=str(args.out / "metric.png"), clip={
                     "x": 0, "y": 0, "width": 1440, "height": 620})
 
+                push_numbered(srv.url)
                 page.goto(f"{srv.url}/#/pipeline")
                 # Heartbeats a second apart, so the cards show rates and sparklines move.
                 for i in range(7):
-                    reports = advance(heartbeats(time.time()), 1 + i)
+                    reports = with_ledger(advance(heartbeats(time.time()), 1 + i))
                     post_heartbeats(srv.url, reports)
                     page.wait_for_timeout(1000)
                 page.wait_for_selector("[data-testid=reporter]")
+                page.wait_for_selector("[data-testid=ledger-row]")
+                page.locator("[data-testid=stale-row] summary").click()
+                page.wait_for_timeout(300)
                 page.screenshot(path=str(args.out / "pipeline.png"), full_page=True)
+                page.locator("[data-testid=ledger]").screenshot(
+                    path=str(args.out / "ledger.png"))
+                agent_view(srv, Path(tmp), browser, args.out)
                 browser.close()
         finally:
+            srv.signal(signal.SIGCONT)
             srv.stop()
-    print(f"wrote explore.png, metric.png, patterns.png and pipeline.png in {args.out}")
+    print(f"wrote explore.png, metric.png, patterns.png, pipeline.png, ledger.png and "
+          f"agent-view.png in "
+          f"{args.out}")
     return 0
 
 

@@ -63,7 +63,8 @@ def _start_demo_agent(listen: str, data_dir: Path) -> subprocess.Popen[bytes] | 
     proc = subprocess.Popen([sys.executable, "-m", "sluiceway", "agent", "-c", str(cfg_path),
                              "--listen", status])
     atexit.register(stop_agent, proc)  # if the server fails to start, or anything else
-    print(f"Demo agent: pid {proc.pid}, status on http://{status}/status", flush=True)
+    print(f"Demo agent: pid {proc.pid}, its pipeline view on http://{status}/ (works while "
+          f"the server is down), status on http://{status}/status", flush=True)
     return proc
 
 
@@ -80,12 +81,25 @@ def stop_agent(proc: subprocess.Popen[bytes]) -> None:
 
 def run_stack(listen: str, data_dir: Path, demo: bool) -> None:
     cfg = load_config(None, {"server.listen": listen, "storage.data_dir": str(data_dir)})
-    agent = _start_demo_agent(listen, data_dir) if demo else None
-    print(f"Sluiceway is up: UI and Loki API on http://{listen}  (Ctrl-C stops)", flush=True)
-    try:
-        serve(cfg, before_stop=(lambda: stop_agent(agent)) if agent is not None else None)
-    finally:
+    agents: list[subprocess.Popen[bytes]] = []
+
+    def ready() -> None:
+        # Said once the port is bound and the server answers; the demo agent starts then,
+        # so its first push finds the server.
+        print(f"Sluiceway is up: UI and Loki API on http://{listen}  (Ctrl-C stops)",
+              flush=True)
+        agent = _start_demo_agent(listen, data_dir) if demo else None
         if agent is not None:
+            agents.append(agent)
+
+    def before_stop() -> None:
+        for agent in agents:
+            stop_agent(agent)
+
+    try:
+        serve(cfg, before_stop=before_stop if demo else None, on_ready=ready)
+    finally:
+        for agent in agents:
             stop_agent(agent)
 
 

@@ -21,7 +21,6 @@ from sluiceway.agent._positions import Positions
 from sluiceway.buffer import Buffer, BufferConfig
 from sluiceway.model import EntryBlock, Matcher
 from sluiceway.store import Store, StoreConfig
-from sluiceway.store._index import IndexLog, read_index
 
 Event = tuple[str, str]  # ("dir" | "file" | "rename", path)
 
@@ -80,10 +79,11 @@ def test_chunk_dir_is_synced_before_the_index_names_the_chunk(tmp_path: Path,
         renamed = _renamed(events, chunks[0])
         dir_synced = _synced_after(events, "dir", chunks[0].parent, renamed)
         assert dir_synced is not None, "the chunk's directory was not fsynced after the rename"
-        index = chunks[0].parents[2] / "index.log"
-        named = _synced_after(events, "file", index, renamed)
-        assert named is not None and dir_synced < named, \
+        index = next(tmp_path.glob("tenants/index/t-fake/*/*.idx"))
+        named = _renamed(events, index)
+        assert dir_synced < named, \
             "the index named the chunk before its directory entry was durable"
+        assert _synced_after(events, "dir", index.parent, named) is not None
         assert not list(tmp_path.rglob("*.tmp"))
     finally:
         st.close()
@@ -108,8 +108,8 @@ def test_the_checkpoint_is_durable_before_wal_segments_are_released(
         assert not segment.exists()
     finally:
         st.close()
-    index = next(tmp_path.glob("tenants/*/index.log"))
-    indexed = _synced_after(events, "file", index, 0)
+    index = next(tmp_path.glob("tenants/index/t-fake/*/*.idx"))
+    indexed = _synced_after(events, "dir", index.parent, _renamed(events, index))
     checkpoint = _renamed(events, tmp_path / "checkpoint.json")
     dir_synced = _synced_after(events, "dir", tmp_path, checkpoint)
     released = events.index(("unlink", str(segment)))
@@ -117,16 +117,33 @@ def test_the_checkpoint_is_durable_before_wal_segments_are_released(
     assert indexed < checkpoint < dir_synced < released
 
 
-def test_index_rewrite_syncs_its_directory(tmp_path: Path, events: list[Event]) -> None:
-    log = IndexLog(tmp_path / "index.log")
-    log.append([{"op": "add", "n": 1}, {"op": "del", "n": 1}, {"op": "add", "n": 2}])
-    log.rewrite([{"op": "add", "n": 2}])
-    log.append([{"op": "add", "n": 3}])
-    log.close()
-    renamed = _renamed(events, tmp_path / "index.log")
-    assert _synced_after(events, "dir", tmp_path, renamed) is not None
-    assert [r["n"] for r in read_index(tmp_path / "index.log").records] == [2, 3]
-    assert not list(tmp_path.glob("*.tmp"))
+def test_index_compaction_syncs_its_directory(tmp_path: Path, events: list[Event]) -> None:
+    """The object that folds a period's index objects together is renamed into place and
+    its directory synced before the objects it supersedes are deleted."""
+    cfg = StoreConfig(tmp_path, compaction_enabled=False, delete_delay_s=0)
+    st = Store(cfg)
+    try:
+        for k in range(3):
+            st.push("fake", [_block({"app": "a"}, time.time_ns() + k * 100)]).result()
+            st.flush_all()
+        small = set(tmp_path.glob("tenants/index/t-fake/*/w-*.idx"))
+        assert len(small) == 3
+        st.compact()
+        compacted = next(tmp_path.glob("tenants/index/t-fake/*/c-*.idx"))
+        renamed = _renamed(events, compacted)
+        assert _synced_after(events, "dir", compacted.parent, renamed) is not None
+        st.compact()  # past delete_delay (0): the small objects go
+        assert not set(tmp_path.glob("tenants/index/t-fake/*/*.idx")) & small
+        assert not list(tmp_path.rglob("*.tmp"))
+    finally:
+        st.close()
+    st = Store(cfg)
+    try:
+        lines = [ln for ref in st.series(["fake"], [Matcher("app", "=", "a")], 0, 2**62)
+                 for b in st.blocks(ref, 0, 2**62, "forward") for ln in b.lines()]
+        assert len(lines) == 15
+    finally:
+        st.close()
 
 
 def test_spill_cursor_and_new_segments_sync_their_directory(tmp_path: Path,
@@ -168,8 +185,8 @@ def test_agent_positions_sync_their_directory(tmp_path: Path, events: list[Event
 
 
 def test_many_streams_flush_with_one_index_sync(tmp_path: Path, events: list[Event]) -> None:
-    """Shutdown with many streams: the chunk files share their syncs and the index is
-    appended (and synced) once, not once per stream; every line is there afterwards."""
+    """Shutdown with many streams: the chunk files share their syncs and one index object
+    names them all (one file synced), not one per stream; every line is there afterwards."""
     st = Store(StoreConfig(tmp_path, compaction_enabled=False))
     base = time.time_ns()
     n = 300
@@ -177,9 +194,10 @@ def test_many_streams_flush_with_one_index_sync(tmp_path: Path, events: list[Eve
     st.push("fake", blocks).result()
     events.clear()
     st.close()
-    index = next(tmp_path.glob("tenants/*/index.log"))
-    index_syncs = [e for e in events if e == ("file", str(index.resolve()))]
-    assert len(index_syncs) == 1
+    indexes = list(tmp_path.glob("tenants/index/t-fake/*/*.idx"))
+    assert len(indexes) == 1
+    index_writes = [e for e in events if e[0] == "rename" and e[1].endswith(".idx")]
+    assert len(index_writes) == 1
     chunks = list(tmp_path.glob("tenants/*/chunks/*/*.chunk"))
     assert len(chunks) == n
     day_dirs = {str(c.parent.resolve()) for c in chunks}

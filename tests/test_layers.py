@@ -32,9 +32,13 @@ LAYERS: dict[str, frozenset[str]] = {
     "buffer": frozenset({"durable"}),
     "ship": frozenset({"buffer", "wire", "model", "durable"}),
     "client": frozenset({"ship", "buffer", "wire", "model", "durable"}),
-    "agent": frozenset({"ship", "buffer", "wire", "model", "durable"}),
+    # The agent's template, match and decolorize stages use the query engine's own
+    # templates, selectors and filters (imported when a pipeline has such a stage).
+    "agent": frozenset({"ship", "buffer", "wire", "model", "durable", "logql"}),
     "store": frozenset({"model", "durable"}),
     "logql": frozenset({"model", "durable"}),
+    # The logcli-style commands: an HTTP client that parses LogQL to pick the endpoint.
+    "logcli": frozenset({"logql", "model", "durable"}),
     "ruler": frozenset({"logql", "wire", "model", "durable"}),
     "patterns": frozenset({"logql", "model", "durable"}),
     "server": frozenset({"store", "logql", "ruler", "patterns", "wire", "model", "durable",

@@ -1,8 +1,8 @@
-"""The agent: inputs -> pipeline -> batcher -> buffer -> shippers, plus positions and
-reports.
+"""The agent: inputs -> pipeline -> lanes (per client and tenant: batcher -> buffer ->
+delivery loops), plus positions and reports.
 
-Threads: one per input, `workers` delivery loops (`sluiceway.ship`), one flusher (batch
-max_wait), one positions writer, the status HTTP server and the heartbeat. Shutdown
+Threads: one per input, `workers` delivery loops (`sluiceway.ship`) per lane, one flusher
+(batch max_wait), one positions writer, the status HTTP server and the heartbeat. Shutdown
 order matters: inputs stop first, the loops drain until the deadline (a push still
 unanswered then is given up and its lines requeued), then the buffer closes (spilling
 what is left in spill mode) and positions are written last.
@@ -22,19 +22,26 @@ from sluiceway.agent._config import (
     AgentConfig,
     DemoInput,
     FileInput,
+    JournalInput,
+    LokiPushInput,
     StdinInput,
     SyslogInput,
 )
+from sluiceway.agent._dryrun import DryRun
 from sluiceway.agent._http import StatusServer
-from sluiceway.agent._inputs import DemoGenerator, StdinReader
+from sluiceway.agent._inputs import DemoGenerator, LineInput, StdinReader
+from sluiceway.agent._journal import JournalReader
+from sluiceway.agent._lanes import Lanes
+from sluiceway.agent._ledger import AgentLedger, input_source
 from sluiceway.agent._pipeline import PipelineSpec
 from sluiceway.agent._positions import Positions
-from sluiceway.agent._queue import AgentQueue, Batcher, batch_lines
+from sluiceway.agent._push_input import PushReceiver
 from sluiceway.agent._report import collector, heartbeat, status
-from sluiceway.agent._ship import push_target, shippers
+from sluiceway.agent._ship import push_target
 from sluiceway.agent._stats import Stats
 from sluiceway.agent._syslog import SyslogListener
 from sluiceway.agent._tail import FileTailer
+from sluiceway.agent._view import PipelineView, view_url
 from sluiceway.ship import HeartbeatSender
 
 log = logging.getLogger("sluiceway.agent")
@@ -51,8 +58,9 @@ class Input(Protocol):
 
 
 class Agent:
-    def __init__(self, cfg: AgentConfig, listen: str | None = None) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: AgentConfig, listen: str | None = None,
+                 dry_run: bool = False) -> None:
+        self.config = cfg  # as given: inputs and every client
         self.listen = listen if listen is not None else cfg.listen
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         # Stable per data dir, so the server's pipeline page keeps one row per agent.
@@ -60,35 +68,55 @@ class Agent:
         self.id = f"agent-{socket.gethostname()}-{where}"
         self.stats = Stats()
         self.positions = Positions(cfg.data_dir / "positions.json")
-        self.queue = AgentQueue(cfg.queue, cfg.data_dir, self.positions)
-        self._warn_orphan_spill()
-        self.batcher = Batcher(cfg.batch, cfg.format, self.queue, self.positions,
-                               batch_lines(cfg.queue, cfg.batch))
+        if cfg.promtail_positions is not None:
+            self.positions.import_promtail(cfg.promtail_positions,
+                                           cfg.promtail_positions_ignore_invalid)
+        self.ledger = AgentLedger(self.positions)
         self.stop_inputs = threading.Event()
         self.stop_now = threading.Event()
         self.stopped = threading.Event()
-        self.shippers = shippers(cfg, self.queue, self.stop_now)
-        self.delivery = self.shippers[0].stats  # shared by every worker
+        self.lanes = Lanes(cfg, self.positions, self.stop_now, self.ledger)
+        first = self.lanes.first
+        # The first client's lane is what /status, /metrics and heartbeats describe at
+        # the top; every lane is listed under `clients` (and labelled on /metrics).
+        self.cfg = first.cfg
+        self.queue, self.batcher, self.delivery = first.queue, first.batcher, first.delivery
+        self._warn_orphan_spill()
+        # --dry-run: entries are printed instead of sent, and no position is saved.
+        self.dry_run = DryRun() if dry_run else None
         self.inputs: list[Input] = [self._input(i) for i in cfg.inputs]
         self.http: StatusServer | None = None
+        self.view = PipelineView(lambda: heartbeat(self.status()),
+                                 cfg.heartbeat_interval, cfg.heartbeat_forget_after,
+                                 self.stop_now)
         self.heartbeat: HeartbeatSender | None = None
-        self._shipper_threads: list[threading.Thread] = []
         self._threads: list[threading.Thread] = []  # flusher, positions writer
         self._input_threads: list[threading.Thread] = []
         self._registry: Any = None
 
     def _input(self, icfg: Any) -> Input:
-        emit, stats, stop = self.batcher.add, self.stats, self.stop_inputs
+        emit = self.dry_run.emit if self.dry_run is not None else self.lanes.emit
+        stats, stop = self.stats, self.stop_inputs
         if isinstance(icfg, FileInput):
             return FileTailer(icfg, self.positions, emit, stats, self.batcher.max_lines,
-                              self.cfg.batch.max_bytes, stop)
+                              self.cfg.batch.max_bytes, stop,
+                              source=input_source(self.id, "file", ",".join(icfg.paths)),
+                              inherit=self.ledger.received)
+        inp: LineInput
         if isinstance(icfg, StdinInput):
-            return StdinReader(icfg, emit, stats, stop)
-        if isinstance(icfg, SyslogInput):
-            return SyslogListener(icfg, emit, stats, stop)
-        if isinstance(icfg, DemoInput):
-            return DemoGenerator(icfg, emit, stats, stop)
-        raise ValueError(f"unknown input {icfg!r}")
+            inp, what = StdinReader(icfg, emit, stats, stop), "stdin"
+        elif isinstance(icfg, SyslogInput):
+            inp, what = SyslogListener(icfg, emit, stats, stop), f"syslog:{icfg.listen}"
+        elif isinstance(icfg, DemoInput):
+            inp, what = DemoGenerator(icfg, emit, stats, stop), "demo"
+        elif isinstance(icfg, LokiPushInput):  # not numbered: its lines keep their own
+            return PushReceiver(icfg, emit, stats, stop)
+        elif isinstance(icfg, JournalInput):  # not numbered yet
+            return JournalReader(icfg, self.config.data_dir, emit, stats, stop)
+        else:
+            raise ValueError(f"unknown input {icfg!r}")
+        inp.numbers = self.ledger.line_input(input_source(self.id, what.split(":")[0], what))
+        return inp
 
     def _warn_orphan_spill(self) -> None:
         spill = self.cfg.data_dir / "spill"
@@ -101,6 +129,13 @@ class Agent:
 
     def filtered(self) -> int:
         return sum(i.spec.filtered.value for i in self.inputs)
+
+    def filtered_by_reason(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for i in self.inputs:
+            for reason, n in i.spec.filtered.by_reason.items():
+                out[reason] = out.get(reason, 0) + n
+        return out
 
     def status(self) -> dict[str, Any]:
         return status(self)
@@ -123,24 +158,29 @@ class Agent:
 
     def start(self) -> Agent:
         if self.listen:  # first: a taken port should fail before anything runs
-            self.http = StatusServer(self.listen, self.status, self.metrics).start()
+            self.http = StatusServer(self.listen, self.status, self.metrics,
+                                     self.view).start()
+            self.view.url = view_url(self.http.address)
         seen: set[str] = set()
         for inp in self.inputs:
             if isinstance(inp, FileTailer):
                 seen |= inp.scan()
-        self.positions.prune(seen)
-        self.positions.save(force=True)
-        for n, loop in enumerate(self.shippers):
-            self._spawn(loop.run, f"agent-shipper-{n}", self._shipper_threads)
-        self._spawn(self._flush_loop, "agent-flusher", self._threads)
-        self._spawn(self._positions_loop, "agent-positions", self._threads)
+        if self.dry_run is None:
+            self.positions.prune(seen)
+            self.positions.save(force=True)
+            self.lanes.start()
+            self._spawn(self._flush_loop, "agent-flusher", self._threads)
+            self._spawn(self._positions_loop, "agent-positions", self._threads)
         for n, inp in enumerate(self.inputs):
             self._spawn(inp.run, f"agent-input-{n}", self._input_threads)
-        if self.cfg.report_url != "off":
+        if self.cfg.report_url != "off" and self.dry_run is None:
             self.heartbeat = self._heartbeat()
             self.heartbeat.thread.start()
+        if self.http is not None:  # the view, and the relay of its reporters' heartbeats
+            self.view.start(self.heartbeat)
         log.info("agent %s shipping to %s (queue %s, when_full=%s)", self.cfg.name,
-                 self.cfg.url, self.cfg.queue.capacity, self.cfg.queue.when_full)
+                 ", ".join(c.url for c in self.lanes.clients), self.cfg.queue.capacity,
+                 self.cfg.queue.when_full)
         return self
 
     def _heartbeat(self) -> HeartbeatSender:
@@ -148,7 +188,7 @@ class Agent:
         cfg, target = self.cfg, push_target(self.cfg)
         auto = cfg.report_url == "auto"
         return HeartbeatSender(target.base_url if auto else cfg.report_url,
-                               lambda: heartbeat(self.status()),
+                               self.view.own,
                                lambda: target.http(min(5.0, cfg.heartbeat_interval)),
                                cfg.heartbeat_interval, self.stop_now, auto=auto, log=log,
                                name="agent-heartbeat")
@@ -156,7 +196,7 @@ class Agent:
     def _flush_loop(self) -> None:
         tick = max(0.01, min(0.1, self.cfg.batch.max_wait / 2))
         while not self.stop_now.wait(tick):
-            self.batcher.tick()
+            self.lanes.tick()
 
     def _positions_loop(self) -> None:
         while not self.stop_now.wait(self.cfg.positions_sync):
@@ -173,23 +213,29 @@ class Agent:
         log.info("agent stopping: draining for up to %.1fs", self.cfg.shutdown_timeout)
         self.stop_inputs.set()
         self._join(self._input_threads, deadline)
-        flush = threading.Thread(target=self.batcher.tick, args=(True,), daemon=True)
+        flush = threading.Thread(target=self.lanes.tick, args=(True,), daemon=True)
         flush.start()
         flush.join(max(0.0, deadline - time.monotonic()))
-        self.queue.buffer.join(max(0.0, deadline - time.monotonic()))
+        for lane in self.lanes.all():
+            lane.queue.buffer.join(max(0.0, deadline - time.monotonic()))
         self.stop_now.set()
         # Loops give up a push still unanswered (within a poll of 50 ms) and hand its
         # lines back, so the close below keeps them with the rest of the queue.
-        self._join(self._shipper_threads, time.monotonic() + 1)
+        self._join([t for lane in self.lanes.all() for t in lane.threads],
+                   time.monotonic() + 1)
         # Spill mode: what is still queued goes to disk for the next run; otherwise its
         # positions were never advanced, so files are re-read from there. Closing also
         # frees the flusher and inputs blocked on a full queue (block mode): their puts
         # fail, and positions stay before those lines.
-        self.queue.buffer.close(persist=True)
+        for lane in self.lanes.all():
+            lane.queue.buffer.close(persist=True)
         self._join(self._threads + self._input_threads, time.monotonic() + 1)
-        self.positions.save(force=True)
+        if self.dry_run is None:
+            self.positions.save(force=True)
         if self.http is not None:
             self.http.stop()
+        if self.heartbeat is not None:  # the settled figures, once more
+            self.heartbeat.final(timeout=min(2.0, self.cfg.heartbeat_interval))
         self.stopped.set()
         ln = self.status()["lines"]
         log.info("agent stopped: %d lines read, %d shipped, %d spilled, %d lost", ln["read"],

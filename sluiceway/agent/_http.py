@@ -1,4 +1,5 @@
-"""The agent's own small HTTP endpoint: /metrics (Prometheus), /status (JSON), /ready."""
+"""The agent's own small HTTP endpoint: /metrics (Prometheus), /status (JSON), /ready, and
+the pipeline view (`_view.PipelineView`: its page, its data, reporters' heartbeats)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import logging
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from sluiceway.agent._view import PipelineView
 
 log = logging.getLogger("sluiceway.agent")
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -25,7 +29,7 @@ class StatusServer:
     """Runs in a daemon thread; `status()` and `metrics()` are built on every request."""
 
     def __init__(self, listen: str, status: Callable[[], dict[str, Any]],
-                 metrics: Callable[[], bytes]) -> None:
+                 metrics: Callable[[], bytes], view: PipelineView | None = None) -> None:
         get_status, get_metrics = status, metrics
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,8 +42,24 @@ class StatusServer:
                                "application/json")
                 elif path == "/ready":
                     self._send(200, b"ready\n", "text/plain")
+                elif view is not None and (answer := view.get(path)) is not None:
+                    self._send(*answer)
                 else:
                     self._send(404, b"not found\n", "text/plain")
+
+            def do_POST(self) -> None:  # noqa: N802
+                length = self.headers.get("Content-Length", "")
+                if view is None:
+                    self._send(404, b"not found\n", "text/plain")
+                elif not length.isdigit():
+                    self._send(411, b"a Content-Length is required\n", "text/plain")
+                elif int(length) > view.max_body:
+                    self.close_connection = True  # the body is not read
+                    self._send(413, f"body larger than {view.max_body} bytes\n".encode(),
+                               "text/plain")
+                else:
+                    self._send(*view.receive(self.path.split("?", 1)[0],
+                                          self.rfile.read(int(length))))
 
             def _send(self, code: int, body: bytes, ctype: str) -> None:
                 self.send_response(code)

@@ -17,10 +17,12 @@ from collections.abc import Callable
 from typing import Any
 
 from sluiceway.agent._config import DemoInput, StdinInput
+from sluiceway.agent._ledger import LineNumbers
 from sluiceway.agent._pipeline import Pipeline, PipelineSpec
 from sluiceway.agent._records import Records
 from sluiceway.agent._stats import Stats
-from sluiceway.agent._tail import Emit
+from sluiceway.agent._tail import Emit, numbers_of
+from sluiceway.model import runs_of
 
 log = logging.getLogger("sluiceway.agent")
 
@@ -33,6 +35,10 @@ class LineInput:
         self.spec = PipelineSpec(stages, labels)  # type: ignore[arg-type]
         self.pipeline: Pipeline = self.spec.new()
         self.emit, self.stats, self.stop = emit, stats, stop
+        # The ledger's numbers of this input (set by the agent; None: not numbered).
+        # With a joining stage (multiline, cri, docker) lines are not numbered: a
+        # joined record is many lines.
+        self.numbers: LineNumbers | None = None
 
     def deliver(self, lines: list[str], ts: list[int] | None = None,
                 labels: list[dict[str, str] | None] | None = None,
@@ -41,12 +47,28 @@ class LineInput:
             base = time.time_ns()
             ts = list(range(base, base + len(lines)))
         recs = Records(ts, lines, fields=fields, labels=labels)
+        nums = self.numbers if not self.pipeline.stateful else None
         if lines:
             self.stats.add(lines_read=len(lines), bytes_read=sum(map(len, lines)))
+            if nums is not None:
+                recs.seqs = nums.take(len(lines))
+        seqs = recs.seqs
         out = self.pipeline.run(recs, final)
         pieces = self.pipeline.to_pieces(out)
+        groups = None
+        if nums is not None and seqs is not None and out.seqs is not None:
+            groups = numbers_of(nums.source, nums.epoch, out.seqs)
+            if len(out.seqs) < len(seqs):  # a drop stage: lost on purpose, by number
+                with nums.lock:
+                    for a, b in runs_of(sorted(set(seqs) - set(out.seqs))):
+                        nums.lost["filtered"] = nums.lost.get("filtered", 0) + \
+                            nums.lost_set.add(a, b)
         if pieces:
-            self.emit(pieces, len(out), sum(len(line) for p in pieces for line in p.lines), [])
+            nbytes = sum(len(line) for p in pieces for line in p.lines)
+            if groups:
+                self.emit(pieces, len(out), nbytes, [], False, groups)
+            else:
+                self.emit(pieces, len(out), nbytes, [])
 
 
 class StdinReader(LineInput):

@@ -6,9 +6,13 @@ happens inside C-backed calls (orjson, RE2, `str` methods) wherever a batch allo
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
+from datetime import tzinfo
+from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 import re2
@@ -30,19 +34,48 @@ _LOGFMT_RE = re.compile(r'([^\s=]+)=("(?:[^"\\]|\\.)*"|[^\s"]*)')
 
 
 class Counter:
-    """A plain counter the agent reads into its metrics (one per stage kind that drops)."""
+    """Lines removed on purpose (drop, match, sampling and limit stages), in all and by
+    the stage's reason; the agent reads it into its metrics."""
 
-    __slots__ = ("value",)
+    __slots__ = ("by_reason", "value")
 
     def __init__(self) -> None:
         self.value = 0
+        self.by_reason: dict[str, int] = {}
+
+    def add(self, n: int, reason: str) -> None:
+        if n:
+            self.value += n
+            self.by_reason[reason] = self.by_reason.get(reason, 0) + n
+
+
+def go_string(v: Any) -> str:
+    """A field's value as Promtail writes it into a label: numbers as Go's
+    `FormatFloat(v, 'f', -1, 64)`, booleans `true`/`false`, objects as JSON."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "NaN"
+        if math.isinf(v):
+            return "+Inf" if v > 0 else "-Inf"
+        return str(int(v)) if v.is_integer() and abs(v) < 1e21 else format(Decimal(repr(v)), "f")
+    if v is None:
+        return ""
+    return orjson.dumps(v).decode()
 
 
 def _source(recs: Records, source: str | None) -> list[Any]:
     if source is None:
         return recs.lines
-    fields = recs.ensure_fields()
-    return [f.get(source) for f in fields]
+    return [recs.value(i, source) for i in range(len(recs.lines))]
+
+
+_SIMPLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\])*$")
 
 
 def _compile_path(path: str) -> list[str | int]:
@@ -60,30 +93,61 @@ def _walk(obj: Any, path: list[str | int]) -> Any:
     return obj
 
 
-def json_stage(cfg: JsonStage) -> Callable[[Records], Records]:
-    exprs = [(name, _compile_path(path or name)) for name, path in cfg.expressions.items()]
+def _expression(path: str) -> Callable[[Any], Any]:
+    """A JMESPath expression (Promtail's); plain `a.b[0]` paths skip the library."""
+    if _SIMPLE.match(path):
+        steps = _compile_path(path)
+        return lambda obj: _walk(obj, steps)
+    import jmespath
+    from jmespath.exceptions import JMESPathError
+
+    try:
+        compiled = jmespath.compile(path)
+    except JMESPathError as exc:
+        raise ValueError(f"json stage: invalid JMESPath expression {path!r}: {exc}") from exc
+    search: Callable[[Any], Any] = compiled.search
+    return search
+
+
+def _json_value(v: Any) -> Any:
+    # Promtail keeps strings and numbers, and writes anything else as JSON text.
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return v
+    return orjson.dumps(v).decode()
+
+
+def json_stage(cfg: JsonStage, dropped: Counter | None = None) -> Callable[[Records], Records]:
+    exprs = [(name, _expression(path or name)) for name, path in cfg.expressions.items()]
     loads = orjson.loads
+    drop_bad = cfg.drop_malformed
 
     def run(recs: Records) -> Records:
         if not recs.lines:
             return recs
         fields = recs.ensure_fields()
-        for f, text in zip(fields, _source(recs, cfg.source), strict=True):
-            if not isinstance(text, str) or not text.startswith("{"):
+        bad: list[int] = []
+        for i, (f, text) in enumerate(zip(fields, _source(recs, cfg.source), strict=True)):
+            if not isinstance(text, str):
                 continue
             try:
-                obj = loads(text)
+                obj = loads(text) if text[:1] in ("{", "[") else None
             except orjson.JSONDecodeError:
-                continue
+                obj = None
             if not isinstance(obj, dict):
+                if drop_bad:
+                    bad.append(i)
                 continue
             if not exprs:
                 f.update(obj)
                 continue
-            for name, path in exprs:
-                v = _walk(obj, path)
+            for name, search in exprs:
+                v = search(obj)
                 if v is not None:
-                    f[name] = v
+                    f[name] = _json_value(v)
+        if bad and dropped is not None:
+            gone = set(bad)
+            dropped.add(len(bad), "drop_malformed")
+            return recs.take([i for i in range(len(recs.lines)) if i not in gone])
         return recs
     return run
 
@@ -139,8 +203,19 @@ def regex_stage(cfg: RegexStage) -> Callable[[Records], Records]:
     return run
 
 
+def zone(name: str | None) -> tzinfo | None:
+    if name is None:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"timestamp stage: unknown location {name!r}") from exc
+
+
 def timestamp_stage(cfg: TimestampStage) -> Callable[[Records], Records]:
-    parsers = [make_parser(cfg.format), *(make_parser(f) for f in cfg.fallback_formats)]
+    where = zone(cfg.location)
+    parsers = [make_parser(cfg.format, where),
+               *(make_parser(f, where) for f in cfg.fallback_formats)]
     fudge = cfg.action_on_failure == "fudge"
 
     def parse(value: Any) -> int | None:
@@ -172,12 +247,12 @@ def labels_stage(cfg: LabelsStage) -> Callable[[Records], Records]:
     pairs = list(cfg.fields.items())
 
     def run(recs: Records) -> Records:
-        if not recs.lines or recs.fields is None:
+        if not recs.lines:
             return recs
         labels = recs.ensure_labels()
-        for i, f in enumerate(recs.fields):
-            found = {name: str(f[field]) for name, field in pairs
-                     if f.get(field) not in (None, "")}
+        for i in range(len(recs.lines)):
+            found = {name: text for name, field in pairs
+                     if (text := go_string(recs.value(i, field))) != ""}
             if found:
                 cur = labels[i]
                 labels[i] = found if cur is None else {**cur, **found}
@@ -189,15 +264,27 @@ def drop_stage(cfg: DropStage, dropped: Counter) -> Callable[[Records], Records]
     rx = re2.compile(cfg.expression) if cfg.expression is not None else None
     older_ns = int(cfg.older_than * 1e9) if cfg.older_than is not None else None
     longer = cfg.longer_than
-    test_source = cfg.source is not None or rx is not None or cfg.value is not None
+    sources = [cfg.source] if isinstance(cfg.source, str) else cfg.source
+    test_source = sources is not None or rx is not None or cfg.value is not None
 
     def hit(value: Any) -> bool:
         if value is None:
             return False
-        text = value if isinstance(value, str) else str(value)
+        text = go_string(value)
         if rx is not None and rx.search(text) is None:
             return False
         return cfg.value is None or text == cfg.value
+
+    def values(recs: Records) -> list[Any]:
+        if sources is None:
+            return recs.lines
+        if len(sources) == 1:
+            return _source(recs, sources[0])
+        cols = [_source(recs, src) for src in sources]
+        # Several sources: all must be present, joined by the separator.
+        rows = zip(*cols, strict=True)
+        return [None if any(v is None for v in row)
+                else cfg.separator.join(go_string(v) for v in row) for row in rows]
 
     def run(recs: Records) -> Records:
         if not recs.lines:
@@ -205,14 +292,14 @@ def drop_stage(cfg: DropStage, dropped: Counter) -> Callable[[Records], Records]
         n = len(recs.lines)
         drop = [True] * n  # conditions are ANDed, as in Promtail
         if test_source:
-            drop = [hit(v) for v in _source(recs, cfg.source)]
+            drop = [hit(v) for v in values(recs)]
         if older_ns is not None:
             cutoff = now_ns() - older_ns
             drop = [d and t < cutoff for d, t in zip(drop, recs.ts, strict=True)]
         if longer is not None:
             drop = [d and len(line) > longer for d, line in zip(drop, recs.lines, strict=True)]
         keep = [i for i, d in enumerate(drop) if not d]
-        dropped.value += n - len(keep)
+        dropped.add(n - len(keep), cfg.drop_counter_reason)
         return recs.take(keep)
     return run
 

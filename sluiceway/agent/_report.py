@@ -8,7 +8,8 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from sluiceway.agent._queue import REASONS
+from sluiceway.agent._promtail_metrics import promtail_metrics
+from sluiceway.agent._queue import REASONS, renamed
 from sluiceway.agent._tail import FileTailer
 from sluiceway.buffer import DROP_REASONS as BUFFER_DROP_REASONS
 from sluiceway.ship import LOSS_REASONS, Figures, QueueCollector
@@ -45,7 +46,7 @@ def status(agent: Agent) -> dict[str, Any]:
                       "pending_lines": pending.get(key, 0), "released": f.released,
                       "waiting": waiting.get(key, 0.0) > WAITING_AFTER_S})
     lost: dict[str, int] = {}
-    for table in (_renamed(q["dropped_by_reason"]), d["lost_by_reason"], s.lost_by_reason):
+    for table in (renamed(q["dropped_by_reason"]), d["lost_by_reason"], s.lost_by_reason):
         for r, n in table.items():
             lost[r] = lost.get(r, 0) + n
     with s.lock:
@@ -77,15 +78,14 @@ def status(agent: Agent) -> dict[str, Any]:
                     "last_error_ts": d["last_error_ts"],
                     "last_success_ts": d["last_success_ts"]},
         "counters": counters, "files": files,
+        "ledger": [agent.ledger.group({
+            "reader": sum(i.emitting_lines for i in agent.inputs if isinstance(i, FileTailer)),
+            "queue": agent.batcher.lines + q["depth"], "sending": q["in_flight"],
+            "disk": q["spill_pending"], "file": agent.ledger.reread_backlog()})],
+        # Every client's lanes (the figures above are the first one's).
+        "clients": [lane.summary() for lane in agent.lanes.all()],
+        "filtered_by_reason": agent.filtered_by_reason(),
     }
-
-
-def _renamed(drops: dict[str, int]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for r, n in drops.items():
-        name = REASONS.get(r, r)
-        out[name] = out.get(name, 0) + n
-    return out
 
 
 def heartbeat(doc: dict[str, Any]) -> dict[str, Any]:
@@ -95,7 +95,7 @@ def heartbeat(doc: dict[str, Any]) -> dict[str, Any]:
     files = sorted(doc["files"], key=lambda f: (-f["lag_bytes"], f["path"]))[:HEARTBEAT_FILES]
     return {
         **{k: doc[k] for k in ("id", "kind", "name", "host", "pid", "ts", "interval_s",
-                               "lines", "lost_by_reason", "spill_bytes")},
+                               "lines", "lost_by_reason", "spill_bytes", "ledger")},
         "queue": {**{k: q[k] for k in ("unit", "depth", "capacity", "high_watermark",
                                        "in_flight", "bytes", "max_bytes", "when_full",
                                        "spill_full", "spill_max_bytes", "waiting_s")},
@@ -117,13 +117,23 @@ def _behind(f: dict[str, Any]) -> int | None:
 
 
 def collector(agent: Agent) -> QueueCollector:
-    """The agent's /metrics: the shared queue collector, plus its inputs and files."""
+    """The agent's /metrics: the shared queue collector (one queue per lane: labelled
+    `client` and `tenant` when there can be more than one), plus its inputs and files,
+    and Promtail's names for them."""
 
     def figures() -> list[Figures]:
-        return [Figures(agent.queue.snapshot(), agent.delivery.snapshot(),
-                        agent.delivery.latency.snapshot(), url=agent.cfg.url,
-                        rename=REASONS, extra_lost=dict(agent.stats.lost_by_reason),
-                        reasons=LOST_REASONS, drop_reasons=DROP_REASONS)]
+        lanes = agent.lanes
+        out = []
+        for lane in lanes.all():
+            labels = {"client": lane.cfg.url, "tenant": lane.cfg.tenant or ""} \
+                if lanes.labelled else {}
+            # What inputs lost (a truncation) is the agent's, shown with the first lane.
+            extra = dict(agent.stats.lost_by_reason) if lane.first else {}
+            out.append(Figures(lane.queue.snapshot(), lane.delivery.snapshot(),
+                               lane.delivery.latency.snapshot(), url=lane.cfg.url,
+                               labels=labels, rename=REASONS, extra_lost=extra,
+                               reasons=LOST_REASONS, drop_reasons=DROP_REASONS))
+        return out
 
     return QueueCollector("sluiceway_agent", figures, lambda: _inputs(agent))
 
@@ -132,6 +142,8 @@ def _inputs(agent: Agent) -> Iterator[Any]:
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
     doc = status(agent)
+    yield from promtail_metrics(doc, [(lane.cfg.url, lane.delivery.latency.snapshot())
+                                      for lane in agent.lanes.all()])
     c, ln = doc["counters"], doc["lines"]
     for key, help_ in (("read", "lines read from inputs"),
                        ("filtered", "lines removed on purpose by drop stages")):

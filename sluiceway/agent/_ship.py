@@ -5,9 +5,10 @@ What each answer does to the lines is the one set of rules of `sluiceway.ship` (
 with the in-app client): 2xx shipped; a partial 400 loses only the lines Loki names; 401,
 403, 404, 405 keep the lines and retry forever with the backend DOWN; 413 splits; 429,
 5xx and no answer retry with backoff, honouring Retry-After, lost only when
-`retry.max_retries` gives up (never in spill mode). At the shutdown deadline a push still
-unanswered is given up and its lines go back to the queue: spilled, or their file
-positions stay put, and the next run sends them again.
+`retry.max_retries` gives up (in spill mode only with `retry.max_retries_in_spill`, as
+a Promtail config's `backoff_config.max_retries` sets it). At the shutdown deadline a
+push still unanswered is given up and its lines go back to the queue: spilled, or their
+file positions stay put, and the next run sends them again.
 """
 
 from __future__ import annotations
@@ -42,14 +43,17 @@ def push_target(cfg: AgentConfig) -> PushTarget:
                       verify=not t.insecure_skip_verify, timeout=cfg.timeout)
 
 
-def shippers(cfg: AgentConfig, queue: AgentQueue,
-             stop: threading.Event) -> list[DeliveryLoop[Push]]:
-    """One loop per worker; they share the counters, the backend's state and the log."""
+def shippers(cfg: AgentConfig, queue: AgentQueue, stop: threading.Event,
+             who: str = "agent") -> list[DeliveryLoop[Push]]:
+    """One loop per worker; they share the counters, the backend's state and the log.
+    `cfg` is one lane's (a client's URL, tenant, batch, backoff and retry limit)."""
     target = push_target(cfg)
-    retry = RetryPolicy(cfg.retry.min_backoff, cfg.retry.max_backoff, cfg.retry.max_retries)
+    r = cfg.retry
+    retry = RetryPolicy(r.min_backoff, r.max_backoff, r.max_retries, r.max_retries_in_spill)
     stats = DeliveryStats()
-    watch = Watch(queue.buffer, "agent", log)
-    return [DeliveryLoop(queue.buffer, PushDeliverer(PushClient(target)), who="agent",
+    watch = Watch(queue.buffer, who, log)
+    return [DeliveryLoop(queue.buffer, PushDeliverer(PushClient(target)), who=who,
                          target=target.push_url, logger=log, retry=retry, max_units=1,
-                         stop=stop, on_done=queue.done, stats=stats, watch=watch)
+                         stop=stop, on_done=queue.done, stats=stats, watch=watch,
+                         on_lost=queue.ledger.lose_part if queue.ledger is not None else None)
             for _ in range(cfg.workers)]

@@ -21,28 +21,40 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from typing import Protocol
 
 import numpy as np
+import orjson
 
 from sluiceway.agent._config import FileInput
 from sluiceway.agent._pipeline import Pipeline, PipelineSpec
 from sluiceway.agent._positions import Checkpoint, Positions
 from sluiceway.agent._records import Piece, Records
 from sluiceway.agent._stats import Stats
+from sluiceway.agent._targets import Targets
+from sluiceway.model import LedgerGroup, runs_of
 from sluiceway.wire import utf8_lines
 
 log = logging.getLogger("sluiceway.agent")
+# What a line a client's file sink numbered contains (lineage).
+_MARK = b'"_seq":'
 
 
 class Emit(Protocol):
     """The batcher's `add`: pieces of `lines` lines (`nbytes` of text) and the file
-    ranges they finish; `can_wait` when the input can read them again (a file)."""
+    ranges they finish; `can_wait` when the input can read them again (a file);
+    `numbers`: the ledger's numbers of those lines (ARCHITECTURE.md §ledger)."""
 
     def __call__(self, pieces: list[Piece], lines: int, nbytes: int,
-                 checkpoints: list[Checkpoint], can_wait: bool = False) -> None: ...
+                 checkpoints: list[Checkpoint], can_wait: bool = False,
+                 numbers: list[LedgerGroup] | None = None) -> None: ...
+
+
+def numbers_of(source: str, epoch: str, seqs: list[int] | None) -> list[LedgerGroup]:
+    return [LedgerGroup(source, epoch, runs_of(seqs))] if seqs else []
 
 
 def file_fingerprint(fd: int, n: int) -> tuple[str, int]:
@@ -61,7 +73,8 @@ class Tracked:
     line_pos: int  # file offset of `lines[0]`
     partial: bytes = b""
     lines: list[bytes] = field(default_factory=list)  # complete lines not yet emitted
-    skips: list[tuple[int, int]] = field(default_factory=list)  # done ranges to jump over
+    # done ranges to jump over: (start, end, first number, end number)
+    skips: list[tuple[int, int, int, int]] = field(default_factory=list)
     gone_since: float | None = None
     fp_len: int = 0
     fp: str = ""
@@ -77,19 +90,28 @@ class Tracked:
     cut: bool = False  # truncated: start over at 0 before reading on
     cuts: int = 0
     gen: int = 0  # positions generation of the content read (a truncation starts a new one)
+    line_no: int = 0  # the ledger's number of `lines[0]`
+    epoch: str = ""
+    lineage: bool = False  # lines carry a client's numbers (`_src`, `_ep`, `_seq`)
 
 
 class FileTailer:
     def __init__(self, cfg: FileInput, positions: Positions, emit: Emit, stats: Stats,
-                 max_lines: int, max_bytes: int, stop: threading.Event) -> None:
+                 max_lines: int, max_bytes: int, stop: threading.Event,
+                 source: str = "",
+                 inherit: Callable[[list[LedgerGroup]], None] | None = None) -> None:
         self.cfg = cfg
+        self.source = source  # the ledger's source id of this input
+        self.inherit = inherit  # told the client numbers read (lineage)
         self.positions = positions
         self.emit = emit
         self.stats = stats
         self.max_lines = max_lines
         self.max_bytes = max_bytes
         self.stop = stop
-        self.spec = PipelineSpec(list(cfg.pipeline), dict(cfg.labels))
+        # Stream labels come from each target (the input's labels, relabeled).
+        self.spec = PipelineSpec(list(cfg.pipeline), {})
+        self.targets = Targets(cfg)
         self.files: dict[str, Tracked] = {}
         self._first_scan = True
         self._last_scan = 0.0
@@ -98,20 +120,23 @@ class FileTailer:
         # reader and the watcher; never held while emitting (emit may block).
         self._lock = threading.Lock()
         self.emitting_since: float | None = None
+        self.emitting_lines = 0  # numbered lines on their way into the batcher
 
     # -- discovery -------------------------------------------------------------------------
-    def _matches(self) -> dict[str, os.stat_result]:
-        found: dict[str, os.stat_result] = {}
-        for pattern in self.cfg.paths:
-            for path in glob.glob(pattern, recursive=True):
-                if any(fnmatch(path, ex) for ex in self.cfg.exclude):
+    def _matches(self) -> dict[str, tuple[os.stat_result, dict[str, str]]]:
+        found: dict[str, tuple[os.stat_result, dict[str, str]]] = {}
+        for target in self.targets.current():
+            for path in glob.glob(target.path, recursive=True):
+                if path in found or any(fnmatch(path, ex) for ex in self.cfg.exclude):
+                    continue
+                if target.exclude is not None and fnmatch(path, target.exclude):
                     continue
                 try:
                     st = os.stat(path)
                 except OSError:
                     continue
                 if os.path.isfile(path):
-                    found[path] = st
+                    found[path] = (st, target.labels)
         return found
 
     def scan(self) -> set[str]:
@@ -119,13 +144,13 @@ class FileTailer:
         self._last_scan = time.monotonic()
         matches = self._matches()
         seen: dict[str, str] = {}
-        for path, st in sorted(matches.items()):
+        for path, (st, labels) in sorted(matches.items()):
             key = f"{st.st_dev}:{st.st_ino}"
             seen[key] = path
             t = self.files.get(key)
             if t is None:
                 if not self.positions.tracked(key):  # else another input tails it
-                    self._open(key, path)
+                    self._open(key, path, labels)
             elif t.path != path:
                 t.path = path  # renamed but still matched: same inode, same position
                 self.positions.update(key, path=path)
@@ -141,7 +166,7 @@ class FileTailer:
         self._first_scan = False
         return set(seen)
 
-    def _open(self, key: str, path: str) -> None:
+    def _open(self, key: str, path: str, labels: dict[str, str]) -> None:
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError as exc:
@@ -152,18 +177,22 @@ class FileTailer:
             os.close(fd)
             return
         fp, fp_len = file_fingerprint(fd, self.cfg.fingerprint_bytes)
-        start, skips = self._start_offset(key, fd, st.st_size, fp_len)
-        fpos = self.positions.register(key, path, start, fp, fp_len, skips)
-        extra = {"filename": path} if self.cfg.filename_label else {}
+        start, skips, ledger = self._start_offset(key, fd, st.st_size, fp_len, path)
+        fpos = self.positions.register(key, path, start, fp, fp_len, skips,
+                                       source=self.source, ledger=ledger,
+                                       numbered=bool(self.source) and not self.spec.stateful)
+        extra = {**labels, "filename": path} if self.cfg.filename_label else dict(labels)
         with self._lock:
             self.files[key] = Tracked(key, path, fd, self.spec.new(extra), start, start, start,
-                                      skips=[(s, e) for s, e, _ in fpos.pending],
+                                      skips=[(s, e, a, b) for s, e, _, a, b in fpos.pending],
                                       fp_len=fp_len, fp=fp, seen_size=st.st_size,
-                                      gen=fpos.gen)
+                                      gen=fpos.gen, line_no=fpos.line, epoch=fpos.epoch)
         log.info("tailing %s from offset %d", path, start)
 
-    def _start_offset(self, key: str, fd: int, size: int,
-                      fp_len: int) -> tuple[int, list[tuple[int, int]]]:
+    def _start_offset(self, key: str, fd: int, size: int, fp_len: int, path: str
+                      ) -> tuple[int, list[tuple[int, int, int, int]], dict[str, object] | None]:
+        """Where to start, the done ranges to jump over, and the saved ledger figures of
+        this content (None: its numbering starts now, a new epoch)."""
         saved = self.positions.saved(key)
         if saved is not None:
             n = int(str(saved.get("fp_len", 0)))
@@ -171,14 +200,27 @@ class FileTailer:
             offset = int(str(saved.get("offset", 0)))
             if same and offset <= size:
                 ranges: list[list[int]] = saved.get("done") or []  # type: ignore[assignment]
-                return offset, [(int(s), int(e)) for s, e in ranges if int(e) <= size]
+                done = [(int(r[0]), int(r[1]), int(r[2]), int(r[3])) if len(r) >= 4
+                        else (int(r[0]), int(r[1]), -1, -1) for r in ranges]
+                known = "epoch" in saved and all(a >= 0 for _, _, a, _ in done)
+                return (offset, [d for d in done if d[1] <= size],
+                        saved if known else None)
             log.info("saved position of %s does not match the file any more; rereading", key)
-            return 0, []
+            return 0, [], None
+        imported = self.positions.imported(path)
+        if imported is not None:
+            if imported <= size:
+                log.info("%s: starting at offset %d from the Promtail positions file",
+                         path, imported)
+                return imported, [], None
+            log.info("%s is smaller than its Promtail position %d (truncated or replaced "
+                     "since); reading it from the start", path, imported)
+            return 0, [], None
         # New files found after startup are read from the start: they are usually the
         # fresh file of a rotation, and skipping them would lose its first lines.
         if self._first_scan and self.cfg.start_at == "end":
-            return size, []
-        return 0, []
+            return size, [], None
+        return 0, [], None
 
     # -- truncation ------------------------------------------------------------------------
     def _look(self, t: Tracked) -> os.stat_result:
@@ -219,7 +261,7 @@ class FileTailer:
         # Whole lines counted ahead, plus the line cut short at the end (or, past what was
         # counted, at least one more): exact when the watcher had counted to the old end.
         lines = counted + (1 if tail > 0 or t.seen_size > end else 0)
-        skipped = sum(min(e, t.seen_size) - max(s, pos) for s, e in t.skips
+        skipped = sum(min(e, t.seen_size) - max(s, pos) for s, e, _, _ in t.skips
                       if e > pos and s < t.seen_size) if not t.cut else 0
         nbytes = t.seen_size - pos + plen - skipped
         self.stats.add(file_truncations=1, truncated_bytes_lost=nbytes)
@@ -245,6 +287,8 @@ class FileTailer:
             self._deliver(t, Records.empty(), t.line_pos, 0, final=True)
         with self._lock:
             t.gen = self.positions.gen(t.key)
+            t.epoch = self.positions.snapshot_of(t.key).epoch
+            t.line_no = 0
             t.read_pos = t.mark = t.line_pos = t.nl_read = 0
             t.partial, t.skips, t.unterminated, t.cut = b"", [], False, False
             self.positions.update(t.key, read_pos=0, size=t.seen_size, lag_lines=self._lag(t))
@@ -320,6 +364,8 @@ class FileTailer:
             with self._lock:
                 t.read_pos = t.line_pos = max(t.read_pos, t.skips[0][1])
                 t.mark = max(t.mark, t.read_pos)
+                if t.skips[0][3] >= 0:  # the numbers go on after the range's
+                    t.line_no = max(t.line_no, t.skips[0][3])
                 t.skips.pop(0)
         if t.skips:
             want = min(want, t.skips[0][0] - t.read_pos)
@@ -334,6 +380,8 @@ class FileTailer:
                 self.positions.update(t.key, size=st.st_size, lag_lines=self._lag(t))
                 return 0
             t.read_pos += len(data)
+            if not t.lineage and self.source and _MARK in data:
+                t.lineage = True  # a client's file sink wrote it: lines keep its numbers
             buf = t.partial + data if t.partial else data
             if buf.rfind(b"\n") < 0:
                 t.partial = buf
@@ -378,43 +426,106 @@ class FileTailer:
         self._next_ts = base + n
         start = t.line_pos
         t.line_pos = start + nbytes
+        first = t.line_no
         if t.pipeline.plain:  # no stages: the bytes as read are the lines on the wire
             ts = np.arange(base, base + n, dtype=np.int64)
+            nums: list[LedgerGroup] | None = None
+            own = n
+            if t.lineage:
+                nums, own = self._inherited(piece, t.epoch, first)
+            elif self.source:
+                nums = [LedgerGroup(self.source, t.epoch, [(first, first + n)])]
+            t.line_no += own
             self._emit(t, [Piece(t.pipeline.labels, ts, piece)], n, nbytes - n,
-                       t.line_pos, n)
+                       t.line_pos, n, nums, (first, first + own))
             return
+        t.line_no += n
         # One decode and one split for the whole piece: no Python work per line.
         lines = b"\n".join(piece).decode("utf-8", "replace").split("\n")
         recs = Records(list(range(base, base + n)), lines)
         if t.pipeline.stateful:
             recs.starts = list(itertools.accumulate((len(b) + 1 for b in piece[:-1]),
                                                     initial=start))
-        self._deliver(t, recs, t.line_pos, n)
+        elif self.source:
+            recs.seqs = list(range(first, first + n))
+        self._deliver(t, recs, t.line_pos, n, numbers=(first, first + n))
+
+    def _inherited(self, piece: list[bytes], epoch: str,
+                   first: int) -> tuple[list[LedgerGroup], int]:
+        """Lineage: lines a client's file sink numbered keep their numbers; the others
+        get this input's (returns the groups in line order, and how many were ours)."""
+        keys: list[tuple[str, str, int] | None] = []
+        for line in piece:
+            key = None
+            if _MARK in line:
+                try:
+                    rec = orjson.loads(line)
+                    key = (str(rec["_src"]), str(rec["_ep"]), int(rec["_seq"]))
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                    key = None
+            keys.append(key)
+        groups: list[LedgerGroup] = []
+        inherited: list[LedgerGroup] = []
+        own = 0
+        i = 0
+        while i < len(keys):
+            k = keys[i]
+            j = i
+            if k is None:
+                while j < len(keys) and keys[j] is None:
+                    j += 1
+                groups.append(LedgerGroup(self.source, epoch, [(first + own,
+                                                                first + own + j - i)]))
+                own += j - i
+            else:
+                while j < len(keys) and keys[j] is not None and keys[j][:2] == k[:2]:  # type: ignore[index]
+                    j += 1
+                g = LedgerGroup(k[0], k[1], runs_of(x[2] for x in keys[i:j] if x))
+                groups.append(g)
+                inherited.append(g)
+            i = j
+        if inherited and self.inherit is not None:
+            self.inherit(inherited)
+        return groups, own
 
     def _deliver(self, t: Tracked, recs: Records, end: int, nread: int,
-                 final: bool = False) -> None:
+                 final: bool = False, numbers: tuple[int, int] = (0, 0)) -> None:
+        seqs = recs.seqs
         out = t.pipeline.run(recs, final)
         pieces = t.pipeline.to_pieces(out)
         nbytes = sum(len(line) for p in pieces for line in p.lines)
-        self._emit(t, pieces, len(out), nbytes, end, nread)
+        nums = None
+        if seqs is not None and out.seqs is not None:
+            nums = numbers_of(self.source, t.epoch, out.seqs)
+            if len(out.seqs) < len(seqs):  # a drop stage: lost on purpose, by number
+                gone = sorted(set(seqs) - set(out.seqs))
+                self.positions.lose(t.epoch, "filtered", runs_of(gone))
+        self._emit(t, pieces, len(out), nbytes, end, nread, nums, numbers)
 
     def _emit(self, t: Tracked, pieces: list[Piece], lines: int, nbytes: int, end: int,
-              nread: int) -> None:
+              nread: int, numbers: list[LedgerGroup] | None = None,
+              span: tuple[int, int] = (0, 0)) -> None:
         held = t.pipeline.held_from()
         safe = end if held is None else min(held, end)
         ck: list[Checkpoint] = []
         if safe > t.mark:
-            self.positions.add(t.key, t.gen, t.mark, safe)
-            ck.append((t.key, t.gen, t.mark, safe))
+            first, stop = span if held is None else (0, 0)
+            self.positions.add(t.key, t.gen, t.mark, safe, first, stop)
+            ck.append((t.key, t.gen, t.mark, safe, first, stop))
             t.mark = safe
         if nread:
             self.stats.add(lines_read=nread)
         if pieces or ck:
             self.emitting_since = time.monotonic()  # the watcher looks while this blocks
+            self.emitting_lines = sum(g.lines for g in numbers) if numbers else 0
             try:
-                self.emit(pieces, lines, nbytes, ck, True)
+                if numbers:
+                    self.emit(pieces, lines, nbytes, ck, True, numbers)
+                else:
+                    self.emit(pieces, lines, nbytes, ck, True)
             finally:
                 self.emitting_since = None
+                self.emitting_lines = 0
 
     def _check_idle(self, t: Tracked, now: float) -> bool:
         """At EOF: release rotated/deleted files; True if released."""

@@ -26,7 +26,7 @@ def configure(sinks: Iterable[Any] | None = None, *, level: str | int = "INFO",
               capture_stdlib: bool = True, name: str = "python",
               report_url: str | None = "auto", report_interval: float = 10.0,
               metrics: bool = False, handle_signals: bool = True,
-              flush_timeout: float | None = None) -> Runtime:
+              flush_timeout: float | None = None, trace_ids: bool = True) -> Runtime:
     """Build the pipeline (replacing any previous one, which is flushed for up to 1 s).
 
     Raises ValueError for a bad option: configuration errors surface at startup, log
@@ -38,6 +38,9 @@ def configure(sinks: Iterable[Any] | None = None, *, level: str | int = "INFO",
     records are flushed for up to `shutdown_timeout` seconds; what is left is kept in
     the spill or counted lost as `shutdown_timeout`, with one line on stderr.
     `flush_timeout` is the old name of `shutdown_timeout`.
+
+    `trace_ids`: a record logged inside an active OpenTelemetry span gets `trace_id`
+    and `span_id` fields (when `opentelemetry-api` is installed).
     """
     if when_full not in ("drop", "block", "spill"):
         raise ValueError(f"when_full must be drop, block or spill, not {when_full!r}")
@@ -55,7 +58,7 @@ def configure(sinks: Iterable[Any] | None = None, *, level: str | int = "INFO",
         protected_levels=frozenset(protected_levels), redact=tuple(redact),
         redact_patterns=tuple(redact_patterns), batch_size=batch_size,
         max_retries=max_retries, shutdown_timeout=shutdown_timeout, name=name,
-        report_url=report_url, report_interval=report_interval)
+        report_url=report_url, report_interval=report_interval, trace_ids=trace_ids)
     level_number(level)  # validate before anything starts
     rt = install(settings)
     if capture_stdlib:

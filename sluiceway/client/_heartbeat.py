@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from sluiceway.client._loki import LokiSink
+from sluiceway.client._sinks import RotatingFileSink
 from sluiceway.ship import HeartbeatSender
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ def heartbeat_payload(rt: Runtime) -> dict[str, Any]:
                    "last_error": st["last_error"], "last_status": st["last_status"],
                    "last_success_ts": st["last_success_ts"]}
     return {
+        "ledger": ledger_groups(rt, s),
         "id": rt.id, "kind": "client", "name": rt.settings.name,
         "host": socket.gethostname(), "pid": os.getpid(), "ts": time.time(),
         "interval_s": rt.settings.report_interval, "queue": queue, "lines": lines,
@@ -70,6 +72,22 @@ def heartbeat_payload(rt: Runtime) -> dict[str, Any]:
         "backend": backend,
         "latency_us": {"enqueue_p99": s["enqueue_latency_us"]["p99"]},
     }
+
+
+def ledger_groups(rt: Runtime, s: dict[str, Any]) -> list[dict[str, Any]]:
+    """One ledger group per Loki sink that pushes to the server the heartbeats go to
+    (a sink pushing elsewhere would read there as all unexplained), and per file sink
+    whose lines carry their numbers (an agent ships them on: lineage)."""
+    base, _ = report_target(rt)
+    out = []
+    for w, led in zip(rt.workers, rt.ledgers, strict=True):
+        sink = w.sink
+        if isinstance(sink, LokiSink) and sink.ledger_source and base is not None \
+                and sink.base_url == base.rstrip("/"):
+            out.append(led.report(s["sinks"][w.name]))
+        elif isinstance(sink, RotatingFileSink) and sink.lineage and sink.ledger_source:
+            out.append(led.report(s["sinks"][w.name], lineage=True))
+    return out
 
 
 def report_target(rt: Runtime) -> tuple[str | None, bool]:

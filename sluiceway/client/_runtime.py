@@ -19,7 +19,9 @@ from typing import Any
 
 from sluiceway.buffer import BufferConfig, SpillDirLocked
 from sluiceway.client._context import RequestContext, context_var
+from sluiceway.client._ledger import Numbering, SinkLedger, source_id
 from sluiceway.client._levels import DEFAULT_PROTECTED, level_number
+from sluiceway.client._otel import trace_ids
 from sluiceway.client._redact import DEFAULT_REDACT, Redactor
 from sluiceway.client._sinks import StdoutSink
 from sluiceway.client._worker import SinkWorker, percentiles
@@ -52,6 +54,7 @@ class Settings:
     name: str = "python"
     report_url: str | None = "auto"
     report_interval: float = 10.0
+    trace_ids: bool = True  # OpenTelemetry trace_id/span_id inside an active span
 
 
 def _safe(name: str) -> str:
@@ -73,7 +76,18 @@ class Runtime:
                 name = f"{name}#{i}"
             seen.add(name)
             self.workers.append(self._worker(sink, name, redactor))
-        self._puts = tuple(w.buffer.put for w in self.workers)
+        spill = s.when_full == "spill" and self.workers
+        self.numbering = Numbering(self.workers[0].config.spill_dir if spill else None)
+        self.ledgers: list[SinkLedger] = []
+        for w in self.workers:
+            led = SinkLedger(source_id(s.name, w.name, w.config.spill_dir), self.numbering)
+            self.ledgers.append(led)
+            w.start(led)
+        self._epoch, self._next = self.numbering.epoch, self.numbering.next
+        self._keep_epoch = s.when_full == "spill"
+        self._puts = tuple((w.buffer.put, led.refused)
+                           for w, led in zip(self.workers, self.ledgers, strict=True))
+        self._trace_ids = trace_ids() if s.trace_ids else None
         self.internal_errors = 0
         self.calls = 0
         self.latency_ns: deque[int] = deque(maxlen=4096)
@@ -86,11 +100,13 @@ class Runtime:
         self.stopped_by_lifespan = False
         self._heartbeat: threading.Thread | None = None
         self._hb_stop = threading.Event()
+        self.heartbeats: Any = None  # the HeartbeatSender, when reporting
         if s.report_url:
             from sluiceway.client._heartbeat import heartbeat_sender
 
             sender = heartbeat_sender(self)
             if sender is not None:
+                self.heartbeats = sender
                 self._heartbeat = sender.thread
                 sender.thread.start()
 
@@ -146,10 +162,16 @@ class Runtime:
                 rec.update(ts=rec_ts, level=level, logger=logger, msg=msg)
         if exc is not None:
             rec["exc"] = exc
+        if self._trace_ids is not None:
+            self._trace_ids(rec)
+        if self._keep_epoch:  # a record that may outlive the process says its epoch
+            rec["_ep"] = self._epoch
+        rec["_seq"] = self._next()
         size = len(msg) + 160  # an estimate is enough for the byte bound
         protected = level in self.protected
-        for put in self._puts:
-            put(rec, size, protected=protected, tag=level)
+        for put, refused in self._puts:
+            if not put(rec, size, protected=protected, tag=level):
+                refused(rec)
         if sample:
             self.latency_ns.append(time.perf_counter_ns() - t0)
 
@@ -193,6 +215,7 @@ class Runtime:
         for w in self.workers:
             w.stop(timeout=0.5)
         if ok:
+            self._stopped()
             return True
         lost = kept = 0
         for w in self.workers:
@@ -204,7 +227,15 @@ class Runtime:
             # stderr itself, not logging: at exit the handlers may be gone already
             _stderr(f"sluiceway: {lost + kept} records not delivered at exit within "
                     f"shutdown_timeout={timeout:g}s: {', '.join(parts)}")
+        self._stopped()
         return False
+
+    def _stopped(self) -> None:
+        """After a clean stop: numbering goes on in the next run of a spill directory,
+        and the server gets the settled figures in one last heartbeat."""
+        self.numbering.stop()
+        if self.heartbeats is not None:
+            self.heartbeats.final()
 
     def child_copy(self) -> Runtime:
         """A fresh runtime for a forked child: new threads, locks and buffers; sinks

@@ -33,7 +33,10 @@ def json_lines(records: list[dict[str, Any]]) -> bytes:
 
 _COLORS = {"DEBUG": "\x1b[2m", "INFO": "\x1b[32m", "WARNING": "\x1b[33m", "ERROR": "\x1b[31m",
            "CRITICAL": "\x1b[41m", "AUDIT": "\x1b[36m", "SECURITY": "\x1b[35m"}
-_SKIP = ("ts", "level", "logger", "msg", "exc")
+_SKIP = ("ts", "level", "logger", "msg", "exc", "_ep", "_seq", "_src")
+# The ledger's numbering (`_ep`, `_seq`): written by the file sink (an agent tailing the
+# file reads it back), never shown on stdout.
+_NUMBERING = ("_ep", "_seq")
 
 
 def pretty_line(r: dict[str, Any], color: bool = True) -> str:
@@ -68,7 +71,8 @@ class StdoutSink:
             stream.write("".join(pretty_line(r) + "\n" for r in records))
             stream.flush()
             return
-        data = json_lines(records)
+        data = json_lines([{k: v for k, v in r.items() if k not in _NUMBERING}
+                           if "_seq" in r else r for r in records])
         buf = getattr(stream, "buffer", None)
         if buf is not None:
             stream.flush()
@@ -83,8 +87,14 @@ class RotatingFileSink:
     """JSON lines to `path`, rotated by size: path → path.1 → … → path.<backups>."""
 
     def __init__(self, path: str | Path, max_bytes: int = 10 << 20, backups: int = 5,
-                 fsync: bool = False) -> None:
+                 fsync: bool = False, lineage: bool = True) -> None:
         self.name = f"file:{path}"
+        # The ledger (set by the runtime): each line carries its source (`_src`), epoch
+        # (`_ep`) and number (`_seq`), so an agent tailing the file ships the lines under
+        # this sink's numbers (lineage). `lineage=False` writes none of the three.
+        self.lineage = lineage
+        self.ledger_source: str | None = None
+        self.ledger_epoch = ""
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.backups = backups
@@ -102,6 +112,13 @@ class RotatingFileSink:
         return self._f
 
     def write_batch(self, records: list[dict[str, Any]]) -> None:
+        src = self.ledger_source
+        if not self.lineage:
+            records = [{k: v for k, v in r.items() if k not in _NUMBERING} if "_seq" in r
+                       else r for r in records]
+        elif src is not None:
+            ep = self.ledger_epoch
+            records = [{"_ep": ep, **r, "_src": src} if "_seq" in r else r for r in records]
         data = json_lines(records)
         f = self._open()
         if self._size and self._size + len(data) > self.max_bytes:

@@ -14,6 +14,7 @@ from typing import Any
 
 from sluiceway.buffer import Buffer, BufferConfig, OrjsonCodec
 from sluiceway.client._errors import SinkConfigError, SinkRejected, SinkRetryable, SinkTooLarge
+from sluiceway.client._ledger import SinkLedger
 from sluiceway.ship import DeliveryLoop, Part, RetryPolicy
 from sluiceway.wire import PushAnswer
 
@@ -76,6 +77,9 @@ class SinkDeliverer:
 
     def parts(self, items: list[Record]) -> list[Part]:
         records = [self.redact(r) for r in items] if self.redact is not None else items
+        cut = getattr(self.sink, "ledger_parts", None)
+        if cut is not None:  # a sink whose pushes carry the numbers in a bounded header
+            return [_part(rs) for rs in cut(records)]
         return [_part(records)]
 
     def send(self, part: Part) -> PushAnswer:
@@ -107,8 +111,11 @@ class SinkWorker:
         self.sink = sink
         self.name = name
         self.config = config
+        self.ledger: SinkLedger | None = None  # set by the runtime before start()
+        self._lineage = False
         self.buffer: Buffer[Record] = Buffer(config, name=name,
-                                             codec=_RedactingCodec(redact) if redact else None)
+                                             codec=_RedactingCodec(redact) if redact else None,
+                                             on_dropped=self._dropped)
         self.redact = redact
         self.batch_size = int(getattr(sink, "max_batch", batch_size) or batch_size)
         target = getattr(sink, "url", None)
@@ -117,11 +124,32 @@ class SinkWorker:
             target=str(target or name), logger=log,
             retry=RetryPolicy(MIN_BACKOFF, MAX_BACKOFF, max_retries),
             max_units=self.batch_size, max_bytes=1 << 62,
-            linger=float(getattr(sink, "batch_wait", 0.0) or 0.0))
+            linger=float(getattr(sink, "batch_wait", 0.0) or 0.0), on_lost=self._lost,
+            on_done=self._done)
         self._hurry_lock = threading.Lock()
         self._thread = threading.Thread(target=self.loop.run, daemon=True,
                                         name=f"sluiceway-sink-{name}")
+
+    def start(self, ledger: SinkLedger | None) -> None:
+        self.ledger = ledger
+        if ledger is not None and hasattr(self.sink, "ledger_source"):
+            self.sink.ledger_source = ledger.source  # its pushes carry the numbers
+            self.sink.ledger_epoch = ledger.numbering.epoch  # of records without `_ep`
+        # a sink that hands its lines on (a file an agent tails) says how far it got
+        self._lineage = ledger is not None and bool(getattr(self.sink, "lineage", False))
         self._thread.start()
+
+    def _dropped(self, items: list[Record], reason: str) -> None:
+        if self.ledger is not None:
+            self.ledger.dropped(items, reason)
+
+    def _done(self, items: list[Record]) -> None:
+        if self._lineage and self.ledger is not None:
+            self.ledger.handed(items)
+
+    def _lost(self, part: Part, gone: dict[str, int]) -> None:
+        if self.ledger is not None:
+            self.ledger.lost(part, gone)
 
     # ---- lifecycle --------------------------------------------------------------------
 
@@ -158,6 +186,8 @@ class SinkWorker:
         else:
             lost, kept = b["depth"] + b["in_flight"] + b["spill_pending"], 0
         self.loop.stats.count_lost("shutdown_timeout", lost)
+        if self.ledger is not None:
+            self.ledger.unknown(lost)
         return lost, kept
 
     def stats(self) -> dict[str, Any]:

@@ -35,8 +35,8 @@ from sluiceway.logql._metric_types import F64, I64
 from sluiceway.logql._pipeline import LabelKey, LogPipeline, count_block, read_blocks
 from sluiceway.logql._result import QueryStats
 from sluiceway.logql._results_cache import Buckets, SplitResult
-from sluiceway.logql._source import LogSource, SeriesRef
-from sluiceway.model import EntryBlock
+from sluiceway.logql._source import LogSource
+from sluiceway.model import EntryBlock, SeriesRef
 
 ERROR_DETAILS = "__error_details__"
 
@@ -111,7 +111,8 @@ def unit_blocks(source: LogSource, ref: SeriesRef, lo: int, hi: int, params: Que
     each block: the deadline (`read_blocks`), the abort flag (another unit failed) and
     the query's cancel flag. Every block read is counted in the unit's own stats (merged
     by the caller: no shared counters)."""
-    for block in read_blocks(source, ref, lo, hi, "forward", params.deadline):
+    for block in read_blocks(source, ref, lo, hi, "forward", params.deadline,
+                             pipeline.prefilter):
         if abort.is_set():
             raise Aborted()
         params.options.check()
@@ -131,7 +132,9 @@ def _probe(source: LogSource, ref: SeriesRef, lo: int, hi: int, lr: A.LogRange,
     lines keep `__error__` answers 400 as soon as any series shows one, instead of after
     every series listed before it (their counts are discarded; the scan redoes them)."""
     def run(abort: threading.Event) -> None:
-        blocks = read_blocks(source, ref, lo, hi, "forward", params.deadline)
+        pipeline = range_pipeline(lr, params, mapper)
+        blocks = read_blocks(source, ref, lo, hi, "forward", params.deadline,
+                             pipeline.prefilter)
         try:
             block = next(blocks, None)
         finally:
@@ -139,7 +142,6 @@ def _probe(source: LogSource, ref: SeriesRef, lo: int, hi: int, lr: A.LogRange,
         if block is None or abort.is_set():
             return
         head = block.slice(0, min(len(block), PROBE_LINES))
-        pipeline = range_pipeline(lr, params, mapper)
         idx = pipeline.select(head)
         if len(idx):
             run_block(plan, pipeline, mapper, head, idx, False)
@@ -206,7 +208,7 @@ def count_lines(source: LogSource, params: QueryParams, lr: A.LogRange, lo: int,
     shape = (tuple(tenants), repr(lr.log), lr.range_ns, lr.offset_ns, plan.by, want, g,
              levels)
     keys: dict[int, Hashable] = {}
-    units = []
+    todo: list[tuple[int, int, int]] = []  # splits to read: (index, start, end)
     for k, (a, b) in enumerate(splits):
         if cache is not None and b <= closed_before:
             keys[k] = (generation, shape, a, b)
@@ -219,8 +221,11 @@ def count_lines(source: LogSource, params: QueryParams, lr: A.LogRange, lo: int,
                         limit.note_times(key, bk.ids * g)  # a bucket's edge is in its slot
                 _add_to(counts, sizes, g, hit)
                 continue
-        units += [_unit(source, ref, k, a, b, lr, plan, mapper, g, edges, want, params,
-                        limit) for ref in refs]
+        todo.append((k, a, b))
+    # Series by series, then time: with one thread the first pipeline error is the one the
+    # per-line engine meets (`run_units` raises the earliest unit's).
+    units = [_unit(source, ref, k, a, b, lr, plan, mapper, g, edges, want, params, limit)
+             for ref in refs for k, a, b in todo]
     # With no more series than threads they all start at once anyway.
     if 1 < opts.parallelism < len(refs) and plan.can_fail():
         for _ in run_units([_probe(source, ref, lo, hi, lr, plan, mapper, params)

@@ -6,8 +6,9 @@ names, a `by` grouping (from the range aggregation or pushed down from an outer 
 no grouping at all without a parser — and returns None for the rest, which the per-line
 engine answers.
 
-Where block filters will plug in (chunk format v2): `Plan.required_literals()` are the
-byte strings every selected line must contain; a block whose token filter excludes one of
+`Plan.required_literals()` are the byte strings every selected line must contain: the
+same literals as the log pipeline's `LinePrefilter`, which every block read hands to the
+source (`LogSource.blocks`); a block whose token filter (chunk format v2) excludes one of
 them can be skipped without being read.
 """
 
@@ -19,7 +20,7 @@ import re2
 
 from sluiceway.logql import _ast as A
 from sluiceway.logql._columnar_filter import ERROR, VecFilter, compile_vec_filter, filter_names
-from sluiceway.logql._filters import BlockFilter, compile_line_filter
+from sluiceway.logql._filters import BlockFilter, compile_line_filter, required_literals
 from sluiceway.logql._pattern import compile_pattern
 from sluiceway.logql._stages import sanitize_key
 
@@ -79,12 +80,7 @@ def plan_lines(lr: A.LogRange, grouping: A.Grouping | None) -> Plan | None:
     by = set(grouping.labels) if grouping is not None and without is None else set()
     stages = lr.log.stages
     n = 0
-    literals: list[bytes] = []
     while n < len(stages) and isinstance(stages[n], A.LineFilter):
-        st = stages[n]
-        assert isinstance(st, A.LineFilter)
-        if st.op == "|=" and len(st.values) == 1 and not st.ip and st.values[0]:
-            literals.append(st.values[0].encode())
         n += 1
     ops: list[Op] = []
     names: set[str] = set(by)
@@ -118,7 +114,8 @@ def plan_lines(lr: A.LogRange, grouping: A.Grouping | None) -> Plan | None:
     if not _names_ok(names) or (without is not None and parser):
         return None
     fields = tuple(sorted(names - {ERROR})) if parser else ()
-    return Plan(ops, fields, tuple(sorted(by)), ERROR in by, tuple(literals), without)
+    return Plan(ops, fields, tuple(sorted(by)), ERROR in by, required_literals(stages),
+                without)
 
 
 def _regexp_parse(pattern: str) -> _Parse | None:

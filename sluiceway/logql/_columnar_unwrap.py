@@ -44,8 +44,8 @@ from sluiceway.logql._metric_extract import (
 from sluiceway.logql._metric_types import F64, I64
 from sluiceway.logql._pipeline import LabelKey, LogPipeline
 from sluiceway.logql._result import QueryStats
-from sluiceway.logql._source import LogSource, SeriesRef
-from sluiceway.model import EntryBlock
+from sluiceway.logql._source import LogSource
+from sluiceway.model import EntryBlock, SeriesRef
 
 # per series key: (line index in the block, ts, value) arrays of one block
 _Rows = dict[LabelKey, list[tuple[I64, I64, F64]]]
@@ -190,8 +190,10 @@ def collect_values(source: LogSource, params: QueryParams, lr: A.LogRange, lo: i
     splits = split_range(lo, hi, opts.split_ns)
     stats.splits += len(splits)
     # Arrival order of the per-line engine: series by series, then time.
+    # (and with one thread the first pipeline error is the one the per-line engine meets:
+    # `run_units` raises the earliest unit's)
     units = [_unit(source, ref, r * len(splits) + k, a, b, lr, vp, mapper, params, limit)
-             for k, (a, b) in enumerate(splits) for r, ref in enumerate(refs)]
+             for r, ref in enumerate(refs) for k, (a, b) in enumerate(splits)]
     parts = []
     for part in run_units(units, opts.parallelism, opts):
         merge_stats(stats, part.stats)

@@ -15,6 +15,7 @@ from typing import Any
 from sluiceway.logql._json_scan import JsonScanError, scan_leaves
 from sluiceway.logql._lexer import parse_go_duration, parse_go_float
 from sluiceway.logql._logfmt import scan_logfmt
+from sluiceway.logql._result import StreamsResult
 from sluiceway.logql._stages import ERROR, ERROR_DETAILS, sanitize_key
 from sluiceway.logql._stages import _json_label_key as json_label_key
 
@@ -122,13 +123,13 @@ class _Field:
             self.values.add(v)
 
 
-def _entries(result: list[dict[str, Any]]) -> Iterator[tuple[dict[str, str], str, dict[str, Any]]]:
-    for s in result:
-        for v in s["values"]:
-            yield s["stream"], v[1], (v[2] if len(v) > 2 and v[2] else {})
+def _entries(result: StreamsResult) -> Iterator[tuple[dict[str, str], str, dict[str, Any]]]:
+    for s in result.streams:
+        for _, line, extra in s.entries:
+            yield s.labels, line, extra or {}
 
 
-def detected_fields(result: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+def detected_fields(result: StreamsResult, limit: int) -> list[dict[str, Any]]:
     """Loki's `fields` of a categorized streams result: at most `limit` fields, in the
     order they were met."""
     fields: dict[str, _Field] = {}
@@ -162,7 +163,7 @@ def detected_fields(result: list[dict[str, Any]], limit: int) -> list[dict[str, 
     return out
 
 
-def detected_field_values(result: list[dict[str, Any]], name: str, limit: int) -> list[str]:
+def detected_field_values(result: StreamsResult, name: str, limit: int) -> list[str]:
     """The distinct values of field `name` (byte sizes written as Loki writes them)."""
     values: dict[str, None] = {}
     for stream, line, extra in _entries(result):

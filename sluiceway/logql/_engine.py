@@ -22,9 +22,9 @@ from sluiceway.logql._levels import LevelRules
 from sluiceway.logql._limits import DEFAULT_MAX_LINE_SIZE, Deadline
 from sluiceway.logql._parser import parse
 from sluiceway.logql._pipeline import LabelKey, LogPipeline, Processed, selected_blocks
-from sluiceway.logql._result import QueryResult, QueryStats
-from sluiceway.logql._source import LogSource, SeriesRef
-from sluiceway.model import format_labels
+from sluiceway.logql._result import Extra, QueryResult, QueryStats, Stream, StreamsResult
+from sluiceway.logql._source import LogSource
+from sluiceway.model import SeriesRef, format_labels
 
 
 @dataclass(slots=True)
@@ -150,7 +150,7 @@ def _merge_logs(source: LogSource, refs: list[SeriesRef], pipeline: LogPipeline,
                (format_labels(ref.labels), ref.tenant), reverse)
         for ref in refs
     ]
-    groups: dict[LabelKey, list[list[Any]]] = {}
+    groups: dict[LabelKey, list[tuple[int, str, Extra | None]]] = {}
     interval = params.interval_ns or 0
     last: int | None = None
     count = 0
@@ -162,8 +162,7 @@ def _merge_logs(source: LogSource, refs: list[SeriesRef], pipeline: LogPipeline,
             if interval and last is not None and (
                     ts > last - interval if reverse else ts < last + interval):
                 continue
-            value: list[Any] = [str(ts), line] if extra is None else [str(ts), line, extra]
-            groups.setdefault(key, []).append(value)
+            groups.setdefault(key, []).append((ts, line, extra))
             last = ts
             count += 1
             if count >= params.limit:
@@ -171,6 +170,6 @@ def _merge_logs(source: LogSource, refs: list[SeriesRef], pipeline: LogPipeline,
     stats.entries_returned = count
     streams = sorted(((format_labels(dict(k)), k, v) for k, v in groups.items()),
                      key=lambda t: t[0])
-    result = [{"stream": dict(k), "values": v} for _, k, v in streams]
+    result = StreamsResult([Stream(dict(k), v) for _, k, v in streams])
     flags = ("categorize-labels",) if params.categorize_labels else ()
-    return QueryResult("streams", result, stats, flags)
+    return QueryResult(result, stats, flags)

@@ -12,6 +12,7 @@ import ipaddress
 import re
 from bisect import bisect_right
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -19,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import re2
 
-from sluiceway.logql._ast import LineFilter
+from sluiceway.logql._ast import LineFilter, Stage
 from sluiceway.logql._pattern import compile_pattern
 from sluiceway.model import EntryBlock
 
@@ -318,3 +319,45 @@ def compile_line_predicate(f: LineFilter) -> Callable[[str], bool]:
     if f.op[0] == "!":
         return lambda ln: not any(t(ln) for t in tests)
     return lambda ln: any(t(ln) for t in tests)
+
+
+def required_literals(stages: tuple[Stage, ...]) -> tuple[bytes, ...]:
+    """Byte strings every line a query selects contains: the literals of its leading
+    `|= "text"` filters (one value, not `ip`, not empty). The columnar plan
+    (`Plan.required_literals`) and the log pipeline's `LinePrefilter` both come from here."""
+    out: list[bytes] = []
+    for st in stages:
+        if not isinstance(st, LineFilter):
+            break
+        if st.op == "|=" and len(st.values) == 1 and not st.ip and st.values[0]:
+            out.append(st.values[0].encode())
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class LinePrefilter:
+    """A query's line prefilter, handed to `LogSource.blocks`: every line the query
+    selects contains each of `literals`. A source may leave out lines, or whole blocks,
+    that lack one (next to the data: a remote reader, or a block filter of chunk format
+    v2); it must keep every line that has them all. The engine filters again, so a source
+    that ignores the prefilter answers the same."""
+
+    literals: tuple[bytes, ...]
+
+    @staticmethod
+    def of(stages: tuple[Stage, ...]) -> LinePrefilter | None:
+        lits = required_literals(stages)
+        return LinePrefilter(lits) if lits else None
+
+    def mask(self, block: EntryBlock) -> Mask:
+        """Lines of `block` that hold every literal."""
+        mask = np.ones(len(block), dtype=np.bool_)
+        for lit in self.literals:
+            if not mask.any():
+                break
+            mask &= _literal_mask(block, lit, mask)
+        return mask
+
+    def apply(self, block: EntryBlock) -> EntryBlock:
+        """`block` without the lines that lack a literal."""
+        return block.take(self.mask(block))

@@ -33,16 +33,16 @@ from sluiceway.logql._metric_extract import (
     scan,
     unwrap_sink,
 )
-from sluiceway.logql._metric_json import (
-    matrix_json,
-    scalar_json,
-    scalar_matrix_json,
-    vector_json,
+from sluiceway.logql._metric_result import (
+    matrix_of,
+    scalar_matrix_of,
+    scalar_of,
+    vector_of,
 )
 from sluiceway.logql._metric_types import F64, I64, Grid, LabelKey, Scalar, Series, Value, Vec
 from sluiceway.logql._metric_window import WINDOW_FNS, WindowFn, quantile_fn
 from sluiceway.logql._parser import parse
-from sluiceway.logql._result import QueryResult, QueryStats
+from sluiceway.logql._result import MatrixResult, QueryResult, QueryStats, VectorResult
 from sluiceway.logql._source import LogSource
 
 NS = 1_000_000_000
@@ -327,14 +327,15 @@ def metric_evaluator(source: LogSource, expr: A.Expr, params: QueryParams,
     if isinstance(value, Scalar):
         if grid.instant:
             stats.entries_returned = 1
-            return QueryResult("scalar", scalar_json(value, grid), stats)
-        result = scalar_matrix_json(value, grid)
+            return QueryResult(scalar_of(value, grid), stats)
+        result: MatrixResult | VectorResult = scalar_matrix_of(value, grid)
     elif grid.instant:
-        result = vector_json(value, grid, _order(expr))
+        result = vector_of(value, grid, _order(expr))
     else:
-        result = matrix_json(value, grid)
-    stats.entries_returned = len(result)
-    return QueryResult("vector" if grid.instant else "matrix", result, stats)
+        result = matrix_of(value, grid)
+    stats.entries_returned = len(result.samples if isinstance(result, VectorResult)
+                                 else result.series)
+    return QueryResult(result, stats)
 
 
 def evaluate_metric(source: LogSource, expr: A.Expr | str, params: QueryParams) -> QueryResult:

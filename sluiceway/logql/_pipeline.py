@@ -15,7 +15,12 @@ from typing import Any
 import numpy as np
 
 from sluiceway.logql import _ast as A
-from sluiceway.logql._filters import BlockFilter, compile_line_filter, contains_mask
+from sluiceway.logql._filters import (
+    BlockFilter,
+    LinePrefilter,
+    compile_line_filter,
+    contains_mask,
+)
 from sluiceway.logql._levels import (
     DETECTED_LEVEL,
     LevelRules,
@@ -25,9 +30,9 @@ from sluiceway.logql._levels import (
 )
 from sluiceway.logql._limits import DEFAULT_MAX_LINE_SIZE, Deadline
 from sluiceway.logql._result import QueryStats
-from sluiceway.logql._source import LogSource, SeriesRef
+from sluiceway.logql._source import LogSource
 from sluiceway.logql._stages import METADATA, PARSED, Row, RowStage, compile_row_stages
-from sluiceway.model import EntryBlock
+from sluiceway.model import EntryBlock, SeriesRef
 
 LabelKey = tuple[tuple[str, str], ...]
 # (ts, line, labels key, categorized extra or None)
@@ -56,6 +61,8 @@ class LogPipeline:
             n += 1
         self.block_filters: list[BlockFilter] = [
             compile_line_filter(s) for s in stages[:n] if isinstance(s, A.LineFilter)]
+        # What the source may filter by next to the data (`LogSource.blocks`).
+        self.prefilter = LinePrefilter.of(stages[:n])
         # Pass rates seen so far: the leading filters are ANDed predicates on the same
         # line, so running the most selective first lets the others look at few lines.
         self._rates = [0.0] * len(self.block_filters)
@@ -168,7 +175,8 @@ def selected_blocks(source: LogSource, ref: SeriesRef, pipeline: LogPipeline, st
     on this one (RE2 and numpy release the GIL): the series of a log query are filtered
     side by side. The blocks still come out one by one, in order, and the deadline is
     checked before each (`read_blocks`)."""
-    blocks = read_blocks(source, ref, start, end, direction, pipeline.deadline)
+    blocks = read_blocks(source, ref, start, end, direction, pipeline.deadline,
+                         pipeline.prefilter)
     if pool is None:
         selected: Iterator[tuple[EntryBlock, Any]] = ((b, pipeline.select(b)) for b in blocks)
     else:
@@ -190,15 +198,18 @@ def count_block(stats: QueryStats, block: EntryBlock, selected: int) -> None:
 
 
 def read_blocks(source: LogSource, ref: SeriesRef, start: int, end: int, direction: str,
-                deadline: Deadline | None) -> Generator[EntryBlock, None, None]:
+                deadline: Deadline | None, prefilter: LinePrefilter | None,
+                ) -> Generator[EntryBlock, None, None]:
     """The series' blocks clipped to [start, end), empty ones left out; the query's
     deadline is checked before each one is handed on (every engine reads through here).
+    The source gets the deadline and the query's line prefilter too (`LogSource.blocks`).
     Blocks are bounded in size: one chunk (4 MiB of lines when flushed, at most
     `compaction_target_size`, 16 MiB, once compacted; `MemorySource`: `block_size` lines)
     or a stream's unflushed head, so one check per block bounds the time between two
     checks of the columnar stages, which work on whole blocks in C; the per-line stages
     also check every `Deadline.CHECK_EVERY` lines."""
-    blocks = source.blocks(ref, start, end, direction)
+    blocks = source.blocks(ref, start, end, direction, prefilter=prefilter,
+                           deadline=deadline)
     try:
         for b in blocks:
             if deadline is not None:

@@ -1,8 +1,11 @@
-"""Query results and statistics in Loki's JSON shapes (`data` of the response envelope)."""
+"""Query results, typed (streams, matrix, vector, scalar), and statistics; both written in
+Loki's JSON shapes (`data` of the response envelope) only when asked, at the HTTP edge."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 _CACHE_KEYS = ("chunk", "index", "result", "statsResult", "volumeResult", "seriesResult",
@@ -91,20 +94,118 @@ class QueryStats:
         }
 
 
+Extra = dict[str, Any]  # categorize-labels: {"structuredMetadata": ..., "parsed": ...}
+
+
+@dataclass(slots=True)
+class Stream:
+    """One stream of a log query's answer: its labels and entries (ts ns, line, and the
+    categorized labels or None), in the answer's order."""
+
+    labels: dict[str, str]
+    entries: list[tuple[int, str, Extra | None]]
+
+
+@dataclass(slots=True)
+class StreamsResult:
+    streams: list[Stream]
+
+
+@dataclass(slots=True)
+class MatrixSeries:
+    """One series of a matrix: its points (ts ns, value), oldest first."""
+
+    labels: dict[str, str]
+    times: list[int]
+    values: list[float]
+
+
+@dataclass(slots=True)
+class MatrixResult:
+    series: list[MatrixSeries]
+
+
+@dataclass(slots=True)
+class VectorResult:
+    """Samples at one time (ns), in the answer's order."""
+
+    time: int
+    samples: list[tuple[dict[str, str], float]]
+
+
+@dataclass(slots=True)
+class ScalarResult:
+    time: int
+    value: float
+
+
+ResultData = StreamsResult | MatrixResult | VectorResult | ScalarResult
+_TYPE_NAMES: dict[type, str] = {StreamsResult: "streams", MatrixResult: "matrix",
+                                VectorResult: "vector", ScalarResult: "scalar"}
+
+
 @dataclass(slots=True)
 class QueryResult:
-    """`result_type` is streams (log queries) or matrix/vector/scalar (metric queries);
-    `result` is already in Loki's JSON shape for that type."""
+    """What the engine answers, typed: `data` is a `StreamsResult` (log queries) or a
+    `MatrixResult`, `VectorResult` or `ScalarResult` (metric queries). It is written in
+    Loki's JSON shapes only by `to_loki_json` (at the HTTP edge)."""
 
-    result_type: str
-    result: list[Any]
+    data: ResultData
     stats: QueryStats = field(default_factory=QueryStats)
     encoding_flags: tuple[str, ...] = ()
 
+    @property
+    def result_type(self) -> str:
+        return _TYPE_NAMES[type(self.data)]
+
+    @property
+    def result(self) -> list[Any]:
+        """`data` as Loki's JSON `result`."""
+        return result_json(self.data)
+
     def to_loki_json(self) -> dict[str, Any]:
+        """The `data` object of Loki's answer."""
         data: dict[str, Any] = {"resultType": self.result_type}
         if self.encoding_flags:
             data["encodingFlags"] = list(self.encoding_flags)
         data["result"] = self.result
         data["stats"] = self.stats.to_loki_json()
         return data
+
+
+def float_f(v: float) -> str:
+    """`strconv.FormatFloat(v, 'f', -1, 64)`: shortest digits, never an exponent."""
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    text = repr(float(v))
+    if "e" in text:
+        text = format(Decimal(text), "f")
+    return text[:-2] if text.endswith(".0") else text
+
+
+def json_time(ns: int) -> int | float:
+    """Seconds with millisecond resolution, an integer when whole (as Loki writes it)."""
+    ms = ns // 1_000_000
+    return ms // 1000 if ms % 1000 == 0 else ms / 1000
+
+
+def result_json(data: ResultData) -> list[Any]:
+    """Loki's JSON `result` of a typed result: times in ns strings (streams) or seconds
+    (metrics), values as Go prints floats."""
+    if isinstance(data, StreamsResult):
+        return [{"stream": dict(s.labels),
+                 "values": [[str(t), line] if extra is None else [str(t), line, extra]
+                            for t, line, extra in s.entries]} for s in data.streams]
+    if isinstance(data, MatrixResult):
+        return [{"metric": dict(s.labels),
+                 "values": [[json_time(t), float_f(v)]
+                            for t, v in zip(s.times, s.values, strict=True)]}
+                for s in data.series]
+    if isinstance(data, VectorResult):
+        t = json_time(data.time)
+        return [{"metric": dict(labels), "value": [t, float_f(v)]}
+                for labels, v in data.samples]
+    # Loki writes an instant scalar's time in milliseconds (see query_instant_scalar).
+    return [data.time // 1_000_000, float_f(data.value)]

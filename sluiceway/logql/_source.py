@@ -1,90 +1,231 @@
-"""The store ⇄ logql contract (`LogSource`, `SeriesRef`) and an in-memory implementation."""
+"""The one way into data for every read: the `LogSource` contract, `SeriesRef`, and an
+in-memory implementation.
+
+Every read endpoint goes through a `LogSource`: queries (`series`, `blocks`), label names
+and values, index stats and volume. Implementations: the server's `StoreSource` (over
+`sluiceway.store.Store`) and its wrappers (`MultiTenantSource`, `LookbackSource`), live
+tail's `BlocksSource` (one push), and `MemorySource` here; a remote implementation
+(cluster mode) answers the same calls next to the data, which is why `blocks` takes the
+query's line prefilter and deadline.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
-from sluiceway.model import EntryBlock, Matcher, Metadata, StreamBatch, fingerprint, matches_all
+from sluiceway.logql._filters import LinePrefilter
+from sluiceway.logql._limits import Deadline
+from sluiceway.model import (
+    EntryBlock,
+    Matcher,
+    SeriesRef,
+    StreamBatch,
+    fingerprint,
+    in_read_order,
+    matches_all,
+    merge_blocks,
+    sort_dedupe,
+)
+
+I64 = npt.NDArray[np.int64]
+SeriesVolume = tuple[SeriesRef, I64]
 
 
-@dataclass(frozen=True, slots=True)
-class SeriesRef:
-    """One series of one tenant; `labels` are the stream labels."""
+@dataclass(slots=True)
+class IndexStats:
+    """Loki's /index/stats: the series matched, and the chunks overlapping the range with
+    their entries and bytes (whole chunks, as Loki counts them from chunk metadata)."""
 
-    tenant: str
-    fp: int
-    labels: Mapping[str, str] = field(compare=False, hash=False)
+    streams: int = 0
+    chunks: int = 0
+    entries: int = 0
+    bytes: int = 0
+
+    def add(self, other: IndexStats) -> None:
+        self.streams += other.streams
+        self.chunks += other.chunks
+        self.entries += other.entries
+        self.bytes += other.bytes
 
 
 class LogSource(Protocol):
-    """What the engine reads from: the store, or `MemorySource` in tests."""
+    """What every read endpoint reads from. Times are Unix ns, ranges are [start, end)."""
 
     def series(self, tenants: list[str], matchers: list[Matcher], start: int,
                end: int) -> list[SeriesRef]:
         """Series of `tenants` matching all `matchers` with data in [start, end)."""
         ...
 
-    def blocks(self, ref: SeriesRef, start: int, end: int,
-               direction: str) -> Iterator[EntryBlock]:
+    def blocks(self, ref: SeriesRef, start: int, end: int, direction: str, *,
+               prefilter: LinePrefilter | None = None,
+               deadline: Deadline | None = None) -> Iterator[EntryBlock]:
         """Entries of `ref` in [start, end): time-disjoint blocks in `direction` order
-        (forward = oldest block first), ascending inside a block, exact duplicates removed."""
+        (forward = oldest block first), ascending inside a block, exact duplicates removed.
+        `prefilter`: lines without its literals may be left out (`LinePrefilter`).
+        `deadline`: checked before each block is handed out (`QueryTimeout`), so a source
+        that works away from the engine stops too."""
         ...
+
+    def label_names(self, tenants: list[str], matchers: list[Matcher], start: int,
+                    end: int) -> list[str]:
+        """Sorted label names of the series `series` would give."""
+        ...
+
+    def label_values(self, tenants: list[str], name: str, matchers: list[Matcher],
+                     start: int, end: int) -> list[str]:
+        """Sorted values of label `name` among the series `series` would give."""
+        ...
+
+    def stats(self, tenants: list[str], matchers: list[Matcher], start: int,
+              end: int) -> IndexStats:
+        """The series `series` would give, and their chunks overlapping [start, end)."""
+        ...
+
+    def volume(self, tenants: list[str], matchers: list[Matcher], start: int, end: int,
+               edges: I64, *, deadline: Deadline | None = None) -> list[SeriesVolume]:
+        """Per series `series` would give: bytes of its lines in [start, end), one sum per
+        bucket [edges[i], edges[i+1]) (a line past the last edge counts in the last)."""
+        ...
+
+
+def until_deadline(blocks: Iterable[EntryBlock],
+                   deadline: Deadline | None) -> Iterator[EntryBlock]:
+    """`blocks`, the deadline checked before each is handed out (`QueryTimeout`)."""
+    for b in blocks:
+        if deadline is not None:
+            deadline.check()
+        yield b
+
+
+def names_of(refs: Iterable[SeriesRef]) -> list[str]:
+    return sorted({k for r in refs for k in r.labels})
+
+
+def values_of(refs: Iterable[SeriesRef], name: str) -> list[str]:
+    return sorted({r.labels[name] for r in refs if name in r.labels})
+
+
+def bucket_bytes(blocks: Iterable[EntryBlock], edges: I64,
+                 deadline: Deadline | None = None) -> I64:
+    """Bytes of the blocks' lines per bucket of `edges` (`LogSource.volume`); the
+    deadline is checked before each block."""
+    nb = len(edges) - 1
+    sums = np.zeros(nb, dtype=np.int64)
+    for b in blocks:
+        if deadline is not None:
+            deadline.check()
+        sizes = np.diff(b.offsets)
+        if nb == 1:
+            sums[0] += int(sizes.sum())
+        else:
+            idx = np.minimum(np.searchsorted(edges, b.ts, "right") - 1, nb - 1)
+            sums += np.bincount(idx, weights=sizes, minlength=nb).astype(np.int64)
+    return sums
+
+
+class DerivedSource:
+    """A base for sources that hold their entries as blocks: label names and values,
+    stats and volume derived from `series` and `blocks` (each block counts as a chunk)."""
+
+    def series(self, tenants: list[str], matchers: list[Matcher], start: int,
+               end: int) -> list[SeriesRef]:
+        raise NotImplementedError
+
+    def blocks(self, ref: SeriesRef, start: int, end: int, direction: str, *,
+               prefilter: LinePrefilter | None = None,
+               deadline: Deadline | None = None) -> Iterator[EntryBlock]:
+        raise NotImplementedError
+
+    def label_names(self, tenants: list[str], matchers: list[Matcher], start: int,
+                    end: int) -> list[str]:
+        return names_of(self.series(tenants, matchers, start, end))
+
+    def label_values(self, tenants: list[str], name: str, matchers: list[Matcher],
+                     start: int, end: int) -> list[str]:
+        return values_of(self.series(tenants, matchers, start, end), name)
+
+    def stats(self, tenants: list[str], matchers: list[Matcher], start: int,
+              end: int) -> IndexStats:
+        out = IndexStats()
+        for ref in self.series(tenants, matchers, start, end):
+            out.streams += 1
+            for b in self.chunks(ref, start, end):
+                out.chunks += 1
+                out.entries += len(b)
+                out.bytes += b.nbytes
+        return out
+
+    def chunks(self, ref: SeriesRef, start: int, end: int) -> Iterable[EntryBlock]:
+        """What `stats` counts as the chunks of `ref` overlapping [start, end): by default
+        the blocks of the range."""
+        return self.blocks(ref, start, end, "forward")
+
+    def volume(self, tenants: list[str], matchers: list[Matcher], start: int, end: int,
+               edges: I64, *, deadline: Deadline | None = None) -> list[SeriesVolume]:
+        return [(ref, bucket_bytes(self.blocks(ref, start, end, "forward",
+                                               deadline=deadline), edges, deadline))
+                for ref in self.series(tenants, matchers, start, end)]
 
 
 @dataclass(slots=True)
 class _Series:
     ref: SeriesRef
-    ts: list[int] = field(default_factory=list)
-    lines: list[bytes] = field(default_factory=list)
-    metadata: list[Metadata | None] = field(default_factory=list)
+    pieces: list[EntryBlock] = field(default_factory=list)  # each sorted, deduplicated
     sorted_blocks: list[EntryBlock] | None = None
 
 
-class MemorySource:
+class MemorySource(DerivedSource):
     """A `LogSource` over entries held in memory, cut into blocks of `block_size` entries.
 
-    `blocks_read` counts blocks handed out, so tests can check that queries stop early.
+    `blocks_read` counts blocks handed out (before the prefilter), so tests can check
+    that queries stop early. With `prefilter=True` it leaves out the lines a query's
+    `LinePrefilter` excludes, as a source that filters next to the data would (tests of
+    the engine over such a source); by default it hands out every line.
     """
 
-    def __init__(self, block_size: int = 64) -> None:
+    def __init__(self, block_size: int = 64, prefilter: bool = False) -> None:
         self.block_size = block_size
+        self.apply_prefilter = prefilter
         self._series: dict[tuple[str, int], _Series] = {}
         self.blocks_read = 0
 
     def push(self, tenant: str, batches: Iterable[StreamBatch]) -> None:
         for b in batches:
+            if not b.ts:
+                continue
             fp = fingerprint(b.labels)
             s = self._series.get((tenant, fp))
             if s is None:
                 s = _Series(SeriesRef(tenant, fp, dict(b.labels)))
                 self._series[(tenant, fp)] = s
-            meta = b.metadata or [None] * len(b.ts)
-            for ts, line, md in zip(b.ts, b.lines, meta, strict=True):
-                s.ts.append(ts)
-                s.lines.append(line.encode())
-                s.metadata.append(md or None)
+            md = [m or None for m in b.metadata] if b.metadata else None
+            block = EntryBlock.from_lines(dict(s.ref.labels), np.array(b.ts, dtype=np.int64),
+                                          [line.encode() for line in b.lines],
+                                          md if md and any(md) else None)
+            s.pieces.append(sort_dedupe(block))
             s.sorted_blocks = None
 
     def _blocks_of(self, s: _Series) -> list[EntryBlock]:
+        """The series' entries as one sorted, deduplicated run (`merge_blocks`), cut into
+        blocks of `block_size`."""
         if s.sorted_blocks is None:
-            order = sorted(range(len(s.ts)), key=lambda i: s.ts[i])
-            seen: set[tuple[int, bytes]] = set()
-            keep = []
-            for i in order:
-                if (s.ts[i], s.lines[i]) not in seen:
-                    seen.add((s.ts[i], s.lines[i]))
-                    keep.append(i)
+            spans = in_read_order(((int(p.ts[0]), int(p.ts[-1]), p) for p in s.pieces),
+                                  "forward")
+            merged = list(merge_blocks([(a, b) for a, b, _ in spans],
+                                       (p for _, _, p in spans), "forward", -2**63, 2**63 - 1))
+            run = EntryBlock.concat(merged) if merged else None
             blocks = []
-            for j in range(0, len(keep), self.block_size):
-                idx = keep[j : j + self.block_size]
-                md = [s.metadata[i] for i in idx]
-                blocks.append(EntryBlock.from_lines(
-                    dict(s.ref.labels), np.array([s.ts[i] for i in idx], dtype=np.int64),
-                    [s.lines[i] for i in idx], md if any(md) else None))
+            for j in range(0, len(run) if run is not None else 0, self.block_size):
+                assert run is not None
+                b = run.slice(j, j + self.block_size).compacted()
+                if b.metadata is not None and not any(b.metadata):
+                    b.metadata = None
+                blocks.append(b)
             s.sorted_blocks = blocks
         return s.sorted_blocks
 
@@ -94,19 +235,23 @@ class MemorySource:
         for (tenant, _), s in self._series.items():
             if tenant not in tenants or not matches_all(matchers, dict(s.ref.labels)):
                 continue
-            if any(start <= t < end for t in s.ts):
+            if any(len(p.clip(start, end)) for p in s.pieces):
                 out.append(s.ref)
         return out
 
-    def blocks(self, ref: SeriesRef, start: int, end: int,
-               direction: str) -> Iterator[EntryBlock]:
-        blocks = self._blocks_of(self._series[(ref.tenant, ref.fp)])
+    def blocks(self, ref: SeriesRef, start: int, end: int, direction: str, *,
+               prefilter: LinePrefilter | None = None,
+               deadline: Deadline | None = None) -> Iterator[EntryBlock]:
+        s = self._series.get((ref.tenant, ref.fp))
+        blocks = self._blocks_of(s) if s is not None else []
         if direction == "backward":
             blocks = blocks[::-1]
-        for b in blocks:
+        for b in until_deadline(blocks, deadline):
             if not len(b) or b.ts[-1] < start or b.ts[0] >= end:
                 continue
-            lo = int(np.searchsorted(b.ts, start, "left"))
-            hi = int(np.searchsorted(b.ts, end, "left"))
             self.blocks_read += 1
-            yield b if (lo, hi) == (0, len(b)) else b.take(np.arange(lo, hi))
+            b = b.clip(start, end)
+            if prefilter is not None and self.apply_prefilter:
+                b = prefilter.apply(b)
+            if len(b):
+                yield b

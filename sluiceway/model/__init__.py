@@ -1,6 +1,7 @@
 """Core value types shared by every package: label sets, stream batches and push records;
-the heartbeat model; config units, the config loaders' messages, and Go's ways of
-reading and writing sizes, durations and times."""
+entry blocks and the one merge of a stream's blocks, `SeriesRef`; the heartbeat model;
+the ledger's number sets (`RangeSet`) and push header; config units, the config loaders'
+messages, and Go's ways of reading and writing sizes, durations and times."""
 
 from sluiceway.model._batch import Metadata, StreamBatch
 from sluiceway.model._block import EntryBlock
@@ -26,6 +27,8 @@ from sluiceway.model._heartbeat import (
     HeartbeatFile,
     HeartbeatLines,
     HeartbeatQueue,
+    LedgerEntry,
+    LedgerGroupReport,
 )
 from sluiceway.model._labels import (
     LABEL_NAME_RE,
@@ -37,8 +40,29 @@ from sluiceway.model._labels import (
     quote,
     validate_label_names,
 )
+from sluiceway.model._ledger import (
+    LEDGER_HEADER,
+    MAX_HEADER,
+    LedgerGroup,
+    LedgerHeaderError,
+    decode_ledger,
+    encode_ledger,
+    group_sets,
+    header_size,
+    split_ledger_order,
+)
 from sluiceway.model._matcher import Matcher, matches_all
+from sluiceway.model._merge import in_read_order, merge_blocks, merge_stream, sort_dedupe
+from sluiceway.model._ranges import RangeSet, runs_of
 from sluiceway.model._record import PushRecord, RecordError, looks_like_record
+from sluiceway.model._reporters import (
+    LOSS_WINDOWS,
+    HeartbeatRefused,
+    LossHistory,
+    PipelineRegistry,
+    parse_heartbeat,
+)
+from sluiceway.model._series import SeriesRef
 from sluiceway.model._timefmt import (
     EARLIEST_NS,
     LATEST_NS,
@@ -53,12 +77,30 @@ from sluiceway.model._timefmt import (
 from sluiceway.model._units import Bytes, Duration, LokiBytes, parse_duration, parse_size
 
 __all__ = [
+    "LOSS_WINDOWS",
+    "HeartbeatRefused",
+    "LossHistory",
+    "PipelineRegistry",
+    "parse_heartbeat",
     "HEARTBEAT_VERSION",
     "Heartbeat",
     "HeartbeatBackend",
     "HeartbeatFile",
     "HeartbeatLines",
     "HeartbeatQueue",
+    "LEDGER_HEADER",
+    "MAX_HEADER",
+    "LedgerEntry",
+    "LedgerGroup",
+    "LedgerGroupReport",
+    "LedgerHeaderError",
+    "RangeSet",
+    "decode_ledger",
+    "encode_ledger",
+    "group_sets",
+    "header_size",
+    "runs_of",
+    "split_ledger_order",
     "EARLIEST_NS",
     "LATEST_NS",
     "Bytes",
@@ -81,6 +123,11 @@ __all__ = [
     "EntryBlock",
     "Matcher",
     "matches_all",
+    "in_read_order",
+    "merge_blocks",
+    "merge_stream",
+    "sort_dedupe",
+    "SeriesRef",
     "LABEL_NAME_RE",
     "LabelError",
     "Metadata",

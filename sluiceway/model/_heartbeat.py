@@ -85,6 +85,38 @@ class HeartbeatFile(_Part):
     waiting: bool = False
 
 
+class LedgerEntry(_Part):
+    """One numbered producer as this sender sees it (ARCHITECTURE.md §ledger): a
+    (`source`, `epoch`), how many numbers it `emitted` (0 .. emitted-1, over the epoch's
+    life, restarts included), and what this hop counted `lost` by reason, with the lost
+    numbers themselves as `[start, end)` runs when known (`lost_ranges`, at most
+    `MAX_LOST_RUNS`; None: not known, or too many)."""
+
+    source: Annotated[str, Field(min_length=1, max_length=256)]
+    epoch: Annotated[str, Field(min_length=1, max_length=256)]
+    emitted: Count
+    lost: dict[str, Count] = {}
+    lost_ranges: list[tuple[Count, Count]] | None = None
+    # Lineage (a client's file sink and the agent tailing the file): the numbers below
+    # `handed_on` were passed to the next hop (written to the file); the numbers below
+    # `received_up_to` were read by this hop. What lies between is in the file.
+    handed_on: Count | None = None
+    received_up_to: Count | None = None
+
+
+class LedgerGroupReport(_Part):
+    """Entries that share one queue: `in_flight` is what that queue holds now, by where
+    (`queue`: waiting in memory, `sending`: handed to a push, `disk`: the spill, `file`:
+    lines numbered by an earlier run and not read again yet). The ledger spreads it over
+    the entries' unsettled numbers in the order listed (newest epoch first)."""
+
+    in_flight: dict[str, Count] = {}
+    entries: list[LedgerEntry] = []
+
+
+MAX_LOST_RUNS = 512
+
+
 class Heartbeat(_Part):
     """`POST /sluiceway/api/v1/heartbeat`: the last one of each (tenant, id) is a card
     on the pipeline page. `token` is made once per process and proves the card is its."""
@@ -98,6 +130,9 @@ class Heartbeat(_Part):
     pid: Count = 0
     ts: float  # Unix seconds when the figures were taken
     interval_s: Annotated[float, Field(gt=0)] = 5.0
+    # An agent's own pipeline view (`http://<listen>/`), which keeps working while the
+    # server it reports to is down; the server's pipeline page links to it.
+    view_url: Annotated[str, Field(max_length=2048)] | None = None
     queue: HeartbeatQueue
     lines: HeartbeatLines = HeartbeatLines()
     lost_by_reason: dict[str, Count] = {}
@@ -105,3 +140,7 @@ class Heartbeat(_Part):
     backend: HeartbeatBackend | None = None
     latency_us: dict[str, Annotated[float, Field(ge=0)]] | None = None  # client: enqueue_p99
     files: list[HeartbeatFile] = []
+    # The ledger (optional): what this sender numbered, lost and holds; `final` on the
+    # last heartbeat of a process that stopped cleanly (what it holds on disk stays).
+    ledger: list[LedgerGroupReport] | None = None
+    final: bool = False

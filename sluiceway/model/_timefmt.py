@@ -8,7 +8,7 @@ import math
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Literal
 
 Parser = Callable[[str], int]  # text -> Unix ns; raises ValueError
@@ -70,8 +70,9 @@ def _unix(scale: int) -> Parser:
     return parse
 
 
-def go_layout_parser(layout: str) -> Parser:
-    """A parser for a Go reference-time layout such as `2006-01-02 15:04:05.000 -0700`."""
+def go_layout_parser(layout: str, zone: tzinfo | None = None) -> Parser:
+    """A parser for a Go reference-time layout such as `2006-01-02 15:04:05.000 -0700`;
+    a time without a zone is read in `zone` (default UTC)."""
     has_frac = _GO_FRAC_RE.search(layout) is not None
     base = _GO_FRAC_RE.sub("", layout) if has_frac else layout
     fmt = _GO_TOKEN_RE.sub(lambda m: _GO_MAP[m.group(0)], base.replace("%", "%%"))
@@ -89,7 +90,7 @@ def go_layout_parser(layout: str) -> Parser:
                 text = text[: m.start(2) - 1] + text[m.end(2):]
         dt = datetime.strptime(" ".join(text.split()) if squeeze else text.strip(), fmt)
         if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
+            dt = dt.replace(tzinfo=zone or UTC)
         if not has_year:
             # Syslog-style stamps omit the year: this year, or last year just after New Year.
             now = datetime.now(UTC)
@@ -102,9 +103,10 @@ def go_layout_parser(layout: str) -> Parser:
     return parse
 
 
-def make_parser(fmt: str) -> Parser:
+def make_parser(fmt: str, zone: tzinfo | None = None) -> Parser:
     """`RFC3339`, `RFC3339Nano`, `Unix`, `UnixMs`, `UnixUs`, `UnixNs`, a Go named layout
-    (`ANSIC`, `RFC1123Z`, `Stamp`, ...) or any Go reference-time layout."""
+    (`ANSIC`, `RFC1123Z`, `Stamp`, ...) or any Go reference-time layout (read in `zone`
+    when it has no zone of its own)."""
     if fmt in ("RFC3339", "RFC3339Nano", "ISO8601"):
         return parse_rfc3339
     scales = {"Unix": 1_000_000_000, "UnixMs": 1_000_000, "UnixUs": 1_000, "UnixNs": 1}
@@ -113,7 +115,7 @@ def make_parser(fmt: str) -> Parser:
     layout = NAMED_LAYOUTS.get(fmt, fmt)
     if not _GO_TOKEN_RE.search(layout):
         raise ValueError(f"timestamp format {fmt!r} is neither a known name nor a Go layout")
-    return go_layout_parser(layout)
+    return go_layout_parser(layout, zone)
 
 
 def now_ns() -> int:

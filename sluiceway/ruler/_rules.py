@@ -15,7 +15,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sluiceway.logql import Expr, QueryResult, format_loki, parse
+from sluiceway.logql import (
+    Expr,
+    QueryResult,
+    ScalarResult,
+    VectorResult,
+    format_loki,
+    parse,
+)
 from sluiceway.ruler._rulefmt import Rule
 from sluiceway.ruler._templates import expand
 
@@ -32,10 +39,11 @@ NOT_A_VECTOR = "rule result is not a vector or scalar"
 
 def samples_of(result: QueryResult) -> list[Sample]:
     """An instant query's answer as rule samples: a vector's, or a scalar's one."""
-    if result.result_type == "vector":
-        return [(dict(r["metric"]), float(r["value"][1])) for r in result.result]
-    if result.result_type == "scalar":
-        return [({}, float(result.result[1]))]
+    data = result.data
+    if isinstance(data, VectorResult):
+        return [(dict(labels), value) for labels, value in data.samples]
+    if isinstance(data, ScalarResult):
+        return [({}, data.value)]
     raise ValueError(NOT_A_VECTOR)
 
 

@@ -12,11 +12,13 @@ from starlette.staticfiles import StaticFiles
 
 from sluiceway import __version__
 from sluiceway.logql import QueryError, QueryTimeout, ResultsCache
+from sluiceway.model import PipelineRegistry
 from sluiceway.patterns import DrainConfig, MinerConfig, PatternService
 from sluiceway.server import (
     _routes_drilldown,
     _routes_es,
     _routes_index,
+    _routes_ledger,
     _routes_ops,
     _routes_otlp,
     _routes_push,
@@ -28,16 +30,16 @@ from sluiceway.server._config import Config
 from sluiceway.server._context import UI_DIR, ServerContext, bad
 from sluiceway.server._inflight import InflightPushes
 from sluiceway.server._ingest_pool import IngestPool
+from sluiceway.server._ledger import Ledger
 from sluiceway.server._memory import MemoryCollector
 from sluiceway.server._metrics import RequestMetricsMiddleware, ServerMetrics
 from sluiceway.server._overrides import TenantLimits
 from sluiceway.server._params import ParamError
-from sluiceway.server._pipeline import PipelineRegistry
 from sluiceway.server._ratelimit import IngestionRateLimiter, StreamRateLimiter
 from sluiceway.server._ruler import RulerCollector, build_ruler
 from sluiceway.server._streamlimit import StreamLimiter
 from sluiceway.server._tail import TailHub
-from sluiceway.store import Held, Store, StoreConfig, decode_record
+from sluiceway.store import HeldBytes, Store, StoreConfig, decode_record
 from sluiceway.wire import BodyTooLarge
 
 
@@ -60,7 +62,27 @@ def store_config(cfg: Config) -> StoreConfig:
         flush_on_shutdown=s.flush_on_shutdown, compaction_enabled=s.compaction_enabled,
         compaction_level=s.compaction_level, compaction_target_bytes=s.compaction_target_size,
         compaction_min_age_s=s.compaction_min_age, compaction_interval_s=compaction_interval,
-        compaction_threads=c.max_compaction_parallelism)
+        compaction_threads=c.max_compaction_parallelism,
+        index_sync_period_s=s.index_sync_period, delete_delay_s=c.retention_delete_delay)
+
+
+def check_delete_delay(cfg: Config) -> str | None:
+    """A warning when `retention_delete_delay` is not longer than the longest query plus
+    `index_sync_period`: a reader may then find a chunk gone (counted, and said in the
+    answer's warnings), though its lines are in the chunk that replaced it."""
+    need = cfg.limits.query_timeout + cfg.storage.index_sync_period
+    if cfg.compactor.retention_delete_delay > need:
+        return None
+    return (f"compactor.retention_delete_delay ({cfg.compactor.retention_delete_delay:g}s) "
+            f"is not longer than limits.query_timeout plus storage.index_sync_period "
+            f"({need:g}s): a query may find a replaced chunk deleted under it")
+
+
+def open_ledger(cfg: Config, store: Store) -> Ledger:
+    """The ledger lives beside the store, in `<data_dir>/ledger/`."""
+    return Ledger(store.root / "ledger", sync=cfg.storage.wal_sync == "always",
+                  max_sources=cfg.server.ledger_max_sources,
+                  stale_factor=cfg.server.heartbeat_stale_factor)
 
 
 def pattern_service(ctx: ServerContext, in_process: bool) -> PatternService | None:
@@ -107,14 +129,15 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
         limits = TenantLimits(cfg.limits, cfg.runtime_config)
         limits.load()
     pipeline = PipelineRegistry(cfg.server.heartbeat_stale_factor,
-                                cfg.server.heartbeat_max_reporters)
+                                cfg.server.heartbeat_max_reporters,
+                                cfg.server.heartbeat_forget_after)
     hub = TailHub(limits.get)
     results = (ResultsCache(cfg.server.results_cache_size)
                if cfg.server.results_cache_size else None)
     ctx = ServerContext(cfg, ServerMetrics(), pipeline, hub, pool or IngestPool(0),
                         IngestionRateLimiter(), StreamLimiter(), StreamRateLimiter(), limits,
                         store, results_cache=results,
-                        inflight=InflightPushes(Held(cfg.server.max_inflight_push_bytes)))
+                        inflight=InflightPushes(HeldBytes(cfg.server.max_inflight_push_bytes)))
     ctx.metrics.bind_tail(hub)
     ctx.ruler = build_ruler(cfg, ctx)
     ctx.metrics.registry.register(RulerCollector(ctx.ruler))
@@ -127,6 +150,8 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
 
     if store is not None:
         store.retention_for = retention_for
+        ctx.opened_ledger = open_ledger(cfg, store)
+        ctx.metrics.bind_ledger(ctx.ledger)
         store.unordered_window_for = unordered_window_for
 
     @asynccontextmanager
@@ -137,6 +162,9 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
             ctx.store.retention_for = retention_for
         ctx.metrics.bind_store(ctx.store)
         ctx.metrics.registry.register(MemoryCollector(ctx))
+        if ctx.opened_ledger is None:
+            ctx.opened_ledger = await run_in_threadpool(open_ledger, cfg, ctx.store)
+        ctx.metrics.bind_ledger(ctx.ledger)
         # A process of its own beside a real server's ingest workers; a thread in an app
         # built in-process (tests), where spawning processes would cost more than mining.
         ctx.patterns = await run_in_threadpool(pattern_service, ctx, ctx.pool.workers == 0)
@@ -150,6 +178,7 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
         if watcher is not None:
             watcher.cancel()
         ctx.pool.close()
+        await run_in_threadpool(ctx.ledger.close)
         if ctx.patterns is not None:
             await run_in_threadpool(ctx.patterns.close)
         await run_in_threadpool(ctx.store.close)
@@ -160,7 +189,7 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
     _errors(app)
     app.add_middleware(RequestMetricsMiddleware, metrics=ctx.metrics)
     for module in (_routes_push, _routes_otlp, _routes_es, _routes_query, _routes_index,
-                   _routes_drilldown, _routes_tail, _routes_ops):
+                   _routes_drilldown, _routes_tail, _routes_ops, _routes_ledger):
         app.include_router(module.router)
     app.include_router(_routes_rules.views)
     if cfg.ruler.enable_api:

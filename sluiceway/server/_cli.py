@@ -1,4 +1,5 @@
-"""`sluiceway server` (`sluiceway up` is the top-level `sluiceway._up`)."""
+"""`sluiceway server` and `sluiceway ledger` (`sluiceway up` is the top-level
+`sluiceway._up`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated
 import typer
 
 from sluiceway.server._config import ConfigError, load_config
+from sluiceway.server._ledger_cli import ledger
 from sluiceway.server._run import StartupError, serve
 
 
@@ -36,3 +38,6 @@ def server(
     except (ConfigError, StartupError) as exc:
         _fail(str(exc))
 
+
+
+__all__ = ["ledger", "server"]

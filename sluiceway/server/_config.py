@@ -56,8 +56,11 @@ class ServerSection(_Section):
     default_tenant: str = "fake"
     auth_enabled: bool = False  # when true, X-Scope-OrgID is required (401 without)
     heartbeat_stale_factor: float = 3.0
+    heartbeat_forget_after: Duration = Field(default=3600.0, gt=0)  # a card without one
     heartbeat_max_size: Bytes = 64 * 1024  # larger heartbeats get 413
     heartbeat_max_reporters: Annotated[int, Field(ge=1)] = 1000  # per tenant; then 429
+    # The ledger's sources per tenant (lines of sources past it count as unattributed).
+    ledger_max_sources: Annotated[int, Field(ge=1)] = 10_000
     ingest_workers: int | None = None  # decode processes; default: one per core beyond the first
     # Bytes of pushes being handled (bodies, then their records, until answered); a push
     # that would pass it waits for room before its body is read. 0: no bound.
@@ -97,6 +100,9 @@ class StorageSection(ObjectsFields):
     compaction_target_size: Bytes = 16 << 20
     compaction_min_age: Duration = 900.0
     compaction_interval: Duration = 600.0
+    # Index objects other processes write (a server reading the same bucket) are seen
+    # within this; 0: only at start and after this server's own flushes.
+    index_sync_period: Duration = 30.0
 
 
 class CompactorSection(_Section):
@@ -109,6 +115,8 @@ class CompactorSection(_Section):
     compaction_interval: Duration | None = None
     apply_retention_interval: Duration = 0.0  # 0: with every compaction (Loki)
     retention_enabled: bool = False
+    # Chunks and index objects out of service (compaction, retention) are deleted this
+    # much later: longer than any query and than `storage.index_sync_period`.
     retention_delete_delay: Duration = 7200.0
     delete_request_store: str | None = None
     delete_request_cancel_period: Duration = 86400.0

@@ -16,20 +16,21 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, Response
 
 from sluiceway.logql import DEFAULT_MAX_LINE_SIZE, Deadline, ExecOptions, LevelRules, ResultsCache
+from sluiceway.model import PipelineRegistry
 from sluiceway.patterns import PatternService
 from sluiceway.ruler import Ruler
 from sluiceway.server._body import read_body
 from sluiceway.server._config import Config, LimitsSection
 from sluiceway.server._inflight import InflightPushes
 from sluiceway.server._ingest_pool import IngestPool
+from sluiceway.server._ledger import Ledger
 from sluiceway.server._metrics import ServerMetrics
 from sluiceway.server._overrides import TenantLimits
-from sluiceway.server._pipeline import PipelineRegistry
 from sluiceway.server._ratelimit import IngestionRateLimiter, StreamRateLimiter
 from sluiceway.server._streamlimit import StreamLimiter
 from sluiceway.server._tail import TailHub
 from sluiceway.server._tenants import parse_tenants
-from sluiceway.store import Held, Store
+from sluiceway.store import HeldBytes, Store
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui" / "static"
 MAX_FORM_SIZE = 10 << 20  # Go's limit on a url-encoded body in `http.Request.ParseForm`
@@ -47,12 +48,13 @@ class ServerContext:
     stream_rate: StreamRateLimiter
     overrides: TenantLimits
     opened_store: Store | None = None
+    opened_ledger: Ledger | None = None
     ruler: Ruler | None = None
     results_cache: ResultsCache | None = None  # results of closed query splits
     clock: Callable[[], float] = time.monotonic  # for query deadlines (tests set their own)
     patterns: PatternService | None = None  # the pattern ingester, while it runs
     # Push bodies read and their records, until answered (`server.max_inflight_push_bytes`).
-    inflight: InflightPushes = field(default_factory=lambda: InflightPushes(Held()))
+    inflight: InflightPushes = field(default_factory=lambda: InflightPushes(HeldBytes()))
 
     def limits_for(self, tenant: str) -> LimitsSection:
         """The tenant's limits: the config's, with its runtime overrides."""
@@ -75,6 +77,12 @@ class ServerContext:
         update: dict[str, float] = {n: smallest(n) for n in names}
         update["query_timeout"] = max(x.query_timeout for x in each)
         return first.model_copy(update=update)
+
+    @property
+    def ledger(self) -> Ledger:
+        if self.opened_ledger is None:
+            raise RuntimeError("the ledger is not open yet")
+        return self.opened_ledger
 
     @property
     def store(self) -> Store:

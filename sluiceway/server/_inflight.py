@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sluiceway.store import Held
+from sluiceway.store import HeldBytes
 
 
 class Ticket:
@@ -18,7 +18,7 @@ class Ticket:
 
     __slots__ = ("_held", "bytes")
 
-    def __init__(self, held: Held, reserved: int) -> None:
+    def __init__(self, held: HeldBytes, reserved: int) -> None:
         self._held = held
         self.bytes = reserved
 
@@ -28,7 +28,7 @@ class Ticket:
 
 
 class InflightPushes:
-    def __init__(self, held: Held) -> None:
+    def __init__(self, held: HeldBytes) -> None:
         """`held.limit`: the bound (0: none); `held` counts the bytes."""
         self.held = held
         self._room: asyncio.Condition | None = None

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request, Response
 
-from sluiceway.model import EntryBlock, PushRecord, fingerprint
+from sluiceway.model import LEDGER_HEADER, EntryBlock, PushRecord, fingerprint
 from sluiceway.server._body import read_body
 from sluiceway.server._config import LimitsSection
 from sluiceway.server._context import ServerContext, bad, ctx_of
@@ -181,6 +181,18 @@ async def _loki_ingest(ctx: ServerContext, request: Request, tenant: str, decode
     except WalWriteError as exc:
         log.error("push not stored: %s", exc)
         return bad(f"could not store the batch, retry later: {exc}", 503)
+    if not stored.refused:
+        # The ledger: the push's numbered lines that were stored, durable before the
+        # answer (a refused stream makes the shipper send the push again: noted then).
+        done = ctx.ledger.stored(tenant, request.headers.get(LEDGER_HEADER), stored.lines,
+                                 stored.lines + rej.total)
+        if done is not None:
+            try:
+                await asyncio.wrap_future(done)
+            except OSError as exc:
+                log.error("push stored, its ledger record not: %s", exc)
+                return bad(f"could not record the batch in the ledger, retry later: {exc}",
+                           503)
     if stored.refused:
         # Loki's answer is that of the last stream refused. Unlike Loki (whose answer is
         # that of the last stream it processed), any refusal is a 429: shippers retry it,

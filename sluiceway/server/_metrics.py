@@ -11,6 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sluiceway.server._ledger import Ledger
 from sluiceway.server._tail import TailHub
 from sluiceway.store import Store
 
@@ -39,6 +40,12 @@ class ServerMetrics:
     def bind_store(self, store: Store) -> None:
         self.registry.register(_StoreCollector(store))
 
+    def bind_ledger(self, ledger: Ledger) -> None:
+        if getattr(self, "_ledger_bound", False):
+            return
+        self._ledger_bound = True
+        self.registry.register(_LedgerCollector(ledger))
+
     def bind_tail(self, hub: TailHub) -> None:
         self.registry.register(_TailCollector(hub))
 
@@ -62,6 +69,51 @@ class _PatternCollector(Collector):
         for reason, n in sorted((service.skipped if service else {}).items()):
             skipped.add_metric([reason], n)
         yield skipped
+
+
+class _LedgerCollector(Collector):
+    """The ledger per tenant and source (epochs summed), computed at scrape time."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        fams = {name: GaugeMetricFamily(f"sluiceway_ledger_{name}_lines", help_,
+                                        labels=["tenant", "source"])
+                for name, help_ in (
+                    ("unexplained", "numbered lines neither stored, nor counted lost, nor "
+                                    "held by a producer (0 in a healthy stack)"),
+                    ("emitted", "lines the source numbered (as of its last report)"),
+                    ("stored", "distinct numbered lines the server stored"),
+                    ("in_flight", "lines the producers hold (queues, spill, files)"))}
+        lost = GaugeMetricFamily("sluiceway_ledger_lost_lines",
+                                 "numbered lines counted lost, by the hop and reason",
+                                 labels=["tenant", "source", "hop", "reason"])
+        unattributed = GaugeMetricFamily("sluiceway_ledger_unattributed_lines",
+                                         "lines stored without numbers", labels=["tenant"])
+        for tenant in self.ledger.tenant_names():
+            ans = self.ledger.answer([tenant])
+            per: dict[str, dict[str, int]] = {}
+            per_lost: dict[tuple[str, str, str], int] = {}
+            for r in ans["sources"]:
+                row = per.setdefault(r["source"], dict.fromkeys(fams, 0))
+                for name in fams:
+                    row[name] += r[name]
+                for x in r["lost_by"]:
+                    k = (r["source"], x["hop"], x["reason"])
+                    per_lost[k] = per_lost.get(k, 0) + x["lines"]
+            for src, row in per.items():
+                for name, fam in fams.items():
+                    fam.add_metric([tenant, src], row[name])
+            for (src, hop, reason), n in per_lost.items():
+                lost.add_metric([tenant, src, hop, reason], n)
+            unattributed.add_metric([tenant], ans["unattributed"])
+        yield from fams.values()
+        yield lost
+        yield unattributed
+        yield CounterMetricFamily("sluiceway_ledger_bad_headers",
+                                  "pushes whose X-Sluiceway-Ledger header could not be used",
+                                  value=self.ledger.bad_headers)
 
 
 class _TailCollector(Collector):
@@ -112,6 +164,9 @@ class _StoreCollector(Collector):
                                                      s.flush_failures),
             "sluiceway_retention_chunks_deleted_total": ("Chunks deleted by retention",
                                                          s.retention_deleted),
+            "sluiceway_index_garbage_deleted_total": (
+                "Chunks and index objects deleted for good, retention_delete_delay after "
+                "they were taken out of service", s.garbage_deleted),
             "sluiceway_chunk_cache_hits_total": ("Chunk cache hits", s.cache.hits),
             "sluiceway_chunk_cache_misses_total": ("Chunk cache misses", s.cache.misses),
             "sluiceway_wal_records_lost_total": (
@@ -125,9 +180,13 @@ class _StoreCollector(Collector):
             yield CounterMetricFamily(name.removesuffix("_total"), doc, value=v)
         yield from _tenant_counters(s)
         streams = GaugeMetricFamily("sluiceway_streams", "Streams known", labels=["tenant"])
+        objects = GaugeMetricFamily("sluiceway_index_objects", "Index objects in service (not "
+                                    "superseded)", labels=["tenant"])
         for t, ts in list(s.tenants.items()):
             streams.add_metric([t], len(ts.streams))
+            objects.add_metric([t], ts.index.object_count())
         yield streams
+        yield objects
         wal = GaugeMetricFamily("sluiceway_wal_bytes", "Bytes in WAL segments on disk",
                                 value=s.wal.size_bytes())
         yield wal
@@ -138,8 +197,9 @@ class _StoreCollector(Collector):
 
 def _tenant_counters(s: Store) -> Iterator[CounterMetricFamily]:
     lost = CounterMetricFamily(
-        "sluiceway_index_records_lost", "Damaged index records skipped at load (torn tails "
-        "not counted)", labels=["tenant"])
+        "sluiceway_index_records_lost", "Index records lost: damaged records of index "
+        "objects (and of a migrated version-1 index log, whose torn tail is not counted), "
+        "and the records of an index object gone while in service", labels=["tenant"])
     readded = CounterMetricFamily(
         "sluiceway_index_chunks_readded", "Chunk files a damaged index no longer named, "
         "taken back (their stream's labels were known)", labels=["tenant"])

@@ -1,21 +1,40 @@
-"""Adapts the store to the query engine's `LogSource` protocol (Loki's querier role)."""
+"""Adapts the store to the query engine's `LogSource` protocol (Loki's querier role): the
+one way every read endpoint reaches stored data."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
 
-from sluiceway.logql import ExecOptions, LogSource, QueryCancelled, SeriesRef, too_many_bytes
-from sluiceway.model import EntryBlock, Matcher
-from sluiceway.store import Store, StoreSeries
+import numpy as np
+import numpy.typing as npt
+
+from sluiceway.logql import (
+    Deadline,
+    DerivedSource,
+    ExecOptions,
+    IndexStats,
+    LinePrefilter,
+    LogSource,
+    QueryCancelled,
+    SeriesVolume,
+    too_many_bytes,
+)
+from sluiceway.model import EntryBlock, Matcher, SeriesRef
+from sluiceway.store import Store
 
 
-class StoreSource:
-    """The query's deadline is the engine's (`QueryParams.deadline`), checked per block
-    and inside long blocks. Here, before each block: the query's cancel flag (its client
-    went away) and `max_query_bytes_read`, then `on_block` (a metric). Blocks are handed
-    to several query threads at once: the byte count is kept under a lock. Chunks that
-    cannot be read are left out and named in `warnings` (Loki's top-level `warnings`)."""
+class StoreSource(DerivedSource):
+    """The `LogSource` over the single-node store. The store holds no lock while it
+    scans a tenant's streams, so no read here delays a push (of any tenant).
+
+    The query's deadline is the engine's (`QueryParams.deadline`), checked per block
+    and inside long blocks; it is checked here too, before each block, with the query's
+    cancel flag (its client went away) and `max_query_bytes_read`, then `on_block` (a
+    metric). Blocks are handed to several query threads at once: the byte count is kept
+    under a lock. Chunks that cannot be read are left out and named in `warnings`
+    (Loki's top-level `warnings`). The line prefilter is not used yet: every line of a
+    chunk is decoded anyway (chunk format v2's block filters will use it)."""
 
     def __init__(self, store: Store, options: ExecOptions | None = None,
                  on_block: Callable[[], None] | None = None) -> None:
@@ -39,20 +58,22 @@ class StoreSource:
 
     def series(self, tenants: list[str], matchers: list[Matcher], start: int,
                end: int) -> list[SeriesRef]:
-        return [SeriesRef(s.tenant, s.fp, s.labels)
-                for s in self.store.series(tenants, matchers, start, end)]
+        return self.store.series(tenants, matchers, start, end)
 
-    def blocks(self, ref: SeriesRef, start: int, end: int,
-               direction: str) -> Iterator[EntryBlock]:
-        blocks = self.store.blocks(StoreSeries(ref.tenant, ref.fp, dict(ref.labels)), start,
-                                   end, direction, self._warn)
-        if self.options is None and self.on_block is None:
+    def blocks(self, ref: SeriesRef, start: int, end: int, direction: str, *,
+               prefilter: LinePrefilter | None = None,
+               deadline: Deadline | None = None) -> Iterator[EntryBlock]:
+        blocks = self.store.blocks(ref, start, end, direction, self._warn)
+        if self.options is None and self.on_block is None and deadline is None:
             return blocks
-        return self._checked(blocks)
+        return self._checked(blocks, deadline)
 
-    def _checked(self, blocks: Iterator[EntryBlock]) -> Iterator[EntryBlock]:
+    def _checked(self, blocks: Iterator[EntryBlock],
+                 deadline: Deadline | None) -> Iterator[EntryBlock]:
         opts = self.options
         for b in blocks:
+            if deadline is not None:
+                deadline.check()
             if opts is not None:
                 if opts.cancel.is_set():
                     raise QueryCancelled("query cancelled: the client disconnected")
@@ -65,6 +86,12 @@ class StoreSource:
             if self.on_block is not None:
                 self.on_block()
             yield b
+
+    def stats(self, tenants: list[str], matchers: list[Matcher], start: int,
+              end: int) -> IndexStats:
+        """From chunk metadata alone: nothing is decoded."""
+        return IndexStats(**self.store.index_stats(tenants, matchers, start, end))
+
 
 
 class LookbackSource:
@@ -80,7 +107,37 @@ class LookbackSource:
         start = max(start, self.floor)
         return self.inner.series(tenants, matchers, start, end) if start < end else []
 
-    def blocks(self, ref: SeriesRef, start: int, end: int,
-               direction: str) -> Iterator[EntryBlock]:
+    def blocks(self, ref: SeriesRef, start: int, end: int, direction: str, *,
+               prefilter: LinePrefilter | None = None,
+               deadline: Deadline | None = None) -> Iterator[EntryBlock]:
         start = max(start, self.floor)
-        return self.inner.blocks(ref, start, end, direction) if start < end else iter(())
+        if start >= end:
+            return iter(())
+        return self.inner.blocks(ref, start, end, direction, prefilter=prefilter,
+                                 deadline=deadline)
+
+    def label_names(self, tenants: list[str], matchers: list[Matcher], start: int,
+                    end: int) -> list[str]:
+        start = max(start, self.floor)
+        return self.inner.label_names(tenants, matchers, start, end) if start < end else []
+
+    def label_values(self, tenants: list[str], name: str, matchers: list[Matcher],
+                     start: int, end: int) -> list[str]:
+        start = max(start, self.floor)
+        if start >= end:
+            return []
+        return self.inner.label_values(tenants, name, matchers, start, end)
+
+    def stats(self, tenants: list[str], matchers: list[Matcher], start: int,
+              end: int) -> IndexStats:
+        start = max(start, self.floor)
+        return self.inner.stats(tenants, matchers, start, end) if start < end \
+            else IndexStats()
+
+    def volume(self, tenants: list[str], matchers: list[Matcher], start: int, end: int,
+               edges: npt.NDArray[np.int64], *,
+               deadline: Deadline | None = None) -> list[SeriesVolume]:
+        start = max(start, self.floor)
+        if start >= end:
+            return []
+        return self.inner.volume(tenants, matchers, start, end, edges, deadline=deadline)

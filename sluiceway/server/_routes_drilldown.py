@@ -14,6 +14,7 @@ from sluiceway.logql import (
     LevelRules,
     LogExpr,
     QueryParams,
+    StreamsResult,
     check_resolution,
     detected_field_values,
     detected_fields,
@@ -88,10 +89,11 @@ async def _fields_answer(request: Request, name: str | None) -> Response:
                      levels=ctx.level_rules(lim), options=ctx.exec_options(lim))
     res = await run_in_threadpool(evaluate, read_source(StoreSource(ctx.store), tenants), expr,
                                   qp)
+    assert isinstance(res.data, StreamsResult)  # a log query answers streams
     if name is None:
-        fields = detected_fields(res.result, limit)
+        fields = detected_fields(res.data, limit)
         return JSONResponse({"fields": fields, "limit": limit} if fields else {})
-    values = detected_field_values(res.result, name, limit)
+    values = detected_field_values(res.data, name, limit)
     return JSONResponse({"limit": limit, "values": values} if values else {})
 
 

@@ -1,14 +1,18 @@
-"""Index statistics, log volume and query formatting (what Grafana's panels ask for)."""
+"""Index statistics, log volume and query formatting (what Grafana's panels ask for).
+
+Stats and volume read through the store's `LogSource` (`StoreSource`); tenant matchers
+only pick tenants (`read_scope`): no `__tenant_id__` label is added to their answers."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from sluiceway.logql import check_resolution, format_query, parse, parse_selector
+from sluiceway.logql import IndexStats, check_resolution, format_query, parse, parse_selector
 from sluiceway.server._context import JSONResponse, ctx_of, params_of
 from sluiceway.server._params import (
     ParamError,
@@ -18,9 +22,9 @@ from sluiceway.server._params import (
     time_range,
     within_lookback,
 )
+from sluiceway.server._querier import StoreSource
 from sluiceway.server._tenants import read_scope
 from sluiceway.server._volume import bucket_edges, volume
-from sluiceway.store import index_stats
 
 router = APIRouter()
 
@@ -40,10 +44,10 @@ async def stats(request: Request) -> Response:
     tenants, matchers = read_scope(ctx.tenants(request.headers, True), parse_selector(q))
     scope = within_lookback(start, end,
                             lookback_floor(ctx.read_limits(tenants).max_query_lookback))
-    if scope is None:  # wholly before max_query_lookback
-        return JSONResponse({"streams": 0, "chunks": 0, "entries": 0, "bytes": 0})
-    out = await run_in_threadpool(index_stats, ctx.store, tenants, matchers, *scope)
-    return JSONResponse(out)
+    out = IndexStats()  # wholly before max_query_lookback: nothing
+    if scope is not None:
+        out = await run_in_threadpool(StoreSource(ctx.store).stats, tenants, matchers, *scope)
+    return JSONResponse(dataclasses.asdict(out))
 
 
 async def _volume(request: Request, ranged: bool) -> tuple[dict[Any, np.ndarray], int, int,
@@ -61,9 +65,9 @@ async def _volume(request: Request, ranged: bool) -> tuple[dict[Any, np.ndarray]
     if agg not in ("series", "labels"):
         raise ParamError(f"invalid aggregateBy {agg!r}: use series or labels")
     tenants, matchers = read_scope(ctx.tenants(request.headers, True), parse_selector(q))
-    res = await run_in_threadpool(volume, ctx.store, tenants, matchers, start, end, step_ns,
-                                  targets, parse_limit(p.get("limit"), 100, 0), agg,
-                                  ctx.deadline(ctx.read_limits(tenants)))
+    res = await run_in_threadpool(volume, StoreSource(ctx.store), tenants, matchers, start,
+                                  end, step_ns, targets, parse_limit(p.get("limit"), 100, 0),
+                                  agg, ctx.deadline(ctx.read_limits(tenants)))
     return res, start, end, step_ns
 
 

@@ -9,11 +9,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import PlainTextResponse
 
 from sluiceway import __version__
+from sluiceway.model import HeartbeatRefused, parse_heartbeat
 from sluiceway.server._body import read_body
 from sluiceway.server._context import JSONResponse, bad, ctx_of
 from sluiceway.server._memory import memory_report
 from sluiceway.server._params import parse_seconds_or_duration
-from sluiceway.server._pipeline import HeartbeatRefused, parse_heartbeat
 from sluiceway.store import ChunkWriteError
 from sluiceway.wire import BodyTooLarge
 
@@ -82,7 +82,9 @@ async def heartbeat(request: Request) -> Response:
     tenant = ctx.tenants(request.headers, allow_many=False)[0]
     try:
         body = await read_body(request, ctx.cfg.server.heartbeat_max_size)
-        ctx.pipeline.record(tenant, parse_heartbeat(body))
+        hb = parse_heartbeat(body)
+        ctx.pipeline.record(tenant, hb)
+        ctx.ledger.reported(tenant, str(hb["id"]), hb)
     except BodyTooLarge as exc:
         return bad(f"{exc} (server.heartbeat_max_size)", 413)
     except HeartbeatRefused as exc:

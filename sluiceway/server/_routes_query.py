@@ -45,7 +45,7 @@ from sluiceway.server._params import (
     within_lookback,
 )
 from sluiceway.server._querier import LookbackSource, StoreSource
-from sluiceway.server._tenants import label_names, label_values, read_source
+from sluiceway.server._tenants import read_source
 
 router = APIRouter()
 log = logging.getLogger("sluiceway.query")
@@ -176,15 +176,15 @@ def read_scope_of(ctx: ServerContext, tenants: list[str], start: int,
 @router.api_route("/loki/api/v1/label", methods=["GET", "POST"])
 async def labels(request: Request) -> Response:
     source, tenants, start, end, matchers = await _label_scope(request)
-    names = await run_in_threadpool(label_names, source, tenants, start, end, matchers)
+    names = await run_in_threadpool(source.label_names, tenants, matchers, start, end)
     return JSONResponse({"status": "success", "data": names})
 
 
 @router.api_route("/loki/api/v1/label/{name}/values", methods=["GET", "POST"])
 async def values(request: Request) -> Response:
     source, tenants, start, end, matchers = await _label_scope(request)
-    vals = await run_in_threadpool(label_values, source, tenants,
-                                   request.path_params["name"], start, end, matchers)
+    vals = await run_in_threadpool(source.label_values, tenants,
+                                   request.path_params["name"], matchers, start, end)
     return JSONResponse({"status": "success", "data": vals})
 
 

@@ -23,7 +23,10 @@ from sluiceway.logql import (
     LogExpr,
     QueryError,
     QueryParams,
+    QueryResult,
     QueryTimeout,
+    Stream,
+    StreamsResult,
     evaluate,
     parse,
 )
@@ -128,10 +131,10 @@ async def _session(ctx: ServerContext, ws: WebSocket, req: _TailRequest,
             tenants=req.tenants, start=req.start, end=time.time_ns() + 1, limit=req.limit,
             direction="backward", max_line_size=cap, deadline=ctx.deadline(limits),
             levels=ctx.level_rules(limits)))
-        first = hist.to_loki_json()
+        first = _streams(hist)
         # A line pushed while the history query ran is in both: send it once.
-        sent = {(v[0], v[1]) for s in first["result"] for v in s["values"]}
-        if first["result"]:  # Loki sends no frame for an empty history
+        sent = {(t, line) for s in first for t, line, _ in s.entries}
+        if first:  # Loki sends no frame for an empty history
             await ws.send_text(_frame(first))
         while True:
             get = asyncio.ensure_future(session.next())
@@ -142,39 +145,47 @@ async def _session(ctx: ServerContext, ws: WebSocket, req: _TailRequest,
             item = get.result()
             if req.delay_s:
                 await asyncio.sleep(req.delay_s)
-            msg: dict[str, Any] = {"result": []}
+            streams: list[Stream] = []
             if item is not None:
-                msg = await _live(req.expr, item.tenant, item.blocks, sent, cap,
-                                  ctx.level_rules(ctx.limits_for(item.tenant)))
+                streams = await _live(req.expr, item.tenant, item.blocks, sent, cap,
+                                      ctx.level_rules(ctx.limits_for(item.tenant)))
             dropped = session.take_dropped()
-            if msg["result"] or dropped:
-                await ws.send_text(_frame(msg, dropped))
+            if streams or dropped:
+                await ws.send_text(_frame(streams, dropped))
             if item is not None:
                 session.done(item)
     finally:
         watcher.cancel()
 
 
+def _streams(res: QueryResult) -> list[Stream]:
+    if not isinstance(res.data, StreamsResult):  # the expression is a log query
+        raise QueryError("tail needs a log query")
+    return res.data.streams
+
+
 async def _live(expr: Expr, tenant: str, blocks: list[EntryBlock],
-                sent: set[tuple[str, str]], max_line_size: int,
-                levels: LevelRules | None) -> dict[str, Any]:
+                sent: set[tuple[int, str]], max_line_size: int,
+                levels: LevelRules | None) -> list[Stream]:
     # `limit` bounds the history only; every new line that matches is sent.
     everything = max(1, sum(len(b) for b in blocks))
     res = await run_in_threadpool(evaluate, BlocksSource(tenant, blocks), expr, QueryParams(
         tenants=[tenant], start=0, end=2**62, limit=everything, direction="forward",
         max_line_size=max_line_size, levels=levels))
-    msg = res.to_loki_json()
+    streams = _streams(res)
     if sent:
-        for s in msg["result"]:
-            s["values"] = [v for v in s["values"] if (v[0], v[1]) not in sent]
-        msg["result"] = [s for s in msg["result"] if s["values"]]
-    return msg
+        streams = [Stream(s.labels, [e for e in s.entries if (e[0], e[1]) not in sent])
+                   for s in streams]
+        streams = [s for s in streams if s.entries]
+    return streams
 
 
-def _frame(data: dict[str, Any], dropped: list[dict[str, Any]] | None = None) -> str:
-    """Loki's tail frame: one stream object per entry, oldest first, and the entries
-    dropped since the last frame (`dropped_entries`, only when there are some)."""
-    entries = [(int(v[0]), s["stream"], v) for s in data["result"] for v in s["values"]]
+def _frame(streams: list[Stream], dropped: list[dict[str, Any]] | None = None) -> str:
+    """Loki's tail frame (the result written in Loki's JSON here, at the edge): one stream
+    object per entry, oldest first, and the entries dropped since the last frame
+    (`dropped_entries`, only when there are some)."""
+    entries = [(t, s.labels, [str(t), line] if extra is None else [str(t), line, extra])
+               for s in streams for t, line, extra in s.entries]
     entries.sort(key=lambda e: e[0])
     frame: dict[str, Any] = {"streams": [{"stream": labels, "values": [v]}
                                          for _, labels, v in entries]}

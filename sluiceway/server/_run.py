@@ -56,15 +56,23 @@ def setup_logging(level: str) -> None:
 class _Server(uvicorn.Server):
     """uvicorn's server, but the first SIGINT/SIGTERM runs `before_stop` (on a thread,
     while the server still serves) and only then starts the graceful shutdown; a second
-    signal acts at once, as in uvicorn (a second Ctrl-C forces the exit)."""
+    signal acts at once, as in uvicorn (a second Ctrl-C forces the exit). `on_ready` runs
+    once the app has started and the socket serves."""
 
-    def __init__(self, config: uvicorn.Config, before_stop: Callable[[], None]) -> None:
+    def __init__(self, config: uvicorn.Config, before_stop: Callable[[], None] | None,
+                 on_ready: Callable[[], None] | None = None) -> None:
         super().__init__(config)
         self._before_stop = before_stop
+        self._on_ready = on_ready
         self._stopping: threading.Thread | None = None
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and not self.should_exit and self._on_ready is not None:
+            self._on_ready()
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self._stopping is not None or self.should_exit:
+        if self._before_stop is None or self._stopping is not None or self.should_exit:
             super().handle_exit(sig, frame)
             return
         self._stopping = threading.Thread(target=self._stop_after, args=(sig,),
@@ -73,16 +81,19 @@ class _Server(uvicorn.Server):
 
     def _stop_after(self, sig: int) -> None:
         try:
-            self._before_stop()
+            if self._before_stop is not None:
+                self._before_stop()
         except Exception:
             log.exception("stopping before the server failed")
         finally:
             super().handle_exit(sig, None)
 
 
-def serve(cfg: Config, before_stop: Callable[[], None] | None = None) -> None:
+def serve(cfg: Config, before_stop: Callable[[], None] | None = None,
+          on_ready: Callable[[], None] | None = None) -> None:
     """Run the server until SIGINT/SIGTERM. `before_stop` runs first, while the server
-    still takes requests (`sluiceway up` stops its demo agent there)."""
+    still takes requests (`sluiceway up` stops its demo agent there); `on_ready` runs
+    once the server is bound and serving (`sluiceway up` says so only then)."""
     setup_logging(cfg.server.log_level)
     # What the ingest workers run, imported before they are forked (its pages are then
     # shared with them); the web app and the query engine load after the fork, in this
@@ -114,11 +125,15 @@ def serve(cfg: Config, before_stop: Callable[[], None] | None = None) -> None:
         pool.close()
         raise
     from sluiceway.server._app import (
+        check_delete_delay,
         create_app,  # the query engine loads only to serve
         store_config,
     )
     from sluiceway.server._objects import ObjectStoreUnusable, open_objects
     from sluiceway.store import Store
+
+    if (short := check_delete_delay(cfg)) is not None:
+        log.warning("config: %s", short)
     try:
         # Opened here, not in the ASGI lifespan, so a bad data dir or an object store
         # that cannot be used is a clear exit 2.
@@ -141,7 +156,8 @@ def serve(cfg: Config, before_stop: Callable[[], None] | None = None) -> None:
     app = create_app(cfg, store, pool, limits)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=10, ws="websockets-sansio")
-    server = uvicorn.Server(config) if before_stop is None else _Server(config, before_stop)
+    server = (uvicorn.Server(config) if before_stop is None and on_ready is None
+              else _Server(config, before_stop, on_ready))
     log.info("Sluiceway server listening on http://%s, data in %s", cfg.server.listen,
              cfg.storage.data_dir)
     try:

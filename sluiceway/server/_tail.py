@@ -20,37 +20,50 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sluiceway.logql import SeriesRef
-from sluiceway.model import EntryBlock, Matcher, fingerprint, matches_all
+from sluiceway.logql import Deadline, DerivedSource, LinePrefilter, until_deadline
+from sluiceway.model import (
+    EntryBlock,
+    Matcher,
+    SeriesRef,
+    fingerprint,
+    in_read_order,
+    matches_all,
+    merge_blocks,
+    sort_dedupe,
+)
 
 log = logging.getLogger("sluiceway.server")
 # Loki lists at most this many dropped entries per tail frame (and counts the rest).
 MAX_DROPPED_LISTED = 1000
 
 
-class BlocksSource:
+class BlocksSource(DerivedSource):
     """A `LogSource` over a handful of blocks held in memory (one push, for tail)."""
 
     def __init__(self, tenant: str, blocks: list[EntryBlock]) -> None:
         self.tenant = tenant
         self.by_fp: dict[int, list[EntryBlock]] = {}
         for b in blocks:
-            self.by_fp.setdefault(fingerprint(b.labels), []).append(b)
+            if len(b):
+                self.by_fp.setdefault(fingerprint(b.labels), []).append(sort_dedupe(b))
 
     def series(self, tenants: list[str], matchers: list[Matcher], start: int,
                end: int) -> list[SeriesRef]:
         if self.tenant not in tenants:
             return []
         return [SeriesRef(self.tenant, fp, bs[0].labels) for fp, bs in self.by_fp.items()
-                if matches_all(matchers, bs[0].labels)]
+                if matches_all(matchers, bs[0].labels)
+                and any(len(b.clip(start, end)) for b in bs)]
 
-    def blocks(self, ref: SeriesRef, start: int, end: int,
-               direction: str) -> Iterator[EntryBlock]:
-        from sluiceway.store import sort_dedupe
-
-        merged = sort_dedupe(EntryBlock.concat(self.by_fp.get(ref.fp, []))).clip(start, end)
-        if len(merged):
-            yield merged
+    def blocks(self, ref: SeriesRef, start: int, end: int, direction: str, *,
+               prefilter: LinePrefilter | None = None,
+               deadline: Deadline | None = None) -> Iterator[EntryBlock]:
+        spans = in_read_order(((int(b.ts[0]), int(b.ts[-1]), b)
+                               for b in self.by_fp.get(ref.fp, []) if ref.tenant == self.tenant),
+                              direction)
+        return until_deadline(merge_blocks([(a, z) for a, z, _ in spans],
+                                           (b for _, _, b in spans), direction, start, end),
+                              deadline)
 
 
 class TailLimitExceeded(Exception):

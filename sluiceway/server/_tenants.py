@@ -14,8 +14,18 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 
-from sluiceway.logql import LogSource, SeriesRef, check_selector
-from sluiceway.model import EntryBlock, Matcher
+import numpy as np
+import numpy.typing as npt
+
+from sluiceway.logql import (
+    Deadline,
+    IndexStats,
+    LinePrefilter,
+    LogSource,
+    SeriesVolume,
+    check_selector,
+)
+from sluiceway.model import EntryBlock, Matcher, SeriesRef
 from sluiceway.server._params import ParamError
 
 TENANT_LABEL = "__tenant_id__"
@@ -100,7 +110,9 @@ def with_tenant_label(labels: Mapping[str, str], tenant: str) -> dict[str, str]:
 class MultiTenantSource:
     """A `LogSource` over several tenants: tenant matchers pick tenants, and every series
     and block is labelled with its tenant, so results of different tenants never merge
-    unless the query aggregates them away."""
+    unless the query aggregates them away. Label names and values answer as over those
+    labelled series: `__tenant_id__` is a name of every tenant with a series, its values
+    are those tenants."""
 
     def __init__(self, inner: LogSource) -> None:
         self.inner = inner
@@ -111,25 +123,48 @@ class MultiTenantSource:
         return [SeriesRef(r.tenant, r.fp, with_tenant_label(r.labels, r.tenant))
                 for r in self.inner.series(kept, rest, start, end)]
 
-    def blocks(self, ref: SeriesRef, start: int, end: int,
-               direction: str) -> Iterator[EntryBlock]:
+    def blocks(self, ref: SeriesRef, start: int, end: int, direction: str, *,
+               prefilter: LinePrefilter | None = None,
+               deadline: Deadline | None = None) -> Iterator[EntryBlock]:
         labels = dict(ref.labels)
-        for b in self.inner.blocks(ref, start, end, direction):
+        for b in self.inner.blocks(ref, start, end, direction, prefilter=prefilter,
+                                   deadline=deadline):
             yield replace(b, labels=labels)
+
+    def label_names(self, tenants: list[str], matchers: list[Matcher], start: int,
+                    end: int) -> list[str]:
+        kept, rest = split_tenant_matchers(tenants, matchers)
+        names: set[str] = set()
+        for t in kept:  # per tenant: whether it has a series at all
+            got = self.inner.label_names([t], rest, start, end)
+            if got:
+                names.update(RETAINED_PREFIX + n if n == TENANT_LABEL else n for n in got)
+                names.add(TENANT_LABEL)
+        return sorted(names)
+
+    def label_values(self, tenants: list[str], name: str, matchers: list[Matcher],
+                     start: int, end: int) -> list[str]:
+        kept, rest = split_tenant_matchers(tenants, matchers)
+        if name == TENANT_LABEL:
+            return [t for t in kept if self.inner.label_names([t], rest, start, end)]
+        stored = TENANT_LABEL if name == RETAINED_PREFIX + TENANT_LABEL else name
+        return self.inner.label_values(kept, stored, rest, start, end)
+
+    def stats(self, tenants: list[str], matchers: list[Matcher], start: int,
+              end: int) -> IndexStats:
+        kept, rest = split_tenant_matchers(tenants, matchers)
+        return self.inner.stats(kept, rest, start, end)
+
+    def volume(self, tenants: list[str], matchers: list[Matcher], start: int, end: int,
+               edges: npt.NDArray[np.int64], *,
+               deadline: Deadline | None = None) -> list[SeriesVolume]:
+        kept, rest = split_tenant_matchers(tenants, matchers)
+        return [(SeriesRef(r.tenant, r.fp, with_tenant_label(r.labels, r.tenant)), v)
+                for r, v in self.inner.volume(kept, rest, start, end, edges,
+                                              deadline=deadline)]
 
 
 def read_source(inner: LogSource, tenants: list[str]) -> LogSource:
     """What a read over `tenants` queries: `inner` itself for one tenant (no label added,
     as in Loki), a `MultiTenantSource` over it for several."""
     return MultiTenantSource(inner) if len(tenants) > 1 else inner
-
-
-def label_names(source: LogSource, tenants: list[str], start: int, end: int,
-                matchers: list[Matcher]) -> list[str]:
-    return sorted({k for s in source.series(tenants, matchers, start, end) for k in s.labels})
-
-
-def label_values(source: LogSource, tenants: list[str], name: str, start: int, end: int,
-                 matchers: list[Matcher]) -> list[str]:
-    return sorted({s.labels[name] for s in source.series(tenants, matchers, start, end)
-                   if name in s.labels})

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
-from sluiceway.logql import Deadline
+from sluiceway.logql import Deadline, LogSource
 from sluiceway.model import Matcher, format_labels
-from sluiceway.store import Store
 
 
-def _group_key(labels: dict[str, str], targets: list[str]) -> tuple[tuple[str, str], ...]:
+def _group_key(labels: Mapping[str, str], targets: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple((k, labels[k]) for k in targets if k in labels)
 
 
@@ -20,38 +21,30 @@ def bucket_edges(start: int, end: int, step_ns: int) -> np.ndarray:
     return np.concatenate([[start], inner, [end]]).astype(np.int64)
 
 
-def volume(store: Store, tenants: list[str], matchers: list[Matcher], start: int, end: int,
-           step_ns: int | None, targets: list[str] | None, limit: int,
+def volume(source: LogSource, tenants: list[str], matchers: list[Matcher], start: int,
+           end: int, step_ns: int | None, targets: list[str] | None, limit: int,
            aggregate_by: str, deadline: Deadline | None = None,
            ) -> dict[tuple[tuple[str, str], ...], np.ndarray]:
-    """Bytes per group: one value (step None) or one per bucket of `bucket_edges`;
-    `deadline` is checked before each block. As Loki: `aggregate_by` "series" groups by
-    the `targets` (default: the selector's label names), "labels" by label *name* (the
-    value left empty); a target the selector does not name must be present (`=~".+"`);
-    the largest first (ties by name), at most `limit`."""
+    """Bytes per group: one value (step None) or one per bucket of `bucket_edges`, from
+    the per-series sums of `source.volume`; `deadline` is checked before each block. As
+    Loki: `aggregate_by` "series" groups by the `targets` (default: the selector's label
+    names), "labels" by label *name* (the value left empty); a target the selector does
+    not name must be present (`=~".+"`); the largest first (ties by name), at most
+    `limit`."""
     names = targets or sorted({m.name for m in matchers})
     if targets:
         named = {m.name for m in matchers}
         matchers = matchers + [Matcher(t, "=~", ".+") for t in targets if t not in named]
-    edges = bucket_edges(start, end, step_ns) if step_ns else np.array([start, end])
+    edges = bucket_edges(start, end, step_ns) if step_ns else np.array([start, end],
+                                                                       dtype=np.int64)
     nb = len(edges) - 1
     acc: dict[tuple[tuple[str, str], ...], np.ndarray] = {}
-    for ref in store.series(tenants, matchers, start, end):
+    for ref, sums in source.volume(tenants, matchers, start, end, edges, deadline=deadline):
         if aggregate_by == "labels":
             keys: list[tuple[tuple[str, str], ...]] = [
                 ((k, ""),) for k in ref.labels if not targets or k in targets]
         else:
             keys = [_group_key(ref.labels, names)]
-        sums = np.zeros(nb, dtype=np.int64)
-        for b in store.blocks(ref, start, end, "forward"):
-            if deadline is not None:
-                deadline.check()
-            sizes = np.diff(b.offsets)
-            if step_ns is None:
-                sums[0] += int(sizes.sum())
-            else:
-                idx = np.minimum(np.searchsorted(edges, b.ts, "right") - 1, nb - 1)
-                sums += np.bincount(idx, weights=sizes, minlength=nb).astype(np.int64)
         for key in keys:
             acc[key] = acc.get(key, np.zeros(nb, dtype=np.int64)) + sums
     top = sorted(acc.items(), key=lambda kv: (-int(kv[1].sum()),

@@ -24,16 +24,31 @@ Public API::
   (`parts`, `send`, `split`). Logs backend down / recovered, drops started / stopped,
   spill started / drained, with counts and durations.
 - `Push` / `PushCodec` / `PushDeliverer`: finished push bodies as queue items.
-- `HeartbeatSender`: `sluiceway.model.Heartbeat`s to a Sluiceway server.
+- `HeartbeatSender`: `sluiceway.model.Heartbeat`s to a Sluiceway server (`final()`:
+  one last beat at a clean stop).
+- The ledger's producer side: `LossBook` (lost numbers per source and epoch),
+  `lost_tail` (which numbers a part that lost N lines held), `groups_of` / `header_of`
+  (the `X-Sluiceway-Ledger` header of numbered lines).
+- `HeartbeatRelay`: other processes' heartbeats (an agent's reporters) passed on with a
+  sender's identity, the newest of each reporter kept while the target does not answer.
 - `QueueCollector` / `Figures` / `queue_metrics`: the one Prometheus collector of a
   queue and its delivery (counters present at 0 from the start, push latency histogram
-  by status code, last successful push time); `LOSS_REASONS` (with
+  by status code, last successful push time); `latency_family` / `merge_latency` for an
+  owner's alias of that histogram (the agent's Promtail names); `LOSS_REASONS` (with
   `sluiceway.buffer.DROP_REASONS`) names the reasons an owner shows at 0.
 """
 
 from sluiceway.ship._client import PushClient, PushTarget, unreachable
 from sluiceway.ship._heartbeat import HEARTBEAT_PATH, HeartbeatSender
 from sluiceway.ship._latency import BUCKETS, LatencyHistogram
+from sluiceway.ship._ledger import (
+    HEADER_BUDGET,
+    MAX_LOST_RUNS,
+    LossBook,
+    groups_of,
+    header_of,
+    lost_tail,
+)
 from sluiceway.ship._loop import (
     LOSS_REASONS,
     Deliverer,
@@ -42,20 +57,36 @@ from sluiceway.ship._loop import (
     Part,
     RetryPolicy,
 )
-from sluiceway.ship._metrics import Figures, QueueCollector, queue_metrics
+from sluiceway.ship._metrics import (
+    Figures,
+    LatencySnapshot,
+    QueueCollector,
+    latency_family,
+    merge_latency,
+    queue_metrics,
+)
 from sluiceway.ship._push import Push, PushCodec, PushDeliverer
+from sluiceway.ship._relay import HeartbeatRelay
 from sluiceway.ship._watch import Watch
 
 __all__ = [
     "BUCKETS",
+    "HEADER_BUDGET",
+    "MAX_LOST_RUNS",
+    "LossBook",
+    "groups_of",
+    "header_of",
+    "lost_tail",
     "HEARTBEAT_PATH",
     "LOSS_REASONS",
     "Deliverer",
     "DeliveryLoop",
     "DeliveryStats",
     "Figures",
+    "HeartbeatRelay",
     "HeartbeatSender",
     "LatencyHistogram",
+    "LatencySnapshot",
     "Part",
     "Push",
     "PushClient",
@@ -65,6 +96,8 @@ __all__ = [
     "QueueCollector",
     "RetryPolicy",
     "Watch",
+    "latency_family",
+    "merge_latency",
     "queue_metrics",
     "unreachable",
 ]

@@ -87,12 +87,16 @@ class PushClient:
         self.url = target.push_url
         self._http: httpx.Client | None = None
 
-    def push(self, body: bytes, content_type: str) -> PushAnswer:
+    def push(self, body: bytes, content_type: str,
+             headers: dict[str, str] | None = None) -> PushAnswer:
+        """One push; `headers` are this push's own (the ledger's numbers)."""
         if self._http is None:
             self._http = self.target.http()
+        hdrs = {"Content-Type": content_type}
+        if headers:
+            hdrs.update(headers)
         try:
-            resp = self._http.post(self.url, content=body,
-                                   headers={"Content-Type": content_type})
+            resp = self._http.post(self.url, content=body, headers=hdrs)
         except httpx.HTTPError as exc:
             return unreachable(exc)
         return classify_push_answer(resp.status_code, resp.text, resp.headers)

@@ -42,6 +42,7 @@ class HeartbeatSender:
         self.sent = 0
         self.refused: int | None = None  # the last refusal logged, so it is logged once
         self.failing = False
+        self.off = False  # the target turned out a plain Loki: no more heartbeats
         self.thread = threading.Thread(target=self.run, daemon=True, name=name)
 
     def heartbeat(self) -> Heartbeat:
@@ -61,8 +62,10 @@ class HeartbeatSender:
             return True
         self.failing = False
         if resp.status_code in (404, 405) and self.auto:
-            self.log.info("%s has no heartbeat endpoint (plain Loki?); heartbeats off",
-                          self.url)
+            if not self.off:
+                self.log.info("%s has no heartbeat endpoint (plain Loki?); heartbeats off",
+                              self.url)
+            self.off = True
             return False
         if resp.status_code < 300:
             self.sent += 1
@@ -75,6 +78,29 @@ class HeartbeatSender:
             self.log.log(level, "heartbeat refused by %s (HTTP %d), trying again each beat: "
                          "%s", self.url, resp.status_code, resp.text.strip()[:300])
         return True
+
+    def final(self, timeout: float = 2.0) -> bool:
+        """One last beat, marked `final`, from a process that stopped cleanly (its
+        figures are settled); True if the server took it."""
+        if self.off:
+            return False
+        build = self.build
+
+        def last() -> dict[str, Any]:
+            return {**build(), "final": True}
+
+        self.build = last
+        try:
+            with self.http() as client:
+                client.timeout = httpx.Timeout(timeout)
+                sent = self.sent
+                self.send(client)
+                return self.sent > sent
+        except Exception:  # exiting: say it, never raise
+            self.log.debug("final heartbeat not sent", exc_info=True)
+            return False
+        finally:
+            self.build = build
 
     def run(self) -> None:
         with self.http() as client:

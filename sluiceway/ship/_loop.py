@@ -13,7 +13,10 @@ holds for all of them:
 - config_error: kept and retried forever with capped backoff; the backend is `down`.
 - retry: retried with exponential backoff and full jitter, `Retry-After` honoured; lost
   by the answer's reason only when `RetryPolicy.max_retries` gives up — never in spill
-  mode, where the spill holds the lines through any outage.
+  mode, where the spill holds the lines through any outage, unless
+  `RetryPolicy.max_retries_in_spill` says the limit holds there too (Promtail's
+  `backoff_config.max_retries`: a batch is dropped after that many attempts, whatever
+  holds it; the attempt that moved it to disk counts as its first).
 - In spill mode the first failure of a batch from memory hands it back with
   `nack(spill=True)`: it and the rest of memory go to disk, so an outage followed by
   SIGKILL loses nothing.
@@ -22,8 +25,11 @@ holds for all of them:
   spill mode, else left to the owner (a file is read again; the client counts it).
 
 Counters move once per batch, when it is acked, so a batch sent again is never counted
-twice. Numbering (the ledger) will travel with the items: a `Part` keeps the items it
-was made from, and `on_done` gets them once they are shipped or counted lost.
+twice. Numbering (the ledger) travels with the items: a `Part` keeps what it was made
+from; `on_lost(part, gone)` tells the owner which part lost how many lines by reason
+(by the ledger's convention, the last lines of the part in ledger order), and
+`on_done` gets the items once they are shipped or counted lost. Counters and `on_lost`
+move before the ack: a figure read in between sees lines twice, never nowhere.
 """
 
 from __future__ import annotations
@@ -83,11 +89,17 @@ class Deliverer(Protocol[T]):
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """Backoff from `min_backoff` doubling to `max_backoff` (full jitter in its upper
-    half); `max_retries` None retries without limit."""
+    half); `max_retries` None retries without limit. In spill mode `max_retries` gives up
+    only with `max_retries_in_spill`."""
 
     min_backoff: float = 0.5
     max_backoff: float = 30.0
     max_retries: int | None = None
+    max_retries_in_spill: bool = False
+
+    def gives_up(self, spill: bool) -> bool:
+        """Whether `max_retries` can lose lines in this mode."""
+        return self.max_retries is not None and (self.max_retries_in_spill or not spill)
 
     def delay(self, streak: int) -> float:
         cap = min(self.max_backoff, self.min_backoff * 2 ** min(max(streak, 1) - 1, 30))
@@ -192,7 +204,8 @@ class DeliveryLoop(Generic[T]):
                  max_units: int = 1000, max_bytes: int = 1 << 20, linger: float = 0.0,
                  stop: threading.Event | None = None,
                  on_done: Callable[[list[T]], None] | None = None,
-                 stats: DeliveryStats | None = None, watch: Watch | None = None) -> None:
+                 stats: DeliveryStats | None = None, watch: Watch | None = None,
+                 on_lost: Callable[[Part, dict[str, int]], None] | None = None) -> None:
         self.buffer = buffer
         self.deliverer = deliverer
         self.who = who
@@ -204,6 +217,7 @@ class DeliveryLoop(Generic[T]):
         self.linger = linger
         self.stop = stop or threading.Event()
         self.on_done = on_done
+        self.on_lost = on_lost
         # Loops (workers) feeding one destination share its counters and its watcher,
         # so a state change is counted and said once.
         self.stats = stats if stats is not None else DeliveryStats()
@@ -214,6 +228,9 @@ class DeliveryLoop(Generic[T]):
         self._faults = 0  # deliveries in a row that raised
         self._spill = buffer.config.when_full == "spill"
         self._spilled_outage = False
+        # Failed attempts of the batch an outage moved to disk, carried to the first
+        # batch read back (`max_retries_in_spill`: that batch's count goes on).
+        self._carry = 0
         self._sender = _Sender(f"sluiceway-send-{buffer.name}")
 
     # ---- the loop -----------------------------------------------------------------------
@@ -258,7 +275,7 @@ class DeliveryLoop(Generic[T]):
         self._faults += 1
         n = sum(b.count for b in batches)
         r = self.retry
-        if self._spill or r.max_retries is None or self._faults <= r.max_retries:
+        if not r.gives_up(self._spill) or self._faults <= (r.max_retries or 0):
             self.log.exception("%s: delivery error; the batch of %d lines goes back to the "
                                "queue", self.who, n)
             for b in batches:
@@ -268,10 +285,16 @@ class DeliveryLoop(Generic[T]):
         self.log.exception("%s: delivery error %d times in a row; gave up on %d lines "
                            "(sink_error)", self.who, self._faults, n)
         self._faults = 0
+        self.stats.count_lost("sink_error", n)  # before the ack, as in _deliver
+        items = [it for b in batches for it in b.items]
+        if self.on_lost is not None:
+            try:
+                self._lost([(p, {"sink_error": p.lines}) for p in self.deliverer.parts(items)])
+            except Exception:  # the deliverer is what failed: its parts may fail too
+                self.log.exception("%s: cannot tell which lines were lost", self.who)
         for b in batches:
             self.buffer.ack(b)
-        self.stats.count_lost("sink_error", n)
-        self._done([it for b in batches for it in b.items])
+        self._done(items)
 
     def _linger(self, batches: list[Batch[T]]) -> None:
         deadline = time.monotonic() + self.linger
@@ -292,7 +315,10 @@ class DeliveryLoop(Generic[T]):
         parts = self.deliverer.parts(items)
         shipped: Counter[Hashable] = Counter()
         lost: Counter[tuple[str, Hashable]] = Counter()
+        lost_parts: list[tuple[Part, dict[str, int]]] = []
         pushes = nbytes = attempts = 0
+        if self._carry and batches[0].source != "memory":
+            attempts, self._carry = self._carry, 0
         while parts:
             part = parts[0]
             ans = self._send(part)
@@ -312,6 +338,8 @@ class DeliveryLoop(Generic[T]):
                     gone = ans.lost(part.lines)
                 parts.pop(0)
                 _tally(part, gone, shipped, lost)
+                if gone:
+                    lost_parts.append((part, gone))
                 if ans.kind in ("shipped", "partial"):
                     pushes += 1
                     nbytes += part.nbytes
@@ -323,10 +351,11 @@ class DeliveryLoop(Generic[T]):
             attempts += 1
             self._failed(ans)
             r = self.retry
-            if (ans.kind == "retry" and not self._spill and r.max_retries is not None
-                    and attempts > r.max_retries):
+            if (ans.kind == "retry" and r.gives_up(self._spill)
+                    and attempts > (r.max_retries or 0)):
                 parts.pop(0)
                 _tally(part, {ans.reason: part.lines}, shipped, lost)
+                lost_parts.append((part, {ans.reason: part.lines}))
                 self.log.error("%s: gave up on %d lines after %d attempts (%s): %s",
                                self.who, part.lines, attempts, ans.reason, ans.detail)
                 attempts = 0
@@ -337,6 +366,7 @@ class DeliveryLoop(Generic[T]):
                 # during the outage loses nothing; they are read back after the wait.
                 self._spilled_outage = True
                 self._settled = True
+                self._carry = attempts
                 for b in batches:
                     self.buffer.nack(b, spill=True)
                 self._sleep(ans)
@@ -347,15 +377,28 @@ class DeliveryLoop(Generic[T]):
             with self.stats.lock:
                 self.stats.retries += 1
         self._settled = True
-        for b in batches:
-            self.buffer.ack(b)
         st = self.stats
+        # Counted before the ack: a figure read in between sees the lines twice (in
+        # flight and shipped or lost), never nowhere — the ledger relies on it.
         with st.lock:
             st.shipped.update(shipped)
             st.lost.update(lost)
             st.pushes += pushes
             st.bytes_shipped += nbytes
+        if lost_parts:
+            self._lost(lost_parts)
+        for b in batches:
+            self.buffer.ack(b)
         self._done(items)
+
+    def _lost(self, parts: list[tuple[Part, dict[str, int]]]) -> None:
+        if self.on_lost is None:
+            return
+        for part, gone in parts:
+            try:
+                self.on_lost(part, gone)
+            except Exception:  # the owner's bookkeeping; the lines are counted anyway
+                self.log.exception("%s: counting lost lines", self.who)
 
     def _done(self, items: list[T]) -> None:
         if self.on_done is not None:

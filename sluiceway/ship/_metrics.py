@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TagLabels = Callable[[str], dict[str, str]]
+# `LatencyHistogram.snapshot()`: status -> ([(upper bound, cumulative count), …], sum)
+LatencySnapshot = dict[str, tuple[list[tuple[str, int]], float]]
 
 
 @dataclass
@@ -35,7 +37,7 @@ class Figures:
 
     buffer: dict[str, Any]  # Buffer.stats()
     delivery: dict[str, Any]  # DeliveryLoop.snapshot()
-    latency: dict[str, tuple[list[tuple[str, int]], float]]  # LatencyHistogram.snapshot()
+    latency: LatencySnapshot  # LatencyHistogram.snapshot()
     url: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     # The buffer's drop reasons as the owner names them (the agent's `queue_full`).
@@ -50,11 +52,7 @@ class Figures:
 
 def queue_metrics(prefix: str, figures: list[Figures]) -> Iterator[Any]:
     """The metric families of `figures` (one per queue), for a collector's `collect`."""
-    from prometheus_client.core import (
-        CounterMetricFamily,
-        GaugeMetricFamily,
-        HistogramMetricFamily,
-    )
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
     if not figures:
         return
@@ -97,9 +95,7 @@ def queue_metrics(prefix: str, figures: list[Figures]) -> Iterator[Any]:
     up = gauge("backend_up", "1 while pushes are accepted", ["url"])
     last_ok = gauge("last_successful_push_timestamp_seconds",
                     "Unix time of the last push the backend accepted (0: none yet)")
-    hist = HistogramMetricFamily(f"{prefix}_push_duration_seconds",
-                                 "push latency by HTTP status (none: no answer)",
-                                 labels=[*base, "status_code"])
+    series: list[tuple[list[str], LatencySnapshot]] = []
     for f in figures:
         vals = [f.labels[n] for n in base]
         b, d = f.buffer, f.delivery
@@ -151,10 +147,38 @@ def queue_metrics(prefix: str, figures: list[Figures]) -> Iterator[Any]:
         policy.add_metric([*vals, str(b["when_full"])], 1.0)
         up.add_metric([*vals, f.url], float(d["ok"]))
         last_ok.add_metric(vals, float(d["last_success_ts"] or 0))
-        for status, (rows, total) in sorted(f.latency.items()):
-            hist.add_metric([*vals, status], [(bound, float(n)) for bound, n in rows], total)
+        series.append((vals, f.latency))
+    hist = latency_family(f"{prefix}_push_duration_seconds",
+                          "push latency by HTTP status (none: no answer)", base, series)
     yield from (enq, shipped, spilled, dropped, lost, *plain.values(), *gauges.values(),
                 spill_full, policy, up, last_ok, hist)
+
+
+def latency_family(name: str, help_: str, labels: list[str],
+                   series: Iterable[tuple[list[str], LatencySnapshot]]) -> Any:
+    """The push latency histogram (`status_code` after `labels`) of each series (label
+    values, snapshot): `queue_metrics`' own, and an owner's alias of it (the agent's
+    `promtail_request_duration_seconds`)."""
+    from prometheus_client.core import HistogramMetricFamily
+
+    hist = HistogramMetricFamily(name, help_, labels=[*labels, "status_code"])
+    for vals, snap in series:
+        for status, (rows, total) in sorted(snap.items()):
+            hist.add_metric([*vals, status], [(bound, float(n)) for bound, n in rows], total)
+    return hist
+
+
+def merge_latency(snaps: Iterable[LatencySnapshot]) -> LatencySnapshot:
+    """Snapshots of several histograms summed, status by status (one destination's
+    loops behind several queues)."""
+    out: LatencySnapshot = {}
+    for snap in snaps:
+        for status, (rows, total) in snap.items():
+            have = out.get(status)
+            out[status] = (list(rows), total) if have is None else (
+                [(b, n + m) for (b, n), (_, m) in zip(have[0], rows, strict=True)],
+                have[1] + total)
+    return out
 
 
 def _by_tag(table: dict[str, dict[str, int]], rename: Mapping[str, str],

@@ -26,6 +26,7 @@ from sluiceway.model import EntryBlock
 MAGIC = b"SLWC"
 CHUNK_VERSION = 1
 _HDR = struct.Struct("<4sBBHIqqQI")
+HEADER_SIZE = _HDR.size  # 40
 
 _local = threading.local()
 
@@ -34,7 +35,8 @@ class ChunkError(ValueError):
     """A chunk file that is not ours, of another version, or damaged."""
 
 
-def _cctx(level: int) -> zstandard.ZstdCompressor:
+def cctx(level: int) -> zstandard.ZstdCompressor:
+    """This thread's compressor at `level` (without a dictionary)."""
     key = f"c{level}"
     c = getattr(_local, key, None)
     if c is None:
@@ -43,7 +45,8 @@ def _cctx(level: int) -> zstandard.ZstdCompressor:
     return c
 
 
-def _dctx() -> zstandard.ZstdDecompressor:
+def dctx() -> zstandard.ZstdDecompressor:
+    """This thread's decompressor (without a dictionary)."""
     d = getattr(_local, "d", None)
     if d is None:
         d = _local.d = zstandard.ZstdDecompressor()
@@ -59,9 +62,11 @@ class ChunkMeta:
     size: int
 
 
-def encode_chunk(block: EntryBlock, level: int = 3) -> tuple[bytes, ChunkMeta]:
+def encode_payload(block: EntryBlock) -> bytes:
+    """The uncompressed payload of `block` (n >= 1, ascending): shuffled ts differences
+    (the first one 0: it is the block's `mint`), shuffled line lengths, the lines, the
+    metadata JSON. Shared by chunk formats 1 and 2 (one payload per block there)."""
     n = len(block)
-    mint, maxt = int(block.ts[0]), int(block.ts[-1])
     ts, offsets = block.ts, block.offsets
     # Differences by subtraction: np.diff(prepend=) costs more than the rest of a small
     # chunk (shutdown writes one per stream, often of a line or two).
@@ -74,30 +79,49 @@ def encode_chunk(block: EntryBlock, level: int = 3) -> tuple[bytes, ChunkMeta]:
         block.blob[int(block.offsets[0]) : int(block.offsets[-1])],
         orjson.dumps(block.metadata) if block.metadata is not None else b"",
     ]
-    payload = b"".join(parts)
-    z = _cctx(level).compress(payload)
+    return b"".join(parts)
+
+
+def encode_chunk(block: EntryBlock, level: int = 3) -> tuple[bytes, ChunkMeta]:
+    n = len(block)
+    mint, maxt = int(block.ts[0]), int(block.ts[-1])
+    payload = encode_payload(block)
+    z = cctx(level).compress(payload)
     hdr = _HDR.pack(MAGIC, CHUNK_VERSION, 0, 0, n, mint, maxt, len(payload), zlib.crc32(z))
     data = hdr + z
     return data, ChunkMeta(n, mint, maxt, block.nbytes, len(data))
 
 
-def decode_chunk(data: bytes, labels: dict[str, str]) -> EntryBlock:
+def read_header(data: bytes) -> tuple[int, int, int, int, int]:
+    """(n, mint, maxt, raw_len, crc) of a version-1 chunk's first `HEADER_SIZE` bytes."""
     if len(data) < _HDR.size:
         raise ChunkError("chunk too short")
-    magic, version, _f, _r, n, mint, _maxt, raw_len, crc = _HDR.unpack_from(data, 0)
+    magic, version, _f, _r, n, mint, maxt, raw_len, crc = _HDR.unpack_from(data, 0)
     if magic != MAGIC:
         raise ChunkError("not a Sluiceway chunk")
     if version != CHUNK_VERSION:
         raise ChunkError(f"chunk format version {version} is not supported (expected "
                          f"{CHUNK_VERSION})")
+    return n, mint, maxt, raw_len, crc
+
+
+def decode_chunk(data: bytes, labels: dict[str, str]) -> EntryBlock:
+    n, mint, _maxt, raw_len, crc = read_header(data)
     z = memoryview(data)[_HDR.size :]
     if zlib.crc32(z) != crc:
         raise ChunkError("chunk checksum mismatch")
-    # The header's counts are outside the checksum: every way they can be wrong is a
-    # ChunkError, never an exception of numpy, zstd or orjson.
+    return decode_payload(z, n, mint, raw_len, labels, dctx())
+
+
+def decode_payload(z: bytes | memoryview, n: int, mint: int, raw_len: int,
+                   labels: dict[str, str], dctx: zstandard.ZstdDecompressor) -> EntryBlock:
+    """Decompress one checked payload (`encode_payload`, one zstd frame) of `n` lines.
+    Lines stay in the decompressed payload: the block's blob is that buffer, no copy.
+    The counts come from outside the checksummed bytes: every way they can be wrong is a
+    ChunkError, never an exception of numpy, zstd or orjson."""
     try:
-        payload = _dctx().decompress(z, max_output_size=raw_len)
-        if len(payload) != raw_len or 12 * n > raw_len:
+        payload = dctx.decompress(z, max_output_size=raw_len)
+        if n < 1 or len(payload) != raw_len or 12 * n > raw_len:
             raise ChunkError(f"chunk payload is {len(payload)} bytes, the header says "
                              f"{raw_len} for {n} lines")
         ts = np.cumsum(_unshuffle(payload, 0, n, "<i8"), dtype=np.int64) + mint

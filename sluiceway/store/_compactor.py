@@ -4,8 +4,9 @@ Chunks are cut fast (zstd level 1, about 4.4x on the benchmark's logs) so ingest
 up; once they are older than `min_age`, neighbouring chunks of a stream are merged up to
 `target_bytes` and written again at a high level (17: about 5.3x, ~2 MB/s per core),
 where zstd's optimal parser finds the repeats between log lines.
-Replaced files are deleted one pass later, so a query that already holds a reference to
-one can still read it.
+One index object adds the merged chunk and takes the replaced ones out of service; their
+files are deleted `delete_delay` later (the store's garbage collection), so a query that
+already holds a reference to one, here or in another process, can still read it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sluiceway.model import EntryBlock, format_labels
-from sluiceway.store._blocks import sort_dedupe
+from sluiceway.model import EntryBlock, format_labels, sort_dedupe
 from sluiceway.store._memory import block_bytes, give_back_free_memory
 from sluiceway.store._stream import ChunkRef, Stream
 from sluiceway.store._tenant import TenantStore
@@ -32,6 +32,7 @@ class CompactionStats:
     bytes_in: int = 0
     bytes_out: int = 0
     seconds: float = 0.0
+    index_objects_in: int = 0  # index objects folded into one per period
 
 
 class Compactor:
@@ -41,18 +42,11 @@ class Compactor:
         self.threads = threads
         self.target_bytes = target_bytes
         self.min_age_s = min_age_s
-        self._doomed: list[tuple[TenantStore, str]] = []  # (tenant, chunk path)
         self._lock = threading.Lock()
 
     def run(self, tenants: list[TenantStore], now: float | None = None) -> CompactionStats:
         """One pass over every stream; returns what it did."""
         now = now if now is not None else time.time()
-        by_tenant: dict[int, tuple[TenantStore, list[str]]] = {}
-        for ts, path in self._doomed:  # replaced by the previous pass
-            by_tenant.setdefault(id(ts), (ts, []))[1].append(path)
-        for ts, paths in by_tenant.values():
-            ts.delete_chunk_objects(paths)
-        self._doomed = []
         stats = CompactionStats()
         t0 = time.perf_counter()
         jobs: list[tuple[TenantStore, Stream, list[ChunkRef]]] = []
@@ -100,7 +94,7 @@ class Compactor:
             block = sort_dedupe(EntryBlock.concat(blocks))
             held.add(block_bytes(block))
             counted += block_bytes(block)
-            new = ts.write_chunk(s, block, self.level)
+            new = ts.write_chunk(s, block, self.level, group)
             ts.replace_chunks(s, group, new)
         except OSError:
             log.exception("compacting %d chunks of %s failed; they stay as they are",
@@ -109,7 +103,6 @@ class Compactor:
         finally:
             held.sub(counted)
         with self._lock:
-            self._doomed += [(ts, c.path) for c in group]
             stats.chunks_in += len(group)
             stats.chunks_out += 1
             stats.bytes_in += sum(c.size for c in group)

@@ -57,7 +57,7 @@ def own_block(b: EntryBlock) -> EntryBlock:
     return b
 
 
-class Held:
+class HeldBytes:
     """Bytes one part holds now (`bytes`), the most it held (`peak`), its bound (`limit`,
     0: none configured). Thread-safe."""
 
@@ -110,14 +110,14 @@ class StoreMemory:
 
     def __init__(self, max_heads_bytes: int, cache_bytes: int) -> None:
         self.max_heads_bytes = max_heads_bytes
-        self.heads = Held(max_heads_bytes)
-        self.flushing = Held()
+        self.heads = HeldBytes(max_heads_bytes)
+        self.flushing = HeldBytes()
         # The batch the flusher writes: merged copies of its heads and the encoded chunks.
-        self.flush_batch = Held()
-        self.chunk_cache = Held(cache_bytes)
-        self.wal = Held()  # records waiting for the WAL writer, and the group it writes
+        self.flush_batch = HeldBytes()
+        self.chunk_cache = HeldBytes(cache_bytes)
+        self.wal = HeldBytes()  # records waiting for the WAL writer, and the group it writes
         # The groups being compacted: their chunks and the merged copy.
-        self.compaction = Held()
+        self.compaction = HeldBytes()
         self._room = threading.Condition()
 
     @property

@@ -20,6 +20,8 @@ The contract, for every backend:
 - `delete` and `delete_many` are idempotent (no object: nothing to do) and durable.
 - `list(prefix)` gives every object whose key starts with `prefix` (a string prefix, not
   a directory: `a/b` lists `a/b/c` and `a/bc`), sorted by key, never a write in progress.
+- `ranged_reads` is False for a backend whose `get_range` reads the whole object anyway:
+  a reader that needs several parts of an object then reads it once, whole.
 - A key is never both an object and the start of other keys followed by `/` (`a` and
   `a/b`): callers do not make both (a file cannot be a directory too).
 - Every failure of the backend itself (disk, network) is an OSError, so a caller that
@@ -122,7 +124,9 @@ def check_prefix(prefix: str) -> str:
         raise InvalidKey(f"list prefix {prefix!r} is not the beginning of a key")
     head, _, _last = prefix.rpartition("/")
     if head:
-        check_key(head)
+        # The complete parts are directories of keys, never a key's last part: a part of
+        # up to MAX_PART_BYTES (a tenant directory's name) is fine there.
+        check_key(head + "/x")
     return prefix
 
 
@@ -136,6 +140,11 @@ def _is_utf8(text: str) -> bool:
 
 class ObjectStore(ABC):
     """Objects by key: see the module's docstring for the contract every backend keeps."""
+
+    # Whether `get_range` costs about the bytes it returns. False for a backend that
+    # reads the whole object for it (a JetStream object store): a reader that needs
+    # several parts of an object then reads it once, whole.
+    ranged_reads: bool = True
 
     @abstractmethod
     def put(self, key: str, data: Data) -> None:

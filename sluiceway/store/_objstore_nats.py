@@ -91,6 +91,8 @@ class JetStreamBucket(ObjectStore):
     first use with `replicas` copies, file storage). See the module docstring for what
     the object store can and cannot do."""
 
+    ranged_reads = False  # get_range reads the whole object
+
     def __init__(self, servers: str | Sequence[str], bucket: str = "chunks", *,
                  name_prefix: str = "sluiceway-", replicas: int = 1, timeout_s: float = 10.0,
                  chunk_size: int = DEFAULT_CHUNK, cache_bytes: int = 64 << 20,
@@ -413,16 +415,20 @@ class JetStreamBucket(ObjectStore):
 
         subjects = f"$O.{self.name}.M.>"
         try:
-            await self._js.get_last_msg(self.stream, subjects)
+            last = await self._js.get_last_msg(self.stream, subjects)
         except NotFoundError:
             return []  # no metadata at all
+        # The listing is complete once the newest metadata message of when it began has
+        # come (it is the last of its subject, or a newer one of that subject comes): while
+        # puts go on, `num_pending` may not be 0 on any message for a long time.
+        upto = last.seq or 0
         out: list[_Meta] = []
         done: asyncio.Future[None] = self._loop.create_future()
 
         async def on_msg(msg: Msg) -> None:
             md = msg.metadata
             out.append(self._parse(msg.data, md.sequence.stream, md.timestamp.timestamp()))
-            if md.num_pending == 0 and not done.done():
+            if (md.num_pending == 0 or md.sequence.stream >= upto) and not done.done():
                 done.set_result(None)
 
         sub = await self._js.subscribe(subjects, cb=on_msg, ordered_consumer=True,

@@ -15,7 +15,9 @@ from __future__ import annotations
 import logging
 
 from sluiceway.model import format_labels
-from sluiceway.store._chunk import ChunkError, decode_chunk
+from sluiceway.store._chunk import ChunkError
+from sluiceway.store._chunkfmt import decode_chunk
+from sluiceway.store._index import IndexEntry, Removal
 from sluiceway.store._objstore import ObjectInfo
 from sluiceway.store._quarantine import CORRUPT, UNINDEXED, UNREADABLE, move, quarantine_prefix
 from sluiceway.store._stream import ChunkRef
@@ -33,14 +35,18 @@ def _fingerprint_of(rel: str) -> int | None:
 
 def recover_chunks(ts: TenantStore) -> None:
     """Run once at start, after the WAL replay (which makes its streams' labels known)."""
-    records: list[dict[str, object]] = []
+    entries: list[IndexEntry] = []
     orphans: dict[str, ObjectInfo] = {}
-    if ts.index_damaged:
+    if ts.index_damaged and ts.index.unreadable:
+        log.warning("tenant %s: the index is damaged but %d of its objects cannot be read "
+                    "now; it is compared with the chunks at a start that can read them",
+                    ts.tenant, len(ts.index.unreadable))
+    elif ts.index_damaged:
         on_disk = ts.chunk_objects()
-        records += _drop_missing(ts, set(on_disk))
+        _drop_missing(ts, set(on_disk))
         named = {c.path for s in ts.streams.values() for c in s.chunks}
-        orphans = {rel: on_disk[rel] for rel in sorted(set(on_disk) - named - ts.deleted_paths)}
-    ts.deleted_paths = set()
+        orphans = {rel: on_disk[rel]
+                   for rel in sorted(set(on_disk) - named - ts.index.deleted())}
     waiting_at = quarantine_prefix(UNINDEXED)
     corrupt_at = quarantine_prefix(CORRUPT)
     waiting = ts.chunk_objects(waiting_at)
@@ -88,40 +94,46 @@ def recover_chunks(ts: TenantStore) -> None:
         if in_quarantine:
             move(ts.objects, ts.key(src), ts.key(rel), data)
         # Its first write's time (a copy's mtime would be now), as compaction's age.
-        ref = ChunkRef(rel, int(block.ts[0]), int(block.ts[-1]), len(block), block.nbytes,
-                       len(data), 1, info.mtime)
-        with s.lock:
-            s.chunks = sorted([*s.chunks, ref], key=lambda c: c.mint)
-            s.max_ts = max(s.max_ts, ref.maxt)
-        records.append(ts.add_record(s, ref))
+        entries.append(ts.entry(s, ChunkRef(rel, int(block.ts[0]), int(block.ts[-1]),
+                                            len(block), block.nbytes, len(data), 1,
+                                            info.mtime)))
         ts.chunks_readded += 1
         log.warning("tenant %s: chunk %s (%d lines) of %s, not named by the index, is taken "
                     "back", ts.tenant, rel, len(block), format_labels(s.labels))
     if left:
         log.warning("tenant %s: %d chunk file(s) in %s still wait for their stream's labels",
                     ts.tenant, left, waiting_at.rstrip("/"))
-    if records:
-        try:
-            ts.index.append(records)
-        except OSError:
-            log.exception("tenant %s: could not record the recovered chunks in the index; "
-                          "they are served until the next start", ts.tenant)
+    if entries:
+        with ts.index.lock:
+            delta, _unnamed, error = ts.index.add(entries)
+            ts.apply_delta(delta)
+        if error is not None:
+            log.error("tenant %s: could not record the recovered chunks in the index (%s); "
+                      "they are taken back at the next start that finds the index damaged",
+                      ts.tenant, error)
 
 
-def _drop_missing(ts: TenantStore, on_disk: set[str]) -> list[dict[str, object]]:
+def _drop_missing(ts: TenantStore, on_disk: set[str]) -> None:
     """Entries of the index whose file is gone: most likely deleted (retention, compaction)
     with the "del" record among the damaged ones."""
-    out: list[dict[str, object]] = []
+    out: list[Removal] = []
     for s in ts.stream_list():
         with s.lock:
             gone = [c for c in s.chunks if c.path not in on_disk]
-            s.chunks = [c for c in s.chunks if c.path in on_disk]
         for c in gone:
-            out.append({"op": "del", "fp": s.fp, "path": c.path})
+            out.append(Removal(s.fp, c.path))
             ts.count_out("missing")
             log.warning("tenant %s: the index names chunk %s (%d lines) of %s, which is not "
                         "on disk (its deletion record was probably among the damaged "
                         "ones); dropped from the index", ts.tenant, c.path, c.n,
                         format_labels(s.labels))
-    return out
-
+    if out:
+        try:
+            ts.remove_chunks(out)
+        except OSError as exc:
+            log.error("tenant %s: could not record in the index that %d chunks are gone "
+                      "(%s); they are looked for again at the next start", ts.tenant,
+                      len(out), exc)
+            for s in ts.stream_list():
+                with s.lock:
+                    s.chunks = [c for c in s.chunks if c.path in on_disk]

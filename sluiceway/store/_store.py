@@ -1,5 +1,6 @@
 """The single-node store: the ingest log (one WAL for all tenants) → the heads, applied in
-log order → chunks and the per-tenant index, with the checkpoint replay starts from."""
+log order → chunks and index objects in the object store, with the checkpoint replay
+starts from."""
 
 from __future__ import annotations
 
@@ -23,14 +24,18 @@ from sluiceway.durable import (
     lock_dir,
     remove_temp_files,
 )
-from sluiceway.model import EntryBlock, Matcher, PushRecord
+from sluiceway.model import EntryBlock, Matcher, PushRecord, SeriesRef
 from sluiceway.store._applier import Applier
 from sluiceway.store._cache import ChunkCache
 from sluiceway.store._checkpoint import read_checkpoint, write_checkpoint
+from sluiceway.store._chunkio import LogPositions
 from sluiceway.store._compactor import CompactionStats, Compactor
 from sluiceway.store._heads import Applied, Heads
+from sluiceway.store._index import PREFIX as INDEX_PREFIX
+from sluiceway.store._index import Writer, tenant_dirs
+from sluiceway.store._indexlog import Migrated, finish, migrate
 from sluiceway.store._memory import StoreMemory, give_back_free_memory
-from sluiceway.store._objstore import LocalDir, ObjectStore
+from sluiceway.store._objstore import LocalDir, ObjectInfo, ObjectStore
 from sluiceway.store._recover import recover_chunks
 from sluiceway.store._stream import Sealed, Stream
 from sluiceway.store._tenant import TenantStore
@@ -38,8 +43,17 @@ from sluiceway.store._wal import FileWal, WalPos
 
 log = logging.getLogger("sluiceway.store")
 
+# How chunk footers name positions of the ingest log (the WAL's JSON form).
+_POSITIONS = LogPositions(FileWal.position_to_json, FileWal.position_from_json)
 FORMAT_NAME = "sluiceway-store"
-FORMAT_VERSION = 1
+# 2: new chunks are chunk format 2 (`_chunkfmt`); a release that reads only format-1
+# chunks refuses the dir instead of quarantining every newer chunk.
+# 3: the index is immutable objects in the object store (`_index`); a release that reads
+# only index logs refuses the dir instead of finding every chunk unindexed.
+# A version-1 or -2 dir is opened as it is (chunks of both formats are read), its index
+# logs are migrated to index objects, and its marker is raised to 3, with a log line.
+FORMAT_VERSION = 3
+READS_VERSIONS = (1, 2, 3)
 _SAFE_TENANT = re.compile(r"^[A-Za-z0-9_-]{1,150}$")
 LOCK_NAME = "LOCK"
 # Heads written per batch: the encoded chunks of one batch are held in memory together.
@@ -104,13 +118,16 @@ class StoreConfig:
     compaction_min_age_s: float = 900.0
     compaction_interval_s: float = 600.0
     compaction_threads: int = 1  # streams compacted at once
-
-
-@dataclass(frozen=True, slots=True)
-class StoreSeries:
-    tenant: str
-    fp: int
-    labels: dict[str, str]
+    # Other processes' index objects are seen within this (and right after a flush); 0: at
+    # start and after flushes only.
+    index_sync_period_s: float = 30.0
+    # ... and right after a flush, unless they were listed this recently (a listing of a
+    # JetStream bucket reads every object's metadata).
+    index_relist_after_write_s: float = 1.0
+    # Chunks and index objects out of service are deleted this much later (Loki's
+    # compactor `retention_delete_delay`): longer than the longest query and than
+    # `index_sync_period`, so no reader, here or in another process, still needs them.
+    delete_delay_s: float = 7200.0
 
 
 _MAX_NAME = 255  # bytes in a file name (ext4, xfs, btrfs, tmpfs)
@@ -167,8 +184,9 @@ class Store:
         self.root = cfg.data_dir
         self._lock = lock if lock is not None else lock_data_dir(self.root)
         self.objects = objects if objects is not None else LocalDir(self.root / "tenants")
-        self._check_format()
+        found = self._check_format()
         self._remove_temp_files()
+        self.writer = Writer()  # names this store's index objects
         self.memory = StoreMemory(cfg.max_heads_bytes, cfg.cache_bytes)
         self.cache = ChunkCache(cfg.cache_bytes, self.memory.chunk_cache)
         self.tenants: dict[str, TenantStore] = {}
@@ -192,10 +210,10 @@ class Store:
             unordered_window_for or (lambda _t: cfg.unordered_window_s))
         self._changes = 0  # compactions and retention passes that changed something
         self.ready = False
-        for d in sorted((self.root / "tenants").glob("*")):
-            t = tenant_from_dirname(d.name)
-            if t is not None and d.is_dir():
-                self.tenant(t)
+        self.garbage_deleted = 0  # chunks and index objects deleted after delete_delay
+        self._last_sync = time.monotonic()  # the index was listed (at start, just below)
+        migrated = self._migrate_index_logs()
+        self._load_index(migrated)
         self.heads: Heads[WalPos] = Heads(
             self.tenant, cfg.chunk_target_bytes,
             lambda t: int(self.unordered_window_for(t) * 1e9), self._enqueue_flush,
@@ -209,6 +227,7 @@ class Store:
         self.replayed_records = self._replay(self._checkpointed)
         for ts in list(self.tenants.values()):
             recover_chunks(ts)  # after the replay: the WAL's streams' labels are known
+        self._finish_migration(found, migrated)
         self._append_lock = threading.Lock()
         self._applier: Applier[WalPos, Applied] = Applier(self._apply)
         self._last_retention = time.monotonic()  # first pass one interval after start
@@ -221,30 +240,36 @@ class Store:
         self._stop = threading.Event()
         if cfg.compaction_enabled:
             threading.Thread(target=self._compact_loop, name="compactor", daemon=True).start()
+        if cfg.index_sync_period_s > 0:
+            threading.Thread(target=self._sync_loop, name="index-sync", daemon=True).start()
         self.ready = True
 
     # --- startup ---------------------------------------------------------------------
-    def _check_format(self) -> None:
+    def _check_format(self) -> int:
         try:
-            self._check_format_marker()
+            return self._check_format_marker()
         except BaseException:
             self._lock.close()  # not ours after all
             raise
 
-    def _check_format_marker(self) -> None:
+    def _check_format_marker(self) -> int:
+        """The data dir's format version (written as this release's when new)."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             marker = self.root / "FORMAT"
             if marker.exists():
                 info = orjson.loads(marker.read_bytes())
-                if info.get("format") != FORMAT_NAME or info.get("version") != FORMAT_VERSION:
+                if info.get("format") != FORMAT_NAME or \
+                        info.get("version") not in READS_VERSIONS:
                     raise StoreError(
                         f"data dir {self.root} holds {info.get('format')} format version "
-                        f"{info.get('version')}; this Sluiceway reads {FORMAT_NAME} version "
-                        f"{FORMAT_VERSION}")
+                        f"{info.get('version')}; this Sluiceway reads {FORMAT_NAME} versions "
+                        f"{', '.join(map(str, READS_VERSIONS))}")
+                found = int(info["version"])
             else:
                 atomic_write(marker, orjson.dumps({"format": FORMAT_NAME,
                                                    "version": FORMAT_VERSION}))
+                found = FORMAT_VERSION
             probe = self.root / ".write-probe"
             probe.write_bytes(b"ok")
             probe.unlink()
@@ -252,6 +277,64 @@ class Store:
             if isinstance(exc, StoreError):
                 raise
             raise StoreError(f"data dir {self.root} is not usable: {exc}") from exc
+        return found
+
+    def _local_tenant_dirs(self) -> dict[str, Path]:
+        out: dict[str, Path] = {}
+        for d in sorted((self.root / "tenants").glob("*")):
+            if tenant_from_dirname(d.name) is not None and d.is_dir():
+                out[d.name] = d
+        return out
+
+    def _migrate_index_logs(self) -> dict[str, Migrated]:
+        """Each version-1 index log as index objects (`_indexlog`); by tenant."""
+        out: dict[str, Migrated] = {}
+        for name, d in self._local_tenant_dirs().items():
+            tenant = tenant_from_dirname(name)
+            assert tenant is not None
+            try:
+                m = migrate(d, self.tenant(tenant).index)
+            except OSError as exc:
+                raise StoreError(f"the index log of tenant {tenant!r} ({d}) could not be "
+                                 f"migrated to index objects: {exc}") from exc
+            if m is not None:
+                out[tenant] = m
+        return out
+
+    def _load_index(self, migrated: dict[str, Migrated]) -> None:
+        """Every tenant's index objects, and the tenants that have none but a directory."""
+        try:
+            by_dir = tenant_dirs(self.objects.list(INDEX_PREFIX))
+        except OSError as exc:
+            raise StoreError(f"the index objects cannot be listed: {exc}") from exc
+        for name in sorted(set(by_dir) | set(self._local_tenant_dirs())):
+            tenant = tenant_from_dirname(name)
+            if tenant is None:
+                continue
+            ts = self.tenant(tenant)
+            m = migrated.get(tenant)
+            if m is not None:
+                ts.legacy_lost, ts.damaged_at_start = m.lost, m.damaged
+            try:
+                ts.load_index(by_dir.get(name, []))
+            except OSError as exc:
+                raise StoreError(f"the index of tenant {tenant!r} cannot be read: "
+                                 f"{exc}") from exc
+
+    def _finish_migration(self, found: int, migrated: dict[str, Migrated]) -> None:
+        """The start that migrated index logs is done with them: they go, and the marker
+        says this release's version."""
+        for m in migrated.values():
+            finish(m)
+        if found != FORMAT_VERSION:
+            atomic_write(self.root / "FORMAT", orjson.dumps({"format": FORMAT_NAME,
+                                                             "version": FORMAT_VERSION}))
+            chunks = "" if found >= 2 else "its chunks are read as they are, new chunks " \
+                "are written in chunk format 2; "
+            log.info("data dir %s: format version %d raised to %d: %sthe index logs of %d "
+                     "tenants are index objects now (%d chunks); releases before this one "
+                     "no longer open it", self.root, found, FORMAT_VERSION, chunks,
+                     len(migrated), sum(m.chunks for m in migrated.values()))
 
     def _remove_temp_files(self) -> None:
         """Temp files of writes a crash interrupted (FORMAT, index rewrites) and what
@@ -312,7 +395,8 @@ class Store:
                     name = tenant_dirname(tenant)
                     ts = TenantStore(tenant, self.root / "tenants" / name, self.objects,
                                      f"{name}/", self.cache, self.cfg.chunk_target_bytes,
-                                     self.cfg.compression_level, self.memory)
+                                     self.cfg.compression_level, _POSITIONS, self.writer,
+                                     memory=self.memory)
                     self.tenants[tenant] = ts
         return ts
 
@@ -425,6 +509,9 @@ class Store:
             self._failed(error, len(failed))
         elif jobs:
             self._recovered()
+        if len(failed) < len(jobs) and \
+                time.monotonic() - self._last_sync >= self.cfg.index_relist_after_write_s:
+            self.sync_index()  # right after our own writes: what others wrote meanwhile
         return error
 
     def _failed(self, error: BaseException | None, waiting: int) -> None:
@@ -481,6 +568,43 @@ class Store:
             self._last_retention = now
             self.apply_retention()
 
+    # --- the index of other processes ---------------------------------------------------
+    def _sync_loop(self) -> None:
+        while not self._stop.wait(self.cfg.index_sync_period_s):
+            self.sync_index()
+
+    def sync_index(self) -> None:
+        """List every tenant's index objects and fold in what other processes wrote (and
+        forget what was deleted): their chunks are served without a restart."""
+        self._last_sync = time.monotonic()
+        # Where each tenant's index stood before the listing: what it folds in meanwhile
+        # (its own writes) is not in the listing, and not gone.
+        steps = {name: ts.index.step for name, ts in list(self.tenants.items())}
+        try:
+            by_dir = tenant_dirs(self.objects.list(INDEX_PREFIX))
+        except Exception as exc:  # noqa: BLE001 - the sync loop must go on
+            log.warning("index objects cannot be listed now (%s); tried again in %gs", exc,
+                        self.cfg.index_sync_period_s)
+            return
+        for name, infos in by_dir.items():
+            tenant = tenant_from_dirname(name)
+            if tenant is not None:
+                self._sync_tenant(self.tenant(tenant), infos, steps.get(tenant, 0))
+        for tenant, ts in list(self.tenants.items()):
+            if ts.prefix.rstrip("/") not in by_dir and ts.index.object_count():
+                self._sync_tenant(ts, [], steps.get(tenant, 0))
+
+    def _sync_tenant(self, ts: TenantStore, listing: list[ObjectInfo] | None = None,
+                     listed_at: int | None = None) -> None:
+        try:
+            ts.sync_index(listing, listed_at=listed_at)
+        except OSError as exc:
+            log.warning("index of tenant %s cannot be read now (%s); tried again at the "
+                        "next sync", ts.tenant, exc)
+        except Exception:  # noqa: BLE001 - a bug must not kill the flusher or the sync
+            log.exception("syncing the index of tenant %s failed; tried again at the next "
+                          "sync", ts.tenant)
+
     def checkpoint(self) -> WalPos | None:
         """Move the checkpoint to where every record before is in chunks (written
         durably), then release the WAL up to it. Returns the checkpoint."""
@@ -536,8 +660,9 @@ class Store:
     @property
     def generation(self) -> int:
         """Changes whenever stored data changes other than by new lines (compaction,
-        retention, a chunk taken out of service): cached query results of closed time
-        ranges key on it. Tenants are never dropped, so it only grows."""
+        retention, a chunk taken out of service, and any change another process made to
+        the index, which may add lines to closed time ranges): cached query results of
+        closed time ranges key on it. Tenants are never dropped, so it only grows."""
         return self._changes + sum(t.generation for t in list(self.tenants.values()))
 
     def apply_retention(self, now_ns: int | None = None) -> int:
@@ -546,10 +671,31 @@ class Store:
         for name, t in list(self.tenants.items()):
             period = self.retention_for(name)
             if period > 0:
-                n += t.apply_retention(now_ns - int(period * 1e9))
+                try:
+                    n += t.apply_retention(now_ns - int(period * 1e9))
+                except OSError as exc:
+                    log.error("retention of tenant %s: the index object could not be "
+                              "written (%s); tried again at the next pass", name, exc)
         self.retention_deleted += n
         if n:
             self._changes += 1
+            self.collect_garbage()
+        return n
+
+    def collect_garbage(self, now: float | None = None) -> int:
+        """Delete for good the chunks and index objects out of service for longer than
+        `delete_delay`; how many."""
+        now = now if now is not None else time.time()
+        n = 0
+        for ts in list(self.tenants.values()):
+            try:
+                chunks, objs = ts.collect_garbage(now, self.cfg.delete_delay_s)
+            except OSError as exc:
+                log.warning("tenant %s: deleting chunks and index objects out of service "
+                            "failed (%s); tried again at the next pass", ts.tenant, exc)
+                continue
+            n += chunks + objs
+        self.garbage_deleted += n
         return n
 
     # --- compaction --------------------------------------------------------------------
@@ -562,59 +708,74 @@ class Store:
                               self.cfg.compaction_interval_s)
 
     def compact(self, min_age_s: float | None = None) -> CompactionStats:
-        """Merge and recompress chunks older than `min_age_s` (default: configured)."""
+        """One compactor pass: delete what is out of service past `delete_delay`, merge
+        and recompress chunks older than `min_age_s` (default: configured), then fold each
+        period's index objects into one."""
         with self._compact_lock:
             if min_age_s is not None:
                 saved, self.compactor.min_age_s = self.compactor.min_age_s, min_age_s
             try:
+                self.collect_garbage()
                 out = self.compactor.run(list(self.tenants.values()))
                 if out.chunks_in:
                     self._changes += 1
+                for ts in list(self.tenants.values()):
+                    out.index_objects_in += ts.compact_index()
                 return out
             finally:
                 if min_age_s is not None:
                     self.compactor.min_age_s = saved
 
     # --- read path ---------------------------------------------------------------------
+    # What the server's `StoreSource` (the query engine's `LogSource`) reads through; none
+    # of these holds a lock while it scans a tenant's streams (each stream's own lock
+    # only to take a snapshot of its chunk list and head), so no read delays a push.
     def series(self, tenants: list[str], matchers: list[Matcher], start: int,
-               end: int) -> list[StoreSeries]:
-        out: list[StoreSeries] = []
+               end: int) -> list[SeriesRef]:
+        """Streams of `tenants` matching all `matchers` with data in [start, end)."""
+        out: list[SeriesRef] = []
         for t in tenants:
             ts = self.tenants.get(t)
             if ts is not None:
-                out.extend(StoreSeries(t, s.fp, s.labels) for s in ts.select(matchers, start, end))
+                out.extend(SeriesRef(t, s.fp, s.labels) for s in ts.select(matchers, start, end))
         return out
 
-    def blocks(self, ref: StoreSeries, start: int, end: int, direction: str,
+    def blocks(self, ref: SeriesRef, start: int, end: int, direction: str,
                warn: Callable[[str], None] | None = None) -> Iterator[EntryBlock]:
-        """A chunk that cannot be read is left out (and quarantined when damaged); `warn`
-        gets a sentence saying so, for Loki's `warnings` in the answer."""
+        """The entries of `ref` in [start, end): time-disjoint blocks in `direction` order,
+        duplicates removed (`TenantStore.blocks`). A chunk that cannot be read is left out
+        (and quarantined when damaged); `warn` gets a sentence saying so, for Loki's
+        `warnings` in the answer."""
         ts = self.tenants.get(ref.tenant)
         s = ts.streams.get(ref.fp) if ts is not None else None
         if ts is None or s is None:
             return iter(())
         return ts.blocks(s, start, end, direction, warn)
 
-    def label_names(self, tenants: list[str], start: int, end: int,
-                    matchers: list[Matcher] | None = None) -> list[str]:
-        names: set[str] = set()
-        for s in self.series(tenants, matchers or [], start, end):
-            names.update(s.labels)
-        return sorted(names)
-
-    def label_values(self, tenants: list[str], name: str, start: int, end: int,
-                     matchers: list[Matcher] | None = None) -> list[str]:
-        vals = {s.labels[name] for s in self.series(tenants, matchers or [], start, end)
-                if name in s.labels}
-        return sorted(vals)
+    def index_stats(self, tenants: list[str], matchers: list[Matcher], start: int,
+                    end: int) -> dict[str, int]:
+        """Loki's /index/stats from chunk metadata alone (no decompression): streams, and
+        chunks, entries and bytes of the chunks overlapping [start, end). In-memory head
+        data counts as one chunk per stream, since our store has no ingester/store gap."""
+        out = {"streams": 0, "chunks": 0, "entries": 0, "bytes": 0}
+        for ref in self.series(tenants, matchers, start, end):
+            ts = self.tenants[ref.tenant]
+            s = ts.streams.get(ref.fp)
+            if s is None:  # gone since (retention)
+                continue
+            chunks, entries, nbytes = ts.stats(s, start, end)
+            out["streams"] += 1
+            out["chunks"] += chunks
+            out["entries"] += entries
+            out["bytes"] += nbytes
+        return out
 
     # --- stats and shutdown ----------------------------------------------------------
     def disk_usage(self) -> dict[str, int]:
         chunks = index = 0
         for t in self.tenants.values():
             chunks += sum(o.size for o in t.chunk_objects().values())
-            idx = t.root / "index.log"
-            index += idx.stat().st_size if idx.exists() else 0
+            index += t.index.size_bytes()
         return {"chunks": chunks, "index": index, "wal": self.wal.size_bytes()}
 
     def close(self) -> None:
@@ -637,8 +798,6 @@ class Store:
             self._closing = True
             self._flush_cond.notify()
         self._flusher.join(60)
-        for t in self.tenants.values():
-            t.close()
         self._lock.close()
 
 
@@ -660,20 +819,3 @@ def _batches(jobs: list[Job]) -> Iterator[tuple[TenantStore, list[Job]]]:
         if batch:
             yield group[0][0], batch
 
-
-def index_stats(store: Store, tenants: list[str], matchers: list[Matcher], start: int,
-                end: int) -> dict[str, int]:
-    """Loki's /index/stats from chunk metadata alone (no decompression); in-memory head
-    data counts as one chunk per stream, since our store has no ingester/store gap."""
-    out = {"streams": 0, "chunks": 0, "entries": 0, "bytes": 0}
-    for ref in store.series(tenants, matchers, start, end):
-        ts = store.tenants[ref.tenant]
-        s = ts.streams.get(ref.fp)
-        if s is None:
-            continue
-        chunks, mem = ts.snapshot(s, start, end)
-        out["streams"] += 1
-        out["chunks"] += len(chunks) + (1 if mem else 0)
-        out["entries"] += sum(c.n for c in chunks) + sum(len(p.block) for p in mem)
-        out["bytes"] += sum(c.raw_bytes for c in chunks) + sum(p.block.nbytes for p in mem)
-    return out

@@ -7,7 +7,8 @@ they scan: a `/series` or `/labels` call, however long, delays no push.
 
 Chunk bytes are read, written and deleted only through the store's `ObjectStore`, under
 the tenant's key prefix (`<tenant dir>/`); a chunk's key below it is its index path
-(`chunks/<day>/<fp hex>-<mint>-<id>.chunk`). The index log stays a local file in `root`.
+(`chunks/<day>/<fp hex>-<mint>-<id>.chunk`). Its index is `index.TenantIndex`: immutable
+objects in the same object store, below `index/<tenant dir>/`.
 """
 
 from __future__ import annotations
@@ -18,20 +19,26 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from sluiceway.durable import ensure_dir
-from sluiceway.model import EntryBlock, Matcher, format_labels, parse_labels
-from sluiceway.store._blocks import sort_dedupe
+from sluiceway.model import (
+    EntryBlock,
+    Matcher,
+    format_labels,
+    in_read_order,
+    merge_stream,
+    parse_labels,
+    sort_dedupe,
+)
 from sluiceway.store._cache import ChunkCache
-from sluiceway.store._chunk import ChunkError, decode_chunk, encode_chunk
-from sluiceway.store._index import IndexLog, read_index
+from sluiceway.store._chunk import ChunkError
+from sluiceway.store._chunkfmt import BlockInfo, Footer
+from sluiceway.store._chunkio import ChunkIO, Held, LogPositions
+from sluiceway.store._index import Delta, IndexEntry, Removal, TenantIndex, Writer
 from sluiceway.store._ingestlog import Position
 from sluiceway.store._memory import StoreMemory
 from sluiceway.store._objstore import NotFound, ObjectInfo, ObjectStore
@@ -43,6 +50,7 @@ log = logging.getLogger("sluiceway.store")
 # Chunk decoding runs here so decompression overlaps with filtering on the query thread.
 _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="chunk-load")
 _PREFETCH = 3
+Loaded = EntryBlock | ChunkError | OSError  # a block read on the pool, or why it failed
 
 
 _DAY_NS = 86_400 * 10**9
@@ -63,15 +71,21 @@ def is_chunk_key(rel: str) -> bool:
 class TenantStore:
     def __init__(self, tenant: str, root: Path, objects: ObjectStore, prefix: str,
                  cache: ChunkCache, chunk_target_bytes: int, compression_level: int,
+                 positions: LogPositions | None = None, writer: Writer | None = None,
                  memory: StoreMemory | None = None) -> None:
-        """`root`: the tenant's local directory (its index log); `objects` and `prefix`:
-        where its chunks are (`prefix` + a chunk's path is its key); `memory`: the store's
+        """`root`: the tenant's local directory (it marks a tenant this data dir has
+        written, so a start finds it even when every index object is gone); `objects` and
+        `prefix`: where its chunks are (`prefix` + a chunk's path is its key) and, below
+        `index/<prefix>`, its index objects, named by `writer`; `positions`: how chunk
+        footers name ingest-log positions (None: they name none); `memory`: the store's
         accounting of what its heads hold."""
+        self.positions = positions
         self.tenant = tenant
         self.root = root
         self.objects = objects
         self.prefix = prefix
         self.cache = cache
+        self.chunkio = ChunkIO(objects, cache)
         self.chunk_target_bytes = chunk_target_bytes
         self.compression_level = compression_level
         self.memory = memory if memory is not None else StoreMemory(0, cache.max_bytes)
@@ -87,48 +101,93 @@ class TenantStore:
         # Called with each stream a series scan looks at, no lock held (a test's pause).
         self.scan_hook: Callable[[Stream], None] | None = None
         ensure_dir(root)
-        self.index_records_lost = 0  # damaged index records skipped at load
         self.chunks_readded = 0  # chunk files the index no longer named, taken back
         self.chunks_quarantined: dict[str, int] = {}  # by reason
         self.generation = 0  # chunks taken out of service (part of `Store.generation`)
-        self.deleted_paths: set[str] = set()  # of "del" records, kept for recover_chunks
-        self.index_damaged = False
-        end = self._load_index()
-        self.index = IndexLog(root / "index.log", end)
+        self.legacy_lost = 0  # damaged records of a version-1 index log this start migrated
+        self.damaged_at_start = False  # that log was damaged, or no index while chunks are
+        # Its changes are applied to the streams holding `index.lock`, in the order made.
+        self.index = TenantIndex(tenant, objects, prefix.rstrip("/"), writer)
 
-    # --- loading -------------------------------------------------------------------
-    def _load_index(self) -> int:
-        scan = read_index(self.root / "index.log")
-        self.index_records_lost = scan.lost
-        # The index lost records (or all of them): recover_chunks compares it with the disk.
-        self.index_damaged = bool(scan.damage) or (
-            not scan.records and bool(self.chunk_objects()))
-        for r in scan.records:
-            try:
-                self._apply_index_record(r)
-            except (KeyError, ValueError, TypeError) as exc:
-                self.index_records_lost += 1
-                self.index_damaged = True
-                log.warning("index %s: malformed record skipped (%r): %s",
-                            self.root / "index.log", exc, r)
-        for s in self.streams.values():
-            s.chunks = sorted(s.chunks, key=lambda c: c.mint)
-            if s.chunks:
-                s.max_ts = max(c.maxt for c in s.chunks)
-        return scan.end
+    # --- the index ---------------------------------------------------------------------
+    @property
+    def index_records_lost(self) -> int:
+        """Damaged index records skipped (objects read, and a migrated version-1 log)."""
+        return self.index.records_lost + self.legacy_lost
 
-    def _apply_index_record(self, r: dict[str, Any]) -> None:
-        # Records before the ingest log seam also name a WAL position ("seg", "off"):
-        # replay no longer needs it (`Heads` drops what chunks hold), so it is not read.
-        if r["op"] == "add":
-            s = self.stream(int(r["fp"]), parse_labels(r["labels"]))
-            s.chunks.append(ChunkRef(r["path"], r["mint"], r["maxt"], r["n"], r["raw"],
-                                     r["size"], r.get("lvl", 1), r.get("at", 0.0)))
-        elif r["op"] == "del":
-            self.deleted_paths.add(r["path"])
-            s2 = self.streams.get(int(r["fp"]))
+    @property
+    def index_damaged(self) -> bool:
+        """The index lost records: `recover_chunks` compares it with the chunks."""
+        return self.index.damaged or self.damaged_at_start
+
+    def load_index(self, listing: list[ObjectInfo] | None = None) -> None:
+        """Read the tenant's index objects (at start; `listing` when the store listed them
+        already). No object while chunks exist: the index is lost, and is damaged."""
+        self.sync_index(listing, count=False)
+        if not self.index.object_count() and not self.index.unreadable \
+                and self.chunk_objects():
+            self.damaged_at_start = True
+
+    def sync_index(self, listing: list[ObjectInfo] | None = None, count: bool = True,
+                   listed_at: int | None = None) -> None:
+        """Fold in index objects written since the last sync (by any process) and forget
+        those deleted (`listed_at`: `index.step` before `listing` was made); a change
+        bumps the generation (`count`)."""
+        with self.index.lock:
+            delta = self.index.sync(listing, listed_at)
+            self.apply_delta(delta)
+        if delta and count:
+            with self._count_lock:
+                self.generation += 1
+
+    def apply_delta(self, delta: Delta) -> None:
+        """Chunks into and out of their streams' lists (the caller holds `index.lock`)."""
+        added: dict[int, list[IndexEntry]] = {}
+        for e in delta.added:
+            added.setdefault(e.fp, []).append(e)
+        for fp, entries in added.items():
+            s = self.streams.get(fp) or self.stream(fp, parse_labels(entries[0].labels))
+            paths = {e.ref.path for e in entries}
+            with s.lock:
+                s.chunks = sorted([*(c for c in s.chunks if c.path not in paths),
+                                   *(e.ref for e in entries)], key=lambda c: c.mint)
+                s.max_ts = max(s.max_ts, max(e.ref.maxt for e in entries))
+        removed: dict[int, set[str]] = {}
+        for e in delta.removed:
+            removed.setdefault(e.fp, set()).add(e.ref.path)
+            self.cache.discard(self.key(e.ref.path))
+        for fp, gone in removed.items():
+            s2 = self.streams.get(fp)
             if s2 is not None:
-                s2.chunks = [c for c in s2.chunks if c.path != r["path"]]
+                with s2.lock:
+                    s2.chunks = [c for c in s2.chunks if c.path not in gone]
+
+    def entry(self, s: Stream, ref: ChunkRef) -> IndexEntry:
+        return IndexEntry(s.fp, format_labels(s.labels), ref)
+
+    def remove_chunks(self, removals: list[Removal]) -> None:
+        """Take chunks out of service: in the index (OSError when it cannot be written)
+        and in the streams."""
+        with self.index.lock:
+            self.apply_delta(self.index.remove(removals))
+
+    def collect_garbage(self, now: float, delay: float) -> tuple[int, int]:
+        """Delete for good the chunks and index objects out of service for `delay`
+        seconds; how many of each."""
+        chunks, names = self.index.garbage(now, delay)
+        if chunks:
+            self.objects.delete_many([self.key(p) for p in chunks])
+            self.index.chunks_deleted(chunks)
+        if names:
+            self.objects.delete_many([self.index.key(n) for n in names])
+            with self.index.lock:
+                self.apply_delta(self.index.objects_deleted(names))
+        return len(chunks), len(names)
+
+    def compact_index(self) -> int:
+        """One index object per period (`TenantIndex.compact`)."""
+        with self.index.lock:
+            return self.index.compact()
 
     def key(self, rel: str) -> str:
         """The object key of a tenant-relative path (a chunk's `path`)."""
@@ -144,10 +203,6 @@ class TenantStore:
             if is_chunk_key(rel):
                 out[rel] = o
         return out
-
-    def delete_chunk_objects(self, rels: list[str]) -> None:
-        """Delete chunks no index record names any more (idempotent)."""
-        self.objects.delete_many([self.key(r) for r in rels])
 
     def stream(self, fp: int, labels: dict[str, str]) -> Stream:
         """The stream `fp`, made (and put in the postings) if new."""
@@ -195,15 +250,17 @@ class TenantStore:
     def flush_many(self, jobs: list[tuple[Stream, Sealed]]
                    ) -> tuple[list[tuple[Stream, Sealed]], BaseException | None]:
         """Write sealed heads as chunks: every object, their syncs shared (`put_many`),
-        then one index append naming the ones that are durable. Returns the jobs that
-        could not be written (they stay in memory and in the WAL) and the first error."""
+        then an index object per period naming the ones that are durable; only then do
+        their heads leave memory. Returns the jobs that could not be written (they stay
+        in memory and in the WAL) and the first error."""
         files: list[tuple[str, bytes]] = []
         refs: list[ChunkRef] = []
         encoded = 0  # the chunks made, counted in `flush_batch` until they are written
         try:
             for s, sealed in jobs:
                 block = sort_dedupe(EntryBlock.concat([p.block for p in sealed.pieces]))
-                data, ref = self._encode(s, block, self.compression_level)
+                log_pos = self.positions.encode(sealed.after) if self.positions else b""
+                data, ref = self._encode(s, block, self.compression_level, log_pos)
                 files.append((self.key(ref.path), data))
                 refs.append(ref)
                 self.memory.flush_batch.add(len(data))
@@ -219,50 +276,67 @@ class TenantStore:
         done = [i for i, r in enumerate(results) if r is None]
         error: BaseException | None = next((r for r in results if r is not None), None)
         if done:
-            try:
-                self.index.append([self.add_record(jobs[i][0], refs[i]) for i in done])
-            except OSError as exc:
-                # Never named: nothing may keep them.
-                self.objects.delete_many([files[i][0] for i in done])
-                return jobs, exc
+            with self.index.lock:
+                delta, unnamed, err = self.index.add([self.entry(jobs[i][0], refs[i])
+                                                      for i in done])
+                self.apply_delta(delta)
+            if unnamed:
+                # Never named: nothing may keep them; their heads stay and are written again.
+                lost = {e.ref.path for e in unnamed}
+                try:
+                    self.objects.delete_many([self.key(p) for p in lost])
+                except OSError as exc:  # left unnamed: never read
+                    log.warning("tenant %s: chunks no index object names could not be "
+                                "deleted: %s", self.tenant, exc)
+                error = error or err
+                done = [i for i in done if refs[i].path not in lost]
         for i in done:
             s, sealed = jobs[i]
-            with s.lock:  # the chunk in, then the memory out: a reader never misses both
-                s.chunks = sorted([*s.chunks, refs[i]], key=lambda c: c.mint)
+            with s.lock:  # the chunk is in (apply_delta), then the memory out
                 s.sealed = [x for x in s.sealed if x is not sealed]
             self.memory.written(sealed.held)
-        # Not put in the chunk cache: under ingest it would hold only what was just
-        # written (nobody asked for it) and push out what queries read.
-        return [jobs[i] for i, r in enumerate(results) if r is not None], error
+        for i in done:
+            # Its footer into the cache, not its lines: under ingest the cache would hold
+            # only what was just written (nobody asked for it) and push out what queries
+            # read.
+            self.chunkio.written(files[i][0], files[i][1])
+        kept = set(done)
+        return [jobs[i] for i in range(len(jobs)) if i not in kept], error
 
-    def _encode(self, s: Stream, block: EntryBlock, level: int) -> tuple[bytes, ChunkRef]:
-        data, meta = encode_chunk(block, level)
+    def _encode(self, s: Stream, block: EntryBlock, level: int,
+                log_pos: bytes) -> tuple[bytes, ChunkRef]:
+        data, meta = self.chunkio.encode(block, level, tenant=self.tenant,
+                                         labels=format_labels(s.labels), log_pos=log_pos)
         day = _day(meta.mint // _DAY_NS)
         rel = f"chunks/{day}/{s.fp:016x}-{meta.mint}-{uuid.uuid4().hex[:8]}.chunk"
         return data, ChunkRef(rel, meta.mint, meta.maxt, meta.n, meta.raw_bytes, meta.size,
                               level, time.time())
 
-    def write_chunk(self, s: Stream, block: EntryBlock, level: int) -> ChunkRef:
-        """One chunk object, durable when this returns (not yet in the index)."""
-        data, ref = self._encode(s, block, level)
+    def write_chunk(self, s: Stream, block: EntryBlock, level: int,
+                    sources: Sequence[ChunkRef] = ()) -> ChunkRef:
+        """One chunk object, durable when this returns (not yet in the index); `sources`:
+        the chunks it merges (its log position is the earliest of theirs)."""
+        log_pos = b""
+        if self.positions is not None and sources:
+            try:
+                log_pos = self.positions.earliest([self.footer(s, c)[0] for c in sources])
+            except (ChunkError, OSError):  # read a moment ago: not known after all
+                log_pos = self.positions.encode(None)
+        data, ref = self._encode(s, block, level, log_pos)
         self.objects.put(self.key(ref.path), data)
         return ref
 
-    @staticmethod
-    def add_record(s: Stream, ref: ChunkRef) -> dict[str, object]:
-        return {"op": "add", "fp": s.fp, "labels": format_labels(s.labels), "path": ref.path,
-                "mint": ref.mint, "maxt": ref.maxt, "n": ref.n, "raw": ref.raw_bytes,
-                "size": ref.size, "lvl": ref.level, "at": ref.created}
-
     def replace_chunks(self, s: Stream, old: list[ChunkRef], new: ChunkRef) -> None:
-        """Swap `old` for `new` in the index (one append) and in memory."""
-        self.index.append([self.add_record(s, new),
-                           *({"op": "del", "fp": s.fp, "path": c.path} for c in old)])
-        with s.lock:
-            s.chunks = sorted([c for c in s.chunks if c not in old] + [new],
-                              key=lambda c: c.mint)
-        for c in old:
-            self.cache.discard(self.key(c.path))
+        """Swap `old` for `new`: one index object adds the new chunk and takes the old ones
+        out of service (deleted `delete_delay` later). When it cannot be written, the new
+        chunk is deleted and the OSError raised."""
+        try:
+            with self.index.lock:
+                self.apply_delta(self.index.replace(self.entry(s, new),
+                                                    [Removal(s.fp, c.path) for c in old]))
+        except OSError:
+            self.objects.delete_many([self.key(new.path)])
+            raise
 
     def seal_all(self, older_than: float | None = None, idle_since: float | None = None,
                  after_below: Position | None = None) -> list[tuple[Stream, Sealed]]:
@@ -297,17 +371,9 @@ class TenantStore:
         doomed = [(s, c) for s in self.stream_list() for c in s.chunks if c.maxt < cutoff_ns]
         if not doomed:
             return 0
-        self.index.append([{"op": "del", "fp": s.fp, "path": c.path} for s, c in doomed])
-        by_stream: dict[int, tuple[Stream, list[ChunkRef]]] = {}
-        for s, c in doomed:
-            by_stream.setdefault(id(s), (s, []))[1].append(c)
-        for s, gone in by_stream.values():
-            with s.lock:
-                s.chunks = [c for c in s.chunks if c not in gone]
-            for c in gone:
-                self.cache.discard(self.key(c.path))
-        self._forget_empty_streams([s for s, _ in by_stream.values()])
-        self.delete_chunk_objects([c.path for _s, c in doomed])
+        # Out of service now; the files go `delete_delay` later (`collect_garbage`).
+        self.remove_chunks([Removal(s.fp, c.path) for s, c in doomed])
+        self._forget_empty_streams(list({id(s): s for s, _ in doomed}.values()))
         return len(doomed)
 
     def _forget_empty_streams(self, streams: list[Stream]) -> None:
@@ -367,81 +433,142 @@ class TenantStore:
     def blocks(self, s: Stream, start: int, end: int, direction: str,
                warn: Callable[[str], None] | None = None) -> Iterator[EntryBlock]:
         """Time-disjoint sorted blocks of one stream in [start, end), in `direction` order;
-        a chunk that cannot be read is left out and `warn` is told (`load_or_take_out`).
+        a chunk that cannot be read is left out and `warn` is told (`take_out`).
 
-        Chunks may overlap in time (concurrent pushers, out-of-order writes), so they are
-        merged as a stream: after each chunk, everything that lies before the next chunk's
-        start (or, backward, after its end) is final and goes out; only the rest is kept.
+        Only the blocks of a chunk that overlap [start, end) are read (format 2; a
+        format-1 chunk is one block). Chunks may overlap in time (concurrent pushers,
+        out-of-order writes): blocks are merged as a stream by `sluiceway.model.merge_stream`,
+        each with where the blocks still to come start (the chunk's next block, the next
+        chunk), pulled one at a time while the next ones are decoded ahead.
         """
         chunks, mem = self.snapshot(s, start, end)
-        items: list[tuple[int, int, ChunkRef | list[HeadPiece]]] = [
+        spans: list[tuple[int, int, ChunkRef | list[HeadPiece]]] = [
             (c.mint, c.maxt, c) for c in chunks]
         if mem:
-            items.append((min(p.mint for p in mem), max(p.maxt for p in mem), mem))
+            spans.append((min(p.mint for p in mem), max(p.maxt for p in mem), mem))
         forward = direction != "backward"
-        items.sort(key=(lambda t: t[0]) if forward else (lambda t: -t[1]))
-        pending: EntryBlock | None = None
-        for i, block in enumerate(self._loaded(s, [it[2] for it in items], warn)):
-            # An unreadable chunk is None; chunks that do not overlap leave an empty
-            # block pending: neither is merged, so the next chunk is not copied.
-            parts = [b for b in (pending, block) if b is not None and len(b)]
-            if not parts:
-                continue
-            merged = parts[0] if len(parts) == 1 else sort_dedupe(EntryBlock.concat(parts))
-            if i + 1 < len(items):
-                if forward:
-                    cut = int(np.searchsorted(merged.ts, items[i + 1][0], "left"))
-                    out, pending = merged.slice(0, cut), merged.slice(cut, len(merged))
-                else:
-                    cut = int(np.searchsorted(merged.ts, items[i + 1][1], "right"))
-                    out, pending = merged.slice(cut, len(merged)), merged.slice(0, cut)
-            else:
-                out, pending = merged, None
-            out = out.clip(start, end)
-            if len(out):
-                yield out
+        ordered = in_read_order(spans, direction)
 
-    def _loaded(self, s: Stream, items: list[ChunkRef | list[HeadPiece]],
-                warn: Callable[[str], None] | None) -> Iterator[EntryBlock | None]:
-        """Each item as one sorted, deduplicated block; chunks are decoded a few ahead on
-        the pool (zstd releases the GIL) while the caller filters the current one. A chunk
-        that cannot be read is None (and `warn` is told why)."""
-        ahead: deque[Future[EntryBlock | None]] = deque()
-        it = iter(items)
+        def bounded() -> Iterator[tuple[EntryBlock | None, int | None]]:
+            for i, block, inner in self._loaded(s, [it for _, _, it in ordered], start, end,
+                                                forward, warn):
+                # Where the blocks still to come start: this item's next block, the next item.
+                bounds = [inner] if inner is not None else []
+                if i + 1 < len(ordered):
+                    bounds.append(ordered[i + 1][0] if forward else ordered[i + 1][1])
+                yield block, (None if not bounds else min(bounds) if forward else max(bounds))
+
+        return merge_stream(bounded(), direction, start, end)
+
+    def stats(self, s: Stream, start: int, end: int) -> tuple[int, int, int]:
+        """Chunks, entries and bytes of the chunks (and the head, as one chunk) of `s`
+        overlapping [start, end), from chunk metadata alone (nothing is decoded)."""
+        chunks, mem = self.snapshot(s, start, end)
+        return (len(chunks) + (1 if mem else 0),
+                sum(c.n for c in chunks) + sum(len(p.block) for p in mem),
+                sum(c.raw_bytes for c in chunks) + sum(p.block.nbytes for p in mem))
+
+    def _loaded(self, s: Stream, items: list[ChunkRef | list[HeadPiece]], start: int,
+                end: int, forward: bool, warn: Callable[[str], None] | None
+                ) -> Iterator[tuple[int, EntryBlock | None, int | None]]:
+        """(item index, block, where the item's next block starts) for every block of
+        `items` overlapping [start, end), in order: each chunk's blocks in `forward` order
+        (the start is their first timestamp forward, their last backward; None after the
+        item's last block), the in-memory pieces as one sorted, deduplicated block.
+        Blocks are read and decoded a few ahead on the pool (zstd releases the GIL) while
+        the caller filters the current one. A chunk that cannot be read is taken out of
+        service (`warn` is told why) and its blocks from there on are None."""
+        ahead: deque[tuple[int, Future[Loaded], int | None, ChunkRef | None]] = deque()
+        plan = self._plan(s, items, start, end, forward, warn)
+        failed: set[str] = set()  # chunks taken out during this read
 
         def submit() -> None:
-            item = next(it, None)
-            if item is None:
-                return
-            if isinstance(item, ChunkRef):
-                ahead.append(_POOL.submit(self.load_or_take_out, s, item, warn))
-            else:
-                done: Future[EntryBlock | None] = Future()
-                done.set_result(sort_dedupe(EntryBlock.concat([p.block for p in item])))
-                ahead.append(done)
+            nxt = next(plan, None)
+            if nxt is not None:
+                ahead.append(nxt)
 
         for _ in range(_PREFETCH):
             submit()
         while ahead:
-            block = ahead.popleft().result()
+            i, fut, inner, ref = ahead.popleft()
             submit()
-            yield block
+            got = fut.result()
+            block: EntryBlock | None = None
+            if ref is None or ref.path not in failed:
+                if isinstance(got, EntryBlock):
+                    block = got
+                elif ref is not None:
+                    failed.add(ref.path)
+                    self._unreadable(s, ref, got, warn)
+            yield i, block, inner
+
+    def _plan(self, s: Stream, items: list[ChunkRef | list[HeadPiece]], start: int,
+              end: int, forward: bool, warn: Callable[[str], None] | None
+              ) -> Iterator[tuple[int, Future[Loaded], int | None, ChunkRef | None]]:
+        """`_loaded`'s blocks as futures, each decoded on the pool when its turn comes.
+        When a chunk's turn comes, its footer (the cache, or one range read of its tail)
+        and the bytes of the blocks the range needs (one range read: they are
+        neighbours) are read here."""
+        for i, item in enumerate(items):
+            if not isinstance(item, ChunkRef):
+                done: Future[Loaded] = Future()
+                done.set_result(sort_dedupe(EntryBlock.concat([p.block for p in item])))
+                yield i, done, None, None
+                continue
+            try:
+                footer, held = self.footer(s, item)
+                wanted = footer.overlapping(start, end)
+                held = self.chunkio.fetch(self.key(item.path), wanted, held)
+            except (ChunkError, OSError) as exc:
+                self._unreadable(s, item, exc, warn)
+                continue
+            if not forward:
+                wanted.reverse()
+            for j, b in enumerate(wanted):
+                inner = None if j + 1 == len(wanted) else \
+                    wanted[j + 1].mint if forward else wanted[j + 1].maxt
+                yield i, _POOL.submit(self._block_or_error, s, item, footer, b, held), inner, \
+                    item
+
+    def footer(self, s: Stream, ref: ChunkRef) -> tuple[Footer, Held]:
+        """The footer of chunk `ref` (cached, or one range read of its tail) and the
+        bytes read for it.
+        ChunkError when it is damaged or is not the chunk the index describes (its lines,
+        time range, tenant or stream differ), NotFound when missing, OSError when
+        unreadable."""
+        key = self.key(ref.path)
+        footer, held, fresh = self.chunkio.footer(key, ref.size)
+        if fresh:
+            if footer.n != ref.n or footer.mint != ref.mint or footer.maxt != ref.maxt:
+                raise ChunkError(f"chunk holds {footer.n} lines from {footer.mint} to "
+                                 f"{footer.maxt}, the index says {ref.n} from {ref.mint} to "
+                                 f"{ref.maxt}")
+            if footer.labels is not None and (footer.tenant != self.tenant or
+                                              footer.labels != format_labels(s.labels)):
+                raise ChunkError(f"chunk belongs to {footer.labels} of tenant "
+                                 f"{footer.tenant!r}, not to this stream")
+            self.chunkio.keep_footer(key, footer)
+        return footer, held
+
+    def _block_or_error(self, s: Stream, ref: ChunkRef, footer: Footer, b: BlockInfo,
+                        held: Held) -> Loaded:
+        try:
+            return self.chunkio.read_block(self.key(ref.path), footer, b, s.labels, held)
+        except (ChunkError, OSError) as exc:
+            return exc
 
     def load(self, s: Stream, ref: ChunkRef, keep: bool = True) -> EntryBlock:
-        """The chunk's entries; ChunkError when the file is damaged or is not the one the
-        index describes (header fields outside the checksum), OSError when unreadable.
-        `keep`: put it in the chunk cache (for queries; not for the store's own reads, the
-        compactor's and the replay's, which would only push out what queries read)."""
+        """Every entry of the chunk, as one block; ChunkError when the file is damaged or
+        is not the one the index describes, NotFound when missing, OSError when
+        unreadable. `keep`: put its blocks in the chunk cache (for queries; not for the
+        store's own reads, the compactor's and the replay's, which would only push out
+        what queries read)."""
+        footer, held = self.footer(s, ref)
         key = self.key(ref.path)
-        b = self.cache.get(key)
-        if b is None:
-            b = decode_chunk(self.objects.get(key), s.labels)
-            if len(b) != ref.n or int(b.ts[0]) != ref.mint or int(b.ts[-1]) != ref.maxt:
-                raise ChunkError(f"chunk holds {len(b)} lines, the index says {ref.n} "
-                                 "(or their time range differs)")
-            if keep:
-                self.cache.put(key, b)
-        return b
+        held = self.chunkio.fetch(key, footer.blocks, held)
+        blocks = [self.chunkio.read_block(key, footer, b, s.labels, held, keep)
+                  for b in footer.blocks]
+        return EntryBlock.concat(blocks)
 
     def load_or_take_out(self, s: Stream, ref: ChunkRef,
                          warn: Callable[[str], None] | None = None,
@@ -450,36 +577,44 @@ class TenantStore:
         and `warn` gets a sentence for the answer (Loki's `warnings`)."""
         try:
             return self.load(s, ref, keep)
-        except ChunkError as exc:
+        except (ChunkError, OSError) as exc:
+            self._unreadable(s, ref, exc, warn)
+            return None
+
+    def _unreadable(self, s: Stream, ref: ChunkRef, exc: ChunkError | OSError,
+                    warn: Callable[[str], None] | None) -> None:
+        """A damaged chunk is quarantined, a missing one leaves the index, one that cannot
+        be read now stays; `warn` gets a sentence for the answer (Loki's `warnings`)."""
+        if isinstance(exc, ChunkError):
             msg = self.take_out(s, ref, CORRUPT, str(exc))
-        except NotFound:
+        elif isinstance(exc, NotFound):
             msg = self.take_out(s, ref, "missing", "the file is not there")
-        except OSError as exc:
+        else:
             msg = f"{_describe(s, ref)} could not be read ({exc.strerror or exc}); its " \
                   "lines are missing from this answer"
             log.warning("%s", msg)
         if warn is not None:
             warn(msg)
-        return None
 
     def take_out(self, s: Stream, ref: ChunkRef, reason: str, why: str) -> str:
         """Stop serving a chunk that cannot be read: a "del" record for the index, the file
         to quarantine/corrupt/ (reason "corrupt"), a count by reason and a log line.
         Returns the warning for a query's answer."""
         what = _describe(s, ref)
-        with s.lock:
+        with self.index.lock:
             mine = ref in s.chunks  # a concurrent reader may have done it already
             if mine:
-                s.chunks = [c for c in s.chunks if c != ref]
+                try:
+                    self.remove_chunks([Removal(s.fp, ref.path)])
+                except OSError:
+                    log.exception("index of tenant %s: could not record that %s is out of "
+                                  "service; it is checked again after a restart", self.tenant,
+                                  ref.path)
+                with s.lock:
+                    s.chunks = [c for c in s.chunks if c != ref]
         if mine:
             self.count_out(reason)
             self.cache.discard(self.key(ref.path))
-            try:
-                self.index.append([{"op": "del", "fp": s.fp, "path": ref.path}])
-            except OSError:
-                log.exception("index of tenant %s: could not record that %s is out of "
-                              "service; it is checked again after a restart", self.tenant,
-                              ref.path)
             where = self._set_aside(ref.path) if reason == CORRUPT else None
             log.warning("tenant %s: %s: %s; %s", self.tenant, what, why,
                         f"moved to {where}" if where is not None else "dropped from the index")
@@ -502,8 +637,6 @@ class TenantStore:
             self.chunks_quarantined[reason] = self.chunks_quarantined.get(reason, 0) + 1
             self.generation += 1  # lines were lost: results cached before are stale
 
-    def close(self) -> None:
-        self.index.close()
 
 
 def _describe(s: Stream, ref: ChunkRef) -> str:

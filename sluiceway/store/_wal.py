@@ -8,6 +8,7 @@ skipped with a warning. A position is (segment number, offset just past the reco
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -22,7 +23,7 @@ from sluiceway.durable import ensure_dir, fsync_dir
 from sluiceway.model import EntryBlock, PushRecord, RecordError, looks_like_record
 from sluiceway.store._frames import HDR as _HDR
 from sluiceway.store._frames import Damage, scan
-from sluiceway.store._memory import Held
+from sluiceway.store._memory import HeldBytes
 
 log = logging.getLogger("sluiceway.wal")
 
@@ -107,9 +108,9 @@ class WalWriter:
 
     def __init__(self, wal_dir: Path, segment_bytes: int = 128 << 20,
                  sync_mode: str = "always", sync_interval_s: float = 0.1,
-                 first_segment: int = 1, held: Held | None = None) -> None:
+                 first_segment: int = 1, held: HeldBytes | None = None) -> None:
         self.dir = wal_dir
-        self.held = held if held is not None else Held()  # bytes of records not yet written
+        self.held = held if held is not None else HeldBytes()  # bytes of records not yet written
         ensure_dir(self.dir)
         self.segment_bytes = segment_bytes
         self.sync_mode = sync_mode
@@ -264,7 +265,12 @@ class WalWriter:
             self._cond.notify()
 
     def size_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.dir.glob("*.wal"))
+        """Bytes of the segments on disk; one released while it is counted counts 0."""
+        total = 0
+        for p in self.dir.glob("*.wal"):
+            with contextlib.suppress(FileNotFoundError):
+                total += p.stat().st_size
+        return total
 
     def close(self) -> None:
         with self._cond:
@@ -282,7 +288,7 @@ class FileWal:
 
     def __init__(self, wal_dir: Path, segment_bytes: int = 128 << 20,
                  sync_mode: str = "always", sync_interval_s: float = 0.1,
-                 after: WalPos | None = None, held: Held | None = None) -> None:
+                 after: WalPos | None = None, held: HeldBytes | None = None) -> None:
         """`held`: where the bytes of records waiting to be written are counted."""
         self.dir = wal_dir
         self.records_lost = 0  # damaged records skipped at replay (torn tails not counted)

@@ -16,11 +16,11 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from sluiceway.model import StreamBatch, format_labels
+from sluiceway.model import Metadata, StreamBatch, format_labels
 from sluiceway.wire._encode_proto import encode_raw_entries
 from sluiceway.wire._errors import WireError
 from sluiceway.wire._json import encode_push_json
-from sluiceway.wire._proto import encode_push_protobuf
+from sluiceway.wire._proto import encode_entries_with_metadata, encode_push_protobuf
 from sluiceway.wire._push import decode_push
 from sluiceway.wire._text import scrub
 
@@ -65,7 +65,8 @@ def _valid(data: bytes) -> bool:
 class PushBuilder:
     """Collects pieces of streams into one Loki push body (`protobuf` + snappy, or JSON).
 
-    `add(labels, ts, lines)`: lines as UTF-8 bytes (see `utf8_lines`), stamps in Unix ns.
+    `add(labels, ts, lines)`: lines as UTF-8 bytes (see `utf8_lines`), stamps in Unix ns;
+    `metadata`, one per line (None: none), the entries' structured metadata.
     `body()` builds the request body; `lines` and `nbytes` (line bytes) say how much is in.
     """
 
@@ -77,21 +78,34 @@ class PushBuilder:
         self.lines = 0
         self.nbytes = 0
         self._entries: dict[str, list[bytes]] = {}  # protobuf: stream -> encoded entries
-        self._values: dict[str, tuple[Mapping[str, str], list[tuple[str, str]]]] = {}  # json
+        self._values: dict[str, tuple[Mapping[str, str],
+                                      list[tuple[str, str] | tuple[str, str, Metadata]]]] = {}
 
     def __len__(self) -> int:
         return self.lines
 
     def add(self, labels: Mapping[str, str], ts: Stamps, lines: list[bytes],
-            nbytes: int | None = None) -> None:
+            nbytes: int | None = None,
+            metadata: Sequence[Metadata | None] | None = None) -> None:
         if not lines:
             return
         self.lines += len(lines)
         self.nbytes += sum(map(len, lines)) if nbytes is None else nbytes
         key = scrub(format_labels(labels))
+        md = metadata if metadata is not None and any(metadata) else None
         if self.format == "json":
             values = self._values.setdefault(key, (labels, []))[1]
-            values += zip(map(str, ts), (line.decode() for line in lines), strict=True)
+            text = (line.decode() for line in lines)
+            if md is None:
+                values += zip(map(str, ts), text, strict=True)
+            else:
+                values += [(str(t), line, m) if m else (str(t), line)
+                           for t, line, m in zip(ts, text, md, strict=True)]
+            return
+        if md is not None:  # rare (a structured_metadata stage): protobuf's own objects
+            entries = encode_entries_with_metadata([int(t) for t in ts],
+                                                   [line.decode() for line in lines], md)
+            self._entries.setdefault(key, []).append(entries)
             return
         stamps = ts if isinstance(ts, np.ndarray) else np.asarray(ts, dtype=np.int64)
         self._entries.setdefault(key, []).append(encode_raw_entries(stamps, lines))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from operator import attrgetter
 from typing import Any
 
@@ -89,15 +90,27 @@ def _encode_stream(b: StreamBatch) -> bytes:
         return _encode_with_metadata(scrub_batch(b))
 
 
-def _encode_with_metadata(b: StreamBatch) -> bytes:
-    """Protobuf's own objects: slower, only for batches that carry structured metadata."""
+def _encode_with_metadata(b: StreamBatch, labels: bool = True) -> bytes:
+    """Protobuf's own objects: slower, only for batches that carry structured metadata.
+    Without `labels` the stream's labels are left out: its entries alone."""
     entry, stamp, pair = pb.EntryAdapter, Timestamp, pb.LabelPairAdapter
     entries = [entry(timestamp=stamp(seconds=t // NS, nanos=t % NS), line=line,
                      structuredMetadata=[pair(name=k, value=v) for k, v in (m or {}).items()])
                for t, line, m in zip(b.ts, b.lines, b.metadata or [None] * len(b), strict=True)]
-    msg = pb.StreamAdapter(labels=format_labels(b.labels), entries=entries)
+    msg = pb.StreamAdapter(labels=format_labels(b.labels) if labels else "", entries=entries)
     data: bytes = msg.SerializeToString()
     return data
+
+
+def encode_entries_with_metadata(ts: Sequence[int], lines: list[str],
+                                 metadata: Sequence[Metadata | None]) -> bytes:
+    """The `entries` fields of one StreamAdapter whose entries carry structured metadata
+    (an empty `labels` is not written, so this is the entries alone)."""
+    b = StreamBatch({}, list(ts), lines, list(metadata))
+    try:
+        return _encode_with_metadata(b, labels=False)
+    except ValueError:  # a string protobuf cannot encode as UTF-8
+        return _encode_with_metadata(scrub_batch(b), labels=False)
 
 
 def _field(tag: int, payload: bytes) -> bytes:

@@ -137,3 +137,12 @@ def test_cli_exits_1_when_the_status_port_is_taken(tmp_path: Path) -> None:
         r = subprocess.run(sluiceway_cmd("agent", "-c", str(cfg)), capture_output=True,
                            cwd=REPO, timeout=60)
     assert r.returncode == 1 and b"Address already in use" in r.stderr
+
+
+def test_report_url_off_unquoted_is_off() -> None:
+    """YAML reads `off` as false; it means what it says."""
+    from sluiceway.agent import load_config
+
+    cfg = load_config(text="url: http://127.0.0.1:3100\nreport_url: off\n"
+                           "inputs: [{type: stdin}]\n", environ={})
+    assert cfg.report_url == "off"

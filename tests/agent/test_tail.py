@@ -218,8 +218,11 @@ def test_corrupt_positions_file_is_ignored(tmp_path: Path) -> None:
     p.register("1:2", "/x", 10, "fp", 4)
     p.save(force=True)
     raw = (tmp_path / "positions.json").read_bytes()
-    assert Positions(tmp_path / "positions.json").saved("1:2") == {
+    saved = Positions(tmp_path / "positions.json").saved("1:2")
+    assert saved is not None
+    assert {k: saved[k] for k in ("path", "offset", "fp", "fp_len", "done")} == {
         "path": "/x", "offset": 10, "fp": "fp", "fp_len": 4, "done": []}
+    assert {"epoch", "line", "emitted", "lost", "lost_ranges"} <= set(saved)  # the ledger
     (tmp_path / "positions.json").write_bytes(raw[:-3])  # torn
     assert Positions(tmp_path / "positions.json").saved("1:2") is None
 

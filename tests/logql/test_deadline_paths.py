@@ -15,6 +15,7 @@ import pytest
 from sluiceway.logql import (
     Deadline,
     ExecOptions,
+    LinePrefilter,
     MemorySource,
     QueryParams,
     QueryTimeout,
@@ -38,9 +39,11 @@ class BlockClock(MemorySource):
     def clock(self) -> float:
         return self.now
 
-    def blocks(self, ref: SeriesRef, start: int, end: int,
-               direction: str) -> Iterator[EntryBlock]:
-        for b in super().blocks(ref, start, end, direction):
+    def blocks(self, ref: SeriesRef, start: int, end: int, direction: str, *,
+               prefilter: LinePrefilter | None = None,
+               deadline: Deadline | None = None) -> Iterator[EntryBlock]:
+        for b in super().blocks(ref, start, end, direction, prefilter=prefilter,
+                                deadline=deadline):
             self.now += 1.0
             yield b
 

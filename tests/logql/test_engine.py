@@ -13,6 +13,7 @@ from sluiceway.logql import (
     QueryParams,
     QueryResult,
     QueryStats,
+    ScalarResult,
     evaluate,
     parse,
     register_metric_evaluator,
@@ -154,7 +155,7 @@ def test_metric_evaluator_is_pluggable(dataset: Dataset) -> None:
             evaluate(dataset.source, 'sum(count_over_time({app="api"}[5m]))', params)
 
         def fake(source: Any, expr: Any, p: QueryParams, stats: QueryStats) -> QueryResult:
-            return QueryResult("scalar", [p.end / 1e9, "2"])
+            return QueryResult(ScalarResult(p.end, 2.0))
 
         register_metric_evaluator(fake)
         data = evaluate(dataset.source, "1+1", params).to_loki_json()
@@ -197,7 +198,7 @@ class _WideBlocks:
 
         return [SeriesRef("t", 1, {"app": "x"})]
 
-    def blocks(self, ref: Any, start: int, end: int, direction: str) -> Any:
+    def blocks(self, ref: Any, start: int, end: int, direction: str, **_: Any) -> Any:
         ts = np.arange(0, 100, 10, dtype=np.int64)
         yield EntryBlock.from_lines({"app": "x"}, ts, [str(t).encode() for t in ts.tolist()])
 
@@ -209,7 +210,7 @@ def test_engine_clips_blocks_to_range() -> None:
 
 def test_lines_with_invalid_utf8_do_not_crash() -> None:
     class Src(_WideBlocks):
-        def blocks(self, ref: Any, start: int, end: int, direction: str) -> Any:
+        def blocks(self, ref: Any, start: int, end: int, direction: str, **_: Any) -> Any:
             yield EntryBlock.from_lines({"app": "x"}, np.array([1], dtype=np.int64),
                                         [b"bad \xff byte"])
 

@@ -37,7 +37,8 @@ class _Blocks:
                end: int) -> list[SeriesRef]:
         return [SeriesRef("t", 1, {"app": "bench"})]
 
-    def blocks(self, ref: SeriesRef, start: int, end: int, direction: str) -> Iterator[EntryBlock]:
+    def blocks(self, ref: SeriesRef, start: int, end: int, direction: str,
+               **_: Any) -> Iterator[EntryBlock]:
         return iter(self._blocks if direction == "forward" else self._blocks[::-1])
 
 

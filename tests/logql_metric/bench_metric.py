@@ -11,13 +11,13 @@ import argparse
 import random
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
 from sluiceway.logql import QueryParams
 from sluiceway.logql._metric import evaluate_metric
-from sluiceway.logql._source import SeriesRef
-from sluiceway.model import EntryBlock, Matcher, fingerprint, matches_all
+from sluiceway.model import EntryBlock, Matcher, SeriesRef, fingerprint, matches_all
 
 HOUR = 3600 * 10**9
 BLOCK = 4096
@@ -39,8 +39,8 @@ class BlockSource:
         return [ref for ref, _ in self.streams.values()
                 if ref.tenant in tenants and matches_all(matchers, dict(ref.labels))]
 
-    def blocks(self, ref: SeriesRef, start: int, end: int,
-               direction: str) -> Iterator[EntryBlock]:
+    def blocks(self, ref: SeriesRef, start: int, end: int, direction: str,
+               **_: Any) -> Iterator[EntryBlock]:
         for b in self.streams[ref.fp][1]:
             if b.ts[-1] >= start and b.ts[0] < end:
                 yield b

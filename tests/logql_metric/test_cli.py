@@ -14,7 +14,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from sluiceway.logql._cli import is_metric, metric_rows, parse_time, query, rfc3339
+from sluiceway.logcli import is_metric, metric_rows, parse_time, rfc3339
+from sluiceway.logcli._query import query
 from tests.logql_metric.helpers import load_json
 from tests.procs import REPO, ServerProcess, free_port, sluiceway_cmd
 
@@ -204,7 +205,7 @@ def test_metric_rows_from_loki_fixtures() -> None:
 
 
 def test_tail_prints_an_entry_once() -> None:
-    from sluiceway.logql._cli import _Recent
+    from sluiceway.logcli._query import _Recent
 
     seen = _Recent(size=2)
     assert seen.add((1, "{}", "a")) and not seen.add((1, "{}", "a"))

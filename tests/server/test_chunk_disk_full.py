@@ -111,36 +111,47 @@ def test_chunk_write_failure_backs_off_and_recovers(tmp_path: Path) -> None:
 
 
 INDEX_SCRIPT = """
-import resource, sys
+import resource, sys, time
 from pathlib import Path
-from sluiceway.store._index import IndexLog, read_index
-path = Path(sys.argv[1])
-log = IndexLog(path)
-log.append([{"op": "add", "n": i, "pad": "x" * 100} for i in range(10)])
-resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size + 500, resource.RLIM_INFINITY))
-try:
-    log.append([{"op": "add", "n": 100 + i, "pad": "y" * 100} for i in range(10)])
-    print("append did not fail")
-except OSError as exc:
-    print("failed:", exc.strerror)
+from sluiceway.store import LocalDir
+from sluiceway.store._index import IndexEntry, TenantIndex, Writer
+from sluiceway.store._stream import ChunkRef
+
+root = Path(sys.argv[1])
+index = TenantIndex("fake", LocalDir(root), "t-fake", Writer())
+
+def entries(k, n):
+    return [IndexEntry(1, '{a="b"}', ChunkRef(f"chunks/2024-05-01/{k:04d}-{i}.chunk", i, i, 1,
+                                              1, 1)) for i in range(n)]
+
+index.add(entries(0, 10))
+size = max(p.stat().st_size for p in root.rglob("*.idx"))
+resource.setrlimit(resource.RLIMIT_FSIZE, (size + 500, resource.RLIM_INFINITY))
+_, failed, error = index.add(entries(1, 100))
+print("failed:", error.strerror if error else None, len(failed))
 resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-log.append([{"op": "add", "n": 200}])
-log.close()
-print(*[r["n"] for r in read_index(path).records])
+index.add(entries(2, 1))
+print(len(list(root.rglob("*.tmp"))), len(list(root.rglob("*.idx"))))
+reader = TenantIndex("fake", LocalDir(root), "t-fake")
+reader.sync()
+print(reader.records_lost, *sorted(e.ref.path.split("/")[-1] for e in reader.live()))
 """
 
 
-def test_index_append_that_does_not_fit_is_cut_back(tmp_path: Path) -> None:
-    """A failed append (file size limit, disk full) must not leave a torn record in
-    front of the next one: it raises, and the log is cut back to where it was."""
+def test_index_object_that_does_not_fit_is_not_left_half_written(tmp_path: Path) -> None:
+    """A failed index object write (file size limit, disk full) must leave no object and no
+    temp file behind: it raises, the chunks it would have named are reported back (the
+    flush keeps their heads), and the next write is read back with the first."""
     import subprocess
     import sys
 
     from tests.procs import REPO
 
-    r = subprocess.run([sys.executable, "-c", INDEX_SCRIPT, str(tmp_path / "index.log")],
+    r = subprocess.run([sys.executable, "-c", INDEX_SCRIPT, str(tmp_path / "objects")],
                        capture_output=True, text=True, cwd=REPO, timeout=60)
     assert r.returncode == 0, r.stderr
     out = r.stdout.splitlines()
-    assert out[0] == "failed: File too large"
-    assert out[1].split() == [*map(str, range(10)), "200"]
+    assert out[0] == "failed: File too large 100"
+    assert out[1] == "0 2"
+    assert out[2].split() == ["0", *sorted([f"0000-{i}.chunk" for i in range(10)]
+                                           + ["0002-0.chunk"])]

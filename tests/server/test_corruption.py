@@ -14,9 +14,10 @@ import httpx
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
+from sluiceway.store import IndexReader, LocalDir
 from tests.procs import REPO, ServerProcess
 
-_FRAME = struct.Struct("<II")  # u32 payload length | u32 CRC32 (WAL and index log)
+_FRAME = struct.Struct("<II")  # u32 payload length | u32 CRC32 (WAL and index objects)
 _CHUNK_HEADER = 40  # magic .. CRC32 of a chunk file; the zstd frame follows
 
 
@@ -29,19 +30,6 @@ def _frames(path: Path) -> list[tuple[int, bytes]]:
         payload = data[pos + 8 : pos + 8 + length]
         assert len(payload) == length and zlib.crc32(payload) == crc, f"damage at {pos}"
         out.append((pos, payload))
-        pos += 8 + length
-    return out
-
-
-def _records(path: Path) -> list[dict]:
-    """The index log's records so far (a live file: stops at a frame still being written)."""
-    data, out, pos = path.read_bytes(), [], 0
-    while pos + 8 <= len(data):
-        length, crc = _FRAME.unpack_from(data, pos)
-        payload = data[pos + 8 : pos + 8 + length]
-        if len(payload) < length or zlib.crc32(payload) != crc:
-            break
-        out.append(orjson.loads(payload))
         pos += 8 + length
     return out
 
@@ -97,33 +85,19 @@ def _lines(tag: str, n: int) -> list[str]:
     return [f"{tag} {i:05d} " + "v" * 40 for i in range(n)]
 
 
-# --- the tenant's index log ------------------------------------------------------------------
+# --- the tenant's index objects ---------------------------------------------------------------
 
-def test_torn_index_tail_is_cut_before_new_records_are_appended(tmp_path: Path) -> None:
-    """The issue's repro: 1,000 lines + /flush, SIGKILL, a torn record (8 bytes of frame
-    header and part of a JSON record) at the end of index.log, restart, 1,000 more + /flush,
-    SIGTERM, restart: all 2,000 acked lines are there."""
-    data = tmp_path / "data"
-    srv = ServerProcess(data).start()
-    t0 = time.time_ns() - 1800 * 10**9
-    first, second = _lines("first", 1000), _lines("second", 1000)
-    _push(srv, {"job": "idx"}, first, t0)
-    _flush(srv)
-    srv.kill()
-    index = data / "tenants" / "t-fake" / "index.log"
-    good = index.stat().st_size
-    with open(index, "ab") as f:
-        f.write(_FRAME.pack(180, 0xDEADBEEF) + b'{"op":"add","fp":4711,"labels":"{jo')
-    srv.start()
-    _push(srv, {"job": "idx"}, second, t0 + 10**9)
-    _flush(srv)
-    srv.stop()
-    srv.start()
-    got, _ = _query(srv, '{job="idx"}')
-    srv.stop()
-    assert sorted(got) == sorted(first + second)
-    assert f"index.log: torn record at offset {good}" in srv.log()
-    _frames(index)  # nothing but whole frames: the torn bytes were cut, not built upon
+def _index_objects(data: Path, tenant: str = "fake") -> list[Path]:
+    """The tenant's index objects, oldest first."""
+    return sorted((data / "tenants" / "index" / f"t-{tenant}").glob("*/*.idx"),
+                  key=lambda p: p.name.split("-")[1:])
+
+
+def _live_adds(data: Path, tenant: str = "fake") -> dict[str, dict]:
+    """Chunk path -> "add" record of every chunk the tenant's index names now."""
+    reader = IndexReader(LocalDir(data / "tenants"))
+    reader.sync()
+    return {e.ref.path: e.record() for e in reader.refs(f"t-{tenant}")}
 
 
 def test_damaged_index_records_are_skipped_and_their_chunks_re_added(tmp_path: Path) -> None:
@@ -140,7 +114,7 @@ def test_damaged_index_records_are_skipped_and_their_chunks_re_added(tmp_path: P
     b, c, c2 = _lines("b", 100), _lines("c", 100), _lines("c2", 100)
     _push(srv, {"job": "a"}, a[0], t0)
     _push(srv, {"job": "b"}, b, t0)
-    _flush(srv)  # add a0, add b
+    _flush(srv)  # an object: add a0, add b
     _push(srv, {"job": "a"}, a[1], t0 + 10**9)
     _flush(srv)  # add a1
     _push(srv, {"job": "c"}, c, t0)
@@ -150,20 +124,22 @@ def test_damaged_index_records_are_skipped_and_their_chunks_re_added(tmp_path: P
     _push(srv, {"job": "c"}, c2, t0 + 10**9)  # only in the WAL
     srv.kill()
 
-    index = data / "tenants" / "t-fake" / "index.log"
-    frames = _frames(index)
-    assert len(frames) == 5
+    objects = _index_objects(data)
+    assert len(objects) == 4
+    frames = [(obj, off, p) for obj in objects for off, p in _frames(obj)]
+    assert [orjson.loads(p)["op"] for _, _, p in frames].count("hdr") == 4
 
-    def offset_of(job: str, nth: int = 0) -> tuple[int, bytes]:
-        hits = [(o, p) for o, p in frames if orjson.loads(p)["labels"] == f'{{job="{job}"}}']
-        return hits[nth]
+    def offset_of(job: str) -> tuple[Path, int, bytes]:
+        return next((o, off, p) for o, off, p in frames
+                    if orjson.loads(p).get("labels") == f'{{job="{job}"}}')
 
-    a0_off, a0 = offset_of("a")
-    b_off, b_rec = offset_of("b")
-    c_off, _ = offset_of("c")
-    _flip(index, a0_off + 8 + len(a0) // 2)  # a byte of the JSON
-    _flip(index, b_off + 3, 0x40)  # the length's top byte: the frame claims 1 GiB
-    _flip(index, c_off + 5)  # the CRC
+    a_obj, a0_off, a0 = offset_of("a")
+    b_obj, b_off, b_rec = offset_of("b")
+    c_obj, c_off, _ = offset_of("c")
+    assert a_obj == b_obj and c_obj != a_obj
+    _flip(a_obj, a0_off + 8 + len(a0) // 2)  # a byte of the JSON
+    _flip(b_obj, b_off + 3, 0x40)  # the length's top byte: the frame claims 1 GiB
+    _flip(c_obj, c_off + 5)  # the CRC
     b_path = orjson.loads(b_rec)["path"]
 
     srv.start()
@@ -179,8 +155,8 @@ def test_damaged_index_records_are_skipped_and_their_chunks_re_added(tmp_path: P
     assert got_b == []  # b's only chunk: no record, no WAL names its labels
     assert (lost, readded, set_aside) == (3, 2, 1)
     log = srv.log()
-    for off in (a0_off, b_off, c_off):
-        assert f"index.log: damaged record at offset {off}" in log
+    for obj, off in ((a_obj, a0_off), (b_obj, b_off), (c_obj, c_off)):
+        assert f"{obj.name}: damaged record at offset {off}" in log
     assert Path(b_path).name in log and "100 lines" in log
     quarantined = data / "tenants" / "t-fake" / "quarantine" / "unindexed" / b_path
     assert quarantined.exists()
@@ -198,32 +174,94 @@ def test_damaged_index_records_are_skipped_and_their_chunks_re_added(tmp_path: P
     assert not quarantined.exists()
 
 
-def test_index_append_survives_a_short_write(tmp_path: Path) -> None:
-    """A write cut short (here by RLIMIT_FSIZE, in a child process) must not leave half a
-    frame that later records are appended behind: the append fails loudly and the log is
-    cut back, and the next append after the disk has room again is read back."""
+def test_an_index_object_cut_short_is_damage_and_its_chunks_come_back(tmp_path: Path) -> None:
+    """An index object is put whole, so one that ends in half a record (a disk that lost
+    its tail) is damage, counted: the chunks it named come back from the chunk listing,
+    and new objects are read as before."""
+    data = tmp_path / "data"
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("storage:\n  compaction_enabled: false\n")
+    srv = ServerProcess(data, config=cfg).start()
+    t0 = time.time_ns() - 1800 * 10**9
+    first, second = _lines("first", 1000), _lines("second", 1000)
+    _push(srv, {"job": "idx"}, first, t0)
+    _flush(srv)
+    srv.kill()
+    (obj,) = _index_objects(data)
+    (_, hdr), (add_off, _) = _frames(obj)
+    with open(obj, "r+b") as f:
+        f.truncate(add_off + 40)  # the header and part of the one "add" record
+    srv.start()
+    _push(srv, {"job": "idx"}, second, t0 + 10**9)
+    _flush(srv)
+    srv.stop()
+    srv.start()
+    got, _ = _query(srv, '{job="idx"}')
+    lost = _metric(srv, "sluiceway_index_records_lost_total", tenant="fake")
+    srv.stop()
+    assert sorted(got) == sorted(first + second)
+    assert lost == 1
+    assert f"{obj.name}: damaged record at offset {add_off}" in srv.log()
+    assert "not named by the index, is taken back" in srv.log()
+
+
+def test_a_flush_whose_index_object_cannot_be_written_keeps_every_line(tmp_path: Path) -> None:
+    """Chunk objects are durable, then the index object that names them fails (the disk
+    is full): the chunks are deleted (nothing names them), the heads stay in memory and
+    in the WAL, and the next flush names new chunks; no line is lost or doubled, then or
+    after a restart."""
     script = f"""
-import resource
+import errno, sys, time
+import numpy as np
 from pathlib import Path
-from sluiceway.store._index import IndexLog
-path = Path({str(tmp_path / "index.log")!r})
-log = IndexLog(path)
-log.append([{{"op": "add", "n": 1}}])
-soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size + 100, hard))
+from sluiceway.model import EntryBlock, Matcher
+from sluiceway.store import ChunkWriteError, LocalDir, Store, StoreConfig
+
+class IndexDiskFull(LocalDir):
+    full = True
+    def put_many(self, items):
+        if self.full and any(k.startswith("index/") for k, _ in items):
+            out = super().put_many([(k, d) for k, d in items if not k.startswith("index/")])
+            it = iter(out)
+            return [OSError(errno.ENOSPC, "No space left on device") if k.startswith("index/")
+                    else next(it) for k, _ in items]
+        return super().put_many(items)
+
+data = Path({str(tmp_path / "data")!r})
+objects = IndexDiskFull(data / "tenants")
+cfg = StoreConfig(data, compaction_enabled=False)
+st = Store(cfg, objects=objects)
+base = time.time_ns()
+lines = [f"line {{i}}".encode() for i in range(100)]
+st.push("fake", [EntryBlock.from_lines({{"app": "a"}}, np.arange(100, dtype=np.int64) + base,
+                                       lines)]).result()
 try:
-    log.append([{{"op": "add", "n": 2, "pad": "x" * 1000}}])
-    print("appended")
-except OSError as exc:
+    st.flush_all()
+    print("flushed")
+except ChunkWriteError as exc:
     print("failed:", exc)
-resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-log.append([{{"op": "add", "n": 3}}])
+print("chunks", len(objects.list("t-fake/chunks/")), "index", len(objects.list("index/")))
+
+def count():
+    return sorted(ln for ref in st.series(["fake"], [Matcher("app", "=", "a")], 0, 2**62)
+                  for b in st.blocks(ref, 0, 2**62, "forward") for ln in b.lines())
+print("served", count() == sorted(lines))
+objects.full = False
+st.flush_all()
+print("chunks", len(objects.list("t-fake/chunks/")), "index", len(objects.list("index/")))
+print("served", count() == sorted(lines))
+st.close()
+st = Store(cfg, objects=objects)
+print("after restart", count() == sorted(lines), st.tenants["fake"].index_records_lost)
+st.close()
 """
     r = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
-                       text=True, timeout=60)
+                       text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("failed:"), r.stdout
-    assert [orjson.loads(p)["n"] for _, p in _frames(tmp_path / "index.log")] == [1, 3]
+    out = r.stdout.splitlines()
+    assert out[0].startswith("failed:") and "No space left" in out[0], out
+    assert out[1:] == ["chunks 0 index 0", "served True", "chunks 1 index 1", "served True",
+                       "after restart True 0"], out
 
 
 # --- the WAL -----------------------------------------------------------------------------------
@@ -344,17 +382,14 @@ def test_compactor_survives_a_corrupt_chunk_and_keeps_compacting(tmp_path: Path)
     # The compactor is still alive: a fresh chunk of another tenant is compacted.
     _push(srv, {"job": "y"}, _lines("y1", 200), t0 + 10**9, tenant="b")
     _flush(srv)
-    index = data / "tenants" / "t-b" / "index.log"
-    fresh = next(r["path"] for r in _records(index)
-                 if r["op"] == "add" and r["mint"] == t0 + 10**9 and r["lvl"] == 1)
+    fresh = next(path for path, r in _live_adds(data, "b").items()
+                 if r["mint"] == t0 + 10**9 and r["lvl"] == 1)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not any(
-            r["op"] == "del" and r["path"] == fresh for r in _records(index)):
+    while time.monotonic() < deadline and fresh in _live_adds(data, "b"):
         time.sleep(0.1)
     got_x, _ = _query(srv, '{job="x"}', tenant="a")
     got_y, _ = _query(srv, '{job="y"}', tenant="b")
     srv.stop()
-    assert any(r["op"] == "del" and r["path"] == fresh for r in _records(index)), \
-        "the compactor stopped"
+    assert fresh not in _live_adds(data, "b"), "the compactor stopped"
     assert sorted(got_x) == sorted(x[1])
     assert sorted(got_y) == sorted(_lines("y0", 200) + _lines("y1", 200))

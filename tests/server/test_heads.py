@@ -233,8 +233,6 @@ def test_the_heads_drop_exact_duplicates_of_the_stream(tmp_path: Path) -> None:
     earlier in the push) is dropped by the heads, not only hidden by reads: /index/stats
     counts what the heads hold. The same time with another line, or the same line in
     another stream, is kept."""
-    from sluiceway.store import index_stats
-
     st = Store(StoreConfig(tmp_path, compaction_enabled=False))
     try:
         t = time.time_ns()
@@ -244,7 +242,7 @@ def test_the_heads_drop_exact_duplicates_of_the_stream(tmp_path: Path) -> None:
                                  _block([t], ["b"], {"job": "other"})]).result(60)
         assert again.duplicates == 1
         assert [b.lines() for b in again.blocks] == [[b"c"], [b"b"]]  # what live tail gets
-        stats = index_stats(st, ["fake"], [Matcher("job", "=~", ".+")], 0, 2**62)
+        stats = st.index_stats(["fake"], [Matcher("job", "=~", ".+")], 0, 2**62)
         assert (stats["streams"], stats["entries"]) == (2, 4)
         assert _entries(st) == [(t, b"a"), (t, b"b"), (t, b"b"), (t, b"c")]
     finally:

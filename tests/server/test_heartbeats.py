@@ -208,9 +208,10 @@ def test_a_malformed_heartbeat_is_400_naming_the_field(app: InProcessServer,
 
 
 def test_unknown_fields_of_a_newer_sender_are_ignored(app: InProcessServer) -> None:
-    assert post(app, beat("newer", "t", ledger={"emitted": 5})).status_code == 204
+    # (`ledger` was this test's unknown field until the ledger made it a known one)
+    assert post(app, beat("newer", "t", cluster={"zone": "b"})).status_code == 204
     (card,) = cards(app)
-    assert "ledger" not in card and card["version"] == 1
+    assert "cluster" not in card and card["version"] == 1
 
 
 def test_the_client_reports_under_its_sinks_tenant(server: ServerProcess) -> None:
@@ -228,3 +229,73 @@ def test_the_client_reports_under_its_sinks_tenant(server: ServerProcess) -> Non
         assert httpx.get(f"{server.url}{PIPELINE}").json()["data"] == []
     finally:
         client.shutdown(timeout=0.5)
+
+
+def test_lost_lines_of_the_last_5_and_60_minutes_beside_the_total(app: InProcessServer,
+                                                                   clock: Clock) -> None:
+    """Each card keeps a short history of its lost-line total: the page shows what was
+    lost in the last 5 and 60 minutes, not only since the process started."""
+    def lost(n: int, token: str = "t") -> None:
+        hb = beat("loser", token, lines={"lost": n, "dropped": n})
+        assert post(app, hb).status_code == 204
+
+    def recent() -> tuple[int, int, int]:
+        (c,) = cards(app)
+        return c["lost_recent"]["5m"], c["lost_recent"]["60m"], c["lines"]["lost"]
+
+    lost(100)  # first seen with 100 already lost: the baseline, in no window
+    assert recent() == (0, 0, 100)
+    clock.now += 60
+    lost(130)
+    assert recent() == (30, 30, 130)
+    clock.now += 10 * 60  # ten quiet minutes: the 30 leave the 5-minute window
+    lost(130)
+    assert recent() == (0, 30, 130)
+    clock.now += 60
+    lost(170)
+    assert recent() == (40, 70, 170)
+    clock.now += 50 * 60  # the first 30 are now more than an hour old
+    lost(170)
+    assert recent() == (0, 40, 170)
+    clock.now += 5  # another process's heartbeat is refused while the card is fresh
+    assert post(app, beat("loser", "restarted", lines={"lost": 5})).status_code == 409
+    assert recent() == (0, 40, 170)
+    clock.now += 20
+    lost(5, token="restarted")  # stale now: a new process counts from its own start
+    assert recent() == (0, 0, 5)
+    (c,) = cards(app)
+    assert c["history_s"] == 0 and c["forget_after_s"] == 3600
+
+
+def test_the_loss_history_stays_short_however_often_lines_are_lost(clock: Clock) -> None:
+    from sluiceway.model import LossHistory
+
+    h = LossHistory(clock.now, 0)
+    for i in range(1, 20_000):  # a loss every second for five and a half hours
+        clock.now += 1
+        h.add(clock.now, i)
+        assert len(h.ts) <= 3600 / 15 + 2
+    # A window's edge is known to within one 15 s step (the losses of that step may be
+    # left out, never counted twice).
+    assert h.since(clock.now, 300) in range(285, 301)
+    assert h.since(clock.now, 3600) in range(3585, 3601)
+
+
+def test_a_silent_reporter_is_forgotten_after_heartbeat_forget_after(
+        tmp_path: Path, clock: Clock) -> None:
+    a = _app(tmp_path, clock)  # the default: an hour
+    try:
+        assert post(a, beat("gone", "t")).status_code == 204
+        clock.now += 3599
+        assert [(c["id"], c["stale"]) for c in cards(a)] == [("gone", True)]
+        clock.now += 2
+        assert cards(a) == []
+    finally:
+        a.close()
+    b = _app(tmp_path / "b", clock, **{"server.heartbeat_forget_after": "10m"})
+    try:
+        assert post(b, beat("gone", "t")).status_code == 204
+        clock.now += 601
+        assert cards(b) == []
+    finally:
+        b.close()

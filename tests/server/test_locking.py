@@ -1,6 +1,7 @@
-"""Reads hold no lock a push waits for: a `/series`, `/labels` or label values scan of one
-tenant, held at a pause point inside it, delays no push to another tenant, nor to another
-stream (existing or new) of the same tenant; and those pushes are queryable at once."""
+"""Reads hold no lock a push waits for: a `/series`, `/labels`, label values, index stats
+or volume scan of one tenant (each reads through the store's `LogSource`), held at a pause
+point inside it, delays no push to another tenant, nor to another stream (existing or new)
+of the same tenant; and those pushes are queryable at once."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ from tests.inproc import inproc_server
     ("/loki/api/v1/series", {"match[]": '{job=~".+"}'}),
     ("/loki/api/v1/labels", {}),
     ("/loki/api/v1/label/job/values", {"query": '{job=~".+"}'}),
+    ("/loki/api/v1/index/stats", {"query": '{job=~".+"}'}),
+    ("/loki/api/v1/index/volume", {"query": '{job=~".+"}'}),
+    ("/loki/api/v1/index/volume_range", {"query": '{job=~".+"}'}),
 ])
 def test_a_paused_series_scan_delays_no_push(tmp_path: Path, path: str,
                                              params: dict[str, str]) -> None:

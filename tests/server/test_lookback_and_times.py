@@ -11,8 +11,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from sluiceway.logql._cli import CliError
-from sluiceway.logql._cli import parse_time as cli_time
+from sluiceway.logcli import CliError
+from sluiceway.logcli import parse_time as cli_time
 from sluiceway.model import parse_time_param
 from sluiceway.server._params import ParamError, check_query_length, parse_time
 from tests.inproc import InProcessServer

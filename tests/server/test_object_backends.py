@@ -1,5 +1,5 @@
-"""The single-node server with its chunks in S3 (moto's server) or a NATS JetStream
-object store (`nats-server -js`), the WAL and the index staying in the data dir; and the
+"""The single-node server with its chunks and index objects in S3 (moto's server) or a
+NATS JetStream object store (`nats-server -js`), the WAL staying in the data dir; and the
 clear exit 2 for an object store that cannot be used."""
 
 from __future__ import annotations
@@ -68,8 +68,9 @@ def _query(srv: ServerProcess, base: int) -> list[str]:
 @pytest.mark.parametrize("backend", sorted(SETUPS))
 def test_chunks_live_in_the_object_store(tmp_path: Path, request: pytest.FixtureRequest,
                                          backend: str) -> None:
-    """Lines pushed and flushed are chunks in the bucket (none in the data dir), read
-    back by queries, and again after a restart, when only the index is local."""
+    """Lines pushed and flushed are chunks and index objects in the bucket (none in the
+    data dir), read back by queries, and again after a restart, when only the WAL (and
+    checkpoint) is local."""
     section, objects = SETUPS[backend](request)
     cfg = tmp_path / "sluiceway.yaml"
     cfg.write_text(yaml.safe_dump({"storage": section}))
@@ -79,10 +80,12 @@ def test_chunks_live_in_the_object_store(tmp_path: Path, request: pytest.Fixture
         first = _push(srv, base, 500)
         assert httpx.post(f"{srv.url}/flush", timeout=60).status_code == 204
         keys = [o.key for o in objects.list()]
-        assert keys and all(k.startswith("t-fake/chunks/") and k.endswith(".chunk")
-                            for k in keys), keys
+        chunks = [k for k in keys if k.startswith("t-fake/chunks/") and k.endswith(".chunk")]
+        index = [k for k in keys if k.startswith("index/t-fake/") and k.endswith(".idx")]
+        assert chunks and index and len(chunks) + len(index) == len(keys), keys
         assert not list((tmp_path / "data").rglob("*.chunk"))
-        assert (tmp_path / "data" / "tenants" / "t-fake" / "index.log").exists()
+        assert not list((tmp_path / "data").rglob("*.idx"))
+        assert not list((tmp_path / "data").rglob("index.log"))
         more = _push(srv, base + 10**6, 300)  # stays in the WAL and the head
         assert _query(srv, base) == first + more
         assert "chunks in" in srv.log() and "Traceback" not in srv.log()
@@ -96,6 +99,41 @@ def test_chunks_live_in_the_object_store(tmp_path: Path, request: pytest.Fixture
     finally:
         srv.stop()
         objects.close()
+
+
+@pytest.mark.parametrize("backend", sorted(SETUPS))
+def test_a_second_server_on_the_same_bucket_serves_what_the_first_flushed(
+        tmp_path: Path, request: pytest.FixtureRequest, backend: str) -> None:
+    """Two server processes, each with its own data dir (WAL), on one bucket: what one
+    flushes, the other serves within its `index_sync_period`, without a restart, once."""
+    section, objects = SETUPS[backend](request)
+    objects.close()
+    writer_cfg, reader_cfg = tmp_path / "w.yaml", tmp_path / "r.yaml"
+    writer_cfg.write_text(yaml.safe_dump({"storage": {**section, "index_sync_period": "0s"}}))
+    reader_cfg.write_text(yaml.safe_dump({"storage": {
+        **section, "index_sync_period": "300ms", "compaction_enabled": False}}))
+    base = time.time_ns() - 600 * 10**9
+    writer = ServerProcess(tmp_path / "w", config=writer_cfg).start()
+    reader = ServerProcess(tmp_path / "r", config=reader_cfg).start()
+    try:
+        assert _query(reader, base) == []
+        first = _push(writer, base, 300)
+        assert httpx.post(f"{writer.url}/flush", timeout=60).status_code == 204
+        deadline = time.monotonic() + 60
+        while _query(reader, base) != first and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _query(reader, base) == first
+        more = _push(writer, base + 10**6, 200)
+        assert _query(reader, base) == first  # in the writer's head: not in the bucket yet
+        assert httpx.post(f"{writer.url}/flush", timeout=60).status_code == 204
+        deadline = time.monotonic() + 60
+        while _query(reader, base) != first + more and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _query(reader, base) == first + more
+    finally:
+        reader.stop()
+        writer.stop()
+    assert "Traceback" not in reader.log() + writer.log()
 
 
 def _run(cfg: Path, tmp: Path) -> subprocess.CompletedProcess[str]:

@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 
 from sluiceway.model import EntryBlock, Matcher, PushRecord, RecordError, format_labels
 from sluiceway.store import Store, StoreConfig
-from sluiceway.store._store import index_stats
 
 _U32 = struct.Struct("<I")
 V0_DATA = Path(__file__).resolve().parents[1] / "data" / "wal_v0" / "data"
@@ -165,7 +164,7 @@ def test_a_data_dir_of_the_release_before_opens_with_every_line_once(tmp_path: P
             big, small = _lines(st_, "fake", "big"), _lines(st_, "fake", "small")
             assert len(big) == len(set(big)) == 40
             assert len(small) == len(set(small)) == 5
-            stats = index_stats(st_, ["fake"], [Matcher("job", "=~", ".+")], 0, 2**62)
+            stats = st_.index_stats(["fake"], [Matcher("job", "=~", ".+")], 0, 2**62)
             assert (stats["streams"], stats["entries"]) == (2, 45)
             if round_ == 0:
                 assert st_.replayed_records == 2

@@ -109,3 +109,39 @@ def test_up_alone_signalled_stops_its_agent_first_and_waits_for_it(tmp_path: Pat
         up.wait_for_the_agent()
     finally:
         up.stop(sig, group=False)
+
+
+def test_up_says_it_is_up_only_once_the_server_answers(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(sluiceway_cmd("up", "--no-demo", "--listen", f"127.0.0.1:{port}",
+                                          "--data-dir", str(tmp_path / "data")),
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        seen = []
+        for raw in proc.stdout:
+            seen.append(raw.decode(errors="replace"))
+            if "is up" in seen[-1]:
+                break
+        assert "is up" in seen[-1], "".join(seen)
+        # No waiting: when it says so, the port answers.
+        assert httpx.get(f"http://127.0.0.1:{port}/ready", timeout=10).status_code == 200
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=60)
+
+
+def test_up_on_a_taken_port_never_says_it_is_up(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = subprocess.run(sluiceway_cmd("up", "--no-demo", "--listen", f"127.0.0.1:{port}",
+                                         "--data-dir", str(tmp_path / "data")),
+                           cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "is up" not in r.stdout + r.stderr
+    assert "already in use" in r.stderr and "Traceback" not in r.stderr

@@ -57,7 +57,8 @@ class Rig:
         self.buffer: Buffer[int] = Buffer(cfg, name="t")
         self.dest = dest
         self.loop = DeliveryLoop(self.buffer, dest, who="tester", target="dest", logger=log,
-                                 retry=RetryPolicy(0.02, 0.05, kw.pop("max_retries", None)),
+                                 retry=RetryPolicy(0.02, 0.05, kw.pop("max_retries", None),
+                                                   kw.pop("max_retries_in_spill", False)),
                                  max_units=kw.pop("max_units", 10), **kw)
         self.thread = threading.Thread(target=self.loop.run, daemon=True)
         self.thread.start()
@@ -183,6 +184,22 @@ def test_a_retry_limit_loses_by_reason_but_never_in_spill_mode(tmp_path: Path,
     rig2.buffer.put(1)
     wait_until(lambda: spill.sends >= 8, "retries past the limit")
     assert rig2.loop.snapshot()["lost"] == 0  # the spill holds it through any outage
+
+
+def test_a_retry_limit_holds_in_spill_mode_when_told(tmp_path: Path,
+                                                    rigs: list[Rig]) -> None:
+    """Promtail's `max_retries`: with `max_retries_in_spill` the batch still goes to disk
+    at its first failure (a crash during the outage loses nothing), and after
+    `max_retries + 1` attempts in all, that first one included, it is counted lost."""
+    busy = Destination(lambda lines: PushAnswer("retry", 429, "rate_limited", "HTTP 429"))
+    cfg = BufferConfig(max_items=10, when_full="spill", spill_dir=tmp_path / "spill")
+    rig = Rig(cfg, busy, max_retries=2, max_retries_in_spill=True)
+    rigs.append(rig)
+    rig.buffer.put(1)
+    wait_until(lambda: rig.loop.snapshot()["lost"] == 1, "the give-up")
+    assert rig.loop.snapshot()["lost_by_reason"] == {"rate_limited": 1}
+    assert busy.sends == 3 and rig.buffer.stats()["spilled"] == 1
+    wait_until(lambda: rig.buffer.join(0), "nothing left in the queue")
 
 
 def test_the_collector_shows_every_counter_at_0_then_latency_by_status(

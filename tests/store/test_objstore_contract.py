@@ -217,6 +217,17 @@ def test_list_by_prefix_sorted(store: ObjectStore) -> None:
     assert all(o.mtime > 0 for o in store.list())
 
 
+def test_list_below_a_directory_of_the_longest_name(store: ObjectStore) -> None:
+    """A directory part may be 255 bytes (a long tenant's directory), also as the last
+    complete part of a list prefix."""
+    d = "b-" + "x" * 253
+    store.put(f"{d}/chunks/x", b"1")
+    store.put(f"index/{d}/2024-05-01/y", b"2")
+    assert _keys(store.list(f"{d}/")) == [f"{d}/chunks/x"]
+    assert _keys(store.list(f"index/{d}/")) == [f"index/{d}/2024-05-01/y"]
+    assert _keys(store.list(f"index/{d}")) == [f"index/{d}/2024-05-01/y"]
+
+
 def test_list_after_delete_and_of_an_empty_store(store: ObjectStore) -> None:
     assert store.list() == []
     store.put("d/x", b"1")

@@ -1,9 +1,9 @@
 """The store keeps every chunk in its `ObjectStore`, and nowhere else.
 
 The store is given a `LocalDir` rooted outside its data dir: every chunk write (flush,
-compaction), read, delete (compaction, retention), quarantine move and recovery must
-then happen in that object store, and the data dir keeps only what is not an object
-store concern (WAL, index logs, FORMAT, LOCK).
+compaction), read, delete (compaction, retention), quarantine move and recovery, and
+every index object, must then happen in that object store, and the data dir keeps only
+what is not an object store concern (WAL, checkpoint, FORMAT, LOCK).
 """
 
 from __future__ import annotations
@@ -38,7 +38,12 @@ def _chunk_keys(objects: LocalDir, under: str = "t-fake/chunks/") -> list[str]:
 
 def _files_in_data_dir(data: Path) -> list[str]:
     return sorted(p.relative_to(data).as_posix() for p in data.rglob("*")
-                  if p.is_file() and "/chunks/" in f"/{p.relative_to(data).as_posix()}")
+                  if p.is_file() and ("/chunks/" in f"/{p.relative_to(data).as_posix()}"
+                                      or p.suffix in (".idx", ".log")))
+
+
+def _index_keys(objects: LocalDir) -> list[str]:
+    return [o.key for o in objects.list("index/")]
 
 
 def test_flush_compaction_retention_and_reads_go_through_the_object_store(
@@ -54,12 +59,14 @@ def test_flush_compaction_retention_and_reads_go_through_the_object_store(
     flushed = _chunk_keys(objects)
     assert len(flushed) > 3
     assert all(k.startswith("t-fake/chunks/") for k in flushed)
-    assert _files_in_data_dir(data) == []  # no chunk file beside the index
+    assert _files_in_data_dir(data) == []  # no chunk or index file in the data dir
+    assert _index_keys(objects) and all(k.startswith("index/t-fake/")
+                                        for k in _index_keys(objects))
     before = _lines(st)
     assert len(before) == 300
 
     st.compact(min_age_s=0)
-    st.compact(min_age_s=0)  # the second pass deletes the replaced chunks
+    st.collect_garbage(time.time() + cfg.delete_delay_s + 1)  # the replaced chunks go
     compacted = _chunk_keys(objects)
     assert len(compacted) == 1 and not set(compacted) & set(flushed)
     assert _lines(st) == before
@@ -73,6 +80,7 @@ def test_flush_compaction_retention_and_reads_go_through_the_object_store(
     st.flush_all()
     assert len(_chunk_keys(objects)) > 1
     assert st.apply_retention() >= 1
+    st.collect_garbage(time.time() + cfg.delete_delay_s + 1)
     assert _chunk_keys(objects) == compacted
     assert _lines(st, "old") == []
     st.close()
@@ -116,7 +124,7 @@ def test_chunks_of_a_lost_index_wait_in_the_object_store_and_come_back(tmp_path:
     before = _lines(st)
     st.close()
     keys = _chunk_keys(objects)
-    (data / "tenants" / "t-fake" / "index.log").unlink()
+    objects.delete_many(_index_keys(objects))
 
     st = Store(cfg, objects=objects)
     assert _lines(st) == []
@@ -177,7 +185,7 @@ def test_an_unreadable_chunk_of_a_lost_index_is_counted_not_lost_silently(
         st.push("fake", [_block(i, time.time_ns())]).result()
     st.flush_all()
     st.close()
-    (data / "tenants" / "t-fake" / "index.log").unlink()
+    LocalDir(tmp_path / "objects").delete_many(_index_keys(LocalDir(tmp_path / "objects")))
     keys = _chunk_keys(LocalDir(tmp_path / "objects"))
     objects = _EIOOnGet(tmp_path / "objects", keys[0])
     st = Store(cfg, objects=objects)

@@ -83,6 +83,35 @@ CASES = [
     ("pipeline", "memoryFillOf", [{"depth": 0, "capacity": 10, "spill_bytes": 300,
                                    "spill_max_bytes": 1000}], 0),
     ("pipeline", "diskLinesOf", [{"spill_lines": 42}], 42),
+    # worst first: blocking or dropping, backend down, spilling (and the amber words),
+    # stale, ok
+    ("pipeline", "rankOf", ["DROPPING"], 0), ("pipeline", "rankOf", ["BLOCKING"], 0),
+    ("pipeline", "rankOf", ["BACKEND DOWN"], 1), ("pipeline", "rankOf", ["SPILLING"], 2),
+    ("pipeline", "rankOf", ["DRAINING SPILL"], 2), ("pipeline", "rankOf", ["FILLING"], 2),
+    ("pipeline", "rankOf", ["STALE"], 3), ("pipeline", "rankOf", ["OK"], 4),
+    ("pipeline", "lostWindowText", [{"lines": {"lost": 12345},
+                                     "lost_recent": {"5m": 40, "60m": 1200}}],
+     "40 / 1200 in the last 5 / 60 min · 12.3k since it started"),
+    ("pipeline", "lostWindowText", [{"lines": {"lost": 3}}], ""),  # an older server
+    # Grafana's dedup modes, consecutive lines only
+    ("logview", "dedupKey", ["at 2026-01-02T03:04:05.678+01:00 took 5ms", "exact"],
+     "at  took 5ms"),
+    ("logview", "dedupKey", ["took 15ms", "numbers"], "took ms"),
+    ("logview", "dedupKey", ['user="ann" id=3', "signature"], '="" ='),
+    ("logview", "dedupRows", [[{"line": "a 1"}, {"line": "a 2"}, {"line": "b"}, {"line": "a 3"}],
+                              "numbers"],
+     [{"line": "a 1", "duplicates": 1}, {"line": "b", "duplicates": 0},
+      {"line": "a 3", "duplicates": 0}]),
+    ("logview", "dedupRows", [[{"line": "a"}, {"line": "a"}], "none"],
+     [{"line": "a", "duplicates": 0}, {"line": "a", "duplicates": 0}]),
+    ("logview", "prettyJson", ['{"a":1,"b":[true,null]}'],
+     '{\n  "a": 1,\n  "b": [\n    true,\n    null\n  ]\n}'),
+    ("logview", "prettyJson", ["{not json}"], None),
+    ("logview", "prettyJson", ['"a string"'], None),
+    ("logview", "rfc3339Nano", ["1700000000123456789", True], "2023-11-14T22:13:20.123456789Z"),
+    ("logview", "linesAsText", [[{"tsNs": "1700000000000000001", "labels": {"b": "2", "a": "1"},
+                                  "line": "x\ty", "duplicates": 2}], True],
+     '2023-11-14T22:13:20.000000001Z\t{a="1", b="2"}\tx\ty\t(+2 duplicates)\n'),
 ]
 
 

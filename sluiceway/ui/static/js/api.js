@@ -111,6 +111,11 @@ export function pipeline(opts) {
   return get("sluiceway/api/v1/pipeline", {}, opts);
 }
 
+// The ledger: every numbered line stored, lost (hop, reason), in flight, or unexplained.
+export function ledger(params = {}, opts) {
+  return get("sluiceway/api/v1/ledger", params, opts);
+}
+
 // The ruler: rule groups with their state (Loki's /prometheus/api/v1/rules shape) and
 // what the Alerts page shows besides (files not loaded, Alertmanager, remote write).
 export function rules(opts) {

@@ -7,6 +7,7 @@ import { queryEditor, remember } from "./editor.js";
 import { timePicker, resolve } from "./timerange.js";
 import { histogram, pickStep, fromMatrix, fromEntries } from "./histogram.js";
 import { resultsList, flatten } from "./results.js";
+import { lineId, DEDUP_MODES } from "./logview.js";
 import { metricChart } from "./chart.js";
 import { liveTail } from "./tail.js";
 import { fieldsSidebar } from "./sidebar.js";
@@ -17,16 +18,29 @@ import * as route from "./route.js";
 const LIMITS = [100, 500, 1000, 5000];
 const DEFAULT_LIMIT = 1000;
 const CONTEXT_LINES = 10;
+const LINK_AROUND_MS = 5 * 60e3; // a live line's link: the five minutes before (or after) it
 
-export function explorePage(params) {
-  const state = {
+// The view a URL describes: the query, its range and limit, the tab, the order and dedup
+// of the lines, live mode and a linked line.
+function viewOf(params) {
+  const dedup = params.get("dedup");
+  return {
     query: params.get("query") ?? "",
     from: params.get("from") ?? "now-1h",
     to: params.get("to") ?? "now",
     limit: Number(params.get("limit")) || DEFAULT_LIMIT,
     tab: params.get("tab") === "patterns" ? "patterns" : "logs",
+    order: params.get("order") === "oldest" ? "oldest" : "newest",
+    dedup: DEDUP_MODES.includes(dedup) ? dedup : "none",
+    live: params.get("live") === "1",
+    line: params.get("line") || undefined,
   };
+}
+
+export function explorePage(params) {
+  const state = viewOf(params);
   let inflight = null;
+  let lastRange = null; // the range the shown lines were fetched for (a line's link keeps it)
 
   // Completion lists depend on the time range; cache them per range until the next run.
   let cache = { names: null, values: new Map() };
@@ -64,7 +78,16 @@ export function explorePage(params) {
       run(true);
     },
     fetchContext,
+    onView: (v, before) => {
+      state.order = v.order;
+      state.dedup = v.dedup;
+      // Oldest first is the other end of the range: a new query (live lines turn round).
+      if (v.order !== before.order && !tail.active && state.query) run(true);
+      else route.update("explore", routeParams(), false);
+    },
+    linkFor,
   });
+  results.setView({ order: state.order, dedup: state.dedup });
   // Fields of the lines (sidebar) and their patterns (a tab beside the lines).
   const sidebar = fieldsSidebar({
     onValue: (f, value, op) => {
@@ -107,6 +130,8 @@ export function explorePage(params) {
     else { patterns.hidden = true; results.hidden = false; }
   }
 
+  // Live mode is kept in the URL (`live=1`), so a link opened while live shows what it
+  // describes, and a live link opens live.
   const tail = liveTail({
     onStart: () => {
       inflight?.abort(); // a query still loading must not paint over the tail
@@ -114,10 +139,19 @@ export function explorePage(params) {
       hist.hidden = true; chart.hide(); results.hidden = false;
       info.textContent = "";
       results.showMessage("Waiting for new lines…");
+      results.startLive();
+      state.query = editor.value.trim();
+      state.live = true;
+      state.line = undefined;
+      route.update("explore", routeParams(), false);
     },
-    onEntries: (batch) => results.prepend(batch),
-    onStop: () => run(false),
+    onEntries: (batch) => results.addLive(batch),
+    onStop: () => { state.live = false; run(false); },
   });
+  function stopLive() {
+    tail.dispose();
+    state.live = false;
+  }
   tail.queryGetter = () => editor.value;
 
   const root = el("div", { class: "explore" },
@@ -176,12 +210,36 @@ export function explorePage(params) {
   function routeParams() {
     return { query: state.query, from: state.from, to: state.to,
       limit: state.limit === DEFAULT_LIMIT ? undefined : state.limit,
-      tab: state.tab === "patterns" ? "patterns" : undefined };
+      tab: state.tab === "patterns" ? "patterns" : undefined,
+      order: state.order === "oldest" ? "oldest" : undefined,
+      dedup: state.dedup === "none" ? undefined : state.dedup,
+      live: state.live ? "1" : undefined,
+      line: state.live ? undefined : state.line };
   }
 
+  // A link that opens this view at line `e`: the range the lines were fetched for (so
+  // the same lines come back), or for a live line the minutes before (or after) it; never
+  // live, so it shows that line.
+  function linkFor(e) {
+    let from, to;
+    if (!state.live && lastRange && e.tsMs >= lastRange.startMs && e.tsMs <= lastRange.endMs) {
+      from = Math.floor(lastRange.startMs);
+      to = Math.max(Math.ceil(lastRange.endMs), Math.floor(e.tsMs) + 1);
+    } else if (state.order === "oldest") {
+      from = Math.floor(e.tsMs); to = Math.floor(e.tsMs) + LINK_AROUND_MS;
+    } else {
+      from = Math.floor(e.tsMs) - LINK_AROUND_MS; to = Math.floor(e.tsMs) + 1;
+    }
+    const params = { ...routeParams(), from: String(from), to: String(to), live: undefined,
+      line: lineId(e), tab: undefined };
+    return location.href.split("#")[0] + route.href("explore", params);
+  }
+
+  // `push`: the user asked for a new view (a linked line no longer applies).
   async function run(push) {
     const query = editor.value.trim();
     state.query = query;
+    if (push) state.line = undefined;
     route.update("explore", routeParams(), push);
     cache = { names: null, values: new Map() };
     editor.clearError();
@@ -197,7 +255,8 @@ export function explorePage(params) {
     }
     if (tail.active) {
       if (isLogQuery(query)) { tail.start(query); return; }
-      tail.dispose(); // a metric query cannot be tailed: leave live mode and run it
+      stopLive(); // a metric query cannot be tailed: leave live mode and run it
+      route.update("explore", routeParams(), false);
     }
     remember(query);
     inflight?.abort();
@@ -259,10 +318,12 @@ export function explorePage(params) {
       .then((d) => ({ ok: d.resultType === "matrix", d }), (e) => ({ ok: false, e }));
     // categorize-labels: stream labels stay apart from parsed labels and structured metadata,
     // so a chip never puts a parsed label into the stream selector (where it matches nothing).
-    const data = await api.queryRange({ query, ...range, limit: state.limit, direction: "backward", categorize: true }, { signal });
+    const oldest = state.order === "oldest";
+    const data = await api.queryRange({ query, ...range, limit: state.limit, direction: oldest ? "forward" : "backward", categorize: true }, { signal });
     if (data.resultType !== "streams") throw new api.ApiError(0, `expected log lines, got a ${data.resultType} result`);
-    const entries = flatten(data.result);
-    results.show(entries, { query, limit: state.limit });
+    const entries = flatten(data.result, oldest);
+    lastRange = range;
+    results.show(entries, { query, limit: state.limit, link: state.line });
     summarize(data);
     const v = await volume;
     if (signal.aborted) return;
@@ -300,25 +361,44 @@ export function explorePage(params) {
       chart.hide();
       logsView(true);
       showTab("logs");
-      results.show(flatten(data.result), { query, limit: state.limit });
+      lastRange = range;
+      results.show(flatten(data.result, state.order === "oldest"), { query, limit: state.limit });
     } else {
       chart.render(data);
     }
     summarize(data);
   }
 
-  // Back/forward and edited links land here without rebuilding the page.
+  // Back/forward, edited and opened links land here without rebuilding the page. A link
+  // opened while live shows its own view: live only if it says so.
   function load(p) {
-    const q = p.get("query") ?? "";
-    const from = p.get("from") ?? "now-1h", to = p.get("to") ?? "now";
-    const tab = p.get("tab") === "patterns" ? "patterns" : "logs";
-    if (q === state.query && from === state.from && to === state.to) {
-      if (tab !== state.tab && isLogQuery(q)) { showTab(tab); if (tab === "patterns") loadPatterns(); }
+    const next = viewOf(p);
+    const same = next.query === state.query && next.from === state.from && next.to === state.to &&
+      next.limit === state.limit && next.order === state.order && next.line === state.line;
+    if (next.live && isLogQuery(next.query)) {
+      if (tail.active && next.query === state.query) {
+        Object.assign(state, { order: next.order, dedup: next.dedup });
+        results.setView(next);
+        return;
+      }
+      Object.assign(state, next);
+      editor.value = next.query;
+      picker.update();
+      results.setView(next);
+      tail.start(next.query);
       return;
     }
-    Object.assign(state, { query: q, from, to, limit: Number(p.get("limit")) || DEFAULT_LIMIT, tab });
-    editor.value = q;
+    const wasLive = tail.active;
+    if (wasLive) stopLive();
+    if (same && !wasLive) {
+      if (next.dedup !== state.dedup) { state.dedup = next.dedup; results.setView(next); }
+      if (next.tab !== state.tab && isLogQuery(next.query)) { showTab(next.tab); if (next.tab === "patterns") loadPatterns(); }
+      return;
+    }
+    Object.assign(state, next, { live: false });
+    editor.value = next.query;
     picker.update();
+    results.setView(next);
     run(false);
   }
 
@@ -333,7 +413,8 @@ export function explorePage(params) {
   }
   document.addEventListener("keydown", onKey);
 
-  run(false);
+  if (state.live && isLogQuery(state.query)) tail.start(state.query);
+  else { state.live = false; run(false); }
   requestAnimationFrame(() => editor.input.focus());
   return { root, load, destroy() { document.removeEventListener("keydown", onKey); tail.dispose(); inflight?.abort(); } };
 }

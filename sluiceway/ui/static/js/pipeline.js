@@ -1,7 +1,12 @@
 // The Pipeline page: every agent and in-app client that heartbeats to this server, live.
 // Built for an outage: each card leads with one status word (BLOCKING, DROPPING, SPILLING,
 // BACKEND DOWN, STALE, OK) and a queue-fill bar, so block, drop and spill show at a glance;
-// the numbers underneath say how much and how fast.
+// the numbers underneath say how much and how fast. Cards come worst first; reporters that
+// went silent share one collapsed row.
+//
+// One page, two data sources: the server's `/sluiceway/api/v1/pipeline` (the `#/pipeline`
+// tab), and the same endpoint on an agent's own listen address, where `pipeline.html`
+// shows it alone (`standalone`), so the view keeps working while the server is down.
 //
 // What it shows is what the heartbeat says (sluiceway.model.Heartbeat), in lines: the
 // memory queue against its capacity (never more), what waits on disk against the spill's
@@ -61,6 +66,25 @@ export function statusOf(rep, rates) {
     if (losing > 0 && word !== "DROPPING") effects.push(`losing ${fmtNumber(losing)} lines/s`);
   }
   return [cls, word, [reason, ...effects].join(" · ")];
+}
+
+// Worst first: blocking or dropping, backend down, spilling (and the other amber words),
+// stale, ok. The collapsed row of stale reporters takes rank 3 among the cards.
+export function rankOf(word) {
+  if (word === "BLOCKING" || word === "DROPPING") return 0;
+  if (word === "BACKEND DOWN") return 1;
+  if (word === "STALE") return 3;
+  if (word === "OK") return 4;
+  return 2;
+}
+
+// "40 / 120 in the last 5 / 60 min · 300 since it started": from the short history of the
+// reporter's lost-line total that the page's source keeps (absent from an older server).
+export function lostWindowText(rep) {
+  const r = rep.lost_recent;
+  if (!r) return "";
+  const total = rep.lines?.lost ?? 0;
+  return `${fmtNumber(r["5m"] ?? 0)} / ${fmtNumber(r["60m"] ?? 0)} in the last 5 / 60 min · ${fmtNumber(total)} since it started`;
 }
 
 // Who waits when the queue is full: the file readers, or the application itself.
@@ -171,19 +195,24 @@ function makeCard(rep) {
   const latency = stat("enqueue p99", "latency");
   const backend = el("div", { class: "backend" });
   const lost = el("div", { class: "lost-reasons" });
+  const lostWindow = el("div", { class: "lost-window", "data-testid": "lost-window",
+    title: "Lines lost in the last 5 and 60 minutes, from the heartbeats kept here, beside the total since the process started" });
   const meta = el("span", { class: "card-meta" });
+  // An agent's own view (its listen address): still there when this server is not.
+  const viewLink = el("a", { class: "view-link", "data-testid": "view-link", target: "_blank", rel: "noopener", hidden: true,
+    title: "This agent's own pipeline view, served by the agent itself: it keeps working while the server is down" }, "own view ↗");
   const card = el("article", { class: "card reporter", "data-testid": "reporter", "data-id": rep.id },
     el("header", { class: "card-head" },
       el("span", { class: `kind kind-${rep.kind}` }, rep.kind),
-      el("h3", {}, rep.name || rep.id), meta, el("span", { class: "spacer" }), badge),
+      el("h3", {}, rep.name || rep.id), meta, viewLink, el("span", { class: "spacer" }), badge),
     why,
     el("div", { class: "fill" },
       el("div", { class: "fill-top" }, el("span", { class: "fill-label" }, "queue"), fillText, el("span", { class: "spacer" }), policy),
       el("div", { class: "fill-bar", title: "lines in memory" }, fillBar, hwm), fillDetail, disk),
     spark, files,
     el("div", { class: "stats" }, Object.values(stats).map((s) => s.node), latency.node),
-    backend, lost);
-  return { card, badge, why, fillBar, hwm, fillText, fillDetail, disk, diskBar, diskDetail, files, policy, spark, stats, latency, backend, lost, meta, history: [], prev: null };
+    lostWindow, backend, lost);
+  return { card, badge, why, fillBar, hwm, fillText, fillDetail, disk, diskBar, diskDetail, files, policy, spark, stats, latency, backend, lost, lostWindow, meta, viewLink, history: [], prev: null };
 }
 
 function rateOf(prev, rep, key) {
@@ -212,6 +241,9 @@ function updateCard(c, rep) {
   };
   c.card.className = `card reporter status-${cls}${rep.stale ? " is-stale" : ""}`;
   c.card.dataset.status = word;
+  c.word = word;
+  // What it was doing when it went silent, for the stale row.
+  c.lastWord = rep.stale ? (c.lastWord ?? statusOf({ ...rep, stale: false }, rates)[1]) : word;
   c.card.dataset.fill = (fill * 100).toFixed(1);
   c.badge.textContent = word;
   c.why.textContent = reason;
@@ -268,6 +300,11 @@ function updateCard(c, rep) {
     c.backend.append(el("span", { class: "muted", "data-testid": "last-push" }, `last push accepted ${fmtAge(ago)} ago`));
   }
   if (b.ok === false && b.last_error) c.backend.append(el("span", { class: "err" }, b.last_error));
+  c.lostWindow.textContent = lostWindowText(rep);
+  c.lostWindow.hidden = !rep.lost_recent || !(rep.lines?.lost ?? 0); // nothing lost: nothing to say
+  c.lostWindow.classList.toggle("alert", (rep.lost_recent?.["5m"] ?? 0) > 0);
+  c.viewLink.hidden = !rep.view_url || rep.here;
+  if (rep.view_url) c.viewLink.href = rep.view_url;
   clear(c.lost);
   const reasons = Object.entries(rep.lost_by_reason ?? {}).filter(([, n]) => n > 0);
   if (reasons.length) c.lost.append(el("span", {}, "lost by reason:"), ...reasons.map(([r, n]) => el("span", { class: "reason" }, `${r} ${fmtNumber(n)}`)));
@@ -292,18 +329,99 @@ function renderFiles(node, rep) {
   if (more > 0) node.append(el("div", { class: "muted file-more" }, `+ ${more} more files`));
 }
 
+// The ledger table: one row per source and epoch (emitted = stored + lost + in flight +
+// unexplained), the total last; unexplained lines are in red, since a healthy stack
+// has none.
+const breakdown = (parts, key) =>
+  (parts ?? []).map((p) => `${p.hop} ${p[key]}: ${fmtNumber(p.lines)}`).join(", ");
+
+export function renderLedger(node, data) {
+  clear(node);
+  const rows = data?.sources ?? [];
+  const t = data?.total ?? {};
+  node.append(el("h2", {}, "Ledger"),
+    el("p", { class: "muted" }, "Every line a client sink or an agent input numbered: stored by this server, counted lost at a hop, held in flight, or unexplained."));
+  if (!rows.length) {
+    node.append(el("div", { class: "empty" }, "No numbered lines yet."));
+    return;
+  }
+  const num = (n, extra = "") => el("td", { class: `num ${extra}`.trim() }, fmtNumber(n ?? 0));
+  const head = el("tr", {}, ...["Source", "Epoch", "Emitted", "Stored", "Lost", "In flight", "Unexplained"]
+    .map((h) => el("th", {}, h)));
+  const body = rows.map((r) => el("tr", { "data-testid": "ledger-row", "data-source": r.source,
+    class: r.unexplained ? "unexplained" : "" },
+    el("td", { class: "src", title: r.source }, el("code", {}, r.source)),
+    el("td", { class: "muted" }, el("code", {}, r.epoch)),
+    num(r.emitted), num(r.stored),
+    el("td", { class: `num${r.lost ? " lost" : ""}`, title: breakdown(r.lost_by, "reason") },
+      fmtNumber(r.lost), r.lost ? el("div", { class: "why muted" }, breakdown(r.lost_by, "reason")) : null),
+    el("td", { class: "num", title: breakdown(r.in_flight_by, "where") }, fmtNumber(r.in_flight),
+      r.in_flight ? el("div", { class: "why muted" }, breakdown(r.in_flight_by, "where")) : null),
+    el("td", { class: `num ${r.unexplained ? "bad" : "ok"}`, "data-testid": "unexplained" },
+      fmtNumber(r.unexplained))));
+  const total = el("tr", { class: "total", "data-testid": "ledger-total" },
+    el("td", {}, "total"), el("td", {}), num(t.emitted), num(t.stored), num(t.lost), num(t.in_flight),
+    el("td", { class: `num ${t.unexplained ? "bad" : "ok"}` }, fmtNumber(t.unexplained ?? 0)));
+  node.append(el("table", { class: "ledger" }, el("thead", {}, head), el("tbody", {}, ...body, total)),
+    el("p", { class: "muted" }, `Lines stored without numbers (unattributed): ${fmtNumber(data.unattributed ?? 0)}`));
+}
+
 // The server keeps one card per tenant and id (several tenants with multi-tenant queries).
 const cardKey = (rep) => `${rep.tenant ?? ""}\u0000${rep.id}`;
 
-export function pipelinePage() {
+function fmtDuration(s) {
+  if (s >= 3600) return `${+(s / 3600).toFixed(1)} h`;
+  if (s >= 60) return `${Math.round(s / 60)} min`;
+  return `${Math.round(s)} s`;
+}
+
+// Reporters without a heartbeat for a while: one collapsed row, each listed inside with
+// when it was last seen and what it was doing then.
+function staleRow() {
+  const summary = el("summary", {});
+  const list = el("div", { class: "stale-list" });
+  const root = el("details", { class: "stale-row", "data-testid": "stale-row" }, summary, list);
+  function update(entries) {
+    root.hidden = !entries.length;
+    if (!entries.length) return;
+    const ages = entries.map(({ rep }) => rep.age_s ?? 0);
+    const lo = Math.min(...ages), hi = Math.max(...ages);
+    const forget = entries[0].rep.forget_after_s;
+    summary.textContent = `${entries.length} stale reporter${entries.length === 1 ? "" : "s"} · no heartbeat for ` +
+      (entries.length === 1 || fmtAge(lo) === fmtAge(hi) ? fmtAge(hi) : `${fmtAge(lo)} to ${fmtAge(hi)}`) +
+      (forget ? ` · each is forgotten ${fmtDuration(forget)} after its last heartbeat` : "");
+    clear(list);
+    for (const { rep, c } of entries) {
+      const lost = rep.lines?.lost ?? 0;
+      list.append(el("div", { class: "stale-reporter", "data-testid": "stale-reporter", "data-id": rep.id, "data-last-status": c.lastWord },
+        el("span", { class: `kind kind-${rep.kind}` }, rep.kind),
+        el("b", {}, rep.name || rep.id),
+        el("span", { class: "muted" }, `${rep.host ?? "?"} · pid ${rep.pid ?? "?"}`),
+        el("span", {}, `last seen ${fmtAge(rep.age_s)} ago`),
+        el("span", { class: "muted" }, "was ", el("b", {}, c.lastWord ?? "?")),
+        lost ? el("span", { class: "err" }, `${fmtNumber(lost)} lines lost`) : null));
+    }
+  }
+  return { root, update };
+}
+
+// `standalone`: the page alone (`pipeline.html`), on an agent's own listen address.
+export function pipelinePage(_params, { standalone = false } = {}) {
   const summary = el("div", { class: "summary", "data-testid": "pipeline-summary" });
-  const updated = el("span", { class: "muted updated" });
+  const updated = el("span", { class: "muted updated", "data-testid": "updated" });
   const grid = el("div", { class: "cards" });
-  const root = el("div", { class: "pipeline" },
-    el("div", { class: "page-head" }, el("h1", {}, "Pipeline"),
-      el("p", { class: "muted" }, "Agents and in-app clients that send heartbeats to this server. Updates every second."),
-      el("span", { class: "spacer" }), updated),
-    summary, grid);
+  // The ledger is the server's (an agent's own view has none).
+  const ledgerNode = el("section", { class: "ledger-box", "data-testid": "ledger", hidden: standalone });
+  const silentRow = staleRow();
+  const title = el("h1", {}, "Pipeline");
+  const intro = el("p", { class: "muted" }, standalone
+    ? "This agent's own view, served on its listen address: it keeps working while the server it reports to is down. It shows the agent and the in-app clients that report to it. Updates every second."
+    : "Agents and in-app clients that send heartbeats to this server. Updates every second. Each agent also serves this view on its own address (own view ↗), which keeps working while this server is down.");
+  const mainLink = el("a", { class: "main-ui-link", "data-testid": "main-ui-link", hidden: true,
+    title: "The server's UI (it does not answer while the server is down)" }, "Sluiceway UI ↗");
+  const root = el("div", { class: "pipeline", "data-source": standalone ? "agent" : "server" },
+    el("div", { class: "page-head" }, title, intro, mainLink, el("span", { class: "spacer" }), updated),
+    summary, grid, ledgerNode);
   const cards = new Map();
   let timer = null, stopped = false, lastOk = 0;
 
@@ -331,20 +449,47 @@ export function pipelinePage() {
       const list = await api.pipeline();
       lastOk = Date.now();
       const seen = new Set();
-      for (const rep of list) {
+      const rows = list.map((rep, i) => {
         const key = cardKey(rep);
         seen.add(key);
         let c = cards.get(key);
         if (!c) { c = makeCard(rep); cards.set(key, c); }
-        grid.append(c.card); // re-append keeps the server's order
         updateCard(c, rep);
-      }
+        return { rep, c, i, rank: rankOf(c.word) };
+      });
       for (const [id, c] of cards) if (!seen.has(id)) { c.card.remove(); cards.delete(id); }
+      // Worst first; the server's order (kind, name) among equals. Re-appending moves the
+      // nodes into that order; the stale row stands where rank 3 goes.
+      rows.sort((a, b) => a.rank - b.rank || a.i - b.i);
+      const silent = rows.filter((r) => r.rank === 3);
+      for (const r of silent) r.c.card.remove();
+      silentRow.update(silent);
+      const shown = rows.filter((r) => r.rank !== 3);
+      let placed = false;
+      for (const r of shown) {
+        if (!placed && r.rank > 3) { grid.append(silentRow.root); placed = true; }
+        grid.append(r.c.card);
+      }
+      if (!placed) grid.append(silentRow.root);
+      const here = list.find((r) => r.here);
+      if (standalone && here) {
+        title.textContent = `Pipeline · agent ${here.name || here.id}`;
+        if (here.backend?.url) { mainLink.href = here.backend.url; mainLink.hidden = false; }
+      } else if (standalone) {  // pipeline.html as the server serves it: no agent here
+        intro.textContent = "The Pipeline page alone, with this server's reporters. Updates every second.";
+      }
       renderSummary(list);
       grid.querySelector(".empty")?.remove();
       if (!list.length) {
-        grid.append(el("div", { class: "empty" },
-          "Nothing reports here yet. Point an agent's report_url (or a client's heartbeat) at this server."));
+        grid.append(el("div", { class: "empty" }, standalone
+          ? "Nothing reports here yet. Point a client's report_url at this agent's address."
+          : "Nothing reports here yet. Point an agent's report_url (or a client's heartbeat) at this server."));
+      }
+      try {
+        if (!standalone) renderLedger(ledgerNode, await api.ledger());
+      } catch (err) {
+        clear(ledgerNode);
+        ledgerNode.append(el("p", { class: "muted bad" }, `ledger: ${err.message}`));
       }
       updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
       updated.classList.remove("bad");

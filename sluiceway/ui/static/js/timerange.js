@@ -44,11 +44,15 @@ function toLocalInput(ms) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
-export function formatTime(ms, withDate = true) {
+// Local time, or UTC (`utc`: the log list's time zone toggle).
+export function formatTime(ms, withDate = true, utc = false) {
   const d = new Date(ms);
   const pad = (n, w = 2) => String(n).padStart(w, "0");
-  const time = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
-  return withDate ? `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${time}` : time;
+  const [y, mo, day, h, mi, s] = utc
+    ? [d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate(), d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds()]
+    : [d.getFullYear(), d.getMonth(), d.getDate(), d.getHours(), d.getMinutes(), d.getSeconds()];
+  const time = `${pad(h)}:${pad(mi)}:${pad(s)}.${pad(d.getMilliseconds(), 3)}`;
+  return withDate ? `${y}-${pad(mo + 1)}-${pad(day)} ${time}` : time;
 }
 
 export function describe(range) {

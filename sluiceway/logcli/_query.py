@@ -8,78 +8,42 @@ server returns at once. Metric queries print a table. `--tail` follows the webso
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import sys
-import time
 import zlib
 from collections import deque
 from collections.abc import Iterator
-from enum import StrEnum
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
 import orjson
 import typer
 
+from sluiceway.logcli._common import (
+    DEFAULT_ADDR,
+    Addr,
+    CliError,
+    From,
+    OrgId,
+    Output,
+    Since,
+    To,
+    check_addr,
+    client,
+    get_data,
+    label_text,
+    paint,
+    parse_span,
+    rfc3339,
+    run_command,
+    time_range,
+)
 from sluiceway.logql import LogExpr, QueryError, parse
-from sluiceway.model import EARLIEST_NS, LATEST_NS, parse_duration, parse_time_param
 
 BATCH = 1000
 _PALETTE = ("31", "32", "33", "34", "35", "36", "91", "92", "93", "94", "95", "96")
 Entry = tuple[int, dict[str, str], str]
-
-
-class Output(StrEnum):
-    default = "default"
-    raw = "raw"
-    jsonl = "jsonl"
-
-
-class CliError(Exception):
-    """A failure to report on stderr; `code` 1 = server/connection, 2 = bad input."""
-
-    def __init__(self, msg: str, code: int = 1) -> None:
-        super().__init__(msg)
-        self.code = code
-
-
-# --- input ---------------------------------------------------------------------------
-
-
-def parse_time(text: str, what: str) -> int:
-    """RFC3339 (`2026-11-23T10:00:00Z`, every digit of a fraction kept) or a Unix epoch in
-    seconds, milliseconds, microseconds or nanoseconds (told apart by their digits) → ns;
-    the server's own reader (`sluiceway.model.parse_time_param`)."""
-    try:
-        ns = parse_time_param(text, "auto")
-    except ValueError:
-        raise CliError(f"invalid {what} time {text!r}: use RFC3339, e.g. "
-                       "2026-11-23T10:00:00Z", 2) from None
-    if not EARLIEST_NS <= ns <= LATEST_NS:
-        raise CliError(f"invalid {what} time {text!r}: out of range, a time must lie between "
-                       "1677-09-21 and 2262-04-11", 2)
-    return ns
-
-
-def parse_span(text: str, what: str) -> float:
-    try:
-        secs = parse_duration(text)
-    except ValueError:
-        raise CliError(f"invalid {what} {text!r}: use e.g. 30s, 5m, 1h", 2) from None
-    if secs <= 0:
-        raise CliError(f"{what} must be positive, got {text!r}", 2)
-    return secs
-
-
-def time_range(from_: str | None, to: str | None, since: str) -> tuple[int, int]:
-    end = parse_time(to, "--to") if to else time.time_ns()
-    start = parse_time(from_, "--from") if from_ else end - int(parse_span(since, "--since")
-                                                                  * 1e9)
-    if start >= end:
-        raise CliError("--from must be before --to", 2)
-    return start, end
 
 
 def is_metric(query: str) -> bool:
@@ -89,34 +53,6 @@ def is_metric(query: str) -> bool:
         return not isinstance(parse(query), LogExpr)
     except QueryError:
         return not query.lstrip().startswith("{")
-
-
-# --- HTTP ----------------------------------------------------------------------------
-
-
-def make_client(addr: str, org_id: str | None) -> httpx.Client:
-    if not addr.startswith(("http://", "https://")):
-        raise CliError(f"invalid --addr {addr!r}: expected http://host:port", 2)
-    headers = {"X-Scope-OrgID": org_id} if org_id else {}
-    return httpx.Client(base_url=addr.rstrip("/"), headers=headers, timeout=60.0)
-
-
-def get_data(client: httpx.Client, path: str, params: dict[str, Any],
-             stats: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The `data` of a Loki answer; its `stats` is appended to `stats` when given."""
-    try:
-        resp = client.get(path, params=params)
-    except httpx.ConnectError as exc:
-        raise CliError(f"cannot connect to {client.base_url}: {exc}") from None
-    except httpx.HTTPError as exc:
-        raise CliError(f"request to {client.base_url} failed: {exc}") from None
-    if resp.status_code != 200:
-        body = resp.text.strip() or resp.reason_phrase
-        raise CliError(f"server answered {resp.status_code}: {body}")
-    data: dict[str, Any] = resp.json()["data"]
-    if stats is not None and isinstance(data.get("stats"), dict):
-        stats.append(data["stats"])
-    return data
 
 
 def _human_bytes(n: float) -> str:
@@ -201,21 +137,6 @@ def _entry_id(e: Entry) -> tuple[int, str, str]:
 # --- output --------------------------------------------------------------------------
 
 
-def label_text(labels: dict[str, str]) -> str:
-    inner = ", ".join(f"{k}={orjson.dumps(v).decode()}" for k, v in sorted(labels.items()))
-    return "{" + inner + "}"
-
-
-def rfc3339(ns: int) -> str:
-    d = dt.datetime.fromtimestamp(ns // 10**9, tz=dt.UTC)
-    frac = f"{ns % 10**9:09d}".rstrip("0")
-    return d.strftime("%Y-%m-%dT%H:%M:%S") + (f".{frac}" if frac else "") + "Z"
-
-
-def paint(text: str, code: str, color: bool) -> str:
-    return f"\x1b[{code}m{text}\x1b[0m" if color else text
-
-
 def format_entry(e: Entry, output: Output, color: bool) -> str:
     ts, labels, line = e
     if output is Output.raw:
@@ -264,7 +185,7 @@ def print_metric(data: dict[str, Any], output: Output, color: bool) -> None:
 
 
 def tail_url(addr: str, params: dict[str, Any]) -> str:
-    parts = urlsplit(addr.rstrip("/"))
+    parts = urlsplit(check_addr(addr).rstrip("/"))
     scheme = "wss" if parts.scheme == "https" else "ws"
     return urlunsplit((scheme, parts.netloc, parts.path + "/loki/api/v1/tail",
                        urlencode(params), ""))
@@ -325,25 +246,17 @@ def tail(addr: str, org_id: str | None, params: dict[str, Any], output: Output,
 # --- the command ---------------------------------------------------------------------
 
 
-def _fail(exc: CliError) -> NoReturn:
-    print(f"Error: {exc}", file=sys.stderr)
-    raise typer.Exit(exc.code)
-
-
 Opt = typer.Option
 
 
 def query(
     logql: Annotated[str, typer.Argument(metavar="QUERY",
                                          help="LogQL, e.g. '{app=\"api\"} |= \"error\"'")],
-    addr: Annotated[str, Opt("--addr", envvar="SLUICEWAY_ADDR",
-                             help="Server address.")] = "http://127.0.0.1:3100",
-    org_id: Annotated[str | None, Opt("--org-id", help="Tenant (X-Scope-OrgID).")] = None,
-    from_: Annotated[str | None, Opt("--from", help="Start, RFC3339 "
-                                     "(default: --to minus --since).")] = None,
-    to: Annotated[str | None, Opt("--to", help="End (exclusive), RFC3339 "
-                                  "(default: now).")] = None,
-    since: Annotated[str, Opt("--since", help="Look-back when --from is not given.")] = "1h",
+    addr: Addr = DEFAULT_ADDR,
+    org_id: OrgId = None,
+    from_: From = None,
+    to: To = None,
+    since: Since = "1h",
     limit: Annotated[int, Opt("--limit", min=0, help="Log entries to print at most.")] = 30,
     forward: Annotated[bool, Opt("--forward", help="Oldest entries first.")] = False,
     output: Annotated[Output, Opt("--output", "-o",
@@ -362,13 +275,8 @@ def query(
 ) -> None:
     """Run a LogQL query against a Sluiceway (or Loki) server, like `logcli query`."""
     color = not no_color and sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    try:
-        _query(logql, addr, org_id, from_, to, since, limit, forward, output, color, do_tail,
-               delay_for, step, instant, batch, stats)
-    except CliError as exc:
-        _fail(exc)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+    run_command(lambda: _query(logql, addr, org_id, from_, to, since, limit, forward, output,
+                               color, do_tail, delay_for, step, instant, batch, stats))
 
 
 def _query(logql: str, addr: str, org_id: str | None, from_: str | None, to: str | None,
@@ -393,17 +301,17 @@ def _run_query(logql: str, addr: str, org_id: str | None, start: int, end: int, 
         tail(addr, org_id, {"query": logql, "limit": limit, "delay_for": delay_for,
                             "start": start}, output, color)
         return
-    with make_client(addr, org_id) as client:
+    with client(addr, org_id) as c:
         if instant:
-            print_metric(get_data(client, "/loki/api/v1/query", {"query": logql, "time": end},
+            print_metric(get_data(c, "/loki/api/v1/query", {"query": logql, "time": end},
                                   answers), output, color)
             return
         if is_metric(logql):
             params: dict[str, Any] = {"query": logql, "start": start, "end": end}
             if step:
                 params["step"] = f"{parse_span(step, '--step'):g}"
-            print_metric(get_data(client, "/loki/api/v1/query_range", params, answers), output,
+            print_metric(get_data(c, "/loki/api/v1/query_range", params, answers), output,
                          color)
             return
-        for e in fetch_logs(client, logql, start, end, limit, forward, batch, answers):
+        for e in fetch_logs(c, logql, start, end, limit, forward, batch, answers):
             print(format_entry(e, output, color))
