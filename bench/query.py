@@ -5,19 +5,24 @@
   python bench/query.py --data /work/benchdata/data-10g --size 10GB   # opt-in, writes it first
 
 Runs every query shape of issue 12 (JSON parse + group by a parsed field without a
-literal to prefilter, the early `pipeline error`, a rare whole-word needle, counting
+literal to prefilter, the early `pipeline error`, a rare needle as a substring and as
+whole words the compacted blocks' token filters know, a parsed field's value, counting
 without a parser, logfmt, regexp) against one server process: a cold round (first run in a
 fresh process; the OS page cache is warm) and warm rounds interleaved (query A, B, C, A,
 B, C, ...), keeping the best warm time. For each shape it prints wall time, MB/s of raw
 log covered (index stats of the selector), the server's CPU-seconds (user + sys from
-/proc, all threads), bytes it read from disk (/proc/PID/io), blocks read and skipped
-(the answer's stats), and at the end the server's peak RSS. With `--profile` the slowest
+/proc, all threads), bytes it read from disk (/proc/PID/io), blocks read, skipped by
+their filters and counted from their footers (the answer's stats), and at the end the
+server's peak RSS.
+Block filters and footer counts exist only in compacted chunks: compact the data first
+(bench/ingest.py does, unless --no-compact). With `--profile` the slowest
 shape is sampled with py-spy while it runs again, and its hottest frames are printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -32,7 +37,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._data import RARE_NEEDLE  # noqa: E402
+from bench._data import RARE_NEEDLE, mixed_batches  # noqa: E402
 from tests.procs import ServerProcess  # noqa: E402
 
 # bench/ingest.py --mixed writes 2.1 h of timestamps ending about when it ran.
@@ -61,6 +66,15 @@ SHAPES = [
           '{app=~".+"}', {"step": "60"}, expect=400),
     Shape("|= rare whole-word needle (logs)", f'{{app=~".+"}} |= "{RARE_NEEDLE}"',
           '{app=~".+"}', {"limit": "1000"}),
+    # A substring may sit inside a longer word: `|=` of one word uses no token filter.
+    # As a whole word (`\b`), it does: 1 line in 2,000,000, and `4242` (the bytes of
+    # about 1 line in 100,000).
+    Shape("|~ \\b rare needle \\b (logs, block filters)",
+          f'{{app=~".+"}} |~ "\\\\b{RARE_NEEDLE}\\\\b"', '{app=~".+"}', {"limit": "1000"}),
+    Shape("|~ \\b4242\\b, ~1 line in 100,000 (logs, block filters)",
+          '{app=~".+"} |~ "\\\\b4242\\\\b"', '{app=~".+"}', {"limit": "1000"}),
+    Shape("json | trace_id=<one line's> (logs, block filters)",
+          '{app=~".+"} | json | trace_id="{trace}"', '{app=~".+"}', {"limit": "1000"}),
     Shape("count_over_time({app=\"api\"}[1m]), no parser",
           'count_over_time({app="api"}[1m])', '{app="api"}', {"step": "60"}),
     Shape("logfmt | sum by (level) count_over_time",
@@ -71,6 +85,17 @@ SHAPES = [
           '| regexp "\\"(?P<method>[A-Z]+) (?P<path>[^ ?]+)" [5m]))',
           '{app=~"nginx-.+"}', {"step": "60"}),
 ]
+
+
+def _one_trace() -> str:
+    """The trace id of the data set's first line (an `app="api"` JSON line): the first
+    batch is the same whatever the size."""
+    _labels, _ts, lines = next(mixed_batches(10**6, 2500))
+    return str(json.loads(lines[0])["trace_id"])
+
+
+for _s in SHAPES:
+    _s.query = _s.query.replace("{trace}", _one_trace()) if "{trace}" in _s.query else _s.query
 
 
 def proc_cpu(pid: int) -> float:
@@ -105,6 +130,7 @@ class Run:
     disk: int
     blocks: int
     skipped: int
+    from_meta: int
     status: int
     results: int
 
@@ -119,14 +145,16 @@ def run(url: str, pid: int, shape: Shape) -> Run:
     cpu, disk = proc_cpu(pid) - cpu0, proc_read_bytes(pid) - disk0
     if r.status_code != shape.expect:
         raise SystemExit(f"{shape.name}: {r.status_code} {r.text[:300]}")
-    blocks = skipped = results = 0
+    blocks = skipped = from_meta = results = 0
     if r.status_code == 200:
         data: dict[str, Any] = r.json()["data"]
         store = data["stats"]["querier"]["store"]
         blocks = int(store["totalChunksDownloaded"])
-        skipped = int(store["totalChunksRef"]) - blocks
+        summary = data["stats"]["summary"]
+        skipped = int(summary.get("totalBlocksSkippedByFilter", 0))
+        from_meta = int(summary.get("totalBlocksFromMetadata", 0))
         results = len(data["result"])
-    return Run(wall, cpu, disk, blocks, skipped, r.status_code, results)
+    return Run(wall, cpu, disk, blocks, skipped, from_meta, r.status_code, results)
 
 
 def profile(url: str, pid: int, shape: Shape, seconds: float) -> list[str]:
@@ -190,15 +218,16 @@ def main() -> None:
         print(f"\nquery shapes over {sizes[SHAPES[0].name] / 1e6:.0f} MB (load average "
               f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores)\n")
         print("| shape | MB covered | cold s | warm s | warm MB/s | server CPU-s (warm) "
-              "| disk read MB (cold) | blocks read | blocks skipped | answer |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+              "| disk read MB (cold) | blocks read | skipped by filter | from footers "
+              "| answer |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for s in SHAPES:
             c, w, mb = cold[s.name], warm[s.name], sizes[s.name] / 1e6
             answer = (f"{w.results} series" if w.status == 200 and "logs" not in s.name
                       else f"{w.results} streams" if w.status == 200 else str(w.status))
             print(f"| `{s.query}` | {mb:.0f} | {c.wall:.2f} | {w.wall:.2f} | "
                   f"{mb / w.wall:.0f} | {w.cpu:.2f} | {c.disk / 1e6:.0f} | {w.blocks} | "
-                  f"{w.skipped} | {answer} |")
+                  f"{w.skipped} | {w.from_meta} | {answer} |")
         print(f"\nserver peak RSS: {peak:.0f} MB (chunk cache {args.cache})")
         if args.profile:
             slow = max(SHAPES, key=lambda s: warm[s.name].wall)

@@ -76,8 +76,12 @@ def print_stats(answers: list[dict[str, Any]]) -> None:
     secs = total("summary", "execTime")
     nbytes, lines = total("summary", "totalBytesProcessed"), total("summary",
                                                                     "totalLinesProcessed")
-    ref = total("querier", "store", "totalChunksRef")
     read = total("querier", "store", "totalChunksDownloaded")
+    # Our servers say how many blocks their filters ruled out and how many were counted
+    # from block metadata; for Loki, every chunk referenced and not downloaded.
+    has_ours = any("totalBlocksSkippedByFilter" in a.get("summary", {}) for a in answers)
+    skipped = total("summary", "totalBlocksSkippedByFilter") if has_ours else (
+        total("querier", "store", "totalChunksRef") - read)
     rows = [
         ("Summary.BytesProcessedPerSecond", _human_bytes(nbytes / secs if secs else 0) + "/s"),
         ("Summary.LinesProcessedPerSecond", f"{lines / secs if secs else 0:.0f}"),
@@ -88,7 +92,9 @@ def print_stats(answers: list[dict[str, Any]]) -> None:
         ("Summary.Splits", f"{total('summary', 'splits'):.0f}"),
         ("Summary.ExecTime", f"{secs:.3f}s"),
         ("Querier.Store.BlocksRead", f"{read:.0f}"),
-        ("Querier.Store.BlocksSkipped", f"{ref - read:.0f}"),
+        ("Querier.Store.BlocksSkipped", f"{skipped:.0f}"),
+        ("Querier.Store.BlocksFromMetadata",
+         f"{total('summary', 'totalBlocksFromMetadata'):.0f}"),
         ("Index.TotalStreams", f"{total('index', 'totalStreams'):.0f}"),
         ("Requests", str(len(answers))),
     ]

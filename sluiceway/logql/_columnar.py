@@ -26,17 +26,18 @@ import numpy as np
 import numpy.typing as npt
 
 from sluiceway.logql import _ast as A
-from sluiceway.logql._columnar_block import run_block
+from sluiceway.logql._columnar_block import run_block, summary_key
 from sluiceway.logql._columnar_plan import Plan, plan_lines
 from sluiceway.logql._engine import QueryParams
 from sluiceway.logql._exec import Aborted, run_units, split_range
+from sluiceway.logql._levels import stream_level
 from sluiceway.logql._metric_extract import BinCounts, KeyMapper, SeriesLimit, range_pipeline
 from sluiceway.logql._metric_types import F64, I64
 from sluiceway.logql._pipeline import LabelKey, LogPipeline, count_block, read_blocks
 from sluiceway.logql._result import QueryStats
 from sluiceway.logql._results_cache import Buckets, SplitResult
 from sluiceway.logql._source import LogSource
-from sluiceway.model import EntryBlock, SeriesRef
+from sluiceway.model import EntryBlock, ReadHints, SeriesRef
 
 ERROR_DETAILS = "__error_details__"
 
@@ -88,31 +89,87 @@ def _unit(source: LogSource, ref: SeriesRef, split: int, lo: int, hi: int,
           limit: SeriesLimit | None) -> Callable[[threading.Event], _Partial]:
     """One series over one split: blocks from `unit_blocks` (deadline, abort and cancel
     checked between them); the series of each block are counted against `max_series`
-    (`limit`, shared by all units) before the next block is read."""
+    (`limit`, shared by all units) before the next block is read. Blocks the source
+    left unread and summarized (see `summary_grid`) count their lines in one bucket."""
     def run(abort: threading.Event) -> _Partial:
         out = _Partial(split)
         pipeline = range_pipeline(lr, params, mapper)
+        grid, label_key = summary_grid(lr, plan, pipeline, ref, g)
+        hints = pipeline.needs.hints(dict(ref.labels), grid, label_key)
         for block, idx in unit_blocks(source, ref, lo, hi, params, pipeline, abort,
-                                      out.stats):
-            for key, ts, sizes in run_block(plan, pipeline, mapper, block, idx, want_sizes):
+                                      out.stats, hints):
+            if hints is not None and hints.summaries:
+                _summarized(plan, pipeline, ref, g, want_sizes, hints, out, limit)
+            for k, ts, sizes in run_block(plan, pipeline, mapper, block, idx, want_sizes):
                 if len(ts):
                     if limit is not None:
-                        limit.note_times(key, ts)
-                    out.series.setdefault(key, []).append(_bucketize(ts, sizes, g, edges))
+                        limit.note_times(k, ts)
+                    out.series.setdefault(k, []).append(_bucketize(ts, sizes, g, edges))
+        if hints is not None and hints.summaries:
+            _summarized(plan, pipeline, ref, g, want_sizes, hints, out, limit)
         return out
 
     return run
 
 
+def summary_grid(lr: A.LogRange, plan: Plan, pipeline: LogPipeline, ref: SeriesRef,
+                 g: int) -> tuple[int, str]:
+    """The bucket size the source may summarize blocks on (0: none), and the rules key of
+    the levels the summaries must split their counts by ("" when the series keep no
+    level, or the stream labels decide it for every line): the query counts every line
+    of the series (no stage at all) into buckets of `g`."""
+    if g <= 0 or lr.log.stages or plan.ops:
+        return 0, ""
+    rules = pipeline.levels
+    if rules is not None and stream_level(rules, ref.labels) is None:
+        return g, rules.key
+    return g, ""
+
+
+def _summarized(plan: Plan, pipeline: LogPipeline, ref: SeriesRef, g: int, want_sizes: bool,
+                hints: ReadHints, out: _Partial, limit: SeriesLimit | None) -> None:
+    """The blocks the source summarized so far into the unit's buckets (and stats): each
+    block's lines per bucket, and per level when the summary splits them by level."""
+    done, hints.summaries = hints.summaries, []
+    rows: dict[LabelKey, list[tuple[int, int, int]]] = {}
+    keys: dict[str, LabelKey] = {}
+    for b in done:
+        for bucket, value, n, nbytes in b.rows:
+            key = keys.get(value)
+            if key is None:
+                key = keys[value] = summary_key(plan, pipeline, ref.labels, value or None)
+            rows.setdefault(key, []).append((bucket, n, nbytes))
+    for key, got in rows.items():
+        arr = np.array(got, dtype=np.int64)
+        ids, inv = np.unique(arr[:, 0], return_inverse=True)
+        if limit is not None:
+            limit.note_times(key, ids * g)
+        out.series.setdefault(key, []).append(Buckets(
+            ids.astype(np.int64),
+            np.bincount(inv, weights=arr[:, 1], minlength=len(ids)).astype(np.float64),
+            np.bincount(inv, weights=arr[:, 2], minlength=len(ids)).astype(np.float64)
+            if want_sizes else None))
+    st = out.stats
+    st.blocks_summarized += len(done)
+    n_lines = sum(b.n for b in done)
+    st.lines_processed += n_lines
+    st.post_filter_lines += n_lines
+    st.bytes_processed += sum(b.nbytes for b in done)
+
+
 def unit_blocks(source: LogSource, ref: SeriesRef, lo: int, hi: int, params: QueryParams,
-                pipeline: LogPipeline, abort: threading.Event,
-                st: QueryStats) -> Iterator[tuple[EntryBlock, npt.NDArray[np.intp]]]:
+                pipeline: LogPipeline, abort: threading.Event, st: QueryStats,
+                hints: ReadHints | None = None,
+                ) -> Iterator[tuple[EntryBlock, npt.NDArray[np.intp]]]:
     """A unit's blocks that have lines past the line filters, with those lines. Before
     each block: the deadline (`read_blocks`), the abort flag (another unit failed) and
     the query's cancel flag. Every block read is counted in the unit's own stats (merged
-    by the caller: no shared counters)."""
+    by the caller: no shared counters). `hints` (default: the pipeline's token needs for
+    the series) go to the source: what they leave unread is counted in `st`."""
+    if hints is None:
+        hints = pipeline.needs.hints(dict(ref.labels))
     for block in read_blocks(source, ref, lo, hi, "forward", params.deadline,
-                             pipeline.prefilter):
+                             pipeline.prefilter, hints, st):
         if abort.is_set():
             raise Aborted()
         params.options.check()
@@ -134,7 +191,7 @@ def _probe(source: LogSource, ref: SeriesRef, lo: int, hi: int, lr: A.LogRange,
     def run(abort: threading.Event) -> None:
         pipeline = range_pipeline(lr, params, mapper)
         blocks = read_blocks(source, ref, lo, hi, "forward", params.deadline,
-                             pipeline.prefilter)
+                             pipeline.prefilter, pipeline.needs.hints(dict(ref.labels)))
         try:
             block = next(blocks, None)
         finally:
@@ -151,6 +208,8 @@ def _probe(source: LogSource, ref: SeriesRef, lo: int, hi: int, lr: A.LogRange,
 
 def merge_stats(into: QueryStats, s: QueryStats) -> None:
     into.blocks_read += s.blocks_read
+    into.blocks_skipped += s.blocks_skipped
+    into.blocks_summarized += s.blocks_summarized
     into.lines_processed += s.lines_processed
     into.bytes_processed += s.bytes_processed
     into.post_filter_lines += s.post_filter_lines

@@ -9,8 +9,12 @@ every case; `group_rows` gives each surviving line its series key.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from sluiceway.logql._columnar_filter import (
     ERROR,
@@ -29,13 +33,21 @@ from sluiceway.logql._columnar_scan import (
     extract_field,
     json_classes,
     logfmt_simple,
+    on_first_use,
     regexp_fields,
+    string_spans,
+    unpack_classes,
 )
-from sluiceway.logql._levels import DETECTED_LEVEL, LevelRules, block_levels
+from sluiceway.logql._levels import DETECTED_LEVEL, LevelRules, block_levels, stream_level
 from sluiceway.logql._metric_extract import KeyMapper, pipeline_error
 from sluiceway.logql._metric_types import I64
 from sluiceway.logql._pipeline import LabelKey, LogPipeline
 from sluiceway.model import EntryBlock
+
+if TYPE_CHECKING:
+    import pyarrow.compute as pc
+else:
+    pc = on_first_use("pyarrow.compute")  # loads with the first columnar query
 
 Group = tuple[LabelKey, I64, I64 | None]  # series key, ts, line sizes
 
@@ -79,9 +91,10 @@ def _parsed_level(env: dict[str, Col], level: Col, other: Mask) -> None:
 
 
 def block_columns(plan: Plan, block: EntryBlock, levels: LevelRules | None = None,
-                  ) -> tuple[dict[str, Col], ErrCodes, Mask, Mask]:
+                  ) -> tuple[dict[str, Col], ErrCodes, Mask, Mask, EntryBlock]:
     """Run the plan's stages on a block: (label columns, error codes, lines still alive,
-    lines only the per-line stages can decide). With `levels`, the lines carry
+    lines only the per-line stages can decide, the lines as the stages leave them: the
+    block itself unless `unpack` replaced some). With `levels`, the lines carry
     `detected_level` (as structured metadata does: before any stage, not a stream label)."""
     n = len(block)
     alive: Mask = np.ones(n, dtype=np.bool_)
@@ -93,7 +106,11 @@ def block_columns(plan: Plan, block: EntryBlock, levels: LevelRules | None = Non
     if level is not None:
         env[DETECTED_LEVEL] = level
     for op in plan.ops:
-        if isinstance(op, _Parse) and op.fmt == "regexp":
+        if isinstance(op, _Parse) and op.fmt == "unpack":
+            block = _unpack(plan, block, stream, env, err, other)
+            if level is not None:
+                _parsed_level(env, level, other)
+        elif isinstance(op, _Parse) and op.fmt == "regexp":
             text = arrow_text(block)
             if text is None:  # not UTF-8: the per-line engine decides every line
                 other[:] = True
@@ -135,7 +152,118 @@ def block_columns(plan: Plan, block: EntryBlock, levels: LevelRules | None = Non
                     env.pop(name, None)
         else:  # a line filter: pure on the line, valid for every class
             alive = op(block, alive)
-    return env, err, alive, other
+    return env, err, alive, other, block
+
+
+_ENTRY_KEY = r'"_entry"[ \t\n\r]*:'
+
+
+def _unpack(plan: Plan, block: EntryBlock, stream: dict[str, str], env: dict[str, Col],
+            err: ErrCodes, other: Mask) -> EntryBlock:
+    """`| unpack` on a block (Loki's, as `_stages._unpack`): a line not starting with `{`
+    gets `JSONParserErr`; a JSON object with a string `_entry` becomes that string, its
+    other top-level strings labels; any other object is left as it is, without labels;
+    text a strict decoder refuses gets `JSONParserErr`. Flat objects without escapes are
+    read with RE2 kernels over the whole block; the rest (escapes, nesting, a repeated
+    key, a block that is not UTF-8) with orjson line by line, as the reference does, but
+    without its per-line stages; a line holding a key the engine keeps apart
+    (`__error__`...) is left to those. Returns the lines after it (unpacked ones
+    replaced, the others as they were)."""
+    n = len(block)
+    wanted = [f for f in plan.fields if f not in stream and f != "_entry"]
+    for name in plan.fields:
+        if name == "_entry" and name not in stream:
+            env[name] = Col.absent(n)  # never a label
+    arr = arrow_lines(block)
+    simple, not_obj = unpack_classes(block, arr)
+    err[not_obj] = JSON_ERR
+    unpacked = np.zeros(n, dtype=np.bool_)
+    slow = ~not_obj & ~simple
+    spans = None
+    if arrow_text(block) is None:  # not UTF-8: every object is decoded as the reference
+        slow = ~not_obj
+    elif simple.any():
+        spans = string_spans(arr, "_entry", simple)
+    if spans is not None:
+        rows, start, stop, other_shape = spans
+        # `_entry` held first as something else than a string (a number, spaced out...)
+        # or held twice: decoded line by line.
+        twice = simple & (np.asarray(pc.count_substring_regex(arr, _ENTRY_KEY).to_numpy(
+            zero_copy_only=False)) > 1)
+        slow |= other_shape | twice
+        unpacked[rows] = True
+        unpacked &= ~twice
+    cols: dict[str, Col] = {}
+    for name in wanted:
+        if not unpacked.any():
+            cols[name] = Col.absent(n)
+            continue
+        col, twice = extract_field("unpack", arr, name, unpacked)
+        slow |= twice
+        col.codes[~unpacked | twice] = -1
+        cols[name] = col
+    unpacked &= ~slow
+    entries = _unpack_lines(block, np.flatnonzero(slow), wanted, cols, err, other)
+    for i in entries:
+        unpacked[i] = True
+    env.update(cols)
+    if not unpacked.any():
+        return block
+    # The lines after the stage: `_entry` where unpacked, the line itself elsewhere.
+    base = block.offsets
+    view = memoryview(block.blob)
+    lo, hi = base[:-1].copy(), base[1:].copy()
+    if spans is not None:
+        rows, start, stop, _ = spans
+        keep = unpacked[rows] & np.isin(rows, list(entries), invert=True)
+        first = int(base[0])  # the Arrow array's data starts at the first line
+        lo[rows[keep]], hi[rows[keep]] = start[keep] + first, stop[keep] + first
+    pieces = [entries[i] if i in entries else view[a:b]
+              for i, (a, b) in enumerate(zip(lo.tolist(), hi.tolist(), strict=True))]
+    lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=n)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return EntryBlock(block.labels, block.ts, b"".join(pieces), offsets, block.metadata)
+
+
+def _unpack_lines(block: EntryBlock, rows: npt.NDArray[np.intp], wanted: list[str],
+                  cols: dict[str, Col], err: ErrCodes, other: Mask) -> dict[int, bytes]:
+    """`| unpack` of some lines with orjson (the reference's decoder, on the line decoded
+    as the reference decodes it): errors into `err`, wanted labels into `cols`, lines
+    holding a `__` key into `other`. Returns the `_entry` of each line unpacked."""
+    out: dict[int, bytes] = {}
+    found: dict[str, dict[int, str]] = {name: {} for name in wanted}
+    blob, offs = block.blob, block.offsets
+    for i in rows.tolist():
+        text = blob[int(offs[i]):int(offs[i + 1])].decode("utf-8", "replace")
+        try:
+            obj = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            err[i] = JSON_ERR
+            continue
+        entry = obj.get("_entry") if isinstance(obj, dict) else None
+        if not isinstance(entry, str):
+            continue
+        if any(k.startswith("__") for k in obj):
+            other[i] = True  # it would set `__error__` itself: the per-line stages
+            continue
+        out[i] = entry.encode()
+        for name in wanted:
+            v = obj.get(name)
+            if isinstance(v, str):
+                found[name][i] = v
+    for name, got in found.items():
+        col = cols[name]
+        col.codes[rows] = -1
+        if got:
+            index = {v: k for k, v in enumerate(col.values)}
+            for i, v in got.items():
+                code = index.get(v)
+                if code is None:
+                    code = index[v] = len(col.values)
+                    col.values.append(v)
+                col.codes[i] = code
+    return out
 
 
 def run_block(plan: Plan, pipeline: LogPipeline, mapper: KeyMapper, block: EntryBlock,
@@ -145,7 +273,7 @@ def run_block(plan: Plan, pipeline: LogPipeline, mapper: KeyMapper, block: Entry
         return _reference(pipeline, mapper, block, idx, want_sizes)
     if len(idx) < len(block):
         block = block.take(idx)
-    env, err, alive, other = block_columns(plan, block, pipeline.levels)
+    env, err, alive, other, lines = block_columns(plan, block, pipeline.levels)
     ok = alive & ~other
     fallback = np.flatnonzero(alive & other)
     if not plan.preserve_error:
@@ -156,10 +284,27 @@ def run_block(plan: Plan, pipeline: LogPipeline, mapper: KeyMapper, block: Entry
             _reference(pipeline, mapper, block, before, False)  # raises if one fails first
             _reference(pipeline, mapper, block, np.array([first]), False)
             raise pipeline_error({ERROR: ERROR_NAMES[int(err[first])]})  # not reached
-    groups = _group(plan, env, err, ok, block, want_sizes)
+    groups = _group(plan, env, err, ok, lines, want_sizes)
     if len(fallback):
         groups += _reference(pipeline, mapper, block, fallback, want_sizes)
     return groups
+
+
+def summary_key(plan: Plan, pipeline: LogPipeline, labels: Mapping[str, str],
+                level: str | None = None) -> LabelKey:
+    """The series key of the lines of a summarized block of a stream with these labels
+    (a plan without stages: the stream's labels, with `detected_level` when the series
+    keep it: `level`, else the one the stream labels decide)."""
+    env = {k: Col.constant(1, v) for k, v in labels.items()}
+    if pipeline.levels is not None:
+        if level is None:
+            level = stream_level(pipeline.levels, labels)
+        if level is None:
+            raise ValueError("a block summary of a stream whose lines decide their level")
+        env[DETECTED_LEVEL] = Col.constant(1, level)
+    ((key, _rows),) = group_rows(plan, env, np.zeros(1, dtype=np.int8),
+                                 np.ones(1, dtype=np.bool_))
+    return key
 
 
 def _group(plan: Plan, env: dict[str, Col], err: ErrCodes, ok: Mask, block: EntryBlock,

@@ -1,7 +1,8 @@
 """What the columnar engine can answer: a `Plan` of a range aggregation's stages.
 
 `plan_lines` accepts the shapes the columnar engine answers exactly — one `json`, `logfmt`,
-`regexp` or `pattern` parser without options, label filters, line filters, `drop` of
+`regexp`, `pattern` or `unpack` parser without options, label filters, line filters (after
+`unpack` they read the unpacked line), `drop` of
 names, a `by` grouping (from the range aggregation or pushed down from an outer `sum`), or
 no grouping at all without a parser — and returns None for the rest, which the per-line
 engine answers.
@@ -29,7 +30,7 @@ ERROR_DETAILS = "__error_details__"
 
 @dataclass(frozen=True, slots=True)
 class _Parse:
-    fmt: str  # "json" | "logfmt" | "regexp"
+    fmt: str  # "json" | "logfmt" | "regexp" | "unpack"
     pattern: str = ""
     groups: tuple[tuple[str, str], ...] = ()  # regexp: (label name, group name)
 
@@ -101,6 +102,9 @@ def plan_lines(lr: A.LogRange, grouping: A.Grouping | None) -> Plan | None:
             parser = True
         elif isinstance(st, A.PatternParser) and not parser:
             ops.append(_pattern_parse(st.pattern))
+            parser = True
+        elif isinstance(st, A.UnpackParser) and not parser:
+            ops.append(_Parse("unpack"))
             parser = True
         elif isinstance(st, A.LabelFilter):
             names |= filter_names(st.expr)

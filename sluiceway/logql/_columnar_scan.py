@@ -54,6 +54,11 @@ else:
     pa = _OnFirstUse("pyarrow")
     pc = _OnFirstUse("pyarrow.compute")
 
+
+def on_first_use(name: str) -> Any:
+    """Module `name`, imported when one of its attributes is first read."""
+    return _OnFirstUse(name)
+
 Codes = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
 
@@ -64,6 +69,12 @@ _WS = r"[ \t\n\r]*"
 _JVAL = r'(?:"[^"\\]*"|-?[0-9][0-9.eE+-]*|true|false|null)'
 _JMEMBER = rf'"{_IDENT}"{_WS}:{_WS}{_JVAL}{_WS}'
 SIMPLE_JSON = rf"^{_WS}\{{{_WS}{_JMEMBER}(?:,{_WS}{_JMEMBER})*\}}$"
+# `| unpack` reads the line with a strict JSON decoder: numbers as JSON spells them, no
+# control characters in strings, the object's brace first.
+_UVAL = (r'(?:"[^"\\\x00-\x1f]*"|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?'
+         r"|true|false|null)")
+_UMEMBER = rf'"{_IDENT}"{_WS}:{_WS}{_UVAL}{_WS}'
+SIMPLE_UNPACK = rf"^\{{{_WS}{_UMEMBER}(?:,{_WS}{_UMEMBER})*\}}$"
 _LSEP = r"[\x00-\x20]"
 _LPAIR = rf'{_IDENT}=(?:"[^"\\=]*"|[^\x00-\x20"=]*)'
 SIMPLE_LOGFMT = rf"^{_LSEP}*(?:{_LPAIR}(?:{_LSEP}+{_LPAIR})*)?{_LSEP}*$"
@@ -216,6 +227,49 @@ def json_classes(block: EntryBlock, arr: pa.Array,
     return simple, not_obj
 
 
+def unpack_classes(block: EntryBlock, arr: pa.Array) -> tuple[Mask, Mask]:
+    """(simple, not_object) masks of a block's lines for `| unpack`: a line that does not
+    start with `{` is no object (the reference sets `JSONParserErr` and stops); a simple
+    one is a flat object of identifier keys and plain values that a strict decoder reads
+    the same way."""
+    n = len(block)
+    lens = np.diff(block.offsets)
+    first = np.zeros(n, dtype=np.uint8)
+    nonempty = lens > 0
+    if nonempty.any():
+        b = np.frombuffer(block.blob, dtype=np.uint8)
+        first[nonempty] = b[block.offsets[:-1][nonempty]]
+    not_obj = first != 0x7B
+    if not_obj.all():
+        return np.zeros(n, dtype=np.bool_), not_obj
+    simple = _np_bool(pc.match_substring_regex(arr, SIMPLE_UNPACK)) & ~not_obj
+    return simple, not_obj
+
+
+def string_spans(arr: pa.Array, name: str, simple: Mask
+                 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.int64],
+                            npt.NDArray[np.int64], Mask] | None:
+    """Where the string value of key `name` lies in the simple lines that hold it as
+    `"name":"value"` (rows, start, stop in the array's data buffer), and the simple lines
+    holding the key in another shape; None for an empty or sliced array."""
+    search = _key_search(arr, f'"{name}"', simple)
+    if search is None:
+        return None
+    offs, data_buf, data, pos, rows, _codes, slow = search
+    after = offs[rows] + pos[rows] + len(name) + 2
+    quick = data[after] == 0x3A
+    quick[quick] = data[after[quick] + 1] == 0x22
+    slow[rows[~quick]] = True
+    rows, start = rows[quick], after[quick] + 2
+    if not len(rows):
+        return rows, start, start, slow
+    spans = np.empty(2 * len(rows), dtype=np.int64)
+    spans[0::2], spans[1::2] = start, offs[rows + 1]
+    dist = np.asarray(pc.find_substring(_view(data_buf, spans), '"').to_numpy(
+        zero_copy_only=False), dtype=np.int64)[0::2]
+    return rows, start, start + dist, slow
+
+
 def logfmt_simple(arr: pa.Array, unique: str | None = None) -> Mask:
     return _np_bool(pc.match_substring_regex(arr, simple_logfmt(unique)))
 
@@ -233,15 +287,16 @@ def extract_field(fmt: str, arr: pa.Array, name: str, simple: Mask,
     """The value of key `name` on the simple lines, and the simple lines where the key
     occurs more than once (the caller moves those to the per-line path); `unique` when the
     simple lines are known to hold it at most once."""
-    count_pat, extract_pat = _field_patterns(fmt, name)
+    count_pat, extract_pat = _field_patterns("json" if fmt == "unpack" else fmt, name)
     n = len(arr)
     if unique:
         dup = np.zeros(n, dtype=np.bool_)
     else:
         dup = simple & (np.asarray(pc.count_substring_regex(arr, count_pat).to_numpy(
             zero_copy_only=False)) > 1)
-    if fmt in ("json", "logfmt"):
-        fast = (_json_strings if fmt == "json" else _logfmt_values)(arr, name, simple)
+    if fmt in ("json", "unpack", "logfmt"):
+        fast = _logfmt_values(arr, name, simple) if fmt == "logfmt" else _json_strings(
+            arr, name, simple, fmt == "json")
         if fast is not None:
             codes, values, slow = fast
             if slow.any():  # other value shapes: the regex, for those lines only
@@ -285,8 +340,8 @@ def _key_search(arr: pa.Array, needle: str, simple: Mask) -> _KeySearch | None:
                       np.zeros(n, dtype=np.bool_))
 
 
-def _json_strings(arr: pa.Array, name: str,
-                  simple: Mask) -> tuple[Codes, list[str], Mask] | None:
+def _json_strings(arr: pa.Array, name: str, simple: Mask,
+                  blank_fffd: bool = True) -> tuple[Codes, list[str], Mask] | None:
     """`"name":"value"` on simple lines with literal searches instead of a regex: in a
     simple line a string holds no quote, so the first `"name"` followed by a colon is the
     key and its value ends at the next quote. Returns the codes, the values, and the
@@ -312,8 +367,9 @@ def _json_strings(arr: pa.Array, name: str,
     strings = pc.take(_view(data_buf, spans), pa.array(np.arange(0, 2 * len(rows) - 1, 2)))
     enc = pc.dictionary_encode(strings)
     codes[rows] = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-    values = [v.decode("utf-8", "replace").replace("\ufffd", " ")
-              for v in enc.dictionary.to_pylist()]
+    values = [v.decode("utf-8", "replace") for v in enc.dictionary.to_pylist()]
+    if blank_fffd:  # `| json` turns replacement characters into spaces; unpack keeps them
+        values = [v.replace("\ufffd", " ") for v in values]
     return codes, values, slow
 
 
@@ -407,6 +463,8 @@ def _value_text(fmt: str, v: bytes) -> str | None:
         if v[:1] == b'"':
             return v[1:-1].decode("utf-8", "replace").replace("\ufffd", " ")
         return None if v == b"null" else v.decode("utf-8", "replace")
+    if fmt == "unpack":  # only strings become labels
+        return v[1:-1].decode("utf-8", "replace") if v[:1] == b'"' else None
     if v[:1] == b'"':
         v = v[1:-1]
     return v.decode("utf-8", "replace") or None  # logfmt: an empty value is no label

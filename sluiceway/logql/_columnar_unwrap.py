@@ -99,7 +99,7 @@ def run_block_values(vp: ValuePlan, uw: A.Unwrap, pipeline: LogPipeline,
         return _reference_rows(pipeline, mapper, uw, block, idx)
     if len(idx) < len(block):
         block = block.take(idx)
-    env, err, alive, other = block_columns(vp.lines, block, pipeline.levels)
+    env, err, alive, other, _lines = block_columns(vp.lines, block, pipeline.levels)
     col = env.get(vp.label) or Col.absent(len(block))
     values: list[float] = []
     ok_v = np.zeros(len(col.values) + 1, dtype=np.bool_)  # has a sample

@@ -72,6 +72,16 @@ class LevelRules:
         object.__setattr__(self, "logfmt_keys", re.compile(
             rf'(?<![^\s])({keys})=("(?:[^"\\]|\\.)*"|[^\s"]*)', re.IGNORECASE))
 
+    @property
+    def key(self) -> str:
+        """These rules as text, for what was worked out with them and kept (the per-level
+        line counts of a compacted block): the same key, the same levels. A change to
+        how levels are found bumps `RULES_VERSION`."""
+        return "\x1f".join((str(RULES_VERSION), str(self.json_max_depth), *self.fields))
+
+
+RULES_VERSION = 1  # of `line_level` and friends: per-level counts kept under older keys go
+
 
 def normalize_level(value: str) -> str:
     """Loki's spelling of a known level (any case, short forms); others as they are."""

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from sluiceway.logql import _ast as A
+from sluiceway.logql._block_needs import BlockNeeds, block_needs
 from sluiceway.logql._filters import (
     BlockFilter,
     LinePrefilter,
@@ -32,7 +33,7 @@ from sluiceway.logql._limits import DEFAULT_MAX_LINE_SIZE, Deadline
 from sluiceway.logql._result import QueryStats
 from sluiceway.logql._source import LogSource
 from sluiceway.logql._stages import METADATA, PARSED, Row, RowStage, compile_row_stages
-from sluiceway.model import EntryBlock, SeriesRef
+from sluiceway.model import EntryBlock, ReadHints, SeriesRef
 
 LabelKey = tuple[tuple[str, str], ...]
 # (ts, line, labels key, categorized extra or None)
@@ -73,6 +74,7 @@ class LogPipeline:
         self.prefilters = [(name, needle) for name, needle in _parsed_value_prefilters(stages[n:])
                            if levels is None or name != DETECTED_LEVEL]
         self._level_keys: dict[tuple[LabelKey, str], LabelKey] = {}
+        self.needs: BlockNeeds = block_needs(tuple(stages))  # what blocks may be skipped
 
     def select(self, block: EntryBlock) -> np.ndarray[Any, np.dtype[np.intp]]:
         """Indexes (ascending) of the lines that pass the block-level filters."""
@@ -174,9 +176,10 @@ def selected_blocks(source: LogSource, ref: SeriesRef, pipeline: LogPipeline, st
     With `pool`, the filters of the next blocks run on its threads while the caller works
     on this one (RE2 and numpy release the GIL): the series of a log query are filtered
     side by side. The blocks still come out one by one, in order, and the deadline is
-    checked before each (`read_blocks`)."""
+    checked before each (`read_blocks`); blocks the pipeline's token needs rule out are
+    not read (`BlockNeeds`, counted in `stats.blocks_skipped`)."""
     blocks = read_blocks(source, ref, start, end, direction, pipeline.deadline,
-                         pipeline.prefilter)
+                         pipeline.prefilter, pipeline.needs.hints(dict(ref.labels)), stats)
     if pool is None:
         selected: Iterator[tuple[EntryBlock, Any]] = ((b, pipeline.select(b)) for b in blocks)
     else:
@@ -199,17 +202,24 @@ def count_block(stats: QueryStats, block: EntryBlock, selected: int) -> None:
 
 def read_blocks(source: LogSource, ref: SeriesRef, start: int, end: int, direction: str,
                 deadline: Deadline | None, prefilter: LinePrefilter | None,
+                hints: ReadHints | None = None, stats: QueryStats | None = None,
                 ) -> Generator[EntryBlock, None, None]:
     """The series' blocks clipped to [start, end), empty ones left out; the query's
     deadline is checked before each one is handed on (every engine reads through here).
-    The source gets the deadline and the query's line prefilter too (`LogSource.blocks`).
-    Blocks are bounded in size: one chunk (4 MiB of lines when flushed, at most
-    `compaction_target_size`, 16 MiB, once compacted; `MemorySource`: `block_size` lines)
-    or a stream's unflushed head, so one check per block bounds the time between two
-    checks of the columnar stages, which work on whole blocks in C; the per-line stages
-    also check every `Deadline.CHECK_EVERY` lines."""
-    blocks = source.blocks(ref, start, end, direction, prefilter=prefilter,
-                           deadline=deadline)
+    The source gets the deadline and the query's line prefilter too (`LogSource.blocks`),
+    and `hints` when given (what it may leave unread: the blocks it skipped are added to
+    `stats.blocks_skipped` once the read ends; its summaries stay on `hints`).
+    Blocks are bounded in size: one chunk block (about 256 KiB of lines when flushed,
+    1 MiB once compacted; `MemorySource`: `block_size` lines) or a stream's unflushed
+    head, so one check per block bounds the time between two checks of the columnar
+    stages, which work on whole blocks in C; the per-line stages also check every
+    `Deadline.CHECK_EVERY` lines."""
+    if hints is None:
+        blocks = source.blocks(ref, start, end, direction, prefilter=prefilter,
+                               deadline=deadline)
+    else:
+        blocks = source.blocks(ref, start, end, direction, prefilter=prefilter,
+                               deadline=deadline, hints=hints)
     try:
         for b in blocks:
             if deadline is not None:
@@ -221,6 +231,9 @@ def read_blocks(source: LogSource, ref: SeriesRef, start: int, end: int, directi
         close = getattr(blocks, "close", None)
         if close is not None:
             close()
+        if hints is not None and stats is not None:
+            stats.blocks_skipped += hints.skipped
+            hints.skipped = 0
 
 
 READ_AHEAD = 2

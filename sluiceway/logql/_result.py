@@ -50,6 +50,7 @@ class QueryStats:
     metadata_bytes: int = 0
     blocks_read: int = 0
     blocks_skipped: int = 0  # by a block filter, without reading its lines
+    blocks_summarized: int = 0  # counted from the chunk footer, without reading its lines
     splits: int = 0
     cache_requested: int = 0  # closed splits looked up in the results cache
     cache_found: int = 0
@@ -64,7 +65,7 @@ class QueryStats:
                  "decompressedLines": self.lines_processed,
                  "postFilterLines": self.post_filter_lines,
                  "decompressedStructuredMetadataBytes": self.metadata_bytes,
-                 "chunksRef": self.blocks_read + self.blocks_skipped,
+                 "chunksRef": self.blocks_read + self.blocks_skipped + self.blocks_summarized,
                  "chunksDownloaded": self.blocks_read}
         return {
             "summary": {
@@ -77,6 +78,10 @@ class QueryStats:
                 "splits": self.splits, "shards": 0, "totalPostFilterLines": self.post_filter_lines,
                 "totalStructuredMetadataBytesProcessed": self.metadata_bytes,
                 "estimatedQueryBytes": 0,
+                # Ours (Loki's summary has no such counts): blocks not read because their
+                # token filter rules the query out, and blocks counted from their footer.
+                "totalBlocksSkippedByFilter": self.blocks_skipped,
+                "totalBlocksFromMetadata": self.blocks_summarized,
             },
             "querier": {"store": _store(chunk), "querierExecTime": round(t, 6)},
             "ingester": {"totalReached": 0, "totalChunksMatched": 0, "totalBatches": 0,
@@ -87,8 +92,10 @@ class QueryStats:
                           "bytesReceived": 0, "bytesSent": 0,
                           "requests": self.cache_requested if k == "result" else 0,
                           "downloadTime": 0, "queryLengthServed": 0} for k in _CACHE_KEYS},
-            "index": {"totalChunks": self.blocks_read + self.blocks_skipped,
-                      "postFilterChunks": self.blocks_read, "shardsDuration": 0,
+            "index": {"totalChunks": self.blocks_read + self.blocks_skipped
+                      + self.blocks_summarized,
+                      "postFilterChunks": self.blocks_read + self.blocks_summarized,
+                      "shardsDuration": 0,
                       "usedBloomFilters": False, "totalStreams": self.streams,
                       "chunkRefsLookupTime": 0, "bloomFilterTime": 0},
         }

@@ -23,6 +23,7 @@ from sluiceway.logql._limits import Deadline
 from sluiceway.model import (
     EntryBlock,
     Matcher,
+    ReadHints,
     SeriesRef,
     StreamBatch,
     fingerprint,
@@ -63,12 +64,16 @@ class LogSource(Protocol):
 
     def blocks(self, ref: SeriesRef, start: int, end: int, direction: str, *,
                prefilter: LinePrefilter | None = None,
-               deadline: Deadline | None = None) -> Iterator[EntryBlock]:
+               deadline: Deadline | None = None,
+               hints: ReadHints | None = None) -> Iterator[EntryBlock]:
         """Entries of `ref` in [start, end): time-disjoint blocks in `direction` order
         (forward = oldest block first), ascending inside a block, exact duplicates removed.
         `prefilter`: lines without its literals may be left out (`LinePrefilter`).
         `deadline`: checked before each block is handed out (`QueryTimeout`), so a source
-        that works away from the engine stops too."""
+        that works away from the engine stops too. `hints` (`ReadHints`, one per call):
+        blocks holding no line with every one of `hints.tokens` may be left out (counted
+        in `hints.skipped`), and with `hints.summary_grid` a block may be left unread and
+        its `BlockSummary` put in `hints.summaries`."""
         ...
 
     def label_names(self, tenants: list[str], matchers: list[Matcher], start: int,
@@ -138,7 +143,8 @@ class DerivedSource:
 
     def blocks(self, ref: SeriesRef, start: int, end: int, direction: str, *,
                prefilter: LinePrefilter | None = None,
-               deadline: Deadline | None = None) -> Iterator[EntryBlock]:
+               deadline: Deadline | None = None,
+               hints: ReadHints | None = None) -> Iterator[EntryBlock]:
         raise NotImplementedError
 
     def label_names(self, tenants: list[str], matchers: list[Matcher], start: int,
@@ -241,7 +247,8 @@ class MemorySource(DerivedSource):
 
     def blocks(self, ref: SeriesRef, start: int, end: int, direction: str, *,
                prefilter: LinePrefilter | None = None,
-               deadline: Deadline | None = None) -> Iterator[EntryBlock]:
+               deadline: Deadline | None = None,
+               hints: ReadHints | None = None) -> Iterator[EntryBlock]:
         s = self._series.get((ref.tenant, ref.fp))
         blocks = self._blocks_of(s) if s is not None else []
         if direction == "backward":

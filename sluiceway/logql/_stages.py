@@ -227,11 +227,16 @@ def _pattern_stage(st: A.PatternParser) -> RowStage:
 
 
 def _unpack(row: Row) -> bool:
-    """Reverse Promtail's `pack`: only a line with an `_entry` key is unpacked (as Loki)."""
+    """Reverse Promtail's `pack`: only a line with a string `_entry` is unpacked, and only
+    string values become labels (as Loki; numbers are never read back as text here)."""
     if not row.line.startswith("{"):
         row.set_error("JSONParserErr", "expecting json object, but it is not")
         return True
-    obj = _load_json(row)
+    try:
+        obj = orjson.loads(row.line)
+    except orjson.JSONDecodeError as exc:
+        row.set_error("JSONParserErr", str(exc))
+        return True
     if not isinstance(obj, dict) or not isinstance(obj.get("_entry"), str):
         return True
     for k, v in obj.items():

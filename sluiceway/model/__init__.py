@@ -5,6 +5,7 @@ messages, and Go's ways of reading and writing sizes, durations and times."""
 
 from sluiceway.model._batch import Metadata, StreamBatch
 from sluiceway.model._block import EntryBlock
+from sluiceway.model._blockread import BlockSummary, ReadHints
 from sluiceway.model._config_keys import (
     config_error_text,
     did_you_mean,
@@ -74,6 +75,7 @@ from sluiceway.model._timefmt import (
     parse_time_param,
     rfc3339_micros,
 )
+from sluiceway.model._tokens import decode_escapes, is_word_byte, words
 from sluiceway.model._units import Bytes, Duration, LokiBytes, parse_duration, parse_size
 
 __all__ = [
@@ -121,6 +123,11 @@ __all__ = [
     "parse_duration",
     "parse_size",
     "EntryBlock",
+    "BlockSummary",
+    "ReadHints",
+    "decode_escapes",
+    "is_word_byte",
+    "words",
     "Matcher",
     "matches_all",
     "in_read_order",

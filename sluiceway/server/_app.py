@@ -11,8 +11,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 
 from sluiceway import __version__
-from sluiceway.logql import QueryError, QueryTimeout, ResultsCache
-from sluiceway.model import PipelineRegistry
+from sluiceway.logql import QueryError, QueryTimeout, ResultsCache, block_levels
+from sluiceway.model import EntryBlock, PipelineRegistry
 from sluiceway.patterns import DrainConfig, MinerConfig, PatternService
 from sluiceway.server import (
     _routes_drilldown,
@@ -148,8 +148,15 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
     def unordered_window_for(tenant: str) -> float:
         return limits.get(tenant).unordered_window
 
+    def block_labels(tenant: str, block: EntryBlock) -> tuple[str, str | list[str]] | None:
+        """The compactor keeps each block's lines counted by `detected_level` under the
+        tenant's rules then (a count over them needs no lines while the rules stay)."""
+        rules = ctx.level_rules(limits.get(tenant))
+        return None if rules is None else (rules.key, block_levels(rules, block))
+
     if store is not None:
         store.retention_for = retention_for
+        store.block_labels = block_labels
         ctx.opened_ledger = open_ledger(cfg, store)
         ctx.metrics.bind_ledger(ctx.ledger)
         store.unordered_window_for = unordered_window_for
@@ -160,6 +167,7 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
             ctx.opened_store = await run_in_threadpool(
                 lambda: Store(store_config(cfg), unordered_window_for=unordered_window_for))
             ctx.store.retention_for = retention_for
+            ctx.store.block_labels = block_labels
         ctx.metrics.bind_store(ctx.store)
         ctx.metrics.registry.register(MemoryCollector(ctx))
         if ctx.opened_ledger is None:

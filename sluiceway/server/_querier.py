@@ -20,7 +20,7 @@ from sluiceway.logql import (
     SeriesVolume,
     too_many_bytes,
 )
-from sluiceway.model import EntryBlock, Matcher, SeriesRef
+from sluiceway.model import BlockSummary, EntryBlock, Matcher, ReadHints, SeriesRef
 from sluiceway.store import Store
 
 
@@ -62,11 +62,28 @@ class StoreSource(DerivedSource):
 
     def blocks(self, ref: SeriesRef, start: int, end: int, direction: str, *,
                prefilter: LinePrefilter | None = None,
-               deadline: Deadline | None = None) -> Iterator[EntryBlock]:
-        blocks = self.store.blocks(ref, start, end, direction, self._warn)
+               deadline: Deadline | None = None,
+               hints: ReadHints | None = None) -> Iterator[EntryBlock]:
+        limited = self.options is not None and self.options.max_bytes_read > 0
+        blocks = self.store.blocks(ref, start, end, direction, self._warn, hints,
+                                   self._count_summary if limited else None)
         if self.options is None and self.on_block is None and deadline is None:
             return blocks
         return self._checked(blocks, deadline)
+
+    def _count_bytes(self, n: int) -> None:
+        """`max_query_bytes_read` (Loki's: what the query covers, read or not)."""
+        opts = self.options
+        if opts is None or not opts.max_bytes_read:
+            return
+        with self._lock:
+            self.bytes_read += n
+            read = self.bytes_read
+        if read > opts.max_bytes_read:
+            raise too_many_bytes(read, opts.max_bytes_read)
+
+    def _count_summary(self, summary: BlockSummary) -> None:
+        self._count_bytes(summary.nbytes)
 
     def _checked(self, blocks: Iterator[EntryBlock],
                  deadline: Deadline | None) -> Iterator[EntryBlock]:
@@ -77,12 +94,7 @@ class StoreSource(DerivedSource):
             if opts is not None:
                 if opts.cancel.is_set():
                     raise QueryCancelled("query cancelled: the client disconnected")
-                if opts.max_bytes_read:
-                    with self._lock:
-                        self.bytes_read += b.nbytes
-                        read = self.bytes_read
-                    if read > opts.max_bytes_read:
-                        raise too_many_bytes(read, opts.max_bytes_read)
+                self._count_bytes(b.nbytes)
             if self.on_block is not None:
                 self.on_block()
             yield b
@@ -109,12 +121,13 @@ class LookbackSource:
 
     def blocks(self, ref: SeriesRef, start: int, end: int, direction: str, *,
                prefilter: LinePrefilter | None = None,
-               deadline: Deadline | None = None) -> Iterator[EntryBlock]:
+               deadline: Deadline | None = None,
+               hints: ReadHints | None = None) -> Iterator[EntryBlock]:
         start = max(start, self.floor)
         if start >= end:
             return iter(())
         return self.inner.blocks(ref, start, end, direction, prefilter=prefilter,
-                                 deadline=deadline)
+                                 deadline=deadline, hints=hints)
 
     def label_names(self, tenants: list[str], matchers: list[Matcher], start: int,
                     end: int) -> list[str]:

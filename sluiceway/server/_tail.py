@@ -24,6 +24,7 @@ from sluiceway.logql import Deadline, DerivedSource, LinePrefilter, until_deadli
 from sluiceway.model import (
     EntryBlock,
     Matcher,
+    ReadHints,
     SeriesRef,
     fingerprint,
     in_read_order,
@@ -57,7 +58,8 @@ class BlocksSource(DerivedSource):
 
     def blocks(self, ref: SeriesRef, start: int, end: int, direction: str, *,
                prefilter: LinePrefilter | None = None,
-               deadline: Deadline | None = None) -> Iterator[EntryBlock]:
+               deadline: Deadline | None = None,
+               hints: ReadHints | None = None) -> Iterator[EntryBlock]:
         spans = in_read_order(((int(b.ts[0]), int(b.ts[-1]), b)
                                for b in self.by_fp.get(ref.fp, []) if ref.tenant == self.tenant),
                               direction)

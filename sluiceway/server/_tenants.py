@@ -25,7 +25,7 @@ from sluiceway.logql import (
     SeriesVolume,
     check_selector,
 )
-from sluiceway.model import EntryBlock, Matcher, SeriesRef
+from sluiceway.model import EntryBlock, Matcher, ReadHints, SeriesRef
 from sluiceway.server._params import ParamError
 
 TENANT_LABEL = "__tenant_id__"
@@ -125,10 +125,11 @@ class MultiTenantSource:
 
     def blocks(self, ref: SeriesRef, start: int, end: int, direction: str, *,
                prefilter: LinePrefilter | None = None,
-               deadline: Deadline | None = None) -> Iterator[EntryBlock]:
+               deadline: Deadline | None = None,
+               hints: ReadHints | None = None) -> Iterator[EntryBlock]:
         labels = dict(ref.labels)
         for b in self.inner.blocks(ref, start, end, direction, prefilter=prefilter,
-                                   deadline=deadline):
+                                   deadline=deadline, hints=hints):
             yield replace(b, labels=labels)
 
     def label_names(self, tenants: list[str], matchers: list[Matcher], start: int,

@@ -40,6 +40,7 @@ import struct
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import zstandard
@@ -102,6 +103,12 @@ class BlockInfo:
     def end(self) -> int:
         return self.offset + self.length
 
+    @property
+    def has_metadata(self) -> bool:
+        """Whether its payload holds structured metadata (or the footer cannot tell:
+        format 1)."""
+        return self.raw != 12 * self.n + self.line_bytes
+
 
 @dataclass(frozen=True, slots=True)
 class Footer:
@@ -159,10 +166,23 @@ def block_bytes_for(level: int) -> int:
     return COMPACTED_BLOCK_BYTES if level >= COMPACTED_LEVEL else BLOCK_BYTES
 
 
+# Where blocks end, when they can: on a multiple of the coarsest of these (seconds) that
+# falls between half and 5/4 of the block size. A block then never straddles a bucket
+# edge of a query whose window edges lie on that grid (a minute, an hour...), so a count
+# over it can be answered from its footer (`ReadHints.summary_grid`) without reading it.
+GRIDS_NS = tuple(s * 10**9 for s in (3600, 600, 300, 60, 30, 10, 5, 1))
+SPLIT_NS = 3600 * 10**9  # no block reaches over an hour's edge (`split_queries_by_interval`)
+
+
 def cut_points(block: EntryBlock, block_bytes: int = BLOCK_BYTES) -> list[int]:
-    """Where `block` (ascending) is cut into blocks of about `block_bytes` raw bytes:
-    the end index of each, never inside a run of equal timestamps."""
+    """Where `block` (ascending) is cut into blocks of about `block_bytes` raw bytes: the
+    end index of each, never inside a run of equal timestamps. A block ends where its
+    last entry is at or before a multiple of the coarsest grid of `GRIDS_NS` that gives
+    it between 1/2 and 5/4 of `block_bytes`, and the next one starts after it; without
+    such a multiple (dense data: under a second), at `block_bytes`. No block reaches
+    over an hour's edge (`_split_edge`: the first and last block of a chunk may be small)."""
     n = len(block)
+    ts = block.ts
     sizes = np.diff(block.offsets) + 12
     cum = np.cumsum(sizes)
     ends: list[int] = []
@@ -171,13 +191,49 @@ def cut_points(block: EntryBlock, block_bytes: int = BLOCK_BYTES) -> list[int]:
         base = int(cum[start - 1]) if start else 0
         end = int(np.searchsorted(cum, base + block_bytes, "left")) + 1
         if end >= n:
-            ends.append(n)
-            break
+            end = _split_edge(ts, start, n)
+            ends.append(end)
+            if end == n:
+                break
+            start = end
+            continue
+        longest = min(n, int(np.searchsorted(cum, base + block_bytes * 5 // 4, "left")) + 1)
+        shortest = max(start + 1, int(np.searchsorted(cum, base + block_bytes // 2, "left"))
+                       + 1)
+        aligned = _aligned_end(ts, shortest, end, longest) if shortest < longest else None
         # Keep equal timestamps together: blocks stay strictly time-disjoint.
-        end = int(np.searchsorted(block.ts, block.ts[end - 1], "right"))
+        end = aligned if aligned is not None else int(
+            np.searchsorted(ts, ts[end - 1], "right"))
+        end = _split_edge(ts, start, end)
         ends.append(end)
         start = end
     return ends
+
+
+def _split_edge(ts: np.ndarray[Any, np.dtype[np.int64]], start: int, end: int) -> int:
+    """`end`, or an earlier one so that the block does not reach over a multiple of
+    `SPLIT_NS` (a query's time splits are counted apart: a block over their edge is read
+    by both, never counted from its footer)."""
+    edge = (int(ts[start]) // SPLIT_NS + 1) * SPLIT_NS  # the first edge past its start
+    if edge <= int(ts[end - 1]):  # a split is [edge - SPLIT_NS, edge): cut before `edge`
+        cut = int(np.searchsorted(ts, edge, "left"))
+        if start < cut < end:
+            return cut
+    return end
+
+
+def _aligned_end(ts: np.ndarray[Any, np.dtype[np.int64]], shortest: int, nominal: int,
+                 longest: int) -> int | None:
+    """An end in [shortest, longest) whose last entry is at or before a multiple T of the
+    coarsest grid possible, and the next entry after it (the multiple nearest `nominal`'s
+    last entry), or None."""
+    lo, hi, mid = int(ts[shortest - 1]), int(ts[longest - 1]), int(ts[nominal - 1])
+    for g in GRIDS_NS:
+        below = mid // g * g
+        for t in (below, below + g) if mid - below <= g // 2 else (below + g, below):
+            if lo <= t < hi:
+                return int(np.searchsorted(ts, t, "right"))
+    return None
 
 
 def encode_chunk_v2(block: EntryBlock, level: int, *, tenant: str, labels: str,

@@ -113,12 +113,15 @@ class ChunkIO:
 
     # --- writing ---------------------------------------------------------------------
     @staticmethod
-    def encode(block: EntryBlock, level: int, *, tenant: str, labels: str,
-               log_pos: bytes) -> tuple[bytes, ChunkMeta]:
+    def encode(block: EntryBlock, level: int, *, tenant: str, labels: str, log_pos: bytes,
+               filters: Callable[[EntryBlock], bytes] | None = None,
+               ) -> tuple[bytes, ChunkMeta]:
         """`block` (sorted, deduplicated, n >= 1) as a format-2 chunk of stream `labels`
         (Loki's text form) of `tenant`, from the log records `log_pos` says
-        (`LogPositions`)."""
-        return encode_chunk_v2(block, level, tenant=tenant, labels=labels, log_pos=log_pos)
+        (`LogPositions`); `filters` makes each block's filters slot (`_blockfilter`: the
+        compactor's chunks)."""
+        return encode_chunk_v2(block, level, tenant=tenant, labels=labels, log_pos=log_pos,
+                               filters=filters)
 
     def written(self, key: str, data: bytes) -> None:
         """The footer of `data` (a chunk just written under `key`) into the cache, so the

@@ -68,13 +68,22 @@ class Compactor:
         cands = [c for c in s.chunks if c.level < self.level and now - c.created >= self.min_age_s]
         groups: list[list[ChunkRef]] = []
         size = 0
+        reach = 0  # the newest line of the group so far
         for c in sorted(cands, key=lambda c: c.mint):
-            if groups and size + c.raw_bytes <= self.target_bytes:
+            # A chunk that overlaps the group in time goes into it, up to twice the target:
+            # merged, their lines are deduplicated once, and the compacted chunks do not
+            # overlap each other (a block no other chunk overlaps can be counted from its
+            # footer, see `_blockfilter`).
+            fits = size + c.raw_bytes <= self.target_bytes or (
+                c.mint <= reach and size + c.raw_bytes <= 2 * self.target_bytes)
+            if groups and fits:
                 groups[-1].append(c)
                 size += c.raw_bytes
+                reach = max(reach, c.maxt)
             else:
                 groups.append([c])
                 size = c.raw_bytes
+                reach = c.maxt
         return groups
 
     def _compact(self, ts: TenantStore, s: Stream, group: list[ChunkRef],

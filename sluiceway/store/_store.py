@@ -5,6 +5,7 @@ starts from."""
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import re
 import threading
@@ -24,7 +25,14 @@ from sluiceway.durable import (
     lock_dir,
     remove_temp_files,
 )
-from sluiceway.model import EntryBlock, Matcher, PushRecord, SeriesRef
+from sluiceway.model import (
+    BlockSummary,
+    EntryBlock,
+    Matcher,
+    PushRecord,
+    ReadHints,
+    SeriesRef,
+)
 from sluiceway.store._applier import Applier
 from sluiceway.store._cache import ChunkCache
 from sluiceway.store._checkpoint import read_checkpoint, write_checkpoint
@@ -208,6 +216,11 @@ class Store:
         # Seconds a tenant's line may lie behind its stream's newest; the server sets it.
         self.unordered_window_for: Callable[[str], float] = (
             unordered_window_for or (lambda _t: cfg.unordered_window_s))
+        # How a compacted block's lines are labelled at read time (`detected_level`), to
+        # keep their counts by it in the footer: tenant, block -> (rules key, one value
+        # per line or one for all) or None. The server sets it; None: no counts kept.
+        self.block_labels: Callable[[str, EntryBlock],
+                                    tuple[str, str | list[str]] | None] | None = None
         self._changes = 0  # compactions and retention passes that changed something
         self.ready = False
         self.garbage_deleted = 0  # chunks and index objects deleted after delete_delay
@@ -397,8 +410,14 @@ class Store:
                                      f"{name}/", self.cache, self.cfg.chunk_target_bytes,
                                      self.cfg.compression_level, _POSITIONS, self.writer,
                                      memory=self.memory)
+                    ts.block_labels = functools.partial(self._block_labels, tenant)
                     self.tenants[tenant] = ts
         return ts
+
+    def _block_labels(self, tenant: str, block: EntryBlock
+                      ) -> tuple[str, str | list[str]] | None:
+        labeler = self.block_labels
+        return labeler(tenant, block) if labeler is not None else None
 
     # --- write path ------------------------------------------------------------------
     def ingest(self, record: PushRecord) -> Future[Applied]:
@@ -741,16 +760,21 @@ class Store:
         return out
 
     def blocks(self, ref: SeriesRef, start: int, end: int, direction: str,
-               warn: Callable[[str], None] | None = None) -> Iterator[EntryBlock]:
+               warn: Callable[[str], None] | None = None,
+               hints: ReadHints | None = None,
+               on_summary: Callable[[BlockSummary], None] | None = None,
+               ) -> Iterator[EntryBlock]:
         """The entries of `ref` in [start, end): time-disjoint blocks in `direction` order,
         duplicates removed (`TenantStore.blocks`). A chunk that cannot be read is left out
         (and quarantined when damaged); `warn` gets a sentence saying so, for Loki's
-        `warnings` in the answer."""
+        `warnings` in the answer. `hints`: what may be left unread (`TenantStore.blocks`);
+        `on_summary` is called with each block summarized instead of read (the caller's
+        byte count: it may raise to stop the read)."""
         ts = self.tenants.get(ref.tenant)
         s = ts.streams.get(ref.fp) if ts is not None else None
         if ts is None or s is None:
             return iter(())
-        return ts.blocks(s, start, end, direction, warn)
+        return ts.blocks(s, start, end, direction, warn, hints, on_summary)
 
     def index_stats(self, tenants: list[str], matchers: list[Matcher], start: int,
                     end: int) -> dict[str, int]:

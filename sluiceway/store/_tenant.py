@@ -24,19 +24,24 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 from sluiceway.durable import ensure_dir
 from sluiceway.model import (
+    BlockSummary,
     EntryBlock,
     Matcher,
+    ReadHints,
     format_labels,
     in_read_order,
     merge_stream,
     parse_labels,
     sort_dedupe,
 )
+from sluiceway.store._blockfilter import TokenProbe, block_rows, build_counts, build_filter
 from sluiceway.store._cache import ChunkCache
 from sluiceway.store._chunk import ChunkError
-from sluiceway.store._chunkfmt import BlockInfo, Footer
+from sluiceway.store._chunkfmt import VERSION, BlockInfo, Footer
 from sluiceway.store._chunkio import ChunkIO, Held, LogPositions
 from sluiceway.store._index import Delta, IndexEntry, Removal, TenantIndex, Writer
 from sluiceway.store._ingestlog import Position
@@ -100,6 +105,10 @@ class TenantStore:
         self.active: dict[int, None] = {}
         # Called with each stream a series scan looks at, no lock held (a test's pause).
         self.scan_hook: Callable[[Stream], None] | None = None
+        # What a compacted block's lines are labelled at read time, to count them by it
+        # (its rules key and one value per line, or one for all; None: not counted).
+        self.block_labels: Callable[[EntryBlock], tuple[str, str | list[str]] | None] \
+            | None = None
         ensure_dir(root)
         self.chunks_readded = 0  # chunk files the index no longer named, taken back
         self.chunks_quarantined: dict[str, int] = {}  # by reason
@@ -303,28 +312,42 @@ class TenantStore:
         kept = set(done)
         return [jobs[i] for i in range(len(jobs)) if i not in kept], error
 
-    def _encode(self, s: Stream, block: EntryBlock, level: int,
-                log_pos: bytes) -> tuple[bytes, ChunkRef]:
+    def _encode(self, s: Stream, block: EntryBlock, level: int, log_pos: bytes,
+                filters: bool = False) -> tuple[bytes, ChunkRef]:
         data, meta = self.chunkio.encode(block, level, tenant=self.tenant,
-                                         labels=format_labels(s.labels), log_pos=log_pos)
+                                         labels=format_labels(s.labels), log_pos=log_pos,
+                                         filters=self._slot if filters else None)
         day = _day(meta.mint // _DAY_NS)
         rel = f"chunks/{day}/{s.fp:016x}-{meta.mint}-{uuid.uuid4().hex[:8]}.chunk"
         return data, ChunkRef(rel, meta.mint, meta.maxt, meta.n, meta.raw_bytes, meta.size,
                               level, time.time())
 
     def write_chunk(self, s: Stream, block: EntryBlock, level: int,
-                    sources: Sequence[ChunkRef] = ()) -> ChunkRef:
+                    sources: Sequence[ChunkRef] = (), filters: bool = True) -> ChunkRef:
         """One chunk object, durable when this returns (not yet in the index); `sources`:
-        the chunks it merges (its log position is the earliest of theirs)."""
+        the chunks it merges (its log position is the earliest of theirs); `filters`:
+        with each block's token filter (the compactor's chunks; fresh chunks have none,
+        see `_blockfilter`)."""
         log_pos = b""
         if self.positions is not None and sources:
             try:
                 log_pos = self.positions.earliest([self.footer(s, c)[0] for c in sources])
             except (ChunkError, OSError):  # read a moment ago: not known after all
                 log_pos = self.positions.encode(None)
-        data, ref = self._encode(s, block, level, log_pos)
+        data, ref = self._encode(s, block, level, log_pos, filters)
         self.objects.put(self.key(ref.path), data)
         return ref
+
+    def _slot(self, part: EntryBlock) -> bytes:
+        """A compacted block's filters slot: its token filter, and (without structured
+        metadata: a block with some is always read) its lines counted per minute, and
+        per `detected_level` when the owner says how (`block_labels`)."""
+        out = build_filter(part)
+        if part.metadata is None:
+            labeler = self.block_labels
+            got = labeler(part) if labeler is not None else None
+            out += build_counts(*(got or ("", "")), part)
+        return out
 
     def replace_chunks(self, s: Stream, old: list[ChunkRef], new: ChunkRef) -> None:
         """Swap `old` for `new`: one index object adds the new chunk and takes the old ones
@@ -431,7 +454,10 @@ class TenantStore:
                 [p for p in mem if p.maxt >= start and p.mint < end])
 
     def blocks(self, s: Stream, start: int, end: int, direction: str,
-               warn: Callable[[str], None] | None = None) -> Iterator[EntryBlock]:
+               warn: Callable[[str], None] | None = None,
+               hints: ReadHints | None = None,
+               on_summary: Callable[[BlockSummary], None] | None = None,
+               ) -> Iterator[EntryBlock]:
         """Time-disjoint sorted blocks of one stream in [start, end), in `direction` order;
         a chunk that cannot be read is left out and `warn` is told (`take_out`).
 
@@ -440,6 +466,13 @@ class TenantStore:
         out-of-order writes): blocks are merged as a stream by `sluiceway.model.merge_stream`,
         each with where the blocks still to come start (the chunk's next block, the next
         chunk), pulled one at a time while the next ones are decoded ahead.
+
+        `hints` (see `ReadHints`): a block whose token filter lacks one of `hints.tokens`
+        is not read (counted in `hints.skipped`); with `hints.summary_grid` (forward
+        only), a block of a chunk that no other chunk (nor the head) overlaps in time goes
+        to `hints.summaries` instead of being read when it qualifies (`_Read.summaries`):
+        no other data can hold a duplicate of its entries, so nothing of it is pending in
+        the merge. `on_summary` is called with each (it may raise: the read stops).
         """
         chunks, mem = self.snapshot(s, start, end)
         spans: list[tuple[int, int, ChunkRef | list[HeadPiece]]] = [
@@ -448,10 +481,10 @@ class TenantStore:
             spans.append((min(p.mint for p in mem), max(p.maxt for p in mem), mem))
         forward = direction != "backward"
         ordered = in_read_order(spans, direction)
+        read = _Read(start, end, hints, forward, ordered, on_summary)
 
         def bounded() -> Iterator[tuple[EntryBlock | None, int | None]]:
-            for i, block, inner in self._loaded(s, [it for _, _, it in ordered], start, end,
-                                                forward, warn):
+            for i, block, inner in self._loaded(s, [it for _, _, it in ordered], read, warn):
                 # Where the blocks still to come start: this item's next block, the next item.
                 bounds = [inner] if inner is not None else []
                 if i + 1 < len(ordered):
@@ -468,18 +501,18 @@ class TenantStore:
                 sum(c.n for c in chunks) + sum(len(p.block) for p in mem),
                 sum(c.raw_bytes for c in chunks) + sum(p.block.nbytes for p in mem))
 
-    def _loaded(self, s: Stream, items: list[ChunkRef | list[HeadPiece]], start: int,
-                end: int, forward: bool, warn: Callable[[str], None] | None
+    def _loaded(self, s: Stream, items: list[ChunkRef | list[HeadPiece]], read: _Read,
+                warn: Callable[[str], None] | None
                 ) -> Iterator[tuple[int, EntryBlock | None, int | None]]:
         """(item index, block, where the item's next block starts) for every block of
-        `items` overlapping [start, end), in order: each chunk's blocks in `forward` order
-        (the start is their first timestamp forward, their last backward; None after the
-        item's last block), the in-memory pieces as one sorted, deduplicated block.
-        Blocks are read and decoded a few ahead on the pool (zstd releases the GIL) while
-        the caller filters the current one. A chunk that cannot be read is taken out of
-        service (`warn` is told why) and its blocks from there on are None."""
+        `items` overlapping the read's range, in order: each chunk's blocks in the read's
+        direction (the start is their first timestamp forward, their last backward; None
+        after the item's last block), the in-memory pieces as one sorted, deduplicated
+        block. Blocks are read and decoded a few ahead on the pool (zstd releases the GIL)
+        while the caller filters the current one. A chunk that cannot be read is taken
+        out of service (`warn` is told why) and its blocks from there on are None."""
         ahead: deque[tuple[int, Future[Loaded], int | None, ChunkRef | None]] = deque()
-        plan = self._plan(s, items, start, end, forward, warn)
+        plan = self._plan(s, items, read, warn)
         failed: set[str] = set()  # chunks taken out during this read
 
         def submit() -> None:
@@ -502,13 +535,14 @@ class TenantStore:
                     self._unreadable(s, ref, got, warn)
             yield i, block, inner
 
-    def _plan(self, s: Stream, items: list[ChunkRef | list[HeadPiece]], start: int,
-              end: int, forward: bool, warn: Callable[[str], None] | None
+    def _plan(self, s: Stream, items: list[ChunkRef | list[HeadPiece]], read: _Read,
+              warn: Callable[[str], None] | None
               ) -> Iterator[tuple[int, Future[Loaded], int | None, ChunkRef | None]]:
         """`_loaded`'s blocks as futures, each decoded on the pool when its turn comes.
         When a chunk's turn comes, its footer (the cache, or one range read of its tail)
         and the bytes of the blocks the range needs (one range read: they are
-        neighbours) are read here."""
+        neighbours) are read here; blocks the read's token filter rules out are left
+        out, and the blocks it summarizes are not read either."""
         for i, item in enumerate(items):
             if not isinstance(item, ChunkRef):
                 done: Future[Loaded] = Future()
@@ -517,16 +551,17 @@ class TenantStore:
                 continue
             try:
                 footer, held = self.footer(s, item)
-                wanted = footer.overlapping(start, end)
+                wanted = read.wanted(footer)
+                wanted = read.summarize(footer, i, wanted)
                 held = self.chunkio.fetch(self.key(item.path), wanted, held)
             except (ChunkError, OSError) as exc:
                 self._unreadable(s, item, exc, warn)
                 continue
-            if not forward:
+            if not read.forward:
                 wanted.reverse()
             for j, b in enumerate(wanted):
                 inner = None if j + 1 == len(wanted) else \
-                    wanted[j + 1].mint if forward else wanted[j + 1].maxt
+                    wanted[j + 1].mint if read.forward else wanted[j + 1].maxt
                 yield i, _POOL.submit(self._block_or_error, s, item, footer, b, held), inner, \
                     item
 
@@ -643,3 +678,59 @@ def _describe(s: Stream, ref: ChunkRef) -> str:
     span = "/".join(datetime.fromtimestamp(t / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
                     for t in (ref.mint, ref.maxt))
     return f"chunk {ref.path} of {format_labels(s.labels)} ({ref.n} lines, {span})"
+
+
+class _Read:
+    """One read of a stream's blocks: its range, direction and hints, and the time spans
+    of its items (chunks, the head), to tell which blocks no other item overlaps."""
+
+    def __init__(self, start: int, end: int, hints: ReadHints | None, forward: bool,
+                 items: Sequence[tuple[int, int, object]],
+                 on_summary: Callable[[BlockSummary], None] | None = None) -> None:
+        self.start, self.end, self.forward, self.hints = start, end, forward, hints
+        self.on_summary = on_summary
+        self.probe = TokenProbe(hints.tokens) if hints is not None and hints.tokens else None
+        self.grid = hints.summary_grid if hints is not None and forward else 0
+        self.mints = np.array([it[0] for it in items], dtype=np.int64)
+        self.maxts = np.array([it[1] for it in items], dtype=np.int64)
+
+    def wanted(self, footer: Footer) -> list[BlockInfo]:
+        """The blocks of a chunk overlapping the range that its filters do not rule out
+        (those that do are counted in `hints.skipped`)."""
+        wanted = footer.overlapping(self.start, self.end)
+        if self.probe is not None and self.hints is not None:
+            kept = [b for b in wanted if not self.probe.excludes(b.filters)]
+            self.hints.skipped += len(wanted) - len(kept)
+            return kept
+        return wanted
+
+    def summarize(self, footer: Footer, i: int, wanted: list[BlockInfo]) -> list[BlockInfo]:
+        """`wanted` without the blocks of item `i` that go to `hints.summaries`: format 2,
+        no metadata, wholly inside the range, no other item (chunk, head) overlapping its
+        time span, so none of its entries can be a duplicate the merge would remove, and
+        its lines per bucket of the grid (and per value of `hints.label_key`) known from
+        its footer (`block_rows`)."""
+        g, hints = self.grid, self.hints
+        if not g or footer.version != VERSION or hints is None:
+            return wanted
+        rest = []
+        for b in wanted:
+            rows = None
+            if self.start <= b.mint and b.maxt < self.end and not b.has_metadata \
+                    and self._alone(i, b):
+                rows = block_rows(b.filters, hints.label_key, g,
+                                  -(-b.mint // g) == -(-b.maxt // g), b.n, b.line_bytes,
+                                  b.maxt)
+            if rows is None:
+                rest.append(b)
+                continue
+            summary = BlockSummary(b.n, b.line_bytes, b.mint, b.maxt, rows)
+            if self.on_summary is not None:
+                self.on_summary(summary)
+            hints.summaries.append(summary)
+        return rest
+
+    def _alone(self, i: int, b: BlockInfo) -> bool:
+        """No item but `i` has data in [b.mint, b.maxt] (by its span)."""
+        over = (self.mints <= b.maxt) & (self.maxts >= b.mint)
+        return int(np.count_nonzero(over)) == 1 and bool(over[i])

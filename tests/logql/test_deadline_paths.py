@@ -22,7 +22,7 @@ from sluiceway.logql import (
     SeriesRef,
     evaluate,
 )
-from sluiceway.model import EntryBlock, StreamBatch
+from sluiceway.model import EntryBlock, ReadHints, StreamBatch
 from tests.logql_metric.helpers import TENANT, S, columnar_only
 
 BLOCKS = 40  # per stream
@@ -41,9 +41,10 @@ class BlockClock(MemorySource):
 
     def blocks(self, ref: SeriesRef, start: int, end: int, direction: str, *,
                prefilter: LinePrefilter | None = None,
-               deadline: Deadline | None = None) -> Iterator[EntryBlock]:
+               deadline: Deadline | None = None,
+               hints: ReadHints | None = None) -> Iterator[EntryBlock]:
         for b in super().blocks(ref, start, end, direction, prefilter=prefilter,
-                                deadline=deadline):
+                                deadline=deadline, hints=hints):
             self.now += 1.0
             yield b
 

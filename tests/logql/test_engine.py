@@ -231,6 +231,19 @@ def test_unpack_restores_packed_entries() -> None:
     assert errored and errored[0]["__error__"] == "JSONParserErr"
 
 
+def test_unpack_takes_only_strings() -> None:
+    """Loki's unpack skips every value that is not a string, floats written as `1.50`
+    included (the reference read them back as their text, a str, and kept them); an
+    `_entry` that is a number unpacks nothing."""
+    src = MemorySource()
+    src.push("t", [StreamBatch({"app": "x"}, [1, 2], [
+        '{"_entry":"line","n":1.50,"m":2.5,"s":"v"}', '{"_entry":1.50,"s":"w"}'])])
+    data = _run(src, '{app="x"} | unpack', direction="forward")
+    got = [(s["stream"], v[1]) for s in data["result"] for v in s["values"]]
+    assert got == [({"app": "x", "s": "v"}, "line"),
+                   ({"app": "x"}, '{"_entry":1.50,"s":"w"}')]
+
+
 def test_json_nested_null_and_arrays() -> None:
     src = MemorySource()
     src.push("t", [StreamBatch({"app": "x"}, [1], [

@@ -19,7 +19,7 @@ from sluiceway.logql import (
     SeriesRef,
     evaluate,
 )
-from sluiceway.model import EntryBlock, StreamBatch
+from sluiceway.model import EntryBlock, ReadHints, StreamBatch
 
 S = 10**9
 LEVELS = ["info", "warn", "error"]
@@ -48,10 +48,11 @@ class Recording(MemorySource):
 
     def blocks(self, ref: SeriesRef, start: int, end: int, direction: str, *,
                prefilter: LinePrefilter | None = None,
-               deadline: Deadline | None = None) -> Iterator[EntryBlock]:
+               deadline: Deadline | None = None,
+               hints: ReadHints | None = None) -> Iterator[EntryBlock]:
         self.calls.append((prefilter, deadline))
         return super().blocks(ref, start, end, direction, prefilter=prefilter,
-                              deadline=deadline)
+                              deadline=deadline, hints=hints)
 
 
 @pytest.mark.parametrize(("query", "columnar", "step"), [

@@ -6,6 +6,8 @@ than memory growing; a 503, never a lost line, when chunks cannot be written."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -168,3 +170,14 @@ def test_loki_compaction_parallelism_sets_the_compactor_threads(tmp_path: Path) 
     cfg = load_config(path)
     assert store_config(cfg).compaction_threads == 3
     assert "compactor.max_compaction_parallelism" not in cfg.loki_ignored
+
+
+def test_pyarrow_loads_with_the_first_columnar_query_not_with_the_server() -> None:
+    """pyarrow (about 30 MB) is imported when a query first scans columns: a server that
+    only ingests, its workers and the pattern miner never load it."""
+    code = ("import sys, sluiceway.server, sluiceway.logql\n"
+            "from sluiceway.logql import _columnar, _columnar_block, _columnar_unwrap\n"
+            "print('pyarrow' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stdout + out.stderr

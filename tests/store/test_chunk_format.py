@@ -110,6 +110,42 @@ def test_fresh_chunks_get_small_blocks_and_compacted_ones_larger() -> None:
     assert len(fmt.footer_of(compacted).blocks) == 2
 
 
+def test_blocks_end_on_coarse_time_edges() -> None:
+    """A busy stream (about 1 MiB in 25 s) over 20 minutes around an hour: blocks end
+    on minute (or coarser) edges — every block lies in one minute bucket `((m-1)·60 s,
+    m·60 s]` of the ones a count over it feeds — none reaches over an hour's edge (a
+    query's time splits), and all but the first and last and those cut at an hour are
+    between half and 5/4 of the size asked for."""
+    s = 10**9
+    rng = np.random.default_rng(4)
+    n = 400_000
+    t0 = 1_699_999_200 * s - 600 * s + 123_456_789  # 10 minutes before an hour
+    ts = t0 + np.cumsum(rng.integers(1, 6_000_000, n))
+    lines = [b"x" * int(k) for k in rng.integers(60, 160, n)]
+    b = EntryBlock.from_lines(LABELS, ts.astype(np.int64), lines)
+    ends = fmt.cut_points(b, fmt.COMPACTED_BLOCK_BYTES)
+    starts = [0, *ends[:-1]]
+    spans = [(int(ts[a]), int(ts[e - 1])) for a, e in zip(starts, ends, strict=True)]
+    hour, minute = 3600 * s, 60 * s
+    assert all(lo // hour == hi // hour for lo, hi in spans)
+    sizes = [int(b.offsets[e] - b.offsets[a]) + 12 * (e - a)
+             for a, e in zip(starts, ends, strict=True)]
+    odd = [i for i, (lo, hi) in enumerate(spans) if -(-lo // minute) != -(-hi // minute)]
+    assert len(odd) <= 2  # the first block, and the one cut at the hour's edge
+    regular = [sz for i, sz in enumerate(sizes[1:-1], 1)
+               if spans[i][0] // hour == spans[i - 1][1] // hour
+               and spans[i][1] // hour == spans[i + 1][0] // hour]
+    assert len(regular) >= 30
+    assert all((1 << 20) // 2 <= sz <= (1 << 20) * 5 // 4 for sz in regular)
+    assert len({lo // hour for lo, _ in spans}) == 2
+    # A chunk smaller than a block, over an hour's edge: two blocks, cut at the edge.
+    edge = 1_699_999_200 * s
+    small = EntryBlock.from_lines(LABELS, np.arange(edge - 5 * s, edge + 5 * s, s // 100),
+                                  [b"y" * 100] * 1000)
+    cuts = fmt.cut_points(small, fmt.COMPACTED_BLOCK_BYTES)
+    assert cuts == [int(np.searchsorted(small.ts, edge)), 1000]
+
+
 def test_a_run_of_equal_timestamps_longer_than_a_block_stays_in_one() -> None:
     ts = np.array([1] * 5 + [2] * 400 + [3] * 5, dtype=np.int64)
     b = EntryBlock.from_lines(LABELS, ts, [f"l{i}".encode() for i in range(len(ts))])

@@ -239,3 +239,24 @@ def test_tenant_field_queries_another_tenant(page: Any, ui_server: ServerProcess
     page.locator("#tenant").fill("team-a")
     page.locator("#tenant").press("Enter")
     expect(page.locator(".log-row")).to_contain_text("only team-a sees this")
+
+
+def test_query_info_shows_blocks_skipped_by_filters(page: Any, ui_server: ServerProcess) -> None:
+    """After compaction, a rare whole word is looked for in the one block that holds it:
+    the query info says how many blocks its filters skipped."""
+    now = time.time_ns() - 600 * 10**9
+    for part in range(4):  # ~2.4 MB: a few blocks of about 1 MiB once compacted
+        lines = [f'{{"msg":"request {part * 5000 + i}","trace":"{(part * 5000 + i) * 7919:016x}"'
+                 f',"pad":"{"x" * 60}"}}' + (" qz8nv3" if part == 2 and i == 7 else "")
+                 for i in range(5000)]
+        push(ui_server.url, {"app": "ui-skip"}, lines,
+             [now + (part * 5000 + i) * 5_000_000 for i in range(5000)])
+    assert httpx.post(f"{ui_server.url}/flush", timeout=60).status_code < 300
+    r = httpx.post(f"{ui_server.url}/sluiceway/api/v1/compact", params={"min_age": "0s"},
+                   timeout=300)
+    assert r.status_code == 200, r.text
+    page.goto(explore_url(ui_server.url, '{app="ui-skip"} |~ "\\\\bqz8nv3\\\\b"'))
+    expect(page.locator(".log-row")).to_have_count(1)
+    info = page.locator("[data-testid=query-info]")
+    expect(info).to_contain_text(re.compile(r"\(\+[1-9]\d* skipped\)"))
+    expect(info).to_have_attribute("title", re.compile(r"skipped by filters: [1-9]"))

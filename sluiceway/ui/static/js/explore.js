@@ -293,15 +293,20 @@ export function explorePage(params) {
       info.dataset.summary = "done";
       return;
     }
-    // Blocks read and skipped come as Loki's chunk counters (referenced vs downloaded).
+    // Blocks read come as Loki's chunk counters (downloaded); ours add the blocks their
+    // token filters ruled out and those counted from block metadata (Loki: referenced
+    // and not downloaded).
     const store = data.stats?.querier?.store ?? {};
-    const read = store.totalChunksDownloaded ?? 0, skipped = (store.totalChunksRef ?? 0) - read;
-    const blocks = `${fmtNumber(read)} block${read === 1 ? "" : "s"}` + (skipped > 0 ? ` (+${fmtNumber(skipped)} skipped)` : "");
+    const read = store.totalChunksDownloaded ?? 0;
+    const skipped = s.totalBlocksSkippedByFilter ?? ((store.totalChunksRef ?? 0) - read);
+    const fromMeta = s.totalBlocksFromMetadata ?? 0;
+    const blocks = `${fmtNumber(read)} block${read === 1 ? "" : "s"}` + (skipped > 0 ? ` (+${fmtNumber(skipped)} skipped)` : "")
+      + (fromMeta > 0 ? ` (+${fmtNumber(fromMeta)} counted from metadata)` : "");
     info.dataset.summary = `${fmtNumber(n)} line${n === 1 ? "" : "s"} / ${fmtBytes(s.totalBytesProcessed)} scanned · ${blocks} · server ${Math.round((s.execTime ?? 0) * 1000)} ms`;
     info.title = [
       `bytes processed: ${fmtBytes(s.totalBytesProcessed)} (${fmtBytes(s.bytesProcessedPerSecond ?? 0)}/s)`,
       `lines processed: ${fmtNumber(n)}, after line filters: ${fmtNumber(s.totalPostFilterLines ?? 0)}`,
-      `blocks read: ${fmtNumber(read)}, skipped by filters: ${fmtNumber(Math.max(skipped, 0))}`,
+      `blocks read: ${fmtNumber(read)}, skipped by filters: ${fmtNumber(Math.max(skipped, 0))}, counted from metadata: ${fmtNumber(fromMeta)}`,
       `time splits: ${fmtNumber(s.splits ?? 0)}`,
     ].join("\n");
   }
