@@ -1,10 +1,12 @@
 """After a damaged index: take back the chunks it no longer names (`recover_chunks`).
 
 Chunks are listed, read and moved through the tenant's object store. A chunk carries its
-stream's fingerprint in its name (`chunks/<day>/<fp hex>-<mint>-<id>.chunk`) but not the
-stream's labels. A chunk the index does not name (and never deleted) is taken back when
-the fingerprint belongs to a stream known from another index record or from the WAL; the
-labels are never guessed. Otherwise the chunk moves to `quarantine/unindexed/`, is
+stream's fingerprint in its name (`chunks/<day>/<fp hex>-<mint>-<id>.chunk`), and a
+format-2 chunk its tenant and labels in its footer. A chunk the index does not name (and
+never deleted) is taken back when its footer names its labels (checked against the
+fingerprint and the tenant) or the fingerprint belongs to a stream known from another
+index record or from the WAL; the labels are never guessed. Otherwise (a format-1 chunk of
+a stream known from nowhere) the chunk moves to `quarantine/unindexed/`, is
 counted and logged, and is looked at again at every start until its stream is known (a
 push to it after the restart is enough). Index entries whose chunk is gone (their "del"
 record was lost) are dropped.
@@ -14,9 +16,9 @@ from __future__ import annotations
 
 import logging
 
-from sluiceway.model import format_labels
+from sluiceway.model import fingerprint, format_labels, parse_labels
 from sluiceway.store._chunk import ChunkError
-from sluiceway.store._chunkfmt import decode_chunk
+from sluiceway.store._chunkfmt import decode_chunk, footer_of
 from sluiceway.store._index import IndexEntry, Removal
 from sluiceway.store._objstore import ObjectInfo
 from sluiceway.store._quarantine import CORRUPT, UNINDEXED, UNREADABLE, move, quarantine_prefix
@@ -31,6 +33,19 @@ def _fingerprint_of(rel: str) -> int | None:
         return int(rel.rsplit("/", 1)[-1].split("-", 1)[0], 16)
     except ValueError:
         return None
+
+
+def _footer_labels(data: bytes, fp: int | None, tenant: str) -> dict[str, str] | None:
+    """The labels a format-2 chunk's footer names, when they are its stream's (their
+    fingerprint is the one in its name) and the footer's tenant is this one."""
+    footer = footer_of(data)
+    if fp is None or not footer.labels or footer.tenant != tenant:
+        return None
+    try:
+        labels = parse_labels(footer.labels)
+    except ValueError:
+        return None
+    return labels if fingerprint(labels) == fp else None
 
 
 def recover_chunks(ts: TenantStore) -> None:
@@ -63,6 +78,10 @@ def recover_chunks(ts: TenantStore) -> None:
         s = ts.streams.get(fp) if fp is not None else None
         try:
             data = ts.objects.get(ts.key(src))
+            if s is None and fp is not None:
+                labels = _footer_labels(data, fp, ts.tenant)
+                if labels is not None:
+                    s = ts.stream(fp, labels)
             block = decode_chunk(data, s.labels if s is not None else {})
             if not len(block):
                 raise ChunkError("chunk holds no lines")
@@ -86,7 +105,8 @@ def recover_chunks(ts: TenantStore) -> None:
             move(ts.objects, ts.key(src), ts.key(waiting_at + rel), data)
             ts.count_out(UNINDEXED)
             log.warning("tenant %s: chunk %s (%d lines) is not in the damaged index and no "
-                        "index record or WAL record names its stream's labels (fingerprint "
+                        "footer, index record or WAL record names its stream's labels "
+                        "(fingerprint "
                         "%016x): moved to %s; it is taken back at a start once that stream "
                         "is known again", ts.tenant, rel, len(block), fp or 0,
                         waiting_at + rel)

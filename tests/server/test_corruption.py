@@ -15,6 +15,8 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from sluiceway.store import IndexReader, LocalDir
+from sluiceway.store._chunk import encode_chunk
+from sluiceway.store._chunkfmt import decode_chunk
 from tests.procs import REPO, ServerProcess
 
 _FRAME = struct.Struct("<II")  # u32 payload length | u32 CRC32 (WAL and index objects)
@@ -104,7 +106,9 @@ def test_damaged_index_records_are_skipped_and_their_chunks_re_added(tmp_path: P
     """One damaged byte each in three index records (payload, length, CRC): the reader
     resynchronises after each, and the chunks they named come back when the stream's labels
     are known from other index records or from the WAL; a chunk whose labels are known from
-    nowhere is counted, logged and set aside, and comes back once its stream is seen again."""
+    nowhere (b's, rewritten as format 1, an older release's chunk without labels in its
+    footer) is counted, logged and set aside, and comes back once its stream is seen
+    again."""
     data = tmp_path / "data"
     cfg = tmp_path / "s.yaml"
     cfg.write_text("storage:\n  compaction_enabled: false\n")
@@ -141,6 +145,8 @@ def test_damaged_index_records_are_skipped_and_their_chunks_re_added(tmp_path: P
     _flip(b_obj, b_off + 3, 0x40)  # the length's top byte: the frame claims 1 GiB
     _flip(c_obj, c_off + 5)  # the CRC
     b_path = orjson.loads(b_rec)["path"]
+    b_file = data / "tenants" / "t-fake" / b_path
+    b_file.write_bytes(encode_chunk(decode_chunk(b_file.read_bytes(), {}), 1)[0])
 
     srv.start()
     got_a, _ = _query(srv, '{job="a"}')

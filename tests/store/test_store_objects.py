@@ -16,6 +16,8 @@ import numpy as np
 
 from sluiceway.model import EntryBlock, Matcher
 from sluiceway.store import LocalDir, Store, StoreConfig
+from sluiceway.store._chunk import encode_chunk
+from sluiceway.store._chunkfmt import decode_chunk
 
 
 def _block(i: int, base: int, app: str = "a", n: int = 10) -> EntryBlock:
@@ -110,12 +112,18 @@ def test_a_damaged_chunk_is_quarantined_inside_the_object_store(tmp_path: Path) 
     assert _files_in_data_dir(data) == []
 
 
-def test_chunks_of_a_lost_index_wait_in_the_object_store_and_come_back(tmp_path: Path) -> None:
-    """The index is gone and no record names the stream: its chunks move to
-    quarantine/unindexed/ in the object store; once a push makes the stream known again,
-    the next start takes them back."""
-    data, objects = tmp_path / "data", LocalDir(tmp_path / "objects")
-    cfg = StoreConfig(data, chunk_target_bytes=1500, compaction_enabled=False)
+def _as_format_1(objects: LocalDir, keys: list[str]) -> None:
+    """Rewrite chunks as an older release wrote them (format 1: no tenant or labels)."""
+    for k in keys:
+        block = decode_chunk(objects.get(k), {})
+        objects.put(k, encode_chunk(block, 1)[0])
+
+
+def _lose_the_index(tmp_path: Path) -> tuple[StoreConfig, LocalDir, list[str], list[bytes],
+                                             int]:
+    """Ten flushed chunks of one stream, then every index object deleted."""
+    objects = LocalDir(tmp_path / "objects")
+    cfg = StoreConfig(tmp_path / "data", chunk_target_bytes=1500, compaction_enabled=False)
     st = Store(cfg, objects=objects)
     base = time.time_ns()
     for i in range(10):
@@ -125,6 +133,37 @@ def test_chunks_of_a_lost_index_wait_in_the_object_store_and_come_back(tmp_path:
     st.close()
     keys = _chunk_keys(objects)
     objects.delete_many(_index_keys(objects))
+    return cfg, objects, keys, before, base
+
+
+def test_chunks_of_a_lost_index_come_back_from_their_footers(tmp_path: Path) -> None:
+    """The index is gone and no record or WAL names the stream: a format-2 chunk's footer
+    names its tenant and labels, so every chunk is taken back at once. A chunk whose
+    footer's labels are not those of the fingerprint in its name (a file renamed or copied
+    from elsewhere) is not trusted: it waits in the quarantine."""
+    cfg, objects, keys, before, base = _lose_the_index(tmp_path)
+    # One chunk under another stream's fingerprint: its footer does not match its name.
+    moved = keys[0].replace(keys[0].rsplit("/", 1)[1][:16], "00000000deadbeef")
+    objects.put(moved, objects.get(keys[0]))
+    objects.delete(keys[0])
+
+    st = Store(cfg, objects=objects)
+    got = _lines(st)
+    assert sorted(got + decode_chunk(objects.get(
+        moved.replace("t-fake/", "t-fake/quarantine/unindexed/", 1)), {}).lines()) == \
+        sorted(before)
+    assert sorted(_chunk_keys(objects)) == sorted(keys[1:])
+    assert st.tenants["fake"].chunks_quarantined == {"unindexed": 1}
+    assert st.tenants["fake"].chunks_readded == len(keys) - 1
+    st.close()
+
+
+def test_chunks_of_a_lost_index_wait_in_the_object_store_and_come_back(tmp_path: Path) -> None:
+    """The index is gone and no record names the stream of format-1 chunks (an older
+    release's, without labels in them): they move to quarantine/unindexed/ in the object
+    store; once a push makes the stream known again, the next start takes them back."""
+    cfg, objects, keys, before, base = _lose_the_index(tmp_path)
+    _as_format_1(objects, keys)
 
     st = Store(cfg, objects=objects)
     assert _lines(st) == []
@@ -189,7 +228,7 @@ def test_an_unreadable_chunk_of_a_lost_index_is_counted_not_lost_silently(
     keys = _chunk_keys(LocalDir(tmp_path / "objects"))
     objects = _EIOOnGet(tmp_path / "objects", keys[0])
     st = Store(cfg, objects=objects)
-    assert st.tenants["fake"].chunks_quarantined == {"unreadable": 1,
-                                                     "unindexed": len(keys) - 1}
-    assert _chunk_keys(objects) == [keys[0]]  # left in place
+    assert st.tenants["fake"].chunks_quarantined == {"unreadable": 1}
+    assert st.tenants["fake"].chunks_readded == len(keys) - 1  # from their footers
+    assert sorted(_chunk_keys(objects)) == sorted(keys)  # the unreadable one left in place
     st.close()
