@@ -44,7 +44,8 @@ def test_a_server_ingesting_many_times_its_bounds_stays_within_them(tmp_path: Pa
                    "storage:\n  max_heads_size: 2MiB\n  cache_size: 2MiB\n"
                    "  chunk_target_size: 64MiB\n  wal_sync: interval\n"
                    "pattern_ingester:\n  max_queued_bytes: 512KiB\n")
-    srv = ServerProcess(tmp_path / "data", config=cfg).start()
+    # A shared machine under load can take more than the usual 30 s to start it.
+    srv = ServerProcess(tmp_path / "data", config=cfg).start(wait=120)
     try:
         # The miner answers once it runs (its imports done): measure from there.
         r = httpx.get(f"{srv.url}/loki/api/v1/patterns", timeout=120,
