@@ -3,7 +3,10 @@
 Sends >= 1 GB (BENCH_BYTES) of realistic lines as Loki protobuf+snappy pushes from
 several concurrent connections; timed from the first push until every line is queryable.
 Also reports bytes on disk (chunks + index + WAL) against raw bytes.
-Usage: python bench/ingest.py [--bytes 1GB] [--keep DIR]
+Prints the peak memory of the server's process tree (server, ingest workers, pattern
+miner; RSS and PSS sampled from /proc) and the server's own accounting of what it holds.
+Usage: python bench/ingest.py [--bytes 1GB] [--keep DIR] [--set storage.cache_size=64MB]
+       python bench/ingest.py --code . --code ../main --runs 5   (interleaved, medians)
 """
 
 from __future__ import annotations
@@ -13,19 +16,24 @@ import http.client
 import os
 import queue
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._data import STREAMS, batches, mixed_batches  # noqa: E402
+from bench._procmem import MemoryReport, MemorySampler  # noqa: E402
 from sluiceway.model import StreamBatch, parse_size  # noqa: E402
 from sluiceway.wire import encode_push_protobuf  # noqa: E402
+from tests import procs  # noqa: E402
 from tests.procs import ServerProcess  # noqa: E402
 
 
@@ -120,6 +128,147 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return of(pid), sum(map(of, children))
 
 
+@dataclass
+class Run:
+    """What one run of the benchmark measured."""
+
+    code: str
+    t_acked: float
+    t_all: float
+    main_cpu: float
+    workers_cpu: float
+    client_cpu: float
+    usage: dict[str, int]
+    mem: MemoryReport
+    comp: dict[str, Any] | None = None
+    usage_c: dict[str, int] | None = None
+    mem_c: MemoryReport | None = None
+
+    @property
+    def cpu(self) -> float:
+        return self.main_cpu + self.workers_cpu
+
+
+def config_text(args: argparse.Namespace) -> str:
+    """The run's YAML: the benchmark's settings, then each `--set section.key=value`."""
+    sections: dict[str, dict[str, str]] = {
+        "storage": {"wal_sync": args.wal_sync}, "limits": {"max_query_length": "0s"}}
+    if args.workers is not None:
+        sections.setdefault("server", {})["ingest_workers"] = str(args.workers)
+    for item in args.set:
+        dotted, _, value = item.partition("=")
+        section, _, key = dotted.partition(".")
+        if not key or not value:
+            raise SystemExit(f"--set takes section.key=value, got {item!r}")
+        sections.setdefault(section, {})[key] = value
+    return "".join(f"{name}:\n" + "".join(f"  {k}: {v}\n" for k, v in keys.items())
+                   for name, keys in sections.items())
+
+
+def run_once(args: argparse.Namespace, bodies: list[bytes], lines: int, code: Path,
+             data: Path) -> Run:
+    """Start a server from `code` on an empty `data`, push every body, wait until every
+    line is queryable, flush (and compact unless --no-compact); stop it."""
+    if data.exists():
+        shutil.rmtree(data)
+    data.parent.mkdir(parents=True, exist_ok=True)
+    cfg = data.parent / "bench.yaml"
+    cfg.write_text(config_text(args))
+    procs.REPO = code  # the server runs `python -m sluiceway` from there
+    srv = ServerProcess(data, config=cfg).start()
+    try:
+        assert srv.proc is not None
+        main0, workers0 = cpu_seconds(srv.proc.pid)
+        sampler = MemorySampler(srv.proc.pid).start()
+        client0 = time.process_time()
+        t0 = time.perf_counter()
+        send_all(srv.url, bodies, args.conns)
+        client_cpu = time.process_time() - client0
+        t_acked = time.perf_counter() - t0
+        n = count_lines(srv.url, ['{app=~".+"}'] if args.mixed else None)
+        t_all = time.perf_counter() - t0
+        main1, workers1 = cpu_seconds(srv.proc.pid)
+        assert n == lines, f"queryable {n} != sent {lines}"
+        httpx.post(f"{srv.url}/flush", timeout=600)
+        mem = sampler.stop()
+        mem.server_parts = memory_parts(srv.url)
+        usage = httpx.get(f"{srv.url}/sluiceway/api/v1/storage").json()["data"]
+        run = Run(str(code), t_acked, t_all, main1 - main0, workers1 - workers0, client_cpu,
+                  usage, mem)
+        # The background compactor would do this 15 min later; run it now to measure it.
+        if not args.no_compact:
+            sampler = MemorySampler(srv.proc.pid).start()
+            run.comp = httpx.post(f"{srv.url}/sluiceway/api/v1/compact",
+                                  params={"min_age": "0s"}, timeout=3600).json()["data"]
+            httpx.post(f"{srv.url}/sluiceway/api/v1/compact", timeout=600)  # deletes old files
+            run.usage_c = httpx.get(f"{srv.url}/sluiceway/api/v1/storage").json()["data"]
+            run.mem_c = sampler.stop()
+    finally:
+        srv.stop()
+    return run
+
+
+def memory_parts(url: str) -> dict[str, int]:
+    """The server's own accounting of what it holds (peaks), when it has one."""
+    try:
+        r = httpx.get(f"{url}/sluiceway/api/v1/memory", timeout=30)
+    except httpx.HTTPError:
+        return {}
+    if r.status_code != 200:
+        return {}
+    return {k: int(v["peak"]) for k, v in r.json()["data"]["parts"].items()}
+
+
+def report(args: argparse.Namespace, run: Run, raw: int, lines: int) -> None:
+    t_acked, t_all, cpu, usage = run.t_acked, run.t_all, run.cpu, run.usage
+    print(f"\ningest (wal_sync={args.wal_sync}"
+          + (": fsync before every 204, group commit)" if args.wal_sync == "always" else ")")
+          + (f", server from {run.code}" if len(args.code) > 1 else ""))
+    print(f"  all pushes acked in     {t_acked:7.2f} s  {raw / 1e6 / t_acked:7.1f} MB/s  "
+          f"{lines / t_acked:10,.0f} lines/s")
+    print(f"  all lines queryable in  {t_all:7.2f} s  {raw / 1e6 / t_all:7.1f} MB/s  "
+          f"{lines / t_all:10,.0f} lines/s")
+    print(f"  server CPU (all processes) {cpu:7.2f} s  {raw / 1e6 / cpu:7.1f} MB per CPU-second"
+          f"  (load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    print(f"    server process {run.main_cpu:.2f} s, ingest workers {run.workers_cpu:.2f} s")
+    print(f"  load generator CPU (this process, same machine) {run.client_cpu:6.2f} s")
+    disk = usage["chunks"] + usage["index"] + usage["wal"]
+    print(f"  on disk after flush: chunks {usage['chunks'] / 1e6:.1f} MB + index "
+          f"{usage['index'] / 1e3:.1f} kB + WAL {usage['wal'] / 1e6:.1f} MB "
+          f"= {raw / disk:.1f}x smaller than raw ({raw / (usage['chunks'] + usage['index']):.1f}x "
+          "chunks+index)")
+    print("\n".join(run.mem.lines()))
+    comp, usage_c = run.comp, run.usage_c
+    if comp is not None and usage_c is not None:
+        kept = usage_c["chunks"] + usage_c["index"]
+        print(f"  after background compaction (zstd level 17, {comp['chunks_in']} chunks -> "
+              f"{comp['chunks_out']}, {raw / 1e6 / comp['seconds']:.1f} MB/s of raw log): "
+              f"chunks {usage_c['chunks'] / 1e6:.1f} MB + index {usage_c['index'] / 1e3:.1f} kB"
+              f" = {raw / kept:.1f}x smaller than raw")
+    if run.mem_c is not None:
+        print(f"  peak memory during compaction: RSS sum {run.mem_c.peak_rss / 1e6:.0f} MB, "
+              f"PSS sum {run.mem_c.peak_pss / 1e6:.0f} MB")
+
+
+def summary(runs: list[Run], raw: int) -> None:
+    """Medians per checkout, over interleaved runs."""
+    print(f"\nmedians of {len(runs)} interleaved runs (raw {raw / 1e6:.0f} MB):")
+    for code in dict.fromkeys(r.code for r in runs):
+        mine = [r for r in runs if r.code == code]
+
+        def med(f: Callable[[Run], float], rs: list[Run] = mine) -> float:
+            return statistics.median(f(r) for r in rs)
+
+        print(f"  {code} ({len(mine)} runs): "
+              f"{med(lambda r: raw / 1e6 / r.t_all):.1f} MB/s until queryable "
+              f"(runs: {', '.join(f'{raw / 1e6 / r.t_all:.1f}' for r in mine)}), "
+              f"{med(lambda r: r.cpu / (raw / 1e9)):.2f} CPU-s per GB "
+              f"(runs: {', '.join(f'{r.cpu / (raw / 1e9):.2f}' for r in mine)}), "
+              f"peak RSS sum {med(lambda r: r.mem.peak_rss) / 1e6:.0f} MB "
+              f"(runs: {', '.join(f'{r.mem.peak_rss / 1e6:.0f}' for r in mine)}), "
+              f"peak PSS sum {med(lambda r: r.mem.peak_pss) / 1e6:.0f} MB")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bytes", default=os.environ.get("BENCH_BYTES", "1GB"))
@@ -134,7 +283,14 @@ def main() -> None:
     ap.add_argument("--mixed", action="store_true",
                     help="the query benchmark's data set: 20 `app` streams of JSON access logs,"
                          " logfmt and nginx lines over 2.1 h (bench/query.py reads it)")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="a server config setting (repeatable), e.g. storage.cache_size=64MB")
+    ap.add_argument("--code", type=Path, action="append", default=[], metavar="DIR",
+                    help="run the server from this checkout (repeatable: the checkouts take "
+                         "turns, run after run; default: this one)")
+    ap.add_argument("--runs", type=int, default=1, help="runs per checkout (interleaved)")
     args = ap.parse_args()
+    args.code = [c.resolve() for c in args.code] or [procs.REPO]
     total = parse_size(args.bytes)
     print(f"generating {total / 1e6:.0f} MB of lines ...", flush=True)
     t0 = time.perf_counter()
@@ -144,60 +300,18 @@ def main() -> None:
           f"{wire / 1e6:.0f} MB on the wire (protobuf+snappy), prepared in "
           f"{time.perf_counter() - t0:.0f}s", flush=True)
     data = args.keep or Path(tempfile.mkdtemp(prefix="slw-bench-")) / "data"
-    if data.exists():
-        shutil.rmtree(data)
-    data.parent.mkdir(parents=True, exist_ok=True)
-    cfg = data.parent / "bench.yaml"
-    workers = f"server:\n  ingest_workers: {args.workers}\n" if args.workers is not None else ""
-    cfg.write_text(workers + f"storage:\n  wal_sync: {args.wal_sync}\n"
-                   "limits:\n  max_query_length: 0s\n")
-    srv = ServerProcess(data, config=cfg).start()
-    try:
-        assert srv.proc is not None
-        main0, workers0 = cpu_seconds(srv.proc.pid)
-        client0 = time.process_time()
-        t0 = time.perf_counter()
-        send_all(srv.url, bodies, args.conns)
-        client_cpu = time.process_time() - client0
-        t_acked = time.perf_counter() - t0
-        n = count_lines(srv.url, ['{app=~".+"}'] if args.mixed else None)
-        t_all = time.perf_counter() - t0
-        main1, workers1 = cpu_seconds(srv.proc.pid)
-        main_cpu, workers_cpu = main1 - main0, workers1 - workers0
-        cpu = main_cpu + workers_cpu
-        assert n == lines, f"queryable {n} != sent {lines}"
-        httpx.post(f"{srv.url}/flush", timeout=600)
-        usage = httpx.get(f"{srv.url}/sluiceway/api/v1/storage").json()["data"]
-        # The background compactor would do this 15 min later; run it now to measure it.
-        comp = usage_c = None
-        if not args.no_compact:
-            comp = httpx.post(f"{srv.url}/sluiceway/api/v1/compact", params={"min_age": "0s"},
-                              timeout=3600).json()["data"]
-            httpx.post(f"{srv.url}/sluiceway/api/v1/compact", timeout=600)  # deletes old files
-            usage_c = httpx.get(f"{srv.url}/sluiceway/api/v1/storage").json()["data"]
-    finally:
-        srv.stop()
-    disk = usage["chunks"] + usage["index"] + usage["wal"]
-    print(f"\ningest (wal_sync={args.wal_sync}"
-          + (": fsync before every 204, group commit)" if args.wal_sync == "always" else ")"))
-    print(f"  all pushes acked in     {t_acked:7.2f} s  {raw / 1e6 / t_acked:7.1f} MB/s  "
-          f"{lines / t_acked:10,.0f} lines/s")
-    print(f"  all lines queryable in  {t_all:7.2f} s  {raw / 1e6 / t_all:7.1f} MB/s  "
-          f"{lines / t_all:10,.0f} lines/s")
-    print(f"  server CPU (all processes) {cpu:7.2f} s  {raw / 1e6 / cpu:7.1f} MB per CPU-second"
-          f"  (load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
-    print(f"    server process {main_cpu:.2f} s, ingest workers {workers_cpu:.2f} s")
-    print(f"  load generator CPU (this process, same machine) {client_cpu:6.2f} s")
-    print(f"  on disk after flush: chunks {usage['chunks'] / 1e6:.1f} MB + index "
-          f"{usage['index'] / 1e3:.1f} kB + WAL {usage['wal'] / 1e6:.1f} MB "
-          f"= {raw / disk:.1f}x smaller than raw ({raw / (usage['chunks'] + usage['index']):.1f}x "
-          "chunks+index)")
-    if comp is not None and usage_c is not None:
-        kept = usage_c["chunks"] + usage_c["index"]
-        print(f"  after background compaction (zstd level 17, {comp['chunks_in']} chunks -> "
-              f"{comp['chunks_out']}, {raw / 1e6 / comp['seconds']:.1f} MB/s of raw log): "
-              f"chunks {usage_c['chunks'] / 1e6:.1f} MB + index {usage_c['index'] / 1e3:.1f} kB"
-              f" = {raw / kept:.1f}x smaller than raw")
+    runs: list[Run] = []
+    for i in range(args.runs):
+        # Take turns, and swap who goes first every other round (ABBA): a machine that
+        # gets busier or quieter during the session favours no checkout.
+        order = args.code if i % 2 == 0 else args.code[::-1]
+        for code in order:
+            run = run_once(args, bodies, lines, code, data)
+            report(args, run, raw, lines)
+            runs.append(run)
+            sys.stdout.flush()
+    if len(runs) > 1:
+        summary(runs, raw)
     if not args.keep:
         shutil.rmtree(data.parent, ignore_errors=True)
 

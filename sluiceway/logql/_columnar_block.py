@@ -10,11 +10,11 @@ every case; `group_rows` gives each surviving line its series key.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 import orjson
-import pyarrow.compute as pc
 
 from sluiceway.logql._columnar_filter import (
     ERROR,
@@ -33,6 +33,7 @@ from sluiceway.logql._columnar_scan import (
     extract_field,
     json_classes,
     logfmt_simple,
+    on_first_use,
     regexp_fields,
     string_spans,
     unpack_classes,
@@ -42,6 +43,11 @@ from sluiceway.logql._metric_extract import KeyMapper, pipeline_error
 from sluiceway.logql._metric_types import I64
 from sluiceway.logql._pipeline import LabelKey, LogPipeline
 from sluiceway.model import EntryBlock
+
+if TYPE_CHECKING:
+    import pyarrow.compute as pc
+else:
+    pc = on_first_use("pyarrow.compute")  # loads with the first columnar query
 
 Group = tuple[LabelKey, I64, I64 | None]  # series key, ts, line sizes
 

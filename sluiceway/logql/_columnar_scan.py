@@ -21,16 +21,44 @@ list of distinct values, so label filters and conversions run once per distinct 
 from __future__ import annotations
 
 import functools
+import importlib
 import re
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from sluiceway.model import EntryBlock
+
+
+class _OnFirstUse:
+    """A module imported when first used: pyarrow (about 30 MB) loads with the first query
+    that scans columns, not in every process that imports the engine (the pattern miner,
+    a server that only ingests)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._module: ModuleType | None = None
+
+    def __getattr__(self, attr: str) -> Any:
+        if self._module is None:
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attr)
+
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    pa = _OnFirstUse("pyarrow")
+    pc = _OnFirstUse("pyarrow.compute")
+
+
+def on_first_use(name: str) -> Any:
+    """Module `name`, imported when one of its attributes is first read."""
+    return _OnFirstUse(name)
 
 Codes = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]

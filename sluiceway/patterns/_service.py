@@ -5,8 +5,9 @@ not copied; `decode` turns it into blocks) to a queue bounded in bytes; a push t
 not fit is not mined, and its lines are counted in `skipped` (`queue_full`). A feeder
 thread hands the queue on:
 
-- to a miner *process* (a real server: `sluiceway server`), started with the `spawn`
-  method, niced to the lowest priority and killed with the server: mining (Python work
+- to a miner *process* (a real server: `sluiceway server`), a fresh interpreter (no
+  fork of the server's memory, no multiprocessing helper process), at the lowest
+  priority and killed with the server: mining (Python work
   per line) never takes the server's GIL, and under heavy ingest it gets only spare CPU,
   falls behind and skips pushes rather than slowing them;
 - or to a miner in a thread of this process (an app built in-process, as tests do).
@@ -17,10 +18,13 @@ Queries go to the same miner and wait for their answer (`query_timeout`).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -34,7 +38,7 @@ from sluiceway.patterns._miner import MinerConfig, PatternMiner, PatternSeries
 log = logging.getLogger("sluiceway.patterns")
 PRUNE_EVERY_S = 60.0
 _PR_SET_PDEATHSIG = 1
-# A WAL record → (tenant, blocks); module-level, so it pickles to the spawned process.
+# A WAL record → (tenant, blocks); module-level, so it pickles to the miner process.
 Decode = Callable[[bytes], tuple[str, list[EntryBlock]]]
 
 
@@ -123,6 +127,56 @@ def _child_main(cfg: MinerConfig, decode: Decode, records: Connection,
             queries.send(("error", repr(exc)))
 
 
+class _MinerProcess:
+    """The miner's process (`kill`, `join`)."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+
+    def kill(self) -> None:
+        self.popen.kill()
+
+    def join(self, timeout: float | None = None) -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout)
+
+
+# The miner's interpreter: this one's import path, then the entry point.
+_CHILD_CODE = ("import json, sys; sys.path[:0] = json.loads(sys.argv[1]); "
+               "from sluiceway.patterns._service import _child_entry; _child_entry()")
+
+
+def _start_miner(cfg: MinerConfig, decode: Decode
+                 ) -> tuple[_MinerProcess, Connection, Connection]:
+    """Start the miner: a new interpreter (subprocess, safe from a threaded server) that
+    gets its two pipes as inherited descriptors and its settings as the first message.
+    Not multiprocessing's `spawn`, which also starts its resource tracker process."""
+    rec_r, rec_w = multiprocessing.Pipe(duplex=False)
+    q_parent, q_child = multiprocessing.Pipe()
+    fds = (rec_r.fileno(), q_child.fileno())
+    try:
+        popen = subprocess.Popen(
+            [sys.executable, "-c", _CHILD_CODE, json.dumps(sys.path), *map(str, fds)],
+            pass_fds=fds, stdin=subprocess.DEVNULL)
+    finally:
+        rec_r.close()
+        q_child.close()
+    q_parent.send((cfg, decode))
+    return _MinerProcess(popen), rec_w, q_parent
+
+
+def _child_entry() -> None:
+    """`python -c _CHILD_CODE paths records_fd queries_fd`: the miner process."""
+    records = Connection(int(sys.argv[2]), writable=False)
+    queries = Connection(int(sys.argv[3]))
+    try:
+        cfg, decode = queries.recv()
+    except (EOFError, OSError):
+        os._exit(0)
+    _child_main(cfg, decode, records, queries)
+
+
 class PatternService:
     def __init__(self, cfg: MinerConfig, decode: Decode, max_queued_bytes: int,
                  in_process: bool, query_timeout: float = 60.0) -> None:
@@ -132,6 +186,7 @@ class PatternService:
         self.skipped: Counter[str] = Counter()  # lines of pushes not mined, by reason
         self._queue: deque[tuple[bytes, int]] = deque()
         self._queued_bytes = 0
+        self.peak_queued_bytes = 0  # the most the queue held
         self._in_flight = 0  # the push the feeder holds
         self._cond = threading.Condition()
         self._closed = False
@@ -143,15 +198,7 @@ class PatternService:
         if in_process:
             self._local = _Miner(cfg, decode)
         else:
-            ctx = multiprocessing.get_context("spawn")
-            rec_r, rec_w = ctx.Pipe(duplex=False)
-            q_parent, q_child = ctx.Pipe()
-            self._proc = ctx.Process(target=_child_main, args=(cfg, decode, rec_r, q_child),
-                                     name="sluiceway-patterns", daemon=True)
-            self._proc.start()
-            rec_r.close()
-            q_child.close()
-            self._records, self._queries = rec_w, q_parent
+            self._proc, self._records, self._queries = _start_miner(cfg, decode)
         self._feeder = threading.Thread(target=self._feed, name="pattern-feeder", daemon=True)
         self._feeder.start()
 
@@ -165,6 +212,7 @@ class PatternService:
                 return
             self._queue.append((payload, lines))
             self._queued_bytes += len(payload)
+            self.peak_queued_bytes = max(self.peak_queued_bytes, self._queued_bytes)
             self._cond.notify()
 
     def _feed(self) -> None:
@@ -197,6 +245,11 @@ class PatternService:
                 log.exception("pattern mining failed for a push")
             finally:
                 self._in_flight = 0
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of pushes waiting for the miner."""
+        return self._queued_bytes
 
     def pending(self) -> int:
         """Pushes queued or being handed over: not yet mined (in-process) or not yet with

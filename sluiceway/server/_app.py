@@ -40,8 +40,10 @@ from sluiceway.server import (
 from sluiceway.server._config import Config
 from sluiceway.server._context import UI_DIR, NotReady, ServerContext, bad
 from sluiceway.server._deletion import compile_delete, stream_retention, stream_rules
+from sluiceway.server._inflight import InflightPushes
 from sluiceway.server._ingest_pool import IngestPool
 from sluiceway.server._ledger import Ledger
+from sluiceway.server._memory import MemoryCollector
 from sluiceway.server._metrics import RequestMetricsMiddleware, ServerMetrics
 from sluiceway.server._objects import open_objects
 from sluiceway.server._overrides import TenantLimits
@@ -51,7 +53,7 @@ from sluiceway.server._routes_query import split_source
 from sluiceway.server._ruler import RulerCollector, build_ruler
 from sluiceway.server._streamlimit import StreamLimiter
 from sluiceway.server._tail import TailHub
-from sluiceway.store import ObjectStore, Store, StoreConfig, decode_record
+from sluiceway.store import HeldBytes, ObjectStore, Store, StoreConfig, decode_record
 from sluiceway.wire import BodyTooLarge
 
 
@@ -70,9 +72,11 @@ def store_config(cfg: Config) -> StoreConfig:
         flush_check_interval_s=s.flush_check_period,
         retention_period_s=cfg.retention_period(cfg.limits),
         retention_check_interval_s=retention_interval, cache_bytes=s.cache_size,
+        max_heads_bytes=s.max_heads_size,
         flush_on_shutdown=s.flush_on_shutdown, compaction_enabled=s.compaction_enabled,
         compaction_level=s.compaction_level, compaction_target_bytes=s.compaction_target_size,
         compaction_min_age_s=s.compaction_min_age, compaction_interval_s=compaction_interval,
+        compaction_threads=c.max_compaction_parallelism,
         index_sync_period_s=s.index_sync_period, delete_delay_s=c.retention_delete_delay,
         delete_cancel_period_s=c.delete_request_cancel_period)
 
@@ -198,7 +202,8 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
                if cfg.server.results_cache_size else None)
     ctx = ServerContext(cfg, ServerMetrics(), pipeline, hub, pool or IngestPool(0),
                         IngestionRateLimiter(), StreamLimiter(), StreamRateLimiter(), limits,
-                        store, results_cache=results)
+                        store, results_cache=results,
+                        inflight=InflightPushes(HeldBytes(cfg.server.max_inflight_push_bytes)))
     ctx.metrics.bind_tail(hub)
     ctx.ruler = build_ruler(cfg, ctx)
     ctx.metrics.registry.register(RulerCollector(ctx.ruler))
@@ -243,6 +248,7 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
     async def opened() -> None:
         """Everything that needs the store, once it is open."""
         ctx.metrics.bind_store(ctx.store)
+        ctx.metrics.registry.register(MemoryCollector(ctx))
         if ctx.opened_ledger is None:
             ctx.opened_ledger = await run_in_threadpool(open_ledger, cfg, ctx.store)
         ctx.metrics.bind_ledger(ctx.ledger)

@@ -72,6 +72,9 @@ class ServerSection(_Section):
     # The ledger's sources per tenant (lines of sources past it count as unattributed).
     ledger_max_sources: Annotated[int, Field(ge=1)] = 10_000
     ingest_workers: int | None = None  # decode processes; default: one per core beyond the first
+    # Bytes of pushes being handled (bodies, then their records, until answered); a push
+    # that would pass it waits for room before its body is read. 0: no bound.
+    max_inflight_push_bytes: Bytes = 64 << 20
     # Results of closed query splits kept in memory (Loki's results cache); 0 = off.
     results_cache_size: Bytes = 100 << 20
 
@@ -94,7 +97,13 @@ class StorageSection(ObjectsFields):
     flush_check_period: Duration = 10.0
     retention_period: Duration = 0.0
     retention_check_interval: Duration = 600.0
-    cache_size: Bytes = 512 << 20
+    # Decoded chunks kept for queries (Loki's embedded chunk cache, max_size_mb): chunks
+    # read, and chunks just written (the newest data is what queries read most).
+    cache_size: Bytes = 128 << 20
+    # Lines of all streams not yet in chunks (in heads, or being written): past it the
+    # largest heads are cut into chunks early, pushes wait for the flusher, and a WAL
+    # replay writes chunks as it goes (as Loki's replay_memory_ceiling). 0: no bound.
+    max_heads_size: Bytes = 128 << 20
     flush_on_shutdown: bool = True
     compaction_enabled: bool = True
     compaction_level: Annotated[int, Field(ge=1, le=22)] = 17
@@ -123,6 +132,9 @@ class CompactorSection(_Section):
     delete_request_cancel_period: Duration = 86400.0
     delete_max_interval: Duration = 86400.0
     deletion_mode: DeletionMode | None = None  # Loki 2.x's place; limits.deletion_mode since
+    # Streams compacted at once (Loki's default, 1): each holds its chunks, their merged
+    # copy and a zstd context (about 50 MB at level 17) while it is compressed.
+    max_compaction_parallelism: Annotated[int, Field(ge=1)] = 1
 
 
 class RuntimeConfigSection(_Section):
@@ -242,7 +254,7 @@ class PatternIngesterSection(_Section):
     # Sluiceway's bounds: streams mined per tenant (the rest are counted, not mined) and
     # bytes of pushes waiting for the miner (past it, pushes are counted, not mined).
     max_streams_per_tenant: Annotated[int, Field(ge=1)] = 10_000
-    max_queued_bytes: Bytes = 64 << 20
+    max_queued_bytes: Bytes = 16 << 20
 
 
 class Config(BaseSettings):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -29,6 +29,7 @@ from sluiceway.patterns import PatternService
 from sluiceway.ruler import Ruler
 from sluiceway.server._body import read_body
 from sluiceway.server._config import Config, LimitsSection
+from sluiceway.server._inflight import InflightPushes
 from sluiceway.server._ingest_pool import IngestPool
 from sluiceway.server._ledger import Ledger
 from sluiceway.server._metrics import ServerMetrics
@@ -38,7 +39,7 @@ from sluiceway.server._ratelimit import IngestionRateLimiter, StreamRateLimiter
 from sluiceway.server._streamlimit import StreamLimiter
 from sluiceway.server._tail import TailHub
 from sluiceway.server._tenants import parse_tenants
-from sluiceway.store import Store
+from sluiceway.store import HeldBytes, Store
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui" / "static"
 MAX_FORM_SIZE = 10 << 20  # Go's limit on a url-encoded body in `http.Request.ParseForm`
@@ -67,6 +68,8 @@ class ServerContext:
     patterns: PatternService | None = None  # the pattern ingester, while it runs
     cluster: ClusterNode | None = None  # cluster mode: this process's part of it
     cluster_ops: ClusterOps | None = None  # and its fan-out, tail, heartbeats, status
+    # Push bodies read and their records, until answered (`server.max_inflight_push_bytes`).
+    inflight: InflightPushes = field(default_factory=lambda: InflightPushes(HeldBytes()))
 
     def limits_for(self, tenant: str) -> LimitsSection:
         """The tenant's limits: the config's, with its runtime overrides."""

@@ -20,6 +20,7 @@ from sluiceway.server._body import read_body
 from sluiceway.server._config import LimitsSection
 from sluiceway.server._context import ServerContext, bad, ctx_of
 from sluiceway.server._distributor import Decoder, PushError, Rejections
+from sluiceway.server._inflight import Ticket
 from sluiceway.server._ratelimit import entry_sizes, stream_rate_message
 from sluiceway.server._streamlimit import stream_limit_message
 from sluiceway.store import Applied, WalWriteError
@@ -71,6 +72,22 @@ def _over_stream_rate(ctx: ServerContext, tenant: str, blocks: list[EntryBlock],
     return kept, refused
 
 
+# How long a push waits for the flusher while the heads are over `storage.max_heads_size`
+# before it is answered 503 (chunks cannot be written: disk full, object store down).
+HEADS_WAIT_S = 10.0
+
+
+async def room_in_heads(ctx: ServerContext) -> None:
+    """Wait while the streams hold more than `storage.max_heads_size` (the flusher is
+    writing what was cut); WalWriteError (503) when no room comes in `HEADS_WAIT_S`."""
+    store = ctx.store
+    if store.over_memory() and not await asyncio.to_thread(store.wait_for_room,
+                                                           HEADS_WAIT_S):
+        raise WalWriteError(
+            f"the heads hold more than storage.max_heads_size "
+            f"({store.memory.max_heads_bytes} bytes) and chunks are not being written")
+
+
 async def commit(ctx: ServerContext, record: PushRecord, rej: Rejections) -> Stored:
     """Store what validation kept; returns once it is durable and queryable. Raises
     RateLimited or WalWriteError, in which case nothing of it was stored. Lines the heads
@@ -105,6 +122,7 @@ async def commit(ctx: ServerContext, record: PushRecord, rej: Rejections) -> Sto
         if ctx.cluster is not None:
             applied = await _publish(ctx, record)
         else:
+            await room_in_heads(ctx)
             applied = await asyncio.wrap_future(ctx.store.ingest(record))
     finally:
         ctx.streams.release(adm)
@@ -152,13 +170,22 @@ async def loki_ingest(request: Request, decode: Decoder,
     stored (the route's protocol may say that differently)."""
     ctx = ctx_of(request)
     tenant = ctx.tenants(request.headers, allow_many=False)[0]
+    async with ctx.inflight.push(declared_size(request)) as held:
+        return await _loki_ingest(ctx, request, tenant, decode, rejected, held)
+
+
+async def _loki_ingest(ctx: ServerContext, request: Request, tenant: str, decode: Decoder,
+                       rejected: Callable[[Request, Rejections, int], Response],
+                       held: Ticket) -> Response:
     limits = ctx.limits_for(tenant)
     max_body = ctx.cfg.server.max_body_size
     try:
         body = await read_body(request, max_body)
+        held.add(len(body) - held.bytes)
         prepared = await ctx.pool.run(decode, tenant, body, request.headers.get("content-type"),
                                       request.headers.get("content-encoding"), max_body,
                                       limits, time.time_ns())
+        held.add(len(prepared.payload))
     except BodyTooLarge as exc:  # a WireError too: first
         return bad(str(exc), 413)
     except (WireError, PushError) as exc:
@@ -194,3 +221,9 @@ async def loki_ingest(request: Request, decode: Decoder,
     if rej.total:
         return rejected(request, rej, stored.lines)
     return Response(status_code=204)
+
+
+def declared_size(request: Request) -> int:
+    """A request's Content-Length (0 when it has none)."""
+    value = request.headers.get("content-length", "")
+    return int(value) if value.isdigit() else 0

@@ -19,7 +19,7 @@ from sluiceway.server._body import read_body
 from sluiceway.server._context import UI_DIR, ctx_of
 from sluiceway.server._distributor import PushError
 from sluiceway.server._es_ingest import mark_refused, prepare_bulk, refuse_streams
-from sluiceway.server._ingest import RateLimited, commit
+from sluiceway.server._ingest import RateLimited, commit, declared_size
 from sluiceway.store import WalWriteError
 from sluiceway.wire import BodyTooLarge, WireError, decode_content_encoding
 
@@ -68,22 +68,26 @@ async def bulk(request: Request, index: str | None = None) -> Response:
     max_body = ctx.cfg.server.max_body_size
     fields = [f for f in request.query_params.get("_stream_fields", "").split(",") if f]
     now_ns = time.time_ns()
-    try:
-        body = await read_body(request, max_body)
-        data = decode_content_encoding(body, request.headers.get("content-encoding"), max_body)
-        bp = await ctx.pool.run(prepare_bulk, tenant, data, index, fields, limits, now_ns)
-    except BodyTooLarge as exc:  # a WireError too: first
-        return es_error("content_too_long_exception", str(exc), 413)
-    except (WireError, PushError) as exc:
-        return es_error("illegal_argument_exception", str(exc))
-    try:
-        stored = await commit(ctx, bp.prepared.record(), bp.prepared.rejections)
-    except RateLimited as exc:
-        return es_error("es_rejected_execution_exception", str(exc), 429)
-    except WalWriteError as exc:
-        log.error("bulk request not stored: %s", exc)
-        return es_error("es_rejected_execution_exception",
-                        f"could not store the batch, retry later: {exc}", 503)
+    async with ctx.inflight.push(declared_size(request)) as held:
+        try:
+            body = await read_body(request, max_body)
+            held.add(len(body) - held.bytes)
+            data = decode_content_encoding(body, request.headers.get("content-encoding"),
+                                           max_body)
+            bp = await ctx.pool.run(prepare_bulk, tenant, data, index, fields, limits, now_ns)
+            held.add(len(bp.prepared.payload))
+        except BodyTooLarge as exc:  # a WireError too: first
+            return es_error("content_too_long_exception", str(exc), 413)
+        except (WireError, PushError) as exc:
+            return es_error("illegal_argument_exception", str(exc))
+        try:
+            stored = await commit(ctx, bp.prepared.record(), bp.prepared.rejections)
+        except RateLimited as exc:
+            return es_error("es_rejected_execution_exception", str(exc), 429)
+        except WalWriteError as exc:
+            log.error("bulk request not stored: %s", exc)
+            return es_error("es_rejected_execution_exception",
+                            f"could not store the batch, retry later: {exc}", 503)
     if stored.refused:  # over a stream limit: those items get a retryable 429
         await run_in_threadpool(refuse_streams, bp, data, index, fields,
                                 [(r.block, r.message) for r in stored.refused], now_ns)

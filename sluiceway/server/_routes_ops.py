@@ -1,4 +1,5 @@
-"""Operations: readiness, Prometheus metrics, build info, flush, compaction, heartbeats."""
+"""Operations: readiness, Prometheus metrics, build info, flush, compaction, memory,
+heartbeats."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sluiceway import __version__
 from sluiceway.model import HeartbeatRefused, parse_heartbeat
 from sluiceway.server._body import read_body
 from sluiceway.server._context import JSONResponse, bad, ctx_of
+from sluiceway.server._memory import memory_report
 from sluiceway.server._params import parse_seconds_or_duration
 from sluiceway.store import ChunkWriteError
 from sluiceway.wire import BodyTooLarge
@@ -68,6 +70,12 @@ async def compact(request: Request) -> Response:
 @router.get("/sluiceway/api/v1/storage")
 async def storage(request: Request) -> Response:
     return JSONResponse({"status": "success", "data": ctx_of(request).store.disk_usage()})
+
+
+@router.get("/sluiceway/api/v1/memory")
+async def memory(request: Request) -> Response:
+    """What each part of the server holds (now, peak, bound) and its processes' RSS."""
+    return JSONResponse({"status": "success", "data": memory_report(ctx_of(request))})
 
 
 @router.post("/sluiceway/api/v1/heartbeat")

@@ -96,21 +96,16 @@ def serve(cfg: Config, before_stop: Callable[[], None] | None = None,
     still takes requests (`sluiceway up` stops its demo agent there); `on_ready` runs
     once the server is bound and serving (`sluiceway up` says so only then)."""
     setup_logging(cfg.server.log_level)
-    from sluiceway.server._app import (
-        check_delete_delay,
-        create_app,  # the query engine loads only to serve
-        store_config,
-    )
+    # What the ingest workers run, imported before they are forked (its pages are then
+    # shared with them); the web app and the query engine load after the fork, in this
+    # process alone, so no worker carries them.
+    from sluiceway.server import _distributor, _es_ingest, _otlp_ingest  # noqa: F401
     from sluiceway.server._ingest_pool import IngestPool
-    from sluiceway.server._objects import ObjectStoreUnusable, open_objects
     from sluiceway.server._overrides import TenantLimits
-    from sluiceway.store import Store
 
     if cfg.loki_ignored:
         log.warning("config: these keys of a Loki config have no effect here: %s",
                     ", ".join(cfg.loki_ignored))
-    if (short := check_delete_delay(cfg)) is not None:
-        log.warning("config: %s", short)
     split_listen(cfg.server.listen)  # a malformed address fails before anything starts
     limits = TenantLimits(cfg.limits, cfg.runtime_config)
     limits.load()  # a bad runtime config: ConfigError, exit 2 before anything starts
@@ -130,6 +125,16 @@ def serve(cfg: Config, before_stop: Callable[[], None] | None = None,
         lock.close()
         pool.close()
         raise
+    from sluiceway.server._app import (
+        check_delete_delay,
+        create_app,  # the query engine loads only to serve
+        store_config,
+    )
+    from sluiceway.server._objects import ObjectStoreUnusable, open_objects
+    from sluiceway.store import Store
+
+    if (short := check_delete_delay(cfg)) is not None:
+        log.warning("config: %s", short)
     if cfg.cluster.enabled:
         # The store opens once NATS is reachable (retried, logged; /ready says 503).
         _run_server(cfg, create_app(cfg, None, pool, limits, lock=lock), sock, before_stop,

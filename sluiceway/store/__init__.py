@@ -18,6 +18,7 @@ from sluiceway.store._deletes import (
 from sluiceway.store._heads import OUT_OF_ORDER, Applied, Heads, Rejection
 from sluiceway.store._index import IndexEntry, IndexReader
 from sluiceway.store._ingestlog import IngestLog, Position
+from sluiceway.store._memory import HeldBytes, MemoryPart, StoreMemory
 from sluiceway.store._objstore import InvalidKey, LocalDir, NotFound, ObjectInfo, ObjectStore
 from sluiceway.store._objstore_nats import JetStreamBucket
 from sluiceway.store._objstore_s3 import S3Bucket
@@ -32,8 +33,8 @@ from sluiceway.store._wal import FileWal, WalPos, WalWriteError, decode_record
 
 __all__ = ["DISABLED", "FILTER_AND_DELETE", "FILTER_ONLY", "OUT_OF_ORDER", "PROCESSED",
            "RECEIVED", "Applied", "ChunkError", "ChunkWriteError", "DeleteRequest",
-           "DeleteRequests", "FileWal", "Heads", "LineDeleter",
+           "DeleteRequests", "FileWal", "Heads", "HeldBytes", "LineDeleter",
            "IndexEntry", "IndexReader", "IngestLog", "InvalidKey", "JetStreamBucket",
-           "LocalDir", "NotFound", "ObjectInfo", "ObjectStore", "Position", "Rejection",
-           "S3Bucket", "Store", "StoreConfig", "StoreError", "WalPos", "WalWriteError",
-           "decode_record", "lock_data_dir"]
+           "LocalDir", "MemoryPart", "NotFound", "ObjectInfo", "ObjectStore", "Position",
+           "Rejection", "S3Bucket", "Store", "StoreConfig", "StoreError", "StoreMemory",
+           "WalPos", "WalWriteError", "decode_record", "lock_data_dir"]

@@ -4,6 +4,10 @@ tenants.
 Entries are per chunk object: its footer (`Footer`, what a range read needs first) and
 each decoded block by its index in the footer (a format-1 chunk is one block, 0).
 `discard(key)` drops everything of one object (it was replaced or deleted).
+
+A block costs what it keeps alive: its lines and its arrays (`_memory.block_bytes`),
+counted in a `HeldBytes` (the store's `chunk_cache` part). Blocks come here when queries
+read them: not those just written, nor those the compactor or a replay reads.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections import OrderedDict
 
 from sluiceway.model import EntryBlock
 from sluiceway.store._chunkfmt import Footer
+from sluiceway.store._memory import PER_ENTRY, HeldBytes, block_bytes
 
 _FOOTER = -1  # the part number of an object's footer
 
@@ -23,12 +28,13 @@ def footer_bytes(footer: Footer) -> int:
 
 
 class ChunkCache:
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, held: HeldBytes | None = None) -> None:
+        """`held`: where its bytes are counted (a new one of `max_bytes` when None)."""
         self.max_bytes = max_bytes
+        self.held = held if held is not None else HeldBytes(max_bytes)
         self._items: OrderedDict[tuple[str, int], tuple[EntryBlock | Footer, int]] = \
             OrderedDict()
         self._parts: dict[str, set[int]] = {}  # object key -> its parts held
-        self._bytes = 0
         self._lock = threading.Lock()
         self.hits = 0  # blocks found here
         self.misses = 0  # blocks that had to be read
@@ -51,9 +57,10 @@ class ChunkCache:
         return (key, part) in self._items
 
     def put(self, key: str, block: EntryBlock, part: int = 0, size: int | None = None) -> None:
-        """Hold block `part` of `key`; `size` is what it costs (default: its blob's bytes;
-        a block sharing a larger blob gives its own share)."""
-        self._put(key, part, block, len(block.blob) if size is None else size)
+        """Hold block `part` of `key`; `size` is what its lines cost (default: its blob's
+        bytes; a block sharing a larger blob gives its own share); its arrays are added."""
+        self._put(key, part, block, block_bytes(block) if size is None
+                  else size + PER_ENTRY * len(block))
 
     def footer(self, key: str) -> Footer | None:
         with self._lock:
@@ -76,11 +83,12 @@ class ChunkCache:
                 return
             self._items[(key, part)] = (value, size)
             self._parts.setdefault(key, set()).add(part)
-            self._bytes += size
-            while self._bytes > self.max_bytes and self._items:
+            total = self.held.bytes + size
+            while total > self.max_bytes and self._items:
                 (old_key, old_part), (_v, old_size) = self._items.popitem(last=False)
                 self._forget_part(old_key, old_part)
-                self._bytes -= old_size
+                total -= old_size
+            self.held.set(total)
 
     def _forget_part(self, key: str, part: int) -> None:
         parts = self._parts.get(key)
@@ -95,14 +103,14 @@ class ChunkCache:
             for part in self._parts.pop(key, ()):
                 item = self._items.pop((key, part), None)
                 if item is not None:
-                    self._bytes -= item[1]
+                    self.held.sub(item[1])
 
     @property
     def bytes(self) -> int:
-        return self._bytes
+        return self.held.bytes
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
             self._parts.clear()
-            self._bytes = 0
+            self.held.set(0)

@@ -8,7 +8,7 @@ this module is the narrow seam the tenant store uses:
 - `fetch`: the bytes of the blocks a read needs that are not cached, one `get_range` per
   run of neighbouring blocks (blocks overlapping a time range are one run);
 - `read_block`: one block's entries, from the cache or the bytes read above;
-- `written`: what a flush just wrote goes into the cache without reading it back.
+- `written`: the footer of what a flush just wrote goes into the cache (not its lines).
 A backend whose range reads fetch the whole object anyway (`ranged_reads` False) is read
 once, whole, by `footer`. A chunk that does not check out is a `ChunkError`, a missing
 one `NotFound`.
@@ -123,16 +123,11 @@ class ChunkIO:
         return encode_chunk_v2(block, level, tenant=tenant, labels=labels, log_pos=log_pos,
                                filters=filters)
 
-    def written(self, key: str, data: bytes, block: EntryBlock) -> None:
-        """`data` (a chunk just written under `key`, made from `block`) into the cache:
-        its footer and its blocks, each with a blob of its own lines (a query's work over
-        a block's blob never covers its neighbours')."""
-        footer = footer_of(data)
-        self.cache.put_footer(key, footer)
-        lo = 0
-        for b in footer.blocks:
-            self.cache.put(key, block.slice(lo, lo + b.n).compacted(), b.index)
-            lo += b.n
+    def written(self, key: str, data: bytes) -> None:
+        """The footer of `data` (a chunk just written under `key`) into the cache, so the
+        first read of it needs no read of its tail. Not its blocks: under ingest the cache
+        would hold only what was just written, and push out what queries read."""
+        self.cache.put_footer(key, footer_of(data))
 
     # --- reading ---------------------------------------------------------------------
     def footer(self, key: str, size: int) -> tuple[Footer, Held, bool]:
@@ -172,9 +167,10 @@ class ChunkIO:
         return data
 
     def read_block(self, key: str, footer: Footer, b: BlockInfo, labels: dict[str, str],
-                   held: Held = NOTHING) -> EntryBlock:
+                   held: Held = NOTHING, keep: bool = True) -> EntryBlock:
         """Block `b` of the chunk `key`, every byte checked: from the cache, `held`, or
-        (the cache dropped it since `fetch`) a range read of its own."""
+        (the cache dropped it since `fetch`) a range read of its own. `keep`: put it in
+        the cache (a query's read, not the store's own)."""
         cached = self.cache.get(key, b.index)
         if cached is not None:
             return cached
@@ -182,7 +178,8 @@ class ChunkIO:
         if data is None:
             data = self._read(key, b.offset, b.length)
         block = decode_blocks(footer, [b], data, b.offset, labels)[0]
-        self.cache.put(key, block, b.index)
+        if keep:
+            self.cache.put(key, block, b.index)
         return block
 
     def forget(self, key: str) -> None:

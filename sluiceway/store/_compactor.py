@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sluiceway.model import EntryBlock, format_labels, sort_dedupe
+from sluiceway.store._memory import block_bytes, give_back_free_memory
 from sluiceway.store._stream import ChunkRef, Stream
 from sluiceway.store._tenant import TenantStore
 
@@ -52,11 +53,15 @@ class Compactor:
         jobs: list[tuple[TenantStore, Stream, list[ChunkRef]]] = []
         for ts in tenants:
             jobs += [(ts, s, group) for s in ts.stream_list() for group in self._groups(s, now)]
+        if jobs:
+            give_back_free_memory()  # before this pass's buffers are added to what is free
         # zstd releases the GIL: merges of different streams run side by side.
         with ThreadPoolExecutor(max_workers=self.threads,
                                 thread_name_prefix="compactor") as pool:
             for _ in pool.map(lambda job: self._compact(job[0], job[1], job[2], stats), jobs):
                 pass
+        if jobs:
+            give_back_free_memory()  # the merged copies and zstd's contexts
         stats.seconds = time.perf_counter() - t0
         return stats
 
@@ -84,20 +89,29 @@ class Compactor:
 
     def _compact(self, ts: TenantStore, s: Stream, group: list[ChunkRef],
                  stats: CompactionStats) -> None:
+        held = ts.memory.compaction
+        counted = 0
         try:
-            loaded = [ts.load_or_take_out(s, c) for c in group]
+            loaded = [ts.load_or_take_out(s, c, keep=False) for c in group]
             if any(b is None for b in loaded):
                 log.warning("compacting %d chunks of tenant %s %s: one could not be read and "
                             "is out of service (logged above); the others are compacted in "
                             "a later pass", len(group), ts.tenant, format_labels(s.labels))
                 return
-            block = sort_dedupe(EntryBlock.concat([b for b in loaded if b is not None]))
+            blocks = [b for b in loaded if b is not None]
+            counted = sum(map(block_bytes, blocks))
+            held.add(counted)
+            block = sort_dedupe(EntryBlock.concat(blocks))
+            held.add(block_bytes(block))
+            counted += block_bytes(block)
             new = ts.write_chunk(s, block, self.level, group)
             ts.replace_chunks(s, group, new)
         except OSError:
             log.exception("compacting %d chunks of %s failed; they stay as they are",
                           len(group), s.labels)
             return
+        finally:
+            held.sub(counted)
         with self._lock:
             stats.chunks_in += len(group)
             stats.chunks_out += 1

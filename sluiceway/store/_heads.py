@@ -23,6 +23,7 @@ import numpy.typing as npt
 from sluiceway.model import EntryBlock, PushRecord, fingerprint, format_labels, rfc3339_micros
 from sluiceway.store._blocks import found_in
 from sluiceway.store._ingestlog import Position
+from sluiceway.store._memory import StoreMemory, own_block
 from sluiceway.store._stream import NO_TS, HeadPiece, Sealed, Stream, drop_known
 from sluiceway.store._tenant import TenantStore
 
@@ -76,8 +77,10 @@ class Heads(Generic[P]):
     because it reached `chunk_target_bytes`."""
 
     def __init__(self, tenant: Callable[[str], TenantStore], chunk_target_bytes: int,
-                 window_ns: Callable[[str], int], on_sealed: Flush) -> None:
+                 window_ns: Callable[[str], int], on_sealed: Flush,
+                 memory: StoreMemory | None = None) -> None:
         self._tenant = tenant
+        self.memory = memory if memory is not None else StoreMemory(0, 0)
         self.chunk_target_bytes = chunk_target_bytes
         self.window_ns = window_ns
         self._on_sealed = on_sealed
@@ -124,10 +127,16 @@ class Heads(Generic[P]):
         b = self._behind(s, b, window, out)
         if not len(b):
             return None
-        s.append(b, after)
+        b = own_block(b)  # a head must not keep other streams' lines alive
+        self.memory.heads.add(s.append(b, after))
         ts.mark_active(s.fp)
         out.blocks.append(b)
-        return s.seal() if s.head_bytes >= self.chunk_target_bytes else None
+        if s.head_bytes < self.chunk_target_bytes:
+            return None
+        cut = s.seal()
+        if cut is not None:
+            self.memory.flushing.add(cut.held)
+        return cut
 
     @staticmethod
     def _behind(s: Stream, b: EntryBlock, w: int, out: Applied) -> EntryBlock:
@@ -160,7 +169,7 @@ class Heads(Generic[P]):
         keep = np.ones(len(b), dtype=bool)
         for c in chunks:
             if c.maxt >= lo and c.mint <= hi:
-                block = ts.load_or_take_out(s, c)
+                block = ts.load_or_take_out(s, c, keep=False)
                 self.replay_chunks_read += 1
                 if block is not None:
                     pieces.append(HeadPiece(block, c.mint, c.maxt))

@@ -44,6 +44,7 @@ from sluiceway.store._heads import Applied, Heads
 from sluiceway.store._index import PREFIX as INDEX_PREFIX
 from sluiceway.store._index import Writer, tenant_dirs
 from sluiceway.store._indexlog import Migrated, finish, migrate
+from sluiceway.store._memory import StoreMemory, give_back_free_memory
 from sluiceway.store._objstore import LocalDir, ObjectInfo, ObjectStore
 from sluiceway.store._recover import recover_chunks
 from sluiceway.store._stream import Sealed, Stream
@@ -67,7 +68,7 @@ _SAFE_TENANT = re.compile(r"^[A-Za-z0-9_-]{1,150}$")
 LOCK_NAME = "LOCK"
 # Heads written per batch: the encoded chunks of one batch are held in memory together.
 _BATCH_FILES = 8192
-_BATCH_BYTES = 64 << 20
+_BATCH_BYTES = 16 << 20
 # After chunks are written, the checkpoint moves at most this often (it scans the heads).
 _CHECKPOINT_EVERY_S = 1.0
 # Back-off between attempts while chunks cannot be written (disk full, I/O errors).
@@ -116,13 +117,17 @@ class StoreConfig:
     flush_check_interval_s: float = 10.0
     retention_period_s: float = 0.0  # 0 keeps data forever, as Loki's default
     retention_check_interval_s: float = 600.0
-    cache_bytes: int = 512 << 20
+    cache_bytes: int = 128 << 20
+    # Lines of all streams not yet in chunks (in heads, or cut and being written): past it
+    # the largest heads are cut early; replay writes chunks as it goes. 0: no bound.
+    max_heads_bytes: int = 128 << 20
     flush_on_shutdown: bool = True
     compaction_enabled: bool = True
     compaction_level: int = 17
     compaction_target_bytes: int = 16 << 20
     compaction_min_age_s: float = 900.0
     compaction_interval_s: float = 600.0
+    compaction_threads: int = 1  # streams compacted at once
     # Other processes' index objects are seen within this (and right after a flush); 0: at
     # start and after flushes only.
     index_sync_period_s: float = 30.0
@@ -195,7 +200,8 @@ class Store:
         found = self._check_format()
         self._remove_temp_files()
         self.writer = Writer()  # names this store's index objects
-        self.cache = ChunkCache(cfg.cache_bytes)
+        self.memory = StoreMemory(cfg.max_heads_bytes, cfg.cache_bytes)
+        self.cache = ChunkCache(cfg.cache_bytes, self.memory.chunk_cache)
         self.tenants: dict[str, TenantStore] = {}
         self._tenants_lock = threading.Lock()
         self._flush_q: list[Job] = []  # sealed heads waiting to be written
@@ -214,6 +220,7 @@ class Store:
         self._retry_at = 0.0  # while failing, no new attempt before this (monotonic)
         self._failing_since = 0.0
         self.retention_deleted = 0
+        self.heads_cut_early = 0  # heads cut before their target size: max_heads_bytes
         # Seconds each tenant keeps its data (0: forever); the server sets it per tenant.
         self.retention_for: Callable[[str], float] = lambda _t: cfg.retention_period_s
         # Per-stream retention (Loki's `retention_stream`): tenant, stream labels -> the
@@ -242,25 +249,26 @@ class Store:
         self._load_index(migrated)
         self.heads: Heads[WalPos] = Heads(
             self.tenant, cfg.chunk_target_bytes,
-            lambda t: int(self.unordered_window_for(t) * 1e9), self._enqueue_flush)
+            lambda t: int(self.unordered_window_for(t) * 1e9), self._enqueue_flush,
+            self.memory)
         self._checkpoint_lock = threading.Lock()
         self._last_checkpoint = 0.0
         self._checkpointed = self._read_checkpoint()
         self.wal = FileWal(self.root / "wal", cfg.wal_segment_bytes, cfg.wal_sync,
-                           cfg.wal_sync_interval_s, after=self._checkpointed)
+                           cfg.wal_sync_interval_s, after=self._checkpointed,
+                           held=self.memory.wal)
         self.replayed_records = self._replay(self._checkpointed)
         for ts in list(self.tenants.values()):
             recover_chunks(ts)  # after the replay: the WAL's streams' labels are known
         self._finish_migration(found, migrated)
         self._append_lock = threading.Lock()
-        self._applier: Applier[WalPos, Applied] = Applier(
-            lambda record, pos: self.heads.apply(record.tenant, record, pos))
+        self._applier: Applier[WalPos, Applied] = Applier(self._apply)
         self._last_retention = time.monotonic()  # first pass one interval after start
         self._last_periodic = 0.0
         self._flusher = threading.Thread(target=self._flush_loop, name="flusher", daemon=True)
         self._flusher.start()
         self.compactor = Compactor(cfg.compaction_level, cfg.compaction_target_bytes,
-                                   cfg.compaction_min_age_s)
+                                   cfg.compaction_min_age_s, cfg.compaction_threads)
         self._compact_lock = threading.Lock()
         self._stop = threading.Event()
         if cfg.compaction_enabled:
@@ -388,6 +396,11 @@ class Store:
             self.heads.apply(record.tenant, record, pos, replay=True)
             n += 1
             lines += record.lines
+            if self.memory.over():
+                # As Loki's replay_memory_ceiling: write chunks and carry on, so a WAL
+                # larger than memory replays (the flusher does not run yet).
+                self._relieve()
+                self._write(self._take_queue())
         self.heads.end_replay()
         if after is not None:
             self.wal.release(after)  # a crash may have come between checkpoint and release
@@ -415,7 +428,8 @@ class Store:
                     name = tenant_dirname(tenant)
                     ts = TenantStore(tenant, self.root / "tenants" / name, self.objects,
                                      f"{name}/", self.cache, self.cfg.chunk_target_bytes,
-                                     self.cfg.compression_level, _POSITIONS, self.writer)
+                                     self.cfg.compression_level, _POSITIONS, self.writer,
+                                     memory=self.memory)
                     ts.block_labels = functools.partial(self._block_labels, tenant)
                     self.tenants[tenant] = ts
         return ts
@@ -442,6 +456,41 @@ class Store:
             logged = self.wal.append(record)
             self._applier.submit(record, logged, out)
         return logged, out
+
+    def _apply(self, record: PushRecord, pos: WalPos) -> Applied:
+        out = self.heads.apply(record.tenant, record, pos)
+        if self.memory.over():
+            self._relieve()
+        return out
+
+    def _relieve(self) -> None:
+        """The streams hold more than `max_heads_bytes`: cut the largest heads until at most
+        half of it is left in heads, for the flusher to write."""
+        m = self.memory
+        keep = m.max_heads_bytes // 2
+        if m.uncut <= keep:
+            return  # what is over is cut already: the flusher is on it
+        streams = [(s.head_held, ts, s) for ts in list(self.tenants.values())
+                   for s in ts.memory_streams() if s.head_held]
+        streams.sort(key=lambda x: x[0], reverse=True)
+        cuts = 0
+        for _, ts, s in streams:
+            if m.uncut <= keep:
+                break
+            cut = ts.seal_stream(s)
+            if cut is not None:
+                cuts += 1
+                self._enqueue_flush(ts, s, cut)
+        self.heads_cut_early += cuts
+
+    def over_memory(self) -> bool:
+        """The streams hold more than `max_heads_bytes`: a writer should wait for room."""
+        return self.memory.over()
+
+    def wait_for_room(self, timeout: float) -> bool:
+        """Wait until the streams hold at most `max_heads_bytes` (the flusher writes what
+        was cut); False when `timeout` passed first."""
+        return self.memory.wait_for_room(timeout)
 
     def push(self, tenant: str, blocks: list[EntryBlock]) -> Future[Applied]:
         """`ingest` of a record of `blocks`."""
@@ -476,6 +525,7 @@ class Store:
                 if self._due(now) and self._write(self._take_queue()) is None \
                         and now - self._last_checkpoint >= _CHECKPOINT_EVERY_S:
                     self.checkpoint()  # less to replay after a crash
+                    give_back_free_memory()  # what the written heads held
                 if now - self._last_periodic >= self.cfg.flush_check_interval_s:
                     self._last_periodic = now
                     self._periodic()
@@ -561,6 +611,7 @@ class Store:
                 self._write_or_queue(jobs)
         for ts in list(self.tenants.values()):
             ts.forget_idle(now - self.cfg.chunk_idle_s)
+        give_back_free_memory()  # what heads written since the last pass left free
         self.checkpoint()
         if now - self._last_retention >= self.cfg.retention_check_interval_s:
             self._last_retention = now
@@ -640,6 +691,7 @@ class Store:
             for ts in list(self.tenants.values()):
                 jobs += [(ts, s, sealed) for s, sealed in ts.seal_all()]
             error = self._write(jobs) if jobs else None
+        give_back_free_memory()  # what the heads held
         if error is not None:
             raise ChunkWriteError(f"could not write chunks, retry later: {error}")
         pinned, _ = self.heads.flushed_upto(list(self.tenants.values()))

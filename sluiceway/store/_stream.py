@@ -16,6 +16,7 @@ import numpy as np
 
 from sluiceway.model import EntryBlock
 from sluiceway.store._ingestlog import Position
+from sluiceway.store._memory import block_bytes
 
 NO_TS = -(1 << 62)  # max_ts of a stream without data
 
@@ -47,6 +48,7 @@ class Sealed:
 
     pieces: list[HeadPiece]
     after: Position | None
+    held: int = 0  # bytes its pieces keep alive (`_memory.block_bytes`), counted in the heads
 
 
 @dataclass(slots=True, eq=False)
@@ -55,7 +57,8 @@ class Stream:
     labels: dict[str, str]
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     head: list[HeadPiece] = field(default_factory=list)
-    head_bytes: int = 0
+    head_bytes: int = 0  # bytes of lines in `head` (what chunk_target_size is about)
+    head_held: int = 0  # memory `head` keeps alive (`_memory.block_bytes` of its pieces)
     head_after: Position | None = None  # as Sealed.after, for the head (when not empty)
     head_started: float = 0.0
     last_append: float = 0.0
@@ -64,7 +67,8 @@ class Stream:
     max_ts: int = NO_TS
     gone: bool = False  # forgotten by its tenant (retention): find or make it anew
 
-    def append(self, block: EntryBlock, after: Position | None) -> None:
+    def append(self, block: EntryBlock, after: Position | None) -> int:
+        """Add `block` to the head; returns the memory it keeps alive."""
         mint, maxt = int(block.ts.min()), int(block.ts.max())
         now = time.monotonic()
         if not self.head:
@@ -72,15 +76,18 @@ class Stream:
             self.head_started = now
         self.head.append(HeadPiece(block, mint, maxt))
         self.head_bytes += block.nbytes
+        held = block_bytes(block)
+        self.head_held += held
         self.last_append = now
         self.max_ts = max(self.max_ts, maxt)
+        return held
 
     def seal(self) -> Sealed | None:
         if not self.head:
             return None
-        s = Sealed(self.head, self.head_after)
+        s = Sealed(self.head, self.head_after, self.head_held)
         self.sealed = [*self.sealed, s]
-        self.head, self.head_bytes, self.head_after = [], 0, None
+        self.head, self.head_bytes, self.head_held, self.head_after = [], 0, 0, None
         return s
 
     def memory_pieces(self) -> list[HeadPiece]:

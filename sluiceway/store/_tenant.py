@@ -46,6 +46,7 @@ from sluiceway.store._chunkio import ChunkIO, Held, LogPositions
 from sluiceway.store._deletes import LineDeleter, deleted_mask
 from sluiceway.store._index import Delta, IndexEntry, Removal, TenantIndex, Writer
 from sluiceway.store._ingestlog import Position
+from sluiceway.store._memory import StoreMemory
 from sluiceway.store._objstore import NotFound, ObjectInfo, ObjectStore
 from sluiceway.store._quarantine import CORRUPT, set_aside
 from sluiceway.store._stream import ChunkRef, HeadPiece, Sealed, Stream
@@ -76,12 +77,14 @@ def is_chunk_key(rel: str) -> bool:
 class TenantStore:
     def __init__(self, tenant: str, root: Path, objects: ObjectStore, prefix: str,
                  cache: ChunkCache, chunk_target_bytes: int, compression_level: int,
-                 positions: LogPositions | None = None, writer: Writer | None = None) -> None:
+                 positions: LogPositions | None = None, writer: Writer | None = None,
+                 memory: StoreMemory | None = None) -> None:
         """`root`: the tenant's local directory (it marks a tenant this data dir has
         written, so a start finds it even when every index object is gone); `objects` and
         `prefix`: where its chunks are (`prefix` + a chunk's path is its key) and, below
         `index/<prefix>`, its index objects, named by `writer`; `positions`: how chunk
-        footers name ingest-log positions (None: they name none)."""
+        footers name ingest-log positions (None: they name none); `memory`: the store's
+        accounting of what its heads hold."""
         self.positions = positions
         self.tenant = tenant
         self.root = root
@@ -91,6 +94,7 @@ class TenantStore:
         self.chunkio = ChunkIO(objects, cache)
         self.chunk_target_bytes = chunk_target_bytes
         self.compression_level = compression_level
+        self.memory = memory if memory is not None else StoreMemory(0, cache.max_bytes)
         self._streams_lock = threading.Lock()  # adding or forgetting a stream
         self._count_lock = threading.Lock()
         self.streams: dict[int, Stream] = {}
@@ -261,14 +265,23 @@ class TenantStore:
         in memory and in the WAL) and the first error."""
         files: list[tuple[str, bytes]] = []
         refs: list[ChunkRef] = []
-        blocks: list[EntryBlock] = []
-        for s, sealed in jobs:
-            block = sort_dedupe(EntryBlock.concat([p.block for p in sealed.pieces]))
-            log_pos = self.positions.encode(sealed.after) if self.positions else b""
-            data, ref = self._encode(s, block, self.compression_level, log_pos)
-            files.append((self.key(ref.path), data))
-            refs.append(ref)
-            blocks.append(block)
+        encoded = 0  # the chunks made, counted in `flush_batch` until they are written
+        try:
+            for s, sealed in jobs:
+                block = sort_dedupe(EntryBlock.concat([p.block for p in sealed.pieces]))
+                log_pos = self.positions.encode(sealed.after) if self.positions else b""
+                data, ref = self._encode(s, block, self.compression_level, log_pos)
+                files.append((self.key(ref.path), data))
+                refs.append(ref)
+                self.memory.flush_batch.add(len(data))
+                encoded += len(data)
+            return self._write_batch(jobs, files, refs)
+        finally:
+            self.memory.flush_batch.sub(encoded)
+
+    def _write_batch(self, jobs: list[tuple[Stream, Sealed]], files: list[tuple[str, bytes]],
+                     refs: list[ChunkRef]
+                     ) -> tuple[list[tuple[Stream, Sealed]], BaseException | None]:
         results = self.objects.put_many(files)
         done = [i for i, r in enumerate(results) if r is None]
         error: BaseException | None = next((r for r in results if r is not None), None)
@@ -291,8 +304,12 @@ class TenantStore:
             s, sealed = jobs[i]
             with s.lock:  # the chunk is in (apply_delta), then the memory out
                 s.sealed = [x for x in s.sealed if x is not sealed]
+            self.memory.written(sealed.held)
         for i in done:
-            self.chunkio.written(files[i][0], files[i][1], blocks[i])
+            # Its footer into the cache, not its lines: under ingest the cache would hold
+            # only what was just written (nobody asked for it) and push out what queries
+            # read.
+            self.chunkio.written(files[i][0], files[i][1])
         kept = set(done)
         return [jobs[i] for i in range(len(jobs)) if i not in kept], error
 
@@ -361,8 +378,17 @@ class TenantStore:
                     s.head_after is None or s.head_after < after_below))
                 cut = s.seal() if cond else None
             if cut is not None:
+                self.memory.flushing.add(cut.held)
                 out.append((s, cut))
         return out
+
+    def seal_stream(self, s: Stream) -> Sealed | None:
+        """Cut the head of `s` now (None when it is empty)."""
+        with s.lock:
+            cut = s.seal()
+        if cut is not None:
+            self.memory.flushing.add(cut.held)
+        return cut
 
     def apply_retention(self, cutoff: Callable[[dict[str, str]], int | None]) -> int:
         """Delete whole chunks whose newest entry is older than their stream's cutoff
@@ -622,23 +648,26 @@ class TenantStore:
         except (ChunkError, OSError) as exc:
             return exc
 
-    def load(self, s: Stream, ref: ChunkRef) -> EntryBlock:
+    def load(self, s: Stream, ref: ChunkRef, keep: bool = True) -> EntryBlock:
         """Every entry of the chunk, as one block; ChunkError when the file is damaged or
         is not the one the index describes, NotFound when missing, OSError when
-        unreadable."""
+        unreadable. `keep`: put its blocks in the chunk cache (for queries; not for the
+        store's own reads, the compactor's and the replay's, which would only push out
+        what queries read)."""
         footer, held = self.footer(s, ref)
         key = self.key(ref.path)
         held = self.chunkio.fetch(key, footer.blocks, held)
-        blocks = [self.chunkio.read_block(key, footer, b, s.labels, held)
+        blocks = [self.chunkio.read_block(key, footer, b, s.labels, held, keep)
                   for b in footer.blocks]
         return EntryBlock.concat(blocks)
 
     def load_or_take_out(self, s: Stream, ref: ChunkRef,
-                         warn: Callable[[str], None] | None = None) -> EntryBlock | None:
+                         warn: Callable[[str], None] | None = None,
+                         keep: bool = True) -> EntryBlock | None:
         """`load`, or None: a damaged chunk is quarantined, a missing one leaves the index,
         and `warn` gets a sentence for the answer (Loki's `warnings`)."""
         try:
-            return self.load(s, ref)
+            return self.load(s, ref, keep)
         except (ChunkError, OSError) as exc:
             self._unreadable(s, ref, exc, warn)
             return None

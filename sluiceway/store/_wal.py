@@ -23,6 +23,7 @@ from sluiceway.durable import ensure_dir, fsync_dir
 from sluiceway.model import EntryBlock, PushRecord, RecordError, looks_like_record
 from sluiceway.store._frames import HDR as _HDR
 from sluiceway.store._frames import Damage, scan
+from sluiceway.store._memory import HeldBytes
 
 log = logging.getLogger("sluiceway.wal")
 
@@ -107,8 +108,9 @@ class WalWriter:
 
     def __init__(self, wal_dir: Path, segment_bytes: int = 128 << 20,
                  sync_mode: str = "always", sync_interval_s: float = 0.1,
-                 first_segment: int = 1) -> None:
+                 first_segment: int = 1, held: HeldBytes | None = None) -> None:
         self.dir = wal_dir
+        self.held = held if held is not None else HeldBytes()  # bytes of records not yet written
         ensure_dir(self.dir)
         self.segment_bytes = segment_bytes
         self.sync_mode = sync_mode
@@ -145,6 +147,7 @@ class WalWriter:
                 fut.set_exception(WalWriteError("WAL is closed"))
                 return fut
             self._pending.append(_Pending(payload, crc, fut))
+            self.held.add(len(payload))
             self._cond.notify()
         return fut
 
@@ -163,7 +166,10 @@ class WalWriter:
                 group, self._pending = self._pending, []
                 if not group and self._closed:
                     break
-            self._write_group(group)
+            try:
+                self._write_group(group)
+            finally:
+                self.held.sub(sum(len(p.payload) for p in group))
         self._sync()
         os.close(self._fd)
 
@@ -282,12 +288,13 @@ class FileWal:
 
     def __init__(self, wal_dir: Path, segment_bytes: int = 128 << 20,
                  sync_mode: str = "always", sync_interval_s: float = 0.1,
-                 after: WalPos | None = None) -> None:
+                 after: WalPos | None = None, held: HeldBytes | None = None) -> None:
+        """`held`: where the bytes of records waiting to be written are counted."""
         self.dir = wal_dir
         self.records_lost = 0  # damaged records skipped at replay (torn tails not counted)
         self.lines_lost = 0  # lines in them, as far as their bytes still tell
         self._writer = WalWriter(wal_dir, segment_bytes, sync_mode, sync_interval_s,
-                                 after.segment + 1 if after is not None else 1)
+                                 after.segment + 1 if after is not None else 1, held)
 
     # --- IngestLog -------------------------------------------------------------------
     def append(self, record: PushRecord) -> Future[WalPos]:
