@@ -56,6 +56,7 @@ def _lines(url: str, start: int, end: int) -> Counter[str] | None:
         except httpx.HTTPError:
             return None
         if r.status_code != 200:
+            assert r.status_code in (429, 503, 504), r.text  # never a 500 or a 400
             return None
         values = sorted((int(ts), line) for s in r.json()["data"]["result"]
                         for ts, line in s["values"])
@@ -250,8 +251,10 @@ def test_three_nats_three_sluiceway_sigkill_one_of_each(tmp_path: Path) -> None:
         # The killed process comes back (same data dir), rejoins and serves.
         nodes[2].start(90)
         _poll(lambda: exactly_once(nodes[2]), 90, "every acked line once on the restarted")
-        got = _lines(nodes[0].url, start, end)
-        assert got is not None and all(got[x] == 1 for x in want)
+        # Still once on the first node after the rejoin (a busy machine may time a query
+        # out meanwhile: asked again).
+        _poll(lambda: exactly_once(nodes[0]), 90, "every acked line once after the rejoin")
+        assert set(want) <= set(_lines(nodes[0].url, start, end) or want)
         assert _push(nodes[2].url, [("app0", t0 + 10**6, "after rejoining")]) == 204
         for srv in nodes:
             _poll(lambda s=srv: (_lines(s.url, start, end) or Counter())["after rejoining"] == 1,
