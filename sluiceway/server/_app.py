@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 
 from sluiceway import __version__
+from sluiceway.durable import DirLock
 from sluiceway.logql import QueryError, QueryTimeout, ResultsCache
 from sluiceway.model import PipelineRegistry
 from sluiceway.patterns import DrainConfig, MinerConfig, PatternService
@@ -26,7 +27,7 @@ from sluiceway.server import (
     _routes_rules,
     _routes_tail,
 )
-from sluiceway.server._config import Config
+from sluiceway.server._config import Config, LimitsSection
 from sluiceway.server._context import UI_DIR, ServerContext, bad
 from sluiceway.server._inflight import InflightPushes
 from sluiceway.server._ingest_pool import IngestPool
@@ -39,31 +40,21 @@ from sluiceway.server._ratelimit import IngestionRateLimiter, StreamRateLimiter
 from sluiceway.server._ruler import RulerCollector, build_ruler
 from sluiceway.server._streamlimit import StreamLimiter
 from sluiceway.server._tail import TailHub
-from sluiceway.store import HeldBytes, Store, StoreConfig, decode_record
+from sluiceway.store import HeldBytes, ObjectStore, Store, decode_record
 from sluiceway.wire import BodyTooLarge
 
 
-def store_config(cfg: Config) -> StoreConfig:
-    """The store's settings; Loki's `compactor` keys, when set, win over ours."""
-    s, c = cfg.storage, cfg.compactor
-    compaction_interval = c.compaction_interval or s.compaction_interval
-    retention_interval = (c.apply_retention_interval or c.compaction_interval
-                          or s.retention_check_interval)
-    return StoreConfig(
-        data_dir=s.data_dir, wal_sync=s.wal_sync, wal_sync_interval_s=s.wal_sync_interval,
-        wal_segment_bytes=s.wal_segment_size, max_wal_bytes=s.max_wal_size,
-        unordered_window_s=cfg.limits.unordered_window,
-        chunk_target_bytes=s.chunk_target_size, max_chunk_age_s=s.max_chunk_age,
-        chunk_idle_s=s.chunk_idle_period, compression_level=s.compression_level,
-        flush_check_interval_s=s.flush_check_period,
-        retention_period_s=cfg.retention_period(cfg.limits),
-        retention_check_interval_s=retention_interval, cache_bytes=s.cache_size,
-        max_heads_bytes=s.max_heads_size,
-        flush_on_shutdown=s.flush_on_shutdown, compaction_enabled=s.compaction_enabled,
-        compaction_level=s.compaction_level, compaction_target_bytes=s.compaction_target_size,
-        compaction_min_age_s=s.compaction_min_age, compaction_interval_s=compaction_interval,
-        compaction_threads=c.max_compaction_parallelism,
-        index_sync_period_s=s.index_sync_period, delete_delay_s=c.retention_delete_delay)
+def open_store(cfg: Config, lock: DirLock | None = None, objects: ObjectStore | None = None,
+               limits: TenantLimits | None = None) -> Store:
+    """The store of `cfg`: its `storage` and `compactor` sections are the store's own
+    models and go in as they are; the limits give each tenant's unordered window and
+    retention (`cfg.limits` for all when `limits` is None)."""
+    def lim(tenant: str) -> LimitsSection:
+        return limits.get(tenant) if limits is not None else cfg.limits
+
+    return Store(cfg.storage, lock, objects, compactor=cfg.compactor,
+                 unordered_window_for=lambda t: lim(t).unordered_window,
+                 retention_for=lambda t: cfg.retention_period(lim(t)))
 
 
 def check_delete_delay(cfg: Config) -> str | None:
@@ -157,9 +148,7 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if ctx.opened_store is None:
-            ctx.opened_store = await run_in_threadpool(
-                lambda: Store(store_config(cfg), unordered_window_for=unordered_window_for))
-            ctx.store.retention_for = retention_for
+            ctx.opened_store = await run_in_threadpool(open_store, cfg, None, None, limits)
         ctx.metrics.bind_store(ctx.store)
         ctx.metrics.registry.register(MemoryCollector(ctx))
         if ctx.opened_ledger is None:

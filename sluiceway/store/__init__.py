@@ -5,6 +5,14 @@ node; `S3Bucket` and `JetStreamBucket` for shared storage, their client librarie
 when one is made)."""
 
 from sluiceway.store._chunk import ChunkError
+from sluiceway.store._config import (
+    CompactorConfig,
+    DeletionMode,
+    NatsConfig,
+    ObjectBackend,
+    S3Config,
+    StoreConfig,
+)
 from sluiceway.store._heads import OUT_OF_ORDER, Applied, Heads, Rejection
 from sluiceway.store._index import IndexEntry, IndexReader
 from sluiceway.store._ingestlog import IngestLog, Position
@@ -13,16 +21,18 @@ from sluiceway.store._objstore import InvalidKey, LocalDir, NotFound, ObjectInfo
 from sluiceway.store._objstore_nats import JetStreamBucket
 from sluiceway.store._objstore_s3 import S3Bucket
 from sluiceway.store._store import (
+    UNORDERED_WINDOW_S,
     ChunkWriteError,
     Store,
-    StoreConfig,
     StoreError,
     lock_data_dir,
 )
 from sluiceway.store._wal import FileWal, WalPos, WalWriteError, decode_record
 
-__all__ = ["OUT_OF_ORDER", "Applied", "ChunkError", "ChunkWriteError", "FileWal", "Heads",
-           "HeldBytes", "IndexEntry", "IndexReader", "IngestLog", "InvalidKey",
-           "JetStreamBucket", "LocalDir", "MemoryPart", "NotFound", "ObjectInfo", "ObjectStore",
-           "Position", "Rejection", "S3Bucket", "Store", "StoreConfig", "StoreError",
-           "StoreMemory", "WalPos", "WalWriteError", "decode_record", "lock_data_dir"]
+__all__ = ["OUT_OF_ORDER", "UNORDERED_WINDOW_S", "Applied", "ChunkError", "ChunkWriteError",
+           "CompactorConfig", "DeletionMode", "FileWal", "Heads", "HeldBytes", "IndexEntry",
+           "IndexReader", "IngestLog", "InvalidKey", "JetStreamBucket", "LocalDir",
+           "MemoryPart", "NatsConfig", "NotFound", "ObjectBackend", "ObjectInfo",
+           "ObjectStore", "Position", "Rejection", "S3Bucket", "S3Config", "Store",
+           "StoreConfig", "StoreError", "StoreMemory", "WalPos", "WalWriteError",
+           "decode_record", "lock_data_dir"]

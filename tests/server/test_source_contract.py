@@ -140,7 +140,7 @@ def _memory(_: Path, prefilter: bool = False) -> Iterator[Backend]:
 
 
 def _store(path: Path) -> Iterator[Store]:
-    st = Store(StoreConfig(path, compaction_enabled=False, flush_on_shutdown=False))
+    st = Store(StoreConfig(data_dir=path, compaction_enabled=False, flush_on_shutdown=False))
     try:
         for k, rnd in enumerate(ROUNDS):
             for tenant, pushes in rnd.items():
