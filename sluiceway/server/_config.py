@@ -18,7 +18,7 @@ from pydantic_settings import (
 )
 
 from sluiceway.model import Bytes, Duration, LokiBytes, config_error_text, validation_messages
-from sluiceway.server._config_ruler import RulerSection, RulerStorageSection
+from sluiceway.ruler import RulerConfig, RulerStorageConfig
 from sluiceway.server._loki_config import translate
 from sluiceway.store import CompactorConfig, DeletionMode, StoreConfig
 
@@ -176,8 +176,8 @@ class Config(BaseSettings):
     storage: StoreConfig = StoreConfig()
     limits: LimitsSection = LimitsSection()
     pattern_ingester: PatternIngesterSection = PatternIngesterSection()
-    ruler: RulerSection = RulerSection()
-    ruler_storage: RulerStorageSection = RulerStorageSection()
+    ruler: RulerConfig = RulerConfig()  # the ruler's own models (`sluiceway.ruler`)
+    ruler_storage: RulerStorageConfig = RulerStorageConfig()
     compactor: CompactorConfig = CompactorConfig()
     runtime_config: RuntimeConfigSection = RuntimeConfigSection()
     # Keys of a Loki config that have no effect here (dotted, as the file spells them).

@@ -1,8 +1,9 @@
 """One config model per component: the server's `storage:` and `compactor:` sections are
-the store's own models (`sluiceway.store.StoreConfig`, `CompactorConfig`), embedded as
-they are and handed to the store as the same objects, never copied field by field into
-another model. Every field of the store's models is a YAML key of the same name (and an
-environment variable, and a dotted override), in the YAML's units."""
+the store's own models (`sluiceway.store.StoreConfig`, `CompactorConfig`), `ruler:` and
+`ruler_storage:` the ruler's, embedded as they are and handed to the component as the
+same objects, never copied field by field into another model. Every field of the store's
+models is a YAML key of the same name (and an environment variable, and a dotted
+override), in the YAML's units."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
+from sluiceway.ruler import RemoteWriteClient, RulerConfig, RulerStorageConfig
 from sluiceway.server import Config, load_config
-from sluiceway.server._app import open_store
+from sluiceway.server._app import create_app, open_store
 from sluiceway.store import CompactorConfig, NatsConfig, S3Config, StoreConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,6 +73,8 @@ def test_the_server_config_embeds_the_stores_models() -> None:
     assert Config.model_fields["compactor"].annotation is CompactorConfig
     assert StoreConfig.model_fields["s3"].annotation == S3Config | None
     assert StoreConfig.model_fields["nats"].annotation == NatsConfig | None
+    assert Config.model_fields["ruler"].annotation is RulerConfig
+    assert Config.model_fields["ruler_storage"].annotation is RulerStorageConfig
 
 
 @pytest.mark.parametrize("section", sorted(SECTIONS))
@@ -117,8 +121,38 @@ def test_the_store_gets_the_sections_themselves(tmp_path: Path) -> None:
         st.close()
 
 
-_STORE_MODELS = {"StoreConfig", "CompactorConfig", "S3Config", "NatsConfig"}
-_BACKENDS = {"S3Bucket", "JetStreamBucket"}
+def test_the_ruler_gets_its_section_itself(tmp_path: Path) -> None:
+    path = tmp_path / "sluiceway.yaml"
+    path.write_text(yaml.safe_dump({
+        "storage": {"data_dir": str(tmp_path / "data")},
+        "ruler": {"evaluation_interval": "15s", "alertmanager_url": "http://am:9093",
+                  "remote_write": {"enabled": True, "clients": {"prom": {
+                      "url": "http://prom:9090/api/v1/write",
+                      "queue_config": {"capacity": 7, "batch_send_deadline": "2s"}}}}}}))
+    cfg = load_config(path)
+    st = open_store(cfg)
+    app = create_app(cfg, st)
+    ruler = app.state.ctx.ruler
+    try:
+        assert ruler.cfg is cfg.ruler
+        assert ruler.notifier is not None and ruler.notifier.urls == [
+            "http://am:9093/api/v2/alerts"]
+        assert ruler.writer is not None
+        [client] = [c.opts for c in ruler.writer.clients]
+        assert isinstance(client, RemoteWriteClient) and client.name == "prom"
+        assert (client.queue_config.capacity, client.queue_config.batch_send_deadline) == (7, 2.0)
+    finally:
+        st.close()
+
+
+# Each component's config models, and what only it may make of them (the objects its
+# config builds): no module outside the component calls these with arguments.
+_OWN: dict[str, tuple[set[str], set[str]]] = {
+    "store": ({"StoreConfig", "CompactorConfig", "S3Config", "NatsConfig"},
+              {"S3Bucket", "JetStreamBucket"}),
+    "ruler": ({"RulerConfig", "RulerStorageConfig", "RemoteWriteConfig", "RemoteWriteClient",
+               "RemoteWriteQueue"}, {"Notifier", "RemoteWriter"}),
+}
 
 
 def _called(node: ast.Call) -> str:
@@ -126,18 +160,21 @@ def _called(node: ast.Call) -> str:
     return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
 
 
-def test_no_module_outside_the_store_builds_its_config_by_hand() -> None:
-    """The store's models are filled by validation (YAML, environment, overrides), not
-    by another package copying its own fields into them; its object store backends are
-    made by their config models (`StoreConfig.object_store`)."""
+@pytest.mark.parametrize("owner", sorted(_OWN))
+def test_no_module_outside_a_component_builds_its_config_by_hand(owner: str) -> None:
+    """A component's models are filled by validation (YAML, environment, overrides), not
+    by another package copying its own fields into them; what they configure (the
+    store's object store backends, the ruler's notifier and remote writer) is made from
+    them inside the component (`StoreConfig.object_store`, `Ruler.from_config`)."""
+    models, built = _OWN[owner]
     bad = []
     for path in sorted((REPO / "sluiceway").rglob("*.py")):
-        if path.is_relative_to(REPO / "sluiceway" / "store"):
+        if path.is_relative_to(REPO / "sluiceway" / owner):
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if not isinstance(node, ast.Call):
                 continue
             name = _called(node)
-            if (name in _STORE_MODELS and (node.args or node.keywords)) or name in _BACKENDS:
+            if (name in models and (node.args or node.keywords)) or name in built:
                 bad.append(f"{path.relative_to(REPO)}:{node.lineno}: {name}(...)")
     assert bad == []
