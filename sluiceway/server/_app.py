@@ -14,7 +14,7 @@ from sluiceway import __version__
 from sluiceway.durable import DirLock
 from sluiceway.logql import QueryError, QueryTimeout, ResultsCache
 from sluiceway.model import PipelineRegistry
-from sluiceway.patterns import DrainConfig, MinerConfig, PatternService
+from sluiceway.patterns import MinerConfig, PatternService
 from sluiceway.server import (
     _routes_drilldown,
     _routes_es,
@@ -82,13 +82,8 @@ def pattern_service(ctx: ServerContext, in_process: bool) -> PatternService | No
     pi, lim = ctx.cfg.pattern_ingester, ctx.cfg.limits
     if not pi.enabled:
         return None
-    drain = DrainConfig(max_clusters=pi.max_clusters, max_eviction_ratio=pi.max_eviction_ratio,
-                        sample_interval_ms=max(1, int(pi.pattern_sample_interval * 1000)))
-    cfg = MinerConfig(drain, pi.retain_for, pi.max_allowed_line_length,
-                      pi.max_streams_per_tenant, tuple(lim.tokenizable_json_fields()),
-                      ctx.level_rules(lim))
-    return PatternService(cfg, decode_record, pi.max_queued_bytes, in_process,
-                          lim.query_timeout)
+    cfg = MinerConfig(pi, tuple(lim.tokenizable_json_fields()), ctx.level_rules(lim))
+    return PatternService(cfg, decode_record, in_process, lim.query_timeout)
 
 
 def _errors(app: FastAPI) -> None:

@@ -18,6 +18,7 @@ from pydantic_settings import (
 )
 
 from sluiceway.model import Bytes, Duration, LokiBytes, config_error_text, validation_messages
+from sluiceway.patterns import PatternIngesterConfig
 from sluiceway.ruler import RulerConfig, RulerStorageConfig
 from sluiceway.server._loki_config import translate
 from sluiceway.store import CompactorConfig, DeletionMode, StoreConfig
@@ -150,23 +151,6 @@ class LimitsSection(_Section):
         return [f for f in dict.fromkeys(fields) if f not in drop]
 
 
-class PatternIngesterSection(_Section):
-    """Loki's `pattern_ingester`: Drain patterns mined from pushed lines, per stream and
-    level, for `/loki/api/v1/patterns`. On by default here (Loki: off): the miner is its
-    own low-priority process, so pushes do not wait for it."""
-
-    enabled: bool = True
-    retain_for: Duration = 3 * 3600.0
-    max_clusters: Annotated[int, Field(ge=1)] = 300  # per stream and level
-    max_eviction_ratio: Annotated[float, Field(ge=0)] = 0.25
-    max_allowed_line_length: Annotated[int, Field(ge=1)] = 3000
-    pattern_sample_interval: Duration = 10.0
-    # Sluiceway's bounds: streams mined per tenant (the rest are counted, not mined) and
-    # bytes of pushes waiting for the miner (past it, pushes are counted, not mined).
-    max_streams_per_tenant: Annotated[int, Field(ge=1)] = 10_000
-    max_queued_bytes: Bytes = 16 << 20
-
-
 class Config(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SLUICEWAY_", env_nested_delimiter="__",
                                       extra="forbid")
@@ -175,7 +159,7 @@ class Config(BaseSettings):
     # The store's own models (`sluiceway.store`), embedded as they are.
     storage: StoreConfig = StoreConfig()
     limits: LimitsSection = LimitsSection()
-    pattern_ingester: PatternIngesterSection = PatternIngesterSection()
+    pattern_ingester: PatternIngesterConfig = PatternIngesterConfig()  # sluiceway.patterns'
     ruler: RulerConfig = RulerConfig()  # the ruler's own models (`sluiceway.ruler`)
     ruler_storage: RulerStorageConfig = RulerStorageConfig()
     compactor: CompactorConfig = CompactorConfig()

@@ -1,9 +1,9 @@
 """One config model per component: the server's `storage:` and `compactor:` sections are
 the store's own models (`sluiceway.store.StoreConfig`, `CompactorConfig`), `ruler:` and
-`ruler_storage:` the ruler's, embedded as they are and handed to the component as the
-same objects, never copied field by field into another model. Every field of the store's
-models is a YAML key of the same name (and an environment variable, and a dotted
-override), in the YAML's units."""
+`ruler_storage:` the ruler's, `pattern_ingester:` the pattern miner's, embedded as they
+are and handed to the component as the same objects, never copied field by field into
+another model. Every field of the store's models is a YAML key of the same name (and an
+environment variable, and a dotted override), in the YAML's units."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
+from sluiceway.patterns import PatternIngesterConfig
 from sluiceway.ruler import RemoteWriteClient, RulerConfig, RulerStorageConfig
 from sluiceway.server import Config, load_config
-from sluiceway.server._app import create_app, open_store
+from sluiceway.server._app import create_app, open_store, pattern_service
 from sluiceway.store import CompactorConfig, NatsConfig, S3Config, StoreConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,6 +76,7 @@ def test_the_server_config_embeds_the_stores_models() -> None:
     assert StoreConfig.model_fields["nats"].annotation == NatsConfig | None
     assert Config.model_fields["ruler"].annotation is RulerConfig
     assert Config.model_fields["ruler_storage"].annotation is RulerStorageConfig
+    assert Config.model_fields["pattern_ingester"].annotation is PatternIngesterConfig
 
 
 @pytest.mark.parametrize("section", sorted(SECTIONS))
@@ -145,6 +147,24 @@ def test_the_ruler_gets_its_section_itself(tmp_path: Path) -> None:
         st.close()
 
 
+def test_the_pattern_miner_gets_its_section_itself(tmp_path: Path) -> None:
+    cfg = load_config(None, {"storage.data_dir": str(tmp_path / "data"),
+                             "pattern_ingester.max_queued_bytes": "1MiB",
+                             "pattern_ingester.pattern_sample_interval": "5s"})
+    st = open_store(cfg)
+    try:
+        service = pattern_service(create_app(cfg, st).state.ctx, in_process=True)
+        assert service is not None
+        try:
+            assert service.cfg.ingester is cfg.pattern_ingester
+            assert service.max_queued_bytes == 1 << 20
+            assert cfg.pattern_ingester.sample_interval_ms() == 5000
+        finally:
+            service.close()
+    finally:
+        st.close()
+
+
 # Each component's config models, and what only it may make of them (the objects its
 # config builds): no module outside the component calls these with arguments.
 _OWN: dict[str, tuple[set[str], set[str]]] = {
@@ -152,6 +172,7 @@ _OWN: dict[str, tuple[set[str], set[str]]] = {
               {"S3Bucket", "JetStreamBucket"}),
     "ruler": ({"RulerConfig", "RulerStorageConfig", "RemoteWriteConfig", "RemoteWriteClient",
                "RemoteWriteQueue"}, {"Notifier", "RemoteWriter"}),
+    "patterns": ({"PatternIngesterConfig"}, set()),
 }
 
 
