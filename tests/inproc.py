@@ -27,11 +27,11 @@ import orjson
 import uvicorn
 
 from sluiceway.server import Config, load_config
-from sluiceway.server._app import create_app, store_config
-from sluiceway.server._config import LimitsSection, StorageSection
+from sluiceway.server._app import create_app, open_store
+from sluiceway.server._config import LimitsSection
 from sluiceway.server._context import ServerContext
 from sluiceway.server._ingest_pool import IngestPool
-from sluiceway.store import Store
+from sluiceway.store import StoreConfig
 
 
 def config_for(data_dir: Path, **overrides: Any) -> Config:
@@ -49,7 +49,7 @@ class InProcessServer:
     def __init__(self, data_dir: Path, raise_exceptions: bool = False,
                  **overrides: Any) -> None:
         self.cfg = config_for(data_dir, **overrides)
-        self.store = Store(store_config(self.cfg))
+        self.store = open_store(self.cfg)
         self.app = create_app(self.cfg, self.store, IngestPool(0))
         self.loop = asyncio.new_event_loop()
         transport = httpx.ASGITransport(app=self.app, raise_app_exceptions=raise_exceptions)
@@ -126,9 +126,9 @@ class InProcServer:
 
 @contextmanager
 def inproc_server(data_dir: Path, **limits: Any) -> Iterator[InProcServer]:
-    cfg = Config(storage=StorageSection(data_dir=data_dir, flush_on_shutdown=False),
+    cfg = Config(storage=StoreConfig(data_dir=data_dir, flush_on_shutdown=False),
                  limits=LimitsSection(**limits))
-    app = create_app(cfg, Store(store_config(cfg)))  # the store is closed by the lifespan
+    app = create_app(cfg, open_store(cfg))  # the store is closed by the lifespan
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

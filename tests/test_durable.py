@@ -20,7 +20,7 @@ import pytest
 from sluiceway.agent._positions import Positions
 from sluiceway.buffer import Buffer, BufferConfig
 from sluiceway.model import EntryBlock, Matcher
-from sluiceway.store import Store, StoreConfig
+from sluiceway.store import CompactorConfig, Store, StoreConfig
 
 Event = tuple[str, str]  # ("dir" | "file" | "rename", path)
 
@@ -70,7 +70,7 @@ def _block(labels: dict[str, str], base: int, n: int = 5) -> EntryBlock:
 
 def test_chunk_dir_is_synced_before_the_index_names_the_chunk(tmp_path: Path,
                                                                events: list[Event]) -> None:
-    st = Store(StoreConfig(tmp_path, compaction_enabled=False))
+    st = Store(StoreConfig(data_dir=tmp_path, compaction_enabled=False))
     try:
         st.push("fake", [_block({"app": "a"}, time.time_ns())]).result()
         st.flush_all()
@@ -100,7 +100,7 @@ def test_the_checkpoint_is_durable_before_wal_segments_are_released(
         events.append(("unlink", str(Path(path).resolve())))
 
     monkeypatch.setattr(os, "unlink", unlink)
-    st = Store(StoreConfig(tmp_path, compaction_enabled=False))
+    st = Store(StoreConfig(data_dir=tmp_path, compaction_enabled=False))
     try:
         st.push("fake", [_block({"app": "a"}, time.time_ns())]).result()
         segment = (tmp_path / "wal" / f"{st.wal.segment:08d}.wal").resolve()
@@ -120,8 +120,8 @@ def test_the_checkpoint_is_durable_before_wal_segments_are_released(
 def test_index_compaction_syncs_its_directory(tmp_path: Path, events: list[Event]) -> None:
     """The object that folds a period's index objects together is renamed into place and
     its directory synced before the objects it supersedes are deleted."""
-    cfg = StoreConfig(tmp_path, compaction_enabled=False, delete_delay_s=0)
-    st = Store(cfg)
+    cfg = StoreConfig(data_dir=tmp_path, compaction_enabled=False)
+    st = Store(cfg, compactor=CompactorConfig(retention_delete_delay=0))
     try:
         for k in range(3):
             st.push("fake", [_block({"app": "a"}, time.time_ns() + k * 100)]).result()
@@ -187,7 +187,7 @@ def test_agent_positions_sync_their_directory(tmp_path: Path, events: list[Event
 def test_many_streams_flush_with_one_index_sync(tmp_path: Path, events: list[Event]) -> None:
     """Shutdown with many streams: the chunk files share their syncs and one index object
     names them all (one file synced), not one per stream; every line is there afterwards."""
-    st = Store(StoreConfig(tmp_path, compaction_enabled=False))
+    st = Store(StoreConfig(data_dir=tmp_path, compaction_enabled=False))
     base = time.time_ns()
     n = 300
     blocks = [_block({"app": "many", "s": str(i)}, base, 3) for i in range(n)]
@@ -203,7 +203,7 @@ def test_many_streams_flush_with_one_index_sync(tmp_path: Path, events: list[Eve
     day_dirs = {str(c.parent.resolve()) for c in chunks}
     dir_syncs = [e for e in events if e[0] == "dir" and e[1] in day_dirs]
     assert len(dir_syncs) == len(day_dirs)
-    st = Store(StoreConfig(tmp_path, compaction_enabled=False))
+    st = Store(StoreConfig(data_dir=tmp_path, compaction_enabled=False))
     try:
         assert st.replayed_records == 0
         series = st.series(["fake"], [Matcher("app", "=", "many")], 0, 2**62)

@@ -28,6 +28,7 @@ from sluiceway.model import (
     parse_size,
     validation_messages,
 )
+from sluiceway.ship import RetryPolicy
 from sluiceway.wire import base_url
 
 Size = Annotated[int, BeforeValidator(parse_size)]
@@ -56,16 +57,6 @@ class BatchConfig(_Model):
     max_lines: int = Field(default=1000, ge=1)
     max_bytes: Size = Field(default=1024**2, ge=1)
     max_wait: Duration = Field(default=1.0, ge=0)
-
-
-class RetryConfig(_Model):
-    min_backoff: Duration = 0.5
-    max_backoff: Duration = 30.0
-    # None: retry retryable failures forever (the queue, not the shipper, decides what is lost).
-    max_retries: int | None = None
-    # In spill mode the spill holds lines through any outage and max_retries is not used;
-    # true: it is (Promtail's backoff_config.max_retries: dropped after that many attempts).
-    max_retries_in_spill: bool = False
 
 
 class AuthConfig(_Model):
@@ -459,7 +450,7 @@ class ClientConfig(_Model):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     tls: TLSConfig = Field(default_factory=TLSConfig)
     headers: dict[str, str] = {}
-    retry: RetryConfig = Field(default_factory=RetryConfig)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)  # the delivery loop's own
     batch: BatchConfig = Field(default_factory=BatchConfig)
     # Labels added to every stream sent to this client (a stream's own label wins).
     external_labels: dict[str, str] = {}
@@ -480,7 +471,7 @@ class AgentConfig(_Model):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     tls: TLSConfig = Field(default_factory=TLSConfig)
     headers: dict[str, str] = {}
-    retry: RetryConfig = Field(default_factory=RetryConfig)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)  # the delivery loop's own
     queue: QueueConfig = Field(default_factory=QueueConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
     external_labels: dict[str, str] = {}

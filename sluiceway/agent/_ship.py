@@ -25,7 +25,6 @@ from sluiceway.ship import (
     PushClient,
     PushDeliverer,
     PushTarget,
-    RetryPolicy,
     Watch,
 )
 
@@ -48,12 +47,10 @@ def shippers(cfg: AgentConfig, queue: AgentQueue, stop: threading.Event,
     """One loop per worker; they share the counters, the backend's state and the log.
     `cfg` is one lane's (a client's URL, tenant, batch, backoff and retry limit)."""
     target = push_target(cfg)
-    r = cfg.retry
-    retry = RetryPolicy(r.min_backoff, r.max_backoff, r.max_retries, r.max_retries_in_spill)
     stats = DeliveryStats()
     watch = Watch(queue.buffer, who, log)
     return [DeliveryLoop(queue.buffer, PushDeliverer(PushClient(target)), who=who,
-                         target=target.push_url, logger=log, retry=retry, max_units=1,
+                         target=target.push_url, logger=log, retry=cfg.retry, max_units=1,
                          stop=stop, on_done=queue.done, stats=stats, watch=watch,
                          on_lost=queue.ledger.lose_part if queue.ledger is not None else None)
             for _ in range(cfg.workers)]

@@ -122,7 +122,8 @@ class SinkWorker:
         self.loop: DeliveryLoop[Record] = DeliveryLoop(
             self.buffer, SinkDeliverer(sink, redact), who=f"sluiceway sink {name}",
             target=str(target or name), logger=log,
-            retry=RetryPolicy(MIN_BACKOFF, MAX_BACKOFF, max_retries),
+            retry=RetryPolicy(min_backoff=MIN_BACKOFF, max_backoff=MAX_BACKOFF,
+                              max_retries=max_retries),
             max_units=self.batch_size, max_bytes=1 << 62,
             linger=float(getattr(sink, "batch_wait", 0.0) or 0.0), on_lost=self._lost,
             on_done=self._done)

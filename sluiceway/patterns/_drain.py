@@ -20,20 +20,16 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sluiceway.patterns._config import PatternIngesterConfig
 from sluiceway.patterns._tokenize import PARAM, Tokenizer, dedupe_params
 
 MIN_TOKENS, MAX_TOKENS = 4, 80
 _THROTTLE_S = 600.0
 
 
-@dataclass(frozen=True, slots=True)
-class DrainConfig:
-    depth: int = 30  # tree depth: the token count level, then depth - 2 token levels
-    sim_th: float = 0.3
-    max_children: int = 15
-    max_clusters: int = 300
-    max_eviction_ratio: float = 0.25
-    sample_interval_ms: int = 10_000
+# Loki's fixed Drain parameters: the tree depth (the token count level, then depth - 2
+# token levels), the similarity a line needs to join a cluster, children per node.
+DEPTH, SIM_TH, MAX_CHILDREN = 30, 0.3, 15
 
 
 @dataclass(slots=True)
@@ -83,12 +79,14 @@ def _has_digit(token: str) -> bool:
 
 
 class Drain:
-    def __init__(self, cfg: DrainConfig, tokenizer: Tokenizer,
+    def __init__(self, cfg: PatternIngesterConfig, tokenizer: Tokenizer,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        """`cfg`: `max_clusters`, `max_eviction_ratio`, `pattern_sample_interval`."""
         self.cfg = cfg
+        self.sample_interval_ms = cfg.sample_interval_ms()
         self.tokenizer = tokenizer
         self.clock = clock
-        self.max_node_depth = cfg.depth - 2
+        self.max_node_depth = DEPTH - 2
         self.root = _Node()
         self.clusters: OrderedDict[int, Cluster] = OrderedDict()  # oldest use first
         self._next_id = 0
@@ -139,7 +137,7 @@ class Drain:
                 if tok != t[i]:
                     t[i] = PARAM
             self.clusters.move_to_end(match.id)
-        match.add(ts_ms, self.cfg.sample_interval_ms)
+        match.add(ts_ms, self.sample_interval_ms)
         return ""
 
     def _get(self, cid: int) -> Cluster | None:
@@ -176,7 +174,7 @@ class Drain:
             sim = same / n
             if sim > best_sim or (sim == best_sim and params > best_params):
                 best, best_sim, best_params = c, sim, params
-        return best if best_sim >= self.cfg.sim_th else None
+        return best if best_sim >= SIM_TH else None
 
     def _add_to_tree(self, c: Cluster) -> None:
         n = len(c.tokens)
@@ -192,7 +190,7 @@ class Drain:
             child = node.children.get(tok)
             if child is None:
                 wild = node.children.get(PARAM)
-                full = self.cfg.max_children
+                full = MAX_CHILDREN
                 if _has_digit(tok):
                     child = wild or node.children.setdefault(PARAM, _Node())
                 elif wild is not None:

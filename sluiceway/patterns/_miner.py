@@ -18,7 +18,8 @@ from typing import Any
 
 from sluiceway.logql import DETECTED_LEVEL, LevelRules, block_levels
 from sluiceway.model import EntryBlock, Matcher, fingerprint, matches_all
-from sluiceway.patterns._drain import Drain, DrainConfig
+from sluiceway.patterns._config import PatternIngesterConfig
+from sluiceway.patterns._drain import Drain
 from sluiceway.patterns._tokenize import Tokenizer, detect_format, tokenizer_for
 
 MIN_LINES = 30  # Loki's querier drops patterns with fewer lines in the range
@@ -29,10 +30,9 @@ KNOWN_LEVELS = frozenset(("unknown", "debug", "info", "warn", "error", "fatal", 
 
 @dataclass(frozen=True, slots=True)
 class MinerConfig:
-    drain: DrainConfig = DrainConfig()
-    retain_for_s: float = 3 * 3600.0
-    max_line_length: int = 3000
-    max_streams_per_tenant: int = 10_000
+    """The `pattern_ingester:` section as it is, and what the miner takes from `limits`."""
+
+    ingester: PatternIngesterConfig = PatternIngesterConfig()
     json_fields: tuple[str, ...] = ("log", "message", "msg", "msg_", "_msg", "content")
     levels: LevelRules | None = LevelRules()  # None: only a `detected_level` sent along
 
@@ -75,11 +75,11 @@ class PatternMiner:
         fp = fingerprint(labels)
         s = streams.get(fp)
         if s is None:
-            if len(streams) >= self.cfg.max_streams_per_tenant:
+            if len(streams) >= self.cfg.ingester.max_streams_per_tenant:
                 return None
             fmt = detect_format(first_line)
             s = streams[fp] = _Stream(dict(labels), tokenizer_for(
-                fmt, self.cfg.max_line_length, list(self.cfg.json_fields)))
+                fmt, self.cfg.ingester.max_allowed_line_length, list(self.cfg.json_fields)))
         return s
 
     def add(self, tenant: str, block: EntryBlock) -> None:
@@ -113,7 +113,7 @@ class PatternMiner:
                 level = "unknown"
             d = s.drains.get(level)
             if d is None:
-                d = s.drains[level] = Drain(self.cfg.drain, s.tokenizer)
+                d = s.drains[level] = Drain(self.cfg.ingester, s.tokenizer)
             why = d.train(line, t // 1_000_000)
             if why:
                 skipped[why] += 1
@@ -122,7 +122,7 @@ class PatternMiner:
 
     def prune(self) -> None:
         """Forget samples older than `retain_for`, and streams left with none."""
-        before = int((self.clock() - self.cfg.retain_for_s) * 1000)
+        before = int((self.clock() - self.cfg.ingester.retain_for) * 1000)
         for streams in self.tenants.values():
             for fp, s in list(streams.items()):
                 for level, d in list(s.drains.items()):
@@ -134,7 +134,7 @@ class PatternMiner:
 
     def query(self, tenants: Iterable[str], matchers: list[Matcher], start_ns: int,
               end_ns: int, step_ns: int) -> list[PatternSeries]:
-        interval = self.cfg.drain.sample_interval_ms
+        interval = self.cfg.ingester.sample_interval_ms()
         start_ms, end_ms = start_ns // 1_000_000, -(-end_ns // 1_000_000)
         step = max(step_ns // 1_000_000, interval)
         acc: dict[tuple[str, str], dict[int, int]] = {}

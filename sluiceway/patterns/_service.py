@@ -178,10 +178,10 @@ def _child_entry() -> None:
 
 
 class PatternService:
-    def __init__(self, cfg: MinerConfig, decode: Decode, max_queued_bytes: int,
-                 in_process: bool, query_timeout: float = 60.0) -> None:
+    def __init__(self, cfg: MinerConfig, decode: Decode, in_process: bool,
+                 query_timeout: float = 60.0) -> None:
         self.cfg = cfg
-        self.max_queued_bytes = max_queued_bytes
+        self.max_queued_bytes = cfg.ingester.max_queued_bytes
         self.query_timeout = query_timeout or 60.0
         self.skipped: Counter[str] = Counter()  # lines of pushes not mined, by reason
         self._queue: deque[tuple[bytes, int]] = deque()

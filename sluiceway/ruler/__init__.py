@@ -8,14 +8,23 @@ Loki's ruler format and API shapes.
 - `_forstate`: `for` state kept across restarts.
 - `_notify`: Alertmanager v2 notifications; `_remote`: remote write of samples.
 - `_ruler`: the `Ruler` that schedules groups; `_views`: Prometheus' API shapes.
+- `_config`: the server's `ruler:` and `ruler_storage:` sections (`RulerConfig`,
+  `RulerStorageConfig`), the ruler's own models, read as they are (`Ruler.from_config`).
 
 It queries through a `QueryFunc` the server gives it (the LogQL engine over the store)
 and imports only `logql`, `model`, `wire` and `durable`.
 """
 
-from sluiceway.ruler._group import GroupRuntime, RulerOptions
+from sluiceway.ruler._config import (
+    RemoteWriteClient,
+    RemoteWriteConfig,
+    RemoteWriteQueue,
+    RulerConfig,
+    RulerStorageConfig,
+)
+from sluiceway.ruler._group import GroupRuntime
 from sluiceway.ruler._notify import Notifier
-from sluiceway.ruler._remote import ClientOptions, RemoteWriter
+from sluiceway.ruler._remote import RemoteWriter
 from sluiceway.ruler._rulefmt import (
     Rule,
     RuleFormatError,
@@ -47,10 +56,11 @@ from sluiceway.ruler._store import (
 from sluiceway.ruler._views import alerts_json, rfc3339_nano, rules_json
 
 __all__ = [
-    "Alert", "AlertingRule", "ClientOptions", "FilesystemRuleStore", "GroupRuntime",
-    "LoadedRules", "LocalRuleStore", "Notifier", "QueryFunc", "RecordingRule",
-    "RemoteWriter", "Rule", "RuleFormatError", "RuleGroup", "RuleStore", "RuleStoreError",
-    "Ruler", "RulerOptions", "Sample", "alerts_json", "dump_group", "dump_namespaces",
-    "dump_rule_file", "format_duration_ms", "parse_duration_ms", "parse_group",
-    "parse_rule_file", "rfc3339_nano", "rules_json", "samples_of",
+    "Alert", "AlertingRule", "FilesystemRuleStore", "GroupRuntime", "LoadedRules",
+    "LocalRuleStore", "Notifier", "QueryFunc", "RecordingRule", "RemoteWriteClient",
+    "RemoteWriteConfig", "RemoteWriteQueue", "RemoteWriter", "Rule", "RuleFormatError",
+    "RuleGroup", "RuleStore", "RuleStoreError", "Ruler", "RulerConfig", "RulerStorageConfig",
+    "Sample", "alerts_json", "dump_group", "dump_namespaces", "dump_rule_file",
+    "format_duration_ms", "parse_duration_ms", "parse_group", "parse_rule_file",
+    "rfc3339_nano", "rules_json", "samples_of",
 ]

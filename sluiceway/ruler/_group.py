@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from sluiceway.ruler._config import RulerConfig
 from sluiceway.ruler._forstate import ForStateFile, restore
 from sluiceway.ruler._rulefmt import RuleGroup
 from sluiceway.ruler._rules import (
@@ -23,36 +23,27 @@ from sluiceway.ruler._rules import (
 log = logging.getLogger("sluiceway.ruler")
 
 
-@dataclass(slots=True)
-class RulerOptions:
-    """The ruler's settings, in the units it computes with."""
-
-    evaluation_interval_ns: int = 60 * 10**9
-    poll_interval_s: float = 60.0
-    resend_delay_ns: int = 60 * 10**9
-    for_outage_tolerance_ns: int = 3600 * 10**9
-    for_grace_period_ns: int = 600 * 10**9
-    external_labels: dict[str, str] = field(default_factory=dict)
-    external_url: str = ""
-    state_dir: Path | None = None  # for-state files; None: not kept across restarts
+def _ns(seconds: float) -> int:
+    return round(seconds * 1e9)
 
 
 class GroupRuntime:
-    def __init__(self, tenant: str, namespace: str, group: RuleGroup,
-                 opts: RulerOptions) -> None:
+    def __init__(self, tenant: str, namespace: str, group: RuleGroup, cfg: RulerConfig,
+                 state_dir: Path | None = None) -> None:
+        """`state_dir`: where for-state files are kept (None: not across restarts)."""
         self.tenant, self.namespace, self.group = tenant, namespace, group
-        self.opts = opts
-        self.interval_ns = group.interval_ms * 1_000_000 or opts.evaluation_interval_ns
+        self.cfg, self.state_dir = cfg, state_dir
+        self.interval_ns = group.interval_ms * 1_000_000 or _ns(cfg.evaluation_interval)
         self.rules: list[AnyRule] = [
-            AlertingRule(r, opts.external_labels, opts.external_url) if r.alert
+            AlertingRule(r, cfg.external_labels, cfg.external_url) if r.alert
             else RecordingRule(r) for r in group.rules]
         self.lock = threading.Lock()  # evaluation (a worker thread) vs. the API's views
         self.last_evaluation_wall = 0.0
         self.evaluation_time = 0.0
         self.evaluations = 0
         self.failures = 0
-        self.forstate = (ForStateFile(opts.state_dir, tenant, namespace, group.name)
-                         if opts.state_dir is not None else None)
+        self.forstate = (ForStateFile(state_dir, tenant, namespace, group.name)
+                         if state_dir is not None else None)
         self.saved = self.forstate.load() if self.forstate is not None else None
         self.first = True
 
@@ -99,12 +90,12 @@ class GroupRuntime:
                                 self.namespace, self.group.name, self.tenant, exc)
                 if isinstance(rule, AlertingRule):
                     out.samples += rule.series(ts)
-                    due = rule.to_send(ts, self.opts.resend_delay_ns, self.interval_ns)
+                    due = rule.to_send(ts, _ns(self.cfg.resend_delay), self.interval_ns)
                     if due:
                         out.alerts.append((rule, due))
             if self.first:
-                restore(self.alerting(), self.saved, ts, self.opts.for_outage_tolerance_ns,
-                        self.opts.for_grace_period_ns)
+                restore(self.alerting(), self.saved, ts, _ns(self.cfg.for_outage_tolerance),
+                        _ns(self.cfg.for_grace_period))
                 self.first, self.saved = False, None
             if self.forstate is not None:
                 try:

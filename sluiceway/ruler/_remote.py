@@ -15,33 +15,20 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 import httpx
 
+from sluiceway.ruler._config import RemoteWriteClient
 from sluiceway.wire import REMOTE_WRITE_HEADERS, RemoteSeries, encode_write_request
 
 log = logging.getLogger("sluiceway.ruler")
-
-
-@dataclass(slots=True)
-class ClientOptions:
-    url: str
-    name: str = ""
-    timeout_s: float = 30.0
-    headers: dict[str, str] = field(default_factory=dict)
-    capacity: int = 10_000
-    max_samples_per_send: int = 2000
-    batch_send_deadline_s: float = 5.0
-    min_backoff_s: float = 0.03
-    max_backoff_s: float = 5.0
 
 
 Queued = tuple[dict[str, str], int, float]  # labels, Unix ms, value
 
 
 class _Client:
-    def __init__(self, opts: ClientOptions, add_org_id: bool, user_agent: str) -> None:
+    def __init__(self, opts: RemoteWriteClient, add_org_id: bool, user_agent: str) -> None:
         self.opts, self.add_org_id, self.user_agent = opts, add_org_id, user_agent
         self.queues: dict[str, deque[Queued]] = {}
         self.wake = asyncio.Event()
@@ -56,11 +43,11 @@ class _Client:
     def enqueue(self, tenant: str, samples: list[Queued]) -> None:
         q = self.queues.setdefault(tenant, deque())
         q.extend(samples)
-        over = len(q) - self.opts.capacity
+        over = len(q) - self.opts.queue_config.capacity
         for _ in range(max(over, 0)):
             q.popleft()
         self._drop(tenant, "queue_full", max(over, 0))
-        if sum(len(x) for x in self.queues.values()) >= self.opts.max_samples_per_send:
+        if sum(len(x) for x in self.queues.values()) >= self.opts.queue_config.max_samples_per_send:
             self.wake.set()
 
     def pending(self) -> int:
@@ -72,16 +59,17 @@ class _Client:
             q.clear()
 
     async def run(self) -> None:
-        async with httpx.AsyncClient(timeout=self.opts.timeout_s) as http:
+        async with httpx.AsyncClient(timeout=self.opts.remote_timeout) as http:
             while True:
-                if not self.pending() or self.pending() < self.opts.max_samples_per_send:
+                per_send = self.opts.queue_config.max_samples_per_send
+                if not self.pending() or self.pending() < per_send:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.wake.wait(),
-                                               self.opts.batch_send_deadline_s)
+                                               self.opts.queue_config.batch_send_deadline)
                 self.wake.clear()
                 for tenant, q in list(self.queues.items()):
                     while q:
-                        n = min(len(q), self.opts.max_samples_per_send)
+                        n = min(len(q), self.opts.queue_config.max_samples_per_send)
                         batch = [q.popleft() for _ in range(n)]
                         await self._send(http, tenant, batch)
 
@@ -94,7 +82,7 @@ class _Client:
         headers = {**REMOTE_WRITE_HEADERS, "User-Agent": self.user_agent, **self.opts.headers}
         if self.add_org_id:
             headers["X-Scope-OrgID"] = tenant
-        backoff = self.opts.min_backoff_s
+        backoff = self.opts.queue_config.min_backoff
         while True:
             try:
                 r = await http.post(self.opts.url, content=body, headers=headers)
@@ -115,13 +103,13 @@ class _Client:
                 self._drop(tenant, f"http_{status}", len(batch))
                 return
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, self.opts.max_backoff_s)
+            backoff = min(backoff * 2, self.opts.queue_config.max_backoff)
 
 
 class RemoteWriter:
     """Fan-out of the ruler's samples to every configured remote-write client."""
 
-    def __init__(self, clients: list[ClientOptions], add_org_id: bool,
+    def __init__(self, clients: list[RemoteWriteClient], add_org_id: bool,
                  external_labels: Mapping[str, str], user_agent: str) -> None:
         self.clients = [_Client(c, add_org_id, user_agent) for c in clients]
         self.external_labels = dict(external_labels)

@@ -16,9 +16,11 @@ import hashlib
 import logging
 import time
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
-from sluiceway.ruler._group import GroupRuntime, RulerOptions
+from sluiceway.ruler._config import RulerConfig
+from sluiceway.ruler._group import GroupRuntime
 from sluiceway.ruler._notify import Notifier, am_alert, generator_url
 from sluiceway.ruler._remote import RemoteWriter
 from sluiceway.ruler._rules import QueryFunc
@@ -29,9 +31,11 @@ GroupKey = tuple[str, str, str]
 
 
 class Ruler:
-    def __init__(self, store: RuleStore, query: QueryFunc, opts: RulerOptions,
-                 notifier: Notifier | None = None, writer: RemoteWriter | None = None) -> None:
-        self.store, self.query, self.opts = store, query, opts
+    def __init__(self, store: RuleStore, query: QueryFunc, cfg: RulerConfig,
+                 notifier: Notifier | None = None, writer: RemoteWriter | None = None,
+                 state_dir: Path | None = None) -> None:
+        """`state_dir`: where the groups' for-state files are kept (None: not kept)."""
+        self.store, self.query, self.cfg, self.state_dir = store, query, cfg, state_dir
         self.notifier, self.writer = notifier, writer
         self.groups: dict[GroupKey, GroupRuntime] = {}
         self.load_errors: dict[str, str] = {}
@@ -41,6 +45,19 @@ class Ruler:
         self._main: asyncio.Task[None] | None = None
         self._running: set[asyncio.Future[Any]] = set()
         self.synced = 0  # store reads so far (tests wait on it)
+
+    @classmethod
+    def from_config(cls, cfg: RulerConfig, store: RuleStore, query: QueryFunc,
+                    state_dir: Path | None, user_agent: str) -> Ruler:
+        """The ruler of a `ruler:` section: its notifier when it names Alertmanagers, its
+        remote writer when `remote_write` is enabled with clients."""
+        urls = cfg.alertmanager_urls()
+        notifier = Notifier(urls, cfg.notification_timeout, cfg.notification_queue_capacity,
+                            user_agent) if urls else None
+        rw = cfg.remote_write
+        writer = (RemoteWriter(rw.all_clients(), rw.add_org_id_header, cfg.external_labels,
+                               user_agent) if rw.enabled and rw.all_clients() else None)
+        return cls(store, query, cfg, notifier, writer, state_dir)
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -84,7 +101,7 @@ class Ruler:
                 log.exception("cannot read the rule store")
             self.synced += 1
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._sync_now.wait(), self.opts.poll_interval_s)
+                await asyncio.wait_for(self._sync_now.wait(), self.cfg.poll_interval)
 
     def _apply(self, loaded: LoadedRules) -> None:
         for path, err in loaded.errors.items():
@@ -110,7 +127,7 @@ class Ruler:
             if old is not None and old.group == group:
                 continue
             try:
-                rt = GroupRuntime(key[0], key[1], group, self.opts)
+                rt = GroupRuntime(key[0], key[1], group, self.cfg, self.state_dir)
             except Exception as exc:  # a rule file edited by hand with a bad expression
                 self.load_errors[f"{key[0]}/{key[1]}/{key[2]}"] = str(exc)
                 continue
@@ -160,8 +177,8 @@ class Ruler:
             self.writer.enqueue(rt.tenant, samples, ts // 1_000_000)
         if self.notifier is not None:
             for rule, due in alerts:
-                url = generator_url(self.opts.external_url, rule.rule.expr)
-                self.notifier.send(rt.tenant, [am_alert(a, self.opts.external_labels, url)
+                url = generator_url(self.cfg.external_url, rule.rule.expr)
+                self.notifier.send(rt.tenant, [am_alert(a, self.cfg.external_labels, url)
                                                for a in due])
 
     # --- views -----------------------------------------------------------------------

@@ -23,7 +23,7 @@ from sluiceway.logql import (
     block_levels,
 )
 from sluiceway.model import EntryBlock, PipelineRegistry
-from sluiceway.patterns import DrainConfig, MinerConfig, PatternService
+from sluiceway.patterns import MinerConfig, PatternService
 from sluiceway.server import (
     _routes_delete,
     _routes_drilldown,
@@ -37,7 +37,7 @@ from sluiceway.server import (
     _routes_rules,
     _routes_tail,
 )
-from sluiceway.server._config import Config
+from sluiceway.server._config import Config, LimitsSection
 from sluiceway.server._context import UI_DIR, NotReady, ServerContext, bad
 from sluiceway.server._deletion import compile_delete, stream_retention, stream_rules
 from sluiceway.server._inflight import InflightPushes
@@ -57,38 +57,25 @@ from sluiceway.store import HeldBytes, ObjectStore, Store, StoreConfig, decode_r
 from sluiceway.wire import BodyTooLarge
 
 
-def store_config(cfg: Config) -> StoreConfig:
-    """The store's settings; Loki's `compactor` keys, when set, win over ours."""
-    s, c = cfg.storage, cfg.compactor
-    compaction_interval = c.compaction_interval or s.compaction_interval
-    retention_interval = (c.apply_retention_interval or c.compaction_interval
-                          or s.retention_check_interval)
-    return StoreConfig(
-        data_dir=s.data_dir, wal_sync=s.wal_sync, wal_sync_interval_s=s.wal_sync_interval,
-        wal_segment_bytes=s.wal_segment_size, max_wal_bytes=s.max_wal_size,
-        unordered_window_s=cfg.limits.unordered_window,
-        chunk_target_bytes=s.chunk_target_size, max_chunk_age_s=s.max_chunk_age,
-        chunk_idle_s=s.chunk_idle_period, compression_level=s.compression_level,
-        flush_check_interval_s=s.flush_check_period,
-        retention_period_s=cfg.retention_period(cfg.limits),
-        retention_check_interval_s=retention_interval, cache_bytes=s.cache_size,
-        max_heads_bytes=s.max_heads_size,
-        flush_on_shutdown=s.flush_on_shutdown, compaction_enabled=s.compaction_enabled,
-        compaction_level=s.compaction_level, compaction_target_bytes=s.compaction_target_size,
-        compaction_min_age_s=s.compaction_min_age, compaction_interval_s=compaction_interval,
-        compaction_threads=c.max_compaction_parallelism,
-        index_sync_period_s=s.index_sync_period, delete_delay_s=c.retention_delete_delay,
-        delete_cancel_period_s=c.delete_request_cancel_period)
+def open_store(cfg: Config, lock: DirLock | None = None, objects: ObjectStore | None = None,
+               limits: TenantLimits | None = None) -> Store:
+    """The store of `cfg`: its `storage` and `compactor` sections are the store's own
+    models and go in as they are; the limits give each tenant's unordered window and
+    retention (`cfg.limits` for all when `limits` is None)."""
+    def lim(tenant: str) -> LimitsSection:
+        return limits.get(tenant) if limits is not None else cfg.limits
+
+    return Store(cfg.storage, lock, objects, compactor=cfg.compactor,
+                 unordered_window_for=lambda t: lim(t).unordered_window,
+                 retention_for=lambda t: cfg.retention_period(lim(t)))
 
 
 def cluster_store_config(cfg: Config) -> StoreConfig:
     """Cluster mode: the local store's log is a cache of JetStream (the durable log), so
     it is synced on an interval and started empty; compaction runs only on the member
     holding the compactor lease (`ClusterNode`)."""
-    sc = store_config(cfg)
-    sc.wal_sync = "interval"
-    sc.compaction_enabled = False
-    return sc
+    return cfg.storage.model_copy(update={"wal_sync": "interval",
+                                          "compaction_enabled": False})
 
 
 def _cluster_node(cfg: Config, lock: DirLock | None,
@@ -101,7 +88,7 @@ def _cluster_node(cfg: Config, lock: DirLock | None,
         shutil.rmtree(data / "wal", ignore_errors=True)
         (data / "checkpoint.json").unlink(missing_ok=True)
         return Store(cluster_store_config(cfg), lock, objects=objects,
-                     unordered_window_for=unordered_window_for)
+                     compactor=cfg.compactor, unordered_window_for=unordered_window_for)
 
     def open_explicit() -> ObjectStore | None:
         # storage.backend s3 or nats: that one; filesystem: the cluster's own bucket.
@@ -151,13 +138,8 @@ def pattern_service(ctx: ServerContext, in_process: bool) -> PatternService | No
     pi, lim = ctx.cfg.pattern_ingester, ctx.cfg.limits
     if not pi.enabled:
         return None
-    drain = DrainConfig(max_clusters=pi.max_clusters, max_eviction_ratio=pi.max_eviction_ratio,
-                        sample_interval_ms=max(1, int(pi.pattern_sample_interval * 1000)))
-    cfg = MinerConfig(drain, pi.retain_for, pi.max_allowed_line_length,
-                      pi.max_streams_per_tenant, tuple(lim.tokenizable_json_fields()),
-                      ctx.level_rules(lim))
-    return PatternService(cfg, decode_record, pi.max_queued_bytes, in_process,
-                          lim.query_timeout)
+    cfg = MinerConfig(pi, tuple(lim.tokenizable_json_fields()), ctx.level_rules(lim))
+    return PatternService(cfg, decode_record, in_process, lim.query_timeout)
 
 
 def _errors(app: FastAPI) -> None:
@@ -280,8 +262,7 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
             starting = asyncio.create_task(cluster_start(ctx.cluster))
         else:
             if ctx.opened_store is None:
-                ctx.opened_store = await run_in_threadpool(
-                    lambda: Store(store_config(cfg), unordered_window_for=unordered_window_for))
+                ctx.opened_store = await run_in_threadpool(open_store, cfg, None, None, limits)
                 wire(ctx.store)
             await opened()
         watcher = asyncio.create_task(limits.watch()) if limits.files else None

@@ -1,5 +1,7 @@
 """Server configuration: YAML file (ours, or Loki's: see `_loki_config`), then
-`SLUICEWAY_<SECTION>__<KEY>` environment overrides."""
+`SLUICEWAY_<SECTION>__<KEY>` environment overrides. Each section is its component's own
+model: `storage` and `compactor` are `sluiceway.store`'s `StoreConfig` and
+`CompactorConfig`, passed to the store as they are (never copied field by field)."""
 
 from __future__ import annotations
 
@@ -25,12 +27,11 @@ from pydantic_settings import (
 
 from sluiceway.logql import QueryError, parse_selector
 from sluiceway.model import Bytes, Duration, LokiBytes, config_error_text, validation_messages
+from sluiceway.patterns import PatternIngesterConfig
+from sluiceway.ruler import RulerConfig, RulerStorageConfig
 from sluiceway.server._config_cluster import ClusterSection
-from sluiceway.server._config_objects import ObjectsFields
-from sluiceway.server._config_ruler import RulerSection, RulerStorageSection
 from sluiceway.server._loki_config import translate
-
-DeletionMode = Literal["disabled", "filter-only", "filter-and-delete"]
+from sluiceway.store import CompactorConfig, DeletionMode, StoreConfig
 
 
 def _log_level(value: object) -> object:
@@ -82,59 +83,6 @@ class ServerSection(_Section):
 class QuerierSection(_Section):
     # Loki's flag: `X-Scope-OrgID: a|b` queries both tenants (400 while false).
     multi_tenant_queries_enabled: bool = False
-
-
-class StorageSection(ObjectsFields):
-    data_dir: Path = Path("./data")
-    wal_sync: Literal["always", "interval"] = "always"
-    wal_sync_interval: Duration = 0.1
-    wal_segment_size: Bytes = 128 << 20
-    max_wal_size: Bytes = 2 << 30
-    chunk_target_size: Bytes = 4 << 20
-    max_chunk_age: Duration = 7200.0
-    chunk_idle_period: Duration = 1800.0
-    compression_level: Annotated[int, Field(ge=1, le=19)] = 1
-    flush_check_period: Duration = 10.0
-    retention_period: Duration = 0.0
-    retention_check_interval: Duration = 600.0
-    # Decoded chunks kept for queries (Loki's embedded chunk cache, max_size_mb): chunks
-    # read, and chunks just written (the newest data is what queries read most).
-    cache_size: Bytes = 128 << 20
-    # Lines of all streams not yet in chunks (in heads, or being written): past it the
-    # largest heads are cut into chunks early, pushes wait for the flusher, and a WAL
-    # replay writes chunks as it goes (as Loki's replay_memory_ceiling). 0: no bound.
-    max_heads_size: Bytes = 128 << 20
-    flush_on_shutdown: bool = True
-    compaction_enabled: bool = True
-    compaction_level: Annotated[int, Field(ge=1, le=22)] = 17
-    compaction_target_size: Bytes = 16 << 20
-    compaction_min_age: Duration = 900.0
-    compaction_interval: Duration = 600.0
-    # Index objects other processes write (a server reading the same bucket) are seen
-    # within this; 0: only at start and after this server's own flushes.
-    index_sync_period: Duration = 30.0
-
-
-class CompactorSection(_Section):
-    """Loki's `compactor` keys. `compaction_interval` and `apply_retention_interval`, when
-    set, replace `storage.compaction_interval` / `retention_check_interval`;
-    `retention_enabled` makes `limits.retention_period` apply (as in Loki). The deletion
-    keys are read for the delete API."""
-
-    working_directory: Path | None = None
-    compaction_interval: Duration | None = None
-    apply_retention_interval: Duration = 0.0  # 0: with every compaction (Loki)
-    retention_enabled: bool = False
-    # Chunks and index objects out of service (compaction, retention) are deleted this
-    # much later: longer than any query and than `storage.index_sync_period`.
-    retention_delete_delay: Duration = 7200.0
-    delete_request_store: str | None = None
-    delete_request_cancel_period: Duration = 86400.0
-    delete_max_interval: Duration = 86400.0
-    deletion_mode: DeletionMode | None = None  # Loki 2.x's place; limits.deletion_mode since
-    # Streams compacted at once (Loki's default, 1): each holds its chunks, their merged
-    # copy and a zstd context (about 50 MB at level 17) while it is compressed.
-    max_compaction_parallelism: Annotated[int, Field(ge=1)] = 1
 
 
 class RuntimeConfigSection(_Section):
@@ -240,34 +188,18 @@ class LimitsSection(_Section):
         return [f for f in dict.fromkeys(fields) if f not in drop]
 
 
-class PatternIngesterSection(_Section):
-    """Loki's `pattern_ingester`: Drain patterns mined from pushed lines, per stream and
-    level, for `/loki/api/v1/patterns`. On by default here (Loki: off): the miner is its
-    own low-priority process, so pushes do not wait for it."""
-
-    enabled: bool = True
-    retain_for: Duration = 3 * 3600.0
-    max_clusters: Annotated[int, Field(ge=1)] = 300  # per stream and level
-    max_eviction_ratio: Annotated[float, Field(ge=0)] = 0.25
-    max_allowed_line_length: Annotated[int, Field(ge=1)] = 3000
-    pattern_sample_interval: Duration = 10.0
-    # Sluiceway's bounds: streams mined per tenant (the rest are counted, not mined) and
-    # bytes of pushes waiting for the miner (past it, pushes are counted, not mined).
-    max_streams_per_tenant: Annotated[int, Field(ge=1)] = 10_000
-    max_queued_bytes: Bytes = 16 << 20
-
-
 class Config(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SLUICEWAY_", env_nested_delimiter="__",
                                       extra="forbid")
     server: ServerSection = ServerSection()
     querier: QuerierSection = QuerierSection()
-    storage: StorageSection = StorageSection()
+    # The store's own models (`sluiceway.store`), embedded as they are.
+    storage: StoreConfig = StoreConfig()
     limits: LimitsSection = LimitsSection()
-    pattern_ingester: PatternIngesterSection = PatternIngesterSection()
-    ruler: RulerSection = RulerSection()
-    ruler_storage: RulerStorageSection = RulerStorageSection()
-    compactor: CompactorSection = CompactorSection()
+    pattern_ingester: PatternIngesterConfig = PatternIngesterConfig()  # sluiceway.patterns'
+    ruler: RulerConfig = RulerConfig()  # the ruler's own models (`sluiceway.ruler`)
+    ruler_storage: RulerStorageConfig = RulerStorageConfig()
+    compactor: CompactorConfig = CompactorConfig()
     runtime_config: RuntimeConfigSection = RuntimeConfigSection()
     cluster: ClusterSection = ClusterSection()
     # Keys of a Loki config that have no effect here (dotted, as the file spells them).

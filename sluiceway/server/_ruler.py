@@ -12,13 +12,9 @@ from prometheus_client.registry import Collector
 from sluiceway import __version__
 from sluiceway.logql import Expr, QueryParams, evaluate
 from sluiceway.ruler import (
-    ClientOptions,
     FilesystemRuleStore,
     LocalRuleStore,
-    Notifier,
-    RemoteWriter,
     Ruler,
-    RulerOptions,
     RuleStore,
     Sample,
     samples_of,
@@ -62,29 +58,11 @@ def query_func(ctx: ServerContext) -> Callable[[str, Expr, int], list[Sample]]:
 
 
 def build_ruler(cfg: Config, ctx: ServerContext) -> Ruler:
-    r = cfg.ruler
-    opts = RulerOptions(
-        evaluation_interval_ns=round(r.evaluation_interval * 1e9),
-        poll_interval_s=r.poll_interval, resend_delay_ns=round(r.resend_delay * 1e9),
-        for_outage_tolerance_ns=round(r.for_outage_tolerance * 1e9),
-        for_grace_period_ns=round(r.for_grace_period * 1e9),
-        external_labels=dict(r.external_labels), external_url=r.external_url,
-        state_dir=(r.rule_path or cfg.storage.data_dir / "ruler_state") / "for-state")
-    urls = [u.strip() for u in r.alertmanager_url.split(",") if u.strip()]
-    notifier = Notifier(urls, r.notification_timeout, r.notification_queue_capacity,
-                        USER_AGENT) if urls else None
-    rw = r.remote_write
-    writer = None
-    if rw.enabled and rw.all_clients():
-        clients = [ClientOptions(
-            url=c.url, name=c.name, timeout_s=c.remote_timeout, headers=dict(c.headers),
-            capacity=c.queue_config.capacity,
-            max_samples_per_send=c.queue_config.max_samples_per_send,
-            batch_send_deadline_s=c.queue_config.batch_send_deadline,
-            min_backoff_s=c.queue_config.min_backoff,
-            max_backoff_s=c.queue_config.max_backoff) for c in rw.all_clients()]
-        writer = RemoteWriter(clients, rw.add_org_id_header, r.external_labels, USER_AGENT)
-    return Ruler(rule_store(cfg), query_func(ctx), opts, notifier, writer)
+    """The ruler of `cfg.ruler` (its own model, handed over as it is); its for-state
+    under `rule_path`, by default in the data dir."""
+    state_dir = (cfg.ruler.rule_path or cfg.storage.data_dir / "ruler_state") / "for-state"
+    return Ruler.from_config(cfg.ruler, rule_store(cfg), query_func(ctx), state_dir,
+                             USER_AGENT)
 
 
 class RulerCollector(Collector):

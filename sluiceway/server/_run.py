@@ -128,10 +128,9 @@ def serve(cfg: Config, before_stop: Callable[[], None] | None = None,
     from sluiceway.server._app import (
         check_delete_delay,
         create_app,  # the query engine loads only to serve
-        store_config,
+        open_store,
     )
     from sluiceway.server._objects import ObjectStoreUnusable, open_objects
-    from sluiceway.store import Store
 
     if (short := check_delete_delay(cfg)) is not None:
         log.warning("config: %s", short)
@@ -150,8 +149,7 @@ def serve(cfg: Config, before_stop: Callable[[], None] | None = None,
         pool.close()
         raise StartupError(str(exc)) from None
     try:
-        store = Store(store_config(cfg), lock, objects=objects,
-                      unordered_window_for=lambda t: limits.get(t).unordered_window)
+        store = open_store(cfg, lock, objects, limits)
     except (StoreError, OSError) as exc:
         sock.close()
         pool.close()

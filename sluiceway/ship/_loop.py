@@ -46,7 +46,10 @@ from dataclasses import dataclass, field
 from queue import SimpleQueue
 from typing import Any, Generic, Protocol, TypeVar
 
+from pydantic import BaseModel, ConfigDict
+
 from sluiceway.buffer import Batch, Buffer
+from sluiceway.model import Duration
 from sluiceway.ship._latency import LatencyHistogram
 from sluiceway.ship._watch import Watch
 from sluiceway.wire import ANSWER_REASONS, PushAnswer
@@ -86,15 +89,20 @@ class Deliverer(Protocol[T]):
     def split(self, part: Part) -> list[Part] | None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class RetryPolicy(BaseModel):
     """Backoff from `min_backoff` doubling to `max_backoff` (full jitter in its upper
     half); `max_retries` None retries without limit. In spill mode `max_retries` gives up
-    only with `max_retries_in_spill`."""
+    only with `max_retries_in_spill`. It is also the agent's `retry:` config section (and
+    each client's), embedded as it is: durations take `500ms`, `30s`."""
 
-    min_backoff: float = 0.5
-    max_backoff: float = 30.0
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    min_backoff: Duration = 0.5
+    max_backoff: Duration = 30.0
+    # None: retry retryable failures forever (the queue, not the shipper, decides what is
+    # lost).
     max_retries: int | None = None
+    # In spill mode the spill holds lines through any outage and max_retries is not used;
+    # true: it is (Promtail's backoff_config.max_retries: dropped after that many attempts).
     max_retries_in_spill: bool = False
 
     def gives_up(self, spill: bool) -> bool:

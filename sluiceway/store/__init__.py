@@ -5,6 +5,14 @@ node; `S3Bucket` and `JetStreamBucket` for shared storage, their client librarie
 when one is made)."""
 
 from sluiceway.store._chunk import ChunkError
+from sluiceway.store._config import (
+    CompactorConfig,
+    DeletionMode,
+    NatsConfig,
+    ObjectBackend,
+    S3Config,
+    StoreConfig,
+)
 from sluiceway.store._deletes import (
     DISABLED,
     FILTER_AND_DELETE,
@@ -23,18 +31,19 @@ from sluiceway.store._objstore import InvalidKey, LocalDir, NotFound, ObjectInfo
 from sluiceway.store._objstore_nats import JetStreamBucket
 from sluiceway.store._objstore_s3 import S3Bucket
 from sluiceway.store._store import (
+    UNORDERED_WINDOW_S,
     ChunkWriteError,
     Store,
-    StoreConfig,
     StoreError,
     lock_data_dir,
 )
 from sluiceway.store._wal import FileWal, WalPos, WalWriteError, decode_record
 
 __all__ = ["DISABLED", "FILTER_AND_DELETE", "FILTER_ONLY", "OUT_OF_ORDER", "PROCESSED",
-           "RECEIVED", "Applied", "ChunkError", "ChunkWriteError", "DeleteRequest",
-           "DeleteRequests", "FileWal", "Heads", "HeldBytes", "LineDeleter",
-           "IndexEntry", "IndexReader", "IngestLog", "InvalidKey", "JetStreamBucket",
-           "LocalDir", "MemoryPart", "NotFound", "ObjectInfo", "ObjectStore", "Position",
-           "Rejection", "S3Bucket", "Store", "StoreConfig", "StoreError", "StoreMemory",
+           "RECEIVED", "UNORDERED_WINDOW_S", "Applied", "ChunkError", "ChunkWriteError",
+           "CompactorConfig", "DeleteRequest", "DeleteRequests", "DeletionMode", "FileWal",
+           "Heads", "HeldBytes", "IndexEntry", "IndexReader", "IngestLog", "InvalidKey",
+           "JetStreamBucket", "LineDeleter", "LocalDir", "MemoryPart", "NatsConfig",
+           "NotFound", "ObjectBackend", "ObjectInfo", "ObjectStore", "Position", "Rejection",
+           "S3Bucket", "S3Config", "Store", "StoreConfig", "StoreError", "StoreMemory",
            "WalPos", "WalWriteError", "decode_record", "lock_data_dir"]

@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -39,6 +38,7 @@ from sluiceway.store._cache import ChunkCache
 from sluiceway.store._checkpoint import read_checkpoint, write_checkpoint
 from sluiceway.store._chunkio import LogPositions
 from sluiceway.store._compactor import CompactionStats, Compactor
+from sluiceway.store._config import CompactorConfig, StoreConfig
 from sluiceway.store._deletes import DeleteRequests, without_deleted
 from sluiceway.store._heads import Applied, Heads
 from sluiceway.store._index import PREFIX as INDEX_PREFIX
@@ -64,6 +64,9 @@ FORMAT_NAME = "sluiceway-store"
 # logs are migrated to index objects, and its marker is raised to 3, with a log line.
 FORMAT_VERSION = 3
 READS_VERSIONS = (1, 2, 3)
+# Seconds a line may lie behind its stream's newest when the owner gives no
+# `unordered_window_for` (Loki's default `unordered_window`: max_chunk_age / 2).
+UNORDERED_WINDOW_S = 3600.0
 _SAFE_TENANT = re.compile(r"^[A-Za-z0-9_-]{1,150}$")
 LOCK_NAME = "LOCK"
 # Heads written per batch: the encoded chunks of one batch are held in memory together.
@@ -100,47 +103,6 @@ def lock_data_dir(data_dir: Path) -> DirLock:
                          "two servers cannot share one data dir") from None
     except OSError as exc:
         raise StoreError(f"data dir {data_dir} is not usable: {exc}") from exc
-
-
-@dataclass(slots=True)
-class StoreConfig:
-    data_dir: Path
-    wal_sync: str = "always"  # "always": fsync before ack (group commit); "interval"
-    wal_sync_interval_s: float = 0.1
-    wal_segment_bytes: int = 128 << 20
-    max_wal_bytes: int = 2 << 30
-    unordered_window_s: float = 3600.0  # lines further behind their stream are refused
-    chunk_target_bytes: int = 4 << 20
-    max_chunk_age_s: float = 7200.0
-    chunk_idle_s: float = 1800.0
-    compression_level: int = 1
-    flush_check_interval_s: float = 10.0
-    retention_period_s: float = 0.0  # 0 keeps data forever, as Loki's default
-    retention_check_interval_s: float = 600.0
-    cache_bytes: int = 128 << 20
-    # Lines of all streams not yet in chunks (in heads, or cut and being written): past it
-    # the largest heads are cut early; replay writes chunks as it goes. 0: no bound.
-    max_heads_bytes: int = 128 << 20
-    flush_on_shutdown: bool = True
-    compaction_enabled: bool = True
-    compaction_level: int = 17
-    compaction_target_bytes: int = 16 << 20
-    compaction_min_age_s: float = 900.0
-    compaction_interval_s: float = 600.0
-    compaction_threads: int = 1  # streams compacted at once
-    # Other processes' index objects are seen within this (and right after a flush); 0: at
-    # start and after flushes only.
-    index_sync_period_s: float = 30.0
-    # ... and right after a flush, unless they were listed this recently (a listing of a
-    # JetStream bucket reads every object's metadata).
-    index_relist_after_write_s: float = 1.0
-    # Chunks and index objects out of service are deleted this much later (Loki's
-    # compactor `retention_delete_delay`): longer than the longest query and than
-    # `index_sync_period`, so no reader, here or in another process, still needs them.
-    delete_delay_s: float = 7200.0
-    # Delete requests may be cancelled this long; the compactor removes their lines after
-    # it (Loki's compactor `delete_request_cancel_period`).
-    delete_cancel_period_s: float = 86400.0
 
 
 _MAX_NAME = 255  # bytes in a file name (ext4, xfs, btrfs, tmpfs)
@@ -185,23 +147,31 @@ def tenant_from_dirname(name: str) -> str | None:
 class Store:
     def __init__(self, cfg: StoreConfig, lock: DirLock | None = None,
                  objects: ObjectStore | None = None,
-                 unordered_window_for: Callable[[str], float] | None = None) -> None:
+                 unordered_window_for: Callable[[str], float] | None = None, *,
+                 compactor: CompactorConfig | None = None,
+                 retention_for: Callable[[str], float] | None = None) -> None:
         """Open the data dir; `lock` is its `lock_data_dir` when the caller took it
         already (the store releases it on close), else the store takes it first.
         `objects` holds the chunks, keyed `<tenant dir>/chunks/...`; by default a
         `LocalDir` over `<data_dir>/tenants`, which is today's file layout.
         `unordered_window_for(tenant)`: seconds a tenant's line may be behind its stream's
-        newest (default `cfg.unordered_window_s` for all); given here, the WAL replay
-        decides as the pushes were decided."""
+        newest (default `UNORDERED_WINDOW_S`, Loki's, for all); given here, the WAL replay
+        decides as the pushes were decided. `compactor`: Loki's `compactor` keys (its
+        intervals win over `cfg`'s). `retention_for(tenant)`: seconds a tenant keeps its
+        data (default `cfg.retention_period` for all)."""
         self.cfg = cfg
+        self.compactor_cfg = comp = compactor if compactor is not None else CompactorConfig()
+        self._compaction_every = comp.compaction_every(cfg)
+        self._retention_every = comp.retention_every(cfg)
+        self.delete_delay_s = comp.retention_delete_delay
         self.root = cfg.data_dir
         self._lock = lock if lock is not None else lock_data_dir(self.root)
         self.objects = objects if objects is not None else LocalDir(self.root / "tenants")
         found = self._check_format()
         self._remove_temp_files()
         self.writer = Writer()  # names this store's index objects
-        self.memory = StoreMemory(cfg.max_heads_bytes, cfg.cache_bytes)
-        self.cache = ChunkCache(cfg.cache_bytes, self.memory.chunk_cache)
+        self.memory = StoreMemory(cfg.max_heads_size, cfg.cache_size)
+        self.cache = ChunkCache(cfg.cache_size, self.memory.chunk_cache)
         self.tenants: dict[str, TenantStore] = {}
         self._tenants_lock = threading.Lock()
         self._flush_q: list[Job] = []  # sealed heads waiting to be written
@@ -222,13 +192,14 @@ class Store:
         self.retention_deleted = 0
         self.heads_cut_early = 0  # heads cut before their target size: max_heads_bytes
         # Seconds each tenant keeps its data (0: forever); the server sets it per tenant.
-        self.retention_for: Callable[[str], float] = lambda _t: cfg.retention_period_s
+        self.retention_for: Callable[[str], float] = (
+            retention_for or (lambda _t: cfg.retention_period))
         # Per-stream retention (Loki's `retention_stream`): tenant, stream labels -> the
         # seconds that stream keeps its data (0: forever); None: the tenant's for all.
         self.stream_retention_for: Callable[[str, dict[str, str]], float] | None = None
         # Seconds a tenant's line may lie behind its stream's newest; the server sets it.
         self.unordered_window_for: Callable[[str], float] = (
-            unordered_window_for or (lambda _t: cfg.unordered_window_s))
+            unordered_window_for or (lambda _t: UNORDERED_WINDOW_S))
         # How a compacted block's lines are labelled at read time (`detected_level`), to
         # keep their counts by it in the footer: tenant, block -> (rules key, one value
         # per line or one for all) or None. The server sets it; None: no counts kept.
@@ -248,14 +219,14 @@ class Store:
         migrated = self._migrate_index_logs()
         self._load_index(migrated)
         self.heads: Heads[WalPos] = Heads(
-            self.tenant, cfg.chunk_target_bytes,
+            self.tenant, cfg.chunk_target_size,
             lambda t: int(self.unordered_window_for(t) * 1e9), self._enqueue_flush,
             self.memory)
         self._checkpoint_lock = threading.Lock()
         self._last_checkpoint = 0.0
         self._checkpointed = self._read_checkpoint()
-        self.wal = FileWal(self.root / "wal", cfg.wal_segment_bytes, cfg.wal_sync,
-                           cfg.wal_sync_interval_s, after=self._checkpointed,
+        self.wal = FileWal(self.root / "wal", cfg.wal_segment_size, cfg.wal_sync,
+                           cfg.wal_sync_interval, after=self._checkpointed,
                            held=self.memory.wal)
         self.replayed_records = self._replay(self._checkpointed)
         for ts in list(self.tenants.values()):
@@ -267,13 +238,13 @@ class Store:
         self._last_periodic = 0.0
         self._flusher = threading.Thread(target=self._flush_loop, name="flusher", daemon=True)
         self._flusher.start()
-        self.compactor = Compactor(cfg.compaction_level, cfg.compaction_target_bytes,
-                                   cfg.compaction_min_age_s, cfg.compaction_threads)
+        self.compactor = Compactor(cfg.compaction_level, cfg.compaction_target_size,
+                                   cfg.compaction_min_age, comp.max_compaction_parallelism)
         self._compact_lock = threading.Lock()
         self._stop = threading.Event()
         if cfg.compaction_enabled:
             threading.Thread(target=self._compact_loop, name="compactor", daemon=True).start()
-        if cfg.index_sync_period_s > 0:
+        if cfg.index_sync_period > 0:
             threading.Thread(target=self._sync_loop, name="index-sync", daemon=True).start()
         self.ready = True
 
@@ -427,7 +398,7 @@ class Store:
                 if ts is None:
                     name = tenant_dirname(tenant)
                     ts = TenantStore(tenant, self.root / "tenants" / name, self.objects,
-                                     f"{name}/", self.cache, self.cfg.chunk_target_bytes,
+                                     f"{name}/", self.cache, self.cfg.chunk_target_size,
                                      self.cfg.compression_level, _POSITIONS, self.writer,
                                      memory=self.memory)
                     ts.block_labels = functools.partial(self._block_labels, tenant)
@@ -511,7 +482,7 @@ class Store:
             with self._flush_cond:
                 now = time.monotonic()
                 if not self._closing and not self._due(now):
-                    wake = self._last_periodic + self.cfg.flush_check_interval_s
+                    wake = self._last_periodic + self.cfg.flush_check_period
                     if self._flush_q and self.flush_failing:
                         wake = min(wake, self._retry_at)
                     self._flush_cond.wait(max(0.01, wake - now))
@@ -526,7 +497,7 @@ class Store:
                         and now - self._last_checkpoint >= _CHECKPOINT_EVERY_S:
                     self.checkpoint()  # less to replay after a crash
                     give_back_free_memory()  # what the written heads held
-                if now - self._last_periodic >= self.cfg.flush_check_interval_s:
+                if now - self._last_periodic >= self.cfg.flush_check_period:
                     self._last_periodic = now
                     self._periodic()
 
@@ -559,7 +530,7 @@ class Store:
         elif jobs:
             self._recovered()
         if len(failed) < len(jobs) and \
-                time.monotonic() - self._last_sync >= self.cfg.index_relist_after_write_s:
+                time.monotonic() - self._last_sync >= self.cfg.index_relist_after_write:
             self.sync_index()  # right after our own writes: what others wrote meanwhile
         return error
 
@@ -598,10 +569,10 @@ class Store:
         jobs: list[Job] = []
         for ts in list(self.tenants.values()):
             jobs += [(ts, s, sealed) for s, sealed in
-                     ts.seal_all(older_than=now - self.cfg.max_chunk_age_s,
-                                 idle_since=now - self.cfg.chunk_idle_s)]
+                     ts.seal_all(older_than=now - self.cfg.max_chunk_age,
+                                 idle_since=now - self.cfg.chunk_idle_period)]
         self._write_or_queue(jobs)
-        if self.wal.size_bytes() > self.cfg.max_wal_bytes:
+        if self.wal.size_bytes() > self.cfg.max_wal_size:
             # Force out the heads that pin the oldest segment.
             pinned, upto = self.heads.flushed_upto(list(self.tenants.values()))
             if pinned:
@@ -610,16 +581,16 @@ class Store:
                         for s, sealed in ts.seal_all(after_below=below)]
                 self._write_or_queue(jobs)
         for ts in list(self.tenants.values()):
-            ts.forget_idle(now - self.cfg.chunk_idle_s)
+            ts.forget_idle(now - self.cfg.chunk_idle_period)
         give_back_free_memory()  # what heads written since the last pass left free
         self.checkpoint()
-        if now - self._last_retention >= self.cfg.retention_check_interval_s:
+        if now - self._last_retention >= self._retention_every:
             self._last_retention = now
             self.apply_retention()
 
     # --- the index of other processes ---------------------------------------------------
     def _sync_loop(self) -> None:
-        while not self._stop.wait(self.cfg.index_sync_period_s):
+        while not self._stop.wait(self.cfg.index_sync_period):
             self.sync_index()
 
     def sync_index(self) -> None:
@@ -631,7 +602,7 @@ class Store:
             self.deletes.sync()
         except OSError as exc:
             log.warning("delete requests cannot be listed now (%s); tried again in %gs", exc,
-                        self.cfg.index_sync_period_s)
+                        self.cfg.index_sync_period)
         # Where each tenant's index stood before the listing: what it folds in meanwhile
         # (its own writes) is not in the listing, and not gone.
         steps = {name: ts.index.step for name, ts in list(self.tenants.items())}
@@ -639,7 +610,7 @@ class Store:
             by_dir = tenant_dirs(self.objects.list(INDEX_PREFIX))
         except Exception as exc:  # noqa: BLE001 - the sync loop must go on
             log.warning("index objects cannot be listed now (%s); tried again in %gs", exc,
-                        self.cfg.index_sync_period_s)
+                        self.cfg.index_sync_period)
             return
         for name, infos in by_dir.items():
             tenant = tenant_from_dirname(name)
@@ -780,7 +751,7 @@ class Store:
         n = 0
         for ts in list(self.tenants.values()):
             try:
-                chunks, objs = ts.collect_garbage(now, self.cfg.delete_delay_s)
+                chunks, objs = ts.collect_garbage(now, self.delete_delay_s)
             except OSError as exc:
                 log.warning("tenant %s: deleting chunks and index objects out of service "
                             "failed (%s); tried again at the next pass", ts.tenant, exc)
@@ -791,12 +762,12 @@ class Store:
 
     # --- compaction --------------------------------------------------------------------
     def _compact_loop(self) -> None:
-        while not self._stop.wait(self.cfg.compaction_interval_s):
+        while not self._stop.wait(self._compaction_every):
             try:
                 self.compact()
             except Exception:  # noqa: BLE001 - one bad pass must not end compaction for good
                 log.exception("compaction pass failed; the next one runs in %gs",
-                              self.cfg.compaction_interval_s)
+                              self._compaction_every)
 
     def compact(self, min_age_s: float | None = None) -> CompactionStats:
         """One compactor pass: delete what is out of service past `delete_delay`, merge
@@ -826,7 +797,7 @@ class Store:
         `received` (still filtered at read) and is tried again at the next pass. Returns
         the lines removed."""
         now = now if now is not None else time.time()
-        due = self.deletes.due(now, self.cfg.delete_cancel_period_s)
+        due = self.deletes.due(now, self.compactor_cfg.delete_request_cancel_period)
         if not due:
             return 0
         try:

@@ -58,8 +58,8 @@ class _Node:
                  objects: LocalDir) -> None:
         self.conn = NatsConn(cfg)
         assert self.conn.wait_connected(30)
-        self.store = Store(StoreConfig(tmp / name, wal_sync="interval",
-                                       compaction_enabled=False, index_sync_period_s=0,
+        self.store = Store(StoreConfig(data_dir=tmp / name, wal_sync="interval",
+                                       compaction_enabled=False, index_sync_period=0,
                                        flush_on_shutdown=False), objects=objects)
         self.leases = Leases(self.conn, cfg.bucket("leases"), name, cfg.lease_ttl_s, 1)
         self.members = MemberRegistry(self.conn, cfg.bucket("members"),

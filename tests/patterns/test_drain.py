@@ -11,8 +11,8 @@ from sluiceway.logql import parse_selector, scan_logfmt
 from sluiceway.model import EntryBlock
 from sluiceway.patterns import (
     Drain,
-    DrainConfig,
     MinerConfig,
+    PatternIngesterConfig,
     PatternMiner,
     detect_format,
     tokenizer_for,
@@ -61,7 +61,7 @@ def test_json_lines_are_mined_through_their_message() -> None:
 
 
 def _drain(**kw: object) -> Drain:
-    return Drain(DrainConfig(**kw), tokenizer_for("unknown", 3000, []))  # type: ignore[arg-type]
+    return Drain(PatternIngesterConfig(**kw), tokenizer_for("unknown", 3000, []))  # type: ignore[arg-type]
 
 
 def test_lines_of_one_template_make_one_pattern() -> None:
@@ -77,7 +77,7 @@ def test_lines_of_one_template_make_one_pattern() -> None:
 
 def test_clusters_are_bounded_and_a_churning_stream_is_throttled() -> None:
     now = [0.0]
-    d = Drain(DrainConfig(max_clusters=3), tokenizer_for("unknown", 3000, []),
+    d = Drain(PatternIngesterConfig(max_clusters=3), tokenizer_for("unknown", 3000, []),
               clock=lambda: now[0])
     words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
     for w in words:
@@ -113,7 +113,7 @@ def test_query_sums_streams_fills_gaps_and_drops_small_patterns() -> None:
 
 
 def test_out_of_order_lines_and_stream_limit_are_counted() -> None:
-    m = PatternMiner(MinerConfig(max_streams_per_tenant=1))
+    m = PatternMiner(MinerConfig(PatternIngesterConfig(max_streams_per_tenant=1)))
     m.add("t", _block({"app": "a"}, 1000, ["one two three four"]))
     m.add("t", _block({"app": "a"}, 900, ["one two three four"]))
     m.add("t", _block({"app": "b"}, 1000, ["one two three four"]))
@@ -123,7 +123,7 @@ def test_out_of_order_lines_and_stream_limit_are_counted() -> None:
 
 def test_old_samples_and_empty_streams_are_forgotten() -> None:
     now = [5000.0]
-    m = PatternMiner(MinerConfig(retain_for_s=3600), clock=lambda: now[0])
+    m = PatternMiner(MinerConfig(PatternIngesterConfig(retain_for=3600)), clock=lambda: now[0])
     m.add("t", _block({"app": "a"}, 1000, ["one two three four"] * 3))
     m.add("t", _block({"app": "b"}, 4000, ["five six seven eight"]))
     m.prune()  # 1000 s is older than 5000 - 3600

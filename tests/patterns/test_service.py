@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 
 from sluiceway.model import EntryBlock, PushRecord
-from sluiceway.patterns import MinerConfig, MinerUnavailable, PatternService
+from sluiceway.patterns import (
+    MinerConfig,
+    MinerUnavailable,
+    PatternIngesterConfig,
+    PatternService,
+)
 from sluiceway.store import decode_record
 from tests.inproc import wait_for
 
@@ -46,8 +51,9 @@ class _Gate:
 def test_a_push_that_does_not_fit_the_queue_is_counted_not_waited_for() -> None:
     gate = _Gate()
     one = _record(40, 0)
-    service = PatternService(MinerConfig(), gate, max_queued_bytes=len(one) + 10,
-                             in_process=True)
+    service = PatternService(
+        MinerConfig(PatternIngesterConfig(max_queued_bytes=len(one) + 10)), gate,
+        in_process=True)
     try:
         service.offer(one, 40)
         assert gate.entered.wait(10)  # the feeder holds the first push, inside the miner
@@ -64,7 +70,7 @@ def test_a_push_that_does_not_fit_the_queue_is_counted_not_waited_for() -> None:
 
 @pytest.mark.timeout(60)
 def test_the_miner_process_mines_and_a_dead_one_is_reported() -> None:
-    service = PatternService(MinerConfig(), decode_record, 1 << 20, in_process=False,
+    service = PatternService(MinerConfig(), decode_record, in_process=False,
                              query_timeout=10)
     try:
         service.offer(_record(40, 0), 40)

@@ -12,7 +12,7 @@ from sluiceway.logql import Expr, MemorySource, QueryParams, evaluate
 from sluiceway.model import StreamBatch
 from sluiceway.ruler import (
     GroupRuntime,
-    RulerOptions,
+    RulerConfig,
     Sample,
     parse_group,
     samples_of,
@@ -54,11 +54,9 @@ rules:
 """
 
 
-def runtime(tmp: Path | None = None, **opts: object) -> GroupRuntime:
-    o = RulerOptions(resend_delay_ns=60 * S, for_grace_period_ns=0, state_dir=tmp)
-    for k, v in opts.items():
-        setattr(o, k, v)
-    return GroupRuntime("fake", "ns", parse_group(GROUP), o)
+def runtime(tmp: Path | None = None, **cfg: float) -> GroupRuntime:
+    c = RulerConfig.model_validate({"resend_delay": 60, "for_grace_period": 0, **cfg})
+    return GroupRuntime("fake", "ns", parse_group(GROUP), c, tmp)
 
 
 def names(samples: list[Sample]) -> list[tuple[str, str, float]]:
@@ -124,7 +122,7 @@ def test_a_failing_rule_is_reported_and_the_others_still_run() -> None:
         "  - alert: Dup\n    expr: count_over_time({env=\"prod\"}[1m]) > 0\n"
         "    labels: {pod: same}\n"
         "  - alert: Logs\n    expr: '{env=\"prod\"}'\n"
-        "  - record: ok\n    expr: vector(1)\n"), RulerOptions())
+        "  - record: ok\n    expr: vector(1)\n"), RulerConfig())
     out = g.evaluate(T0, logs.query)
     dup, log_rule, rec = g.rules
     assert dup.status.health == "err" and "same labelset after applying alert labels" in \
@@ -165,7 +163,7 @@ def test_restore_follows_prometheus(tmp_path: Path, pending_s: int, grace_s: int
     g.evaluate(T0, logs.query)
     g.evaluate(T0 + pending_s * S, logs.query)
     down_at = T0 + pending_s * S
-    g2 = runtime(tmp_path, for_grace_period_ns=grace_s * S)
+    g2 = runtime(tmp_path, for_grace_period=grace_s)
     ts = down_at + down_s * S
     g2.evaluate(ts, logs.query)
     [a] = g2.alerting()[0].active_alerts()
@@ -178,7 +176,7 @@ def test_no_restore_past_the_outage_tolerance_or_for_short_rules(tmp_path: Path)
     g = runtime(tmp_path)
     g.evaluate(T0, logs.query)
     g.evaluate(T0 + 10 * S, logs.query)
-    late = runtime(tmp_path, for_outage_tolerance_ns=60 * S)
+    late = runtime(tmp_path, for_outage_tolerance=60)
     late.evaluate(T0 + 100 * S, logs.query)
     assert late.alerting()[0].active_alerts()[0].active_at == T0 + 100 * S
     rules = runtime(None).alerting()
@@ -207,7 +205,7 @@ def test_a_rule_added_to_a_running_group_writes_alerts_at_once() -> None:
     g = runtime()
     g.evaluate(T0, logs.query)
     edited = parse_group(GROUP + "  - alert: Another\n    expr: vector(1)\n")
-    g2 = GroupRuntime("fake", "ns", edited, g.opts)
+    g2 = GroupRuntime("fake", "ns", edited, g.cfg, g.state_dir)
     g2.take_state(g)
     out = g2.evaluate(T0 + 10 * S, logs.query)
     assert ("ALERTS", "firing", 1.0) in names(out.samples)  # `Another`, new, not restored

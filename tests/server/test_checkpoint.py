@@ -80,8 +80,8 @@ def test_replay_starts_at_the_checkpoint_and_repeats_no_line(
     queries and /index/stats count every line once. Segments before the checkpoint are
     gone."""
     caplog.set_level(logging.INFO, logger="sluiceway.store")
-    cfg = StoreConfig(tmp_path, chunk_target_bytes=4000, compaction_enabled=False,
-                      flush_on_shutdown=False, flush_check_interval_s=3600)
+    cfg = StoreConfig(data_dir=tmp_path, chunk_target_size=4000, compaction_enabled=False,
+                      flush_on_shutdown=False, flush_check_period=3600)
     st = Store(cfg)
     base = time.time_ns() - 600 * 10**9
     st.push("fake", [_block({"job": "first"}, base, 5, "first")]).result(60)
@@ -121,8 +121,8 @@ def test_a_head_that_pins_old_segments_is_forced_out_past_max_wal_size(
     """`max_wal_size`: a quiet stream's head keeps the checkpoint at its first record
     while a busy one fills the WAL; once the WAL is over the limit, the heads that pin its
     oldest segment are flushed and the segments go."""
-    cfg = StoreConfig(tmp_path, wal_segment_bytes=64 << 10, max_wal_bytes=256 << 10,
-                      chunk_target_bytes=16 << 10, flush_check_interval_s=0.05,
+    cfg = StoreConfig(data_dir=tmp_path, wal_segment_size=64 << 10, max_wal_size=256 << 10,
+                      chunk_target_size=16 << 10, flush_check_period=0.05,
                       compaction_enabled=False)
     st = Store(cfg)
     try:
@@ -132,7 +132,7 @@ def test_a_head_that_pins_old_segments_is_forced_out_past_max_wal_size(
             st.push("fake", [_block({"job": "busy"}, base + k * 100, 100, f"busy{k}")]).result(60)
         quiet = next(s for s in st.tenant("fake").stream_list() if s.labels["job"] == "quiet")
         wait_for(lambda: bool(quiet.chunks), "the quiet head to be forced out")
-        wait_for(lambda: st.wal.size_bytes() <= cfg.max_wal_bytes + cfg.wal_segment_bytes,
+        wait_for(lambda: st.wal.size_bytes() <= cfg.max_wal_size + cfg.wal_segment_size,
                  "old segments to be released")
         assert _count(st) == {"quiet": 3, "busy": 200 * 100}
     finally:
@@ -146,7 +146,7 @@ def test_the_index_names_no_log_position(tmp_path: Path) -> None:
     from sluiceway.store import LocalDir
     from sluiceway.store._index import decode
 
-    st = Store(StoreConfig(tmp_path, compaction_enabled=False))
+    st = Store(StoreConfig(data_dir=tmp_path, compaction_enabled=False))
     try:
         base = time.time_ns() - 600 * 10**9
         for k in range(3):

@@ -235,7 +235,7 @@ class IndexDiskFull(LocalDir):
 
 data = Path({str(tmp_path / "data")!r})
 objects = IndexDiskFull(data / "tenants")
-cfg = StoreConfig(data, compaction_enabled=False)
+cfg = StoreConfig(data_dir=data, compaction_enabled=False)
 st = Store(cfg, objects=objects)
 base = time.time_ns()
 lines = [f"line {{i}}".encode() for i in range(100)]

@@ -59,7 +59,7 @@ def test_apply_follows_the_append_order_whatever_order_futures_resolve() -> None
 def test_the_wal_writer_goes_on_while_the_heads_apply(tmp_path: Path) -> None:
     """Applying a record does not hold up the WAL: the next push is written (durable)
     while the first is still being applied; each answer waits for its own apply."""
-    st = Store(StoreConfig(tmp_path, compaction_enabled=False))
+    st = Store(StoreConfig(data_dir=tmp_path, compaction_enabled=False))
     entered, release = threading.Event(), threading.Event()
     real = st.heads.apply
 
@@ -129,7 +129,7 @@ def test_the_window_is_limits_unordered_window(tmp_path: Path) -> None:
 def test_a_replay_refuses_what_the_push_refused(tmp_path: Path) -> None:
     """The WAL holds the refused line too (it is decided after the write); a replay
     decides it the same way."""
-    cfg = StoreConfig(tmp_path, compaction_enabled=False, flush_on_shutdown=False)
+    cfg = StoreConfig(data_dir=tmp_path, compaction_enabled=False, flush_on_shutdown=False)
     st = Store(cfg)
     now = time.time_ns()
     st.push("fake", [_block([now], ["newest"])]).result(60)
@@ -152,7 +152,7 @@ def test_concurrent_pushes_to_one_stream_replay_to_what_was_served(tmp_path: Pat
     so which lines are refused depends on the order they are applied in. Records are
     applied in the order of their WAL positions, and the lines served before a crash are
     exactly the lines a replay brings back."""
-    cfg = StoreConfig(tmp_path, compaction_enabled=False, flush_on_shutdown=False)
+    cfg = StoreConfig(data_dir=tmp_path, compaction_enabled=False, flush_on_shutdown=False)
     st = Store(cfg)
     positions: list[object] = []
     real = st.heads.apply
@@ -233,7 +233,7 @@ def test_the_heads_drop_exact_duplicates_of_the_stream(tmp_path: Path) -> None:
     earlier in the push) is dropped by the heads, not only hidden by reads: /index/stats
     counts what the heads hold. The same time with another line, or the same line in
     another stream, is kept."""
-    st = Store(StoreConfig(tmp_path, compaction_enabled=False))
+    st = Store(StoreConfig(data_dir=tmp_path, compaction_enabled=False))
     try:
         t = time.time_ns()
         first = st.push("fake", [_block([t, t, t], ["a", "b", "a"])]).result(60)

@@ -181,7 +181,7 @@ def test_an_interrupted_migration_runs_again_to_the_same_objects(tmp_path: Path)
         assert m is not None and (data / "tenants" / dirname / "index.log").exists()
     first = {o.key: objects.get(o.key) for o in objects.list("index/")}
     assert first and all("/m-0000000000000-v1-000000.idx" in k for k in first)
-    st = Store(StoreConfig(data, compaction_enabled=False, index_sync_period_s=0))
+    st = Store(StoreConfig(data_dir=data, compaction_enabled=False, index_sync_period=0))
     try:
         assert {k: objects.get(k) for k in first} == first
         for tenant, streams in expected.items():
@@ -204,7 +204,7 @@ def test_a_version_2_data_dir_is_migrated_too(tmp_path: Path,
     data = tmp_path / "data"
     expected = build_v1(data, version=2)
     caplog.set_level("INFO", "sluiceway.store")
-    st = Store(StoreConfig(data, compaction_enabled=False, index_sync_period_s=0))
+    st = Store(StoreConfig(data_dir=data, compaction_enabled=False, index_sync_period=0))
     try:
         n = sum(len(v) for streams in expected.values() for v in streams.values())
         got = [(r.tenant, ln) for r in st.series(list(TENANTS), [], 0, 2**62)
@@ -226,4 +226,4 @@ def test_a_data_dir_of_an_unknown_version_is_refused(tmp_path: Path, version: in
 
     with pytest.raises(StoreError, match=f"format version {version}; this Sluiceway reads "
                                          "sluiceway-store versions 1, 2, 3"):
-        Store(StoreConfig(tmp_path))
+        Store(StoreConfig(data_dir=tmp_path))

@@ -17,7 +17,6 @@ import pytest
 from sluiceway.agent import ConfigError as AgentConfigError
 from sluiceway.agent import load_config as load_agent_config
 from sluiceway.server import ConfigError, load_config
-from sluiceway.server._app import store_config
 from sluiceway.server._overrides import TenantLimits
 from tests.procs import REPO, ServerProcess, free_port
 
@@ -129,10 +128,10 @@ def test_a_full_loki_config_maps_onto_ours(tmp_path: Path) -> None:
     assert (lim.max_label_names_per_series, lim.max_query_length) == (3, 48 * 3600)
     assert lim.max_query_lookback == 30 * 86400
     assert (lim.per_stream_rate_limit, lim.per_stream_rate_limit_burst) == (5 << 20, 20 << 20)
-    sc = store_config(cfg)
-    assert sc.compaction_interval_s == 300 and sc.retention_check_interval_s == 300
-    assert sc.retention_period_s == 744 * 3600  # retention_enabled: Loki's retention_period
-    c = cfg.compactor
+    c = cfg.compactor  # Loki's compactor intervals win over the storage keys
+    assert c.compaction_every(cfg.storage) == 300 and c.retention_every(cfg.storage) == 300
+    # retention_enabled: Loki's retention_period
+    assert cfg.retention_period(cfg.limits) == 744 * 3600
     assert (c.working_directory, c.retention_delete_delay) == (
         Path("/tmp/loki-never-used/compactor"), 3600)
     assert (c.delete_request_store, c.delete_request_cancel_period) == ("filesystem", 43200)
@@ -148,7 +147,7 @@ def test_a_full_loki_config_maps_onto_ours(tmp_path: Path) -> None:
 
 def test_retention_needs_retention_enabled_as_in_loki(tmp_path: Path) -> None:
     cfg = load_config(_write(tmp_path, "limits_config:\n  retention_period: 30d\n"))
-    assert store_config(cfg).retention_period_s == 0
+    assert cfg.retention_period(cfg.limits) == 0
     assert any("retention_period" in k for k in cfg.loki_ignored)
 
 

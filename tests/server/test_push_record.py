@@ -133,7 +133,7 @@ def test_a_wal_of_version_0_records_replays(tmp_path: Path) -> None:
     wal.mkdir()
     (wal / "00000001.wal").write_bytes(_frame(encode_v0("fake", blocks[:2]))
                                        + _frame(encode_v0("other", blocks[2:])))
-    cfg = StoreConfig(tmp_path, compaction_enabled=False)
+    cfg = StoreConfig(data_dir=tmp_path, compaction_enabled=False)
     st_ = Store(cfg)
     try:
         assert st_.replayed_records == 2
@@ -157,7 +157,7 @@ def test_a_data_dir_of_the_release_before_opens_with_every_line_once(tmp_path: P
     the other. Every line comes back once, and the index counts each once."""
     data = tmp_path / "data"
     shutil.copytree(V0_DATA, data)
-    cfg = StoreConfig(data, compaction_enabled=False)
+    cfg = StoreConfig(data_dir=data, compaction_enabled=False)
     for round_ in range(2):
         st_ = Store(cfg)
         try:

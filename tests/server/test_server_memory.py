@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from sluiceway.server import _ingest, load_config
-from sluiceway.server._app import store_config
+from sluiceway.server._app import open_store
 from tests.inproc import InProcessServer, wait_for
 from tests.procs import ServerProcess
 
@@ -165,11 +165,15 @@ def test_full_heads_and_unwritable_chunks_answer_503_and_lose_nothing(
 
 
 def test_loki_compaction_parallelism_sets_the_compactor_threads(tmp_path: Path) -> None:
-    assert store_config(load_config(None)).compaction_threads == 1  # Loki's default
+    assert load_config(None).compactor.max_compaction_parallelism == 1  # Loki's default
     path = tmp_path / "loki.yaml"
     path.write_text("compactor:\n  max_compaction_parallelism: 3\n")
-    cfg = load_config(path)
-    assert store_config(cfg).compaction_threads == 3
+    cfg = load_config(path, {"storage.data_dir": str(tmp_path / "data")})
+    st = open_store(cfg)
+    try:
+        assert st.compactor.threads == 3
+    finally:
+        st.close()
     assert "compactor.max_compaction_parallelism" not in cfg.loki_ignored
 
 

@@ -45,7 +45,7 @@ def test_sigterm_flushes_everything_and_logs_the_final_flush(tmp_path: Path) -> 
 
 
 def test_close_never_asks_the_closed_wal_writer_to_rotate(tmp_path: Path) -> None:
-    st = Store(StoreConfig(tmp_path, compaction_enabled=False))
+    st = Store(StoreConfig(data_dir=tmp_path, compaction_enabled=False))
     block = EntryBlock.from_lines({"app": "a"}, np.arange(5, dtype=np.int64) + time.time_ns(),
                                   [b"x %d" % i for i in range(5)])
     st.push("fake", [block]).result()

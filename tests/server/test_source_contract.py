@@ -141,7 +141,7 @@ def _memory(_: Path, prefilter: bool = False) -> Iterator[Backend]:
 
 
 def _store(path: Path) -> Iterator[Store]:
-    st = Store(StoreConfig(path, compaction_enabled=False, flush_on_shutdown=False))
+    st = Store(StoreConfig(data_dir=path, compaction_enabled=False, flush_on_shutdown=False))
     try:
         for k, rnd in enumerate(ROUNDS):
             for tenant, pushes in rnd.items():
@@ -179,7 +179,7 @@ def _cluster(path: Path) -> Iterator[Backend]:
     # with another ingester's heads, which hold round 2 again (a partition replayed by
     # its new owner): every entry must still come once. The other ingester's answer is
     # `Store.memory_blocks`, what `HeadsServer` sends over NATS (tests/cluster run that).
-    other = Store(StoreConfig(path.parent / "other", compaction_enabled=False,
+    other = Store(StoreConfig(data_dir=path.parent / "other", compaction_enabled=False,
                               flush_on_shutdown=False))
     try:
         for tenant, pushes in ROUND_2.items():

@@ -33,7 +33,7 @@ def _all(st: Store) -> list[bytes]:
 
 
 def test_chunks_cut_by_size_and_replay_skips_what_is_flushed(tmp_path: Path) -> None:
-    cfg = StoreConfig(tmp_path, chunk_target_bytes=1500, flush_on_shutdown=False)
+    cfg = StoreConfig(data_dir=tmp_path, chunk_target_size=1500, flush_on_shutdown=False)
     st = Store(cfg)
     base = time.time_ns()
     for i in range(30):
@@ -50,7 +50,7 @@ def test_chunks_cut_by_size_and_replay_skips_what_is_flushed(tmp_path: Path) -> 
 def test_retention_deletes_whole_expired_chunks(tmp_path: Path) -> None:
     """Out of service at once; the files go `delete_delay` later (a reader elsewhere may
     still be reading them), and stay out of service across a restart meanwhile."""
-    cfg = StoreConfig(tmp_path, chunk_target_bytes=1000, retention_period_s=3600)
+    cfg = StoreConfig(data_dir=tmp_path, chunk_target_size=1000, retention_period=3600)
     st = Store(cfg)
     old = time.time_ns() - 2 * 3600 * 10**9
     for i in range(10):
@@ -64,11 +64,11 @@ def test_retention_deletes_whole_expired_chunks(tmp_path: Path) -> None:
     st.close()
     st = Store(cfg)
     assert _all(st) == []
-    assert st.collect_garbage(time.time() + cfg.delete_delay_s - 60) == 0
-    assert st.collect_garbage(time.time() + cfg.delete_delay_s + 1) >= len(files)
+    assert st.collect_garbage(time.time() + st.delete_delay_s - 60) == 0
+    assert st.collect_garbage(time.time() + st.delete_delay_s + 1) >= len(files)
     assert not list(tmp_path.glob("tenants/*/chunks/*/*.chunk"))
     st.close()
-    assert _all(Store(StoreConfig(tmp_path))) == []
+    assert _all(Store(StoreConfig(data_dir=tmp_path))) == []
 
 
 def test_chunk_roundtrip_and_damage_detection() -> None:
@@ -83,7 +83,7 @@ def test_chunk_roundtrip_and_damage_detection() -> None:
 
 
 def test_compaction_merges_recompresses_and_keeps_every_line(tmp_path: Path) -> None:
-    cfg = StoreConfig(tmp_path, chunk_target_bytes=2000, compaction_enabled=False,
+    cfg = StoreConfig(data_dir=tmp_path, chunk_target_size=2000, compaction_enabled=False,
                       compaction_level=15)
     st = Store(cfg)
     base = time.time_ns()
@@ -99,7 +99,7 @@ def test_compaction_merges_recompresses_and_keeps_every_line(tmp_path: Path) -> 
     assert _all(st) == before
     st.compact(min_age_s=0)
     assert set(tmp_path.glob("tenants/*/chunks/*/*.chunk")) >= old_files  # delete_delay
-    st.collect_garbage(time.time() + cfg.delete_delay_s + 1)
+    st.collect_garbage(time.time() + st.delete_delay_s + 1)
     assert not (set(tmp_path.glob("tenants/*/chunks/*/*.chunk")) & old_files)
     st.close()
     assert _all(Store(cfg)) == before  # the index objects say the compacted state
@@ -161,7 +161,7 @@ def test_zeros_in_wal_and_index_are_damage_not_empty_records(tmp_path: Path) -> 
     # empty frame with a valid CRC32 (crc32(b"") == 0), which neither writer ever writes.
     from sluiceway.store import _wal
 
-    cfg = StoreConfig(tmp_path, compaction_enabled=False, flush_on_shutdown=False)
+    cfg = StoreConfig(data_dir=tmp_path, compaction_enabled=False, flush_on_shutdown=False)
     st = Store(cfg)
     base = time.time_ns()
     for i in range(2):

@@ -16,8 +16,7 @@ import httpx
 import orjson
 
 from sluiceway.server import load_config
-from sluiceway.server._app import create_app, store_config
-from sluiceway.store import Store
+from sluiceway.server._app import create_app, open_store
 from tests.procs import FIXTURES
 
 RESP = FIXTURES / "responses"
@@ -36,7 +35,7 @@ class _Server:
     def __init__(self, tmp: Path, overrides: dict[str, Any]) -> None:
         self.cfg = load_config(None, {"storage.data_dir": str(tmp / "data"),
                                       "storage.compaction_enabled": False, **overrides})
-        self.store = Store(store_config(self.cfg))
+        self.store = open_store(self.cfg)
         self.app = create_app(self.cfg, self.store)
 
     async def __aenter__(self) -> httpx.AsyncClient:

@@ -57,8 +57,10 @@ class Rig:
         self.buffer: Buffer[int] = Buffer(cfg, name="t")
         self.dest = dest
         self.loop = DeliveryLoop(self.buffer, dest, who="tester", target="dest", logger=log,
-                                 retry=RetryPolicy(0.02, 0.05, kw.pop("max_retries", None),
-                                                   kw.pop("max_retries_in_spill", False)),
+                                 retry=RetryPolicy(
+                                     min_backoff=0.02, max_backoff=0.05,
+                                     max_retries=kw.pop("max_retries", None),
+                                     max_retries_in_spill=kw.pop("max_retries_in_spill", False)),
                                  max_units=kw.pop("max_units", 10), **kw)
         self.thread = threading.Thread(target=self.loop.run, daemon=True)
         self.thread.start()

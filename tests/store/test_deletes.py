@@ -14,7 +14,7 @@ import pytest
 
 from sluiceway.model import EntryBlock, Matcher
 from sluiceway.server._deletion import compile_delete
-from sluiceway.store import LocalDir, Store, StoreConfig
+from sluiceway.store import CompactorConfig, LocalDir, Store, StoreConfig
 from tests.inproc import wait_for
 
 
@@ -26,9 +26,11 @@ def _lines(st: Store) -> list[bytes]:
 @pytest.fixture
 def two_stores(tmp_path: Path) -> Iterator[tuple[Store, Store]]:
     objects = LocalDir(tmp_path / "objects")
-    a = Store(StoreConfig(tmp_path / "a", compaction_enabled=False, index_sync_period_s=0,
-                          delete_cancel_period_s=0), objects=objects)
-    b = Store(StoreConfig(tmp_path / "b", compaction_enabled=False, index_sync_period_s=0.1),
+    a = Store(StoreConfig(data_dir=tmp_path / "a", compaction_enabled=False,
+                          index_sync_period=0), objects=objects,
+              compactor=CompactorConfig(delete_request_cancel_period=0))
+    b = Store(StoreConfig(data_dir=tmp_path / "b", compaction_enabled=False,
+                          index_sync_period=0.1),
               objects=objects)
     for st in (a, b):
         st.deletes.compile = compile_delete

@@ -22,7 +22,7 @@ import os, signal, sys, time
 import numpy as np
 from pathlib import Path
 from sluiceway.model import EntryBlock
-from sluiceway.store import FileWal, LocalDir, Store, StoreConfig
+from sluiceway.store import CompactorConfig, FileWal, LocalDir, Store, StoreConfig
 
 data, step = Path(sys.argv[1]), sys.argv[2]
 armed = False
@@ -64,9 +64,10 @@ if step == "after-checkpoint":
         return real(self, upto)
     FileWal.release = release
 
-cfg = StoreConfig(data, compaction_enabled=False, chunk_target_bytes=1 << 30,
-                  index_sync_period_s=0, delete_delay_s=0, compaction_level=3)
-st = Store(cfg, objects=Hooked(data / "tenants"))
+cfg = StoreConfig(data_dir=data, compaction_enabled=False, chunk_target_size=1 << 30,
+                  index_sync_period=0, compaction_level=3)
+st = Store(cfg, objects=Hooked(data / "tenants"),
+           compactor=CompactorConfig(retention_delete_delay=0))
 base = int(sys.argv[3])
 merge = step in ("after-merged-chunk", "after-merge-index", "after-index-compaction", "mid-gc")
 for k in range(4):
@@ -107,7 +108,7 @@ def test_every_acked_line_once_after_a_crash_at(step: str, tmp_path: Path) -> No
     assert r.stdout.split("\n")[:4] == [f"acked {k}" for k in range(4)]
     want = sorted(f"{app} {k} {i}".encode() for app in ("a", "b") for k in range(4)
                   for i in range(50))
-    cfg = StoreConfig(data, compaction_enabled=False, index_sync_period_s=0)
+    cfg = StoreConfig(data_dir=data, compaction_enabled=False, index_sync_period=0)
     for _ in range(2):  # the start after the crash, and the one after that
         st = Store(cfg, objects=LocalDir(data / "tenants"))
         try:

@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from sluiceway.model import EntryBlock, Matcher
-from sluiceway.store import IndexReader, LocalDir, Store, StoreConfig
+from sluiceway.store import CompactorConfig, IndexReader, LocalDir, Store, StoreConfig
 from sluiceway.store._frames import HDR
 from sluiceway.store._index import (
     IndexEntry,
@@ -33,6 +33,8 @@ from tests.inproc import wait_for
 
 DAY = 86_400 * 10**9
 T0 = 1_714_521_600 * 10**9  # 2024-05-01T00:00:00Z
+
+NO_DELAY = CompactorConfig(retention_delete_delay=0)  # deleted at the first pass
 
 
 def _entry(fp: int, day: int, k: int, level: int = 1) -> IndexEntry:
@@ -203,9 +205,9 @@ def _chunks(st: Store, app: str) -> list[ChunkRef]:
 @pytest.fixture
 def two_stores(tmp_path: Path):  # type: ignore[no-untyped-def]
     objects = LocalDir(tmp_path / "objects")
-    a = Store(StoreConfig(tmp_path / "a", compaction_enabled=False, index_sync_period_s=0,
-                          retention_period_s=3600, delete_delay_s=0), objects=objects)
-    b = Store(StoreConfig(tmp_path / "b", compaction_enabled=False, index_sync_period_s=0.1),
+    a = Store(StoreConfig(data_dir=tmp_path / "a", compaction_enabled=False, index_sync_period=0,
+                          retention_period=3600), objects=objects, compactor=NO_DELAY)
+    b = Store(StoreConfig(data_dir=tmp_path / "b", compaction_enabled=False, index_sync_period=0.1),
               objects=objects)
     yield a, b
     b.close()
@@ -245,10 +247,10 @@ def test_another_store_serves_what_one_flushed_compacted_and_retired(two_stores)
 def test_a_store_lists_again_right_after_its_own_flush(tmp_path: Path) -> None:
     """With no periodic sync, a store still sees another's objects when it flushes."""
     objects = LocalDir(tmp_path / "objects")
-    a = Store(StoreConfig(tmp_path / "a", compaction_enabled=False, index_sync_period_s=0),
+    a = Store(StoreConfig(data_dir=tmp_path / "a", compaction_enabled=False, index_sync_period=0),
               objects=objects)
-    b = Store(StoreConfig(tmp_path / "b", compaction_enabled=False, index_sync_period_s=0,
-                          index_relist_after_write_s=0), objects=objects)
+    b = Store(StoreConfig(data_dir=tmp_path / "b", compaction_enabled=False, index_sync_period=0,
+                          index_relist_after_write=0), objects=objects)
     try:
         base = time.time_ns() - 600 * 10**9
         a.push("fake", [_block("x", base, 10, "from a")]).result()
@@ -272,9 +274,9 @@ def test_a_chunk_deleted_under_a_stale_reader_is_a_warning(tmp_path: Path) -> No
     shorter than its sync) finds it missing: its lines are left out of that answer with a
     warning, and it is counted; the chunk that replaced it is served after the sync."""
     objects = LocalDir(tmp_path / "objects")
-    a = Store(StoreConfig(tmp_path / "a", compaction_enabled=False, index_sync_period_s=0,
-                          delete_delay_s=0, compaction_level=3), objects=objects)
-    b = Store(StoreConfig(tmp_path / "b", compaction_enabled=False, index_sync_period_s=0),
+    a = Store(StoreConfig(data_dir=tmp_path / "a", compaction_enabled=False, index_sync_period=0,
+                          compaction_level=3), objects=objects, compactor=NO_DELAY)
+    b = Store(StoreConfig(data_dir=tmp_path / "b", compaction_enabled=False, index_sync_period=0),
               objects=objects)
     try:
         base = time.time_ns() - 600 * 10**9

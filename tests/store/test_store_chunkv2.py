@@ -19,7 +19,7 @@ import orjson
 from sluiceway.logql import ExecOptions, MemorySource, QueryParams, evaluate
 from sluiceway.model import EntryBlock, Matcher, StreamBatch, format_labels
 from sluiceway.server._querier import StoreSource
-from sluiceway.store import IndexReader, LocalDir, Store, StoreConfig
+from sluiceway.store import CompactorConfig, IndexReader, LocalDir, Store, StoreConfig
 from sluiceway.store import _chunk as v1
 from sluiceway.store import _chunkfmt as v2
 from sluiceway.store._index import IndexEntry, TenantIndex, Writer
@@ -51,9 +51,12 @@ def _lines(n: int = N, seed: int = 1, tag: str = "") -> tuple[np.ndarray, list[b
     return ts, out
 
 
-def _store(data: Path, objects: LocalDir | None = None, **kw: object) -> Store:
-    cfg = StoreConfig(data, wal_sync="interval", compaction_enabled=False, **kw)  # type: ignore[arg-type]
-    return Store(cfg, objects=objects)
+def _store(data: Path, objects: LocalDir | None = None, delete_delay: float | None = None,
+           **kw: object) -> Store:
+    cfg = StoreConfig(data_dir=data, wal_sync="interval", compaction_enabled=False, **kw)  # type: ignore[arg-type]
+    compactor = (None if delete_delay is None
+                 else CompactorConfig(retention_delete_delay=delete_delay))
+    return Store(cfg, objects=objects, compactor=compactor)
 
 
 def _push(st: Store, ts: np.ndarray, lines: list[bytes], labels: dict[str, str] = LABELS,
@@ -143,7 +146,7 @@ def test_flushed_chunks_are_format_2_naming_tenant_stream_and_wal_position(
 
 def test_compaction_writes_format_2_in_larger_blocks(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    st = _store(data, compaction_level=17, delete_delay_s=0)
+    st = _store(data, compaction_level=17, delete_delay=0)
     ts, lines = _lines()
     try:
         st.push("someone else", [EntryBlock.from_lines(LABELS, ts[:1], lines[:1])]).result()
@@ -191,7 +194,7 @@ class RecordingDir(LocalDir):
 
 def test_a_query_of_a_short_range_reads_its_footer_and_one_block(tmp_path: Path) -> None:
     data, objects = tmp_path / "data", RecordingDir(tmp_path / "data" / "tenants")
-    st = _store(data, objects, cache_bytes=0)  # every read goes to the object store
+    st = _store(data, objects, cache_size=0)  # every read goes to the object store
     ts, lines = _lines()
     try:
         _push(st, ts, lines)
@@ -233,7 +236,7 @@ class WholeReadsDir(RecordingDir):
 
 def test_without_real_range_reads_a_chunk_is_read_once_whole(tmp_path: Path) -> None:
     data, objects = tmp_path / "data", WholeReadsDir(tmp_path / "data" / "tenants")
-    st = _store(data, objects, cache_bytes=0)
+    st = _store(data, objects, cache_size=0)
     ts, lines = _lines()
     try:
         _push(st, ts, lines)
@@ -250,7 +253,7 @@ def test_without_real_range_reads_a_chunk_is_read_once_whole(tmp_path: Path) -> 
 
 def test_a_small_chunk_is_read_with_one_range_read(tmp_path: Path) -> None:
     data, objects = tmp_path / "data", RecordingDir(tmp_path / "data" / "tenants")
-    st = _store(data, objects, cache_bytes=0)
+    st = _store(data, objects, cache_size=0)
     ts, lines = _lines(40)
     try:
         _push(st, ts, lines, parts=1)
@@ -284,7 +287,7 @@ def test_format_1_and_format_2_chunks_of_one_stream_merge_and_compact(
         st.close()
     # The index's size must match the file: it is what a range read starts from.
     _fix_index_size(data, f1)
-    st = _store(data, delete_delay_s=0)
+    st = _store(data, delete_delay=0)
     try:
         assert _read(st) == list(zip(ts[first].tolist(), lines[first], strict=True))
         # Format 2 on top: the second half, and every 10th line of the first half again
@@ -390,7 +393,7 @@ def _two_overlapping_chunks(data: Path) -> tuple[Store, list[tuple[int, bytes]],
                                                   list[tuple[int, bytes]], Path]:
     """A stream with two format-2 chunks over the same time range (even and odd lines);
     returns the store, each chunk's entries, and the second chunk's file."""
-    st = _store(data, cache_bytes=0)
+    st = _store(data, cache_size=0)
     ts, lines = _lines()
     halves = []
     for k in (0, 1):

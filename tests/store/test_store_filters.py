@@ -42,8 +42,8 @@ RULES = LevelRules()
 
 
 def _store(data: Path, **kw: object) -> Store:
-    cfg = StoreConfig(data, wal_sync="interval", compaction_enabled=False,  # type: ignore[arg-type]
-                      compaction_level=10, **kw)
+    cfg = StoreConfig(data_dir=data, wal_sync="interval", compaction_enabled=False,
+                      compaction_level=10, **kw)  # type: ignore[arg-type]
     return Store(cfg)
 
 
@@ -322,7 +322,7 @@ def test_compaction_merges_chunks_that_overlap_so_compacted_ones_do_not(
     """Fresh chunks that overlap in time (pushes out of order) go into one compacted chunk
     even past the target size (up to twice), so compacted chunks do not overlap and their
     blocks can be counted from their footers."""
-    st = _store(tmp_path / "data", compaction_target_bytes=1 << 20)
+    st = _store(tmp_path / "data", compaction_target_size=1 << 20)
     mem = MemorySource(block_size=500)
     try:
         for k, start in enumerate((0, 10, 30, 40)):  # [0,15] [10,25] [30,45] [40,55] s

@@ -41,7 +41,7 @@ def test_a_head_keeps_only_its_own_lines_of_a_push_with_several_streams(
     # Each push has 400 lines of a busy stream and one line of a quiet one. The busy
     # stream's heads are written to chunks; the quiet stream's head must not keep every
     # push's buffer (the busy lines) alive until it is cut.
-    st = Store(StoreConfig(tmp_path, chunk_target_bytes=70_000,
+    st = Store(StoreConfig(data_dir=tmp_path, chunk_target_size=70_000,
                            wal_sync="interval", compaction_enabled=False))
     base = time.time_ns()
     try:
@@ -62,7 +62,7 @@ def test_a_head_keeps_only_its_own_lines_of_a_push_with_several_streams(
 
 def test_heads_past_the_bound_are_cut_and_written_early(tmp_path: Path) -> None:
     bound = 256 << 10
-    st = Store(StoreConfig(tmp_path, chunk_target_bytes=64 << 20, max_heads_bytes=bound,
+    st = Store(StoreConfig(data_dir=tmp_path, chunk_target_size=64 << 20, max_heads_size=bound,
                            wal_sync="interval", compaction_enabled=False))
     base = time.time_ns()
     push = 0
@@ -83,7 +83,7 @@ def test_heads_past_the_bound_are_cut_and_written_early(tmp_path: Path) -> None:
 
 def test_a_replay_larger_than_the_bound_writes_chunks_as_it_goes(tmp_path: Path) -> None:
     base = time.time_ns()
-    unbounded = StoreConfig(tmp_path, chunk_target_bytes=64 << 20, max_heads_bytes=0,
+    unbounded = StoreConfig(data_dir=tmp_path, chunk_target_size=64 << 20, max_heads_size=0,
                             wal_sync="interval", flush_on_shutdown=False,
                             compaction_enabled=False)
     st = Store(unbounded)
@@ -94,7 +94,7 @@ def test_a_replay_larger_than_the_bound_writes_chunks_as_it_goes(tmp_path: Path)
         st.ingest(_record(blocks)).result()
     st.close()
     bound = 400 << 10
-    st = Store(StoreConfig(tmp_path, chunk_target_bytes=64 << 20, max_heads_bytes=bound,
+    st = Store(StoreConfig(data_dir=tmp_path, chunk_target_size=64 << 20, max_heads_size=bound,
                            wal_sync="interval", compaction_enabled=False))
     try:
         assert st.replayed_records == 40
@@ -120,8 +120,9 @@ def test_the_chunk_cache_counts_arrays_and_stays_within_its_size() -> None:
 
 def test_compaction_holds_one_group_at_a_time_by_default(tmp_path: Path) -> None:
     target = 200_000
-    st = Store(StoreConfig(tmp_path, chunk_target_bytes=40_000, compaction_target_bytes=target,
-                           wal_sync="interval", compaction_enabled=False))
+    st = Store(StoreConfig(data_dir=tmp_path, chunk_target_size=40_000,
+                           compaction_target_size=target, wal_sync="interval",
+                           compaction_enabled=False))
     base = time.time_ns()
     try:
         for i in range(40):  # 40 x 4 streams x 100 lines x 200 B: 3.2 MB, chunks of ~40 kB

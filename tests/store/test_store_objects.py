@@ -51,8 +51,8 @@ def _index_keys(objects: LocalDir) -> list[str]:
 def test_flush_compaction_retention_and_reads_go_through_the_object_store(
         tmp_path: Path) -> None:
     data, objects = tmp_path / "data", LocalDir(tmp_path / "objects")
-    cfg = StoreConfig(data, chunk_target_bytes=1500, compaction_enabled=False,
-                      compaction_level=15, retention_period_s=3600)
+    cfg = StoreConfig(data_dir=data, chunk_target_size=1500, compaction_enabled=False,
+                      compaction_level=15, retention_period=3600)
     st = Store(cfg, objects=objects)
     base = time.time_ns()
     for i in range(30):
@@ -68,7 +68,7 @@ def test_flush_compaction_retention_and_reads_go_through_the_object_store(
     assert len(before) == 300
 
     st.compact(min_age_s=0)
-    st.collect_garbage(time.time() + cfg.delete_delay_s + 1)  # the replaced chunks go
+    st.collect_garbage(time.time() + st.delete_delay_s + 1)  # the replaced chunks go
     compacted = _chunk_keys(objects)
     assert len(compacted) == 1 and not set(compacted) & set(flushed)
     assert _lines(st) == before
@@ -82,7 +82,7 @@ def test_flush_compaction_retention_and_reads_go_through_the_object_store(
     st.flush_all()
     assert len(_chunk_keys(objects)) > 1
     assert st.apply_retention() >= 1
-    st.collect_garbage(time.time() + cfg.delete_delay_s + 1)
+    st.collect_garbage(time.time() + st.delete_delay_s + 1)
     assert _chunk_keys(objects) == compacted
     assert _lines(st, "old") == []
     st.close()
@@ -91,7 +91,7 @@ def test_flush_compaction_retention_and_reads_go_through_the_object_store(
 
 def test_a_damaged_chunk_is_quarantined_inside_the_object_store(tmp_path: Path) -> None:
     data, objects = tmp_path / "data", LocalDir(tmp_path / "objects")
-    cfg = StoreConfig(data, chunk_target_bytes=1500, compaction_enabled=False)
+    cfg = StoreConfig(data_dir=data, chunk_target_size=1500, compaction_enabled=False)
     st = Store(cfg, objects=objects)
     base = time.time_ns()
     for i in range(10):
@@ -123,7 +123,7 @@ def _lose_the_index(tmp_path: Path) -> tuple[StoreConfig, LocalDir, list[str], l
                                              int]:
     """Ten flushed chunks of one stream, then every index object deleted."""
     objects = LocalDir(tmp_path / "objects")
-    cfg = StoreConfig(tmp_path / "data", chunk_target_bytes=1500, compaction_enabled=False)
+    cfg = StoreConfig(data_dir=tmp_path / "data", chunk_target_size=1500, compaction_enabled=False)
     st = Store(cfg, objects=objects)
     base = time.time_ns()
     for i in range(10):
@@ -182,7 +182,7 @@ def test_chunks_of_a_lost_index_wait_in_the_object_store_and_come_back(tmp_path:
 
 def test_writes_a_crash_interrupted_are_cleaned_at_start(tmp_path: Path) -> None:
     data, objects = tmp_path / "data", LocalDir(tmp_path / "objects")
-    cfg = StoreConfig(data, compaction_enabled=False)
+    cfg = StoreConfig(data_dir=data, compaction_enabled=False)
     st = Store(cfg, objects=objects)
     st.push("fake", [_block(0, time.time_ns())]).result()
     st.flush_all()
@@ -218,7 +218,7 @@ def test_an_unreadable_chunk_of_a_lost_index_is_counted_not_lost_silently(
     """A chunk the damaged index no longer names and whose bytes cannot be read cannot be
     copied into the quarantine: it stays where it is, and is counted and logged."""
     data = tmp_path / "data"
-    cfg = StoreConfig(data, chunk_target_bytes=1500, compaction_enabled=False)
+    cfg = StoreConfig(data_dir=data, chunk_target_size=1500, compaction_enabled=False)
     st = Store(cfg, objects=LocalDir(tmp_path / "objects"))
     for i in range(10):
         st.push("fake", [_block(i, time.time_ns())]).result()

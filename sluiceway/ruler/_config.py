@@ -1,6 +1,8 @@
-"""The `ruler:` and `ruler_storage:` config sections, with Loki's key names and defaults.
+"""The ruler's configuration: the server's `ruler:` and `ruler_storage:` sections are
+these models, embedded as they are (Loki's key names and defaults). The ruler, its
+notifier and its remote writer read them as they are (`Ruler.from_config`).
 
-Durations are seconds (YAML takes `10s`, `1m`); paths left empty live under
+Durations are seconds (YAML takes `10s`, `1m`); paths left empty live under the server's
 `storage.data_dir` (`ruler_state` for `rule_path`, `rules` for the filesystem store).
 """
 
@@ -18,7 +20,7 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class QueueConfig(_Section):
+class RemoteWriteQueue(_Section):
     # samples waiting per tenant; past it the oldest are dropped (counted)
     capacity: Annotated[int, Field(ge=1)] = 10_000
     max_samples_per_send: Annotated[int, Field(ge=1)] = 2000
@@ -32,10 +34,10 @@ class RemoteWriteClient(_Section):
     name: str = ""
     remote_timeout: Duration = 30.0
     headers: dict[str, str] = {}
-    queue_config: QueueConfig = QueueConfig()
+    queue_config: RemoteWriteQueue = RemoteWriteQueue()
 
 
-class RemoteWriteSection(_Section):
+class RemoteWriteConfig(_Section):
     enabled: bool = False
     client: RemoteWriteClient | None = None  # Loki's older single-client key
     clients: dict[str, RemoteWriteClient] = {}
@@ -62,7 +64,7 @@ class LegacyRulerStorage(_Section):
     filesystem: FilesystemRulesDir = FilesystemRulesDir()
 
 
-class RulerSection(_Section):
+class RulerConfig(_Section):
     rule_path: Path | None = None  # the ruler's own state (for-state); default data_dir/ruler_state
     alertmanager_url: str = ""  # comma-separated; empty: alerts are evaluated, not sent
     external_url: str = ""  # prefix of each alert's generatorURL (this server's UI)
@@ -75,14 +77,17 @@ class RulerSection(_Section):
     for_grace_period: Duration = 600.0
     notification_queue_capacity: Annotated[int, Field(ge=1)] = 10_000
     notification_timeout: Duration = 10.0
-    remote_write: RemoteWriteSection = RemoteWriteSection()
+    remote_write: RemoteWriteConfig = RemoteWriteConfig()
     wal: dict[str, Any] = {}  # Loki's ruler WAL settings: accepted, no meaning here
     # Loki's older spelling of `ruler_storage` (`type` for `backend`); used when the
     # config has no `ruler_storage:` section.
     storage: LegacyRulerStorage | None = None
 
+    def alertmanager_urls(self) -> list[str]:
+        return [u.strip() for u in self.alertmanager_url.split(",") if u.strip()]
 
-class RulerStorageSection(_Section):
+
+class RulerStorageConfig(_Section):
     # `local`: rule files read from `local.directory/<tenant>/`, read-only (the API
     # refuses writes, as Loki's); `filesystem`: the rules API writes there too.
     backend: Literal["local", "filesystem"] = "filesystem"
