@@ -110,10 +110,10 @@ def test_heartbeats_feed_the_pipeline_view(server: ServerProcess) -> None:
                     "when_full": "spill", "high_watermark": 7}}
     url = f"{server.url}/sluiceway/api/v1/heartbeat"
     assert httpx.post(url, content=orjson.dumps(hb)).status_code == 204
+    rows = httpx.get(f"{server.url}/sluiceway/api/v1/pipeline").json()["data"]
+    assert rows[0]["id"] == "agent-1" and rows[0]["stale"] is False  # within 3 x 0.2 s
     assert httpx.post(url, content=b"[1]").status_code == 400
     assert httpx.post(url, content=b"{nope").status_code == 400
-    rows = httpx.get(f"{server.url}/sluiceway/api/v1/pipeline").json()["data"]
-    assert rows[0]["id"] == "agent-1" and rows[0]["stale"] is False
     time.sleep(0.7)
     rows = httpx.get(f"{server.url}/sluiceway/api/v1/pipeline").json()["data"]
     assert rows[0]["stale"] is True
@@ -155,13 +155,13 @@ def test_metric_query_over_max_series_is_a_400(tmp_path: Path) -> None:
     assert ok.status_code == 200 and ok.json()["data"]["result"][0]["value"][1] == "5"
 
 
-def test_tail_client_leaving_is_noticed(server: ServerProcess) -> None:
+def test_tail_client_leaving_is_noticed(server_process: ServerProcess) -> None:
     from websockets.sync.client import connect
 
     for _ in range(3):
-        with connect(f"ws://127.0.0.1:{server.port}/loki/api/v1/tail?query=%7Bjob%3D%22t%22%7D"):
+        with connect(f"ws://127.0.0.1:{server_process.port}/loki/api/v1/tail?query=%7Bjob%3D%22t%22%7D"):
             time.sleep(0.2)
     time.sleep(0.5)
     t0 = time.monotonic()
-    server.stop()  # must not wait for the departed tail sessions
+    server_process.stop()  # must not wait for the departed tail sessions
     assert time.monotonic() - t0 < 8
