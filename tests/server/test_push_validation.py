@@ -9,6 +9,7 @@ import cramjam
 import httpx
 import orjson
 
+from tests.inproc import ThreadServer
 from tests.procs import ServerProcess
 
 JSON = {"Content-Type": "application/json"}
@@ -61,7 +62,7 @@ def test_mixed_batch_keeps_good_lines_and_reports_rejected(server: ServerProcess
 def test_body_too_large_is_413(tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = tmp_path / "s.yaml"
     cfg.write_text("server:\n  max_body_size: 1KiB\n")
-    srv = ServerProcess(tmp_path / "data", config=cfg).start()
+    srv = ThreadServer(tmp_path / "data", config=cfg).start()
     try:
         r = httpx.post(f"{srv.url}/loki/api/v1/push", content=b"x" * 5000, headers=JSON)
         assert r.status_code == 413
