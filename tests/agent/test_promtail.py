@@ -18,7 +18,7 @@ import yaml
 
 from tests.agent.conftest import Stack
 from tests.inproc import ThreadServer
-from tests.procs import REPO, ServerProcess, free_port, sluiceway_cmd
+from tests.procs import POLL, REPO, ServerProcess, free_port, sluiceway_cmd
 
 
 class Promtail:
@@ -42,7 +42,7 @@ class Promtail:
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log()
             try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/ready", timeout=1).status_code \
+                if POLL.get(f"http://127.0.0.1:{self.port}/ready", timeout=1).status_code \
                         == 200:
                     return
             except httpx.HTTPError:

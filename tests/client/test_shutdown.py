@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.inproc import ThreadServer
-from tests.procs import REPO, _die_with_test_process, free_port
+from tests.procs import POLL, REPO, _die_with_test_process, free_port
 
 pytest.importorskip("gunicorn")
 
@@ -56,7 +56,7 @@ class App:
         while True:
             assert self.proc.poll() is None, self.output()
             try:
-                if httpx.get(f"{self.base}/ready", timeout=1).status_code == 200:
+                if POLL.get(f"{self.base}/ready", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
