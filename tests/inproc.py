@@ -158,9 +158,10 @@ class ThreadServer:
     """`sluiceway server --data-dir DATA_DIR [-c CONFIG]` on a free port, in a thread.
 
     Quacks like `ServerProcess` where a test only talks to it: `url`, `port`, `data_dir`,
-    `start()`, `stop()` (graceful: the final flush runs, as on SIGTERM), `log()` (empty: the
-    server logs into the test's own log capture). Ingest decoding runs in threads (no worker
-    processes are forked from the test process)."""
+    `start()`, `stop()` (graceful: the final flush runs, as on SIGTERM). It has no `log()`:
+    the server logs into the test's own log capture, and a test about the log uses a
+    `ServerProcess`. Ingest decoding runs in threads (no worker processes are forked from
+    the test process)."""
 
     def __init__(self, data_dir: Path, config: Path | None = None, port: int = 0,
                  overrides: dict[str, Any] | None = None) -> None:
@@ -212,9 +213,6 @@ class ThreadServer:
 
     def _thread_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
-
-    def log(self) -> str:
-        return ""
 
     def stop(self, graceful: bool = True) -> None:
         """`graceful=False`: do not wait for clients to close their connections (the
