@@ -5,14 +5,25 @@ from pathlib import Path
 
 import pytest
 
+from tests.inproc import ThreadServer
 from tests.monitoring import require
 from tests.objservers import MotoS3, NatsJetStream, nats_server_binary
 from tests.procs import ServerProcess
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    """A fresh real server process on a free port with its own data dir."""
+def server(tmp_path: Path) -> Iterator[ThreadServer]:
+    """A fresh server on a free port with its own data dir, in a thread of the test process
+    (`tests.inproc.ThreadServer`): for tests that talk to it over HTTP."""
+    srv = ThreadServer(tmp_path / "data").start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A fresh real `sluiceway server` process: for tests of the process itself (signals,
+    its worker processes, its shutdown)."""
     srv = ServerProcess(tmp_path / "data").start()
     yield srv
     srv.stop()

@@ -6,6 +6,12 @@
 - `inproc_server`: `create_app` served by uvicorn (the server's own websocket stack) on a
   real socket in a thread, for websockets, and for tests that reach into the server (its
   clock, its store) while talking to it over a socket.
+- `ThreadServer`: the server as `sluiceway server` builds it (the same config loading and
+  defaults, its data dir locked, uvicorn on a real socket) in a thread of the test process;
+  the `server` fixture. For tests that talk HTTP to a server, with real clients or real agent
+  processes, where the server's own process is not under test (signals, SIGKILL, its log,
+  its exit code, ingest worker processes): those use `tests.procs.ServerProcess`. Starting
+  one costs milliseconds instead of a process start (about a second of CPU).
 
 The store is a real one in a temporary directory; ingest decoding runs in threads
 (`IngestPool(0)`, the pool's own fallback) for `InProcessServer`."""
@@ -31,7 +37,8 @@ from sluiceway.server._app import create_app, open_store
 from sluiceway.server._config import LimitsSection
 from sluiceway.server._context import ServerContext
 from sluiceway.server._ingest_pool import IngestPool
-from sluiceway.store import StoreConfig
+from sluiceway.server._overrides import TenantLimits
+from sluiceway.store import StoreConfig, lock_data_dir
 
 
 def config_for(data_dir: Path, **overrides: Any) -> Config:
@@ -145,6 +152,81 @@ def inproc_server(data_dir: Path, **limits: Any) -> Iterator[InProcServer]:
         server.should_exit = True
         thread.join(60)
         sock.close()
+
+
+class ThreadServer:
+    """`sluiceway server --data-dir DATA_DIR [-c CONFIG]` on a free port, in a thread.
+
+    Quacks like `ServerProcess` where a test only talks to it: `url`, `port`, `data_dir`,
+    `start()`, `stop()` (graceful: the final flush runs, as on SIGTERM). It has no `log()`:
+    the server logs into the test's own log capture, and a test about the log uses a
+    `ServerProcess`. Ingest decoding runs in threads (no worker processes are forked from
+    the test process)."""
+
+    def __init__(self, data_dir: Path, config: Path | None = None, port: int = 0,
+                 overrides: dict[str, Any] | None = None) -> None:
+        """`overrides`: dotted config keys, as `sluiceway server`'s flags set them."""
+        self.data_dir = data_dir
+        self.config = config
+        self.overrides = overrides or {}
+        self.port = port
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ctx(self) -> ServerContext:
+        assert self._server is not None
+        ctx: ServerContext = self._server.config.app.state.ctx
+        return ctx
+
+    def start(self) -> ThreadServer:
+        sock = self._sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart on its port
+        sock.bind(("127.0.0.1", self.port))
+        self.port = sock.getsockname()[1]
+        cfg = load_config(self.config, {
+            "server.listen": f"127.0.0.1:{self.port}", "storage.data_dir": str(self.data_dir),
+            "server.ingest_workers": 0, **self.overrides})
+        # As `sluiceway.server._run.serve` builds it, minus the worker processes.
+        limits = TenantLimits(cfg.limits, cfg.runtime_config)
+        limits.load()
+        store = open_store(cfg, lock_data_dir(cfg.storage.data_dir), None, limits)
+        app = create_app(cfg, store, IngestPool(0), limits)
+        server = uvicorn.Server(uvicorn.Config(
+            app, log_level="warning", access_log=False, lifespan="on",
+            timeout_graceful_shutdown=10, ws="websockets-sansio"))
+        self._server = server
+        self._thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
+                                        name=f"server-{self.port}", daemon=True)
+        self._thread.start()
+        wait_for(lambda: server.started or not self._thread_alive(), "the server to start")
+        if not server.started:
+            self.stop()
+            raise RuntimeError("the in-thread server failed to start (see the log)")
+        return self
+
+    def _thread_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, graceful: bool = True) -> None:
+        """`graceful=False`: do not wait for clients to close their connections (the
+        store is still closed, as a test's data is throwaway)."""
+        if self._server is None or self._thread is None:
+            return
+        self._server.force_exit = not graceful
+        self._server.should_exit = True
+        self._thread.join(30)
+        if self._thread.is_alive():  # a connection the client never closed
+            self._server.force_exit = True
+            self._thread.join(30)
+        if self._sock is not None:
+            self._sock.close()
+        self._server = self._thread = self._sock = None
 
 
 def wait_for(cond: Any, what: str, timeout: float = 60.0) -> None:

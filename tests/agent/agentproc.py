@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.procs import REPO, ServerProcess, free_port, sluiceway_cmd
+from tests.procs import POLL, REPO, ServerProcess, free_port, sluiceway_cmd
 
 
 class AgentProcess:
@@ -40,7 +40,7 @@ class AgentProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"agent exited {self.proc.returncode}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                if POLL.get(f"{self.url}/ready", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
@@ -51,7 +51,7 @@ class AgentProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def status(self) -> dict[str, Any]:
-        r = httpx.get(f"{self.url}/status", timeout=5)
+        r = POLL.get(f"{self.url}/status", timeout=5)
         r.raise_for_status()
         out: dict[str, Any] = r.json()
         return out

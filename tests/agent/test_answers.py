@@ -13,7 +13,7 @@ import httpx
 
 from tests.agent.agentproc import AgentProcess, fetch_lines
 from tests.agent.conftest import Stack
-from tests.procs import ServerProcess, free_port
+from tests.procs import free_port
 
 
 def file_input(path: Path, job: str) -> dict[str, Any]:
@@ -29,7 +29,7 @@ def write_lines(path: Path, tag: str, n: int, long_every: int = 0) -> list[str]:
 
 
 def test_the_full_push_url_works_as_promtail_writes_it(stack: Stack, tmp_path: Path) -> None:
-    srv = stack.server()
+    srv = stack.thread_server()
     lines = write_lines(tmp_path / "app.log", "full", 50)
     agent = stack.agent({"url": f"{srv.url}/loki/api/v1/push", "heartbeat_interval": "200ms",
                          "inputs": [file_input(tmp_path / "app.log", "full")]})
@@ -45,8 +45,7 @@ def test_the_full_push_url_works_as_promtail_writes_it(stack: Stack, tmp_path: P
 def test_partial_400_counts_only_the_rejected_lines(stack: Stack, tmp_path: Path) -> None:
     cfg = tmp_path / "server.yaml"
     cfg.write_text("limits: {max_line_size: 300}\n")
-    srv = ServerProcess(tmp_path / "data", config=cfg).start()
-    stack.servers.append(srv)
+    srv = stack.thread_server(config=cfg)
     lines = write_lines(tmp_path / "app.log", "part", 40, long_every=5)
     agent = stack.agent({"url": srv.url, "batch": {"max_lines": 10},
                          "inputs": [file_input(tmp_path / "app.log", "part")]})
@@ -61,7 +60,7 @@ def test_a_wrong_path_shows_down_keeps_every_line_and_a_fixed_config_ships_them(
         stack: Stack, tmp_path: Path) -> None:
     """The real server answers 405 below a path it does not serve: DOWN with the status
     and body, nothing lost (spill); restarted with the right URL, every line arrives."""
-    srv = stack.server()
+    srv = stack.thread_server()
     lines = write_lines(tmp_path / "app.log", "wrong", 30)
     conf = {"inputs": [file_input(tmp_path / "app.log", "wrong")],
             "retry": {"min_backoff": "50ms", "max_backoff": "200ms", "max_retries": 1}}
@@ -127,8 +126,7 @@ def test_404_in_drop_mode_fills_the_queue_then_recovers(stack: Stack, tmp_path: 
         assert st["backend"]["last_error"] == "HTTP 404: 404 page not found"
     finally:
         proxy.close()
-    srv = ServerProcess(tmp_path / "data", port=port).start()  # the route is there now
-    stack.servers.append(srv)
+    srv = stack.thread_server(port=port)  # the route is there now
     st = agent.wait_for(lambda s: s["lines"]["shipped"] + s["lines"]["lost"] == 60
                         and s["backend"]["state"] == "ok", what="every line accounted")
     lost = st["lost_by_reason"]

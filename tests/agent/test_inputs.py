@@ -17,7 +17,7 @@ from tests.procs import REPO, free_port, sluiceway_cmd
 
 
 def test_stdin_ships_everything_then_exits(stack: Stack, tmp_path: Path) -> None:
-    srv = stack.server()
+    srv = stack.thread_server()
     cfg = tmp_path / "agent.yaml"
     cfg.write_text(yaml.safe_dump({
         "url": srv.url, "data_dir": str(tmp_path / "ad"), "listen": None,
@@ -33,7 +33,7 @@ def test_stdin_ships_everything_then_exits(stack: Stack, tmp_path: Path) -> None
 
 
 def test_syslog_udp_and_tcp(stack: Stack, tmp_path: Path) -> None:
-    srv = stack.server()
+    srv = stack.thread_server()
     port = free_port()
     agent = stack.agent({
         "url": srv.url, "batch": {"max_wait": "100ms"},
@@ -57,7 +57,7 @@ def test_syslog_udp_and_tcp(stack: Stack, tmp_path: Path) -> None:
 
 
 def test_status_metrics_cli_and_heartbeat(stack: Stack, tmp_path: Path) -> None:
-    srv = stack.server()
+    srv = stack.thread_server()
     logs = tmp_path / "logs"
     logs.mkdir()
     (logs / "a.log").write_text("".join(f"line {i}\n" for i in range(100)))

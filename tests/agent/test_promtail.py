@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from tests.agent.conftest import Stack
-from tests.procs import REPO, ServerProcess, free_port, sluiceway_cmd
+from tests.inproc import ThreadServer
+from tests.procs import POLL, REPO, ServerProcess, free_port, sluiceway_cmd
 
 
 class Promtail:
@@ -41,7 +42,7 @@ class Promtail:
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log()
             try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/ready", timeout=1).status_code \
+                if POLL.get(f"http://127.0.0.1:{self.port}/ready", timeout=1).status_code \
                         == 200:
                     return
             except httpx.HTTPError:
@@ -106,11 +107,8 @@ def _write(path: Path, lines: list[str]) -> None:
 
 
 @pytest.fixture
-def two_servers(stack: Stack, tmp_path: Path) -> tuple[ServerProcess, ServerProcess]:
-    a = stack.server()
-    b = ServerProcess(tmp_path / "data-b").start()
-    stack.servers.append(b)
-    return a, b
+def two_servers(stack: Stack) -> tuple[ThreadServer, ThreadServer]:
+    return stack.thread_server(), stack.thread_server("data-b")
 
 
 CONFIG = """
@@ -206,7 +204,7 @@ scrape_configs:
 
 
 def test_a_promtail_config_runs_with_every_stage_and_two_clients(
-        tmp_path: Path, two_servers: tuple[ServerProcess, ServerProcess]) -> None:
+        tmp_path: Path, two_servers: tuple[ThreadServer, ThreadServer]) -> None:
     first, second = two_servers
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -414,7 +412,7 @@ scrape_configs:
 
 
 def test_syslog_and_push_api_with_relabeling(tmp_path: Path, stack: Stack) -> None:
-    srv = stack.server()
+    srv = stack.thread_server()
     port, syslog_port, push_port = free_port(), free_port(), free_port()
     cfg = f"""
 server: {{http_listen_port: {port}, http_listen_address: 127.0.0.1}}
@@ -485,7 +483,7 @@ scrape_configs:
 
 
 def test_file_sd_and_kubernetes_pods(tmp_path: Path, stack: Stack) -> None:
-    srv = stack.server()
+    srv = stack.thread_server()
     port = free_port()
     pods = tmp_path / "pods"
     cdir = pods / "shop_web-7d9_0a1b2c" / "nginx"

@@ -47,7 +47,7 @@ def test_spill_mode_reads_a_file_at_the_pace_of_a_healthy_backend(stack: Stack,
                                                                   tmp_path: Path) -> None:
     """A file is its own buffer: while the backend takes every push, the reader waits for
     room instead of writing the file's lines to the spill only to read them back."""
-    srv = stack.server()
+    srv = stack.thread_server()
     logs = tmp_path / "logs"
     logs.mkdir()
     lines = write(logs / "app.log", "catchup", 20_000)
@@ -116,8 +116,7 @@ def test_the_queue_in_lines_and_the_spill_backlog_are_what_is_shown(stack: Stack
 def test_block_mode_shows_the_file_lag_and_the_reader_waiting(stack: Stack,
                                                               tmp_path: Path) -> None:
     srv = stack.server()
-    report = ServerProcess(tmp_path / "report").start()  # the pipeline page stays up
-    stack.servers.append(report)
+    report = stack.thread_server("report")  # the pipeline page stays up
     logs = tmp_path / "logs"
     logs.mkdir()
     agent = stack.agent(config(srv, logs, {"when_full": "block"}, report_url=report.url))
@@ -156,7 +155,7 @@ def test_block_mode_shows_the_file_lag_and_the_reader_waiting(stack: Stack,
 
 def test_metrics_have_every_counter_at_0_and_push_latency_by_status(stack: Stack,
                                                                     tmp_path: Path) -> None:
-    srv = stack.server()
+    srv = stack.thread_server()
     logs = tmp_path / "logs"
     logs.mkdir()
     agent = stack.agent(config(srv, logs, {"when_full": "drop"}, report_url="off"))

@@ -54,7 +54,7 @@ def wait_rows(url: str, pred: Any, what: str, timeout: float = 30) -> list[dict[
 
 def test_a_client_reporting_to_the_agent_shows_there_and_on_the_server(
         stack: Stack, tmp_path: Path) -> None:
-    srv = stack.server()
+    srv = stack.thread_server()
     agent = stack.agent(config(srv, tmp_path, name="relay-agent"))
     client.configure(sinks=[client.LokiSink(srv.url)], name="via-agent",
                      report_url=agent.url, report_interval=0.2, capture_stdlib=False)
@@ -112,7 +112,7 @@ def raw(agent_url: str, method: str, path: str, body: bytes | None = None,
 
 
 def test_bad_heartbeats_and_paths_get_4xx_with_a_reason(stack: Stack, tmp_path: Path) -> None:
-    srv = stack.server()
+    srv = stack.thread_server()
     agent = stack.agent(config(srv, tmp_path, report_url="off"))
     post = lambda body, **kw: httpx.post(f"{agent.url}{HB}", content=body, timeout=5, **kw)  # noqa: E731
     r = post(b"{not json")
@@ -137,7 +137,7 @@ def test_bad_heartbeats_and_paths_get_4xx_with_a_reason(stack: Stack, tmp_path: 
 
 
 def test_the_agent_serves_the_pipeline_page_and_its_files(stack: Stack, tmp_path: Path) -> None:
-    srv = stack.server()
+    srv = stack.thread_server()
     agent = stack.agent(config(srv, tmp_path))
     page = httpx.get(f"{agent.url}/", timeout=5)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")

@@ -16,10 +16,10 @@ import pytest
 
 from sluiceway import client
 from tests.client.helpers import PushServer, wait_until
-from tests.procs import ServerProcess
+from tests.inproc import ThreadServer
 
 
-def stored(srv: ServerProcess, app: str) -> list[dict[str, Any]]:
+def stored(srv: ThreadServer, app: str) -> list[dict[str, Any]]:
     now = time.time_ns()
     r = httpx.get(f"{srv.url}/loki/api/v1/query_range", timeout=10, params={
         "query": f'{{app="{app}"}}', "start": str(now - 600 * 10**9), "end": str(now + 10**9),
@@ -29,17 +29,18 @@ def stored(srv: ServerProcess, app: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def small_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    """A real server taking lines of at most 300 bytes and bodies of at most 4 KiB."""
+def small_server(tmp_path: Path) -> Iterator[ThreadServer]:
+    """A real server (in a thread) taking lines of at most 300 bytes and bodies of at most
+    4 KiB."""
     cfg = tmp_path / "server.yaml"
     cfg.write_text("server: {max_body_size: 4096}\nlimits: {max_line_size: 300}\n")
-    srv = ServerProcess(tmp_path / "data", config=cfg).start()
+    srv = ThreadServer(tmp_path / "data", config=cfg).start()
     yield srv
     client.shutdown(timeout=1)  # first: a graceful stop waits on the sink's open connection
     srv.stop()
 
 
-def test_partial_400_loses_only_the_lines_the_server_names(small_server: ServerProcess) -> None:
+def test_partial_400_loses_only_the_lines_the_server_names(small_server: ThreadServer) -> None:
     client.configure(sinks=[client.LokiSink(small_server.url, labels={"app": "partial"},
                                             batch_wait=0.2)],
                      capture_stdlib=False, report_url=None)
@@ -55,7 +56,7 @@ def test_partial_400_loses_only_the_lines_the_server_names(small_server: ServerP
 
 
 def test_413_splits_the_batch_and_loses_only_a_record_too_large_alone(
-        small_server: ServerProcess) -> None:
+        small_server: ThreadServer) -> None:
     client.configure(sinks=[client.LokiSink(small_server.url, labels={"app": "big"},
                                             batch_wait=0.5)],
                      capture_stdlib=False, report_url=None)

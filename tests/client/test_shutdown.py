@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.procs import REPO, ServerProcess, _die_with_test_process, free_port
+from tests.inproc import ThreadServer
+from tests.procs import POLL, REPO, _die_with_test_process, free_port
 
 pytest.importorskip("gunicorn")
 
@@ -26,8 +27,9 @@ REQUESTS = 100
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = ServerProcess(tmp_path_factory.mktemp("shutdown") / "data").start()
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadServer]:
+    # The apps under test are the processes here; the server only answers their pushes.
+    srv = ThreadServer(tmp_path_factory.mktemp("shutdown") / "data").start()
     yield srv
     srv.stop()
 
@@ -54,7 +56,7 @@ class App:
         while True:
             assert self.proc.poll() is None, self.output()
             try:
-                if httpx.get(f"{self.base}/ready", timeout=1).status_code == 200:
+                if POLL.get(f"{self.base}/ready", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
@@ -85,7 +87,7 @@ class App:
         return self.proc.stdout.read().decode(errors="replace")
 
 
-def records(srv: ServerProcess, app: str, expect: int, run: str = "1") -> list[int]:
+def records(srv: ThreadServer, app: str, expect: int, run: str = "1") -> list[int]:
     """The `i` of every record of `app` (and `run`) on the server, once `expect` are
     there or the deadline passed."""
     got: list[int] = []
@@ -110,7 +112,7 @@ ALL = list(range(-1, REQUESTS))  # the record logged at import, then one per req
 @pytest.mark.parametrize("middleware", ["0", "1"], ids=["plain", "middleware"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_uvicorn_stopped_by_a_signal_delivers_every_record(
-        server: ServerProcess, sig: int, middleware: str) -> None:
+        server: ThreadServer, sig: int, middleware: str) -> None:
     name = f"uv-{sig}-{middleware}"
     app = App("uvicorn", server.url, name, SLW_MIDDLEWARE=middleware)
     app.serve()
@@ -122,7 +124,7 @@ def test_uvicorn_stopped_by_a_signal_delivers_every_record(
 @pytest.mark.parametrize("middleware", ["0", "1"], ids=["plain", "middleware"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_gunicorn_uvicorn_worker_stopped_by_a_signal_delivers_every_record(
-        server: ServerProcess, sig: int, middleware: str) -> None:
+        server: ThreadServer, sig: int, middleware: str) -> None:
     """SIGTERM to the master (what systemd or Kubernetes send), SIGINT to the process
     group (Ctrl-C in a terminal: the master and its worker both get it)."""
     name = f"gu-{sig}-{middleware}"
@@ -133,7 +135,7 @@ def test_gunicorn_uvicorn_worker_stopped_by_a_signal_delivers_every_record(
     assert records(server, name, len(ALL)) == ALL, out
 
 
-def test_gunicorn_preload_relies_on_the_lifespan_flush(server: ServerProcess) -> None:
+def test_gunicorn_preload_relies_on_the_lifespan_flush(server: ThreadServer) -> None:
     """--preload imports the app in the master, whose signal handlers replace ours; the
     worker resets its own to the default and dies by the re-raised SIGTERM, so neither
     our handler nor atexit runs there: the middleware's lifespan flush delivers."""
@@ -145,7 +147,7 @@ def test_gunicorn_preload_relies_on_the_lifespan_flush(server: ServerProcess) ->
 
 
 def test_unreachable_at_shutdown_spill_keeps_every_record_for_the_next_start(
-        server: ServerProcess, tmp_path: Path) -> None:
+        server: ThreadServer, tmp_path: Path) -> None:
     spill = str(tmp_path / "spill")
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     app = App("uvicorn", dead, "spill-app", SLW_WHEN_FULL="spill", SLW_SPILL_DIR=spill,

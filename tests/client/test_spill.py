@@ -31,12 +31,12 @@ def query_ids(url: str) -> list[int]:
     return [json.loads(line)["i"] for s in r.json()["data"]["result"] for _, line in s["values"]]
 
 
-def test_spill_survives_outage_and_sigkill(server: ServerProcess, tmp_path: Path) -> None:
+def test_spill_survives_outage_and_sigkill(server_process: ServerProcess, tmp_path: Path) -> None:
     spill, n = tmp_path / "spill", 1000
-    p = child(server.url, spill, "outage", "0", str(n))
+    p = child(server_process.url, spill, "outage", "0", str(n))
     assert p.stdout is not None and p.stdin is not None
     assert p.stdout.readline().strip() == "delivered"
-    server.signal(signal.SIGSTOP)  # outage: the server hangs, pushes time out
+    server_process.signal(signal.SIGSTOP)  # outage: the server hangs, pushes time out
     try:
         p.stdin.write("go\n")
         p.stdin.flush()
@@ -46,11 +46,11 @@ def test_spill_survives_outage_and_sigkill(server: ServerProcess, tmp_path: Path
         os.kill(p.pid, signal.SIGKILL)  # no chance to flush anything
         p.wait(10)
     finally:
-        server.signal(signal.SIGCONT)
-    r = child(server.url, spill, "replay")
+        server_process.signal(signal.SIGCONT)
+    r = child(server_process.url, spill, "replay")
     out, _ = r.communicate(timeout=60)
     assert out.split()[:2] == ["flushed", "True"], out
-    ids = query_ids(server.url)
+    ids = query_ids(server_process.url)
     assert sorted(set(ids)) == list(range(n))  # at-least-once: every record arrived
     assert not list(spill.rglob("*.seg"))  # and the spill was freed after the acks
 

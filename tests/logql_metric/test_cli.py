@@ -164,13 +164,24 @@ def test_metric_query_table(server: ServerProcess) -> None:
     assert totals == {'{level="error"}': 4, '{level="info"}': 40}
 
 
+def _tail_sessions(url: str) -> float:
+    """Open live tail sessions on the server (all tenants)."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return sum(float(ln.split()[-1]) for ln in text.splitlines()
+               if ln.startswith("sluiceway_tail_sessions{"))
+
+
 def test_tail_follows_new_lines(server: ServerProcess) -> None:
+    before = _tail_sessions(server.url)
     proc = subprocess.Popen(sluiceway_cmd("query", "--tail", '{app="tailed"}', "--addr",
                                           server.url, "-o", "raw"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=REPO)
     try:
-        time.sleep(2.0)  # let it connect before the push
+        deadline = time.monotonic() + 60  # let it connect before the push
+        while _tail_sessions(server.url) <= before:
+            assert proc.poll() is None and time.monotonic() < deadline, "tail never connected"
+            time.sleep(0.05)
         now = time.time_ns()
         _push(server.url, [{"stream": {"app": "tailed"},
                             "values": [[str(now), "live 1"], [str(now + 1), "live 2"]]}])

@@ -8,12 +8,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.inproc import ThreadServer
 from tests.procs import ServerProcess
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = ServerProcess(Path(tmp_path_factory.mktemp("bad")) / "data").start()
+    srv = ThreadServer(Path(tmp_path_factory.mktemp("bad")) / "data").start()
     yield srv
     srv.stop()
 

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.inproc import ThreadServer
 from tests.procs import REPO, ServerProcess, sluiceway_cmd
 
 S = 10**9
@@ -44,7 +45,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     base = tmp_path_factory.mktemp("skipping")
     cfg = base / "config.yaml"
     cfg.write_text("storage:\n  compaction_level: 10\nlimits:\n  max_query_length: 0s\n")
-    srv = ServerProcess(base / "data", config=cfg).start()
+    srv = ThreadServer(base / "data", config=cfg).start()
     lines = _lines()
     for k in range(0, N, 6000):
         r = httpx.post(f"{srv.url}/loki/api/v1/push", timeout=60, json={"streams": [

@@ -20,7 +20,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.inproc import wait_for
+from tests.inproc import ThreadServer, wait_for
 from tests.procs import FIXTURES, ServerProcess
 from tests.replay import check_volume_bytes
 
@@ -74,7 +74,7 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Any:
     base = (time.time_ns() // HOUR - 1) * HOUR  # the start of the previous hour
     tmp = tmp_path_factory.mktemp("drilldown")
     (tmp / "loki.yaml").write_text(CONFIG)
-    srv = ServerProcess(tmp / "data", config=tmp / "loki.yaml").start()
+    srv = ThreadServer(tmp / "data", config=tmp / "loki.yaml").start()
     _push(srv.url, RESP / "dataset.json", base)
     _push(srv.url, RESP / "patterns_dataset.json", base)
     assert httpx.post(f"{srv.url}/flush").status_code == 204  # as in the recording

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import orjson
 
+from tests.inproc import ThreadServer
 from tests.procs import ServerProcess
 
 
@@ -114,7 +115,7 @@ def test_lines_behind_the_out_of_order_window_are_marked(server: ServerProcess) 
 def test_too_large_bodies_are_413_before_and_after_decompression(tmp_path: Path) -> None:
     cfg = tmp_path / "s.yaml"
     cfg.write_text("server:\n  max_body_size: 64KiB\n")
-    srv = ServerProcess(tmp_path / "data", config=cfg).start()
+    srv = ThreadServer(tmp_path / "data", config=cfg).start()
     try:
         doc = b'{"index":{"_index":"big"}}\n{"m":"' + b"x" * 100_000 + b'"}\n'
         r = httpx.post(f"{srv.url}/_bulk", content=doc)

@@ -16,6 +16,7 @@ import orjson
 import pytest
 from websockets.sync.client import connect
 
+from tests.inproc import ThreadServer
 from tests.procs import FIXTURES, ServerProcess
 from tests.replay import check_volume_bytes
 
@@ -56,7 +57,7 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Any:
     base = LOKI_BASE + (time.time_ns() - hour - LOKI_BASE) // hour * hour
     tmp = tmp_path_factory.mktemp("loki")
     (tmp / "loki.yaml").write_text(CONFIG)
-    srv = ServerProcess(tmp / "data", config=tmp / "loki.yaml").start()
+    srv = ThreadServer(tmp / "data", config=tmp / "loki.yaml").start()
     streams = [{"stream": s["stream"], "values": [[str(base + int(v[0])), *v[1:]]
                                                   for v in s["values"]]}
                for s in DATASET["streams"]]

@@ -20,6 +20,7 @@ import orjson
 
 from sluiceway.model import parse_labels
 from sluiceway.store import IndexReader, LocalDir
+from tests.inproc import ThreadServer
 from tests.procs import REPO, ServerProcess
 
 DATA = REPO / "tests" / "data"
@@ -143,7 +144,7 @@ def test_format_2_chunks_join_the_format_1_chunks_of_a_version_1_data_dir(
     cfg = tmp_path / "s.yaml"
     limits = _LIMITS + "  reject_old_samples: false\n  unordered_window: 100000h\n"
     cfg.write_text(limits + "storage:\n  compaction_enabled: false\n")
-    srv = ServerProcess(data, config=cfg).start()
+    srv = ThreadServer(data, config=cfg).start()
     try:
         old_chunks = _live_chunks(data)
         assert {_format_of(data, p) for p in old_chunks} == {1}

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import orjson
 
+from tests.inproc import ThreadServer
 from tests.procs import ServerProcess
 
 JSON = {"Content-Type": "application/json"}
@@ -134,7 +135,7 @@ def test_query_timeout_is_a_504_not_a_hang(tmp_path: Path) -> None:
     cfg = tmp_path / "s.yaml"
     # 1 ms: past by the time the first block is read, however fast the machine is
     cfg.write_text("storage:\n  chunk_target_size: 20KiB\nlimits:\n  query_timeout: 1ms\n")
-    srv = ServerProcess(tmp_path / "data", config=cfg).start()
+    srv = ThreadServer(tmp_path / "data", config=cfg).start()
     now = time.time_ns()
     for b in range(5):
         assert _push(srv, [[str(now - 10**11 + b * 10**6 + i), "x" * 200 + str(i)]
@@ -151,7 +152,7 @@ def test_query_timeout_is_a_504_not_a_hang(tmp_path: Path) -> None:
 def test_metric_query_over_max_series_is_a_400(tmp_path: Path) -> None:
     cfg = tmp_path / "s.yaml"
     cfg.write_text("limits:\n  max_query_series: 3\n")
-    srv = ServerProcess(tmp_path / "data", config=cfg).start()
+    srv = ThreadServer(tmp_path / "data", config=cfg).start()
     now = time.time_ns()
     body = orjson.dumps({"streams": [{"stream": {"job": "many", "n": str(i)},
                                       "values": [[str(now - 10**9), "x"]]} for i in range(5)]})
@@ -166,13 +167,13 @@ def test_metric_query_over_max_series_is_a_400(tmp_path: Path) -> None:
     assert ok.status_code == 200 and ok.json()["data"]["result"][0]["value"][1] == "5"
 
 
-def test_tail_client_leaving_is_noticed(server: ServerProcess) -> None:
+def test_tail_client_leaving_is_noticed(server_process: ServerProcess) -> None:
     from websockets.sync.client import connect
 
     for _ in range(3):
-        with connect(f"ws://127.0.0.1:{server.port}/loki/api/v1/tail?query=%7Bjob%3D%22t%22%7D"):
+        with connect(f"ws://127.0.0.1:{server_process.port}/loki/api/v1/tail?query=%7Bjob%3D%22t%22%7D"):
             time.sleep(0.2)
     time.sleep(0.5)
     t0 = time.monotonic()
-    server.stop()  # must not wait for the departed tail sessions
+    server_process.stop()  # must not wait for the departed tail sessions
     assert time.monotonic() - t0 < 8

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.inproc import ThreadServer
 from tests.procs import FIXTURES, ServerProcess
 
 PUSH = FIXTURES / "push"
@@ -47,7 +48,7 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Any:
     cfg = tmp_path_factory.mktemp("cfg") / "s.yaml"
     cfg.write_text("limits:\n  reject_old_samples: false\n  creation_grace_period: 1000d\n"
                    "  max_query_length: 0s\n  discover_log_levels: false\n")
-    srv = ServerProcess(tmp_path_factory.mktemp("srv") / "data", config=cfg).start()
+    srv = ThreadServer(tmp_path_factory.mktemp("srv") / "data", config=cfg).start()
     statuses = {name: _push(srv, name).status_code for name in NAMES}
     yield srv, statuses
     srv.stop()

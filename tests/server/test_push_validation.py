@@ -9,6 +9,7 @@ import cramjam
 import httpx
 import orjson
 
+from tests.inproc import ThreadServer
 from tests.procs import ServerProcess
 
 JSON = {"Content-Type": "application/json"}
@@ -61,7 +62,7 @@ def test_mixed_batch_keeps_good_lines_and_reports_rejected(server: ServerProcess
 def test_body_too_large_is_413(tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = tmp_path / "s.yaml"
     cfg.write_text("server:\n  max_body_size: 1KiB\n")
-    srv = ServerProcess(tmp_path / "data", config=cfg).start()
+    srv = ThreadServer(tmp_path / "data", config=cfg).start()
     try:
         r = httpx.post(f"{srv.url}/loki/api/v1/push", content=b"x" * 5000, headers=JSON)
         assert r.status_code == 413
@@ -88,23 +89,23 @@ def test_tenants_are_isolated(server: ServerProcess) -> None:
     assert r.status_code == 400
 
 
-def test_a_dead_ingest_worker_does_not_break_ingest(server: ServerProcess) -> None:
+def test_a_dead_ingest_worker_does_not_break_ingest(server_process: ServerProcess) -> None:
     import os
     import signal
     from pathlib import Path
 
-    assert server.proc is not None
-    children = [int(c) for t in Path(f"/proc/{server.proc.pid}/task").glob("*/children")
+    assert server_process.proc is not None
+    children = [int(c) for t in Path(f"/proc/{server_process.proc.pid}/task").glob("*/children")
                 for c in t.read_text().split()]
     assert children, "the server should run ingest worker processes"
     for pid in children:
         os.kill(pid, signal.SIGKILL)
     body = orjson.dumps({"streams": [{"stream": {"job": "survivor"},
                                       "values": [[str(time.time_ns()), "still here"]]}]})
-    statuses = [httpx.post(f"{server.url}/loki/api/v1/push", content=body,
+    statuses = [httpx.post(f"{server_process.url}/loki/api/v1/push", content=body,
                            headers=JSON).status_code for _ in range(3)]
     assert statuses == [204, 204, 204]
-    assert _q(server, '{job="survivor"}') == ["still here"]
+    assert _q(server_process, '{job="survivor"}') == ["still here"]
 
 
 def test_structured_metadata_limits_reject_those_lines_only(server: ServerProcess) -> None:

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 import httpx
 import orjson
 
-from tests.inproc import wait_for
+from tests.inproc import ThreadServer, wait_for
 from tests.procs import ServerProcess
 
 BLOCKS = 40
@@ -71,7 +71,7 @@ def test_max_query_bytes_read_and_stats(tmp_path: Path) -> None:
     cfg = tmp_path / "s.yaml"
     cfg.write_text("limits:\n  max_query_bytes_read: 100KB\n"
                    "  split_queries_by_interval: 1m\n")
-    srv = ServerProcess(tmp_path / "data", config=cfg).start()
+    srv = ThreadServer(tmp_path / "data", config=cfg).start()
     try:
         now = time.time_ns()
         _push_blocks(srv, now)
@@ -103,7 +103,7 @@ def test_results_cache_recomputes_only_the_newest_split(tmp_path: Path) -> None:
     """A dashboard refresh (same query, later end) takes the closed splits from the
     cache and computes only the newest; a compaction bumps the store's generation and
     the next query computes everything again, with the same answer."""
-    srv = ServerProcess(tmp_path / "data").start()
+    srv = ThreadServer(tmp_path / "data").start()
     try:
         hour = 3600 * 10**9
         t0 = time.time_ns() // hour * hour - 5 * hour

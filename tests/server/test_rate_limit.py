@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import orjson
 
+from tests.inproc import ThreadServer
 from tests.procs import ServerProcess
 
 
@@ -33,7 +34,7 @@ def test_tenant_over_its_rate_gets_429_and_nothing_is_stored(tmp_path: Path) -> 
     # (seconds between pushes) stays far below a push of 30 KB
     cfg.write_text("limits:\n  ingestion_rate_mb: 0.001953125\n"
                    "  ingestion_burst_size_mb: 0.0390625\n")
-    srv = ServerProcess(tmp_path / "data", config=cfg).start()
+    srv = ThreadServer(tmp_path / "data", config=cfg).start()
     try:
         assert _push(srv, "a", 30).status_code == 204  # 30 KB of the 40 KiB burst
         r = _push(srv, "a", 30)

@@ -14,8 +14,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from tests.inproc import InProcessServer
-from tests.procs import ServerProcess
+from tests.inproc import InProcessServer, ThreadServer
 
 NOW = time.time_ns()
 START, END = str(NOW - 3600 * 10**9), str(NOW + 10**9)
@@ -181,7 +180,7 @@ def test_tenant_ids_are_validated_as_loki_does(multi: InProcessServer, orgid: st
 
 def test_tail_with_several_tenants_is_400_before_the_upgrade(tmp_path: Path) -> None:
     # Tail takes one tenant whether multi-tenant queries are enabled or not.
-    srv = ServerProcess(tmp_path / "data").start()
+    srv = ThreadServer(tmp_path / "data").start()
     try:
         url = f"ws://127.0.0.1:{srv.port}/loki/api/v1/tail?query=%7Bjob%3D%22x%22%7D"
         for kw in ({"additional_headers": {"X-Scope-OrgID": "a|b"}}, {}):
