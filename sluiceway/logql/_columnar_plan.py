@@ -90,9 +90,10 @@ def plan_lines(lr: A.LogRange, grouping: A.Grouping | None) -> Plan | None:
     parser = False
     err = False  # may a line still alive carry an error here?
     for st in stages[n:]:
-        if isinstance(st, (A.JsonParser, A.LogfmtParser, A.RegexpParser, A.PatternParser,
-                           A.UnpackParser)):
+        if isinstance(st, (A.JsonParser, A.LogfmtParser, A.UnpackParser)):
             err = True
+        elif isinstance(st, (A.RegexpParser, A.PatternParser)):
+            err = err or ERROR in st.pattern  # sets no error, unless it captures one
         elif isinstance(st, A.LabelFilter):
             err = _error_after(st.expr, err)
         elif isinstance(st, A.Drop) and any(s.name == ERROR and s.matcher is None

@@ -29,11 +29,12 @@ def test_which_pipelines_can_fail_the_query() -> None:
     for q in ['| json | __error__=""', '| logfmt | __error__=""', "| json | drop __error__",
               '|= "x" | json | status >= 400 | __error__=""',
               '| json | __error__="" | level="info"', "", '|= "x"', '| level="x"',
-              '| json | __error__="" and path="/"', '| unpack | __error__=""']:
+              '| json | __error__="" and path="/"', '| unpack | __error__=""',
+              '| regexp `(?P<level>\\w+) (?P<x>.)`', '| pattern `<_> "<level> <_>"`']:
         assert not _can_fail(q), q
     for q in ["| json", "| logfmt", '| json | __error__="" | status >= 400',
               '| json | __error__!="x"', '| json | __error__="" or path="/"',
-              '| status > 1',
+              '| status > 1', '| regexp `(?P<__error__>\\w+) (?P<x>.)`',
               ]:
         assert _can_fail(q), q
 
