@@ -96,8 +96,10 @@ def _unit(source: LogSource, ref: SeriesRef, split: int, lo: int, hi: int,
         pipeline = range_pipeline(lr, params, mapper)
         grid, label_key = summary_grid(lr, plan, pipeline, ref, g)
         hints = pipeline.needs.hints(dict(ref.labels), grid, label_key)
-        for block, idx in unit_blocks(source, ref, lo, hi, params, pipeline, abort,
-                                      out.stats, hints):
+        blocks = unit_blocks(source, ref, lo, hi, params, pipeline, abort, out.stats, hints)
+        if not plan.can_fail():
+            blocks = batched(blocks, BATCH_BYTES)
+        for block, idx in blocks:
             if hints is not None and hints.summaries:
                 _summarized(plan, pipeline, ref, g, want_sizes, hints, out, limit)
             for k, ts, sizes in run_block(plan, pipeline, mapper, block, idx, want_sizes):
@@ -110,6 +112,34 @@ def _unit(source: LogSource, ref: SeriesRef, split: int, lo: int, hi: int,
         return out
 
     return run
+
+
+BATCH_BYTES = 8 << 20
+
+
+def batched(blocks: Iterator[tuple[EntryBlock, npt.NDArray[np.intp]]], max_bytes: int,
+            ) -> Iterator[tuple[EntryBlock, npt.NDArray[np.intp]]]:
+    """The selected lines of consecutive blocks joined into blocks of about `max_bytes`
+    (a block with structured metadata alone, as it came): the array kernels' fixed costs
+    per call (Arrow compiles an RE2 pattern on every call) are paid once per batch, not
+    once per 1 MiB block. Only for a plan whose lines cannot fail the query: its early
+    400 is decided at the first bad line (`run_block`), not a batch later."""
+    pending: list[EntryBlock] = []
+    size = 0
+    for block, idx in blocks:
+        if block.metadata is not None:
+            yield block, idx
+            continue
+        part = block if len(idx) == len(block) else block.take(idx)
+        pending.append(part)
+        size += part.nbytes
+        if size >= max_bytes:
+            joined = EntryBlock.concat(pending)
+            pending, size = [], 0
+            yield joined, np.arange(len(joined), dtype=np.intp)
+    if pending:
+        joined = EntryBlock.concat(pending)
+        yield joined, np.arange(len(joined), dtype=np.intp)
 
 
 def summary_grid(lr: A.LogRange, plan: Plan, pipeline: LogPipeline, ref: SeriesRef,

@@ -54,14 +54,16 @@ class Plan:
     preserve_error: bool
     literals: tuple[bytes, ...] = ()
     without: tuple[str, ...] | None = None  # no `by`: every label but these (no parser)
+    keeps_error: bool = True  # can a line that passes every stage carry `__error__`?
 
     def required_literals(self) -> tuple[bytes, ...]:
         return self.literals
 
     def can_fail(self) -> bool:
-        """Can a line keep `__error__` (a 400 pipeline error)? Not when grouped by it."""
-        return not self.preserve_error and any(
-            isinstance(op, (_Parse, VecFilter)) for op in self.ops)
+        """Can a line keep `__error__` (a 400 pipeline error)? Not when grouped by it,
+        nor when the stages drop every line with an error (`| __error__=""` after the
+        last stage that can set one, or `| drop __error__`)."""
+        return not self.preserve_error and self.keeps_error
 
 
 def _names_ok(names: set[str]) -> bool:
@@ -86,7 +88,17 @@ def plan_lines(lr: A.LogRange, grouping: A.Grouping | None) -> Plan | None:
     ops: list[Op] = []
     names: set[str] = set(by)
     parser = False
+    err = False  # may a line still alive carry an error here?
     for st in stages[n:]:
+        if isinstance(st, (A.JsonParser, A.LogfmtParser, A.UnpackParser)):
+            err = True
+        elif isinstance(st, (A.RegexpParser, A.PatternParser)):
+            err = err or ERROR in st.pattern  # sets no error, unless it captures one
+        elif isinstance(st, A.LabelFilter):
+            err = _error_after(st.expr, err)
+        elif isinstance(st, A.Drop) and any(s.name == ERROR and s.matcher is None
+                                             for s in st.items):
+            err = False
         if isinstance(st, A.JsonParser) and not st.params and not parser:
             ops.append(_Parse("json"))
             parser = True
@@ -119,7 +131,23 @@ def plan_lines(lr: A.LogRange, grouping: A.Grouping | None) -> Plan | None:
         return None
     fields = tuple(sorted(names - {ERROR})) if parser else ()
     return Plan(ops, fields, tuple(sorted(by)), ERROR in by, required_literals(stages),
-                without)
+                without, err)
+
+
+def _error_after(e: A.LabelFilterExpr, before: bool) -> bool:
+    """May a line that passes label filter `e` carry an error (`before`: it may have
+    one when it reaches `e`)? `__error__=""` lets none through; a typed comparison
+    (number, duration, bytes) sets `LabelFilterErr` on a value it cannot convert, and
+    the line passes. `or` tries its right side on the lines the left side let fall
+    (with the errors the left side may have set)."""
+    if isinstance(e, A.LabelBinary):
+        left = _error_after(e.left, before)
+        if e.op == "and":
+            return _error_after(e.right, left)
+        return left or _error_after(e.right, before or left)
+    if e.name == ERROR and e.kind == "string" and e.op == "=" and e.raw == "":
+        return False
+    return before or e.kind not in ("string", "ip")
 
 
 def _regexp_parse(pattern: str) -> _Parse | None:
