@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.sourcescan import parse_source
+
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "sluiceway"
 
@@ -98,7 +100,7 @@ def _package_of(module: str) -> str:
 
 
 def _imports(path: Path) -> list[Import]:
-    tree = ast.parse(path.read_text(), str(path))
+    tree = parse_source(path)
     module = _module_name(path)
     is_pkg = path.name == "__init__.py"
     out: list[Import] = []
@@ -329,7 +331,7 @@ def delivery_copies_in(path: Path) -> list[str]:
     rel = path.relative_to(ROOT)
     found = [f"{rel}:{imp.line}: imports {name} (the delivery path is sluiceway.ship's)"
              for imp in _imports(path) for name in imp.names if name in SHIP_ONLY_NAMES]
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(parse_source(path)):
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                 and node.func.attr == "post"):
             found.append(f"{rel}:{node.lineno}: an HTTP POST of its own (pushes and "

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 
 from sluiceway import __version__
-from sluiceway.cluster import ClusterCollector, ClusterNode, ClusterOps
+from sluiceway.cluster import ClusterCollector, ClusterError, ClusterNode, ClusterOps
 from sluiceway.durable import DirLock
 from sluiceway.logql import (
     LogSource,
@@ -159,12 +159,18 @@ def _errors(app: FastAPI) -> None:
     async def not_ready(_r: Request, exc: Exception) -> Response:
         return bad(f"not ready: {exc}", 503)
 
+    async def cluster_unavailable(_r: Request, exc: Exception) -> Response:
+        # NATS did not answer in time (a NATS node lost, a failover under way): the
+        # client asks again, as for any 503; never a 500.
+        return bad(f"cluster unavailable, try again: {exc}", 503)
+
     app.add_exception_handler(ParamError, as_400)
     app.add_exception_handler(QueryError, as_400)
     app.add_exception_handler(PermissionError, no_org)
     app.add_exception_handler(QueryTimeout, timed_out)
     app.add_exception_handler(BodyTooLarge, too_large)  # a POST form on a read
     app.add_exception_handler(NotReady, not_ready)  # cluster mode before NATS answered
+    app.add_exception_handler(ClusterError, cluster_unavailable)
 
 
 def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None = None,

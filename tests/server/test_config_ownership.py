@@ -25,6 +25,7 @@ from sluiceway.ruler import RemoteWriteClient, RulerConfig, RulerStorageConfig
 from sluiceway.server import Config, ConfigError, load_config
 from sluiceway.server._app import create_app, open_store, pattern_service
 from sluiceway.store import CompactorConfig, NatsConfig, S3Config, StoreConfig
+from tests.sourcescan import parse_source
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -258,7 +259,7 @@ def test_no_module_outside_a_component_builds_its_config_by_hand(owner: str) -> 
     for path in sorted((REPO / "sluiceway").rglob("*.py")):
         if path.is_relative_to(REPO / "sluiceway" / owner):
             continue
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in ast.walk(parse_source(path)):
             if not isinstance(node, ast.Call):
                 continue
             name = _called(node)

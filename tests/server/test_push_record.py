@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from sluiceway.model import EntryBlock, Matcher, PushRecord, RecordError, format_labels
 from sluiceway.store import Store, StoreConfig
+from tests.sourcescan import parse_source
 
 _U32 = struct.Struct("<I")
 V0_DATA = Path(__file__).resolve().parents[1] / "data" / "wal_v0" / "data"
@@ -184,7 +185,7 @@ def test_the_distributor_imports_nothing_of_the_store() -> None:
 
     import sluiceway.server._distributor as dist
 
-    tree = ast.parse(Path(dist.__file__).read_text())
+    tree = parse_source(dist.__file__)
     imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
     imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     assert imported and not [m for m in imported if m.startswith("sluiceway.store")]
