@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.sourcescan import parse_source
 
 from sluiceway.cluster import ClusterConfig
 from sluiceway.patterns import PatternIngesterConfig
@@ -25,7 +26,6 @@ from sluiceway.ruler import RemoteWriteClient, RulerConfig, RulerStorageConfig
 from sluiceway.server import Config, ConfigError, load_config
 from sluiceway.server._app import create_app, open_store, pattern_service
 from sluiceway.store import CompactorConfig, NatsConfig, S3Config, StoreConfig
-from tests.sourcescan import parse_source
 
 REPO = Path(__file__).resolve().parents[2]
 
