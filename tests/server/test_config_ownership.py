@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.sourcescan import parse_source
 
 from sluiceway.cluster import ClusterConfig
 from sluiceway.patterns import PatternIngesterConfig
@@ -26,6 +25,7 @@ from sluiceway.ruler import RemoteWriteClient, RulerConfig, RulerStorageConfig
 from sluiceway.server import Config, ConfigError, load_config
 from sluiceway.server._app import create_app, open_store, pattern_service
 from sluiceway.store import CompactorConfig, NatsConfig, S3Config, StoreConfig
+from tests.sourcescan import parse_source
 
 REPO = Path(__file__).resolve().parents[2]
 

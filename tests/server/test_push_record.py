@@ -15,10 +15,10 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.sourcescan import parse_source
 
 from sluiceway.model import EntryBlock, Matcher, PushRecord, RecordError, format_labels
 from sluiceway.store import Store, StoreConfig
+from tests.sourcescan import parse_source
 
 _U32 = struct.Struct("<I")
 V0_DATA = Path(__file__).resolve().parents[1] / "data" / "wal_v0" / "data"
