@@ -39,6 +39,8 @@ class NatsConn:
             import nats  # noqa: F401 - only to fail early with the hint
         except ImportError:
             raise ImportError(INSTALL_HINT) from None
+        if not cfg.enabled:
+            raise ValueError("cluster mode needs at least one NATS URL")
         self.cfg = cfg
         self._name = name
         self.connected = threading.Event()
@@ -105,11 +107,11 @@ class NatsConn:
             attempt += 1
             try:
                 nc = await asyncio.wait_for(nats.connect(
-                    urls, name=self._name, connect_timeout=max(1, int(self.cfg.connect_timeout_s)),
+                    urls, name=self._name, connect_timeout=max(1, int(self.cfg.timeout)),
                     allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
                     error_cb=on_error, disconnected_cb=on_disconnected,
                     reconnected_cb=on_reconnected, **self._options()),
-                    self.cfg.connect_timeout_s + 1)
+                    self.cfg.timeout + 1)
             except Exception as exc:  # noqa: BLE001 - every failure is retried, logged
                 wait = min(5.0, 0.5 * attempt)
                 log.warning("cluster: NATS at %s unreachable (%s); retrying in %.1fs, "
@@ -118,7 +120,7 @@ class NatsConn:
                 await asyncio.sleep(wait)
                 continue
             self._nc = nc
-            self._js = nc.jetstream(timeout=self.cfg.request_timeout_s)
+            self._js = nc.jetstream(timeout=self.cfg.timeout)
             log.info("cluster: connected to NATS at %s", nc.connected_url.netloc
                      if nc.connected_url else urls[0])
             self.connected.set()
@@ -138,7 +140,7 @@ class NatsConn:
 
         fut = self.submit(coro)
         try:
-            return fut.result(timeout if timeout is not None else 2 * self.cfg.request_timeout_s)
+            return fut.result(timeout if timeout is not None else 2 * self.cfg.timeout)
         except TimeoutError:
             fut.cancel()
             raise ClusterError(f"NATS: {what} timed out") from None

@@ -164,7 +164,7 @@ class HeadsClient:
             return []
         req = encode_request(tenants, matchers, start, end)
         answers = self.conn.run(self._ask_all(others, req), "heads requests",
-                                timeout=self.cfg.request_timeout_s + 5)
+                                timeout=self.cfg.timeout + 5)
         found: Found = []
         stale = False
         for member, got in zip(others, answers, strict=True):
@@ -199,7 +199,7 @@ class HeadsClient:
         try:
             await nc.publish(self.cfg.heads_subject(member), req, reply=inbox)
             records: list[bytes] = []
-            deadline = time.monotonic() + self.cfg.request_timeout_s
+            deadline = time.monotonic() + self.cfg.timeout
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:

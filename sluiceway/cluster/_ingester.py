@@ -83,7 +83,7 @@ class Ingester:
         self.parts: dict[int, _Partition] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.tick_s = max(0.5, cfg.lease_ttl_s / 4)
+        self.tick_s = max(0.5, cfg.lease_ttl / 4)
         self.records = 0  # messages applied
         self.refused_lines = 0  # lines the heads refused (too far behind): counted, logged
         self.bad_messages = 0  # messages that are not records: skipped, logged
@@ -174,7 +174,7 @@ class Ingester:
             deliver_policy=(api.DeliverPolicy.BY_START_SEQUENCE if part.recorded
                             else api.DeliverPolicy.ALL),
             opt_start_seq=part.recorded + 1 if part.recorded else None,
-            inactive_threshold=max(30.0, 3 * self.cfg.lease_ttl_s))
+            inactive_threshold=max(30.0, 3 * self.cfg.lease_ttl))
 
         async def on_msg(msg: Msg) -> None:
             self._on_message(part, msg)
@@ -251,11 +251,11 @@ class Ingester:
             if done > part.recorded and not part.stopped:
                 self._record(part, done)
                 part.purge_marks.append((now, done))
-            if part.unflushed > self.cfg.flush_cap_bytes and part.pending:
+            if part.unflushed > self.cfg.flush_cap and part.pending:
                 last = part.pending[-1][0]
                 if last.done() and last.exception() is None:
                     log.info("cluster: partition %d holds %d unflushed bytes (cap %d): "
-                             "flushing", part.n, part.unflushed, self.cfg.flush_cap_bytes)
+                             "flushing", part.n, part.unflushed, self.cfg.flush_cap)
                     # Heads holding this record began after an earlier one: all are written.
                     self.store.flush_before(last.result())
             self._purge(part, now)
@@ -273,7 +273,7 @@ class Ingester:
 
     def _purge(self, part: _Partition, now: float) -> None:
         upto = 0
-        while part.purge_marks and now - part.purge_marks[0][0] >= self.cfg.purge_delay_s:
+        while part.purge_marks and now - part.purge_marks[0][0] >= self.cfg.purge_delay:
             upto = part.purge_marks.popleft()[1]
         if not upto:
             return

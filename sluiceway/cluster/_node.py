@@ -44,7 +44,7 @@ def default_objects(cfg: ClusterConfig) -> ObjectStore:
         try:
             return JetStreamBucket(
                 list(cfg.urls), "chunks", name_prefix=cfg.name_prefix, replicas=replicas,
-                timeout_s=cfg.request_timeout_s, user=cfg.user or None,
+                timeout_s=cfg.timeout, user=cfg.user or None,
                 password=cfg.password or None, token=cfg.token or None,
                 creds_file=cfg.creds_file or None, nkey_seed_file=cfg.nkey_seed_file or None,
                 tls_ca_file=cfg.tls_ca_file or None, tls_cert_file=cfg.tls_cert_file or None,
@@ -109,13 +109,13 @@ class ClusterNode:
                 self.objects = opened if opened is not None else default_objects(cfg)
             self.store = self._make_store(self.objects)
         store = self.store
-        interval = max(0.5, cfg.lease_ttl_s / 3)
+        interval = max(0.5, cfg.lease_ttl / 3)
         if self.members is None:
             self.members = MemberRegistry(conn, cfg.bucket("members"), self.member, interval,
                                           cfg.replicas)
             self.members.start()
         if self.leases is None:
-            self.leases = Leases(conn, cfg.bucket("leases"), self.id, cfg.lease_ttl_s,
+            self.leases = Leases(conn, cfg.bucket("leases"), self.id, cfg.lease_ttl,
                                  cfg.replicas)
         if cfg.has("ingester") and self.ingester is None:
             self.heads = HeadsServer(conn, cfg, store, self.id)
@@ -138,7 +138,7 @@ class ClusterNode:
     # --- leases ------------------------------------------------------------------------
     def _lease_loop(self) -> None:
         assert self.leases is not None
-        tick = max(0.5, self.cfg.lease_ttl_s / 4)
+        tick = max(0.5, self.cfg.lease_ttl / 4)
         while not self._closing.is_set():
             try:
                 lost = self.leases.renew()

@@ -148,7 +148,7 @@ class ClusterOps:
         live = {m.id for m in members}
         self._distributors = max(1, sum(1 for m in members if m.has("distributor")))
         parts = self.conn.run(self._read_partitions(), "partition status",
-                              timeout=4 * self.cfg.request_timeout_s)
+                              timeout=4 * self.cfg.timeout)
         before = {p.partition: p.owner for p in self._parts}
         for p in parts:
             old = before.get(p.partition)

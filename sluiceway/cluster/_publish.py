@@ -101,7 +101,7 @@ class Publisher:
     async def _publish_all(self, pieces: list[tuple[int, bytes]]
                            ) -> list[object | BaseException]:
         js = self.conn.js
-        timeout = self.cfg.request_timeout_s
+        timeout = self.cfg.timeout
 
         async def one(p: int, data: bytes) -> object:
             msg_id = f"{p}-{hashlib.blake2b(data, digest_size=16).hexdigest()}"

@@ -61,7 +61,7 @@ class TailRelay:
     async def _subscribe(self) -> Any:
         sub = await self.conn.nc.subscribe(self.subject, cb=self._on_msg)
         try:
-            await self.conn.nc.flush(timeout=max(1, int(self.cfg.request_timeout_s)))
+            await self.conn.nc.flush(timeout=max(1, int(self.cfg.timeout)))
         except Exception as exc:  # noqa: BLE001 - NATS away: the client re-sends it later
             log.warning("cluster: live tail cannot reach NATS now (%s); it sees other "
                         "processes' pushes once NATS is back", exc)

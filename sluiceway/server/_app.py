@@ -94,7 +94,7 @@ def _cluster_node(cfg: Config, lock: DirLock | None,
         # storage.backend s3 or nats: that one; filesystem: the cluster's own bucket.
         return open_objects(cfg.storage) if cfg.storage.backend != "filesystem" else None
 
-    return ClusterNode(cfg.cluster.config(), cfg.server.listen, __version__, open_store,
+    return ClusterNode(cfg.cluster, cfg.server.listen, __version__, open_store,
                        open_explicit, cfg.compactor.compaction_interval
                        or cfg.storage.compaction_interval)
 

@@ -1,7 +1,8 @@
 """Server configuration: YAML file (ours, or Loki's: see `_loki_config`), then
 `SLUICEWAY_<SECTION>__<KEY>` environment overrides. Each section is its component's own
 model: `storage` and `compactor` are `sluiceway.store`'s `StoreConfig` and
-`CompactorConfig`, passed to the store as they are (never copied field by field)."""
+`CompactorConfig`, passed to the store as they are (never copied field by field), and
+`cluster` is `sluiceway.cluster.ClusterConfig`, passed to the cluster node likewise."""
 
 from __future__ import annotations
 
@@ -25,11 +26,11 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from sluiceway.cluster import ClusterConfig
 from sluiceway.logql import QueryError, parse_selector
 from sluiceway.model import Bytes, Duration, LokiBytes, config_error_text, validation_messages
 from sluiceway.patterns import PatternIngesterConfig
 from sluiceway.ruler import RulerConfig, RulerStorageConfig
-from sluiceway.server._config_cluster import ClusterSection
 from sluiceway.server._loki_config import translate
 from sluiceway.store import CompactorConfig, DeletionMode, StoreConfig
 
@@ -201,7 +202,8 @@ class Config(BaseSettings):
     ruler_storage: RulerStorageConfig = RulerStorageConfig()
     compactor: CompactorConfig = CompactorConfig()
     runtime_config: RuntimeConfigSection = RuntimeConfigSection()
-    cluster: ClusterSection = ClusterSection()
+    # sluiceway.cluster's own model: `urls` empty (the default) is single-node mode.
+    cluster: ClusterConfig = ClusterConfig()
     # Keys of a Loki config that have no effect here (dotted, as the file spells them).
     _loki_ignored: list[str] = PrivateAttr(default_factory=list)
 

@@ -198,7 +198,7 @@ def test_a_query_taken_while_nats_is_away_runs_its_splits_here(tmp_path: Any) ->
     from tests.natsprocs import nats_or_skip, single_node
 
     nats_node = single_node(nats_or_skip(), tmp_path / "nats")
-    conn = NatsConn(ClusterConfig(urls=(nats_node.url,), request_timeout_s=1.0))
+    conn = NatsConn(ClusterConfig(urls=(nats_node.url,), timeout=1.0))
     try:
         assert conn.wait_connected(30)
         me = Member("n1", "all", "127.0.0.1:1", "0", 0.0)

@@ -61,7 +61,7 @@ class _Node:
         self.store = Store(StoreConfig(data_dir=tmp / name, wal_sync="interval",
                                        compaction_enabled=False, index_sync_period=0,
                                        flush_on_shutdown=False), objects=objects)
-        self.leases = Leases(self.conn, cfg.bucket("leases"), name, cfg.lease_ttl_s, 1)
+        self.leases = Leases(self.conn, cfg.bucket("leases"), name, cfg.lease_ttl, 1)
         self.members = MemberRegistry(self.conn, cfg.bucket("members"),
                                       Member(name, "all", name, "t", 0.0), 1.0, 1)
         self.members.start()
@@ -86,7 +86,7 @@ class _Node:
 def test_recorded_sequence_cap_purge_and_replay_by_a_new_owner(nats: NatsNode,
                                                                tmp_path: Path) -> None:
     cfg = ClusterConfig(urls=(nats.url,), partitions=2, partitions_per_stream=2, replicas=1,
-                        lease_ttl_s=2.0, flush_cap_bytes=20_000, purge_delay_s=0.0)
+                        lease_ttl=2.0, flush_cap=20_000, purge_delay=0.0)
     objects = LocalDir(tmp_path / "objects")
     pub_conn = NatsConn(cfg)
     assert pub_conn.wait_connected(30)

@@ -81,7 +81,7 @@ def test_connection_retries_until_nats_is_up(tmp_path: Path) -> None:
     binary = nats_or_skip()
     node = NatsNode(binary, tmp_path / "late")  # started below, after a stop
     node.stop()
-    conn = NatsConn(ClusterConfig(urls=(node.url,), connect_timeout_s=1.0))
+    conn = NatsConn(ClusterConfig(urls=(node.url,), timeout=1.0))
     try:
         assert not conn.wait_connected(1.5)
         node.start()

@@ -25,7 +25,7 @@ def nats(tmp_path: Path) -> Iterator[NatsNode]:
 def test_stream_health_members_and_object_bytes(nats: NatsNode,
                                                               tmp_path: Path) -> None:
     cfg = ClusterConfig(urls=(nats.url,), name_prefix="st-", partitions=4,
-                        partitions_per_stream=2, replicas=1, request_timeout_s=1.0)
+                        partitions_per_stream=2, replicas=1, timeout=1.0)
     conn = NatsConn(cfg)
     assert conn.wait_connected(30)
     try:

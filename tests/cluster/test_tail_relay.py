@@ -73,7 +73,7 @@ def test_a_push_through_another_node_reaches_this_nodes_tail(nats: NatsNode) -> 
 def test_a_tail_session_opens_while_nats_is_away(nats: NatsNode) -> None:
     """NATS gone: the session opens all the same; the client keeps the subscription and
     sends it again when it reconnects."""
-    cfg = ClusterConfig(urls=(nats.url,), name_prefix="tw-", replicas=1, request_timeout_s=1.0)
+    cfg = ClusterConfig(urls=(nats.url,), name_prefix="tw-", replicas=1, timeout=1.0)
     reader = NatsConn(cfg)
     assert reader.wait_connected(30)
     try:

@@ -1,22 +1,28 @@
 """One config model per component: the server's `storage:` and `compactor:` sections are
 the store's own models (`sluiceway.store.StoreConfig`, `CompactorConfig`), `ruler:` and
-`ruler_storage:` the ruler's, `pattern_ingester:` the pattern miner's, embedded as they
-are and handed to the component as the same objects, never copied field by field into
-another model. Every field of the store's models is a YAML key of the same name (and an
+`ruler_storage:` the ruler's, `pattern_ingester:` the pattern miner's, `cluster:` the
+cluster's (`sluiceway.cluster.ClusterConfig`), embedded as they are and handed to the
+component as the same objects, never copied field by field into another model. Every
+field of the store's and the cluster's models is a YAML key of the same name (and an
 environment variable, and a dotted override), in the YAML's units."""
 
 from __future__ import annotations
 
 import ast
+import logging
+import re
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from sluiceway.cluster import ClusterConfig
 from sluiceway.patterns import PatternIngesterConfig
 from sluiceway.ruler import RemoteWriteClient, RulerConfig, RulerStorageConfig
-from sluiceway.server import Config, load_config
+from sluiceway.server import Config, ConfigError, load_config
 from sluiceway.server._app import create_app, open_store, pattern_service
 from sluiceway.store import CompactorConfig, NatsConfig, S3Config, StoreConfig
 from tests.sourcescan import parse_source
@@ -67,7 +73,29 @@ COMPACTOR: dict[str, tuple[Any, Any]] = {
     "deletion_mode": ("filter-only", "filter-only"),
     "max_compaction_parallelism": (4, 4),
 }
-SECTIONS = {"storage": (StoreConfig, STORAGE), "compactor": (CompactorConfig, COMPACTOR)}
+CLUSTER: dict[str, tuple[Any, Any]] = {
+    "urls": ("nats://n1:4222,nats://n2:4222", ["nats://n1:4222", "nats://n2:4222"]),
+    "role": ("ingester", "ingester"),
+    "name_prefix": ("logs-", "logs-"),
+    "partitions": (32, 32),
+    "partitions_per_stream": (8, 8),
+    "replicas": (1, 1),
+    "lease_ttl": ("20s", 20.0),
+    "flush_cap": ("16MiB", 16 << 20),
+    "max_payload": ("8MiB", 8 << 20),
+    "purge_delay": ("2m", 120.0),
+    "timeout": ("1500ms", 1.5),
+    "creds_file": ("/etc/nats/app.creds", "/etc/nats/app.creds"),
+    "nkey_seed_file": ("/etc/nats/seed.nk", "/etc/nats/seed.nk"),
+    "user": ("app", "app"),
+    "password": ("s3cret", "s3cret"),
+    "token": ("t0ken", "t0ken"),
+    "tls_ca_file": ("/etc/nats/ca.pem", "/etc/nats/ca.pem"),
+    "tls_cert_file": ("/etc/nats/cert.pem", "/etc/nats/cert.pem"),
+    "tls_key_file": ("/etc/nats/key.pem", "/etc/nats/key.pem"),
+}
+SECTIONS = {"storage": (StoreConfig, STORAGE), "compactor": (CompactorConfig, COMPACTOR),
+            "cluster": (ClusterConfig, CLUSTER)}
 
 
 def test_the_server_config_embeds_the_stores_models() -> None:
@@ -78,6 +106,21 @@ def test_the_server_config_embeds_the_stores_models() -> None:
     assert Config.model_fields["ruler"].annotation is RulerConfig
     assert Config.model_fields["ruler_storage"].annotation is RulerStorageConfig
     assert Config.model_fields["pattern_ingester"].annotation is PatternIngesterConfig
+    assert Config.model_fields["cluster"].annotation is ClusterConfig
+
+
+def test_the_cluster_section_keeps_its_defaults_and_checks() -> None:
+    cfg = load_config(None)
+    assert cfg.cluster == ClusterConfig() and not cfg.cluster.enabled  # single-node
+    assert (cfg.cluster.lease_ttl, cfg.cluster.timeout, cfg.cluster.flush_cap) == (
+        10.0, 5.0, 64 << 20)
+    for key, value, text in [
+            ("urls", "http://n1:4222", "'http://n1:4222' is not a NATS URL"),
+            ("name_prefix", "a.b", "may hold only letters, digits, '-' and '_'"),
+            ("role", "writer", "cluster.role"), ("replicas", 6, "cluster.replicas"),
+            ("lease_ttl", "0s", "cluster.lease_ttl")]:
+        with pytest.raises(ConfigError, match=re.escape(text)):
+            load_config(None, {f"cluster.{key}": value})
 
 
 @pytest.mark.parametrize("section", sorted(SECTIONS))
@@ -166,6 +209,28 @@ def test_the_pattern_miner_gets_its_section_itself(tmp_path: Path) -> None:
         st.close()
 
 
+def test_the_cluster_node_gets_its_section_itself(tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("nats")
+    caplog.set_level(logging.WARNING, "sluiceway.cluster")
+    with socket.socket() as sock:  # a port nothing listens on: the node keeps retrying
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cfg = load_config(None, {"storage.data_dir": str(tmp_path / "data"),
+                             "cluster.urls": f"nats://127.0.0.1:{port}",
+                             "cluster.role": "querier", "cluster.timeout": "1s"})
+    node = create_app(cfg).state.ctx.cluster
+    assert node is not None
+    try:
+        assert node.cfg is cfg.cluster and node.conn.cfg is cfg.cluster
+        deadline = time.monotonic() + 60  # it tried the section's URL (then closes cleanly)
+        while f"127.0.0.1:{port}" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "unreachable" in caplog.text
+    finally:
+        node.close()
+
+
 # Each component's config models, and what only it may make of them (the objects its
 # config builds): no module outside the component calls these with arguments.
 _OWN: dict[str, tuple[set[str], set[str]]] = {
@@ -174,6 +239,7 @@ _OWN: dict[str, tuple[set[str], set[str]]] = {
     "ruler": ({"RulerConfig", "RulerStorageConfig", "RemoteWriteConfig", "RemoteWriteClient",
                "RemoteWriteQueue"}, {"Notifier", "RemoteWriter"}),
     "patterns": ({"PatternIngesterConfig"}, set()),
+    "cluster": ({"ClusterConfig"}, set()),
 }
 
 
