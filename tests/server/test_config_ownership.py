@@ -243,6 +243,13 @@ _OWN: dict[str, tuple[set[str], set[str]]] = {
 }
 
 
+# Known and documented exceptions (ARCHITECTURE.md, "One config model per component"):
+# cluster mode's default chunk bucket lives on the cluster's own NATS, made from the
+# `cluster:` connection keys, since there is no `storage.nats` section to take it from.
+# What would remove it: one NATS connection model shared by `cluster:` and `storage.nats`.
+_KNOWN = {("sluiceway/cluster/_node.py", "JetStreamBucket")}
+
+
 def _called(node: ast.Call) -> str:
     f = node.func
     return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
@@ -264,5 +271,7 @@ def test_no_module_outside_a_component_builds_its_config_by_hand(owner: str) -> 
                 continue
             name = _called(node)
             if (name in models and (node.args or node.keywords)) or name in built:
-                bad.append(f"{path.relative_to(REPO)}:{node.lineno}: {name}(...)")
+                where = f"{path.relative_to(REPO)}:{node.lineno}: {name}(...)"
+                if (str(path.relative_to(REPO)), name) not in _KNOWN:
+                    bad.append(where)
     assert bad == []
