@@ -19,6 +19,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sluiceway.cluster._config import ClusterConfig
+from sluiceway.store import close_loop_thread
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -158,7 +159,4 @@ class NatsConn:
         if self._nc is not None and self._thread.is_alive():
             with contextlib.suppress(Exception):
                 asyncio.run_coroutine_threadsafe(self._nc.close(), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)
-        if not self._thread.is_alive():
-            self.loop.close()
+        close_loop_thread(self.loop, self._thread, 5)

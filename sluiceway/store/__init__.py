@@ -28,7 +28,7 @@ from sluiceway.store._index import IndexEntry, IndexReader
 from sluiceway.store._ingestlog import IngestLog, Position
 from sluiceway.store._memory import HeldBytes, MemoryPart, StoreMemory
 from sluiceway.store._objstore import InvalidKey, LocalDir, NotFound, ObjectInfo, ObjectStore
-from sluiceway.store._objstore_nats import JetStreamBucket
+from sluiceway.store._objstore_nats import JetStreamBucket, close_loop_thread
 from sluiceway.store._objstore_s3 import S3Bucket
 from sluiceway.store._store import (
     UNORDERED_WINDOW_S,
@@ -46,4 +46,4 @@ __all__ = ["DISABLED", "FILTER_AND_DELETE", "FILTER_ONLY", "OUT_OF_ORDER", "PROC
            "JetStreamBucket", "LineDeleter", "LocalDir", "MemoryPart", "NatsConfig",
            "NotFound", "ObjectBackend", "ObjectInfo", "ObjectStore", "Position", "Rejection",
            "S3Bucket", "S3Config", "Store", "StoreConfig", "StoreError", "StoreMemory",
-           "WalPos", "WalWriteError", "decode_record", "lock_data_dir"]
+           "WalPos", "WalWriteError", "close_loop_thread", "decode_record", "lock_data_dir"]

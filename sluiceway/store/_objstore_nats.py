@@ -86,6 +86,28 @@ class _Replaced(Exception):
     """The chunks of the version being read are gone: read the metadata again."""
 
 
+
+def close_loop_thread(loop: asyncio.AbstractEventLoop, thread: threading.Thread,
+                      timeout: float) -> None:
+    """Stop an event loop that runs in its own thread: every task still pending on it
+    (a client's reader, a subscription's waiter) is cancelled and let finish first, so
+    none is left to be destroyed pending by the garbage collector later (whose logging
+    then runs inside whatever the process does at that moment)."""
+    async def drain() -> None:
+        me = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not me]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    if thread.is_alive() and not loop.is_closed():
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(drain(), loop).result(timeout)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout)
+    if not thread.is_alive() and not loop.is_closed():
+        loop.close()
+
 class JetStreamBucket(ObjectStore):
     """Objects in the JetStream object store bucket `<name_prefix><bucket>` (created on
     first use with `replicas` copies, file storage). See the module docstring for what
@@ -208,10 +230,7 @@ class JetStreamBucket(ObjectStore):
             with contextlib.suppress(Exception):
                 asyncio.run_coroutine_threadsafe(self._nc.close(), self._loop).result(
                     self._timeout)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(self._timeout)
-        if not self._thread.is_alive():
-            self._loop.close()
+        close_loop_thread(self._loop, self._thread, self._timeout)
 
     # --- metadata --------------------------------------------------------------------
     def _meta_subject(self, key: str) -> str:

@@ -168,7 +168,8 @@ def test_sigterm_during_outage_keeps_everything_for_the_next_run(stack: Stack,
     writer.start()
     agent.wait_for(lambda s: s["lines"]["shipped"] >= 1000, what="first lines shipped")
     srv.signal(signal.SIGSTOP)
-    agent.wait_for(lambda s: not s["backend"]["ok"], what="backend seen failing")
+    # The first push hanging on the frozen server fails after its 30 s timeout.
+    agent.wait_for(lambda s: not s["backend"]["ok"], timeout=120, what="backend seen failing")
     t0 = time.monotonic()
     assert agent.stop() == 0
     # The exit came with the 1 s deadline, not with the 30 s push timeout of the retry that

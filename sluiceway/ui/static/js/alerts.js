@@ -2,7 +2,7 @@
 // inactive), health, last evaluation and error; the alerts behind a firing rule; rule files
 // the ruler could not load; and whether the Alertmanager and remote write get the output.
 // Built from /prometheus/api/v1/rules (Loki's shape) and /sluiceway/api/v1/ruler, polled.
-import { el, clear, fmtNumber } from "./dom.js";
+import { el, clear, fmtNumber, pollEvery } from "./dom.js";
 import * as api from "./api.js";
 import * as route from "./route.js";
 
@@ -122,7 +122,6 @@ export function alertsPage() {
       el("p", { class: "muted" }, "Alerting and recording rules of this tenant, as the ruler evaluates them."),
       el("span", { class: "spacer" }), updated),
     summary, errors, groups);
-  let timer = null, stopped = false;
 
   function render(data, status) {
     const all = data.groups.flatMap((g) => g.rules);
@@ -155,19 +154,9 @@ export function alertsPage() {
     for (const g of data.groups) groups.append(groupPanel(g));
   }
 
-  async function poll() {
-    try {
-      const [data, status] = await Promise.all([api.rules(), api.rulerStatus()]);
-      render(data, status);
-      updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
-      updated.classList.remove("bad");
-    } catch (err) {
-      updated.textContent = `cannot load: ${err.message}`;
-      updated.classList.add("bad");
-    }
-    if (!stopped) timer = setTimeout(poll, POLL_MS);
-  }
-
-  poll();
-  return { root, destroy() { stopped = true; clearTimeout(timer); } };
+  const stop = pollEvery(POLL_MS, async () => {
+    const [data, status] = await Promise.all([api.rules(), api.rulerStatus()]);
+    render(data, status);
+  }, updated);
+  return { root, destroy: stop };
 }

@@ -2,7 +2,7 @@
 // partition's owner and lag (messages not yet in chunks), the health of each ingest stream
 // (its leader and replicas), the object store's size and the singletons' holders. Built
 // from /cluster/status, polled. A single-node server says so.
-import { el, clear, fmtNumber, fmtBytes } from "./dom.js";
+import { el, clear, fmtNumber, fmtBytes, pollEvery } from "./dom.js";
 import * as api from "./api.js";
 
 const POLL_MS = 2000;
@@ -87,7 +87,6 @@ export function clusterPage() {
       el("p", { class: "muted" }, "The processes of this cluster, who owns each partition and how far behind it is, and the health of the NATS streams."),
       el("span", { class: "spacer" }), updated),
     summary, errors, body);
-  let timer = null, stopped = false;
 
   function render(doc) {
     clear(body); clear(summary); clear(errors);
@@ -107,18 +106,6 @@ export function clusterPage() {
     body.append(membersPanel(doc), partitionsPanel(doc), streamsPanel(doc));
   }
 
-  async function poll() {
-    try {
-      render(await api.clusterStatus());
-      updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
-      updated.classList.remove("bad");
-    } catch (err) {
-      updated.textContent = `cannot load: ${err.message}`;
-      updated.classList.add("bad");
-    }
-    if (!stopped) timer = setTimeout(poll, POLL_MS);
-  }
-
-  poll();
-  return { root, destroy() { stopped = true; clearTimeout(timer); } };
+  const stop = pollEvery(POLL_MS, async () => render(await api.clusterStatus()), updated);
+  return { root, destroy: stop };
 }

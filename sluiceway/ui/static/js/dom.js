@@ -53,3 +53,22 @@ export const LEVEL_COLORS = {
   critical: "#ff4d6d", fatal: "#ff4d6d", error: "#f25c54", warn: "#f2a93b",
   info: "#4fb3ff", debug: "#8892a6", trace: "#6b7385", unknown: "#9aa4b5",
 };
+
+// Runs `load` now and again `ms` after each run ends, until the returned function is
+// called; `updated` says when it last loaded, or why it could not.
+export function pollEvery(ms, load, updated) {
+  let timer = null, stopped = false;
+  async function tick() {
+    try {
+      await load();
+      updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
+      updated.classList.remove("bad");
+    } catch (err) {
+      updated.textContent = `cannot load: ${err.message}`;
+      updated.classList.add("bad");
+    }
+    if (!stopped) timer = setTimeout(tick, ms);
+  }
+  tick();
+  return () => { stopped = true; clearTimeout(timer); };
+}
