@@ -14,9 +14,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e .
 	touch $@
 
-$(TESTSTAMP): $(STAMP)
+# The test extras include the package itself: one install (and the runtime stamp with it).
+$(TESTSTAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e '.[test,bench]'
-	touch $@
+	touch $@ $(STAMP)
 
 up: $(STAMP)
 	$(BIN)/sluiceway up
