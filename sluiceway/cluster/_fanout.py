@@ -9,7 +9,8 @@ with the answer, or with the split's error (`logql.encode_error`). `NatsSplitRun
 answers in split order. The query's deadline bounds every request: once it has passed the
 query fails with Loki's timeout and the late answers are dropped; the query's cancel flag
 drops them too. A split that nobody can answer (no queriers: NATS's no-responders status;
-NATS unreachable; an answer larger than NATS's `max_payload`; no answer within
+NATS unreachable; an answer larger than NATS's `max_payload`; a querier whose own NATS
+requests time out, e.g. in a NATS node's failover; no answer within
 `lost_after_s` when the query has no deadline, e.g. its querier died) runs here instead, so
 a query never fails only because the queue group is empty.
 """
@@ -25,6 +26,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sluiceway.cluster._conn import ClusterError
 from sluiceway.logql import (
     ExecOptions,
     LogSource,
@@ -47,7 +49,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sluiceway.cluster")
 QUEUE_GROUP = "queriers"
-_TOO_BIG = b'{"too_big":true}'
+# The answering node could not run the split (its answer is larger than NATS's
+# max_payload, or its own NATS requests timed out, e.g. during a NATS node's failover):
+# the node that took the query runs it itself.
+_RUN_THERE = b'{"run_there":true}'
 _POLL_S = 0.1  # how often a waiting query looks at its cancel flag
 
 
@@ -107,7 +112,7 @@ class SplitQuerier:
         except RuntimeError:  # the pool is shut down: the node is stopping
             return
         if len(body) > self.nc.max_payload:
-            body = _TOO_BIG
+            body = _RUN_THERE
         with contextlib.suppress(Exception):  # the asker may have gone: nothing to do
             await msg.respond(body)
 
@@ -119,6 +124,10 @@ class SplitQuerier:
                             req.params)
             self.counts.served += 1
             return encode_answer(ans)
+        except ClusterError as exc:  # not the query's failure: this node's NATS's
+            self.counts.failed += 1
+            log.info("split handed back to the node that took the query: %s", exc)
+            return _RUN_THERE
         except Exception as exc:  # the query's error, raised on the node that took it
             self.counts.failed += 1
             if not isinstance(exc, (QueryCancelled, QueryTimeout, ValueError)):
@@ -197,7 +206,7 @@ class NatsSplitRunner:
                     # No responders, NATS gone, the querier lost: run it here.
                     log.debug("split runs here: %r", exc)
                     raise _Local from None
-            if data == _TOO_BIG:
+            if data == _RUN_THERE:
                 raise _Local
             ans = decode_answer(data)
             self.counts.sent += 1
