@@ -5,7 +5,6 @@ as processes on free ports with their own temp config and data."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.procs import _die_with_test_process, free_port
+from tests.procs import ExternalProcess, free_port
 
 
 @dataclass
@@ -85,36 +84,7 @@ def require(binary: str, package: str) -> str:
     return path
 
 
-class _Proc:
-    def __init__(self, cmd: list[str], log: Path, ready_url: str) -> None:
-        self.log_path = log
-        out = open(log, "ab")  # noqa: SIM115 - the child's for its lifetime
-        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                     preexec_fn=_die_with_test_process)
-        wait_until(lambda: self._ready(ready_url), f"{cmd[0]} to be ready", 30, self.log)
-
-    def _ready(self, url: str) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"exited with {self.proc.returncode}:\n{self.log()}")
-        try:
-            return httpx.get(url, timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-
-class Alertmanager(_Proc):
+class Alertmanager(ExternalProcess):
     """`prometheus-alertmanager` routing everything to one webhook, fast: group_wait and
     group_interval of one second, no clustering."""
 
@@ -140,14 +110,14 @@ receivers:
         super().__init__([binary, f"--config.file={cfg}", f"--storage.path={tmp / 'am-data'}",
                           f"--web.listen-address=127.0.0.1:{self.port}",
                           "--cluster.listen-address="], tmp / "alertmanager.log",
-                         f"{self.url}/-/ready")
+                         f"{self.url}/-/ready", "alertmanager")
 
     def alerts(self) -> list[dict[str, Any]]:
         got: list[dict[str, Any]] = httpx.get(f"{self.url}/api/v2/alerts", timeout=5).json()
         return got
 
 
-class Prometheus(_Proc):
+class Prometheus(ExternalProcess):
     """`prometheus` with its remote-write receiver and nothing to scrape."""
 
     def __init__(self, tmp: Path) -> None:
@@ -160,7 +130,7 @@ class Prometheus(_Proc):
                           f"--storage.tsdb.path={tmp / 'prom-data'}",
                           f"--web.listen-address=127.0.0.1:{self.port}",
                           "--web.enable-remote-write-receiver"], tmp / "prometheus.log",
-                         f"{self.url}/-/ready")
+                         f"{self.url}/-/ready", "prometheus")
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         r = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=5)

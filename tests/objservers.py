@@ -5,15 +5,13 @@ package), each a process on a free loopback port with its own temp dir."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 
-from tests.procs import _die_with_test_process, free_port
+from tests.procs import ExternalProcess, free_port
 
 # Any key works with moto; given explicitly so the client never looks further along the
 # credential chain (the instance metadata service is not on this machine's loopback).
@@ -25,42 +23,7 @@ def nats_server_binary() -> str | None:
     return shutil.which("nats-server") or shutil.which("nats-server", path="/usr/sbin")
 
 
-class _Proc:
-    def __init__(self, cmd: list[str], log: Path, ready_url: str, what: str) -> None:
-        self.log_path = log
-        self.what = what
-        out = open(log, "ab")  # noqa: SIM115 - the child's for its lifetime
-        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, preexec_fn=_die_with_test_process)
-        deadline = time.monotonic() + 60
-        while not self._ready(ready_url):
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"{what} did not get ready:\n{self.log()}")
-            time.sleep(0.05)
-
-    def _ready(self, url: str) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"{self.what} exited with {self.proc.returncode}:\n{self.log()}")
-        try:
-            return httpx.get(url, timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-
-class MotoS3(_Proc):
+class MotoS3(ExternalProcess):
     """moto's S3-compatible server (in memory) on 127.0.0.1."""
 
     def __init__(self, tmp: Path) -> None:
@@ -79,7 +42,7 @@ class MotoS3(_Proc):
         return name
 
 
-class NatsJetStream(_Proc):
+class NatsJetStream(ExternalProcess):
     """`nats-server -js` on a free loopback port, its JetStream files in `tmp`."""
 
     def __init__(self, tmp: Path, binary: str, port: int | None = None,

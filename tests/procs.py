@@ -37,6 +37,45 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class ExternalProcess:
+    """A third-party server process for tests (Alertmanager, Prometheus, moto, nats-server):
+    started on a loopback port, killed with pytest, ready once `ready_url` answers 200."""
+
+    def __init__(self, cmd: list[str], log: Path, ready_url: str, what: str,
+                 timeout: float = 60.0) -> None:
+        self.log_path = log
+        self.what = what
+        out = open(log, "ab")  # noqa: SIM115 - the child's for its lifetime
+        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, preexec_fn=_die_with_test_process)
+        deadline = time.monotonic() + timeout
+        while not self._ready(ready_url):
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{what} did not get ready:\n{self.log()}")
+            time.sleep(0.05)
+
+    def _ready(self, url: str) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.what} exited with {self.proc.returncode}:\n{self.log()}")
+        try:
+            return POLL.get(url, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
 def sluiceway_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "sluiceway", *args]
 
