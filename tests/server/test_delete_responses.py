@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 
 from tests.procs import FIXTURES, ServerProcess
+from tests.replay import base_near_now, push_dataset
 
 RESP = FIXTURES / "responses"
 DATASET = json.loads((RESP / "dataset.json").read_text())
-HOUR = 3600 * 10**9
 CONFIG = """limits:
   discover_log_levels: false
   deletion_mode: filter-and-delete
@@ -48,16 +47,11 @@ LOKI_BASE = int(_recorded("delete_create")["baseNs"])
 
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, int]]:
-    base = LOKI_BASE + (time.time_ns() - HOUR - LOKI_BASE) // HOUR * HOUR
+    base = base_near_now(LOKI_BASE)
     tmp = tmp_path_factory.mktemp("deletion")
     (tmp / "loki.yaml").write_text(CONFIG)
     srv = ServerProcess(tmp / "data", config=tmp / "loki.yaml").start()
-    streams = [{"stream": s["stream"], "values": [[str(base + int(v[0])), *v[1:]]
-                                                  for v in s["values"]]}
-               for s in DATASET["streams"]]
-    r = httpx.post(f"{srv.url}/loki/api/v1/push", content=orjson.dumps({"streams": streams}),
-                   headers={"Content-Type": "application/json"})
-    assert r.status_code == 204, r.text
+    push_dataset(srv.url, DATASET, base)
     assert httpx.post(f"{srv.url}/flush").status_code == 204  # as Loki's recording did
     yield srv, base
     srv.stop()

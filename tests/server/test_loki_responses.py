@@ -18,7 +18,7 @@ from websockets.sync.client import connect
 
 from tests.inproc import ThreadServer
 from tests.procs import FIXTURES, ServerProcess
-from tests.replay import check_volume_bytes
+from tests.replay import base_near_now, check_volume_bytes, push_dataset
 
 RESP = FIXTURES / "responses"
 DATASET = json.loads((RESP / "dataset.json").read_text())
@@ -51,19 +51,11 @@ HTTP_JSON_PARAMS = [n for n in HTTP_JSON
 
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    # Same phase as Loki's base within the hour, so step alignments (300, 600, 900 s from
-    # the Unix epoch) fall at the same offsets; an hour or two in the past.
-    hour = 3600 * 10**9
-    base = LOKI_BASE + (time.time_ns() - hour - LOKI_BASE) // hour * hour
+    base = base_near_now(LOKI_BASE)
     tmp = tmp_path_factory.mktemp("loki")
     (tmp / "loki.yaml").write_text(CONFIG)
     srv = ThreadServer(tmp / "data", config=tmp / "loki.yaml").start()
-    streams = [{"stream": s["stream"], "values": [[str(base + int(v[0])), *v[1:]]
-                                                  for v in s["values"]]}
-               for s in DATASET["streams"]]
-    r = httpx.post(f"{srv.url}/loki/api/v1/push", content=orjson.dumps({"streams": streams}),
-                   headers={"Content-Type": "application/json"})
-    assert r.status_code == 204, r.text
+    push_dataset(srv.url, DATASET, base)
     yield srv, base
     srv.stop()
 
