@@ -5,7 +5,9 @@
   and `all`) and a `NatsSplitRunner` per query this process takes;
 - live tail from every node (`TailRelay`) and heartbeats shared through KV
   (`SharedHeartbeats`);
-- the live distributors, for the tenants' rate limits (Loki's `global` strategy);
+- the live distributors, for the tenants' rate limits (Loki's `global` strategy), and
+  the cluster's active streams per tenant for `max_global_streams_per_user`
+  (`ActiveStreamsBoard`, written and read on the status thread's beat);
 - `/cluster/status` (`ClusterStatus`) and the Prometheus metrics: partitions (owner,
   lag) are read every `refresh_s` by a thread of its own, so a scrape or a page costs
   NATS nothing; each ingester writes its own partitions' lag to the KV bucket
@@ -23,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sluiceway.cluster._admin import ensure_kv
+from sluiceway.cluster._admin import ensure_kv, kv_snapshot
 from sluiceway.cluster._fanout import (
     FanoutCounts,
     NatsSplitRunner,
@@ -35,7 +37,9 @@ from sluiceway.cluster._heartbeats import SharedHeartbeats
 from sluiceway.cluster._ingester import COMPACTOR, lease_key, offset_key
 from sluiceway.cluster._members import Member
 from sluiceway.cluster._node import ClusterNode
+from sluiceway.cluster._rulers import group_of_lease_key
 from sluiceway.cluster._status import ClusterStatus, PartitionStatus
+from sluiceway.cluster._streams import ActiveStreamsBoard
 from sluiceway.cluster._tail import TailRelay
 from sluiceway.logql import ExecOptions, LogSource, QueryParams
 from sluiceway.model import EntryBlock, PipelineRegistry
@@ -74,6 +78,9 @@ class ClusterOps:
         self._lags: KeyValue = self.conn.run(
             ensure_kv(self.conn.js, self.cfg.bucket("lag"), self.cfg.replicas,
                       3 * refresh_s), "lag bucket")
+        self.streams = ActiveStreamsBoard(self.conn, self.cfg.bucket("active-streams"),
+                                          node.id, self.cfg.replicas, refresh_s, node.store,
+                                          self.cfg.has("ingester"))
         self._distributors = 1
         self.live_members: list[Member] = []
         self.failovers = 0  # partitions whose owner left and another took over (seen here)
@@ -81,7 +88,8 @@ class ClusterOps:
         self._parts_at = 0.0
         self._parts_error: str | None = None
         self.status = ClusterStatus(self.conn, self.cfg, self.members, node.id, node.objects,
-                                    self.partitions, self.singletons, self.node_counts)
+                                    self.partitions, self.singletons, self.node_counts,
+                                    self.rule_groups)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._refresh_loop, daemon=True,
                                         name="cluster-status")
@@ -108,6 +116,18 @@ class ClusterOps:
     def singletons(self) -> dict[str, str | None]:
         return {COMPACTOR: self.leases.holder_of(COMPACTOR)}
 
+    def rule_groups(self) -> list[dict[str, str]]:
+        """Which member evaluates which rule group (the groups' leases)."""
+        leases = self.conn.run(kv_snapshot(self.leases.kv), "rule group leases",
+                               timeout=4 * self.cfg.timeout)
+        out: list[dict[str, str]] = []
+        for lease, holder in leases.items():
+            key = group_of_lease_key(lease)
+            if key is not None:
+                out.append({"tenant": key[0], "namespace": key[1], "group": key[2],
+                            "holder": holder.decode()})
+        return sorted(out, key=lambda d: (d["tenant"], d["namespace"], d["group"]))
+
     @property
     def last_partitions(self) -> list[PartitionStatus]:
         """As the status thread last read them (for metrics: no NATS call)."""
@@ -129,6 +149,7 @@ class ClusterOps:
             "heartbeats": {"shared": self.heartbeats.published,
                            "applied": self.heartbeats.applied},
             "tail": {"sessions": self.tail.users, "relayed": self.tail.relayed},
+            "active_streams": self.streams.tenants(),
             "partitions_read_at": self._parts_at}}
 
     def _refresh_loop(self) -> None:
@@ -143,6 +164,10 @@ class ClusterOps:
     def refresh(self) -> None:
         """Read the members; write this ingester's partitions' lag; read every
         partition's owner, flushed sequence and lag (concurrently)."""
+        try:
+            self.streams.refresh()
+        except Exception as exc:  # noqa: BLE001 - the last reading stays; tried again
+            log.warning("cluster: active streams not shared now: %s", exc)
         members = self.members.members()
         self.live_members = members
         live = {m.id for m in members}

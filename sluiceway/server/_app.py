@@ -193,8 +193,6 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
                         store, results_cache=results,
                         inflight=InflightPushes(HeldBytes(cfg.server.max_inflight_push_bytes)))
     ctx.metrics.bind_tail(hub)
-    ctx.ruler = build_ruler(cfg, ctx)
-    ctx.metrics.registry.register(RulerCollector(ctx.ruler))
 
     def retention_for(tenant: str) -> float:
         return cfg.retention_period(limits.get(tenant))
@@ -232,6 +230,8 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
     if cfg.cluster.enabled and store is None:
         ctx.cluster = _cluster_node(cfg, lock, unordered_window_for)
         ctx.metrics.bind_cluster(ctx.cluster)
+    ctx.ruler = build_ruler(cfg, ctx)  # cluster mode: its rules and state in KV
+    ctx.metrics.registry.register(RulerCollector(ctx.ruler))
 
     async def opened() -> None:
         """Everything that needs the store, once it is open."""
@@ -255,6 +255,8 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
             return  # stopped before NATS was reachable
         wire(node.store)
         ctx.opened_store = node.store
+        if ctx.ruler is not None:  # one member per rule group
+            ctx.ruler.shard = node.rule_shard
         await opened()
         ctx.cluster_ops = await run_in_threadpool(cluster_ops, ctx, node,
                                                   asyncio.get_running_loop())
