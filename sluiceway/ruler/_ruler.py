@@ -119,12 +119,16 @@ class Ruler:
         while True:
             self._sync_now.clear()
             now = time.monotonic()
-            if self._loaded is None or read_at < 0 or now - read_at >= self.cfg.poll_interval \
-                    or self._reread:
+            # With a shard the loop also wakes every tick_s to claim groups; the store
+            # itself is read every poll_interval (a timer may fire a little early).
+            if self.shard is None or self._loaded is None or self._reread \
+                    or now - read_at >= 0.95 * self.cfg.poll_interval:
                 self._reread = False
                 try:
                     self._loaded = await asyncio.to_thread(self.store.load_all)
                     read_at = now
+                except OSError as exc:  # the cluster's NATS not answering now, say
+                    log.warning("cannot read the rule store now: %s", exc)
                 except Exception:
                     log.exception("cannot read the rule store")
             if self._loaded is not None:
@@ -160,8 +164,8 @@ class Ruler:
                 if key in stored:  # moved to another ruler: its state stays for it
                     continue
                 if gone.forstate is not None:
-                    try:
-                        gone.forstate.remove()
+                    try:  # I/O (a file, or the cluster's KV): off the event loop
+                        await asyncio.to_thread(gone.forstate.remove)
                     except OSError as exc:
                         log.warning("cannot remove %s: %s", gone.forstate.path, exc)
         for key, group in wanted.items():
@@ -169,7 +173,9 @@ class Ruler:
             if old is not None and old.group == group:
                 continue
             try:
-                rt = GroupRuntime(key[0], key[1], group, self.cfg, self.state_dir)
+                # reads the group's for-state (a file, or the cluster's KV): off the loop
+                rt = await asyncio.to_thread(GroupRuntime, key[0], key[1], group, self.cfg,
+                                             self.state_dir)
             except Exception as exc:  # a rule file edited by hand with a bad expression
                 self.load_errors[f"{key[0]}/{key[1]}/{key[2]}"] = str(exc)
                 continue
