@@ -1,5 +1,5 @@
 """The ruler in cluster mode, with real processes (one nats-server, two `sluiceway server
---cluster` processes): a rule group posted through one node's rules API is read on the
+--cluster` processes, roles `all` and `ruler`): a rule group posted through one node's rules API is read on the
 other (rules in the cluster's KV); each group is evaluated by exactly one member (an
 alert reaches the Alertmanager's API once, not once per node), `/cluster/status` names
 the holder; and after the holder is SIGKILLed the other member takes the group over with
@@ -39,9 +39,9 @@ class Cluster:
         self.am = CaptureServer(200)
         self.nats: NatsNode = single_node(nats_or_skip(), tmp / "nats")
         self.nodes: list[ServerProcess] = []
-        for name in ("a", "b"):
+        for name, role in (("a", "all"), ("b", "ruler")):
             cfg = cluster_config(tmp / f"{name}.yaml", self.nats.url, name_prefix="rs-",
-                                 replicas=1)
+                                 replicas=1, role=role)
             doc = yaml.safe_load(cfg.read_text())
             doc["ruler"] = {"evaluation_interval": "1s", "poll_interval": "1s",
                             "resend_delay": "1h", "for_grace_period": "0s",
