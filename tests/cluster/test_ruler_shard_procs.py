@@ -1,9 +1,10 @@
 """The ruler in cluster mode, with real processes (one nats-server, two `sluiceway server
---cluster` processes, roles `all` and `ruler`): a rule group posted through one node's rules API is read on the
-other (rules in the cluster's KV); each group is evaluated by exactly one member (an
-alert reaches the Alertmanager's API once, not once per node), `/cluster/status` names
-the holder; and after the holder is SIGKILLed the other member takes the group over with
-the alert's `for` state (its `activeAt`) as the dead one left it."""
+--cluster` processes, roles `all` and `ruler`): a rule group posted through one node's
+rules API is read on the other (rules in the cluster's KV); each group is evaluated by
+exactly one member (an alert reaches the Alertmanager's API once, not once per node),
+`/cluster/status` names the holder; and after the holder is SIGKILLed the other member
+takes the group over with the alert's `for` state (its `activeAt`) as the dead one left
+it."""
 
 from __future__ import annotations
 
