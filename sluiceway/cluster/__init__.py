@@ -53,6 +53,7 @@ from sluiceway.cluster._rulers import (  # noqa: E402
     rendezvous,
     rule_lease_key,
 )
+from sluiceway.cluster._ruleviews import RuleViews  # noqa: E402
 from sluiceway.cluster._status import ClusterStatus, PartitionStatus  # noqa: E402
 from sluiceway.cluster._streams import ActiveStreamsBoard  # noqa: E402
 from sluiceway.cluster._tail import TailRelay  # noqa: E402
@@ -61,5 +62,5 @@ __all__ += ["QUEUE_GROUP", "ClusterCollector", "ClusterOps", "ClusterStatus", "F
             "NatsSplitRunner", "PartitionStatus", "SharedHeartbeats", "SplitQuerier",
             "TailRelay", "split_subject"]
 # The ruler in cluster mode and cluster-wide stream limits.
-__all__ += ["ActiveStreamsBoard", "KVBlobs", "KVRuleStore", "RuleGroupShard",
+__all__ += ["ActiveStreamsBoard", "KVBlobs", "KVRuleStore", "RuleGroupShard", "RuleViews",
             "group_of_lease_key", "rendezvous", "rule_lease_key"]

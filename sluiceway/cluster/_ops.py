@@ -1,6 +1,7 @@
 """`ClusterOps`: what a cluster process runs besides its role's write and read path (steps
 5-8 of the cluster issue), started once its `ClusterNode` is ready:
 
+- the ruler's views gathered from every ruler (`RuleViews`: each group runs on one);
 - query fan-out: a member of the queriers' queue group (`SplitQuerier`, roles `querier`
   and `all`) and a `NatsSplitRunner` per query this process takes;
 - live tail from every node (`TailRelay`) and heartbeats shared through KV
@@ -38,6 +39,7 @@ from sluiceway.cluster._ingester import COMPACTOR, lease_key, offset_key
 from sluiceway.cluster._members import Member
 from sluiceway.cluster._node import ClusterNode
 from sluiceway.cluster._rulers import group_of_lease_key
+from sluiceway.cluster._ruleviews import Answer, RuleViews
 from sluiceway.cluster._status import ClusterStatus, PartitionStatus
 from sluiceway.cluster._streams import ActiveStreamsBoard
 from sluiceway.cluster._tail import TailRelay
@@ -55,7 +57,9 @@ class ClusterOps:
                  tail_publish: Callable[[str, list[EntryBlock]], None],
                  server_loop: asyncio.AbstractEventLoop, source_of: SourceOf,
                  options_of: Callable[[], ExecOptions], heartbeat_forget_s: float,
-                 refresh_s: float = 5.0) -> None:
+                 refresh_s: float = 5.0, rule_views: Answer | None = None) -> None:
+        """`rule_views`: this process's ruler views (`RuleViews`), answered to the other
+        members and gathered from them for the Prometheus-style rules and alerts API."""
         assert node.members is not None and node.leases is not None
         self.node, self.cfg, self.conn = node, node.cfg, node.conn
         self.members, self.leases = node.members, node.leases
@@ -71,6 +75,11 @@ class ClusterOps:
                                            registry, node.id, heartbeat_forget_s,
                                            self.cfg.replicas)
         self.tail = TailRelay(self.conn, self.cfg, tail_publish, server_loop)
+        self.rule_views: RuleViews | None = None
+        if rule_views is not None:
+            self.rule_views = RuleViews(self.conn, self.cfg, self.members, node.id,
+                                        rule_views)
+            self.conn.run(self.rule_views.start(), "ruler views")
         self._offsets: KeyValue = self.conn.run(
             ensure_kv(self.conn.js, self.cfg.bucket("offsets"), self.cfg.replicas, None),
             "offsets bucket")
@@ -240,6 +249,11 @@ class ClusterOps:
         self._stop.set()
         self._thread.join(5)
         self.heartbeats.close()
+        if self.rule_views is not None:
+            try:
+                self.conn.run(self.rule_views.stop(), "ruler views", timeout=5)
+            except Exception as exc:  # noqa: BLE001 - stopping anyway
+                log.info("cluster: ruler views not stopped: %s", exc)
         if self.querier is not None:
             try:
                 self.conn.run(self.querier.stop(), "queriers' queue group", timeout=5)

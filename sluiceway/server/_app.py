@@ -50,7 +50,7 @@ from sluiceway.server._overrides import TenantLimits
 from sluiceway.server._params import ParamError
 from sluiceway.server._ratelimit import IngestionRateLimiter, StreamRateLimiter
 from sluiceway.server._routes_query import split_source
-from sluiceway.server._ruler import RulerCollector, build_ruler
+from sluiceway.server._ruler import RulerCollector, build_ruler, ruler_view
 from sluiceway.server._streamlimit import StreamLimiter
 from sluiceway.server._tail import TailHub
 from sluiceway.store import HeldBytes, ObjectStore, Store, StoreConfig, decode_record
@@ -110,7 +110,8 @@ def cluster_ops(ctx: ServerContext, node: ClusterNode,
         return split_source(ctx, params, floor)
 
     return ClusterOps(node, ctx.pipeline, ctx.hub.publish, loop, source_of,
-                      lambda: ctx.exec_options(cfg.limits), cfg.server.heartbeat_forget_after)
+                      lambda: ctx.exec_options(cfg.limits), cfg.server.heartbeat_forget_after,
+                      rule_views=ruler_view(ctx) if ctx.ruler is not None else None)
 
 
 def check_delete_delay(cfg: Config) -> str | None:

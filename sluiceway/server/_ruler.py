@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -21,6 +22,8 @@ from sluiceway.ruler import (
     RuleStore,
     Sample,
     StateHome,
+    alerts_json,
+    rules_json,
     samples_of,
 )
 from sluiceway.server._config import Config
@@ -74,6 +77,21 @@ def build_ruler(cfg: Config, ctx: ServerContext) -> Ruler:
                         cfg.cluster.replicas)
     return Ruler.from_config(cfg.ruler, rule_store(cfg, ctx), query_func(ctx), state,
                              USER_AGENT)
+
+
+def ruler_view(ctx: ServerContext) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Cluster mode: this process's part of `/prometheus/api/v1/rules` or `/alerts` (its
+    own groups), for another member's ask (`cluster.RuleViews`)."""
+    def answer(req: dict[str, Any]) -> dict[str, Any]:
+        if ctx.ruler is None:
+            return {"groups": []} if req.get("view") == "rules" else {"alerts": []}
+        groups = ctx.ruler.tenant_groups(str(req["tenant"]))
+        if req.get("view") == "alerts":
+            return alerts_json(groups)
+        return rules_json(groups, str(req.get("type", "")), req.get("file") or [],
+                          req.get("rule_group") or [], req.get("rule_name") or [])
+
+    return answer
 
 
 class RulerCollector(Collector):

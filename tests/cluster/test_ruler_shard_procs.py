@@ -2,7 +2,8 @@
 --cluster` processes, roles `all` and `ruler`): a rule group posted through one node's
 rules API is read on the other (rules in the cluster's KV); each group is evaluated by
 exactly one member (an alert reaches the Alertmanager's API once, not once per node),
-`/cluster/status` names the holder; and after the holder is SIGKILLed the other member
+`/cluster/status` names the holder, and the Prometheus-style views of any process show
+every group; and after the holder is SIGKILLed the other member
 takes the group over with the alert's `for` state (its `activeAt`) as the dead one left
 it."""
 
@@ -92,6 +93,12 @@ def rule_groups(url: str) -> dict[tuple[str, str], dict[str, Any]]:
     return {(g["file"], g["name"]): g for g in r.json()["data"]["groups"]}
 
 
+def evaluated_here(url: str) -> set[tuple[str, str]]:
+    r = httpx.get(f"{url}/sluiceway/api/v1/ruler", timeout=30)
+    assert r.status_code == 200, r.text
+    return {(g["namespace"], g["group"]) for g in r.json()["evaluated_here"]}
+
+
 def alerts_sent(am: CaptureServer, name: str) -> int:
     return sum(1 for req in am.on("/api/v2/alerts") for a in json.loads(req.body)
                if a["labels"].get("alertname") == name)
@@ -143,9 +150,17 @@ def test_each_group_is_evaluated_once_and_alerts_are_sent_once(cluster: Cluster)
     assert set(held.values()) <= set(ids)
     for (ns, g), holder in held.items():
         other = next(n for i, n in ids.items() if i != holder)
-        assert rule_groups(ids[holder].url)[(ns, g)]["lastEvaluation"] != \
-            "0001-01-01T00:00:00Z"
-        assert (ns, g) not in rule_groups(other.url)
+        assert (ns, g) in evaluated_here(ids[holder].url)
+        assert (ns, g) not in evaluated_here(other.url)
+    # The Prometheus-style views of either process show every group, wherever it runs.
+    for node in (a, b):
+        shown = {k: v for k, v in rule_groups(node.url).items() if k[0] == "once"}
+        assert sorted(shown) == sorted(held)
+        assert all(v["lastEvaluation"] != "0001-01-01T00:00:00Z" for v in shown.values())
+        r = httpx.get(f"{node.url}/prometheus/api/v1/alerts", timeout=30)
+        names_firing = sorted(x["labels"]["alertname"] for x in r.json()["data"]["alerts"]
+                              if x["labels"]["alertname"].startswith("Once"))
+        assert names_firing == [f"Once{n}" for n in names]
     counts = {}
     for node in (a, b):
         text = httpx.get(f"{node.url}/metrics", timeout=30).text
@@ -177,7 +192,8 @@ def test_the_holders_death_moves_its_group_with_its_for_state(cluster: Cluster) 
 
     before = wait_until(lambda: firing_on(holder), "the alert firing on its holder", 60,
                         cluster.logs)
-    assert ("move", "g-move") not in rule_groups(survivor.url)
+    assert ("move", "g-move") in evaluated_here(holder.url)
+    assert ("move", "g-move") not in evaluated_here(survivor.url)
     holder.kill()  # SIGKILL: its lease and member entry expire by themselves
     survivor_id = next(i for i, n in ids.items() if n is survivor)
     wait_until(lambda: holders(survivor.url).get(("move", "g-move")) == survivor_id,
