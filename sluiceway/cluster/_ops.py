@@ -167,16 +167,13 @@ class ClusterOps:
                 self.refresh()
             except Exception as exc:  # noqa: BLE001 - shown in the status, tried again
                 self._parts_error = f"{type(exc).__name__}: {exc}"
+            self.refresh_streams()
             if self._stop.wait(self.refresh_s):
                 return
 
     def refresh(self) -> None:
         """Read the members; write this ingester's partitions' lag; read every
         partition's owner, flushed sequence and lag (concurrently)."""
-        try:
-            self.streams.refresh()
-        except Exception as exc:  # noqa: BLE001 - the last reading stays; tried again
-            log.warning("cluster: active streams not shared now: %s", exc)
         members = self.members.members()
         self.live_members = members
         live = {m.id for m in members}
@@ -189,6 +186,14 @@ class ClusterOps:
             if old and p.owner and old != p.owner and old not in live:
                 self.failovers += 1
         self._parts, self._parts_at, self._parts_error = parts, time.time(), None
+
+    def refresh_streams(self) -> None:
+        """Share this ingester's active streams and read everyone's (after the
+        partitions, so the status they show is as fresh as before)."""
+        try:
+            self.streams.refresh()
+        except Exception as exc:  # noqa: BLE001 - the last reading stays; tried again
+            log.warning("cluster: active streams not shared now: %s", exc)
 
     async def _own_lags(self) -> None:
         """Each partition this process consumes: messages after its flushed sequence =
