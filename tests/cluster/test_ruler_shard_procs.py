@@ -42,8 +42,10 @@ class Cluster:
         self.nats: NatsNode = single_node(nats_or_skip(), tmp / "nats")
         self.nodes: list[ServerProcess] = []
         for name, role in (("a", "all"), ("b", "ruler")):
+            # A lease renewal held up past lease_ttl on a loaded machine would move a
+            # group (and its alert would be sent again by the new holder): 6 s, not 3.
             cfg = cluster_config(tmp / f"{name}.yaml", self.nats.url, name_prefix="rs-",
-                                 replicas=1, role=role)
+                                 replicas=1, role=role, lease_ttl="6s")
             doc = yaml.safe_load(cfg.read_text())
             doc["ruler"] = {"evaluation_interval": "1s", "poll_interval": "1s",
                             "resend_delay": "1h", "for_grace_period": "0s",
