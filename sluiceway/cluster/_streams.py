@@ -77,7 +77,12 @@ class ActiveStreamsBoard:
             if not fps and tenant not in self._published:
                 continue
             value = json.dumps({"at": now, "fps": pack_fps(fps)}).encode()
-            await self._kv.put(f"{kv_token(self.me)}.{kv_token(tenant)}", value)
+            try:
+                await self._kv.put(f"{kv_token(self.me)}.{kv_token(tenant)}", value)
+            except Exception as exc:  # noqa: BLE001 - too big for max_payload, say: the others go on
+                log.warning("cluster: active streams of tenant %s (%d) not shared now: %s",
+                            tenant, len(fps), exc)
+                continue
             if fps:
                 self._published.add(tenant)
             else:
