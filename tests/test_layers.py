@@ -45,7 +45,7 @@ LAYERS: dict[str, frozenset[str]] = {
     "patterns": frozenset({"logql", "model", "durable"}),
     # Cluster mode: the write path into JetStream, ingesters over the store, the read
     # path's sources; the server wires it (never the reverse).
-    "cluster": frozenset({"store", "logql", "wire", "model", "durable"}),
+    "cluster": frozenset({"store", "logql", "ruler", "wire", "model", "durable"}),
     "server": frozenset({"cluster", "store", "logql", "ruler", "patterns", "wire", "model",
                          "durable", "buffer", "ui"}),
     "ui": frozenset(),  # static files only

@@ -13,7 +13,10 @@ The pieces, each small and on its own so later work can build on them:
 - `Publisher` / `split_record` (write path), `Ingester` (partitions → heads → chunks,
   sequences recorded in KV), `HeadsServer` / `HeadsClient` (unflushed data over NATS
   request/reply), `ClusterSource` (the read seam), and `ClusterNode`, which wires a
-  process's role together for the server.
+  process's role together for the server;
+- `KVRuleStore`, `KVBlobs`, `RuleGroupShard`: rules and for-state in KV, one member per
+  rule group (`_rulers`); `ActiveStreamsBoard`: every ingester's active streams per
+  tenant in KV, read by distributors for `max_global_streams_per_user` (`_streams`).
 """
 
 from sluiceway.cluster._config import ROLES, ClusterConfig, partition_of
@@ -42,9 +45,22 @@ from sluiceway.cluster._fanout import (  # noqa: E402
 from sluiceway.cluster._heartbeats import SharedHeartbeats  # noqa: E402
 from sluiceway.cluster._metrics import ClusterCollector  # noqa: E402
 from sluiceway.cluster._ops import ClusterOps  # noqa: E402
+from sluiceway.cluster._rulers import (  # noqa: E402
+    KVBlobs,
+    KVRuleStore,
+    RuleGroupShard,
+    group_of_lease_key,
+    rendezvous,
+    rule_lease_key,
+)
+from sluiceway.cluster._ruleviews import RuleViews  # noqa: E402
 from sluiceway.cluster._status import ClusterStatus, PartitionStatus  # noqa: E402
+from sluiceway.cluster._streams import ActiveStreamsBoard  # noqa: E402
 from sluiceway.cluster._tail import TailRelay  # noqa: E402
 
 __all__ += ["QUEUE_GROUP", "ClusterCollector", "ClusterOps", "ClusterStatus", "FanoutCounts",
             "NatsSplitRunner", "PartitionStatus", "SharedHeartbeats", "SplitQuerier",
             "TailRelay", "split_subject"]
+# The ruler in cluster mode and cluster-wide stream limits.
+__all__ += ["ActiveStreamsBoard", "KVBlobs", "KVRuleStore", "RuleGroupShard", "RuleViews",
+            "group_of_lease_key", "rendezvous", "rule_lease_key"]

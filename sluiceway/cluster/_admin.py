@@ -4,6 +4,7 @@ hold: `replicas` is capped at the cluster's size (nats-server refuses more, e.g.
 
 from __future__ import annotations
 
+import base64
 import logging
 from typing import TYPE_CHECKING
 
@@ -80,3 +81,31 @@ async def ensure_kv(js: JetStreamContext, name: str, replicas: int, ttl_s: float
             log.warning("cluster: KV bucket %s has %d replicas, not %d: the NATS cluster "
                         "has fewer servers", name, replicas, want)
         return kv
+
+
+async def kv_snapshot(kv: KeyValue, keys: str = ">") -> dict[str, bytes]:
+    """Every live key matching `keys` (a subject pattern) and its value, read with one
+    watcher (deleted and purged keys left out): one NATS consumer, not a get per key."""
+    out: dict[str, bytes] = {}
+    watcher = await kv.watch(keys, ignore_deletes=True)
+    try:
+        async for entry in watcher:
+            if entry is None:  # the end of what was there when the watch began
+                break
+            if entry.value is not None:
+                out[entry.key] = entry.value
+    finally:
+        await watcher.stop()  # type: ignore[no-untyped-call]
+    return out
+
+
+def kv_token(part: str) -> str:
+    """Any name as one token of a KV key (base64url, unpadded; `=` for the empty name)."""
+    return base64.urlsafe_b64encode(part.encode()).decode().rstrip("=") or "="
+
+
+def kv_untoken(token: str) -> str:
+    """The name of a `kv_token` (ValueError when it is not one)."""
+    if token == "=":
+        return ""
+    return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()

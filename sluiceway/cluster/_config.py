@@ -17,7 +17,7 @@ from pydantic_settings import NoDecode
 
 from sluiceway.model import Bytes, Duration
 
-Role = Literal["all", "distributor", "ingester", "querier", "compactor"]
+Role = Literal["all", "distributor", "ingester", "querier", "compactor", "ruler"]
 ROLES: tuple[str, ...] = get_args(Role)
 
 

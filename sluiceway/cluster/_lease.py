@@ -41,6 +41,10 @@ class Leases:
         self._kv: KeyValue = conn.run(ensure_kv(conn.js, bucket, replicas, ttl_s),
                                       f"KV bucket {bucket}")
 
+    @property
+    def kv(self) -> KeyValue:
+        return self._kv
+
     def held(self) -> set[str]:
         with self._lock:
             return set(self._held)

@@ -10,6 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from sluiceway.cluster._ingester import COMPACTOR
+from sluiceway.cluster._rulers import RULE_LEASE_PREFIX
 
 if TYPE_CHECKING:
     from sluiceway.cluster._ops import ClusterOps
@@ -45,6 +46,7 @@ class ClusterCollector(Collector):
         keys = ops.leases.held()
         held.add_metric(["partition"], sum(1 for k in keys if k.startswith("partition-")))
         held.add_metric(["compactor"], int(COMPACTOR in keys))
+        held.add_metric(["rule_group"], sum(1 for k in keys if k.startswith(RULE_LEASE_PREFIX)))
         yield held
         yield CounterMetricFamily(
             "sluiceway_cluster_failovers",

@@ -6,7 +6,8 @@ local store once NATS is reachable.
 object store bucket `<prefix>chunks`, replicated like the streams) and the local store
 (`make_store`), and starts the role's parts: the member registry (every role), the
 publisher (distributor), the ingester and its heads server (ingester), the compactor
-singleton (compactor). `ready` is set once all run; the server answers `/ready` 503
+singleton (compactor), and the rule groups' shard (every role; only `ruler` and `all`
+take groups). `ready` is set once all run; the server answers `/ready` 503
 and its API 503 until then. One lease keeper thread renews every lease this process
 holds (a second renewer would race its own compare-and-set)."""
 
@@ -26,6 +27,7 @@ from sluiceway.cluster._ingester import COMPACTOR, Ingester
 from sluiceway.cluster._lease import Leases
 from sluiceway.cluster._members import Member, MemberRegistry
 from sluiceway.cluster._publish import Publisher
+from sluiceway.cluster._rulers import RuleGroupShard
 from sluiceway.cluster._source import ClusterSource
 from sluiceway.logql import LogSource
 from sluiceway.model import PushRecord
@@ -82,6 +84,7 @@ class ClusterNode:
         self.ingester: Ingester | None = None
         self.heads: HeadsServer | None = None
         self.heads_client: HeadsClient | None = None
+        self.rule_shard: RuleGroupShard | None = None
         self._threads: list[threading.Thread] = []
 
     # --- start -------------------------------------------------------------------------
@@ -117,6 +120,10 @@ class ClusterNode:
         if self.leases is None:
             self.leases = Leases(conn, cfg.bucket("leases"), self.id, cfg.lease_ttl,
                                  cfg.replicas)
+        if self.rule_shard is None:
+            # Every member reads the rules; those with the ruler role evaluate groups.
+            self.rule_shard = RuleGroupShard(self.leases, self.members, self.id,
+                                             cfg.has("ruler"), max(0.5, cfg.lease_ttl / 2))
         if cfg.has("ingester") and self.ingester is None:
             self.heads = HeadsServer(conn, cfg, store, self.id)
             self.heads.start()

@@ -1,11 +1,14 @@
 """`ClusterOps`: what a cluster process runs besides its role's write and read path (steps
 5-8 of the cluster issue), started once its `ClusterNode` is ready:
 
+- the ruler's views gathered from every ruler (`RuleViews`: each group runs on one);
 - query fan-out: a member of the queriers' queue group (`SplitQuerier`, roles `querier`
   and `all`) and a `NatsSplitRunner` per query this process takes;
 - live tail from every node (`TailRelay`) and heartbeats shared through KV
   (`SharedHeartbeats`);
-- the live distributors, for the tenants' rate limits (Loki's `global` strategy);
+- the live distributors, for the tenants' rate limits (Loki's `global` strategy), and
+  the cluster's active streams per tenant for `max_global_streams_per_user`
+  (`ActiveStreamsBoard`, written and read on the status thread's beat);
 - `/cluster/status` (`ClusterStatus`) and the Prometheus metrics: partitions (owner,
   lag) are read every `refresh_s` by a thread of its own, so a scrape or a page costs
   NATS nothing; each ingester writes its own partitions' lag to the KV bucket
@@ -23,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sluiceway.cluster._admin import ensure_kv
+from sluiceway.cluster._admin import ensure_kv, kv_snapshot
 from sluiceway.cluster._fanout import (
     FanoutCounts,
     NatsSplitRunner,
@@ -35,7 +38,10 @@ from sluiceway.cluster._heartbeats import SharedHeartbeats
 from sluiceway.cluster._ingester import COMPACTOR, lease_key, offset_key
 from sluiceway.cluster._members import Member
 from sluiceway.cluster._node import ClusterNode
+from sluiceway.cluster._rulers import group_of_lease_key
+from sluiceway.cluster._ruleviews import Answer, RuleViews
 from sluiceway.cluster._status import ClusterStatus, PartitionStatus
+from sluiceway.cluster._streams import ActiveStreamsBoard
 from sluiceway.cluster._tail import TailRelay
 from sluiceway.logql import ExecOptions, LogSource, QueryParams
 from sluiceway.model import EntryBlock, PipelineRegistry
@@ -51,7 +57,9 @@ class ClusterOps:
                  tail_publish: Callable[[str, list[EntryBlock]], None],
                  server_loop: asyncio.AbstractEventLoop, source_of: SourceOf,
                  options_of: Callable[[], ExecOptions], heartbeat_forget_s: float,
-                 refresh_s: float = 5.0) -> None:
+                 refresh_s: float = 5.0, rule_views: Answer | None = None) -> None:
+        """`rule_views`: this process's ruler views (`RuleViews`), answered to the other
+        members and gathered from them for the Prometheus-style rules and alerts API."""
         assert node.members is not None and node.leases is not None
         self.node, self.cfg, self.conn = node, node.cfg, node.conn
         self.members, self.leases = node.members, node.leases
@@ -67,6 +75,11 @@ class ClusterOps:
                                            registry, node.id, heartbeat_forget_s,
                                            self.cfg.replicas)
         self.tail = TailRelay(self.conn, self.cfg, tail_publish, server_loop)
+        self.rule_views: RuleViews | None = None
+        if rule_views is not None:
+            self.rule_views = RuleViews(self.conn, self.cfg, self.members, node.id,
+                                        rule_views)
+            self.conn.run(self.rule_views.start(), "ruler views")
         self._offsets: KeyValue = self.conn.run(
             ensure_kv(self.conn.js, self.cfg.bucket("offsets"), self.cfg.replicas, None),
             "offsets bucket")
@@ -74,6 +87,9 @@ class ClusterOps:
         self._lags: KeyValue = self.conn.run(
             ensure_kv(self.conn.js, self.cfg.bucket("lag"), self.cfg.replicas,
                       3 * refresh_s), "lag bucket")
+        self.streams = ActiveStreamsBoard(self.conn, self.cfg.bucket("active-streams"),
+                                          node.id, self.cfg.replicas, refresh_s, node.store,
+                                          self.cfg.has("ingester"))
         self._distributors = 1
         self.live_members: list[Member] = []
         self.failovers = 0  # partitions whose owner left and another took over (seen here)
@@ -81,7 +97,8 @@ class ClusterOps:
         self._parts_at = 0.0
         self._parts_error: str | None = None
         self.status = ClusterStatus(self.conn, self.cfg, self.members, node.id, node.objects,
-                                    self.partitions, self.singletons, self.node_counts)
+                                    self.partitions, self.singletons, self.node_counts,
+                                    self.rule_groups)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._refresh_loop, daemon=True,
                                         name="cluster-status")
@@ -108,6 +125,18 @@ class ClusterOps:
     def singletons(self) -> dict[str, str | None]:
         return {COMPACTOR: self.leases.holder_of(COMPACTOR)}
 
+    def rule_groups(self) -> list[dict[str, str]]:
+        """Which member evaluates which rule group (the groups' leases)."""
+        leases = self.conn.run(kv_snapshot(self.leases.kv), "rule group leases",
+                               timeout=4 * self.cfg.timeout)
+        out: list[dict[str, str]] = []
+        for lease, holder in leases.items():
+            key = group_of_lease_key(lease)
+            if key is not None:
+                out.append({"tenant": key[0], "namespace": key[1], "group": key[2],
+                            "holder": holder.decode()})
+        return sorted(out, key=lambda d: (d["tenant"], d["namespace"], d["group"]))
+
     @property
     def last_partitions(self) -> list[PartitionStatus]:
         """As the status thread last read them (for metrics: no NATS call)."""
@@ -129,6 +158,7 @@ class ClusterOps:
             "heartbeats": {"shared": self.heartbeats.published,
                            "applied": self.heartbeats.applied},
             "tail": {"sessions": self.tail.users, "relayed": self.tail.relayed},
+            "active_streams": self.streams.tenants(),
             "partitions_read_at": self._parts_at}}
 
     def _refresh_loop(self) -> None:
@@ -137,6 +167,7 @@ class ClusterOps:
                 self.refresh()
             except Exception as exc:  # noqa: BLE001 - shown in the status, tried again
                 self._parts_error = f"{type(exc).__name__}: {exc}"
+            self.refresh_streams()
             if self._stop.wait(self.refresh_s):
                 return
 
@@ -155,6 +186,14 @@ class ClusterOps:
             if old and p.owner and old != p.owner and old not in live:
                 self.failovers += 1
         self._parts, self._parts_at, self._parts_error = parts, time.time(), None
+
+    def refresh_streams(self) -> None:
+        """Share this ingester's active streams and read everyone's (after the
+        partitions, so the status they show is as fresh as before)."""
+        try:
+            self.streams.refresh()
+        except Exception as exc:  # noqa: BLE001 - the last reading stays; tried again
+            log.warning("cluster: active streams not shared now: %s", exc)
 
     async def _own_lags(self) -> None:
         """Each partition this process consumes: messages after its flushed sequence =
@@ -215,6 +254,11 @@ class ClusterOps:
         self._stop.set()
         self._thread.join(5)
         self.heartbeats.close()
+        if self.rule_views is not None:
+            try:
+                self.conn.run(self.rule_views.stop(), "ruler views", timeout=5)
+            except Exception as exc:  # noqa: BLE001 - stopping anyway
+                log.info("cluster: ruler views not stopped: %s", exc)
         if self.querier is not None:
             try:
                 self.conn.run(self.querier.stop(), "queriers' queue group", timeout=5)

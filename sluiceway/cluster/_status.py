@@ -11,7 +11,9 @@
   `healthy` is a leader and every replica current and online;
 - `object_store`: the shared bucket's bytes and objects (a listing, cached for
   `OBJECT_STATS_S`: listing scans metadata);
-- `singletons`: who holds each singleton's lease (the compactor).
+- `singletons`: who holds each singleton's lease (the compactor);
+- `rule_groups`: each rule group's tenant, namespace, name and `holder`, the member
+  whose ruler evaluates it (its lease).
 
 Every part is read when asked and each fails alone: a part NATS cannot answer now is
 `null` with its error in `errors`, the rest is still shown.
@@ -70,12 +72,14 @@ class ClusterStatus:
                  me: str, objstore: ObjectStore | None = None,
                  partitions: Callable[[], list[PartitionStatus]] | None = None,
                  singletons: Callable[[], dict[str, str | None]] | None = None,
-                 extra: Callable[[], dict[str, Any]] | None = None) -> None:
+                 extra: Callable[[], dict[str, Any]] | None = None,
+                 rule_groups: Callable[[], list[dict[str, str]]] | None = None) -> None:
         self.conn, self.cfg, self.members, self.me = conn, cfg, members, me
         self.objstore = objstore
         self.partitions = partitions
         self.singletons = singletons
         self.extra = extra
+        self.rule_groups = rule_groups
         self._objects: tuple[float, dict[str, Any]] | None = None
         self._objects_lock = threading.Lock()
 
@@ -104,6 +108,8 @@ class ClusterStatus:
             "object_store": part("object_store", self._object_stats),
             "singletons": part("singletons", lambda: self.singletons() if self.singletons
                                else {}),
+            "rule_groups": part("rule_groups", lambda: self.rule_groups() if self.rule_groups
+                                else []),
         }
         if self.extra is not None:
             doc.update(part("node", self.extra) or {})

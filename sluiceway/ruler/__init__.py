@@ -5,9 +5,11 @@ Loki's ruler format and API shapes.
 - `_store`: where groups live (`LocalRuleStore` read-only files, `FilesystemRuleStore`
   written by the API), behind the `RuleStore` interface.
 - `_rules`, `_group`: rules and groups at run time (alert states, health).
-- `_forstate`: `for` state kept across restarts.
+- `_forstate`: `for` state kept across restarts (`StateBlobs`: a directory, or the
+  cluster's KV so it survives a group's move to another member).
 - `_notify`: Alertmanager v2 notifications; `_remote`: remote write of samples.
-- `_ruler`: the `Ruler` that schedules groups; `_views`: Prometheus' API shapes.
+- `_ruler`: the `Ruler` that schedules groups (only those its `GroupShard` claims,
+  in cluster mode); `_views`: Prometheus' API shapes.
 - `_config`: the server's `ruler:` and `ruler_storage:` sections (`RulerConfig`,
   `RulerStorageConfig`), the ruler's own models, read as they are (`Ruler.from_config`).
 
@@ -22,6 +24,7 @@ from sluiceway.ruler._config import (
     RulerConfig,
     RulerStorageConfig,
 )
+from sluiceway.ruler._forstate import DirBlobs, StateBlobs, StateHome
 from sluiceway.ruler._group import GroupRuntime
 from sluiceway.ruler._notify import Notifier
 from sluiceway.ruler._remote import RemoteWriter
@@ -37,7 +40,7 @@ from sluiceway.ruler._rulefmt import (
     parse_group,
     parse_rule_file,
 )
-from sluiceway.ruler._ruler import Ruler
+from sluiceway.ruler._ruler import GroupKey, GroupShard, Ruler
 from sluiceway.ruler._rules import (
     Alert,
     AlertingRule,
@@ -56,7 +59,8 @@ from sluiceway.ruler._store import (
 from sluiceway.ruler._views import alerts_json, rfc3339_nano, rules_json
 
 __all__ = [
-    "Alert", "AlertingRule", "FilesystemRuleStore", "GroupRuntime", "LoadedRules",
+    "Alert", "AlertingRule", "DirBlobs", "FilesystemRuleStore", "GroupKey", "GroupRuntime",
+    "GroupShard", "StateBlobs", "StateHome", "LoadedRules",
     "LocalRuleStore", "Notifier", "QueryFunc", "RecordingRule", "RemoteWriteClient",
     "RemoteWriteConfig", "RemoteWriteQueue", "RemoteWriter", "Rule", "RuleFormatError",
     "RuleGroup", "RuleStore", "RuleStoreError", "Ruler", "RulerConfig", "RulerStorageConfig",

@@ -2,7 +2,9 @@
 
 Prometheus restores how long an alert has been pending from the `ALERTS_FOR_STATE`
 series in its own TSDB; Loki's ruler from the WAL of what it remote-writes. Our ruler
-keeps the same facts in a small local file per group, replaced atomically after every
+keeps the same facts in a small document per group (`StateBlobs`: a local file in a
+directory, `DirBlobs`, or in cluster mode a key of the cluster's KV, so the member that
+takes a group over reads what the last one wrote), replaced after every
 evaluation that has (or just stopped having) pending or firing alerts: for each alert
 its label set and `active_at`, and the evaluation time the file was written at (the
 last `ALERTS_FOR_STATE` sample: "down at"). The series themselves still go out by
@@ -27,7 +29,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sluiceway.durable import atomic_write, ensure_dir
 from sluiceway.ruler._rules import AlertingRule, key_of
@@ -41,23 +43,77 @@ class SavedState:
     alerts: dict[tuple[str, tuple[tuple[str, str], ...]], int]  # (rule, labels) -> active_at
 
 
+class StateBlobs(Protocol):
+    """Where for-state documents live, by name (a name is `[0-9a-f]{32}`). Errors are
+    OSError (a cluster's NATS not answering is one)."""
+
+    def read(self, name: str) -> bytes | None: ...
+
+    def write(self, name: str, data: bytes) -> None: ...
+
+    def remove(self, name: str) -> None: ...
+
+    def where(self, name: str) -> str: ...
+
+
+class DirBlobs:
+    """One file per document in `directory`, replaced atomically."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def read(self, name: str) -> bytes | None:
+        try:
+            return (self.directory / f"{name}.json").read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write(self, name: str, data: bytes) -> None:
+        ensure_dir(self.directory)
+        atomic_write(self.directory / f"{name}.json", data)
+
+    def remove(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.directory / f"{name}.json").unlink()
+
+    def where(self, name: str) -> str:
+        return str(self.directory / f"{name}.json")
+
+
+StateHome = Path | StateBlobs  # a directory (for `DirBlobs`), or blobs as they are
+
+
+def blobs_of(home: StateHome) -> StateBlobs:
+    return DirBlobs(home) if isinstance(home, Path) else home
+
+
 class ForStateFile:
-    def __init__(self, directory: Path, tenant: str, namespace: str, group: str) -> None:
+    def __init__(self, home: StateHome, tenant: str, namespace: str, group: str) -> None:
         ident = "\0".join((tenant, namespace, group)).encode()
-        self.path = directory / f"{hashlib.sha256(ident).hexdigest()[:32]}.json"
+        self.blobs = blobs_of(home)
+        self.name = hashlib.sha256(ident).hexdigest()[:32]
+        self.path = self.blobs.where(self.name)
         self.ident = {"tenant": tenant, "namespace": namespace, "group": group}
-        self.had_alerts = self.path.exists()
+        self._raw: bytes | None = None
+        try:
+            self._raw = self.blobs.read(self.name)
+        except OSError as exc:
+            log.warning("cannot read for-state %s: %s", self.path, exc)
+        self.had_alerts = self._raw is not None
 
     def load(self) -> SavedState | None:
+        raw_bytes, self._raw = self._raw, None
         try:
-            raw: dict[str, Any] = json.loads(self.path.read_bytes())
+            if raw_bytes is None:
+                raw_bytes = self.blobs.read(self.name)
+            if raw_bytes is None:
+                return None
+            raw: dict[str, Any] = json.loads(raw_bytes)
             alerts = {(a["rule"], key_of(a["labels"])): int(a["active_at"])
                       for a in raw["alerts"]}
             return SavedState(int(raw["saved_at"]), alerts)
-        except FileNotFoundError:
-            return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("ignoring unreadable for-state file %s: %s", self.path, exc)
+            log.warning("ignoring unreadable for-state %s: %s", self.path, exc)
             return None
 
     def save(self, ts: int, rules: list[AlertingRule]) -> None:
@@ -65,16 +121,13 @@ class ForStateFile:
                    "state": a.state} for r in rules for a in r.active_alerts()]
         if not alerts and not self.had_alerts:
             return
-        ensure_dir(self.path.parent)
-        atomic_write(self.path, json.dumps({**self.ident, "saved_at": ts,
-                                            "alerts": alerts}).encode())
+        self.blobs.write(self.name, json.dumps({**self.ident, "saved_at": ts,
+                                                "alerts": alerts}).encode())
         self.had_alerts = bool(alerts)
-
 
     def remove(self) -> None:
         """The group is gone: so is its state."""
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        self.blobs.remove(self.name)
 
 
 def restore(rules: list[AlertingRule], saved: SavedState | None, ts: int,

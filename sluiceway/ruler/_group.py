@@ -6,10 +6,9 @@ import logging
 import threading
 import time
 from functools import partial
-from pathlib import Path
 
 from sluiceway.ruler._config import RulerConfig
-from sluiceway.ruler._forstate import ForStateFile, restore
+from sluiceway.ruler._forstate import ForStateFile, StateHome, restore
 from sluiceway.ruler._rulefmt import RuleGroup
 from sluiceway.ruler._rules import (
     AlertingRule,
@@ -29,8 +28,9 @@ def _ns(seconds: float) -> int:
 
 class GroupRuntime:
     def __init__(self, tenant: str, namespace: str, group: RuleGroup, cfg: RulerConfig,
-                 state_dir: Path | None = None) -> None:
-        """`state_dir`: where for-state files are kept (None: not across restarts)."""
+                 state_dir: StateHome | None = None) -> None:
+        """`state_dir`: where for-state is kept (a directory, or the cluster's KV; None:
+        not across restarts)."""
         self.tenant, self.namespace, self.group = tenant, namespace, group
         self.cfg, self.state_dir = cfg, state_dir
         self.interval_ns = group.interval_ms * 1_000_000 or _ns(cfg.evaluation_interval)

@@ -6,6 +6,12 @@ read; a new group gets its own asyncio task, a changed one is replaced (unchange
 keep their alerts), a removed one stops. A group is evaluated at `interval` multiples
 shifted by a per-group offset (as Prometheus spreads groups), the queries running on a
 worker thread; what an evaluation produced goes to the remote writer and the notifier.
+
+With a `shard` (cluster mode), this ruler runs only the groups the shard says are its
+own: every `shard.tick_s` it hands the shard every group the store holds, and keeps the
+ones the shard claimed (a lease per group); a group is evaluated only while the shard
+`holds` it, so a lease lost stops its evaluations at once. A group that moved to another
+member is dropped here without removing its for-state (the next holder reads it).
 """
 
 from __future__ import annotations
@@ -16,10 +22,10 @@ import hashlib
 import logging
 import time
 from collections.abc import Coroutine
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sluiceway.ruler._config import RulerConfig
+from sluiceway.ruler._forstate import StateHome
 from sluiceway.ruler._group import GroupRuntime
 from sluiceway.ruler._notify import Notifier, am_alert, generator_url
 from sluiceway.ruler._remote import RemoteWriter
@@ -30,13 +36,29 @@ log = logging.getLogger("sluiceway.ruler")
 GroupKey = tuple[str, str, str]
 
 
+class GroupShard(Protocol):
+    """Which groups this ruler evaluates, when several rulers share one rule store."""
+
+    tick_s: float  # how often `claim` is asked
+
+    def claim(self, keys: list[GroupKey]) -> set[GroupKey]:
+        """Of every group the store holds, those this ruler evaluates now (blocking)."""
+        ...
+
+    def holds(self, key: GroupKey) -> bool:
+        """Whether this ruler still holds `key` (no I/O: asked before each evaluation)."""
+        ...
+
+
 class Ruler:
     def __init__(self, store: RuleStore, query: QueryFunc, cfg: RulerConfig,
                  notifier: Notifier | None = None, writer: RemoteWriter | None = None,
-                 state_dir: Path | None = None) -> None:
-        """`state_dir`: where the groups' for-state files are kept (None: not kept)."""
+                 state_dir: StateHome | None = None) -> None:
+        """`state_dir`: where the groups' for-state is kept (None: not kept)."""
         self.store, self.query, self.cfg, self.state_dir = store, query, cfg, state_dir
         self.notifier, self.writer = notifier, writer
+        self.shard: GroupShard | None = None  # set before `start` (cluster mode)
+        self._loaded: LoadedRules | None = None
         self.groups: dict[GroupKey, GroupRuntime] = {}
         self.load_errors: dict[str, str] = {}
         self._tasks: dict[GroupKey, asyncio.Task[None]] = {}
@@ -45,10 +67,11 @@ class Ruler:
         self._main: asyncio.Task[None] | None = None
         self._running: set[asyncio.Future[Any]] = set()
         self.synced = 0  # store reads so far (tests wait on it)
+        self._reread = False  # a write through the API: read the store now
 
     @classmethod
     def from_config(cls, cfg: RulerConfig, store: RuleStore, query: QueryFunc,
-                    state_dir: Path | None, user_agent: str) -> Ruler:
+                    state_dir: StateHome | None, user_agent: str) -> Ruler:
         """The ruler of a `ruler:` section: its notifier when it names Alertmanagers, its
         remote writer when `remote_write` is enabled with clients."""
         urls = cfg.alertmanager_urls()
@@ -92,34 +115,57 @@ class Ruler:
     # --- syncing ---------------------------------------------------------------------
 
     async def _run(self) -> None:
+        read_at = -1.0
         while True:
             self._sync_now.clear()
-            try:
-                loaded = await asyncio.to_thread(self.store.load_all)
-                self._apply(loaded)
-            except Exception:
-                log.exception("cannot read the rule store")
+            now = time.monotonic()
+            # With a shard the loop also wakes every tick_s to claim groups; the store
+            # itself is read every poll_interval (a timer may fire a little early).
+            if self.shard is None or self._loaded is None or self._reread \
+                    or now - read_at >= 0.95 * self.cfg.poll_interval:
+                self._reread = False
+                try:
+                    self._loaded = await asyncio.to_thread(self.store.load_all)
+                    read_at = now
+                except OSError as exc:  # the cluster's NATS not answering now, say
+                    log.warning("cannot read the rule store now: %s", exc)
+                except Exception:
+                    log.exception("cannot read the rule store")
+            if self._loaded is not None:
+                try:
+                    await self._apply(self._loaded)
+                except Exception:
+                    log.exception("cannot apply the rule store")
             self.synced += 1
+            wait = self.cfg.poll_interval if self.shard is None \
+                else min(self.cfg.poll_interval, self.shard.tick_s)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._sync_now.wait(), self.cfg.poll_interval)
+                await asyncio.wait_for(self._sync_now.wait(), wait)
+                self._reread = True
 
-    def _apply(self, loaded: LoadedRules) -> None:
+    async def _apply(self, loaded: LoadedRules) -> None:
         for path, err in loaded.errors.items():
             if self.load_errors.get(path) != err:
                 log.warning("rule file not loaded: %s", err)
         self.load_errors = dict(loaded.errors)
-        wanted: dict[GroupKey, Any] = {}
+        stored: dict[GroupKey, Any] = {}
         for tenant, namespaces in loaded.groups.items():
             for ns, groups in namespaces.items():
                 for g in groups:
-                    wanted[(tenant, ns, g.name)] = g
+                    stored[(tenant, ns, g.name)] = g
+        wanted = stored
+        if self.shard is not None:
+            mine = await asyncio.to_thread(self.shard.claim, list(stored))
+            wanted = {k: g for k, g in stored.items() if k in mine}
         for key in list(self.groups):
             if key not in wanted:
                 gone = self.groups[key]
                 self._drop(key)
+                if key in stored:  # moved to another ruler: its state stays for it
+                    continue
                 if gone.forstate is not None:
-                    try:
-                        gone.forstate.remove()
+                    try:  # I/O (a file, or the cluster's KV): off the event loop
+                        await asyncio.to_thread(gone.forstate.remove)
                     except OSError as exc:
                         log.warning("cannot remove %s: %s", gone.forstate.path, exc)
         for key, group in wanted.items():
@@ -127,7 +173,9 @@ class Ruler:
             if old is not None and old.group == group:
                 continue
             try:
-                rt = GroupRuntime(key[0], key[1], group, self.cfg, self.state_dir)
+                # reads the group's for-state (a file, or the cluster's KV): off the loop
+                rt = await asyncio.to_thread(GroupRuntime, key[0], key[1], group, self.cfg,
+                                             self.state_dir)
             except Exception as exc:  # a rule file edited by hand with a bad expression
                 self.load_errors[f"{key[0]}/{key[1]}/{key[2]}"] = str(exc)
                 continue
@@ -156,6 +204,9 @@ class Ruler:
         ts = (now - offset) // interval * interval + offset + interval
         while True:
             await asyncio.sleep(max(0.0, (ts - time.time_ns()) / 1e9))
+            if self.shard is not None and not self.shard.holds(rt.key):
+                ts += interval  # the lease was lost: the next sync drops the group
+                continue
             fut = asyncio.get_running_loop().run_in_executor(None, rt.evaluate, ts, self.query)
             self._running.add(fut)
             fut.add_done_callback(self._running.discard)

@@ -50,7 +50,7 @@ from sluiceway.server._overrides import TenantLimits
 from sluiceway.server._params import ParamError
 from sluiceway.server._ratelimit import IngestionRateLimiter, StreamRateLimiter
 from sluiceway.server._routes_query import split_source
-from sluiceway.server._ruler import RulerCollector, build_ruler
+from sluiceway.server._ruler import RulerCollector, build_ruler, ruler_view
 from sluiceway.server._streamlimit import StreamLimiter
 from sluiceway.server._tail import TailHub
 from sluiceway.store import HeldBytes, ObjectStore, Store, StoreConfig, decode_record
@@ -110,7 +110,8 @@ def cluster_ops(ctx: ServerContext, node: ClusterNode,
         return split_source(ctx, params, floor)
 
     return ClusterOps(node, ctx.pipeline, ctx.hub.publish, loop, source_of,
-                      lambda: ctx.exec_options(cfg.limits), cfg.server.heartbeat_forget_after)
+                      lambda: ctx.exec_options(cfg.limits), cfg.server.heartbeat_forget_after,
+                      rule_views=ruler_view(ctx) if ctx.ruler is not None else None)
 
 
 def check_delete_delay(cfg: Config) -> str | None:
@@ -193,8 +194,6 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
                         store, results_cache=results,
                         inflight=InflightPushes(HeldBytes(cfg.server.max_inflight_push_bytes)))
     ctx.metrics.bind_tail(hub)
-    ctx.ruler = build_ruler(cfg, ctx)
-    ctx.metrics.registry.register(RulerCollector(ctx.ruler))
 
     def retention_for(tenant: str) -> float:
         return cfg.retention_period(limits.get(tenant))
@@ -232,6 +231,8 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
     if cfg.cluster.enabled and store is None:
         ctx.cluster = _cluster_node(cfg, lock, unordered_window_for)
         ctx.metrics.bind_cluster(ctx.cluster)
+    ctx.ruler = build_ruler(cfg, ctx)  # cluster mode: its rules and state in KV
+    ctx.metrics.registry.register(RulerCollector(ctx.ruler))
 
     async def opened() -> None:
         """Everything that needs the store, once it is open."""
@@ -255,6 +256,8 @@ def create_app(cfg: Config, store: Store | None = None, pool: IngestPool | None 
             return  # stopped before NATS was reachable
         wire(node.store)
         ctx.opened_store = node.store
+        if ctx.ruler is not None:  # one member per rule group
+            ctx.ruler.shard = node.rule_shard
         await opened()
         ctx.cluster_ops = await run_in_threadpool(cluster_ops, ctx, node,
                                                   asyncio.get_running_loop())

@@ -29,8 +29,8 @@ def server(
         "--cluster", help="Cluster mode: NATS URLs, comma-separated "
         "(nats://h:p,...); see README 'Cluster mode'.")] = None,
     role: Annotated[str | None, typer.Option(
-        "--role", help="Cluster role: all|distributor|ingester|querier|compactor "
-        "[default: all]")] = None,
+        "--role", help="Cluster role: all|distributor|ingester|querier|compactor|"
+        "ruler [default: all]")] = None,
 ) -> None:
     """Run the server: Loki push and query API, storage, UI (one node, or with --cluster
     one process of a cluster on NATS JetStream)."""

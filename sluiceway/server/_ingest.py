@@ -103,7 +103,10 @@ async def commit(ctx: ServerContext, record: PushRecord, rej: Rejections) -> Sto
                                            limits.ingestion_rate_mb, strategy))
     for reason, n in rej.counts.items():
         ctx.metrics.lines_rejected.labels(tenant, reason).inc(n)
-    adm = ctx.streams.admit(tenant, record.blocks, ctx.store, limits.max_global_streams_per_user)
+    # Cluster mode: the cluster's active streams (every ingester's, shared through KV).
+    board = ctx.cluster_ops.streams if ctx.cluster_ops is not None else None
+    adm = ctx.streams.admit(tenant, record.blocks, board or ctx.store,
+                            limits.max_global_streams_per_user)
     try:
         kept = set(adm.keep)
         refused = [(i, Refused(b, "stream_limit", stream_limit_message(b.labels, tenant)))
@@ -121,6 +124,8 @@ async def commit(ctx: ServerContext, record: PushRecord, rej: Rejections) -> Sto
             return Stored(refused=[x for _, x in refused])
         if ctx.cluster is not None:
             applied = await _publish(ctx, record)
+            if board is not None:
+                board.admitted(tenant, adm.reserved)
         else:
             await room_in_heads(ctx)
             applied = await asyncio.wrap_future(ctx.store.ingest(record))

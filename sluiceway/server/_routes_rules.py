@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -157,17 +158,41 @@ async def prometheus_rules(request: Request) -> Response:
     if kind not in ("", "alert", "record"):
         return JSONResponse({"status": "error", "data": None, "errorType": "bad_data",
                              "error": f"unsupported rule type {kind!r}"}, status_code=400)
-    groups = ruler.tenant_groups(_tenant(request))
-    return _envelope(rules_json(groups, kind, _list_param(request, "file"),
-                                _list_param(request, "rule_group"),
-                                _list_param(request, "rule_name")))
+    tenant = _tenant(request)
+    files, names = _list_param(request, "file"), _list_param(request, "rule_group")
+    rules = _list_param(request, "rule_name")
+    data = rules_json(ruler.tenant_groups(tenant), kind, files, names, rules)
+    others = await _gathered(ctx_of(request), {
+        "view": "rules", "tenant": tenant, "type": kind, "file": files, "rule_group": names,
+        "rule_name": rules})
+    if others:  # cluster mode: every ruler's groups (each runs on one)
+        seen = {(g["file"], g["name"]) for g in data["groups"]}
+        for o in others:
+            for g in o.get("groups", []):
+                if (g["file"], g["name"]) not in seen:  # a group just handed over
+                    seen.add((g["file"], g["name"]))
+                    data["groups"].append(g)
+        data["groups"].sort(key=lambda g: (g["file"], g["name"]))
+    return _envelope(data)
 
 
 @views.get("/prometheus/api/v1/alerts")
 @views.get("/api/prom/api/v1/alerts")
 async def prometheus_alerts(request: Request) -> Response:
     ruler = _ruler(ctx_of(request))
-    return _envelope(alerts_json(ruler.tenant_groups(_tenant(request))))
+    tenant = _tenant(request)
+    data = alerts_json(ruler.tenant_groups(tenant))
+    for o in await _gathered(ctx_of(request), {"view": "alerts", "tenant": tenant}):
+        data["alerts"] += o.get("alerts", [])
+    return _envelope(data)
+
+
+async def _gathered(ctx: ServerContext, req: dict[str, Any]) -> list[dict[str, Any]]:
+    """Cluster mode: the same view of every other ruler's groups (none otherwise)."""
+    ops = ctx.cluster_ops
+    if ops is None or ops.rule_views is None:
+        return []
+    return await asyncio.wrap_future(ops.conn.submit(ops.rule_views.gather(req)))
 
 
 @views.get("/sluiceway/api/v1/ruler")
@@ -183,6 +208,9 @@ async def ruler_status(request: Request) -> Response:
     w = ruler.writer
     return JSONResponse({
         "writable": ruler.store.writable,
+        # the groups this process evaluates (cluster mode: each group runs on one)
+        "evaluated_here": [{"namespace": g.namespace, "group": g.group.name}
+                           for g in ruler.tenant_groups(tenant)],
         "evaluation_interval": ctx.cfg.ruler.evaluation_interval,
         "load_errors": errors,
         "alertmanager": None if n is None else {

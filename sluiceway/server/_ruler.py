@@ -1,15 +1,19 @@
 """The server's ruler: built from `ruler:` / `ruler_storage:`, querying the LogQL engine
-over the store at one instant per tenant."""
+over the store at one instant per tenant. In cluster mode the `filesystem` backend (the
+default) is the cluster's KV bucket `<prefix>rules` and the for-state is in
+`<prefix>ruler-state`; `local` rule files stay read-only files on each node."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from sluiceway import __version__
+from sluiceway.cluster import KVBlobs, KVRuleStore
 from sluiceway.logql import Expr, QueryParams, evaluate
 from sluiceway.ruler import (
     FilesystemRuleStore,
@@ -17,6 +21,9 @@ from sluiceway.ruler import (
     Ruler,
     RuleStore,
     Sample,
+    StateHome,
+    alerts_json,
+    rules_json,
     samples_of,
 )
 from sluiceway.server._config import Config
@@ -38,10 +45,12 @@ def rules_backend(cfg: Config) -> tuple[str, Path]:
     return backend, directory or cfg.storage.data_dir / "rules"
 
 
-def rule_store(cfg: Config) -> RuleStore:
+def rule_store(cfg: Config, ctx: ServerContext | None = None) -> RuleStore:
     backend, directory = rules_backend(cfg)
     if backend == "local":
         return LocalRuleStore(directory)
+    if ctx is not None and ctx.cluster is not None:
+        return KVRuleStore(ctx.cluster.conn, cfg.cluster.bucket("rules"), cfg.cluster.replicas)
     return FilesystemRuleStore(directory)
 
 
@@ -59,10 +68,30 @@ def query_func(ctx: ServerContext) -> Callable[[str, Expr, int], list[Sample]]:
 
 def build_ruler(cfg: Config, ctx: ServerContext) -> Ruler:
     """The ruler of `cfg.ruler` (its own model, handed over as it is); its for-state
-    under `rule_path`, by default in the data dir."""
-    state_dir = (cfg.ruler.rule_path or cfg.storage.data_dir / "ruler_state") / "for-state"
-    return Ruler.from_config(cfg.ruler, rule_store(cfg), query_func(ctx), state_dir,
+    under `rule_path`, by default in the data dir (cluster mode: in KV). Build it after
+    `ctx.cluster`."""
+    state: StateHome = (cfg.ruler.rule_path or cfg.storage.data_dir / "ruler_state") \
+        / "for-state"
+    if ctx.cluster is not None:  # where the next holder of a group finds it
+        state = KVBlobs(ctx.cluster.conn, cfg.cluster.bucket("ruler-state"),
+                        cfg.cluster.replicas)
+    return Ruler.from_config(cfg.ruler, rule_store(cfg, ctx), query_func(ctx), state,
                              USER_AGENT)
+
+
+def ruler_view(ctx: ServerContext) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Cluster mode: this process's part of `/prometheus/api/v1/rules` or `/alerts` (its
+    own groups), for another member's ask (`cluster.RuleViews`)."""
+    def answer(req: dict[str, Any]) -> dict[str, Any]:
+        if ctx.ruler is None:
+            return {"groups": []} if req.get("view") == "rules" else {"alerts": []}
+        groups = ctx.ruler.tenant_groups(str(req["tenant"]))
+        if req.get("view") == "alerts":
+            return alerts_json(groups)
+        return rules_json(groups, str(req.get("type", "")), req.get("file") or [],
+                          req.get("rule_group") or [], req.get("rule_name") or [])
+
+    return answer
 
 
 class RulerCollector(Collector):

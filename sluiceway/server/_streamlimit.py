@@ -12,9 +12,16 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sluiceway.model import EntryBlock, fingerprint, format_labels
-from sluiceway.store import Store
+
+
+class ActiveStreams(Protocol):
+    """Who knows a tenant's active streams: the store, or in cluster mode the cluster's
+    `ActiveStreamsBoard` (every ingester's, through KV)."""
+
+    def active_streams(self, tenant: str, fps: list[int]) -> tuple[int, set[int]]: ...
 
 
 def stream_limit_message(labels: dict[str, str], tenant: str) -> str:
@@ -40,7 +47,7 @@ class StreamLimiter:
     def __init__(self) -> None:
         self._inflight: dict[str, Counter[int]] = {}
 
-    def admit(self, tenant: str, blocks: list[EntryBlock], store: Store,
+    def admit(self, tenant: str, blocks: list[EntryBlock], store: ActiveStreams,
               limit: int) -> Admission:
         """`limit`: the tenant's `max_global_streams_per_user` (0: none)."""
         if limit <= 0 or not blocks:

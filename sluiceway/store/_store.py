@@ -712,6 +712,13 @@ class Store:
         ts = self.tenants.get(tenant)
         return (0, set()) if ts is None else ts.active_streams(fps)
 
+    def active_fingerprints(self, tenant: str | None = None) -> dict[str, set[int]]:
+        """Every tenant's active streams (as `active_streams` counts them), or only
+        `tenant`'s."""
+        tenants = list(self.tenants.items()) if tenant is None else \
+            [(tenant, t) for t in [self.tenants.get(tenant)] if t is not None]
+        return {name: set(t.active.copy()) for name, t in tenants}
+
     @property
     def generation(self) -> int:
         """Changes whenever stored data changes other than by new lines (compaction,
