@@ -209,6 +209,13 @@ class _StoreCollector(Collector):
             "sluiceway_index_garbage_deleted_total": (
                 "Chunks and index objects deleted for good, retention_delete_delay after "
                 "they were taken out of service", s.garbage_deleted),
+            "sluiceway_compactor_orphan_chunks_deleted_total": (
+                "Chunk objects no index object named (a crash between a chunk and its index "
+                "object), deleted by the compactor retention_delete_delay after they were "
+                "written", s.orphans_deleted),
+            "sluiceway_compactor_orphan_bytes_deleted_total": (
+                "Bytes of the orphan chunk objects the compactor deleted",
+                s.orphan_bytes_deleted),
             "sluiceway_chunk_cache_hits_total": ("Chunk cache hits", s.cache.hits),
             "sluiceway_chunk_cache_misses_total": ("Chunk cache misses", s.cache.misses),
             "sluiceway_wal_records_lost_total": (

@@ -34,6 +34,8 @@ class CompactionStats:
     seconds: float = 0.0
     index_objects_in: int = 0  # index objects folded into one per period
     lines_deleted: int = 0  # lines removed for delete requests
+    orphans_deleted: int = 0  # chunk objects no index object named (the orphan sweep)
+    orphan_bytes_deleted: int = 0
 
 
 class Compactor:

@@ -46,6 +46,7 @@ from sluiceway.store._index import Writer, tenant_dirs
 from sluiceway.store._indexlog import Migrated, finish, migrate
 from sluiceway.store._memory import StoreMemory, give_back_free_memory
 from sluiceway.store._objstore import LocalDir, ObjectInfo, ObjectStore
+from sluiceway.store._orphans import SweepResult, sweep_orphans
 from sluiceway.store._recover import recover_chunks
 from sluiceway.store._stream import Sealed, Stream
 from sluiceway.store._tenant import TenantStore
@@ -208,6 +209,8 @@ class Store:
         self._changes = 0  # compactions and retention passes that changed something
         self.ready = False
         self.garbage_deleted = 0  # chunks and index objects deleted after delete_delay
+        self.orphans_deleted = 0  # chunk objects no index object named (`sweep_orphans`)
+        self.orphan_bytes_deleted = 0
         self._last_sync = time.monotonic()  # the index was listed (at start, just below)
         # Delete requests (Loki's delete API), read before any query can run.
         self.deletes = DeleteRequests(self.objects, tenant_dirname, tenant_from_dirname)
@@ -760,6 +763,31 @@ class Store:
         self.garbage_deleted += n
         return n
 
+    def sweep_orphans(self, now: float | None = None) -> SweepResult:
+        """Delete the chunk objects no index object names, older than `delete_delay`
+        (`_orphans.sweep_orphans`: the rules, and why the delay); one log line."""
+        now = now if now is not None else time.time()
+        out = SweepResult()
+        for ts in list(self.tenants.values()):
+            one = sweep_orphans(ts, now, self.delete_delay_s, self._no_write_in_flight)
+            out.chunks += one.chunks
+            out.bytes += one.bytes
+            out.skipped += one.skipped
+        self.orphans_deleted += out.chunks
+        self.orphan_bytes_deleted += out.bytes
+        log.info("orphan sweep: %d chunk objects (%d bytes) no index object names deleted "
+                 "(older than retention_delete_delay, %gs)%s", out.chunks, out.bytes,
+                 self.delete_delay_s,
+                 f"; {out.skipped} tenants skipped (index damaged or not readable now)"
+                 if out.skipped else "")
+        return out
+
+    def _no_write_in_flight(self) -> None:
+        """Returns once every chunk write of this store begun before has named its chunks
+        in an index object (or failed): writes hold the flush mutex throughout."""
+        with self._flush_mutex:
+            pass
+
     # --- compaction --------------------------------------------------------------------
     def _compact_loop(self) -> None:
         while not self._stop.wait(self._compaction_every):
@@ -770,7 +798,8 @@ class Store:
                               self._compaction_every)
 
     def compact(self, min_age_s: float | None = None) -> CompactionStats:
-        """One compactor pass: delete what is out of service past `delete_delay`, merge
+        """One compactor pass: delete what is out of service past `delete_delay` and the
+        chunks no index object names (`sweep_orphans`), merge
         and recompress chunks older than `min_age_s` (default: configured), then fold each
         period's index objects into one."""
         with self._compact_lock:
@@ -778,7 +807,9 @@ class Store:
                 saved, self.compactor.min_age_s = self.compactor.min_age_s, min_age_s
             try:
                 self.collect_garbage()
+                swept = self.sweep_orphans()
                 out = self.compactor.run(list(self.tenants.values()))
+                out.orphans_deleted, out.orphan_bytes_deleted = swept.chunks, swept.bytes
                 if out.chunks_in:
                     self._changes += 1
                 out.lines_deleted = self.process_deletes()
@@ -884,11 +915,26 @@ class Store:
 
     # --- stats and shutdown ----------------------------------------------------------
     def disk_usage(self) -> dict[str, int]:
-        chunks = index = 0
-        for t in self.tenants.values():
-            chunks += sum(o.size for o in t.chunk_objects().values())
+        """Bytes in the object store and the data dir: `chunks` (every chunk object)
+        split into `chunks_live` (those the index serves), `chunks_awaiting_deletion`
+        (out of service: compaction's inputs, retention, deletes; deleted
+        `retention_delete_delay` later) and `chunks_unnamed` (no index object names them:
+        orphans, or chunks whose index object is on its way); `index`; `wal`."""
+        chunks = live = waiting = index = 0
+        for t in list(self.tenants.values()):
+            listing = t.chunk_objects()
+            served = {e.ref.path for e in t.index.live()}
+            out = t.index.deleted()
+            for rel, o in listing.items():
+                chunks += o.size
+                if rel in served:
+                    live += o.size
+                elif rel in out:
+                    waiting += o.size
             index += t.index.size_bytes()
-        return {"chunks": chunks, "index": index, "wal": self.wal.size_bytes()}
+        return {"chunks": chunks, "chunks_live": live, "chunks_awaiting_deletion": waiting,
+                "chunks_unnamed": chunks - live - waiting, "index": index,
+                "wal": self.wal.size_bytes()}
 
     def close(self) -> None:
         self._stop.set()

@@ -1,0 +1,175 @@
+"""The compactor's orphan sweep (`store/_orphans.py`): a chunk object no index object
+names goes once it is older than `retention_delete_delay`, and nothing else goes: not a
+young one (its index object may be on its way from another process), not one whose index
+object this process is writing right now (whatever the delay), not while the index is
+damaged, and never anything in `quarantine/`. In process, real store on disk; the crash
+that makes a real orphan is in `test_index_crash.py`."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sluiceway.model import EntryBlock, Matcher
+from sluiceway.store import CompactorConfig, LocalDir, Store, StoreConfig
+from tests.inproc import wait_for
+
+DELAY = 3600.0
+
+
+def _block(k: int, base: int, app: str = "a") -> EntryBlock:
+    return EntryBlock.from_lines({"app": app}, np.arange(20, dtype=np.int64) + base + k * 100,
+                                 [f"{app} {k} {i}".encode() for i in range(20)])
+
+
+def _store(data: Path, objects: LocalDir | None = None, delay: float = DELAY) -> Store:
+    cfg = StoreConfig(data_dir=data, compaction_enabled=False, index_sync_period=0)
+    return Store(cfg, objects=objects if objects is not None else LocalDir(data / "tenants"),
+                 compactor=CompactorConfig(retention_delete_delay=delay))
+
+
+def _lines(st: Store) -> list[bytes]:
+    return sorted(ln for ref in st.series(["fake"], [Matcher("app", "=~", ".+")], 0, 2**62)
+                  for b in st.blocks(ref, 0, 2**62, "forward") for ln in b.lines())
+
+
+def _chunks(data: Path, under: str = "") -> set[Path]:
+    return set((data / "tenants" / "t-fake" / under / "chunks").glob("*/*.chunk"))
+
+
+def _orphan_of(chunk: Path, under: Path | None = None) -> Path:
+    """A copy of `chunk` under a name no index object knows (same stream, same day)."""
+    fp, mint, _ = chunk.name.split("-")
+    dst = (under or chunk.parent) / f"{fp}-{mint}-0rphan00.chunk"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(chunk, dst)
+    return dst
+
+
+def test_an_unnamed_chunk_goes_only_once_older_than_the_delay(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    st = _store(data)
+    try:
+        base = time.time_ns()
+        st.push("fake", [_block(0, base)]).result()
+        st.flush_all()
+        [named] = _chunks(data)
+        orphan = _orphan_of(named)
+        waiting = _orphan_of(named, data / "tenants" / "t-fake" / "quarantine" / "unindexed"
+                             / "chunks" / named.parent.name)
+        want = _lines(st)
+        st.compact()  # young: its index object may be on its way
+        assert orphan.exists() and st.orphans_deleted == 0
+        swept = st.sweep_orphans(now=time.time() + DELAY - 60)
+        assert orphan.exists() and swept.chunks == 0
+        size = orphan.stat().st_size
+        swept = st.sweep_orphans(now=time.time() + DELAY + 1)
+        assert (swept.chunks, swept.bytes) == (1, size)
+        assert (st.orphans_deleted, st.orphan_bytes_deleted) == (1, size)
+        assert not orphan.exists()
+        assert named.exists() and waiting.exists()  # served; quarantine is never touched
+        assert _lines(st) == want
+    finally:
+        st.close()
+
+
+def test_no_sweep_while_the_index_is_damaged(tmp_path: Path) -> None:
+    """An index object gone while in service: its chunk is unnamed now but is no orphan
+    (`_recover.py` takes it back at the next start); nothing is deleted meanwhile."""
+    data = tmp_path / "data"
+    st = _store(data)
+    try:
+        base = time.time_ns()
+        st.push("fake", [_block(0, base)]).result()
+        st.flush_all()
+        [chunk] = _chunks(data)
+        orphan = _orphan_of(chunk)
+        [obj] = (data / "tenants" / "index").rglob("*.idx")
+        obj.unlink()
+        st.sync_index()
+        assert st.tenants["fake"].index_damaged
+        swept = st.sweep_orphans(now=time.time() + DELAY + 1)
+        assert (swept.chunks, swept.skipped) == (0, 1)
+        assert chunk.exists() and orphan.exists()
+    finally:
+        st.close()
+    st = _store(data)  # the next start takes the chunk back
+    try:
+        assert len(_lines(st)) == 20
+    finally:
+        st.close()
+
+
+class _PausedIndexWrite(LocalDir):
+    """A LocalDir that holds a flush between its chunks and its index object until told
+    (a pause point)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.armed = False
+        self.chunks_written = threading.Event()
+        self.go_on = threading.Event()
+
+    def put_many(self, items):  # type: ignore[no-untyped-def]
+        if self.armed and any(k.endswith(".idx") for k, _ in items):
+            self.chunks_written.set()
+            assert self.go_on.wait(60)
+        return super().put_many(items)
+
+
+class _SaysWhenWaitedFor:
+    """The store's flush lock, which also says when the sweep's thread waits for it."""
+
+    def __init__(self, lock: threading.Lock, waited: threading.Event) -> None:
+        self.lock = lock
+        self.waited = waited
+
+    def __enter__(self) -> bool:
+        if threading.current_thread().name == "sweep":
+            self.waited.set()
+        return self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+def test_a_chunk_whose_index_object_is_being_written_is_not_swept(tmp_path: Path) -> None:
+    """Delay 0: a flush has written its chunk and waits before its index object until
+    the sweep has either waited for that flush or finished; the sweep must wait for it,
+    and the chunk is named by then (without the wait it would be deleted while its index
+    object is on its way)."""
+    data = tmp_path / "data"
+    objects = _PausedIndexWrite(data / "tenants")
+    st = _store(data, objects, delay=0)
+    st._flush_mutex = _SaysWhenWaitedFor(st._flush_mutex, objects.go_on)  # type: ignore[assignment]
+    try:
+        base = time.time_ns()
+        st.push("fake", [_block(0, base)]).result()
+        st.flush_all()  # the index exists
+        st.push("fake", [_block(1, base)]).result()
+        objects.armed = True
+        flush = threading.Thread(target=st.flush_all)
+        flush.start()
+        assert objects.chunks_written.wait(60)
+        swept: list[int] = []
+
+        def sweep() -> None:
+            try:
+                swept.append(st.sweep_orphans().chunks)
+            finally:
+                objects.go_on.set()
+
+        t = threading.Thread(target=sweep, name="sweep")
+        t.start()
+        flush.join(60)
+        t.join(60)
+        wait_for(lambda: swept, "the sweep")
+        assert swept == [0] and len(_chunks(data)) == 2
+        assert len(_lines(st)) == 40
+    finally:
+        objects.go_on.set()
+        st.close()
