@@ -78,8 +78,9 @@ def test_an_unnamed_chunk_goes_only_once_older_than_the_delay(tmp_path: Path) ->
 
 
 def test_no_sweep_while_the_index_is_damaged(tmp_path: Path) -> None:
-    """An index object gone while in service: its chunk is unnamed now but is no orphan
-    (`_recover.py` takes it back at the next start); nothing is deleted meanwhile."""
+    """An index object gone while in service marks the index damaged: nothing is swept
+    (here the tenant's only object went, so the next start finds no index while chunks
+    are, and `_recover.py` takes the chunk back)."""
     data = tmp_path / "data"
     st = _store(data)
     try:
