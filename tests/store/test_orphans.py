@@ -174,3 +174,28 @@ def test_a_chunk_whose_index_object_is_being_written_is_not_swept(tmp_path: Path
     finally:
         objects.go_on.set()
         st.close()
+
+
+def test_disk_usage_tells_live_chunks_from_those_awaiting_deletion(tmp_path: Path) -> None:
+    """What bench/ingest.py's compression figure counts: after a compaction, the merged
+    chunk is live and its inputs wait for the delay, apart."""
+    data = tmp_path / "data"
+    st = _store(data)
+    try:
+        base = time.time_ns()
+        for k in range(3):
+            st.push("fake", [_block(k, base)]).result()
+            st.flush_all()
+        inputs = _chunks(data)
+        assert len(inputs) == 3
+        st.compact(min_age_s=0)
+        [merged] = _chunks(data) - inputs
+        orphan = _orphan_of(merged)
+        u = st.disk_usage()
+        assert u["chunks_live"] == merged.stat().st_size
+        assert u["chunks_awaiting_deletion"] == sum(p.stat().st_size for p in inputs)
+        assert u["chunks_unnamed"] == orphan.stat().st_size
+        assert u["chunks"] == u["chunks_live"] + u["chunks_awaiting_deletion"] \
+            + u["chunks_unnamed"]
+    finally:
+        st.close()
