@@ -765,7 +765,12 @@ class Store:
 
     def sweep_orphans(self, now: float | None = None) -> SweepResult:
         """Delete the chunk objects no index object names, older than `delete_delay`
-        (`_orphans.sweep_orphans`: the rules, and why the delay); one log line."""
+        (`_orphans.sweep_orphans`: the rules, and why the delay); one log line. Not
+        during a compactor pass (whose merged chunk waits for its index object)."""
+        with self._compact_lock:
+            return self._sweep_orphans(now)
+
+    def _sweep_orphans(self, now: float | None = None) -> SweepResult:
         now = now if now is not None else time.time()
         out = SweepResult()
         for ts in list(self.tenants.values()):
@@ -807,7 +812,7 @@ class Store:
                 saved, self.compactor.min_age_s = self.compactor.min_age_s, min_age_s
             try:
                 self.collect_garbage()
-                swept = self.sweep_orphans()
+                swept = self._sweep_orphans()
                 out = self.compactor.run(list(self.tenants.values()))
                 out.orphans_deleted, out.orphan_bytes_deleted = swept.chunks, swept.bytes
                 if out.chunks_in:
