@@ -231,11 +231,19 @@ class _StoreCollector(Collector):
         streams = GaugeMetricFamily("sluiceway_streams", "Streams known", labels=["tenant"])
         objects = GaugeMetricFamily("sluiceway_index_objects", "Index objects in service (not "
                                     "superseded)", labels=["tenant"])
+        unnamed = GaugeMetricFamily(
+            "sluiceway_store_unnamed_chunks", "Chunk objects no index object names whose "
+            "lines are served nowhere else (an index object lost?), kept by the orphan "
+            "sweep at its last pass; `sluiceway server --recover-chunks` takes them back",
+            labels=["tenant"])
         for t, ts in list(s.tenants.items()):
             streams.add_metric([t], len(ts.streams))
             objects.add_metric([t], ts.index.object_count())
+        for t, (n, _bytes) in sorted(s.unnamed_kept.items()):
+            unnamed.add_metric([t], n)
         yield streams
         yield objects
+        yield unnamed
         wal = GaugeMetricFamily("sluiceway_wal_bytes", "Bytes in WAL segments on disk",
                                 value=s.wal.size_bytes())
         yield wal

@@ -66,6 +66,7 @@ async def compact(request: Request) -> Response:
         "chunks_in": r.chunks_in, "chunks_out": r.chunks_out, "bytes_in": r.bytes_in,
         "bytes_out": r.bytes_out, "lines_deleted": r.lines_deleted,
         "orphans_deleted": r.orphans_deleted, "orphan_bytes_deleted": r.orphan_bytes_deleted,
+        "orphans_kept": r.orphans_kept,
         "seconds": round(r.seconds, 3)}})
 
 

@@ -25,6 +25,12 @@ compactor lease runs it):
   allowed).
 - The index is synced after the listing: every index object written before the chunk
   listing was made is folded in, so "no object names it" is as of after the listing.
+- An unnamed chunk old enough is deleted only when `_unnamed.verdict` proves its lines
+  served elsewhere (COPY: the named chunks and memory of its stream cover them) or past
+  retention (EXPIRED). Every other one is KEPT and counted (`SweepResult.kept`): an index
+  object lost while no server ran (an operator's mistake, a bucket problem) leaves
+  chunks no index names whose lines are nowhere else, and the next start cannot tell
+  that from an orphan. `sluiceway server --recover-chunks` takes them back.
 - Only the chunk layout below the tenant's prefix (`chunks/<day>/<name>.chunk`) is
   listed: `quarantine/` and index objects are never touched.
 """
@@ -36,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sluiceway.store._tenant import TenantStore
+from sluiceway.store._unnamed import COPY, EXPIRED, KEPT, Judge, verdict
 
 log = logging.getLogger("sluiceway.compactor")
 
@@ -45,13 +52,20 @@ class SweepResult:
     chunks: int = 0  # orphan chunk objects deleted
     bytes: int = 0  # their size
     skipped: int = 0  # tenants not swept (index damaged or not readable now)
+    expired: int = 0  # of `chunks`: past retention (the rest are copies)
+    kept: int = 0  # unnamed chunks old enough, kept: their lines are served nowhere else
+    kept_bytes: int = 0
 
 
 def sweep_orphans(ts: TenantStore, now: float, delay: float,
-                  barrier: Callable[[], None] = lambda: None) -> SweepResult:
-    """Delete the tenant's chunk objects that no index object names and that are older
-    than `delay` seconds at `now`. `barrier` returns once every chunk write of this
-    process begun before the call has its index object (or has failed)."""
+                  barrier: Callable[[], None] = lambda: None,
+                  judge: Judge | None = None) -> SweepResult:
+    """Delete the tenant's chunk objects that no index object names, that are older
+    than `delay` seconds at `now` and that `verdict` proves copies or expired (`judge`:
+    the retention cutoff and processed delete requests); count the others. `barrier`
+    returns once every chunk write of this process begun before the call has its index
+    object (or has failed)."""
+    judge = judge if judge is not None else Judge()
     out = SweepResult()
     if _damaged(ts):
         out.skipped = 1
@@ -81,7 +95,18 @@ def sweep_orphans(ts: TenantStore, now: float, delay: float,
     for s in ts.stream_list():
         with s.lock:
             named.update(c.path for c in s.chunks)
-    orphans = sorted(rel for rel in old if rel not in named)
+    orphans: list[str] = []
+    for rel in sorted(rel for rel in old if rel not in named):
+        v = verdict(ts, rel, old[rel], judge)
+        if v == KEPT:
+            out.kept += 1
+            out.kept_bytes += old[rel].size
+            log.debug("tenant %s: unnamed chunk %s kept: its lines are not proven served "
+                      "elsewhere", ts.tenant, rel)
+            continue
+        out.expired += v == EXPIRED
+        assert v in (COPY, EXPIRED)
+        orphans.append(rel)
     if not orphans:
         return out
     try:
@@ -89,6 +114,7 @@ def sweep_orphans(ts: TenantStore, now: float, delay: float,
     except OSError as exc:
         log.warning("tenant %s: deleting %d orphan chunk objects failed (%s); tried again "
                     "at the next pass", ts.tenant, len(orphans), exc)
+        out.expired = 0
         return out
     out.chunks = len(orphans)
     out.bytes = sum(old[rel].size for rel in orphans)
