@@ -199,3 +199,89 @@ def test_disk_usage_tells_live_chunks_from_those_awaiting_deletion(tmp_path: Pat
             + u["chunks_unnamed"]
     finally:
         st.close()
+
+
+def _lose_index_object_of(data: Path, chunk: Path) -> None:
+    """Delete by hand (the store stopped) every index object that names `chunk`: a lost
+    index object, which the next start cannot tell from none."""
+    from sluiceway.store._index import decode
+
+    rel = chunk.relative_to(data / "tenants" / "t-fake").as_posix()
+    for p in (data / "tenants" / "index").rglob("*.idx"):
+        if any(e.ref.path == rel for e in decode(p.read_bytes(), str(p)).adds):
+            p.unlink()
+
+
+def test_an_unnamed_chunk_wholly_past_its_streams_retention_goes(tmp_path: Path) -> None:
+    """Two streams' chunks lose their index object; both are two hours old. Stream a
+    keeps lines an hour (the tenant's retention): its chunk goes. Stream b keeps them
+    four (a per-stream retention, as the retention code decides): its chunk's lines
+    would still be served, it is kept and counted."""
+    data = tmp_path / "data"
+    cfg = StoreConfig(data_dir=data, compaction_enabled=False, index_sync_period=0)
+
+    def store() -> Store:
+        st = Store(cfg, objects=LocalDir(data / "tenants"),
+                   compactor=CompactorConfig(retention_delete_delay=60),
+                   retention_for=lambda _t: 3600.0)
+        st.stream_retention_for = lambda _t, labels: 4 * 3600.0 if labels["app"] == "b" \
+            else 3600.0
+        return st
+
+    base = time.time_ns() - 2 * 3600 * 10**9
+    st = store()
+    try:
+        st.push("fake", [_block(0, base, "a"), _block(0, base, "b")]).result()
+        st.flush_all()
+        first = _chunks(data)
+        st.push("fake", [_block(1, base, "a"), _block(1, base, "b")]).result()
+        st.flush_all()
+        lost = _chunks(data) - first
+    finally:
+        st.close()
+    assert len(lost) == 2
+    for chunk in lost:
+        _lose_index_object_of(data, chunk)
+    [expired] = [c for c in lost if st.tenants["fake"].streams[int(c.name.split("-")[0], 16)]
+                 .labels["app"] == "a"]
+    st = store()
+    try:
+        assert len(_lines(st)) == 40  # the lost object's lines are not served
+        swept = st.sweep_orphans(now=time.time() + 61)
+        assert not expired.exists()
+        assert (lost - {expired}).pop().exists()  # kept: its lines are served nowhere else
+        assert (swept.chunks, swept.expired, swept.kept) == (1, 1, 1)
+        assert st.unnamed_kept["fake"][0] == 1
+    finally:
+        st.close()
+
+
+def test_lines_a_processed_delete_request_removed_count_as_served(tmp_path: Path) -> None:
+    """A crash leaves a copy of a chunk; then a delete request cuts the first lines out
+    of the named chunk (its range shrinks). The copy still goes: the request applies to
+    its lines as much, so the lines the named chunk lacks are ones that would be gone."""
+    from sluiceway.server._deletion import compile_delete
+
+    data = tmp_path / "data"
+    cfg = StoreConfig(data_dir=data, compaction_enabled=False, index_sync_period=0)
+    st = Store(cfg, objects=LocalDir(data / "tenants"),
+               compactor=CompactorConfig(retention_delete_delay=60,
+                                         delete_request_cancel_period=0))
+    st.deletes.compile = compile_delete
+    try:
+        base = (time.time_ns() - 600 * 10**9) // 10**6 * 10**6
+        ts = base + np.arange(20, dtype=np.int64) * 10**6  # a line a millisecond
+        st.push("fake", [EntryBlock.from_lines({"app": "a"}, ts, [
+            f"{'drop' if i < 5 else 'keep'} {i}".encode() for i in range(20)])]).result()
+        st.flush_all()
+        [named] = _chunks(data)
+        orphan = _orphan_of(named)
+        st.deletes.add("fake", '{app="a"} |= "drop"', base // 10**6, base // 10**6 + 100,
+                       time.time())
+        assert st.process_deletes() == 5
+        swept = st.sweep_orphans(now=time.time() + 61)
+        assert (swept.chunks, swept.kept) == (1, 0)
+        assert not orphan.exists()
+        assert _lines(st) == sorted(f"keep {i}".encode() for i in range(5, 20))
+    finally:
+        st.close()
