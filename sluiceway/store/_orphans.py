@@ -5,8 +5,9 @@ and the process died before the index object that names it (the WAL replay then 
 the same lines again, into a new chunk), a compaction wrote its merged chunk and died
 before the object that swaps it in, or an index object could not be written and the
 chunks it would have named could not be deleted either. Nothing reads an orphan, and
-nothing else would ever delete it (Loki's compactor deletes what no index names the same
-way, after a delay).
+nothing else would ever delete it (Loki does not sweep such chunks at all). But a chunk
+no index object names may also be the only copy of acked lines (an index object lost
+while no server ran), so only what `_unnamed.verdict` proves a copy or expired goes.
 
 Rules (per tenant, in the compactor's pass, so in cluster mode only the holder of the
 compactor lease runs it):
