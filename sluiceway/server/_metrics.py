@@ -239,7 +239,7 @@ class _StoreCollector(Collector):
         for t, ts in list(s.tenants.items()):
             streams.add_metric([t], len(ts.streams))
             objects.add_metric([t], ts.index.object_count())
-        for t, (n, _bytes) in sorted(s.unnamed_kept.items()):
+        for t, (n, _bytes) in sorted(list(s.unnamed_kept.items())):
             unnamed.add_metric([t], n)
         yield streams
         yield objects

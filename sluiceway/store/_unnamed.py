@@ -105,6 +105,12 @@ def verdict(ts: TenantStore, rel: str, info: ObjectInfo, judge: Judge) -> str:
     lo, hi = _merged(ranges)
     if all(_covered(lo, hi, b.mint, b.maxt) for b in footer.blocks):
         return COPY
+    # A block's mint and maxt are timestamps of its first and last lines: one outside the
+    # cover, with no processed delete request over it, is a line served nowhere else (the
+    # usual case of a lost index object: told without reading the chunk).
+    loose = [t for b in footer.blocks for t in (b.mint, b.maxt) if not _covered(lo, hi, t, t)]
+    if loose and not judge.deleting(labels, min(loose), max(loose)):
+        return KEPT
     try:
         block = decode_chunk(ts.objects.get(key), labels)
     except (ChunkError, OSError):
