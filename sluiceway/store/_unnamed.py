@@ -2,19 +2,21 @@
 `verdict` says COPY, EXPIRED or KEPT. The orphan sweep (`_orphans.py`) deletes only the
 first two; `--recover-chunks` (`_recover.py`) takes back the third.
 
-- COPY: every line it holds is provably served elsewhere. The live chunks and the memory
-  (heads, sealed heads: the WAL) of its stream — the fingerprint in its name, checked
-  against the labels in a format-2 footer — cover every block's time range (from the
-  footer, read with range reads); when they leave a gap (a compaction's merged chunk
-  spans the gaps between its inputs), the chunk is read whole and each line's timestamp
-  must lie in a named range or be one a processed delete request of the stream removes.
-  The two ways an orphan arises both pass: a crash between a flush's chunk and its index
-  object is followed by the WAL replay writing the same lines again (into a new named
-  chunk, or the heads until then); a compaction whose index object never landed leaves
-  its inputs named. A processed delete request that cut lines out of the named chunks
-  (shrinking or removing them) counts as cover for the lines it deletes: it applies to
-  this chunk's lines as much (same stream, same time range, same filter), so they would
-  be gone had the chunk been named.
+- COPY: every line it holds is provably served elsewhere: by the live chunks or the
+  memory (heads, sealed heads: the WAL) of its stream (the fingerprint in its name,
+  checked against the tenant and labels of a format-2 footer). First from the footer
+  alone (range reads): the first and last line of each block must lie in the time
+  ranges those cover, or the chunk is KEPT without being read (a lost index object's
+  chunk, usually). Then, since a cover in time proves nothing under out-of-order writes
+  (a late chunk lies inside an earlier one's range), the chunk is read and each line
+  (timestamp and text) must be one a read of the stream over its range returns, or
+  one a processed delete request of the stream removes. The two ways an orphan arises
+  both pass: a crash between a flush's chunk and its index object is followed by the
+  WAL replay writing the same lines again (into the heads, then a new named chunk); a
+  compaction whose index object never landed leaves its inputs named. A processed
+  delete request that cut lines out of the named chunks counts for the lines it
+  deletes: it applies to this chunk's lines as much (same stream, same time range,
+  same filter), so they would be gone had the chunk been named.
 - EXPIRED: its newest line is older than its stream's retention cutoff (the retention
   code's, per stream): retention would have deleted it.
 - KEPT: anything else, including what cannot be read or checked now (a chunk of a stream
@@ -103,24 +105,32 @@ def verdict(ts: TenantStore, rel: str, info: ObjectInfo, judge: Judge) -> str:
         ranges += [(p.mint, p.maxt) for p in s.head]
         ranges += [(p.mint, p.maxt) for sealed in s.sealed for p in sealed.pieces]
     lo, hi = _merged(ranges)
-    if all(_covered(lo, hi, b.mint, b.maxt) for b in footer.blocks):
-        return COPY
     # A block's mint and maxt are timestamps of its first and last lines: one outside the
     # cover, with no processed delete request over it, is a line served nowhere else (the
-    # usual case of a lost index object: told without reading the chunk).
+    # usual case of a lost index object: told from the footer, without reading the chunk).
     loose = [t for b in footer.blocks for t in (b.mint, b.maxt) if not _covered(lo, hi, t, t)]
     if loose and not judge.deleting(labels, min(loose), max(loose)):
         return KEPT
+    # A cover in time is no proof (out-of-order writes put other lines in the same range):
+    # each of its lines must be one the stream serves, or one a processed request deletes.
     try:
         block = decode_chunk(ts.objects.get(key), labels)
     except (ChunkError, OSError):
         return KEPT
     if not len(block):
         return KEPT
-    idx = np.searchsorted(lo, block.ts, side="right") - 1
-    inside: npt.NDArray[np.bool_] = (idx >= 0) & (block.ts <= hi[np.maximum(idx, 0)])
+    first, last = int(block.ts[0]), int(block.ts[-1])
+    served: set[tuple[int, bytes]] = set()
+    unreadable: list[str] = []
+    for b in ts.blocks(s, first, last + 1, "forward", unreadable.append):
+        served.update(zip(b.ts.tolist(), b.lines(), strict=True))
+    if unreadable:
+        return KEPT
+    inside = np.fromiter(((t, ln) in served for t, ln in zip(block.ts.tolist(), block.lines(),
+                                                              strict=True)),
+                         dtype=np.bool_, count=len(block))
     if not inside.all():
-        gone = judge.deleting(labels, int(block.ts[0]), int(block.ts[-1]))
+        gone = judge.deleting(labels, first, last)
         if gone:
             inside |= deleted_mask(block, gone)
     return COPY if bool(inside.all()) else KEPT
@@ -141,5 +151,6 @@ def _merged(ranges: list[tuple[int, int]]
 
 
 def _covered(lo: npt.NDArray[np.int64], hi: npt.NDArray[np.int64], a: int, b: int) -> bool:
+    """Whether [a, b] lies in one of the joined ranges."""
     i = int(np.searchsorted(lo, a, side="right")) - 1
     return i >= 0 and int(hi[i]) >= b

@@ -285,3 +285,36 @@ def test_lines_a_processed_delete_request_removed_count_as_served(tmp_path: Path
         assert _lines(st) == sorted(f"keep {i}".encode() for i in range(5, 20))
     finally:
         st.close()
+
+
+def test_a_lost_chunk_of_late_lines_inside_a_served_chunks_range_is_kept(
+        tmp_path: Path) -> None:
+    """Out-of-order writes: a chunk of late lines lies inside the time range of a chunk
+    flushed before. Its index object lost, the served chunk covers its time range but
+    not its lines: it is kept (a cover by time alone would delete the only copy)."""
+    data = tmp_path / "data"
+    base = time.time_ns() - 600 * 10**9
+    st = _store(data, delay=60)
+    try:
+        even = base + 2 * np.arange(50, dtype=np.int64)
+        st.push("fake", [EntryBlock.from_lines({"app": "a"}, even, [
+            f"on time {i}".encode() for i in range(50)])]).result()
+        st.flush_all()
+        first = _chunks(data)
+        odd = base + 41 + 2 * np.arange(10, dtype=np.int64)
+        st.push("fake", [EntryBlock.from_lines({"app": "a"}, odd, [
+            f"late {i}".encode() for i in range(10)])]).result()
+        st.flush_all()
+        [late] = _chunks(data) - first
+        assert len(_lines(st)) == 60
+    finally:
+        st.close()
+    _lose_index_object_of(data, late)
+    st = _store(data, delay=60)
+    try:
+        assert len(_lines(st)) == 50
+        swept = st.sweep_orphans(now=time.time() + 61)
+        assert late.exists()
+        assert (swept.chunks, swept.kept) == (0, 1)
+    finally:
+        st.close()
