@@ -318,3 +318,40 @@ def test_a_lost_chunk_of_late_lines_inside_a_served_chunks_range_is_kept(
         assert (swept.chunks, swept.kept) == (0, 1)
     finally:
         st.close()
+
+
+def test_recover_chunks_takes_back_what_the_sweep_keeps_and_leaves_copies(
+        tmp_path: Path) -> None:
+    """`recover_chunks` (`sluiceway server --recover-chunks`): at that start, a lost index
+    object's chunk is named again; a copy of a served chunk (a crash's orphan) is not (it
+    is left to the sweep)."""
+    data = tmp_path / "data"
+    base = time.time_ns() - 600 * 10**9
+    st = _store(data)
+    try:
+        st.push("fake", [_block(0, base)]).result()
+        st.flush_all()
+        [named] = _chunks(data)
+        st.push("fake", [_block(1, base)]).result()
+        st.flush_all()
+        [lost] = _chunks(data) - {named}
+        want = _lines(st)
+    finally:
+        st.close()
+    copy = _orphan_of(named)
+    _lose_index_object_of(data, lost)
+    cfg = StoreConfig(data_dir=data, compaction_enabled=False, index_sync_period=0,
+                      recover_chunks=True)
+    st = Store(cfg, objects=LocalDir(data / "tenants"),
+               compactor=CompactorConfig(retention_delete_delay=60))
+    try:
+        assert _lines(st) == want  # every line once
+        live = {e.ref.path for e in st.tenants["fake"].index.live()}
+        root = data / "tenants" / "t-fake"
+        assert lost.relative_to(root).as_posix() in live
+        assert copy.relative_to(root).as_posix() not in live
+        swept = st.sweep_orphans(now=time.time() + 61)
+        assert (swept.chunks, swept.kept) == (1, 0) and not copy.exists()
+        assert _lines(st) == want
+    finally:
+        st.close()
