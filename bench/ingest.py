@@ -2,7 +2,9 @@
 
 Sends >= 1 GB (BENCH_BYTES) of realistic lines as Loki protobuf+snappy pushes from
 several concurrent connections; timed from the first push until every line is queryable.
-Also reports bytes on disk (chunks + index + WAL) against raw bytes.
+Also reports bytes on disk (chunks + index + WAL) against raw bytes, and after compaction
+the chunks the live index names (the compactor's replaced inputs, which wait
+`retention_delete_delay` before deletion, printed apart).
 Prints the peak memory of the server's process tree (server, ingest workers, pattern
 miner; RSS and PSS sampled from /proc) and the server's own accounting of what it holds.
 Usage: python bench/ingest.py [--bytes 1GB] [--keep DIR] [--set storage.cache_size=64MB]
@@ -200,7 +202,9 @@ def run_once(args: argparse.Namespace, bodies: list[bytes], lines: int, code: Pa
             sampler = MemorySampler(srv.proc.pid).start()
             run.comp = httpx.post(f"{srv.url}/sluiceway/api/v1/compact",
                                   params={"min_age": "0s"}, timeout=3600).json()["data"]
-            httpx.post(f"{srv.url}/sluiceway/api/v1/compact", timeout=600)  # deletes old files
+            # A second pass, as the background loop's next one (the replaced files stay
+            # until retention_delete_delay has passed: reported apart, not counted).
+            httpx.post(f"{srv.url}/sluiceway/api/v1/compact", timeout=600)
             run.usage_c = httpx.get(f"{srv.url}/sluiceway/api/v1/storage").json()["data"]
             run.mem_c = sampler.stop()
     finally:
@@ -240,11 +244,24 @@ def report(args: argparse.Namespace, run: Run, raw: int, lines: int) -> None:
     print("\n".join(run.mem.lines()))
     comp, usage_c = run.comp, run.usage_c
     if comp is not None and usage_c is not None:
-        kept = usage_c["chunks"] + usage_c["index"]
+        # The chunks the live index names (the server's own count, `/storage`): the
+        # compactor's inputs stay on disk for `retention_delete_delay` after it replaced
+        # them, and are no part of what the data takes once compacted.
+        live = usage_c.get("chunks_live")
         print(f"  after background compaction (zstd level 17, {comp['chunks_in']} chunks -> "
-              f"{comp['chunks_out']}, {raw / 1e6 / comp['seconds']:.1f} MB/s of raw log): "
-              f"chunks {usage_c['chunks'] / 1e6:.1f} MB + index {usage_c['index'] / 1e3:.1f} kB"
-              f" = {raw / kept:.1f}x smaller than raw")
+              f"{comp['chunks_out']}, {raw / 1e6 / comp['seconds']:.1f} MB/s of raw log):")
+        if live is None:  # a server from before `/storage` told live chunks apart
+            print(f"    every chunk file {usage_c['chunks'] / 1e6:.1f} MB + index "
+                  f"{usage_c['index'] / 1e3:.1f} kB (this server does not say which chunks "
+                  "the index serves: the compactor's inputs awaiting deletion are included)")
+        else:
+            print(f"    live chunks (named by the index) {live / 1e6:.1f} MB + index "
+                  f"{usage_c['index'] / 1e3:.1f} kB = "
+                  f"{raw / (live + usage_c['index']):.2f}x smaller than raw")
+            print(f"    awaiting deletion (out of service, deleted retention_delete_delay "
+                  f"later) {usage_c['chunks_awaiting_deletion'] / 1e6:.1f} MB; unnamed "
+                  f"{usage_c['chunks_unnamed'] / 1e6:.1f} MB; every chunk file "
+                  f"{usage_c['chunks'] / 1e6:.1f} MB")
     if run.mem_c is not None:
         print(f"  peak memory during compaction: RSS sum {run.mem_c.peak_rss / 1e6:.0f} MB, "
               f"PSS sum {run.mem_c.peak_pss / 1e6:.0f} MB")

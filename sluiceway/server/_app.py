@@ -117,13 +117,16 @@ def cluster_ops(ctx: ServerContext, node: ClusterNode,
 def check_delete_delay(cfg: Config) -> str | None:
     """A warning when `retention_delete_delay` is not longer than the longest query plus
     `index_sync_period`: a reader may then find a chunk gone (counted, and said in the
-    answer's warnings), though its lines are in the chunk that replaced it."""
+    answer's warnings), though its lines are in the chunk that replaced it; and the orphan
+    sweep may take a chunk another server wrote for one it has not named yet (a flush
+    between its chunk and its index object)."""
     need = cfg.limits.query_timeout + cfg.storage.index_sync_period
     if cfg.compactor.retention_delete_delay > need:
         return None
     return (f"compactor.retention_delete_delay ({cfg.compactor.retention_delete_delay:g}s) "
             f"is not longer than limits.query_timeout plus storage.index_sync_period "
-            f"({need:g}s): a query may find a replaced chunk deleted under it")
+            f"({need:g}s): a query may find a replaced chunk deleted under it, and the "
+            f"orphan sweep may delete a chunk another server wrote before its index object")
 
 
 def open_ledger(cfg: Config, store: Store) -> Ledger:

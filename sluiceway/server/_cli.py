@@ -31,6 +31,10 @@ def server(
     role: Annotated[str | None, typer.Option(
         "--role", help="Cluster role: all|distributor|ingester|querier|compactor|"
         "ruler [default: all]")] = None,
+    recover_chunks: Annotated[bool, typer.Option(
+        "--recover-chunks", help="At this start, take back the chunks no index object "
+        "names whose lines are served nowhere else (the orphan sweep keeps them and "
+        "warns; see README 'Storage').")] = False,
 ) -> None:
     """Run the server: Loki push and query API, storage, UI (one node, or with --cluster
     one process of a cluster on NATS JetStream)."""
@@ -43,6 +47,8 @@ def server(
         overrides["cluster.urls"] = cluster
     if role is not None:
         overrides["cluster.role"] = role
+    if recover_chunks:
+        overrides["storage.recover_chunks"] = True
     try:
         cfg = load_config(config, overrides)
         serve(cfg)

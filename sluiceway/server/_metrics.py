@@ -209,6 +209,13 @@ class _StoreCollector(Collector):
             "sluiceway_index_garbage_deleted_total": (
                 "Chunks and index objects deleted for good, retention_delete_delay after "
                 "they were taken out of service", s.garbage_deleted),
+            "sluiceway_compactor_orphan_chunks_deleted_total": (
+                "Chunk objects no index object named (a crash between a chunk and its index "
+                "object), deleted by the compactor retention_delete_delay after they were "
+                "written", s.orphans_deleted),
+            "sluiceway_compactor_orphan_bytes_deleted_total": (
+                "Bytes of the orphan chunk objects the compactor deleted",
+                s.orphan_bytes_deleted),
             "sluiceway_chunk_cache_hits_total": ("Chunk cache hits", s.cache.hits),
             "sluiceway_chunk_cache_misses_total": ("Chunk cache misses", s.cache.misses),
             "sluiceway_wal_records_lost_total": (
@@ -224,11 +231,19 @@ class _StoreCollector(Collector):
         streams = GaugeMetricFamily("sluiceway_streams", "Streams known", labels=["tenant"])
         objects = GaugeMetricFamily("sluiceway_index_objects", "Index objects in service (not "
                                     "superseded)", labels=["tenant"])
+        unnamed = GaugeMetricFamily(
+            "sluiceway_store_unnamed_chunks", "Chunk objects no index object names whose "
+            "lines are served nowhere else (an index object lost?), kept by the orphan "
+            "sweep at its last pass; `sluiceway server --recover-chunks` takes them back",
+            labels=["tenant"])
         for t, ts in list(s.tenants.items()):
             streams.add_metric([t], len(ts.streams))
             objects.add_metric([t], ts.index.object_count())
+        for t, (n, _bytes) in sorted(list(s.unnamed_kept.items())):
+            unnamed.add_metric([t], n)
         yield streams
         yield objects
+        yield unnamed
         wal = GaugeMetricFamily("sluiceway_wal_bytes", "Bytes in WAL segments on disk",
                                 value=s.wal.size_bytes())
         yield wal

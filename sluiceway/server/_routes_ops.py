@@ -56,14 +56,17 @@ async def flush(request: Request) -> Response:
 
 @router.post("/sluiceway/api/v1/compact")
 async def compact(request: Request) -> Response:
-    """Run a compaction pass now (garbage, chunk compaction, delete requests past their
-    cancel period, index compaction); `min_age` (duration) overrides the configured age."""
+    """Run a compaction pass now (garbage, the orphan sweep, chunk compaction, delete
+    requests past their cancel period, index compaction); `min_age` (duration) overrides
+    the configured age."""
     age = request.query_params.get("min_age")
     min_age = parse_seconds_or_duration(age, "min_age") if age else None
     r = await run_in_threadpool(ctx_of(request).store.compact, min_age)
     return JSONResponse({"status": "success", "data": {
         "chunks_in": r.chunks_in, "chunks_out": r.chunks_out, "bytes_in": r.bytes_in,
         "bytes_out": r.bytes_out, "lines_deleted": r.lines_deleted,
+        "orphans_deleted": r.orphans_deleted, "orphan_bytes_deleted": r.orphan_bytes_deleted,
+        "orphans_kept": r.orphans_kept,
         "seconds": round(r.seconds, 3)}})
 
 

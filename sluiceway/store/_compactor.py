@@ -34,6 +34,9 @@ class CompactionStats:
     seconds: float = 0.0
     index_objects_in: int = 0  # index objects folded into one per period
     lines_deleted: int = 0  # lines removed for delete requests
+    orphans_deleted: int = 0  # chunk objects no index object named (the orphan sweep)
+    orphans_kept: int = 0  # ... old enough but kept: their lines are served nowhere else
+    orphan_bytes_deleted: int = 0
 
 
 class Compactor:

@@ -155,6 +155,9 @@ class StoreConfig(_Section):
     # replay writes chunks as it goes (as Loki's replay_memory_ceiling). 0: no bound.
     max_heads_size: Bytes = 128 << 20
     flush_on_shutdown: bool = True
+    # At start, take back the chunks no index object names whose lines are served nowhere
+    # else (the orphan sweep keeps and counts them): `sluiceway server --recover-chunks`.
+    recover_chunks: bool = False
     compaction_enabled: bool = True
     compaction_level: Annotated[int, Field(ge=1, le=22)] = 17
     compaction_target_size: Bytes = 16 << 20

@@ -254,13 +254,16 @@ class DeleteRequests:
         return d
 
     def for_read(self, tenant: str, labels: dict[str, str], start: int,
-                 end: int) -> list[Applying]:
-        """What reads of this stream in [start, end) leave out (none in `disabled` mode)."""
+                 end: int, processed_only: bool = False) -> list[Applying]:
+        """What reads of this stream in [start, end) leave out (none in `disabled` mode);
+        `processed_only`: only the requests whose lines are removed for good."""
         if not self._by_tenant.get(tenant) or self.mode_for(tenant) == DISABLED:
             return []
         out: list[Applying] = []
         for req in self.requests(tenant):
             if req.hi < start or req.lo >= end:
+                continue
+            if processed_only and req.status != PROCESSED:
                 continue
             d = self._deleter(tenant, req)
             if d is not None and d.selects(labels):

@@ -414,6 +414,18 @@ class TenantIndex:
         with self.lock:
             return {path for path, p in self._paths.items() if p.dels > 0}
 
+    def named(self) -> set[str]:
+        """Chunk paths some index object this reader holds names, adding or deleting
+        them: the live ones, and the superseded ones not deleted yet. (A superseded object
+        this reader never read names nothing else on disk: what superseded it carries over
+        every name whose chunk was not deleted for good.)"""
+        with self.lock:
+            out = set(self._paths)
+            for o in self._objects.values():
+                out.update(o.adds)
+                out.update(o.dels)
+            return out
+
     def object_count(self) -> int:
         with self.lock:
             return sum(1 for n in self._objects if n not in self._superseded)

@@ -16,40 +16,25 @@ from __future__ import annotations
 
 import logging
 
-from sluiceway.model import fingerprint, format_labels, parse_labels
+from sluiceway.model import format_labels
 from sluiceway.store._chunk import ChunkError
-from sluiceway.store._chunkfmt import decode_chunk, footer_of
+from sluiceway.store._chunkfmt import decode_chunk
 from sluiceway.store._index import IndexEntry, Removal
 from sluiceway.store._objstore import ObjectInfo
 from sluiceway.store._quarantine import CORRUPT, UNINDEXED, UNREADABLE, move, quarantine_prefix
 from sluiceway.store._stream import ChunkRef
 from sluiceway.store._tenant import TenantStore
+from sluiceway.store._unnamed import KEPT, Judge, fingerprint_of, footer_labels_of, verdict
 
 log = logging.getLogger("sluiceway.store")
 
 
-def _fingerprint_of(rel: str) -> int | None:
-    try:
-        return int(rel.rsplit("/", 1)[-1].split("-", 1)[0], 16)
-    except ValueError:
-        return None
-
-
-def _footer_labels(data: bytes, fp: int | None, tenant: str) -> dict[str, str] | None:
-    """The labels a format-2 chunk's footer names, when they are its stream's (their
-    fingerprint is the one in its name) and the footer's tenant is this one."""
-    footer = footer_of(data)
-    if fp is None or not footer.labels or footer.tenant != tenant:
-        return None
-    try:
-        labels = parse_labels(footer.labels)
-    except ValueError:
-        return None
-    return labels if fingerprint(labels) == fp else None
-
-
-def recover_chunks(ts: TenantStore) -> None:
-    """Run once at start, after the WAL replay (which makes its streams' labels known)."""
+def recover_chunks(ts: TenantStore, take_back: Judge | None = None) -> None:
+    """Run once at start, after the WAL replay (which makes its streams' labels known).
+    `take_back` (`sluiceway server --recover-chunks`): with an index not marked damaged,
+    the chunks no index object names that the orphan sweep keeps (`_unnamed.verdict`
+    KEPT: lines provably served nowhere, e.g. an index object lost while no server ran)
+    are taken back the same way; copies are left to the sweep."""
     entries: list[IndexEntry] = []
     orphans: dict[str, ObjectInfo] = {}
     if ts.index_damaged and ts.index.unreadable:
@@ -62,6 +47,13 @@ def recover_chunks(ts: TenantStore) -> None:
         named = {c.path for s in ts.streams.values() for c in s.chunks}
         orphans = {rel: on_disk[rel]
                    for rel in sorted(set(on_disk) - named - ts.index.deleted())}
+    elif take_back is not None:
+        on_disk = ts.chunk_objects()
+        named = ts.index.named()
+        orphans = {rel: on_disk[rel] for rel in sorted(set(on_disk) - named)
+                   if verdict(ts, rel, on_disk[rel], take_back) == KEPT}
+        log.warning("tenant %s: --recover-chunks: %d chunk(s) no index object names hold "
+                    "lines served nowhere; taken back", ts.tenant, len(orphans))
     waiting_at = quarantine_prefix(UNINDEXED)
     corrupt_at = quarantine_prefix(CORRUPT)
     waiting = ts.chunk_objects(waiting_at)
@@ -74,12 +66,12 @@ def recover_chunks(ts: TenantStore) -> None:
             # Taken back before, and the start stopped before the copy here was deleted.
             ts.objects.delete(ts.key(src))
             continue
-        fp = _fingerprint_of(rel)
+        fp = fingerprint_of(rel)
         s = ts.streams.get(fp) if fp is not None else None
         try:
             data = ts.objects.get(ts.key(src))
             if s is None and fp is not None:
-                labels = _footer_labels(data, fp, ts.tenant)
+                labels = footer_labels_of(data, fp, ts.tenant)
                 if labels is not None:
                     s = ts.stream(fp, labels)
             block = decode_chunk(data, s.labels if s is not None else {})

@@ -39,16 +39,18 @@ from sluiceway.store._checkpoint import read_checkpoint, write_checkpoint
 from sluiceway.store._chunkio import LogPositions
 from sluiceway.store._compactor import CompactionStats, Compactor
 from sluiceway.store._config import CompactorConfig, StoreConfig
-from sluiceway.store._deletes import DeleteRequests, without_deleted
+from sluiceway.store._deletes import Applying, DeleteRequests, without_deleted
 from sluiceway.store._heads import Applied, Heads
 from sluiceway.store._index import PREFIX as INDEX_PREFIX
 from sluiceway.store._index import Writer, tenant_dirs
 from sluiceway.store._indexlog import Migrated, finish, migrate
 from sluiceway.store._memory import StoreMemory, give_back_free_memory
 from sluiceway.store._objstore import LocalDir, ObjectInfo, ObjectStore
+from sluiceway.store._orphans import SweepResult, sweep_orphans
 from sluiceway.store._recover import recover_chunks
 from sluiceway.store._stream import Sealed, Stream
 from sluiceway.store._tenant import TenantStore
+from sluiceway.store._unnamed import Judge
 from sluiceway.store._wal import FileWal, WalPos
 
 log = logging.getLogger("sluiceway.store")
@@ -208,6 +210,11 @@ class Store:
         self._changes = 0  # compactions and retention passes that changed something
         self.ready = False
         self.garbage_deleted = 0  # chunks and index objects deleted after delete_delay
+        self.orphans_deleted = 0  # chunk objects no index object named (`sweep_orphans`)
+        self.orphan_bytes_deleted = 0
+        # Per tenant, at its last sweep: unnamed chunks kept, their lines served nowhere
+        # else (the `sluiceway_store_unnamed_chunks` gauge): count, bytes.
+        self.unnamed_kept: dict[str, tuple[int, int]] = {}
         self._last_sync = time.monotonic()  # the index was listed (at start, just below)
         # Delete requests (Loki's delete API), read before any query can run.
         self.deletes = DeleteRequests(self.objects, tenant_dirname, tenant_from_dirname)
@@ -229,8 +236,11 @@ class Store:
                            cfg.wal_sync_interval, after=self._checkpointed,
                            held=self.memory.wal)
         self.replayed_records = self._replay(self._checkpointed)
+        take_back = self._judge_for if cfg.recover_chunks else None
         for ts in list(self.tenants.values()):
-            recover_chunks(ts)  # after the replay: the WAL's streams' labels are known
+            # After the replay: the WAL's streams' labels are known (and its lines cover
+            # the orphans it wrote again). Retention is not known yet: nothing is expired.
+            recover_chunks(ts, take_back(ts.tenant, None) if take_back else None)
         self._finish_migration(found, migrated)
         self._append_lock = threading.Lock()
         self._applier: Applier[WalPos, Applied] = Applier(self._apply)
@@ -732,14 +742,9 @@ class Store:
     def apply_retention(self, now_ns: int | None = None) -> int:
         now_ns = now_ns if now_ns is not None else time.time_ns()
         n = 0
-        per_stream = self.stream_retention_for
         for name, t in list(self.tenants.items()):
-            period = self.retention_for(name)
-            if period > 0 or per_stream is not None:
-                def cutoff(labels: dict[str, str], tenant: str = name,
-                           default: float = period) -> int | None:
-                    p = per_stream(tenant, labels) if per_stream is not None else default
-                    return now_ns - int(p * 1e9) if p > 0 else None
+            cutoff = self._retention_cutoff(name, now_ns)
+            if cutoff is not None:
                 try:
                     n += t.apply_retention(cutoff)
                 except OSError as exc:
@@ -750,6 +755,29 @@ class Store:
             self._changes += 1
             self.collect_garbage()
         return n
+
+    def _retention_cutoff(self, tenant: str, now_ns: int
+                          ) -> Callable[[dict[str, str]], int | None] | None:
+        """The tenant's retention as a stream's cutoff (`labels` -> Unix ns before which
+        its lines go; None keeps them), or None when nothing of the tenant expires."""
+        per_stream = self.stream_retention_for
+        period = self.retention_for(tenant)
+        if period <= 0 and per_stream is None:
+            return None
+
+        def cutoff(labels: dict[str, str]) -> int | None:
+            p = per_stream(tenant, labels) if per_stream is not None else period
+            return now_ns - int(p * 1e9) if p > 0 else None
+        return cutoff
+
+    def _judge_for(self, tenant: str, now_ns: int | None) -> Judge:
+        """What `_unnamed.verdict` needs for the tenant: its retention at `now_ns` (None:
+        nothing expires) and its processed delete requests."""
+        cutoff = self._retention_cutoff(tenant, now_ns) if now_ns is not None else None
+
+        def deleting(labels: dict[str, str], lo: int, hi: int) -> list[Applying]:
+            return self.deletes.for_read(tenant, labels, lo, hi + 1, processed_only=True)
+        return Judge(cutoff or (lambda _labels: None), deleting)
 
     def collect_garbage(self, now: float | None = None) -> int:
         """Delete for good the chunks and index objects out of service for longer than
@@ -767,6 +795,49 @@ class Store:
         self.garbage_deleted += n
         return n
 
+    def sweep_orphans(self, now: float | None = None) -> SweepResult:
+        """Delete the chunk objects no index object names, older than `delete_delay`
+        (`_orphans.sweep_orphans`: the rules, and why the delay); one log line. Not
+        during a compactor pass (whose merged chunk waits for its index object)."""
+        with self._compact_lock:
+            return self._sweep_orphans(now)
+
+    def _sweep_orphans(self, now: float | None = None) -> SweepResult:
+        now = now if now is not None else time.time()
+        out = SweepResult()
+        for ts in list(self.tenants.values()):
+            one = sweep_orphans(ts, now, self.delete_delay_s, self._no_write_in_flight,
+                                self._judge_for(ts.tenant, int(now * 1e9)))
+            out.chunks += one.chunks
+            out.bytes += one.bytes
+            out.skipped += one.skipped
+            out.expired += one.expired
+            out.kept += one.kept
+            out.kept_bytes += one.kept_bytes
+            if not one.skipped:
+                self.unnamed_kept[ts.tenant] = (one.kept, one.kept_bytes)
+        self.orphans_deleted += out.chunks
+        self.orphan_bytes_deleted += out.bytes
+        log.info("orphan sweep: %d chunk objects (%d bytes) no index object names deleted "
+                 "(older than retention_delete_delay, %gs; %d of them past retention)%s",
+                 out.chunks, out.bytes, self.delete_delay_s, out.expired,
+                 f"; {out.skipped} tenants skipped (index damaged or not readable now)"
+                 if out.skipped else "")
+        if out.kept:
+            log.warning("orphan sweep: %d chunk objects (%d bytes) no index object names "
+                        "hold lines served nowhere else (an index object lost?); kept, not "
+                        "deleted. Restart the server once with `sluiceway server "
+                        "--recover-chunks` to take them back (tenants: %s)", out.kept,
+                        out.kept_bytes, ", ".join(sorted(
+                            t for t, (n, _b) in self.unnamed_kept.items() if n)))
+        return out
+
+    def _no_write_in_flight(self) -> None:
+        """Returns once every chunk write of this store begun before has named its chunks
+        in an index object (or failed): writes hold the flush mutex throughout."""
+        with self._flush_mutex:
+            pass
+
     # --- compaction --------------------------------------------------------------------
     def _compact_loop(self) -> None:
         while not self._stop.wait(self._compaction_every):
@@ -777,7 +848,8 @@ class Store:
                               self._compaction_every)
 
     def compact(self, min_age_s: float | None = None) -> CompactionStats:
-        """One compactor pass: delete what is out of service past `delete_delay`, merge
+        """One compactor pass: delete what is out of service past `delete_delay` and the
+        chunks no index object names (`sweep_orphans`), merge
         and recompress chunks older than `min_age_s` (default: configured), then fold each
         period's index objects into one."""
         with self._compact_lock:
@@ -785,7 +857,10 @@ class Store:
                 saved, self.compactor.min_age_s = self.compactor.min_age_s, min_age_s
             try:
                 self.collect_garbage()
+                swept = self._sweep_orphans()
                 out = self.compactor.run(list(self.tenants.values()))
+                out.orphans_deleted, out.orphan_bytes_deleted = swept.chunks, swept.bytes
+                out.orphans_kept = swept.kept
                 if out.chunks_in:
                     self._changes += 1
                 out.lines_deleted = self.process_deletes()
@@ -891,11 +966,30 @@ class Store:
 
     # --- stats and shutdown ----------------------------------------------------------
     def disk_usage(self) -> dict[str, int]:
-        chunks = index = 0
-        for t in self.tenants.values():
-            chunks += sum(o.size for o in t.chunk_objects().values())
+        """Bytes in the object store and the data dir: `chunks` (every chunk object)
+        split into `chunks_live` (those the index serves), `chunks_awaiting_deletion`
+        (out of service: compaction's inputs, retention, deletes; deleted
+        `retention_delete_delay` later) and `chunks_unnamed` (no index object names them:
+        orphans, or chunks whose index object is on its way), of which
+        `chunks_unnamed_kept` the orphan sweep kept at its last pass (their lines are
+        served nowhere else: `--recover-chunks` takes them back); `index`; `wal`."""
+        chunks = live = waiting = index = 0
+        for t in list(self.tenants.values()):
+            listing = t.chunk_objects()
+            served = {e.ref.path for e in t.index.live()}
+            out = t.index.deleted()
+            for rel, o in listing.items():
+                chunks += o.size
+                if rel in served:
+                    live += o.size
+                elif rel in out:
+                    waiting += o.size
             index += t.index.size_bytes()
-        return {"chunks": chunks, "index": index, "wal": self.wal.size_bytes()}
+        return {"chunks": chunks, "chunks_live": live, "chunks_awaiting_deletion": waiting,
+                "chunks_unnamed": chunks - live - waiting,
+                "chunks_unnamed_kept": sum(b for _n, b in list(self.unnamed_kept.values())),
+                "index": index,
+                "wal": self.wal.size_bytes()}
 
     def close(self) -> None:
         self._stop.set()

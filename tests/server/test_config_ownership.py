@@ -53,6 +53,7 @@ STORAGE: dict[str, tuple[Any, Any]] = {
     "cache_size": ("32MiB", 32 << 20),
     "max_heads_size": ("256MiB", 256 << 20),
     "flush_on_shutdown": (False, False),
+    "recover_chunks": (True, True),
     "compaction_enabled": (False, False),
     "compaction_level": (9, 9),
     "compaction_target_size": ("8MiB", 8 << 20),

@@ -3,7 +3,9 @@ and the index: chunk objects written → index object written → checkpoint wri
 released; and inside compaction (merged chunk → its index object), index compaction
 (compacted object → superseded objects deleted) and garbage collection. Each crash is a
 real SIGKILL of a child process, fired by an object store (or WAL) hook at that step; the
-next start serves every acked line exactly once and counts no damage."""
+next start serves every acked line exactly once and counts no damage. A crash between a
+chunk and the index object naming it leaves an orphan: the compactor's sweep deletes it
+(and nothing else) once it is older than `retention_delete_delay`."""
 
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from sluiceway.model import Matcher
-from sluiceway.store import LocalDir, Store, StoreConfig
+from sluiceway.store import CompactorConfig, LocalDir, Store, StoreConfig
+from sluiceway.store._index import decode
+from tests.inproc import wait_for
 from tests.procs import REPO
 
 CHILD = r"""
@@ -76,8 +80,10 @@ for k in range(4):
               for app in ("a", "b")]
     st.push("fake", blocks).result()  # acked: durable and applied
     print("acked", k, flush=True)
-    if merge:
-        st.flush_all()  # one small chunk (and index object) per push and stream
+    if merge or k == 0:
+        # One small chunk (and index object) per push and stream; at least the first, so
+        # the index exists (a chunk left unnamed is then an orphan, not a lost index).
+        st.flush_all()
 armed = True
 if merge:
     st.compact(min_age_s=0)  # merges, then folds the index objects
@@ -87,8 +93,27 @@ else:
 print("no crash", flush=True)
 """
 
+# The steps that leave chunks no index object names, and how many: a flush's two streams;
+# the one merge the compactor (one at a time) had written.
+ORPHANS = {"after-chunks": 2, "after-merged-chunk": 1}
 STEPS = ["after-chunks", "after-index", "after-checkpoint", "after-merged-chunk",
          "after-merge-index", "after-index-compaction", "mid-gc"]
+
+
+def _chunk_files(data: Path) -> set[str]:
+    return {p.relative_to(data / "tenants" / "t-fake").as_posix()
+            for p in (data / "tenants" / "t-fake" / "chunks").glob("*/*.chunk")}
+
+
+def _unnamed(data: Path) -> set[str]:
+    """Chunk files no index object on disk names (adding or deleting it): read from the
+    objects' records directly."""
+    named: set[str] = set()
+    for p in (data / "tenants" / "index").rglob("*.idx"):
+        d = decode(p.read_bytes(), str(p))
+        named.update(e.ref.path for e in d.adds)
+        named.update(path for path, _ in d.dels)
+    return _chunk_files(data) - named
 
 
 def _lines(st: Store) -> list[bytes]:
@@ -117,3 +142,18 @@ def test_every_acked_line_once_after_a_crash_at(step: str, tmp_path: Path) -> No
             assert ts.index_records_lost == 0 and not ts.chunks_quarantined
         finally:
             st.close()
+    # The compactor's orphan sweep, with a short delay: what no index object names goes,
+    # the rest stays, and every line is still there once.
+    orphans = _unnamed(data)
+    assert len(orphans) == ORPHANS.get(step, 0), orphans
+    st = Store(cfg, objects=LocalDir(data / "tenants"),
+               compactor=CompactorConfig(retention_delete_delay=1))
+    try:
+        wait_for(lambda: (st.compact(), not orphans & _chunk_files(data))[1],
+                 "the orphans deleted")
+        assert st.orphans_deleted == len(orphans)
+        live = {e.ref.path for e in st.tenants["fake"].index.live()}
+        assert live <= _chunk_files(data)
+        assert _lines(st) == want
+    finally:
+        st.close()
