@@ -32,7 +32,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._data import STREAMS, batches, mixed_batches  # noqa: E402
-from bench._procmem import MemoryReport, MemorySampler  # noqa: E402
+from bench._procmem import MemoryReport, MemorySampler, role  # noqa: E402
 from sluiceway.model import StreamBatch, parse_size  # noqa: E402
 from sluiceway.wire import encode_push_protobuf  # noqa: E402
 from tests import procs  # noqa: E402
@@ -112,22 +112,47 @@ def count_lines(url: str, selectors: list[str] | None = None) -> int:
     return total
 
 
+def _cpu_of(p: int) -> float:
+    """utime + stime of process `p`, from /proc (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        out += [int(x) for x in task.read_text().split()]
+    return out
+
+
 def cpu_seconds(pid: int) -> tuple[float, float]:
     """utime + stime of a process and of its live children (the ingest workers), from
     /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    children = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        children += [int(x) for x in task.read_text().split()]
+    return _cpu_of(pid), sum(map(_cpu_of, _children(pid)))
 
-    def of(p: int) -> float:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / tick
 
-    return of(pid), sum(map(of, children))
+def cpu_by_role(pid: int) -> tuple[float, float, float]:
+    """CPU-seconds of a server's process, of its ingest workers, and of its pattern miner
+    (told apart by their command lines, as the memory report does)."""
+    workers = miner = 0.0
+    for child in _children(pid):
+        if role(child, pid) == "pattern miner":
+            miner += _cpu_of(child)
+        else:
+            workers += _cpu_of(child)
+    return _cpu_of(pid), workers, miner
+
+
+def pattern_lines_skipped(url: str) -> int:
+    """Lines the pattern miner did not mine (`sluiceway_pattern_lines_skipped`, every
+    reason), or -1 when the server does not count them."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    rows = [x for x in text.splitlines() if x.startswith("sluiceway_pattern_lines_skipped")
+            and not x.startswith("sluiceway_pattern_lines_skipped_created")]
+    return int(sum(float(x.rsplit(" ", 1)[1]) for x in rows)) if rows else -1
 
 
 @dataclass
@@ -138,17 +163,25 @@ class Run:
     t_acked: float
     t_all: float
     main_cpu: float
-    workers_cpu: float
+    workers_cpu: float  # the ingest workers
+    miner_cpu: float  # the pattern miner (SCHED_IDLE: it runs on CPU nobody else wants)
     client_cpu: float
     usage: dict[str, int]
     mem: MemoryReport
+    pattern_skipped: int = -1  # lines the miner had not mined (queue full) when all were queryable
     comp: dict[str, Any] | None = None
     usage_c: dict[str, int] | None = None
     mem_c: MemoryReport | None = None
 
     @property
     def cpu(self) -> float:
+        """The ingest path: the server process and its ingest workers."""
         return self.main_cpu + self.workers_cpu
+
+    @property
+    def cpu_all(self) -> float:
+        """Every process of the server's tree, the pattern miner too."""
+        return self.cpu + self.miner_cpu
 
 
 def config_text(args: argparse.Namespace) -> str:
@@ -180,7 +213,7 @@ def run_once(args: argparse.Namespace, bodies: list[bytes], lines: int, code: Pa
     srv = ServerProcess(data, config=cfg).start()
     try:
         assert srv.proc is not None
-        main0, workers0 = cpu_seconds(srv.proc.pid)
+        main0, workers0, miner0 = cpu_by_role(srv.proc.pid)
         sampler = MemorySampler(srv.proc.pid).start()
         client0 = time.process_time()
         t0 = time.perf_counter()
@@ -189,14 +222,15 @@ def run_once(args: argparse.Namespace, bodies: list[bytes], lines: int, code: Pa
         t_acked = time.perf_counter() - t0
         n = count_lines(srv.url, ['{app=~".+"}'] if args.mixed else None)
         t_all = time.perf_counter() - t0
-        main1, workers1 = cpu_seconds(srv.proc.pid)
+        main1, workers1, miner1 = cpu_by_role(srv.proc.pid)
+        skipped = pattern_lines_skipped(srv.url)
         assert n == lines, f"queryable {n} != sent {lines}"
         httpx.post(f"{srv.url}/flush", timeout=600)
         mem = sampler.stop()
         mem.server_parts = memory_parts(srv.url)
         usage = httpx.get(f"{srv.url}/sluiceway/api/v1/storage").json()["data"]
-        run = Run(str(code), t_acked, t_all, main1 - main0, workers1 - workers0, client_cpu,
-                  usage, mem)
+        run = Run(str(code), t_acked, t_all, main1 - main0, workers1 - workers0,
+                  miner1 - miner0, client_cpu, usage, mem, skipped)
         # The background compactor would do this 15 min later; run it now to measure it.
         if not args.no_compact:
             sampler = MemorySampler(srv.proc.pid).start()
@@ -232,9 +266,13 @@ def report(args: argparse.Namespace, run: Run, raw: int, lines: int) -> None:
           f"{lines / t_acked:10,.0f} lines/s")
     print(f"  all lines queryable in  {t_all:7.2f} s  {raw / 1e6 / t_all:7.1f} MB/s  "
           f"{lines / t_all:10,.0f} lines/s")
-    print(f"  server CPU (all processes) {cpu:7.2f} s  {raw / 1e6 / cpu:7.1f} MB per CPU-second"
-          f"  (load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    print(f"  server CPU (server + ingest workers) {cpu:7.2f} s  {raw / 1e6 / cpu:7.1f} MB per "
+          f"CPU-second  (load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     print(f"    server process {run.main_cpu:.2f} s, ingest workers {run.workers_cpu:.2f} s")
+    mined = "" if run.pattern_skipped < 0 else \
+        f", had mined {1 - run.pattern_skipped / lines:.0%} of the lines"
+    print(f"  pattern miner CPU (SCHED_IDLE: spare CPU only) {run.miner_cpu:.2f} s{mined}; "
+          f"all processes {run.cpu_all:.2f} s")
     print(f"  load generator CPU (this process, same machine) {run.client_cpu:6.2f} s")
     disk = usage["chunks"] + usage["index"] + usage["wal"]
     print(f"  on disk after flush: chunks {usage['chunks'] / 1e6:.1f} MB + index "
@@ -279,8 +317,10 @@ def summary(runs: list[Run], raw: int) -> None:
         print(f"  {code} ({len(mine)} runs): "
               f"{med(lambda r: raw / 1e6 / r.t_all):.1f} MB/s until queryable "
               f"(runs: {', '.join(f'{raw / 1e6 / r.t_all:.1f}' for r in mine)}), "
-              f"{med(lambda r: r.cpu / (raw / 1e9)):.2f} CPU-s per GB "
+              f"{med(lambda r: r.cpu / (raw / 1e9)):.2f} CPU-s per GB, server + ingest workers "
               f"(runs: {', '.join(f'{r.cpu / (raw / 1e9):.2f}' for r in mine)}), "
+              f"{med(lambda r: r.cpu_all / (raw / 1e9)):.2f} with the pattern miner "
+              f"(runs: {', '.join(f'{r.cpu_all / (raw / 1e9):.2f}' for r in mine)}), "
               f"peak RSS sum {med(lambda r: r.mem.peak_rss) / 1e6:.0f} MB "
               f"(runs: {', '.join(f'{r.mem.peak_rss / 1e6:.0f}' for r in mine)}), "
               f"peak PSS sum {med(lambda r: r.mem.peak_pss) / 1e6:.0f} MB")

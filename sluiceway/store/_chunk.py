@@ -73,10 +73,11 @@ def encode_payload(block: EntryBlock) -> bytes:
     deltas = np.empty(n, dtype="<i8")
     deltas[0] = 0  # ts[0] is mint
     np.subtract(ts[1:], ts[:-1], out=deltas[1:])
-    parts = [
+    parts: list[bytes | memoryview] = [
         _shuffle(deltas),
         _shuffle((offsets[1:] - offsets[:-1]).astype("<u4")),
-        block.blob[int(block.offsets[0]) : int(block.offsets[-1])],
+        # A view, not a slice: the lines are copied once, into the payload.
+        memoryview(block.blob)[int(block.offsets[0]) : int(block.offsets[-1])],
         orjson.dumps(block.metadata) if block.metadata is not None else b"",
     ]
     return b"".join(parts)
