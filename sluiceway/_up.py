@@ -80,7 +80,9 @@ def stop_agent(proc: subprocess.Popen[bytes]) -> None:
 
 
 def run_stack(listen: str, data_dir: Path, demo: bool) -> None:
-    cfg = load_config(None, {"server.listen": listen, "storage.data_dir": str(data_dir)})
+    # The demo shows Grafana Logs Drilldown's patterns too: the miner is on (Loki: off).
+    cfg = load_config(None, {"server.listen": listen, "storage.data_dir": str(data_dir),
+                             "pattern_ingester.enabled": True})
     agents: list[subprocess.Popen[bytes]] = []
 
     def ready() -> None:

@@ -11,13 +11,14 @@ from sluiceway.model import Bytes, Duration
 
 class PatternIngesterConfig(BaseModel):
     """Loki's `pattern_ingester`: Drain patterns mined from pushed lines, per stream and
-    level, for `/loki/api/v1/patterns`. On by default here (Loki: off): the miner is its
-    own low-priority process, so pushes do not wait for it. The server's
+    level, for `/loki/api/v1/patterns`. Off by default, as in Loki (it costs CPU on every
+    pushed line; `sluiceway up` turns it on for its demo). When on, the miner is its own
+    low-priority process, so pushes do not wait for it. The server's
     `pattern_ingester:` section is this model, handed to the miner as it is."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)  # shared with the miner process
 
-    enabled: bool = True
+    enabled: bool = False
     retain_for: Duration = 3 * 3600.0
     max_clusters: Annotated[int, Field(ge=1)] = 300  # per stream and level
     max_eviction_ratio: Annotated[float, Field(ge=0)] = 0.25

@@ -194,6 +194,7 @@ def test_the_ruler_gets_its_section_itself(tmp_path: Path) -> None:
 
 def test_the_pattern_miner_gets_its_section_itself(tmp_path: Path) -> None:
     cfg = load_config(None, {"storage.data_dir": str(tmp_path / "data"),
+                             "pattern_ingester.enabled": True,
                              "pattern_ingester.max_queued_bytes": "1MiB",
                              "pattern_ingester.pattern_sample_interval": "5s"})
     st = open_store(cfg)

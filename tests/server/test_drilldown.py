@@ -40,7 +40,7 @@ def _push(srv: InProcessServer, streams: list[dict[str, Any]], tenant: str | Non
 
 @pytest.fixture
 def srv(tmp_path: Path) -> Iterator[InProcessServer]:
-    s = InProcessServer(tmp_path / "data")
+    s = InProcessServer(tmp_path / "data", **{"pattern_ingester.enabled": True})
     s.ctx.patterns = pattern_service(s.ctx, in_process=True)  # no ASGI lifespan here
     yield s
     if s.ctx.patterns is not None:
@@ -255,7 +255,8 @@ def test_drilldown_reads_see_no_further_back_than_max_query_lookback(tmp_path: P
     values, detected labels and patterns (wholly before it: an empty answer)."""
     rt = tmp_path / "overrides.yaml"
     rt.write_text("overrides:\n  short:\n    max_query_lookback: 1h\n")
-    s = InProcessServer(tmp_path / "data", **{"runtime_config.file": str(rt)})
+    s = InProcessServer(tmp_path / "data", **{"runtime_config.file": str(rt),
+                                              "pattern_ingester.enabled": True})
     s.ctx.patterns = pattern_service(s.ctx, in_process=True)
     try:
         now = time.time_ns()

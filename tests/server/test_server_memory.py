@@ -43,7 +43,7 @@ def test_a_server_ingesting_many_times_its_bounds_stays_within_them(tmp_path: Pa
     cfg.write_text("server:\n  ingest_workers: 2\n  max_inflight_push_bytes: 1MiB\n"
                    "storage:\n  max_heads_size: 2MiB\n  cache_size: 2MiB\n"
                    "  chunk_target_size: 64MiB\n  wal_sync: interval\n"
-                   "pattern_ingester:\n  max_queued_bytes: 512KiB\n")
+                   "pattern_ingester:\n  enabled: true\n  max_queued_bytes: 512KiB\n")
     # A shared machine under load can take more than the usual 30 s to start it.
     srv = ServerProcess(tmp_path / "data", config=cfg).start(wait=120)
     try:
