@@ -89,6 +89,13 @@ SHAPES = [
           'sum by (method) (count_over_time({app=~"nginx-.+"} '
           '| regexp "\\"(?P<method>[A-Z]+) (?P<path>[^ ?]+)" [5m]))',
           '{app=~"nginx-.+"}', {"step": "60"}),
+    # Unwrapped values: a parsed number per line, windows over arrays.
+    Shape("logfmt | unwrap duration(duration) quantile_over_time by (level)",
+          'quantile_over_time(0.99, {app=~"worker-.+"} | logfmt | unwrap duration(duration) '
+          '| __error__="" [5m]) by (level)', '{app=~"worker-.+"}', {"step": "60"}),
+    Shape("json | unwrap duration_ms avg_over_time by (method)",
+          'avg_over_time({app="api"} | json | unwrap duration_ms | __error__="" [5m]) '
+          "by (method)", '{app="api"}', {"step": "60"}),
 ]
 
 
@@ -201,7 +208,14 @@ def main() -> None:
                     help="how far back the queries reach (the data set must lie inside)")
     ap.add_argument("--size", help="write the mixed data set of this size into --data "
                     "first, when it does not exist yet (e.g. 10GB; not compacted)")
+    ap.add_argument("--only", action="append", default=[], metavar="TEXT",
+                    help="run only the shapes whose name holds TEXT (repeatable), without "
+                    "the refresh and memory phases")
     args = ap.parse_args()
+    if args.only:
+        SHAPES[:] = [s for s in SHAPES if any(t in s.name for t in args.only)]
+        if not SHAPES:
+            ap.error("--only matches no shape")
     WIDE["start"] = str(NOW - int(args.hours * 3600) * 10**9)
     if args.size and not args.data.exists():
         subprocess.run([sys.executable, str(Path(__file__).parent / "ingest.py"), "--mixed",
@@ -253,6 +267,8 @@ def main() -> None:
             print("\n".join(profile(srv.url, pid, slow, warm[slow.name].wall)))
     finally:
         srv.stop()
+    if args.only:
+        return
     if not args.no_refresh:
         refresh(args)
     memory(args)

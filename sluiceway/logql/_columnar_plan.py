@@ -130,6 +130,8 @@ def plan_lines(lr: A.LogRange, grouping: A.Grouping | None) -> Plan | None:
     if not _names_ok(names) or (without is not None and parser):
         return None
     fields = tuple(sorted(names - {ERROR})) if parser else ()
+    ops = [_trim_groups(op, set(fields)) if isinstance(op, _Parse) and op.fmt == "regexp"
+           else op for op in ops]
     return Plan(ops, fields, tuple(sorted(by)), ERROR in by, required_literals(stages),
                 without, err)
 
@@ -160,6 +162,26 @@ def _regexp_parse(pattern: str) -> _Parse | None:
     if len({lab for lab, _ in labels}) != len(labels) or any(not lab for lab, _ in labels):
         return None
     return _Parse("regexp", pattern, tuple(labels))
+
+
+def _trim_groups(op: _Parse, fields: set[str]) -> _Parse:
+    """The regexp without the captures no later stage reads: they become non-capturing
+    groups (the same matches; RE2 extracts fewer spans). A group whose `(?P<name>`
+    appears more than once in the text (escaped, in a class...) keeps the pattern as is."""
+    keep = fields | {ERROR, ERROR_DETAILS}
+    pattern, kept = op.pattern, []
+    for lab, g in op.groups:
+        if lab in keep:
+            kept.append((lab, g))
+            continue
+        tag = f"(?P<{g}>"
+        if pattern.count(tag) != 1:
+            return op
+        pattern = pattern.replace(tag, "(?:")
+    rx = re2.compile(pattern)
+    if rx.groups != len(kept) or set(rx.groupindex) != {g for _, g in kept}:
+        return op
+    return _Parse("regexp", pattern, tuple(kept))
 
 
 def _pattern_parse(text: str) -> _Parse:

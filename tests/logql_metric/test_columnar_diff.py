@@ -114,7 +114,11 @@ def query(draw: st.DrawFn) -> str:
         "| regexp `(a)(?P<level>.)`", "| regexp `(?P<level>[^\\x00]{2})$`",
         '| pattern `{"<level>":<_>,<path>}`', '| pattern `<level>=<status> <_>`',
         '| pattern `<_>"<app>"<msg>`', '| pattern `<status> <path>`',
-        '| pattern `level=<level> `', "| unpack", "| unpack"]))
+        '| pattern `level=<level> `', "| unpack", "| unpack",
+        # captures no later stage reads become non-capturing groups, unless their text
+        # is ambiguous (the same `(?P<name>` in a class)
+        "| regexp `(?P<level>[a-z]+)\\((?P<x>[0-9]*)\\)?`",
+        "| regexp `[(?P<msg>]*(?P<msg>\\w)(?P<status>\\d)`"]))
     if parser:
         stages.append(parser)
     for f in draw(st.lists(st.sampled_from(FILTERS), max_size=2)):
@@ -493,3 +497,26 @@ def test_with_time_splits_the_first_error_is_the_reference_one() -> None:
         assert isinstance(ref, tuple) and 'app="b"' in ref[1], ref
         assert _run(src, q, ExecOptions(columnar=True, parallelism=1, split_ns=30 * S)) \
             == ref, q
+
+
+def test_unread_regexp_captures_are_not_extracted() -> None:
+    """Only the captures the grouping and the filters read are extracted: the others
+    become non-capturing groups, with the same matches."""
+    def plan_of(q: str) -> Any:
+        expr = parse(q)
+        assert isinstance(expr, A.VectorAggregation)
+        inner = expr.expr
+        assert isinstance(inner, A.RangeAggregation)
+        return plan_lines(inner.range, expr.grouping)
+
+    plan = plan_of('sum by (method) (count_over_time({app="a"} '
+                   '| regexp `"(?P<method>[A-Z]+) (?P<path>[^ ?]+)` [1m]))')
+    assert plan.ops[0].pattern == '"(?P<method>[A-Z]+) (?:[^ ?]+)'
+    assert plan.ops[0].groups == (("method", "method"),)
+    plan = plan_of('sum by (path) (count_over_time({app="a"} '
+                   '| regexp `"(?P<method>[A-Z]+) (?P<path>[^ ?]+)` | method="GET" [1m]))')
+    assert plan.ops[0].pattern == '"(?P<method>[A-Z]+) (?P<path>[^ ?]+)'
+    # `(?P<msg>` twice in the text (once inside a class): left as written
+    plan = plan_of('sum by (status) (count_over_time({app="a"} '
+                   '| regexp `[(?P<msg>]*(?P<msg>\\w)(?P<status>\\d)` [1m]))')
+    assert plan.ops[0].pattern == '[(?P<msg>]*(?P<msg>\\w)(?P<status>\\d)'
