@@ -305,7 +305,7 @@ def extract_field(fmt: str, arr: pa.Array, name: str, simple: Mask,
             zero_copy_only=False)) > 1)
     if fmt in ("json", "unpack", "logfmt"):
         fast = _logfmt_values(arr, name, simple, hits) if fmt == "logfmt" else _json_strings(
-            arr, name, simple, fmt == "json", hits)
+            arr, name, simple, fmt == "json", hits, numbers=fmt == "json")
         if fast is not None:
             codes, values, slow = fast
             if slow.any():  # other value shapes: the regex, for those lines only
@@ -431,12 +431,39 @@ def _key_search(arr: pa.Array, needle: str, simple: Mask,
                       np.zeros(n, dtype=np.bool_))
 
 
+_NUM_START = np.zeros(256, dtype=np.bool_)
+_NUM_START[list(b"-0123456789")] = True
+_NUM_BODY = np.zeros(256, dtype=np.bool_)
+_NUM_BODY[list(b"0123456789.eE+-")] = True
+_NUM_MAX = 24
+
+
+def _number_ends(data_buf: pa.Buffer, data: npt.NDArray[np.uint8],
+                 start: npt.NDArray[np.int64],
+                 end: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], Mask]:
+    """Where each number starting at `start` ends (a simple line's number is
+    `-?[0-9][0-9.eE+-]*`, then a blank, `,` or the line's final `}`: the next comma, or
+    that brace; the caller checks the bytes between), and the numbers not read that way
+    (left to the regex)."""
+    spans = np.empty(2 * len(start), dtype=np.int64)
+    spans[0::2], spans[1::2] = start, end
+    view = _view(data_buf, spans)
+    dist = np.asarray(pc.find_substring(view, ",").to_numpy(zero_copy_only=False),
+                      dtype=np.int64)[0::2]
+    # no comma after it: the last member, before the line's closing brace
+    stop = np.where(dist >= 0, start + dist, end - 1)
+    lens = stop - start
+    return stop, (lens <= 0) | (lens > _NUM_MAX)
+
+
 def _json_strings(arr: pa.Array, name: str, simple: Mask, blank_fffd: bool = True,
-                  hits: KeyHits | None = None) -> tuple[Codes, list[str], Mask] | None:
+                  hits: KeyHits | None = None,
+                  numbers: bool = False) -> tuple[Codes, list[str], Mask] | None:
     """`"name":"value"` on simple lines with literal searches instead of a regex: in a
     simple line a string holds no quote, so the first `"name"` followed by a colon is the
-    key and its value ends at the next quote. Returns the codes, the values, and the
-    simple lines holding the key in another shape (a space, a number...)."""
+    key and its value ends at the next quote; with `numbers` (`| json`), a number's text
+    is read too. Returns the codes, the values, and the simple lines holding the key in
+    another shape (a space, `true`, an object...)."""
     search = _key_search(arr, f'"{name}"', simple, hits)
     if search is None:
         return None
@@ -445,19 +472,43 @@ def _json_strings(arr: pa.Array, name: str, simple: Mask, blank_fffd: bool = Tru
         return codes, [], slow
     after = offs[rows] + pos[rows] + len(name) + 2  # just past the key's closing quote
     quick = data[after] == 0x3A  # ':'
-    quick[quick] = data[after[quick] + 1] == 0x22  # '"' opens a string value
-    slow[rows[~quick]] = True
+    first = data[after[quick] + 1]
+    quick[quick] = first == 0x22  # '"' opens a string value
+    nums = np.zeros(len(rows), dtype=np.bool_)
+    if numbers:  # a number: its text is the label (as `"200"`)
+        nums[data[after] == 0x3A] = _NUM_START[first]
+    slow[rows[~quick & ~nums]] = True
+    num_rows, num_start = rows[nums], after[nums] + 1
     rows, start = rows[quick], after[quick] + 2
+    spans = np.empty(2 * len(rows), dtype=np.int64)  # [start, line end] of each row
+    if len(rows):
+        spans[0::2], spans[1::2] = start, offs[rows + 1]
+        dist = np.asarray(pc.find_substring(_view(data_buf, spans), '"').to_numpy(
+            zero_copy_only=False), dtype=np.int64)[0::2]
+        spans[1::2] = start + dist  # now [start, closing quote]
+    if len(num_rows):
+        stop, long = _number_ends(data_buf, data, num_start, offs[num_rows + 1])
+        slow[num_rows[long]] = True
+        num_rows, num_start, stop = num_rows[~long], num_start[~long], stop[~long]
+        more = np.empty(2 * len(num_rows), dtype=np.int64)
+        more[0::2], more[1::2] = num_start, stop
+        rows, spans = np.concatenate([rows, num_rows]), np.concatenate([spans, more])
     if not len(rows):
         return codes, [], slow
-    spans = np.empty(2 * len(rows), dtype=np.int64)  # [start, line end] of each row
-    spans[0::2], spans[1::2] = start, offs[rows + 1]
-    dist = np.asarray(pc.find_substring(_view(data_buf, spans), '"').to_numpy(
-        zero_copy_only=False), dtype=np.int64)[0::2]
-    spans[1::2] = start + dist  # now [start, closing quote]
     strings = pc.take(_view(data_buf, spans), pa.array(np.arange(0, 2 * len(rows) - 1, 2)))
+    n_num = len(rows) - len(start)
+    keep = np.ones(len(rows), dtype=np.bool_)
+    if n_num:  # a number's bytes are all a number's (else a blank came before the comma)
+        voffs = np.frombuffer(strings.buffers()[1], dtype=np.int64)[len(start):len(rows) + 1]
+        vbuf = np.frombuffer(strings.buffers()[2], dtype=np.uint8)
+        other = np.concatenate(([0], np.cumsum(~_NUM_BODY[vbuf[voffs[0]:voffs[-1]]],
+                                               dtype=np.int64)))
+        odd = (other[voffs[1:] - voffs[0]] - other[voffs[:-1] - voffs[0]]) > 0
+        keep[len(start):] = ~odd
+        slow[rows[len(start):][odd]] = True
     enc = pc.dictionary_encode(strings)
-    codes[rows] = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    got = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    codes[rows[keep]] = got[keep]
     values = [v.decode("utf-8", "replace") for v in enc.dictionary.to_pylist()]
     if blank_fffd:  # `| json` turns replacement characters into spaces; unpack keeps them
         values = [v.replace("\ufffd", " ") for v in values]

@@ -43,7 +43,8 @@ def json_line(draw: st.DrawFn) -> str:
         v = draw(st.one_of(
             st.sampled_from(_WORDS).map(lambda w: f'"{w}"'),
             st.sampled_from(["200", "404", "500", "1.50", "-3", "1e3", "12abc", "true",
-                             "false", "null", '"es\\"c"', '"\\u00e9"', '{"x":"1"}',
+                             "false", "null", "404 ", "-2.5e3", "7}", '"es\\"c"',
+                             '"\\u00e9"', '{"x":"1"}',
                              "[1,2]", '"tab\\there"'])))
         sep = draw(st.sampled_from([":", ": ", " : "]))
         parts.append(f'"{k}"{sep}{v}')
