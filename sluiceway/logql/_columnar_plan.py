@@ -95,7 +95,7 @@ def plan_lines(lr: A.LogRange, grouping: A.Grouping | None) -> Plan | None:
         elif isinstance(st, (A.RegexpParser, A.PatternParser)):
             err = err or ERROR in st.pattern  # sets no error, unless it captures one
         elif isinstance(st, A.LabelFilter):
-            err = _error_after(st.expr, err)
+            err = error_after(st.expr, err)
         elif isinstance(st, A.Drop) and any(s.name == ERROR and s.matcher is None
                                              for s in st.items):
             err = False
@@ -136,17 +136,17 @@ def plan_lines(lr: A.LogRange, grouping: A.Grouping | None) -> Plan | None:
                 without, err)
 
 
-def _error_after(e: A.LabelFilterExpr, before: bool) -> bool:
+def error_after(e: A.LabelFilterExpr, before: bool) -> bool:
     """May a line that passes label filter `e` carry an error (`before`: it may have
     one when it reaches `e`)? `__error__=""` lets none through; a typed comparison
     (number, duration, bytes) sets `LabelFilterErr` on a value it cannot convert, and
     the line passes. `or` tries its right side on the lines the left side let fall
     (with the errors the left side may have set)."""
     if isinstance(e, A.LabelBinary):
-        left = _error_after(e.left, before)
+        left = error_after(e.left, before)
         if e.op == "and":
-            return _error_after(e.right, left)
-        return left or _error_after(e.right, before or left)
+            return error_after(e.right, left)
+        return left or error_after(e.right, before or left)
     if e.name == ERROR and e.kind == "string" and e.op == "=" and e.raw == "":
         return False
     return before or e.kind not in ("string", "ip")

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sluiceway.logql import _ast as A
-from sluiceway.logql._columnar import merge_stats, unit_blocks
+from sluiceway.logql._columnar import BATCH_BYTES, batched, merge_stats, unit_blocks
 from sluiceway.logql._columnar_block import block_columns, group_rows
 from sluiceway.logql._columnar_filter import (
     ERROR,
@@ -28,7 +28,7 @@ from sluiceway.logql._columnar_filter import (
     compile_vec_filter,
     filter_names,
 )
-from sluiceway.logql._columnar_plan import ERROR_DETAILS, Plan, plan_lines
+from sluiceway.logql._columnar_plan import ERROR_DETAILS, Plan, error_after, plan_lines
 from sluiceway.logql._columnar_scan import Col
 from sluiceway.logql._engine import QueryParams
 from sluiceway.logql._exec import run_units, split_range
@@ -64,6 +64,15 @@ class ValuePlan:
     # and set are atomic): most values repeat from block to block.
     known: dict[str, float] = field(default_factory=dict)
     bad: set[str] = field(default_factory=set)  # values that do not convert
+
+    def can_fail(self, uw: A.Unwrap) -> bool:
+        """Can a sample keep `__error__` (a 400)? A value may always fail to convert;
+        not when grouped by `__error__` or a filter after `unwrap` drops the errors. When
+        none can, a unit joins its blocks into batches (`_columnar.batched`)."""
+        err = True
+        for post in uw.post_filters:
+            err = error_after(post.expr, err)
+        return not self.lines.preserve_error and err
 
     def convert_all(self, raws: list[str]) -> tuple[F64, npt.NDArray[np.bool_],
                                                       npt.NDArray[np.bool_]]:
@@ -183,8 +192,10 @@ def _unit(source: LogSource, ref: SeriesRef, order: int, lo: int, hi: int,
     def run(abort: threading.Event) -> _Part:
         out = _Part(order)
         pipeline = range_pipeline(lr, params, mapper)
-        for block, idx in unit_blocks(source, ref, lo, hi, params, pipeline, abort,
-                                      out.stats):
+        blocks = unit_blocks(source, ref, lo, hi, params, pipeline, abort, out.stats)
+        if not vp.can_fail(uw):
+            blocks = batched(blocks, BATCH_BYTES)
+        for block, idx in blocks:
             for key, parts in run_block_values(vp, uw, pipeline, mapper, block, idx).items():
                 line = np.concatenate([p[0] for p in parts])
                 order_ = np.argsort(line, kind="stable")  # the block's line order
