@@ -7,22 +7,21 @@
 Runs every query shape of issue 12 (JSON parse + group by a parsed field without a
 literal to prefilter, the early `pipeline error`, a rare needle as a substring and as
 whole words the compacted blocks' token filters know, a parsed field's value, counting
-without a parser, logfmt, regexp) against one server process: a cold round (first run in a
-fresh process; the OS page cache is warm) and warm rounds interleaved (query A, B, C, A,
-B, C, ...), keeping the best warm time. For each shape it prints wall time, MB/s of raw
-log covered (index stats of the selector), the server's CPU-seconds (user + sys from
-/proc, all threads), bytes it read from disk (/proc/PID/io), blocks read, skipped by
-their filters and counted from their footers (the answer's stats), and at the end the
-server's peak RSS. Requests go over one kept-alive HTTP connection, as a dashboard's do
-(a new `httpx` client per request costs the client 10-100 ms of its own, mostly TLS
-set-up, which is not the server's time). The server does not compact while it runs.
-Then a fresh server with a 256 MB chunk cache runs the first shape once: its peak RSS
-before and after (`--size` runs print the same, to compare: memory is bounded by the
-blocks in flight and the cache, not by the data size).
-Block filters and footer counts exist only in compacted chunks: compact the data first
-(bench/ingest.py does, unless --no-compact). With `--profile` the slowest
-shape is sampled with py-spy while it runs again, and its hottest frames are printed.
-"""
+without a parser, logfmt, regexp, unwrapped values from logfmt and JSON) against one
+server process: a cold round (first run in a fresh process; the OS page cache is warm)
+and warm rounds interleaved (query A, B, C, A, B, C, ...), keeping the best warm time.
+For each shape it prints wall time, MB/s of raw log covered (index stats of the
+selector), the server's CPU-seconds (user + sys from /proc, all threads), bytes it read
+from disk (/proc/PID/io), blocks read, skipped by their filters and counted from their
+footers (the answer's stats), and at the end the server's peak RSS. Requests go over one
+kept-alive HTTP connection, as a dashboard's do (a new `httpx` client per request costs
+the client 10-100 ms of its own, mostly TLS set-up, which is not the server's time). The
+server does not compact while it runs. Then a fresh server with a 256 MB chunk cache
+runs the first shape once: its peak RSS before and after (`--size` runs print the same,
+to compare: memory is bounded by the blocks in flight and the cache, not by the data
+size). Block filters and footer counts exist only in compacted chunks: compact the data
+first (bench/ingest.py does, unless --no-compact). With `--profile` the slowest shape is
+sampled with py-spy while it runs again, and its hottest frames are printed. """
 
 from __future__ import annotations
 

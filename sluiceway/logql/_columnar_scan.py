@@ -339,8 +339,9 @@ class KeyHits(NamedTuple):
     many: Mask  # lines with two or more
 
 
-# Letters from the most to the least frequent in text: the needle's rarest byte is
-# searched first (fewer candidates to check).
+# Letters from the most to the least frequent in text: between bytes equally rare in the
+# probe, the rarer letter is searched first (fewer candidates to check).
+_PROBE = 1 << 16
 _FREQ = "etaoinshrdlcumwfgypbvkjxqz"
 
 
@@ -371,7 +372,9 @@ def key_hits(arr: pa.Array, needle: str, json: bool) -> KeyHits | None:
     many = np.zeros(n, dtype=np.bool_)
     if hi - lo < m:
         return KeyHits(pos, many)
-    j = max(range(m), key=lambda k: _rarity(raw[k]))
+    # the needle's rarest byte in (the start of) this block is searched first
+    seen = np.bincount(data[lo:min(hi, lo + _PROBE)], minlength=256)
+    j = min(range(m), key=lambda k: (int(seen[raw[k]]), -_rarity(raw[k])))
     cand = np.flatnonzero(data[lo + j: hi - m + 1 + j] == raw[j]) + lo
     for k in range(m):
         if k != j and len(cand):
