@@ -113,7 +113,10 @@ def plan_lines(lr: A.LogRange, grouping: A.Grouping | None) -> Plan | None:
             ops.append(got)
             parser = True
         elif isinstance(st, A.PatternParser) and not parser:
-            ops.append(_pattern_parse(st.pattern))
+            got = _pattern_parse(st.pattern)
+            if _sets_error(got):
+                return None
+            ops.append(got)
             parser = True
         elif isinstance(st, A.UnpackParser) and not parser:
             ops.append(_Parse("unpack"))
@@ -161,7 +164,14 @@ def _regexp_parse(pattern: str) -> _Parse | None:
     labels = [(sanitize_key(g), g) for g in rx.groupindex]
     if len({lab for lab, _ in labels}) != len(labels) or any(not lab for lab, _ in labels):
         return None
-    return _Parse("regexp", pattern, tuple(labels))
+    got = _Parse("regexp", pattern, tuple(labels))
+    return None if _sets_error(got) else got
+
+
+def _sets_error(op: _Parse) -> bool:
+    """A capture named `__error__` (or its details) sets the line's error from the text:
+    the per-line engine answers those."""
+    return any(lab in (ERROR, ERROR_DETAILS) for lab, _ in op.groups)
 
 
 def _trim_groups(op: _Parse, fields: set[str]) -> _Parse:

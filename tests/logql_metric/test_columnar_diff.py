@@ -549,3 +549,18 @@ def test_parallel_pipeline_error_from_lines_that_set_their_own_error() -> None:
                                                   "pipeline error: 'error'"), new
         if par == 1:
             assert new == ref
+
+
+def test_a_capture_named_error_is_left_to_the_per_line_engine() -> None:
+    """`| regexp` / `| pattern` capturing `__error__` set the line's error from its text
+    (a later `__error__=""` drops those lines; without it they fail the query): the
+    columnar engine used to ignore that capture."""
+    src = MemorySource(block_size=4)
+    src.push("t", [StreamBatch({"app": "a"}, [k * S for k in range(6)],
+                               ["foo a", "bar b", "x", "baz c", "y y", "z"])])
+    for stage in ['| regexp `(?P<__error__>\\w+) (?P<x>.)`',
+                  "| pattern `<__error__> <x>`"]:
+        for tail in ['| __error__=""', ""]:
+            q = f'sum by (x) (count_over_time({{app="a"}} {stage} {tail} [1m]))'
+            ref = _run(src, q, ExecOptions(columnar=False))
+            assert _run(src, q, ExecOptions(columnar=True)) == ref, q
