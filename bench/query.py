@@ -7,22 +7,21 @@
 Runs every query shape of issue 12 (JSON parse + group by a parsed field without a
 literal to prefilter, the early `pipeline error`, a rare needle as a substring and as
 whole words the compacted blocks' token filters know, a parsed field's value, counting
-without a parser, logfmt, regexp) against one server process: a cold round (first run in a
-fresh process; the OS page cache is warm) and warm rounds interleaved (query A, B, C, A,
-B, C, ...), keeping the best warm time. For each shape it prints wall time, MB/s of raw
-log covered (index stats of the selector), the server's CPU-seconds (user + sys from
-/proc, all threads), bytes it read from disk (/proc/PID/io), blocks read, skipped by
-their filters and counted from their footers (the answer's stats), and at the end the
-server's peak RSS. Requests go over one kept-alive HTTP connection, as a dashboard's do
-(a new `httpx` client per request costs the client 10-100 ms of its own, mostly TLS
-set-up, which is not the server's time). The server does not compact while it runs.
-Then a fresh server with a 256 MB chunk cache runs the first shape once: its peak RSS
-before and after (`--size` runs print the same, to compare: memory is bounded by the
-blocks in flight and the cache, not by the data size).
-Block filters and footer counts exist only in compacted chunks: compact the data first
-(bench/ingest.py does, unless --no-compact). With `--profile` the slowest
-shape is sampled with py-spy while it runs again, and its hottest frames are printed.
-"""
+without a parser, logfmt, regexp, unwrapped values from logfmt and JSON) against one
+server process: a cold round (first run in a fresh process; the OS page cache is warm)
+and warm rounds interleaved (query A, B, C, A, B, C, ...), keeping the best warm time.
+For each shape it prints wall time, MB/s of raw log covered (index stats of the
+selector), the server's CPU-seconds (user + sys from /proc, all threads), bytes it read
+from disk (/proc/PID/io), blocks read, skipped by their filters and counted from their
+footers (the answer's stats), and at the end the server's peak RSS. Requests go over one
+kept-alive HTTP connection, as a dashboard's do (a new `httpx` client per request costs
+the client 10-100 ms of its own, mostly TLS set-up, which is not the server's time). The
+server does not compact while it runs. Then a fresh server with a 256 MB chunk cache
+runs the first shape once: its peak RSS before and after (`--size` runs print the same,
+to compare: memory is bounded by the blocks in flight and the cache, not by the data
+size). Block filters and footer counts exist only in compacted chunks: compact the data
+first (bench/ingest.py does, unless --no-compact). With `--profile` the slowest shape is
+sampled with py-spy while it runs again, and its hottest frames are printed. """
 
 from __future__ import annotations
 
@@ -89,6 +88,13 @@ SHAPES = [
           'sum by (method) (count_over_time({app=~"nginx-.+"} '
           '| regexp "\\"(?P<method>[A-Z]+) (?P<path>[^ ?]+)" [5m]))',
           '{app=~"nginx-.+"}', {"step": "60"}),
+    # Unwrapped values: a parsed number per line, windows over arrays.
+    Shape("logfmt | unwrap duration(duration) quantile_over_time by (level)",
+          'quantile_over_time(0.99, {app=~"worker-.+"} | logfmt | unwrap duration(duration) '
+          '| __error__="" [5m]) by (level)', '{app=~"worker-.+"}', {"step": "60"}),
+    Shape("json | unwrap duration_ms avg_over_time by (method)",
+          'avg_over_time({app="api"} | json | unwrap duration_ms | __error__="" [5m]) '
+          "by (method)", '{app="api"}', {"step": "60"}),
 ]
 
 
@@ -201,7 +207,14 @@ def main() -> None:
                     help="how far back the queries reach (the data set must lie inside)")
     ap.add_argument("--size", help="write the mixed data set of this size into --data "
                     "first, when it does not exist yet (e.g. 10GB; not compacted)")
+    ap.add_argument("--only", action="append", default=[], metavar="TEXT",
+                    help="run only the shapes whose name holds TEXT (repeatable), without "
+                    "the refresh and memory phases")
     args = ap.parse_args()
+    if args.only:
+        SHAPES[:] = [s for s in SHAPES if any(t in s.name for t in args.only)]
+        if not SHAPES:
+            ap.error("--only matches no shape")
     WIDE["start"] = str(NOW - int(args.hours * 3600) * 10**9)
     if args.size and not args.data.exists():
         subprocess.run([sys.executable, str(Path(__file__).parent / "ingest.py"), "--mixed",
@@ -253,6 +266,8 @@ def main() -> None:
             print("\n".join(profile(srv.url, pid, slow, warm[slow.name].wall)))
     finally:
         srv.stop()
+    if args.only:
+        return
     if not args.no_refresh:
         refresh(args)
     memory(args)

@@ -128,6 +128,10 @@ def batched(blocks: Iterator[tuple[EntryBlock, npt.NDArray[np.intp]]], max_bytes
     size = 0
     for block, idx in blocks:
         if block.metadata is not None:
+            if pending:  # in order: unwrapped samples keep their arrival order
+                joined = EntryBlock.concat(pending)
+                pending, size = [], 0
+                yield joined, np.arange(len(joined), dtype=np.intp)
             yield block, idx
             continue
         part = block if len(idx) == len(block) else block.take(idx)

@@ -111,11 +111,13 @@ def block_columns(plan: Plan, block: EntryBlock, levels: LevelRules | None = Non
             if level is not None:
                 _parsed_level(env, level, other)
         elif isinstance(op, _Parse) and op.fmt == "regexp":
+            named = {lab: g for lab, g in op.groups if lab in plan.fields and lab not in stream}
+            if not named:  # sets no label the query reads (and no error): nothing to do
+                continue
             text = arrow_text(block)
             if text is None:  # not UTF-8: the per-line engine decides every line
                 other[:] = True
                 continue
-            named = {lab: g for lab, g in op.groups if lab in plan.fields and lab not in stream}
             env.update(regexp_fields(text, op.pattern, named))
             if level is not None:
                 _parsed_level(env, level, other)
@@ -359,11 +361,20 @@ def _group_cols(cols: list[tuple[str, Col]], sel: I64) -> list[tuple[LabelKey, I
 
 def _split_groups(cols: list[tuple[str, Col]], code: I64,
                   sel: I64) -> list[tuple[LabelKey, I64]]:
-    uniq, first, inverse = np.unique(code, return_index=True, return_inverse=True)
     out: list[tuple[LabelKey, I64]] = []
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(len(uniq) + 1))
-    for g in range(len(uniq)):
+    if len(code) and int(code.max()) < 1 << 16:
+        # Few distinct codes (the usual case): a stable radix sort of 16-bit codes and
+        # their counts, instead of sorting twice.
+        small = code.astype(np.uint16)
+        order = np.argsort(small, kind="stable")
+        counts = np.bincount(small)
+        bounds = np.concatenate(([0], np.cumsum(counts[counts > 0])))
+    else:
+        _, inverse = np.unique(code, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.searchsorted(inverse[order], np.arange(int(inverse.max()) + 2))
+    first = order[bounds[:-1]]  # each group's first line (the sort is stable)
+    for g in range(len(bounds) - 1):
         i = int(first[g])
         key = tuple((name, col.values[c]) for name, col in cols
                     if (c := int(col.codes[i])) >= 0 and col.values[c])

@@ -95,7 +95,7 @@ def plan_lines(lr: A.LogRange, grouping: A.Grouping | None) -> Plan | None:
         elif isinstance(st, (A.RegexpParser, A.PatternParser)):
             err = err or ERROR in st.pattern  # sets no error, unless it captures one
         elif isinstance(st, A.LabelFilter):
-            err = _error_after(st.expr, err)
+            err = error_after(st.expr, err)
         elif isinstance(st, A.Drop) and any(s.name == ERROR and s.matcher is None
                                              for s in st.items):
             err = False
@@ -113,7 +113,10 @@ def plan_lines(lr: A.LogRange, grouping: A.Grouping | None) -> Plan | None:
             ops.append(got)
             parser = True
         elif isinstance(st, A.PatternParser) and not parser:
-            ops.append(_pattern_parse(st.pattern))
+            got = _pattern_parse(st.pattern)
+            if _sets_error(got):
+                return None
+            ops.append(got)
             parser = True
         elif isinstance(st, A.UnpackParser) and not parser:
             ops.append(_Parse("unpack"))
@@ -130,21 +133,23 @@ def plan_lines(lr: A.LogRange, grouping: A.Grouping | None) -> Plan | None:
     if not _names_ok(names) or (without is not None and parser):
         return None
     fields = tuple(sorted(names - {ERROR})) if parser else ()
+    ops = [_trim_groups(op, set(fields)) if isinstance(op, _Parse) and op.fmt == "regexp"
+           else op for op in ops]
     return Plan(ops, fields, tuple(sorted(by)), ERROR in by, required_literals(stages),
                 without, err)
 
 
-def _error_after(e: A.LabelFilterExpr, before: bool) -> bool:
+def error_after(e: A.LabelFilterExpr, before: bool) -> bool:
     """May a line that passes label filter `e` carry an error (`before`: it may have
     one when it reaches `e`)? `__error__=""` lets none through; a typed comparison
     (number, duration, bytes) sets `LabelFilterErr` on a value it cannot convert, and
     the line passes. `or` tries its right side on the lines the left side let fall
     (with the errors the left side may have set)."""
     if isinstance(e, A.LabelBinary):
-        left = _error_after(e.left, before)
+        left = error_after(e.left, before)
         if e.op == "and":
-            return _error_after(e.right, left)
-        return left or _error_after(e.right, before or left)
+            return error_after(e.right, left)
+        return left or error_after(e.right, before or left)
     if e.name == ERROR and e.kind == "string" and e.op == "=" and e.raw == "":
         return False
     return before or e.kind not in ("string", "ip")
@@ -159,7 +164,34 @@ def _regexp_parse(pattern: str) -> _Parse | None:
     labels = [(sanitize_key(g), g) for g in rx.groupindex]
     if len({lab for lab, _ in labels}) != len(labels) or any(not lab for lab, _ in labels):
         return None
-    return _Parse("regexp", pattern, tuple(labels))
+    got = _Parse("regexp", pattern, tuple(labels))
+    return None if _sets_error(got) else got
+
+
+def _sets_error(op: _Parse) -> bool:
+    """A capture named `__error__` (or its details) sets the line's error from the text:
+    the per-line engine answers those."""
+    return any(lab in (ERROR, ERROR_DETAILS) for lab, _ in op.groups)
+
+
+def _trim_groups(op: _Parse, fields: set[str]) -> _Parse:
+    """The regexp without the captures no later stage reads: they become non-capturing
+    groups (the same matches; RE2 extracts fewer spans). A group whose `(?P<name>`
+    appears more than once in the text (escaped, in a class...) keeps the pattern as is."""
+    keep = fields | {ERROR, ERROR_DETAILS}
+    pattern, kept = op.pattern, []
+    for lab, g in op.groups:
+        if lab in keep:
+            kept.append((lab, g))
+            continue
+        tag = f"(?P<{g}>"
+        if pattern.count(tag) != 1:
+            return op
+        pattern = pattern.replace(tag, "(?:")
+    rx = re2.compile(pattern)
+    if rx.groups != len(kept) or set(rx.groupindex) != {g for _, g in kept}:
+        return op
+    return _Parse("regexp", pattern, tuple(kept))
 
 
 def _pattern_parse(text: str) -> _Parse:

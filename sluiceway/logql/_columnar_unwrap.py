@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sluiceway.logql import _ast as A
-from sluiceway.logql._columnar import merge_stats, unit_blocks
+from sluiceway.logql._columnar import BATCH_BYTES, batched, merge_stats, unit_blocks
 from sluiceway.logql._columnar_block import block_columns, group_rows
 from sluiceway.logql._columnar_filter import (
     ERROR,
@@ -28,7 +28,7 @@ from sluiceway.logql._columnar_filter import (
     compile_vec_filter,
     filter_names,
 )
-from sluiceway.logql._columnar_plan import ERROR_DETAILS, Plan, plan_lines
+from sluiceway.logql._columnar_plan import ERROR_DETAILS, Plan, error_after, plan_lines
 from sluiceway.logql._columnar_scan import Col
 from sluiceway.logql._engine import QueryParams
 from sluiceway.logql._exec import run_units, split_range
@@ -51,12 +51,52 @@ from sluiceway.model import EntryBlock, SeriesRef
 _Rows = dict[LabelKey, list[tuple[I64, I64, F64]]]
 
 
+_CACHE_MAX = 1 << 16
+
+
 @dataclass(slots=True)
 class ValuePlan:
     lines: Plan
     label: str
     convert: Callable[[str], float | None]
     posts: list[VecFilter]
+    # Values already converted, shared by the query's blocks and threads (a dict's get
+    # and set are atomic): most values repeat from block to block.
+    known: dict[str, float] = field(default_factory=dict)
+    bad: set[str] = field(default_factory=set)  # values that do not convert
+
+    def can_fail(self, uw: A.Unwrap) -> bool:
+        """Can a sample keep `__error__` (a 400)? A value may always fail to convert;
+        not when grouped by `__error__` or a filter after `unwrap` drops the errors. When
+        none can, a unit joins its blocks into batches (`_columnar.batched`)."""
+        err = True
+        for post in uw.post_filters:
+            err = error_after(post.expr, err)
+        return not self.lines.preserve_error and err
+
+    def convert_all(self, raws: list[str]) -> tuple[F64, npt.NDArray[np.bool_],
+                                                      npt.NDArray[np.bool_]]:
+        """(value or 0.0, has a sample: not empty, does not convert) of each raw value,
+        plus one slot at the end for lines without the label."""
+        got: list[float | None] = list(map(self.known.get, raws))
+        for i in [i for i, x in enumerate(got) if x is None]:
+            raw = raws[i]
+            if not raw or raw in self.bad:
+                continue
+            x = self.convert(raw)
+            if len(self.known) + len(self.bad) >= _CACHE_MAX:
+                self.known.clear()
+                self.bad.clear()
+            if x is None:
+                self.bad.add(raw)
+            else:
+                self.known[raw] = got[i] = x
+        n = len(raws) + 1
+        values = np.fromiter((0.0 if x is None else x for x in got), np.float64, n - 1)
+        has = np.fromiter(map(bool, raws), np.bool_, n - 1)
+        none = np.fromiter((x is None for x in got), np.bool_, n - 1)
+        return (np.append(values, 0.0), np.append(has, False),
+                np.append(has & none, False))
 
 
 def plan_values(lr: A.LogRange, mapper: KeyMapper) -> ValuePlan | None:
@@ -101,15 +141,7 @@ def run_block_values(vp: ValuePlan, uw: A.Unwrap, pipeline: LogPipeline,
         block = block.take(idx)
     env, err, alive, other, _lines = block_columns(vp.lines, block, pipeline.levels)
     col = env.get(vp.label) or Col.absent(len(block))
-    values: list[float] = []
-    ok_v = np.zeros(len(col.values) + 1, dtype=np.bool_)  # has a sample
-    bad_v = np.zeros(len(col.values) + 1, dtype=np.bool_)  # does not convert
-    for k, raw in enumerate(col.values):
-        x = vp.convert(raw) if raw else None
-        values.append(0.0 if x is None else x)
-        ok_v[k] = bool(raw)
-        bad_v[k] = bool(raw) and x is None
-    values.append(0.0)
+    values, ok_v, bad_v = vp.convert_all(col.values)
     codes = col.codes
     sample = alive & ~other & ok_v[codes]
     bad = sample & bad_v[codes] & (err == 0)
@@ -160,8 +192,10 @@ def _unit(source: LogSource, ref: SeriesRef, order: int, lo: int, hi: int,
     def run(abort: threading.Event) -> _Part:
         out = _Part(order)
         pipeline = range_pipeline(lr, params, mapper)
-        for block, idx in unit_blocks(source, ref, lo, hi, params, pipeline, abort,
-                                      out.stats):
+        blocks = unit_blocks(source, ref, lo, hi, params, pipeline, abort, out.stats)
+        if not vp.can_fail(uw):
+            blocks = batched(blocks, BATCH_BYTES)
+        for block, idx in blocks:
             for key, parts in run_block_values(vp, uw, pipeline, mapper, block, idx).items():
                 line = np.concatenate([p[0] for p in parts])
                 order_ = np.argsort(line, kind="stable")  # the block's line order

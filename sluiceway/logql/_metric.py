@@ -40,7 +40,7 @@ from sluiceway.logql._metric_result import (
     vector_of,
 )
 from sluiceway.logql._metric_types import F64, I64, Grid, LabelKey, Scalar, Series, Value, Vec
-from sluiceway.logql._metric_window import WINDOW_FNS, WindowFn, quantile_fn
+from sluiceway.logql._metric_window_vec import over_windows
 from sluiceway.logql._parser import parse
 from sluiceway.logql._result import MatrixResult, QueryResult, QueryStats, VectorResult
 from sluiceway.logql._source import LogSource
@@ -211,8 +211,7 @@ class _Evaluator:
             return self._absent(e, starts, ends, lo, hi)
         if lr.unwrap is None:
             return self._over_lines(e.op, lr, grouping, starts, ends, lo, hi, project)
-        fn = quantile_fn(e.param or 0.0) if e.op == "quantile_over_time" else WINDOW_FNS[e.op]
-        return self._over_values(fn, lr, grouping, starts, ends, lo, hi, project)
+        return self._over_values(e.op, e.param, lr, grouping, starts, ends, lo, hi, project)
 
     def _series_limit(self, project: Projection | None, edges: I64, starts: I64,
                       ends: I64) -> SeriesLimit | None:
@@ -257,8 +256,8 @@ class _Evaluator:
              unwrap_sink(samples, mapper, lr.unwrap), mapper)
         return samples.finish()
 
-    def _over_values(self, fn: WindowFn, lr: A.LogRange, grouping: A.Grouping | None,
-                     starts: I64, ends: I64, lo: int, hi: int,
+    def _over_values(self, op: str, param: float | None, lr: A.LogRange,
+                     grouping: A.Grouping | None, starts: I64, ends: I64, lo: int, hi: int,
                      project: Projection | None = None) -> Vec:
         rng = lr.range_ns
         assert lr.unwrap is not None
@@ -272,13 +271,8 @@ class _Evaluator:
                 deadline.check()
             a = np.searchsorted(ts, starts, "right")
             b = np.searchsorted(ts, ends, "right")
-            present = b > a
-            vals = np.zeros(self.n, dtype=np.float64)
-            vl, tl = vs.tolist(), ts.tolist()
-            for i in np.flatnonzero(present).tolist():
-                s, t = int(a[i]), int(b[i])
-                vals[i] = fn(vl[s:t], tl[s:t], int(ends[i]), rng)
-            out.append(Series(key, vals, present))
+            vals = over_windows(op, param, ts, vs, a, b, ends, rng)
+            out.append(Series(key, vals, b > a))
         return Vec(out)
 
     def _absent(self, e: A.RangeAggregation, starts: I64, ends: I64, lo: int,
