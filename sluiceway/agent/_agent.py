@@ -62,12 +62,13 @@ class Agent:
                  dry_run: bool = False) -> None:
         self.config = cfg  # as given: inputs and every client
         self.listen = listen if listen is not None else cfg.listen
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        if not dry_run:  # a dry run leaves the disk as it is: it only reads
+            cfg.data_dir.mkdir(parents=True, exist_ok=True)
         # Stable per data dir, so the server's pipeline page keeps one row per agent.
         where = uuid.uuid5(uuid.NAMESPACE_URL, str(cfg.data_dir.resolve())).hex[:12]
         self.id = f"agent-{socket.gethostname()}-{where}"
         self.stats = Stats()
-        self.positions = Positions(cfg.data_dir / "positions.json")
+        self.positions = Positions(cfg.data_dir / "positions.json", read_only=dry_run)
         if cfg.promtail_positions is not None:
             self.positions.import_promtail(cfg.promtail_positions,
                                            cfg.promtail_positions_ignore_invalid)
@@ -75,13 +76,15 @@ class Agent:
         self.stop_inputs = threading.Event()
         self.stop_now = threading.Event()
         self.stopped = threading.Event()
-        self.lanes = Lanes(cfg, self.positions, self.stop_now, self.ledger)
+        self.lanes = Lanes(cfg, self.positions, self.stop_now, self.ledger,
+                           on_disk=not dry_run)
         first = self.lanes.first
         # The first client's lane is what /status, /metrics and heartbeats describe at
         # the top; every lane is listed under `clients` (and labelled on /metrics).
         self.cfg = first.cfg
         self.queue, self.batcher, self.delivery = first.queue, first.batcher, first.delivery
-        self._warn_orphan_spill()
+        if not dry_run:
+            self._warn_orphan_spill()
         # --dry-run: entries are printed instead of sent, and no position is saved.
         self.dry_run = DryRun() if dry_run else None
         self.view = PipelineView(lambda: heartbeat(self.status()),

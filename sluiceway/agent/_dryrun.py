@@ -1,6 +1,7 @@
 """`--dry-run` and `--inspect`, as Promtail has them: entries are printed instead of
-sent (nothing is pushed, no position is saved), and `--inspect` prints on stderr what
-each pipeline stage changed in each entry."""
+sent (nothing is pushed, no position is saved, the data dir is left as it is: see
+`Positions(read_only=True)` and `Lanes(on_disk=False)`), and `--inspect` prints on
+stderr what each pipeline stage changed in each entry."""
 
 from __future__ import annotations
 

@@ -155,8 +155,12 @@ class Lanes:
     stage names; `emit` is what inputs hand their pieces to."""
 
     def __init__(self, cfg: AgentConfig, positions: Positions,
-                 stop_now: threading.Event, ledger: AgentLedger | None = None) -> None:
+                 stop_now: threading.Event, ledger: AgentLedger | None = None,
+                 on_disk: bool = True) -> None:
         self.cfg, self.stop_now = cfg, stop_now
+        # False (`--dry-run`): nothing is sent, so lanes keep nothing on disk: no lane
+        # directory, their queues never spill, and no earlier run's lane is reopened.
+        self.on_disk = on_disk
         self.ledger = ledger
         self.clients = cfg.client_configs()
         self.fan = FanIn(positions)
@@ -165,7 +169,8 @@ class Lanes:
         self._started = False
         for i, c in enumerate(self.clients):
             self._make(i, c.tenant)
-        self._reopen_tenant_lanes()
+        if on_disk:
+            self._reopen_tenant_lanes()
         tenants = any(_sets_tenant(list(i.pipeline)) for i in cfg.inputs)
         # More than one lane can exist: figures on /metrics carry `client` and `tenant`.
         self.labelled = len(self.clients) > 1 or tenants or len(self._lanes) > 1
@@ -184,11 +189,16 @@ class Lanes:
         c = self.clients[index]
         first = index == 0 and tenant == c.tenant
         where = lane_dir(self.cfg.data_dir, c.url, tenant, first)
-        ensure_dir(where)
-        if not first:
-            atomic_write(where / "lane.json", orjson.dumps({"url": c.url, "tenant": tenant}))
-        lane = Lane(lane_config(self.cfg, c, tenant, where), index, first, self.fan,
-                    self.stop_now, self.ledger)
+        cfg = lane_config(self.cfg, c, tenant, where)
+        if self.on_disk:
+            ensure_dir(where)
+            if not first:
+                atomic_write(where / "lane.json",
+                             orjson.dumps({"url": c.url, "tenant": tenant}))
+        elif cfg.queue.when_full == "spill":
+            cfg = cfg.model_copy(update={
+                "queue": cfg.queue.model_copy(update={"when_full": "block"})})
+        lane = Lane(cfg, index, first, self.fan, self.stop_now, self.ledger)
         self._lanes[(index, tenant)] = lane
         if self._started:
             lane.start()

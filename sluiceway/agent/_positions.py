@@ -90,8 +90,10 @@ MAX_LOST_RUNS = 4096
 class Positions:
     """Thread-safe tracker shared by the tailers (add ranges) and the queue (mark done)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = path
+        # `--dry-run`: the saved positions are read, never written (nor cleaned up).
+        self.read_only = read_only
         self._lock = threading.Lock()
         self._files: dict[str, FilePos] = {}
         self._first_start = not self.path.exists()
@@ -107,7 +109,7 @@ class Positions:
 
     # -- startup ---------------------------------------------------------------------------
     def _load(self) -> dict[str, dict[str, object]]:
-        if self.path.parent.is_dir():
+        if self.path.parent.is_dir() and not self.read_only:
             remove_temp_files(self.path.parent, self.path.name)  # a save a crash cut short
         try:
             raw = self.path.read_bytes()
@@ -310,6 +312,8 @@ class Positions:
                     for k, f in self._files.items()}
 
     def save(self, force: bool = False) -> None:
+        if self.read_only:
+            return
         with self._lock:
             if not (self._dirty or force):
                 return

@@ -122,6 +122,9 @@ class FileTailer:
         self._lock = threading.Lock()
         self.emitting_since: float | None = None
         self.emitting_lines = 0  # numbered lines on their way into the batcher
+        # A pause point for tests: runs in every look at a file between its stat and the
+        # read of its first bytes (a truncation can land just there).
+        self.look_hook: Callable[[Tracked], None] | None = None
 
     # -- discovery -------------------------------------------------------------------------
     def _matches(self) -> dict[str, tuple[os.stat_result, dict[str, str]]]:
@@ -238,9 +241,11 @@ class FileTailer:
         """Stat the open file and note a truncation: smaller than the largest size seen,
         or other first bytes. The caller holds the lock."""
         st = os.fstat(t.fd)
+        if self.look_hook is not None:
+            self.look_hook(t)
         if st.st_size < t.seen_size or (
                 t.fp_len and file_fingerprint(t.fd, t.fp_len)[0] != t.fp):
-            self._note_cut(t, st.st_size)
+            self._note_cut(t)
             return st
         t.seen_size = st.st_size
         if t.fp_len < self.cfg.fingerprint_bytes and st.st_size > t.fp_len:
@@ -261,7 +266,7 @@ class FileTailer:
             return t.nl_ahead - nl
         return None
 
-    def _note_cut(self, t: Tracked, size: int) -> None:
+    def _note_cut(self, t: Tracked) -> None:
         """Count what the truncation took before the reader got to it; the reader starts
         over at 0 before it reads on. The caller holds the lock."""
         pos, plen, nl = self._reader_at(t)
@@ -282,8 +287,13 @@ class FileTailer:
                     t.path, t.seen_size, nbytes, lines)
         t.cut = True
         t.cuts += 1
-        t.seen_size = size
+        # The new content's first bytes and size are taken now, after the truncation: the
+        # caller's stat may predate it (truncated between that stat and the read of the
+        # first bytes), and the old size taken as the new one makes the next look see a
+        # second truncation that never happened.
         t.fp, t.fp_len = file_fingerprint(t.fd, self.cfg.fingerprint_bytes)
+        size = os.fstat(t.fd).st_size
+        t.seen_size = size
         t.ahead_end = t.nl_ahead = t.ahead_tail = 0
         # The saved position restarts now (offset 0, the new fingerprint): an agent
         # stopped before the reader gets here must not resume at the old offset. Lines

@@ -16,6 +16,7 @@ import httpx
 import pytest
 import yaml
 
+from sluiceway.durable import TMP_SUFFIX
 from tests.agent.conftest import Stack
 from tests.inproc import ThreadServer
 from tests.procs import POLL, REPO, ServerProcess, free_port, sluiceway_cmd
@@ -409,6 +410,53 @@ scrape_configs:
     assert "[inspect: labels stage] entry 0: labels +level='warn'" in text
     assert not (tmp_path / "sluiceway-agent" / "positions.json").exists(), \
         "a dry run saves no position"
+
+
+def _tree(root: Path) -> dict[str, tuple[int, bytes]]:
+    return {str(p.relative_to(root)): (p.stat().st_mtime_ns,
+                                       p.read_bytes() if p.is_file() else b"")
+            for p in sorted(root.rglob("*"))} if root.exists() else {}
+
+
+@pytest.mark.parametrize("earlier", [False, True], ids=["no-data-dir", "earlier-run"])
+def test_dry_run_leaves_the_data_dir_untouched(tmp_path: Path, earlier: bool) -> None:
+    """A dry run only reads: no data dir made, no lane directory, no spill, no positions
+    written (as Promtail's `-dry-run` writes no positions file), even with two clients
+    and a queue that spills; what an earlier run left (a spill dir, a positions temp
+    file a crash left) stays as it was."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    _write(logs / "a.log", ["dry one", "dry two"])
+    data = tmp_path / "agent-data"
+    if earlier:
+        (data / "spill").mkdir(parents=True)
+        (data / ("positions.json" + TMP_SUFFIX)).write_bytes(b"cut short")
+    before = _tree(data)
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "listen": f"127.0.0.1:{free_port()}", "data_dir": str(data),
+        "clients": [{"url": "http://127.0.0.1:9"}, {"url": "http://127.0.0.1:10"}],
+        "queue": {"when_full": "spill"},
+        "inputs": [{"type": "file", "paths": [str(logs / "*.log")],
+                    "start_at": "beginning", "labels": {"job": "dry"}}]}))
+    out = tmp_path / "dry.out"
+    with open(out, "wb") as f:
+        proc = subprocess.Popen(sluiceway_cmd("agent", "-c", str(cfg), "--dry-run"),
+                                stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
+    try:
+        wait_for(lambda: "\tdry two" in out.read_text() or proc.poll() is not None,
+                 "the printed entries")
+        assert proc.poll() is None, out.read_text()
+        proc.terminate()
+        assert proc.wait(30) == 0, out.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    text = out.read_text()
+    assert '{filename="' in text and '\tdry one' in text, text
+    assert data.exists() == earlier
+    assert _tree(data) == before
 
 
 def test_syslog_and_push_api_with_relabeling(tmp_path: Path, stack: Stack) -> None:

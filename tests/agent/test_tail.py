@@ -338,3 +338,68 @@ def test_truncation_while_the_reader_blocks_is_seen_and_its_loss_counted(
     assert t.stats.lost_by_reason == {"truncated": waiting}
     assert t.stats.truncated_bytes_lost == sum(len(x) + 1 for x in old[n_old:])
     assert t.stats.file_truncations == 1
+
+
+def test_truncation_between_the_stat_and_the_first_bytes_is_counted_once(
+        tmp_path: Path) -> None:
+    """A look stats the file, then reads its first bytes: truncated just between, the
+    first bytes tell it is new content while the stat still gives the old size. Taken as
+    the new content's size, that stale size made the next look see a second, phantom
+    truncation (seen in the agent: 953 lines lost, then 1 more, 1 ms apart). The
+    truncation is counted once, with exactly the lines the reader had not reached."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    app = logs / "app.log"
+    header = "=" * 40
+    old = [header, *nums("old", 0, 2000)]
+    write(app, old[:1000])
+    cfg = FileInput.model_validate({
+        "type": "file", "paths": [str(logs / "*.log")], "start_at": "beginning",
+        "glob_interval": 0, "poll_interval": 0.01, "fingerprint_bytes": 32,
+        "read_bytes": 4096})
+    positions = Positions(tmp_path / "positions.json")
+    gate = Gate(positions, block_at=3)
+    t = FileTailer(cfg, positions, gate, Stats(), 100, 1 << 20, threading.Event())
+    t.scan()
+    looks_after_cut = 0
+
+    def truncate_between(tracked: Any) -> None:  # on the watcher's thread, under its lock
+        nonlocal looks_after_cut
+        if t.stats.file_truncations == 0:
+            with open(app, "r+") as f:
+                f.truncate(0)
+        else:
+            looks_after_cut += 1
+
+    runner = threading.Thread(target=t.run, daemon=True)
+    runner.start()
+    try:
+        assert gate.blocked.wait(20)
+        write(app, old[1000:])
+        size = app.stat().st_size
+        (key,) = t.files
+        wait_until(lambda: positions.snapshot()[key].size == size
+                   and positions.snapshot()[key].lag_lines is not None, "lines counted")
+        waiting = positions.snapshot()[key].lag_lines
+        assert waiting is not None and 0 < waiting < len(old)
+        t.look_hook = truncate_between
+        # The cut, then several more rounds of the watcher looking at the empty file.
+        wait_until(lambda: t.stats.file_truncations >= 1 and looks_after_cut >= 5,
+                   "the truncation seen and the file looked at again")
+        t.look_hook = None
+        assert t.stats.file_truncations == 1
+        assert t.stats.lost_by_reason == {"truncated": waiting}
+        new = [header, *nums("new", 0, 3000)]
+        write(app, new)
+        gate.release.set()
+        wait_until(lambda: len(gate.lines) >= len(old) - waiting + len(new), "new lines")
+    finally:
+        gate.release.set()
+        t.stop.set()
+        runner.join(10)
+        t.close()
+    n_old = len(old) - waiting
+    assert gate.lines == old[:n_old] + new
+    assert t.stats.lost_by_reason == {"truncated": waiting}
+    assert t.stats.truncated_bytes_lost == sum(len(x) + 1 for x in old[n_old:])
+    assert t.stats.file_truncations == 1

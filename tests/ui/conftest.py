@@ -1,8 +1,9 @@
 """Browser tests of the web UI: a real server process and Debian's headless chromium.
 
-One server and one browser serve the whole module set (starting them is most of the cost);
-each test writes its own `app` label so tests never see each other's lines, and gets a
-fresh browser context so query history and other local storage start empty.
+One server and one browser serve every test here (starting them is most of the cost; the
+browser stops after the last one, see `browser`); each test writes its own `app` label so
+tests never see each other's lines, and gets a fresh browser context so query history and
+other local storage start empty.
 """
 
 from __future__ import annotations
@@ -28,7 +29,12 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProces
     stop_quickly(srv)
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: while Playwright's sync API runs, the main thread's event
+# loop is marked running between its calls (its dispatcher greenlet is suspended inside
+# `run_until_complete`), so any later test that runs an event loop of its own on the main
+# thread (`InProcessServer`, `asyncio.run`) fails with "Cannot run the event loop while
+# another loop is running". Stopped after the last test here, Playwright clears it.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/install-system-deps.sh")
