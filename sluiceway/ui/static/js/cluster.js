@@ -1,7 +1,8 @@
 // The Cluster page: the members of the cluster (role, address, version, last seen), each
 // partition's owner and lag (messages not yet in chunks), the health of each ingest stream
-// (its leader and replicas), the object store's size and the singletons' holders. Built
-// from /cluster/status, polled. A single-node server says so.
+// (its leader and replicas), the object store's size, the singletons' holders, which member
+// evaluates each rule group and this node's active streams per tenant. Built from
+// /cluster/status, polled. A single-node server says so.
 import { el, clear, fmtNumber, fmtBytes, pollEvery } from "./dom.js";
 import * as api from "./api.js";
 
@@ -62,6 +63,30 @@ function streamsPanel(doc) {
     table(["stream", "health", "leader", "other replicas", "messages", "bytes"], rows));
 }
 
+function ruleGroupsPanel(doc) {
+  const groups = doc.rule_groups ?? [];
+  const rows = groups.map((g) => el("tr", { "data-testid": "rule-group", "data-holder": g.holder },
+    el("td", {}, g.tenant),
+    el("td", {}, g.namespace),
+    el("td", {}, g.group),
+    el("td", {}, g.holder, g.holder === doc.me ? el("span", { class: "muted" }, " (this node)") : null)));
+  return el("section", { class: "panel", "data-testid": "rule-groups" },
+    el("div", { class: "panel-head" }, el("h2", {}, "Rule groups"), el("span", { class: "muted" }, `${rows.length} evaluated`)),
+    rows.length ? table(["tenant", "namespace", "group", "holder"], rows) : el("p", { class: "empty small" }, "no rule groups"));
+}
+
+function activeStreamsPanel(doc) {
+  const tenants = Object.entries(doc.node?.active_streams ?? {}).sort(([a], [b]) => a.localeCompare(b));
+  const rows = tenants.map(([tenant, n]) => el("tr", { "data-testid": "active-streams", "data-tenant": tenant },
+    el("td", {}, tenant),
+    el("td", { class: "num", "data-testid": "active-streams-count" }, fmtNumber(n))));
+  const total = tenants.reduce((a, [, n]) => a + n, 0);
+  return el("section", { class: "panel", "data-testid": "node-active-streams" },
+    el("div", { class: "panel-head" }, el("h2", {}, "Active streams"),
+      el("span", { class: "muted" }, `${fmtNumber(total)} across the cluster, as this node counts them`)),
+    rows.length ? table(["tenant", "active streams"], rows) : el("p", { class: "empty small" }, "no active streams"));
+}
+
 function summaryPills(doc) {
   const os = doc.object_store;
   const streams = doc.streams ?? [];
@@ -84,7 +109,7 @@ export function clusterPage() {
   const updated = el("span", { class: "muted updated" });
   const root = el("div", { class: "cluster-page" },
     el("div", { class: "page-head" }, el("h1", {}, "Cluster"),
-      el("p", { class: "muted" }, "The processes of this cluster, who owns each partition and how far behind it is, and the health of the NATS streams."),
+      el("p", { class: "muted" }, "The processes of this cluster, who owns each partition and how far behind it is, the health of the NATS streams, and who evaluates each rule group."),
       el("span", { class: "spacer" }), updated),
     summary, errors, body);
 
@@ -103,7 +128,8 @@ export function clusterPage() {
         el("div", { class: "panel-head" }, el("h2", {}, "Not answered now")),
         el("ul", {}, errs.map(([k, v]) => el("li", {}, el("code", {}, k), ": ", v)))));
     }
-    body.append(membersPanel(doc), partitionsPanel(doc), streamsPanel(doc));
+    body.append(membersPanel(doc), partitionsPanel(doc), streamsPanel(doc), ruleGroupsPanel(doc),
+      activeStreamsPanel(doc));
   }
 
   const stop = pollEvery(POLL_MS, async () => render(await api.clusterStatus()), updated);
