@@ -36,22 +36,30 @@ def _poll(cond, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
 def test_lease_is_exclusive_renewed_and_taken_over_after_ttl(nats: NatsNode) -> None:
     a, b = _conn(nats.url), _conn(nats.url)
     try:
+        # Exclusivity and release on a bucket whose TTL no pause of this (shared, loaded)
+        # machine reaches: a key that expired mid-way would make these checks lie.
         # replicas 3 on a single server: capped to 1 (logged), not refused.
-        la = Leases(a, "t-leases", "A", ttl_s=2.0, replicas=3)
-        lb = Leases(b, "t-leases", "B", ttl_s=2.0, replicas=3)
+        la = Leases(a, "t-leases", "A", ttl_s=60.0, replicas=3)
+        lb = Leases(b, "t-leases", "B", ttl_s=60.0, replicas=3)
         assert la.acquire("p0")
         assert not lb.acquire("p0")
         assert lb.holder_of("p0") == "A"
         assert la.renew() == set()
+        assert not lb.acquire("p0")
         assert lb.acquire("p1") and la.holder_of("p1") == "B"
-        # A stops renewing: its key expires with the bucket TTL and B takes it.
-        _poll(lambda: lb.acquire("p0"))
-        assert la.holder_of("p0") == "B"
-        # A's compare-and-set on its old revision fails: A learns it lost p0.
-        assert la.renew() == {"p0"}
-        assert la.held() == set()
         lb.release("p1")
         assert la.acquire("p1")  # released: free at once, no TTL wait
+        # Take-over on a bucket with a short TTL: A stops renewing, its key expires with
+        # the bucket TTL and B takes it.
+        sa = Leases(a, "t-leases-short", "A", ttl_s=1.0, replicas=1)
+        sb = Leases(b, "t-leases-short", "B", ttl_s=1.0, replicas=1)
+        assert sa.acquire("p0")
+        _poll(lambda: sb.acquire("p0"))
+        assert sa.holder_of("p0") == "B"
+        # A's compare-and-set on its old revision fails: A learns it lost p0.
+        assert sa.renew() == {"p0"}
+        assert sa.held() == set()
+        assert not sa.acquire("p0")
     finally:
         a.close()
         b.close()
