@@ -2,9 +2,9 @@
 local store's heads, flushed to the shared object store, and the stream sequence that is
 fully in chunks recorded per partition in KV (`<prefix>offsets`, key `p-<n>`).
 
-- **Ownership.** Every tick the node's lease keeper renews the leases it holds (a lost
-  one stops its partition at once; `balance` stops every partition whose lease is not
-  held, even when the loss was not handed to it), then calls `balance`: with `n` live ingesters (member
+- **Ownership.** Every tick the node's lease keeper renews the leases it holds, then
+  calls `balance`: it stops every partition whose lease is not held (lost at this
+  renewal or at one whose report never reached it); with `n` live ingesters (member
   registry) each aims at `ceil(partitions / n)`; it takes free partitions (no holder, or
   one that let its lease expire, `lease_ttl`) while below and gives one back per tick
   while above, so a process that joins gets its share and a dead one's partitions move
