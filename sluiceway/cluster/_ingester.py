@@ -2,8 +2,9 @@
 local store's heads, flushed to the shared object store, and the stream sequence that is
 fully in chunks recorded per partition in KV (`<prefix>offsets`, key `p-<n>`).
 
-- **Ownership.** Every tick the node's lease keeper renews the leases it holds (a lost
-  one stops its partition at once), then calls `balance`: with `n` live ingesters (member
+- **Ownership.** Every tick the node's lease keeper renews the leases it holds, then
+  calls `balance`: it stops every partition whose lease is not held (lost at this
+  renewal or at one whose report never reached it); with `n` live ingesters (member
   registry) each aims at `ceil(partitions / n)`; it takes free partitions (no holder, or
   one that let its lease expire, `lease_ttl`) while below and gives one back per tick
   while above, so a process that joins gets its share and a dead one's partitions move
@@ -109,11 +110,15 @@ class Ingester:
             return sorted(self.parts)
 
     def balance(self, lost: set[str]) -> None:
-        """After the leases were renewed (`lost`: the keys that were not): stop the lost
-        partitions, then take or give back partitions towards this ingester's share."""
-        for key in lost:
-            if key.startswith("partition-"):
-                self._stop_partition(int(key.split("-", 1)[1]), "its lease was lost")
+        """After the leases were renewed (`lost`: the keys that were not): stop every
+        partition whose lease is not held (lost now, or lost at a renewal whose report
+        never reached here, as when the keeper's pass failed after it), then take or give
+        back partitions towards this ingester's share."""
+        held = self.leases.held()
+        for p in self.owned():
+            key = lease_key(p)
+            if key in lost or key not in held:
+                self._stop_partition(p, "its lease was lost")
         if self._stop.is_set():
             return
         ingesters = [m for m in self.members.members() if m.has("ingester")] or []

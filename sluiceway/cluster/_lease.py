@@ -5,8 +5,13 @@ The bucket has a TTL (`ttl_s`): a key not written for that long expires, so a ho
 that dies loses its leases by itself. Taking a lease is `create` (only when the key does
 not exist, or expired, or was released); keeping it is `update` with the revision last
 written (compare-and-set: if anyone else wrote the key meanwhile, the update fails and
-the lease is lost). A holder renews every `ttl_s / 3`; `Leases.renew` says which keys it
-lost, and the owner stops acting on them at once.
+the lease is lost). Every way a key stops being ours (another holder wrote it; it
+expired through the TTL; it was deleted or purged) fails that compare-and-set with the
+same "wrong last sequence" answer (checked against nats-server 2.9). One exception: when
+the key's live value is still our own name, an earlier renewal landed but its answer was
+lost (a timeout), and the lease is kept at that revision. A holder renews every
+`ttl_s / 3`; `Leases.renew` says which keys it lost, and the owner stops acting on them
+at once; a NATS failure loses nothing.
 
 Works with nats-server 2.9 (bucket TTL, no per-message TTL).
 """
@@ -52,42 +57,79 @@ class Leases:
     def acquire(self, key: str) -> bool:
         """Take `key` if nobody holds it (or its holder let it expire). True if ours now
         (also when it already was)."""
-        from nats.js.errors import KeyWrongLastSequenceError
+        from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
         if key in self.held():
             return self.renew_one(key)
-        try:
-            rev = self.conn.run(self._kv.create(key, self.holder.encode()), f"lease {key}")
-        except ClusterError as exc:
-            if isinstance(exc.__cause__, KeyWrongLastSequenceError):
-                return False
-            raise
-        with self._lock:
-            self._held[key] = rev
-        return True
+        for _ in range(3):
+            try:
+                rev = self.conn.run(self._kv.create(key, self.holder.encode()),
+                                    f"lease {key}")
+            except ClusterError as exc:
+                if isinstance(exc.__cause__, KeyWrongLastSequenceError):
+                    return False
+                if isinstance(exc.__cause__, KeyNotFoundError):
+                    # `create` found the key live, then read it back gone: it expired
+                    # (or was purged) in between, so it is free now: try again.
+                    continue
+                raise
+            with self._lock:
+                self._held[key] = rev
+            return True
+        return False
 
     def renew_one(self, key: str) -> bool:
-        """Keep `key`; False (and forgotten) when someone else wrote it meanwhile."""
+        """Keep `key`; False (and forgotten) when the key is not ours any more: another
+        holder wrote it, or it expired, was deleted or purged (every one of these fails
+        the compare-and-set with "wrong last sequence"). A NATS failure raises
+        ClusterError and loses nothing."""
         from nats.js.errors import KeyWrongLastSequenceError
 
         with self._lock:
             rev = self._held.get(key)
         if rev is None:
             return False
+        new: int | None
         try:
             new = self.conn.run(self._kv.update(key, self.holder.encode(), last=rev),
                                 f"lease {key}")
         except ClusterError as exc:
-            if isinstance(exc.__cause__, KeyWrongLastSequenceError):
+            if not isinstance(exc.__cause__, KeyWrongLastSequenceError):
+                raise
+            new = self._own_write(key)
+            if new is None:
                 with self._lock:
                     self._held.pop(key, None)
-                log.warning("cluster: lease %s/%s lost to another holder", self.bucket, key)
+                log.warning("cluster: lease %s/%s lost (%s)", self.bucket, key,
+                            exc.__cause__)
                 return False
-            raise
         with self._lock:
             if key in self._held:
                 self._held[key] = new
         return True
+
+    def _own_write(self, key: str) -> int | None:
+        """The revision of `key` when its live value is still this holder's: an earlier
+        renewal reached NATS but its answer did not (a timeout), so the revision we
+        remember is one behind. None when the key is anyone else's, or gone."""
+        from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
+
+        try:
+            entry = self.conn.run(self._kv.get(key), f"lease {key}")
+        except ClusterError as exc:
+            if isinstance(exc.__cause__, (KeyNotFoundError, KeyDeletedError)):
+                return None
+            raise
+        if entry.value != self.holder.encode() or entry.revision is None:
+            return None
+        # Ours: compare-and-set on it, so a write by anyone since wins over us.
+        try:
+            return self.conn.run(self._kv.update(key, self.holder.encode(),
+                                                 last=entry.revision), f"lease {key}")
+        except ClusterError as exc:
+            if isinstance(exc.__cause__, KeyWrongLastSequenceError):
+                return None
+            raise
 
     def renew(self) -> set[str]:
         """Renew every lease held; returns the keys lost. A NATS failure loses nothing

@@ -150,3 +150,31 @@ def test_recorded_sequence_cap_purge_and_replay_by_a_new_owner(nats: NatsNode,
         if b is not None:
             b.close()
         pub_conn.close()
+
+
+def test_a_partition_whose_lost_lease_was_not_reported_stops(nats: NatsNode,
+                                                             tmp_path: Path) -> None:
+    """The node's keeper renews, then balances with the keys lost; when its pass failed
+    in between (a NATS timeout taking the compactor lease), the loss was never handed
+    over, and renewal had already forgotten the key. The ingester must still stop a
+    partition whose lease it no longer holds, not consume it beside its new owner."""
+    cfg = ClusterConfig(urls=(nats.url,), partitions=2, partitions_per_stream=2, replicas=1,
+                        lease_ttl=60.0)
+    pub_conn = NatsConn(cfg)
+    assert pub_conn.wait_connected(30)
+    Publisher(pub_conn, cfg).ensure_streams()
+    a = _Node(nats.url, cfg, tmp_path, "a", LocalDir(tmp_path / "objects"))
+    try:
+        a.ingester.balance(set())
+        assert a.ingester.owned() == [0, 1]
+        # Another member takes partition 1 (its key purged, as an expiry would).
+        other = Leases(pub_conn, cfg.bucket("leases"), "b", cfg.lease_ttl, 1)
+        pub_conn.run(other.kv.purge("partition-1"), "purge")
+        assert other.acquire("partition-1")
+        assert a.leases.renew() == {"partition-1"}  # ... and this report is dropped
+        a.ingester.balance(set())
+        assert a.ingester.owned() == [0]
+        assert other.holder_of("partition-1") == "b"
+    finally:
+        a.close()
+        pub_conn.close()
