@@ -22,6 +22,8 @@ TENANT = "acme"
 LABELS = {"app": "worker-1"}
 Q = 'sum by (level) (count_over_time({app=~"worker-.+"} | logfmt | __error__="" [1m]))'
 QJ = 'sum by (level) (count_over_time({app=~"worker-.+"} | json | __error__="" [1m]))'
+QU = ('sum by (level) (sum_over_time({app=~"worker-.+"} | logfmt | unwrap i '
+      '| __error__="" [1m]))')
 
 
 def _lines(n: int, start: int, seed: int) -> tuple[np.ndarray, list[bytes]]:
@@ -53,7 +55,7 @@ def _run(src: object, q: str, columnar: bool = True) -> object:
         options=ExecOptions(columnar=columnar))).to_loki_json()["result"]
 
 
-@pytest.mark.parametrize("q", [Q, QJ])
+@pytest.mark.parametrize("q", [Q, QJ, QU])
 def test_warm_query_reuses_line_classes_and_rewritten_chunks_do_not(tmp_path: Path,
                                                                     q: str) -> None:
     st = Store(StoreConfig(data_dir=tmp_path / "data", wal_sync="interval",
