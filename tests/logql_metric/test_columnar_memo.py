@@ -5,6 +5,7 @@ is new blocks, classified anew (no stale classes)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,9 @@ import pytest
 from sluiceway.logql import ExecOptions, MemorySource, QueryParams, evaluate
 from sluiceway.logql._columnar_block import classifications
 from sluiceway.model import EntryBlock, StreamBatch
+from sluiceway.server._deletion import compile_delete
 from sluiceway.server._querier import StoreSource
-from sluiceway.store import Store, StoreConfig
+from sluiceway.store import CompactorConfig, Store, StoreConfig
 
 S = 10**9
 T0 = 1_700_000_040 * S
@@ -59,7 +61,9 @@ def _run(src: object, q: str, columnar: bool = True) -> object:
 def test_warm_query_reuses_line_classes_and_rewritten_chunks_do_not(tmp_path: Path,
                                                                     q: str) -> None:
     st = Store(StoreConfig(data_dir=tmp_path / "data", wal_sync="interval",
-                           compaction_enabled=False, compaction_level=10))
+                           compaction_enabled=False, compaction_level=10),
+               compactor=CompactorConfig(delete_request_cancel_period=0))
+    st.deletes.compile = compile_delete
     try:
         mem = MemorySource(block_size=500)
         ts, lines = _lines(20_000, T0, 0)  # 200 s, several blocks once compacted
@@ -90,5 +94,15 @@ def test_warm_query_reuses_line_classes_and_rewritten_chunks_do_not(tmp_path: Pa
         before = classifications()
         assert _run(StoreSource(st), q) == want2
         assert classifications() == before
+        # A delete rewrites the chunks without the lines it names: new blocks again.
+        ms = T0 // 10**6
+        st.deletes.add(TENANT, '{app="worker-1"} |~ "debug|info"', ms, ms + 900_000,
+                       time.time())
+        assert st.process_deletes() > 0
+        want3 = _run(StoreSource(st), q, columnar=False)
+        assert want3 != want2
+        before = classifications()
+        assert _run(StoreSource(st), q) == want3
+        assert classifications() > before
     finally:
         st.close()
