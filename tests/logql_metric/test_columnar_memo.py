@@ -1,7 +1,7 @@
 """The columnar parsers' line classes (the RE2 pass that decides which lines are plain
 `key=value` pairs) are kept with a cached block: a second query over the same compacted
 blocks does not classify them again and answers the same; a chunk rewritten by compaction
-is new blocks, classified anew (no stale classes)."""
+or a delete is new blocks, classified anew (no stale classes)."""
 
 from __future__ import annotations
 
