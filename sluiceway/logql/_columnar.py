@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sluiceway.logql import _ast as A
-from sluiceway.logql._columnar_block import run_block, summary_key
+from sluiceway.logql._columnar_block import run_block, share_classes, summary_key
 from sluiceway.logql._columnar_plan import Plan, plan_lines
 from sluiceway.logql._engine import QueryParams
 from sluiceway.logql._exec import Aborted, run_units, split_range
@@ -98,7 +98,7 @@ def _unit(source: LogSource, ref: SeriesRef, split: int, lo: int, hi: int,
         hints = pipeline.needs.hints(dict(ref.labels), grid, label_key)
         blocks = unit_blocks(source, ref, lo, hi, params, pipeline, abort, out.stats, hints)
         if not plan.can_fail():
-            blocks = batched(blocks, BATCH_BYTES)
+            blocks = batched(blocks, BATCH_BYTES, plan)
         for block, idx in blocks:
             if hints is not None and hints.summaries:
                 _summarized(plan, pipeline, ref, g, want_sizes, hints, out, limit)
@@ -118,18 +118,27 @@ BATCH_BYTES = 8 << 20
 
 
 def batched(blocks: Iterator[tuple[EntryBlock, npt.NDArray[np.intp]]], max_bytes: int,
-            ) -> Iterator[tuple[EntryBlock, npt.NDArray[np.intp]]]:
+            plan: Plan | None = None) -> Iterator[tuple[EntryBlock, npt.NDArray[np.intp]]]:
     """The selected lines of consecutive blocks joined into blocks of about `max_bytes`
     (a block with structured metadata alone, as it came): the array kernels' fixed costs
     per call (Arrow compiles an RE2 pattern on every call) are paid once per batch, not
     once per 1 MiB block. Only for a plan whose lines cannot fail the query: its early
-    400 is decided at the first bad line (`run_block`), not a batch later."""
+    400 is decided at the first bad line (`run_block`), not a batch later. With `plan`,
+    a batch's line classes come from its blocks' memos, and are kept there when computed
+    (`share_classes`): a warm query does not classify the lines again."""
+
+    def join(parts: list[EntryBlock]) -> EntryBlock:
+        joined = EntryBlock.concat(parts)
+        if plan is not None:
+            share_classes(plan, parts, joined)
+        return joined
+
     pending: list[EntryBlock] = []
     size = 0
     for block, idx in blocks:
         if block.metadata is not None:
             if pending:  # in order: unwrapped samples keep their arrival order
-                joined = EntryBlock.concat(pending)
+                joined = join(pending)
                 pending, size = [], 0
                 yield joined, np.arange(len(joined), dtype=np.intp)
             yield block, idx
@@ -138,11 +147,11 @@ def batched(blocks: Iterator[tuple[EntryBlock, npt.NDArray[np.intp]]], max_bytes
         pending.append(part)
         size += part.nbytes
         if size >= max_bytes:
-            joined = EntryBlock.concat(pending)
+            joined = join(pending)
             pending, size = [], 0
             yield joined, np.arange(len(joined), dtype=np.intp)
     if pending:
-        joined = EntryBlock.concat(pending)
+        joined = join(pending)
         yield joined, np.arange(len(joined), dtype=np.intp)
 
 

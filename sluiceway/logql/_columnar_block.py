@@ -42,7 +42,7 @@ from sluiceway.logql._levels import DETECTED_LEVEL, LevelRules, block_levels, st
 from sluiceway.logql._metric_extract import KeyMapper, pipeline_error
 from sluiceway.logql._metric_types import I64
 from sluiceway.logql._pipeline import LabelKey, LogPipeline
-from sluiceway.model import EntryBlock
+from sluiceway.model import MEMO_KEYS, EntryBlock
 
 if TYPE_CHECKING:
     import pyarrow.compute as pc
@@ -50,6 +50,80 @@ else:
     pc = on_first_use("pyarrow.compute")  # loads with the first columnar query
 
 Group = tuple[LabelKey, I64, I64 | None]  # series key, ts, line sizes
+
+_runs = [0]  # line classifications computed (not found in a block's memo), for tests
+
+
+def classifications() -> int:
+    """How many times a block's lines were classified (an RE2 pass over the block) since
+    the process started: a block's classes are kept with it (`EntryBlock.memo`), so a
+    query over blocks already classified adds nothing."""
+    return _runs[0]
+
+
+def _remember(block: EntryBlock, key: tuple[str, str | None],
+              value: tuple[Mask, ...]) -> None:
+    """Keep `value` in the block's memo: a new dict swapped in (queries on other threads
+    may read the old one), the oldest entry dropped past MEMO_KEYS."""
+    old = block.memo or {}
+    memo = dict(list(old.items())[-(MEMO_KEYS - 1):]) if len(old) >= MEMO_KEYS else dict(old)
+    for v in value:
+        v.flags.writeable = False  # shared by every later query of the block
+    memo[key] = value
+    block.memo = memo
+
+
+def line_classes(fmt: str, block: EntryBlock, unique: str | None) -> tuple[Mask, ...]:
+    """The columnar parser's classes of the block's lines (`json_classes`: simple, not an
+    object; `unpack_classes` the same; `logfmt_simple`: simple), from the block's memo
+    when a query computed them before, else computed and kept there."""
+    key = (fmt, unique)
+    got = block.memo.get(key) if block.memo is not None else None
+    if got is not None:
+        return got
+    _runs[0] += 1
+    arr = arrow_lines(block)
+    if fmt == "json":
+        value: tuple[Mask, ...] = json_classes(block, arr, unique)
+    elif fmt == "unpack":
+        value = unpack_classes(block, arr)
+    else:
+        value = (logfmt_simple(arr, unique),)
+    _remember(block, key, value)
+    return value
+
+
+def class_keys(plan: Plan, labels: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """The line classes `block_columns` reads from a block with these stream labels: those
+    of its parsers that read the block's own lines (before any `unpack` replaces them)."""
+    keys: list[tuple[str, str | None]] = []
+    for op in plan.ops:
+        if isinstance(op, _Parse) and op.fmt == "unpack":
+            keys.append(("unpack", None))
+            break
+        if isinstance(op, _Parse) and op.fmt in ("json", "logfmt"):
+            wanted = [f for f in plan.fields if f not in labels]
+            keys.append((op.fmt, wanted[0] if wanted else None))
+    return list(dict.fromkeys(keys))
+
+
+def share_classes(plan: Plan, parts: list[EntryBlock], joined: EntryBlock) -> None:
+    """`joined` is `parts` concatenated: its line classes are the parts' (kept with them),
+    or, when a part has none yet, computed once over the joined lines and kept with
+    each part (copies: a part's memo holds only its own rows)."""
+    if len(parts) < 2:
+        return
+    for key in class_keys(plan, joined.labels):
+        got = [p.memo.get(key) if p.memo is not None else None for p in parts]
+        if all(g is not None for g in got):
+            _remember(joined, key, tuple(np.concatenate(cols) for cols in zip(*got, strict=True)))
+            continue
+        value = line_classes(key[0], joined, key[1])
+        lo = 0
+        for p in parts:
+            hi = lo + len(p)
+            _remember(p, key, tuple(v[lo:hi].copy() for v in value))
+            lo = hi
 
 
 def _reference(pipeline: LogPipeline, mapper: KeyMapper, block: EntryBlock,
@@ -127,11 +201,11 @@ def block_columns(plan: Plan, block: EntryBlock, levels: LevelRules | None = Non
             # The simple-line pattern also proves the first wanted key is not repeated.
             unique = wanted[0] if wanted else None
             if op.fmt == "json":
-                simple, not_obj = json_classes(block, arr, unique)
+                simple, not_obj = line_classes("json", block, unique)
                 other |= ~simple & ~not_obj
                 err[not_obj] = JSON_ERR
             else:
-                simple = logfmt_simple(arr, unique)
+                (simple,) = line_classes("logfmt", block, unique)
                 other |= ~simple
             # A stream label's own name keeps the stream's value: the parsed key
             # becomes `<name>_extracted`.
@@ -177,7 +251,7 @@ def _unpack(plan: Plan, block: EntryBlock, stream: dict[str, str], env: dict[str
         if name == "_entry" and name not in stream:
             env[name] = Col.absent(n)  # never a label
     arr = arrow_lines(block)
-    simple, not_obj = unpack_classes(block, arr)
+    simple, not_obj = line_classes("unpack", block, None)
     err[not_obj] = JSON_ERR
     unpacked = np.zeros(n, dtype=np.bool_)
     slow = ~not_obj & ~simple

@@ -194,7 +194,7 @@ def _unit(source: LogSource, ref: SeriesRef, order: int, lo: int, hi: int,
         pipeline = range_pipeline(lr, params, mapper)
         blocks = unit_blocks(source, ref, lo, hi, params, pipeline, abort, out.stats)
         if not vp.can_fail(uw):
-            blocks = batched(blocks, BATCH_BYTES)
+            blocks = batched(blocks, BATCH_BYTES, vp.lines)
         for block, idx in blocks:
             for key, parts in run_block_values(vp, uw, pipeline, mapper, block, idx).items():
                 line = np.concatenate([p[0] for p in parts])

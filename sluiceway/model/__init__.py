@@ -4,7 +4,7 @@ the ledger's number sets (`RangeSet`) and push header; config units, the config 
 messages, and Go's ways of reading and writing sizes, durations and times."""
 
 from sluiceway.model._batch import Metadata, StreamBatch
-from sluiceway.model._block import EntryBlock
+from sluiceway.model._block import MEMO_BYTES, MEMO_KEYS, EntryBlock
 from sluiceway.model._blockread import BlockSummary, ReadHints
 from sluiceway.model._config_keys import (
     config_error_text,
@@ -125,6 +125,8 @@ __all__ = [
     "parse_duration",
     "parse_size",
     "EntryBlock",
+    "MEMO_BYTES",
+    "MEMO_KEYS",
     "BlockSummary",
     "ReadHints",
     "decode_escapes",

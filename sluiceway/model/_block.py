@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Hashable
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -10,6 +11,12 @@ import numpy.typing as npt
 from sluiceway.model._batch import Metadata
 
 I64 = npt.NDArray[np.int64]
+
+# Per-line results a block keeps for the queries after the one that computed them (see
+# `EntryBlock.memo`): at most this many, each of at most two bytes a line (two boolean
+# masks), so a block's memo costs at most MEMO_BYTES a line (counted with its arrays).
+MEMO_KEYS = 2
+MEMO_BYTES = 2 * MEMO_KEYS
 
 
 @dataclass(slots=True)
@@ -25,6 +32,13 @@ class EntryBlock:
     blob: bytes
     offsets: I64
     metadata: list[Metadata | None] | None = None
+    # Per-line results computed from the lines alone (the columnar parsers' line classes),
+    # by a key naming the computation: a block is never changed, so they stay valid as
+    # long as it lives (a cached block keeps them for the next query; a rewritten chunk
+    # is new blocks). At most MEMO_KEYS entries of arrays of `len(self)` rows of at most
+    # two bytes; a slice or a selection (`take`) carries its rows of them.
+    memo: dict[Hashable, tuple[npt.NDArray[np.bool_], ...]] | None = field(
+        default=None, compare=False, repr=False)
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -62,7 +76,9 @@ class EntryBlock:
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(self.offsets[idx + 1] - self.offsets[idx], out=offsets[1:])
         md = None if self.metadata is None else [self.metadata[i] for i in idx.tolist()]
-        return EntryBlock(self.labels, self.ts[idx], blob, offsets, md)
+        memo = None if self.memo is None else {
+            k: tuple(a[idx] for a in v) for k, v in self.memo.items()}
+        return EntryBlock(self.labels, self.ts[idx], blob, offsets, md, memo)
 
     def clip(self, start: int, end: int) -> EntryBlock:
         """Entries with start <= ts < end, sharing this block's blob (block sorted by ts)."""
@@ -79,12 +95,16 @@ class EntryBlock:
         if lo == 0 and hi == len(self.blob):
             return self
         return EntryBlock(self.labels, self.ts, self.blob[lo:hi], self.offsets - lo,
-                          self.metadata)
+                          self.metadata, self.memo)
 
     def slice(self, lo: int, hi: int) -> EntryBlock:
         """Entries lo..hi-1 sharing this block's blob (no copy)."""
+        if lo == 0 and hi == len(self):
+            return self  # itself: what it keeps (its memo) stays with the cached block
+        memo = None if self.memo is None else {
+            k: tuple(a[lo:hi] for a in v) for k, v in self.memo.items()}
         return EntryBlock(self.labels, self.ts[lo:hi], self.blob, self.offsets[lo : hi + 1],
-                          None if self.metadata is None else self.metadata[lo:hi])
+                          None if self.metadata is None else self.metadata[lo:hi], memo)
 
     @staticmethod
     def concat(blocks: list[EntryBlock]) -> EntryBlock:

@@ -3,7 +3,8 @@ configured bound. The server's `/sluiceway/api/v1/memory` and `/metrics` report 
 
 Every part counts what it really keeps alive: a block costs its blob (the bytes it
 references, which may be more than its own lines: see `own_block`) plus its timestamp and
-offset arrays (16 bytes per entry).
+offset arrays (16 bytes per entry), and the per-line results queries may keep with it
+(`EntryBlock.memo`: at most `MEMO_BYTES` per entry).
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import ctypes.util
 import threading
 from dataclasses import dataclass
 
-from sluiceway.model import EntryBlock
+from sluiceway.model import MEMO_BYTES, EntryBlock
 
-# Bytes of a block's arrays per entry: int64 timestamps and int64 offsets.
-PER_ENTRY = 16
+# Bytes of a block's arrays per entry: int64 timestamps and int64 offsets, and room for
+# the per-line results a query keeps with the block (its memo).
+PER_ENTRY = 16 + MEMO_BYTES
 # A block that shares a buffer with other streams' lines (a push record with several
 # streams) is copied out when that buffer is larger than its lines by more than this
 # share: held in a head, it would keep the others' lines alive.
