@@ -483,32 +483,36 @@ def _json_strings(arr: pa.Array, name: str, simple: Mask, blank_fffd: bool = Tru
     slow[rows[~quick & ~nums]] = True
     num_rows, num_start = rows[nums], after[nums] + 1
     rows, start = rows[quick], after[quick] + 2
-    spans = np.empty(2 * len(rows), dtype=np.int64)  # [start, line end] of each row
-    if len(rows):
-        spans[0::2], spans[1::2] = start, offs[rows + 1]
-        dist = np.asarray(pc.find_substring(_view(data_buf, spans), '"').to_numpy(
+    end = offs[rows + 1]
+    if len(rows):  # each string value ends at its closing quote
+        spans = np.empty(2 * len(rows), dtype=np.int64)
+        spans[0::2], spans[1::2] = start, end
+        end = start + np.asarray(pc.find_substring(_view(data_buf, spans), '"').to_numpy(
             zero_copy_only=False), dtype=np.int64)[0::2]
-        spans[1::2] = start + dist  # now [start, closing quote]
+    is_num = np.zeros(len(rows), dtype=np.bool_)
     if len(num_rows):
         stop, long = _number_ends(data_buf, data, num_start, offs[num_rows + 1])
         slow[num_rows[long]] = True
-        num_rows, num_start, stop = num_rows[~long], num_start[~long], stop[~long]
-        more = np.empty(2 * len(num_rows), dtype=np.int64)
-        more[0::2], more[1::2] = num_start, stop
-        rows, spans = np.concatenate([rows, num_rows]), np.concatenate([spans, more])
+        # Back in line order: the spans below must not go backwards in the block.
+        order = np.argsort(np.concatenate([rows, num_rows[~long]]), kind="stable")
+        rows = np.concatenate([rows, num_rows[~long]])[order]
+        start = np.concatenate([start, num_start[~long]])[order]
+        end = np.concatenate([end, stop[~long]])[order]
+        is_num = np.concatenate([is_num, np.ones(len(rows) - len(is_num), np.bool_)])[order]
     if not len(rows):
         return codes, [], slow
+    spans = np.empty(2 * len(rows), dtype=np.int64)  # [value start, value end] of each row
+    spans[0::2], spans[1::2] = start, end
     strings = pc.take(_view(data_buf, spans), pa.array(np.arange(0, 2 * len(rows) - 1, 2)))
-    n_num = len(rows) - len(start)
     keep = np.ones(len(rows), dtype=np.bool_)
-    if n_num:  # a number's bytes are all a number's (else a blank came before the comma)
-        voffs = np.frombuffer(strings.buffers()[1], dtype=np.int64)[len(start):len(rows) + 1]
+    if is_num.any():  # a number's bytes are all a number's (else a blank came before the comma)
+        voffs = np.frombuffer(strings.buffers()[1], dtype=np.int64)[:len(rows) + 1]
         vbuf = np.frombuffer(strings.buffers()[2], dtype=np.uint8)
         other = np.concatenate(([0], np.cumsum(~_NUM_BODY[vbuf[voffs[0]:voffs[-1]]],
                                                dtype=np.int64)))
-        odd = (other[voffs[1:] - voffs[0]] - other[voffs[:-1] - voffs[0]]) > 0
-        keep[len(start):] = ~odd
-        slow[rows[len(start):][odd]] = True
+        odd = is_num & ((other[voffs[1:] - voffs[0]] - other[voffs[:-1] - voffs[0]]) > 0)
+        keep = ~odd
+        slow[rows[odd]] = True
     enc = pc.dictionary_encode(strings)
     got = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
     codes[rows[keep]] = got[keep]

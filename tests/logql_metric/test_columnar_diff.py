@@ -361,7 +361,10 @@ def test_pipeline_error_is_decided_at_the_first_bad_line() -> None:
         assert 'app="b"' in str(exc)
     else:
         raise AssertionError("no pipeline error")
-    assert src.blocks_read < 10, src.blocks_read  # of 100
+    # Of 100 blocks, 50 per series. The threads interleave as the machine lets them (on a
+    # loaded one the JSON series' thread may run ahead for a while): what is ruled out is
+    # reading every JSON block before the plain-text series' first.
+    assert src.blocks_read < 50, src.blocks_read
 
 
 # detected_level (Loki's discover_log_levels) on both engines: level words, JSON and
@@ -564,3 +567,17 @@ def test_a_capture_named_error_is_left_to_the_per_line_engine() -> None:
             q = f'sum by (x) (count_over_time({{app="a"}} {stage} {tail} [1m]))'
             ref = _run(src, q, ExecOptions(columnar=False))
             assert _run(src, q, ExecOptions(columnar=True)) == ref, q
+
+
+def test_json_numbers_before_strings_in_one_block() -> None:
+    """A line whose field is a number before a line whose field is a string, in one block:
+    the values are cut in line order (the columnar engine had cut the strings first and
+    then the numbers, spans going backwards in the block: ArrowInvalid, a failed query)."""
+    src = MemorySource(block_size=64)
+    lines = ['{"path":200}', '{"path":"info","_entry":""}']
+    src.push("t", [StreamBatch({"app": "a"}, [S, 3 * S], lines)])
+    for q in ['sum by (path) (count_over_time({app=~"a|b|c"} | json [30s]))',
+              'sum by (path) (count_over_time({app="a"} | json | __error__="" [1m]))']:
+        ref = _run(src, q, ExecOptions(columnar=False))
+        assert not isinstance(ref, tuple) and ref, ref
+        assert _run(src, q, ExecOptions(columnar=True, parallelism=1)) == ref, q
