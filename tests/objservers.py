@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.procs import _die_with_test_process, free_port
+from tests.procs import POLL, _die_with_test_process, free_port
 
 # Any key works with moto; given explicitly so the client never looks further along the
 # credential chain (the instance metadata service is not on this machine's loopback).
@@ -43,7 +43,7 @@ class _Proc:
         if self.proc.poll() is not None:
             raise RuntimeError(f"{self.what} exited with {self.proc.returncode}:\n{self.log()}")
         try:
-            return httpx.get(url, timeout=2).status_code == 200
+            return POLL.get(url, timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 
