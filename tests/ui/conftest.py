@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from playwright.sync_api import sync_playwright
@@ -25,7 +25,15 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProces
     stop_quickly(srv)
 
 
-@pytest.fixture(scope="session")
+def _browser_scope(fixture_name: str, config: pytest.Config) -> Literal["session", "module"]:
+    """One browser for the session, or one per module on pytest-xdist workers: Playwright's
+    sync API marks its event loop as running in the main thread while it is started, so a
+    test of another file run between two UI files on the same worker could not run an
+    event loop of its own (`run_until_complete`, `asyncio.run`)."""
+    return "module" if config.getoption("numprocesses", None) else "session"
+
+
+@pytest.fixture(scope=_browser_scope)
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/install-system-deps.sh")
