@@ -164,7 +164,9 @@ def test_sigterm_during_outage_keeps_everything_for_the_next_run(stack: Stack,
     cfg["shutdown_timeout"] = "1s"
     cfg["timeout"] = "30s"  # a push hanging on the frozen server would hold this long
     agent = stack.agent(cfg)
-    writer = LineWriter(logs / "app.log", "term")
+    # A quarter of the usual pace: the outage lasts the 30 s push timeout, and every line
+    # written meanwhile is read back at the end (enough to fill the queue and spill).
+    writer = LineWriter(logs / "app.log", "term", per_tick=50)
     writer.start()
     agent.wait_for(lambda s: s["lines"]["shipped"] >= 1000, what="first lines shipped")
     srv.signal(signal.SIGSTOP)
@@ -181,7 +183,7 @@ def test_sigterm_during_outage_keeps_everything_for_the_next_run(stack: Stack,
     written = writer.finish()
     agent2.wait_for(lambda s: s["queue"]["depth"] == 0 and s["lines"]["read"] > 0,
                     timeout=60, what="restart drained")
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     got: list[str] = []
     while time.monotonic() < deadline:
         got = fetch_lines(srv, '{job="outage"}')
