@@ -30,7 +30,7 @@ def _browser_scope(fixture_name: str, config: pytest.Config) -> Literal["session
     sync API marks its event loop as running in the main thread while it is started, so a
     test of another file run between two UI files on the same worker could not run an
     event loop of its own (`run_until_complete`, `asyncio.run`)."""
-    return "module" if config.getoption("numprocesses", None) else "session"
+    return "module" if hasattr(config, "workerinput") else "session"  # on an xdist worker
 
 
 @pytest.fixture(scope=_browser_scope)
