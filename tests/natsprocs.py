@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.objservers import nats_server_binary
-from tests.procs import _die_with_test_process, free_port
+from tests.procs import POLL, _die_with_test_process, free_port
 
 
 def nats_or_skip() -> str:
@@ -59,7 +59,7 @@ class NatsNode:
             return False
         url = f"http://127.0.0.1:{self.monitor}/healthz"
         try:
-            return httpx.get(url, timeout=2).status_code == 200
+            return POLL.get(url, timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 

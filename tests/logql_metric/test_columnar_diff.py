@@ -185,7 +185,7 @@ def _run(src: Any, q: str, opts: ExecOptions) -> object:
         return ("error", str(exc))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=dataset(), q=query(), par=st.sampled_from([1, 2]),
        split=st.sampled_from([0, 30 * S, 60 * S]))
 def test_columnar_matches_reference(
@@ -214,7 +214,7 @@ def test_columnar_matches_reference(
             assert got == ref, q
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=dataset(), q=unwrap_query(), par=st.sampled_from([1, 2]),
        split=st.sampled_from([0, 30 * S]))
 def test_columnar_unwrap_matches_reference(data: tuple[MemorySource, object], q: str,
@@ -260,7 +260,7 @@ def unpack_query(draw: st.DrawFn) -> str:
     return f'sum by ({by}) ({op}({{app=~"a|b|c"}} {" ".join(stages)} [1m]))'
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(src=packed_dataset(), q=unpack_query(), par=st.sampled_from([1, 2]))
 def test_columnar_unpack_matches_reference(src: MemorySource, q: str, par: int) -> None:
     """`| unpack` (Promtail's `pack` undone) on the columnar engine: exact counts and
@@ -310,7 +310,7 @@ def test_the_generated_query_shapes_use_the_columnar_engine() -> None:
         assert plan_lines(expr.range, by) is None, q
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(w=st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,5}", fullmatch=True),
        x=st.from_regex(r"[A-Za-z0-9_]{1,7}", fullmatch=True), same=st.booleans())
 def test_ident_except_is_every_key_but_one(w: str, x: str, same: bool) -> None:
@@ -324,7 +324,7 @@ def test_ident_except_is_every_key_but_one(w: str, x: str, same: bool) -> None:
     assert (re.fullmatch(ident_except(w), x) is not None) == want
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=75, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=dataset(), filt=st.sampled_from(['|= "e"', '|= "info" != "x"', '|~ "l.v"',
                                              '| json | level="info"', "", '|= "é"']),
        limit=st.sampled_from([1, 3, 100]), direction=st.sampled_from(["forward", "backward"]))
@@ -437,7 +437,7 @@ def _run_levels(src: MemorySource, q: str, opts: ExecOptions) -> object:
         return ("error", str(exc))
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(src=level_dataset(), q=st.one_of(level_query(), level_unwrap_query()),
        par=st.sampled_from([1, 2]), split=st.sampled_from([0, 60 * S]))
 def test_columnar_detected_level_matches_reference(src: MemorySource, q: str, par: int,

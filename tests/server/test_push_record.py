@@ -64,7 +64,7 @@ _blocks = st.lists(_block, max_size=5)
 _tenant = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(_tenant, _blocks)
 def test_a_record_decodes_to_what_was_encoded_without_copying_a_line(
         tenant: str, blocks: list[EntryBlock]) -> None:
@@ -76,7 +76,7 @@ def test_a_record_decodes_to_what_was_encoded_without_copying_a_line(
     assert back.encode() is payload and back.crc32 == zlib.crc32(payload)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(_tenant, _blocks, st.data())
 def test_any_subset_of_streams_is_a_record(tenant: str, blocks: list[EntryBlock],
                                            data: st.DataObject) -> None:
@@ -90,7 +90,7 @@ def test_any_subset_of_streams_is_a_record(tenant: str, blocks: list[EntryBlock]
     assert [_entries(b) for b in back.blocks] == [_entries(blocks[i]) for i in keep]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(_tenant, _blocks)
 def test_version_0_records_still_decode(tenant: str, blocks: list[EntryBlock]) -> None:
     back = PushRecord.decode(encode_v0(tenant, blocks))

@@ -137,7 +137,7 @@ def _derived_regex(line: str, lo: int, hi: int, rnd: random.Random) -> str:
     return "".join(out)
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
 @given(line=_LINE, data=st.data())
 def test_tokens_of_a_literal_or_a_regex_are_words_of_every_line_it_matches(
         line: str, data: st.DataObject) -> None:
@@ -205,7 +205,7 @@ def _block_and_query(draw: st.DrawFn) -> tuple[EntryBlock, str]:
     return block, f"{sel} | json | user={quote(value)}"
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(case=_block_and_query())
 def test_a_filter_never_rules_out_a_block_holding_a_line_the_query_keeps(
         case: tuple[EntryBlock, str]) -> None:

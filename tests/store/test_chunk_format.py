@@ -66,7 +66,7 @@ class Reader:
 
 # --- round trips ---------------------------------------------------------------------
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(blocks(), st.sampled_from([1, 64, 300, 4096, fmt.BLOCK_BYTES]))
 def test_round_trip(b: EntryBlock, block_bytes: int) -> None:
     data = _encode(b, block_bytes)
@@ -339,7 +339,7 @@ def test_not_a_chunk() -> None:
 
 # --- reading by time range ---------------------------------------------------------------
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(blocks(max_lines=300), st.data())
 def test_range_selection_reads_exactly_the_blocks_that_overlap(b: EntryBlock,
                                                                data: st.DataObject) -> None:

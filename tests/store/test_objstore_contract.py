@@ -454,7 +454,7 @@ class _Model(RuleBasedStateMachine):
 def test_operations_act_like_a_dict(make_store: MakeStore) -> None:
     machine = type("Machine", (_Model,), {"make": staticmethod(make_store)})
     test = machine.TestCase
-    test.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
+    test.settings = settings(max_examples=20, stateful_step_count=25, deadline=None)
     test().runTest()
 
 

@@ -80,7 +80,9 @@ def test_patterns_tab_lists_and_filters(page: Any, ui_server: ServerProcess) -> 
     lines += [f"ERROR payment pay-{i} failed: card declined" for i in range(32)]
     push(ui_server.url, {"app": "ui-pat"}, lines,
          [now - (600 - i) * 10**9 for i in range(len(lines))])
-    wait_for(lambda: _patterns_ready(ui_server.url, "ui-pat"), "the lines to be mined")
+    # The miner is a lowest-priority process: on a busy machine it gets CPU last.
+    wait_for(lambda: _patterns_ready(ui_server.url, "ui-pat"), "the lines to be mined",
+             timeout=180)
     page.goto(explore_url(ui_server.url, '{app="ui-pat"} |= "e"', tab="patterns"))
     plist = page.locator("[data-testid=patterns-list]")
     expect(plist).to_have_attribute("data-state", "done")

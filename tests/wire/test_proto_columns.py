@@ -52,7 +52,7 @@ def canonical(batches: list[StreamBatch]) -> bool:
                for b in batches)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(BATCHES)
 def test_agrees_with_the_exact_decoder(batches: list[StreamBatch]) -> None:
     raw = raw_of(batches)
