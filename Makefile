@@ -22,11 +22,13 @@ $(TESTSTAMP): $(BIN)/python pyproject.toml
 up: $(STAMP)
 	$(BIN)/sluiceway up
 
+# Two pytest workers (pytest-xdist), each test file on one of them: most tests wait on
+# processes and sockets, so two share a 2-core machine well (tests/README.md, suite time).
 test: $(TESTSTAMP)
 	bash scripts/install-system-deps.sh
 	$(BIN)/ruff check sluiceway tests bench scripts
 	$(BIN)/mypy sluiceway
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 bench: $(TESTSTAMP)
 	$(BIN)/python bench/ingest.py --keep bench/out/data

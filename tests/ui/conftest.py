@@ -21,10 +21,7 @@ from tests.ui._support import CHROMIUM, CHROMIUM_ARGS, stop_quickly
 
 @pytest.fixture(scope="session")
 def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    tmp = tmp_path_factory.mktemp("ui")
-    cfg = tmp / "ui.yaml"  # as `sluiceway up`: the pattern miner on for the patterns tab
-    cfg.write_text("pattern_ingester:\n  enabled: true\n")
-    srv = ServerProcess(tmp / "data", config=cfg).start()
+    srv = ServerProcess(tmp_path_factory.mktemp("ui") / "data").start()
     yield srv
     stop_quickly(srv)
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from playwright.sync_api import expect
 
-from tests.inproc import wait_for
+from tests.inproc import ThreadServer, wait_for
 from tests.procs import ServerProcess
 from tests.ui._support import explore_url, push
 
@@ -74,15 +77,25 @@ def _patterns_ready(url: str, app: str) -> bool:
     return r.status_code == 200 and len(r.json()["data"]) == 2
 
 
-def test_patterns_tab_lists_and_filters(page: Any, ui_server: ServerProcess) -> None:
+@pytest.fixture(scope="module")
+def pattern_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadServer]:
+    """A server with the pattern ingester on, its miner in a thread of this process: a real
+    server's miner process runs at the scheduler's idle priority and, with every core busy
+    (a loaded machine, pytest-xdist), may not run for minutes."""
+    data: Path = tmp_path_factory.mktemp("ui-patterns") / "data"
+    srv = ThreadServer(data, overrides={"pattern_ingester.enabled": True}).start()
+    yield srv
+    srv.stop()
+
+
+def test_patterns_tab_lists_and_filters(page: Any, pattern_server: ThreadServer) -> None:
+    ui_server = pattern_server
     now = time.time_ns()
     lines = [f"INFO user {1000 + i} logged in from 10.0.0.{i} in {i}ms" for i in range(40)]
     lines += [f"ERROR payment pay-{i} failed: card declined" for i in range(32)]
     push(ui_server.url, {"app": "ui-pat"}, lines,
          [now - (600 - i) * 10**9 for i in range(len(lines))])
-    # The miner is a lowest-priority process: on a busy machine it gets CPU last.
-    wait_for(lambda: _patterns_ready(ui_server.url, "ui-pat"), "the lines to be mined",
-             timeout=180)
+    wait_for(lambda: _patterns_ready(ui_server.url, "ui-pat"), "the lines to be mined")
     page.goto(explore_url(ui_server.url, '{app="ui-pat"} |= "e"', tab="patterns"))
     plist = page.locator("[data-testid=patterns-list]")
     expect(plist).to_have_attribute("data-state", "done")
