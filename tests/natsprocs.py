@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.objservers import nats_server_binary
-from tests.procs import POLL, _die_with_test_process, free_port
+from tests.procs import POLL, ServerProcess, _die_with_test_process, free_port
 
 
 def nats_or_skip() -> str:
@@ -116,9 +116,11 @@ def single_node(binary: str, tmp: Path) -> NatsNode:
     return node
 
 
-def cluster_config(path: Path, urls: str, **cluster: object) -> Path:
+def cluster_config(path: Path, urls: str, sections: dict[str, object] | None = None,
+                   **cluster: object) -> Path:
     """A server config for a cluster process: fast failover and index sync for tests,
-    no ingest worker processes (fewer processes on a shared 2-core machine)."""
+    no ingest worker processes (fewer processes on a shared 2-core machine); `sections`:
+    more top-level sections (`limits`, `ruler`, ...)."""
     import yaml
 
     section: dict[str, object] = {"urls": urls, "partitions": 6, "partitions_per_stream": 2,
@@ -128,5 +130,32 @@ def cluster_config(path: Path, urls: str, **cluster: object) -> Path:
         "cluster": section,
         "storage": {"index_sync_period": "2s"},
         "server": {"ingest_workers": 0},
+        **(sections or {}),
     }))
     return path
+
+
+class ProcCluster:
+    """One nats-server and a `sluiceway server --cluster` process on it for each
+    `(name, role)` (role None: the default, `all`), started; `sections` and `cluster` as
+    `cluster_config` takes them, for every process."""
+
+    def __init__(self, tmp: Path, nodes: list[tuple[str, str | None]], name_prefix: str,
+                 sections: dict[str, object] | None = None, **cluster: object) -> None:
+        self.nats = single_node(nats_or_skip(), tmp / "nats")
+        self.nodes: list[ServerProcess] = []
+        for name, role in nodes:
+            more = dict(cluster, **({"role": role} if role else {}))
+            cfg = cluster_config(tmp / f"{name}.yaml", self.nats.url, sections,
+                                 name_prefix=name_prefix, replicas=1, **more)
+            self.nodes.append(ServerProcess(tmp / name, config=cfg))
+        for n in self.nodes:
+            n.start(90)
+
+    def logs(self) -> str:
+        return "\n".join(n.log()[-3000:] for n in self.nodes)
+
+    def stop(self) -> None:
+        for n in self.nodes:
+            n.stop()
+        self.nats.stop()

@@ -14,37 +14,18 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-import yaml
 
 from tests.monitoring import wait_until
-from tests.natsprocs import NatsNode, cluster_config, nats_or_skip, single_node
-from tests.procs import ServerProcess
+from tests.natsprocs import ProcCluster
 
 pytestmark = pytest.mark.timeout(240)
 LIMIT = 2
 
 
-class Cluster:
+class Cluster(ProcCluster):
     def __init__(self, tmp: Path) -> None:
-        self.nats: NatsNode = single_node(nats_or_skip(), tmp / "nats")
-        self.nodes: list[ServerProcess] = []
-        for name, role in (("a", "all"), ("b", "distributor")):
-            cfg = cluster_config(tmp / f"{name}.yaml", self.nats.url, name_prefix="gs-",
-                                 replicas=1, role=role)
-            doc = yaml.safe_load(cfg.read_text())
-            doc["limits"] = {"max_global_streams_per_user": LIMIT}
-            cfg.write_text(yaml.safe_dump(doc))
-            self.nodes.append(ServerProcess(tmp / name, config=cfg))
-        for n in self.nodes:
-            n.start(90)
-
-    def logs(self) -> str:
-        return "\n".join(n.log()[-3000:] for n in self.nodes)
-
-    def stop(self) -> None:
-        for n in self.nodes:
-            n.stop()
-        self.nats.stop()
+        super().__init__(tmp, [("a", "all"), ("b", "distributor")], "gs-",
+                         {"limits": {"max_global_streams_per_user": LIMIT}})
 
 
 @pytest.fixture(scope="module")

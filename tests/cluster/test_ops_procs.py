@@ -16,11 +16,9 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-import yaml
 from websockets.sync.client import connect
 
-from tests.natsprocs import cluster_config, nats_or_skip, single_node
-from tests.procs import ServerProcess
+from tests.natsprocs import ProcCluster
 
 pytestmark = pytest.mark.timeout(240)
 S = 10**9
@@ -35,24 +33,10 @@ def _poll(cond, timeout: float, what: str) -> None:  # type: ignore[no-untyped-d
         time.sleep(0.3)
 
 
-class Cluster:
+class Cluster(ProcCluster):
     def __init__(self, tmp: Path) -> None:
-        self.nats = single_node(nats_or_skip(), tmp / "nats")
-        self.nodes: list[ServerProcess] = []
-        for name in ("a", "b"):
-            cfg = cluster_config(tmp / f"{name}.yaml", self.nats.url, name_prefix="ops-",
-                                 replicas=1)
-            doc = yaml.safe_load(cfg.read_text())
-            doc["limits"] = {"ingestion_rate_mb": RATE_MB, "ingestion_burst_size_mb": 0.5}
-            cfg.write_text(yaml.safe_dump(doc))
-            self.nodes.append(ServerProcess(tmp / name, config=cfg))
-        for n in self.nodes:
-            n.start(90)
-
-    def stop(self) -> None:
-        for n in self.nodes:
-            n.stop()
-        self.nats.stop()
+        super().__init__(tmp, [("a", None), ("b", None)], "ops-", {"limits": {
+            "ingestion_rate_mb": RATE_MB, "ingestion_burst_size_mb": 0.5}})
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from tests.monitoring import CaptureServer, wait_until
-from tests.natsprocs import NatsNode, cluster_config, nats_or_skip, single_node
+from tests.natsprocs import ProcCluster
 from tests.procs import ServerProcess
 
 pytestmark = pytest.mark.timeout(240)
@@ -36,32 +36,17 @@ rules:
 """
 
 
-class Cluster:
+class Cluster(ProcCluster):
     def __init__(self, tmp: Path) -> None:
         self.am = CaptureServer(200)
-        self.nats: NatsNode = single_node(nats_or_skip(), tmp / "nats")
-        self.nodes: list[ServerProcess] = []
-        for name, role in (("a", "all"), ("b", "ruler")):
-            # A lease renewal held up past lease_ttl on a loaded machine would move a
-            # group (and its alert would be sent again by the new holder): 6 s, not 3.
-            cfg = cluster_config(tmp / f"{name}.yaml", self.nats.url, name_prefix="rs-",
-                                 replicas=1, role=role, lease_ttl="6s")
-            doc = yaml.safe_load(cfg.read_text())
-            doc["ruler"] = {"evaluation_interval": "1s", "poll_interval": "1s",
-                            "resend_delay": "1h", "for_grace_period": "0s",
-                            "alertmanager_url": self.am.url}
-            cfg.write_text(yaml.safe_dump(doc))
-            self.nodes.append(ServerProcess(tmp / name, config=cfg))
-        for n in self.nodes:
-            n.start(90)
-
-    def logs(self) -> str:
-        return "\n".join(n.log()[-3000:] for n in self.nodes)
+        # A lease renewal held up past lease_ttl on a loaded machine would move a group
+        # (and its alert would be sent again by the new holder): 6 s, not 3.
+        super().__init__(tmp, [("a", "all"), ("b", "ruler")], "rs-", {"ruler": {
+            "evaluation_interval": "1s", "poll_interval": "1s", "resend_delay": "1h",
+            "for_grace_period": "0s", "alertmanager_url": self.am.url}}, lease_ttl="6s")
 
     def stop(self) -> None:
-        for n in self.nodes:
-            n.stop()
-        self.nats.stop()
+        super().stop()
         self.am.close()
 
 
