@@ -144,21 +144,38 @@ class ClusterNode:
 
     # --- leases ------------------------------------------------------------------------
     def _lease_loop(self) -> None:
-        assert self.leases is not None
         tick = max(0.5, self.cfg.lease_ttl / 4)
         while not self._closing.is_set():
-            try:
-                lost = self.leases.renew()
-                if COMPACTOR in lost:
-                    log.warning("cluster: compactor lease lost")
-                if self.cfg.has("compactor") and COMPACTOR not in self.leases.held() \
-                        and self.leases.acquire(COMPACTOR):
-                    log.info("cluster: this member is the compactor now")
-                if self.ingester is not None:
-                    self.ingester.balance(lost)
-            except Exception:  # noqa: BLE001 - the keeper must go on
-                log.exception("cluster: lease keeping failed; tried again")
+            self.keep_leases()
             self._closing.wait(tick)
+
+    def keep_leases(self) -> None:
+        """One tick of the lease keeper: renew every lease held, hand the lost keys to the
+        ingester first (it stops those partitions at once), then try for the compactor.
+        Each step runs even when an earlier one failed (a NATS timeout): the failure is
+        logged and tried again at the next tick. (The rule groups' leases are renewed
+        here; they are claimed and given back by the ruler's own poll.)"""
+        leases = self.leases
+        assert leases is not None
+        lost: set[str] = set()
+        try:
+            lost = leases.renew()
+        except Exception:  # noqa: BLE001 - the keeper must go on
+            log.exception("cluster: renewing leases failed; tried again")
+        if COMPACTOR in lost:
+            log.warning("cluster: compactor lease lost")
+        ingester = self.ingester
+        if ingester is not None:
+            try:
+                ingester.balance(lost)
+            except Exception:  # noqa: BLE001 - the keeper must go on
+                log.exception("cluster: balancing partitions failed; tried again")
+        if self.cfg.has("compactor") and COMPACTOR not in leases.held():
+            try:
+                if leases.acquire(COMPACTOR):
+                    log.info("cluster: this member is the compactor now")
+            except Exception:  # noqa: BLE001 - the keeper must go on
+                log.exception("cluster: taking the compactor lease failed; tried again")
 
     def _compact_loop(self) -> None:
         while not self._closing.wait(self._compaction_interval_s):

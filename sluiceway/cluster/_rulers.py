@@ -6,7 +6,8 @@ evaluated by exactly one live member, its `for` state where the next holder find
   key), its value the group's YAML as Loki's rules API takes it. The rules API of every
   node reads and writes the same groups; every ruler reads the bucket at its
   `poll_interval` (at once on the node that took the write).
-- `KVBlobs`: the groups' for-state documents in the bucket `<prefix>ruler-state`.
+- `KVBlobs`: the groups' for-state documents in the bucket `<prefix>ruler-state`; a
+  group deleted through the rules API (on any node) loses its document at once.
 - `RuleGroupShard`: which groups this member evaluates. The holder of a group is chosen
   by rendezvous hashing of the group over the live members with the `ruler` role (or
   `all`), and it takes the group's lease (`rule-<base64url of tenant/ns/group>` in the
@@ -30,8 +31,10 @@ from sluiceway.ruler import (
     LoadedRules,
     RuleFormatError,
     RuleGroup,
+    StateBlobs,
     dump_group,
     parse_group,
+    state_name,
 )
 
 if TYPE_CHECKING:
@@ -80,13 +83,17 @@ class _Bucket:
 
 
 class KVRuleStore:
-    """Rule groups in the cluster's KV (module docstring); the rules API's store."""
+    """Rule groups in the cluster's KV (module docstring); the rules API's store.
+    `state`: the groups' for-state documents; deleting a group deletes its document
+    too, so it does not outlive the group when its holder is dead (a live holder that
+    finds its group gone drops it and removes the document as well)."""
 
     writable = True
 
-    def __init__(self, conn: NatsConn, bucket: str, replicas: int) -> None:
+    def __init__(self, conn: NatsConn, bucket: str, replicas: int,
+                 state: StateBlobs | None = None) -> None:
         self._b = _Bucket(conn, bucket, replicas)
-        self.conn, self.bucket = conn, bucket
+        self.conn, self.bucket, self.state = conn, bucket, state
 
     def _read(self, pattern: str) -> dict[str, bytes]:
         return self.conn.run(kv_snapshot(self._b.kv(), pattern), "rule groups",
@@ -149,6 +156,8 @@ class KVRuleStore:
     def delete_group(self, tenant: str, namespace: str, name: str) -> None:
         self.conn.run(self._b.kv().delete(group_kv_key(tenant, namespace, name)),
                       "rule group")
+        if self.state is not None:
+            self.state.remove(state_name(tenant, namespace, name))
 
     def delete_namespace(self, tenant: str, namespace: str) -> None:
         for g in self.get_namespace(tenant, namespace):

@@ -24,7 +24,7 @@ from sluiceway.ruler._config import (
     RulerConfig,
     RulerStorageConfig,
 )
-from sluiceway.ruler._forstate import DirBlobs, StateBlobs, StateHome
+from sluiceway.ruler._forstate import DirBlobs, StateBlobs, StateHome, state_name
 from sluiceway.ruler._group import GroupRuntime
 from sluiceway.ruler._notify import Notifier
 from sluiceway.ruler._remote import RemoteWriter
@@ -66,5 +66,5 @@ __all__ = [
     "RuleGroup", "RuleStore", "RuleStoreError", "Ruler", "RulerConfig", "RulerStorageConfig",
     "Sample", "alerts_json", "dump_group", "dump_namespaces", "dump_rule_file",
     "format_duration_ms", "parse_duration_ms", "parse_group", "parse_rule_file",
-    "rfc3339_nano", "rules_json", "samples_of",
+    "rfc3339_nano", "rules_json", "samples_of", "state_name",
 ]

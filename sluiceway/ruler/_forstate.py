@@ -87,11 +87,15 @@ def blobs_of(home: StateHome) -> StateBlobs:
     return DirBlobs(home) if isinstance(home, Path) else home
 
 
+def state_name(tenant: str, namespace: str, group: str) -> str:
+    """The name of a group's for-state document (`[0-9a-f]{32}`)."""
+    return hashlib.sha256("\0".join((tenant, namespace, group)).encode()).hexdigest()[:32]
+
+
 class ForStateFile:
     def __init__(self, home: StateHome, tenant: str, namespace: str, group: str) -> None:
-        ident = "\0".join((tenant, namespace, group)).encode()
         self.blobs = blobs_of(home)
-        self.name = hashlib.sha256(ident).hexdigest()[:32]
+        self.name = state_name(tenant, namespace, group)
         self.path = self.blobs.where(self.name)
         self.ident = {"tenant": tenant, "namespace": namespace, "group": group}
         self._raw: bytes | None = None

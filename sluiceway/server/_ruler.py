@@ -50,8 +50,15 @@ def rule_store(cfg: Config, ctx: ServerContext | None = None) -> RuleStore:
     if backend == "local":
         return LocalRuleStore(directory)
     if ctx is not None and ctx.cluster is not None:
-        return KVRuleStore(ctx.cluster.conn, cfg.cluster.bucket("rules"), cfg.cluster.replicas)
+        return KVRuleStore(ctx.cluster.conn, cfg.cluster.bucket("rules"), cfg.cluster.replicas,
+                           state=kv_state(cfg, ctx))
     return FilesystemRuleStore(directory)
+
+
+def kv_state(cfg: Config, ctx: ServerContext) -> KVBlobs:
+    """Cluster mode: the groups' for-state documents, `<prefix>ruler-state`."""
+    assert ctx.cluster is not None
+    return KVBlobs(ctx.cluster.conn, cfg.cluster.bucket("ruler-state"), cfg.cluster.replicas)
 
 
 def query_func(ctx: ServerContext) -> Callable[[str, Expr, int], list[Sample]]:
@@ -73,8 +80,7 @@ def build_ruler(cfg: Config, ctx: ServerContext) -> Ruler:
     state: StateHome = (cfg.ruler.rule_path or cfg.storage.data_dir / "ruler_state") \
         / "for-state"
     if ctx.cluster is not None:  # where the next holder of a group finds it
-        state = KVBlobs(ctx.cluster.conn, cfg.cluster.bucket("ruler-state"),
-                        cfg.cluster.replicas)
+        state = kv_state(cfg, ctx)
     return Ruler.from_config(cfg.ruler, rule_store(cfg, ctx), query_func(ctx), state,
                              USER_AGENT)
 

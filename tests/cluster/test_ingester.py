@@ -16,6 +16,8 @@ import pytest
 
 from sluiceway.cluster import (
     ClusterConfig,
+    ClusterError,
+    ClusterNode,
     Ingester,
     Leases,
     Member,
@@ -176,5 +178,62 @@ def test_a_partition_whose_lost_lease_was_not_reported_stops(nats: NatsNode,
         assert a.ingester.owned() == [0]
         assert other.holder_of("partition-1") == "b"
     finally:
+        a.close()
+        pub_conn.close()
+
+
+class _CompactorTimesOut(Leases):
+    """Leases whose compactor acquire fails as a NATS timeout would (the fault point)."""
+
+    tries = 0
+    failing = True
+
+    def acquire(self, key: str) -> bool:
+        if key == "compactor":
+            self.tries += 1
+            if self.failing:
+                raise ClusterError("lease compactor: no answer from NATS in 5s (fault point)")
+        return super().acquire(key)
+
+
+class _BalanceTimesOut(Ingester):
+    def balance(self, lost: set[str]) -> None:
+        raise ClusterError("members: no answer from NATS in 5s (fault point)")
+
+
+def test_a_failing_compactor_acquire_does_not_hold_up_a_lost_partition(
+        nats: NatsNode, tmp_path: Path) -> None:
+    """The node's lease keeper: one tick renews, and the partition whose lease was lost
+    stops in that tick even though taking the compactor lease raises in it (before, the
+    compactor came first and its failure skipped the rest of the tick); and a failing
+    balance does not skip the compactor."""
+    cfg = ClusterConfig(urls=(nats.url,), partitions=1, partitions_per_stream=1, replicas=1,
+                        lease_ttl=60.0)
+    pub_conn = NatsConn(cfg)
+    assert pub_conn.wait_connected(30)
+    Publisher(pub_conn, cfg).ensure_streams()
+    a = _Node(nats.url, cfg, tmp_path, "a", LocalDir(tmp_path / "objects"))
+    node = ClusterNode(cfg, "127.0.0.1:1", "t", make_store=lambda _objects: a.store)
+    try:
+        a.leases = _CompactorTimesOut(a.conn, cfg.bucket("leases"), "a", cfg.lease_ttl, 1)
+        a.ingester = Ingester(a.conn, cfg, a.store, a.leases, a.members, "a")
+        node.leases, node.ingester = a.leases, a.ingester
+        a.ingester.balance(set())
+        assert a.ingester.owned() == [0]
+        # Another member takes partition 0 (its key purged, as an expiry would).
+        other = Leases(pub_conn, cfg.bucket("leases"), "b", cfg.lease_ttl, 1)
+        pub_conn.run(other.kv.purge("partition-0"), "purge")
+        assert other.acquire("partition-0")
+        node.keep_leases()  # one tick of the keeper
+        assert a.leases.tries == 1  # the compactor step ran, and failed
+        assert a.ingester.owned() == []  # ... and the lost partition stopped all the same
+        assert other.holder_of("partition-0") == "b"
+        # The other way round: a balance that raises does not skip the compactor.
+        a.leases.failing = False
+        node.ingester = _BalanceTimesOut(a.conn, cfg, a.store, a.leases, a.members, "a")
+        node.keep_leases()
+        assert a.leases.tries == 2 and "compactor" in a.leases.held()
+    finally:
+        node.conn.close()
         a.close()
         pub_conn.close()

@@ -22,7 +22,7 @@ from sluiceway.cluster import (
     rendezvous,
     rule_lease_key,
 )
-from sluiceway.ruler import GroupKey, parse_group
+from sluiceway.ruler import GroupKey, parse_group, state_name
 from tests.natsprocs import NatsNode, nats_or_skip, single_node
 
 GROUP = """\
@@ -120,3 +120,27 @@ def test_each_group_goes_to_one_member_and_moves_when_one_joins(nats: NatsNode) 
             r.stop()
         for c in conns:
             c.close()
+
+
+def test_deleting_a_group_deletes_its_for_state(nats: NatsNode) -> None:
+    """The group's holder is dead (nobody runs it here): the node that takes the DELETE
+    removes the for-state document, under the name the ruler gives it."""
+    a, b = _conn(nats.url), _conn(nats.url)
+    try:
+        store_a = KVRuleStore(a, "t-rules", 1, state=KVBlobs(a, "t-state", 1))
+        store_b = KVRuleStore(b, "t-rules", 1, state=KVBlobs(b, "t-state", 1))
+        blobs = KVBlobs(a, "t-state", 1)
+        for name in ("g1", "g2", "kept"):
+            store_a.set_group("t", "ns", parse_group(GROUP.format(name=name)))
+            blobs.write(state_name("t", "ns", name), b'{"saved_at": 1, "alerts": []}')
+        store_b.delete_group("t", "ns", "g1")  # another node takes the DELETE
+        assert blobs.read(state_name("t", "ns", "g1")) is None
+        assert blobs.read(state_name("t", "ns", "kept")) is not None
+        store_b.set_group("t", "other", parse_group(GROUP.format(name="g2")))
+        store_a.delete_namespace("t", "other")  # a namespace: each of its groups' state
+        assert blobs.read(state_name("t", "other", "g2")) is None
+        assert blobs.read(state_name("t", "ns", "g2")) is not None
+        assert [g.name for g in store_a.get_namespace("t", "ns")] == ["g2", "kept"]
+    finally:
+        a.close()
+        b.close()
