@@ -8,11 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from sluiceway.cluster import (
     ClusterConfig,
@@ -28,17 +26,10 @@ from sluiceway.cluster import (
 )
 from sluiceway.model import EntryBlock, Matcher, PushRecord
 from sluiceway.store import LocalDir, Store, StoreConfig
-from tests.natsprocs import NatsNode, nats_or_skip, single_node
+from tests.natsprocs import NatsNode
 
 S = 10**9
 T0 = 1_700_000_000 * S
-
-
-@pytest.fixture
-def nats(tmp_path: Path) -> Iterator[NatsNode]:
-    node = single_node(nats_or_skip(), tmp_path / "nats")
-    yield node
-    node.stop()
 
 
 def _poll(cond, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]

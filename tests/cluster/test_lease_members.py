@@ -4,20 +4,10 @@ set on the revision) and the member registry."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from sluiceway.cluster import ClusterConfig, Leases, Member, MemberRegistry, NatsConn
-from tests.natsprocs import NatsNode, nats_or_skip, single_node
-
-
-@pytest.fixture
-def nats(tmp_path: Path) -> Iterator[NatsNode]:
-    node = single_node(nats_or_skip(), tmp_path / "nats")
-    yield node
-    node.stop()
+from tests.natsprocs import NatsNode, nats_or_skip
 
 
 def _conn(url: str) -> NatsConn:

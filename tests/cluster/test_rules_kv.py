@@ -5,10 +5,6 @@ takes), for-state documents, and the shard that gives each group to one member."
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from sluiceway.cluster import (
     ClusterConfig,
@@ -23,7 +19,7 @@ from sluiceway.cluster import (
     rule_lease_key,
 )
 from sluiceway.ruler import GroupKey, parse_group, state_name
-from tests.natsprocs import NatsNode, nats_or_skip, single_node
+from tests.natsprocs import NatsNode
 
 GROUP = """\
 name: {name}
@@ -31,13 +27,6 @@ rules:
   - alert: A
     expr: vector(1) > 0
 """
-
-
-@pytest.fixture
-def nats(tmp_path: Path) -> Iterator[NatsNode]:
-    node = single_node(nats_or_skip(), tmp_path / "nats")
-    yield node
-    node.stop()
 
 
 def _conn(url: str) -> NatsConn:

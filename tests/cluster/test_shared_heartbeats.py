@@ -4,8 +4,6 @@ a card on every node, with the same token check, and a node never re-applies its
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -13,14 +11,7 @@ import pytest
 
 from sluiceway.cluster import ClusterConfig, NatsConn, SharedHeartbeats
 from sluiceway.model import HeartbeatRefused, PipelineRegistry, parse_heartbeat
-from tests.natsprocs import NatsNode, nats_or_skip, single_node
-
-
-@pytest.fixture
-def nats(tmp_path: Path) -> Iterator[NatsNode]:
-    node = single_node(nats_or_skip(), tmp_path / "nats")
-    yield node
-    node.stop()
+from tests.natsprocs import NatsNode
 
 
 def _poll(cond, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]

@@ -4,22 +4,12 @@ members, the object store's bytes; each part fails alone when NATS is gone."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from sluiceway.cluster import ClusterConfig, ClusterStatus, Member, MemberRegistry, NatsConn
 from sluiceway.cluster._admin import ensure_stream
 from sluiceway.store import LocalDir
-from tests.natsprocs import NatsNode, nats_or_skip, single_node
-
-
-@pytest.fixture
-def nats(tmp_path: Path) -> Iterator[NatsNode]:
-    node = single_node(nats_or_skip(), tmp_path / "nats")
-    yield node
-    node.stop()
+from tests.natsprocs import NatsNode
 
 
 def test_stream_health_members_and_object_bytes(nats: NatsNode,

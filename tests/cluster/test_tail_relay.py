@@ -6,23 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
-import pytest
 
 from sluiceway.cluster import ClusterConfig, NatsConn, TailRelay
 from sluiceway.cluster._admin import ensure_stream
 from sluiceway.model import EntryBlock, PushRecord
-from tests.natsprocs import NatsNode, nats_or_skip, single_node
-
-
-@pytest.fixture
-def nats(tmp_path: Path) -> Iterator[NatsNode]:
-    node = single_node(nats_or_skip(), tmp_path / "nats")
-    yield node
-    node.stop()
+from tests.natsprocs import NatsNode
 
 
 def record(tenant: str, line: str) -> PushRecord:
