@@ -73,7 +73,9 @@ def test_max_query_bytes_read_and_stats(tmp_path: Path) -> None:
                    "  split_queries_by_interval: 1m\n")
     srv = ThreadServer(tmp_path / "data", config=cfg).start()
     try:
-        now = time.time_ns()
+        # 15 s before a whole minute: the narrow query's range (30 s earlier) then lies
+        # inside one 1m split whatever the clock says (it straddled two at :29-:31).
+        now = time.time_ns() // (60 * 10**9) * (60 * 10**9) - 15 * 10**9
         _push_blocks(srv, now)
         base = {"start": str(now - 3600 * 10**9), "end": str(now), "step": "60"}
         r = httpx.get(f"{srv.url}/loki/api/v1/query_range",
