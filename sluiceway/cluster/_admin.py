@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from nats.js import JetStreamContext
     from nats.js.kv import KeyValue
 
+    from sluiceway.cluster._conn import NatsConn
+
 log = logging.getLogger("sluiceway.cluster")
 
 
@@ -97,6 +99,22 @@ async def kv_snapshot(kv: KeyValue, keys: str = ">") -> dict[str, bytes]:
     finally:
         await watcher.stop()  # type: ignore[no-untyped-call]
     return out
+
+
+def kv_value(conn: NatsConn, kv: KeyValue, key: str, what: str) -> bytes | None:
+    """The value of `key` (None: no such key, or an empty value); a NATS failure raises
+    `ClusterError` as `conn.run` does."""
+    from nats.js.errors import KeyNotFoundError
+
+    from sluiceway.cluster._conn import ClusterError
+
+    try:
+        entry = conn.run(kv.get(key), what)
+    except ClusterError as exc:
+        if isinstance(exc.__cause__, KeyNotFoundError):
+            return None
+        raise
+    return entry.value or None
 
 
 def kv_token(part: str) -> str:

@@ -36,7 +36,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sluiceway.cluster._admin import ensure_kv
+from sluiceway.cluster._admin import ensure_kv, kv_value
 from sluiceway.cluster._config import ClusterConfig
 from sluiceway.cluster._conn import ClusterError, NatsConn
 from sluiceway.cluster._lease import Leases
@@ -146,15 +146,8 @@ class Ingester:
                 self.leases.release(lease_key(p))
 
     def _recorded(self, p: int) -> int:
-        from nats.js.errors import KeyNotFoundError
-
-        try:
-            entry = self.conn.run(self._offsets.get(offset_key(p)), f"offset of partition {p}")
-        except ClusterError as exc:
-            if isinstance(exc.__cause__, KeyNotFoundError):
-                return 0
-            raise
-        return int(json.loads(entry.value or b"{}").get("seq", 0))
+        value = kv_value(self.conn, self._offsets, offset_key(p), f"offset of partition {p}")
+        return int(json.loads(value or b"{}").get("seq", 0))
 
     def _start_partition(self, p: int) -> None:
         # What earlier owners flushed is in index objects: read them before serving.

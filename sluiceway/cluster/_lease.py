@@ -22,7 +22,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
-from sluiceway.cluster._admin import ensure_kv
+from sluiceway.cluster._admin import ensure_kv, kv_value
 from sluiceway.cluster._conn import ClusterError, NatsConn
 
 if TYPE_CHECKING:
@@ -146,15 +146,8 @@ class Leases:
 
     def holder_of(self, key: str) -> str | None:
         """Who holds `key` now (None: nobody)."""
-        from nats.js.errors import KeyNotFoundError
-
-        try:
-            entry = self.conn.run(self._kv.get(key), f"lease {key}")
-        except ClusterError as exc:
-            if isinstance(exc.__cause__, KeyNotFoundError):
-                return None
-            raise
-        return entry.value.decode() if entry.value else None
+        value = kv_value(self.conn, self._kv, key, f"lease {key}")
+        return value.decode() if value else None
 
     def release(self, key: str) -> None:
         """Give `key` up now (a clean stop), so another holder need not wait for the TTL."""

@@ -22,7 +22,7 @@ import hashlib
 import logging
 from typing import TYPE_CHECKING
 
-from sluiceway.cluster._admin import ensure_kv, kv_snapshot, kv_token, kv_untoken
+from sluiceway.cluster._admin import ensure_kv, kv_snapshot, kv_token, kv_untoken, kv_value
 from sluiceway.cluster._conn import ClusterError, NatsConn
 from sluiceway.cluster._lease import Leases
 from sluiceway.cluster._members import MemberRegistry
@@ -132,19 +132,12 @@ class KVRuleStore:
         return got.get(tenant, {}).get(namespace, [])
 
     def get_group(self, tenant: str, namespace: str, name: str) -> RuleGroup | None:
-        from nats.js.errors import KeyNotFoundError
-
         key = group_kv_key(tenant, namespace, name)
-        try:
-            entry = self.conn.run(self._b.kv().get(key), "rule group")
-        except ClusterError as exc:
-            if isinstance(exc.__cause__, KeyNotFoundError):
-                return None
-            raise
-        if not entry.value:
+        value = kv_value(self.conn, self._b.kv(), key, "rule group")
+        if value is None:
             return None
         try:
-            return parse_group(entry.value)
+            return parse_group(value)
         except RuleFormatError as exc:
             log.warning("rule group %s/%s not read: %s", self.bucket, key, exc)
             return None
@@ -172,15 +165,7 @@ class KVBlobs:
         self.conn, self.bucket = conn, bucket
 
     def read(self, name: str) -> bytes | None:
-        from nats.js.errors import KeyNotFoundError
-
-        try:
-            entry = self.conn.run(self._b.kv().get(name), "for-state")
-        except ClusterError as exc:
-            if isinstance(exc.__cause__, KeyNotFoundError):
-                return None
-            raise
-        return entry.value or None
+        return kv_value(self.conn, self._b.kv(), name, "for-state")
 
     def write(self, name: str, data: bytes) -> None:
         self.conn.run(self._b.kv().put(name, data), "for-state")
